@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Idempotent setup for a Debian 12 machine, as root, with only package registries reachable.
+#
+#   bash scripts/setup.sh                   # system packages + <repo>/.venv with berth installed editable
+#   bash scripts/setup.sh --with-reference  # also Debian's docker.io (dockerd 20.10), for bench/
+#
+# System packages: busybox-static (the offline base image), runc (the oci exec driver),
+# nftables and iproute2 (the network driver). Output is quiet; errors are shown in full.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+with_reference=0
+for arg in "$@"; do
+    case "$arg" in
+        --with-reference) with_reference=1 ;;
+        -h|--help) sed -n '2,9p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        *) echo "setup.sh: unknown argument: $arg" >&2; exit 2 ;;
+    esac
+done
+
+log() { printf 'setup: %s\n' "$*"; }
+
+# run CMD... quietly; on failure print its output and fail
+quiet() {
+    local out
+    if ! out=$("$@" 2>&1); then
+        printf '%s\n' "$out" >&2
+        echo "setup.sh: failed: $*" >&2
+        return 1
+    fi
+}
+
+if [ "$(id -u)" != 0 ]; then
+    echo "setup.sh: run as root (apt-get install, and berth itself needs root)" >&2
+    exit 1
+fi
+
+# --- system packages --------------------------------------------------------------------------
+pkgs=(busybox-static runc nftables iproute2 util-linux)
+[ "$with_reference" = 1 ] && pkgs+=(docker.io)
+
+missing=()
+for p in "${pkgs[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$p")
+    fi
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    log "apt-get install ${missing[*]}"
+    quiet apt-get update -q
+    # Installing docker.io must not start a host dockerd (it would create docker0 and iptables
+    # rules on the host network). A policy-rc.d that answers 101 forbids service starts.
+    own_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        own_policy=1
+    fi
+    rc=0
+    quiet apt-get install -y -q --no-install-recommends "${missing[@]}" || rc=$?
+    [ "$own_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+    [ "$rc" = 0 ] || exit "$rc"
+fi
+
+# --- the virtualenv at the repository root --------------------------------------------------------
+venv="$repo/.venv"
+python=${PYTHON:-python3}
+if [ ! -x "$venv/bin/python" ]; then
+    log "creating $venv"
+    quiet "$python" -m venv "$venv"
+fi
+# Reinstall only when pyproject.toml changed since the last successful install (or the entry
+# points are missing), so repeated runs take a second.
+stamp="$venv/.berth-setup-stamp"
+want=$(sha256sum "$repo/pyproject.toml" | cut -d' ' -f1)
+if [ ! -x "$venv/bin/berthd" ] || [ ! -x "$venv/bin/berth" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "pip install -e '.[test]' into $venv"
+    quiet "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$repo[test]"
+    echo "$want" >"$stamp"
+fi
+for exe in berthd berth; do
+    if [ ! -x "$venv/bin/$exe" ]; then
+        echo "setup.sh: $venv/bin/$exe missing after install" >&2
+        exit 1
+    fi
+done
+log "ready: $venv/bin/berthd, $venv/bin/berth"
