@@ -1,0 +1,28 @@
+"""berth's libcontainer: run an OCI runtime-spec on the Linux kernel, with syscalls only.
+
+The model: a single-threaded caller (the monitor) hands :func:`create` a ``config.json`` dict,
+the graph driver's rootfs mount plan, the stdio fds and a cgroup. ``create`` forks the container
+init (pid 1 of a new PID namespace when the spec asks), which builds the container's world --
+namespaces, the rootfs mounts, /proc /dev /sys, masked paths, pivot_root, hostname, rlimits,
+user, capabilities, cwd, the resolved executable -- and then waits at a barrier.
+``InitProcess.start()`` releases it and init ``execve``s the process. ``exec_process`` forks a
+process into the namespaces and cgroup of a running container.
+
+    init = create(spec, [Mount("overlay", "overlay", spec["root"]["path"], (...,))],
+                  Stdio(0, 1, 2), cgroup)
+    init.start()                     # the container's process runs
+    os.waitpid(init.pid, 0)
+
+Anything that fails before exec raises :class:`ContainerInitError` with runc's text and the
+exit status Docker records (127 not found, 126 cannot execute, 128 otherwise).
+
+Modules: ``spec`` (OCI dict -> frozen dataclasses), ``kernel`` (the ctypes seam),
+``rootfs`` (mounts, devices, pivot_root), ``capabilities``, ``executable`` (PATH lookup),
+``init`` (the child's linear program), ``process`` (fork, sync pipes, exec), ``cgroups``.
+"""
+
+from berth.libcontainer.failure import ContainerInitError
+from berth.libcontainer.process import InitProcess, create, exec_process
+from berth.libcontainer.spec import Mount, Stdio
+
+__all__ = ["ContainerInitError", "InitProcess", "Mount", "Stdio", "create", "exec_process"]

@@ -1,0 +1,42 @@
+"""How a container init that fails before exec reports why.
+
+The init child writes one JSON object ``{"message": ..., "exit_code": N}`` on a close-on-exec
+pipe and exits; the parent reads it and raises :class:`ContainerInitError`. A clean ``execve``
+closes the pipe, so EOF with nothing read means the process runs.
+
+    >>> err = ContainerInitError('exec: "foo": executable file not found in $PATH', 127)
+    >>> ContainerInitError.from_wire(err.to_wire()).exit_code
+    127
+
+Exit codes follow runc/Docker: 127 not found, 126 not executable or permission denied,
+128 any other failure before the process could start.
+"""
+
+from __future__ import annotations
+
+import json
+
+from berth.errors import ContainerStartError
+
+EXIT_NOT_FOUND = 127
+EXIT_CANNOT_EXECUTE = 126
+EXIT_OTHER = 128
+
+
+class ContainerInitError(ContainerStartError):
+    """A step of container init failed before the user's process could start."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_OTHER) -> None:
+        super().__init__(message, exit_code)
+
+    def to_wire(self) -> bytes:
+        return json.dumps({"message": self.message, "exit_code": self.exit_code}).encode() + b"\n"
+
+    @classmethod
+    def from_wire(cls, data: bytes) -> ContainerInitError:
+        """Decode what :meth:`to_wire` wrote; garbage becomes an error that quotes it."""
+        try:
+            obj = json.loads(data.decode("utf-8", "replace"))
+            return cls(str(obj["message"]), int(obj["exit_code"]))
+        except (ValueError, KeyError, TypeError):
+            return cls(f"container init: unreadable error report: {data[:200]!r}", EXIT_OTHER)

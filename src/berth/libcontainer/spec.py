@@ -1,0 +1,332 @@
+"""The OCI runtime-spec, parsed into small frozen dataclasses before any side effect.
+
+``parse(config)`` takes the ``config.json`` dict the exec driver wrote and returns a
+:class:`ContainerSpec`; every check that can fail without the kernel happens here, so init
+(which runs in a forked child) only performs the plan. Mount options are split the way runc
+splits them: flag words become ``MS_*`` bits, propagation words a separate propagation mount,
+everything else the filesystem's data string.
+
+    >>> spec = parse({"root": {"path": "/r"}, "process": {"args": ["sh"], "cwd": "/"}})
+    >>> spec.process.args, spec.namespace("pid")
+    (('sh',), None)
+    >>> parse_mount_options(("nosuid", "ro", "mode=755", "rslave")).data
+    'mode=755'
+
+``Mount`` and ``Stdio`` are the types other boxes hand to :func:`berth.libcontainer.create`.
+"""
+
+from __future__ import annotations
+
+import resource
+from dataclasses import dataclass, field
+from typing import Any
+
+from berth.libcontainer import kernel
+from berth.libcontainer.capabilities import parse_caps
+from berth.libcontainer.failure import ContainerInitError
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One mount: ``mount -t type -o options source target``; also the graph driver's plan."""
+
+    type: str
+    source: str
+    target: str
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Stdio:
+    """File descriptors in the caller; with ``tty`` all three are the pty slave (made the ctty)."""
+
+    stdin: int
+    stdout: int
+    stderr: int
+    tty: bool = False
+
+
+@dataclass(frozen=True)
+class MountOptions:
+    """Mount options split into ``mount(2)`` arguments."""
+
+    flags: int = 0
+    propagation: int = 0  # MS_SHARED/MS_SLAVE/MS_PRIVATE/MS_UNBINDABLE (| MS_REC), 0 = leave
+    data: str = ""
+
+    @property
+    def bind(self) -> bool:
+        return bool(self.flags & kernel.MS_BIND)
+
+
+# word -> (clear, bits): runc's parseMountOptions table
+_FLAG_WORDS: dict[str, tuple[bool, int]] = {
+    "defaults": (False, 0),
+    "ro": (False, kernel.MS_RDONLY),
+    "rw": (True, kernel.MS_RDONLY),
+    "suid": (True, kernel.MS_NOSUID),
+    "nosuid": (False, kernel.MS_NOSUID),
+    "dev": (True, kernel.MS_NODEV),
+    "nodev": (False, kernel.MS_NODEV),
+    "exec": (True, kernel.MS_NOEXEC),
+    "noexec": (False, kernel.MS_NOEXEC),
+    "sync": (False, kernel.MS_SYNCHRONOUS),
+    "async": (True, kernel.MS_SYNCHRONOUS),
+    "dirsync": (False, kernel.MS_DIRSYNC),
+    "remount": (False, kernel.MS_REMOUNT),
+    "mand": (False, kernel.MS_MANDLOCK),
+    "nomand": (True, kernel.MS_MANDLOCK),
+    "atime": (True, kernel.MS_NOATIME),
+    "noatime": (False, kernel.MS_NOATIME),
+    "diratime": (True, kernel.MS_NODIRATIME),
+    "nodiratime": (False, kernel.MS_NODIRATIME),
+    "bind": (False, kernel.MS_BIND),
+    "rbind": (False, kernel.MS_BIND | kernel.MS_REC),
+    "relatime": (False, kernel.MS_RELATIME),
+    "norelatime": (True, kernel.MS_RELATIME),
+    "strictatime": (False, kernel.MS_STRICTATIME),
+    "nostrictatime": (True, kernel.MS_STRICTATIME),
+}
+_PROPAGATION_WORDS = {
+    "private": kernel.MS_PRIVATE,
+    "rprivate": kernel.MS_PRIVATE | kernel.MS_REC,
+    "shared": kernel.MS_SHARED,
+    "rshared": kernel.MS_SHARED | kernel.MS_REC,
+    "slave": kernel.MS_SLAVE,
+    "rslave": kernel.MS_SLAVE | kernel.MS_REC,
+    "unbindable": kernel.MS_UNBINDABLE,
+    "runbindable": kernel.MS_UNBINDABLE | kernel.MS_REC,
+}
+
+
+def parse_mount_options(options: tuple[str, ...] | list[str]) -> MountOptions:
+    flags = 0
+    propagation = 0
+    data: list[str] = []
+    for word in options:
+        if word in _FLAG_WORDS:
+            clear, bits = _FLAG_WORDS[word]
+            flags = flags & ~bits if clear else flags | bits
+        elif word in _PROPAGATION_WORDS:
+            propagation = _PROPAGATION_WORDS[word]
+        else:
+            data.append(word)
+    return MountOptions(flags, propagation, ",".join(data))
+
+
+@dataclass(frozen=True)
+class User:
+    uid: int = 0
+    gid: int = 0
+    additional_gids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rlimit:
+    resource: int
+    soft: int
+    hard: int
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """Capability numbers per set; ``None`` on Process means "leave the caller's sets"."""
+
+    bounding: frozenset[int] = frozenset()
+    effective: frozenset[int] = frozenset()
+    permitted: frozenset[int] = frozenset()
+    inheritable: frozenset[int] = frozenset()
+    ambient: frozenset[int] = frozenset()
+
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class Process:
+    args: tuple[str, ...]
+    env: tuple[str, ...] = ()
+    cwd: str = "/"
+    user: User = field(default_factory=User)
+    terminal: bool = False
+    capabilities: Capabilities | None = None
+    rlimits: tuple[Rlimit, ...] = ()
+    no_new_privileges: bool = False
+    oom_score_adj: int | None = None
+
+    @property
+    def path_env(self) -> str:
+        """``PATH`` from the process's environment (the last one wins), or the default."""
+        value = None
+        for entry in self.env:
+            if entry.startswith("PATH="):
+                value = entry[5:]
+        return DEFAULT_PATH if value is None else value
+
+
+@dataclass(frozen=True)
+class Namespace:
+    type: str  # pid, mount, uts, ipc, network, cgroup, user
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class Device:
+    path: str
+    type: str  # c, b, u, p
+    major: int
+    minor: int
+    file_mode: int = 0o666
+    uid: int = 0
+    gid: int = 0
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    root_path: str
+    process: Process
+    root_readonly: bool = False
+    hostname: str | None = None
+    mounts: tuple[Mount, ...] = ()
+    namespaces: tuple[Namespace, ...] = ()
+    masked_paths: tuple[str, ...] = ()
+    readonly_paths: tuple[str, ...] = ()
+    devices: tuple[Device, ...] = ()
+    sysctl: tuple[tuple[str, str], ...] = ()
+    rootfs_propagation: str = "rslave"
+
+    def namespace(self, type_: str) -> Namespace | None:
+        for ns in self.namespaces:
+            if ns.type == type_:
+                return ns
+        return None
+
+
+NAMESPACE_TYPES = ("pid", "mount", "uts", "ipc", "network", "cgroup", "user")
+# The standard device nodes every container gets (runc's AllowedDevices "default" subset).
+DEFAULT_DEVICES = (
+    Device("/dev/null", "c", 1, 3),
+    Device("/dev/zero", "c", 1, 5),
+    Device("/dev/full", "c", 1, 7),
+    Device("/dev/random", "c", 1, 8),
+    Device("/dev/urandom", "c", 1, 9),
+    Device("/dev/tty", "c", 5, 0),
+)
+
+
+def _bad(what: str) -> ContainerInitError:
+    return ContainerInitError(f"invalid config.json: {what}", 128)
+
+
+def _int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(f"{what} must be an integer, got {value!r}")
+    return value
+
+
+def parse_process(obj: Any) -> Process:
+    """Parse an OCI ``process`` object (also what ``exec_process`` receives)."""
+    if not isinstance(obj, dict):
+        raise _bad("process must be an object")
+    args = obj.get("args") or []
+    if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args):
+        raise _bad("process.args must be a non-empty list of strings")
+    env = obj.get("env") or []
+    if not isinstance(env, list) or not all(isinstance(e, str) for e in env):
+        raise _bad("process.env must be a list of strings")
+    cwd = obj.get("cwd") or "/"
+    if not isinstance(cwd, str) or not cwd.startswith("/"):
+        raise _bad(f"process.cwd must be an absolute path, got {cwd!r}")
+    u = obj.get("user") or {}
+    user = User(
+        _int(u.get("uid", 0), "process.user.uid"),
+        _int(u.get("gid", 0), "process.user.gid"),
+        tuple(_int(g, "process.user.additionalGids") for g in u.get("additionalGids") or ()),
+    )
+    caps = None
+    if obj.get("capabilities") is not None:
+        c = obj["capabilities"]
+        if not isinstance(c, dict):
+            raise _bad("process.capabilities must be an object")
+        try:
+            caps = Capabilities(*(parse_caps(c.get(k) or ()) for k in
+                                  ("bounding", "effective", "permitted", "inheritable", "ambient")))
+        except ValueError as exc:
+            raise _bad(f"process.capabilities: {exc}") from exc
+    rlimits = []
+    for rl in obj.get("rlimits") or ():
+        name = rl.get("type", "")
+        res = getattr(resource, name, None) if name.startswith("RLIMIT_") else None
+        if not isinstance(res, int):
+            raise _bad(f"unknown rlimit type {name!r}")
+        rlimits.append(Rlimit(res, _int(rl.get("soft", 0), name), _int(rl.get("hard", 0), name), name))
+    oom = obj.get("oomScoreAdj")
+    return Process(
+        args=tuple(args),
+        env=tuple(env),
+        cwd=cwd,
+        user=user,
+        terminal=bool(obj.get("terminal", False)),
+        capabilities=caps,
+        rlimits=tuple(rlimits),
+        no_new_privileges=bool(obj.get("noNewPrivileges", False)),
+        oom_score_adj=None if oom is None else _int(oom, "process.oomScoreAdj"),
+    )
+
+
+def _parse_mount(m: Any) -> Mount:
+    if not isinstance(m, dict) or not isinstance(m.get("destination"), str):
+        raise _bad(f"mount needs a destination: {m!r}")
+    dest = m["destination"]
+    if not dest.startswith("/"):
+        raise _bad(f"mount destination must be absolute: {dest!r}")
+    options = tuple(m.get("options") or ())
+    mtype = m.get("type") or ("bind" if any(o in ("bind", "rbind") for o in options) else "none")
+    return Mount(mtype, m.get("source") or mtype, dest, options)
+
+
+def _parse_device(d: Any) -> Device:
+    try:
+        return Device(
+            d["path"], d["type"], _int(d.get("major", 0), "device major"), _int(d.get("minor", 0), "device minor"),
+            _int(d.get("fileMode", 0o666), "device fileMode"), _int(d.get("uid", 0), "device uid"),
+            _int(d.get("gid", 0), "device gid"),
+        )
+    except (KeyError, TypeError) as exc:
+        raise _bad(f"device needs path and type: {d!r}") from exc
+
+
+def parse(config: dict[str, Any]) -> ContainerSpec:
+    """Validate and convert a ``config.json`` dict; raises ContainerInitError (exit 128)."""
+    root = config.get("root") or {}
+    if not isinstance(root.get("path"), str) or not root["path"]:
+        raise _bad("root.path is required")
+    linux = config.get("linux") or {}
+    namespaces = []
+    for ns in linux.get("namespaces") or ():
+        if ns.get("type") not in NAMESPACE_TYPES:
+            raise _bad(f"unknown namespace type {ns.get('type')!r}")
+        if ns["type"] == "user":
+            raise _bad("user namespaces are not supported")
+        namespaces.append(Namespace(ns["type"], ns.get("path") or None))
+    if len({ns.type for ns in namespaces}) != len(namespaces):
+        raise _bad("a namespace type is listed twice")
+    hostname = config.get("hostname") or None
+    if hostname is not None and not any(ns.type == "uts" and ns.path is None for ns in namespaces):
+        raise _bad("hostname requires a new uts namespace")
+    devices = tuple(_parse_device(d) for d in linux.get("devices") or ())
+    sysctl = tuple(sorted((str(k), str(v)) for k, v in (linux.get("sysctl") or {}).items()))
+    return ContainerSpec(
+        root_path=root["path"],
+        process=parse_process(config.get("process") or {}),
+        root_readonly=bool(root.get("readonly", False)),
+        hostname=hostname,
+        mounts=tuple(_parse_mount(m) for m in config.get("mounts") or ()),
+        namespaces=tuple(namespaces),
+        masked_paths=tuple(linux.get("maskedPaths") or ()),
+        readonly_paths=tuple(linux.get("readonlyPaths") or ()),
+        devices=devices,
+        sysctl=sysctl,
+        rootfs_propagation=linux.get("rootfsPropagation") or "rslave",
+    )
