@@ -1,0 +1,160 @@
+"""Taking over an HTTP connection for attach and exec (Go's ``http.Hijacker``, in aiohttp).
+
+The client asks with ``Connection: Upgrade`` / ``Upgrade: tcp``; we answer
+``HTTP/1.1 101 UPGRADED`` at once and from then on the socket is a raw two-way pipe:
+client→server is the process's stdin, server→client its output (framed unless TTY).
+
+aiohttp would close the connection on the client's half-close (``shutdown(SHUT_WR)`` once its
+stdin ends) and never hand us the bytes sent after the upgrade, so we swap in our own
+protocol: ``eof_received`` returns True (keep writing after the client's EOF) and incoming
+bytes go to a queue that the job reads as stdin. The route must not return before
+``close()``: aiohttp closes a force-closed connection when its handler returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from berth.api.streams import flush_headers
+
+
+class HijackProtocol(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.incoming: asyncio.Queue[bytes] = asyncio.Queue()
+        self.lost = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._writable.set()
+
+    def data_received(self, data: bytes) -> None:
+        if data:
+            self.incoming.put_nowait(data)
+
+    def eof_received(self) -> bool:
+        self.incoming.put_nowait(b"")
+        return True  # half-close: keep our write side open
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.incoming.put_nowait(b"")
+        self.lost.set()
+        self._writable.set()
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+
+class Hijacked:
+    """The raw connection after the upgrade: a ByteSource (stdin) and a ByteSink (output)."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: HijackProtocol) -> None:
+        self.transport = transport
+        self.protocol = protocol
+        self._eof = False
+
+    async def read(self) -> bytes:
+        if self._eof:
+            return b""
+        data = await self.protocol.incoming.get()
+        if not data:
+            self._eof = True
+        return data
+
+    async def write(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            raise ConnectionResetError("attach: the client closed the connection")
+        self.transport.write(data)
+        await self.protocol._writable.wait()
+
+    @property
+    def gone(self) -> asyncio.Event:
+        return self.protocol.lost
+
+    def close(self) -> None:
+        if self.transport.is_closing():
+            return
+        if self.transport.can_write_eof():
+            try:
+                self.transport.write_eof()
+            except OSError:
+                pass  # the peer is already gone; close() below is all that is left to do
+        self.transport.close()
+
+
+async def hijack(request: web.Request, content_type: str, extra_headers: dict[str, str] | None = None) -> Hijacked:
+    """Answer 101 (or 200 for clients that did not ask to upgrade) and take the socket over."""
+    upgrade = request.headers.get("Upgrade", "").lower() == "tcp"
+    headers = {"Content-Type": content_type}
+    if upgrade:
+        headers.update({"Connection": "Upgrade", "Upgrade": "tcp"})
+    headers.update(extra_headers or {})
+    resp = web.StreamResponse(status=101 if upgrade else 200, reason="UPGRADED" if upgrade else "OK", headers=headers)
+    resp.force_close()
+    await resp.prepare(request)
+    flush_headers(resp)
+    transport = request.transport
+    assert transport is not None, "hijack: the request has no transport"
+    protocol = HijackProtocol()
+    # No await between sending the headers and swapping the protocol: the client sends stdin
+    # only after it has read the 101, so no byte can be read by aiohttp's protocol meanwhile.
+    transport.set_protocol(protocol)
+    transport.resume_reading()
+    request._berth_hijacked = True  # type: ignore[attr-defined]
+    return Hijacked(transport, protocol)  # type: ignore[arg-type]
+
+
+class LazyHijack:
+    """A job's stdin and stdout over a hijacked connection, hijacked on first use.
+
+    Until the handler calls ``start()`` (or reads/writes) it can still answer with an ordinary
+    error response, e.g. 404 for a missing container.
+    """
+
+    def __init__(self, request: web.Request, content_type: str, extra_headers: dict[str, str] | None = None):
+        self.request = request
+        self.content_type = content_type
+        self.extra_headers = extra_headers
+        self.conn: Hijacked | None = None
+
+    async def start(self, content_type: str | None = None) -> Hijacked:
+        if self.conn is None:
+            self.conn = await hijack(self.request, content_type or self.content_type, self.extra_headers)
+        return self.conn
+
+    async def read(self) -> bytes:
+        return await (await self.start()).read()
+
+    async def write(self, data: bytes) -> None:
+        conn = await self.start()
+        if data:
+            await conn.write(data)
+
+    @property
+    def gone(self) -> asyncio.Event:
+        assert self.conn is not None
+        return self.conn.gone
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
+class _HijackedResponse(web.StreamResponse):
+    """What a hijacking route returns: the connection is ours (and closed by now), so aiohttp
+    must not write a response on it."""
+
+    def __init__(self) -> None:
+        super().__init__(status=101)
+
+    async def prepare(self, request: web.BaseRequest) -> None:  # type: ignore[override]
+        return None
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        return None
+
+
+def hijacked_response() -> web.StreamResponse:
+    return _HijackedResponse()

@@ -1,0 +1,217 @@
+"""The API server (the seed's Server): an aiohttp app with Docker's routes, on every listener.
+
+Every route exists twice: ``/v{version}/path`` and unversioned ``/path`` (the daemon's own
+version). Middlewares check the version, put Docker's informational headers on every answer,
+and turn berth's errors into ``{"message": ...}`` bodies (``berth.api.errors``). A route
+parses the request, runs a named job on the engine and writes the job's result; it never
+calls a handler directly.
+
+Listeners: ``unix://PATH``, ``tcp://HOST:PORT`` (TLS when configured) and ``fd://`` /
+``fd://N`` (systemd socket activation: ``LISTEN_FDS`` sockets from fd 3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from berth import errors
+from berth.api.errors import error_response, status_of
+from berth.engine import Engine
+
+API_VERSION = "1.45"
+MIN_API_VERSION = "1.24"
+MAX_ACCEPTED_VERSION = (1, 99)  # tolerate newer clients' paths rather than answering 400
+SERVER = "Berth/0.1.0 (linux)"
+
+log = logging.getLogger("berth.api")
+
+RouteHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ROUTES: list[tuple[str, str, RouteHandler]] = []
+
+
+def route(method: str, path: str) -> Callable[[RouteHandler], RouteHandler]:
+    def register(fn: RouteHandler) -> RouteHandler:
+        ROUTES.append((method, path, fn))
+        return fn
+
+    return register
+
+
+def engine_of(request: web.Request) -> Engine:
+    return request.app["engine"]  # type: ignore[no-any-return]
+
+
+def api_version(request: web.Request) -> tuple[int, int]:
+    return request.get("api_version", _parse_version(API_VERSION))  # type: ignore[no-any-return]
+
+
+def _parse_version(text: str) -> tuple[int, int]:
+    major, _, minor = text.partition(".")
+    return int(major), int(minor or 0)
+
+
+@web.middleware
+async def _middleware(request: web.Request, handler: RouteHandler) -> web.StreamResponse:
+    version = request.match_info.get("version")
+    if version is not None:
+        try:
+            parsed = _parse_version(version)
+        except ValueError:
+            return error_response(400, f"invalid API version {version!r}")
+        if parsed < _parse_version(MIN_API_VERSION):
+            return error_response(
+                400,
+                f"client version {version} is too old. Minimum supported API version is "
+                f"{MIN_API_VERSION}, please upgrade your client to a newer version",
+            )
+        if parsed > MAX_ACCEPTED_VERSION:
+            return error_response(
+                400, f"client version {version} is too new. Maximum supported API version is {API_VERSION}"
+            )
+        request["api_version"] = parsed
+    try:
+        return await handler(request)
+    except errors.BerthError as exc:
+        return error_response(status_of(exc), exc.message)
+    except web.HTTPNotFound:
+        return error_response(404, "page not found")
+    except web.HTTPMethodNotAllowed:
+        return error_response(404, "page not found")
+    except (ConnectionResetError, asyncio.CancelledError):
+        raise
+    except Exception as exc:  # the one boundary where unexpected failures become a 500
+        log.exception("%s %s failed", request.method, request.path)
+        return error_response(500, f"{type(exc).__name__}: {exc}")
+
+
+async def _on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+    headers = response.headers
+    headers.setdefault("Api-Version", API_VERSION)
+    headers.setdefault("Docker-Experimental", "false")
+    headers.setdefault("Ostype", "linux")
+    headers.setdefault("Server", SERVER)
+
+
+def make_app(engine: Engine) -> web.Application:
+    # Importing the route modules registers their routes in ROUTES.
+    from berth.api.routes import containers, execs, images, system  # noqa: F401
+
+    app = web.Application(middlewares=[_middleware], client_max_size=64 * 1024 * 1024)
+    app["engine"] = engine
+    app.on_response_prepare.append(_on_prepare)
+    for method, path, fn in ROUTES:
+        allow = {"allow_head": False} if method == "GET" else {}
+        app.router.add_route(method, path, fn, **allow)
+        app.router.add_route(method, "/v{version:[0-9.]+}" + path, fn, **allow)
+    return app
+
+
+@dataclass(frozen=True)
+class TLSOptions:
+    cert: str | None = None
+    key: str | None = None
+    cacert: str | None = None
+    verify: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert and self.key)
+
+    def context(self) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(self.cert or "", self.key or "")
+        if self.verify:
+            if not self.cacert:
+                raise errors.InvalidParameter("--tlsverify needs --tlscacert")
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(self.cacert)
+        return ctx
+
+
+def systemd_sockets() -> list[socket.socket]:
+    """The sockets systemd passed us (LISTEN_FDS/LISTEN_PID), fds 3..3+n-1."""
+    if os.environ.get("LISTEN_PID") not in (None, str(os.getpid())):
+        return []
+    count = int(os.environ.get("LISTEN_FDS", "0") or 0)
+    return [socket.socket(fileno=fd) for fd in range(3, 3 + count)]
+
+
+class Server:
+    """Serves the app on every ``-H`` address until ``stop()``."""
+
+    def __init__(self, engine: Engine, hosts: list[str], tls: TLSOptions, insecure_tcp: bool = False) -> None:
+        self.app = make_app(engine)
+        self.hosts = hosts
+        self.tls = tls
+        self.insecure_tcp = insecure_tcp
+        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        self._unix_paths: list[Path] = []
+
+    async def start(self) -> None:
+        for host in self.hosts:
+            _check_host(host, self.tls, self.insecure_tcp)
+        await self.runner.setup()
+        for host in self.hosts:
+            for site in self._sites(host):
+                await site.start()
+
+    def _sites(self, host: str) -> list[web.BaseSite]:
+        if host.startswith("unix://"):
+            path = Path(host[len("unix://") :])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.is_socket():
+                path.unlink()
+            self._unix_paths.append(path)
+            return [_ChmodUnixSite(self.runner, str(path))]
+        if host.startswith("tcp://"):
+            addr, _, port = host[len("tcp://") :].rpartition(":")
+            ctx = self.tls.context() if self.tls.enabled else None
+            return [web.TCPSite(self.runner, addr.strip("[]") or "127.0.0.1", int(port or 2375), ssl_context=ctx)]
+        if host.startswith("fd://"):
+            wanted = host[len("fd://") :]
+            socks = systemd_sockets()
+            if wanted:
+                socks = [s for s in socks if s.fileno() == int(wanted)]
+            if not socks:
+                raise errors.InvalidParameter(f"listen on {host}: no socket was passed by systemd (LISTEN_FDS)")
+            return [web.SockSite(self.runner, s) for s in socks]
+        raise errors.InvalidParameter(f"listen on {host}: unsupported address (unix://, tcp://, fd://)")
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+        for path in self._unix_paths:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+
+
+class _ChmodUnixSite(web.UnixSite):
+    async def start(self) -> None:
+        await super().start()
+        os.chmod(self._path, 0o660)  # type: ignore[attr-defined]
+
+
+_LOOPBACK = re.compile(r"^(127\.\d+\.\d+\.\d+|localhost|\[?::1\]?)$")
+
+
+def _check_host(host: str, tls: TLSOptions, insecure_tcp: bool) -> None:
+    if not host.startswith("tcp://"):
+        return
+    addr = host[len("tcp://") :].rpartition(":")[0]
+    if not tls.enabled and not insecure_tcp and not _LOOPBACK.match(addr or "127.0.0.1"):
+        raise errors.InvalidParameter(
+            f"refusing to listen on {host} without TLS: anyone who can reach it gets root on this host; "
+            "use --tlsverify with certificates, or --insecure-tcp if you really mean it"
+        )
