@@ -1,0 +1,670 @@
+"""Run real daemons for tests and benchmarks: berthd (and, in bench/, dockerd) on private roots.
+
+Model: one `Daemon` is one daemon process on its own temporary directory under /tmp::
+
+    /tmp/bh-XXXXXX/            (unique per daemon, short: unix socket paths must stay < 108 bytes)
+      data/                    --data-root
+      exec/                    --exec-root
+      exec/berth.sock          -H unix://...
+      exec/berthd.pid          --pidfile
+      daemon.log               the daemon's stdout and stderr (every start appends to it)
+      docker-config/           DOCKER_CONFIG for the docker CLI: empty, so ~/.docker is never read
+
+    d = Berthd.create(storage_driver="vfs")
+    d.start()                               # returns once GET /_ping answers
+    d.docker("run", "--rm", "busybox", "true").returncode
+    d.teardown()                            # containers, daemon, leaked processes and mounts, dirs
+
+`teardown()` returns a list of problems (mounts or processes the daemon left behind) so that the
+pytest fixture can fail the test with them; it cleans up whatever it finds in any case. Every
+process it ends is one this harness started, or one that a daemon it started created (found by
+pid in the daemon's own state files, or by the unique root path on its command line).
+
+This module imports nothing from berth: it drives the installed `berthd`/`berth` executables and
+the real `docker` CLI, as a user would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = REPO / ".venv" / "bin"
+# BERTH_TEST_BERTHD overrides which berthd the harness starts (e.g. an installed one).
+BERTHD = Path(os.environ.get("BERTH_TEST_BERTHD") or VENV_BIN / "berthd")
+BERTH = VENV_BIN / "berth"
+
+SOCKET_PATH_MAX = 107  # sizeof(sun_path) - 1 on Linux
+
+
+class DaemonError(RuntimeError):
+    """The daemon did not start, or did not stop, as asked; the message includes its log."""
+
+
+# --- the docker CLI ---------------------------------------------------------------------------
+
+
+def docker_cli() -> str | None:
+    """The first `docker` on PATH (version 28 on these machines), or None."""
+    return shutil.which("docker")
+
+
+def docker_cli_version(exe: str) -> tuple[int, int] | None:
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30).stdout
+    m = re.search(r"version (\d+)\.(\d+)", out)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+# --- HTTP over a unix socket --------------------------------------------------------------------
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float = 5.0) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def http_get(sock_path: str, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    """GET `path` from the daemon on unix socket `sock_path`: (status, body)."""
+    conn = UnixHTTPConnection(sock_path, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def http_request(
+    sock_path: str, method: str, path: str, body: Any = None, timeout: float = 30.0
+) -> tuple[int, bytes]:
+    conn = UnixHTTPConnection(sock_path, timeout=timeout)
+    try:
+        headers = {}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        conn.request(method, path, body=data, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def ping(sock_path: str, timeout: float = 2.0) -> bool:
+    try:
+        status, body = http_get(sock_path, "/_ping", timeout=timeout)
+    except OSError:
+        return False
+    return status == 200 and body.strip() == b"OK"
+
+
+def free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- mounts and processes -----------------------------------------------------------------------
+
+
+def _unescape_mountinfo(field_: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field_)
+
+
+def mounts_under(root: Path) -> list[str]:
+    """Mount points at or below `root` in this mount namespace, deepest first."""
+    prefix = str(root).rstrip("/")
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = _unescape_mountinfo(line.split()[4])
+            if point == prefix or point.startswith(prefix + "/"):
+                found.append(point)
+    return sorted(set(found), key=lambda p: (-p.count("/"), p))
+
+
+def unmount_all(points: Iterable[str]) -> list[str]:
+    """Lazily unmount each point; return the ones that could not be unmounted."""
+    failed = []
+    for point in points:
+        r = subprocess.run(["umount", "-l", point], capture_output=True, text=True)
+        if r.returncode != 0:
+            failed.append(f"{point}: {r.stderr.strip()}")
+    return failed
+
+
+def pids_mentioning(text: str) -> list[int]:
+    """Pids of processes whose command line contains `text` (a unique temp path)."""
+    needle = text.encode()
+    me = os.getpid()
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if needle in cmdline:
+            pids.append(int(entry))
+    return pids
+
+
+def pid_alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def kill_and_wait(pids: Iterable[int], timeout: float = 5.0) -> None:
+    pids = [p for p in pids if pid_alive(p)]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
+        time.sleep(0.02)
+
+
+def _reap(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    try:
+        proc.wait(timeout=timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        return False
+
+
+# --- the daemon ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """Docker's TLS flags for the daemon: --tlscacert/--tlscert/--tlskey [--tlsverify]."""
+
+    cacert: Path
+    cert: Path
+    key: Path
+    verify: bool = True
+
+    def daemon_args(self) -> list[str]:
+        args = ["--tlsverify" if self.verify else "--tls"]
+        return args + [
+            "--tlscacert",
+            str(self.cacert),
+            "--tlscert",
+            str(self.cert),
+            "--tlskey",
+            str(self.key),
+        ]
+
+
+@dataclass
+class Daemon:
+    """A daemon process on private roots; subclasses say how to build its command line."""
+
+    root: Path
+    name: str = "daemon"
+    extra_args: tuple[str, ...] = ()
+    env_extra: dict[str, str] = field(default_factory=dict)
+    start_timeout: float = 30.0
+    proc: subprocess.Popen[bytes] | None = None
+    ready_once: bool = False
+    _clients: list[Any] = field(default_factory=list)
+
+    # layout --------------------------------------------------------------------------------
+    @property
+    def data_root(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def exec_root(self) -> Path:
+        return self.root / "exec"
+
+    @property
+    def sock(self) -> str:
+        return str(self.exec_root / f"{self.name}.sock")
+
+    @property
+    def pidfile(self) -> Path:
+        return self.exec_root / f"{self.name}.pid"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "daemon.log"
+
+    @property
+    def docker_config(self) -> Path:
+        return self.root / "docker-config"
+
+    @property
+    def host(self) -> str:
+        return f"unix://{self.sock}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        for var in ("DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"):
+            env.pop(var, None)
+        env.update(DOCKER_HOST=self.host, BERTH_HOST=self.host, DOCKER_CONFIG=str(self.docker_config))
+        return env
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def popen_prefix(self) -> list[str]:
+        """Prepended to the command line (e.g. `ip netns exec NAME`)."""
+        return []
+
+    # lifecycle -----------------------------------------------------------------------------
+    def prepare(self) -> None:
+        if len(self.sock.encode()) > SOCKET_PATH_MAX:
+            raise DaemonError(f"socket path too long ({len(self.sock)} bytes): {self.sock}")
+        for d in (self.data_root, self.exec_root, self.docker_config):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def start(self) -> None:
+        """Start the daemon and wait until GET /_ping answers; DaemonError (with the log) if not."""
+        if self.pid is not None:
+            raise DaemonError(f"{self.name} already running as pid {self.pid}")
+        self.prepare()
+        argv = self.popen_prefix() + self.command()
+        with open(self.log_path, "ab") as log:
+            log.write(f"--- harness: starting {' '.join(argv)}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env_extra},
+                start_new_session=True,
+            )
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float | None = None) -> float:
+        """Poll /_ping every 10 ms; the seconds it took. Fails early if the process exits."""
+        assert self.proc is not None
+        t0 = time.monotonic()
+        deadline = t0 + (timeout if timeout is not None else self.start_timeout)
+        while True:
+            if ping(self.sock, timeout=1.0):
+                self.ready_once = True
+                return time.monotonic() - t0
+            rc = self.proc.poll()
+            if rc is not None:
+                raise DaemonError(
+                    f"{self.name} exited with status {rc} before /_ping answered\n{self.log_tail()}"
+                )
+            if time.monotonic() > deadline:
+                self.kill9()
+                raise DaemonError(
+                    f"{self.name}: /_ping on {self.sock} did not answer within "
+                    f"{deadline - t0:.0f}s\n{self.log_tail()}"
+                )
+            time.sleep(0.01)
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM by pid, wait up to `timeout`, then SIGKILL. The exit status, None if not running."""
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
+            if not _reap(proc, timeout):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)
+                _reap(proc, 10)
+                self._note(f"did not exit within {timeout}s of SIGTERM; sent SIGKILL")
+        return proc.returncode
+
+    def kill9(self) -> None:
+        """SIGKILL the daemon itself (not what it started) and reap it."""
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+            _reap(proc, 10)
+
+    def restart(self, timeout: float = 20.0) -> None:
+        self.stop(timeout)
+        self.start()
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return f"(no log at {self.log_path})"
+        tail = text.splitlines()[-lines:]
+        return f"--- last {len(tail)} lines of {self.log_path}:\n" + "\n".join(tail)
+
+    def _note(self, msg: str) -> None:
+        with contextlib.suppress(OSError), open(self.log_path, "a") as log:
+            log.write(f"--- harness: {msg}\n")
+
+    # clients -------------------------------------------------------------------------------
+    def docker(
+        self,
+        *args: str,
+        input: str | bytes | None = None,
+        timeout: float = 60,
+        text: bool | None = None,
+        check: bool = False,
+    ) -> subprocess.CompletedProcess[Any]:
+        """Run the real docker CLI against this daemon. Text mode unless `input` is bytes."""
+        exe = docker_cli()
+        if exe is None:
+            raise DaemonError("the docker CLI is not on PATH")
+        return self._run([exe, *args], input, timeout, text, check)
+
+    def berth(
+        self,
+        *args: str,
+        input: str | bytes | None = None,
+        timeout: float = 60,
+        text: bool | None = None,
+        check: bool = False,
+    ) -> subprocess.CompletedProcess[Any]:
+        """Run berth's own CLI (<repo>/.venv/bin/berth) against this daemon."""
+        return self._run([str(BERTH), *args], input, timeout, text, check)
+
+    def _run(
+        self, argv: list[str], input: str | bytes | None, timeout: float, text: bool | None, check: bool
+    ) -> subprocess.CompletedProcess[Any]:
+        if text is None:
+            text = not isinstance(input, bytes)
+        r = subprocess.run(
+            argv,
+            input=input,
+            capture_output=True,
+            text=text,
+            timeout=timeout,
+            env=self.env,
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )
+        if check and r.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(argv)} exited {r.returncode}\nstdout: {r.stdout!r}\nstderr: {r.stderr!r}"
+            )
+        return r
+
+    def client(self, **kwargs: Any) -> Any:
+        """A docker-py client on this daemon's socket (closed at teardown)."""
+        import docker  # docker-py; imported lazily so the harness works without it
+
+        kwargs.setdefault("timeout", 60)
+        c = docker.DockerClient(base_url=self.host, **kwargs)
+        self._clients.append(c)
+        return c
+
+    def api(self, method: str, path: str, body: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
+        """A raw Engine API call over the unix socket: (status, decoded JSON or bytes)."""
+        status, raw = http_request(self.sock, method, path, body, timeout)
+        try:
+            return status, json.loads(raw) if raw else None
+        except ValueError:
+            return status, raw
+
+    def import_image(self, tar: Path, ref: str = "busybox:latest", cmd: Sequence[str] = ("sh",)) -> str:
+        """`docker import -c 'CMD [...]' TAR REF`; the image id it prints."""
+        r = self.docker("import", "-c", f"CMD {json.dumps(list(cmd))}", str(tar), ref, timeout=120)
+        if r.returncode != 0:
+            raise DaemonError(
+                f"docker import {tar} {ref} failed ({r.returncode}): {r.stderr}\n{self.log_tail()}"
+            )
+        return r.stdout.strip()
+
+    # teardown ------------------------------------------------------------------------------
+    def remove_all_containers(self) -> list[str]:
+        """Remove every container through the API (force, with volumes); the errors, if any."""
+        problems: list[str] = []
+        try:
+            status, listing = self.api("GET", "/containers/json?all=1", timeout=30)
+        except OSError as exc:
+            return [f"listing containers failed: {exc}"]
+        if status != 200 or not isinstance(listing, list):
+            return [f"listing containers: HTTP {status}: {listing!r}"[:500]]
+        for ctr in listing:
+            cid = ctr.get("Id", "")
+            try:
+                status, body = self.api("DELETE", f"/containers/{cid}?force=1&v=1", timeout=60)
+            except OSError as exc:
+                problems.append(f"removing container {cid[:12]}: {exc}")
+                continue
+            if status not in (200, 204, 404):
+                problems.append(f"removing container {cid[:12]}: HTTP {status}: {body!r}"[:500])
+        return problems
+
+    def leftover_pids(self) -> list[int]:
+        """Processes this daemon started that are still alive: from state files and command lines."""
+        pids: set[int] = set()
+        for state in self.exec_root.glob("*/state.json"):
+            try:
+                data = json.loads(state.read_text())
+            except (OSError, ValueError):
+                continue
+            for key in ("monitor_pid", "pid"):
+                if isinstance(data.get(key), int) and data[key] > 0:
+                    pids.add(data[key])
+        pids.update(pids_mentioning(str(self.root)))
+        return sorted(p for p in pids if pid_alive(p))
+
+    def teardown(self, keep_root: bool = False) -> list[str]:
+        """Clean up everything; return the problems found (leaks), which callers should report."""
+        problems: list[str] = []
+        for c in self._clients:
+            with contextlib.suppress(Exception):  # closing a client must not hide the real result
+                c.close()
+        self._clients.clear()
+        if self.pid is None and self.ready_once:
+            # Killed by the test (kill9/stop): bring it back so it can remove its containers.
+            try:
+                self.start()
+            except DaemonError as exc:
+                problems.append(f"restart for cleanup failed: {exc}")
+        if self.pid is not None:
+            problems += self.remove_all_containers()
+            rc = self.stop()
+            if rc not in (0, None, -signal.SIGTERM):
+                problems.append(f"{self.name} exited with status {rc} on SIGTERM\n{self.log_tail(30)}")
+        leaked = self.leftover_pids()
+        if leaked:
+            problems.append(f"processes left running after the daemon stopped: {self._describe(leaked)}")
+            kill_and_wait(leaked)
+        points = mounts_under(self.root)
+        if points:
+            problems.append("mounts left behind: " + ", ".join(points))
+            for failure in unmount_all(points):
+                problems.append(f"could not unmount {failure}")
+        if not keep_root:
+            shutil.rmtree(self.root, ignore_errors=True)
+            if self.root.exists():
+                problems.append(f"could not remove {self.root}")
+        return problems
+
+    @staticmethod
+    def _describe(pids: list[int]) -> str:
+        out = []
+        for pid in pids:
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                cmd = "?"
+            out.append(f"{pid} ({cmd.strip()[:120]})")
+        return "; ".join(out)
+
+
+@dataclass
+class Berthd(Daemon):
+    """berthd from <repo>/.venv/bin on private roots."""
+
+    name: str = "berth"
+    storage_driver: str = "overlay2"
+    tcp_port: int | None = None
+    tls: TLSConfig | None = None
+    executable: Path = BERTHD
+
+    @classmethod
+    def create(cls, prefix: str = "bh-", **kwargs: Any) -> Berthd:
+        root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+        return cls(root=root, **kwargs)
+
+    @property
+    def tcp_host(self) -> str | None:
+        return f"tcp://127.0.0.1:{self.tcp_port}" if self.tcp_port else None
+
+    def command(self) -> list[str]:
+        argv = [
+            str(self.executable),
+            "--data-root", str(self.data_root),
+            "--exec-root", str(self.exec_root),
+            "-H", self.host,
+            "--pidfile", str(self.pidfile),
+            "--storage-driver", self.storage_driver,
+        ]  # fmt: skip
+        if self.tcp_port:
+            argv += ["-H", f"tcp://127.0.0.1:{self.tcp_port}"]
+            if self.tls is not None:
+                argv += self.tls.daemon_args()
+        return argv + list(self.extra_args)
+
+    def wait_ready(self, timeout: float | None = None) -> float:
+        took = super().wait_ready(timeout)
+        if self.tcp_port:
+            self._wait_tcp(timeout if timeout is not None else self.start_timeout)
+        return took
+
+    def _wait_tcp(self, timeout: float) -> None:
+        assert self.tcp_port
+        # Only that the listener accepts connections: with --tlsverify a request needs a client
+        # certificate, which the tests that use TLS bring and check themselves.
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.tcp_port), timeout=1.0):
+                    return
+            except OSError:
+                if self.proc is not None and self.proc.poll() is not None:
+                    raise DaemonError(
+                        f"{self.name} exited before listening on tcp\n{self.log_tail()}"
+                    ) from None
+                if time.monotonic() > deadline:
+                    raise DaemonError(
+                        f"{self.name}: tcp://127.0.0.1:{self.tcp_port} not listening\n{self.log_tail()}"
+                    ) from None
+                time.sleep(0.02)
+
+
+# --- the busybox image --------------------------------------------------------------------------
+
+BUSYBOX = Path("/bin/busybox")
+PASSWD = (
+    "root:x:0:0:root:/root:/bin/sh\n"
+    "daemon:x:1:1:daemon:/usr/sbin:/bin/false\n"
+    "bin:x:2:2:bin:/bin:/bin/false\n"
+    "nobody:x:65534:65534:nobody:/home:/bin/false\n"
+)
+GROUP = "root:x:0:\ndaemon:x:1:\nbin:x:2:\ntty:x:5:\nwheel:x:10:root\nnogroup:x:65534:\n"
+
+
+def is_static_elf(path: Path) -> bool:
+    """True if `path` is an ELF executable with no program interpreter (statically linked)."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+        if head[:4] != b"\x7fELF" or head[4] != 2:  # 64-bit only; that is what these machines run
+            return False
+        endian = "<" if head[5] == 1 else ">"
+        (phoff,) = struct.unpack_from(endian + "Q", head, 0x20)
+        phentsize, phnum = struct.unpack_from(endian + "HH", head, 0x36)
+        f.seek(phoff)
+        table = f.read(phentsize * phnum)
+    for i in range(phnum):
+        (p_type,) = struct.unpack_from(endian + "I", table, i * phentsize)
+        if p_type == 3:  # PT_INTERP
+            return False
+    return True
+
+
+def busybox_applets(busybox: Path = BUSYBOX) -> list[str]:
+    out = subprocess.run([str(busybox), "--list-full"], capture_output=True, text=True, check=True).stdout
+    return sorted({line.strip() for line in out.splitlines() if line.strip()})
+
+
+def build_busybox_tar(dest: Path, busybox: Path = BUSYBOX) -> Path:
+    """Write a root file system tar: static busybox, applet symlinks, /etc/passwd, /etc/group.
+
+    Deterministic (fixed mtimes, sorted entries, uid/gid 0), so importing it into berthd and dockerd
+    gives the same layer.
+    """
+    if not busybox.exists():
+        raise FileNotFoundError(f"{busybox} not found (apt-get install busybox-static)")
+    if not is_static_elf(busybox):
+        raise RuntimeError(f"{busybox} is not statically linked (install busybox-static, not busybox)")
+    mtime = 1_700_000_000
+
+    def info(name: str, kind: bytes, mode: int, size: int = 0, link: str = "") -> tarfile.TarInfo:
+        ti = tarfile.TarInfo(name)
+        ti.type, ti.mode, ti.size, ti.mtime, ti.linkname = kind, mode, size, mtime, link
+        ti.uid = ti.gid = 0
+        ti.uname = ti.gname = "root"
+        return ti
+
+    dirs = {"bin", "dev", "etc", "home", "proc", "root", "sbin", "sys", "tmp", "usr", "usr/bin", "usr/sbin",
+            "var", "var/spool", "var/spool/mail", "var/www"}  # fmt: skip
+    applets = [a for a in busybox_applets(busybox) if a != "bin/busybox"]
+    for a in applets:
+        parent = os.path.dirname(a)
+        while parent:
+            dirs.add(parent)
+            parent = os.path.dirname(parent)
+    tmp = dest.with_name(dest.name + ".part")
+    with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+        for d in sorted(dirs):
+            tar.addfile(info(d, tarfile.DIRTYPE, 0o1777 if d == "tmp" else 0o755))
+        data = busybox.read_bytes()
+        tar.addfile(info("bin/busybox", tarfile.REGTYPE, 0o755, len(data)), io.BytesIO(data))
+        for a in applets:
+            tar.addfile(info(a, tarfile.SYMTYPE, 0o777, link="/bin/busybox"))
+        for name, text in (("etc/passwd", PASSWD), ("etc/group", GROUP)):
+            raw = text.encode()
+            tar.addfile(info(name, tarfile.REGTYPE, 0o644, len(raw)), io.BytesIO(raw))
+    tmp.rename(dest)
+    return dest
