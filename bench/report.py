@@ -1,0 +1,171 @@
+"""docs/benchmarks.md: the machine, the method, and the table of medians and ratios."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from measure import Series, ratio
+
+ROWS = [
+    ("run", "(a) `docker run --rm --network none busybox true`"),
+    ("exec", "(b) `docker exec CTR true`"),
+    ("ps_many", "(c) `docker ps -a` with {ps_containers} created containers"),
+    ("create", "  ↳ `POST /containers/create` while filling (c), per container"),
+    (
+        "mem_pss",
+        "(d) PSS per container supervisor (berth monitor / containerd-shim), {mem_containers} running",
+    ),
+    ("mem_rss", "  ↳ RSS of the same processes"),
+    ("daemon_idle", "  ↳ daemon PSS idle (berthd + fork server / dockerd + containerd)"),
+    ("daemon_busy", "  ↳ daemon PSS with {mem_containers} running"),
+    ("berth_ps", "(e) `berth ps`, empty daemon (target ≤ 60 ms); dockerd column: `docker ps`"),
+    ("ps_empty", "  ↳ `docker ps -a`, empty daemon"),
+    ("start", "(f) daemon start until `/_ping` answers"),
+]
+
+
+def _cmd(*argv: str) -> str:
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    except OSError:
+        return "not found"
+    return (r.stdout or r.stderr).strip().splitlines()[0] if (r.stdout or r.stderr).strip() else "?"
+
+
+def _cgroup_layout() -> str:
+    if Path("/sys/fs/cgroup/cgroup.controllers").exists():
+        return "v2 (unified)"
+    if Path("/sys/fs/cgroup/unified").is_dir():
+        return "v1 hybrid (v1 controllers + /sys/fs/cgroup/unified)"
+    return "v1"
+
+
+def machine(dockerd_exe: str) -> dict[str, str]:
+    cpu = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())
+    osname = "?"
+    for line in Path("/etc/os-release").read_text().splitlines():
+        if line.startswith("PRETTY_NAME="):
+            osname = line.split("=", 1)[1].strip('"')
+    try:
+        berth_version = importlib.metadata.version("berth")
+    except importlib.metadata.PackageNotFoundError:
+        berth_version = "?"
+    repo = Path(__file__).resolve().parents[1]
+    commit = _cmd("git", "-C", str(repo), "rev-parse", "--short", "HEAD")
+    return {
+        "cpu": f"{cpu}, {os.cpu_count()} cores",
+        "memory": f"{int(mem.group(1)) // 1024 // 1024} GiB" if mem else "?",
+        "os": f"{osname}, kernel {platform.release()}",
+        "cgroups": _cgroup_layout(),
+        "berth": f"{berth_version} (commit {commit}), Python {platform.python_version()}",
+        "reference": f"{_cmd(dockerd_exe, '--version')}; {_cmd('containerd', '--version')}; {_cmd('runc', '--version')}",
+        "client": _cmd("docker", "--version") + " (first on PATH)",
+    }
+
+
+def _label(key: str, label: str, plan: Any) -> str:
+    return label.format(ps_containers=plan.ps_containers, mem_containers=plan.mem_containers)
+
+
+def table(results: dict[str, dict[str, Series]], plan: Any) -> str:
+    lines = [
+        "| what | berth | dockerd 20.10 | berth / dockerd |",
+        "| --- | --- | --- | --- |",
+    ]
+    for key, label in ROWS:
+        if key not in results:
+            continue
+        b, d = results[key].get("berth", Series("ms")), results[key].get("dockerd", Series("ms"))
+        lines.append(f"| {_label(key, label, plan)} | {b.cell()} | {d.cell()} | {ratio(b, d)} |")
+    return "\n".join(lines)
+
+
+PREAMBLE = """\
+# Benchmarks: berth against dockerd
+
+Written by `bench/run.py` (the numbers below are replaced on every run that writes this file).
+berth and the reference, Debian's dockerd 20.10 (+ containerd 1.6, runc 1.1), run side by side in
+the **same run**, each command alternating between the two systems (the order flips every round),
+so that drift on a shared machine hits both alike. Compare the ratio column, not absolute times
+across runs.
+
+## How to run
+
+```
+bash scripts/setup.sh --with-reference     # Debian's docker.io, busybox-static, the venv
+.venv/bin/python bench/run.py --quick      # a short run: 5 rounds, 100 containers for ps -a
+.venv/bin/python bench/run.py              # the full run: 20 rounds, 500 containers for ps -a
+```
+
+Options: `--rounds N`, `--ps-containers N`, `--no-write` (print instead of writing this file),
+`--json FILE` (raw samples), `--storage-driver vfs`.
+
+## Method
+
+- Both daemons run on private roots under /tmp with their own unix sockets. dockerd runs inside a
+  network namespace created for the run (`ip netns add`, entered with `nsenter --net`), with
+  `--bridge=none --iptables=false --ip-masq=false --userland-proxy=false`, so it never touches the
+  host's network, and a cgroup parent named for the run. Both get the same image: one busybox root
+  file system tar (static busybox, applet symlinks, /etc/passwd, /etc/group), loaded with
+  `docker import -c 'CMD ["sh"]'`.
+- Times are wall-clock times of whole commands of the real docker CLI (the first `docker` on PATH),
+  from process start to exit, as a user sees them; each timing drops its warm-up rounds.
+  Cells read `median (min–max, n=samples)`.
+- (c) the containers are created through the API (`POST /v1.41/containers/create`, not started)
+  and `docker ps -aq` must list exactly that many on both before `ps -a` is timed.
+- (d) memory is read from `/proc/<pid>/smaps_rollup` (PSS: shared pages divided among their
+  sharers) one second after the containers started. berth's per-container process is the monitor
+  (`monitor_pid` in `<exec_root>/<id>/state.json`); dockerd's is `containerd-shim-runc-v2`.
+  Daemon memory sums every process whose command line names the daemon's private root, less
+  the supervisors.
+- (f) the daemon is stopped (SIGTERM) and started again on its initialized roots (image present,
+  no containers); the time runs from spawning the process until `GET /_ping` answers.
+- Everything is removed afterwards: containers through the API, both daemons by pid, leftover
+  processes, mounts, the network namespace, cgroups and temp dirs; problems found are listed under
+  the results.
+"""
+
+
+def render(
+    results: dict[str, dict[str, Series]],
+    plan: Any,
+    command: str,
+    started: float,
+    took: float,
+    mach: dict[str, str],
+    problems: list[str],
+) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started))
+    out = [PREAMBLE, "## Latest results", ""]
+    out.append(
+        f"- command: `{command}` ({plan.rounds} rounds after {plan.warmup} warm-up; took {took:.0f} s)"
+    )
+    out.append(f"- date: {when}")
+    for k, v in mach.items():
+        out.append(f"- {k}: {v}")
+    out += ["", table(results, plan), ""]
+    labels = dict(ROWS)
+    failed = [
+        f"{_label(key, labels.get(key, key), plan).lstrip(' ↳')} — {name}: {s.error}"
+        for key in labels
+        for name, s in results.get(key, {}).items()
+        if s.error is not None
+    ]
+    if failed:
+        out += ["Failures (the first failure stops measuring that system for that row):", ""]
+        out += [f"- {f}" for f in failed] + [""]
+    if problems:
+        out += ["Clean-up problems:", ""] + [f"- {p}" for p in problems] + [""]
+    return "\n".join(out)

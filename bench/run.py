@@ -1,0 +1,366 @@
+"""berth against the reference dockerd, interleaved in one run. See docs/benchmarks.md.
+
+    .venv/bin/python bench/run.py --quick          # a short run (a minute or two)
+    .venv/bin/python bench/run.py                  # the full run recorded in docs/benchmarks.md
+
+Needs root, the docker CLI on PATH, busybox-static and Debian's docker.io
+(`bash scripts/setup.sh --with-reference`). Both daemons run on private roots under /tmp; dockerd
+runs inside a network namespace created for the run. Everything is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
+
+import report  # noqa: E402
+from dockerd import Dockerd, dockerd_path  # noqa: E402
+from measure import OperationFailed, Series, comm, pss_kb, rss_kb, timed  # noqa: E402
+
+import harness  # noqa: E402
+
+API = "/v1.41"  # what docker CLI 28 negotiates with dockerd 20.10; berth accepts it too
+
+
+@dataclass
+class System:
+    name: str  # "berth" or "dockerd"
+    daemon: harness.Daemon
+    error: str | None = None  # set when the daemon could not be started: its rows say why
+
+    @property
+    def up(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class Plan:
+    rounds: int
+    warmup: int
+    start_rounds: int
+    mem_containers: int
+    ps_containers: int
+
+
+QUICK = Plan(rounds=5, warmup=1, start_rounds=3, mem_containers=5, ps_containers=100)
+FULL = Plan(rounds=20, warmup=2, start_rounds=10, mem_containers=20, ps_containers=500)
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+Results = dict[str, dict[str, Series]]  # row key -> system name -> series
+
+
+def interleave(
+    systems: list[System], rounds: int, warmup: int, op: Callable[[System], float]
+) -> dict[str, Series]:
+    """Run `op` on each system in turn, alternating the order every round; drop the warm-up rounds."""
+    out = {s.name: Series("ms", error=s.error) for s in systems}
+    live = [s for s in systems if s.up]
+    for r in range(warmup + rounds):
+        for s in live if r % 2 == 0 else live[::-1]:
+            series = out[s.name]
+            if series.error is not None:
+                continue
+            try:
+                ms = op(s)
+            except (OperationFailed, subprocess.TimeoutExpired, harness.DaemonError) as exc:
+                series.error = str(exc).splitlines()[0][:300]
+                continue
+            if r >= warmup:
+                series.samples.append(ms)
+    return out
+
+
+def docker(s: System, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return s.daemon.docker(*args, timeout=timeout)
+
+
+def must(r: subprocess.CompletedProcess[str]) -> str:
+    if r.returncode != 0:
+        raise OperationFailed(
+            f"`{' '.join(map(str, r.args))}` exited {r.returncode}: {r.stderr.strip()[:300]}"
+        )
+    return r.stdout
+
+
+# --- the measurements ---------------------------------------------------------------------------
+
+
+def bench_start(systems: list[System], plan: Plan) -> dict[str, Series]:
+    """(f) daemon start until /_ping answers, on initialized roots with the image and no containers."""
+
+    def op(s: System) -> float:
+        s.daemon.stop()
+        t0 = time.perf_counter()
+        s.daemon.start()
+        return (time.perf_counter() - t0) * 1000
+
+    return interleave(systems, plan.start_rounds, 0, op)
+
+
+def bench_run(systems: list[System], plan: Plan) -> dict[str, Series]:
+    """(a) docker run --rm --network none busybox true."""
+    return interleave(
+        systems, plan.rounds, plan.warmup,
+        lambda s: timed(lambda: docker(s, "run", "--rm", "--network", "none", "busybox", "true")),
+    )  # fmt: skip
+
+
+def bench_exec(systems: list[System], plan: Plan, tag: str) -> dict[str, Series]:
+    """(b) docker exec CTR true, CTR a running busybox sleep."""
+    name = f"bench-exec-{tag}"
+    started = []
+    for s in systems:
+        if s.up:
+            r = docker(s, "run", "-d", "--network", "none", "--name", name, "busybox", "sleep", "1000")
+            if r.returncode == 0:
+                started.append(s)
+    try:
+
+        def op(s: System) -> float:
+            if s not in started:
+                raise OperationFailed(f"could not start {name} on {s.name}")
+            return timed(lambda: docker(s, "exec", name, "true"))
+
+        return interleave(systems, plan.rounds, plan.warmup, op)
+    finally:
+        for s in started:
+            docker(s, "rm", "-f", name)
+
+
+def bench_ps(systems: list[System], plan: Plan, all_: bool) -> dict[str, Series]:
+    args = ("ps", "-a") if all_ else ("ps",)
+    return interleave(systems, plan.rounds, plan.warmup, lambda s: timed(lambda: docker(s, *args)))
+
+
+def bench_berth_ps(systems: list[System], plan: Plan) -> dict[str, Series]:
+    """(e) `berth ps` on an empty daemon; the dockerd column is `docker ps` against dockerd."""
+
+    def op(s: System) -> float:
+        if s.name == "berth":
+            return timed(lambda: s.daemon.berth("ps"))
+        return timed(lambda: docker(s, "ps"))
+
+    return interleave(systems, plan.rounds, plan.warmup, op)
+
+
+def monitor_pids(s: System) -> list[int]:
+    """Per-container supervisor processes: berth's monitors, dockerd's containerd-shims."""
+    if s.name == "berth":
+        pids = []
+        for state in s.daemon.exec_root.glob("*/state.json"):
+            try:
+                pid = json.loads(state.read_text()).get("monitor_pid")
+            except (OSError, ValueError):
+                continue
+            if isinstance(pid, int) and harness.pid_alive(pid):
+                pids.append(pid)
+        return pids
+    return [
+        p for p in harness.pids_mentioning(str(s.daemon.exec_root)) if comm(p).startswith("containerd-shim")
+    ]
+
+
+def daemon_pids(s: System) -> list[int]:
+    """The daemon's own processes (berthd + its fork server; dockerd + containerd)."""
+    monitors = set(monitor_pids(s))
+    return [p for p in harness.pids_mentioning(str(s.daemon.root)) if p not in monitors]
+
+
+def mb(kb: int | None) -> float:
+    return (kb or 0) / 1024
+
+
+def bench_memory(systems: list[System], plan: Plan, results: Results) -> None:
+    """(d) PSS/RSS per container supervisor with N running containers; daemon PSS idle -> N running."""
+    keys = ("mem_pss", "mem_rss", "daemon_idle", "daemon_busy")
+    for k in keys:
+        results[k] = {s.name: Series("MB", error=s.error) for s in systems}
+    live = [s for s in systems if s.up]
+    for s in live:
+        results["daemon_idle"][s.name].samples.append(sum(mb(pss_kb(p)) for p in daemon_pids(s)))
+    ids: dict[str, list[str]] = {s.name: [] for s in live}
+    try:
+        for i in range(plan.mem_containers):
+            for s in live if i % 2 == 0 else live[::-1]:
+                if results["mem_pss"][s.name].error:
+                    continue
+                r = docker(s, "run", "-d", "--network", "none", "busybox", "sleep", "1000")
+                if r.returncode != 0:
+                    results["mem_pss"][s.name].error = f"docker run -d failed: {r.stderr.strip()[:200]}"
+                    continue
+                ids[s.name].append(r.stdout.strip())
+        time.sleep(1.0)  # let lazily touched pages settle
+        for s in live:
+            pids = monitor_pids(s)
+            if results["mem_pss"][s.name].error:
+                continue
+            if len(pids) != len(ids[s.name]):
+                results["mem_pss"][
+                    s.name
+                ].error = f"found {len(pids)} supervisor processes for {len(ids[s.name])} running containers"
+                continue
+            results["mem_pss"][s.name].samples += [mb(pss_kb(p)) for p in pids]
+            results["mem_rss"][s.name].samples += [mb(rss_kb(p)) for p in pids]
+            results["daemon_busy"][s.name].samples.append(sum(mb(pss_kb(p)) for p in daemon_pids(s)))
+    finally:
+        for s in live:
+            for cid in ids[s.name]:
+                s.daemon.api("DELETE", f"{API}/containers/{cid}?force=1", timeout=60)
+
+
+def create_many(s: System, n: int, deadline: float) -> Series:
+    """Create `n` containers (not started) through the API; the per-create times."""
+    series = Series("ms")
+    body = {"Image": "busybox", "Cmd": ["true"], "HostConfig": {"NetworkMode": "none"}}
+    for _ in range(n):
+        if time.monotonic() > deadline:
+            series.error = f"time budget exhausted after {len(series.samples)} creates"
+            break
+        t0 = time.perf_counter()
+        status, resp = s.daemon.api("POST", f"{API}/containers/create", body, timeout=60)
+        if status != 201:
+            series.error = f"POST /containers/create: HTTP {status}: {str(resp)[:200]}"
+            break
+        series.samples.append((time.perf_counter() - t0) * 1000)
+    return series
+
+
+def bench_ps_many(systems: list[System], plan: Plan, results: Results) -> None:
+    """(c) `docker ps -a` with N created containers on each daemon."""
+    n = plan.ps_containers
+    results["create"] = {s.name: Series("ms", error=s.error) for s in systems}
+    ready = []
+    for s in systems:
+        if not s.up:
+            continue
+        log(f"creating {n} containers on {s.name}")
+        results["create"][s.name] = create_many(s, n, time.monotonic() + 600)
+        if results["create"][s.name].error is None:
+            count = len(must(docker(s, "ps", "-aq")).split())
+            if count == n:
+                ready.append(s)
+            else:
+                results["create"][s.name].error = f"docker ps -aq lists {count} containers, expected {n}"
+    ps = interleave(
+        [s if s in ready else System(s.name, s.daemon, s.error or "could not create the containers") for s in systems],
+        plan.rounds, plan.warmup, lambda s: timed(lambda: docker(s, "ps", "-a")),
+    )  # fmt: skip
+    results["ps_many"] = ps
+
+
+# --- orchestration ------------------------------------------------------------------------------
+
+
+def start_system(name: str, daemon: harness.Daemon, tar: Path) -> System:
+    s = System(name, daemon)
+    try:
+        daemon.start()
+        daemon.import_image(tar, "busybox:latest", cmd=("sh",))
+    except (harness.DaemonError, OSError, subprocess.TimeoutExpired) as exc:
+        s.error = f"{name} unavailable: {str(exc).splitlines()[0][:200]}"
+        log(f"{s.error}\n{daemon.log_tail(20)}")
+    return s
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="fewer rounds and containers (a minute or two)")
+    p.add_argument("--rounds", type=int, help="measured rounds per timing (default 20, quick 5)")
+    p.add_argument(
+        "--ps-containers", type=int, help="containers for the ps -a timing (default 500, quick 100)"
+    )
+    p.add_argument("--output", type=Path, default=HERE.parent / "docs" / "benchmarks.md")
+    p.add_argument("--no-write", action="store_true", help="print the report instead of writing --output")
+    p.add_argument("--json", type=Path, help="also write the raw samples here")
+    p.add_argument("--storage-driver", default="overlay2", help="berthd's storage driver")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench/run.py: run as root", file=sys.stderr)
+        return 2
+    dockerd_exe = dockerd_path()
+    if harness.docker_cli() is None or dockerd_exe is None:
+        print(
+            "bench/run.py: needs the docker CLI and dockerd (bash scripts/setup.sh --with-reference)",
+            file=sys.stderr,
+        )
+        return 2
+    plan = QUICK if args.quick else FULL
+    plan = Plan(
+        rounds=args.rounds or plan.rounds, warmup=plan.warmup, start_rounds=plan.start_rounds,
+        mem_containers=plan.mem_containers, ps_containers=args.ps_containers or plan.ps_containers,
+    )  # fmt: skip
+    command = "python bench/run.py" + (" " + " ".join(sys.argv[1:]) if argv is None and sys.argv[1:] else "")
+    started = time.time()
+
+    tmp = Path(tempfile.mkdtemp(prefix="bb-", dir="/tmp"))
+    tag = tmp.name.removeprefix("bb-").lower()
+    tar = harness.build_busybox_tar(tmp / "busybox.tar")
+    berth = harness.Berthd.create(prefix="bb-b-", storage_driver=args.storage_driver)
+    ref = Dockerd.create(executable=dockerd_exe)
+    systems: list[System] = []
+    results: Results = {}
+    problems: list[str] = []
+    try:
+        log(f"starting dockerd ({ref.root}, netns {ref.netns}) and berthd ({berth.root})")
+        systems = [start_system("berth", berth, tar), start_system("dockerd", ref, tar)]
+        if not systems[1].up:
+            print(f"bench/run.py: the reference failed to start: {systems[1].error}", file=sys.stderr)
+            return 1
+        log("daemon start until /_ping")
+        results["start"] = bench_start(systems, plan)
+        log("ps on empty daemons")
+        results["berth_ps"] = bench_berth_ps(systems, plan)
+        results["ps_empty"] = bench_ps(systems, plan, all_=True)
+        log("run --rm --network none busybox true")
+        results["run"] = bench_run(systems, plan)
+        log("exec")
+        results["exec"] = bench_exec(systems, plan, tag)
+        log(f"memory with {plan.mem_containers} running containers")
+        bench_memory(systems, plan, results)
+        log(f"ps -a with {plan.ps_containers} containers")
+        bench_ps_many(systems, plan, results)
+    finally:
+        log("cleaning up")
+        for d in (berth, ref):
+            problems += [f"{d.name} ({d.root}): {p}" for p in d.teardown()]
+        shutil.rmtree(tmp, ignore_errors=True)
+    for p in problems:
+        log(f"cleanup problem: {p}")
+
+    text = report.render(
+        results, plan, command, started, time.time() - started, report.machine(dockerd_exe), problems
+    )
+    if args.json:
+        raw = {k: {n: vars(s) for n, s in v.items()} for k, v in results.items()}
+        args.json.write_text(json.dumps(raw, indent=1))
+    if args.no_write:
+        print(text)
+    else:
+        args.output.write_text(text)
+        log(f"wrote {args.output}")
+        print(report.table(results, plan))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
