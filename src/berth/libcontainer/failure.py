@@ -22,6 +22,9 @@ EXIT_NOT_FOUND = 127
 EXIT_CANNOT_EXECUTE = 126
 EXIT_OTHER = 128
 
+# What init writes on the report pipe when it waits at the barrier (an error is a JSON object).
+READY = b"ready\n"
+
 
 class ContainerInitError(ContainerStartError):
     """A step of container init failed before the user's process could start."""

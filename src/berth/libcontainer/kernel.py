@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -75,9 +74,10 @@ SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
 
-_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(platform.machine(), -1)
-_SYS_CAPGET = {"x86_64": 125, "aarch64": 90}.get(platform.machine(), -1)
-_SYS_CAPSET = {"x86_64": 126, "aarch64": 91}.get(platform.machine(), -1)
+_MACHINE = os.uname().machine
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(_MACHINE, -1)
+_SYS_CAPGET = {"x86_64": 125, "aarch64": 90}.get(_MACHINE, -1)
+_SYS_CAPSET = {"x86_64": 126, "aarch64": 91}.get(_MACHINE, -1)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]

@@ -1,25 +1,208 @@
-"""Forking the container init and exec'd processes (work in progress: signatures first)."""
+"""Forking the container init and exec'd processes, and the pipes that synchronise them.
+
+Two pipes per init:
+
+* report (child -> parent, close-on-exec in the child): ``READY`` when init waits at the
+  barrier, or a JSON error (then init exits); after the barrier, EOF means ``execve`` worked.
+* barrier (parent -> child): one byte releases init; EOF (the caller closed it or died) makes
+  init exit without running anything.
+
+PID namespaces: before ``fork`` the caller enters the target PID namespace *for its children*
+(``unshare(CLONE_NEWPID)`` or ``setns``), so the child is pid 1 of the new namespace (or a member
+of the joined one) without a second fork; right after the fork the caller ``setns``-es back to
+its own, so nothing else it forks lands in the container. ``exec_process`` does the same with
+init's namespace. The caller must be single-threaded (the monitor is).
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+from berth.libcontainer import kernel
+from berth.libcontainer import spec as specmod
+from berth.libcontainer.cgroups import Cgroup
+from berth.libcontainer.failure import EXIT_OTHER, READY, ContainerInitError
+from berth.libcontainer.init import run_exec, run_init
 from berth.libcontainer.spec import Mount, Stdio
 
 
 class InitProcess:
     """The container's init, waiting at the barrier until :meth:`start`."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, report_fd: int, barrier_fd: int) -> None:
         self.pid = pid
+        self._report_fd = report_fd
+        self._barrier_fd = barrier_fd
 
     def start(self) -> None:
-        raise NotImplementedError("libcontainer: InitProcess.start is not written yet")
+        """Release the barrier and return once init has exec'd the process.
+
+        An ``execve`` that fails now (the binary vanished) raises ContainerInitError; init
+        has then exited with 127/126 and the caller reaps it as usual.
+        """
+        if self._barrier_fd < 0:
+            raise ContainerInitError(f"start container init {self.pid}: already started or aborted", EXIT_OTHER)
+        try:
+            os.write(self._barrier_fd, b"\0")
+        except BrokenPipeError as exc:
+            raise ContainerInitError(f"start container init {self.pid}: it exited before start", EXIT_OTHER) from exc
+        finally:
+            os.close(self._barrier_fd)
+            self._barrier_fd = -1
+        try:
+            data = _read_all(self._report_fd)
+        finally:
+            os.close(self._report_fd)
+            self._report_fd = -1
+        if data:
+            raise ContainerInitError.from_wire(data)
+
+    def abort(self) -> None:
+        """Do not run the process: close the barrier (init exits) and reap init."""
+        for fd in (self._barrier_fd, self._report_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._barrier_fd = self._report_fd = -1
+        _reap(self.pid)
 
 
-def create(spec: dict[str, Any], rootfs_mounts: list[Mount], stdio: Stdio, cgroup: Any) -> InitProcess:
-    raise NotImplementedError("libcontainer: create is not written yet")
+def create(spec: dict[str, Any], rootfs_mounts: list[Mount], stdio: Stdio, cgroup: Cgroup | None) -> InitProcess:
+    """Fork the container init and return when it waits at the barrier.
+
+    ``cgroup`` must already exist (``Cgroup.create``); init joins it first thing. Raises
+    ContainerInitError (the child is reaped) if anything fails before the barrier.
+    """
+    parsed = specmod.parse(spec)
+    pidns = parsed.namespace("pid")
+    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    barrier_r, barrier_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        pid = _fork_in_pidns(None if pidns is None else (pidns.path or ""))
+    except BaseException:
+        for fd in (report_r, report_w, barrier_r, barrier_w):
+            os.close(fd)
+        raise
+    if pid == 0:  # the child: never returns
+        try:
+            os.close(report_r)
+            os.close(barrier_w)
+        finally:
+            run_init(parsed, rootfs_mounts, stdio, cgroup, report_w, barrier_r)
+    os.close(report_w)
+    os.close(barrier_r)
+    data = _read_line(report_r)
+    if data == READY:
+        return InitProcess(pid, report_r, barrier_w)
+    os.close(report_r)
+    os.close(barrier_w)
+    status = _reap(pid)
+    if data:
+        raise ContainerInitError.from_wire(data)
+    raise ContainerInitError(f"container init {pid} died before it was ready ({_describe(status)})", EXIT_OTHER)
 
 
-def exec_process(init_pid: int, process: dict[str, Any], stdio: Stdio, cgroup: Any) -> int:
-    raise NotImplementedError("libcontainer: exec_process is not written yet")
+def exec_process(init_pid: int, process: dict[str, Any], stdio: Stdio, cgroup: Cgroup | None) -> int:
+    """Fork a process into the namespaces (and cgroup) of ``init_pid``; return its host pid
+    once it has exec'd. The caller reaps it. Errors before exec raise ContainerInitError."""
+    parsed = specmod.parse_process(process)
+    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        pid = _fork_in_pidns(f"/proc/{init_pid}/ns/pid")
+    except BaseException:
+        os.close(report_r)
+        os.close(report_w)
+        raise
+    if pid == 0:
+        try:
+            os.close(report_r)
+        finally:
+            run_exec(init_pid, parsed, stdio, cgroup, report_w)
+    os.close(report_w)
+    try:
+        data = _read_all(report_r)
+    finally:
+        os.close(report_r)
+    if data:
+        _reap(pid)
+        raise ContainerInitError.from_wire(data)
+    return pid
+
+
+def _fork_in_pidns(target: str | None) -> int:
+    """fork(), with the child in a new PID namespace (``""``), the one at path ``target``, or
+    ours (``None``). The caller's own namespace for later children is restored at once."""
+    if target is None:
+        return os.fork()
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if target == "":
+            try:
+                kernel.unshare(kernel.CLONE_NEWPID)
+            except OSError as exc:
+                raise ContainerInitError(f"unshare pid namespace: {exc.strerror}", EXIT_OTHER) from exc
+        else:
+            try:
+                fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                raise ContainerInitError(f"open pid namespace '{target}': {exc.strerror}", EXIT_OTHER) from exc
+            try:
+                kernel.setns(fd, kernel.CLONE_NEWPID)
+            except OSError as exc:
+                raise ContainerInitError(f"join pid namespace '{target}': {exc.strerror}", EXIT_OTHER) from exc
+            finally:
+                os.close(fd)
+        try:
+            pid = os.fork()
+        except BaseException:
+            _restore_pidns(own)
+            raise
+        if pid != 0:
+            # The parent goes back to its own namespace for later children. (The child must
+            # not: its namespace is a descendant of ours, and setns may only go down.)
+            _restore_pidns(own)
+        return pid
+    finally:
+        os.close(own)
+
+
+def _restore_pidns(own: int) -> None:
+    try:
+        kernel.setns(own, kernel.CLONE_NEWPID)
+    except OSError as exc:
+        raise ContainerInitError(f"restore own pid namespace: {exc.strerror}", EXIT_OTHER) from exc
+
+
+def _read_line(fd: int) -> bytes:
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _reap(pid: int) -> int:
+    while True:
+        try:
+            return os.waitpid(pid, 0)[1]
+        except ChildProcessError:
+            return 0  # already reaped by the caller's SIGCHLD handling
+        except InterruptedError:
+            continue
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"

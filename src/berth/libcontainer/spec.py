@@ -6,7 +6,8 @@
 splits them: flag words become ``MS_*`` bits, propagation words a separate propagation mount,
 everything else the filesystem's data string.
 
-    >>> spec = parse({"root": {"path": "/r"}, "process": {"args": ["sh"], "cwd": "/"}})
+    >>> spec = parse({"root": {"path": "/r"}, "process": {"args": ["sh"], "cwd": "/"},
+    ...               "linux": {"namespaces": [{"type": "mount"}]}})
     >>> spec.process.args, spec.namespace("pid")
     (('sh',), None)
     >>> parse_mount_options(("nosuid", "ro", "mode=755", "rslave")).data
@@ -312,6 +313,8 @@ def parse(config: dict[str, Any]) -> ContainerSpec:
         namespaces.append(Namespace(ns["type"], ns.get("path") or None))
     if len({ns.type for ns in namespaces}) != len(namespaces):
         raise _bad("a namespace type is listed twice")
+    if not any(ns.type == "mount" and ns.path is None for ns in namespaces):
+        raise _bad("a new mount namespace is required (linux.namespaces has no mount entry without a path)")
     hostname = config.get("hostname") or None
     if hostname is not None and not any(ns.type == "uts" and ns.path is None for ns in namespaces):
         raise _bad("hostname requires a new uts namespace")

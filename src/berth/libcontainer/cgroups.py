@@ -1,0 +1,329 @@
+"""Control groups for one container: v1 (and hybrid) and pure v2, detected from ``root``.
+
+The model: a cgroup is a name (``"berth-<tag>/<container id>"``) under a root. With v2
+(``<root>/cgroup.controllers`` exists) it is one directory ``<root>/<name>``; with v1 it is one
+directory per mounted hierarchy (``<root>/memory/<name>``, ``<root>/pids/<name>``, ... and
+``<root>/unified/<name>`` in hybrid mode). Everything is a file write, so unit tests point
+``root`` at a temp dir holding a fake tree.
+
+    cg = Cgroup("berth-test/abc")
+    cg.create(Resources(memory=64 << 20, pids_limit=100))
+    cg.add(pid)            # or add(0) from the process itself
+    cg.freeze(); cg.thaw(); cg.oom_killed(); cg.destroy()
+
+Limits follow Docker: ``nano_cpus`` -> CFS quota over a 100 ms period; ``memory`` without
+``memory_swap`` means no swap (memsw = memory on v1, memory.swap.max = 0 on v2); v1 device
+access is deny-all plus Docker's default allow list (v2 would need eBPF: not done).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from berth.errors import SystemFailure
+
+CFS_PERIOD_US = 100_000
+
+# Docker's default device cgroup rules (moby oci/devices_linux.go + runc's defaults).
+DEFAULT_DEVICE_RULES = (
+    "c *:* m",
+    "b *:* m",
+    "c 1:3 rwm",  # null
+    "c 1:5 rwm",  # zero
+    "c 1:7 rwm",  # full
+    "c 1:8 rwm",  # random
+    "c 1:9 rwm",  # urandom
+    "c 5:0 rwm",  # tty
+    "c 5:1 rwm",  # console
+    "c 5:2 rwm",  # ptmx
+    "c 136:* rwm",  # pts
+    "c 10:200 rwm",  # tun
+)
+ALLOW_ALL_DEVICES = ("a *:* rwm",)
+
+# v1 hierarchies a container joins; cpuset needs cpus/mems copied down before it accepts tasks.
+V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer", "devices", "blkio", "cpuset", "systemd",
+                  "unified")
+
+
+@dataclass(frozen=True)
+class Resources:
+    memory: int | None = None  # bytes
+    nano_cpus: int | None = None  # 1e9 = one CPU
+    pids_limit: int | None = None  # <= 0 means unlimited
+    cpu_shares: int | None = None
+    memory_swap: int | None = None  # memory + swap in bytes; None = no swap; -1 = unlimited
+    device_rules: tuple[str, ...] = DEFAULT_DEVICE_RULES
+
+
+class Cgroup:
+    """One container's cgroup, in every hierarchy the host mounts under ``root``."""
+
+    def __init__(self, name: str, root: Path = Path("/sys/fs/cgroup")) -> None:
+        self.name = name.strip("/")
+        if not self.name or ".." in self.name.split("/"):
+            raise ValueError(f"bad cgroup name {name!r}")
+        self.root = Path(root)
+        self.v2 = (self.root / "cgroup.controllers").exists()
+
+    def __repr__(self) -> str:
+        return f"Cgroup({self.name!r}, root={str(self.root)!r}, v2={self.v2})"
+
+    # ---- layout -------------------------------------------------------------------------
+    def _hierarchies(self) -> dict[str, Path]:
+        """Controller name -> hierarchy root; duplicates (cpu -> cpu,cpuacct) collapse."""
+        if self.v2:
+            return {"": self.root}
+        found: dict[str, Path] = {}
+        seen: set[str] = set()
+        for ctrl in V1_CONTROLLERS:
+            base = self.root / ctrl
+            if not (base / "cgroup.procs").exists():
+                continue
+            real = os.path.realpath(base)
+            if real in seen:
+                continue
+            seen.add(real)
+            found[ctrl] = base
+        return found
+
+    def _dir(self, ctrl: str) -> Path | None:
+        base = self._hierarchies().get(ctrl)
+        return None if base is None else base / self.name
+
+    def paths(self) -> list[Path]:
+        return [base / self.name for base in self._hierarchies().values()]
+
+    # ---- lifecycle ----------------------------------------------------------------------
+    def create(self, resources: Resources) -> None:
+        """Make the directories and write the limits; a failed write removes what was made."""
+        try:
+            if self.v2:
+                self._create_v2(resources)
+            else:
+                self._create_v1(resources)
+        except BaseException:
+            self._rmdirs()
+            raise
+
+    def _create_v1(self, r: Resources) -> None:
+        for ctrl, base in self._hierarchies().items():
+            _mkdirs(base, self.name, copy=("cpuset.cpus", "cpuset.mems") if ctrl == "cpuset" else ())
+        mem = self._dir("memory")
+        if mem is not None and r.memory is not None:
+            _write(mem / "memory.limit_in_bytes", r.memory)
+            swap = r.memory if r.memory_swap is None else r.memory_swap
+            _write_optional(mem / "memory.memsw.limit_in_bytes", swap)  # absent without swap accounting
+        cpu = self._dir("cpu")
+        if cpu is not None:
+            if r.nano_cpus:
+                _write(cpu / "cpu.cfs_period_us", CFS_PERIOD_US)
+                _write(cpu / "cpu.cfs_quota_us", r.nano_cpus * CFS_PERIOD_US // 1_000_000_000)
+            if r.cpu_shares:
+                _write(cpu / "cpu.shares", r.cpu_shares)
+        pids = self._dir("pids")
+        if pids is not None and r.pids_limit is not None:
+            _write(pids / "pids.max", "max" if r.pids_limit <= 0 else r.pids_limit)
+        dev = self._dir("devices")
+        if dev is not None and r.device_rules != ALLOW_ALL_DEVICES:
+            _write(dev / "devices.deny", "a")
+            for rule in r.device_rules:
+                _write(dev / "devices.allow", rule)
+
+    def _create_v2(self, r: Resources) -> None:
+        wanted = []
+        if r.memory is not None:
+            wanted.append("memory")
+        if r.nano_cpus or r.cpu_shares:
+            wanted.append("cpu")
+        if r.pids_limit is not None:
+            wanted.append("pids")
+        parts = self.name.split("/")
+        here = self.root
+        for part in parts:
+            available = set(_read(here / "cgroup.controllers").split()) if (here / "cgroup.controllers").exists() else set()
+            enable = [c for c in wanted if c in available]
+            if enable:
+                _write(here / "cgroup.subtree_control", " ".join("+" + c for c in enable))
+            here = here / part
+            _mkdir(here)
+        leaf = here
+        if r.memory is not None:
+            _write(leaf / "memory.max", r.memory)
+            swap = 0 if r.memory_swap is None else ("max" if r.memory_swap < 0 else max(r.memory_swap - r.memory, 0))
+            _write_optional(leaf / "memory.swap.max", swap)  # absent without swap accounting
+        if r.nano_cpus:
+            _write(leaf / "cpu.max", f"{r.nano_cpus * CFS_PERIOD_US // 1_000_000_000} {CFS_PERIOD_US}")
+        if r.cpu_shares:
+            _write(leaf / "cpu.weight", 1 + ((r.cpu_shares - 2) * 9999) // 262142)
+        if r.pids_limit is not None:
+            _write(leaf / "pids.max", "max" if r.pids_limit <= 0 else r.pids_limit)
+
+    def add(self, pid: int) -> None:
+        """Move ``pid`` (0 = the calling process) into the cgroup in every hierarchy."""
+        for path in self.paths():
+            _write(path / "cgroup.procs", pid)
+
+    def exists(self) -> bool:
+        return any(p.is_dir() for p in self.paths())
+
+    def pids(self) -> list[int]:
+        found: set[int] = set()
+        for path in self.paths():
+            try:
+                found.update(int(line) for line in _read(path / "cgroup.procs").split())
+            except FileNotFoundError:
+                continue
+        return sorted(found)
+
+    # ---- freezer ------------------------------------------------------------------------
+    def freeze(self) -> None:
+        self._set_frozen(True)
+
+    def thaw(self) -> None:
+        self._set_frozen(False)
+
+    def frozen(self) -> bool:
+        if self.v2:
+            return _read(self.root / self.name / "cgroup.freeze").strip() == "1"
+        path = self._dir("freezer")
+        return path is not None and _read(path / "freezer.state").strip() == "FROZEN"
+
+    def _set_frozen(self, frozen: bool, timeout: float = 5.0) -> None:
+        if self.v2:
+            leaf = self.root / self.name
+            _write(leaf / "cgroup.freeze", 1 if frozen else 0)
+            events = leaf / "cgroup.events"
+            want = f"frozen {1 if frozen else 0}"
+            check = (lambda: want in _read(events).splitlines()) if events.exists() else (lambda: True)
+        else:
+            path = self._dir("freezer")
+            if path is None:
+                raise SystemFailure(f"freeze cgroup {self.name!r}: no freezer hierarchy under {self.root}")
+            state = "FROZEN" if frozen else "THAWED"
+            _write(path / "freezer.state", state)
+            check = lambda: _read(path / "freezer.state").strip() == state  # noqa: E731
+        deadline = time.monotonic() + timeout
+        delay = 0.0005
+        while not check():
+            if time.monotonic() > deadline:
+                raise SystemFailure(f"{'freeze' if frozen else 'thaw'} cgroup {self.name!r}: timed out")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    # ---- accounting ---------------------------------------------------------------------
+    def oom_killed(self) -> bool:
+        """True when the kernel OOM-killed a process in this cgroup since it was made."""
+        if self.v2:
+            path = self.root / self.name / "memory.events"
+        else:
+            mem = self._dir("memory")
+            if mem is None:
+                return False
+            path = mem / "memory.oom_control"
+        try:
+            text = _read(path)
+        except FileNotFoundError:
+            return False
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill" and value.strip().isdigit():
+                return int(value) > 0
+        return False
+
+    def destroy(self, timeout: float = 5.0) -> None:
+        """Kill what is left inside, then remove the leaf directories (idempotent)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pids = self.pids()
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass  # already gone: that is what we want
+            if self.exists() and self._is_frozen_quietly():
+                self.thaw()  # a frozen task cannot die until thawed
+            if time.monotonic() > deadline:
+                raise SystemFailure(f"destroy cgroup {self.name!r}: processes {pids} did not exit")
+            time.sleep(0.002)
+        self._rmdirs(deadline)
+
+    def _is_frozen_quietly(self) -> bool:
+        try:
+            return self.frozen()
+        except FileNotFoundError:
+            return False
+
+    def _rmdirs(self, deadline: float | None = None) -> None:
+        for path in self.paths():
+            while True:
+                try:
+                    os.rmdir(path)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as exc:
+                    # EBUSY right after the last task exits: the kernel is still releasing it
+                    if exc.errno == errno.EBUSY and deadline is not None and time.monotonic() < deadline:
+                        time.sleep(0.002)
+                        continue
+                    raise SystemFailure(f"remove cgroup '{path}': {exc.strerror}") from exc
+
+
+def _mkdir(path: Path) -> None:
+    try:
+        path.mkdir()
+    except FileExistsError:
+        pass  # shared parents (berth-<tag>) are made once and kept
+    except OSError as exc:
+        raise SystemFailure(f"create cgroup '{path}': {exc.strerror}") from exc
+
+
+def _mkdirs(base: Path, name: str, copy: tuple[str, ...]) -> None:
+    here = base
+    for part in name.split("/"):
+        parent, here = here, here / part
+        _mkdir(here)
+        for fname in copy:  # cpuset: an empty cpus/mems refuses tasks; inherit the parent's
+            if not _read_quiet(here / fname).strip():
+                value = _read_quiet(parent / fname).strip()
+                if value:
+                    _write(here / fname, value)
+
+
+def _read(path: Path) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def _read_quiet(path: Path) -> str:
+    try:
+        return _read(path)
+    except FileNotFoundError:
+        return ""
+
+
+def _write(path: Path, value: object) -> None:
+    try:
+        with open(path, "w") as f:
+            f.write(str(value))
+    except OSError as exc:
+        raise SystemFailure(f"write {str(value)!r} to '{path}': {exc.strerror}") from exc
+
+
+def _write_optional(path: Path, value: object) -> None:
+    """Write a file the kernel may not offer (swap accounting off): a missing file is no error."""
+    try:
+        with open(path, "w") as f:
+            f.write(str(value))
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.EPERM, errno.EACCES):
+            return
+        raise SystemFailure(f"write {str(value)!r} to '{path}': {exc.strerror}") from exc

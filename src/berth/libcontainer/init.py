@@ -1,0 +1,272 @@
+"""The container's init and exec'd processes: what the forked child does, in order.
+
+Both run in a freshly forked child of the (single-threaded) caller and never return: they
+``execve`` the user's program or write a JSON error on ``report_fd`` and ``_exit``. ``report_fd``
+is close-on-exec, so a successful execve is seen by the parent as EOF.
+
+PID namespace scheme: the *parent* enters the PID namespace for its children before forking
+(``unshare(CLONE_NEWPID)`` for a new one, ``setns`` for a joined one) and restores its own right
+after, so the forked child is already pid 1 (or a member) and no double fork is needed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import resource
+import signal
+import socket
+import struct
+from typing import NoReturn
+
+from berth.libcontainer import capabilities, executable, kernel, rootfs
+from berth.libcontainer.cgroups import Cgroup
+from berth.libcontainer.failure import EXIT_OTHER, READY, ContainerInitError
+from berth.libcontainer.spec import ContainerSpec, Mount, Process, Stdio
+
+
+def run_init(spec: ContainerSpec, rootfs_mounts: list[Mount], stdio: Stdio, cgroup: Cgroup | None,
+             report_fd: int, barrier_fd: int) -> NoReturn:
+    """Container init: the spec, step by step, then the barrier, then execve."""
+    try:
+        # A session of its own (runc does this too); with a tty the slave becomes its ctty.
+        os.setsid()
+        _setup_stdio(stdio, keep=(report_fd, barrier_fd))
+        tty_path = os.ttyname(0) if stdio.tty else None
+        # Join the cgroup before anything allocates memory or forks, and before a cgroup
+        # namespace is made, so that namespace is rooted at the container's cgroup.
+        if cgroup is not None:
+            cgroup.add(0)
+        # Join namespaces given by path, then unshare the new ones in one call. The mount
+        # namespace is joined last: joining it changes what the other paths mean.
+        _join_namespaces(spec)
+        flags = 0
+        for ns in spec.namespaces:
+            if ns.path is None and ns.type != "pid":  # pid was done by the parent before fork
+                flags |= kernel.NAMESPACE_FLAGS[ns.type]
+        _syscall("unshare namespaces", "self", kernel.unshare, flags)
+        net = spec.namespace("network")
+        if net is not None and net.path is None:
+            _loopback_up()  # a new network namespace starts with lo down
+        if spec.hostname is not None:
+            _syscall("sethostname", spec.hostname, kernel.sethostname, spec.hostname)
+        # All mounts happen before pivot_root, while the host paths (sources) are reachable;
+        # propagation is cut first, so nothing reaches the host's mount table.
+        rootfs.prepare(spec, rootfs_mounts, tty_path)
+        rootfs.pivot(spec.root_path)
+        # /proc is the container's own now: sysctls, masked and read-only paths, read-only root.
+        rootfs.finish(spec)
+        _become(spec.process)
+        path = executable.resolve(spec.process.args[0], spec.process.path_env)
+        env = _environment(spec.process)
+        # no_new_privs last before exec: it would not stop anything we do above, only setuid
+        # binaries (and file capabilities) the container runs.
+        if spec.process.no_new_privileges:
+            kernel.prctl(kernel.PR_SET_NO_NEW_PRIVS, 1)
+    except BaseException as exc:  # the child never returns into the caller's code
+        _die(report_fd, exc)
+    # The barrier: tell the parent we are ready, and exec only when it says so.
+    os.write(report_fd, READY)
+    if os.read(barrier_fd, 1) == b"":
+        os._exit(EXIT_OTHER)  # the parent went away or aborted: do not run the process
+    os.close(barrier_fd)
+    _exec(path, spec.process.args, env, report_fd)
+
+
+def run_exec(init_pid: int, process: Process, stdio: Stdio, cgroup: Cgroup | None, report_fd: int) -> NoReturn:
+    """A process joining a running container (``docker exec``)."""
+    try:
+        os.setsid()
+        _setup_stdio(stdio, keep=(report_fd,))
+        # The cgroup first, while /sys/fs/cgroup still means the host's.
+        if cgroup is not None:
+            cgroup.add(0)
+        fds = []
+        for ns in ("cgroup", "ipc", "uts", "network", "mount"):  # mount last: it changes / and cwd
+            path = f"/proc/{init_pid}/ns/{kernel.NAMESPACE_FILES[ns]}"
+            try:
+                fds.append((ns, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+            except OSError as exc:
+                raise ContainerInitError(f"open namespace '{path}': {exc.strerror}", EXIT_OTHER) from exc
+        for ns, fd in fds:
+            if os.readlink(f"/proc/{init_pid}/ns/{kernel.NAMESPACE_FILES[ns]}") == os.readlink(
+                    f"/proc/self/ns/{kernel.NAMESPACE_FILES[ns]}"):
+                os.close(fd)
+                continue  # already there (e.g. host network): setns would be a no-op
+            _syscall(f"join {ns} namespace of", str(init_pid), kernel.setns, fd, kernel.NAMESPACE_FLAGS[ns])
+            os.close(fd)
+        _become(process)
+        path = executable.resolve(process.args[0], process.path_env)
+        env = _environment(process)
+        if process.no_new_privileges:
+            kernel.prctl(kernel.PR_SET_NO_NEW_PRIVS, 1)
+    except BaseException as exc:
+        _die(report_fd, exc)
+    _exec(path, process.args, env, report_fd)
+
+
+# ---- steps ------------------------------------------------------------------------------------
+
+def _setup_stdio(stdio: Stdio, keep: tuple[int, ...]) -> None:
+    """Put the caller's fds on 0, 1, 2 and close every other fd but ``keep``."""
+    # dup first so that e.g. stdin=1, stdout=0 cannot clobber each other
+    copies = [os.dup(stdio.stdin), os.dup(stdio.stdout), os.dup(stdio.stderr)]
+    for target, fd in enumerate(copies):
+        os.dup2(fd, target, inheritable=True)
+    for fd in copies:
+        if fd > 2:
+            os.close(fd)
+    low = 3
+    for fd in sorted(set(keep)):
+        if fd >= low:
+            os.closerange(low, fd)
+            low = fd + 1
+    os.closerange(low, 1 << 20)
+    if stdio.tty:
+        fcntl.ioctl(0, kernel.TIOCSCTTY, 0)
+
+
+def _join_namespaces(spec: ContainerSpec) -> None:
+    joins = [ns for ns in spec.namespaces if ns.path is not None and ns.type != "pid"]
+    joins.sort(key=lambda ns: ns.type == "mount")
+    opened = []
+    for ns in joins:  # open all first: after joining a mount namespace the paths may be gone
+        try:
+            opened.append((ns, os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)))
+        except OSError as exc:
+            raise ContainerInitError(f"open {ns.type} namespace '{ns.path}': {exc.strerror}", EXIT_OTHER) from exc
+    for ns, fd in opened:
+        _syscall(f"join {ns.type} namespace", str(ns.path), kernel.setns, fd, kernel.NAMESPACE_FLAGS[ns.type])
+        os.close(fd)
+
+
+def _loopback_up() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        req = struct.pack("16sh22x", b"lo", 0)
+        flags = struct.unpack("16sh22x", fcntl.ioctl(sock, kernel.SIOCGIFFLAGS, req))[1]
+        fcntl.ioctl(sock, kernel.SIOCSIFFLAGS, struct.pack("16sh22x", b"lo", flags | kernel.IFF_UP))
+
+
+def _set_rlimits(process: Process) -> None:
+    for rl in process.rlimits:
+        try:
+            resource.setrlimit(rl.resource, (rl.soft, rl.hard))
+        except ValueError:
+            # Raising a hard limit needs CAP_SYS_RESOURCE, which root may lack (as on these
+            # machines): clamp to the current hard limit rather than fail the container.
+            _, hard = resource.getrlimit(rl.resource)
+            cap = hard if hard != resource.RLIM_INFINITY else rl.hard
+            resource.setrlimit(rl.resource, (min(rl.soft, cap), min(rl.hard, cap)))
+        except OSError as exc:
+            raise ContainerInitError(f"setrlimit {rl.name}: {exc.strerror}", EXIT_OTHER) from exc
+
+
+def _become(process: Process) -> None:
+    """rlimits, bounding set, user, cwd, capabilities: runc's finalizeNamespace order."""
+    _set_rlimits(process)
+    if process.oom_score_adj is not None:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(process.oom_score_adj))
+    caps = process.capabilities
+    if caps is not None:
+        # Drop from the bounding set while we still hold CAP_SETPCAP (before the user switch).
+        for cap in range(capabilities.last_cap() + 1):
+            if cap not in caps.bounding:
+                _syscall("drop capability from bounding set", capabilities.name(cap),
+                         kernel.prctl, kernel.PR_CAPBSET_DROP, cap)
+        # Keep the permitted set across setresuid away from 0; capset below trims it.
+        kernel.prctl(kernel.PR_SET_KEEPCAPS, 1)
+    user = process.user
+    # Groups before the uid: after setuid we could no longer change them.
+    _syscall("setgroups", str(list(user.additional_gids)), os.setgroups, list(user.additional_gids))
+    _syscall("setresgid", str(user.gid), os.setresgid, user.gid, user.gid, user.gid)
+    # chdir as root when we can (the cwd may be unreadable to the user), else as the user below.
+    chdir_error = _chdir(process.cwd)
+    _syscall("setresuid", str(user.uid), os.setresuid, user.uid, user.uid, user.uid)
+    if chdir_error is not None:
+        chdir_error = _chdir(process.cwd)
+        if chdir_error is not None:
+            raise ContainerInitError(
+                f'chdir to cwd ("{process.cwd}") set in config.json failed: {executable.go_strerror(chdir_error)}',
+                EXIT_OTHER)
+    if caps is not None:
+        kernel.prctl(kernel.PR_SET_KEEPCAPS, 0)
+        _syscall("capset", "self", kernel.capset, capabilities.mask(caps.effective),
+                 capabilities.mask(caps.permitted), capabilities.mask(caps.inheritable))
+        for cap in sorted(caps.ambient):
+            _syscall("raise ambient capability", capabilities.name(cap), kernel.prctl,
+                     kernel.PR_CAP_AMBIENT, kernel.PR_CAP_AMBIENT_RAISE, cap)
+
+
+def _chdir(cwd: str) -> int | None:
+    try:
+        os.chdir(cwd)
+    except OSError as exc:
+        return exc.errno
+    return None
+
+
+def _home(uid: int) -> str:
+    try:
+        with open("/etc/passwd", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields = line.rstrip("\n").split(":")
+                if len(fields) >= 6 and fields[2] == str(uid):
+                    return fields[5] or "/"
+    except OSError:
+        pass  # no passwd file in the image: HOME falls back to "/" as in runc
+    return "/"
+
+
+def _environment(process: Process) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for entry in process.env:
+        key, sep, value = entry.partition("=")
+        if sep and key:
+            env[key] = value
+    env.setdefault("PATH", process.path_env)
+    if "HOME" not in env:
+        env["HOME"] = _home(process.user.uid)  # runc sets HOME from the user's passwd entry
+    return env
+
+
+def _exec(path: str, args: tuple[str, ...], env: dict[str, str], report_fd: int) -> NoReturn:
+    try:
+        # Python ignores SIGPIPE/SIGXFSZ and the caller may ignore more; ignored dispositions
+        # survive execve, so reset every signal and unblock them all.
+        for sig in signal.valid_signals():
+            if sig not in (signal.SIGKILL, signal.SIGSTOP):
+                try:
+                    signal.signal(sig, signal.SIG_DFL)
+                except (OSError, ValueError):
+                    continue  # signals the kernel reserves (32, 33) cannot be changed: fine
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        os.execve(path, list(args), env)
+    except OSError as exc:
+        code = exc.errno or 0
+        _die(report_fd, ContainerInitError(
+            f'exec: "{args[0]}": {executable.go_strerror(code)}' if code != 2 else
+            f'exec: "{args[0]}": stat {path}: {executable.go_strerror(code)}', executable.exit_code_for(code)))
+    except BaseException as exc:
+        _die(report_fd, exc)
+
+
+def _syscall(op: str, obj: str, fn, *args) -> None:  # type: ignore[no-untyped-def]
+    try:
+        fn(*args)
+    except OSError as exc:
+        raise ContainerInitError(f"{op} '{obj}': {exc.strerror}", EXIT_OTHER) from exc
+
+
+def _die(report_fd: int, exc: BaseException) -> NoReturn:
+    if isinstance(exc, ContainerInitError):
+        err = exc
+    elif isinstance(exc, OSError):
+        where = f" '{exc.filename}'" if exc.filename else ""
+        err = ContainerInitError(f"container init{where}: {exc.strerror or exc}", EXIT_OTHER)
+    else:
+        err = ContainerInitError(f"container init: {type(exc).__name__}: {exc}", EXIT_OTHER)
+    try:
+        os.write(report_fd, err.to_wire())
+    finally:
+        os._exit(err.exit_code)

@@ -1,0 +1,262 @@
+"""Building the container's file system view inside its new mount namespace.
+
+Runs in the init child after ``unshare(CLONE_NEWNS)``. The order is the point:
+
+1. make every mount ``rslave`` (or what ``rootfsPropagation`` says) first, so nothing mounted
+   below ever propagates back to the host;
+2. the graph driver's plan (the overlay on ``root.path``), then bind the root onto itself so it is
+   a mount point (pivot_root needs one) and its parent is not shared;
+3. the spec's mounts, each destination resolved inside the root without following symlinks out
+   of it (CVE-2015-3627-style escapes), then the device nodes and /dev symlinks;
+4. pivot_root(".", ".") and a lazy unmount of the old root (runc's trick: no put_old directory);
+5. sysctls, masked and read-only paths, and the read-only root, all from inside.
+
+Failures raise ContainerInitError with ``operation 'object': cause`` text and exit code 128.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from berth.libcontainer import kernel
+from berth.libcontainer.failure import ContainerInitError
+from berth.libcontainer.spec import DEFAULT_DEVICES, ContainerSpec, Device, Mount, parse_mount_options
+
+_PROPAGATION = {
+    "shared": kernel.MS_SHARED, "rshared": kernel.MS_SHARED | kernel.MS_REC,
+    "slave": kernel.MS_SLAVE, "rslave": kernel.MS_SLAVE | kernel.MS_REC,
+    "private": kernel.MS_PRIVATE, "rprivate": kernel.MS_PRIVATE | kernel.MS_REC,
+    "unbindable": kernel.MS_UNBINDABLE, "runbindable": kernel.MS_UNBINDABLE | kernel.MS_REC,
+}
+# statvfs flag -> mount flag: kept on a bind remount so it does not clear them
+_KEEP_FLAGS = (
+    (os.ST_NOSUID, kernel.MS_NOSUID), (os.ST_NODEV, kernel.MS_NODEV), (os.ST_NOEXEC, kernel.MS_NOEXEC),
+    (os.ST_NOATIME, kernel.MS_NOATIME), (os.ST_NODIRATIME, kernel.MS_NODIRATIME),
+    (os.ST_RELATIME, kernel.MS_RELATIME),
+)
+_DEV_SYMLINKS = (
+    ("/proc/self/fd", "/dev/fd"),
+    ("/proc/self/fd/0", "/dev/stdin"),
+    ("/proc/self/fd/1", "/dev/stdout"),
+    ("/proc/self/fd/2", "/dev/stderr"),
+    ("pts/ptmx", "/dev/ptmx"),
+)
+
+
+def _fail(op: str, obj: str, exc: OSError) -> ContainerInitError:
+    return ContainerInitError(f"{op} '{obj}': {exc.strerror or exc}", 128)
+
+
+def secure_join(root: str, unsafe: str) -> str:
+    """``root`` + ``unsafe``, with every symlink on the way resolved as if ``root`` were ``/``."""
+    pending = [p for p in unsafe.split("/") if p]
+    resolved: list[str] = []
+    links = 0
+    while pending:
+        part = pending.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = os.path.join(root, *resolved, part)
+        try:
+            target = os.readlink(candidate)
+        except OSError:
+            resolved.append(part)  # not a symlink, or not there yet: taken literally
+            continue
+        links += 1
+        if links > 255:
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), unsafe)
+        if target.startswith("/"):
+            resolved = []
+        pending = [p for p in target.split("/") if p] + pending
+    return os.path.join(root, *resolved)
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None, what: str) -> None:
+    try:
+        kernel.mount(source, target, fstype, flags, data)
+    except OSError as exc:
+        raise _fail(f"mount {what}", target, exc) from exc
+
+
+def _kept_flags(path: str) -> int:
+    try:
+        f_flag = os.statvfs(path).f_flag
+    except OSError:
+        return 0
+    return sum(ms for st, ms in _KEEP_FLAGS if f_flag & st)
+
+
+def remount_readonly(path: str, recursive: bool = False) -> None:
+    flags = kernel.MS_REMOUNT | kernel.MS_BIND | kernel.MS_RDONLY | _kept_flags(path)
+    _mount(None, path, None, flags | (kernel.MS_REC if recursive else 0), None, "(remount read-only)")
+
+
+def _make_mountpoint(dest: str, source_is_file: bool) -> None:
+    try:
+        if source_is_file:
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            if not os.path.lexists(dest):
+                os.close(os.open(dest, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+        else:
+            os.makedirs(dest, exist_ok=True)
+    except OSError as exc:
+        raise _fail("create mount point", dest, exc) from exc
+
+
+def mount_one(m: Mount, dest: str) -> None:
+    """Perform one mount at ``dest`` (already resolved on the host side)."""
+    opts = parse_mount_options(m.options)
+    if opts.bind or m.type == "bind":
+        try:
+            source_is_file = not stat.S_ISDIR(os.stat(m.source).st_mode)
+        except OSError as exc:
+            raise _fail("bind mount source", m.source, exc) from exc
+        _make_mountpoint(dest, source_is_file)
+        _mount(m.source, dest, None, kernel.MS_BIND | (opts.flags & kernel.MS_REC), None, f"bind '{m.source}' on")
+        extra = opts.flags & ~(kernel.MS_BIND | kernel.MS_REC | kernel.MS_REMOUNT)
+        if extra:  # a bind mount ignores flags; they take effect on a remount of it
+            flags = kernel.MS_REMOUNT | kernel.MS_BIND | extra | _kept_flags(dest)
+            _mount(None, dest, None, flags | (opts.flags & kernel.MS_REC), None, "(remount bind)")
+    else:
+        _make_mountpoint(dest, False)
+        try:
+            kernel.mount(m.source, dest, m.type, opts.flags, opts.data or None)
+        except OSError as exc:
+            if m.type == "sysfs" and exc.errno == errno.EPERM:
+                # no network namespace of our own: the kernel refuses a new sysfs; bind the host's
+                _mount("/sys", dest, None, kernel.MS_BIND | kernel.MS_REC, None, "bind '/sys' on")
+                remount_readonly(dest, recursive=False)
+            else:
+                raise _fail(f"mount {m.type} '{m.source}' on", dest, exc) from exc
+    if opts.propagation:
+        _mount(None, dest, None, opts.propagation, None, "(set propagation)")
+
+
+def _mknod(root: str, dev: Device) -> None:
+    path = secure_join(root, dev.path)
+    kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}.get(dev.type)
+    if kind is None:
+        raise ContainerInitError(f"create device '{dev.path}': unknown type {dev.type!r}", 128)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if os.path.lexists(path):
+            os.unlink(path)
+        os.mknod(path, kind | (dev.file_mode & 0o7777), os.makedev(dev.major, dev.minor))
+        os.chmod(path, dev.file_mode & 0o7777)  # mknod's mode is filtered by the umask
+        os.chown(path, dev.uid, dev.gid)
+    except OSError as exc:
+        raise _fail("create device", dev.path, exc) from exc
+
+
+def setup_dev(root: str, devices: tuple[Device, ...]) -> None:
+    by_path = {d.path: d for d in DEFAULT_DEVICES}
+    by_path.update({d.path: d for d in devices})
+    for dev in by_path.values():
+        _mknod(root, dev)
+    for target, link in _DEV_SYMLINKS:
+        path = secure_join(root, link)
+        try:
+            if os.path.lexists(path):
+                if link != "/dev/ptmx":
+                    continue
+                os.unlink(path)
+            os.symlink(target, path)
+        except OSError as exc:
+            raise _fail("create symlink", link, exc) from exc
+
+
+def bind_console(root: str, tty_path: str) -> None:
+    """Make the container's pty slave visible as /dev/console (what runc does with a terminal)."""
+    dest = secure_join(root, "/dev/console")
+    _make_mountpoint(dest, True)
+    _mount(tty_path, dest, None, kernel.MS_BIND, None, f"bind '{tty_path}' on")
+
+
+def prepare(spec: ContainerSpec, rootfs_mounts: list[Mount], tty_path: str | None) -> None:
+    """Everything before pivot_root; runs in the new mount namespace, host paths still visible."""
+    root = spec.root_path
+    # 1. No mount below may propagate to the host: make the whole tree a slave (or private).
+    propagation = _PROPAGATION.get(spec.rootfs_propagation, kernel.MS_SLAVE | kernel.MS_REC)
+    _mount(None, "/", None, propagation, None, "(set propagation of)")
+    # 2. The graph driver's plan, e.g. the overlay on root.path.
+    for m in rootfs_mounts:
+        mount_one(m, m.target)
+    # pivot_root needs the new root to be a mount point whose parent mount is not shared:
+    # a recursive self-bind gives it one, and our rslave above keeps the parent unshared.
+    _mount(root, root, None, kernel.MS_BIND | kernel.MS_REC, None, f"bind '{root}' on")
+    # 3. The spec's mounts, in order (a later mount may sit inside an earlier one: /dev/pts in /dev).
+    dev_is_tmpfs = False
+    for m in spec.mounts:
+        try:
+            dest = secure_join(root, m.target)
+        except OSError as exc:
+            raise _fail("resolve mount destination", m.target, exc) from exc
+        mount_one(m, dest)
+        if m.target.rstrip("/") == "/dev" and m.type != "bind" and "bind" not in m.options:
+            dev_is_tmpfs = True
+    # Device nodes only in a /dev we made; a bound host /dev already has them.
+    if dev_is_tmpfs:
+        setup_dev(root, spec.devices)
+    if tty_path is not None:
+        bind_console(root, tty_path)
+
+
+def pivot(root: str) -> None:
+    """pivot_root into ``root`` and detach the old root, without a put_old directory."""
+    try:
+        old = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+        new = os.open(root, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _fail("open root", root, exc) from exc
+    try:
+        os.fchdir(new)
+        try:
+            kernel.pivot_root(".", ".")
+        except OSError as exc:
+            raise _fail("pivot_root", root, exc) from exc
+        # The old root is now stacked under "."; reach it through the old fd and detach it.
+        # Make it a slave first so the unmount does not propagate to the host (runc does this).
+        os.fchdir(old)
+        _mount(None, ".", None, kernel.MS_SLAVE | kernel.MS_REC, None, "(make old root slave)")
+        try:
+            kernel.umount2(".", kernel.MNT_DETACH)
+        except OSError as exc:
+            raise _fail("unmount old root of", root, exc) from exc
+        os.chdir("/")
+    finally:
+        os.close(old)
+        os.close(new)
+
+
+def finish(spec: ContainerSpec) -> None:
+    """Everything after pivot_root, with container paths."""
+    for key, value in spec.sysctl:
+        path = "/proc/sys/" + key.replace(".", "/")
+        try:
+            with open(path, "w") as f:
+                f.write(value)
+        except OSError as exc:
+            raise _fail(f"write sysctl {key}={value!r} to", path, exc) from exc
+    # Read-only paths before masked ones would also work; runc does readonly first.
+    for path in spec.readonly_paths:
+        if not os.path.lexists(path):
+            continue
+        _mount(path, path, None, kernel.MS_BIND | kernel.MS_REC, None, f"bind '{path}' on")
+        remount_readonly(path, recursive=True)
+    for path in spec.masked_paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue  # nothing there to hide
+        if stat.S_ISDIR(st.st_mode):
+            _mount("tmpfs", path, "tmpfs", kernel.MS_RDONLY, None, "tmpfs (mask) on")
+        else:
+            _mount("/dev/null", path, None, kernel.MS_BIND, None, "/dev/null (mask) on")
+    if spec.root_readonly:
+        remount_readonly("/")
