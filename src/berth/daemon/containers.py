@@ -1,0 +1,237 @@
+"""Container record jobs: create, list, inspect, rename, remove, wait, top."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from berth.container.record import Container, now_rfc3339, parse_rfc3339
+from berth.daemon import createconfig
+from berth.daemon.names import random_name
+from berth.engine import Job
+from berth.errors import Conflict, InvalidParameter, NotFound
+
+if TYPE_CHECKING:
+    from berth.daemon.daemon import Daemon
+
+
+def _conflict(name: str, cid: str) -> Conflict:
+    return Conflict(
+        f'Conflict. The container name "/{name}" is already in use by container "{cid}". '
+        "You have to remove (or rename) that container to be able to reuse that name."
+    )
+
+
+def _write_files(cdir: Path, hostname: str, network_mode: str) -> None:
+    cdir.mkdir(parents=True, exist_ok=True)
+    (cdir / "hostname").write_text(hostname + "\n")
+    (cdir / "hosts").write_text(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
+    )
+    try:
+        resolv = Path("/etc/resolv.conf").read_text()
+    except OSError:
+        resolv = ""
+    (cdir / "resolv.conf").write_text(resolv)
+
+
+async def create(d: Daemon, job: Job) -> dict[str, Any]:
+    body = job.args["config"]
+    createconfig.validate(body)
+    name = createconfig.validate_name(job.args.get("name") or "")
+    image_id = await asyncio.to_thread(d.graph.resolve, body["Image"])
+    image_config = (await asyncio.to_thread(d.graph.config, image_id)) or {}
+    config, host = createconfig.merge(body, image_config)
+    if name:
+        for other in d.containers.values():
+            if other.name == name:
+                raise _conflict(name, other.id)
+    else:
+        taken = {c.name for c in d.containers.values()}
+        name = random_name(taken)
+    cid = secrets.token_hex(32)
+    if not config["Hostname"]:
+        config["Hostname"] = cid[:12]
+    entry = list(config["Entrypoint"] or []) + list(config["Cmd"] or [])
+    cdir = d.container_dir(cid)
+    c = Container(
+        id=cid, name=name, created=now_rfc3339(), image=body["Image"], image_id=image_id,
+        path=entry[0], args=entry[1:], config=config, host_config=host, driver=d.storage_driver, dir=str(cdir),
+    )
+    # Order matters for crash safety: the container dir first (a leftover dir without a record
+    # is cleaned at start-up), then the rw layer, then the record in one transaction.
+    try:
+        _write_files(cdir, config["Hostname"], host.get("NetworkMode", "default"))
+        await asyncio.to_thread(d.graph.prepare_rw, cid, image_id)
+        d.save(c, new=True)
+    except BaseException:
+        await asyncio.to_thread(d.graph.remove_rw, cid)
+        shutil.rmtree(cdir, ignore_errors=True)
+        raise
+    d.publish(c, "create")
+    return {"Id": cid, "Warnings": []}
+
+
+def _match(c: Container, key: str, values: list[str], d: Daemon) -> bool:
+    if key == "status":
+        return c.state.status in values
+    if key == "name":
+        import re
+
+        return any(re.search(v.lstrip("/"), c.name) for v in values)
+    if key == "id":
+        return any(c.id.startswith(v) for v in values)
+    if key == "label":
+        labels = c.labels()
+        return all((labels.get(v.split("=", 1)[0]) == v.split("=", 1)[1]) if "=" in v else v in labels for v in values)
+    if key == "exited":
+        return c.state.status == "exited" and str(c.state.exit_code) in values
+    if key == "ancestor":
+        ids = set()
+        for v in values:
+            try:
+                ids.add(d.graph.resolve(v))
+            except NotFound:
+                continue
+        return c.image_id in ids or c.image in values
+    if key in ("before", "since"):
+        try:
+            ref = d.find(values[0])
+        except NotFound:
+            return False
+        rt, ct = parse_rfc3339(ref.created), parse_rfc3339(c.created)
+        return ct < rt if key == "before" else ct > rt
+    if key == "network":
+        return (c.host_config.get("NetworkMode") or "default").replace("default", "bridge") in values
+    if key in ("health", "volume", "publish", "expose", "isolation", "is-task"):
+        return True
+    raise InvalidParameter(f"invalid filter '{key}'")
+
+
+async def list_(d: Daemon, job: Job) -> list[dict[str, Any]]:
+    filters: dict[str, list[str]] = job.args.get("filters") or {}
+    limit = job.args.get("limit", -1) or -1
+    show_all = job.args.get("all") or limit > 0 or "status" in filters or "exited" in filters
+    items = sorted(d.containers.values(), key=lambda c: c.created, reverse=True)
+    out = []
+    for c in items:
+        if not show_all and not c.state.running:
+            continue
+        if not all(_match(c, k, v, d) for k, v in filters.items()):
+            continue
+        out.append(c.summary(c.image))
+        if 0 < limit <= len(out):
+            break
+    return out
+
+
+async def inspect(d: Daemon, job: Job) -> dict[str, Any]:
+    c = d.find(job.args["id"])
+    data = c.inspect()
+    data["GraphDriver"]["Data"] = None
+    return data
+
+
+async def rename(d: Daemon, job: Job) -> None:
+    c = d.find(job.args["id"])
+    new = job.args.get("name") or ""
+    if not new:
+        raise InvalidParameter("Neither old nor new names may be empty")
+    new = createconfig.validate_name(new)
+    if new == c.name:
+        raise InvalidParameter("Renaming a container with the same name as its current name")
+    for other in d.containers.values():
+        if other.name == new:
+            raise _conflict(new, other.id)
+    old = c.name
+    c.name = new
+    d.save(c)
+    d.publish(c, "rename", {"oldName": "/" + old})
+
+
+async def remove_container(d: Daemon, c: Container, force: bool) -> None:
+    if c.state.running:
+        if not force:
+            raise Conflict(
+                f"You cannot remove a running container {c.id}. Stop the container before attempting "
+                "removal or force remove"
+            )
+        from berth.daemon.lifecycle import stop_container
+
+        await stop_container(d, c, 0, "KILL")
+    if c.id not in d.containers:
+        return  # removed meanwhile (--rm after the kill)
+    d.store.delete(c.id)
+    d.containers.pop(c.id, None)
+    d.sessions.pop(c.id, None)
+    for eid in c.exec_ids:
+        d.execs.pop(eid, None)
+    await d.driver.cleanup(c.id)
+    await asyncio.to_thread(d.graph.remove_rw, c.id)
+    await asyncio.to_thread(shutil.rmtree, c.dir, True)
+    d.publish(c, "destroy")
+    for _cond, fut in d.waiters.pop(c.id, []):
+        if not fut.done():
+            fut.set_result(c.state.exit_code)
+
+
+async def remove(d: Daemon, job: Job) -> None:
+    await remove_container(d, d.find(job.args["id"]), bool(job.args.get("force")))
+
+
+async def wait(d: Daemon, job: Job) -> None:
+    """Headers go out at once (the CLI starts the container only then); the body at the event."""
+    c = d.find(job.args["id"])
+    condition = job.args["condition"]
+    assert job.stdout is not None
+    if condition == "not-running" and not c.state.running:
+        await job.stdout.write(json.dumps({"Error": None, "StatusCode": c.state.exit_code}).encode() + b"\n")
+        return
+    fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    d.waiters.setdefault(c.id, []).append((condition, fut))
+    await job.stdout.write(b"")
+    try:
+        code = await fut
+    finally:
+        if not fut.done():
+            fut.cancel()
+        entries = d.waiters.get(c.id)
+        if entries is not None:
+            d.waiters[c.id] = [(cond, f) for cond, f in entries if f is not fut]
+    await job.stdout.write(json.dumps({"Error": None, "StatusCode": code}).encode() + b"\n")
+
+
+async def top(d: Daemon, job: Job) -> dict[str, Any]:
+    c = d.find(job.args["id"])
+    if not c.state.running:
+        raise Conflict(f"Container {c.id} is not running")
+    pids = await d.driver.pids(c.id) if hasattr(d.driver, "pids") else [c.state.pid]
+    rows = []
+    for pid in pids:
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        uid = fields.get("Uid", "0").split()[0]
+        ppid = fields.get("PPid", "0").strip()
+        rows.append([uid, str(pid), ppid, "0", "", "?", "00:00:00", cmd])
+    return {"Titles": ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], "Processes": rows}
+
+
+HANDLERS = {
+    "container.create": create,
+    "container.list": list_,
+    "container.inspect": inspect,
+    "container.rename": rename,
+    "container.remove": remove,
+    "container.wait": wait,
+    "container.top": top,
+}
+

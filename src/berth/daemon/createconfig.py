@@ -1,0 +1,145 @@
+"""``POST /containers/create`` bodies: validation and merging with the image's config (pure).
+
+The body is Docker's ContainerConfig with ``HostConfig`` and ``NetworkingConfig`` inside. Each
+field is type-checked (a wrong type is a 400 naming the field), then merged with the image's
+config the way dockerd does: the image's Env is overridden key by key, Labels are merged, an
+Entrypoint given at create time drops the image's Cmd, WorkingDir/User fall back to the image's.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from berth.errors import InvalidParameter
+
+NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "Hostname": str, "Domainname": str, "User": str, "AttachStdin": bool, "AttachStdout": bool,
+    "AttachStderr": bool, "Tty": bool, "OpenStdin": bool, "StdinOnce": bool, "Env": list,
+    "Cmd": (list, str), "Entrypoint": (list, str), "Image": str, "WorkingDir": str, "Labels": dict,
+    "ExposedPorts": dict, "Volumes": dict, "StopSignal": str, "StopTimeout": int, "HostConfig": dict,
+    "NetworkingConfig": dict, "NetworkDisabled": bool, "MacAddress": str, "OnBuild": list,
+    "Healthcheck": dict, "ArgsEscaped": bool, "Shell": list,
+}
+_HOST_TYPES: dict[str, type | tuple[type, ...]] = {
+    "Memory": int, "MemorySwap": int, "NanoCpus": int, "CpuShares": int, "CpuQuota": int, "CpuPeriod": int,
+    "PidsLimit": int, "AutoRemove": bool, "NetworkMode": str, "Privileged": bool, "ReadonlyRootfs": bool,
+    "Binds": list, "PortBindings": dict, "RestartPolicy": dict, "LogConfig": dict, "ShmSize": int,
+    "Init": bool, "CapAdd": list, "CapDrop": list, "Dns": list, "DnsOptions": list, "DnsSearch": list,
+    "ExtraHosts": list, "GroupAdd": list, "SecurityOpt": list, "Ulimits": list,
+}
+
+HOST_CONFIG_DEFAULTS: dict[str, Any] = {
+    "Binds": None, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
+    "NetworkMode": "default", "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+    "AutoRemove": False, "VolumeDriver": "", "VolumesFrom": None, "CapAdd": None, "CapDrop": None,
+    "CgroupnsMode": "host", "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None, "GroupAdd": None,
+    "IpcMode": "private", "Cgroup": "", "Links": None, "OomScoreAdj": 0, "PidMode": "", "Privileged": False,
+    "PublishAllPorts": False, "ReadonlyRootfs": False, "SecurityOpt": None, "UTSMode": "", "UsernsMode": "",
+    "ShmSize": 67108864, "Runtime": "native", "ConsoleSize": [0, 0], "Isolation": "", "CpuShares": 0,
+    "Memory": 0, "NanoCpus": 0, "CgroupParent": "", "BlkioWeight": 0, "CpuPeriod": 0, "CpuQuota": 0,
+    "CpusetCpus": "", "CpusetMems": "", "Devices": [], "MemoryReservation": 0, "MemorySwap": 0,
+    "MemorySwappiness": None, "OomKillDisable": False, "PidsLimit": None, "Ulimits": [], "Init": None,
+}
+
+
+def _check_types(obj: dict[str, Any], types: dict[str, type | tuple[type, ...]], prefix: str) -> None:
+    for key, want in types.items():
+        value = obj.get(key)
+        if value is None:
+            continue
+        if want is int and isinstance(value, bool):
+            ok = False
+        else:
+            ok = isinstance(value, want)
+        if not ok:
+            names = want.__name__ if isinstance(want, type) else "/".join(t.__name__ for t in want)
+            raise InvalidParameter(
+                f"json: cannot unmarshal {type(value).__name__} into field {prefix}{key} of type {names}"
+            )
+
+
+def validate(body: dict[str, Any]) -> None:
+    _check_types(body, _TYPES, "Config.")
+    _check_types(body.get("HostConfig") or {}, _HOST_TYPES, "HostConfig.")
+    for key in ("Env",):
+        for item in body.get(key) or []:
+            if not isinstance(item, str):
+                raise InvalidParameter(f"json: cannot unmarshal {type(item).__name__} into field Config.{key} of type string")
+    if not body.get("Image"):
+        raise InvalidParameter("Config.Image: no image was given")
+
+
+def validate_name(name: str) -> str:
+    if name and not NAME_RE.match(name):
+        raise InvalidParameter(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    return name.lstrip("/")
+
+
+def _as_list(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return ["/bin/sh", "-c", value]
+    return [str(v) for v in value]
+
+
+def merge_env(image_env: list[str], env: list[str]) -> list[str]:
+    out: dict[str, str] = {}
+    for item in [*image_env, *env]:
+        key = item.split("=", 1)[0]
+        out[key] = item
+    return list(out.values())
+
+
+def merge(body: dict[str, Any], image: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(Config, HostConfig) as the container record keeps them; raises for no command."""
+    entrypoint = _as_list(body.get("Entrypoint"))
+    cmd = _as_list(body.get("Cmd"))
+    if entrypoint is not None and entrypoint == [""]:
+        entrypoint = []  # --entrypoint "" clears the image's entrypoint
+    if entrypoint is None:
+        entrypoint = image.get("Entrypoint") or None
+        if cmd is None or cmd == []:
+            cmd = image.get("Cmd") or None
+    if not (entrypoint or cmd):
+        raise InvalidParameter("No command specified")
+    labels = dict(image.get("Labels") or {})
+    labels.update(body.get("Labels") or {})
+    config: dict[str, Any] = {
+        "Hostname": body.get("Hostname") or "",
+        "Domainname": body.get("Domainname") or "",
+        "User": body.get("User") or image.get("User") or "",
+        "AttachStdin": bool(body.get("AttachStdin")),
+        "AttachStdout": bool(body.get("AttachStdout")),
+        "AttachStderr": bool(body.get("AttachStderr")),
+        "ExposedPorts": {**(image.get("ExposedPorts") or {}), **(body.get("ExposedPorts") or {})} or None,
+        "Tty": bool(body.get("Tty")),
+        "OpenStdin": bool(body.get("OpenStdin")),
+        "StdinOnce": bool(body.get("StdinOnce")),
+        "Env": merge_env(list(image.get("Env") or []), list(body.get("Env") or [])),
+        "Cmd": cmd,
+        "Image": body["Image"],
+        "Volumes": {**(image.get("Volumes") or {}), **(body.get("Volumes") or {})} or None,
+        "WorkingDir": body.get("WorkingDir") or image.get("WorkingDir") or "",
+        "Entrypoint": entrypoint,
+        "OnBuild": None,
+        "Labels": labels,
+    }
+    for key in ("StopSignal", "StopTimeout"):
+        if body.get(key) is not None:
+            config[key] = body[key]
+    host = dict(HOST_CONFIG_DEFAULTS)
+    host.update({k: v for k, v in (body.get("HostConfig") or {}).items() if v is not None})
+    mode = host.get("NetworkMode") or "default"
+    if mode not in ("default", "bridge", "none", "host"):
+        raise InvalidParameter(
+            f"network {mode} not found" if not mode.startswith("container:") else "container network mode is not supported yet"
+        )
+    if host.get("PidsLimit") is not None and host["PidsLimit"] <= 0:
+        host["PidsLimit"] = None  # 0 and -1 mean unlimited
+    if host.get("Memory") and 0 < host["Memory"] < 6 * 1024 * 1024:
+        raise InvalidParameter("Minimum memory limit allowed is 6MB")
+    return config, host

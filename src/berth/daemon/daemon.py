@@ -1,0 +1,150 @@
+"""The composition root: builds the boxes, registers every job handler, restores state.
+
+    d = Daemon(cfg); await d.startup()     # store, graph, exec driver, handlers, live restore
+    await d.engine.job("serveapi", ...)    # the server is a job like any other
+    await d.shutdown()                     # containers keep running (live restore)
+
+The Daemon object is the handlers' shared state: container records (``containers``), the
+attach/run sessions with the monitor handles (``sessions``), exec instances and waiters. Handlers live in
+``containers.py``, ``lifecycle.py``, ``streams.py``, ``execs.py``, ``images.py`` and
+``system.py``; each is ``async def handler(d, job)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import shutil
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from berth.container.record import Container
+from berth.daemon.config import DaemonConfig
+from berth.daemon.live import Session
+from berth.daemon.store import ContainerStore
+from berth.engine import Engine, Job
+from berth.errors import NotFound
+
+log = logging.getLogger("berth.daemon")
+
+
+class Daemon:
+    def __init__(self, cfg: DaemonConfig) -> None:
+        self.cfg = cfg
+        self.engine = Engine()
+        self.started = time.time()
+        self.containers: dict[str, Container] = {}
+        self.sessions: dict[str, Session] = {}
+        self.execs: dict[str, Any] = {}
+        self.waiters: dict[str, list[tuple[str, asyncio.Future[int]]]] = {}
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.store: ContainerStore
+        self.graph: Any
+        self.driver: Any
+        self.storage_driver = ""
+
+    # -- start-up and shutdown -------------------------------------------------------------
+    async def startup(self) -> None:
+        from berth.drivers.exec.native import NativeDriver
+        from berth.drivers.graph import new_driver
+        from berth.graph import Graph
+
+        cfg = self.cfg
+        for sub in ("containers", "tmp"):
+            (cfg.data_root / sub).mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(cfg.data_root / "tmp", ignore_errors=True)
+        (cfg.data_root / "tmp").mkdir(exist_ok=True)
+        self.store = ContainerStore(cfg.data_root / "berth.db")
+        gdriver = new_driver(cfg.storage_driver, cfg.data_root)
+        self.storage_driver = getattr(gdriver, "name", cfg.storage_driver or "overlay2")
+        self.graph = Graph(cfg.data_root, cfg.data_root / "berth.db", gdriver)
+        self.driver = NativeDriver(cfg.exec_root, cfg.cgroup_parent)
+        await self.driver.startup()
+        self._register()
+        await self._restore()
+
+    async def shutdown(self) -> None:
+        for session in list(self.sessions.values()):
+            session.detach()
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.driver.shutdown()
+        self.store.close()
+
+    async def _restore(self) -> None:
+        """Reconnect to containers that kept running while we were away; settle the rest."""
+        from berth.daemon.lifecycle import attach_live, settle_exit
+
+        known = {c.id: c for c in self.store.all()}
+        self.containers = known
+        # Containers whose create was interrupted before the record was written.
+        for path in (self.cfg.data_root / "containers").iterdir():
+            if path.name not in known:
+                log.warning("removing leftovers of an unfinished create: %s", path.name)
+                await asyncio.to_thread(self.graph.remove_rw, path.name)
+                shutil.rmtree(path, ignore_errors=True)
+        for c in known.values():
+            if c.state.status in ("running", "paused", "restarting"):
+                result = await self.driver.reconnect(c.id)
+                if hasattr(result, "exit_code") and not hasattr(result, "start"):
+                    await settle_exit(self, c, result)
+                else:
+                    attach_live(self, c, result)
+
+    def _register(self) -> None:
+        from berth.daemon import containers, execs, images, lifecycle, streams, system
+
+        for module in (containers, lifecycle, streams, execs, images, system):
+            for name, fn in module.HANDLERS.items():
+                self.engine.register(name, functools.partial(fn, self))
+
+    # -- helpers for the handlers ---------------------------------------------------------
+    def find(self, ref: str) -> Container:
+        """By full id, name (with or without ``/``) or unique id prefix; Docker's 404 text."""
+        if ref in self.containers:
+            return self.containers[ref]
+        name = ref.lstrip("/")
+        for c in self.containers.values():
+            if c.name == name:
+                return c
+        if ref:
+            matches = [c for c in self.containers.values() if c.id.startswith(ref)]
+            if len(matches) == 1:
+                return matches[0]
+        raise NotFound(f"No such container: {ref}")
+
+    def session(self, cid: str) -> Session:
+        if cid not in self.sessions:
+            self.sessions[cid] = Session()
+        return self.sessions[cid]
+
+    def save(self, c: Container, new: bool = False) -> None:
+        self.store.put(c, new=new)
+        self.containers[c.id] = c
+
+    def spawn(self, coro: Awaitable[Any], what: str) -> asyncio.Task[Any]:
+        """Background work belongs to the daemon's task set; failures are logged, not lost."""
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self.tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("%s failed", what, exc_info=t.exception())
+
+        task.add_done_callback(done)
+        return task
+
+    def publish(self, c: Container, action: str, extra: dict[str, str] | None = None) -> None:
+        attrs = {"image": c.image, "name": c.name, **c.labels(), **(extra or {})}
+        self.engine.events.publish("container", action, c.id, attrs)
+
+    def container_dir(self, cid: str) -> Path:
+        return self.cfg.data_root / "containers" / cid
+
+
+HandlerFn = Callable[[Daemon, Job], Awaitable[Any]]

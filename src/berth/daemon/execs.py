@@ -1,0 +1,181 @@
+"""Exec jobs: create, start (attached or detached), inspect, resize.
+
+An exec runs through the container's monitor, which forks a process into the container's
+namespaces and cgroup. The exit code is recorded *before* the hijacked stream closes: the
+CLI reads ``GET /exec/{id}/json`` right after EOF and does not poll. A start error (missing
+binary, bad workdir) travels inside the stream as a stdout frame, with ExitCode 126, as dockerd
+does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from berth.daemon.createconfig import merge_env
+from berth.daemon.live import frame
+from berth.daemon.users import resolve_user
+from berth.engine import Job
+from berth.errors import Conflict, ContainerStartError, InvalidParameter, NotFound
+
+if TYPE_CHECKING:
+    from berth.daemon.daemon import Daemon
+
+
+@dataclass
+class ExecInstance:
+    id: str
+    container_id: str
+    config: dict[str, Any]
+    running: bool = False
+    started: bool = False
+    exit_code: int | None = None
+    pid: int = 0
+    handle: Any = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def inspect(self) -> dict[str, Any]:
+        cmd = list(self.config.get("Cmd") or [])
+        return {
+            "ID": self.id,
+            "Running": self.running,
+            "ExitCode": self.exit_code,
+            "ProcessConfig": {
+                "tty": bool(self.config.get("Tty")),
+                "entrypoint": cmd[0] if cmd else "",
+                "arguments": cmd[1:],
+                "privileged": bool(self.config.get("Privileged")),
+                **({"user": self.config["User"]} if self.config.get("User") else {}),
+            },
+            "OpenStdin": bool(self.config.get("AttachStdin")),
+            "OpenStderr": bool(self.config.get("AttachStderr")),
+            "OpenStdout": bool(self.config.get("AttachStdout")),
+            "CanRemove": False,
+            "ContainerID": self.container_id,
+            "DetachKeys": self.config.get("DetachKeys") or "",
+            "Pid": self.pid,
+        }
+
+
+def _running_container(d: Daemon, ref: str) -> Any:
+    c = d.find(ref)
+    if c.state.status == "paused":
+        raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
+    if not c.state.running or d.session(c.id).handle is None:
+        raise Conflict(f"Container {c.id} is not running")
+    return c
+
+
+async def create(d: Daemon, job: Job) -> dict[str, str]:
+    c = _running_container(d, job.args["id"])
+    config = job.args["config"]
+    cmd = config.get("Cmd")
+    if isinstance(cmd, str):
+        cmd = [cmd]
+    if not cmd or not isinstance(cmd, list):
+        raise InvalidParameter("No exec command specified")
+    for key in ("Env", "Cmd"):
+        if config.get(key) is not None and not all(isinstance(x, str) for x in config[key]):
+            raise InvalidParameter(f"json: cannot unmarshal into field {key} of type []string")
+    config = dict(config, Cmd=[str(x) for x in cmd])
+    ex = ExecInstance(id=secrets.token_hex(32), container_id=c.id, config=config)
+    d.execs[ex.id] = ex
+    c.exec_ids.append(ex.id)
+    d.publish(c, "exec_create: " + " ".join(config["Cmd"]), {"execID": ex.id})
+    return {"Id": ex.id}
+
+
+def _find(d: Daemon, eid: str) -> ExecInstance:
+    ex = d.execs.get(eid)
+    if ex is None:
+        raise NotFound(f"No such exec instance: {eid}")
+    return ex
+
+
+async def _process(d: Daemon, c: Any, cfg: dict[str, Any]) -> dict[str, Any]:
+    uid, gid, groups = await asyncio.to_thread(resolve_user, d.graph, c, cfg.get("User") or c.config.get("User") or "")
+    env = merge_env(list(c.config.get("Env") or []), list(cfg.get("Env") or []))
+    if cfg.get("Tty") and not any(e.startswith("TERM=") for e in env):
+        env.append("TERM=xterm")
+    return {
+        "args": list(cfg["Cmd"]),
+        "env": env,
+        "cwd": cfg.get("WorkingDir") or c.config.get("WorkingDir") or "/",
+        "user": {"uid": uid, "gid": gid, "additionalGids": groups},
+        "terminal": bool(cfg.get("Tty")),
+    }
+
+
+async def start(d: Daemon, job: Job) -> None:
+    ex = _find(d, job.args["id"])
+    if ex.started:
+        raise Conflict(f"Exec command {ex.id} is already running" if ex.running else f"Exec command {ex.id} has already run")
+    c = _running_container(d, ex.container_id)
+    ex.started = True
+    tty = bool(ex.config.get("Tty"))
+    out = job.stdout
+    try:
+        process = await _process(d, c, ex.config)
+        handle = await d.session(c.id).handle.exec(process)
+    except ContainerStartError as exc:
+        ex.exit_code = 126
+        ex.done.set()
+        if out is not None:
+            await out.write(exc.message.encode() + b"\r\n" if tty else frame(1, exc.message.encode() + b"\r\n"))
+        return
+    ex.handle, ex.pid, ex.running = handle, handle.pid, True
+    d.publish(c, "exec_start: " + " ".join(ex.config["Cmd"]), {"execID": ex.id})
+    if job.args.get("detach") or out is None:
+        d.spawn(_finish(d, ex, handle), f"exec {ex.id[:12]}")
+        return
+    await out.start()  # type: ignore[attr-defined]
+    stdin_task = None
+    if ex.config.get("AttachStdin") and job.stdin is not None:
+        stdin_task = asyncio.ensure_future(_pump_stdin(job, handle))
+    want = {1: ex.config.get("AttachStdout", True), 2: ex.config.get("AttachStderr", True)}
+    try:
+        async for stream, data in handle.output():
+            if want.get(stream, True):
+                try:
+                    await out.write(data if tty else frame(stream, data))
+                except (ConnectionError, OSError):
+                    break  # the client left; the process goes on and its code is still recorded
+    finally:
+        if stdin_task is not None:
+            stdin_task.cancel()
+    await _finish(d, ex, handle)
+
+
+async def _finish(d: Daemon, ex: ExecInstance, handle: Any) -> None:
+    ex.exit_code = await handle.wait()
+    ex.running = False
+    ex.done.set()
+    c = d.containers.get(ex.container_id)
+    if c is not None:
+        d.publish(c, "exec_die", {"execID": ex.id, "exitCode": str(ex.exit_code)})
+
+
+async def _pump_stdin(job: Job, handle: Any) -> None:
+    assert job.stdin is not None
+    while True:
+        data = await job.stdin.read()
+        if not data:
+            await handle.close_stdin()
+            return
+        await handle.write_stdin(data)
+
+
+async def inspect(d: Daemon, job: Job) -> dict[str, Any]:
+    return _find(d, job.args["id"]).inspect()
+
+
+async def resize(d: Daemon, job: Job) -> None:
+    ex = _find(d, job.args["id"])
+    if ex.handle is None or not ex.running:
+        raise Conflict(f"Exec {ex.id} is not running")
+    await ex.handle.resize(job.args["h"], job.args["w"])
+
+
+HANDLERS = {"exec.create": create, "exec.start": start, "exec.inspect": inspect, "exec.resize": resize}

@@ -1,0 +1,314 @@
+"""Container lifecycle jobs: start, stop, kill, restart, pause, unpause, resize, attach.
+
+Start builds the OCI spec from the record (``berth.drivers.exec.spec``), asks the graph for
+the rootfs mount plan, and has the exec driver create the container through its monitor; the
+process runs only after the attached streams are bound (``Session.started``), so no early
+output is lost. One watcher task per run waits for the exit and settles it (state, waiters,
+events, ``--rm``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal as signals
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from berth.container.record import Container
+from berth.daemon.live import Attacher
+from berth.daemon.users import resolve_user
+from berth.engine import Job
+from berth.errors import Conflict, ContainerStartError, InvalidParameter, NotModified
+
+if TYPE_CHECKING:
+    from berth.daemon.daemon import Daemon
+
+log = logging.getLogger("berth.daemon")
+
+
+def parse_signal(text: str, default: int = signals.SIGKILL) -> int:
+    if not text:
+        return default
+    t = text.upper()
+    if t.isdigit():
+        num = int(t)
+        if 0 < num < 65:
+            return num
+    else:
+        name = t if t.startswith("SIG") else "SIG" + t
+        if name in signals.Signals.__members__:
+            return int(signals.Signals[name])
+    raise InvalidParameter(f"Invalid signal: {text}")
+
+
+def _cpus_to_nanos(host: dict[str, Any]) -> int | None:
+    if host.get("NanoCpus"):
+        return int(host["NanoCpus"])
+    if host.get("CpuQuota") and host.get("CpuPeriod"):
+        return int(host["CpuQuota"] * 1_000_000_000 // host["CpuPeriod"])
+    return None
+
+
+async def _spawn(d: Daemon, c: Container) -> Any:
+    from berth.drivers.exec.native import CreateRequest
+    from berth.drivers.exec.spec import SpecInput, build_spec
+    from berth.libcontainer.cgroups import Resources
+
+    host = c.host_config
+    cdir = Path(c.dir)
+    rootfs = cdir / "rootfs"
+    rootfs.mkdir(exist_ok=True)
+    mounts = await asyncio.to_thread(d.graph.rootfs_mounts, c.id, str(rootfs))
+    uid, gid, groups = await asyncio.to_thread(resolve_user, d.graph, c, c.config.get("User") or "")
+    resources = Resources(
+        memory=host.get("Memory") or None,
+        nano_cpus=_cpus_to_nanos(host),
+        pids_limit=host.get("PidsLimit") or None,
+        cpu_shares=host.get("CpuShares") or None,
+    )
+    mode = host.get("NetworkMode") or "default"
+    spec = build_spec(
+        SpecInput(
+            args=tuple([c.path, *c.args]),
+            rootfs=str(rootfs),
+            env=tuple(c.config.get("Env") or ()),
+            cwd=c.config.get("WorkingDir") or "/",
+            uid=uid,
+            gid=gid,
+            additional_gids=tuple(groups),
+            tty=c.tty,
+            hostname=c.config.get("Hostname") or c.id[:12],
+            network="host" if mode == "host" else "none",
+            hosts_path=None if mode == "host" else str(cdir / "hosts"),
+            resolv_conf_path=str(cdir / "resolv.conf"),
+            hostname_path=None if mode == "host" else str(cdir / "hostname"),
+            resources=resources,
+            readonly_rootfs=bool(host.get("ReadonlyRootfs")),
+            cgroups_path=f"{d.cfg.cgroup_parent}/{c.id}",
+            shm_size=host.get("ShmSize") or 64 << 20,
+        )
+    )
+    (cdir / "config.json").write_text(json.dumps(spec, indent=1))
+    request = CreateRequest(
+        id=c.id,
+        bundle=cdir,
+        spec=spec,
+        rootfs_mounts=list(mounts),
+        resources=resources,
+        tty=c.tty,
+        open_stdin=bool(c.config.get("OpenStdin")),
+        log_path=Path(c.log_path),
+    )
+    return await d.driver.create(request)
+
+
+async def start_container(d: Daemon, c: Container) -> None:
+    if c.state.status == "paused":
+        raise Conflict("cannot start a paused container, try unpause instead")
+    if c.state.running:
+        raise NotModified("container already started")
+    session = d.session(c.id)
+    try:
+        handle = await _spawn(d, c)
+    except ContainerStartError as exc:
+        c.state.start_failed(exc.exit_code, exc.message)
+        d.save(c)
+        await _fail_waiters_on_start_error(d, c, exc.exit_code)
+        raise
+    c.state.to_running(handle.pid)
+    d.save(c)
+    await session.started(handle)
+    await handle.start()
+    d.publish(c, "start")
+    d.spawn(_watch(d, c, handle), f"watch container {c.id[:12]}")
+
+
+async def _fail_waiters_on_start_error(d: Daemon, c: Container, code: int) -> None:
+    # `run --rm` whose start failed: dockerd removes the container and completes the
+    # removed-waiters (the CLI prints the start error and exits 125/126/127).
+    if c.host_config.get("AutoRemove"):
+        from berth.daemon.containers import remove_container
+
+        await remove_container(d, c, force=True)
+
+
+def attach_live(d: Daemon, c: Container, handle: Any) -> None:
+    """After a daemon restart: bind the reconnected monitor and watch for the exit."""
+    session = d.session(c.id)
+    d.spawn(session.started(handle), f"reattach {c.id[:12]}")
+    d.spawn(_watch(d, c, handle), f"watch container {c.id[:12]}")
+
+
+async def _watch(d: Daemon, c: Container, handle: Any) -> None:
+    status = await handle.wait()
+    session = d.session(c.id)
+    await session.drained()
+    await settle_exit(d, c, status)
+
+
+async def settle_exit(d: Daemon, c: Container, status: Any) -> None:
+    c.state.to_exited(
+        status.exit_code,
+        oom_killed=bool(getattr(status, "oom_killed", False)),
+        finished_at=getattr(status, "finished_at", "") or "",
+        error=getattr(status, "error", "") or "",
+    )
+    d.save(c)
+    session = d.sessions.get(c.id)
+    if session is not None:
+        session.finish_run()
+    await d.driver.cleanup(c.id)
+    if c.state.oom_killed:
+        d.publish(c, "oom")
+    d.publish(c, "die", {"exitCode": str(status.exit_code)})
+    for condition in ("next-exit", "not-running"):
+        _resolve_waiters(d, c.id, condition, status.exit_code)
+    if c.host_config.get("AutoRemove"):
+        from berth.daemon.containers import remove_container
+
+        await remove_container(d, c, force=True)
+
+
+def _resolve_waiters(d: Daemon, cid: str, condition: str, code: int) -> None:
+    keep = []
+    for cond, fut in d.waiters.get(cid, []):
+        if cond == condition:
+            if not fut.done():
+                fut.set_result(code)
+        else:
+            keep.append((cond, fut))
+    d.waiters[cid] = keep
+
+
+async def stop_container(d: Daemon, c: Container, timeout: int | None, sig: str) -> None:
+    if not c.state.running:
+        raise NotModified("container already stopped")
+    session = d.session(c.id)
+    stop_signal = parse_signal(sig or c.config.get("StopSignal") or "", signals.SIGTERM)
+    if timeout is None:
+        timeout = int(c.config.get("StopTimeout") or 10)
+    handle = session.handle
+    done = session.run_done
+    if handle is None:
+        return
+    if c.state.status == "paused":
+        await handle.resume()
+        c.state.to_unpaused()
+    if timeout != 0:
+        await handle.signal(stop_signal)
+        try:
+            await asyncio.wait_for(done.wait(), timeout if timeout > 0 else None)
+            return
+        except TimeoutError:
+            pass
+    await handle.signal(signals.SIGKILL)
+    await done.wait()
+
+
+async def start(d: Daemon, job: Job) -> None:
+    await start_container(d, d.find(job.args["id"]))
+
+
+async def stop(d: Daemon, job: Job) -> None:
+    await stop_container(d, d.find(job.args["id"]), job.args.get("timeout"), job.args.get("signal", ""))
+
+
+async def restart(d: Daemon, job: Job) -> None:
+    c = d.find(job.args["id"])
+    try:
+        await stop_container(d, c, job.args.get("timeout"), job.args.get("signal", ""))
+    except NotModified:
+        pass
+    await start_container(d, c)
+    d.publish(c, "restart")
+
+
+async def kill(d: Daemon, job: Job) -> None:
+    c = d.find(job.args["id"])
+    sig = parse_signal(job.args.get("signal", ""))
+    if not c.state.running or d.session(c.id).handle is None:
+        raise Conflict(f"Cannot kill container: {job.args['id']}: Container {c.id} is not running")
+    await d.session(c.id).handle.signal(sig)
+    d.publish(c, "kill", {"signal": str(sig)})
+
+
+async def pause(d: Daemon, job: Job) -> None:
+    c = d.find(job.args["id"])
+    if c.state.status == "paused":
+        raise Conflict(f"Container {c.id} is already paused")
+    if c.state.status != "running":
+        raise Conflict(f"Container {c.id} is not running")
+    await d.session(c.id).handle.pause()
+    c.state.to_paused()
+    d.save(c)
+    d.publish(c, "pause")
+
+
+async def unpause(d: Daemon, job: Job) -> None:
+    c = d.find(job.args["id"])
+    if c.state.status != "paused":
+        raise Conflict(f"Container {c.id} is not paused")
+    await d.session(c.id).handle.resume()
+    c.state.to_unpaused()
+    d.save(c)
+    d.publish(c, "unpause")
+
+
+async def resize(d: Daemon, job: Job) -> None:
+    c = d.find(job.args["id"])
+    handle = d.sessions.get(c.id) and d.sessions[c.id].handle
+    if handle is None:
+        raise Conflict(f"Container {c.id} is not running")
+    await handle.resize(job.args["h"], job.args["w"])
+
+
+async def attach(d: Daemon, job: Job) -> None:
+    """Bind a hijacked connection to the container's stdio until its run ends or the client goes."""
+    c = d.find(job.args["id"])
+    conn = job.stdout
+    assert conn is not None
+    session = d.session(c.id)
+    await conn.start("application/vnd.docker.raw-stream" if c.tty else None)  # type: ignore[attr-defined]
+    attacher = Attacher(conn, c.tty, job.args.get("want_stdout", True), job.args.get("want_stderr", True))
+    session.attachers.add(attacher)
+    run_done = session.run_done
+    if not c.state.running and run_done.is_set():
+        run_done = asyncio.Event()
+        session.run_done = run_done
+    stdin_task = None
+    if job.args.get("want_stdin") and c.config.get("OpenStdin"):
+        stdin_task = asyncio.ensure_future(_pump_stdin(session, job, bool(c.config.get("StdinOnce"))))
+    gone = asyncio.ensure_future(conn.gone.wait())  # type: ignore[attr-defined]
+    done = asyncio.ensure_future(run_done.wait())
+    try:
+        await asyncio.wait([gone, done], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in (gone, done, stdin_task):
+            if t is not None:
+                t.cancel()
+        session.attachers.discard(attacher)
+
+
+async def _pump_stdin(session: Any, job: Job, stdin_once: bool) -> None:
+    assert job.stdin is not None
+    while True:
+        data = await job.stdin.read()
+        if not data:
+            if stdin_once:
+                await session.close_stdin()
+            return
+        await session.write_stdin(data)
+
+
+HANDLERS = {
+    "container.start": start,
+    "container.stop": stop,
+    "container.restart": restart,
+    "container.kill": kill,
+    "container.pause": pause,
+    "container.unpause": unpause,
+    "container.resize": resize,
+    "container.attach": attach,
+}

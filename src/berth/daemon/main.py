@@ -1,0 +1,109 @@
+"""``berthd``: start the daemon, serve until SIGTERM/SIGINT, shut down cleanly.
+
+One daemon per data root: an exclusive ``flock`` on ``<data_root>/berth.lock`` is held for the
+daemon's life, so a second berthd on the same root refuses to start and says which pid holds it.
+Containers keep running across a daemon restart (live restore).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import sys
+
+from berth.daemon.config import DaemonConfig, parse_args
+from berth.errors import BerthError
+
+log = logging.getLogger("berth.daemon")
+
+
+class AlreadyRunning(BerthError):
+    pass
+
+
+def lock_data_root(cfg: DaemonConfig) -> int:
+    cfg.data_root.mkdir(parents=True, exist_ok=True)
+    path = cfg.data_root / "berth.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise AlreadyRunning(
+            f"another berthd (pid {holder}) is using the data root {cfg.data_root}; "
+            "stop it, or give this daemon its own --data-root"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+async def run(cfg: DaemonConfig) -> None:
+    from berth.daemon.daemon import Daemon
+
+    daemon = Daemon(cfg)
+    await daemon.startup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    ready = asyncio.Event()
+    server = asyncio.ensure_future(daemon.engine.job("serveapi", stop=stop, ready=ready))
+    waiter = asyncio.ensure_future(ready.wait())
+    await asyncio.wait([server, waiter], return_when=asyncio.FIRST_COMPLETED)
+    if server.done():
+        waiter.cancel()
+        await daemon.shutdown()
+        server.result()  # raises the listener error
+        return
+    assert cfg.pidfile is not None
+    cfg.pidfile.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cfg.pidfile.with_suffix(".tmp")
+    tmp.write_text(f"{os.getpid()}\n")
+    tmp.replace(cfg.pidfile)
+    log.info("berthd %d listening on %s", os.getpid(), ", ".join(cfg.hosts))
+    try:
+        await server
+    finally:
+        await daemon.shutdown()
+        try:
+            cfg.pidfile.unlink()
+        except FileNotFoundError:
+            pass
+    log.info("berthd stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cfg = parse_args(sys.argv[1:] if argv is None else argv)
+    except BerthError as exc:
+        print(f"berthd: {exc}", file=sys.stderr)
+        return 1
+    logging.basicConfig(
+        level=logging.DEBUG if cfg.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if os.geteuid() != 0:
+        print("berthd: must run as root (it creates namespaces, mounts and cgroups)", file=sys.stderr)
+        return 1
+    try:
+        lock_fd = lock_data_root(cfg)
+        cfg.exec_root.mkdir(parents=True, exist_ok=True)
+        asyncio.run(run(cfg))
+    except BerthError as exc:
+        print(f"berthd: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"berthd: {exc}", file=sys.stderr)
+        return 1
+    os.close(lock_fd)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,127 @@
+"""System jobs: ping, version, info, and the serveapi job (the API server as a job)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import socket
+from typing import TYPE_CHECKING, Any
+
+from berth.engine import Job
+
+if TYPE_CHECKING:
+    from berth.daemon.daemon import Daemon
+
+VERSION = "0.1.0"
+
+
+async def ping(d: Daemon, job: Job) -> str:
+    return "OK"
+
+
+async def version(d: Daemon, job: Job) -> dict[str, Any]:
+    uname = platform.uname()
+    return {
+        "Platform": {"Name": "berth"},
+        "Components": [
+            {"Name": "Engine", "Version": VERSION,
+             "Details": {"ApiVersion": "1.45", "Arch": "amd64", "BuildTime": "", "Experimental": "false",
+                         "GitCommit": "", "GoVersion": "python" + platform.python_version(),
+                         "KernelVersion": uname.release, "MinAPIVersion": "1.24", "Os": "linux"}},
+            {"Name": "berth-monitor", "Version": VERSION, "Details": {"GitCommit": ""}},
+        ],
+        "Version": VERSION,
+        "GitCommit": "",
+        "GoVersion": "python" + platform.python_version(),
+        "Os": "linux",
+        "Arch": {"x86_64": "amd64", "aarch64": "arm64"}.get(uname.machine, uname.machine),
+        "KernelVersion": uname.release,
+        "BuildTime": "",
+    }
+
+
+def _os_name() -> str:
+    try:
+        for line in open("/etc/os-release"):
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "Linux"
+
+
+def _mem_total() -> int:
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+async def info(d: Daemon, job: Job) -> dict[str, Any]:
+    states = [c.state.status for c in d.containers.values()]
+    images = await asyncio.to_thread(d.graph.list, False, {})
+    v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+    uname = platform.uname()
+    return {
+        "ID": d.cfg.cgroup_parent, "Containers": len(states),
+        "ContainersRunning": states.count("running"), "ContainersPaused": states.count("paused"),
+        "ContainersStopped": len(states) - states.count("running") - states.count("paused"),
+        "Images": len(images), "Driver": d.storage_driver,
+        "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"]],
+        "Plugins": {"Volume": ["local"], "Network": ["host", "null"], "Authorization": None,
+                    "Log": ["json-file"]},
+        "MemoryLimit": True, "SwapLimit": True, "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True,
+        "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": True, "BridgeNfIptables": False,
+        "BridgeNfIp6tables": False, "Debug": d.cfg.debug, "NFd": len(os.listdir("/proc/self/fd")),
+        "OomKillDisable": False, "NGoroutines": len(asyncio.all_tasks()), "SystemTime": "",
+        "LoggingDriver": "json-file", "CgroupDriver": "cgroupfs", "CgroupVersion": "2" if v2 else "1",
+        "NEventsListener": len(d.engine.events.subscribers), "KernelVersion": uname.release,
+        "OperatingSystem": _os_name(), "OSVersion": "", "OSType": "linux",
+        "Architecture": uname.machine, "IndexServerAddress": "https://index.docker.io/v1/",
+        "RegistryConfig": {"AllowNondistributableArtifactsCIDRs": None, "AllowNondistributableArtifactsHostnames": None,
+                           "InsecureRegistryCIDRs": ["127.0.0.0/8"], "IndexConfigs": {}, "Mirrors": None},
+        "NCPU": os.cpu_count() or 1, "MemTotal": _mem_total(), "GenericResources": None,
+        "DockerRootDir": str(d.cfg.data_root), "HttpProxy": "", "HttpsProxy": "", "NoProxy": "",
+        "Name": socket.gethostname(), "Labels": [], "ExperimentalBuild": False, "ServerVersion": VERSION,
+        "Runtimes": {"native": {"path": "berth.libcontainer"}}, "DefaultRuntime": "native",
+        "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
+                  "Error": "", "RemoteManagers": None},
+        "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "",
+        "ContainerdCommit": {"ID": "", "Expected": ""}, "RuncCommit": {"ID": "", "Expected": ""},
+        "InitCommit": {"ID": "", "Expected": ""},
+        "SecurityOptions": ["name=cgroupns"] if v2 else [], "Warnings": None,
+    }
+
+
+async def events(d: Daemon, job: Job) -> None:
+    """Marks an events subscription in the job table; the API streams from the bus."""
+
+
+async def serveapi(d: Daemon, job: Job) -> None:
+    """Run the API server on every -H address until the stop event is set."""
+    from berth.api.server import Server, TLSOptions
+
+    cfg = d.cfg
+    tls = TLSOptions(cert=cfg.tlscert, key=cfg.tlskey, cacert=cfg.tlscacert, verify=cfg.tlsverify) if cfg.tls else TLSOptions()
+    server = Server(d.engine, cfg.hosts, tls, insecure_tcp=cfg.insecure_tcp)
+    await server.start()
+    ready = job.args.get("ready")
+    if ready is not None:
+        ready.set()
+    try:
+        await job.args["stop"].wait()
+    finally:
+        await server.stop()
+
+
+HANDLERS = {
+    "system.ping": ping,
+    "system.version": version,
+    "system.info": info,
+    "system.events": events,
+    "serveapi": serveapi,
+}

@@ -1,0 +1,73 @@
+"""``--user``: ``uid[:gid]`` or names looked up in the container's /etc/passwd and /etc/group.
+
+Like runc, a name must exist in the container's files ("unable to find user nosuch: no
+matching entries in passwd file"); a numeric uid need not. The user's supplementary groups come
+from /etc/group. The files are read from the container's layers (the rw layer first) through
+the graph.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from berth.errors import ContainerStartError
+
+
+def parse_passwd(text: str) -> list[tuple[str, int, int]]:
+    out = []
+    for line in text.splitlines():
+        parts = line.split(":")
+        if len(parts) >= 4 and parts[2].isdigit() and parts[3].isdigit():
+            out.append((parts[0], int(parts[2]), int(parts[3])))
+    return out
+
+
+def parse_group(text: str) -> list[tuple[str, int, list[str]]]:
+    out = []
+    for line in text.splitlines():
+        parts = line.split(":")
+        if len(parts) >= 3 and parts[2].isdigit():
+            members = [m for m in (parts[3].split(",") if len(parts) > 3 else []) if m]
+            out.append((parts[0], int(parts[2]), members))
+    return out
+
+
+def lookup(user: str, passwd: str, group: str) -> tuple[int, int, list[int]]:
+    """(uid, gid, supplementary gids) for ``user`` given the two files' text."""
+    name, _, grp = user.partition(":")
+    users = parse_passwd(passwd)
+    groups = parse_group(group)
+    username = None
+    if name.isdigit():
+        uid, gid = int(name), 0
+        for uname, u, g in users:
+            if u == uid:
+                username, gid = uname, g
+                break
+    else:
+        for uname, u, g in users:
+            if uname == name:
+                username, uid, gid = uname, u, g
+                break
+        else:
+            raise ContainerStartError(f"unable to find user {name}: no matching entries in passwd file", 126)
+    if grp:
+        if grp.isdigit():
+            gid = int(grp)
+        else:
+            for gname, g, _ in groups:
+                if gname == grp:
+                    gid = g
+                    break
+            else:
+                raise ContainerStartError(f"unable to find group {grp}: no matching entries in group file", 126)
+    extra = sorted({g for _, g, members in groups if username and username in members and g != gid})
+    return uid, gid, extra
+
+
+def resolve_user(graph: Any, c: Any, user: str) -> tuple[int, int, list[int]]:
+    if not user:
+        user = "0"
+    passwd = graph.read_file(c.id, "/etc/passwd") if hasattr(graph, "read_file") else None
+    group = graph.read_file(c.id, "/etc/group") if hasattr(graph, "read_file") else None
+    return lookup(user, (passwd or b"").decode(errors="replace"), (group or b"").decode(errors="replace"))
