@@ -1,0 +1,136 @@
+"""Cgroup file writes against fake v1 (hybrid) and v2 trees in a temp dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from berth.libcontainer.cgroups import ALLOW_ALL_DEVICES, Cgroup, Resources
+
+V1 = ("memory", "cpu,cpuacct", "pids", "freezer", "devices", "cpuset", "blkio", "systemd", "unified")
+
+
+@pytest.fixture
+def v1(tmp_path: Path) -> Path:
+    for ctrl in V1:
+        (tmp_path / ctrl).mkdir()
+        (tmp_path / ctrl / "cgroup.procs").write_text("")
+    (tmp_path / "cpu").symlink_to("cpu,cpuacct")
+    (tmp_path / "cpuacct").symlink_to("cpu,cpuacct")
+    (tmp_path / "cpuset" / "cpuset.cpus").write_text("0-1\n")
+    (tmp_path / "cpuset" / "cpuset.mems").write_text("0\n")
+    return tmp_path
+
+
+@pytest.fixture
+def v2(tmp_path: Path) -> Path:
+    (tmp_path / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    (tmp_path / "cgroup.subtree_control").write_text("")
+    return tmp_path
+
+
+def _read(p: Path) -> str:
+    return p.read_text().strip()
+
+
+def test_v1_limits_land_in_each_controller(v1: Path):
+    cg = Cgroup("berth-t/c1", root=v1)
+    assert not cg.v2
+    cg.create(Resources(memory=64 << 20, nano_cpus=1_500_000_000, pids_limit=50, cpu_shares=512))
+    leaf = "berth-t/c1"
+    assert _read(v1 / "memory" / leaf / "memory.limit_in_bytes") == str(64 << 20)
+    assert _read(v1 / "memory" / leaf / "memory.memsw.limit_in_bytes") == str(64 << 20)  # no swap
+    assert _read(v1 / "cpu" / leaf / "cpu.cfs_period_us") == "100000"
+    assert _read(v1 / "cpu" / leaf / "cpu.cfs_quota_us") == "150000"
+    assert _read(v1 / "cpu" / leaf / "cpu.shares") == "512"
+    assert _read(v1 / "pids" / leaf / "pids.max") == "50"
+    assert _read(v1 / "cpuset" / "berth-t" / "cpuset.cpus") == "0-1"  # inherited at each level
+    assert _read(v1 / "cpuset" / leaf / "cpuset.mems") == "0"
+    assert (v1 / "unified" / leaf).is_dir() and (v1 / "systemd" / leaf).is_dir()
+    # one directory per hierarchy: cpu and cpuacct are the same mount
+    assert len(cg.paths()) == len(V1)
+    assert cg.exists()
+
+
+def test_v1_devices_deny_all_then_allow_defaults(v1: Path):
+    cg = Cgroup("c2", root=v1)
+    cg.create(Resources())
+    assert _read(v1 / "devices" / "c2" / "devices.deny") == "a"
+    # the file keeps only the last write in a fake tree; the kernel appends each rule
+    assert _read(v1 / "devices" / "c2" / "devices.allow") == "c 10:200 rwm"
+    cg2 = Cgroup("c3", root=v1)
+    cg2.create(Resources(device_rules=ALLOW_ALL_DEVICES))
+    assert not (v1 / "devices" / "c3" / "devices.deny").exists()
+
+
+def test_v1_unlimited_pids_and_explicit_swap(v1: Path):
+    cg = Cgroup("c4", root=v1)
+    cg.create(Resources(memory=10 << 20, memory_swap=30 << 20, pids_limit=0))
+    assert _read(v1 / "pids" / "c4" / "pids.max") == "max"
+    assert _read(v1 / "memory" / "c4" / "memory.memsw.limit_in_bytes") == str(30 << 20)
+
+
+def test_add_writes_the_pid_everywhere(v1: Path):
+    cg = Cgroup("c5", root=v1)
+    cg.create(Resources())
+    cg.add(4242)
+    assert all(_read(p / "cgroup.procs") == "4242" for p in cg.paths())
+    assert cg.pids() == [4242]
+
+
+def test_v1_freeze_thaw_and_oom(v1: Path):
+    cg = Cgroup("c6", root=v1)
+    cg.create(Resources(memory=1 << 30))
+    cg.freeze()
+    assert _read(v1 / "freezer" / "c6" / "freezer.state") == "FROZEN" and cg.frozen()
+    cg.thaw()
+    assert not cg.frozen()
+    oom = v1 / "memory" / "c6" / "memory.oom_control"
+    oom.write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 0\n")
+    assert not cg.oom_killed()
+    oom.write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
+    assert cg.oom_killed()
+
+
+def test_v2_limits_and_controllers(v2: Path):
+    cg = Cgroup("berth-t/c1", root=v2)
+    assert cg.v2
+    cg.create(Resources(memory=32 << 20, nano_cpus=500_000_000, pids_limit=7, cpu_shares=1024))
+    leaf = v2 / "berth-t" / "c1"
+    assert _read(v2 / "cgroup.subtree_control") == "+memory +cpu +pids"
+    assert _read(leaf / "memory.max") == str(32 << 20)
+    assert _read(leaf / "memory.swap.max") == "0"
+    assert _read(leaf / "cpu.max") == "50000 100000"
+    assert _read(leaf / "cpu.weight") == "39"  # runc's shares -> weight conversion
+    assert _read(leaf / "pids.max") == "7"
+    assert cg.paths() == [leaf]
+
+
+def test_v2_freeze_and_oom(v2: Path):
+    cg = Cgroup("c2", root=v2)
+    cg.create(Resources())
+    cg.freeze()
+    assert _read(v2 / "c2" / "cgroup.freeze") == "1" and cg.frozen()
+    cg.thaw()
+    assert not cg.frozen()
+    assert not cg.oom_killed()  # no memory.events yet
+    (v2 / "c2" / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
+    assert cg.oom_killed()
+
+
+def test_destroy_removes_empty_leaves_and_keeps_the_parent(v1: Path):
+    cg = Cgroup("berth-t/c7", root=v1)
+    for path in cg.paths():
+        path.mkdir(parents=True)
+    assert cg.exists()
+    cg.destroy()
+    assert not cg.exists()
+    assert (v1 / "memory" / "berth-t").is_dir()
+    cg.destroy()  # idempotent
+
+
+def test_bad_names_are_refused(tmp_path: Path):
+    for name in ("", "/", "a/../b"):
+        with pytest.raises(ValueError):
+            Cgroup(name, root=tmp_path)

@@ -1,0 +1,105 @@
+"""Parsing an OCI config.json into libcontainer's spec types (no kernel needed)."""
+
+from __future__ import annotations
+
+import resource
+
+import pytest
+
+from berth.libcontainer import ContainerInitError, Mount
+from berth.libcontainer import kernel as k
+from berth.libcontainer.capabilities import DEFAULT_CAPS, number, parse_caps
+from berth.libcontainer.failure import READY
+from berth.libcontainer.spec import DEFAULT_PATH, parse, parse_mount_options, parse_process
+from berth.libcontainer.testing import docker_like_spec
+
+
+def _config(**over):
+    cfg = docker_like_spec("/r", ["sh", "-c", "true"], hostname="h1")
+    cfg.update(over)
+    return cfg
+
+
+def test_docker_like_spec_parses_in_full():
+    spec = parse(_config())
+    assert spec.root_path == "/r"
+    assert spec.hostname == "h1"
+    assert spec.process.args == ("sh", "-c", "true")
+    assert {ns.type for ns in spec.namespaces} == {"pid", "mount", "uts", "ipc", "network"}
+    assert all(ns.path is None for ns in spec.namespaces)
+    assert spec.mounts[0] == Mount("proc", "proc", "/proc", ("nosuid", "noexec", "nodev"))
+    assert "/proc/kcore" in spec.masked_paths and "/proc/sys" in spec.readonly_paths
+    caps = spec.process.capabilities
+    assert caps is not None and caps.bounding == parse_caps(DEFAULT_CAPS) and len(caps.bounding) == 14
+    assert spec.process.rlimits[0].resource == resource.RLIMIT_NOFILE
+    assert spec.process.rlimits[0].soft == 1024
+
+
+def test_namespace_with_path_means_join():
+    cfg = _config()
+    cfg["linux"]["namespaces"] = [{"type": "mount"}, {"type": "network", "path": "/run/netns/x"}]
+    cfg["hostname"] = None
+    spec = parse(cfg)
+    net = spec.namespace("network")
+    assert net is not None and net.path == "/run/netns/x"
+    assert spec.namespace("pid") is None
+
+
+@pytest.mark.parametrize(
+    ("mutate", "text"),
+    [
+        (lambda c: c.pop("root"), "root.path is required"),
+        (lambda c: c["process"].update(args=[]), "process.args"),
+        (lambda c: c["process"].update(cwd="relative"), "absolute path"),
+        (lambda c: c["linux"].update(namespaces=[{"type": "mount"}, {"type": "bogus"}]), "unknown namespace"),
+        (lambda c: c["linux"].update(namespaces=[{"type": "pid"}]), "mount namespace is required"),
+        (lambda c: c["linux"].update(namespaces=[{"type": "mount"}]), "hostname requires a new uts"),
+        (lambda c: c["process"]["capabilities"].update(bounding=["CAP_NOPE"]), "unknown capability"),
+        (lambda c: c["process"].update(rlimits=[{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}]), "unknown rlimit"),
+        (lambda c: c["process"]["user"].update(uid="0"), "must be an integer"),
+    ],
+)
+def test_invalid_configs_are_refused_before_any_side_effect(mutate, text):
+    cfg = _config()
+    mutate(cfg)
+    with pytest.raises(ContainerInitError) as info:
+        parse(cfg)
+    assert text in str(info.value)
+    assert info.value.exit_code == 128
+
+
+def test_mount_options_split_like_runc():
+    opts = parse_mount_options(("nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"))
+    assert opts.flags == k.MS_NOSUID | k.MS_NOEXEC
+    assert opts.data == "newinstance,ptmxmode=0666,mode=0620,gid=5"
+    assert opts.propagation == 0
+    ro_bind = parse_mount_options(("rbind", "ro", "rprivate"))
+    assert ro_bind.bind and ro_bind.flags == k.MS_BIND | k.MS_REC | k.MS_RDONLY
+    assert ro_bind.propagation == k.MS_PRIVATE | k.MS_REC
+    assert parse_mount_options(("ro", "rw")).flags == 0  # the later word wins
+
+
+def test_mount_type_defaults_to_bind_for_bind_options():
+    cfg = _config(mounts=[{"destination": "/etc/hosts", "source": "/x/hosts", "options": ["rbind", "ro"]}])
+    assert parse(cfg).mounts == (Mount("bind", "/x/hosts", "/etc/hosts", ("rbind", "ro")),)
+
+
+def test_path_env_last_wins_and_defaults():
+    assert parse_process({"args": ["x"]}).path_env == DEFAULT_PATH
+    p = parse_process({"args": ["x"], "env": ["PATH=/a", "A=1", "PATH=/b:/c"]})
+    assert p.path_env == "/b:/c"
+
+
+def test_capability_names():
+    assert number("CAP_CHOWN") == 0 and number("sys_admin") == 21 and number("CAP_CHECKPOINT_RESTORE") == 40
+    with pytest.raises(ValueError):
+        number("CAP_FLY")
+
+
+def test_failure_round_trips_over_the_wire():
+    err = ContainerInitError('exec: "foo": executable file not found in $PATH', 127)
+    back = ContainerInitError.from_wire(err.to_wire())
+    assert (back.message, back.exit_code) == (err.message, 127)
+    garbled = ContainerInitError.from_wire(b"\x00nonsense")
+    assert garbled.exit_code == 128 and "unreadable" in garbled.message
+    assert err.to_wire() != READY
