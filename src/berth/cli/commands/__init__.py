@@ -1,0 +1,1 @@
+"""One module per family of ``berth`` commands; each command is ``fn(ctx, argv) -> exit code``."""

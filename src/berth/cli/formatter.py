@@ -1,0 +1,76 @@
+"""``--format`` for list commands: docker's ``table`` / template / ``json`` rules, in one place.
+
+Model: a list command hands over row contexts (objects whose attributes are the template fields,
+e.g. ``.ID``, ``.Names``; methods take arguments, e.g. ``.Label "k"``) and a header map
+(field -> column title). ``render()`` picks the template:
+
+* ``""`` -> the command's default table; ``"table ..."`` -> a table: the header line is the same
+  template rendered over the titles, and everything goes through the tabwriter;
+* ``"json"`` -> ``{{json .}}`` per row; anything else -> the template per row, no tabwriter.
+
+Literal ``\\t`` and ``\\n`` in a format become a tab and a newline, as in docker.
+
+    >>> class Row:
+    ...     ID = "abc"
+    ...     Name = "web"
+    >>> print(render("table {{.ID}}\\t{{.Name}}", [Row()], {"ID": "CONTAINER ID", "Name": "NAME"}), end="")
+    CONTAINER ID   NAME
+    abc            web
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from berth.cli.tabwriter import tabwrite
+from berth.cli.template import Template
+
+
+class _Title(str):
+    """A column title that also answers method-style fields (``{{.Label "k"}}``)."""
+
+    __slots__ = ()
+
+    def __call__(self, *args: Any) -> _Title:
+        return self
+
+
+class HeaderContext:
+    def __init__(self, headers: dict[str, str]) -> None:
+        self._headers = headers
+
+    def __getattr__(self, name: str) -> _Title:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return _Title(self._headers.get(name, name.upper()))
+
+    def json_fields(self) -> dict[str, str]:
+        return dict(self._headers)
+
+
+def normalize(fmt: str) -> tuple[bool, str]:
+    """(is_table, template text)."""
+    is_table = fmt.startswith("table")
+    text = fmt[5:] if is_table else fmt
+    if is_table:
+        text = text.strip(" ")
+    elif text.strip() == "json":
+        text = "{{json .}}"
+    return is_table, text.replace("\\t", "\t").replace("\\n", "\n")
+
+
+def render(fmt: str, rows: list[Any], headers: dict[str, str]) -> str:
+    """Render rows with a docker-style format; raises InvalidParameter for a bad template."""
+    is_table, text = normalize(fmt)
+    tmpl = Template(text)
+    out: list[str] = []
+    if is_table:
+        header = tmpl.render(HeaderContext(headers))
+        if header.strip():
+            out.append(header)
+    for row in rows:
+        out.append(tmpl.render(row))
+    if not out:
+        return ""
+    body = "\n".join(out) + "\n"
+    return tabwrite(body) if is_table else body

@@ -1,0 +1,178 @@
+"""The ``berth`` command: global flags, the command table, errors -> messages and exit codes.
+
+Model: ``main(argv) -> int`` parses the global flags (``-H``, ``--tls*``, ``-D``), finds the
+command in ``COMMANDS`` (``image``/``container`` groups hold sub-commands), imports that command's
+module only then (start-up time is the budget: ``berth ps`` must finish in 60 ms), and runs it
+as ``fn(ctx, argv) -> exit code``. Errors from the daemon print as
+``Error response from daemon: <message>``, other errors as their message; both exit 1 unless
+the command chose otherwise (``run`` exits 125).
+
+    $ berth -H unix:///tmp/x/s.sock ps -a --format '{{.Names}}'
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from berth.cli.options import Command, Flag, parse
+from berth.errors import BerthError, InvalidParameter
+
+GLOBAL = Command(
+    "",
+    "berth [OPTIONS] COMMAND",
+    "A self-sufficient runtime for containers",
+    (
+        Flag(("-H", "--host"), "list", "Daemon socket to connect to"),
+        Flag(("--tls",), help="Use TLS; implied by --tlsverify"),
+        Flag(("--tlsverify",), help="Use TLS and verify the remote"),
+        Flag(("--tlscacert",), "value", "Trust certs signed only by this CA"),
+        Flag(("--tlscert",), "value", "Path to TLS certificate file"),
+        Flag(("--tlskey",), "value", "Path to TLS key file"),
+        Flag(("-D", "--debug"), help="Enable debug mode"),
+        Flag(("-l", "--log-level"), "value", "Set the logging level"),
+        Flag(("--config",), "value", "Location of client config files"),
+        Flag(("-v", "--version"), help="Print version information and quit"),
+    ),
+    interspersed=False,
+)
+
+_C = "berth.cli.commands."
+# name -> (module, function); groups map to dicts of the same.
+COMMANDS: dict[str, Any] = {
+    "version": (_C + "system", "version"),
+    "info": (_C + "system", "info"),
+    "ps": (_C + "ps", "ps"),
+    "images": (_C + "images", "images"),
+    "inspect": (_C + "inspect", "inspect"),
+    "tag": (_C + "images", "tag"),
+    "rmi": (_C + "images", "rmi"),
+    "import": (_C + "imports", "import_"),
+    "create": (_C + "create", "create"),
+    "run": (_C + "run", "run"),
+    "start": (_C + "start", "start"),
+    "attach": (_C + "attach", "attach"),
+    "stop": (_C + "lifecycle", "stop"),
+    "kill": (_C + "lifecycle", "kill"),
+    "restart": (_C + "lifecycle", "restart"),
+    "pause": (_C + "lifecycle", "pause"),
+    "unpause": (_C + "lifecycle", "unpause"),
+    "rename": (_C + "lifecycle", "rename"),
+    "wait": (_C + "lifecycle", "wait"),
+    "rm": (_C + "lifecycle", "rm"),
+    "logs": (_C + "logs", "logs"),
+    "exec": (_C + "exec", "exec_"),
+    "top": (_C + "top", "top"),
+    "jobs": (_C + "jobs", "jobs"),
+}
+COMMANDS["image"] = {
+    "ls": COMMANDS["images"],
+    "list": COMMANDS["images"],
+    "inspect": (_C + "inspect", "image_inspect"),
+    "rm": COMMANDS["rmi"],
+    "remove": COMMANDS["rmi"],
+    "tag": COMMANDS["tag"],
+    "import": COMMANDS["import"],
+    "bootstrap": (_C + "bootstrap", "bootstrap"),
+}
+COMMANDS["container"] = {
+    "ls": COMMANDS["ps"],
+    "list": COMMANDS["ps"],
+    "ps": COMMANDS["ps"],
+    "inspect": (_C + "inspect", "container_inspect"),
+    **{
+        name: COMMANDS[name]
+        for name in (
+            "create", "run", "start", "attach", "stop", "kill", "restart", "pause",
+            "unpause", "rename", "wait", "rm", "logs", "exec", "top",
+        )
+    },
+}
+COMMANDS["system"] = {"info": COMMANDS["info"]}
+
+
+def _usage() -> str:
+    names = sorted(k for k, v in COMMANDS.items() if isinstance(v, tuple))
+    groups = sorted(k for k, v in COMMANDS.items() if isinstance(v, dict))
+    return (
+        f"{GLOBAL.help_text()}\nManagement Commands:\n  "
+        + "\n  ".join(groups)
+        + "\n\nCommands:\n  "
+        + "\n  ".join(names)
+        + "\n\nRun 'berth COMMAND --help' for more information on a command.\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one ``berth`` command line; returns the exit code."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    stdout, stderr = sys.stdout, sys.stderr
+    try:
+        global_opts, rest = parse(GLOBAL, args)
+    except InvalidParameter as exc:
+        stderr.write(f"{exc.message}\nSee 'berth --help'.\n")
+        return 125
+    if global_opts["version"]:
+        stdout.write("berth version 0.1.0\n")
+        return 0
+    if global_opts["help"] or not rest:
+        stdout.write(_usage())
+        return 0
+    entry: Any = COMMANDS.get(rest[0])
+    path = rest[0]
+    rest = rest[1:]
+    if isinstance(entry, dict):
+        group = entry
+        if not rest or rest[0] in ("--help", "-h"):
+            stdout.write(f"\nUsage:  berth {path} COMMAND\n\nCommands:\n  " + "\n  ".join(sorted(group)) + "\n")
+            return 0
+        entry = group.get(rest[0])
+        if entry is None:
+            stderr.write(f"berth: '{path} {rest[0]}' is not a berth command.\nSee 'berth {path} --help'\n")
+            return 1
+        path = f"{path} {rest[0]}"
+        rest = rest[1:]
+    if entry is None:
+        stderr.write(f"berth: '{path}' is not a berth command.\nSee 'berth --help'\n")
+        return 1
+
+    from importlib import import_module
+
+    from berth.cli.context import Context
+
+    ctx = Context(global_opts, dict(os.environ), sys.stdin, stdout, stderr, path)
+    module, func = entry
+    try:
+        return int(getattr(import_module(module), func)(ctx, rest) or 0)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BerthError as exc:
+        report_error(ctx, exc)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # the reader of our stdout went away (e.g. `berth ps | head -1`): nothing left to say
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - avoid a second error at exit
+        except OSError:
+            pass
+        return 141
+    finally:
+        ctx.close()
+        try:
+            stdout.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+
+
+def report_error(ctx: Any, exc: BerthError, prefix: str = "") -> None:
+    from berth.client.status import from_daemon
+
+    text = f"Error response from daemon: {exc.message}" if from_daemon(exc) else exc.message
+    ctx.err(f"{prefix}{text}\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

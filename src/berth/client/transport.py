@@ -1,0 +1,201 @@
+"""Where the daemon is and how to reach it: ``unix://``, ``tcp://`` (optionally TLS), ``fd://``.
+
+Model: a host string parses into a frozen ``Endpoint``; ``Endpoint.connect()`` returns a connected
+stream socket. Plain sockets come from ``_socket`` rather than ``socket`` (the latter pulls in
+``enum`` and ``selectors``, ~10 ms the CLI cannot afford); ``ssl`` is imported only for TLS.
+
+    >>> parse_host("tcp://127.0.0.1")
+    Endpoint(scheme='tcp', address='127.0.0.1:2375', tls=None)
+    >>> parse_host("unix:///run/berth/berth.sock").address
+    '/run/berth/berth.sock'
+
+``fd://N`` names a socket the caller already connected and passed down (e.g. one end of a
+socketpair): it carries exactly one connection, so keep-alive works but a second concurrent
+connection (hijack, wait + start) cannot be opened on it.
+"""
+
+from __future__ import annotations
+
+import _socket
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from berth.errors import InvalidParameter, Unavailable
+
+DEFAULT_HOST = "unix:///run/berth/berth.sock"
+DEFAULT_CERT_DIR = "~/.berth"
+
+
+@dataclass(frozen=True)
+class TLSOptions:
+    """Client TLS settings, like the docker CLI's ``--tls*`` flags."""
+
+    verify: bool
+    cacert: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One daemon address. ``address`` is a path (unix), ``host:port`` (tcp) or an fd number."""
+
+    scheme: str
+    address: str
+    tls: TLSOptions | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.address}"
+
+    @property
+    def host_header(self) -> str:
+        # What the docker CLI sends; daemons ignore it, proxies may not.
+        return self.address if self.scheme == "tcp" else "api.moby.localhost"
+
+    def connect(self, timeout: float | None = None) -> Any:
+        """Open a new connected socket to the daemon; Unavailable when nobody answers."""
+        if self.scheme == "fd":
+            return _take_fd(int(self.address))
+        if self.scheme == "unix":
+            sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+            target: Any = self.address
+        else:
+            host, _, port = self.address.rpartition(":")
+            host = host.strip("[]")
+            try:
+                infos = _socket.getaddrinfo(host, int(port), 0, _socket.SOCK_STREAM)
+            except OSError as exc:
+                raise not_running(self, exc) from exc
+            family, _, _, _, target = infos[0]
+            sock = _socket.socket(family, _socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(target)
+        except OSError as exc:
+            sock.close()
+            raise not_running(self, exc) from exc
+        sock.settimeout(None)
+        if self.scheme == "tcp" and self.tls is not None:
+            return _wrap_tls(sock, self)
+        return sock
+
+
+_taken_fds: set[int] = set()
+
+
+def _take_fd(fd: int) -> Any:
+    if fd in _taken_fds:
+        raise Unavailable(f"connect to fd://{fd}: an inherited socket carries one connection only")
+    _taken_fds.add(fd)
+    try:
+        return _socket.socket(fileno=fd)
+    except OSError as exc:
+        raise Unavailable(f"connect to fd://{fd}: {exc.strerror or exc}") from exc
+
+
+def not_running(endpoint: Endpoint, exc: OSError | None = None) -> Unavailable:
+    """The docker CLI's text for "nobody listens there"."""
+    return Unavailable(
+        f"Cannot connect to the berth daemon at {endpoint.url}. Is the berth daemon running?"
+    )
+
+
+def parse_host(text: str, tls: TLSOptions | None = None) -> Endpoint:
+    """Parse ``-H`` / ``BERTH_HOST``; InvalidParameter for anything else."""
+    text = text.strip()
+    if not text:
+        text = DEFAULT_HOST
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        if text.startswith("/"):
+            return Endpoint("unix", text)
+        scheme, rest = "tcp", text
+    scheme = scheme.lower()
+    if scheme == "unix":
+        if not rest:
+            raise InvalidParameter(f"parse host {text!r}: unix socket path is empty")
+        return Endpoint("unix", rest)
+    if scheme == "fd":
+        if not rest.isdigit():
+            raise InvalidParameter(f"parse host {text!r}: fd:// needs a file descriptor number")
+        return Endpoint("fd", rest)
+    if scheme in ("tcp", "http", "https"):
+        rest = rest.rstrip("/")
+        if "/" in rest:
+            raise InvalidParameter(f"parse host {text!r}: a path is not allowed")
+        if scheme == "https" and tls is None:
+            tls = TLSOptions(verify=False)
+        default_port = "2376" if tls is not None else "2375"
+        if rest.startswith("["):
+            host, _, tail = rest[1:].partition("]")
+            port = tail[1:] if tail.startswith(":") else default_port
+            address = f"[{host}]:{port}"
+        else:
+            host, sep2, port = rest.rpartition(":")
+            if not sep2:
+                host, port = rest, default_port
+            address = f"{host or '127.0.0.1'}:{port or default_port}"
+        if not address.rpartition(":")[2].isdigit():
+            raise InvalidParameter(f"parse host {text!r}: invalid port")
+        return Endpoint("tcp", address, tls)
+    raise InvalidParameter(f"parse host {text!r}: unsupported protocol {scheme!r}")
+
+
+def tls_options(
+    env: dict[str, str],
+    tls: bool = False,
+    tlsverify: bool = False,
+    cacert: str | None = None,
+    cert: str | None = None,
+    key: str | None = None,
+) -> TLSOptions | None:
+    """Combine the TLS flags with BERTH_TLS_VERIFY / BERTH_CERT_PATH the way docker does.
+
+    TLS is on with ``--tls``, ``--tlsverify`` or a non-empty BERTH_TLS_VERIFY. Certificate files
+    default to ``ca.pem``, ``cert.pem``, ``key.pem`` in BERTH_CERT_PATH (else ~/.berth) when they
+    exist there.
+    """
+    verify = tlsverify or bool(env.get("BERTH_TLS_VERIFY"))
+    if not (tls or verify or cacert or cert or key):
+        return None
+    cert_dir = os.path.expanduser(env.get("BERTH_CERT_PATH") or DEFAULT_CERT_DIR)
+
+    def default(given: str | None, name: str) -> str | None:
+        if given:
+            return os.path.expanduser(given)
+        path = os.path.join(cert_dir, name)
+        return path if os.path.exists(path) else None
+
+    return TLSOptions(verify, default(cacert, "ca.pem"), default(cert, "cert.pem"), default(key, "key.pem"))
+
+
+def _wrap_tls(sock: Any, endpoint: Endpoint) -> Any:
+    import socket as socket_mod
+    import ssl
+
+    opts = endpoint.tls
+    assert opts is not None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        if opts.verify:
+            if opts.cacert:
+                ctx.load_verify_locations(opts.cacert)
+            else:
+                ctx.load_default_certs()
+        else:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if opts.cert and opts.key:
+            ctx.load_cert_chain(opts.cert, opts.key)
+    except (OSError, ssl.SSLError) as exc:
+        sock.close()
+        raise InvalidParameter(f"load TLS files for {endpoint.url}: {exc}") from exc
+    full = socket_mod.socket(fileno=sock.detach())
+    host = endpoint.address.rpartition(":")[0].strip("[]")
+    try:
+        return ctx.wrap_socket(full, server_hostname=host)
+    except (OSError, ssl.SSLError) as exc:
+        full.close()
+        raise Unavailable(f"TLS handshake with {endpoint.url}: {exc}") from exc
