@@ -1,0 +1,217 @@
+"""Real containers from a busybox rootfs: namespaces, mounts, user, errors, exec, no leaks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from berth.libcontainer import ContainerInitError, Mount, Stdio, create, exec_process
+from berth.libcontainer.testing import BUSYBOX, busybox_rootfs, docker_like_spec
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and mounts"),
+    pytest.mark.skipif(not os.path.exists(BUSYBOX), reason="needs /bin/busybox (apt-get install busybox-static)"),
+]
+
+
+def _read_fd(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks)
+
+
+def run(spec: dict, mounts: list[Mount] | None = None, cgroup=None) -> tuple[int, str, str]:
+    """Create, start and wait; returns (wait status, stdout, stderr)."""
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    null = os.open("/dev/null", os.O_RDONLY)
+    try:
+        init = create(spec, mounts or [], Stdio(null, out_w, err_w), cgroup)
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+        os.close(null)
+    try:
+        init.start()
+        out = _read_fd(out_r)
+        err = _read_fd(err_r)
+    finally:
+        _, status = os.waitpid(init.pid, 0)
+    return status, out.decode(), err.decode()
+
+
+def mount_targets() -> set[str]:
+    with open("/proc/self/mountinfo") as f:
+        return {line.split()[4] for line in f}
+
+
+@pytest.fixture
+def rootfs(tmp_path: Path) -> Path:
+    before = mount_targets()
+    root = busybox_rootfs(tmp_path / "rootfs")
+    yield root
+    leaked = {m for m in mount_targets() - before if str(tmp_path) in m}
+    assert not leaked, f"mounts left on the host: {leaked}"
+
+
+def sh(root: Path, script: str, **kw) -> dict:
+    return docker_like_spec(str(root), ["sh", "-c", script], **kw)
+
+
+def test_pid1_hostname_proc_and_only_lo(rootfs: Path):
+    status, out, err = run(sh(rootfs, "echo $$; hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; "
+                              "ls /sys/class/net; cat /sys/class/net/lo/operstate; "
+                              "ip -o link | grep -c LOOPBACK,UP", hostname="c-" + uuid.uuid4().hex[:8]))
+    assert status == 0, err
+    lines = out.split("\n")
+    assert lines[0] == "1"
+    assert lines[1].startswith("c-")
+    assert lines[2].startswith("sh -c")
+    assert lines[3] == "lo"  # the only interface in the new network namespace
+    assert lines[4] == "unknown"  # lo up (operstate of lo is "unknown" when up)
+    assert lines[5] == "1"
+
+
+def test_user_groups_cwd_env(rootfs: Path):
+    (rootfs / "work").mkdir()
+    spec = sh(rootfs, "id -u; id -g; id -G; pwd; echo $FOO; echo $HOME", uid=65534, gid=65534,
+              additional_gids=[65534, 10], cwd="/work", env=["FOO=bar baz", "PATH=/bin"])
+    status, out, err = run(spec)
+    assert status == 0, err
+    uid, gid, groups, cwd, foo, home = out.split("\n")[:6]
+    assert (uid, gid, cwd, foo, home) == ("65534", "65534", "/work", "bar baz", "/home")
+    assert set(groups.split()) == {"65534", "10"}
+
+
+def test_capabilities_are_docker_default_and_nonroot_has_none(rootfs: Path):
+    status, out, err = run(sh(rootfs, "grep -E '^Cap(Eff|Bnd)' /proc/self/status"))
+    assert status == 0, err
+    assert "CapEff:\t00000000a80425fb" in out and "CapBnd:\t00000000a80425fb" in out
+    status, out, err = run(sh(rootfs, "grep ^CapEff /proc/self/status", uid=1000, gid=1000))
+    assert status == 0, err
+    assert "CapEff:\t0000000000000000" in out
+
+
+def test_masked_and_readonly_paths_and_devices(rootfs: Path):
+    script = ("cat /proc/kcore | wc -c; echo 1 > /proc/sys/kernel/ostype 2>/dev/null || echo ro; "
+              "ls /proc/acpi 2>/dev/null | wc -l; stat -c '%t:%T' /dev/null /dev/zero /dev/urandom; "
+              "readlink /dev/ptmx; readlink /dev/fd; echo hi > /dev/null && echo null-ok")
+    status, out, err = run(sh(rootfs, script))
+    assert status == 0, err
+    assert out.split("\n")[:8] == ["0", "ro", "0", "1:3", "1:5", "1:9", "pts/ptmx", "/proc/self/fd"]
+    assert "null-ok" in out
+
+
+def test_rlimit_and_no_new_privileges(rootfs: Path):
+    spec = sh(rootfs, "ulimit -n; grep NoNewPrivs /proc/self/status")
+    spec["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 10**9}]  # hard clamped
+    spec["process"]["noNewPrivileges"] = True
+    status, out, err = run(spec)
+    assert status == 0, err
+    assert out.split("\n")[0] == "512"
+    assert "NoNewPrivs:\t1" in out
+
+
+def test_exit_status_and_readonly_root(rootfs: Path):
+    status, out, err = run(sh(rootfs, "touch /x 2>&1; exit 3", readonly=True))
+    assert os.waitstatus_to_exitcode(status) == 3
+    assert "Read-only file system" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "text", "code"),
+    [
+        (["/no/such/binary"], 'exec: "/no/such/binary": stat /no/such/binary: no such file or directory', 127),
+        (["nosuchcmd"], 'exec: "nosuchcmd": executable file not found in $PATH', 127),
+        (["/etc/passwd"], 'exec: "/etc/passwd": permission denied', 126),
+    ],
+)
+def test_exec_errors_before_the_barrier(rootfs: Path, args, text, code):
+    with pytest.raises(ContainerInitError) as info:
+        run(docker_like_spec(str(rootfs), args))
+    assert info.value.message == text
+    assert info.value.exit_code == code
+
+
+def test_bad_cwd(rootfs: Path):
+    with pytest.raises(ContainerInitError) as info:
+        run(sh(rootfs, "true", cwd="/nope"))
+    assert info.value.message == 'chdir to cwd ("/nope") set in config.json failed: no such file or directory'
+    assert info.value.exit_code == 128
+
+
+def test_overlay_rootfs_and_bind_mounts(tmp_path: Path):
+    before = mount_targets()
+    lower = busybox_rootfs(tmp_path / "lower")
+    upper, work, merged = tmp_path / "upper", tmp_path / "work", tmp_path / "merged"
+    for d in (upper, work, merged):
+        d.mkdir()
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n")
+    spec = sh(merged, "cat /etc/hosts; echo written > /new; mount | grep ' / '")
+    spec["mounts"].append({"destination": "/etc/hosts", "type": "bind", "source": str(hosts),
+                           "options": ["rbind", "ro"]})
+    overlay = Mount("overlay", "overlay", str(merged),
+                    (f"lowerdir={lower}", f"upperdir={upper}", f"workdir={work}"))
+    status, out, err = run(spec, [overlay])
+    assert status == 0, err
+    assert out.startswith("127.0.0.1 localhost\n")
+    assert "overlay on / type overlay" in out
+    assert (upper / "new").read_text() == "written\n"  # the write went to the upper dir
+    assert not (lower / "new").exists()
+    assert not any(merged.iterdir())  # never mounted on the host
+    assert mount_targets() == before
+
+
+def test_exec_process_joins_the_container(rootfs: Path):
+    name = "x-" + uuid.uuid4().hex[:8]
+    spec = sh(rootfs, "echo ready; exec sleep 30", hostname=name)
+    null = os.open("/dev/null", os.O_RDONLY)
+    out_r, out_w = os.pipe()
+    init = create(spec, [], Stdio(null, out_w, out_w), None)
+    try:
+        init.start()
+        assert os.read(out_r, 100) == b"ready\n"
+        pid = exec_process(init.pid, {"args": ["sh", "-c", "hostname; cat /proc/1/comm; pwd; id -u"],
+                                      "cwd": "/tmp", "user": {"uid": 65534, "gid": 65534}},
+                           Stdio(null, out_w, out_w), None)
+        _, status = os.waitpid(pid, 0)
+        assert status == 0
+        time.sleep(0.05)
+        out = os.read(out_r, 1000).decode()
+        assert out == f"{name}\nsleep\n/tmp\n65534\n"
+        with pytest.raises(ContainerInitError) as info:
+            exec_process(init.pid, {"args": ["nosuchcmd"]}, Stdio(null, out_w, out_w), None)
+        assert info.value.exit_code == 127
+    finally:
+        os.kill(init.pid, signal.SIGKILL)
+        os.waitpid(init.pid, 0)
+        for fd in (null, out_r, out_w):
+            os.close(fd)
+
+
+def test_abort_before_start_runs_nothing(rootfs: Path):
+    marker = rootfs / "ran"
+    null = os.open("/dev/null", os.O_RDWR)
+    try:
+        init = create(sh(rootfs, "touch /ran"), [], Stdio(null, null, null), None)
+        init.abort()
+    finally:
+        os.close(null)
+    assert not marker.exists()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(init.pid, os.WNOHANG)
+
+
+def test_host_network_when_network_namespace_omitted(rootfs: Path):
+    status, out, err = run(sh(rootfs, "ls /sys/class/net | wc -l", network=False))
+    assert status == 0, err
+    assert int(out.strip()) == len(os.listdir("/sys/class/net"))
