@@ -157,15 +157,17 @@ def render(
         out.append(f"- {k}: {v}")
     out += ["", table(results, plan), ""]
     labels = dict(ROWS)
-    failed = [
-        f"{_label(key, labels.get(key, key), plan).lstrip(' ↳')} — {name}: {s.error}"
-        for key in labels
-        for name, s in results.get(key, {}).items()
-        if s.error is not None
-    ]
-    if failed:
+    by_error: dict[str, list[str]] = {}
+    for key in labels:
+        for name, s in results.get(key, {}).items():
+            if s.error is not None:
+                row = _label(key, labels[key], plan).lstrip(" ↳")
+                by_error.setdefault(f"{name}: {s.error}", []).append(
+                    row.split(" ", 1)[0] if row[0] == "(" else row
+                )
+    if by_error:
         out += ["Failures (the first failure stops measuring that system for that row):", ""]
-        out += [f"- {f}" for f in failed] + [""]
+        out += [f"- {err} — rows: {', '.join(rows)}" for err, rows in by_error.items()] + [""]
     if problems:
         out += ["Clean-up problems:", ""] + [f"- {p}" for p in problems] + [""]
     return "\n".join(out)

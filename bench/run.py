@@ -273,7 +273,9 @@ def start_system(name: str, daemon: harness.Daemon, tar: Path) -> System:
         daemon.start()
         daemon.import_image(tar, "busybox:latest", cmd=("sh",))
     except (harness.DaemonError, OSError, subprocess.TimeoutExpired) as exc:
-        s.error = f"{name} unavailable: {str(exc).splitlines()[0][:200]}"
+        lines = str(exc).splitlines()
+        last = [ln for ln in lines[1:] if ln.strip() and not ln.startswith("---")][-1:]
+        s.error = f"{name} unavailable: {' / '.join(lines[:1] + last)[:300]}"
         log(f"{s.error}\n{daemon.log_tail(20)}")
     return s
 

@@ -219,6 +219,7 @@ class TLSConfig:
     cert: Path
     key: Path
     verify: bool = True
+    client_dir: Path | None = None  # ca.pem, cert.pem, key.pem for DOCKER_CERT_PATH (make_tls)
 
     def daemon_args(self) -> list[str]:
         args = ["--tlsverify" if self.verify else "--tls"]
@@ -388,12 +389,15 @@ class Daemon:
         timeout: float = 60,
         text: bool | None = None,
         check: bool = False,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[Any]:
-        """Run the real docker CLI against this daemon. Text mode unless `input` is bytes."""
+        """Run the real docker CLI against this daemon. Text mode unless `input` is bytes.
+
+        `env` replaces `.env` (e.g. `.tcp_env` to go through the TCP/TLS listener)."""
         exe = docker_cli()
         if exe is None:
             raise DaemonError("the docker CLI is not on PATH")
-        return self._run([exe, *args], input, timeout, text, check)
+        return self._run([exe, *args], input, timeout, text, check, env)
 
     def berth(
         self,
@@ -402,12 +406,19 @@ class Daemon:
         timeout: float = 60,
         text: bool | None = None,
         check: bool = False,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[Any]:
         """Run berth's own CLI (<repo>/.venv/bin/berth) against this daemon."""
-        return self._run([str(BERTH), *args], input, timeout, text, check)
+        return self._run([str(BERTH), *args], input, timeout, text, check, env)
 
     def _run(
-        self, argv: list[str], input: str | bytes | None, timeout: float, text: bool | None, check: bool
+        self,
+        argv: list[str],
+        input: str | bytes | None,
+        timeout: float,
+        text: bool | None,
+        check: bool,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[Any]:
         if text is None:
             text = not isinstance(input, bytes)
@@ -417,7 +428,7 @@ class Daemon:
             capture_output=True,
             text=text,
             timeout=timeout,
-            env=self.env,
+            env=env if env is not None else self.env,
             stdin=None if input is not None else subprocess.DEVNULL,
         )
         if check and r.returncode != 0:
@@ -551,6 +562,20 @@ class Berthd(Daemon):
     def tcp_host(self) -> str | None:
         return f"tcp://127.0.0.1:{self.tcp_port}" if self.tcp_port else None
 
+    @property
+    def tcp_env(self) -> dict[str, str]:
+        """Like `.env`, but DOCKER_HOST/BERTH_HOST name the TCP listener, with the TLS client
+        files (DOCKER_TLS_VERIFY, DOCKER_CERT_PATH) when the daemon was given a make_tls() config."""
+        if not self.tcp_port:
+            raise DaemonError("this berthd has no tcp listener (pass tcp_port=)")
+        env = self.env
+        env.update(
+            DOCKER_HOST=f"tcp://127.0.0.1:{self.tcp_port}", BERTH_HOST=f"tcp://127.0.0.1:{self.tcp_port}"
+        )
+        if self.tls is not None and self.tls.client_dir is not None:
+            env.update(DOCKER_TLS_VERIFY="1", DOCKER_CERT_PATH=str(self.tls.client_dir))
+        return env
+
     def command(self) -> list[str]:
         argv = [
             str(self.executable),
@@ -591,6 +616,51 @@ class Berthd(Daemon):
                         f"{self.name}: tcp://127.0.0.1:{self.tcp_port} not listening\n{self.log_tail()}"
                     ) from None
                 time.sleep(0.02)
+
+
+# --- TLS material -----------------------------------------------------------------------------
+
+
+def make_tls(directory: Path, verify: bool = True) -> TLSConfig:
+    """A throw-away CA, a server certificate for 127.0.0.1/localhost and a client certificate.
+
+    Writes directory/{ca.pem,ca-key.pem,server-cert.pem,server-key.pem} and directory/client/
+    {ca.pem,cert.pem,key.pem} (the layout DOCKER_CERT_PATH expects); returns the daemon's side.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    client = directory / "client"
+    client.mkdir(exist_ok=True)
+
+    def openssl(*args: str) -> None:
+        r = subprocess.run(["openssl", *args], capture_output=True, text=True, cwd=directory)
+        if r.returncode != 0:
+            raise DaemonError(f"openssl {' '.join(args)}: {r.stderr.strip()}")
+
+    key = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    ca_subject = "/CN=berth test CA"
+    openssl(
+        "req", "-x509", *key, "-keyout", "ca-key.pem", "-out", "ca.pem", "-days", "2", "-subj", ca_subject
+    )
+    for name, subject, ext in (
+        ("server", "/CN=localhost", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth"),
+        ("client", "/CN=berth test client", "extendedKeyUsage=clientAuth"),
+    ):
+        (directory / f"{name}.ext").write_text(ext + "\n")
+        openssl("req", *key, "-keyout", f"{name}-key.pem", "-out", f"{name}.csr", "-subj", subject)
+        openssl(
+            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial",
+            "-out", f"{name}-cert.pem", "-days", "2", "-extfile", f"{name}.ext",
+        )  # fmt: skip
+    shutil.copy(directory / "ca.pem", client / "ca.pem")
+    shutil.copy(directory / "client-cert.pem", client / "cert.pem")
+    shutil.copy(directory / "client-key.pem", client / "key.pem")
+    return TLSConfig(
+        cacert=directory / "ca.pem",
+        cert=directory / "server-cert.pem",
+        key=directory / "server-key.pem",
+        verify=verify,
+        client_dir=client,
+    )
 
 
 # --- the busybox image --------------------------------------------------------------------------
