@@ -110,9 +110,8 @@ def make_app(engine: Engine) -> web.Application:
     app["engine"] = engine
     app.on_response_prepare.append(_on_prepare)
     for method, path, fn in ROUTES:
-        allow = {"allow_head": False} if method == "GET" else {}
-        app.router.add_route(method, path, fn, **allow)
-        app.router.add_route(method, "/v{version:[0-9.]+}" + path, fn, **allow)
+        app.router.add_route(method, path, fn)
+        app.router.add_route(method, "/v{version:[0-9.]+}" + path, fn)
     return app
 
 

@@ -40,6 +40,7 @@ class Engine:
     async def job(
         self,
         name: str,
+        /,
         *,
         stdin: ByteSource | None = None,
         stdout: ByteSink | None = None,
