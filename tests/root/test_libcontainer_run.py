@@ -16,7 +16,9 @@ from berth.libcontainer.testing import BUSYBOX, busybox_rootfs, docker_like_spec
 pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and mounts"),
-    pytest.mark.skipif(not os.path.exists(BUSYBOX), reason="needs /bin/busybox (apt-get install busybox-static)"),
+    pytest.mark.skipif(
+        not os.path.exists(BUSYBOX), reason="needs /bin/busybox (apt-get install busybox-static)"
+    ),
 ]
 
 
@@ -67,9 +69,15 @@ def sh(root: Path, script: str, **kw) -> dict:
 
 
 def test_pid1_hostname_proc_and_only_lo(rootfs: Path):
-    status, out, err = run(sh(rootfs, "echo $$; hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; "
-                              "ls /sys/class/net; cat /sys/class/net/lo/operstate; "
-                              "ip -o link | grep -c LOOPBACK,UP", hostname="c-" + uuid.uuid4().hex[:8]))
+    status, out, err = run(
+        sh(
+            rootfs,
+            "echo $$; hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; "
+            "ls /sys/class/net; cat /sys/class/net/lo/operstate; "
+            "ip -o link | grep -c LOOPBACK,UP",
+            hostname="c-" + uuid.uuid4().hex[:8],
+        )
+    )
     assert status == 0, err
     lines = out.split("\n")
     assert lines[0] == "1"
@@ -82,8 +90,15 @@ def test_pid1_hostname_proc_and_only_lo(rootfs: Path):
 
 def test_user_groups_cwd_env(rootfs: Path):
     (rootfs / "work").mkdir()
-    spec = sh(rootfs, "id -u; id -g; id -G; pwd; echo $FOO; echo $HOME", uid=65534, gid=65534,
-              additional_gids=[65534, 10], cwd="/work", env=["FOO=bar baz", "PATH=/bin"])
+    spec = sh(
+        rootfs,
+        "id -u; id -g; id -G; pwd; echo $FOO; echo $HOME",
+        uid=65534,
+        gid=65534,
+        additional_gids=[65534, 10],
+        cwd="/work",
+        env=["FOO=bar baz", "PATH=/bin"],
+    )
     status, out, err = run(spec)
     assert status == 0, err
     uid, gid, groups, cwd, foo, home = out.split("\n")[:6]
@@ -101,9 +116,11 @@ def test_capabilities_are_docker_default_and_nonroot_has_none(rootfs: Path):
 
 
 def test_masked_and_readonly_paths_and_devices(rootfs: Path):
-    script = ("cat /proc/kcore | wc -c; echo 1 > /proc/sys/kernel/ostype 2>/dev/null || echo ro; "
-              "ls /proc/acpi 2>/dev/null | wc -l; stat -c '%t:%T' /dev/null /dev/zero /dev/urandom; "
-              "readlink /dev/ptmx; readlink /dev/fd; echo hi > /dev/null && echo null-ok")
+    script = (
+        "cat /proc/kcore | wc -c; echo 1 > /proc/sys/kernel/ostype 2>/dev/null || echo ro; "
+        "ls /proc/acpi 2>/dev/null | wc -l; stat -c '%t:%T' /dev/null /dev/zero /dev/urandom; "
+        "readlink /dev/ptmx; readlink /dev/fd; echo hi > /dev/null && echo null-ok"
+    )
     status, out, err = run(sh(rootfs, script))
     assert status == 0, err
     assert out.split("\n")[:8] == ["0", "ro", "0", "1:3", "1:5", "1:9", "pts/ptmx", "/proc/self/fd"]
@@ -129,7 +146,11 @@ def test_exit_status_and_readonly_root(rootfs: Path):
 @pytest.mark.parametrize(
     ("args", "text", "code"),
     [
-        (["/no/such/binary"], 'exec: "/no/such/binary": stat /no/such/binary: no such file or directory', 127),
+        (
+            ["/no/such/binary"],
+            'exec: "/no/such/binary": stat /no/such/binary: no such file or directory',
+            127,
+        ),
         (["nosuchcmd"], 'exec: "nosuchcmd": executable file not found in $PATH', 127),
         (["/etc/passwd"], 'exec: "/etc/passwd": permission denied', 126),
     ],
@@ -157,10 +178,12 @@ def test_overlay_rootfs_and_bind_mounts(tmp_path: Path):
     hosts = tmp_path / "hosts"
     hosts.write_text("127.0.0.1 localhost\n")
     spec = sh(merged, "cat /etc/hosts; echo written > /new; mount | grep ' / '")
-    spec["mounts"].append({"destination": "/etc/hosts", "type": "bind", "source": str(hosts),
-                           "options": ["rbind", "ro"]})
-    overlay = Mount("overlay", "overlay", str(merged),
-                    (f"lowerdir={lower}", f"upperdir={upper}", f"workdir={work}"))
+    spec["mounts"].append(
+        {"destination": "/etc/hosts", "type": "bind", "source": str(hosts), "options": ["rbind", "ro"]}
+    )
+    overlay = Mount(
+        "overlay", "overlay", str(merged), (f"lowerdir={lower}", f"upperdir={upper}", f"workdir={work}")
+    )
     status, out, err = run(spec, [overlay])
     assert status == 0, err
     assert out.startswith("127.0.0.1 localhost\n")
@@ -180,9 +203,16 @@ def test_exec_process_joins_the_container(rootfs: Path):
     try:
         init.start()
         assert os.read(out_r, 100) == b"ready\n"
-        pid = exec_process(init.pid, {"args": ["sh", "-c", "hostname; cat /proc/1/comm; pwd; id -u"],
-                                      "cwd": "/tmp", "user": {"uid": 65534, "gid": 65534}},
-                           Stdio(null, out_w, out_w), None)
+        pid = exec_process(
+            init.pid,
+            {
+                "args": ["sh", "-c", "hostname; cat /proc/1/comm; pwd; id -u"],
+                "cwd": "/tmp",
+                "user": {"uid": 65534, "gid": 65534},
+            },
+            Stdio(null, out_w, out_w),
+            None,
+        )
         _, status = os.waitpid(pid, 0)
         assert status == 0
         time.sleep(0.05)

@@ -55,7 +55,10 @@ def test_namespace_with_path_means_join():
         (lambda c: c["linux"].update(namespaces=[{"type": "pid"}]), "mount namespace is required"),
         (lambda c: c["linux"].update(namespaces=[{"type": "mount"}]), "hostname requires a new uts"),
         (lambda c: c["process"]["capabilities"].update(bounding=["CAP_NOPE"]), "unknown capability"),
-        (lambda c: c["process"].update(rlimits=[{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}]), "unknown rlimit"),
+        (
+            lambda c: c["process"].update(rlimits=[{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}]),
+            "unknown rlimit",
+        ),
         (lambda c: c["process"]["user"].update(uid="0"), "must be an integer"),
     ],
 )

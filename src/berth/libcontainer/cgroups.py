@@ -47,8 +47,18 @@ DEFAULT_DEVICE_RULES = (
 ALLOW_ALL_DEVICES = ("a *:* rwm",)
 
 # v1 hierarchies a container joins; cpuset needs cpus/mems copied down before it accepts tasks.
-V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer", "devices", "blkio", "cpuset", "systemd",
-                  "unified")
+V1_CONTROLLERS = (
+    "memory",
+    "cpu",
+    "cpuacct",
+    "pids",
+    "freezer",
+    "devices",
+    "blkio",
+    "cpuset",
+    "systemd",
+    "unified",
+)
 
 
 @dataclass(frozen=True)
@@ -146,7 +156,11 @@ class Cgroup:
         parts = self.name.split("/")
         here = self.root
         for part in parts:
-            available = set(_read(here / "cgroup.controllers").split()) if (here / "cgroup.controllers").exists() else set()
+            available = (
+                set(_read(here / "cgroup.controllers").split())
+                if (here / "cgroup.controllers").exists()
+                else set()
+            )
             enable = [c for c in wanted if c in available]
             if enable:
                 _write(here / "cgroup.subtree_control", " ".join("+" + c for c in enable))
@@ -155,7 +169,11 @@ class Cgroup:
         leaf = here
         if r.memory is not None:
             _write(leaf / "memory.max", r.memory)
-            swap = 0 if r.memory_swap is None else ("max" if r.memory_swap < 0 else max(r.memory_swap - r.memory, 0))
+            swap = (
+                0
+                if r.memory_swap is None
+                else ("max" if r.memory_swap < 0 else max(r.memory_swap - r.memory, 0))
+            )
             _write_optional(leaf / "memory.swap.max", swap)  # absent without swap accounting
         if r.nano_cpus:
             _write(leaf / "cpu.max", f"{r.nano_cpus * CFS_PERIOD_US // 1_000_000_000} {CFS_PERIOD_US}")

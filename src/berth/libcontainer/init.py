@@ -25,8 +25,14 @@ from berth.libcontainer.failure import EXIT_OTHER, READY, ContainerInitError
 from berth.libcontainer.spec import ContainerSpec, Mount, Process, Stdio
 
 
-def run_init(spec: ContainerSpec, rootfs_mounts: list[Mount], stdio: Stdio, cgroup: Cgroup | None,
-             report_fd: int, barrier_fd: int) -> NoReturn:
+def run_init(
+    spec: ContainerSpec,
+    rootfs_mounts: list[Mount],
+    stdio: Stdio,
+    cgroup: Cgroup | None,
+    report_fd: int,
+    barrier_fd: int,
+) -> NoReturn:
     """Container init: the spec, step by step, then the barrier, then execve."""
     try:
         # A session of its own (runc does this too); with a tty the slave becomes its ctty.
@@ -73,7 +79,9 @@ def run_init(spec: ContainerSpec, rootfs_mounts: list[Mount], stdio: Stdio, cgro
     _exec(path, spec.process.args, env, report_fd)
 
 
-def run_exec(init_pid: int, process: Process, stdio: Stdio, cgroup: Cgroup | None, report_fd: int) -> NoReturn:
+def run_exec(
+    init_pid: int, process: Process, stdio: Stdio, cgroup: Cgroup | None, report_fd: int
+) -> NoReturn:
     """A process joining a running container (``docker exec``)."""
     try:
         os.setsid()
@@ -90,7 +98,8 @@ def run_exec(init_pid: int, process: Process, stdio: Stdio, cgroup: Cgroup | Non
                 raise ContainerInitError(f"open namespace '{path}': {exc.strerror}", EXIT_OTHER) from exc
         for ns, fd in fds:
             if os.readlink(f"/proc/{init_pid}/ns/{kernel.NAMESPACE_FILES[ns]}") == os.readlink(
-                    f"/proc/self/ns/{kernel.NAMESPACE_FILES[ns]}"):
+                f"/proc/self/ns/{kernel.NAMESPACE_FILES[ns]}"
+            ):
                 os.close(fd)
                 continue  # already there (e.g. host network): setns would be a no-op
             _syscall(f"join {ns} namespace of", str(init_pid), kernel.setns, fd, kernel.NAMESPACE_FLAGS[ns])
@@ -106,6 +115,7 @@ def run_exec(init_pid: int, process: Process, stdio: Stdio, cgroup: Cgroup | Non
 
 
 # ---- steps ------------------------------------------------------------------------------------
+
 
 def _setup_stdio(stdio: Stdio, keep: tuple[int, ...]) -> None:
     """Put the caller's fds on 0, 1, 2 and close every other fd but ``keep``."""
@@ -134,7 +144,9 @@ def _join_namespaces(spec: ContainerSpec) -> None:
         try:
             opened.append((ns, os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)))
         except OSError as exc:
-            raise ContainerInitError(f"open {ns.type} namespace '{ns.path}': {exc.strerror}", EXIT_OTHER) from exc
+            raise ContainerInitError(
+                f"open {ns.type} namespace '{ns.path}': {exc.strerror}", EXIT_OTHER
+            ) from exc
     for ns, fd in opened:
         _syscall(f"join {ns.type} namespace", str(ns.path), kernel.setns, fd, kernel.NAMESPACE_FLAGS[ns.type])
         os.close(fd)
@@ -172,8 +184,13 @@ def _become(process: Process) -> None:
         # Drop from the bounding set while we still hold CAP_SETPCAP (before the user switch).
         for cap in range(capabilities.last_cap() + 1):
             if cap not in caps.bounding:
-                _syscall("drop capability from bounding set", capabilities.name(cap),
-                         kernel.prctl, kernel.PR_CAPBSET_DROP, cap)
+                _syscall(
+                    "drop capability from bounding set",
+                    capabilities.name(cap),
+                    kernel.prctl,
+                    kernel.PR_CAPBSET_DROP,
+                    cap,
+                )
         # Keep the permitted set across setresuid away from 0; capset below trims it.
         kernel.prctl(kernel.PR_SET_KEEPCAPS, 1)
     user = process.user
@@ -188,14 +205,27 @@ def _become(process: Process) -> None:
         if chdir_error is not None:
             raise ContainerInitError(
                 f'chdir to cwd ("{process.cwd}") set in config.json failed: {executable.go_strerror(chdir_error)}',
-                EXIT_OTHER)
+                EXIT_OTHER,
+            )
     if caps is not None:
         kernel.prctl(kernel.PR_SET_KEEPCAPS, 0)
-        _syscall("capset", "self", kernel.capset, capabilities.mask(caps.effective),
-                 capabilities.mask(caps.permitted), capabilities.mask(caps.inheritable))
+        _syscall(
+            "capset",
+            "self",
+            kernel.capset,
+            capabilities.mask(caps.effective),
+            capabilities.mask(caps.permitted),
+            capabilities.mask(caps.inheritable),
+        )
         for cap in sorted(caps.ambient):
-            _syscall("raise ambient capability", capabilities.name(cap), kernel.prctl,
-                     kernel.PR_CAP_AMBIENT, kernel.PR_CAP_AMBIENT_RAISE, cap)
+            _syscall(
+                "raise ambient capability",
+                capabilities.name(cap),
+                kernel.prctl,
+                kernel.PR_CAP_AMBIENT,
+                kernel.PR_CAP_AMBIENT_RAISE,
+                cap,
+            )
 
 
 def _chdir(cwd: str) -> int | None:
@@ -244,9 +274,15 @@ def _exec(path: str, args: tuple[str, ...], env: dict[str, str], report_fd: int)
         os.execve(path, list(args), env)
     except OSError as exc:
         code = exc.errno or 0
-        _die(report_fd, ContainerInitError(
-            f'exec: "{args[0]}": {executable.go_strerror(code)}' if code != 2 else
-            f'exec: "{args[0]}": stat {path}: {executable.go_strerror(code)}', executable.exit_code_for(code)))
+        _die(
+            report_fd,
+            ContainerInitError(
+                f'exec: "{args[0]}": {executable.go_strerror(code)}'
+                if code != 2
+                else f'exec: "{args[0]}": stat {path}: {executable.go_strerror(code)}',
+                executable.exit_code_for(code),
+            ),
+        )
     except BaseException as exc:
         _die(report_fd, exc)
 

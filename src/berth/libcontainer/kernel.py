@@ -32,7 +32,12 @@ NAMESPACE_FLAGS = {
 }
 # /proc/<pid>/ns/<file> for each OCI namespace type
 NAMESPACE_FILES = {
-    "mount": "mnt", "uts": "uts", "ipc": "ipc", "network": "net", "pid": "pid", "cgroup": "cgroup",
+    "mount": "mnt",
+    "uts": "uts",
+    "ipc": "ipc",
+    "network": "net",
+    "pid": "pid",
+    "cgroup": "cgroup",
     "user": "user",
 }
 
@@ -108,7 +113,9 @@ def setns(fd: int, nstype: int = 0) -> None:
     _check(_libc.setns(fd, nstype))
 
 
-def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
+def mount(
+    source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None
+) -> None:
     _check(_libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data) if data else None))
 
 
@@ -134,8 +141,11 @@ class _CapHeader(ctypes.Structure):
 
 
 class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
 
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
@@ -146,8 +156,10 @@ def capget() -> tuple[int, int, int]:
     hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
     _check(_libc.syscall(_SYS_CAPGET, ctypes.byref(hdr), data))
-    return tuple(data[0].__getattribute__(f) | (data[1].__getattribute__(f) << 32)  # type: ignore[return-value]
-                 for f in ("effective", "permitted", "inheritable"))
+    return tuple(
+        data[0].__getattribute__(f) | (data[1].__getattribute__(f) << 32)  # type: ignore[return-value]
+        for f in ("effective", "permitted", "inheritable")
+    )
 
 
 def capset(effective: int, permitted: int, inheritable: int) -> None:

@@ -42,11 +42,15 @@ class InitProcess:
         has then exited with 127/126 and the caller reaps it as usual.
         """
         if self._barrier_fd < 0:
-            raise ContainerInitError(f"start container init {self.pid}: already started or aborted", EXIT_OTHER)
+            raise ContainerInitError(
+                f"start container init {self.pid}: already started or aborted", EXIT_OTHER
+            )
         try:
             os.write(self._barrier_fd, b"\0")
         except BrokenPipeError as exc:
-            raise ContainerInitError(f"start container init {self.pid}: it exited before start", EXIT_OTHER) from exc
+            raise ContainerInitError(
+                f"start container init {self.pid}: it exited before start", EXIT_OTHER
+            ) from exc
         finally:
             os.close(self._barrier_fd)
             self._barrier_fd = -1
@@ -67,7 +71,9 @@ class InitProcess:
         _reap(self.pid)
 
 
-def create(spec: dict[str, Any], rootfs_mounts: list[Mount], stdio: Stdio, cgroup: Cgroup | None) -> InitProcess:
+def create(
+    spec: dict[str, Any], rootfs_mounts: list[Mount], stdio: Stdio, cgroup: Cgroup | None
+) -> InitProcess:
     """Fork the container init and return when it waits at the barrier.
 
     ``cgroup`` must already exist (``Cgroup.create``); init joins it first thing. Raises
@@ -99,7 +105,9 @@ def create(spec: dict[str, Any], rootfs_mounts: list[Mount], stdio: Stdio, cgrou
     status = _reap(pid)
     if data:
         raise ContainerInitError.from_wire(data)
-    raise ContainerInitError(f"container init {pid} died before it was ready ({_describe(status)})", EXIT_OTHER)
+    raise ContainerInitError(
+        f"container init {pid} died before it was ready ({_describe(status)})", EXIT_OTHER
+    )
 
 
 def exec_process(init_pid: int, process: dict[str, Any], stdio: Stdio, cgroup: Cgroup | None) -> int:
@@ -145,11 +153,15 @@ def _fork_in_pidns(target: str | None) -> int:
             try:
                 fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
             except OSError as exc:
-                raise ContainerInitError(f"open pid namespace '{target}': {exc.strerror}", EXIT_OTHER) from exc
+                raise ContainerInitError(
+                    f"open pid namespace '{target}': {exc.strerror}", EXIT_OTHER
+                ) from exc
             try:
                 kernel.setns(fd, kernel.CLONE_NEWPID)
             except OSError as exc:
-                raise ContainerInitError(f"join pid namespace '{target}': {exc.strerror}", EXIT_OTHER) from exc
+                raise ContainerInitError(
+                    f"join pid namespace '{target}': {exc.strerror}", EXIT_OTHER
+                ) from exc
             finally:
                 os.close(fd)
         try:

@@ -25,15 +25,22 @@ from berth.libcontainer.failure import ContainerInitError
 from berth.libcontainer.spec import DEFAULT_DEVICES, ContainerSpec, Device, Mount, parse_mount_options
 
 _PROPAGATION = {
-    "shared": kernel.MS_SHARED, "rshared": kernel.MS_SHARED | kernel.MS_REC,
-    "slave": kernel.MS_SLAVE, "rslave": kernel.MS_SLAVE | kernel.MS_REC,
-    "private": kernel.MS_PRIVATE, "rprivate": kernel.MS_PRIVATE | kernel.MS_REC,
-    "unbindable": kernel.MS_UNBINDABLE, "runbindable": kernel.MS_UNBINDABLE | kernel.MS_REC,
+    "shared": kernel.MS_SHARED,
+    "rshared": kernel.MS_SHARED | kernel.MS_REC,
+    "slave": kernel.MS_SLAVE,
+    "rslave": kernel.MS_SLAVE | kernel.MS_REC,
+    "private": kernel.MS_PRIVATE,
+    "rprivate": kernel.MS_PRIVATE | kernel.MS_REC,
+    "unbindable": kernel.MS_UNBINDABLE,
+    "runbindable": kernel.MS_UNBINDABLE | kernel.MS_REC,
 }
 # statvfs flag -> mount flag: kept on a bind remount so it does not clear them
 _KEEP_FLAGS = (
-    (os.ST_NOSUID, kernel.MS_NOSUID), (os.ST_NODEV, kernel.MS_NODEV), (os.ST_NOEXEC, kernel.MS_NOEXEC),
-    (os.ST_NOATIME, kernel.MS_NOATIME), (os.ST_NODIRATIME, kernel.MS_NODIRATIME),
+    (os.ST_NOSUID, kernel.MS_NOSUID),
+    (os.ST_NODEV, kernel.MS_NODEV),
+    (os.ST_NOEXEC, kernel.MS_NOEXEC),
+    (os.ST_NOATIME, kernel.MS_NOATIME),
+    (os.ST_NODIRATIME, kernel.MS_NODIRATIME),
     (os.ST_RELATIME, kernel.MS_RELATIME),
 )
 _DEV_SYMLINKS = (
@@ -77,7 +84,9 @@ def secure_join(root: str, unsafe: str) -> str:
     return os.path.join(root, *resolved)
 
 
-def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None, what: str) -> None:
+def _mount(
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None, what: str
+) -> None:
     try:
         kernel.mount(source, target, fstype, flags, data)
     except OSError as exc:
@@ -118,7 +127,9 @@ def mount_one(m: Mount, dest: str) -> None:
         except OSError as exc:
             raise _fail("bind mount source", m.source, exc) from exc
         _make_mountpoint(dest, source_is_file)
-        _mount(m.source, dest, None, kernel.MS_BIND | (opts.flags & kernel.MS_REC), None, f"bind '{m.source}' on")
+        _mount(
+            m.source, dest, None, kernel.MS_BIND | (opts.flags & kernel.MS_REC), None, f"bind '{m.source}' on"
+        )
         extra = opts.flags & ~(kernel.MS_BIND | kernel.MS_REC | kernel.MS_REMOUNT)
         if extra:  # a bind mount ignores flags; they take effect on a remount of it
             flags = kernel.MS_REMOUNT | kernel.MS_BIND | extra | _kept_flags(dest)

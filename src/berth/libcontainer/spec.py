@@ -251,8 +251,12 @@ def parse_process(obj: Any) -> Process:
         if not isinstance(c, dict):
             raise _bad("process.capabilities must be an object")
         try:
-            caps = Capabilities(*(parse_caps(c.get(k) or ()) for k in
-                                  ("bounding", "effective", "permitted", "inheritable", "ambient")))
+            caps = Capabilities(
+                *(
+                    parse_caps(c.get(k) or ())
+                    for k in ("bounding", "effective", "permitted", "inheritable", "ambient")
+                )
+            )
         except ValueError as exc:
             raise _bad(f"process.capabilities: {exc}") from exc
     rlimits = []
@@ -290,8 +294,12 @@ def _parse_mount(m: Any) -> Mount:
 def _parse_device(d: Any) -> Device:
     try:
         return Device(
-            d["path"], d["type"], _int(d.get("major", 0), "device major"), _int(d.get("minor", 0), "device minor"),
-            _int(d.get("fileMode", 0o666), "device fileMode"), _int(d.get("uid", 0), "device uid"),
+            d["path"],
+            d["type"],
+            _int(d.get("major", 0), "device major"),
+            _int(d.get("minor", 0), "device minor"),
+            _int(d.get("fileMode", 0o666), "device fileMode"),
+            _int(d.get("uid", 0), "device uid"),
             _int(d.get("gid", 0), "device gid"),
         )
     except (KeyError, TypeError) as exc:

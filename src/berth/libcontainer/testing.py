@@ -20,8 +20,17 @@ from berth.libcontainer.capabilities import DEFAULT_CAPS
 BUSYBOX = "/bin/busybox"
 
 MASKED_PATHS = [
-    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
-    "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
 ]
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
@@ -39,15 +48,25 @@ def busybox_rootfs(root: Path, busybox: str = BUSYBOX) -> Path:
         (root / d).mkdir(exist_ok=True)
     os.chmod(root / "tmp", 0o1777)
     (root / "etc" / "passwd").write_text(
-        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n")
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n"
+    )
     (root / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
     return root
 
 
-def docker_like_spec(root: str, args: list[str], *, hostname: str | None = "berth",
-                     env: list[str] | None = None, cwd: str = "/", uid: int = 0, gid: int = 0,
-                     additional_gids: list[int] | None = None, network: bool = True,
-                     readonly: bool = False) -> dict[str, Any]:
+def docker_like_spec(
+    root: str,
+    args: list[str],
+    *,
+    hostname: str | None = "berth",
+    env: list[str] | None = None,
+    cwd: str = "/",
+    uid: int = 0,
+    gid: int = 0,
+    additional_gids: list[int] | None = None,
+    network: bool = True,
+    readonly: bool = False,
+) -> dict[str, Any]:
     caps = list(DEFAULT_CAPS)
     namespaces: list[dict[str, str]] = [{"type": t} for t in ("pid", "mount", "uts", "ipc")]
     if network:
@@ -58,7 +77,9 @@ def docker_like_spec(root: str, args: list[str], *, hostname: str | None = "bert
         "hostname": hostname,
         "process": {
             "args": args,
-            "env": env if env is not None else ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "env": env
+            if env is not None
+            else ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
             "cwd": cwd,
             "user": {"uid": uid, "gid": gid, "additionalGids": additional_gids or []},
             "terminal": False,
@@ -67,15 +88,42 @@ def docker_like_spec(root: str, args: list[str], *, hostname: str | None = "bert
             "noNewPrivileges": False,
         },
         "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
-            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]},
+            {
+                "destination": "/proc",
+                "type": "proc",
+                "source": "proc",
+                "options": ["nosuid", "noexec", "nodev"],
+            },
+            {
+                "destination": "/dev",
+                "type": "tmpfs",
+                "source": "tmpfs",
+                "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
+            },
+            {
+                "destination": "/dev/pts",
+                "type": "devpts",
+                "source": "devpts",
+                "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+            },
+            {
+                "destination": "/sys",
+                "type": "sysfs",
+                "source": "sysfs",
+                "options": ["nosuid", "noexec", "nodev", "ro"],
+            },
+            {
+                "destination": "/dev/mqueue",
+                "type": "mqueue",
+                "source": "mqueue",
+                "options": ["nosuid", "noexec", "nodev"],
+            },
+            {
+                "destination": "/dev/shm",
+                "type": "tmpfs",
+                "source": "shm",
+                "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"],
+            },
         ],
         "linux": {
             "namespaces": namespaces,

@@ -1,0 +1,144 @@
+"""Cgroups on this machine's real hierarchy (v1/hybrid here, v2 elsewhere) with busybox containers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from berth.libcontainer import Stdio, create
+from berth.libcontainer.cgroups import Cgroup, Resources
+from berth.libcontainer.testing import BUSYBOX, busybox_rootfs, docker_like_spec
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create cgroups and namespaces"),
+    pytest.mark.skipif(
+        not os.path.exists(BUSYBOX), reason="needs /bin/busybox (apt-get install busybox-static)"
+    ),
+]
+
+
+@pytest.fixture
+def cgroup():
+    cg = Cgroup(f"berth-test-{uuid.uuid4().hex[:12]}")
+    yield cg
+    cg.destroy()
+    assert not cg.exists()
+
+
+@pytest.fixture
+def rootfs(tmp_path: Path) -> Path:
+    return busybox_rootfs(tmp_path / "rootfs")
+
+
+def _run(spec: dict, cgroup: Cgroup) -> tuple[int, str]:
+    out_r, out_w = os.pipe()
+    null = os.open("/dev/null", os.O_RDONLY)
+    try:
+        init = create(spec, [], Stdio(null, out_w, out_w), cgroup)
+    finally:
+        os.close(out_w)
+        os.close(null)
+    init.start()
+    chunks = []
+    while chunk := os.read(out_r, 65536):
+        chunks.append(chunk)
+    os.close(out_r)
+    _, status = os.waitpid(init.pid, 0)
+    return status, b"".join(chunks).decode()
+
+
+def test_memory_limit_oom_kills_and_is_recorded(rootfs: Path, cgroup: Cgroup):
+    cgroup.create(Resources(memory=16 << 20))
+    assert not cgroup.oom_killed()
+    # dd allocates and fills a 64 MiB buffer: far past the 16 MiB limit, and there is no swap
+    spec = docker_like_spec(str(rootfs), ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"])
+    status, out = _run(spec, cgroup)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, out
+    assert cgroup.oom_killed()
+
+
+def test_memory_under_the_limit_is_fine(rootfs: Path, cgroup: Cgroup):
+    cgroup.create(Resources(memory=64 << 20))
+    spec = docker_like_spec(str(rootfs), ["dd", "if=/dev/zero", "of=/dev/null", "bs=4M", "count=1"])
+    status, out = _run(spec, cgroup)
+    assert status == 0, out
+    assert not cgroup.oom_killed()
+
+
+def test_pids_limit_stops_a_fork_loop(rootfs: Path, cgroup: Cgroup):
+    cgroup.create(Resources(pids_limit=8))
+    # busybox sh gives up at the first failed fork (exit 2); the last number echoed is how
+    # many sleeps it started: sh itself and seven sleeps fill the limit of eight
+    script = "for i in $(seq 1 30); do sleep 5 & echo $i; done"
+    status, out = _run(docker_like_spec(str(rootfs), ["sh", "-c", script]), cgroup)
+    assert os.waitstatus_to_exitcode(status) == 2, out
+    assert "can't fork" in out
+    started = [int(line) for line in out.split() if line.isdigit()]
+    assert started and max(started) == 7
+
+
+def test_freeze_and_thaw(tmp_path: Path, rootfs: Path, cgroup: Cgroup):
+    cgroup.create(Resources())
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    spec = docker_like_spec(
+        str(rootfs), ["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /out/n; usleep 10000; done"]
+    )
+    spec["mounts"].append(
+        {"destination": "/out", "type": "bind", "source": str(shared), "options": ["rbind"]}
+    )
+    null = os.open("/dev/null", os.O_RDWR)
+    init = create(spec, [], Stdio(null, null, null), cgroup)
+    os.close(null)
+    counter = shared / "n"
+
+    def value() -> int:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            text = counter.read_text().strip() if counter.exists() else ""
+            if text:
+                return int(text)
+            time.sleep(0.01)
+        raise AssertionError("the container never wrote its counter")
+
+    try:
+        init.start()
+        assert init.pid in cgroup.pids()
+        first = value()
+        cgroup.freeze()
+        assert cgroup.frozen()
+        frozen_at = value()
+        time.sleep(0.3)
+        assert value() == frozen_at
+        cgroup.thaw()
+        assert not cgroup.frozen()
+        time.sleep(0.3)
+        assert value() > frozen_at >= first
+    finally:
+        os.kill(init.pid, signal.SIGKILL)
+        os.waitpid(init.pid, 0)
+
+
+def test_destroy_kills_what_is_left(rootfs: Path, cgroup: Cgroup):
+    cgroup.create(Resources(pids_limit=100))
+    null = os.open("/dev/null", os.O_RDWR)
+    # busybox sh execs its last command: two processes, sh-turned-sleep (init) and a sleep
+    spec = docker_like_spec(str(rootfs), ["sh", "-c", "sleep 60 & sleep 60"])
+    init = create(spec, [], Stdio(null, null, null), cgroup)
+    os.close(null)
+    init.start()
+    deadline = time.monotonic() + 5
+    while len(cgroup.pids()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(cgroup.pids()) == 2
+    cgroup.freeze()  # destroy must also cope with a frozen cgroup
+    cgroup.destroy()
+    assert not cgroup.exists()
+    _, status = os.waitpid(init.pid, 0)
+    assert os.WIFSIGNALED(status)
