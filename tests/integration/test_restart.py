@@ -1,0 +1,60 @@
+"""Live restore: containers keep running while berthd restarts; a crash leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+import harness
+
+pytestmark = pytest.mark.integration
+
+
+def _mounts_under(root: Path) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(str(root))]
+
+
+def test_container_survives_daemon_restart(berthd: harness.Berthd, busybox_image: str) -> None:
+    r = berthd.docker("run", "-d", "--name", "keeper", busybox_image, "sh", "-c",
+                      "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done")
+    assert r.returncode == 0, r.stderr
+    pid = int(berthd.docker("inspect", "-f", "{{.State.Pid}}", "keeper").stdout)
+    berthd.stop()  # SIGTERM
+    time.sleep(1.0)  # the container keeps writing while no daemon runs
+    assert Path(f"/proc/{pid}").exists(), "the container died with the daemon"
+    berthd.start()
+    state = json.loads(berthd.docker("inspect", "keeper").stdout)[0]["State"]
+    assert state["Running"] and state["Pid"] == pid
+    ticks = [int(line.split()[1]) for line in berthd.docker("logs", "keeper").stdout.splitlines()]
+    assert ticks == list(range(len(ticks))) and len(ticks) >= 10, "log lines were lost across the restart"
+    assert berthd.docker("stop", "-t", "1", "keeper").returncode == 0
+    assert berthd.docker("inspect", "-f", "{{.State.Status}}", "keeper").stdout.strip() == "exited"
+
+
+def test_exit_while_daemon_is_down_is_recorded(berthd: harness.Berthd, busybox_image: str) -> None:
+    assert berthd.docker("run", "-d", "--name", "short", busybox_image, "sh", "-c", "sleep 1; exit 9").returncode == 0
+    berthd.stop()
+    time.sleep(1.5)
+    berthd.start()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        st = berthd.docker("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "short").stdout.split()
+        if st[0] == "exited":
+            break
+        time.sleep(0.1)
+    assert st == ["exited", "9"]
+
+
+def test_sigkill_daemon_leaves_consistent_state(berthd: harness.Berthd, busybox_image: str) -> None:
+    assert berthd.docker("create", "--name", "c0", busybox_image, "true").returncode == 0
+    assert berthd.docker("run", "-d", "--name", "c1", busybox_image, "sleep", "100").returncode == 0
+    berthd.kill9()
+    berthd.start()
+    assert _mounts_under(berthd.data_root) == []
+    out = berthd.docker("ps", "-a", "--format", "{{.Names}} {{.State}}").stdout.split("\n")
+    assert sorted(x for x in out if x) == ["c0 created", "c1 running"]
+    assert berthd.docker("rm", "-f", "c1", "c0").returncode == 0
