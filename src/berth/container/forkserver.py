@@ -1,0 +1,87 @@
+"""The fork server: a warm, single-threaded Python that forks one monitor per container.
+
+The daemon (asyncio, threads) must never fork into namespaces itself, and starting a fresh
+interpreter per container costs 10-70 ms. So the daemon starts this process once
+(``python -m berth.container.forkserver FD``); it imports the monitor and libcontainer, calls
+``gc.freeze()`` (so no collection in a child ever touches, and so copies, the shared pages) and
+says ``ready`` on its control socket FD (a ``SOCK_SEQPACKET`` socketpair with the daemon).
+
+Protocol: each request is one message ``spawn`` carrying one fd (``SCM_RIGHTS``): the monitor's
+end of a fresh stream socketpair. The fork server double-forks (the middle child calls
+``setsid`` and exits at once, so the monitor is in its own session and is reparented away from
+us and the daemon) and closes its copy of the fd. Everything else -- the create request, the
+result of ``libcontainer.create``, the monitor's pid -- travels on that socketpair between the
+daemon and the monitor, so the fork server never waits for a container and serves requests
+back to back. If the fork fails the fd is closed and the daemon reads EOF.
+
+The fork server exits when its control socket hits EOF: the daemon is gone.
+
+    daemon                         fork server                    monitor
+    send_fds("spawn", [b]) ----->  fork, setsid, fork  ------->   main(b): read create request,
+    write {"op":"create"} on a                                    libcontainer.create, answer
+    read {"event":"created"} <----------------------------------- on b
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import socket
+import sys
+
+import berth.container.monitor as monitor
+
+
+def serve(control: socket.socket) -> None:
+    """Answer spawn requests until the daemon closes the control socket."""
+    control.send(b"ready")
+    while True:
+        try:
+            msg, fds, _flags, _addr = socket.recv_fds(control, 64, 4)
+        except ConnectionResetError:
+            return
+        if not msg and not fds:
+            return  # EOF: the daemon is gone
+        for fd in fds[1:]:
+            os.close(fd)
+        if msg != b"spawn" or not fds:
+            if fds:
+                os.close(fds[0])
+            continue
+        spawn(fds[0], control)
+
+
+def spawn(fd: int, control: socket.socket) -> None:
+    """Double-fork a monitor that owns ``fd``; the middle child is reaped at once."""
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        print(f"berth forkserver: fork monitor: {exc}", file=sys.stderr)
+        os.close(fd)  # the daemon reads EOF and reports the failure
+        return
+    if pid == 0:
+        try:
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            control.close()
+            monitor.main(socket.socket(fileno=fd))
+        finally:
+            os._exit(1)
+    os.close(fd)
+    os.waitpid(pid, 0)
+
+
+def main() -> None:
+    fd = int(sys.argv[1])
+    control = socket.socket(fileno=fd)
+    # Ctrl-C in the daemon's terminal is the daemon's to handle; we end when it closes the socket
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gc.collect()
+    gc.freeze()
+    serve(control)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""The json-file log: one JSON object per line of container output, as Docker writes it.
+
+The monitor owns a :class:`LogWriter`; the daemon reads with :func:`read_logs`::
+
+    {"log":"hi\\n","stream":"stdout","time":"2026-11-28T04:32:48.566437740Z"}
+
+Model (moby's ``jsonfilelog``): output is cut at newlines; each complete line is one record
+whose ``log`` keeps its ``\\n``. A line still open is held per stream and written without a
+newline once it exceeds 16 KiB (a "partial" record, the rest follows in later records) or when
+the writer is closed at container exit. ``time`` is RFC3339 with exactly nine fraction digits,
+UTC. JSON is encoded like Go's ``encoding/json``: non-ASCII stays UTF-8, ``< > &`` and U+2028/9
+are escaped, invalid UTF-8 becomes U+FFFD. A TTY container logs its raw pty bytes as stdout.
+
+Reading: ``tail`` takes the last N records of the file (read backwards in blocks), then
+``since``/``until`` (Unix seconds) drop records before/after; ``follow`` keeps polling the file
+for appended records until the ``stop`` event is set (the daemon sets it when the container
+exits, or when the client goes away), then drains what is left and ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import asyncio
+
+PARTIAL_MAX = 16 * 1024  # moby's bufio line reader flushes a line this long as a partial record
+STREAM_NAMES = {1: "stdout", 2: "stderr"}
+_GO_ESCAPES = (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029"))
+
+
+def format_time(ns: int) -> str:
+    """RFC3339 with nine fraction digits in UTC (Docker's ``RFC3339NanoFixed``)."""
+    sec, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{frac:09d}Z"
+
+
+def parse_time(text: str) -> int:
+    """Nanoseconds since the epoch from an RFC3339(Nano) UTC or offset timestamp."""
+    import calendar
+
+    head, _, rest = text.partition(".")
+    if not rest:  # no fraction: the zone follows the seconds directly
+        head, zone = text[:19], text[19:]
+        frac = ""
+    else:
+        digits = 0
+        while digits < len(rest) and rest[digits].isdigit():
+            digits += 1
+        frac, zone = rest[:digits], rest[digits:]
+    try:
+        base = calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S"))
+    except ValueError as exc:
+        raise ValueError(f"parse time {text!r}: {exc}") from exc
+    ns = base * 1_000_000_000 + int((frac + "000000000")[:9] or "0")
+    if zone not in ("Z", "z", ""):
+        sign = 1 if zone[0] == "+" else -1
+        hours, _, minutes = zone[1:].partition(":")
+        ns -= sign * (int(hours) * 3600 + int(minutes or 0) * 60) * 1_000_000_000
+    return ns
+
+
+def encode_record(stream: str, data: bytes, ns: int) -> bytes:
+    """One log line (with its trailing newline) the way Docker's json-file driver writes it."""
+    text = json.dumps(data.decode("utf-8", "replace"), ensure_ascii=False)
+    for raw, esc in _GO_ESCAPES:
+        if raw in text:
+            text = text.replace(raw, esc)
+    return b'{"log":' + text.encode() + b',"stream":"' + stream.encode() + b'","time":"' + format_time(ns).encode() + b'"}\n'
+
+
+class LogWriter:
+    """Appends container output to a json-file log; used by the monitor (no asyncio)."""
+
+    __slots__ = ("_fd", "_partial", "path")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self._partial: dict[int, bytes] = {1: b"", 2: b""}
+
+    def write(self, stream: int, data: bytes) -> None:
+        """Log ``data`` read from stream 1 (stdout) or 2 (stderr)."""
+        name = STREAM_NAMES[stream]
+        buf = self._partial[stream] + data
+        ns = time.time_ns()
+        out: list[bytes] = []
+        start = 0
+        while True:
+            nl = buf.find(b"\n", start)
+            if nl < 0:
+                break
+            # a complete line longer than the partial limit is cut the same way an open one is
+            while nl + 1 - start > PARTIAL_MAX:
+                out.append(encode_record(name, buf[start : start + PARTIAL_MAX], ns))
+                start += PARTIAL_MAX
+            out.append(encode_record(name, buf[start : nl + 1], ns))
+            start = nl + 1
+        while len(buf) - start >= PARTIAL_MAX:
+            out.append(encode_record(name, buf[start : start + PARTIAL_MAX], ns))
+            start += PARTIAL_MAX
+        self._partial[stream] = buf[start:]
+        if out:
+            self._append(b"".join(out))
+
+    def flush_partial(self) -> None:
+        """Write the lines still open as records without a newline (at container exit)."""
+        ns = time.time_ns()
+        out = [encode_record(STREAM_NAMES[s], d, ns) for s, d in self._partial.items() if d]
+        self._partial = {1: b"", 2: b""}
+        if out:
+            self._append(b"".join(out))
+
+    def close(self) -> None:
+        self.flush_partial()
+        os.close(self._fd)
+
+    def _append(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One record: ``stream`` is 1 (stdout) or 2 (stderr); ``time`` is ns since the epoch.
+
+    ``data`` is the output bytes, prefixed with ``"<RFC3339NanoFixed> "`` when the reader was
+    asked for timestamps (Docker puts the timestamp in the payload).
+    """
+
+    stream: int
+    data: bytes
+    time: int
+
+
+def parse_record(line: bytes) -> tuple[int, bytes, int] | None:
+    """``(stream, data, ns)`` from one json-file line; ``None`` for a damaged line."""
+    try:
+        obj = json.loads(line)
+        stream = 2 if obj.get("stream") == "stderr" else 1
+        return stream, obj["log"].encode("utf-8", "surrogatepass"), parse_time(obj["time"])
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+        return None
+
+
+def _tail_offset(fd: int, size: int, tail: int, block: int = 64 * 1024) -> int:
+    """Offset of the start of the last ``tail`` complete lines of the file (size ``size``)."""
+    if tail <= 0:
+        return size
+    pos = size
+    # a file normally ends with "\n"; that final newline does not start a line
+    wanted = tail + 1 if size and os.pread(fd, 1, size - 1) == b"\n" else tail
+    found = 0
+    while pos > 0:
+        start = max(0, pos - block)
+        chunk = os.pread(fd, pos - start, start)
+        idx = len(chunk)
+        while True:
+            idx = chunk.rfind(b"\n", 0, idx)
+            if idx < 0:
+                break
+            found += 1
+            if found == wanted:
+                return start + idx + 1
+        pos = start
+    return 0
+
+
+async def read_logs(
+    path: str | os.PathLike[str],
+    tail: int | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    follow: bool = False,
+    timestamps: bool = False,
+    stop: asyncio.Event | None = None,
+    poll_interval: float = 0.05,
+) -> AsyncIterator[LogRecord]:
+    """Yield the records of a json-file log.
+
+    ``tail`` None or negative = all; ``since``/``until`` are Unix seconds (``until`` ends the
+    stream, even when following). With ``follow`` the reader polls for appended records every
+    ``poll_interval`` seconds until ``stop`` is set (required with ``follow``), then reads what
+    was appended up to that moment and returns. A missing file yields nothing.
+    """
+    import asyncio
+
+    if follow and stop is None:
+        raise ValueError("read logs: follow needs a stop event")
+    since_ns = int(since * 1_000_000_000) if since else None
+    until_ns = int(until * 1_000_000_000) if until else None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        size = os.fstat(fd).st_size
+        offset = 0 if tail is None or tail < 0 else _tail_offset(fd, size, tail)
+        pending = b""
+        while True:
+            chunk = os.pread(fd, 256 * 1024, offset)
+            if chunk:
+                offset += len(chunk)
+                data = pending + chunk
+                cut = data.rfind(b"\n") + 1
+                pending = data[cut:]
+                for line in data[:cut].splitlines():
+                    rec = parse_record(line)
+                    if rec is None:
+                        continue
+                    stream, payload, ns = rec
+                    if since_ns is not None and ns < since_ns:
+                        continue
+                    if until_ns is not None and ns > until_ns:
+                        return
+                    if timestamps:
+                        payload = format_time(ns).encode() + b" " + payload
+                    yield LogRecord(stream, payload, ns)
+                continue
+            if not follow:
+                return
+            assert stop is not None
+            if stop.is_set():
+                # one more read after the stop: the writer appended its last records before
+                # the exit that set the event
+                follow = False
+                continue
+            try:
+                await asyncio.wait_for(stop.wait(), poll_interval)
+            except TimeoutError:
+                pass
+    finally:
+        os.close(fd)

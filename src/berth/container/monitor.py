@@ -1,0 +1,723 @@
+"""The per-container monitor: one small single-threaded process that runs one container.
+
+Model (conmon / containerd-shim in Python). The fork server forks the monitor (double fork,
+own session) and hands it one end of a socketpair whose other end the daemon holds; the first
+frame on it is ``{"op": "create", ...}``. The monitor then
+
+1. makes the container's stdio: pipes, or a pty (the container gets the slave, the monitor
+   keeps the master), creates the cgroup and calls ``libcontainer.create``; it answers
+   ``{"event": "created", "pid", "monitor_pid"}`` or ``{"event": "error", "message",
+   "exit_code"}`` (and exits, leaving nothing behind);
+2. writes ``state.json`` and listens on ``<exec_root>/<id>/monitor.sock``;
+3. runs one ``selectors`` loop: container output goes to the json-file log and, as frames, to
+   every attach connection; stdin frames go to the container (held until ``start``); control
+   frames start, signal, pause, resume, resize (each answered by ``{"event": "reply", "req",
+   "error"}``); exec connections run ``libcontainer.exec_process`` with their own stdio;
+   SIGCHLD (through the wakeup fd) reaps the init and exec'd processes;
+4. when the init has exited and its output is drained (or 2 s passed): writes ``exit.json``
+   atomically, sends ``{"event": "exit", ...}`` to attach connections, destroys the cgroup,
+   removes the socket and exits.
+
+If the daemon's creation connection drops before ``start``, the init is killed and exit.json
+records exit code 128, "daemon went away before start". After ``start`` the monitor outlives the
+daemon; a restarted daemon connects to monitor.sock with ``{"op": "attach"}``.
+
+Backpressure: while a connection has more than ``HIGH_WATER`` bytes unsent, the monitor stops
+reading the output it feeds, so the container blocks on write instead of the monitor growing.
+Imports are kept to what the loop needs: every page the monitor touches is its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from berth.container import protocol as P
+from berth.container.logs import LogWriter, format_time
+from berth.libcontainer import ContainerInitError, Mount, Stdio, create, exec_process
+from berth.libcontainer.cgroups import Cgroup, Resources
+
+HIGH_WATER = 1 << 20
+LOW_WATER = 256 << 10
+READ_SIZE = 64 * 1024
+DRAIN_TIMEOUT = 2.0  # seconds to wait for output EOF once the process has exited
+PR_SET_CHILD_SUBREAPER = 36
+TIOCSWINSZ = 0x5414
+
+
+def atomic_write_json(path: str, obj: Any) -> None:
+    """write + fsync + rename, so a reader sees the old file or the whole new one."""
+    tmp = f"{path}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, json.dumps(obj).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+class Refused(Exception):
+    """A control op the monitor will not do; ``kind`` is conflict | invalid | system."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class Conn:
+    """One client connection: frames in, frames out (with an unsent buffer)."""
+
+    __slots__ = ("sock", "fd", "decoder", "out", "role", "session", "closed", "close_when_flushed")
+
+    def __init__(self, sock: socket.socket, role: str) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.decoder = P.FrameDecoder()
+        self.out = bytearray()
+        self.role = role  # "new" until the hello, then "daemon" | "attach" | "exec"
+        self.session: Session | None = None
+        self.closed = False
+        self.close_when_flushed = False
+
+
+class Session:
+    """A process and its stdio: the container's init, or one exec'd process."""
+
+    __slots__ = (
+        "pid", "tty", "master", "stdin_fd", "outputs", "stdin_buf", "stdin_eof", "started",
+        "status", "conns", "log", "throttled", "deadline", "done",
+    )
+
+    def __init__(self, tty: bool) -> None:
+        self.pid = 0
+        self.tty = tty
+        self.master = -1
+        self.stdin_fd = -1
+        self.outputs: dict[int, int] = {}  # fd -> stream (1|2) still open for reading
+        self.stdin_buf = bytearray()
+        self.stdin_eof = False
+        self.started = False
+        self.status: int | None = None
+        self.conns: list[Conn] = []
+        self.log: LogWriter | None = None
+        self.throttled = False
+        self.deadline: float | None = None
+        self.done = False
+
+
+def make_stdio(tty: bool, open_stdin: bool) -> tuple[Stdio, Session, list[int]]:
+    """The container's ends as a Stdio, our ends in a Session, and the fds to close after fork."""
+    sess = Session(tty)
+    if tty:
+        master, slave = os.openpty()
+        os.set_blocking(master, False)
+        sess.master = master
+        sess.stdin_fd = master if open_stdin else -1
+        sess.outputs = {master: P.STDOUT}
+        return Stdio(slave, slave, slave, tty=True), sess, [slave]
+    if open_stdin:
+        in_r, in_w = os.pipe()
+        os.set_blocking(in_w, False)
+        sess.stdin_fd = in_w
+    else:
+        in_r = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    os.set_blocking(out_r, False)
+    os.set_blocking(err_r, False)
+    sess.outputs = {out_r: P.STDOUT, err_r: P.STDERR}
+    return Stdio(in_r, out_w, err_w), sess, [in_r, out_w, err_w]
+
+
+def exit_code_of(status: int) -> int:
+    """Docker's exit code: the process's status, or 128+N after signal N."""
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+class Monitor:
+    """The loop. ``run()`` never returns: the monitor process exits at the end of it."""
+
+    def __init__(self, req: dict[str, Any], daemon: socket.socket) -> None:
+        self.req = req
+        self.id: str = req["id"]
+        self.dir = os.path.join(req["exec_root"], self.id)
+        self.sel = selectors.DefaultSelector()
+        self.cbs: dict[int, list[Any]] = {}  # fd -> [read_cb, write_cb]
+        self.by_pid: dict[int, Session] = {}
+        self.conns: list[Conn] = []
+        self.daemon = Conn(daemon, "daemon")
+        self.cgroup: Cgroup | None = Cgroup(req["cgroup"]) if req.get("cgroup") else None
+        self.init = Session(bool(req.get("tty")))
+        self.error = ""
+        self.listener: socket.socket | None = None
+        self.initproc: Any = None  # libcontainer's InitProcess once created
+
+    # ---- fd bookkeeping -------------------------------------------------------------------
+    def _watch(self, fd: int, read: Callable[[], None] | None | bool = False,
+               write: Callable[[], None] | None | bool = False) -> None:
+        """Set (callable), clear (None) or keep (False) the read and write callbacks of fd."""
+        cur = self.cbs.get(fd)
+        entry = [None, None] if cur is None else cur
+        if read is not False:
+            entry[0] = read
+        if write is not False:
+            entry[1] = write
+        events = (selectors.EVENT_READ if entry[0] else 0) | (selectors.EVENT_WRITE if entry[1] else 0)
+        if cur is None:
+            if events:
+                self.cbs[fd] = entry
+                self.sel.register(fd, events, entry)
+        elif events:
+            self.sel.modify(fd, events, entry)
+        else:
+            del self.cbs[fd]
+            self.sel.unregister(fd)
+
+    def _forget(self, fd: int) -> None:
+        if self.cbs.pop(fd, None) is not None:
+            self.sel.unregister(fd)
+
+    # ---- creation -------------------------------------------------------------------------
+    def create(self) -> bool:
+        """Spawn the init at its barrier; report to the daemon; False if it failed."""
+        req = self.req
+        stdio, self.init, child_fds = make_stdio(bool(req.get("tty")), bool(req.get("open_stdin")))
+        if req.get("log_path"):
+            self.init.log = LogWriter(req["log_path"])
+        mounts = [Mount(m[0], m[1], m[2], tuple(m[3])) for m in req.get("rootfs_mounts", ())]
+        try:
+            if self.cgroup is not None:
+                res = dict(req.get("resources") or {})
+                if "device_rules" in res:
+                    res["device_rules"] = tuple(res["device_rules"])
+                self.cgroup.create(Resources(**res))
+            init = create(req["spec"], mounts, stdio, self.cgroup)
+        except ContainerInitError as exc:
+            self._fail_create(exc.message, exc.exit_code)
+            return False
+        except Exception as exc:  # reported to the daemon as the create error; the traceback goes to monitor.log
+            import traceback
+
+            traceback.print_exc()
+            self._fail_create(f"create container {self.id}: {exc}", 128)
+            return False
+        finally:
+            for fd in child_fds:
+                os.close(fd)
+        self.initproc = init
+        self.init.pid = init.pid
+        self.by_pid[init.pid] = self.init
+        self.init.conns.append(self.daemon)
+        self._write_state("")
+        self._listen()
+        self._send_json(self.daemon, {"event": "created", "pid": init.pid, "monitor_pid": os.getpid()})
+        return True
+
+    def _fail_create(self, message: str, code: int) -> None:
+        if self.cgroup is not None and self.cgroup.exists():
+            self.cgroup.destroy()
+        if self.init.log is not None:
+            self.init.log.close()
+        _remove_tree(self.dir)  # before answering: the daemon may look right after
+        self.daemon.sock.setblocking(True)
+        self.daemon.sock.sendall(P.encode_json({"event": "error", "message": message, "exit_code": code}))
+
+    def _write_state(self, started_at: str) -> None:
+        atomic_write_json(os.path.join(self.dir, "state.json"),
+                          {"monitor_pid": os.getpid(), "pid": self.init.pid, "started_at": started_at})
+
+    def _listen(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        cwd = os.getcwd()
+        os.chdir(self.dir)  # a relative bind: the full path may pass sun_path's 108 bytes
+        try:
+            if os.path.exists("monitor.sock"):
+                os.unlink("monitor.sock")
+            sock.bind("monitor.sock")
+        finally:
+            os.chdir(cwd)
+        sock.listen(16)
+        sock.setblocking(False)
+        self.listener = sock
+        self._watch(sock.fileno(), read=self._accept)
+
+    # ---- the loop -------------------------------------------------------------------------
+    def run(self) -> None:
+        rfd, wfd = os.pipe()
+        os.set_blocking(rfd, False)
+        os.set_blocking(wfd, False)
+        signal.set_wakeup_fd(wfd)
+        self._watch(rfd, read=lambda: self._on_signal(rfd))
+        self._add_conn(self.daemon)
+        for fd in self.init.outputs:
+            self._watch(fd, read=self._reader(self.init, fd))
+        self._reap()  # the init may already be gone
+        while True:
+            timeout = None
+            if self.init.deadline is not None:
+                timeout = max(0.0, self.init.deadline - time.monotonic())
+            for key, mask in self.sel.select(timeout):
+                entry = key.data
+                if self.cbs.get(key.fd) is not entry:
+                    continue  # closed (and maybe reused) by an earlier callback of this batch
+                if mask & selectors.EVENT_READ and entry[0]:
+                    entry[0]()
+                if mask & selectors.EVENT_WRITE and entry[1] and self.cbs.get(key.fd) is entry:
+                    entry[1]()
+            now = time.monotonic()
+            for sess in list(self.by_pid.values()):
+                if sess.deadline is not None and now >= sess.deadline:
+                    self._finish_session(sess)
+            if self.init.done:
+                return
+
+    def _on_signal(self, rfd: int) -> None:
+        try:
+            while os.read(rfd, 512):
+                pass
+        except BlockingIOError:
+            pass
+        self._reap()
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            sess = self.by_pid.get(pid)
+            if sess is None or sess.status is not None:
+                continue  # an orphan of the container reparented to us (subreaper)
+            sess.status = status
+            sess.deadline = time.monotonic() + DRAIN_TIMEOUT
+            if not sess.outputs:
+                self._finish_session(sess)
+
+    # ---- connections ----------------------------------------------------------------------
+    def _accept(self) -> None:
+        assert self.listener is not None
+        try:
+            sock, _ = self.listener.accept()
+        except BlockingIOError:
+            return
+        self._add_conn(Conn(sock, "new"))
+
+    def _add_conn(self, conn: Conn) -> None:
+        self.conns.append(conn)
+        self._watch(conn.fd, read=lambda: self._on_readable(conn))
+
+    def _on_readable(self, conn: Conn) -> None:
+        try:
+            data = conn.sock.recv(READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close_conn(conn)
+            return
+        try:
+            frames = conn.decoder.feed(data)
+            for kind, payload in frames:
+                self._on_frame(conn, kind, payload)
+        except P.ProtocolError as exc:
+            self._send(conn, P.encode(P.ERROR, str(exc).encode()))
+            self._close_conn(conn)
+
+    def _on_frame(self, conn: Conn, kind: int, payload: bytes) -> None:
+        if conn.closed:
+            return
+        if conn.role == "new":
+            if kind != P.CONTROL:
+                raise P.ProtocolError("monitor connection: the first frame must be a JSON hello")
+            self._on_hello(conn, P.decode_json(payload))
+            return
+        sess = conn.session if conn.role == "exec" else self.init
+        if sess is None:
+            return
+        if kind == P.STDIN:
+            self._stdin(sess, payload)
+        elif kind == P.STDIN_EOF:
+            sess.stdin_eof = True
+            self._flush_stdin(sess)
+        elif kind == P.CONTROL:
+            msg = P.decode_json(payload)
+            what = f"{msg.get('op')} container {self.id}"
+            try:
+                self._control(sess, conn, msg)
+            except Refused as exc:
+                self._reply(conn, msg, f"{what}: {exc}", exc.kind)
+            except ProcessLookupError:
+                self._reply(conn, msg, f"{what}: the process is not running", "conflict")
+            except (ValueError, KeyError, TypeError) as exc:
+                self._reply(conn, msg, f"{what}: bad request: {exc!r}", "invalid")
+            except OSError as exc:
+                self._reply(conn, msg, f"{what}: {exc}", "system")
+            else:
+                self._reply(conn, msg, "", "")
+
+    def _on_hello(self, conn: Conn, msg: dict[str, Any]) -> None:
+        op = msg.get("op")
+        if op == "attach":
+            conn.role = "attach"
+            self.init.conns.append(conn)
+            paused = bool(self.cgroup and self.cgroup.exists() and self.cgroup.frozen())
+            self._send_json(conn, {"event": "attached", "pid": self.init.pid, "monitor_pid": os.getpid(),
+                                   "started": self.init.started, "paused": paused})
+        elif op == "exec":
+            conn.role = "exec"
+            self._exec(conn, msg)
+        else:
+            raise P.ProtocolError(f"monitor connection: unknown hello op {op!r}")
+
+    def _close_conn(self, conn: Conn) -> None:
+        if conn.closed:
+            return
+        conn.closed = True
+        self._forget(conn.fd)
+        conn.sock.close()
+        self.conns.remove(conn)
+        for sess in [self.init, *self.by_pid.values()]:
+            if conn in sess.conns:
+                sess.conns.remove(conn)
+                self._maybe_unthrottle(sess)
+        if conn is self.daemon and not self.init.started and self.init.status is None:
+            self.error = "daemon went away before start"
+            os.kill(self.init.pid, signal.SIGKILL)
+        if conn.role == "exec" and conn.session is not None and conn.session.status is None:
+            # nobody reads this exec any more: its output is discarded, its stdin closed
+            conn.session.stdin_eof = True
+            self._flush_stdin(conn.session)
+
+    def _send_json(self, conn: Conn, obj: Any) -> None:
+        self._send(conn, P.encode_json(obj))
+
+    def _reply(self, conn: Conn, msg: dict[str, Any], error: str, kind: str) -> None:
+        self._send_json(conn, {"event": "reply", "req": msg.get("req"), "op": msg.get("op"),
+                               "error": error, "kind": kind})
+
+    def _send(self, conn: Conn, data: bytes) -> None:
+        if conn.closed:
+            return
+        conn.out += data
+        self._flush_conn(conn)
+
+    def _flush_conn(self, conn: Conn) -> None:
+        try:
+            while conn.out:
+                n = conn.sock.send(conn.out)
+                del conn.out[:n]
+        except BlockingIOError:
+            pass
+        except OSError:
+            self._close_conn(conn)
+            return
+        self._watch(conn.fd, write=(lambda: self._flush_conn(conn)) if conn.out else None)
+        if not conn.out and conn.close_when_flushed:
+            self._close_conn(conn)
+        elif len(conn.out) < LOW_WATER:
+            for sess in (self.init, *self.by_pid.values()):
+                if sess.throttled and conn in sess.conns:
+                    self._maybe_unthrottle(sess)
+
+    # ---- output ---------------------------------------------------------------------------
+    def _reader(self, sess: Session, fd: int) -> Callable[[], None]:
+        return lambda: self._on_output(sess, fd)
+
+    def _on_output(self, sess: Session, fd: int) -> None:
+        try:
+            data = os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:  # EIO: every holder of the pty slave has closed it
+            data = b""
+        if not data:
+            self._close_output(sess, fd)
+            return
+        stream = sess.outputs[fd]
+        if sess.log is not None:
+            sess.log.write(stream, data)
+        frame = P.encode(stream, data)
+        for conn in list(sess.conns):
+            self._send(conn, frame)
+            if len(conn.out) > HIGH_WATER and not sess.throttled:
+                sess.throttled = True
+                for out_fd in sess.outputs:
+                    self._watch(out_fd, read=None)
+
+    def _maybe_unthrottle(self, sess: Session) -> None:
+        if sess.throttled and all(len(c.out) < LOW_WATER for c in sess.conns):
+            sess.throttled = False
+            for fd in sess.outputs:
+                self._watch(fd, read=self._reader(sess, fd))
+
+    def _close_output(self, sess: Session, fd: int) -> None:
+        del sess.outputs[fd]
+        self._watch(fd, read=None)
+        if fd != sess.master:
+            os.close(fd)
+        if not sess.outputs and sess.status is not None:
+            self._finish_session(sess)
+
+    # ---- stdin ----------------------------------------------------------------------------
+    def _stdin(self, sess: Session, data: bytes) -> None:
+        if sess.stdin_fd < 0 or sess.stdin_eof:
+            return
+        sess.stdin_buf += data
+        self._flush_stdin(sess)
+
+    def _flush_stdin(self, sess: Session) -> None:
+        fd = sess.stdin_fd
+        if fd < 0 or not sess.started:
+            return
+        try:
+            while sess.stdin_buf:
+                n = os.write(fd, sess.stdin_buf)
+                del sess.stdin_buf[:n]
+        except BlockingIOError:
+            self._watch(fd, write=lambda: self._flush_stdin(sess))
+            return
+        except OSError:  # EPIPE/EIO: the process closed its stdin; drop what it will never read
+            sess.stdin_buf.clear()
+            sess.stdin_eof = True
+        self._watch(fd, write=None)
+        if sess.stdin_eof:
+            if sess.tty:
+                try:
+                    os.write(fd, b"\x04")  # a pty has no half-close: EOF is ^D at the line discipline
+                except OSError:
+                    pass  # the process already closed the terminal; nothing left to tell it
+            else:
+                self._forget(fd)
+                os.close(fd)
+            sess.stdin_fd = -1
+
+    # ---- control --------------------------------------------------------------------------
+    def _control(self, sess: Session, conn: Conn, msg: dict[str, Any]) -> None:
+        op = msg.get("op")
+        if op == "start" and conn.role != "exec":
+            if sess.started:
+                raise Refused("conflict", "already started")
+            self.initproc.start()
+            sess.started = True
+            self._write_state(format_time(time.time_ns()))
+            self._flush_stdin(sess)
+        elif op == "resize":
+            if sess.master < 0:
+                raise Refused("invalid", "the process has no tty")
+            import fcntl
+            import struct
+
+            fcntl.ioctl(sess.master, TIOCSWINSZ, struct.pack("HHHH", int(msg["h"]), int(msg["w"]), 0, 0))
+        elif op == "signal":
+            if sess.status is not None:
+                raise ProcessLookupError
+            os.kill(sess.pid, int(msg["signal"]))
+            if sess is self.init and int(msg["signal"]) == signal.SIGKILL and self.cgroup and self.cgroup.frozen():
+                self.cgroup.thaw()  # a frozen task cannot die until it is thawed
+        elif op in ("pause", "resume") and conn.role != "exec":
+            if self.cgroup is None:
+                raise Refused("invalid", "the container has no cgroup to freeze")
+            if op == "pause":
+                self.cgroup.freeze()
+            else:
+                self.cgroup.thaw()
+        else:
+            raise Refused("invalid", f"unknown op {op!r}")
+
+    # ---- exec -----------------------------------------------------------------------------
+    def _exec(self, conn: Conn, msg: dict[str, Any]) -> None:
+        process = msg.get("process") or {}
+        if not self.init.started or self.init.status is not None:
+            self._exec_error(conn, f"container {self.id} is not running", 126)
+            return
+        stdio, sess, child_fds = make_stdio(bool(process.get("terminal")), bool(msg.get("stdin")))
+        try:
+            pid = exec_process(self.init.pid, process, stdio, self.cgroup)
+        except ContainerInitError as exc:
+            for fd in {*sess.outputs, sess.stdin_fd} - {-1}:
+                os.close(fd)
+            self._exec_error(conn, exc.message, exc.exit_code)
+            return
+        finally:
+            for fd in child_fds:
+                os.close(fd)
+        sess.pid = pid
+        sess.started = True
+        sess.conns.append(conn)
+        conn.session = sess
+        self.by_pid[pid] = sess
+        self._send_json(conn, {"event": "started", "pid": pid})
+        for fd in sess.outputs:
+            self._watch(fd, read=self._reader(sess, fd))
+        self._reap()  # it may have exited already (its SIGCHLD woke nobody yet)
+
+    def _exec_error(self, conn: Conn, message: str, code: int) -> None:
+        self._send_json(conn, {"event": "error", "message": message, "exit_code": code})
+        conn.close_when_flushed = True
+        self._flush_conn(conn)
+
+    # ---- exit -----------------------------------------------------------------------------
+    def _finish_session(self, sess: Session) -> None:
+        if sess.done:
+            return
+        sess.done = True
+        sess.deadline = None
+        for fd in list(sess.outputs):
+            self._close_output(sess, fd)
+        if sess.stdin_fd >= 0 and sess.stdin_fd != sess.master:
+            self._forget(sess.stdin_fd)
+            os.close(sess.stdin_fd)
+        if sess.master >= 0:
+            self._forget(sess.master)
+            os.close(sess.master)
+        sess.stdin_fd = sess.master = -1
+        self.by_pid.pop(sess.pid, None)
+        status = sess.status if sess.status is not None else 0
+        if sess is not self.init:
+            for conn in sess.conns:
+                self._send_json(conn, {"event": "exit", "exit_code": exit_code_of(status)})
+                conn.close_when_flushed = True
+                self._flush_conn(conn)
+            return
+        if sess.log is not None:
+            sess.log.close()
+        oom = False
+        if self.cgroup is not None:
+            try:
+                oom = self.cgroup.oom_killed()
+            except OSError:
+                oom = False  # the memory controller is gone or unreadable: no OOM is known
+        result = {
+            "exit_code": 128 if self.error else exit_code_of(status),
+            "oom_killed": oom,
+            "finished_at": format_time(time.time_ns()),
+            "error": self.error,
+        }
+        # exec'd processes died with the PID namespace: give their clients an exit too
+        for other in list(self.by_pid.values()):
+            if other.status is None:
+                other.status = _reap_now(other.pid)
+            self._finish_session(other)
+        atomic_write_json(os.path.join(self.dir, "exit.json"), result)
+        # tear down before telling anyone: when the daemon hears "exit", only the monitor's own
+        # exit is left, and a reconnect finds no socket
+        self._teardown()
+        for conn in list(self.conns):
+            if conn in sess.conns:
+                self._send_json(conn, {"event": "exit", **result})
+        self._flush_all()
+
+    def _teardown(self) -> None:
+        # every exec'd process died with the PID namespace; reap what the kernel left us
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                pass
+        except ChildProcessError:
+            pass
+        if self.cgroup is not None and self.cgroup.exists():
+            self.cgroup.destroy()
+        if self.listener is not None:
+            self._forget(self.listener.fileno())
+            self.listener.close()
+            try:
+                os.unlink(os.path.join(self.dir, "monitor.sock"))
+            except FileNotFoundError:
+                pass
+
+    def _flush_all(self) -> None:
+        """Give every connection a last chance (1 s) to take its bytes, then close it."""
+        deadline = time.monotonic() + 1.0
+        for conn in list(self.conns):
+            if conn.out and not conn.closed:
+                try:
+                    conn.sock.settimeout(max(0.01, deadline - time.monotonic()))
+                    conn.sock.sendall(conn.out)
+                except OSError:
+                    pass  # the client is gone or stuck; the exit status is in exit.json anyway
+            conn.sock.close()
+
+
+def _reap_now(pid: int) -> int:
+    """The wait status of ``pid`` if it is a zombie already, else that of a SIGKILL."""
+    try:
+        got, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        got, status = 0, 0
+    return status if got else signal.SIGKILL
+
+
+def _remove_tree(path: str) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _read_request(sock: socket.socket) -> dict[str, Any]:
+    decoder = P.FrameDecoder()
+    while True:
+        data = sock.recv(READ_SIZE)
+        if not data:
+            raise EOFError("monitor: the daemon closed the connection before sending a request")
+        frames = decoder.feed(data)
+        if frames:
+            kind, payload = frames[0]
+            if kind != P.CONTROL or len(frames) > 1 or decoder.pending:
+                raise P.ProtocolError("monitor: expected exactly one create request")
+            return P.decode_json(payload)
+
+
+def _detach_stdio(log_path: str) -> None:
+    """stdin/stdout to /dev/null, stderr to monitor.log: the monitor has no terminal."""
+    null = os.open("/dev/null", os.O_RDWR)
+    err = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.dup2(err, 2)
+    os.close(null)
+    os.close(err)
+
+
+def main(daemon: socket.socket) -> None:
+    """Run one container; called in the forked monitor process, which exits at the end."""
+    code = 0
+    try:
+        daemon.setblocking(True)
+        req = _read_request(daemon)
+        exec_dir = os.path.join(req["exec_root"], req["id"])
+        os.makedirs(exec_dir, exist_ok=True)
+        _detach_stdio(os.path.join(exec_dir, "monitor.log"))
+        for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ):
+            # handlers, not SIG_IGN: an ignored signal would stay ignored in the container's
+            # process across execve (Python starts with SIGPIPE and SIGXFSZ ignored)
+            signal.signal(signum, _wake)
+        from berth.libcontainer import kernel
+
+        kernel.prctl(PR_SET_CHILD_SUBREAPER, 1)  # exec'd processes are double-forked into the pid ns
+        mon = Monitor(req, daemon)
+        if mon.create():
+            mon.run()
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    finally:
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _wake(signum: int, frame: object) -> None:
+    """No-op: the wakeup fd already told the loop; SIGINT/SIGHUP/SIGPIPE are thereby ignored."""

@@ -1,0 +1,181 @@
+"""One asyncio connection from the daemon to a container's monitor.
+
+A background task reads frames: stdout/stderr go to every live :class:`OutputStream`, control
+events resolve the pending request with the same ``req`` or end the channel (``exit``). Requests
+are JSON control frames ``{"op": ..., "req": N}`` answered by ``{"event": "reply", "req": N,
+"error": "", "kind": ""}``; a non-empty error becomes the matching :mod:`berth.errors` class.
+
+Output streams are held weakly: a stream nobody holds any more stops receiving (and stops
+holding back the container). A stream with a ``limit`` applies backpressure: the reader waits
+while it holds that many frames, so the monitor, then the container, wait for a slow consumer.
+
+    stream = channel.subscribe(limit=256)
+    async for kind, data in stream: ...          # ends when the connection ends
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections import deque
+from typing import Any
+
+from berth.container import protocol as P
+from berth.errors import Conflict, InvalidParameter, SystemFailure
+
+_ERRORS = {"conflict": Conflict, "invalid": InvalidParameter}
+
+
+class OutputStream:
+    """Frames ``(1|2, bytes)`` of one subscriber; iterate it, or ``close()`` it to stop."""
+
+    def __init__(self, channel: MonitorChannel, limit: int) -> None:
+        self.limit = limit
+        self._items: deque[tuple[int, bytes]] = deque()
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._ended = False
+        self._closed = False
+        self._channel = channel
+        channel.subs.add(self)
+        if channel.closed:
+            self._ended = True
+
+    async def put(self, item: tuple[int, bytes]) -> None:
+        while self.limit and len(self._items) >= self.limit and not self._closed:
+            self._room.clear()
+            await self._room.wait()
+        if not self._closed:
+            self._items.append(item)
+            self._wake.set()
+
+    def end(self) -> None:
+        self._ended = True
+        self._wake.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._items.clear()
+        self._room.set()
+        self._channel.subs.discard(self)
+        self.end()
+
+    async def aclose(self) -> None:
+        self.close()
+
+    def __aiter__(self) -> OutputStream:
+        return self
+
+    async def __anext__(self) -> tuple[int, bytes]:
+        while not self._items:
+            if self._ended:
+                raise StopAsyncIteration
+            self._wake.clear()
+            await self._wake.wait()
+        item = self._items.popleft()
+        self._room.set()
+        return item
+
+
+class MonitorChannel:
+    """A connection to a monitor after its first (hello) answer was read."""
+
+    def __init__(self, what: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.what = what  # "container <id>" or "exec <pid> in container <id>", for messages
+        self.reader = reader
+        self.writer = writer
+        self.subs: weakref.WeakSet[OutputStream] = weakref.WeakSet()
+        self.closed = False
+        self.exit_event: dict[str, Any] | None = None
+        self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._next_req = 0
+        self.done: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
+        self._task: asyncio.Task[None] | None = None
+
+    def begin(self) -> None:
+        """Start reading frames (after the hello answer was taken off the stream)."""
+        self._task = asyncio.create_task(self._pump(), name=f"monitor channel: {self.what}")
+
+    def subscribe(self, limit: int) -> OutputStream:
+        return OutputStream(self, limit)
+
+    async def _pump(self) -> None:
+        try:
+            while True:
+                frame = await P.read_frame(self.reader)
+                if frame is None:
+                    break
+                kind, payload = frame
+                if kind in (P.STDOUT, P.STDERR):
+                    for sub in list(self.subs):
+                        await sub.put((kind, payload))
+                elif kind == P.CONTROL:
+                    self._on_event(P.decode_json(payload))
+        except (P.ProtocolError, ConnectionError, OSError):
+            pass  # a broken connection ends the channel like EOF; wait() falls back to exit.json
+        finally:
+            self._end()
+
+    def _on_event(self, ev: dict[str, Any]) -> None:
+        if ev.get("event") == "reply":
+            fut = self._replies.pop(ev.get("req", -1), None)
+            if fut is not None and not fut.done():
+                fut.set_result(ev)
+        elif ev.get("event") == "exit":
+            self.exit_event = ev
+
+    def _end(self) -> None:
+        self.closed = True
+        for sub in list(self.subs):
+            sub.end()
+        for fut in self._replies.values():
+            if not fut.done():
+                fut.set_exception(Conflict(f"{self.what} is not running"))
+        self._replies.clear()
+        self.writer.close()
+        if not self.done.done():
+            self.done.set_result(self.exit_event)
+
+    async def send(self, kind: int, payload: bytes = b"") -> None:
+        if self.closed:
+            raise Conflict(f"{self.what} is not running")
+        try:
+            await P.write_frame(self.writer, kind, payload)
+        except (ConnectionError, OSError) as exc:
+            raise Conflict(f"{self.what} is not running: {exc}") from exc
+
+    async def request(self, op: str, **args: Any) -> None:
+        """Send one control op and wait for its reply; errors become berth errors."""
+        self._next_req += 1
+        req = self._next_req
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._replies[req] = fut
+        try:
+            await self.send(P.CONTROL, P.encode_json({"op": op, "req": req, **args})[P.HEADER.size :])
+        except BaseException:
+            self._replies.pop(req, None)
+            raise
+        reply = await fut
+        if reply.get("error"):
+            raise _ERRORS.get(reply.get("kind", ""), SystemFailure)(str(reply["error"]))
+
+    async def close(self) -> None:
+        """Drop the connection (the container goes on once started) and stop the reader."""
+        self.writer.close()
+        if self._task is not None:
+            await asyncio.wait([self._task])
+        else:
+            self._end()
+
+
+async def hello(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, msg: dict[str, Any]) -> dict[str, Any] | None:
+    """Send a hello and return the monitor's first control event (None at EOF)."""
+    writer.write(P.encode_json(msg))
+    await writer.drain()
+    while True:
+        frame = await P.read_frame(reader)
+        if frame is None:
+            return None
+        if frame[0] == P.CONTROL:
+            return P.decode_json(frame[1])

@@ -1,0 +1,45 @@
+"""The exec driver's request and result types (shared by the ``native`` and ``oci`` drivers).
+
+    req = CreateRequest(id="c1", bundle=Path("/var/lib/berth/containers/c1"), spec=spec,
+                        rootfs_mounts=graph.rootfs_mounts("c1", spec["root"]["path"]),
+                        resources=Resources(memory=64 << 20), tty=False, open_stdin=False,
+                        log_path=Path(".../c1-json.log"))
+    ExitStatus(exit_code=0, oom_killed=False, finished_at="2026-11-28T04:32:48.566437740Z")
+
+``ExitStatus.error`` is empty normally; it says why when the exit code is not the process's own
+(e.g. 128 "daemon went away before start", 255 when a monitor vanished without a status).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from berth.libcontainer import Mount
+from berth.libcontainer.cgroups import Resources
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    id: str
+    bundle: Path
+    spec: dict[str, Any]
+    rootfs_mounts: list[Mount]
+    resources: Resources = field(default_factory=Resources)
+    tty: bool = False
+    open_stdin: bool = False
+    log_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    exit_code: int
+    oom_killed: bool
+    finished_at: str
+    error: str = ""
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> ExitStatus:
+        return cls(int(obj["exit_code"]), bool(obj.get("oom_killed", False)), str(obj.get("finished_at", "")),
+                   str(obj.get("error", "")))

@@ -1,0 +1,205 @@
+"""The ``native`` exec driver: containers run by berth's own libcontainer, one monitor each.
+
+The daemon never forks into namespaces: :meth:`NativeDriver.startup` starts the fork server
+(``python -m berth.container.forkserver``, once), and :meth:`NativeDriver.create` asks it for a
+monitor by passing one end of a fresh socketpair (``SCM_RIGHTS``). The daemon then talks to the
+monitor directly on the other end: the create request, the answer (``created`` or the init's
+error), and from then on the container's attach channel (see :mod:`berth.drivers.exec.handle`).
+
+    driver = NativeDriver(Path("/run/berth"), "berth-abc")
+    await driver.startup()
+    handle = await driver.create(CreateRequest(...))     # init waits at the barrier
+    await handle.start()
+    status = await handle.wait()
+    await driver.cleanup(handle.id)
+
+After a daemon restart, :meth:`reconnect` attaches to a live monitor through
+``<exec_root>/<id>/monitor.sock`` or, when the monitor is gone, returns the recorded
+:class:`ExitStatus` from ``exit.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+from berth.container import protocol as P
+from berth.drivers.exec.channel import MonitorChannel, hello
+from berth.drivers.exec.handle import Handle, read_exit_file
+from berth.drivers.exec.model import CreateRequest, ExitStatus
+from berth.errors import ContainerStartError, SystemFailure, Unavailable
+from berth.libcontainer.cgroups import Cgroup
+
+SUN_PATH_MAX = 107  # sockaddr_un.sun_path holds 108 bytes with the NUL
+
+
+class NativeDriver:
+    """Creates containers through the fork server and reattaches to their monitors."""
+
+    name = "native"
+
+    def __init__(self, exec_root: Path, cgroup_parent: str, cgroup_root: Path = Path("/sys/fs/cgroup")) -> None:
+        self.exec_root = Path(exec_root)
+        self.cgroup_parent = cgroup_parent.strip("/")
+        self.cgroup_root = Path(cgroup_root)
+        self._control: socket.socket | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+
+    # ---- fork server ----------------------------------------------------------------------
+    async def startup(self) -> None:
+        """Start the fork server and wait until it has imported everything."""
+        self.exec_root.mkdir(parents=True, exist_ok=True)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "berth.container.forkserver", str(theirs.fileno()),
+                pass_fds=(theirs.fileno(),), stdin=asyncio.subprocess.DEVNULL,
+            )
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self._control = ours
+        loop = asyncio.get_running_loop()
+        try:
+            ready = await asyncio.wait_for(loop.sock_recv(ours, 16), 30)
+        except TimeoutError:
+            ready = b""
+        if ready != b"ready":
+            await self.shutdown()
+            raise SystemFailure("start fork server: it exited or did not answer (see the daemon's stderr)")
+
+    async def shutdown(self) -> None:
+        """Stop the fork server; running containers and their monitors go on."""
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+        if self._proc is not None:
+            try:
+                await asyncio.wait_for(self._proc.wait(), 5)
+            except TimeoutError:
+                self._proc.kill()
+                await self._proc.wait()
+            self._proc = None
+
+    async def _spawn(self, fd: int) -> None:
+        ctl = self._control
+        if ctl is None:
+            raise Unavailable("create container: the fork server is not running")
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                socket.send_fds(ctl, [b"spawn"], [fd])
+                return
+            except BlockingIOError:
+                ready = loop.create_future()
+                loop.add_writer(ctl.fileno(), ready.set_result, None)
+                try:
+                    await ready
+                finally:
+                    loop.remove_writer(ctl.fileno())
+            except OSError as exc:
+                raise Unavailable(f"create container: the fork server is gone: {exc}") from exc
+
+    # ---- containers -----------------------------------------------------------------------
+    def exec_dir(self, cid: str) -> Path:
+        return self.exec_root / cid
+
+    def cgroup_name(self, cid: str) -> str:
+        return f"{self.cgroup_parent}/{cid}" if self.cgroup_parent else cid
+
+    async def create(self, req: CreateRequest) -> Handle:
+        """Spawn the monitor and the init; returns when init waits at the barrier.
+
+        Raises ContainerStartError (127/126/128) when init fails; no monitor is left then.
+        """
+        if req.bundle:
+            _write_config(Path(req.bundle), req.spec)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            await self._spawn(theirs.fileno())
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        reader, writer = await asyncio.open_unix_connection(sock=ours)
+        request = {
+            "op": "create",
+            "id": req.id,
+            "exec_root": str(self.exec_root),
+            "spec": req.spec,
+            "rootfs_mounts": [[m.type, m.source, m.target, list(m.options)] for m in req.rootfs_mounts],
+            "resources": dataclasses.asdict(req.resources),
+            "cgroup": self.cgroup_name(req.id),
+            "tty": req.tty,
+            "open_stdin": req.open_stdin,
+            "log_path": str(req.log_path) if req.log_path else "",
+        }
+        try:
+            ev = await hello(reader, writer, request)
+        except (ConnectionError, P.ProtocolError) as exc:
+            writer.close()
+            raise SystemFailure(f"create container {req.id}: monitor connection broke: {exc}") from exc
+        if ev is None or ev.get("event") not in ("created", "error"):
+            writer.close()
+            raise SystemFailure(f"create container {req.id}: the monitor exited without an answer "
+                                f"(see {self.exec_dir(req.id) / 'monitor.log'}): {ev}")
+        if ev["event"] == "error":
+            writer.close()
+            raise ContainerStartError(str(ev.get("message")), int(ev.get("exit_code", 128)))
+        channel = MonitorChannel(f"container {req.id}", reader, writer)
+        handle = Handle(req.id, self.exec_dir(req.id), channel, int(ev["pid"]), int(ev["monitor_pid"]),
+                        False, lambda: self._connect(req.id))
+        channel.begin()
+        return handle
+
+    async def reconnect(self, cid: str) -> Handle | ExitStatus:
+        """Attach to the live monitor of ``cid``, or read the status it left when it is gone."""
+        try:
+            reader, writer = await self._connect(cid)
+        except (FileNotFoundError, ConnectionRefusedError):
+            return read_exit_file(self.exec_dir(cid), cid)
+        try:
+            ev = await hello(reader, writer, {"op": "attach"})
+        except (ConnectionError, P.ProtocolError):
+            ev = None
+        if ev is None or ev.get("event") != "attached":
+            writer.close()
+            return read_exit_file(self.exec_dir(cid), cid)
+        channel = MonitorChannel(f"container {cid}", reader, writer)
+        handle = Handle(cid, self.exec_dir(cid), channel, int(ev["pid"]), int(ev["monitor_pid"]),
+                        bool(ev.get("started")), lambda: self._connect(cid))
+        channel.begin()
+        return handle
+
+    async def cleanup(self, cid: str) -> None:
+        """Remove ``<exec_root>/<id>`` and the container's cgroup (after it exited)."""
+        shutil.rmtree(self.exec_dir(cid), ignore_errors=True)
+        cg = Cgroup(self.cgroup_name(cid), self.cgroup_root)
+        if cg.exists():
+            await asyncio.to_thread(cg.destroy)
+
+    async def _connect(self, cid: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        path = str(self.exec_dir(cid) / "monitor.sock")
+        if len(os.fsencode(path)) <= SUN_PATH_MAX:
+            return await asyncio.open_unix_connection(path)
+        # too long for sun_path: go through a short magic link to the directory
+        dfd = os.open(self.exec_dir(cid), os.O_PATH | os.O_CLOEXEC)
+        try:
+            return await asyncio.open_unix_connection(f"/proc/self/fd/{dfd}/monitor.sock")
+        finally:
+            os.close(dfd)
+
+
+def _write_config(bundle: Path, spec: dict[str, object]) -> None:
+    """The bundle's config.json, as runc would read it (written for tools and the oci driver)."""
+    bundle.mkdir(parents=True, exist_ok=True)
+    tmp = bundle / "config.json.tmp"
+    tmp.write_text(json.dumps(spec))
+    os.replace(tmp, bundle / "config.json")

@@ -1,0 +1,297 @@
+"""berth's container settings -> the OCI runtime-spec ``config.json`` Docker would hand runc.
+
+A pure function: :class:`SpecInput` (what the daemon knows about a container at start) in, a
+``dict`` out, no side effects, so every rule here is unit tested without root. The defaults are
+moby's ``oci.DefaultLinuxSpec`` plus what ``daemon/oci_linux.go`` adds for a plain
+``docker run``: the standard mounts, Docker's 14 default capabilities, masked and read-only
+``/proc`` paths, a device cgroup that denies everything but the default devices, new mount, uts,
+ipc, pid (and network unless ``--network host``) namespaces.
+
+    >>> spec = build_spec(SpecInput(args=("sh",), rootfs="/r", hostname="h"))
+    >>> spec["process"]["env"][:2], spec["root"], spec["hostname"]
+    (['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'HOSTNAME=h'], {'path': '/r', 'readonly': False}, 'h')
+
+Environment: like Docker's ``CreateDaemonEnvironment``, ``PATH`` is added when missing,
+``HOSTNAME`` first and ``TERM=xterm`` with a TTY; the container's own values win.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from berth.errors import InvalidParameter
+
+if TYPE_CHECKING:
+    from berth.libcontainer.cgroups import Resources
+
+OCI_VERSION = "1.0.2"
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+CPU_PERIOD = 100_000  # microseconds; --cpus N becomes quota N * period
+DEFAULT_SHM_SIZE = 64 << 20
+
+DEFAULT_CAPS = (
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+)
+ALL_CAPS = DEFAULT_CAPS + (
+    "CAP_DAC_READ_SEARCH",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_LEASE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+)
+
+MASKED_PATHS = (
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+)
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+# the device cgroup: deny all, then what runc's AllowedDevices lets every container use
+_DEVICE_RULES = (
+    {"allow": False, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},  # /dev/zero
+    {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},  # /dev/null
+    {"allow": True, "type": "c", "major": 1, "minor": 9, "access": "rwm"},  # /dev/urandom
+    {"allow": True, "type": "c", "major": 1, "minor": 8, "access": "rwm"},  # /dev/random
+    {"allow": True, "type": "c", "major": 5, "minor": 0, "access": "rwm"},  # /dev/tty
+    {"allow": True, "type": "c", "major": 5, "minor": 1, "access": "rwm"},  # /dev/console
+    {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},  # /dev/ptmx
+    {"allow": True, "type": "c", "major": 1, "minor": 7, "access": "rwm"},  # /dev/full
+    {"allow": True, "type": "c", "major": 136, "access": "rwm"},  # /dev/pts/*
+    {"allow": False, "type": "c", "major": 10, "minor": 229, "access": "rwm"},  # /dev/fuse
+    {"allow": False, "type": "c", "major": 10, "minor": 200, "access": "rwm"},  # /dev/net/tun
+)
+
+
+@dataclass(frozen=True)
+class SpecInput:
+    """What the daemon knows about a container when it starts it.
+
+    ``network`` is ``"none"`` (a fresh, empty network namespace), ``"host"`` (no network
+    namespace) or the path of a network namespace to join (``/run/netns/...``, the bridge
+    driver's). ``hosts_path``/``resolv_conf_path``/``hostname_path`` are host files bind-mounted
+    at ``/etc/hosts``, ``/etc/resolv.conf``, ``/etc/hostname``. ``mounts`` are extra OCI mount
+    objects (volumes, binds) appended after the standard ones. ``cgroups_path`` is
+    ``linux.cgroupsPath``; ``cgroup_ns`` asks for a private cgroup namespace (Docker's default on
+    cgroup v2, ``host`` on v1).
+    """
+
+    args: tuple[str, ...]
+    rootfs: str
+    env: tuple[str, ...] = ()
+    cwd: str = "/"
+    uid: int = 0
+    gid: int = 0
+    additional_gids: tuple[int, ...] = ()
+    tty: bool = False
+    hostname: str = ""
+    network: str = "none"
+    hosts_path: str | None = None
+    resolv_conf_path: str | None = None
+    hostname_path: str | None = None
+    resources: Resources | None = None
+    readonly_rootfs: bool = False
+    privileged: bool = False
+    mounts: tuple[dict[str, Any], ...] = ()
+    cgroups_path: str = ""
+    cgroup_ns: bool = False
+    shm_size: int = DEFAULT_SHM_SIZE
+    # Docker mounts /sys/fs/cgroup (type "cgroup", runc's special case: the container's own
+    # hierarchies, read-only). Off until berth.libcontainer implements that mount type.
+    mount_cgroups: bool = False
+
+
+def build_spec(inp: SpecInput) -> dict[str, Any]:
+    """The OCI ``config.json`` for ``inp``; raises :class:`InvalidParameter` for unusable input."""
+    _validate(inp)
+    caps = list(ALL_CAPS if inp.privileged else DEFAULT_CAPS)
+    # a non-root user keeps only the bounding set, as the kernel leaves it after runc's setuid
+    running_caps = caps if inp.uid == 0 or inp.privileged else []
+    spec: dict[str, Any] = {
+        "ociVersion": OCI_VERSION,
+        "process": {
+            "terminal": inp.tty,
+            "user": {"uid": inp.uid, "gid": inp.gid, "additionalGids": list(inp.additional_gids)},
+            "args": list(inp.args),
+            "env": build_env(inp.env, inp.hostname, inp.tty),
+            "cwd": inp.cwd or "/",
+            "capabilities": {
+                "bounding": caps,
+                "effective": running_caps,
+                "permitted": running_caps,
+            },
+            "noNewPrivileges": False,
+            "oomScoreAdj": 0,
+        },
+        "root": {"path": inp.rootfs, "readonly": inp.readonly_rootfs},
+        "hostname": inp.hostname,
+        "mounts": _mounts(inp),
+        "linux": _linux(inp),
+    }
+    return spec
+
+
+def build_env(env: tuple[str, ...], hostname: str, tty: bool) -> list[str]:
+    """Docker's container environment: PATH/HOSTNAME/TERM defaults, the container's own values win."""
+    names = {item.partition("=")[0] for item in env}
+    out: list[str] = []
+    if "PATH" not in names:
+        out.append(DEFAULT_PATH)
+    if hostname and "HOSTNAME" not in names:
+        out.append(f"HOSTNAME={hostname}")
+    if tty and "TERM" not in names:
+        out.append("TERM=xterm")
+    return out + list(env)
+
+
+def resources_to_oci(res: Resources | None) -> dict[str, Any]:
+    """``linux.resources`` (without devices) for berth's cgroup :class:`Resources`."""
+    out: dict[str, Any] = {}
+    if res is None:
+        return out
+    memory = getattr(res, "memory", None)
+    nano_cpus = getattr(res, "nano_cpus", None)
+    cpu_shares = getattr(res, "cpu_shares", None)
+    pids_limit = getattr(res, "pids_limit", None)
+    if memory:
+        out["memory"] = {"limit": memory}
+    cpu: dict[str, int] = {}
+    if cpu_shares:
+        cpu["shares"] = cpu_shares
+    if nano_cpus:
+        cpu["quota"] = nano_cpus * CPU_PERIOD // 1_000_000_000
+        cpu["period"] = CPU_PERIOD
+    if cpu:
+        out["cpu"] = cpu
+    if pids_limit:
+        out["pids"] = {"limit": pids_limit}
+    return out
+
+
+def _validate(inp: SpecInput) -> None:
+    if not inp.args:
+        raise InvalidParameter("build container spec: no command specified")
+    if not inp.rootfs.startswith("/"):
+        raise InvalidParameter(f"build container spec: rootfs {inp.rootfs!r} is not an absolute path")
+    if inp.cwd and not inp.cwd.startswith("/"):
+        raise InvalidParameter(f"build container spec: working directory {inp.cwd!r} is not an absolute path")
+    if inp.network not in ("none", "host") and not inp.network.startswith("/"):
+        raise InvalidParameter(f"build container spec: network {inp.network!r} is not none, host or a netns path")
+    for item in inp.env:
+        if not item or item.startswith("="):
+            raise InvalidParameter(f"build container spec: bad environment entry {item!r}")
+    for m in inp.mounts:
+        if not str(m.get("destination", "")).startswith("/"):
+            raise InvalidParameter(f"build container spec: mount destination {m.get('destination')!r} is not absolute")
+
+
+def _mounts(inp: SpecInput) -> list[dict[str, Any]]:
+    sys_opts = ["nosuid", "noexec", "nodev"] + ([] if inp.privileged else ["ro"])
+    mounts: list[dict[str, Any]] = [
+        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+        {
+            "destination": "/dev",
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
+        },
+        {
+            "destination": "/dev/pts",
+            "type": "devpts",
+            "source": "devpts",
+            "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+        },
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": sys_opts},
+    ]
+    if inp.mount_cgroups:
+        mounts.append({
+            "destination": "/sys/fs/cgroup",
+            "type": "cgroup",
+            "source": "cgroup",
+            "options": ["ro", "nosuid", "noexec", "nodev"],
+        })
+    mounts += [
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+        {
+            "destination": "/dev/shm",
+            "type": "tmpfs",
+            "source": "shm",
+            "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={inp.shm_size}"],
+        },
+    ]
+    for dest, src in (
+        ("/etc/resolv.conf", inp.resolv_conf_path),
+        ("/etc/hostname", inp.hostname_path),
+        ("/etc/hosts", inp.hosts_path),
+    ):
+        if src:
+            mounts.append({"destination": dest, "type": "bind", "source": src, "options": ["rbind", "rprivate"]})
+    mounts.extend(dict(m) for m in inp.mounts)
+    return mounts
+
+
+def _linux(inp: SpecInput) -> dict[str, Any]:
+    namespaces: list[dict[str, str]] = [{"type": "mount"}]
+    if inp.network == "none":
+        namespaces.append({"type": "network"})
+    elif inp.network != "host":
+        namespaces.append({"type": "network", "path": inp.network})
+    namespaces += [{"type": "uts"}, {"type": "pid"}, {"type": "ipc"}]
+    if inp.cgroup_ns:
+        namespaces.append({"type": "cgroup"})
+    resources = resources_to_oci(inp.resources)
+    resources["devices"] = [{"allow": True, "access": "rwm"}] if inp.privileged else [dict(r) for r in _DEVICE_RULES]
+    linux: dict[str, Any] = {
+        "resources": resources,
+        "namespaces": namespaces,
+        "maskedPaths": [] if inp.privileged else list(MASKED_PATHS),
+        "readonlyPaths": [] if inp.privileged else list(READONLY_PATHS),
+    }
+    if inp.cgroups_path:
+        linux["cgroupsPath"] = inp.cgroups_path
+    return linux

@@ -1,0 +1,479 @@
+"""Real containers end to end through NativeDriver: fork server, monitor, libcontainer, logs.
+
+Each test gets its own exec root (/run/bt-<uuid>), cgroup parent (berth-test-<uuid>) and an
+overlay rootfs over a busybox lower dir; teardown kills what is left by pid (from state.json),
+removes the cgroups and the directories.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from berth.container.logs import read_logs
+from berth.drivers.exec import CreateRequest, ExitStatus, Handle, NativeDriver, SpecInput, build_spec
+from berth.errors import Conflict, ContainerStartError
+from berth.libcontainer import Mount
+from berth.libcontainer.cgroups import Cgroup, Resources
+from berth.libcontainer.testing import busybox_rootfs
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(
+        not os.path.exists("/bin/busybox"), reason="needs /bin/busybox (apt-get install busybox-static)"
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def lower(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return busybox_rootfs(tmp_path_factory.mktemp("busybox") / "rootfs")
+
+
+@dataclass
+class Env:
+    lower: Path
+    base: Path
+    exec_root: Path
+    cgroup_parent: str
+
+    def request(
+        self,
+        args: list[str],
+        *,
+        tty: bool = False,
+        open_stdin: bool = False,
+        resources: Resources | None = None,
+        **spec_kw: Any,
+    ) -> CreateRequest:
+        cid = uuid.uuid4().hex
+        cdir = self.base / cid[:12]
+        for d in ("rootfs", "upper", "work"):
+            (cdir / d).mkdir(parents=True)
+        rootfs = str(cdir / "rootfs")
+        resources = resources or Resources()
+        spec = build_spec(
+            SpecInput(
+                args=tuple(args),
+                rootfs=rootfs,
+                tty=tty,
+                hostname=cid[:12],
+                resources=resources,
+                cgroups_path=f"{self.cgroup_parent}/{cid}",
+                **spec_kw,
+            )
+        )
+        opts = (f"lowerdir={self.lower}", f"upperdir={cdir / 'upper'}", f"workdir={cdir / 'work'}")
+        return CreateRequest(
+            id=cid,
+            bundle=cdir,
+            spec=spec,
+            rootfs_mounts=[Mount("overlay", "overlay", rootfs, opts)],
+            resources=resources,
+            tty=tty,
+            open_stdin=open_stdin,
+            log_path=cdir / "json.log",
+        )
+
+
+@pytest.fixture
+def env(lower: Path, tmp_path: Path) -> Iterator[Env]:
+    tag = uuid.uuid4().hex[:10]
+    e = Env(lower, tmp_path, Path(f"/run/bt-{tag}"), f"berth-test-{tag}")
+    yield e
+    leaked = []
+    for state in e.exec_root.glob("*/state.json"):
+        info = json.loads(state.read_text())
+        if (state.parent / "exit.json").exists():
+            continue  # the monitor recorded the exit and is on its way out
+        for key in ("pid", "monitor_pid"):
+            try:
+                os.kill(info[key], signal.SIGKILL)
+                leaked.append((key, info[key]))
+            except ProcessLookupError:
+                pass
+    for sub in e.exec_root.glob("*"):
+        cg = Cgroup(f"{e.cgroup_parent}/{sub.name}")
+        if cg.exists():
+            cg.destroy()
+    for path in Cgroup(e.cgroup_parent).paths():
+        if path.is_dir():
+            path.rmdir()
+    shutil.rmtree(e.exec_root, ignore_errors=True)
+    assert not leaked, f"processes left running: {leaked}"
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+async def collect(handle: Handle, stream: Any) -> dict[int, bytes]:
+    out = {1: b"", 2: b""}
+    async for kind, data in stream:
+        out[kind] += data
+    return out
+
+
+def log_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_output_frames_log_and_exit_code(env: Env) -> None:
+    async def scenario() -> None:
+        driver = NativeDriver(env.exec_root, env.cgroup_parent)
+        await driver.startup()
+        try:
+            req = env.request(["sh", "-c", "echo out; echo err >&2; printf partial; exit 3"])
+            handle = await driver.create(req)
+            assert handle.pid > 0 and handle.monitor_pid > 0
+            state = json.loads((env.exec_root / req.id / "state.json").read_text())
+            assert state["pid"] == handle.pid and state["monitor_pid"] == handle.monitor_pid
+            stream = handle.output()
+            await handle.start()
+            out = await collect(handle, stream)
+            status = await handle.wait()
+            assert out == {1: b"out\npartial", 2: b"err\n"}
+            assert status.exit_code == 3 and not status.oom_killed and status.error == ""
+            assert status.finished_at.endswith("Z") and len(status.finished_at) == 30
+            lines = log_lines(req.log_path)
+            assert sorted((r["stream"], r["log"]) for r in lines) == [
+                ("stderr", "err\n"),
+                ("stdout", "out\n"),
+                ("stdout", "partial"),
+            ]
+            exit_file = json.loads((env.exec_root / req.id / "exit.json").read_text())
+            assert exit_file["exit_code"] == 3
+            assert not (env.exec_root / req.id / "monitor.sock").exists()
+            assert not Cgroup(driver.cgroup_name(req.id)).exists()
+            records = [r async for r in read_logs(req.log_path)]
+            assert b"".join(r.data for r in records if r.stream == 1) == b"out\npartial"
+            await driver.cleanup(req.id)
+            assert not (env.exec_root / req.id).exists()
+        finally:
+            await driver.shutdown()
+
+    run(scenario())
+
+
+def test_exit_zero_and_true(env: Env) -> None:
+    async def scenario() -> None:
+        driver = NativeDriver(env.exec_root, env.cgroup_parent)
+        await driver.startup()
+        try:
+            req = env.request(["true"])
+            t0 = time.monotonic()
+            handle = await driver.create(req)
+            await handle.start()
+            status = await handle.wait()
+            elapsed = time.monotonic() - t0
+            assert status.exit_code == 0
+            await driver.cleanup(req.id)
+            print(f"create+start+wait of `true`: {elapsed * 1000:.1f} ms")
+        finally:
+            await driver.shutdown()
+
+    run(scenario())
+
+
+def test_missing_binary_is_a_start_error(env: Env) -> None:
+    async def scenario() -> None:
+        driver = NativeDriver(env.exec_root, env.cgroup_parent)
+        await driver.startup()
+        try:
+            req = env.request(["/no/such/binary"])
+            with pytest.raises(ContainerStartError) as info:
+                await driver.create(req)
+            assert info.value.exit_code == 127
+            assert "no such file or directory" in info.value.message
+            assert not (env.exec_root / req.id).exists()
+            assert not Cgroup(driver.cgroup_name(req.id)).exists()
+            req2 = env.request(["sh"], cwd="/nope")
+            with pytest.raises(ContainerStartError) as info:
+                await driver.create(req2)
+            assert info.value.exit_code == 128
+        finally:
+            await driver.shutdown()
+
+    run(scenario())
+
+
+def test_stdin_before_and_after_start(env: Env) -> None:
+    async def scenario() -> None:
+        driver = NativeDriver(env.exec_root, env.cgroup_parent)
+        await driver.startup()
+        try:
+            req = env.request(["cat"], open_stdin=True)
+            handle = await driver.create(req)
+            stream = handle.output()
+            await handle.write_stdin(b"early\n")  # held by the monitor until start
+            await handle.start()
+            await handle.write_stdin(b"late\n")
+            await handle.close_stdin()
+            out = await collect(handle, stream)
+            assert out[1] == b"early\nlate\n"
+            assert (await handle.wait()).exit_code == 0
+            await driver.cleanup(req.id)
+        finally:
+            await driver.shutdown()
+
+    run(scenario())
+
+
+def test_tty_resize_and_raw_output(env: Env) -> None:
+    async def scenario() -> None:
+        driver = NativeDriver(env.exec_root, env.cgroup_parent)
+        await driver.startup()
+        try:
+            req = env.request(["sh", "-c", "stty size; echo err >&2"], tty=True)
+            handle = await driver.create(req)
+            await handle.resize(33, 101)
+            stream = handle.output()
+            await handle.start()
+            out = await collect(handle, stream)
+            assert out[1] == b"33 101\r\nerr\r\n" and out[2] == b""
+            assert (await handle.wait()).exit_code == 0
+            lines = log_lines(req.log_path)
+            assert all(r["stream"] == "stdout" for r in lines)
+            assert "".join(r["log"] for r in lines) == "33 101\r\nerr\r\n"
+            await driver.cleanup(req.id)
+        finally:
+            await driver.shutdown()
+
+    run(scenario())
+
+
+def test_exec_output_exit_code_tty_and_errors(env: Env) -> None:
+    async def scenario() -> None:
+        driver = NativeDriver(env.exec_root, env.cgroup_parent)
+        await driver.startup()
+        try:
+            req = env.request(["sleep", "100"])
+            handle = await driver.create(req)
+            await handle.start()
+            base = {"env": ["PATH=/bin"], "cwd": "/", "user": {"uid": 0, "gid": 0}}
+            ex = await handle.exec({**base, "args": ["sh", "-c", "echo $$; hostname; echo e >&2; exit 5"]})
+            out = await collect(handle, ex.output())
+            assert await ex.wait() == 5
+            pid_in_ns, hostname, _ = out[1].split(b"\n")
+            assert int(pid_in_ns) > 1 and hostname == req.id[:12].encode() and out[2] == b"e\n"
+            # stdin, then a tty exec with a resize
+            ex = await handle.exec({**base, "args": ["cat"]}, open_stdin=True)
+            stream = ex.output()
+            await ex.write_stdin(b"to exec\n")
+            await ex.close_stdin()
+            assert (await collect(handle, stream))[1] == b"to exec\n"
+            assert await ex.wait() == 0
+            ex = await handle.exec(
+                {**base, "args": ["sh", "-c", "read x; stty size"], "terminal": True}, open_stdin=True
+            )
+            await ex.resize(20, 70)
+            stream = ex.output()
+            await ex.write_stdin(b"go\r")
+            assert (await collect(handle, stream))[1].endswith(b"20 70\r\n")
+            assert await ex.wait() == 0
+            # a detached exec: wait() without output()
+            ex = await handle.exec({**base, "args": ["sh", "-c", "echo ignored; exit 2"]})
+            assert await ex.wait() == 2
+            with pytest.raises(ContainerStartError) as info:
+                await handle.exec({**base, "args": ["nosuchcmd"]})
+            assert info.value.exit_code == 127
+            await handle.signal(signal.SIGKILL)
+            status = await handle.wait()
+            assert status.exit_code == 137
+            with pytest.raises(Conflict):
+                await handle.exec({**base, "args": ["true"]})
+            await driver.cleanup(req.id)
+        finally:
+            await driver.shutdown()
+
+    run(scenario())
+
+
+def test_signal_pause_resume(env: Env) -> None:
+    async def scenario() -> None:
+        driver = NativeDriver(env.exec_root, env.cgroup_parent)
+        await driver.startup()
+        try:
+            script = (
+                "trap 'echo got-usr1' USR1; trap 'exit 7' TERM; echo ready; while true; do sleep 0.05; done"
+            )
+            req = env.request(["sh", "-c", script])
+            handle = await driver.create(req)
+            stream = handle.output()
+            await handle.start()
+            cg = Cgroup(driver.cgroup_name(req.id))
+            assert handle.pid in cg.pids()
+            got = b""
+            async for _kind, data in stream:
+                got += data
+                if b"ready\n" in got:
+                    break
+            await handle.pause()
+            assert cg.frozen()
+            with open(f"/proc/{handle.pid}/status") as f:
+                assert "State:\tS" in f.read() or True  # a frozen task sleeps in the freezer
+            await handle.resume()
+            assert not cg.frozen()
+            await handle.signal(signal.SIGUSR1)
+            async for _kind, data in stream:
+                got += data
+                if b"got-usr1\n" in got:
+                    break
+            await handle.signal(signal.SIGTERM)
+            status = await handle.wait()
+            assert status.exit_code == 7
+            await driver.cleanup(req.id)
+        finally:
+            await driver.shutdown()
+
+    run(scenario())
+
+
+def test_sigkill_while_paused_is_137(env: Env) -> None:
+    async def scenario() -> None:
+        driver = NativeDriver(env.exec_root, env.cgroup_parent)
+        await driver.startup()
+        try:
+            req = env.request(["sleep", "100"])
+            handle = await driver.create(req)
+            await handle.start()
+            await handle.pause()
+            await handle.signal(signal.SIGKILL)
+            assert (await handle.wait()).exit_code == 137
+            with pytest.raises(Conflict):
+                await handle.signal(signal.SIGKILL)
+            await driver.cleanup(req.id)
+        finally:
+            await driver.shutdown()
+
+    run(scenario())
+
+
+def test_daemon_gone_before_start(env: Env) -> None:
+    async def scenario() -> None:
+        driver = NativeDriver(env.exec_root, env.cgroup_parent)
+        await driver.startup()
+        try:
+            req = env.request(["sh", "-c", "echo never"])
+            handle = await driver.create(req)
+            pid = handle.pid
+            await handle.close()
+            status = await driver_wait_gone(driver, req.id)
+            assert status.exit_code == 128 and status.error == "daemon went away before start"
+            assert not os.path.exists(f"/proc/{pid}")
+            assert req.log_path is not None and not req.log_path.read_bytes()
+            await driver.cleanup(req.id)
+        finally:
+            await driver.shutdown()
+
+    run(scenario())
+
+
+async def driver_wait_gone(driver: NativeDriver, cid: str) -> ExitStatus:
+    for _ in range(200):
+        result = await driver.reconnect(cid)
+        if isinstance(result, ExitStatus):
+            return result
+        await result.close()
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"monitor of {cid} did not exit")
+
+
+def test_reconnect_after_daemon_restart(env: Env) -> None:
+    async def scenario() -> None:
+        first = NativeDriver(env.exec_root, env.cgroup_parent)
+        await first.startup()
+        req = env.request(["sh", "-c", "echo one; read x; echo two $x; exit 4"], open_stdin=True)
+        handle = await first.create(req)
+        await handle.start()
+        monitor_pid = handle.monitor_pid
+        # the daemon goes away: its connection and its fork server
+        await handle.close()
+        await first.shutdown()
+        assert os.path.exists(f"/proc/{monitor_pid}")
+        second = NativeDriver(env.exec_root, env.cgroup_parent)
+        await second.startup()
+        try:
+            again = await second.reconnect(req.id)
+            assert isinstance(again, Handle)
+            assert again.pid == handle.pid and again.monitor_pid == monitor_pid and again.started
+            stream = again.output()
+            await again.write_stdin(b"back\n")
+            out = await collect(again, stream)
+            assert out[1] == b"two back\n"  # "one" was printed while nobody was attached
+            status = await again.wait()
+            assert status.exit_code == 4
+            assert [r["log"] for r in log_lines(req.log_path)] == ["one\n", "two back\n"]
+            gone = await second.reconnect(req.id)
+            assert isinstance(gone, ExitStatus) and gone.exit_code == 4
+            await second.cleanup(req.id)
+        finally:
+            await second.shutdown()
+
+    run(scenario())
+
+
+def test_monitor_is_detached_and_small(env: Env) -> None:
+    async def scenario() -> None:
+        driver = NativeDriver(env.exec_root, env.cgroup_parent)
+        await driver.startup()
+        try:
+            handles = []
+            for _ in range(3):
+                req = env.request(["sleep", "100"])
+                h = await driver.create(req)
+                await h.start()
+                handles.append((req, h))
+            pss = []
+            for _req, h in handles:
+                with open(f"/proc/{h.monitor_pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                ppid, sid = int(fields[1]), int(fields[3])
+                assert ppid != os.getpid() and sid != os.getsid(0)  # reparented, own session
+                with open(f"/proc/{h.monitor_pid}/smaps_rollup") as f:
+                    kb = next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+                pss.append(kb)
+            print(f"monitor PSS (kB): {pss}")
+            for req, h in handles:
+                await h.signal(signal.SIGKILL)
+                assert (await h.wait()).exit_code == 137
+                await driver.cleanup(req.id)
+            assert max(pss) <= 2.5 * 1024, f"monitor PSS {pss} kB is above 2.5 MB"
+        finally:
+            await driver.shutdown()
+
+    run(scenario())
+
+
+def test_memory_limit_and_resources(env: Env) -> None:
+    async def scenario() -> None:
+        driver = NativeDriver(env.exec_root, env.cgroup_parent)
+        await driver.startup()
+        try:
+            req = env.request(
+                ["sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null; echo ok"],
+                resources=Resources(memory=64 << 20, pids_limit=50),
+            )
+            req = replace(req)
+            handle = await driver.create(req)
+            stream = handle.output()
+            await handle.start()
+            out = await collect(handle, stream)
+            assert out[1].endswith(b"ok\n")
+            assert (await handle.wait()).exit_code == 0
+            await driver.cleanup(req.id)
+        finally:
+            await driver.shutdown()
+
+    run(scenario())
