@@ -47,12 +47,16 @@ def route(method: str, path: str) -> Callable[[RouteHandler], RouteHandler]:
     return register
 
 
+ENGINE = web.AppKey("engine", Engine)
+API_VERSION_KEY = web.RequestKey("api_version", tuple)
+
+
 def engine_of(request: web.Request) -> Engine:
-    return request.app["engine"]  # type: ignore[no-any-return]
+    return request.app[ENGINE]
 
 
 def api_version(request: web.Request) -> tuple[int, int]:
-    return request.get("api_version", _parse_version(API_VERSION))  # type: ignore[no-any-return]
+    return request.get(API_VERSION_KEY, _parse_version(API_VERSION))  # type: ignore[no-any-return]
 
 
 def _parse_version(text: str) -> tuple[int, int]:
@@ -78,7 +82,7 @@ async def _middleware(request: web.Request, handler: RouteHandler) -> web.Stream
             return error_response(
                 400, f"client version {version} is too new. Maximum supported API version is {API_VERSION}"
             )
-        request["api_version"] = parsed
+        request[API_VERSION_KEY] = parsed
     try:
         return await handler(request)
     except errors.BerthError as exc:
@@ -107,7 +111,7 @@ def make_app(engine: Engine) -> web.Application:
     from berth.api.routes import containers, execs, images, system  # noqa: F401
 
     app = web.Application(middlewares=[_middleware], client_max_size=64 * 1024 * 1024)
-    app["engine"] = engine
+    app[ENGINE] = engine
     app.on_response_prepare.append(_on_prepare)
     for method, path, fn in ROUTES:
         app.router.add_route(method, path, fn)
