@@ -171,6 +171,7 @@ def report_error(ctx: Any, exc: BerthError, prefix: str = "") -> None:
     from berth.client.status import from_daemon
 
     text = f"Error response from daemon: {exc.message}" if from_daemon(exc) else exc.message
+    ctx.stdout.flush()
     ctx.err(f"{prefix}{text}\n")
 
 
