@@ -1,0 +1,155 @@
+"""overlay2: layers as overlayfs lower directories, Docker's on-disk layout.
+
+The model: each layer owns ``<root>/<id>/diff`` (what it adds, whiteouts as 0/0 character
+devices), ``link`` (a short random name) and ``lower`` (its ancestors' short names, nearest
+first). ``<root>/l/<short> -> ../<id>/diff`` keeps the ``lowerdir=`` option short, so deep
+images stay under the one page the kernel accepts for mount data. A container layer adds
+``work/`` and ``merged/``; its rootfs is one overlay mount::
+
+    <root>/l/6Q3HTJ4LYB2XJKZ2UZ7TQQUUUA -> ../3f1c.../diff
+    <root>/3f1c.../{diff/,link,lower}
+    <root>/<container id>/{diff/,work/,merged/,link,lower}
+
+    mounts(cid, "/x/rootfs") == [Mount("overlay", "overlay", "/x/rootfs",
+        ("lowerdir=<root>/l/6Q3H...", "upperdir=<root>/<cid>/diff", "workdir=<root>/<cid>/work"))]
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import shutil
+from pathlib import Path
+from typing import BinaryIO
+
+from berth.drivers.graph.archive import Applied, WhiteoutFormat, apply_tar, tree_size
+from berth.errors import Conflict, NotFound, SystemFailure
+from berth.libcontainer import Mount
+
+LINK_DIR = "l"
+# mount(2) copies at most one page of option data; keep a margin for the other options.
+MAX_MOUNT_DATA = 4096 - 1
+
+
+def _short_name() -> str:
+    return base64.b32encode(secrets.token_bytes(16)).decode().rstrip("=")
+
+
+class OverlayDriver:
+    """The ``overlay2`` graph driver."""
+
+    name = "overlay2"
+    whiteouts: WhiteoutFormat = "overlay"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / LINK_DIR).mkdir(parents=True, exist_ok=True)
+
+    def _dir(self, layer_id: str) -> Path:
+        if not layer_id or "/" in layer_id or layer_id in (".", "..", LINK_DIR):
+            raise SystemFailure(f"overlay2: invalid layer id {layer_id!r}")
+        return self.root / layer_id
+
+    def create_layer(self, layer_id: str, parent_id: str | None) -> Path:
+        layer = self._dir(layer_id)
+        lower = self._lower_chain(parent_id) if parent_id else []
+        try:
+            layer.mkdir()
+        except FileExistsError as exc:
+            raise Conflict(f"overlay2: create layer {layer_id}: already exists") from exc
+        (layer / "diff").mkdir()
+        short = _short_name()
+        os.symlink(f"../{layer_id}/diff", self.root / LINK_DIR / short)
+        (layer / "link").write_text(short)
+        if lower:
+            (layer / "lower").write_text(":".join(f"{LINK_DIR}/{s}" for s in lower))
+        return layer / "diff"
+
+    def _lower_chain(self, parent_id: str) -> list[str]:
+        """Short names of ``parent_id`` and its ancestors, nearest first."""
+        parent = self._dir(parent_id)
+        try:
+            chain = [(parent / "link").read_text().strip()]
+        except FileNotFoundError as exc:
+            raise NotFound(f"overlay2: parent layer {parent_id} not found") from exc
+        lower_file = parent / "lower"
+        if lower_file.exists():
+            chain += [entry.split("/", 1)[1] for entry in lower_file.read_text().strip().split(":") if entry]
+        return chain
+
+    def apply_diff(self, layer_id: str, stream: BinaryIO) -> Applied:
+        return apply_tar(stream, self.diff_dir(layer_id), self.whiteouts)
+
+    def diff_dir(self, layer_id: str) -> Path:
+        return self._dir(layer_id) / "diff"
+
+    def size(self, layer_id: str) -> int:
+        return tree_size(self.diff_dir(layer_id))
+
+    def exists(self, layer_id: str) -> bool:
+        return (self._dir(layer_id) / "diff").is_dir()
+
+    def remove_layer(self, layer_id: str) -> None:
+        layer = self._dir(layer_id)
+        try:
+            short = (layer / "link").read_text().strip()
+        except FileNotFoundError:
+            short = ""
+        if short:
+            try:
+                (self.root / LINK_DIR / short).unlink()
+            except FileNotFoundError:
+                pass  # already gone: the end state we want
+        if layer.exists():
+            shutil.rmtree(layer)
+
+    def layers(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir() if p.name != LINK_DIR and p.is_dir())
+
+    def prepare_rw(self, container_id: str, parent_id: str | None) -> None:
+        self.create_layer(container_id, parent_id)
+        layer = self._dir(container_id)
+        (layer / "work").mkdir()
+        (layer / "merged").mkdir()
+        if parent_id is None:
+            (layer / "empty").mkdir()  # overlayfs needs a lowerdir even for an empty image
+
+    def lower_dirs(self, layer_id: str) -> list[Path]:
+        """The lower layers' short-link paths for ``layer_id``, nearest first."""
+        lower_file = self._dir(layer_id) / "lower"
+        if not lower_file.exists():
+            return []
+        return [self.root / entry for entry in lower_file.read_text().strip().split(":") if entry]
+
+    def mounts(self, container_id: str, target: str) -> list[Mount]:
+        layer = self._dir(container_id)
+        if not (layer / "work").is_dir():
+            raise NotFound(f"overlay2: read-write layer for container {container_id} not found")
+        lowers = [str(p) for p in self.lower_dirs(container_id)] or [str(layer / "empty")]
+        options = (
+            "lowerdir=" + ":".join(lowers),
+            f"upperdir={layer / 'diff'}",
+            f"workdir={layer / 'work'}",
+        )
+        if len(",".join(options)) > MAX_MOUNT_DATA:
+            raise SystemFailure(
+                f"overlay2: mount options for container {container_id}: {len(lowers)} layers "
+                f"exceed one page of mount data"
+            )
+        return [Mount("overlay", "overlay", target, options)]
+
+    def remove_rw(self, container_id: str) -> None:
+        self.remove_layer(container_id)
+
+    def metadata(self, layer_id: str) -> dict[str, str]:
+        layer = self._dir(layer_id)
+        data = {
+            "MergedDir": str(layer / "merged"),
+            "UpperDir": str(layer / "diff"),
+            "WorkDir": str(layer / "work"),
+        }
+        lowers = [os.path.realpath(p) for p in self.lower_dirs(layer_id)]
+        if lowers:
+            data["LowerDir"] = ":".join(lowers)
+        return data

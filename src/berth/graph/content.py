@@ -1,0 +1,115 @@
+"""The content store: blobs addressed by their digest, OCI image-layout compatible.
+
+The model: ``<root>/blobs/sha256/<hex>`` holds the bytes whose sha256 is ``<hex>``. A blob is
+written to a temp file in the same directory, fsynced and renamed into place, so a reader
+never sees a partial blob and a crash leaves only ``.tmp-*`` files, which :meth:`ContentStore.gc`
+removes. Digests are verified on write::
+
+    store = ContentStore(Path("/var/lib/berth"))
+    digest = store.put(b'{"architecture":"amd64"}')      # 'sha256:...'
+    store.get(digest)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from berth.errors import InvalidParameter, NotFound, SystemFailure
+
+_DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
+
+
+def digest_of(data: bytes) -> str:
+    """``sha256:<hex>`` of ``data``."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def check_digest(digest: str) -> str:
+    """Return the hex part of a well-formed ``sha256:<hex>`` digest or raise InvalidParameter."""
+    if not _DIGEST_RE.match(digest):
+        raise InvalidParameter(f"invalid digest {digest!r}: want sha256:<64 hex>")
+    return digest[len("sha256:") :]
+
+
+class ContentStore:
+    """Blobs under ``<root>/blobs/sha256``; every write is atomic and verified."""
+
+    def __init__(self, root: Path) -> None:
+        self.dir = root / "blobs" / "sha256"
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def path(self, digest: str) -> Path:
+        return self.dir / check_digest(digest)
+
+    def exists(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def put(self, data: bytes, expected: str | None = None) -> str:
+        """Store ``data``; if ``expected`` is given the content must hash to it."""
+        digest = digest_of(data)
+        if expected is not None and expected != digest:
+            raise InvalidParameter(f"write blob {expected}: content digest is {digest}")
+        target = self.path(digest)
+        if target.exists():
+            return digest
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.dir)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.rename(tmp, target)
+        except OSError as exc:
+            _unlink_quiet(Path(tmp))
+            raise SystemFailure(f"write blob {digest}: {exc.strerror or exc}") from exc
+        except BaseException:
+            _unlink_quiet(Path(tmp))
+            raise
+        _fsync_dir(self.dir)
+        return digest
+
+    def get(self, digest: str) -> bytes:
+        try:
+            return self.path(digest).read_bytes()
+        except FileNotFoundError as exc:
+            raise NotFound(f"blob {digest} not found") from exc
+
+    def delete(self, digest: str) -> None:
+        _unlink_quiet(self.path(digest))
+
+    def digests(self) -> Iterator[str]:
+        for entry in self.dir.iterdir():
+            if _DIGEST_RE.match("sha256:" + entry.name):
+                yield "sha256:" + entry.name
+
+    def gc(self, keep: set[str]) -> list[str]:
+        """Remove temp files and blobs not in ``keep``; return the removed digests."""
+        removed = []
+        for entry in self.dir.iterdir():
+            if entry.name.startswith(".tmp-"):
+                _unlink_quiet(entry)
+            elif "sha256:" + entry.name not in keep:
+                _unlink_quiet(entry)
+                removed.append("sha256:" + entry.name)
+        return removed
+
+
+def _unlink_quiet(path: Path) -> None:
+    # Removing something already gone is the desired end state, not an error.
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

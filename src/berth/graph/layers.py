@@ -1,0 +1,110 @@
+"""Layers: apply a tar into a new driver layer, then register it in the GraphDB.
+
+The model: a layer is applied *before* anything is recorded (into a fresh driver dir named
+by a random cache id), so a bad tar leaves nothing: the dir is removed and no row exists. A
+good one becomes a :class:`PendingLayer`; the caller commits it together with the image that
+uses it, in one transaction (:func:`commit_layers`). If the chain id already exists (the
+same content was imported before) the new dir is dropped and the existing layer is shared::
+
+    pending = apply_layer(driver, stream, parent=None)        # heavy I/O, no lock held
+    with db.transaction():
+        rows = commit_layers(db, driver, [pending])           # cheap, under the lock
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from berth.drivers.graph import GraphDriver
+from berth.graph.image import chain_id, now_ns, rfc3339_nano
+from berth.graph.store import GraphDB, LayerRow
+
+
+@dataclass(frozen=True)
+class PendingLayer:
+    """An applied but unrecorded layer."""
+
+    chain_id: str
+    diff_id: str
+    parent: LayerRow | None
+    size: int
+    cache_id: str
+
+
+def new_cache_id() -> str:
+    return secrets.token_hex(32)
+
+
+def apply_layer(driver: GraphDriver, stream: BinaryIO, parent: LayerRow | None) -> PendingLayer:
+    """Create a driver layer on ``parent`` and apply ``stream``; on any failure remove it."""
+    cache_id = new_cache_id()
+    try:
+        driver.create_layer(cache_id, parent.cache_id if parent else None)
+        applied = driver.apply_diff(cache_id, stream)
+    except BaseException:
+        driver.remove_layer(cache_id)
+        raise
+    return PendingLayer(
+        chain_id(parent.chain_id if parent else None, applied.diff_id),
+        applied.diff_id,
+        parent,
+        applied.size,
+        cache_id,
+    )
+
+
+def commit_layers(db: GraphDB, driver: GraphDriver, pending: list[PendingLayer]) -> tuple[list[LayerRow], list[str]]:
+    """Record ``pending`` layers (inside the caller's transaction).
+
+    Returns the rows, and the cache ids of duplicate driver dirs the caller removes once the
+    transaction has committed.
+    """
+    rows: list[LayerRow] = []
+    drop: list[str] = []
+    for layer in pending:
+        existing = db.layer(layer.chain_id)
+        if existing is not None and driver.exists(existing.cache_id):
+            rows.append(existing)
+            drop.append(layer.cache_id)
+            continue
+        if existing is not None:  # a row whose dir vanished: adopt the fresh dir
+            db.delete_layer(existing.chain_id)
+        row = LayerRow(
+            layer.chain_id,
+            layer.diff_id,
+            layer.parent.chain_id if layer.parent else None,
+            layer.size,
+            layer.cache_id,
+            rfc3339_nano(now_ns()),
+        )
+        db.add_layer(row)
+        rows.append(row)
+    return rows, drop
+
+
+def layer_chain(db: GraphDB, top: str | None) -> list[LayerRow]:
+    """The layers from ``top`` down to the base, top first."""
+    chain: list[LayerRow] = []
+    current = top
+    while current:
+        row = db.layer(current)
+        if row is None:
+            break
+        chain.append(row)
+        current = row.parent
+    return chain
+
+
+def referenced_layers(db: GraphDB) -> set[str]:
+    """Chain ids used by any image or container layer (with all their ancestors)."""
+    layers = {row.chain_id: row for row in db.layers()}
+    used: set[str] = set()
+    tops = [image.top_layer for image in db.images()] + [rw.top_layer for rw in db.rw_layers()]
+    for top in tops:
+        current = top
+        while current and current not in used:
+            used.add(current)
+            current = layers[current].parent if current in layers else None
+    return used
