@@ -142,3 +142,31 @@ def test_destroy_kills_what_is_left(rootfs: Path, cgroup: Cgroup):
     assert not cgroup.exists()
     _, status = os.waitpid(init.pid, 0)
     assert os.WIFSIGNALED(status)
+
+
+@pytest.mark.parametrize("cgroupns", [False, True])
+def test_cgroup_mount_shows_the_containers_own_cgroup_read_only(rootfs: Path, cgroup: Cgroup, cgroupns: bool):
+    cgroup.create(Resources(memory=48 << 20, pids_limit=33))
+    script = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; " + (
+        "mkdir /sys/fs/cgroup/memory/x 2>&1; touch /sys/fs/cgroup/y 2>&1; ls /sys/fs/cgroup"
+    )
+    spec = docker_like_spec(str(rootfs), ["sh", "-c", script])
+    spec["mounts"].insert(
+        4,
+        {
+            "destination": "/sys/fs/cgroup",
+            "type": "cgroup",
+            "source": "cgroup",
+            "options": ["ro", "nosuid", "noexec", "nodev"],
+        },
+    )
+    if cgroupns:
+        spec["linux"]["namespaces"].append({"type": "cgroup"})
+    status, out = _run(spec, cgroup)
+    assert status == 0, out
+    lines = out.split("\n")
+    assert lines[0] == str(48 << 20)
+    assert lines[1] == "33"
+    assert "Read-only file system" in lines[2] and "Read-only file system" in lines[3]
+    if not cgroup.v2:
+        assert {"memory", "pids", "freezer"} <= set(out.split())

@@ -106,3 +106,23 @@ def test_failure_round_trips_over_the_wire():
     garbled = ContainerInitError.from_wire(b"\x00nonsense")
     assert garbled.exit_code == 128 and "unreadable" in garbled.message
     assert err.to_wire() != READY
+
+
+def test_cgroup_mount_reads_mountinfo_and_proc_self_cgroup():
+    from berth.libcontainer.cgroup_mount import _inside, own_cgroups, parse_mountinfo_line
+
+    line = "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime shared:9 - cgroup cgroup rw,cpu,cpuacct"
+    assert parse_mountinfo_line(line) == (
+        "/",
+        "/sys/fs/cgroup/cpu,cpuacct",
+        "cgroup",
+        frozenset({"cpu", "cpuacct"}),
+    )
+    systemd = "40 31 0:37 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd"
+    assert parse_mountinfo_line(systemd)[3] == frozenset({"name=systemd"})
+    mine = own_cgroups("9:name=systemd:/\n4:memory:/berth/c1\n1:cpu,cpuacct:/berth/c1\n0::/berth/c1\n")
+    assert mine[frozenset({"cpu", "cpuacct"})] == "/berth/c1"
+    assert mine[frozenset()] == "/berth/c1"
+    assert _inside(("/", "/sys/fs/cgroup/memory"), "/berth/c1") == "/sys/fs/cgroup/memory/berth/c1"
+    assert _inside(("/berth", "/sys/fs/cgroup/memory"), "/berth/c1") == "/sys/fs/cgroup/memory/c1"
+    assert _inside(("/", "/sys/fs/cgroup/memory"), "/") == "/sys/fs/cgroup/memory"

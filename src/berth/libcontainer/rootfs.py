@@ -16,13 +16,14 @@ Failures raise ContainerInitError with ``operation 'object': cause`` text and ex
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 
 from berth.libcontainer import kernel
+from berth.libcontainer.cgroup_mount import mount_cgroups
 from berth.libcontainer.failure import ContainerInitError
-from berth.libcontainer.spec import DEFAULT_DEVICES, ContainerSpec, Device, Mount, parse_mount_options
+from berth.libcontainer.mounts import fail, make_mountpoint, mount, mount_one, remount_readonly, secure_join
+from berth.libcontainer.spec import DEFAULT_DEVICES, ContainerSpec, Device, Mount
 
 _PROPAGATION = {
     "shared": kernel.MS_SHARED,
@@ -34,15 +35,6 @@ _PROPAGATION = {
     "unbindable": kernel.MS_UNBINDABLE,
     "runbindable": kernel.MS_UNBINDABLE | kernel.MS_REC,
 }
-# statvfs flag -> mount flag: kept on a bind remount so it does not clear them
-_KEEP_FLAGS = (
-    (os.ST_NOSUID, kernel.MS_NOSUID),
-    (os.ST_NODEV, kernel.MS_NODEV),
-    (os.ST_NOEXEC, kernel.MS_NOEXEC),
-    (os.ST_NOATIME, kernel.MS_NOATIME),
-    (os.ST_NODIRATIME, kernel.MS_NODIRATIME),
-    (os.ST_RELATIME, kernel.MS_RELATIME),
-)
 _DEV_SYMLINKS = (
     ("/proc/self/fd", "/dev/fd"),
     ("/proc/self/fd/0", "/dev/stdin"),
@@ -50,103 +42,6 @@ _DEV_SYMLINKS = (
     ("/proc/self/fd/2", "/dev/stderr"),
     ("pts/ptmx", "/dev/ptmx"),
 )
-
-
-def _fail(op: str, obj: str, exc: OSError) -> ContainerInitError:
-    return ContainerInitError(f"{op} '{obj}': {exc.strerror or exc}", 128)
-
-
-def secure_join(root: str, unsafe: str) -> str:
-    """``root`` + ``unsafe``, with every symlink on the way resolved as if ``root`` were ``/``."""
-    pending = [p for p in unsafe.split("/") if p]
-    resolved: list[str] = []
-    links = 0
-    while pending:
-        part = pending.pop(0)
-        if part == ".":
-            continue
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = os.path.join(root, *resolved, part)
-        try:
-            target = os.readlink(candidate)
-        except OSError:
-            resolved.append(part)  # not a symlink, or not there yet: taken literally
-            continue
-        links += 1
-        if links > 255:
-            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), unsafe)
-        if target.startswith("/"):
-            resolved = []
-        pending = [p for p in target.split("/") if p] + pending
-    return os.path.join(root, *resolved)
-
-
-def _mount(
-    source: str | None, target: str, fstype: str | None, flags: int, data: str | None, what: str
-) -> None:
-    try:
-        kernel.mount(source, target, fstype, flags, data)
-    except OSError as exc:
-        raise _fail(f"mount {what}", target, exc) from exc
-
-
-def _kept_flags(path: str) -> int:
-    try:
-        f_flag = os.statvfs(path).f_flag
-    except OSError:
-        return 0
-    return sum(ms for st, ms in _KEEP_FLAGS if f_flag & st)
-
-
-def remount_readonly(path: str, recursive: bool = False) -> None:
-    flags = kernel.MS_REMOUNT | kernel.MS_BIND | kernel.MS_RDONLY | _kept_flags(path)
-    _mount(None, path, None, flags | (kernel.MS_REC if recursive else 0), None, "(remount read-only)")
-
-
-def _make_mountpoint(dest: str, source_is_file: bool) -> None:
-    try:
-        if source_is_file:
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
-            if not os.path.lexists(dest):
-                os.close(os.open(dest, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
-        else:
-            os.makedirs(dest, exist_ok=True)
-    except OSError as exc:
-        raise _fail("create mount point", dest, exc) from exc
-
-
-def mount_one(m: Mount, dest: str) -> None:
-    """Perform one mount at ``dest`` (already resolved on the host side)."""
-    opts = parse_mount_options(m.options)
-    if opts.bind or m.type == "bind":
-        try:
-            source_is_file = not stat.S_ISDIR(os.stat(m.source).st_mode)
-        except OSError as exc:
-            raise _fail("bind mount source", m.source, exc) from exc
-        _make_mountpoint(dest, source_is_file)
-        _mount(
-            m.source, dest, None, kernel.MS_BIND | (opts.flags & kernel.MS_REC), None, f"bind '{m.source}' on"
-        )
-        extra = opts.flags & ~(kernel.MS_BIND | kernel.MS_REC | kernel.MS_REMOUNT)
-        if extra:  # a bind mount ignores flags; they take effect on a remount of it
-            flags = kernel.MS_REMOUNT | kernel.MS_BIND | extra | _kept_flags(dest)
-            _mount(None, dest, None, flags | (opts.flags & kernel.MS_REC), None, "(remount bind)")
-    else:
-        _make_mountpoint(dest, False)
-        try:
-            kernel.mount(m.source, dest, m.type, opts.flags, opts.data or None)
-        except OSError as exc:
-            if m.type == "sysfs" and exc.errno == errno.EPERM:
-                # no network namespace of our own: the kernel refuses a new sysfs; bind the host's
-                _mount("/sys", dest, None, kernel.MS_BIND | kernel.MS_REC, None, "bind '/sys' on")
-                remount_readonly(dest, recursive=False)
-            else:
-                raise _fail(f"mount {m.type} '{m.source}' on", dest, exc) from exc
-    if opts.propagation:
-        _mount(None, dest, None, opts.propagation, None, "(set propagation)")
 
 
 def _mknod(root: str, dev: Device) -> None:
@@ -162,7 +57,7 @@ def _mknod(root: str, dev: Device) -> None:
         os.chmod(path, dev.file_mode & 0o7777)  # mknod's mode is filtered by the umask
         os.chown(path, dev.uid, dev.gid)
     except OSError as exc:
-        raise _fail("create device", dev.path, exc) from exc
+        raise fail("create device", dev.path, exc) from exc
 
 
 def setup_dev(root: str, devices: tuple[Device, ...]) -> None:
@@ -179,14 +74,14 @@ def setup_dev(root: str, devices: tuple[Device, ...]) -> None:
                 os.unlink(path)
             os.symlink(target, path)
         except OSError as exc:
-            raise _fail("create symlink", link, exc) from exc
+            raise fail("create symlink", link, exc) from exc
 
 
 def bind_console(root: str, tty_path: str) -> None:
     """Make the container's pty slave visible as /dev/console (what runc does with a terminal)."""
     dest = secure_join(root, "/dev/console")
-    _make_mountpoint(dest, True)
-    _mount(tty_path, dest, None, kernel.MS_BIND, None, f"bind '{tty_path}' on")
+    make_mountpoint(dest, True)
+    mount(tty_path, dest, None, kernel.MS_BIND, None, f"bind '{tty_path}' on")
 
 
 def prepare(spec: ContainerSpec, rootfs_mounts: list[Mount], tty_path: str | None) -> None:
@@ -194,21 +89,26 @@ def prepare(spec: ContainerSpec, rootfs_mounts: list[Mount], tty_path: str | Non
     root = spec.root_path
     # 1. No mount below may propagate to the host: make the whole tree a slave (or private).
     propagation = _PROPAGATION.get(spec.rootfs_propagation, kernel.MS_SLAVE | kernel.MS_REC)
-    _mount(None, "/", None, propagation, None, "(set propagation of)")
+    mount(None, "/", None, propagation, None, "(set propagation of)")
     # 2. The graph driver's plan, e.g. the overlay on root.path.
     for m in rootfs_mounts:
         mount_one(m, m.target)
     # pivot_root needs the new root to be a mount point whose parent mount is not shared:
     # a recursive self-bind gives it one, and our rslave above keeps the parent unshared.
-    _mount(root, root, None, kernel.MS_BIND | kernel.MS_REC, None, f"bind '{root}' on")
+    mount(root, root, None, kernel.MS_BIND | kernel.MS_REC, None, f"bind '{root}' on")
     # 3. The spec's mounts, in order (a later mount may sit inside an earlier one: /dev/pts in /dev).
     dev_is_tmpfs = False
+    cg = spec.namespace("cgroup")
+    cgroupns = cg is not None and cg.path is None
     for m in spec.mounts:
         try:
             dest = secure_join(root, m.target)
         except OSError as exc:
-            raise _fail("resolve mount destination", m.target, exc) from exc
-        mount_one(m, dest)
+            raise fail("resolve mount destination", m.target, exc) from exc
+        if m.type == "cgroup":
+            mount_cgroups(m, dest, new_cgroupns=cgroupns)
+        else:
+            mount_one(m, dest)
         if m.target.rstrip("/") == "/dev" and m.type != "bind" and "bind" not in m.options:
             dev_is_tmpfs = True
     # Device nodes only in a /dev we made; a bound host /dev already has them.
@@ -224,21 +124,21 @@ def pivot(root: str) -> None:
         old = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
         new = os.open(root, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
-        raise _fail("open root", root, exc) from exc
+        raise fail("open root", root, exc) from exc
     try:
         os.fchdir(new)
         try:
             kernel.pivot_root(".", ".")
         except OSError as exc:
-            raise _fail("pivot_root", root, exc) from exc
+            raise fail("pivot_root", root, exc) from exc
         # The old root is now stacked under "."; reach it through the old fd and detach it.
         # Make it a slave first so the unmount does not propagate to the host (runc does this).
         os.fchdir(old)
-        _mount(None, ".", None, kernel.MS_SLAVE | kernel.MS_REC, None, "(make old root slave)")
+        mount(None, ".", None, kernel.MS_SLAVE | kernel.MS_REC, None, "(make old root slave)")
         try:
             kernel.umount2(".", kernel.MNT_DETACH)
         except OSError as exc:
-            raise _fail("unmount old root of", root, exc) from exc
+            raise fail("unmount old root of", root, exc) from exc
         os.chdir("/")
     finally:
         os.close(old)
@@ -253,12 +153,12 @@ def finish(spec: ContainerSpec) -> None:
             with open(path, "w") as f:
                 f.write(value)
         except OSError as exc:
-            raise _fail(f"write sysctl {key}={value!r} to", path, exc) from exc
+            raise fail(f"write sysctl {key}={value!r} to", path, exc) from exc
     # Read-only paths before masked ones would also work; runc does readonly first.
     for path in spec.readonly_paths:
         if not os.path.lexists(path):
             continue
-        _mount(path, path, None, kernel.MS_BIND | kernel.MS_REC, None, f"bind '{path}' on")
+        mount(path, path, None, kernel.MS_BIND | kernel.MS_REC, None, f"bind '{path}' on")
         remount_readonly(path, recursive=True)
     for path in spec.masked_paths:
         try:
@@ -266,8 +166,8 @@ def finish(spec: ContainerSpec) -> None:
         except OSError:
             continue  # nothing there to hide
         if stat.S_ISDIR(st.st_mode):
-            _mount("tmpfs", path, "tmpfs", kernel.MS_RDONLY, None, "tmpfs (mask) on")
+            mount("tmpfs", path, "tmpfs", kernel.MS_RDONLY, None, "tmpfs (mask) on")
         else:
-            _mount("/dev/null", path, None, kernel.MS_BIND, None, "/dev/null (mask) on")
+            mount("/dev/null", path, None, kernel.MS_BIND, None, "/dev/null (mask) on")
     if spec.root_readonly:
         remount_readonly("/")

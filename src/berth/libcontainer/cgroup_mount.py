@@ -1,0 +1,120 @@
+"""The OCI ``cgroup`` mount type: the container's own cgroups at /sys/fs/cgroup, as runc does it.
+
+Runs in the init child before pivot_root, after init joined its cgroup (and unshared a cgroup
+namespace if asked), so ``/proc/self/cgroup`` names the container's cgroups.
+
+* v1 / hybrid: a tmpfs at the destination; in it, per host hierarchy (``memory``, ``cpu,cpuacct``,
+  ``systemd``, ``unified`` ...) a directory onto which the container's own cgroup directory of
+  that hierarchy is bound; ``cpu`` and ``cpuacct`` symlinks for a combined hierarchy; with ``ro``
+  every bind and finally the tmpfs are remounted read-only.
+  In a new cgroup namespace each hierarchy is mounted afresh instead (rooted at the namespace).
+* pure v2: a fresh ``cgroup2`` mount in a cgroup namespace (it is then rooted at the container's
+  cgroup); without one, a bind of the container's cgroup directory.
+
+    >>> parse_mountinfo_line("35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory")
+    ('/', '/sys/fs/cgroup/memory', 'cgroup', frozenset({'memory'}))
+"""
+
+from __future__ import annotations
+
+import os
+
+from berth.libcontainer import kernel
+from berth.libcontainer.mounts import mount, mount_one, remount_readonly
+from berth.libcontainer.spec import Mount, parse_mount_options
+
+_NOT_CONTROLLERS = {
+    "rw",
+    "ro",
+    "xattr",
+    "nosuid",
+    "nodev",
+    "noexec",
+    "relatime",
+    "clone_children",
+    "noprefix",
+}
+
+
+def parse_mountinfo_line(line: str) -> tuple[str, str, str, frozenset[str]]:
+    """(root, mount point, fstype, controllers) of one ``/proc/self/mountinfo`` line."""
+    fields = line.split()
+    sep = fields.index("-")
+    root, mountpoint = fields[3], fields[4]
+    fstype, super_opts = fields[sep + 1], fields[sep + 3]
+    controllers = frozenset(o for o in super_opts.split(",") if o not in _NOT_CONTROLLERS)
+    return root, mountpoint, fstype, controllers
+
+
+def own_cgroups(text: str) -> dict[frozenset[str], str]:
+    """``/proc/self/cgroup`` as {controllers: path}; the v2 entry has the empty set."""
+    out: dict[frozenset[str], str] = {}
+    for line in text.splitlines():
+        _, ctrls, path = line.split(":", 2)
+        out[frozenset(c for c in ctrls.split(",") if c)] = path
+    return out
+
+
+def _hierarchies() -> list[tuple[str, str, str, frozenset[str]]]:
+    with open("/proc/self/mountinfo") as f:
+        found = []
+        for line in f:
+            entry = parse_mountinfo_line(line)
+            if entry[2] in ("cgroup", "cgroup2"):
+                found.append(entry)
+    return found
+
+
+def mount_cgroups(m: Mount, dest: str, new_cgroupns: bool) -> None:
+    opts = parse_mount_options(m.options)
+    readonly = bool(opts.flags & kernel.MS_RDONLY)
+    flags = opts.flags & ~kernel.MS_RDONLY
+    with open("/proc/self/cgroup") as f:
+        mine = own_cgroups(f.read())
+    hierarchies = _hierarchies()
+    v1 = [h for h in hierarchies if h[2] == "cgroup"]
+    if not v1:  # pure v2
+        if new_cgroupns:
+            mount_one(Mount("cgroup2", "cgroup2", dest, m.options), dest)
+        else:
+            mp = next((h for h in hierarchies if h[1] == "/sys/fs/cgroup"), hierarchies[0])
+            source = _inside(mp, mine.get(frozenset(), "/"))
+            mount_one(Mount("bind", source, dest, ("rbind", *(("ro",) if readonly else ()))), dest)
+        return
+    os.makedirs(dest, exist_ok=True)
+    mount("tmpfs", dest, "tmpfs", flags, "mode=755", "tmpfs on")
+    for root, mountpoint, fstype, controllers in hierarchies:
+        if os.path.dirname(mountpoint) != "/sys/fs/cgroup":
+            continue  # only the hierarchies of the standard layout
+        key = frozenset() if fstype == "cgroup2" else controllers
+        path = mine.get(key)
+        if path is None:
+            continue
+        name = os.path.basename(mountpoint)
+        target = os.path.join(dest, name)
+        if new_cgroupns:
+            # /proc/self/cgroup now reads "/" for everything: mount the hierarchy afresh, and
+            # the kernel roots it at this namespace's cgroup
+            os.makedirs(target, exist_ok=True)
+            if fstype == "cgroup2":
+                mount("cgroup2", target, "cgroup2", flags, None, "cgroup2 on")
+            else:
+                mount("cgroup", target, "cgroup", flags, ",".join(sorted(controllers)), "cgroup on")
+        else:
+            mount_one(Mount("bind", _inside((root, mountpoint), path), target, ("rbind",)), target)
+        if readonly:
+            remount_readonly(target, recursive=True)
+        if "," in name:  # cpu,cpuacct -> cpu and cpuacct symlinks
+            for part in name.split(","):
+                link = os.path.join(dest, part)
+                if not os.path.lexists(link):
+                    os.symlink(name, link)
+    if readonly:
+        remount_readonly(dest)
+
+
+def _inside(hierarchy: tuple[str, ...], path: str) -> str:
+    """Host directory of cgroup ``path`` in a hierarchy mounted with root ``hierarchy[0]``."""
+    root, mountpoint = hierarchy[0], hierarchy[1]
+    rel = os.path.relpath(path, root) if root != "/" else path.lstrip("/")
+    return mountpoint if rel in ("", ".") else os.path.join(mountpoint, rel)

@@ -1,0 +1,129 @@
+"""Performing one mount, the way the OCI spec describes it, with paths kept inside a root.
+
+``mount_one`` handles bind mounts (a file source gets a file mount point; flags such as ``ro``
+take effect through a second, remount call, keeping the flags the kernel already set) and
+filesystem mounts (sysfs falls back to a read-only bind of the host's /sys when the kernel
+refuses a new one, i.e. without a network namespace of our own). ``secure_join`` resolves a
+destination inside the root the way filepath-securejoin does, so a symlink in the image cannot
+point a mount at the host (CVE-2015-3627 and friends).
+
+    >>> secure_join("/r", "/../etc/hosts")
+    '/r/etc/hosts'
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from berth.libcontainer import kernel
+from berth.libcontainer.failure import ContainerInitError
+from berth.libcontainer.spec import Mount, parse_mount_options
+
+# statvfs flag -> mount flag: kept on a bind remount so it does not clear them
+_KEEP_FLAGS = (
+    (os.ST_NOSUID, kernel.MS_NOSUID),
+    (os.ST_NODEV, kernel.MS_NODEV),
+    (os.ST_NOEXEC, kernel.MS_NOEXEC),
+    (os.ST_NOATIME, kernel.MS_NOATIME),
+    (os.ST_NODIRATIME, kernel.MS_NODIRATIME),
+    (os.ST_RELATIME, kernel.MS_RELATIME),
+)
+
+
+def fail(op: str, obj: str, exc: OSError) -> ContainerInitError:
+    return ContainerInitError(f"{op} '{obj}': {exc.strerror or exc}", 128)
+
+
+def secure_join(root: str, unsafe: str) -> str:
+    """``root`` + ``unsafe``, with every symlink on the way resolved as if ``root`` were ``/``."""
+    pending = [p for p in unsafe.split("/") if p]
+    resolved: list[str] = []
+    links = 0
+    while pending:
+        part = pending.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = os.path.join(root, *resolved, part)
+        try:
+            target = os.readlink(candidate)
+        except OSError:
+            resolved.append(part)  # not a symlink, or not there yet: taken literally
+            continue
+        links += 1
+        if links > 255:
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), unsafe)
+        if target.startswith("/"):
+            resolved = []
+        pending = [p for p in target.split("/") if p] + pending
+    return os.path.join(root, *resolved)
+
+
+def mount(
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None, what: str
+) -> None:
+    try:
+        kernel.mount(source, target, fstype, flags, data)
+    except OSError as exc:
+        raise fail(f"mount {what}", target, exc) from exc
+
+
+def _kept_flags(path: str) -> int:
+    try:
+        f_flag = os.statvfs(path).f_flag
+    except OSError:
+        return 0
+    return sum(ms for st, ms in _KEEP_FLAGS if f_flag & st)
+
+
+def remount_readonly(path: str, recursive: bool = False) -> None:
+    flags = kernel.MS_REMOUNT | kernel.MS_BIND | kernel.MS_RDONLY | _kept_flags(path)
+    mount(None, path, None, flags | (kernel.MS_REC if recursive else 0), None, "(remount read-only)")
+
+
+def make_mountpoint(dest: str, source_is_file: bool) -> None:
+    try:
+        if source_is_file:
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            if not os.path.lexists(dest):
+                os.close(os.open(dest, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+        else:
+            os.makedirs(dest, exist_ok=True)
+    except OSError as exc:
+        raise fail("create mount point", dest, exc) from exc
+
+
+def mount_one(m: Mount, dest: str) -> None:
+    """Perform one mount at ``dest`` (already resolved on the host side)."""
+    opts = parse_mount_options(m.options)
+    if opts.bind or m.type == "bind":
+        try:
+            source_is_file = not stat.S_ISDIR(os.stat(m.source).st_mode)
+        except OSError as exc:
+            raise fail("bind mount source", m.source, exc) from exc
+        make_mountpoint(dest, source_is_file)
+        mount(
+            m.source, dest, None, kernel.MS_BIND | (opts.flags & kernel.MS_REC), None, f"bind '{m.source}' on"
+        )
+        extra = opts.flags & ~(kernel.MS_BIND | kernel.MS_REC | kernel.MS_REMOUNT)
+        if extra:  # a bind mount ignores flags; they take effect on a remount of it
+            flags = kernel.MS_REMOUNT | kernel.MS_BIND | extra | _kept_flags(dest)
+            mount(None, dest, None, flags | (opts.flags & kernel.MS_REC), None, "(remount bind)")
+    else:
+        make_mountpoint(dest, False)
+        try:
+            kernel.mount(m.source, dest, m.type, opts.flags, opts.data or None)
+        except OSError as exc:
+            if m.type == "sysfs" and exc.errno == errno.EPERM:
+                # no network namespace of our own: the kernel refuses a new sysfs; bind the host's
+                mount("/sys", dest, None, kernel.MS_BIND | kernel.MS_REC, None, "bind '/sys' on")
+                remount_readonly(dest, recursive=False)
+            else:
+                raise fail(f"mount {m.type} '{m.source}' on", dest, exc) from exc
+    if opts.propagation:
+        mount(None, dest, None, opts.propagation, None, "(set propagation)")
