@@ -170,3 +170,33 @@ def test_cgroup_mount_shows_the_containers_own_cgroup_read_only(rootfs: Path, cg
     assert "Read-only file system" in lines[2] and "Read-only file system" in lines[3]
     if not cgroup.v2:
         assert {"memory", "pids", "freezer"} <= set(out.split())
+
+
+UNIFIED = Path("/sys/fs/cgroup/unified")
+
+
+@pytest.mark.skipif(
+    not (UNIFIED / "cgroup.controllers").exists(), reason="no hybrid cgroup2 mount at /sys/fs/cgroup/unified"
+)
+def test_v2_code_path_on_the_hybrid_unified_hierarchy(rootfs: Path):
+    """The v2 path against a real cgroup2 (freeze and membership are core v2 features, no controller needed)."""
+    cg = Cgroup(f"berth-test-{uuid.uuid4().hex[:12]}", root=UNIFIED)
+    assert cg.v2
+    cg.create(Resources())
+    try:
+        null = os.open("/dev/null", os.O_RDWR)
+        init = create(docker_like_spec(str(rootfs), ["sleep", "30"]), [], Stdio(null, null, null), cg)
+        os.close(null)
+        init.start()
+        assert cg.pids() == [init.pid]
+        cg.freeze()
+        assert cg.frozen() and "frozen 1" in (UNIFIED / cg.name / "cgroup.events").read_text()
+        cg.thaw()
+        assert not cg.frozen()
+        cg.freeze()
+        cg.destroy()  # kills the frozen sleep
+        assert not cg.exists()
+        _, status = os.waitpid(init.pid, 0)
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    finally:
+        cg.destroy()
