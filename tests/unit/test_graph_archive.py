@@ -1,0 +1,153 @@
+"""Applying layer tars safely (berth.drivers.graph.archive): paths, links, formats, whiteouts."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import tarfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+from berth.drivers.graph.archive import ArchiveError, apply_tar, tree_size
+from berth.errors import InvalidParameter
+
+
+def entry(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", link: str = "", mode: int = 0o644,
+          **extra: object) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.mode = mode
+    info.linkname = link
+    info.size = len(data) if kind == tarfile.REGTYPE else 0
+    info.mtime = 1_700_000_000
+    for key, value in extra.items():
+        setattr(info, key, value)
+    return info, data
+
+
+def make_tar(*entries: tuple[tarfile.TarInfo, bytes], fmt: int = tarfile.PAX_FORMAT) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=fmt) as tar:
+        for info, data in entries:
+            tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    return out.getvalue()
+
+
+def apply(data: bytes, dest: Path, fmt: str = "delete") -> tuple[str, int]:
+    dest.mkdir(exist_ok=True)
+    applied = apply_tar(io.BytesIO(data), dest, fmt)  # type: ignore[arg-type]
+    return applied.diff_id, applied.size
+
+
+def test_plain_and_gzip_give_the_same_diff_id_the_sha256_of_the_tar(tmp_path: Path) -> None:
+    data = make_tar(entry("bin/", tarfile.DIRTYPE, mode=0o755), entry("bin/tool", data=b"x" * 1000, mode=0o755),
+                    entry("bin/alias", tarfile.SYMTYPE, link="tool"))
+    plain = apply(data, tmp_path / "a")
+    zipped = apply(gzip.compress(data), tmp_path / "b")
+    assert plain == zipped == ("sha256:" + hashlib.sha256(data).hexdigest(), 1000 + len("tool"))
+    assert (tmp_path / "b" / "bin" / "tool").read_bytes() == b"x" * 1000
+    assert os.readlink(tmp_path / "b" / "bin" / "alias") == "tool"
+    assert (tmp_path / "b" / "bin" / "tool").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "b" / "bin" / "tool").stat().st_mtime == 1_700_000_000
+
+
+@pytest.mark.parametrize("name", ["/etc/evil", "../evil", "a/../../evil", "a/../b"])
+def test_absolute_and_dotdot_names_are_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(InvalidParameter, match="refusing"):
+        apply(make_tar(entry(name, data=b"x")), tmp_path / "dest")
+    assert not (tmp_path / "evil").exists()
+
+
+def test_symlinked_parent_is_followed_inside_the_layer_only(tmp_path: Path) -> None:
+    outside = tmp_path / f"outside-{uuid.uuid4().hex}"
+    outside.mkdir()
+    data = make_tar(
+        entry("abs", tarfile.SYMTYPE, link=str(outside)),
+        entry("abs/pwned", data=b"1"),
+        entry("rel", tarfile.SYMTYPE, link="../../../../.."),
+        entry("rel/pwned2", data=b"2"),
+    )
+    dest = tmp_path / "dest"
+    apply(data, dest)
+    assert list(outside.iterdir()) == []
+    assert (dest / outside.relative_to("/") / "pwned").read_bytes() == b"1"
+    assert (dest / "pwned2").read_bytes() == b"2"
+
+
+def test_existing_symlink_is_replaced_not_followed(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep")
+    dest = tmp_path / "dest"
+    apply(make_tar(entry("f", tarfile.SYMTYPE, link=str(victim)), entry("f", data=b"new")), dest)
+    assert victim.read_bytes() == b"keep"
+    assert not (dest / "f").is_symlink() and (dest / "f").read_bytes() == b"new"
+
+
+def test_hardlinks_inside_work_and_escaping_ones_are_refused(tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    apply(make_tar(entry("a", data=b"abc"), entry("b", tarfile.LNKTYPE, link="a")), dest)
+    assert (dest / "a").stat().st_ino == (dest / "b").stat().st_ino
+    assert tree_size(dest) == 3  # one inode counted once
+    for link in ("/etc/passwd", "../outside", "missing"):
+        with pytest.raises(InvalidParameter):
+            apply(make_tar(entry("x", tarfile.LNKTYPE, link=link)), tmp_path / f"d-{uuid.uuid4().hex}")
+
+
+def test_owner_and_xattrs_are_restored(tmp_path: Path) -> None:
+    info, data = entry("f", data=b"x", uid=1234, gid=5678)
+    info.pax_headers = {"SCHILY.xattr.user.berth": "yes"}
+    dest = tmp_path / "dest"
+    apply(make_tar((info, data)), dest)
+    st = (dest / "f").stat()
+    if os.geteuid() == 0:
+        assert (st.st_uid, st.st_gid) == (1234, 5678)
+    assert os.getxattr(dest / "f", "user.berth") == b"yes"
+
+
+def test_delete_format_whiteouts(tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    apply(make_tar(entry("a", data=b"1"), entry("d/", tarfile.DIRTYPE, mode=0o755), entry("d/x", data=b"2"),
+                   entry("keep", data=b"3")), dest)
+    apply(make_tar(entry("d/new", data=b"4"), entry(".wh.a"), entry("d/.wh..wh..opq"), entry(".wh..wh.plnk")), dest)
+    assert sorted(p.name for p in dest.iterdir()) == ["d", "keep"]
+    assert [p.name for p in (dest / "d").iterdir()] == ["new"]
+
+
+def test_directory_mtimes_survive_their_children(tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    apply(make_tar(entry("d/", tarfile.DIRTYPE, mode=0o750), entry("d/f", data=b"x")), dest)
+    st = (dest / "d").stat()
+    assert st.st_mtime == 1_700_000_000 and st.st_mode & 0o777 == 0o750
+
+
+def good_tar() -> bytes:
+    return make_tar(entry("a", data=b"A" * 2000), entry("b", data=b"B" * 100))
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        pytest.param(lambda d: b"", id="empty"),
+        pytest.param(lambda d: b"this is not a tar archive at all\n" * 40, id="garbage"),
+        pytest.param(lambda d: d[:1000], id="cut-inside-file"),
+        pytest.param(lambda d: d[:1536 + 100], id="cut-inside-header"),
+        pytest.param(lambda d: d[:512 * 5] + b"\x01" * 512 + d[512 * 6:], id="garbage-header-midway"),
+        pytest.param(lambda d: gzip.compress(d)[:-30], id="cut-gzip"),
+        pytest.param(lambda d: gzip.compress(d)[:20] + b"\xff" * 200, id="corrupt-gzip"),
+    ],
+)
+def test_bad_archives_raise_invalid_parameter(tmp_path: Path, mangle) -> None:  # type: ignore[no-untyped-def]
+    data = good_tar()
+    with pytest.raises(ArchiveError):
+        apply(mangle(data), tmp_path / "dest")
+
+
+def test_clean_end_without_trailer_is_accepted_like_go(tmp_path: Path) -> None:
+    data = good_tar()
+    # a: header + 4 blocks; b: header + 1 block -> 7 blocks, then the zero trailer
+    diff_id, _ = apply(data[: 512 * 7], tmp_path / "dest")
+    assert diff_id == "sha256:" + hashlib.sha256(data[: 512 * 7]).hexdigest()
