@@ -3,15 +3,16 @@
 The model: each layer owns ``<root>/<id>/diff`` (what it adds, whiteouts as 0/0 character
 devices), ``link`` (a short random name) and ``lower`` (its ancestors' short names, nearest
 first). ``<root>/l/<short> -> ../<id>/diff`` keeps the ``lowerdir=`` option short, so deep
-images stay under the one page the kernel accepts for mount data. A container layer adds
+images stay under the one page the kernel accepts for mount data (with the data root
+``/var/lib/berth`` each layer costs 39 bytes: about 100 layers). A container layer adds
 ``work/`` and ``merged/``; its rootfs is one overlay mount::
 
-    <root>/l/6Q3HTJ4LYB2XJKZ2UZ7TQQUUUA -> ../3f1c.../diff
+    <root>/l/6Q3HTJ4LYB2X -> ../3f1c.../diff
     <root>/3f1c.../{diff/,link,lower}
     <root>/<container id>/{diff/,work/,merged/,link,lower}
 
     mounts(cid, "/x/rootfs") == [Mount("overlay", "overlay", "/x/rootfs",
-        ("lowerdir=<root>/l/6Q3H...", "upperdir=<root>/<cid>/diff", "workdir=<root>/<cid>/work"))]
+        ("lowerdir=<root>/l/6Q3HTJ4LYB2X", "upperdir=<root>/<cid>/diff", "workdir=<root>/<cid>/work"))]
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ LINK_DIR = "l"
 MAX_MOUNT_DATA = 4096 - 1
 
 
+SHORT_NAME_LEN = 12  # 60 random bits; Docker uses 26 characters, shorter fits more layers in a page
+
+
 def _short_name() -> str:
-    return base64.b32encode(secrets.token_bytes(16)).decode().rstrip("=")
+    return base64.b32encode(secrets.token_bytes(10)).decode()[:SHORT_NAME_LEN]
 
 
 class OverlayDriver:
@@ -59,8 +63,13 @@ class OverlayDriver:
         except FileExistsError as exc:
             raise Conflict(f"overlay2: create layer {layer_id}: already exists") from exc
         (layer / "diff").mkdir()
-        short = _short_name()
-        os.symlink(f"../{layer_id}/diff", self.root / LINK_DIR / short)
+        while True:
+            short = _short_name()
+            try:
+                os.symlink(f"../{layer_id}/diff", self.root / LINK_DIR / short)
+                break
+            except FileExistsError:
+                continue  # a 1-in-2**60 collision: draw again
         (layer / "link").write_text(short)
         if lower:
             (layer / "lower").write_text(":".join(f"{LINK_DIR}/{s}" for s in lower))
