@@ -245,3 +245,48 @@ def test_host_network_when_network_namespace_omitted(rootfs: Path):
     status, out, err = run(sh(rootfs, "ls /sys/class/net | wc -l", network=False))
     assert status == 0, err
     assert int(out.strip()) == len(os.listdir("/sys/class/net"))
+
+
+@pytest.mark.parametrize("no_new_privs", [False, True])
+def test_seccomp_default_profile_blocks_mount_even_with_cap_sys_admin(rootfs: Path, no_new_privs: bool):
+    from berth.libcontainer.seccomp import DEFAULT_PROFILE
+
+    script = "grep ^Seccomp: /proc/self/status; mkdir -p /mnt; mount -t tmpfs t /mnt 2>&1; unshare -n true 2>&1; echo end"
+    spec = sh(rootfs, script)
+    caps = spec["process"]["capabilities"]
+    for key in ("bounding", "effective", "permitted"):
+        caps[key] = [*caps[key], "CAP_SYS_ADMIN"]  # so only seccomp can refuse the mount
+    spec["process"]["noNewPrivileges"] = no_new_privs
+    spec["linux"]["seccomp"] = DEFAULT_PROFILE
+    status, out, err = run(spec)
+    assert status == 0, err
+    assert out.startswith("Seccomp:\t2\n")
+    assert "mount: permission denied" in out, out  # busybox's words for EPERM
+    assert "unshare(0x40000000): Operation not permitted" in out, out
+    # without the profile the same container can mount (CAP_SYS_ADMIN) -- shows the filter is what refused
+    del spec["linux"]["seccomp"]
+    status, plain, err = run(spec)
+    assert status == 0, err
+    assert plain.startswith("Seccomp:\t0\n") and "permission denied" not in plain
+    assert "Operation not permitted" not in plain
+
+
+def test_exec_process_gets_the_seccomp_filter(rootfs: Path):
+    from berth.libcontainer.seccomp import DEFAULT_PROFILE
+
+    spec = sh(rootfs, "exec sleep 30")
+    spec["linux"]["seccomp"] = DEFAULT_PROFILE
+    null = os.open("/dev/null", os.O_RDONLY)
+    out_r, out_w = os.pipe()
+    init = create(spec, [], Stdio(null, out_w, out_w), None)
+    try:
+        init.start()
+        proc = {"args": ["grep", "^Seccomp:", "/proc/self/status"]}
+        pid = exec_process(init.pid, proc, Stdio(null, out_w, out_w), None, DEFAULT_PROFILE)
+        assert os.waitpid(pid, 0)[1] == 0
+        assert os.read(out_r, 100) == b"Seccomp:\t2\n"
+    finally:
+        os.kill(init.pid, signal.SIGKILL)
+        os.waitpid(init.pid, 0)
+        for fd in (null, out_r, out_w):
+            os.close(fd)

@@ -126,3 +126,36 @@ def test_cgroup_mount_reads_mountinfo_and_proc_self_cgroup():
     assert _inside(("/", "/sys/fs/cgroup/memory"), "/berth/c1") == "/sys/fs/cgroup/memory/berth/c1"
     assert _inside(("/berth", "/sys/fs/cgroup/memory"), "/berth/c1") == "/sys/fs/cgroup/memory/c1"
     assert _inside(("/", "/sys/fs/cgroup/memory"), "/") == "/sys/fs/cgroup/memory"
+
+
+def test_seccomp_profiles_compile_to_bpf_and_bad_ones_are_refused():
+    import pytest as _pytest
+
+    from berth.libcontainer import seccomp
+
+    try:
+        program = seccomp.compile_profile(seccomp.DEFAULT_PROFILE)
+    except seccomp.SeccompError as exc:
+        _pytest.skip(f"libseccomp not available: {exc}")
+    assert program and len(program) % 8 == 0
+    assert seccomp.compile_profile(seccomp.DEFAULT_PROFILE) is program  # cached
+    odd = {
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "syscalls": [{"names": ["no_such_call", "read"], "action": "SCMP_ACT_ALLOW"}],
+    }
+    assert len(seccomp.compile_profile(odd)) % 8 == 0  # unknown names are skipped, as runc does
+    with _pytest.raises(seccomp.SeccompError):
+        seccomp.compile_profile({"defaultAction": "SCMP_ACT_EXPLODE"})
+    with _pytest.raises(seccomp.SeccompError):
+        seccomp.compile_profile({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_PDP11"]})
+    assert seccomp.action("SCMP_ACT_ERRNO", None) == 0x00050001
+    assert seccomp.action("SCMP_ACT_ERRNO", 38) == 0x00050026
+    spec = parse(
+        _config(
+            linux={
+                "namespaces": [{"type": "mount"}, {"type": "uts"}],
+                "seccomp": {"defaultAction": "SCMP_ACT_ALLOW"},
+            }
+        )
+    )
+    assert spec.seccomp == '{"defaultAction": "SCMP_ACT_ALLOW"}'

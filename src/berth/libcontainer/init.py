@@ -19,7 +19,7 @@ import socket
 import struct
 from typing import NoReturn
 
-from berth.libcontainer import capabilities, executable, kernel, rootfs
+from berth.libcontainer import capabilities, executable, kernel, rootfs, seccomp
 from berth.libcontainer.cgroups import Cgroup
 from berth.libcontainer.failure import EXIT_OTHER, READY, ContainerInitError
 from berth.libcontainer.spec import ContainerSpec, Mount, Process, Stdio
@@ -27,6 +27,7 @@ from berth.libcontainer.spec import ContainerSpec, Mount, Process, Stdio
 
 def run_init(
     spec: ContainerSpec,
+    seccomp_program: bytes | None,
     rootfs_mounts: list[Mount],
     stdio: Stdio,
     cgroup: Cgroup | None,
@@ -62,13 +63,10 @@ def run_init(
         rootfs.pivot(spec.root_path)
         # /proc is the container's own now: sysctls, masked and read-only paths, read-only root.
         rootfs.finish(spec)
-        _become(spec.process)
+        _become(spec.process, seccomp_program)
         path = executable.resolve(spec.process.args[0], spec.process.path_env)
         env = _environment(spec.process)
-        # no_new_privs last before exec: it would not stop anything we do above, only setuid
-        # binaries (and file capabilities) the container runs.
-        if spec.process.no_new_privileges:
-            kernel.prctl(kernel.PR_SET_NO_NEW_PRIVS, 1)
+        _restrict(spec.process, seccomp_program)
     except BaseException as exc:  # the child never returns into the caller's code
         _die(report_fd, exc)
     # The barrier: tell the parent we are ready, and exec only when it says so.
@@ -80,7 +78,12 @@ def run_init(
 
 
 def run_exec(
-    init_pid: int, process: Process, stdio: Stdio, cgroup: Cgroup | None, report_fd: int
+    init_pid: int,
+    process: Process,
+    stdio: Stdio,
+    cgroup: Cgroup | None,
+    seccomp_program: bytes | None,
+    report_fd: int,
 ) -> NoReturn:
     """A process joining a running container (``docker exec``)."""
     try:
@@ -104,11 +107,10 @@ def run_exec(
                 continue  # already there (e.g. host network): setns would be a no-op
             _syscall(f"join {ns} namespace of", str(init_pid), kernel.setns, fd, kernel.NAMESPACE_FLAGS[ns])
             os.close(fd)
-        _become(process)
+        _become(process, seccomp_program)
         path = executable.resolve(process.args[0], process.path_env)
         env = _environment(process)
-        if process.no_new_privileges:
-            kernel.prctl(kernel.PR_SET_NO_NEW_PRIVS, 1)
+        _restrict(process, seccomp_program)
     except BaseException as exc:
         _die(report_fd, exc)
     _exec(path, process.args, env, report_fd)
@@ -173,8 +175,13 @@ def _set_rlimits(process: Process) -> None:
             raise ContainerInitError(f"setrlimit {rl.name}: {exc.strerror}", EXIT_OTHER) from exc
 
 
-def _become(process: Process) -> None:
+def _become(process: Process, seccomp_program: bytes | None) -> None:
     """rlimits, bounding set, user, cwd, capabilities: runc's finalizeNamespace order."""
+    if seccomp_program is not None and not process.no_new_privileges:
+        # Without no_new_privs, installing a filter needs CAP_SYS_ADMIN, which the capability
+        # steps below drop: load it now (runc does the same); the profile must allow the
+        # syscalls that follow (prctl, setgroups, setres[ug]id, capset, chdir, execve).
+        _syscall("load seccomp filter", "self", seccomp.load, seccomp_program)
     _set_rlimits(process)
     if process.oom_score_adj is not None:
         with open("/proc/self/oom_score_adj", "w") as f:
@@ -226,6 +233,17 @@ def _become(process: Process) -> None:
                 kernel.PR_CAP_AMBIENT_RAISE,
                 cap,
             )
+
+
+def _restrict(process: Process, seccomp_program: bytes | None) -> None:
+    """no_new_privs, then (with it) the seccomp filter: the last steps before exec."""
+    # no_new_privs would not stop anything done above, only setuid binaries and file
+    # capabilities the container runs; with it set, the filter loads without CAP_SYS_ADMIN and
+    # as late as possible, so it need not allow init's own set-up calls.
+    if process.no_new_privileges:
+        kernel.prctl(kernel.PR_SET_NO_NEW_PRIVS, 1)
+        if seccomp_program is not None:
+            _syscall("load seccomp filter", "self", seccomp.load, seccomp_program)
 
 
 def _chdir(cwd: str) -> int | None:

@@ -16,10 +16,11 @@ init's namespace. The caller must be single-threaded (the monitor is).
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
-from berth.libcontainer import kernel
+from berth.libcontainer import kernel, seccomp
 from berth.libcontainer import spec as specmod
 from berth.libcontainer.cgroups import Cgroup
 from berth.libcontainer.failure import EXIT_OTHER, READY, ContainerInitError
@@ -80,6 +81,7 @@ def create(
     ContainerInitError (the child is reaped) if anything fails before the barrier.
     """
     parsed = specmod.parse(spec)
+    program = _compile_seccomp(json.loads(parsed.seccomp) if parsed.seccomp else None)
     pidns = parsed.namespace("pid")
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     barrier_r, barrier_w = os.pipe2(os.O_CLOEXEC)
@@ -94,7 +96,7 @@ def create(
             os.close(report_r)
             os.close(barrier_w)
         finally:
-            run_init(parsed, rootfs_mounts, stdio, cgroup, report_w, barrier_r)
+            run_init(parsed, program, rootfs_mounts, stdio, cgroup, report_w, barrier_r)
     os.close(report_w)
     os.close(barrier_r)
     data = _read_line(report_r)
@@ -110,10 +112,20 @@ def create(
     )
 
 
-def exec_process(init_pid: int, process: dict[str, Any], stdio: Stdio, cgroup: Cgroup | None) -> int:
+def exec_process(
+    init_pid: int,
+    process: dict[str, Any],
+    stdio: Stdio,
+    cgroup: Cgroup | None,
+    seccomp_profile: dict[str, Any] | None = None,
+) -> int:
     """Fork a process into the namespaces (and cgroup) of ``init_pid``; return its host pid
-    once it has exec'd. The caller reaps it. Errors before exec raise ContainerInitError."""
+    once it has exec'd. The caller reaps it. Errors before exec raise ContainerInitError.
+
+    ``seccomp_profile`` is the container's ``linux.seccomp`` (pass it: a filter is per process,
+    and an exec'd process does not inherit init's)."""
     parsed = specmod.parse_process(process)
+    program = _compile_seccomp(seccomp_profile)
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     try:
         pid = _fork_in_pidns(f"/proc/{init_pid}/ns/pid")
@@ -125,7 +137,7 @@ def exec_process(init_pid: int, process: dict[str, Any], stdio: Stdio, cgroup: C
         try:
             os.close(report_r)
         finally:
-            run_exec(init_pid, parsed, stdio, cgroup, report_w)
+            run_exec(init_pid, parsed, stdio, cgroup, program, report_w)
     os.close(report_w)
     try:
         data = _read_all(report_r)
@@ -135,6 +147,15 @@ def exec_process(init_pid: int, process: dict[str, Any], stdio: Stdio, cgroup: C
         _reap(pid)
         raise ContainerInitError.from_wire(data)
     return pid
+
+
+def _compile_seccomp(profile: dict[str, Any] | None) -> bytes | None:
+    if profile is None:
+        return None
+    try:
+        return seccomp.compile_profile(profile)
+    except seccomp.SeccompError as exc:
+        raise ContainerInitError(f"seccomp: {exc}", EXIT_OTHER) from exc
 
 
 def _fork_in_pidns(target: str | None) -> int:

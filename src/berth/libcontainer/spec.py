@@ -18,6 +18,7 @@ everything else the filesystem's data string.
 
 from __future__ import annotations
 
+import json
 import resource
 from dataclasses import dataclass, field
 from typing import Any
@@ -196,6 +197,7 @@ class ContainerSpec:
     devices: tuple[Device, ...] = ()
     sysctl: tuple[tuple[str, str], ...] = ()
     rootfs_propagation: str = "rslave"
+    seccomp: str | None = None  # linux.seccomp as canonical JSON (compiled in the parent)
 
     def namespace(self, type_: str) -> Namespace | None:
         for ns in self.namespaces:
@@ -340,4 +342,13 @@ def parse(config: dict[str, Any]) -> ContainerSpec:
         devices=devices,
         sysctl=sysctl,
         rootfs_propagation=linux.get("rootfsPropagation") or "rslave",
+        seccomp=_seccomp_json(linux.get("seccomp")),
     )
+
+
+def _seccomp_json(profile: Any) -> str | None:
+    if profile is None:
+        return None
+    if not isinstance(profile, dict) or not isinstance(profile.get("defaultAction"), str):
+        raise _bad("linux.seccomp must be an object with a defaultAction")
+    return json.dumps(profile, sort_keys=True)
