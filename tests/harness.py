@@ -110,7 +110,8 @@ def http_request(
         headers = {}
         data = None
         if body is not None:
-            data = json.dumps(body).encode()
+            # bytes go as they are (malformed-input tests); anything else as JSON
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
         conn.request(method, path, body=data, headers=headers)
         resp = conn.getresponse()

@@ -12,7 +12,6 @@ Listeners: ``unix://PATH``, ``tcp://HOST:PORT`` (TLS when configured) and ``fd:/
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import re
@@ -91,8 +90,11 @@ async def _middleware(request: web.Request, handler: RouteHandler) -> web.Stream
         return error_response(404, "page not found")
     except web.HTTPMethodNotAllowed:
         return error_response(404, "page not found")
-    except (ConnectionResetError, asyncio.CancelledError):
-        raise
+    except ConnectionResetError:
+        # The client went away mid-stream (e.g. `run -d` drops its wait): nothing to answer.
+        from berth.api.hijack import hijacked_response
+
+        return hijacked_response()
     except Exception as exc:  # the one boundary where unexpected failures become a 500
         log.exception("%s %s failed", request.method, request.path)
         return error_response(500, f"{type(exc).__name__}: {exc}")
@@ -158,7 +160,10 @@ class Server:
         self.hosts = hosts
         self.tls = tls
         self.insecure_tcp = insecure_tcp
-        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        # handler_cancellation: a wait/logs/events handler ends when its client disconnects.
+        self.runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0, handler_cancellation=True
+        )
         self._unix_paths: list[Path] = []
 
     async def start(self) -> None:

@@ -50,7 +50,7 @@ class Daemon:
     async def startup(self) -> None:
         from berth.drivers.exec.native import NativeDriver
         from berth.drivers.graph import new_driver
-        from berth.graph import Graph
+        from berth.graph.graph import Graph
 
         cfg = self.cfg
         for sub in ("containers", "tmp"):
@@ -78,6 +78,7 @@ class Daemon:
     async def _restore(self) -> None:
         """Reconnect to containers that kept running while we were away; settle the rest."""
         from berth.daemon.lifecycle import attach_live, settle_exit
+        from berth.drivers.exec.model import ExitStatus
 
         known = {c.id: c for c in self.store.all()}
         self.containers = known
@@ -90,7 +91,7 @@ class Daemon:
         for c in known.values():
             if c.state.status in ("running", "paused", "restarting"):
                 result = await self.driver.reconnect(c.id)
-                if hasattr(result, "exit_code") and not hasattr(result, "start"):
+                if isinstance(result, ExitStatus):
                     await settle_exit(self, c, result)
                 else:
                     attach_live(self, c, result)

@@ -118,7 +118,7 @@ async def start(d: Daemon, job: Job) -> None:
     out = job.stdout
     try:
         process = await _process(d, c, ex.config)
-        handle = await d.session(c.id).handle.exec(process)
+        handle = await d.session(c.id).handle.exec(process, open_stdin=bool(ex.config.get("AttachStdin")))
     except ContainerStartError as exc:
         ex.exit_code = 126
         ex.done.set()

@@ -52,7 +52,7 @@ def _cpus_to_nanos(host: dict[str, Any]) -> int | None:
 
 
 async def _spawn(d: Daemon, c: Container) -> Any:
-    from berth.drivers.exec.native import CreateRequest
+    from berth.drivers.exec.model import CreateRequest
     from berth.drivers.exec.spec import SpecInput, build_spec
     from berth.libcontainer.cgroups import Resources
 
@@ -120,6 +120,11 @@ async def start_container(d: Daemon, c: Container) -> None:
     c.state.to_running(handle.pid)
     d.save(c)
     await session.started(handle)
+    size = c.host_config.get("ConsoleSize") or [0, 0]
+    if c.tty and size[0] and size[1]:
+        # API ≥ 1.42 clients send the terminal size at create; it must be set before the
+        # process runs (`docker run -it ... stty size` reads it at once).
+        await handle.resize(int(size[0]), int(size[1]))
     await handle.start()
     d.publish(c, "start")
     d.spawn(_watch(d, c, handle), f"watch container {c.id[:12]}")
