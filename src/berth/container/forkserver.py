@@ -36,11 +36,17 @@ import berth.container.monitor as monitor
 def serve(control: socket.socket) -> None:
     """Answer spawn requests until the daemon closes the control socket."""
     control.send(b"ready")
+    # recvmsg, not socket.recv_fds: every page this loop writes after a fork is copied, and the
+    # old copy stays with the monitor just forked, so the loop touches as little as it can
+    space = socket.CMSG_SPACE(4 * 4)
     while True:
         try:
-            msg, fds, _flags, _addr = socket.recv_fds(control, 64, 4)
+            msg, ancdata, _flags, _addr = control.recvmsg(64, space)
         except ConnectionResetError:
             return
+        fds = [int.from_bytes(data[i : i + 4], sys.byteorder)
+               for level, kind, data in ancdata if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
+               for i in range(0, len(data) - len(data) % 4, 4)]
         if not msg and not fds:
             return  # EOF: the daemon is gone
         for fd in fds[1:]:
@@ -73,14 +79,48 @@ def spawn(fd: int, control: socket.socket) -> None:
     os.waitpid(pid, 0)
 
 
+def fill_pool_holes() -> list[bytes]:
+    """Occupy every free block in pymalloc's partly used pools; returns the fillers to keep.
+
+    A monitor's new objects would otherwise land in those holes, scattered over hundreds of
+    pages it shares with us, and copy each of them (4 KiB per small object). With the holes
+    filled, its allocations go to fresh pools, a few compact pages of its own. The counts come
+    from ``sys._debugmallocstats()`` (CPython's own allocator report, on stderr).
+    """
+    report = os.memfd_create("berth-mallocstats", os.MFD_CLOEXEC)
+    saved = os.dup(2)
+    try:
+        os.dup2(report, 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+        size = os.lseek(report, 0, os.SEEK_END)
+        text = os.pread(report, size, 0).decode("ascii", "replace")
+    finally:
+        os.close(saved)
+        os.close(report)
+    fillers: list[bytes] = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 5 and all(p.isdigit() for p in parts):
+            size, avail = int(parts[1]), int(parts[4])
+            if size >= 48:  # a bytes object of length n is a (33 + n)-byte block; n >= 2 is never cached
+                fillers.extend(b"\0" * (size - 33) for _ in range(avail))
+    return fillers
+
+
 def main() -> None:
     fd = int(sys.argv[1])
     control = socket.socket(fileno=fd)
     # Ctrl-C in the daemon's terminal is the daemon's to handle; we end when it closes the socket
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    monitor.warm_up()
     gc.collect()
+    fillers = fill_pool_holes()
     gc.freeze()
     serve(control)
+    del fillers
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ def parse_time(text: str) -> int:
 
 def encode_record(stream: str, data: bytes, ns: int) -> bytes:
     """One log line (with its trailing newline) the way Docker's json-file driver writes it."""
-    text = json.dumps(data.decode("utf-8", "replace"), ensure_ascii=False)
+    text = encode_basestring(data.decode("utf-8", "replace"))  # json.dumps(ensure_ascii=False) for a str
     for raw, esc in _GO_ESCAPES:
         if raw in text:
             text = text.replace(raw, esc)

@@ -43,9 +43,17 @@ def encode(kind: int, payload: bytes = b"") -> bytes:
     return HEADER.pack(kind, len(payload)) + payload
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # one instance: json.dumps(**kw) builds one per call
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact JSON as bytes."""
+    return _ENCODER.encode(obj).encode()
+
+
 def encode_json(obj: Any) -> bytes:
     """One type-4 control frame holding ``obj`` as compact JSON."""
-    return encode(CONTROL, json.dumps(obj, separators=(",", ":")).encode())
+    return encode(CONTROL, dumps(obj))
 
 
 def decode_json(payload: bytes) -> dict[str, Any]:

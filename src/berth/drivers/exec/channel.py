@@ -21,7 +21,7 @@ from collections import deque
 from typing import Any
 
 from berth.container import protocol as P
-from berth.errors import Conflict, InvalidParameter, SystemFailure
+from berth.errors import Conflict, ContainerStartError, InvalidParameter, SystemFailure
 
 _ERRORS = {"conflict": Conflict, "invalid": InvalidParameter}
 
@@ -158,7 +158,10 @@ class MonitorChannel:
             raise
         reply = await fut
         if reply.get("error"):
-            raise _ERRORS.get(reply.get("kind", ""), SystemFailure)(str(reply["error"]))
+            kind = str(reply.get("kind", ""))
+            if kind.startswith("start:"):  # the process could not be exec'd: 127/126
+                raise ContainerStartError(str(reply["error"]), int(kind[6:]))
+            raise _ERRORS.get(kind, SystemFailure)(str(reply["error"]))
 
     async def close(self) -> None:
         """Drop the connection (the container goes on once started) and stop the reader."""

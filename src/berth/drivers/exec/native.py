@@ -133,16 +133,20 @@ class NativeDriver:
             "op": "create",
             "id": req.id,
             "exec_root": str(self.exec_root),
-            "spec": req.spec,
-            "rootfs_mounts": [[m.type, m.source, m.target, list(m.options)] for m in req.rootfs_mounts],
-            "resources": dataclasses.asdict(req.resources),
             "cgroup": self.cgroup_name(req.id),
             "tty": req.tty,
             "open_stdin": req.open_stdin,
             "log_path": str(req.log_path) if req.log_path else "",
         }
+        # the body travels as a second frame: only the monitor's short-lived helper parses it
+        body = {
+            "spec": req.spec,
+            "rootfs_mounts": [[m.type, m.source, m.target, list(m.options)] for m in req.rootfs_mounts],
+            "resources": dataclasses.asdict(req.resources),
+        }
+        writer.write(P.encode_json(request))
         try:
-            ev = await hello(reader, writer, request)
+            ev = await hello(reader, writer, body)
         except (ConnectionError, P.ProtocolError) as exc:
             writer.close()
             raise SystemFailure(f"create container {req.id}: monitor connection broke: {exc}") from exc
