@@ -76,12 +76,12 @@ def test_factory_passes_storage_driver(berthd_factory, driver: str) -> None:
 def test_tcp_tls_listener(berthd_factory, tmp_path) -> None:
     tls = harness.make_tls(tmp_path / "tls")
     d = berthd_factory(tcp_port=harness.free_tcp_port(), tls=tls)
-    r = d.docker("version", "--format", "{{.Server.ApiVersion}}", env=d.tcp_env)
+    r = d.docker("version", "--format", "{{.Server.APIVersion}}", env=d.tcp_env)
     assert r.returncode == 0, r.stderr + d.log_tail()
     assert r.stdout.strip()
     # Without a client certificate, --tlsverify must refuse the connection.
     env = d.tcp_env
     env.pop("DOCKER_CERT_PATH")
     env.pop("DOCKER_TLS_VERIFY")
-    r = d.docker("version", "--format", "{{.Server.ApiVersion}}", env=env, timeout=30)
+    r = d.docker("version", "--format", "{{.Server.APIVersion}}", env=env, timeout=30)
     assert r.returncode != 0
