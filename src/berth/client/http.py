@@ -282,5 +282,12 @@ class RawStream:
         except OSError:
             pass  # the daemon already closed: nothing left to tell it
 
+    def abort(self) -> None:
+        """Shut both directions: wakes a reader blocked on this stream (detach)."""
+        try:
+            self.sock.shutdown(2)  # SHUT_RDWR
+        except OSError:
+            pass  # already closed by the daemon
+
     def close(self) -> None:
         self.sock.close()

@@ -1,0 +1,98 @@
+"""An attached container or exec session: the hijacked stream, stdin, the TTY, signals.
+
+Model: ``Session`` runs the part that ``run``, ``start -a``, ``attach`` and ``exec`` share once
+the daemon has answered ``101``: it starts copying our stdin (``-i``) into the stream or
+half-closes at once, and, after the caller has started the process, copies the output to our
+stdout/stderr until the daemon ends the stream. With a TTY the local terminal is raw for the
+duration and its size follows SIGWINCH (``resize`` posts it); without one, SIGINT/SIGTERM/...
+are forwarded as ``POST kill?signal=NAME`` (docker's sig-proxy). Daemon calls made from signal
+handlers go through a separate client, so they never interleave with a request in flight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from berth.cli.streams import DetachKeys, StdinPump, copy_output, socket_chunks
+from berth.cli.terminal import RawTerminal, is_tty, watch_resize
+
+PROXIED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
+
+
+def side_client(ctx: Any) -> Any:
+    """A second client on the same endpoint and version, for calls from signal handlers."""
+    from berth.client.api import Client
+
+    return Client(ctx.client.endpoint, api_version=ctx.client.version)
+
+
+@contextlib.contextmanager
+def signal_proxy(kill: Callable[[str], None], enabled: bool) -> Iterator[None]:
+    import threading
+
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    import signal
+
+    previous = {}
+
+    def forward(signum: int, _frame: object) -> None:
+        name = signal.Signals(signum).name.removeprefix("SIG")
+        try:
+            kill(name)
+        except Exception:  # noqa: BLE001 - a failed forward must not kill the session; docker ignores it too
+            pass
+
+    for name in PROXIED_SIGNALS:
+        sig = getattr(signal, name)
+        previous[sig] = signal.signal(sig, forward)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class Session:
+    def __init__(self, ctx: Any, raw: Any, tty: bool, stdin: bool, detach_keys: bytes | None = None) -> None:
+        self.ctx = ctx
+        self.raw = raw
+        self.tty = tty
+        self.stdin = stdin
+        self.pump: StdinPump | None = None
+        self.detach_keys = detach_keys
+        self.stdin_fd = ctx.stdin.fileno() if stdin else -1
+
+    def begin(self) -> None:
+        """Right after the 101: stdin flows from now (the daemon buffers it until start)."""
+        if self.stdin:
+            keys = DetachKeys(self.detach_keys) if (self.tty and self.detach_keys) else None
+            self.pump = StdinPump(self.stdin_fd, self.raw, keys).start()
+        else:
+            self.raw.close_write()
+
+    def stream(self, resize: Callable[[int, int], None] | None = None) -> bool:
+        """Copy output until the daemon ends it; False when the user detached."""
+        raw_mode = self.tty and self.stdin and is_tty(self.stdin_fd)
+        with RawTerminal(self.stdin_fd) if raw_mode else contextlib.nullcontext():
+            stop = lambda: None  # noqa: E731
+            if self.tty and resize is not None and is_tty(self.ctx.stdout.fileno()):
+                stop = watch_resize(self.ctx.stdout.fileno(), resize)
+            try:
+                chunks = socket_chunks(self.raw)
+                if self.pump is not None and self.detach_keys:
+                    chunks = self._until_detached(chunks)
+                copy_output(chunks, self.ctx.write_bytes, self.tty)
+            finally:
+                stop()
+                self.raw.close()
+        return not (self.pump is not None and self.pump.detached)
+
+    def _until_detached(self, chunks: Any) -> Iterator[bytes]:
+        for data in chunks:
+            yield data
+            if self.pump is not None and self.pump.detached:
+                return
