@@ -1,0 +1,105 @@
+"""berthd as a process: listeners, one daemon per data root, side-by-side daemons, jobs, events."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+
+import harness
+
+pytestmark = pytest.mark.integration
+
+
+def test_second_daemon_on_same_root_refuses(berthd: harness.Berthd) -> None:
+    r = subprocess.run(
+        [str(harness.BERTHD), "--data-root", str(berthd.data_root), "--exec-root", str(berthd.root / "exec2"),
+         "-H", f"unix://{berthd.root}/other.sock"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert r.returncode == 1
+    assert f"another berthd (pid {berthd.pid}) is using the data root {berthd.data_root}" in r.stderr
+
+
+def test_two_daemons_side_by_side(berthd_factory, busybox_tar) -> None:  # type: ignore[no-untyped-def]
+    a = berthd_factory()
+    b = berthd_factory(storage_driver="vfs")
+    for d in (a, b):
+        d.import_image(busybox_tar)
+    assert a.docker("run", "-d", "--name", "only-a", "busybox", "sleep", "60").returncode == 0
+    assert b.docker("run", "--rm", "busybox", "echo", "from-b").stdout == "from-b\n"
+    assert a.docker("ps", "--format", "{{.Names}}").stdout.split() == ["only-a"]
+    assert b.docker("ps", "-a", "--format", "{{.Names}}").stdout.split() == []
+    assert json.loads(b.docker("info", "--format", "{{json .Driver}}").stdout) == "vfs"
+
+
+def test_non_loopback_tcp_needs_tls(berthd_factory) -> None:  # type: ignore[no-untyped-def]
+    d = berthd_factory(start=False, extra_args=("-H", "tcp://0.0.0.0:0"))
+    with pytest.raises(harness.DaemonError) as err:
+        d.start()
+    assert "refusing to listen on tcp://0.0.0.0:0 without TLS" in str(err.value)
+
+
+def test_fd_socket_activation(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    d = harness.Berthd.create()
+    listener = socket.socket(socket.AF_UNIX)
+    sock_path = str(d.root / "act.sock")
+    listener.bind(sock_path)
+    listener.listen(16)
+    argv = " ".join(
+        ["exec", str(harness.BERTHD), "--data-root", str(d.data_root), "--exec-root", str(d.exec_root),
+         "-H", "fd://", "--pidfile", str(d.pidfile)]
+    )
+    # LISTEN_PID must be berthd's own pid: sh's $$ is, after exec.
+    proc = subprocess.Popen(
+        ["sh", "-c", f"LISTEN_FDS=1 LISTEN_PID=$$ {argv}"],
+        preexec_fn=lambda: os.dup2(listener.fileno(), 3),  # systemd's first socket is fd 3
+        close_fds=False,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not harness.ping(sock_path) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.05)
+        assert harness.ping(sock_path)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        if proc.stderr is not None:
+            proc.stderr.close()
+        listener.close()
+        d.teardown()
+
+
+def test_jobs_api_and_events(berthd: harness.Berthd, busybox_image: str) -> None:
+    since = time.time()
+    assert berthd.docker("run", "--rm", "--name", "evt", busybox_image, "true").returncode == 0
+    status, jobs = berthd.api("GET", "/berth/v1/jobs?all=1")
+    assert status == 200
+    names = [j["Name"] for j in jobs]
+    for name in ("container.create", "container.attach", "container.wait", "container.start", "serveapi"):
+        assert name in names, names
+    serve = next(j for j in jobs if j["Name"] == "serveapi")
+    assert serve["Status"] == "running" and serve["DurationMs"] is None
+    create = next(j for j in jobs if j["Name"] == "container.create")
+    assert create["Status"] == "ok" and create["DurationMs"] > 0
+    r = berthd.docker("events", "--since", str(since), "--until", str(time.time() + 0.5),
+                      "--filter", "container=evt", "--format", "{{.Action}}")
+    assert r.returncode == 0, r.stderr
+    actions = r.stdout.split()
+    assert actions[:2] == ["create", "attach"] or actions[0] == "create", actions
+    assert {"start", "die", "destroy"} <= set(actions), actions
+    assert actions.index("die") < actions.index("destroy")
+
+
+def test_sigterm_shuts_down_cleanly(berthd: harness.Berthd) -> None:
+    pidfile = berthd.pidfile
+    assert pidfile.exists()
+    assert berthd.stop() == 0
+    assert not pidfile.exists()
+    assert not (berthd.exec_root / "berth.sock").exists()
