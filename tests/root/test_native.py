@@ -313,7 +313,8 @@ def test_signal_pause_resume(env: Env) -> None:
             stream = handle.output()
             await handle.start()
             cg = Cgroup(driver.cgroup_name(req.id))
-            assert handle.pid in cg.pids()
+            assert handle.pid in cg.pids() and handle.pid in await driver.pids(req.id)
+            await handle.resize(10, 10)  # no terminal: accepted, nothing to do
             got = b""
             async for _kind, data in stream:
                 got += data

@@ -29,7 +29,7 @@ Imports are kept to what the loop needs: every page the monitor touches is its o
 
 from __future__ import annotations
 
-import _signal
+import _signal  # type: ignore[import-not-found]  # signal.signal without the enum wrapping
 import os
 import select
 import signal
@@ -533,7 +533,7 @@ class Monitor:
             self._flush_stdin(sess)
         elif op == "resize":
             if sess.master < 0:
-                raise Refused("invalid", "the process has no tty")
+                return  # no terminal: nothing to resize (containerd's shim answers the same)
             import fcntl
             import struct
 

@@ -189,6 +189,11 @@ class NativeDriver:
         if cg.exists():
             await asyncio.to_thread(cg.destroy)
 
+    async def pids(self, cid: str) -> list[int]:
+        """Host pids of every process in the container's cgroup (``docker top``)."""
+        cg = Cgroup(self.cgroup_name(cid), self.cgroup_root)
+        return await asyncio.to_thread(cg.pids) if cg.exists() else []
+
     async def _connect(self, cid: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         path = str(self.exec_dir(cid) / "monitor.sock")
         if len(os.fsencode(path)) <= SUN_PATH_MAX:

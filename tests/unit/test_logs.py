@@ -1,0 +1,135 @@
+"""The json-file log: Docker's line format, partial lines, and the reader's tail/since/until/follow."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+from berth.container.logs import (
+    PARTIAL_MAX,
+    LogRecord,
+    LogWriter,
+    encode_record,
+    format_time,
+    parse_time,
+    read_logs,
+)
+
+
+def read_records(path: Path, **kw: object) -> list[LogRecord]:
+    async def collect() -> list[LogRecord]:
+        return [r async for r in read_logs(path, **kw)]  # type: ignore[arg-type]
+
+    return asyncio.run(collect())
+
+
+def test_time_format_is_rfc3339_with_nine_digits() -> None:
+    assert format_time(1_795_840_368_000_000_007) == "2026-11-28T04:32:48.000000007Z"
+    assert parse_time("2026-11-28T04:32:48.566437740Z") == 1_795_840_368_566_437_740
+    assert parse_time("2026-11-28T04:32:48.5Z") == 1_795_840_368_500_000_000
+    assert parse_time("2026-11-28T04:32:48Z") == 1_795_840_368_000_000_000
+    assert parse_time("2026-11-28T05:32:48.1+01:00") == 1_795_840_368_100_000_000
+
+
+def test_record_is_byte_compatible_with_docker() -> None:
+    line = encode_record("stdout", "hi <b> & é\n".encode(), 1_795_840_368_566_437_740)
+    assert line == (
+        b'{"log":"hi \\u003cb\\u003e \\u0026 \xc3\xa9\\n","stream":"stdout",'
+        b'"time":"2026-11-28T04:32:48.566437740Z"}\n'
+    )
+    bad = encode_record("stderr", b"\xff\x01", 0)
+    assert json.loads(bad)["log"] == "\ufffd\x01"
+
+
+def test_writer_cuts_at_newlines_and_holds_partials(tmp_path: Path) -> None:
+    path = tmp_path / "c-json.log"
+    w = LogWriter(str(path))
+    w.write(1, b"one\ntw")
+    w.write(2, b"err\n")
+    w.write(1, b"o\nthree")
+    assert [json.loads(x)["log"] for x in path.read_text().splitlines()] == ["one\n", "err\n", "two\n"]
+    w.close()  # flushes the open line without a newline
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    assert [(r["stream"], r["log"]) for r in lines] == [
+        ("stdout", "one\n"), ("stderr", "err\n"), ("stdout", "two\n"), ("stdout", "three")]
+
+
+def test_writer_splits_long_lines_at_16k(tmp_path: Path) -> None:
+    path = tmp_path / "c-json.log"
+    w = LogWriter(str(path))
+    w.write(1, b"a" * (PARTIAL_MAX + 10))  # no newline yet: one 16 KiB partial record now
+    assert [len(json.loads(x)["log"]) for x in path.read_text().splitlines()] == [PARTIAL_MAX]
+    w.write(1, b"b" * (2 * PARTIAL_MAX) + b"\n")
+    logs = [json.loads(x)["log"] for x in path.read_text().splitlines()]
+    assert [len(x) for x in logs] == [PARTIAL_MAX, PARTIAL_MAX, PARTIAL_MAX, 11]
+    assert "".join(logs) == "a" * (PARTIAL_MAX + 10) + "b" * (2 * PARTIAL_MAX) + "\n"
+    w.close()
+
+
+def write_log(path: Path, entries: list[tuple[str, str, int]]) -> None:
+    path.write_bytes(b"".join(encode_record(s, d.encode(), ns) for s, d, ns in entries))
+
+
+BASE = 1_795_840_368_000_000_000
+
+
+def test_reader_all_tail_since_until_timestamps(tmp_path: Path) -> None:
+    path = tmp_path / "c-json.log"
+    write_log(path, [("stdout", f"line {i}\n", BASE + i * 1_000_000_000) for i in range(10)]
+              + [("stderr", "oops\n", BASE + 10_000_000_000)])
+    recs = read_records(path)
+    assert len(recs) == 11 and recs[0] == LogRecord(1, b"line 0\n", BASE) and recs[-1].stream == 2
+    assert [r.data for r in read_records(path, tail=2)] == [b"line 9\n", b"oops\n"]
+    assert read_records(path, tail=0) == []
+    assert len(read_records(path, tail=100)) == 11
+    assert [r.data for r in read_records(path, since=(BASE + 8_000_000_000) / 1e9)] == [
+        b"line 8\n", b"line 9\n", b"oops\n"]
+    assert [r.data for r in read_records(path, until=(BASE + 1_000_000_000) / 1e9)] == [b"line 0\n", b"line 1\n"]
+    assert [r.data for r in read_records(path, tail=3, since=(BASE + 9_500_000_000) / 1e9)] == [b"oops\n"]
+    stamped = read_records(path, tail=1, timestamps=True)
+    assert stamped[0].data == b"2026-11-28T04:32:58.000000000Z oops\n"
+
+
+def test_reader_tail_across_blocks_and_damaged_lines(tmp_path: Path) -> None:
+    path = tmp_path / "c-json.log"
+    write_log(path, [("stdout", "x" * 1000 + f"{i}\n", BASE + i) for i in range(300)])
+    with path.open("ab") as f:
+        f.write(b"not json\n")
+    recs = read_records(path, tail=101)
+    assert len(recs) == 100 and recs[0].data.endswith(b"200\n")  # the damaged line counts as a line
+
+
+def test_reader_missing_file_yields_nothing(tmp_path: Path) -> None:
+    assert read_records(tmp_path / "nope.log") == []
+
+
+def test_reader_follows_until_stopped(tmp_path: Path) -> None:
+    path = tmp_path / "c-json.log"
+    w = LogWriter(str(path))
+    w.write(1, b"before\n")
+
+    async def scenario() -> list[bytes]:
+        stop = asyncio.Event()
+        got: list[bytes] = []
+
+        async def consume() -> None:
+            async for rec in read_logs(path, follow=True, stop=stop, poll_interval=0.01):
+                got.append(rec.data)
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.05)
+        w.write(1, b"after\npart")  # the open line is not read until it is complete
+        await asyncio.sleep(0.05)
+        assert got == [b"before\n", b"after\n"]
+        w.write(1, b"ial\n")
+        w.write(2, b"last\n")
+        stop.set()  # what was appended before the stop is still delivered
+        await asyncio.wait_for(task, 5)
+        return got
+
+    t0 = time.monotonic()
+    assert asyncio.run(scenario()) == [b"before\n", b"after\n", b"partial\n", b"last\n"]
+    assert time.monotonic() - t0 < 5
+    w.close()

@@ -1,0 +1,130 @@
+"""build_spec: berth's container settings -> the OCI config.json Docker would hand runc."""
+
+from __future__ import annotations
+
+import pytest
+
+from berth.drivers.exec.spec import (
+    DEFAULT_CAPS,
+    DEFAULT_PATH,
+    MASKED_PATHS,
+    READONLY_PATHS,
+    SpecInput,
+    build_spec,
+)
+from berth.errors import InvalidParameter
+from berth.libcontainer.cgroups import Resources
+from berth.libcontainer.spec import parse
+
+
+def spec_for(**kw: object) -> dict:
+    base: dict[str, object] = {"args": ("sh", "-c", "echo hi"), "rootfs": "/var/lib/berth/c/merged"}
+    base.update(kw)
+    return build_spec(SpecInput(**base))  # type: ignore[arg-type]
+
+
+def test_defaults_match_docker() -> None:
+    spec = spec_for(hostname="abc123")
+    proc = spec["process"]
+    assert proc["args"] == ["sh", "-c", "echo hi"] and proc["cwd"] == "/" and proc["terminal"] is False
+    assert proc["user"] == {"uid": 0, "gid": 0, "additionalGids": []}
+    assert proc["env"] == [DEFAULT_PATH, "HOSTNAME=abc123"]
+    assert proc["capabilities"]["bounding"] == list(DEFAULT_CAPS) == proc["capabilities"]["effective"]
+    assert len(DEFAULT_CAPS) == 14 and "CAP_SYS_ADMIN" not in DEFAULT_CAPS
+    assert spec["root"] == {"path": "/var/lib/berth/c/merged", "readonly": False}
+    assert spec["hostname"] == "abc123"
+    linux = spec["linux"]
+    assert [n["type"] for n in linux["namespaces"]] == ["mount", "network", "uts", "pid", "ipc"]
+    assert linux["maskedPaths"] == list(MASKED_PATHS) and "/proc/kcore" in MASKED_PATHS
+    assert linux["readonlyPaths"] == list(READONLY_PATHS) and "/proc/sys" in READONLY_PATHS
+    assert linux["resources"]["devices"][0] == {"allow": False, "access": "rwm"}
+    dests = [m["destination"] for m in spec["mounts"]]
+    assert dests == ["/proc", "/dev", "/dev/pts", "/sys", "/dev/mqueue", "/dev/shm"]
+    sysfs = next(m for m in spec["mounts"] if m["destination"] == "/sys")
+    assert "ro" in sysfs["options"]
+    shm = next(m for m in spec["mounts"] if m["destination"] == "/dev/shm")
+    assert "size=67108864" in shm["options"]
+
+
+def test_the_spec_parses_in_libcontainer() -> None:
+    spec = spec_for(hosts_path="/h/hosts", resolv_conf_path="/h/resolv.conf", hostname_path="/h/hostname",
+                    tty=True, uid=1000, gid=1000, additional_gids=(10,), cwd="/tmp")
+    parsed = parse(spec)
+    assert parsed.process.args == ("sh", "-c", "echo hi")
+    assert parsed.namespace("pid") is not None
+
+
+def test_env_defaults_and_overrides() -> None:
+    env = spec_for(env=("PATH=/custom", "A=1"), hostname="h", tty=True)["process"]["env"]
+    assert env == ["HOSTNAME=h", "TERM=xterm", "PATH=/custom", "A=1"]
+    env = spec_for(env=("HOSTNAME=mine", "TERM=vt100"), hostname="h", tty=True)["process"]["env"]
+    assert env == [DEFAULT_PATH, "HOSTNAME=mine", "TERM=vt100"]
+
+
+def test_user_and_non_root_capabilities() -> None:
+    proc = spec_for(uid=1000, gid=100, additional_gids=(10, 20))["process"]
+    assert proc["user"] == {"uid": 1000, "gid": 100, "additionalGids": [10, 20]}
+    assert proc["capabilities"]["bounding"] == list(DEFAULT_CAPS)
+    assert proc["capabilities"]["effective"] == [] == proc["capabilities"]["permitted"]
+
+
+def test_network_modes() -> None:
+    ns = lambda **kw: [n for n in spec_for(**kw)["linux"]["namespaces"] if n["type"] == "network"]  # noqa: E731
+    assert ns(network="none") == [{"type": "network"}]
+    assert ns(network="host") == []
+    assert ns(network="/run/netns/berth-1") == [{"type": "network", "path": "/run/netns/berth-1"}]
+    with pytest.raises(InvalidParameter, match="network 'bridge'"):
+        spec_for(network="bridge")
+
+
+def test_bind_mounted_host_files() -> None:
+    mounts = spec_for(hosts_path="/c/hosts", resolv_conf_path="/c/resolv.conf", hostname_path="/c/hostname")["mounts"]
+    binds = [(m["destination"], m["source"], m["options"]) for m in mounts if m["type"] == "bind"]
+    assert binds == [
+        ("/etc/resolv.conf", "/c/resolv.conf", ["rbind", "rprivate"]),
+        ("/etc/hostname", "/c/hostname", ["rbind", "rprivate"]),
+        ("/etc/hosts", "/c/hosts", ["rbind", "rprivate"]),
+    ]
+    extra = {"destination": "/data", "type": "bind", "source": "/v/_data", "options": ["rbind"]}
+    assert spec_for(mounts=(extra,))["mounts"][-1] == extra
+
+
+def test_resources() -> None:
+    res = spec_for(resources=Resources(memory=64 << 20, nano_cpus=1_500_000_000, pids_limit=100, cpu_shares=512))
+    r = res["linux"]["resources"]
+    assert r["memory"] == {"limit": 64 << 20}
+    assert r["cpu"] == {"shares": 512, "quota": 150_000, "period": 100_000}
+    assert r["pids"] == {"limit": 100}
+    assert "memory" not in spec_for(resources=Resources())["linux"]["resources"]
+
+
+def test_readonly_rootfs_cgroups_path_and_cgroupns() -> None:
+    spec = spec_for(readonly_rootfs=True, cgroups_path="berth-x/abc", cgroup_ns=True, mount_cgroups=True)
+    assert spec["root"]["readonly"] is True
+    assert spec["linux"]["cgroupsPath"] == "berth-x/abc"
+    assert {"type": "cgroup"} in spec["linux"]["namespaces"]
+    assert any(m["type"] == "cgroup" and "ro" in m["options"] for m in spec["mounts"])
+
+
+def test_privileged() -> None:
+    spec = spec_for(privileged=True)
+    assert "CAP_SYS_ADMIN" in spec["process"]["capabilities"]["effective"]
+    assert spec["linux"]["maskedPaths"] == [] == spec["linux"]["readonlyPaths"]
+    assert spec["linux"]["resources"]["devices"] == [{"allow": True, "access": "rwm"}]
+    sysfs = next(m for m in spec["mounts"] if m["destination"] == "/sys")
+    assert "ro" not in sysfs["options"]
+
+
+@pytest.mark.parametrize(
+    ("kw", "text"),
+    [
+        ({"args": ()}, "no command specified"),
+        ({"rootfs": "relative"}, "not an absolute path"),
+        ({"cwd": "tmp"}, "working directory 'tmp'"),
+        ({"env": ("=x",)}, "bad environment entry"),
+        ({"mounts": ({"destination": "data"},)}, "mount destination 'data'"),
+    ],
+)
+def test_invalid_input(kw: dict, text: str) -> None:
+    with pytest.raises(InvalidParameter, match=text):
+        spec_for(**kw)
