@@ -56,6 +56,18 @@ def signal_proxy(kill: Callable[[str], None], enabled: bool) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def _quiet(resize: Callable[[int, int], None]) -> Callable[[int, int], None]:
+    def call(h: int, w: int) -> None:
+        from berth.errors import BerthError
+
+        try:
+            resize(h, w)
+        except BerthError:
+            pass  # the process may already be gone; docker ignores resize failures too
+
+    return call
+
+
 class Session:
     def __init__(self, ctx: Any, raw: Any, tty: bool, stdin: bool, detach_keys: bytes | None = None) -> None:
         self.ctx = ctx
@@ -80,7 +92,7 @@ class Session:
         with RawTerminal(self.stdin_fd) if raw_mode else contextlib.nullcontext():
             stop = lambda: None  # noqa: E731
             if self.tty and resize is not None and is_tty(self.ctx.stdout.fileno()):
-                stop = watch_resize(self.ctx.stdout.fileno(), resize)
+                stop = watch_resize(self.ctx.stdout.fileno(), _quiet(resize))
             try:
                 chunks = socket_chunks(self.raw)
                 if self.pump is not None and self.detach_keys:
