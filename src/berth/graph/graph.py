@@ -24,14 +24,14 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from berth.drivers.graph import GraphDriver
-from berth.errors import Conflict, InvalidParameter, NotFound
-from berth.graph import reference
+from berth.errors import InvalidParameter, NotFound
+from berth.graph import reference, rwlayer
 from berth.graph.content import ContentStore
 from berth.graph.image import chain_ids, container_config, image_id, now_ns, parse_rfc3339, rfc3339_nano
 from berth.graph.importer import import_stream
 from berth.graph.layers import PendingLayer, commit_layers, layer_chain, referenced_layers
 from berth.graph.removal import remove_image
-from berth.graph.store import GraphDB, ImageRow, RwLayerRow
+from berth.graph.store import GraphDB, ImageRow
 from berth.graph.views import image_history, inspect_image, list_images
 from berth.libcontainer import Mount
 
@@ -215,25 +215,39 @@ class Graph:
 
     # container layers
     def prepare_rw(self, container_id: str, image_id_: str) -> None:
-        """Create the container's read-write layer on the image's top layer."""
+        """Create the container's init and read-write layers on the image's top layer."""
         with self.lock:
-            row = self.image(image_id_)
-            if self.db.rw_layer(container_id) is not None:
-                raise Conflict(f"prepare rw layer for container {container_id}: already exists")
-            top = self.db.layer(row.top_layer) if row.top_layer else None
-            self.driver.prepare_rw(container_id, top.cache_id if top else None)
-            try:
-                with self.db.transaction():
-                    self.db.add_rw_layer(RwLayerRow(container_id, image_id_, row.top_layer, container_id))
-            except BaseException:
-                self.driver.remove_rw(container_id)
-                raise
+            rwlayer.prepare_rw(self, container_id, image_id_)
 
     def rootfs_mounts(self, container_id: str, target: str | Path) -> list[Mount]:
         """The mount plan that makes ``target`` the container's root file system."""
         if self.db.rw_layer(container_id) is None:
             raise NotFound(f"rootfs of container {container_id}: no read-write layer")
         return self.driver.mounts(container_id, str(target))
+
+    def read_file(self, container_id: str, path: str) -> bytes | None:
+        """A file as the container sees it (no mount needed); None if absent."""
+        return rwlayer.read_file(self, container_id, path)
+
+    def changes(self, container_id: str) -> list[dict[str, Any]]:
+        """``docker diff``: ``[{"Path": "/root", "Kind": 1}, ...]`` (0 changed, 1 added, 2 deleted)."""
+        return rwlayer.container_changes(self, container_id)
+
+    def export(self, container_id: str, out: BinaryIO) -> None:
+        """``docker export``: the container's file system as a tar written to ``out``."""
+        rwlayer.export(self, container_id, out)
+
+    def commit(
+        self,
+        container_id: str,
+        repo_tag: str | None,
+        changes: list[str],
+        message: str = "",
+        author: str = "",
+        container_config: dict[str, Any] | None = None,
+    ) -> str:
+        """``docker commit``: a new image from the container's changes; returns its id."""
+        return rwlayer.commit(self, container_id, repo_tag, changes, message, author, container_config)
 
     def rw_size(self, container_id: str) -> int:
         """Bytes the container wrote (``SizeRw``)."""
@@ -246,9 +260,7 @@ class Graph:
     def remove_rw(self, container_id: str) -> None:
         """Remove the container's layer, and layers only a removed image still held."""
         with self.lock:
-            self.driver.remove_rw(container_id)
-            with self.db.transaction():
-                self.db.delete_rw_layer(container_id)
+            rwlayer.remove_rw(self, container_id)
             self.prune_layers()
 
     # garbage
@@ -269,7 +281,9 @@ class Graph:
     def collect_garbage(self) -> None:
         """At start-up: drop driver dirs with no row (an import cut short) and temp blobs."""
         with self.lock:
-            known = {row.cache_id for row in self.db.layers()} | {rw.cache_id for rw in self.db.rw_layers()}
+            known = {row.cache_id for row in self.db.layers()}
+            for rw in self.db.rw_layers():
+                known |= {rw.cache_id, rwlayer.init_id(rw.cache_id)}
             for cache_id in self.driver.layers():
                 if cache_id not in known:
                     self.driver.remove_layer(cache_id)

@@ -135,8 +135,10 @@ def new_config(
 
 
 def encode(doc: dict[str, Any]) -> bytes:
-    """The canonical bytes of a config document (compact JSON, as Docker writes it)."""
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+    """The canonical bytes of a config document as Docker writes them: compact JSON, top-level
+    keys sorted (Docker re-marshals a map), nested objects in their own (Go field) order."""
+    ordered = {key: doc[key] for key in sorted(doc)}
+    return json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def image_id(config_bytes: bytes) -> str:

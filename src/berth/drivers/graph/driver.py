@@ -40,6 +40,10 @@ class GraphDriver(Protocol):
         """The directory holding what this layer adds (the whole tree for copying drivers)."""
         ...
 
+    def layer_dirs(self, layer_id: str) -> list[Path]:
+        """The directories whose merged view (:mod:`merged`) is the layer's tree, top first."""
+        ...
+
     def size(self, layer_id: str) -> int:
         """Apparent size in bytes of the layer's directory (a container's SizeRw)."""
         ...

@@ -93,6 +93,9 @@ class OverlayDriver:
     def diff_dir(self, layer_id: str) -> Path:
         return self._dir(layer_id) / "diff"
 
+    def layer_dirs(self, layer_id: str) -> list[Path]:
+        return [self.diff_dir(layer_id)] + [Path(os.path.realpath(p)) for p in self.lower_dirs(layer_id)]
+
     def size(self, layer_id: str) -> int:
         return tree_size(self.diff_dir(layer_id))
 

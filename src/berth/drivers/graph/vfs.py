@@ -56,6 +56,9 @@ class VfsDriver:
     def diff_dir(self, layer_id: str) -> Path:
         return self._dir(layer_id)
 
+    def layer_dirs(self, layer_id: str) -> list[Path]:
+        return [self._dir(layer_id)]
+
     def size(self, layer_id: str) -> int:
         return tree_size(self._dir(layer_id))
 

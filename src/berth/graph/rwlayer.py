@@ -1,0 +1,193 @@
+"""Container layers: the init layer, the read-write layer, and what is read or made from them.
+
+The model (Docker's): a container's tree is ``rw`` over ``<id>-init`` over the image's layers.
+The init layer holds empty mount points the runtime binds over (``/etc/hosts``,
+``/etc/resolv.conf``, ``/etc/hostname``, ``/dev/console``, ``/proc``, ``/sys``, ``/dev/pts``,
+``/dev/shm``), ``/.dockerenv`` and ``/etc/mtab -> /proc/mounts`` -- only where the image lacks
+them -- so that ``docker diff`` and ``docker commit``, which look at ``rw`` alone, never show
+them. Files are read, diffed and exported from the layer directories (:mod:`merged`), so a
+stopped container needs no mount::
+
+    prepare_rw(graph, cid, image_id)          # creates <cid>-init and <cid>
+    read_file(graph, cid, "/etc/passwd")      # bytes as the container sees them, or None
+    commit(graph, cid, "spycommit:1", ["ENV Z=1"], "msg", "", container_config)
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from berth.drivers.graph.diff import changes, write_diff_tar, write_tree_tar
+from berth.drivers.graph.merged import lookup
+from berth.errors import Conflict, NotFound
+from berth.graph.changes import apply_changes
+from berth.graph.image import encode, new_config, now_ns
+from berth.graph.layers import apply_layer
+from berth.graph.store import RwLayerRow
+
+if TYPE_CHECKING:
+    from berth.graph.graph import Graph
+
+INIT_SUFFIX = "-init"
+EMPTY_TAR_DIFF_ID = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
+INIT_ENTRIES: tuple[tuple[str, str], ...] = (
+    ("/dev/pts", "dir"),
+    ("/dev/shm", "dir"),
+    ("/proc", "dir"),
+    ("/sys", "dir"),
+    ("/.dockerenv", "file"),
+    ("/etc/resolv.conf", "file"),
+    ("/etc/hosts", "file"),
+    ("/etc/hostname", "file"),
+    ("/dev/console", "file"),
+    ("/etc/mtab", "/proc/mounts"),
+)
+
+
+def init_id(container_id: str) -> str:
+    return container_id + INIT_SUFFIX
+
+
+def fill_init_layer(layers: list[Path]) -> None:
+    """Create the init entries in ``layers[0]`` where the merged view lacks them."""
+    top = layers[0]
+    for path, kind in INIT_ENTRIES:
+        if lookup(layers, path, follow=False) is not None:
+            continue
+        parts = path.strip("/").split("/")
+        if not _ensure_parents(layers, parts[:-1]):
+            continue
+        host = top.joinpath(*parts)
+        if kind == "dir":
+            os.mkdir(host, 0o755)
+        elif kind == "file":
+            os.close(os.open(host, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o755))
+        else:
+            os.symlink(kind, host)
+
+
+def _ensure_parents(layers: list[Path], parts: list[str]) -> bool:
+    """Make the directories ``parts`` exist in the top layer, copying mode and owner from the
+    view; False when the view has a non-directory (or a symlink) in the way."""
+    top = layers[0]
+    for depth in range(1, len(parts) + 1):
+        rel = parts[:depth]
+        host = top.joinpath(*rel)
+        visible = lookup(layers, "/".join(rel), follow=False)
+        if visible is not None:
+            info = os.lstat(visible)
+            if not stat.S_ISDIR(info.st_mode):
+                return False
+            if not os.path.lexists(host):
+                os.mkdir(host, 0o755)
+                os.chown(host, info.st_uid, info.st_gid)
+                os.chmod(host, stat.S_IMODE(info.st_mode))
+        else:
+            os.mkdir(host, 0o755)
+    return True
+
+
+def prepare_rw(graph: Graph, container_id: str, image_id: str) -> None:
+    row = graph.image(image_id)
+    if graph.db.rw_layer(container_id) is not None:
+        raise Conflict(f"prepare rw layer for container {container_id}: already exists")
+    top = graph.db.layer(row.top_layer) if row.top_layer else None
+    init = init_id(container_id)
+    try:
+        graph.driver.create_layer(init, top.cache_id if top else None)
+        fill_init_layer(graph.driver.layer_dirs(init))
+        graph.driver.prepare_rw(container_id, init)
+        with graph.db.transaction():
+            graph.db.add_rw_layer(RwLayerRow(container_id, image_id, row.top_layer, container_id))
+    except BaseException:
+        graph.driver.remove_rw(container_id)
+        graph.driver.remove_layer(init)
+        raise
+
+
+def remove_rw(graph: Graph, container_id: str) -> None:
+    graph.driver.remove_rw(container_id)
+    graph.driver.remove_layer(init_id(container_id))
+    with graph.db.transaction():
+        graph.db.delete_rw_layer(container_id)
+
+
+def _require(graph: Graph, container_id: str) -> RwLayerRow:
+    row = graph.db.rw_layer(container_id)
+    if row is None:
+        raise NotFound(f"container {container_id}: no read-write layer")
+    return row
+
+
+def read_file(graph: Graph, container_id: str, path: str) -> bytes | None:
+    """The content of ``path`` as the container sees it; None if absent or not a file."""
+    _require(graph, container_id)
+    host = lookup(graph.driver.layer_dirs(container_id), path)
+    if host is None or not host.is_file():
+        return None
+    return host.read_bytes()
+
+
+def container_changes(graph: Graph, container_id: str) -> list[dict[str, Any]]:
+    """``GET /containers/{id}/changes`` records: ``[{"Path": "/root", "Kind": 1}]``."""
+    _require(graph, container_id)
+    return [{"Path": c.path, "Kind": c.kind} for c in changes(graph.driver, container_id, init_id(container_id))]
+
+
+def export(graph: Graph, container_id: str, out: BinaryIO) -> None:
+    """Write the container's whole file system as a tar (``docker export``)."""
+    _require(graph, container_id)
+    write_tree_tar(graph.driver.layer_dirs(container_id), out)
+
+
+def commit(
+    graph: Graph,
+    container_id: str,
+    repo_tag: str | None,
+    change_lines: list[str],
+    message: str,
+    author: str,
+    container_config: dict[str, Any] | None,
+) -> str:
+    """``docker commit``: the container's changes become a layer on its image; returns the id.
+
+    ``container_config`` is the container's own config (Docker's ``container.Config``; the
+    image's config when None); the ``--change`` lines are applied on top of it.
+    """
+    row = _require(graph, container_id)
+    image = graph.image(row.image_id)
+    parent_doc = graph.image_config(row.image_id)
+    base = container_config if container_config is not None else (parent_doc.get("config") or {})
+    config = apply_changes(base, change_lines)
+    top = graph.db.layer(image.top_layer) if image.top_layer else None
+    diff_ids = list((parent_doc.get("rootfs") or {}).get("diff_ids") or [])
+    tmp_dir = graph.root / "tmp"
+    tmp_dir.mkdir(exist_ok=True)
+    with tempfile.TemporaryFile(dir=tmp_dir) as spool:
+        count = write_diff_tar(graph.driver, container_id, init_id(container_id), spool)
+        pending = []
+        if count:
+            spool.seek(0)
+            pending = [apply_layer(graph.driver, spool, top)]
+            diff_ids.append(pending[0].diff_id)
+    doc = new_config(
+        diff_ids=diff_ids,
+        config=config,
+        created_ns=now_ns(),
+        comment=message,
+        created_by=" ".join((container_config or {}).get("Cmd") or []),
+        author=author,
+        parent_config=parent_doc,
+        container=container_id,
+        container_config_values=container_config,
+        empty_layer=not pending,
+    )
+    for key in ("variant", "os.version", "os.features"):
+        if parent_doc.get(key):
+            doc[key] = parent_doc[key]
+    doc["architecture"] = parent_doc.get("architecture") or doc["architecture"]
+    return graph.register_image(encode(doc), pending, repo_tag, parent=row.image_id)
