@@ -12,11 +12,13 @@ are sent explicitly, as the docker CLI does, so a daemon sees the same shape fro
 
 from __future__ import annotations
 
-from typing import Any
-
 from berth.cli.options import Command, Flag, parse
 from berth.cli.units import bytes_size
 from berth.errors import InvalidParameter
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 CREATE_FLAGS: tuple[Flag, ...] = (
     Flag(("--add-host",), "list", "Add a custom host-to-IP mapping (host:ip)"),

@@ -8,10 +8,12 @@ Model: ``Context`` is built once per invocation by ``berth.cli.main``; commands 
 
 from __future__ import annotations
 
-from typing import Any, TextIO
-
 from berth.cli.options import Command, parse
 from berth.errors import InvalidParameter
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 
 class Context:

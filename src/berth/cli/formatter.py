@@ -20,10 +20,11 @@ Literal ``\\t`` and ``\\n`` in a format become a tab and a newline, as in docker
 
 from __future__ import annotations
 
-from typing import Any
-
 from berth.cli.tabwriter import tabwrite
-from berth.cli.template import Template
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class _Title(str):
@@ -59,10 +60,70 @@ def normalize(fmt: str) -> tuple[bool, str]:
     return is_table, text.replace("\\t", "\t").replace("\\n", "\n")
 
 
+class FieldTemplate:
+    """A template made only of text and ``{{.Field}}`` actions (the default tables, most
+    ``--format`` uses) rendered without the template engine: importing and compiling that
+    costs more than ``berth ps`` may take when bytecode caching is off."""
+
+    def __init__(self, parts: list[tuple[bool, str]]) -> None:
+        self.parts = parts
+
+    @classmethod
+    def parse(cls, text: str) -> FieldTemplate | None:
+        parts: list[tuple[bool, str]] = []
+        rest = text
+        while rest:
+            start = rest.find("{{")
+            if start < 0:
+                if "}}" in rest:
+                    return None
+                parts.append((False, rest))
+                break
+            end = rest.find("}}", start)
+            if end < 0:
+                return None
+            if start:
+                parts.append((False, rest[:start]))
+            action = rest[start + 2 : end].strip()
+            name = action[1:]
+            if not (action.startswith(".") and name.isidentifier() and not name.startswith("_")):
+                return None
+            parts.append((True, name))
+            rest = rest[end + 2 :]
+        return cls(parts)
+
+    def render(self, data: Any) -> str:
+        out = []
+        for is_field, text in self.parts:
+            if not is_field:
+                out.append(text)
+                continue
+            value = data.get(text) if isinstance(data, dict) else getattr(data, text)
+            if callable(value):
+                value = value()
+            out.append(value if isinstance(value, str) else _go_str(value))
+        return "".join(out)
+
+
+def _go_str(value: Any) -> str:
+    from berth.cli.template import go_str
+
+    return go_str(value)
+
+
+def compile_format(text: str) -> Any:
+    fast = FieldTemplate.parse(text)
+    if fast is not None:
+        return fast
+    from berth.cli.template import Template
+
+    return Template(text)
+
+
 def render(fmt: str, rows: list[Any], headers: dict[str, str]) -> str:
     """Render rows with a docker-style format; raises InvalidParameter for a bad template."""
     is_table, text = normalize(fmt)
-    tmpl = Template(text)
+    tmpl = compile_format(text)
     out: list[str] = []
     if is_table:
         header = tmpl.render(HeaderContext(headers))

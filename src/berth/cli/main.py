@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
 
 from berth.cli.options import Command, Flag, parse
 from berth.errors import BerthError, InvalidParameter
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 GLOBAL = Command(
     "",

@@ -23,25 +23,41 @@ Not argparse: importing argparse (with gettext, re) costs more than the whole ``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 from berth.errors import InvalidParameter
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _TRUE = ("1", "t", "true", "TRUE", "True", "T")
 _FALSE = ("0", "f", "false", "FALSE", "False", "F")
 
 
-@dataclass(frozen=True)
 class Flag:
-    """One option. ``kind``: bool | value | list | int. ``dest`` defaults to the long name."""
+    """One option. ``kind``: bool | value | list | int. ``dest`` defaults to the long name.
 
-    names: tuple[str, ...]
-    kind: str = "bool"
-    help: str = ""
-    default: Any = None
-    dest: str = ""
-    metavar: str = ""
+    A plain class rather than a dataclass: ``dataclasses`` imports ``inspect`` (~8 ms)."""
+
+    __slots__ = ("names", "kind", "help", "default", "dest", "metavar")
+
+    def __init__(
+        self,
+        names: tuple[str, ...],
+        kind: str = "bool",
+        help: str = "",
+        default: Any = None,
+        dest: str = "",
+        metavar: str = "",
+    ) -> None:
+        self.names = names
+        self.kind = kind
+        self.help = help
+        self.default = default
+        self.dest = dest
+        self.metavar = metavar
+
+    def __repr__(self) -> str:
+        return f"Flag({self.names!r}, {self.kind!r})"
 
     @property
     def key(self) -> str:
@@ -65,16 +81,30 @@ class Flag:
 HELP = Flag(("--help",), help="Print usage")
 
 
-@dataclass(frozen=True)
 class Command:
-    name: str
-    usage: str
-    summary: str
-    flags: tuple[Flag, ...] = ()
-    interspersed: bool = True
-    min_args: int = 0
-    max_args: int | None = None
-    _index: dict[str, Flag] = field(default_factory=dict, compare=False, repr=False)
+    """A command's usage line, summary and flags; ``interspersed=False`` stops at the first positional."""
+
+    def __init__(
+        self,
+        name: str,
+        usage: str,
+        summary: str,
+        flags: tuple[Flag, ...] = (),
+        interspersed: bool = True,
+        min_args: int = 0,
+        max_args: int | None = None,
+    ) -> None:
+        self.name = name
+        self.usage = usage
+        self.summary = summary
+        self.flags = flags
+        self.interspersed = interspersed
+        self.min_args = min_args
+        self.max_args = max_args
+        self._index: dict[str, Flag] = {}
+
+    def __repr__(self) -> str:
+        return f"Command({self.name!r})"
 
     def lookup(self, name: str) -> Flag | None:
         if not self._index:

@@ -9,11 +9,14 @@ SystemFailure, printed without the daemon prefix, exit 1, as docker does).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from berth.client.http import Response
 from berth.client.jsonstream import JSONStreamDecoder, message_error
 from berth.errors import SystemFailure
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def render_message(msg: dict[str, Any]) -> str:

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from berth.cli.streams import DetachKeys, StdinPump, copy_output, socket_chunks
 from berth.cli.terminal import RawTerminal, is_tty, watch_resize
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 PROXIED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
 

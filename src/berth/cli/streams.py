@@ -13,10 +13,13 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from berth.client.stdcopy import SYSTEMERR, Demuxer
 from berth.errors import SystemFailure
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def copy_output(chunks: Iterable[bytes], write: Callable[[bytes, int], None], tty: bool) -> None:

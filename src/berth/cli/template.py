@@ -20,9 +20,12 @@ println, not, and, or, eq, ne, lt, le, gt, ge. ``{{-``/``-}}`` trim spaces; ``$`
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from berth.errors import InvalidParameter
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class _NoValue:

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any
 
 from berth.client.http import Connection, RawStream, Response
 from berth.client.status import error_for
 from berth.client.transport import Endpoint
 from berth.errors import SystemFailure, Unavailable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 CLIENT_MAX_VERSION = "1.50"
 FALLBACK_VERSION = "1.24"

@@ -20,9 +20,12 @@ cannot hand a socket over after ``101 UPGRADED``; the CLI needs both speed and t
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 from berth.errors import SystemFailure
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 USER_AGENT = "berth-client/0.1.0 (linux)"
 _READ_SIZE = 65536

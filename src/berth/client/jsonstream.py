@@ -14,9 +14,12 @@ only whitespace is required. ``message_error(msg)`` is the ``errorDetail`` text 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from berth.errors import SystemFailure
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _WS = " \t\r\n"
 

@@ -18,32 +18,58 @@ from __future__ import annotations
 
 import _socket
 import os
-from dataclasses import dataclass
-from typing import Any
 
 from berth.errors import InvalidParameter, Unavailable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_HOST = "unix:///run/berth/berth.sock"
 DEFAULT_CERT_DIR = "~/.berth"
 
 
-@dataclass(frozen=True)
 class TLSOptions:
-    """Client TLS settings, like the docker CLI's ``--tls*`` flags."""
+    """Client TLS settings, like the docker CLI's ``--tls*`` flags (immutable by convention)."""
 
-    verify: bool
-    cacert: str | None = None
-    cert: str | None = None
-    key: str | None = None
+    __slots__ = ("verify", "cacert", "cert", "key")
+
+    def __init__(self, verify: bool, cacert: str | None = None, cert: str | None = None,
+                 key: str | None = None) -> None:
+        self.verify = verify
+        self.cacert = cacert
+        self.cert = cert
+        self.key = key
+
+    def __repr__(self) -> str:
+        return f"TLSOptions(verify={self.verify!r}, cacert={self.cacert!r}, cert={self.cert!r}, key={self.key!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TLSOptions) and repr(self) == repr(other)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
-@dataclass(frozen=True)
 class Endpoint:
-    """One daemon address. ``address`` is a path (unix), ``host:port`` (tcp) or an fd number."""
+    """One daemon address. ``address`` is a path (unix), ``host:port`` (tcp) or an fd number.
 
-    scheme: str
-    address: str
-    tls: TLSOptions | None = None
+    Plain classes, not dataclasses: ``dataclasses`` imports ``inspect`` (~8 ms of start-up)."""
+
+    __slots__ = ("scheme", "address", "tls")
+
+    def __init__(self, scheme: str, address: str, tls: TLSOptions | None = None) -> None:
+        self.scheme = scheme
+        self.address = address
+        self.tls = tls
+
+    def __repr__(self) -> str:
+        return f"Endpoint(scheme={self.scheme!r}, address={self.address!r}, tls={self.tls!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Endpoint) and (self.scheme, self.address, self.tls) == (
+            other.scheme, other.address, other.tls)
+
+    __hash__ = None  # type: ignore[assignment]
 
     @property
     def url(self) -> str:

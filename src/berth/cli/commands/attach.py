@@ -7,13 +7,15 @@ wait's status. ctrl-p ctrl-q (or ``--detach-keys``) detaches with ``read escape 
 
 from __future__ import annotations
 
-from typing import Any
-
 from berth.cli.commands.run import parse_detach_keys
 from berth.cli.options import Command, Flag
 from berth.cli.reference import path_escape
 from berth.cli.session import Session, side_client, signal_proxy
 from berth.errors import Conflict, InvalidParameter
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 SPEC = Command(
     "attach",

@@ -21,10 +21,13 @@ import subprocess
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from berth.cli.options import Command, Flag
 from berth.errors import InvalidParameter, SystemFailure
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 SPEC = Command(
     "image bootstrap",

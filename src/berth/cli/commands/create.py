@@ -8,12 +8,15 @@ no pull yet, so the daemon's 404 is the final answer) and writes ``--cidfile``.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from berth.cli.containerspec import CREATE_SPEC, build_create_body
 from berth.cli.reference import split_digest, split_tag
 from berth.cli.terminal import is_tty, size
 from berth.errors import InvalidParameter, NotFound
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def tagged(image: str) -> str:

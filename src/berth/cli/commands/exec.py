@@ -9,7 +9,6 @@ then ``-d``: POST /exec/{id}/start ``{"Detach":true}``; otherwise the start is a
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from berth.cli.commands.run import parse_detach_keys
 from berth.cli.containerspec import read_kv_file, resolve_env
@@ -18,6 +17,10 @@ from berth.cli.reference import path_escape
 from berth.cli.session import Session, side_client
 from berth.cli.terminal import is_tty, size
 from berth.errors import InvalidParameter
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 SPEC = Command(
     "exec",

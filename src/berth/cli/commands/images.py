@@ -9,7 +9,6 @@ UniqueSize, VirtualSize.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from berth.cli.commands.ps import parse_filters
 from berth.cli.formatter import render
@@ -17,6 +16,10 @@ from berth.cli.options import Command, Flag
 from berth.cli.reference import familiar_name, normalize_name, path_escape, split_digest, split_tag
 from berth.cli.units import go_time_string, human_size, since
 from berth.errors import BerthError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 IMAGES_SPEC = Command(
     "images",

@@ -8,12 +8,15 @@ object is rendered through the template on its own line. Misses are reported aft
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from berth.cli.options import Command, Flag
 from berth.cli.reference import path_escape
 from berth.cli.template import Template
 from berth.errors import BerthError, InvalidParameter, NotFound
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _spec(name: str, usage: str, summary: str, typed: bool) -> Command:

@@ -9,12 +9,14 @@ DurationMs, StartedAt, Args, Error.
 
 from __future__ import annotations
 
-from typing import Any
-
 from berth.cli.formatter import render
 from berth.cli.options import Command, Flag
 from berth.cli.template import go_json
 from berth.cli.units import format_duration_ms
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 SPEC = Command(
     "jobs",

@@ -8,11 +8,14 @@ if any failed, as docker does. 304 Not Modified (stop of a stopped container) co
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from berth.cli.options import Command, Flag
 from berth.cli.reference import path_escape
 from berth.errors import BerthError, NotModified
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _spec(name: str, what: str, summary: str, flags: tuple[Flag, ...] = ()) -> Command:

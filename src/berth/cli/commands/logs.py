@@ -6,12 +6,14 @@ into absolute Unix times on the client, as docker does.
 
 from __future__ import annotations
 
-from typing import Any
-
 from berth.cli.options import Command, Flag
 from berth.cli.reference import path_escape
 from berth.cli.streams import copy_output
 from berth.cli.timespec import get_timestamp
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 SPEC = Command(
     "logs",

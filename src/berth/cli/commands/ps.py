@@ -7,11 +7,14 @@ Names, Labels, Label "k", Mounts, Networks, LocalVolumes.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from berth.cli.formatter import render
 from berth.cli.options import Command, Flag
 from berth.cli.units import go_time_string, human_size, since
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 SPEC = Command(
     "ps",

@@ -14,12 +14,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from berth.cli.commands.create import create_container
 from berth.cli.containerspec import RUN_SPEC, start_error_exit_code
 from berth.cli.session import Session, side_client, signal_proxy
 from berth.errors import BerthError, InvalidParameter
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _fail(ctx: Any, exc: BerthError, code: int = 125) -> int:

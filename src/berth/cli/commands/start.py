@@ -7,13 +7,15 @@ started and printed; 304 (already running) counts as success.
 
 from __future__ import annotations
 
-from typing import Any
-
 from berth.cli.commands.run import parse_detach_keys
 from berth.cli.options import Command, Flag
 from berth.cli.reference import path_escape
 from berth.cli.session import Session, side_client, signal_proxy
 from berth.errors import BerthError, InvalidParameter, NotModified
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 SPEC = Command(
     "start",

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import platform
 import sys
-from typing import Any
 
 from berth.cli.options import Command, Flag
 from berth.cli.template import Template
 from berth.client.api import CLIENT_MAX_VERSION
 from berth.errors import BerthError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 VERSION = "0.1.0"
 

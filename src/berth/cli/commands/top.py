@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from berth.cli.options import Command
 from berth.cli.reference import path_escape
 from berth.cli.tabwriter import tabwrite
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 SPEC = Command("top", "berth top CONTAINER [ps OPTIONS]",
                "Display the running processes of a container", (), interspersed=False, min_args=1)
