@@ -73,7 +73,10 @@ fail() {
 }
 
 berth() { "$venv/bin/berth" "$@"; }
-show() { echo "\$ berth $*"; berth "$@" || fail "berth $*"; }
+show() {
+    printf '$ berth'; printf " %q" "$@"; printf '\n'
+    berth "$@" || fail "berth $*"
+}
 
 show image bootstrap busybox
 show run --rm busybox echo hello from berth
