@@ -200,9 +200,6 @@ class Graph:
             raise NotFound(f"no such image: {ref}: {exc.message}") from exc
         return inspect_image(self, found)
 
-    def list(self, all: bool = False, filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:  # noqa: A002
-        return list_images(self, all, filters or {})
-
     def history(self, ref: str) -> list[dict[str, Any]]:
         return image_history(self, self.resolve(ref))
 
@@ -288,3 +285,7 @@ class Graph:
                 if cache_id not in known:
                     self.driver.remove_layer(cache_id)
             self.content.gc(keep=set(self.content.digests()))
+
+    # last in the class body: the name shadows the builtin in annotations below it
+    def list(self, all: bool = False, filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:  # noqa: A002
+        return list_images(self, all, filters or {})

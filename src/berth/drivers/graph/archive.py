@@ -41,7 +41,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, cast
 
 from berth.errors import InvalidParameter, SystemFailure
 
@@ -109,12 +109,13 @@ def decompressed(stream: BinaryIO) -> BinaryIO:
     """Wrap ``stream`` in the decompressor its magic bytes name (or return a buffered copy)."""
     buffered = stream if hasattr(stream, "peek") else _Peekable(stream)
     head = buffered.peek(6)[:6]  # type: ignore[attr-defined]
+    source = cast(BinaryIO, buffered)
     if head.startswith(b"\x1f\x8b"):
-        return gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[return-value]
+        return cast(BinaryIO, gzip.GzipFile(fileobj=source, mode="rb"))
     if head.startswith(b"BZh"):
-        return bz2.BZ2File(buffered, mode="rb")  # type: ignore[return-value]
+        return cast(BinaryIO, bz2.BZ2File(source, mode="rb"))
     if head.startswith(b"\xfd7zXZ\x00"):
-        return lzma.LZMAFile(buffered, mode="rb")  # type: ignore[return-value]
+        return cast(BinaryIO, lzma.LZMAFile(source, mode="rb"))
     if head.startswith(b"\x28\xb5\x2f\xfd"):
         raise ArchiveError("apply layer: zstd-compressed layers are not supported")
     return buffered  # type: ignore[return-value]
