@@ -313,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     command = "python bench/run.py" + (" " + " ".join(sys.argv[1:]) if argv is None and sys.argv[1:] else "")
     started = time.time()
+    load_before = os.getloadavg()[0]
 
     tmp = Path(tempfile.mkdtemp(prefix="bb-", dir="/tmp"))
     tag = tmp.name.removeprefix("bb-").lower()
@@ -349,9 +350,11 @@ def main(argv: list[str] | None = None) -> int:
     for p in problems:
         log(f"cleanup problem: {p}")
 
-    text = report.render(
-        results, plan, command, started, time.time() - started, report.machine(dockerd_exe), problems
+    mach = report.machine(dockerd_exe)
+    mach["load"] = (
+        f"1-minute load average {load_before:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"
     )
+    text = report.render(results, plan, command, started, time.time() - started, mach, problems)
     if args.json:
         raw = {k: {n: vars(s) for n, s in v.items()} for k, v in results.items()}
         args.json.write_text(json.dumps(raw, indent=1))
