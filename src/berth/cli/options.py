@@ -224,6 +224,8 @@ def parse(command: Command, argv: list[str]) -> tuple[dict[str, Any], list[str]]
 def check_arity(command: Command, args: list[str]) -> None:
     """docker's cobra messages for a wrong number of arguments."""
     low, high = command.min_args, command.max_args
+    if high == 0 and args:
+        raise InvalidParameter(f'"berth {command.name}" accepts no arguments.')
     if high is not None and high == low and len(args) != low:
         raise InvalidParameter(
             f'"berth {command.name}" requires exactly {low} argument{"s" if low != 1 else ""}.'

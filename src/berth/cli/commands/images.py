@@ -68,8 +68,10 @@ DIGEST_TABLE = "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.Create
 
 
 class ImageRow:
-    def __init__(self, img: dict[str, Any], repo: str, tag: str, digest: str, trunc: bool) -> None:
+    def __init__(self, img: dict[str, Any], repo: str, tag: str, digest: str, trunc: bool,
+                 now: float | None = None) -> None:
         self._i = img
+        self._now = now
         self.Repository = repo
         self.Tag = tag
         self.Digest = digest
@@ -83,7 +85,7 @@ class ImageRow:
     @property
     def CreatedSince(self) -> str:
         created = self._i.get("Created") or 0
-        return since(float(created)) if created > 0 else "N/A"
+        return since(float(created), self._now) if created > 0 else "N/A"
 
     @property
     def CreatedAt(self) -> str:
@@ -127,9 +129,12 @@ def _dangling(img: dict[str, Any]) -> bool:
     return tags == ["<none>:<none>"] and digests == ["<none>@<none>"]
 
 
-def image_rows(img: dict[str, Any], show_digests: bool, trunc: bool) -> list[ImageRow]:
+def image_rows(img: dict[str, Any], show_digests: bool, trunc: bool, now: float | None = None) -> list[ImageRow]:
+    def row(repo: str, tag: str, digest: str) -> ImageRow:
+        return ImageRow(img, repo, tag, digest, trunc, now)
+
     if _dangling(img):
-        return [ImageRow(img, "<none>", "<none>", "<none>", trunc)]
+        return [row("<none>", "<none>", "<none>")]
     repo_tags: dict[str, list[str]] = {}
     repo_digests: dict[str, list[str]] = {}
     for ref in img.get("RepoTags") or []:
@@ -147,14 +152,14 @@ def image_rows(img: dict[str, Any], show_digests: bool, trunc: bool) -> list[Ima
             repo_digests.pop(repo, None)
         for tag in tags:
             if not digests:
-                rows.append(ImageRow(img, repo, tag, "<none>", trunc))
+                rows.append(row(repo, tag, "<none>"))
             for dgst in digests:
-                rows.append(ImageRow(img, repo, tag, dgst, trunc))
+                rows.append(row(repo, tag, dgst))
     for repo, digests in repo_digests.items():
         if show_digests:
-            rows += [ImageRow(img, repo, "<none>", d, trunc) for d in digests]
+            rows += [row(repo, "<none>", d) for d in digests]
         else:
-            rows.append(ImageRow(img, repo, "<none>", "", trunc))
+            rows.append(row(repo, "<none>", ""))
     return rows
 
 

@@ -97,54 +97,46 @@ def ellipsis(text: str, width: int) -> str:
 
 
 def display_ports(ports: list[dict[str, Any]] | None) -> str:
-    """api.DisplayablePorts: ``127.0.0.1:8080->80/tcp``, consecutive ports grouped into ranges."""
+    """docker's DisplayablePorts: ports without a different public port grouped into ranges
+    (``80-81/tcp``, ``127.0.0.1:80->80/tcp``), then each mapping (``127.0.0.1:8080->80/tcp``)."""
+    items = sorted(
+        (
+            int(p.get("PrivatePort") or 0), p.get("IP") or "", int(p.get("PublicPort") or 0),
+            p.get("Type") or "tcp",
+        )
+        for p in ports or []
+    )
     groups: dict[str, list[int]] = {}
     order: list[str] = []
-    host_map: dict[str, list[tuple[int, int]]] = {}
-    for port in ports or []:
-        ip = port.get("IP") or ""
-        private = int(port.get("PrivatePort") or 0)
-        public = int(port.get("PublicPort") or 0)
-        proto = port.get("Type") or "tcp"
-        if public:
-            host = f"[{ip}]" if ":" in ip else ip
-            key = f"{host}:{{}}->{{}}/{proto}"
-            host_map.setdefault(key, []).append((public, private))
-        else:
-            key = f"{{}}/{proto}"
-            groups.setdefault(key, []).append(private)
-        if key not in order:
+    result: list[str] = []
+    mappings: list[str] = []
+    for private, ip, public, proto in items:
+        key = proto
+        if ip:
+            if public != private:
+                host = f"[{ip}]" if ":" in ip else ip
+                mappings.append(f"{host}:{public}->{private}/{proto}")
+                continue
+            key = f"{ip}/{proto}"
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [private, private]
             order.append(key)
-    parts: list[str] = []
-    for key in sorted(order):
-        if key in host_map:
-            pairs = sorted(set(host_map[key]))
-            run = [pairs[0]]
-            for pub, priv in pairs[1:]:
-                if pub == run[-1][0] + 1 and priv == run[-1][1] + 1:
-                    run.append((pub, priv))
-                else:
-                    parts.append(_fmt_pair_range(key, run))
-                    run = [(pub, priv)]
-            parts.append(_fmt_pair_range(key, run))
+        elif private == group[1] + 1:
+            group[1] = private
         else:
-            nums = sorted(set(groups[key]))
-            start = prev = nums[0]
-            for n in nums[1:]:
-                if n != prev + 1:
-                    parts.append(key.format(_rng(start, prev)))
-                    start = n
-                prev = n
-            parts.append(key.format(_rng(start, prev)))
-    return ", ".join(parts)
+            result.append(_form_group(key, *group))
+            groups[key] = [private, private]
+    result += [_form_group(key, *groups[key]) for key in order]
+    return ", ".join(result + mappings)
 
 
-def _rng(a: int, b: int) -> str:
-    return str(a) if a == b else f"{a}-{b}"
-
-
-def _fmt_pair_range(key: str, run: list[tuple[int, int]]) -> str:
-    return key.format(_rng(run[0][0], run[-1][0]), _rng(run[0][1], run[-1][1]))
+def _form_group(key: str, first: int, last: int) -> str:
+    ip, _, proto = key.rpartition("/")
+    group = str(first) if first == last else f"{first}-{last}"
+    if ip:
+        group = f"{ip}:{group}->{group}"
+    return f"{group}/{proto}"
 
 
 class ContainerRow:
