@@ -26,7 +26,6 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
 import report  # noqa: E402
-from dockerd import Dockerd, dockerd_path  # noqa: E402
 from measure import OperationFailed, Series, comm, pss_kb, rss_kb, timed  # noqa: E402
 
 import harness  # noqa: E402
@@ -299,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("bench/run.py: run as root", file=sys.stderr)
         return 2
-    dockerd_exe = dockerd_path()
+    dockerd_exe = harness.dockerd_path()
     if harness.docker_cli() is None or dockerd_exe is None:
         print(
             "bench/run.py: needs the docker CLI and dockerd (bash scripts/setup.sh --with-reference)",
@@ -319,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     tag = tmp.name.removeprefix("bb-").lower()
     tar = harness.build_busybox_tar(tmp / "busybox.tar")
     berth = harness.Berthd.create(prefix="bb-b-", storage_driver=args.storage_driver)
-    ref = Dockerd.create(executable=dockerd_exe)
+    ref = harness.Dockerd.create(executable=dockerd_exe)
     systems: list[System] = []
     results: Results = {}
     problems: list[str] = []

@@ -10,7 +10,8 @@ set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
-bash scripts/setup.sh || exit $?
+# --with-reference: conformance tests compare berthd with Debian's dockerd 20.10.
+bash scripts/setup.sh --with-reference || exit $?
 venv="$repo/.venv"
 export PATH="$venv/bin:$PATH"
 

@@ -13,6 +13,9 @@ Fixtures:
     berthd           one started berthd (overlay2)
     busybox_tar      a busybox root file system tar, built once per session
     busybox_image    imports busybox_tar into `berthd` as busybox:latest (CMD ["sh"]); returns the ref
+    dockerd_factory  make(**kw) -> harness.Dockerd: the reference dockerd 20.10 (Debian's docker.io)
+                     on private roots in its own network namespace, for `conformance` tests
+    dockerd          one started reference dockerd
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ def _missing_prerequisite(tier: str) -> str | None:
         version = harness.docker_cli_version(exe)
         if version is None or version < (20, 10):
             return f"{exe} is version {version}; integration tests need docker CLI >= 20.10"
+    if tier == "conformance" and harness.dockerd_path() is None:
+        return "the reference dockerd is not installed (bash scripts/setup.sh --with-reference)"
     return None
 
 
@@ -118,6 +123,38 @@ def berthd_factory() -> Iterator[Callable[..., harness.Berthd]]:
 @pytest.fixture
 def berthd(berthd_factory: Callable[..., harness.Berthd]) -> harness.Berthd:
     return berthd_factory()
+
+
+@pytest.fixture
+def dockerd_factory() -> Iterator[Callable[..., harness.Dockerd]]:
+    """make(start=True, extra_args=()) -> the reference dockerd (conformance tests)."""
+    made: list[harness.Dockerd] = []
+
+    def make(start: bool = True, **kwargs: Any) -> harness.Dockerd:
+        exe = harness.dockerd_path()
+        if exe is None:
+            _fail_in_ci_else_skip(
+                "the reference dockerd is not installed (bash scripts/setup.sh --with-reference)"
+            )
+        d = harness.Dockerd.create(executable=exe, **kwargs)
+        made.append(d)
+        if start:
+            d.start()
+        return d
+
+    yield make
+
+    problems = []
+    for d in reversed(made):
+        problems += [f"dockerd on {d.root}: {p}" for p in d.teardown()]
+    if problems:
+        pytest.fail("teardown found leaks:\n" + "\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def dockerd(dockerd_factory: Callable[..., harness.Dockerd]) -> harness.Dockerd:
+    """One started reference dockerd 20.10, in its own network namespace."""
+    return dockerd_factory()
 
 
 @pytest.fixture(scope="session")

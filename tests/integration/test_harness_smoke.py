@@ -85,3 +85,19 @@ def test_tcp_tls_listener(berthd_factory, tmp_path) -> None:
     env.pop("DOCKER_TLS_VERIFY")
     r = d.docker("version", "--format", "{{.Server.APIVersion}}", env=env, timeout=30)
     assert r.returncode != 0
+
+
+@pytest.mark.conformance
+def test_reference_dockerd_runs_the_same_image(
+    berthd: harness.Berthd, dockerd: harness.Dockerd, busybox_tar
+) -> None:
+    """The same tar, imported into berthd and the reference, runs with the same output and status."""
+    for d in (berthd, dockerd):
+        d.import_image(busybox_tar)
+    argv = ("run", "--rm", "--network", "none", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3")
+    got = {d.name: d.docker(*argv) for d in (berthd, dockerd)}
+    assert got["berth"].returncode == got["docker"].returncode == 3, got
+    assert got["berth"].stdout == got["docker"].stdout == "out\n", got
+    assert got["berth"].stderr == got["docker"].stderr == "err\n", got
+    # dockerd really is in its own network namespace, not the host's
+    assert os.readlink(f"/proc/{dockerd.pid}/ns/net") != os.readlink("/proc/self/ns/net")
