@@ -78,7 +78,7 @@ def mount_cgroups(m: Mount, dest: str, new_cgroupns: bool) -> None:
             mount_one(Mount("cgroup2", "cgroup2", dest, m.options), dest)
         else:
             mp = next((h for h in hierarchies if h[1] == "/sys/fs/cgroup"), hierarchies[0])
-            source = _inside(mp, mine.get(frozenset(), "/"))
+            source = _inside((mp[0], mp[1]), mine.get(frozenset(), "/"))
             mount_one(Mount("bind", source, dest, ("rbind", *(("ro",) if readonly else ()))), dest)
         return
     os.makedirs(dest, exist_ok=True)
@@ -113,7 +113,7 @@ def mount_cgroups(m: Mount, dest: str, new_cgroupns: bool) -> None:
         remount_readonly(dest)
 
 
-def _inside(hierarchy: tuple[str, ...], path: str) -> str:
+def _inside(hierarchy: tuple[str, str], path: str) -> str:
     """Host directory of cgroup ``path`` in a hierarchy mounted with root ``hierarchy[0]``."""
     root, mountpoint = hierarchy[0], hierarchy[1]
     rel = os.path.relpath(path, root) if root != "/" else path.lstrip("/")

@@ -213,22 +213,23 @@ class Cgroup:
         return path is not None and _read(path / "freezer.state").strip() == "FROZEN"
 
     def _set_frozen(self, frozen: bool, timeout: float = 5.0) -> None:
+        # the file to poll and the line that says the change is complete
         if self.v2:
             leaf = self.root / self.name
             _write(leaf / "cgroup.freeze", 1 if frozen else 0)
-            events = leaf / "cgroup.events"
-            want = f"frozen {1 if frozen else 0}"
-            check = (lambda: want in _read(events).splitlines()) if events.exists() else (lambda: True)
+            poll, want = leaf / "cgroup.events", f"frozen {1 if frozen else 0}"
+            if not poll.exists():  # a fake tree: nothing to wait for
+                return
         else:
             path = self._dir("freezer")
             if path is None:
                 raise SystemFailure(f"freeze cgroup {self.name!r}: no freezer hierarchy under {self.root}")
-            state = "FROZEN" if frozen else "THAWED"
-            _write(path / "freezer.state", state)
-            check = lambda: _read(path / "freezer.state").strip() == state  # noqa: E731
+            want = "FROZEN" if frozen else "THAWED"
+            _write(path / "freezer.state", want)
+            poll = path / "freezer.state"  # FREEZING until every task is frozen
         deadline = time.monotonic() + timeout
         delay = 0.0005
-        while not check():
+        while want not in _read(poll).splitlines():
             if time.monotonic() > deadline:
                 raise SystemFailure(f"{'freeze' if frozen else 'thaw'} cgroup {self.name!r}: timed out")
             time.sleep(delay)

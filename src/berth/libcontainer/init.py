@@ -143,6 +143,7 @@ def _join_namespaces(spec: ContainerSpec) -> None:
     joins.sort(key=lambda ns: ns.type == "mount")
     opened = []
     for ns in joins:  # open all first: after joining a mount namespace the paths may be gone
+        assert ns.path is not None
         try:
             opened.append((ns, os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)))
         except OSError as exc:

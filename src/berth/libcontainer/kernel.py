@@ -156,9 +156,11 @@ def capget() -> tuple[int, int, int]:
     hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
     _check(_libc.syscall(_SYS_CAPGET, ctypes.byref(hdr), data))
-    return tuple(
-        data[0].__getattribute__(f) | (data[1].__getattribute__(f) << 32)  # type: ignore[return-value]
-        for f in ("effective", "permitted", "inheritable")
+    lo, hi = data[0], data[1]
+    return (
+        lo.effective | (hi.effective << 32),
+        lo.permitted | (hi.permitted << 32),
+        lo.inheritable | (hi.inheritable << 32),
     )
 
 
