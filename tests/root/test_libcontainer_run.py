@@ -290,3 +290,80 @@ def test_exec_process_gets_the_seccomp_filter(rootfs: Path):
         os.waitpid(init.pid, 0)
         for fd in (null, out_r, out_w):
             os.close(fd)
+
+
+def test_joining_another_containers_namespaces_and_host_pid(rootfs: Path):
+    first = sh(rootfs, "exec sleep 30", hostname="first")
+    null = os.open("/dev/null", os.O_RDWR)
+    a = create(first, [], Stdio(null, null, null), None)
+    try:
+        a.start()
+        second = sh(
+            rootfs, "hostname; ps -o comm | grep -c sleep; cat /sys/class/net/lo/operstate", hostname=None
+        )
+        second["linux"]["namespaces"] = [
+            {"type": "mount"},
+            {"type": "pid", "path": f"/proc/{a.pid}/ns/pid"},
+            {"type": "network", "path": f"/proc/{a.pid}/ns/net"},
+            {"type": "uts", "path": f"/proc/{a.pid}/ns/uts"},
+        ]
+        status, out, err = run(second)
+        assert status == 0, err
+        assert out.split("\n")[:3] == ["first", "1", "unknown"]  # A's hostname, A's sleep, A's lo (up)
+        # the caller's PID namespace for children is its own again after each create()
+        assert os.readlink("/proc/self/ns/pid_for_children") == os.readlink("/proc/self/ns/pid")
+    finally:
+        os.kill(a.pid, signal.SIGKILL)
+        os.waitpid(a.pid, 0)
+        os.close(null)
+
+
+def test_host_pid_namespace_when_pid_omitted(rootfs: Path):
+    spec = sh(rootfs, "echo $$")
+    spec["linux"]["namespaces"] = [ns for ns in spec["linux"]["namespaces"] if ns["type"] != "pid"]
+    status, out, err = run(spec)
+    assert status == 0, err
+    assert int(out) > 1
+
+
+def test_sysctl_in_the_containers_network_namespace(rootfs: Path):
+    with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+        host_value = f.read()
+    spec = sh(rootfs, "cat /proc/sys/net/ipv4/ip_unprivileged_port_start")
+    spec["linux"]["sysctl"] = {"net.ipv4.ip_unprivileged_port_start": "0"}
+    status, out, err = run(spec)
+    assert status == 0, err
+    assert out == "0\n"
+    with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+        assert f.read() == host_value  # set in the container's network namespace only
+
+
+def test_terminal_is_the_controlling_tty_and_dev_console(rootfs: Path):
+    master, slave = os.openpty()
+    spec = sh(
+        rootfs,
+        "test -t 0 && echo is-a-tty; tty; cut -d' ' -f7 /proc/self/stat; readlink /proc/1/fd/0 >/dev/null && ls /dev/console",
+    )
+    spec["process"]["terminal"] = True
+    try:
+        init = create(spec, [], Stdio(slave, slave, slave, tty=True), None)
+    finally:
+        os.close(slave)
+    init.start()
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO once the last slave fd closes
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    _, status = os.waitpid(init.pid, 0)
+    assert status == 0, out
+    lines = out.decode().replace("\r", "").split("\n")
+    assert lines[0] == "is-a-tty"
+    assert lines[1] == "/dev/console"
+    assert int(lines[2]) != 0  # tty_nr: the pty is the session's controlling terminal
+    assert lines[3] == "/dev/console"
