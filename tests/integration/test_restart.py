@@ -19,8 +19,16 @@ def _mounts_under(root: Path) -> list[str]:
 
 
 def test_container_survives_daemon_restart(berthd: harness.Berthd, busybox_image: str) -> None:
-    r = berthd.docker("run", "-d", "--name", "keeper", busybox_image, "sh", "-c",
-                      "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done")
+    r = berthd.docker(
+        "run",
+        "-d",
+        "--name",
+        "keeper",
+        busybox_image,
+        "sh",
+        "-c",
+        "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done",
+    )
     assert r.returncode == 0, r.stderr
     pid = int(berthd.docker("inspect", "-f", "{{.State.Pid}}", "keeper").stdout)
     berthd.stop()  # SIGTERM
@@ -36,7 +44,10 @@ def test_container_survives_daemon_restart(berthd: harness.Berthd, busybox_image
 
 
 def test_exit_while_daemon_is_down_is_recorded(berthd: harness.Berthd, busybox_image: str) -> None:
-    assert berthd.docker("run", "-d", "--name", "short", busybox_image, "sh", "-c", "sleep 1; exit 9").returncode == 0
+    assert (
+        berthd.docker("run", "-d", "--name", "short", busybox_image, "sh", "-c", "sleep 1; exit 9").returncode
+        == 0
+    )
     berthd.stop()
     time.sleep(1.5)
     berthd.start()
@@ -58,3 +69,38 @@ def test_sigkill_daemon_leaves_consistent_state(berthd: harness.Berthd, busybox_
     out = berthd.docker("ps", "-a", "--format", "{{.Names}} {{.State}}").stdout.split("\n")
     assert sorted(x for x in out if x) == ["c0 created", "c1 running"]
     assert berthd.docker("rm", "-f", "c1", "c0").returncode == 0
+
+
+def _cgroups_named(fragment: str) -> list[str]:
+    found = []
+    for top in Path("/sys/fs/cgroup").iterdir():
+        if top.is_dir():
+            found += [str(p) for p in top.rglob(f"*{fragment}*") if p.is_dir()]
+    return found
+
+
+@pytest.mark.parametrize("point", ["create.after-rw", "start.after-create", "start.after-save"])
+def test_sigkill_during_create_or_start(berthd: harness.Berthd, busybox_image: str, point: str) -> None:
+    berthd.stop()
+    berthd.env_extra["BERTH_CRASH_AT"] = point
+    berthd.start()
+    r = berthd.docker("run", "-d", "--name", "victim", busybox_image, "sleep", "100")
+    assert r.returncode != 0, "the daemon should have died at the crash point"
+    deadline = time.monotonic() + 10
+    while berthd.proc is not None and berthd.proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    del berthd.env_extra["BERTH_CRASH_AT"]
+    berthd.start()
+    time.sleep(0.5)  # let the restore settle monitors that saw the daemon go
+    assert _mounts_under(berthd.data_root) == []
+    out = berthd.docker("ps", "-a", "--format", "{{.Names}} {{.State}}").stdout.split()
+    if point == "create.after-rw":
+        assert out == [], "a create that never recorded its container must leave nothing"
+        assert list((berthd.data_root / "containers").iterdir()) == []
+    else:
+        assert out in (["victim", "created"], ["victim", "exited"]), out
+        cid = berthd.docker("inspect", "-f", "{{.Id}}", "victim").stdout.strip()
+        assert berthd.docker("start", "victim").returncode == 0, "the container must be usable again"
+        assert berthd.docker("rm", "-f", "victim").returncode == 0
+        time.sleep(0.2)
+        assert _cgroups_named(cid) == []

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from berth.container.record import Container, now_rfc3339, parse_rfc3339
 from berth.daemon import createconfig
+from berth.daemon.faults import crash_point
 from berth.daemon.names import random_name
 from berth.engine import Job
 from berth.errors import Conflict, InvalidParameter, NotFound
@@ -68,6 +69,7 @@ async def create(d: Daemon, job: Job) -> dict[str, Any]:
     try:
         _write_files(cdir, config["Hostname"], host.get("NetworkMode", "default"))
         await asyncio.to_thread(d.graph.prepare_rw, cid, image_id)
+        crash_point("create.after-rw")
         d.save(c, new=True)
     except BaseException:
         await asyncio.to_thread(d.graph.remove_rw, cid)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from berth.container.record import Container
+from berth.daemon.faults import crash_point
 from berth.daemon.live import Attacher
 from berth.daemon.users import resolve_user
 from berth.engine import Job
@@ -117,8 +118,10 @@ async def start_container(d: Daemon, c: Container) -> None:
         d.save(c)
         await _fail_waiters_on_start_error(d, c, exc.exit_code)
         raise
+    crash_point("start.after-create")
     c.state.to_running(handle.pid)
     d.save(c)
+    crash_point("start.after-save")
     await session.started(handle)
     size = c.host_config.get("ConsoleSize") or [0, 0]
     if c.tty and size[0] and size[1]:
