@@ -17,7 +17,9 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from berth.errors import InvalidParameter, NotFound, SystemFailure
 
@@ -73,6 +75,17 @@ class ContentStore:
         _fsync_dir(self.dir)
         return digest
 
+    @contextmanager
+    def ingest(self) -> Iterator[BlobWriter]:
+        """A writer for a blob whose digest is known only at the end; ``commit(digest)`` it,
+        or leave the block (by an exception or without committing) and nothing remains."""
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.dir)
+        writer = BlobWriter(os.fdopen(fd, "wb"), Path(tmp), self)
+        try:
+            yield writer
+        finally:
+            writer.close()
+
     def get(self, digest: str) -> bytes:
         try:
             return self.path(digest).read_bytes()
@@ -97,6 +110,42 @@ class ContentStore:
                 _unlink_quiet(entry)
                 removed.append("sha256:" + entry.name)
         return removed
+
+
+class BlobWriter:
+    """The open temp file of :meth:`ContentStore.ingest`; counts and hashes what is written."""
+
+    def __init__(self, file: BinaryIO, tmp: Path, store: ContentStore) -> None:
+        self._file = file
+        self._tmp = tmp
+        self._store = store
+        self._sha = hashlib.sha256()
+        self.size = 0
+        self.committed = False
+
+    def write(self, data: bytes) -> int:
+        self._sha.update(data)
+        self.size += len(data)
+        return self._file.write(data)
+
+    def commit(self, expected: str | None = None) -> str:
+        """fsync and move into place; ``expected`` must match what was written."""
+        digest = "sha256:" + self._sha.hexdigest()
+        if expected is not None and expected != digest:
+            raise InvalidParameter(f"write blob {expected}: content digest is {digest}")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.rename(self._tmp, self._store.path(digest))
+        _fsync_dir(self._store.dir)
+        self.committed = True
+        return digest
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        if not self.committed:
+            _unlink_quiet(self._tmp)
 
 
 def _unlink_quiet(path: Path) -> None:

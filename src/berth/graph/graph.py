@@ -29,9 +29,16 @@ from berth.graph import reference, rwlayer
 from berth.graph.content import ContentStore
 from berth.graph.image import chain_ids, container_config, image_id, now_ns, parse_rfc3339, rfc3339_nano
 from berth.graph.importer import import_stream
-from berth.graph.layers import PendingLayer, commit_layers, layer_chain, referenced_layers
+from berth.graph.layers import (
+    PendingLayer,
+    apply_layer,
+    commit_layers,
+    drop_blobs,
+    layer_chain,
+    referenced_layers,
+)
 from berth.graph.removal import remove_image
-from berth.graph.store import GraphDB, ImageRow
+from berth.graph.store import GraphDB, ImageRow, LayerRow
 from berth.graph.views import image_history, inspect_image, list_images
 from berth.libcontainer import Mount
 
@@ -46,6 +53,10 @@ class Graph:
         self.db = GraphDB(db_path)
         self.lock = threading.RLock()
         self._configs: dict[str, dict[str, Any]] = {}
+        # Layers of images being built (pull/load): chain id -> holders; and chains being applied.
+        self._held: dict[str, int] = {}
+        self._applying: set[str] = set()
+        self._changed = threading.Condition(self.lock)
         self.collect_garbage()
 
     def close(self) -> None:
@@ -167,12 +178,98 @@ class Graph:
                     recorded = self.db.layer(layer.chain_id)  # the transaction rolled back
                     if recorded is None or recorded.cache_id != layer.cache_id:
                         self.driver.remove_layer(layer.cache_id)
+                drop_blobs(self.db, self.content, [layer.diff_id for layer in pending])
                 if wrote_blob and self.db.image(new_id) is None:
                     self.content.delete(new_id)
                 raise
             for cache_id in drop:
                 self.driver.remove_layer(cache_id)
         return new_id
+
+    def held_layers(self) -> set[str]:
+        with self.lock:
+            return set(self._held)
+
+    def create_image(
+        self, config: bytes, open_layer: Callable[[int], BinaryIO], repo_tag: str | None = None
+    ) -> str:
+        """Build an image from its config and its layer tars (``docker load``, a pull).
+
+        ``open_layer(i)`` returns a file object (closed here) with the tar, plain or compressed,
+        of ``rootfs.diff_ids[i]``; it is only called for layers the graph lacks. Each layer is
+        checked against its diff id and recorded as soon as it is applied, held until the
+        image is registered, so two builds sharing a base layer apply it once. On failure
+        nothing of this build remains.
+        """
+        try:
+            diff_ids = list(json.loads(config)["rootfs"]["diff_ids"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidParameter(f"create image: config has no rootfs.diff_ids: {exc}") from exc
+        held: list[str] = []
+        try:
+            parent = None
+            for index, (diff_id, chain) in enumerate(zip(diff_ids, chain_ids(diff_ids), strict=True)):
+                row = self._claim(chain)
+                if row is not None:
+                    held.append(chain)
+                else:
+                    try:
+                        with open_layer(index) as stream:
+                            pending = apply_layer(self.driver, self.content, stream, parent)
+                        if pending.diff_id != diff_id:
+                            self.driver.remove_layer(pending.cache_id)
+                            with self.lock:
+                                drop_blobs(self.db, self.content, [pending.diff_id])
+                            raise InvalidParameter(
+                                f"create image: layer {index} has diff id {pending.diff_id}, config says {diff_id}"
+                            )
+                        with self.lock, self.db.transaction():
+                            rows, drop = commit_layers(self.db, self.driver, [pending])
+                            self._held[chain] = self._held.get(chain, 0) + 1  # before prune can see it
+                            held.append(chain)
+                        for cache_id in drop:
+                            self.driver.remove_layer(cache_id)
+                        row = rows[0]
+                    finally:
+                        with self._changed:
+                            self._applying.discard(chain)
+                            self._changed.notify_all()
+                parent = row
+            return self.register_image(config, [], repo_tag)
+        except BaseException:
+            self._release(held)
+            held = []
+            self.prune_layers()
+            raise
+        finally:
+            self._release(held)
+
+    def _claim(self, chain: str) -> LayerRow | None:
+        """The recorded layer ``chain``, held for the caller (waiting while another build
+        applies it); or None after marking it as being applied by the caller."""
+        with self._changed:
+            while chain in self._applying:
+                self._changed.wait()
+            row = self.db.layer(chain)
+            if row is not None and self.driver.exists(row.cache_id):
+                self._held[chain] = self._held.get(chain, 0) + 1
+                return row
+            self._applying.add(chain)
+            return None
+
+    def _release(self, chains: list[str]) -> None:
+        with self.lock:
+            for chain in chains:
+                self._held[chain] -= 1
+                if not self._held[chain]:
+                    del self._held[chain]
+
+    def layer_tar(self, diff_id: str) -> Path:
+        """The uncompressed tar of a layer, exactly as imported or pulled (its sha256 is ``diff_id``)."""
+        path = self.content.path(diff_id)
+        if not path.is_file():
+            raise NotFound(f"layer tar {diff_id} not found")
+        return path
 
     def _existing_chain(self, diff_ids: list[str]) -> str | None:
         top = chain_ids(diff_ids)[-1]
@@ -264,7 +361,7 @@ class Graph:
     def prune_layers(self) -> list[str]:
         """Delete layers no image or container uses; return their chain ids (top first)."""
         with self.lock:
-            used = referenced_layers(self.db)
+            used = referenced_layers(self.db, self.held_layers())
             rows = {row.chain_id: row for row in self.db.layers()}
             unused = sorted((row for row in rows.values() if row.chain_id not in used),
                             key=lambda row: -len(layer_chain(self.db, row.chain_id)))
@@ -273,6 +370,7 @@ class Graph:
                     self.db.delete_layer(row.chain_id)
             for row in unused:
                 self.driver.remove_layer(row.cache_id)
+            drop_blobs(self.db, self.content, [row.diff_id for row in unused])
             return [row.chain_id for row in unused]
 
     def collect_garbage(self) -> None:

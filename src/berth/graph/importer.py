@@ -29,7 +29,7 @@ def import_stream(graph: Graph, stream: BinaryIO, repo_tag: str | None, changes:
     config = apply_changes(container_config(), changes)
     if repo_tag:
         reference.parse_repository(repo_tag)  # a bad name fails before any I/O
-    pending = apply_layer(graph.driver, stream, None)
+    pending = apply_layer(graph.driver, graph.content, stream, None)
     doc = new_config(
         diff_ids=[pending.diff_id],
         config=config,

@@ -6,7 +6,7 @@ good one becomes a :class:`PendingLayer`; the caller commits it together with th
 uses it, in one transaction (:func:`commit_layers`). If the chain id already exists (the
 same content was imported before) the new dir is dropped and the existing layer is shared::
 
-    pending = apply_layer(driver, stream, parent=None)        # heavy I/O, no lock held
+    pending = apply_layer(driver, content, stream, parent=None)   # heavy I/O, no lock held
     with db.transaction():
         rows = commit_layers(db, driver, [pending])           # cheap, under the lock
 """
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from berth.drivers.graph import GraphDriver
+from berth.graph.content import ContentStore
 from berth.graph.image import chain_id, now_ns, rfc3339_nano
 from berth.graph.store import GraphDB, LayerRow
 
@@ -37,15 +38,19 @@ def new_cache_id() -> str:
     return secrets.token_hex(32)
 
 
-def apply_layer(driver: GraphDriver, stream: BinaryIO, parent: LayerRow | None) -> PendingLayer:
-    """Create a driver layer on ``parent`` and apply ``stream``; on any failure remove it."""
+def apply_layer(driver: GraphDriver, content: ContentStore, stream: BinaryIO, parent: LayerRow | None) -> PendingLayer:
+    """Create a driver layer on ``parent`` and apply ``stream``, keeping the uncompressed tar
+    as the blob named by its diff id (``docker save`` and push need the exact bytes); on any
+    failure remove both."""
     cache_id = new_cache_id()
-    try:
-        driver.create_layer(cache_id, parent.cache_id if parent else None)
-        applied = driver.apply_diff(cache_id, stream)
-    except BaseException:
-        driver.remove_layer(cache_id)
-        raise
+    with content.ingest() as blob:
+        try:
+            driver.create_layer(cache_id, parent.cache_id if parent else None)
+            applied = driver.apply_diff(cache_id, stream, blob)
+            blob.commit(applied.diff_id)
+        except BaseException:
+            driver.remove_layer(cache_id)
+            raise
     return PendingLayer(
         chain_id(parent.chain_id if parent else None, applied.diff_id),
         applied.diff_id,
@@ -84,6 +89,13 @@ def commit_layers(db: GraphDB, driver: GraphDriver, pending: list[PendingLayer])
     return rows, drop
 
 
+def drop_blobs(db: GraphDB, content: ContentStore, diff_ids: list[str]) -> None:
+    """Delete the layer tar blobs of ``diff_ids`` that no recorded layer uses any more."""
+    for diff_id in set(diff_ids):
+        if not db.layers_with_diff(diff_id):
+            content.delete(diff_id)
+
+
 def layer_chain(db: GraphDB, top: str | None) -> list[LayerRow]:
     """The layers from ``top`` down to the base, top first."""
     chain: list[LayerRow] = []
@@ -97,11 +109,12 @@ def layer_chain(db: GraphDB, top: str | None) -> list[LayerRow]:
     return chain
 
 
-def referenced_layers(db: GraphDB) -> set[str]:
-    """Chain ids used by any image or container layer (with all their ancestors)."""
+def referenced_layers(db: GraphDB, held: set[str] | frozenset[str] = frozenset()) -> set[str]:
+    """Chain ids used by any image or container layer, or ``held`` by an image being built,
+    with all their ancestors."""
     layers = {row.chain_id: row for row in db.layers()}
     used: set[str] = set()
-    tops = [image.top_layer for image in db.images()] + [rw.top_layer for rw in db.rw_layers()]
+    tops = [image.top_layer for image in db.images()] + [rw.top_layer for rw in db.rw_layers()] + list(held)
     for top in tops:
         current = top
         while current and current not in used:

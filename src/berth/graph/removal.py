@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from berth.errors import Conflict
 from berth.graph import reference
-from berth.graph.layers import layer_chain, referenced_layers
+from berth.graph.layers import drop_blobs, layer_chain, referenced_layers
 
 if TYPE_CHECKING:
     from berth.graph.graph import Graph
@@ -154,7 +154,7 @@ def _delete(
         for name in names:
             _remove_name(graph, name)
         graph.db.delete_image(image_id)
-        used = referenced_layers(graph.db)
+        used = referenced_layers(graph.db, graph.held_layers())
         freed = [layer for layer in chain if layer.chain_id not in used]
         for layer in freed:
             graph.db.delete_layer(layer.chain_id)
@@ -163,6 +163,7 @@ def _delete(
     records.extend({"Deleted": layer.chain_id} for layer in freed)
     for layer in freed:
         graph.driver.remove_layer(layer.cache_id)
+    drop_blobs(graph.db, graph.content, [layer.diff_id for layer in freed])
     graph.content.delete(row.config_digest)
     graph.forget_config(image_id)
     if prune and row.parent and graph.db.image(row.parent) is not None:

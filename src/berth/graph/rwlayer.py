@@ -172,7 +172,7 @@ def commit(
         pending = []
         if count:
             spool.seek(0)
-            pending = [apply_layer(graph.driver, spool, top)]
+            pending = [apply_layer(graph.driver, graph.content, spool, top)]
             diff_ids.append(pending[0].diff_id)
     doc = new_config(
         diff_ids=diff_ids,

@@ -170,6 +170,10 @@ class GraphDB:
     def layers(self) -> list[LayerRow]:
         return [LayerRow(*row) for row in self._all("SELECT * FROM layers")]
 
+    def layers_with_diff(self, diff_id: str) -> int:
+        row = self._one("SELECT COUNT(*) FROM layers WHERE diff_id = ?", (diff_id,))
+        return int(row[0]) if row else 0
+
     def add_layer(self, layer: LayerRow) -> None:
         self._run(
             "INSERT INTO layers VALUES (?, ?, ?, ?, ?, ?)",

@@ -41,7 +41,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal, cast
+from typing import BinaryIO, Literal, Protocol, cast
 
 from berth.errors import InvalidParameter, SystemFailure
 
@@ -56,6 +56,10 @@ _MAX_SYMLINK_HOPS = 40
 _TAIL_KEEP = 1 << 16  # > tarfile's read-ahead (RECORDSIZE), so the unparsed tail is recoverable
 
 
+class Writer(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
 class ArchiveError(InvalidParameter):
     """The stream is not a valid (possibly compressed) tar archive."""
 
@@ -63,8 +67,9 @@ class ArchiveError(InvalidParameter):
 class _HashingReader:
     """Read the uncompressed stream, hash every byte and keep the last few KiB for the tail check."""
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: BinaryIO, tee: Writer | None = None) -> None:
         self._raw = raw
+        self._tee = tee
         self.sha = hashlib.sha256()
         self.total = 0
         self._tail = bytearray()
@@ -79,6 +84,8 @@ class _HashingReader:
                 raise ArchiveError(f"apply layer: corrupt compressed stream: {exc}") from exc
             raise
         self.sha.update(data)
+        if self._tee is not None:
+            self._tee.write(data)
         self.total += len(data)
         self._tail += data
         if len(self._tail) > _TAIL_KEEP:
@@ -152,9 +159,10 @@ class Applied:
     size: int
 
 
-def apply_tar(stream: BinaryIO, dest: Path, whiteouts: WhiteoutFormat) -> Applied:
-    """Extract the layer tar ``stream`` into ``dest``; return its diff id and size."""
-    reader = _HashingReader(decompressed(stream))
+def apply_tar(stream: BinaryIO, dest: Path, whiteouts: WhiteoutFormat, tee: Writer | None = None) -> Applied:
+    """Extract the layer tar ``stream`` into ``dest``; return its diff id and size. ``tee``
+    receives the uncompressed tar bytes as they are read (the graph keeps them as a blob)."""
+    reader = _HashingReader(decompressed(stream), tee)
     applier = _Applier(str(dest), whiteouts)
     try:
         archive = tarfile.open(fileobj=reader, mode="r|")  # type: ignore[call-overload]

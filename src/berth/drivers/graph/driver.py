@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from berth.drivers.graph.archive import Applied, WhiteoutFormat
+from berth.drivers.graph.archive import Applied, WhiteoutFormat, Writer
 from berth.libcontainer import Mount
 
 
@@ -32,8 +32,9 @@ class GraphDriver(Protocol):
         """Create an (empty, or for copying drivers: parent-filled) layer; return its diff dir."""
         ...
 
-    def apply_diff(self, layer_id: str, stream: BinaryIO) -> Applied:
-        """Apply a layer tar to the layer's diff dir; return its diff id and added size."""
+    def apply_diff(self, layer_id: str, stream: BinaryIO, tee: Writer | None = None) -> Applied:
+        """Apply a layer tar to the layer's diff dir; return its diff id and added size.
+        ``tee`` gets the uncompressed tar bytes as they are read."""
         ...
 
     def diff_dir(self, layer_id: str) -> Path:

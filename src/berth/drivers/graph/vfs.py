@@ -18,7 +18,7 @@ import subprocess
 from pathlib import Path
 from typing import BinaryIO
 
-from berth.drivers.graph.archive import Applied, WhiteoutFormat, apply_tar, tree_size
+from berth.drivers.graph.archive import Applied, WhiteoutFormat, Writer, apply_tar, tree_size
 from berth.errors import Conflict, NotFound, SystemFailure
 from berth.libcontainer import Mount
 
@@ -50,8 +50,8 @@ class VfsDriver:
             _copy_tree(self._dir(parent_id), layer)
         return layer
 
-    def apply_diff(self, layer_id: str, stream: BinaryIO) -> Applied:
-        return apply_tar(stream, self.diff_dir(layer_id), self.whiteouts)
+    def apply_diff(self, layer_id: str, stream: BinaryIO, tee: Writer | None = None) -> Applied:
+        return apply_tar(stream, self.diff_dir(layer_id), self.whiteouts, tee)
 
     def diff_dir(self, layer_id: str) -> Path:
         return self._dir(layer_id)
