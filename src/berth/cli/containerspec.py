@@ -319,8 +319,8 @@ def build_create_body(
     for spec in opts["expose"]:
         rest, _, proto = spec.partition("/")
         lo, hi = _port_range(rest)
-        for port in range(lo, hi + 1):
-            exposed[f"{port}/{proto or 'tcp'}"] = {}
+        for number in range(lo, hi + 1):
+            exposed[f"{number}/{proto or 'tcp'}"] = {}
 
     binds: list[str] | None = None
     volumes: dict[str, Any] = {}

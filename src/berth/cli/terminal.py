@@ -72,4 +72,8 @@ def watch_resize(fd: int, callback: Callable[[int, int], None]) -> Callable[[], 
     if threading.current_thread() is not threading.main_thread():
         return lambda: None  # signal handlers can only be set from the main thread
     previous = signal.signal(signal.SIGWINCH, send)
-    return lambda: signal.signal(signal.SIGWINCH, previous)
+
+    def stop() -> None:
+        signal.signal(signal.SIGWINCH, previous)
+
+    return stop

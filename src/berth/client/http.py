@@ -99,6 +99,7 @@ class Connection:
         """Write one request; a non-bytes iterable body goes out chunked as it is produced."""
         lines = [f"{method} {target} HTTP/1.1", f"Host: {self.host_header}", f"User-Agent: {USER_AGENT}"]
         chunked = body is not None and not isinstance(body, bytes | bytearray)
+        pieces: Iterable[bytes] = () if not chunked else body  # type: ignore[assignment]
         if chunked:
             lines.append("Transfer-Encoding: chunked")
         elif body is not None:
@@ -113,7 +114,7 @@ class Connection:
         else:
             self.sock.sendall(head + bytes(body))  # type: ignore[arg-type]
         if chunked:
-            for piece in body:  # type: ignore[union-attr]
+            for piece in pieces:
                 if piece:
                     self.sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
             self.sock.sendall(b"0\r\n\r\n")
