@@ -16,9 +16,16 @@ process into the namespaces and cgroup of a running container.
 Anything that fails before exec raises :class:`ContainerInitError` with runc's text and the
 exit status Docker records (127 not found, 126 cannot execute, 128 otherwise).
 
-Modules: ``spec`` (OCI dict -> frozen dataclasses), ``kernel`` (the ctypes seam),
-``rootfs`` (mounts, devices, pivot_root), ``capabilities``, ``executable`` (PATH lookup),
-``init`` (the child's linear program), ``process`` (fork, sync pipes, exec), ``cgroups``.
+Modules: ``spec`` (OCI dict -> frozen dataclasses, validated before any side effect),
+``kernel`` (the one ctypes seam), ``mounts`` (one mount, secure_join), ``rootfs`` (the
+container's file system: mount order, devices, pivot_root, masked/read-only paths),
+``cgroup_mount`` (OCI's "cgroup" mount type), ``capabilities`` (names, DEFAULT_CAPS),
+``seccomp`` (libseccomp-compiled BPF, DEFAULT_PROFILE), ``executable`` (PATH lookup with
+runc's text), ``init`` (the child's linear program), ``process`` (fork, PID namespace, sync
+pipes), ``cgroups`` (v1/hybrid/v2), ``failure`` (ContainerInitError on the wire), ``testing``
+(a busybox rootfs and a Docker-like spec for tests).
+
+Not done: user namespaces, AppArmor/SELinux, OCI hooks, v2 device control (eBPF).
 """
 
 from berth.libcontainer.failure import ContainerInitError

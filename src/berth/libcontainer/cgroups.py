@@ -80,6 +80,7 @@ class Cgroup:
             raise ValueError(f"bad cgroup name {name!r}")
         self.root = Path(root)
         self.v2 = (self.root / "cgroup.controllers").exists()
+        self._layout: dict[str, Path] | None = None  # the hierarchies, found once
 
     def __repr__(self) -> str:
         return f"Cgroup({self.name!r}, root={str(self.root)!r}, v2={self.v2})"
@@ -87,6 +88,11 @@ class Cgroup:
     # ---- layout -------------------------------------------------------------------------
     def _hierarchies(self) -> dict[str, Path]:
         """Controller name -> hierarchy root; duplicates (cpu -> cpu,cpuacct) collapse."""
+        if self._layout is None:
+            self._layout = self._find_hierarchies()
+        return self._layout
+
+    def _find_hierarchies(self) -> dict[str, Path]:
         if self.v2:
             return {"": self.root}
         found: dict[str, Path] = {}

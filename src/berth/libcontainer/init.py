@@ -185,8 +185,13 @@ def _become(process: Process, seccomp_program: bytes | None) -> None:
         _syscall("load seccomp filter", "self", seccomp.load, seccomp_program)
     _set_rlimits(process)
     if process.oom_score_adj is not None:
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write(str(process.oom_score_adj))
+        try:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write(str(process.oom_score_adj))
+        except OSError as exc:  # lowering it needs CAP_SYS_RESOURCE
+            raise ContainerInitError(
+                f"write oom_score_adj {process.oom_score_adj}: {exc.strerror}", EXIT_OTHER
+            ) from exc
     caps = process.capabilities
     if caps is not None:
         # Drop from the bounding set while we still hold CAP_SETPCAP (before the user switch).
