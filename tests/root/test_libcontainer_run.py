@@ -367,3 +367,13 @@ def test_terminal_is_the_controlling_tty_and_dev_console(rootfs: Path):
     assert lines[1] == "/dev/console"
     assert int(lines[2]) != 0  # tty_nr: the pty is the session's controlling terminal
     assert lines[3] == "/dev/console"
+
+
+def test_ambient_capabilities_reach_a_non_root_process(rootfs: Path):
+    spec = sh(rootfs, "grep -E '^Cap(Eff|Amb)' /proc/self/status", uid=1000, gid=1000)
+    caps = spec["process"]["capabilities"]
+    caps["ambient"] = ["CAP_NET_BIND_SERVICE"]
+    caps["effective"] = caps["permitted"] = caps["inheritable"] = ["CAP_NET_BIND_SERVICE"]
+    status, out, err = run(spec)
+    assert status == 0, err
+    assert "CapEff:\t0000000000000400" in out and "CapAmb:\t0000000000000400" in out

@@ -193,9 +193,12 @@ def _become(process: Process, seccomp_program: bytes | None) -> None:
                 f"write oom_score_adj {process.oom_score_adj}: {exc.strerror}", EXIT_OTHER
             ) from exc
     caps = process.capabilities
+    last = capabilities.last_cap()
     if caps is not None:
+        # Capabilities this kernel does not know are left out, as runc does (capset would fail).
+        known = (1 << (last + 1)) - 1
         # Drop from the bounding set while we still hold CAP_SETPCAP (before the user switch).
-        for cap in range(capabilities.last_cap() + 1):
+        for cap in range(last + 1):
             if cap not in caps.bounding:
                 _syscall(
                     "drop capability from bounding set",
@@ -226,11 +229,11 @@ def _become(process: Process, seccomp_program: bytes | None) -> None:
             "capset",
             "self",
             kernel.capset,
-            capabilities.mask(caps.effective),
-            capabilities.mask(caps.permitted),
-            capabilities.mask(caps.inheritable),
+            capabilities.mask(caps.effective) & known,
+            capabilities.mask(caps.permitted) & known,
+            capabilities.mask(caps.inheritable) & known,
         )
-        for cap in sorted(caps.ambient):
+        for cap in sorted(c for c in caps.ambient if c <= last):
             _syscall(
                 "raise ambient capability",
                 capabilities.name(cap),
