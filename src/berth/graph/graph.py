@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 
 from berth.drivers.graph import GraphDriver
 from berth.errors import InvalidParameter, NotFound
-from berth.graph import reference, rwlayer
+from berth.graph import imagearchive, reference, rwlayer
 from berth.graph.content import ContentStore
 from berth.graph.image import chain_ids, container_config, image_id, now_ns, parse_rfc3339, rfc3339_nano
 from berth.graph.importer import import_stream
@@ -289,6 +289,14 @@ class Graph:
     def import_stream(self, stream: BinaryIO, repo_tag: str | None, changes: list[str], message: str) -> str:
         """:meth:`import_tar` from an open stream (an HTTP body)."""
         return import_stream(self, stream, repo_tag, changes, message)
+
+    def save(self, names: list[str], out: BinaryIO) -> None:
+        """``docker save``: write the named images as a docker-archive tar to ``out``."""
+        imagearchive.save(self, names, out)
+
+    def load(self, stream: BinaryIO) -> list[str]:
+        """``docker load``: returns the lines Docker prints (``Loaded image: busybox:latest``)."""
+        return imagearchive.load(self, stream)
 
     def inspect(self, ref: str) -> dict[str, Any]:
         try:

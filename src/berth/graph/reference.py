@@ -188,3 +188,8 @@ def id_prefix(text: str) -> str | None:
 def short_id(image_id: str) -> str:
     """The 12-character form Docker prints: ``5e38fda097eb``."""
     return image_id.removeprefix("sha256:")[:12]
+
+
+def is_id_prefix(image_id: str, text: str) -> bool:
+    """Docker's ``isImageIDPrefix``: ``text`` names the image by (a prefix of) its id."""
+    return image_id.startswith(text) or image_id.removeprefix("sha256:").startswith(text)

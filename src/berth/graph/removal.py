@@ -35,7 +35,7 @@ def remove_image(
     image_id = graph.resolve(ref)
     records: Records = []
     names = _names(graph, image_id)
-    if not _is_id_prefix(image_id, ref):
+    if not reference.is_id_prefix(image_id, ref):
         if not force and _single_reference(names):
             using = users(image_id)
             if using:
@@ -79,10 +79,6 @@ def _remove_name(graph: Graph, ref: reference.Reference) -> None:
         graph.db.delete_digest(ref.name, ref.digest)
     else:
         graph.db.delete_tag(ref.name, ref.tag)
-
-
-def _is_id_prefix(image_id: str, text: str) -> bool:
-    return image_id.startswith(text) or image_id.removeprefix("sha256:").startswith(text)
 
 
 def _single_reference(names: list[reference.Reference]) -> bool:

@@ -267,6 +267,9 @@ class GraphDB:
             )
         ]
 
+    def tags_in_repository(self, repository: str) -> list[str]:
+        return [row[0] for row in self._all("SELECT tag FROM image_tags WHERE repository = ? ORDER BY tag", (repository,))]
+
     def all_tags(self) -> dict[str, list[tuple[str, str]]]:
         out: dict[str, list[tuple[str, str]]] = {}
         for repo, tag, image_id in self._all("SELECT repository, tag, image_id FROM image_tags ORDER BY 1, 2"):

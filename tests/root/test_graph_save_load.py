@@ -1,0 +1,153 @@
+"""docker save / docker load (docker-archive) and create_image, across two graphs."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import tarfile
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from berth.drivers.graph import new_driver, overlay_supported
+from berth.errors import InvalidParameter
+from berth.graph import Graph
+
+from .test_graph_support import entry, make_tar, run_mounted
+
+
+@pytest.fixture
+def graphs() -> Iterator[Callable[[str], Graph]]:
+    made: list[tuple[Graph, Path]] = []
+
+    def make(driver: str) -> Graph:
+        root = Path(tempfile.mkdtemp(prefix=f"berth-gsl-{uuid.uuid4().hex[:8]}-", dir="/var/tmp"))
+        if driver == "overlay2" and not overlay_supported(root / "overlay2"):
+            shutil.rmtree(root)
+            pytest.skip(f"overlayfs does not work under {root} on this kernel")
+        g = Graph(root, root / "berth.db", new_driver(driver, root))
+        made.append((g, root))
+        return g
+
+    yield make
+    for g, root in made:
+        g.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def two_layer_image(graph: Graph, busybox_tar: Path) -> tuple[str, str]:
+    base = graph.import_tar(busybox_tar, "busybox", ['CMD ["sh"]'], "")
+    cid = uuid.uuid4().hex * 2
+    graph.prepare_rw(cid, base)
+    (graph.driver.diff_dir(cid) / "hello.txt").write_text("saved\n")
+    child = graph.commit(cid, "docker.io/library/spycommit:1", ["ENV Z=1"], "msg", "", None)
+    graph.remove_rw(cid)
+    return base, child
+
+
+@pytest.mark.parametrize(("source", "target"), [("overlay2", "vfs"), ("vfs", "overlay2")])
+def test_save_then_load_into_another_graph_keeps_ids(graphs, busybox_tar: Path, source: str, target: str) -> None:  # type: ignore[no-untyped-def]
+    a, b = graphs(source), graphs(target)
+    base, child = two_layer_image(a, busybox_tar)
+    out = io.BytesIO()
+    a.save(["spycommit:1", "busybox"], out)
+    out.seek(0)
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
+        manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
+        assert [m["RepoTags"] for m in manifest] == [["spycommit:1"], ["busybox:latest"]]
+        assert manifest[0]["Config"] == child[7:] + ".json" and len(manifest[0]["Layers"]) == 2
+        shared = tar.getmember(manifest[1]["Layers"][0])  # busybox's top = spycommit's base: a link
+        assert shared.issym() and shared.linkname == "../" + manifest[0]["Layers"][0]
+        layer = tar.extractfile(manifest[0]["Layers"][0]).read()  # type: ignore[union-attr]
+        assert "sha256:" + hashlib.sha256(layer).hexdigest() == a.inspect(base)["RootFS"]["Layers"][0]
+        repositories = json.loads(tar.extractfile("repositories").read())  # type: ignore[union-attr]
+        assert set(repositories) == {"spycommit", "busybox"}
+    assert b.load(out) == ["Loaded image: spycommit:1", "Loaded image: busybox:latest"]
+    assert b.resolve("spycommit:1") == child and b.resolve("busybox") == base
+    assert b.config_bytes(child) == a.config_bytes(child)
+    cid = uuid.uuid4().hex * 2
+    b.prepare_rw(cid, child)
+    target_dir = Path(tempfile.mkdtemp(prefix="berth-rootfs-", dir="/var/tmp"))
+    try:
+        result = run_mounted(b.rootfs_mounts(cid, target_dir), f"chroot {target_dir} /bin/cat /hello.txt")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "saved\n"
+    finally:
+        target_dir.rmdir()
+        b.remove_rw(cid)
+
+
+def test_save_by_id_has_no_tags_and_load_says_the_id(graphs, busybox_tar: Path) -> None:  # type: ignore[no-untyped-def]
+    a, b = graphs("vfs"), graphs("vfs")
+    image_id = a.import_tar(busybox_tar, "busybox", [], "")
+    out = io.BytesIO()
+    a.save([image_id[7:19]], out)
+    out.seek(0)
+    assert b.load(out) == [f"Loaded image ID: {image_id}"]
+    assert b.list(False, {})[0]["RepoTags"] == ["<none>:<none>"]
+
+
+def test_load_refuses_bad_archives_and_leaves_nothing(graphs, busybox_tar: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    a, b = graphs("vfs"), graphs("vfs")
+    a.import_tar(busybox_tar, "busybox", [], "")
+    out = io.BytesIO()
+    a.save(["busybox"], out)
+    data = out.getvalue()
+    with pytest.raises(InvalidParameter):
+        b.load(io.BytesIO(data[: len(data) // 2]))
+    with pytest.raises(InvalidParameter, match="manifest.json"):
+        b.load(io.BytesIO(make_tar(entry("x", data=b"1"))))
+    # a layer whose bytes do not match the config's diff id
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = [(m, tar.extractfile(m).read() if m.isreg() else b"") for m in tar]  # type: ignore[union-attr]
+    evil = make_tar(entry("evil", data=b"!"))
+    for member, _ in members:
+        if member.name.endswith("layer.tar") and member.isreg():
+            member.size = len(evil)
+    forged = make_tar(*[(m, evil if m.name.endswith("layer.tar") and m.isreg() else d) for m, d in members])
+    with pytest.raises(InvalidParameter, match="diff id"):
+        b.load(io.BytesIO(forged))
+    assert b.db.images() == [] and b.db.layers() == [] and b.driver.layers() == []
+    assert list(b.content.dir.iterdir()) == []
+
+
+def test_concurrent_create_image_applies_a_shared_layer_once(graphs, busybox_tar: Path) -> None:  # type: ignore[no-untyped-def]
+    a, b = graphs("overlay2"), graphs("overlay2")
+    _, child = two_layer_image(a, busybox_tar)
+    other = a.commit(_container(a, child), "other", ["ENV O=1"], "", "", None)
+    opened: list[int] = []
+    errors: list[BaseException] = []
+
+    def build(image_id: str) -> None:
+        diff_ids = a.image_config(image_id)["rootfs"]["diff_ids"]
+
+        def open_layer(index: int):  # type: ignore[no-untyped-def]
+            opened.append(index)
+            return open(a.layer_tar(diff_ids[index]), "rb")
+
+        try:
+            b.create_image(a.config_bytes(image_id), open_layer)
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=build, args=(i,)) for i in (child, other, child)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(opened) == [0, 1, 2]  # base, child's layer and other's layer: each once
+    assert {b.resolve(child), b.resolve(other)} == {child, other}
+
+
+def _container(graph: Graph, image_id: str) -> str:
+    cid = uuid.uuid4().hex * 2
+    graph.prepare_rw(cid, image_id)
+    (graph.driver.diff_dir(cid) / "other.txt").write_text("o")
+    return cid
