@@ -13,8 +13,9 @@ connection use, as the transcripts in the API reference do.
         ... Client(parse_host(f"unix://{tmp}/d.sock")).call("GET", "/containers/json")
     daemon.requests[0].path   # '/v1.45/containers/json'
 
-It is a test fake shipped with the client (like ``httpx.MockTransport``): it binds only the
-unix socket it is given and never opens a network socket.
+It is a test fake shipped with the client (like ``httpx.MockTransport``): it binds the unix
+socket it is given, or with ``tcp=True`` an ephemeral port on 127.0.0.1 (optionally TLS), never
+anything but loopback.
 """
 
 from __future__ import annotations
@@ -112,8 +113,13 @@ class Reply:
 
 class FakeDaemon:
     def __init__(self, path: os.PathLike[str] | str, handler: Callable[[Request, Reply], None],
-                 api_version: str = "1.45") -> None:
+                 api_version: str = "1.45", tcp: bool = False, ssl_context: Any = None) -> None:
+        """``tcp=True`` listens on 127.0.0.1 (an ephemeral port) instead of the unix socket
+        ``path``; ``ssl_context`` (server side) makes it TLS."""
         self.path = os.fspath(path)
+        self.tcp = tcp
+        self.ssl_context = ssl_context
+        self.port = 0
         self.handler = handler
         self.api_version = api_version
         self.requests: list[Request] = []
@@ -126,7 +132,7 @@ class FakeDaemon:
 
     @property
     def url(self) -> str:
-        return f"unix://{self.path}"
+        return f"tcp://127.0.0.1:{self.port}" if self.tcp else f"unix://{self.path}"
 
     def __enter__(self) -> FakeDaemon:
         self.start()
@@ -136,8 +142,13 @@ class FakeDaemon:
         self.stop()
 
     def start(self) -> None:
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(self.path)
+        if self.tcp:
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.bind(("127.0.0.1", 0))  # loopback only
+            self.port = listener.getsockname()[1]
+        else:
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(self.path)
         listener.listen(16)
         self._listener = listener
         t = threading.Thread(target=self._accept, args=(listener,), name="fake-daemon-accept", daemon=True)
@@ -162,10 +173,11 @@ class FakeDaemon:
             conn.close()
         for t in self._threads:
             t.join(timeout=5)
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass  # never bound or already removed
+        if not self.tcp:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass  # never bound or already removed
 
     def routes(self) -> list[str]:
         return [f"{r.method} {r.route}" for r in self.requests]
@@ -185,6 +197,13 @@ class FakeDaemon:
             self._threads.append(t)
 
     def _serve(self, conn: socket.socket, number: int) -> None:
+        if self.ssl_context is not None:
+            try:
+                conn = self.ssl_context.wrap_socket(conn, server_side=True)
+            except OSError as exc:  # ssl.SSLError is an OSError: a refused handshake
+                self.errors.append(exc)
+                conn.close()
+                return
         reader = conn.makefile("rb")
         try:
             while True:
