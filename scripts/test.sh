@@ -32,11 +32,19 @@ step "ruff check" "$venv/bin/ruff" check -q src tests bench
 step "lint-imports" "$venv/bin/lint-imports" --no-cache
 
 echo "== pytest"
+# Test paths given on the command line replace the default `tests`.
+targets=(tests)
+for arg in "$@"; do
+    if [[ "$arg" != -* && ( -e "${arg%%::*}" ) ]]; then
+        targets=()
+        break
+    fi
+done
 log=$(mktemp /tmp/berth-pytest.XXXXXX.log)
 # -rfEs: list failures, errors and every skip with its reason at the end.
-"$venv/bin/python" -m pytest -p no:cacheprovider -rfEs --durations=15 tests "$@" 2>&1 | tee "$log"
+"$venv/bin/python" -m pytest -p no:cacheprovider -rfEs --durations=15 "${targets[@]}" "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
-summary=$(grep -E '^=+ .* in [0-9.]+s' "$log" | tail -1 | sed -E 's/^=+ //; s/ =+$//')
+summary=$(grep -E '(passed|failed|error|errors|skipped|deselected|no tests ran).* in [0-9.]+s' "$log" | tail -1 | sed -E 's/^=+ //; s/ =+$//')
 rm -f "$log"
 case "$rc" in
     0) echo "== pytest: ok: $summary" ;;
