@@ -76,6 +76,8 @@ def exec_(ctx: Any, argv: list[str]) -> int:
         keys = parse_detach_keys(opts["detach_keys"])
     except InvalidParameter as exc:
         ctx.usage_error(SPEC, exc.message)
+    if not opts["detach"] and opts["interactive"] and opts["tty"] and not is_tty(ctx.stdin.fileno()):
+        raise InvalidParameter("the input device is not a TTY")
     client = ctx.client
     client.call("GET", f"/containers/{path_escape(name)}/json")
     console = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 from berth.cli.commands.create import create_container
 from berth.cli.containerspec import RUN_SPEC, start_error_exit_code
 from berth.cli.session import Session, side_client, signal_proxy
+from berth.cli.terminal import is_tty
 from berth.errors import BerthError, InvalidParameter
 
 TYPE_CHECKING = False
@@ -72,6 +73,8 @@ def run(ctx: Any, argv: list[str]) -> int:
             raise InvalidParameter("Conflicting options: -a and -d")
     except InvalidParameter as exc:
         ctx.usage_error(RUN_SPEC, exc.message)
+    if not opts["detach"] and opts["interactive"] and opts["tty"] and not is_tty(ctx.stdin.fileno()):
+        raise InvalidParameter("the input device is not a TTY")
     try:
         cid = create_container(ctx, opts, args)
     except BerthError as exc:
