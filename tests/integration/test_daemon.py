@@ -17,9 +17,18 @@ pytestmark = pytest.mark.integration
 
 def test_second_daemon_on_same_root_refuses(berthd: harness.Berthd) -> None:
     r = subprocess.run(
-        [str(harness.BERTHD), "--data-root", str(berthd.data_root), "--exec-root", str(berthd.root / "exec2"),
-         "-H", f"unix://{berthd.root}/other.sock"],
-        capture_output=True, text=True, timeout=30,
+        [
+            str(harness.BERTHD),
+            "--data-root",
+            str(berthd.data_root),
+            "--exec-root",
+            str(berthd.root / "exec2"),
+            "-H",
+            f"unix://{berthd.root}/other.sock",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert r.returncode == 1
     assert f"another berthd (pid {berthd.pid}) is using the data root {berthd.data_root}" in r.stderr
@@ -51,15 +60,27 @@ def test_fd_socket_activation(tmp_path) -> None:  # type: ignore[no-untyped-def]
     listener.bind(sock_path)
     listener.listen(16)
     argv = " ".join(
-        ["exec", str(harness.BERTHD), "--data-root", str(d.data_root), "--exec-root", str(d.exec_root),
-         "-H", "fd://", "--pidfile", str(d.pidfile)]
+        [
+            "exec",
+            str(harness.BERTHD),
+            "--data-root",
+            str(d.data_root),
+            "--exec-root",
+            str(d.exec_root),
+            "-H",
+            "fd://",
+            "--pidfile",
+            str(d.pidfile),
+        ]
     )
     # LISTEN_PID must be berthd's own pid: sh's $$ is, after exec.
     proc = subprocess.Popen(
         ["sh", "-c", f"LISTEN_FDS=1 LISTEN_PID=$$ {argv}"],
         preexec_fn=lambda: os.dup2(listener.fileno(), 3),  # systemd's first socket is fd 3
         close_fds=False,
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 20
@@ -88,8 +109,17 @@ def test_jobs_api_and_events(berthd: harness.Berthd, busybox_image: str) -> None
     assert serve["Status"] == "running" and serve["DurationMs"] is None
     create = next(j for j in jobs if j["Name"] == "container.create")
     assert create["Status"] == "ok" and create["DurationMs"] > 0
-    r = berthd.docker("events", "--since", str(since), "--until", str(time.time() + 0.5),
-                      "--filter", "container=evt", "--format", "{{.Action}}")
+    r = berthd.docker(
+        "events",
+        "--since",
+        str(since),
+        "--until",
+        str(time.time() + 0.5),
+        "--filter",
+        "container=evt",
+        "--format",
+        "{{.Action}}",
+    )
     assert r.returncode == 0, r.stderr
     actions = r.stdout.split()
     assert actions[:2] == ["create", "attach"] or actions[0] == "create", actions

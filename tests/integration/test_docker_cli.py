@@ -52,7 +52,10 @@ def test_run_rm_echo_output_and_exit_codes(berthd: harness.Berthd, busybox_image
     assert r.returncode == 126, r.stderr
     # 137: killed by SIGKILL (not the container's pid 1 itself: pid 1 ignores signals it has no
     # handler for, in Docker too; so the killed process's status is passed on by the shell)
-    assert berthd.docker("run", "--rm", busybox_image, "sh", "-c", "sleep 10 & kill -9 $!; wait $!").returncode == 137
+    assert (
+        berthd.docker("run", "--rm", busybox_image, "sh", "-c", "sleep 10 & kill -9 $!; wait $!").returncode
+        == 137
+    )
     cid = ok(berthd.docker("run", "-d", busybox_image, "sleep", "100")).stdout.strip()
     ok(berthd.docker("kill", cid))
     assert ok(berthd.docker("wait", cid)).stdout.strip() == "137"
@@ -110,10 +113,24 @@ def test_run_it_with_a_pty(berthd: harness.Berthd, busybox_image: str) -> None:
 
 
 def test_detached_logs_exec_stop_rm(berthd: harness.Berthd, busybox_image: str) -> None:
-    cid = ok(berthd.docker(
-        "run", "-d", "--name", "web", "-e", "FOO=bar", "-l", "app=test", "-w", "/tmp", busybox_image,
-        "sh", "-c", "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done",
-    )).stdout.strip()
+    cid = ok(
+        berthd.docker(
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "-e",
+            "FOO=bar",
+            "-l",
+            "app=test",
+            "-w",
+            "/tmp",
+            busybox_image,
+            "sh",
+            "-c",
+            "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done",
+        )
+    ).stdout.strip()
     assert len(cid) == 64
     time.sleep(1.0)
     logs = ok(berthd.docker("logs", "web")).stdout.splitlines()
@@ -122,16 +139,32 @@ def test_detached_logs_exec_stop_rm(berthd: harness.Berthd, busybox_image: str) 
     assert len(tail) == 1 and tail[0].split(" ", 1)[1].startswith("line ")
     # logs -f follows until the container stops
     follower = subprocess.Popen(
-        ["docker", "logs", "-f", "web"], env=berthd.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ["docker", "logs", "-f", "web"],
+        env=berthd.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    r = ok(berthd.docker("exec", "-e", "X=1", "web", "sh", "-c", "echo $FOO-$X; pwd; echo e >&2; exit 7".replace("exit 7", "true")))
+    r = ok(
+        berthd.docker(
+            "exec",
+            "-e",
+            "X=1",
+            "web",
+            "sh",
+            "-c",
+            "echo $FOO-$X; pwd; echo e >&2; exit 7".replace("exit 7", "true"),
+        )
+    )
     assert r.stdout == "bar-1\n/tmp\n" and r.stderr == "e\n"
     assert berthd.docker("exec", "web", "sh", "-c", "exit 7").returncode == 7
     r = berthd.docker("exec", "web", "/no/such/binary")
     assert r.returncode in (126, 127)
     assert berthd.docker("exec", "-u", "1000:1000", "web", "id", "-u").stdout.strip() == "1000"
     status, out = _pty_run(
-        ["docker", "exec", "-it", "web", "sh", "-c", "[ -t 0 ] && echo is-a-tty; read y; echo got-$y"], berthd.env, b"abc\r"
+        ["docker", "exec", "-it", "web", "sh", "-c", "[ -t 0 ] && echo is-a-tty; read y; echo got-$y"],
+        berthd.env,
+        b"abc\r",
     )
     assert status == 0 and b"is-a-tty" in out and b"got-abc" in out, out
     t0 = time.monotonic()
@@ -148,7 +181,10 @@ def test_detached_logs_exec_stop_rm(berthd: harness.Berthd, busybox_image: str) 
 
 def test_ps_filters_inspect_rename(berthd: harness.Berthd, busybox_image: str) -> None:
     ok(berthd.docker("run", "-d", "--name", "a1", "-l", "tier=web", busybox_image, "sleep", "100"))
-    assert berthd.docker("run", "--name", "a2", "-l", "tier=db", busybox_image, "sh", "-c", "exit 2").returncode == 2
+    assert (
+        berthd.docker("run", "--name", "a2", "-l", "tier=db", busybox_image, "sh", "-c", "exit 2").returncode
+        == 2
+    )
     ok(berthd.docker("create", "--name", "a3", busybox_image, "true"))
     names = lambda *a: sorted(ok(berthd.docker("ps", *a, "--format", "{{.Names}}")).stdout.split())  # noqa: E731
     assert names() == ["a1"]
@@ -166,7 +202,10 @@ def test_ps_filters_inspect_rename(berthd: harness.Berthd, busybox_image: str) -
     assert names("-a", "--filter", f"id={ids[0]}") and len(names("-a", "--filter", f"id={ids[0]}")) == 1
     table = ok(berthd.docker("ps")).stdout.splitlines()
     assert table[0].split()[:3] == ["CONTAINER", "ID", "IMAGE"] and "Up " in table[1]
-    assert ok(berthd.docker("inspect", "-f", "{{.State.Status}} {{.Config.Labels.tier}}", "a1")).stdout == "running web\n"
+    assert (
+        ok(berthd.docker("inspect", "-f", "{{.State.Status}} {{.Config.Labels.tier}}", "a1")).stdout
+        == "running web\n"
+    )
     ok(berthd.docker("rename", "a3", "a4"))
     assert names("-a", "--filter", "status=created") == ["a4"]
     r = berthd.docker("rm", "a1")
@@ -175,7 +214,18 @@ def test_ps_filters_inspect_rename(berthd: harness.Berthd, busybox_image: str) -
 
 
 def test_pause_unpause_wait_kill_restart(berthd: harness.Berthd, busybox_image: str) -> None:
-    ok(berthd.docker("run", "-d", "--name", "pz", busybox_image, "sh", "-c", "trap 'exit 42' USR1; while true; do date +%s%N; sleep 0.1; done"))
+    ok(
+        berthd.docker(
+            "run",
+            "-d",
+            "--name",
+            "pz",
+            busybox_image,
+            "sh",
+            "-c",
+            "trap 'exit 42' USR1; while true; do date +%s%N; sleep 0.1; done",
+        )
+    )
     time.sleep(0.5)
     ok(berthd.docker("pause", "pz"))
     assert ok(berthd.docker("inspect", "-f", "{{.State.Status}}", "pz")).stdout.strip() == "paused"
@@ -200,7 +250,14 @@ def test_pause_unpause_wait_kill_restart(berthd: harness.Berthd, busybox_image: 
 def test_limits_are_enforced(berthd: harness.Berthd, busybox_image: str) -> None:
     # memory: allocate past the limit in a tmpfs-free way: a shell variable growing to ~64 MB
     r = berthd.docker(
-        "run", "--name", "oom", "-m", "16m", busybox_image, "sh", "-c",
+        "run",
+        "--name",
+        "oom",
+        "-m",
+        "16m",
+        busybox_image,
+        "sh",
+        "-c",
         "x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo survived ${#x}",
     )
     assert r.returncode == 137, (r.returncode, r.stdout, r.stderr)
@@ -218,7 +275,10 @@ def test_images_tag_rmi(berthd: harness.Berthd, busybox_image: str) -> None:
     rows = ok(berthd.docker("images", "--format", "{{.Repository}}:{{.Tag}}")).stdout.split()
     assert sorted(rows) == ["busybox:latest", "mybox:v1"]
     assert ok(berthd.docker("images", "--filter", "reference=my*", "-q")).stdout.strip()
-    ids = {ok(berthd.docker("image", "inspect", "-f", "{{.Id}}", ref)).stdout.strip() for ref in ("busybox", "mybox:v1")}
+    ids = {
+        ok(berthd.docker("image", "inspect", "-f", "{{.Id}}", ref)).stdout.strip()
+        for ref in ("busybox", "mybox:v1")
+    }
     assert len(ids) == 1 and next(iter(ids)).startswith("sha256:")
     ok(berthd.docker("create", "--name", "user", "mybox:v1", "true"))
     r = berthd.docker("rmi", "mybox:v1")  # another tag remains: just untag
@@ -239,7 +299,9 @@ def test_bad_input_errors(berthd: harness.Berthd, busybox_image: str) -> None:
     assert r.returncode != 0 and "is already in use by container" in r.stderr
     status, body = berthd.api("POST", "/v1.45/containers/create", b"{not json")
     assert status == 400 and "invalid JSON" in body["message"]
-    status, body = berthd.api("POST", "/v1.45/containers/create", {"Image": busybox_image, "Cmd": ["true"], "Tty": "yes"})
+    status, body = berthd.api(
+        "POST", "/v1.45/containers/create", {"Image": busybox_image, "Cmd": ["true"], "Tty": "yes"}
+    )
     assert status == 400 and "Tty" in body["message"]
     status, body = berthd.api("POST", "/v1.45/containers/create", {"Image": "nosuch", "Cmd": ["true"]})
     assert status == 404 and body["message"].startswith("No such image")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
 from berth.container.logs import read_logs
@@ -13,12 +14,14 @@ if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon
 
 
-def _seconds(text: str, field: str) -> float | None:
+def _seconds(text: str, field: str) -> Decimal | None:
+    """Docker sends ``seconds.nanoseconds``; a Decimal keeps the nanoseconds exact, so a
+    timestamp copied from ``logs -t`` selects its own line (both bounds are inclusive)."""
     if not text or text == "0":
         return None
     try:
-        return float(text)
-    except ValueError:
+        return Decimal(text)
+    except InvalidOperation:
         raise InvalidParameter(f"invalid value for {field}: {text!r}") from None
 
 
@@ -41,7 +44,7 @@ async def logs(d: Daemon, job: Job) -> None:
     want = {1: job.args.get("want_stdout", True), 2: job.args.get("want_stderr", True)}
     await out.start("application/vnd.docker.raw-stream" if c.tty else None)  # type: ignore[attr-defined]
     async for record in read_logs(
-        c.log_path, tail=tail, since=since, until=until, follow=follow,
+        c.log_path, tail=tail, since=since, until=until, follow=follow,  # type: ignore[arg-type]
         timestamps=bool(job.args.get("timestamps")), stop=stop,
     ):
         if not want.get(record.stream, True):

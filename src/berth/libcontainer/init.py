@@ -61,6 +61,10 @@ def run_init(
         # propagation is cut first, so nothing reaches the host's mount table.
         rootfs.prepare(spec, rootfs_mounts, tty_path)
         rootfs.pivot(spec.root_path)
+        # Like runc (createCwd) and dockerd: a missing working directory is created, owned by
+        # root, before a read-only root is sealed; after pivot_root so that symlinks on the way
+        # resolve inside the container.
+        _make_cwd(spec.process.cwd)
         # /proc is the container's own now: sysctls, masked and read-only paths, read-only root.
         rootfs.finish(spec)
         _become(spec.process, seccomp_program)
@@ -253,6 +257,13 @@ def _restrict(process: Process, seccomp_program: bytes | None) -> None:
         kernel.prctl(kernel.PR_SET_NO_NEW_PRIVS, 1)
         if seccomp_program is not None:
             _syscall("load seccomp filter", "self", seccomp.load, seccomp_program)
+
+
+def _make_cwd(cwd: str) -> None:
+    try:
+        os.makedirs(cwd, 0o755, exist_ok=True)
+    except OSError as exc:
+        raise ContainerInitError(f"mkdir cwd {cwd!r} in the container: {exc.strerror}", EXIT_OTHER) from exc
 
 
 def _chdir(cwd: str) -> int | None:

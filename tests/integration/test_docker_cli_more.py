@@ -1,0 +1,92 @@
+"""More of the docker CLI against berthd: import --change, logs windows, cpus, start -a, attach."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import harness
+
+pytestmark = pytest.mark.integration
+
+
+def ok(r: subprocess.CompletedProcess) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
+    assert r.returncode == 0, f"exit {r.returncode}\nstdout: {r.stdout!r}\nstderr: {r.stderr!r}"
+    return r
+
+
+def test_import_with_changes(berthd: harness.Berthd, busybox_tar) -> None:  # type: ignore[no-untyped-def]
+    r = ok(berthd.docker(
+        "import",
+        "-c", "ENV GREETING=hello", "-c", "WORKDIR /srv", "-c", 'ENTRYPOINT ["sh", "-c"]',
+        "-c", 'CMD ["echo $GREETING from $(pwd) as $(id -un)"]', "-c", "USER nobody",
+        "-c", "LABEL team=berth", "-c", "EXPOSE 8080", "-m", "imported for a test",
+        str(busybox_tar), "changed:v1",
+    ))
+    image_id = r.stdout.strip()
+    cfg = json.loads(ok(berthd.docker("image", "inspect", "changed:v1")).stdout)[0]
+    assert cfg["Id"] == image_id and cfg["Comment"] == "imported for a test"
+    c = cfg["Config"]
+    assert "GREETING=hello" in c["Env"] and c["WorkingDir"] == "/srv" and c["User"] == "nobody"
+    assert c["Labels"] == {"team": "berth"} and "8080/tcp" in c["ExposedPorts"]
+    assert ok(berthd.docker("run", "--rm", "changed:v1")).stdout == "hello from /srv as nobody\n"
+    assert ok(berthd.docker("images", "--filter", "label=team=berth", "--format", "{{.Repository}}")).stdout == "changed\n"
+    r = berthd.docker("import", "-c", "FROBNICATE x", str(busybox_tar), "bad:v1")
+    assert r.returncode != 0 and "FROBNICATE" in r.stderr.upper()
+
+
+def test_logs_since_until_and_timestamps(berthd: harness.Berthd, busybox_image: str) -> None:
+    ok(berthd.docker("run", "--name", "lg", busybox_image, "sh", "-c", "echo early; sleep 1.2; echo late"))
+    lines = ok(berthd.docker("logs", "-t", "lg")).stdout.splitlines()
+    assert [line.split(" ", 1)[1] for line in lines] == ["early", "late"]
+    t_early, t_late = lines[0].split(" ", 1)[0], lines[1].split(" ", 1)[0]
+    # both bounds are inclusive, to the nanosecond, as in dockerd
+    assert ok(berthd.docker("logs", "--since", t_late, "lg")).stdout == "late\n"
+    assert ok(berthd.docker("logs", "--until", t_early, "lg")).stdout == "early\n"
+    assert ok(berthd.docker("logs", "--since", "1h", "lg")).stdout == "early\nlate\n"
+
+
+def test_cpus_limit_is_applied(berthd: harness.Berthd, busybox_image: str) -> None:
+    cid = ok(berthd.docker("run", "-d", "--cpus", "0.5", "-m", "64m", busybox_image, "sleep", "30")).stdout.strip()
+    pid = int(ok(berthd.docker("inspect", "-f", "{{.State.Pid}}", cid)).stdout)
+    cgroups = dict(line.split(":", 2)[1:] for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines())
+    if "cpu" in cgroups or "cpu,cpuacct" in cgroups:  # v1 / hybrid
+        base = "/sys/fs/cgroup/cpu" + cgroups.get("cpu", cgroups.get("cpu,cpuacct", ""))
+        quota = int(Path(f"{base}/cpu.cfs_quota_us").read_text())
+        period = int(Path(f"{base}/cpu.cfs_period_us").read_text())
+        assert quota * 2 == period
+        mem = "/sys/fs/cgroup/memory" + cgroups["memory"]
+        assert int(Path(f"{mem}/memory.limit_in_bytes").read_text()) == 64 << 20
+    else:  # v2
+        base = "/sys/fs/cgroup" + cgroups[""]
+        assert Path(f"{base}/cpu.max").read_text().split() == ["50000", "100000"]
+    assert json.loads(ok(berthd.docker("inspect", "-f", "{{json .HostConfig.NanoCpus}}", cid)).stdout) == 500_000_000
+    ok(berthd.docker("rm", "-f", cid))
+
+
+def test_start_attach_and_wait_conditions(berthd: harness.Berthd, busybox_image: str) -> None:
+    ok(berthd.docker("create", "--name", "sa", busybox_image, "sh", "-c", "echo run; exit 5"))
+    # not-running on a container that never ran returns at once with 0
+    assert ok(berthd.docker("wait", "sa")).stdout.strip() == "0"
+    r = berthd.docker("start", "-a", "sa")
+    assert (r.returncode, r.stdout) == (5, "run\n")
+    r = berthd.docker("start", "-a", "sa")  # a second run of the same container
+    assert (r.returncode, r.stdout) == (5, "run\n")
+    assert ok(berthd.docker("logs", "sa")).stdout == "run\nrun\n"
+    # attach to a running -dit container, type into it, detach by closing stdin
+    ok(berthd.docker("run", "-dit", "--name", "att", busybox_image, "sh"))
+    r = ok(berthd.docker("exec", "att", "sh", "-c", "echo alive"))
+    assert r.stdout == "alive\n"
+    ok(berthd.docker("rm", "-f", "att", "sa"))
+
+
+def test_rm_force_and_volumes_flag(berthd: harness.Berthd, busybox_image: str) -> None:
+    ok(berthd.docker("run", "-d", "--name", "rmv", busybox_image, "sleep", "100"))
+    t0 = time.monotonic()
+    ok(berthd.docker("rm", "-f", "-v", "rmv"))
+    assert time.monotonic() - t0 < 5
+    assert ok(berthd.docker("ps", "-aq")).stdout == ""
