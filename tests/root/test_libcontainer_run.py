@@ -162,10 +162,33 @@ def test_exec_errors_before_the_barrier(rootfs: Path, args, text, code):
     assert info.value.exit_code == code
 
 
-def test_bad_cwd(rootfs: Path):
+def test_missing_cwd_is_created_but_not_for_exec(rootfs: Path):
+    # like runc (and dockerd's WORKDIR): init makes a missing cwd inside the container
+    status, out, err = run(sh(rootfs, "pwd", cwd="/new/dir"))
+    assert status == 0, err
+    assert out == "/new/dir\n"
+    # an exec'd process gets runc's chdir error instead
+    null = os.open("/dev/null", os.O_RDWR)
+    init = create(sh(rootfs, "exec sleep 30"), [], Stdio(null, null, null), None)
+    try:
+        init.start()
+        with pytest.raises(ContainerInitError) as info:
+            exec_process(init.pid, {"args": ["true"], "cwd": "/nope"}, Stdio(null, null, null), None)
+        assert (
+            info.value.message
+            == 'chdir to cwd ("/nope") set in config.json failed: no such file or directory'
+        )
+        assert info.value.exit_code == 128
+    finally:
+        os.kill(init.pid, signal.SIGKILL)
+        os.waitpid(init.pid, 0)
+        os.close(null)
+
+
+def test_cwd_under_a_file_fails_before_the_barrier(rootfs: Path):
     with pytest.raises(ContainerInitError) as info:
-        run(sh(rootfs, "true", cwd="/nope"))
-    assert info.value.message == 'chdir to cwd ("/nope") set in config.json failed: no such file or directory'
+        run(sh(rootfs, "true", cwd="/etc/passwd/x"))
+    assert "not a directory" in info.value.message.lower()
     assert info.value.exit_code == 128
 
 

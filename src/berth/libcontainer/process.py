@@ -80,30 +80,59 @@ def create(
     ``cgroup`` must already exist (``Cgroup.create``); init joins it first thing. Raises
     ContainerInitError (the child is reaped) if anything fails before the barrier.
     """
-    parsed = specmod.parse(spec)
-    program = _compile_seccomp(json.loads(parsed.seccomp) if parsed.seccomp else None)
-    pidns = parsed.namespace("pid")
-    report_r, report_w = os.pipe2(os.O_CLOEXEC)
     barrier_r, barrier_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        pid, report_r = _spawn(spec, rootfs_mounts, stdio, cgroup, barrier_r)
+    except BaseException:
+        os.close(barrier_w)
+        raise
+    return InitProcess(pid, report_r, barrier_w)
+
+
+def create_detached(
+    spec: dict[str, Any], rootfs_mounts: list[Mount], stdio: Stdio, cgroup: Cgroup | None, barrier_fd: int
+) -> int:
+    """Like :func:`create`, for a caller that exits before the start (an OCI runtime CLI).
+
+    Init waits for one byte on ``barrier_fd`` -- typically a FIFO opened O_RDWR, so that it
+    never sees EOF and a later ``start`` (another process) releases it by writing to the FIFO.
+    Returns init's pid; errors after the barrier are not reported to anyone.
+    """
+    pid, report_r = _spawn(spec, rootfs_mounts, stdio, cgroup, barrier_fd)
+    os.close(report_r)
+    return pid
+
+
+def _spawn(
+    spec: dict[str, Any], rootfs_mounts: list[Mount], stdio: Stdio, cgroup: Cgroup | None, barrier_r: int
+) -> tuple[int, int]:
+    """Fork init (which waits on ``barrier_r``; closed here in the parent) and wait until it is
+    ready; returns (pid, the report pipe's read end)."""
+    try:
+        parsed = specmod.parse(spec)
+        program = _compile_seccomp(json.loads(parsed.seccomp) if parsed.seccomp else None)
+        pidns = parsed.namespace("pid")
+        report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    except BaseException:
+        os.close(barrier_r)
+        raise
     try:
         pid = _fork_in_pidns(None if pidns is None else (pidns.path or ""))
     except BaseException:
-        for fd in (report_r, report_w, barrier_r, barrier_w):
+        for fd in (report_r, report_w, barrier_r):
             os.close(fd)
         raise
-    if pid == 0:  # the child: never returns
+    if pid == 0:  # the child: never returns (fds other than stdio, report and barrier are closed there)
         try:
             os.close(report_r)
-            os.close(barrier_w)
         finally:
             run_init(parsed, program, rootfs_mounts, stdio, cgroup, report_w, barrier_r)
     os.close(report_w)
     os.close(barrier_r)
     data = _read_line(report_r)
     if data == READY:
-        return InitProcess(pid, report_r, barrier_w)
+        return pid, report_r
     os.close(report_r)
-    os.close(barrier_w)
     status = _reap(pid)
     if data:
         raise ContainerInitError.from_wire(data)
