@@ -133,3 +133,17 @@ def test_sigterm_shuts_down_cleanly(berthd: harness.Berthd) -> None:
     assert berthd.stop() == 0
     assert not pidfile.exists()
     assert not (berthd.exec_root / "berth.sock").exists()
+
+
+def test_config_file(berthd_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    d = berthd_factory(start=False)
+    cfg = tmp_path / "daemon.json"
+    cfg.write_text(json.dumps({"storage-driver": "vfs", "debug": True}))
+    d.extra_args = ("--config-file", str(cfg))
+    d.storage_driver = "vfs"
+    d.start()
+    assert json.loads(d.docker("info", "--format", "{{json .Driver}}").stdout) == "vfs"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"no-such-key": 1}))
+    r = subprocess.run([str(harness.BERTHD), "--config-file", str(bad)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "unknown keys no-such-key" in r.stderr
