@@ -311,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
         mem_containers=plan.mem_containers, ps_containers=args.ps_containers or plan.ps_containers,
     )  # fmt: skip
     command = "python bench/run.py" + (" " + " ".join(sys.argv[1:]) if argv is None and sys.argv[1:] else "")
+    # Byte-compile berth first (see scripts/setup.sh): with PYTHONDONTWRITEBYTECODE set, sources
+    # edited since the last setup would otherwise be compiled again on every command.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "-j0", str(HERE.parent / "src")], check=True)
     started = time.time()
     load_before = os.getloadavg()[0]
 

@@ -80,6 +80,11 @@ if [ ! -x "$venv/bin/berthd" ] || [ ! -x "$venv/bin/berth" ] || [ "$(cat "$stamp
     quiet "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$repo[test]"
     echo "$want" >"$stamp"
 fi
+# Byte-compile berth's sources. The editable install leaves them uncompiled, and where
+# PYTHONDONTWRITEBYTECODE is set (it is on these machines) every `berth` command and every berthd
+# start would compile them again: `berth ps` took ~120 ms instead of ~30 ms. Up-to-date files are
+# skipped, so this costs little on a second run.
+quiet "$venv/bin/python" -m compileall -q -j0 "$repo/src"
 for exe in berthd berth; do
     if [ ! -x "$venv/bin/$exe" ]; then
         echo "setup.sh: $venv/bin/$exe missing after install" >&2
