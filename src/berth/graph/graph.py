@@ -377,6 +377,7 @@ class Graph:
                 for row in unused:
                     self.db.delete_layer(row.chain_id)
             for row in unused:
+                self.driver.remove_layer(rwlayer.init_id(row.cache_id))
                 self.driver.remove_layer(row.cache_id)
             drop_blobs(self.db, self.content, [row.diff_id for row in unused])
             return [row.chain_id for row in unused]
@@ -384,9 +385,9 @@ class Graph:
     def collect_garbage(self) -> None:
         """At start-up: drop driver dirs with no row (an import cut short) and temp blobs."""
         with self.lock:
-            known = {row.cache_id for row in self.db.layers()}
-            for rw in self.db.rw_layers():
-                known |= {rw.cache_id, rwlayer.init_id(rw.cache_id)}
+            known = {rwlayer.SCRATCH_INIT} | {rw.cache_id for rw in self.db.rw_layers()}
+            for row in self.db.layers():
+                known |= {row.cache_id, rwlayer.init_id(row.cache_id)}
             for cache_id in self.driver.layers():
                 if cache_id not in known:
                     self.driver.remove_layer(cache_id)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from berth.errors import Conflict
 from berth.graph import reference
 from berth.graph.layers import drop_blobs, layer_chain, referenced_layers
+from berth.graph.rwlayer import init_id
 
 if TYPE_CHECKING:
     from berth.graph.graph import Graph
@@ -158,6 +159,7 @@ def _delete(
     records.append({"Deleted": image_id})
     records.extend({"Deleted": layer.chain_id} for layer in freed)
     for layer in freed:
+        graph.driver.remove_layer(init_id(layer.cache_id))
         graph.driver.remove_layer(layer.cache_id)
     drop_blobs(graph.db, graph.content, [layer.diff_id for layer in freed])
     graph.content.delete(row.config_digest)

@@ -1,14 +1,14 @@
 """Container layers: the init layer, the read-write layer, and what is read or made from them.
 
-The model (Docker's): a container's tree is ``rw`` over ``<id>-init`` over the image's layers.
-The init layer holds empty mount points the runtime binds over (``/etc/hosts``,
+The model (Docker's, with one init layer per image rather than per container): a container's
+tree is ``rw`` over ``<top layer cache id>-init`` over the image's layers. The init layer holds empty mount points the runtime binds over (``/etc/hosts``,
 ``/etc/resolv.conf``, ``/etc/hostname``, ``/dev/console``, ``/proc``, ``/sys``, ``/dev/pts``,
 ``/dev/shm``), ``/.dockerenv`` and ``/etc/mtab -> /proc/mounts`` -- only where the image lacks
 them -- so that ``docker diff`` and ``docker commit``, which look at ``rw`` alone, never show
 them. Files are read, diffed and exported from the layer directories (:mod:`merged`), so a
 stopped container needs no mount::
 
-    prepare_rw(graph, cid, image_id)          # creates <cid>-init and <cid>
+    prepare_rw(graph, cid, image_id)          # creates <cid> (and the image's init layer once)
     read_file(graph, cid, "/etc/passwd")      # bytes as the container sees them, or None
     commit(graph, cid, "spycommit:1", ["ENV Z=1"], "msg", "", container_config)
 """
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from berth.graph.graph import Graph
 
 INIT_SUFFIX = "-init"
+SCRATCH_INIT = "scratch-init"  # the init layer of images without layers
 EMPTY_TAR_DIFF_ID = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
 INIT_ENTRIES: tuple[tuple[str, str], ...] = (
     ("/dev/pts", "dir"),
@@ -48,8 +49,29 @@ INIT_ENTRIES: tuple[tuple[str, str], ...] = (
 )
 
 
-def init_id(container_id: str) -> str:
-    return container_id + INIT_SUFFIX
+def init_id(top_cache_id: str | None) -> str:
+    """The driver id of the init layer over an image whose top layer is ``top_cache_id``."""
+    return top_cache_id + INIT_SUFFIX if top_cache_id else SCRATCH_INIT
+
+
+def _init_of(graph: Graph, rw: RwLayerRow) -> str:
+    top = graph.db.layer(rw.top_layer) if rw.top_layer else None
+    return init_id(top.cache_id if top else None)
+
+
+def ensure_init(graph: Graph, top_cache_id: str | None) -> str:
+    """The image's init layer, created on first use (read-only once made, so it is shared
+    by every container of the image; removed with the image's top layer)."""
+    init = init_id(top_cache_id)
+    if graph.driver.exists(init):
+        return init
+    try:
+        graph.driver.create_layer(init, top_cache_id)
+        fill_init_layer(graph.driver.layer_dirs(init))
+    except BaseException:
+        graph.driver.remove_layer(init)
+        raise
+    return init
 
 
 def fill_init_layer(layers: list[Path]) -> None:
@@ -96,22 +118,18 @@ def prepare_rw(graph: Graph, container_id: str, image_id: str) -> None:
     if graph.db.rw_layer(container_id) is not None:
         raise Conflict(f"prepare rw layer for container {container_id}: already exists")
     top = graph.db.layer(row.top_layer) if row.top_layer else None
-    init = init_id(container_id)
+    init = ensure_init(graph, top.cache_id if top else None)
     try:
-        graph.driver.create_layer(init, top.cache_id if top else None)
-        fill_init_layer(graph.driver.layer_dirs(init))
         graph.driver.prepare_rw(container_id, init)
         with graph.db.transaction():
             graph.db.add_rw_layer(RwLayerRow(container_id, image_id, row.top_layer, container_id))
     except BaseException:
         graph.driver.remove_rw(container_id)
-        graph.driver.remove_layer(init)
         raise
 
 
 def remove_rw(graph: Graph, container_id: str) -> None:
     graph.driver.remove_rw(container_id)
-    graph.driver.remove_layer(init_id(container_id))
     with graph.db.transaction():
         graph.db.delete_rw_layer(container_id)
 
@@ -134,8 +152,8 @@ def read_file(graph: Graph, container_id: str, path: str) -> bytes | None:
 
 def container_changes(graph: Graph, container_id: str) -> list[dict[str, Any]]:
     """``GET /containers/{id}/changes`` records: ``[{"Path": "/root", "Kind": 1}]``."""
-    _require(graph, container_id)
-    return [{"Path": c.path, "Kind": c.kind} for c in changes(graph.driver, container_id, init_id(container_id))]
+    rw = _require(graph, container_id)
+    return [{"Path": c.path, "Kind": c.kind} for c in changes(graph.driver, container_id, _init_of(graph, rw))]
 
 
 def export(graph: Graph, container_id: str, out: BinaryIO) -> None:
@@ -168,7 +186,7 @@ def commit(
     tmp_dir = graph.root / "tmp"
     tmp_dir.mkdir(exist_ok=True)
     with tempfile.TemporaryFile(dir=tmp_dir) as spool:
-        count = write_diff_tar(graph.driver, container_id, init_id(container_id), spool)
+        count = write_diff_tar(graph.driver, container_id, _init_of(graph, row), spool)
         pending = []
         if count:
             spool.seek(0)
