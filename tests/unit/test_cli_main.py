@@ -188,16 +188,65 @@ def test_run_detached_prints_full_id(sock_path, capsys):
     assert create.query == {"name": "web"}
 
 
-def test_run_missing_image(sock_path, capsys):
-    with FakeDaemon(sock_path, Engine(missing_image=True)):
+def test_run_missing_image_pulls_and_reports_the_pull_error(sock_path, capsys):
+    engine = Engine(missing_image=True)
+
+    def handler(req, reply):
+        if req.route == "/images/create":
+            return reply.error(404, "manifest for nosuch:latest not found: manifest unknown")
+        return engine(req, reply)
+
+    with FakeDaemon(sock_path, handler) as daemon:
         code, out, err = run_main(["run", "--rm", "nosuch"], capsys)
     assert code == 125 and out == ""
     assert err.splitlines() == [
         "Unable to find image 'nosuch:latest' locally",
-        "berth: Error response from daemon: No such image: nosuch:latest",
+        "berth: Error response from daemon: manifest for nosuch:latest not found: manifest unknown",
         "",
         "Run 'berth run --help' for more information",
     ]
+    pull = next(r for r in daemon.requests if r.route == "/images/create")
+    assert pull.query == {"fromImage": "docker.io/library/nosuch", "tag": "latest"}
+    assert pull.headers["x-registry-auth"] == "e30="
+
+
+def test_run_pull_never_reports_the_create_error(sock_path, capsys):
+    with FakeDaemon(sock_path, Engine(missing_image=True)) as daemon:
+        code, _, err = run_main(["run", "--pull", "never", "nosuch"], capsys)
+    assert code == 125
+    assert "berth: Error response from daemon: No such image: nosuch:latest" in err
+    assert "Unable to find image" not in err
+    assert "POST /images/create" not in daemon.routes()
+
+
+def test_run_pulls_then_creates_again(sock_path, capsys):
+    engine = Engine(out=b"pulled\n")
+    state = {"pulled": False}
+
+    def handler(req, reply):
+        if req.route == "/containers/create" and not state["pulled"]:
+            return reply.error(404, "No such image: 127.0.0.1:5000/bb:v1")
+        if req.route == "/images/create":
+            state["pulled"] = True
+            reply.begin_chunked()
+            reply.chunk(b'{"status":"Pulling from bb","id":"v1"}\r\n')
+            reply.chunk(b'{"status":"Downloading","progressDetail":{"current":5,"total":9},"id":"ab"}\r\n')
+            reply.chunk(b'{"status":"Status: Downloaded newer image for 127.0.0.1:5000/bb:v1"}\r\n')
+            return reply.end_chunked()
+        return engine(req, reply)
+
+    with FakeDaemon(sock_path, handler) as daemon:
+        code, out, err = run_main(["run", "127.0.0.1:5000/bb:v1"], capsys)
+    assert (code, out) == (0, "pulled\n")
+    assert err.splitlines() == [
+        "Unable to find image '127.0.0.1:5000/bb:v1' locally",
+        "v1: Pulling from bb",
+        "Status: Downloaded newer image for 127.0.0.1:5000/bb:v1",
+    ]
+    pull = next(r for r in daemon.requests if r.route == "/images/create")
+    assert pull.query == {"fromImage": "127.0.0.1:5000/bb", "tag": "v1"}
+    assert [r for r in daemon.routes() if "create" in r] == [
+        "POST /containers/create", "POST /images/create", "POST /containers/create"]
 
 
 @pytest.mark.parametrize(

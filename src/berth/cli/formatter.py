@@ -98,17 +98,31 @@ class FieldTemplate:
             if not is_field:
                 out.append(text)
                 continue
-            value = data.get(text) if isinstance(data, dict) else getattr(data, text)
-            if callable(value):
-                value = value()
+            if isinstance(data, dict):
+                value = data.get(text, "<no value>")
+            else:
+                value = getattr(data, text, _MISSING)
+                if value is _MISSING:
+                    from berth.cli.template import executing_error
+
+                    raise executing_error(text, f"can't evaluate field {text} in type {type(data).__name__}")
+                if callable(value):
+                    value = value()
             out.append(value if isinstance(value, str) else _go_str(value))
         return "".join(out)
+
+
+_MISSING = object()
 
 
 def _go_str(value: Any) -> str:
     from berth.cli.template import go_str
 
     return go_str(value)
+
+
+def _prefixed(prefix: str, message: str) -> str:
+    return message if message.startswith(prefix) else prefix + message
 
 
 def compile_format(text: str) -> Any:
@@ -121,16 +135,25 @@ def compile_format(text: str) -> Any:
 
 
 def render(fmt: str, rows: list[Any], headers: dict[str, str]) -> str:
-    """Render rows with a docker-style format; raises InvalidParameter for a bad template."""
+    """Render rows with a docker-style format; InvalidParameter for a bad template, with the
+    docker CLI's ``template parsing error:`` / ``failed to execute template:`` prefixes."""
+    from berth.errors import InvalidParameter
+
     is_table, text = normalize(fmt)
-    tmpl = compile_format(text)
+    try:
+        tmpl = compile_format(text)
+    except InvalidParameter as exc:
+        raise InvalidParameter(_prefixed("template parsing error: ", exc.message)) from exc
     out: list[str] = []
-    if is_table:
-        header = tmpl.render(HeaderContext(headers))
-        if header.strip():
-            out.append(header)
-    for row in rows:
-        out.append(tmpl.render(row))
+    try:
+        if is_table:
+            header = tmpl.render(HeaderContext(headers))
+            if header.strip():
+                out.append(header)
+        for row in rows:
+            out.append(tmpl.render(row))
+    except InvalidParameter as exc:
+        raise InvalidParameter(_prefixed("failed to execute template: ", exc.message)) from exc
     if not out:
         return ""
     body = "\n".join(out) + "\n"

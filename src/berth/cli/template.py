@@ -83,8 +83,21 @@ def _go_float(value: float) -> str:
 def go_json(value: Any) -> str:
     """docker's ``json`` function: compact, no HTML escaping, UTF-8 kept.
 
-    Row contexts (ps, images) serialize through their ``json_fields()``."""
+    Row contexts (ps, images) serialize through their ``json_fields()``, HTML-escaped as
+    their Go MarshalJSON does."""
+    if hasattr(value, "json_fields"):
+        return go_json_marshal(value.json_fields())
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+
+
+def go_json_marshal(value: Any) -> str:
+    """Go's json.Marshal: like go_json but HTML characters escaped (row contexts marshal
+    themselves with it, so ``{{json .}}`` on a ps/images row shows ``\u003cnone\u003e``)."""
+    text = go_json(value)
+    for ch, esc in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e"),
+                    ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(ch, esc)
+    return text
 
 
 def _json_default(value: Any) -> Any:
@@ -255,19 +268,25 @@ def _truth(value: Any) -> bool:
     return True
 
 
-def _field(value: Any, name: str, args: list[Any] | None = None) -> Any:
+def executing_error(name: str, cause: str) -> InvalidParameter:
+    """Go's text for a failed field lookup (docker adds its own prefix before it)."""
+    return InvalidParameter(f'template: :1: executing "" at <.{name}>: {cause}')
+
+
+def field_value(value: Any, name: str, args: list[Any] | None = None, missing_error: bool = False) -> Any:
+    """``.name`` on a value: a map key (``<no value>`` if absent, or an error with
+    ``missingkey=error``), else an attribute; a method is called with ``args``."""
     if isinstance(value, dict):
+        if name not in value and missing_error:
+            raise executing_error(name, f'map has no entry for key "{name}"')
         result = value.get(name, NO_VALUE)
     elif value is None or value is NO_VALUE:
-        raise InvalidParameter(f"template: executing: nil pointer evaluating .{name}")
+        raise executing_error(name, f"nil pointer evaluating .{name}")
     else:
         attr = getattr(value, name, NO_VALUE) if not name.startswith("_") else NO_VALUE
         if attr is NO_VALUE:
-            raise InvalidParameter(
-                f"template: executing: can't evaluate field {name} in type {type(value).__name__}"
-            )
-        result = attr(*(args or [])) if callable(attr) else attr
-        return result
+            raise executing_error(name, f"can't evaluate field {name} in type {type(value).__name__}")
+        return attr(*(args or [])) if callable(attr) else attr
     if args:
         raise InvalidParameter(f"template: executing: {name} is not a method but has arguments")
     return result
@@ -378,8 +397,11 @@ FUNCS: dict[str, Any] = {
 
 
 class Template:
-    def __init__(self, text: str) -> None:
+    """``missing_key_error=True`` is Go's ``missingkey=error`` (docker inspect uses it)."""
+
+    def __init__(self, text: str, missing_key_error: bool = False) -> None:
         self.text = text
+        self.missing_key_error = missing_key_error
         self.nodes, _, _ = _parse(_split_actions(text), 0, ())
 
     def render(self, data: Any) -> str:
@@ -440,7 +462,7 @@ class Template:
         if kind == "field":
             value = dot
             for name in val:
-                value = _field(value, name)
+                value = field_value(value, name, missing_error=self.missing_key_error)
             return value
         if kind == "var":
             name, chain = val
@@ -448,7 +470,7 @@ class Template:
                 raise InvalidParameter(f"template parsing error: undefined variable {name!r}")
             value = scope[name]
             for part in chain:
-                value = _field(value, part)
+                value = field_value(value, part, missing_error=self.missing_key_error)
             return value
         if kind == "sub":
             return self._pipeline(val, dot, scope)
@@ -472,9 +494,9 @@ class Template:
         if head[0] == "field" and (len(cmd) > 1 or piped) and head[1]:
             value = dot
             for name in head[1][:-1]:
-                value = _field(value, name)
+                value = field_value(value, name, missing_error=self.missing_key_error)
             args = [self._operand(t, dot, scope) for t in cmd[1:]] + piped
-            return _field(value, head[1][-1], args)
+            return field_value(value, head[1][-1], args, self.missing_key_error)
         if len(cmd) > 1 or piped:
             raise InvalidParameter("template: executing: can't give argument to non-function")
         return self._operand(head, dot, scope)

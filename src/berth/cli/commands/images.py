@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from berth.cli.commands.ps import parse_filters
+from berth.cli.commands.ps import checked_filters
 from berth.cli.formatter import render
 from berth.cli.options import Command, Flag
 from berth.cli.reference import familiar_name, normalize_name, path_escape, split_digest, split_tag
@@ -97,7 +97,7 @@ class ImageRow:
 
     @property
     def VirtualSize(self) -> str:
-        return human_size(self._i.get("VirtualSize") or self._i.get("Size") or 0)
+        return human_size(self._i.get("VirtualSize") or self._i.get("Size") or 0, 4)
 
     @property
     def Containers(self) -> str:
@@ -107,12 +107,12 @@ class ImageRow:
     @property
     def SharedSize(self) -> str:
         n = self._i.get("SharedSize", -1)
-        return "N/A" if n is None or n < 0 else human_size(n)
+        return "N/A" if n is None or n < 0 else human_size(n, 4)
 
     @property
     def UniqueSize(self) -> str:
         n = self._i.get("SharedSize", -1)
-        return "N/A" if n is None or n < 0 else human_size((self._i.get("Size") or 0) - n)
+        return "N/A" if n is None or n < 0 else human_size((self._i.get("Size") or 0) - n, 4)
 
     def json_fields(self) -> dict[str, str]:
         return {k: getattr(self, k) for k in (
@@ -165,7 +165,7 @@ def image_rows(img: dict[str, Any], show_digests: bool, trunc: bool, now: float 
 
 def images(ctx: Any, argv: list[str]) -> int:
     opts, args = ctx.parse(IMAGES_SPEC, argv)
-    filters = parse_filters(opts["filter"])
+    filters = checked_filters(ctx, IMAGES_SPEC, opts["filter"])
     if args:
         filters.setdefault("reference", {})[args[0]] = True
     query: dict[str, Any] = {}

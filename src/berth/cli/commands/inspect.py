@@ -70,8 +70,13 @@ def _run(ctx: Any, opts: dict[str, Any], names: list[str], kinds: tuple[str, ...
                 errors.append(f"Error: No such object: {name}")
     fmt = opts["format"]
     if fmt:
-        tmpl = Template(fmt.replace("\\t", "\t").replace("\\n", "\n"))
-        ctx.out("".join(tmpl.render(obj) + "\n" for obj in results))
+        try:
+            tmpl = Template(fmt.replace("\\t", "\t").replace("\\n", "\n"), missing_key_error=True)
+            ctx.out("".join(tmpl.render(obj) + "\n" for obj in results))
+        except InvalidParameter as exc:
+            text = exc.message
+            raise InvalidParameter(text if text.startswith("template parsing error") else
+                                   f"template parsing error: {text}") from exc
     else:
         ctx.out((json.dumps(results, indent=4, ensure_ascii=False) if results else "[]") + "\n")
     if errors:

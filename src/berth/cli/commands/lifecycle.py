@@ -103,7 +103,14 @@ def rename(ctx: Any, argv: list[str]) -> int:
 
     if not new.strip():
         raise InvalidParameter("Error: Neither old nor new names may be empty")
-    ctx.client.call("POST", f"/containers/{path_escape(old)}/rename", query={"name": new})
+    from berth.cli.main import report_error
+
+    try:
+        ctx.client.call("POST", f"/containers/{path_escape(old)}/rename", query={"name": new})
+    except BerthError as exc:
+        report_error(ctx, exc)
+        ctx.err(f"Error: failed to rename container named {old}\n")
+        return 1
     return 0
 
 

@@ -61,9 +61,22 @@ def parse_filters(items: list[str]) -> dict[str, dict[str, bool]]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise InvalidParameter(f"bad format of filter (expected name=value): {item}")
+            raise InvalidParameter(
+                f'invalid argument "{item}" for "-f, --filter" flag: bad format of filter (expected name=value)'
+            )
         out.setdefault(key.strip().lower(), {})[value] = True
     return out
+
+
+def checked_filters(ctx: Any, spec: Command, items: list[str]) -> dict[str, dict[str, bool]]:
+    """parse_filters, with a malformed filter reported as a usage error (exit 125)."""
+    from berth.errors import InvalidParameter
+
+    try:
+        return parse_filters(items)
+    except InvalidParameter as exc:
+        ctx.usage_error(spec, exc.message)
+        raise
 
 
 def go_quote(text: str) -> str:
@@ -228,7 +241,12 @@ class ContainerRow:
         nets = ((self._c.get("NetworkSettings") or {}).get("Networks")) or {}
         return ",".join(sorted(nets))
 
-    def json_fields(self) -> dict[str, str]:
+    @property
+    def Platform(self) -> Any:
+        descriptor = self._c.get("ImageManifestDescriptor") or {}
+        return descriptor.get("platform")
+
+    def json_fields(self) -> dict[str, Any]:
         return {
             "Command": self.Command,
             "CreatedAt": self.CreatedAt,
@@ -239,6 +257,7 @@ class ContainerRow:
             "Mounts": self.Mounts,
             "Names": self.Names,
             "Networks": self.Networks,
+            "Platform": self.Platform,
             "Ports": self.Ports,
             "RunningFor": self.RunningFor,
             "Size": self.Size,
@@ -261,7 +280,7 @@ def ps(ctx: Any, argv: list[str]) -> int:
     if opts["size"] or ".Size" in fmt:
         query["size"] = "1"
     if opts["filter"]:
-        query["filters"] = json.dumps(parse_filters(opts["filter"]), separators=(",", ":"))
+        query["filters"] = json.dumps(checked_filters(ctx, SPEC, opts["filter"]), separators=(",", ":"))
     containers = ctx.client.call("GET", "/containers/json", query=query) or []
     trunc = not opts["no_trunc"]
     if opts["quiet"] and not fmt:

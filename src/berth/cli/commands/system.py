@@ -84,7 +84,8 @@ def version(ctx: Any, argv: list[str]) -> int:
             " Context:           default",
         ]
         if server is not None:
-            lines += ["", "Server:"]
+            platform_name = (server.get("Platform") or {}).get("Name") or ""
+            lines += ["", f"Server: {platform_name}".rstrip() if platform_name else "Server:"]
             components = server.get("Components") or [
                 {"Name": "Engine", "Version": server.get("Version", ""), "Details": {}}
             ]
@@ -161,8 +162,12 @@ def info(ctx: Any, argv: list[str]) -> int:
     if runtimes:
         lines.append(f" Runtimes: {' '.join(sorted(runtimes))}")
     lines.append(f" Default Runtime: {g('DefaultRuntime', '')}")
-    if g("InitBinary"):
-        lines.append(f" Init Binary: {g('InitBinary')}")
+    lines += [
+        f" Init Binary: {g('InitBinary') or ''}",
+        f" containerd version: {(g('ContainerdCommit') or {}).get('ID', '')}",
+        f" runc version: {(g('RuncCommit') or {}).get('ID', '')}",
+        f" init version: {(g('InitCommit') or {}).get('ID', '')}",
+    ]
     sec = g("SecurityOptions") or []
     if sec:
         lines.append(" Security Options:")
