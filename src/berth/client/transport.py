@@ -104,7 +104,9 @@ class Endpoint:
             raise not_running(self, exc) from exc
         sock.settimeout(None)
         if self.scheme == "tcp" and self.tls is not None:
-            return _wrap_tls(sock, self)
+            from berth.client.tls import wrap
+
+            return wrap(sock, self)
         return sock
 
 
@@ -195,33 +197,3 @@ def tls_options(
         return path if os.path.exists(path) else None
 
     return TLSOptions(verify, default(cacert, "ca.pem"), default(cert, "cert.pem"), default(key, "key.pem"))
-
-
-def _wrap_tls(sock: Any, endpoint: Endpoint) -> Any:
-    import socket as socket_mod
-    import ssl
-
-    opts = endpoint.tls
-    assert opts is not None
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    try:
-        if opts.verify:
-            if opts.cacert:
-                ctx.load_verify_locations(opts.cacert)
-            else:
-                ctx.load_default_certs()
-        else:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        if opts.cert and opts.key:
-            ctx.load_cert_chain(opts.cert, opts.key)
-    except (OSError, ssl.SSLError) as exc:
-        sock.close()
-        raise InvalidParameter(f"load TLS files for {endpoint.url}: {exc}") from exc
-    full = socket_mod.socket(fileno=sock.detach())
-    host = endpoint.address.rpartition(":")[0].strip("[]")
-    try:
-        return ctx.wrap_socket(full, server_hostname=host)
-    except (OSError, ssl.SSLError) as exc:
-        full.close()
-        raise Unavailable(f"TLS handshake with {endpoint.url}: {exc}") from exc
