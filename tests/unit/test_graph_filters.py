@@ -35,10 +35,30 @@ def test_labels_all_must_match() -> None:
 
 @pytest.mark.parametrize(
     ("pattern", "name", "expected"),
-    [("spy*", "spybuild:1", True), ("busybox*", "busybox:latest", True), ("busybox", "busybox", True),
-     ("*", "127.0.0.1:5000/bbx", False), ("*/*", "myrepo/bb", True), ("b?x", "bbx", True),
-     ("[ab]*", "busybox", True), ("[!b]*", "busybox", False), ("busybox", "busybox:latest", False),
-     ("127.0.0.1:5051/bbx", "127.0.0.1:5051/bbx", True)],
+    [
+        ("spy*", "spybuild:1", True),
+        ("busybox*", "busybox:latest", True),
+        ("busybox", "busybox", True),
+        ("*", "127.0.0.1:5000/bbx", False),
+        ("*/*", "myrepo/bb", True),
+        ("b?x", "bbx", True),
+        ("[ab]*", "busybox", True),
+        ("[!b]*", "busybox", False),
+        ("busybox", "busybox:latest", False),
+        ("127.0.0.1:5051/bbx", "127.0.0.1:5051/bbx", True),
+    ],
 )
 def test_path_match_is_gos(pattern: str, name: str, expected: bool) -> None:
     assert path_match(pattern, name) is expected
+
+
+def test_until_values() -> None:
+    from berth.graph.pruning import parse_until
+
+    now = 1_795_840_368 * 10**9
+    assert parse_until("1795840368", now) == now
+    assert parse_until("1795840368.5", now) == now + 5 * 10**8
+    assert parse_until("2026-11-28T04:32:48Z", now) == now
+    assert parse_until("24h", now) == now - 24 * 3600 * 10**9
+    with pytest.raises(InvalidParameter, match="until=soon"):
+        parse_until("soon", now)

@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 
 from berth.drivers.graph import GraphDriver
 from berth.errors import InvalidParameter, NotFound
-from berth.graph import imagearchive, reference, rwlayer
+from berth.graph import imagearchive, pruning, reference, rwlayer
 from berth.graph.content import ContentStore
 from berth.graph.image import chain_ids, container_config, image_id, now_ns, parse_rfc3339, rfc3339_nano
 from berth.graph.importer import import_stream
@@ -290,6 +290,10 @@ class Graph:
         """:meth:`import_tar` from an open stream (an HTTP body)."""
         return import_stream(self, stream, repo_tag, changes, message)
 
+    def prune(self, filters: dict[str, Any] | None = None, users: Callable[[str], list[str]] | None = None) -> dict[str, Any]:
+        """``docker image prune``: ``{"ImagesDeleted": [...] | None, "SpaceReclaimed": n}``."""
+        return pruning.prune(self, filters or {}, users or (lambda _id: []))
+
     def save(self, names: list[str], out: BinaryIO) -> None:
         """``docker save``: write the named images as a docker-archive tar to ``out``."""
         imagearchive.save(self, names, out)
@@ -391,6 +395,7 @@ class Graph:
             for cache_id in self.driver.layers():
                 if cache_id not in known:
                     self.driver.remove_layer(cache_id)
+            self.prune_layers()  # rows a pull recorded before it was cut short
             self.content.gc(keep=set(self.content.digests()))
 
     # last in the class body: the name shadows the builtin in annotations below it
