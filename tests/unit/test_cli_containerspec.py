@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from berth.cli.containerspec import (
-    build_create_body,
-    parse_mount,
-    parse_publish,
-    parse_run,
-    start_error_exit_code,
-)
+from berth.cli.containerspec import build_create_body, parse_run, start_error_exit_code
+from berth.cli.flagvalues import parse_mount, parse_publish
 from berth.errors import InvalidParameter
 
 
@@ -37,7 +32,12 @@ def test_interactive_tty_rm_and_detach():
     assert (b["AttachStdin"], b["Tty"], b["OpenStdin"], b["StdinOnce"]) == (True, True, True, True)
     assert b["HostConfig"]["AutoRemove"] and b["HostConfig"]["ConsoleSize"] == [40, 120]
     d = body("-d", "-i", "busybox")
-    assert (d["AttachStdin"], d["AttachStdout"], d["AttachStderr"], d["StdinOnce"]) == (False, False, False, False)
+    assert (d["AttachStdin"], d["AttachStdout"], d["AttachStderr"], d["StdinOnce"]) == (
+        False,
+        False,
+        False,
+        False,
+    )
     assert d["OpenStdin"] is True and d["Cmd"] is None
 
 
@@ -46,20 +46,57 @@ def test_env_labels_and_files(tmp_path):
     envf.write_text("# comment\n\nFROM_FILE=1\nPASSED\n")
     labf = tmp_path / "labels"
     labf.write_text("team=core\n")
-    b = body("-e", "A=1", "-e", "HOME", "-e", "UNSET", "--env-file", str(envf), "-l", "x=y",
-             "--label-file", str(labf), "busybox", env={"HOME": "/root", "PASSED": "p"})
+    b = body(
+        "-e",
+        "A=1",
+        "-e",
+        "HOME",
+        "-e",
+        "UNSET",
+        "--env-file",
+        str(envf),
+        "-l",
+        "x=y",
+        "--label-file",
+        str(labf),
+        "busybox",
+        env={"HOME": "/root", "PASSED": "p"},
+    )
     assert b["Env"] == ["FROM_FILE=1", "PASSED=p", "A=1", "HOME=/root"]
     assert b["Labels"] == {"team": "core", "x": "y"}
 
 
 def test_resources_user_workdir_entrypoint_network():
-    b = body("-m", "512m", "--cpus", "1.5", "--pids-limit", "64", "-u", "1000:1000", "-w", "/tmp",
-             "--entrypoint", "", "--network", "none", "--network-alias", "svc", "--hostname", "box",
-             "--init", "--restart", "on-failure:2", "busybox")
+    b = body(
+        "-m",
+        "512m",
+        "--cpus",
+        "1.5",
+        "--pids-limit",
+        "64",
+        "-u",
+        "1000:1000",
+        "-w",
+        "/tmp",
+        "--entrypoint",
+        "",
+        "--network",
+        "none",
+        "--network-alias",
+        "svc",
+        "--hostname",
+        "box",
+        "--init",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+    )
     hc = b["HostConfig"]
     assert (hc["Memory"], hc["NanoCpus"], hc["PidsLimit"]) == (512 * 1024**2, 1_500_000_000, 64)
     assert (b["User"], b["WorkingDir"], b["Entrypoint"], b["Hostname"]) == ("1000:1000", "/tmp", [""], "box")
-    assert hc["NetworkMode"] == "none" and b["NetworkingConfig"]["EndpointsConfig"]["none"]["Aliases"] == ["svc"]
+    assert hc["NetworkMode"] == "none" and b["NetworkingConfig"]["EndpointsConfig"]["none"]["Aliases"] == [
+        "svc"
+    ]
     assert hc["Init"] is True
     assert hc["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 2}
     assert body("--entrypoint", "/bin/sh", "busybox")["Entrypoint"] == ["/bin/sh"]
@@ -82,8 +119,19 @@ def test_publish_forms():
 
 
 def test_volumes_mounts_tmpfs_ulimits():
-    b = body("-v", "data:/data", "-v", "/anon", "--mount", "type=bind,src=/a,dst=/b,readonly",
-             "--tmpfs", "/run:size=1m", "--ulimit", "nofile=1024:2048", "busybox")
+    b = body(
+        "-v",
+        "data:/data",
+        "-v",
+        "/anon",
+        "--mount",
+        "type=bind,src=/a,dst=/b,readonly",
+        "--tmpfs",
+        "/run:size=1m",
+        "--ulimit",
+        "nofile=1024:2048",
+        "busybox",
+    )
     hc = b["HostConfig"]
     assert hc["Binds"] == ["data:/data"] and b["Volumes"] == {"/anon": {}}
     assert hc["Mounts"] == [{"Type": "bind", "Source": "/a", "Target": "/b", "ReadOnly": True}]

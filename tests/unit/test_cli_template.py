@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from berth.cli.template import Template, go_str
+from berth.cli.template import Template
+from berth.cli.templatefuncs import go_str
 from berth.errors import InvalidParameter
 
 DATA = {

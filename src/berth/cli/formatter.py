@@ -116,7 +116,7 @@ _MISSING = object()
 
 
 def _go_str(value: Any) -> str:
-    from berth.cli.template import go_str
+    from berth.cli.templatefuncs import go_str
 
     return go_str(value)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from berth.cli.commands.run import parse_detach_keys
-from berth.cli.containerspec import read_kv_file, resolve_env
+from berth.cli.flagvalues import read_kv_file, resolve_env
 from berth.cli.options import Command, Flag
 from berth.cli.reference import path_escape
 from berth.cli.session import Session, side_client

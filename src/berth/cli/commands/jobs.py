@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from berth.cli.formatter import render
 from berth.cli.options import Command, Flag
-from berth.cli.template import go_json
+from berth.cli.templatefuncs import go_json
 from berth.cli.units import format_duration_ms
 
 TYPE_CHECKING = False
