@@ -94,7 +94,10 @@ def run_main(argv, capsys, stdin_data=None, monkeypatch=None):
 def test_no_daemon_message_and_exit_code(capsys, tmp_path):
     code, out, err = run_main(["-H", f"unix://{tmp_path}/none.sock", "ps"], capsys)
     assert code == 1 and out == ""
-    assert err == f"Cannot connect to the berth daemon at unix://{tmp_path}/none.sock. Is the berth daemon running?\n"
+    assert (
+        err
+        == f"Cannot connect to the berth daemon at unix://{tmp_path}/none.sock. Is the berth daemon running?\n"
+    )
 
 
 def test_default_host_in_message(capsys, monkeypatch):
@@ -103,8 +106,9 @@ def test_default_host_in_message(capsys, monkeypatch):
         pytest.skip("a berth daemon listens on the default socket on this machine")
     code, _, err = run_main(["ps"], capsys)
     assert code == 1
-    assert err == ("Cannot connect to the berth daemon at unix:///run/berth/berth.sock. "
-                   "Is the berth daemon running?\n")
+    assert err == (
+        "Cannot connect to the berth daemon at unix:///run/berth/berth.sock. Is the berth daemon running?\n"
+    )
 
 
 def test_usage_errors_exit_125(capsys):
@@ -119,9 +123,19 @@ def test_usage_errors_exit_125(capsys):
 def test_ps_table_and_quiet(sock_path, capsys):
     import time
 
-    listing = [{"Id": CID, "Names": ["/web"], "Image": "busybox", "Command": "sleep 300",
-                "Created": int(time.time()) - 1, "Status": "Up Less than a second", "State": "running",
-                "Ports": [], "Labels": {}}]
+    listing = [
+        {
+            "Id": CID,
+            "Names": ["/web"],
+            "Image": "busybox",
+            "Command": "sleep 300",
+            "Created": int(time.time()) - 1,
+            "Status": "Up Less than a second",
+            "State": "running",
+            "Ports": [],
+            "Labels": {},
+        }
+    ]
 
     def handler(req, reply):
         if req.route == "/_ping":
@@ -134,7 +148,7 @@ def test_ps_table_and_quiet(sock_path, capsys):
         assert code == 0
         assert out.splitlines() == [
             "CONTAINER ID   IMAGE     COMMAND       CREATED        STATUS                  PORTS     NAMES",
-            "c0ffee000000   busybox   \"sleep 300\"   1 second ago   Up Less than a second             web",
+            'c0ffee000000   busybox   "sleep 300"   1 second ago   Up Less than a second             web',
         ]
         code, out, _ = run_main(["ps", "-q"], capsys)
         assert out == "c0ffee000000\n"
@@ -161,8 +175,16 @@ def test_run_sequence_output_and_exit_code(sock_path, capsys):
     attach = by_route[f"/containers/{CID}/attach"]
     assert attach.query == {"stream": "1", "stdout": "1", "stderr": "1"}
     conns = {r.route: r.conn_no for r in daemon.requests}
-    assert len({conns[f"/containers/{CID}/attach"], conns[f"/containers/{CID}/wait"],
-                conns[f"/containers/{CID}/start"]}) == 3
+    assert (
+        len(
+            {
+                conns[f"/containers/{CID}/attach"],
+                conns[f"/containers/{CID}/wait"],
+                conns[f"/containers/{CID}/start"],
+            }
+        )
+        == 3
+    )
     assert engine.create_body["HostConfig"]["AutoRemove"] is True
 
 
@@ -175,6 +197,25 @@ def test_run_interactive_sends_stdin_before_start(sock_path, capsys, monkeypatch
     wait = next(r for r in daemon.requests if r.route.endswith("/wait"))
     assert wait.query == {"condition": "next-exit"}
     assert engine.create_body["StdinOnce"] is True and engine.create_body["OpenStdin"] is True
+
+
+def test_run_tty_output_is_raw_and_stdout_without_fd_is_fine(sock_path, capsys):
+    class TtyEngine(Engine):
+        def __call__(self, req, reply):
+            if req.route == f"/containers/{CID}/attach":
+                sock = reply.upgrade()
+                self.started.wait(5)
+                sock.sendall(b"\x01\x00raw bytes\r\n")  # no frames with a TTY
+                self.exited.set()
+                sock.shutdown(2)
+                return None
+            return super().__call__(req, reply)
+
+    engine = TtyEngine(exit_code=5)
+    with FakeDaemon(sock_path, engine):
+        code, out, _ = run_main(["run", "-t", "--rm", "busybox", "sh"], capsys)
+    assert (code, out) == (5, "\x01\x00raw bytes\r\n")
+    assert engine.create_body["Tty"] is True and engine.create_body["HostConfig"]["ConsoleSize"] == [0, 0]
 
 
 def test_run_detached_prints_full_id(sock_path, capsys):
@@ -246,13 +287,19 @@ def test_run_pulls_then_creates_again(sock_path, capsys):
     pull = next(r for r in daemon.requests if r.route == "/images/create")
     assert pull.query == {"fromImage": "127.0.0.1:5000/bb", "tag": "v1"}
     assert [r for r in daemon.routes() if "create" in r] == [
-        "POST /containers/create", "POST /images/create", "POST /containers/create"]
+        "POST /containers/create",
+        "POST /images/create",
+        "POST /containers/create",
+    ]
 
 
 @pytest.mark.parametrize(
     ("message", "code"),
-    [('exec: "/no/such/binary": stat /no/such/binary: no such file or directory', 127),
-     ("exec: /etc/passwd: permission denied", 126), ("network testnet not found", 125)],
+    [
+        ('exec: "/no/such/binary": stat /no/such/binary: no such file or directory', 127),
+        ("exec: /etc/passwd: permission denied", 126),
+        ("network testnet not found", 125),
+    ],
 )
 def test_run_start_failure_exit_codes(sock_path, capsys, message, code):
     engine = Engine(start_error=message, exit_code=127)
@@ -379,12 +426,33 @@ def test_progress_error_stops_with_message(sock_path, capsys):
 
 def test_jobs_table(sock_path, capsys):
     jobs = [
-        {"ID": "j1abcdefabcdef99", "Name": "container.create", "Status": "ok", "Args": ["x"],
-         "StartedAt": "2026-11-28T05:00:00.1Z", "DurationMs": 12.5, "Error": ""},
-        {"ID": "j2", "Name": "container.start", "Status": "error", "Args": [],
-         "StartedAt": "2026-11-28T05:00:01Z", "DurationMs": 3.0, "Error": "no such file"},
-        {"ID": "j3", "Name": "serveapi", "Status": "running", "Args": [],
-         "StartedAt": "2026-11-28T04:00:00Z", "DurationMs": None, "Error": ""},
+        {
+            "ID": "j1abcdefabcdef99",
+            "Name": "container.create",
+            "Status": "ok",
+            "Args": ["x"],
+            "StartedAt": "2026-11-28T05:00:00.1Z",
+            "DurationMs": 12.5,
+            "Error": "",
+        },
+        {
+            "ID": "j2",
+            "Name": "container.start",
+            "Status": "error",
+            "Args": [],
+            "StartedAt": "2026-11-28T05:00:01Z",
+            "DurationMs": 3.0,
+            "Error": "no such file",
+        },
+        {
+            "ID": "j3",
+            "Name": "serveapi",
+            "Status": "running",
+            "Args": [],
+            "StartedAt": "2026-11-28T04:00:00Z",
+            "DurationMs": None,
+            "Error": "",
+        },
     ]
 
     def handler(req, reply):

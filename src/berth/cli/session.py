@@ -15,7 +15,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 
 from berth.cli.streams import DetachKeys, StdinPump, copy_output, socket_chunks
-from berth.cli.terminal import RawTerminal, is_tty, watch_resize
+from berth.cli.terminal import RawTerminal, fd_of, is_tty, watch_resize
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ class Session:
         self.stdin = stdin
         self.pump: StdinPump | None = None
         self.detach_keys = detach_keys
-        self.stdin_fd = ctx.stdin.fileno() if stdin else -1
+        self.stdin_fd = fd_of(ctx.stdin) if stdin else -1
 
     def begin(self) -> None:
         """Right after the 101: stdin flows from now (the daemon buffers it until start)."""
@@ -94,8 +94,8 @@ class Session:
         raw_mode = self.tty and self.stdin and is_tty(self.stdin_fd)
         with RawTerminal(self.stdin_fd) if raw_mode else contextlib.nullcontext():
             stop = lambda: None  # noqa: E731
-            if self.tty and resize is not None and is_tty(self.ctx.stdout.fileno()):
-                stop = watch_resize(self.ctx.stdout.fileno(), _quiet(resize))
+            if self.tty and resize is not None and is_tty(fd_of(self.ctx.stdout)):
+                stop = watch_resize(fd_of(self.ctx.stdout), _quiet(resize))
             try:
                 chunks = socket_chunks(self.raw)
                 if self.pump is not None and self.detach_keys:

@@ -16,7 +16,17 @@ if TYPE_CHECKING:
     from typing import Any
 
 
+def fd_of(stream: Any) -> int:
+    """The stream's file descriptor, or -1 when it has none (pytest's capture, StringIO)."""
+    try:
+        return int(stream.fileno())
+    except (AttributeError, ValueError, OSError):
+        return -1
+
+
 def is_tty(fd: int) -> bool:
+    if fd < 0:
+        return False
     try:
         return os.isatty(fd)
     except OSError:

@@ -14,7 +14,7 @@ import os
 
 from berth.cli.containerspec import CREATE_SPEC, build_create_body
 from berth.cli.reference import normalize_name, split_digest, split_tag
-from berth.cli.terminal import is_tty, size
+from berth.cli.terminal import fd_of, is_tty, size
 from berth.errors import InvalidParameter, NotFound
 
 TYPE_CHECKING = False
@@ -48,8 +48,8 @@ def pull_image(ctx: Any, image: str, quiet: bool, platform: str | None = None) -
 
 def create_container(ctx: Any, opts: dict[str, Any], args: list[str]) -> str:
     console = None
-    if opts["tty"] and is_tty(ctx.stdout.fileno()):
-        console = size(ctx.stdout.fileno())
+    if opts["tty"] and is_tty(fd_of(ctx.stdout)):
+        console = size(fd_of(ctx.stdout))
     body = build_create_body((opts, args), ctx.env, console)
     if opts["init"] and not (ctx.client.call("GET", "/info") or {}).get("InitBinary"):
         ctx.err("WARNING: --init is not supported by this daemon; ignored\n")

@@ -15,7 +15,7 @@ from berth.cli.flagvalues import read_kv_file, resolve_env
 from berth.cli.options import Command, Flag
 from berth.cli.reference import path_escape
 from berth.cli.session import Session, side_client
-from berth.cli.terminal import is_tty, size
+from berth.cli.terminal import fd_of, is_tty, size
 from berth.errors import InvalidParameter
 
 TYPE_CHECKING = False
@@ -76,13 +76,13 @@ def exec_(ctx: Any, argv: list[str]) -> int:
         keys = parse_detach_keys(opts["detach_keys"])
     except InvalidParameter as exc:
         ctx.usage_error(SPEC, exc.message)
-    if not opts["detach"] and opts["interactive"] and opts["tty"] and not is_tty(ctx.stdin.fileno()):
+    if not opts["detach"] and opts["interactive"] and opts["tty"] and not is_tty(fd_of(ctx.stdin)):
         raise InvalidParameter("the input device is not a TTY")
     client = ctx.client
     client.call("GET", f"/containers/{path_escape(name)}/json")
     console = None
-    if opts["tty"] and is_tty(ctx.stdout.fileno()) and client.version_at_least("1.42"):
-        console = size(ctx.stdout.fileno())
+    if opts["tty"] and is_tty(fd_of(ctx.stdout)) and client.version_at_least("1.42"):
+        console = size(fd_of(ctx.stdout))
     body = exec_body(opts, cmd, ctx.env, console)
     exec_id = (client.call("POST", f"/containers/{path_escape(name)}/exec", json_body=body) or {})["Id"]
     tty = bool(opts["tty"])

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 from berth.cli.options import Command, Flag
 from berth.cli.progress import display_stream
+from berth.cli.terminal import fd_of
 from berth.errors import InvalidParameter
 
 TYPE_CHECKING = False
@@ -61,7 +62,10 @@ def import_(ctx: Any, argv: list[str]) -> int:
                     platform=opts["platform"])
         return 0
     if source == "-":
-        body = file_chunks(ctx.stdin.fileno())
+        fd = fd_of(ctx.stdin)
+        if fd < 0:
+            raise InvalidParameter("import from -: standard input has no file descriptor")
+        body = file_chunks(fd)
         import_body(ctx.client, body, repo, changes, opts["message"], ctx.out, platform=opts["platform"])
         return 0
     try:

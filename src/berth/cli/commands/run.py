@@ -17,7 +17,7 @@ from __future__ import annotations
 from berth.cli.commands.create import create_container
 from berth.cli.containerspec import RUN_SPEC, start_error_exit_code
 from berth.cli.session import Session, side_client, signal_proxy
-from berth.cli.terminal import is_tty
+from berth.cli.terminal import fd_of, is_tty
 from berth.errors import BerthError, InvalidParameter
 
 TYPE_CHECKING = False
@@ -73,7 +73,7 @@ def run(ctx: Any, argv: list[str]) -> int:
             raise InvalidParameter("Conflicting options: -a and -d")
     except InvalidParameter as exc:
         ctx.usage_error(RUN_SPEC, exc.message)
-    if not opts["detach"] and opts["interactive"] and opts["tty"] and not is_tty(ctx.stdin.fileno()):
+    if not opts["detach"] and opts["interactive"] and opts["tty"] and not is_tty(fd_of(ctx.stdin)):
         raise InvalidParameter("the input device is not a TTY")
     try:
         cid = create_container(ctx, opts, args)
