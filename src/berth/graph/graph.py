@@ -25,20 +25,18 @@ from typing import Any, BinaryIO
 
 from berth.drivers.graph import GraphDriver
 from berth.errors import InvalidParameter, NotFound
-from berth.graph import imagearchive, pruning, reference, rwlayer
+from berth.graph import imagearchive, pruning, reference, registration, rwlayer
 from berth.graph.content import ContentStore
-from berth.graph.image import chain_ids, container_config, image_id, now_ns, parse_rfc3339, rfc3339_nano
+from berth.graph.image import container_config, now_ns, rfc3339_nano
 from berth.graph.importer import import_stream
 from berth.graph.layers import (
     PendingLayer,
-    apply_layer,
-    commit_layers,
     drop_blobs,
     layer_chain,
     referenced_layers,
 )
 from berth.graph.removal import remove_image
-from berth.graph.store import GraphDB, ImageRow, LayerRow
+from berth.graph.store import GraphDB, ImageRow
 from berth.graph.views import image_history, inspect_image, list_images
 from berth.libcontainer import Mount
 
@@ -53,10 +51,7 @@ class Graph:
         self.db = GraphDB(db_path)
         self.lock = threading.RLock()
         self._configs: dict[str, dict[str, Any]] = {}
-        # Layers of images being built (pull/load): chain id -> holders; and chains being applied.
-        self._held: dict[str, int] = {}
-        self._applying: set[str] = set()
-        self._changed = threading.Condition(self.lock)
+        self.holds = registration.LayerHolds(self.lock)  # layers of images being built
         self.collect_garbage()
 
     def close(self) -> None:
@@ -134,135 +129,21 @@ class Graph:
 
     # images
     def register_image(
-        self,
-        config: bytes,
-        pending: list[PendingLayer],
-        repo_tag: str | None = None,
-        parent: str = "",
+        self, config: bytes, pending: list[PendingLayer], repo_tag: str | None = None, parent: str = ""
     ) -> str:
         """Record an image whose config bytes are ``config`` and whose new layers are ``pending``
         (the top one last), optionally tagged; one transaction. Returns the image id."""
-        doc = json.loads(config)
-        target = reference.parse_repository(repo_tag) if repo_tag else None
-        diff_ids = list((doc.get("rootfs") or {}).get("diff_ids") or [])
-        new_id = image_id(config)
-        try:
-            created_ns = parse_rfc3339(doc.get("created") or "0001-01-01T00:00:00Z")
-        except ValueError as exc:
-            raise InvalidParameter(f"register image {new_id}: bad created time: {exc}") from exc
-        drop: list[str] = []
-        wrote_blob = False
-        with self.lock:
-            try:
-                wrote_blob = not self.content.exists(new_id)
-                self.content.put(config, expected=new_id)
-                with self.db.transaction():
-                    rows, drop = commit_layers(self.db, self.driver, pending)
-                    top = rows[-1].chain_id if rows else None
-                    if top is None and diff_ids:
-                        top = self._existing_chain(diff_ids)
-                    chain = layer_chain(self.db, top)
-                    if [row.diff_id for row in reversed(chain)] != diff_ids:
-                        raise InvalidParameter(f"register image {new_id}: layers do not match rootfs.diff_ids")
-                    stamp = rfc3339_nano(now_ns()) if target else ""
-                    if self.db.image(new_id) is None:
-                        self.db.add_image(
-                            ImageRow(new_id, new_id, doc.get("created") or "", created_ns,
-                                     sum(row.size for row in chain), parent, top, stamp)
-                        )
-                    if target is not None:
-                        self.db.set_tag(target.name, target.tag, new_id)
-                        self.db.set_last_tag_time(new_id, stamp)
-            except BaseException:
-                for layer in pending:
-                    recorded = self.db.layer(layer.chain_id)  # the transaction rolled back
-                    if recorded is None or recorded.cache_id != layer.cache_id:
-                        self.driver.remove_layer(layer.cache_id)
-                drop_blobs(self.db, self.content, [layer.diff_id for layer in pending])
-                if wrote_blob and self.db.image(new_id) is None:
-                    self.content.delete(new_id)
-                raise
-            for cache_id in drop:
-                self.driver.remove_layer(cache_id)
-        return new_id
-
-    def held_layers(self) -> set[str]:
-        with self.lock:
-            return set(self._held)
+        return registration.register_image(self, config, pending, repo_tag, parent)
 
     def create_image(
         self, config: bytes, open_layer: Callable[[int], BinaryIO], repo_tag: str | None = None
     ) -> str:
-        """Build an image from its config and its layer tars (``docker load``, a pull).
+        """Build an image from its config and its layer tars (``docker load``, a pull); see
+        :func:`berth.graph.registration.create_image`."""
+        return registration.create_image(self, config, open_layer, repo_tag)
 
-        ``open_layer(i)`` returns a file object (closed here) with the tar, plain or compressed,
-        of ``rootfs.diff_ids[i]``; it is only called for layers the graph lacks. Each layer is
-        checked against its diff id and recorded as soon as it is applied, held until the
-        image is registered, so two builds sharing a base layer apply it once. On failure
-        nothing of this build remains.
-        """
-        try:
-            diff_ids = list(json.loads(config)["rootfs"]["diff_ids"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise InvalidParameter(f"create image: config has no rootfs.diff_ids: {exc}") from exc
-        held: list[str] = []
-        try:
-            parent = None
-            for index, (diff_id, chain) in enumerate(zip(diff_ids, chain_ids(diff_ids), strict=True)):
-                row = self._claim(chain)
-                if row is not None:
-                    held.append(chain)
-                else:
-                    try:
-                        with open_layer(index) as stream:
-                            pending = apply_layer(self.driver, self.content, stream, parent)
-                        if pending.diff_id != diff_id:
-                            self.driver.remove_layer(pending.cache_id)
-                            with self.lock:
-                                drop_blobs(self.db, self.content, [pending.diff_id])
-                            raise InvalidParameter(
-                                f"create image: layer {index} has diff id {pending.diff_id}, config says {diff_id}"
-                            )
-                        with self.lock, self.db.transaction():
-                            rows, drop = commit_layers(self.db, self.driver, [pending])
-                            self._held[chain] = self._held.get(chain, 0) + 1  # before prune can see it
-                            held.append(chain)
-                        for cache_id in drop:
-                            self.driver.remove_layer(cache_id)
-                        row = rows[0]
-                    finally:
-                        with self._changed:
-                            self._applying.discard(chain)
-                            self._changed.notify_all()
-                parent = row
-            return self.register_image(config, [], repo_tag)
-        except BaseException:
-            self._release(held)
-            held = []
-            self.prune_layers()
-            raise
-        finally:
-            self._release(held)
-
-    def _claim(self, chain: str) -> LayerRow | None:
-        """The recorded layer ``chain``, held for the caller (waiting while another build
-        applies it); or None after marking it as being applied by the caller."""
-        with self._changed:
-            while chain in self._applying:
-                self._changed.wait()
-            row = self.db.layer(chain)
-            if row is not None and self.driver.exists(row.cache_id):
-                self._held[chain] = self._held.get(chain, 0) + 1
-                return row
-            self._applying.add(chain)
-            return None
-
-    def _release(self, chains: list[str]) -> None:
-        with self.lock:
-            for chain in chains:
-                self._held[chain] -= 1
-                if not self._held[chain]:
-                    del self._held[chain]
+    def held_layers(self) -> set[str]:
+        return self.holds.held()
 
     def layer_tar(self, diff_id: str) -> Path:
         """The uncompressed tar of a layer, exactly as imported or pulled (its sha256 is ``diff_id``)."""
@@ -270,12 +151,6 @@ class Graph:
         if not path.is_file():
             raise NotFound(f"layer tar {diff_id} not found")
         return path
-
-    def _existing_chain(self, diff_ids: list[str]) -> str | None:
-        top = chain_ids(diff_ids)[-1]
-        if self.db.layer(top) is None:
-            raise NotFound(f"register image: layer {top} not found")
-        return top
 
     def import_tar(self, path: Path, repo_tag: str | None, changes: list[str], message: str) -> str:
         """``docker import``: one rootfs tar (plain or compressed) becomes a one-layer image."""
