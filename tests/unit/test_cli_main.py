@@ -485,3 +485,28 @@ def test_rmi_reports_each_failure(sock_path, capsys):
     assert code == 1
     assert out == "Untagged: me/bb:v1\nDeleted: sha256:1\n"
     assert err == "Error response from daemon: No such image: nosuch:latest\n"
+
+
+def test_pull_renders_progress_without_bars(sock_path, capsys):
+    def handler(req, reply):
+        if req.route == "/_ping":
+            return reply.send(200, b"OK")
+        handler.query = req.query
+        reply.begin_chunked()
+        for line in (b'{"status":"Pulling from library/busybox","id":"latest"}',
+                     b'{"status":"Downloading","progressDetail":{"current":1,"total":2},"id":"ab57a5e6cdb4"}',
+                     b'{"status":"Pull complete","progressDetail":{},"id":"ab57a5e6cdb4"}',
+                     b'{"status":"Digest: sha256:8c11"}'):
+            reply.chunk(line + b"\r\n")
+        return reply.end_chunked()
+
+    with FakeDaemon(sock_path, handler):
+        code, out, _ = run_main(["pull", "busybox"], capsys)
+    assert code == 0 and handler.query == {"fromImage": "docker.io/library/busybox", "tag": "latest"}
+    assert out.splitlines() == [
+        "Using default tag: latest",
+        "latest: Pulling from library/busybox",
+        "ab57a5e6cdb4: Pull complete",
+        "Digest: sha256:8c11",
+        "docker.io/library/busybox:latest",
+    ]

@@ -52,6 +52,7 @@ COMMANDS: dict[str, Any] = {
     "tag": (_C + "images", "tag"),
     "rmi": (_C + "images", "rmi"),
     "import": (_C + "imports", "import_"),
+    "pull": (_C + "pull", "pull"),
     "create": (_C + "create", "create"),
     "run": (_C + "run", "run"),
     "start": (_C + "start", "start"),
@@ -77,6 +78,7 @@ COMMANDS["image"] = {
     "remove": COMMANDS["rmi"],
     "tag": COMMANDS["tag"],
     "import": COMMANDS["import"],
+    "pull": COMMANDS["pull"],
     "bootstrap": (_C + "bootstrap", "bootstrap"),
 }
 COMMANDS["container"] = {
