@@ -54,10 +54,16 @@ def in_container(graph: Graph, cid: str, command: str) -> str:
         target.rmdir()
 
 
-def test_init_layer_provides_mount_points_but_is_not_a_change(graph: Graph, container: tuple[str, str]) -> None:
+def test_init_layer_provides_mount_points_but_is_not_a_change(
+    graph: Graph, container: tuple[str, str]
+) -> None:
     cid, _ = container
-    out = in_container(graph, cid, "ls -d /etc/hosts /etc/resolv.conf /etc/hostname /.dockerenv /proc /sys "
-                                   "/dev/pts /dev/shm /dev/console; readlink /etc/mtab")
+    out = in_container(
+        graph,
+        cid,
+        "ls -d /etc/hosts /etc/resolv.conf /etc/hostname /.dockerenv /proc /sys "
+        "/dev/pts /dev/shm /dev/console; readlink /etc/mtab",
+    )
     assert out.split()[-1] == "/proc/mounts"
     assert graph.changes(cid) == []
 
@@ -88,7 +94,9 @@ def test_commit_makes_a_child_image_that_runs(graph: Graph, container: tuple[str
     cid, image_id = container
     in_container(graph, cid, "echo committed > /hello.txt; rm /bin/ls")
     config = graph.config(image_id) | {"Cmd": ["cat", "/hello.txt"], "Image": "busybox"}
-    new_id = graph.commit(cid, "docker.io/library/spycommit:1", ["ENV Z=1", "LABEL app=test"], "msg", "me", config)
+    new_id = graph.commit(
+        cid, "docker.io/library/spycommit:1", ["ENV Z=1", "LABEL app=test"], "msg", "me", config
+    )
     info = graph.inspect("spycommit:1")
     assert info["Id"] == new_id and info["Parent"] == image_id and info["Author"] == "me"
     assert info["Config"]["Env"] == ["Z=1"] and info["Config"]["Labels"] == {"app": "test"}
@@ -102,7 +110,10 @@ def test_commit_makes_a_child_image_that_runs(graph: Graph, container: tuple[str
     child = uuid.uuid4().hex * 2
     graph.prepare_rw(child, new_id)
     try:
-        assert in_container(graph, child, "cat /hello.txt; ls /bin/ls 2>/dev/null || echo no-ls") == "committed\nno-ls\n"
+        assert (
+            in_container(graph, child, "cat /hello.txt; ls /bin/ls 2>/dev/null || echo no-ls")
+            == "committed\nno-ls\n"
+        )
     finally:
         graph.remove_rw(child)
     assert graph.list(False, {"reference": ["spycommit"]})[0]["ParentId"] == image_id
@@ -141,4 +152,7 @@ def test_export_is_the_merged_tree(graph: Graph, container: tuple[str, str]) -> 
         assert "bin/ls" not in names
         member = tar.extractfile("bin/busybox")
         assert member is not None
-        assert hashlib.sha256(member.read()).digest() == hashlib.sha256(Path("/bin/busybox").read_bytes()).digest()
+        assert (
+            hashlib.sha256(member.read()).digest()
+            == hashlib.sha256(Path("/bin/busybox").read_bytes()).digest()
+        )

@@ -99,7 +99,9 @@ def test_layers_stack_with_whiteouts_and_keep_metadata(driver: GraphDriver) -> N
         assert lines[2:4] == ["#!/bin/sh", "echo tool"]
         assert lines[4] == "tool"
         assert lines[5:9] == [
-            "600 1000 1000 regular file", "666 0 0 character special file", "644 0 0 fifo",
+            "600 1000 1000 regular file",
+            "666 0 0 character special file",
+            "644 0 0 fifo",
             "1777 0 0 directory",
         ]
         assert lines[9] == "1"  # the hard link shares the inode

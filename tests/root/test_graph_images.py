@@ -48,7 +48,10 @@ def apparent_size(tar_path: Path) -> int:
 def on_disk(graph: Graph) -> tuple[list[str], list[str], list[tuple], list[tuple]]:  # type: ignore[type-arg]
     conn = sqlite3.connect(graph.root / "berth.db")
     try:
-        rows = (conn.execute("SELECT * FROM images").fetchall(), conn.execute("SELECT * FROM layers").fetchall())
+        rows = (
+            conn.execute("SELECT * FROM images").fetchall(),
+            conn.execute("SELECT * FROM layers").fetchall(),
+        )
     finally:
         conn.close()
     return graph.driver.layers(), sorted(p.name for p in graph.content.dir.iterdir()), *rows
@@ -61,7 +64,10 @@ def test_import_busybox_inspect_and_run_it(graph: Graph, busybox_tar: Path) -> N
     assert info["Id"] == image_id and info["RepoTags"] == ["busybox:latest"] and info["RepoDigests"] == []
     assert info["Comment"] == "Imported from -" and info["Parent"] == ""
     assert info["Config"]["Cmd"] == ["sh"] and info["Config"]["Env"] is None
-    assert info["RootFS"] == {"Type": "layers", "Layers": ["sha256:" + hashlib.sha256(busybox_tar.read_bytes()).hexdigest()]}
+    assert info["RootFS"] == {
+        "Type": "layers",
+        "Layers": ["sha256:" + hashlib.sha256(busybox_tar.read_bytes()).hexdigest()],
+    }
     assert info["Size"] == info["VirtualSize"] == apparent_size(busybox_tar)
     assert info["GraphDriver"]["Name"] == graph.driver.name
     assert info["Metadata"]["LastTagTime"] != "0001-01-01T00:00:00Z"
@@ -73,7 +79,9 @@ def test_import_busybox_inspect_and_run_it(graph: Graph, busybox_tar: Path) -> N
     graph.prepare_rw(cid, image_id)
     target = Path(tempfile.mkdtemp(prefix="berth-rootfs-", dir="/var/tmp"))
     try:
-        script = f"chroot {target} /bin/sh -c 'echo hello from $(/bin/busybox basename /bin/sh); echo x > /tmp/w'"
+        script = (
+            f"chroot {target} /bin/sh -c 'echo hello from $(/bin/busybox basename /bin/sh); echo x > /tmp/w'"
+        )
         result = run_mounted(graph.rootfs_mounts(cid, target), script)
         assert result.returncode == 0, result.stderr
         assert result.stdout == "hello from sh\n"
@@ -89,17 +97,32 @@ def test_import_gzip_with_changes_and_message(graph: Graph, busybox_tar: Path, t
     zipped = tmp_path / "rootfs.tar.gz"
     zipped.write_bytes(gzip.compress(busybox_tar.read_bytes()))
     image_id = graph.import_tar(
-        zipped, "127.0.0.1:5000/bbx:v1",
-        ['CMD ["sh"]', "ENV A=1", "LABEL app=test", "EXPOSE 80", "WORKDIR /srv", "USER nobody", "VOLUME /data"],
+        zipped,
+        "127.0.0.1:5000/bbx:v1",
+        [
+            'CMD ["sh"]',
+            "ENV A=1",
+            "LABEL app=test",
+            "EXPOSE 80",
+            "WORKDIR /srv",
+            "USER nobody",
+            "VOLUME /data",
+        ],
         "imported for test",
     )
     info = graph.inspect("127.0.0.1:5000/bbx:v1")
     assert info["Id"] == image_id and info["RepoTags"] == ["127.0.0.1:5000/bbx:v1"]
     assert info["Comment"] == "imported for test"
     config = info["Config"]
-    assert (config["Env"], config["Labels"], config["ExposedPorts"]) == (["A=1"], {"app": "test"}, {"80/tcp": {}})
+    assert (config["Env"], config["Labels"], config["ExposedPorts"]) == (
+        ["A=1"],
+        {"app": "test"},
+        {"80/tcp": {}},
+    )
     assert (config["WorkingDir"], config["User"], config["Volumes"]) == ("/srv", "nobody", {"/data": {}})
-    assert graph.image_config(image_id)["history"] == [{"created": info["Created"], "comment": "imported for test"}]
+    assert graph.image_config(image_id)["history"] == [
+        {"created": info["Created"], "comment": "imported for test"}
+    ]
     # the same content imported twice shares one layer
     graph.import_tar(busybox_tar, "plain", [], "")
     assert len(graph.db.layers()) == 1
@@ -109,7 +132,7 @@ def test_bad_tar_or_bad_change_leaves_nothing_behind(graph: Graph, busybox_tar: 
     graph.import_tar(busybox_tar, "busybox", [], "")
     before = on_disk(graph)
     cut = tmp_path / "cut.tar"
-    cut.write_bytes(busybox_tar.read_bytes()[: 300_000])
+    cut.write_bytes(busybox_tar.read_bytes()[:300_000])
     garbage = tmp_path / "garbage.tar"
     garbage.write_bytes(b"not a tar\n" * 1000)
     for path in (cut, garbage):
@@ -165,7 +188,9 @@ def test_list_and_filters(graph: Graph, busybox_tar: Path) -> None:
     assert [r["Id"] for r in rows] == [third, second, first]  # newest first
     assert rows[0]["RepoTags"] == ["<none>:<none>"] and rows[0]["RepoDigests"] == ["<none>@<none>"]
     assert rows[1]["RepoTags"] == ["spycommit:1", "spycommit:2"] and rows[1]["RepoDigests"] is None
-    assert rows[1]["Labels"] == {"app": "test"} and rows[1]["Containers"] == -1 and rows[1]["SharedSize"] == -1
+    assert (
+        rows[1]["Labels"] == {"app": "test"} and rows[1]["Containers"] == -1 and rows[1]["SharedSize"] == -1
+    )
     assert rows[1]["Size"] == apparent_size(busybox_tar) and isinstance(rows[1]["Created"], int)
 
     def ids(filters: dict) -> list[str]:  # type: ignore[type-arg]
@@ -195,7 +220,9 @@ def test_rmi_untags_conflicts_and_deletes(graph: Graph, busybox_tar: Path) -> No
         'conflict: unable to remove repository reference "busybox" (must force) - '
         f"container f8c7ca271393 is using its referenced image {short}"
     )
-    with pytest.raises(Conflict, match=f"unable to delete {short} \\(must be forced\\) - image is being used"):
+    with pytest.raises(
+        Conflict, match=f"unable to delete {short} \\(must be forced\\) - image is being used"
+    ):
         graph.remove(short, False, False, users)
     layers = graph.db.layers()
     records = graph.remove("busybox", False, False, lambda i: [])

@@ -30,14 +30,21 @@ def test_prune_dangling_labels_until_and_users(graph: Graph, busybox_tar: Path) 
     other = graph.import_tar(busybox_tar, None, ["LABEL spyprune=2"], "")
     used = graph.import_tar(busybox_tar, None, ["LABEL spyprune=1", "ENV U=1"], "")
     users = lambda i: ["c" * 64] if i == used else []  # noqa: E731
-    assert graph.prune({"label": ["spyprune=1"], "until": ["1"]}, users) == {"ImagesDeleted": None, "SpaceReclaimed": 0}
+    assert graph.prune({"label": ["spyprune=1"], "until": ["1"]}, users) == {
+        "ImagesDeleted": None,
+        "SpaceReclaimed": 0,
+    }
     report = graph.prune({"dangling": {"true": True}, "label": {"spyprune=1": True}}, users)
     assert report == {"ImagesDeleted": [{"Deleted": dangling}], "SpaceReclaimed": 0}  # the layer is shared
     assert graph.prune({"label!": ["spyprune=2"]}, users)["ImagesDeleted"] is None
     # -a: tagged images go too; the last image frees the shared layer
     report = graph.prune({"dangling": ["false"]}, users)
     deleted = report["ImagesDeleted"]
-    assert {"Untagged": "keep:latest"} in deleted and {"Deleted": tagged} in deleted and {"Deleted": other} in deleted
+    assert (
+        {"Untagged": "keep:latest"} in deleted
+        and {"Deleted": tagged} in deleted
+        and {"Deleted": other} in deleted
+    )
     assert report["SpaceReclaimed"] == 0  # `used` still holds the layer
     assert [r.id for r in graph.db.images()] == [used]
     with pytest.raises(InvalidParameter):

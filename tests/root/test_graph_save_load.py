@@ -52,7 +52,9 @@ def two_layer_image(graph: Graph, busybox_tar: Path) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize(("source", "target"), [("overlay2", "vfs"), ("vfs", "overlay2")])
-def test_save_then_load_into_another_graph_keeps_ids(graphs, busybox_tar: Path, source: str, target: str) -> None:  # type: ignore[no-untyped-def]
+def test_save_then_load_into_another_graph_keeps_ids(
+    graphs, busybox_tar: Path, source: str, target: str
+) -> None:  # type: ignore[no-untyped-def]
     a, b = graphs(source), graphs(target)
     base, child = two_layer_image(a, busybox_tar)
     out = io.BytesIO()

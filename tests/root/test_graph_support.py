@@ -15,8 +15,14 @@ import tarfile
 from berth.libcontainer import Mount
 
 
-def entry(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", link: str = "", mode: int = 0o644,
-          **extra: object) -> tuple[tarfile.TarInfo, bytes]:
+def entry(
+    name: str,
+    kind: bytes = tarfile.REGTYPE,
+    data: bytes = b"",
+    link: str = "",
+    mode: int = 0o644,
+    **extra: object,
+) -> tuple[tarfile.TarInfo, bytes]:
     info = tarfile.TarInfo(name)
     info.type = kind
     info.mode = mode
@@ -41,8 +47,10 @@ def mount_command(mount: Mount) -> str:
         flag = "--rbind" if "rbind" in mount.options else "--bind"
         return f"mount {flag} {shlex.quote(mount.source)} {shlex.quote(mount.target)}"
     options = ",".join(mount.options)
-    return (f"mount -t {shlex.quote(mount.type)} -o {shlex.quote(options)} "
-            f"{shlex.quote(mount.source)} {shlex.quote(mount.target)}")
+    return (
+        f"mount -t {shlex.quote(mount.type)} -o {shlex.quote(options)} "
+        f"{shlex.quote(mount.source)} {shlex.quote(mount.target)}"
+    )
 
 
 def run_mounted(mounts: list[Mount], script: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -50,7 +58,10 @@ def run_mounted(mounts: list[Mount], script: str, timeout: float = 60) -> subpro
     commands = " && ".join(mount_command(m) for m in mounts)
     return subprocess.run(
         ["unshare", "--mount", "--propagation", "private", "sh", "-ec", f"{commands}\n{script}"],
-        capture_output=True, text=True, timeout=timeout, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 

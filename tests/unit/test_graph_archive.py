@@ -16,8 +16,14 @@ from berth.drivers.graph.archive import ArchiveError, apply_tar, tree_size
 from berth.errors import InvalidParameter
 
 
-def entry(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", link: str = "", mode: int = 0o644,
-          **extra: object) -> tuple[tarfile.TarInfo, bytes]:
+def entry(
+    name: str,
+    kind: bytes = tarfile.REGTYPE,
+    data: bytes = b"",
+    link: str = "",
+    mode: int = 0o644,
+    **extra: object,
+) -> tuple[tarfile.TarInfo, bytes]:
     info = tarfile.TarInfo(name)
     info.type = kind
     info.mode = mode
@@ -44,8 +50,11 @@ def apply(data: bytes, dest: Path, fmt: str = "delete") -> tuple[str, int]:
 
 
 def test_plain_and_gzip_give_the_same_diff_id_the_sha256_of_the_tar(tmp_path: Path) -> None:
-    data = make_tar(entry("bin/", tarfile.DIRTYPE, mode=0o755), entry("bin/tool", data=b"x" * 1000, mode=0o755),
-                    entry("bin/alias", tarfile.SYMTYPE, link="tool"))
+    data = make_tar(
+        entry("bin/", tarfile.DIRTYPE, mode=0o755),
+        entry("bin/tool", data=b"x" * 1000, mode=0o755),
+        entry("bin/alias", tarfile.SYMTYPE, link="tool"),
+    )
     plain = apply(data, tmp_path / "a")
     zipped = apply(gzip.compress(data), tmp_path / "b")
     assert plain == zipped == ("sha256:" + hashlib.sha256(data).hexdigest(), 1000 + len("tool"))
@@ -110,9 +119,19 @@ def test_owner_and_xattrs_are_restored(tmp_path: Path) -> None:
 
 def test_delete_format_whiteouts(tmp_path: Path) -> None:
     dest = tmp_path / "dest"
-    apply(make_tar(entry("a", data=b"1"), entry("d/", tarfile.DIRTYPE, mode=0o755), entry("d/x", data=b"2"),
-                   entry("keep", data=b"3")), dest)
-    apply(make_tar(entry("d/new", data=b"4"), entry(".wh.a"), entry("d/.wh..wh..opq"), entry(".wh..wh.plnk")), dest)
+    apply(
+        make_tar(
+            entry("a", data=b"1"),
+            entry("d/", tarfile.DIRTYPE, mode=0o755),
+            entry("d/x", data=b"2"),
+            entry("keep", data=b"3"),
+        ),
+        dest,
+    )
+    apply(
+        make_tar(entry("d/new", data=b"4"), entry(".wh.a"), entry("d/.wh..wh..opq"), entry(".wh..wh.plnk")),
+        dest,
+    )
     assert sorted(p.name for p in dest.iterdir()) == ["d", "keep"]
     assert [p.name for p in (dest / "d").iterdir()] == ["new"]
 
@@ -134,8 +153,8 @@ def good_tar() -> bytes:
         pytest.param(lambda d: b"", id="empty"),
         pytest.param(lambda d: b"this is not a tar archive at all\n" * 40, id="garbage"),
         pytest.param(lambda d: d[:1000], id="cut-inside-file"),
-        pytest.param(lambda d: d[:1536 + 100], id="cut-inside-header"),
-        pytest.param(lambda d: d[:512 * 5] + b"\x01" * 512 + d[512 * 6:], id="garbage-header-midway"),
+        pytest.param(lambda d: d[: 1536 + 100], id="cut-inside-header"),
+        pytest.param(lambda d: d[: 512 * 5] + b"\x01" * 512 + d[512 * 6 :], id="garbage-header-midway"),
         pytest.param(lambda d: gzip.compress(d)[:-30], id="cut-gzip"),
         pytest.param(lambda d: gzip.compress(d)[:20] + b"\xff" * 200, id="corrupt-gzip"),
     ],

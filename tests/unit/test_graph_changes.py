@@ -26,19 +26,37 @@ def test_entrypoint_resets_inherited_cmd_unless_cmd_given_first() -> None:
 def test_env_forms_quotes_expansion_and_replacement() -> None:
     config = apply_changes(
         {"Env": ["PATH=/bin"]},
-        ["ENV A=1 B='two words' C=\"x y\"", "ENV LEGACY value with spaces", "ENV PATH=$PATH:/sbin D=${A}0",
-         "ENV E=${NOPE:-dflt} F=${A:+set}"],
+        [
+            "ENV A=1 B='two words' C=\"x y\"",
+            "ENV LEGACY value with spaces",
+            "ENV PATH=$PATH:/sbin D=${A}0",
+            "ENV E=${NOPE:-dflt} F=${A:+set}",
+        ],
     )
     assert config["Env"] == [
-        "PATH=/bin:/sbin", "A=1", "B=two words", "C=x y", "LEGACY=value with spaces", "D=10", "E=dflt", "F=set",
+        "PATH=/bin:/sbin",
+        "A=1",
+        "B=two words",
+        "C=x y",
+        "LEGACY=value with spaces",
+        "D=10",
+        "E=dflt",
+        "F=set",
     ]
 
 
 def test_label_expose_volume_user_workdir() -> None:
     config = apply_changes(
         {},
-        ['LABEL app=test "with space"=yes', "EXPOSE 80 53/udp 8000-8001", 'VOLUME ["/data"]', "VOLUME /a /b",
-         "USER nobody:nogroup", "WORKDIR /srv", "WORKDIR app/../web"],
+        [
+            'LABEL app=test "with space"=yes',
+            "EXPOSE 80 53/udp 8000-8001",
+            'VOLUME ["/data"]',
+            "VOLUME /a /b",
+            "USER nobody:nogroup",
+            "WORKDIR /srv",
+            "WORKDIR app/../web",
+        ],
     )
     assert config["Labels"] == {"app": "test", "with space": "yes"}
     assert config["ExposedPorts"] == {"80/tcp": {}, "53/udp": {}, "8000/tcp": {}, "8001/tcp": {}}
@@ -48,12 +66,18 @@ def test_label_expose_volume_user_workdir() -> None:
 
 
 def test_instructions_are_case_insensitive_and_blank_lines_skipped() -> None:
-    assert apply_changes({}, ["", "# comment", "cmd [\"a\"]"])["Cmd"] == ["a"]
+    assert apply_changes({}, ["", "# comment", 'cmd ["a"]'])["Cmd"] == ["a"]
 
 
 def test_healthcheck_and_onbuild() -> None:
-    config = apply_changes({}, ["HEALTHCHECK --interval=30s --retries=2 CMD curl -f http://x/", "ONBUILD RUN make"])
-    assert config["Healthcheck"] == {"Test": ["CMD-SHELL", "curl -f http://x/"], "Interval": 30 * 10**9, "Retries": 2}
+    config = apply_changes(
+        {}, ["HEALTHCHECK --interval=30s --retries=2 CMD curl -f http://x/", "ONBUILD RUN make"]
+    )
+    assert config["Healthcheck"] == {
+        "Test": ["CMD-SHELL", "curl -f http://x/"],
+        "Interval": 30 * 10**9,
+        "Retries": 2,
+    }
     assert config["OnBuild"] == ["RUN make"]
     assert apply_changes({}, ["HEALTHCHECK NONE"])["Healthcheck"] == {"Test": ["NONE"]}
 
@@ -67,10 +91,16 @@ def test_invalid_change_commands_use_dockers_text(change: str) -> None:
 
 @pytest.mark.parametrize(
     ("change", "message"),
-    [("ENV", "ENV requires at least one argument"), ("ENV A", "ENV must have two arguments"),
-     ("WORKDIR", "WORKDIR requires exactly one argument"), ("EXPOSE abc", "invalid containerPort: abc"),
-     ("EXPOSE 80/xyz", "invalid proto: xyz"), ("LABEL", "LABEL requires at least one argument"),
-     ("ENV A=1 B", "Syntax error - can't find ="), ("VOLUME", "VOLUME requires at least one argument")],
+    [
+        ("ENV", "ENV requires at least one argument"),
+        ("ENV A", "ENV must have two arguments"),
+        ("WORKDIR", "WORKDIR requires exactly one argument"),
+        ("EXPOSE abc", "invalid containerPort: abc"),
+        ("EXPOSE 80/xyz", "invalid proto: xyz"),
+        ("LABEL", "LABEL requires at least one argument"),
+        ("ENV A=1 B", "Syntax error - can't find ="),
+        ("VOLUME", "VOLUME requires at least one argument"),
+    ],
 )
 def test_bad_arguments_are_invalid_parameters(change: str, message: str) -> None:
     with pytest.raises(InvalidParameter, match=message):

@@ -22,8 +22,23 @@ DIFF = "sha256:" + "a" * 64
 def test_container_config_has_dockers_zero_fields_in_go_order() -> None:
     config = container_config({"Cmd": ["sh"]})
     assert list(config) == [
-        "Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin",
-        "StdinOnce", "Env", "Cmd", "Image", "Volumes", "WorkingDir", "Entrypoint", "OnBuild", "Labels",
+        "Hostname",
+        "Domainname",
+        "User",
+        "AttachStdin",
+        "AttachStdout",
+        "AttachStderr",
+        "Tty",
+        "OpenStdin",
+        "StdinOnce",
+        "Env",
+        "Cmd",
+        "Image",
+        "Volumes",
+        "WorkingDir",
+        "Entrypoint",
+        "OnBuild",
+        "Labels",
     ]
     assert config["Env"] is None and config["Cmd"] == ["sh"]
     with_ports = container_config({"ExposedPorts": {"80/tcp": {}}})
@@ -31,7 +46,9 @@ def test_container_config_has_dockers_zero_fields_in_go_order() -> None:
 
 
 def test_import_config_shape_and_id_is_sha256_of_the_bytes() -> None:
-    doc = new_config(diff_ids=[DIFF], config={}, created_ns=1_795_840_190_514_306_475, comment="Imported from -")
+    doc = new_config(
+        diff_ids=[DIFF], config={}, created_ns=1_795_840_190_514_306_475, comment="Imported from -"
+    )
     assert doc["rootfs"] == {"type": "layers", "diff_ids": [DIFF]}
     assert doc["history"] == [{"created": "2026-11-28T04:29:50.514306475Z", "comment": "Imported from -"}]
     assert doc["os"] == "linux" and doc["architecture"]
@@ -43,9 +60,18 @@ def test_import_config_shape_and_id_is_sha256_of_the_bytes() -> None:
 
 def test_history_extends_the_parents() -> None:
     parent = new_config(diff_ids=[DIFF], config={}, created_ns=10**9, comment="base")
-    child = new_config(diff_ids=[DIFF], config={}, created_ns=2 * 10**9, created_by="/bin/sh -c #(nop) CMD",
-                       parent_config=parent, empty_layer=True)
-    assert [h.get("comment") or h.get("created_by") for h in child["history"]] == ["base", "/bin/sh -c #(nop) CMD"]
+    child = new_config(
+        diff_ids=[DIFF],
+        config={},
+        created_ns=2 * 10**9,
+        created_by="/bin/sh -c #(nop) CMD",
+        parent_config=parent,
+        empty_layer=True,
+    )
+    assert [h.get("comment") or h.get("created_by") for h in child["history"]] == [
+        "base",
+        "/bin/sh -c #(nop) CMD",
+    ]
     assert child["history"][1]["empty_layer"] is True
 
 

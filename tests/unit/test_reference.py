@@ -22,14 +22,22 @@ HEX = "5e38fda097eb46899e11a177271e784a79d58c45ba357e556be61f7ad42cc9c0"
         ("docker.io/myrepo/bb", "docker.io/myrepo/bb", "", "", "myrepo/bb"),
         ("127.0.0.1:5000/bbx:v1", "127.0.0.1:5000/bbx", "v1", "", "127.0.0.1:5000/bbx:v1"),
         ("localhost/app", "localhost/app", "", "", "localhost/app"),
-        ("localhost:5000/a/b/c:t_1.2-x", "localhost:5000/a/b/c", "t_1.2-x", "", "localhost:5000/a/b/c:t_1.2-x"),
+        (
+            "localhost:5000/a/b/c:t_1.2-x",
+            "localhost:5000/a/b/c",
+            "t_1.2-x",
+            "",
+            "localhost:5000/a/b/c:t_1.2-x",
+        ),
         ("quay.io/org/app", "quay.io/org/app", "", "", "quay.io/org/app"),
         (f"busybox@sha256:{HEX}", "docker.io/library/busybox", "", f"sha256:{HEX}", f"busybox@sha256:{HEX}"),
         ("a__b-c/d.e", "docker.io/a__b-c/d.e", "", "", "a__b-c/d.e"),
         ("UPPER/x", "UPPER/x", "", "", "UPPER/x"),
     ],
 )
-def test_parse_normalises_and_prints_familiar(text: str, name: str, tag: str, digest: str, familiar: str) -> None:
+def test_parse_normalises_and_prints_familiar(
+    text: str, name: str, tag: str, digest: str, familiar: str
+) -> None:
     ref = parse(text)
     assert (ref.name, ref.tag, ref.digest) == (name, tag, digest)
     assert ref.familiar() == familiar
@@ -42,8 +50,20 @@ def test_docker_library_prefix_only_for_single_component() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "Busybox", "busybox:", ":tag", "a//b", "-a", "a-", "busybox@sha256:abc", "bb:" + "x" * 129,
-     "a/" * 130 + "b", "busybox:tag@", "a b"],
+    [
+        "",
+        "Busybox",
+        "busybox:",
+        ":tag",
+        "a//b",
+        "-a",
+        "a-",
+        "busybox@sha256:abc",
+        "bb:" + "x" * 129,
+        "a/" * 130 + "b",
+        "busybox:tag@",
+        "a b",
+    ],
 )
 def test_invalid_references_use_dockers_text(text: str) -> None:
     with pytest.raises(InvalidParameter, match="invalid reference format"):

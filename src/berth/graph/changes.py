@@ -22,7 +22,15 @@ from berth.errors import InvalidParameter
 VALID = ("cmd", "entrypoint", "env", "expose", "healthcheck", "label", "onbuild", "user", "volume", "workdir")
 _INSTRUCTION_RE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_-]*)(?:\s+(.*))?$", re.DOTALL)
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_DURATION_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+_DURATION_NS = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,
+    "ms": 1_000_000,
+    "s": 10**9,
+    "m": 60 * 10**9,
+    "h": 3600 * 10**9,
+}
 
 
 def apply_changes(config: dict[str, Any], changes: list[str]) -> dict[str, Any]:
@@ -179,7 +187,9 @@ class _State:
         pairs: list[tuple[str, str]] = []
         for word in words:
             if "=" not in word:
-                raise InvalidParameter(f"Syntax error - can't find = in {word!r}. Must be of the form: name=value")
+                raise InvalidParameter(
+                    f"Syntax error - can't find = in {word!r}. Must be of the form: name=value"
+                )
             key, _, value = word.partition("=")
             key = process_word(key, self._env())
             if not key:
@@ -279,8 +289,12 @@ class _State:
         args, is_json = _json_or_shell(command)
         test = ["CMD", *args] if is_json else ["CMD-SHELL", command]
         check: dict[str, Any] = {"Test": test}
-        for flag, key in (("interval", "Interval"), ("timeout", "Timeout"), ("start-period", "StartPeriod"),
-                          ("start-interval", "StartInterval")):
+        for flag, key in (
+            ("interval", "Interval"),
+            ("timeout", "Timeout"),
+            ("start-period", "StartPeriod"),
+            ("start-interval", "StartInterval"),
+        ):
             if flag in flags:
                 check[key] = parse_duration(flags[flag])
         if "retries" in flags:

@@ -20,7 +20,9 @@ from berth.errors import InvalidParameter
 IMAGE_FILTERS = ("before", "dangling", "label", "reference", "since")
 
 
-def normalise(filters: dict[str, Any] | None, allowed: tuple[str, ...] = IMAGE_FILTERS) -> dict[str, list[str]]:
+def normalise(
+    filters: dict[str, Any] | None, allowed: tuple[str, ...] = IMAGE_FILTERS
+) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for key, value in (filters or {}).items():
         if key not in allowed:

@@ -67,7 +67,9 @@ class Graph:
             return full
         ref = reference.parse(ref_or_id).with_default_tag()
         found = (
-            self.db.digest_target(ref.name, ref.digest) if ref.digest else self.db.tag_target(ref.name, ref.tag)
+            self.db.digest_target(ref.name, ref.digest)
+            if ref.digest
+            else self.db.tag_target(ref.name, ref.tag)
         )
         if found is not None and self.db.image(found) is not None:
             return found
@@ -165,7 +167,9 @@ class Graph:
         """:meth:`import_tar` from an open stream (an HTTP body)."""
         return import_stream(self, stream, repo_tag, changes, message)
 
-    def prune(self, filters: dict[str, Any] | None = None, users: Callable[[str], list[str]] | None = None) -> dict[str, Any]:
+    def prune(
+        self, filters: dict[str, Any] | None = None, users: Callable[[str], list[str]] | None = None
+    ) -> dict[str, Any]:
         """``docker image prune``: ``{"ImagesDeleted": [...] | None, "SpaceReclaimed": n}``."""
         return pruning.prune(self, filters or {}, users or (lambda _id: []))
 
@@ -188,7 +192,11 @@ class Graph:
         return image_history(self, self.resolve(ref))
 
     def remove(
-        self, ref: str, force: bool = False, noprune: bool = False, users: Callable[[str], list[str]] | None = None
+        self,
+        ref: str,
+        force: bool = False,
+        noprune: bool = False,
+        users: Callable[[str], list[str]] | None = None,
     ) -> list[dict[str, str]]:
         """``docker rmi``: ``[{"Untagged": "busybox:latest"}, {"Deleted": "sha256:..."}]``."""
         with self.lock:
@@ -250,8 +258,10 @@ class Graph:
         with self.lock:
             used = referenced_layers(self.db, self.held_layers())
             rows = {row.chain_id: row for row in self.db.layers()}
-            unused = sorted((row for row in rows.values() if row.chain_id not in used),
-                            key=lambda row: -len(layer_chain(self.db, row.chain_id)))
+            unused = sorted(
+                (row for row in rows.values() if row.chain_id not in used),
+                key=lambda row: -len(layer_chain(self.db, row.chain_id)),
+            )
             with self.db.transaction():
                 for row in unused:
                     self.db.delete_layer(row.chain_id)

@@ -42,7 +42,9 @@ def _selection(graph: Graph, names: list[str]) -> list[tuple[str, list[reference
         if ref is not None and not ref.tag and not ref.digest:
             tags = graph.db.tags_in_repository(ref.name)
             for tag in tags:
-                chosen.setdefault(graph.db.tag_target(ref.name, tag) or "", []).append(reference.Reference(ref.name, tag))
+                chosen.setdefault(graph.db.tag_target(ref.name, tag) or "", []).append(
+                    reference.Reference(ref.name, tag)
+                )
             if tags:
                 continue
         image_id = graph.resolve(name)
@@ -73,8 +75,12 @@ def save(graph: Graph, names: list[str], out: BinaryIO) -> None:
             for index, (diff_id, chain) in enumerate(zip(diff_ids, chain_ids(diff_ids), strict=True)):
                 top = index == len(diff_ids) - 1
                 v1_id = hashlib.sha256(f"{parent} {chain} {image_id if top else ''}".encode()).hexdigest()
-                layer_json = {"id": v1_id, **({"parent": parent} if parent else {}), "created": doc.get("created", ""),
-                              "container_config": container_config()}
+                layer_json = {
+                    "id": v1_id,
+                    **({"parent": parent} if parent else {}),
+                    "created": doc.get("created", ""),
+                    "container_config": container_config(),
+                }
                 if top:
                     layer_json.update({k: doc[k] for k in ("architecture", "os", "config") if k in doc})
                 if v1_id not in written:
@@ -88,7 +94,14 @@ def save(graph: Graph, names: list[str], out: BinaryIO) -> None:
                     else:
                         source = graph.layer_tar(diff_id)
                         info = tar.gettarinfo(str(source), arcname=f"{v1_id}/layer.tar")
-                        info.mode, info.uid, info.gid, info.uname, info.gname, info.mtime = 0o644, 0, 0, "", "", mtime
+                        info.mode, info.uid, info.gid, info.uname, info.gname, info.mtime = (
+                            0o644,
+                            0,
+                            0,
+                            "",
+                            "",
+                            mtime,
+                        )
                         with open(source, "rb") as f:
                             tar.addfile(info, f)
                         by_chain[chain] = f"{v1_id}/layer.tar"
@@ -119,7 +132,9 @@ def load(graph: Graph, stream: BinaryIO) -> list[str]:
             raise InvalidParameter(f"load: invalid docker-archive tar: {exc}") from exc
         manifest_path = tmp / "manifest.json"
         if not manifest_path.is_file():
-            raise InvalidParameter("load: open manifest.json: no such file or directory (not a docker save archive)")
+            raise InvalidParameter(
+                "load: open manifest.json: no such file or directory (not a docker save archive)"
+            )
         try:
             manifest = json.loads(manifest_path.read_bytes())
         except ValueError as exc:

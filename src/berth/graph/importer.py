@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 DEFAULT_COMMENT = "Imported from -"
 
 
-def import_stream(graph: Graph, stream: BinaryIO, repo_tag: str | None, changes: list[str], message: str) -> str:
+def import_stream(
+    graph: Graph, stream: BinaryIO, repo_tag: str | None, changes: list[str], message: str
+) -> str:
     """Import the tar ``stream``; return the new image id (``sha256:...``)."""
     config = apply_changes(container_config(), changes)
     if repo_tag:

@@ -38,7 +38,9 @@ def new_cache_id() -> str:
     return secrets.token_hex(32)
 
 
-def apply_layer(driver: GraphDriver, content: ContentStore, stream: BinaryIO, parent: LayerRow | None) -> PendingLayer:
+def apply_layer(
+    driver: GraphDriver, content: ContentStore, stream: BinaryIO, parent: LayerRow | None
+) -> PendingLayer:
     """Create a driver layer on ``parent`` and apply ``stream``, keeping the uncompressed tar
     as the blob named by its diff id (``docker save`` and push need the exact bytes); on any
     failure remove both."""
@@ -60,7 +62,9 @@ def apply_layer(driver: GraphDriver, content: ContentStore, stream: BinaryIO, pa
     )
 
 
-def commit_layers(db: GraphDB, driver: GraphDriver, pending: list[PendingLayer]) -> tuple[list[LayerRow], list[str]]:
+def commit_layers(
+    db: GraphDB, driver: GraphDriver, pending: list[PendingLayer]
+) -> tuple[list[LayerRow], list[str]]:
     """Record ``pending`` layers (inside the caller's transaction).
 
     Returns the rows, and the cache ids of duplicate driver dirs the caller removes once the

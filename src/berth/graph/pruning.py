@@ -78,7 +78,9 @@ def prune(graph: Graph, filters: dict[str, Any], users: Callable[[str], list[str
     return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
 
-def _delete(graph: Graph, image_id: str, dangling_only: bool, users: Callable[[str], list[str]]) -> list[dict[str, str]]:
+def _delete(
+    graph: Graph, image_id: str, dangling_only: bool, users: Callable[[str], list[str]]
+) -> list[dict[str, str]]:
     tags = graph.db.tags_of(image_id)
     digests = graph.db.digests_of(image_id)
     try:
@@ -87,7 +89,9 @@ def _delete(graph: Graph, image_id: str, dangling_only: bool, users: Callable[[s
         if dangling_only and tags:
             return []
         out: list[dict[str, str]] = []
-        names = [reference.Reference(r, t) for r, t in tags] + [reference.Reference(r, "", d) for r, d in digests]
+        names = [reference.Reference(r, t) for r, t in tags] + [
+            reference.Reference(r, "", d) for r, d in digests
+        ]
         for name in names:
             if graph.db.image(image_id) is None:
                 break

@@ -135,7 +135,9 @@ def parse(text: str) -> Reference:
         raise InvalidParameter(INVALID)
     name = f"{domain}/{remainder}"
     if len(name) > NAME_TOTAL_MAX:
-        raise InvalidParameter(f"{INVALID}: repository name must not be more than {NAME_TOTAL_MAX} characters")
+        raise InvalidParameter(
+            f"{INVALID}: repository name must not be more than {NAME_TOTAL_MAX} characters"
+        )
     if digest:
         digest = _check_digest(digest)
     return Reference(name, tag, digest)

@@ -70,7 +70,9 @@ class LayerHolds:
             self._changed.notify_all()
 
 
-def register_image(graph: Graph, config: bytes, pending: list[PendingLayer], repo_tag: str | None, parent: str) -> str:
+def register_image(
+    graph: Graph, config: bytes, pending: list[PendingLayer], repo_tag: str | None, parent: str
+) -> str:
     doc = json.loads(config)
     target = reference.parse_repository(repo_tag) if repo_tag else None
     diff_ids = list((doc.get("rootfs") or {}).get("diff_ids") or [])
@@ -94,7 +96,9 @@ def register_image(graph: Graph, config: bytes, pending: list[PendingLayer], rep
                 if graph.db.image(new_id) is None:
                     size = sum(row.size for row in chain)
                     graph.db.add_image(
-                        ImageRow(new_id, new_id, doc.get("created") or "", created_ns, size, parent, top, stamp)
+                        ImageRow(
+                            new_id, new_id, doc.get("created") or "", created_ns, size, parent, top, stamp
+                        )
                     )
                 if target is not None:
                     graph.db.set_tag(target.name, target.tag, new_id)
@@ -122,7 +126,9 @@ def _existing_top(graph: Graph, diff_ids: list[str]) -> str | None:
     return top
 
 
-def create_image(graph: Graph, config: bytes, open_layer: Callable[[int], BinaryIO], repo_tag: str | None) -> str:
+def create_image(
+    graph: Graph, config: bytes, open_layer: Callable[[int], BinaryIO], repo_tag: str | None
+) -> str:
     """Build an image from its config and its layer tars.
 
     ``open_layer(i)`` returns a file object (closed here) with the tar, plain or compressed, of
@@ -171,7 +177,9 @@ def _apply_one(
         graph.driver.remove_layer(pending.cache_id)
         with graph.lock:
             drop_blobs(graph.db, graph.content, [pending.diff_id])
-        raise InvalidParameter(f"create image: layer {index} has diff id {pending.diff_id}, config says {diff_id}")
+        raise InvalidParameter(
+            f"create image: layer {index} has diff id {pending.diff_id}, config says {diff_id}"
+        )
     with graph.lock, graph.db.transaction():
         rows, drop = commit_layers(graph.db, graph.driver, [pending])
         graph.holds.hold(chain)  # before any prune can see the new, still unreferenced row

@@ -102,7 +102,12 @@ class _DeleteConflict(Conflict):
 
 
 def _check(
-    graph: Graph, image_id: str, users: Callable[[str], list[str]], hard: bool, soft: bool, active_reference: bool
+    graph: Graph,
+    image_id: str,
+    users: Callable[[str], list[str]],
+    hard: bool,
+    soft: bool,
+    active_reference: bool,
 ) -> None:
     conflict = _find_conflict(graph, image_id, users, hard, soft, active_reference)
     if conflict is not None:
@@ -110,12 +115,19 @@ def _check(
 
 
 def _find_conflict(
-    graph: Graph, image_id: str, users: Callable[[str], list[str]], hard: bool, soft: bool, active_reference: bool
+    graph: Graph,
+    image_id: str,
+    users: Callable[[str], list[str]],
+    hard: bool,
+    soft: bool,
+    active_reference: bool,
 ) -> _DeleteConflict | None:
     if hard and graph.db.children(image_id):
         return _DeleteConflict(image_id, "image has dependent child images", hard=True, used=False)
     if soft and active_reference and _names(graph, image_id):
-        return _DeleteConflict(image_id, "image is referenced in multiple repositories", hard=False, used=False)
+        return _DeleteConflict(
+            image_id, "image is referenced in multiple repositories", hard=False, used=False
+        )
     if soft:
         using = users(image_id)
         if using:

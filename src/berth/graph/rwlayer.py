@@ -153,7 +153,9 @@ def read_file(graph: Graph, container_id: str, path: str) -> bytes | None:
 def container_changes(graph: Graph, container_id: str) -> list[dict[str, Any]]:
     """``GET /containers/{id}/changes`` records: ``[{"Path": "/root", "Kind": 1}]``."""
     rw = _require(graph, container_id)
-    return [{"Path": c.path, "Kind": c.kind} for c in changes(graph.driver, container_id, _init_of(graph, rw))]
+    return [
+        {"Path": c.path, "Kind": c.kind} for c in changes(graph.driver, container_id, _init_of(graph, rw))
+    ]
 
 
 def export(graph: Graph, container_id: str, out: BinaryIO) -> None:

@@ -254,7 +254,8 @@ class GraphDB:
         return [
             (row[0], row[1])
             for row in self._all(
-                "SELECT repository, tag FROM image_tags WHERE image_id = ? ORDER BY repository, tag", (image_id,)
+                "SELECT repository, tag FROM image_tags WHERE image_id = ? ORDER BY repository, tag",
+                (image_id,),
             )
         ]
 
@@ -268,11 +269,18 @@ class GraphDB:
         ]
 
     def tags_in_repository(self, repository: str) -> list[str]:
-        return [row[0] for row in self._all("SELECT tag FROM image_tags WHERE repository = ? ORDER BY tag", (repository,))]
+        return [
+            row[0]
+            for row in self._all(
+                "SELECT tag FROM image_tags WHERE repository = ? ORDER BY tag", (repository,)
+            )
+        ]
 
     def all_tags(self) -> dict[str, list[tuple[str, str]]]:
         out: dict[str, list[tuple[str, str]]] = {}
-        for repo, tag, image_id in self._all("SELECT repository, tag, image_id FROM image_tags ORDER BY 1, 2"):
+        for repo, tag, image_id in self._all(
+            "SELECT repository, tag, image_id FROM image_tags ORDER BY 1, 2"
+        ):
             out.setdefault(image_id, []).append((repo, tag))
         return out
 
@@ -294,7 +302,8 @@ class GraphDB:
 
     def add_rw_layer(self, rw: RwLayerRow) -> None:
         self._run(
-            "INSERT INTO rw_layers VALUES (?, ?, ?, ?)", (rw.container_id, rw.image_id, rw.top_layer, rw.cache_id)
+            "INSERT INTO rw_layers VALUES (?, ?, ?, ?)",
+            (rw.container_id, rw.image_id, rw.top_layer, rw.cache_id),
         )
 
     def delete_rw_layer(self, container_id: str) -> None:

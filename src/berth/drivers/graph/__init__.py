@@ -33,7 +33,11 @@ def new_driver(name: str | None, root: Path) -> GraphDriver:
     overlay2 where it cannot work is an error rather than a silent fallback.
     """
     if name in (None, ""):
-        return OverlayDriver(root / "overlay2") if overlay_supported(root / "overlay2") else VfsDriver(root / "vfs")
+        return (
+            OverlayDriver(root / "overlay2")
+            if overlay_supported(root / "overlay2")
+            else VfsDriver(root / "vfs")
+        )
     if name == "overlay2":
         if not overlay_supported(root / "overlay2"):
             raise Unavailable(f"storage driver overlay2: overlayfs is not supported under {root}")

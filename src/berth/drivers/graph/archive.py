@@ -211,7 +211,9 @@ class _Applier:
         self.unpacked: set[str] = set()
         self.size = 0  # regular file bytes + symlink target lengths, as Docker's directory.Size
 
-    def apply(self, member: tarfile.TarInfo, open_member: Callable[[tarfile.TarInfo], BinaryIO | None]) -> None:
+    def apply(
+        self, member: tarfile.TarInfo, open_member: Callable[[tarfile.TarInfo], BinaryIO | None]
+    ) -> None:
         parts = clean_name(member.name)
         if not parts:  # the root itself ("./"): metadata only
             if member.isdir():

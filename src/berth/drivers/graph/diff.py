@@ -152,4 +152,7 @@ def _add_xattrs(info: tarfile.TarInfo, host: Path) -> None:
             value = os.getxattr(host, name, follow_symlinks=False)
         except OSError:
             continue  # vanished or unreadable: best effort, as Docker
-        info.pax_headers = {**info.pax_headers, "SCHILY.xattr." + name: value.decode("utf-8", "surrogateescape")}
+        info.pax_headers = {
+            **info.pax_headers,
+            "SCHILY.xattr." + name: value.decode("utf-8", "surrogateescape"),
+        }

@@ -43,7 +43,9 @@ def _lstat(path: Path) -> os.stat_result | None:
         return None
 
 
-def _step(active: list[Path], resolved: list[str], name: str) -> tuple[Path, os.stat_result, list[Path]] | None:
+def _step(
+    active: list[Path], resolved: list[str], name: str
+) -> tuple[Path, os.stat_result, list[Path]] | None:
     """Look ``name`` up under ``resolved`` in the ``active`` layers: (host path, stat, layers
     whose directory of that name merges into the view) or None when absent/whited out."""
     found: tuple[Path, os.stat_result] | None = None

@@ -39,8 +39,19 @@ def overlay_supported(root: Path) -> bool:
             (probe / name).mkdir()
         options = f"lowerdir={probe}/lower,upperdir={probe}/upper,workdir={probe}/work"
         result = subprocess.run(
-            ["unshare", "--mount", "--propagation", "private",
-             "mount", "-t", "overlay", "overlay", "-o", options, str(probe / "merged")],
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "mount",
+                "-t",
+                "overlay",
+                "overlay",
+                "-o",
+                options,
+                str(probe / "merged"),
+            ],
             capture_output=True,
             check=False,
         )
