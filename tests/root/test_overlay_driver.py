@@ -55,3 +55,24 @@ def test_deep_images_stay_within_one_page_of_mount_options(root: Path) -> None:
     result = run_mounted([mount], f"cat {root}/target/f0 {root}/target/f59")
     assert result.returncode == 0, result.stderr
     assert result.stdout == "09"
+
+
+def test_dangling_short_links_are_dropped_at_start(root: Path) -> None:
+    driver = OverlayDriver(root / "overlay2")
+    kept, lost = uuid.uuid4().hex, uuid.uuid4().hex
+    driver.create_layer(kept, None)
+    driver.create_layer(lost, None)
+    shutil.rmtree(root / "overlay2" / lost)  # a crash after the dir went, before its link did
+    OverlayDriver(root / "overlay2")
+    links = list((root / "overlay2" / "l").iterdir())
+    assert [link.resolve() for link in links] == [driver.diff_dir(kept)]
+
+
+def test_index_off_where_the_kernel_has_the_option(root: Path) -> None:
+    driver = OverlayDriver(root / "overlay2")
+    cid = uuid.uuid4().hex
+    driver.prepare_rw(cid, None)
+    (mount,) = driver.mounts(cid, "/x")
+    assert ("index=off" in mount.options) == Path("/sys/module/overlay/parameters/index").exists()
+    with pytest.raises(InvalidParameter, match="cannot carry"):
+        OverlayDriver(root / "a,b")

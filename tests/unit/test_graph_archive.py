@@ -170,3 +170,9 @@ def test_clean_end_without_trailer_is_accepted_like_go(tmp_path: Path) -> None:
     # a: header + 4 blocks; b: header + 1 block -> 7 blocks, then the zero trailer
     diff_id, _ = apply(data[: 512 * 7], tmp_path / "dest")
     assert diff_id == "sha256:" + hashlib.sha256(data[: 512 * 7]).hexdigest()
+
+
+def test_zero_block_then_data_is_refused_like_go(tmp_path: Path) -> None:
+    data = good_tar()
+    with pytest.raises(ArchiveError, match="invalid tar header"):
+        apply(data[: 512 * 7] + b"\0" * 512 + b"\x01" * 512, tmp_path / "dest")

@@ -12,7 +12,8 @@ images stay under the one page the kernel accepts for mount data (with the data 
     <root>/<container id>/{diff/,work/,lower}
 
     mounts(cid, "/x/rootfs") == [Mount("overlay", "overlay", "/x/rootfs",
-        ("lowerdir=<root>/l/6Q3HTJ4LYB2X", "upperdir=<root>/<cid>/diff", "workdir=<root>/<cid>/work"))]
+        ("lowerdir=<root>/l/6Q3HTJ4LYB2X", "upperdir=<root>/<cid>/diff", "workdir=<root>/<cid>/work",
+         "index=off"))]
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from berth.drivers.graph.archive import Applied, WhiteoutFormat, Writer, apply_tar, tree_size
-from berth.errors import Conflict, NotFound, SystemFailure
+from berth.errors import Conflict, InvalidParameter, NotFound, SystemFailure
 from berth.libcontainer import Mount
 
 LINK_DIR = "l"
@@ -47,8 +48,22 @@ class OverlayDriver:
     whiteouts: WhiteoutFormat = "overlay"
 
     def __init__(self, root: Path) -> None:
+        if any(c in str(root) for c in ",:"):
+            raise InvalidParameter(
+                f"overlay2: data root {root} contains ',' or ':', which mount options cannot carry"
+            )
         self.root = root
         (root / LINK_DIR).mkdir(parents=True, exist_ok=True)
+        # index=off where the kernel knows the option, as Docker does: layers are shared by
+        # many overlay mounts, which the inodes index would otherwise refuse (EBUSY).
+        self._extra = ("index=off",) if Path("/sys/module/overlay/parameters/index").exists() else ()
+        self._drop_dangling_links()
+
+    def _drop_dangling_links(self) -> None:
+        """Short links whose layer is gone (a crash between link and layer removal)."""
+        for link in (self.root / LINK_DIR).iterdir():
+            if link.is_symlink() and not link.exists():
+                link.unlink()
 
     def _dir(self, layer_id: str) -> Path:
         if not layer_id or "/" in layer_id or layer_id in (".", "..", LINK_DIR):
@@ -151,6 +166,7 @@ class OverlayDriver:
             "lowerdir=" + ":".join(lowers),
             f"upperdir={layer / 'diff'}",
             f"workdir={layer / 'work'}",
+            *self._extra,
         )
         if len(",".join(options)) > MAX_MOUNT_DATA:
             raise SystemFailure(
