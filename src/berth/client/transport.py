@@ -103,6 +103,9 @@ class Endpoint:
             sock.close()
             raise not_running(self, exc) from exc
         sock.settimeout(None)
+        if self.scheme == "tcp":
+            # small requests (resize, kill, chunk headers) must not wait for Nagle; Go sets it too
+            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
         if self.scheme == "tcp" and self.tls is not None:
             from berth.client.tls import wrap
 
