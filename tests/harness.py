@@ -201,6 +201,30 @@ def kill_and_wait(pids: Iterable[int], timeout: float = 5.0) -> None:
         time.sleep(0.02)
 
 
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def remove_cgroup_parent(name: str) -> list[str]:
+    """Remove cgroup `name` in every hierarchy (v1 controllers, v1 hybrid's unified, or v2).
+
+    The parent itself may stay behind after a daemon stops (dockerd leaves /docker too), so an
+    empty one is removed quietly; cgroups still inside it are containers' and are reported."""
+    problems = []
+    found = sorted(CGROUP_ROOT.glob(f"*/{name}")) + (
+        [CGROUP_ROOT / name] if (CGROUP_ROOT / name).is_dir() else []
+    )
+    for top in found:
+        children = sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+        if children:
+            problems.append(f"cgroups left behind: {', '.join(str(c) for c in children[:5])}")
+        for d in [*children, top]:
+            try:
+                d.rmdir()
+            except OSError as exc:
+                problems.append(f"could not remove cgroup {d}: {exc.strerror}")
+    return problems
+
+
 def _reap(proc: subprocess.Popen[bytes], timeout: float) -> bool:
     try:
         proc.wait(timeout=timeout)
@@ -243,6 +267,7 @@ class Daemon:
     extra_args: tuple[str, ...] = ()
     env_extra: dict[str, str] = field(default_factory=dict)
     start_timeout: float = 30.0
+    cgroup_parent: str = ""  # containers' cgroups go under it; removed at teardown
     proc: subprocess.Popen[bytes] | None = None
     ready_once: bool = False
     _clients: list[Any] = field(default_factory=list)
@@ -526,6 +551,8 @@ class Daemon:
             problems.append("mounts left behind: " + ", ".join(points))
             for failure in unmount_all(points):
                 problems.append(f"could not unmount {failure}")
+        if self.cgroup_parent:
+            problems += remove_cgroup_parent(self.cgroup_parent)
         if not keep_root:
             shutil.rmtree(self.root, ignore_errors=True)
             if self.root.exists():
@@ -557,6 +584,8 @@ class Berthd(Daemon):
     @classmethod
     def create(cls, prefix: str = "bh-", **kwargs: Any) -> Berthd:
         root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+        tag = root.name.removeprefix(prefix).replace("_", "x").lower()
+        kwargs.setdefault("cgroup_parent", f"berth-h-{tag}")
         return cls(root=root, **kwargs)
 
     @property
@@ -586,6 +615,8 @@ class Berthd(Daemon):
             "--pidfile", str(self.pidfile),
             "--storage-driver", self.storage_driver,
         ]  # fmt: skip
+        if self.cgroup_parent:
+            argv += ["--cgroup-parent", self.cgroup_parent]
         if self.tcp_port:
             argv += ["-H", f"tcp://127.0.0.1:{self.tcp_port}"]
             if self.tls is not None:
@@ -628,8 +659,6 @@ class Berthd(Daemon):
 # --bridge=none --iptables=false --ip-masq=false. Its containers' cgroups go under a cgroup parent
 # named for it. teardown() deletes the namespace and those cgroups after the usual clean-up.
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-
 
 def dockerd_path() -> str | None:
     """Debian's dockerd (package docker.io), or None."""
@@ -646,7 +675,6 @@ class Dockerd(Daemon):
     name: str = "docker"
     executable: str = "/usr/sbin/dockerd"
     netns: str = ""
-    cgroup_parent: str = ""
 
     @classmethod
     def create(cls, **kwargs: Any) -> Dockerd:
@@ -688,16 +716,6 @@ class Dockerd(Daemon):
             r = subprocess.run(["ip", "netns", "delete", self.netns], capture_output=True, text=True)
             if r.returncode != 0:
                 problems.append(f"ip netns delete {self.netns}: {r.stderr.strip()}")
-        for d in sorted(CGROUP_ROOT.glob(f"*/{self.cgroup_parent}"), reverse=True):
-            # Only empty cgroup directories remain once the containers are gone; children first.
-            for child in sorted(d.rglob("*"), key=lambda p: -len(p.parts)):
-                if child.is_dir():
-                    with contextlib.suppress(OSError):
-                        child.rmdir()
-            try:
-                d.rmdir()
-            except OSError as exc:
-                problems.append(f"could not remove cgroup {d}: {exc}")
         return problems
 
 
