@@ -278,3 +278,22 @@ def test_history_of_an_import(graph: Graph, busybox_tar: Path) -> None:
     assert item["Id"] == image_id and item["Tags"] == ["busybox:latest"]
     assert item["Comment"] == "Imported from -" and item["CreatedBy"] == ""
     assert item["Size"] == apparent_size(busybox_tar)
+
+
+def test_rmi_by_id_with_names_in_two_repositories(graph: Graph, busybox_tar: Path) -> None:
+    image_id = graph.import_tar(busybox_tar, "busybox", [], "")
+    graph.tag("busybox", "docker.io/library/other", "x")
+    short = image_id[7:19]
+    with pytest.raises(
+        Conflict, match=f"unable to delete {short} \\(must be forced\\) - image is referenced in multiple"
+    ):
+        graph.remove(short, False, False, lambda i: [])
+    records = graph.remove(short, True, False, lambda i: [])
+    assert records[:3] == [{"Untagged": "busybox:latest"}, {"Untagged": "other:x"}, {"Deleted": image_id}]
+    assert graph.layers_size() == 0
+
+
+def test_layers_size_counts_shared_layers_once(graph: Graph, busybox_tar: Path) -> None:
+    graph.import_tar(busybox_tar, "one", ["ENV A=1"], "")
+    graph.import_tar(busybox_tar, "two", ["ENV A=2"], "")
+    assert graph.layers_size() == apparent_size(busybox_tar)

@@ -147,6 +147,10 @@ class Graph:
     def held_layers(self) -> set[str]:
         return self.holds.held()
 
+    def layers_size(self) -> int:
+        """Bytes of all image layers, each counted once (``docker system df``'s LayersSize)."""
+        return sum(row.size for row in self.db.layers())
+
     def layer_tar(self, diff_id: str) -> Path:
         """The uncompressed tar of a layer, exactly as imported or pulled (its sha256 is ``diff_id``)."""
         path = self.content.path(diff_id)
