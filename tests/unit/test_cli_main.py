@@ -510,3 +510,106 @@ def test_pull_renders_progress_without_bars(sock_path, capsys):
         "Digest: sha256:8c11",
         "docker.io/library/busybox:latest",
     ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "route", "query", "out"),
+    [
+        (["stop", "-t", "2", "web"], "POST /containers/web/stop", {"t": "2"}, "web\n"),
+        (["stop", "web"], "POST /containers/web/stop", {}, "web\n"),
+        (["kill", "-s", "USR1", "web"], "POST /containers/web/kill", {"signal": "USR1"}, "web\n"),
+        (["kill", "web"], "POST /containers/web/kill", {}, "web\n"),
+        (["restart", "-t", "1", "web"], "POST /containers/web/restart", {"t": "1"}, "web\n"),
+        (["pause", "web"], "POST /containers/web/pause", {}, "web\n"),
+        (["unpause", "web"], "POST /containers/web/unpause", {}, "web\n"),
+        (["rename", "web", "web2"], "POST /containers/web/rename", {"name": "web2"}, ""),
+        (["rm", "-f", "-v", "web"], "DELETE /containers/web", {"force": "1", "v": "1"}, "web\n"),
+        (["start", "web"], "POST /containers/web/start", {}, "web\n"),
+        (["tag", "busybox", "me/bb:v1"], "POST /images/busybox/tag", {"repo": "docker.io/me/bb", "tag": "v1"}, ""),
+        (["tag", "busybox", "127.0.0.1:5000/bb"], "POST /images/busybox/tag",
+         {"repo": "127.0.0.1:5000/bb", "tag": "latest"}, ""),
+        (["rmi", "-f", "me/bb:v1"], "DELETE /images/me/bb:v1", {"force": "1"}, ""),
+        (["images", "-a", "busy*"], "GET /images/json", {"all": "1", "filters": '{"reference":{"busy*":true}}'}, None),
+        (["ps", "-n", "2", "-s"], "GET /containers/json", {"limit": "2", "size": "1"}, None),
+        (["ps", "-l"], "GET /containers/json", {"limit": "1"}, None),
+        (["top", "web", "aux"], "GET /containers/web/top", {"ps_args": "aux"}, None),
+    ],
+)
+def test_simple_commands_send_dockers_requests(sock_path, capsys, argv, route, query, out):
+    def handler(req, reply):
+        if req.route == "/_ping":
+            return reply.send(200, b"OK")
+        if req.route in ("/containers/json", "/images/json"):
+            return reply.json(200, [])
+        if req.route.endswith("/top"):
+            return reply.json(200, {"Titles": ["PID", "CMD"], "Processes": [["1", "sleep"]]})
+        if req.method == "DELETE" and req.route.startswith("/images/"):
+            return reply.json(200, [])
+        if req.route.endswith("/tag"):
+            return reply.send(201, b"")
+        return reply.send(204)
+
+    with FakeDaemon(sock_path, handler) as daemon:
+        code, got_out, err = run_main(argv, capsys)
+    assert (code, err) == (0, "")
+    req = daemon.requests[-1]
+    assert f"{req.method} {req.route}" == route
+    assert req.query == query
+    if out is not None:
+        assert got_out == out
+
+
+def test_wait_prints_status_and_exits_zero(sock_path, capsys):
+    def handler(req, reply):
+        if req.route == "/_ping":
+            return reply.send(200, b"OK")
+        reply.begin_chunked()
+        reply.chunk(b'{"Error":null,"StatusCode":4}\n')
+        return reply.end_chunked()
+
+    with FakeDaemon(sock_path, handler) as daemon:
+        code, out, _ = run_main(["wait", "web"], capsys)
+    assert (code, out) == (0, "4\n")
+    assert daemon.requests[-1].query == {}
+
+
+def test_start_attach_streams_and_exits_with_status(sock_path, capsys):
+    engine = Engine(exit_code=2, out=b"started\n")
+
+    def handler(req, reply):
+        if req.route == "/containers/starta/json":
+            return reply.json(200, {"Id": CID, "Config": {"Tty": False, "OpenStdin": False}})
+        return engine(req, reply)
+
+    with FakeDaemon(sock_path, handler) as daemon:
+        code, out, _ = run_main(["start", "-a", "starta"], capsys)
+    assert (code, out) == (2, "started\n")
+    assert [r for r in daemon.routes() if r != "HEAD /_ping"] == [
+        "GET /containers/starta/json", f"POST /containers/{CID}/attach",
+        f"POST /containers/{CID}/wait", f"POST /containers/{CID}/start"]
+
+
+def test_exec_interactive_forwards_stdin(sock_path, capsys, monkeypatch):
+    eid = "f" * 64
+    got = {}
+
+    def handler(req, reply):
+        if req.route == "/_ping":
+            return reply.send(200, b"OK")
+        if req.route == "/containers/web/json":
+            return reply.json(200, {"Id": CID})
+        if req.route == "/containers/web/exec":
+            got["body"] = req.json()
+            return reply.json(201, {"Id": eid})
+        if req.route == f"/exec/{eid}/start":
+            sock = reply.upgrade()
+            got["stdin"] = reply.read_stdin()
+            sock.sendall(frame(1, got["stdin"].upper()))
+            sock.shutdown(2)
+            return None
+        return reply.json(200, {"Running": False, "ExitCode": 0})
+
+    with FakeDaemon(sock_path, handler):
+        code, out, _ = run_main(["exec", "-i", "web", "cat"], capsys, b"hello\n", monkeypatch)
+    assert (code, out, got["stdin"]) == (0, "HELLO\n", b"hello\n")
+    assert got["body"]["AttachStdin"] is True and got["body"]["Tty"] is False
