@@ -613,3 +613,20 @@ def test_exec_interactive_forwards_stdin(sock_path, capsys, monkeypatch):
         code, out, _ = run_main(["exec", "-i", "web", "cat"], capsys, b"hello\n", monkeypatch)
     assert (code, out, got["stdin"]) == (0, "HELLO\n", b"hello\n")
     assert got["body"]["AttachStdin"] is True and got["body"]["Tty"] is False
+
+
+def _all_command_paths():
+    from berth.cli.main import COMMANDS
+
+    for name, entry in COMMANDS.items():
+        if isinstance(entry, dict):
+            yield from ([name, sub] for sub in entry)
+        else:
+            yield [name]
+
+
+@pytest.mark.parametrize("path", list(_all_command_paths()), ids=" ".join)
+def test_every_command_has_help(capsys, path):
+    code, out, err = run_main([*path, "--help"], capsys)
+    assert code == 0 and err == ""
+    assert "Usage:" in out
