@@ -11,6 +11,7 @@ runs inside a network namespace created for the run. Everything is removed after
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -51,10 +52,11 @@ class Plan:
     start_rounds: int
     mem_containers: int
     ps_containers: int
+    throughput_runs: int
 
 
-QUICK = Plan(rounds=5, warmup=1, start_rounds=3, mem_containers=5, ps_containers=100)
-FULL = Plan(rounds=20, warmup=2, start_rounds=10, mem_containers=20, ps_containers=500)
+QUICK = Plan(rounds=5, warmup=1, start_rounds=3, mem_containers=5, ps_containers=100, throughput_runs=32)
+FULL = Plan(rounds=20, warmup=2, start_rounds=10, mem_containers=20, ps_containers=500, throughput_runs=64)
 
 
 def log(msg: str) -> None:
@@ -118,6 +120,54 @@ def bench_run(systems: list[System], plan: Plan) -> dict[str, Series]:
         systems, plan.rounds, plan.warmup,
         lambda s: timed(lambda: docker(s, "run", "--rm", "--network", "none", "busybox", "true")),
     )  # fmt: skip
+
+
+def bench_run_detached(systems: list[System], plan: Plan) -> dict[str, Series]:
+    """`docker run -d --network none busybox sleep 1000`; the containers are removed afterwards."""
+    ids: dict[str, list[str]] = {s.name: [] for s in systems}
+
+    def op_timed(s: System) -> float:
+        t0 = time.perf_counter()
+        r = docker(s, "run", "-d", "--network", "none", "busybox", "sleep", "1000")
+        ms = (time.perf_counter() - t0) * 1000
+        if r.returncode != 0:
+            raise OperationFailed(f"docker run -d exited {r.returncode}: {r.stderr.strip()[:200]}")
+        ids[s.name].append(r.stdout.strip())
+        return ms
+
+    try:
+        return interleave(systems, plan.rounds, plan.warmup, op_timed)
+    finally:
+        for s in systems:
+            for cid in ids[s.name]:
+                s.daemon.api("DELETE", f"{API}/containers/{cid}?force=1", timeout=60)
+
+
+def _run_true(s: System, _: int) -> subprocess.CompletedProcess[str]:
+    return docker(s, "run", "--rm", "--network", "none", "busybox", "true", timeout=120)
+
+
+def bench_throughput(systems: list[System], plan: Plan, clients: int = 16) -> dict[str, Series]:
+    """`run --rm --network none busybox true` per second with `clients` CLIs at once (runs/s)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    total = plan.throughput_runs
+    out = {s.name: Series("/s", error=s.error) for s in systems}
+    live = [s for s in systems if s.up]
+    for r in range(2):  # two rounds, the order flipped, each system measured twice
+        for s in live if r % 2 == 0 else live[::-1]:
+            if out[s.name].error is not None:
+                continue
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(clients) as pool:
+                codes = list(pool.map(functools.partial(_run_true, s), range(total)))
+            took = time.perf_counter() - t0
+            failed = [c for c in codes if c.returncode != 0]
+            if failed:
+                out[s.name].error = f"{len(failed)}/{total} runs failed: {failed[0].stderr.strip()[:200]}"
+                continue
+            out[s.name].samples.append(total / took)
+    return out
 
 
 def bench_exec(systems: list[System], plan: Plan, tag: str) -> dict[str, Series]:
@@ -286,6 +336,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--ps-containers", type=int, help="containers for the ps -a timing (default 500, quick 100)"
     )
+    p.add_argument("--mem-containers", type=int, help="running containers for (d) (default 20, quick 5)")
     p.add_argument("--output", type=Path, default=HERE.parent / "docs" / "benchmarks.md")
     p.add_argument("--no-write", action="store_true", help="print the report instead of writing --output")
     p.add_argument("--json", type=Path, help="also write the raw samples here")
@@ -308,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = QUICK if args.quick else FULL
     plan = Plan(
         rounds=args.rounds or plan.rounds, warmup=plan.warmup, start_rounds=plan.start_rounds,
-        mem_containers=plan.mem_containers, ps_containers=args.ps_containers or plan.ps_containers,
+        mem_containers=args.mem_containers or plan.mem_containers,
+        ps_containers=args.ps_containers or plan.ps_containers, throughput_runs=plan.throughput_runs,
     )  # fmt: skip
     command = "python bench/run.py" + (" " + " ".join(sys.argv[1:]) if argv is None and sys.argv[1:] else "")
     # Byte-compile berth first (see scripts/setup.sh): with PYTHONDONTWRITEBYTECODE set, sources
@@ -340,6 +392,10 @@ def main(argv: list[str] | None = None) -> int:
         results["run"] = bench_run(systems, plan)
         log("exec")
         results["exec"] = bench_exec(systems, plan, tag)
+        log("run -d")
+        results["run_d"] = bench_run_detached(systems, plan)
+        log(f"throughput: {plan.throughput_runs} runs, 16 clients")
+        results["throughput"] = bench_throughput(systems, plan)
         log(f"memory with {plan.mem_containers} running containers")
         bench_memory(systems, plan, results)
         log(f"ps -a with {plan.ps_containers} containers")
