@@ -342,8 +342,9 @@ class _Applier:
     def _metadata(self, path: str, member: tarfile.TarInfo) -> None:
         try:
             os.chown(path, member.uid, member.gid, follow_symlinks=False)
-        except PermissionError:
-            if os.geteuid() == 0:
+        except OSError as exc:
+            # EPERM: not root; EINVAL: an id not mapped in our user namespace
+            if os.geteuid() == 0 or exc.errno not in (errno.EPERM, errno.EINVAL):
                 raise
             # not root (unit tests, rootless): entries keep our ids, as rootless Docker does
         if not member.issym():

@@ -1,0 +1,45 @@
+"""The Graph API without root or mounts: berth.graph.testing's vfs graph."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from berth.errors import Conflict, InvalidParameter, NotFound
+from berth.graph.testing import rootfs_tar, temporary_graph
+
+ROOTFS = rootfs_tar(
+    {"bin/": b"", "bin/tool": b"#!/bin/sh\n", "bin/alias": "tool", "etc/passwd": b"root:x:0:0::/:\n"}
+)
+
+
+def test_import_inspect_list_tag_remove() -> None:
+    with temporary_graph() as graph:
+        image_id = graph.import_stream(io.BytesIO(ROOTFS), "docker.io/library/tool:1", ['CMD ["tool"]'], "")
+        assert graph.resolve("tool:1") == image_id
+        assert graph.inspect("tool:1")["Config"]["Cmd"] == ["tool"]
+        assert graph.inspect("tool:1")["Size"] == len(b"#!/bin/sh\n") + len("tool") + len(b"root:x:0:0::/:\n")
+        assert graph.tag(image_id, "docker.io/library/tool", "2") == "tool:2"
+        assert graph.list(False, {"reference": ["tool:*"]})[0]["RepoTags"] == ["tool:1", "tool:2"]
+        graph.prepare_rw("c" * 64, image_id)
+        assert graph.read_file("c" * 64, "/etc/passwd") == b"root:x:0:0::/:\n"
+        with pytest.raises(Conflict):
+            graph.remove(image_id, False, False, lambda i: ["c" * 64])
+        graph.remove_rw("c" * 64)
+        assert [list(r) for r in graph.remove(image_id, True, False, lambda i: [])][:3] == [
+            ["Untagged"],
+            ["Untagged"],
+            ["Deleted"],
+        ]
+        with pytest.raises(NotFound):
+            graph.resolve("tool:1")
+
+
+def test_bad_inputs() -> None:
+    with temporary_graph() as graph:
+        with pytest.raises(InvalidParameter, match="invalid tar"):
+            graph.import_stream(io.BytesIO(ROOTFS[:700]), None, [], "")
+        with pytest.raises(InvalidParameter, match="invalid reference format"):
+            graph.import_stream(io.BytesIO(ROOTFS), "Bad:Name:x", [], "")
+        assert graph.db.layers() == [] and graph.driver.layers() == []
