@@ -11,15 +11,34 @@ import pytest
 from berth.cli.main import main
 from berth.client.fake import FakeDaemon
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed to make test certificates")
+pytestmark = pytest.mark.skipif(
+    shutil.which("openssl") is None, reason="openssl is needed to make test certificates"
+)
 
 
 def make_cert(directory, name, cn="127.0.0.1"):
     key, cert = directory / f"{name}-key.pem", directory / f"{name}.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={cn}",
-         "-addext", f"subjectAltName=IP:{cn}", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            f"/CN={cn}",
+            "-addext",
+            f"subjectAltName=IP:{cn}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
     return cert, key
 
@@ -66,7 +85,9 @@ def test_tlsverify_with_ca(capsys, certs, monkeypatch):
         # the wrong CA is refused
         code = main(["--tlsverify", "--tlscacert", str(certs["other"][0]), "-H", daemon.url, "ps"])
         err = capsys.readouterr().err
-        assert code == 1 and "TLS handshake with tcp://127.0.0.1" in err and "CERTIFICATE_VERIFY_FAILED" in err
+        assert (
+            code == 1 and "TLS handshake with tcp://127.0.0.1" in err and "CERTIFICATE_VERIFY_FAILED" in err
+        )
 
 
 def test_client_certificate_and_env(capsys, certs, monkeypatch, tmp_path):
@@ -85,4 +106,47 @@ def test_client_certificate_and_env(capsys, certs, monkeypatch, tmp_path):
         capsys.readouterr()
         assert main(["ps", "-q"]) == 1  # no client certificate: the daemon refuses the handshake
         err = capsys.readouterr().err
-        assert err.startswith(("TLS handshake with tcp://127.0.0.1", "error during connect: HEAD tcp://127.0.0.1")), err
+        assert err.startswith(
+            ("TLS handshake with tcp://127.0.0.1", "error during connect: HEAD tcp://127.0.0.1")
+        ), err
+
+
+def test_hijacked_stdin_half_closes_over_tls(capsys, certs, monkeypatch):
+    """TLS has no SHUT_WR: the client sends close_notify and keeps reading the output."""
+    import os
+
+    from berth.client.stdcopy import frame
+
+    eid = "e" * 64
+    got = {}
+
+    def tls_handler(req, reply):
+        if req.route == "/_ping":
+            return reply.send(200, b"OK")
+        if req.route == "/containers/web/json":
+            return reply.json(200, {"Id": "c"})
+        if req.route == "/containers/web/exec":
+            return reply.json(201, {"Id": eid})
+        if req.route == f"/exec/{eid}/start":
+            sock = reply.upgrade()
+            got["stdin"] = reply.read_stdin()  # returns at the client's close_notify
+            sock.sendall(frame(1, b"after eof: " + got["stdin"]))
+            sock.close()
+            return None
+        return reply.json(200, {"Running": False, "ExitCode": 0})
+
+    monkeypatch.delenv("BERTH_TLS_VERIFY", raising=False)
+    r, w = os.pipe()
+    os.write(w, b"typed input\n")
+    os.close(w)
+    stdin = os.fdopen(r, "rb")
+    monkeypatch.setattr("sys.stdin", stdin)
+    try:
+        with FakeDaemon("unused", tls_handler, tcp=True, ssl_context=server_context(certs)) as daemon:
+            code = main(["--tls", "-H", daemon.url, "exec", "-i", "web", "cat"])
+    finally:
+        stdin.close()
+    out, err = capsys.readouterr()
+    assert (code, err) == (0, "")
+    assert got["stdin"] == b"typed input\n"
+    assert out == "after eof: typed input\n"

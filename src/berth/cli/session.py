@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
-from berth.cli.streams import DetachKeys, StdinPump, copy_output, socket_chunks
+from berth.cli.streams import DetachKeys, OutputSink, duplex
 from berth.cli.terminal import RawTerminal, fd_of, is_tty, watch_resize
 
 TYPE_CHECKING = False
@@ -77,37 +77,26 @@ class Session:
         self.raw = raw
         self.tty = tty
         self.stdin = stdin
-        self.pump: StdinPump | None = None
         self.detach_keys = detach_keys
         self.stdin_fd = fd_of(ctx.stdin) if stdin else -1
 
     def begin(self) -> None:
-        """Right after the 101: stdin flows from now (the daemon buffers it until start)."""
-        if self.stdin:
-            keys = DetachKeys(self.detach_keys) if (self.tty and self.detach_keys) else None
-            self.pump = StdinPump(self.stdin_fd, self.raw, keys).start()
-        else:
+        """Right after the 101: without stdin, half-close at once (as docker does); with
+        stdin, input flows once ``stream`` runs (the daemon holds the stream until start)."""
+        if not self.stdin or self.stdin_fd < 0:
             self.raw.close_write()
 
     def stream(self, resize: Callable[[int, int], None] | None = None) -> bool:
-        """Copy output until the daemon ends it; False when the user detached."""
+        """Copy stdin in and output out until the daemon ends the stream; False on detach."""
         raw_mode = self.tty and self.stdin and is_tty(self.stdin_fd)
+        keys = DetachKeys(self.detach_keys) if (self.tty and self.stdin and self.detach_keys) else None
         with RawTerminal(self.stdin_fd) if raw_mode else contextlib.nullcontext():
             stop = lambda: None  # noqa: E731
             if self.tty and resize is not None and is_tty(fd_of(self.ctx.stdout)):
                 stop = watch_resize(fd_of(self.ctx.stdout), _quiet(resize))
             try:
-                chunks = socket_chunks(self.raw)
-                if self.pump is not None and self.detach_keys:
-                    chunks = self._until_detached(chunks)
-                copy_output(chunks, self.ctx.write_bytes, self.tty)
+                return duplex(self.raw, self.stdin_fd if self.stdin else -1,
+                              OutputSink(self.ctx.write_bytes, self.tty), keys)
             finally:
                 stop()
                 self.raw.close()
-        return not (self.pump is not None and self.pump.detached)
-
-    def _until_detached(self, chunks: Any) -> Iterator[bytes]:
-        for data in chunks:
-            yield data
-            if self.pump is not None and self.pump.detached:
-                return

@@ -1,17 +1,16 @@
 """Moving container bytes: daemon output to our stdout/stderr, our stdin to the daemon.
 
-Model: ``copy_output`` drains a byte source (a hijacked socket or a chunked HTTP body), demuxing
-docker's 8-byte frames unless the container has a TTY, and writes each payload to stdout or
-stderr at once (unbuffered: ``logs -f`` and interactive shells need it). ``StdinPump`` copies
-our stdin into a hijacked socket from a daemon thread and half-closes the socket at EOF, so the
-daemon sees the end of input while we keep reading output. A stream-type-3 frame is an error
-from the daemon and ends the copy with ``error from daemon in stream: <text>``.
+Model: ``copy_output`` drains a byte source (a chunked HTTP body, e.g. logs), demuxing docker's
+8-byte frames unless the container has a TTY, and writes each payload to stdout or stderr at
+once (unbuffered: ``logs -f`` and interactive shells need it). ``duplex`` runs a hijacked
+session on one thread: stdin into the socket (half-closed at stdin EOF, so the daemon sees the
+end of input while we keep reading) and the socket's bytes into an ``OutputSink``. A
+stream-type-3 frame is an error from the daemon: ``error from daemon in stream: <text>``.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable, Iterable
 
 from berth.client.stdcopy import SYSTEMERR, Demuxer
@@ -34,55 +33,84 @@ def copy_output(chunks: Iterable[bytes], write: Callable[[bytes, int], None], tt
             write(payload, stream)
 
 
-def socket_chunks(raw: Any, size: int = 65536) -> Iterable[bytes]:
-    while True:
-        try:
-            data = raw.recv(size)
-        except ConnectionResetError:
-            return  # the daemon dropped the stream: that is its end
-        if not data:
-            return
-        yield data
+def duplex(
+    raw: Any,
+    stdin_fd: int,
+    on_output: Callable[[bytes], None],
+    keys: Callable[[bytes], bytes | None] | None = None,
+) -> bool:
+    """Both directions on one thread: our stdin -> the stream, the stream -> ``on_output``.
 
+    select() over the socket and stdin, with a bounded send buffer so a daemon that is busy
+    writing to us is never blocked on our sending (and we never block on it). Stdin EOF
+    half-closes the stream once everything is sent; the daemon's EOF ends the loop (the
+    process's output is over, whatever stdin still holds). Returns False when ``keys``
+    recognized the detach sequence. One thread only: OpenSSL forbids using a TLS session
+    from two threads at once, and no thread means no lock.
+    """
+    import select
 
-class StdinPump:
-    """Copy ``fd`` into ``raw`` on a daemon thread; half-close at EOF."""
-
-    def __init__(self, fd: int, raw: Any, filter_bytes: Callable[[bytes], bytes | None] | None = None):
-        self.fd = fd
-        self.raw = raw
-        self.filter = filter_bytes
-        self.done = threading.Event()
-        self.detached = False
-        self.thread = threading.Thread(target=self._run, name="stdin-pump", daemon=True)
-
-    def start(self) -> StdinPump:
-        self.thread.start()
-        return self
-
-    def _run(self) -> None:
-        try:
-            while True:
+    limit = 1 << 16
+    outgoing = bytearray()
+    stdin_open = stdin_fd >= 0
+    sock_fd = raw.fileno()
+    raw.setblocking(False)
+    try:
+        while True:
+            rlist = [sock_fd]
+            if stdin_open and len(outgoing) < limit:
+                rlist.append(stdin_fd)
+            wlist = [sock_fd] if outgoing else []
+            readable, writable, _ = select.select(rlist, wlist, [], 0 if raw.buffered() else None)
+            if writable and outgoing:
+                del outgoing[: raw.send_some(outgoing)]
+                if not outgoing and not stdin_open:
+                    raw.close_write()
+            if stdin_fd in readable:
                 try:
-                    data = os.read(self.fd, 32768)
+                    data = os.read(stdin_fd, 32768)
                 except OSError:
-                    break
-                if not data:
-                    break
-                if self.filter is not None:
-                    filtered = self.filter(data)
+                    data = b""  # an unreadable stdin is an ended stdin
+                if data and keys is not None:
+                    filtered = keys(data)
                     if filtered is None:
-                        self.detached = True
-                        self.raw.abort()  # wakes the output reader; the container keeps running
-                        return
+                        return False
                     data = filtered
+                if data:
+                    outgoing += data
+                else:
+                    stdin_open = False
+                    if not outgoing:
+                        raw.close_write()
+            if sock_fd in readable or raw.buffered():
                 try:
-                    self.raw.sendall(data)
-                except OSError:
-                    return  # the daemon closed the stream; output side will notice
-            self.raw.close_write()
-        finally:
-            self.done.set()
+                    chunk = raw.recv_some()
+                except ConnectionResetError:
+                    return True  # the daemon dropped the stream: that is its end
+                if chunk is None:
+                    continue
+                if not chunk:
+                    return True
+                on_output(chunk)
+    finally:
+        raw.setblocking(True)
+
+
+class OutputSink:
+    """Feeds raw stream bytes to our stdout/stderr, demuxed unless TTY (for ``duplex``)."""
+
+    def __init__(self, write: Callable[[bytes, int], None], tty: bool) -> None:
+        self.write = write
+        self.demux = None if tty else Demuxer()
+
+    def __call__(self, data: bytes) -> None:
+        if self.demux is None:
+            self.write(data, 1)
+            return
+        for stream, payload in self.demux.feed(data):
+            if stream == SYSTEMERR:
+                raise SystemFailure(f"error from daemon in stream: {payload.decode('utf-8', 'replace')}")
+            self.write(payload, stream)
 
 
 class DetachKeys:

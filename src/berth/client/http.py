@@ -259,11 +259,26 @@ class Response:
 
 
 class RawStream:
-    """A hijacked connection: raw bytes both ways, half-closable."""
+    """A hijacked connection: raw bytes both ways, half-closable, usable from one thread.
+
+    ``recv``/``sendall`` block; ``recv_some``/``send_some`` are for a select() loop after
+    ``setblocking(False)`` (they return None / 0 instead of raising when the socket - or the
+    TLS layer - is not ready). ``buffered()`` says bytes are waiting that select() cannot see
+    (read ahead past the 101, or decrypted TLS records)."""
 
     def __init__(self, sock: Any, pending: bytes = b"") -> None:
         self.sock = sock
         self.pending = pending
+        self.tls = hasattr(sock, "unwrap")
+
+    def fileno(self) -> int:
+        return int(self.sock.fileno())
+
+    def setblocking(self, flag: bool) -> None:
+        self.sock.setblocking(flag)
+
+    def buffered(self) -> bool:
+        return bool(self.pending) or (self.tls and self.sock.pending() > 0)
 
     def recv(self, n: int = _READ_SIZE) -> bytes:
         if self.pending:
@@ -271,23 +286,55 @@ class RawStream:
             return data
         return self.sock.recv(n)
 
+    def recv_some(self, n: int = _READ_SIZE) -> bytes | None:
+        try:
+            return self.recv(n)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            if _tls_not_ready(exc):
+                return None
+            raise
+
     def sendall(self, data: bytes) -> None:
         self.sock.sendall(data)
 
+    def send_some(self, data: bytes | bytearray) -> int:
+        try:
+            return int(self.sock.send(data))
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            if _tls_not_ready(exc):
+                return 0
+            raise
+
     def close_write(self) -> None:
         """Half-close: tell the daemon stdin ended, keep reading its output."""
-        if hasattr(self.sock, "unwrap"):
-            # TLS: shutdown() would discard the TLS state and break the read side; a TLS
-            # half-close needs close_notify without waiting for the peer's, which Python's ssl
-            # cannot do. Leave the write side open; the daemon still ends the stream at exit.
+        if self.tls:
+            self._tls_close_notify()
             return
         try:
             self.sock.shutdown(1)  # SHUT_WR
         except OSError:
             pass  # the daemon already closed: nothing left to tell it
 
+    def _tls_close_notify(self) -> None:
+        # TLS has no shutdown(SHUT_WR): send close_notify and keep reading. unwrap() on a
+        # non-blocking socket sends it and then stops with "want read" (the daemon's
+        # close_notify comes only at the end), leaving the TLS session readable.
+        blocking = self.sock.getblocking()
+        self.sock.setblocking(False)
+        try:
+            self.sock.unwrap()
+        except OSError as exc:
+            if not _tls_not_ready(exc):
+                return  # the daemon already went away: nothing left to tell it
+        finally:
+            self.sock.setblocking(blocking)
+
     def abort(self) -> None:
-        """Shut both directions: wakes a reader blocked on this stream (detach)."""
+        """Shut both directions (detach)."""
         try:
             self.sock.shutdown(2)  # SHUT_RDWR
         except OSError:
@@ -295,3 +342,8 @@ class RawStream:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def _tls_not_ready(exc: OSError) -> bool:
+    """SSLWantReadError / SSLWantWriteError, recognized without importing ssl."""
+    return type(exc).__name__ in ("SSLWantReadError", "SSLWantWriteError")
