@@ -208,9 +208,17 @@ def test_hijack_refused_with_200_is_an_error(sock_path):
 
 @pytest.mark.parametrize(
     ("status", "cls"),
-    [(400, errors.InvalidParameter), (401, errors.Unauthorized), (403, errors.Forbidden),
-     (404, errors.NotFound), (409, errors.Conflict), (500, errors.SystemFailure),
-     (501, errors.Unimplemented), (503, errors.Unavailable), (418, errors.InvalidParameter)],
+    [
+        (400, errors.InvalidParameter),
+        (401, errors.Unauthorized),
+        (403, errors.Forbidden),
+        (404, errors.NotFound),
+        (409, errors.Conflict),
+        (500, errors.SystemFailure),
+        (501, errors.Unimplemented),
+        (503, errors.Unavailable),
+        (418, errors.InvalidParameter),
+    ],
 )
 def test_status_maps_to_error_class_with_daemon_message(sock_path, status, cls):
     with serve(sock_path, lambda req, reply: reply.error(status, f"boom {status}")) as daemon:
@@ -272,3 +280,24 @@ def test_query_encoding_matches_go():
     assert quote("a b/c:d") == "a+b%2Fc%3Ad"
     assert encode_query({"b": "1", "a": ["x", "y"], "skip": None}) == "a=x&a=y&b=1"
     assert encode_query({"changes": 'CMD ["sh"]'}) == "changes=CMD+%5B%22sh%22%5D"
+
+
+def test_socket_without_permission_says_so(tmp_path, monkeypatch):
+    from berth.client import transport
+
+    class Refusing:
+        def __init__(self, *args):
+            pass
+
+        def settimeout(self, t):
+            pass
+
+        def connect(self, target):
+            raise PermissionError(13, "Permission denied")
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(transport._socket, "socket", Refusing)
+    with pytest.raises(errors.Forbidden, match="permission denied while trying to connect to the berth daemon socket"):
+        parse_host(f"unix://{tmp_path}/s.sock").connect()

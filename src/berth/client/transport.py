@@ -19,7 +19,7 @@ from __future__ import annotations
 import _socket
 import os
 
-from berth.errors import InvalidParameter, Unavailable
+from berth.errors import Forbidden, InvalidParameter, Unavailable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -126,8 +126,13 @@ def _take_fd(fd: int) -> Any:
         raise Unavailable(f"connect to fd://{fd}: {exc.strerror or exc}") from exc
 
 
-def not_running(endpoint: Endpoint, exc: OSError | None = None) -> Unavailable:
-    """The docker CLI's text for "nobody listens there"."""
+def not_running(endpoint: Endpoint, exc: OSError | None = None) -> Unavailable | Forbidden:
+    """The docker CLI's text for "nobody listens there" (or "not allowed to talk to it")."""
+    if isinstance(exc, PermissionError):
+        return Forbidden(
+            f"permission denied while trying to connect to the berth daemon socket at {endpoint.url}: "
+            f"connect: permission denied"
+        )
     return Unavailable(
         f"Cannot connect to the berth daemon at {endpoint.url}. Is the berth daemon running?"
     )
