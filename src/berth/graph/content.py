@@ -128,6 +128,9 @@ class BlobWriter:
         self.size += len(data)
         return self._file.write(data)
 
+    def flush(self) -> None:
+        self._file.flush()
+
     def commit(self, expected: str | None = None) -> str:
         """fsync and move into place; ``expected`` must match what was written."""
         digest = "sha256:" + self._sha.hexdigest()

@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 
 from berth.drivers.graph import GraphDriver
 from berth.errors import InvalidParameter, NotFound
-from berth.graph import imagearchive, pruning, reference, registration, rwlayer
+from berth.graph import distribution, imagearchive, pruning, reference, registration, rwlayer
 from berth.graph.content import ContentStore
 from berth.graph.image import container_config, now_ns, rfc3339_nano
 from berth.graph.importer import import_stream
@@ -146,6 +146,21 @@ class Graph:
 
     def held_layers(self) -> set[str]:
         return self.holds.held()
+
+    def manifest(self, image_id_: str) -> bytes:
+        """Docker v2 schema 2 manifest for a push (see :mod:`berth.graph.distribution`)."""
+        return distribution.manifest(self, image_id_)
+
+    def push_blobs(self, image_id_: str) -> list[distribution.Blob]:
+        """The image's compressed layer blobs, base first (made once, then reused)."""
+        return distribution.push_blobs(self, image_id_)
+
+    def config_blob(self, image_id_: str) -> distribution.Blob:
+        return distribution.config_blob(self, image_id_)
+
+    def record_layer_blob(self, diff_id: str, digest: str, media_type: str, size: int) -> None:
+        """After a pull: blob ``digest`` (in :attr:`content`) is a compressed form of ``diff_id``."""
+        distribution.record_layer_blob(self, diff_id, digest, media_type, size)
 
     def layers_size(self) -> int:
         """Bytes of all image layers, each counted once (``docker system df``'s LayersSize)."""

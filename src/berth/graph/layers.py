@@ -94,9 +94,12 @@ def commit_layers(
 
 
 def drop_blobs(db: GraphDB, content: ContentStore, diff_ids: list[str]) -> None:
-    """Delete the layer tar blobs of ``diff_ids`` that no recorded layer uses any more."""
+    """Delete the layer tar blobs of ``diff_ids`` (and their compressed forms) that no
+    recorded layer uses any more."""
     for diff_id in set(diff_ids):
         if not db.layers_with_diff(diff_id):
+            for digest in db.delete_layer_blobs(diff_id):
+                content.delete(digest)
             content.delete(diff_id)
 
 

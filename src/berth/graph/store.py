@@ -11,6 +11,7 @@ read-write layer is recorded with the image it was made from. Schema (version 1)
     images(id PK, config_digest, created, created_ns, size, parent, top_layer, last_tag_time)
     image_tags(repository, tag, image_id)         PK (repository, tag)
     image_digests(repository, digest, image_id)   PK (repository, digest)
+    layer_blobs(diff_id, digest, media_type, size)  PK (diff_id, digest): compressed forms
     rw_layers(container_id PK, image_id, top_layer, cache_id)
 
 The daemon opens its own connection to the same file, so every table name here is the
@@ -65,6 +66,13 @@ CREATE TABLE IF NOT EXISTS image_digests (
     PRIMARY KEY (repository, digest)
 );
 CREATE INDEX IF NOT EXISTS image_digests_by_image ON image_digests (image_id);
+CREATE TABLE IF NOT EXISTS layer_blobs (
+    diff_id TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    media_type TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    PRIMARY KEY (diff_id, digest)
+);
 CREATE TABLE IF NOT EXISTS rw_layers (
     container_id TEXT PRIMARY KEY,
     image_id TEXT NOT NULL,
@@ -291,6 +299,29 @@ class GraphDB:
         ):
             out.setdefault(image_id, []).append((repo, digest))
         return out
+
+    # compressed forms of layer tars (push, pull)
+    def layer_blobs(self, diff_id: str) -> list[tuple[str, str, int]]:
+        """(digest, media type, size) of the recorded compressed forms of ``diff_id``."""
+        return [
+            (row[0], row[1], int(row[2]))
+            for row in self._all(
+                "SELECT digest, media_type, size FROM layer_blobs WHERE diff_id = ? ORDER BY digest",
+                (diff_id,),
+            )
+        ]
+
+    def add_layer_blob(self, diff_id: str, digest: str, media_type: str, size: int) -> None:
+        self._run(
+            "INSERT OR REPLACE INTO layer_blobs VALUES (?, ?, ?, ?)", (diff_id, digest, media_type, size)
+        )
+
+    def delete_layer_blobs(self, diff_id: str) -> list[str]:
+        digests = [
+            row[0] for row in self._all("SELECT digest FROM layer_blobs WHERE diff_id = ?", (diff_id,))
+        ]
+        self._run("DELETE FROM layer_blobs WHERE diff_id = ?", (diff_id,))
+        return digests
 
     # container read-write layers
     def rw_layer(self, container_id: str) -> RwLayerRow | None:
