@@ -158,18 +158,26 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        # the reader of our stdout went away (e.g. `berth ps | head -1`): nothing left to say
-        try:
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - avoid a second error at exit
-        except OSError:
-            pass
+        # the reader of our stdout went away (e.g. `berth ps | head -1`): nothing left to say;
+        # point the fd at /dev/null so the interpreter's final flush does not fail again
+        _silence_stdout(stdout)
         return 141
     finally:
         ctx.close()
         try:
             stdout.flush()
         except (BrokenPipeError, ValueError):
-            pass
+            _silence_stdout(stdout)
+
+
+def _silence_stdout(stream: Any) -> None:
+    try:
+        fd = stream.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except (AttributeError, ValueError, OSError):
+        return  # no real fd (a test's capture): nothing will flush into a closed pipe
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def report_error(ctx: Any, exc: BerthError, prefix: str = "") -> None:

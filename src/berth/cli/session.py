@@ -44,10 +44,12 @@ def signal_proxy(kill: Callable[[str], None], enabled: bool) -> Iterator[None]:
 
     def forward(signum: int, _frame: object) -> None:
         name = signal.Signals(signum).name.removeprefix("SIG")
+        from berth.errors import BerthError
+
         try:
             kill(name)
-        except Exception:  # noqa: BLE001 - a failed forward must not kill the session; docker ignores it too
-            pass
+        except BerthError:
+            pass  # e.g. the container already exited; docker ignores a failed forward too
 
     for name in PROXIED_SIGNALS:
         sig = getattr(signal, name)

@@ -56,7 +56,6 @@ def start(ctx: Any, argv: list[str]) -> int:
     return 0
 
 
-
 def _start_attached(ctx: Any, name: str, opts: dict[str, Any]) -> int:
     client = ctx.client
     info = client.call("GET", f"/containers/{path_escape(name)}/json") or {}
