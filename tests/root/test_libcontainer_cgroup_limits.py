@@ -121,6 +121,8 @@ def test_freeze_and_thaw(tmp_path: Path, rootfs: Path, cgroup: Cgroup):
         time.sleep(0.3)
         assert value() > frozen_at >= first
     finally:
+        if cgroup.frozen():
+            cgroup.thaw()  # a frozen process cannot die, and waitpid below would hang
         os.kill(init.pid, signal.SIGKILL)
         os.waitpid(init.pid, 0)
 

@@ -41,6 +41,7 @@ _DEV_SYMLINKS = (
     ("/proc/self/fd/1", "/dev/stdout"),
     ("/proc/self/fd/2", "/dev/stderr"),
     ("pts/ptmx", "/dev/ptmx"),
+    ("/proc/kcore", "/dev/core"),  # runc makes it too (when the kernel has /proc/kcore)
 )
 
 
@@ -66,6 +67,8 @@ def setup_dev(root: str, devices: tuple[Device, ...]) -> None:
     for dev in by_path.values():
         _mknod(root, dev)
     for target, link in _DEV_SYMLINKS:
+        if target == "/proc/kcore" and not os.path.exists(target):
+            continue
         path = secure_join(root, link)
         try:
             if os.path.lexists(path):

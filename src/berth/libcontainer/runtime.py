@@ -1,0 +1,339 @@
+"""``berth-runtime``: berth's libcontainer behind the OCI runtime command line (runc's subset).
+
+    berth-runtime [--root DIR] create [--bundle DIR] [--pid-file F] [--console-socket SOCK] ID
+    berth-runtime [--root DIR] start ID | state ID | kill ID [SIGNAL] | delete [--force] ID
+    berth-runtime [--root DIR] run [--bundle DIR] ID        # create + start + wait, exit with its status
+    berth-runtime [--root DIR] list
+
+State lives in ``<root>/<id>/``: ``state.json`` (pid, the pid's start time so a reused pid is not
+mistaken for the container, bundle, cgroup) and ``exec.fifo``. ``create`` forks init, which waits
+holding the FIFO open read-write (it never sees EOF) and the command exits; ``start`` writes one
+byte into the FIFO and removes it. Status: ``stopped`` once the pid is gone (or a zombie),
+``created`` while the FIFO exists, ``paused`` when the cgroup is frozen, else ``running``.
+
+The cgroup is ``linux.cgroupsPath`` (a cgroupfs path; systemd ``slice:prefix:name`` is not
+supported) or ``berth-runtime/<id>``, with ``linux.resources`` memory/cpu/pids applied.
+With ``process.terminal`` a pty is made and its master sent over ``--console-socket`` (SCM_RIGHTS),
+as runc does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from berth.errors import BerthError
+from berth.libcontainer.cgroups import Cgroup, Resources
+from berth.libcontainer.failure import ContainerInitError
+from berth.libcontainer.process import create, create_detached
+from berth.libcontainer.spec import Stdio
+
+DEFAULT_ROOT = "/run/berth-runtime"
+OCI_VERSION = "1.0.2"
+
+
+class RuntimeError_(Exception):
+    """A command-line level failure: printed, exit status 1."""
+
+
+def load_bundle(bundle: Path) -> dict[str, Any]:
+    """config.json with root.path made absolute (the OCI spec makes it relative to the bundle)."""
+    try:
+        spec: dict[str, Any] = json.loads((bundle / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise RuntimeError_(f"read bundle config '{bundle / 'config.json'}': {exc}") from exc
+    root = spec.setdefault("root", {})
+    root["path"] = str((bundle / root.get("path", "rootfs")).resolve())
+    return spec
+
+
+def resources_from_spec(spec: dict[str, Any]) -> Resources:
+    res = (spec.get("linux") or {}).get("resources") or {}
+    memory = (res.get("memory") or {}).get("limit")
+    swap = (res.get("memory") or {}).get("swap")
+    cpu = res.get("cpu") or {}
+    quota, period = cpu.get("quota"), cpu.get("period") or 100_000
+    nano = quota * 1_000_000_000 // period if quota and quota > 0 else None
+    pids = (res.get("pids") or {}).get("limit")
+    return Resources(
+        memory=memory, nano_cpus=nano, pids_limit=pids, cpu_shares=cpu.get("shares"), memory_swap=swap
+    )
+
+
+def cgroup_name(spec: dict[str, Any], cid: str) -> str:
+    path = (spec.get("linux") or {}).get("cgroupsPath") or f"berth-runtime/{cid}"
+    if ":" in path:
+        raise RuntimeError_(f"cgroupsPath {path!r}: systemd cgroup paths are not supported")
+    return path.strip("/")
+
+
+def _start_time(pid: int) -> str | None:
+    """Field 22 of /proc/<pid>/stat, or None when the pid is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def dir(self, cid: str) -> Path:
+        if not cid or "/" in cid or cid in (".", ".."):
+            raise RuntimeError_(f"invalid container id {cid!r}")
+        return self.root / cid
+
+    def load(self, cid: str) -> dict[str, Any]:
+        try:
+            state: dict[str, Any] = json.loads((self.dir(cid) / "state.json").read_text())
+        except FileNotFoundError as exc:
+            raise RuntimeError_(f"container {cid} does not exist") from exc
+        return state
+
+    def status(self, state: dict[str, Any]) -> str:
+        if _start_time(state["pid"]) != state["start_time"]:
+            return "stopped"
+        if (self.dir(state["id"]) / "exec.fifo").exists():
+            return "created"
+        cg = Cgroup(state["cgroup"])
+        try:
+            if cg.exists() and cg.frozen():
+                return "paused"
+        except OSError:
+            pass  # no freezer: it cannot be paused
+        return "running"
+
+    def oci_state(self, cid: str) -> dict[str, Any]:
+        state = self.load(cid)
+        status = self.status(state)
+        return {
+            "ociVersion": OCI_VERSION,
+            "id": cid,
+            "pid": state["pid"] if status != "stopped" else 0,
+            "status": status,
+            "bundle": state["bundle"],
+            "rootfs": state["rootfs"],
+            "created": state["created"],
+            "owner": "",
+        }
+
+
+def _console_stdio(console_socket: str) -> tuple[Stdio, list[int]]:
+    master, slave = os.openpty()
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(console_socket)
+            socket.send_fds(sock, [os.ttyname(slave).encode()], [master])
+    except OSError as exc:
+        os.close(master)
+        os.close(slave)
+        raise RuntimeError_(f"send pty master to console socket '{console_socket}': {exc}") from exc
+    os.close(master)
+    return Stdio(slave, slave, slave, tty=True), [slave]
+
+
+def cmd_create(store: Store, cid: str, bundle: Path, pid_file: str | None, console_socket: str | None) -> int:
+    spec = load_bundle(bundle)
+    d = store.dir(cid)
+    store.root.mkdir(parents=True, exist_ok=True)
+    try:
+        d.mkdir(mode=0o700)
+    except FileExistsError as exc:
+        raise RuntimeError_(f"container with id exists: {cid}") from exc
+    cg = Cgroup(cgroup_name(spec, cid))
+    close: list[int] = []
+    try:
+        fifo = d / "exec.fifo"
+        os.mkfifo(fifo, 0o600)
+        barrier = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)  # init holds it: no EOF before start
+        cg.create(resources_from_spec(spec))
+        if (spec.get("process") or {}).get("terminal"):
+            if not console_socket:
+                raise RuntimeError_("process.terminal is set: --console-socket is required")
+            stdio, close = _console_stdio(console_socket)
+        else:
+            stdio = Stdio(0, 1, 2)
+        pid = create_detached(spec, [], stdio, cg, barrier)
+        start_time = _start_time(pid)
+        state = {
+            "id": cid,
+            "pid": pid,
+            "start_time": start_time,
+            "bundle": str(bundle.resolve()),
+            "rootfs": spec["root"]["path"],
+            "created": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "cgroup": cg.name,
+        }
+        tmp = d / "state.json.tmp"
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, d / "state.json")
+        if pid_file:
+            Path(pid_file).write_text(str(pid))
+        return 0
+    except BaseException:
+        if cg.exists():
+            cg.destroy()
+        _remove_dir(d)
+        raise
+    finally:
+        for fd in close:
+            os.close(fd)
+
+
+def cmd_start(store: Store, cid: str) -> int:
+    state = store.load(cid)
+    status = store.status(state)
+    if status != "created":
+        raise RuntimeError_(
+            f"cannot start a container that has {'stopped' if status == 'stopped' else 'run'}"
+        )
+    fifo = store.dir(cid) / "exec.fifo"
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise RuntimeError_(f"start container {cid}: open '{fifo}': {exc.strerror}") from exc
+    try:
+        os.write(fd, b"\0")
+    finally:
+        os.close(fd)
+    fifo.unlink()
+    return 0
+
+
+def cmd_kill(store: Store, cid: str, sig: str) -> int:
+    state = store.load(cid)
+    if store.status(state) == "stopped":
+        raise RuntimeError_(f"container {cid} is not running")
+    os.kill(state["pid"], parse_signal(sig))
+    return 0
+
+
+def cmd_delete(store: Store, cid: str, force: bool) -> int:
+    state = store.load(cid)
+    status = store.status(state)
+    if status in ("running", "paused") and not force:
+        raise RuntimeError_(f"cannot delete container {cid} that is not stopped: {status}")
+    cg = Cgroup(state["cgroup"])
+    if status != "stopped":
+        try:
+            os.kill(state["pid"], signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # it exited meanwhile
+        if cg.exists() and cg.frozen():
+            cg.thaw()
+        deadline = time.monotonic() + 5
+        while _start_time(state["pid"]) == state["start_time"] and time.monotonic() < deadline:
+            time.sleep(0.005)
+    if cg.exists():
+        cg.destroy()
+    _remove_dir(store.dir(cid))
+    return 0
+
+
+def cmd_run(store: Store, cid: str, bundle: Path) -> int:
+    spec = load_bundle(bundle)
+    cg = Cgroup(cgroup_name(spec, cid))
+    cg.create(resources_from_spec(spec))
+    try:
+        init = create(spec, [], Stdio(0, 1, 2), cg)
+        init.start()
+        _, status = os.waitpid(init.pid, 0)
+    finally:
+        cg.destroy()
+    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+def cmd_list(store: Store) -> int:
+    rows = []
+    if store.root.is_dir():
+        for d in sorted(store.root.iterdir()):
+            if (d / "state.json").exists():
+                s = store.oci_state(d.name)
+                rows.append(f"{s['id']}\t{s['pid']}\t{s['status']}\t{s['bundle']}\t{s['created']}")
+    print("ID\tPID\tSTATUS\tBUNDLE\tCREATED")
+    for row in rows:
+        print(row)
+    return 0
+
+
+def parse_signal(sig: str) -> int:
+    if sig.isdigit():
+        return int(sig)
+    name = sig.upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    try:
+        return int(signal.Signals[name])
+    except KeyError as exc:
+        raise RuntimeError_(f"unknown signal {sig!r}") from exc
+
+
+def _remove_dir(d: Path) -> None:
+    for child in d.iterdir() if d.is_dir() else ():
+        child.unlink()
+    if d.is_dir():
+        d.rmdir()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="berth-runtime", description="OCI runtime backed by berth's libcontainer"
+    )
+    p.add_argument("--root", default=DEFAULT_ROOT)
+    # accepted and ignored, for callers that pass runc's global flags
+    p.add_argument("--log")
+    p.add_argument("--log-format")
+    p.add_argument("--systemd-cgroup", action="store_true")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for name in ("create", "run"):
+        c = sub.add_parser(name)
+        c.add_argument("--bundle", "-b", default=".")
+        c.add_argument("--pid-file")
+        c.add_argument("--console-socket")
+        c.add_argument("id")
+    for name in ("start", "state"):
+        sub.add_parser(name).add_argument("id")
+    k = sub.add_parser("kill")
+    k.add_argument("id")
+    k.add_argument("signal", nargs="?", default="TERM")
+    dl = sub.add_parser("delete")
+    dl.add_argument("--force", "-f", action="store_true")
+    dl.add_argument("id")
+    sub.add_parser("list")
+    args = p.parse_args(argv)
+    store = Store(Path(args.root))
+    try:
+        if args.cmd == "create":
+            return cmd_create(store, args.id, Path(args.bundle), args.pid_file, args.console_socket)
+        if args.cmd == "run":
+            return cmd_run(store, args.id, Path(args.bundle))
+        if args.cmd == "start":
+            return cmd_start(store, args.id)
+        if args.cmd == "state":
+            print(json.dumps(store.oci_state(args.id), indent=2))
+            return 0
+        if args.cmd == "kill":
+            return cmd_kill(store, args.id, args.signal)
+        if args.cmd == "delete":
+            return cmd_delete(store, args.id, args.force)
+        return cmd_list(store)
+    except (RuntimeError_, BerthError) as exc:
+        # ContainerInitError is a BerthError: runc's words, e.g. exec: "x": executable file not found
+        prefix = "unable to start container process: " if isinstance(exc, ContainerInitError) else ""
+        print(f"berth-runtime: {prefix}{exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""berth-runtime, the OCI command line over libcontainer: create/start/state/kill/delete/run,
+and the same bundle under runc for comparison where runc is installed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from berth.libcontainer.testing import BUSYBOX, busybox_rootfs, docker_like_spec
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces, mounts and cgroups"),
+    pytest.mark.skipif(
+        not os.path.exists(BUSYBOX), reason="needs /bin/busybox (apt-get install busybox-static)"
+    ),
+]
+
+
+def runtime(state_root: Path, *args: str, **kw) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "berth.libcontainer.runtime", "--root", str(state_root), *args]
+    return subprocess.run(cmd, text=True, timeout=60, **kw)
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> Path:
+    b = tmp_path / "bundle"
+    busybox_rootfs(b / "rootfs")
+    return b
+
+
+def write_config(bundle: Path, args: list[str], **kw) -> None:
+    spec = docker_like_spec("rootfs", args, **kw)
+    spec["linux"]["cgroupsPath"] = f"berth-test-rt-{uuid.uuid4().hex[:10]}"
+    (bundle / "config.json").write_text(json.dumps(spec))
+
+
+def state(state_root: Path, cid: str) -> dict:
+    res = runtime(state_root, "state", cid, capture_output=True)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def test_create_start_state_kill_delete(tmp_path: Path, bundle: Path):
+    root, cid = tmp_path / "state", "c-" + uuid.uuid4().hex[:8]
+    write_config(bundle, ["sh", "-c", "echo started; exec sleep 60"])
+    out, err = tmp_path / "out", tmp_path / "err"
+    # init keeps create's stdio (as with runc): files here, since a pipe would not see EOF
+    with open(out, "w") as f, open(err, "w") as e:
+        res = runtime(
+            root,
+            "create",
+            "--bundle",
+            str(bundle),
+            "--pid-file",
+            str(tmp_path / "pid"),
+            cid,
+            stdout=f,
+            stderr=e,
+        )
+    assert res.returncode == 0, err.read_text()
+    st = state(root, cid)
+    assert st["status"] == "created" and st["pid"] == int((tmp_path / "pid").read_text())
+    assert st["bundle"] == str(bundle) and out.read_text() == ""  # nothing ran yet
+    taken = runtime(root, "create", "--bundle", str(bundle), cid, capture_output=True)
+    assert taken.returncode == 1 and "exists" in taken.stderr
+    assert runtime(root, "start", cid).returncode == 0
+    deadline = time.monotonic() + 5
+    while out.read_text() != "started\n" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert out.read_text() == "started\n"
+    assert state(root, cid)["status"] == "running"
+    refused = runtime(root, "delete", cid, capture_output=True)
+    assert refused.returncode == 1 and "not stopped: running" in refused.stderr
+    assert runtime(root, "kill", cid, "KILL").returncode == 0
+    deadline = time.monotonic() + 5
+    while state(root, cid)["status"] != "stopped" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert state(root, cid)["status"] == "stopped"
+    assert runtime(root, "delete", cid).returncode == 0
+    gone = runtime(root, "state", cid, capture_output=True)
+    assert gone.returncode == 1 and "does not exist" in gone.stderr
+
+
+def test_delete_force_of_a_created_container(tmp_path: Path, bundle: Path):
+    root, cid = tmp_path / "state", "c-" + uuid.uuid4().hex[:8]
+    write_config(bundle, ["true"])
+    res = runtime(
+        root, "create", "--bundle", str(bundle), cid, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    assert res.returncode == 0
+    pid = state(root, cid)["pid"]
+    assert runtime(root, "delete", "--force", cid).returncode == 0
+    assert not (root / cid).exists()
+    stat = Path(f"/proc/{pid}/stat")
+    assert not stat.exists() or stat.read_text().split(") ")[1][0] == "Z"
+
+
+def test_run_returns_the_exit_status_and_create_reports_runc_text(tmp_path: Path, bundle: Path):
+    root = tmp_path / "state"
+    write_config(bundle, ["sh", "-c", "echo out; exit 3"])
+    res = runtime(root, "run", "--bundle", str(bundle), "r-" + uuid.uuid4().hex[:8], capture_output=True)
+    assert (res.returncode, res.stdout) == (3, "out\n")
+    write_config(bundle, ["/no/such/binary"])
+    cid = "e-" + uuid.uuid4().hex[:8]
+    res = runtime(root, "create", "--bundle", str(bundle), cid, capture_output=True)
+    assert res.returncode == 1
+    assert 'exec: "/no/such/binary": stat /no/such/binary: no such file or directory' in res.stderr
+    assert not (root / cid).exists()
+
+
+@pytest.mark.skipif(shutil.which("runc") is None, reason="runc not installed (apt-get install runc)")
+def test_same_bundle_same_view_as_runc(tmp_path: Path, bundle: Path):
+    script = "echo $$; hostname; id; ls /dev; grep -E '^Cap(Eff|Bnd)' /proc/self/status; ls /sys/class/net; cat /proc/1/cmdline"
+    write_config(bundle, ["sh", "-c", script], hostname="same")
+    ours = runtime(
+        tmp_path / "state", "run", "--bundle", str(bundle), "o-" + uuid.uuid4().hex[:8], capture_output=True
+    )
+    theirs = subprocess.run(
+        [
+            "runc",
+            "--root",
+            str(tmp_path / "runc"),
+            "run",
+            "--bundle",
+            str(bundle),
+            "t-" + uuid.uuid4().hex[:8],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert theirs.returncode == 0, theirs.stderr
+    assert ours.returncode == 0, ours.stderr
+    assert ours.stdout == theirs.stdout
