@@ -131,7 +131,8 @@ def ping(sock_path: str, timeout: float = 2.0) -> bool:
 def free_tcp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 # --- mounts and processes -----------------------------------------------------------------------
@@ -487,7 +488,8 @@ class Daemon:
             raise DaemonError(
                 f"docker import {tar} {ref} failed ({r.returncode}): {r.stderr}\n{self.log_tail()}"
             )
-        return r.stdout.strip()
+        image_id: str = r.stdout.strip()
+        return image_id
 
     # teardown ------------------------------------------------------------------------------
     def remove_all_containers(self) -> list[str]:
