@@ -155,11 +155,11 @@ def test_output_frames_log_and_exit_code(env: Env) -> None:
             exit_file = json.loads((env.exec_root / req.id / "exit.json").read_text())
             assert exit_file["exit_code"] == 3
             assert not (env.exec_root / req.id / "monitor.sock").exists()
-            assert not Cgroup(driver.cgroup_name(req.id)).exists()
             records = [r async for r in read_logs(req.log_path)]
             assert b"".join(r.data for r in records if r.stream == 1) == b"out\npartial"
             await driver.cleanup(req.id)
             assert not (env.exec_root / req.id).exists()
+            assert not Cgroup(driver.cgroup_name(req.id)).exists()
         finally:
             await driver.shutdown()
 
@@ -198,10 +198,10 @@ def test_missing_binary_is_a_start_error(env: Env) -> None:
             assert "no such file or directory" in info.value.message
             assert not (env.exec_root / req.id).exists()
             assert not Cgroup(driver.cgroup_name(req.id)).exists()
-            req2 = env.request(["sh"], cwd="/nope")
+            req2 = env.request(["sh"], cwd="/etc/passwd")  # a missing cwd is made (runc); a file is not
             with pytest.raises(ContainerStartError) as info:
                 await driver.create(req2)
-            assert info.value.exit_code == 128
+            assert info.value.exit_code == 128 and "/etc/passwd" in info.value.message
         finally:
             await driver.shutdown()
 
@@ -476,6 +476,28 @@ def test_memory_limit_and_resources(env: Env) -> None:
             out = await collect(handle, stream)
             assert out[1].endswith(b"ok\n")
             assert (await handle.wait()).exit_code == 0
+            await driver.cleanup(req.id)
+        finally:
+            await driver.shutdown()
+
+    run(scenario())
+
+
+def test_oom_killed(env: Env) -> None:
+    async def scenario() -> None:
+        driver = NativeDriver(env.exec_root, env.cgroup_parent)
+        await driver.startup()
+        try:
+            # a 64 MiB shell variable in a 16 MiB cgroup without swap
+            req = env.request(
+                ["sh", "-c", "x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo survived"],
+                resources=Resources(memory=16 << 20),
+            )
+            handle = await driver.create(req)
+            await handle.start()
+            status = await handle.wait()
+            assert status.oom_killed, status
+            assert status.exit_code == 137, status  # the shell holding the string is the biggest: killed
             await driver.cleanup(req.id)
         finally:
             await driver.shutdown()

@@ -539,7 +539,9 @@ class Monitor:
 
             fcntl.ioctl(sess.master, TIOCSWINSZ, struct.pack("HHHH", int(msg["h"]), int(msg["w"]), 0, 0))
         elif op == "signal":
-            if sess.status is not None:
+            if sess.status is not None or not sess.started:
+                # before start the init is the helper's child, held at its barrier: Docker too
+                # says "not running"; the daemon drops the connection to discard it
                 raise ProcessLookupError
             os.kill(sess.pid, int(msg["signal"]))
             if sess is self.init and int(msg["signal"]) == SIGKILL and self.paused:
@@ -617,10 +619,11 @@ class Monitor:
             return
         if sess.log is not None:
             sess.log.close()
-        oom = bool(self._cgroup_op("oom_killed").get("result"))
+        # the monitor is about to exit: from here on it may touch pages freely (no helpers)
+        cgroup = Cgroup(self.cgroup_name) if self.cgroup_name else None
         result = {
             "exit_code": 128 if self.error else exit_code_of(status),
-            "oom_killed": oom,
+            "oom_killed": _oom_killed(cgroup),
             "finished_at": format_time(time.time_ns()),
             "error": self.error,
         }
@@ -630,32 +633,33 @@ class Monitor:
                 other.status = _reap_now(other.pid)
             self._finish_session(other)
         atomic_write_json(os.path.join(self.dir, "exit.json"), result)
-        # tear down before telling anyone: when the daemon hears "exit", only the monitor's own
-        # exit is left, and a reconnect finds no socket
-        self._teardown()
+        self._close_listener()  # from now on a reconnect finds no socket and reads exit.json
         for conn in list(self.conns):
             if conn in sess.conns:
                 self._send_json(conn, {"event": "exit", **result})
         self._flush_all()
+        # the daemon knows the status now; the connections' EOF tells it that teardown is done
+        _reap_all()
+        if cgroup is not None and cgroup.exists():
+            try:
+                cgroup.destroy()
+            except (OSError, SystemFailure) as exc:
+                print(f"monitor: destroy cgroup {self.cgroup_name}: {exc}", file=sys.stderr)
+        for conn in self.conns:
+            conn.sock.close()
 
-    def _teardown(self) -> None:
-        # every exec'd process died with the PID namespace; reap what the kernel left us
-        try:
-            while os.waitpid(-1, os.WNOHANG)[0] > 0:
-                pass
-        except ChildProcessError:
-            pass
-        self._cgroup_op("destroy")
+    def _close_listener(self) -> None:
         if self.listener is not None:
             self._forget(self.listener.fileno())
             self.listener.close()
+            self.listener = None
             try:
                 os.unlink(os.path.join(self.dir, "monitor.sock"))
             except FileNotFoundError:
                 pass
 
     def _flush_all(self) -> None:
-        """Give every connection a last chance (1 s) to take its bytes, then close it."""
+        """Give every connection a last chance (1 s in all) to take its bytes."""
         deadline = time.monotonic() + 1.0
         for conn in list(self.conns):
             if conn.out and not conn.closed:
@@ -664,7 +668,22 @@ class Monitor:
                     conn.sock.sendall(conn.out)
                 except OSError:
                     pass  # the client is gone or stuck; the exit status is in exit.json anyway
-            conn.sock.close()
+
+
+def _oom_killed(cgroup: Cgroup | None) -> bool:
+    try:
+        return cgroup is not None and cgroup.exists() and cgroup.oom_killed()
+    except (OSError, SystemFailure):
+        return False  # the memory controller is gone or unreadable: no OOM is known
+
+
+def _reap_all() -> None:
+    """Reap whatever the kernel left us (the PID namespace's processes died with its init)."""
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
 
 
 class Helper:
@@ -734,6 +753,7 @@ def _answer(fd: int, obj: dict[str, Any]) -> None:
 
 def _helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, res_w: int, go_r: int) -> None:
     """In the helper: cgroup, libcontainer.create, then wait for "go" and release the init."""
+    _t("helper start")
     try:
         work = P.decode_json(body)
         cgroup = Cgroup(req["cgroup"]) if req.get("cgroup") else None
@@ -743,7 +763,9 @@ def _helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, res_w: int, g
                 res["device_rules"] = tuple(res["device_rules"])
             cgroup.create(Resources(**res))
         mounts = [Mount(m[0], m[1], m[2], tuple(m[3])) for m in work.get("rootfs_mounts", ())]
+        _t("cgroup made")
         init = create(work["spec"], mounts, stdio, cgroup)
+        _t("lc create done")
     except ContainerInitError as exc:
         _answer(res_w, {"message": exc.message, "exit_code": exc.exit_code})
         return
@@ -874,11 +896,17 @@ def warm_up(rounds: int = 64) -> None:
         os.rmdir(tmp)
 
 
+T0 = [0.0]
+def _t(tag):
+    os.write(2, f"{tag}: {(time.monotonic()-T0[0])*1000:.2f}\n".encode())
+
+
 def main(daemon: socket.socket) -> None:
     """Run one container; called in the forked monitor process, which exits at the end."""
     code = 0
     try:
         daemon.setblocking(True)
+        T0[0] = time.monotonic()
         req, body = _read_request(daemon)
         exec_dir = os.path.join(req["exec_root"], req["id"])
         os.makedirs(exec_dir, exist_ok=True)
@@ -890,8 +918,10 @@ def main(daemon: socket.socket) -> None:
         from berth.libcontainer import kernel
 
         kernel.prctl(PR_SET_CHILD_SUBREAPER, 1)  # exec'd processes are double-forked into the pid ns
+        _t("setup")
         mon = Monitor(req, daemon)
         if mon.create(body):
+            _t("created")
             mon.run()
     except BaseException:
         import traceback

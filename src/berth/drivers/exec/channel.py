@@ -90,7 +90,11 @@ class MonitorChannel:
         self.exit_event: dict[str, Any] | None = None
         self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._next_req = 0
-        self.done: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        # exited: the exit event (or None at EOF without one); done: the connection's EOF (the
+        # monitor closes its connections after its teardown: cgroup removed, socket gone)
+        self.exited: asyncio.Future[dict[str, Any] | None] = loop.create_future()
+        self.done: asyncio.Future[None] = loop.create_future()
         self._task: asyncio.Task[None] | None = None
 
     def begin(self) -> None:
@@ -124,6 +128,10 @@ class MonitorChannel:
                 fut.set_result(ev)
         elif ev.get("event") == "exit":
             self.exit_event = ev
+            for sub in list(self.subs):
+                sub.end()  # the exit event follows the last output frame
+            if not self.exited.done():
+                self.exited.set_result(ev)
 
     def _end(self) -> None:
         self.closed = True
@@ -134,8 +142,10 @@ class MonitorChannel:
                 fut.set_exception(Conflict(f"{self.what} is not running"))
         self._replies.clear()
         self.writer.close()
+        if not self.exited.done():
+            self.exited.set_result(self.exit_event)
         if not self.done.done():
-            self.done.set_result(self.exit_event)
+            self.done.set_result(None)
 
     async def send(self, kind: int, payload: bytes = b"") -> None:
         if self.closed:

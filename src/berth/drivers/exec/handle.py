@@ -87,13 +87,17 @@ class Handle:
         await self._channel.request("resume")
 
     async def wait(self) -> ExitStatus:
-        ev = await asyncio.shield(self._channel.done)
+        ev = await asyncio.shield(self._channel.exited)
         if ev is not None:
             return ExitStatus.from_json(ev)
         return read_exit_file(self._dir, self.id)
 
     def exited(self) -> bool:
-        return self._channel.done.done()
+        return self._channel.exited.done()
+
+    async def closed(self) -> None:
+        """Wait until the monitor closed the connection (after its teardown, or it died)."""
+        await asyncio.shield(self._channel.done)
 
     async def close(self) -> None:
         """Let go of the container without touching it (daemon shutdown; before start it dies)."""
@@ -162,5 +166,5 @@ class ExecHandle:
         if self._pending is not None:
             self._pending.close()
             self._pending = None
-        ev = await asyncio.shield(self._channel.done)
+        ev = await asyncio.shield(self._channel.exited)
         return int(ev["exit_code"]) if ev is not None else 255

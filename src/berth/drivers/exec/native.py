@@ -50,6 +50,7 @@ class NativeDriver:
         self.cgroup_root = Path(cgroup_root)
         self._control: socket.socket | None = None
         self._proc: asyncio.subprocess.Process | None = None
+        self._live: dict[str, Handle] = {}  # the handles this driver made, until cleanup
 
     # ---- fork server ----------------------------------------------------------------------
     async def startup(self) -> None:
@@ -161,6 +162,7 @@ class NativeDriver:
         handle = Handle(req.id, self.exec_dir(req.id), channel, int(ev["pid"]), int(ev["monitor_pid"]),
                         False, lambda: self._connect(req.id))
         channel.begin()
+        self._live[req.id] = handle
         return handle
 
     async def reconnect(self, cid: str) -> Handle | ExitStatus:
@@ -180,10 +182,20 @@ class NativeDriver:
         handle = Handle(cid, self.exec_dir(cid), channel, int(ev["pid"]), int(ev["monitor_pid"]),
                         bool(ev.get("started")), lambda: self._connect(cid))
         channel.begin()
+        self._live[cid] = handle
         return handle
 
     async def cleanup(self, cid: str) -> None:
-        """Remove ``<exec_root>/<id>`` and the container's cgroup (after it exited)."""
+        """Remove ``<exec_root>/<id>`` and the container's cgroup (after it exited).
+
+        With a live handle, first wait (up to 5 s) for the monitor's own teardown to finish.
+        """
+        handle = self._live.pop(cid, None)
+        if handle is not None and handle.exited():
+            try:
+                await asyncio.wait_for(handle.closed(), 5)
+            except TimeoutError:
+                pass  # a stuck monitor: remove what it left behind ourselves
         shutil.rmtree(self.exec_dir(cid), ignore_errors=True)
         cg = Cgroup(self.cgroup_name(cid), self.cgroup_root)
         if cg.exists():
