@@ -88,3 +88,14 @@ def test_rfc3339_nano_round_trip_and_go_trimming() -> None:
     assert parse_rfc3339("2026-11-28T04:29:50.514306475Z") == 1_795_840_190_514_306_475
     assert parse_rfc3339("2026-11-28T05:29:50.5+01:00") == 1_795_840_190_500_000_000
     assert parse_rfc3339("0001-01-01T00:00:00Z") < 0
+
+
+def test_encoding_escapes_like_go_and_commits_keep_the_comment_in_history() -> None:
+    doc = new_config(
+        diff_ids=[DIFF], config={"Cmd": ["sh", "-c", "a > b && c < d"]}, created_ns=1, comment="m"
+    )
+    data = encode(doc)
+    assert b"a \\u003e b \\u0026\\u0026 c \\u003c d" in data and json.loads(data) == doc
+    assert list(json.loads(data)) == sorted(doc)
+    child = new_config(diff_ids=[DIFF], config={}, created_ns=2, comment="msg", parent_config=doc)
+    assert "comment" not in child and child["history"][-1]["comment"] == "msg"

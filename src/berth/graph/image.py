@@ -106,8 +106,8 @@ def new_config(
     created = rfc3339_nano(created_ns)
     architecture, variant = go_arch()
     doc: dict[str, Any] = {}
-    if comment:
-        doc["comment"] = comment
+    if comment and parent_config is None:
+        doc["comment"] = comment  # Docker sets the top-level comment on imports only
     doc["created"] = created
     if container:
         doc["container"] = container
@@ -138,7 +138,20 @@ def encode(doc: dict[str, Any]) -> bytes:
     """The canonical bytes of a config document as Docker writes them: compact JSON, top-level
     keys sorted (Docker re-marshals a map), nested objects in their own (Go field) order."""
     ordered = {key: doc[key] for key in sorted(doc)}
-    return json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode()
+    text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False)
+    for char, escaped in _GO_ESCAPES:  # these occur only inside JSON strings
+        text = text.replace(char, escaped)
+    return text.encode()
+
+
+# Go's encoding/json escapes these (HTML-safe output); Docker's config bytes carry them so.
+_GO_ESCAPES = (
+    ("<", "\\u003c"),
+    (">", "\\u003e"),
+    ("&", "\\u0026"),
+    ("\u2028", "\\u2028"),
+    ("\u2029", "\\u2029"),
+)
 
 
 def image_id(config_bytes: bytes) -> str:

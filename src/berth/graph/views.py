@@ -30,7 +30,8 @@ def inspect_image(graph: Graph, image_id: str) -> dict[str, Any]:
         "RepoTags": graph.repo_tags(image_id),
         "RepoDigests": graph.repo_digests(image_id),
         "Parent": row.parent,
-        "Comment": doc.get("comment", ""),
+        # Docker: the config's comment, else the newest history entry's (commits keep it there)
+        "Comment": doc.get("comment") or ((doc.get("history") or [{}])[-1].get("comment", "")),
         "Created": doc.get("created", ""),
         "Container": doc.get("container", ""),
         "ContainerConfig": container_config(doc.get("container_config")),
