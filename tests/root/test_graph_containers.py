@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from berth.drivers.graph import new_driver, overlay_supported
-from berth.errors import Conflict, NotFound
+from berth.errors import Conflict, InvalidParameter, NotFound
 from berth.graph import Graph
 
 from .test_graph_support import run_mounted
@@ -156,3 +156,19 @@ def test_export_is_the_merged_tree(graph: Graph, container: tuple[str, str]) -> 
             hashlib.sha256(member.read()).digest()
             == hashlib.sha256(Path("/bin/busybox").read_bytes()).digest()
         )
+
+
+def test_mkdir_for_a_missing_working_dir(graph: Graph, container: tuple[str, str]) -> None:
+    cid, _ = container
+    in_container(graph, cid, "ln -s /opt /link")
+    graph.mkdir(cid, "/srv/app")
+    graph.mkdir(cid, "/link/app/../data")  # through a symlink, resolved inside the container
+    graph.mkdir(cid, "/etc")  # exists: nothing to do
+    assert (
+        in_container(graph, cid, "ls -d /srv/app /opt/data; stat -c %a:%u /srv/app")
+        == "/opt/data\n/srv/app\n755:0\n"  # ls sorts
+    )
+    kinds = {c["Path"]: c["Kind"] for c in graph.changes(cid)}
+    assert kinds["/srv"] == kinds["/srv/app"] == kinds["/opt/data"] == 1
+    with pytest.raises(InvalidParameter, match="is not a directory"):
+        graph.mkdir(cid, "/etc/passwd/x")

@@ -237,6 +237,10 @@ class Graph:
         """A file as the container sees it (no mount needed); None if absent."""
         return rwlayer.read_file(self, container_id, path)
 
+    def mkdir(self, container_id: str, path: str) -> None:
+        """Create a missing directory (``WorkingDir``) in a container that is not running."""
+        rwlayer.make_dirs(self, container_id, path)
+
     def changes(self, container_id: str) -> list[dict[str, Any]]:
         """``docker diff``: ``[{"Path": "/root", "Kind": 1}, ...]`` (0 changed, 1 added, 2 deleted)."""
         return rwlayer.container_changes(self, container_id)

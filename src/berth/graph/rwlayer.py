@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from berth.drivers.graph.diff import changes, write_diff_tar, write_tree_tar
 from berth.drivers.graph.merged import lookup
-from berth.errors import Conflict, NotFound
+from berth.errors import Conflict, InvalidParameter, NotFound
 from berth.graph.changes import apply_changes
 from berth.graph.image import encode, new_config, now_ns
 from berth.graph.layers import apply_layer
@@ -148,6 +148,47 @@ def read_file(graph: Graph, container_id: str, path: str) -> bytes | None:
     if host is None or not host.is_file():
         return None
     return host.read_bytes()
+
+
+def make_dirs(graph: Graph, container_id: str, path: str) -> None:
+    """Create ``path`` (and missing parents, root-owned 0755) in the container's layer, as
+    Docker does for a missing ``WorkingDir`` before start; symlinks resolve inside the
+    container. Only while the rootfs is not mounted (overlayfs wants its upper dir alone)."""
+    _require(graph, container_id)
+    layers = graph.driver.layer_dirs(container_id)
+    pending = [p for p in path.split("/") if p not in ("", ".")]
+    resolved: list[str] = []
+    hops = 0
+    while pending:
+        name = pending.pop(0)
+        if name == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        visible = lookup(layers, "/".join([*resolved, name]), follow=False)
+        if visible is None:
+            if not _ensure_parents(layers, resolved):
+                raise InvalidParameter(
+                    f"mkdir {path} in container {container_id}: a parent is not a directory"
+                )
+            os.mkdir(layers[0].joinpath(*resolved, name), 0o755)
+            resolved.append(name)
+            continue
+        info = os.lstat(visible)
+        if stat.S_ISLNK(info.st_mode):
+            hops += 1
+            if hops > 40:
+                raise InvalidParameter(f"mkdir {path} in container {container_id}: too many symbolic links")
+            target = os.readlink(visible)
+            if target.startswith("/"):
+                resolved = []
+            pending = [p for p in target.split("/") if p not in ("", ".")] + pending
+            continue
+        if not stat.S_ISDIR(info.st_mode):
+            raise InvalidParameter(
+                f"mkdir {path} in container {container_id}: /{'/'.join([*resolved, name])} is not a directory"
+            )
+        resolved.append(name)
 
 
 def container_changes(graph: Graph, container_id: str) -> list[dict[str, Any]]:
