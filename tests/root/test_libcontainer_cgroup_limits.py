@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from berth.libcontainer import Stdio, create
-from berth.libcontainer.cgroups import Cgroup, Resources
+from berth.libcontainer.cgroups import ALLOW_ALL_DEVICES, Cgroup, Resources
 from berth.libcontainer.testing import BUSYBOX, busybox_rootfs, docker_like_spec
 
 pytestmark = [
@@ -202,3 +202,30 @@ def test_v2_code_path_on_the_hybrid_unified_hierarchy(rootfs: Path):
         assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
     finally:
         cg.destroy()
+
+
+@pytest.mark.parametrize("hierarchy", ["default", "unified-v2"])
+def test_device_rules_refuse_a_node_outside_dockers_list(rootfs: Path, hierarchy: str):
+    """CAP_MKNOD lets a container make any node; the device cgroup (v1 files, v2 eBPF) must refuse
+    opening one outside Docker's list -- here /dev/fuse (10:229), which needs no capability."""
+    if hierarchy == "unified-v2" and not (UNIFIED / "cgroup.controllers").exists():
+        pytest.skip("no hybrid cgroup2 mount at /sys/fs/cgroup/unified")
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("the host has no /dev/fuse to compare with")
+    root = UNIFIED if hierarchy == "unified-v2" else Path("/sys/fs/cgroup")
+    script = (
+        "mknod /dev/fusex c 10 229 && (: < /dev/fusex) 2>/dev/null && echo fuse-open; "
+        "mknod /dev/null2 c 1 3 && echo x > /dev/null2 && echo null-ok"
+    )
+    spec = docker_like_spec(str(rootfs), ["sh", "-c", script])
+    for allow_all in (False, True):
+        cg = Cgroup(f"berth-test-{uuid.uuid4().hex[:12]}", root=root)
+        cg.create(Resources(device_rules=ALLOW_ALL_DEVICES) if allow_all else Resources())
+        try:
+            status, out = _run(spec, cg)
+        finally:
+            cg.destroy()
+        assert status == 0, out
+        assert "null-ok" in out  # an allowed device works (mknod is allowed for every node)
+        # the control run (allow all) shows the node opens when nothing filters it
+        assert ("fuse-open" in out) == allow_all, out

@@ -12,8 +12,8 @@ directory per mounted hierarchy (``<root>/memory/<name>``, ``<root>/pids/<name>`
     cg.freeze(); cg.thaw(); cg.oom_killed(); cg.destroy()
 
 Limits follow Docker: ``nano_cpus`` -> CFS quota over a 100 ms period; ``memory`` without
-``memory_swap`` means no swap (memsw = memory on v1, memory.swap.max = 0 on v2); v1 device
-access is deny-all plus Docker's default allow list (v2 would need eBPF: not done).
+``memory_swap`` means no swap (memsw = memory on v1, memory.swap.max = 0 on v2); device access
+is deny-all plus Docker's default allow list (v1 ``devices.*`` files, v2 an eBPF program).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from berth.errors import SystemFailure
+from berth.libcontainer import devicefilter
 
 CFS_PERIOD_US = 100_000
 
@@ -173,6 +174,13 @@ class Cgroup:
             here = here / part
             _mkdir(here)
         leaf = here
+        # v2 has no devices controller: an eBPF program on the cgroup decides (a fake tree has
+        # no kernel-made cgroup.procs in the new directory, and no program is attached there)
+        if r.device_rules != ALLOW_ALL_DEVICES and (leaf / "cgroup.procs").exists():
+            try:
+                devicefilter.attach(str(leaf), r.device_rules)
+            except (OSError, ValueError) as exc:
+                raise SystemFailure(f"attach device filter to cgroup '{leaf}': {exc}") from exc
         if r.memory is not None:
             _write(leaf / "memory.max", r.memory)
             swap = (

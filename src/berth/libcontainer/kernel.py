@@ -81,6 +81,7 @@ IFF_UP = 0x1
 
 _MACHINE = os.uname().machine
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(_MACHINE, -1)
+_SYS_BPF = {"x86_64": 321, "aarch64": 280}.get(_MACHINE, -1)
 _SYS_CAPGET = {"x86_64": 125, "aarch64": 90}.get(_MACHINE, -1)
 _SYS_CAPSET = {"x86_64": 126, "aarch64": 91}.get(_MACHINE, -1)
 
@@ -173,3 +174,8 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
         data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
     _check(_libc.syscall(_SYS_CAPSET, ctypes.byref(hdr), data))
+
+
+def bpf(cmd: int, attr: ctypes.Array[ctypes.c_char]) -> int:
+    """bpf(2) with ``attr`` a zero-filled buffer laid out as ``union bpf_attr`` for ``cmd``."""
+    return _check(_libc.syscall(_SYS_BPF, cmd, attr, len(attr)))
