@@ -176,3 +176,15 @@ def test_zero_block_then_data_is_refused_like_go(tmp_path: Path) -> None:
     data = good_tar()
     with pytest.raises(ArchiveError, match="invalid tar header"):
         apply(data[: 512 * 7] + b"\0" * 512 + b"\x01" * 512, tmp_path / "dest")
+
+
+def test_bzip2_and_xz_layers_and_zstd_refused(tmp_path: Path) -> None:
+    import bz2
+    import lzma
+
+    data = good_tar()
+    expected = "sha256:" + hashlib.sha256(data).hexdigest()
+    assert apply(bz2.compress(data), tmp_path / "bz")[0] == expected
+    assert apply(lzma.compress(data), tmp_path / "xz")[0] == expected
+    with pytest.raises(ArchiveError, match="zstd"):
+        apply(b"\x28\xb5\x2f\xfd" + b"\0" * 100, tmp_path / "zst")
