@@ -22,10 +22,11 @@ container's file system: mount order, devices, pivot_root, masked/read-only path
 ``cgroup_mount`` (OCI's "cgroup" mount type), ``capabilities`` (names, DEFAULT_CAPS),
 ``seccomp`` (libseccomp-compiled BPF, DEFAULT_PROFILE), ``executable`` (PATH lookup with
 runc's text), ``init`` (the child's linear program), ``process`` (fork, PID namespace, sync
-pipes), ``cgroups`` (v1/hybrid/v2), ``failure`` (ContainerInitError on the wire), ``testing``
-(a busybox rootfs and a Docker-like spec for tests).
+pipes), ``cgroups`` (v1/hybrid/v2), ``devicefilter`` (v2 device rules as eBPF), ``failure``
+(ContainerInitError on the wire), ``runtime`` (``berth-runtime``, the OCI CLI), ``testing`` (a
+busybox rootfs and a Docker-like spec for tests).
 
-Not done: user namespaces, AppArmor/SELinux, OCI hooks, v2 device control (eBPF).
+Not done: user namespaces, AppArmor/SELinux, OCI hooks, systemd cgroup paths.
 """
 
 from berth.libcontainer.failure import ContainerInitError
