@@ -129,6 +129,7 @@ def test_hijacked_stdin_half_closes_over_tls(capsys, certs, monkeypatch):
             return reply.json(201, {"Id": eid})
         if req.route == f"/exec/{eid}/start":
             sock = reply.upgrade()
+            sock.sendall(frame(2, b"early\n"))  # output already on the wire when stdin ends
             got["stdin"] = reply.read_stdin()  # returns at the client's close_notify
             sock.sendall(frame(1, b"after eof: " + got["stdin"]))
             sock.close()
@@ -147,6 +148,6 @@ def test_hijacked_stdin_half_closes_over_tls(capsys, certs, monkeypatch):
     finally:
         stdin.close()
     out, err = capsys.readouterr()
-    assert (code, err) == (0, "")
+    assert (code, err) == (0, "early\n")
     assert got["stdin"] == b"typed input\n"
     assert out == "after eof: typed input\n"

@@ -269,7 +269,7 @@ class RawStream:
     def __init__(self, sock: Any, pending: bytes = b"") -> None:
         self.sock = sock
         self.pending = pending
-        self.tls = hasattr(sock, "unwrap")
+        self.tls = hasattr(sock, "close_write")  # berth.client.tls.TLSSocket
 
     def fileno(self) -> int:
         return int(self.sock.fileno())
@@ -291,10 +291,6 @@ class RawStream:
             return self.recv(n)
         except BlockingIOError:
             return None
-        except OSError as exc:
-            if _tls_not_ready(exc):
-                return None
-            raise
 
     def sendall(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -304,34 +300,17 @@ class RawStream:
             return int(self.sock.send(data))
         except BlockingIOError:
             return 0
-        except OSError as exc:
-            if _tls_not_ready(exc):
-                return 0
-            raise
 
     def close_write(self) -> None:
-        """Half-close: tell the daemon stdin ended, keep reading its output."""
+        """Half-close: tell the daemon stdin ended, keep reading its output (over TLS:
+        close_notify, see berth.client.tls)."""
         if self.tls:
-            self._tls_close_notify()
+            self.sock.close_write()
             return
         try:
             self.sock.shutdown(1)  # SHUT_WR
         except OSError:
             pass  # the daemon already closed: nothing left to tell it
-
-    def _tls_close_notify(self) -> None:
-        # TLS has no shutdown(SHUT_WR): send close_notify and keep reading. unwrap() on a
-        # non-blocking socket sends it and then stops with "want read" (the daemon's
-        # close_notify comes only at the end), leaving the TLS session readable.
-        blocking = self.sock.getblocking()
-        self.sock.setblocking(False)
-        try:
-            self.sock.unwrap()
-        except OSError as exc:
-            if not _tls_not_ready(exc):
-                return  # the daemon already went away: nothing left to tell it
-        finally:
-            self.sock.setblocking(blocking)
 
     def abort(self) -> None:
         """Shut both directions (detach)."""
@@ -343,7 +322,3 @@ class RawStream:
     def close(self) -> None:
         self.sock.close()
 
-
-def _tls_not_ready(exc: OSError) -> bool:
-    """SSLWantReadError / SSLWantWriteError, recognized without importing ssl."""
-    return type(exc).__name__ in ("SSLWantReadError", "SSLWantWriteError")
