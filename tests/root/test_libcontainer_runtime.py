@@ -141,3 +141,24 @@ def test_same_bundle_same_view_as_runc(tmp_path: Path, bundle: Path):
     assert theirs.returncode == 0, theirs.stderr
     assert ours.returncode == 0, ours.stderr
     assert ours.stdout == theirs.stdout
+
+
+def test_exec_ps_pause_resume(tmp_path: Path, bundle: Path):
+    root, cid = tmp_path / "state", "x-" + uuid.uuid4().hex[:8]
+    write_config(bundle, ["sleep", "60"], hostname="rt-exec")
+    with open(tmp_path / "log", "w") as log:
+        res = runtime(root, "create", "--bundle", str(bundle), cid, stdout=log, stderr=log)
+    assert res.returncode == 0, (tmp_path / "log").read_text()
+    try:
+        assert runtime(root, "start", cid).returncode == 0
+        pid = state(root, cid)["pid"]
+        ex = runtime(root, "exec", cid, "sh", "-c", "hostname; cat /proc/1/comm; exit 4", capture_output=True)
+        assert (ex.returncode, ex.stdout) == (4, "rt-exec\nsleep\n"), ex.stderr
+        ps = runtime(root, "ps", "--format", "json", cid, capture_output=True)
+        assert json.loads(ps.stdout) == [pid]
+        assert runtime(root, "pause", cid).returncode == 0
+        assert state(root, cid)["status"] == "paused"
+        assert runtime(root, "resume", cid).returncode == 0
+        assert state(root, cid)["status"] == "running"
+    finally:
+        assert runtime(root, "delete", "--force", cid).returncode == 0

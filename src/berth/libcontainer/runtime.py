@@ -3,7 +3,8 @@
     berth-runtime [--root DIR] create [--bundle DIR] [--pid-file F] [--console-socket SOCK] ID
     berth-runtime [--root DIR] start ID | state ID | kill ID [SIGNAL] | delete [--force] ID
     berth-runtime [--root DIR] run [--bundle DIR] ID        # create + start + wait, exit with its status
-    berth-runtime [--root DIR] list
+    berth-runtime [--root DIR] list | pause ID | resume ID | ps [--format json] ID
+    berth-runtime [--root DIR] exec [--process FILE] [--detach] [--pid-file F] ID [ARGS...]
 
 State lives in ``<root>/<id>/``: ``state.json`` (pid, the pid's start time so a reused pid is not
 mistaken for the container, bundle, cgroup) and ``exec.fifo``. ``create`` forks init, which waits
@@ -33,7 +34,7 @@ from typing import Any
 from berth.errors import BerthError
 from berth.libcontainer.cgroups import Cgroup, Resources
 from berth.libcontainer.failure import ContainerInitError
-from berth.libcontainer.process import create, create_detached
+from berth.libcontainer.process import create, create_detached, exec_process
 from berth.libcontainer.spec import Stdio
 
 DEFAULT_ROOT = "/run/berth-runtime"
@@ -255,6 +256,57 @@ def cmd_run(store: Store, cid: str, bundle: Path) -> int:
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
 
+def cmd_exec(
+    store: Store, cid: str, process_file: str | None, argv: list[str], detach: bool, pid_file: str | None
+) -> int:
+    state = store.load(cid)
+    if store.status(state) not in ("running", "created"):
+        raise RuntimeError_(f"cannot exec in a stopped container {cid}")
+    spec = load_bundle(Path(state["bundle"]))
+    if process_file:
+        try:
+            process = json.loads(Path(process_file).read_text())
+        except (OSError, ValueError) as exc:
+            raise RuntimeError_(f"read process file '{process_file}': {exc}") from exc
+    else:
+        if not argv:
+            raise RuntimeError_("exec needs --process FILE or a command")
+        process = dict(spec.get("process") or {}, args=argv, terminal=False)
+    seccomp_profile = (spec.get("linux") or {}).get("seccomp")
+    pid = exec_process(state["pid"], process, Stdio(0, 1, 2), Cgroup(state["cgroup"]), seccomp_profile)
+    if pid_file:
+        Path(pid_file).write_text(str(pid))
+    if detach:
+        return 0
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+def cmd_pause(store: Store, cid: str, pause: bool) -> int:
+    state = store.load(cid)
+    status = store.status(state)
+    if status == "stopped" or (status == "created" and pause):
+        raise RuntimeError_(f"container {cid} is not running")
+    cg = Cgroup(state["cgroup"])
+    if pause:
+        cg.freeze()
+    else:
+        cg.thaw()
+    return 0
+
+
+def cmd_ps(store: Store, cid: str, fmt: str) -> int:
+    state = store.load(cid)
+    pids = Cgroup(state["cgroup"]).pids()
+    if fmt == "json":
+        print(json.dumps(pids))
+    else:
+        print("PID")
+        for pid in pids:
+            print(pid)
+    return 0
+
+
 def cmd_list(store: Store) -> int:
     rows = []
     if store.root.is_dir():
@@ -311,6 +363,17 @@ def main(argv: list[str] | None = None) -> int:
     dl.add_argument("--force", "-f", action="store_true")
     dl.add_argument("id")
     sub.add_parser("list")
+    for name in ("pause", "resume"):
+        sub.add_parser(name).add_argument("id")
+    ps = sub.add_parser("ps")
+    ps.add_argument("--format", "-f", default="table", choices=("table", "json"))
+    ps.add_argument("id")
+    ex = sub.add_parser("exec")
+    ex.add_argument("--process", "-p")
+    ex.add_argument("--detach", "-d", action="store_true")
+    ex.add_argument("--pid-file")
+    ex.add_argument("id")
+    ex.add_argument("command", nargs=argparse.REMAINDER)
     args = p.parse_args(argv)
     store = Store(Path(args.root))
     try:
@@ -327,6 +390,12 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_kill(store, args.id, args.signal)
         if args.cmd == "delete":
             return cmd_delete(store, args.id, args.force)
+        if args.cmd in ("pause", "resume"):
+            return cmd_pause(store, args.id, args.cmd == "pause")
+        if args.cmd == "ps":
+            return cmd_ps(store, args.id, args.format)
+        if args.cmd == "exec":
+            return cmd_exec(store, args.id, args.process, args.command, args.detach, args.pid_file)
         return cmd_list(store)
     except (RuntimeError_, BerthError) as exc:
         # ContainerInitError is a BerthError: runc's words, e.g. exec: "x": executable file not found
