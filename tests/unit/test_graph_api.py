@@ -43,3 +43,31 @@ def test_bad_inputs() -> None:
         with pytest.raises(InvalidParameter, match="invalid reference format"):
             graph.import_stream(io.BytesIO(ROOTFS), "Bad:Name:x", [], "")
         assert graph.db.layers() == [] and graph.driver.layers() == []
+
+
+def test_concurrent_imports_lists_and_removals_from_threads() -> None:
+    import threading
+
+    errors: list[BaseException] = []
+    with temporary_graph() as graph:
+
+        def worker(n: int) -> None:
+            try:
+                for i in range(5):
+                    tar = rootfs_tar({f"f{n}-{i}": str(i).encode(), "shared": b"s"})
+                    image_id = graph.import_stream(io.BytesIO(tar), f"docker.io/library/t{n}:{i}", [], "")
+                    graph.list(False, {"reference": [f"t{n}"]})
+                    graph.inspect(image_id)
+                    if i % 2:
+                        graph.remove(f"t{n}:{i}", False, False, lambda _id: [])
+            except BaseException as exc:  # collected and asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert len(graph.list(False, {})) == 4 * 3
+        assert len(graph.db.layers()) == len(graph.driver.layers()) == 12
