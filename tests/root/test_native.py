@@ -503,3 +503,55 @@ def test_oom_killed(env: Env) -> None:
             await driver.shutdown()
 
     run(scenario())
+
+
+def test_large_output_with_a_slow_reader_loses_nothing(env: Env) -> None:
+    """8 MB through a subscriber that stalls: the container is held back (backpressure through
+    the daemon's queue, the socket and the monitor), nothing is lost, the log has it all."""
+
+    async def scenario() -> None:
+        driver = NativeDriver(env.exec_root, env.cgroup_parent)
+        await driver.startup()
+        try:
+            size = 8_000_000
+            req = env.request(["sh", "-c", f"head -c {size} /dev/zero | tr '\\0' x; echo; echo done >&2"])
+            handle = await driver.create(req)
+            stream = handle.output()
+            await handle.start()
+            await asyncio.sleep(1.0)
+            assert not handle.exited(), "the container ran to the end although nobody read its output"
+            got = {1: 0, 2: b""}
+            async for kind, data in stream:
+                if kind == 1:
+                    got[1] += len(data)
+                else:
+                    got[2] += data
+            assert got == {1: size + 1, 2: b"done\n"}
+            assert (await handle.wait()).exit_code == 0
+            lines = log_lines(req.log_path)
+            assert sum(len(r["log"]) for r in lines if r["stream"] == "stdout") == size + 1
+            assert max(len(r["log"]) for r in lines) == 16 * 1024  # one long line, cut into partials
+            await driver.cleanup(req.id)
+        finally:
+            await driver.shutdown()
+
+    run(scenario())
+
+
+def test_fork_server_restarts_after_it_died(env: Env) -> None:
+    async def scenario() -> None:
+        driver = NativeDriver(env.exec_root, env.cgroup_parent)
+        await driver.startup()
+        try:
+            assert driver._proc is not None
+            os.kill(driver._proc.pid, signal.SIGKILL)  # the fork server this test started
+            await driver._proc.wait()
+            req = env.request(["true"])
+            handle = await driver.create(req)
+            await handle.start()
+            assert (await handle.wait()).exit_code == 0
+            await driver.cleanup(req.id)
+        finally:
+            await driver.shutdown()
+
+    run(scenario())

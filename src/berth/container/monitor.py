@@ -753,7 +753,6 @@ def _answer(fd: int, obj: dict[str, Any]) -> None:
 
 def _helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, res_w: int, go_r: int) -> None:
     """In the helper: cgroup, libcontainer.create, then wait for "go" and release the init."""
-    _t("helper start")
     try:
         work = P.decode_json(body)
         cgroup = Cgroup(req["cgroup"]) if req.get("cgroup") else None
@@ -763,9 +762,7 @@ def _helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, res_w: int, g
                 res["device_rules"] = tuple(res["device_rules"])
             cgroup.create(Resources(**res))
         mounts = [Mount(m[0], m[1], m[2], tuple(m[3])) for m in work.get("rootfs_mounts", ())]
-        _t("cgroup made")
         init = create(work["spec"], mounts, stdio, cgroup)
-        _t("lc create done")
     except ContainerInitError as exc:
         _answer(res_w, {"message": exc.message, "exit_code": exc.exit_code})
         return
@@ -843,6 +840,15 @@ def _read_request(sock: socket.socket) -> tuple[dict[str, Any], bytes]:
     return P.decode_json(frames[0][1]), frames[1][1]
 
 
+def _set_name(name: bytes) -> None:
+    """The process name (comm, 15 bytes) without ctypes: /proc/self/comm is writable."""
+    try:
+        with open("/proc/self/comm", "wb", buffering=0) as f:
+            f.write(name[:15])
+    except OSError:
+        pass  # only cosmetic: ps shows the fork server's name instead
+
+
 def _detach_stdio(log_path: str) -> None:
     """stdin/stdout to /dev/null, stderr to monitor.log: the monitor has no terminal."""
     null = os.open("/dev/null", os.O_RDWR)
@@ -896,21 +902,16 @@ def warm_up(rounds: int = 64) -> None:
         os.rmdir(tmp)
 
 
-T0 = [0.0]
-def _t(tag):
-    os.write(2, f"{tag}: {(time.monotonic()-T0[0])*1000:.2f}\n".encode())
-
-
 def main(daemon: socket.socket) -> None:
     """Run one container; called in the forked monitor process, which exits at the end."""
     code = 0
     try:
         daemon.setblocking(True)
-        T0[0] = time.monotonic()
         req, body = _read_request(daemon)
         exec_dir = os.path.join(req["exec_root"], req["id"])
         os.makedirs(exec_dir, exist_ok=True)
         _detach_stdio(os.path.join(exec_dir, "monitor.log"))
+        _set_name(b"berth-monitor")  # what ps -o comm / top show (the cmdline stays the fork server's)
         for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ):
             # handlers, not SIG_IGN: an ignored signal would stay ignored in the container's
             # process across execve (Python starts with SIGPIPE and SIGXFSZ ignored)
@@ -918,10 +919,8 @@ def main(daemon: socket.socket) -> None:
         from berth.libcontainer import kernel
 
         kernel.prctl(PR_SET_CHILD_SUBREAPER, 1)  # exec'd processes are double-forked into the pid ns
-        _t("setup")
         mon = Monitor(req, daemon)
         if mon.create(body):
-            _t("created")
             mon.run()
     except BaseException:
         import traceback

@@ -29,7 +29,7 @@ from berth.drivers.exec.channel import MonitorChannel, OutputStream, hello
 from berth.drivers.exec.model import ExitStatus
 from berth.errors import Conflict, ContainerStartError, SystemFailure
 
-STREAM_LIMIT = 256  # frames a subscriber may hold before the container is made to wait
+STREAM_LIMIT = 64  # frames (<= 32 KiB each) a subscriber may hold before the container is made to wait
 
 
 def read_exit_file(exec_dir: Path, cid: str) -> ExitStatus:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import socket
@@ -36,6 +37,7 @@ from berth.drivers.exec.model import CreateRequest, ExitStatus
 from berth.errors import ContainerStartError, SystemFailure, Unavailable
 from berth.libcontainer.cgroups import Cgroup
 
+log = logging.getLogger(__name__)
 SUN_PATH_MAX = 107  # sockaddr_un.sun_path holds 108 bytes with the NUL
 
 
@@ -89,9 +91,23 @@ class NativeDriver:
             self._proc = None
 
     async def _spawn(self, fd: int) -> None:
-        ctl = self._control
-        if ctl is None:
-            raise Unavailable("create container: the fork server is not running")
+        """Hand ``fd`` to the fork server; a fork server that died is started again once."""
+        for attempt in (1, 2):
+            ctl = self._control
+            if ctl is None:
+                raise Unavailable("create container: the fork server is not running (driver not started)")
+            try:
+                await self._send_fd(ctl, fd)
+                return
+            except OSError as exc:
+                if attempt == 2:
+                    raise Unavailable(f"create container: the fork server is gone: {exc}") from exc
+                log.warning("fork server gone (%s); starting it again", exc)
+                await self.shutdown()
+                await self.startup()
+
+    @staticmethod
+    async def _send_fd(ctl: socket.socket, fd: int) -> None:
         loop = asyncio.get_running_loop()
         while True:
             try:
@@ -104,8 +120,6 @@ class NativeDriver:
                     await ready
                 finally:
                     loop.remove_writer(ctl.fileno())
-            except OSError as exc:
-                raise Unavailable(f"create container: the fork server is gone: {exc}") from exc
 
     # ---- containers -----------------------------------------------------------------------
     def exec_dir(self, cid: str) -> Path:
