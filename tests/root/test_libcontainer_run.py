@@ -400,3 +400,10 @@ def test_ambient_capabilities_reach_a_non_root_process(rootfs: Path):
     status, out, err = run(spec)
     assert status == 0, err
     assert "CapEff:\t0000000000000400" in out and "CapAmb:\t0000000000000400" in out
+
+
+def test_non_root_user_can_reopen_its_stdio(rootfs: Path):
+    # /dev/stdout is /proc/self/fd/1: a pipe made by root; runc hands stdio to the user
+    status, out, err = run(sh(rootfs, "echo hi > /dev/stdout; echo oops > /dev/stderr", uid=1000, gid=1000))
+    assert status == 0, err
+    assert (out, err) == ("hi\n", "oops\n")

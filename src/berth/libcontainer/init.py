@@ -16,6 +16,7 @@ import os
 import resource
 import signal
 import socket
+import stat
 import struct
 from typing import NoReturn
 
@@ -219,6 +220,8 @@ def _become(process: Process, seccomp_program: bytes | None) -> None:
     _syscall("setresgid", str(user.gid), os.setresgid, user.gid, user.gid, user.gid)
     # chdir as root when we can (the cwd may be unreadable to the user), else as the user below.
     chdir_error = _chdir(process.cwd)
+    if user.uid != 0:
+        _give_stdio(user.uid)  # while we still have CAP_CHOWN
     _syscall("setresuid", str(user.uid), os.setresuid, user.uid, user.uid, user.uid)
     if chdir_error is not None:
         chdir_error = _chdir(process.cwd)
@@ -264,6 +267,20 @@ def _make_cwd(cwd: str) -> None:
         os.makedirs(cwd, 0o755, exist_ok=True)
     except OSError as exc:
         raise ContainerInitError(f"mkdir cwd {cwd!r} in the container: {exc.strerror}", EXIT_OTHER) from exc
+
+
+def _give_stdio(uid: int) -> None:
+    """runc's fixStdioPermissions: the user owns its stdio, so that reopening them works
+    (``echo hi > /dev/stdout`` opens /proc/self/fd/1, a pipe or pty made by root, mode 0600)."""
+    null = os.stat("/dev/null").st_rdev if os.path.exists("/dev/null") else -1
+    for fd in (0, 1, 2):
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISCHR(st.st_mode) and st.st_rdev == null:
+                continue  # never chown the shared /dev/null
+            os.fchown(fd, uid, st.st_gid)  # the uid only: the group may be chosen by the mount
+        except OSError:
+            continue  # e.g. a read-only file system under a file given as stdio: not fatal, as in runc
 
 
 def _chdir(cwd: str) -> int | None:
