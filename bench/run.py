@@ -362,7 +362,13 @@ def main(argv: list[str] | None = None) -> int:
         mem_containers=args.mem_containers or plan.mem_containers,
         ps_containers=args.ps_containers or plan.ps_containers, throughput_runs=plan.throughput_runs,
     )  # fmt: skip
-    command = "python bench/run.py" + (" " + " ".join(sys.argv[1:]) if argv is None and sys.argv[1:] else "")
+    python = (
+        os.path.relpath(sys.executable, HERE.parent)
+        if sys.executable.startswith(str(HERE.parent))
+        else "python"
+    )
+    extra = sys.argv[1:] if argv is None else argv
+    command = " ".join([python, "bench/run.py", *extra])
     # Byte-compile berth first (see scripts/setup.sh): with PYTHONDONTWRITEBYTECODE set, sources
     # edited since the last setup would otherwise be compiled again on every command.
     subprocess.run([sys.executable, "-m", "compileall", "-q", "-j0", str(HERE.parent / "src")], check=True)
