@@ -555,3 +555,24 @@ def test_fork_server_restarts_after_it_died(env: Env) -> None:
             await driver.shutdown()
 
     run(scenario())
+
+
+def test_tty_stdin_eof_is_ctrl_d(env: Env) -> None:
+    async def scenario() -> None:
+        driver = NativeDriver(env.exec_root, env.cgroup_parent)
+        await driver.startup()
+        try:
+            req = env.request(["cat"], tty=True, open_stdin=True)
+            handle = await driver.create(req)
+            stream = handle.output()
+            await handle.start()
+            await handle.write_stdin(b"hi\n")
+            await handle.close_stdin()  # ^D at the start of a line: cat reads EOF and exits
+            out = await collect(handle, stream)
+            assert out[1] == b"hi\r\nhi\r\n"  # the pty's echo, then cat's copy
+            assert (await handle.wait()).exit_code == 0
+            await driver.cleanup(req.id)
+        finally:
+            await driver.shutdown()
+
+    run(scenario())

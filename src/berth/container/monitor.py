@@ -648,6 +648,23 @@ class Monitor:
         for conn in self.conns:
             conn.sock.close()
 
+    def crashed(self, exc: BaseException) -> None:
+        """A bug stopped the loop: kill the container and record why, so the daemon learns it."""
+        if self.init.done or os.path.exists(os.path.join(self.dir, "exit.json")):
+            return
+        try:
+            os.kill(self.init.pid, SIGKILL)
+        except ProcessLookupError:
+            pass  # it is gone already
+        result = {"exit_code": 137, "oom_killed": False, "finished_at": format_time(time.time_ns()),
+                  "error": f"monitor of container {self.id} failed: {exc!r}"}
+        atomic_write_json(os.path.join(self.dir, "exit.json"), result)
+        self._close_listener()
+        for conn in list(self.conns):
+            if conn in self.init.conns:
+                self._send_json(conn, {"event": "exit", **result})
+        self._flush_all()
+
     def _close_listener(self) -> None:
         if self.listener is not None:
             self._forget(self.listener.fileno())
@@ -921,7 +938,11 @@ def main(daemon: socket.socket) -> None:
         kernel.prctl(PR_SET_CHILD_SUBREAPER, 1)  # exec'd processes are double-forked into the pid ns
         mon = Monitor(req, daemon)
         if mon.create(body):
-            mon.run()
+            try:
+                mon.run()
+            except BaseException as exc:
+                mon.crashed(exc)
+                raise
     except BaseException:
         import traceback
 
