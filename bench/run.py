@@ -15,6 +15,7 @@ import functools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -375,6 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     load_before = os.getloadavg()[0]
 
+    # SIGTERM/SIGHUP unwind like Ctrl-C, so the clean-up below runs.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
     tmp = Path(tempfile.mkdtemp(prefix="bb-", dir="/tmp"))
     tag = tmp.name.removeprefix("bb-").lower()
     tar = harness.build_busybox_tar(tmp / "busybox.tar")
