@@ -71,3 +71,21 @@ def test_concurrent_imports_lists_and_removals_from_threads() -> None:
         assert errors == []
         assert len(graph.list(False, {})) == 4 * 3
         assert len(graph.db.layers()) == len(graph.driver.layers()) == 12
+
+
+def test_filesystem_errors_become_system_failures(monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from berth.errors import SystemFailure
+
+    with temporary_graph() as graph:
+
+        def full(*args: object, **kwargs: object) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device", "/var/lib/berth/vfs/dir/x")
+
+        monkeypatch.setattr(graph.driver, "apply_diff", full)
+        with pytest.raises(
+            SystemFailure, match="apply layer .*: /var/lib/berth/vfs/dir/x: No space left on device"
+        ):
+            graph.import_stream(io.BytesIO(ROOTFS), "x", [], "")
+        assert graph.driver.layers() == [] and list(graph.content.dir.iterdir()) == []

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from berth.drivers.graph import GraphDriver
+from berth.errors import SystemFailure
 from berth.graph.content import ContentStore
 from berth.graph.image import chain_id, now_ns, rfc3339_nano
 from berth.graph.store import GraphDB, LayerRow
@@ -50,6 +51,9 @@ def apply_layer(
             driver.create_layer(cache_id, parent.cache_id if parent else None)
             applied = driver.apply_diff(cache_id, stream, blob)
             blob.commit(applied.diff_id)
+        except OSError as exc:
+            driver.remove_layer(cache_id)
+            raise os_failure(f"apply layer {cache_id[:12]}", exc) from exc
         except BaseException:
             driver.remove_layer(cache_id)
             raise
@@ -60,6 +64,12 @@ def apply_layer(
         applied.size,
         cache_id,
     )
+
+
+def os_failure(operation: str, exc: OSError) -> SystemFailure:
+    """A kernel error as berth's error: the operation, the path, the cause (crun's habit)."""
+    where = f" {exc.filename}" if exc.filename else ""
+    return SystemFailure(f"{operation}:{where}: {exc.strerror or exc}")
 
 
 def commit_layers(

@@ -26,7 +26,7 @@ from berth.drivers.graph.merged import lookup
 from berth.errors import Conflict, InvalidParameter, NotFound
 from berth.graph.changes import apply_changes
 from berth.graph.image import encode, new_config, now_ns
-from berth.graph.layers import apply_layer
+from berth.graph.layers import apply_layer, os_failure
 from berth.graph.store import RwLayerRow
 
 if TYPE_CHECKING:
@@ -118,11 +118,17 @@ def prepare_rw(graph: Graph, container_id: str, image_id: str) -> None:
     if graph.db.rw_layer(container_id) is not None:
         raise Conflict(f"prepare rw layer for container {container_id}: already exists")
     top = graph.db.layer(row.top_layer) if row.top_layer else None
-    init = ensure_init(graph, top.cache_id if top else None)
+    try:
+        init = ensure_init(graph, top.cache_id if top else None)
+    except OSError as exc:
+        raise os_failure(f"prepare init layer of image {image_id}", exc) from exc
     try:
         graph.driver.prepare_rw(container_id, init)
         with graph.db.transaction():
             graph.db.add_rw_layer(RwLayerRow(container_id, image_id, row.top_layer, container_id))
+    except OSError as exc:
+        graph.driver.remove_rw(container_id)
+        raise os_failure(f"prepare rw layer of container {container_id}", exc) from exc
     except BaseException:
         graph.driver.remove_rw(container_id)
         raise
