@@ -40,10 +40,11 @@ from collections.abc import Callable
 from typing import Any
 
 from berth.container import protocol as P
+from berth.container.helper import Helper, helper_cgroup, helper_create, helper_exec
 from berth.container.logs import LogWriter, format_time
+from berth.container.session import Conn, Refused, Session, atomic_write_json, exit_code_of, make_stdio
 from berth.errors import SystemFailure
-from berth.libcontainer import ContainerInitError, Mount, Stdio, create, exec_process
-from berth.libcontainer.cgroups import Cgroup, Resources
+from berth.libcontainer.cgroups import Cgroup
 
 EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP = select.EPOLLIN, select.EPOLLOUT, select.EPOLLERR, select.EPOLLHUP
 HIGH_WATER = 1 << 20
@@ -53,98 +54,6 @@ DRAIN_TIMEOUT = 2.0  # seconds to wait for output EOF once the process has exite
 PR_SET_CHILD_SUBREAPER = 36
 SIGKILL = int(signal.SIGKILL)
 TIOCSWINSZ = 0x5414
-
-
-def atomic_write_json(path: str, obj: Any) -> None:
-    """write + fsync + rename, so a reader sees the old file or the whole new one."""
-    tmp = f"{path}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        os.write(fd, P.dumps(obj))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
-
-
-class Refused(Exception):
-    """A control op the monitor will not do; ``kind`` is conflict | invalid | system."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-class Conn:
-    """One client connection: frames in, frames out (with an unsent buffer)."""
-
-    __slots__ = ("sock", "fd", "decoder", "out", "role", "session", "closed", "close_when_flushed")
-
-    def __init__(self, sock: socket.socket, role: str) -> None:
-        sock.setblocking(False)
-        self.sock = sock
-        self.fd = sock.fileno()
-        self.decoder = P.FrameDecoder()
-        self.out = bytearray()
-        self.role = role  # "new" until the hello, then "daemon" | "attach" | "exec"
-        self.session: Session | None = None
-        self.closed = False
-        self.close_when_flushed = False
-
-
-class Session:
-    """A process and its stdio: the container's init, or one exec'd process."""
-
-    __slots__ = (
-        "pid", "tty", "master", "stdin_fd", "outputs", "stdin_buf", "stdin_eof", "started",
-        "status", "conns", "log", "throttled", "deadline", "done",
-    )
-
-    def __init__(self, tty: bool) -> None:
-        self.pid = 0
-        self.tty = tty
-        self.master = -1
-        self.stdin_fd = -1
-        self.outputs: dict[int, int] = {}  # fd -> stream (1|2) still open for reading
-        self.stdin_buf = bytearray()
-        self.stdin_eof = False
-        self.started = False
-        self.status: int | None = None
-        self.conns: list[Conn] = []
-        self.log: LogWriter | None = None
-        self.throttled = False
-        self.deadline: float | None = None
-        self.done = False
-
-
-def make_stdio(tty: bool, open_stdin: bool) -> tuple[Stdio, Session, list[int]]:
-    """The container's ends as a Stdio, our ends in a Session, and the fds to close after fork."""
-    sess = Session(tty)
-    if tty:
-        master, slave = os.openpty()
-        os.set_blocking(master, False)
-        sess.master = master
-        sess.stdin_fd = master if open_stdin else -1
-        sess.outputs = {master: P.STDOUT}
-        return Stdio(slave, slave, slave, tty=True), sess, [slave]
-    if open_stdin:
-        in_r, in_w = os.pipe()
-        os.set_blocking(in_w, False)
-        sess.stdin_fd = in_w
-    else:
-        in_r = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    os.set_blocking(out_r, False)
-    os.set_blocking(err_r, False)
-    sess.outputs = {out_r: P.STDOUT, err_r: P.STDERR}
-    return Stdio(in_r, out_w, err_w), sess, [in_r, out_w, err_w]
-
-
-def exit_code_of(status: int) -> int:
-    """Docker's exit code: the process's status, or 128+N after signal N."""
-    code = os.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code
 
 
 class Monitor:
@@ -202,7 +111,7 @@ class Monitor:
         if req.get("log_path"):
             self.init.log = LogWriter(req["log_path"])
         try:
-            helper = Helper(lambda res_w, go_r: _helper_create(req, body, stdio, res_w, go_r))
+            helper = Helper(lambda res_w, go_r: helper_create(req, body, stdio, res_w, go_r))
         finally:
             for fd in child_fds:
                 os.close(fd)
@@ -233,7 +142,7 @@ class Monitor:
         if not self.cgroup_name:
             return {}
         name = self.cgroup_name
-        helper = Helper(lambda res_w, go_r: _helper_cgroup(name, op, res_w))
+        helper = Helper(lambda res_w, go_r: helper_cgroup(name, op, res_w))
         answer = helper.result()
         helper.close()
         return answer
@@ -567,7 +476,7 @@ class Monitor:
         init_pid = self.init.pid
         try:
             cgroup_name = self.cgroup_name
-            helper = Helper(lambda res_w, go_r: _helper_exec(init_pid, process, stdio, cgroup_name, res_w))
+            helper = Helper(lambda res_w, go_r: helper_exec(init_pid, process, stdio, cgroup_name, res_w))
         finally:
             for fd in child_fds:
                 os.close(fd)
@@ -702,132 +611,6 @@ def _reap_all() -> None:
     except ChildProcessError:
         pass
 
-
-class Helper:
-    """A short-lived child that does the heavy work (libcontainer) so the monitor stays small.
-
-    Every page a forked Python touches becomes its own; parsing a spec and setting up namespaces
-    touch hundreds. The helper does that and exits; the process it forked is reparented to the
-    monitor (a child subreaper), which reaps it. ``result()`` reads the helper's first answer
-    (one JSON line); ``go()`` releases the container init's barrier and reads the second.
-    """
-
-    __slots__ = ("pid", "res_r", "go_w")
-
-    def __init__(self, body: Callable[[int, int], None]) -> None:
-        res_r, res_w = os.pipe2(os.O_CLOEXEC)
-        go_r, go_w = os.pipe2(os.O_CLOEXEC)
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                signal.set_wakeup_fd(-1)
-                os.close(res_r)
-                os.close(go_w)
-                body(res_w, go_r)
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(res_w)
-        os.close(go_r)
-        self.pid, self.res_r, self.go_w = pid, res_r, go_w
-
-    def result(self) -> dict[str, Any]:
-        line = b""
-        while not line.endswith(b"\n"):
-            chunk = os.read(self.res_r, 4096)
-            if not chunk:
-                break
-            line += chunk
-        if not line:
-            return {"message": "container helper process died (see monitor.log)", "exit_code": 128}
-        return P.decode_json(line)
-
-    def go(self) -> dict[str, Any]:
-        try:
-            os.write(self.go_w, b"g")
-        except BrokenPipeError:
-            return {"message": "container helper process died before start (see monitor.log)"}
-        answer = self.result()
-        self.close()
-        return answer
-
-    def close(self) -> None:
-        """Close the pipes (an init still at its barrier then exits) and reap the helper."""
-        for fd in (self.res_r, self.go_w):
-            if fd >= 0:
-                os.close(fd)
-        self.res_r = self.go_w = -1
-        try:
-            os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            pass  # the loop's SIGCHLD handling reaped it already
-
-
-def _answer(fd: int, obj: dict[str, Any]) -> None:
-    os.write(fd, P.dumps(obj) + b"\n")
-
-
-def _helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, res_w: int, go_r: int) -> None:
-    """In the helper: cgroup, libcontainer.create, then wait for "go" and release the init."""
-    try:
-        work = P.decode_json(body)
-        cgroup = Cgroup(req["cgroup"]) if req.get("cgroup") else None
-        if cgroup is not None:
-            res = dict(work.get("resources") or {})
-            if "device_rules" in res:
-                res["device_rules"] = tuple(res["device_rules"])
-            cgroup.create(Resources(**res))
-        mounts = [Mount(m[0], m[1], m[2], tuple(m[3])) for m in work.get("rootfs_mounts", ())]
-        init = create(work["spec"], mounts, stdio, cgroup)
-    except ContainerInitError as exc:
-        _answer(res_w, {"message": exc.message, "exit_code": exc.exit_code})
-        return
-    except Exception as exc:
-        import traceback
-
-        traceback.print_exc()  # to monitor.log; the daemon gets the one-line message
-        _answer(res_w, {"message": f"create container {req['id']}: {exc}", "exit_code": 128})
-        return
-    _answer(res_w, {"pid": init.pid})
-    if not os.read(go_r, 1):
-        return  # the monitor gave up: exiting closes the barrier, so init exits without running
-    try:
-        init.start()
-    except ContainerInitError as exc:
-        _answer(res_w, {"message": exc.message, "exit_code": exc.exit_code})
-        return
-    _answer(res_w, {})
-
-
-def _helper_exec(init_pid: int, process: dict[str, Any], stdio: Stdio, cgroup_name: str, res_w: int) -> None:
-    """In the helper: libcontainer.exec_process; the exec'd process is then ours to reap."""
-    try:
-        pid = exec_process(init_pid, process, stdio, Cgroup(cgroup_name) if cgroup_name else None)
-    except ContainerInitError as exc:
-        _answer(res_w, {"message": exc.message, "exit_code": exc.exit_code})
-        return
-    _answer(res_w, {"pid": pid})
-
-
-def _helper_cgroup(name: str, op: str, res_w: int) -> None:
-    """In a helper: one Cgroup method; ``{"result": ...}`` or ``{"message": ...}``."""
-    cg = Cgroup(name)
-    try:
-        if op == "destroy":
-            if cg.exists():
-                cg.destroy()
-            result: object = None
-        elif op == "oom_killed":
-            result = cg.exists() and cg.oom_killed()
-        else:
-            result = getattr(cg, op)()
-    except (OSError, SystemFailure) as exc:
-        _answer(res_w, {"message": f"{op} cgroup {name}: {exc}"})
-        return
-    _answer(res_w, {"result": result})
-
-
 def _reap_now(pid: int) -> int:
     """The wait status of ``pid`` if it is a zombie already, else that of a SIGKILL."""
     try:
@@ -875,49 +658,6 @@ def _detach_stdio(log_path: str) -> None:
     os.dup2(err, 2)
     os.close(null)
     os.close(err)
-
-
-def warm_up(rounds: int = 64) -> None:
-    """Run the monitor's hot pure code in the fork server, before gc.freeze() and fork.
-
-    Python 3.11 rewrites bytecode as it specialises it ("quickening") and fills caches on
-    first use; done here once, those writes land in pages every monitor shares instead of
-    in private copies in each monitor.
-    """
-    req = {"op": "create", "id": "x" * 64, "spec": {"process": {"args": ["sh"], "env": ["A=b"]}, "n": [1, 2]}}
-    tmp = f"/dev/shm/berth-warm-{os.getpid()}"  # tempfile would import random, shutil, bz2, lzma...
-    os.mkdir(tmp, 0o700)
-    try:
-        log = LogWriter(os.devnull)
-        ep = select.epoll()
-        r, w = os.pipe()
-        ep.register(r, EPOLLIN)
-        try:
-            for _ in range(rounds):
-                dec = P.FrameDecoder()
-                for kind, payload in dec.feed(P.encode_json(req) + P.encode(P.STDIN, b"data")):
-                    if kind == P.CONTROL:
-                        P.decode_json(payload)
-                log.write(P.STDOUT, b"line one\npartial")
-                log.write(P.STDERR, b"x" * 100 + b"\n")
-                P.encode(P.STDOUT, b"out")
-                os.write(w, b"x")
-                for _fd, _mask in ep.poll(0):
-                    os.read(r, 16)
-                format_time(time.time_ns())
-                P.decode_json(P.dumps({"event": "reply", "req": 1, "op": "start", "error": "", "kind": ""}))
-                atomic_write_json(os.path.join(tmp, "state.json"), {"monitor_pid": 1, "pid": 2, "started_at": ""})
-                exit_code_of(0)
-            log.close()
-        finally:
-            ep.close()
-            os.close(r)
-            os.close(w)
-    finally:
-        for name in os.listdir(tmp):
-            os.unlink(os.path.join(tmp, name))
-        os.rmdir(tmp)
-
 
 def main(daemon: socket.socket) -> None:
     """Run one container; called in the forked monitor process, which exits at the end."""
