@@ -407,3 +407,68 @@ def test_non_root_user_can_reopen_its_stdio(rootfs: Path):
     status, out, err = run(sh(rootfs, "echo hi > /dev/stdout; echo oops > /dev/stderr", uid=1000, gid=1000))
     assert status == 0, err
     assert (out, err) == ("hi\n", "oops\n")
+
+
+def _read_pty(master: int) -> str:
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO once the last slave fd closes
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    return out.decode().replace("\r", "")
+
+
+def test_console_socket_gives_a_pty_inside_the_container(rootfs: Path):
+    import socket
+
+    ours, theirs = socket.socketpair()
+    spec = sh(
+        rootfs, "tty; ls /dev/pts; stat -c %u /dev/pts/0; cut -d' ' -f7 /proc/self/stat", uid=1000, gid=1000
+    )
+    spec["process"]["terminal"] = True
+    try:
+        init = create(spec, [], Stdio(-1, -1, -1, tty=True, console_socket=theirs.fileno()), None)
+    finally:
+        theirs.close()
+    msg, fds, _, _ = socket.recv_fds(ours, 1024, 1)
+    ours.close()
+    assert msg == b"/dev/pts/0" and len(fds) == 1
+    init.start()
+    out = _read_pty(fds[0])
+    _, status = os.waitpid(init.pid, 0)
+    assert status == 0, out
+    lines = out.split("\n")
+    assert lines[0] == "/dev/pts/0"  # what docker run -t shows
+    assert lines[1].split() == ["0", "ptmx"]
+    assert lines[2] == "1000"  # handed to the user, like runc
+    assert int(lines[3]) != 0  # the controlling terminal
+
+
+def test_exec_process_with_a_console(rootfs: Path):
+    import socket
+
+    null = os.open("/dev/null", os.O_RDWR)
+    init = create(sh(rootfs, "exec sleep 30"), [], Stdio(null, null, null), None)
+    os.close(null)
+    try:
+        init.start()
+        ours, theirs = socket.socketpair()
+        try:
+            pid = exec_process(
+                init.pid, {"args": ["tty"], "terminal": True}, Stdio(-1, -1, -1, True, theirs.fileno()), None
+            )
+        finally:
+            theirs.close()
+        _, fds, _, _ = socket.recv_fds(ours, 1024, 1)
+        ours.close()
+        out = _read_pty(fds[0])
+        assert os.waitpid(pid, 0)[1] == 0
+        assert out == "/dev/pts/0\n"
+    finally:
+        os.kill(init.pid, signal.SIGKILL)
+        os.waitpid(init.pid, 0)

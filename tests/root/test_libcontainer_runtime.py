@@ -162,3 +162,46 @@ def test_exec_ps_pause_resume(tmp_path: Path, bundle: Path):
         assert state(root, cid)["status"] == "running"
     finally:
         assert runtime(root, "delete", "--force", cid).returncode == 0
+
+
+def test_console_socket_like_runc(tmp_path: Path, bundle: Path):
+    import socket
+
+    root, cid = tmp_path / "state", "t-" + uuid.uuid4().hex[:8]
+    write_config(bundle, ["sh", "-c", "tty; echo done"])
+    cfg = json.loads((bundle / "config.json").read_text())
+    cfg["process"]["terminal"] = True
+    (bundle / "config.json").write_text(json.dumps(cfg))
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(tmp_path / "console.sock"))
+    listener.listen(1)
+    try:
+        res = runtime(
+            root,
+            "create",
+            "--bundle",
+            str(bundle),
+            "--console-socket",
+            str(tmp_path / "console.sock"),
+            cid,
+            capture_output=True,
+        )
+        assert res.returncode == 0, res.stderr
+        conn, _ = listener.accept()
+        _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+        conn.close()
+        assert runtime(root, "start", cid).returncode == 0
+        out = b""
+        while True:
+            try:
+                chunk = os.read(fds[0], 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        os.close(fds[0])
+        assert out.replace(b"\r", b"") == b"/dev/pts/0\ndone\n"
+    finally:
+        listener.close()
+        runtime(root, "delete", "--force", cid)

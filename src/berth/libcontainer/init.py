@@ -39,8 +39,8 @@ def run_init(
     try:
         # A session of its own (runc does this too); with a tty the slave becomes its ctty.
         os.setsid()
-        _setup_stdio(stdio, keep=(report_fd, barrier_fd))
-        tty_path = os.ttyname(0) if stdio.tty else None
+        _setup_stdio(stdio, keep=(report_fd, barrier_fd, stdio.console_socket))
+        tty_path = os.ttyname(0) if stdio.tty and not stdio.console else None
         # Join the cgroup before anything allocates memory or forks, and before a cgroup
         # namespace is made, so that namespace is rooted at the container's cgroup.
         if cgroup is not None:
@@ -66,6 +66,10 @@ def run_init(
         # root, before a read-only root is sealed; after pivot_root so that symlinks on the way
         # resolve inside the container.
         _make_cwd(spec.process.cwd)
+        # The container's own pty, from its own devpts (needs the new root), before a read-only
+        # root is sealed (/dev/console is bound onto it).
+        if stdio.console:
+            _console(stdio.console_socket, bind_console=True)
         # /proc is the container's own now: sysctls, masked and read-only paths, read-only root.
         rootfs.finish(spec)
         _become(spec.process, seccomp_program)
@@ -93,7 +97,7 @@ def run_exec(
     """A process joining a running container (``docker exec``)."""
     try:
         os.setsid()
-        _setup_stdio(stdio, keep=(report_fd,))
+        _setup_stdio(stdio, keep=(report_fd, stdio.console_socket))
         # The cgroup first, while /sys/fs/cgroup still means the host's.
         if cgroup is not None:
             cgroup.add(0)
@@ -112,6 +116,8 @@ def run_exec(
                 continue  # already there (e.g. host network): setns would be a no-op
             _syscall(f"join {ns} namespace of", str(init_pid), kernel.setns, fd, kernel.NAMESPACE_FLAGS[ns])
             os.close(fd)
+        if stdio.console:  # in the container's mount namespace now: its /dev/ptmx
+            _console(stdio.console_socket, bind_console=False)
         _become(process, seccomp_program)
         path = executable.resolve(process.args[0], process.path_env)
         env = _environment(process)
@@ -126,8 +132,13 @@ def run_exec(
 
 def _setup_stdio(stdio: Stdio, keep: tuple[int, ...]) -> None:
     """Put the caller's fds on 0, 1, 2 and close every other fd but ``keep``."""
-    # dup first so that e.g. stdin=1, stdout=0 cannot clobber each other
-    copies = [os.dup(stdio.stdin), os.dup(stdio.stdout), os.dup(stdio.stderr)]
+    if stdio.console:  # /dev/null until the container's pty exists (see _console)
+        null = os.open("/dev/null", os.O_RDWR)
+        copies = [os.dup(null), os.dup(null), os.dup(null)]
+        os.close(null)
+    else:
+        # dup first so that e.g. stdin=1, stdout=0 cannot clobber each other
+        copies = [os.dup(stdio.stdin), os.dup(stdio.stdout), os.dup(stdio.stderr)]
     for target, fd in enumerate(copies):
         os.dup2(fd, target, inheritable=True)
     for fd in copies:
@@ -139,8 +150,35 @@ def _setup_stdio(stdio: Stdio, keep: tuple[int, ...]) -> None:
             os.closerange(low, fd)
             low = fd + 1
     os.closerange(low, 1 << 20)
-    if stdio.tty:
+    if stdio.tty and not stdio.console:
         fcntl.ioctl(0, kernel.TIOCSCTTY, 0)
+
+
+def _console(sock_fd: int, bind_console: bool) -> None:
+    """Make a pty in the current /dev/pts, send its master over ``sock_fd``, and make the slave
+    our stdio and controlling terminal (runc's console-socket protocol)."""
+    try:
+        master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ContainerInitError(f"open '/dev/ptmx' for the console: {exc.strerror}", EXIT_OTHER) from exc
+    try:
+        fcntl.ioctl(master, kernel.TIOCSPTLCK, struct.pack("i", 0))  # unlockpt
+        number = struct.unpack("I", fcntl.ioctl(master, kernel.TIOCGPTN, b"\0" * 4))[0]
+        slave_path = f"/dev/pts/{number}"
+        slave = os.open(slave_path, os.O_RDWR | os.O_NOCTTY)
+        with socket.socket(fileno=os.dup(sock_fd)) as sock:
+            socket.send_fds(sock, [slave_path.encode()], [master])
+    except OSError as exc:
+        raise ContainerInitError(f"set up the console: {exc.strerror or exc}", EXIT_OTHER) from exc
+    finally:
+        os.close(master)
+    os.close(sock_fd)
+    for target in (0, 1, 2):
+        os.dup2(slave, target)
+    os.close(slave)
+    fcntl.ioctl(0, kernel.TIOCSCTTY, 0)
+    if bind_console:
+        rootfs.bind_console("/", slave_path)
 
 
 def _join_namespaces(spec: ContainerSpec) -> None:

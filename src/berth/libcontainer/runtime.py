@@ -14,8 +14,8 @@ byte into the FIFO and removes it. Status: ``stopped`` once the pid is gone (or 
 
 The cgroup is ``linux.cgroupsPath`` (a cgroupfs path; systemd ``slice:prefix:name`` is not
 supported) or ``berth-runtime/<id>``, with ``linux.resources`` memory/cpu/pids applied.
-With ``process.terminal`` a pty is made and its master sent over ``--console-socket`` (SCM_RIGHTS),
-as runc does.
+With ``process.terminal`` init makes a pty inside the container and sends its master over
+``--console-socket`` (SCM_RIGHTS), as runc does.
 """
 
 from __future__ import annotations
@@ -132,17 +132,15 @@ class Store:
 
 
 def _console_stdio(console_socket: str) -> tuple[Stdio, list[int]]:
-    master, slave = os.openpty()
+    """runc's protocol: init makes the pty inside the container and sends the master here."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.connect(console_socket)
-            socket.send_fds(sock, [os.ttyname(slave).encode()], [master])
+        sock.connect(console_socket)
     except OSError as exc:
-        os.close(master)
-        os.close(slave)
-        raise RuntimeError_(f"send pty master to console socket '{console_socket}': {exc}") from exc
-    os.close(master)
-    return Stdio(slave, slave, slave, tty=True), [slave]
+        sock.close()
+        raise RuntimeError_(f"connect to console socket '{console_socket}': {exc}") from exc
+    fd = sock.detach()
+    return Stdio(-1, -1, -1, tty=True, console_socket=fd), [fd]
 
 
 def cmd_create(store: Store, cid: str, bundle: Path, pid_file: str | None, console_socket: str | None) -> int:

@@ -46,6 +46,14 @@ class Stdio:
     stdout: int
     stderr: int
     tty: bool = False
+    # With tty and a connected unix socket here, the pty is made *inside* the container (its own
+    # /dev/pts/N, as runc's --console-socket does) and its master sent over the socket with
+    # SCM_RIGHTS; stdin/stdout/stderr are then ignored (pass -1).
+    console_socket: int = -1
+
+    @property
+    def console(self) -> bool:
+        return self.tty and self.console_socket >= 0
 
 
 @dataclass(frozen=True)
