@@ -140,8 +140,8 @@ Options: `--rounds N`, `--ps-containers N`, `--mem-containers N`, `--no-write` (
 - (d) memory is read from `/proc/<pid>/smaps_rollup` (PSS: shared pages divided among their
   sharers) one second after the containers started. berth's per-container process is the monitor
   (`monitor_pid` in `<exec_root>/<id>/state.json`); dockerd's is `containerd-shim-runc-v2`.
-  Daemon memory sums every process whose command line names the daemon's private root, less
-  the supervisors.
+  Daemon memory sums every process that inherited the daemon's environment (the harness marks it
+  with `BERTH_HARNESS_ROOT`), less the supervisors: berthd + its fork server, dockerd + containerd.
 - (f) the daemon is stopped (SIGTERM) and started again on its initialized roots (image present,
   no containers); the time runs from spawning the process until `GET /_ping` answers.
 - Everything is removed afterwards: containers through the API, both daemons by pid, leftover

@@ -227,9 +227,10 @@ def monitor_pids(s: System) -> list[int]:
 
 
 def daemon_pids(s: System) -> list[int]:
-    """The daemon's own processes (berthd + its fork server; dockerd + containerd)."""
+    """The daemon's own processes (berthd + its fork server; dockerd + containerd): every process
+    carrying the harness's environment marker, less the per-container supervisors."""
     monitors = set(monitor_pids(s))
-    return [p for p in harness.pids_mentioning(str(s.daemon.root)) if p not in monitors]
+    return [p for p in harness.pids_with_marker(s.daemon.root) if p not in monitors]
 
 
 def mb(kb: int | None) -> float:

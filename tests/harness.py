@@ -40,7 +40,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,19 +167,48 @@ def unmount_all(points: Iterable[str]) -> list[str]:
 def pids_mentioning(text: str) -> list[int]:
     """Pids of processes whose command line contains `text` (a unique temp path)."""
     needle = text.encode()
+    return _scan_proc("cmdline", lambda data: needle in data)
+
+
+MARKER_VAR = "BERTH_HARNESS_ROOT"  # set in each daemon's environment: identifies its processes
+
+
+def pids_with_marker(root: Path) -> list[int]:
+    """Pids whose environment carries MARKER_VAR=root: the daemon and every process that inherited
+    its environment (berth's fork server and monitors; containerd and its shims)."""
+    needle = f"{MARKER_VAR}={root}".encode() + b"\0"
+    return _scan_proc("environ", lambda data: needle in data)
+
+
+def pids_in_cgroup(name: str) -> list[int]:
+    """Pids in a cgroup named `name` or below it, in any hierarchy (containers' processes)."""
+    if not name:
+        return []
+    part = f"/{name}"
+    return _scan_proc(
+        "cgroup",
+        lambda data: any(
+            path == part or path.startswith(part + "/")
+            for line in data.decode(errors="replace").splitlines()
+            for path in [line.split(":", 2)[-1]]
+        ),
+    )
+
+
+def _scan_proc(leaf: str, match: Callable[[bytes], bool]) -> list[int]:
     me = os.getpid()
-    pids = []
+    found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == me:
             continue
         try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read()
+            with open(f"/proc/{entry}/{leaf}", "rb") as f:
+                data = f.read()
         except OSError:
             continue
-        if needle in cmdline:
-            pids.append(int(entry))
-    return pids
+        if match(data):
+            found.append(int(entry))
+    return found
 
 
 def pid_alive(pid: int) -> bool:
@@ -342,7 +371,7 @@ class Daemon:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **self.env_extra},
+                env={**os.environ, **self.env_extra, MARKER_VAR: str(self.root)},
                 start_new_session=True,
             )
         self.wait_ready()
@@ -513,16 +542,13 @@ class Daemon:
         return problems
 
     def leftover_pids(self) -> list[int]:
-        """Processes this daemon started that are still alive: from state files and command lines."""
-        pids: set[int] = set()
-        for state in self.exec_root.glob("*/state.json"):
-            try:
-                data = json.loads(state.read_text())
-            except (OSError, ValueError):
-                continue
-            for key in ("monitor_pid", "pid"):
-                if isinstance(data.get(key), int) and data[key] > 0:
-                    pids.add(data[key])
+        """Processes this daemon started that are still alive.
+
+        Found by identity, never by a pid read from a file (which may have been reused by then):
+        the marker in the environment the daemon passed on, the daemon's own cgroup parent
+        (containers), or the private root on the command line."""
+        pids = set(pids_with_marker(self.root))
+        pids.update(pids_in_cgroup(self.cgroup_parent))
         pids.update(pids_mentioning(str(self.root)))
         return sorted(p for p in pids if pid_alive(p))
 
