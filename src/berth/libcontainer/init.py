@@ -16,11 +16,11 @@ import os
 import resource
 import signal
 import socket
-import stat
 import struct
 from typing import NoReturn
 
 from berth.libcontainer import capabilities, executable, kernel, rootfs, seccomp
+from berth.libcontainer import stdio as stdio_
 from berth.libcontainer.cgroups import Cgroup
 from berth.libcontainer.failure import EXIT_OTHER, READY, ContainerInitError
 from berth.libcontainer.spec import ContainerSpec, Mount, Process, Stdio
@@ -39,7 +39,7 @@ def run_init(
     try:
         # A session of its own (runc does this too); with a tty the slave becomes its ctty.
         os.setsid()
-        _setup_stdio(stdio, keep=(report_fd, barrier_fd, stdio.console_socket))
+        stdio_.setup(stdio, keep=(report_fd, barrier_fd, stdio.console_socket))
         tty_path = os.ttyname(0) if stdio.tty and not stdio.console else None
         # Join the cgroup before anything allocates memory or forks, and before a cgroup
         # namespace is made, so that namespace is rooted at the container's cgroup.
@@ -69,7 +69,7 @@ def run_init(
         # The container's own pty, from its own devpts (needs the new root), before a read-only
         # root is sealed (/dev/console is bound onto it).
         if stdio.console:
-            _console(stdio.console_socket, bind_console=True)
+            stdio_.console(stdio.console_socket, bind_console=True)
         # /proc is the container's own now: sysctls, masked and read-only paths, read-only root.
         rootfs.finish(spec)
         _become(spec.process, seccomp_program)
@@ -97,7 +97,7 @@ def run_exec(
     """A process joining a running container (``docker exec``)."""
     try:
         os.setsid()
-        _setup_stdio(stdio, keep=(report_fd, stdio.console_socket))
+        stdio_.setup(stdio, keep=(report_fd, stdio.console_socket))
         # The cgroup first, while /sys/fs/cgroup still means the host's.
         if cgroup is not None:
             cgroup.add(0)
@@ -117,7 +117,7 @@ def run_exec(
             _syscall(f"join {ns} namespace of", str(init_pid), kernel.setns, fd, kernel.NAMESPACE_FLAGS[ns])
             os.close(fd)
         if stdio.console:  # in the container's mount namespace now: its /dev/ptmx
-            _console(stdio.console_socket, bind_console=False)
+            stdio_.console(stdio.console_socket, bind_console=False)
         _become(process, seccomp_program)
         path = executable.resolve(process.args[0], process.path_env)
         env = _environment(process)
@@ -128,57 +128,6 @@ def run_exec(
 
 
 # ---- steps ------------------------------------------------------------------------------------
-
-
-def _setup_stdio(stdio: Stdio, keep: tuple[int, ...]) -> None:
-    """Put the caller's fds on 0, 1, 2 and close every other fd but ``keep``."""
-    if stdio.console:  # /dev/null until the container's pty exists (see _console)
-        null = os.open("/dev/null", os.O_RDWR)
-        copies = [os.dup(null), os.dup(null), os.dup(null)]
-        os.close(null)
-    else:
-        # dup first so that e.g. stdin=1, stdout=0 cannot clobber each other
-        copies = [os.dup(stdio.stdin), os.dup(stdio.stdout), os.dup(stdio.stderr)]
-    for target, fd in enumerate(copies):
-        os.dup2(fd, target, inheritable=True)
-    for fd in copies:
-        if fd > 2:
-            os.close(fd)
-    low = 3
-    for fd in sorted(set(keep)):
-        if fd >= low:
-            os.closerange(low, fd)
-            low = fd + 1
-    os.closerange(low, 1 << 20)
-    if stdio.tty and not stdio.console:
-        fcntl.ioctl(0, kernel.TIOCSCTTY, 0)
-
-
-def _console(sock_fd: int, bind_console: bool) -> None:
-    """Make a pty in the current /dev/pts, send its master over ``sock_fd``, and make the slave
-    our stdio and controlling terminal (runc's console-socket protocol)."""
-    try:
-        master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise ContainerInitError(f"open '/dev/ptmx' for the console: {exc.strerror}", EXIT_OTHER) from exc
-    try:
-        fcntl.ioctl(master, kernel.TIOCSPTLCK, struct.pack("i", 0))  # unlockpt
-        number = struct.unpack("I", fcntl.ioctl(master, kernel.TIOCGPTN, b"\0" * 4))[0]
-        slave_path = f"/dev/pts/{number}"
-        slave = os.open(slave_path, os.O_RDWR | os.O_NOCTTY)
-        with socket.socket(fileno=os.dup(sock_fd)) as sock:
-            socket.send_fds(sock, [slave_path.encode()], [master])
-    except OSError as exc:
-        raise ContainerInitError(f"set up the console: {exc.strerror or exc}", EXIT_OTHER) from exc
-    finally:
-        os.close(master)
-    os.close(sock_fd)
-    for target in (0, 1, 2):
-        os.dup2(slave, target)
-    os.close(slave)
-    fcntl.ioctl(0, kernel.TIOCSCTTY, 0)
-    if bind_console:
-        rootfs.bind_console("/", slave_path)
 
 
 def _join_namespaces(spec: ContainerSpec) -> None:
@@ -259,7 +208,7 @@ def _become(process: Process, seccomp_program: bytes | None) -> None:
     # chdir as root when we can (the cwd may be unreadable to the user), else as the user below.
     chdir_error = _chdir(process.cwd)
     if user.uid != 0:
-        _give_stdio(user.uid)  # while we still have CAP_CHOWN
+        stdio_.give_to(user.uid)  # while we still have CAP_CHOWN
     _syscall("setresuid", str(user.uid), os.setresuid, user.uid, user.uid, user.uid)
     if chdir_error is not None:
         chdir_error = _chdir(process.cwd)
@@ -305,20 +254,6 @@ def _make_cwd(cwd: str) -> None:
         os.makedirs(cwd, 0o755, exist_ok=True)
     except OSError as exc:
         raise ContainerInitError(f"mkdir cwd {cwd!r} in the container: {exc.strerror}", EXIT_OTHER) from exc
-
-
-def _give_stdio(uid: int) -> None:
-    """runc's fixStdioPermissions: the user owns its stdio, so that reopening them works
-    (``echo hi > /dev/stdout`` opens /proc/self/fd/1, a pipe or pty made by root, mode 0600)."""
-    null = os.stat("/dev/null").st_rdev if os.path.exists("/dev/null") else -1
-    for fd in (0, 1, 2):
-        try:
-            st = os.fstat(fd)
-            if stat.S_ISCHR(st.st_mode) and st.st_rdev == null:
-                continue  # never chown the shared /dev/null
-            os.fchown(fd, uid, st.st_gid)  # the uid only: the group may be chosen by the mount
-        except OSError:
-            continue  # e.g. a read-only file system under a file given as stdio: not fatal, as in runc
 
 
 def _chdir(cwd: str) -> int | None:

@@ -1,0 +1,87 @@
+"""The container process's stdio: the caller's fds on 0-2, or a pty made inside the container.
+
+* ``setup``: dup the caller's fds onto 0, 1, 2 and close every other fd (nothing of the caller
+  leaks into the container); with ``Stdio.tty`` the given pty slave becomes the controlling tty.
+* ``console``: runc's console-socket protocol -- open the container's /dev/ptmx, send the master
+  over the socket (SCM_RIGHTS, with the slave's path as the message), make the slave stdio and
+  the controlling tty, and bind it on /dev/console.
+* ``give_to``: runc's fixStdioPermissions -- a non-root user owns its stdio, so reopening
+  /dev/stdout (a pipe or pty made by root, mode 0600) works.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import stat
+import struct
+
+from berth.libcontainer import kernel, rootfs
+from berth.libcontainer.failure import EXIT_OTHER, ContainerInitError
+from berth.libcontainer.spec import Stdio
+
+
+def setup(stdio: Stdio, keep: tuple[int, ...]) -> None:
+    """Put the caller's fds on 0, 1, 2 and close every other fd but ``keep``."""
+    if stdio.console:  # /dev/null until the container's pty exists (see _console)
+        null = os.open("/dev/null", os.O_RDWR)
+        copies = [os.dup(null), os.dup(null), os.dup(null)]
+        os.close(null)
+    else:
+        # dup first so that e.g. stdin=1, stdout=0 cannot clobber each other
+        copies = [os.dup(stdio.stdin), os.dup(stdio.stdout), os.dup(stdio.stderr)]
+    for target, fd in enumerate(copies):
+        os.dup2(fd, target, inheritable=True)
+    for fd in copies:
+        if fd > 2:
+            os.close(fd)
+    low = 3
+    for fd in sorted(set(keep)):
+        if fd >= low:
+            os.closerange(low, fd)
+            low = fd + 1
+    os.closerange(low, 1 << 20)
+    if stdio.tty and not stdio.console:
+        fcntl.ioctl(0, kernel.TIOCSCTTY, 0)
+
+
+def console(sock_fd: int, bind_console: bool) -> None:
+    """Make a pty in the current /dev/pts, send its master over ``sock_fd``, and make the slave
+    our stdio and controlling terminal (runc's console-socket protocol)."""
+    try:
+        master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ContainerInitError(f"open '/dev/ptmx' for the console: {exc.strerror}", EXIT_OTHER) from exc
+    try:
+        fcntl.ioctl(master, kernel.TIOCSPTLCK, struct.pack("i", 0))  # unlockpt
+        number = struct.unpack("I", fcntl.ioctl(master, kernel.TIOCGPTN, b"\0" * 4))[0]
+        slave_path = f"/dev/pts/{number}"
+        slave = os.open(slave_path, os.O_RDWR | os.O_NOCTTY)
+        with socket.socket(fileno=os.dup(sock_fd)) as sock:
+            socket.send_fds(sock, [slave_path.encode()], [master])
+    except OSError as exc:
+        raise ContainerInitError(f"set up the console: {exc.strerror or exc}", EXIT_OTHER) from exc
+    finally:
+        os.close(master)
+    os.close(sock_fd)
+    for target in (0, 1, 2):
+        os.dup2(slave, target)
+    os.close(slave)
+    fcntl.ioctl(0, kernel.TIOCSCTTY, 0)
+    if bind_console:
+        rootfs.bind_console("/", slave_path)
+
+
+def give_to(uid: int) -> None:
+    """runc's fixStdioPermissions: the user owns its stdio, so that reopening them works
+    (``echo hi > /dev/stdout`` opens /proc/self/fd/1, a pipe or pty made by root, mode 0600)."""
+    null = os.stat("/dev/null").st_rdev if os.path.exists("/dev/null") else -1
+    for fd in (0, 1, 2):
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISCHR(st.st_mode) and st.st_rdev == null:
+                continue  # never chown the shared /dev/null
+            os.fchown(fd, uid, st.st_gid)  # the uid only: the group may be chosen by the mount
+        except OSError:
+            continue  # e.g. a read-only file system under a file given as stdio: not fatal, as in runc
