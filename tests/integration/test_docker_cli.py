@@ -286,6 +286,10 @@ def test_images_tag_rmi(berthd: harness.Berthd, busybox_image: str) -> None:
     r = berthd.docker("rmi", busybox_image)
     assert r.returncode == 1 and "conflict" in r.stderr and "is using its referenced image" in r.stderr
     ok(berthd.docker("rm", "user"))
+    ok(berthd.docker("run", "-d", "--name", "runner", busybox_image, "sleep", "60"))
+    r = berthd.docker("rmi", "-f", busybox_image)
+    assert r.returncode == 1 and "image is being used by running container" in r.stderr
+    ok(berthd.docker("rm", "-f", "runner"))
     r = ok(berthd.docker("rmi", busybox_image))
     assert "Deleted: sha256:" in r.stdout
     assert ok(berthd.docker("images", "-q")).stdout == ""

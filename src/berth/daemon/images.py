@@ -14,7 +14,7 @@ import tempfile
 from typing import TYPE_CHECKING, Any
 
 from berth.engine import Job
-from berth.errors import Unimplemented
+from berth.errors import Conflict, Unimplemented
 
 if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon
@@ -98,6 +98,15 @@ async def tag(d: Daemon, job: Job) -> None:
 
 
 async def remove(d: Daemon, job: Job) -> list[dict[str, str]]:
+    if job.args.get("force"):
+        # Docker refuses even -f while a *running* container uses the image.
+        image_id = await asyncio.to_thread(d.graph.resolve, job.args["name"])
+        for c in d.containers.values():
+            if c.image_id == image_id and c.state.running:
+                raise Conflict(
+                    f"conflict: unable to delete {image_id.removeprefix('sha256:')[:12]} (cannot be forced) - "
+                    f"image is being used by running container {c.id[:12]}"
+                )
     result = await asyncio.to_thread(
         d.graph.remove, job.args["name"], bool(job.args.get("force")), bool(job.args.get("noprune")), _users(d)
     )
