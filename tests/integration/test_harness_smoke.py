@@ -101,3 +101,17 @@ def test_reference_dockerd_runs_the_same_image(
     assert got["berth"].stderr == got["docker"].stderr == "err\n", got
     # dockerd really is in its own network namespace, not the host's
     assert os.readlink(f"/proc/{dockerd.pid}/ns/net") != os.readlink("/proc/self/ns/net")
+
+
+def test_teardown_reports_and_ends_a_leaked_process(berthd_factory) -> None:
+    d = berthd_factory()
+    env = {**os.environ, harness.MARKER_VAR: str(d.root)}
+    leak = subprocess.Popen(["sleep", "1000"], env=env, start_new_session=True)
+    try:
+        problems = d.teardown()
+        assert any("processes left running" in p and str(leak.pid) in p for p in problems), problems
+        assert leak.wait(timeout=10) == -9
+    finally:
+        if leak.poll() is None:
+            leak.kill()
+            leak.wait()
