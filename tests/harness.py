@@ -300,6 +300,7 @@ class Daemon:
     cgroup_parent: str = ""  # containers' cgroups go under it; removed at teardown
     proc: subprocess.Popen[bytes] | None = None
     ready_once: bool = False
+    torn_down: bool = False
     _clients: list[Any] = field(default_factory=list)
 
     # layout --------------------------------------------------------------------------------
@@ -553,7 +554,11 @@ class Daemon:
         return sorted(p for p in pids if pid_alive(p))
 
     def teardown(self, keep_root: bool = False) -> list[str]:
-        """Clean up everything; return the problems found (leaks), which callers should report."""
+        """Clean up everything; return the problems found (leaks), which callers should report.
+        A second call does nothing."""
+        if self.torn_down:
+            return []
+        self.torn_down = True
         problems: list[str] = []
         for c in self._clients:
             with contextlib.suppress(Exception):  # closing a client must not hide the real result
