@@ -576,3 +576,25 @@ def test_tty_stdin_eof_is_ctrl_d(env: Env) -> None:
             await driver.shutdown()
 
     run(scenario())
+
+
+def test_second_run_of_the_same_container(env: Env) -> None:
+    """docker start after an exit: same id, same exec dir and log, without a cleanup between."""
+
+    async def scenario() -> None:
+        driver = NativeDriver(env.exec_root, env.cgroup_parent)
+        await driver.startup()
+        try:
+            req = env.request(["sh", "-c", "echo run; exit 2"])
+            for _ in range(2):
+                handle = await driver.create(req)
+                assert not (env.exec_root / req.id / "exit.json").exists()
+                await handle.start()
+                assert (await handle.wait()).exit_code == 2
+                await handle.closed()
+            assert [r["log"] for r in log_lines(req.log_path)] == ["run\n", "run\n"]
+            await driver.cleanup(req.id)
+        finally:
+            await driver.shutdown()
+
+    run(scenario())

@@ -47,8 +47,16 @@ def test_defaults_match_docker() -> None:
 
 
 def test_the_spec_parses_in_libcontainer() -> None:
-    spec = spec_for(hosts_path="/h/hosts", resolv_conf_path="/h/resolv.conf", hostname_path="/h/hostname",
-                    tty=True, uid=1000, gid=1000, additional_gids=(10,), cwd="/tmp")
+    spec = spec_for(
+        hosts_path="/h/hosts",
+        resolv_conf_path="/h/resolv.conf",
+        hostname_path="/h/hostname",
+        tty=True,
+        uid=1000,
+        gid=1000,
+        additional_gids=(10,),
+        cwd="/tmp",
+    )
     parsed = parse(spec)
     assert parsed.process.args == ("sh", "-c", "echo hi")
     assert parsed.namespace("pid") is not None
@@ -78,7 +86,9 @@ def test_network_modes() -> None:
 
 
 def test_bind_mounted_host_files() -> None:
-    mounts = spec_for(hosts_path="/c/hosts", resolv_conf_path="/c/resolv.conf", hostname_path="/c/hostname")["mounts"]
+    mounts = spec_for(hosts_path="/c/hosts", resolv_conf_path="/c/resolv.conf", hostname_path="/c/hostname")[
+        "mounts"
+    ]
     binds = [(m["destination"], m["source"], m["options"]) for m in mounts if m["type"] == "bind"]
     assert binds == [
         ("/etc/resolv.conf", "/c/resolv.conf", ["rbind", "rprivate"]),
@@ -90,7 +100,9 @@ def test_bind_mounted_host_files() -> None:
 
 
 def test_resources() -> None:
-    res = spec_for(resources=Resources(memory=64 << 20, nano_cpus=1_500_000_000, pids_limit=100, cpu_shares=512))
+    res = spec_for(
+        resources=Resources(memory=64 << 20, nano_cpus=1_500_000_000, pids_limit=100, cpu_shares=512)
+    )
     r = res["linux"]["resources"]
     assert r["memory"] == {"limit": 64 << 20}
     assert r["cpu"] == {"shares": 512, "quota": 150_000, "period": 100_000}
@@ -128,3 +140,26 @@ def test_privileged() -> None:
 def test_invalid_input(kw: dict, text: str) -> None:
     with pytest.raises(InvalidParameter, match=text):
         spec_for(**kw)
+
+
+def test_cap_add_and_drop() -> None:
+    caps = spec_for(cap_add=("net_admin", "CAP_SYS_PTRACE"), cap_drop=("MKNOD",))["process"]["capabilities"]
+    assert "CAP_NET_ADMIN" in caps["bounding"] and "CAP_SYS_PTRACE" in caps["effective"]
+    assert "CAP_MKNOD" not in caps["bounding"]
+    only = spec_for(cap_drop=("ALL",), cap_add=("CHOWN",))["process"]["capabilities"]["bounding"]
+    assert only == ["CAP_CHOWN"]
+    assert "CAP_SYS_ADMIN" in spec_for(cap_add=("ALL",))["process"]["capabilities"]["bounding"]
+    with pytest.raises(InvalidParameter, match="unknown capability: 'FLY'"):
+        spec_for(cap_add=("FLY",))
+
+
+def test_ulimits_sysctls_oom_nnp_and_host_namespaces() -> None:
+    spec = spec_for(rlimits=(("nofile", 1024, 2048),), sysctls=(("net.ipv4.ip_forward", "1"),),
+                    oom_score_adj=500, no_new_privileges=True, pid_host=True, ipc_host=True)
+    assert spec["process"]["rlimits"] == [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 2048}]
+    assert spec["linux"]["sysctl"] == {"net.ipv4.ip_forward": "1"}
+    assert spec["process"]["oomScoreAdj"] == 500 and spec["process"]["noNewPrivileges"] is True
+    assert [n["type"] for n in spec["linux"]["namespaces"]] == ["mount", "network", "uts"]
+    assert "rlimits" not in spec_for()["process"]  # Docker sets none by default: the daemon's apply
+    with pytest.raises(InvalidParameter, match="soft limit 10 is above hard limit 5"):
+        spec_for(rlimits=(("nofile", 10, 5),))

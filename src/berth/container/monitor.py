@@ -107,6 +107,10 @@ class Monitor:
         ``body`` is the request's second frame (spec, mounts, resources), parsed in the helper only.
         """
         req = self.req
+        try:
+            os.unlink(os.path.join(self.dir, "exit.json"))  # a previous run's (restart without cleanup)
+        except FileNotFoundError:
+            pass
         stdio, self.init, child_fds = make_stdio(bool(req.get("tty")), bool(req.get("open_stdin")))
         if req.get("log_path"):
             self.init.log = LogWriter(req["log_path"])

@@ -144,12 +144,21 @@ class SpecInput:
     # Docker mounts /sys/fs/cgroup (type "cgroup", runc's special case: the container's own
     # hierarchies, read-only). Off until berth.libcontainer implements that mount type.
     mount_cgroups: bool = False
+    cap_add: tuple[str, ...] = ()  # "NET_ADMIN" or "CAP_NET_ADMIN"; "ALL"
+    cap_drop: tuple[str, ...] = ()
+    no_new_privileges: bool = False
+    rlimits: tuple[tuple[str, int, int], ...] = ()  # ("nofile", soft, hard), Docker's --ulimit names
+    sysctls: tuple[tuple[str, str], ...] = ()
+    oom_score_adj: int = 0
+    pid_host: bool = False  # --pid host: no PID namespace
+    ipc_host: bool = False  # --ipc host
+    uts_host: bool = False  # --uts host
 
 
 def build_spec(inp: SpecInput) -> dict[str, Any]:
     """The OCI ``config.json`` for ``inp``; raises :class:`InvalidParameter` for unusable input."""
     _validate(inp)
-    caps = list(ALL_CAPS if inp.privileged else DEFAULT_CAPS)
+    caps = capabilities(inp.privileged, inp.cap_add, inp.cap_drop)
     # a non-root user keeps only the bounding set, as the kernel leaves it after runc's setuid
     running_caps = caps if inp.uid == 0 or inp.privileged else []
     spec: dict[str, Any] = {
@@ -165,15 +174,47 @@ def build_spec(inp: SpecInput) -> dict[str, Any]:
                 "effective": running_caps,
                 "permitted": running_caps,
             },
-            "noNewPrivileges": False,
-            "oomScoreAdj": 0,
+            "noNewPrivileges": inp.no_new_privileges,
+            "oomScoreAdj": inp.oom_score_adj,
         },
         "root": {"path": inp.rootfs, "readonly": inp.readonly_rootfs},
         "hostname": inp.hostname,
         "mounts": _mounts(inp),
         "linux": _linux(inp),
     }
+    if inp.rlimits:
+        spec["process"]["rlimits"] = [
+            {"type": "RLIMIT_" + name.upper().removeprefix("RLIMIT_"), "soft": soft, "hard": hard}
+            for name, soft, hard in inp.rlimits
+        ]
     return spec
+
+
+def capabilities(privileged: bool, add: tuple[str, ...], drop: tuple[str, ...]) -> list[str]:
+    """Docker's capability set: the defaults (or all when privileged), plus ``add``, minus ``drop``.
+
+    Like Docker, names may omit ``CAP_``, are case-insensitive, and ``ALL`` means every one.
+    """
+    def norm(names: tuple[str, ...]) -> list[str]:
+        out = []
+        for name in names:
+            up = name.upper()
+            if up == "ALL":
+                out.append("ALL")
+                continue
+            full = up if up.startswith("CAP_") else "CAP_" + up
+            if full not in ALL_CAPS:
+                raise InvalidParameter(f"build container spec: unknown capability: {name!r}")
+            out.append(full)
+        return out
+
+    adds, drops = norm(add), norm(drop)
+    base = list(ALL_CAPS if privileged or "ALL" in adds else DEFAULT_CAPS)
+    if "ALL" in drops:
+        base = []
+    caps = [c for c in base if c not in drops]
+    caps += [c for c in adds if c != "ALL" and c not in caps]
+    return caps
 
 
 def build_env(env: tuple[str, ...], hostname: str, tty: bool) -> list[str]:
@@ -225,6 +266,9 @@ def _validate(inp: SpecInput) -> None:
     for item in inp.env:
         if not item or item.startswith("="):
             raise InvalidParameter(f"build container spec: bad environment entry {item!r}")
+    for name, soft, hard in inp.rlimits:
+        if soft > hard and hard >= 0:
+            raise InvalidParameter(f"build container spec: ulimit {name}: soft limit {soft} is above hard limit {hard}")
     for m in inp.mounts:
         if not str(m.get("destination", "")).startswith("/"):
             raise InvalidParameter(f"build container spec: mount destination {m.get('destination')!r} is not absolute")
@@ -281,7 +325,9 @@ def _linux(inp: SpecInput) -> dict[str, Any]:
         namespaces.append({"type": "network"})
     elif inp.network != "host":
         namespaces.append({"type": "network", "path": inp.network})
-    namespaces += [{"type": "uts"}, {"type": "pid"}, {"type": "ipc"}]
+    for kind, host in (("uts", inp.uts_host), ("pid", inp.pid_host), ("ipc", inp.ipc_host)):
+        if not host:
+            namespaces.append({"type": kind})
     if inp.cgroup_ns:
         namespaces.append({"type": "cgroup"})
     resources = resources_to_oci(inp.resources)
@@ -294,4 +340,6 @@ def _linux(inp: SpecInput) -> dict[str, Any]:
     }
     if inp.cgroups_path:
         linux["cgroupsPath"] = inp.cgroups_path
+    if inp.sysctls:
+        linux["sysctl"] = dict(inp.sysctls)
     return linux
