@@ -20,13 +20,29 @@ def ok(r: subprocess.CompletedProcess) -> subprocess.CompletedProcess:  # type: 
 
 
 def test_import_with_changes(berthd: harness.Berthd, busybox_tar) -> None:  # type: ignore[no-untyped-def]
-    r = ok(berthd.docker(
-        "import",
-        "-c", "ENV GREETING=hello", "-c", "WORKDIR /srv", "-c", 'ENTRYPOINT ["sh", "-c"]',
-        "-c", 'CMD ["echo $GREETING from $(pwd) as $(id -un)"]', "-c", "USER nobody",
-        "-c", "LABEL team=berth", "-c", "EXPOSE 8080", "-m", "imported for a test",
-        str(busybox_tar), "changed:v1",
-    ))
+    r = ok(
+        berthd.docker(
+            "import",
+            "-c",
+            "ENV GREETING=hello",
+            "-c",
+            "WORKDIR /srv",
+            "-c",
+            'ENTRYPOINT ["sh", "-c"]',
+            "-c",
+            'CMD ["echo $GREETING from $(pwd) as $(id -un)"]',
+            "-c",
+            "USER nobody",
+            "-c",
+            "LABEL team=berth",
+            "-c",
+            "EXPOSE 8080",
+            "-m",
+            "imported for a test",
+            str(busybox_tar),
+            "changed:v1",
+        )
+    )
     image_id = r.stdout.strip()
     cfg = json.loads(ok(berthd.docker("image", "inspect", "changed:v1")).stdout)[0]
     assert cfg["Id"] == image_id and cfg["Comment"] == "imported for a test"
@@ -34,7 +50,10 @@ def test_import_with_changes(berthd: harness.Berthd, busybox_tar) -> None:  # ty
     assert "GREETING=hello" in c["Env"] and c["WorkingDir"] == "/srv" and c["User"] == "nobody"
     assert c["Labels"] == {"team": "berth"} and "8080/tcp" in c["ExposedPorts"]
     assert ok(berthd.docker("run", "--rm", "changed:v1")).stdout == "hello from /srv as nobody\n"
-    assert ok(berthd.docker("images", "--filter", "label=team=berth", "--format", "{{.Repository}}")).stdout == "changed\n"
+    assert (
+        ok(berthd.docker("images", "--filter", "label=team=berth", "--format", "{{.Repository}}")).stdout
+        == "changed\n"
+    )
     r = berthd.docker("import", "-c", "FROBNICATE x", str(busybox_tar), "bad:v1")
     assert r.returncode != 0 and "FROBNICATE" in r.stderr.upper()
 
@@ -51,7 +70,9 @@ def test_logs_since_until_and_timestamps(berthd: harness.Berthd, busybox_image: 
 
 
 def test_cpus_limit_is_applied(berthd: harness.Berthd, busybox_image: str) -> None:
-    cid = ok(berthd.docker("run", "-d", "--cpus", "0.5", "-m", "64m", busybox_image, "sleep", "30")).stdout.strip()
+    cid = ok(
+        berthd.docker("run", "-d", "--cpus", "0.5", "-m", "64m", busybox_image, "sleep", "30")
+    ).stdout.strip()
     pid = int(ok(berthd.docker("inspect", "-f", "{{.State.Pid}}", cid)).stdout)
     cgroups = dict(line.split(":", 2)[1:] for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines())
     if "cpu" in cgroups or "cpu,cpuacct" in cgroups:  # v1 / hybrid
@@ -64,7 +85,10 @@ def test_cpus_limit_is_applied(berthd: harness.Berthd, busybox_image: str) -> No
     else:  # v2
         base = "/sys/fs/cgroup" + cgroups[""]
         assert Path(f"{base}/cpu.max").read_text().split() == ["50000", "100000"]
-    assert json.loads(ok(berthd.docker("inspect", "-f", "{{json .HostConfig.NanoCpus}}", cid)).stdout) == 500_000_000
+    assert (
+        json.loads(ok(berthd.docker("inspect", "-f", "{{json .HostConfig.NanoCpus}}", cid)).stdout)
+        == 500_000_000
+    )
     ok(berthd.docker("rm", "-f", cid))
 
 
@@ -90,3 +114,32 @@ def test_rm_force_and_volumes_flag(berthd: harness.Berthd, busybox_image: str) -
     ok(berthd.docker("rm", "-f", "-v", "rmv"))
     assert time.monotonic() - t0 < 5
     assert ok(berthd.docker("ps", "-aq")).stdout == ""
+
+
+def test_diff_export_commit_save_load_prune(berthd: harness.Berthd, busybox_image: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ok(berthd.docker("run", "--name", "chg", busybox_image, "sh", "-c", "mkdir /data && echo x > /data/f && rm /bin/vi"))
+    diff = ok(berthd.docker("diff", "chg")).stdout.splitlines()
+    assert "A /data" in diff and "A /data/f" in diff and "D /bin/vi" in diff, diff
+    out = tmp_path / "chg.tar"
+    ok(berthd.docker("export", "-o", str(out), "chg"))
+    import tarfile
+
+    with tarfile.open(out) as t:
+        names = set(t.getnames())
+    assert "data/f" in names and "bin/vi" not in names and "bin/busybox" in names
+    image_id = ok(berthd.docker("commit", "-c", "ENV Z=1", "-m", "msg", "chg", "committed:1")).stdout.strip()
+    assert image_id.startswith("sha256:")
+    assert ok(berthd.docker("run", "--rm", "committed:1", "sh", "-c", "cat /data/f; echo $Z")).stdout == "x\n1\n"
+    saved = tmp_path / "saved.tar"
+    ok(berthd.docker("save", "-o", str(saved), "committed:1"))
+    ok(berthd.docker("rm", "chg"))
+    ok(berthd.docker("rmi", "committed:1"))
+    r = ok(berthd.docker("load", "-i", str(saved)))
+    assert "Loaded image: committed:1" in r.stdout
+    assert ok(berthd.docker("run", "--rm", "committed:1", "cat", "/data/f")).stdout == "x\n"
+    ok(berthd.docker("create", "--name", "stale", busybox_image, "true"))
+    r = ok(berthd.docker("container", "prune", "-f"))
+    assert "Total reclaimed space" in r.stdout
+    assert ok(berthd.docker("ps", "-aq")).stdout == ""
+    ok(berthd.docker("rmi", "committed:1"))
+    ok(berthd.docker("image", "prune", "-f"))

@@ -79,7 +79,7 @@ async def create(d: Daemon, job: Job) -> dict[str, Any]:
     return {"Id": cid, "Warnings": []}
 
 
-def _match(c: Container, key: str, values: list[str], d: Daemon) -> bool:
+def matches_filter(c: Container, key: str, values: list[str], d: Daemon) -> bool:
     if key == "status":
         return c.state.status in values
     if key == "name":
@@ -88,9 +88,14 @@ def _match(c: Container, key: str, values: list[str], d: Daemon) -> bool:
         return any(re.search(v.lstrip("/"), c.name) for v in values)
     if key == "id":
         return any(c.id.startswith(v) for v in values)
-    if key == "label":
+    if key in ("label", "label!"):
         labels = c.labels()
-        return all((labels.get(v.split("=", 1)[0]) == v.split("=", 1)[1]) if "=" in v else v in labels for v in values)
+        hit = all((labels.get(v.split("=", 1)[0]) == v.split("=", 1)[1]) if "=" in v else v in labels for v in values)
+        return hit if key == "label" else not hit
+    if key == "until":
+        from berth.container.record import parse_rfc3339 as _p
+
+        return all(_p(c.created) < float(v) for v in values if v.replace(".", "", 1).isdigit())
     if key == "exited":
         return c.state.status == "exited" and str(c.state.exit_code) in values
     if key == "ancestor":
@@ -124,9 +129,13 @@ async def list_(d: Daemon, job: Job) -> list[dict[str, Any]]:
     for c in items:
         if not show_all and not c.state.running:
             continue
-        if not all(_match(c, k, v, d) for k, v in filters.items()):
+        if not all(matches_filter(c, k, v, d) for k, v in filters.items()):
             continue
-        out.append(c.summary(c.image))
+        row = c.summary(c.image)
+        if job.args.get("size"):
+            row["SizeRw"] = await asyncio.to_thread(d.graph.rw_size, c.id)
+            row["SizeRootFs"] = row["SizeRw"] + (await asyncio.to_thread(d.graph.inspect, c.image_id)).get("Size", 0)
+        out.append(row)
         if 0 < limit <= len(out):
             break
     return out
@@ -135,7 +144,9 @@ async def list_(d: Daemon, job: Job) -> list[dict[str, Any]]:
 async def inspect(d: Daemon, job: Job) -> dict[str, Any]:
     c = d.find(job.args["id"])
     data = c.inspect()
-    data["GraphDriver"]["Data"] = None
+    data["GraphDriver"]["Data"] = await asyncio.to_thread(d.graph.rw_metadata, c.id)
+    if job.args.get("size"):
+        data["SizeRw"] = await asyncio.to_thread(d.graph.rw_size, c.id)
     return data
 
 

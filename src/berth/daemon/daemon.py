@@ -97,9 +97,9 @@ class Daemon:
                     attach_live(self, c, result)
 
     def _register(self) -> None:
-        from berth.daemon import containers, execs, images, lifecycle, streams, system
+        from berth.daemon import archives, containers, execs, images, lifecycle, streams, system
 
-        for module in (containers, lifecycle, streams, execs, images, system):
+        for module in (containers, lifecycle, streams, execs, images, archives, system):
             for name, fn in module.HANDLERS.items():
                 self.engine.register(name, functools.partial(fn, self))
 

@@ -165,3 +165,37 @@ async def exec_create(request: web.Request) -> web.Response:
     body = await json_request(request)
     result = await engine_of(request).job("exec.create", id=request.match_info["id"], config=body)
     return reply(result, status=201)
+
+
+@route("GET", "/containers/{id}/changes")
+async def changes(request: web.Request) -> web.Response:
+    return reply(await engine_of(request).job("container.changes", id=request.match_info["id"]))
+
+
+@route("GET", "/containers/{id}/export")
+async def export(request: web.Request) -> web.StreamResponse:
+    sink = LazyResponseSink(request, "application/x-tar")
+    await engine_of(request).job("container.export", id=request.match_info["id"], stdout=sink)
+    return await sink.finish()
+
+
+@route("POST", "/containers/prune")
+async def prune(request: web.Request) -> web.Response:
+    return reply(await engine_of(request).job("container.prune", filters=qfilters(request)))
+
+
+@route("POST", "/commit")
+async def commit(request: web.Request) -> web.Response:
+    body = await json_request(request)
+    result = await engine_of(request).job(
+        "image.commit",
+        container=request.query.get("container", ""),
+        repo=request.query.get("repo", ""),
+        tag=request.query.get("tag", ""),
+        comment=request.query.get("comment", ""),
+        author=request.query.get("author", ""),
+        changes=request.query.getall("changes", []),
+        pause=qbool(request, "pause", True),
+        config=body,
+    )
+    return reply(result, status=201)

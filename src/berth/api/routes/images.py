@@ -41,6 +41,25 @@ async def create(request: web.Request) -> web.StreamResponse:
     raise InvalidParameter("POST /images/create needs fromSrc or fromImage")
 
 
+@route("GET", "/images/get")
+async def save_many(request: web.Request) -> web.StreamResponse:
+    sink = LazyResponseSink(request, "application/x-tar")
+    await engine_of(request).job("image.save", names=request.query.getall("names", []), stdout=sink)
+    return await sink.finish()
+
+
+@route("POST", "/images/load")
+async def load(request: web.Request) -> web.StreamResponse:
+    sink = LazyResponseSink(request)
+    await engine_of(request).job("image.load", stdin=RequestSource(request), stdout=sink, quiet=qbool(request, "quiet"))
+    return await sink.finish()
+
+
+@route("POST", "/images/prune")
+async def prune(request: web.Request) -> web.Response:
+    return reply(await engine_of(request).job("image.prune", filters=qfilters(request)))
+
+
 @route("GET", "/images/json")
 async def list_(request: web.Request) -> web.Response:
     result = await engine_of(request).job(
@@ -58,6 +77,13 @@ async def inspect(request: web.Request) -> web.Response:
 @route("GET", "/images/{name:.*}/history")
 async def history(request: web.Request) -> web.Response:
     return reply(await engine_of(request).job("image.history", name=request.match_info["name"]))
+
+
+@route("GET", "/images/{name:.*}/get")
+async def save_one(request: web.Request) -> web.StreamResponse:
+    sink = LazyResponseSink(request, "application/x-tar")
+    await engine_of(request).job("image.save", names=[request.match_info["name"]], stdout=sink)
+    return await sink.finish()
 
 
 @route("POST", "/images/{name:.*}/tag")
