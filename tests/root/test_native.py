@@ -598,3 +598,26 @@ def test_second_run_of_the_same_container(env: Env) -> None:
             await driver.shutdown()
 
     run(scenario())
+
+
+def test_many_containers_at_once(env: Env) -> None:
+    async def scenario() -> None:
+        driver = NativeDriver(env.exec_root, env.cgroup_parent)
+        await driver.startup()
+        try:
+            async def one(i: int) -> tuple[int, bytes]:
+                req = env.request(["sh", "-c", f"echo {i}; exit {i % 4}"])
+                handle = await driver.create(req)
+                stream = handle.output()
+                await handle.start()
+                out = await collect(handle, stream)
+                status = await handle.wait()
+                await driver.cleanup(req.id)
+                return status.exit_code, out[1]
+
+            results = await asyncio.gather(*(one(i) for i in range(16)))
+            assert results == [(i % 4, f"{i}\n".encode()) for i in range(16)]
+        finally:
+            await driver.shutdown()
+
+    run(scenario())
