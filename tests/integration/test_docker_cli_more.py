@@ -143,3 +143,19 @@ def test_diff_export_commit_save_load_prune(berthd: harness.Berthd, busybox_imag
     assert ok(berthd.docker("ps", "-aq")).stdout == ""
     ok(berthd.docker("rmi", "committed:1"))
     ok(berthd.docker("image", "prune", "-f"))
+
+
+def test_security_and_namespace_options(berthd: harness.Berthd, busybox_image: str) -> None:
+    caps = lambda *a: ok(berthd.docker("run", "--rm", *a, busybox_image, "grep", "CapEff", "/proc/self/status")).stdout.split()[1]  # noqa: E731
+    default, privileged = int(caps(), 16), int(caps("--privileged"), 16)
+    assert default == 0xA80425FB  # Docker's 14 default capabilities
+    assert privileged & (1 << 21)  # CAP_SYS_ADMIN
+    assert int(caps("--cap-add", "NET_ADMIN"), 16) == default | (1 << 12)
+    assert int(caps("--cap-drop", "CHOWN"), 16) == default & ~1
+    r = ok(berthd.docker("run", "--rm", "--ulimit", "nofile=512:1024", busybox_image, "sh", "-c", "ulimit -n; ulimit -Hn"))
+    assert r.stdout.split() == ["512", "1024"]
+    r = ok(berthd.docker("run", "--rm", "--sysctl", "net.ipv4.ip_forward=1", busybox_image, "cat", "/proc/sys/net/ipv4/ip_forward"))
+    assert r.stdout == "1\n"
+    assert ok(berthd.docker("run", "--rm", "--pid", "host", busybox_image, "sh", "-c", "test -d /proc/1 && cat /proc/1/comm")).stdout.strip() != "sh"
+    r = ok(berthd.docker("run", "--rm", "--security-opt", "no-new-privileges", busybox_image, "grep", "NoNewPrivs", "/proc/self/status"))
+    assert r.stdout.split()[1] == "1"

@@ -28,7 +28,8 @@ _HOST_TYPES: dict[str, type | tuple[type, ...]] = {
     "PidsLimit": int, "AutoRemove": bool, "NetworkMode": str, "Privileged": bool, "ReadonlyRootfs": bool,
     "Binds": list, "PortBindings": dict, "RestartPolicy": dict, "LogConfig": dict, "ShmSize": int,
     "Init": bool, "CapAdd": list, "CapDrop": list, "Dns": list, "DnsOptions": list, "DnsSearch": list,
-    "ExtraHosts": list, "GroupAdd": list, "SecurityOpt": list, "Ulimits": list,
+    "ExtraHosts": list, "GroupAdd": list, "SecurityOpt": list, "Ulimits": list, "Sysctls": dict,
+    "PidMode": str, "IpcMode": str, "UTSMode": str, "OomScoreAdj": int,
 }
 
 HOST_CONFIG_DEFAULTS: dict[str, Any] = {

@@ -89,8 +89,29 @@ async def _spawn(d: Daemon, c: Container) -> Any:
             readonly_rootfs=bool(host.get("ReadonlyRootfs")),
             cgroups_path=f"{d.cfg.cgroup_parent}/{c.id}",
             shm_size=host.get("ShmSize") or 64 << 20,
+            privileged=bool(host.get("Privileged")),
+            cap_add=tuple(host.get("CapAdd") or ()),
+            cap_drop=tuple(host.get("CapDrop") or ()),
+            no_new_privileges=any(
+                opt in ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true")
+                for opt in host.get("SecurityOpt") or ()
+            ),
+            rlimits=tuple((u["Name"], int(u["Soft"]), int(u["Hard"])) for u in host.get("Ulimits") or ()),
+            sysctls=tuple((host.get("Sysctls") or {}).items()),
+            oom_score_adj=int(host.get("OomScoreAdj") or 0),
+            pid_host=host.get("PidMode") == "host",
+            ipc_host=host.get("IpcMode") == "host",
+            uts_host=host.get("UTSMode") == "host",
         )
     )
+    if host.get("Privileged"):
+        # "all capabilities" means all that this daemon itself holds: capset refuses more.
+        from berth.libcontainer.capabilities import bounding_set
+
+        held = bounding_set()
+        caps = spec["process"]["capabilities"]
+        for key in list(caps):
+            caps[key] = [name for name in caps[key] if name.removeprefix("CAP_") in held]
     (cdir / "config.json").write_text(json.dumps(spec, indent=1))
     request = CreateRequest(
         id=c.id,
