@@ -234,6 +234,11 @@ def kill_and_wait(pids: Iterable[int], timeout: float = 5.0) -> None:
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
+def root_tag(root: Path, prefix: str) -> str:
+    """The unique part of a private dir's name, usable in cgroup and netns names."""
+    return root.name.removeprefix(prefix).replace("_", "x").lower()
+
+
 def remove_cgroup_parent(name: str) -> list[str]:
     """Remove cgroup `name` in every hierarchy (v1 controllers, v1 hybrid's unified, or v2).
 
@@ -617,7 +622,7 @@ class Berthd(Daemon):
     @classmethod
     def create(cls, prefix: str = "bh-", **kwargs: Any) -> Berthd:
         root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
-        tag = root.name.removeprefix(prefix).replace("_", "x").lower()
+        tag = root_tag(root, prefix)
         kwargs.setdefault("cgroup_parent", f"berth-h-{tag}")
         return cls(root=root, **kwargs)
 
@@ -712,7 +717,7 @@ class Dockerd(Daemon):
     @classmethod
     def create(cls, **kwargs: Any) -> Dockerd:
         root = Path(tempfile.mkdtemp(prefix="bd-", dir="/tmp"))
-        tag = root.name.removeprefix("bd-").replace("_", "x").lower()
+        tag = root_tag(root, "bd-")
         return cls(root=root, netns=f"berth-ref-{tag}", cgroup_parent=f"berth-ref-{tag}", **kwargs)
 
     def prepare(self) -> None:
@@ -872,3 +877,65 @@ def build_busybox_tar(dest: Path, busybox: Path = BUSYBOX) -> Path:
             tar.addfile(info(name, tarfile.REGTYPE, 0o644, len(raw)), io.BytesIO(raw))
     tmp.rename(dest)
     return dest
+
+
+# --- leftovers of interrupted runs ------------------------------------------------------------
+
+
+def clean_stale(min_age: float = 3600.0, dry_run: bool = False) -> list[str]:
+    """Remove what killed test or bench runs left behind: private dirs (/tmp/bh-*, bd-*, bb-*),
+    the harness's cgroup parents (berth-h-*, berth-ref-*) and network namespaces (berth-ref-*).
+
+    Only dirs older than `min_age` seconds that no live process uses are touched, and only cgroups
+    and namespaces whose private dir is gone, so concurrent runs are safe. Returns what was (or, with dry_run, would be) removed."""
+    now = time.time()
+    done: list[str] = []
+
+    def old(p: Path) -> bool:
+        try:
+            return now - p.stat().st_mtime >= min_age
+        except OSError:
+            return False
+
+    for d in sorted(Path("/tmp").glob("b[hdb]-*")):
+        if not d.is_dir() or not old(d) or pids_with_marker(d) or pids_mentioning(str(d)):
+            continue
+        done.append(f"dir {d}")
+        if not dry_run:
+            unmount_all(mounts_under(d))
+            shutil.rmtree(d, ignore_errors=True)
+    # A cgroup parent or netns belongs to a private dir with the same tag; while that dir exists
+    # (its run is going on, or stale and just removed above when not dry_run) they are left alone.
+    live = {
+        root_tag(d, prefix) for prefix in ("bh-", "bb-b-", "bd-") for d in Path("/tmp").glob(f"{prefix}*")
+    }
+    patterns = ("*/berth-h-*", "*/berth-ref-*", "berth-h-*", "berth-ref-*")
+    names = {p.name for pat in patterns for p in CGROUP_ROOT.glob(pat)}
+    for name in sorted(names):
+        if name.split("-", 2)[2] in live or pids_in_cgroup(name):
+            continue
+        done.append(f"cgroup {name}")
+        if not dry_run:
+            remove_cgroup_parent(name)
+    for ns in sorted(Path("/run/netns").glob("berth-ref-*")):
+        if ns.name.split("-", 2)[2] in live:
+            continue
+        r = subprocess.run(["ip", "netns", "pids", ns.name], capture_output=True, text=True)
+        if r.returncode != 0 or r.stdout.strip():
+            continue
+        done.append(f"netns {ns.name}")
+        if not dry_run:
+            subprocess.run(["ip", "netns", "delete", ns.name], capture_output=True)
+    return done
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description="remove leftovers of interrupted berth test/bench runs")
+    ap.add_argument("--clean-stale", action="store_true", required=True)
+    ap.add_argument("--min-age", type=float, default=3600.0, help="seconds (default 3600)")
+    ap.add_argument("--dry-run", action="store_true")
+    a = ap.parse_args()
+    for line in clean_stale(a.min_age, a.dry_run):
+        print(("would remove " if a.dry_run else "removed ") + line)
