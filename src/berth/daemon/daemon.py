@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import logging
 import shutil
 import time
@@ -53,6 +54,11 @@ class Daemon:
         from berth.graph.graph import Graph
 
         cfg = self.cfg
+        # The fork server (a second interpreter) boots while we import the API server's
+        # aiohttp in a worker thread and open the stores: start-up is the longer of the two.
+        self.driver = NativeDriver(cfg.exec_root, cfg.cgroup_parent)
+        forkserver = asyncio.ensure_future(self.driver.startup())
+        warm = asyncio.ensure_future(asyncio.to_thread(importlib.import_module, "berth.api.server"))
         for sub in ("containers", "tmp"):
             (cfg.data_root / sub).mkdir(parents=True, exist_ok=True)
         shutil.rmtree(cfg.data_root / "tmp", ignore_errors=True)
@@ -61,8 +67,8 @@ class Daemon:
         gdriver = new_driver(cfg.storage_driver, cfg.data_root)
         self.storage_driver = getattr(gdriver, "name", cfg.storage_driver or "overlay2")
         self.graph = Graph(cfg.data_root, cfg.data_root / "berth.db", gdriver)
-        self.driver = NativeDriver(cfg.exec_root, cfg.cgroup_parent)
-        await self.driver.startup()
+        await forkserver
+        await warm
         self._register()
         await self._restore()
 
