@@ -140,6 +140,8 @@ def test_attach_protocol_two_clients_replies_and_exit(container: tuple) -> None:
     a.send_json({"op": "attach"})
     b.send_json({"op": "attach"})
     hello = a.event()
+    started_at = hello.pop("started_at")
+    assert started_at == json.loads((sock_path.parent / "state.json").read_text())["started_at"] != ""
     assert hello == {
         "event": "attached",
         "pid": handle.pid,

@@ -409,6 +409,7 @@ def test_reconnect_after_daemon_restart(env: Env) -> None:
             again = await second.reconnect(req.id)
             assert isinstance(again, Handle)
             assert again.pid == handle.pid and again.monitor_pid == monitor_pid and again.started
+            assert not again.paused and again.started_at.endswith("Z")
             stream = again.output()
             await again.write_stdin(b"back\n")
             out = await collect(again, stream)

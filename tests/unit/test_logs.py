@@ -53,7 +53,11 @@ def test_writer_cuts_at_newlines_and_holds_partials(tmp_path: Path) -> None:
     w.close()  # flushes the open line without a newline
     lines = [json.loads(x) for x in path.read_text().splitlines()]
     assert [(r["stream"], r["log"]) for r in lines] == [
-        ("stdout", "one\n"), ("stderr", "err\n"), ("stdout", "two\n"), ("stdout", "three")]
+        ("stdout", "one\n"),
+        ("stderr", "err\n"),
+        ("stdout", "two\n"),
+        ("stdout", "three"),
+    ]
 
 
 def test_writer_splits_long_lines_at_16k(tmp_path: Path) -> None:
@@ -77,16 +81,25 @@ BASE = 1_795_840_368_000_000_000
 
 def test_reader_all_tail_since_until_timestamps(tmp_path: Path) -> None:
     path = tmp_path / "c-json.log"
-    write_log(path, [("stdout", f"line {i}\n", BASE + i * 1_000_000_000) for i in range(10)]
-              + [("stderr", "oops\n", BASE + 10_000_000_000)])
+    write_log(
+        path,
+        [("stdout", f"line {i}\n", BASE + i * 1_000_000_000) for i in range(10)]
+        + [("stderr", "oops\n", BASE + 10_000_000_000)],
+    )
     recs = read_records(path)
     assert len(recs) == 11 and recs[0] == LogRecord(1, b"line 0\n", BASE) and recs[-1].stream == 2
     assert [r.data for r in read_records(path, tail=2)] == [b"line 9\n", b"oops\n"]
     assert read_records(path, tail=0) == []
     assert len(read_records(path, tail=100)) == 11
     assert [r.data for r in read_records(path, since=(BASE + 8_000_000_000) / 1e9)] == [
-        b"line 8\n", b"line 9\n", b"oops\n"]
-    assert [r.data for r in read_records(path, until=(BASE + 1_000_000_000) / 1e9)] == [b"line 0\n", b"line 1\n"]
+        b"line 8\n",
+        b"line 9\n",
+        b"oops\n",
+    ]
+    assert [r.data for r in read_records(path, until=(BASE + 1_000_000_000) / 1e9)] == [
+        b"line 0\n",
+        b"line 1\n",
+    ]
     assert [r.data for r in read_records(path, tail=3, since=(BASE + 9_500_000_000) / 1e9)] == [b"oops\n"]
     stamped = read_records(path, tail=1, timestamps=True)
     assert stamped[0].data == b"2026-11-28T04:32:58.000000000Z oops\n"

@@ -16,7 +16,9 @@ def test_encode_is_dockers_multiplexing_header() -> None:
 
 
 def test_decoder_reassembles_frames_split_anywhere() -> None:
-    stream = P.encode(P.STDOUT, b"hello") + P.encode_json({"op": "resize", "h": 1, "w": 2}) + P.encode(P.STDIN_EOF)
+    stream = (
+        P.encode(P.STDOUT, b"hello") + P.encode_json({"op": "resize", "h": 1, "w": 2}) + P.encode(P.STDIN_EOF)
+    )
     for step in (1, 3, 8, 9, len(stream)):
         dec = P.FrameDecoder()
         frames = []

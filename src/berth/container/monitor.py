@@ -70,6 +70,7 @@ class Monitor:
         self.daemon = Conn(daemon, "daemon")
         self.cgroup_name: str = req.get("cgroup") or ""  # cgroup work happens in helpers (see Helper)
         self.paused = False
+        self.started_at = ""
         self.init = Session(bool(req.get("tty")))
         self.error = ""
         self.listener: socket.socket | None = None
@@ -152,6 +153,7 @@ class Monitor:
         return answer
 
     def _write_state(self, started_at: str) -> None:
+        self.started_at = started_at
         atomic_write_json(os.path.join(self.dir, "state.json"),
                           {"monitor_pid": os.getpid(), "pid": self.init.pid, "started_at": started_at})
 
@@ -298,7 +300,8 @@ class Monitor:
             self.init.conns.append(conn)
             paused = self.paused
             self._send_json(conn, {"event": "attached", "pid": self.init.pid, "monitor_pid": os.getpid(),
-                                   "started": self.init.started, "paused": paused})
+                                   "started": self.init.started, "paused": paused,
+                                   "started_at": self.started_at})
         elif op == "exec":
             conn.role = "exec"
             self._exec(conn, msg)

@@ -50,11 +50,13 @@ class Handle:
     """A created or running container, seen through its monitor."""
 
     def __init__(self, cid: str, exec_dir: Path, channel: MonitorChannel, pid: int, monitor_pid: int,
-                 started: bool, connect: Any) -> None:
+                 started: bool, connect: Any, paused: bool = False, started_at: str = "") -> None:
         self.id = cid
         self.pid = pid
         self.monitor_pid = monitor_pid
         self.started = started
+        self.paused = paused  # as the monitor saw it at attach (reconnect), then as set by pause()
+        self.started_at = started_at  # RFC3339Nano, from the monitor at reconnect
         self._dir = exec_dir
         self._channel = channel
         self._connect = connect  # async () -> (reader, writer) on monitor.sock
@@ -82,9 +84,11 @@ class Handle:
 
     async def pause(self) -> None:
         await self._channel.request("pause")
+        self.paused = True
 
     async def resume(self) -> None:
         await self._channel.request("resume")
+        self.paused = False
 
     async def wait(self) -> ExitStatus:
         ev = await asyncio.shield(self._channel.exited)

@@ -194,7 +194,8 @@ class NativeDriver:
             return read_exit_file(self.exec_dir(cid), cid)
         channel = MonitorChannel(f"container {cid}", reader, writer)
         handle = Handle(cid, self.exec_dir(cid), channel, int(ev["pid"]), int(ev["monitor_pid"]),
-                        bool(ev.get("started")), lambda: self._connect(cid))
+                        bool(ev.get("started")), lambda: self._connect(cid),
+                        paused=bool(ev.get("paused")), started_at=str(ev.get("started_at") or ""))
         channel.begin()
         self._live[cid] = handle
         return handle
