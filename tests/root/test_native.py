@@ -15,7 +15,7 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -462,20 +462,21 @@ def test_monitor_is_detached_and_small(env: Env) -> None:
 
 
 def test_memory_limit_and_resources(env: Env) -> None:
+    """The limits reach the container's cgroup, which it sees read-only at /sys/fs/cgroup."""
+
     async def scenario() -> None:
         driver = NativeDriver(env.exec_root, env.cgroup_parent)
         await driver.startup()
         try:
-            req = env.request(
-                ["sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null; echo ok"],
-                resources=Resources(memory=64 << 20, pids_limit=50),
-            )
-            req = replace(req)
+            v2 = Path("/sys/fs/cgroup/cgroup.controllers").exists()
+            files = "memory.max pids.max" if v2 else "memory/memory.limit_in_bytes pids/pids.max"
+            script = f"cd /sys/fs/cgroup && cat {files}; touch x 2>/dev/null || echo read-only"
+            req = env.request(["sh", "-c", script], resources=Resources(memory=64 << 20, pids_limit=50))
             handle = await driver.create(req)
             stream = handle.output()
             await handle.start()
             out = await collect(handle, stream)
-            assert out[1].endswith(b"ok\n")
+            assert out[1] == b"67108864\n50\nread-only\n", out
             assert (await handle.wait()).exit_code == 0
             await driver.cleanup(req.id)
         finally:

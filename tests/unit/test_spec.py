@@ -39,7 +39,10 @@ def test_defaults_match_docker() -> None:
     assert linux["readonlyPaths"] == list(READONLY_PATHS) and "/proc/sys" in READONLY_PATHS
     assert linux["resources"]["devices"][0] == {"allow": False, "access": "rwm"}
     dests = [m["destination"] for m in spec["mounts"]]
-    assert dests == ["/proc", "/dev", "/dev/pts", "/sys", "/dev/mqueue", "/dev/shm"]
+    assert dests == ["/proc", "/dev", "/dev/pts", "/sys", "/sys/fs/cgroup", "/dev/mqueue", "/dev/shm"]
+    cgroup = next(m for m in spec["mounts"] if m["destination"] == "/sys/fs/cgroup")
+    assert cgroup["type"] == "cgroup" and "ro" in cgroup["options"]
+    assert "/sys/fs/cgroup" not in [m["destination"] for m in spec_for(mount_cgroups=False)["mounts"]]
     sysfs = next(m for m in spec["mounts"] if m["destination"] == "/sys")
     assert "ro" in sysfs["options"]
     shm = next(m for m in spec["mounts"] if m["destination"] == "/dev/shm")

@@ -142,8 +142,8 @@ class SpecInput:
     cgroup_ns: bool = False
     shm_size: int = DEFAULT_SHM_SIZE
     # Docker mounts /sys/fs/cgroup (type "cgroup", runc's special case: the container's own
-    # hierarchies, read-only). Off until berth.libcontainer implements that mount type.
-    mount_cgroups: bool = False
+    # hierarchies, read-only)
+    mount_cgroups: bool = True
     cap_add: tuple[str, ...] = ()  # "NET_ADMIN" or "CAP_NET_ADMIN"; "ALL"
     cap_drop: tuple[str, ...] = ()
     no_new_privileges: bool = False
