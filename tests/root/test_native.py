@@ -623,3 +623,22 @@ def test_many_containers_at_once(env: Env) -> None:
             await driver.shutdown()
 
     run(scenario())
+
+
+def test_sigterm_to_the_monitor_stops_the_container_and_records_it(env: Env) -> None:
+    async def scenario() -> None:
+        driver = NativeDriver(env.exec_root, env.cgroup_parent)
+        await driver.startup()
+        try:
+            req = env.request(["sleep", "100"])
+            handle = await driver.create(req)
+            await handle.start()
+            os.kill(handle.monitor_pid, signal.SIGTERM)  # the monitor this test made
+            status = await handle.wait()
+            assert status.exit_code == 137 and status.error == "monitor stopped by SIGTERM"
+            assert not os.path.exists(f"/proc/{handle.pid}")  # killed and reaped, not orphaned
+            await driver.cleanup(req.id)
+        finally:
+            await driver.shutdown()
+
+    run(scenario())

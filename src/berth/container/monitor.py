@@ -53,6 +53,7 @@ READ_SIZE = 32 * 1024
 DRAIN_TIMEOUT = 2.0  # seconds to wait for output EOF once the process has exited
 PR_SET_CHILD_SUBREAPER = 36
 SIGKILL = int(signal.SIGKILL)
+SIGTERM = int(signal.SIGTERM)
 TIOCSWINSZ = 0x5414
 
 
@@ -73,6 +74,7 @@ class Monitor:
         self.started_at = ""
         self.init = Session(bool(req.get("tty")))
         self.error = ""
+        self.forced_code: int | None = None
         self.listener: socket.socket | None = None
         self.helper: Helper | None = None  # holds the init's barrier until start
 
@@ -206,11 +208,15 @@ class Monitor:
                 return
 
     def _on_signal(self, rfd: int) -> None:
+        got = b""
         try:
-            while os.read(rfd, 512):
-                pass
+            while chunk := os.read(rfd, 512):
+                got += chunk
         except BlockingIOError:
             pass
+        if SIGTERM in got and self.init.status is None:
+            # someone stops the monitor: stop its container rather than orphan it, and record it
+            self._abandon("monitor stopped by SIGTERM")
         self._reap()
 
     def _reap(self) -> None:
@@ -320,15 +326,21 @@ class Monitor:
                 sess.conns.remove(conn)
                 self._maybe_unthrottle(sess)
         if conn is self.daemon and not self.init.started and self.init.status is None:
-            self.error = "daemon went away before start"
-            os.kill(self.init.pid, signal.SIGKILL)
-            if self.helper is not None:
-                self.helper.close()  # the helper exits; the dead init is reparented to us
-                self.helper = None
+            self._abandon("daemon went away before start")
         if conn.role == "exec" and conn.session is not None and conn.session.status is None:
             # nobody reads this exec any more: its output is discarded, its stdin closed
             conn.session.stdin_eof = True
             self._flush_stdin(conn.session)
+
+    def _abandon(self, why: str) -> None:
+        """Kill the container; its exit is recorded with ``why`` (and code 128 if it never ran)."""
+        self.error = why
+        if not self.init.started:
+            self.forced_code = 128
+        os.kill(self.init.pid, SIGKILL)
+        if self.helper is not None:
+            self.helper.close()  # the helper exits; the dead init is reparented to us
+            self.helper = None
 
     def _send_json(self, conn: Conn, obj: Any) -> None:
         self._send(conn, P.encode_json(obj))
@@ -538,7 +550,7 @@ class Monitor:
         # the monitor is about to exit: from here on it may touch pages freely (no helpers)
         cgroup = Cgroup(self.cgroup_name) if self.cgroup_name else None
         result = {
-            "exit_code": 128 if self.error else exit_code_of(status),
+            "exit_code": self.forced_code if self.forced_code is not None else exit_code_of(status),
             "oom_killed": _oom_killed(cgroup),
             "finished_at": format_time(time.time_ns()),
             "error": self.error,
@@ -676,7 +688,7 @@ def main(daemon: socket.socket) -> None:
         os.makedirs(exec_dir, exist_ok=True)
         _detach_stdio(os.path.join(exec_dir, "monitor.log"))
         _set_name(b"berth-monitor")  # what ps -o comm / top show (the cmdline stays the fork server's)
-        for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ):
+        for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM):
             # handlers, not SIG_IGN: an ignored signal would stay ignored in the container's
             # process across execve (Python starts with SIGPIPE and SIGXFSZ ignored)
             _signal.signal(signum, _wake)
