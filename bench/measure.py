@@ -61,7 +61,7 @@ def timed(fn: Callable[[], subprocess.CompletedProcess[str]]) -> float:
     ms = (time.perf_counter() - t0) * 1000
     if r.returncode != 0:
         args = r.args if isinstance(r.args, str) else " ".join(map(str, r.args))
-        first = (r.stderr or r.stdout or "").strip().splitlines()
+        first = [ln for ln in (r.stderr or r.stdout or "").strip().splitlines() if ln.strip()]
         raise OperationFailed(f"`{args}` exited {r.returncode}: {first[0][:200] if first else ''}")
     return ms
 

@@ -92,11 +92,14 @@ def docker(s: System, *args: str, timeout: float = 60) -> subprocess.CompletedPr
     return s.daemon.docker(*args, timeout=timeout)
 
 
+def first_line(text: str) -> str:
+    lines = [ln for ln in (text or "").strip().splitlines() if ln.strip()]
+    return lines[0][:300] if lines else ""
+
+
 def must(r: subprocess.CompletedProcess[str]) -> str:
     if r.returncode != 0:
-        raise OperationFailed(
-            f"`{' '.join(map(str, r.args))}` exited {r.returncode}: {r.stderr.strip()[:300]}"
-        )
+        raise OperationFailed(f"`{' '.join(map(str, r.args))}` exited {r.returncode}: {first_line(r.stderr)}")
     return r.stdout
 
 
@@ -132,7 +135,7 @@ def bench_run_detached(systems: list[System], plan: Plan) -> dict[str, Series]:
         r = docker(s, "run", "-d", "--network", "none", "busybox", "sleep", "1000")
         ms = (time.perf_counter() - t0) * 1000
         if r.returncode != 0:
-            raise OperationFailed(f"docker run -d exited {r.returncode}: {r.stderr.strip()[:200]}")
+            raise OperationFailed(f"docker run -d exited {r.returncode}: {first_line(r.stderr)}")
         ids[s.name].append(r.stdout.strip())
         return ms
 
@@ -165,7 +168,7 @@ def bench_throughput(systems: list[System], plan: Plan, clients: int = 16) -> di
             took = time.perf_counter() - t0
             failed = [c for c in codes if c.returncode != 0]
             if failed:
-                out[s.name].error = f"{len(failed)}/{total} runs failed: {failed[0].stderr.strip()[:200]}"
+                out[s.name].error = f"{len(failed)}/{total} runs failed: {first_line(failed[0].stderr)}"
                 continue
             out[s.name].samples.append(total / took)
     return out
@@ -253,7 +256,7 @@ def bench_memory(systems: list[System], plan: Plan, results: Results) -> None:
                     continue
                 r = docker(s, "run", "-d", "--network", "none", "busybox", "sleep", "1000")
                 if r.returncode != 0:
-                    results["mem_pss"][s.name].error = f"docker run -d failed: {r.stderr.strip()[:200]}"
+                    results["mem_pss"][s.name].error = f"docker run -d failed: {first_line(r.stderr)}"
                     continue
                 ids[s.name].append(r.stdout.strip())
         time.sleep(1.0)  # let lazily touched pages settle
@@ -299,6 +302,11 @@ def bench_ps_many(systems: list[System], plan: Plan, results: Results) -> None:
     ready = []
     for s in systems:
         if not s.up:
+            continue
+        # Start from none: earlier rows may have left containers behind (a failed `run --rm`).
+        leftovers = s.daemon.remove_all_containers()
+        if leftovers:
+            results["create"][s.name] = Series("ms", error=f"could not empty the daemon: {leftovers[0]}")
             continue
         log(f"creating {n} containers on {s.name}")
         results["create"][s.name] = create_many(s, n, time.monotonic() + 600)
