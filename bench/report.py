@@ -112,7 +112,11 @@ across runs.
 bash scripts/setup.sh --with-reference     # Debian's docker.io, busybox-static, the venv
 .venv/bin/python bench/run.py --quick      # a short run: 5 rounds, 100 containers for ps -a
 .venv/bin/python bench/run.py              # the full run: 20 rounds, 500 containers for ps -a
+bash bench/record.sh                       # the full run on the committed HEAD in a clean clone
 ```
+
+Both `bench/run.py` lines measure the working tree (an editable install); `bench/record.sh`
+measures what is committed, which is what the results below should describe.
 
 Options: `--rounds N`, `--ps-containers N`, `--mem-containers N`, `--no-write` (print instead of writing this file),
 `--json FILE` (raw samples), `--storage-driver vfs`.
