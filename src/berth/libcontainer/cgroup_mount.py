@@ -3,10 +3,11 @@
 Runs in the init child before pivot_root, after init joined its cgroup (and unshared a cgroup
 namespace if asked), so ``/proc/self/cgroup`` names the container's cgroups.
 
-* v1 / hybrid: a tmpfs at the destination; in it, per host hierarchy (``memory``, ``cpu,cpuacct``,
-  ``systemd``, ``unified`` ...) a directory onto which the container's own cgroup directory of
-  that hierarchy is bound; ``cpu`` and ``cpuacct`` symlinks for a combined hierarchy; with ``ro``
-  every bind and finally the tmpfs are remounted read-only.
+* v1 / hybrid: a tmpfs at the destination; in it, per host v1 hierarchy (``memory``,
+  ``cpu,cpuacct``, ``systemd`` ...; hybrid's ``unified`` is left out, as runc does) a directory onto
+  which the container's own cgroup directory of that hierarchy is bound, remounted with the
+  mount's flags (``ro``, ``nosuid`` ...); ``cpu`` and ``cpuacct`` symlinks for a combined hierarchy;
+  with ``ro`` the tmpfs too is made read-only at the end (runc leaves it writable).
   In a new cgroup namespace each hierarchy is mounted afresh instead (rooted at the namespace).
 * pure v2: a fresh ``cgroup2`` mount in a cgroup namespace (it is then rooted at the container's
   cgroup); without one, a bind of the container's cgroup directory.
@@ -84,10 +85,9 @@ def mount_cgroups(m: Mount, dest: str, new_cgroupns: bool) -> None:
     os.makedirs(dest, exist_ok=True)
     mount("tmpfs", dest, "tmpfs", flags, "mode=755", "tmpfs on")
     for root, mountpoint, fstype, controllers in hierarchies:
-        if os.path.dirname(mountpoint) != "/sys/fs/cgroup":
-            continue  # only the hierarchies of the standard layout
-        key = frozenset() if fstype == "cgroup2" else controllers
-        path = mine.get(key)
+        if os.path.dirname(mountpoint) != "/sys/fs/cgroup" or fstype == "cgroup2":
+            continue  # the v1 hierarchies of the standard layout (runc leaves hybrid's unified out)
+        path = mine.get(controllers)
         if path is None:
             continue
         name = os.path.basename(mountpoint)
@@ -96,19 +96,20 @@ def mount_cgroups(m: Mount, dest: str, new_cgroupns: bool) -> None:
             # /proc/self/cgroup now reads "/" for everything: mount the hierarchy afresh, and
             # the kernel roots it at this namespace's cgroup
             os.makedirs(target, exist_ok=True)
-            if fstype == "cgroup2":
-                mount("cgroup2", target, "cgroup2", flags, None, "cgroup2 on")
-            else:
-                mount("cgroup", target, "cgroup", flags, ",".join(sorted(controllers)), "cgroup on")
+            ro = kernel.MS_RDONLY if readonly else 0
+            mount("cgroup", target, "cgroup", flags | ro, ",".join(sorted(controllers)), "cgroup on")
         else:
             mount_one(Mount("bind", _inside((root, mountpoint), path), target, ("rbind",)), target)
-        if readonly:
-            remount_readonly(target, recursive=True)
+            # the mount's own flags (nosuid, nodev, noexec, ro) on each bind, as runc does
+            remount = kernel.MS_REMOUNT | kernel.MS_BIND | flags | (kernel.MS_RDONLY if readonly else 0)
+            mount(None, target, None, remount, None, "(remount cgroup bind)")
         if "," in name:  # cpu,cpuacct -> cpu and cpuacct symlinks
             for part in name.split(","):
                 link = os.path.join(dest, part)
                 if not os.path.lexists(link):
                     os.symlink(name, link)
+    # runc leaves the tmpfs itself writable; berth seals it too when the mount says ro (a
+    # deliberate, stricter difference: nothing in a container needs to write there)
     if readonly:
         remount_readonly(dest)
 

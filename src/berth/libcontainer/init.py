@@ -187,8 +187,10 @@ def _become(process: Process, seccomp_program: bytes | None) -> None:
     caps = process.capabilities
     last = capabilities.last_cap()
     if caps is not None:
-        # Capabilities this kernel does not know are left out, as runc does (capset would fail).
-        known = (1 << (last + 1)) - 1
+        # Capabilities this kernel does not know are left out, as runc does (capset would fail);
+        # so are those the caller itself lacks (here root has no CAP_SYS_RESOURCE): a process
+        # cannot grant what it does not hold, and --privileged should still run (runc refuses).
+        known = ((1 << (last + 1)) - 1) & kernel.capget()[1]
         # Drop from the bounding set while we still hold CAP_SETPCAP (before the user switch).
         for cap in range(last + 1):
             if cap not in caps.bounding:
@@ -227,7 +229,7 @@ def _become(process: Process, seccomp_program: bytes | None) -> None:
             capabilities.mask(caps.permitted) & known,
             capabilities.mask(caps.inheritable) & known,
         )
-        for cap in sorted(c for c in caps.ambient if c <= last):
+        for cap in sorted(c for c in caps.ambient if known >> c & 1):
             _syscall(
                 "raise ambient capability",
                 capabilities.name(cap),
