@@ -230,3 +230,26 @@ def test_device_rules_refuse_a_node_outside_dockers_list(rootfs: Path, hierarchy
         assert "null-ok" in out  # an allowed device works (mknod is allowed for every node)
         # the control run (allow all) shows the node opens when nothing filters it
         assert ("fuse-open" in out) == allow_all, out
+
+
+def test_exec_into_a_paused_container_is_refused_not_hung(rootfs: Path, cgroup: Cgroup):
+    from berth.libcontainer import ContainerInitError, exec_process
+
+    cgroup.create(Resources())
+    null = os.open("/dev/null", os.O_RDWR)
+    init = create(docker_like_spec(str(rootfs), ["sleep", "30"]), [], Stdio(null, null, null), cgroup)
+    try:
+        init.start()
+        cgroup.freeze()
+        with pytest.raises(ContainerInitError) as info:
+            exec_process(init.pid, {"args": ["true"]}, Stdio(null, null, null), cgroup)
+        assert "paused" in info.value.message and info.value.exit_code == 126
+        cgroup.thaw()
+        pid = exec_process(init.pid, {"args": ["true"]}, Stdio(null, null, null), cgroup)
+        assert os.waitpid(pid, 0)[1] == 0
+    finally:
+        if cgroup.frozen():
+            cgroup.thaw()
+        os.kill(init.pid, signal.SIGKILL)
+        os.waitpid(init.pid, 0)
+        os.close(null)

@@ -23,7 +23,7 @@ from typing import Any
 from berth.libcontainer import kernel, seccomp
 from berth.libcontainer import spec as specmod
 from berth.libcontainer.cgroups import Cgroup
-from berth.libcontainer.failure import EXIT_OTHER, READY, ContainerInitError
+from berth.libcontainer.failure import EXIT_CANNOT_EXECUTE, EXIT_OTHER, READY, ContainerInitError
 from berth.libcontainer.init import run_exec, run_init
 from berth.libcontainer.spec import Mount, Stdio
 
@@ -155,6 +155,11 @@ def exec_process(
     and an exec'd process does not inherit init's)."""
     parsed = specmod.parse_process(process)
     program = _compile_seccomp(seccomp_profile)
+    if cgroup is not None and _frozen(cgroup):
+        # the child would freeze as soon as it joins the cgroup, and we would wait for it forever
+        raise ContainerInitError(
+            f"exec in container {init_pid}: the container is paused", EXIT_CANNOT_EXECUTE
+        )
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     try:
         pid = _fork_in_pidns(f"/proc/{init_pid}/ns/pid")
@@ -176,6 +181,13 @@ def exec_process(
         _reap(pid)
         raise ContainerInitError.from_wire(data)
     return pid
+
+
+def _frozen(cgroup: Cgroup) -> bool:
+    try:
+        return cgroup.frozen()
+    except OSError:
+        return False  # no freezer file (gone, or none in this layout): nothing can be frozen
 
 
 def _compile_seccomp(profile: dict[str, Any] | None) -> bytes | None:
