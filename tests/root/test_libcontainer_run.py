@@ -488,3 +488,13 @@ def test_privileged_caps_beyond_the_callers_are_left_out(rootfs: Path):
     with open("/proc/self/status") as f:
         ours = next(line for line in f if line.startswith("CapBnd:")).split()[1]
     assert f"CapEff:\t{ours}" in out and f"CapBnd:\t{ours}" in out
+
+
+def test_umask_is_dockers_whatever_the_callers(rootfs: Path):
+    old = os.umask(0o077)
+    try:
+        status, out, err = run(sh(rootfs, "umask"))
+    finally:
+        os.umask(old)
+    assert status == 0, err
+    assert out == "0022\n"

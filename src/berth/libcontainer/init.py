@@ -39,6 +39,8 @@ def run_init(
     try:
         # A session of its own (runc does this too); with a tty the slave becomes its ctty.
         os.setsid()
+        # The container's umask is Docker's 0022 whatever the caller's (a daemon may use 077).
+        os.umask(0o022)
         stdio_.setup(stdio, keep=(report_fd, barrier_fd, stdio.console_socket))
         tty_path = os.ttyname(0) if stdio.tty and not stdio.console else None
         # Join the cgroup before anything allocates memory or forks, and before a cgroup
@@ -97,6 +99,7 @@ def run_exec(
     """A process joining a running container (``docker exec``)."""
     try:
         os.setsid()
+        os.umask(0o022)
         stdio_.setup(stdio, keep=(report_fd, stdio.console_socket))
         # The cgroup first, while /sys/fs/cgroup still means the host's.
         if cgroup is not None:
