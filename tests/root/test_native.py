@@ -543,18 +543,21 @@ def test_large_output_with_a_slow_reader_loses_nothing(env: Env) -> None:
 def test_fork_server_restarts_after_it_died(env: Env) -> None:
     async def scenario() -> None:
         driver = NativeDriver(env.exec_root, env.cgroup_parent)
-        await driver.startup()
-        try:
-            assert driver._proc is not None
-            os.kill(driver._proc.pid, signal.SIGKILL)  # the fork server this test started
-            await driver._proc.wait()
-            req = env.request(["true"])
-            handle = await driver.create(req)
-            await handle.start()
-            assert (await handle.wait()).exit_code == 0
-            await driver.cleanup(req.id)
-        finally:
-            await driver.shutdown()
+        for when in ("after ready", "while importing"):
+            await driver.startup()
+            try:
+                if when == "after ready":
+                    await driver.ready()
+                assert driver._proc is not None
+                os.kill(driver._proc.pid, signal.SIGKILL)  # the fork server this test started
+                await driver._proc.wait()
+                req = env.request(["true"])
+                handle = await driver.create(req)
+                await handle.start()
+                assert (await handle.wait()).exit_code == 0, when
+                await driver.cleanup(req.id)
+            finally:
+                await driver.shutdown()
 
     run(scenario())
 
