@@ -321,12 +321,15 @@ def test_signal_pause_resume(env: Env) -> None:
                 if b"ready\n" in got:
                     break
             await handle.pause()
-            assert cg.frozen()
-            with open(f"/proc/{handle.pid}/status") as f:
-                assert "State:\tS" in f.read() or True  # a frozen task sleeps in the freezer
+            assert cg.frozen() and handle.paused
+            with pytest.raises(ContainerStartError, match="is paused"):
+                await handle.exec({"args": ["true"], "env": [], "cwd": "/", "user": {"uid": 0, "gid": 0}})
+            # frozen: a signal is not acted on until resume (the trap's echo comes only after)
+            await handle.signal(signal.SIGUSR1)
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(stream.__anext__(), 0.3)
             await handle.resume()
             assert not cg.frozen()
-            await handle.signal(signal.SIGUSR1)
             async for _kind, data in stream:
                 got += data
                 if b"got-usr1\n" in got:

@@ -14,7 +14,9 @@ reparented to the monitor (a child subreaper), which reaps it as its own.
 from __future__ import annotations
 
 import os
+import select
 import signal
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +24,8 @@ from berth.container import protocol as P
 from berth.errors import SystemFailure
 from berth.libcontainer import ContainerInitError, Mount, Stdio, create, exec_process
 from berth.libcontainer.cgroups import Cgroup, Resources
+
+RESULT_TIMEOUT = 30.0  # seconds: creating a container (mounts, namespaces) is far faster
 
 
 class Helper:
@@ -53,9 +57,21 @@ class Helper:
         os.close(go_r)
         self.pid, self.res_r, self.go_w = pid, res_r, go_w
 
-    def result(self) -> dict[str, Any]:
+    def result(self, timeout: float = RESULT_TIMEOUT) -> dict[str, Any]:
+        """The helper's next answer; a helper silent for ``timeout`` seconds is killed.
+
+        The monitor's loop waits here, so a helper must never hang it (a frozen container can
+        block an exec forever, for one).
+        """
         line = b""
+        deadline = time.monotonic() + timeout
+        poller = select.poll()
+        poller.register(self.res_r, select.POLLIN)
         while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or not poller.poll(left * 1000):
+                os.kill(self.pid, signal.SIGKILL)
+                return {"message": f"container helper process gave no answer in {timeout:g} s", "exit_code": 128}
             chunk = os.read(self.res_r, 4096)
             if not chunk:
                 break

@@ -491,6 +491,9 @@ class Monitor:
         if not self.init.started or self.init.status is not None:
             self._exec_error(conn, f"container {self.id} is not running", 126)
             return
+        if self.paused:  # the new process would freeze before its exec, and hold the monitor
+            self._exec_error(conn, f"container {self.id} is paused, unpause the container before exec", 126)
+            return
         stdio, sess, child_fds = make_stdio(bool(process.get("terminal")), bool(msg.get("stdin")))
         init_pid = self.init.pid
         try:
