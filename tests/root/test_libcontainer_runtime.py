@@ -276,3 +276,45 @@ def test_exec_drivers_spec_gives_the_same_view_as_runc(tmp_path: Path, bundle: P
     # one deliberate difference: berth makes the v1 /sys/fs/cgroup tmpfs read-only, runc does not
     expected = theirs.stdout.replace("tmpfs /sys/fs/cgroup tmpfs rw,", "tmpfs /sys/fs/cgroup tmpfs ro,")
     assert ours.stdout == expected, _diff(expected, ours.stdout)
+
+
+def test_hooks_get_the_state_and_a_failing_create_hook_fails_create(tmp_path: Path, bundle: Path):
+    root, cid = tmp_path / "state", "h-" + uuid.uuid4().hex[:8]
+    write_config(bundle, ["true"])
+    cfg = json.loads((bundle / "config.json").read_text())
+    log = tmp_path / "hooks.log"
+
+    def hook(phase: str) -> dict:
+        return {"path": "/bin/sh", "args": ["sh", "-c", f"echo {phase} $(cat) >> {log}"]}
+
+    cfg["hooks"] = {p: [hook(p)] for p in ("createRuntime", "poststart", "poststop")}
+    (bundle / "config.json").write_text(json.dumps(cfg))
+    res = runtime(
+        root, "create", "--bundle", str(bundle), cid, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    assert res.returncode == 0
+    assert runtime(root, "start", cid).returncode == 0
+    deadline = time.monotonic() + 5
+    while state(root, cid)["status"] != "stopped" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert runtime(root, "delete", cid).returncode == 0
+    phases = [
+        (line.split(" ", 1)[0], json.loads(line.split(" ", 1)[1])) for line in log.read_text().splitlines()
+    ]
+    assert [p for p, _ in phases] == ["createRuntime", "poststart", "poststop"]
+    assert [s["status"] for _, s in phases] == ["created", "running", "stopped"] or phases[1][1][
+        "status"
+    ] == "stopped"
+    assert all(s["id"] == cid for _, s in phases)
+
+    cfg["hooks"] = {"createRuntime": [{"path": "/bin/false"}]}
+    (bundle / "config.json").write_text(json.dumps(cfg))
+    res = runtime(
+        root, "create", "--bundle", str(bundle), cid, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    assert res.returncode == 1 and "createRuntime hook /bin/false: exit status 1" in res.stderr
+    assert not (root / cid).exists()
+    cfg["hooks"] = {"createContainer": [{"path": "/bin/true"}]}
+    (bundle / "config.json").write_text(json.dumps(cfg))
+    res = runtime(root, "create", "--bundle", str(bundle), cid, capture_output=True)
+    assert res.returncode == 1 and "not supported" in res.stderr

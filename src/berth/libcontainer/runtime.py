@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from berth.errors import BerthError
+from berth.libcontainer import hooks
 from berth.libcontainer.cgroups import Cgroup, Resources
 from berth.libcontainer.failure import ContainerInitError
 from berth.libcontainer.process import create, create_detached, exec_process
@@ -145,6 +146,7 @@ def _console_stdio(console_socket: str) -> tuple[Stdio, list[int]]:
 
 def cmd_create(store: Store, cid: str, bundle: Path, pid_file: str | None, console_socket: str | None) -> int:
     spec = load_bundle(bundle)
+    hooks.check(spec)
     d = store.dir(cid)
     store.root.mkdir(parents=True, exist_ok=True)
     try:
@@ -178,6 +180,8 @@ def cmd_create(store: Store, cid: str, bundle: Path, pid_file: str | None, conso
         tmp = d / "state.json.tmp"
         tmp.write_text(json.dumps(state))
         os.replace(tmp, d / "state.json")
+        for phase in ("prestart", "createRuntime"):
+            hooks.run(spec, phase, store.oci_state(cid), fatal=True)
         if pid_file:
             Path(pid_file).write_text(str(pid))
         return 0
@@ -208,6 +212,7 @@ def cmd_start(store: Store, cid: str) -> int:
     finally:
         os.close(fd)
     fifo.unlink()
+    hooks.run(load_bundle(Path(state["bundle"])), "poststart", store.oci_state(cid), fatal=False)
     return 0
 
 
@@ -237,6 +242,11 @@ def cmd_delete(store: Store, cid: str, force: bool) -> int:
             time.sleep(0.005)
     if cg.exists():
         cg.destroy()
+    try:
+        spec = load_bundle(Path(state["bundle"]))
+    except RuntimeError_:
+        spec = {}  # the bundle is gone: no hooks to run
+    hooks.run(spec, "poststop", dict(store.oci_state(cid), status="stopped"), fatal=False)
     _remove_dir(store.dir(cid))
     return 0
 
@@ -395,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "exec":
             return cmd_exec(store, args.id, args.process, args.command, args.detach, args.pid_file)
         return cmd_list(store)
-    except (RuntimeError_, BerthError) as exc:
+    except (RuntimeError_, BerthError, hooks.HookError) as exc:
         # ContainerInitError is a BerthError: runc's words, e.g. exec: "x": executable file not found
         prefix = "unable to start container process: " if isinstance(exc, ContainerInitError) else ""
         print(f"berth-runtime: {prefix}{exc}", file=sys.stderr)
