@@ -302,9 +302,8 @@ def test_hooks_get_the_state_and_a_failing_create_hook_fails_create(tmp_path: Pa
         (line.split(" ", 1)[0], json.loads(line.split(" ", 1)[1])) for line in log.read_text().splitlines()
     ]
     assert [p for p, _ in phases] == ["createRuntime", "poststart", "poststop"]
-    assert [s["status"] for _, s in phases] == ["created", "running", "stopped"] or phases[1][1][
-        "status"
-    ] == "stopped"
+    assert phases[0][1]["status"] == "created" and phases[2][1]["status"] == "stopped"
+    assert phases[1][1]["status"] in ("running", "stopped")  # `true` may be done already
     assert all(s["id"] == cid for _, s in phases)
 
     cfg["hooks"] = {"createRuntime": [{"path": "/bin/false"}]}
