@@ -16,6 +16,6 @@ git clone -q "$repo" "$work/berth"
 echo "record: benchmarking $(git -C "$work/berth" log --oneline -1)"
 bash "$work/berth/scripts/setup.sh" --with-reference
 cd "$work/berth"
-.venv/bin/python bench/run.py "$@"
+BERTH_BENCH_VIA="bash bench/record.sh${*:+ $*}" .venv/bin/python bench/run.py "$@"
 cp docs/benchmarks.md "$repo/docs/benchmarks.md"
 echo "record: wrote $repo/docs/benchmarks.md"

@@ -379,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     extra = sys.argv[1:] if argv is None else argv
     command = " ".join([python, "bench/run.py", *extra])
+    if os.environ.get("BERTH_BENCH_VIA"):  # set by bench/record.sh
+        command = f"{os.environ['BERTH_BENCH_VIA']} (which ran {command} in a clean clone)"
     # Byte-compile berth first (see scripts/setup.sh): with PYTHONDONTWRITEBYTECODE set, sources
     # edited since the last setup would otherwise be compiled again on every command.
     subprocess.run([sys.executable, "-m", "compileall", "-q", "-j0", str(HERE.parent / "src")], check=True)
