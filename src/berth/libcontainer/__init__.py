@@ -24,9 +24,12 @@ container's file system: mount order, devices, pivot_root, masked/read-only path
 ``executable`` (PATH lookup with runc's text), ``init`` (the child's linear program),
 ``process`` (fork, PID namespace, sync pipes), ``cgroups`` (v1/hybrid/v2), ``devicefilter`` (v2 device rules as eBPF), ``failure``
 (ContainerInitError on the wire), ``runtime`` (``berth-runtime``, the OCI CLI), ``testing`` (a
-busybox rootfs and a Docker-like spec for tests).
+busybox rootfs and a Docker-like spec for tests),
 
-Not done: user namespaces, AppArmor/SELinux, OCI hooks, systemd cgroup paths.
+``hooks`` (OCI hooks for berth-runtime).
+
+Not done: user namespaces, AppArmor/SELinux, the in-container hook phases (createContainer,
+startContainer), systemd cgroup paths.
 """
 
 from berth.libcontainer.failure import ContainerInitError
