@@ -22,11 +22,10 @@ container's file system: mount order, devices, pivot_root, masked/read-only path
 ``cgroup_mount`` (OCI's "cgroup" mount type), ``capabilities`` (names, DEFAULT_CAPS),
 ``seccomp`` (libseccomp-compiled BPF, DEFAULT_PROFILE), ``stdio`` (fds, the console pty),
 ``executable`` (PATH lookup with runc's text), ``init`` (the child's linear program),
-``process`` (fork, PID namespace, sync pipes), ``cgroups`` (v1/hybrid/v2), ``devicefilter`` (v2 device rules as eBPF), ``failure``
-(ContainerInitError on the wire), ``runtime`` (``berth-runtime``, the OCI CLI), ``testing`` (a
-busybox rootfs and a Docker-like spec for tests),
-
-``hooks`` (OCI hooks for berth-runtime).
+``process`` (fork, PID namespace, sync pipes), ``cgroups`` (v1/hybrid/v2), ``devicefilter``
+(v2 device rules as eBPF), ``failure`` (ContainerInitError on the wire), ``runtime``
+(``berth-runtime``, the OCI CLI) and ``hooks`` (its OCI hooks), ``testing`` (a busybox rootfs
+and a Docker-like spec for tests).
 
 Not done: user namespaces, AppArmor/SELinux, the in-container hook phases (createContainer,
 startContainer), systemd cgroup paths.
