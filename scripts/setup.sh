@@ -39,6 +39,14 @@ fi
 pkgs=(busybox-static runc nftables iproute2 util-linux)
 [ "$with_reference" = 1 ] && pkgs+=(docker.io)
 
+python=${PYTHON:-python3}
+if ! command -v "$python" >/dev/null; then
+    pkgs+=(python3 python3-venv)
+    python=/usr/bin/python3
+elif ! "$python" -c 'import ensurepip, venv' 2>/dev/null; then
+    pkgs+=(python3-venv)   # Debian's python3 creates venvs only with python3-venv
+fi
+
 missing=()
 for p in "${pkgs[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -66,7 +74,10 @@ fi
 
 # --- the virtualenv at the repository root --------------------------------------------------------
 venv="$repo/.venv"
-python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    echo "setup.sh: berth needs Python >= 3.11; $python is $("$python" --version 2>&1)" >&2
+    exit 1
+fi
 if [ ! -x "$venv/bin/python" ]; then
     log "creating $venv"
     quiet "$python" -m venv "$venv"
