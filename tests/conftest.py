@@ -64,6 +64,7 @@ def _missing_prerequisite(tier: str) -> str | None:
 
 
 _MISSING = pytest.StashKey[str]()
+_DAEMONS = pytest.StashKey[list[harness.Daemon]]()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -99,13 +100,28 @@ def _fail_in_ci_else_skip(reason: str) -> None:
     pytest.skip(reason)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test's report carries the tail of each daemon's log (shown under the failure)."""
+    report = yield
+    if report.failed and report.when in ("setup", "call"):
+        for d in item.stash.get(_DAEMONS, []):
+            report.sections.append((f"{d.name}d log ({d.root})", d.log_tail(80)))
+    return report
+
+
+def _track(request: pytest.FixtureRequest, d: harness.Daemon) -> None:
+    request.node.stash.setdefault(_DAEMONS, []).append(d)
+
+
 @pytest.fixture
-def berthd_factory() -> Iterator[Callable[..., harness.Berthd]]:
+def berthd_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., harness.Berthd]]:
     made: list[harness.Berthd] = []
 
     def make(start: bool = True, **kwargs: Any) -> harness.Berthd:
         d = harness.Berthd.create(**kwargs)
         made.append(d)
+        _track(request, d)
         if start:
             d.start()
         return d
@@ -126,7 +142,7 @@ def berthd(berthd_factory: Callable[..., harness.Berthd]) -> harness.Berthd:
 
 
 @pytest.fixture
-def dockerd_factory() -> Iterator[Callable[..., harness.Dockerd]]:
+def dockerd_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., harness.Dockerd]]:
     """make(start=True, extra_args=()) -> the reference dockerd (conformance tests)."""
     made: list[harness.Dockerd] = []
 
@@ -138,6 +154,7 @@ def dockerd_factory() -> Iterator[Callable[..., harness.Dockerd]]:
             )
         d = harness.Dockerd.create(executable=exe, **kwargs)
         made.append(d)
+        _track(request, d)
         if start:
             d.start()
         return d

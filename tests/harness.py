@@ -344,7 +344,7 @@ class Daemon:
     @property
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        for var in ("DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"):
+        for var in ("DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_API_VERSION"):
             env.pop(var, None)
         env.update(DOCKER_HOST=self.host, BERTH_HOST=self.host, DOCKER_CONFIG=str(self.docker_config))
         return env
