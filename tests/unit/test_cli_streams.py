@@ -130,3 +130,29 @@ def test_parse_detach_keys():
     assert parse_detach_keys("ctrl-[") == b"\x1b"
     with pytest.raises(InvalidParameter):
         parse_detach_keys("ctrl-ab")
+
+
+def test_duplex_ends_with_output_even_if_stdin_is_never_read():
+    ours, theirs = socket.socketpair()
+    r, w = os.pipe()
+    got = []
+
+    def feeder():
+        try:
+            with os.fdopen(w, "wb") as fh:
+                fh.write(b"z" * (8 << 20))
+        except BrokenPipeError:
+            pass  # duplex returned and its reader end was closed: expected
+
+    t = threading.Thread(target=feeder, daemon=True)
+    t.start()
+    theirs.sendall(b"bye")
+    theirs.shutdown(socket.SHUT_WR)  # output over; stdin is never read
+    try:
+        assert duplex(RawStream(ours), r, got.append) is True
+        assert b"".join(got) == b"bye"
+    finally:
+        os.close(r)
+        ours.close()
+        theirs.close()
+        t.join(5)

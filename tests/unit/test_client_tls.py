@@ -151,3 +151,52 @@ def test_hijacked_stdin_half_closes_over_tls(capsys, certs, monkeypatch):
     assert (code, err) == (0, "early\n")
     assert got["stdin"] == b"typed input\n"
     assert out == "after eof: typed input\n"
+
+
+def test_daemon_that_stops_reading_stdin_cannot_block_output_over_tls(capsys, certs, monkeypatch):
+    """Output ends the session even while megabytes of stdin are still unsent."""
+    import os
+    import threading
+
+    from berth.client.stdcopy import frame
+
+    eid = "e" * 64
+
+    def tls_handler(req, reply):
+        if req.route == "/_ping":
+            return reply.send(200, b"OK")
+        if req.route == "/containers/web/json":
+            return reply.json(200, {"Id": "c"})
+        if req.route == "/containers/web/exec":
+            return reply.json(201, {"Id": eid})
+        if req.route == f"/exec/{eid}/start":
+            sock = reply.upgrade()
+            sock.sendall(frame(1, b"bye\n"))  # never reads stdin
+            import time
+
+            time.sleep(0.3)
+            sock.close()
+            return None
+        return reply.json(200, {"Running": False, "ExitCode": 0})
+
+    monkeypatch.delenv("BERTH_TLS_VERIFY", raising=False)
+    r, w = os.pipe()
+
+    def feeder():
+        try:
+            with os.fdopen(w, "wb") as fh:
+                fh.write(b"z" * (8 << 20))
+        except BrokenPipeError:
+            pass  # the CLI finished and closed its end: expected
+
+    t = threading.Thread(target=feeder, daemon=True)
+    t.start()
+    stdin = os.fdopen(r, "rb")
+    monkeypatch.setattr("sys.stdin", stdin)
+    try:
+        with FakeDaemon("unused", tls_handler, tcp=True, ssl_context=server_context(certs)) as daemon:
+            code = main(["--tls", "-H", daemon.url, "exec", "-i", "web", "cat"])
+    finally:
+        stdin.close()
+    out, _ = capsys.readouterr()
+    assert (code, out) == (0, "bye\n")

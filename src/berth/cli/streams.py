@@ -53,6 +53,7 @@ def duplex(
     limit = 1 << 16
     outgoing = bytearray()
     stdin_open = stdin_fd >= 0
+    half_closed = not stdin_open  # without stdin the caller half-closed right after the 101
     sock_fd = raw.fileno()
     raw.setblocking(False)
     try:
@@ -60,12 +61,20 @@ def duplex(
             rlist = [sock_fd]
             if stdin_open and len(outgoing) < limit:
                 rlist.append(stdin_fd)
-            wlist = [sock_fd] if outgoing else []
+            wlist = [sock_fd] if outgoing or raw.write_pending() else []
             readable, writable, _ = select.select(rlist, wlist, [], 0 if raw.buffered() else None)
-            if writable and outgoing:
-                del outgoing[: raw.send_some(outgoing)]
-                if not outgoing and not stdin_open:
+            if writable:
+                try:
+                    del outgoing[: raw.send_some(outgoing)]  # an empty send flushes a TLS backlog
+                except (BrokenPipeError, ConnectionResetError):
+                    # the daemon stopped taking input; its output (what we are here for) may
+                    # still be buffered for us, so stop sending and keep reading
+                    outgoing.clear()
+                    stdin_open = False
+                    half_closed = True
+                if not outgoing and not stdin_open and not half_closed:
                     raw.close_write()
+                    half_closed = True
             if stdin_fd in readable:
                 try:
                     data = os.read(stdin_fd, 32768)
@@ -80,8 +89,9 @@ def duplex(
                     outgoing += data
                 else:
                     stdin_open = False
-                    if not outgoing:
+                    if not outgoing and not half_closed:
                         raw.close_write()
+                        half_closed = True
             if sock_fd in readable or raw.buffered():
                 try:
                     chunk = raw.recv_some()

@@ -277,6 +277,10 @@ class RawStream:
     def setblocking(self, flag: bool) -> None:
         self.sock.setblocking(flag)
 
+    def write_pending(self) -> bool:
+        """Bytes accepted but not yet on the wire (TLS ciphertext backlog)."""
+        return self.tls and bool(self.sock.write_pending())
+
     def buffered(self) -> bool:
         return bool(self.pending) or (self.tls and self.sock.pending() > 0)
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from berth.client.transport import Endpoint
 
 _READ = 65536
+_DONTWAIT = 0x40  # MSG_DONTWAIT on Linux, without importing socket
 
 
 class TLSSocket:
@@ -38,6 +39,7 @@ class TLSSocket:
         self.outgoing = ssl.MemoryBIO()
         self.obj = ctx.wrap_bio(self.incoming, self.outgoing, server_hostname=server_hostname)
         self.plain = bytearray()  # decrypted bytes taken ahead of the reader (close_write)
+        self.backlog = bytearray()  # ciphertext not yet accepted by the socket (non-blocking)
         self.eof = False
         self.write_closed = False
         self.blocking = True
@@ -54,9 +56,26 @@ class TLSSocket:
     # -- ciphertext side --------------------------------------------------------------------
 
     def _flush(self) -> None:
-        data = self.outgoing.read()
-        if data:
-            self.sock.sendall(data)
+        self.backlog += self.outgoing.read()
+        if not self.backlog:
+            return
+        if self.blocking:
+            self.sock.sendall(self.backlog)
+            self.backlog.clear()
+            return
+        try:
+            sent = self.sock.send(self.backlog, _DONTWAIT)
+        except BlockingIOError:
+            return
+        del self.backlog[:sent]
+
+    def _flush_quietly(self) -> None:
+        """Flush while reading: a daemon that stopped reading from us must not stop us from
+        reading what it sent (a broken write side is reported by the next send)."""
+        try:
+            self._flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.backlog.clear()
 
     def _fill(self) -> bool:
         data = self.sock.recv(_READ)
@@ -96,10 +115,10 @@ class TLSSocket:
                 return data
             try:
                 data = self.obj.read(n)
-                self._flush()
+                self._flush_quietly()
                 return data
             except ssl.SSLWantReadError:
-                self._flush()
+                self._flush_quietly()
                 if self.eof:
                     return b""
                 if not self.blocking and not self._readable_now():
@@ -114,8 +133,21 @@ class TLSSocket:
             self._flush()
 
     def send(self, data: bytes | bytearray) -> int:
-        self.sendall(data)
+        """Non-blocking mode: take ``data`` only when earlier ciphertext has left (else 0), so
+        a daemon that stops reading stdin never blocks us from reading its output."""
+        if self.blocking:
+            self.sendall(data)
+            return len(data)
+        self._flush()
+        if self.backlog:
+            return 0
+        if data:
+            self.obj.write(bytes(data))
+            self._flush()
         return len(data)
+
+    def write_pending(self) -> bool:
+        return bool(self.backlog)
 
     def close_write(self) -> None:
         """close_notify without losing output already received (see the module docstring)."""
