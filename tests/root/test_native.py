@@ -613,6 +613,7 @@ def test_many_containers_at_once(env: Env) -> None:
         driver = NativeDriver(env.exec_root, env.cgroup_parent)
         await driver.startup()
         try:
+
             async def one(i: int) -> tuple[int, bytes]:
                 req = env.request(["sh", "-c", f"echo {i}; exit {i % 4}"])
                 handle = await driver.create(req)
@@ -643,6 +644,32 @@ def test_sigterm_to_the_monitor_stops_the_container_and_records_it(env: Env) -> 
             status = await handle.wait()
             assert status.exit_code == 137 and status.error == "monitor stopped by SIGTERM"
             assert not os.path.exists(f"/proc/{handle.pid}")  # killed and reaped, not orphaned
+            await driver.cleanup(req.id)
+        finally:
+            await driver.shutdown()
+
+    run(scenario())
+
+
+def test_log_rotation_through_the_monitor(env: Env) -> None:
+    async def scenario() -> None:
+        driver = NativeDriver(env.exec_root, env.cgroup_parent)
+        await driver.startup()
+        try:
+            req = env.request(["sh", "-c", "i=0; while [ $i -lt 200 ]; do echo line $i; i=$((i+1)); done"])
+            req = CreateRequest(**{**req.__dict__, "log_max_size": 2000, "log_max_files": 3})
+            handle = await driver.create(req)
+            await handle.start()
+            assert (await handle.wait()).exit_code == 0
+            assert req.log_path is not None
+            names = sorted(p.name for p in req.log_path.parent.glob("json.log*"))
+            assert names == ["json.log", "json.log.1", "json.log.2"]
+            assert all(p.stat().st_size <= 2000 for p in req.log_path.parent.glob("json.log*"))
+            records = [r.data async for r in read_logs(req.log_path)]
+            assert records[-1] == b"line 199\n" and len(records) < 200
+            numbers = [int(r.split()[1]) for r in records]
+            assert numbers == list(range(numbers[0], 200))  # contiguous: nothing lost inside the kept files
+            assert [r.data async for r in read_logs(req.log_path, tail=2)] == [b"line 198\n", b"line 199\n"]
             await driver.cleanup(req.id)
         finally:
             await driver.shutdown()

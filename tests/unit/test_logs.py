@@ -146,3 +146,65 @@ def test_reader_follows_until_stopped(tmp_path: Path) -> None:
     assert asyncio.run(scenario()) == [b"before\n", b"after\n", b"partial\n", b"last\n"]
     assert time.monotonic() - t0 < 5
     w.close()
+
+
+def test_since_until_as_decimal_are_exact(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    path = tmp_path / "c-json.log"
+    write_log(path, [("stdout", "a\n", BASE + 1), ("stdout", "b\n", BASE + 2), ("stdout", "c\n", BASE + 3)])
+    exact = Decimal("1795840368.000000002")
+    assert [r.data for r in read_records(path, since=exact)] == [b"b\n", b"c\n"]
+    assert [r.data for r in read_records(path, until=exact)] == [b"a\n", b"b\n"]
+
+
+def test_writer_rotates_at_max_size_and_keeps_max_files(tmp_path: Path) -> None:
+    path = tmp_path / "c-json.log"
+    record = len(encode_record("stdout", b"line 00\n", BASE))
+    w = LogWriter(str(path), max_size=3 * record, max_files=3)
+    for i in range(10):
+        w.write(1, f"line {i:02d}\n".encode())
+    w.close()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["c-json.log", "c-json.log.1", "c-json.log.2"]
+    assert all(p.stat().st_size <= 3 * record for p in tmp_path.iterdir())
+    # 10 written into at most 3 files of 3 records: the oldest 3 were rotated away
+    assert [r.data for r in read_records(path)] == [f"line {i:02d}\n".encode() for i in range(3, 10)]
+    assert [r.data for r in read_records(path, tail=5)] == [f"line {i:02d}\n".encode() for i in range(5, 10)]
+    assert [r.data for r in read_records(path, tail=100)][0] == b"line 03\n"
+
+
+def test_writer_with_one_file_truncates(tmp_path: Path) -> None:
+    path = tmp_path / "c-json.log"
+    record = len(encode_record("stdout", b"x\n", BASE))
+    w = LogWriter(str(path), max_size=2 * record, max_files=1)
+    for _ in range(5):
+        w.write(1, b"x\n")
+    w.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["c-json.log"]
+    assert len(read_records(path)) == 1
+
+
+def test_follow_across_a_rotation(tmp_path: Path) -> None:
+    path = tmp_path / "c-json.log"
+    record = len(encode_record("stdout", b"n 0\n", BASE))
+    w = LogWriter(str(path), max_size=2 * record, max_files=2)
+
+    async def scenario() -> list[bytes]:
+        stop = asyncio.Event()
+        got: list[bytes] = []
+
+        async def consume() -> None:
+            async for rec in read_logs(path, follow=True, stop=stop, poll_interval=0.01):
+                got.append(rec.data)
+
+        task = asyncio.create_task(consume())
+        for i in range(6):  # rotates twice while the reader follows
+            w.write(1, f"n {i}\n".encode())
+            await asyncio.sleep(0.03)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        return got
+
+    assert asyncio.run(scenario()) == [f"n {i}\n".encode() for i in range(6)]
+    w.close()

@@ -24,6 +24,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from decimal import Decimal
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import TYPE_CHECKING
 
@@ -76,13 +77,22 @@ def encode_record(stream: str, data: bytes, ns: int) -> bytes:
 
 
 class LogWriter:
-    """Appends container output to a json-file log; used by the monitor (no asyncio)."""
+    """Appends container output to a json-file log; used by the monitor (no asyncio).
 
-    __slots__ = ("_fd", "_partial", "path")
+    ``max_size`` (bytes, 0 = unbounded) and ``max_files`` are json-file's ``max-size`` and
+    ``max-file``: before a write would take the file past ``max_size`` it is rotated
+    (``log.1`` -> ``log.2`` ..., ``log`` -> ``log.1``, at most ``max_files`` files in all;
+    with ``max_files`` 1 the file is emptied instead).
+    """
 
-    def __init__(self, path: str) -> None:
+    __slots__ = ("_fd", "_partial", "path", "max_size", "max_files", "_size")
+
+    def __init__(self, path: str, max_size: int = 0, max_files: int = 1) -> None:
         self.path = path
+        self.max_size = max_size
+        self.max_files = max(1, max_files)
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self._size = os.fstat(self._fd).st_size
         self._partial: dict[int, bytes] = {1: b"", 2: b""}
 
     def write(self, stream: int, data: bytes) -> None:
@@ -107,7 +117,7 @@ class LogWriter:
             start += PARTIAL_MAX
         self._partial[stream] = buf[start:]
         if out:
-            self._append(b"".join(out))
+            self._append(out)
 
     def flush_partial(self) -> None:
         """Write the lines still open as records without a newline (at container exit)."""
@@ -115,17 +125,49 @@ class LogWriter:
         out = [encode_record(STREAM_NAMES[s], d, ns) for s, d in self._partial.items() if d]
         self._partial = {1: b"", 2: b""}
         if out:
-            self._append(b"".join(out))
+            self._append(out)
 
     def close(self) -> None:
         self.flush_partial()
         os.close(self._fd)
 
-    def _append(self, data: bytes) -> None:
+    def _append(self, records: list[bytes]) -> None:
+        if self.max_size:
+            # record by record, so that each file ends at a record boundary below max_size
+            batch: list[bytes] = []
+            size = self._size
+            for rec in records:
+                if size and size + len(rec) > self.max_size:
+                    self._write_all(b"".join(batch))
+                    batch = []
+                    self._rotate()
+                    size = 0
+                batch.append(rec)
+                size += len(rec)
+            records = batch
+        self._write_all(b"".join(records))
+
+    def _write_all(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
             n = os.write(self._fd, view)
             view = view[n:]
+        self._size += len(data)
+
+    def _rotate(self) -> None:
+        os.close(self._fd)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        if self.max_files > 1:
+            for i in range(self.max_files - 1, 1, -1):
+                try:
+                    os.rename(f"{self.path}.{i - 1}", f"{self.path}.{i}")
+                except FileNotFoundError:
+                    pass  # fewer rotated files than allowed so far
+            os.rename(self.path, f"{self.path}.1")
+        else:
+            flags |= os.O_TRUNC
+        self._fd = os.open(self.path, flags, 0o640)
+        self._size = 0
 
 
 @dataclass(frozen=True)
@@ -151,60 +193,113 @@ def parse_record(line: bytes) -> tuple[int, bytes, int] | None:
         return None
 
 
-def _tail_offset(fd: int, size: int, tail: int, block: int = 64 * 1024) -> int:
-    """Offset of the start of the last ``tail`` complete lines of the file (size ``size``)."""
-    if tail <= 0:
-        return size
+def _tail_offset(fd: int, size: int, tail: int, block: int = 64 * 1024) -> tuple[int, int]:
+    """Where the last ``tail`` complete lines of the file start, and how many lines that is
+    (fewer than ``tail`` when the file holds fewer: the rest is in older files). Bytes after
+    the last newline are a line still being written and do not count."""
+    if tail <= 0 or size == 0:
+        return size, 0
     pos = size
-    # a file normally ends with "\n"; that final newline does not start a line
-    wanted = tail + 1 if size and os.pread(fd, 1, size - 1) == b"\n" else tail
-    found = 0
+    found = 0  # newlines seen from the end; the (tail + 1)-th precedes the first wanted line
     while pos > 0:
         start = max(0, pos - block)
         chunk = os.pread(fd, pos - start, start)
         idx = len(chunk)
-        while True:
-            idx = chunk.rfind(b"\n", 0, idx)
-            if idx < 0:
-                break
+        while (idx := chunk.rfind(b"\n", 0, idx)) >= 0:
             found += 1
-            if found == wanted:
-                return start + idx + 1
+            if found == tail + 1:
+                return start + idx + 1, tail
         pos = start
-    return 0
+    return 0, found
+
+
+def log_files(path: str | os.PathLike[str]) -> list[str]:
+    """The log and its rotated predecessors, oldest first (``log.N`` ... ``log.1``, ``log``)."""
+    base = os.fspath(path)
+    rotated = []
+    i = 1
+    while os.path.exists(f"{base}.{i}"):
+        rotated.append(f"{base}.{i}")
+        i += 1
+    return [*reversed(rotated), base]
+
+
+def _to_ns(value: float | Decimal | None) -> int | None:
+    """Unix seconds (a float, or a Decimal for exact nanoseconds) as nanoseconds; 0/None = none."""
+    if not value:
+        return None
+    exact = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    return int(exact * 1_000_000_000)
 
 
 async def read_logs(
     path: str | os.PathLike[str],
     tail: int | None = None,
-    since: float | None = None,
-    until: float | None = None,
+    since: float | Decimal | None = None,
+    until: float | Decimal | None = None,
     follow: bool = False,
     timestamps: bool = False,
     stop: asyncio.Event | None = None,
     poll_interval: float = 0.05,
 ) -> AsyncIterator[LogRecord]:
-    """Yield the records of a json-file log.
+    """Yield the records of a json-file log, its rotated files (``path.N`` ... ``path.1``) first.
 
-    ``tail`` None or negative = all; ``since``/``until`` are Unix seconds (``until`` ends the
-    stream, even when following). With ``follow`` the reader polls for appended records every
-    ``poll_interval`` seconds until ``stop`` is set (required with ``follow``), then reads what
-    was appended up to that moment and returns. A missing file yields nothing.
+    ``tail`` None or negative = all; ``since``/``until`` are Unix seconds, inclusive (a Decimal
+    keeps nanoseconds exact; ``until`` ends the stream, even when following). With ``follow`` the
+    reader polls for appended records every ``poll_interval`` seconds, following the file across
+    rotations, until ``stop`` is set (required with ``follow``), then reads what was appended up
+    to that moment and returns. A missing file yields nothing.
     """
-    import asyncio
-
     if follow and stop is None:
         raise ValueError("read logs: follow needs a stop event")
-    since_ns = int(since * 1_000_000_000) if since else None
-    until_ns = int(until * 1_000_000_000) if until else None
+    since_ns, until_ns = _to_ns(since), _to_ns(until)
+    files = log_files(path)
+    fds: list[int] = []
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return
+        for name in files:
+            try:
+                fds.append(os.open(name, os.O_RDONLY | os.O_CLOEXEC))
+            except FileNotFoundError:
+                fds.append(-1)  # rotated away meanwhile, or no log yet
+        # where to start in each file: all of it, or the last `tail` lines across the files
+        starts = [0] * len(fds)
+        if tail is not None and tail >= 0:
+            left = tail
+            for i in range(len(fds) - 1, -1, -1):
+                size = os.fstat(fds[i]).st_size if fds[i] >= 0 else 0
+                if left <= 0:
+                    starts[i] = size
+                    continue
+                starts[i], got = _tail_offset(fds[i], size, left) if fds[i] >= 0 else (0, 0)
+                left -= got
+        current = len(fds) - 1
+        for i, fd in enumerate(fds):
+            if fd < 0:
+                continue
+            last = i == current
+            async for rec in _read_file(fd, starts[i], since_ns, until_ns, timestamps,
+                                        path if last and follow else None, stop, poll_interval):
+                if rec is None:
+                    return  # past `until`
+                yield rec
+    finally:
+        for fd in fds:
+            if fd >= 0:
+                os.close(fd)
+
+
+async def _read_file(
+    fd: int, offset: int, since_ns: int | None, until_ns: int | None, timestamps: bool,
+    follow_path: str | os.PathLike[str] | None, stop: asyncio.Event | None, poll_interval: float,
+) -> AsyncIterator[LogRecord | None]:
+    """Records of one file from ``offset``; ``None`` once past ``until``. With ``follow_path``,
+    keep polling, and move to a new file at that path when the writer rotates this one."""
+    import asyncio
+
+    pending = b""
+    follow = follow_path is not None
+    opened: list[int] = []
     try:
-        size = os.fstat(fd).st_size
-        offset = 0 if tail is None or tail < 0 else _tail_offset(fd, size, tail)
-        pending = b""
         while True:
             chunk = os.pread(fd, 256 * 1024, offset)
             if chunk:
@@ -220,6 +315,7 @@ async def read_logs(
                     if since_ns is not None and ns < since_ns:
                         continue
                     if until_ns is not None and ns > until_ns:
+                        yield None
                         return
                     if timestamps:
                         payload = format_time(ns).encode() + b" " + payload
@@ -227,7 +323,16 @@ async def read_logs(
                 continue
             if not follow:
                 return
-            assert stop is not None
+            assert stop is not None and follow_path is not None
+            try:
+                if os.stat(follow_path).st_ino != os.fstat(fd).st_ino:
+                    # rotated: this file is complete (read to its end above); go on in the new one
+                    fd = os.open(follow_path, os.O_RDONLY | os.O_CLOEXEC)
+                    opened.append(fd)
+                    offset, pending = 0, b""
+                    continue
+            except FileNotFoundError:
+                pass  # between the writer's rename and its new file: look again next round
             if stop.is_set():
                 # one more read after the stop: the writer appended its last records before
                 # the exit that set the event
@@ -238,4 +343,5 @@ async def read_logs(
             except TimeoutError:
                 pass
     finally:
-        os.close(fd)
+        for extra in opened:
+            os.close(extra)

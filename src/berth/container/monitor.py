@@ -116,7 +116,8 @@ class Monitor:
             pass
         stdio, self.init, child_fds = make_stdio(bool(req.get("tty")), bool(req.get("open_stdin")))
         if req.get("log_path"):
-            self.init.log = LogWriter(req["log_path"])
+            self.init.log = LogWriter(req["log_path"], int(req.get("log_max_size") or 0),
+                                      int(req.get("log_max_files") or 1))
         try:
             helper = Helper(lambda res_w, go_r: helper_create(req, body, stdio, res_w, go_r))
         finally:

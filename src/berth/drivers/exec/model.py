@@ -30,6 +30,8 @@ class CreateRequest:
     tty: bool = False
     open_stdin: bool = False
     log_path: Path | None = None
+    log_max_size: int = 0  # json-file max-size in bytes (0 = unbounded)
+    log_max_files: int = 1  # json-file max-file
 
 
 @dataclass(frozen=True)

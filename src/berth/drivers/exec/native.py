@@ -165,6 +165,8 @@ class NativeDriver:
             "tty": req.tty,
             "open_stdin": req.open_stdin,
             "log_path": str(req.log_path) if req.log_path else "",
+            "log_max_size": req.log_max_size,
+            "log_max_files": req.log_max_files,
         }
         # the body travels as a second frame: only the monitor's short-lived helper parses it
         body = {
