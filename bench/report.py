@@ -154,6 +154,45 @@ Options: `--rounds N`, `--ps-containers N`, `--mem-containers N`, `--no-write` (
 """
 
 
+# (row, description, limit): berth's median must be at most `limit`, in the row's unit
+TARGETS = [
+    (
+        "mem_pss",
+        "monitor PSS per container ≤ containerd-shim's 2.5 MB (ARCHITECTURE.md; aim: conmon's 0.35 MB)",
+        2.5,
+    ),
+    ("berth_ps", "`berth ps` on an empty daemon ≤ 60 ms", 60.0),
+]
+
+
+def targets(results: dict[str, dict[str, Series]]) -> list[str]:
+    lines = []
+    for key, text, limit in TARGETS:
+        s = results.get(key, {}).get("berth")
+        if s is None or not s.ok:
+            verdict = "not measured"
+        else:
+            verdict = f"{'met' if s.median <= limit else 'NOT met'}: {s.median:.2f} {s.unit}"
+        lines.append(f"- {text}: {verdict}")
+    slower = [
+        label.format(ps_containers="N", mem_containers="N").lstrip(" ↳")
+        for key, label in ROWS
+        if key in results
+        and key != "throughput"
+        and all(results[key].get(n, Series("ms")).ok for n in ("berth", "dockerd"))
+        and results[key]["berth"].median > results[key]["dockerd"].median
+    ]
+    if slower:
+        lines.append("- rows where berth's median is above dockerd's: " + "; ".join(slower))
+    tp = results.get("throughput", {})
+    if (
+        all(tp.get(n, Series("/s")).ok for n in ("berth", "dockerd"))
+        and tp["berth"].median < tp["dockerd"].median
+    ):
+        lines.append("- throughput: berth's runs per second are below dockerd's")
+    return lines
+
+
 def render(
     results: dict[str, dict[str, Series]],
     plan: Any,
@@ -171,7 +210,7 @@ def render(
     out.append(f"- date: {when}")
     for k, v in mach.items():
         out.append(f"- {k}: {v}")
-    out += ["", table(results, plan), ""]
+    out += ["", table(results, plan), "", "Targets:", ""] + targets(results) + [""]
     labels = dict(ROWS)
     by_error: dict[str, list[str]] = {}
     for key in labels:
