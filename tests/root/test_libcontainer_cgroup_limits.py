@@ -253,3 +253,21 @@ def test_exec_into_a_paused_container_is_refused_not_hung(rootfs: Path, cgroup: 
         os.kill(init.pid, signal.SIGKILL)
         os.waitpid(init.pid, 0)
         os.close(null)
+
+
+def test_stats_of_a_running_container(rootfs: Path, cgroup: Cgroup):
+    cgroup.create(Resources(memory=32 << 20, pids_limit=9))
+    null = os.open("/dev/null", os.O_RDWR)
+    init = create(docker_like_spec(str(rootfs), ["sleep", "30"]), [], Stdio(null, null, null), cgroup)
+    os.close(null)
+    try:
+        init.start()
+        st = cgroup.stats()
+        assert st.pids_current == 1 and st.pids_limit == 9
+        assert st.memory_limit == 32 << 20
+        assert st.memory_usage is not None and 0 < st.memory_usage < 32 << 20
+        assert st.cpu_usage_ns is not None and st.cpu_usage_ns > 0
+        assert dict(st.memory_stat)
+    finally:
+        os.kill(init.pid, signal.SIGKILL)
+        os.waitpid(init.pid, 0)

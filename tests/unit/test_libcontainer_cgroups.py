@@ -134,3 +134,30 @@ def test_bad_names_are_refused(tmp_path: Path):
     for name in ("", "/", "a/../b"):
         with pytest.raises(ValueError):
             Cgroup(name, root=tmp_path)
+
+
+def test_stats_v1(v1: Path):
+    cg = Cgroup("c8", root=v1)
+    cg.create(Resources(pids_limit=20))
+    leaf = "c8"
+    (v1 / "memory" / leaf / "memory.usage_in_bytes").write_text("4096\n")
+    (v1 / "memory" / leaf / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    (v1 / "memory" / leaf / "memory.stat").write_text("cache 10\nrss 20\n")
+    (v1 / "cpuacct" / leaf / "cpuacct.usage").write_text("123456789\n")
+    (v1 / "pids" / leaf / "pids.current").write_text("3\n")
+    st = cg.stats()
+    assert (st.cpu_usage_ns, st.memory_usage, st.memory_limit) == (123456789, 4096, None)  # unlimited
+    assert dict(st.memory_stat) == {"cache": 10, "rss": 20}
+    assert (st.pids_current, st.pids_limit) == (3, 20)
+
+
+def test_stats_v2(v2: Path):
+    cg = Cgroup("c3", root=v2)
+    cg.create(Resources(memory=1 << 20))
+    leaf = v2 / "c3"
+    (leaf / "cpu.stat").write_text("usage_usec 1500\nuser_usec 1000\n")
+    (leaf / "memory.current").write_text("8192\n")
+    (leaf / "pids.current").write_text("1\n")
+    st = cg.stats()
+    assert (st.cpu_usage_ns, st.memory_usage, st.memory_limit) == (1_500_000, 8192, 1 << 20)
+    assert (st.pids_current, st.pids_limit) == (1, None)  # no pids.max written: unlimited

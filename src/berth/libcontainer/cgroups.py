@@ -72,6 +72,18 @@ class Resources:
     device_rules: tuple[str, ...] = DEFAULT_DEVICE_RULES
 
 
+@dataclass(frozen=True)
+class Stats:
+    """What ``docker stats`` needs from a cgroup; ``None`` where the kernel says nothing/unlimited."""
+
+    cpu_usage_ns: int | None = None
+    memory_usage: int | None = None
+    memory_limit: int | None = None
+    memory_stat: tuple[tuple[str, int], ...] = ()  # memory.stat, in file order
+    pids_current: int | None = None
+    pids_limit: int | None = None
+
+
 class Cgroup:
     """One container's cgroup, in every hierarchy the host mounts under ``root``."""
 
@@ -111,6 +123,8 @@ class Cgroup:
 
     def _dir(self, ctrl: str) -> Path | None:
         base = self._hierarchies().get(ctrl)
+        if base is None and not self.v2 and (self.root / ctrl / "cgroup.procs").exists():
+            base = self.root / ctrl  # an alias of a joined hierarchy (cpuacct -> cpu,cpuacct)
         return None if base is None else base / self.name
 
     def paths(self) -> list[Path]:
@@ -269,6 +283,30 @@ class Cgroup:
                 return int(value) > 0
         return False
 
+    def stats(self) -> Stats:
+        """CPU, memory and pids accounting, read from the files (v1 or v2)."""
+        if self.v2:
+            leaf = self.root / self.name
+            cpu = _keyed(_read_quiet(leaf / "cpu.stat")).get("usage_usec")
+            return Stats(
+                cpu_usage_ns=None if cpu is None else cpu * 1000,
+                memory_usage=_number(_read_quiet(leaf / "memory.current")),
+                memory_limit=_number(_read_quiet(leaf / "memory.max")),
+                memory_stat=tuple(_keyed(_read_quiet(leaf / "memory.stat")).items()),
+                pids_current=_number(_read_quiet(leaf / "pids.current")),
+                pids_limit=_number(_read_quiet(leaf / "pids.max")),
+            )
+        mem, cpuacct, pids = self._dir("memory"), self._dir("cpuacct"), self._dir("pids")
+        limit = _number(_read_quiet(mem / "memory.limit_in_bytes")) if mem else None
+        return Stats(
+            cpu_usage_ns=_number(_read_quiet(cpuacct / "cpuacct.usage")) if cpuacct else None,
+            memory_usage=_number(_read_quiet(mem / "memory.usage_in_bytes")) if mem else None,
+            memory_limit=None if limit is None or limit >= 1 << 62 else limit,  # v1's "unlimited"
+            memory_stat=tuple(_keyed(_read_quiet(mem / "memory.stat")).items()) if mem else (),
+            pids_current=_number(_read_quiet(pids / "pids.current")) if pids else None,
+            pids_limit=_number(_read_quiet(pids / "pids.max")) if pids else None,
+        )
+
     def destroy(self, timeout: float = 5.0) -> None:
         """Kill what is left inside, then remove the leaf directories (idempotent)."""
         deadline = time.monotonic() + timeout
@@ -329,6 +367,22 @@ def _mkdirs(base: Path, name: str, copy: tuple[str, ...]) -> None:
                 value = _read_quiet(parent / fname).strip()
                 if value:
                     _write(here / fname, value)
+
+
+def _number(text: str) -> int | None:
+    """A cgroup number file: ``"123\n"`` -> 123; ``"max"`` or nothing -> None."""
+    text = text.strip()
+    return int(text) if text.isdigit() else None
+
+
+def _keyed(text: str) -> dict[str, int]:
+    """``key value`` lines (memory.stat, cpu.stat) as a dict."""
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if value.strip().isdigit():
+            out[key] = int(value)
+    return out
 
 
 def _read(path: Path) -> str:
