@@ -135,8 +135,19 @@ def test_bootstrap_streams_the_tar_to_import(fake_busybox, monkeypatch, capsys):
 
     path = f"/tmp/bcb-{uuid.uuid4().hex[:10]}.sock"
     with FakeDaemon(path, handler):
-        code = main(["-H", f"unix://{path}", "image", "bootstrap", "busybox", "--busybox", fake_busybox,
-                     "--tag", "bb:test"])
+        code = main(
+            [
+                "-H",
+                f"unix://{path}",
+                "image",
+                "bootstrap",
+                "busybox",
+                "--busybox",
+                fake_busybox,
+                "--tag",
+                "bb:test",
+            ]
+        )
     out, err = capsys.readouterr()
     assert (code, out, err) == (0, "sha256:feedbeef\n", "")
     req = got["req"]
@@ -151,6 +162,8 @@ def test_bootstrap_streams_the_tar_to_import(fake_busybox, monkeypatch, capsys):
 def test_bootstrap_refuses_a_dynamic_busybox_path(tmp_path, capsys):
     from berth.cli.main import main
 
-    code = main(["-H", f"unix://{tmp_path}/none.sock", "image", "bootstrap", "busybox", "--busybox", sys.executable])
+    code = main(
+        ["-H", f"unix://{tmp_path}/none.sock", "image", "bootstrap", "busybox", "--busybox", sys.executable]
+    )
     _, err = capsys.readouterr()
     assert code == 1 and "not a statically linked ELF binary" in err

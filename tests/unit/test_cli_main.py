@@ -493,10 +493,12 @@ def test_pull_renders_progress_without_bars(sock_path, capsys):
             return reply.send(200, b"OK")
         handler.query = req.query
         reply.begin_chunked()
-        for line in (b'{"status":"Pulling from library/busybox","id":"latest"}',
-                     b'{"status":"Downloading","progressDetail":{"current":1,"total":2},"id":"ab57a5e6cdb4"}',
-                     b'{"status":"Pull complete","progressDetail":{},"id":"ab57a5e6cdb4"}',
-                     b'{"status":"Digest: sha256:8c11"}'):
+        for line in (
+            b'{"status":"Pulling from library/busybox","id":"latest"}',
+            b'{"status":"Downloading","progressDetail":{"current":1,"total":2},"id":"ab57a5e6cdb4"}',
+            b'{"status":"Pull complete","progressDetail":{},"id":"ab57a5e6cdb4"}',
+            b'{"status":"Digest: sha256:8c11"}',
+        ):
             reply.chunk(line + b"\r\n")
         return reply.end_chunked()
 
@@ -525,11 +527,25 @@ def test_pull_renders_progress_without_bars(sock_path, capsys):
         (["rename", "web", "web2"], "POST /containers/web/rename", {"name": "web2"}, ""),
         (["rm", "-f", "-v", "web"], "DELETE /containers/web", {"force": "1", "v": "1"}, "web\n"),
         (["start", "web"], "POST /containers/web/start", {}, "web\n"),
-        (["tag", "busybox", "me/bb:v1"], "POST /images/busybox/tag", {"repo": "docker.io/me/bb", "tag": "v1"}, ""),
-        (["tag", "busybox", "127.0.0.1:5000/bb"], "POST /images/busybox/tag",
-         {"repo": "127.0.0.1:5000/bb", "tag": "latest"}, ""),
+        (
+            ["tag", "busybox", "me/bb:v1"],
+            "POST /images/busybox/tag",
+            {"repo": "docker.io/me/bb", "tag": "v1"},
+            "",
+        ),
+        (
+            ["tag", "busybox", "127.0.0.1:5000/bb"],
+            "POST /images/busybox/tag",
+            {"repo": "127.0.0.1:5000/bb", "tag": "latest"},
+            "",
+        ),
         (["rmi", "-f", "me/bb:v1"], "DELETE /images/me/bb:v1", {"force": "1"}, ""),
-        (["images", "-a", "busy*"], "GET /images/json", {"all": "1", "filters": '{"reference":{"busy*":true}}'}, None),
+        (
+            ["images", "-a", "busy*"],
+            "GET /images/json",
+            {"all": "1", "filters": '{"reference":{"busy*":true}}'},
+            None,
+        ),
         (["ps", "-n", "2", "-s"], "GET /containers/json", {"limit": "2", "size": "1"}, None),
         (["ps", "-l"], "GET /containers/json", {"limit": "1"}, None),
         (["top", "web", "aux"], "GET /containers/web/top", {"ps_args": "aux"}, None),
@@ -585,8 +601,11 @@ def test_start_attach_streams_and_exits_with_status(sock_path, capsys):
         code, out, _ = run_main(["start", "-a", "starta"], capsys)
     assert (code, out) == (2, "started\n")
     assert [r for r in daemon.routes() if r != "HEAD /_ping"] == [
-        "GET /containers/starta/json", f"POST /containers/{CID}/attach",
-        f"POST /containers/{CID}/wait", f"POST /containers/{CID}/start"]
+        "GET /containers/starta/json",
+        f"POST /containers/{CID}/attach",
+        f"POST /containers/{CID}/wait",
+        f"POST /containers/{CID}/start",
+    ]
 
 
 def test_exec_interactive_forwards_stdin(sock_path, capsys, monkeypatch):

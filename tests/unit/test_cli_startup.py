@@ -11,9 +11,27 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("asyncio", "argparse", "http.client", "ssl", "typing", "dataclasses", "inspect", "termios",
-         "tty", "urllib.parse", "email", "threading", "subprocess", "socket", "selectors", "tarfile",
-         "berth.cli.template", "decimal", "datetime")
+HEAVY = (
+    "asyncio",
+    "argparse",
+    "http.client",
+    "ssl",
+    "typing",
+    "dataclasses",
+    "inspect",
+    "termios",
+    "tty",
+    "urllib.parse",
+    "email",
+    "threading",
+    "subprocess",
+    "socket",
+    "selectors",
+    "tarfile",
+    "berth.cli.template",
+    "decimal",
+    "datetime",
+)
 
 SCRIPT = """
 import io, json, sys
@@ -26,7 +44,9 @@ real.write(json.dumps({"code": code, "modules": sorted(sys.modules)}))
 
 
 def test_ps_path_imports_nothing_heavy():
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, check=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, check=True, timeout=60
+    )
     result = json.loads(proc.stdout)
     assert result["code"] == 1  # no daemon there
     loaded = set(result["modules"])

@@ -299,5 +299,7 @@ def test_socket_without_permission_says_so(tmp_path, monkeypatch):
             pass
 
     monkeypatch.setattr(transport._socket, "socket", Refusing)
-    with pytest.raises(errors.Forbidden, match="permission denied while trying to connect to the berth daemon socket"):
+    with pytest.raises(
+        errors.Forbidden, match="permission denied while trying to connect to the berth daemon socket"
+    ):
         parse_host(f"unix://{tmp_path}/s.sock").connect()

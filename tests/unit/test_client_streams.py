@@ -80,7 +80,9 @@ def test_parse_host(text, scheme, address):
 
 def test_parse_host_tls_default_port_and_errors():
     assert parse_host("tcp://h", TLSOptions(verify=True)).address == "h:2376"
-    assert parse_host("tcp://h", TLSOptions(verify=True)) == Endpoint("tcp", "h:2376", TLSOptions(verify=True))
+    assert parse_host("tcp://h", TLSOptions(verify=True)) == Endpoint(
+        "tcp", "h:2376", TLSOptions(verify=True)
+    )
     for bad in ("ssh://x", "unix://", "fd://x", "tcp://h:port", "tcp://h:1/path"):
         with pytest.raises(InvalidParameter):
             parse_host(bad)

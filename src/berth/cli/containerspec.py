@@ -77,7 +77,10 @@ CREATE_FLAGS: tuple[Flag, ...] = (
     Flag(("-q", "--quiet"), help="Suppress the pull output"),
     Flag(("--read-only",), help="Mount the container's root filesystem as read only"),
     Flag(("--restart",), "value", "Restart policy to apply when a container exits", default="no"),
-    Flag(("--rm",), help="Automatically remove the container and its associated anonymous volumes when it exits"),
+    Flag(
+        ("--rm",),
+        help="Automatically remove the container and its associated anonymous volumes when it exits",
+    ),
     Flag(("--runtime",), "value", "Runtime to use for this container"),
     Flag(("--security-opt",), "list", "Security Options"),
     Flag(("--shm-size",), "value", "Size of /dev/shm"),
@@ -102,10 +105,22 @@ RUN_FLAGS: tuple[Flag, ...] = (
     Flag(("--sig-proxy",), help="Proxy received signals to the process", default=True),
 )
 
-CREATE_SPEC = Command("create", "berth create [OPTIONS] IMAGE [COMMAND] [ARG...]",
-                      "Create a new container", CREATE_FLAGS, interspersed=False, min_args=1)
-RUN_SPEC = Command("run", "berth run [OPTIONS] IMAGE [COMMAND] [ARG...]",
-                   "Create and run a new container from an image", RUN_FLAGS, interspersed=False, min_args=1)
+CREATE_SPEC = Command(
+    "create",
+    "berth create [OPTIONS] IMAGE [COMMAND] [ARG...]",
+    "Create a new container",
+    CREATE_FLAGS,
+    interspersed=False,
+    min_args=1,
+)
+RUN_SPEC = Command(
+    "run",
+    "berth run [OPTIONS] IMAGE [COMMAND] [ARG...]",
+    "Create and run a new container from an image",
+    RUN_FLAGS,
+    interspersed=False,
+    min_args=1,
+)
 
 
 def parse_run(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
@@ -127,7 +142,9 @@ def build_create_body(
     attach = [a.lower() for a in opts.get("attach") or []]
     for stream in attach:
         if stream not in ("stdin", "stdout", "stderr"):
-            raise InvalidParameter(f"invalid argument \"{stream}\" for \"-a, --attach\" flag: valid streams are STDIN, STDOUT and STDERR")
+            raise InvalidParameter(
+                f'invalid argument "{stream}" for "-a, --attach" flag: valid streams are STDIN, STDOUT and STDERR'
+            )
     if detach and attach:
         raise InvalidParameter("Conflicting options: -a and -d")
     interactive = bool(opts["interactive"])
@@ -182,10 +199,21 @@ def build_create_body(
 
     network = opts["network"] or "default"
     endpoint = {
-        "IPAMConfig": None, "Links": None, "Aliases": opts["network_alias"] or None, "MacAddress": "",
-        "DriverOpts": None, "GwPriority": 0, "NetworkID": "", "EndpointID": "", "Gateway": "",
-        "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0, "DNSNames": None,
+        "IPAMConfig": None,
+        "Links": None,
+        "Aliases": opts["network_alias"] or None,
+        "MacAddress": "",
+        "DriverOpts": None,
+        "GwPriority": 0,
+        "NetworkID": "",
+        "EndpointID": "",
+        "Gateway": "",
+        "IPAddress": "",
+        "IPPrefixLen": 0,
+        "IPv6Gateway": "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "DNSNames": None,
     }
     memory = bytes_size(opts["memory"]) if opts["memory"] else 0
     swap = 0

@@ -51,7 +51,9 @@ class Context:
             )
             hosts = opts.get("host") or []
             host = hosts[-1] if hosts else (self.env.get("BERTH_HOST") or DEFAULT_HOST)
-            self._client = Client(parse_host(host, tls), api_version=self.env.get("BERTH_API_VERSION") or None)
+            self._client = Client(
+                parse_host(host, tls), api_version=self.env.get("BERTH_API_VERSION") or None
+            )
         return self._client
 
     def close(self) -> None:

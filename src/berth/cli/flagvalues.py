@@ -143,9 +143,11 @@ def parse_mount(spec: str) -> dict[str, Any]:
         elif key == "volume-nocopy":
             mount.setdefault("VolumeOptions", {})["NoCopy"] = True
         else:
-            raise InvalidParameter(f"invalid argument \"{spec}\" for \"--mount\" flag: unexpected key '{key}' in '{field}'")
+            raise InvalidParameter(
+                f"invalid argument \"{spec}\" for \"--mount\" flag: unexpected key '{key}' in '{field}'"
+            )
     if not mount.get("Target"):
-        raise InvalidParameter(f"invalid argument \"{spec}\" for \"--mount\" flag: target is required")
+        raise InvalidParameter(f'invalid argument "{spec}" for "--mount" flag: target is required')
     return mount
 
 
@@ -185,5 +187,7 @@ def nano_cpus(text: str) -> int:
     try:
         value = float(text)
     except ValueError:
-        raise InvalidParameter(f'invalid argument "{text}" for "--cpus" flag: failed to parse {text} as a rational number') from None
+        raise InvalidParameter(
+            f'invalid argument "{text}" for "--cpus" flag: failed to parse {text} as a rational number'
+        ) from None
     return int(round(value * 1e9))

@@ -89,8 +89,21 @@ COMMANDS["container"] = {
     **{
         name: COMMANDS[name]
         for name in (
-            "create", "run", "start", "attach", "stop", "kill", "restart", "pause",
-            "unpause", "rename", "wait", "rm", "logs", "exec", "top",
+            "create",
+            "run",
+            "start",
+            "attach",
+            "stop",
+            "kill",
+            "restart",
+            "pause",
+            "unpause",
+            "rename",
+            "wait",
+            "rm",
+            "logs",
+            "exec",
+            "top",
         )
     },
 }
@@ -130,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(entry, dict):
         group = entry
         if not rest or rest[0] in ("--help", "-h"):
-            stdout.write(f"\nUsage:  berth {path} COMMAND\n\nCommands:\n  " + "\n  ".join(sorted(group)) + "\n")
+            stdout.write(
+                f"\nUsage:  berth {path} COMMAND\n\nCommands:\n  " + "\n  ".join(sorted(group)) + "\n"
+            )
             return 0
         entry = group.get(rest[0])
         if entry is None:

@@ -1,11 +1,11 @@
 """Image references as the docker CLI treats them (``distribution/reference``, the parts it uses).
 
-    >>> split_tag("127.0.0.1:5000/bbx:v1"), split_tag("busybox")
-    (('127.0.0.1:5000/bbx', 'v1'), ('busybox', ''))
-    >>> normalize_name("busybox"), normalize_name("me/bb"), normalize_name("127.0.0.1:5000/bb")
-    ('docker.io/library/busybox', 'docker.io/me/bb', '127.0.0.1:5000/bb')
-    >>> familiar_name("docker.io/library/busybox")
-    'busybox'
+>>> split_tag("127.0.0.1:5000/bbx:v1"), split_tag("busybox")
+(('127.0.0.1:5000/bbx', 'v1'), ('busybox', ''))
+>>> normalize_name("busybox"), normalize_name("me/bb"), normalize_name("127.0.0.1:5000/bb")
+('docker.io/library/busybox', 'docker.io/me/bb', '127.0.0.1:5000/bb')
+>>> familiar_name("docker.io/library/busybox")
+'busybox'
 """
 
 from __future__ import annotations

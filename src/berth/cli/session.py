@@ -97,8 +97,12 @@ class Session:
             if self.tty and resize is not None and is_tty(fd_of(self.ctx.stdout)):
                 stop = watch_resize(fd_of(self.ctx.stdout), _quiet(resize))
             try:
-                return duplex(self.raw, self.stdin_fd if self.stdin else -1,
-                              OutputSink(self.ctx.write_bytes, self.tty), keys)
+                return duplex(
+                    self.raw,
+                    self.stdin_fd if self.stdin else -1,
+                    OutputSink(self.ctx.write_bytes, self.tty),
+                    keys,
+                )
             finally:
                 stop()
                 self.raw.close()

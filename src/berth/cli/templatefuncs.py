@@ -85,8 +85,13 @@ def go_json_marshal(value: Any) -> str:
     """Go's json.Marshal: like go_json but HTML characters escaped (row contexts marshal
     themselves with it, so ``{{json .}}`` on a ps/images row shows ``\u003cnone\u003e``)."""
     text = go_json(value)
-    for ch, esc in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e"),
-                    ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+    for ch, esc in (
+        ("&", "\\u0026"),
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
         text = text.replace(ch, esc)
     return text
 
@@ -113,11 +118,15 @@ def _index(item: Any, *keys: Any) -> Any:
             try:
                 item = item[int(key)]
             except (IndexError, ValueError, TypeError):
-                raise InvalidParameter(f"template: executing: error calling index: index out of range: {key}") from None
+                raise InvalidParameter(
+                    f"template: executing: error calling index: index out of range: {key}"
+                ) from None
         elif item is None:
             return None
         else:
-            raise InvalidParameter(f"template: executing: error calling index: can't index item of type {type(item).__name__}")
+            raise InvalidParameter(
+                f"template: executing: error calling index: can't index item of type {type(item).__name__}"
+            )
     return item
 
 
@@ -178,7 +187,9 @@ def _compare(op: str) -> Any:
         try:
             return {"ne": a != b, "lt": a < b, "le": a <= b, "gt": a > b, "ge": a >= b}[op]
         except TypeError:
-            raise InvalidParameter(f"template: executing: error calling {op}: incompatible types for comparison") from None
+            raise InvalidParameter(
+                f"template: executing: error calling {op}: incompatible types for comparison"
+            ) from None
 
     return fn
 

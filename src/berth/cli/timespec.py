@@ -118,7 +118,9 @@ def get_timestamp(value: str, now: float | None = None) -> str:
         try:
             return _split_ns(parse_rfc3339(value))
         except ValueError:
-            raise InvalidParameter(f'parse timestamp "{value}": not a duration, RFC3339 time or Unix time') from None
+            raise InvalidParameter(
+                f'parse timestamp "{value}": not a duration, RFC3339 time or Unix time'
+            ) from None
     secs, dot, frac = value.partition(".")
     if secs.lstrip("-").isdigit() and (not dot or frac.isdigit()):
         return f"{secs}.{frac[:9].ljust(9, '0')}" if dot else value

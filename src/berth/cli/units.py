@@ -1,11 +1,11 @@
 """Human-readable sizes and durations, as docker's ``go-units`` prints them.
 
-    >>> human_size(4260000), human_size(0), human_size(999900)
-    ('4.26MB', '0B', '1e+03kB')
-    >>> human_duration(1), human_duration(75), human_duration(3600 * 30)
-    ('1 second', 'About a minute', '30 hours')
-    >>> bytes_size("512m"), bytes_size("1g")
-    (536870912, 1073741824)
+>>> human_size(4260000), human_size(0), human_size(999900)
+('4.26MB', '0B', '1e+03kB')
+>>> human_duration(1), human_duration(75), human_duration(3600 * 30)
+('1 second', 'About a minute', '30 hours')
+>>> bytes_size("512m"), bytes_size("1g")
+(536870912, 1073741824)
 """
 
 from __future__ import annotations
@@ -67,7 +67,10 @@ def go_time_string(timestamp: float) -> str:
     off = tm.tm_gmtoff or 0
     sign = "+" if off >= 0 else "-"
     off = abs(off)
-    return time.strftime("%Y-%m-%d %H:%M:%S", tm) + f" {sign}{off // 3600:02d}{off % 3600 // 60:02d} {tm.tm_zone}"
+    return (
+        time.strftime("%Y-%m-%d %H:%M:%S", tm)
+        + f" {sign}{off // 3600:02d}{off % 3600 // 60:02d} {tm.tm_zone}"
+    )
 
 
 _BINARY = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}

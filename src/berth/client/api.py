@@ -83,7 +83,10 @@ class Client:
 
     def _connect(self) -> tuple[Connection, list[Response | None]]:
         sock = self.endpoint.connect(self.timeout)
-        entry: tuple[Connection, list[Response | None]] = (Connection(sock, self.endpoint.host_header), [None])
+        entry: tuple[Connection, list[Response | None]] = (
+            Connection(sock, self.endpoint.host_header),
+            [None],
+        )
         self._conns.append(entry)
         return entry
 

@@ -71,10 +71,23 @@ class Reply:
         self.method = ""
 
     def _head(self, status: int, headers: dict[str, str]) -> bytes:
-        reason = {101: "UPGRADED", 200: "OK", 201: "Created", 204: "No Content", 304: "Not Modified",
-                  400: "Bad Request", 404: "Not Found", 409: "Conflict", 500: "Internal Server Error"}
-        lines = [f"HTTP/1.1 {status} {reason.get(status, 'Status')}", f"Api-Version: {self.api_version}",
-                 "Ostype: linux", "Server: berth-fake"]
+        reason = {
+            101: "UPGRADED",
+            200: "OK",
+            201: "Created",
+            204: "No Content",
+            304: "Not Modified",
+            400: "Bad Request",
+            404: "Not Found",
+            409: "Conflict",
+            500: "Internal Server Error",
+        }
+        lines = [
+            f"HTTP/1.1 {status} {reason.get(status, 'Status')}",
+            f"Api-Version: {self.api_version}",
+            "Ostype: linux",
+            "Server: berth-fake",
+        ]
         lines += [f"{k}: {v}" for k, v in headers.items()]
         return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
@@ -105,15 +118,23 @@ class Reply:
         return self.reader.read()
 
     def upgrade(self) -> socket.socket:
-        self.sock.sendall(b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\n"
-                          b"Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+        self.sock.sendall(
+            b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\n"
+            b"Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
+        )
         self.upgraded = True
         return self.sock
 
 
 class FakeDaemon:
-    def __init__(self, path: os.PathLike[str] | str, handler: Callable[[Request, Reply], None],
-                 api_version: str = "1.45", tcp: bool = False, ssl_context: Any = None) -> None:
+    def __init__(
+        self,
+        path: os.PathLike[str] | str,
+        handler: Callable[[Request, Reply], None],
+        api_version: str = "1.45",
+        tcp: bool = False,
+        ssl_context: Any = None,
+    ) -> None:
         """``tcp=True`` listens on 127.0.0.1 (an ephemeral port) instead of the unix socket
         ``path``; ``ssl_context`` (server side) makes it TLS."""
         self.path = os.fspath(path)

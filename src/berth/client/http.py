@@ -212,7 +212,9 @@ class Response:
             while left:
                 data = conn.read_some(min(left, _READ_SIZE))
                 if not data:
-                    raise SystemFailure(f"read response from daemon: connection closed with {left} bytes missing")
+                    raise SystemFailure(
+                        f"read response from daemon: connection closed with {left} bytes missing"
+                    )
                 left -= len(data)
                 yield data
         self.done = True
@@ -325,4 +327,3 @@ class RawStream:
 
     def close(self) -> None:
         self.sock.close()
-

@@ -34,8 +34,9 @@ class TLSOptions:
 
     __slots__ = ("verify", "cacert", "cert", "key")
 
-    def __init__(self, verify: bool, cacert: str | None = None, cert: str | None = None,
-                 key: str | None = None) -> None:
+    def __init__(
+        self, verify: bool, cacert: str | None = None, cert: str | None = None, key: str | None = None
+    ) -> None:
         self.verify = verify
         self.cacert = cacert
         self.cert = cert
@@ -67,7 +68,10 @@ class Endpoint:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Endpoint) and (self.scheme, self.address, self.tls) == (
-            other.scheme, other.address, other.tls)
+            other.scheme,
+            other.address,
+            other.tls,
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -133,9 +137,7 @@ def not_running(endpoint: Endpoint, exc: OSError | None = None) -> Unavailable |
             f"permission denied while trying to connect to the berth daemon socket at {endpoint.url}: "
             f"connect: permission denied"
         )
-    return Unavailable(
-        f"Cannot connect to the berth daemon at {endpoint.url}. Is the berth daemon running?"
-    )
+    return Unavailable(f"Cannot connect to the berth daemon at {endpoint.url}. Is the berth daemon running?")
 
 
 def parse_host(text: str, tls: TLSOptions | None = None) -> Endpoint:

@@ -63,8 +63,10 @@ def attach(ctx: Any, argv: list[str]) -> int:
         side.call("POST", f"/containers/{ref}/resize", query={"h": h, "w": w})
 
     try:
-        with signal_proxy(lambda sig: side.call("POST", f"/containers/{ref}/kill", query={"signal": sig}),
-                          opts["sig_proxy"] and not tty):
+        with signal_proxy(
+            lambda sig: side.call("POST", f"/containers/{ref}/kill", query={"signal": sig}),
+            opts["sig_proxy"] and not tty,
+        ):
             attached = session.stream(resize)
     finally:
         side.close()

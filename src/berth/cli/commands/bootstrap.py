@@ -71,10 +71,22 @@ nogroup:x:65534:
 
 # (path, mode) in creation order; parents before children
 DIRECTORIES = (
-    ("bin", 0o755), ("dev", 0o755), ("etc", 0o755), ("home", 0o755), ("proc", 0o555),
-    ("root", 0o700), ("sbin", 0o755), ("sys", 0o555), ("tmp", 0o1777), ("usr", 0o755),
-    ("usr/bin", 0o755), ("usr/sbin", 0o755), ("var", 0o755), ("var/spool", 0o755),
-    ("var/spool/mail", 0o755), ("var/www", 0o755),
+    ("bin", 0o755),
+    ("dev", 0o755),
+    ("etc", 0o755),
+    ("home", 0o755),
+    ("proc", 0o555),
+    ("root", 0o700),
+    ("sbin", 0o755),
+    ("sys", 0o555),
+    ("tmp", 0o1777),
+    ("usr", 0o755),
+    ("usr/bin", 0o755),
+    ("usr/sbin", 0o755),
+    ("var", 0o755),
+    ("var/spool", 0o755),
+    ("var/spool/mail", 0o755),
+    ("var/www", 0o755),
 )
 
 PT_INTERP = 3
@@ -89,15 +101,15 @@ def elf_interpreter(path: str) -> bool:
         is64 = head[4] == 2
         endian = "<" if head[5] == 1 else ">"
         if is64:
-            phoff, = struct.unpack_from(endian + "Q", head, 0x20)
+            (phoff,) = struct.unpack_from(endian + "Q", head, 0x20)
             phentsize, phnum = struct.unpack_from(endian + "HH", head, 0x36)
         else:
-            phoff, = struct.unpack_from(endian + "I", head, 0x1C)
+            (phoff,) = struct.unpack_from(endian + "I", head, 0x1C)
             phentsize, phnum = struct.unpack_from(endian + "HH", head, 0x2A)
         fh.seek(phoff)
         table = fh.read(phentsize * phnum)
     for i in range(phnum):
-        p_type, = struct.unpack_from(endian + "I", table, i * phentsize)
+        (p_type,) = struct.unpack_from(endian + "I", table, i * phentsize)
         if p_type == PT_INTERP:
             return True
     return False
@@ -131,7 +143,9 @@ def list_applets(busybox: str) -> list[str]:
     """``busybox --list-full``: paths like ``bin/ls``, ``usr/bin/awk``."""
     proc = subprocess.run([busybox, "--list-full"], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise SystemFailure(f"list applets of {busybox}: exit status {proc.returncode}: {proc.stderr.strip()}")
+        raise SystemFailure(
+            f"list applets of {busybox}: exit status {proc.returncode}: {proc.stderr.strip()}"
+        )
     return [line.strip().lstrip("/") for line in proc.stdout.splitlines() if line.strip()]
 
 

@@ -41,7 +41,11 @@ def pull_image(ctx: Any, image: str, quiet: bool, platform: str | None = None) -
     name, digest = split_digest(image)
     if not digest:
         name, tag = split_tag(name)
-    query = {"fromImage": normalize_name(name), "tag": digest or tag or "latest", "platform": platform or None}
+    query = {
+        "fromImage": normalize_name(name),
+        "tag": digest or tag or "latest",
+        "platform": platform or None,
+    }
     resp = ctx.client.open("POST", "/images/create", query=query, headers={"X-Registry-Auth": "e30="})
     display_stream(resp, (lambda text: None) if quiet else ctx.err)
 
@@ -56,10 +60,14 @@ def create_container(ctx: Any, opts: dict[str, Any], args: list[str]) -> str:
         body["HostConfig"].pop("Init", None)
     cidfile = opts["cidfile"]
     if cidfile and os.path.exists(cidfile):
-        raise InvalidParameter(f"container ID file found, make sure the other container isn't running or delete {cidfile}")
+        raise InvalidParameter(
+            f"container ID file found, make sure the other container isn't running or delete {cidfile}"
+        )
     policy = opts["pull"] or "missing"
     if policy not in PULL_POLICIES:
-        raise InvalidParameter(f"invalid pull option: '{policy}': must be one of \"always\", \"missing\" or \"never\"")
+        raise InvalidParameter(
+            f'invalid pull option: \'{policy}\': must be one of "always", "missing" or "never"'
+        )
     if policy == "always":
         pull_image(ctx, args[0], opts["quiet"], opts["platform"])
     query = {"name": opts["name"] or None, "platform": opts["platform"] or None}

@@ -42,8 +42,9 @@ SPEC = Command(
 )
 
 
-def exec_body(opts: dict[str, Any], cmd: list[str], environ: dict[str, str],
-              console: tuple[int, int] | None) -> dict[str, Any]:
+def exec_body(
+    opts: dict[str, Any], cmd: list[str], environ: dict[str, str], console: tuple[int, int] | None
+) -> dict[str, Any]:
     env_items: list[str] = []
     for path in opts["env_file"]:
         env_items += read_kv_file(path, "env file")
@@ -56,16 +57,18 @@ def exec_body(opts: dict[str, Any], cmd: list[str], environ: dict[str, str],
     }
     if console:
         body["ConsoleSize"] = list(console)
-    body.update({
-        "AttachStdin": bool(opts["interactive"]) and not detach,
-        "AttachStderr": not detach,
-        "AttachStdout": not detach,
-        "Detach": detach,
-        "DetachKeys": opts["detach_keys"] or "",
-        "Env": env or None,
-        "WorkingDir": opts["workdir"] or "",
-        "Cmd": cmd,
-    })
+    body.update(
+        {
+            "AttachStdin": bool(opts["interactive"]) and not detach,
+            "AttachStderr": not detach,
+            "AttachStdout": not detach,
+            "Detach": detach,
+            "DetachKeys": opts["detach_keys"] or "",
+            "Env": env or None,
+            "WorkingDir": opts["workdir"] or "",
+            "Cmd": cmd,
+        }
+    )
     return body
 
 

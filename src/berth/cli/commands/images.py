@@ -36,8 +36,12 @@ IMAGES_SPEC = Command(
     max_args=1,
 )
 TAG_SPEC = Command(
-    "tag", "berth tag SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]",
-    "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE", (), min_args=2, max_args=2,
+    "tag",
+    "berth tag SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]",
+    "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE",
+    (),
+    min_args=2,
+    max_args=2,
 )
 RMI_SPEC = Command(
     "rmi",
@@ -68,8 +72,9 @@ DIGEST_TABLE = "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.Create
 
 
 class ImageRow:
-    def __init__(self, img: dict[str, Any], repo: str, tag: str, digest: str, trunc: bool,
-                 now: float | None = None) -> None:
+    def __init__(
+        self, img: dict[str, Any], repo: str, tag: str, digest: str, trunc: bool, now: float | None = None
+    ) -> None:
         self._i = img
         self._now = now
         self.Repository = repo
@@ -115,10 +120,22 @@ class ImageRow:
         return "N/A" if n is None or n < 0 else human_size((self._i.get("Size") or 0) - n, 4)
 
     def json_fields(self) -> dict[str, str]:
-        return {k: getattr(self, k) for k in (
-            "Containers", "CreatedAt", "CreatedSince", "Digest", "ID", "Repository",
-            "SharedSize", "Size", "Tag", "UniqueSize", "VirtualSize",
-        )}
+        return {
+            k: getattr(self, k)
+            for k in (
+                "Containers",
+                "CreatedAt",
+                "CreatedSince",
+                "Digest",
+                "ID",
+                "Repository",
+                "SharedSize",
+                "Size",
+                "Tag",
+                "UniqueSize",
+                "VirtualSize",
+            )
+        }
 
 
 def _dangling(img: dict[str, Any]) -> bool:
@@ -129,7 +146,9 @@ def _dangling(img: dict[str, Any]) -> bool:
     return tags == ["<none>:<none>"] and digests == ["<none>@<none>"]
 
 
-def image_rows(img: dict[str, Any], show_digests: bool, trunc: bool, now: float | None = None) -> list[ImageRow]:
+def image_rows(
+    img: dict[str, Any], show_digests: bool, trunc: bool, now: float | None = None
+) -> list[ImageRow]:
     def row(repo: str, tag: str, digest: str) -> ImageRow:
         return ImageRow(img, repo, tag, digest, trunc, now)
 

@@ -43,12 +43,26 @@ def file_chunks(fd: int) -> Iterator[bytes]:
         yield data
 
 
-def import_body(client: Any, body: Any, repo: str | None, changes: list[str], message: str | None,
-                write: Any, src: str = "-", platform: str | None = None) -> list[dict[str, Any]]:
-    query = {"fromSrc": src, "repo": repo or None, "changes": changes or None,
-             "message": message or None, "platform": platform or None}
-    resp = client.open("POST", "/images/create", query=query, body=body,
-                       headers={"Content-Type": "text/plain"})
+def import_body(
+    client: Any,
+    body: Any,
+    repo: str | None,
+    changes: list[str],
+    message: str | None,
+    write: Any,
+    src: str = "-",
+    platform: str | None = None,
+) -> list[dict[str, Any]]:
+    query = {
+        "fromSrc": src,
+        "repo": repo or None,
+        "changes": changes or None,
+        "message": message or None,
+        "platform": platform or None,
+    }
+    resp = client.open(
+        "POST", "/images/create", query=query, body=body, headers={"Content-Type": "text/plain"}
+    )
     return display_stream(resp, write)
 
 
@@ -58,8 +72,9 @@ def import_(ctx: Any, argv: list[str]) -> int:
     repo = args[1] if len(args) > 1 else None
     changes = opts["change"]
     if source.startswith(("http://", "https://")):
-        import_body(ctx.client, None, repo, changes, opts["message"], ctx.out, src=source,
-                    platform=opts["platform"])
+        import_body(
+            ctx.client, None, repo, changes, opts["message"], ctx.out, src=source, platform=opts["platform"]
+        )
         return 0
     if source == "-":
         fd = fd_of(ctx.stdin)
@@ -73,8 +88,9 @@ def import_(ctx: Any, argv: list[str]) -> int:
     except OSError as exc:
         raise InvalidParameter(f"open {source}: {exc.strerror}") from exc
     try:
-        import_body(ctx.client, file_chunks(fd), repo, changes, opts["message"], ctx.out,
-                    platform=opts["platform"])
+        import_body(
+            ctx.client, file_chunks(fd), repo, changes, opts["message"], ctx.out, platform=opts["platform"]
+        )
     finally:
         os.close(fd)
     return 0

@@ -29,12 +29,24 @@ def _spec(name: str, usage: str, summary: str, typed: bool) -> Command:
     return Command(name, usage, summary, tuple(flags), min_args=1)
 
 
-SPEC = _spec("inspect", "berth inspect [OPTIONS] NAME|ID [NAME|ID...]",
-             "Return low-level information on berth objects", True)
-IMAGE_SPEC = _spec("image inspect", "berth image inspect [OPTIONS] IMAGE [IMAGE...]",
-                   "Display detailed information on one or more images", False)
-CONTAINER_SPEC = _spec("container inspect", "berth container inspect [OPTIONS] CONTAINER [CONTAINER...]",
-                       "Display detailed information on one or more containers", False)
+SPEC = _spec(
+    "inspect",
+    "berth inspect [OPTIONS] NAME|ID [NAME|ID...]",
+    "Return low-level information on berth objects",
+    True,
+)
+IMAGE_SPEC = _spec(
+    "image inspect",
+    "berth image inspect [OPTIONS] IMAGE [IMAGE...]",
+    "Display detailed information on one or more images",
+    False,
+)
+CONTAINER_SPEC = _spec(
+    "container inspect",
+    "berth container inspect [OPTIONS] CONTAINER [CONTAINER...]",
+    "Display detailed information on one or more containers",
+    False,
+)
 
 KINDS = ("container", "image", "network", "volume")
 
@@ -75,8 +87,9 @@ def _run(ctx: Any, opts: dict[str, Any], names: list[str], kinds: tuple[str, ...
             ctx.out("".join(tmpl.render(obj) + "\n" for obj in results))
         except InvalidParameter as exc:
             text = exc.message
-            raise InvalidParameter(text if text.startswith("template parsing error") else
-                                   f"template parsing error: {text}") from exc
+            raise InvalidParameter(
+                text if text.startswith("template parsing error") else f"template parsing error: {text}"
+            ) from exc
     else:
         ctx.out((json.dumps(results, indent=4, ensure_ascii=False) if results else "[]") + "\n")
     if errors:

@@ -32,8 +32,14 @@ SPEC = Command(
 )
 
 HEADERS = {
-    "ID": "ID", "Name": "NAME", "Status": "STATUS", "Duration": "DURATION", "DurationMs": "DURATION MS",
-    "StartedAt": "STARTED AT", "Args": "ARGS", "Error": "ERROR",
+    "ID": "ID",
+    "Name": "NAME",
+    "Status": "STATUS",
+    "Duration": "DURATION",
+    "DurationMs": "DURATION MS",
+    "StartedAt": "STARTED AT",
+    "Args": "ARGS",
+    "Error": "ERROR",
 }
 DEFAULT_TABLE = "table {{.ID}}\t{{.Name}}\t{{.Status}}\t{{.Duration}}\t{{.Error}}"
 RECENT = 20
@@ -95,8 +101,10 @@ def select_jobs(jobs: list[dict[str, Any]], show_all: bool, recent: int = RECENT
 
 def jobs(ctx: Any, argv: list[str]) -> int:
     opts, _ = ctx.parse(SPEC, argv)
-    listing = ctx.client.call("GET", "/berth/v1/jobs", query={"all": "1" if opts["all"] else "0"},
-                              versioned=False) or []
+    listing = (
+        ctx.client.call("GET", "/berth/v1/jobs", query={"all": "1" if opts["all"] else "0"}, versioned=False)
+        or []
+    )
     chosen = select_jobs(listing, opts["all"])
     trunc = not opts["no_trunc"]
     rows = [JobRow(j, trunc) for j in chosen]

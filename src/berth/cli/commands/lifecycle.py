@@ -22,27 +22,50 @@ def _spec(name: str, what: str, summary: str, flags: tuple[Flag, ...] = ()) -> C
     return Command(name, f"berth {name} [OPTIONS] {what}", summary, flags, min_args=1)
 
 
-STOP_SPEC = _spec("stop", "CONTAINER [CONTAINER...]", "Stop one or more running containers", (
-    Flag(("-s", "--signal"), "value", "Signal to send to the container"),
-    Flag(("-t", "--timeout"), "int", "Seconds to wait before killing the container"),
-))
-KILL_SPEC = _spec("kill", "CONTAINER [CONTAINER...]", "Kill one or more running containers", (
-    Flag(("-s", "--signal"), "value", "Signal to send to the container"),
-))
-RESTART_SPEC = _spec("restart", "CONTAINER [CONTAINER...]", "Restart one or more containers", (
-    Flag(("-s", "--signal"), "value", "Signal to send to the container"),
-    Flag(("-t", "--timeout"), "int", "Seconds to wait before killing the container"),
-))
+STOP_SPEC = _spec(
+    "stop",
+    "CONTAINER [CONTAINER...]",
+    "Stop one or more running containers",
+    (
+        Flag(("-s", "--signal"), "value", "Signal to send to the container"),
+        Flag(("-t", "--timeout"), "int", "Seconds to wait before killing the container"),
+    ),
+)
+KILL_SPEC = _spec(
+    "kill",
+    "CONTAINER [CONTAINER...]",
+    "Kill one or more running containers",
+    (Flag(("-s", "--signal"), "value", "Signal to send to the container"),),
+)
+RESTART_SPEC = _spec(
+    "restart",
+    "CONTAINER [CONTAINER...]",
+    "Restart one or more containers",
+    (
+        Flag(("-s", "--signal"), "value", "Signal to send to the container"),
+        Flag(("-t", "--timeout"), "int", "Seconds to wait before killing the container"),
+    ),
+)
 PAUSE_SPEC = _spec("pause", "CONTAINER [CONTAINER...]", "Pause all processes within one or more containers")
-UNPAUSE_SPEC = _spec("unpause", "CONTAINER [CONTAINER...]", "Unpause all processes within one or more containers")
-WAIT_SPEC = _spec("wait", "CONTAINER [CONTAINER...]", "Block until one or more containers stop, then print their exit codes")
-RM_SPEC = _spec("rm", "CONTAINER [CONTAINER...]", "Remove one or more containers", (
-    Flag(("-f", "--force"), help="Force the removal of a running container (uses SIGKILL)"),
-    Flag(("-l", "--link"), help="Remove the specified link"),
-    Flag(("-v", "--volumes"), help="Remove anonymous volumes associated with the container"),
-))
-RENAME_SPEC = Command("rename", "berth rename CONTAINER NEW_NAME", "Rename a container", (),
-                      min_args=2, max_args=2)
+UNPAUSE_SPEC = _spec(
+    "unpause", "CONTAINER [CONTAINER...]", "Unpause all processes within one or more containers"
+)
+WAIT_SPEC = _spec(
+    "wait", "CONTAINER [CONTAINER...]", "Block until one or more containers stop, then print their exit codes"
+)
+RM_SPEC = _spec(
+    "rm",
+    "CONTAINER [CONTAINER...]",
+    "Remove one or more containers",
+    (
+        Flag(("-f", "--force"), help="Force the removal of a running container (uses SIGKILL)"),
+        Flag(("-l", "--link"), help="Remove the specified link"),
+        Flag(("-v", "--volumes"), help="Remove anonymous volumes associated with the container"),
+    ),
+)
+RENAME_SPEC = Command(
+    "rename", "berth rename CONTAINER NEW_NAME", "Rename a container", (), min_args=2, max_args=2
+)
 
 
 def _each(ctx: Any, names: list[str], action: Callable[[str], str | None]) -> int:
@@ -116,8 +139,14 @@ def rename(ctx: Any, argv: list[str]) -> int:
 
 def wait_exit(ctx: Any, name: str, condition: str | None = None) -> int:
     """POST /wait and block for the body; the status code (125 for a wait error, like docker)."""
-    body = ctx.client.call("POST", f"/containers/{path_escape(name)}/wait",
-                           query={"condition": condition} if condition else None) or {}
+    body = (
+        ctx.client.call(
+            "POST",
+            f"/containers/{path_escape(name)}/wait",
+            query={"condition": condition} if condition else None,
+        )
+        or {}
+    )
     error = body.get("Error")
     if error and error.get("Message"):
         from berth.errors import SystemFailure

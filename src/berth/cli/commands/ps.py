@@ -50,7 +50,9 @@ HEADERS = {
     "Networks": "NETWORKS",
     "LocalVolumes": "LOCAL VOLUMES",
 }
-DEFAULT_TABLE = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+DEFAULT_TABLE = (
+    "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+)
 
 
 def parse_filters(items: list[str]) -> dict[str, dict[str, bool]]:
@@ -114,7 +116,9 @@ def display_ports(ports: list[dict[str, Any]] | None) -> str:
     (``80-81/tcp``, ``127.0.0.1:80->80/tcp``), then each mapping (``127.0.0.1:8080->80/tcp``)."""
     items = sorted(
         (
-            int(p.get("PrivatePort") or 0), p.get("IP") or "", int(p.get("PublicPort") or 0),
+            int(p.get("PrivatePort") or 0),
+            p.get("IP") or "",
+            int(p.get("PublicPort") or 0),
             p.get("Type") or "tcp",
         )
         for p in ports or []

@@ -38,8 +38,11 @@ def pull(ctx: Any, argv: list[str]) -> int:
             tag = "latest"
             ctx.out("Using default tag: latest\n")
     full_name = normalize_name(name)
-    query = {"fromImage": full_name, "tag": None if opts["all_tags"] else (digest or tag),
-             "platform": opts["platform"] or None}
+    query = {
+        "fromImage": full_name,
+        "tag": None if opts["all_tags"] else (digest or tag),
+        "platform": opts["platform"] or None,
+    }
     resp = ctx.client.open("POST", "/images/create", query=query, headers={"X-Registry-Auth": "e30="})
     display_stream(resp, (lambda text: None) if opts["quiet"] else ctx.out)
     shown = full_name if opts["all_tags"] else f"{full_name}{'@' + digest if digest else ':' + tag}"

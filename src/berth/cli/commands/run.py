@@ -122,8 +122,10 @@ def run_created(ctx: Any, cid: str, opts: dict[str, Any], keys: bytes) -> int:
     assert session is not None
     side = side_client(ctx)
     try:
-        with signal_proxy(lambda name: side.call("POST", f"/containers/{cid}/kill", query={"signal": name}),
-                          opts["sig_proxy"] and not tty):
+        with signal_proxy(
+            lambda name: side.call("POST", f"/containers/{cid}/kill", query={"signal": name}),
+            opts["sig_proxy"] and not tty,
+        ):
             attached = session.stream(
                 lambda h, w: side.call("POST", f"/containers/{cid}/resize", query={"h": h, "w": w})
             )

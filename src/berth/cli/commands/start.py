@@ -82,8 +82,9 @@ def _start_attached(ctx: Any, name: str, opts: dict[str, Any]) -> int:
         raise
     side = side_client(ctx)
     try:
-        with signal_proxy(lambda sig: side.call("POST", f"/containers/{cid}/kill", query={"signal": sig}),
-                          not tty):
+        with signal_proxy(
+            lambda sig: side.call("POST", f"/containers/{cid}/kill", query={"signal": sig}), not tty
+        ):
             attached = session.stream(
                 lambda h, w: side.call("POST", f"/containers/{cid}/resize", query={"h": h, "w": w})
             )

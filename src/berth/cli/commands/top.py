@@ -10,8 +10,14 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-SPEC = Command("top", "berth top CONTAINER [ps OPTIONS]",
-               "Display the running processes of a container", (), interspersed=False, min_args=1)
+SPEC = Command(
+    "top",
+    "berth top CONTAINER [ps OPTIONS]",
+    "Display the running processes of a container",
+    (),
+    interspersed=False,
+    min_args=1,
+)
 
 
 def top(ctx: Any, argv: list[str]) -> int:
