@@ -367,8 +367,7 @@ def test_logs_demux_and_tty_raw(sock_path, capsys):
         code, out, err = run_main(["logs", "--tail", "2", "-t", "--since", "10m", "web"], capsys)
         assert (code, out, err) == (0, "line 1\n", "err 1\n")
         assert handler.query["tail"] == "2" and handler.query["timestamps"] == "1"
-        since, _, nanos = handler.query["since"].partition(".")
-        assert since.isdigit() and len(nanos) == 9
+        assert handler.query["since"].isdigit()  # a duration becomes whole Unix seconds
         state["tty"] = True
         code, out, _ = run_main(["logs", "web"], capsys)
         assert out == "raw\r\n"

@@ -1,18 +1,19 @@
 """``--since``/``--until`` values the way docker's ``timetypes.GetTimestamp`` reads them.
 
-A Go duration (``10s``, ``5m``, ``1h30m``, ``1.5h``, ``300ms``) means that long before now; an
-RFC3339 time (with or without fraction and zone; a date alone; no zone means local time) means
-that instant; a Unix timestamp (``1795840368`` or ``1795840368.123``) passes through. The result
-is what the API wants: ``"<seconds>.<nanoseconds:09>"``.
+A Go duration (``10s``, ``5m``, ``1h30m``, ``1.5h``, ``300ms``) means that long before now and
+becomes whole Unix seconds; an RFC3339 time (with or without fraction and zone; a date alone;
+no zone means local time) becomes ``"<seconds>.<nanoseconds:09>"``; a Unix timestamp
+(``1795840368`` or ``1795840368.123``) passes through unchanged, as docker sends them.
 
-    >>> get_timestamp("10s", now=1000.0)
-    '990.000000000'
+    >>> get_timestamp("10s", now=1000.5)
+    '990'
     >>> get_timestamp("2026-11-28T04:32:48.5Z", now=0)
     '1795840368.500000000'
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 from berth.errors import InvalidParameter
@@ -104,24 +105,24 @@ def parse_rfc3339(text: str) -> int:
 
 
 def get_timestamp(value: str, now: float | None = None) -> str:
-    """timetypes.GetTimestamp(value, now); InvalidParameter when it is none of the forms."""
+    """timetypes.GetTimestamp(value, now): a duration gives whole Unix seconds, an RFC3339
+    time ``sec.nanos``, a Unix timestamp passes through unchanged; else InvalidParameter."""
     if not value:
         return value
     now = time.time() if now is None else now
-    try:
-        delta = parse_go_duration(value)
-    except ValueError:
-        pass
-    else:
-        return _split_ns(round((now - delta) * 1e9))
-    if "-" in value[1:] and not value.replace(".", "").lstrip("-").isdigit():
+    if value != "0":
+        try:
+            delta = parse_go_duration(value)
+        except ValueError:
+            pass
+        else:
+            return str(math.floor(now - delta))
+    if "-" in value[1:]:
         try:
             return _split_ns(parse_rfc3339(value))
         except ValueError:
-            raise InvalidParameter(
-                f'parse timestamp "{value}": not a duration, RFC3339 time or Unix time'
-            ) from None
+            raise InvalidParameter(f'parsing time "{value}": not an RFC3339 time') from None
     secs, dot, frac = value.partition(".")
     if secs.lstrip("-").isdigit() and (not dot or frac.isdigit()):
-        return f"{secs}.{frac[:9].ljust(9, '0')}" if dot else value
-    raise InvalidParameter(f'parse timestamp "{value}": not a duration, RFC3339 time or Unix time')
+        return value
+    raise InvalidParameter(f'failed to parse value as time or duration: "{value}"')
