@@ -133,3 +133,23 @@ def test_jobs_selection_keeps_running_and_last_finished():
     )
     assert (row.ID, row.Duration, row.Error) == ("x" * 12, "12.3ms", "boom")
     assert JobRow({"DurationMs": None}, True).Duration == "-"
+
+
+def test_event_line_like_docker(monkeypatch):
+    from berth.cli.commands.events import event_line, rfc3339nano
+
+    monkeypatch.setenv("TZ", "UTC")
+    import time
+
+    time.tzset()
+    event = {
+        "Type": "container",
+        "Action": "die",
+        "timeNano": 1795840559007111532,
+        "Actor": {"ID": "f0fa", "Attributes": {"name": "evtest", "exitCode": "0", "image": "busybox"}},
+    }
+    assert event_line(event) == (
+        "2026-11-28T04:35:59.007111532Z container die f0fa (exitCode=0, image=busybox, name=evtest)\n"
+    )
+    assert rfc3339nano(1795840559_500000000) == "2026-11-28T04:35:59.5Z"
+    assert rfc3339nano(1795840559_000000000) == "2026-11-28T04:35:59Z"

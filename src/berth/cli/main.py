@@ -69,6 +69,7 @@ COMMANDS: dict[str, Any] = {
     "exec": (_C + "exec", "exec_"),
     "top": (_C + "top", "top"),
     "jobs": (_C + "jobs", "jobs"),
+    "events": (_C + "events", "events"),
 }
 COMMANDS["image"] = {
     "ls": COMMANDS["images"],
@@ -107,7 +108,7 @@ COMMANDS["container"] = {
         )
     },
 }
-COMMANDS["system"] = {"info": COMMANDS["info"]}
+COMMANDS["system"] = {"info": COMMANDS["info"], "events": COMMANDS["events"]}
 
 
 def _usage() -> str:
