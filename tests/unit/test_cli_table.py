@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from berth.cli.commands.images import DEFAULT_TABLE as IMAGES_TABLE
 from berth.cli.commands.images import DIGEST_TABLE, image_rows
 from berth.cli.commands.images import HEADERS as IMAGE_HEADERS
@@ -135,13 +137,20 @@ def test_jobs_selection_keeps_running_and_last_finished():
     assert JobRow({"DurationMs": None}, True).Duration == "-"
 
 
-def test_event_line_like_docker(monkeypatch):
-    from berth.cli.commands.events import event_line, rfc3339nano
-
-    monkeypatch.setenv("TZ", "UTC")
+@pytest.fixture
+def utc(monkeypatch):
     import time
 
+    monkeypatch.setenv("TZ", "UTC")
     time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_event_line_like_docker(utc):
+    from berth.cli.commands.events import event_line, rfc3339nano
+
     event = {
         "Type": "container",
         "Action": "die",
