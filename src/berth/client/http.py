@@ -251,7 +251,10 @@ class Response:
         import json
 
         data = self.read()
-        return json.loads(data) if data.strip() else None
+        try:
+            return json.loads(data) if data.strip() else None
+        except ValueError as exc:
+            raise SystemFailure(f"decode daemon response: invalid JSON: {exc}") from exc
 
     def close(self) -> None:
         """Drop the body if unread; the connection then cannot be reused."""

@@ -16,7 +16,7 @@ from berth.cli.options import Command, Flag
 from berth.cli.reference import path_escape
 from berth.cli.session import Session, side_client
 from berth.cli.terminal import fd_of, is_tty, size
-from berth.errors import InvalidParameter
+from berth.errors import InvalidParameter, SystemFailure
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -87,7 +87,10 @@ def exec_(ctx: Any, argv: list[str]) -> int:
     if opts["tty"] and is_tty(fd_of(ctx.stdout)) and client.version_at_least("1.42"):
         console = size(fd_of(ctx.stdout))
     body = exec_body(opts, cmd, ctx.env, console)
-    exec_id = (client.call("POST", f"/containers/{path_escape(name)}/exec", json_body=body) or {})["Id"]
+    created = client.call("POST", f"/containers/{path_escape(name)}/exec", json_body=body) or {}
+    exec_id = created.get("Id")
+    if not exec_id:
+        raise SystemFailure(f"create exec in {name}: the daemon answered without an Id")
     tty = bool(opts["tty"])
     if opts["detach"]:
         client.call("POST", f"/exec/{exec_id}/start", json_body={"Detach": True, "Tty": tty})
