@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from berth.container.logs import (
@@ -118,6 +119,13 @@ def test_reader_missing_file_yields_nothing(tmp_path: Path) -> None:
     assert read_records(tmp_path / "nope.log") == []
 
 
+async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.005)
+
+
 def test_reader_follows_until_stopped(tmp_path: Path) -> None:
     path = tmp_path / "c-json.log"
     w = LogWriter(str(path))
@@ -132,10 +140,9 @@ def test_reader_follows_until_stopped(tmp_path: Path) -> None:
                 got.append(rec.data)
 
         task = asyncio.create_task(consume())
-        await asyncio.sleep(0.05)
-        w.write(1, b"after\npart")  # the open line is not read until it is complete
-        await asyncio.sleep(0.05)
-        assert got == [b"before\n", b"after\n"]
+        await until(lambda: got == [b"before\n"])
+        w.write(1, b"after\npart")  # the writer holds the open line back until it is complete
+        await until(lambda: got == [b"before\n", b"after\n"])
         w.write(1, b"ial\n")
         w.write(2, b"last\n")
         stop.set()  # what was appended before the stop is still delivered
@@ -188,7 +195,7 @@ def test_writer_with_one_file_truncates(tmp_path: Path) -> None:
 def test_follow_across_a_rotation(tmp_path: Path) -> None:
     path = tmp_path / "c-json.log"
     record = len(encode_record("stdout", b"n 0\n", BASE))
-    w = LogWriter(str(path), max_size=2 * record, max_files=2)
+    w = LogWriter(str(path), max_size=2 * record, max_files=4)
 
     async def scenario() -> list[bytes]:
         stop = asyncio.Event()
@@ -199,9 +206,12 @@ def test_follow_across_a_rotation(tmp_path: Path) -> None:
                 got.append(rec.data)
 
         task = asyncio.create_task(consume())
-        for i in range(6):  # rotates twice while the reader follows
+        await asyncio.sleep(0.02)
+        for i in range(6):  # rotates twice, the first two quickly: the reader must not skip a file
             w.write(1, f"n {i}\n".encode())
-            await asyncio.sleep(0.03)
+            if i >= 4:
+                await asyncio.sleep(0.03)
+        await until(lambda: len(got) == 6)
         stop.set()
         await asyncio.wait_for(task, 5)
         return got

@@ -224,6 +224,21 @@ def log_files(path: str | os.PathLike[str]) -> list[str]:
     return [*reversed(rotated), base]
 
 
+def _next_file(path: str | os.PathLike[str], ino: int) -> str | None:
+    """The file written after the one with inode ``ino``; None while that one is the current."""
+    files = log_files(path)
+    inodes = []
+    for name in files:
+        try:
+            inodes.append(os.stat(name).st_ino)
+        except FileNotFoundError:
+            inodes.append(-1)  # between the writer's rename and its new file
+    if ino in inodes:
+        i = inodes.index(ino)
+        return files[i + 1] if i + 1 < len(files) else None
+    return files[0]  # ours was rotated out of existence: go on with the oldest file left
+
+
 def _to_ns(value: float | Decimal | None) -> int | None:
     """Unix seconds (a float, or a Decimal for exact nanoseconds) as nanoseconds; 0/None = none."""
     if not value:
@@ -324,15 +339,17 @@ async def _read_file(
             if not follow:
                 return
             assert stop is not None and follow_path is not None
-            try:
-                if os.stat(follow_path).st_ino != os.fstat(fd).st_ino:
-                    # rotated: this file is complete (read to its end above); go on in the new one
-                    fd = os.open(follow_path, os.O_RDONLY | os.O_CLOEXEC)
+            successor = _next_file(follow_path, os.fstat(fd).st_ino)
+            if successor is not None:
+                # rotated: this file is complete (read to its end above); go on in the next one
+                try:
+                    fd = os.open(successor, os.O_RDONLY | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    pass  # rotated again meanwhile: look again at once
+                else:
                     opened.append(fd)
                     offset, pending = 0, b""
-                    continue
-            except FileNotFoundError:
-                pass  # between the writer's rename and its new file: look again next round
+                continue
             if stop.is_set():
                 # one more read after the stop: the writer appended its last records before
                 # the exit that set the event
