@@ -218,3 +218,24 @@ def test_follow_across_a_rotation(tmp_path: Path) -> None:
 
     assert asyncio.run(scenario()) == [f"n {i}\n".encode() for i in range(6)]
     w.close()
+
+
+def test_log_options_like_dockerd() -> None:
+    import pytest
+
+    from berth.container.logs import log_options
+    from berth.errors import InvalidParameter
+
+    assert log_options({}) == (0, 1)
+    assert log_options({"max-size": "10m", "max-file": "3"}) == (10 << 20, 3)
+    assert log_options({"max-size": "512k"}) == (512 << 10, 1)
+    assert log_options({"max-size": "1.5g", "tag": "x"}) == (int(1.5 * (1 << 30)), 1)
+    assert log_options({"max-size": "2048"}) == (2048, 1)
+    with pytest.raises(InvalidParameter, match="unknown log opt 'nope'"):
+        log_options({"nope": "1"})
+    with pytest.raises(InvalidParameter, match="invalid size"):
+        log_options({"max-size": "ten"})
+    with pytest.raises(InvalidParameter, match="together with max-size"):
+        log_options({"max-file": "3"})
+    with pytest.raises(InvalidParameter, match="less than 1"):
+        log_options({"max-size": "1m", "max-file": "0"})

@@ -36,6 +36,48 @@ STREAM_NAMES = {1: "stdout", 2: "stderr"}
 _GO_ESCAPES = (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029"))
 
 
+_JSON_FILE_OPTS = {"max-size", "max-file", "compress", "labels", "labels-regex", "env", "env-regex", "tag"}
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def log_options(config: dict[str, str]) -> tuple[int, int]:
+    """``(max_size, max_files)`` from json-file's ``--log-opt`` values, checked like dockerd.
+
+    ``max-size`` takes Docker's RAMInBytes form (``10m``, ``512k``, ``1g``; binary units);
+    ``max-file`` needs ``max-size``. Options that only shape metadata (labels, env, tag,
+    compress) are accepted and not applied.
+
+        >>> log_options({"max-size": "10m", "max-file": "3"})
+        (10485760, 3)
+    """
+    from berth.errors import InvalidParameter
+
+    for key in config:
+        if key not in _JSON_FILE_OPTS:
+            raise InvalidParameter(f"unknown log opt '{key}' for json-file log driver")
+    max_size = 0
+    if config.get("max-size"):
+        text = config["max-size"].strip().lower().removesuffix("ib").removesuffix("b")
+        number, unit = text.rstrip("bkmgt"), text[len(text.rstrip("bkmgt")):]
+        try:
+            max_size = int(float(number) * _UNITS[unit])
+        except (ValueError, KeyError):
+            raise InvalidParameter(f"invalid size: '{config['max-size']}'") from None
+        if max_size <= 0:
+            raise InvalidParameter(f"invalid size: '{config['max-size']}'")
+    max_files = 1
+    if config.get("max-file"):
+        try:
+            max_files = int(config["max-file"])
+        except ValueError:
+            raise InvalidParameter(f"invalid value for max-file: {config['max-file']!r}") from None
+        if max_files < 1:
+            raise InvalidParameter("max-file cannot be less than 1")
+        if max_files > 1 and not max_size:
+            raise InvalidParameter("max-file can only be used together with max-size")
+    return max_size, max_files
+
+
 def format_time(ns: int) -> str:
     """RFC3339 with nine fraction digits in UTC (Docker's ``RFC3339NanoFixed``)."""
     sec, frac = divmod(ns, 1_000_000_000)
