@@ -10,7 +10,7 @@ import pytest
 
 from berth.cli.commands.run import parse_detach_keys
 from berth.cli.streams import DetachKeys, OutputSink, copy_output, duplex
-from berth.client.http import RawStream
+from berth.client.rawstream import RawStream
 from berth.client.stdcopy import frame
 from berth.errors import InvalidParameter, SystemFailure
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from berth.client.http import Connection, RawStream, Response
+from berth.client.http import Connection, Response
 from berth.client.status import error_for
 from berth.client.transport import Endpoint
 from berth.errors import SystemFailure, Unavailable
@@ -26,6 +26,8 @@ from berth.errors import SystemFailure, Unavailable
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+    from berth.client.rawstream import RawStream
 
 CLIENT_MAX_VERSION = "1.50"
 FALLBACK_VERSION = "1.24"
