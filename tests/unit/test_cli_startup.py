@@ -31,6 +31,8 @@ HEAVY = (
     "berth.cli.template",
     "decimal",
     "datetime",
+    "berth.client.rawstream",
+    "berth.client.tls",
 )
 
 SCRIPT = """
