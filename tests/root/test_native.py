@@ -675,3 +675,67 @@ def test_log_rotation_through_the_monitor(env: Env) -> None:
             await driver.shutdown()
 
     run(scenario())
+
+
+DAEMON_SCRIPT = """
+import asyncio, json, sys
+from pathlib import Path
+from berth.drivers.exec import CreateRequest, NativeDriver
+from berth.libcontainer import Mount
+from berth.libcontainer.cgroups import Resources
+
+async def main():
+    args = json.loads(sys.argv[1])
+    driver = NativeDriver(Path(args["exec_root"]), args["cgroup_parent"])
+    await driver.startup()
+    req = CreateRequest(args["id"], Path(args["bundle"]), args["spec"],
+                        [Mount(*m[:3], tuple(m[3])) for m in args["mounts"]], Resources(), False, True,
+                        Path(args["log"]))
+    handle = await driver.create(req)
+    await handle.start()
+    print(json.dumps({"forkserver": driver._proc.pid, "monitor": handle.monitor_pid}), flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+def test_daemon_killed_monitor_lives_on_fork_server_goes(env: Env) -> None:
+    import subprocess
+    import sys
+
+    req = env.request(["sh", "-c", "read x; echo got $x; exit 5"], open_stdin=True)
+    args = {"exec_root": str(env.exec_root), "cgroup_parent": env.cgroup_parent, "id": req.id,
+            "bundle": str(req.bundle), "spec": req.spec, "log": str(req.log_path),
+            "mounts": [[m.type, m.source, m.target, list(m.options)] for m in req.rootfs_mounts]}
+    daemon = subprocess.Popen([sys.executable, "-c", DAEMON_SCRIPT, json.dumps(args)], stdout=subprocess.PIPE)
+    try:
+        assert daemon.stdout is not None
+        pids = json.loads(daemon.stdout.readline())
+    finally:
+        daemon.kill()  # SIGKILL to the daemon stand-in this test started
+        daemon.wait()
+        if daemon.stdout is not None:
+            daemon.stdout.close()
+    # the fork server sees EOF on its control socket and exits; the monitor stays
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{pids['forkserver']}") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not os.path.exists(f"/proc/{pids['forkserver']}"), "the fork server outlived its daemon"
+    assert os.path.exists(f"/proc/{pids['monitor']}")
+
+    async def scenario() -> None:
+        driver = NativeDriver(env.exec_root, env.cgroup_parent)
+        await driver.startup()
+        try:
+            handle = await driver.reconnect(req.id)
+            assert isinstance(handle, Handle) and handle.monitor_pid == pids["monitor"]
+            stream = handle.output()
+            await handle.write_stdin(b"again\n")
+            assert (await collect(handle, stream))[1] == b"got again\n"
+            assert (await handle.wait()).exit_code == 5
+            await driver.cleanup(req.id)
+        finally:
+            await driver.shutdown()
+
+    run(scenario())
