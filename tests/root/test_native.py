@@ -739,3 +739,36 @@ def test_daemon_killed_monitor_lives_on_fork_server_goes(env: Env) -> None:
             await driver.shutdown()
 
     run(scenario())
+
+
+def test_monitor_sigkilled_reconnect_says_so_and_cleanup_kills_the_orphan(env: Env) -> None:
+    async def scenario() -> None:
+        driver = NativeDriver(env.exec_root, env.cgroup_parent)
+        await driver.startup()
+        try:
+            req = env.request(["sleep", "100"])
+            handle = await driver.create(req)
+            await handle.start()
+            os.kill(handle.monitor_pid, signal.SIGKILL)  # the monitor this test made
+            status = await handle.wait()  # the connection broke: no exit.json either
+            assert status.exit_code == 255 and "without recording an exit status" in status.error
+            again = await driver.reconnect(req.id)
+            assert isinstance(again, ExitStatus) and again.exit_code == 255
+            assert os.path.exists(f"/proc/{handle.pid}")  # orphaned, still running
+            await driver.cleanup(req.id)
+            for _ in range(500):
+                if not os.path.exists(f"/proc/{handle.pid}") or "Z" in _proc_state(handle.pid):
+                    break
+                await asyncio.sleep(0.01)
+            assert not os.path.exists(f"/proc/{handle.pid}") or "Z" in _proc_state(handle.pid)
+        finally:
+            await driver.shutdown()
+
+    run(scenario())
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
