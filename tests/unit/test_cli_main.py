@@ -648,3 +648,68 @@ def test_every_command_has_help(capsys, path):
     code, out, err = run_main([*path, "--help"], capsys)
     assert code == 0 and err == ""
     assert "Usage:" in out
+
+
+def test_diff_commit_history_prune(sock_path, capsys, monkeypatch):
+    import time
+
+    def handler(req, reply):
+        route = req.route
+        if route == "/_ping":
+            return reply.send(200, b"OK")
+        if route == "/containers/c1/changes":
+            return reply.json(
+                200,
+                [{"Path": "/root", "Kind": 1}, {"Path": "/bin", "Kind": 0}, {"Path": "/bin/ls", "Kind": 2}],
+            )
+        if route == "/commit":
+            handler.commit = req.query_lists
+            return reply.json(201, {"Id": "sha256:abc"})
+        if route == "/images/x:1/history":
+            return reply.json(
+                200,
+                [
+                    {
+                        "Id": "sha256:" + "1" * 64,
+                        "Created": int(time.time()) - 30,
+                        "CreatedBy": "/bin/sh -c #(nop)  ENV FOO=bar",
+                        "Size": 0,
+                        "Comment": "",
+                    },
+                    {
+                        "Id": "<missing>",
+                        "Created": int(time.time()) - 30,
+                        "CreatedBy": "x" * 50,
+                        "Size": 1982354,
+                        "Comment": "Imported from -",
+                    },
+                ],
+            )
+        if route == "/containers/prune":
+            handler.prune = req.query
+            return reply.json(200, {"ContainersDeleted": ["c" * 64], "SpaceReclaimed": 0})
+        return reply.error(404, "page not found")
+
+    with FakeDaemon(sock_path, handler):
+        assert run_main(["diff", "c1"], capsys)[:2] == (0, "A /root\nC /bin\nD /bin/ls\n")
+        assert run_main(["commit", "-m", "msg", "-c", "ENV Z=1", "c1", "spycommit:1"], capsys)[:2] == (
+            0,
+            "sha256:abc\n",
+        )
+        assert handler.commit == {
+            "author": [""],
+            "changes": ["ENV Z=1"],
+            "comment": ["msg"],
+            "container": ["c1"],
+            "repo": ["docker.io/library/spycommit"],
+            "tag": ["1"],
+        }
+        code, out, _ = run_main(["history", "x:1"], capsys)
+        assert code == 0 and out.splitlines() == [
+            "IMAGE          CREATED          CREATED BY                                      SIZE      COMMENT",
+            "111111111111   30 seconds ago   /bin/sh -c #(nop)  ENV FOO=bar                  0B        ",
+            "<missing>      30 seconds ago   xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…   1.98MB    Imported from -",
+        ]
+        code, out, _ = run_main(["container", "prune", "-f", "--filter", "label=a=b"], capsys)
+        assert (code, out) == (0, f"Deleted Containers:\n{'c' * 64}\n\nTotal reclaimed space: 0B\n")
+        assert handler.prune == {"filters": '{"label":{"a=b":true}}'}

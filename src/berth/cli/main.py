@@ -70,6 +70,12 @@ COMMANDS: dict[str, Any] = {
     "top": (_C + "top", "top"),
     "jobs": (_C + "jobs", "jobs"),
     "events": (_C + "events", "events"),
+    "history": (_C + "history", "history"),
+    "diff": (_C + "changes", "diff"),
+    "commit": (_C + "changes", "commit"),
+    "export": (_C + "archive", "export"),
+    "save": (_C + "archive", "save"),
+    "load": (_C + "archive", "load"),
 }
 COMMANDS["image"] = {
     "ls": COMMANDS["images"],
@@ -81,12 +87,17 @@ COMMANDS["image"] = {
     "import": COMMANDS["import"],
     "pull": COMMANDS["pull"],
     "bootstrap": (_C + "bootstrap", "bootstrap"),
+    "history": COMMANDS["history"],
+    "save": COMMANDS["save"],
+    "load": COMMANDS["load"],
+    "prune": (_C + "prune", "image_prune"),
 }
 COMMANDS["container"] = {
     "ls": COMMANDS["ps"],
     "list": COMMANDS["ps"],
     "ps": COMMANDS["ps"],
     "inspect": (_C + "inspect", "container_inspect"),
+    "prune": (_C + "prune", "container_prune"),
     **{
         name: COMMANDS[name]
         for name in (
@@ -105,6 +116,9 @@ COMMANDS["container"] = {
             "logs",
             "exec",
             "top",
+            "diff",
+            "commit",
+            "export",
         )
     },
 }
