@@ -713,3 +713,25 @@ def test_diff_commit_history_prune(sock_path, capsys, monkeypatch):
         code, out, _ = run_main(["container", "prune", "-f", "--filter", "label=a=b"], capsys)
         assert (code, out) == (0, f"Deleted Containers:\n{'c' * 64}\n\nTotal reclaimed space: 0B\n")
         assert handler.prune == {"filters": '{"label":{"a=b":true}}'}
+
+
+def test_port_lists_and_picks_mappings(sock_path, capsys):
+    ports = {
+        "80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}],
+        "53/udp": [{"HostIp": "::1", "HostPort": "5353"}],
+        "90/tcp": None,
+    }
+
+    def handler(req, reply):
+        if req.route == "/_ping":
+            return reply.send(200, b"OK")
+        return reply.json(200, {"Id": CID, "NetworkSettings": {"Ports": ports}})
+
+    with FakeDaemon(sock_path, handler):
+        assert run_main(["port", "web"], capsys)[:2] == (
+            0,
+            "53/udp -> [::1]:5353\n80/tcp -> 127.0.0.1:8080\n",
+        )
+        assert run_main(["port", "web", "80"], capsys)[:2] == (0, "127.0.0.1:8080\n")
+        code, _, err = run_main(["port", "web", "90"], capsys)
+        assert (code, err) == (1, "Error: No public port '90' published for web\n")

@@ -76,6 +76,7 @@ COMMANDS: dict[str, Any] = {
     "export": (_C + "archive", "export"),
     "save": (_C + "archive", "save"),
     "load": (_C + "archive", "load"),
+    "port": (_C + "port", "port"),
 }
 COMMANDS["image"] = {
     "ls": COMMANDS["images"],
@@ -119,6 +120,7 @@ COMMANDS["container"] = {
             "diff",
             "commit",
             "export",
+            "port",
         )
     },
 }
