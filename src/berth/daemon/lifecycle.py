@@ -287,7 +287,8 @@ async def unpause(d: Daemon, job: Job) -> None:
 
 async def resize(d: Daemon, job: Job) -> None:
     c = d.find(job.args["id"])
-    handle = d.sessions.get(c.id) and d.sessions[c.id].handle
+    session = d.sessions.get(c.id)
+    handle = session.handle if session is not None else None
     if handle is None:
         raise Conflict(f"Container {c.id} is not running")
     await handle.resize(job.args["h"], job.args["w"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from berth.api.hijack import LazyHijack, hijacked_response
@@ -46,7 +48,7 @@ async def inspect(request: web.Request) -> web.Response:
     return reply(result)
 
 
-async def _no_content(request: web.Request, job: str, **args: object) -> web.Response:
+async def _no_content(request: web.Request, job: str, **args: Any) -> web.Response:
     try:
         await engine_of(request).job(job, id=request.match_info["id"], **args)
     except NotModified:
