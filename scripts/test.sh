@@ -30,6 +30,7 @@ step() {
 
 step "ruff check" "$venv/bin/ruff" check -q src tests bench
 step "lint-imports" "$venv/bin/lint-imports" --no-cache
+step "mypy" "$venv/bin/mypy" src
 
 echo "== pytest"
 # Test paths given on the command line replace the default `tests`.
