@@ -29,7 +29,12 @@ def test_names() -> None:
 
 def test_merge_with_the_image() -> None:
     config, host = createconfig.merge(
-        {"Image": "busybox", "Env": ["A=2", "B=3"], "Labels": {"m": "mine"}, "HostConfig": {"Memory": 64 << 20}},
+        {
+            "Image": "busybox",
+            "Env": ["A=2", "B=3"],
+            "Labels": {"m": "mine"},
+            "HostConfig": {"Memory": 64 << 20},
+        },
         IMAGE,
     )
     assert config["Cmd"] == ["sh"] and config["Entrypoint"] is None
@@ -63,3 +68,10 @@ def test_user_lookup() -> None:
     assert lookup("bob:staff", PASSWD, GROUP)[1] == 50
     with pytest.raises(ContainerStartError, match="unable to find user nosuch"):
         lookup("nosuch", PASSWD, GROUP)
+
+
+def test_log_config_defaults_to_json_file() -> None:
+    _, host = createconfig.merge({"Image": "b", "Cmd": ["x"], "HostConfig": {"LogConfig": {"Type": "", "Config": {}}}}, {})
+    assert host["LogConfig"] == {"Type": "json-file", "Config": {}}
+    with pytest.raises(InvalidParameter, match="logging driver 'syslog' is not supported"):
+        createconfig.merge({"Image": "b", "Cmd": ["x"], "HostConfig": {"LogConfig": {"Type": "syslog"}}}, {})

@@ -134,6 +134,10 @@ def merge(body: dict[str, Any], image: dict[str, Any]) -> tuple[dict[str, Any], 
             config[key] = body[key]
     host = dict(HOST_CONFIG_DEFAULTS)
     host.update({k: v for k, v in (body.get("HostConfig") or {}).items() if v is not None})
+    log_type = (host.get("LogConfig") or {}).get("Type") or "json-file"
+    if log_type != "json-file":
+        raise InvalidParameter(f"logging driver {log_type!r} is not supported: berth writes json-file logs")
+    host["LogConfig"] = {"Type": "json-file", "Config": dict((host.get("LogConfig") or {}).get("Config") or {})}
     mode = host.get("NetworkMode") or "default"
     if mode not in ("default", "bridge", "none", "host"):
         raise InvalidParameter(
