@@ -30,8 +30,16 @@ def test_bootstrap_image_contents(bootstrapped: harness.Berthd) -> None:
     d = bootstrapped
     inspect = json.loads(ok(d.berth("image", "inspect", "busybox")).stdout)[0]
     assert inspect["Config"]["Cmd"] == ["sh"] and inspect["RepoTags"] == ["busybox:latest"]
-    out = ok(d.berth("run", "--rm", "busybox", "sh", "-c",
-                     "grep -c . /etc/passwd; id www-data; id nobody; ls /bin /sbin /usr/bin /usr/sbin | wc -l; ls -ld /tmp")).stdout.split("\n")
+    out = ok(
+        d.berth(
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "grep -c . /etc/passwd; id www-data; id nobody; ls /bin /sbin /usr/bin /usr/sbin | wc -l; ls -ld /tmp",
+        )
+    ).stdout.split("\n")
     assert int(out[0]) >= 7
     assert out[1].startswith("uid=33(www-data)") and out[2].startswith("uid=65534(nobody)")
     assert int(out[3]) > 200, "every applet should be linked"
@@ -55,14 +63,33 @@ def test_detached_lifecycle(bootstrapped: harness.Berthd, tmp_path) -> None:  # 
     d = bootstrapped
     env_file = tmp_path / "env"
     env_file.write_text("FROM_FILE=yes\n# comment\n")
-    cid = ok(d.berth("run", "-d", "--name", "svc", "--env-file", str(env_file), "-e", "A=1", "-l", "k=v",
-                     "--hostname", "svc-host", "busybox", "sh", "-c",
-                     "trap 'exit 0' TERM; i=0; while true; do echo n $i; i=$((i+1)); sleep 0.1; done")).stdout.strip()
+    cid = ok(
+        d.berth(
+            "run",
+            "-d",
+            "--name",
+            "svc",
+            "--env-file",
+            str(env_file),
+            "-e",
+            "A=1",
+            "-l",
+            "k=v",
+            "--hostname",
+            "svc-host",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; i=0; while true; do echo n $i; i=$((i+1)); sleep 0.1; done",
+        )
+    ).stdout.strip()
     assert len(cid) == 64
     time.sleep(0.6)
     assert ok(d.berth("logs", "svc")).stdout.startswith("n 0\nn 1\n")
     assert len(ok(d.berth("logs", "--tail", "2", "svc")).stdout.splitlines()) == 2
-    r = ok(d.berth("exec", "-e", "B=2", "-w", "/etc", "svc", "sh", "-c", "echo $A$B$FROM_FILE; pwd; hostname"))
+    r = ok(
+        d.berth("exec", "-e", "B=2", "-w", "/etc", "svc", "sh", "-c", "echo $A$B$FROM_FILE; pwd; hostname")
+    )
     assert r.stdout == "12yes\n/etc\nsvc-host\n"
     assert d.berth("exec", "svc", "sh", "-c", "exit 6").returncode == 6
     ok(d.berth("exec", "-d", "svc", "sh", "-c", "sleep 0.2; touch /tmp/from-detached-exec"))
@@ -84,7 +111,9 @@ def test_images_and_jobs(bootstrapped: harness.Berthd) -> None:
     d = bootstrapped
     ok(d.berth("tag", "busybox", "mine:1"))
     assert sorted(ok(d.berth("images", "--format", "{{.Repository}}:{{.Tag}}")).stdout.split()) == [
-        "busybox:latest", "mine:1"]
+        "busybox:latest",
+        "mine:1",
+    ]
     assert "Untagged: mine:1" in ok(d.berth("rmi", "mine:1")).stdout
     jobs = ok(d.berth("jobs", "-a")).stdout.splitlines()
     assert jobs[0].split()[:4] == ["ID", "NAME", "STATUS", "DURATION"]
@@ -94,8 +123,12 @@ def test_images_and_jobs(bootstrapped: harness.Berthd) -> None:
 def test_no_daemon_message() -> None:
     r = subprocess.run(
         [str(harness.BERTH), "-H", "unix:///tmp/berth-no-such-daemon.sock", "ps"],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert r.returncode == 1
-    assert ("Cannot connect to the berth daemon at unix:///tmp/berth-no-such-daemon.sock. "
-            "Is the berth daemon running?") in r.stderr
+    assert (
+        "Cannot connect to the berth daemon at unix:///tmp/berth-no-such-daemon.sock. "
+        "Is the berth daemon running?"
+    ) in r.stderr

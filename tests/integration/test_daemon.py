@@ -145,5 +145,7 @@ def test_config_file(berthd_factory, tmp_path) -> None:  # type: ignore[no-untyp
     assert json.loads(d.docker("info", "--format", "{{json .Driver}}").stdout) == "vfs"
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"no-such-key": 1}))
-    r = subprocess.run([str(harness.BERTHD), "--config-file", str(bad)], capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [str(harness.BERTHD), "--config-file", str(bad)], capture_output=True, text=True, timeout=30
+    )
     assert r.returncode == 1 and "unknown keys no-such-key" in r.stderr

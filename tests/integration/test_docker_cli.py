@@ -206,6 +206,8 @@ def test_ps_filters_inspect_rename(berthd: harness.Berthd, busybox_image: str) -
         ok(berthd.docker("inspect", "-f", "{{.State.Status}} {{.Config.Labels.tier}}", "a1")).stdout
         == "running web\n"
     )
+    log_type = ok(berthd.docker("inspect", "-f", "{{.HostConfig.LogConfig.Type}}", "a1")).stdout
+    assert log_type == "json-file\n"
     ok(berthd.docker("rename", "a3", "a4"))
     assert names("-a", "--filter", "status=created") == ["a4"]
     r = berthd.docker("rm", "a1")

@@ -117,7 +117,11 @@ def test_rm_force_and_volumes_flag(berthd: harness.Berthd, busybox_image: str) -
 
 
 def test_diff_export_commit_save_load_prune(berthd: harness.Berthd, busybox_image: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    ok(berthd.docker("run", "--name", "chg", busybox_image, "sh", "-c", "mkdir /data && echo x > /data/f && rm /bin/vi"))
+    ok(
+        berthd.docker(
+            "run", "--name", "chg", busybox_image, "sh", "-c", "mkdir /data && echo x > /data/f && rm /bin/vi"
+        )
+    )
     diff = ok(berthd.docker("diff", "chg")).stdout.splitlines()
     assert "A /data" in diff and "A /data/f" in diff and "D /bin/vi" in diff, diff
     out = tmp_path / "chg.tar"
@@ -129,7 +133,9 @@ def test_diff_export_commit_save_load_prune(berthd: harness.Berthd, busybox_imag
     assert "data/f" in names and "bin/vi" not in names and "bin/busybox" in names
     image_id = ok(berthd.docker("commit", "-c", "ENV Z=1", "-m", "msg", "chg", "committed:1")).stdout.strip()
     assert image_id.startswith("sha256:")
-    assert ok(berthd.docker("run", "--rm", "committed:1", "sh", "-c", "cat /data/f; echo $Z")).stdout == "x\n1\n"
+    assert (
+        ok(berthd.docker("run", "--rm", "committed:1", "sh", "-c", "cat /data/f; echo $Z")).stdout == "x\n1\n"
+    )
     saved = tmp_path / "saved.tar"
     ok(berthd.docker("save", "-o", str(saved), "committed:1"))
     ok(berthd.docker("rm", "chg"))
@@ -146,16 +152,57 @@ def test_diff_export_commit_save_load_prune(berthd: harness.Berthd, busybox_imag
 
 
 def test_security_and_namespace_options(berthd: harness.Berthd, busybox_image: str) -> None:
-    caps = lambda *a: ok(berthd.docker("run", "--rm", *a, busybox_image, "grep", "CapEff", "/proc/self/status")).stdout.split()[1]  # noqa: E731
+    caps = lambda *a: ok(
+        berthd.docker("run", "--rm", *a, busybox_image, "grep", "CapEff", "/proc/self/status")
+    ).stdout.split()[1]  # noqa: E731
     default, privileged = int(caps(), 16), int(caps("--privileged"), 16)
     assert default == 0xA80425FB  # Docker's 14 default capabilities
     assert privileged & (1 << 21)  # CAP_SYS_ADMIN
     assert int(caps("--cap-add", "NET_ADMIN"), 16) == default | (1 << 12)
     assert int(caps("--cap-drop", "CHOWN"), 16) == default & ~1
-    r = ok(berthd.docker("run", "--rm", "--ulimit", "nofile=512:1024", busybox_image, "sh", "-c", "ulimit -n; ulimit -Hn"))
+    r = ok(
+        berthd.docker(
+            "run", "--rm", "--ulimit", "nofile=512:1024", busybox_image, "sh", "-c", "ulimit -n; ulimit -Hn"
+        )
+    )
     assert r.stdout.split() == ["512", "1024"]
-    r = ok(berthd.docker("run", "--rm", "--sysctl", "net.ipv4.ip_forward=1", busybox_image, "cat", "/proc/sys/net/ipv4/ip_forward"))
+    r = ok(
+        berthd.docker(
+            "run",
+            "--rm",
+            "--sysctl",
+            "net.ipv4.ip_forward=1",
+            busybox_image,
+            "cat",
+            "/proc/sys/net/ipv4/ip_forward",
+        )
+    )
     assert r.stdout == "1\n"
-    assert ok(berthd.docker("run", "--rm", "--pid", "host", busybox_image, "sh", "-c", "test -d /proc/1 && cat /proc/1/comm")).stdout.strip() != "sh"
-    r = ok(berthd.docker("run", "--rm", "--security-opt", "no-new-privileges", busybox_image, "grep", "NoNewPrivs", "/proc/self/status"))
+    assert (
+        ok(
+            berthd.docker(
+                "run",
+                "--rm",
+                "--pid",
+                "host",
+                busybox_image,
+                "sh",
+                "-c",
+                "test -d /proc/1 && cat /proc/1/comm",
+            )
+        ).stdout.strip()
+        != "sh"
+    )
+    r = ok(
+        berthd.docker(
+            "run",
+            "--rm",
+            "--security-opt",
+            "no-new-privileges",
+            busybox_image,
+            "grep",
+            "NoNewPrivs",
+            "/proc/self/status",
+        )
+    )
     assert r.stdout.split()[1] == "1"

@@ -37,8 +37,13 @@ def _engine(gate: asyncio.Event) -> Engine:
             got += chunk
         await job.stdout.write(frame(1, b"echo:" + got))
 
-    for name, fn in [("system.ping", ping), ("container.inspect", inspect), ("container.remove", remove),
-                     ("container.wait", wait), ("container.attach", attach)]:
+    for name, fn in [
+        ("system.ping", ping),
+        ("container.inspect", inspect),
+        ("container.remove", remove),
+        ("container.wait", wait),
+        ("container.attach", attach),
+    ]:
         e.register(name, fn)
     return e
 
@@ -73,25 +78,42 @@ def test_server_behaviour() -> None:
         await server.start()
         loop = asyncio.get_running_loop()
         try:
-            resp = await loop.run_in_executor(None, _request, sock, b"HEAD /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            resp = await loop.run_in_executor(
+                None, _request, sock, b"HEAD /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
             head = resp.decode()
-            assert head.startswith("HTTP/1.1 200 OK") and "Api-Version: 1.45" in head and "Ostype: linux" in head
+            assert (
+                head.startswith("HTTP/1.1 200 OK") and "Api-Version: 1.45" in head and "Ostype: linux" in head
+            )
             assert "Swarm: inactive" in head and "Builder-Version: 1" in head
 
-            resp = await loop.run_in_executor(None, _request, sock, b"GET /v1.45/containers/x/json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            resp = await loop.run_in_executor(
+                None,
+                _request,
+                sock,
+                b"GET /v1.45/containers/x/json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            )
             assert b"404 Not Found" in resp and b"\r\nContent-Type: application/json\r\n" in resp
             assert resp.split(b"\r\n\r\n", 1)[1].strip() == b'{"message":"No such container: x"}'
-            resp = await loop.run_in_executor(None, _request, sock, b"DELETE /containers/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            resp = await loop.run_in_executor(
+                None, _request, sock, b"DELETE /containers/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
             assert resp.startswith(b"HTTP/1.1 409")
-            resp = await loop.run_in_executor(None, _request, sock, b"GET /v1.45/nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            resp = await loop.run_in_executor(
+                None, _request, sock, b"GET /v1.45/nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
             assert resp.startswith(b"HTTP/1.1 404") and b'{"message":"page not found"}' in resp
-            resp = await loop.run_in_executor(None, _request, sock, b"GET /v1.12/_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            resp = await loop.run_in_executor(
+                None, _request, sock, b"GET /v1.12/_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
             assert resp.startswith(b"HTTP/1.1 400") and b"too old" in resp
 
             # wait: the headers arrive before the body, which comes at the event
             s = socket.socket(socket.AF_UNIX)
             s.connect(sock)
-            s.sendall(b"POST /v1.45/containers/x/wait?condition=next-exit HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+            s.sendall(
+                b"POST /v1.45/containers/x/wait?condition=next-exit HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+            )
             s.setblocking(False)
             head = b""
             for _ in range(100):
@@ -117,8 +139,10 @@ def test_server_behaviour() -> None:
             s.close()
 
             # hijack: 101, stdin after the upgrade, output after the client's half-close
-            raw = (b"POST /v1.45/containers/x/attach?stream=1&stdin=1 HTTP/1.1\r\nHost: x\r\n"
-                   b"Content-Length: 0\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+            raw = (
+                b"POST /v1.45/containers/x/attach?stream=1&stdin=1 HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Length: 0\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
+            )
 
             def attach() -> bytes:
                 c = socket.socket(socket.AF_UNIX)

@@ -78,7 +78,9 @@ def test_event_bus_shapes_and_filters() -> None:
 
     async def scenario() -> None:
         q = engine.events.subscribe()
-        ev = engine.events.publish("container", "start", "abc", {"name": "web", "image": "busybox", "tier": "x"})
+        ev = engine.events.publish(
+            "container", "start", "abc", {"name": "web", "image": "busybox", "tier": "x"}
+        )
         assert await q.get() is ev
         engine.events.unsubscribe(q)
 
