@@ -772,3 +772,35 @@ def _proc_state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except FileNotFoundError:
         return "gone"
+
+
+def test_default_seccomp_filters_init_and_exec(env: Env) -> None:
+    async def scenario() -> None:
+        driver = NativeDriver(env.exec_root, env.cgroup_parent)
+        await driver.startup()
+        try:
+            seccomp = "grep Seccomp: /proc/self/status"
+            req = env.request(["sh", "-c", f"{seccomp}; sleep 100"])
+            handle = await driver.create(req)
+            stream = handle.output()
+            await handle.start()
+            async for _kind, data in stream:
+                assert data == b"Seccomp:\t2\n"  # a filter is loaded
+                break
+            ex = await handle.exec({"args": ["sh", "-c", seccomp], "env": ["PATH=/bin"], "cwd": "/",
+                                    "user": {"uid": 0, "gid": 0}})
+            assert (await collect(handle, ex.output()))[1] == b"Seccomp:\t2\n"
+            await handle.signal(signal.SIGKILL)
+            await handle.wait()
+            await driver.cleanup(req.id)
+            free = env.request(["sh", "-c", seccomp], seccomp="unconfined")
+            handle = await driver.create(free)
+            stream = handle.output()
+            await handle.start()
+            assert (await collect(handle, stream))[1] == b"Seccomp:\t0\n"
+            await handle.wait()
+            await driver.cleanup(free.id)
+        finally:
+            await driver.shutdown()
+
+    run(scenario())

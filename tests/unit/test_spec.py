@@ -157,8 +157,14 @@ def test_cap_add_and_drop() -> None:
 
 
 def test_ulimits_sysctls_oom_nnp_and_host_namespaces() -> None:
-    spec = spec_for(rlimits=(("nofile", 1024, 2048),), sysctls=(("net.ipv4.ip_forward", "1"),),
-                    oom_score_adj=500, no_new_privileges=True, pid_host=True, ipc_host=True)
+    spec = spec_for(
+        rlimits=(("nofile", 1024, 2048),),
+        sysctls=(("net.ipv4.ip_forward", "1"),),
+        oom_score_adj=500,
+        no_new_privileges=True,
+        pid_host=True,
+        ipc_host=True,
+    )
     assert spec["process"]["rlimits"] == [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 2048}]
     assert spec["linux"]["sysctl"] == {"net.ipv4.ip_forward": "1"}
     assert spec["process"]["oomScoreAdj"] == 500 and spec["process"]["noNewPrivileges"] is True
@@ -166,3 +172,17 @@ def test_ulimits_sysctls_oom_nnp_and_host_namespaces() -> None:
     assert "rlimits" not in spec_for()["process"]  # Docker sets none by default: the daemon's apply
     with pytest.raises(InvalidParameter, match="soft limit 10 is above hard limit 5"):
         spec_for(rlimits=(("nofile", 10, 5),))
+
+
+def test_seccomp_default_unconfined_custom() -> None:
+    from berth.libcontainer.seccomp import DEFAULT_PROFILE
+
+    assert spec_for()["linux"]["seccomp"] == DEFAULT_PROFILE
+    assert "seccomp" not in spec_for(seccomp="unconfined")["linux"]
+    assert "seccomp" not in spec_for(privileged=True)["linux"]
+    custom = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": []}
+    assert spec_for(seccomp=custom)["linux"]["seccomp"] == custom
+    with pytest.raises(InvalidParameter, match="seccomp 'strict'"):
+        spec_for(seccomp="strict")
+    with pytest.raises(InvalidParameter, match="defaultAction"):
+        spec_for(seccomp={"syscalls": []})

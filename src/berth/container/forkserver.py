@@ -126,6 +126,17 @@ def warm_up(rounds: int = 64) -> None:
         os.rmdir(tmp)
 
 
+def precompile_seccomp() -> None:
+    """Compile the default seccomp profile once here: helpers inherit libcontainer's cache."""
+    from berth.libcontainer import seccomp
+
+    try:
+        seccomp.compile_profile(seccomp.DEFAULT_PROFILE)
+    except seccomp.SeccompError as exc:
+        # containers asking for it will fail with this same message from libcontainer
+        print(f"berth forkserver: seccomp unavailable: {exc}", file=sys.stderr)
+
+
 def fill_pool_holes() -> list[bytes]:
     """Occupy every free block in pymalloc's partly used pools; returns the fillers to keep.
 
@@ -164,6 +175,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     monitor._set_name(b"berth-forkserver")
     warm_up()
+    precompile_seccomp()
     gc.collect()
     fillers = fill_pool_holes()
     gc.freeze()

@@ -137,10 +137,16 @@ def helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, res_w: int, go
     answer(res_w, {})
 
 
-def helper_exec(init_pid: int, process: dict[str, Any], stdio: Stdio, cgroup_name: str, res_w: int) -> None:
-    """In the helper: libcontainer.exec_process; the exec'd process is then ours to reap."""
+def helper_exec(init_pid: int, process: dict[str, Any], stdio: Stdio, cgroup_name: str, body: bytes,
+                res_w: int) -> None:
+    """In the helper: libcontainer.exec_process; the exec'd process is then ours to reap.
+
+    ``body`` is the container's create body: its ``linux.seccomp`` applies to the exec'd process
+    too (a filter belongs to a process; the new one does not inherit init's)."""
     try:
-        pid = exec_process(init_pid, process, stdio, Cgroup(cgroup_name) if cgroup_name else None)
+        seccomp = P.decode_json(body)["spec"].get("linux", {}).get("seccomp")
+        cgroup = Cgroup(cgroup_name) if cgroup_name else None
+        pid = exec_process(init_pid, process, stdio, cgroup, seccomp)
     except ContainerInitError as exc:
         answer(res_w, {"message": exc.message, "exit_code": exc.exit_code})
         return

@@ -77,6 +77,7 @@ class Monitor:
         self.forced_code: int | None = None
         self.listener: socket.socket | None = None
         self.helper: Helper | None = None  # holds the init's barrier until start
+        self.body = b""  # the create body (spec, mounts, resources) as the daemon sent it
 
     # ---- fd bookkeeping -------------------------------------------------------------------
     def _watch(self, fd: int, read: Callable[[], None] | None | bool = False,
@@ -110,6 +111,7 @@ class Monitor:
         ``body`` is the request's second frame (spec, mounts, resources), parsed in the helper only.
         """
         req = self.req
+        self.body = body  # kept as bytes (never parsed here): exec helpers need its seccomp profile
         try:
             os.unlink(os.path.join(self.dir, "exit.json"))  # a previous run's (restart without cleanup)
         except FileNotFoundError:
@@ -499,7 +501,8 @@ class Monitor:
         init_pid = self.init.pid
         try:
             cgroup_name = self.cgroup_name
-            helper = Helper(lambda res_w, go_r: helper_exec(init_pid, process, stdio, cgroup_name, res_w))
+            body = self.body
+            helper = Helper(lambda res_w, go_r: helper_exec(init_pid, process, stdio, cgroup_name, body, res_w))
         finally:
             for fd in child_fds:
                 os.close(fd)

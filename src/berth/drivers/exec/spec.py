@@ -17,6 +17,7 @@ Environment: like Docker's ``CreateDaemonEnvironment``, ``PATH`` is added when m
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -150,6 +151,9 @@ class SpecInput:
     rlimits: tuple[tuple[str, int, int], ...] = ()  # ("nofile", soft, hard), Docker's --ulimit names
     sysctls: tuple[tuple[str, str], ...] = ()
     oom_score_adj: int = 0
+    # "default" (berth.libcontainer.seccomp.DEFAULT_PROFILE), "unconfined", or an OCI
+    # linux.seccomp object (--security-opt seccomp=profile.json); privileged means unconfined
+    seccomp: str | dict[str, Any] = "default"
     pid_host: bool = False  # --pid host: no PID namespace
     ipc_host: bool = False  # --ipc host
     uts_host: bool = False  # --uts host
@@ -266,6 +270,10 @@ def _validate(inp: SpecInput) -> None:
     for item in inp.env:
         if not item or item.startswith("="):
             raise InvalidParameter(f"build container spec: bad environment entry {item!r}")
+    if isinstance(inp.seccomp, str) and inp.seccomp not in ("default", "unconfined"):
+        raise InvalidParameter(f"build container spec: seccomp {inp.seccomp!r} is not default, unconfined or a profile")
+    if isinstance(inp.seccomp, dict) and "defaultAction" not in inp.seccomp:
+        raise InvalidParameter("build container spec: a seccomp profile needs a defaultAction")
     for name, soft, hard in inp.rlimits:
         if soft > hard and hard >= 0:
             raise InvalidParameter(f"build container spec: ulimit {name}: soft limit {soft} is above hard limit {hard}")
@@ -342,4 +350,11 @@ def _linux(inp: SpecInput) -> dict[str, Any]:
         linux["cgroupsPath"] = inp.cgroups_path
     if inp.sysctls:
         linux["sysctl"] = dict(inp.sysctls)
+    if not inp.privileged and inp.seccomp != "unconfined":
+        if inp.seccomp == "default":
+            from berth.libcontainer.seccomp import DEFAULT_PROFILE
+
+            linux["seccomp"] = copy.deepcopy(DEFAULT_PROFILE)
+        else:
+            linux["seccomp"] = copy.deepcopy(inp.seccomp)
     return linux
