@@ -166,6 +166,14 @@ def test_attach_protocol_two_clients_replies_and_exit(container: tuple) -> None:
     assert r["kind"] == "invalid" and "unknown op" in r["error"]
     a.send_json({"op": "signal", "req": 10})  # no signal number
     assert a.event()["kind"] == "invalid"
+    # a control connection: requests and replies only (no output frames)
+    ctl = Raw(sock_path)
+    ctl.send_json({"op": "control"})
+    ctl.send_json({"op": "resize", "h": 1, "w": 1, "req": 1})
+    assert ctl.event() == {"event": "reply", "req": 1, "op": "resize", "error": "", "kind": ""}
+    ctl.send_json({"op": "control", "req": 2})  # a hello again is not an op
+    assert ctl.event()["kind"] == "invalid"
+    a.send(P.STDIN, b"unused\n")  # (the script no longer reads: nothing comes back on either)
     # a client that sends garbage gets an error frame and is dropped; the others stay
     c = Raw(sock_path)
     c.sock.sendall(b"\x09garbage!")

@@ -804,3 +804,44 @@ def test_default_seccomp_filters_init_and_exec(env: Env) -> None:
             await driver.shutdown()
 
     run(scenario())
+
+
+def test_stdin_backlog_is_bounded_and_does_not_block_control(env: Env) -> None:
+    """A process that never reads its stdin: the monitor stops taking stdin at ~1 MiB (the writer
+    waits), and signal/resize still go through at once on their own connection."""
+
+    async def scenario() -> None:
+        driver = NativeDriver(env.exec_root, env.cgroup_parent)
+        await driver.startup()
+        try:
+            req = env.request(["sleep", "100"], open_stdin=True)
+            handle = await driver.create(req)
+            await handle.start()
+            chunk = b"x" * 65536
+            written = 0
+
+            async def flood() -> None:
+                nonlocal written
+                try:
+                    while True:
+                        await handle.write_stdin(chunk)
+                        written += len(chunk)
+                except Conflict:
+                    pass  # the container is gone
+
+            task = asyncio.create_task(flood())
+            await asyncio.sleep(1.0)
+            stalled_at = written
+            assert stalled_at < 16 << 20, f"the monitor took {stalled_at} bytes of stdin nobody reads"
+            rss_kb = next(int(line.split()[1]) for line in Path(f"/proc/{handle.monitor_pid}/status").read_text()
+                          .splitlines() if line.startswith("VmRSS:"))
+            assert rss_kb < 32 * 1024, rss_kb
+            await asyncio.wait_for(handle.resize(10, 10), 2)
+            await asyncio.wait_for(handle.signal(signal.SIGKILL), 2)
+            assert (await asyncio.wait_for(handle.wait(), 5)).exit_code == 137
+            await asyncio.wait_for(task, 5)
+            await driver.cleanup(req.id)
+        finally:
+            await driver.shutdown()
+
+    run(scenario())

@@ -249,7 +249,7 @@ class Monitor:
 
     def _add_conn(self, conn: Conn) -> None:
         self.conns.append(conn)
-        self._watch(conn.fd, read=lambda: self._on_readable(conn))
+        self._watch(conn.fd, read=self._conn_reader(conn))
 
     def _on_readable(self, conn: Conn) -> None:
         try:
@@ -277,11 +277,14 @@ class Monitor:
                 raise P.ProtocolError("monitor connection: the first frame must be a JSON hello")
             self._on_hello(conn, P.decode_json(payload))
             return
-        sess = conn.session if conn.role == "exec" else self.init
+        sess = conn.session if conn.role in ("exec", "control") else self.init
         if sess is None:
+            if kind == P.CONTROL:  # a control connection for an exec that is gone
+                msg = P.decode_json(payload)
+                self._reply(conn, msg, f"{msg.get('op')}: the process is not running", "conflict")
             return
         if kind == P.STDIN:
-            self._stdin(sess, payload)
+            self._stdin(sess, conn, payload)
         elif kind == P.STDIN_EOF:
             sess.stdin_eof = True
             self._flush_stdin(sess)
@@ -314,6 +317,12 @@ class Monitor:
         elif op == "exec":
             conn.role = "exec"
             self._exec(conn, msg)
+        elif op == "control":
+            # requests only, no output: the daemon's way around a stdin backlog on its attach
+            # connection; "pid" names an exec'd process, else the container's init
+            conn.role = "control"
+            pid = msg.get("pid")
+            conn.session = self.init if not pid else self.by_pid.get(int(pid))
         else:
             raise P.ProtocolError(f"monitor connection: unknown hello op {op!r}")
 
@@ -416,11 +425,25 @@ class Monitor:
             self._finish_session(sess)
 
     # ---- stdin ----------------------------------------------------------------------------
-    def _stdin(self, sess: Session, data: bytes) -> None:
+    def _stdin(self, sess: Session, conn: Conn, data: bytes) -> None:
         if sess.stdin_fd < 0 or sess.stdin_eof:
             return
         sess.stdin_buf += data
         self._flush_stdin(sess)
+        if len(sess.stdin_buf) > HIGH_WATER and not conn.closed and conn not in sess.stdin_waiters:
+            # the process reads slower than the client writes: stop reading the client (it
+            # blocks in turn) rather than buffer without bound
+            sess.stdin_waiters.append(conn)
+            self._watch(conn.fd, read=None)
+
+    def _resume_stdin_writers(self, sess: Session) -> None:
+        waiters, sess.stdin_waiters = sess.stdin_waiters, []
+        for conn in waiters:
+            if not conn.closed:
+                self._watch(conn.fd, read=self._conn_reader(conn))
+
+    def _conn_reader(self, conn: Conn) -> Callable[[], None]:
+        return lambda: self._on_readable(conn)
 
     def _flush_stdin(self, sess: Session) -> None:
         fd = sess.stdin_fd
@@ -432,11 +455,15 @@ class Monitor:
                 del sess.stdin_buf[:n]
         except BlockingIOError:
             self._watch(fd, write=lambda: self._flush_stdin(sess))
+            if sess.stdin_waiters and len(sess.stdin_buf) < LOW_WATER:
+                self._resume_stdin_writers(sess)
             return
         except OSError:  # EPIPE/EIO: the process closed its stdin; drop what it will never read
             sess.stdin_buf.clear()
             sess.stdin_eof = True
         self._watch(fd, write=None)
+        if sess.stdin_waiters and len(sess.stdin_buf) < LOW_WATER:
+            self._resume_stdin_writers(sess)
         if sess.stdin_eof:
             if sess.tty:
                 try:
@@ -451,7 +478,7 @@ class Monitor:
     # ---- control --------------------------------------------------------------------------
     def _control(self, sess: Session, conn: Conn, msg: dict[str, Any]) -> None:
         op = msg.get("op")
-        if op == "start" and conn.role != "exec":
+        if op == "start" and sess is self.init:
             if sess.started or self.helper is None:
                 raise Refused("conflict", "already started")
             helper, self.helper = self.helper, None
@@ -478,7 +505,7 @@ class Monitor:
             if sess is self.init and int(msg["signal"]) == SIGKILL and self.paused:
                 self._cgroup_op("thaw")  # a frozen task cannot die until it is thawed
                 self.paused = False
-        elif op in ("pause", "resume") and conn.role != "exec":
+        elif op in ("pause", "resume") and sess is self.init:
             if not self.cgroup_name:
                 raise Refused("invalid", "the container has no cgroup to freeze")
             answer = self._cgroup_op("freeze" if op == "pause" else "thaw")

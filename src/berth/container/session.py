@@ -62,7 +62,7 @@ class Session:
 
     __slots__ = (
         "pid", "tty", "master", "stdin_fd", "outputs", "stdin_buf", "stdin_eof", "started",
-        "status", "conns", "log", "throttled", "deadline", "done",
+        "status", "conns", "log", "throttled", "deadline", "done", "stdin_waiters",
     )
 
     def __init__(self, tty: bool) -> None:
@@ -80,6 +80,7 @@ class Session:
         self.throttled = False
         self.deadline: float | None = None
         self.done = False
+        self.stdin_waiters: list[Conn] = []  # connections not read while stdin_buf is too full
 
 
 def make_stdio(tty: bool, open_stdin: bool) -> tuple[Stdio, Session, list[int]]:

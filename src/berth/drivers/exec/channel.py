@@ -182,6 +182,38 @@ class MonitorChannel:
             self._end()
 
 
+class ControlLine:
+    """Requests to the monitor on a connection of their own (opened on first use).
+
+    Stdin can back up on the attach connection (a process that does not read it); a stop or a
+    resize must not wait behind it, so requests never share that connection.
+    """
+
+    def __init__(self, what: str, connect: Any, hello_msg: dict[str, Any]) -> None:
+        self.what = what
+        self._connect = connect  # async () -> (reader, writer) on monitor.sock
+        self._hello = hello_msg
+        self._channel: MonitorChannel | None = None
+        self._lock = asyncio.Lock()
+
+    async def request(self, op: str, **args: Any) -> None:
+        async with self._lock:
+            if self._channel is None or self._channel.closed:
+                try:
+                    reader, writer = await self._connect()
+                except (FileNotFoundError, ConnectionError) as exc:
+                    raise Conflict(f"{self.what} is not running") from exc
+                writer.write(P.encode_json(self._hello))
+                self._channel = MonitorChannel(self.what, reader, writer)
+                self._channel.begin()
+            channel = self._channel
+        await channel.request(op, **args)
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+
+
 async def hello(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, msg: dict[str, Any]) -> dict[str, Any] | None:
     """Send a hello and return the monitor's first control event (None at EOF)."""
     writer.write(P.encode_json(msg))

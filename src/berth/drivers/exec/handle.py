@@ -25,7 +25,7 @@ from typing import Any
 
 from berth.container import protocol as P
 from berth.container.logs import format_time
-from berth.drivers.exec.channel import MonitorChannel, OutputStream, hello
+from berth.drivers.exec.channel import ControlLine, MonitorChannel, OutputStream, hello
 from berth.drivers.exec.model import ExitStatus
 from berth.errors import Conflict, ContainerStartError, SystemFailure
 
@@ -58,15 +58,16 @@ class Handle:
         self.paused = paused  # as the monitor saw it at attach (reconnect), then as set by pause()
         self.started_at = started_at  # RFC3339Nano, from the monitor at reconnect
         self._dir = exec_dir
-        self._channel = channel
+        self._channel = channel  # output, stdin and the exit event
         self._connect = connect  # async () -> (reader, writer) on monitor.sock
+        self._control = ControlLine(f"container {cid}", connect, {"op": "control"})
 
     def output(self) -> OutputStream:
         """A new subscription to the container's stdout (1) / stderr (2) frames."""
         return self._channel.subscribe(STREAM_LIMIT)
 
     async def start(self) -> None:
-        await self._channel.request("start")
+        await self._control.request("start")
         self.started = True
 
     async def write_stdin(self, data: bytes) -> None:
@@ -77,17 +78,17 @@ class Handle:
         await self._channel.send(P.STDIN_EOF)
 
     async def resize(self, h: int, w: int) -> None:
-        await self._channel.request("resize", h=h, w=w)
+        await self._control.request("resize", h=h, w=w)
 
     async def signal(self, signum: int = _signal.SIGKILL) -> None:
-        await self._channel.request("signal", signal=int(signum))
+        await self._control.request("signal", signal=int(signum))
 
     async def pause(self) -> None:
-        await self._channel.request("pause")
+        await self._control.request("pause")
         self.paused = True
 
     async def resume(self) -> None:
-        await self._channel.request("resume")
+        await self._control.request("resume")
         self.paused = False
 
     async def wait(self) -> ExitStatus:
@@ -105,6 +106,7 @@ class Handle:
 
     async def close(self) -> None:
         """Let go of the container without touching it (daemon shutdown; before start it dies)."""
+        await self._control.close()
         await self._channel.close()
 
     async def exec(self, process: dict[str, Any], open_stdin: bool = False) -> ExecHandle:
@@ -130,8 +132,9 @@ class Handle:
             writer.close()
             raise SystemFailure(f"exec in container {self.id}: unexpected answer from the monitor: {ev}")
         pid = int(ev["pid"])
-        channel = MonitorChannel(f"exec {pid} in container {self.id}", reader, writer)
-        ex = ExecHandle(pid, channel)
+        what = f"exec {pid} in container {self.id}"
+        channel = MonitorChannel(what, reader, writer)
+        ex = ExecHandle(pid, channel, ControlLine(what, self._connect, {"op": "control", "pid": pid}))
         channel.begin()
         return ex
 
@@ -139,9 +142,10 @@ class Handle:
 class ExecHandle:
     """One process exec'd into a running container."""
 
-    def __init__(self, pid: int, channel: MonitorChannel) -> None:
+    def __init__(self, pid: int, channel: MonitorChannel, control: ControlLine) -> None:
         self.pid = pid
         self._channel = channel
+        self._control = control
         # held strongly until output() hands it out or wait() drops it
         self._pending: OutputStream | None = channel.subscribe(0)
 
@@ -161,14 +165,15 @@ class ExecHandle:
         await self._channel.send(P.STDIN_EOF)
 
     async def resize(self, h: int, w: int) -> None:
-        await self._channel.request("resize", h=h, w=w)
+        await self._control.request("resize", h=h, w=w)
 
     async def signal(self, signum: int) -> None:
-        await self._channel.request("signal", signal=int(signum))
+        await self._control.request("signal", signal=int(signum))
 
     async def wait(self) -> int:
         if self._pending is not None:
             self._pending.close()
             self._pending = None
         ev = await asyncio.shield(self._channel.exited)
+        await self._control.close()  # the monitor keeps a control connection until it is closed
         return int(ev["exit_code"]) if ev is not None else 255
