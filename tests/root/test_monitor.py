@@ -203,6 +203,12 @@ def test_first_frame_must_be_a_hello(container: tuple) -> None:
     d.send_json({"op": "bogus"})
     kind, payload = d.next() or (None, b"")
     assert kind == P.ERROR and b"unknown hello op" in payload
+    for bad in ({"op": "control", "pid": "x"}, {"op": "exec", "process": "sh"}, {"op": "exec"}):
+        f = Raw(sock_path)
+        f.send_json(bad)
+        kind, _payload = f.next() or (None, b"")
+        assert kind == P.ERROR, bad  # that client is dropped; the container goes on
+        assert f.next() is None
     e = Raw(sock_path)
     e.send_json(
         {

@@ -189,10 +189,9 @@ class Monitor:
             self._watch(fd, read=self._reader(self.init, fd))
         self._reap()  # the init may already be gone
         while True:
-            timeout = None
-            if self.init.deadline is not None:
-                timeout = max(0.0, self.init.deadline - time.monotonic())
-            events = self.ep.poll(-1 if timeout is None else timeout)
+            deadlines = [sess.deadline for sess in (self.init, *self.by_pid.values()) if sess.deadline is not None]
+            timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else -1
+            events = self.ep.poll(timeout)
             # entries as they were before this batch: an fd closed (and maybe reused) by an
             # earlier callback of the batch must not reach the new owner's callbacks
             batch = [(fd, mask, self.cbs.get(fd)) for fd, mask in events]
@@ -206,7 +205,11 @@ class Monitor:
             now = time.monotonic()
             for sess in list(self.by_pid.values()):
                 if sess.deadline is not None and now >= sess.deadline:
-                    self._finish_session(sess)
+                    if sess.throttled:
+                        # still output to deliver to a slow client: not a stuck pipe, keep going
+                        sess.deadline = now + DRAIN_TIMEOUT
+                    else:
+                        self._finish_session(sess)
             if self.init.done:
                 return
 
@@ -265,7 +268,8 @@ class Monitor:
             frames = conn.decoder.feed(data)
             for kind, payload in frames:
                 self._on_frame(conn, kind, payload)
-        except P.ProtocolError as exc:
+        except (P.ProtocolError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            # a client's bad input ends that client, never the container
             self._send(conn, P.encode(P.ERROR, str(exc).encode()))
             self._close_conn(conn)
 
@@ -323,6 +327,8 @@ class Monitor:
             conn.role = "control"
             pid = msg.get("pid")
             conn.session = self.init if not pid else self.by_pid.get(int(pid))
+            if conn.session is self.init and pid:
+                conn.session = None  # the init's pid is not an exec's
         else:
             raise P.ProtocolError(f"monitor connection: unknown hello op {op!r}")
 
@@ -517,7 +523,9 @@ class Monitor:
 
     # ---- exec -----------------------------------------------------------------------------
     def _exec(self, conn: Conn, msg: dict[str, Any]) -> None:
-        process = msg.get("process") or {}
+        process = msg.get("process")
+        if not isinstance(process, dict) or not process.get("args"):
+            raise P.ProtocolError("monitor connection: exec needs a process object with args")
         if not self.init.started or self.init.status is not None:
             self._exec_error(conn, f"container {self.id} is not running", 126)
             return
