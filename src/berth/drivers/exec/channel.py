@@ -39,8 +39,8 @@ class OutputStream:
         self._closed = False
         self._channel = channel
         channel.subs.add(self)
-        if channel.closed:
-            self._ended = True
+        if channel.closed or channel.exit_event is not None:
+            self._ended = True  # subscribed after the last frame
 
     async def put(self, item: tuple[int, bytes]) -> None:
         while self.limit and len(self._items) >= self.limit and not self._closed:
