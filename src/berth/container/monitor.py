@@ -1,30 +1,34 @@
 """The per-container monitor: one small single-threaded process that runs one container.
 
 Model (conmon / containerd-shim in Python). The fork server forks the monitor (double fork,
-own session) and hands it one end of a socketpair whose other end the daemon holds; the first
-frame on it is ``{"op": "create", ...}``. The monitor then
+own session) and hands it one end of a socketpair whose other end the daemon holds; on it come
+``{"op": "create", ...}`` and the create body. The monitor then
 
 1. makes the container's stdio: pipes, or a pty (the container gets the slave, the monitor
-   keeps the master), creates the cgroup and calls ``libcontainer.create``; it answers
-   ``{"event": "created", "pid", "monitor_pid"}`` or ``{"event": "error", "message",
-   "exit_code"}`` (and exits, leaving nothing behind);
+   keeps the master), and has a helper process (:mod:`berth.container.helper`) create the
+   cgroup and call ``libcontainer.create``; it answers ``{"event": "created", "pid",
+   "monitor_pid"}`` or ``{"event": "error", "message", "exit_code"}`` (and exits, leaving
+   nothing behind);
 2. writes ``state.json`` and listens on ``<exec_root>/<id>/monitor.sock``;
 3. runs one ``epoll`` loop: container output goes to the json-file log and, as frames, to
    every attach connection; stdin frames go to the container (held until ``start``); control
-   frames start, signal, pause, resume, resize (each answered by ``{"event": "reply", "req",
-   "error"}``); exec connections run ``libcontainer.exec_process`` with their own stdio;
-   SIGCHLD (through the wakeup fd) reaps the init and exec'd processes;
-4. when the init has exited and its output is drained (or 2 s passed): writes ``exit.json``
-   atomically, sends ``{"event": "exit", ...}`` to attach connections, destroys the cgroup,
-   removes the socket and exits.
+   frames (on any connection, usually the daemon's control connection) start, signal, pause,
+   resume, resize, each answered by ``{"event": "reply", "req", "error", "kind"}``; exec
+   connections run ``libcontainer.exec_process`` (in a helper) with their own stdio; SIGCHLD
+   (through the wakeup fd) reaps the init and exec'd processes, reparented to the monitor;
+4. when the init has exited and its output is drained: writes ``exit.json`` atomically, removes
+   the socket, sends ``{"event": "exit", ...}`` to attach connections, destroys the cgroup,
+   closes the connections (their EOF: teardown done) and exits.
 
 If the daemon's creation connection drops before ``start``, the init is killed and exit.json
 records exit code 128, "daemon went away before start". After ``start`` the monitor outlives the
 daemon; a restarted daemon connects to monitor.sock with ``{"op": "attach"}``.
 
-Backpressure: while a connection has more than ``HIGH_WATER`` bytes unsent, the monitor stops
-reading the output it feeds, so the container blocks on write instead of the monitor growing.
-Imports are kept to what the loop needs: every page the monitor touches is its own.
+Backpressure both ways: while a connection has more than ``HIGH_WATER`` bytes unsent, the
+monitor stops reading the output it feeds (the container blocks on write); while a process has
+``HIGH_WATER`` of stdin it did not read, the monitor stops reading the client that sent it.
+Imports and work are kept to what the loop needs: every page the monitor touches is its own
+(docs/monitor.md has the numbers).
 """
 
 from __future__ import annotations
