@@ -149,3 +149,22 @@ def test_config_file(berthd_factory, tmp_path) -> None:  # type: ignore[no-untyp
         [str(harness.BERTHD), "--config-file", str(bad)], capture_output=True, text=True, timeout=30
     )
     assert r.returncode == 1 and "unknown keys no-such-key" in r.stderr
+
+
+def test_attach_and_exec_over_tls(berthd_factory, busybox_tar, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The docker CLI half-closes a hijacked TLS stream (close_notify); output must still come."""
+    tls = harness.make_tls(tmp_path / "tls")
+    d = berthd_factory(tcp_port=harness.free_tcp_port(), tls=tls)
+    d.import_image(busybox_tar)
+    env = d.tcp_env
+
+    def docker(*args: str, input: str | None = None) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
+        return subprocess.run(["docker", *args], env=env, input=input, capture_output=True, text=True, timeout=60)
+
+    r = docker("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (r.returncode, r.stdout, r.stderr) == (3, "out\n", "err\n")
+    assert docker("run", "-i", "--rm", "busybox", "cat", input="piped\n").stdout == "piped\n"
+    assert docker("run", "-d", "--name", "tlsexec", "busybox", "sleep", "60").returncode == 0
+    r = docker("exec", "tlsexec", "sh", "-c", "echo from-exec; exit 4")
+    assert (r.returncode, r.stdout) == (4, "from-exec\n")
+    assert docker("rm", "-f", "tlsexec").returncode == 0

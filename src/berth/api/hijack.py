@@ -14,6 +14,8 @@ bytes go to a queue that the job reads as stdin. The route must not return befor
 from __future__ import annotations
 
 import asyncio
+import ssl
+from typing import Any
 
 from aiohttp import web
 
@@ -100,10 +102,103 @@ async def hijack(request: web.Request, content_type: str, extra_headers: dict[st
     protocol = HijackProtocol()
     # No await between sending the headers and swapping the protocol: the client sends stdin
     # only after it has read the 101, so no byte can be read by aiohttp's protocol meanwhile.
+    ssl_protocol = getattr(transport, "_ssl_protocol", None)
+    if ssl_protocol is not None:
+        tls = _TLSPipe(ssl_protocol, protocol)
+        return Hijacked(tls, protocol)  # type: ignore[arg-type]
     transport.set_protocol(protocol)
     transport.resume_reading()
-    request._berth_hijacked = True  # type: ignore[attr-defined]
     return Hijacked(transport, protocol)  # type: ignore[arg-type]
+
+
+class _TLSPipe(asyncio.Protocol):
+    """A hijacked TLS connection that survives the client's close_notify.
+
+    Go's ``tls.Conn.CloseWrite`` (what the docker CLI does when its stdin ends) sends a TLS
+    close_notify; asyncio's SSL transport answers any close_notify by shutting the whole
+    connection down, so the container's output would never reach the client. We take the
+    TLS session (the ``SSLObject`` and its memory BIOs) out of asyncio's SSLProtocol and drive
+    it ourselves on the raw TCP transport: a close_notify becomes EOF on stdin, and we keep
+    encrypting output until the stream ends. This relies on SSLProtocol's private attributes
+    (``_sslobj``, ``_incoming``, ``_outgoing``, ``_transport``), stable since Python 3.11.
+    """
+
+    def __init__(self, ssl_protocol: Any, app: HijackProtocol) -> None:
+        self.sslobj: ssl.SSLObject = ssl_protocol._sslobj
+        self.incoming: ssl.MemoryBIO = ssl_protocol._incoming
+        self.outgoing: ssl.MemoryBIO = ssl_protocol._outgoing
+        self.raw: asyncio.Transport = ssl_protocol._transport
+        self.app = app
+        self.read_closed = False
+        self._flush()
+        self.raw.set_protocol(self)
+        self.raw.resume_reading()
+        self.data_received(b"")  # records already in the BIO, if any
+
+    # raw side -------------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        if data:
+            self.incoming.write(data)
+        while not self.read_closed:
+            try:
+                chunk = self.sslobj.read(65536)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLError:
+                self.read_closed = True
+                self.app.connection_lost(None)
+                self.raw.close()
+                return
+            if not chunk:  # close_notify (SSLObject.read returns b""): the client's half-close
+                self.read_closed = True
+                self.app.eof_received()
+                break
+            self.app.data_received(chunk)
+        self._flush()
+
+    def eof_received(self) -> bool:
+        if not self.read_closed:
+            self.read_closed = True
+            self.app.eof_received()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.app.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.app.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.app.resume_writing()
+
+    # the Transport surface Hijacked uses -----------------------------------------------
+    def _flush(self) -> None:
+        pending = self.outgoing.read()
+        if pending and not self.raw.is_closing():
+            self.raw.write(pending)
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = self.sslobj.write(view)
+            view = view[written:]
+        self._flush()
+
+    def is_closing(self) -> bool:
+        return self.raw.is_closing()
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        try:
+            self.sslobj.unwrap()  # our close_notify
+        except ssl.SSLError:
+            pass  # the peer's close_notify is not needed for ours to be sent
+        self._flush()
+
+    def close(self) -> None:
+        self.raw.close()
 
 
 class LazyHijack:
