@@ -239,3 +239,19 @@ def test_log_options_like_dockerd() -> None:
         log_options({"max-file": "3"})
     with pytest.raises(InvalidParameter, match="less than 1"):
         log_options({"max-size": "1m", "max-file": "0"})
+
+
+def test_one_big_write_is_split_across_rotated_files(tmp_path: Path) -> None:
+    path = tmp_path / "c-json.log"
+    record = len(encode_record("stdout", b"line 00\n", BASE))
+    w = LogWriter(str(path), max_size=4 * record, max_files=5)
+    w.write(1, b"".join(f"line {i:02d}\n".encode() for i in range(12)))  # one read, 12 lines
+    w.close()
+    sizes = sorted(p.stat().st_size for p in tmp_path.iterdir())
+    assert sizes == [4 * record] * 3
+    assert [r.data for r in read_records(path)] == [f"line {i:02d}\n".encode() for i in range(12)]
+    big = tmp_path / "big-json.log"
+    w = LogWriter(str(big), max_size=10, max_files=2)  # a record larger than max-size still goes out whole
+    w.write(1, b"a line longer than ten bytes\n")
+    w.close()
+    assert [r.data for r in read_records(big)] == [b"a line longer than ten bytes\n"]

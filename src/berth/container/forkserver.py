@@ -126,6 +126,36 @@ def warm_up(rounds: int = 64) -> None:
         os.rmdir(tmp)
 
 
+def warm_monitor(rounds: int = 32) -> None:
+    """Drive a container-less Monitor's loop code (output, stdin, a request) over pipes and a
+    socketpair, so that its methods are specialised here, in pages every monitor shares."""
+    from berth.container.session import make_stdio
+
+    ours, peer = socket.socketpair()
+    mon = monitor.Monitor({"id": "warm-up", "exec_root": "/nonexistent"}, ours)
+    stdio, sess, child_fds = make_stdio(False, True)
+    try:
+        sess.started = True
+        mon.init = sess
+        sess.conns.append(mon.daemon)
+        mon._add_conn(mon.daemon)
+        out_fd = next(fd for fd, stream in sess.outputs.items() if stream == P.STDOUT)
+        for _ in range(rounds):
+            os.write(stdio.stdout, b"hello\n")
+            mon._on_output(sess, out_fd)
+            peer.recv(65536)
+            peer.sendall(P.encode(P.STDIN, b"in\n") + P.encode_json({"op": "resize", "h": 1, "w": 1, "req": 1}))
+            mon._on_readable(mon.daemon)
+            os.read(stdio.stdin, 100)
+            peer.recv(65536)
+    finally:
+        for fd in {*child_fds, *sess.outputs, sess.stdin_fd} - {-1}:
+            os.close(fd)
+        mon.ep.close()
+        ours.close()
+        peer.close()
+
+
 def precompile_seccomp() -> None:
     """Compile the default seccomp profile once here: helpers inherit libcontainer's cache."""
     from berth.libcontainer import seccomp
@@ -175,6 +205,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     monitor._set_name(b"berth-forkserver")
     warm_up()
+    warm_monitor()
     precompile_seccomp()
     gc.collect()
     fillers = fill_pool_holes()

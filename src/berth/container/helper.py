@@ -25,6 +25,7 @@ from berth.errors import SystemFailure
 from berth.libcontainer import ContainerInitError, Mount, Stdio, create, exec_process
 from berth.libcontainer.cgroups import Cgroup, Resources
 
+SECCOMP_FILE = "seccomp.json"  # in <exec_root>/<id>: the container's profile, for exec helpers
 RESULT_TIMEOUT = 30.0  # seconds: creating a container (mounts, namespaces) is far faster
 
 
@@ -116,6 +117,11 @@ def helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, res_w: int, go
                 res["device_rules"] = tuple(res["device_rules"])
             cgroup.create(Resources(**res))
         mounts = [Mount(m[0], m[1], m[2], tuple(m[3])) for m in work.get("rootfs_mounts", ())]
+        seccomp = work["spec"].get("linux", {}).get("seccomp")
+        if seccomp is not None:
+            # for later exec helpers: the monitor itself keeps nothing of the spec
+            with open(os.path.join(req["exec_root"], req["id"], SECCOMP_FILE), "wb") as f:
+                f.write(P.dumps(seccomp))
         init = create(work["spec"], mounts, stdio, cgroup)
     except ContainerInitError as exc:
         answer(res_w, {"message": exc.message, "exit_code": exc.exit_code})
@@ -137,14 +143,18 @@ def helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, res_w: int, go
     answer(res_w, {})
 
 
-def helper_exec(init_pid: int, process: dict[str, Any], stdio: Stdio, cgroup_name: str, body: bytes,
+def helper_exec(init_pid: int, process: dict[str, Any], stdio: Stdio, cgroup_name: str, exec_dir: str,
                 res_w: int) -> None:
     """In the helper: libcontainer.exec_process; the exec'd process is then ours to reap.
 
-    ``body`` is the container's create body: its ``linux.seccomp`` applies to the exec'd process
-    too (a filter belongs to a process; the new one does not inherit init's)."""
+    The container's ``linux.seccomp`` (saved in ``exec_dir`` at create) applies to the exec'd
+    process too: a filter belongs to a process, and the new one does not inherit init's."""
     try:
-        seccomp = P.decode_json(body)["spec"].get("linux", {}).get("seccomp")
+        try:
+            with open(os.path.join(exec_dir, SECCOMP_FILE), "rb") as f:
+                seccomp = P.decode_json(f.read())
+        except FileNotFoundError:
+            seccomp = None  # the container runs unconfined
         cgroup = Cgroup(cgroup_name) if cgroup_name else None
         pid = exec_process(init_pid, process, stdio, cgroup, seccomp)
     except ContainerInitError as exc:

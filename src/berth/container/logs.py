@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import asyncio
 
-PARTIAL_MAX = 16 * 1024  # moby's bufio line reader flushes a line this long as a partial record
+PARTIAL_MAX = 16 * 1024
+WRITE_CHUNK = 16 * 1024  # records are written in batches of about this size  # moby's bufio line reader flushes a line this long as a partial record
 STREAM_NAMES = {1: "stdout", 2: "stderr"}
 _GO_ESCAPES = (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029"))
 
@@ -142,7 +143,9 @@ class LogWriter:
         name = STREAM_NAMES[stream]
         buf = self._partial[stream] + data
         ns = time.time_ns()
-        out: list[bytes] = []
+        # records go straight into one buffer: each record's temporaries are freed before the
+        # next is made, so a burst of short lines reuses a few blocks (the monitor's memory)
+        out = bytearray()
         start = 0
         while True:
             nl = buf.find(b"\n", start)
@@ -150,12 +153,15 @@ class LogWriter:
                 break
             # a complete line longer than the partial limit is cut the same way an open one is
             while nl + 1 - start > PARTIAL_MAX:
-                out.append(encode_record(name, buf[start : start + PARTIAL_MAX], ns))
+                out += encode_record(name, buf[start : start + PARTIAL_MAX], ns)
                 start += PARTIAL_MAX
-            out.append(encode_record(name, buf[start : nl + 1], ns))
+            out += encode_record(name, buf[start : nl + 1], ns)
             start = nl + 1
+            if len(out) >= WRITE_CHUNK:  # bounded: a big buffer would grow the monitor's heap
+                self._append(out)
+                out = bytearray()
         while len(buf) - start >= PARTIAL_MAX:
-            out.append(encode_record(name, buf[start : start + PARTIAL_MAX], ns))
+            out += encode_record(name, buf[start : start + PARTIAL_MAX], ns)
             start += PARTIAL_MAX
         self._partial[stream] = buf[start:]
         if out:
@@ -164,7 +170,10 @@ class LogWriter:
     def flush_partial(self) -> None:
         """Write the lines still open as records without a newline (at container exit)."""
         ns = time.time_ns()
-        out = [encode_record(STREAM_NAMES[s], d, ns) for s, d in self._partial.items() if d]
+        out = bytearray()
+        for s, d in self._partial.items():
+            if d:
+                out += encode_record(STREAM_NAMES[s], d, ns)
         self._partial = {1: b"", 2: b""}
         if out:
             self._append(out)
@@ -173,23 +182,25 @@ class LogWriter:
         self.flush_partial()
         os.close(self._fd)
 
-    def _append(self, records: list[bytes]) -> None:
-        if self.max_size:
-            # record by record, so that each file ends at a record boundary below max_size
-            batch: list[bytes] = []
-            size = self._size
-            for rec in records:
-                if size and size + len(rec) > self.max_size:
-                    self._write_all(b"".join(batch))
-                    batch = []
-                    self._rotate()
-                    size = 0
-                batch.append(rec)
-                size += len(rec)
-            records = batch
-        self._write_all(b"".join(records))
+    def _append(self, records: bytearray) -> None:
+        """Write whole records; with ``max_size``, rotate first when this batch would pass it."""
+        if self.max_size and self._size + len(records) > self.max_size:
+            # split at record boundaries so that each file stays below max_size
+            start = 0
+            while start < len(records):
+                room = self.max_size - self._size
+                end = records.rfind(b"\n", start, start + room) + 1 if room > 0 else 0
+                if end <= start:
+                    if self._size:
+                        self._rotate()
+                        continue
+                    end = records.index(b"\n", start) + 1  # one record larger than max_size
+                self._write_all(records[start:end])
+                start = end
+            return
+        self._write_all(records)
 
-    def _write_all(self, data: bytes) -> None:
+    def _write_all(self, data: bytes | bytearray) -> None:
         view = memoryview(data)
         while view:
             n = os.write(self._fd, view)

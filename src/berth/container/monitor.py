@@ -44,7 +44,7 @@ from collections.abc import Callable
 from typing import Any
 
 from berth.container import protocol as P
-from berth.container.helper import Helper, helper_cgroup, helper_create, helper_exec
+from berth.container.helper import SECCOMP_FILE, Helper, helper_cgroup, helper_create, helper_exec
 from berth.container.logs import LogWriter, format_time
 from berth.container.session import Conn, Refused, Session, atomic_write_json, exit_code_of, make_stdio
 from berth.errors import SystemFailure
@@ -52,8 +52,9 @@ from berth.libcontainer.cgroups import Cgroup
 
 EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP = select.EPOLLIN, select.EPOLLOUT, select.EPOLLERR, select.EPOLLHUP
 HIGH_WATER = 1 << 20
+IOV_BATCH = 64  # buffers per sendmsg (well under IOV_MAX)
 LOW_WATER = 256 << 10
-READ_SIZE = 32 * 1024
+READ_SIZE = 8 * 1024
 DRAIN_TIMEOUT = 2.0  # seconds to wait for output EOF once the process has exited
 PR_SET_CHILD_SUBREAPER = 36
 SIGKILL = int(signal.SIGKILL)
@@ -81,7 +82,6 @@ class Monitor:
         self.forced_code: int | None = None
         self.listener: socket.socket | None = None
         self.helper: Helper | None = None  # holds the init's barrier until start
-        self.body = b""  # the create body (spec, mounts, resources) as the daemon sent it
 
     # ---- fd bookkeeping -------------------------------------------------------------------
     def _watch(self, fd: int, read: Callable[[], None] | None | bool = False,
@@ -115,11 +115,11 @@ class Monitor:
         ``body`` is the request's second frame (spec, mounts, resources), parsed in the helper only.
         """
         req = self.req
-        self.body = body  # kept as bytes (never parsed here): exec helpers need its seccomp profile
-        try:
-            os.unlink(os.path.join(self.dir, "exit.json"))  # a previous run's (restart without cleanup)
-        except FileNotFoundError:
-            pass
+        for stale in ("exit.json", SECCOMP_FILE):  # a previous run's (a restart without cleanup)
+            try:
+                os.unlink(os.path.join(self.dir, stale))
+            except FileNotFoundError:
+                pass
         stdio, self.init, child_fds = make_stdio(bool(req.get("tty")), bool(req.get("open_stdin")))
         if req.get("log_path"):
             self.init.log = LogWriter(req["log_path"], int(req.get("log_max_size") or 0),
@@ -371,17 +371,28 @@ class Monitor:
         self._send_json(conn, {"event": "reply", "req": msg.get("req"), "op": msg.get("op"),
                                "error": error, "kind": kind})
 
-    def _send(self, conn: Conn, data: bytes) -> None:
+    def _send(self, conn: Conn, *parts: bytes) -> None:
         if conn.closed:
             return
-        conn.out += data
+        conn.out.extend(parts)
+        conn.out_len += sum(len(p) for p in parts)
         self._flush_conn(conn)
 
     def _flush_conn(self, conn: Conn) -> None:
+        # gather-send the queued buffers as they are: no concatenation, no growing buffer
         try:
             while conn.out:
-                n = conn.sock.send(conn.out)
-                del conn.out[:n]
+                sent = conn.sock.sendmsg(conn.out[:IOV_BATCH])
+                conn.out_len -= sent
+                done = 0
+                for buf in conn.out:
+                    if sent < len(buf):
+                        if sent:
+                            conn.out[done] = memoryview(buf)[sent:]
+                        break
+                    sent -= len(buf)
+                    done += 1
+                del conn.out[:done]
         except BlockingIOError:
             pass
         except OSError:
@@ -390,7 +401,7 @@ class Monitor:
         self._watch(conn.fd, write=(lambda: self._flush_conn(conn)) if conn.out else None)
         if not conn.out and conn.close_when_flushed:
             self._close_conn(conn)
-        elif len(conn.out) < LOW_WATER:
+        elif conn.out_len < LOW_WATER:
             for sess in (self.init, *self.by_pid.values()):
                 if sess.throttled and conn in sess.conns:
                     self._maybe_unthrottle(sess)
@@ -412,16 +423,16 @@ class Monitor:
         stream = sess.outputs[fd]
         if sess.log is not None:
             sess.log.write(stream, data)
-        frame = P.encode(stream, data)
+        header = P.HEADER.pack(stream, len(data))
         for conn in list(sess.conns):
-            self._send(conn, frame)
-            if len(conn.out) > HIGH_WATER and not sess.throttled:
+            self._send(conn, header, data)
+            if conn.out_len > HIGH_WATER and not sess.throttled:
                 sess.throttled = True
                 for out_fd in sess.outputs:
                     self._watch(out_fd, read=None)
 
     def _maybe_unthrottle(self, sess: Session) -> None:
-        if sess.throttled and all(len(c.out) < LOW_WATER for c in sess.conns):
+        if sess.throttled and all(c.out_len < LOW_WATER for c in sess.conns):
             sess.throttled = False
             for fd in sess.outputs:
                 self._watch(fd, read=self._reader(sess, fd))
@@ -539,9 +550,8 @@ class Monitor:
         stdio, sess, child_fds = make_stdio(bool(process.get("terminal")), bool(msg.get("stdin")))
         init_pid = self.init.pid
         try:
-            cgroup_name = self.cgroup_name
-            body = self.body
-            helper = Helper(lambda res_w, go_r: helper_exec(init_pid, process, stdio, cgroup_name, body, res_w))
+            cgroup_name, exec_dir = self.cgroup_name, self.dir
+            helper = Helper(lambda res_w, go_r: helper_exec(init_pid, process, stdio, cgroup_name, exec_dir, res_w))
         finally:
             for fd in child_fds:
                 os.close(fd)
@@ -656,7 +666,8 @@ class Monitor:
             if conn.out and not conn.closed:
                 try:
                     conn.sock.settimeout(max(0.01, deadline - time.monotonic()))
-                    conn.sock.sendall(conn.out)
+                    for buf in conn.out:
+                        conn.sock.sendall(buf)
                 except OSError:
                     pass  # the client is gone or stuck; the exit status is in exit.json anyway
 
@@ -742,7 +753,9 @@ def main(daemon: socket.socket) -> None:
 
         kernel.prctl(PR_SET_CHILD_SUBREAPER, 1)  # exec'd processes are double-forked into the pid ns
         mon = Monitor(req, daemon)
-        if mon.create(body):
+        created = mon.create(body)
+        del body  # the spec is the helpers' business: nothing of it stays in the monitor
+        if created:
             try:
                 mon.run()
             except BaseException as exc:

@@ -43,14 +43,15 @@ class Refused(Exception):
 class Conn:
     """One client connection: frames in, frames out (with an unsent buffer)."""
 
-    __slots__ = ("sock", "fd", "decoder", "out", "role", "session", "closed", "close_when_flushed")
+    __slots__ = ("sock", "fd", "decoder", "out", "out_len", "role", "session", "closed", "close_when_flushed")
 
     def __init__(self, sock: socket.socket, role: str) -> None:
         sock.setblocking(False)
         self.sock = sock
         self.fd = sock.fileno()
         self.decoder = P.FrameDecoder()
-        self.out = bytearray()
+        self.out: list[bytes | memoryview] = []  # unsent buffers, sent with one sendmsg
+        self.out_len = 0
         self.role = role  # "new" until the hello, then "daemon" | "attach" | "exec"
         self.session: Session | None = None
         self.closed = False
