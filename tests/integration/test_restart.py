@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -104,3 +105,27 @@ def test_sigkill_during_create_or_start(berthd: harness.Berthd, busybox_image: s
         assert berthd.docker("rm", "-f", "victim").returncode == 0
         time.sleep(0.2)
         assert _cgroups_named(cid) == []
+
+
+def test_attached_stdin_container_survives_restart(berthd: harness.Berthd, busybox_image: str) -> None:
+    """Dropping an attached client at shutdown is not the client's EOF: `cat` must keep running."""
+    client = subprocess.Popen(
+        ["docker", "run", "-i", "--name", "catty", busybox_image, "cat"],
+        env=berthd.env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while berthd.docker("inspect", "-f", "{{.State.Status}}", "catty").stdout.strip() != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        berthd.stop()
+        assert time.monotonic() - t0 < 5, "shutdown waited on the attached client"
+        berthd.start()
+        assert berthd.docker("inspect", "-f", "{{.State.Status}}", "catty").stdout.strip() == "running"
+    finally:
+        client.kill()
+        client.wait()
+        if client.stdin is not None:
+            client.stdin.close()
+    assert berthd.docker("rm", "-f", "catty").returncode == 0

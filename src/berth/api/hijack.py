@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import weakref
 from typing import Any
 
 from aiohttp import web
 
 from berth.api.streams import flush_headers
+
+# The app's live hijacked connections, closed first when the server stops.
+HIJACKED: web.AppKey[weakref.WeakSet[Hijacked]] = web.AppKey("hijacked", weakref.WeakSet)
 
 
 class HijackProtocol(asyncio.Protocol):
@@ -56,6 +60,7 @@ class Hijacked:
         self.transport = transport
         self.protocol = protocol
         self._eof = False
+        self.closed_by_server = False  # our close (e.g. at shutdown) is not the client's EOF
 
     async def read(self) -> bytes:
         if self._eof:
@@ -76,6 +81,7 @@ class Hijacked:
         return self.protocol.lost
 
     def close(self) -> None:
+        self.closed_by_server = True
         if self.transport.is_closing():
             return
         if self.transport.can_write_eof():
@@ -217,6 +223,11 @@ class LazyHijack:
     async def start(self, content_type: str | None = None) -> Hijacked:
         if self.conn is None:
             self.conn = await hijack(self.request, content_type or self.content_type, self.extra_headers)
+            # The server closes hijacked connections first when it stops: aiohttp no longer
+            # sees them, and would otherwise wait out its shutdown timeout for their handlers.
+            live = self.request.app.get(HIJACKED)
+            if live is not None:
+                live.add(self.conn)
         return self.conn
 
     async def read(self) -> bytes:
@@ -231,6 +242,10 @@ class LazyHijack:
     def gone(self) -> asyncio.Event:
         assert self.conn is not None
         return self.conn.gone
+
+    @property
+    def closed_by_server(self) -> bool:
+        return self.conn is not None and self.conn.closed_by_server
 
     def close(self) -> None:
         if self.conn is not None:

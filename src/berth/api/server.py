@@ -17,14 +17,17 @@ import os
 import re
 import socket
 import ssl
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from berth import errors
 from berth.api.errors import error_response, status_of
+from berth.api.hijack import HIJACKED
 from berth.engine import Engine
 
 API_VERSION = "1.45"
@@ -114,6 +117,7 @@ def make_app(engine: Engine) -> web.Application:
 
     app = web.Application(middlewares=[_middleware], client_max_size=64 * 1024 * 1024)
     app[ENGINE] = engine
+    app[HIJACKED] = weakref.WeakSet()
     app.on_response_prepare.append(_on_prepare)
     for method, path, fn in ROUTES:
         app.router.add_route(method, path, fn)
@@ -162,7 +166,7 @@ class Server:
         self.insecure_tcp = insecure_tcp
         # handler_cancellation: a wait/logs/events handler ends when its client disconnects.
         self.runner = web.AppRunner(
-            self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0, handler_cancellation=True
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=0.3, handler_cancellation=True
         )
         self._unix_paths: list[Path] = []
 
@@ -197,6 +201,9 @@ class Server:
         raise errors.InvalidParameter(f"listen on {host}: unsupported address (unix://, tcp://, fd://)")
 
     async def stop(self) -> None:
+        live: weakref.WeakSet[Any] = self.app[HIJACKED]
+        for conn in list(live):
+            conn.close()
         await self.runner.cleanup()
         for path in self._unix_paths:
             try:

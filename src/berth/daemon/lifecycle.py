@@ -225,15 +225,35 @@ async def stop_container(d: Daemon, c: Container, timeout: int | None, sig: str)
     if c.state.status == "paused":
         await handle.resume()
         c.state.to_unpaused()
-    if timeout != 0:
-        await handle.signal(stop_signal)
+    try:
+        if timeout != 0:
+            await handle.signal(stop_signal)
+            try:
+                await asyncio.wait_for(done.wait(), timeout if timeout > 0 else None)
+                return
+            except TimeoutError:
+                pass
+        await handle.signal(signals.SIGKILL)
+    except Conflict:
+        # The monitor is already gone (the container exited while its exit was not yet
+        # settled): give the watcher a moment, then settle from what the monitor recorded.
         try:
-            await asyncio.wait_for(done.wait(), timeout if timeout > 0 else None)
-            return
+            await asyncio.wait_for(done.wait(), 2.0)
         except TimeoutError:
-            pass
-    await handle.signal(signals.SIGKILL)
+            await _settle_vanished(d, c)
+        return
     await done.wait()
+
+
+async def _settle_vanished(d: Daemon, c: Container) -> None:
+    from berth.drivers.exec.model import ExitStatus
+
+    result = await d.driver.reconnect(c.id)
+    if not isinstance(result, ExitStatus):
+        await result.signal(signals.SIGKILL)
+        result = await result.wait()
+    if c.state.running:
+        await settle_exit(d, c, result)
 
 
 async def start(d: Daemon, job: Job) -> None:
@@ -326,7 +346,9 @@ async def _pump_stdin(session: Any, job: Job, stdin_once: bool) -> None:
     while True:
         data = await job.stdin.read()
         if not data:
-            if stdin_once:
+            # The client's EOF closes a StdinOnce container's stdin; the daemon dropping the
+            # connection at shutdown does not (the container keeps running, live restore).
+            if stdin_once and not getattr(job.stdin, "closed_by_server", False):
                 await session.close_stdin()
             return
         await session.write_stdin(data)
