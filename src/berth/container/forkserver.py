@@ -203,7 +203,7 @@ def main() -> None:
     control = socket.socket(fileno=fd)
     # Ctrl-C in the daemon's terminal is the daemon's to handle; we end when it closes the socket
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    monitor._set_name(b"berth-forkserver")
+    monitor._set_name(b"berth-forksrv")  # comm holds 15 bytes
     warm_up()
     warm_monitor()
     precompile_seccomp()

@@ -1,0 +1,67 @@
+"""The fork server as a process: ready after its imports, one monitor per spawn, gone at EOF."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+from berth.container import protocol as P
+from berth.container.forkserver import fill_pool_holes
+
+
+def start_forkserver() -> tuple[subprocess.Popen[bytes], socket.socket]:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    proc = subprocess.Popen([sys.executable, "-m", "berth.container.forkserver", str(theirs.fileno())],
+                            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    theirs.close()
+    ours.settimeout(60)
+    assert ours.recv(16) == b"ready"
+    return proc, ours
+
+
+def test_ready_then_exits_when_the_daemon_closes_its_end() -> None:
+    proc, ctl = start_forkserver()
+    try:
+        with open(f"/proc/{proc.pid}/comm") as f:
+            assert f.read().strip() == "berth-forksrv"
+    finally:
+        ctl.close()
+        assert proc.wait(timeout=10) == 0
+        assert proc.stderr is not None
+        proc.stderr.close()
+
+
+def test_a_monitor_given_a_bad_request_exits_and_the_daemon_reads_eof() -> None:
+    proc, ctl = start_forkserver()
+    try:
+        mine, monitors = socket.socketpair()
+        socket.send_fds(ctl, [b"spawn"], [monitors.fileno()])
+        monitors.close()  # the fork server and the monitor hold it now
+        mine.settimeout(30)
+        mine.sendall(P.encode(P.STDIN, b"not a create request"))
+        mine.shutdown(socket.SHUT_WR)
+        assert mine.recv(100) == b""  # the monitor gave up: EOF, no answer
+        mine.close()
+        # garbage on the control socket is ignored; the fork server still serves
+        ctl.send(b"nonsense")
+        again, theirs = socket.socketpair()
+        socket.send_fds(ctl, [b"spawn"], [theirs.fileno()])
+        theirs.close()
+        again.settimeout(30)
+        again.close()  # EOF before any request: that monitor exits too
+    finally:
+        ctl.close()
+        assert proc.wait(timeout=10) == 0
+        assert proc.stderr is not None
+        proc.stderr.close()
+
+
+def test_fill_pool_holes_fills_free_blocks() -> None:
+    fillers = fill_pool_holes()
+    assert fillers and all(isinstance(b, bytes) and len(b) >= 15 for b in fillers)
+    # a second pass finds fewer holes: the first filled them (what is left are fresh pools the
+    # fillers and the parsing themselves opened)
+    again = fill_pool_holes()
+    assert len(again) < len(fillers)
+    del fillers, again
