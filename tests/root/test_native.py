@@ -23,7 +23,7 @@ import pytest
 
 from berth.container.logs import read_logs
 from berth.drivers.exec import CreateRequest, ExitStatus, Handle, NativeDriver, SpecInput, build_spec
-from berth.errors import Conflict, ContainerStartError
+from berth.errors import Conflict, ContainerStartError, InvalidParameter
 from berth.libcontainer import Mount
 from berth.libcontainer.cgroups import Cgroup, Resources
 from berth.libcontainer.testing import busybox_rootfs
@@ -288,6 +288,8 @@ def test_exec_output_exit_code_tty_and_errors(env: Env) -> None:
             with pytest.raises(ContainerStartError) as info:
                 await handle.exec({**base, "args": ["nosuchcmd"]})
             assert info.value.exit_code == 127
+            with pytest.raises(InvalidParameter, match="exec needs a process object with args"):
+                await handle.exec({**base, "args": []})
             await handle.signal(signal.SIGKILL)
             status = await handle.wait()
             assert status.exit_code == 137

@@ -215,7 +215,11 @@ class ControlLine:
 
 
 async def hello(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, msg: dict[str, Any]) -> dict[str, Any] | None:
-    """Send a hello and return the monitor's first control event (None at EOF)."""
+    """Send a hello and return the monitor's first control event (None at EOF).
+
+    An error frame (the monitor refused the hello) comes back as ``{"event": "refused",
+    "message": text}``.
+    """
     writer.write(P.encode_json(msg))
     await writer.drain()
     while True:
@@ -224,3 +228,5 @@ async def hello(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, msg:
             return None
         if frame[0] == P.CONTROL:
             return P.decode_json(frame[1])
+        if frame[0] == P.ERROR:
+            return {"event": "refused", "message": frame[1].decode("utf-8", "replace")}

@@ -27,7 +27,7 @@ from berth.container import protocol as P
 from berth.container.logs import format_time
 from berth.drivers.exec.channel import ControlLine, MonitorChannel, OutputStream, hello
 from berth.drivers.exec.model import ExitStatus
-from berth.errors import Conflict, ContainerStartError, SystemFailure
+from berth.errors import Conflict, ContainerStartError, InvalidParameter, SystemFailure
 
 STREAM_LIMIT = 64  # frames (<= 32 KiB each) a subscriber may hold before the container is made to wait
 
@@ -128,6 +128,9 @@ class Handle:
         if ev.get("event") == "error":
             writer.close()
             raise ContainerStartError(str(ev.get("message")), int(ev.get("exit_code", 126)))
+        if ev.get("event") == "refused":
+            writer.close()
+            raise InvalidParameter(f"exec in container {self.id}: {ev.get('message')}")
         if ev.get("event") != "started":
             writer.close()
             raise SystemFailure(f"exec in container {self.id}: unexpected answer from the monitor: {ev}")
