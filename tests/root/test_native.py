@@ -198,6 +198,10 @@ def test_missing_binary_is_a_start_error(env: Env) -> None:
             assert "no such file or directory" in info.value.message
             assert not (env.exec_root / req.id).exists()
             assert not Cgroup(driver.cgroup_name(req.id)).exists()
+            not_executable = env.request(["/etc/passwd"])
+            with pytest.raises(ContainerStartError) as info:
+                await driver.create(not_executable)
+            assert info.value.exit_code == 126 and "permission denied" in info.value.message
             req2 = env.request(["sh"], cwd="/etc/passwd")  # a missing cwd is made (runc); a file is not
             with pytest.raises(ContainerStartError) as info:
                 await driver.create(req2)
