@@ -152,9 +152,10 @@ def test_diff_export_commit_save_load_prune(berthd: harness.Berthd, busybox_imag
 
 
 def test_security_and_namespace_options(berthd: harness.Berthd, busybox_image: str) -> None:
-    caps = lambda *a: ok(
-        berthd.docker("run", "--rm", *a, busybox_image, "grep", "CapEff", "/proc/self/status")
-    ).stdout.split()[1]  # noqa: E731
+    def caps(*args: str) -> str:
+        r = ok(berthd.docker("run", "--rm", *args, busybox_image, "grep", "CapEff", "/proc/self/status"))
+        return str(r.stdout.split()[1])
+
     default, privileged = int(caps(), 16), int(caps("--privileged"), 16)
     assert default == 0xA80425FB  # Docker's 14 default capabilities
     assert privileged & (1 << 21)  # CAP_SYS_ADMIN
