@@ -159,7 +159,9 @@ def test_attach_and_exec_over_tls(berthd_factory, busybox_tar, tmp_path) -> None
     env = d.tcp_env
 
     def docker(*args: str, input: str | None = None) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
-        return subprocess.run(["docker", *args], env=env, input=input, capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            ["docker", *args], env=env, input=input, capture_output=True, text=True, timeout=60
+        )
 
     r = docker("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3")
     assert (r.returncode, r.stdout, r.stderr) == (3, "out\n", "err\n")
@@ -168,3 +170,34 @@ def test_attach_and_exec_over_tls(berthd_factory, busybox_tar, tmp_path) -> None
     r = docker("exec", "tlsexec", "sh", "-c", "echo from-exec; exit 4")
     assert (r.returncode, r.stdout) == (4, "from-exec\n")
     assert docker("rm", "-f", "tlsexec").returncode == 0
+    # berth's own CLI with its TLS flags and with its environment variables
+    client = tls.client_dir
+    assert client is not None
+    flags = [
+        "--tlsverify",
+        "--tlscacert",
+        str(client / "ca.pem"),
+        "--tlscert",
+        str(client / "cert.pem"),
+        "--tlskey",
+        str(client / "key.pem"),
+        "-H",
+        f"tcp://127.0.0.1:{d.tcp_port}",
+    ]
+    r = subprocess.run(
+        [str(harness.BERTH), *flags, "run", "--rm", "busybox", "echo", "via-berth"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (r.returncode, r.stdout) == (0, "via-berth\n"), r.stderr
+    benv = dict(env, BERTH_TLS_VERIFY="1", BERTH_CERT_PATH=str(client))
+    r = subprocess.run([str(harness.BERTH), "ps", "-a"], env=benv, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("CONTAINER ID"), r.stderr
+    r = subprocess.run(
+        [str(harness.BERTH), "-H", f"tcp://127.0.0.1:{d.tcp_port}", "ps"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode != 0, "a client without a certificate must be refused"
