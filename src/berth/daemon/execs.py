@@ -116,6 +116,12 @@ async def start(d: Daemon, job: Job) -> None:
     ex.started = True
     tty = bool(ex.config.get("Tty"))
     out = job.stdout
+    detach = bool(job.args.get("detach")) or out is None
+    if not detach:
+        # The 101 goes out before the process exists, as with dockerd: clients that read the
+        # response headers through a buffered reader (docker-py) would otherwise swallow the
+        # first output frame together with the headers.
+        await out.start()  # type: ignore[union-attr]
     try:
         process = await _process(d, c, ex.config)
         handle = await d.session(c.id).handle.exec(process, open_stdin=bool(ex.config.get("AttachStdin")))
@@ -127,10 +133,10 @@ async def start(d: Daemon, job: Job) -> None:
         return
     ex.handle, ex.pid, ex.running = handle, handle.pid, True
     d.publish(c, "exec_start: " + " ".join(ex.config["Cmd"]), {"execID": ex.id})
-    if job.args.get("detach") or out is None:
+    if detach:
         d.spawn(_finish(d, ex, handle), f"exec {ex.id[:12]}")
         return
-    await out.start()  # type: ignore[attr-defined]
+    assert out is not None
     stdin_task = None
     if ex.config.get("AttachStdin") and job.stdin is not None:
         stdin_task = asyncio.ensure_future(_pump_stdin(job, handle))
