@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import platform
 import socket
+import time
 from typing import TYPE_CHECKING, Any
 
 from berth.engine import Job
+from berth.engine.events import matches
 
 if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon
@@ -98,7 +101,30 @@ async def info(d: Daemon, job: Job) -> dict[str, Any]:
 
 
 async def events(d: Daemon, job: Job) -> None:
-    """Marks an events subscription in the job table; the API streams from the bus."""
+    """Stream events: the kept ones since ``since``, then live ones until ``until`` (if given)."""
+    out = job.stdout
+    assert out is not None
+    since, until = job.args.get("since"), job.args.get("until")
+    filters = job.args.get("filters") or {}
+    bus = d.engine.events
+    queue = bus.subscribe()
+    try:
+        await out.write(b"")  # headers now: `docker events` waits for them
+        if since is not None:
+            for event in list(bus.history):
+                at = event["timeNano"] / 1e9
+                if at >= since and (until is None or at <= until) and matches(event, filters):
+                    await out.write(json.dumps(event).encode() + b"\n")
+        while until is None or time.time() < until:
+            timeout = None if until is None else max(0.0, until - time.time())
+            try:
+                event = await asyncio.wait_for(queue.get(), timeout)
+            except TimeoutError:
+                break
+            if matches(event, filters):
+                await out.write(json.dumps(event).encode() + b"\n")
+    finally:
+        bus.unsubscribe(queue)
 
 
 async def serveapi(d: Daemon, job: Job) -> None:

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
-
 from aiohttp import web
 
 from berth.api.server import API_VERSION, MIN_API_VERSION, engine_of, route
 from berth.api.streams import LazyResponseSink, qbool, qfilters, reply
-from berth.engine.events import matches
 from berth.errors import InvalidParameter
 
 PING_HEADERS = {
@@ -52,40 +47,22 @@ async def jobs(request: web.Request) -> web.Response:
     return reply([j.summary() for j in engine.jobs(all=qbool(request, "all"))])
 
 
-def _parse_time(text: str, now: float) -> float | None:
-    if not text:
+def _seconds(request: web.Request, name: str) -> float | None:
+    raw = request.query.get(name, "")
+    if not raw:
         return None
     try:
-        return float(text)
+        return float(raw)
     except ValueError:
-        raise InvalidParameter(f"invalid timestamp {text!r}") from None
+        raise InvalidParameter(f"invalid value for {name}: {raw!r} is not a Unix timestamp") from None
 
 
 @route("GET", "/events")
 async def events(request: web.Request) -> web.StreamResponse:
-    """Past events since ``since`` then live ones until ``until`` (or until the client goes)."""
-    engine = engine_of(request)
-    now = time.time()
-    since = _parse_time(request.query.get("since", ""), now)
-    until = _parse_time(request.query.get("until", ""), now)
-    filters = qfilters(request)
-    queue = engine.events.subscribe()
+    """Past events since ``since``, then live ones until ``until`` or until the client goes."""
     sink = LazyResponseSink(request)
-    try:
-        await engine.job("system.events", stdout=sink)
-        if since is not None:
-            for event in list(engine.events.history):
-                if event["timeNano"] / 1e9 >= since and (until is None or event["timeNano"] / 1e9 <= until):
-                    if matches(event, filters):
-                        await sink.write(json.dumps(event).encode() + b"\n")
-        while until is None or time.time() < until:
-            timeout = None if until is None else max(0.0, until - time.time())
-            try:
-                event = await asyncio.wait_for(queue.get(), timeout)
-            except TimeoutError:
-                break
-            if matches(event, filters):
-                await sink.write(json.dumps(event).encode() + b"\n")
-    finally:
-        engine.events.unsubscribe(queue)
+    await engine_of(request).job(
+        "system.events", stdout=sink, since=_seconds(request, "since"), until=_seconds(request, "until"),
+        filters=qfilters(request),
+    )
     return await sink.finish()
