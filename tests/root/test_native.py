@@ -257,6 +257,43 @@ def test_tty_resize_and_raw_output(env: Env) -> None:
     run(scenario())
 
 
+def test_tty_is_a_pty_of_the_containers_own_devpts(env: Env) -> None:
+    """As with runc: the container's process makes the pty in its /dev/pts and the monitor gets
+    the master over a console socket; ``tty`` prints /dev/pts/N, not /dev/console."""
+
+    async def scenario() -> None:
+        driver = NativeDriver(env.exec_root, env.cgroup_parent)
+        await driver.startup()
+        try:
+            req = env.request(["sh", "-c", "tty; stty size; read x; stty size"], tty=True, open_stdin=True)
+            handle = await driver.create(req)
+            await handle.resize(24, 80)
+            stream = handle.output()
+            await handle.start()
+            base = {"env": ["PATH=/bin"], "cwd": "/", "user": {"uid": 0, "gid": 0}}
+            ex = await handle.exec({**base, "args": ["sh", "-c", "read x; tty; stty size; ls /dev/pts"],
+                                    "terminal": True}, open_stdin=True)
+            ex_stream = ex.output()
+            await ex.resize(30, 90)
+            await ex.write_stdin(b"go\r")
+            ex_lines = (await collect(handle, ex_stream))[1].split(b"\r\n")
+            assert await ex.wait() == 0
+            assert ex_lines[0] == b"go"  # the echo
+            assert ex_lines[1].startswith(b"/dev/pts/") and ex_lines[1] != b"/dev/pts/0", ex_lines
+            assert ex_lines[2] == b"30 90"
+            assert ex_lines[3].split() == [b"0", b"1", b"ptmx"]  # the exec's pty is in the container's devpts
+            await handle.resize(40, 120)
+            await handle.write_stdin(b"on\r")
+            out = await collect(handle, stream)
+            assert out[1] == b"/dev/pts/0\r\n24 80\r\non\r\n40 120\r\n" and out[2] == b""
+            assert (await handle.wait()).exit_code == 0
+            await driver.cleanup(req.id)
+        finally:
+            await driver.shutdown()
+
+    run(scenario())
+
+
 def test_exec_output_exit_code_tty_and_errors(env: Env) -> None:
     async def scenario() -> None:
         driver = NativeDriver(env.exec_root, env.cgroup_parent)

@@ -154,6 +154,27 @@ def warm_monitor(rounds: int = 32) -> None:
         mon.ep.close()
         ours.close()
         peer.close()
+    warm_console(rounds)
+
+
+def warm_console(rounds: int) -> None:
+    """The tty path: a console socket, a pty master sent over it (as the container's process
+    does) and taken by the Session, so that a tty monitor runs code warmed here too."""
+    from berth.container.session import close_console, make_stdio, take_master
+
+    for _ in range(rounds):
+        stdio, sess, child_fds = make_stdio(True, True)
+        master, slave = os.openpty()
+        try:
+            with socket.socket(fileno=os.dup(stdio.console_socket)) as sock:
+                rights = (socket.SOL_SOCKET, socket.SCM_RIGHTS, master.to_bytes(4, sys.byteorder))
+                sock.sendmsg([b"/dev/pts/0"], [rights])
+            take_master(sess)
+        finally:
+            close_console(sess)
+            for fd in (master, slave, *child_fds, sess.master):
+                if fd >= 0:
+                    os.close(fd)
 
 
 def precompile_seccomp() -> None:

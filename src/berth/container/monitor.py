@@ -4,11 +4,12 @@ Model (conmon / containerd-shim in Python). The fork server forks the monitor (d
 own session) and hands it one end of a socketpair whose other end the daemon holds; on it come
 ``{"op": "create", ...}`` and the create body. The monitor then
 
-1. makes the container's stdio: pipes, or a pty (the container gets the slave, the monitor
-   keeps the master), and has a helper process (:mod:`berth.container.helper`) create the
-   cgroup and call ``libcontainer.create``; it answers ``{"event": "created", "pid",
-   "monitor_pid"}`` or ``{"event": "error", "message", "exit_code"}`` (and exits, leaving
-   nothing behind);
+1. makes the container's stdio: pipes, or a console socket over which the container's process
+   sends the master of the pty it made in its own devpts (the monitor keeps the master, as
+   runc's --console-socket caller does), and has a helper process
+   (:mod:`berth.container.helper`) create the cgroup and call ``libcontainer.create``; it
+   answers ``{"event": "created", "pid", "monitor_pid"}`` or ``{"event": "error", "message",
+   "exit_code"}`` (and exits, leaving nothing behind);
 2. writes ``state.json`` and listens on ``<exec_root>/<id>/monitor.sock``;
 3. runs one ``epoll`` loop: container output goes to the json-file log and, as frames, to
    every attach connection; stdin frames go to the container (held until ``start``); control
@@ -46,7 +47,16 @@ from typing import Any
 from berth.container import protocol as P
 from berth.container.helper import SECCOMP_FILE, Helper, helper_cgroup, helper_create, helper_exec
 from berth.container.logs import LogWriter, format_time
-from berth.container.session import Conn, Refused, Session, atomic_write_json, exit_code_of, make_stdio
+from berth.container.session import (
+    Conn,
+    Refused,
+    Session,
+    atomic_write_json,
+    close_console,
+    exit_code_of,
+    make_stdio,
+    take_master,
+)
 from berth.errors import SystemFailure
 from berth.libcontainer.cgroups import Cgroup
 
@@ -130,6 +140,8 @@ class Monitor:
             for fd in child_fds:
                 os.close(fd)
         answer = helper.result()
+        if self.init.console is not None:  # a tty: its master, from the container's devpts
+            answer = self._take_master(self.init, answer, f"create container {self.id}", 128)
         if "pid" not in answer:
             helper.close()
             self._fail_create(str(answer.get("message")), int(answer.get("exit_code", 128)))
@@ -142,6 +154,19 @@ class Monitor:
         self._listen()
         self._send_json(self.daemon, {"event": "created", "pid": self.init.pid, "monitor_pid": os.getpid()})
         return True
+
+    def _take_master(self, sess: Session, answer: dict[str, Any], what: str, code: int) -> dict[str, Any]:
+        """Receive the pty master of a process the helper made (``answer`` has its pid); the
+        answer, or an error answer if the master is missing (the process is then killed)."""
+        if "pid" not in answer:
+            close_console(sess)
+            return answer
+        try:
+            take_master(sess)
+        except OSError as exc:
+            os.kill(int(answer["pid"]), SIGKILL)  # an init at its barrier too; reaped as an orphan
+            return {"message": f"{what}: receive the console: {exc}", "exit_code": code}
+        return answer
 
     def _fail_create(self, message: str, code: int) -> None:
         self._cgroup_op("destroy")
@@ -557,6 +582,8 @@ class Monitor:
                 os.close(fd)
         answer = helper.result()
         helper.close()
+        if sess.console is not None:  # a tty: its master, from the container's devpts
+            answer = self._take_master(sess, answer, f"exec in container {self.id}", 126)
         if "pid" not in answer:
             for fd in {*sess.outputs, sess.stdin_fd} - {-1}:
                 os.close(fd)
