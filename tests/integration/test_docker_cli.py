@@ -103,12 +103,13 @@ def _pty_run(argv: list[str], env: dict[str, str], send: bytes, timeout: float =
 
 def test_run_it_with_a_pty(berthd: harness.Berthd, busybox_image: str) -> None:
     status, out = _pty_run(
-        ["docker", "run", "-it", "--rm", busybox_image, "sh", "-c", "stty size; read x; echo got-$x; exit 4"],
+        ["docker", "run", "-it", "--rm", busybox_image, "sh", "-c", "tty; stty size; read x; echo got-$x; exit 4"],
         berthd.env,
         b"hello\r",
     )
     assert status == 4, out
     assert b"got-hello" in out
+    assert b"/dev/pts/0\r\n" in out, out  # the container's own devpts, as with runc
     assert b"30 100" in out, out
 
 
@@ -162,11 +163,11 @@ def test_detached_logs_exec_stop_rm(berthd: harness.Berthd, busybox_image: str) 
     assert r.returncode in (126, 127)
     assert berthd.docker("exec", "-u", "1000:1000", "web", "id", "-u").stdout.strip() == "1000"
     status, out = _pty_run(
-        ["docker", "exec", "-it", "web", "sh", "-c", "[ -t 0 ] && echo is-a-tty; read y; echo got-$y"],
+        ["docker", "exec", "-it", "web", "sh", "-c", "tty; read y; echo got-$y"],
         berthd.env,
         b"abc\r",
     )
-    assert status == 0 and b"is-a-tty" in out and b"got-abc" in out, out
+    assert status == 0 and b"/dev/pts/" in out and b"got-abc" in out, out
     t0 = time.monotonic()
     ok(berthd.docker("stop", "-t", "1", "web"))
     assert time.monotonic() - t0 < 8
