@@ -472,6 +472,42 @@ def test_reconnect_after_daemon_restart(env: Env) -> None:
     run(scenario())
 
 
+def test_shutdown_removes_the_cgroup_parent_once_no_container_is_left(env: Env) -> None:
+    """A container running across a daemon restart keeps the parent (and nothing there is
+    killed); the last shutdown with no container left removes it in every hierarchy."""
+
+    async def scenario() -> None:
+        parent = Cgroup(env.cgroup_parent)
+        first = NativeDriver(env.exec_root, env.cgroup_parent)
+        await first.startup()
+        req = env.request(["sleep", "100"])
+        handle = await first.create(req)
+        await handle.start()
+        assert parent.exists()
+        await handle.close()
+        await first.shutdown()
+        assert all(path.is_dir() for path in parent.paths())
+        assert Cgroup(f"{env.cgroup_parent}/{req.id}").pids() == [handle.pid]  # still running there
+        second = NativeDriver(env.exec_root, env.cgroup_parent)
+        await second.startup()
+        try:
+            again = await second.reconnect(req.id)
+            assert isinstance(again, Handle) and again.pid == handle.pid
+            await again.signal(signal.SIGKILL)
+            assert (await again.wait()).exit_code == 137
+            await second.cleanup(req.id)
+        finally:
+            await second.shutdown()
+        assert parent.paths() and not parent.exists()
+        # a driver that never made a container leaves nothing either (and does not fail)
+        third = NativeDriver(env.exec_root, env.cgroup_parent)
+        await third.startup()
+        await third.shutdown()
+        assert not parent.exists()
+
+    run(scenario())
+
+
 def test_monitor_is_detached_and_small(env: Env) -> None:
     """Each monitor is reparented, in its own session, and small: PSS measured with 20 running
     (PSS splits shared pages among the processes mapping them, as Docker's 2.5 MB per shim is)."""

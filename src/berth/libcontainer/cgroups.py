@@ -326,6 +326,26 @@ class Cgroup:
             time.sleep(0.002)
         self._rmdirs(deadline)
 
+    def remove_if_empty(self) -> bool:
+        """Remove the directories if no process and no child cgroup is left in any of them;
+        True if none is left. Never kills: for a shared parent (``berth-<tag>``) whose
+        containers may outlive the daemon. rmdir itself refuses a busy cgroup (EBUSY), so a
+        container that moves in meanwhile keeps its parent."""
+        paths = [p for p in self.paths() if p.is_dir()]
+        for path in paths:
+            if _read_quiet(path / "cgroup.procs").strip() or any(c.is_dir() for c in path.iterdir()):
+                return False
+        for path in paths:
+            try:
+                os.rmdir(path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                if exc.errno in (errno.EBUSY, errno.ENOTEMPTY):
+                    return False
+                raise SystemFailure(f"remove cgroup '{path}': {exc.strerror}") from exc
+        return True
+
     def _is_frozen_quietly(self) -> bool:
         try:
             return self.frozen()

@@ -70,8 +70,7 @@ class NativeDriver:
             theirs.close()
         ours.setblocking(False)
         self._control = ours
-        loop = asyncio.get_running_loop()
-        self._ready = asyncio.ensure_future(asyncio.wait_for(loop.sock_recv(ours, 16), 60))
+        self._ready = asyncio.ensure_future(_read_ready(ours))
 
     async def ready(self) -> None:
         """Wait until the fork server has imported everything; SystemFailure if it never does."""
@@ -85,7 +84,18 @@ class NativeDriver:
             raise SystemFailure("start fork server: it exited or did not answer (see the daemon's stderr)")
 
     async def shutdown(self) -> None:
-        """Stop the fork server; running containers and their monitors go on."""
+        """Stop the fork server; running containers and their monitors go on. The cgroup
+        parent is removed if no container is left in it (never killing anything there)."""
+        await self._stop_fork_server()
+        if self.cgroup_parent:
+            parent = Cgroup(self.cgroup_parent, self.cgroup_root)
+            try:
+                await asyncio.to_thread(parent.remove_if_empty)
+            except (OSError, SystemFailure) as exc:
+                # the daemon stops anyway; an empty directory left behind is harmless
+                log.warning("remove cgroup parent %s: %s", self.cgroup_parent, exc)
+
+    async def _stop_fork_server(self) -> None:
         if self._ready is not None:
             if not self._ready.done():
                 self._ready.cancel()
@@ -116,7 +126,7 @@ class NativeDriver:
                 if attempt == 2:
                     raise Unavailable(f"create container: the fork server is gone: {exc}") from exc
                 log.warning("fork server gone (%s); starting it again", exc)
-                await self.shutdown()
+                await self._stop_fork_server()
                 await self.startup()
 
     @staticmethod
@@ -246,6 +256,12 @@ class NativeDriver:
             return await asyncio.open_unix_connection(f"/proc/self/fd/{dfd}/monitor.sock")
         finally:
             os.close(dfd)
+
+
+async def _read_ready(control: socket.socket) -> bytes:
+    # sock_recv's coroutine is made only once this task runs: a shutdown right after startup
+    # cancels the task before its first step, and must leave no coroutine never awaited
+    return await asyncio.wait_for(asyncio.get_running_loop().sock_recv(control, 16), 60)
 
 
 def _write_config(bundle: Path, spec: dict[str, object]) -> None:
