@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from berth.errors import InvalidParameter
+from berth.libcontainer.capabilities import DEFAULT_CAPS
+from berth.libcontainer.capabilities import NAMES as CAP_NAMES
 
 if TYPE_CHECKING:
     from berth.libcontainer.cgroups import Resources
@@ -31,51 +33,9 @@ DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 CPU_PERIOD = 100_000  # microseconds; --cpus N becomes quota N * period
 DEFAULT_SHM_SIZE = 64 << 20
 
-DEFAULT_CAPS = (
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-)
-ALL_CAPS = DEFAULT_CAPS + (
-    "CAP_DAC_READ_SEARCH",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_LEASE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-)
+# DEFAULT_CAPS (Docker's default set) comes from berth.libcontainer.capabilities, the one list;
+# ALL_CAPS (--privileged, --cap-add ALL) is it, then every other name in capability-number order.
+ALL_CAPS = DEFAULT_CAPS + tuple(f"CAP_{n}" for n in CAP_NAMES if f"CAP_{n}" not in DEFAULT_CAPS)
 
 MASKED_PATHS = (
     "/proc/asound",
