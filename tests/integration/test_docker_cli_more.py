@@ -207,3 +207,17 @@ def test_security_and_namespace_options(berthd: harness.Berthd, busybox_image: s
         )
     )
     assert r.stdout.split()[1] == "1"
+
+
+def test_exec_instances_end_with_the_run(berthd: harness.Berthd, busybox_image: str) -> None:
+    ok(berthd.docker("run", "-d", "--name", "ex", busybox_image, "sleep", "60"))
+    for _ in range(3):
+        ok(berthd.docker("exec", "ex", "true"))
+    ids = json.loads(ok(berthd.docker("inspect", "-f", "{{json .ExecIDs}}", "ex")).stdout)
+    assert len(ids) == 3
+    status, body = berthd.api("GET", f"/v1.45/exec/{ids[0]}/json")
+    assert status == 200 and body["ExitCode"] == 0 and body["Running"] is False
+    ok(berthd.docker("stop", "-t", "0", "ex"))
+    assert ok(berthd.docker("inspect", "-f", "{{json .ExecIDs}}", "ex")).stdout.strip() == "null"
+    status, _ = berthd.api("GET", f"/v1.45/exec/{ids[0]}/json")
+    assert status == 404

@@ -184,6 +184,12 @@ async def settle_exit(d: Daemon, c: Container, status: Any) -> None:
         finished_at=getattr(status, "finished_at", "") or "",
         error=getattr(status, "error", "") or "",
     )
+    # Exec instances live as long as the run they belong to (dockerd drops them at exit too).
+    for eid in c.exec_ids:
+        ex = d.execs.get(eid)
+        if ex is not None and not ex.running:
+            del d.execs[eid]
+    c.exec_ids = [eid for eid in c.exec_ids if eid in d.execs]
     d.save(c)
     session = d.sessions.get(c.id)
     if session is not None:
@@ -323,6 +329,7 @@ async def attach(d: Daemon, job: Job) -> None:
     await conn.start("application/vnd.docker.raw-stream" if c.tty else None)  # type: ignore[attr-defined]
     attacher = Attacher(conn, c.tty, job.args.get("want_stdout", True), job.args.get("want_stderr", True))
     session.attachers.add(attacher)
+    d.publish(c, "attach")
     run_done = session.run_done
     if not c.state.running and run_done.is_set():
         run_done = asyncio.Event()
