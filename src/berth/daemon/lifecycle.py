@@ -44,81 +44,26 @@ def parse_signal(text: str, default: int = signals.SIGKILL) -> int:
     raise InvalidParameter(f"Invalid signal: {text}")
 
 
-def _cpus_to_nanos(host: dict[str, Any]) -> int | None:
-    if host.get("NanoCpus"):
-        return int(host["NanoCpus"])
-    if host.get("CpuQuota") and host.get("CpuPeriod"):
-        return int(host["CpuQuota"] * 1_000_000_000 // host["CpuPeriod"])
-    return None
-
-
 async def _spawn(d: Daemon, c: Container) -> Any:
+    from berth.daemon.specconv import spec_input
     from berth.drivers.exec.model import CreateRequest
-    from berth.drivers.exec.spec import SpecInput, build_spec
-    from berth.libcontainer.cgroups import Resources
+    from berth.drivers.exec.spec import build_spec
 
-    host = c.host_config
     cdir = Path(c.dir)
     rootfs = cdir / "rootfs"
     rootfs.mkdir(exist_ok=True)
     mounts = await asyncio.to_thread(d.graph.rootfs_mounts, c.id, str(rootfs))
     uid, gid, groups = await asyncio.to_thread(resolve_user, d.graph, c, c.config.get("User") or "")
-    resources = Resources(
-        memory=host.get("Memory") or None,
-        nano_cpus=_cpus_to_nanos(host),
-        pids_limit=host.get("PidsLimit") or None,
-        cpu_shares=host.get("CpuShares") or None,
-    )
-    mode = host.get("NetworkMode") or "default"
-    spec = build_spec(
-        SpecInput(
-            args=tuple([c.path, *c.args]),
-            rootfs=str(rootfs),
-            env=tuple(c.config.get("Env") or ()),
-            cwd=c.config.get("WorkingDir") or "/",
-            uid=uid,
-            gid=gid,
-            additional_gids=tuple(groups),
-            tty=c.tty,
-            hostname=c.config.get("Hostname") or c.id[:12],
-            network="host" if mode == "host" else "none",
-            hosts_path=None if mode == "host" else str(cdir / "hosts"),
-            resolv_conf_path=str(cdir / "resolv.conf"),
-            hostname_path=None if mode == "host" else str(cdir / "hostname"),
-            resources=resources,
-            readonly_rootfs=bool(host.get("ReadonlyRootfs")),
-            cgroups_path=f"{d.cfg.cgroup_parent}/{c.id}",
-            shm_size=host.get("ShmSize") or 64 << 20,
-            privileged=bool(host.get("Privileged")),
-            cap_add=tuple(host.get("CapAdd") or ()),
-            cap_drop=tuple(host.get("CapDrop") or ()),
-            no_new_privileges=any(
-                opt in ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true")
-                for opt in host.get("SecurityOpt") or ()
-            ),
-            rlimits=tuple((u["Name"], int(u["Soft"]), int(u["Hard"])) for u in host.get("Ulimits") or ()),
-            sysctls=tuple((host.get("Sysctls") or {}).items()),
-            oom_score_adj=int(host.get("OomScoreAdj") or 0),
-            pid_host=host.get("PidMode") == "host",
-            ipc_host=host.get("IpcMode") == "host",
-            uts_host=host.get("UTSMode") == "host",
-        )
-    )
-    if host.get("Privileged"):
-        # "all capabilities" means all that this daemon itself holds: capset refuses more.
-        from berth.libcontainer.capabilities import bounding_set
-
-        held = bounding_set()
-        caps = spec["process"]["capabilities"]
-        for key in list(caps):
-            caps[key] = [name for name in caps[key] if name.removeprefix("CAP_") in held]
+    inp = spec_input(c, str(rootfs), (uid, gid, groups), d.cfg.cgroup_parent)
+    spec = build_spec(inp)
+    assert inp.resources is not None
     (cdir / "config.json").write_text(json.dumps(spec, indent=1))
     request = CreateRequest(
         id=c.id,
         bundle=cdir,
         spec=spec,
         rootfs_mounts=list(mounts),
-        resources=resources,
+        resources=inp.resources,
         tty=c.tty,
         open_stdin=bool(c.config.get("OpenStdin")),
         log_path=Path(c.log_path),

@@ -109,18 +109,3 @@ def mask(caps: Iterable[int]) -> int:
         bits |= 1 << c
     return bits
 
-
-def bounding_set(status: str | None = None) -> frozenset[str]:
-    """Names of the capabilities this process may still grant (``CapBnd`` of /proc/self/status).
-
-    ``--privileged`` asks for every capability; on a host whose root lacks some (as on these
-    machines: no CAP_SYS_RESOURCE) asking for them would fail capset, so callers intersect.
-    """
-    if status is None:
-        with open("/proc/self/status") as f:
-            status = f.read()
-    for line in status.splitlines():
-        if line.startswith("CapBnd:"):
-            bits = int(line.split()[1], 16)
-            return frozenset(n for i, n in enumerate(NAMES) if bits >> i & 1)
-    return frozenset(NAMES)

@@ -1,0 +1,74 @@
+"""A container record → the exec driver's SpecInput (runc's ``specconv`` step; pure).
+
+Everything the daemon knows about a container at start (its Config and HostConfig, the user
+already resolved against the container's /etc/passwd, its files) becomes one frozen
+``SpecInput``; ``berth.drivers.exec.spec.build_spec`` turns that into the OCI config.json.
+
+    spec_input(c, rootfs="/…/rootfs", user=(0, 0, []), cgroup_parent="berth-1a2b3c4d")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from berth.container.record import Container
+from berth.drivers.exec.spec import DEFAULT_SHM_SIZE, SpecInput
+from berth.libcontainer.cgroups import Resources
+
+NO_NEW_PRIVILEGES = ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true")
+
+
+def resources(host: dict[str, Any]) -> Resources:
+    """Docker's limits: -m, --memory-swap (-1 unlimited; unset = no swap), --cpus (or the
+    old quota/period pair), --pids-limit, --cpu-shares."""
+    nano_cpus = host.get("NanoCpus") or None
+    if not nano_cpus and host.get("CpuQuota") and host.get("CpuPeriod"):
+        nano_cpus = int(host["CpuQuota"] * 1_000_000_000 // host["CpuPeriod"])
+    memory = host.get("Memory") or None
+    swap = host.get("MemorySwap") or None
+    return Resources(
+        memory=memory,
+        nano_cpus=nano_cpus,
+        pids_limit=host.get("PidsLimit") or None,
+        cpu_shares=host.get("CpuShares") or None,
+        memory_swap=swap if memory else None,
+    )
+
+
+def spec_input(c: Container, rootfs: str, user: tuple[int, int, list[int]], cgroup_parent: str) -> SpecInput:
+    host = c.host_config
+    cdir = Path(c.dir)
+    host_network = (host.get("NetworkMode") or "default") == "host"
+    uid, gid, groups = user
+    return SpecInput(
+        args=(c.path, *c.args),
+        rootfs=rootfs,
+        env=tuple(c.config.get("Env") or ()),
+        cwd=c.config.get("WorkingDir") or "/",
+        uid=uid,
+        gid=gid,
+        additional_gids=tuple(groups),
+        tty=c.tty,
+        hostname=c.config.get("Hostname") or c.id[:12],
+        # Until the bridge driver lands, the default network is a namespace of its own with
+        # only `lo` in it, i.e. "none" (docs/decisions.md).
+        network="host" if host_network else "none",
+        hosts_path=None if host_network else str(cdir / "hosts"),
+        resolv_conf_path=str(cdir / "resolv.conf"),
+        hostname_path=None if host_network else str(cdir / "hostname"),
+        resources=resources(host),
+        readonly_rootfs=bool(host.get("ReadonlyRootfs")),
+        cgroups_path=f"{cgroup_parent}/{c.id}",
+        shm_size=host.get("ShmSize") or DEFAULT_SHM_SIZE,
+        privileged=bool(host.get("Privileged")),
+        cap_add=tuple(host.get("CapAdd") or ()),
+        cap_drop=tuple(host.get("CapDrop") or ()),
+        no_new_privileges=any(opt in NO_NEW_PRIVILEGES for opt in host.get("SecurityOpt") or ()),
+        rlimits=tuple((u["Name"], int(u["Soft"]), int(u["Hard"])) for u in host.get("Ulimits") or ()),
+        sysctls=tuple((host.get("Sysctls") or {}).items()),
+        oom_score_adj=int(host.get("OomScoreAdj") or 0),
+        pid_host=host.get("PidMode") == "host",
+        ipc_host=host.get("IpcMode") == "host",
+        uts_host=host.get("UTSMode") == "host",
+    )

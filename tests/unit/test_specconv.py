@@ -1,0 +1,72 @@
+"""Container record → SpecInput: Docker's HostConfig knobs land in the right fields."""
+
+from __future__ import annotations
+
+from berth.container.record import Container
+from berth.daemon.createconfig import merge
+from berth.daemon.specconv import resources, spec_input
+
+
+def _container(host: dict, **config: object) -> Container:  # type: ignore[type-arg]
+    cfg, hc = merge({"Image": "busybox", "Cmd": ["sh"], "HostConfig": host, **config}, {"Env": ["PATH=/bin"]})
+    return Container(
+        id="c" * 64,
+        name="web",
+        created="2026-11-28T00:00:00Z",
+        image="busybox",
+        image_id="sha256:" + "0" * 64,
+        path="sh",
+        args=[],
+        config=cfg,
+        host_config=hc,
+        driver="overlay2",
+        dir="/var/lib/berth/containers/c",
+    )
+
+
+def test_defaults() -> None:
+    inp = spec_input(_container({}), "/r", (0, 0, []), "berth-x")
+    assert inp.args == ("sh",) and inp.cwd == "/" and inp.hostname == "c" * 12
+    assert inp.network == "none" and inp.hosts_path == "/var/lib/berth/containers/c/hosts"
+    assert inp.cgroups_path == "berth-x/" + "c" * 64
+    assert inp.resources is not None and inp.resources.memory is None and not inp.privileged
+
+
+def test_host_config_knobs() -> None:
+    c = _container(
+        {
+            "NetworkMode": "host",
+            "Memory": 64 << 20,
+            "NanoCpus": 500_000_000,
+            "PidsLimit": 10,
+            "Privileged": True,
+            "CapAdd": ["NET_ADMIN"],
+            "SecurityOpt": ["no-new-privileges:true"],
+            "PidMode": "host",
+            "Ulimits": [{"Name": "nofile", "Soft": 512, "Hard": 1024}],
+            "Sysctls": {"net.ipv4.ip_forward": "1"},
+            "ReadonlyRootfs": True,
+        },
+        User="1000",
+        WorkingDir="/srv",
+        Hostname="h",
+    )
+    inp = spec_input(c, "/r", (1000, 1000, [50]), "p")
+    assert inp.network == "host" and inp.hosts_path is None and inp.hostname == "h" and inp.cwd == "/srv"
+    assert (inp.uid, inp.gid, inp.additional_gids) == (1000, 1000, (50,))
+    assert inp.privileged and inp.cap_add == ("NET_ADMIN",) and inp.no_new_privileges and inp.pid_host
+    assert inp.rlimits == (("nofile", 512, 1024),) and inp.sysctls == (("net.ipv4.ip_forward", "1"),)
+    assert inp.readonly_rootfs
+    assert inp.resources is not None
+    assert (inp.resources.memory, inp.resources.nano_cpus, inp.resources.pids_limit) == (
+        64 << 20,
+        500_000_000,
+        10,
+    )
+
+
+def test_resources_follow_docker() -> None:
+    assert resources({"CpuQuota": 50000, "CpuPeriod": 100000}).nano_cpus == 500_000_000
+    assert resources({"Memory": 1 << 30, "MemorySwap": -1}).memory_swap == -1
+    assert resources({"Memory": 1 << 30}).memory_swap is None  # no swap beyond the limit
+    assert resources({"MemorySwap": 1 << 30}).memory_swap is None  # swap without memory means nothing
