@@ -27,11 +27,14 @@ the real `docker` CLI, as a user would.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import http.client
 import io
 import json
 import os
+import pty
 import re
+import select
 import shutil
 import signal
 import socket
@@ -39,6 +42,7 @@ import struct
 import subprocess
 import tarfile
 import tempfile
+import termios
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -755,6 +759,38 @@ class Dockerd(Daemon):
             if r.returncode != 0:
                 problems.append(f"ip netns delete {self.netns}: {r.stderr.strip()}")
         return problems
+
+
+# --- a user at a terminal ---------------------------------------------------------------------
+
+
+def pty_run(argv: list[str], env: dict[str, str], send: bytes, timeout: float = 20) -> tuple[int, bytes]:
+    """Run argv on a real pseudo-terminal (as a user would), type `send`, return (status, output)."""
+    pid, fd = pty.fork()
+    if pid == 0:  # child: the CLI on the pty slave, a 30x100 terminal
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+        os.execvpe(argv[0], argv, env)
+    out = b""
+    sent = False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        if not sent and time.monotonic() > deadline - timeout + 1.0:
+            os.write(fd, send)
+            sent = True
+    else:
+        os.kill(pid, 9)
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), out
 
 
 # --- TLS material -----------------------------------------------------------------------------

@@ -132,3 +132,29 @@ def test_no_daemon_message() -> None:
         "Cannot connect to the berth daemon at unix:///tmp/berth-no-such-daemon.sock. "
         "Is the berth daemon running?"
     ) in r.stderr
+
+
+def test_run_and_exec_with_a_terminal(bootstrapped: harness.Berthd) -> None:
+    d = bootstrapped
+    status, out = harness.pty_run(
+        [
+            str(harness.BERTH),
+            "run",
+            "-it",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "tty; stty size; read x; echo got-$x; exit 4",
+        ],
+        d.env,
+        b"typed\r",
+    )
+    assert status == 4, out
+    assert b"/dev/pts/0" in out and b"30 100" in out and b"got-typed" in out, out
+    assert d.berth("run", "-d", "--name", "term", "busybox", "sleep", "60").returncode == 0
+    status, out = harness.pty_run(
+        [str(harness.BERTH), "exec", "-it", "term", "sh", "-c", "tty; read y; echo got-$y"], d.env, b"more\r"
+    )
+    assert status == 0 and b"/dev/pts/" in out and b"got-more" in out, out
+    assert d.berth("rm", "-f", "term").returncode == 0

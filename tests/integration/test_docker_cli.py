@@ -5,14 +5,9 @@ Each test gets its own daemon on private roots (the `berthd` fixture) with busyb
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import pty
-import select
-import struct
 import subprocess
-import termios
 import time
 
 import pytest
@@ -72,38 +67,18 @@ def test_run_i_passes_stdin(berthd: harness.Berthd, busybox_image: str) -> None:
     assert r.stdout == "line1\nline2\n"
 
 
-def _pty_run(argv: list[str], env: dict[str, str], send: bytes, timeout: float = 20) -> tuple[int, bytes]:
-    """Run argv on a real pseudo-terminal (as a user would), type `send`, return (status, output)."""
-    pid, fd = pty.fork()
-    if pid == 0:  # child: the CLI on the pty slave, a 30x100 terminal
-        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
-        os.execvpe(argv[0], argv, env)
-    out = b""
-    sent = False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-        if not sent and time.monotonic() > deadline - timeout + 1.0:
-            os.write(fd, send)
-            sent = True
-    else:
-        os.kill(pid, 9)
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    return os.waitstatus_to_exitcode(status), out
-
-
 def test_run_it_with_a_pty(berthd: harness.Berthd, busybox_image: str) -> None:
-    status, out = _pty_run(
-        ["docker", "run", "-it", "--rm", busybox_image, "sh", "-c", "tty; stty size; read x; echo got-$x; exit 4"],
+    status, out = harness.pty_run(
+        [
+            "docker",
+            "run",
+            "-it",
+            "--rm",
+            busybox_image,
+            "sh",
+            "-c",
+            "tty; stty size; read x; echo got-$x; exit 4",
+        ],
         berthd.env,
         b"hello\r",
     )
@@ -162,7 +137,7 @@ def test_detached_logs_exec_stop_rm(berthd: harness.Berthd, busybox_image: str) 
     r = berthd.docker("exec", "web", "/no/such/binary")
     assert r.returncode in (126, 127)
     assert berthd.docker("exec", "-u", "1000:1000", "web", "id", "-u").stdout.strip() == "1000"
-    status, out = _pty_run(
+    status, out = harness.pty_run(
         ["docker", "exec", "-it", "web", "sh", "-c", "tty; read y; echo got-$y"],
         berthd.env,
         b"abc\r",
