@@ -221,3 +221,32 @@ def test_exec_instances_end_with_the_run(berthd: harness.Berthd, busybox_image: 
     assert ok(berthd.docker("inspect", "-f", "{{json .ExecIDs}}", "ex")).stdout.strip() == "null"
     status, _ = berthd.api("GET", f"/v1.45/exec/{ids[0]}/json")
     assert status == 404
+
+
+def test_stats(berthd: harness.Berthd, busybox_image: str) -> None:
+    ok(
+        berthd.docker(
+            "run",
+            "-d",
+            "--name",
+            "busy",
+            "-m",
+            "64m",
+            busybox_image,
+            "sh",
+            "-c",
+            "x=$(head -c 8000000 /dev/zero | tr '\\0' a); while true; do :; done",
+        )
+    )
+    time.sleep(1.0)
+    r = ok(
+        berthd.docker(
+            "stats", "--no-stream", "--format", "{{.Name}} {{.CPUPerc}} {{.MemUsage}} {{.PIDs}}", "busy"
+        )
+    )
+    name, cpu, used, _slash, limit, pids = r.stdout.split()
+    assert name == "busy" and float(cpu.rstrip("%")) > 20.0, r.stdout  # a busy loop shows up
+    assert limit == "64MiB" and used.endswith(("MiB", "KiB")) and int(pids) >= 1, r.stdout
+    status, doc = berthd.api("GET", "/v1.45/containers/busy/stats?stream=0&one-shot=1")
+    assert status == 200 and doc["memory_stats"]["limit"] == 64 << 20 and doc["pids_stats"]["current"] >= 1
+    ok(berthd.docker("rm", "-f", "busy"))

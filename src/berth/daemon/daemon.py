@@ -103,9 +103,9 @@ class Daemon:
                     attach_live(self, c, result)
 
     def _register(self) -> None:
-        from berth.daemon import archives, containers, execs, images, lifecycle, streams, system
+        from berth.daemon import archives, containers, execs, images, lifecycle, stats, streams, system
 
-        for module in (containers, lifecycle, streams, execs, images, archives, system):
+        for module in (containers, lifecycle, streams, stats, execs, images, archives, system):
             for name, fn in module.HANDLERS.items():
                 self.engine.register(name, functools.partial(fn, self))
 

@@ -201,3 +201,16 @@ async def commit(request: web.Request) -> web.Response:
         config=body,
     )
     return reply(result, status=201)
+
+
+@route("GET", "/containers/{id}/stats")
+async def stats(request: web.Request) -> web.StreamResponse:
+    sink = LazyResponseSink(request)
+    await engine_of(request).job(
+        "container.stats",
+        id=request.match_info["id"],
+        stdout=sink,
+        stream=qbool(request, "stream", True),
+        one_shot=qbool(request, "one-shot"),
+    )
+    return await sink.finish()

@@ -35,7 +35,7 @@ from berth.drivers.exec.channel import MonitorChannel, hello
 from berth.drivers.exec.handle import Handle, read_exit_file
 from berth.drivers.exec.model import CreateRequest, ExitStatus
 from berth.errors import ContainerStartError, SystemFailure, Unavailable
-from berth.libcontainer.cgroups import Cgroup
+from berth.libcontainer.cgroups import Cgroup, Stats
 
 log = logging.getLogger(__name__)
 SUN_PATH_MAX = 107  # sockaddr_un.sun_path holds 108 bytes with the NUL
@@ -245,6 +245,11 @@ class NativeDriver:
         """Host pids of every process in the container's cgroup (``docker top``)."""
         cg = Cgroup(self.cgroup_name(cid), self.cgroup_root)
         return await asyncio.to_thread(cg.pids) if cg.exists() else []
+
+    async def stats(self, cid: str) -> Stats | None:
+        """CPU, memory and pids accounting of the container's cgroup (``docker stats``)."""
+        cg = Cgroup(self.cgroup_name(cid), self.cgroup_root)
+        return await asyncio.to_thread(cg.stats) if cg.exists() else None
 
     async def _connect(self, cid: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         path = str(self.exec_dir(cid) / "monitor.sock")
