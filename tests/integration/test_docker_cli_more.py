@@ -250,3 +250,16 @@ def test_stats(berthd: harness.Berthd, busybox_image: str) -> None:
     status, doc = berthd.api("GET", "/v1.45/containers/busy/stats?stream=0&one-shot=1")
     assert status == 200 and doc["memory_stats"]["limit"] == 64 << 20 and doc["pids_stats"]["current"] >= 1
     ok(berthd.docker("rm", "-f", "busy"))
+
+
+def test_concurrent_creates_of_one_name(berthd: harness.Berthd, busybox_image: str) -> None:
+    import concurrent.futures
+
+    body = {"Image": busybox_image, "Cmd": ["true"]}
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(
+            pool.map(lambda _: berthd.api("POST", "/v1.45/containers/create?name=same", body), range(8))
+        )
+    statuses = sorted(status for status, _ in results)
+    assert statuses == [201] + [409] * 7, results
+    assert all("is already in use" in body["message"] for status, body in results if status == 409)

@@ -27,7 +27,7 @@ def _conflict(name: str, cid: str) -> Conflict:
     )
 
 
-def _write_files(cdir: Path, hostname: str, network_mode: str) -> None:
+def _write_files(cdir: Path, hostname: str) -> None:
     cdir.mkdir(parents=True, exist_ok=True)
     (cdir / "hostname").write_text(hostname + "\n")
     (cdir / "hosts").write_text(
@@ -48,14 +48,14 @@ async def create(d: Daemon, job: Job) -> dict[str, Any]:
     image_id = await asyncio.to_thread(d.graph.resolve, body["Image"])
     image_config = (await asyncio.to_thread(d.graph.config, image_id)) or {}
     config, host = createconfig.merge(body, image_config)
-    if name:
-        for other in d.containers.values():
-            if other.name == name:
-                raise _conflict(name, other.id)
-    else:
-        taken = {c.name for c in d.containers.values()}
-        name = random_name(taken)
     cid = secrets.token_hex(32)
+    # The name is checked and reserved with no await in between, so two concurrent creates of
+    # the same name cannot both pass (the rw layer is prepared before the record is stored).
+    taken = {c.name: c.id for c in d.containers.values()} | d.reserved_names
+    if name and name in taken:
+        raise _conflict(name, taken[name])
+    name = name or random_name(set(taken))
+    d.reserved_names[name] = cid
     if not config["Hostname"]:
         config["Hostname"] = cid[:12]
     entry = list(config["Entrypoint"] or []) + list(config["Cmd"] or [])
@@ -67,7 +67,7 @@ async def create(d: Daemon, job: Job) -> dict[str, Any]:
     # Order matters for crash safety: the container dir first (a leftover dir without a record
     # is cleaned at start-up), then the rw layer, then the record in one transaction.
     try:
-        _write_files(cdir, config["Hostname"], host.get("NetworkMode", "default"))
+        _write_files(cdir, config["Hostname"])
         await asyncio.to_thread(d.graph.prepare_rw, cid, image_id)
         crash_point("create.after-rw")
         d.save(c, new=True)
@@ -75,6 +75,8 @@ async def create(d: Daemon, job: Job) -> dict[str, Any]:
         await asyncio.to_thread(d.graph.remove_rw, cid)
         shutil.rmtree(cdir, ignore_errors=True)
         raise
+    finally:
+        del d.reserved_names[name]
     d.publish(c, "create")
     return {"Id": cid, "Warnings": []}
 

@@ -41,6 +41,7 @@ class Daemon:
         self.sessions: dict[str, Session] = {}
         self.execs: dict[str, Any] = {}
         self.waiters: dict[str, list[tuple[str, asyncio.Future[int]]]] = {}
+        self.reserved_names: dict[str, str] = {}  # name -> id, while a create is under way
         self.tasks: set[asyncio.Task[Any]] = set()
         self.store: ContainerStore
         self.graph: Any
