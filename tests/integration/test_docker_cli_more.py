@@ -263,3 +263,17 @@ def test_concurrent_creates_of_one_name(berthd: harness.Berthd, busybox_image: s
     statuses = sorted(status for status, _ in results)
     assert statuses == [201] + [409] * 7, results
     assert all("is already in use" in body["message"] for status, body in results if status == 409)
+
+
+def test_concurrent_starts_spawn_one_container(berthd: harness.Berthd, busybox_image: str) -> None:
+    import concurrent.futures
+
+    cid = ok(berthd.docker("create", busybox_image, "sleep", "60")).stdout.strip()
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        statuses = sorted(
+            pool.map(lambda _: berthd.api("POST", f"/v1.45/containers/{cid}/start")[0], range(6))
+        )
+    assert statuses == [204] + [304] * 5
+    monitors = [p for p in (berthd.exec_root).iterdir() if p.is_dir()]
+    assert [p.name for p in monitors] == [cid]
+    ok(berthd.docker("rm", "-f", cid))

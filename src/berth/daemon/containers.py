@@ -184,6 +184,7 @@ async def remove_container(d: Daemon, c: Container, force: bool) -> None:
     d.store.delete(c.id)
     d.containers.pop(c.id, None)
     d.sessions.pop(c.id, None)
+    d.start_locks.pop(c.id, None)
     for eid in c.exec_ids:
         d.execs.pop(eid, None)
     await d.driver.cleanup(c.id)

@@ -42,6 +42,7 @@ class Daemon:
         self.execs: dict[str, Any] = {}
         self.waiters: dict[str, list[tuple[str, asyncio.Future[int]]]] = {}
         self.reserved_names: dict[str, str] = {}  # name -> id, while a create is under way
+        self.start_locks: dict[str, asyncio.Lock] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
         self.store: ContainerStore
         self.graph: Any

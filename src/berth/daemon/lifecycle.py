@@ -21,7 +21,7 @@ from berth.daemon.faults import crash_point
 from berth.daemon.live import Attacher
 from berth.daemon.users import resolve_user
 from berth.engine import Job
-from berth.errors import Conflict, ContainerStartError, InvalidParameter, NotModified
+from berth.errors import Conflict, ContainerStartError, InvalidParameter, NotFound, NotModified
 
 if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon
@@ -72,6 +72,16 @@ async def _spawn(d: Daemon, c: Container) -> Any:
 
 
 async def start_container(d: Daemon, c: Container) -> None:
+    # One start at a time per container: a second concurrent start waits, then finds the
+    # container running (304) instead of spawning a second monitor for the same id.
+    lock = d.start_locks.setdefault(c.id, asyncio.Lock())
+    async with lock:
+        await _start_locked(d, c)
+
+
+async def _start_locked(d: Daemon, c: Container) -> None:
+    if c.id not in d.containers:
+        raise NotFound(f"No such container: {c.id}")
     if c.state.status == "paused":
         raise Conflict("cannot start a paused container, try unpause instead")
     if c.state.running:
