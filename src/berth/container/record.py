@@ -123,6 +123,7 @@ class Container:
     state: State = field(default_factory=State)
     restart_count: int = 0
     exec_ids: list[str] = field(default_factory=list)
+    mounts: list[dict[str, Any]] = field(default_factory=list)  # Docker's Mounts[] (inspect, ps)
 
     @property
     def tty(self) -> bool:
@@ -167,7 +168,7 @@ class Container:
             "ExecIDs": list(self.exec_ids) or None,
             "HostConfig": self.host_config,
             "GraphDriver": {"Data": None, "Name": self.driver},
-            "Mounts": [],
+            "Mounts": [dict(m) for m in self.mounts],
             "Config": self.config,
             "NetworkSettings": self._network_settings(network_mode),
         }
@@ -205,5 +206,5 @@ class Container:
             "Status": self.state.human(),
             "HostConfig": {"NetworkMode": self.host_config.get("NetworkMode") or "default"},
             "NetworkSettings": {"Networks": self._network_settings(self.host_config.get("NetworkMode") or "default")["Networks"]},
-            "Mounts": [],
+            "Mounts": [dict(m) for m in self.mounts],
         }

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from berth.container.record import Container, now_rfc3339, parse_rfc3339
-from berth.daemon import createconfig
+from berth.daemon import createconfig, mountspec, volumes
 from berth.daemon.faults import crash_point
 from berth.daemon.names import random_name
 from berth.engine import Job
@@ -48,6 +48,8 @@ async def create(d: Daemon, job: Job) -> dict[str, Any]:
     image_id = await asyncio.to_thread(d.graph.resolve, body["Image"])
     image_config = (await asyncio.to_thread(d.graph.config, image_id)) or {}
     config, host = createconfig.merge(body, image_config)
+    plan = mountspec.plan(host.get("Binds"), host.get("Mounts"), config.get("Volumes"))
+    volumes.check_sources(plan)
     cid = secrets.token_hex(32)
     # The name is checked and reserved with no await in between, so two concurrent creates of
     # the same name cannot both pass (the rw layer is prepared before the record is stored).
@@ -70,13 +72,17 @@ async def create(d: Daemon, job: Job) -> dict[str, Any]:
         _write_files(cdir, config["Hostname"])
         await asyncio.to_thread(d.graph.prepare_rw, cid, image_id)
         crash_point("create.after-rw")
+        c.mounts = await volumes.make_mounts(d, cid, plan)
         d.save(c, new=True)
     except BaseException:
+        volumes.release_claims(d, cid)
+        volumes.remove_anonymous(d, c)
         await asyncio.to_thread(d.graph.remove_rw, cid)
         shutil.rmtree(cdir, ignore_errors=True)
         raise
     finally:
         del d.reserved_names[name]
+        volumes.release_claims(d, cid)
     d.publish(c, "create")
     return {"Id": cid, "Warnings": []}
 
@@ -169,7 +175,7 @@ async def rename(d: Daemon, job: Job) -> None:
     d.publish(c, "rename", {"oldName": "/" + old})
 
 
-async def remove_container(d: Daemon, c: Container, force: bool) -> None:
+async def remove_container(d: Daemon, c: Container, force: bool, remove_volumes: bool = False) -> None:
     if c.state.running:
         if not force:
             raise Conflict(
@@ -191,13 +197,15 @@ async def remove_container(d: Daemon, c: Container, force: bool) -> None:
     await asyncio.to_thread(d.graph.remove_rw, c.id)
     await asyncio.to_thread(shutil.rmtree, c.dir, True)
     d.publish(c, "destroy")
+    if remove_volumes:
+        volumes.remove_anonymous(d, c)
     for _cond, fut in d.waiters.pop(c.id, []):
         if not fut.done():
             fut.set_result(c.state.exit_code)
 
 
 async def remove(d: Daemon, job: Job) -> None:
-    await remove_container(d, d.find(job.args["id"]), bool(job.args.get("force")))
+    await remove_container(d, d.find(job.args["id"]), bool(job.args.get("force")), bool(job.args.get("volumes")))
 
 
 async def wait(d: Daemon, job: Job) -> None:

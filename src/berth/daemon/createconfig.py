@@ -26,7 +26,7 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
 _HOST_TYPES: dict[str, type | tuple[type, ...]] = {
     "Memory": int, "MemorySwap": int, "NanoCpus": int, "CpuShares": int, "CpuQuota": int, "CpuPeriod": int,
     "PidsLimit": int, "AutoRemove": bool, "NetworkMode": str, "Privileged": bool, "ReadonlyRootfs": bool,
-    "Binds": list, "PortBindings": dict, "RestartPolicy": dict, "LogConfig": dict, "ShmSize": int,
+    "Binds": list, "Mounts": list, "PortBindings": dict, "RestartPolicy": dict, "LogConfig": dict, "ShmSize": int,
     "Init": bool, "CapAdd": list, "CapDrop": list, "Dns": list, "DnsOptions": list, "DnsSearch": list,
     "ExtraHosts": list, "GroupAdd": list, "SecurityOpt": list, "Ulimits": list, "Sysctls": dict,
     "PidMode": str, "IpcMode": str, "UTSMode": str, "OomScoreAdj": int,

@@ -6,8 +6,8 @@
 
 The Daemon object is the handlers' shared state: container records (``containers``), the
 attach/run sessions with the monitor handles (``sessions``), exec instances and waiters. Handlers live in
-``containers.py``, ``lifecycle.py``, ``streams.py``, ``execs.py``, ``images.py`` and
-``system.py``; each is ``async def handler(d, job)``.
+``containers.py``, ``lifecycle.py``, ``streams.py``, ``execs.py``, ``images.py``,
+``volumes.py`` and ``system.py``; each is ``async def handler(d, job)``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from berth.container.record import Container
 from berth.daemon.config import DaemonConfig
 from berth.daemon.live import Session
 from berth.daemon.store import ContainerStore
+from berth.daemon.volumestore import VolumeStore
 from berth.engine import Engine, Job
 from berth.errors import NotFound
 
@@ -45,6 +46,8 @@ class Daemon:
         self.start_locks: dict[str, asyncio.Lock] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
         self.store: ContainerStore
+        self.volumes: VolumeStore
+        self.volume_claims: dict[str, set[str]] = {}  # volume name -> ids of creates under way
         self.graph: Any
         self.driver: Any
         self.storage_driver = ""
@@ -66,6 +69,7 @@ class Daemon:
         shutil.rmtree(cfg.data_root / "tmp", ignore_errors=True)
         (cfg.data_root / "tmp").mkdir(exist_ok=True)
         self.store = ContainerStore(cfg.data_root / "berth.db")
+        self.volumes = VolumeStore(cfg.data_root)
         gdriver = new_driver(cfg.storage_driver, cfg.data_root)
         self.storage_driver = getattr(gdriver, "name", cfg.storage_driver or "overlay2")
         self.graph = Graph(cfg.data_root, cfg.data_root / "berth.db", gdriver)
@@ -82,6 +86,7 @@ class Daemon:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.driver.shutdown()
         self.store.close()
+        self.volumes.close()
 
     async def _restore(self) -> None:
         """Reconnect to containers that kept running while we were away; settle the rest."""
@@ -105,9 +110,19 @@ class Daemon:
                     attach_live(self, c, result)
 
     def _register(self) -> None:
-        from berth.daemon import archives, containers, execs, images, lifecycle, stats, streams, system
+        from berth.daemon import (
+            archives,
+            containers,
+            execs,
+            images,
+            lifecycle,
+            stats,
+            streams,
+            system,
+            volumes,
+        )
 
-        for module in (containers, lifecycle, streams, stats, execs, images, archives, system):
+        for module in (containers, lifecycle, streams, stats, execs, images, archives, volumes, system):
             for name, fn in module.HANDLERS.items():
                 self.engine.register(name, functools.partial(fn, self))
 

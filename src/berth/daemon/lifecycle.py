@@ -20,6 +20,7 @@ from berth.container.record import Container
 from berth.daemon.faults import crash_point
 from berth.daemon.live import Attacher
 from berth.daemon.users import resolve_user
+from berth.daemon.volumes import make_bind_sources
 from berth.engine import Job
 from berth.errors import Conflict, ContainerStartError, InvalidParameter, NotFound, NotModified
 
@@ -52,6 +53,7 @@ async def _spawn(d: Daemon, c: Container) -> Any:
     cdir = Path(c.dir)
     rootfs = cdir / "rootfs"
     rootfs.mkdir(exist_ok=True)
+    await asyncio.to_thread(make_bind_sources, c)
     mounts = await asyncio.to_thread(d.graph.rootfs_mounts, c.id, str(rootfs))
     uid, gid, groups = await asyncio.to_thread(resolve_user, d.graph, c, c.config.get("User") or "")
     inp = spec_input(c, str(rootfs), (uid, gid, groups), d.cfg.cgroup_parent)
@@ -115,7 +117,7 @@ async def _fail_waiters_on_start_error(d: Daemon, c: Container, code: int) -> No
     if c.host_config.get("AutoRemove"):
         from berth.daemon.containers import remove_container
 
-        await remove_container(d, c, force=True)
+        await remove_container(d, c, force=True, remove_volumes=True)
 
 
 def attach_live(d: Daemon, c: Container, handle: Any) -> None:
@@ -158,7 +160,7 @@ async def settle_exit(d: Daemon, c: Container, status: Any) -> None:
     if c.host_config.get("AutoRemove"):
         from berth.daemon.containers import remove_container
 
-        await remove_container(d, c, force=True)
+        await remove_container(d, c, force=True, remove_volumes=True)
 
 
 def _resolve_waiters(d: Daemon, cid: str, condition: str, code: int) -> None:

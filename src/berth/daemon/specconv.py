@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from berth.container.record import Container
+from berth.daemon.mountspec import oci_mounts
 from berth.drivers.exec.spec import DEFAULT_SHM_SIZE, SpecInput
 from berth.libcontainer.cgroups import Resources
 
@@ -71,4 +72,5 @@ def spec_input(c: Container, rootfs: str, user: tuple[int, int, list[int]], cgro
         pid_host=host.get("PidMode") == "host",
         ipc_host=host.get("IpcMode") == "host",
         uts_host=host.get("UTSMode") == "host",
+        mounts=oci_mounts(c.mounts),
     )

@@ -241,6 +241,11 @@ class Graph:
         """Create a missing directory (``WorkingDir``) in a container that is not running."""
         rwlayer.make_dirs(self, container_id, path)
 
+    def copy_dir(self, container_id: str, path: str, target: Path) -> bool:
+        """Copy the container's directory ``path`` (its merged view, no mount) into the empty
+        directory ``target``: a new volume's copy-up. False if ``path`` is not a directory."""
+        return rwlayer.copy_dir(self, container_id, path, target)
+
     def changes(self, container_id: str) -> list[dict[str, Any]]:
         """``docker diff``: ``[{"Path": "/root", "Kind": 1}, ...]`` (0 changed, 1 added, 2 deleted)."""
         return rwlayer.container_changes(self, container_id)

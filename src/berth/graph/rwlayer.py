@@ -16,13 +16,14 @@ stopped container needs no mount::
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from berth.drivers.graph.diff import changes, write_diff_tar, write_tree_tar
-from berth.drivers.graph.merged import lookup
+from berth.drivers.graph.merged import lookup, subtree, walk
 from berth.errors import Conflict, InvalidParameter, NotFound
 from berth.graph.changes import apply_changes
 from berth.graph.image import encode, new_config, now_ns
@@ -195,6 +196,37 @@ def make_dirs(graph: Graph, container_id: str, path: str) -> None:
                 f"mkdir {path} in container {container_id}: /{'/'.join([*resolved, name])} is not a directory"
             )
         resolved.append(name)
+
+
+def copy_dir(graph: Graph, container_id: str, path: str, target: Path) -> bool:
+    """Copy the directory ``path`` as the container sees it into ``target`` (an existing,
+    empty directory, which takes the source's owner and mode): Docker's copy-up of image
+    content into a new volume. False (nothing copied) when ``path`` is not a directory."""
+    _require(graph, container_id)
+    layers = subtree(graph.driver.layer_dirs(container_id), path)
+    if not layers:
+        return False
+    _copy_meta(layers[0], target)
+    for rel, host in walk(layers):
+        dest = target / rel.lstrip("/")
+        info = os.lstat(host)
+        if stat.S_ISDIR(info.st_mode):
+            dest.mkdir()
+            _copy_meta(host, dest)
+        elif stat.S_ISLNK(info.st_mode):
+            os.symlink(os.readlink(host), dest)
+            os.lchown(dest, info.st_uid, info.st_gid)
+        elif stat.S_ISREG(info.st_mode):
+            shutil.copy2(host, dest, follow_symlinks=False)
+            _copy_meta(host, dest)
+        # devices, fifos and sockets are not copied up (Docker copies them; none in practice)
+    return True
+
+
+def _copy_meta(src: Path, dest: Path) -> None:
+    info = os.lstat(src)
+    os.chown(dest, info.st_uid, info.st_gid)
+    os.chmod(dest, stat.S_IMODE(info.st_mode))
 
 
 def container_changes(graph: Graph, container_id: str) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ lookup never leaves the layers::
 
     path = lookup([rw_diff, image_diff], "/etc/passwd")   # host path of the visible file, or None
     for rel, host_path in walk([rw_diff, image_diff]): ...  # every visible entry, parents first
+    walk(subtree([rw_diff, image_diff], "/data"))              # ... of one directory only
 
 Used to read files of a stopped container (``--user`` lookup), to fill the init layer and to
 compute ``docker diff``/``commit``/``export`` without mounting anything.
@@ -114,6 +115,14 @@ def lookup(layers: list[Path], path: str, follow: bool = True) -> Path | None:
         active = merging
         current = host
     return current
+
+
+def subtree(layers: list[Path], path: str) -> list[Path]:
+    """The layer directories (top first) that merge into the directory at ``path``, so that
+    ``walk(subtree(layers, "/data"))`` walks that directory's view; [] when ``path`` is absent
+    or not a directory. Each component is taken literally (no symlink is followed)."""
+    parts = [p for p in path.split("/") if p not in ("", ".", "..")]
+    return [layer.joinpath(*parts) for layer in _active_for(list(layers), parts)]
 
 
 def walk(layers: list[Path]) -> Iterator[tuple[str, Path]]:

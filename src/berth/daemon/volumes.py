@@ -1,0 +1,192 @@
+"""Volume jobs (``volume.create``, ``.list``, ``.inspect``, ``.remove``, ``.prune``) and the
+container side of volumes and binds: a create's mount plan made real, ``rm -v``.
+
+A volume is in use while any container record (running or not) mounts it, or while a create
+that will mount it is under way (``Daemon.volume_claims``); an in-use volume is never removed.
+Binds and volumes are mounted by the container's init inside its own mount namespace (the OCI
+spec's mounts, ``mountspec.oci_mounts``): nothing is mounted on the host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from berth.daemon import mountspec
+from berth.daemon.volumestore import ANONYMOUS_LABEL
+from berth.engine import Job
+from berth.errors import Conflict, InvalidParameter, NotFound
+
+if TYPE_CHECKING:
+    from berth.container.record import Container
+    from berth.daemon.daemon import Daemon
+
+
+def check_sources(plan: list[mountspec.MountPoint]) -> None:
+    """``--mount type=bind`` needs an existing source (``-v`` creates it at start)."""
+    for m in plan:
+        if m.type == "bind" and not m.create_source and not os.path.exists(m.source):
+            raise InvalidParameter(f'invalid mount config for type "bind": bind source path does not exist: {m.source}')
+
+
+async def make_mounts(d: Daemon, cid: str, plan: list[mountspec.MountPoint]) -> list[dict[str, Any]]:
+    """Create the volumes of a new container (its rw layer exists) and copy the image's content
+    into empty ones; returns Docker's ``Mounts[]``. Claims each volume for ``cid`` until the
+    record is stored (``release_claims``); on failure the anonymous volumes made here go again."""
+    out: list[dict[str, Any]] = []
+    made: list[str] = []
+    try:
+        for m in plan:
+            if m.type == "bind":
+                out.append(mountspec.inspect_view(m, "", m.source))
+                continue
+            volume, new = d.volumes.create(m.source)
+            name = volume["Name"]
+            d.volume_claims.setdefault(name, set()).add(cid)
+            if new and not m.source:
+                made.append(name)
+            target = Path(volume["Mountpoint"])
+            if m.copy_data and not any(target.iterdir()):
+                await asyncio.to_thread(d.graph.copy_dir, cid, m.destination, target)
+            if new:
+                d.engine.events.publish("volume", "create", name, {"driver": "local"})
+            out.append(mountspec.inspect_view(m, name, str(target)))
+    except BaseException:
+        release_claims(d, cid)
+        for name in made:
+            d.volumes.remove(name)
+        raise
+    return out
+
+
+def release_claims(d: Daemon, cid: str) -> None:
+    for name in list(d.volume_claims):
+        d.volume_claims[name].discard(cid)
+        if not d.volume_claims[name]:
+            del d.volume_claims[name]
+
+
+def make_bind_sources(c: Container) -> None:
+    """At start: ``-v /missing:/x`` makes ``/missing`` a directory, as Docker does."""
+    for spec in c.host_config.get("Binds") or []:
+        m = mountspec.parse_bind(spec)
+        if m.type == "bind" and not os.path.exists(m.source):
+            os.makedirs(m.source, 0o755, exist_ok=True)
+
+
+def users(d: Daemon, name: str) -> list[str]:
+    ids = [c.id for c in d.containers.values() if any(m.get("Name") == name for m in c.mounts)]
+    return ids + sorted(d.volume_claims.get(name, set()) - set(ids))
+
+
+def remove_volume(d: Daemon, name: str, force: bool = False) -> None:
+    try:
+        d.volumes.get(name)
+    except NotFound:
+        if force:
+            return
+        raise
+    in_use = users(d, name)
+    if in_use:
+        raise Conflict(f"remove {name}: volume is in use - [{' '.join(in_use)}]")
+    d.volumes.remove(name)
+    d.engine.events.publish("volume", "destroy", name, {"driver": "local"})
+
+
+def remove_anonymous(d: Daemon, c: Container) -> None:
+    """``rm -v`` and ``run --rm``: the container's anonymous volumes go, named ones stay
+    (after the record is gone, so the container no longer counts as a user)."""
+    for m in c.mounts:
+        name = m.get("Name") or ""
+        if not name:
+            continue
+        try:
+            labels = d.volumes.get(name)["Labels"]
+        except NotFound:
+            continue  # removed meanwhile (volume rm -f of an unused one): nothing to do
+        if ANONYMOUS_LABEL in labels and not users(d, name):
+            remove_volume(d, name)
+
+
+# -- jobs ---------------------------------------------------------------------------------
+
+
+def _matches(d: Daemon, v: dict[str, Any], key: str, values: list[str]) -> bool:
+    if key == "name":
+        return any(val in v["Name"] for val in values)
+    if key == "driver":
+        return v["Driver"] in values
+    if key == "dangling":
+        want = {val.lower() for val in values}
+        if not want <= {"true", "false", "1", "0"}:
+            raise InvalidParameter(f"invalid filter 'dangling={values[0]}'")
+        dangling = not users(d, v["Name"])
+        return dangling if want & {"true", "1"} else not dangling
+    if key in ("label", "label!"):
+        labels = v["Labels"] or {}
+        hit = all(
+            labels.get(val.split("=", 1)[0]) == val.split("=", 1)[1] if "=" in val else val in labels for val in values
+        )
+        return hit if key == "label" else not hit
+    if key == "all":
+        return True
+    raise InvalidParameter(f"invalid filter '{key}'")
+
+
+async def create(d: Daemon, job: Job) -> dict[str, Any]:
+    body = job.args.get("body") or {}
+    for key, want in (("Name", str), ("Driver", str), ("Labels", dict), ("DriverOpts", dict)):
+        if body.get(key) is not None and not isinstance(body[key], want):
+            raise InvalidParameter(f"json: cannot unmarshal into field {key} of type {want.__name__}")
+    volume, new = d.volumes.create(
+        body.get("Name") or "", labels=body.get("Labels"), driver=body.get("Driver") or "local",
+        options=body.get("DriverOpts"),
+    )
+    if new:
+        d.engine.events.publish("volume", "create", volume["Name"], {"driver": "local"})
+    return volume
+
+
+async def list_(d: Daemon, job: Job) -> dict[str, Any]:
+    filters: dict[str, list[str]] = job.args.get("filters") or {}
+    out = [v for v in d.volumes.all() if all(_matches(d, v, k, vals) for k, vals in filters.items())]
+    return {"Volumes": out, "Warnings": None}
+
+
+async def inspect(d: Daemon, job: Job) -> dict[str, Any]:
+    return d.volumes.get(job.args["name"])
+
+
+async def remove(d: Daemon, job: Job) -> None:
+    remove_volume(d, job.args["name"], bool(job.args.get("force")))
+
+
+async def prune(d: Daemon, job: Job) -> dict[str, Any]:
+    """Unused volumes go; from API 1.42 on only anonymous ones unless the ``all`` filter is
+    true (``docker volume prune -a``), as dockerd."""
+    filters: dict[str, list[str]] = dict(job.args.get("filters") or {})
+    everything = any(v.lower() in ("1", "true") for v in filters.pop("all", []))
+    if tuple(job.args.get("api_version") or (1, 45)) < (1, 42):
+        everything = True
+    deleted: list[str] = []
+    space = 0
+    for v in d.volumes.all():
+        if users(d, v["Name"]) or not all(_matches(d, v, k, vals) for k, vals in filters.items()):
+            continue
+        if not everything and ANONYMOUS_LABEL not in (v["Labels"] or {}):
+            continue
+        space += await asyncio.to_thread(d.volumes.size, v["Name"])
+        remove_volume(d, v["Name"])
+        deleted.append(v["Name"])
+    return {"VolumesDeleted": deleted or None, "SpaceReclaimed": space}
+
+
+HANDLERS = {
+    "volume.create": create,
+    "volume.list": list_,
+    "volume.inspect": inspect,
+    "volume.remove": remove,
+    "volume.prune": prune,
+}
