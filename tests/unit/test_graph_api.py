@@ -89,3 +89,18 @@ def test_filesystem_errors_become_system_failures(monkeypatch: pytest.MonkeyPatc
         ):
             graph.import_stream(io.BytesIO(ROOTFS), "x", [], "")
         assert graph.driver.layers() == [] and list(graph.content.dir.iterdir()) == []
+
+
+def test_copy_dir_copies_the_merged_view(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    tar = rootfs_tar({"data/": b"", "data/a.txt": b"A", "data/sub/": b"", "data/sub/b": b"B", "data/link": "a.txt"})
+    with temporary_graph() as graph:
+        image_id = graph.import_stream(io.BytesIO(tar), None, ['CMD ["x"]'], "")
+        graph.prepare_rw("d" * 64, image_id)
+        target = tmp_path / "vol"
+        target.mkdir()
+        assert graph.copy_dir("d" * 64, "/data", target) is True
+        assert (target / "a.txt").read_bytes() == b"A" and (target / "sub" / "b").read_bytes() == b"B"
+        assert (target / "link").is_symlink() and (target / "link").read_bytes() == b"A"
+        assert graph.copy_dir("d" * 64, "/nothere", tmp_path / "other") is False
+        assert graph.copy_dir("d" * 64, "/data/a.txt", tmp_path / "other") is False
+        graph.remove_rw("d" * 64)
