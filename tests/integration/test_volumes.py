@@ -124,3 +124,24 @@ def test_volume_commands(berthd: harness.Berthd, busybox_image: str) -> None:
     assert {"myvol", "other"} <= left and len(left) == 3  # the created container's /anon stays
     ok(berthd.docker("volume", "prune", "-a", "-f"))
     assert len(volume_names(berthd)) == 1
+
+
+def test_ps_volume_filter(berthd: harness.Berthd, busybox_image: str, tmp_path: Path) -> None:
+    ok(berthd.docker("create", "--name", "f1", "-v", "fvol:/data", busybox_image, "true"))
+    ok(berthd.docker("create", "--name", "f2", "-v", f"{tmp_path}:/h", busybox_image, "true"))
+    assert ok(berthd.docker("ps", "-a", "--filter", "volume=fvol", "--format", "{{.Names}}")).stdout == "f1\n"
+    assert ok(berthd.docker("ps", "-a", "--filter", "volume=/h", "--format", "{{.Names}}")).stdout == "f2\n"
+    ok(berthd.docker("rm", "-v", "f1", "f2"))
+    assert "fvol" in volume_names(berthd)
+
+
+def test_volumes_survive_a_daemon_restart(berthd: harness.Berthd, busybox_image: str) -> None:
+    ok(berthd.docker("run", "--name", "r1", "-v", "persist:/data", busybox_image, "sh", "-c", "echo 1 > /data/f"))
+    berthd.restart()
+    assert "persist" in volume_names(berthd)
+    r = berthd.docker("volume", "rm", "persist")
+    assert r.returncode == 1 and "volume is in use" in r.stderr
+    ok(berthd.docker("start", "-a", "r1"))
+    assert ok(berthd.docker("run", "--rm", "-v", "persist:/d", busybox_image, "cat", "/d/f")).stdout == "1\n"
+    ok(berthd.docker("rm", "r1"))
+    ok(berthd.docker("volume", "rm", "persist"))

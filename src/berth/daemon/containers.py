@@ -123,7 +123,9 @@ def matches_filter(c: Container, key: str, values: list[str], d: Daemon) -> bool
         return ct < rt if key == "before" else ct > rt
     if key == "network":
         return (c.host_config.get("NetworkMode") or "default").replace("default", "bridge") in values
-    if key in ("health", "volume", "publish", "expose", "isolation", "is-task"):
+    if key == "volume":  # a volume name or a mount's destination, as dockerd
+        return any(m.get("Name") in values or m["Destination"] in values for m in c.mounts)
+    if key in ("health", "publish", "expose", "isolation", "is-task"):
         return True
     raise InvalidParameter(f"invalid filter '{key}'")
 
