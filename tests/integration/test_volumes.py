@@ -145,3 +145,19 @@ def test_volumes_survive_a_daemon_restart(berthd: harness.Berthd, busybox_image:
     assert ok(berthd.docker("run", "--rm", "-v", "persist:/d", busybox_image, "cat", "/d/f")).stdout == "1\n"
     ok(berthd.docker("rm", "r1"))
     ok(berthd.docker("volume", "rm", "persist"))
+
+
+def test_dockerpy_volumes(berthd: harness.Berthd, busybox_image: str, tmp_path: Path) -> None:
+    client = berthd.client()
+    vol = client.volumes.create("pyvol", labels={"k": "v"})
+    assert vol.name == "pyvol" and vol.attrs["Labels"] == {"k": "v"}
+    assert "pyvol" in [v.name for v in client.volumes.list()]
+    (tmp_path / "in").write_text("host\n")
+    out = client.containers.run(
+        busybox_image, ["sh", "-c", "echo py > /v/f; cat /h/in"], remove=True,
+        volumes={"pyvol": {"bind": "/v", "mode": "rw"}, str(tmp_path): {"bind": "/h", "mode": "ro"}},
+    )
+    assert out == b"host\n"
+    assert (Path(client.volumes.get("pyvol").attrs["Mountpoint"]) / "f").read_text() == "py\n"
+    client.volumes.get("pyvol").remove()
+    assert client.volumes.prune()["VolumesDeleted"] is None
