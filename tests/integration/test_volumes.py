@@ -161,3 +161,15 @@ def test_dockerpy_volumes(berthd: harness.Berthd, busybox_image: str, tmp_path: 
     assert (Path(client.volumes.get("pyvol").attrs["Mountpoint"]) / "f").read_text() == "py\n"
     client.volumes.get("pyvol").remove()
     assert client.volumes.prune()["VolumesDeleted"] is None
+
+
+def test_concurrent_first_use_copies_once(berthd: harness.Berthd, busybox_image: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        runs = list(pool.map(
+            lambda _: berthd.docker("run", "--rm", "-v", "conc:/etc", busybox_image, "test", "-f", "/etc/passwd"),
+            range(4),
+        ))
+    assert [r.returncode for r in runs] == [0, 0, 0, 0], [r.stderr for r in runs]
+    assert volume_names(berthd) >= {"conc"}

@@ -48,6 +48,7 @@ class Daemon:
         self.store: ContainerStore
         self.volumes: VolumeStore
         self.volume_claims: dict[str, set[str]] = {}  # volume name -> ids of creates under way
+        self.volume_locks: dict[str, asyncio.Lock] = {}  # volume name -> its copy-up
         self.graph: Any
         self.driver: Any
         self.storage_driver = ""

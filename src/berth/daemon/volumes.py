@@ -48,8 +48,10 @@ async def make_mounts(d: Daemon, cid: str, plan: list[mountspec.MountPoint]) -> 
             if new and not m.source:
                 made.append(name)
             target = Path(volume["Mountpoint"])
-            if m.copy_data and not any(target.iterdir()):
-                await asyncio.to_thread(d.graph.copy_dir, cid, m.destination, target)
+            # One copy-up at a time per volume: two creates naming a new volume copy it once.
+            async with d.volume_locks.setdefault(name, asyncio.Lock()):
+                if m.copy_data and not any(target.iterdir()):
+                    await asyncio.to_thread(d.graph.copy_dir, cid, m.destination, target)
             if new:
                 d.engine.events.publish("volume", "create", name, {"driver": "local"})
             out.append(mountspec.inspect_view(m, name, str(target)))
@@ -92,6 +94,7 @@ def remove_volume(d: Daemon, name: str, force: bool = False) -> None:
     if in_use:
         raise Conflict(f"remove {name}: volume is in use - [{' '.join(in_use)}]")
     d.volumes.remove(name)
+    d.volume_locks.pop(name, None)
     d.engine.events.publish("volume", "destroy", name, {"driver": "local"})
 
 
