@@ -70,3 +70,20 @@ def test_resources_follow_docker() -> None:
     assert resources({"Memory": 1 << 30, "MemorySwap": -1}).memory_swap == -1
     assert resources({"Memory": 1 << 30}).memory_swap is None  # no swap beyond the limit
     assert resources({"MemorySwap": 1 << 30}).memory_swap is None  # swap without memory means nothing
+
+
+def test_recorded_mounts_become_oci_bind_mounts_after_the_standard_ones() -> None:
+    from berth.drivers.exec.spec import build_spec
+
+    c = _container({"Binds": ["/h:/srv:ro"]})
+    c.mounts = [
+        {"Type": "bind", "Source": "/h", "Destination": "/srv", "Mode": "ro", "RW": False, "Propagation": "rprivate"},
+        {"Type": "volume", "Name": "vv", "Source": "/v/_data", "Destination": "/data", "Driver": "local",
+         "Mode": "z", "RW": True, "Propagation": ""},
+    ]
+    inp = spec_input(c, "/r", (0, 0, []), "berth-x")
+    assert inp.mounts == (
+        {"destination": "/data", "type": "bind", "source": "/v/_data", "options": ["rbind", "rw", "rprivate"]},
+        {"destination": "/srv", "type": "bind", "source": "/h", "options": ["rbind", "ro", "rprivate"]},
+    )
+    assert build_spec(inp)["mounts"][-2:] == list(inp.mounts)

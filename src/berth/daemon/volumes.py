@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from berth.daemon import mountspec
 from berth.daemon.volumestore import ANONYMOUS_LABEL
 from berth.engine import Job
-from berth.errors import Conflict, InvalidParameter, NotFound
+from berth.errors import Conflict, InvalidParameter, NotFound, SystemFailure
 
 if TYPE_CHECKING:
     from berth.container.record import Container
@@ -75,7 +75,10 @@ def make_bind_sources(c: Container) -> None:
     for spec in c.host_config.get("Binds") or []:
         m = mountspec.parse_bind(spec)
         if m.type == "bind" and not os.path.exists(m.source):
-            os.makedirs(m.source, 0o755, exist_ok=True)
+            try:
+                os.makedirs(m.source, 0o755, exist_ok=True)
+            except OSError as exc:
+                raise SystemFailure(f"error while creating mount source path '{m.source}': {exc.strerror}") from exc
 
 
 def users(d: Daemon, name: str) -> list[str]:
