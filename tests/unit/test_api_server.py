@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -166,5 +167,8 @@ def test_server_behaviour() -> None:
         finally:
             await server.stop()
 
-    asyncio.run(scenario())
-    assert not Path(sock).exists()
+    try:
+        asyncio.run(scenario())
+        assert not Path(sock).exists()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
