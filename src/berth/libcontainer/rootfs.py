@@ -23,18 +23,8 @@ from berth.libcontainer import kernel
 from berth.libcontainer.cgroup_mount import mount_cgroups
 from berth.libcontainer.failure import ContainerInitError
 from berth.libcontainer.mounts import fail, make_mountpoint, mount, mount_one, remount_readonly, secure_join
-from berth.libcontainer.spec import DEFAULT_DEVICES, ContainerSpec, Device, Mount
+from berth.libcontainer.spec import DEFAULT_DEVICES, PROPAGATION, ContainerSpec, Device, Mount
 
-_PROPAGATION = {
-    "shared": kernel.MS_SHARED,
-    "rshared": kernel.MS_SHARED | kernel.MS_REC,
-    "slave": kernel.MS_SLAVE,
-    "rslave": kernel.MS_SLAVE | kernel.MS_REC,
-    "private": kernel.MS_PRIVATE,
-    "rprivate": kernel.MS_PRIVATE | kernel.MS_REC,
-    "unbindable": kernel.MS_UNBINDABLE,
-    "runbindable": kernel.MS_UNBINDABLE | kernel.MS_REC,
-}
 _DEV_SYMLINKS = (
     ("/proc/self/fd", "/dev/fd"),
     ("/proc/self/fd/0", "/dev/stdin"),
@@ -91,7 +81,7 @@ def prepare(spec: ContainerSpec, rootfs_mounts: list[Mount], tty_path: str | Non
     """Everything before pivot_root; runs in the new mount namespace, host paths still visible."""
     root = spec.root_path
     # 1. No mount below may propagate to the host: make the whole tree a slave (or private).
-    propagation = _PROPAGATION.get(spec.rootfs_propagation, kernel.MS_SLAVE | kernel.MS_REC)
+    propagation = PROPAGATION.get(spec.rootfs_propagation, kernel.MS_SLAVE | kernel.MS_REC)
     mount(None, "/", None, propagation, None, "(set propagation of)")
     # 2. The graph driver's plan, e.g. the overlay on root.path.
     for m in rootfs_mounts:

@@ -97,7 +97,23 @@ _FLAG_WORDS: dict[str, tuple[bool, int]] = {
     "strictatime": (False, kernel.MS_STRICTATIME),
     "nostrictatime": (True, kernel.MS_STRICTATIME),
 }
-_PROPAGATION_WORDS = {
+# Docker's default masked and read-only /proc and /sys paths (moby's oci.DefaultLinuxSpec).
+MASKED_PATHS = (
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+)
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+PROPAGATION = {
     "private": kernel.MS_PRIVATE,
     "rprivate": kernel.MS_PRIVATE | kernel.MS_REC,
     "shared": kernel.MS_SHARED,
@@ -117,8 +133,8 @@ def parse_mount_options(options: tuple[str, ...] | list[str]) -> MountOptions:
         if word in _FLAG_WORDS:
             clear, bits = _FLAG_WORDS[word]
             flags = flags & ~bits if clear else flags | bits
-        elif word in _PROPAGATION_WORDS:
-            propagation = _PROPAGATION_WORDS[word]
+        elif word in PROPAGATION:
+            propagation = PROPAGATION[word]
         else:
             data.append(word)
     return MountOptions(flags, propagation, ",".join(data))

@@ -16,23 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from berth.libcontainer.capabilities import DEFAULT_CAPS
+from berth.libcontainer.spec import MASKED_PATHS, READONLY_PATHS
 
 BUSYBOX = "/bin/busybox"
-
-MASKED_PATHS = [
-    "/proc/asound",
-    "/proc/acpi",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-]
-READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 
 def busybox_rootfs(root: Path, busybox: str = BUSYBOX) -> Path:
@@ -127,7 +113,7 @@ def docker_like_spec(
         ],
         "linux": {
             "namespaces": namespaces,
-            "maskedPaths": MASKED_PATHS,
-            "readonlyPaths": READONLY_PATHS,
+            "maskedPaths": list(MASKED_PATHS),
+            "readonlyPaths": list(READONLY_PATHS),
         },
     }

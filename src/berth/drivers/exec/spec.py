@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from berth.errors import InvalidParameter
 from berth.libcontainer.capabilities import DEFAULT_CAPS
 from berth.libcontainer.capabilities import NAMES as CAP_NAMES
+from berth.libcontainer.spec import MASKED_PATHS, READONLY_PATHS  # re-exported: the spec defaults
 
 if TYPE_CHECKING:
     from berth.libcontainer.cgroups import Resources
@@ -37,20 +38,6 @@ DEFAULT_SHM_SIZE = 64 << 20
 # ALL_CAPS (--privileged, --cap-add ALL) is it, then every other name in capability-number order.
 ALL_CAPS = DEFAULT_CAPS + tuple(f"CAP_{n}" for n in CAP_NAMES if f"CAP_{n}" not in DEFAULT_CAPS)
 
-MASKED_PATHS = (
-    "/proc/asound",
-    "/proc/acpi",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-)
-READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
 # the device cgroup: deny all, then what runc's AllowedDevices lets every container use
 _DEVICE_RULES = (
@@ -159,6 +146,7 @@ def capabilities(privileged: bool, add: tuple[str, ...], drop: tuple[str, ...]) 
 
     Like Docker, names may omit ``CAP_``, are case-insensitive, and ``ALL`` means every one.
     """
+
     def norm(names: tuple[str, ...]) -> list[str]:
         out = []
         for name in names:
@@ -226,20 +214,28 @@ def _validate(inp: SpecInput) -> None:
     if inp.cwd and not inp.cwd.startswith("/"):
         raise InvalidParameter(f"build container spec: working directory {inp.cwd!r} is not an absolute path")
     if inp.network not in ("none", "host") and not inp.network.startswith("/"):
-        raise InvalidParameter(f"build container spec: network {inp.network!r} is not none, host or a netns path")
+        raise InvalidParameter(
+            f"build container spec: network {inp.network!r} is not none, host or a netns path"
+        )
     for item in inp.env:
         if not item or item.startswith("="):
             raise InvalidParameter(f"build container spec: bad environment entry {item!r}")
     if isinstance(inp.seccomp, str) and inp.seccomp not in ("default", "unconfined"):
-        raise InvalidParameter(f"build container spec: seccomp {inp.seccomp!r} is not default, unconfined or a profile")
+        raise InvalidParameter(
+            f"build container spec: seccomp {inp.seccomp!r} is not default, unconfined or a profile"
+        )
     if isinstance(inp.seccomp, dict) and "defaultAction" not in inp.seccomp:
         raise InvalidParameter("build container spec: a seccomp profile needs a defaultAction")
     for name, soft, hard in inp.rlimits:
         if soft > hard and hard >= 0:
-            raise InvalidParameter(f"build container spec: ulimit {name}: soft limit {soft} is above hard limit {hard}")
+            raise InvalidParameter(
+                f"build container spec: ulimit {name}: soft limit {soft} is above hard limit {hard}"
+            )
     for m in inp.mounts:
         if not str(m.get("destination", "")).startswith("/"):
-            raise InvalidParameter(f"build container spec: mount destination {m.get('destination')!r} is not absolute")
+            raise InvalidParameter(
+                f"build container spec: mount destination {m.get('destination')!r} is not absolute"
+            )
 
 
 def _mounts(inp: SpecInput) -> list[dict[str, Any]]:
@@ -261,14 +257,21 @@ def _mounts(inp: SpecInput) -> list[dict[str, Any]]:
         {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": sys_opts},
     ]
     if inp.mount_cgroups:
-        mounts.append({
-            "destination": "/sys/fs/cgroup",
-            "type": "cgroup",
-            "source": "cgroup",
-            "options": ["ro", "nosuid", "noexec", "nodev"],
-        })
+        mounts.append(
+            {
+                "destination": "/sys/fs/cgroup",
+                "type": "cgroup",
+                "source": "cgroup",
+                "options": ["ro", "nosuid", "noexec", "nodev"],
+            }
+        )
     mounts += [
-        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+        {
+            "destination": "/dev/mqueue",
+            "type": "mqueue",
+            "source": "mqueue",
+            "options": ["nosuid", "noexec", "nodev"],
+        },
         {
             "destination": "/dev/shm",
             "type": "tmpfs",
@@ -282,7 +285,9 @@ def _mounts(inp: SpecInput) -> list[dict[str, Any]]:
         ("/etc/hosts", inp.hosts_path),
     ):
         if src:
-            mounts.append({"destination": dest, "type": "bind", "source": src, "options": ["rbind", "rprivate"]})
+            mounts.append(
+                {"destination": dest, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}
+            )
     mounts.extend(dict(m) for m in inp.mounts)
     return mounts
 
@@ -299,7 +304,9 @@ def _linux(inp: SpecInput) -> dict[str, Any]:
     if inp.cgroup_ns:
         namespaces.append({"type": "cgroup"})
     resources = resources_to_oci(inp.resources)
-    resources["devices"] = [{"allow": True, "access": "rwm"}] if inp.privileged else [dict(r) for r in _DEVICE_RULES]
+    resources["devices"] = (
+        [{"allow": True, "access": "rwm"}] if inp.privileged else [dict(r) for r in _DEVICE_RULES]
+    )
     linux: dict[str, Any] = {
         "resources": resources,
         "namespaces": namespaces,
