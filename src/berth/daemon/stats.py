@@ -15,6 +15,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from berth.container.record import now_rfc3339
+from berth.daemon.system import host_memory
 from berth.engine import Job
 
 if TYPE_CHECKING:
@@ -30,14 +31,6 @@ def system_cpu_ns(proc_stat: str) -> int:
         if line.startswith("cpu "):
             fields = [int(x) for x in line.split()[1:8]]
             return sum(fields) * NS_PER_TICK
-    return 0
-
-
-def _host_memory() -> int:
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 1024
     return 0
 
 
@@ -57,7 +50,7 @@ def sample(stats: Any, proc_stat: str) -> dict[str, Any]:
         },
         "memory_stats": {
             "usage": (stats.memory_usage or 0) if stats else 0,
-            "limit": (stats.memory_limit if stats and stats.memory_limit else _host_memory()),
+            "limit": (stats.memory_limit if stats and stats.memory_limit else host_memory()),
             "stats": memory_stat,
         }
         if stats is not None

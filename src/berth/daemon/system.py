@@ -54,7 +54,7 @@ def _os_name() -> str:
     return "Linux"
 
 
-def _mem_total() -> int:
+def host_memory() -> int:
     try:
         for line in open("/proc/meminfo"):
             if line.startswith("MemTotal:"):
@@ -87,7 +87,7 @@ async def info(d: Daemon, job: Job) -> dict[str, Any]:
         "Architecture": uname.machine, "IndexServerAddress": "https://index.docker.io/v1/",
         "RegistryConfig": {"AllowNondistributableArtifactsCIDRs": None, "AllowNondistributableArtifactsHostnames": None,
                            "InsecureRegistryCIDRs": ["127.0.0.0/8"], "IndexConfigs": {}, "Mirrors": None},
-        "NCPU": os.cpu_count() or 1, "MemTotal": _mem_total(), "GenericResources": None,
+        "NCPU": os.cpu_count() or 1, "MemTotal": host_memory(), "GenericResources": None,
         "DockerRootDir": str(d.cfg.data_root), "HttpProxy": "", "HttpsProxy": "", "NoProxy": "",
         "Name": socket.gethostname(), "Labels": [], "ExperimentalBuild": False, "ServerVersion": VERSION,
         "Runtimes": {"native": {"path": "berth.libcontainer"}}, "DefaultRuntime": "native",
