@@ -5,7 +5,8 @@
 #   bash scripts/setup.sh --with-reference  # also Debian's docker.io (dockerd 20.10), for bench/
 #
 # System packages: busybox-static (the offline base image), runc (the oci exec driver),
-# nftables and iproute2 (the network driver). Output is quiet; errors are shown in full.
+# nftables and iproute2 (the network driver), skopeo and docker-registry (the CNCF registry:
+# independent registry clients and a peer server for the registry tests), openssl (test certificates). Output is quiet; errors are shown in full.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -36,7 +37,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # --- system packages --------------------------------------------------------------------------
-pkgs=(busybox-static runc nftables iproute2 util-linux)
+pkgs=(busybox-static runc nftables iproute2 util-linux skopeo docker-registry openssl)
 [ "$with_reference" = 1 ] && pkgs+=(docker.io)
 
 python=${PYTHON:-python3}

@@ -125,6 +125,7 @@ COMMANDS["container"] = {
     },
 }
 COMMANDS["system"] = {"info": COMMANDS["info"], "events": COMMANDS["events"]}
+COMMANDS["registry"] = {"serve": (_C + "registry", "serve"), "gc": (_C + "registry", "gc")}
 
 
 def _usage() -> str:

@@ -1,0 +1,3 @@
+from berth.registry.server.main import main
+
+raise SystemExit(main())
