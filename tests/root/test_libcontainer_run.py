@@ -498,3 +498,47 @@ def test_umask_is_dockers_whatever_the_callers(rootfs: Path):
         os.umask(old)
     assert status == 0, err
     assert out == "0022\n"
+
+
+@pytest.mark.parametrize("propagation", ["rshared", "shared"])
+def test_overlay_plan_under_a_shared_host_mount_stays_inside(tmp_path: Path, propagation: str):
+    """rootfsPropagation shared: the mount holding the root is made private before the graph
+    driver's overlay is mounted on it, so the host (whose tmpfs here is shared) never sees it."""
+    from berth.libcontainer import kernel
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    kernel.mount("tmpfs", str(shared), "tmpfs", 0, "size=64m")
+    try:
+        kernel.mount(None, str(shared), None, kernel.MS_SHARED)
+        lower = busybox_rootfs(shared / "lower")
+        upper, work, merged = shared / "upper", shared / "work", shared / "merged"
+        for d in (upper, work, merged):
+            d.mkdir()
+        spec = sh(merged, "grep -c ' / / .*shared:' /proc/self/mountinfo; echo ready; exec sleep 30")
+        spec["linux"]["rootfsPropagation"] = propagation
+        overlay = Mount(
+            "overlay", "overlay", str(merged), (f"lowerdir={lower}", f"upperdir={upper}", f"workdir={work}")
+        )
+        ours = {m for m in mount_targets() if m.startswith(str(shared))}
+        null = os.open("/dev/null", os.O_RDONLY)
+        out_r, out_w = os.pipe()
+        try:
+            init = create(spec, [overlay], Stdio(null, out_w, out_w), None)
+        finally:
+            os.close(out_w)
+            os.close(null)
+        try:
+            init.start()
+            out = b""
+            while b"ready" not in out and (chunk := os.read(out_r, 100)):
+                out += chunk
+            assert out == b"1\nready\n"  # its / is shared inside
+            assert {m for m in mount_targets() if m.startswith(str(shared))} == ours
+        finally:
+            os.kill(init.pid, signal.SIGKILL)
+            os.waitpid(init.pid, 0)
+            os.close(out_r)
+        assert not any(merged.iterdir())
+    finally:
+        kernel.umount2(str(shared), kernel.MNT_DETACH)

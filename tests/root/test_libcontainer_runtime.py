@@ -317,3 +317,45 @@ def test_hooks_get_the_state_and_a_failing_create_hook_fails_create(tmp_path: Pa
     (bundle / "config.json").write_text(json.dumps(cfg))
     res = runtime(root, "create", "--bundle", str(bundle), cid, capture_output=True)
     assert res.returncode == 1 and "not supported" in res.stderr
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare(1) (util-linux)")
+def test_hostname_is_set_in_a_joined_uts_namespace_like_runc(tmp_path: Path, bundle: Path):
+    """A uts entry with a path is joined and the hostname set there; runc does the same."""
+    holder = subprocess.Popen(["unshare", "--uts", "sleep", "60"])
+    try:
+        ns = f"/proc/{holder.pid}/ns/uts"
+        deadline = time.monotonic() + 5
+        while os.readlink(ns) == os.readlink("/proc/self/ns/uts") and time.monotonic() < deadline:
+            time.sleep(0.01)  # until unshare(1) has made the namespace
+        host_name = os.uname().nodename
+        runners = {
+            "berth": lambda cid: runtime(
+                tmp_path / "state", "run", "--bundle", str(bundle), cid, capture_output=True
+            ),
+            "runc": lambda cid: subprocess.run(
+                ["runc", "--root", str(tmp_path / "runc"), "run", "--bundle", str(bundle), cid],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            ),
+        }
+        if shutil.which("runc") is None:
+            del runners["runc"]  # berth alone still shows the behaviour
+        for name, run in runners.items():
+            write_config(bundle, ["hostname"], hostname=f"joined-{name}")
+            cfg = json.loads((bundle / "config.json").read_text())
+            cfg["linux"]["namespaces"] = [
+                {"type": "uts", "path": ns} if n["type"] == "uts" else n for n in cfg["linux"]["namespaces"]
+            ]
+            (bundle / "config.json").write_text(json.dumps(cfg))
+            res = run(f"{name[0]}-{uuid.uuid4().hex[:8]}")
+            assert (res.returncode, res.stdout) == (0, f"joined-{name}\n"), res.stderr
+            seen = subprocess.run(
+                ["nsenter", "-t", str(holder.pid), "-u", "hostname"], capture_output=True, text=True
+            )
+            assert seen.stdout == f"joined-{name}\n"  # set in the joined namespace itself
+        assert os.uname().nodename == host_name
+    finally:
+        holder.kill()
+        holder.wait()

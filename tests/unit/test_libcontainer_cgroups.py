@@ -107,6 +107,28 @@ def test_v2_limits_and_controllers(v2: Path):
     assert cg.paths() == [leaf]
 
 
+def test_v2_oci_quota_period_and_cpuset_are_written_as_given(v2: Path):
+    cg = Cgroup("berth-t/c9", root=v2)
+    cg.create(Resources(cpu_quota=30000, cpu_period=50000, cpuset_cpus="1", cpuset_mems="0"))
+    leaf = v2 / "berth-t" / "c9"
+    assert _read(v2 / "cgroup.subtree_control") == "+cpu +cpuset"  # enabled on the way down
+    assert _read(leaf / "cpu.max") == "30000 50000"
+    assert (_read(leaf / "cpuset.cpus"), _read(leaf / "cpuset.mems")) == ("1", "0")
+    Cgroup("c10", root=v2).create(Resources(cpu_quota=-1, cpu_period=20000))
+    assert _read(v2 / "c10" / "cpu.max") == "max 20000"
+
+
+def test_v1_oci_quota_period_and_cpuset_are_written_as_given(v1: Path):
+    Cgroup("berth-t/c9", root=v1).create(
+        Resources(cpu_quota=30000, cpu_period=50000, cpuset_cpus="1", cpuset_mems="0")
+    )
+    leaf = "berth-t/c9"
+    assert _read(v1 / "cpu" / leaf / "cpu.cfs_period_us") == "50000"
+    assert _read(v1 / "cpu" / leaf / "cpu.cfs_quota_us") == "30000"
+    assert _read(v1 / "cpuset" / leaf / "cpuset.cpus") == "1"
+    assert _read(v1 / "cpuset" / "berth-t" / "cpuset.cpus") == "0-1"  # the parent keeps all
+
+
 def test_v2_freeze_and_oom(v2: Path):
     cg = Cgroup("c2", root=v2)
     cg.create(Resources())

@@ -35,6 +35,13 @@ def test_docker_like_spec_parses_in_full():
     assert spec.process.rlimits[0].soft == 1024
 
 
+def test_hostname_with_a_joined_uts_namespace_is_allowed_like_runc():
+    cfg = _config()
+    cfg["linux"]["namespaces"] = [{"type": "mount"}, {"type": "uts", "path": "/proc/1/ns/uts"}]
+    spec = parse(cfg)
+    assert spec.hostname == "h1" and spec.namespace("uts") is not None
+
+
 def test_namespace_with_path_means_join():
     cfg = _config()
     cfg["linux"]["namespaces"] = [{"type": "mount"}, {"type": "network", "path": "/run/netns/x"}]
@@ -53,7 +60,11 @@ def test_namespace_with_path_means_join():
         (lambda c: c["process"].update(cwd="relative"), "absolute path"),
         (lambda c: c["linux"].update(namespaces=[{"type": "mount"}, {"type": "bogus"}]), "unknown namespace"),
         (lambda c: c["linux"].update(namespaces=[{"type": "pid"}]), "mount namespace is required"),
-        (lambda c: c["linux"].update(namespaces=[{"type": "mount"}]), "hostname requires a new uts"),
+        (
+            lambda c: c["linux"].update(namespaces=[{"type": "mount"}]),
+            "unable to set hostname without a private UTS namespace",
+        ),
+        (lambda c: c["linux"].update(rootfsPropagation="sideways"), "rootfsPropagation=sideways"),
         (lambda c: c["process"]["capabilities"].update(bounding=["CAP_NOPE"]), "unknown capability"),
         (
             lambda c: c["process"].update(rlimits=[{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}]),

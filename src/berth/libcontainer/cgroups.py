@@ -11,7 +11,9 @@ directory per mounted hierarchy (``<root>/memory/<name>``, ``<root>/pids/<name>`
     cg.add(pid)            # or add(0) from the process itself
     cg.freeze(); cg.thaw(); cg.oom_killed(); cg.destroy()
 
-Limits follow Docker: ``nano_cpus`` -> CFS quota over a 100 ms period; ``memory`` without
+Limits follow Docker: ``nano_cpus`` -> CFS quota over a 100 ms period (an OCI spec's own
+``cpu_quota``/``cpu_period`` are written as given); ``cpuset_cpus``/``cpuset_mems`` narrow the
+cpuset copied from the parent; ``memory`` without
 ``memory_swap`` means no swap (memsw = memory on v1, memory.swap.max = 0 on v2); device access
 is deny-all plus Docker's default allow list (v1 ``devices.*`` files, v2 an eBPF program).
 """
@@ -70,6 +72,11 @@ class Resources:
     cpu_shares: int | None = None
     memory_swap: int | None = None  # memory + swap in bytes; None = no swap; -1 = unlimited
     device_rules: tuple[str, ...] = DEFAULT_DEVICE_RULES
+    # the OCI spec's own CFS numbers, written as given (after nano_cpus, so they win):
+    cpu_quota: int | None = None  # µs per period; -1 = unlimited
+    cpu_period: int | None = None  # µs
+    cpuset_cpus: str | None = None  # e.g. "0-1,3"
+    cpuset_mems: str | None = None
 
 
 @dataclass(frozen=True)
@@ -155,8 +162,16 @@ class Cgroup:
             if r.nano_cpus:
                 _write(cpu / "cpu.cfs_period_us", CFS_PERIOD_US)
                 _write(cpu / "cpu.cfs_quota_us", r.nano_cpus * CFS_PERIOD_US // 1_000_000_000)
+            if r.cpu_quota or r.cpu_period:
+                _write_cfs_v1(cpu, r.cpu_quota, r.cpu_period)
             if r.cpu_shares:
                 _write(cpu / "cpu.shares", r.cpu_shares)
+        cpuset = self._dir("cpuset")
+        if cpuset is not None:  # _mkdirs copied the parent's; narrow them (cpus first, as runc)
+            if r.cpuset_cpus:
+                _write(cpuset / "cpuset.cpus", r.cpuset_cpus)
+            if r.cpuset_mems:
+                _write(cpuset / "cpuset.mems", r.cpuset_mems)
         pids = self._dir("pids")
         if pids is not None and r.pids_limit is not None:
             _write(pids / "pids.max", "max" if r.pids_limit <= 0 else r.pids_limit)
@@ -170,8 +185,10 @@ class Cgroup:
         wanted = []
         if r.memory is not None:
             wanted.append("memory")
-        if r.nano_cpus or r.cpu_shares:
+        if r.nano_cpus or r.cpu_shares or r.cpu_quota or r.cpu_period:
             wanted.append("cpu")
+        if r.cpuset_cpus or r.cpuset_mems:
+            wanted.append("cpuset")
         if r.pids_limit is not None:
             wanted.append("pids")
         parts = self.name.split("/")
@@ -205,8 +222,14 @@ class Cgroup:
             _write_optional(leaf / "memory.swap.max", swap)  # absent without swap accounting
         if r.nano_cpus:
             _write(leaf / "cpu.max", f"{r.nano_cpus * CFS_PERIOD_US // 1_000_000_000} {CFS_PERIOD_US}")
+        if r.cpu_quota or r.cpu_period:
+            _write(leaf / "cpu.max", cpu_max(r.cpu_quota, r.cpu_period))
         if r.cpu_shares:
             _write(leaf / "cpu.weight", 1 + ((r.cpu_shares - 2) * 9999) // 262142)
+        if r.cpuset_cpus:
+            _write(leaf / "cpuset.cpus", r.cpuset_cpus)
+        if r.cpuset_mems:
+            _write(leaf / "cpuset.mems", r.cpuset_mems)
         if r.pids_limit is not None:
             _write(leaf / "pids.max", "max" if r.pids_limit <= 0 else r.pids_limit)
 
@@ -366,6 +389,38 @@ class Cgroup:
                         time.sleep(0.002)
                         continue
                     raise SystemFailure(f"remove cgroup '{path}': {exc.strerror}") from exc
+
+
+def cpu_max(quota: int | None, period: int | None) -> str:
+    """v2 ``cpu.max`` for the OCI quota/period: ``"QUOTA PERIOD"``, ``max`` for no quota (or -1),
+    and the period left out when not given (the kernel keeps its own), as runc writes it.
+
+    >>> cpu_max(50000, 100000), cpu_max(-1, 20000), cpu_max(25000, None)
+    ('50000 100000', 'max 20000', '25000')
+    """
+    value = str(quota) if quota is not None and quota > 0 else "max"
+    return f"{value} {period}" if period else value
+
+
+def _write_cfs_v1(cpu: Path, quota: int | None, period: int | None) -> None:
+    """cpu.cfs_period_us then cpu.cfs_quota_us, as given. The kernel refuses (EINVAL) a period
+    whose ratio with the current quota would exceed the parent's limit; then the quota goes
+    first and the period is written after it (runc's order too)."""
+    deferred = False
+    if period:
+        try:
+            with open(cpu / "cpu.cfs_period_us", "w") as f:
+                f.write(str(period))
+        except OSError as exc:
+            if exc.errno != errno.EINVAL or not quota:
+                raise SystemFailure(
+                    f"write '{period}' to '{cpu / 'cpu.cfs_period_us'}': {exc.strerror}"
+                ) from exc
+            deferred = True
+    if quota:
+        _write(cpu / "cpu.cfs_quota_us", quota)
+    if deferred:
+        _write(cpu / "cpu.cfs_period_us", period)
 
 
 def _mkdir(path: Path) -> None:

@@ -2,20 +2,24 @@
 
 Runs in the init child after ``unshare(CLONE_NEWNS)``. The order is the point:
 
-1. make every mount ``rslave`` (or what ``rootfsPropagation`` says) first, so nothing mounted
-   below ever propagates back to the host;
+1. make every mount ``rslave`` (or what ``rootfsPropagation`` says), then the mount holding
+   ``root.path`` private (slave for a slave request), as runc does: pivot_root refuses a shared
+   parent, and nothing mounted at or below the root may propagate back to the host;
 2. the graph driver's plan (the overlay on ``root.path``), then bind the root onto itself so it is
-   a mount point (pivot_root needs one) and its parent is not shared;
+   a mount point (pivot_root needs one) whose parent is not shared;
 3. the spec's mounts, each destination resolved inside the root without following symlinks out
    of it (CVE-2015-3627-style escapes), then the device nodes and /dev symlinks;
 4. pivot_root(".", ".") and a lazy unmount of the old root (runc's trick: no put_old directory);
-5. sysctls, masked and read-only paths, and the read-only root, all from inside.
+5. sysctls, masked and read-only paths, and the read-only root, all from inside; last, a shared
+   or unbindable ``rootfsPropagation`` on the new ``/`` (before pivot_root the kernel refuses a
+   shared root, and on the old root it would reach the host).
 
 Failures raise ContainerInitError with ``operation 'object': cause`` text and exit code 128.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -77,17 +81,36 @@ def bind_console(root: str, tty_path: str) -> None:
     mount(tty_path, dest, None, kernel.MS_BIND, None, f"bind '{tty_path}' on")
 
 
+def _root_mount_unshared(path: str, propagation: int) -> None:
+    """Make the mount holding ``path`` (``path`` itself when it is a mount point) private, or a
+    slave when a slave root was asked for: runc's rootfsParentMountPropagation. mount(2) answers
+    EINVAL for a path that is not a mount point, so walk up until one accepts."""
+    flag = kernel.MS_SLAVE if propagation & kernel.MS_SLAVE else kernel.MS_PRIVATE
+    while True:
+        try:
+            kernel.mount(None, path, None, flag, None)
+            return
+        except OSError as exc:
+            if exc.errno != errno.EINVAL or path == "/":
+                raise fail("set propagation of the mount holding", path, exc) from exc
+        path = os.path.dirname(path)
+
+
 def prepare(spec: ContainerSpec, rootfs_mounts: list[Mount], tty_path: str | None) -> None:
     """Everything before pivot_root; runs in the new mount namespace, host paths still visible."""
     root = spec.root_path
-    # 1. No mount below may propagate to the host: make the whole tree a slave (or private).
-    propagation = PROPAGATION.get(spec.rootfs_propagation, kernel.MS_SLAVE | kernel.MS_REC)
+    # 1. The requested propagation (default rslave: the host's mounts still reach us, ours never
+    #    reach the host), then the mount holding the root made private (or slave): pivot_root
+    #    fails with EINVAL under a shared parent (shared/rshared requests), and the overlay and
+    #    the self-bind below would otherwise propagate to the host's peers.
+    propagation = PROPAGATION[spec.rootfs_propagation]
     mount(None, "/", None, propagation, None, "(set propagation of)")
+    _root_mount_unshared(root, propagation)
     # 2. The graph driver's plan, e.g. the overlay on root.path.
     for m in rootfs_mounts:
         mount_one(m, m.target)
     # pivot_root needs the new root to be a mount point whose parent mount is not shared:
-    # a recursive self-bind gives it one, and our rslave above keeps the parent unshared.
+    # a recursive self-bind gives it one (a copy of an unshared mount, under an unshared parent).
     mount(root, root, None, kernel.MS_BIND | kernel.MS_REC, None, f"bind '{root}' on")
     # 3. The spec's mounts, in order (a later mount may sit inside an earlier one: /dev/pts in /dev).
     dev_is_tmpfs = False
@@ -164,3 +187,10 @@ def finish(spec: ContainerSpec) -> None:
             mount("/dev/null", path, None, kernel.MS_BIND, None, "/dev/null (mask) on")
     if spec.root_readonly:
         remount_readonly("/")
+    # private and slave took effect in prepare(). Shared could not (pivot_root refuses a shared
+    # root), and unbindable would have stopped the self-bind there and the read-only paths'
+    # self-binds above: both apply now, to the container's own mounts only. (runc 1.4 applies
+    # them right after pivot_root, so its runbindable fails on the read-only paths.)
+    flag = PROPAGATION[spec.rootfs_propagation]
+    if not flag & (kernel.MS_PRIVATE | kernel.MS_SLAVE):
+        mount(None, "/", None, flag, None, "(set rootfsPropagation of)")

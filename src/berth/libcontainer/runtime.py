@@ -13,7 +13,8 @@ byte into the FIFO and removes it. Status: ``stopped`` once the pid is gone (or 
 ``created`` while the FIFO exists, ``paused`` when the cgroup is frozen, else ``running``.
 
 The cgroup is ``linux.cgroupsPath`` (a cgroupfs path; systemd ``slice:prefix:name`` is not
-supported) or ``berth-runtime/<id>``, with ``linux.resources`` memory/cpu/pids applied.
+supported) or ``berth-runtime/<id>``, with ``linux.resources`` memory, pids and cpu (shares,
+quota and period as given, cpus and mems) applied.
 With ``process.terminal`` init makes a pty inside the container and sends its master over
 ``--console-socket`` (SCM_RIGHTS), as runc does.
 """
@@ -62,11 +63,17 @@ def resources_from_spec(spec: dict[str, Any]) -> Resources:
     memory = (res.get("memory") or {}).get("limit")
     swap = (res.get("memory") or {}).get("swap")
     cpu = res.get("cpu") or {}
-    quota, period = cpu.get("quota"), cpu.get("period") or 100_000
-    nano = quota * 1_000_000_000 // period if quota and quota > 0 else None
     pids = (res.get("pids") or {}).get("limit")
     return Resources(
-        memory=memory, nano_cpus=nano, pids_limit=pids, cpu_shares=cpu.get("shares"), memory_swap=swap
+        memory=memory,
+        pids_limit=pids,
+        cpu_shares=cpu.get("shares"),
+        memory_swap=swap,
+        # as given (0 means unset, as in runc); cpu.max / cfs_*_us get exactly these numbers
+        cpu_quota=cpu.get("quota") or None,
+        cpu_period=cpu.get("period") or None,
+        cpuset_cpus=cpu.get("cpus") or None,
+        cpuset_mems=cpu.get("mems") or None,
     )
 
 

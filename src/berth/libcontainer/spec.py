@@ -349,9 +349,13 @@ def parse(config: dict[str, Any]) -> ContainerSpec:
         raise _bad("a namespace type is listed twice")
     if not any(ns.type == "mount" and ns.path is None for ns in namespaces):
         raise _bad("a new mount namespace is required (linux.namespaces has no mount entry without a path)")
+    propagation = linux.get("rootfsPropagation") or "rslave"
+    if propagation not in PROPAGATION:
+        raise _bad(f"rootfsPropagation={propagation} is not supported")
     hostname = config.get("hostname") or None
-    if hostname is not None and not any(ns.type == "uts" and ns.path is None for ns in namespaces):
-        raise _bad("hostname requires a new uts namespace")
+    # As runc: a joined UTS namespace (a path) is enough, and init sets the name in it.
+    if hostname is not None and not any(ns.type == "uts" for ns in namespaces):
+        raise _bad("unable to set hostname without a private UTS namespace")
     devices = tuple(_parse_device(d) for d in linux.get("devices") or ())
     sysctl = tuple(sorted((str(k), str(v)) for k, v in (linux.get("sysctl") or {}).items()))
     return ContainerSpec(
@@ -365,7 +369,7 @@ def parse(config: dict[str, Any]) -> ContainerSpec:
         readonly_paths=tuple(linux.get("readonlyPaths") or ()),
         devices=devices,
         sysctl=sysctl,
-        rootfs_propagation=linux.get("rootfsPropagation") or "rslave",
+        rootfs_propagation=propagation,
         seccomp=_seccomp_json(linux.get("seccomp")),
     )
 
