@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -87,3 +89,216 @@ def test_rootfs_propagation_is_applied_and_nothing_reaches_the_host(
     finally:
         assert runtime(root, "delete", "--force", cid).returncode == 0
     assert _mounts_under(shared_dir) == host_before
+
+
+def _image_dir(rootfs: Path, *, all_kinds: bool) -> Path:
+    """/etc/app in the image: what a tmpcopyup mount must carry over. ``all_kinds`` adds what
+    runc 1.1 cannot copy (a FIFO, a device node) or does not keep (xattrs, hard links, times)."""
+    app = rootfs / "etc" / "app"
+    (app / "sub" / "deep").mkdir(parents=True)
+    (app / "conf").write_text("hello\n")
+    os.chown(app / "conf", 1000, 1001)
+    os.chmod(app / "conf", 0o4750)  # set-uid survives the chown
+    (app / "sub" / "deep" / "f").write_text("x" * 70000)
+    os.chmod(app / "sub", 0o711)
+    os.chown(app / "sub" / "deep", 7, 8)
+    os.symlink("/etc/passwd", app / "abs")  # copied as a link, never followed
+    os.symlink("../../bin", app / "rel")
+    if all_kinds:
+        os.mknod(app / "null", 0o640 | 0o020000, os.makedev(1, 3))
+        os.mkfifo(app / "fifo", 0o600)
+        os.link(app / "conf", app / "hard")
+        os.setxattr(app / "conf", "user.k", b"v")
+        os.setxattr(app / "sub", "trusted.t", b"tv")
+        os.utime(app / "conf", ns=(1_000_000_000, 2_000_000_000))
+        os.chmod(app, 0o750)
+        os.chown(app, 5, 6)
+    return app
+
+
+def _tree(top: Path) -> dict[str, tuple]:
+    """Every entry under ``top``: type and mode, owner, size, device, link target, xattrs."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in ["", *dirnames, *filenames]:
+            p = Path(dirpath) / name if name else Path(dirpath)
+            if not name and p != top:
+                continue
+            st = os.lstat(p)
+            xattrs = {
+                a: os.getxattr(p, a, follow_symlinks=False) for a in os.listxattr(p, follow_symlinks=False)
+            }
+            out[str(p.relative_to(top))] = (
+                st.st_mode,
+                st.st_uid,
+                st.st_gid,
+                st.st_size if not os.path.isdir(p) or os.path.islink(p) else 0,
+                st.st_rdev,
+                os.readlink(p) if os.path.islink(p) else None,
+                xattrs,
+                st.st_mtime_ns if os.path.isfile(p) and not os.path.islink(p) else None,
+            )
+    return out
+
+
+@pytest.mark.parametrize("readonly", [False, True])
+def test_tmpcopyup_fills_the_tmpfs_with_the_covered_directory(tmp_path: Path, bundle: Path, readonly: bool):  # noqa: F811
+    app = _image_dir(bundle / "rootfs", all_kinds=True)
+    write_config(bundle, ["sh", "-c", "echo new > /etc/app/new; echo ready; exec sleep 60"])
+    options = ["rw", "nosuid", "nodev", "tmpcopyup", "size=16m"] + (["ro"] if readonly else [])
+    _edit(bundle, lambda c: c["root"].update(readonly=True))  # podman --read-only asks for this
+    _edit(
+        bundle,
+        lambda c: c["mounts"].append(
+            {"destination": "/etc/app", "type": "tmpfs", "source": "tmpfs", "options": options}
+        ),
+    )
+    root, cid = tmp_path / "state", "cu-" + uuid.uuid4().hex[:8]
+    out = tmp_path / "out"
+    want = _tree(app)
+    with open(out, "w") as f:
+        res = runtime(root, "create", "--bundle", str(bundle), cid, stdout=f, stderr=f)
+    assert res.returncode == 0, out.read_text()  # was: mount tmpfs ...: Invalid argument
+    try:
+        pid = json.loads(runtime(root, "state", cid, capture_output=True).stdout)["pid"]
+        assert runtime(root, "start", cid).returncode == 0
+        deadline = time.monotonic() + 10
+        while "ready" not in out.read_text() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        inside = Path(f"/proc/{pid}/root/etc/app")
+        got = _tree(inside)
+        got.pop("new", None)
+        assert got == want
+        assert (inside / "conf").read_text() == "hello\n"
+        assert (inside / "sub" / "deep" / "f").stat().st_size == 70000
+        assert os.stat(inside / "conf").st_ino == os.stat(inside / "hard").st_ino  # still one file
+        with open(f"/proc/{pid}/mountinfo") as f:
+            line = next(ln for ln in f if ln.split()[4] == "/etc/app")
+        assert " - tmpfs " in line and line.split()[5].startswith("ro," if readonly else "rw,")
+        if readonly:
+            assert "Read-only file system" in out.read_text() and not (inside / "new").exists()
+        else:
+            assert (inside / "new").read_text() == "new\n"
+        assert not (app / "new").exists()  # written to the tmpfs, not to the image
+    finally:
+        assert runtime(root, "delete", "--force", cid).returncode == 0
+    assert _tree(app) == want  # the image is untouched
+
+
+@pytest.mark.skipif(shutil.which("runc") is None, reason="runc not installed (apt-get install runc)")
+def test_tmpcopyup_same_view_as_runc(tmp_path: Path, bundle: Path):  # noqa: F811
+    _image_dir(bundle / "rootfs", all_kinds=False)
+    script = (
+        "cd /etc/app && find . | sort | while read f; do stat -c '%n %F %a %u %g %s %t:%T %N' \"$f\"; done"
+    )
+    write_config(bundle, ["sh", "-c", script])
+    _edit(
+        bundle,
+        lambda c: c["mounts"].append(
+            {
+                "destination": "/etc/app",
+                "type": "tmpfs",
+                "source": "tmpfs",
+                "options": ["nosuid", "tmpcopyup"],
+            }
+        ),
+    )
+    ours = runtime(
+        tmp_path / "state", "run", "--bundle", str(bundle), "o-" + uuid.uuid4().hex[:8], capture_output=True
+    )
+    theirs = subprocess.run(
+        [
+            "runc",
+            "--root",
+            str(tmp_path / "runc"),
+            "run",
+            "--bundle",
+            str(bundle),
+            "t-" + uuid.uuid4().hex[:8],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert theirs.returncode == 0, theirs.stderr
+    assert ours.returncode == 0, ours.stderr
+    assert "./abs symbolic link 777 0 0 11 0:0 '/abs' -> '/etc/passwd'" in ours.stdout.replace(
+        "'./abs'", "'/abs'"
+    )
+    assert ours.stdout == theirs.stdout
+
+
+@pytest.mark.parametrize(
+    ("mount", "text"),
+    [
+        # the kernel's own refusal, with the word named (runc: "invalid argument")
+        (
+            {"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "sizee=1m"]},
+            "option 'sizee=1m' refused by the kernel (tmpfs: Unknown parameter 'sizee')",
+        ),
+        (
+            {"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["size=lots"]},
+            "option 'size=lots' refused by the kernel (tmpfs: Bad value for 'size')",
+        ),
+        # refused before anything is made (runc drops these silently)
+        (
+            {"destination": "/t", "type": "bind", "source": "/tmp", "options": ["rbind", "ro", "nosiud"]},
+            "mount '/t': option 'nosiud' is not a bind mount option",
+        ),
+        (
+            {"destination": "/t", "type": "bind", "source": "/tmp", "options": ["rbind", "idmap"]},
+            "mount '/t': option 'idmap': id-mapped mounts need a user namespace",
+        ),
+        (
+            {"destination": "/t", "type": "bind", "source": "/tmp", "options": ["rbind", "tmpcopyup"]},
+            "mount '/t': option 'tmpcopyup' needs a tmpfs mount, not bind",
+        ),
+    ],
+)
+def test_a_refused_mount_option_is_named(tmp_path: Path, bundle: Path, mount: dict, text: str):  # noqa: F811
+    write_config(bundle, ["true"])
+    _edit(bundle, lambda c: c["mounts"].append(mount))
+    res = runtime(
+        tmp_path / "state", "run", "--bundle", str(bundle), "e-" + uuid.uuid4().hex[:8], capture_output=True
+    )
+    assert res.returncode == 1 and text in res.stderr, res.stderr
+
+
+@pytest.mark.skipif(shutil.which("runc") is None, reason="runc not installed (apt-get install runc)")
+def test_rro_makes_a_bind_read_only_below_too_like_runc(tmp_path: Path, bundle: Path):  # noqa: F811
+    """``rro`` (moby 25 uses it for read-only binds) reaches the mounts below the bind: a plain
+    ``ro`` bind leaves a submount writable."""
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    kernel.mount("tmpfs", str(data / "sub"), "tmpfs", 0, "size=1m")
+    try:
+        script = "touch /data/x 2>&1; echo $?; touch /data/sub/x 2>&1; echo $?"
+        write_config(bundle, ["sh", "-c", script])
+        got = {}
+        for opt in ("ro", "rro"):
+            bind = {"destination": "/data", "type": "bind", "source": str(data), "options": ["rbind", opt]}
+            _edit(bundle, lambda c, b=bind: c["mounts"].append(b))
+            for name, cmd in (("berth", None), ("runc", "runc")):
+                cid = f"{name[0]}-{uuid.uuid4().hex[:8]}"
+                if cmd is None:
+                    res = runtime(
+                        tmp_path / "state", "run", "--bundle", str(bundle), cid, capture_output=True
+                    )
+                else:
+                    res = subprocess.run(
+                        ["runc", "--root", str(tmp_path / "runc"), "run", "--bundle", str(bundle), cid],
+                        capture_output=True,
+                        text=True,
+                        timeout=60,
+                    )
+                assert res.returncode == 0, res.stderr
+                got[name, opt] = res.stdout
+                (data / "sub" / "x").unlink(missing_ok=True)
+            _edit(bundle, lambda c: c["mounts"].pop())
+        ro = "touch: /data/x: Read-only file system\n1\n"
+        assert got["berth", "ro"] == got["runc", "ro"] == ro + "0\n"  # the submount stayed writable
+        assert (
+            got["berth", "rro"] == got["runc", "rro"] == ro + "touch: /data/sub/x: Read-only file system\n1\n"
+        )
+    finally:
+        kernel.umount2(str(data / "sub"), kernel.MNT_DETACH)

@@ -10,7 +10,8 @@ from berth.libcontainer import ContainerInitError, Mount
 from berth.libcontainer import kernel as k
 from berth.libcontainer.capabilities import DEFAULT_CAPS, number, parse_caps
 from berth.libcontainer.failure import READY
-from berth.libcontainer.spec import DEFAULT_PATH, parse, parse_mount_options, parse_process
+from berth.libcontainer.mountopts import parse_mount_options
+from berth.libcontainer.spec import DEFAULT_PATH, parse, parse_process
 from berth.libcontainer.testing import docker_like_spec
 
 
@@ -91,6 +92,47 @@ def test_mount_options_split_like_runc():
     assert ro_bind.bind and ro_bind.flags == k.MS_BIND | k.MS_REC | k.MS_RDONLY
     assert ro_bind.propagation == k.MS_PRIVATE | k.MS_REC
     assert parse_mount_options(("ro", "rw")).flags == 0  # the later word wins
+
+
+def test_recursive_attributes_copyup_and_the_new_flag_words():
+    from berth.libcontainer import mountopts as mo
+
+    o = parse_mount_options(("rbind", "rro", "rnosuid", "rnoatime", "rexec", "tmpcopyup", "lazytime"))
+    assert o.flags == k.MS_BIND | k.MS_REC | k.MS_LAZYTIME and o.data == "" and o.copyup
+    assert o.rec_set == mo.ATTR_RDONLY | mo.ATTR_NOSUID | mo.ATTR_NOATIME
+    assert o.rec_clear == mo.ATTR__ATIME | mo.ATTR_NOEXEC  # an atime value clears the atime enum
+    assert parse_mount_options(("defaults", "nosymfollow")).flags == k.MS_NOSYMFOLLOW
+
+
+@pytest.mark.parametrize(
+    ("mount", "text"),
+    [
+        ({"type": "bind", "options": ["rbind", "z"]}, "option 'z' is not a bind mount option"),
+        ({"type": "", "options": ["bind", "size=1m"]}, "option 'size=1m' is not a bind mount option"),
+        (
+            {"type": "bind", "options": ["rbind", "idmap=uids=0-1-1"]},
+            "option 'idmap=uids=0-1-1': id-mapped mounts need a user namespace",
+        ),
+        ({"type": "bind", "options": ["ridmap"]}, "option 'ridmap': id-mapped mounts need a user namespace"),
+        ({"type": "proc", "options": ["tmpcopyup"]}, "option 'tmpcopyup' needs a tmpfs mount, not proc"),
+        ({"type": "tmpfs", "options": "size=1m"}, "options must be a list of strings"),
+    ],
+)
+def test_mount_options_refused_by_name_before_any_side_effect(mount, text):
+    cfg = _config(mounts=[dict(mount, destination="/x", source="/s")])
+    with pytest.raises(ContainerInitError) as info:
+        parse(cfg)
+    assert f"invalid config.json: mount '/x': {text}" in str(info.value)
+
+
+def test_docker_and_podman_style_options_are_accepted():
+    cfg = _config()
+    cfg["mounts"] += [
+        {"destination": "/b", "type": "bind", "source": "/s", "options": ["rbind", "ro", "rprivate", "rro"]},
+        {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["rw", "nosuid", "tmpcopyup"]},
+        {"destination": "/n", "type": "none", "source": "/s", "options": ["bind", "nosuid", "nodev", "noexec"]},
+    ]
+    assert len(parse(cfg).mounts) == len(cfg["mounts"])
 
 
 def test_mount_type_defaults_to_bind_for_bind_options():

@@ -21,8 +21,9 @@ from __future__ import annotations
 import os
 
 from berth.libcontainer import kernel
+from berth.libcontainer.mountopts import parse_mount_options
 from berth.libcontainer.mounts import mount, mount_one, remount_readonly
-from berth.libcontainer.spec import Mount, parse_mount_options
+from berth.libcontainer.spec import Mount
 
 _NOT_CONTROLLERS = {
     "rw",

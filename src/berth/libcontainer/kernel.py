@@ -61,6 +61,16 @@ MS_SLAVE = 1 << 19
 MS_SHARED = 1 << 20
 MS_RELATIME = 1 << 21
 MS_STRICTATIME = 1 << 24
+MS_NOSYMFOLLOW = 256
+MS_POSIXACL = 1 << 16
+MS_I_VERSION = 1 << 23
+MS_LAZYTIME = 1 << 25
+
+AT_FDCWD = -100
+AT_RECURSIVE = 0x8000
+FSOPEN_CLOEXEC = 0x1
+FSCONFIG_SET_FLAG = 0
+FSCONFIG_SET_STRING = 1
 
 MNT_DETACH = 2
 
@@ -86,6 +96,10 @@ _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(_MACHINE, -1)
 _SYS_BPF = {"x86_64": 321, "aarch64": 280}.get(_MACHINE, -1)
 _SYS_CAPGET = {"x86_64": 125, "aarch64": 90}.get(_MACHINE, -1)
 _SYS_CAPSET = {"x86_64": 126, "aarch64": 91}.get(_MACHINE, -1)
+# the new mount API shares one numbering on every architecture
+_SYS_FSOPEN = 430
+_SYS_FSCONFIG = 431
+_SYS_MOUNT_SETATTR = 442
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
@@ -181,3 +195,32 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
 def bpf(cmd: int, attr: ctypes.Array[ctypes.c_char]) -> int:
     """bpf(2) with ``attr`` a zero-filled buffer laid out as ``union bpf_attr`` for ``cmd``."""
     return _check(_libc.syscall(_SYS_BPF, cmd, attr, len(attr)))
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
+
+
+def mount_setattr(path: str, attr_set: int, attr_clr: int, recursive: bool = True) -> None:
+    """mount_setattr(2) (Linux 5.12) on the mount at ``path``, and with ``recursive`` every mount below."""
+    attr = _MountAttr(attr_set, attr_clr, 0, 0)
+    flags = AT_RECURSIVE if recursive else 0
+    _check(
+        _libc.syscall(
+            _SYS_MOUNT_SETATTR, AT_FDCWD, _b(path), flags, ctypes.byref(attr), ctypes.sizeof(attr)
+        )
+    )
+
+
+def fsopen(fstype: str) -> int:
+    """A new filesystem context (Linux 5.2): options are checked one by one with fsconfig."""
+    return _check(_libc.syscall(_SYS_FSOPEN, _b(fstype), FSOPEN_CLOEXEC))
+
+
+def fsconfig(fd: int, cmd: int, key: str, value: str | None = None) -> None:
+    _check(_libc.syscall(_SYS_FSCONFIG, fd, cmd, _b(key), _b(value), 0))

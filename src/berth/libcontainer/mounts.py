@@ -17,9 +17,10 @@ import errno
 import os
 import stat
 
-from berth.libcontainer import kernel
+from berth.libcontainer import copyup, kernel
 from berth.libcontainer.failure import ContainerInitError
-from berth.libcontainer.spec import Mount, parse_mount_options
+from berth.libcontainer.mountopts import REC_ATTR_WORDS, MountOptions, parse_mount_options
+from berth.libcontainer.spec import Mount
 
 # statvfs flag -> mount flag: kept on a bind remount so it does not clear them
 _KEEP_FLAGS = (
@@ -114,6 +115,9 @@ def mount_one(m: Mount, dest: str) -> None:
         if extra:  # a bind mount ignores flags; they take effect on a remount of it
             flags = kernel.MS_REMOUNT | kernel.MS_BIND | extra | _kept_flags(dest)
             mount(None, dest, None, flags | (opts.flags & kernel.MS_REC), None, "(remount bind)")
+    elif opts.copyup:
+        make_mountpoint(dest, False)
+        _mount_copyup(m, opts, dest)
     else:
         make_mountpoint(dest, False)
         try:
@@ -124,6 +128,99 @@ def mount_one(m: Mount, dest: str) -> None:
                 mount("/sys", dest, None, kernel.MS_BIND | kernel.MS_REC, None, "bind '/sys' on")
                 remount_readonly(dest, recursive=False)
             else:
-                raise fail(f"mount {m.type} '{m.source}' on", dest, exc) from exc
+                raise _fs_mount_failure(m, opts, dest, exc) from exc
+    if opts.rec_set or opts.rec_clear:
+        _set_recursive_attributes(m, opts, dest)
     if opts.propagation:
         mount(None, dest, None, opts.propagation, None, "(set propagation)")
+
+
+def _mount_copyup(m: Mount, opts: MountOptions, dest: str) -> None:
+    """tmpcopyup: the new tmpfs starts with a copy of the directory it covers (podman asks for it
+    with --read-only, so /tmp, /run ... keep the image's content). The covered directory is
+    opened before the mount and read through that descriptor afterwards, so no scratch mount is
+    needed (runc mounts on a host temp dir and moves it); a read-only tmpfs is filled first,
+    then remounted read-only."""
+    try:
+        below = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise fail("tmpcopyup: open", dest, exc) from exc
+    try:
+        try:
+            kernel.mount(m.source, dest, m.type, opts.flags & ~kernel.MS_RDONLY, opts.data or None)
+        except OSError as exc:
+            raise _fs_mount_failure(m, opts, dest, exc) from exc
+        given = {w.split("=", 1)[0] for w in opts.data_words}
+        try:
+            copyup.copy_tree(
+                below, dest, root_mode="mode" not in given, root_owner=not given & {"uid", "gid"}
+            )
+        except copyup.CopyError as exc:
+            raise ContainerInitError(f"tmpcopyup '{m.target}': {exc}", 128) from exc
+    finally:
+        os.close(below)
+    if opts.flags & kernel.MS_RDONLY:
+        remount_readonly(dest)
+
+
+def _fs_mount_failure(m: Mount, opts: MountOptions, dest: str, exc: OSError) -> ContainerInitError:
+    """The kernel refused a filesystem mount: with EINVAL and data, name the option it refused."""
+    cause = exc.strerror or str(exc)
+    if exc.errno == errno.EINVAL and opts.data:
+        refused = refused_option(m.type, opts.data_words)
+        if refused is not None:
+            word, why = refused
+            cause = f"option '{word}' refused by the kernel ({why})"
+        else:
+            cause = f"{cause} (options given to {m.type}: {opts.data})"
+    return ContainerInitError(f"mount {m.type} '{m.source}' on '{dest}': {cause}", 128)
+
+
+def refused_option(fstype: str, words: tuple[str, ...]) -> tuple[str, str] | None:
+    """Which of ``words`` the kernel refuses for ``fstype``, with its own message, found with
+    fsopen/fsconfig (each option is checked on its own, and nothing is mounted); None when the
+    kernel cannot say (no new mount API, or a filesystem that checks its options only at mount)."""
+    try:
+        fd = kernel.fsopen(fstype)
+    except OSError:
+        return None
+    try:
+        for word in words:
+            key, sep, value = word.partition("=")
+            try:
+                if sep:
+                    kernel.fsconfig(fd, kernel.FSCONFIG_SET_STRING, key, value)
+                else:
+                    kernel.fsconfig(fd, kernel.FSCONFIG_SET_FLAG, key)
+            except OSError as exc:
+                return word, _context_log(fd) or exc.strerror or str(exc)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _context_log(fd: int) -> str:
+    """The messages a filesystem context holds ("e tmpfs: Unknown parameter 'x'"), joined."""
+    lines = []
+    while True:
+        try:
+            msg = os.read(fd, 4096).decode(errors="replace").strip()
+        except OSError:
+            break  # ENODATA: no more messages
+        if not msg:
+            break
+        lines.append(msg[2:] if msg[1:2] == " " else msg)
+    return "; ".join(lines)
+
+
+def _set_recursive_attributes(m: Mount, opts: MountOptions, dest: str) -> None:
+    """rro, rnosuid ... : mount_setattr(AT_RECURSIVE) on the new mount and every mount below it."""
+    try:
+        kernel.mount_setattr(dest, opts.rec_set, opts.rec_clear, recursive=True)
+    except OSError as exc:
+        words = ", ".join(w for w in m.options if w in REC_ATTR_WORDS)
+        if exc.errno == errno.ENOSYS:
+            cause = "mount_setattr(2) is not available (Linux 5.12 or later is needed)"
+        else:
+            cause = exc.strerror or str(exc)
+        raise ContainerInitError(f"set recursive mount options ({words}) on '{dest}': {cause}", 128) from exc

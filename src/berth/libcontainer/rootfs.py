@@ -26,8 +26,9 @@ import stat
 from berth.libcontainer import kernel
 from berth.libcontainer.cgroup_mount import mount_cgroups
 from berth.libcontainer.failure import ContainerInitError
+from berth.libcontainer.mountopts import PROPAGATION
 from berth.libcontainer.mounts import fail, make_mountpoint, mount, mount_one, remount_readonly, secure_join
-from berth.libcontainer.spec import DEFAULT_DEVICES, PROPAGATION, ContainerSpec, Device, Mount
+from berth.libcontainer.spec import DEFAULT_DEVICES, ContainerSpec, Device, Mount
 
 _DEV_SYMLINKS = (
     ("/proc/self/fd", "/dev/fd"),

@@ -3,15 +3,13 @@
 ``parse(config)`` takes the ``config.json`` dict the exec driver wrote and returns a
 :class:`ContainerSpec`; every check that can fail without the kernel happens here, so init
 (which runs in a forked child) only performs the plan. Mount options are split the way runc
-splits them: flag words become ``MS_*`` bits, propagation words a separate propagation mount,
-everything else the filesystem's data string.
+splits them (:mod:`berth.libcontainer.mountopts`): flag words become ``MS_*`` bits, propagation
+words a separate propagation mount, everything else the filesystem's data string.
 
     >>> spec = parse({"root": {"path": "/r"}, "process": {"args": ["sh"], "cwd": "/"},
     ...               "linux": {"namespaces": [{"type": "mount"}]}})
     >>> spec.process.args, spec.namespace("pid")
     (('sh',), None)
-    >>> parse_mount_options(("nosuid", "ro", "mode=755", "rslave")).data
-    'mode=755'
 
 ``Mount`` and ``Stdio`` are the types other boxes hand to :func:`berth.libcontainer.create`.
 """
@@ -23,9 +21,9 @@ import resource
 from dataclasses import dataclass, field
 from typing import Any
 
-from berth.libcontainer import kernel
 from berth.libcontainer.capabilities import parse_caps
 from berth.libcontainer.failure import ContainerInitError
+from berth.libcontainer.mountopts import PROPAGATION, check_mount_options
 
 
 @dataclass(frozen=True)
@@ -56,47 +54,6 @@ class Stdio:
         return self.tty and self.console_socket >= 0
 
 
-@dataclass(frozen=True)
-class MountOptions:
-    """Mount options split into ``mount(2)`` arguments."""
-
-    flags: int = 0
-    propagation: int = 0  # MS_SHARED/MS_SLAVE/MS_PRIVATE/MS_UNBINDABLE (| MS_REC), 0 = leave
-    data: str = ""
-
-    @property
-    def bind(self) -> bool:
-        return bool(self.flags & kernel.MS_BIND)
-
-
-# word -> (clear, bits): runc's parseMountOptions table
-_FLAG_WORDS: dict[str, tuple[bool, int]] = {
-    "defaults": (False, 0),
-    "ro": (False, kernel.MS_RDONLY),
-    "rw": (True, kernel.MS_RDONLY),
-    "suid": (True, kernel.MS_NOSUID),
-    "nosuid": (False, kernel.MS_NOSUID),
-    "dev": (True, kernel.MS_NODEV),
-    "nodev": (False, kernel.MS_NODEV),
-    "exec": (True, kernel.MS_NOEXEC),
-    "noexec": (False, kernel.MS_NOEXEC),
-    "sync": (False, kernel.MS_SYNCHRONOUS),
-    "async": (True, kernel.MS_SYNCHRONOUS),
-    "dirsync": (False, kernel.MS_DIRSYNC),
-    "remount": (False, kernel.MS_REMOUNT),
-    "mand": (False, kernel.MS_MANDLOCK),
-    "nomand": (True, kernel.MS_MANDLOCK),
-    "atime": (True, kernel.MS_NOATIME),
-    "noatime": (False, kernel.MS_NOATIME),
-    "diratime": (True, kernel.MS_NODIRATIME),
-    "nodiratime": (False, kernel.MS_NODIRATIME),
-    "bind": (False, kernel.MS_BIND),
-    "rbind": (False, kernel.MS_BIND | kernel.MS_REC),
-    "relatime": (False, kernel.MS_RELATIME),
-    "norelatime": (True, kernel.MS_RELATIME),
-    "strictatime": (False, kernel.MS_STRICTATIME),
-    "nostrictatime": (True, kernel.MS_STRICTATIME),
-}
 # Docker's default masked and read-only /proc and /sys paths (moby's oci.DefaultLinuxSpec).
 MASKED_PATHS = (
     "/proc/asound",
@@ -112,32 +69,6 @@ MASKED_PATHS = (
     "/sys/devices/virtual/powercap",
 )
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
-
-PROPAGATION = {
-    "private": kernel.MS_PRIVATE,
-    "rprivate": kernel.MS_PRIVATE | kernel.MS_REC,
-    "shared": kernel.MS_SHARED,
-    "rshared": kernel.MS_SHARED | kernel.MS_REC,
-    "slave": kernel.MS_SLAVE,
-    "rslave": kernel.MS_SLAVE | kernel.MS_REC,
-    "unbindable": kernel.MS_UNBINDABLE,
-    "runbindable": kernel.MS_UNBINDABLE | kernel.MS_REC,
-}
-
-
-def parse_mount_options(options: tuple[str, ...] | list[str]) -> MountOptions:
-    flags = 0
-    propagation = 0
-    data: list[str] = []
-    for word in options:
-        if word in _FLAG_WORDS:
-            clear, bits = _FLAG_WORDS[word]
-            flags = flags & ~bits if clear else flags | bits
-        elif word in PROPAGATION:
-            propagation = PROPAGATION[word]
-        else:
-            data.append(word)
-    return MountOptions(flags, propagation, ",".join(data))
 
 
 @dataclass(frozen=True)
@@ -312,8 +243,14 @@ def _parse_mount(m: Any) -> Mount:
     dest = m["destination"]
     if not dest.startswith("/"):
         raise _bad(f"mount destination must be absolute: {dest!r}")
-    options = tuple(m.get("options") or ())
+    options = m.get("options") or ()
+    if not isinstance(options, list | tuple) or not all(isinstance(o, str) for o in options):
+        raise _bad(f"mount '{dest}': options must be a list of strings")
+    options = tuple(options)
     mtype = m.get("type") or ("bind" if any(o in ("bind", "rbind") for o in options) else "none")
+    problem = check_mount_options(mtype, options)
+    if problem is not None:
+        raise _bad(f"mount '{dest}': {problem}")
     return Mount(mtype, m.get("source") or mtype, dest, options)
 
 
