@@ -189,7 +189,8 @@ def test_tmpcopyup_fills_the_tmpfs_with_the_covered_directory(tmp_path: Path, bu
 def test_tmpcopyup_same_view_as_runc(tmp_path: Path, bundle: Path):  # noqa: F811
     _image_dir(bundle / "rootfs", all_kinds=False)
     script = (
-        "cd /etc/app && find . | sort | while read f; do stat -c '%n %F %a %u %g %s %t:%T %N' \"$f\"; done"
+        "cd /etc/app && find . | sort | while read f; do stat -c '%n %F %a %u %g %s %t:%T %N' \"$f\"; done; "
+        "stat -c '%n %a' /etc/missing"  # made for the mount (0755): runc 1.1 copies that mode too
     )
     write_config(bundle, ["sh", "-c", script])
     _edit(
@@ -201,6 +202,12 @@ def test_tmpcopyup_same_view_as_runc(tmp_path: Path, bundle: Path):  # noqa: F81
                 "source": "tmpfs",
                 "options": ["nosuid", "tmpcopyup"],
             }
+        ),
+    )
+    _edit(
+        bundle,
+        lambda c: c["mounts"].append(
+            {"destination": "/etc/missing", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup"]}
         ),
     )
     ours = runtime(
@@ -225,6 +232,7 @@ def test_tmpcopyup_same_view_as_runc(tmp_path: Path, bundle: Path):  # noqa: F81
     assert "./abs symbolic link 777 0 0 11 0:0 '/abs' -> '/etc/passwd'" in ours.stdout.replace(
         "'./abs'", "'/abs'"
     )
+    assert ours.stdout.endswith("/etc/missing 755\n")
     assert ours.stdout == theirs.stdout
 
 
