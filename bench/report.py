@@ -33,6 +33,7 @@ ROWS = [
     ("berth_ps", "(e) `berth ps`, empty daemon (target ≤ 60 ms); dockerd column: `docker ps`"),
     ("ps_empty", "  ↳ `docker ps -a`, empty daemon"),
     ("start", "(f) daemon start until `/_ping` answers"),
+    ("logs", "(g) `docker logs CTR > /dev/null`, a 100 MB json-file log (the same file on both)"),
 ]
 
 
@@ -118,7 +119,7 @@ bash bench/record.sh                       # the full run on the committed HEAD 
 Both `bench/run.py` lines measure the working tree (an editable install); `bench/record.sh`
 measures what is committed, which is what the results below should describe.
 
-Options: `--rounds N`, `--ps-containers N`, `--mem-containers N`, `--no-write` (print instead of writing this file),
+Options: `--rounds N`, `--ps-containers N`, `--mem-containers N`, `--only logs,exec,...` (only those rows), `--no-write` (print instead of writing this file),
 `--json FILE` (raw samples), `--storage-driver vfs`.
 
 ## Method
@@ -148,6 +149,10 @@ Options: `--rounds N`, `--ps-containers N`, `--mem-containers N`, `--no-write` (
   with `BERTH_HARNESS_ROOT`), less the supervisors: berthd + its fork server, dockerd + containerd.
 - (f) the daemon is stopped (SIGTERM) and started again on its initialized roots (image present,
   no containers); the time runs from spawning the process until `GET /_ping` answers.
+- (g) one json-file log of ~100 MB (about 700,000 records, one in ten on stderr) is generated
+  once and copied over the log of an exited container on each daemon; the time is the whole
+  `docker logs CTR` with stdout and stderr to /dev/null (3 rounds quick, 5 full, after one
+  warm-up). Lower is better; the ratio below 1 means berth streams the log faster.
 - Everything is removed afterwards: containers through the API, both daemons by pid, leftover
   processes, mounts, the network namespace, cgroups and temp dirs; problems found are listed under
   the results.

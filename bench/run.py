@@ -54,10 +54,11 @@ class Plan:
     mem_containers: int
     ps_containers: int
     throughput_runs: int
+    log_rounds: int
 
 
-QUICK = Plan(rounds=5, warmup=1, start_rounds=3, mem_containers=5, ps_containers=100, throughput_runs=32)
-FULL = Plan(rounds=20, warmup=2, start_rounds=10, mem_containers=20, ps_containers=500, throughput_runs=64)
+QUICK = Plan(rounds=5, warmup=1, start_rounds=3, mem_containers=5, ps_containers=100, throughput_runs=32, log_rounds=3)
+FULL = Plan(rounds=20, warmup=2, start_rounds=10, mem_containers=20, ps_containers=500, throughput_runs=64, log_rounds=5)
 
 
 def log(msg: str) -> None:
@@ -323,6 +324,66 @@ def bench_ps_many(systems: list[System], plan: Plan, results: Results) -> None:
     results["ps_many"] = ps
 
 
+def write_json_log(path: Path, size: int) -> int:
+    """A json-file log of about `size` bytes as Docker writes it (one record per line, every
+    tenth on stderr, line lengths varying); returns the number of records."""
+    from berth.container.logs import encode_record
+
+    base = 1_795_840_368_000_000_000
+    with path.open("wb") as f:
+        total = i = 0
+        batch: list[bytes] = []
+        while total < size:
+            line = b"%08d the quick brown fox jumps over the lazy dog %s\n" % (i, b"x" * (i % 40))
+            rec = encode_record("stderr" if i % 10 == 0 else "stdout", line, base + i * 1000)
+            batch.append(rec)
+            total += len(rec)
+            i += 1
+            if len(batch) >= 10_000:
+                f.write(b"".join(batch))
+                batch = []
+        f.write(b"".join(batch))
+    return i
+
+
+def bench_logs(systems: list[System], plan: Plan, tmp: Path, tag: str, size: int = 100 << 20) -> dict[str, Series]:
+    """`docker logs CTR > /dev/null` of the same ~100 MB json-file log on both daemons: an exited
+    container whose log file is replaced by one generated here (same bytes on both)."""
+    source = tmp / "big-json.log"
+    records = write_json_log(source, size)
+    log(f"logs: {source.stat().st_size / 1e6:.0f} MB, {records} records")
+    name = f"bench-logs-{tag}"
+    ready = []
+    for s in systems:
+        if not s.up:
+            continue
+        r = docker(s, "run", "--name", name, "--network", "none", "busybox", "true")
+        if r.returncode != 0:
+            continue
+        path = json.loads(must(docker(s, "inspect", name)))[0]["LogPath"]
+        shutil.copyfile(source, path)
+        ready.append(s)
+
+    def op(s: System) -> float:
+        if s not in ready:
+            raise OperationFailed(f"could not prepare {name} on {s.name}")
+        t0 = time.perf_counter()
+        r = subprocess.run(
+            [harness.docker_cli() or "docker", "logs", name], env=s.daemon.env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600,
+        )
+        if r.returncode != 0:
+            raise OperationFailed(f"docker logs {name} exited {r.returncode} on {s.name}")
+        return (time.perf_counter() - t0) * 1000
+
+    try:
+        return interleave(systems, plan.log_rounds, 1, op)
+    finally:
+        for s in ready:
+            docker(s, "rm", "-f", name)
+        source.unlink(missing_ok=True)
+
+
 # --- orchestration ------------------------------------------------------------------------------
 
 
@@ -351,6 +412,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-write", action="store_true", help="print the report instead of writing --output")
     p.add_argument("--json", type=Path, help="also write the raw samples here")
     p.add_argument("--storage-driver", default="overlay2", help="berthd's storage driver")
+    p.add_argument(
+        "--only", type=lambda v: set(v.split(",")), default=set(),
+        help="run only these rows (comma-separated: start,ps,run,exec,throughput,memory,logs,ps_many)",
+    )
     return p.parse_args(argv)
 
 
@@ -371,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         rounds=args.rounds or plan.rounds, warmup=plan.warmup, start_rounds=plan.start_rounds,
         mem_containers=args.mem_containers or plan.mem_containers,
         ps_containers=args.ps_containers or plan.ps_containers, throughput_runs=plan.throughput_runs,
+        log_rounds=plan.log_rounds,
     )  # fmt: skip
     python = (
         os.path.relpath(sys.executable, HERE.parent)
@@ -404,23 +470,25 @@ def main(argv: list[str] | None = None) -> int:
         if not systems[1].up:
             print(f"bench/run.py: the reference failed to start: {systems[1].error}", file=sys.stderr)
             return 1
-        log("daemon start until /_ping")
-        results["start"] = bench_start(systems, plan)
-        log("ps on empty daemons")
-        results["berth_ps"] = bench_berth_ps(systems, plan)
-        results["ps_empty"] = bench_ps(systems, plan, all_=True)
-        log("run --rm --network none busybox true")
-        results["run"] = bench_run(systems, plan)
-        log("exec")
-        results["exec"] = bench_exec(systems, plan, tag)
-        log("run -d")
-        results["run_d"] = bench_run_detached(systems, plan)
-        log(f"throughput: {plan.throughput_runs} runs, 16 clients")
-        results["throughput"] = bench_throughput(systems, plan)
-        log(f"memory with {plan.mem_containers} running containers")
-        bench_memory(systems, plan, results)
-        log(f"ps -a with {plan.ps_containers} containers")
-        bench_ps_many(systems, plan, results)
+        steps: list[tuple[str, str, Callable[[], None]]] = [
+            ("start", "daemon start until /_ping", lambda: results.update(start=bench_start(systems, plan))),
+            ("ps", "ps on empty daemons", lambda: results.update(
+                berth_ps=bench_berth_ps(systems, plan), ps_empty=bench_ps(systems, plan, all_=True))),
+            ("run", "run --rm --network none busybox true", lambda: results.update(run=bench_run(systems, plan))),
+            ("exec", "exec", lambda: results.update(exec=bench_exec(systems, plan, tag))),
+            ("run", "run -d", lambda: results.update(run_d=bench_run_detached(systems, plan))),
+            ("throughput", f"throughput: {plan.throughput_runs} runs, 16 clients",
+             lambda: results.update(throughput=bench_throughput(systems, plan))),
+            ("memory", f"memory with {plan.mem_containers} running containers",
+             lambda: bench_memory(systems, plan, results)),
+            ("logs", "docker logs of a 100 MB json-file log", lambda: results.update(logs=bench_logs(systems, plan, tmp, tag))),
+            ("ps_many", f"ps -a with {plan.ps_containers} containers", lambda: bench_ps_many(systems, plan, results)),
+        ]  # fmt: skip
+        for key, what, step in steps:
+            if args.only and key not in args.only:
+                continue
+            log(what)
+            step()
     finally:
         log("cleaning up")
         for d in (berth, ref):

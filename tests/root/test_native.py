@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from berth.container.logs import read_logs
+from berth.container.logreader import read_logs
 from berth.drivers.exec import CreateRequest, ExitStatus, Handle, NativeDriver, SpecInput, build_spec
 from berth.errors import Conflict, ContainerStartError, InvalidParameter
 from berth.libcontainer import Mount

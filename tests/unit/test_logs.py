@@ -8,14 +8,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from berth.container.logreader import LogRecord, read_logs
 from berth.container.logs import (
     PARTIAL_MAX,
-    LogRecord,
     LogWriter,
     encode_record,
     format_time,
     parse_time,
-    read_logs,
 )
 
 
@@ -255,3 +254,76 @@ def test_one_big_write_is_split_across_rotated_files(tmp_path: Path) -> None:
     w.write(1, b"a line longer than ten bytes\n")
     w.close()
     assert [r.data for r in read_records(big)] == [b"a line longer than ten bytes\n"]
+
+
+def _reference_frames(path: Path, tty: bool = False, timestamps: bool = False) -> bytes:
+    """What the stream must be, computed the slow, obvious way (json.loads per line)."""
+    import struct
+
+    out = b""
+    for line in path.read_bytes().splitlines():
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        data = obj["log"].encode()
+        if timestamps:
+            data = format_time(parse_time(obj["time"])).encode() + b" " + data
+        stream = 2 if obj["stream"] == "stderr" else 1
+        out += data if tty else struct.pack(">BxxxI", stream, len(data)) + data
+    return out
+
+
+def read_stream(path: Path, **kw: object) -> bytes:
+    from berth.container.logreader import read_log_stream
+
+    async def collect() -> bytes:
+        return b"".join([b async for b in read_log_stream(path, **kw)])  # type: ignore[arg-type]
+
+    return asyncio.run(collect())
+
+
+def test_stream_fast_path_matches_a_full_json_decode(tmp_path: Path, monkeypatch: object) -> None:
+    """Escapes, quotes, non-ASCII, partial lines, 16 KiB cuts, damaged and foreign lines, and
+    blocks smaller than a line: the frames equal a per-line json.loads."""
+    import random
+
+    from berth.container import logreader
+
+    rng = random.Random(5)
+    alphabet = ['a', ' ', '"', '\\', '\t', '<', '&', 'é', '\u2028', '\x01', '","stream":"', 'ž']
+    path = tmp_path / "c-json.log"
+    w = LogWriter(str(path))
+    for i in range(400):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 40)))
+        w.write(1 + i % 2, (text + ("\n" if i % 7 else "")).encode())
+        if i == 200:
+            w.write(1, b"y" * (PARTIAL_MAX + 10) + b"\n")
+    w.close()
+    with path.open("ab") as f:
+        f.write(b"damaged {\n")
+        f.write(b'{"stream":"stderr","log":"other order\\n","attrs":{"a":"b"},"time":"2026-11-28T05:32:48.5+01:00"}\n')
+    monkeypatch.setattr(logreader, "BLOCK", 333)  # type: ignore[attr-defined]
+    for tty in (False, True):
+        assert read_stream(path, tty=tty) == _reference_frames(path, tty=tty)
+    assert read_stream(path, tty=False, timestamps=True) == _reference_frames(path, timestamps=True)
+    only_err = read_stream(path, tty=False, stdout=False)
+    assert only_err and all(only_err[i] == 2 for i in _frame_starts(only_err))
+
+
+def _frame_starts(data: bytes) -> list[int]:
+    import struct
+
+    starts, i = [], 0
+    while i < len(data):
+        starts.append(i)
+        i += 8 + struct.unpack(">I", data[i + 4 : i + 8])[0]
+    return starts
+
+
+def test_stream_tail_since_until(tmp_path: Path) -> None:
+    path = tmp_path / "c-json.log"
+    write_log(path, [("stdout", f"n{i}\n", BASE + i * 1_000_000_000) for i in range(10)])
+    assert read_stream(path, tty=True, tail=2) == b"n8\nn9\n"
+    assert read_stream(path, tty=True, since=(BASE + 7_000_000_000) / 1e9, until=(BASE + 8_000_000_000) / 1e9) == b"n7\nn8\n"
+    assert read_stream(path, tty=True, tail=0) == b""

@@ -1,6 +1,7 @@
 """The json-file log: one JSON object per line of container output, as Docker writes it.
 
-The monitor owns a :class:`LogWriter`; the daemon reads with :func:`read_logs`::
+The monitor owns a :class:`LogWriter`; the daemon reads with
+:mod:`berth.container.logreader`::
 
     {"log":"hi\\n","stream":"stdout","time":"2026-11-28T04:32:48.566437740Z"}
 
@@ -11,25 +12,14 @@ the writer is closed at container exit. ``time`` is RFC3339 with exactly nine fr
 UTC. JSON is encoded like Go's ``encoding/json``: non-ASCII stays UTF-8, ``< > &`` and U+2028/9
 are escaped, invalid UTF-8 becomes U+FFFD. A TTY container logs its raw pty bytes as stdout.
 
-Reading: ``tail`` takes the last N records of the file (read backwards in blocks), then
-``since``/``until`` (Unix seconds) drop records before/after; ``follow`` keeps polling the file
-for appended records until the ``stop`` event is set (the daemon sets it when the container
-exits, or when the client goes away), then drains what is left and ends.
+Reading (tail, since/until, follow) is :mod:`berth.container.logreader`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from decimal import Decimal
 from json.encoder import encode_basestring
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import asyncio
 
 PARTIAL_MAX = 16 * 1024
 WRITE_CHUNK = 16 * 1024  # records are written in batches of about this size  # moby's bufio line reader flushes a line this long as a partial record
@@ -221,197 +211,3 @@ class LogWriter:
             flags |= os.O_TRUNC
         self._fd = os.open(self.path, flags, 0o640)
         self._size = 0
-
-
-@dataclass(frozen=True)
-class LogRecord:
-    """One record: ``stream`` is 1 (stdout) or 2 (stderr); ``time`` is ns since the epoch.
-
-    ``data`` is the output bytes, prefixed with ``"<RFC3339NanoFixed> "`` when the reader was
-    asked for timestamps (Docker puts the timestamp in the payload).
-    """
-
-    stream: int
-    data: bytes
-    time: int
-
-
-def parse_record(line: bytes) -> tuple[int, bytes, int] | None:
-    """``(stream, data, ns)`` from one json-file line; ``None`` for a damaged line."""
-    try:
-        obj = json.loads(line)
-        stream = 2 if obj.get("stream") == "stderr" else 1
-        return stream, obj["log"].encode("utf-8", "surrogatepass"), parse_time(obj["time"])
-    except (ValueError, KeyError, TypeError, AttributeError, IndexError):
-        return None
-
-
-def _tail_offset(fd: int, size: int, tail: int, block: int = 64 * 1024) -> tuple[int, int]:
-    """Where the last ``tail`` complete lines of the file start, and how many lines that is
-    (fewer than ``tail`` when the file holds fewer: the rest is in older files). Bytes after
-    the last newline are a line still being written and do not count."""
-    if tail <= 0 or size == 0:
-        return size, 0
-    pos = size
-    found = 0  # newlines seen from the end; the (tail + 1)-th precedes the first wanted line
-    while pos > 0:
-        start = max(0, pos - block)
-        chunk = os.pread(fd, pos - start, start)
-        idx = len(chunk)
-        while (idx := chunk.rfind(b"\n", 0, idx)) >= 0:
-            found += 1
-            if found == tail + 1:
-                return start + idx + 1, tail
-        pos = start
-    return 0, found
-
-
-def log_files(path: str | os.PathLike[str]) -> list[str]:
-    """The log and its rotated predecessors, oldest first (``log.N`` ... ``log.1``, ``log``)."""
-    base = os.fspath(path)
-    rotated = []
-    i = 1
-    while os.path.exists(f"{base}.{i}"):
-        rotated.append(f"{base}.{i}")
-        i += 1
-    return [*reversed(rotated), base]
-
-
-def _next_file(path: str | os.PathLike[str], ino: int) -> str | None:
-    """The file written after the one with inode ``ino``; None while that one is the current."""
-    files = log_files(path)
-    inodes = []
-    for name in files:
-        try:
-            inodes.append(os.stat(name).st_ino)
-        except FileNotFoundError:
-            inodes.append(-1)  # between the writer's rename and its new file
-    if ino in inodes:
-        i = inodes.index(ino)
-        return files[i + 1] if i + 1 < len(files) else None
-    return files[0]  # ours was rotated out of existence: go on with the oldest file left
-
-
-def _to_ns(value: float | Decimal | None) -> int | None:
-    """Unix seconds (a float, or a Decimal for exact nanoseconds) as nanoseconds; 0/None = none."""
-    if not value:
-        return None
-    exact = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    return int(exact * 1_000_000_000)
-
-
-async def read_logs(
-    path: str | os.PathLike[str],
-    tail: int | None = None,
-    since: float | Decimal | None = None,
-    until: float | Decimal | None = None,
-    follow: bool = False,
-    timestamps: bool = False,
-    stop: asyncio.Event | None = None,
-    poll_interval: float = 0.05,
-) -> AsyncIterator[LogRecord]:
-    """Yield the records of a json-file log, its rotated files (``path.N`` ... ``path.1``) first.
-
-    ``tail`` None or negative = all; ``since``/``until`` are Unix seconds, inclusive (a Decimal
-    keeps nanoseconds exact; ``until`` ends the stream, even when following). With ``follow`` the
-    reader polls for appended records every ``poll_interval`` seconds, following the file across
-    rotations, until ``stop`` is set (required with ``follow``), then reads what was appended up
-    to that moment and returns. A missing file yields nothing.
-    """
-    if follow and stop is None:
-        raise ValueError("read logs: follow needs a stop event")
-    since_ns, until_ns = _to_ns(since), _to_ns(until)
-    files = log_files(path)
-    fds: list[int] = []
-    try:
-        for name in files:
-            try:
-                fds.append(os.open(name, os.O_RDONLY | os.O_CLOEXEC))
-            except FileNotFoundError:
-                fds.append(-1)  # rotated away meanwhile, or no log yet
-        # where to start in each file: all of it, or the last `tail` lines across the files
-        starts = [0] * len(fds)
-        if tail is not None and tail >= 0:
-            left = tail
-            for i in range(len(fds) - 1, -1, -1):
-                size = os.fstat(fds[i]).st_size if fds[i] >= 0 else 0
-                if left <= 0:
-                    starts[i] = size
-                    continue
-                starts[i], got = _tail_offset(fds[i], size, left) if fds[i] >= 0 else (0, 0)
-                left -= got
-        current = len(fds) - 1
-        for i, fd in enumerate(fds):
-            if fd < 0:
-                continue
-            last = i == current
-            async for rec in _read_file(fd, starts[i], since_ns, until_ns, timestamps,
-                                        path if last and follow else None, stop, poll_interval):
-                if rec is None:
-                    return  # past `until`
-                yield rec
-    finally:
-        for fd in fds:
-            if fd >= 0:
-                os.close(fd)
-
-
-async def _read_file(
-    fd: int, offset: int, since_ns: int | None, until_ns: int | None, timestamps: bool,
-    follow_path: str | os.PathLike[str] | None, stop: asyncio.Event | None, poll_interval: float,
-) -> AsyncIterator[LogRecord | None]:
-    """Records of one file from ``offset``; ``None`` once past ``until``. With ``follow_path``,
-    keep polling, and move to a new file at that path when the writer rotates this one."""
-    import asyncio
-
-    pending = b""
-    follow = follow_path is not None
-    opened: list[int] = []
-    try:
-        while True:
-            chunk = os.pread(fd, 256 * 1024, offset)
-            if chunk:
-                offset += len(chunk)
-                data = pending + chunk
-                cut = data.rfind(b"\n") + 1
-                pending = data[cut:]
-                for line in data[:cut].splitlines():
-                    rec = parse_record(line)
-                    if rec is None:
-                        continue
-                    stream, payload, ns = rec
-                    if since_ns is not None and ns < since_ns:
-                        continue
-                    if until_ns is not None and ns > until_ns:
-                        yield None
-                        return
-                    if timestamps:
-                        payload = format_time(ns).encode() + b" " + payload
-                    yield LogRecord(stream, payload, ns)
-                continue
-            if not follow:
-                return
-            assert stop is not None and follow_path is not None
-            successor = _next_file(follow_path, os.fstat(fd).st_ino)
-            if successor is not None:
-                # rotated: this file is complete (read to its end above); go on in the next one
-                try:
-                    fd = os.open(successor, os.O_RDONLY | os.O_CLOEXEC)
-                except FileNotFoundError:
-                    pass  # rotated again meanwhile: look again at once
-                else:
-                    opened.append(fd)
-                    offset, pending = 0, b""
-                continue
-            if stop.is_set():
-                # one more read after the stop: the writer appended its last records before
-                # the exit that set the event
-                follow = False
-                continue
-            try:
-                await asyncio.wait_for(stop.wait(), poll_interval)
-            except TimeoutError:
-                pass
-    finally:
-        for extra in opened:
-            os.close(extra)

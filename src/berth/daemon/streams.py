@@ -1,12 +1,18 @@
-"""The logs job: json-file records out as Docker's multiplexed frames (raw for a TTY)."""
+"""The logs job: json-file records out as Docker's multiplexed frames (raw for a TTY).
+
+The reading and framing happen on the log reader's threads in blocks of about 1 MiB
+(:mod:`berth.container.logreader`); here each block is written to the client, whose
+back-pressure holds the reader back, and the loop is yielded between blocks.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from contextlib import aclosing
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
-from berth.container.logs import read_logs
-from berth.daemon.live import frame
+from berth.container.logreader import read_log_stream
 from berth.engine import Job
 from berth.errors import InvalidParameter
 
@@ -41,15 +47,16 @@ async def logs(d: Daemon, job: Job) -> None:
     until = _seconds(job.args.get("until", ""), "until")
     follow = bool(job.args.get("follow")) and c.state.running
     stop = d.session(c.id).run_done if follow else None
-    want = {1: job.args.get("want_stdout", True), 2: job.args.get("want_stderr", True)}
     await out.start("application/vnd.docker.raw-stream" if c.tty else None)  # type: ignore[attr-defined]
-    async for record in read_logs(
-        c.log_path, tail=tail, since=since, until=until, follow=follow,  # type: ignore[arg-type]
-        timestamps=bool(job.args.get("timestamps")), stop=stop,
-    ):
-        if not want.get(record.stream, True):
-            continue
-        await out.write(record.data if c.tty else frame(record.stream, record.data))
+    blocks = read_log_stream(
+        c.log_path, tty=c.tty, stdout=bool(job.args.get("want_stdout", True)),
+        stderr=bool(job.args.get("want_stderr", True)), tail=tail, since=since, until=until,
+        follow=follow, timestamps=bool(job.args.get("timestamps")), stop=stop,
+    )
+    async with aclosing(blocks):
+        async for block in blocks:
+            await out.write(block)
+            await asyncio.sleep(0)  # a write into a socket with room does not yield by itself
 
 
 HANDLERS = {"container.logs": logs}
