@@ -37,6 +37,10 @@ class DaemonConfig:
     debug: bool = False
     cgroup_parent: str = ""
     name: str = ""
+    insecure_registries: list[str] = field(default_factory=list)
+    registry_mirrors: list[str] = field(default_factory=list)  # URL (Docker Hub) or HOST=URL (berth)
+    max_concurrent_downloads: int = 3
+    max_concurrent_uploads: int = 5
 
     @property
     def socket(self) -> Path:
@@ -60,6 +64,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="allow plain TCP on a non-loopback address (anyone who reaches it is root here)")
     p.add_argument("--cgroup-parent", help="parent cgroup for containers (default berth-<data root hash>)")
     p.add_argument("-D", "--debug", action="store_true", default=None)
+    p.add_argument("--insecure-registry", action="append", dest="insecure_registries",
+                   help="a registry (HOST[:PORT] or CIDR) reached without TLS verification, or over http")
+    p.add_argument("--registry-mirror", action="append", dest="registry_mirrors",
+                   help="URL: a Docker Hub mirror; HOST=URL: a mirror of registry HOST (berth only)")
+    p.add_argument("--max-concurrent-downloads", type=int, help="layers downloaded at once per pull (default 3)")
+    p.add_argument("--max-concurrent-uploads", type=int, help="layers uploaded at once per push (default 5)")
     return p
 
 
@@ -67,7 +77,9 @@ FILE_KEYS = {
     "data-root": "data_root", "exec-root": "exec_root", "hosts": "hosts", "pidfile": "pidfile",
     "storage-driver": "storage_driver", "tls": "tls", "tlsverify": "tlsverify", "tlscacert": "tlscacert",
     "tlscert": "tlscert", "tlskey": "tlskey", "debug": "debug", "cgroup-parent": "cgroup_parent",
-    "insecure-tcp": "insecure_tcp",
+    "insecure-tcp": "insecure_tcp", "insecure-registries": "insecure_registries",
+    "registry-mirrors": "registry_mirrors", "max-concurrent-downloads": "max_concurrent_downloads",
+    "max-concurrent-uploads": "max_concurrent_uploads",
 }
 
 
@@ -85,6 +97,9 @@ def parse_args(argv: list[str]) -> DaemonConfig:
         if key in ("data_root", "exec_root", "pidfile"):
             v = Path(str(v)).absolute()
         setattr(cfg, key, v)
+    for key in ("max_concurrent_downloads", "max_concurrent_uploads"):
+        if not isinstance(getattr(cfg, key), int) or getattr(cfg, key) < 1:
+            raise InvalidParameter(f"{key.replace('_', '-')} must be a positive integer")
     if cfg.tlsverify:
         cfg.tls = True
     if cfg.tls and not (cfg.tlscert and cfg.tlskey):

@@ -74,6 +74,9 @@ class Daemon:
         gdriver = new_driver(cfg.storage_driver, cfg.data_root)
         self.storage_driver = getattr(gdriver, "name", cfg.storage_driver or "overlay2")
         self.graph = Graph(cfg.data_root, cfg.data_root / "berth.db", gdriver)
+        from berth.daemon.registry import prune_partials
+
+        await asyncio.to_thread(prune_partials, cfg.data_root)
         await forkserver
         await warm
         self._register()
@@ -117,13 +120,14 @@ class Daemon:
             execs,
             images,
             lifecycle,
+            registry,
             stats,
             streams,
             system,
             volumes,
         )
 
-        for module in (containers, lifecycle, streams, stats, execs, images, archives, volumes, system):
+        for module in (containers, lifecycle, streams, stats, execs, images, registry, archives, volumes, system):
             for name, fn in module.HANDLERS.items():
                 self.engine.register(name, functools.partial(fn, self))
 

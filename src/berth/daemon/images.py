@@ -1,4 +1,4 @@
-"""Image jobs: import, list, inspect, history, tag, remove (pull is not there yet).
+"""Image jobs: import, list, inspect, history, tag, remove (pull and push: ``daemon.registry``).
 
 The graph's API is synchronous (SQLite and file trees); every call runs in a worker thread.
 An import reads the whole body into a temporary file under ``<data_root>/tmp`` before the
@@ -14,7 +14,7 @@ import tempfile
 from typing import TYPE_CHECKING, Any
 
 from berth.engine import Job
-from berth.errors import Conflict, Unimplemented
+from berth.errors import Conflict
 
 if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon
@@ -40,14 +40,6 @@ async def import_(d: Daemon, job: Job) -> None:
     if job.args.get("repo"):
         d.engine.events.publish("image", "tag", image_id, {"name": job.args["repo"]})
     await job.stdout.write(json.dumps({"status": image_id}).encode() + b"\r\n")
-
-
-async def pull(d: Daemon, job: Job) -> None:
-    ref = job.args["image"] + (":" + job.args["tag"] if job.args.get("tag") else "")
-    raise Unimplemented(
-        f"pull {ref}: berth cannot pull from registries yet; import the image (docker import) "
-        "or build busybox offline with `berth image bootstrap busybox`"
-    )
 
 
 def _users(d: Daemon):  # type: ignore[no-untyped-def]
@@ -118,7 +110,6 @@ async def remove(d: Daemon, job: Job) -> list[dict[str, str]]:
 
 HANDLERS = {
     "image.import": import_,
-    "image.pull": pull,
     "image.list": list_,
     "image.inspect": inspect,
     "image.history": history,

@@ -6,11 +6,15 @@ Image names may contain ``/`` and ``:``, so the name routes take the whole remai
 
 from __future__ import annotations
 
+import json
+from collections.abc import Awaitable
+
 from aiohttp import web
 
 from berth.api.server import api_version, engine_of, route
 from berth.api.streams import LazyResponseSink, RequestSource, qbool, qfilters, reply
-from berth.errors import InvalidParameter
+from berth.errors import BerthError, InvalidParameter
+from berth.registry.auth import Credentials
 
 
 @route("POST", "/images/create")
@@ -33,12 +37,50 @@ async def create(request: web.Request) -> web.StreamResponse:
         return await sink.finish()
     if query.get("fromImage"):
         sink = LazyResponseSink(request)
-        await engine_of(request).job(
+        await _streamed(sink, engine_of(request).job(
             "image.pull", stdout=sink, image=query["fromImage"], tag=query.get("tag", ""),
-            platform=query.get("platform", ""),
-        )
+            platform=query.get("platform", ""), auth=registry_auth(request),
+        ))
         return await sink.finish()
     raise InvalidParameter("POST /images/create needs fromSrc or fromImage")
+
+
+async def _streamed(sink: LazyResponseSink, job: Awaitable[object]) -> None:
+    """Run a job whose progress streams to ``sink``: an error before the first message is an
+    ordinary error response; after it, the stream's last message (as dockerd)."""
+    try:
+        await job
+    except BerthError as exc:
+        if sink.resp is None:
+            raise
+        await sink.write(json.dumps({"errorDetail": {"message": exc.message}, "error": exc.message}).encode() + b"\r\n")
+
+
+def registry_auth(request: web.Request) -> Credentials:
+    return Credentials.from_header(request.headers.get("X-Registry-Auth", ""))
+
+
+@route("GET", "/images/search")
+async def search(request: web.Request) -> web.Response:
+    term = request.query.get("term", "")
+    if not term:
+        raise InvalidParameter("search: the term parameter is required")
+    try:
+        limit = int(request.query.get("limit") or 25)
+    except ValueError:
+        raise InvalidParameter(f"invalid limit {request.query.get('limit')!r}") from None
+    return reply(await engine_of(request).job(
+        "image.search", term=term, limit=limit, filters=qfilters(request), auth=registry_auth(request)))
+
+
+@route("POST", "/images/{name:.*}/push")
+async def push(request: web.Request) -> web.StreamResponse:
+    sink = LazyResponseSink(request)
+    await _streamed(sink, engine_of(request).job(
+        "image.push", stdout=sink, name=request.match_info["name"], tag=request.query.get("tag", ""),
+        auth=registry_auth(request),
+    ))
+    return await sink.finish()
 
 
 @route("GET", "/images/get")

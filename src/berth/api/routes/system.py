@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from aiohttp import web
 
 from berth.api.server import API_VERSION, MIN_API_VERSION, engine_of, route
@@ -39,6 +41,26 @@ async def version(request: web.Request) -> web.Response:
 @route("GET", "/info")
 async def info(request: web.Request) -> web.Response:
     return reply(await engine_of(request).job("system.info"))
+
+
+@route("POST", "/auth")
+async def auth(request: web.Request) -> web.Response:
+    """docker login: {"username", "password", "serveraddress"} checked against the registry."""
+    from berth.registry.auth import Credentials
+
+    body = await request.read()
+    try:
+        doc = json.loads(body or b"{}")
+    except (ValueError, RecursionError):
+        raise InvalidParameter("login: the body is not JSON") from None
+    if not isinstance(doc, dict):
+        raise InvalidParameter("login: the body is not a JSON object")
+    user, password = doc.get("username"), doc.get("password")
+    if not isinstance(user, str) or not isinstance(password, str):
+        raise InvalidParameter("login: username and password must be strings")
+    server = doc.get("serveraddress") if isinstance(doc.get("serveraddress"), str) else ""
+    creds = Credentials(user, password)
+    return reply(await engine_of(request).job("system.auth", auth=creds, server=server))
 
 
 @route("GET", "/berth/v1/jobs")

@@ -1,0 +1,264 @@
+"""Registry jobs: ``image.pull``, ``image.push``, ``image.search``, ``system.auth`` (login).
+
+The graph is adapted to what a pull needs (:class:`GraphPullStore`); credentials come from the
+client's ``X-Registry-Auth`` header (the CLI reads ``~/.docker/config.json`` and its credential
+helpers), never from the daemon's own files, as with dockerd. Interrupted downloads stay in
+``<data_root>/pull-partial`` so that the next pull resumes them; files there older than a week
+are removed at start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from berth.engine import Job
+from berth.errors import BerthError, InvalidParameter, NotFound, Unauthorized
+from berth.graph import reference
+from berth.registry.auth import Credentials
+from berth.registry.client import RegistryClient, RegistryFailure, unauthorized_pull
+from berth.registry.digest import Digest
+from berth.registry.endpoint import DOCKER_HUB, Endpoints
+from berth.registry.progress import Progress, message
+from berth.registry.pull import Platform, pull
+
+if TYPE_CHECKING:
+    from berth.daemon.daemon import Daemon
+
+PARTIAL_DIR = "pull-partial"
+PARTIAL_MAX_AGE = 7 * 24 * 3600
+
+
+class GraphPullStore:
+    def __init__(self, graph: Any) -> None:
+        self.graph = graph
+
+    def present_layers(self, diff_ids: list[str]) -> int:
+        from berth.graph.image import chain_ids
+
+        n = 0
+        for chain in chain_ids(diff_ids):
+            if self.graph.db.layer(chain) is None:
+                break
+            n += 1
+        return n
+
+    def create_image(self, config: bytes, open_layer: Callable[[int], BinaryIO], repo_tag: str) -> str:
+        return str(self.graph.create_image(config, open_layer, repo_tag or None))
+
+    def image_for_tag(self, repo_tag: str) -> str | None:
+        try:
+            return str(self.graph.resolve(repo_tag))
+        except NotFound:
+            return None
+
+    def add_digest(self, image_id: str, repo: str, digest: str) -> None:
+        self.graph.add_digest(image_id, repo, digest)
+
+    def keep_blob(self, path: Path, digest: str, diff_id: str, media_type: str, size: int) -> None:
+        d = Digest.parse(digest)
+        if d.algorithm != "sha256":
+            path.unlink(missing_ok=True)
+            return
+        target = self.graph.content.path(digest)
+        os.chmod(path, 0o600)
+        os.replace(path, target)
+        try:
+            self.graph.record_layer_blob(diff_id, digest, media_type, size)
+        except NotFound:
+            pass  # the layer went again (pruned by a racing rmi): the blob is garbage then
+
+
+def endpoints(d: Daemon) -> Endpoints:
+    mirrors: dict[str, list[str]] = {}
+    for item in d.cfg.registry_mirrors:
+        host, sep, url = item.partition("=")
+        if sep and not host.startswith(("http://", "https://")):
+            mirrors.setdefault(host, []).append(url)
+        else:
+            mirrors.setdefault(DOCKER_HUB, []).append(item)
+    return Endpoints(d.cfg.insecure_registries, mirrors)
+
+
+def prune_partials(data_root: Path) -> None:
+    folder = data_root / PARTIAL_DIR
+    folder.mkdir(mode=0o700, exist_ok=True)
+    cutoff = time.time() - PARTIAL_MAX_AGE
+    for entry in os.scandir(folder):
+        if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+            os.unlink(entry.path)
+
+
+async def pull_job(d: Daemon, job: Job) -> None:
+    """fromImage=NAME&tag=TAG|DIGEST: the Docker JSON progress stream on stdout."""
+    name, tag = job.args["image"], job.args.get("tag") or ""
+    ref = reference.parse(name if not tag else (f"{name}@{tag}" if ":" in tag else f"{name}:{tag}"))
+    if not ref.tag and not ref.digest:
+        ref = ref.with_default_tag()
+    creds: Credentials = job.args.get("auth") or Credentials()
+    platform = Platform.parse(job.args.get("platform") or "")
+    progress = Progress(job.stdout)
+    shown = ref.string() if ref.domain != DOCKER_HUB else ref.familiar()
+    try:
+        async with RegistryClient.open(endpoints(d), ref.domain, creds) as client:
+            result = await pull(
+                client, GraphPullStore(d.graph), ref.path, ref.digest or ref.tag,
+                f"{ref.name}:{ref.tag}" if ref.tag else "", ref.name, progress,
+                d.cfg.data_root / PARTIAL_DIR, platform, d.cfg.max_concurrent_downloads,
+            )
+        progress.status(f"Digest: {result.digest}")
+        what = "Downloaded newer image" if result.updated else "Image is up to date"
+        progress.status(f"Status: {what} for {shown}")
+    except RegistryFailure as exc:
+        raise _pull_error(exc, ref, shown) from None
+    except NotFound as exc:
+        if exc.message == "manifest unknown":
+            raise NotFound(f"manifest for {shown} not found: manifest unknown: manifest unknown") from None
+        raise
+    finally:
+        await progress.close()
+    d.engine.events.publish("image", "pull", shown, {"name": shown})
+
+
+def _pull_error(exc: RegistryFailure, ref: reference.Reference, shown: str) -> BerthError:
+    if exc.status in (401, 403) or exc.code in ("DENIED", "UNAUTHORIZED", "NAME_UNKNOWN"):
+        return unauthorized_pull(ref.familiar_name())
+    if exc.status == 404 and exc.code == "MANIFEST_UNKNOWN":
+        return NotFound(f"manifest for {shown} not found: manifest unknown: manifest unknown")
+    return exc
+
+
+async def push_job(d: Daemon, job: Job) -> None:
+    """POST /images/NAME/push?tag=TAG: every tag of NAME when TAG is empty."""
+    name, tag = job.args["name"], job.args.get("tag") or ""
+    ref = reference.parse(name)
+    if ref.tag and tag:
+        raise InvalidParameter(f"push {name}: a tag in the name and the tag parameter")
+    tag = tag or ref.tag
+    creds: Credentials = job.args.get("auth") or Credentials()
+    tags = [tag] if tag else await asyncio.to_thread(_tags_of, d, ref.name)
+    if not tags:
+        raise NotFound(f"An image does not exist locally with the tag: {ref.familiar_name()}")
+    targets = []
+    for t in tags:
+        try:
+            targets.append((t, await asyncio.to_thread(d.graph.resolve, f"{ref.name}:{t}")))
+        except NotFound:
+            raise NotFound(f"An image does not exist locally with the tag: {ref.familiar_name()}") from None
+    from berth.registry.push import push
+
+    progress = Progress(job.stdout)
+    progress.status(f"The push refers to repository [{ref.name if ref.domain != DOCKER_HUB else 'docker.io/' + ref.path}]")
+    try:
+        async with RegistryClient.open(endpoints(d), ref.domain, creds) as client:
+            for t, image_id in targets:
+                digest, size = await push(client, d.graph, ref.path, t, image_id, progress,
+                                          d.cfg.max_concurrent_uploads)
+                progress.status(f"{t}: digest: {digest} size: {size}")
+                progress.put(_aux({"Tag": t, "Digest": digest, "Size": size}))
+                await asyncio.to_thread(d.graph.add_digest, image_id, ref.name, digest)
+                d.engine.events.publish("image", "push", f"{ref.familiar_name()}:{t}", {"name": f"{ref.familiar_name()}:{t}"})
+    except RegistryFailure as exc:
+        if exc.status in (401, 403):
+            raise Unauthorized(f"denied: requested access to the resource is denied ({exc.message})") from None
+        raise
+    finally:
+        await progress.close()
+
+
+def _aux(aux: dict[str, Any]) -> bytes:
+    import json
+
+    return json.dumps({"progressDetail": {}, "aux": aux}, separators=(",", ":")).encode() + b"\r\n"
+
+
+def _tags_of(d: Daemon, name: str) -> list[str]:
+    return sorted(d.graph.db.tags_in_repository(name))
+
+
+async def search_job(d: Daemon, job: Job) -> list[dict[str, Any]]:
+    term: str = job.args["term"]
+    limit: int = job.args.get("limit") or 25
+    if not 1 <= limit <= 100:
+        raise InvalidParameter(f"invalid limit {limit}: must be between 1 and 100")
+    domain, _, rest = term.partition("/")
+    if rest and ("." in domain or ":" in domain or domain == "localhost"):
+        registry, query = domain, rest
+    else:
+        registry, query = DOCKER_HUB, term
+    creds: Credentials = job.args.get("auth") or Credentials()
+    async with RegistryClient.open(endpoints(d), registry, creds) as client:
+        try:
+            doc = await client.search(query, limit)
+        except RegistryFailure as exc:
+            if exc.status == 404:
+                raise NotFound(f"registry {registry} does not offer the v1 search API (GET /v1/search answered 404)") from None
+            raise
+    results = [r for r in doc.get("results") or [] if isinstance(r, dict)]
+    filters = job.args.get("filters") or {}
+    out = []
+    for r in results:
+        item = {"star_count": int(r.get("star_count") or 0), "is_official": bool(r.get("is_official")),
+                "name": str(r.get("name", "")), "is_automated": bool(r.get("is_automated")),
+                "description": str(r.get("description") or "")}
+        if not _search_match(item, filters):
+            continue
+        out.append(item)
+    return out[:limit]
+
+
+def _search_match(item: dict[str, Any], filters: dict[str, list[str]]) -> bool:
+    for key, values in filters.items():
+        for v in values:
+            if key == "stars":
+                try:
+                    if item["star_count"] < int(v):
+                        return False
+                except ValueError:
+                    raise InvalidParameter(f"invalid filter 'stars={v}'") from None
+            elif key in ("is-official", "is-automated"):
+                if v not in ("true", "false"):
+                    raise InvalidParameter(f"invalid filter '{key}={v}'")
+                if item[key.replace("-", "_")] != (v == "true"):
+                    return False
+            else:
+                raise InvalidParameter(f"invalid filter '{key}'")
+    return True
+
+
+async def auth_job(d: Daemon, job: Job) -> dict[str, str]:
+    """POST /auth: check the credentials against the registry's /v2/ (and its token realm)."""
+    creds: Credentials = job.args["auth"]
+    server = (job.args.get("server") or "").removeprefix("https://").removeprefix("http://").rstrip("/")
+    if not server or server in ("index.docker.io/v1", "index.docker.io", "registry-1.docker.io"):
+        server = DOCKER_HUB
+    if creds.empty:
+        raise InvalidParameter("login: username and password are required")
+    async with RegistryClient.open(endpoints(d), server, creds) as client:
+        async with client.request("GET", "/v2/", "") as resp:
+            if resp.status in (401, 403):
+                raise Unauthorized(f"Get \"{client.endpoint.url('/v2/')}\": unauthorized: incorrect username or password")
+            if resp.status != 200:
+                raise Unauthorized(f"login to {server}: /v2/ answered {resp.status}")
+    return {"IdentityToken": "", "Status": "Login Succeeded"}
+
+
+def stream_error(exc: BerthError) -> bytes:
+    """A job's error as the last line of a progress stream that has already begun."""
+    from berth.registry.progress import error_message
+
+    return error_message(exc.message)
+
+
+HANDLERS = {
+    "image.pull": pull_job,
+    "image.push": push_job,
+    "image.search": search_job,
+    "system.auth": auth_job,
+}
+
+__all__ = ["HANDLERS", "message", "prune_partials", "stream_error"]

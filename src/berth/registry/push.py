@@ -1,0 +1,50 @@
+"""Pushing an image: its layer blobs (each checked with HEAD first), its config, its manifest.
+
+Layers go up concurrently (``max_concurrent``), each as one monolithic upload of the gzip
+blob the graph keeps for it (made once, deterministically, and reused by later pushes). The
+manifest is Docker's v2 schema 2, put by tag; its digest and size end the push::
+
+    digest, size = await push(client, graph, "team/app", "v1", image_id, progress)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from berth.registry import mediatypes as mt
+from berth.registry.client import RegistryClient
+from berth.registry.digest import Digest
+from berth.registry.progress import Progress
+
+
+async def push(client: RegistryClient, graph: Any, repo: str, tag: str, image_id: str, progress: Progress,
+               max_concurrent: int = 5) -> tuple[str, int]:
+    config = graph.image_config(image_id)
+    diff_ids: list[str] = list((config.get("rootfs") or {}).get("diff_ids") or [])
+    shorts = [d.split(":", 1)[-1][:12] for d in diff_ids]
+    for short in shorts:
+        progress.status("Preparing", short, detail=True)
+    blobs = await asyncio.to_thread(graph.push_blobs, image_id)
+    gate = asyncio.Semaphore(max(1, max_concurrent))
+
+    async def one(short: str, blob: Any) -> None:
+        digest = Digest.parse(blob.digest)
+        if await client.has_blob(repo, digest):
+            progress.status("Layer already exists", short, detail=True)
+            return
+        if gate.locked():
+            progress.status("Waiting", short, detail=True)
+        async with gate:
+            await client.upload(repo, digest, blob.path, blob.size,
+                                lambda n: progress.bar("Pushing", short, n, blob.size))
+        progress.status("Pushed", short, detail=True)
+
+    await asyncio.gather(*(one(short, blob) for short, blob in zip(shorts, blobs, strict=True)))
+    cfg = await asyncio.to_thread(graph.config_blob, image_id)
+    cdigest = Digest.parse(cfg.digest)
+    if not await client.has_blob(repo, cdigest):
+        await client.upload(repo, cdigest, cfg.path, cfg.size)
+    body = await asyncio.to_thread(graph.manifest, image_id)
+    digest = await client.put_manifest(repo, tag, mt.DOCKER_MANIFEST, body)
+    return str(digest), len(body)
