@@ -915,6 +915,22 @@ def build_busybox_tar(dest: Path, busybox: Path = BUSYBOX) -> Path:
     return dest
 
 
+# --- waiting -------------------------------------------------------------------------------
+
+
+def eventually(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll `condition` until it returns something truthy (returned); AssertionError after
+    `timeout` seconds, naming the condition and what it returned last."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{getattr(condition, '__name__', condition)} still {value!r} after {timeout}s")
+        time.sleep(interval)
+
+
 # --- leftovers of interrupted runs ------------------------------------------------------------
 
 
@@ -975,3 +991,4 @@ if __name__ == "__main__":
     a = ap.parse_args()
     for line in clean_stale(a.min_age, a.dry_run):
         print(("would remove " if a.dry_run else "removed ") + line)
+

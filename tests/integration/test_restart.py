@@ -129,3 +129,67 @@ def test_attached_stdin_container_survives_restart(berthd: harness.Berthd, busyb
         if client.stdin is not None:
             client.stdin.close()
     assert berthd.docker("rm", "-f", "catty").returncode == 0
+
+
+def _names_and_states(d: harness.Berthd) -> list[str]:
+    r = d.docker("ps", "-a", "--format", "{{.Names}} {{.State}}")
+    assert r.returncode == 0, r.stderr
+    return sorted(line for line in r.stdout.splitlines() if line)
+
+
+def test_restart_after_sigkill_while_rm_containers_exit(berthd: harness.Berthd, busybox_image: str) -> None:
+    """--rm containers that exit while a SIGKILLed daemon is down: the next start settles and
+    removes them all (it used to die in its restore loop, one failed start per container)."""
+    for i in range(3):
+        r = berthd.docker("run", "-d", "--rm", "--name", f"brief{i}", busybox_image, "sleep", "3")
+        assert r.returncode == 0, r.stderr
+    berthd.docker("run", "-d", "--name", "kept", busybox_image, "sh", "-c", "sleep 3; exit 4")
+    berthd.kill9()
+    time.sleep(6)  # they all exit while no daemon runs
+    berthd.start()  # DaemonError (with the log) if start-up fails
+    assert _names_and_states(berthd) == ["kept exited"]
+    assert berthd.docker("inspect", "-f", "{{.State.ExitCode}}", "kept").stdout.strip() == "4"
+    left = [p.name for p in (berthd.data_root / "containers").iterdir()]
+    assert len(left) == 1, f"the removed containers left their directories: {left}"
+    assert sorted(p.name for p in berthd.exec_root.iterdir() if len(p.name) == 64) == [], \
+        "exited containers left their monitor directories"
+
+
+@pytest.mark.parametrize("point", ["start.after-create", "start.after-save", "exit.after-save"])
+def test_rm_container_is_removed_after_a_crash(berthd: harness.Berthd, busybox_image: str, point: str) -> None:
+    """A --rm container whose start (or whose removal after its exit) was lost with the daemon
+    is removed at the next start, as dockerd removes every AutoRemove container that is not
+    running: it must not stay Created (or Exited) forever."""
+    berthd.stop()
+    berthd.env_extra["BERTH_CRASH_AT"] = point
+    berthd.start()
+    cmd = "true" if point == "exit.after-save" else "sleep 100"
+    berthd.docker("run", "-d", "--rm", "--name", "victim", busybox_image, *cmd.split())
+    harness.eventually(lambda: berthd.proc is not None and berthd.proc.poll() is not None, 10)
+    del berthd.env_extra["BERTH_CRASH_AT"]
+    berthd.start()
+    assert _names_and_states(berthd) == []
+    assert list((berthd.data_root / "containers").iterdir()) == []
+    assert _mounts_under(berthd.data_root) == []
+
+
+def test_rm_containers_settle_after_sigkill_under_load(berthd: harness.Berthd, busybox_image: str) -> None:
+    """SIGKILL while --rm containers are being created, started and are exiting: after the
+    next start none of them is left (created, exited or running-then-exited)."""
+    procs = [
+        subprocess.Popen(
+            ["docker", "run", "-d", "--rm", busybox_image, "sleep", "0.5"],
+            env=berthd.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        for _ in range(8)
+    ]
+    time.sleep(0.6)
+    berthd.kill9()
+    for p in procs:
+        p.wait(timeout=30)
+    time.sleep(1.5)
+    berthd.start()
+    # live ones (still in `sleep 0.5` when the daemon died) are watched again and removed at exit
+    harness.eventually(lambda: _names_and_states(berthd) == [], 10)
+    harness.eventually(lambda: list((berthd.data_root / "containers").iterdir()) == [], 5)
+    assert _mounts_under(berthd.data_root) == []

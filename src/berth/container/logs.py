@@ -18,6 +18,7 @@ Reading (tail, since/until, follow) is :mod:`berth.container.logreader`.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from json.encoder import encode_basestring
 
@@ -118,7 +119,7 @@ class LogWriter:
     with ``max_files`` 1 the file is emptied instead).
     """
 
-    __slots__ = ("_fd", "_partial", "path", "max_size", "max_files", "_size")
+    __slots__ = ("_fd", "_partial", "path", "max_size", "max_files", "_size", "_torn", "_dropping")
 
     def __init__(self, path: str, max_size: int = 0, max_files: int = 1) -> None:
         self.path = path
@@ -127,6 +128,8 @@ class LogWriter:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         self._size = os.fstat(self._fd).st_size
         self._partial: dict[int, bytes] = {1: b"", 2: b""}
+        self._torn = False  # a write failed midway through a record
+        self._dropping = False  # writes are failing (a full disk)
 
     def write(self, stream: int, data: bytes) -> None:
         """Log ``data`` read from stream 1 (stdout) or 2 (stderr)."""
@@ -192,10 +195,26 @@ class LogWriter:
 
     def _write_all(self, data: bytes | bytearray) -> None:
         view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
-        self._size += len(data)
+        try:
+            if self._torn:
+                os.write(self._fd, b"\n")  # end the record a failed write cut short
+                self._size += 1
+                self._torn = False
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+                self._size += n
+        except OSError as exc:
+            # A full disk (or a failing one) must not stop the container: like dockerd's
+            # json-file, drop what cannot be written and say so once per outage (monitor.log).
+            self._torn = len(view) < len(data)
+            if not self._dropping:
+                print(f"monitor: write log {self.path}: {exc.strerror}; dropping output", file=sys.stderr)
+            self._dropping = True
+            return
+        if self._dropping:
+            print(f"monitor: write log {self.path}: writing again", file=sys.stderr)
+            self._dropping = False
 
     def _rotate(self) -> None:
         os.close(self._fd)

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from berth.engine import Job
+from berth.errors import BerthError, Conflict
 
 if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon
 
 CHUNK = 256 * 1024
+log = logging.getLogger("berth.daemon")
 
 
 async def _stream_file_from(d: Daemon, job: Job, write: Callable[[BinaryIO], None]) -> None:
@@ -63,8 +66,11 @@ async def commit(d: Daemon, job: Job) -> dict[str, str]:
     session = d.sessions.get(c.id)
     paused_here = False
     if job.args.get("pause", True) and c.state.status == "running" and session and session.handle:
-        await session.handle.pause()  # a consistent snapshot, as docker commit does by default
-        paused_here = True
+        try:
+            await session.handle.pause()  # a consistent snapshot, as docker commit does by default
+            paused_here = True
+        except Conflict:
+            pass  # it exited meanwhile (not yet settled): its files are at rest, nothing to pause
     try:
         image_id = await asyncio.to_thread(
             d.graph.commit, c.id, repo_tag, list(job.args.get("changes") or []), job.args.get("comment") or "",
@@ -72,7 +78,10 @@ async def commit(d: Daemon, job: Job) -> dict[str, str]:
         )
     finally:
         if paused_here and session and session.handle:
-            await session.handle.resume()
+            try:
+                await session.handle.resume()
+            except Conflict:
+                pass  # killed while frozen: nothing is left to thaw
     d.publish(c, "commit")
     return {"Id": image_id}
 
@@ -113,8 +122,13 @@ async def container_prune(d: Daemon, job: Job) -> dict[str, Any]:
             continue
         if not all(matches_filter(c, k, v, d) for k, v in filters.items() if k in ("label", "label!", "until")):
             continue
-        reclaimed += await asyncio.to_thread(d.graph.rw_size, c.id)
-        await remove_container(d, c, force=False)
+        try:
+            size = await asyncio.to_thread(d.graph.rw_size, c.id)
+            await remove_container(d, c, force=False)
+        except (BerthError, OSError) as exc:
+            log.warning("container prune: %s", exc)  # dockerd too goes on with the others
+            continue
+        reclaimed += size
         deleted.append(c.id)
     return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 

@@ -6,11 +6,13 @@ import asyncio
 import json
 import secrets
 import shutil
+import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from berth.container.record import Container, now_rfc3339, parse_rfc3339
 from berth.daemon import createconfig, mountspec, volumes
+from berth.daemon.failures import translate
 from berth.daemon.faults import crash_point
 from berth.daemon.names import random_name
 from berth.engine import Job
@@ -178,6 +180,12 @@ async def rename(d: Daemon, job: Job) -> None:
 
 
 async def remove_container(d: Daemon, c: Container, force: bool, remove_volumes: bool = False) -> None:
+    """Stop (with ``force``), then delete the container's files, then its record.
+
+    Files go first: they are what frees space on a full disk, where the record's deletion
+    (a database write) could not happen before; a daemon killed in between finds a record
+    without files at start-up and finishes the removal. A removal that fails leaves the
+    container ``dead`` (as dockerd does), and ``rm`` may be tried again."""
     if c.state.running:
         if not force:
             raise Conflict(
@@ -187,17 +195,36 @@ async def remove_container(d: Daemon, c: Container, force: bool, remove_volumes:
         from berth.daemon.lifecycle import stop_container
 
         await stop_container(d, c, 0, "KILL")
+    under_way = d.removals.get(c.id)
+    if under_way is not None:
+        await asyncio.shield(under_way)  # the removal under way (--rm after the kill) decides
     if c.id not in d.containers:
-        return  # removed meanwhile (--rm after the kill)
-    d.store.delete(c.id)
+        return  # removed meanwhile
+    if c.state.running:  # started again while we waited for the stop
+        raise Conflict(f"cannot remove container {c.id}: it was started again")
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    d.removals[c.id] = done
+    c.state.status = "removing"  # in memory only: start refuses it, ps shows it
+    try:
+        await d.driver.cleanup(c.id)
+        await asyncio.to_thread(d.graph.remove_rw, c.id)
+        await asyncio.to_thread(shutil.rmtree, c.dir, True)
+        crash_point("remove.after-files")
+        await asyncio.to_thread(d.store.delete, c.id)
+    except BaseException as exc:
+        c.state.status = "dead"
+        if isinstance(exc, OSError | sqlite3.Error):
+            raise translate("container.remove", exc, d.store.path) from exc
+        raise
+    finally:
+        del d.removals[c.id]
+        done.set_result(None)
     d.containers.pop(c.id, None)
+    d.unsaved.discard(c.id)
     d.sessions.pop(c.id, None)
     d.start_locks.pop(c.id, None)
     for eid in c.exec_ids:
         d.execs.pop(eid, None)
-    await d.driver.cleanup(c.id)
-    await asyncio.to_thread(d.graph.remove_rw, c.id)
-    await asyncio.to_thread(shutil.rmtree, c.dir, True)
     d.publish(c, "destroy")
     if remove_volumes:
         volumes.remove_anonymous(d, c)

@@ -17,6 +17,7 @@ import functools
 import importlib
 import logging
 import shutil
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -24,13 +25,15 @@ from typing import Any
 
 from berth.container.record import Container
 from berth.daemon.config import DaemonConfig
+from berth.daemon.failures import translate
 from berth.daemon.live import Session
 from berth.daemon.store import ContainerStore
 from berth.daemon.volumestore import VolumeStore
 from berth.engine import Engine, Job
-from berth.errors import NotFound
+from berth.errors import BerthError, NotFound, SystemFailure
 
 log = logging.getLogger("berth.daemon")
+UNSAVED_RETRY = 2.0  # seconds between attempts to store records the database refused
 
 
 class Daemon:
@@ -43,7 +46,10 @@ class Daemon:
         self.execs: dict[str, Any] = {}
         self.waiters: dict[str, list[tuple[str, asyncio.Future[int]]]] = {}
         self.reserved_names: dict[str, str] = {}  # name -> id, while a create is under way
-        self.start_locks: dict[str, asyncio.Lock] = {}
+        self.start_locks: dict[str, asyncio.Lock] = {}  # start and exit settlement, per container
+        self.removals: dict[str, asyncio.Future[None]] = {}  # id -> done, while a removal is under way
+        self.unsaved: set[str] = set()  # records whose last change the database refused (disk full)
+        self._retry: asyncio.Task[Any] | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.store: ContainerStore
         self.volumes: VolumeStore
@@ -83,6 +89,7 @@ class Daemon:
         await self._restore()
 
     async def shutdown(self) -> None:
+        self._flush_unsaved()
         for session in list(self.sessions.values()):
             session.detach()
         for task in list(self.tasks):
@@ -93,25 +100,56 @@ class Daemon:
         self.volumes.close()
 
     async def _restore(self) -> None:
-        """Reconnect to containers that kept running while we were away; settle the rest."""
-        from berth.daemon.lifecycle import attach_live, settle_exit
-        from berth.drivers.exec.model import ExitStatus
+        """Reconnect to containers that kept running while we were away; settle the rest.
 
+        Each container is restored on its own: one that cannot be (its exit cannot be
+        recorded on a full disk, its files are damaged) is logged and left as it is, and the
+        daemon starts anyway. ``--rm`` containers that are not running any more are removed,
+        as dockerd does at start-up: the exited ones, and those whose start was lost with the
+        daemon (created, never started).
+        """
         known = {c.id: c for c in self.store.all()}
-        self.containers = known
+        self.containers = dict(known)
         # Containers whose create was interrupted before the record was written.
         for path in (self.cfg.data_root / "containers").iterdir():
             if path.name not in known:
                 log.warning("removing leftovers of an unfinished create: %s", path.name)
-                await asyncio.to_thread(self.graph.remove_rw, path.name)
+                try:
+                    await asyncio.to_thread(self.graph.remove_rw, path.name)
+                except (BerthError, OSError, sqlite3.Error) as exc:
+                    log.error("remove the layer of unfinished create %s: %s", path.name[:12], exc)
+                    continue
                 shutil.rmtree(path, ignore_errors=True)
-        for c in known.values():
-            if c.state.status in ("running", "paused", "restarting"):
-                result = await self.driver.reconnect(c.id)
-                if isinstance(result, ExitStatus):
-                    await settle_exit(self, c, result)
-                else:
-                    attach_live(self, c, result)
+        for c in list(known.values()):  # settling may remove containers from self.containers
+            try:
+                await self._restore_one(c)
+            except (BerthError, OSError, sqlite3.Error) as exc:
+                log.error("restore container %s: %s", c.id[:12], exc)
+
+    async def _restore_one(self, c: Container) -> None:
+        from berth.daemon.containers import remove_container
+        from berth.daemon.lifecycle import attach_live, settle_exit
+        from berth.drivers.exec.model import ExitStatus
+
+        if not Path(c.dir).exists() or c.state.status in ("removing", "dead"):
+            # a removal deletes the files first and the record last: finish the one that the
+            # daemon's death interrupted (dockerd leaves it "dead" for the user to remove)
+            log.warning("finishing the interrupted removal of container %s", c.id[:12])
+            c.state.status = "dead"
+            await remove_container(self, c, force=True)
+            return
+        if c.state.status in ("running", "paused", "restarting"):
+            result = await self.driver.reconnect(c.id)
+            if isinstance(result, ExitStatus):
+                await settle_exit(self, c, result)  # removes a --rm container
+            else:
+                attach_live(self, c, result)
+            return
+        if c.host_config.get("AutoRemove"):
+            await remove_container(self, c, force=True, remove_volumes=True)
+            return
+        # a start lost with the daemon leaves its monitor's directory (exit.json) behind
+        await self.driver.cleanup(c.id)
 
     def _register(self) -> None:
         from berth.daemon import (
@@ -129,7 +167,22 @@ class Daemon:
 
         for module in (containers, lifecycle, streams, stats, execs, images, registry, archives, volumes, system):
             for name, fn in module.HANDLERS.items():
-                self.engine.register(name, functools.partial(fn, self))
+                self.engine.register(name, self._translating(name, functools.partial(fn, self)))
+
+    def _translating(self, name: str, fn: Callable[[Job], Awaitable[Any]]) -> Callable[[Job], Awaitable[Any]]:
+        """The one boundary where a handler's raw OSError or sqlite3.Error becomes a berth
+        error with Docker's kind of text (``write .../berth.db: no space left on device``)."""
+        db = self.cfg.data_root / "berth.db"
+
+        async def run(job: Job) -> Any:
+            try:
+                return await fn(job)
+            except ConnectionError:
+                raise  # a client that went away: the server knows what to do
+            except (OSError, sqlite3.Error) as exc:
+                raise translate(name, exc, db) from exc
+
+        return run
 
     # -- helpers for the handlers ---------------------------------------------------------
     def find(self, ref: str) -> Container:
@@ -152,8 +205,39 @@ class Daemon:
         return self.sessions[cid]
 
     def save(self, c: Container, new: bool = False) -> None:
+        """Store the record in one transaction; SystemFailure when the database refuses."""
         self.store.put(c, new=new)
         self.containers[c.id] = c
+        self.unsaved.discard(c.id)
+
+    def persist(self, c: Container) -> None:
+        """Store a change that has happened whatever the database says (an exit, a failed
+        start). When it refuses (a full disk), the change stays in memory, is logged, and
+        is written in the background as soon as the database takes it again."""
+        try:
+            self.save(c)
+        except SystemFailure as exc:
+            log.error("%s (kept in memory; retrying)", exc)
+            self.unsaved.add(c.id)
+            if self._retry is None or self._retry.done():
+                self._retry = self.spawn(self._retry_unsaved(), "write records the database refused")
+
+    async def _retry_unsaved(self) -> None:
+        while self.unsaved:
+            await asyncio.sleep(UNSAVED_RETRY)
+            self._flush_unsaved()
+
+    def _flush_unsaved(self) -> None:
+        for cid in list(self.unsaved):
+            c = self.containers.get(cid)
+            if c is None:
+                self.unsaved.discard(cid)  # removed meanwhile
+                continue
+            try:
+                self.save(c)
+            except SystemFailure:
+                return  # still refused: try again later
+            log.info("stored the record of container %s that the database had refused", cid[:12])
 
     def spawn(self, coro: Awaitable[Any], what: str) -> asyncio.Task[Any]:
         """Background work belongs to the daemon's task set; failures are logged, not lost."""

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import signal
 
-POINTS = ("create.after-rw", "start.after-create", "start.after-save")
+POINTS = (
+    "create.after-rw", "start.after-create", "start.after-save", "exit.after-save", "remove.after-files",
+)
 
 
 def crash_point(name: str) -> None:

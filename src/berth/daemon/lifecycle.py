@@ -5,11 +5,19 @@ the rootfs mount plan, and has the exec driver create the container through its 
 process runs only after the attached streams are bound (``Session.started``), so no early
 output is lost. One watcher task per run waits for the exit and settles it (state, waiters,
 events, ``--rm``).
+
+Settling an exit holds the container's start lock and tears the run down (the monitor's
+directory and cgroup) *before* the exit is visible: a ``restart`` or a ``kill`` that waits for
+the exit finds the old run gone, and a new start cannot lose its files to the old run's
+cleanup. A start whose process cannot be exec'd after the init's barrier (a missing
+interpreter, a binary for another architecture) is settled as an exit with the runtime's
+127/126 and text, so ``wait`` returns and ``--rm`` removes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import signal as signals
@@ -22,12 +30,22 @@ from berth.daemon.live import Attacher
 from berth.daemon.users import resolve_user
 from berth.daemon.volumes import make_bind_sources
 from berth.engine import Job
-from berth.errors import Conflict, ContainerStartError, InvalidParameter, NotFound, NotModified
+from berth.errors import (
+    BerthError,
+    Conflict,
+    ContainerStartError,
+    InvalidParameter,
+    NotFound,
+    NotModified,
+    SystemFailure,
+)
 
 if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon
 
 log = logging.getLogger("berth.daemon")
+KILL_SETTLE_TIMEOUT = 10.0  # seconds a SIGKILL waits for the exit to be settled
+START_EXIT_TIMEOUT = 10.0  # seconds to wait for the exit of an init whose exec failed
 
 
 def parse_signal(text: str, default: int = signals.SIGKILL) -> int:
@@ -73,11 +91,14 @@ async def _spawn(d: Daemon, c: Container) -> Any:
     return await d.driver.create(request)
 
 
+def start_lock(d: Daemon, cid: str) -> asyncio.Lock:
+    return d.start_locks.setdefault(cid, asyncio.Lock())
+
+
 async def start_container(d: Daemon, c: Container) -> None:
     # One start at a time per container: a second concurrent start waits, then finds the
     # container running (304) instead of spawning a second monitor for the same id.
-    lock = d.start_locks.setdefault(c.id, asyncio.Lock())
-    async with lock:
+    async with start_lock(d, c.id):
         await _start_locked(d, c)
 
 
@@ -88,17 +109,30 @@ async def _start_locked(d: Daemon, c: Container) -> None:
         raise Conflict("cannot start a paused container, try unpause instead")
     if c.state.running:
         raise NotModified("container already started")
+    if c.state.status in ("removing", "dead"):
+        raise Conflict(f"cannot start container {c.id}: it is {c.state.status}")
     session = d.session(c.id)
     try:
         handle = await _spawn(d, c)
     except ContainerStartError as exc:
         c.state.start_failed(exc.exit_code, exc.message)
-        d.save(c)
+        d.persist(c)
         await _fail_waiters_on_start_error(d, c, exc.exit_code)
-        raise
+        if exc.exit_code in (126, 127):
+            raise
+        # dockerd: 400 for a command that is missing or cannot run, 500 for any other failure
+        raise SystemFailure(exc.message) from exc
     crash_point("start.after-create")
+    before = dataclasses.replace(c.state)
     c.state.to_running(handle.pid)
-    d.save(c)
+    try:
+        d.save(c)
+    except SystemFailure:
+        # the record cannot say "running" (a full disk): do not run it; before its start the
+        # monitor kills the init when the daemon lets go
+        c.state = before
+        await handle.close()
+        raise
     crash_point("start.after-save")
     await session.started(handle)
     size = c.host_config.get("ConsoleSize") or [0, 0]
@@ -106,9 +140,28 @@ async def _start_locked(d: Daemon, c: Container) -> None:
         # API ≥ 1.42 clients send the terminal size at create; it must be set before the
         # process runs (`docker run -it ... stty size` reads it at once).
         await handle.resize(int(size[0]), int(size[1]))
-    await handle.start()
+    try:
+        await handle.start()
+    except ContainerStartError as exc:
+        # The init could not exec the process after its barrier: it exits with 127/126; that
+        # is this run's exit (dockerd: the runtime's text and code), then --rm removes.
+        await _settle_failed_exec(d, c, handle, exc)
+        await _fail_waiters_on_start_error(d, c, exc.exit_code)
+        raise
     d.publish(c, "start")
     d.spawn(_watch(d, c, handle), f"watch container {c.id[:12]}")
+
+
+async def _settle_failed_exec(d: Daemon, c: Container, handle: Any, exc: ContainerStartError) -> None:
+    from berth.drivers.exec.model import ExitStatus
+
+    finished = ""
+    try:
+        finished = (await asyncio.wait_for(handle.wait(), START_EXIT_TIMEOUT)).finished_at
+    except TimeoutError:
+        await handle.close()  # not started: the monitor kills the init when the daemon lets go
+    await d.session(c.id).drained()
+    await _settle_locked(d, c, ExitStatus(exc.exit_code, False, finished, exc.message))
 
 
 async def _fail_waiters_on_start_error(d: Daemon, c: Container, code: int) -> None:
@@ -135,6 +188,26 @@ async def _watch(d: Daemon, c: Container, handle: Any) -> None:
 
 
 async def settle_exit(d: Daemon, c: Container, status: Any) -> None:
+    """Record the exit of the container's run, then remove a ``--rm`` container."""
+    async with start_lock(d, c.id):
+        await _settle_locked(d, c, status)
+    if c.host_config.get("AutoRemove") and c.id in d.containers and not c.state.running:
+        from berth.daemon.containers import remove_container
+
+        await remove_container(d, c, force=True, remove_volumes=True)
+
+
+async def _settle_locked(d: Daemon, c: Container, status: Any) -> None:
+    """Tear the run down, then make the exit visible (state, stop/kill waiters, events, wait).
+
+    Nothing here may keep the exit from being recorded: a cleanup that fails is logged, and a
+    record the database refuses (a full disk) stays in memory until it can be written."""
+    if not c.state.running:
+        return  # settled already (the watcher and a stop that found the monitor gone)
+    try:
+        await d.driver.cleanup(c.id)
+    except (BerthError, OSError) as exc:
+        log.error("clean up after container %s exited: %s", c.id[:12], exc)
     c.state.to_exited(
         status.exit_code,
         oom_killed=bool(getattr(status, "oom_killed", False)),
@@ -147,20 +220,16 @@ async def settle_exit(d: Daemon, c: Container, status: Any) -> None:
         if ex is not None and not ex.running:
             del d.execs[eid]
     c.exec_ids = [eid for eid in c.exec_ids if eid in d.execs]
-    d.save(c)
+    d.persist(c)
+    crash_point("exit.after-save")
     session = d.sessions.get(c.id)
     if session is not None:
         session.finish_run()
-    await d.driver.cleanup(c.id)
     if c.state.oom_killed:
         d.publish(c, "oom")
     d.publish(c, "die", {"exitCode": str(status.exit_code)})
     for condition in ("next-exit", "not-running"):
         _resolve_waiters(d, c.id, condition, status.exit_code)
-    if c.host_config.get("AutoRemove"):
-        from berth.daemon.containers import remove_container
-
-        await remove_container(d, c, force=True, remove_volumes=True)
 
 
 def _resolve_waiters(d: Daemon, cid: str, condition: str, code: int) -> None:
@@ -240,10 +309,18 @@ async def restart(d: Daemon, job: Job) -> None:
 async def kill(d: Daemon, job: Job) -> None:
     c = d.find(job.args["id"])
     sig = parse_signal(job.args.get("signal", ""))
-    if not c.state.running or d.session(c.id).handle is None:
+    session = d.session(c.id)
+    if not c.state.running or session.handle is None:
         raise Conflict(f"Cannot kill container: {job.args['id']}: Container {c.id} is not running")
-    await d.session(c.id).handle.signal(sig)
+    done = session.run_done
+    await session.handle.signal(sig)
     d.publish(c, "kill", {"signal": str(sig)})
+    if sig == signals.SIGKILL:
+        # dockerd's kill with SIGKILL returns once the container is dead (State.Running false)
+        try:
+            await asyncio.wait_for(done.wait(), KILL_SETTLE_TIMEOUT)
+        except TimeoutError:
+            log.warning("kill container %s: no exit within %g s of SIGKILL", c.id[:12], KILL_SETTLE_TIMEOUT)
 
 
 async def pause(d: Daemon, job: Job) -> None:

@@ -37,8 +37,13 @@ def lock_data_root(cfg: DaemonConfig) -> int:
             f"another berthd (pid {holder}) is using the data root {cfg.data_root}; "
             "stop it, or give this daemon its own --data-root"
         ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    pid = f"{os.getpid()}\n".encode()
+    try:
+        # write over the old pid, then cut: rewriting the block the file has needs no new space
+        os.pwrite(fd, pid, 0)
+        os.ftruncate(fd, len(pid))
+    except OSError as exc:  # a full data root: the pid is only for the message above
+        log.warning("write the pid into %s: %s", path, exc.strerror)
     return fd
 
 

@@ -16,13 +16,15 @@ import threading
 from pathlib import Path
 
 from berth.container.record import Container
-from berth.errors import Conflict
+from berth.daemon.failures import db_error_text
+from berth.errors import Conflict, SystemFailure
 
 SCHEMA_VERSION = 1
 
 
 class ContainerStore:
     def __init__(self, path: Path) -> None:
+        self.path = path
         self._lock = threading.Lock()
         self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -49,10 +51,16 @@ class ContainerStore:
                     )
             except sqlite3.IntegrityError as exc:
                 raise Conflict(f"store container {c.id[:12]}: name {c.name!r} is taken") from exc
+            except sqlite3.Error as exc:  # a full disk, mostly: the caller decides what to keep
+                raise SystemFailure(f"store container {c.id[:12]}: {db_error_text(exc, self.path)}") from exc
 
     def delete(self, cid: str) -> None:
         with self._lock:
-            self.db.execute("DELETE FROM containers WHERE id = ?", (cid,))
+            try:
+                self.db.execute("DELETE FROM containers WHERE id = ?", (cid,))
+            except sqlite3.Error as exc:
+                raise SystemFailure(f"remove container {cid[:12]} from the store: "
+                                    f"{db_error_text(exc, self.path)}") from exc
 
     def all(self) -> list[Container]:
         with self._lock:

@@ -246,8 +246,10 @@ class Cgroup:
         for path in self.paths():
             try:
                 found.update(int(line) for line in _read(path / "cgroup.procs").split())
-            except FileNotFoundError:
-                continue
+            except OSError as exc:
+                if exc.errno not in _GONE:
+                    raise
+                continue  # removed (ENODEV: removed between open and read, by its monitor)
         return sorted(found)
 
     # ---- freezer ------------------------------------------------------------------------
@@ -372,7 +374,9 @@ class Cgroup:
     def _is_frozen_quietly(self) -> bool:
         try:
             return self.frozen()
-        except FileNotFoundError:
+        except OSError as exc:
+            if exc.errno not in _GONE:
+                raise
             return False
 
     def _rmdirs(self, deadline: float | None = None) -> None:
@@ -458,6 +462,9 @@ def _keyed(text: str) -> dict[str, int]:
         if value.strip().isdigit():
             out[key] = int(value)
     return out
+
+
+_GONE = (errno.ENOENT, errno.ENODEV)  # a cgroup file of a cgroup that was removed
 
 
 def _read(path: Path) -> str:

@@ -11,6 +11,7 @@ after, so the forked child is already pid 1 (or a member) and no double fork is 
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import resource
@@ -85,7 +86,10 @@ def run_init(
     if os.read(barrier_fd, 1) == b"":
         os._exit(EXIT_OTHER)  # the parent went away or aborted: do not run the process
     os.close(barrier_fd)
-    _exec(path, spec.process.args, env, report_fd)
+    # After the barrier the container has started: an execve that fails now (a missing
+    # interpreter, a binary for another architecture) is the process's own failure, as with
+    # runc: its text goes to the container's stderr and it exits 127/126.
+    _exec(path, spec.process.args, env, report_fd, started=True)
 
 
 def run_exec(
@@ -285,6 +289,11 @@ def _environment(process: Process) -> dict[str, str]:
     env: dict[str, str] = {}
     for entry in process.env:
         key, sep, value = entry.partition("=")
+        if "\0" in entry:  # execve cannot pass it; runc refuses it before the process runs
+            part = "name" if "\0" in key else "value"
+            raise ContainerInitError(
+                f"environment variable {part} can't contain null(\\x00): {_go_quote(entry)}", EXIT_OTHER
+            )
         if sep and key:
             env[key] = value
     env.setdefault("PATH", process.path_env)
@@ -293,7 +302,9 @@ def _environment(process: Process) -> dict[str, str]:
     return env
 
 
-def _exec(path: str, args: tuple[str, ...], env: dict[str, str], report_fd: int) -> NoReturn:
+def _exec(path: str, args: tuple[str, ...], env: dict[str, str], report_fd: int, started: bool = False) -> NoReturn:
+    """execve; its failure is reported on ``report_fd`` (a start error), or, once the container
+    has ``started`` (after init's barrier), printed on stderr as the process's exit 127/126."""
     try:
         # Python ignores SIGPIPE/SIGXFSZ and the caller may ignore more; ignored dispositions
         # survive execve, so reset every signal and unblock them all.
@@ -304,20 +315,44 @@ def _exec(path: str, args: tuple[str, ...], env: dict[str, str], report_fd: int)
                 except (OSError, ValueError):
                     continue  # signals the kernel reserves (32, 33) cannot be changed: fine
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        if any("\0" in arg for arg in args):
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))  # as execve(2) would see it
         os.execve(path, list(args), env)
     except OSError as exc:
-        code = exc.errno or 0
+        code = exc.errno or errno.EINVAL
+        if started:
+            _exit_printing(f"exec {path}: {executable.go_strerror(code)}", executable.exit_code_for(code))
         _die(
             report_fd,
             ContainerInitError(
                 f'exec: "{args[0]}": {executable.go_strerror(code)}'
-                if code != 2
+                if code != errno.ENOENT
                 else f'exec: "{args[0]}": stat {path}: {executable.go_strerror(code)}',
                 executable.exit_code_for(code),
             ),
         )
     except BaseException as exc:
         _die(report_fd, exc)
+
+
+def _exit_printing(message: str, code: int) -> NoReturn:
+    try:
+        os.write(2, message.encode("utf-8", "replace") + b"\n")
+    finally:
+        os._exit(code)
+
+
+def _go_quote(text: str) -> str:
+    """Go's %q for the ASCII cases runc's messages quote: ``"A=b\\x00c"``."""
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+    return '"' + "".join(out) + '"'
 
 
 def _syscall(op: str, obj: str, fn, *args) -> None:  # type: ignore[no-untyped-def]
