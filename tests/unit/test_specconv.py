@@ -66,7 +66,8 @@ def test_host_config_knobs() -> None:
 
 
 def test_resources_follow_docker() -> None:
-    assert resources({"CpuQuota": 50000, "CpuPeriod": 100000}).nano_cpus == 500_000_000
+    r = resources({"CpuQuota": 50000, "CpuPeriod": 100000})  # written as given, as dockerd
+    assert (r.cpu_quota, r.cpu_period, r.nano_cpus) == (50000, 100000, None)
     assert resources({"Memory": 1 << 30, "MemorySwap": -1}).memory_swap == -1
     assert resources({"Memory": 1 << 30}).memory_swap is None  # no swap beyond the limit
     assert resources({"MemorySwap": 1 << 30}).memory_swap is None  # swap without memory means nothing

@@ -147,4 +147,6 @@ def merge(body: dict[str, Any], image: dict[str, Any]) -> tuple[dict[str, Any], 
         host["PidsLimit"] = None  # 0 and -1 mean unlimited
     if host.get("Memory") and 0 < host["Memory"] < 6 * 1024 * 1024:
         raise InvalidParameter("Minimum memory limit allowed is 6MB")
+    if host.get("Memory", 0) > 0 and not host.get("MemorySwap"):
+        host["MemorySwap"] = 2 * host["Memory"]  # dockerd's default: as much swap as memory
     return config, host

@@ -162,10 +162,12 @@ class Daemon:
             stats,
             streams,
             system,
+            update,
             volumes,
         )
 
-        for module in (containers, lifecycle, streams, stats, execs, images, registry, archives, volumes, system):
+        for module in (containers, lifecycle, streams, stats, execs, images, registry, archives, volumes, system,
+                       update):
             for name, fn in module.HANDLERS.items():
                 self.engine.register(name, self._translating(name, functools.partial(fn, self)))
 

@@ -21,19 +21,23 @@ NO_NEW_PRIVILEGES = ("no-new-privileges", "no-new-privileges:true", "no-new-priv
 
 
 def resources(host: dict[str, Any]) -> Resources:
-    """Docker's limits: -m, --memory-swap (-1 unlimited; unset = no swap), --cpus (or the
-    old quota/period pair), --pids-limit, --cpu-shares."""
-    nano_cpus = host.get("NanoCpus") or None
-    if not nano_cpus and host.get("CpuQuota") and host.get("CpuPeriod"):
-        nano_cpus = int(host["CpuQuota"] * 1_000_000_000 // host["CpuPeriod"])
+    """Docker's limits: -m, --memory-swap (-1 unlimited; unset = no swap), --memory-reservation,
+    --cpus (or --cpu-quota/--cpu-period as given), --cpuset-cpus/-mems, --pids-limit,
+    --cpu-shares, --blkio-weight."""
     memory = host.get("Memory") or None
     swap = host.get("MemorySwap") or None
     return Resources(
         memory=memory,
-        nano_cpus=nano_cpus,
+        nano_cpus=host.get("NanoCpus") or None,
         pids_limit=host.get("PidsLimit") or None,
         cpu_shares=host.get("CpuShares") or None,
         memory_swap=swap if memory else None,
+        cpu_quota=host.get("CpuQuota") or None,
+        cpu_period=host.get("CpuPeriod") or None,
+        cpuset_cpus=host.get("CpusetCpus") or None,
+        cpuset_mems=host.get("CpusetMems") or None,
+        memory_reservation=host.get("MemoryReservation") or None,
+        blkio_weight=host.get("BlkioWeight") or None,
     )
 
 

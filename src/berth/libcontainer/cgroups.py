@@ -77,6 +77,8 @@ class Resources:
     cpu_period: int | None = None  # µs
     cpuset_cpus: str | None = None  # e.g. "0-1,3"
     cpuset_mems: str | None = None
+    memory_reservation: int | None = None  # soft limit: memory.soft_limit_in_bytes / memory.low
+    blkio_weight: int | None = None  # 10..1000: blkio.weight / io.weight (where the host has it)
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,11 @@ class Cgroup:
         pids = self._dir("pids")
         if pids is not None and r.pids_limit is not None:
             _write(pids / "pids.max", "max" if r.pids_limit <= 0 else r.pids_limit)
+        if mem is not None and r.memory_reservation:
+            _write(mem / "memory.soft_limit_in_bytes", r.memory_reservation)
+        blkio = self._dir("blkio")
+        if blkio is not None and r.blkio_weight:
+            _write_first((blkio / "blkio.weight", blkio / "blkio.bfq.weight"), r.blkio_weight)
         dev = self._dir("devices")
         if dev is not None and r.device_rules != ALLOW_ALL_DEVICES:
             _write(dev / "devices.deny", "a")
@@ -183,7 +190,7 @@ class Cgroup:
 
     def _create_v2(self, r: Resources) -> None:
         wanted = []
-        if r.memory is not None:
+        if r.memory is not None or r.memory_reservation:
             wanted.append("memory")
         if r.nano_cpus or r.cpu_shares or r.cpu_quota or r.cpu_period:
             wanted.append("cpu")
@@ -191,6 +198,8 @@ class Cgroup:
             wanted.append("cpuset")
         if r.pids_limit is not None:
             wanted.append("pids")
+        if r.blkio_weight:
+            wanted.append("io")
         parts = self.name.split("/")
         here = self.root
         for part in parts:
@@ -232,6 +241,10 @@ class Cgroup:
             _write(leaf / "cpuset.mems", r.cpuset_mems)
         if r.pids_limit is not None:
             _write(leaf / "pids.max", "max" if r.pids_limit <= 0 else r.pids_limit)
+        if r.memory_reservation:
+            _write(leaf / "memory.low", r.memory_reservation)
+        if r.blkio_weight:  # blkio's 10..1000 onto io.weight's 1..10000, as runc
+            _write_first((leaf / "io.bfq.weight", leaf / "io.weight"), 1 + (r.blkio_weight - 10) * 9999 // 990)
 
     def add(self, pid: int) -> None:
         """Move ``pid`` (0 = the calling process) into the cgroup in every hierarchy."""
@@ -485,6 +498,14 @@ def _write(path: Path, value: object) -> None:
             f.write(str(value))
     except OSError as exc:
         raise SystemFailure(f"write {str(value)!r} to '{path}': {exc.strerror}") from exc
+
+
+def _write_first(paths: tuple[Path, ...], value: object) -> None:
+    """Write the first of these files that exists (the kernel offers one or the other)."""
+    for path in paths:
+        if path.exists():
+            _write(path, value)
+            return
 
 
 def _write_optional(path: Path, value: object) -> None:

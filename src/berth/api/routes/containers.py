@@ -91,6 +91,13 @@ async def rename(request: web.Request) -> web.Response:
     return await _no_content(request, "container.rename", name=request.query.get("name", ""))
 
 
+@route("POST", "/containers/{id}/update")
+async def update(request: web.Request) -> web.Response:
+    body = await json_request(request)
+    result = await engine_of(request).job("container.update", id=request.match_info["id"], config=body)
+    return reply(result)
+
+
 @route("POST", "/containers/{id}/resize")
 async def resize(request: web.Request) -> web.Response:
     await engine_of(request).job(

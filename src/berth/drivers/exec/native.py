@@ -34,8 +34,10 @@ from berth.container import protocol as P
 from berth.drivers.exec.channel import MonitorChannel, hello
 from berth.drivers.exec.handle import Handle, read_exit_file
 from berth.drivers.exec.model import CreateRequest, ExitStatus
-from berth.errors import ContainerStartError, SystemFailure, Unavailable
+from berth.errors import Conflict, ContainerStartError, SystemFailure, Unavailable
+from berth.libcontainer import cgroupupdate
 from berth.libcontainer.cgroups import Cgroup, Stats
+from berth.libcontainer.cgroupupdate import ResourceUpdate
 
 log = logging.getLogger(__name__)
 SUN_PATH_MAX = 107  # sockaddr_un.sun_path holds 108 bytes with the NUL
@@ -245,6 +247,13 @@ class NativeDriver:
         """Host pids of every process in the container's cgroup (``docker top``)."""
         cg = Cgroup(self.cgroup_name(cid), self.cgroup_root)
         return await asyncio.to_thread(cg.pids) if cg.exists() else []
+
+    async def update(self, cid: str, update: ResourceUpdate) -> None:
+        """Change the limits of a running container's cgroup (``docker update``)."""
+        cg = Cgroup(self.cgroup_name(cid), self.cgroup_root)
+        if not cg.exists():
+            raise Conflict(f"container {cid} has no cgroup: it is not running")
+        await asyncio.to_thread(cgroupupdate.apply, cg, update)
 
     async def stats(self, cid: str) -> Stats | None:
         """CPU, memory and pids accounting of the container's cgroup (``docker stats``)."""

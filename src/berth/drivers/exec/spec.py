@@ -193,16 +193,26 @@ def resources_to_oci(res: Resources | None) -> dict[str, Any]:
     pids_limit = getattr(res, "pids_limit", None)
     if memory:
         out["memory"] = {"limit": memory}
-    cpu: dict[str, int] = {}
+        if getattr(res, "memory_swap", None):
+            out["memory"]["swap"] = res.memory_swap
+    if getattr(res, "memory_reservation", None):
+        out.setdefault("memory", {})["reservation"] = res.memory_reservation
+    cpu: dict[str, Any] = {}
     if cpu_shares:
         cpu["shares"] = cpu_shares
     if nano_cpus:
         cpu["quota"] = nano_cpus * CPU_PERIOD // 1_000_000_000
         cpu["period"] = CPU_PERIOD
+    for field, key in (("cpu_quota", "quota"), ("cpu_period", "period"), ("cpuset_cpus", "cpus"),
+                       ("cpuset_mems", "mems")):
+        if getattr(res, field, None):
+            cpu[key] = getattr(res, field)
     if cpu:
         out["cpu"] = cpu
     if pids_limit:
         out["pids"] = {"limit": pids_limit}
+    if getattr(res, "blkio_weight", None):
+        out["blockIO"] = {"weight": res.blkio_weight}
     return out
 
 
