@@ -6,7 +6,9 @@
 #
 # System packages: busybox-static (the offline base image), runc (the oci exec driver),
 # nftables and iproute2 (the network driver), skopeo and docker-registry (the CNCF registry:
-# independent registry clients and a peer server for the registry tests), openssl (test certificates). Output is quiet; errors are shown in full.
+# independent registry clients and a peer server for the registry tests), openssl (test certificates),
+# gcc and libc6-dev (the seccomp tests build a small static syscall probe). Output is quiet; errors
+# are shown in full.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -14,7 +16,7 @@ with_reference=0
 for arg in "$@"; do
     case "$arg" in
         --with-reference) with_reference=1 ;;
-        -h|--help) sed -n '2,9p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        -h|--help) sed -n '2,10p' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) echo "setup.sh: unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
@@ -37,7 +39,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # --- system packages --------------------------------------------------------------------------
-pkgs=(busybox-static runc nftables iproute2 util-linux skopeo docker-registry openssl)
+pkgs=(busybox-static runc nftables iproute2 util-linux skopeo docker-registry openssl gcc libc6-dev)
 [ "$with_reference" = 1 ] && pkgs+=(docker.io)
 
 python=${PYTHON:-python3}

@@ -64,6 +64,16 @@ def rootfs(tmp_path: Path) -> Path:
     assert not leaked, f"mounts left on the host: {leaked}"
 
 
+def default_oci_profile() -> dict:
+    """Docker's default seccomp profile as berthd resolves it for the default capabilities."""
+    from berth.libcontainer.capabilities import DEFAULT_CAPS
+    from berth.libcontainer.seccompprofile import default_profile, to_oci
+
+    oci = to_oci(default_profile(), list(DEFAULT_CAPS))
+    assert oci is not None
+    return oci
+
+
 def sh(root: Path, script: str, **kw) -> dict:
     return docker_like_spec(str(root), ["sh", "-c", script], **kw)
 
@@ -273,7 +283,9 @@ def test_host_network_when_network_namespace_omitted(rootfs: Path):
 
 @pytest.mark.parametrize("no_new_privs", [False, True])
 def test_seccomp_default_profile_blocks_mount_even_with_cap_sys_admin(rootfs: Path, no_new_privs: bool):
-    from berth.libcontainer.seccomp import DEFAULT_PROFILE
+    # the default profile resolved for Docker's default caps (no CAP_SYS_ADMIN: no mount, no
+    # unshare), while the process itself is given CAP_SYS_ADMIN: only the filter can refuse
+    profile = default_oci_profile()
 
     script = "grep ^Seccomp: /proc/self/status; mkdir -p /mnt; mount -t tmpfs t /mnt 2>&1; unshare -n true 2>&1; echo end"
     spec = sh(rootfs, script)
@@ -281,7 +293,7 @@ def test_seccomp_default_profile_blocks_mount_even_with_cap_sys_admin(rootfs: Pa
     for key in ("bounding", "effective", "permitted"):
         caps[key] = [*caps[key], "CAP_SYS_ADMIN"]  # so only seccomp can refuse the mount
     spec["process"]["noNewPrivileges"] = no_new_privs
-    spec["linux"]["seccomp"] = DEFAULT_PROFILE
+    spec["linux"]["seccomp"] = profile
     status, out, err = run(spec)
     assert status == 0, err
     assert out.startswith("Seccomp:\t2\n")
@@ -296,17 +308,17 @@ def test_seccomp_default_profile_blocks_mount_even_with_cap_sys_admin(rootfs: Pa
 
 
 def test_exec_process_gets_the_seccomp_filter(rootfs: Path):
-    from berth.libcontainer.seccomp import DEFAULT_PROFILE
+    profile = default_oci_profile()
 
     spec = sh(rootfs, "exec sleep 30")
-    spec["linux"]["seccomp"] = DEFAULT_PROFILE
+    spec["linux"]["seccomp"] = profile
     null = os.open("/dev/null", os.O_RDONLY)
     out_r, out_w = os.pipe()
     init = create(spec, [], Stdio(null, out_w, out_w), None)
     try:
         init.start()
         proc = {"args": ["grep", "^Seccomp:", "/proc/self/status"]}
-        pid = exec_process(init.pid, proc, Stdio(null, out_w, out_w), None, DEFAULT_PROFILE)
+        pid = exec_process(init.pid, proc, Stdio(null, out_w, out_w), None, profile)
         assert os.waitpid(pid, 0)[1] == 0
         assert os.read(out_r, 100) == b"Seccomp:\t2\n"
     finally:

@@ -175,14 +175,32 @@ def test_ulimits_sysctls_oom_nnp_and_host_namespaces() -> None:
 
 
 def test_seccomp_default_unconfined_custom() -> None:
-    from berth.libcontainer.seccomp import DEFAULT_PROFILE
+    from berth.drivers.exec.spec import DEFAULT_CAPS
+    from berth.libcontainer.seccompprofile import default_profile, to_oci
 
-    assert spec_for()["linux"]["seccomp"] == DEFAULT_PROFILE
+    default = spec_for()["linux"]["seccomp"]
+    assert default == to_oci(default_profile(), list(DEFAULT_CAPS))
+    assert default["defaultAction"] == "SCMP_ACT_ERRNO" and default["defaultErrnoRet"] == 1
     assert "seccomp" not in spec_for(seccomp="unconfined")["linux"]
     assert "seccomp" not in spec_for(privileged=True)["linux"]
-    custom = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": []}
+    custom = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}
     assert spec_for(seccomp=custom)["linux"]["seccomp"] == custom
+    # Docker: a profile given with --privileged still applies
+    assert spec_for(seccomp=custom, privileged=True)["linux"]["seccomp"] == custom
     with pytest.raises(InvalidParameter, match="seccomp 'strict'"):
         spec_for(seccomp="strict")
-    with pytest.raises(InvalidParameter, match="defaultAction"):
-        spec_for(seccomp={"syscalls": []})
+    with pytest.raises(InvalidParameter, match="no defaultAction"):
+        spec_for(seccomp={"syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]})
+    assert "seccomp" not in spec_for(seccomp={})["linux"]  # Docker: an empty profile is no filter
+
+
+def test_seccomp_default_profile_follows_the_capabilities() -> None:
+    def allowed(**kw: object) -> set[str]:
+        rules = spec_for(**kw)["linux"]["seccomp"]["syscalls"]
+        return {n for r in rules if r["action"] == "SCMP_ACT_ALLOW" and not r.get("args") for n in r["names"]}
+
+    plain = allowed()
+    assert not {"mount", "unshare", "setns", "kcmp", "reboot"} & plain and "chroot" in plain
+    assert {"mount", "unshare", "setns", "clone", "clone3"} <= allowed(cap_add=("SYS_ADMIN",))
+    assert {"kcmp", "pidfd_getfd", "process_vm_readv"} <= allowed(cap_add=("SYS_PTRACE",))
+    assert "chroot" not in allowed(cap_drop=("SYS_CHROOT",))

@@ -88,3 +88,40 @@ def test_recorded_mounts_become_oci_bind_mounts_after_the_standard_ones() -> Non
         {"destination": "/srv", "type": "bind", "source": "/h", "options": ["rbind", "ro", "rprivate"]},
     )
     assert build_spec(inp)["mounts"][-2:] == list(inp.mounts)
+
+
+def test_security_options_masked_paths_and_privileged_devices() -> None:
+    import pytest
+
+    from berth.errors import InvalidParameter
+    from berth.libcontainer.cgroups import ALLOW_ALL_DEVICES, DEFAULT_DEVICE_RULES
+
+    dev = ({"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11},)
+    inp = spec_input(_container({}), "/r", (0, 0, []), "p", dev)
+    assert inp.seccomp == "default" and not inp.no_new_privileges and inp.devices == ()
+    assert inp.masked_paths is not None and "/proc/keys" in inp.masked_paths  # Docker's, recorded at create
+    assert inp.resources is not None and inp.resources.device_rules == DEFAULT_DEVICE_RULES
+    profile = '{"defaultAction": "SCMP_ACT_ALLOW"}'
+    opts = ["seccomp=" + profile, "no-new-privileges=false", "label=disable", "apparmor=unconfined"]
+    inp = spec_input(_container({"SecurityOpt": opts, "MaskedPaths": ["/proc/version"], "ReadonlyPaths": []}), "/r", (0, 0, []), "p")
+    assert inp.seccomp == {"defaultAction": "SCMP_ACT_ALLOW"} and not inp.no_new_privileges
+    assert inp.masked_paths == ("/proc/version",) and inp.readonly_paths == ()
+    assert spec_input(_container({"SecurityOpt": ["seccomp:unconfined"]}), "/r", (0, 0, []), "p").seccomp == "unconfined"
+    assert spec_input(_container({"SecurityOpt": ["seccomp=builtin"]}), "/r", (0, 0, []), "p").seccomp == "default"
+    inp = spec_input(_container({"Privileged": True}), "/r", (0, 0, []), "p", dev)
+    assert inp.devices == dev and inp.masked_paths is None  # none recorded: privileged masks nothing
+    assert inp.resources is not None and inp.resources.device_rules == ALLOW_ALL_DEVICES
+    for bad, text in (("seccomp={oops", "Decoding seccomp profile failed"), ("bogus=1", "invalid --security-opt 2")):
+        with pytest.raises(InvalidParameter, match=text):
+            spec_input(_container({"SecurityOpt": [bad]}), "/r", (0, 0, []), "p")
+
+
+def test_runtime_is_checked_and_recorded() -> None:
+    import pytest
+
+    from berth.errors import InvalidParameter
+
+    assert _container({}).host_config["Runtime"] == "runc"
+    assert _container({"Runtime": "native"}).host_config["Runtime"] == "native"
+    with pytest.raises(InvalidParameter, match="^unknown or invalid runtime name: bogus$"):
+        _container({"Runtime": "bogus"})

@@ -2,7 +2,7 @@
 
 The daemon (asyncio, threads) must never fork into namespaces itself, and starting a fresh
 interpreter per container costs 10-70 ms. So the daemon starts this process once
-(``python -m berth.container.forkserver FD``); it imports the monitor and libcontainer, calls
+(``python -m berth.container.forkserver FD [SECCOMP_CACHE_DIR]``); it imports the monitor and libcontainer, calls
 ``gc.freeze()`` (so no collection in a child ever touches, and so copies, the shared pages) and
 says ``ready`` on its control socket FD (a ``SOCK_SEQPACKET`` socketpair with the daemon).
 
@@ -177,12 +177,16 @@ def warm_console(rounds: int) -> None:
                     os.close(fd)
 
 
-def precompile_seccomp() -> None:
-    """Compile the default seccomp profile once here: helpers inherit libcontainer's cache."""
+def precompile_seccomp(cache_dir: str | None) -> None:
+    """Compile Docker's default profile for the default capabilities once here (monitors
+    inherit libcontainer's cache), and keep other profiles' programs in ``cache_dir``."""
     from berth.libcontainer import seccomp
+    from berth.libcontainer.capabilities import DEFAULT_CAPS
+    from berth.libcontainer.seccompprofile import default_oci
 
+    seccomp.set_cache_dir(cache_dir)
     try:
-        seccomp.compile_profile(seccomp.DEFAULT_PROFILE)
+        seccomp.compile_profile(default_oci(list(DEFAULT_CAPS)))
     except seccomp.SeccompError as exc:
         # containers asking for it will fail with this same message from libcontainer
         print(f"berth forkserver: seccomp unavailable: {exc}", file=sys.stderr)
@@ -227,7 +231,7 @@ def main() -> None:
     monitor._set_name(b"berth-forksrv")  # comm holds 15 bytes
     warm_up()
     warm_monitor()
-    precompile_seccomp()
+    precompile_seccomp(sys.argv[2] if len(sys.argv) > 2 else None)
     gc.collect()
     fillers = fill_pool_holes()
     gc.freeze()

@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from berth.daemon import runtimes
 from berth.errors import InvalidParameter
+from berth.libcontainer.spec import MASKED_PATHS, READONLY_PATHS
 
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
@@ -29,7 +31,8 @@ _HOST_TYPES: dict[str, type | tuple[type, ...]] = {
     "Binds": list, "Mounts": list, "PortBindings": dict, "RestartPolicy": dict, "LogConfig": dict, "ShmSize": int,
     "Init": bool, "CapAdd": list, "CapDrop": list, "Dns": list, "DnsOptions": list, "DnsSearch": list,
     "ExtraHosts": list, "GroupAdd": list, "SecurityOpt": list, "Ulimits": list, "Sysctls": dict,
-    "PidMode": str, "IpcMode": str, "UTSMode": str, "OomScoreAdj": int,
+    "PidMode": str, "IpcMode": str, "UTSMode": str, "OomScoreAdj": int, "Runtime": str,
+    "MaskedPaths": list, "ReadonlyPaths": list,
 }
 
 HOST_CONFIG_DEFAULTS: dict[str, Any] = {
@@ -39,7 +42,7 @@ HOST_CONFIG_DEFAULTS: dict[str, Any] = {
     "CgroupnsMode": "host", "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None, "GroupAdd": None,
     "IpcMode": "private", "Cgroup": "", "Links": None, "OomScoreAdj": 0, "PidMode": "", "Privileged": False,
     "PublishAllPorts": False, "ReadonlyRootfs": False, "SecurityOpt": None, "UTSMode": "", "UsernsMode": "",
-    "ShmSize": 67108864, "Runtime": "native", "ConsoleSize": [0, 0], "Isolation": "", "CpuShares": 0,
+    "ShmSize": 67108864, "Runtime": "runc", "ConsoleSize": [0, 0], "Isolation": "", "CpuShares": 0,
     "Memory": 0, "NanoCpus": 0, "CgroupParent": "", "BlkioWeight": 0, "CpuPeriod": 0, "CpuQuota": 0,
     "CpusetCpus": "", "CpusetMems": "", "Devices": [], "MemoryReservation": 0, "MemorySwap": 0,
     "MemorySwappiness": None, "OomKillDisable": False, "PidsLimit": None, "Ulimits": [], "Init": None,
@@ -143,6 +146,10 @@ def merge(body: dict[str, Any], image: dict[str, Any]) -> tuple[dict[str, Any], 
         raise InvalidParameter(
             f"network {mode} not found" if not mode.startswith("container:") else "container network mode is not supported yet"
         )
+    host["Runtime"] = runtimes.check(host.get("Runtime"))
+    if not host.get("Privileged"):  # Docker records its defaults; privileged gets none at start
+        host.setdefault("MaskedPaths", list(MASKED_PATHS))
+        host.setdefault("ReadonlyPaths", list(READONLY_PATHS))
     if host.get("PidsLimit") is not None and host["PidsLimit"] <= 0:
         host["PidsLimit"] = None  # 0 and -1 mean unlimited
     if host.get("Memory") and 0 < host["Memory"] < 6 * 1024 * 1024:

@@ -74,8 +74,20 @@ async def _spawn(d: Daemon, c: Container) -> Any:
     await asyncio.to_thread(make_bind_sources, c)
     mounts = await asyncio.to_thread(d.graph.rootfs_mounts, c.id, str(rootfs))
     uid, gid, groups = await asyncio.to_thread(resolve_user, d.graph, c, c.config.get("User") or "")
-    inp = spec_input(c, str(rootfs), (uid, gid, groups), d.cfg.cgroup_parent)
-    spec = build_spec(inp)
+    devices: list[dict[str, Any]] = []
+    if c.host_config.get("Privileged"):
+        from berth.libcontainer.hostdevices import host_devices
+
+        devices = await asyncio.to_thread(host_devices)
+    try:
+        inp = spec_input(c, str(rootfs), (uid, gid, groups), d.cfg.cgroup_parent, tuple(devices))
+        spec = build_spec(inp)
+    except ContainerStartError:
+        raise
+    except InvalidParameter as exc:
+        # a record the spec cannot be built from (a bad seccomp profile, an unknown capability):
+        # a failed start like any other, so `run --rm` removes the container (as dockerd does)
+        raise ContainerStartError(exc.message) from exc
     assert inp.resources is not None
     (cdir / "config.json").write_text(json.dumps(spec, indent=1))
     request = CreateRequest(

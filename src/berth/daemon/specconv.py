@@ -5,6 +5,9 @@ already resolved against the container's /etc/passwd, its files) becomes one fro
 ``SpecInput``; ``berth.drivers.exec.spec.build_spec`` turns that into the OCI config.json.
 
     spec_input(c, rootfs="/…/rootfs", user=(0, 0, []), cgroup_parent="berth-1a2b3c4d")
+
+``--privileged`` also needs the host's device nodes (``host_devices``, read from /dev by the
+caller: this module does no I/O).
 """
 
 from __future__ import annotations
@@ -13,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from berth.container.record import Container
+from berth.daemon import securityopt
 from berth.daemon.mountspec import oci_mounts
 from berth.drivers.exec.spec import DEFAULT_SHM_SIZE, SpecInput
-from berth.libcontainer.cgroups import Resources
-
-NO_NEW_PRIVILEGES = ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true")
+from berth.libcontainer.cgroups import ALLOW_ALL_DEVICES, DEFAULT_DEVICE_RULES, Resources
 
 
 def resources(host: dict[str, Any]) -> Resources:
@@ -38,11 +40,26 @@ def resources(host: dict[str, Any]) -> Resources:
         cpuset_mems=host.get("CpusetMems") or None,
         memory_reservation=host.get("MemoryReservation") or None,
         blkio_weight=host.get("BlkioWeight") or None,
+        # --privileged: the device cgroup allows every device (Docker's "a *:* rwm")
+        device_rules=ALLOW_ALL_DEVICES if host.get("Privileged") else DEFAULT_DEVICE_RULES,
     )
 
 
-def spec_input(c: Container, rootfs: str, user: tuple[int, int, list[int]], cgroup_parent: str) -> SpecInput:
+def _paths(value: Any) -> tuple[str, ...] | None:
+    """HostConfig.MaskedPaths/ReadonlyPaths: None keeps Docker's defaults, a list replaces them."""
+    return None if value is None else tuple(str(p) for p in value)
+
+
+def spec_input(
+    c: Container,
+    rootfs: str,
+    user: tuple[int, int, list[int]],
+    cgroup_parent: str,
+    host_devices: tuple[dict[str, Any], ...] = (),
+) -> SpecInput:
     host = c.host_config
+    security = securityopt.parse(host.get("SecurityOpt"))
+    privileged = bool(host.get("Privileged"))
     cdir = Path(c.dir)
     host_network = (host.get("NetworkMode") or "default") == "host"
     uid, gid, groups = user
@@ -66,10 +83,14 @@ def spec_input(c: Container, rootfs: str, user: tuple[int, int, list[int]], cgro
         readonly_rootfs=bool(host.get("ReadonlyRootfs")),
         cgroups_path=f"{cgroup_parent}/{c.id}",
         shm_size=host.get("ShmSize") or DEFAULT_SHM_SIZE,
-        privileged=bool(host.get("Privileged")),
+        privileged=privileged,
         cap_add=tuple(host.get("CapAdd") or ()),
         cap_drop=tuple(host.get("CapDrop") or ()),
-        no_new_privileges=any(opt in NO_NEW_PRIVILEGES for opt in host.get("SecurityOpt") or ()),
+        no_new_privileges=security.no_new_privileges,
+        seccomp=security.seccomp,
+        masked_paths=_paths(host.get("MaskedPaths")),
+        readonly_paths=_paths(host.get("ReadonlyPaths")),
+        devices=host_devices if privileged else (),
         rlimits=tuple((u["Name"], int(u["Soft"]), int(u["Hard"])) for u in host.get("Ulimits") or ()),
         sysctls=tuple((host.get("Sysctls") or {}).items()),
         oom_score_adj=int(host.get("OomScoreAdj") or 0),

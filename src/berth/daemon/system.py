@@ -10,6 +10,7 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any
 
+from berth.daemon.runtimes import DEFAULT_RUNTIME, RUNTIMES
 from berth.engine import Job
 from berth.engine.events import matches
 
@@ -90,13 +91,15 @@ async def info(d: Daemon, job: Job) -> dict[str, Any]:
         "NCPU": os.cpu_count() or 1, "MemTotal": host_memory(), "GenericResources": None,
         "DockerRootDir": str(d.cfg.data_root), "HttpProxy": "", "HttpsProxy": "", "NoProxy": "",
         "Name": socket.gethostname(), "Labels": [], "ExperimentalBuild": False, "ServerVersion": VERSION,
-        "Runtimes": {"native": {"path": "berth.libcontainer"}}, "DefaultRuntime": "native",
+        "Runtimes": {name: {"path": f"berth-{driver}"} for name, driver in RUNTIMES.items()},
+        "DefaultRuntime": DEFAULT_RUNTIME,
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
                   "Error": "", "RemoteManagers": None},
         "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "",
         "ContainerdCommit": {"ID": "", "Expected": ""}, "RuncCommit": {"ID": "", "Expected": ""},
         "InitCommit": {"ID": "", "Expected": ""},
-        "SecurityOptions": ["name=cgroupns"] if v2 else [], "Warnings": None,
+        "SecurityOptions": ["name=seccomp,profile=builtin", *(["name=cgroupns"] if v2 else [])],
+        "Warnings": None,
     }
 
 

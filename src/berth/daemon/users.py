@@ -4,6 +4,13 @@ Like runc, a name must exist in the container's files ("unable to find user nosu
 matching entries in passwd file"); a numeric uid need not. The user's supplementary groups come
 from /etc/group. The files are read from the container's layers (the rw layer first) through
 the graph.
+
+``--group-add`` (``HostConfig.GroupAdd``) adds groups by name (looked up in the container's
+/etc/group) or by number (need not exist), for the container's process and for every exec, as
+Docker's ``getUser`` does:
+
+    >>> additional_groups(["audio", "4242"], "root:x:0:\\naudio:x:29:\\n")
+    [29, 4242]
 """
 
 from __future__ import annotations
@@ -65,9 +72,33 @@ def lookup(user: str, passwd: str, group: str) -> tuple[int, int, list[int]]:
     return uid, gid, extra
 
 
+def additional_groups(names: list[str], group: str) -> list[int]:
+    """gids for ``--group-add`` entries: a group name or gid found in ``group``, else a number."""
+    groups = parse_group(group)
+    out: list[int] = []
+    for name in names:
+        for gname, gid, _ in groups:
+            if gname == name or str(gid) == name:
+                break
+        else:
+            if not name.isdigit() or int(name) > 0xFFFFFFFE:
+                raise ContainerStartError(f"Unable to find group {name}: no matching entries in group file", 126)
+            gid = int(name)
+        if gid not in out:
+            out.append(gid)
+    return out
+
+
 def resolve_user(graph: Any, c: Any, user: str) -> tuple[int, int, list[int]]:
+    """(uid, gid, supplementary gids) for ``user`` in container ``c``, its --group-add included."""
     if not user:
         user = "0"
     passwd = graph.read_file(c.id, "/etc/passwd") if hasattr(graph, "read_file") else None
     group = graph.read_file(c.id, "/etc/group") if hasattr(graph, "read_file") else None
-    return lookup(user, (passwd or b"").decode(errors="replace"), (group or b"").decode(errors="replace"))
+    group_text = (group or b"").decode(errors="replace")
+    uid, gid, extra = lookup(user, (passwd or b"").decode(errors="replace"), group_text)
+    group_add = (getattr(c, "host_config", None) or {}).get("GroupAdd") or []
+    for g in additional_groups([str(n) for n in group_add], group_text):
+        if g not in extra:
+            extra.append(g)
+    return uid, gid, extra

@@ -9,19 +9,19 @@ Semantics follow runc: unknown syscall names are skipped (the profile may name s
 libseccomp or kernel does not know), a rule whose action equals the default is skipped, and a
 rule that compares the same argument twice becomes one rule per comparison.
 
-``DEFAULT_PROFILE`` is berth's own default: everything allowed except what a container has no
-business doing (kernel modules, kexec, mounts, namespaces, keyrings, bpf, perf, clock setting,
-io_uring, ...), which fails with EPERM; ``clone3`` answers ENOSYS so libc falls back to ``clone``,
-whose namespace flags are then refused. It is a deny list, not Docker's allow list.
+The profile here is already the OCI form: Docker's format (``includes``/``excludes`` by
+capability, ``archMap``) and berth's default profile are resolved per container by the exec
+driver (``berth.libcontainer.seccompprofile``) before a spec reaches libcontainer.
 
-    bpf = compile_profile(DEFAULT_PROFILE)   # in the parent
-    load(bpf)                                # in the child, last thing before exec
+    bpf = compile_profile(spec["linux"]["seccomp"])   # in the parent
+    load(bpf)                                         # in the child, last thing before exec
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import hashlib
 import json
 import os
 from typing import Any
@@ -51,51 +51,6 @@ _OPS = {
     "SCMP_CMP_MASKED_EQ": 7,
 }
 
-_NS_FLAGS = (
-    kernel.CLONE_NEWNS,
-    kernel.CLONE_NEWUTS,
-    kernel.CLONE_NEWIPC,
-    kernel.CLONE_NEWUSER,
-    kernel.CLONE_NEWPID,
-    kernel.CLONE_NEWNET,
-    kernel.CLONE_NEWCGROUP,
-)
-_DENIED = (
-    "acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "create_module", "delete_module",
-    "fanotify_init", "finit_module", "fsconfig", "fsmount", "fsopen", "fspick", "get_kernel_syms",
-    "init_module", "io_uring_enter", "io_uring_register", "io_uring_setup", "ioperm", "iopl", "kcmp",
-    "kexec_file_load", "kexec_load", "keyctl", "lookup_dcookie", "mount", "mount_setattr", "move_mount",
-    "name_to_handle_at", "nfsservctl", "open_by_handle_at", "open_tree", "perf_event_open", "pivot_root",
-    "process_vm_readv", "process_vm_writev", "query_module", "quotactl", "quotactl_fd", "reboot",
-    "request_key", "setns", "settimeofday", "stime", "swapoff", "swapon", "syslog", "sysfs", "_sysctl",
-    "umount", "umount2", "unshare", "uselib", "userfaultfd", "ustat", "vhangup", "vm86", "vm86old",
-)  # fmt: skip
-
-DEFAULT_PROFILE: dict[str, Any] = {
-    "defaultAction": "SCMP_ACT_ALLOW",
-    "architectures": [
-        "SCMP_ARCH_X86_64",
-        "SCMP_ARCH_X86",
-        "SCMP_ARCH_X32",
-        "SCMP_ARCH_AARCH64",
-        "SCMP_ARCH_ARM",
-    ],
-    "syscalls": [
-        {"names": list(_DENIED), "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EPERM},
-        {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.ENOSYS},
-        *(
-            {
-                "names": ["clone"],
-                "action": "SCMP_ACT_ERRNO",
-                "errnoRet": errno.EPERM,
-                "args": [{"index": 0, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ"}],
-            }
-            for flag in _NS_FLAGS
-        ),
-    ],
-}
-
-
 class SeccompError(Exception):
     """A profile libseccomp cannot compile (message says which part)."""
 
@@ -114,7 +69,9 @@ class _SockFprog(ctypes.Structure):
 
 
 _lib: Any = None
-_cache: dict[str, bytes] = {}
+_cache: dict[str, bytes] = {}  # canonical profile JSON -> program, this process's
+_cache_dir: str | None = None  # where programs persist across processes (set_cache_dir)
+MAX_PROGRAM = 4096 * 8  # BPF_MAXINSNS instructions of 8 bytes
 
 
 def _libseccomp() -> Any:
@@ -139,6 +96,7 @@ def _libseccomp() -> Any:
             ctypes.POINTER(_ArgCmp),
         ]
         lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        lib.seccomp_version.restype = ctypes.c_void_p
         _lib = lib
     return _lib
 
@@ -153,11 +111,75 @@ def action(name: str, errno_ret: int | None, default_errno: int = errno.EPERM) -
     raise SeccompError(f"unsupported seccomp action {name!r}")
 
 
+def set_cache_dir(path: str | None) -> None:
+    """Keep compiled programs in ``path`` too (a root-only directory, e.g. under the exec root).
+
+    Each container's monitor is a fresh fork, so the in-memory cache alone would compile every
+    profile but the one compiled before the fork (~10 ms for Docker's default) on every start.
+    Files are named by the SHA-256 of the canonical profile and libseccomp's version.
+    """
+    global _cache_dir
+    _cache_dir = path
+
+
 def compile_profile(profile: dict[str, Any]) -> bytes:
-    """The BPF program (``struct sock_filter`` array) for an OCI seccomp profile."""
-    key = json.dumps(profile, sort_keys=True)
-    if key in _cache:
-        return _cache[key]
+    """The BPF program (``struct sock_filter`` array) for an OCI seccomp profile, compiled once
+    per profile (this process's cache, then the cache directory, then libseccomp)."""
+    key = json.dumps(profile, sort_keys=True, separators=(",", ":"))
+    program = _cache.get(key)
+    if program is not None:
+        return program
+    path = None
+    if _cache_dir is not None:
+        digest = hashlib.sha256(f"{_version()}\n{key}".encode()).hexdigest()
+        path = os.path.join(_cache_dir, digest + ".bpf")
+        program = _read_cached(path)
+    if program is None:
+        program = _compile(profile)
+        if path is not None:
+            _write_cached(path, program)
+    _cache[key] = program
+    return program
+
+
+def _version() -> str:
+    lib = _libseccomp()
+    v = ctypes.cast(lib.seccomp_version(), ctypes.POINTER(ctypes.c_uint * 3)).contents
+    return f"libseccomp {v[0]}.{v[1]}.{v[2]}"
+
+
+def _read_cached(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_PROGRAM + 1)
+    except OSError:
+        return None  # not cached (or unreadable): compile it
+    if not data or len(data) % 8 or len(data) > MAX_PROGRAM:
+        return None  # not a program we wrote (truncated?): compile again and replace it
+    return data
+
+
+def _write_cached(path: str, program: bytes) -> None:
+    directory = os.path.dirname(path)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, program)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)  # atomic: a concurrent reader sees the whole program or none
+    except OSError:
+        # The cache only saves time: the program in hand is right whether or not it was kept,
+        # and the next start compiles again. Not worth failing a container for.
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass  # never created, or already renamed
+
+
+def _compile(profile: dict[str, Any]) -> bytes:
     lib = _libseccomp()
     default_errno = int(profile.get("defaultErrnoRet") or errno.EPERM)
     default = action(str(profile.get("defaultAction", "")), default_errno, default_errno)
@@ -202,9 +224,7 @@ def compile_profile(profile: dict[str, Any]) -> bytes:
                 os.close(wfd)
     finally:
         lib.seccomp_release(ctx)
-    program = b"".join(chunks)
-    _cache[key] = program
-    return program
+    return b"".join(chunks)
 
 
 def _split_args(args: list[dict[str, Any]]) -> list[list[_ArgCmp]]:
@@ -226,3 +246,8 @@ def load(program: bytes) -> None:
     buf = ctypes.create_string_buffer(program, len(program))
     prog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
     kernel.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog))
+
+
+def syscall_number(name: str) -> int:
+    """The native architecture's number for syscall ``name`` (libseccomp's table); -1 if unknown."""
+    return int(_libseccomp().seccomp_syscall_resolve_name(name.encode()))

@@ -40,6 +40,7 @@ from berth.libcontainer.cgroups import Cgroup, Stats
 from berth.libcontainer.cgroupupdate import ResourceUpdate
 
 log = logging.getLogger(__name__)
+SECCOMP_CACHE = "seccomp"  # <exec root>/seccomp/<sha256>.bpf: compiled profiles (libcontainer.seccomp)
 SUN_PATH_MAX = 107  # sockaddr_un.sun_path holds 108 bytes with the NUL
 
 
@@ -66,6 +67,7 @@ class NativeDriver:
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "berth.container.forkserver", str(theirs.fileno()),
+                str(self.exec_root / SECCOMP_CACHE),
                 pass_fds=(theirs.fileno(),), stdin=asyncio.subprocess.DEVNULL,
             )
         finally:

@@ -17,11 +17,11 @@ Environment: like Docker's ``CreateDaemonEnvironment``, ``PATH`` is added when m
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from berth.errors import InvalidParameter
+from berth.libcontainer import seccompprofile
 from berth.libcontainer.capabilities import DEFAULT_CAPS
 from berth.libcontainer.capabilities import NAMES as CAP_NAMES
 from berth.libcontainer.spec import MASKED_PATHS, READONLY_PATHS  # re-exported: the spec defaults
@@ -98,9 +98,15 @@ class SpecInput:
     rlimits: tuple[tuple[str, int, int], ...] = ()  # ("nofile", soft, hard), Docker's --ulimit names
     sysctls: tuple[tuple[str, str], ...] = ()
     oom_score_adj: int = 0
-    # "default" (berth.libcontainer.seccomp.DEFAULT_PROFILE), "unconfined", or an OCI
-    # linux.seccomp object (--security-opt seccomp=profile.json); privileged means unconfined
+    # "default" (seccomp_default.json), "unconfined", or a profile in Docker's format
+    # (--security-opt seccomp=profile.json); resolved against the bounding set by
+    # seccompprofile.to_oci. Privileged means unconfined unless a profile is given (Docker).
     seccomp: str | dict[str, Any] = "default"
+    # HostConfig.MaskedPaths / ReadonlyPaths: None = Docker's defaults; privileged = none
+    masked_paths: tuple[str, ...] | None = None
+    readonly_paths: tuple[str, ...] | None = None
+    # OCI linux.devices to create in /dev (--privileged: every device node of the host's /dev)
+    devices: tuple[dict[str, Any], ...] = ()
     pid_host: bool = False  # --pid host: no PID namespace
     ipc_host: bool = False  # --ipc host
     uts_host: bool = False  # --uts host
@@ -131,7 +137,7 @@ def build_spec(inp: SpecInput) -> dict[str, Any]:
         "root": {"path": inp.rootfs, "readonly": inp.readonly_rootfs},
         "hostname": inp.hostname,
         "mounts": _mounts(inp),
-        "linux": _linux(inp),
+        "linux": _linux(inp, caps),
     }
     if inp.rlimits:
         spec["process"]["rlimits"] = [
@@ -234,8 +240,6 @@ def _validate(inp: SpecInput) -> None:
         raise InvalidParameter(
             f"build container spec: seccomp {inp.seccomp!r} is not default, unconfined or a profile"
         )
-    if isinstance(inp.seccomp, dict) and "defaultAction" not in inp.seccomp:
-        raise InvalidParameter("build container spec: a seccomp profile needs a defaultAction")
     for name, soft, hard in inp.rlimits:
         if soft > hard and hard >= 0:
             raise InvalidParameter(
@@ -272,7 +276,8 @@ def _mounts(inp: SpecInput) -> list[dict[str, Any]]:
                 "destination": "/sys/fs/cgroup",
                 "type": "cgroup",
                 "source": "cgroup",
-                "options": ["ro", "nosuid", "noexec", "nodev"],
+                # --privileged: writable, as Docker's writable-cgroups default for it
+                "options": ([] if inp.privileged else ["ro"]) + ["nosuid", "noexec", "nodev"],
             }
         )
     mounts += [
@@ -302,7 +307,7 @@ def _mounts(inp: SpecInput) -> list[dict[str, Any]]:
     return mounts
 
 
-def _linux(inp: SpecInput) -> dict[str, Any]:
+def _linux(inp: SpecInput, caps: list[str]) -> dict[str, Any]:
     namespaces: list[dict[str, str]] = [{"type": "mount"}]
     if inp.network == "none":
         namespaces.append({"type": "network"})
@@ -317,21 +322,33 @@ def _linux(inp: SpecInput) -> dict[str, Any]:
     resources["devices"] = (
         [{"allow": True, "access": "rwm"}] if inp.privileged else [dict(r) for r in _DEVICE_RULES]
     )
+    masked = MASKED_PATHS if inp.masked_paths is None else inp.masked_paths
+    readonly = READONLY_PATHS if inp.readonly_paths is None else inp.readonly_paths
     linux: dict[str, Any] = {
         "resources": resources,
         "namespaces": namespaces,
-        "maskedPaths": [] if inp.privileged else list(MASKED_PATHS),
-        "readonlyPaths": [] if inp.privileged else list(READONLY_PATHS),
+        "maskedPaths": [] if inp.privileged else list(masked),
+        "readonlyPaths": [] if inp.privileged else list(readonly),
     }
+    if inp.devices:
+        linux["devices"] = [dict(d) for d in inp.devices]
     if inp.cgroups_path:
         linux["cgroupsPath"] = inp.cgroups_path
     if inp.sysctls:
         linux["sysctl"] = dict(inp.sysctls)
-    if not inp.privileged and inp.seccomp != "unconfined":
-        if inp.seccomp == "default":
-            from berth.libcontainer.seccomp import DEFAULT_PROFILE
-
-            linux["seccomp"] = copy.deepcopy(DEFAULT_PROFILE)
-        else:
-            linux["seccomp"] = copy.deepcopy(inp.seccomp)
+    seccomp = _seccomp(inp, caps)
+    if seccomp is not None:
+        linux["seccomp"] = seccomp
     return linux
+
+
+def _seccomp(inp: SpecInput, bounding: list[str]) -> dict[str, Any] | None:
+    """Docker's choice: unconfined, or the profile resolved for this bounding set.
+
+    ``--privileged`` runs unconfined unless a profile of its own was given (moby's WithSeccomp).
+    """
+    if inp.seccomp == "unconfined" or (inp.privileged and not isinstance(inp.seccomp, dict)):
+        return None
+    if isinstance(inp.seccomp, dict):
+        return seccompprofile.to_oci(inp.seccomp, bounding)
+    return seccompprofile.default_oci(bounding)

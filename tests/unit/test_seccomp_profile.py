@@ -1,0 +1,226 @@
+"""Docker's default seccomp profile: which syscalls each capability set gets, decided by the very
+BPF program libcontainer loads (compiled with libseccomp, run here by berth.libcontainer.bpfeval).
+"""
+
+from __future__ import annotations
+
+import doctest
+import errno
+import importlib
+import json
+import platform
+
+import pytest
+
+from berth.errors import InvalidParameter
+from berth.libcontainer import bpfeval, seccomp
+from berth.libcontainer import seccompprofile as sp
+from berth.libcontainer.capabilities import DEFAULT_CAPS
+
+DOCTEST_MODULES = [
+    "berth.libcontainer.seccompprofile",
+    "berth.libcontainer.bpfeval",
+    "berth.libcontainer.hostdevices",
+    "berth.daemon.securityopt",
+    "berth.daemon.runtimes",
+    "berth.daemon.users",
+]
+
+AF_ALG, AF_NFC, AF_VSOCK, AF_INET, AF_UNIX = 38, 39, 40, 2, 1
+CLONE_NEWNS, CLONE_NEWUSER, SIGCHLD = 0x00020000, 0x10000000, 17
+READ_IMPLIES_EXEC, ADDR_NO_RANDOMIZE, PER_LINUX32 = 0x0400000, 0x0040000, 8
+
+needs_x86_64 = pytest.mark.skipif(
+    platform.machine() != "x86_64", reason="the decision table names x86_64 syscalls and its audit arch"
+)
+
+
+@pytest.mark.parametrize("name", DOCTEST_MODULES)
+def test_docstring_examples(name: str) -> None:
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0
+
+
+def program_for(caps: list[str] | tuple[str, ...]) -> bytes:
+    oci = sp.to_oci(sp.default_profile(), list(caps))
+    assert oci is not None
+    try:
+        return seccomp.compile_profile(oci)
+    except seccomp.SeccompError as exc:
+        pytest.skip(f"libseccomp is not available: {exc}")
+
+
+def decide(program: bytes, name: str, *args: int) -> str:
+    nr = seccomp.syscall_number(name)
+    assert nr >= 0, f"libseccomp does not know {name}"
+    return bpfeval.describe(bpfeval.evaluate(program, nr, args))
+
+
+EPERM = f"errno {errno.EPERM}"
+ENOSYS = f"errno {errno.ENOSYS}"
+
+# (syscall, args, default caps, + the cap named) as Docker's default profile decides them
+TABLE = [
+    ("read", (), "allow", None),
+    ("mkdir", (), "allow", None),
+    ("fchmodat2", (), "allow", None),
+    ("clone", (SIGCHLD,), "allow", None),  # fork
+    ("clone", (CLONE_NEWUSER | SIGCHLD,), EPERM, "CAP_SYS_ADMIN"),
+    ("clone", (CLONE_NEWNS,), EPERM, "CAP_SYS_ADMIN"),
+    ("clone3", (), ENOSYS, "CAP_SYS_ADMIN"),  # libc falls back to clone
+    ("unshare", (0,), EPERM, "CAP_SYS_ADMIN"),
+    ("setns", (), EPERM, "CAP_SYS_ADMIN"),
+    ("mount", (), EPERM, "CAP_SYS_ADMIN"),
+    ("umount2", (), EPERM, "CAP_SYS_ADMIN"),
+    ("sethostname", (), EPERM, "CAP_SYS_ADMIN"),
+    ("kcmp", (), EPERM, "CAP_SYS_PTRACE"),
+    ("pidfd_getfd", (), EPERM, "CAP_SYS_PTRACE"),
+    ("process_madvise", (), EPERM, "CAP_SYS_PTRACE"),
+    ("process_vm_readv", (), "allow", None),  # kernels from 4.8 check it after ptrace
+    ("ptrace", (), "allow", None),
+    ("reboot", (), EPERM, "CAP_SYS_BOOT"),
+    ("init_module", (), EPERM, "CAP_SYS_MODULE"),
+    ("acct", (), EPERM, "CAP_SYS_PACCT"),
+    ("iopl", (), EPERM, "CAP_SYS_RAWIO"),
+    ("settimeofday", (), EPERM, "CAP_SYS_TIME"),
+    ("clock_settime", (), EPERM, "CAP_SYS_TIME"),
+    ("vhangup", (), EPERM, "CAP_SYS_TTY_CONFIG"),
+    ("mbind", (), EPERM, "CAP_SYS_NICE"),
+    ("syslog", (), EPERM, "CAP_SYSLOG"),
+    ("bpf", (), EPERM, "CAP_BPF"),
+    ("perf_event_open", (), EPERM, "CAP_PERFMON"),
+    ("open_by_handle_at", (), EPERM, "CAP_DAC_READ_SEARCH"),
+    ("socket", (AF_INET, 1, 0), "allow", None),
+    ("socket", (AF_UNIX, 1, 0), "allow", None),
+    ("socket", (AF_NFC, 1, 0), "allow", None),
+    ("socket", (AF_VSOCK, 1, 0), EPERM, None),
+    ("socket", (AF_ALG, 5, 0), EPERM, None),
+    ("personality", (0,), "allow", None),
+    ("personality", (PER_LINUX32,), "allow", None),
+    ("personality", (0xFFFFFFFF,), "allow", None),
+    ("personality", (READ_IMPLIES_EXEC,), EPERM, None),
+    ("personality", (ADDR_NO_RANDOMIZE,), EPERM, None),
+    ("arch_prctl", (), "allow", None),
+    ("modify_ldt", (), "allow", None),
+    ("keyctl", (), EPERM, None),
+    ("add_key", (), EPERM, None),
+    ("kexec_load", (), EPERM, None),
+    ("swapon", (), EPERM, None),
+    ("userfaultfd", (), EPERM, None),
+    ("io_uring_setup", (), EPERM, None),
+    ("fanotify_init", (), EPERM, "CAP_SYS_ADMIN"),
+]
+
+
+@needs_x86_64
+@pytest.mark.parametrize(("name", "args", "default", "cap"), TABLE, ids=[f"{t[0]}{t[1]}" for t in TABLE])
+def test_default_profile_decisions(name: str, args: tuple[int, ...], default: str, cap: str | None) -> None:
+    assert decide(program_for(DEFAULT_CAPS), name, *args) == default
+    if cap is not None:
+        assert decide(program_for([*DEFAULT_CAPS, cap]), name, *args) == "allow"
+        # the capability opens only its own syscalls: the others stay as they were
+        assert decide(program_for([*DEFAULT_CAPS, cap]), "kexec_load") == EPERM
+
+
+@needs_x86_64
+def test_syscalls_the_profile_does_not_name_get_eperm_and_foreign_arches_are_killed() -> None:
+    program = program_for(DEFAULT_CAPS)
+    assert bpfeval.describe(bpfeval.evaluate(program, 1023)) == EPERM  # newer than the list
+    assert bpfeval.describe(bpfeval.evaluate(program, 0, arch=bpfeval.AUDIT_ARCH_AARCH64)) == "kill"
+    # the 32-bit x86 sub-architecture is in the filter: its mkdir (39) is allowed, its reboot (88) not
+    assert bpfeval.describe(bpfeval.evaluate(program, 39, arch=bpfeval.AUDIT_ARCH_I386)) == "allow"
+    assert bpfeval.describe(bpfeval.evaluate(program, 88, arch=bpfeval.AUDIT_ARCH_I386)) == EPERM
+
+
+def test_dropping_a_default_capability_takes_its_syscalls_away() -> None:
+    def allowed(caps: list[str]) -> set[str]:
+        oci = sp.to_oci(sp.default_profile(), caps, arch="amd64", kernel=(6, 1))
+        assert oci is not None
+        return {n for r in oci["syscalls"] if r["action"] == "SCMP_ACT_ALLOW" for n in r["names"]}
+
+    assert "chroot" in allowed(list(DEFAULT_CAPS))
+    assert "chroot" not in allowed([c for c in DEFAULT_CAPS if c != "CAP_SYS_CHROOT"])
+
+
+def test_arch_map_includes_excludes_and_min_kernel() -> None:
+    profile = {
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "archMap": [
+            {"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86"]},
+            {"architecture": "SCMP_ARCH_AARCH64", "subArchitectures": ["SCMP_ARCH_ARM"]},
+        ],
+        "syscalls": [
+            {"name": "a", "action": "SCMP_ACT_ALLOW"},
+            {"names": ["b"], "action": "SCMP_ACT_ALLOW", "includes": {"arches": ["arm64"]}},
+            {"names": ["c"], "action": "SCMP_ACT_ALLOW", "excludes": {"arches": ["arm64"]}},
+            {"names": ["d"], "action": "SCMP_ACT_ALLOW", "includes": {"minKernel": "5.10"}},
+            {"names": ["e"], "action": "SCMP_ACT_ALLOW", "excludes": {"minKernel": "5.10"}},
+            {"names": ["f"], "action": "SCMP_ACT_ALLOW", "includes": {"caps": ["CAP_A", "CAP_B"]}},
+            {"names": ["g"], "action": "SCMP_ACT_ALLOW", "excludes": {"caps": ["CAP_A", "CAP_B"]}},
+        ],
+    }
+
+    def names(arch: str, kernel: tuple[int, int], caps: list[str]) -> tuple[list[str], list[str]]:
+        oci = sp.to_oci(profile, caps, arch=arch, kernel=kernel)
+        assert oci is not None
+        return oci["architectures"], [r["names"][0] for r in oci["syscalls"]]
+
+    assert names("amd64", (5, 4), ["CAP_A"]) == (["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"], ["a", "c", "e"])
+    assert names("arm64", (5, 10), ["CAP_A", "CAP_B"]) == (["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"], ["a", "b", "d", "f"])
+    assert names("amd64", (6, 1), []) == (["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"], ["a", "c", "d", "g"])
+    oci = sp.to_oci(profile, [], arch="amd64", kernel=(6, 1))
+    assert oci is not None and set(oci) == {"defaultAction", "architectures", "syscalls"}
+    assert all(set(r) == {"names", "action"} for r in oci["syscalls"])  # no includes/name/comment left
+
+
+@pytest.mark.parametrize(
+    ("profile", "text"),
+    [
+        ({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86"], "archMap": [{}]}, "both 'architectures' and 'archMap'"),
+        ({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"name": "a", "names": ["b"]}]}, "both 'name' and 'names'"),
+        ({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["a"], "includes": {"minKernel": "4"}}]}, "invalid kernel version"),
+        ({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": "read"}, "syscalls must be a list"),
+        ({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": "read"}]}, "names must be a list"),
+    ],
+)
+def test_profiles_docker_refuses(profile: dict, text: str) -> None:
+    with pytest.raises(InvalidParameter, match=text):
+        sp.to_oci(profile, [], arch="amd64", kernel=(6, 1))
+
+
+def test_load_refuses_what_is_not_a_json_object() -> None:
+    with pytest.raises(InvalidParameter, match="Decoding seccomp profile failed"):
+        sp.load("{not json")
+    with pytest.raises(InvalidParameter, match="not a JSON object"):
+        sp.load("[]")
+    assert sp.load('{"defaultAction": "SCMP_ACT_ALLOW"}') == {"defaultAction": "SCMP_ACT_ALLOW"}
+
+
+def test_the_default_profile_file_is_dockers_format() -> None:
+    profile = sp.default_profile()
+    assert profile["defaultAction"] == "SCMP_ACT_ERRNO" and profile["defaultErrnoRet"] == 1
+    assert "architectures" not in profile and profile["archMap"][0]["architecture"] == "SCMP_ARCH_X86_64"
+    # a fresh copy each time: a caller changing it cannot change the next container's profile
+    profile["syscalls"].clear()
+    assert sp.default_profile()["syscalls"]
+    assert json.loads(json.dumps(sp.default_profile())) == sp.default_profile()
+
+
+def test_compiled_programs_persist_in_the_cache_dir(tmp_path, monkeypatch) -> None:
+    profile = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}
+    monkeypatch.setattr(seccomp, "_cache", {})
+    monkeypatch.setattr(seccomp, "_cache_dir", str(tmp_path / "cache"))
+    try:
+        program = seccomp.compile_profile(profile)
+    except seccomp.SeccompError as exc:
+        pytest.skip(f"libseccomp is not available: {exc}")
+    files = list((tmp_path / "cache").iterdir())
+    assert len(files) == 1 and files[0].read_bytes() == program and files[0].stat().st_mode & 0o777 == 0o600
+    # another process (a fresh cache) reads it instead of compiling: prove it by planting a marker
+    marker = b"\x06\x00\x00\x00\x00\x00\xff\x7f"  # ret ALLOW
+    files[0].write_bytes(marker)
+    monkeypatch.setattr(seccomp, "_cache", {})
+    assert seccomp.compile_profile(profile) == marker
+    files[0].write_bytes(b"bad")  # not a whole number of instructions: compiled again
+    monkeypatch.setattr(seccomp, "_cache", {})
+    assert seccomp.compile_profile(profile) == program
