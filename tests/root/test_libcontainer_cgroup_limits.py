@@ -271,3 +271,27 @@ def test_stats_of_a_running_container(rootfs: Path, cgroup: Cgroup):
     finally:
         os.kill(init.pid, signal.SIGKILL)
         os.waitpid(init.pid, 0)
+
+
+def test_pids_and_destroy_of_a_cgroup_removed_meanwhile(cgroup: Cgroup, monkeypatch: pytest.MonkeyPatch):
+    """Another process (the container's monitor) removes the cgroup between our open and read
+    of cgroup.procs: the kernel answers ENODEV, which means "gone", not an error."""
+    from berth.libcontainer import cgroups
+
+    cgroup.create(Resources())
+    real_read = cgroups._read
+
+    def read_after_removal(path: Path) -> str:
+        with open(path) as f:
+            for p in cgroup.paths():
+                if p.is_dir():
+                    os.rmdir(p)  # the monitor's teardown, right between open and read
+            return f.read()
+
+    monkeypatch.setattr(cgroups, "_read", read_after_removal)
+    assert cgroup.pids() == []
+    monkeypatch.setattr(cgroups, "_read", real_read)
+    cgroup.create(Resources())
+    monkeypatch.setattr(cgroups, "_read", read_after_removal)
+    cgroup.destroy()  # idempotent however the race falls
+    assert not cgroup.exists()
