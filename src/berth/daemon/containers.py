@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from berth.container.record import Container, now_rfc3339, parse_rfc3339
-from berth.daemon import createconfig, mountspec, volumes
+from berth.daemon import createconfig, mountspec, networks, volumes
 from berth.daemon.failures import translate
 from berth.daemon.faults import crash_point
 from berth.daemon.names import random_name
@@ -144,6 +144,7 @@ async def list_(d: Daemon, job: Job) -> list[dict[str, Any]]:
         if not all(matches_filter(c, k, v, d) for k, v in filters.items()):
             continue
         row = c.summary(c.image)
+        networks.fill_ids(d, row["NetworkSettings"]["Networks"])
         if job.args.get("size"):
             row["SizeRw"] = await asyncio.to_thread(d.graph.rw_size, c.id)
             row["SizeRootFs"] = row["SizeRw"] + (await asyncio.to_thread(d.graph.inspect, c.image_id)).get("Size", 0)
@@ -156,6 +157,7 @@ async def list_(d: Daemon, job: Job) -> list[dict[str, Any]]:
 async def inspect(d: Daemon, job: Job) -> dict[str, Any]:
     c = d.find(job.args["id"])
     data = c.inspect()
+    networks.fill_ids(d, data["NetworkSettings"]["Networks"])
     data["GraphDriver"]["Data"] = await asyncio.to_thread(d.graph.rw_metadata, c.id)
     if job.args.get("size"):
         data["SizeRw"] = await asyncio.to_thread(d.graph.rw_size, c.id)

@@ -27,6 +27,7 @@ from berth.container.record import Container
 from berth.daemon.config import DaemonConfig
 from berth.daemon.failures import translate
 from berth.daemon.live import Session
+from berth.daemon.networkstore import NetworkStore
 from berth.daemon.store import ContainerStore
 from berth.daemon.volumestore import VolumeStore
 from berth.engine import Engine, Job
@@ -53,6 +54,7 @@ class Daemon:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.store: ContainerStore
         self.volumes: VolumeStore
+        self.networks: NetworkStore
         self.volume_claims: dict[str, set[str]] = {}  # volume name -> ids of creates under way
         self.volume_locks: dict[str, asyncio.Lock] = {}  # volume name -> its copy-up
         self.graph: Any
@@ -77,6 +79,7 @@ class Daemon:
         (cfg.data_root / "tmp").mkdir(exist_ok=True)
         self.store = ContainerStore(cfg.data_root / "berth.db")
         self.volumes = VolumeStore(cfg.data_root)
+        self.networks = NetworkStore(cfg.data_root / "berth.db")
         gdriver = new_driver(cfg.storage_driver, cfg.data_root)
         self.storage_driver = getattr(gdriver, "name", cfg.storage_driver or "overlay2")
         self.graph = Graph(cfg.data_root, cfg.data_root / "berth.db", gdriver)
@@ -98,6 +101,7 @@ class Daemon:
         await self.driver.shutdown()
         self.store.close()
         self.volumes.close()
+        self.networks.close()
 
     async def _restore(self) -> None:
         """Reconnect to containers that kept running while we were away; settle the rest.
@@ -158,16 +162,18 @@ class Daemon:
             execs,
             images,
             lifecycle,
+            networks,
             registry,
             stats,
             streams,
+            swarm,
             system,
             update,
             volumes,
         )
 
         for module in (containers, lifecycle, streams, stats, execs, images, registry, archives, volumes, system,
-                       update):
+                       update, networks, swarm):
             for name, fn in module.HANDLERS.items():
                 self.engine.register(name, self._translating(name, functools.partial(fn, self)))
 

@@ -55,6 +55,23 @@ def _os_name() -> str:
     return "Linux"
 
 
+def system_time(ns: int | None = None) -> str:
+    """Now as Go's ``time.Now().Format(time.RFC3339Nano)``: local time with its UTC offset
+    (``Z`` for UTC), nanoseconds without trailing zeros."""
+    ns = time.time_ns() if ns is None else ns
+    secs, nanos = divmod(ns, 1_000_000_000)
+    local = time.localtime(secs)
+    frac = f".{nanos:09d}".rstrip("0").rstrip(".")
+    offset = local.tm_gmtoff or 0
+    if offset == 0:
+        zone = "Z"
+    else:
+        sign = "+" if offset > 0 else "-"
+        hours, minutes = divmod(abs(offset) // 60, 60)
+        zone = f"{sign}{hours:02d}:{minutes:02d}"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", local) + frac + zone
+
+
 def host_memory() -> int:
     try:
         for line in open("/proc/meminfo"):
@@ -81,7 +98,7 @@ async def info(d: Daemon, job: Job) -> dict[str, Any]:
         "MemoryLimit": True, "SwapLimit": True, "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True,
         "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": True, "BridgeNfIptables": False,
         "BridgeNfIp6tables": False, "Debug": d.cfg.debug, "NFd": len(os.listdir("/proc/self/fd")),
-        "OomKillDisable": False, "NGoroutines": len(asyncio.all_tasks()), "SystemTime": "",
+        "OomKillDisable": False, "NGoroutines": len(asyncio.all_tasks()), "SystemTime": system_time(),
         "LoggingDriver": "json-file", "CgroupDriver": "cgroupfs", "CgroupVersion": "2" if v2 else "1",
         "NEventsListener": len(d.engine.events.subscribers), "KernelVersion": uname.release,
         "OperatingSystem": _os_name(), "OSVersion": "", "OSType": "linux",

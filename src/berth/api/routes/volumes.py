@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from berth.api.routes.bodies import required_json
 from berth.api.server import api_version, engine_of, route
-from berth.api.streams import json_request, qbool, qfilters, reply
+from berth.api.streams import qbool, qfilters, reply
 
 
 @route("GET", "/volumes")
@@ -18,7 +19,7 @@ async def list_(request: web.Request) -> web.Response:
 
 @route("POST", "/volumes/create")
 async def create(request: web.Request) -> web.Response:
-    body = await json_request(request)
+    body = await required_json(request)
     return reply(await engine_of(request).job("volume.create", body=body), status=201)
 
 

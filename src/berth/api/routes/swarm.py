@@ -1,0 +1,64 @@
+"""Swarm and plugin routes. berth has no swarm mode and no plugins: the routes exist so that
+clients get dockerd's answers for a node outside a swarm (503) and an empty plugin list, not
+``page not found`` (the ``swarm.*`` and ``plugin.*`` jobs say which)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from berth.api.server import engine_of, route
+from berth.api.streams import qfilters, reply
+from berth.errors import Unimplemented
+
+SWARM_OBJECTS = ("nodes", "services", "tasks", "secrets", "configs")
+
+
+async def _unavailable(request: web.Request, action: str = "") -> web.Response:
+    await engine_of(request).job("swarm.unavailable", action=action, path=request.path)
+    raise AssertionError("swarm.unavailable always raises")  # pragma: no cover
+
+
+@route("GET", "/swarm")
+async def swarm_inspect(request: web.Request) -> web.Response:
+    return await _unavailable(request)
+
+
+def _swarm_action(action: str, method: str = "POST") -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return await _unavailable(request, action)
+
+    route(method, f"/swarm/{action}")(handler)
+
+
+for _action in ("init", "join", "leave", "update", "unlock"):
+    _swarm_action(_action)
+_swarm_action("unlockkey", "GET")
+
+
+async def _swarm_object(request: web.Request) -> web.Response:
+    return await _unavailable(request)
+
+
+for _kind in SWARM_OBJECTS:
+    route("*", f"/{_kind}")(_swarm_object)
+    route("*", f"/{_kind}/{{tail:.+}}")(_swarm_object)
+
+
+@route("GET", "/plugins")
+async def plugins(request: web.Request) -> web.Response:
+    return reply(await engine_of(request).job("plugin.list", filters=qfilters(request)))
+
+
+@route("GET", "/plugins/privileges")
+@route("POST", "/plugins/pull")
+@route("POST", "/plugins/create")
+async def plugin_install(request: web.Request) -> web.Response:
+    raise Unimplemented("plugins are not supported by berth: it has no plugin system")
+
+
+@route("GET", "/plugins/{name:.+}/json")
+@route("DELETE", "/plugins/{name:.+}")
+@route("POST", "/plugins/{name:.+}/{action:enable|disable|push|set|upgrade}")
+async def plugin(request: web.Request) -> web.Response:
+    await engine_of(request).job("plugin.find", name=request.match_info["name"])
+    raise AssertionError("plugin.find always raises")  # pragma: no cover
