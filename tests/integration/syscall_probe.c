@@ -1,6 +1,7 @@
 /* syscall_probe: call one raw syscall and say how it ended, for the seccomp tests.
  *
  *   syscall_probe NAME [ARG...]      prints "ok" or the errno's name (EPERM, ENOSYS, ...)
+ *   syscall_probe NUMBER [ARG...]    the same for a raw syscall number (one past the table, say)
  *
  * ARGs are integers (0x... allowed), "self" (this process's pid) or a path (starts with "/",
  * passed as a pointer to the string). The calls are chosen so that
@@ -43,6 +44,8 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++)
         if (strcmp(calls[i].name, argv[1]) == 0)
             nr = calls[i].nr;
+    if (nr < 0 && argv[1][0] >= '0' && argv[1][0] <= '9')
+        nr = strtol(argv[1], NULL, 0);
     if (nr < 0) {
         fprintf(stderr, "%s: unknown syscall %s\n", argv[0], argv[1]);
         return 2;

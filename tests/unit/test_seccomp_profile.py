@@ -20,6 +20,7 @@ from berth.libcontainer.capabilities import DEFAULT_CAPS
 DOCTEST_MODULES = [
     "berth.libcontainer.seccompprofile",
     "berth.libcontainer.bpfeval",
+    "berth.libcontainer.enosysstub",
     "berth.libcontainer.hostdevices",
     "berth.daemon.securityopt",
     "berth.daemon.runtimes",
@@ -123,13 +124,39 @@ def test_default_profile_decisions(name: str, args: tuple[int, ...], default: st
 
 
 @needs_x86_64
-def test_syscalls_the_profile_does_not_name_get_eperm_and_foreign_arches_are_killed() -> None:
+def test_syscalls_newer_than_the_profile_get_enosys_and_foreign_arches_are_killed() -> None:
+    """runc's stub: above the highest syscall the profile names (per architecture) a libc sees
+    ENOSYS, as on an older kernel, and falls back; below it, an unlisted one is the default's EPERM."""
     program = program_for(DEFAULT_CAPS)
-    assert bpfeval.describe(bpfeval.evaluate(program, 1023)) == EPERM  # newer than the list
+    highest = max(
+        seccomp.syscall_number(n) for r in sp.default_oci(list(DEFAULT_CAPS))["syscalls"] for n in r["names"]
+    )
+    assert bpfeval.describe(bpfeval.evaluate(program, highest + 1)) == ENOSYS
+    assert bpfeval.describe(bpfeval.evaluate(program, 1023)) == ENOSYS
+    assert bpfeval.describe(bpfeval.evaluate(program, seccomp.syscall_number("kexec_load"))) == EPERM
+    assert bpfeval.describe(bpfeval.evaluate(program, 400)) == EPERM  # a hole in x86_64's table
     assert bpfeval.describe(bpfeval.evaluate(program, 0, arch=bpfeval.AUDIT_ARCH_AARCH64)) == "kill"
     # the 32-bit x86 sub-architecture is in the filter: its mkdir (39) is allowed, its reboot (88) not
     assert bpfeval.describe(bpfeval.evaluate(program, 39, arch=bpfeval.AUDIT_ARCH_I386)) == "allow"
     assert bpfeval.describe(bpfeval.evaluate(program, 88, arch=bpfeval.AUDIT_ARCH_I386)) == EPERM
+    assert bpfeval.describe(bpfeval.evaluate(program, 999, arch=bpfeval.AUDIT_ARCH_I386)) == ENOSYS
+    # x32 (x86_64's audit arch, bit 30 set): its read (0) allowed, past its table ENOSYS
+    x32 = 0x40000000
+    assert bpfeval.describe(bpfeval.evaluate(program, x32 | 0)) == "allow"
+    assert bpfeval.describe(bpfeval.evaluate(program, x32 | 1000)) == ENOSYS
+
+
+@needs_x86_64
+def test_a_permissive_profile_gets_no_enosys_stub() -> None:
+    deny = {"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}
+    allow = {**deny, "defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}
+    try:
+        denying, allowing = seccomp.compile_profile(deny), seccomp.compile_profile(allow)
+    except seccomp.SeccompError as exc:
+        pytest.skip(f"libseccomp is not available: {exc}")
+    assert bpfeval.describe(bpfeval.evaluate(denying, 1000)) == ENOSYS
+    assert bpfeval.describe(bpfeval.evaluate(allowing, 1000)) == "allow"
 
 
 def test_dropping_a_default_capability_takes_its_syscalls_away() -> None:

@@ -23,7 +23,7 @@ container's file system: mount order, devices, pivot_root, masked/read-only path
 ``seccomp`` (libseccomp-compiled BPF, cached per profile), ``seccompprofile`` (Docker's profile
 format and default profile -> OCI ``linux.seccomp`` for a bounding set), ``bpfeval`` (runs a
 compiled filter on one syscall, for tests), ``hostdevices`` (the host's /dev nodes for
-``--privileged``), ``stdio`` (fds, the console pty),
+``--privileged``), ``enosysstub`` (runc's ENOSYS prologue), ``stdio`` (fds, the console pty),
 ``executable`` (PATH lookup with runc's text), ``init`` (the child's linear program),
 ``process`` (fork, PID namespace, sync pipes), ``cgroups`` (v1/hybrid/v2), ``devicefilter``
 (v2 device rules as eBPF), ``failure`` (ContainerInitError on the wire), ``runtime``

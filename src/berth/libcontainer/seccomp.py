@@ -6,8 +6,10 @@ cached per profile), producing the classic-BPF program; the forked child only ca
 ~9 ms per container for Docker's profile).
 
 Semantics follow runc: unknown syscall names are skipped (the profile may name syscalls this
-libseccomp or kernel does not know), a rule whose action equals the default is skipped, and a
-rule that compares the same argument twice becomes one rule per comparison.
+libseccomp or kernel does not know), a rule whose action equals the default is skipped, a
+rule that compares the same argument twice becomes one rule per comparison, and unless the
+default action lets syscalls through, a syscall newer than every one the profile names answers
+ENOSYS, not the default's EPERM (runc's stub, ``enosysstub``).
 
 The profile here is already the OCI form: Docker's format (``includes``/``excludes`` by
 capability, ``archMap``) and berth's default profile are resolved per container by the exec
@@ -26,7 +28,7 @@ import json
 import os
 from typing import Any
 
-from berth.libcontainer import kernel
+from berth.libcontainer import enosysstub, kernel
 
 PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
@@ -88,6 +90,7 @@ def _libseccomp() -> Any:
         lib.seccomp_arch_resolve_name.restype = ctypes.c_uint32
         lib.seccomp_arch_resolve_name.argtypes = [ctypes.c_char_p]
         lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+        lib.seccomp_syscall_resolve_name_arch.argtypes = [ctypes.c_uint32, ctypes.c_char_p]
         lib.seccomp_rule_add_array.argtypes = [
             ctypes.c_void_p,
             ctypes.c_uint32,
@@ -224,7 +227,30 @@ def _compile(profile: dict[str, Any]) -> bytes:
                 os.close(wfd)
     finally:
         lib.seccomp_release(ctx)
-    return b"".join(chunks)
+    program = b"".join(chunks)
+    if default in (_ACTIONS["SCMP_ACT_ALLOW"], _ACTIONS["SCMP_ACT_LOG"]) or default >> 16 == _TRACE >> 16:
+        return program  # permissive: a syscall the profile does not know already goes through
+    stub = enosysstub.build(_last_syscalls(profile))
+    if len(stub) + len(program) > MAX_PROGRAM:
+        raise SeccompError(f"seccomp filter of {(len(stub) + len(program)) // 8} instructions is too long")
+    return stub + program
+
+
+def _last_syscalls(profile: dict[str, Any]) -> dict[int, dict[str, int]]:
+    """Per audit architecture of the profile, the highest syscall number it names (runc's
+    findLastSyscalls): what the ENOSYS stub compares against."""
+    lib = _libseccomp()
+    names = {n.encode() for rule in profile.get("syscalls") or () for n in rule.get("names") or ()}
+    x32 = lib.seccomp_arch_resolve_name(b"x32")
+    out: dict[int, dict[str, int]] = {}
+    for arch in profile.get("architectures") or ():
+        token = lib.seccomp_arch_resolve_name(arch.lower().removeprefix("scmp_arch_").encode())
+        highest = max((lib.seccomp_syscall_resolve_name_arch(token, n) for n in names), default=-1)
+        if highest < 0:
+            continue  # the profile names nothing on this architecture
+        audit, mode = (enosysstub.X86_64, "x32") if token == x32 else (token, "native")
+        out.setdefault(audit, {})[mode] = highest
+    return out
 
 
 def _split_args(args: list[dict[str, Any]]) -> list[list[_ArgCmp]]:
