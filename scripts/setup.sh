@@ -7,8 +7,8 @@
 # System packages: busybox-static (the offline base image), runc (the oci exec driver),
 # nftables and iproute2 (the network driver), skopeo and docker-registry (the CNCF registry:
 # independent registry clients and a peer server for the registry tests), openssl (test certificates),
-# gcc and libc6-dev (the seccomp tests build a small static syscall probe). Output is quiet; errors
-# are shown in full.
+# gcc and libc6-dev (the seccomp tests build a small static syscall probe), mmdebstrap (`berth image
+# bootstrap debian`). Output is quiet; errors are shown in full.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -39,7 +39,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # --- system packages --------------------------------------------------------------------------
-pkgs=(busybox-static runc nftables iproute2 util-linux skopeo docker-registry openssl gcc libc6-dev)
+pkgs=(busybox-static runc nftables iproute2 util-linux skopeo docker-registry openssl gcc libc6-dev mmdebstrap)
 [ "$with_reference" = 1 ] && pkgs+=(docker.io)
 
 python=${PYTHON:-python3}

@@ -32,6 +32,9 @@ LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 GZIP_TYPES = (LAYER_GZIP, OCI_LAYER_GZIP)
+# Level 1: several times faster than Docker's 6 for a few percent more bytes; the compressed
+# form is made once per layer and kept, so it stays deterministic all the same.
+GZIP_LEVEL = 1
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,7 @@ def compressed_layer(graph: Graph, diff_id: str) -> Blob:
     source = graph.layer_tar(diff_id)
     with graph.content.ingest() as blob:
         # mtime=0 and no file name: the same layer always compresses to the same bytes
-        with open(source, "rb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=blob, mtime=0) as out:  # type: ignore[call-overload]
+        with open(source, "rb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=blob, mtime=0, compresslevel=GZIP_LEVEL) as out:  # type: ignore[call-overload]
             shutil.copyfileobj(raw, out, 1 << 20)
         size = blob.size
         digest = blob.commit()

@@ -31,12 +31,16 @@ if TYPE_CHECKING:
 
 SPEC = Command(
     "image bootstrap",
-    "berth image bootstrap busybox [OPTIONS]",
-    "Build a busybox base image from this machine's static busybox and import it",
+    "berth image bootstrap busybox|debian [OPTIONS]",
+    "Build a base image on this machine (busybox from its static busybox, debian from its apt mirror)",
     (
-        Flag(("-t", "--tag"), "value", "Name and tag of the image", default="busybox:latest"),
+        Flag(("-t", "--tag"), "value", "Name and tag of the image (default busybox:latest, debian:SUITE)"),
         Flag(("--busybox",), "value", "Path of the static busybox binary", default="/bin/busybox"),
         Flag(("-o", "--output"), "value", "Write the rootfs tar to this file instead of importing it"),
+        Flag(("--suite",), "value", "debian: the Debian suite (default bookworm)"),
+        Flag(("--mirror",), "value", "debian: the archive URL (default: the one this host's apt uses)"),
+        Flag(("--variant",), "value", "debian: mmdebstrap variant (default minbase)"),
+        Flag(("--include",), "value", "debian: extra packages, comma-separated"),
     ),
     min_args=1,
     max_args=1,
@@ -231,8 +235,12 @@ def tar_stream(members: list[Member], mtime: int, chunk: int = 64 * 1024) -> Ite
 
 def bootstrap(ctx: Any, argv: list[str]) -> int:
     opts, args = ctx.parse(SPEC, argv)
+    if args[0] == "debian":
+        from berth.cli.commands.debian import bootstrap_debian
+
+        return bootstrap_debian(ctx, opts)
     if args[0] != "busybox":
-        raise InvalidParameter(f"bootstrap image {args[0]!r}: only busybox can be bootstrapped")
+        raise InvalidParameter(f"bootstrap image {args[0]!r}: busybox or debian")
     busybox = ensure_static_busybox(opts["busybox"], ctx.err)
     members = rootfs_members(list_applets(busybox), busybox)
     mtime = int(os.stat(busybox).st_mtime)
@@ -244,5 +252,5 @@ def bootstrap(ctx: Any, argv: list[str]) -> int:
         return 0
     from berth.cli.commands.imports import import_body
 
-    import_body(ctx.client, stream, opts["tag"], ['CMD ["sh"]'], None, ctx.out)
+    import_body(ctx.client, stream, opts["tag"] or "busybox:latest", ['CMD ["sh"]'], None, ctx.out)
     return 0
