@@ -59,7 +59,8 @@ def test_parse_mount() -> None:
     [
         ({"Type": "bind", "Target": "/x"}, 'invalid mount config for type "bind": field Source must not be empty'),
         ({"Type": "bind", "Source": "/x"}, "field Target must not be empty"),
-        ({"Type": "tmpfs", "Target": "/x"}, "not supported"),
+        ({"Type": "npipe", "Target": "/x"}, "mount type unknown"),
+        ({"Type": "tmpfs", "Target": "/x", "Source": "s"}, "field Source must not be specified"),
         ({"Type": "bind", "Source": "rel", "Target": "/x"}, "mount path must be absolute"),
         ({"Type": "volume", "Target": "/x", "BindOptions": {"Propagation": "shared"}}, "BindOptions must not be specified"),
     ],
@@ -92,3 +93,33 @@ def test_inspect_view_and_oci_mounts(tmp_path: Path) -> None:
         {"destination": "/c", "type": "bind", "source": "/h", "options": ["rbind", "ro", "rprivate"]},
         {"destination": "/d", "type": "bind", "source": str(tmp_path), "options": ["rbind", "rw", "rprivate"]},
     )
+
+
+def test_tmpfs_plan_options_and_oci_mounts() -> None:
+    from berth.daemon.mountspec import merge_tmpfs_options, plan, tmpfs_mount_data, tmpfs_mounts
+
+    got = plan(None, [{"Type": "tmpfs", "Target": "/m", "TmpfsOptions": {"SizeBytes": 3 << 20, "Mode": 0o1770}}],
+               {"/t": {}}, {"/t": "size=1m,exec"})
+    assert [(m.type, m.destination, m.listed) for m in got] == [("tmpfs", "/m", True), ("tmpfs", "/t", False)]
+    assert tmpfs_mount_data({"SizeBytes": 1536, "Mode": 0o700}, True) == "ro,mode=700,size=1536"
+    assert tmpfs_mount_data({"SizeBytes": 3 << 30}, False) == "size=3g"
+    assert merge_tmpfs_options(["noexec", "nosuid", "nodev", "rprivate", "exec", "size=1m", "size=2m"]) == [
+        "nosuid", "nodev", "rprivate", "exec", "size=2m"]
+    host = {"Tmpfs": {"/t": "exec,size=1m"}, "Mounts": [{"Type": "tmpfs", "Target": "/m", "ReadOnly": True}]}
+    assert tmpfs_mounts(host) == [
+        {"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "rprivate", "exec", "size=1m"]},
+        {"destination": "/m", "type": "tmpfs", "source": "tmpfs", "options": ["noexec", "nosuid", "nodev", "rprivate", "ro"]},
+    ]
+    with pytest.raises(InvalidParameter, match=r'invalid tmpfs option \["bogus" "1"\]'):
+        plan(None, None, None, {"/t": "bogus=1"})
+    with pytest.raises(InvalidParameter, match="Duplicate mount point: /t"):
+        plan(["vv:/t"], None, None, {"/t": ""})
+
+
+def test_volume_subpath_is_checked_lexically() -> None:
+    from berth.daemon.mountspec import parse_mount
+
+    assert parse_mount({"Type": "volume", "Source": "vv", "Target": "/m", "VolumeOptions": {"Subpath": "a/b"}}).subpath == "a/b"
+    for bad in ("../x", "/abs", "a/../../x"):
+        with pytest.raises(InvalidParameter, match="subpath must be a relative path within the volume"):
+            parse_mount({"Type": "volume", "Source": "vv", "Target": "/m", "VolumeOptions": {"Subpath": bad}})

@@ -133,6 +133,11 @@ class Container:
     def log_path(self) -> str:
         return f"{self.dir}/{self.id}-json.log"
 
+    @property
+    def logs_kept(self) -> bool:
+        """False with ``--log-driver none``: no log file is written or read."""
+        return (self.host_config.get("LogConfig") or {}).get("Type", "json-file") != "none"
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -157,7 +162,7 @@ class Container:
             "ResolvConfPath": f"{self.dir}/resolv.conf",
             "HostnamePath": f"{self.dir}/hostname",
             "HostsPath": f"{self.dir}/hosts",
-            "LogPath": self.log_path,
+            "LogPath": self.log_path if self.logs_kept else "",
             "Name": "/" + self.name,
             "RestartCount": self.restart_count,
             "Driver": self.driver,

@@ -50,7 +50,9 @@ async def create(d: Daemon, job: Job) -> dict[str, Any]:
     image_id = await asyncio.to_thread(d.graph.resolve, body["Image"])
     image_config = (await asyncio.to_thread(d.graph.config, image_id)) or {}
     config, host = createconfig.merge(body, image_config)
-    plan = mountspec.plan(host.get("Binds"), host.get("Mounts"), config.get("Volumes"))
+    plan = mountspec.plan(host.get("Binds"), host.get("Mounts"), config.get("Volumes"), host.get("Tmpfs"))
+    if any(m.subpath for m in plan) and tuple(job.args.get("api_version") or (1, 45)) < (1, 45):
+        raise InvalidParameter("VolumeOptions.Subpath needs API v1.45 or newer")
     volumes.check_sources(plan)
     cid = secrets.token_hex(32)
     # The name is checked and reserved with no await in between, so two concurrent creates of

@@ -35,6 +35,10 @@ _HOST_TYPES: dict[str, type | tuple[type, ...]] = {
     "MaskedPaths": list, "ReadonlyPaths": list,
 }
 
+# dockerd's built-in logging drivers; any other name is looked up as a plugin
+DOCKER_LOG_DRIVERS = ("json-file", "local", "none", "syslog", "journald", "gelf", "fluentd", "awslogs", "splunk",
+                      "etwlogs", "gcplogs", "logentries")
+
 HOST_CONFIG_DEFAULTS: dict[str, Any] = {
     "Binds": None, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
     "NetworkMode": "default", "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
@@ -138,9 +142,11 @@ def merge(body: dict[str, Any], image: dict[str, Any]) -> tuple[dict[str, Any], 
     host = dict(HOST_CONFIG_DEFAULTS)
     host.update({k: v for k, v in (body.get("HostConfig") or {}).items() if v is not None})
     log_type = (host.get("LogConfig") or {}).get("Type") or "json-file"
-    if log_type != "json-file":
-        raise InvalidParameter(f"logging driver {log_type!r} is not supported: berth writes json-file logs")
-    host["LogConfig"] = {"Type": "json-file", "Config": dict((host.get("LogConfig") or {}).get("Config") or {})}
+    if log_type not in DOCKER_LOG_DRIVERS:  # dockerd then looks for a logging plugin of that name
+        raise InvalidParameter(f'error looking up logging plugin {log_type}: plugin "{log_type}" not found')
+    if log_type not in ("json-file", "none"):
+        raise InvalidParameter(f"logging driver {log_type!r} is not supported: berth writes json-file logs or none")
+    host["LogConfig"] = {"Type": log_type, "Config": dict((host.get("LogConfig") or {}).get("Config") or {})}
     mode = host.get("NetworkMode") or "default"
     if mode not in ("default", "bridge", "none", "host"):
         raise InvalidParameter(

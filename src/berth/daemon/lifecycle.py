@@ -28,7 +28,7 @@ from berth.container.record import Container
 from berth.daemon.faults import crash_point
 from berth.daemon.live import Attacher
 from berth.daemon.users import resolve_user
-from berth.daemon.volumes import make_bind_sources
+from berth.daemon.volumes import make_bind_sources, subpath_sources
 from berth.engine import Job
 from berth.errors import (
     BerthError,
@@ -79,8 +79,9 @@ async def _spawn(d: Daemon, c: Container) -> Any:
         from berth.libcontainer.hostdevices import host_devices
 
         devices = await asyncio.to_thread(host_devices)
+    sources = await asyncio.to_thread(subpath_sources, c)
     try:
-        inp = spec_input(c, str(rootfs), (uid, gid, groups), d.cfg.cgroup_parent, tuple(devices))
+        inp = spec_input(c, str(rootfs), (uid, gid, groups), d.cfg.cgroup_parent, tuple(devices), sources)
         spec = build_spec(inp)
     except ContainerStartError:
         raise
@@ -98,7 +99,7 @@ async def _spawn(d: Daemon, c: Container) -> Any:
         resources=inp.resources,
         tty=c.tty,
         open_stdin=bool(c.config.get("OpenStdin")),
-        log_path=Path(c.log_path),
+        log_path=Path(c.log_path) if c.logs_kept else None,
     )
     return await d.driver.create(request)
 
@@ -134,6 +135,13 @@ async def _start_locked(d: Daemon, c: Container) -> None:
             raise
         # dockerd: 400 for a command that is missing or cannot run, 500 for any other failure
         raise SystemFailure(exc.message) from exc
+    except BerthError as exc:
+        # before the monitor (a volume subpath that escapes, a bind source that cannot be
+        # made): dockerd records the error with exit code 128, and --rm removes the container
+        c.state.start_failed(128, exc.message)
+        d.persist(c)
+        await _fail_waiters_on_start_error(d, c, 128)
+        raise
     crash_point("start.after-create")
     before = dataclasses.replace(c.state)
     c.state.to_running(handle.pid)

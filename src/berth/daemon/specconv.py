@@ -17,7 +17,7 @@ from typing import Any
 
 from berth.container.record import Container
 from berth.daemon import securityopt
-from berth.daemon.mountspec import oci_mounts
+from berth.daemon.mountspec import oci_mounts, tmpfs_mounts
 from berth.drivers.exec.spec import DEFAULT_SHM_SIZE, SpecInput
 from berth.libcontainer.cgroups import ALLOW_ALL_DEVICES, DEFAULT_DEVICE_RULES, Resources
 
@@ -56,7 +56,10 @@ def spec_input(
     user: tuple[int, int, list[int]],
     cgroup_parent: str,
     host_devices: tuple[dict[str, Any], ...] = (),
+    sources: dict[str, str] | None = None,
 ) -> SpecInput:
+    """``sources`` replaces the host path of the mounts at those destinations (a volume's
+    resolved subpath)."""
     host = c.host_config
     security = securityopt.parse(host.get("SecurityOpt"))
     privileged = bool(host.get("Privileged"))
@@ -97,5 +100,5 @@ def spec_input(
         pid_host=host.get("PidMode") == "host",
         ipc_host=host.get("IpcMode") == "host",
         uts_host=host.get("UTSMode") == "host",
-        mounts=oci_mounts(c.mounts),
+        mounts=oci_mounts(c.mounts, tmpfs_mounts(host), sources),
     )

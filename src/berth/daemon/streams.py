@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from berth.container.logreader import read_log_stream
 from berth.engine import Job
-from berth.errors import InvalidParameter
+from berth.errors import InvalidParameter, Unimplemented
 
 if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon
@@ -33,6 +33,8 @@ def _seconds(text: str, field: str) -> Decimal | None:
 
 async def logs(d: Daemon, job: Job) -> None:
     c = d.find(job.args["id"])
+    if not c.logs_kept:
+        raise Unimplemented("configured logging driver does not support reading")
     out = job.stdout
     assert out is not None
     tail_arg = str(job.args.get("tail") or "all")

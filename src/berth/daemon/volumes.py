@@ -42,6 +42,10 @@ async def make_mounts(d: Daemon, cid: str, plan: list[mountspec.MountPoint]) -> 
             if m.type == "bind":
                 out.append(mountspec.inspect_view(m, "", m.source))
                 continue
+            if m.type == "tmpfs":
+                if m.listed:  # --mount type=tmpfs is in Mounts, --tmpfs is not (dockerd)
+                    out.append(mountspec.inspect_view(m, "", ""))
+                continue
             volume, new = d.volumes.create(m.source)
             name = volume["Name"]
             d.volume_claims.setdefault(name, set()).add(cid)
@@ -79,6 +83,40 @@ def make_bind_sources(c: Container) -> None:
                 os.makedirs(m.source, 0o755, exist_ok=True)
             except OSError as exc:
                 raise SystemFailure(f"error while creating mount source path '{m.source}': {exc.strerror}") from exc
+
+
+def subpath_sources(c: Container) -> dict[str, str]:
+    """At start: for each volume mounted with ``VolumeOptions.Subpath``, the host path of that
+    subpath (destination -> path), resolved with every symlink followed and refused when it
+    leaves the volume (dockerd's ``safepath`` errors)."""
+    wanted = {}
+    for obj in c.host_config.get("Mounts") or []:
+        m = mountspec.parse_mount(obj)
+        if m.type == "volume" and m.subpath:
+            wanted[m.destination] = m.subpath
+    out = {}
+    for rec in c.mounts:
+        sub = wanted.get(rec["Destination"])
+        if sub and rec.get("Type") == "volume":
+            out[rec["Destination"]] = resolve_subpath(rec["Source"], sub)
+    return out
+
+
+def resolve_subpath(base: str, subpath: str) -> str:
+    """``base/subpath`` with its symlinks resolved (they are the volume's content, so hostile);
+    NotFound when it does not exist, InvalidParameter when it ends outside ``base``."""
+    try:
+        real_base = os.path.realpath(base, strict=True)
+    except OSError as exc:
+        raise NotFound(f"cannot access path {base}: lstat {base}: {(exc.strerror or str(exc)).lower()}") from exc
+    combined = os.path.join(real_base, subpath)
+    try:
+        resolved = os.path.realpath(combined, strict=True)
+    except OSError as exc:
+        raise NotFound(f"cannot access path {combined}: lstat {combined}: {(exc.strerror or str(exc)).lower()}") from exc
+    if os.path.commonpath([real_base, resolved]) != real_base:
+        raise InvalidParameter(f"path concatenation escapes the base directory, base: {real_base}, subpath: {subpath}")
+    return resolved
 
 
 def users(d: Daemon, name: str) -> list[str]:
