@@ -178,3 +178,29 @@ def test_jobs_never_show_credentials(berthd: harness.Berthd, reg: BerthRegistry)
     pulls = [j for j in jobs if j["Name"] == "image.pull"]
     assert pulls and pulls[-1]["Args"]["auth"] == "Credentials"
     assert "topsecret" not in json.dumps(jobs) and auth not in json.dumps(jobs)
+
+
+def test_berth_cli_login_push_pull_search_logout(berthd: harness.Berthd, busybox_image: str, tmp_path: Path) -> None:
+    import bcrypt
+
+    (tmp_path / "htpasswd").write_text(f"cy:{bcrypt.hashpw(b'pw2', bcrypt.gensalt(rounds=4)).decode()}\n")
+    with BerthRegistry(tmp_path / "reg", "--auth", "token", "--htpasswd", str(tmp_path / "htpasswd")) as reg:
+        cfg = tmp_path / "cfg"
+        env = {**berthd.env, "DOCKER_CONFIG": str(cfg)}
+        name = f"{reg.addr}/cli/bbx"
+        ok(berthd.docker("tag", busybox_image, f"{name}:3"))
+        r = berthd.berth("login", reg.addr, "-u", "cy", "--password-stdin", input="bad\n", env=env)
+        assert r.returncode == 1 and "unauthorized" in r.stderr
+        r = ok(berthd.berth("login", reg.addr, "-u", "cy", "--password-stdin", input="pw2\n", env=env))
+        assert r.stdout == "Login Succeeded\n"
+        out = lines(ok(berthd.berth("push", f"{name}:3", env=env)).stdout)
+        assert out[0] == f"The push refers to repository [{name}]" and out[-1].startswith("3: digest: sha256:")
+        ok(berthd.docker("rmi", f"{name}:3"))
+        out = lines(ok(berthd.berth("pull", f"{name}:3", env=env)).stdout)
+        assert out[-1] == f"{name}:3" and out[-2] == f"Status: Downloaded newer image for {name}:3"
+        out = ok(berthd.berth("search", f"{reg.addr}/cli", env=env)).stdout.splitlines()
+        assert out[0].split() == ["NAME", "DESCRIPTION", "STARS", "OFFICIAL"] and out[1].split() == ["cli/bbx", "0"]
+        r = ok(berthd.berth("logout", reg.addr, env=env))
+        assert r.stdout == f"Removing login credentials for {reg.addr}\n"
+        r = berthd.berth("pull", f"{name}:3", env=env)
+        assert r.returncode == 1 and "pull access denied" in r.stderr

@@ -37,12 +37,70 @@ def render_message(msg: dict[str, Any]) -> str:
     return ""
 
 
+class Terminal:
+    """Docker's rendering on a terminal: one line per id, rewritten in place (cursor moves),
+    with the bar, the sizes, the speed and the time left of each download or upload."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self.write = write
+        self.lines: dict[str, int] = {}  # id -> its line, counted from the first
+        self.started: dict[str, tuple[float, int]] = {}
+
+    def show(self, msg: dict[str, Any]) -> None:
+        ident = msg.get("id")
+        text = self._text(msg)
+        if not ident:
+            self.write(text + "\n")
+            self.lines = {}  # later ids start below this line, as docker does
+            return
+        ident = str(ident)
+        if ident not in self.lines:
+            self.lines[ident] = len(self.lines)
+            self.write(f"{text}\n")
+            return
+        up = len(self.lines) - self.lines[ident]
+        self.write(f"\x1b[{up}A\r\x1b[2K{text}\r\x1b[{up}B")
+
+    def _text(self, msg: dict[str, Any]) -> str:
+        out = f"{msg['id']}: " if msg.get("id") else ""
+        out += str(msg.get("status") or msg.get("stream") or "").rstrip("\n")
+        detail = msg.get("progressDetail") or {}
+        if isinstance(detail, dict) and detail.get("current"):
+            out += " " + self._bar(str(msg.get("id", "")), int(detail["current"]), int(detail.get("total") or 0),
+                                   str(msg.get("progress") or ""))
+        return out
+
+    def _bar(self, ident: str, current: int, total: int, progress: str) -> str:
+        import time
+
+        now = time.monotonic()
+        t0, c0 = self.started.setdefault(ident, (now, current))
+        bar = progress or _human(current)
+        if now - t0 > 0.5 and current > c0:
+            speed = (current - c0) / (now - t0)
+            bar += f"  {_human(speed)}/s"
+            if total > current:
+                bar += f"  {int((total - current) / speed)}s"
+        return bar
+
+
+def _human(n: float) -> str:
+    units = ("B", "kB", "MB", "GB", "TB")
+    i = 0
+    while n >= 1000 and i < len(units) - 1:
+        n /= 1000
+        i += 1
+    return f"{n:.4g}{units[i]}"
+
+
 def display_stream(
     resp: Response,
     write: Callable[[str], None],
     on_aux: Callable[[Any], None] | None = None,
+    tty: bool = False,
 ) -> list[dict[str, Any]]:
-    """Print every message as it arrives; returns them all."""
+    """Print every message as it arrives (on a terminal as docker draws it); returns them all."""
+    term = Terminal(write) if tty else None
     decoder = JSONStreamDecoder()
     seen: list[dict[str, Any]] = []
     for chunk in resp.iter_chunks():
@@ -57,6 +115,10 @@ def display_stream(
             if "aux" in msg:
                 if on_aux is not None:
                     on_aux(msg["aux"])
+                continue
+            if term is not None:
+                if "status" in msg or "stream" in msg:
+                    term.show(msg)
                 continue
             text = render_message(msg)
             if text:

@@ -46,7 +46,10 @@ def pull_image(ctx: Any, image: str, quiet: bool, platform: str | None = None) -
         "tag": digest or tag or "latest",
         "platform": platform or None,
     }
-    resp = ctx.client.open("POST", "/images/create", query=query, headers={"X-Registry-Auth": "e30="})
+    from berth.cli.credentials import auth_header_for
+
+    auth = auth_header_for(ctx.env, name)
+    resp = ctx.client.open("POST", "/images/create", query=query, headers={"X-Registry-Auth": auth})
     display_stream(resp, (lambda text: None) if quiet else ctx.err)
 
 

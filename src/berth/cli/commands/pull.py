@@ -43,8 +43,18 @@ def pull(ctx: Any, argv: list[str]) -> int:
         "tag": None if opts["all_tags"] else (digest or tag),
         "platform": opts["platform"] or None,
     }
-    resp = ctx.client.open("POST", "/images/create", query=query, headers={"X-Registry-Auth": "e30="})
-    display_stream(resp, (lambda text: None) if opts["quiet"] else ctx.out)
+    from berth.cli.credentials import auth_header_for
+
+    auth = auth_header_for(ctx.env, name)
+    resp = ctx.client.open("POST", "/images/create", query=query, headers={"X-Registry-Auth": auth})
+    display_stream(resp, (lambda text: None) if opts["quiet"] else ctx.out, tty=_tty(ctx.stdout))
     shown = full_name if opts["all_tags"] else f"{full_name}{'@' + digest if digest else ':' + tag}"
     ctx.out(shown + "\n")
     return 0
+
+
+def _tty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
