@@ -131,3 +131,19 @@ def test_logs_follow_a_running_container(berthd: harness.Berthd, busybox_image: 
     r = ok(berthd.docker("logs", "-f", "ticker", timeout=30))
     assert r.stdout.splitlines() == [f"tick {i}" for i in range(5)]
     assert ok(berthd.docker("logs", "-f", "--tail", "2", "ticker")).stdout == "tick 3\ntick 4\n"
+
+
+def test_log_opts_rotate_and_are_checked(berthd: harness.Berthd, busybox_image: str) -> None:
+    ok(berthd.docker("run", "--name", "rot", "--network", "none", "--log-opt", "max-size=2k", "--log-opt",
+                     "max-file=3", busybox_image, "sh", "-c", "i=0; while [ $i -lt 300 ]; do echo line $i; i=$((i+1)); done"))
+    log_path = Path(json.loads(ok(berthd.docker("inspect", "rot")).stdout)[0]["LogPath"])
+    files = sorted(p.name for p in log_path.parent.glob(log_path.name + "*"))
+    assert files == [log_path.name, log_path.name + ".1", log_path.name + ".2"]
+    assert all(p.stat().st_size <= 2048 for p in log_path.parent.glob(log_path.name + "*"))
+    lines = ok(berthd.docker("logs", "rot")).stdout.splitlines()
+    assert lines[-1] == "line 299" and 0 < len(lines) < 300  # the oldest were rotated away
+    assert lines == [f"line {i}" for i in range(300 - len(lines), 300)]
+    r = berthd.docker("run", "--rm", "--log-opt", "max-file=2", busybox_image, "true")
+    assert r.returncode == 125 and "max-file can only be used together with max-size" in r.stderr
+    r = berthd.docker("run", "--rm", "--log-opt", "colour=blue", busybox_image, "true")
+    assert r.returncode == 125 and "unknown log opt 'colour' for json-file log driver" in r.stderr

@@ -147,6 +147,10 @@ def merge(body: dict[str, Any], image: dict[str, Any]) -> tuple[dict[str, Any], 
     if log_type not in ("json-file", "none"):
         raise InvalidParameter(f"logging driver {log_type!r} is not supported: berth writes json-file logs or none")
     host["LogConfig"] = {"Type": log_type, "Config": dict((host.get("LogConfig") or {}).get("Config") or {})}
+    if log_type == "json-file":
+        from berth.container.logs import log_options
+
+        log_options(host["LogConfig"]["Config"])  # dockerd checks --log-opt at create
     mode = host.get("NetworkMode") or "default"
     if mode not in ("default", "bridge", "none", "host"):
         raise InvalidParameter(

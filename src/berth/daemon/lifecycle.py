@@ -24,6 +24,7 @@ import signal as signals
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from berth.container.logs import log_options
 from berth.container.record import Container
 from berth.daemon.faults import crash_point
 from berth.daemon.live import Attacher
@@ -90,6 +91,7 @@ async def _spawn(d: Daemon, c: Container) -> Any:
         # a failed start like any other, so `run --rm` removes the container (as dockerd does)
         raise ContainerStartError(exc.message) from exc
     assert inp.resources is not None
+    max_size, max_files = log_options((c.host_config.get("LogConfig") or {}).get("Config") or {}) if c.logs_kept else (0, 1)
     (cdir / "config.json").write_text(json.dumps(spec, indent=1))
     request = CreateRequest(
         id=c.id,
@@ -100,6 +102,8 @@ async def _spawn(d: Daemon, c: Container) -> Any:
         tty=c.tty,
         open_stdin=bool(c.config.get("OpenStdin")),
         log_path=Path(c.log_path) if c.logs_kept else None,
+        log_max_size=max_size,
+        log_max_files=max_files,
     )
     return await d.driver.create(request)
 
