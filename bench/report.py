@@ -119,6 +119,10 @@ bash bench/record.sh                       # the full run on the committed HEAD 
 Both `bench/run.py` lines measure the working tree (an editable install); `bench/record.sh`
 measures what is committed, which is what the results below should describe.
 
+Registry operations (pull, push, save, load of a 210 MB image; berth's registry server against the
+CNCF registry) have their own script and page: `.venv/bin/python bench/registry.py` writes
+[benchmarks-registry.md](benchmarks-registry.md).
+
 Options: `--rounds N`, `--ps-containers N`, `--mem-containers N`, `--only logs,exec,...` (only those rows), `--no-write` (print instead of writing this file),
 `--json FILE` (raw samples), `--storage-driver vfs`.
 

@@ -7,6 +7,7 @@ Image names may contain ``/`` and ``:``, so the name routes take the whole remai
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable
 
 from aiohttp import web
@@ -15,6 +16,8 @@ from berth.api.server import api_version, engine_of, route
 from berth.api.streams import LazyResponseSink, RequestSource, qbool, qfilters, reply
 from berth.errors import BerthError, InvalidParameter
 from berth.registry.auth import Credentials
+
+log = logging.getLogger("berth.api")
 
 
 @route("POST", "/images/create")
@@ -50,10 +53,16 @@ async def _streamed(sink: LazyResponseSink, job: Awaitable[object]) -> None:
     ordinary error response; after it, the stream's last message (as dockerd)."""
     try:
         await job
-    except BerthError as exc:
+    except Exception as exc:
         if sink.resp is None:
             raise
-        await sink.write(json.dumps({"errorDetail": {"message": exc.message}, "error": exc.message}).encode() + b"\r\n")
+        # the response has begun: a second status line would corrupt the chunked stream
+        if isinstance(exc, BerthError):
+            text = exc.message
+        else:
+            log.exception("streamed job failed")
+            text = f"internal error: {exc}" if str(exc) else f"internal error: {type(exc).__name__}"
+        await sink.write(json.dumps({"errorDetail": {"message": text}, "error": text}).encode() + b"\r\n")
 
 
 def registry_auth(request: web.Request) -> Credentials:
