@@ -12,7 +12,14 @@ from aiohttp import web
 
 from berth import errors
 
+
+class RequestTooLarge(errors.InvalidParameter):
+    """A request body over the limit of its route (HTTP 413; a 400 to code that only knows
+    berth's classes)."""
+
+
 STATUS: dict[type[errors.BerthError], int] = {
+    RequestTooLarge: 413,
     errors.NotModified: 304,
     errors.InvalidParameter: 400,
     errors.Unauthorized: 401,

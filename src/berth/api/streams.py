@@ -2,19 +2,24 @@
 
 Docker's conventions: a query boolean is false when empty, ``0``, ``no``, ``false`` or
 ``none`` (any case); filters come as JSON ``{"k": ["v"]}`` or the old ``{"k": {"v": true}}``.
+JSON bodies are bounded (:data:`MAX_JSON_BODY`, a 413 beyond) and parsed by
+:func:`berth.jsondoc.loads` (malformed or too deeply nested is a 400).
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
-from berth.api.errors import json_body
+from berth import jsondoc
+from berth.api.errors import RequestTooLarge, json_body
 from berth.errors import InvalidParameter
 
 FALSE = {"", "0", "no", "false", "none"}
+# A JSON request body (create, exec, update...) is a few KB; image uploads, archives and build
+# contexts are streams and have no such limit.
+MAX_JSON_BODY = 8 << 20
 
 
 def reply(obj: object, status: int = 200) -> web.Response:
@@ -43,10 +48,7 @@ def qfilters(request: web.Request) -> dict[str, list[str]]:
     raw = request.query.get("filters", "")
     if not raw:
         return {}
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise InvalidParameter(f"invalid filter: {exc}") from None
+    data = jsondoc.loads(raw, "invalid filter")
     if not isinstance(data, dict):
         raise InvalidParameter("invalid filter: expected a JSON object")
     out: dict[str, list[str]] = {}
@@ -61,20 +63,32 @@ def qfilters(request: web.Request) -> dict[str, list[str]]:
 
 
 async def json_request(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object body: at most :data:`MAX_JSON_BODY` bytes (413 beyond, read no
+    further), nested at most :data:`berth.jsondoc.MAX_DEPTH` deep; empty or ``null`` is ``{}``."""
     if not request.body_exists:
         return {}
-    raw = await request.read()
+    if request.content_length is not None and request.content_length > MAX_JSON_BODY:
+        raise RequestTooLarge(_too_large(request))
+    raw = bytearray()
+    while chunk := await request.content.read(1 << 16):
+        raw += chunk
+        if len(raw) > MAX_JSON_BODY:
+            raise RequestTooLarge(_too_large(request))
     if not raw.strip():
         return {}
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise InvalidParameter(f"invalid JSON in request body: {exc}") from None
+    data = jsondoc.loads(bytes(raw), "invalid JSON in request body")
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise InvalidParameter("invalid JSON in request body: expected an object")
     return data
+
+
+def _too_large(request: web.Request) -> str:
+    return (
+        f"{request.method} {request.path}: request body over {MAX_JSON_BODY} bytes "
+        "(the limit for JSON requests)"
+    )
 
 
 async def chunked_stream(request: web.Request, content_type: str = "application/json") -> web.StreamResponse:

@@ -199,6 +199,7 @@ class Monitor:
             if os.path.exists("monitor.sock"):
                 os.unlink("monitor.sock")
             sock.bind("monitor.sock")
+            os.chmod("monitor.sock", 0o600)  # attach, exec and signals: root's alone
         finally:
             os.chdir(cwd)
         sock.listen(16)
@@ -769,7 +770,7 @@ def main(daemon: socket.socket) -> None:
         daemon.setblocking(True)
         req, body = _read_request(daemon)
         exec_dir = os.path.join(req["exec_root"], req["id"])
-        os.makedirs(exec_dir, exist_ok=True)
+        os.makedirs(exec_dir, mode=0o700, exist_ok=True)
         _detach_stdio(os.path.join(exec_dir, "monitor.log"))
         _set_name(b"berth-monitor")  # what ps -o comm / top show (the cmdline stays the fork server's)
         for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM):

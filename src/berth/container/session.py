@@ -32,7 +32,7 @@ from berth.libcontainer import Stdio
 def atomic_write_json(path: str, obj: Any) -> None:
     """write + fsync + rename, so a reader sees the old file or the whole new one."""
     tmp = f"{path}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, P.dumps(obj))
         os.fsync(fd)

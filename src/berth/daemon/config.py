@@ -2,7 +2,8 @@
 
 Flags win over the file; the file uses dockerd's ``daemon.json`` key names where one exists
 (``data-root``, ``exec-root``, ``hosts``, ``pidfile``, ``storage-driver``, ``tls``,
-``tlsverify``, ``tlscacert``, ``tlscert``, ``tlskey``, ``debug``).
+``tlsverify``, ``tlscacert``, ``tlscert``, ``tlskey``, ``debug``); berth's own keys are
+``cgroup-parent``, ``insecure-tcp`` and ``max-import-size``.
 
     cfg = parse_args(["--data-root", "/tmp/b/d", "-H", "unix:///tmp/b/s.sock"])
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +43,7 @@ class DaemonConfig:
     registry_mirrors: list[str] = field(default_factory=list)  # URL (Docker Hub) or HOST=URL (berth)
     max_concurrent_downloads: int = 3
     max_concurrent_uploads: int = 5
+    max_import_size: int | None = None  # decompressed bytes one import/load/pull may read; 0: no limit; None: the graph's default
 
     @property
     def socket(self) -> Path:
@@ -70,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="URL: a Docker Hub mirror; HOST=URL: a mirror of registry HOST (berth only)")
     p.add_argument("--max-concurrent-downloads", type=int, help="layers downloaded at once per pull (default 3)")
     p.add_argument("--max-concurrent-uploads", type=int, help="layers uploaded at once per push (default 5)")
+    p.add_argument("--max-import-size", help="the most bytes one import, load or pull may unpack "
+                   "(decompressed; 512m, 64g; 0 for no limit; default 64g)")
     return p
 
 
@@ -79,7 +84,7 @@ FILE_KEYS = {
     "tlscert": "tlscert", "tlskey": "tlskey", "debug": "debug", "cgroup-parent": "cgroup_parent",
     "insecure-tcp": "insecure_tcp", "insecure-registries": "insecure_registries",
     "registry-mirrors": "registry_mirrors", "max-concurrent-downloads": "max_concurrent_downloads",
-    "max-concurrent-uploads": "max_concurrent_uploads",
+    "max-concurrent-uploads": "max_concurrent_uploads", "max-import-size": "max_import_size",
 }
 
 
@@ -96,6 +101,8 @@ def parse_args(argv: list[str]) -> DaemonConfig:
     for key, v in values.items():
         if key in ("data_root", "exec_root", "pidfile"):
             v = Path(str(v)).absolute()
+        if key == "max_import_size":
+            v = parse_size(v, "max-import-size")
         setattr(cfg, key, v)
     for key in ("max_concurrent_downloads", "max_concurrent_uploads"):
         if not isinstance(getattr(cfg, key), int) or getattr(cfg, key) < 1:
@@ -113,6 +120,19 @@ def parse_args(argv: list[str]) -> DaemonConfig:
     if cfg.pidfile is None:
         cfg.pidfile = cfg.exec_root / "berthd.pid"
     return cfg
+
+
+_SIZE = re.compile(r"^(\d+)\s*([kmgt]?)(?:i?b)?$")
+
+
+def parse_size(value: object, what: str) -> int:
+    """A byte count: an integer, or a string with a binary suffix (``512m``, ``64g``, ``1GiB``)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    match = _SIZE.match(str(value).strip().lower()) if isinstance(value, str) else None
+    if match is None:
+        raise InvalidParameter(f"{what}: invalid size {value!r} (want bytes, or a number with k, m, g or t)")
+    return int(match.group(1)) * 1024 ** " kmgt".index(match.group(2) or " ")
 
 
 def _read_file(path: Path) -> dict[str, object]:

@@ -30,7 +30,7 @@ def _conflict(name: str, cid: str) -> Conflict:
 
 
 def _write_files(cdir: Path, hostname: str) -> None:
-    cdir.mkdir(parents=True, exist_ok=True)
+    cdir.mkdir(mode=0o700, parents=True, exist_ok=True)  # its config holds the environment
     (cdir / "hostname").write_text(hostname + "\n")
     (cdir / "hosts").write_text(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"

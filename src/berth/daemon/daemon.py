@@ -27,6 +27,7 @@ from berth.container.record import Container
 from berth.daemon.config import DaemonConfig
 from berth.daemon.failures import translate
 from berth.daemon.live import Session
+from berth.daemon.modes import PRIVATE_DIR, secure_data_root
 from berth.daemon.networkstore import NetworkStore
 from berth.daemon.store import ContainerStore
 from berth.daemon.volumestore import VolumeStore
@@ -65,6 +66,7 @@ class Daemon:
     async def startup(self) -> None:
         from berth.drivers.exec.native import NativeDriver
         from berth.drivers.graph import new_driver
+        from berth.graph.budget import DEFAULT_MAX_IMPORT_SIZE
         from berth.graph.graph import Graph
 
         cfg = self.cfg
@@ -73,16 +75,17 @@ class Daemon:
         self.driver = NativeDriver(cfg.exec_root, cfg.cgroup_parent)
         forkserver = asyncio.ensure_future(self.driver.startup())
         warm = asyncio.ensure_future(asyncio.to_thread(importlib.import_module, "berth.api.server"))
-        for sub in ("containers", "tmp"):
-            (cfg.data_root / sub).mkdir(parents=True, exist_ok=True)
         shutil.rmtree(cfg.data_root / "tmp", ignore_errors=True)
-        (cfg.data_root / "tmp").mkdir(exist_ok=True)
+        for sub in ("containers", "tmp"):
+            (cfg.data_root / sub).mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+        secure_data_root(cfg.data_root)  # before the database opens: it must be created 0600
         self.store = ContainerStore(cfg.data_root / "berth.db")
         self.volumes = VolumeStore(cfg.data_root)
         self.networks = NetworkStore(cfg.data_root / "berth.db")
         gdriver = new_driver(cfg.storage_driver, cfg.data_root)
         self.storage_driver = getattr(gdriver, "name", cfg.storage_driver or "overlay2")
-        self.graph = Graph(cfg.data_root, cfg.data_root / "berth.db", gdriver)
+        limit = DEFAULT_MAX_IMPORT_SIZE if cfg.max_import_size is None else cfg.max_import_size
+        self.graph = Graph(cfg.data_root, cfg.data_root / "berth.db", gdriver, limit)
         from berth.daemon.registry import prune_partials
 
         await asyncio.to_thread(prune_partials, cfg.data_root)

@@ -15,6 +15,7 @@ import signal
 import sys
 
 from berth.daemon.config import DaemonConfig, parse_args
+from berth.daemon.modes import private_root, secure_exec_root
 from berth.errors import BerthError
 
 log = logging.getLogger("berth.daemon")
@@ -25,7 +26,7 @@ class AlreadyRunning(BerthError):
 
 
 def lock_data_root(cfg: DaemonConfig) -> int:
-    cfg.data_root.mkdir(parents=True, exist_ok=True)
+    private_root(cfg.data_root)
     path = cfg.data_root / "berth.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
@@ -95,9 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("berthd: must run as root (it creates namespaces, mounts and cgroups)", file=sys.stderr)
         return 1
+    # dockerd's umask: files a container sees get the modes Docker gives them; what is private
+    # gets 0700/0600 explicitly (berth.daemon.modes)
+    os.umask(0o022)
     try:
         lock_fd = lock_data_root(cfg)
-        cfg.exec_root.mkdir(parents=True, exist_ok=True)
+        secure_exec_root(cfg.exec_root)
         asyncio.run(run(cfg))
     except BerthError as exc:
         print(f"berthd: {exc}", file=sys.stderr)

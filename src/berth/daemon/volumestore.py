@@ -31,7 +31,7 @@ ANONYMOUS_LABEL = "com.docker.volume.anonymous"
 class VolumeStore:
     def __init__(self, data_root: Path) -> None:
         self.root = data_root / "volumes"
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self.db = sqlite3.connect(str(data_root / "berth.db"), check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA busy_timeout=5000")
@@ -74,7 +74,8 @@ class VolumeStore:
             row = self.db.execute("SELECT data FROM volumes WHERE name = ?", (name,)).fetchone()
             if row is not None:
                 return self._view(json.loads(row[0])), False
-            self.mountpoint(name).mkdir(parents=True, exist_ok=True)
+            self.mountpoint(name).parent.mkdir(mode=0o700, exist_ok=True)
+            self.mountpoint(name).mkdir(exist_ok=True)  # _data: the container's, 0755 as Docker's
             record = {
                 "Name": name,
                 "CreatedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

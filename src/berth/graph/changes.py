@@ -153,7 +153,7 @@ def _json_or_shell(rest: str) -> tuple[list[str], bool]:
     if rest.startswith("["):
         try:
             value = json.loads(rest)
-        except ValueError:
+        except (ValueError, RecursionError):  # not a JSON array: Docker takes it as shell form
             value = None
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return value, True

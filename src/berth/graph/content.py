@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,7 +44,10 @@ class ContentStore:
 
     def __init__(self, root: Path) -> None:
         self.dir = root / "blobs" / "sha256"
-        self.dir.mkdir(parents=True, exist_ok=True)
+        for path in (root / "blobs", self.dir):  # layer tars and configs: root's alone
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if stat.S_IMODE(os.lstat(path).st_mode) != 0o700:
+                os.chmod(path, 0o700)
 
     def path(self, digest: str) -> Path:
         return self.dir / check_digest(digest)

@@ -26,6 +26,7 @@ from typing import Any, BinaryIO
 from berth.drivers.graph import GraphDriver
 from berth.errors import InvalidParameter, NotFound
 from berth.graph import distribution, imagearchive, pruning, reference, registration, rwlayer
+from berth.graph.budget import DEFAULT_MAX_IMPORT_SIZE, UnpackBudget
 from berth.graph.content import ContentStore
 from berth.graph.image import container_config, now_ns, rfc3339_nano
 from berth.graph.importer import import_stream
@@ -44,9 +45,12 @@ from berth.libcontainer import Mount
 class Graph:
     """Images and layers of one daemon (one data root)."""
 
-    def __init__(self, root: Path, db_path: Path, driver: GraphDriver) -> None:
+    def __init__(
+        self, root: Path, db_path: Path, driver: GraphDriver, max_import_size: int = DEFAULT_MAX_IMPORT_SIZE
+    ) -> None:
         self.root = root
         self.driver = driver
+        self.max_import_size = max_import_size  # decompressed bytes one import/load/pull may read
         self.content = ContentStore(root)
         self.db = GraphDB(db_path)
         self.lock = threading.RLock()
@@ -138,11 +142,15 @@ class Graph:
         return registration.register_image(self, config, pending, repo_tag, parent)
 
     def create_image(
-        self, config: bytes, open_layer: Callable[[int], BinaryIO], repo_tag: str | None = None
+        self,
+        config: bytes,
+        open_layer: Callable[[int], BinaryIO],
+        repo_tag: str | None = None,
+        budget: UnpackBudget | None = None,
     ) -> str:
         """Build an image from its config and its layer tars (``docker load``, a pull); see
         :func:`berth.graph.registration.create_image`."""
-        return registration.create_image(self, config, open_layer, repo_tag)
+        return registration.create_image(self, config, open_layer, repo_tag, budget)
 
     def held_layers(self) -> set[str]:
         return self.holds.held()

@@ -53,6 +53,7 @@ _CONFIG_FIELDS: tuple[tuple[str, Any, bool], ...] = (
 )
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
+_STRSLICE_FIELDS = ("Cmd", "Entrypoint", "Shell")
 
 
 def container_config(values: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -63,6 +64,8 @@ def container_config(values: dict[str, Any] | None = None) -> dict[str, Any]:
         value = values.get(name, zero)
         if omit_empty and not value:
             continue
+        if name in _STRSLICE_FIELDS and isinstance(value, str):
+            value = [value]  # Docker's strslice: one string is a list of one
         out[name] = value
     for name, value in values.items():  # keep fields newer than this table
         if name not in out and value not in (None, "", False, [], {}):
@@ -197,8 +200,22 @@ def parse_rfc3339(text: str) -> int:
         raise ValueError(f"not an RFC 3339 time: {text!r}")
     year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
     fraction = int((match.group(7) or "0")[:9].ljust(9, "0"))
-    moment = _dt.datetime(year, month, day, hour, minute, second, tzinfo=_dt.UTC)
-    if match.group(9):
-        offset = _dt.timedelta(hours=int(match.group(10)), minutes=int(match.group(11)))
-        moment -= offset if match.group(9) == "+" else -offset
+    try:
+        moment = _dt.datetime(year, month, day, hour, minute, second, tzinfo=_dt.UTC)
+        if match.group(9):
+            offset = _dt.timedelta(hours=int(match.group(10)), minutes=int(match.group(11)))
+            moment -= offset if match.group(9) == "+" else -offset
+    except OverflowError:  # an offset that leaves years 1..9999
+        raise ValueError(f"not an RFC 3339 time in years 1 to 9999: {text!r}") from None
     return int(moment.timestamp()) * 1_000_000_000 + fraction
+
+
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def sortable_ns(created: str | None) -> int:
+    """Nanoseconds since the epoch for the images table (SQLite INTEGER is 64-bit): 0 when the
+    config has no ``created`` (optional in OCI), clamped to 1677..2262 for times beyond."""
+    if not created:
+        return 0
+    return min(max(parse_rfc3339(created), INT64_MIN), INT64_MAX)

@@ -10,23 +10,30 @@ The model (Docker's ``image/tarexport``)::
                                            exact tar (the graph keeps it), so diff ids match
 
 Saving writes what the graph holds; loading extracts the archive to a temp dir (Python's
-``data`` filter refuses absolute paths, links out and devices), then builds each image with
-:meth:`Graph.create_image` (layers checked against the config's diff ids) and tags it.
+``data`` filter refuses absolute paths, links out and devices), checks the whole manifest (its
+shape, every config, tag and layer file), then builds each image with
+:meth:`Graph.create_image` (layers checked against the config's diff ids) and tags it. A
+refused archive leaves no image, layer or blob.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import shutil
 import tarfile
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from berth.drivers.graph.tarstream import StrictTarInfo, decompressed, short
 from berth.errors import InvalidParameter, NotFound
 from berth.graph import reference
+from berth.graph.budget import UnpackBudget
+from berth.graph.configcheck import MAX_CONFIG_SIZE, check_config, json_kind, parse_json
 from berth.graph.image import chain_ids, container_config, parse_rfc3339
 
 if TYPE_CHECKING:
@@ -120,50 +127,109 @@ def save(graph: Graph, names: list[str], out: BinaryIO) -> None:
 
 def load(graph: Graph, stream: BinaryIO) -> list[str]:
     """Load a docker-archive tar (plain or compressed); return Docker's output lines
-    (``Loaded image: busybox:latest`` / ``Loaded image ID: sha256:...``)."""
+    (``Loaded image: busybox:latest`` / ``Loaded image ID: sha256:...``).
+
+    The whole manifest -- its shape, every config, tag and layer path -- is checked before the
+    first layer is applied, so a refused archive writes nothing; what it unpacks, the archive
+    and then each layer, is charged to one :class:`UnpackBudget`."""
+    budget = UnpackBudget(graph.max_import_size, "load")
     tmp_root = graph.root / "tmp"
-    tmp_root.mkdir(exist_ok=True)
+    tmp_root.mkdir(mode=0o700, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="load-", dir=tmp_root))
     try:
-        try:
-            with tarfile.open(fileobj=stream, mode="r|*") as tar:
-                tar.extractall(tmp, filter="data")
-        except (tarfile.TarError, EOFError, OSError) as exc:
-            raise InvalidParameter(f"load: invalid docker-archive tar: {exc}") from exc
+        _unpack(stream, tmp, budget)
         manifest_path = tmp / "manifest.json"
         if not manifest_path.is_file():
             raise InvalidParameter(
                 "load: open manifest.json: no such file or directory (not a docker save archive)"
             )
-        try:
-            manifest = json.loads(manifest_path.read_bytes())
-        except ValueError as exc:
-            raise InvalidParameter(f"load: manifest.json: {exc}") from exc
+        images = [_checked(tmp, entry, index) for index, entry in enumerate(_manifest(manifest_path))]
         lines: list[str] = []
-        for entry in manifest:
-            lines += _load_one(graph, tmp, entry)
+        for image in images:
+            lines += _load_one(graph, image, budget)
         return lines
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _load_one(graph: Graph, tmp: Path, entry: dict[str, Any]) -> list[str]:
-    config_path = _inside(tmp, entry.get("Config", ""))
-    config = config_path.read_bytes()
+def _unpack(stream: BinaryIO, tmp: Path, budget: UnpackBudget) -> None:
+    """Extract the archive into ``tmp``: Python's ``data`` filter refuses absolute paths, links
+    out and devices; the decompressed bytes are charged to ``budget``."""
     try:
-        diff_ids = json.loads(config)["rootfs"]["diff_ids"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidParameter(f"load: {entry.get('Config')}: not an image config: {exc}") from exc
-    layers = entry.get("Layers") or []
-    if len(layers) != len(diff_ids):
+        with tarfile.open(
+            fileobj=budget.reader(decompressed(stream)), mode="r|", tarinfo=StrictTarInfo
+        ) as tar:
+            tar.extractall(tmp, filter="data")
+    except OSError as exc:
+        if exc.errno is not None and exc.errno not in _MEMBER_ERRNOS:
+            raise  # the disk (ENOSPC, EIO): a failure of ours, not of the archive
+        raise InvalidParameter(f"load: invalid docker-archive tar: {exc.strerror or exc}") from exc
+    except (tarfile.TarError, EOFError, ValueError, OverflowError, UnicodeError) as exc:
+        raise InvalidParameter(f"load: invalid docker-archive tar: {exc}") from exc
+
+
+_MEMBER_ERRNOS = {errno.ENAMETOOLONG, errno.EINVAL, errno.E2BIG, errno.ERANGE, errno.EFBIG, errno.ELOOP}
+
+
+def _manifest(path: Path) -> list[dict[str, Any]]:
+    if path.stat().st_size > MAX_CONFIG_SIZE:
+        raise InvalidParameter(f"load: manifest.json: over {MAX_CONFIG_SIZE} bytes")
+    doc = parse_json(path.read_bytes(), "load: manifest.json")
+    if not isinstance(doc, list):
         raise InvalidParameter(
-            f"invalid manifest, layers length mismatch: expected {len(diff_ids)}, got {len(layers)}"
+            f"load: invalid manifest.json: want a list of images, got {json_kind(doc)}"
         )
-    paths = [_inside(tmp, layer) for layer in layers]
-    image_id = graph.create_image(config, lambda index: open(paths[index], "rb"))
+    for index, entry in enumerate(doc):
+        if not isinstance(entry, dict):
+            raise InvalidParameter(
+                f"load: invalid manifest.json: entry {index} must be an object with Config, RepoTags "
+                f"and Layers, not {json_kind(entry)}"
+            )
+    return doc
+
+
+@dataclass(frozen=True)
+class _Image:
+    config: bytes
+    layers: list[Path]
+    tags: list[reference.Reference]
+    has_tags: bool
+
+
+def _checked(tmp: Path, entry: dict[str, Any], index: int) -> _Image:
+    """One manifest entry, every field checked and every file found."""
+    what = f"load: manifest.json entry {index}"
+    config_name = entry.get("Config")
+    if not isinstance(config_name, str) or not config_name:
+        raise InvalidParameter(f"{what}: Config must be the name of a file in the archive, not {json_kind(config_name)}")
+    layer_names = entry.get("Layers") or []
+    if not isinstance(layer_names, list) or not all(isinstance(name, str) for name in layer_names):
+        raise InvalidParameter(f"{what}: Layers must be a list of file names")
+    repo_tags = entry.get("RepoTags") or []
+    if not isinstance(repo_tags, list) or not all(isinstance(tag, str) for tag in repo_tags):
+        raise InvalidParameter(f"{what}: RepoTags must be a list of strings")
+    tags = []
+    for tag in repo_tags:
+        try:
+            tags.append(reference.parse_repository(tag))
+        except InvalidParameter as exc:
+            raise InvalidParameter(f"{what}: RepoTags: {short(tag)!r}: {exc.message}") from exc
+    config_path = _inside(tmp, config_name)
+    if config_path.stat().st_size > MAX_CONFIG_SIZE:
+        raise InvalidParameter(f"load: {config_name}: over {MAX_CONFIG_SIZE} bytes")
+    config = config_path.read_bytes()
+    diff_ids = check_config(parse_json(config, f"load: {config_name}"), f"load: {config_name}")
+    if len(layer_names) != len(diff_ids):
+        raise InvalidParameter(
+            f"invalid manifest, layers length mismatch: expected {len(diff_ids)}, got {len(layer_names)}"
+        )
+    return _Image(config, [_inside(tmp, name) for name in layer_names], tags, bool(repo_tags))
+
+
+def _load_one(graph: Graph, image: _Image, budget: UnpackBudget) -> list[str]:
+    image_id = graph.create_image(image.config, lambda index: open(image.layers[index], "rb"), None, budget)
     lines = []
-    for tag in entry.get("RepoTags") or []:
-        ref = reference.parse_repository(tag)
+    for ref in image.tags:
         previous = graph.db.tag_target(ref.name, ref.tag)
         if previous is not None and previous != image_id:
             lines.append(
@@ -171,15 +237,18 @@ def _load_one(graph: Graph, tmp: Path, entry: dict[str, Any]) -> list[str]:
             )
         graph.tag(image_id, ref.name, ref.tag)
         lines.append(f"Loaded image: {ref.familiar()}")
-    if not entry.get("RepoTags"):
+    if not image.has_tags:
         lines.append(f"Loaded image ID: {image_id}")
     return lines
 
 
 def _inside(root: Path, name: str) -> Path:
-    path = (root / name).resolve()
+    try:
+        path = (root / name).resolve()
+    except (OSError, ValueError) as exc:  # a loop of links, a NUL byte
+        raise InvalidParameter(f"load: {short(name)!r}: {exc}") from exc
     if not path.is_relative_to(root.resolve()) or not path.is_file():
-        raise NotFound(f"load: {name!r} not found in the archive")
+        raise NotFound(f"load: {short(name)!r} not found in the archive")
     return path
 
 

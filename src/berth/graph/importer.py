@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, BinaryIO
 
 from berth.graph import reference
+from berth.graph.budget import UnpackBudget
 from berth.graph.changes import apply_changes
 from berth.graph.image import container_config, encode, new_config, now_ns
 from berth.graph.layers import apply_layer
@@ -31,7 +32,8 @@ def import_stream(
     config = apply_changes(container_config(), changes)
     if repo_tag:
         reference.parse_repository(repo_tag)  # a bad name fails before any I/O
-    pending = apply_layer(graph.driver, graph.content, stream, None)
+    budget = UnpackBudget(graph.max_import_size, "import")
+    pending = apply_layer(graph.driver, graph.content, stream, None, budget)
     doc = new_config(
         diff_ids=[pending.diff_id],
         config=config,

@@ -19,6 +19,7 @@ from typing import BinaryIO
 
 from berth.drivers.graph import GraphDriver
 from berth.errors import SystemFailure
+from berth.graph.budget import UnpackBudget
 from berth.graph.content import ContentStore
 from berth.graph.image import chain_id, now_ns, rfc3339_nano
 from berth.graph.store import GraphDB, LayerRow
@@ -40,16 +41,20 @@ def new_cache_id() -> str:
 
 
 def apply_layer(
-    driver: GraphDriver, content: ContentStore, stream: BinaryIO, parent: LayerRow | None
+    driver: GraphDriver,
+    content: ContentStore,
+    stream: BinaryIO,
+    parent: LayerRow | None,
+    budget: UnpackBudget | None = None,
 ) -> PendingLayer:
     """Create a driver layer on ``parent`` and apply ``stream``, keeping the uncompressed tar
     as the blob named by its diff id (``docker save`` and push need the exact bytes); on any
-    failure remove both."""
+    failure remove both. ``budget`` is charged with every uncompressed byte (the blob's)."""
     cache_id = new_cache_id()
     with content.ingest() as blob:
         try:
             driver.create_layer(cache_id, parent.cache_id if parent else None)
-            applied = driver.apply_diff(cache_id, stream, blob)
+            applied = driver.apply_diff(cache_id, stream, budget.counting(blob) if budget else blob)
             blob.commit(applied.diff_id)
         except OSError as exc:
             driver.remove_layer(cache_id)

@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from berth.errors import InvalidParameter, NotFound
 from berth.graph import reference
-from berth.graph.image import chain_ids, image_id, now_ns, parse_rfc3339, rfc3339_nano
+from berth.graph.budget import UnpackBudget
+from berth.graph.configcheck import check_config, parse_json
+from berth.graph.image import chain_ids, image_id, now_ns, rfc3339_nano, sortable_ns
 from berth.graph.layers import PendingLayer, apply_layer, commit_layers, drop_blobs, layer_chain
 from berth.graph.store import ImageRow, LayerRow
 
@@ -78,8 +80,8 @@ def register_image(
     diff_ids = list((doc.get("rootfs") or {}).get("diff_ids") or [])
     new_id = image_id(config)
     try:
-        created_ns = parse_rfc3339(doc.get("created") or "0001-01-01T00:00:00Z")
-    except ValueError as exc:
+        created_ns = sortable_ns(doc.get("created"))
+    except (ValueError, TypeError) as exc:
         raise InvalidParameter(f"register image {new_id}: bad created time: {exc}") from exc
     drop: list[str] = []
     with graph.lock:
@@ -127,18 +129,21 @@ def _existing_top(graph: Graph, diff_ids: list[str]) -> str | None:
 
 
 def create_image(
-    graph: Graph, config: bytes, open_layer: Callable[[int], BinaryIO], repo_tag: str | None
+    graph: Graph,
+    config: bytes,
+    open_layer: Callable[[int], BinaryIO],
+    repo_tag: str | None,
+    budget: UnpackBudget | None = None,
 ) -> str:
     """Build an image from its config and its layer tars.
 
     ``open_layer(i)`` returns a file object (closed here) with the tar, plain or compressed, of
-    ``rootfs.diff_ids[i]``; it is only called for layers the graph lacks. On failure nothing
-    of this build remains (layers other builds hold stay).
+    ``rootfs.diff_ids[i]``; it is only called for layers the graph lacks. The layers' unpacked
+    bytes are charged to ``budget`` (by default one of the graph's ``max_import_size``). On
+    failure nothing of this build remains (layers other builds hold stay).
     """
-    try:
-        diff_ids = list(json.loads(config)["rootfs"]["diff_ids"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidParameter(f"create image: config has no rootfs.diff_ids: {exc}") from exc
+    budget = budget or UnpackBudget(graph.max_import_size, "create image")
+    diff_ids = check_config(parse_json(config, "create image: config"), "create image: config")
     held: list[str] = []
     try:
         parent: LayerRow | None = None
@@ -148,7 +153,7 @@ def create_image(
                 held.append(chain)
             else:
                 try:
-                    row = _apply_one(graph, open_layer, index, diff_id, chain, parent, held)
+                    row = _apply_one(graph, open_layer, index, diff_id, chain, parent, held, budget)
                 finally:
                     graph.holds.applied(chain)
             parent = row
@@ -170,9 +175,10 @@ def _apply_one(
     chain: str,
     parent: LayerRow | None,
     held: list[str],
+    budget: UnpackBudget,
 ) -> LayerRow:
     with open_layer(index) as stream:
-        pending = apply_layer(graph.driver, graph.content, stream, parent)
+        pending = apply_layer(graph.driver, graph.content, stream, parent, budget)
     if pending.diff_id != diff_id:
         graph.driver.remove_layer(pending.cache_id)
         with graph.lock:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from berth.graph import reference
 from berth.graph.filters import dangling_value, labels_match, normalise, path_match
-from berth.graph.image import ZERO_TIME, container_config, parse_rfc3339
+from berth.graph.image import INT64_MAX, INT64_MIN, ZERO_TIME, container_config, parse_rfc3339
 from berth.graph.layers import layer_chain
 
 if TYPE_CHECKING:
@@ -90,7 +90,10 @@ def list_images(graph: Graph, all_images: bool, filters: dict[str, Any]) -> list
         out.append(
             {
                 "Containers": -1,
-                "Created": row.created_ns // 1_000_000_000,
+                # the table clamps to 64-bit nanoseconds; Docker's year 0001 is -62135596800
+                "Created": row.created_ns // 1_000_000_000
+                if INT64_MIN < row.created_ns < INT64_MAX
+                else _unix(row.created),
                 "Id": row.id,
                 "Labels": labels,
                 "ParentId": row.parent,

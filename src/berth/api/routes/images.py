@@ -12,6 +12,7 @@ from collections.abc import Awaitable
 
 from aiohttp import web
 
+from berth.api.errors import json_body
 from berth.api.server import api_version, engine_of, route
 from berth.api.streams import LazyResponseSink, RequestSource, qbool, qfilters, reply
 from berth.errors import BerthError, InvalidParameter
@@ -102,7 +103,14 @@ async def save_many(request: web.Request) -> web.StreamResponse:
 @route("POST", "/images/load")
 async def load(request: web.Request) -> web.StreamResponse:
     sink = LazyResponseSink(request)
-    await engine_of(request).job("image.load", stdin=RequestSource(request), stdout=sink, quiet=qbool(request, "quiet"))
+    try:
+        await engine_of(request).job(
+            "image.load", stdin=RequestSource(request), stdout=sink, quiet=qbool(request, "quiet")
+        )
+    except BerthError as exc:
+        # dockerd answers 200 and puts a failed load into the JSON stream; the CLI prints the
+        # message and exits 1
+        await sink.write(json_body({"errorDetail": {"message": exc.message}, "error": exc.message}) + b"\r\n")
     return await sink.finish()
 
 

@@ -284,5 +284,7 @@ def _write_config(bundle: Path, spec: dict[str, object]) -> None:
     """The bundle's config.json, as runc would read it (written for tools and the oci driver)."""
     bundle.mkdir(parents=True, exist_ok=True)
     tmp = bundle / "config.json.tmp"
-    tmp.write_text(json.dumps(spec))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as f:  # the spec holds the environment: root's alone
+        f.write(json.dumps(spec))
     os.replace(tmp, bundle / "config.json")

@@ -15,11 +15,14 @@ written in one of two formats: ``"overlay"`` (a 0/0 character device and the
 ``dest``, for drivers such as vfs whose layer dir already holds a copy of the parent).
 
 Ownership, modes, mtimes, devices, fifos and xattrs are restored; devices and xattrs that the
-kernel refuses are skipped (best effort, as Docker does in user namespaces).
+kernel refuses for lack of privilege are skipped (best effort, as Docker does in user
+namespaces). Sparse files (old GNU, PAX 0.0, 0.1, 1.0) keep their holes.
 
-The tar is read as strictly as Go's archive/tar: a bad header, a block of zeros followed by
-data, or a stream cut inside a header or a file is an ``InvalidParameter``; the caller owns
-``dest`` and removes it on failure. ::
+The tar is read as strictly as Go's archive/tar (:mod:`tarstream`): a bad header, a block of
+zeros followed by data, or a stream cut inside a header or a file is an ``InvalidParameter``, and
+so is a member Linux cannot hold as it is (a name component over 255 bytes, a malformed
+``security.capability``, an id or time out of range); the caller owns ``dest`` and removes it on
+failure. ::
 
     with open("rootfs.tar.gz", "rb") as f:
         applied = apply_tar(f, Path("/var/lib/berth/overlay2/<id>/diff"), "overlay")
@@ -28,22 +31,28 @@ data, or a stream cut inside a header or a file is an ``InvalidParameter``; the 
 
 from __future__ import annotations
 
-import bz2
 import errno
-import gzip
-import hashlib
-import lzma
 import os
 import shutil
 import stat
 import tarfile
-import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal, Protocol, cast
+from typing import BinaryIO, Literal
 
-from berth.errors import InvalidParameter, SystemFailure
+from berth.drivers.graph.tarstream import (
+    BLOCK,
+    ArchiveError,
+    HashingReader,
+    Writer,
+    check_end,
+    decompressed,
+    members,
+    open_stream,
+    short,
+    sparse_segments,
+)
+from berth.errors import InvalidParameter
 
 WhiteoutFormat = Literal["overlay", "delete"]
 
@@ -51,104 +60,14 @@ WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
 WHITEOUT_OPAQUE = ".wh..wh..opq"
 OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
-BLOCK = 512
+NAME_MAX = 255  # bytes in one path component (Linux)
 _MAX_SYMLINK_HOPS = 40
-_TAIL_KEEP = 1 << 16  # > tarfile's read-ahead (RECORDSIZE), so the unparsed tail is recoverable
+# errnos that a member's own name or metadata causes: the archive's fault (400), not ours (500)
+_MEMBER_ERRNOS = {
+    errno.ENAMETOOLONG, errno.EINVAL, errno.E2BIG, errno.ERANGE, errno.EFBIG, errno.EMLINK, errno.ELOOP,
+}
 
-
-class Writer(Protocol):
-    def write(self, data: bytes, /) -> int: ...
-
-
-class ArchiveError(InvalidParameter):
-    """The stream is not a valid (possibly compressed) tar archive."""
-
-
-class _HashingReader:
-    """Read the uncompressed stream, hash every byte and keep the last few KiB for the tail check."""
-
-    def __init__(self, raw: BinaryIO, tee: Writer | None = None) -> None:
-        self._raw = raw
-        self._tee = tee
-        self.sha = hashlib.sha256()
-        self.total = 0
-        self._tail = bytearray()
-
-    def read(self, size: int = -1) -> bytes:
-        try:
-            data = self._raw.read(size)
-        except (EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError) as exc:
-            raise ArchiveError(f"apply layer: corrupt compressed stream: {exc}") from exc
-        except OSError as exc:
-            if exc.errno is None:  # bz2/gzip report bad data as an OSError without errno
-                raise ArchiveError(f"apply layer: corrupt compressed stream: {exc}") from exc
-            raise
-        self.sha.update(data)
-        if self._tee is not None:
-            self._tee.write(data)
-        self.total += len(data)
-        self._tail += data
-        if len(self._tail) > _TAIL_KEEP:
-            del self._tail[: len(self._tail) - _TAIL_KEEP]
-        return data
-
-    def bytes_from(self, offset: int) -> bytes:
-        """The bytes read so far from ``offset`` on (must still be in the kept tail)."""
-        start = offset - (self.total - len(self._tail))
-        if start < 0:
-            raise SystemFailure("apply layer: tar tail no longer buffered")
-        return bytes(self._tail[start:])
-
-    def drain(self) -> bytes:
-        """Read to EOF (the diff id covers the whole stream); return what was read."""
-        rest = bytearray()
-        while chunk := self.read(1 << 16):
-            rest += chunk
-            if len(rest) > 2 * BLOCK:  # only the first two blocks matter for the check
-                del rest[2 * BLOCK :]
-        return bytes(rest)
-
-    def digest(self) -> str:
-        return "sha256:" + self.sha.hexdigest()
-
-
-def decompressed(stream: BinaryIO) -> BinaryIO:
-    """Wrap ``stream`` in the decompressor its magic bytes name (or return a buffered copy)."""
-    buffered = stream if hasattr(stream, "peek") else _Peekable(stream)
-    head = buffered.peek(6)[:6]  # type: ignore[attr-defined]
-    source = cast(BinaryIO, buffered)
-    if head.startswith(b"\x1f\x8b"):
-        return cast(BinaryIO, gzip.GzipFile(fileobj=source, mode="rb"))
-    if head.startswith(b"BZh"):
-        return cast(BinaryIO, bz2.BZ2File(source, mode="rb"))
-    if head.startswith(b"\xfd7zXZ\x00"):
-        return cast(BinaryIO, lzma.LZMAFile(source, mode="rb"))
-    if head.startswith(b"\x28\xb5\x2f\xfd"):
-        raise ArchiveError("apply layer: zstd-compressed layers are not supported")
-    return buffered  # type: ignore[return-value]
-
-
-class _Peekable:
-    def __init__(self, raw: BinaryIO) -> None:
-        self._raw = raw
-        self._buf = b""
-
-    def peek(self, size: int) -> bytes:
-        while len(self._buf) < size:
-            chunk = self._raw.read(size - len(self._buf))
-            if not chunk:
-                break
-            self._buf += chunk
-        return self._buf
-
-    def read(self, size: int = -1) -> bytes:
-        if self._buf:
-            if size < 0:
-                out, self._buf = self._buf + self._raw.read(), b""
-                return out
-            out, self._buf = self._buf[:size], self._buf[size:]
-            return out
-        return self._raw.read(size)
+__all__ = ["BLOCK", "Applied", "ArchiveError", "Writer", "apply_tar", "clean_name", "decompressed", "tree_size"]
 
 
 @dataclass(frozen=True)
@@ -162,33 +81,23 @@ class Applied:
 def apply_tar(stream: BinaryIO, dest: Path, whiteouts: WhiteoutFormat, tee: Writer | None = None) -> Applied:
     """Extract the layer tar ``stream`` into ``dest``; return its diff id and size. ``tee``
     receives the uncompressed tar bytes as they are read (the graph keeps them as a blob)."""
-    reader = _HashingReader(decompressed(stream), tee)
+    reader = HashingReader(decompressed(stream), tee)
     applier = _Applier(str(dest), whiteouts)
-    try:
-        archive = tarfile.open(fileobj=reader, mode="r|")  # type: ignore[call-overload]
-        for member in archive:
-            applier.apply(member, archive.extractfile)
-        offset = archive.offset
-    except tarfile.TarError as exc:
-        raise ArchiveError(f"apply layer: invalid tar archive: {exc}") from exc
-    _check_end(reader.bytes_from(offset) + reader.drain())
+    archive = open_stream(reader)
+    for member in members(archive):
+        try:
+            applier.apply(member, archive)
+        except OSError as exc:
+            if exc.errno in _MEMBER_ERRNOS:
+                raise ArchiveError(f"apply layer: {short(member.name)!r}: {exc.strerror}") from exc
+            raise
+        except (OverflowError, ValueError) as exc:  # an id, time, device number or name Linux cannot take
+            raise ArchiveError(f"apply layer: {short(member.name)!r}: {exc}") from exc
+        except tarfile.TarError as exc:  # the member's data is cut short
+            raise ArchiveError(f"apply layer: invalid tar archive: {exc}") from exc
+    check_end(reader.bytes_from(archive.offset) + reader.drain())
     applier.finish()
     return Applied(reader.digest(), applier.size)
-
-
-def _check_end(tail: bytes) -> None:
-    """Go's archive/tar end rules: clean EOF, or two zero blocks; anything else is an error."""
-    if not tail:
-        return
-    if len(tail) < BLOCK:
-        raise ArchiveError("apply layer: invalid tar archive: unexpected EOF")
-    if tail[:BLOCK].strip(b"\0"):
-        raise ArchiveError("apply layer: invalid tar archive: archive/tar: invalid tar header")
-    second = tail[BLOCK : 2 * BLOCK]
-    if second and len(second) < BLOCK:
-        raise ArchiveError("apply layer: invalid tar archive: unexpected EOF")
-    if second.strip(b"\0"):
-        raise ArchiveError("apply layer: invalid tar archive: archive/tar: invalid tar header")
 
 
 def clean_name(name: str) -> list[str]:
@@ -198,6 +107,12 @@ def clean_name(name: str) -> list[str]:
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise InvalidParameter(f"apply layer: refusing path {name!r} outside of the layer")
+    for part in parts:
+        if len(os.fsencode(part)) > NAME_MAX:
+            raise ArchiveError(
+                f"apply layer: file name too long: {short(name)!r} (a path component may have at most "
+                f"{NAME_MAX} bytes)"
+            )
     return parts
 
 
@@ -211,9 +126,7 @@ class _Applier:
         self.unpacked: set[str] = set()
         self.size = 0  # regular file bytes + symlink target lengths, as Docker's directory.Size
 
-    def apply(
-        self, member: tarfile.TarInfo, open_member: Callable[[tarfile.TarInfo], BinaryIO | None]
-    ) -> None:
+    def apply(self, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
         parts = clean_name(member.name)
         if not parts:  # the root itself ("./"): metadata only
             if member.isdir():
@@ -233,11 +146,19 @@ class _Applier:
                 os.mkdir(path, 0o700)
             self.dir_times.append((path, member.mtime))
         elif member.isreg():
-            source = open_member(member)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             with os.fdopen(fd, "wb") as out:
-                if source is not None:
-                    shutil.copyfileobj(source, out, 1 << 20)
+                if member.sparse is not None:
+                    # Data segments at their offsets, then the real size: holes stay holes (a
+                    # few KB of archive may describe terabytes of hole), as Docker's archive does.
+                    for offset, chunk in sparse_segments(archive, member):
+                        out.seek(offset)
+                        out.write(chunk)
+                    out.truncate(member.size)
+                else:
+                    source = archive.extractfile(member)
+                    if source is not None:
+                        shutil.copyfileobj(source, out, 1 << 20)
             self.size += member.size
         elif member.issym():
             os.symlink(member.linkname, path)
@@ -281,7 +202,8 @@ class _Applier:
             try:
                 info = os.lstat(current)
             except FileNotFoundError:
-                os.mkdir(current, 0o755)
+                os.mkdir(current)
+                os.chmod(current, 0o755)  # Docker's mode for implied parents, whatever our umask
                 resolved.append(part)
                 continue
             if stat.S_ISLNK(info.st_mode):
@@ -352,16 +274,21 @@ class _Applier:
             os.chmod(path, member.mode & 0o7777)
         for key, value in member.pax_headers.items():
             if key.startswith("SCHILY.xattr."):
-                _set_xattr(path, key[len("SCHILY.xattr.") :], value.encode("utf-8", "surrogateescape"))
+                _set_xattr(path, member.name, key[len("SCHILY.xattr.") :], value.encode("utf-8", "surrogateescape"))
 
 
-def _set_xattr(path: str, name: str, value: bytes) -> None:
+def _set_xattr(path: str, member: str, name: str, value: bytes) -> None:
     try:
         os.setxattr(path, name, value, follow_symlinks=False)
     except OSError as exc:
         # Best effort: the backing filesystem or our privileges may refuse some namespaces.
-        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES):
-            raise
+        if exc.errno in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES):
+            return
+        if exc.errno in _MEMBER_ERRNOS:  # a malformed value (e.g. security.capability) or name
+            raise ArchiveError(
+                f"apply layer: {short(member)!r}: set extended attribute {short(name, 64)!r}: {exc.strerror}"
+            ) from exc
+        raise
 
 
 def _remove(path: str) -> None:

@@ -22,6 +22,7 @@ import base64
 import os
 import secrets
 import shutil
+import stat
 from pathlib import Path
 from typing import BinaryIO
 
@@ -53,11 +54,21 @@ class OverlayDriver:
                 f"overlay2: data root {root} contains ',' or ':', which mount options cannot carry"
             )
         self.root = root
-        (root / LINK_DIR).mkdir(parents=True, exist_ok=True)
+        (root / LINK_DIR).mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._make_private()
         # index=off where the kernel knows the option, as Docker does: layers are shared by
         # many overlay mounts, which the inodes index would otherwise refuse (EBUSY).
         self._extra = ("index=off",) if Path("/sys/module/overlay/parameters/index").exists() else ()
         self._drop_dangling_links()
+
+    def _make_private(self) -> None:
+        """The root, ``l/`` and every layer dir 0700 (fixing what an older berth left 0755):
+        a layer holds what containers wrote, setuid binaries and device nodes included, and only
+        root may reach it. ``diff/`` keeps its mode: it is the root directory containers see."""
+        for path in (self.root, self.root / LINK_DIR, *(p for p in self.root.iterdir() if p.name != LINK_DIR)):
+            info = os.lstat(path)
+            if stat.S_ISDIR(info.st_mode) and stat.S_IMODE(info.st_mode) != 0o700:
+                os.chmod(path, 0o700)
 
     def _drop_dangling_links(self) -> None:
         """Short links whose layer is gone (a crash between link and layer removal)."""
@@ -79,10 +90,11 @@ class OverlayDriver:
         layer = self._dir(layer_id)
         lower = self._lower_chain(parent_id) if parent_id else []
         try:
-            layer.mkdir()
+            layer.mkdir(mode=0o700)
         except FileExistsError as exc:
             raise Conflict(f"overlay2: create layer {layer_id}: already exists") from exc
         (layer / "diff").mkdir()
+        os.chmod(layer / "diff", 0o755)  # a container's "/" until a layer tar says otherwise
         if lower:
             (layer / "lower").write_text(":".join(f"{LINK_DIR}/{s}" for s in lower))
         if not linkable:
@@ -146,9 +158,9 @@ class OverlayDriver:
         # gets only what an upper dir needs (no short link, no merged/: berth mounts elsewhere).
         self._create(container_id, parent_id, linkable=False)
         layer = self._dir(container_id)
-        (layer / "work").mkdir()
+        (layer / "work").mkdir(mode=0o700)
         if parent_id is None:
-            (layer / "empty").mkdir()  # overlayfs needs a lowerdir even for an empty image
+            (layer / "empty").mkdir(mode=0o700)  # overlayfs needs a lowerdir even for an empty image
 
     def lower_dirs(self, layer_id: str) -> list[Path]:
         """The lower layers' short-link paths for ``layer_id``, nearest first."""

@@ -13,7 +13,9 @@ hard-link identity and xattr in one pass and can reflink.
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 from typing import BinaryIO
@@ -31,7 +33,12 @@ class VfsDriver:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        (root / "dir").mkdir(parents=True, exist_ok=True)
+        # 0700, fixing what an older berth left 0755: each layer dir is a whole root file system
+        # with whatever setuid binaries and devices containers wrote; only root may reach it
+        for path in (root, root / "dir"):
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if stat.S_IMODE(os.lstat(path).st_mode) != 0o700:
+                os.chmod(path, 0o700)
 
     def _dir(self, layer_id: str) -> Path:
         if not layer_id or "/" in layer_id or layer_id in (".", ".."):
@@ -43,9 +50,10 @@ class VfsDriver:
         if parent_id is not None and not self.exists(parent_id):
             raise NotFound(f"vfs: parent layer {parent_id} not found")
         try:
-            layer.mkdir(mode=0o755)
+            layer.mkdir()
         except FileExistsError as exc:
             raise Conflict(f"vfs: create layer {layer_id}: already exists") from exc
+        os.chmod(layer, 0o755)  # a container's "/" (the copy or the layer tar may change it)
         if parent_id is not None:
             _copy_tree(self._dir(parent_id), layer)
         return layer

@@ -1,0 +1,316 @@
+"""Reading a hostile tar stream: decompression, hashing, Go's strictness, bounded headers, sparse maps.
+
+The model: a layer or image archive comes from anyone, so reading it must cost no more than the
+archive is worth. :func:`members` walks a (decompressed) tar stream the way Go's
+``archive/tar`` does, with the same bounds:
+
+- a special header (PAX extended or global, GNU long name or long link) holds at most 1 MiB
+  (Go's ``maxSpecialFileSize``); Python's tarfile would read any size into memory;
+- a sparse map (old GNU ``S`` entries with extension blocks, PAX 0.0, 0.1, 1.0) holds at most
+  :data:`MAX_SPARSE_ENTRIES` entries, sorted, not overlapping, inside the file's size, and its
+  data segments add up to exactly the bytes the archive stores for the member;
+- any parse failure (bad header, bad number, a stream cut short) is an :class:`ArchiveError`.
+
+:func:`sparse_segments` then yields a sparse member's data segments as ``(offset, chunk)``
+pairs, read straight from the archive, so the caller writes them at their offsets and keeps the
+holes as holes (a 10 KB archive may describe a 2 GiB file that is all hole)::
+
+    reader = HashingReader(decompressed(stream))
+    archive = open_stream(reader)
+    for member in members(archive):
+        if member.sparse is not None:
+            for offset, chunk in sparse_segments(archive, member): ...
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import lzma
+import tarfile
+import zlib
+from collections.abc import Iterator
+from typing import Any, BinaryIO, Protocol, cast
+
+from berth.errors import InvalidParameter, SystemFailure
+
+BLOCK = 512
+MAX_SPECIAL_HEADER = 1 << 20  # Go's archive/tar maxSpecialFileSize
+MAX_SPARSE_ENTRIES = 1 << 16
+_TAIL_KEEP = 1 << 16  # > tarfile's read-ahead (RECORDSIZE), so the unparsed tail is recoverable
+_CHUNK = 1 << 20
+_SPECIAL = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME,
+            tarfile.GNUTYPE_LONGLINK)
+
+
+class Writer(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
+class ArchiveError(InvalidParameter):
+    """The stream is not a valid (possibly compressed) tar archive."""
+
+
+class HashingReader:
+    """Read the uncompressed stream, hash every byte, hand it to ``tee`` and keep the last few
+    KiB for the tail check."""
+
+    def __init__(self, raw: BinaryIO, tee: Writer | None = None) -> None:
+        self._raw = raw
+        self._tee = tee
+        self.sha = hashlib.sha256()
+        self.total = 0
+        self._tail = bytearray()
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            data = self._raw.read(size)
+        except (EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError) as exc:
+            raise ArchiveError(f"apply layer: corrupt compressed stream: {exc}") from exc
+        except OSError as exc:
+            if exc.errno is None:  # bz2/gzip report bad data as an OSError without errno
+                raise ArchiveError(f"apply layer: corrupt compressed stream: {exc}") from exc
+            raise
+        self.sha.update(data)
+        if self._tee is not None:
+            self._tee.write(data)
+        self.total += len(data)
+        self._tail += data
+        if len(self._tail) > _TAIL_KEEP:
+            del self._tail[: len(self._tail) - _TAIL_KEEP]
+        return data
+
+    def bytes_from(self, offset: int) -> bytes:
+        """The bytes read so far from ``offset`` on (must still be in the kept tail)."""
+        start = offset - (self.total - len(self._tail))
+        if start < 0:
+            raise SystemFailure("apply layer: tar tail no longer buffered")
+        return bytes(self._tail[start:])
+
+    def drain(self) -> bytes:
+        """Read to EOF (the diff id covers the whole stream); return the first bytes read."""
+        rest = bytearray()
+        while chunk := self.read(1 << 16):
+            rest += chunk
+            if len(rest) > 2 * BLOCK:  # only the first two blocks matter for the check
+                del rest[2 * BLOCK :]
+        return bytes(rest)
+
+    def digest(self) -> str:
+        return "sha256:" + self.sha.hexdigest()
+
+
+def decompressed(stream: BinaryIO) -> BinaryIO:
+    """Wrap ``stream`` in the decompressor its magic bytes name (or return a buffered copy)."""
+    buffered = stream if hasattr(stream, "peek") else _Peekable(stream)
+    head = buffered.peek(6)[:6]  # type: ignore[attr-defined]
+    source = cast(BinaryIO, buffered)
+    if head.startswith(b"\x1f\x8b"):
+        return cast(BinaryIO, gzip.GzipFile(fileobj=source, mode="rb"))
+    if head.startswith(b"BZh"):
+        return cast(BinaryIO, bz2.BZ2File(source, mode="rb"))
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return cast(BinaryIO, lzma.LZMAFile(source, mode="rb"))
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        raise ArchiveError("apply layer: zstd-compressed layers are not supported")
+    return buffered  # type: ignore[return-value]
+
+
+class _Peekable:
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._buf = b""
+
+    def peek(self, size: int) -> bytes:
+        while len(self._buf) < size:
+            chunk = self._raw.read(size - len(self._buf))
+            if not chunk:
+                break
+            self._buf += chunk
+        return self._buf
+
+    def read(self, size: int = -1) -> bytes:
+        if self._buf:
+            if size < 0:
+                out, self._buf = self._buf + self._raw.read(), b""
+                return out
+            out, self._buf = self._buf[:size], self._buf[size:]
+            return out
+        return self._raw.read(size)
+
+
+class StrictTarInfo(tarfile.TarInfo):
+    """tarfile's TarInfo with Go's bounds on what a header may make us read or keep.
+
+    tarfile's own comment invites subclasses to override the ``_proc_*`` methods; these add
+    limits in front of them and otherwise defer to the standard implementation.
+    """
+
+    def _proc_member(self, tarfile_: Any) -> Any:  # type: ignore[misc]
+        if self.type in _SPECIAL and self.size > MAX_SPECIAL_HEADER:
+            raise ArchiveError(
+                f"invalid tar archive: a {_kind(self.type)} header of {self.size} bytes "
+                f"(the limit is {MAX_SPECIAL_HEADER})"
+            )
+        return super()._proc_member(tarfile_)  # type: ignore[misc]
+
+    def _proc_sparse(self, tarfile_: Any) -> Any:
+        """Old GNU sparse (type ``S``): tarfile's loop over extension blocks, bounded."""
+        structs, isextended, origsize = self._sparse_structs  # type: ignore[attr-defined]
+        del self._sparse_structs  # type: ignore[attr-defined]
+        while isextended:
+            if len(structs) > MAX_SPARSE_ENTRIES:
+                raise ArchiveError(f"invalid tar archive: {self.name!r}: sparse map over {MAX_SPARSE_ENTRIES} entries")
+            buf = tarfile_.fileobj.read(BLOCK)
+            if len(buf) < BLOCK:
+                raise ArchiveError("invalid tar archive: unexpected EOF in a sparse header")
+            for pos in range(0, 21 * 24, 24):
+                try:
+                    offset = _nti(buf[pos : pos + 12])
+                    numbytes = _nti(buf[pos + 12 : pos + 24])
+                except tarfile.HeaderError as exc:
+                    raise ArchiveError(f"invalid tar archive: {self.name!r}: bad sparse header: {exc}") from exc
+                if offset or numbytes:
+                    structs.append((offset, numbytes))
+            isextended = bool(buf[504])
+        self.sparse = structs  # type: ignore[assignment]  # typeshed says bytes; it is a list
+        self.offset_data = tarfile_.fileobj.tell()
+        tarfile_.offset = self.offset_data + self._block(self.size)  # type: ignore[attr-defined]
+        self.size = origsize
+        return self
+
+    def _proc_gnusparse_10(self, next_: Any, pax_headers: Any, tarfile_: Any) -> None:
+        """PAX sparse 1.0: the map is decimal text at the start of the data; bounded here."""
+        text = b""
+        numbers: list[int] = []
+        wanted: int | None = None
+        while wanted is None or len(numbers) < wanted:
+            if b"\n" not in text:
+                if len(text) > MAX_SPECIAL_HEADER:
+                    raise ArchiveError(f"invalid tar archive: {next_.name!r}: sparse map over 1 MiB")
+                block = tarfile_.fileobj.read(BLOCK)
+                if len(block) < BLOCK:
+                    raise ArchiveError("invalid tar archive: unexpected EOF in a sparse map")
+                text += block
+                continue
+            line, text = text.split(b"\n", 1)
+            if not line.isdigit():
+                raise ArchiveError(f"invalid tar archive: {next_.name!r}: bad sparse map entry {line[:20]!r}")
+            if wanted is None:
+                if int(line) > MAX_SPARSE_ENTRIES:
+                    raise ArchiveError(
+                        f"invalid tar archive: {next_.name!r}: sparse map over {MAX_SPARSE_ENTRIES} entries"
+                    )
+                wanted = 2 * int(line)
+            else:
+                numbers.append(int(line))
+        next_.offset_data = tarfile_.fileobj.tell()
+        next_.sparse = list(zip(numbers[::2], numbers[1::2], strict=True))
+
+
+_nti = getattr(tarfile, "nti")  # noqa: B009  # tarfile's header number parser (not in its __all__)
+
+
+def sparse_map(member: tarfile.TarInfo) -> list[tuple[int, int]]:
+    """The member's sparse map as ``[(offset, length), ...]`` (typeshed types it as bytes)."""
+    return cast(list[tuple[int, int]], member.sparse or [])
+
+
+def _kind(type_: bytes) -> str:
+    return {tarfile.GNUTYPE_LONGNAME: "GNU long name", tarfile.GNUTYPE_LONGLINK: "GNU long link"}.get(
+        type_, "PAX"
+    )
+
+
+def open_stream(reader: Any) -> tarfile.TarFile:
+    """A forward-only tar reader over ``reader`` (already decompressed) with :class:`StrictTarInfo`."""
+    try:
+        return tarfile.open(fileobj=reader, mode="r|", tarinfo=StrictTarInfo)
+    except tarfile.TarError as exc:
+        raise ArchiveError(f"invalid tar archive: {exc}") from exc
+
+
+# Errors the standard parser lets out for malformed numbers and maps (int(), split(), zip()).
+_PARSE_ERRORS = (tarfile.TarError, ValueError, OverflowError, EOFError, UnicodeError)
+
+
+def members(archive: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """The archive's members, each checked; a malformed header or sparse map is an ArchiveError."""
+    while True:
+        try:
+            member = archive.next()
+        except ArchiveError:
+            raise
+        except _PARSE_ERRORS as exc:
+            raise ArchiveError(f"invalid tar archive: {exc}") from exc
+        if member is None:
+            return
+        if member.sparse is not None:
+            _check_sparse(archive, member)
+        yield member
+
+
+def _check_sparse(archive: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    """Go's validateSparseEntries, plus: the segments use exactly the bytes stored."""
+    # Zero-length entries carry no data (GNU tar ends its maps with one at the file's size).
+    entries = [(offset, length) for offset, length in sparse_map(member) if length]
+    member.sparse = entries  # type: ignore[assignment]
+    if len(entries) > MAX_SPARSE_ENTRIES:
+        raise ArchiveError(f"invalid tar archive: {member.name!r}: sparse map over {MAX_SPARSE_ENTRIES} entries")
+    if member.size < 0:
+        raise ArchiveError(f"invalid tar archive: {member.name!r}: negative sparse file size")
+    end = 0
+    stored = 0
+    for offset, length in entries:
+        if offset < 0 or length < 0 or offset < end or offset + length > member.size:
+            raise ArchiveError(
+                f"invalid tar archive: {member.name!r}: sparse map entry ({offset}, {length}) is out of "
+                f"order, overlapping or past the file's size {member.size}"
+            )
+        end = offset + length
+        stored += length
+    available = archive.offset - member.offset_data
+    if member._block(stored) != available:  # type: ignore[attr-defined]
+        raise ArchiveError(
+            f"invalid tar archive: {member.name!r}: sparse map describes {stored} bytes of data, "
+            f"the archive stores {available}"
+        )
+
+
+def sparse_segments(archive: tarfile.TarFile, member: tarfile.TarInfo) -> Iterator[tuple[int, bytes]]:
+    """A sparse member's data as ``(file offset, chunk)`` pairs, read from the archive in order."""
+    stream = cast(Any, archive.fileobj)
+    try:
+        stream.seek(member.offset_data)
+        for offset, length in sparse_map(member):
+            done = 0
+            while done < length:
+                chunk = stream.read(min(_CHUNK, length - done))
+                if not chunk:
+                    raise ArchiveError(f"invalid tar archive: unexpected EOF in {member.name!r}")
+                yield offset + done, chunk
+                done += len(chunk)
+    except _PARSE_ERRORS as exc:
+        raise ArchiveError(f"invalid tar archive: {member.name!r}: {exc}") from exc
+
+
+def check_end(tail: bytes) -> None:
+    """Go's archive/tar end rules: clean EOF, or two zero blocks; anything else is an error."""
+    if not tail:
+        return
+    if len(tail) < BLOCK:
+        raise ArchiveError("apply layer: invalid tar archive: unexpected EOF")
+    if tail[:BLOCK].strip(b"\0"):
+        raise ArchiveError("apply layer: invalid tar archive: archive/tar: invalid tar header")
+    second = tail[BLOCK : 2 * BLOCK]
+    if second and len(second) < BLOCK:
+        raise ArchiveError("apply layer: invalid tar archive: unexpected EOF")
+    if second.strip(b"\0"):
+        raise ArchiveError("apply layer: invalid tar archive: archive/tar: invalid tar header")
+
+
+def short(name: str, keep: int = 80) -> str:
+    """A member name for a message: attacker-chosen, so cut to a readable length."""
+    return name if len(name) <= keep else name[:keep] + f"...({len(name)} characters)"
+
