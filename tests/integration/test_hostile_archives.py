@@ -285,7 +285,8 @@ DEEP = b"[" * 100_000 + b"]" * 100_000
 
 @pytest.mark.parametrize(
     "path",
-    ["/containers/create", "/volumes/create", "/containers/{cid}/exec", "/commit?container={cid}", "/containers/{cid}/update"],
+    ["/containers/create", "/volumes/create", "/networks/create", "/auth", "/containers/{cid}/exec",
+     "/commit?container={cid}", "/containers/{cid}/update"],
 )
 def test_json_nested_100k_deep_is_a_400_on_every_route(berthd: harness.Berthd, busybox_image: str, path: str) -> None:
     cid = ok(berthd.docker("create", "--name", "keep", busybox_image, "true")).stdout.strip()

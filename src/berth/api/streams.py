@@ -62,11 +62,14 @@ def qfilters(request: web.Request) -> dict[str, list[str]]:
     return out
 
 
-async def json_request(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object body: at most :data:`MAX_JSON_BODY` bytes (413 beyond, read no
-    further), nested at most :data:`berth.jsondoc.MAX_DEPTH` deep; empty or ``null`` is ``{}``."""
-    if not request.body_exists:
-        return {}
+_BODY = web.RequestKey("berth_body", bytes)
+
+
+async def bounded_body(request: web.Request) -> bytes:
+    """The body of a JSON route: at most :data:`MAX_JSON_BODY` bytes (413 beyond, and the rest is
+    not read); read once, later calls get the same bytes."""
+    if _BODY in request:
+        return request[_BODY]
     if request.content_length is not None and request.content_length > MAX_JSON_BODY:
         raise RequestTooLarge(_too_large(request))
     raw = bytearray()
@@ -74,9 +77,19 @@ async def json_request(request: web.Request) -> dict[str, Any]:
         raw += chunk
         if len(raw) > MAX_JSON_BODY:
             raise RequestTooLarge(_too_large(request))
+    request[_BODY] = bytes(raw)
+    return request[_BODY]
+
+
+async def json_request(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object body (:func:`bounded_body`), nested at most
+    :data:`berth.jsondoc.MAX_DEPTH` deep; empty or ``null`` is ``{}``."""
+    if not request.body_exists:
+        return {}
+    raw = await bounded_body(request)
     if not raw.strip():
         return {}
-    data = jsondoc.loads(bytes(raw), "invalid JSON in request body")
+    data = jsondoc.loads(raw, "invalid JSON in request body")
     if data is None:
         return {}
     if not isinstance(data, dict):

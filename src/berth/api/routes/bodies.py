@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from berth.api.streams import json_request
+from berth.api.streams import bounded_body, json_request
 from berth.errors import InvalidParameter
 
 EOF_MESSAGE = "got EOF while reading request body"
@@ -16,7 +16,7 @@ EOF_MESSAGE = "got EOF while reading request body"
 
 async def required_json(request: web.Request) -> dict[str, Any]:
     """The JSON object in the body; 400 when the body is empty or only white space."""
-    raw = await request.read()  # aiohttp keeps the body: json_request reads it again
+    raw = await bounded_body(request)  # kept: json_request reads the same bytes
     if not raw.strip():
         raise InvalidParameter(EOF_MESSAGE)
     return await json_request(request)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 from aiohttp import web
 
+from berth import jsondoc
 from berth.api.server import API_VERSION, MIN_API_VERSION, engine_of, route
-from berth.api.streams import LazyResponseSink, qbool, qfilters, reply
+from berth.api.streams import LazyResponseSink, bounded_body, qbool, qfilters, reply
 from berth.errors import InvalidParameter
 
 PING_HEADERS = {
@@ -48,11 +47,7 @@ async def auth(request: web.Request) -> web.Response:
     """docker login: {"username", "password", "serveraddress"} checked against the registry."""
     from berth.registry.auth import Credentials
 
-    body = await request.read()
-    try:
-        doc = json.loads(body or b"{}")
-    except (ValueError, RecursionError):
-        raise InvalidParameter("login: the body is not JSON") from None
+    doc = jsondoc.loads(await bounded_body(request) or b"{}", "login")
     if not isinstance(doc, dict):
         raise InvalidParameter("login: the body is not a JSON object")
     user, password = doc.get("username"), doc.get("password")
