@@ -234,19 +234,22 @@ def test_device_rules_refuse_a_node_outside_dockers_list(rootfs: Path, hierarchy
 
 def test_exec_into_a_paused_container_is_refused_not_hung(rootfs: Path, cgroup: Cgroup):
     from berth.libcontainer import ContainerInitError, exec_process
+    from berth.libcontainer.testing import child_subreaper
 
     cgroup.create(Resources())
     null = os.open("/dev/null", os.O_RDWR)
-    init = create(docker_like_spec(str(rootfs), ["sleep", "30"]), [], Stdio(null, null, null), cgroup)
+    spec = docker_like_spec(str(rootfs), ["sleep", "30"])
+    init = create(spec, [], Stdio(null, null, null), cgroup)
     try:
         init.start()
         cgroup.freeze()
         with pytest.raises(ContainerInitError) as info:
-            exec_process(init.pid, {"args": ["true"]}, Stdio(null, null, null), cgroup)
+            exec_process(init.pid, {"args": ["true"]}, Stdio(null, null, null), cgroup, spec)
         assert "paused" in info.value.message and info.value.exit_code == 126
         cgroup.thaw()
-        pid = exec_process(init.pid, {"args": ["true"]}, Stdio(null, null, null), cgroup)
-        assert os.waitpid(pid, 0)[1] == 0
+        with child_subreaper():
+            pid = exec_process(init.pid, {"args": ["true"]}, Stdio(null, null, null), cgroup, spec)
+            assert os.waitpid(pid, 0)[1] == 0
     finally:
         if cgroup.frozen():
             cgroup.thaw()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from berth.libcontainer import ContainerInitError, Mount, Stdio, create, exec_process
-from berth.libcontainer.testing import BUSYBOX, busybox_rootfs, docker_like_spec
+from berth.libcontainer.testing import BUSYBOX, busybox_rootfs, child_subreaper, docker_like_spec
 
 pytestmark = [
     pytest.mark.root,
@@ -53,6 +53,12 @@ def run(spec: dict, mounts: list[Mount] | None = None, cgroup=None) -> tuple[int
 def mount_targets() -> set[str]:
     with open("/proc/self/mountinfo") as f:
         return {line.split()[4] for line in f}
+
+
+@pytest.fixture(autouse=True)
+def _reaper():
+    with child_subreaper():  # exec_process's processes are children of a throwaway launcher
+        yield
 
 
 @pytest.fixture
@@ -179,11 +185,12 @@ def test_missing_cwd_is_created_but_not_for_exec(rootfs: Path):
     assert out == "/new/dir\n"
     # an exec'd process gets runc's chdir error instead
     null = os.open("/dev/null", os.O_RDWR)
-    init = create(sh(rootfs, "exec sleep 30"), [], Stdio(null, null, null), None)
+    spec = sh(rootfs, "exec sleep 30")
+    init = create(spec, [], Stdio(null, null, null), None)
     try:
         init.start()
         with pytest.raises(ContainerInitError) as info:
-            exec_process(init.pid, {"args": ["true"], "cwd": "/nope"}, Stdio(null, null, null), None)
+            exec_process(init.pid, {"args": ["true"], "cwd": "/nope"}, Stdio(null, null, null), None, spec)
         assert (
             info.value.message
             == 'chdir to cwd ("/nope") set in config.json failed: no such file or directory'
@@ -246,6 +253,7 @@ def test_exec_process_joins_the_container(rootfs: Path):
             },
             Stdio(null, out_w, out_w),
             None,
+            spec,
         )
         _, status = os.waitpid(pid, 0)
         assert status == 0
@@ -253,7 +261,7 @@ def test_exec_process_joins_the_container(rootfs: Path):
         out = os.read(out_r, 1000).decode()
         assert out == f"{name}\nsleep\n/tmp\n65534\n"
         with pytest.raises(ContainerInitError) as info:
-            exec_process(init.pid, {"args": ["nosuchcmd"]}, Stdio(null, out_w, out_w), None)
+            exec_process(init.pid, {"args": ["nosuchcmd"]}, Stdio(null, out_w, out_w), None, spec)
         assert info.value.exit_code == 127
     finally:
         os.kill(init.pid, signal.SIGKILL)
@@ -318,7 +326,7 @@ def test_exec_process_gets_the_seccomp_filter(rootfs: Path):
     try:
         init.start()
         proc = {"args": ["grep", "^Seccomp:", "/proc/self/status"]}
-        pid = exec_process(init.pid, proc, Stdio(null, out_w, out_w), None, profile)
+        pid = exec_process(init.pid, proc, Stdio(null, out_w, out_w), None, spec)
         assert os.waitpid(pid, 0)[1] == 0
         assert os.read(out_r, 100) == b"Seccomp:\t2\n"
     finally:
@@ -466,14 +474,15 @@ def test_exec_process_with_a_console(rootfs: Path):
     import socket
 
     null = os.open("/dev/null", os.O_RDWR)
-    init = create(sh(rootfs, "exec sleep 30"), [], Stdio(null, null, null), None)
+    spec = sh(rootfs, "exec sleep 30")
+    init = create(spec, [], Stdio(null, null, null), None)
     os.close(null)
     try:
         init.start()
         ours, theirs = socket.socketpair()
         try:
             pid = exec_process(
-                init.pid, {"args": ["tty"], "terminal": True}, Stdio(-1, -1, -1, True, theirs.fileno()), None
+                init.pid, {"args": ["tty"], "terminal": True}, Stdio(-1, -1, -1, True, theirs.fileno()), None, spec
             )
         finally:
             theirs.close()
@@ -554,3 +563,47 @@ def test_overlay_plan_under_a_shared_host_mount_stays_inside(tmp_path: Path, pro
         assert not any(merged.iterdir())
     finally:
         kernel.umount2(str(shared), kernel.MNT_DETACH)
+
+
+def test_imports_are_sealed_once_the_file_system_is_the_containers():
+    # init (after pivot_root) and an exec's launcher (after setns) call seal_imports: an import
+    # would read a module the container put at the host's path, so none happens any more
+    import sys
+
+    from berth.libcontainer.confine import seal_imports
+
+    name = next(m for m in ("wave", "colorsys", "sndhdr", "netrc") if m not in sys.modules)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            seal_imports()
+            import json  # noqa: F401  (already loaded: fine)
+
+            try:
+                __import__(name)
+            except ImportError:
+                code = 0
+        finally:
+            os._exit(code)
+    assert os.waitpid(pid, 0)[1] == 0, f"importing {name} still worked after seal_imports"
+
+
+def test_an_exec_leads_its_own_session_and_its_parent_is_outside(rootfs: Path):
+    spec = sh(rootfs, "exec sleep 30")
+    null = os.open("/dev/null", os.O_RDWR)
+    out_r, out_w = os.pipe()
+    init = create(spec, [], Stdio(null, null, null), None)
+    try:
+        init.start()
+        # the process's own view: its session is its own, its parent is outside the pid namespace
+        script = "read -r a b c d e f rest < /proc/$$/stat; echo $$ $d $f"
+        pid = exec_process(init.pid, {"args": ["sh", "-c", script]}, Stdio(null, out_w, out_w), None, spec)
+        assert os.waitpid(pid, 0)[1] == 0
+        me, ppid, session = os.read(out_r, 100).decode().split()
+        assert ppid == "0" and session == me
+    finally:
+        os.kill(init.pid, signal.SIGKILL)
+        os.waitpid(init.pid, 0)
+        for fd in (null, out_r, out_w):
+            os.close(fd)

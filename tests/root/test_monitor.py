@@ -222,7 +222,7 @@ def test_first_frame_must_be_a_hello(container: tuple) -> None:
         }
     )
     started = e.event()
-    assert started["event"] == "started" and started["pid"] > 0
+    assert started["event"] == "started" and started["pid"] > 0, started
     assert e.next() == (P.STDOUT, b"42\n")
     assert e.event() == {"event": "exit", "exit_code": 0}
     assert e.next() is None

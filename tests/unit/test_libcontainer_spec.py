@@ -216,3 +216,26 @@ def test_seccomp_profiles_compile_to_bpf_and_bad_ones_are_refused():
         )
     )
     assert spec.seccomp == '{"defaultAction": "SCMP_ACT_ALLOW"}'
+
+
+def test_an_exec_inherits_what_its_process_leaves_out():
+    from berth.libcontainer.spec import parse_exec_process
+
+    container = docker_like_spec("/r", ["sleep", "1"], uid=1000, gid=1000, additional_gids=[7])["process"]
+    container["noNewPrivileges"] = True
+    container["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 10, "hard": 20}]
+    container["oomScoreAdj"] = 500
+    p = parse_exec_process({"args": ["id"]}, container)
+    assert (p.user.uid, p.user.gid, p.user.additional_gids) == (1000, 1000, (7,))
+    assert p.capabilities is not None and p.capabilities.bounding == parse_caps(DEFAULT_CAPS)
+    assert p.no_new_privileges and p.oom_score_adj == 500
+    assert [(r.resource, r.soft, r.hard) for r in p.rlimits] == [(resource.RLIMIT_NOFILE, 10, 20)]
+    # what the process says wins
+    q = parse_exec_process(
+        {"args": ["id"], "user": {"uid": 0}, "capabilities": {"bounding": ["CAP_KILL"]}, "noNewPrivileges": False},
+        container,
+    )
+    assert q.user.uid == 0 and q.capabilities is not None and q.capabilities.bounding == {number("CAP_KILL")}
+    assert not q.no_new_privileges
+    with pytest.raises(ContainerInitError):
+        parse_exec_process("sh", container)

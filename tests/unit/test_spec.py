@@ -204,3 +204,27 @@ def test_seccomp_default_profile_follows_the_capabilities() -> None:
     assert {"mount", "unshare", "setns", "clone", "clone3"} <= allowed(cap_add=("SYS_ADMIN",))
     assert {"kcmp", "pidfd_getfd", "process_vm_readv"} <= allowed(cap_add=("SYS_PTRACE",))
     assert "chroot" not in allowed(cap_drop=("SYS_CHROOT",))
+
+
+def test_one_capability_rule_for_init_and_exec() -> None:
+    from berth.drivers.exec.spec import ALL_CAPS, exec_process_spec, process_capabilities
+
+    assert process_capabilities(["CAP_KILL"], 0, False) == {
+        "bounding": ["CAP_KILL"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"]
+    }
+    assert process_capabilities(["CAP_KILL"], 1000, False)["effective"] == []
+    assert process_capabilities(["CAP_KILL"], 1000, True)["effective"] == ["CAP_KILL"]
+    container = spec_for(cap_drop=("ALL",), cap_add=("NET_ADMIN",), no_new_privileges=True, uid=0,
+                         additional_gids=(10, 20), rlimits=(("nofile", 10, 20),), oom_score_adj=300)["process"]
+    same = exec_process_spec(container, ["id"], ["PATH=/bin"], "/srv", True)
+    # the exec's walls are the container's; only the command, env, cwd and terminal are its own
+    for key in ("user", "capabilities", "noNewPrivileges", "rlimits", "oomScoreAdj"):
+        assert same[key] == container[key], key
+    assert (same["args"], same["env"], same["cwd"], same["terminal"]) == (["id"], ["PATH=/bin"], "/srv", True)
+    as_user = exec_process_spec(container, ["id"], [], "/", False, user=(1000, 1000, [5]))
+    assert as_user["user"] == {"uid": 1000, "gid": 1000, "additionalGids": [5]}
+    assert as_user["capabilities"] == {"bounding": ["CAP_NET_ADMIN"], "effective": [], "permitted": []}
+    assert as_user["noNewPrivileges"] is True
+    priv = exec_process_spec(container, ["id"], [], "/", False, privileged=True)
+    assert priv["capabilities"]["bounding"] == priv["capabilities"]["effective"] == list(ALL_CAPS)
+    assert container["capabilities"]["bounding"] == ["CAP_NET_ADMIN"]  # not modified in place

@@ -2,13 +2,17 @@
 
 A forked Python copies every page it writes; parsing an OCI spec, building namespaces and
 walking cgroup trees touch hundreds of them. The monitor therefore forks a helper for that work:
-it calls ``libcontainer.create`` (and later releases the init's barrier), ``exec_process``, or
-one ``Cgroup`` method, answers one JSON line on a pipe and exits. The process it forked is
-reparented to the monitor (a child subreaper), which reaps it as its own.
+it calls ``libcontainer.create`` (and later releases the init's barrier), becomes the launcher
+of an exec'd process (``libcontainer.exec_in_launcher``: it enters the container and forks the
+process there), or runs one ``Cgroup`` method, answers one JSON line on a pipe and exits. The
+process it forked is reparented to the monitor (a child subreaper), which reaps it as its own.
 
-    helper = Helper(lambda res_w, go_r: helper_exec(init_pid, process, stdio, cgroup, res_w))
-    answer = helper.result()     # {"pid": N} or {"message": ..., "exit_code": N}
+    helper = Helper(lambda res_w, go_r: helper_cgroup(name, "freeze", res_w))
+    answer = helper.result()     # {"result": ...} or {"message": ...}
     helper.close()
+
+An exec's helper is waited for by the monitor's loop instead (``read_ready`` when its pipe is
+readable, a deadline): whatever happens to it, the container's other work goes on.
 """
 
 from __future__ import annotations
@@ -22,11 +26,19 @@ from typing import Any
 
 from berth.container import protocol as P
 from berth.errors import SystemFailure
-from berth.libcontainer import ContainerInitError, Mount, Stdio, create, exec_process
+from berth.libcontainer import ContainerInitError, Mount, Stdio, create
 from berth.libcontainer.cgroups import Cgroup, Resources
+from berth.libcontainer.process import exec_in_launcher, prepare_exec
 
-SECCOMP_FILE = "seccomp.json"  # in <exec_root>/<id>: the container's profile, for exec helpers
-RESULT_TIMEOUT = 30.0  # seconds: creating a container (mounts, namespaces) is far faster
+# in <exec_root>/<id>: the container's process object and seccomp profile, written at create,
+# read by every exec's helper (the monitor itself keeps nothing of the spec): an exec'd process
+# gets the container's walls whatever its request leaves out
+CONTAINER_FILE = "container.json"
+# seconds: creating a container (mounts, namespaces) is far faster. Test hooks, like the
+# daemon's crash points (never set outside tests): BERTH_TEST_HELPER_TIMEOUT shortens it, and an
+# exec whose program is BERTH_TEST_EXEC_STALL gets a helper that never answers (a stuck exec).
+RESULT_TIMEOUT = float(os.environ.get("BERTH_TEST_HELPER_TIMEOUT") or 30.0)
+_STALL = os.environ.get("BERTH_TEST_EXEC_STALL")
 
 
 class Helper:
@@ -38,7 +50,7 @@ class Helper:
     (one JSON line); ``go()`` releases the container init's barrier and reads the second.
     """
 
-    __slots__ = ("pid", "res_r", "go_w")
+    __slots__ = ("pid", "res_r", "go_w", "buf")
 
     def __init__(self, body: Callable[[int, int], None]) -> None:
         res_r, res_w = os.pipe2(os.O_CLOEXEC)
@@ -57,6 +69,7 @@ class Helper:
         os.close(res_w)
         os.close(go_r)
         self.pid, self.res_r, self.go_w = pid, res_r, go_w
+        self.buf = b""
 
     def result(self, timeout: float = RESULT_TIMEOUT) -> dict[str, Any]:
         """The helper's next answer; a helper silent for ``timeout`` seconds is killed.
@@ -81,6 +94,24 @@ class Helper:
             return {"message": "container helper process died (see monitor.log)", "exit_code": 128}
         return P.decode_json(line)
 
+    def read_ready(self) -> dict[str, Any] | None:
+        """For a loop watching ``res_r`` (made non-blocking here): the answer once its line is
+        complete (or the helper died), None while more is to come."""
+        os.set_blocking(self.res_r, False)
+        try:
+            chunk = os.read(self.res_r, 4096)
+        except BlockingIOError:
+            return None
+        self.buf += chunk
+        if chunk and not self.buf.endswith(b"\n"):
+            return None
+        if not self.buf:
+            return {"message": "container helper process died (see monitor.log)", "exit_code": 128}
+        try:
+            return P.decode_json(self.buf)
+        except ValueError:
+            return {"message": f"container helper process answered garbage: {self.buf[:100]!r}", "exit_code": 128}
+
     def go(self) -> dict[str, Any]:
         try:
             os.write(self.go_w, b"g")
@@ -90,14 +121,16 @@ class Helper:
         self.close()
         return answer
 
-    def close(self) -> None:
-        """Close the pipes (an init still at its barrier then exits) and reap the helper."""
+    def close(self, wait: bool = True) -> None:
+        """Close the pipes (an init still at its barrier then exits) and reap the helper (or,
+        without ``wait``, leave it to the loop's SIGCHLD handling: a killed helper in a frozen
+        cgroup dies only when thawed)."""
         for fd in (self.res_r, self.go_w):
             if fd >= 0:
                 os.close(fd)
         self.res_r = self.go_w = -1
         try:
-            os.waitpid(self.pid, 0)
+            os.waitpid(self.pid, 0 if wait else os.WNOHANG)
         except ChildProcessError:
             pass  # the loop's SIGCHLD handling reaped it already
 
@@ -117,11 +150,7 @@ def helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, res_w: int, go
                 res["device_rules"] = tuple(res["device_rules"])
             cgroup.create(Resources(**res))
         mounts = [Mount(m[0], m[1], m[2], tuple(m[3])) for m in work.get("rootfs_mounts", ())]
-        seccomp = work["spec"].get("linux", {}).get("seccomp")
-        if seccomp is not None:
-            # for later exec helpers: the monitor itself keeps nothing of the spec
-            with open(os.path.join(req["exec_root"], req["id"], SECCOMP_FILE), "wb") as f:
-                f.write(P.dumps(seccomp))
+        _save_container(os.path.join(req["exec_root"], req["id"], CONTAINER_FILE), work["spec"])
         init = create(work["spec"], mounts, stdio, cgroup)
     except ContainerInitError as exc:
         answer(res_w, {"message": exc.message, "exit_code": exc.exit_code})
@@ -143,22 +172,41 @@ def helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, res_w: int, go
     answer(res_w, {})
 
 
-def helper_exec(init_pid: int, process: dict[str, Any], stdio: Stdio, cgroup_name: str, exec_dir: str,
-                res_w: int) -> None:
-    """In the helper: libcontainer.exec_process; the exec'd process is then ours to reap.
+def _save_container(path: str, spec: dict[str, Any]) -> None:
+    """What every exec of this container inherits: its process object and seccomp profile."""
+    seccomp = (spec.get("linux") or {}).get("seccomp")
+    doc = {"process": spec.get("process") or {}, "linux": {} if seccomp is None else {"seccomp": seccomp}}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, P.dumps(doc))
+    finally:
+        os.close(fd)
 
-    The container's ``linux.seccomp`` (saved in ``exec_dir`` at create) applies to the exec'd
-    process too: a filter belongs to a process, and the new one does not inherit init's."""
+
+def helper_exec(init_pid: int, init_pidfd: int, process: dict[str, Any], stdio: Stdio, cgroup_name: str,
+                exec_dir: str, res_w: int) -> None:
+    """In the helper, which becomes the exec's launcher: the exec'd process is then ours to reap.
+
+    The container's process object and seccomp profile (saved in ``exec_dir`` at create) give
+    the exec'd process every wall the request leaves out, and always the seccomp filter."""
+    if _STALL and (process.get("args") or [None])[0] == _STALL:
+        while True:
+            time.sleep(3600)
     try:
         try:
-            with open(os.path.join(exec_dir, SECCOMP_FILE), "rb") as f:
-                seccomp = P.decode_json(f.read())
-        except FileNotFoundError:
-            seccomp = None  # the container runs unconfined
+            with open(os.path.join(exec_dir, CONTAINER_FILE), "rb") as f:
+                container = P.decode_json(f.read())
+        except (OSError, ValueError) as exc:
+            # no record of the container's walls: refuse rather than run the process without them
+            raise ContainerInitError(f"exec in container {init_pid}: read {CONTAINER_FILE}: {exc}", 126) from exc
+        parsed, program = prepare_exec(process, container)
         cgroup = Cgroup(cgroup_name) if cgroup_name else None
-        pid = exec_process(init_pid, process, stdio, cgroup, seccomp)
+        pid = exec_in_launcher(init_pid, parsed, stdio, cgroup, program, init_pidfd, keep=(res_w,))
     except ContainerInitError as exc:
         answer(res_w, {"message": exc.message, "exit_code": exc.exit_code})
+        return
+    except Exception as exc:  # noqa: BLE001 -- anything else still gets an answer (we may be inside the container: no traceback import)
+        answer(res_w, {"message": f"exec in container {init_pid}: {type(exc).__name__}: {exc}", "exit_code": 126})
         return
     answer(res_w, {"pid": pid})
 

@@ -15,7 +15,9 @@ own session) and hands it one end of a socketpair whose other end the daemon hol
    every attach connection; stdin frames go to the container (held until ``start``); control
    frames (on any connection, usually the daemon's control connection) start, signal, pause,
    resume, resize, each answered by ``{"event": "reply", "req", "error", "kind"}``; exec
-   connections run ``libcontainer.exec_process`` (in a helper) with their own stdio; SIGCHLD
+   connections get a helper that enters the container and forks the process there, with its
+   own stdio (the loop waits for the helper's answer like for any other fd, with a deadline,
+   so a stuck exec never holds up the container's output, stop or other execs); SIGCHLD
    (through the wakeup fd) reaps the init and exec'd processes, reparented to the monitor;
 4. when the init has exited and its output is drained: writes ``exit.json`` atomically, removes
    the socket, sends ``{"event": "exit", ...}`` to attach connections, destroys the cgroup,
@@ -45,7 +47,14 @@ from collections.abc import Callable
 from typing import Any
 
 from berth.container import protocol as P
-from berth.container.helper import SECCOMP_FILE, Helper, helper_cgroup, helper_create, helper_exec
+from berth.container.helper import (
+    CONTAINER_FILE,
+    RESULT_TIMEOUT,
+    Helper,
+    helper_cgroup,
+    helper_create,
+    helper_exec,
+)
 from berth.container.logs import LogWriter, format_time
 from berth.container.session import (
     Conn,
@@ -72,6 +81,15 @@ SIGTERM = int(signal.SIGTERM)
 TIOCSWINSZ = 0x5414
 
 
+class PendingExec:
+    """An exec whose helper has not answered yet: the client, the process's stdio, the helper."""
+
+    __slots__ = ("conn", "sess", "helper", "deadline")
+
+    def __init__(self, conn: Conn, sess: Session, helper: Helper, deadline: float) -> None:
+        self.conn, self.sess, self.helper, self.deadline = conn, sess, helper, deadline
+
+
 class Monitor:
     """The loop. ``run()`` never returns: the monitor process exits at the end of it."""
 
@@ -92,6 +110,11 @@ class Monitor:
         self.forced_code: int | None = None
         self.listener: socket.socket | None = None
         self.helper: Helper | None = None  # holds the init's barrier until start
+        self.init_pidfd = -1  # names the init for exec helpers, even once its pid is recycled
+        self.pending: dict[int, PendingExec] = {}  # helper's answer fd -> an exec being made
+        # wait statuses of children reaped before the helper's answer named them (an exec'd
+        # process that exited at once); kept only while an exec is pending, since pids recycle
+        self.early: dict[int, int] = {}
 
     # ---- fd bookkeeping -------------------------------------------------------------------
     def _watch(self, fd: int, read: Callable[[], None] | None | bool = False,
@@ -125,7 +148,7 @@ class Monitor:
         ``body`` is the request's second frame (spec, mounts, resources), parsed in the helper only.
         """
         req = self.req
-        for stale in ("exit.json", SECCOMP_FILE):  # a previous run's (a restart without cleanup)
+        for stale in ("exit.json", CONTAINER_FILE):  # a previous run's (a restart without cleanup)
             try:
                 os.unlink(os.path.join(self.dir, stale))
             except FileNotFoundError:
@@ -148,6 +171,8 @@ class Monitor:
             return False
         self.helper = helper
         self.init.pid = int(answer["pid"])
+        # not reaped before the loop runs, so the pid is still the init's: pin it with a pidfd
+        self.init_pidfd = os.pidfd_open(self.init.pid)
         self.by_pid[self.init.pid] = self.init
         self.init.conns.append(self.daemon)
         self._write_state("")
@@ -220,6 +245,7 @@ class Monitor:
         self._reap()  # the init may already be gone
         while True:
             deadlines = [sess.deadline for sess in (self.init, *self.by_pid.values()) if sess.deadline is not None]
+            deadlines += [p.deadline for p in self.pending.values()]
             timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else -1
             events = self.ep.poll(timeout)
             # entries as they were before this batch: an fd closed (and maybe reused) by an
@@ -240,6 +266,9 @@ class Monitor:
                         sess.deadline = now + DRAIN_TIMEOUT
                     else:
                         self._finish_session(sess)
+            for pending in [p for p in self.pending.values() if now >= p.deadline]:
+                os.kill(pending.helper.pid, SIGKILL)
+                self._fail_exec(pending, f"container helper process gave no answer in {RESULT_TIMEOUT:g} s", 126)
             if self.init.done:
                 return
 
@@ -264,8 +293,11 @@ class Monitor:
             if pid == 0:
                 return
             sess = self.by_pid.get(pid)
+            if sess is None and self.pending:
+                self.early[pid] = status  # maybe an exec'd process whose helper's answer is on its way
+                continue
             if sess is None or sess.status is not None:
-                continue  # an orphan of the container reparented to us (subreaper)
+                continue  # a helper, or an exec'd process whose helper failed after all
             sess.status = status
             sess.deadline = time.monotonic() + DRAIN_TIMEOUT
             if not sess.outputs:
@@ -574,32 +606,76 @@ class Monitor:
             self._exec_error(conn, f"container {self.id} is paused, unpause the container before exec", 126)
             return
         stdio, sess, child_fds = make_stdio(bool(process.get("terminal")), bool(msg.get("stdin")))
-        init_pid = self.init.pid
+        init_pid, init_pidfd = self.init.pid, self.init_pidfd
         try:
             cgroup_name, exec_dir = self.cgroup_name, self.dir
-            helper = Helper(lambda res_w, go_r: helper_exec(init_pid, process, stdio, cgroup_name, exec_dir, res_w))
+            helper = Helper(lambda res_w, go_r: helper_exec(init_pid, init_pidfd, process, stdio, cgroup_name,
+                                                            exec_dir, res_w))
         finally:
             for fd in child_fds:
                 os.close(fd)
-        answer = helper.result()
-        helper.close()
+        pending = PendingExec(conn, sess, helper, time.monotonic() + RESULT_TIMEOUT)
+        conn.session = sess  # stdin that comes early is held until the process runs
+        self.pending[helper.res_r] = pending
+        self._watch(helper.res_r, read=lambda: self._on_exec_answer(pending))
+
+    def _on_exec_answer(self, pending: PendingExec) -> None:
+        answer = pending.helper.read_ready()
+        if answer is None:
+            return
+        conn, sess = pending.conn, pending.sess
+        self._end_pending(pending)
         if sess.console is not None:  # a tty: its master, from the container's devpts
             answer = self._take_master(sess, answer, f"exec in container {self.id}", 126)
         if "pid" not in answer:
-            for fd in {*sess.outputs, sess.stdin_fd} - {-1}:
-                os.close(fd)
-            self._exec_error(conn, str(answer.get("message")), int(answer.get("exit_code", 126)))
+            self._close_session_fds(sess)
+            conn.session = None
+            if not conn.closed:
+                self._exec_error(conn, str(answer.get("message")), int(answer.get("exit_code", 126)))
             return
         pid = int(answer["pid"])
         sess.pid = pid
         sess.started = True
-        sess.conns.append(conn)
-        conn.session = sess
         self.by_pid[pid] = sess
-        self._send_json(conn, {"event": "started", "pid": pid})
+        if conn.closed:  # the client left while the process was being made: it runs unattended
+            sess.stdin_eof = True
+        else:
+            sess.conns.append(conn)
+            self._send_json(conn, {"event": "started", "pid": pid})
         for fd in sess.outputs:
             self._watch(fd, read=self._reader(sess, fd))
+        self._flush_stdin(sess)
+        status = self.early.pop(pid, None)
+        if not self.pending:
+            self.early.clear()
+        if status is not None:  # it exited (and was reaped) before we knew its pid
+            sess.status = status
+            sess.deadline = time.monotonic() + DRAIN_TIMEOUT
+            if not sess.outputs:
+                self._finish_session(sess)
         self._reap()  # it may have exited already (its SIGCHLD woke nobody yet)
+
+    def _end_pending(self, pending: PendingExec) -> None:
+        fd = pending.helper.res_r
+        self.pending.pop(fd, None)
+        self._forget(fd)
+        pending.helper.close(wait=False)  # the loop reaps it if it has not exited yet
+
+    def _fail_exec(self, pending: PendingExec, message: str, code: int) -> None:
+        """Give up on an exec being made (its helper is killed or already gone)."""
+        self._end_pending(pending)
+        close_console(pending.sess)
+        self._close_session_fds(pending.sess)
+        pending.conn.session = None
+        if not pending.conn.closed:
+            self._exec_error(pending.conn, message, code)
+
+    @staticmethod
+    def _close_session_fds(sess: Session) -> None:
+        for fd in {*sess.outputs, sess.stdin_fd} - {-1}:
+            os.close(fd)
+        sess.outputs = {}
+        sess.stdin_fd = -1
 
     def _exec_error(self, conn: Conn, message: str, code: int) -> None:
         self._send_json(conn, {"event": "error", "message": message, "exit_code": code})
@@ -639,6 +715,10 @@ class Monitor:
             "finished_at": format_time(time.time_ns()),
             "error": self.error,
         }
+        # execs still being made have nothing to join any more
+        for pending in list(self.pending.values()):
+            os.kill(pending.helper.pid, SIGKILL)
+            self._fail_exec(pending, f"container {self.id} is not running", 126)
         # exec'd processes died with the PID namespace: give their clients an exit too
         for other in list(self.by_pid.values()):
             if other.status is None:
@@ -668,6 +748,8 @@ class Monitor:
             os.kill(self.init.pid, SIGKILL)
         except ProcessLookupError:
             pass  # it is gone already
+        for pending in self.pending.values():
+            os.kill(pending.helper.pid, SIGKILL)  # no helper outlives its monitor
         result = {"exit_code": 137, "oom_killed": False, "finished_at": format_time(time.time_ns()),
                   "error": f"monitor of container {self.id} failed: {exc!r}"}
         atomic_write_json(os.path.join(self.dir, "exit.json"), result)

@@ -1,7 +1,10 @@
 """Exec jobs: create, start (attached or detached), inspect, resize.
 
 An exec runs through the container's monitor, which forks a process into the container's
-namespaces and cgroup. The exit code is recorded *before* the hijacked stream closes: the
+namespaces and cgroup. Its process object is the container's own (``config.json``, written at
+start) with the exec's command, env, cwd, terminal and ``-u`` user (moby's way), so it gets the
+init's capabilities, no_new_privileges, rlimits and groups; ``--privileged`` adds every
+capability, as with Docker. The exit code is recorded *before* the hijacked stream closes: the
 CLI reads ``GET /exec/{id}/json`` right after EOF and does not poll. A start error (missing
 binary, bad workdir) travels inside the stream as a stdout frame, with ExitCode 126, as dockerd
 does.
@@ -10,13 +13,16 @@ does.
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from berth.daemon.createconfig import merge_env
 from berth.daemon.live import frame
 from berth.daemon.users import resolve_user
+from berth.drivers.exec.spec import exec_process_spec
 from berth.engine import Job
 from berth.errors import Conflict, ContainerStartError, InvalidParameter, NotFound
 
@@ -95,17 +101,37 @@ def _find(d: Daemon, eid: str) -> ExecInstance:
 
 
 async def _process(d: Daemon, c: Any, cfg: dict[str, Any]) -> dict[str, Any]:
-    uid, gid, groups = await asyncio.to_thread(resolve_user, d.graph, c, cfg.get("User") or c.config.get("User") or "")
+    """The exec's OCI process: the container's own (its walls, as the init got them) with the
+    exec's command, environment, cwd, terminal and, with ``-u``, user."""
+    container = await asyncio.to_thread(_container_process, c)
+    user = None
+    if cfg.get("User"):
+        user = await asyncio.to_thread(resolve_user, d.graph, c, cfg["User"])
     env = merge_env(list(c.config.get("Env") or []), list(cfg.get("Env") or []))
     if cfg.get("Tty") and not any(e.startswith("TERM=") for e in env):
         env.append("TERM=xterm")
-    return {
-        "args": list(cfg["Cmd"]),
-        "env": env,
-        "cwd": cfg.get("WorkingDir") or c.config.get("WorkingDir") or "/",
-        "user": {"uid": uid, "gid": gid, "additionalGids": groups},
-        "terminal": bool(cfg.get("Tty")),
-    }
+    return exec_process_spec(
+        container,
+        list(cfg["Cmd"]),
+        env,
+        cfg.get("WorkingDir") or c.config.get("WorkingDir") or "/",
+        bool(cfg.get("Tty")),
+        user=user,
+        privileged=bool(cfg.get("Privileged")),
+        container_privileged=bool(c.host_config.get("Privileged")),
+    )
+
+
+def _container_process(c: Any) -> dict[str, Any]:
+    """The process object of the running container's config.json (written at its start)."""
+    path = Path(c.dir) / "config.json"
+    try:
+        process = json.loads(path.read_text()).get("process")
+    except (OSError, ValueError) as exc:
+        raise ContainerStartError(f"exec in container {c.id}: read its spec '{path}': {exc}", 126) from exc
+    if not isinstance(process, dict):
+        raise ContainerStartError(f"exec in container {c.id}: its spec '{path}' has no process", 126)
+    return process
 
 
 async def start(d: Daemon, job: Job) -> None:

@@ -3,7 +3,9 @@
 Like runc, a name must exist in the container's files ("unable to find user nosuch: no
 matching entries in passwd file"); a numeric uid need not. The user's supplementary groups come
 from /etc/group. The files are read from the container's layers (the rw layer first) through
-the graph.
+the graph, which never blocks on them, never follows a symlink out of the container and reads
+at most 1 MiB of a regular file (:mod:`berth.accountfile`); anything else fails the lookup with
+runc's "unable to find user ..." and the reason.
 
 ``--group-add`` (``HostConfig.GroupAdd``) adds groups by name (looked up in the container's
 /etc/group) or by number (need not exist), for the container's process and for every exec, as
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from berth.accountfile import AccountFileError
 from berth.errors import ContainerStartError
 
 
@@ -89,16 +92,28 @@ def additional_groups(names: list[str], group: str) -> list[int]:
     return out
 
 
+def read_account_file(graph: Any, c: Any, path: str, user: str) -> str:
+    """The container's /etc/passwd or /etc/group ("" when absent). The graph reads it without
+    blocking or following a symlink out of the container; a file that is not a regular one of
+    at most 1 MiB (:mod:`berth.accountfile`) fails the lookup of ``user`` (runc's wording)."""
+    if not hasattr(graph, "read_file"):
+        return ""
+    try:
+        data = graph.read_file(c.id, path)
+    except AccountFileError as exc:
+        raise ContainerStartError(f"unable to find user {user}: {exc}", 126) from exc
+    return (data or b"").decode(errors="replace")
+
+
 def resolve_user(graph: Any, c: Any, user: str) -> tuple[int, int, list[int]]:
     """(uid, gid, supplementary gids) for ``user`` in container ``c``, its --group-add included."""
     if not user:
         user = "0"
-    passwd = graph.read_file(c.id, "/etc/passwd") if hasattr(graph, "read_file") else None
-    group = graph.read_file(c.id, "/etc/group") if hasattr(graph, "read_file") else None
-    group_text = (group or b"").decode(errors="replace")
-    uid, gid, extra = lookup(user, (passwd or b"").decode(errors="replace"), group_text)
+    passwd = read_account_file(graph, c, "/etc/passwd", user)
+    group = read_account_file(graph, c, "/etc/group", user)
+    uid, gid, extra = lookup(user, passwd, group)
     group_add = (getattr(c, "host_config", None) or {}).get("GroupAdd") or []
-    for g in additional_groups([str(n) for n in group_add], group_text):
+    for g in additional_groups([str(n) for n in group_add], group):
         if g not in extra:
             extra.append(g)
     return uid, gid, extra

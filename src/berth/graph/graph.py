@@ -242,7 +242,8 @@ class Graph:
         return self.driver.mounts(container_id, str(target))
 
     def read_file(self, container_id: str, path: str) -> bytes | None:
-        """A file as the container sees it (no mount needed); None if absent."""
+        """A small file as the container sees it (no mount needed); None if absent;
+        ``berth.accountfile.AccountFileError`` if it is not a regular file of at most 1 MiB."""
         return rwlayer.read_file(self, container_id, path)
 
     def mkdir(self, container_id: str, path: str) -> None:

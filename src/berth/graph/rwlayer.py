@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from berth import accountfile
 from berth.drivers.graph.diff import changes, write_diff_tar, write_tree_tar
 from berth.drivers.graph.merged import lookup, subtree, walk
 from berth.errors import Conflict, InvalidParameter, NotFound
@@ -149,12 +150,43 @@ def _require(graph: Graph, container_id: str) -> RwLayerRow:
 
 
 def read_file(graph: Graph, container_id: str, path: str) -> bytes | None:
-    """The content of ``path`` as the container sees it; None if absent or not a file."""
+    """A small file (/etc/passwd) as the container sees it; None if absent.
+
+    The container's layers are hostile while it runs: symlinks resolve inside the layers
+    (:func:`lookup`), every component is then opened with O_NOFOLLOW from the layer's root (a
+    component swapped for a symlink meanwhile fails instead of leading to the host), and the
+    file is read by :func:`berth.accountfile.read` -- opened without blocking, refused unless it
+    is a regular file of at most 1 MiB (``AccountFileError``)."""
     _require(graph, container_id)
-    host = lookup(graph.driver.layer_dirs(container_id), path)
-    if host is None or not host.is_file():
+    layers = graph.driver.layer_dirs(container_id)
+    host = lookup(layers, path)
+    if host is None:
         return None
-    return host.read_bytes()
+    try:
+        fd = _open_beneath(layers, host)
+    except FileNotFoundError:
+        return None  # removed since the lookup
+    except OSError as exc:  # ELOOP, ENOTDIR: a component became a symlink or a file meanwhile
+        raise accountfile.AccountFileError(f"{path} changed while it was read ({exc.strerror})") from exc
+    try:
+        return accountfile.read(fd, path)
+    finally:
+        os.close(fd)
+
+
+def _open_beneath(layers: list[Path], host: Path) -> int:
+    """Open ``host`` (a path inside one of ``layers``) following no symlink on the way."""
+    layer = next(layer for layer in layers if host.is_relative_to(layer))
+    parts = host.relative_to(layer).parts
+    dfd = os.open(layer, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts[:-1]:
+            nfd = os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+            os.close(dfd)
+            dfd = nfd
+        return os.open(parts[-1], accountfile.FLAGS | os.O_NOFOLLOW, dir_fd=dfd)
+    finally:
+        os.close(dfd)
 
 
 def make_dirs(graph: Graph, container_id: str, path: str) -> None:

@@ -15,6 +15,9 @@ Exit codes follow runc/Docker: 127 not found, 126 not executable or permission d
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
+from typing import NoReturn
 
 from berth.errors import ContainerStartError
 
@@ -43,3 +46,26 @@ class ContainerInitError(ContainerStartError):
             return cls(str(obj["message"]), int(obj["exit_code"]))
         except (ValueError, KeyError, TypeError):
             return cls(f"container init: unreadable error report: {data[:200]!r}", EXIT_OTHER)
+
+
+def step(op: str, obj: str, fn: Callable[..., object], *args: object) -> None:
+    """Run one kernel step of a forked child; an OSError becomes ``op 'obj': strerror``."""
+    try:
+        fn(*args)
+    except OSError as exc:
+        raise ContainerInitError(f"{op} '{obj}': {exc.strerror}", EXIT_OTHER) from exc
+
+
+def die(report_fd: int, exc: BaseException) -> NoReturn:
+    """The end of a forked child that failed: the error on ``report_fd``, then ``_exit``."""
+    if isinstance(exc, ContainerInitError):
+        err = exc
+    elif isinstance(exc, OSError):
+        where = f" '{exc.filename}'" if exc.filename else ""
+        err = ContainerInitError(f"container init{where}: {exc.strerror or exc}", EXIT_OTHER)
+    else:
+        err = ContainerInitError(f"container init: {type(exc).__name__}: {exc}", EXIT_OTHER)
+    try:
+        os.write(report_fd, err.to_wire())
+    finally:
+        os._exit(err.exit_code)

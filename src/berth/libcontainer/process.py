@@ -10,8 +10,14 @@ Two pipes per init:
 PID namespaces: before ``fork`` the caller enters the target PID namespace *for its children*
 (``unshare(CLONE_NEWPID)`` or ``setns``), so the child is pid 1 of the new namespace (or a member
 of the joined one) without a second fork; right after the fork the caller ``setns``-es back to
-its own, so nothing else it forks lands in the container. ``exec_process`` does the same with
-init's namespace. The caller must be single-threaded (the monitor is).
+its own, so nothing else it forks lands in the container. The caller must be single-threaded
+(the monitor is).
+
+``exec_process`` is different on purpose: the caller forks a throwaway launcher that joins
+every namespace of init (the PID namespace for its children only), takes on the container's
+walls, and only then forks the process (:mod:`berth.libcontainer.setns`), so nothing in the
+container ever sees a process of ours before it is confined. The launcher reports
+``{"pid": N}`` (or a JSON error) on a pipe once the process has exec'd.
 """
 
 from __future__ import annotations
@@ -20,12 +26,12 @@ import json
 import os
 from typing import Any
 
-from berth.libcontainer import kernel, seccomp
+from berth.libcontainer import kernel, seccomp, setns
 from berth.libcontainer import spec as specmod
 from berth.libcontainer.cgroups import Cgroup
-from berth.libcontainer.failure import EXIT_CANNOT_EXECUTE, EXIT_OTHER, READY, ContainerInitError
-from berth.libcontainer.init import run_exec, run_init
-from berth.libcontainer.spec import Mount, Stdio
+from berth.libcontainer.failure import EXIT_CANNOT_EXECUTE, EXIT_OTHER, READY, ContainerInitError, die
+from berth.libcontainer.init import run_init
+from berth.libcontainer.spec import Mount, Process, Stdio
 
 
 class InitProcess:
@@ -146,41 +152,92 @@ def exec_process(
     process: dict[str, Any],
     stdio: Stdio,
     cgroup: Cgroup | None,
-    seccomp_profile: dict[str, Any] | None = None,
+    container: dict[str, Any],
+    pidfd: int | None = None,
 ) -> int:
-    """Fork a process into the namespaces (and cgroup) of ``init_pid``; return its host pid
-    once it has exec'd. The caller reaps it. Errors before exec raise ContainerInitError.
+    """Run ``process`` in the running container whose init is ``init_pid``; return its host
+    pid once it has exec'd. Errors before exec raise ContainerInitError.
 
-    ``seccomp_profile`` is the container's ``linux.seccomp`` (pass it: a filter is per process,
-    and an exec'd process does not inherit init's)."""
-    parsed = specmod.parse_process(process)
-    program = _compile_seccomp(seccomp_profile)
-    if cgroup is not None and _frozen(cgroup):
-        # the child would freeze as soon as it joins the cgroup, and we would wait for it forever
-        raise ContainerInitError(
-            f"exec in container {init_pid}: the container is paused", EXIT_CANNOT_EXECUTE
-        )
-    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    ``container`` is the container's ``config.json`` (or its ``process`` and ``linux.seccomp``):
+    the exec'd process gets the container's seccomp filter, and every part of the container's
+    process that ``process`` leaves out (user, capabilities, noNewPrivileges, rlimits,
+    oomScoreAdj), as with runc. A throwaway launcher is forked to enter the container
+    (:mod:`berth.libcontainer.setns`); the process is the launcher's child, so **the caller
+    must be a child subreaper** (``PR_SET_CHILD_SUBREAPER``) to reap it. ``pidfd`` names init
+    (opened here from ``init_pid`` when not given: then the caller must be sure the pid is
+    not recycled, e.g. by being the one that reaps it).
+    """
+    parsed, program = prepare_exec(process, container)
+    own_pidfd = pidfd is None
+    if pidfd is None:
+        pidfd = _pidfd_open(init_pid)
     try:
-        pid = _fork_in_pidns(f"/proc/{init_pid}/ns/pid")
+        report_r, report_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            launcher = os.fork()
+        except BaseException:
+            os.close(report_r)
+            os.close(report_w)
+            raise
     except BaseException:
-        os.close(report_r)
-        os.close(report_w)
+        if own_pidfd:
+            os.close(pidfd)
         raise
-    if pid == 0:
+    if launcher == 0:
         try:
             os.close(report_r)
-        finally:
-            run_exec(init_pid, parsed, stdio, cgroup, program, report_w)
+            pid = exec_in_launcher(init_pid, parsed, stdio, cgroup, program, pidfd, keep=(report_w,))
+            os.write(report_w, b'{"pid": %d}\n' % pid)
+        except BaseException as exc:
+            die(report_w, exc)
+        os._exit(0)
+    if own_pidfd:
+        os.close(pidfd)
     os.close(report_w)
     try:
         data = _read_all(report_r)
     finally:
         os.close(report_r)
-    if data:
-        _reap(pid)
-        raise ContainerInitError.from_wire(data)
-    return pid
+        _reap(launcher)
+    try:
+        return int(json.loads(data)["pid"])
+    except (ValueError, KeyError, TypeError):
+        raise ContainerInitError.from_wire(data) from None
+
+
+def prepare_exec(process: dict[str, Any], container: dict[str, Any]) -> tuple[Process, bytes | None]:
+    """The exec'd process parsed with the container's defaults, and the container's seccomp
+    program compiled -- in the caller, before anything enters the container."""
+    parsed = specmod.parse_exec_process(process, container.get("process"))
+    return parsed, _compile_seccomp((container.get("linux") or {}).get("seccomp"))
+
+
+def exec_in_launcher(
+    init_pid: int,
+    process: Process,
+    stdio: Stdio,
+    cgroup: Cgroup | None,
+    seccomp_program: bytes | None,
+    pidfd: int,
+    keep: tuple[int, ...] = (),
+) -> int:
+    """:func:`exec_process` without the fork: the calling throwaway process is the launcher
+    (the monitor's helper is one). Returns the exec'd process's pid; afterwards the caller is
+    inside the container's walls and must only report (on a ``keep`` fd) and exit."""
+    if cgroup is not None and _frozen(cgroup):
+        # the launcher would freeze as soon as it joins the cgroup, and its caller wait forever
+        raise ContainerInitError(
+            f"exec in container {init_pid}: the container is paused", EXIT_CANNOT_EXECUTE
+        )
+    return setns.spawn(pidfd, process, stdio, cgroup, seccomp_program, keep)
+
+
+def _pidfd_open(pid: int) -> int:
+    try:
+        return os.pidfd_open(pid)
+    except OSError as exc:
+        raise ContainerInitError(f"exec in container {pid}: the container is not running ({exc.strerror})",
+                                 EXIT_CANNOT_EXECUTE) from exc
 
 
 def _frozen(cgroup: Cgroup) -> bool:

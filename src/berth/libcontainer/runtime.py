@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from berth.errors import BerthError
-from berth.libcontainer import hooks
+from berth.libcontainer import hooks, kernel
 from berth.libcontainer.cgroups import Cgroup, Resources
 from berth.libcontainer.failure import ContainerInitError
 from berth.libcontainer.process import create, create_detached, exec_process
@@ -287,8 +287,20 @@ def cmd_exec(
         if not argv:
             raise RuntimeError_("exec needs --process FILE or a command")
         process = dict(spec.get("process") or {}, args=argv, terminal=False)
-    seccomp_profile = (spec.get("linux") or {}).get("seccomp")
-    pid = exec_process(state["pid"], process, Stdio(0, 1, 2), Cgroup(state["cgroup"]), seccomp_profile)
+    # The process is a child of the launcher exec_process forks: as runc does, become a child
+    # subreaper so that it is ours to wait for. The pidfd is checked against the recorded start
+    # time after it is opened, so it names the container's init and not a recycled pid.
+    kernel.prctl(kernel.PR_SET_CHILD_SUBREAPER, 1)
+    try:
+        pidfd = os.pidfd_open(state["pid"])
+    except OSError as exc:
+        raise RuntimeError_(f"cannot exec in a stopped container {cid}") from exc
+    try:
+        if _start_time(state["pid"]) != state["start_time"]:
+            raise RuntimeError_(f"cannot exec in a stopped container {cid}")
+        pid = exec_process(state["pid"], process, Stdio(0, 1, 2), Cgroup(state["cgroup"]), spec, pidfd)
+    finally:
+        os.close(pidfd)
     if pid_file:
         Path(pid_file).write_text(str(pid))
     if detach:

@@ -237,6 +237,24 @@ def parse_process(obj: Any) -> Process:
     )
 
 
+# What an exec'd process takes from the container's own process when its process object leaves
+# it out (runc's newInitConfig): the walls are the container's unless the caller says otherwise.
+INHERITED = ("user", "capabilities", "noNewPrivileges", "rlimits", "oomScoreAdj")
+
+
+def parse_exec_process(obj: Any, container_process: Any) -> Process:
+    """Parse the process object of an exec, filling what it omits from the container's."""
+    if not isinstance(obj, dict):
+        raise _bad("process must be an object")
+    merged = dict(obj)
+    if isinstance(container_process, dict):
+        for key in INHERITED:
+            if merged.get(key) is None or (key == "rlimits" and not merged[key]):
+                if container_process.get(key) is not None:
+                    merged[key] = container_process[key]
+    return parse_process(merged)
+
+
 def _parse_mount(m: Any) -> Mount:
     if not isinstance(m, dict) or not isinstance(m.get("destination"), str):
         raise _bad(f"mount needs a destination: {m!r}")

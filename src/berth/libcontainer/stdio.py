@@ -22,8 +22,9 @@ from berth.libcontainer.failure import EXIT_OTHER, ContainerInitError
 from berth.libcontainer.spec import Stdio
 
 
-def setup(stdio: Stdio, keep: tuple[int, ...]) -> None:
-    """Put the caller's fds on 0, 1, 2 and close every other fd but ``keep``."""
+def setup(stdio: Stdio, keep: tuple[int, ...], ctty: bool = True) -> None:
+    """Put the caller's fds on 0, 1, 2 and close every other fd but ``keep``; with a tty (and
+    ``ctty``) make it the controlling terminal (the caller must lead its session)."""
     if stdio.console:  # /dev/null until the container's pty exists (see _console)
         null = os.open("/dev/null", os.O_RDWR)
         copies = [os.dup(null), os.dup(null), os.dup(null)]
@@ -42,13 +43,14 @@ def setup(stdio: Stdio, keep: tuple[int, ...]) -> None:
             os.closerange(low, fd)
             low = fd + 1
     os.closerange(low, 1 << 20)
-    if stdio.tty and not stdio.console:
+    if stdio.tty and not stdio.console and ctty:
         fcntl.ioctl(0, kernel.TIOCSCTTY, 0)
 
 
-def console(sock_fd: int, bind_console: bool) -> None:
+def console(sock_fd: int, bind_console: bool, ctty: bool = True) -> None:
     """Make a pty in the current /dev/pts, send its master over ``sock_fd``, and make the slave
-    our stdio and controlling terminal (runc's console-socket protocol)."""
+    our stdio and (with ``ctty``; the caller must lead its session) controlling terminal
+    (runc's console-socket protocol)."""
     try:
         master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as exc:
@@ -59,7 +61,10 @@ def console(sock_fd: int, bind_console: bool) -> None:
         slave_path = f"/dev/pts/{number}"
         slave = os.open(slave_path, os.O_RDWR | os.O_NOCTTY)
         with socket.socket(fileno=os.dup(sock_fd)) as sock:
-            socket.send_fds(sock, [slave_path.encode()], [master])
+            # sendmsg, not socket.send_fds: that one imports the array module, and we may be
+            # inside the container's file system already (imports are sealed there)
+            rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", master))]
+            sock.sendmsg([slave_path.encode()], rights)
     except OSError as exc:
         raise ContainerInitError(f"set up the console: {exc.strerror or exc}", EXIT_OTHER) from exc
     finally:
@@ -68,7 +73,8 @@ def console(sock_fd: int, bind_console: bool) -> None:
     for target in (0, 1, 2):
         os.dup2(slave, target)
     os.close(slave)
-    fcntl.ioctl(0, kernel.TIOCSCTTY, 0)
+    if ctty:
+        fcntl.ioctl(0, kernel.TIOCSCTTY, 0)
     if bind_console:
         rootfs.bind_console("/", slave_path)
 

@@ -5,20 +5,40 @@
 
 ``docker_like_spec`` writes what Docker's default OCI spec holds (mounts, masked and read-only
 paths, namespaces, the default capabilities), so tests exercise the same paths as berthd.
+``child_subreaper()`` makes the test process the reaper of the processes ``exec_process`` starts
+(they are children of its throwaway launcher)::
+
+    with child_subreaper():
+        pid = exec_process(init.pid, {"args": ["true"]}, stdio, None, spec)
+        os.waitpid(pid, 0)
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from berth.libcontainer import kernel
 from berth.libcontainer.capabilities import DEFAULT_CAPS
 from berth.libcontainer.spec import MASKED_PATHS, READONLY_PATHS
 
 BUSYBOX = "/bin/busybox"
+
+
+@contextlib.contextmanager
+def child_subreaper() -> Iterator[None]:
+    """The calling process is a child subreaper inside the block (orphans of its descendants
+    become its children); restored afterwards (children it already got stay its own)."""
+    kernel.prctl(kernel.PR_SET_CHILD_SUBREAPER, 1)
+    try:
+        yield
+    finally:
+        kernel.prctl(kernel.PR_SET_CHILD_SUBREAPER, 0)
 
 
 def busybox_rootfs(root: Path, busybox: str = BUSYBOX) -> Path:

@@ -17,6 +17,7 @@ Environment: like Docker's ``CreateDaemonEnvironment``, ``PATH`` is added when m
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -116,8 +117,6 @@ def build_spec(inp: SpecInput) -> dict[str, Any]:
     """The OCI ``config.json`` for ``inp``; raises :class:`InvalidParameter` for unusable input."""
     _validate(inp)
     caps = capabilities(inp.privileged, inp.cap_add, inp.cap_drop)
-    # a non-root user keeps only the bounding set, as the kernel leaves it after runc's setuid
-    running_caps = caps if inp.uid == 0 or inp.privileged else []
     spec: dict[str, Any] = {
         "ociVersion": OCI_VERSION,
         "process": {
@@ -126,11 +125,7 @@ def build_spec(inp: SpecInput) -> dict[str, Any]:
             "args": list(inp.args),
             "env": build_env(inp.env, inp.hostname, inp.tty),
             "cwd": inp.cwd or "/",
-            "capabilities": {
-                "bounding": caps,
-                "effective": running_caps,
-                "permitted": running_caps,
-            },
+            "capabilities": process_capabilities(caps, inp.uid, inp.privileged),
             "noNewPrivileges": inp.no_new_privileges,
             "oomScoreAdj": inp.oom_score_adj,
         },
@@ -145,6 +140,48 @@ def build_spec(inp: SpecInput) -> dict[str, Any]:
             for name, soft, hard in inp.rlimits
         ]
     return spec
+
+
+def process_capabilities(caps: list[str], uid: int, privileged: bool) -> dict[str, list[str]]:
+    """The OCI capability sets of a process running as ``uid`` with the capability list ``caps``:
+    the one rule for the container's init and every exec'd process. A non-root user keeps only
+    the bounding set, as the kernel leaves it after runc's setuid; privileged keeps them all."""
+    running = list(caps) if uid == 0 or privileged else []
+    return {"bounding": list(caps), "effective": running, "permitted": list(running)}
+
+
+def exec_process_spec(
+    container: dict[str, Any],
+    args: list[str],
+    env: list[str],
+    cwd: str,
+    terminal: bool,
+    user: tuple[int, int, list[int]] | None = None,
+    privileged: bool = False,
+    container_privileged: bool = False,
+) -> dict[str, Any]:
+    """The OCI ``process`` of ``docker exec``: the container's own process (``container`` is its
+    ``config.json`` process object: user and groups, capabilities, no_new_privileges, rlimits,
+    oom_score_adj) with the exec's command, environment, cwd and terminal -- moby's way -- so an
+    exec'd process has exactly the init's walls. ``user`` (``docker exec -u``: uid, gid,
+    supplementary gids) replaces the user, and the capability sets follow it by the same rule
+    as the init's; ``privileged`` (``docker exec --privileged``) gives every capability, as
+    Docker does, but not the seccomp profile or anything else of a privileged container.
+
+        >>> c = {"user": {"uid": 0, "gid": 0}, "capabilities": {"bounding": ["CAP_KILL"]}, "noNewPrivileges": True}
+        >>> p = exec_process_spec(c, ["id"], ["PATH=/bin"], "/", False, user=(1000, 1000, []))
+        >>> p["user"]["uid"], p["capabilities"]["bounding"], p["capabilities"]["effective"], p["noNewPrivileges"]
+        (1000, ['CAP_KILL'], [], True)
+    """
+    process = copy.deepcopy(container)
+    process.update(args=list(args), env=list(env), cwd=cwd or "/", terminal=terminal)
+    if user is not None:
+        uid, gid, groups = user
+        process["user"] = {"uid": uid, "gid": gid, "additionalGids": list(groups)}
+    uid = int((process.get("user") or {}).get("uid", 0))
+    bounding = list(ALL_CAPS) if privileged else list((process.get("capabilities") or {}).get("bounding") or [])
+    process["capabilities"] = process_capabilities(bounding, uid, privileged or container_privileged)
+    return process
 
 
 def capabilities(privileged: bool, add: tuple[str, ...], drop: tuple[str, ...]) -> list[str]:
