@@ -157,3 +157,19 @@ def test_the_database_is_created_private(berthd_factory, tmp_path: Path) -> None
     db.close()
     for name in ("berth.db", "berth.db-wal", "berth.db-shm"):
         assert mode(d.data_root / name) == 0o600, name
+
+
+def test_vfs_layers_are_private_too(berthd_factory, busybox_tar: Path) -> None:  # type: ignore[no-untyped-def]
+    d = berthd_factory(storage_driver="vfs")
+    d.import_image(busybox_tar)
+    cid = ok(d.docker("run", "-d", "busybox", "sh", "-c", "cp /bin/busybox /tmp/id && chmod 4755 /tmp/id && sleep 1000")).stdout.strip()
+    ok(d.docker("exec", cid, "ls", "/tmp/id"))
+    open_up(d)
+    layer = d.data_root / "vfs" / "dir" / cid
+    assert (layer / "tmp" / "id").stat().st_mode & stat.S_ISUID
+    assert mode(d.data_root / "vfs") == mode(d.data_root / "vfs" / "dir") == 0o700
+    assert mode(layer) == 0o755  # the container's "/"
+    r = as_nobody(str(layer / "tmp" / "id"))
+    assert r.returncode != 0 and "Permission denied" in r.stderr, r
+    r = ok(d.docker("run", "--rm", "-u", "1000", "busybox", "sh", "-c", "stat -c %a / /tmp; cat /etc/hosts >/dev/null; id -u"))
+    assert r.stdout.split() == ["755", "1777", "1000"]
