@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+import aiohttp
+
 from berth.errors import InvalidParameter, NotFound, SystemFailure
 from berth.registry import mediatypes as mt
 from berth.registry.client import RegistryClient, RegistryFailure
@@ -156,10 +158,14 @@ async def fetch_blob(client: RegistryClient, repo: str, digest: Digest, path: Pa
             hasher, offset = digest.hasher(), 0  # the registry sent the whole blob
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if offset else os.O_TRUNC) | os.O_CLOEXEC, 0o600)
         got = offset
+        buf = bytearray()
         try:
-            buf = bytearray()
             while True:
-                chunk = await resp.content.readany()
+                try:
+                    chunk = await resp.content.readany()
+                except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                    raise SystemFailure(f"blob {digest}: the download broke after {got + len(buf)} bytes: "
+                                        f"{exc or type(exc).__name__}") from None
                 if chunk:
                     buf += chunk
                 if len(buf) >= CHUNK or (not chunk and buf):
@@ -172,6 +178,11 @@ async def fetch_blob(client: RegistryClient, repo: str, digest: Digest, path: Pa
                         on_bytes(got)
                 if not chunk:
                     break
+        except SystemFailure:
+            if buf and not (size and got + len(buf) > size):
+                # what arrived before the break is a valid prefix: keep it for the next pull to resume
+                await asyncio.to_thread(_write_hash, fd, hasher, buf)
+            raise
         finally:
             os.close(fd)
     if size and got != size:
