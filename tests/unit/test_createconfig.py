@@ -12,11 +12,11 @@ IMAGE = {"Cmd": ["sh"], "Env": ["PATH=/bin", "A=1"], "WorkingDir": "/w", "Labels
 
 
 def test_wrong_types_name_the_field() -> None:
-    with pytest.raises(InvalidParameter, match="Config.Tty"):
+    with pytest.raises(InvalidParameter, match="field ContainerConfigWrapper.Tty of type bool$"):
         createconfig.validate({"Image": "x", "Tty": "yes"})
-    with pytest.raises(InvalidParameter, match="HostConfig.Memory"):
+    with pytest.raises(InvalidParameter, match="HostConfig.HostConfig.Memory of type int64$"):
         createconfig.validate({"Image": "x", "HostConfig": {"Memory": "lots"}})
-    with pytest.raises(InvalidParameter, match="Config.Env"):
+    with pytest.raises(InvalidParameter, match="ContainerConfigWrapper.Env of type string$"):
         createconfig.validate({"Image": "x", "Env": [1]})
     createconfig.validate({"Image": "x", "Cmd": "echo hi", "HostConfig": {"Memory": 0}})
 

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from berth.container.record import Container, now_rfc3339, parse_rfc3339
-from berth.daemon import createconfig, mountspec, networks, volumes
+from berth.daemon import createchecks, createconfig, mountspec, networks, platforms, storageopt, volumes
 from berth.daemon.failures import translate
 from berth.daemon.faults import crash_point
 from berth.daemon.names import random_name
 from berth.engine import Job
-from berth.errors import Conflict, InvalidParameter, NotFound
+from berth.errors import Conflict, InvalidParameter, NotFound, Unimplemented
 
 if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon
@@ -43,13 +43,36 @@ def _write_files(cdir: Path, hostname: str) -> None:
     (cdir / "resolv.conf").write_text(resolv)
 
 
+def _check_links(d: Daemon, host: dict[str, Any]) -> None:
+    """Links need the bridge driver's /etc/hosts entries and environment: until it lands, a
+    link to a missing container is dockerd's 400 and any other link a 501 (docs/decisions.md)."""
+    for link in host.get("Links") or ():
+        target = link.split(":", 1)[0].lstrip("/")
+        try:
+            d.find(target)
+        except NotFound as exc:
+            raise InvalidParameter(f"could not get container for {target}: {exc}") from None
+        raise Unimplemented(
+            f"link {link}: container links need the bridge network driver, which berth does not have yet"
+        )
+
+
 async def create(d: Daemon, job: Job) -> dict[str, Any]:
     body = job.args["config"]
     createconfig.validate(body)
+    warnings = createchecks.verify(body)  # before the image: a 400 here must not start a pull
+    wanted = platforms.parse(job.args["platform"]) if job.args.get("platform") else None
     name = createconfig.validate_name(job.args.get("name") or "")
     image_id = await asyncio.to_thread(d.graph.resolve, body["Image"])
     image_config = (await asyncio.to_thread(d.graph.config, image_id)) or {}
+    if wanted is not None and not platforms.matches(wanted, image_config):
+        raise NotFound(
+            f"image with reference {body['Image']} was found but does not match the specified platform: "
+            f"wanted {wanted.format()}, actual: {platforms.of_image(image_config).format()}"
+        )
     config, host = createconfig.merge(body, image_config)
+    _check_links(d, host)
+    storageopt.check(host.get("StorageOpt"), d.storage_driver, d.cfg.data_root)
     plan = mountspec.plan(host.get("Binds"), host.get("Mounts"), config.get("Volumes"), host.get("Tmpfs"))
     if any(m.subpath for m in plan) and tuple(job.args.get("api_version") or (1, 45)) < (1, 45):
         raise InvalidParameter("VolumeOptions.Subpath needs API v1.45 or newer")
@@ -88,7 +111,7 @@ async def create(d: Daemon, job: Job) -> dict[str, Any]:
         del d.reserved_names[name]
         volumes.release_claims(d, cid)
     d.publish(c, "create")
-    return {"Id": cid, "Warnings": []}
+    return {"Id": cid, "Warnings": warnings}
 
 
 def matches_filter(c: Container, key: str, values: list[str], d: Daemon) -> bool:

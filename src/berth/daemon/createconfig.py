@@ -1,7 +1,8 @@
 """``POST /containers/create`` bodies: validation and merging with the image's config (pure).
 
 The body is Docker's ContainerConfig with ``HostConfig`` and ``NetworkingConfig`` inside. Each
-field is type-checked (a wrong type is a 400 naming the field), then merged with the image's
+field is type-checked as Go's decoder does (``createschema``: a wrong shape is a 400 with Go's
+text), its settings checked as dockerd does (``createchecks``), then merged with the image's
 config the way dockerd does: the image's Env is overridden key by key, Labels are merged, an
 Entrypoint given at create time drops the image's Cmd, WorkingDir/User fall back to the image's.
 """
@@ -11,29 +12,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from berth.daemon import runtimes
+from berth.daemon import createschema, runtimes
 from berth.errors import InvalidParameter
 from berth.libcontainer.spec import MASKED_PATHS, READONLY_PATHS
 
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
-
-_TYPES: dict[str, type | tuple[type, ...]] = {
-    "Hostname": str, "Domainname": str, "User": str, "AttachStdin": bool, "AttachStdout": bool,
-    "AttachStderr": bool, "Tty": bool, "OpenStdin": bool, "StdinOnce": bool, "Env": list,
-    "Cmd": (list, str), "Entrypoint": (list, str), "Image": str, "WorkingDir": str, "Labels": dict,
-    "ExposedPorts": dict, "Volumes": dict, "StopSignal": str, "StopTimeout": int, "HostConfig": dict,
-    "NetworkingConfig": dict, "NetworkDisabled": bool, "MacAddress": str, "OnBuild": list,
-    "Healthcheck": dict, "ArgsEscaped": bool, "Shell": list,
-}
-_HOST_TYPES: dict[str, type | tuple[type, ...]] = {
-    "Memory": int, "MemorySwap": int, "NanoCpus": int, "CpuShares": int, "CpuQuota": int, "CpuPeriod": int,
-    "PidsLimit": int, "AutoRemove": bool, "NetworkMode": str, "Privileged": bool, "ReadonlyRootfs": bool,
-    "Binds": list, "Mounts": list, "PortBindings": dict, "RestartPolicy": dict, "LogConfig": dict, "ShmSize": int,
-    "Init": bool, "CapAdd": list, "CapDrop": list, "Dns": list, "DnsOptions": list, "DnsSearch": list,
-    "ExtraHosts": list, "GroupAdd": list, "SecurityOpt": list, "Ulimits": list, "Sysctls": dict,
-    "PidMode": str, "IpcMode": str, "UTSMode": str, "OomScoreAdj": int, "Runtime": str,
-    "MaskedPaths": list, "ReadonlyPaths": list,
-}
 
 # dockerd's built-in logging drivers; any other name is looked up as a plugin
 DOCKER_LOG_DRIVERS = ("json-file", "local", "none", "syslog", "journald", "gelf", "fluentd", "awslogs", "splunk",
@@ -53,29 +36,8 @@ HOST_CONFIG_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _check_types(obj: dict[str, Any], types: dict[str, type | tuple[type, ...]], prefix: str) -> None:
-    for key, want in types.items():
-        value = obj.get(key)
-        if value is None:
-            continue
-        if want is int and isinstance(value, bool):
-            ok = False
-        else:
-            ok = isinstance(value, want)
-        if not ok:
-            names = want.__name__ if isinstance(want, type) else "/".join(t.__name__ for t in want)
-            raise InvalidParameter(
-                f"json: cannot unmarshal {type(value).__name__} into field {prefix}{key} of type {names}"
-            )
-
-
 def validate(body: dict[str, Any]) -> None:
-    _check_types(body, _TYPES, "Config.")
-    _check_types(body.get("HostConfig") or {}, _HOST_TYPES, "HostConfig.")
-    for key in ("Env",):
-        for item in body.get(key) or []:
-            if not isinstance(item, str):
-                raise InvalidParameter(f"json: cannot unmarshal {type(item).__name__} into field Config.{key} of type string")
+    createschema.check(body)  # Go's decoding errors, for the whole body
     if not body.get("Image"):
         raise InvalidParameter("Config.Image: no image was given")
 
@@ -141,6 +103,9 @@ def merge(body: dict[str, Any], image: dict[str, Any]) -> tuple[dict[str, Any], 
             config[key] = body[key]
     host = dict(HOST_CONFIG_DEFAULTS)
     host.update({k: v for k, v in (body.get("HostConfig") or {}).items() if v is not None})
+    for key in ("IpcMode", "ShmSize", "NetworkMode", "CgroupnsMode"):
+        if not host.get(key):  # empty or zero: the daemon's default, as dockerd records it
+            host[key] = HOST_CONFIG_DEFAULTS[key]
     log_type = (host.get("LogConfig") or {}).get("Type") or "json-file"
     if log_type not in DOCKER_LOG_DRIVERS:  # dockerd then looks for a logging plugin of that name
         raise InvalidParameter(f'error looking up logging plugin {log_type}: plugin "{log_type}" not found')
@@ -165,5 +130,6 @@ def merge(body: dict[str, Any], image: dict[str, Any]) -> tuple[dict[str, Any], 
     if host.get("Memory") and 0 < host["Memory"] < 6 * 1024 * 1024:
         raise InvalidParameter("Minimum memory limit allowed is 6MB")
     if host.get("Memory", 0) > 0 and not host.get("MemorySwap"):
-        host["MemorySwap"] = 2 * host["Memory"]  # dockerd's default: as much swap as memory
+        # dockerd's default: as much swap as memory, in Go's int64 (which wraps: 2**63-1 -> -2)
+        host["MemorySwap"] = (2 * host["Memory"] + 2**63) % 2**64 - 2**63
     return config, host

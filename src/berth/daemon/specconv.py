@@ -12,6 +12,7 @@ caller: this module does no I/O).
 
 from __future__ import annotations
 
+import posixpath
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from berth.daemon import securityopt
 from berth.daemon.mountspec import oci_mounts, tmpfs_mounts
 from berth.drivers.exec.spec import DEFAULT_SHM_SIZE, SpecInput
 from berth.libcontainer.cgroups import ALLOW_ALL_DEVICES, DEFAULT_DEVICE_RULES, Resources
+from berth.libcontainer.sysctl import normalize as normalize_sysctl
 
 
 def resources(host: dict[str, Any]) -> Resources:
@@ -50,6 +52,35 @@ def _paths(value: Any) -> tuple[str, ...] | None:
     return None if value is None else tuple(str(p) for p in value)
 
 
+# Docker's sysctls for a container with a network namespace of its own (moby's oci_linux.go):
+# ping sockets without CAP_NET_RAW, and ports below 1024 without CAP_NET_BIND_SERVICE.
+DEFAULT_NETWORK_SYSCTLS = (
+    ("net.ipv4.ping_group_range", "0 2147483647"),
+    ("net.ipv4.ip_unprivileged_port_start", "0"),
+)
+
+
+def sysctls(
+    requested: dict[str, str], private_network: bool, proc_sys: Path = Path("/proc/sys")
+) -> tuple[tuple[str, str], ...]:
+    """The container's sysctls: the requested ones, plus Docker's defaults for a private
+    network namespace where the kernel has them and the container does not set them."""
+    out = dict(requested)
+    given = {normalize_sysctl(k) for k in out}
+    if private_network:
+        for key, value in DEFAULT_NETWORK_SYSCTLS:
+            if key not in given and (proc_sys / key.replace(".", "/")).exists():
+                out[key] = value
+    return tuple(out.items())
+
+
+def cgroups_path(requested: str, daemon_parent: str, cid: str) -> str:
+    """Docker's cgroupfs rule: ``<CgroupParent>/<id>`` when the container names a parent (a
+    path from the cgroup root, cleaned so that it stays inside it), else the daemon's parent."""
+    parent = posixpath.normpath("/" + requested).strip("/") if requested else daemon_parent.strip("/")
+    return f"{parent}/{cid}" if parent else cid
+
+
 def spec_input(
     c: Container,
     rootfs: str,
@@ -76,6 +107,7 @@ def spec_input(
         additional_gids=tuple(groups),
         tty=c.tty,
         hostname=c.config.get("Hostname") or c.id[:12],
+        domainname=c.config.get("Domainname") or "",
         # Until the bridge driver lands, the default network is a namespace of its own with
         # only `lo` in it, i.e. "none" (docs/decisions.md).
         network="host" if host_network else "none",
@@ -84,7 +116,7 @@ def spec_input(
         hostname_path=None if host_network else str(cdir / "hostname"),
         resources=resources(host),
         readonly_rootfs=bool(host.get("ReadonlyRootfs")),
-        cgroups_path=f"{cgroup_parent}/{c.id}",
+        cgroups_path=cgroups_path(host.get("CgroupParent") or "", cgroup_parent, c.id),
         shm_size=host.get("ShmSize") or DEFAULT_SHM_SIZE,
         privileged=privileged,
         cap_add=tuple(host.get("CapAdd") or ()),
@@ -95,7 +127,7 @@ def spec_input(
         readonly_paths=_paths(host.get("ReadonlyPaths")),
         devices=host_devices if privileged else (),
         rlimits=tuple((u["Name"], int(u["Soft"]), int(u["Hard"])) for u in host.get("Ulimits") or ()),
-        sysctls=tuple((host.get("Sysctls") or {}).items()),
+        sysctls=sysctls(host.get("Sysctls") or {}, private_network=not host_network),
         oom_score_adj=int(host.get("OomScoreAdj") or 0),
         pid_host=host.get("PidMode") == "host",
         ipc_host=host.get("IpcMode") == "host",

@@ -156,6 +156,9 @@ def parse_repository(repo: str, tag: str = "") -> Reference:
     ref = parse(repo)
     if ref.digest:
         raise InvalidParameter(f"{INVALID}: cannot tag with a digest reference {repo}")
+    if ref.familiar_name() == "sha256":
+        # "sha256:<hex>" would read as an image id (dockerd's reference store refuses it too)
+        raise InvalidParameter("refusing to create an ambiguous tag using digest algorithm as name")
     if tag:
         if not _TAG_RE.match(tag):
             raise InvalidParameter(f"{INVALID}: tag {tag!r} is not valid")

@@ -64,6 +64,8 @@ def run_init(
             _loopback_up()  # a new network namespace starts with lo down
         if spec.hostname is not None:
             step("sethostname", spec.hostname, kernel.sethostname, spec.hostname)
+        if spec.domainname is not None:
+            step("setdomainname", spec.domainname, kernel.setdomainname, spec.domainname)
         # All mounts happen before pivot_root, while the host paths (sources) are reachable;
         # propagation is cut first, so nothing reaches the host's mount table.
         rootfs.prepare(spec, rootfs_mounts, tty_path)

@@ -29,6 +29,7 @@ from berth.libcontainer.failure import ContainerInitError
 from berth.libcontainer.mountopts import PROPAGATION
 from berth.libcontainer.mounts import fail, make_mountpoint, mount, mount_one, remount_readonly, secure_join
 from berth.libcontainer.spec import DEFAULT_DEVICES, ContainerSpec, Device, Mount
+from berth.libcontainer.sysctl import proc_path
 
 _DEV_SYMLINKS = (
     ("/proc/self/fd", "/dev/fd"),
@@ -165,7 +166,7 @@ def pivot(root: str) -> None:
 def finish(spec: ContainerSpec) -> None:
     """Everything after pivot_root, with container paths."""
     for key, value in spec.sysctl:
-        path = "/proc/sys/" + key.replace(".", "/")
+        path = proc_path(key)  # checked by spec.parse: never outside /proc/sys
         try:
             with open(path, "w") as f:
                 f.write(value)

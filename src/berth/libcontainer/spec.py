@@ -17,6 +17,7 @@ words a separate propagation mount, everything else the filesystem's data string
 from __future__ import annotations
 
 import json
+import os
 import resource
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,8 @@ from typing import Any
 from berth.libcontainer.capabilities import parse_caps
 from berth.libcontainer.failure import ContainerInitError
 from berth.libcontainer.mountopts import PROPAGATION, check_mount_options
+from berth.libcontainer.sysctl import SysctlError
+from berth.libcontainer.sysctl import check as check_sysctls
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,7 @@ class ContainerSpec:
     process: Process
     root_readonly: bool = False
     hostname: str | None = None
+    domainname: str | None = None
     mounts: tuple[Mount, ...] = ()
     namespaces: tuple[Namespace, ...] = ()
     masked_paths: tuple[str, ...] = ()
@@ -311,13 +315,18 @@ def parse(config: dict[str, Any]) -> ContainerSpec:
     # As runc: a joined UTS namespace (a path) is enough, and init sets the name in it.
     if hostname is not None and not any(ns.type == "uts" for ns in namespaces):
         raise _bad("unable to set hostname without a private UTS namespace")
+    domainname = config.get("domainname") or None
+    if domainname is not None and not any(ns.type == "uts" for ns in namespaces):
+        raise _bad("unable to set domainname without a private UTS namespace")
     devices = tuple(_parse_device(d) for d in linux.get("devices") or ())
     sysctl = tuple(sorted((str(k), str(v)) for k, v in (linux.get("sysctl") or {}).items()))
+    _check_sysctls(sysctl, namespaces)
     return ContainerSpec(
         root_path=root["path"],
         process=parse_process(config.get("process") or {}),
         root_readonly=bool(root.get("readonly", False)),
         hostname=hostname,
+        domainname=domainname,
         mounts=tuple(_parse_mount(m) for m in config.get("mounts") or ()),
         namespaces=tuple(namespaces),
         masked_paths=tuple(linux.get("maskedPaths") or ()),
@@ -327,6 +336,32 @@ def parse(config: dict[str, Any]) -> ContainerSpec:
         rootfs_propagation=propagation,
         seccomp=_seccomp_json(linux.get("seccomp")),
     )
+
+
+def _joins_own_netns(path: str) -> bool:
+    # runc's isHostNetNS: "host" means the caller's own network namespace
+    try:
+        mine, theirs = os.stat("/proc/self/ns/net"), os.stat(path)
+    except OSError as exc:
+        raise _bad(f"invalid netns path {path}: {exc.strerror}") from exc
+    return (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
+
+
+def _check_sysctls(sysctl: tuple[tuple[str, str], ...], namespaces: list[Namespace]) -> None:
+    """As runc: only sysctls of namespaces the container does not share with the host."""
+    if not sysctl:
+        return
+    kinds = {ns.type: ns for ns in namespaces}
+    net = kinds.get("network")
+    try:
+        check_sysctls(
+            (k for k, _ in sysctl),
+            private_net=net is not None and (net.path is None or not _joins_own_netns(net.path)),
+            private_ipc="ipc" in kinds,
+            private_uts="uts" in kinds,
+        )
+    except SysctlError as exc:
+        raise _bad(str(exc)) from None
 
 
 def _seccomp_json(profile: Any) -> str | None:

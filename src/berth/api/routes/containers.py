@@ -23,7 +23,8 @@ def _stream_type(request: web.Request) -> str:
 async def create(request: web.Request) -> web.Response:
     body = await json_request(request)
     result = await engine_of(request).job(
-        "container.create", name=request.query.get("name", ""), config=body, api_version=api_version(request)
+        "container.create", name=request.query.get("name", ""), config=body, api_version=api_version(request),
+        platform=request.query.get("platform", ""),
     )
     return reply(result, status=201)
 

@@ -44,6 +44,8 @@ SECCOMP_CACHE = "seccomp"  # <exec root>/seccomp/<sha256>.bpf: compiled profiles
 SUN_PATH_MAX = 107  # sockaddr_un.sun_path holds 108 bytes with the NUL
 
 
+CGROUP_FILE = "cgroup"  # <exec root>/<id>/cgroup: the container's cgroup path
+
 class NativeDriver:
     """Creates containers through the fork server and reattaches to their monitors."""
 
@@ -153,6 +155,14 @@ class NativeDriver:
         return self.exec_root / cid
 
     def cgroup_name(self, cid: str) -> str:
+        """The container's cgroup: the spec's ``cgroupsPath`` as recorded at create (a
+        ``HostConfig.CgroupParent`` puts it elsewhere), else ``<cgroup parent>/<id>``."""
+        try:
+            recorded = (self.exec_dir(cid) / CGROUP_FILE).read_text().strip()
+        except FileNotFoundError:
+            recorded = ""
+        if recorded:
+            return recorded
         return f"{self.cgroup_parent}/{cid}" if self.cgroup_parent else cid
 
     async def create(self, req: CreateRequest) -> Handle:
@@ -162,6 +172,7 @@ class NativeDriver:
         """
         if req.bundle:
             _write_config(Path(req.bundle), req.spec)
+        cgroup = self._record_cgroup(req)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             await self._spawn(theirs.fileno())
@@ -175,7 +186,7 @@ class NativeDriver:
             "op": "create",
             "id": req.id,
             "exec_root": str(self.exec_root),
-            "cgroup": self.cgroup_name(req.id),
+            "cgroup": cgroup,
             "tty": req.tty,
             "open_stdin": req.open_stdin,
             "log_path": str(req.log_path) if req.log_path else "",
@@ -207,6 +218,18 @@ class NativeDriver:
         channel.begin()
         self._live[req.id] = handle
         return handle
+
+    def _record_cgroup(self, req: CreateRequest) -> str:
+        """Write down where the container's cgroup is, for stats, top, update and cleanup
+        (also after a daemon restart: the exec dir lives as long as the container)."""
+        path = str(((req.spec or {}).get("linux") or {}).get("cgroupsPath") or "").strip("/")
+        name = path or (f"{self.cgroup_parent}/{req.id}" if self.cgroup_parent else req.id)
+        directory = self.exec_dir(req.id)
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / (CGROUP_FILE + ".tmp")
+        tmp.write_text(name + "\n")
+        os.replace(tmp, directory / CGROUP_FILE)
+        return name
 
     async def reconnect(self, cid: str) -> Handle | ExitStatus:
         """Attach to the live monitor of ``cid``, or read the status it left when it is gone."""
@@ -240,8 +263,8 @@ class NativeDriver:
                 await asyncio.wait_for(handle.closed(), 5)
             except TimeoutError:
                 pass  # a stuck monitor: remove what it left behind ourselves
+        cg = Cgroup(self.cgroup_name(cid), self.cgroup_root)  # before its record goes
         shutil.rmtree(self.exec_dir(cid), ignore_errors=True)
-        cg = Cgroup(self.cgroup_name(cid), self.cgroup_root)
         if cg.exists():
             await asyncio.to_thread(cg.destroy)
 

@@ -79,6 +79,7 @@ class SpecInput:
     additional_gids: tuple[int, ...] = ()
     tty: bool = False
     hostname: str = ""
+    domainname: str = ""  # the UTS domain name (Config.Domainname); not with uts_host
     network: str = "none"
     hosts_path: str | None = None
     resolv_conf_path: str | None = None
@@ -134,6 +135,8 @@ def build_spec(inp: SpecInput) -> dict[str, Any]:
         "mounts": _mounts(inp),
         "linux": _linux(inp, caps),
     }
+    if inp.domainname and not inp.uts_host:
+        spec["domainname"] = inp.domainname
     if inp.rlimits:
         spec["process"]["rlimits"] = [
             {"type": "RLIMIT_" + name.upper().removeprefix("RLIMIT_"), "soft": soft, "hard": hard}
