@@ -204,3 +204,18 @@ def test_berth_cli_login_push_pull_search_logout(berthd: harness.Berthd, busybox
         assert r.stdout == f"Removing login credentials for {reg.addr}\n"
         r = berthd.berth("pull", f"{name}:3", env=env)
         assert r.returncode == 1 and "pull access denied" in r.stderr
+
+
+def test_push_mounts_layers_from_a_repository_that_has_them(berthd: harness.Berthd, busybox_image: str,
+                                                            reg: BerthRegistry) -> None:
+    ok(berthd.docker("tag", busybox_image, f"{reg.addr}/src/bbx:1"))
+    ok(berthd.docker("push", f"{reg.addr}/src/bbx:1"))
+    ok(berthd.docker("tag", busybox_image, f"{reg.addr}/dst/bbx:1"))
+    out = lines(ok(berthd.docker("push", f"{reg.addr}/dst/bbx:1")).stdout)
+    assert out[2].endswith(": Mounted from src/bbx"), out
+    # pulled layers are known too: a pull from one repository, a push to another mounts
+    ok(berthd.docker("rmi", f"{reg.addr}/src/bbx:1", f"{reg.addr}/dst/bbx:1", busybox_image))
+    ok(berthd.docker("pull", f"{reg.addr}/src/bbx:1"))
+    ok(berthd.docker("tag", f"{reg.addr}/src/bbx:1", f"{reg.addr}/third/bbx:1"))
+    out = lines(ok(berthd.docker("push", f"{reg.addr}/third/bbx:1")).stdout)
+    assert out[2].endswith(": Mounted from dst/bbx") or out[2].endswith(": Mounted from src/bbx"), out

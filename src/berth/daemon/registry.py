@@ -73,6 +73,13 @@ class GraphPullStore:
             pass  # the layer went again (pruned by a racing rmi): the blob is garbage then
 
 
+    def record_sources(self, digests: list[str], repository: str) -> None:
+        registry, _, path = repository.partition("/")
+        with self.graph.lock, self.graph.db.transaction():
+            for digest in digests:
+                self.graph.db.add_blob_source(digest, registry, path)
+
+
 def endpoints(d: Daemon) -> Endpoints:
     mirrors: dict[str, list[str]] = {}
     for item in d.cfg.registry_mirrors:
@@ -156,7 +163,7 @@ async def push_job(d: Daemon, job: Job) -> None:
     try:
         async with RegistryClient.open(endpoints(d), ref.domain, creds) as client:
             for t, image_id in targets:
-                digest, size = await push(client, d.graph, ref.path, t, image_id, progress,
+                digest, size = await push(client, d.graph, ref.domain, ref.path, t, image_id, progress,
                                           d.cfg.max_concurrent_uploads)
                 progress.status(f"{t}: digest: {digest} size: {size}")
                 progress.put(_aux({"Tag": t, "Digest": digest, "Size": size}))

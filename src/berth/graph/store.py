@@ -12,6 +12,8 @@ read-write layer is recorded with the image it was made from. Schema (version 1)
     image_tags(repository, tag, image_id)         PK (repository, tag)
     image_digests(repository, digest, image_id)   PK (repository, digest)
     layer_blobs(diff_id, digest, media_type, size)  PK (diff_id, digest): compressed forms
+    blob_sources(digest, registry, repository)    PK (all three): where a blob was pulled from or
+                                                  pushed to (push mounts it from there)
     rw_layers(container_id PK, image_id, top_layer, cache_id)
 
 The daemon opens its own connection to the same file, so every table name here is the
@@ -72,6 +74,12 @@ CREATE TABLE IF NOT EXISTS layer_blobs (
     media_type TEXT NOT NULL,
     size INTEGER NOT NULL,
     PRIMARY KEY (diff_id, digest)
+);
+CREATE TABLE IF NOT EXISTS blob_sources (
+    digest TEXT NOT NULL,
+    registry TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    PRIMARY KEY (digest, registry, repository)
 );
 CREATE TABLE IF NOT EXISTS rw_layers (
     container_id TEXT PRIMARY KEY,
@@ -324,6 +332,15 @@ class GraphDB:
         return digests
 
     # container read-write layers
+    def add_blob_source(self, digest: str, registry: str, repository: str) -> None:
+        self._run("INSERT OR IGNORE INTO blob_sources VALUES (?, ?, ?)", (digest, registry, repository))
+
+    def blob_sources(self, digest: str, registry: str) -> list[str]:
+        """The repositories of ``registry`` known to hold blob ``digest``."""
+        rows = self._all("SELECT repository FROM blob_sources WHERE digest=? AND registry=? ORDER BY repository",
+                         (digest, registry))
+        return [str(r[0]) for r in rows]
+
     def rw_layer(self, container_id: str) -> RwLayerRow | None:
         row = self._one("SELECT * FROM rw_layers WHERE container_id = ?", (container_id,))
         return RwLayerRow(*row) if row else None

@@ -79,6 +79,9 @@ class PullStore(Protocol):
     def keep_blob(self, path: Path, digest: str, diff_id: str, media_type: str, size: int) -> None:
         """Keep a verified compressed layer blob (for a later push); the file may be moved."""
 
+    def record_sources(self, digests: list[str], repository: str) -> None:
+        """Remember that ``repository`` (``domain/path``) holds these blobs (a push mounts from it)."""
+
 
 @dataclass(frozen=True)
 class PullResult:
@@ -327,6 +330,8 @@ async def pull(
             await asyncio.to_thread(store.keep_blob, layer.path, str(layer.digest), diff_ids[layer.index],
                                     layer.media_type, layer.size)
     await asyncio.to_thread(store.add_digest, image_id, full_name, named)
+    await asyncio.to_thread(store.record_sources, [config_desc["digest"], *(str(layer.digest) for layer in layers)],
+                            full_name)
     return PullResult(image_id, named, before != image_id)
 
 

@@ -1,7 +1,9 @@
 """Pushing an image: its layer blobs (each checked with HEAD first), its config, its manifest.
 
 Layers go up concurrently (``max_concurrent``), each as one monolithic upload of the gzip
-blob the graph keeps for it (made once, deterministically, and reused by later pushes). The
+blob the graph keeps for it (made once, deterministically, and reused by later pushes), unless
+the registry has it already (HEAD) or can mount it from another repository the graph knows holds
+it (pulled from or pushed to there: ``blob_sources``), as Docker does. The
 manifest is Docker's v2 schema 2, put by tag; its digest and size end the push::
 
     digest, size = await push(client, graph, "team/app", "v1", image_id, progress)
@@ -18,8 +20,8 @@ from berth.registry.digest import Digest
 from berth.registry.progress import Progress
 
 
-async def push(client: RegistryClient, graph: Any, repo: str, tag: str, image_id: str, progress: Progress,
-               max_concurrent: int = 5) -> tuple[str, int]:
+async def push(client: RegistryClient, graph: Any, registry: str, repo: str, tag: str, image_id: str,
+               progress: Progress, max_concurrent: int = 5) -> tuple[str, int]:
     config = graph.image_config(image_id)
     diff_ids: list[str] = list((config.get("rootfs") or {}).get("diff_ids") or [])
     shorts = [d.split(":", 1)[-1][:12] for d in diff_ids]
@@ -33,6 +35,11 @@ async def push(client: RegistryClient, graph: Any, repo: str, tag: str, image_id
         if await client.has_blob(repo, digest):
             progress.status("Layer already exists", short, detail=True)
             return
+        sources = await asyncio.to_thread(graph.db.blob_sources, blob.digest, registry)
+        for source in sources:
+            if source != repo and await client.mount(repo, digest, source):
+                progress.status(f"Mounted from {source}", short, detail=True)
+                return
         if gate.locked():
             progress.status("Waiting", short, detail=True)
         async with gate:
@@ -47,4 +54,11 @@ async def push(client: RegistryClient, graph: Any, repo: str, tag: str, image_id
         await client.upload(repo, cdigest, cfg.path, cfg.size)
     body = await asyncio.to_thread(graph.manifest, image_id)
     digest = await client.put_manifest(repo, tag, mt.DOCKER_MANIFEST, body)
+    await asyncio.to_thread(_record, graph, [cfg.digest, *(b.digest for b in blobs)], registry, repo)
     return str(digest), len(body)
+
+
+def _record(graph: Any, digests: list[str], registry: str, repo: str) -> None:
+    with graph.lock, graph.db.transaction():
+        for d in digests:
+            graph.db.add_blob_source(d, registry, repo)
