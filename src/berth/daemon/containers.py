@@ -234,10 +234,10 @@ async def remove_container(d: Daemon, c: Container, force: bool, remove_volumes:
     c.state.status = "removing"  # in memory only: start refuses it, ps shows it
     try:
         await d.driver.cleanup(c.id)
-        await asyncio.to_thread(d.graph.remove_rw, c.id)
+        await d.with_room(d.graph.remove_rw, c.id)  # the layer's files, then its record
         await asyncio.to_thread(shutil.rmtree, c.dir, True)
         crash_point("remove.after-files")
-        await asyncio.to_thread(d.store.delete, c.id)
+        await d.with_room(d.store.delete, c.id)
     except BaseException as exc:
         c.state.status = "dead"
         if isinstance(exc, OSError | sqlite3.Error):
@@ -253,6 +253,8 @@ async def remove_container(d: Daemon, c: Container, force: bool, remove_volumes:
     for eid in c.exec_ids:
         d.execs.pop(eid, None)
     d.publish(c, "destroy")
+    if not d.reserve.held():
+        await asyncio.to_thread(d.reserve.take)  # back once the removals made room
     if remove_volumes:
         volumes.remove_anonymous(d, c)
     for _cond, fut in d.waiters.pop(c.id, []):

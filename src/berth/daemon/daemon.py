@@ -25,10 +25,11 @@ from typing import Any
 
 from berth.container.record import Container
 from berth.daemon.config import DaemonConfig
-from berth.daemon.failures import translate
+from berth.daemon.failures import is_disk_full, translate
 from berth.daemon.live import Session
 from berth.daemon.modes import PRIVATE_DIR, secure_data_root
 from berth.daemon.networkstore import NetworkStore
+from berth.daemon.reserve import Reserve
 from berth.daemon.store import ContainerStore
 from berth.daemon.volumestore import VolumeStore
 from berth.engine import Engine, Job
@@ -54,6 +55,7 @@ class Daemon:
         self._retry: asyncio.Task[Any] | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.store: ContainerStore
+        self.reserve = Reserve(cfg.data_root / "reserved-space")
         self.volumes: VolumeStore
         self.networks: NetworkStore
         self.volume_claims: dict[str, set[str]] = {}  # volume name -> ids of creates under way
@@ -79,13 +81,26 @@ class Daemon:
         for sub in ("containers", "tmp"):
             (cfg.data_root / sub).mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
         secure_data_root(cfg.data_root)  # before the database opens: it must be created 0600
-        self.store = ContainerStore(cfg.data_root / "berth.db")
-        self.volumes = VolumeStore(cfg.data_root)
-        self.networks = NetworkStore(cfg.data_root / "berth.db")
-        gdriver = new_driver(cfg.storage_driver, cfg.data_root)
-        self.storage_driver = getattr(gdriver, "name", cfg.storage_driver or "overlay2")
-        limit = DEFAULT_MAX_IMPORT_SIZE if cfg.max_import_size is None else cfg.max_import_size
-        self.graph = Graph(cfg.data_root, cfg.data_root / "berth.db", gdriver, limit)
+        await asyncio.to_thread(self.reserve.take)
+
+        def open_stores() -> None:
+            self.store = ContainerStore(cfg.data_root / "berth.db")
+            self.volumes = VolumeStore(cfg.data_root)
+            self.networks = NetworkStore(cfg.data_root / "berth.db")
+            gdriver = new_driver(cfg.storage_driver, cfg.data_root)
+            self.storage_driver = getattr(gdriver, "name", cfg.storage_driver or "overlay2")
+            limit = DEFAULT_MAX_IMPORT_SIZE if cfg.max_import_size is None else cfg.max_import_size
+            self.graph = Graph(cfg.data_root, cfg.data_root / "berth.db", gdriver, limit)
+
+        try:
+            open_stores()
+        except (BerthError, OSError, sqlite3.Error) as exc:
+            # SQLite in WAL mode needs new space for its -shm file when it opens: on a full
+            # data root, the reserve is what makes that room
+            if not self.reserve.release():
+                raise
+            log.warning("open the stores: %s; trying again in the reserved space", exc)
+            open_stores()
         from berth.daemon.registry import prune_partials
 
         await asyncio.to_thread(prune_partials, cfg.data_root)
@@ -220,6 +235,17 @@ class Daemon:
         self.store.put(c, new=new)
         self.containers[c.id] = c
         self.unsaved.discard(c.id)
+
+    async def with_room(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` in a worker thread; when it finds the disk full, once more after the
+        data root's reserve was released (removals use it: they are how space is freed)."""
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except (OSError, sqlite3.Error, SystemFailure) as exc:
+            cause = exc.__cause__ if isinstance(exc, SystemFailure) else exc
+            if cause is None or not is_disk_full(cause) or not await asyncio.to_thread(self.reserve.release):
+                raise
+        return await asyncio.to_thread(fn, *args)
 
     def persist(self, c: Container) -> None:
         """Store a change that has happened whatever the database says (an exit, a failed

@@ -26,18 +26,21 @@ class ContainerStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA busy_timeout=5000")
-        with self._lock:
-            self.db.execute("CREATE TABLE IF NOT EXISTS daemon_schema (version INTEGER NOT NULL)")
-            if self.db.execute("SELECT count(*) FROM daemon_schema").fetchone()[0] == 0:
-                self.db.execute("INSERT INTO daemon_schema VALUES (?)", (SCHEMA_VERSION,))
-            self.db.execute(
-                "CREATE TABLE IF NOT EXISTS containers ("
-                " id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, data TEXT NOT NULL)"
-            )
+        try:
+            self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA busy_timeout=5000")
+            with self._lock:
+                self.db.execute("CREATE TABLE IF NOT EXISTS daemon_schema (version INTEGER NOT NULL)")
+                if self.db.execute("SELECT count(*) FROM daemon_schema").fetchone()[0] == 0:
+                    self.db.execute("INSERT INTO daemon_schema VALUES (?)", (SCHEMA_VERSION,))
+                self.db.execute(
+                    "CREATE TABLE IF NOT EXISTS containers ("
+                    " id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, data TEXT NOT NULL)"
+                )
+        except sqlite3.Error as exc:
+            raise SystemFailure(f"open the container store: {db_error_text(exc, path)}") from exc
 
     def put(self, c: Container, new: bool = False) -> None:
         data = json.dumps(c.to_json(), separators=(",", ":"))

@@ -161,10 +161,13 @@ class GraphDB:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield
+                # a COMMIT that fails (SQLITE_FULL on a full disk) leaves the transaction open:
+                # it must be rolled back too, or every later change would join it, uncommitted
+                self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
 
     def _all(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple]:  # type: ignore[type-arg]
         with self._lock:
