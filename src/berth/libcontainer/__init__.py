@@ -5,8 +5,9 @@ the graph driver's rootfs mount plan, the stdio fds and a cgroup. ``create`` for
 init (pid 1 of a new PID namespace when the spec asks), which builds the container's world --
 namespaces, the rootfs mounts, /proc /dev /sys, masked paths, pivot_root, hostname, rlimits,
 user, capabilities, cwd, the resolved executable -- and then waits at a barrier.
-``InitProcess.start()`` releases it and init ``execve``s the process. ``exec_process`` forks a
-process into the namespaces and cgroup of a running container.
+``InitProcess.start()`` releases it and init ``execve``s the process. ``exec_process`` runs a
+process in a running container: a throwaway launcher joins its cgroup and namespaces, takes on
+its walls, and only then forks the process (``setns``), so it is never seen unconfined.
 
     init = create(spec, [Mount("overlay", "overlay", spec["root"]["path"], (...,))],
                   Stdio(0, 1, 2), cgroup)
@@ -25,6 +26,8 @@ format and default profile -> OCI ``linux.seccomp`` for a bounding set), ``bpfev
 compiled filter on one syscall, for tests), ``hostdevices`` (the host's /dev nodes for
 ``--privileged``), ``enosysstub`` (runc's ENOSYS prologue), ``stdio`` (fds, the console pty),
 ``executable`` (PATH lookup with runc's text), ``init`` (the child's linear program),
+``confine`` (the walls both doors end with: limits, user, capabilities, no_new_privs, seccomp),
+``setns`` (the exec door: the launcher),
 ``process`` (fork, PID namespace, sync pipes), ``cgroups`` (v1/hybrid/v2), ``devicefilter``
 (v2 device rules as eBPF), ``failure`` (ContainerInitError on the wire), ``runtime``
 (``berth-runtime``, the OCI CLI) and ``hooks`` (its OCI hooks), ``testing`` (a busybox rootfs

@@ -41,6 +41,10 @@ def run_init(
 ) -> NoReturn:
     """Container init: the spec, step by step, then the barrier, then execve."""
     try:
+        # Non-dumpable until execve (which resets it), as runc's init and every exec's launcher:
+        # a process sharing a joined PID namespace cannot ptrace it or open its /proc/PID/*
+        # while it still holds every capability and the host's mount namespace.
+        kernel.prctl(kernel.PR_SET_DUMPABLE, 0)
         # A session of its own (runc does this too); with a tty the slave becomes its ctty.
         os.setsid()
         # The container's umask is Docker's 0022 whatever the caller's (a daemon may use 077).
