@@ -90,7 +90,8 @@ async def save(d: Daemon, job: Job) -> None:
     names = list(job.args["names"])
     for name in names:
         await asyncio.to_thread(d.graph.resolve, name)  # 404 before any byte is sent
-    await _stream_file_from(d, job, lambda f: d.graph.save(names, f))
+    oci = job.args.get("format") == "oci"
+    await _stream_file_from(d, job, lambda f: d.graph.save(names, f, oci))
 
 
 async def load(d: Daemon, job: Job) -> None:

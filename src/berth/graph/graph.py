@@ -200,9 +200,9 @@ class Graph:
         """``docker image prune``: ``{"ImagesDeleted": [...] | None, "SpaceReclaimed": n}``."""
         return pruning.prune(self, filters or {}, users or (lambda _id: []))
 
-    def save(self, names: list[str], out: BinaryIO) -> None:
+    def save(self, names: list[str], out: BinaryIO, oci: bool = False) -> None:
         """``docker save``: write the named images as a docker-archive tar to ``out``."""
-        imagearchive.save(self, names, out)
+        imagearchive.save(self, names, out, oci)
 
     def load(self, stream: BinaryIO) -> list[str]:
         """``docker load``: returns the lines Docker prints (``Loaded image: busybox:latest``)."""

@@ -25,6 +25,7 @@ import json
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -62,9 +63,15 @@ def _selection(graph: Graph, names: list[str]) -> list[tuple[str, list[reference
     return [(image_id, refs) for image_id, refs in chosen.items() if image_id]
 
 
-def save(graph: Graph, names: list[str], out: BinaryIO) -> None:
-    """Write the images ``names`` (names, ids or bare repositories) as a docker-archive tar."""
+def save(graph: Graph, names: list[str], out: BinaryIO, oci: bool = False) -> None:
+    """Write the images ``names`` (names, ids or bare repositories) as a docker-archive tar, or
+    (``oci``) as an OCI image layout that is also a docker-archive (see ``ocilayout``)."""
     selection = _selection(graph, names)
+    if oci:
+        from berth.graph import ocilayout
+
+        ocilayout.save(graph, selection, out)
+        return
     manifest: list[dict[str, Any]] = []
     repositories: dict[str, dict[str, str]] = {}
     written: dict[str, str] = {}  # v1 id -> arcname of its layer.tar
@@ -139,6 +146,8 @@ def load(graph: Graph, stream: BinaryIO) -> list[str]:
     try:
         _unpack(stream, tmp, budget)
         manifest_path = tmp / "manifest.json"
+        if not manifest_path.is_file() and (tmp / "index.json").is_file():
+            return _load_oci(graph, tmp, budget)
         if not manifest_path.is_file():
             raise InvalidParameter(
                 "load: open manifest.json: no such file or directory (not a docker save archive)"
@@ -226,8 +235,9 @@ def _checked(tmp: Path, entry: dict[str, Any], index: int) -> _Image:
     return _Image(config, [_inside(tmp, name) for name in layer_names], tags, bool(repo_tags))
 
 
-def _load_one(graph: Graph, image: _Image, budget: UnpackBudget) -> list[str]:
-    image_id = graph.create_image(image.config, lambda index: open(image.layers[index], "rb"), None, budget)
+def _load_one(graph: Graph, image: _Image, budget: UnpackBudget,
+              opener: Callable[[int], BinaryIO] | None = None) -> list[str]:
+    image_id = graph.create_image(image.config, opener or (lambda index: open(image.layers[index], "rb")), None, budget)
     lines = []
     for ref in image.tags:
         previous = graph.db.tag_target(ref.name, ref.tag)
@@ -239,6 +249,16 @@ def _load_one(graph: Graph, image: _Image, budget: UnpackBudget) -> list[str]:
         lines.append(f"Loaded image: {ref.familiar()}")
     if not image.has_tags:
         lines.append(f"Loaded image ID: {image_id}")
+    return lines
+
+
+def _load_oci(graph: Graph, tmp: Path, budget: UnpackBudget) -> list[str]:
+    """An OCI image layout without a docker manifest (skopeo's oci-archive, a tarred ``oci:`` dir)."""
+    from berth.graph import ocilayout
+
+    lines: list[str] = []
+    for image in ocilayout.images(tmp):
+        lines += _load_one(graph, _Image(image.config, [], image.tags, bool(image.tags)), budget, image.open_layer)
     return lines
 
 

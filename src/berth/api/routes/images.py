@@ -93,10 +93,19 @@ async def push(request: web.Request) -> web.StreamResponse:
     return await sink.finish()
 
 
+def _save_format(request: web.Request) -> str:
+    """berth's extension: ``format=oci`` writes an OCI image layout that is also a docker-archive."""
+    fmt = request.query.get("format", "docker")
+    if fmt not in ("docker", "oci"):
+        raise InvalidParameter(f"invalid save format {fmt[:40]!r}: docker or oci")
+    return fmt
+
+
 @route("GET", "/images/get")
 async def save_many(request: web.Request) -> web.StreamResponse:
     sink = LazyResponseSink(request, "application/x-tar")
-    await engine_of(request).job("image.save", names=request.query.getall("names", []), stdout=sink)
+    await engine_of(request).job("image.save", names=request.query.getall("names", []), stdout=sink,
+                                 format=_save_format(request))
     return await sink.finish()
 
 
@@ -141,7 +150,8 @@ async def history(request: web.Request) -> web.Response:
 @route("GET", "/images/{name:.*}/get")
 async def save_one(request: web.Request) -> web.StreamResponse:
     sink = LazyResponseSink(request, "application/x-tar")
-    await engine_of(request).job("image.save", names=[request.match_info["name"]], stdout=sink)
+    await engine_of(request).job("image.save", names=[request.match_info["name"]], stdout=sink,
+                                 format=_save_format(request))
     return await sink.finish()
 
 

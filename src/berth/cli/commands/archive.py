@@ -31,7 +31,10 @@ SAVE_SPEC = Command(
     "save",
     "berth save [OPTIONS] IMAGE [IMAGE...]",
     "Save one or more images to a tar archive (streamed to STDOUT by default)",
-    (Flag(("-o", "--output"), "value", "Write to a file, instead of STDOUT"),),
+    (
+        Flag(("-o", "--output"), "value", "Write to a file, instead of STDOUT"),
+        Flag(("--format",), "value", "docker (default) or oci: an OCI image layout that docker load also reads"),
+    ),
     min_args=1,
 )
 LOAD_SPEC = Command(
@@ -77,7 +80,10 @@ def save(ctx: Any, argv: list[str]) -> int:
     opts, names = ctx.parse(SAVE_SPEC, argv)
     if not opts["output"] and is_tty(fd_of(ctx.stdout)):
         raise InvalidParameter("cowardly refusing to save to a terminal. Use the -o flag or redirect")
-    resp = ctx.client.open("GET", "/images/get", query={"names": names})
+    fmt = opts.get("format") or None
+    if fmt not in (None, "docker", "oci"):
+        raise InvalidParameter(f"invalid --format {fmt!r}: docker or oci")
+    resp = ctx.client.open("GET", "/images/get", query={"names": names, "format": fmt})
     _write_body(ctx, resp, opts["output"], "the images")
     return 0
 
