@@ -56,8 +56,9 @@ def _fields(part: str) -> dict[str, str]:
         ["--cap-add", "SYS_ADMIN"],
         ["--privileged"],
         ["--user", "1000:1000"],
+        ["--user", "1000:1000", "--group-add", "10", "--group-add", "4242"],
     ],
-    ids=["default", "cap-drop-all-nnp", "cap-add-sys-admin", "privileged", "user"],
+    ids=["default", "cap-drop-all-nnp", "cap-add-sys-admin", "privileged", "user", "group-add"],
 )
 def test_exec_gets_exactly_the_inits_walls(berthd: harness.Berthd, busybox_image: str, run_flags: list[str]) -> None:
     ok(berthd.docker("run", "-d", "--name", "walls", *run_flags, busybox_image, "sleep", "600"))
@@ -69,6 +70,11 @@ def test_exec_gets_exactly_the_inits_walls(berthd: harness.Berthd, busybox_image
         assert got_exec["CapEff"] == "0000000000000000" and got_exec["NoNewPrivs"] == "1"
     if not run_flags or run_flags[0] != "--privileged":
         assert got_exec["Seccomp"] == "2"  # the container's filter, in the exec too
+    if "--group-add" in run_flags:
+        assert set(got_exec["Groups"].split()) >= {"10", "4242"}
+        # -u by name or number gets the container's --group-add groups too (Docker's getUser)
+        as_user = _fields(ok(berthd.docker("exec", "-u", "1000", "walls", "cat", "/proc/self/status")).stdout)
+        assert set(as_user["Groups"].split()) >= {"10", "4242"}
     # docker-py's exec_run goes the same way
     client = berthd.client()
     code, out = client.containers.get("walls").exec_run(["sh", "-c", REPORT])
