@@ -244,3 +244,54 @@ def test_tags_that_read_as_ids_are_refused(berthd: harness.Berthd, busybox_image
     assert r.returncode == 1 and "ambiguous tag" in r.stderr
     tags = ok(berthd.docker("images", "--format", "{{.Repository}}:{{.Tag}}")).stdout.split()
     assert not any(t.startswith("sha256") for t in tags), tags
+
+
+CONFORMANCE_BODIES: list[dict[str, Any]] = [
+    {"HostConfig": {"Memory": 99999999999999999999999}},
+    {"HostConfig": {"Memory": -5}},
+    {"HostConfig": {"Memory": 1.5}},
+    {"HostConfig": {"CapAdd": [1]}},
+    {"HostConfig": {"CapDrop": [None]}},
+    {"HostConfig": {"CapAdd": ["foo"]}},
+    {"HostConfig": {"Ulimits": ["a"]}},
+    {"HostConfig": {"Ulimits": [{"Name": "nofile", "Soft": "a"}]}},
+    {"HostConfig": {"BlkioWeight": 70000}},
+    {"HostConfig": {"Memory": 10000000, "MemorySwap": 5000000}},
+    {"HostConfig": {"MemorySwap": 50000000}},
+    {"HostConfig": {"MemorySwappiness": 200}},
+    {"HostConfig": {"MemoryReservation": 5}},
+    {"HostConfig": {"KernelMemory": 5}},
+    {"HostConfig": {"CpuPeriod": 5}},
+    {"HostConfig": {"CpuQuota": 5}},
+    {"HostConfig": {"NanoCpus": -1}},
+    {"HostConfig": {"OomScoreAdj": 5000}},
+    {"HostConfig": {"ShmSize": -1}},
+    {"HostConfig": {"IOMaximumBandwidth": 5}},
+    {"HostConfig": {"Links": ["a:b"], "NetworkMode": "host"}},
+    {"HostConfig": {"Links": ["nope:b"]}},
+    {"HostConfig": {"StorageOpt": {"size": "1G"}}},
+    {"HostConfig": {"StorageOpt": {"foo": "1"}}},
+    {"Env": [""]}, {"Env": ["="]}, {"Env": ["=foo"]}, {"Env": [1]},
+    {"WorkingDir": "x"},
+    {"Healthcheck": {"Interval": 1}},
+    {"Cmd": {}}, {"Labels": {"a": 1}}, {"ExposedPorts": {"80/tcp": 1}},
+    {"NetworkingConfig": {"EndpointsConfig": {"a": 1}}},
+]  # fmt: skip
+
+
+@pytest.mark.conformance
+def test_create_answers_match_dockerd(berthd: harness.Berthd, dockerd: harness.Dockerd, busybox_tar: Path) -> None:
+    """The same bad bodies get the same texts from berthd and dockerd 20.10. dockerd answers Go's
+    decoding errors and some driver errors with a 500; berth with a 400 (docs/decisions.md)."""
+    answers = []
+    for d in (berthd, dockerd):
+        d.import_image(busybox_tar)
+        answers.append([create(d, body) for body in CONFORMANCE_BODIES])
+    for body, mine, theirs in zip(CONFORMANCE_BODIES, answers[0], answers[1], strict=True):
+        assert mine[1] == theirs[1], body
+        if theirs[0] == 500:
+            assert mine[0] == 400, body
+        else:
+            assert mine[0] == theirs[0], body
+    platform = [create(d, {}, "?platform=linux/ppc64le") for d in (berthd, dockerd)]
+    assert platform[0] == platform[1]
