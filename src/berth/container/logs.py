@@ -207,7 +207,8 @@ class LogWriter:
         except OSError as exc:
             # A full disk (or a failing one) must not stop the container: like dockerd's
             # json-file, drop what cannot be written and say so once per outage (monitor.log).
-            self._torn = len(view) < len(data)
+            if len(view) < len(data):
+                self._torn = True  # (if the newline above failed, it is still owed)
             if not self._dropping:
                 print(f"monitor: write log {self.path}: {exc.strerror}; dropping output", file=sys.stderr)
             self._dropping = True
