@@ -14,6 +14,7 @@ removes what it wrote. The limit is the daemon's ``max-import-size`` (0: no limi
 
 from __future__ import annotations
 
+import threading
 from typing import BinaryIO, Protocol
 
 from berth.errors import InvalidParameter
@@ -32,10 +33,13 @@ class UnpackBudget:
         self.limit = limit
         self.operation = operation
         self.used = 0
+        self._lock = threading.Lock()  # layers of one pull are applied by several threads
 
     def charge(self, size: int) -> None:
-        self.used += size
-        if self.limit and self.used > self.limit:
+        with self._lock:
+            self.used += size
+            over = self.limit and self.used > self.limit
+        if over:
             raise InvalidParameter(
                 f"{self.operation}: refusing an archive that unpacks to more than {self.limit} bytes "
                 f"(the daemon's max-import-size; berthd --max-import-size raises it)"

@@ -51,17 +51,34 @@ def apply_layer(
     as the blob named by its diff id (``docker save`` and push need the exact bytes); on any
     failure remove both. ``budget`` is charged with every uncompressed byte (the blob's)."""
     cache_id = new_cache_id()
+    try:
+        driver.create_layer(cache_id, parent.cache_id if parent else None)
+    except OSError as exc:
+        driver.remove_layer(cache_id)
+        raise os_failure(f"apply layer {cache_id[:12]}", exc) from exc
+    try:
+        return apply_into(driver, content, stream, cache_id, parent, budget)
+    except BaseException:
+        driver.remove_layer(cache_id)
+        raise
+
+
+def apply_into(
+    driver: GraphDriver,
+    content: ContentStore,
+    stream: BinaryIO,
+    cache_id: str,
+    parent: LayerRow | None,
+    budget: UnpackBudget | None = None,
+) -> PendingLayer:
+    """Apply ``stream`` into the existing (empty) driver layer ``cache_id``, keeping the tar as
+    a blob; on failure the blob is gone and the caller removes the layer dir."""
     with content.ingest() as blob:
         try:
-            driver.create_layer(cache_id, parent.cache_id if parent else None)
             applied = driver.apply_diff(cache_id, stream, budget.counting(blob) if budget else blob)
             blob.commit(applied.diff_id)
         except OSError as exc:
-            driver.remove_layer(cache_id)
             raise os_failure(f"apply layer {cache_id[:12]}", exc) from exc
-        except BaseException:
-            driver.remove_layer(cache_id)
-            raise
     return PendingLayer(
         chain_id(parent.chain_id if parent else None, applied.diff_id),
         applied.diff_id,

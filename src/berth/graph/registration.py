@@ -13,6 +13,7 @@ another instead of applying it twice (:class:`LayerHolds`)::
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, BinaryIO
@@ -22,7 +23,7 @@ from berth.graph import reference
 from berth.graph.budget import UnpackBudget
 from berth.graph.configcheck import check_config, parse_json
 from berth.graph.image import chain_ids, image_id, now_ns, rfc3339_nano, sortable_ns
-from berth.graph.layers import PendingLayer, apply_layer, commit_layers, drop_blobs, layer_chain
+from berth.graph.layers import PendingLayer, apply_into, commit_layers, drop_blobs, layer_chain, new_cache_id
 from berth.graph.store import ImageRow, LayerRow
 
 if TYPE_CHECKING:
@@ -138,27 +139,43 @@ def create_image(
     """Build an image from its config and its layer tars.
 
     ``open_layer(i)`` returns a file object (closed here) with the tar, plain or compressed, of
-    ``rootfs.diff_ids[i]``; it is only called for layers the graph lacks. The layers' unpacked
-    bytes are charged to ``budget`` (by default one of the graph's ``max_import_size``). On
-    failure nothing of this build remains (layers other builds hold stay).
+    ``rootfs.diff_ids[i]``; it is only called for layers the graph lacks, possibly from several
+    threads at once. The layers' unpacked bytes are charged to ``budget`` (by default one of the
+    graph's ``max_import_size``). On failure nothing of this build remains (layers other builds
+    hold stay).
+
+    The layers the graph lacks are applied in parallel (a pull hands over each one as its download
+    ends): their driver dirs are made first, in order (a dir names its parent's), then each diff is
+    applied into its own dir by a worker thread, then all are checked against the config's diff
+    ids and recorded in one transaction, base first.
     """
     budget = budget or UnpackBudget(graph.max_import_size, "create image")
     diff_ids = check_config(parse_json(config, "create image: config"), "create image: config")
+    chains = chain_ids(diff_ids)
     held: list[str] = []
+    applying: list[str] = []
     try:
-        parent: LayerRow | None = None
-        for index, (diff_id, chain) in enumerate(zip(diff_ids, chain_ids(diff_ids), strict=True)):
+        rows: list[LayerRow | None] = []
+        for chain in chains:
             row = graph.holds.claim(graph, chain)
             if row is not None:
                 held.append(chain)
             else:
-                try:
-                    row = _apply_one(graph, open_layer, index, diff_id, chain, parent, held, budget)
-                finally:
-                    graph.holds.applied(chain)
-            parent = row
+                applying.append(chain)
+            rows.append(row)
+        missing = [i for i, row in enumerate(rows) if row is None]
+        if missing and graph.driver.independent_layers:
+            _apply_missing(graph, open_layer, diff_ids, chains, rows, missing, held, budget)
+        else:  # one at a time: each layer dir starts as a copy of its parent's
+            for i in missing:
+                _apply_missing(graph, open_layer, diff_ids, chains, rows, [i], held, budget)
+        for chain in applying:
+            graph.holds.applied(chain)
+        applying = []
         return register_image(graph, config, [], repo_tag, "")
     except BaseException:
+        for chain in applying:
+            graph.holds.applied(chain)
         graph.holds.release(held)
         held = []
         graph.prune_layers()
@@ -167,29 +184,67 @@ def create_image(
         graph.holds.release(held)
 
 
-def _apply_one(
+def _apply_missing(
     graph: Graph,
     open_layer: Callable[[int], BinaryIO],
-    index: int,
-    diff_id: str,
-    chain: str,
-    parent: LayerRow | None,
+    diff_ids: list[str],
+    chains: list[str],
+    rows: list[LayerRow | None],
+    missing: list[int],
     held: list[str],
     budget: UnpackBudget,
-) -> LayerRow:
-    with open_layer(index) as stream:
-        pending = apply_layer(graph.driver, graph.content, stream, parent, budget)
-    if pending.diff_id != diff_id:
-        graph.driver.remove_layer(pending.cache_id)
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    cache: dict[int, str] = {}
+    applied: dict[int, PendingLayer] = {}
+    try:
+        for i in missing:  # in order: a layer dir names its parent's
+            prev = rows[i - 1] if i else None
+            parent_cache = prev.cache_id if prev is not None else cache.get(i - 1)
+            cache[i] = new_cache_id()
+            graph.driver.create_layer(cache[i], parent_cache)
+
+        def apply(i: int) -> PendingLayer:
+            with open_layer(i) as stream:
+                pending = apply_into(graph.driver, graph.content, stream, cache[i], None, budget)
+            if pending.diff_id != diff_ids[i]:
+                with graph.lock:
+                    drop_blobs(graph.db, graph.content, [pending.diff_id])
+                raise InvalidParameter(
+                    f"create image: layer {i} has diff id {pending.diff_id}, config says {diff_ids[i]}"
+                )
+            return pending
+
+        workers = min(len(missing), os.cpu_count() or 2, 4)
+        with ThreadPoolExecutor(workers, thread_name_prefix="apply-layer") as pool:
+            futures = {i: pool.submit(apply, i) for i in missing}
+            error: BaseException | None = None
+            for i, fut in futures.items():
+                try:
+                    applied[i] = fut.result()
+                except BaseException as exc:  # keep the first; the others finish and are undone
+                    error = error or exc
+            if error is not None:
+                raise error
+        pendings = []
+        for i in missing:
+            prev_row = rows[i - 1] if i else None
+            # only the parent's chain id is read when recording
+            parent = prev_row if prev_row is not None else (
+                LayerRow(chains[i - 1], diff_ids[i - 1], None, 0, cache[i - 1], "") if i else None)
+            pendings.append(PendingLayer(chains[i], diff_ids[i], parent, applied[i].size, cache[i]))
+        with graph.lock, graph.db.transaction():
+            new_rows, drop = commit_layers(graph.db, graph.driver, pendings)
+            for i, row in zip(missing, new_rows, strict=True):
+                graph.holds.hold(chains[i])  # before any prune can see the new, unreferenced rows
+                held.append(chains[i])
+                rows[i] = row
+    except BaseException:
+        for i in reversed(list(cache)):
+            graph.driver.remove_layer(cache[i])
         with graph.lock:
-            drop_blobs(graph.db, graph.content, [pending.diff_id])
-        raise InvalidParameter(
-            f"create image: layer {index} has diff id {pending.diff_id}, config says {diff_id}"
-        )
-    with graph.lock, graph.db.transaction():
-        rows, drop = commit_layers(graph.db, graph.driver, [pending])
-        graph.holds.hold(chain)  # before any prune can see the new, still unreferenced row
-        held.append(chain)
+            drop_blobs(graph.db, graph.content, [p.diff_id for p in applied.values()])
+        raise
     for cache_id in drop:
         graph.driver.remove_layer(cache_id)
-    return rows[0]

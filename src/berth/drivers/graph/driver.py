@@ -25,6 +25,9 @@ from berth.libcontainer import Mount
 
 class GraphDriver(Protocol):
     name: str
+    # True when a new layer's dir holds only its own diff (overlay2), so the layers of one image
+    # may be applied in parallel; False when create_layer copies the parent's files (vfs)
+    independent_layers: bool
     root: Path
     whiteouts: WhiteoutFormat
 

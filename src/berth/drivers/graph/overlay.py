@@ -46,6 +46,7 @@ class OverlayDriver:
     """The ``overlay2`` graph driver."""
 
     name = "overlay2"
+    independent_layers = True
     whiteouts: WhiteoutFormat = "overlay"
 
     def __init__(self, root: Path) -> None:

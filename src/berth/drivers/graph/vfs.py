@@ -29,6 +29,7 @@ class VfsDriver:
     """The ``vfs`` graph driver."""
 
     name = "vfs"
+    independent_layers = False
     whiteouts: WhiteoutFormat = "delete"
 
     def __init__(self, root: Path) -> None:
