@@ -174,7 +174,7 @@ def test_plugins_and_swarm(berthd: harness.Berthd) -> None:
     r = berthd.docker("swarm", "leave")
     assert r.returncode == 1 and r.stderr.strip() == "Error response from daemon: This node is not part of a swarm"
     for method, path in [
-        ("GET", "/swarm"), ("GET", "/swarm/unlockkey"), ("POST", "/swarm/unlock"), ("POST", "/swarm/update"),
+        ("GET", "/swarm"), ("GET", "/swarm/unlockkey"), ("POST", "/swarm/unlock"), ("POST", "/swarm/update?version=1"),
         ("GET", "/nodes"), ("GET", "/nodes/x"), ("DELETE", "/nodes/x"), ("GET", "/services"),
         ("POST", "/services/create"), ("GET", "/services/x/logs"), ("GET", "/tasks"), ("GET", "/tasks/x"),
         ("GET", "/secrets"), ("POST", "/secrets/create"), ("GET", "/configs"), ("DELETE", "/configs/x"),
@@ -183,6 +183,9 @@ def test_plugins_and_swarm(berthd: harness.Berthd) -> None:
             assert berthd.api(method, prefix + path, {} if method == "POST" else None) == (
                 503, {"message": NOT_A_MANAGER},
             ), (method, path)
+    assert berthd.api("POST", "/v1.41/swarm/update", {}) == (
+        400, {"message": "invalid swarm version '': strconv.ParseUint: parsing \"\": invalid syntax"},
+    )
     status, body = berthd.api("POST", "/v1.41/swarm/init", {})
     assert status == 501 and "swarm" in body["message"]
     assert berthd.api("GET", "/v1.41/swarmx")[0] == 404

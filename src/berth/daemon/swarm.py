@@ -26,6 +26,9 @@ async def unavailable(d: Daemon, job: Job) -> None:
     action = job.args.get("action") or ""
     if action == "leave":
         raise Unavailable(NOT_IN_A_SWARM)
+    version = job.args.get("version") or ""
+    if action == "update" and not version.isdigit():  # dockerd parses ?version= first
+        raise InvalidParameter(f'invalid swarm version \'{version}\': strconv.ParseUint: parsing "{version}": invalid syntax')
     if action in ("init", "join"):
         raise Unimplemented(f"swarm {action}: berth does not support swarm mode")
     raise Unavailable(NOT_A_MANAGER)

@@ -14,7 +14,9 @@ SWARM_OBJECTS = ("nodes", "services", "tasks", "secrets", "configs")
 
 
 async def _unavailable(request: web.Request, action: str = "") -> web.Response:
-    await engine_of(request).job("swarm.unavailable", action=action, path=request.path)
+    await engine_of(request).job(
+        "swarm.unavailable", action=action, path=request.path, version=request.query.get("version", "")
+    )
     raise AssertionError("swarm.unavailable always raises")  # pragma: no cover
 
 
