@@ -170,8 +170,9 @@ class Daemon:
         if c.host_config.get("AutoRemove"):
             await remove_container(self, c, force=True, remove_volumes=True)
             return
-        # a start lost with the daemon leaves its monitor's directory (exit.json) behind
-        await self.driver.cleanup(c.id)
+        if self.driver.exec_dir(c.id).exists():
+            # a start lost with the daemon leaves its monitor's directory (exit.json) behind
+            await self.driver.cleanup(c.id)
 
     def _register(self) -> None:
         from berth.daemon import (
