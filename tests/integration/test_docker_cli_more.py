@@ -277,3 +277,18 @@ def test_concurrent_starts_spawn_one_container(berthd: harness.Berthd, busybox_i
     monitors = [p for p in (berthd.exec_root).iterdir() if p.is_dir() and len(p.name) == 64]  # not seccomp/
     assert [p.name for p in monitors] == [cid]
     ok(berthd.docker("rm", "-f", cid))
+
+
+def test_ps_filters_that_cannot_match_everything(berthd: harness.Berthd, busybox_image: str) -> None:
+    cid = berthd.docker("create", "--name", "flt", busybox_image, "true").stdout.strip()
+    assert cid
+    r = berthd.docker("ps", "-a", "--filter", "name=[")
+    assert r.returncode == 1 and "invalid filter 'name=[': error parsing regexp" in r.stderr, r.stderr
+    assert berthd.docker("ps", "-a", "-q", "--filter", "name=^fl.$").stdout.strip() == cid[:12]
+    assert berthd.docker("ps", "-a", "-q", "--filter", "is-task=true").stdout == ""
+    assert berthd.docker("ps", "-a", "-q", "--filter", "isolation=default").stdout.strip() == cid[:12]
+    for key in ("health=healthy", "publish=80", "expose=80"):
+        r = berthd.docker("ps", "-a", "--filter", key)
+        assert r.returncode == 1 and "invalid filter" in r.stderr, (key, r.stderr)
+    status, body = berthd.api("GET", '/containers/json?all=1&filters={"name":["("]}')
+    assert status == 400 and "error parsing regexp" in body["message"]

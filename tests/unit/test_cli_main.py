@@ -735,3 +735,18 @@ def test_port_lists_and_picks_mappings(sock_path, capsys):
         assert run_main(["port", "web", "80"], capsys)[:2] == (0, "127.0.0.1:8080\n")
         code, _, err = run_main(["port", "web", "90"], capsys)
         assert (code, err) == (1, "Error: No public port '90' published for web\n")
+
+
+def test_help_gives_every_command_its_line(capsys):
+    from berth.cli.main import COMMANDS, DESCRIPTIONS, _group_usage
+
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name, entry in COMMANDS.items():
+        assert name in DESCRIPTIONS, f"berth {name} has no line in berth --help"
+        assert f"  {name:<11} {DESCRIPTIONS[name]}\n" in out
+        if isinstance(entry, dict):
+            text = _group_usage(name, entry)
+            for sub in entry:
+                line = next(line for line in text.splitlines() if line.startswith(f"  {sub} ") or line == f"  {sub}")
+                assert len(line.split(None, 1)) == 2, f"berth {name} {sub} has no description"

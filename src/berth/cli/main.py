@@ -133,16 +133,91 @@ COMMANDS["system"] = {"info": COMMANDS["info"], "events": COMMANDS["events"]}
 COMMANDS["registry"] = {"serve": (_C + "registry", "serve"), "gc": (_C + "registry", "gc")}
 
 
+# One line per command and group, as ``docker --help`` shows them (docker's words where docker
+# has the command). A command without a line here is a test failure (tests/unit/test_cli_main.py).
+DESCRIPTIONS = {
+    "attach": "Attach local standard input, output, and error streams to a running container",
+    "commit": "Create a new image from a container's changes",
+    "create": "Create a new container",
+    "diff": "Inspect changes to files or directories on a container's filesystem",
+    "events": "Get real time events from the server",
+    "exec": "Execute a command in a running container",
+    "export": "Export a container's filesystem as a tar archive",
+    "history": "Show the history of an image",
+    "images": "List images",
+    "import": "Import the contents from a tarball to create a filesystem image",
+    "info": "Display system-wide information",
+    "inspect": "Return low-level information on Docker objects",
+    "jobs": "List the engine's jobs (berth)",
+    "kill": "Kill one or more running containers",
+    "load": "Load an image from a tar archive or STDIN",
+    "login": "Authenticate to a registry",
+    "logout": "Log out from a registry",
+    "logs": "Fetch the logs of a container",
+    "pause": "Pause all processes within one or more containers",
+    "port": "List port mappings or a specific mapping for the container",
+    "ps": "List containers",
+    "pull": "Download an image from a registry",
+    "push": "Upload an image to a registry",
+    "rename": "Rename a container",
+    "restart": "Restart one or more containers",
+    "rm": "Remove one or more containers",
+    "rmi": "Remove one or more images",
+    "run": "Create and run a new container from an image",
+    "save": "Save one or more images to a tar archive (streamed to STDOUT by default)",
+    "search": "Search a registry for images",
+    "start": "Start one or more stopped containers",
+    "stats": "Display a live stream of container(s) resource usage statistics",
+    "stop": "Stop one or more running containers",
+    "tag": "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE",
+    "top": "Display the running processes of a container",
+    "unpause": "Unpause all processes within one or more containers",
+    "update": "Update configuration of one or more containers",
+    "version": "Show the berth version information",
+    "wait": "Block until one or more containers stop, then print their exit codes",
+    # sub-commands that exist only inside a group
+    "image bootstrap": "Build a base image on this machine: busybox (offline) or debian (apt mirror)",
+    "image prune": "Remove unused images",
+    "container prune": "Remove all stopped containers",
+    "registry serve": "Serve an OCI distribution registry from a directory",
+    "registry gc": "Delete the blobs no manifest references",
+    # groups
+    "builder": "Manage builds",
+    "container": "Manage containers",
+    "image": "Manage images",
+    "network": "Manage networks",
+    "registry": "Run berth's own registry server (berth)",
+    "system": "Manage berth",
+    "volume": "Manage volumes",
+}
+COMMON = ("run", "exec", "ps", "build", "pull", "push", "images", "login", "logout", "search", "version", "info")
+
+
+def _rows(names: list[str]) -> str:
+    return "".join(f"  {name:<11} {DESCRIPTIONS.get(name, '')}".rstrip() + "\n" for name in names)
+
+
 def _usage() -> str:
     names = sorted(k for k, v in COMMANDS.items() if isinstance(v, tuple))
     groups = sorted(k for k, v in COMMANDS.items() if isinstance(v, dict))
+    common = [n for n in COMMON if n in names]
     return (
-        f"{GLOBAL.help_text()}\nManagement Commands:\n  "
-        + "\n  ".join(groups)
-        + "\n\nCommands:\n  "
-        + "\n  ".join(names)
-        + "\n\nRun 'berth COMMAND --help' for more information on a command.\n"
+        f"{GLOBAL.help_text()}\nCommon Commands:\n{_rows(common)}"
+        f"\nManagement Commands:\n{_rows(groups)}"
+        f"\nCommands:\n{_rows([n for n in names if n not in common])}"
+        "\nRun 'berth COMMAND --help' for more information on a command.\n"
     )
+
+
+def _group_usage(path: str, group: dict[str, Any]) -> str:
+    """``berth image --help``: each sub-command with its line."""
+    lines = []
+    for sub in sorted(group):
+        entry = group[sub]
+        target = next((k for k, v in COMMANDS.items() if v is entry), sub)
+        desc = DESCRIPTIONS.get(f"{path} {sub}") or DESCRIPTIONS.get(target) or DESCRIPTIONS.get(sub, "")
+        lines.append(f"  {sub:<11} {desc}".rstrip())
+    return f"\nUsage:  berth {path} COMMAND\n\n{DESCRIPTIONS.get(path, '')}\n\nCommands:\n" + "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,9 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(entry, dict):
         group = entry
         if not rest or rest[0] in ("--help", "-h"):
-            stdout.write(
-                f"\nUsage:  berth {path} COMMAND\n\nCommands:\n  " + "\n  ".join(sorted(group)) + "\n"
-            )
+            stdout.write(_group_usage(path, group))
             return 0
         entry = group.get(rest[0])
         if entry is None:

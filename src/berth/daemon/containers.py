@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 import shutil
 import sqlite3
@@ -118,9 +119,7 @@ def matches_filter(c: Container, key: str, values: list[str], d: Daemon) -> bool
     if key == "status":
         return c.state.status in values
     if key == "name":
-        import re
-
-        return any(re.search(v.lstrip("/"), c.name) for v in values)
+        return any(_name_pattern(v).search(c.name) for v in values)
     if key == "id":
         return any(c.id.startswith(v) for v in values)
     if key in ("label", "label!"):
@@ -152,9 +151,24 @@ def matches_filter(c: Container, key: str, values: list[str], d: Daemon) -> bool
         return (c.host_config.get("NetworkMode") or "default").replace("default", "bridge") in values
     if key == "volume":  # a volume name or a mount's destination, as dockerd
         return any(m.get("Name") in values or m["Destination"] in values for m in c.mounts)
-    if key in ("health", "publish", "expose", "isolation", "is-task"):
-        return True
+    if key == "is-task":  # no container is a swarm task here
+        return all(v == "false" for v in values)
+    if key == "isolation":  # Linux has one isolation: "default"
+        return all(v == "default" for v in values)
+    if key in ("health", "publish", "expose"):
+        # filtering on a feature berth lacks must not match everything: say so instead
+        raise InvalidParameter(f"invalid filter '{key}': berth has no {_MISSING[key]} yet")
     raise InvalidParameter(f"invalid filter '{key}'")
+
+
+_MISSING = {"health": "health checks", "publish": "published ports", "expose": "exposed-port publishing"}
+
+
+def _name_pattern(value: str) -> re.Pattern[str]:
+    try:
+        return re.compile(value.lstrip("/"))
+    except re.error as exc:
+        raise InvalidParameter(f"invalid filter 'name={value}': error parsing regexp: {exc}") from None
 
 
 async def list_(d: Daemon, job: Job) -> list[dict[str, Any]]:
