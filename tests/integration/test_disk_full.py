@@ -129,11 +129,15 @@ def test_daemon_starts_on_a_full_disk(small_root: harness.Berthd, how: str) -> N
     r = d.docker("run", "-d", "--name", "filler", "busybox", "sh", "-c", f"sleep 1; {FILL}; exit 5")
     assert r.returncode == 0, r.stderr
     d.stop() if how == "stop" else d.kill9()
-    time.sleep(3)
-    assert _free_bytes(d.data_root) < 64 * 1024
+    harness.eventually(lambda: _free_bytes(d.data_root) < 64 * 1024, 20)
+    time.sleep(1)  # filler's exit right after its dd
     d.start()
-    states = d.docker("ps", "-a", "--format", "{{.Names}} {{.Status}}").stdout.splitlines()
-    assert sorted(s.rsplit(" ", 3)[0] for s in states) == ["filler Exited (5)", "keeper Exited (6)"], states
+
+    def states() -> list[str]:
+        lines = d.docker("ps", "-a", "--format", "{{.Names}} {{.Status}}").stdout.splitlines()
+        return sorted(s.rsplit(" ", 3)[0] for s in lines)
+
+    harness.eventually(lambda: states() == ["filler Exited (5)", "keeper Exited (6)"], 20)
     r = d.docker("rm", "filler", timeout=60)
     assert r.returncode == 0, r.stderr + d.log_tail(20)
     # the exit the database refused at start-up is written once there is room again
@@ -151,7 +155,8 @@ def test_rm_container_exits_while_daemon_down_on_full_disk(small_root: harness.B
     r = d.docker("run", "-d", "--rm", "busybox", "sh", "-c", f"sleep 1; {FILL}; exit 5")
     assert r.returncode == 0, r.stderr
     d.kill9()
-    time.sleep(3)
+    harness.eventually(lambda: _free_bytes(d.data_root) < 64 * 1024, 20)
+    time.sleep(1)  # its exit right after its dd
     d.start()
-    assert d.docker("ps", "-aq").stdout == ""
+    harness.eventually(lambda: d.docker("ps", "-aq").stdout == "", 20)
     assert _free_bytes(d.data_root) > 8 << 20
