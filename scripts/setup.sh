@@ -99,6 +99,11 @@ fi
 # start would compile them again: `berth ps` took ~120 ms instead of ~30 ms. Up-to-date files are
 # skipped, so this costs little on a second run.
 quiet "$venv/bin/python" -m compileall -q -j0 "$repo/src"
+# berth-init, the init `docker run --init` runs as PID 1 (a static binary: the container's root
+# file system may have no libc). Rebuilt when its source is newer than the binary.
+if [ ! -x "$venv/bin/berth-init" ] || [ "$repo/csrc/berth-init.c" -nt "$venv/bin/berth-init" ]; then
+    quiet gcc -static -O2 -s -Wall -o "$venv/bin/berth-init" "$repo/csrc/berth-init.c"
+fi
 for exe in berthd berth; do
     if [ ! -x "$venv/bin/$exe" ]; then
         echo "setup.sh: $venv/bin/$exe missing after install" >&2

@@ -43,6 +43,8 @@ class DaemonConfig:
     registry_mirrors: list[str] = field(default_factory=list)  # URL (Docker Hub) or HOST=URL (berth)
     max_concurrent_downloads: int = 3
     max_concurrent_uploads: int = 5
+    init: bool = False  # run every container with the init unless it says otherwise
+    init_path: str = ""  # the init binary (default: berth-init beside berthd)
     max_import_size: int | None = None  # decompressed bytes one import/load/pull may read; 0: no limit; None: the graph's default
 
     @property
@@ -73,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="URL: a Docker Hub mirror; HOST=URL: a mirror of registry HOST (berth only)")
     p.add_argument("--max-concurrent-downloads", type=int, help="layers downloaded at once per pull (default 3)")
     p.add_argument("--max-concurrent-uploads", type=int, help="layers uploaded at once per push (default 5)")
+    p.add_argument("--init", action="store_true", default=None, help="run an init inside containers (as --init)")
+    p.add_argument("--init-path", help="the init binary (default: berth-init beside berthd)")
     p.add_argument("--max-import-size", help="the most bytes one import, load or pull may unpack "
                    "(decompressed; 512m, 64g; 0 for no limit; default 64g)")
     return p
@@ -84,7 +88,7 @@ FILE_KEYS = {
     "tlscert": "tlscert", "tlskey": "tlskey", "debug": "debug", "cgroup-parent": "cgroup_parent",
     "insecure-tcp": "insecure_tcp", "insecure-registries": "insecure_registries",
     "registry-mirrors": "registry_mirrors", "max-concurrent-downloads": "max_concurrent_downloads",
-    "max-concurrent-uploads": "max_concurrent_uploads", "max-import-size": "max_import_size",
+    "max-concurrent-uploads": "max_concurrent_uploads", "init": "init", "init-path": "init_path", "max-import-size": "max_import_size",
 }
 
 

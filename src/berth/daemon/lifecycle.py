@@ -81,8 +81,15 @@ async def _spawn(d: Daemon, c: Container) -> Any:
 
         devices = await asyncio.to_thread(host_devices)
     sources = await asyncio.to_thread(subpath_sources, c)
+    from berth.daemon import initbinary
+
+    init = None
+    if initbinary.wanted(c.host_config, d.cfg.init):
+        init = initbinary.init_path(d.cfg.init_path)
+        if init is None:
+            raise ContainerStartError("--init: no init binary: install berth-init (scripts/setup.sh) or set --init-path")
     try:
-        inp = spec_input(c, str(rootfs), (uid, gid, groups), d.cfg.cgroup_parent, tuple(devices), sources)
+        inp = spec_input(c, str(rootfs), (uid, gid, groups), d.cfg.cgroup_parent, tuple(devices), sources, init)
         spec = build_spec(inp)
     except ContainerStartError:
         raise

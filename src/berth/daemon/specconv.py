@@ -88,17 +88,25 @@ def spec_input(
     cgroup_parent: str,
     host_devices: tuple[dict[str, Any], ...] = (),
     sources: dict[str, str] | None = None,
+    init: Path | None = None,
 ) -> SpecInput:
     """``sources`` replaces the host path of the mounts at those destinations (a volume's
-    resolved subpath)."""
+    resolved subpath); ``init``, when given, runs as PID 1 in front of the command (--init)."""
     host = c.host_config
     security = securityopt.parse(host.get("SecurityOpt"))
     privileged = bool(host.get("Privileged"))
     cdir = Path(c.dir)
     host_network = (host.get("NetworkMode") or "default") == "host"
     uid, gid, groups = user
+    args: tuple[str, ...] = (c.path, *c.args)
+    extra_mounts: tuple[dict[str, Any], ...] = ()
+    if init is not None:
+        from berth.daemon.initbinary import wrap
+
+        args, init_mount = wrap(args, init)
+        extra_mounts = (init_mount,)
     return SpecInput(
-        args=(c.path, *c.args),
+        args=args,
         rootfs=rootfs,
         env=tuple(c.config.get("Env") or ()),
         cwd=c.config.get("WorkingDir") or "/",
@@ -132,5 +140,5 @@ def spec_input(
         pid_host=host.get("PidMode") == "host",
         ipc_host=host.get("IpcMode") == "host",
         uts_host=host.get("UTSMode") == "host",
-        mounts=oci_mounts(c.mounts, tmpfs_mounts(host), sources),
+        mounts=(*oci_mounts(c.mounts, tmpfs_mounts(host), sources), *extra_mounts),
     )

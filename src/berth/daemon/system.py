@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from berth.daemon.runtimes import DEFAULT_RUNTIME, RUNTIMES
 from berth.engine import Job
 from berth.engine.events import matches
+from berth.errors import BerthError
 
 if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon
@@ -82,6 +83,16 @@ def host_memory() -> int:
     return 0
 
 
+def _init_binary(d: Daemon) -> str:
+    from berth.daemon.initbinary import init_path
+
+    try:
+        path = init_path(d.cfg.init_path)
+    except BerthError:
+        return ""
+    return path.name if path is not None else ""
+
+
 async def info(d: Daemon, job: Job) -> dict[str, Any]:
     states = [c.state.status for c in d.containers.values()]
     images = await asyncio.to_thread(d.graph.list, False, {})
@@ -112,7 +123,7 @@ async def info(d: Daemon, job: Job) -> dict[str, Any]:
         "DefaultRuntime": DEFAULT_RUNTIME,
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
                   "Error": "", "RemoteManagers": None},
-        "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "",
+        "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": _init_binary(d),
         "ContainerdCommit": {"ID": "", "Expected": ""}, "RuncCommit": {"ID": "", "Expected": ""},
         "InitCommit": {"ID": "", "Expected": ""},
         "SecurityOptions": ["name=seccomp,profile=builtin", *(["name=cgroupns"] if v2 else [])],
