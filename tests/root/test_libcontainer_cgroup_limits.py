@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from berth.libcontainer import Stdio, create
-from berth.libcontainer.cgroups import ALLOW_ALL_DEVICES, Cgroup, Resources
+from berth.libcontainer.cgroups import ALLOW_ALL_DEVICES, Cgroup, Resources, open_cgroup
 from berth.libcontainer.testing import BUSYBOX, busybox_rootfs, docker_like_spec
 
 pytestmark = [
@@ -25,7 +25,7 @@ pytestmark = [
 
 @pytest.fixture
 def cgroup():
-    cg = Cgroup(f"berth-test-{uuid.uuid4().hex[:12]}")
+    cg = open_cgroup(f"berth-test-{uuid.uuid4().hex[:12]}")
     yield cg
     cg.destroy()
     assert not cg.exists()
@@ -171,7 +171,7 @@ def test_cgroup_mount_shows_the_containers_own_cgroup_read_only(rootfs: Path, cg
     assert lines[1] == "33"
     assert "Read-only file system" in lines[2] and "Read-only file system" in lines[3]
     assert "unified" not in out  # hybrid's cgroup2 is left out, as runc does
-    if not cgroup.v2:
+    if cgroup.version == 1:
         assert {"memory", "pids", "freezer"} <= set(out.split())
 
 
@@ -183,8 +183,8 @@ UNIFIED = Path("/sys/fs/cgroup/unified")
 )
 def test_v2_code_path_on_the_hybrid_unified_hierarchy(rootfs: Path):
     """The v2 path against a real cgroup2 (freeze and membership are core v2 features, no controller needed)."""
-    cg = Cgroup(f"berth-test-{uuid.uuid4().hex[:12]}", root=UNIFIED)
-    assert cg.v2
+    cg = open_cgroup(f"berth-test-{uuid.uuid4().hex[:12]}", root=UNIFIED)
+    assert cg.version == 2
     cg.create(Resources())
     try:
         null = os.open("/dev/null", os.O_RDWR)
@@ -220,7 +220,7 @@ def test_device_rules_refuse_a_node_outside_dockers_list(rootfs: Path, hierarchy
     )
     spec = docker_like_spec(str(rootfs), ["sh", "-c", script])
     for allow_all in (False, True):
-        cg = Cgroup(f"berth-test-{uuid.uuid4().hex[:12]}", root=root)
+        cg = open_cgroup(f"berth-test-{uuid.uuid4().hex[:12]}", root=root)
         cg.create(Resources(device_rules=ALLOW_ALL_DEVICES) if allow_all else Resources())
         try:
             status, out = _run(spec, cg)
@@ -279,10 +279,10 @@ def test_stats_of_a_running_container(rootfs: Path, cgroup: Cgroup):
 def test_pids_and_destroy_of_a_cgroup_removed_meanwhile(cgroup: Cgroup, monkeypatch: pytest.MonkeyPatch):
     """Another process (the container's monitor) removes the cgroup between our open and read
     of cgroup.procs: the kernel answers ENODEV, which means "gone", not an error."""
-    from berth.libcontainer import cgroups
+    from berth.libcontainer.cgroups import files
 
     cgroup.create(Resources())
-    real_read = cgroups._read
+    real_read = files.read
 
     def read_after_removal(path: Path) -> str:
         with open(path) as f:
@@ -291,10 +291,10 @@ def test_pids_and_destroy_of_a_cgroup_removed_meanwhile(cgroup: Cgroup, monkeypa
                     os.rmdir(p)  # the monitor's teardown, right between open and read
             return f.read()
 
-    monkeypatch.setattr(cgroups, "_read", read_after_removal)
+    monkeypatch.setattr(files, "read", read_after_removal)
     assert cgroup.pids() == []
-    monkeypatch.setattr(cgroups, "_read", real_read)
+    monkeypatch.setattr(files, "read", real_read)
     cgroup.create(Resources())
-    monkeypatch.setattr(cgroups, "_read", read_after_removal)
+    monkeypatch.setattr(files, "read", read_after_removal)
     cgroup.destroy()  # idempotent however the race falls
     assert not cgroup.exists()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from berth.libcontainer.cgroups import Cgroup, Resources
+from berth.libcontainer.cgroups import Resources, open_cgroup
 
 from .test_libcontainer_runtime import bundle, runtime, state, write_config  # noqa: F401 (fixture)
 
@@ -79,7 +79,7 @@ def test_quota_period_cpus_mems_are_written_as_given(tmp_path: Path, bundle: Pat
         assert state(root, cid)["pid"] > 0
     finally:
         assert runtime(root, "delete", "--force", cid).returncode == 0
-    assert not Cgroup(cgroup).exists()
+    assert not open_cgroup(cgroup).exists()
 
 
 @pytest.mark.skipif(shutil.which("runc") is None, reason="runc not installed (apt-get install runc)")
@@ -111,7 +111,7 @@ def test_same_cgroup_files_as_runc(tmp_path: Path, bundle: Path):  # noqa: F811
                 subprocess.run(
                     ["runc", "--root", str(tmp_path / "runc"), "delete", "--force", cid], timeout=60
                 )
-                Cgroup(cgroup).destroy()  # runc leaves nothing; idempotent either way
+                open_cgroup(cgroup).destroy()  # runc leaves nothing; idempotent either way
     assert got["berth"] == got["runc"]
     assert got["berth"]["cpu.max" if V2 else "cpu.cfs_period_us"] == ("max 250000" if V2 else "250000")
 
@@ -123,7 +123,7 @@ def test_a_period_the_kernel_refuses_before_the_quota_is_written_after_it():
     """Under a parent limited to half a CPU, the child at 50000/100000 moving to 25000/50000:
     the new period first would mean 50000/50000 (a whole CPU) and EINVAL; the quota first works."""
     parent = f"berth-test-cfs-{uuid.uuid4().hex[:8]}"
-    pcg, child = Cgroup(parent), Cgroup(f"{parent}/c")
+    pcg, child = open_cgroup(parent), open_cgroup(f"{parent}/c")
     try:
         pcg.create(Resources(cpu_quota=50000, cpu_period=100000))
         child.create(Resources(cpu_quota=50000, cpu_period=100000))

@@ -20,7 +20,7 @@ import pytest
 from berth.container import protocol as P
 from berth.drivers.exec import CreateRequest, NativeDriver, SpecInput, build_spec
 from berth.libcontainer import Mount
-from berth.libcontainer.cgroups import Cgroup, Resources
+from berth.libcontainer.cgroups import Resources, open_cgroup
 from berth.libcontainer.testing import busybox_rootfs
 
 pytestmark = [
@@ -124,10 +124,10 @@ def container(tmp_path: Path) -> Iterator[tuple[NativeDriver, object, CreateRequ
                 os.kill(info[key], signal.SIGKILL)
             except ProcessLookupError:
                 pass
-    cg = Cgroup(f"{parent}/{cid}")
+    cg = open_cgroup(f"{parent}/{cid}")
     if cg.exists():
         cg.destroy()
-    for path in Cgroup(parent).paths():
+    for path in open_cgroup(parent).paths():
         if path.is_dir():
             path.rmdir()
     shutil.rmtree(exec_root, ignore_errors=True)

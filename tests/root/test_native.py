@@ -25,7 +25,7 @@ from berth.container.logreader import read_logs
 from berth.drivers.exec import CreateRequest, ExitStatus, Handle, NativeDriver, SpecInput, build_spec
 from berth.errors import Conflict, ContainerStartError, InvalidParameter
 from berth.libcontainer import Mount
-from berth.libcontainer.cgroups import Cgroup, Resources
+from berth.libcontainer.cgroups import Resources, open_cgroup
 from berth.libcontainer.testing import busybox_rootfs
 
 pytestmark = [
@@ -104,10 +104,10 @@ def env(lower: Path, tmp_path: Path) -> Iterator[Env]:
             except ProcessLookupError:
                 pass
     for sub in e.exec_root.glob("*"):
-        cg = Cgroup(f"{e.cgroup_parent}/{sub.name}")
+        cg = open_cgroup(f"{e.cgroup_parent}/{sub.name}")
         if cg.exists():
             cg.destroy()
-    for path in Cgroup(e.cgroup_parent).paths():
+    for path in open_cgroup(e.cgroup_parent).paths():
         if path.is_dir():
             path.rmdir()
     shutil.rmtree(e.exec_root, ignore_errors=True)
@@ -159,7 +159,7 @@ def test_output_frames_log_and_exit_code(env: Env) -> None:
             assert b"".join(r.data for r in records if r.stream == 1) == b"out\npartial"
             await driver.cleanup(req.id)
             assert not (env.exec_root / req.id).exists()
-            assert not Cgroup(driver.cgroup_name(req.id)).exists()
+            assert not open_cgroup(driver.cgroup_name(req.id)).exists()
         finally:
             await driver.shutdown()
 
@@ -197,7 +197,7 @@ def test_missing_binary_is_a_start_error(env: Env) -> None:
             assert info.value.exit_code == 127
             assert "no such file or directory" in info.value.message
             assert not (env.exec_root / req.id).exists()
-            assert not Cgroup(driver.cgroup_name(req.id)).exists()
+            assert not open_cgroup(driver.cgroup_name(req.id)).exists()
             not_executable = env.request(["/etc/passwd"])
             with pytest.raises(ContainerStartError) as info:
                 await driver.create(not_executable)
@@ -355,7 +355,7 @@ def test_signal_pause_resume(env: Env) -> None:
             handle = await driver.create(req)
             stream = handle.output()
             await handle.start()
-            cg = Cgroup(driver.cgroup_name(req.id))
+            cg = open_cgroup(driver.cgroup_name(req.id))
             assert handle.pid in cg.pids() and handle.pid in await driver.pids(req.id)
             await handle.resize(10, 10)  # no terminal: accepted, nothing to do
             got = b""
@@ -477,7 +477,7 @@ def test_shutdown_removes_the_cgroup_parent_once_no_container_is_left(env: Env) 
     killed); the last shutdown with no container left removes it in every hierarchy."""
 
     async def scenario() -> None:
-        parent = Cgroup(env.cgroup_parent)
+        parent = open_cgroup(env.cgroup_parent)
         first = NativeDriver(env.exec_root, env.cgroup_parent)
         await first.startup()
         req = env.request(["sleep", "100"])
@@ -487,7 +487,7 @@ def test_shutdown_removes_the_cgroup_parent_once_no_container_is_left(env: Env) 
         await handle.close()
         await first.shutdown()
         assert all(path.is_dir() for path in parent.paths())
-        assert Cgroup(f"{env.cgroup_parent}/{req.id}").pids() == [handle.pid]  # still running there
+        assert open_cgroup(f"{env.cgroup_parent}/{req.id}").pids() == [handle.pid]  # still running there
         second = NativeDriver(env.exec_root, env.cgroup_parent)
         await second.startup()
         try:

@@ -7,23 +7,18 @@ from pathlib import Path
 import pytest
 
 from berth.errors import SystemFailure
-from berth.libcontainer import cgroupupdate
-from berth.libcontainer.cgroups import Cgroup, Resources
-from berth.libcontainer.cgroupupdate import ResourceUpdate, apply
+from berth.libcontainer.cgroups import Cgroup, Resources, ResourceUpdate, files, open_cgroup
+from berth.libcontainer.cgroups import v1 as v1_manager
+from berth.libcontainer.cgroups.faketree import fake_v1, fake_v2
 
-V1 = ("memory", "cpu,cpuacct", "pids", "freezer", "devices", "cpuset", "blkio", "systemd", "unified")
+
+def apply(cg: Cgroup, u: ResourceUpdate) -> None:
+    cg.update(u)
 
 
 @pytest.fixture
 def v1(tmp_path: Path) -> Path:
-    for ctrl in V1:
-        (tmp_path / ctrl).mkdir()
-        (tmp_path / ctrl / "cgroup.procs").write_text("")
-    (tmp_path / "cpu").symlink_to("cpu,cpuacct")
-    (tmp_path / "cpuacct").symlink_to("cpu,cpuacct")
-    (tmp_path / "cpuset" / "cpuset.cpus").write_text("0-1\n")
-    (tmp_path / "cpuset" / "cpuset.mems").write_text("0\n")
-    return tmp_path
+    return fake_v1(tmp_path)
 
 
 def read(p: Path) -> str:
@@ -31,7 +26,7 @@ def read(p: Path) -> str:
 
 
 def test_v1_writes_only_what_is_given(v1: Path) -> None:
-    cg = Cgroup("berth-t/c1", root=v1)
+    cg = open_cgroup("berth-t/c1", root=v1)
     cg.create(Resources(memory=32 << 20, memory_swap=64 << 20, pids_limit=10, cpu_shares=100))
     leaf = v1 / "memory" / "berth-t/c1"
     (v1 / "cpu,cpuacct" / "berth-t/c1" / "cpu.shares").write_text("100")
@@ -50,10 +45,10 @@ def test_v1_writes_only_what_is_given(v1: Path) -> None:
 
 def test_v1_memory_and_swap_order(v1: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The kernel refuses memory > memsw: growing both writes memsw first, shrinking memory first."""
-    cg = Cgroup("berth-t/c2", root=v1)
+    cg = open_cgroup("berth-t/c2", root=v1)
     cg.create(Resources(memory=32 << 20, memory_swap=64 << 20))
     order: list[str] = []
-    real = cgroupupdate._write_memory_limit
+    real = v1_manager.write_memory_limit
 
     def note_memory(mem: Path, memory: int) -> None:
         order.append("memory")
@@ -63,8 +58,8 @@ def test_v1_memory_and_swap_order(v1: Path, monkeypatch: pytest.MonkeyPatch) -> 
         order.append(path.name)
         path.write_text(str(value))
 
-    monkeypatch.setattr(cgroupupdate, "_write_memory_limit", note_memory)
-    monkeypatch.setattr(cgroupupdate, "_write", note_write)
+    monkeypatch.setattr(v1_manager, "write_memory_limit", note_memory)
+    monkeypatch.setattr(files, "write", note_write)
     apply(cg, ResourceUpdate(memory=200 << 20, memory_swap=400 << 20))
     assert order == ["memory.memsw.limit_in_bytes", "memory"]
     order.clear()
@@ -73,17 +68,16 @@ def test_v1_memory_and_swap_order(v1: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_v1_clamped_shares_are_an_error(v1: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cg = Cgroup("berth-t/c3", root=v1)
+    cg = open_cgroup("berth-t/c3", root=v1)
     cg.create(Resources())
-    monkeypatch.setattr(cgroupupdate, "_read", lambda p: "2\n")  # what the kernel makes of 1
+    monkeypatch.setattr(files, "read_or_fail", lambda p: "2\n")  # what the kernel makes of 1
     with pytest.raises(SystemFailure, match="the minimum allowed cpu-shares is 2"):
         apply(cg, ResourceUpdate(cpu_shares=1))
 
 
 def test_v2_files(tmp_path: Path) -> None:
-    (tmp_path / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
-    (tmp_path / "cgroup.subtree_control").write_text("")
-    cg = Cgroup("berth-t/c4", root=tmp_path)
+    fake_v2(tmp_path)
+    cg = open_cgroup("berth-t/c4", root=tmp_path)
     cg.create(Resources(memory=32 << 20, nano_cpus=1_000_000_000, pids_limit=5))
     leaf = tmp_path / "berth-t/c4"
     (leaf / "io.weight").write_text("default 100\n")

@@ -6,28 +6,20 @@ from pathlib import Path
 
 import pytest
 
-from berth.libcontainer.cgroups import ALLOW_ALL_DEVICES, Cgroup, Resources
+from berth.libcontainer.cgroups import ALLOW_ALL_DEVICES, Resources, open_cgroup
+from berth.libcontainer.cgroups.faketree import V1_HIERARCHIES, fake_v1, fake_v2
 
-V1 = ("memory", "cpu,cpuacct", "pids", "freezer", "devices", "cpuset", "blkio", "systemd", "unified")
+V1 = (*V1_HIERARCHIES, "unified")  # hybrid
 
 
 @pytest.fixture
 def v1(tmp_path: Path) -> Path:
-    for ctrl in V1:
-        (tmp_path / ctrl).mkdir()
-        (tmp_path / ctrl / "cgroup.procs").write_text("")
-    (tmp_path / "cpu").symlink_to("cpu,cpuacct")
-    (tmp_path / "cpuacct").symlink_to("cpu,cpuacct")
-    (tmp_path / "cpuset" / "cpuset.cpus").write_text("0-1\n")
-    (tmp_path / "cpuset" / "cpuset.mems").write_text("0\n")
-    return tmp_path
+    return fake_v1(tmp_path)
 
 
 @pytest.fixture
 def v2(tmp_path: Path) -> Path:
-    (tmp_path / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
-    (tmp_path / "cgroup.subtree_control").write_text("")
-    return tmp_path
+    return fake_v2(tmp_path)
 
 
 def _read(p: Path) -> str:
@@ -35,8 +27,8 @@ def _read(p: Path) -> str:
 
 
 def test_v1_limits_land_in_each_controller(v1: Path):
-    cg = Cgroup("berth-t/c1", root=v1)
-    assert not cg.v2
+    cg = open_cgroup("berth-t/c1", root=v1)
+    assert cg.version == 1
     cg.create(Resources(memory=64 << 20, nano_cpus=1_500_000_000, pids_limit=50, cpu_shares=512))
     leaf = "berth-t/c1"
     assert _read(v1 / "memory" / leaf / "memory.limit_in_bytes") == str(64 << 20)
@@ -54,25 +46,25 @@ def test_v1_limits_land_in_each_controller(v1: Path):
 
 
 def test_v1_devices_deny_all_then_allow_defaults(v1: Path):
-    cg = Cgroup("c2", root=v1)
+    cg = open_cgroup("c2", root=v1)
     cg.create(Resources())
     assert _read(v1 / "devices" / "c2" / "devices.deny") == "a"
     # the file keeps only the last write in a fake tree; the kernel appends each rule
     assert _read(v1 / "devices" / "c2" / "devices.allow") == "c 10:200 rwm"
-    cg2 = Cgroup("c3", root=v1)
+    cg2 = open_cgroup("c3", root=v1)
     cg2.create(Resources(device_rules=ALLOW_ALL_DEVICES))
     assert not (v1 / "devices" / "c3" / "devices.deny").exists()
 
 
 def test_v1_unlimited_pids_and_explicit_swap(v1: Path):
-    cg = Cgroup("c4", root=v1)
+    cg = open_cgroup("c4", root=v1)
     cg.create(Resources(memory=10 << 20, memory_swap=30 << 20, pids_limit=0))
     assert _read(v1 / "pids" / "c4" / "pids.max") == "max"
     assert _read(v1 / "memory" / "c4" / "memory.memsw.limit_in_bytes") == str(30 << 20)
 
 
 def test_add_writes_the_pid_everywhere(v1: Path):
-    cg = Cgroup("c5", root=v1)
+    cg = open_cgroup("c5", root=v1)
     cg.create(Resources())
     cg.add(4242)
     assert all(_read(p / "cgroup.procs") == "4242" for p in cg.paths())
@@ -80,7 +72,7 @@ def test_add_writes_the_pid_everywhere(v1: Path):
 
 
 def test_v1_freeze_thaw_and_oom(v1: Path):
-    cg = Cgroup("c6", root=v1)
+    cg = open_cgroup("c6", root=v1)
     cg.create(Resources(memory=1 << 30))
     cg.freeze()
     assert _read(v1 / "freezer" / "c6" / "freezer.state") == "FROZEN" and cg.frozen()
@@ -94,8 +86,8 @@ def test_v1_freeze_thaw_and_oom(v1: Path):
 
 
 def test_v2_limits_and_controllers(v2: Path):
-    cg = Cgroup("berth-t/c1", root=v2)
-    assert cg.v2
+    cg = open_cgroup("berth-t/c1", root=v2)
+    assert cg.version == 2
     cg.create(Resources(memory=32 << 20, nano_cpus=500_000_000, pids_limit=7, cpu_shares=1024))
     leaf = v2 / "berth-t" / "c1"
     assert _read(v2 / "cgroup.subtree_control") == "+memory +cpu +pids"
@@ -108,18 +100,18 @@ def test_v2_limits_and_controllers(v2: Path):
 
 
 def test_v2_oci_quota_period_and_cpuset_are_written_as_given(v2: Path):
-    cg = Cgroup("berth-t/c9", root=v2)
+    cg = open_cgroup("berth-t/c9", root=v2)
     cg.create(Resources(cpu_quota=30000, cpu_period=50000, cpuset_cpus="1", cpuset_mems="0"))
     leaf = v2 / "berth-t" / "c9"
     assert _read(v2 / "cgroup.subtree_control") == "+cpu +cpuset"  # enabled on the way down
     assert _read(leaf / "cpu.max") == "30000 50000"
     assert (_read(leaf / "cpuset.cpus"), _read(leaf / "cpuset.mems")) == ("1", "0")
-    Cgroup("c10", root=v2).create(Resources(cpu_quota=-1, cpu_period=20000))
+    open_cgroup("c10", root=v2).create(Resources(cpu_quota=-1, cpu_period=20000))
     assert _read(v2 / "c10" / "cpu.max") == "max 20000"
 
 
 def test_v1_oci_quota_period_and_cpuset_are_written_as_given(v1: Path):
-    Cgroup("berth-t/c9", root=v1).create(
+    open_cgroup("berth-t/c9", root=v1).create(
         Resources(cpu_quota=30000, cpu_period=50000, cpuset_cpus="1", cpuset_mems="0")
     )
     leaf = "berth-t/c9"
@@ -130,7 +122,7 @@ def test_v1_oci_quota_period_and_cpuset_are_written_as_given(v1: Path):
 
 
 def test_v2_freeze_and_oom(v2: Path):
-    cg = Cgroup("c2", root=v2)
+    cg = open_cgroup("c2", root=v2)
     cg.create(Resources())
     cg.freeze()
     assert _read(v2 / "c2" / "cgroup.freeze") == "1" and cg.frozen()
@@ -142,7 +134,7 @@ def test_v2_freeze_and_oom(v2: Path):
 
 
 def test_destroy_removes_empty_leaves_and_keeps_the_parent(v1: Path):
-    cg = Cgroup("berth-t/c7", root=v1)
+    cg = open_cgroup("berth-t/c7", root=v1)
     for path in cg.paths():
         path.mkdir(parents=True)
     assert cg.exists()
@@ -155,11 +147,11 @@ def test_destroy_removes_empty_leaves_and_keeps_the_parent(v1: Path):
 def test_bad_names_are_refused(tmp_path: Path):
     for name in ("", "/", "a/../b"):
         with pytest.raises(ValueError):
-            Cgroup(name, root=tmp_path)
+            open_cgroup(name, root=tmp_path)
 
 
 def test_stats_v1(v1: Path):
-    cg = Cgroup("c8", root=v1)
+    cg = open_cgroup("c8", root=v1)
     cg.create(Resources(pids_limit=20))
     leaf = "c8"
     (v1 / "memory" / leaf / "memory.usage_in_bytes").write_text("4096\n")
@@ -174,7 +166,7 @@ def test_stats_v1(v1: Path):
 
 
 def test_stats_v2(v2: Path):
-    cg = Cgroup("c3", root=v2)
+    cg = open_cgroup("c3", root=v2)
     cg.create(Resources(memory=1 << 20))
     leaf = v2 / "c3"
     (leaf / "cpu.stat").write_text("usage_usec 1500\nuser_usec 1000\n")

@@ -27,7 +27,7 @@ from typing import Any
 from berth.container import protocol as P
 from berth.errors import SystemFailure
 from berth.libcontainer import ContainerInitError, Mount, Stdio, create
-from berth.libcontainer.cgroups import Cgroup, Resources
+from berth.libcontainer.cgroups import Resources, open_cgroup
 from berth.libcontainer.process import exec_in_launcher, prepare_exec
 
 # in <exec_root>/<id>: the container's process object and seccomp profile, written at create,
@@ -143,7 +143,7 @@ def helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, res_w: int, go
     """In the helper: cgroup, libcontainer.create, then wait for "go" and release the init."""
     try:
         work = P.decode_json(body)
-        cgroup = Cgroup(req["cgroup"]) if req.get("cgroup") else None
+        cgroup = open_cgroup(req["cgroup"]) if req.get("cgroup") else None
         if cgroup is not None:
             res = dict(work.get("resources") or {})
             if "device_rules" in res:
@@ -200,7 +200,7 @@ def helper_exec(init_pid: int, init_pidfd: int, process: dict[str, Any], stdio: 
             # no record of the container's walls: refuse rather than run the process without them
             raise ContainerInitError(f"exec in container {init_pid}: read {CONTAINER_FILE}: {exc}", 126) from exc
         parsed, program = prepare_exec(process, container)
-        cgroup = Cgroup(cgroup_name) if cgroup_name else None
+        cgroup = open_cgroup(cgroup_name) if cgroup_name else None
         pid = exec_in_launcher(init_pid, parsed, stdio, cgroup, program, init_pidfd, keep=(res_w,))
     except ContainerInitError as exc:
         answer(res_w, {"message": exc.message, "exit_code": exc.exit_code})
@@ -213,7 +213,7 @@ def helper_exec(init_pid: int, init_pidfd: int, process: dict[str, Any], stdio: 
 
 def helper_cgroup(name: str, op: str, res_w: int) -> None:
     """In a helper: one Cgroup method; ``{"result": ...}`` or ``{"message": ...}``."""
-    cg = Cgroup(name)
+    cg = open_cgroup(name)
     try:
         if op == "destroy":
             if cg.exists():

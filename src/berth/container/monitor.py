@@ -67,7 +67,7 @@ from berth.container.session import (
     take_master,
 )
 from berth.errors import SystemFailure
-from berth.libcontainer.cgroups import Cgroup
+from berth.libcontainer.cgroups import Cgroup, open_cgroup
 
 EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP = select.EPOLLIN, select.EPOLLOUT, select.EPOLLERR, select.EPOLLHUP
 HIGH_WATER = 1 << 20
@@ -708,7 +708,7 @@ class Monitor:
         if sess.log is not None:
             sess.log.close()
         # the monitor is about to exit: from here on it may touch pages freely (no helpers)
-        cgroup = Cgroup(self.cgroup_name) if self.cgroup_name else None
+        cgroup = open_cgroup(self.cgroup_name) if self.cgroup_name else None
         result = {
             "exit_code": self.forced_code if self.forced_code is not None else exit_code_of(status),
             "oom_killed": _oom_killed(cgroup),

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from berth.engine import Job
 from berth.errors import BerthError, Conflict, InvalidParameter, NotFound, SystemFailure
-from berth.libcontainer.cgroupupdate import ResourceUpdate, blkio_weight_supported
+from berth.libcontainer.cgroups import ResourceUpdate, blkio_weight_supported
 
 if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon

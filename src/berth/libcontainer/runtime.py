@@ -34,7 +34,7 @@ from typing import Any
 
 from berth.errors import BerthError
 from berth.libcontainer import hooks, kernel
-from berth.libcontainer.cgroups import Cgroup, Resources
+from berth.libcontainer.cgroups import Resources, open_cgroup
 from berth.libcontainer.failure import ContainerInitError
 from berth.libcontainer.process import create, create_detached, exec_process
 from berth.libcontainer.spec import Stdio
@@ -116,7 +116,7 @@ class Store:
             return "stopped"
         if (self.dir(state["id"]) / "exec.fifo").exists():
             return "created"
-        cg = Cgroup(state["cgroup"])
+        cg = open_cgroup(state["cgroup"])
         try:
             if cg.exists() and cg.frozen():
                 return "paused"
@@ -160,7 +160,7 @@ def cmd_create(store: Store, cid: str, bundle: Path, pid_file: str | None, conso
         d.mkdir(mode=0o700)
     except FileExistsError as exc:
         raise RuntimeError_(f"container with id exists: {cid}") from exc
-    cg = Cgroup(cgroup_name(spec, cid))
+    cg = open_cgroup(cgroup_name(spec, cid))
     close: list[int] = []
     try:
         fifo = d / "exec.fifo"
@@ -236,7 +236,7 @@ def cmd_delete(store: Store, cid: str, force: bool) -> int:
     status = store.status(state)
     if status in ("running", "paused") and not force:
         raise RuntimeError_(f"cannot delete container {cid} that is not stopped: {status}")
-    cg = Cgroup(state["cgroup"])
+    cg = open_cgroup(state["cgroup"])
     if status != "stopped":
         try:
             os.kill(state["pid"], signal.SIGKILL)
@@ -260,7 +260,7 @@ def cmd_delete(store: Store, cid: str, force: bool) -> int:
 
 def cmd_run(store: Store, cid: str, bundle: Path) -> int:
     spec = load_bundle(bundle)
-    cg = Cgroup(cgroup_name(spec, cid))
+    cg = open_cgroup(cgroup_name(spec, cid))
     cg.create(resources_from_spec(spec))
     try:
         init = create(spec, [], Stdio(0, 1, 2), cg)
@@ -298,7 +298,7 @@ def cmd_exec(
     try:
         if _start_time(state["pid"]) != state["start_time"]:
             raise RuntimeError_(f"cannot exec in a stopped container {cid}")
-        pid = exec_process(state["pid"], process, Stdio(0, 1, 2), Cgroup(state["cgroup"]), spec, pidfd)
+        pid = exec_process(state["pid"], process, Stdio(0, 1, 2), open_cgroup(state["cgroup"]), spec, pidfd)
     finally:
         os.close(pidfd)
     if pid_file:
@@ -314,7 +314,7 @@ def cmd_pause(store: Store, cid: str, pause: bool) -> int:
     status = store.status(state)
     if status == "stopped" or (status == "created" and pause):
         raise RuntimeError_(f"container {cid} is not running")
-    cg = Cgroup(state["cgroup"])
+    cg = open_cgroup(state["cgroup"])
     if pause:
         cg.freeze()
     else:
@@ -324,7 +324,7 @@ def cmd_pause(store: Store, cid: str, pause: bool) -> int:
 
 def cmd_ps(store: Store, cid: str, fmt: str) -> int:
     state = store.load(cid)
-    pids = Cgroup(state["cgroup"]).pids()
+    pids = open_cgroup(state["cgroup"]).pids()
     if fmt == "json":
         print(json.dumps(pids))
     else:

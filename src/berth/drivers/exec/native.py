@@ -35,9 +35,7 @@ from berth.drivers.exec.channel import MonitorChannel, hello
 from berth.drivers.exec.handle import Handle, read_exit_file
 from berth.drivers.exec.model import CreateRequest, ExitStatus
 from berth.errors import Conflict, ContainerStartError, SystemFailure, Unavailable
-from berth.libcontainer import cgroupupdate
-from berth.libcontainer.cgroups import Cgroup, Stats
-from berth.libcontainer.cgroupupdate import ResourceUpdate
+from berth.libcontainer.cgroups import ResourceUpdate, Stats, open_cgroup
 
 log = logging.getLogger(__name__)
 SECCOMP_CACHE = "seccomp"  # <exec root>/seccomp/<sha256>.bpf: compiled profiles (libcontainer.seccomp)
@@ -94,7 +92,7 @@ class NativeDriver:
         parent is removed if no container is left in it (never killing anything there)."""
         await self._stop_fork_server()
         if self.cgroup_parent:
-            parent = Cgroup(self.cgroup_parent, self.cgroup_root)
+            parent = open_cgroup(self.cgroup_parent, self.cgroup_root)
             try:
                 await asyncio.to_thread(parent.remove_if_empty)
             except (OSError, SystemFailure) as exc:
@@ -263,26 +261,26 @@ class NativeDriver:
                 await asyncio.wait_for(handle.closed(), 5)
             except TimeoutError:
                 pass  # a stuck monitor: remove what it left behind ourselves
-        cg = Cgroup(self.cgroup_name(cid), self.cgroup_root)  # before its record goes
+        cg = open_cgroup(self.cgroup_name(cid), self.cgroup_root)  # before its record goes
         shutil.rmtree(self.exec_dir(cid), ignore_errors=True)
         if cg.exists():
             await asyncio.to_thread(cg.destroy)
 
     async def pids(self, cid: str) -> list[int]:
         """Host pids of every process in the container's cgroup (``docker top``)."""
-        cg = Cgroup(self.cgroup_name(cid), self.cgroup_root)
+        cg = open_cgroup(self.cgroup_name(cid), self.cgroup_root)
         return await asyncio.to_thread(cg.pids) if cg.exists() else []
 
     async def update(self, cid: str, update: ResourceUpdate) -> None:
         """Change the limits of a running container's cgroup (``docker update``)."""
-        cg = Cgroup(self.cgroup_name(cid), self.cgroup_root)
+        cg = open_cgroup(self.cgroup_name(cid), self.cgroup_root)
         if not cg.exists():
             raise Conflict(f"container {cid} has no cgroup: it is not running")
-        await asyncio.to_thread(cgroupupdate.apply, cg, update)
+        await asyncio.to_thread(cg.update, update)
 
     async def stats(self, cid: str) -> Stats | None:
         """CPU, memory and pids accounting of the container's cgroup (``docker stats``)."""
-        cg = Cgroup(self.cgroup_name(cid), self.cgroup_root)
+        cg = open_cgroup(self.cgroup_name(cid), self.cgroup_root)
         return await asyncio.to_thread(cg.stats) if cg.exists() else None
 
     async def _connect(self, cid: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
