@@ -93,9 +93,12 @@ class Hijacked:
 
 
 async def hijack(request: web.Request, content_type: str, extra_headers: dict[str, str] | None = None) -> Hijacked:
-    """Answer 101 (or 200 for clients that did not ask to upgrade) and take the socket over."""
+    """Answer 101 (or 200 for clients that did not ask to upgrade) and take the socket over.
+
+    Without the upgrade dockerd names the stream raw whatever it carries (its routes write that
+    200 by hand), so only a 101 carries the multiplexed content type of API >= 1.42."""
     upgrade = request.headers.get("Upgrade", "").lower() == "tcp"
-    headers = {"Content-Type": content_type}
+    headers = {"Content-Type": content_type if upgrade else "application/vnd.docker.raw-stream"}
     if upgrade:
         headers.update({"Connection": "Upgrade", "Upgrade": "tcp"})
     headers.update(extra_headers or {})

@@ -177,6 +177,7 @@ class Daemon:
     def _register(self) -> None:
         from berth.daemon import (
             archives,
+            attach,
             containers,
             execs,
             images,
@@ -191,7 +192,7 @@ class Daemon:
             volumes,
         )
 
-        for module in (containers, lifecycle, streams, stats, execs, images, registry, archives, volumes, system,
+        for module in (containers, lifecycle, attach, streams, stats, execs, images, registry, archives, volumes, system,
                        update, networks, swarm):
             for name, fn in module.HANDLERS.items():
                 self.engine.register(name, self._translating(name, functools.partial(fn, self)))

@@ -13,12 +13,15 @@ does.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from berth.container.escape import DEFAULT_DETACH_KEYS
+from berth.daemon.attach import StdinEnd, detach_keys, pump_stdin
 from berth.daemon.createconfig import merge_env
 from berth.daemon.live import frame
 from berth.daemon.users import resolve_user
@@ -41,6 +44,7 @@ class ExecInstance:
     pid: int = 0
     handle: Any = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    detach_keys: bytes = b""  # as given at create; empty: the default sequence
 
     def inspect(self) -> dict[str, Any]:
         cmd = list(self.config.get("Cmd") or [])
@@ -60,7 +64,7 @@ class ExecInstance:
             "OpenStdout": bool(self.config.get("AttachStdout")),
             "CanRemove": False,
             "ContainerID": self.container_id,
-            "DetachKeys": self.config.get("DetachKeys") or "",
+            "DetachKeys": base64.b64encode(self.detach_keys).decode(),  # Go marshals []byte as base64
             "Pid": self.pid,
         }
 
@@ -86,7 +90,11 @@ async def create(d: Daemon, job: Job) -> dict[str, str]:
         if config.get(key) is not None and not all(isinstance(x, str) for x in config[key]):
             raise InvalidParameter(f"json: cannot unmarshal into field {key} of type []string")
     config = dict(config, Cmd=[str(x) for x in cmd])
-    ex = ExecInstance(id=secrets.token_hex(32), container_id=c.id, config=config)
+    raw_keys = config.get("DetachKeys") or ""
+    if not isinstance(raw_keys, str):
+        raise InvalidParameter("json: cannot unmarshal into field DetachKeys of type string")
+    keys = detach_keys(raw_keys, "escape") if raw_keys else b""
+    ex = ExecInstance(id=secrets.token_hex(32), container_id=c.id, config=config, detach_keys=keys)
     d.execs[ex.id] = ex
     c.exec_ids.append(ex.id)
     d.publish(c, "exec_create: " + " ".join(config["Cmd"]), {"execID": ex.id})
@@ -140,7 +148,9 @@ async def start(d: Daemon, job: Job) -> None:
         raise Conflict(f"Exec command {ex.id} is already running" if ex.running else f"Exec command {ex.id} has already run")
     c = _running_container(d, ex.container_id)
     ex.started = True
-    tty = bool(ex.config.get("Tty"))
+    # The start request's Tty, not the exec's, says how the stream is framed (dockerd: frames
+    # whenever it is false, which docker-py relies on); a raw stream has no room for stderr.
+    raw = bool(job.args.get("tty"))
     out = job.stdout
     detach = bool(job.args.get("detach")) or out is None
     if not detach:
@@ -155,7 +165,7 @@ async def start(d: Daemon, job: Job) -> None:
         ex.exit_code = 126
         ex.done.set()
         if out is not None:
-            await out.write(exc.message.encode() + b"\r\n" if tty else frame(1, exc.message.encode() + b"\r\n"))
+            await out.write(exc.message.encode() + b"\r\n" if raw else frame(1, exc.message.encode() + b"\r\n"))
         return
     ex.handle, ex.pid, ex.running = handle, handle.pid, True
     d.publish(c, "exec_start: " + " ".join(ex.config["Cmd"]), {"execID": ex.id})
@@ -163,21 +173,60 @@ async def start(d: Daemon, job: Job) -> None:
         d.spawn(_finish(d, ex, handle), f"exec {ex.id[:12]}")
         return
     assert out is not None
+    end = await _attached(ex, job, handle, raw)
+    if end is None:
+        await _finish(d, ex, handle)
+        return
+    # the detach keys, or the client's EOF on a TTY: the stream ends, the process goes on
+    if end is StdinEnd.DETACH:
+        d.publish(c, "exec_detach", {"execID": ex.id})
+    d.spawn(_finish(d, ex, handle), f"exec {ex.id[:12]}")
+
+
+async def _attached(ex: ExecInstance, job: Job, handle: Any, raw: bool) -> StdinEnd | None:
+    """Stream until the process's output ends (None) or the client leaves it running (why).
+
+    Stdin as dockerd's exec attach: on a TTY through the escape proxy, and the client's EOF
+    ends the stream there (the process keeps its terminal); without a TTY the EOF closes the
+    process's stdin and the output goes on.
+    """
+    tty = bool(ex.config.get("Tty"))
+    want = {1: ex.config.get("AttachStdout", True), 2: ex.config.get("AttachStderr", True) and not raw}
+    output = handle.output()
+    out_task = asyncio.ensure_future(_copy_output(output, job.stdout, raw, want))
+    waits: set[asyncio.Future[Any]] = {out_task}
     stdin_task = None
     if ex.config.get("AttachStdin") and job.stdin is not None:
-        stdin_task = asyncio.ensure_future(_pump_stdin(job, handle))
-    want = {1: ex.config.get("AttachStdout", True), 2: ex.config.get("AttachStderr", True)}
+        keys = (ex.detach_keys or DEFAULT_DETACH_KEYS) if tty else None
+        stdin_task = asyncio.ensure_future(pump_stdin(job.stdin, handle.write_stdin, keys))
+        waits.add(stdin_task)
     try:
-        async for stream, data in handle.output():
-            if want.get(stream, True):
+        while True:
+            finished, waits = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            if out_task in finished:
+                return None
+            assert stdin_task is not None
+            end = stdin_task.result()
+            if end is StdinEnd.DETACH or (end is StdinEnd.EOF and tty):
+                return end
+            if end is StdinEnd.EOF:
                 try:
-                    await out.write(data if tty else frame(stream, data))
-                except (ConnectionError, OSError):
-                    break  # the client left; the process goes on and its code is still recorded
+                    await handle.close_stdin()
+                except Conflict:
+                    pass  # the process is gone already: its output ends the stream
     finally:
-        if stdin_task is not None:
-            stdin_task.cancel()
-    await _finish(d, ex, handle)
+        for t in waits:
+            t.cancel()
+        output.close()
+
+
+async def _copy_output(output: Any, out: Any, raw: bool, want: dict[int, bool]) -> None:
+    async for stream, data in output:
+        if want.get(stream, True):
+            try:
+                await out.write(data if raw else frame(stream, data))
+            except (ConnectionError, OSError):
+                return  # the client left; the process goes on and its code is still recorded
 
 
 async def _finish(d: Daemon, ex: ExecInstance, handle: Any) -> None:
@@ -187,16 +236,6 @@ async def _finish(d: Daemon, ex: ExecInstance, handle: Any) -> None:
     c = d.containers.get(ex.container_id)
     if c is not None:
         d.publish(c, "exec_die", {"execID": ex.id, "exitCode": str(ex.exit_code)})
-
-
-async def _pump_stdin(job: Job, handle: Any) -> None:
-    assert job.stdin is not None
-    while True:
-        data = await job.stdin.read()
-        if not data:
-            await handle.close_stdin()
-            return
-        await handle.write_stdin(data)
 
 
 async def inspect(d: Daemon, job: Job) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Container lifecycle jobs: start, stop, kill, restart, pause, unpause, resize, attach.
+"""Container lifecycle jobs: start, stop, kill, restart, pause, unpause, resize.
 
 Start builds the OCI spec from the record (``berth.drivers.exec.spec``), asks the graph for
 the rootfs mount plan, and has the exec driver create the container through its monitor; the
@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 from berth.container.logs import log_options
 from berth.container.record import Container
 from berth.daemon.faults import crash_point
-from berth.daemon.live import Attacher
 from berth.daemon.users import resolve_user
 from berth.daemon.volumes import make_bind_sources, subpath_sources
 from berth.engine import Job
@@ -385,47 +384,6 @@ async def resize(d: Daemon, job: Job) -> None:
     await handle.resize(job.args["h"], job.args["w"])
 
 
-async def attach(d: Daemon, job: Job) -> None:
-    """Bind a hijacked connection to the container's stdio until its run ends or the client goes."""
-    c = d.find(job.args["id"])
-    conn = job.stdout
-    assert conn is not None
-    session = d.session(c.id)
-    await conn.start("application/vnd.docker.raw-stream" if c.tty else None)  # type: ignore[attr-defined]
-    attacher = Attacher(conn, c.tty, job.args.get("want_stdout", True), job.args.get("want_stderr", True))
-    session.attachers.add(attacher)
-    d.publish(c, "attach")
-    run_done = session.run_done
-    if not c.state.running and run_done.is_set():
-        run_done = asyncio.Event()
-        session.run_done = run_done
-    stdin_task = None
-    if job.args.get("want_stdin") and c.config.get("OpenStdin"):
-        stdin_task = asyncio.ensure_future(_pump_stdin(session, job, bool(c.config.get("StdinOnce"))))
-    gone = asyncio.ensure_future(conn.gone.wait())  # type: ignore[attr-defined]
-    done = asyncio.ensure_future(run_done.wait())
-    try:
-        await asyncio.wait([gone, done], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in (gone, done, stdin_task):
-            if t is not None:
-                t.cancel()
-        session.attachers.discard(attacher)
-
-
-async def _pump_stdin(session: Any, job: Job, stdin_once: bool) -> None:
-    assert job.stdin is not None
-    while True:
-        data = await job.stdin.read()
-        if not data:
-            # The client's EOF closes a StdinOnce container's stdin; the daemon dropping the
-            # connection at shutdown does not (the container keeps running, live restore).
-            if stdin_once and not getattr(job.stdin, "closed_by_server", False):
-                await session.close_stdin()
-            return
-        await session.write_stdin(data)
-
-
 HANDLERS = {
     "container.start": start,
     "container.stop": stop,
@@ -434,5 +392,4 @@ HANDLERS = {
     "container.pause": pause,
     "container.unpause": unpause,
     "container.resize": resize,
-    "container.attach": attach,
 }

@@ -158,6 +158,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
             want_stderr=qbool(request, "stderr"),
             stream=qbool(request, "stream"),
             logs=qbool(request, "logs"),
+            detach_keys=request.query.get("detachKeys", ""),
         )
     finally:
         conn.close()
