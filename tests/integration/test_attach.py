@@ -61,6 +61,9 @@ def test_attach_logs_without_stream_sends_the_log_and_ends(berthd: harness.Berth
         assert s.frames() == [(1, b"out1\n"), (1, b"out2\n")]
     with RawStream.open(berthd.sock, ATTACH.format("done") + "logs=0&stream=0&stdout=1&stderr=1") as s:
         assert s.read_to_eof(timeout=10) == b""
+    ok(berthd.docker("run", "--log-driver", "none", "--name", "nolog", busybox_image, "echo", "x"))
+    with RawStream.open(berthd.sock, ATTACH.format("nolog") + "logs=1&stream=0&stdout=1") as s:
+        assert s.frames() == [(1, b"Error attaching: configured logging driver does not support reading\n")]
 
     # a running TTY container: the log so far, raw, then EOF; the container goes on
     ok(berthd.docker("run", "-dit", "--name", "tty", busybox_image, "sh", "-c", "echo hello-tty; exec sleep 1000"))
