@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from berth.container import protocol as P
 from berth.drivers.exec import CreateRequest, NativeDriver, SpecInput, build_spec
 from berth.libcontainer import Mount
 from berth.libcontainer.cgroups import Resources, open_cgroup
 from berth.libcontainer.testing import busybox_rootfs
+from berth.shim import protocol as P
 
 pytestmark = [
     pytest.mark.root,

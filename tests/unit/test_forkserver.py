@@ -6,13 +6,13 @@ import socket
 import subprocess
 import sys
 
-from berth.container import protocol as P
-from berth.container.forkserver import fill_pool_holes
+from berth.shim import protocol as P
+from berth.shim.forkserver import fill_pool_holes
 
 
 def start_forkserver() -> tuple[subprocess.Popen[bytes], socket.socket]:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    proc = subprocess.Popen([sys.executable, "-m", "berth.container.forkserver", str(theirs.fileno())],
+    proc = subprocess.Popen([sys.executable, "-m", "berth.shim.forkserver", str(theirs.fileno())],
                             pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
     theirs.close()
     ours.settimeout(60)

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from berth.container import protocol as P
+from berth.shim import protocol as P
 
 
 def test_encode_is_dockers_multiplexing_header() -> None:

@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from berth.container import protocol as P
 from berth.drivers.exec.channel import MonitorChannel
 from berth.errors import Conflict, ContainerStartError, InvalidParameter, SystemFailure
+from berth.shim import protocol as P
 
 
 def with_channel(body: Callable[[MonitorChannel, socket.socket], Awaitable[None]]) -> None:

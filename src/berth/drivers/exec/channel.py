@@ -20,8 +20,8 @@ import weakref
 from collections import deque
 from typing import Any
 
-from berth.container import protocol as P
 from berth.errors import Conflict, ContainerStartError, InvalidParameter, SystemFailure
+from berth.shim import protocol as P
 
 _ERRORS = {"conflict": Conflict, "invalid": InvalidParameter}
 

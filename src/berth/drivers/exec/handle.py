@@ -23,11 +23,11 @@ import signal as _signal
 from pathlib import Path
 from typing import Any
 
-from berth.container import protocol as P
 from berth.container.logs import format_time
 from berth.drivers.exec.channel import ControlLine, MonitorChannel, OutputStream, hello
 from berth.drivers.exec.model import ExitStatus
 from berth.errors import Conflict, ContainerStartError, InvalidParameter, SystemFailure
+from berth.shim import protocol as P
 
 STREAM_LIMIT = 64  # frames (<= 32 KiB each) a subscriber may hold before the container is made to wait
 

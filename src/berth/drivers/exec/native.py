@@ -1,7 +1,7 @@
 """The ``native`` exec driver: containers run by berth's own libcontainer, one monitor each.
 
 The daemon never forks into namespaces: :meth:`NativeDriver.startup` starts the fork server
-(``python -m berth.container.forkserver``, once), and :meth:`NativeDriver.create` asks it for a
+(``python -m berth.shim.forkserver``, once), and :meth:`NativeDriver.create` asks it for a
 monitor by passing one end of a fresh socketpair (``SCM_RIGHTS``). The daemon then talks to the
 monitor directly on the other end: the create request, the answer (``created`` or the init's
 error), and from then on the container's attach channel (see :mod:`berth.drivers.exec.handle`).
@@ -30,12 +30,12 @@ import socket
 import sys
 from pathlib import Path
 
-from berth.container import protocol as P
 from berth.drivers.exec.channel import MonitorChannel, hello
 from berth.drivers.exec.handle import Handle, read_exit_file
 from berth.drivers.exec.model import CreateRequest, ExitStatus
 from berth.errors import Conflict, ContainerStartError, SystemFailure, Unavailable
 from berth.libcontainer.cgroups import ResourceUpdate, Stats, open_cgroup
+from berth.shim import protocol as P
 
 log = logging.getLogger(__name__)
 SECCOMP_CACHE = "seccomp"  # <exec root>/seccomp/<sha256>.bpf: compiled profiles (libcontainer.seccomp)
@@ -66,7 +66,7 @@ class NativeDriver:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self._proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "berth.container.forkserver", str(theirs.fileno()),
+                sys.executable, "-m", "berth.shim.forkserver", str(theirs.fileno()),
                 str(self.exec_root / SECCOMP_CACHE),
                 pass_fds=(theirs.fileno(),), stdin=asyncio.subprocess.DEVNULL,
             )

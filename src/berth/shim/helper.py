@@ -24,11 +24,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from berth.container import protocol as P
 from berth.errors import SystemFailure
 from berth.libcontainer import ContainerInitError, Mount, Stdio, create
 from berth.libcontainer.cgroups import Resources, open_cgroup
 from berth.libcontainer.process import exec_in_launcher, prepare_exec
+from berth.shim import protocol as P
 
 # in <exec_root>/<id>: the container's process object and seccomp profile, written at create,
 # read by every exec's helper (the monitor itself keeps nothing of the spec): an exec'd process

@@ -7,7 +7,7 @@ own session) and hands it one end of a socketpair whose other end the daemon hol
 1. makes the container's stdio: pipes, or a console socket over which the container's process
    sends the master of the pty it made in its own devpts (the monitor keeps the master, as
    runc's --console-socket caller does), and has a helper process
-   (:mod:`berth.container.helper`) create the cgroup and call ``libcontainer.create``; it
+   (:mod:`berth.shim.helper`) create the cgroup and call ``libcontainer.create``; it
    answers ``{"event": "created", "pid", "monitor_pid"}`` or ``{"event": "error", "message",
    "exit_code"}`` (and exits, leaving nothing behind);
 2. writes ``state.json`` and listens on ``<exec_root>/<id>/monitor.sock``;
@@ -46,8 +46,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from berth.container import protocol as P
-from berth.container.helper import (
+from berth.container.logs import LogWriter, format_time
+from berth.errors import SystemFailure
+from berth.libcontainer.cgroups import Cgroup, open_cgroup
+from berth.shim import protocol as P
+from berth.shim.helper import (
     CONTAINER_FILE,
     RESULT_TIMEOUT,
     Helper,
@@ -55,8 +58,7 @@ from berth.container.helper import (
     helper_create,
     helper_exec,
 )
-from berth.container.logs import LogWriter, format_time
-from berth.container.session import (
+from berth.shim.session import (
     Conn,
     Refused,
     Session,
@@ -66,8 +68,6 @@ from berth.container.session import (
     make_stdio,
     take_master,
 )
-from berth.errors import SystemFailure
-from berth.libcontainer.cgroups import Cgroup, open_cgroup
 
 EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP = select.EPOLLIN, select.EPOLLOUT, select.EPOLLERR, select.EPOLLHUP
 HIGH_WATER = 1 << 20

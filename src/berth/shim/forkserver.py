@@ -2,7 +2,7 @@
 
 The daemon (asyncio, threads) must never fork into namespaces itself, and starting a fresh
 interpreter per container costs 10-70 ms. So the daemon starts this process once
-(``python -m berth.container.forkserver FD [SECCOMP_CACHE_DIR]``); it imports the monitor and libcontainer, calls
+(``python -m berth.shim.forkserver FD [SECCOMP_CACHE_DIR]``); it imports the monitor and libcontainer, calls
 ``gc.freeze()`` (so no collection in a child ever touches, and so copies, the shared pages) and
 says ``ready`` on its control socket FD (a ``SOCK_SEQPACKET`` socketpair with the daemon).
 
@@ -32,10 +32,10 @@ import socket
 import sys
 import time
 
-import berth.container.monitor as monitor
-from berth.container import protocol as P
+import berth.shim.monitor as monitor
 from berth.container.logs import LogWriter, format_time
-from berth.container.session import atomic_write_json, exit_code_of
+from berth.shim import protocol as P
+from berth.shim.session import atomic_write_json, exit_code_of
 
 
 def serve(control: socket.socket) -> None:
@@ -129,7 +129,7 @@ def warm_up(rounds: int = 64) -> None:
 def warm_monitor(rounds: int = 32) -> None:
     """Drive a container-less Monitor's loop code (output, stdin, a request) over pipes and a
     socketpair, so that its methods are specialised here, in pages every monitor shares."""
-    from berth.container.session import make_stdio
+    from berth.shim.session import make_stdio
 
     ours, peer = socket.socketpair()
     mon = monitor.Monitor({"id": "warm-up", "exec_root": "/nonexistent"}, ours)
@@ -160,7 +160,7 @@ def warm_monitor(rounds: int = 32) -> None:
 def warm_console(rounds: int) -> None:
     """The tty path: a console socket, a pty master sent over it (as the container's process
     does) and taken by the Session, so that a tty monitor runs code warmed here too."""
-    from berth.container.session import close_console, make_stdio, take_master
+    from berth.shim.session import close_console, make_stdio, take_master
 
     for _ in range(rounds):
         stdio, sess, child_fds = make_stdio(True, True)

@@ -24,9 +24,9 @@ import socket
 import sys
 from typing import Any
 
-from berth.container import protocol as P
 from berth.container.logs import LogWriter
 from berth.libcontainer import Stdio
+from berth.shim import protocol as P
 
 
 def atomic_write_json(path: str, obj: Any) -> None:
