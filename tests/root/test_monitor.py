@@ -19,7 +19,7 @@ import pytest
 
 from berth.drivers.exec import CreateRequest, NativeDriver, SpecInput, build_spec
 from berth.libcontainer import Mount
-from berth.libcontainer.cgroups import Resources, open_cgroup
+from berth.libcontainer.cgroups import open_cgroup
 from berth.libcontainer.testing import busybox_rootfs
 from berth.shim import protocol as P
 
@@ -102,7 +102,6 @@ def container(tmp_path: Path) -> Iterator[tuple[NativeDriver, object, CreateRequ
                 (f"lowerdir={lower}", f"upperdir={tmp_path / 'upper'}", f"workdir={tmp_path / 'work'}"),
             )
         ],
-        Resources(),
         False,
         True,
         tmp_path / "log.json",

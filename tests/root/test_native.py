@@ -80,7 +80,6 @@ class Env:
             bundle=cdir,
             spec=spec,
             rootfs_mounts=[Mount("overlay", "overlay", rootfs, opts)],
-            resources=resources,
             tty=tty,
             open_stdin=open_stdin,
             log_path=cdir / "json.log",
@@ -761,14 +760,12 @@ import asyncio, json, sys
 from pathlib import Path
 from berth.drivers.exec import CreateRequest, NativeDriver
 from berth.libcontainer import Mount
-from berth.libcontainer.cgroups import Resources
-
 async def main():
     args = json.loads(sys.argv[1])
     driver = NativeDriver(Path(args["exec_root"]), args["cgroup_parent"])
     await driver.startup()
     req = CreateRequest(args["id"], Path(args["bundle"]), args["spec"],
-                        [Mount(*m[:3], tuple(m[3])) for m in args["mounts"]], Resources(), False, True,
+                        [Mount(*m[:3], tuple(m[3])) for m in args["mounts"]], False, True,
                         Path(args["log"]))
     handle = await driver.create(req)
     await handle.start()
@@ -924,3 +921,69 @@ def test_stdin_backlog_is_bounded_and_does_not_block_control(env: Env) -> None:
             await driver.shutdown()
 
     run(scenario())
+
+
+CGROUP_FILES = (
+    "memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "memory.soft_limit_in_bytes", "memory.max",
+    "memory.swap.max", "memory.low", "cpu.cfs_quota_us", "cpu.cfs_period_us", "cpu.shares", "cpu.max",
+    "cpu.weight", "cpuset.cpus", "cpuset.mems", "pids.max", "devices.list",
+)
+
+
+def _cgroup_files(name: str) -> dict[str, str]:
+    """What the kernel holds for cgroup ``name``: {"<hierarchy>/<file>": value}."""
+    out = {}
+    for path in open_cgroup(name).paths():
+        for f in CGROUP_FILES:
+            if (path / f).exists():
+                out[f"{path.parent.parent.name if path.parent.parent != Path('/sys/fs') else ''}/{f}"] = (
+                    (path / f).read_text().strip())
+    return out
+
+
+def test_both_doors_give_the_same_cgroup(env: Env, tmp_path: Path) -> None:
+    """The daemon's door (the monitor's helper) and berth-runtime's take the cgroup limits from
+    the same config.json through the same conversion: the kernel ends up holding the same values."""
+    import subprocess
+    import sys
+
+    cpus = Path("/sys/fs/cgroup/cpuset/cpuset.cpus")
+    last_cpu = cpus.read_text().strip().split(",")[-1].split("-")[-1] if cpus.exists() else "0"
+    resources = Resources(memory=48 << 20, memory_swap=96 << 20, memory_reservation=16 << 20, pids_limit=33,
+                          cpu_shares=256, cpu_quota=20000, cpu_period=40000, cpuset_cpus=last_cpu, cpuset_mems="0")
+
+    async def daemon_door() -> dict[str, str]:
+        driver = NativeDriver(env.exec_root, env.cgroup_parent)
+        await driver.startup()
+        try:
+            req = env.request(["true"], resources=resources)
+            handle = await driver.create(req)  # init waits at its barrier in the cgroup
+            files = _cgroup_files(driver.cgroup_name(req.id))
+            await handle.start()
+            assert (await handle.wait()).exit_code == 0
+            await driver.cleanup(req.id)
+            return files
+        finally:
+            await driver.shutdown()
+
+    ours = run(daemon_door())
+    spec = env.request(["true"], resources=resources).spec
+    rt_cgroup = f"{env.cgroup_parent}/rt-{uuid.uuid4().hex[:8]}"
+    spec["root"]["path"] = str(env.lower)
+    spec["linux"]["cgroupsPath"] = rt_cgroup
+    bundle = tmp_path / "rt-bundle"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps(spec))
+    state_root, cid = tmp_path / "rt-state", "two-doors"
+    cmd = [sys.executable, "-m", "berth.libcontainer.runtime", "--root", str(state_root)]
+    err = tmp_path / "rt-err"
+    with open(err, "w") as e:  # init keeps create's stdio, as with runc: a pipe would see no EOF
+        created = subprocess.run([*cmd, "create", "--bundle", str(bundle), cid], stdout=e, stderr=e,
+                                 timeout=60, stdin=subprocess.DEVNULL)
+    assert created.returncode == 0, err.read_text()
+    try:
+        theirs = _cgroup_files(rt_cgroup)
+    finally:
+        subprocess.run([*cmd, "delete", "--force", cid], check=True, timeout=60)
+    assert ours["/pids.max" if "/pids.max" in ours else "pids/pids.max"] == "33"
+    assert ours == theirs

@@ -96,7 +96,6 @@ async def _spawn(d: Daemon, c: Container) -> Any:
         # a record the spec cannot be built from (a bad seccomp profile, an unknown capability):
         # a failed start like any other, so `run --rm` removes the container (as dockerd does)
         raise ContainerStartError(exc.message) from exc
-    assert inp.resources is not None
     max_size, max_files = log_options((c.host_config.get("LogConfig") or {}).get("Config") or {}) if c.logs_kept else (0, 1)
     (cdir / "config.json").write_text(json.dumps(spec, indent=1))
     request = CreateRequest(
@@ -104,7 +103,6 @@ async def _spawn(d: Daemon, c: Container) -> Any:
         bundle=cdir,
         spec=spec,
         rootfs_mounts=list(mounts),
-        resources=inp.resources,
         tty=c.tty,
         open_stdin=bool(c.config.get("OpenStdin")),
         log_path=Path(c.log_path) if c.logs_kept else None,

@@ -34,7 +34,7 @@ from typing import Any
 
 from berth.errors import BerthError
 from berth.libcontainer import hooks, kernel
-from berth.libcontainer.cgroups import Resources, open_cgroup
+from berth.libcontainer.cgroups import Resources, open_cgroup, resources_from_oci
 from berth.libcontainer.failure import ContainerInitError
 from berth.libcontainer.process import create, create_detached, exec_process
 from berth.libcontainer.spec import Stdio
@@ -59,22 +59,8 @@ def load_bundle(bundle: Path) -> dict[str, Any]:
 
 
 def resources_from_spec(spec: dict[str, Any]) -> Resources:
-    res = (spec.get("linux") or {}).get("resources") or {}
-    memory = (res.get("memory") or {}).get("limit")
-    swap = (res.get("memory") or {}).get("swap")
-    cpu = res.get("cpu") or {}
-    pids = (res.get("pids") or {}).get("limit")
-    return Resources(
-        memory=memory,
-        pids_limit=pids,
-        cpu_shares=cpu.get("shares"),
-        memory_swap=swap,
-        # as given (0 means unset, as in runc); cpu.max / cfs_*_us get exactly these numbers
-        cpu_quota=cpu.get("quota") or None,
-        cpu_period=cpu.get("period") or None,
-        cpuset_cpus=cpu.get("cpus") or None,
-        cpuset_mems=cpu.get("mems") or None,
-    )
+    """The cgroup limits of the bundle's ``linux.resources`` (the daemon's conversion too)."""
+    return resources_from_oci((spec.get("linux") or {}).get("resources"))
 
 
 def cgroup_name(spec: dict[str, Any], cid: str) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 
 from berth.errors import SystemFailure
 from berth.libcontainer import ContainerInitError, Mount, Stdio, create
-from berth.libcontainer.cgroups import Resources, open_cgroup
+from berth.libcontainer.cgroups import open_cgroup, resources_from_oci
 from berth.libcontainer.process import exec_in_launcher, prepare_exec
 from berth.shim import protocol as P
 
@@ -145,10 +145,8 @@ def helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, res_w: int, go
         work = P.decode_json(body)
         cgroup = open_cgroup(req["cgroup"]) if req.get("cgroup") else None
         if cgroup is not None:
-            res = dict(work.get("resources") or {})
-            if "device_rules" in res:
-                res["device_rules"] = tuple(res["device_rules"])
-            cgroup.create(Resources(**res))
+            # the limits the spec holds, converted as berth-runtime converts a bundle's
+            cgroup.create(resources_from_oci((work["spec"].get("linux") or {}).get("resources")))
         mounts = [Mount(m[0], m[1], m[2], tuple(m[3])) for m in work.get("rootfs_mounts", ())]
         _save_container(os.path.join(req["exec_root"], req["id"], CONTAINER_FILE), work["spec"])
         init = create(work["spec"], mounts, stdio, cgroup)

@@ -2,9 +2,12 @@
 
     req = CreateRequest(id="c1", bundle=Path("/var/lib/berth/containers/c1"), spec=spec,
                         rootfs_mounts=graph.rootfs_mounts("c1", spec["root"]["path"]),
-                        resources=Resources(memory=64 << 20), tty=False, open_stdin=False,
+                        tty=False, open_stdin=False,
                         log_path=Path(".../c1-json.log"))
     ExitStatus(exit_code=0, oom_killed=False, finished_at="2026-11-28T04:32:48.566437740Z")
+
+The container's cgroup limits are the spec's ``linux.resources`` (converted in the monitor's
+helper by :func:`berth.libcontainer.cgroups.resources_from_oci`, as ``berth-runtime`` does).
 
 ``ExitStatus.error`` is empty normally; it says why when the exit code is not the process's own
 (e.g. 128 "daemon went away before start", 255 when a monitor vanished without a status).
@@ -12,12 +15,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from berth.libcontainer import Mount
-from berth.libcontainer.cgroups import Resources
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,6 @@ class CreateRequest:
     bundle: Path
     spec: dict[str, Any]
     rootfs_mounts: list[Mount]
-    resources: Resources = field(default_factory=Resources)
     tty: bool = False
     open_stdin: bool = False
     log_path: Path | None = None

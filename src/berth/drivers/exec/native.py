@@ -21,7 +21,6 @@ After a daemon restart, :meth:`reconnect` attaches to a live monitor through
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import os
@@ -195,7 +194,6 @@ class NativeDriver:
         body = {
             "spec": req.spec,
             "rootfs_mounts": [[m.type, m.source, m.target, list(m.options)] for m in req.rootfs_mounts],
-            "resources": dataclasses.asdict(req.resources),
         }
         writer.write(P.encode_json(request))
         try:

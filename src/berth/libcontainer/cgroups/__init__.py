@@ -22,6 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from berth.libcontainer.cgroups.manager import Cgroup
+from berth.libcontainer.cgroups.ocispec import device_rules_from_oci, resources_from_oci
 from berth.libcontainer.cgroups.resources import (
     ALLOW_ALL_DEVICES,
     CFS_PERIOD_US,
@@ -48,8 +49,10 @@ __all__ = [
     "V2Cgroup",
     "blkio_weight_supported",
     "cpu_max",
+    "device_rules_from_oci",
     "is_unified",
     "open_cgroup",
+    "resources_from_oci",
 ]
 
 

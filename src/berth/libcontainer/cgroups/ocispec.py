@@ -1,0 +1,143 @@
+"""OCI ``linux.resources`` -> :class:`Resources`: the one conversion both doors use.
+
+The daemon's containers (the monitor's helper creates the cgroup from the ``config.json`` the
+exec driver built) and ``berth-runtime``'s (from a bundle's ``config.json``) get their cgroup
+limits here, so a limit the spec holds is written the same way whoever asked. Pure: no I/O.
+Values are checked (a bundle is untrusted input): a wrong type is InvalidParameter naming the
+field. As in runc, ``0`` means "not set" for every number; ``-1`` is "unlimited" for swap, quota
+and pids.
+
+    >>> r = resources_from_oci({"memory": {"limit": 67108864, "swap": -1},
+    ...                         "cpu": {"quota": 50000, "period": 100000, "cpus": "0"},
+    ...                         "pids": {"limit": 10},
+    ...                         "devices": [{"allow": False, "access": "rwm"},
+    ...                                     {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rw"}]})
+    >>> r.memory, r.memory_swap, r.cpu_quota, r.cpu_period, r.cpuset_cpus, r.pids_limit
+    (67108864, -1, 50000, 100000, '0', 10)
+    >>> r.device_rules[-1]
+    'c 10:229 rw'
+
+Devices: the rules are applied in order (a "deny all" clears what came before, an "allow all"
+allows everything), then runc's default allow list (:data:`DEFAULT_DEVICE_RULES`: null, zero,
+full, random, urandom, tty, console, ptmx, pts, tun, and mknod of any node) is appended, as runc
+appends it after the spec's rules -- so a container always has those, and a privileged spec's
+``allow all`` stays allow-all. A deny that narrows an ``allow all`` cannot be expressed as an
+allow list (the eBPF filter and the v1 files are written from one) and is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from berth.errors import InvalidParameter
+from berth.libcontainer.cgroups.resources import ALLOW_ALL_DEVICES, DEFAULT_DEVICE_RULES, Resources
+
+
+def resources_from_oci(res: Mapping[str, Any] | None) -> Resources:
+    """The cgroup limits of an OCI ``linux.resources`` object (None or {} = no limits)."""
+    res = _object(res, "linux.resources")
+    memory = _object(res.get("memory"), "linux.resources.memory")
+    cpu = _object(res.get("cpu"), "linux.resources.cpu")
+    pids = _object(res.get("pids"), "linux.resources.pids")
+    block_io = _object(res.get("blockIO"), "linux.resources.blockIO")
+    limit = _int(memory, "limit", "memory")
+    return Resources(
+        # a memory limit of -1 is "unlimited": what a new cgroup already is
+        memory=limit if limit is not None and limit > 0 else None,
+        memory_swap=_int(memory, "swap", "memory"),
+        memory_reservation=_positive(memory, "reservation", "memory"),
+        cpu_shares=_positive(cpu, "shares", "cpu"),
+        cpu_quota=_int(cpu, "quota", "cpu"),
+        cpu_period=_positive(cpu, "period", "cpu"),
+        cpuset_cpus=_str(cpu, "cpus", "cpu"),
+        cpuset_mems=_str(cpu, "mems", "cpu"),
+        pids_limit=_int(pids, "limit", "pids"),
+        blkio_weight=_positive(block_io, "weight", "blockIO"),
+        device_rules=device_rules_from_oci(res.get("devices")),
+    )
+
+
+def device_rules_from_oci(rules: Any) -> tuple[str, ...]:
+    """v1 allow lines (``"c 1:3 rwm"``) for OCI ``linux.resources.devices``, runc's defaults included."""
+    if rules is None:
+        rules = []
+    if not isinstance(rules, list):
+        raise InvalidParameter(f"linux.resources.devices: {rules!r} is not a list")
+    allowed: list[str] = []
+    allow_all = False
+    for i, rule in enumerate(rules):
+        what = f"linux.resources.devices[{i}]"
+        line, everything = _device_line(_object(rule, what), what)
+        if rule.get("allow") is True:
+            if everything:
+                allow_all, allowed = True, []
+            elif line not in allowed:
+                allowed.append(line)
+        elif everything:
+            allow_all, allowed = False, []
+        elif allow_all:
+            raise InvalidParameter(f"{what}: denying {line!r} after allowing every device is not supported")
+        else:
+            allowed = [a for a in allowed if a != line]
+    if allow_all:
+        return ALLOW_ALL_DEVICES
+    return DEFAULT_DEVICE_RULES + tuple(a for a in allowed if a not in DEFAULT_DEVICE_RULES)
+
+
+def _device_line(rule: Mapping[str, Any], what: str) -> tuple[str, bool]:
+    """(v1 line, whether it names every device with every access)."""
+    kind = rule.get("type") or "a"
+    if kind not in ("a", "b", "c"):
+        raise InvalidParameter(f"{what}.type: {kind!r} is not a, b or c")
+    numbers = []
+    for key in ("major", "minor"):
+        value = rule.get(key)
+        if value is None or value == -1:
+            numbers.append("*")
+        elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            numbers.append(str(value))
+        else:
+            raise InvalidParameter(f"{what}.{key}: {value!r} is not a device number")
+    access = rule.get("access")
+    if access is None or access == "":
+        access = "rwm"
+    if not isinstance(access, str) or not set(access) <= set("rwm"):
+        raise InvalidParameter(f"{what}.access: {access!r} is not made of r, w and m")
+    access = "".join(c for c in "rwm" if c in access)
+    everything = kind == "a" and numbers == ["*", "*"] and access == "rwm"
+    return f"{kind} {numbers[0]}:{numbers[1]} {access}", everything
+
+
+def _object(value: Any, what: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidParameter(f"{what}: {value!r} is not an object")
+    return value
+
+
+def _int(obj: Mapping[str, Any], key: str, section: str) -> int | None:
+    """An integer field; 0 (or absent) is unset."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidParameter(f"linux.resources.{section}.{key}: {value!r} is not an integer")
+    return value or None
+
+
+def _positive(obj: Mapping[str, Any], key: str, section: str) -> int | None:
+    value = _int(obj, key, section)
+    if value is not None and value < 0:
+        raise InvalidParameter(f"linux.resources.{section}.{key}: {value} is negative")
+    return value
+
+
+def _str(obj: Mapping[str, Any], key: str, section: str) -> str | None:
+    value = obj.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidParameter(f"linux.resources.{section}.{key}: {value!r} is not a string")
+    return value
