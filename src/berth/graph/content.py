@@ -80,11 +80,16 @@ class ContentStore:
         return digest
 
     @contextmanager
-    def ingest(self) -> Iterator[BlobWriter]:
+    def ingest(self, hashed_by_caller: bool = False, durable: bool = True) -> Iterator[BlobWriter]:
         """A writer for a blob whose digest is known only at the end; ``commit(digest)`` it,
-        or leave the block (by an exception or without committing) and nothing remains."""
+        or leave the block (by an exception or without committing) and nothing remains.
+
+        ``hashed_by_caller``: the caller hashes the very bytes it writes (a layer's tar, hashed
+        for its diff id on the way) and ``commit`` takes its digest as is, so the data is not
+        hashed twice. ``durable=False`` skips the fsync: for a layer's tar, whose unpacked files
+        are not fsynced either (neither are Docker's), so a sync would buy no durability."""
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.dir)
-        writer = BlobWriter(os.fdopen(fd, "wb"), Path(tmp), self)
+        writer = BlobWriter(os.fdopen(fd, "wb", buffering=1 << 20), Path(tmp), self, not hashed_by_caller, durable)
         try:
             yield writer
         finally:
@@ -119,16 +124,19 @@ class ContentStore:
 class BlobWriter:
     """The open temp file of :meth:`ContentStore.ingest`; counts and hashes what is written."""
 
-    def __init__(self, file: BinaryIO, tmp: Path, store: ContentStore) -> None:
+    def __init__(self, file: BinaryIO, tmp: Path, store: ContentStore, hashing: bool = True,
+                 durable: bool = True) -> None:
         self._file = file
         self._tmp = tmp
         self._store = store
-        self._sha = hashlib.sha256()
+        self._sha = hashlib.sha256() if hashing else None
+        self._durable = durable
         self.size = 0
         self.committed = False
 
     def write(self, data: bytes) -> int:
-        self._sha.update(data)
+        if self._sha is not None:
+            self._sha.update(data)
         self.size += len(data)
         return self._file.write(data)
 
@@ -136,15 +144,23 @@ class BlobWriter:
         self._file.flush()
 
     def commit(self, expected: str | None = None) -> str:
-        """fsync and move into place; ``expected`` must match what was written."""
-        digest = "sha256:" + self._sha.hexdigest()
+        """fsync and move into place; ``expected`` must match what was written (without our
+        own hash, ``expected`` is the caller's digest of the same bytes and is taken as is)."""
+        if self._sha is None:
+            if expected is None:
+                raise SystemFailure("commit blob: a writer that does not hash needs the caller's digest")
+            digest = expected
+        else:
+            digest = "sha256:" + self._sha.hexdigest()
         if expected is not None and expected != digest:
             raise InvalidParameter(f"write blob {expected}: content digest is {digest}")
         self._file.flush()
-        os.fsync(self._file.fileno())
+        if self._durable:
+            os.fsync(self._file.fileno())
         self._file.close()
         os.rename(self._tmp, self._store.path(digest))
-        _fsync_dir(self._store.dir)
+        if self._durable:
+            _fsync_dir(self._store.dir)
         self.committed = True
         return digest
 

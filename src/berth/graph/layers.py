@@ -72,8 +72,9 @@ def apply_into(
     budget: UnpackBudget | None = None,
 ) -> PendingLayer:
     """Apply ``stream`` into the existing (empty) driver layer ``cache_id``, keeping the tar as
-    a blob; on failure the blob is gone and the caller removes the layer dir."""
-    with content.ingest() as blob:
+    a blob; on failure the blob is gone and the caller removes the layer dir. The archive code
+    hashes the tar for its diff id, so the blob writer does not hash it again."""
+    with content.ingest(hashed_by_caller=True, durable=False) as blob:
         try:
             applied = driver.apply_diff(cache_id, stream, budget.counting(blob) if budget else blob)
             blob.commit(applied.diff_id)
