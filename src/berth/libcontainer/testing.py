@@ -25,6 +25,7 @@ from typing import Any
 
 from berth.libcontainer import kernel
 from berth.libcontainer.capabilities import DEFAULT_CAPS
+from berth.libcontainer.defaultmounts import default_mounts
 from berth.libcontainer.spec import MASKED_PATHS, READONLY_PATHS
 
 BUSYBOX = "/bin/busybox"
@@ -93,44 +94,8 @@ def docker_like_spec(
             "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 1024}],
             "noNewPrivileges": False,
         },
-        "mounts": [
-            {
-                "destination": "/proc",
-                "type": "proc",
-                "source": "proc",
-                "options": ["nosuid", "noexec", "nodev"],
-            },
-            {
-                "destination": "/dev",
-                "type": "tmpfs",
-                "source": "tmpfs",
-                "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
-            },
-            {
-                "destination": "/dev/pts",
-                "type": "devpts",
-                "source": "devpts",
-                "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
-            },
-            {
-                "destination": "/sys",
-                "type": "sysfs",
-                "source": "sysfs",
-                "options": ["nosuid", "noexec", "nodev", "ro"],
-            },
-            {
-                "destination": "/dev/mqueue",
-                "type": "mqueue",
-                "source": "mqueue",
-                "options": ["nosuid", "noexec", "nodev"],
-            },
-            {
-                "destination": "/dev/shm",
-                "type": "tmpfs",
-                "source": "shm",
-                "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"],
-            },
-        ],
+        # the daemon's table, without the cgroup mount (these tests join no cgroup by default)
+        "mounts": default_mounts(cgroup=False),
         "linux": {
             "namespaces": namespaces,
             "maskedPaths": list(MASKED_PATHS),

@@ -25,6 +25,7 @@ from berth.errors import InvalidParameter
 from berth.libcontainer import seccompprofile
 from berth.libcontainer.capabilities import DEFAULT_CAPS
 from berth.libcontainer.capabilities import NAMES as CAP_NAMES
+from berth.libcontainer.defaultmounts import DEFAULT_SHM_SIZE, default_mounts  # re-exported
 from berth.libcontainer.spec import MASKED_PATHS, READONLY_PATHS  # re-exported: the spec defaults
 
 if TYPE_CHECKING:
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 OCI_VERSION = "1.0.2"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CPU_PERIOD = 100_000  # microseconds; --cpus N becomes quota N * period
-DEFAULT_SHM_SIZE = 64 << 20
 
 # DEFAULT_CAPS (Docker's default set) comes from berth.libcontainer.capabilities, the one list;
 # ALL_CAPS (--privileged, --cap-add ALL) is it, then every other name in capability-number order.
@@ -293,47 +293,7 @@ def _validate(inp: SpecInput) -> None:
 
 
 def _mounts(inp: SpecInput) -> list[dict[str, Any]]:
-    sys_opts = ["nosuid", "noexec", "nodev"] + ([] if inp.privileged else ["ro"])
-    mounts: list[dict[str, Any]] = [
-        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
-        {
-            "destination": "/dev",
-            "type": "tmpfs",
-            "source": "tmpfs",
-            "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
-        },
-        {
-            "destination": "/dev/pts",
-            "type": "devpts",
-            "source": "devpts",
-            "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
-        },
-        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": sys_opts},
-    ]
-    if inp.mount_cgroups:
-        mounts.append(
-            {
-                "destination": "/sys/fs/cgroup",
-                "type": "cgroup",
-                "source": "cgroup",
-                # --privileged: writable, as Docker's writable-cgroups default for it
-                "options": ([] if inp.privileged else ["ro"]) + ["nosuid", "noexec", "nodev"],
-            }
-        )
-    mounts += [
-        {
-            "destination": "/dev/mqueue",
-            "type": "mqueue",
-            "source": "mqueue",
-            "options": ["nosuid", "noexec", "nodev"],
-        },
-        {
-            "destination": "/dev/shm",
-            "type": "tmpfs",
-            "source": "shm",
-            "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={inp.shm_size}"],
-        },
-    ]
+    mounts = default_mounts(inp.shm_size, inp.privileged, cgroup=inp.mount_cgroups)
     for dest, src in (
         ("/etc/resolv.conf", inp.resolv_conf_path),
         ("/etc/hostname", inp.hostname_path),
