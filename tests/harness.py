@@ -613,6 +613,117 @@ class Daemon:
         return "; ".join(out)
 
 
+# --- networks of test daemons -------------------------------------------------------------------
+#
+# Every berthd the harness starts gets its own default bridge (bh<tag>) and subnet, and a pool of
+# its own for user networks, so daemons side by side never collide and nothing overlaps the
+# host's routes. Default bridges come from 10.200.0.0/14, chosen under a lock and recorded in the
+# daemon's private dir (`subnet`), skipping what live dirs recorded and what the host routes;
+# user networks come from 10.204.0.0/14, which berthd itself shares out under its host-wide lock.
+
+SUBNET_LOCK = Path("/tmp/berth-harness-subnets.lock")
+BRIDGE_SUBNETS = "10.200.0.0/14"
+USER_POOL = "base=10.204.0.0/14,size=24"
+
+
+def host_ipv4_networks() -> list[Any]:
+    """Routes and addresses the host has (every table), as ipaddress networks."""
+    import ipaddress
+
+    nets = []
+    for argv in (["ip", "-4", "route", "show", "table", "all"], ["ip", "-4", "-o", "addr", "show"]):
+        r = subprocess.run(argv, capture_output=True, text=True)
+        for line in r.stdout.splitlines():
+            words = line.split()
+            for w in words[:4] if argv[2] == "route" else words[3:4]:
+                try:
+                    net = ipaddress.ip_network(w, strict=False)
+                except ValueError:
+                    continue
+                if net.prefixlen > 0 and not net.is_loopback:
+                    nets.append(net)
+                break
+    return nets
+
+
+def reserve_subnet(root: Path, tag: str) -> str:
+    """A /24 for the daemon at `root` (its gateway address with prefix, for --bip)."""
+    import hashlib
+    import ipaddress
+
+    space = list(ipaddress.ip_network(BRIDGE_SUBNETS).subnets(new_prefix=24))
+    start = int(hashlib.sha256(tag.encode()).hexdigest(), 16) % len(space)
+    with open(SUBNET_LOCK, "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        taken = set()
+        for f in Path("/tmp").glob("b[hb]-*/subnet"):
+            with contextlib.suppress(OSError, ValueError):
+                taken.add(ipaddress.ip_network(f.read_text().strip(), strict=False))
+        host = host_ipv4_networks()
+        for i in range(len(space)):
+            net = space[(start + i) % len(space)]
+            if net in taken or any(net.overlaps(h) for h in host):
+                continue
+            (root / "subnet").write_text(f"{net}\n")
+            return f"{net.network_address + 1}/24"
+    raise DaemonError("no free /24 left in " + BRIDGE_SUBNETS)
+
+
+def nft_table_name(data_root: Path) -> str:
+    """berthd's nftables table for a data root (berth.drivers.network.config.daemon_tag)."""
+    import hashlib
+
+    return "berth-" + hashlib.sha256(str(data_root).encode()).hexdigest()[:8]
+
+
+def link_exists(name: str) -> bool:
+    return Path(f"/sys/class/net/{name}").exists()
+
+
+def delete_link(name: str) -> None:
+    subprocess.run(["ip", "link", "delete", name], capture_output=True)
+
+
+def bridge_ports(bridge: str) -> list[str]:
+    d = Path(f"/sys/class/net/{bridge}/brif")
+    return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
+
+
+def nft_tables_named(name: str) -> list[str]:
+    """`family name` of every nftables table called `name`."""
+    r = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True)
+    out = []
+    for line in r.stdout.splitlines():
+        words = line.split()
+        if len(words) == 3 and words[0] == "table" and words[2] == name:
+            out.append(f"{words[1]} {words[2]}")
+    return out
+
+
+def user_bridges(data_root: Path) -> list[str]:
+    """Bridges of a daemon's user networks (br-<id12>), from its database (read-only)."""
+    import sqlite3
+
+    db = data_root / "berth.db"
+    if not db.exists():
+        return []
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            rows = conn.execute("SELECT data FROM networks").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return []
+    out = []
+    for (data,) in rows:
+        with contextlib.suppress(ValueError):
+            bridge = json.loads(data).get("bridge") or ""
+            if bridge:
+                out.append(bridge)
+    return out
+
+
 @dataclass
 class Berthd(Daemon):
     """berthd from <repo>/.venv/bin on private roots."""
@@ -622,13 +733,34 @@ class Berthd(Daemon):
     tcp_port: int | None = None
     tls: TLSConfig | None = None
     executable: Path = BERTHD
+    bridge: str = ""  # the default bridge's name, bh<tag>
+    bip: str = ""  # its address, 10.2xx.y.1/24
+    ip_forward: bool = False  # tests never let the host forward to the outside
 
     @classmethod
     def create(cls, prefix: str = "bh-", **kwargs: Any) -> Berthd:
         root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
         tag = root_tag(root, prefix)
         kwargs.setdefault("cgroup_parent", f"berth-h-{tag}")
+        kwargs.setdefault("bridge", f"bh{tag}"[:15])
+        if not kwargs.get("bip"):
+            kwargs["bip"] = reserve_subnet(root, tag)
         return cls(root=root, **kwargs)
+
+    @property
+    def nft_table(self) -> str:
+        return nft_table_name(self.data_root)
+
+    @property
+    def subnet(self) -> str:
+        """The default bridge's subnet (CIDR)."""
+        import ipaddress
+
+        return str(ipaddress.ip_interface(self.bip).network)
+
+    @property
+    def gateway(self) -> str:
+        return self.bip.partition("/")[0]
 
     @property
     def tcp_host(self) -> str | None:
@@ -659,11 +791,47 @@ class Berthd(Daemon):
         ]  # fmt: skip
         if self.cgroup_parent:
             argv += ["--cgroup-parent", self.cgroup_parent]
+        if self.bridge:
+            # -p/-P without an address publish on 127.0.0.1 only: tests open nothing to the outside
+            argv += ["--bridge", self.bridge, "--bip", self.bip, "--default-address-pool", USER_POOL, "--ip", "127.0.0.1"]
+        if not self.ip_forward:
+            argv += ["--ip-forward=false"]
         if self.tcp_port:
             argv += ["-H", f"tcp://127.0.0.1:{self.tcp_port}"]
             if self.tls is not None:
                 argv += self.tls.daemon_args()
         return argv + list(self.extra_args)
+
+    def teardown(self, keep_root: bool = False) -> list[str]:
+        if self.torn_down:
+            return []
+        bridges = [b for b in [self.bridge, *user_bridges(self.data_root)] if b]
+        problems = super().teardown(keep_root=True)
+        problems += self.network_leaks(bridges)
+        if not keep_root:
+            shutil.rmtree(self.root, ignore_errors=True)
+            if self.root.exists():
+                problems.append(f"could not remove {self.root}")
+        return problems
+
+    def network_leaks(self, bridges: list[str]) -> list[str]:
+        """Bridges, their veths and nftables tables the stopped daemon left; removes them."""
+        problems = []
+        for bridge in bridges:
+            if link_exists(bridge):
+                ports = bridge_ports(bridge)
+                problems.append(f"bridge {bridge} left behind" + (f" with ports {', '.join(ports)}" if ports else ""))
+                for port in ports:
+                    delete_link(port)
+                delete_link(bridge)
+        for table in nft_tables_named(self.nft_table):
+            problems.append(f"nftables table {table} left behind")
+            subprocess.run(["nft", "delete", "table", *table.split()], capture_output=True)
+        netns_dir = self.exec_root / "netns"
+        if netns_dir.is_dir():
+            for f in netns_dir.iterdir():
+                problems.append(f"network namespace file {f} left behind")
+        return problems
 
     def wait_ready(self, timeout: float | None = None) -> float:
         took = super().wait_ready(timeout)

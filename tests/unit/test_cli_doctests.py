@@ -22,6 +22,12 @@ MODULES = [
     "berth.client.stdcopy",
     "berth.client.jsonstream",
     "berth.client.status",
+    "berth.drivers.network.model",
+    "berth.drivers.network.subnets",
+    "berth.drivers.network.ipam",
+    "berth.drivers.network.ports",
+    "berth.drivers.network.files",
+    "berth.drivers.network.firewall",
 ]
 
 

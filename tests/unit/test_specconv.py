@@ -51,8 +51,9 @@ def test_host_config_knobs() -> None:
         WorkingDir="/srv",
         Hostname="h",
     )
-    inp = spec_input(c, "/r", (1000, 1000, [50]), "p")
-    assert inp.network == "host" and inp.hosts_path is None and inp.hostname == "h" and inp.cwd == "/srv"
+    inp = spec_input(c, "/r", (1000, 1000, [50]), "p", netns="host")
+    # host mode: no network namespace; /etc/hosts is the network driver's copy of the host's
+    assert inp.network == "host" and inp.hosts_path.endswith("/hosts") and inp.hostname == "h" and inp.cwd == "/srv"
     assert (inp.uid, inp.gid, inp.additional_gids) == (1000, 1000, (50,))
     assert inp.privileged and inp.cap_add == ("NET_ADMIN",) and inp.no_new_privileges and inp.pid_host
     assert inp.rlimits == (("nofile", 512, 1024),) and inp.sysctls == (("net.ipv4.ip_forward", "1"),)

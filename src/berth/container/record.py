@@ -124,6 +124,8 @@ class Container:
     restart_count: int = 0
     exec_ids: list[str] = field(default_factory=list)
     mounts: list[dict[str, Any]] = field(default_factory=list)  # Docker's Mounts[] (inspect, ps)
+    # network name -> the EndpointSettings asked for (aliases, IPAMConfig, MacAddress, NetworkID)
+    networks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def tty(self) -> bool:

@@ -46,6 +46,19 @@ class DaemonConfig:
     init: bool = False  # run every container with the init unless it says otherwise
     init_path: str = ""  # the init binary (default: berth-init beside berthd)
     max_import_size: int | None = None  # decompressed bytes one import/load/pull may read; 0: no limit; None: the graph's default
+    # the network driver (dockerd's flag names)
+    bridge: str = "berth0"
+    bip: str = ""
+    fixed_cidr: str = ""
+    mtu: int = 1500
+    default_address_pools: list[str] = field(default_factory=list)
+    ip_forward: bool = True
+    ip_masq: bool = True
+    icc: bool = True
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_opts: list[str] = field(default_factory=list)
+    ip: str = ""  # default host address of published ports ("" = every address)
 
     @property
     def socket(self) -> Path:
@@ -79,7 +92,33 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--init-path", help="the init binary (default: berth-init beside berthd)")
     p.add_argument("--max-import-size", help="the most bytes one import, load or pull may unpack "
                    "(decompressed; 512m, 64g; 0 for no limit; default 64g)")
+    net = p.add_argument_group("networking")
+    net.add_argument("-b", "--bridge", help="the default bridge's name (default berth0; none: no default bridge)")
+    net.add_argument("--bip", help="the default bridge's address with its prefix, e.g. 10.20.0.1/24")
+    net.add_argument("--fixed-cidr", help="the default bridge's containers get addresses from this range")
+    net.add_argument("--mtu", type=int, help="MTU of the default bridge and its containers (default 1500)")
+    net.add_argument("--default-address-pool", action="append", dest="default_address_pools",
+                     help="base=CIDR,size=N: where subnets of new networks are taken from")
+    for name, what in (("ip-forward", "set net.ipv4.ip_forward when a container needs it (false: "
+                                      "containers reach nothing outside their bridges)"),
+                       ("ip-masq", "masquerade containers' outgoing traffic"),
+                       ("icc", "let containers on the default bridge talk to each other")):
+        net.add_argument(f"--{name}", type=_flag_bool, nargs="?", const=True, dest=name.replace("-", "_"),
+                         help=f"{what} (default true)")
+    net.add_argument("--ip", help="default host address of published ports (default 0.0.0.0: every address)")
+    net.add_argument("--dns", action="append", help="default DNS server of every container")
+    net.add_argument("--dns-search", action="append", help="default DNS search domain of every container")
+    net.add_argument("--dns-opt", action="append", dest="dns_opts", help="default DNS option of every container")
     return p
+
+
+def _flag_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean value {text!r}")
 
 
 FILE_KEYS = {
@@ -89,6 +128,10 @@ FILE_KEYS = {
     "insecure-tcp": "insecure_tcp", "insecure-registries": "insecure_registries",
     "registry-mirrors": "registry_mirrors", "max-concurrent-downloads": "max_concurrent_downloads",
     "max-concurrent-uploads": "max_concurrent_uploads", "init": "init", "init-path": "init_path", "max-import-size": "max_import_size",
+    "bridge": "bridge", "bip": "bip",
+    "fixed-cidr": "fixed_cidr", "mtu": "mtu", "default-address-pools": "default_address_pools",
+    "ip-forward": "ip_forward", "ip-masq": "ip_masq", "icc": "icc", "dns": "dns", "dns-search": "dns_search",
+    "dns-opts": "dns_opts", "ip": "ip",
 }
 
 
@@ -111,6 +154,7 @@ def parse_args(argv: list[str]) -> DaemonConfig:
     for key in ("max_concurrent_downloads", "max_concurrent_uploads"):
         if not isinstance(getattr(cfg, key), int) or getattr(cfg, key) < 1:
             raise InvalidParameter(f"{key.replace('_', '-')} must be a positive integer")
+    _check_network(cfg)
     if cfg.tlsverify:
         cfg.tls = True
     if cfg.tls and not (cfg.tlscert and cfg.tlskey):
@@ -137,6 +181,31 @@ def parse_size(value: object, what: str) -> int:
     if match is None:
         raise InvalidParameter(f"{what}: invalid size {value!r} (want bytes, or a number with k, m, g or t)")
     return int(match.group(1)) * 1024 ** " kmgt".index(match.group(2) or " ")
+def _check_network(cfg: DaemonConfig) -> None:
+    import ipaddress
+
+    cfg.default_address_pools = [
+        f"base={p['base']},size={p.get('size', '')}" if isinstance(p, dict) else str(p)
+        for p in cfg.default_address_pools
+    ]
+    if not cfg.bridge or len(cfg.bridge) > 15 or "/" in cfg.bridge or cfg.bridge.strip() != cfg.bridge:
+        raise InvalidParameter(f"invalid bridge name {cfg.bridge!r}: 1 to 15 characters, no '/' or blanks")
+    for key in ("bip", "fixed_cidr"):
+        value = getattr(cfg, key)
+        if value:
+            try:
+                ipaddress.IPv4Interface(value)
+            except ValueError as exc:
+                raise InvalidParameter(f"invalid --{key.replace('_', '-')} {value!r}: {exc}") from exc
+    if cfg.ip:
+        try:
+            ipaddress.IPv4Address(cfg.ip)
+        except ValueError as exc:
+            raise InvalidParameter(f"invalid --ip {cfg.ip!r}: {exc}") from exc
+        if cfg.ip == "0.0.0.0":
+            cfg.ip = ""
+    if not 68 <= cfg.mtu <= 65535:
+        raise InvalidParameter(f"invalid --mtu {cfg.mtu}: must be 68..65535")
 
 
 def _read_file(path: Path) -> dict[str, object]:

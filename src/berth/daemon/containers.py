@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from berth.container.record import Container, now_rfc3339, parse_rfc3339
-from berth.daemon import createchecks, createconfig, mountspec, networks, platforms, storageopt, volumes
+from berth.daemon import createchecks, createconfig, mountspec, netsettings, networks, platforms, storageopt, volumes
 from berth.daemon.failures import translate
 from berth.daemon.faults import crash_point
 from berth.daemon.names import random_name
@@ -74,6 +74,8 @@ async def create(d: Daemon, job: Job) -> dict[str, Any]:
     config, host = createconfig.merge(body, image_config)
     _check_links(d, host)
     storageopt.check(host.get("StorageOpt"), d.storage_driver, d.cfg.data_root)
+    networks = netsettings.endpoint_configs(body, host, d.network.find)
+    netsettings.check_create(d, body, config, host)
     plan = mountspec.plan(host.get("Binds"), host.get("Mounts"), config.get("Volumes"), host.get("Tmpfs"))
     if any(m.subpath for m in plan) and tuple(job.args.get("api_version") or (1, 45)) < (1, 45):
         raise InvalidParameter("VolumeOptions.Subpath needs API v1.45 or newer")
@@ -93,6 +95,7 @@ async def create(d: Daemon, job: Job) -> dict[str, Any]:
     c = Container(
         id=cid, name=name, created=now_rfc3339(), image=body["Image"], image_id=image_id,
         path=entry[0], args=entry[1:], config=config, host_config=host, driver=d.storage_driver, dir=str(cdir),
+        networks=networks,
     )
     # Order matters for crash safety: the container dir first (a leftover dir without a record
     # is cleaned at start-up), then the rw layer, then the record in one transaction.
@@ -183,7 +186,8 @@ async def list_(d: Daemon, job: Job) -> list[dict[str, Any]]:
         if not all(matches_filter(c, k, v, d) for k, v in filters.items()):
             continue
         row = c.summary(c.image)
-        networks.fill_ids(d, row["NetworkSettings"]["Networks"])
+        row["Ports"] = netsettings.summary_ports(c, d.network)
+        row["NetworkSettings"] = {"Networks": netsettings.networks_view(c, d.network)}
         if job.args.get("size"):
             row["SizeRw"] = await asyncio.to_thread(d.graph.rw_size, c.id)
             row["SizeRootFs"] = row["SizeRw"] + (await asyncio.to_thread(d.graph.inspect, c.image_id)).get("Size", 0)
@@ -196,7 +200,7 @@ async def list_(d: Daemon, job: Job) -> list[dict[str, Any]]:
 async def inspect(d: Daemon, job: Job) -> dict[str, Any]:
     c = d.find(job.args["id"])
     data = c.inspect()
-    networks.fill_ids(d, data["NetworkSettings"]["Networks"])
+    data["NetworkSettings"] = netsettings.network_settings(c, d.network)
     data["GraphDriver"]["Data"] = await asyncio.to_thread(d.graph.rw_metadata, c.id)
     if job.args.get("size"):
         data["SizeRw"] = await asyncio.to_thread(d.graph.rw_size, c.id)

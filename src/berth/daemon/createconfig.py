@@ -116,11 +116,7 @@ def merge(body: dict[str, Any], image: dict[str, Any]) -> tuple[dict[str, Any], 
         from berth.container.logs import log_options
 
         log_options(host["LogConfig"]["Config"])  # dockerd checks --log-opt at create
-    mode = host.get("NetworkMode") or "default"
-    if mode not in ("default", "bridge", "none", "host"):
-        raise InvalidParameter(
-            f"network {mode} not found" if not mode.startswith("container:") else "container network mode is not supported yet"
-        )
+    host["NetworkMode"] = host.get("NetworkMode") or "default"  # the network itself is checked by the daemon
     host["Runtime"] = runtimes.check(host.get("Runtime"))
     if not host.get("Privileged"):  # Docker records its defaults; privileged gets none at start
         host.setdefault("MaskedPaths", list(MASKED_PATHS))

@@ -28,7 +28,6 @@ from berth.daemon.config import DaemonConfig
 from berth.daemon.failures import is_disk_full, translate
 from berth.daemon.live import Session
 from berth.daemon.modes import PRIVATE_DIR, secure_data_root
-from berth.daemon.networkstore import NetworkStore
 from berth.daemon.reserve import Reserve
 from berth.daemon.store import ContainerStore
 from berth.daemon.volumestore import VolumeStore
@@ -57,11 +56,11 @@ class Daemon:
         self.store: ContainerStore
         self.reserve = Reserve(cfg.data_root / "reserved-space")
         self.volumes: VolumeStore
-        self.networks: NetworkStore
         self.volume_claims: dict[str, set[str]] = {}  # volume name -> ids of creates under way
         self.volume_locks: dict[str, asyncio.Lock] = {}  # volume name -> its copy-up
         self.graph: Any
         self.driver: Any
+        self.network: Any  # berth.drivers.network.driver.NetworkDriver
         self.storage_driver = ""
 
     # -- start-up and shutdown -------------------------------------------------------------
@@ -86,7 +85,6 @@ class Daemon:
         def open_stores() -> None:
             self.store = ContainerStore(cfg.data_root / "berth.db")
             self.volumes = VolumeStore(cfg.data_root)
-            self.networks = NetworkStore(cfg.data_root / "berth.db")
             gdriver = new_driver(cfg.storage_driver, cfg.data_root)
             self.storage_driver = getattr(gdriver, "name", cfg.storage_driver or "overlay2")
             limit = DEFAULT_MAX_IMPORT_SIZE if cfg.max_import_size is None else cfg.max_import_size
@@ -104,10 +102,13 @@ class Daemon:
         from berth.daemon.registry import prune_partials
 
         await asyncio.to_thread(prune_partials, cfg.data_root)
+        self.network = new_network_driver(cfg)
+        await self.network.startup()
         await forkserver
         await warm
         self._register()
         await self._restore()
+        await self.network.reconcile(c.id for c in self.containers.values() if c.state.running)
 
     async def shutdown(self) -> None:
         self._flush_unsaved()
@@ -117,9 +118,9 @@ class Daemon:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.driver.shutdown()
+        await self.network.shutdown()
         self.store.close()
         self.volumes.close()
-        self.networks.close()
 
     async def _restore(self) -> None:
         """Reconnect to containers that kept running while we were away; settle the rest.
@@ -297,6 +298,20 @@ class Daemon:
 
     def container_dir(self, cid: str) -> Path:
         return self.cfg.data_root / "containers" / cid
+
+
+def new_network_driver(cfg: DaemonConfig) -> Any:
+    from berth.drivers.network.config import NetworkConfig, daemon_tag
+    from berth.drivers.network.driver import NetworkDriver
+    from berth.drivers.network.subnets import parse_pools
+
+    ncfg = NetworkConfig(
+        tag=daemon_tag(cfg.data_root), exec_root=cfg.exec_root, bridge=cfg.bridge, bip=cfg.bip,
+        fixed_cidr=cfg.fixed_cidr, mtu=cfg.mtu, pools=parse_pools(cfg.default_address_pools),
+        ip_forward=cfg.ip_forward, ip_masq=cfg.ip_masq, icc=cfg.icc, dns=tuple(cfg.dns),
+        dns_search=tuple(cfg.dns_search), dns_options=tuple(cfg.dns_opts), host_ip=cfg.ip,
+    )  # fmt: skip
+    return NetworkDriver(ncfg, cfg.data_root / "berth.db")
 
 
 HandlerFn = Callable[[Daemon, Job], Awaitable[Any]]

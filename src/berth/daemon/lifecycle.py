@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from berth.container.logs import log_options
 from berth.container.record import Container
+from berth.daemon import netsettings
 from berth.daemon.faults import crash_point
 from berth.daemon.users import resolve_user
 from berth.daemon.volumes import make_bind_sources, subpath_sources
@@ -64,6 +65,17 @@ def parse_signal(text: str, default: int = signals.SIGKILL) -> int:
 
 
 async def _spawn(d: Daemon, c: Container) -> Any:
+    # The network namespace is made (and wired) by the network driver before the container:
+    # the spec joins it by path. Whatever fails after that releases it again.
+    attached = await d.network.attach(netsettings.attach_request(c, d))
+    try:
+        return await _spawn_in(d, c, attached.netns)
+    except BaseException:
+        await d.network.release(c.id)
+        raise
+
+
+async def _spawn_in(d: Daemon, c: Container, netns: str) -> Any:
     from berth.daemon.specconv import spec_input
     from berth.drivers.exec.model import CreateRequest
     from berth.drivers.exec.spec import build_spec
@@ -88,7 +100,7 @@ async def _spawn(d: Daemon, c: Container) -> Any:
         if init is None:
             raise ContainerStartError("--init: no init binary: install berth-init (scripts/setup.sh) or set --init-path")
     try:
-        inp = spec_input(c, str(rootfs), (uid, gid, groups), d.cfg.cgroup_parent, tuple(devices), sources, init)
+        inp = spec_input(c, str(rootfs), (uid, gid, groups), d.cfg.cgroup_parent, tuple(devices), sources, init, netns)
         spec = build_spec(inp)
     except ContainerStartError:
         raise
@@ -160,6 +172,7 @@ async def _start_locked(d: Daemon, c: Container) -> None:
         # monitor kills the init when the daemon lets go
         c.state = before
         await handle.close()
+        await d.network.release(c.id)
         raise
     crash_point("start.after-save")
     await session.started(handle)
@@ -250,6 +263,12 @@ async def _settle_locked(d: Daemon, c: Container, status: Any) -> None:
     c.exec_ids = [eid for eid in c.exec_ids if eid in d.execs]
     d.persist(c)
     crash_point("exit.after-save")
+    # The network goes before anyone waiting for the stop hears of it (a stopped container has
+    # no address, ports or namespace); releasing is cheap: the kernel deletes the veth later.
+    try:
+        await d.network.release(c.id)
+    except (BerthError, OSError) as exc:
+        log.error("release the network of container %s: %s", c.id[:12], exc)
     session = d.sessions.get(c.id)
     if session is not None:
         session.finish_run()

@@ -1,17 +1,17 @@
 """Network jobs: list (with Docker's filters), inspect, create, remove, prune, connect, disconnect.
 
-Until the network driver lands there are only the pre-defined ``none``, ``host`` and ``bridge``
-networks (``networkstore``). They answer as a dockerd's do: listed and inspected with Docker's
-fields, refused for removal with a 403. Creating a network, or connecting a container to one,
-needs a driver berth does not have yet: that is a 501 naming the driver (docs/decisions.md).
+The network driver (``d.network``, :mod:`berth.drivers.network.driver`) owns the networks and
+the running containers' endpoints; these handlers check requests as dockerd does, keep each
+container record's ``Networks`` (what it asked for) in step, and publish the network events.
 """
 
 from __future__ import annotations
 
-import copy
 import re
 from typing import TYPE_CHECKING, Any
 
+from berth.drivers.network.config import EndpointRequest
+from berth.drivers.network.model import Network
 from berth.engine import Job
 from berth.errors import Conflict, Forbidden, InvalidParameter, NotFound, Unavailable, Unimplemented
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon
 
 FILTERS = ("driver", "type", "name", "id", "label", "scope", "dangling")
+PREDEFINED = ("none", "host", "bridge")
 NOT_A_MANAGER = (
     'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect '
     "this node to swarm and try again."
@@ -33,19 +34,34 @@ def network_of(c: Container) -> str:
     return "bridge" if mode == "default" else mode
 
 
-def fill_ids(d: Daemon, endpoints: dict[str, Any]) -> None:
-    """A container's ``NetworkSettings.Networks``: each ``NetworkID`` is the network's id."""
-    for name, endpoint in endpoints.items():
-        endpoint["NetworkID"] = d.networks.id_of(name)
-
-
-def _containers(d: Daemon, name: str) -> dict[str, Any]:
-    """Docker's ``Containers`` of a network: its running containers' endpoints."""
+def _containers(d: Daemon, net: Network) -> dict[str, Any]:
+    """Docker's ``Containers`` of a network: the endpoints of its running containers."""
     out: dict[str, Any] = {}
+    if net.is_bridge:
+        for ep in sorted(d.network.endpoints_of(net.id), key=lambda e: e.container_name):
+            out[ep.container_id] = {
+                "Name": ep.container_name, "EndpointID": ep.id, "MacAddress": ep.mac,
+                "IPv4Address": f"{ep.ip}/{net.prefixlen}" if ep.ip else "", "IPv6Address": "",
+            }  # fmt: skip
+        return out
     for c in sorted(d.containers.values(), key=lambda c: c.created):
-        if c.state.running and network_of(c) == name:
+        if c.state.running and network_of(c) == net.name:
             out[c.id] = {"Name": c.name, "EndpointID": "", "MacAddress": "", "IPv4Address": "", "IPv6Address": ""}
     return out
+
+
+def view(d: Daemon, net: Network, containers: bool) -> dict[str, Any]:
+    """Docker's network object (``Containers`` only filled by inspect, as dockerd's list)."""
+    ipam_options = dict(net.ipam_options) if net.user_defined else None
+    return {
+        "Name": net.name, "Id": net.id, "Created": net.created, "Scope": "local", "Driver": net.driver,
+        "EnableIPv6": net.enable_ipv6,
+        "IPAM": {"Driver": "default", "Options": ipam_options, "Config": net.ipam_config()},
+        "Internal": net.internal, "Attachable": net.attachable, "Ingress": False,
+        "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
+        "Containers": _containers(d, net) if containers else {},
+        "Options": net.docker_options(), "Labels": dict(net.labels),
+    }  # fmt: skip
 
 
 def _regex_match(pattern: str, text: str) -> bool:
@@ -65,69 +81,69 @@ def _labels_match(labels: dict[str, str], wanted: list[str]) -> bool:
     return True
 
 
-def _filter(d: Daemon, nets: list[dict[str, Any]], filters: dict[str, list[str]]) -> list[dict[str, Any]]:
+def _in_use(d: Daemon, net: Network) -> bool:
+    return bool(d.network.endpoints_of(net.id)) or any(
+        net.name in c.networks or network_of(c) == net.name for c in d.containers.values()
+    )
+
+
+def _dangling(values: list[str]) -> bool | None:
+    out: bool | None = None
+    for value in values:
+        if value.lower() in _TRUE:
+            out = True
+        elif value.lower() in _FALSE:
+            out = False
+        else:
+            raise InvalidParameter(
+                "invalid value for filter 'dangling', must be \"true\" (or \"1\"), or \"false\" (or \"0\")"
+            )
+    return out
+
+
+def _filter(d: Daemon, nets: list[Network], filters: dict[str, list[str]]) -> list[Network]:
     for key in filters:
         if key not in FILTERS:
             raise InvalidParameter(f"Invalid filter '{key}'")
     for value in filters.get("type", []):
         if value not in ("builtin", "custom"):
             raise InvalidParameter(f"invalid filter: 'type'='{value}'")
-    dangling: bool | None = None
-    for value in filters.get("dangling", []):
-        if value.lower() in _TRUE:
-            dangling = True
-        elif value.lower() in _FALSE:
-            dangling = False
-        else:
-            raise InvalidParameter(
-                "invalid value for filter 'dangling', must be \"true\" (or \"1\"), or \"false\" (or \"0\")"
-            )
+    dangling = _dangling(filters.get("dangling", []))
     out = []
     for n in nets:
-        builtin = n["Name"] in ("none", "host", "bridge")
+        builtin = n.name in PREDEFINED
         checks = (
-            ("name", lambda vs, n=n: any(_regex_match(v, n["Name"]) for v in vs)),
-            ("id", lambda vs, n=n: any(_regex_match(v, n["Id"]) for v in vs)),
-            ("driver", lambda vs, n=n: n["Driver"] in vs),
-            ("scope", lambda vs, n=n: n["Scope"] in vs),
+            ("name", lambda vs, n=n: any(_regex_match(v, n.name) for v in vs)),
+            ("id", lambda vs, n=n: any(_regex_match(v, n.id) for v in vs)),
+            ("driver", lambda vs, n=n: n.driver in vs),
+            ("scope", lambda vs: "local" in vs),
             ("type", lambda vs, b=builtin: ("builtin" if b else "custom") in vs),
-            ("label", lambda vs, n=n: _labels_match(n.get("Labels") or {}, vs)),
+            ("label", lambda vs, n=n: _labels_match(n.labels, vs)),
         )
         if not all(check(filters[key]) for key, check in checks if filters.get(key)):
             continue
-        if dangling is not None:
-            used = builtin or bool(_containers(d, n["Name"]))
-            if used == dangling:
-                continue
+        if dangling is not None and (builtin or _in_use(d, n)) == dangling:
+            continue
         out.append(n)
     return out
 
 
-def _view(d: Daemon, n: dict[str, Any], containers: bool) -> dict[str, Any]:
-    view = copy.deepcopy(n)
-    view["Containers"] = _containers(d, n["Name"]) if containers else {}
-    # Docker's key order: Containers between ConfigOnly and Options.
-    ordered = {k: view[k] for k in view if k not in ("Containers", "Options", "Labels")}
-    ordered.update(Containers=view["Containers"], Options=view["Options"], Labels=view["Labels"])
-    return ordered
-
-
 async def list_(d: Daemon, job: Job) -> list[dict[str, Any]]:
-    nets = _filter(d, d.networks.all(), job.args.get("filters") or {})
-    return [_view(d, n, containers=False) for n in nets]
+    nets = _filter(d, list(d.network.networks.values()), job.args.get("filters") or {})
+    return [view(d, n, containers=False) for n in nets]
 
 
 async def inspect(d: Daemon, job: Job) -> dict[str, Any]:
     ref = job.args["id"]
-    n = d.networks.find(ref)
+    n = d.network.find(ref)
     scope = job.args.get("scope") or ""
-    if scope and scope != n["Scope"]:
+    if scope and scope != "local":
         raise NotFound(f"network {ref} not found")
-    return _view(d, n, containers=True)
+    return view(d, n, containers=True)
 
 
-def _predefined(name: str) -> bool:
-    return name in ("none", "host", "bridge")
+def _publish(d: Daemon, net: Network, action: str, extra: dict[str, str] | None = None) -> None:
+    d.engine.events.publish("network", action, net.id, {"name": net.name, "type": net.driver, **(extra or {})})
 
 
 async def create(d: Daemon, job: Job) -> dict[str, Any]:
@@ -135,49 +151,142 @@ async def create(d: Daemon, job: Job) -> dict[str, Any]:
     name = body.get("Name")
     if not isinstance(name, str):
         raise InvalidParameter("json: cannot unmarshal into Go struct field NetworkCreateRequest.Name of type string")
-    if _predefined(name):
+    if name in PREDEFINED:
         raise Forbidden(f"operation is not permitted on predefined {name} network ")
     if not name or not re.match(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$", name):
         raise InvalidParameter(f"invalid name: {name}")
-    if any(n["Name"] == name for n in d.networks.all()):
+    if any(n.name == name for n in d.network.networks.values()):
         raise Conflict(f"network with name {name} already exists")
     driver = body.get("Driver") or "bridge"
     if driver in ("host", "null"):
         raise Forbidden(f'only one instance of "{driver}" network is allowed')
     if driver == "overlay":
         raise Unavailable(NOT_A_MANAGER)
-    if driver in ("bridge", "macvlan", "ipvlan"):
-        raise Unimplemented(
-            f"create network {name}: the {driver} network driver is not available in berth yet "
-            "(only the pre-defined none, host and bridge networks exist)"
-        )
-    raise NotFound(f'plugin "{driver}" not found')
+    if driver in ("macvlan", "ipvlan"):
+        raise Unimplemented(f"create network {name}: the {driver} network driver is not available in berth")
+    if driver != "bridge":
+        raise NotFound(f'plugin "{driver}" not found')
+    ipam = body.get("IPAM") or {}
+    if (ipam.get("Driver") or "default") != "default":
+        raise NotFound(f'plugin "{ipam["Driver"]}" not found')
+    net = await d.network.create_network(
+        name=name,
+        options={str(k): str(v) for k, v in (body.get("Options") or {}).items()},
+        labels={str(k): str(v) for k, v in (body.get("Labels") or {}).items()},
+        internal=bool(body.get("Internal")),
+        attachable=bool(body.get("Attachable")),
+        ipam_configs=list(ipam.get("Config") or []),
+        ipam_options={str(k): str(v) for k, v in (ipam.get("Options") or {}).items()},
+        enable_ipv6=bool(body.get("EnableIPv6")),
+    )
+    _publish(d, net, "create")
+    return {"Id": net.id, "Warning": ""}
 
 
 async def remove(d: Daemon, job: Job) -> None:
-    n = d.networks.find(job.args["id"])
-    if _predefined(n["Name"]):
-        raise Forbidden(f"{n['Name']} is a pre-defined network and cannot be removed")
-    raise Unimplemented(f"remove network {n['Name']}: berth has no network driver for it")
+    n = d.network.find(job.args["id"])
+    if n.name in PREDEFINED:
+        raise Forbidden(f"{n.name} is a pre-defined network and cannot be removed")
+    if d.network.endpoints_of(n.id):
+        raise Forbidden(f"error while removing network: network {n.name} id {n.id} has active endpoints")
+    await d.network.remove_network(n.id)
+    _publish(d, n, "destroy")
 
 
 async def prune(d: Daemon, job: Job) -> dict[str, Any]:
-    # Only pre-defined networks exist, and they are never pruned.
-    for key in job.args.get("filters") or {}:
+    filters: dict[str, list[str]] = job.args.get("filters") or {}
+    for key in filters:
         if key not in ("label", "label!", "until"):
             raise InvalidParameter(f"Invalid filter '{key}'")
-    return {"NetworksDeleted": None}
+    deleted = []
+    for n in list(d.network.networks.values()):
+        if n.name in PREDEFINED or _in_use(d, n):
+            continue
+        if filters.get("label") and not _labels_match(n.labels, filters["label"]):
+            continue
+        if filters.get("label!") and _labels_match(n.labels, filters["label!"]):
+            continue
+        if filters.get("until") and not _before(n.created, filters["until"]):
+            continue
+        await d.network.remove_network(n.id)
+        _publish(d, n, "destroy")
+        deleted.append(n.name)
+    return {"NetworksDeleted": deleted or None}
+
+
+def _before(created: str, values: list[str]) -> bool:
+    from berth.container.record import parse_rfc3339
+
+    t = parse_rfc3339(created)
+    for v in values:
+        try:
+            limit = float(v)
+        except ValueError:
+            limit = parse_rfc3339(v)
+        if t >= limit:
+            return False
+    return True
+
+
+def _endpoint_settings(cfg: dict[str, Any], net: Network) -> dict[str, Any]:
+    ipam = cfg.get("IPAMConfig") or None
+    if ipam is not None:
+        ipam = {k: v for k, v in ipam.items() if k in ("IPv4Address", "IPv6Address", "LinkLocalIPs") and v} or None
+    return {
+        "IPAMConfig": ipam, "Links": cfg.get("Links") or None, "Aliases": list(cfg.get("Aliases") or []) or None,
+        "MacAddress": cfg.get("MacAddress") or "", "DriverOpts": cfg.get("DriverOpts") or None, "NetworkID": net.id,
+    }  # fmt: skip
 
 
 async def connect(d: Daemon, job: Job) -> None:
-    container = (job.args.get("body") or {}).get("Container") or ""
-    c = d.find(container)
-    n = d.networks.find(job.args["id"])
-    verb = "connect" if job.args["connect"] else "disconnect"
-    raise Unimplemented(
-        f"{verb} container {c.name} {'to' if verb == 'connect' else 'from'} network {n['Name']}: "
-        "berth cannot change a container's networks yet (no network driver)"
-    )
+    body = job.args.get("body") or {}
+    c = d.find(body.get("Container") or "")
+    net = d.network.find(job.args["id"])
+    if not job.args["connect"]:
+        await _disconnect(d, c, net, bool(body.get("Force")))
+        return
+    _check_mode(network_of(c), net)
+    if net.name in c.networks:
+        raise Forbidden(f"endpoint with name {c.name} already exists in network {net.name}")
+    cfg = _endpoint_settings(body.get("EndpointConfig") or {}, net)
+    want = (cfg.get("IPAMConfig") or {}).get("IPv4Address") or ""
+    if want and not net.user_defined:
+        raise InvalidParameter("user specified IP address is supported on user defined networks only")
+    if cfg.get("Aliases") and not net.user_defined:
+        raise InvalidParameter("network-scoped alias is supported only for containers in user defined networks")
+    if c.state.running:
+        await d.network.connect(
+            c.id, net, EndpointRequest(net.id, tuple(cfg.get("Aliases") or ()), want, "", cfg.get("MacAddress") or "")
+        )
+    c.networks[net.name] = cfg
+    d.save(c)
+    _publish(d, net, "connect", {"container": c.id})
+
+
+def _check_mode(mode: str, net: Network) -> None:
+    """dockerd's runconfig conflicts (400)."""
+    if mode.startswith("container:"):
+        raise InvalidParameter(
+            "container sharing network namespace with another container or host cannot be connected to any other network"
+        )
+    if "host" in (mode, net.driver):
+        raise InvalidParameter("container cannot be disconnected from host network or connected to host network")
+    if mode == "none" or net.driver == "null":
+        raise InvalidParameter(
+            "container cannot be connected to multiple networks with one of the networks in private (none) mode"
+        )
+
+
+async def _disconnect(d: Daemon, c: Container, net: Network, force: bool) -> None:
+    if "host" in (network_of(c), net.driver):
+        raise InvalidParameter("container cannot be disconnected from host network or connected to host network")
+    if net.name not in c.networks:
+        raise Forbidden(f"container {c.id} is not connected to network {net.name}")
+    if c.state.running:
+        await d.network.disconnect(c.id, net)
+    del c.networks[net.name]
+    d.save(c)
+    _publish(d, net, "disconnect", {"container": c.id})
 
 
 HANDLERS = {

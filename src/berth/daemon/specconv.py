@@ -89,14 +89,17 @@ def spec_input(
     host_devices: tuple[dict[str, Any], ...] = (),
     sources: dict[str, str] | None = None,
     init: Path | None = None,
+    netns: str = "none",
 ) -> SpecInput:
     """``sources`` replaces the host path of the mounts at those destinations (a volume's
-    resolved subpath); ``init``, when given, runs as PID 1 in front of the command (--init)."""
+    resolved subpath); ``init``, when given, runs as PID 1 in front of the command (--init).
+    ``netns``: "host", "none" (a fresh namespace) or the path of the namespace the network
+    driver made (or the one a ``container:`` network mode joins)."""
     host = c.host_config
     security = securityopt.parse(host.get("SecurityOpt"))
     privileged = bool(host.get("Privileged"))
     cdir = Path(c.dir)
-    host_network = (host.get("NetworkMode") or "default") == "host"
+    host_network = netns == "host"
     uid, gid, groups = user
     args: tuple[str, ...] = (c.path, *c.args)
     extra_mounts: tuple[dict[str, Any], ...] = ()
@@ -116,10 +119,8 @@ def spec_input(
         tty=c.tty,
         hostname=c.config.get("Hostname") or c.id[:12],
         domainname=c.config.get("Domainname") or "",
-        # Until the bridge driver lands, the default network is a namespace of its own with
-        # only `lo` in it, i.e. "none" (docs/decisions.md).
-        network="host" if host_network else "none",
-        hosts_path=None if host_network else str(cdir / "hosts"),
+        network=netns,
+        hosts_path=str(cdir / "hosts"),
         resolv_conf_path=str(cdir / "resolv.conf"),
         hostname_path=None if host_network else str(cdir / "hostname"),
         resources=resources(host),
