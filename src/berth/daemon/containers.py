@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from berth.container.record import Container, now_rfc3339, parse_rfc3339
-from berth.daemon import createchecks, createconfig, mountspec, netsettings, networks, platforms, storageopt, volumes
+from berth.daemon import (
+    createchecks,
+    createconfig,
+    mountspec,
+    netsettings,
+    platforms,
+    storageopt,
+    volumes,
+)
 from berth.daemon.failures import translate
 from berth.daemon.faults import crash_point
 from berth.daemon.names import random_name
