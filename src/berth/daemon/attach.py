@@ -136,7 +136,10 @@ async def _stream(d: Daemon, c: Container, job: Job, conn: Any, keys: bytes, att
                 d.publish(c, "detach")
                 return
             if end is StdinEnd.EOF and c.config.get("StdinOnce") and not c.tty:
-                await session.close_stdin()
+                try:
+                    await session.close_stdin()
+                except Conflict:
+                    pass  # the process is gone already: the end of its run ends the stream
                 continue  # `docker run -i`: the output goes on until the exit
             if end is StdinEnd.GONE:
                 continue
