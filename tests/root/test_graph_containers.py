@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from berth.accountfile import AccountFileError
 from berth.drivers.graph import new_driver, overlay_supported
 from berth.errors import Conflict, InvalidParameter, NotFound
 from berth.graph import Graph
@@ -75,8 +76,14 @@ def test_read_file_sees_the_rw_layer_first(graph: Graph, container: tuple[str, s
     in_container(graph, cid, "echo app:x:1000:1000::/:/bin/sh >> /etc/passwd; rm /etc/group")
     assert graph.read_file(cid, "/etc/passwd").endswith(b"app:x:1000:1000::/:/bin/sh\n")  # type: ignore[union-attr]
     assert graph.read_file(cid, "/etc/group") is None  # whited out
-    assert graph.read_file(cid, "/bin/sh") == Path("/bin/busybox").read_bytes()  # via the symlink
-    assert graph.read_file(cid, "/etc") is None and graph.read_file(cid, "/nope") is None
+    # symlinks resolve inside the layers; account files are bounded (1 MiB) and must be regular
+    in_container(graph, cid, "ln -s /etc/passwd /etc/passwd-link")
+    assert graph.read_file(cid, "/etc/passwd-link") == graph.read_file(cid, "/etc/passwd")
+    with pytest.raises(AccountFileError, match="larger than 1 MiB"):
+        graph.read_file(cid, "/bin/sh")  # busybox, through its symlink
+    with pytest.raises(AccountFileError, match="not a regular file"):
+        graph.read_file(cid, "/etc")
+    assert graph.read_file(cid, "/nope") is None
     with pytest.raises(NotFound):
         graph.read_file("nope", "/etc/passwd")
 

@@ -221,7 +221,7 @@ class NativeDriver:
         path = str(((req.spec or {}).get("linux") or {}).get("cgroupsPath") or "").strip("/")
         name = path or (f"{self.cgroup_parent}/{req.id}" if self.cgroup_parent else req.id)
         directory = self.exec_dir(req.id)
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # root's alone, as the monitor makes it
         tmp = directory / (CGROUP_FILE + ".tmp")
         tmp.write_text(name + "\n")
         os.replace(tmp, directory / CGROUP_FILE)
@@ -301,7 +301,7 @@ async def _read_ready(control: socket.socket) -> bytes:
 
 def _write_config(bundle: Path, spec: dict[str, object]) -> None:
     """The bundle's config.json, as runc would read it (written for tools and the oci driver)."""
-    bundle.mkdir(parents=True, exist_ok=True)
+    bundle.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = bundle / "config.json.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "w") as f:  # the spec holds the environment: root's alone
