@@ -220,8 +220,11 @@ class RegistryClient:
             raise await self._fail(resp, f"mount {digest}")
 
     async def upload(self, repo: str, digest: Digest, path: Path, size: int,
-                     progress: Any = None) -> None:
-        """POST an upload session, then PUT the whole blob with its digest (monolithic)."""
+                     progress: Any = None, chunk_size: int = 0) -> None:
+        """POST an upload session, then either PUT the whole blob with its digest (monolithic),
+        or, for a blob larger than ``chunk_size`` (0: never), PATCH it in ``chunk_size`` pieces
+        with ``Content-Range`` and close the session with an empty PUT (chunked). A chunk the
+        registry refuses (416) is resent from the offset its ``Range`` header reports."""
         scope = f"repository:{repo}:pull,push"
         async with self.request("POST", f"/v2/{repo}/blobs/uploads/", scope) as resp:
             if resp.status != 202:
@@ -230,14 +233,44 @@ class RegistryClient:
         if not loc:
             raise SystemFailure(f"blob upload {digest}: the registry gave no upload location")
         url = _absolute(self.endpoint, loc)
-        url += ("&" if "?" in url else "?") + f"digest={digest}"
         with open(path, "rb") as f:
-            body = _FileBody(f, size, progress)
+            if chunk_size and size > chunk_size:
+                url = await self._patch_chunks(url, scope, digest, f, size, chunk_size, progress)
+                body: Any = b""
+                length = 0
+            else:
+                body, length = _FileBody(f, size, progress), size
+            url += ("&" if "?" in url else "?") + f"digest={digest}"
             async with self.request("PUT", url, scope, data=body,
                                     headers={"Content-Type": "application/octet-stream",
-                                             "Content-Length": str(size)}) as resp:
+                                             "Content-Length": str(length)}) as resp:
                 if resp.status != 201:
                     raise await self._fail(resp, f"blob upload {digest}")
+
+    async def _patch_chunks(self, url: str, scope: str, digest: Digest, f: Any, size: int, chunk_size: int,
+                            progress: Any) -> str:
+        offset = 0
+        refusals = 0
+        while offset < size:
+            f.seek(offset)
+            data = f.read(min(chunk_size, size - offset))
+            end = offset + len(data) - 1
+            async with self.request("PATCH", url, scope, data=data, headers={
+                    "Content-Type": "application/octet-stream", "Content-Range": f"{offset}-{end}",
+                    "Content-Length": str(len(data))}) as resp:
+                if resp.status == 416 and refusals < 3:
+                    refusals += 1
+                    got = resp.headers.get("Range", "0-0").rpartition("-")[2]
+                    offset = int(got) + 1 if got.isdigit() and offset else 0
+                    url = _absolute(self.endpoint, resp.headers.get("Location") or url)
+                    continue
+                if resp.status != 202:
+                    raise await self._fail(resp, f"blob upload {digest}")
+                url = _absolute(self.endpoint, resp.headers.get("Location") or url)
+            offset = end + 1
+            if progress is not None:
+                progress(offset)
+        return url
 
     async def put_manifest(self, repo: str, ref: str, media_type: str, body: bytes) -> Digest:
         scope = f"repository:{repo}:pull,push"

@@ -19,9 +19,14 @@ from berth.registry.client import RegistryClient
 from berth.registry.digest import Digest
 from berth.registry.progress import Progress
 
+# Blobs larger than this go up in chunks of this size (PATCH with Content-Range, then PUT),
+# smaller ones in one PUT: one big request cannot be resumed, and registries behind proxies often
+# cap request bodies.
+CHUNK_SIZE = 64 << 20
+
 
 async def push(client: RegistryClient, graph: Any, registry: str, repo: str, tag: str, image_id: str,
-               progress: Progress, max_concurrent: int = 5) -> tuple[str, int]:
+               progress: Progress, max_concurrent: int = 5, chunk_size: int = CHUNK_SIZE) -> tuple[str, int]:
     config = graph.image_config(image_id)
     diff_ids: list[str] = list((config.get("rootfs") or {}).get("diff_ids") or [])
     shorts = [d.split(":", 1)[-1][:12] for d in diff_ids]
@@ -44,7 +49,7 @@ async def push(client: RegistryClient, graph: Any, registry: str, repo: str, tag
             progress.status("Waiting", short, detail=True)
         async with gate:
             await client.upload(repo, digest, blob.path, blob.size,
-                                lambda n: progress.bar("Pushing", short, n, blob.size))
+                                lambda n: progress.bar("Pushing", short, n, blob.size), chunk_size)
         progress.status("Pushed", short, detail=True)
 
     await asyncio.gather(*(one(short, blob) for short, blob in zip(shorts, blobs, strict=True)))

@@ -117,9 +117,9 @@ class BasicAuth:
 
 class TokenAuth:
     def __init__(self, users: Htpasswd | None, key: bytes, service: str, anonymous_pull: bool,
-                 realm: str | None = None) -> None:
+                 realm: str | None = None, lifetime: int = TOKEN_LIFETIME) -> None:
         self.users, self.key, self.service = users, key, service
-        self.anonymous_pull, self.realm = anonymous_pull, realm
+        self.anonymous_pull, self.realm, self.lifetime = anonymous_pull, realm, lifetime
 
     # ---- the token endpoint ------------------------------------------------------------------
 
@@ -141,13 +141,13 @@ class TokenAuth:
         now = int(time.time())
         claims = {
             "iss": self.service, "sub": account, "aud": request.query.get("service", self.service),
-            "iat": now, "nbf": now - 5, "exp": now + TOKEN_LIFETIME, "jti": secrets.token_hex(8),
+            "iat": now, "nbf": now - 5, "exp": now + self.lifetime, "jti": secrets.token_hex(8),
             "access": _group(granted),
         }
         token = self._sign(claims)
         issued = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
         return web.json_response(
-            {"token": token, "access_token": token, "expires_in": TOKEN_LIFETIME, "issued_at": issued}
+            {"token": token, "access_token": token, "expires_in": self.lifetime, "issued_at": issued}
         )
 
     def _sign(self, claims: dict[str, object]) -> str:

@@ -36,8 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--anonymous-pull", action="store_true", help="With token auth: anonymous clients may pull")
     s.add_argument("--service", default="berth-registry", help="Token service name")
     s.add_argument("--realm", help="Token realm URL (default: this server's /token)")
+    s.add_argument("--token-lifetime", type=int, default=300, help="Seconds a token is valid (default 300)")
     s.add_argument("--tls-cert", help="TLS certificate (PEM)")
     s.add_argument("--tls-key", help="TLS private key (PEM)")
+    s.add_argument("--tls-client-ca", help="Require client certificates signed by this CA (PEM)")
     s.add_argument("--max-blob-size", type=int, help="Refuse blobs larger than this many bytes")
     s.add_argument("--allow-sparse", action="store_true",
                    help="Accept manifests that reference blobs or manifests not pushed")
@@ -69,7 +71,7 @@ def _auth(args: argparse.Namespace, root: Path) -> tuple[Authorizer, TokenAuth |
         if users is None:
             raise InvalidParameter("--auth basic needs --htpasswd")
         return BasicAuth(users), None
-    token = TokenAuth(users, load_key(root), args.service, args.anonymous_pull, args.realm)
+    token = TokenAuth(users, load_key(root), args.service, args.anonymous_pull, args.realm, args.token_lifetime)
     return token, token
 
 
@@ -86,6 +88,9 @@ async def _serve(args: argparse.Namespace) -> None:
             raise InvalidParameter("--tls-cert and --tls-key go together")
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.tls_client_ca:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(cafile=args.tls_client_ca)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port), ssl_context=ctx)
