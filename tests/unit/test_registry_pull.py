@@ -44,6 +44,14 @@ async def _serve(seen: list[str | None], honour_range: bool = True, corrupt: boo
     return runner, runner.addresses[0][1]
 
 
+async def _start(app: web.Application) -> tuple[web.AppRunner, int]:
+    """Serve ``app`` on 127.0.0.1 on a free port."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, runner.addresses[0][1]
+
+
 def _fetch(tmp_path: Path, partial: bytes | None, **kw: Any) -> tuple[list[str | None], Path]:
     seen: list[str | None] = []
     path = tmp_path / "blob.partial"
@@ -120,10 +128,7 @@ def test_index_without_the_platform(tmp_path: Path) -> None:
 
         app.router.add_get("/v2/", ping)
         app.router.add_get("/v2/r/manifests/{ref}", manifest)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        port = runner.addresses[0][1]
+        runner, port = await _start(app)
         try:
             async with RegistryClient.open(Endpoints(), f"127.0.0.1:{port}", Credentials()) as client:
                 with pytest.raises(NotFound, match="no matching manifest for linux/amd64"):
@@ -196,10 +201,7 @@ def test_chunked_upload_against_berths_registry_server(tmp_path: Path) -> None:
             return await handler(request)
 
         app.middlewares.insert(0, spy)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        port = runner.addresses[0][1]
+        runner, port = await _start(app)
         try:
             async with RegistryClient.open(Endpoints(), f"127.0.0.1:{port}", Credentials()) as client:
                 sent: list[int] = []

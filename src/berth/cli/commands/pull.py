@@ -9,6 +9,7 @@ from __future__ import annotations
 from berth.cli.options import Command, Flag
 from berth.cli.progress import display_stream
 from berth.cli.reference import normalize_name, split_digest, split_tag
+from berth.cli.terminal import fd_of, is_tty
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -47,14 +48,7 @@ def pull(ctx: Any, argv: list[str]) -> int:
 
     auth = auth_header_for(ctx.env, name)
     resp = ctx.client.open("POST", "/images/create", query=query, headers={"X-Registry-Auth": auth})
-    display_stream(resp, (lambda text: None) if opts["quiet"] else ctx.out, tty=_tty(ctx.stdout))
+    display_stream(resp, (lambda text: None) if opts["quiet"] else ctx.out, tty=is_tty(fd_of(ctx.stdout)))
     shown = full_name if opts["all_tags"] else f"{full_name}{'@' + digest if digest else ':' + tag}"
     ctx.out(shown + "\n")
     return 0
-
-
-def _tty(stream: Any) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):
-        return False

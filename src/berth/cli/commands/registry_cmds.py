@@ -12,6 +12,7 @@ from berth.cli import credentials
 from berth.cli.options import Command, Flag
 from berth.cli.progress import display_stream
 from berth.cli.reference import normalize_name, split_digest, split_tag
+from berth.cli.terminal import fd_of, is_tty
 from berth.errors import InvalidParameter
 
 TYPE_CHECKING = False
@@ -103,7 +104,7 @@ def push(ctx: Any, argv: list[str]) -> int:
     auth = credentials.auth_header_for(ctx.env, name)
     resp = ctx.client.open("POST", f"/images/{normalize_name(name)}/push", query={"tag": tag or None},
                            headers={"X-Registry-Auth": auth})
-    display_stream(resp, (lambda text: None) if opts["quiet"] else ctx.out, tty=_tty(ctx.stdout))
+    display_stream(resp, (lambda text: None) if opts["quiet"] else ctx.out, tty=is_tty(fd_of(ctx.stdout)))
     if opts["quiet"]:
         ctx.out(f"{ref}\n")
     return 0
@@ -144,10 +145,3 @@ def search(ctx: Any, argv: list[str]) -> int:
         rows.append(f"{r.get('name', '')}\t{desc}\t{r.get('star_count', 0)}\t{'[OK]' if r.get('is_official') else ''}")
     ctx.out(tabwrite("\n".join(rows) + "\n"))
     return 0
-
-
-def _tty(stream: Any) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):
-        return False
