@@ -8,7 +8,9 @@
 # nftables and iproute2 (the network driver), skopeo and docker-registry (the CNCF registry:
 # independent registry clients and a peer server for the registry tests), openssl (test certificates),
 # gcc and libc6-dev (the seccomp tests build a small static syscall probe), mmdebstrap (`berth image
-# bootstrap debian`). Output is quiet; errors are shown in full.
+# bootstrap debian`), docker-compose (compose 1.29, a real client of the network API); with
+# --with-reference also apache2-utils (ab, the load generator of bench/network.py).
+# Output is quiet; errors are shown in full.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -39,8 +41,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # --- system packages --------------------------------------------------------------------------
-pkgs=(busybox-static runc nftables iproute2 util-linux skopeo docker-registry openssl gcc libc6-dev mmdebstrap)
-[ "$with_reference" = 1 ] && pkgs+=(docker.io)
+pkgs=(busybox-static runc nftables iproute2 util-linux skopeo docker-registry openssl gcc libc6-dev mmdebstrap docker-compose)
+[ "$with_reference" = 1 ] && pkgs+=(docker.io apache2-utils)
 
 python=${PYTHON:-python3}
 if ! command -v "$python" >/dev/null; then

@@ -736,6 +736,7 @@ class Berthd(Daemon):
     bridge: str = ""  # the default bridge's name, bh<tag>
     bip: str = ""  # its address, 10.2xx.y.1/24
     ip_forward: bool = False  # tests never let the host forward to the outside
+    netns: str = ""  # run berthd in this network namespace (/run/netns/NAME) instead of the host's
 
     @classmethod
     def create(cls, prefix: str = "bh-", **kwargs: Any) -> Berthd:
@@ -802,10 +803,14 @@ class Berthd(Daemon):
                 argv += self.tls.daemon_args()
         return argv + list(self.extra_args)
 
+    def popen_prefix(self) -> list[str]:
+        return ["nsenter", f"--net=/run/netns/{self.netns}", "--"] if self.netns else []
+
     def teardown(self, keep_root: bool = False) -> list[str]:
         if self.torn_down:
             return []
-        bridges = [b for b in [self.bridge, *user_bridges(self.data_root)] if b]
+        # a daemon in a namespace of the test's: what it made there goes with the namespace
+        bridges = [] if self.netns else [b for b in [self.bridge, *user_bridges(self.data_root)] if b]
         problems = super().teardown(keep_root=True)
         problems += self.network_leaks(bridges)
         if not keep_root:
@@ -824,7 +829,7 @@ class Berthd(Daemon):
                 for port in ports:
                     delete_link(port)
                 delete_link(bridge)
-        for table in nft_tables_named(self.nft_table):
+        for table in [] if self.netns else nft_tables_named(self.nft_table):
             problems.append(f"nftables table {table} left behind")
             subprocess.run(["nft", "delete", "table", *table.split()], capture_output=True)
         netns_dir = self.exec_root / "netns"
@@ -1137,6 +1142,21 @@ def clean_stale(min_age: float = 3600.0, dry_run: bool = False) -> list[str]:
         done.append(f"cgroup {name}")
         if not dry_run:
             remove_cgroup_parent(name)
+    # default bridges of harness daemons (bh<tag>) whose private dir is gone
+    for link in sorted(Path("/sys/class/net").glob("bh*")):
+        tag = link.name[2:]
+        if (link / "bridge").is_dir() and len(tag) == 8 and tag not in live:
+            done.append(f"bridge {link.name}")
+            if not dry_run:
+                delete_link(link.name)
+    # the namespaces of tests/integration/test_network_nat.py
+    for ns in sorted(Path("/run/netns").glob("bhn-*")):
+        r = subprocess.run(["ip", "netns", "pids", ns.name], capture_output=True, text=True)
+        if not old(ns) or r.returncode != 0 or r.stdout.strip():
+            continue
+        done.append(f"netns {ns.name}")
+        if not dry_run:
+            subprocess.run(["ip", "netns", "delete", ns.name], capture_output=True)
     for ns in sorted(Path("/run/netns").glob("berth-ref-*")):
         if ns.name.split("-", 2)[2] in live:
             continue

@@ -182,3 +182,22 @@ def test_bad_network_flags_are_refused(berthd_factory, bad: str) -> None:  # typ
     d = berthd_factory(start=False, extra_args=(bad,))
     with pytest.raises(harness.DaemonError):
         d.start()
+
+
+def test_links_and_container_mode(berthd: harness.Berthd, busybox_image: str) -> None:
+    ok(berthd.docker("run", "-d", "--name", "owner", "--hostname", "own", "--add-host", "marker:10.3.3.3", busybox_image,
+                     "sh", "-c", "mkdir /w; echo from-owner > /w/index.html; exec httpd -f -p 8080 -h /w"))  # fmt: skip
+    ip = ok(berthd.docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", "owner")).stdout.strip()
+    # --link on the default bridge: an /etc/hosts line with the alias, the short id and the name
+    r = ok(berthd.docker("run", "--rm", "--link", "owner:db", busybox_image, "sh", "-c", "grep db /etc/hosts; timeout 3 wget -q -O- http://db:8080/; exit $?"))
+    assert r.stdout.startswith(f"{ip}\tdb ") and r.stdout.rstrip().endswith("from-owner")
+    # container:NAME shares the owner's namespace (127.0.0.1 is the owner's), hostname and hosts
+    r = ok(berthd.docker("run", "--rm", "--network", "container:owner", busybox_image, "sh", "-c",
+                         "timeout 3 wget -q -O- http://127.0.0.1:8080/; hostname; grep marker /etc/hosts; ip -4 -o addr show eth0; exit $?"))  # fmt: skip
+    lines = r.stdout.splitlines()
+    assert lines[0] == "from-owner" and lines[1] == "own" and lines[2] == "10.3.3.3\tmarker" and f"inet {ip}/" in lines[3]
+    r = berthd.docker("run", "--rm", "--network", "container:owner", "-p", "127.0.0.1:9999:80", busybox_image, "true")
+    assert r.returncode == 125 and "conflicting options: port publishing and the container type network mode" in r.stderr
+    ok(berthd.docker("stop", "-t", "0", "owner"))
+    r = berthd.docker("run", "--rm", "--network", "container:owner", busybox_image, "true")
+    assert r.returncode == 125 and "non running container" in r.stderr

@@ -25,7 +25,7 @@ from berth.daemon.failures import translate
 from berth.daemon.faults import crash_point
 from berth.daemon.names import random_name
 from berth.engine import Job
-from berth.errors import Conflict, InvalidParameter, NotFound, Unimplemented
+from berth.errors import Conflict, InvalidParameter, NotFound
 
 if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon
@@ -53,17 +53,14 @@ def _write_files(cdir: Path, hostname: str) -> None:
 
 
 def _check_links(d: Daemon, host: dict[str, Any]) -> None:
-    """Links need the bridge driver's /etc/hosts entries and environment: until it lands, a
-    link to a missing container is dockerd's 400 and any other link a 501 (docs/decisions.md)."""
+    """A link to a missing container is dockerd's 400 (the network driver resolves links at
+    start: /etc/hosts entries on the default bridge, DNS aliases on user networks)."""
     for link in host.get("Links") or ():
         target = link.split(":", 1)[0].lstrip("/")
         try:
             d.find(target)
         except NotFound as exc:
             raise InvalidParameter(f"could not get container for {target}: {exc}") from None
-        raise Unimplemented(
-            f"link {link}: container links need the bridge network driver, which berth does not have yet"
-        )
 
 
 async def create(d: Daemon, job: Job) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from berth.container.record import Container
 from berth.drivers.network import ports as portspec
 from berth.drivers.network.config import AttachRequest, EndpointRequest
 from berth.drivers.network.model import Network
-from berth.errors import InvalidParameter, NotFound
+from berth.errors import Conflict, InvalidParameter, NotFound
 
 if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon
@@ -95,7 +95,7 @@ def _lenient(find: Finder, ref: str) -> Network:
 def attach_request(c: Container, d: Daemon) -> AttachRequest:
     host = c.host_config
     mode = mode_of(host)
-    owner = ""
+    owner = owner_dir = ""
     kind = "bridge"
     if mode == "host":
         kind = "host"
@@ -103,7 +103,10 @@ def attach_request(c: Container, d: Daemon) -> AttachRequest:
         kind = "none"
     elif mode.startswith("container:"):
         kind = "container"
-        owner = d.find(mode.partition(":")[2]).id
+        other = d.find(mode.partition(":")[2])
+        if not other.state.running:
+            raise Conflict(f"cannot join network namespace of a non running container: {other.name}")
+        owner, owner_dir = other.id, other.dir
     endpoints = []
     if kind == "bridge":
         for name, cfg in record_networks(c).items():
@@ -117,6 +120,14 @@ def attach_request(c: Container, d: Daemon) -> AttachRequest:
                 )
             )
     ports = portspec.requested(host.get("PortBindings"), c.config.get("ExposedPorts"), bool(host.get("PublishAllPorts")))
+    links = []
+    for link in host.get("Links") or ():
+        name, _, alias = str(link).partition(":")
+        target = d.find(name.lstrip("/"))
+        alias = alias.rsplit("/", 1)[-1] or target.name
+        if not target.state.running:
+            raise Conflict(f"Cannot link to a non running container: /{target.name} AS /{c.name}/{alias}")
+        links.append((target.id, target.name, alias))
     return AttachRequest(
         container_id=c.id,
         name=c.name,
@@ -124,12 +135,14 @@ def attach_request(c: Container, d: Daemon) -> AttachRequest:
         domainname=c.config.get("Domainname") or "",
         mode=kind,
         owner=owner,
+        owner_dir=owner_dir,
         endpoints=tuple(endpoints),
         ports=tuple(ports) if kind == "bridge" else (),
         dns=tuple(host.get("Dns") or ()),
         dns_search=tuple(host.get("DnsSearch") or ()),
         dns_options=tuple(host.get("DnsOptions") or ()),
         extra_hosts=tuple(host.get("ExtraHosts") or ()),
+        links=tuple(links),
         files_dir=Path(c.dir),
     )
 
@@ -214,7 +227,9 @@ def check_create(d: Daemon, body: dict[str, Any], config: dict[str, Any], host: 
         ref = mode.partition(":")[2]
         if not ref:
             raise InvalidParameter("Invalid network mode: invalid container format container:<name|id>")
-        d.find(ref)
+        owner = d.find(ref)
+        # dockerd: the joining container takes the owner's host and domain name
+        config["Hostname"], config["Domainname"] = owner.config.get("Hostname") or owner.id[:12], owner.config.get("Domainname") or ""
         conflicts = (
             (body.get("Hostname"), "hostname and the network mode"),
             (host.get("Dns") or host.get("DnsSearch") or host.get("DnsOptions"), "dns and the network mode"),

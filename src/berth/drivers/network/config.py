@@ -70,10 +70,12 @@ class AttachRequest:
     domainname: str = ""
     mode: str = "bridge"  # bridge | none | host | container (then owner)
     owner: str = ""  # container mode: the id whose namespace is joined
+    owner_dir: str = ""  # and its container dir (its hosts and resolv.conf)
     endpoints: tuple[EndpointRequest, ...] = ()
     ports: tuple[PortMapping, ...] = ()
     dns: tuple[str, ...] = ()
     dns_search: tuple[str, ...] = ()
     dns_options: tuple[str, ...] = ()
     extra_hosts: tuple[str, ...] = ()
+    links: tuple[tuple[str, str, str], ...] = ()  # (target id, target name, alias) of --link
     files_dir: Path = field(default_factory=Path)  # hosts and resolv.conf are written here

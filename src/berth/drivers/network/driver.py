@@ -77,6 +77,7 @@ class _Live:
     endpoints: dict[str, Endpoint] = field(default_factory=dict)  # network id -> endpoint
     held: Held | None = None
     upstreams: list[str] = field(default_factory=list)
+    links: tuple[tuple[str, str, str], ...] = ()  # (target id, target name, alias)
 
 
 class NetworkDriver:
@@ -480,6 +481,8 @@ class NetworkDriver:
             owner = self.live.get(req.owner)
             if owner is None:
                 raise Conflict(f"cannot join network of a non running container: {req.owner}")
+            # the same namespace, and the owner's hosts and resolv.conf (dockerd shares its files)
+            await asyncio.to_thread(_copy_files, Path(req.owner_dir), req.files_dir)
             return Attached(owner.sandbox.path, tuple(owner.endpoints.values()))
         nets = [self.find(e.network) for e in req.endpoints] if req.mode == "bridge" else []
         for n in nets:
@@ -493,8 +496,11 @@ class NetworkDriver:
         path = self.cfg.netns_dir / cid[:12]
         dns = any(n.user_defined for n in nets)
         upstreams = self._upstreams(req) if dns else []
-        sandbox = Sandbox(cid, str(path), dns=dns, data={"upstreams": upstreams} if dns else {})
-        live = _Live(sandbox, {ep.network_id: ep for ep in eps}, upstreams=upstreams)
+        data: dict[str, Any] = {"upstreams": upstreams} if dns else {}
+        if req.links:
+            data["links"] = [list(link) for link in req.links]
+        sandbox = Sandbox(cid, str(path), dns=dns, data=data)
+        live = _Live(sandbox, {ep.network_id: ep for ep in eps}, upstreams=upstreams, links=req.links)
         self.live[cid] = live
         made = False
         try:
@@ -614,6 +620,21 @@ class NetworkDriver:
     def _extra_hosts(self, req: AttachRequest) -> list[tuple[str, str]]:
         return [files.parse_extra_host(h, self.host_gateway()) for h in req.extra_hosts]
 
+    def _link_hosts(self, req: AttachRequest, eps: list[Endpoint]) -> list[tuple[str, str]]:
+        """--link on the default bridge: ``IP alias id12 name`` lines for running targets on the
+        same network (dockerd's legacy links; user networks resolve them by DNS instead)."""
+        out = []
+        nets = {e.network_id for e in eps if not self.networks[e.network_id].user_defined}
+        for tid, tname, alias in req.links:
+            target = self.live.get(tid)
+            for nid in nets:
+                ep = target.endpoints.get(nid) if target is not None else None
+                if ep is not None and ep.ip:
+                    names = " ".join(dict.fromkeys([alias, tid[:12], tname]))
+                    out.append((names, ep.ip))
+                    break
+        return out
+
     def _write_files(self, req: AttachRequest, eps: list[Endpoint], upstreams: list[str]) -> None:
         own = [(eps[0].ip, files.own_names(req.hostname, req.domainname))] if eps else []
         embedded = any(self.networks[e.network_id].user_defined for e in eps)
@@ -621,7 +642,8 @@ class NetworkDriver:
             self._host_resolv(), embedded, req.dns or self.cfg.dns, req.dns_search or self.cfg.dns_search,
             req.dns_options or self.cfg.dns_options,
         )  # fmt: skip
-        _atomic_write(req.files_dir / "hosts", files.hosts_file(own, self._extra_hosts(req)))
+        extra = self._extra_hosts(req) + self._link_hosts(req, eps)
+        _atomic_write(req.files_dir / "hosts", files.hosts_file(own, extra))
         _atomic_write(req.files_dir / "resolv.conf", resolv)
 
     def _write_host_files(self, req: AttachRequest) -> None:
@@ -647,6 +669,10 @@ class NetworkDriver:
         if live is None:
             return []
         out: list[str] = []
+        for tid, _tname, alias in live.links or tuple(tuple(x) for x in live.sandbox.data.get("links") or ()):
+            target = self.live.get(tid)
+            if alias.lower() == name and target is not None:
+                out += [ep.ip for nid, ep in target.endpoints.items() if nid in live.endpoints and ep.ip]
         for nid in live.endpoints:
             net = self.networks.get(nid)
             if net is None or not net.user_defined:
@@ -688,6 +714,14 @@ def _names(ep: Endpoint, name: str) -> bool:
     if name in (ep.container_name.lower(), cid, cid[:12]):
         return True
     return any(a.lower() == name for a in ep.aliases)
+
+
+def _copy_files(src: Path, dst: Path) -> None:
+    for name in ("hosts", "resolv.conf"):
+        try:
+            _atomic_write(dst / name, (src / name).read_text())
+        except FileNotFoundError:
+            continue
 
 
 def _atomic_write(path: Path, text: str) -> None:
