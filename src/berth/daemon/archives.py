@@ -74,7 +74,8 @@ async def commit(d: Daemon, job: Job) -> dict[str, str]:
     try:
         image_id = await asyncio.to_thread(
             d.graph.commit, c.id, repo_tag, list(job.args.get("changes") or []), job.args.get("comment") or "",
-            job.args.get("author") or "", c.config,
+            job.args.get("author") or "", job.args.get("container_config") or c.config,
+            job.args.get("config"), job.args.get("created_by"),  # a build step's own config and history line
         )
     finally:
         if paused_here and session and session.handle:

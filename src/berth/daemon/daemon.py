@@ -121,6 +121,9 @@ class Daemon:
         await self.network.shutdown()
         self.store.close()
         self.volumes.close()
+        cache = getattr(self, "build_cache", None)
+        if cache is not None:
+            cache.close()
 
     async def _restore(self) -> None:
         """Reconnect to containers that kept running while we were away; settle the rest.
@@ -179,6 +182,7 @@ class Daemon:
         from berth.daemon import (
             archives,
             attach,
+            build,
             containers,
             execs,
             images,
@@ -194,7 +198,7 @@ class Daemon:
         )
 
         for module in (containers, lifecycle, attach, streams, stats, execs, images, registry, archives, volumes, system,
-                       update, networks, swarm):
+                       update, networks, swarm, build):
             for name, fn in module.HANDLERS.items():
                 self.engine.register(name, self._translating(name, functools.partial(fn, self)))
 

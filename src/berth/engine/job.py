@@ -64,7 +64,7 @@ class Job:
             "ID": self.id,
             "Name": self.name,
             "Status": self.status,
-            "Args": {k: _brief(v) for k, v in self.args.items()},
+            "Args": {k: _brief(v) for k, v in self.args.items() if not k.startswith("_")},  # _x: private
             "StartedAt": _rfc3339(self.started),
             "DurationMs": self.duration_ms,
             "Error": self.error,

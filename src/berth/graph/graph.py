@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 
 from berth.drivers.graph import GraphDriver
 from berth.errors import InvalidParameter, NotFound
-from berth.graph import distribution, imagearchive, pruning, reference, registration, rwlayer
+from berth.graph import derive, distribution, imagearchive, pruning, reference, registration, rwlayer
 from berth.graph.budget import DEFAULT_MAX_IMPORT_SIZE, UnpackBudget
 from berth.graph.content import ContentStore
 from berth.graph.image import container_config, now_ns, rfc3339_nano
@@ -271,9 +271,33 @@ class Graph:
         message: str = "",
         author: str = "",
         container_config: dict[str, Any] | None = None,
+        image_config: dict[str, Any] | None = None,
+        created_by: str | None = None,
     ) -> str:
-        """``docker commit``: a new image from the container's changes; returns its id."""
-        return rwlayer.commit(self, container_id, repo_tag, changes, message, author, container_config)
+        """``docker commit``: a new image from the container's changes; returns its id. A build
+        step gives the new image's config and history line itself (``image_config``, ``created_by``)."""
+        return rwlayer.commit(
+            self, container_id, repo_tag, changes, message, author, container_config, image_config, created_by
+        )
+
+    def derive(
+        self,
+        parent_id: str,
+        layer: BinaryIO | None,
+        config: dict[str, Any],
+        container_config: dict[str, Any],
+        created_by: str,
+        author: str = "",
+    ) -> str:
+        """A build step's image without a container: ``parent_id`` ("" for none) plus an optional
+        layer tar (see :mod:`berth.graph.derive`)."""
+        return derive.derive_image(self, parent_id, layer, config, container_config, created_by, author)
+
+    def image_layer_dirs(self, image_id_: str) -> list[Path]:
+        """The directories of the image's layers, top first, for reading its files ([] if none)."""
+        row = self.image(image_id_)
+        top = self.db.layer(row.top_layer) if row.top_layer else None
+        return self.driver.layer_dirs(top.cache_id) if top else []
 
     def rw_size(self, container_id: str) -> int:
         """Bytes the container wrote (``SizeRw``)."""

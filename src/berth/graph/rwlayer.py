@@ -283,16 +283,21 @@ def commit(
     message: str,
     author: str,
     container_config: dict[str, Any] | None,
+    image_config: dict[str, Any] | None = None,
+    created_by: str | None = None,
 ) -> str:
     """``docker commit``: the container's changes become a layer on its image; returns the id.
 
     ``container_config`` is the container's own config (Docker's ``container.Config``; the
-    image's config when None); the ``--change`` lines are applied on top of it.
+    image's config when None); the ``--change`` lines are applied on top of it. A build step
+    passes the new image's config (``image_config``) and history line (``created_by``).
     """
     row = _require(graph, container_id)
     image = graph.image(row.image_id)
     parent_doc = graph.image_config(row.image_id)
     base = container_config if container_config is not None else (parent_doc.get("config") or {})
+    if image_config is not None:
+        base = image_config
     config = apply_changes(base, change_lines)
     top = graph.db.layer(image.top_layer) if image.top_layer else None
     diff_ids = list((parent_doc.get("rootfs") or {}).get("diff_ids") or [])
@@ -310,7 +315,7 @@ def commit(
         config=config,
         created_ns=now_ns(),
         comment=message,
-        created_by=" ".join((container_config or {}).get("Cmd") or []),
+        created_by=created_by if created_by is not None else " ".join((container_config or {}).get("Cmd") or []),
         author=author,
         parent_config=parent_doc,
         container=container_id,

@@ -1,0 +1,57 @@
+"""Images made without a container: a build step's new config, optionally with one new layer.
+
+The builder's metadata steps (ENV, LABEL, CMD ...) change only the config; COPY, ADD and
+WORKDIR add a layer tar they wrote themselves. Both become an image whose parent is the
+previous step's, with the parent's history plus one entry, in one transaction::
+
+    derive_image(graph, parent_id, None, config, container_config, "/bin/sh -c #(nop)  ENV A=1")
+    with open(layer_tar, "rb") as f:
+        derive_image(graph, parent_id, f, config, container_config, "/bin/sh -c #(nop) COPY file:...")
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from berth.graph.image import encode, new_config, now_ns
+from berth.graph.layers import apply_layer
+
+if TYPE_CHECKING:
+    from berth.graph.graph import Graph
+
+
+def derive_image(
+    graph: Graph,
+    parent_id: str,
+    layer: BinaryIO | None,
+    config: dict[str, Any],
+    container_config: dict[str, Any],
+    created_by: str,
+    author: str = "",
+) -> str:
+    parent_doc = graph.image_config(parent_id) if parent_id else None
+    diff_ids = list(((parent_doc or {}).get("rootfs") or {}).get("diff_ids") or [])
+    top = None
+    if parent_id:
+        row = graph.image(parent_id)
+        top = graph.db.layer(row.top_layer) if row.top_layer else None
+    pending = []
+    if layer is not None:
+        pending = [apply_layer(graph.driver, graph.content, layer, top)]
+        diff_ids.append(pending[0].diff_id)
+    doc = new_config(
+        diff_ids=diff_ids,
+        config=config,
+        created_ns=now_ns(),
+        created_by=created_by,
+        author=author,
+        parent_config=parent_doc if parent_doc is not None else {},
+        container_config_values=container_config,
+        empty_layer=not pending,
+    )
+    if parent_doc is not None:
+        for key in ("variant", "os.version", "os.features"):
+            if parent_doc.get(key):
+                doc[key] = parent_doc[key]
+        doc["architecture"] = parent_doc.get("architecture") or doc["architecture"]
+    return graph.register_image(encode(doc), pending, None, parent=parent_id)
