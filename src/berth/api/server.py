@@ -113,7 +113,7 @@ async def _on_prepare(request: web.Request, response: web.StreamResponse) -> Non
 
 def make_app(engine: Engine) -> web.Application:
     # Importing the route modules registers their routes in ROUTES.
-    from berth.api.routes import build, containers, execs, images, networks, swarm, system, volumes  # noqa: F401
+    from berth.api.routes import archive, build, containers, execs, images, networks, swarm, system, volumes  # noqa: F401
 
     app = web.Application(middlewares=[_middleware], client_max_size=64 * 1024 * 1024)
     app[ENGINE] = engine

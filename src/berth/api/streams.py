@@ -104,9 +104,11 @@ def _too_large(request: web.Request) -> str:
     )
 
 
-async def chunked_stream(request: web.Request, content_type: str = "application/json") -> web.StreamResponse:
+async def chunked_stream(
+    request: web.Request, content_type: str = "application/json", headers: dict[str, str] | None = None
+) -> web.StreamResponse:
     """Start a chunked response and send its headers at once (waits and streams rely on it)."""
-    resp = web.StreamResponse(status=200, headers={"Content-Type": content_type})
+    resp = web.StreamResponse(status=200, headers={"Content-Type": content_type, **(headers or {})})
     resp.enable_chunked_encoding()
     await resp.prepare(request)
     flush_headers(resp)
@@ -154,9 +156,9 @@ class LazyResponseSink:
         self.content_type = content_type
         self.resp: web.StreamResponse | None = None
 
-    async def start(self, content_type: str | None = None) -> None:
+    async def start(self, content_type: str | None = None, headers: dict[str, str] | None = None) -> None:
         if self.resp is None:
-            self.resp = await chunked_stream(self.request, content_type or self.content_type)
+            self.resp = await chunked_stream(self.request, content_type or self.content_type, headers)
 
     async def write(self, data: bytes) -> None:
         await self.start()

@@ -184,6 +184,7 @@ class Daemon:
             attach,
             build,
             containers,
+            copies,
             execs,
             images,
             lifecycle,
@@ -197,8 +198,8 @@ class Daemon:
             volumes,
         )
 
-        for module in (containers, lifecycle, attach, streams, stats, execs, images, registry, archives, volumes, system,
-                       update, networks, swarm, build):
+        for module in (containers, lifecycle, attach, streams, stats, execs, images, registry, archives, copies,
+                       volumes, system, update, networks, swarm, build):
             for name, fn in module.HANDLERS.items():
                 self.engine.register(name, self._translating(name, functools.partial(fn, self)))
 

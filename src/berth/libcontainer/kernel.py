@@ -73,6 +73,14 @@ FSCONFIG_SET_FLAG = 0
 FSCONFIG_SET_STRING = 1
 
 MNT_DETACH = 2
+UMOUNT_NOFOLLOW = 8
+
+# openat2(2) resolve flags (Linux 5.6)
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
@@ -103,6 +111,7 @@ _SYS_CAPSET = {"x86_64": 126, "aarch64": 91}.get(_MACHINE, -1)
 _SYS_FSOPEN = 430
 _SYS_FSCONFIG = 431
 _SYS_MOUNT_SETATTR = 442
+_SYS_OPENAT2 = 437
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
@@ -233,3 +242,15 @@ def fsopen(fstype: str) -> int:
 
 def fsconfig(fd: int, cmd: int, key: str, value: str | None = None) -> None:
     _check(_libc.syscall(_SYS_FSCONFIG, fd, cmd, _b(key), _b(value), 0))
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dirfd: int, path: str | bytes, flags: int, mode: int = 0, resolve: int = 0) -> int:
+    """openat2(2) (Linux 5.6): ``path`` from ``dirfd`` under the ``resolve`` rules; with
+    ``RESOLVE_IN_ROOT`` every lookup, ``..`` and absolute symlinks included, stays below ``dirfd``
+    as if it were ``/``, atomically (a symlink swapped in meanwhile cannot lead out)."""
+    how = _OpenHow(flags, mode, resolve)
+    return _check(_libc.syscall(_SYS_OPENAT2, dirfd, _b(path), ctypes.byref(how), ctypes.sizeof(how)))

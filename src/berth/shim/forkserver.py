@@ -34,6 +34,7 @@ import time
 
 import berth.shim.monitor as monitor
 from berth.container.logs import LogWriter, format_time
+from berth.libcontainer import view
 from berth.shim import protocol as P
 from berth.shim.session import atomic_write_json, exit_code_of
 
@@ -56,15 +57,16 @@ def serve(control: socket.socket) -> None:
             return  # EOF: the daemon is gone
         for fd in fds[1:]:
             os.close(fd)
-        if msg != b"spawn" or not fds:
+        if msg not in (b"spawn", b"view") or not fds:
             if fds:
                 os.close(fds[0])
             continue
-        spawn(fds[0], control)
+        spawn(fds[0], control, msg)
 
 
-def spawn(fd: int, control: socket.socket) -> None:
-    """Double-fork a monitor that owns ``fd``; the middle child is reaped at once."""
+def spawn(fd: int, control: socket.socket, kind: bytes = b"spawn") -> None:
+    """Double-fork a monitor that owns ``fd`` (``view``: a file-system view for docker cp,
+    :mod:`berth.libcontainer.view`); the middle child is reaped at once."""
     try:
         pid = os.fork()
     except OSError as exc:
@@ -77,6 +79,9 @@ def spawn(fd: int, control: socket.socket) -> None:
             if os.fork() != 0:
                 os._exit(0)
             control.close()
+            if kind == b"view":
+                view.main(socket.socket(fileno=fd))
+                os._exit(0)
             monitor.main(socket.socket(fileno=fd))
         finally:
             os._exit(1)

@@ -28,10 +28,12 @@ import shutil
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 from berth.drivers.exec.channel import MonitorChannel, hello
 from berth.drivers.exec.handle import Handle, read_exit_file
 from berth.drivers.exec.model import CreateRequest, ExitStatus
+from berth.drivers.exec.view import View, open_view
 from berth.errors import Conflict, ContainerStartError, SystemFailure, Unavailable
 from berth.libcontainer.cgroups import ResourceUpdate, Stats, open_cgroup
 from berth.shim import protocol as P
@@ -115,7 +117,7 @@ class NativeDriver:
                 await self._proc.wait()
             self._proc = None
 
-    async def _spawn(self, fd: int) -> None:
+    async def _spawn(self, fd: int, kind: bytes = b"spawn") -> None:
         """Hand ``fd`` to the fork server; a fork server that died is started again once."""
         for attempt in (1, 2):
             ctl = self._control
@@ -123,7 +125,7 @@ class NativeDriver:
                 raise Unavailable("create container: the fork server is not running (driver not started)")
             try:
                 await self.ready()
-                await self._send_fd(ctl, fd)
+                await self._send_fd(ctl, fd, kind)
                 return
             except (OSError, SystemFailure) as exc:
                 if attempt == 2:
@@ -133,11 +135,11 @@ class NativeDriver:
                 await self.startup()
 
     @staticmethod
-    async def _send_fd(ctl: socket.socket, fd: int) -> None:
+    async def _send_fd(ctl: socket.socket, fd: int, kind: bytes = b"spawn") -> None:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                socket.send_fds(ctl, [b"spawn"], [fd])
+                socket.send_fds(ctl, [kind], [fd])
                 return
             except BlockingIOError:
                 ready = loop.create_future()
@@ -146,6 +148,10 @@ class NativeDriver:
                     await ready
                 finally:
                     loop.remove_writer(ctl.fileno())
+
+    async def view(self, request: dict[str, Any]) -> View:
+        """A container's file-system view for docker cp (:mod:`berth.libcontainer.view`)."""
+        return await open_view(self._spawn, request)
 
     # ---- containers -----------------------------------------------------------------------
     def exec_dir(self, cid: str) -> Path:

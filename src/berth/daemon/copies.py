@@ -1,0 +1,224 @@
+"""docker cp: ``HEAD``/``GET``/``PUT /containers/{id}/archive`` as jobs.
+
+Each operation builds the container's file-system view (:mod:`berth.libcontainer.view`: the
+root file system with its volumes, binds and network files, nothing else) through the exec
+driver, then works from the view's root fd (:mod:`berth.container.files`). It holds the
+container's start lock meanwhile, as dockerd holds the container's lock: a start cannot mount
+the root file system a second time while a stopped container's view has it mounted, and a
+running container's exit is settled once the copy is done.
+
+dockerd's texts and statuses: a missing path is a 404 ``Could not find the file P in container
+C``; ``PUT`` to a non-directory is a 500 ``extraction point is not a directory``; into a read-only
+volume ``mounted volume is marked read-only``, elsewhere in a ``--read-only`` container
+``container rootfs is marked read-only``. Events: ``archive-path`` (GET), ``extract-to-dir`` (PUT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import dataclasses
+import errno
+import json
+import os
+import stat
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from berth.container.files.pack import pack
+from berth.container.files.resolve import Resource, clean_path, open_resolved, resolve_resource, scoped_path
+from berth.container.files.unpack import UnpackOptions, unpack
+from berth.container.record import Container
+from berth.daemon.lifecycle import start_lock
+from berth.daemon.mountspec import oci_mounts
+from berth.engine import Job
+from berth.errors import BerthError, InvalidParameter, NotFound, SystemFailure
+
+if TYPE_CHECKING:
+    from berth.daemon.daemon import Daemon
+
+NETWORK_FILES = ("/etc/resolv.conf", "/etc/hostname", "/etc/hosts")
+
+
+def _path_arg(job: Job) -> str:
+    path = job.args.get("path") or ""
+    if not path:
+        raise InvalidParameter("bad parameter: pathcannot be empty")  # sic: dockerd's text
+    return str(path)
+
+
+async def _view_request(d: Daemon, c: Container) -> dict[str, Any]:
+    if c.state.running and c.state.pid:
+        keep = [m["Destination"] for m in c.mounts if m.get("Type") != "tmpfs"]
+        return {"pid": c.state.pid, "keep": keep + list(NETWORK_FILES)}
+    from berth.daemon.volumes import subpath_sources
+
+    rootfs = Path(c.dir) / "rootfs"
+    await asyncio.to_thread(rootfs.mkdir, exist_ok=True)
+    plan = await asyncio.to_thread(d.graph.rootfs_mounts, c.id, str(rootfs))
+    try:
+        sources = await asyncio.to_thread(subpath_sources, c)
+    except BerthError:
+        sources = {}  # a volume subpath that no longer resolves: the whole volume is shown
+    mounts = list(oci_mounts([m for m in c.mounts if m.get("Type") != "tmpfs"], None, sources))
+    host_network = (c.host_config.get("NetworkMode") or "default") == "host"
+    for dest in NETWORK_FILES:
+        if host_network and dest != "/etc/resolv.conf":
+            continue
+        source = Path(c.dir) / dest.rsplit("/", 1)[1]
+        if source.exists():
+            mounts.append({"destination": dest, "type": "bind", "source": str(source), "options": ["rbind", "rprivate"]})
+    return {
+        "pid": 0,
+        "root": str(rootfs),
+        "rootfs_mounts": [dataclasses.asdict(m) for m in plan],
+        "mounts": mounts,
+        "readonly_root": bool(c.host_config.get("ReadonlyRootfs")),
+    }
+
+
+@contextlib.asynccontextmanager
+async def container_view(d: Daemon, c: Container) -> AsyncIterator[int]:
+    """The view's root fd, for the time of one copy."""
+    async with start_lock(d, c.id):
+        if c.id not in d.containers:
+            raise NotFound(f"No such container: {c.id}")
+        view = await d.driver.view(await _view_request(d, c))
+        try:
+            yield view.root_fd
+        finally:
+            view.close()
+
+
+def _stat(root_fd: int, path: str, ref: str) -> Resource:
+    try:
+        return resolve_resource(root_fd, path)
+    except FileNotFoundError:
+        raise NotFound(f"Could not find the file {path} in container {ref}") from None
+    except OSError as exc:
+        raise SystemFailure(f"lstat {path}: {(exc.strerror or str(exc)).lower()}") from exc
+
+
+async def stat_path(d: Daemon, job: Job) -> dict[str, Any]:
+    path = _path_arg(job)
+    c = d.find(job.args["id"])
+    async with container_view(d, c) as root_fd:
+        res = await asyncio.to_thread(_stat, root_fd, path, job.args["id"])
+    return res.to_docker()
+
+
+async def archive(d: Daemon, job: Job) -> None:
+    """GET: the path's stat in a header, then its tar, streamed as it is read."""
+    path = _path_arg(job)
+    c = d.find(job.args["id"])
+    out = job.stdout
+    assert out is not None
+    async with container_view(d, c) as root_fd:
+        res = await asyncio.to_thread(_stat, root_fd, path, job.args["id"])
+        chunks: Iterator[bytes] = pack(root_fd, res)
+        first = True
+        while True:
+            try:
+                chunk = await asyncio.to_thread(next, chunks, None)
+            except OSError as exc:
+                if first:
+                    raise SystemFailure(f"archive {path}: {(exc.strerror or str(exc)).lower()}") from exc
+                raise  # the response has begun: the connection is cut, the tar is short
+            if first:
+                await out.start("application/x-tar", {"X-Docker-Container-Path-Stat": encode_stat(res)})  # type: ignore[attr-defined]
+                first = False
+            if chunk is None:
+                break
+            await out.write(chunk)
+    d.publish(c, "archive-path")
+
+
+def encode_stat(res: Resource) -> str:
+    return base64.b64encode(json.dumps(res.to_docker(), separators=(",", ":")).encode()).decode()
+
+
+def _mount_of(c: Container, path: str) -> dict[str, Any] | None:
+    """The deepest volume or bind holding ``path`` (a resolved container path), if any."""
+    best: dict[str, Any] | None = None
+    for m in c.mounts:
+        if m.get("Type") == "tmpfs":
+            continue
+        dest = str(m["Destination"]).rstrip("/") or "/"
+        if path == dest or path.startswith(dest.rstrip("/") + "/"):
+            if best is None or len(dest) > len(str(best["Destination"])):
+                best = m
+    return best
+
+
+async def extract(d: Daemon, job: Job) -> None:
+    """PUT: extract the request's tar at a directory of the container."""
+    path = _path_arg(job)
+    c = d.find(job.args["id"])
+    source = job.stdin
+    assert source is not None
+    async with container_view(d, c) as root_fd:
+        resolved = await asyncio.to_thread(_resolve_dest, root_fd, path, job.args["id"])
+        mount = _mount_of(c, resolved)
+        if mount is not None and not mount.get("RW", True):
+            raise SystemFailure("mounted volume is marked read-only")
+        if mount is None and c.host_config.get("ReadonlyRootfs"):
+            raise SystemFailure("container rootfs is marked read-only")
+        chown = None
+        if job.args.get("copy_uid_gid") and c.config.get("User"):
+            from berth.daemon.users import resolve_user
+
+            try:
+                uid, gid, _ = await asyncio.to_thread(resolve_user, d.graph, c, c.config["User"])
+            except BerthError as exc:
+                raise SystemFailure(exc.message) from exc
+            chown = (uid, gid)
+        options = UnpackOptions(bool(job.args.get("no_overwrite_dir_non_dir")), chown)
+        reader = BlockingBody(source, asyncio.get_running_loop())
+        await asyncio.to_thread(unpack, root_fd, resolved, reader, options)
+    d.publish(c, "extract-to-dir")
+
+
+def _resolve_dest(root_fd: int, path: str, ref: str) -> str:
+    """The extraction directory with every symlink followed inside the root (the last one too:
+    a link to a directory is extracted into)."""
+    resolved = scoped_path(root_fd, clean_path(path))
+    try:
+        fd = open_resolved(root_fd, resolved, os.O_PATH)
+    except FileNotFoundError:
+        raise NotFound(f"Could not find the file {path} in container {ref}") from None
+    except OSError as exc:
+        if exc.errno == errno.ENOTDIR:
+            raise NotFound(f"Could not find the file {path} in container {ref}") from None
+        raise SystemFailure(f"lstat {path}: {(exc.strerror or str(exc)).lower()}") from exc
+    try:
+        is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
+    if not is_dir:
+        raise SystemFailure("extraction point is not a directory")
+    return resolved
+
+
+class BlockingBody:
+    """A blocking ``read()`` over a job's async stdin, for the worker thread that unpacks."""
+
+    def __init__(self, source: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.source, self.loop = source, loop
+        self.eof = False
+
+    def read(self, size: int = -1) -> bytes:
+        if self.eof:
+            return b""
+        chunk: bytes = asyncio.run_coroutine_threadsafe(self.source.read(), self.loop).result()
+        if not chunk:
+            self.eof = True
+        return chunk
+
+
+HANDLERS = {
+    "container.archive.stat": stat_path,
+    "container.archive.get": archive,
+    "container.archive.put": extract,
+}
