@@ -163,7 +163,7 @@ class _Unpacker:
             elif m.isreg():
                 self._write(parent, base, m, archive)
             elif m.issym():
-                target = _join(path.rpartition("/")[0], m.linkname)
+                target = _join(path.rpartition("/")[0] or "/", m.linkname)
                 if not target.startswith(self.dest):
                     raise UnpackError(f"invalid symlink {q(path)} -> {q(m.linkname)}")
                 os.symlink(m.linkname, base, dir_fd=parent)
