@@ -348,9 +348,9 @@ def test_escape_symlink_swapped_during_copy(
     """CVE-2018-15664: while cp runs, the container keeps swapping a directory of the copied
     path for a symlink to the host's directory; no copy reads or writes the host's."""
     swap = (f"mkdir -p /w/real && echo container > /w/real/secret && ln -s {secret} /w/evil && "
-            "while true; do mv /w/real /w/dir; mv /w/dir /w/real; mv /w/evil /w/dir; mv /w/dir /w/evil; done")
+            "touch /w/ready && while true; do mv /w/real /w/dir; mv /w/dir /w/real; mv /w/evil /w/dir; mv /w/dir /w/evil; done")
     ok(berthd.docker("run", "-d", "--name", "cc", busybox_image, "sh", "-c", swap))
-    harness.eventually(lambda: ok(berthd.docker("exec", "cc", "test", "-e", "/w/real/secret")))
+    harness.eventually(lambda: ok(berthd.docker("exec", "cc", "test", "-e", "/w/ready")))
     src = tmp_path / "pwned"
     src.write_text("x\n")
     copied = 0
