@@ -198,3 +198,19 @@ def test_dns_forwards_other_names(berthd: harness.Berthd, busybox_image: str, fa
     r = ok(berthd.docker("run", "--rm", "--network", "fwd", "--dns", fake_resolver, busybox_image, "sh", "-c", "cat /etc/resolv.conf; nslookup some.example.test 127.0.0.11"))
     assert "nameserver 127.0.0.11" in r.stdout and fake_resolver not in r.stdout.split("Server")[0]
     assert "10.77.7.7" in r.stdout
+
+
+def test_berth_cli_network_commands(berthd: harness.Berthd, busybox_image: str) -> None:
+    sub = free_subnet(berthd, 8)
+    nid = ok(berthd.berth("network", "create", "--subnet", sub, "--label", "k=v", "bnet")).stdout.strip()
+    assert len(nid) == 64
+    r = ok(berthd.berth("network", "ls", "--filter", "label=k=v"))
+    assert r.stdout.splitlines() == ["NETWORK ID     NAME      DRIVER    SCOPE", f"{nid[:12]}   bnet      bridge    local"]
+    assert json.loads(ok(berthd.berth("network", "inspect", "bnet")).stdout)[0]["IPAM"]["Config"][0]["Subnet"] == sub
+    ok(berthd.docker("run", "-d", "--name", "bc", busybox_image, "sleep", "60"))
+    ok(berthd.berth("network", "connect", "--alias", "x", "bnet", "bc"))
+    assert ok(berthd.berth("inspect", "-f", "{{.NetworkSettings.Networks.bnet.Aliases}}", "bc")).stdout.startswith("[x ")
+    ok(berthd.berth("network", "disconnect", "bnet", "bc"))
+    assert ok(berthd.berth("network", "rm", "bnet")).stdout == "bnet\n"
+    r = berthd.berth("network", "rm", "bnet")
+    assert r.returncode == 1 and "network bnet not found" in r.stderr

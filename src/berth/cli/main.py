@@ -131,6 +131,11 @@ COMMANDS["container"] = {
 }
 COMMANDS["system"] = {"info": COMMANDS["info"], "events": COMMANDS["events"]}
 COMMANDS["registry"] = {"serve": (_C + "registry", "serve"), "gc": (_C + "registry", "gc")}
+COMMANDS["network"] = {
+    name: (_C + "network", name) for name in ("create", "ls", "inspect", "rm", "prune", "connect", "disconnect")
+}
+COMMANDS["network"]["list"] = COMMANDS["network"]["ls"]
+COMMANDS["network"]["remove"] = COMMANDS["network"]["rm"]
 
 
 # One line per command and group, as ``docker --help`` shows them (docker's words where docker
@@ -179,6 +184,15 @@ DESCRIPTIONS = {
     "image bootstrap": "Build a base image on this machine: busybox (offline) or debian (apt mirror)",
     "image prune": "Remove unused images",
     "container prune": "Remove all stopped containers",
+    "network create": "Create a network",
+    "network ls": "List networks",
+    "network list": "List networks",
+    "network remove": "Remove one or more networks",
+    "network inspect": "Display detailed information on one or more networks",
+    "network rm": "Remove one or more networks",
+    "network prune": "Remove all unused networks",
+    "network connect": "Connect a container to a network",
+    "network disconnect": "Disconnect a container from a network",
     "registry serve": "Serve an OCI distribution registry from a directory",
     "registry gc": "Delete the blobs no manifest references",
     # groups
