@@ -108,7 +108,9 @@ class Daemon:
         await warm
         self._register()
         await self._restore()
-        await self.network.reconcile(c.id for c in self.containers.values() if c.state.running)
+        await self.network.reconcile(
+            {c.id: {n.get("NetworkID") or name for name, n in c.networks.items()} for c in self.containers.values() if c.state.running}
+        )
 
     async def shutdown(self) -> None:
         self._flush_unsaved()

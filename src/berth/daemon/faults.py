@@ -12,6 +12,7 @@ import signal
 
 POINTS = (
     "create.after-rw", "start.after-create", "start.after-save", "exit.after-save", "remove.after-files",
+    "start.after-network", "connect.after-driver", "disconnect.after-driver",
 )
 
 

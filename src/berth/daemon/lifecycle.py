@@ -68,6 +68,7 @@ async def _spawn(d: Daemon, c: Container) -> Any:
     # The network namespace is made (and wired) by the network driver before the container:
     # the spec joins it by path. Whatever fails after that releases it again.
     attached = await d.network.attach(netsettings.attach_request(c, d))
+    crash_point("start.after-network")
     try:
         return await _spawn_in(d, c, attached.netns)
     except BaseException:

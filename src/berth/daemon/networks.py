@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from berth.daemon.faults import crash_point
 from berth.drivers.network.config import EndpointRequest
 from berth.drivers.network.model import Network
 from berth.engine import Job
@@ -258,6 +259,7 @@ async def connect(d: Daemon, job: Job) -> None:
         await d.network.connect(
             c.id, net, EndpointRequest(net.id, tuple(cfg.get("Aliases") or ()), want, "", cfg.get("MacAddress") or "")
         )
+        crash_point("connect.after-driver")
     c.networks[net.name] = cfg
     d.save(c)
     _publish(d, net, "connect", {"container": c.id})
@@ -284,6 +286,7 @@ async def _disconnect(d: Daemon, c: Container, net: Network, force: bool) -> Non
         raise Forbidden(f"container {c.id} is not connected to network {net.name}")
     if c.state.running:
         await d.network.disconnect(c.id, net)
+        crash_point("disconnect.after-driver")
     del c.networks[net.name]
     d.save(c)
     _publish(d, net, "disconnect", {"container": c.id})

@@ -25,7 +25,6 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -220,14 +219,22 @@ class NetworkDriver:
         eps = sorted(live.endpoints.values(), key=lambda e: e.ifname)
         return eps[0] if eps else None
 
-    async def reconcile(self, live_ids: Iterable[str]) -> None:
-        """After the daemon re-attached its containers: release the sandboxes of containers that
-        are not running, take the ports and DNS listeners of those that are, remove namespace
-        files nothing records, and rewrite the table from the records."""
-        live_ids = set(live_ids)
-        for cid in [c for c in self.live if c not in live_ids]:
+    async def reconcile(self, running: dict[str, set[str]]) -> None:
+        """After the daemon re-attached its containers (``running``: id -> the networks, by id or
+        name, its record lists): release the sandboxes of containers that are not running,
+        disconnect endpoints a record does not list (a connect cut short), take the ports and
+        DNS listeners of the rest again, remove namespace files nothing records, and rewrite the
+        table from the records."""
+        for cid in [c for c in self.live if c not in running]:
             log.info("releasing the network of container %s (not running)", cid[:12])
             await self.release(cid)
+        for cid, wanted in running.items():
+            live = self.live.get(cid)
+            for nid, ep in list(live.endpoints.items()) if live is not None else ():
+                net = self.networks.get(nid)
+                if net is None or (nid not in wanted and net.name not in wanted):
+                    log.warning("disconnecting container %s from network %s: its record does not list it", cid[:12], nid[:12])
+                    await self._drop_endpoint(cid, nid, ep)
         for cid, live in self.live.items():
             if live.held is None:
                 live.held = self.ports.restore(live.sandbox.ports)
@@ -455,13 +462,17 @@ class NetworkDriver:
         ep = live.endpoints.get(net.id) if live is not None else None
         if live is None or ep is None:
             return
+        await self._drop_endpoint(cid, net.id, ep)
+
+    async def _drop_endpoint(self, cid: str, nid: str, ep: Endpoint) -> None:
+        live = self.live[cid]
         nl, _ = await self.netns.run(netns.open_in, Path(live.sandbox.path))
         assert nl is not None
         await links.unconfigure_inside(nl, ep.ifname)
         primary = self._primary(live)
         dnats = self._dnats(live) if primary is not None and primary.id == ep.id else []
-        del live.endpoints[net.id]
-        self.leases.get(net.id, set()).discard(ep.ip)
+        del live.endpoints[nid]
+        self.leases.get(nid, set()).discard(ep.ip)
         await asyncio.to_thread(self.store.delete_endpoint, ep.id)
         if dnats:
             # the published ports followed the first network's address: they follow the next one
