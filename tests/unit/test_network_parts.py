@@ -101,6 +101,9 @@ def test_port_specs() -> None:
             ports.validate(bad, None)
     with pytest.raises(InvalidParameter):
         ports.validate({"80/tcp": [{"HostIp": "nope", "HostPort": "1"}]}, None)
+    with pytest.raises(InvalidParameter, match="IPv6"):
+        ports.validate({"80/tcp": [{"HostIp": "::1", "HostPort": "1"}]}, None)
+    assert ports.requested({"80/tcp": [{"HostIp": "::", "HostPort": "1"}]}, None, False)[0].host_ip == ""
 
 
 def test_port_views() -> None:

@@ -61,9 +61,8 @@ def _host_ip(text: str) -> str:
         ip = ipaddress.ip_address(text)
     except ValueError as exc:
         raise InvalidParameter(f"invalid IP address in port binding: {text!r}") from exc
-    if ip.version == 6:
-        # IPv6 host bindings are published on the IPv4 side only (docs/decisions.md)
-        return "" if ip.is_unspecified else str(ip)
+    if ip.version == 6 and not ip.is_unspecified:
+        raise InvalidParameter(f"publishing on the IPv6 address {text} is not supported by berth (IPv4 only)")
     return "" if ip.is_unspecified else str(ip)
 
 
