@@ -235,3 +235,26 @@ def render(
     if problems:
         out += ["Clean-up problems:", ""] + [f"- {p}" for p in problems] + [""]
     return "\n".join(out)
+
+
+# Sections other scripts own (bench/build.py's "Builds"): kept when bench/run.py rewrites the page.
+def _section_re(name: str = r"[a-z-]+") -> re.Pattern[str]:
+    return re.compile(rf"<!-- section:({name}) -->\n.*?<!-- /section:\1 -->\n", re.S)
+
+
+def write_section(path: Path, name: str, body: str) -> None:
+    """Put ``body`` in the page as section ``name``, replacing an older one."""
+    block = f"<!-- section:{name} -->\n{body.rstrip()}\n<!-- /section:{name} -->\n"
+    old = path.read_text() if path.exists() else ""
+    if _section_re(name).search(old):
+        new = _section_re(name).sub(lambda _m: block, old)
+    else:
+        new = old.rstrip("\n") + "\n\n" + block
+    path.write_text(new)
+
+
+def keep_sections(path: Path, text: str) -> str:
+    """``text`` (a fresh page) with the sections the page at ``path`` carries appended."""
+    old = path.read_text() if path.exists() else ""
+    blocks = [m.group(0) for m in _section_re().finditer(old)]
+    return text.rstrip("\n") + "\n\n" + "\n".join(blocks) if blocks else text

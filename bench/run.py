@@ -508,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_write:
         print(text)
     else:
-        args.output.write_text(text)
+        args.output.write_text(report.keep_sections(args.output, text))  # with bench/build.py's section
         log(f"wrote {args.output}")
         print(report.table(results, plan))
     return 0

@@ -19,6 +19,7 @@ fails, also the failed one with ``force_rm``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -97,6 +98,7 @@ class Build:
         self.stages_by_name: dict[str, str] = {}
         self.stages_by_index: list[str] = []
         self.containers: list[str] = []  # intermediate containers not yet removed
+        self.removals: list[asyncio.Task[None]] = []
         self.lexer = Lexer(dockerfile.escape)
 
     def host_config(self) -> dict[str, Any]:
@@ -112,6 +114,24 @@ class Build:
         if r.cpuset_cpus:
             hc["CpusetCpus"] = r.cpuset_cpus
         return hc
+
+    def remove_later(self, cid: str) -> None:
+        """Remove an intermediate container in the background (:meth:`settle` waits for it)."""
+
+        async def remove() -> None:
+            await self.host.remove_container(cid)
+            self.containers.remove(cid)
+
+        self.removals.append(asyncio.ensure_future(remove()))
+
+    async def settle(self) -> None:
+        """Wait for the background removals; one that failed is logged (its container stays)."""
+        removals, self.removals = self.removals, []
+        for result in await asyncio.gather(*removals, return_exceptions=True):
+            if isinstance(result, BerthError):
+                log.warning("remove an intermediate container: %s", result.message)
+            elif isinstance(result, BaseException):
+                raise result
 
     def stage_image(self, name: str) -> str | None:
         """A previous stage's image, by name or index."""
@@ -150,6 +170,7 @@ class Build:
         state: StageState | None = None
         for index, stage in enumerate(stages):
             state = await self._stage(stage, index, step_line)
+        await self.settle()
         unused = self.args.unused()
         if unused:
             await self.out.stream(f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed\n")
@@ -206,6 +227,7 @@ class Build:
 
     async def cleanup(self, failed: bool) -> None:
         """Remove the intermediate containers a failed build leaves (``force_rm``)."""
+        await self.settle()
         if not (failed and self.request.force_rm):
             return
         for cid in list(self.containers):

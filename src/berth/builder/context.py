@@ -25,14 +25,14 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
-import shutil
+import queue
 import tarfile
 import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from berth.drivers.graph.tarstream import ArchiveError, decompressed, members, open_stream, short
 from berth.errors import InvalidParameter, NotFound
@@ -71,35 +71,19 @@ class BuildContext:
     # -- loading --------------------------------------------------------------------------
     @classmethod
     def load(cls, stream: BinaryIO, tmp_dir: Path) -> BuildContext:
-        """Spool ``stream`` (any compression) uncompressed into ``tmp_dir`` and index it."""
+        """Read ``stream`` (any compression) once: spool it uncompressed into ``tmp_dir`` while
+        indexing it and hashing every file, so a context is ready as soon as its last byte came."""
         fd, name = tempfile.mkstemp(prefix="context-", suffix=".tar", dir=tmp_dir)
         ctx = cls(Path(name))
         try:
             with os.fdopen(fd, "w+b") as out:
                 try:
                     source = decompressed(stream)
-                    shutil.copyfileobj(source, out, _CHUNK)
                 except ArchiveError as exc:
                     raise ContextError(f"the build context is not a tar archive: {exc.message}") from None
-                out.seek(0)
-                ctx._index(out)
-            ctx._fd = os.open(ctx.spool, os.O_RDONLY | os.O_CLOEXEC)
-        except BaseException:
-            ctx.close()
-            raise
-        return ctx
-
-    @classmethod
-    def from_spool(cls, spool: Path) -> BuildContext:
-        """Index an uncompressed tar the caller already wrote (it becomes the context's file)."""
-        ctx = cls(spool)
-        try:
-            with open(spool, "rb") as f:
-                if _compressed(f):
-                    f.close()
-                    with open(spool, "rb") as raw:
-                        return cls.load(raw, spool.parent)
-                ctx._index(f)
+                tee = _Tee(source, out)
+                ctx._index(tee, hash_files=True)
+                tee.drain()
             ctx._fd = os.open(ctx.spool, os.O_RDONLY | os.O_CLOEXEC)
         except BaseException:
             ctx.close()
@@ -115,30 +99,36 @@ class BuildContext:
         except FileNotFoundError:
             pass
 
-    def _index(self, f: BinaryIO) -> None:
-        if not f.read(1):
-            return  # an empty body: an empty context
-        size = f.seek(0, os.SEEK_END)
-        f.seek(0)
+    def _index(self, f: Any, hash_files: bool = False) -> None:
+        if isinstance(f, _Tee):
+            if not f.peek():
+                return  # an empty body: an empty context
+        else:
+            if not f.read(1):
+                return
+            f.seek(0)
         end = 0  # where the last member's data ends
         try:
             archive = open_stream(f)
             for member in members(archive):
-                self._add(member)
+                entry = self._add(member)
                 end = member.offset_data + (member.size if member.isreg() else 0)
+                if hash_files and entry is not None and entry.kind == "file" and not member.islnk():
+                    entry.digest = _hash_member(archive, member)
         except (ArchiveError, tarfile.TarError, ValueError, EOFError) as exc:
             # The docker CLI ends a context that carries a Dockerfile from stdin right after the
             # last file's bytes: no padding, no end blocks. Go's reader takes that; so do we.
+            size = f.total if isinstance(f, _Tee) else f.seek(0, os.SEEK_END)
             if not (end and size >= end and "unexpected end of data" in str(exc)):
                 text = exc.message if isinstance(exc, ArchiveError) else str(exc)
                 raise ContextError(f"the build context is not a tar archive: {text}") from None
 
-    def _add(self, member: tarfile.TarInfo) -> None:
+    def _add(self, member: tarfile.TarInfo) -> Entry | None:
         path = clean_member(member.name)
         if path == "":
             if member.isdir():
                 self.entries[""].mode = member.mode & 0o7777
-            return
+            return None
         if member.sparse is not None:
             raise ContextError(f"build context member {short(path)!r}: sparse files are not supported")
         self._parents(path)
@@ -148,7 +138,7 @@ class BuildContext:
             old = self.entries.get(path)
             if old is not None and old.kind == "dir":
                 old.mode, old.uid, old.gid, old.mtime = mode, member.uid, member.gid, float(member.mtime)
-                return
+                return old
             entry = Entry(path, "dir", mode, **common)  # type: ignore[arg-type]
         elif member.isreg():
             entry = Entry(path, "file", mode, size=member.size, offset=member.offset_data, **common)  # type: ignore[arg-type]
@@ -161,7 +151,8 @@ class BuildContext:
                     f"build context member {short(path)!r}: hard link to {short(member.linkname)!r}, "
                     "which is not a file earlier in the archive"
                 )
-            entry = Entry(path, "file", target.mode, target.uid, target.gid, target.mtime, target.size, target.offset)
+            entry = Entry(path, "file", target.mode, target.uid, target.gid, target.mtime, target.size, target.offset,
+                          digest=target.digest)
         else:
             entry = Entry(path, "other", mode, info=member, **common)  # type: ignore[arg-type]
         old = self.entries.get(path)
@@ -172,6 +163,7 @@ class BuildContext:
         self.children[parent].add(base)
         if entry.kind == "dir":
             self.children.setdefault(path, set())
+        return entry
 
     def _parents(self, path: str) -> None:
         parts = path.split("/")[:-1]
@@ -281,6 +273,95 @@ class BuildContext:
         return self.read(entry, limit).decode("utf-8", "replace")
 
 
+class _Tee:
+    """Reads the (decompressed) body and writes every byte to the spool as it goes."""
+
+    def __init__(self, source: BinaryIO, out: BinaryIO) -> None:
+        self.source = source
+        self.out = out
+        self.total = 0
+        self._head = b""
+
+    def peek(self) -> bytes:
+        if not self._head:
+            self._head = self._read(1)
+        return self._head
+
+    def _read(self, size: int) -> bytes:
+        data = self.source.read(size)
+        if data:
+            self.out.write(data)
+            self.total += len(data)
+        return data
+
+    def read(self, size: int = -1) -> bytes:
+        head, self._head = self._head, b""
+        if size >= 0:
+            size -= len(head)
+            if size <= 0:
+                return head
+        return head + self._read(size)
+
+    def drain(self) -> None:
+        while self._read(_CHUNK):
+            pass
+
+
+def _hash_member(archive: tarfile.TarFile, member: tarfile.TarInfo) -> str:
+    sha = hashlib.sha256()
+    data = archive.extractfile(member)
+    if data is not None:
+        while chunk := data.read(_CHUNK):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+class ChunkQueue:
+    """A blocking file-like reader over chunks another thread (the event loop) puts in.
+
+    ``put`` after :meth:`abandon` (the reader gave up) is a no-op, so the writer never blocks
+    on a reader that is gone."""
+
+    def __init__(self, limit: int = 64) -> None:
+        self._queue: queue.Queue[bytes | None] = queue.Queue(limit)
+        self._buf = b""
+        self._eof = False
+        self.abandoned = False
+
+    def put(self, chunk: bytes | None, block: bool = True) -> None:
+        while not self.abandoned:
+            try:
+                self._queue.put(chunk, timeout=0.5 if block else None)
+                return
+            except queue.Full:
+                if not block:
+                    raise
+                continue
+
+    def abandon(self) -> None:
+        self.abandoned = True
+        while True:  # free a writer blocked on a full queue
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._eof and (size < 0 or len(self._buf) < size):
+            chunk = self._queue.get()
+            if chunk is None:
+                self._eof = True
+                break
+            self._buf += chunk
+            if size >= 0 and len(self._buf) >= size:
+                break
+        if size < 0:
+            out, self._buf = self._buf, b""
+        else:
+            out, self._buf = self._buf[:size], self._buf[size:]
+        return out
+
+
 def clean_member(name: str) -> str:
     """A member name as a context-relative path; refuse names that climb out of the context."""
     cleaned = posixpath.normpath("/" + name).lstrip("/")
@@ -293,12 +374,6 @@ def clean_member(name: str) -> str:
         if depth < 0:
             raise ContextError(f"build context member {short(name)!r} points outside the context")
     return cleaned
-
-
-def _compressed(f: BinaryIO) -> bool:
-    head = f.read(6)
-    f.seek(0)
-    return head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00"))
 
 
 def clean_source(path: str) -> str:

@@ -20,15 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import os
 import posixpath
 import re
 import signal as signals
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from berth.builder import copier
@@ -342,28 +339,13 @@ class Dispatcher:
         parent = self.state.image_id
         fs = await self._image_fs(parent)
         missing = await asyncio.to_thread(_missing_dirs, fs, workdir)
-        layer = await self._layer(lambda out: _write_dirs(missing, fs, out)) if missing else None
-        try:
-            image_id = await self.host.derive(parent, layer, self.image_config(), probe, " ".join(probe["Cmd"]),
-                                              self.state.author)
-        finally:
-            if layer is not None:
-                layer.unlink(missing_ok=True)
+        writer = (lambda out: _write_dirs(missing, fs, out)) if missing else None
+        image_id = await self.host.derive(parent, writer, self.image_config(), probe, " ".join(probe["Cmd"]),
+                                          self.state.author)
         await self.record(key, parent, image_id, detail)
 
     async def _image_fs(self, image_id: str) -> ImageFS:
         return await self.host.image_fs(image_id) if image_id else ImageFS([])
-
-    async def _layer(self, write: Callable[[Any], None]) -> Path:
-        fd, name = tempfile.mkstemp(prefix="build-layer-", suffix=".tar", dir=self.host.tmp_dir)
-        path = Path(name)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                await asyncio.to_thread(write, out)
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-        return path
 
     # -- RUN ------------------------------------------------------------------------------
     def run_command(self, step: ins.Run) -> list[str]:
@@ -420,8 +402,8 @@ class Dispatcher:
         cid = containers[0]
         image_id = await self.host.commit(cid, self.image_config(), probe, " ".join(save_cmd), self.state.author)
         if self.build.request.rm or self.build.request.force_rm:
-            await self.host.remove_container(cid)
-            self.build.containers.remove(cid)
+            # removed while the next steps run; the build waits for it before it reports success
+            self.build.remove_later(cid)
             await self.out.stream(f"Removing intermediate container {cid[:12]}\n")
         await self.record(key, parent, image_id, detail)
 
@@ -468,14 +450,10 @@ class Dispatcher:
         owner = await asyncio.to_thread(_identity, fs, chown) if chown else copier.Identity(0, 0)
         chmod = int(step.chmod, 8) if step.chmod else None
         workdir = self.config.get("WorkingDir") or "/"
-        layer = await self._layer(
-            lambda out: copier.write_layer(plan, src, fs, dest, workdir, owner, chmod, cmd, out)
+        image_id = await self.host.derive(
+            parent, lambda out: copier.write_layer(plan, src, fs, dest, workdir, owner, chmod, cmd, out),
+            self.image_config(), probe, " ".join(probe["Cmd"]), self.state.author,
         )
-        try:
-            image_id = await self.host.derive(parent, layer, self.image_config(), probe, " ".join(probe["Cmd"]),
-                                              self.state.author)
-        finally:
-            layer.unlink(missing_ok=True)
         await self.record(key, parent, image_id, detail)
 
     do_add = do_copy
@@ -521,7 +499,7 @@ def _write_dirs(missing: list[str], fs: ImageFS, out: Any) -> None:
     import tarfile
 
     now = int(time.time())
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         if not missing:
             return
         parts = [p for p in missing[-1].split("/") if p]

@@ -12,13 +12,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 from berth.builder.cache import BuildCache
 from berth.builder.imagefs import ImageFS
 
 T = TypeVar("T")
 OutputFn = Callable[[int, bytes], Awaitable[None]]
+LayerWriter = Callable[[BinaryIO], None]
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,10 @@ class BuildHost(Protocol):
 
     async def remove_container(self, container_id: str) -> None: ...
 
-    async def derive(self, parent: str, layer: Path | None, config: dict[str, Any],
+    async def derive(self, parent: str, layer: LayerWriter | None, config: dict[str, Any],
                      container_config: dict[str, Any], created_by: str, author: str) -> str:
-        """A new image on ``parent`` ("" for none) with ``config``: no layer, or the layer tar at ``layer``."""
+        """A new image on ``parent`` ("" for none) with ``config``: no layer, or the layer tar that
+        ``layer(out)`` writes (run in a thread, while the graph applies it)."""
 
     async def tag(self, image_id: str, ref: str) -> str:
         """Tag the image; the familiar name (``app:1``)."""

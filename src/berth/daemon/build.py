@@ -20,16 +20,15 @@ import asyncio
 import json
 import logging
 import os
-import tempfile
+import queue
 from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from berth.builder.build import Build
 from berth.builder.cache import BuildCache
-from berth.builder.context import BuildContext, clean_source
+from berth.builder.context import BuildContext, ChunkQueue, clean_source
 from berth.builder.dispatch import StepError
-from berth.builder.host import OutputFn, RunSpec
+from berth.builder.host import LayerWriter, OutputFn, RunSpec
 from berth.builder.imagefs import ImageFS
 from berth.builder.output import Output
 from berth.builder.parser import parse as parse_dockerfile
@@ -46,6 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("berth.daemon")
 T = TypeVar("T")
 MAX_DOCKERIGNORE = 1 << 20
+PIPE_BUFFER = 1 << 20
 
 
 def build_cache(d: Daemon) -> BuildCache:
@@ -89,6 +89,20 @@ class _StepOutput:
             await self.output(stream, data)
         except (ConnectionError, OSError, RuntimeError):
             self.dead = True  # the client went away; the build notices at its next write
+
+
+class _Checked:
+    """The read end of a layer pipe: its end is an error when the writer failed."""
+
+    def __init__(self, raw: BinaryIO, failed: list[BaseException]) -> None:
+        self.raw = raw
+        self.failed = failed
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        if not data and self.failed:
+            raise OSError("the layer's writer failed")
+        return data
 
 
 class DaemonHost:
@@ -169,15 +183,37 @@ class DaemonHost:
     async def remove_container(self, container_id: str) -> None:
         await self.d.engine.job("container.remove", id=container_id, force=True, volumes=True)
 
-    async def derive(self, parent: str, layer: Path | None, config: dict[str, Any],
+    async def derive(self, parent: str, layer: LayerWriter | None, config: dict[str, Any],
                      container_config: dict[str, Any], created_by: str, author: str) -> str:
-        def work() -> str:
-            if layer is None:
-                return str(self.d.graph.derive(parent, None, config, container_config, created_by, author))
-            with open(layer, "rb") as f:
-                return str(self.d.graph.derive(parent, f, config, container_config, created_by, author))
+        graph = self.d.graph
+        if layer is None:
+            return str(await asyncio.to_thread(graph.derive, parent, None, config, container_config, created_by,
+                                               author))
+        # The layer tar goes through a pipe: one thread writes it while another applies it.
+        rfd, wfd = os.pipe()
+        failed: list[BaseException] = []
 
-        return await asyncio.to_thread(work)
+        def produce() -> None:
+            try:
+                with os.fdopen(wfd, "wb", buffering=PIPE_BUFFER) as out:
+                    layer(out)
+            except BaseException as exc:
+                failed.append(exc)  # before the pipe closes: the reader must not see a clean end
+                raise
+
+        def consume() -> str:
+            with os.fdopen(rfd, "rb", buffering=PIPE_BUFFER) as raw:
+                return str(graph.derive(parent, _Checked(raw, failed), config, container_config, created_by,
+                                        author))
+
+        produced, consumed = await asyncio.gather(
+            asyncio.to_thread(produce), asyncio.to_thread(consume), return_exceptions=True
+        )
+        if isinstance(produced, BaseException):
+            raise produced
+        if isinstance(consumed, BaseException):
+            raise consumed
+        return consumed
 
     async def tag(self, image_id: str, ref: str) -> str:
         parsed = reference.parse(ref).with_default_tag()
@@ -203,58 +239,63 @@ def _credentials(auth: dict[str, Any], domain: str) -> Credentials:
     return Credentials()
 
 
-async def _spool(d: Daemon, job: Job) -> Path:
+async def _receive(d: Daemon, job: Job) -> BuildContext:
+    """The context, indexed and hashed by a thread while the body is still arriving."""
     assert job.stdin is not None
-    fd, name = tempfile.mkstemp(prefix="context-", suffix=".tar", dir=d.cfg.data_root / "tmp")
-    path = Path(name)
+    chunks = ChunkQueue()
+    loader = asyncio.ensure_future(asyncio.to_thread(BuildContext.load, chunks, d.cfg.data_root / "tmp"))  # type: ignore[arg-type]
     try:
-        with os.fdopen(fd, "wb") as f:
-            while chunk := await job.stdin.read():
-                f.write(chunk)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _prepare(spool: Path, request: BuildRequest) -> tuple[BuildContext, str]:
-    """Index the context; find and read the Dockerfile; apply what .dockerignore says of it."""
-    ctx = BuildContext.from_spool(spool)
-    try:
-        name = clean_source(request.dockerfile or "Dockerfile") or "Dockerfile"
-        entry = ctx.lookup(name)
-        if entry is None and not request.dockerfile:
-            entry = ctx.lookup("dockerfile")
-        if entry is None or entry.kind != "file":
-            raise InvalidParameter(f"Cannot locate specified Dockerfile: {request.dockerfile or 'Dockerfile'}")
-        text = ctx.read(entry, 4 << 20).decode("utf-8", "replace")
-        ignore = ctx.read_text(".dockerignore", MAX_DOCKERIGNORE)
-        if ignore:
+        while not loader.done() and (chunk := await job.stdin.read()):
             try:
-                matcher = Matcher(read_patterns(ignore))
-            except ValueError as exc:
-                raise InvalidParameter(f"invalid .dockerignore: {exc}") from None
-            for path in (".dockerignore", entry.path):
-                if matcher.excluded(path):
-                    ctx.remove(path)
+                chunks.put(chunk, block=False)
+            except queue.Full:
+                await asyncio.to_thread(chunks.put, chunk)
+        if loader.done():
+            chunks.abandon()  # it failed (not a tar): the rest of the body is not needed
+        else:
+            await asyncio.to_thread(chunks.put, None)
+        return await loader
     except BaseException:
-        ctx.close()
+        chunks.abandon()
+        if not loader.done():
+            try:
+                ctx = await loader
+            except (BerthError, OSError, ValueError):
+                pass  # the loader's own failure; the one being raised says what went wrong
+            else:
+                await asyncio.to_thread(ctx.close)
         raise
-    return ctx, text
+
+
+def _prepare(ctx: BuildContext, request: BuildRequest) -> str:
+    """Find and read the Dockerfile; apply what .dockerignore says of it and of itself."""
+    name = clean_source(request.dockerfile or "Dockerfile") or "Dockerfile"
+    entry = ctx.lookup(name)
+    if entry is None and not request.dockerfile:
+        entry = ctx.lookup("dockerfile")
+    if entry is None or entry.kind != "file":
+        raise InvalidParameter(f"Cannot locate specified Dockerfile: {request.dockerfile or 'Dockerfile'}")
+    text = ctx.read(entry, 4 << 20).decode("utf-8", "replace")
+    ignore = ctx.read_text(".dockerignore", MAX_DOCKERIGNORE)
+    if ignore:
+        try:
+            matcher = Matcher(read_patterns(ignore))
+        except ValueError as exc:
+            raise InvalidParameter(f"invalid .dockerignore: {exc}") from None
+        for path in (".dockerignore", entry.path):
+            if matcher.excluded(path):
+                ctx.remove(path)
+    return text
 
 
 async def build_job(d: Daemon, job: Job) -> None:
     request: BuildRequest = job.args["request"]
     assert job.stdout is not None
     out = Output(job.stdout, request.quiet)
-    spool = await _spool(d, job)
-    try:
-        ctx, text = await asyncio.to_thread(_prepare, spool, request)
-    except BaseException:
-        spool.unlink(missing_ok=True)
-        raise
+    ctx = await _receive(d, job)
     build: Build | None = None
     try:
+        text = await asyncio.to_thread(_prepare, ctx, request)
         dockerfile = parse_dockerfile(text)
         host = DaemonHost(d, job)
         build = Build(request, dockerfile, ctx, host, out)
