@@ -197,7 +197,8 @@ class _Layer:
     """The tar being written, and what it already holds (so a later item sees it)."""
 
     def __init__(self, out: BinaryIO, dest_fs: ImageFS) -> None:
-        self.tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, copybufsize=1 << 20)
+        self.tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)
+X
         self.fs = dest_fs
         self.kinds: dict[str, str] = {}  # /path -> kind written here
         self.now = int(time.time())
