@@ -198,7 +198,8 @@ class _Layer:
 
     def __init__(self, out: BinaryIO, dest_fs: ImageFS) -> None:
         self.tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)
-X
+        # file data in 1 MiB reads (tarfile's default is 16 KiB); typeshed does not know the attribute
+        setattr(self.tar, "copybufsize", 1 << 20)  # noqa: B010
         self.fs = dest_fs
         self.kinds: dict[str, str] = {}  # /path -> kind written here
         self.now = int(time.time())
