@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import doctest
 import importlib
 from typing import Any
@@ -75,7 +76,11 @@ def test_device_rules_in_order_with_runcs_defaults_appended() -> None:
     deny_all = {"allow": False, "access": "rwm"}
     fuse = {"type": "c", "major": 10, "minor": 229, "access": "rwm"}
     r = resources_from_oci({"devices": [deny_all, {"allow": True, **fuse}]})
-    assert r.device_rules == (*DEFAULT_DEVICE_RULES, "c 10:229 rwm")
+    # the spec's own first, in order (devices.list shows them so: runtime-tools checks it)
+    assert r.device_rules == ("c 10:229 rwm", *DEFAULT_DEVICE_RULES)
+    tun = {"allow": True, "type": "c", "major": 10, "minor": 200, "access": "rwm"}
+    r = resources_from_oci({"devices": [deny_all, {"allow": True, **fuse}, tun]})
+    assert r.device_rules == ("c 10:229 rwm", "c 10:200 rwm", *(d for d in DEFAULT_DEVICE_RULES if d != "c 10:200 rwm"))
     # a later deny takes back an earlier allow; a deny of a default does not (runc appends them last)
     r = resources_from_oci({"devices": [deny_all, {"allow": True, **fuse}, {"allow": False, **fuse},
                                         {"allow": False, "type": "c", "major": 1, "minor": 3, "access": "rwm"}]})
@@ -85,7 +90,7 @@ def test_device_rules_in_order_with_runcs_defaults_appended() -> None:
     assert resources_from_oci({"devices": [{"allow": True, "access": "rwm"}]}).device_rules == ALLOW_ALL_DEVICES
     # wildcards, access order
     r = resources_from_oci({"devices": [{"allow": True, "type": "b", "major": 8, "access": "wr"}]})
-    assert r.device_rules[-1] == "b 8:* rw"
+    assert r.device_rules[0] == "b 8:* rw"
     with pytest.raises(InvalidParameter, match="after allowing every device"):
         resources_from_oci({"devices": [{"allow": True, "access": "rwm"}, {"allow": False, **fuse}]})
 
@@ -102,7 +107,10 @@ def test_the_daemons_spec_gives_the_cgroup_it_gave_before(host: dict[str, Any]) 
     """What the daemon decides from a HostConfig survives the trip through config.json."""
     wanted = docker_resources(host)
     spec = build_spec(SpecInput(args=("sh",), rootfs="/r", resources=wanted, privileged=bool(host.get("Privileged"))))
-    assert resources_from_oci(spec["linux"]["resources"]) == wanted
+    got = resources_from_oci(spec["linux"]["resources"])
+    # allow rules are a set (the spec's come first in the files, in the spec's order)
+    assert sorted(got.device_rules) == sorted(wanted.device_rules)
+    assert dataclasses.replace(got, device_rules=wanted.device_rules) == wanted
 
 
 @pytest.mark.parametrize("make", [fake_v1, fake_v2])

@@ -9,16 +9,16 @@ host's full capability set). They follow runc's ``finalizeNamespace`` and the ta
 1. (:func:`set_limits`) rlimits and oom_score_adj, while we have the capabilities raising them
    may need; an exec's launcher does this before it joins the namespaces, because from inside
    them its /proc/self does not exist (it is not in the container's PID namespace);
-2. without no_new_privs, the seccomp filter first: loading one then needs CAP_SYS_ADMIN, which
-   the capability steps drop (the profile must allow the calls that follow);
-3. the bounding set (needs CAP_SETPCAP, so before the user switch), then PR_SET_KEEPCAPS;
-4. groups and gid (impossible after setuid), cwd as root (the user may not be able to reach
+2. the bounding set (needs CAP_SETPCAP, so before the user switch), then PR_SET_KEEPCAPS;
+3. groups and gid (impossible after setuid), cwd as root (the user may not be able to reach
    it) and checked to be inside the container (CVE-2024-21626: a leaked host directory fd as
-   cwd), stdio handed to the user (while we have CAP_CHOWN), the uid;
-5. capset and the ambient set;
-6. the program to run (PATH lookup, as the user) and the environment (HOME from the
+   cwd); without no_new_privs, the seccomp filter then: loading one needs CAP_SYS_ADMIN, which
+   the user switch and the capability steps drop (the profile must allow the calls that
+   follow); stdio handed to the user (while we have CAP_CHOWN), the uid;
+4. capset and the ambient set;
+5. the program to run (PATH lookup, as the user) and the environment (HOME from the
    container's /etc/passwd, read without blocking: :mod:`berth.accountfile`);
-7. no_new_privs and, with it, the seccomp filter: the last step before execve, so the filter
+6. no_new_privs and, with it, the seccomp filter: the last step before execve, so the filter
    need not allow our own set-up calls.
 
 :func:`seal_imports` is for the moment a child starts to see the container's file system
@@ -77,8 +77,6 @@ def seal_imports() -> None:
 
 def _become(process: Process, seccomp_program: bytes | None) -> None:
     """Bounding set, user, cwd, capabilities: runc's finalizeNamespace order."""
-    if seccomp_program is not None and not process.no_new_privileges:
-        step("load seccomp filter", "self", seccomp.load, seccomp_program)
     caps = process.capabilities
     last = capabilities.last_cap()
     known = 0
@@ -102,6 +100,13 @@ def _become(process: Process, seccomp_program: bytes | None) -> None:
     step("setgroups", str(list(user.additional_gids)), os.setgroups, list(user.additional_gids))
     step("setresgid", str(user.gid), os.setresgid, user.gid, user.gid, user.gid)
     chdir_error = _chdir(process.cwd)
+    if chdir_error is None:
+        _check_cwd(process.cwd)
+    # Without no_new_privs the filter needs CAP_SYS_ADMIN in the effective set, which setresuid
+    # away from 0 clears: load it now, after the cwd check (a profile may deny getcwd, as the
+    # runtime-tools suite's does) and before the user switch.
+    if seccomp_program is not None and not process.no_new_privileges:
+        step("load seccomp filter", "self", seccomp.load, seccomp_program)
     if user.uid != 0:
         stdio_.give_to(user.uid)  # while we still have CAP_CHOWN
     step("setresuid", str(user.uid), os.setresuid, user.uid, user.uid, user.uid)
@@ -112,7 +117,7 @@ def _become(process: Process, seccomp_program: bytes | None) -> None:
                 f'chdir to cwd ("{process.cwd}") set in config.json failed: {executable.go_strerror(chdir_error)}',
                 EXIT_OTHER,
             )
-    _check_cwd(process.cwd)
+        _check_cwd(process.cwd)
     if caps is not None:
         kernel.prctl(kernel.PR_SET_KEEPCAPS, 0)
         step(
@@ -123,7 +128,11 @@ def _become(process: Process, seccomp_program: bytes | None) -> None:
             capabilities.mask(caps.permitted) & known,
             capabilities.mask(caps.inheritable) & known,
         )
-        for cap in sorted(c for c in caps.ambient if known >> c & 1):
+        # The kernel raises an ambient capability only if it is permitted and inheritable;
+        # runc only warns about the others (`runc spec` lists ambient ones without an
+        # inheritable set), so they are left out here too.
+        raisable = caps.permitted & caps.inheritable
+        for cap in sorted(c for c in caps.ambient if known >> c & 1 and c in raisable):
             step(
                 "raise ambient capability",
                 capabilities.name(cap),

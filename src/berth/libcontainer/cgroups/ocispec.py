@@ -14,7 +14,7 @@ and pids.
     ...                                     {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rw"}]})
     >>> r.memory, r.memory_swap, r.cpu_quota, r.cpu_period, r.cpuset_cpus, r.pids_limit
     (67108864, -1, 50000, 100000, '0', 10)
-    >>> r.device_rules[-1]
+    >>> r.device_rules[0]
     'c 10:229 rw'
 
 Devices: the rules are applied in order (a "deny all" clears what came before, an "allow all"
@@ -82,7 +82,9 @@ def device_rules_from_oci(rules: Any) -> tuple[str, ...]:
             allowed = [a for a in allowed if a != line]
     if allow_all:
         return ALLOW_ALL_DEVICES
-    return DEFAULT_DEVICE_RULES + tuple(a for a in allowed if a not in DEFAULT_DEVICE_RULES)
+    # the spec's rules first, in its order (the kernel lists v1 exceptions as written, and the
+    # OCI spec says entries are applied in order), then the defaults it did not name
+    return tuple(allowed) + tuple(d for d in DEFAULT_DEVICE_RULES if d not in allowed)
 
 
 def _device_line(rule: Mapping[str, Any], what: str) -> tuple[str, bool]:
