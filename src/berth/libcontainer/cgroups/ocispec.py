@@ -55,7 +55,95 @@ def resources_from_oci(res: Mapping[str, Any] | None) -> Resources:
         pids_limit=_int(pids, "limit", "pids"),
         blkio_weight=_positive(block_io, "weight", "blockIO"),
         device_rules=device_rules_from_oci(res.get("devices")),
+        **_extras(res, memory, cpu, block_io),
     )
+
+
+def _extras(
+    res: Mapping[str, Any], memory: Mapping[str, Any], cpu: Mapping[str, Any], block_io: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The limits only OCI bundles carry (:mod:`.extralimits`); ``kernel`` (kernel memory) is
+    left out, as runc leaves it: the spec deprecates it and kernels since 5.16 ignore it."""
+    swappiness = memory.get("swappiness")
+    if swappiness is not None:
+        swappiness = _int(memory, "swappiness", "memory") or 0
+        if not 0 <= swappiness <= 100:
+            raise InvalidParameter(f"linux.resources.memory.swappiness: {swappiness} is not within 0..100")
+    oom = memory.get("disableOOMKiller")
+    if oom is not None and not isinstance(oom, bool):
+        raise InvalidParameter(f"linux.resources.memory.disableOOMKiller: {oom!r} is not a boolean")
+    if block_io.get("leafWeight"):
+        raise InvalidParameter("linux.resources.blockIO.leafWeight: not supported (kernels since 5.0 have no leaf weight)")
+    weight_device = []
+    for i, d in enumerate(_list(block_io, "weightDevice", "blockIO")):
+        what = f"linux.resources.blockIO.weightDevice[{i}]"
+        if d.get("leafWeight"):
+            raise InvalidParameter(f"{what}.leafWeight: not supported (kernels since 5.0 have no leaf weight)")
+        weight = _positive(d, "weight", f"blockIO.weightDevice[{i}]")
+        if weight:
+            weight_device.append((_device(d, what), weight))
+    throttle = []
+    for key, kind in (
+        ("throttleReadBpsDevice", "read_bps"),
+        ("throttleWriteBpsDevice", "write_bps"),
+        ("throttleReadIOPSDevice", "read_iops"),
+        ("throttleWriteIOPSDevice", "write_iops"),
+    ):
+        for i, d in enumerate(_list(block_io, key, "blockIO")):
+            rate = _positive(d, "rate", f"blockIO.{key}[{i}]") or 0
+            throttle.append((kind, _device(d, f"linux.resources.blockIO.{key}[{i}]"), rate))
+    hugetlb = []
+    for i, h in enumerate(_list(res, "hugepageLimits", "")):
+        size = h.get("pageSize")
+        if not isinstance(size, str) or not size or "/" in size:
+            raise InvalidParameter(f"linux.resources.hugepageLimits[{i}].pageSize: {size!r} is not a page size")
+        hugetlb.append((size, _positive(h, "limit", f"hugepageLimits[{i}]") or 0))
+    network = _object(res.get("network"), "linux.resources.network")
+    prio = []
+    for i, p in enumerate(_list(network, "priorities", "network")):
+        name = p.get("name")
+        if not isinstance(name, str) or not name or any(c.isspace() for c in name):
+            raise InvalidParameter(f"linux.resources.network.priorities[{i}].name: {name!r} is not an interface name")
+        prio.append((name, _positive(p, "priority", f"network.priorities[{i}]") or 0))
+    if res.get("rdma"):
+        raise InvalidParameter("linux.resources.rdma: not supported by berth")
+    unified = _object(res.get("unified"), "linux.resources.unified")
+    for key, value in unified.items():
+        if not isinstance(value, str):
+            raise InvalidParameter(f"linux.resources.unified[{key!r}]: {value!r} is not a string")
+    return {
+        "memory_swappiness": swappiness,
+        "oom_kill_disable": bool(oom),
+        "kernel_tcp": _int(memory, "kernelTCP", "memory"),
+        "blkio_weight_device": tuple(weight_device),
+        "blkio_throttle": tuple(throttle),
+        "hugetlb": tuple(hugetlb),
+        "net_cls_classid": _positive(network, "classID", "network"),
+        "net_prio": tuple(prio),
+        "cpu_rt_runtime": _int(cpu, "realtimeRuntime", "cpu"),
+        "cpu_rt_period": _positive(cpu, "realtimePeriod", "cpu"),
+        "unified": tuple(sorted(unified.items())),
+    }
+
+
+def _list(obj: Mapping[str, Any], key: str, section: str) -> list[Mapping[str, Any]]:
+    value = obj.get(key)
+    where = f"linux.resources.{section}.{key}" if section else f"linux.resources.{key}"
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+        raise InvalidParameter(f"{where}: {value!r} is not a list of objects")
+    return value
+
+
+def _device(d: Mapping[str, Any], what: str) -> str:
+    numbers = []
+    for key in ("major", "minor"):
+        value = d.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise InvalidParameter(f"{what}.{key}: {value!r} is not a device number")
+        numbers.append(str(value))
+    return ":".join(numbers)
 
 
 def device_rules_from_oci(rules: Any) -> tuple[str, ...]:

@@ -49,6 +49,37 @@ class Resources:
     cpuset_mems: str | None = None
     memory_reservation: int | None = None  # soft limit: memory.soft_limit_in_bytes / memory.low
     blkio_weight: int | None = None  # 10..1000: blkio.weight / io.weight (where the host has it)
+    # OCI limits beyond Docker's (berth-runtime's bundles); an error where the host cannot apply
+    # them (:mod:`.extralimits`)
+    memory_swappiness: int | None = None  # 0..100
+    oom_kill_disable: bool = False
+    kernel_tcp: int | None = None  # bytes
+    blkio_weight_device: tuple[tuple[str, int], ...] = ()  # ("8:0", 500)
+    blkio_throttle: tuple[tuple[str, str, int], ...] = ()  # ("read_bps", "8:0", 1048576)
+    hugetlb: tuple[tuple[str, int], ...] = ()  # ("2MB", bytes)
+    net_cls_classid: int | None = None
+    net_prio: tuple[tuple[str, int], ...] = ()  # (interface, priority)
+    cpu_rt_runtime: int | None = None  # µs
+    cpu_rt_period: int | None = None  # µs
+    unified: tuple[tuple[str, str], ...] = ()  # cgroup v2 file name -> value
+
+    @property
+    def has_extras(self) -> bool:
+        return any(
+            (
+                self.memory_swappiness is not None,
+                self.oom_kill_disable,
+                self.kernel_tcp is not None,
+                self.blkio_weight_device,
+                self.blkio_throttle,
+                self.hugetlb,
+                self.net_cls_classid is not None,
+                self.net_prio,
+                self.cpu_rt_runtime is not None,
+                self.cpu_rt_period is not None,
+                self.unified,
+            )
+        )
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from berth.errors import SystemFailure
-from berth.libcontainer.cgroups import files
+from berth.libcontainer.cgroups import extralimits, files
 from berth.libcontainer.cgroups.manager import CgroupBase
 from berth.libcontainer.cgroups.resources import (
     ALLOW_ALL_DEVICES,
@@ -42,6 +42,13 @@ CONTROLLERS = (
     "devices",
     "blkio",
     "cpuset",
+    # joined where the host mounts them (as runc joins every hierarchy); only OCI limits use them
+    "net_cls",
+    "net_prio",
+    "hugetlb",
+    "perf_event",
+    "rdma",
+    "misc",
     "systemd",
     "unified",
 )
@@ -120,6 +127,9 @@ class V1Cgroup(CgroupBase):
             files.write(dev / "devices.deny", "a")
             for rule in r.device_rules:
                 files.write(dev / "devices.allow", rule)
+        if r.has_extras:
+            unified = self._hierarchies().get("unified")
+            extralimits.write_v1(r, self._dir, unified, self.name)
 
     def update(self, u: ResourceUpdate) -> None:
         mem = self._dir("memory")

@@ -18,7 +18,7 @@ from typing import ClassVar
 
 from berth.errors import SystemFailure
 from berth.libcontainer import devicefilter
-from berth.libcontainer.cgroups import files
+from berth.libcontainer.cgroups import extralimits, files
 from berth.libcontainer.cgroups.manager import CgroupBase
 from berth.libcontainer.cgroups.resources import (
     ALLOW_ALL_DEVICES,
@@ -71,6 +71,7 @@ class V2Cgroup(CgroupBase):
             wanted.append("pids")
         if r.blkio_weight:
             wanted.append("io")
+        wanted += [c for c in extralimits.wanted_v2_controllers(r) if c not in wanted]
         here = self.root
         for part in self.name.split("/"):
             available = set(files.read_quiet(here / "cgroup.controllers").split())
@@ -111,6 +112,8 @@ class V2Cgroup(CgroupBase):
             files.write(leaf / "memory.low", r.memory_reservation)
         if r.blkio_weight:
             files.write_first((leaf / "io.bfq.weight", leaf / "io.weight"), blkio_to_io_weight(r.blkio_weight))
+        if r.has_extras:
+            extralimits.write_v2(r, leaf)
 
     def update(self, u: ResourceUpdate) -> None:
         leaf = self.leaf
