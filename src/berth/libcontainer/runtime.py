@@ -36,7 +36,7 @@ from berth.errors import BerthError
 from berth.libcontainer import hooks, kernel
 from berth.libcontainer.cgroups import Resources, open_cgroup, resources_from_oci
 from berth.libcontainer.failure import ContainerInitError
-from berth.libcontainer.process import create, create_detached, exec_process
+from berth.libcontainer.process import create_detached, exec_process
 from berth.libcontainer.spec import Stdio
 
 DEFAULT_ROOT = "/run/berth-runtime"
@@ -110,10 +110,11 @@ class Store:
             pass  # no freezer: it cannot be paused
         return "running"
 
-    def oci_state(self, cid: str) -> dict[str, Any]:
+    def oci_state(self, cid: str, status: str | None = None) -> dict[str, Any]:
+        """The OCI state (runtime-spec "state"); ``status`` given for a hook's view of it."""
         state = self.load(cid)
-        status = self.status(state)
-        return {
+        status = status or self.status(state)
+        out = {
             "ociVersion": OCI_VERSION,
             "id": cid,
             "pid": state["pid"] if status != "stopped" else 0,
@@ -123,6 +124,9 @@ class Store:
             "created": state["created"],
             "owner": "",
         }
+        if state.get("annotations"):
+            out["annotations"] = state["annotations"]
+        return out
 
 
 def _console_stdio(console_socket: str) -> tuple[Stdio, list[int]]:
@@ -137,9 +141,42 @@ def _console_stdio(console_socket: str) -> tuple[Stdio, list[int]]:
     return Stdio(-1, -1, -1, tty=True, console_socket=fd), [fd]
 
 
+def check_host_can_apply(spec: dict[str, Any]) -> None:
+    """What the spec asks and this host (or this runtime's own privileges) cannot give is an
+    error naming it, before anything is made: the OCI spec says a value that cannot be mapped
+    to the kernel, or granted, MUST be an error. (berthd's own containers are lenient instead:
+    ``--privileged`` gets the capabilities the daemon holds.)"""
+    from berth.libcontainer import capabilities
+    from berth.libcontainer.cgroups import blkio_weight_supported
+
+    process = spec.get("process") or {}
+    namespaces = (spec.get("linux") or {}).get("namespaces") or []
+    own_userns = any(isinstance(ns, dict) and ns.get("type") == "user" and not ns.get("path") for ns in namespaces)
+    caps = process.get("capabilities") if isinstance(process, dict) else None
+    if isinstance(caps, dict) and not own_userns:  # in a user namespace of its own, init holds every one
+        held = kernel.capget()[1]
+        last = capabilities.last_cap()
+        for kind in ("bounding", "effective", "permitted", "inheritable", "ambient"):
+            for name in caps.get(kind) or ():
+                try:
+                    cap = capabilities.number(name)
+                except ValueError as exc:
+                    raise RuntimeError_(f"process.capabilities.{kind}: {exc}") from exc
+                if cap > last:
+                    raise RuntimeError_(f"process.capabilities.{kind}: {name} is unknown to this kernel")
+                if not held >> cap & 1:
+                    raise RuntimeError_(
+                        f"process.capabilities.{kind}: {name} cannot be granted: berth-runtime does not hold it"
+                    )
+    block_io = ((spec.get("linux") or {}).get("resources") or {}).get("blockIO") or {}
+    if isinstance(block_io, dict) and block_io.get("weight") and not blkio_weight_supported():
+        raise RuntimeError_("linux.resources.blockIO.weight: the host's block I/O controller takes no weight")
+
+
 def cmd_create(store: Store, cid: str, bundle: Path, pid_file: str | None, console_socket: str | None) -> int:
     spec = load_bundle(bundle)
     hooks.check(spec)
+    check_host_can_apply(spec)
     d = store.dir(cid)
     store.root.mkdir(parents=True, exist_ok=True)
     try:
@@ -169,12 +206,13 @@ def cmd_create(store: Store, cid: str, bundle: Path, pid_file: str | None, conso
             "rootfs": spec["root"]["path"],
             "created": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
             "cgroup": cg.name,
+            "annotations": _annotations(spec),
         }
         tmp = d / "state.json.tmp"
         tmp.write_text(json.dumps(state))
         os.replace(tmp, d / "state.json")
         for phase in ("prestart", "createRuntime"):
-            hooks.run(spec, phase, store.oci_state(cid), fatal=True)
+            hooks.run(spec, phase, store.oci_state(cid, "created"), fatal=True)
         if pid_file:
             Path(pid_file).write_text(str(pid))
         return 0
@@ -205,7 +243,8 @@ def cmd_start(store: Store, cid: str) -> int:
     finally:
         os.close(fd)
     fifo.unlink()
-    hooks.run(load_bundle(Path(state["bundle"])), "poststart", store.oci_state(cid), fatal=False)
+    # the process has been released: "running", even if it has already exited
+    hooks.run(load_bundle(Path(state["bundle"])), "poststart", store.oci_state(cid, "running"), fatal=False)
     return 0
 
 
@@ -220,7 +259,9 @@ def cmd_kill(store: Store, cid: str, sig: str) -> int:
 def cmd_delete(store: Store, cid: str, force: bool) -> int:
     state = store.load(cid)
     status = store.status(state)
-    if status in ("running", "paused") and not force:
+    # a created container too: the OCI spec says deleting one that is not stopped is an error
+    # (runc deletes it; podman and containerd pass --force when they mean it)
+    if status != "stopped" and not force:
         raise RuntimeError_(f"cannot delete container {cid} that is not stopped: {status}")
     cg = open_cgroup(state["cgroup"])
     if status != "stopped":
@@ -239,22 +280,45 @@ def cmd_delete(store: Store, cid: str, force: bool) -> int:
         spec = load_bundle(Path(state["bundle"]))
     except RuntimeError_:
         spec = {}  # the bundle is gone: no hooks to run
-    hooks.run(spec, "poststop", dict(store.oci_state(cid), status="stopped"), fatal=False)
+    hooks.run(spec, "poststop", store.oci_state(cid, "stopped"), fatal=False)
     _remove_dir(store.dir(cid))
     return 0
 
 
-def cmd_run(store: Store, cid: str, bundle: Path) -> int:
-    spec = load_bundle(bundle)
-    cg = open_cgroup(cgroup_name(spec, cid))
-    cg.create(resources_from_spec(spec))
+def cmd_run(store: Store, cid: str, bundle: Path, pid_file: str | None, console_socket: str | None,
+            detach: bool) -> int:
+    """create + start, then (unless ``detach``) wait for the process and delete the container,
+    exiting with its status; signals sent to us meanwhile are forwarded to it (as runc run)."""
+    cmd_create(store, cid, bundle, pid_file, console_socket)
     try:
-        init = create(spec, [], Stdio(0, 1, 2), cg)
-        init.start()
-        _, status = os.waitpid(init.pid, 0)
-    finally:
-        cg.destroy()
+        cmd_start(store, cid)
+    except BaseException:
+        cmd_delete(store, cid, force=True)
+        raise
+    if detach:
+        return 0
+    pid = store.load(cid)["pid"]
+    forward = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+               signal.SIGWINCH)
+    for sig in forward:
+        signal.signal(sig, lambda signum, _frame: _forward(pid, signum))
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    for sig in forward:
+        signal.signal(sig, signal.SIG_DFL)
+    cmd_delete(store, cid, force=True)
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+def _forward(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass  # it exited: waitpid returns next
 
 
 def cmd_exec(
@@ -333,6 +397,13 @@ def cmd_list(store: Store) -> int:
     return 0
 
 
+def _annotations(spec: dict[str, Any]) -> dict[str, str]:
+    notes = spec.get("annotations") or {}
+    if not isinstance(notes, dict) or not all(isinstance(v, str) for v in notes.values()):
+        raise RuntimeError_("annotations must be an object of strings")
+    return {str(k): v for k, v in notes.items()}
+
+
 def parse_signal(sig: str) -> int:
     if sig.isdigit():
         return int(sig)
@@ -366,6 +437,8 @@ def main(argv: list[str] | None = None) -> int:
         c.add_argument("--bundle", "-b", default=".")
         c.add_argument("--pid-file")
         c.add_argument("--console-socket")
+        if name == "run":
+            c.add_argument("--detach", "-d", action="store_true")
         c.add_argument("id")
     for name in ("start", "state"):
         sub.add_parser(name).add_argument("id")
@@ -393,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "create":
             return cmd_create(store, args.id, Path(args.bundle), args.pid_file, args.console_socket)
         if args.cmd == "run":
-            return cmd_run(store, args.id, Path(args.bundle))
+            return cmd_run(store, args.id, Path(args.bundle), args.pid_file, args.console_socket, args.detach)
         if args.cmd == "start":
             return cmd_start(store, args.id)
         if args.cmd == "state":
