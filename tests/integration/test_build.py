@@ -417,3 +417,30 @@ def test_same_stream_history_and_config_as_dockerd(berthd: harness.Berthd, docke
     d_lines = [mask.sub("file:<sha>", line.split("|")[0]) for line in d_hist.splitlines()]
     assert b_lines[:-1] == d_lines[:-1]  # the base image's own line differs (import time)
     assert len(b_info["RootFS"]["Layers"]) == len(d_info["RootFS"]["Layers"])
+
+
+def test_berth_cli_build(berthd: harness.Berthd, busybox_image: str, tmp_path: Path) -> None:
+    ctx = write_context(tmp_path / "ctx", {
+        "Dockerfile": "FROM busybox\nARG V\nCOPY . /ctx\nRUN echo v=$V > /v\n",
+        ".dockerignore": "*.log\nsub\n!sub/keep\n",
+        "a.txt": "a\n", "x.log": "no\n", "sub/drop": "no\n", "sub/keep": "yes\n",
+    })
+    iid = tmp_path / "iid"
+    r = berthd.berth("build", "-t", "bc:1", "--build-arg", "V=5", "--iidfile", str(iid), str(ctx), timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr + berthd.log_tail()
+    assert r.stdout.startswith("Sending build context to Docker daemon") and "Successfully tagged bc:1" in r.stdout
+    image_id = iid.read_text()
+    assert json.loads(berthd.docker("image", "inspect", "bc:1").stdout)[0]["Id"] == image_id
+    listing = berthd.docker("run", "--rm", "bc:1", "sh", "-c", "cd /ctx && find . | sort; cat /v").stdout
+    assert listing.split() == [".", "./.dockerignore", "./Dockerfile", "./a.txt", "./sub", "./sub/keep", "v=5"]
+    q = berthd.berth("build", "-q", "-f", "-", str(ctx), input="FROM busybox\nCOPY a.txt /\n", timeout=120)
+    assert q.returncode == 0 and re.fullmatch(r"sha256:[0-9a-f]{64}\n", q.stdout), q.stdout + q.stderr
+    bad = berthd.berth("build", "-", input="FROM busybox\nRUN exit 6\n", timeout=120)
+    assert bad.returncode == 6 and "returned a non-zero code: 6" in bad.stderr
+    syntax = berthd.berth("build", "-", input="FROM busybox\nNOPE x\n", timeout=120)
+    assert syntax.returncode == 1
+    assert "Error response from daemon: dockerfile parse error line 2: unknown instruction: NOPE" in syntax.stderr
+    pruned = berthd.berth("builder", "prune", "-f")
+    assert pruned.returncode == 0 and "Total reclaimed space" in pruned.stdout
+    again = berthd.berth("build", "--build-arg", "V=5", str(ctx), timeout=120)
+    assert "Using cache" not in again.stdout  # the cache was emptied

@@ -52,6 +52,7 @@ COMMANDS: dict[str, Any] = {
     "tag": (_C + "images", "tag"),
     "rmi": (_C + "images", "rmi"),
     "import": (_C + "imports", "import_"),
+    "build": (_C + "build", "build"),
     "pull": (_C + "pull", "pull"),
     "push": (_C + "registry_cmds", "push"),
     "login": (_C + "registry_cmds", "login"),
@@ -90,6 +91,7 @@ COMMANDS["image"] = {
     "remove": COMMANDS["rmi"],
     "tag": COMMANDS["tag"],
     "import": COMMANDS["import"],
+    "build": COMMANDS["build"],
     "pull": COMMANDS["pull"],
     "push": COMMANDS["push"],
     "bootstrap": (_C + "bootstrap", "bootstrap"),
@@ -97,6 +99,10 @@ COMMANDS["image"] = {
     "save": COMMANDS["save"],
     "load": COMMANDS["load"],
     "prune": (_C + "prune", "image_prune"),
+}
+COMMANDS["builder"] = {
+    "build": COMMANDS["build"],
+    "prune": (_C + "build", "builder_prune"),
 }
 COMMANDS["container"] = {
     "ls": COMMANDS["ps"],
@@ -149,6 +155,8 @@ DESCRIPTIONS = {
     "exec": "Execute a command in a running container",
     "export": "Export a container's filesystem as a tar archive",
     "history": "Show the history of an image",
+    "build": "Build an image from a Dockerfile",
+    "builder prune": "Remove build cache",
     "images": "List images",
     "import": "Import the contents from a tarball to create a filesystem image",
     "info": "Display system-wide information",
