@@ -53,7 +53,7 @@ class State:
         return self.status in ("running", "paused")
 
     def to_running(self, pid: int) -> None:
-        if self.status not in ("created", "exited"):
+        if self.status not in ("created", "exited", "restarting"):
             raise Conflict(f"cannot start a container that is {self.status}")
         self.status, self.pid, self.exit_code, self.error, self.oom_killed = "running", pid, 0, "", False
         self.started_at = now_rfc3339()
@@ -62,6 +62,12 @@ class State:
         self.status, self.pid = "exited", 0
         self.exit_code, self.oom_killed, self.error = exit_code, oom_killed, error
         self.finished_at = finished_at or now_rfc3339()
+
+    def to_restarting(self) -> None:
+        """Exited, with a restart policy's start to come (dockerd's ``SetRestarting``)."""
+        if self.status != "exited":
+            raise Conflict(f"cannot restart a container that is {self.status}")
+        self.status = "restarting"
 
     def start_failed(self, exit_code: int, error: str) -> None:
         # Docker leaves a container whose start failed in "created" (or "exited" if it ran
@@ -82,7 +88,7 @@ class State:
     def to_docker(self) -> dict[str, Any]:
         return {
             "Status": self.status,
-            "Running": self.status in ("running", "paused"),
+            "Running": self.status in ("running", "paused", "restarting"),  # dockerd's: restarting runs
             "Paused": self.status == "paused",
             "Restarting": self.status == "restarting",
             "OOMKilled": self.oom_killed,
@@ -100,6 +106,8 @@ class State:
         if self.status in ("running", "paused"):
             text = "Up " + human_duration(now - parse_rfc3339(self.started_at))
             return text + " (Paused)" if self.status == "paused" else text
+        if self.status == "restarting":
+            return f"Restarting ({self.exit_code}) {human_duration(now - parse_rfc3339(self.finished_at))} ago"
         if self.status == "exited":
             if self.finished_at == ZERO_TIME:
                 return f"Exited ({self.exit_code})"
@@ -122,6 +130,7 @@ class Container:
     dir: str  # <data_root>/containers/<id>
     state: State = field(default_factory=State)
     restart_count: int = 0
+    manually_stopped: bool = False  # stopped or killed by a user: unless-stopped stays down
     exec_ids: list[str] = field(default_factory=list)
     mounts: list[dict[str, Any]] = field(default_factory=list)  # Docker's Mounts[] (inspect, ps)
     # network name -> the EndpointSettings asked for (aliases, IPAMConfig, MacAddress, NetworkID)

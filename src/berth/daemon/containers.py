@@ -186,7 +186,7 @@ async def list_(d: Daemon, job: Job) -> list[dict[str, Any]]:
     items = sorted(d.containers.values(), key=lambda c: c.created, reverse=True)
     out = []
     for c in items:
-        if not show_all and not c.state.running:
+        if not show_all and not c.state.running and c.state.status != "restarting":
             continue
         if not all(matches_filter(c, k, v, d) for k, v in filters.items()):
             continue
@@ -236,6 +236,15 @@ async def remove_container(d: Daemon, c: Container, force: bool, remove_volumes:
     (a database write) could not happen before; a daemon killed in between finds a record
     without files at start-up and finishes the removal. A removal that fails leaves the
     container ``dead`` (as dockerd does), and ``rm`` may be tried again."""
+    if c.state.status == "restarting":
+        if not force:
+            raise Conflict(
+                f"You cannot remove a restarting container {c.id}. Stop the container before attempting "
+                "removal or force remove"
+            )
+        from berth.daemon.restarts import stay_down
+
+        stay_down(d, c, by_hand=False)
     if c.state.running:
         if not force:
             raise Conflict(
@@ -273,6 +282,9 @@ async def remove_container(d: Daemon, c: Container, force: bool, remove_volumes:
     d.unsaved.discard(c.id)
     d.sessions.pop(c.id, None)
     d.start_locks.pop(c.id, None)
+    from berth.daemon.restarts import forget
+
+    forget(d, c.id)
     for eid in c.exec_ids:
         d.execs.pop(eid, None)
     d.publish(c, "destroy")
@@ -294,7 +306,7 @@ async def wait(d: Daemon, job: Job) -> None:
     c = d.find(job.args["id"])
     condition = job.args["condition"]
     assert job.stdout is not None
-    if condition == "not-running" and not c.state.running:
+    if condition == "not-running" and not c.state.running and c.state.status != "restarting":
         await job.stdout.write(json.dumps({"Error": None, "StatusCode": c.state.exit_code}).encode() + b"\n")
         return
     fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()

@@ -111,6 +111,9 @@ def _check_resources(host: dict[str, Any]) -> list[str]:
     if host.get("CpuPercent"):
         warnings.append("linux does not support CPU percent. Percent discarded.")
         host["CpuPercent"] = 0
+    policy = (host.get("RestartPolicy") or {}).get("Name") or "no"
+    if host.get("AutoRemove") and policy != "no":
+        raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
     if (host.get("ShmSize") or 0) < 0:
         raise InvalidParameter("SHM size can not be less than 0")
     oom = host.get("OomScoreAdj") or 0

@@ -50,6 +50,7 @@ class Daemon:
         self.reserved_names: dict[str, str] = {}  # name -> id, while a create is under way
         self.start_locks: dict[str, asyncio.Lock] = {}  # start and exit settlement, per container
         self.removals: dict[str, asyncio.Future[None]] = {}  # id -> done, while a removal is under way
+        self.restarts: dict[str, Any] = {}  # id -> restart policy back-off (daemon/restarts.py)
         self.unsaved: set[str] = set()  # records whose last change the database refused (disk full)
         self._retry: asyncio.Task[Any] | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -111,6 +112,9 @@ class Daemon:
         await self.network.reconcile(
             {c.id: {n.get("NetworkID") or name for name, n in c.networks.items()} for c in self.containers.values() if c.state.running}
         )
+        from berth.daemon.restarts import at_startup
+
+        await at_startup(self)
 
     async def shutdown(self) -> None:
         self._flush_unsaved()

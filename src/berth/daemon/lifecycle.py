@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from berth.container.logs import log_options
 from berth.container.record import Container
-from berth.daemon import netsettings
+from berth.daemon import netsettings, restarts
 from berth.daemon.faults import crash_point
 from berth.daemon.users import resolve_user
 from berth.daemon.volumes import make_bind_sources, subpath_sources
@@ -256,6 +256,7 @@ async def _settle_locked(d: Daemon, c: Container, status: Any) -> None:
         finished_at=getattr(status, "finished_at", "") or "",
         error=getattr(status, "error", "") or "",
     )
+    restarts.after_exit(d, c, status)  # a restart policy may make it "restarting"
     # Exec instances live as long as the run they belong to (dockerd drops them at exit too).
     for eid in c.exec_ids:
         ex = d.execs.get(eid)
@@ -292,6 +293,8 @@ def _resolve_waiters(d: Daemon, cid: str, condition: str, code: int) -> None:
 
 
 async def stop_container(d: Daemon, c: Container, timeout: int | None, sig: str) -> None:
+    if restarts.stay_down(d, c) and not c.state.running:
+        return  # a pending policy restart, cancelled: the container stays exited
     if not c.state.running:
         raise NotModified("container already stopped")
     session = d.session(c.id)
@@ -337,7 +340,11 @@ async def _settle_vanished(d: Daemon, c: Container) -> None:
 
 
 async def start(d: Daemon, job: Job) -> None:
-    await start_container(d, d.find(job.args["id"]))
+    c = d.find(job.args["id"])
+    if c.state.status == "restarting":
+        raise NotModified("container already started")  # dockerd: a restarting container runs
+    restarts.fresh_start(d, c)
+    await start_container(d, c)
 
 
 async def stop(d: Daemon, job: Job) -> None:
@@ -350,6 +357,7 @@ async def restart(d: Daemon, job: Job) -> None:
         await stop_container(d, c, job.args.get("timeout"), job.args.get("signal", ""))
     except NotModified:
         pass
+    restarts.fresh_start(d, c)
     await start_container(d, c)
     d.publish(c, "restart")
 
@@ -358,9 +366,20 @@ async def kill(d: Daemon, job: Job) -> None:
     c = d.find(job.args["id"])
     sig = parse_signal(job.args.get("signal", ""))
     session = d.session(c.id)
+    if c.state.status == "restarting":
+        restarts.stay_down(d, c)  # dockerd: killing a restarting container cancels its restart
+        return
     if not c.state.running or session.handle is None:
         raise Conflict(f"Cannot kill container: {job.args['id']}: Container {c.id} is not running")
     done = session.run_done
+    # SIGKILL or the stop signal (any signal when the container names none) keeps a restart
+    # policy from restarting it, as dockerd's ExitOnNext; any kill counts as a stop by hand
+    stop_signal = c.config.get("StopSignal") or ""
+    if sig == signals.SIGKILL or not stop_signal or parse_signal(stop_signal) == sig:
+        restarts.stay_down(d, c)
+    else:
+        c.manually_stopped = True
+        d.persist(c)
     await session.handle.signal(sig)
     d.publish(c, "kill", {"signal": str(sig)})
     if sig == signals.SIGKILL:
