@@ -271,6 +271,12 @@ def test_bad_input(berthd: harness.Berthd, busybox_image: str, tmp_path: Path) -
     assert status == 200 and "COPY failed: forbidden path outside the build context: ../x ()" in stream
     status, body = raw_build(berthd.sock, "dockerfile=../Dockerfile", tar_of({"Dockerfile": b"FROM busybox\n"}))
     assert status == 400 and "forbidden path outside the build context" in body["message"]
+    status, body = raw_build(berthd.sock, "", tar_of({"Dockerfile": b"FROM busybox\n", "../evil": b"x"}))
+    assert status == 400 and "points outside the context" in body["message"]
+    ctx = write_context(tmp_path / "dirlink", {"Dockerfile": "FROM busybox\nCOPY conf/passwd /x\n"})
+    os.symlink("/etc", ctx / "conf")  # a directory link out of the context: resolved inside it
+    r = build(berthd, ctx)
+    assert r.returncode == 1 and "file not found in build context" in r.stderr, r.stderr
     status, body = raw_build(berthd.sock, "", tar_of({"other": b"x"}))
     assert status == 400 and body["message"] == "Cannot locate specified Dockerfile: Dockerfile"
     assert berthd.docker("ps", "-aq").stdout == ""
@@ -377,6 +383,10 @@ def test_build_steps_are_jobs_and_networks(berthd: harness.Berthd, busybox_image
     assert host.returncode == 0, host.stdout + host.stderr
     host_ifaces = berthd.docker("run", "--rm", "net:host", "cat", "/ifaces").stdout
     assert len(host_ifaces.splitlines()) > 3  # the host's interfaces, not only lo
+    hosts = write_context(tmp_path / "hosts", {"Dockerfile": "FROM busybox\nRUN grep myhost /etc/hosts > /h\n"})
+    r = build(berthd, hosts, "-t", "net:hosts", "--add-host", "myhost:10.9.8.7")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert berthd.docker("run", "--rm", "net:hosts", "cat", "/h").stdout.split() == ["10.9.8.7", "myhost"]
     jobs = berthd.berth("jobs", "-a", "--format", "{{.Name}} {{.Args}}").stdout.splitlines()
     names = [j.split(" ", 1)[0] for j in jobs]
     assert "image.build" in names and names.count("build.step") >= 4
@@ -444,3 +454,48 @@ def test_berth_cli_build(berthd: harness.Berthd, busybox_image: str, tmp_path: P
     assert pruned.returncode == 0 and "Total reclaimed space" in pruned.stdout
     again = berthd.berth("build", "--build-arg", "V=5", str(ctx), timeout=120)
     assert "Using cache" not in again.stdout  # the cache was emptied
+
+
+def test_from_pulls_missing_bases_and_pull_flag(berthd: harness.Berthd, busybox_image: str, tmp_path: Path) -> None:
+    import bcrypt
+
+    from registry_harness import BerthRegistry
+
+    (tmp_path / "htpasswd").write_text(f"ann:{bcrypt.hashpw(b'pw1', bcrypt.gensalt(rounds=4)).decode()}\n")
+    with BerthRegistry(tmp_path / "reg", "--auth", "token", "--htpasswd", str(tmp_path / "htpasswd")) as reg:
+        cfg = tmp_path / "dockercfg"
+        cfg.mkdir()
+        env = {**berthd.env, "DOCKER_CONFIG": str(cfg), **CLASSIC}
+        name = f"{reg.addr}/priv/base:1"
+        assert berthd.docker("login", reg.addr, "-u", "ann", "--password-stdin", input="pw1\n", env=env).returncode == 0
+        assert berthd.docker("tag", busybox_image, name).returncode == 0
+        assert berthd.docker("push", name, env=env).returncode == 0
+        assert berthd.docker("rmi", name).returncode == 0
+        ctx = write_context(tmp_path / "ctx", {"Dockerfile": f"FROM {name}\nRUN echo pulled-base > /p\n"})
+        # the base is missing: the build pulls it with the credentials the CLI sends (X-Registry-Config)
+        r = berthd.docker("build", "-t", "pb:1", str(ctx), env=env, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr + berthd.log_tail()
+        assert "1: Pulling from priv/base" in r.stdout and f"Status: Downloaded newer image for {name}" in r.stdout
+        assert berthd.docker("run", "--rm", "pb:1", "cat", "/p").stdout == "pulled-base\n"
+        # --pull asks the registry again even though the base is here
+        r = berthd.docker("build", "--pull", "-t", "pb:1", str(ctx), env=env, timeout=120)
+        assert r.returncode == 0 and f"Status: Image is up to date for {name}" in r.stdout, r.stdout + r.stderr
+        assert "Using cache" in r.stdout
+        # without credentials the pull is refused, in the stream
+        anon = {**env, "DOCKER_CONFIG": str(tmp_path / "empty")}
+        (tmp_path / "empty").mkdir()
+        r = berthd.docker("build", "--pull", str(ctx), env=anon, timeout=120)
+        assert r.returncode == 1 and "pull access denied" in r.stderr, r.stdout + r.stderr
+
+
+def test_a_client_that_goes_away_stops_the_build(berthd: harness.Berthd, busybox_image: str, tmp_path: Path) -> None:
+    ctx = write_context(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nRUN sleep 60\n"})
+    cli = subprocess.Popen([harness.docker_cli() or "docker", "build", str(ctx)], env={**berthd.env, **CLASSIC},
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        harness.eventually(lambda: berthd.docker("ps", "-q").stdout.strip(), timeout=30)
+    finally:
+        cli.kill()
+        cli.wait()
+    # the RUN container is killed and removed, as dockerd cancels a build whose client left
+    harness.eventually(lambda: berthd.docker("ps", "-aq").stdout == "", timeout=20)

@@ -330,6 +330,8 @@ async def _abandon(d: Daemon, build: Build) -> None:
     for cid in list(build.containers):
         try:
             await d.engine.job("container.remove", id=cid, force=True, volumes=True)
+        except NotFound:
+            continue  # its RUN step removed it when it was cancelled
         except BerthError as exc:
             log.warning("remove container %s of an abandoned build: %s", cid[:12], exc)
 
