@@ -201,3 +201,16 @@ def test_links_and_container_mode(berthd: harness.Berthd, busybox_image: str) ->
     ok(berthd.docker("stop", "-t", "0", "owner"))
     r = berthd.docker("run", "--rm", "--network", "container:owner", busybox_image, "true")
     assert r.returncode == 125 and "non running container" in r.stderr
+
+
+def test_icc_false_keeps_containers_apart(berthd_factory, busybox_tar: Path) -> None:  # type: ignore[no-untyped-def]
+    d = berthd_factory(extra_args=("--icc=false",))
+    d.import_image(busybox_tar)
+    ok(d.docker("run", "-d", "--name", "lonely", "busybox", "sleep", "60"))
+    ip = ok(d.docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", "lonely")).stdout.strip()
+    r = d.docker("run", "--rm", "busybox", "sh", "-c", f"ping -c 1 -W 1 {ip}; exit $?")
+    assert r.returncode != 0
+    # the host (the gateway) is still reachable
+    ok(d.docker("run", "--rm", "busybox", "ping", "-c", "1", "-W", "2", d.gateway))
+    opts = json.loads(ok(d.docker("network", "inspect", "bridge")).stdout)[0]["Options"]
+    assert opts["com.docker.network.bridge.enable_icc"] == "false"

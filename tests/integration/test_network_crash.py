@@ -81,3 +81,31 @@ def test_killed_in_connect_and_disconnect(berthd: harness.Berthd, busybox_image:
     ok(berthd.docker("network", "rm", "cnet"))
     # the running container kept its default bridge address through both restarts
     assert ok(berthd.docker("exec", "hot", "ip", "-4", "-o", "addr", "show", "eth0")).stdout.count("inet ") == 1
+
+
+def test_ports_and_dns_come_back_after_a_kill(berthd: harness.Berthd, busybox_image: str) -> None:
+    import socket
+    import urllib.request
+
+    port = harness.free_tcp_port()
+    ok(berthd.docker("network", "create", "keepnet"))
+    ok(berthd.docker("run", "-d", "--name", "web", "--network", "keepnet", "-p", f"127.0.0.1:{port}:80", busybox_image,
+                     "sh", "-c", "mkdir /w; echo kept > /w/index.html; exec httpd -f -p 80 -h /w"))  # fmt: skip
+    ok(berthd.docker("run", "-d", "--name", "asker", "--network", "keepnet", busybox_image, "sleep", "300"))
+    berthd.kill9()
+    # while the daemon is away the DNAT rules stay (live restore)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:  # noqa: S310
+        assert resp.read() == b"kept\n"
+    berthd.start()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:  # noqa: S310
+        assert resp.read() == b"kept\n"
+    with socket.socket() as s:  # held again by the restarted daemon
+        try:
+            s.bind(("127.0.0.1", port))
+            held = False
+        except OSError:
+            held = True
+    assert held
+    r = ok(berthd.docker("exec", "asker", "nslookup", "web"))
+    assert "Address" in r.stdout.split("web")[-1]
+    assert ok(berthd.docker("port", "web")).stdout == f"80/tcp -> 127.0.0.1:{port}\n"

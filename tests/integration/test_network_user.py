@@ -214,3 +214,28 @@ def test_berth_cli_network_commands(berthd: harness.Berthd, busybox_image: str) 
     assert ok(berthd.berth("network", "rm", "bnet")).stdout == "bnet\n"
     r = berthd.berth("network", "rm", "bnet")
     assert r.returncode == 1 and "network bnet not found" in r.stderr
+
+
+def test_dockerpy_networks(berthd: harness.Berthd, busybox_image: str) -> None:
+    import docker  # type: ignore[import-untyped]
+
+    client = berthd.client()
+    ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=free_subnet(berthd, 9))])
+    net = client.networks.create("pynet", driver="bridge", ipam=ipam, labels={"py": "1"})
+    assert net.attrs["IPAM"]["Config"][0]["Subnet"] == free_subnet(berthd, 9)
+    assert [n.name for n in client.networks.list(names=["pynet"])] == ["pynet"]
+    c = client.containers.run(busybox_image, "sleep 60", detach=True, name="pyc", network="pynet")
+    net.reload()
+    assert [x.name for x in net.containers] == ["pyc"]
+    other = client.containers.run(busybox_image, "sleep 60", detach=True, name="pyd")
+    net.connect(other, aliases=["dee"])
+    r = ok(berthd.docker("exec", "pyc", "nslookup", "dee"))
+    other.reload()
+    assert other.attrs["NetworkSettings"]["Networks"]["pynet"]["IPAddress"] in r.stdout
+    net.disconnect(other)
+    c.remove(force=True)
+    other.remove(force=True)
+    net.remove()
+    assert client.networks.list(names=["pynet"]) == []
+    with pytest.raises(docker.errors.NotFound):
+        client.networks.get("pynet")

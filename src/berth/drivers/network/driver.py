@@ -204,7 +204,7 @@ class NetworkDriver:
 
     async def _write_tables(self) -> None:
         t = self._firewall_table()
-        await self.nft.run(firewall.render(t) + firewall.render_bridge(t.name, t.nets), what=f"write nftables table {t.name}")
+        await self.nft.run(firewall.render(t) + firewall.render_bridge(t.name), what=f"write nftables table {t.name}")
 
     def _dnats(self, live: _Live) -> list[firewall.Dnat]:
         ports = live.held.mappings if live.held is not None else list(live.sandbox.ports)
@@ -443,6 +443,8 @@ class NetworkDriver:
         try:
             await asyncio.to_thread(self.store.attach, None, [ep])
             await self.links.add_veth(ep.veth, ep.ifname, ep.mac, path, self._bridge_index[net.id], net.mtu)
+            if not net.icc:
+                await self.links.isolate(ep.veth)
             nl, _ = await self.netns.run(netns.open_in, path)
             assert nl is not None
             first = len(live.endpoints) == 1
@@ -506,7 +508,9 @@ class NetworkDriver:
         eps = self._lease(req, nets)  # no await above this point since the check of the leases
         path = self.cfg.netns_dir / cid[:12]
         dns = any(n.user_defined for n in nets)
-        upstreams = self._upstreams(req) if dns else []
+        # a container only on internal networks gets no answers from outside either (dockerd
+        # does not forward its queries)
+        upstreams = self._upstreams(req) if dns and not all(n.internal for n in nets) else []
         data: dict[str, Any] = {"upstreams": upstreams} if dns else {}
         if req.links:
             data["links"] = [list(link) for link in req.links]
@@ -531,6 +535,8 @@ class NetworkDriver:
                 await self.links.add_veth(ep.veth, ep.ifname, ep.mac, path, self._bridge_index[net.id], net.mtu)
                 if i == 0 and live.held is not None and live.held.mappings:
                     await self.links.hairpin(ep.veth)
+                if not net.icc:
+                    await self.links.isolate(ep.veth)
                 sock = nl if i == 0 else (await self.netns.run(netns.open_in, path))[0]
                 assert sock is not None
                 await links.configure_inside(

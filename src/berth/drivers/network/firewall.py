@@ -127,21 +127,9 @@ def render(t: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_bridge(name: str, nets: Iterable[Net]) -> str:
-    """The ``bridge`` table: with ``icc=false``, frames between two ports of the bridge are
-    dropped (this works whether or not br_netfilter passes bridged traffic to the ip hooks)."""
-    isolated = [n.bridge for n in nets if not n.icc]
-    lines = [f"table bridge {name} {{}}", f"delete table bridge {name}"]
-    if isolated:
-        lines += [
-            f"table bridge {name} {{",
-            "\tchain forward {",
-            "\t\ttype filter hook forward priority filter; policy accept;",
-            *(f"\t\tmeta ibrname {_q(b)} drop" for b in isolated),
-            "\t}",
-            "}",
-        ]
-    return "\n".join(lines) + "\n"
+def render_bridge(name: str) -> str:
+    """Removes a ``bridge`` table of an older berth (icc=false is now bridge port isolation)."""
+    return f"table bridge {name} {{}}\ndelete table bridge {name}\n"
 
 
 def elements(op: str, table: str, dnats: Iterable[Dnat]) -> str:

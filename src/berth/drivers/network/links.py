@@ -167,6 +167,18 @@ class HostLinks:
         except NetlinkError as exc:
             raise _fail("set hairpin mode on", name, exc) from exc
 
+    async def isolate(self, name: str) -> None:
+        """icc=false: an isolated bridge port cannot reach the other isolated ports of its bridge
+        (only the bridge itself, the gateway), whether or not br_netfilter sees bridged frames."""
+        ipr = await self.ipr()
+        index = await self.index(name)
+        if index is None:
+            raise SystemFailure(f"isolate bridge port {name}: no such link")
+        try:
+            await ipr.brport("set", index=index, isolated=1)
+        except NetlinkError as exc:
+            raise _fail("isolate bridge port", name, exc) from exc
+
     async def veths_on(self, bridge_index: int) -> list[str]:
         ipr = await self.ipr()
         out = []
