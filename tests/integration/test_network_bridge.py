@@ -214,3 +214,17 @@ def test_icc_false_keeps_containers_apart(berthd_factory, busybox_tar: Path) -> 
     ok(d.docker("run", "--rm", "busybox", "ping", "-c", "1", "-W", "2", d.gateway))
     opts = json.loads(ok(d.docker("network", "inspect", "bridge")).stdout)[0]["Options"]
     assert opts["com.docker.network.bridge.enable_icc"] == "false"
+
+
+def test_fixed_cidr_and_mtu(berthd_factory, busybox_tar: Path) -> None:  # type: ignore[no-untyped-def]
+    probe = berthd_factory(start=False)
+    net = ipaddress.ip_network(probe.subnet)
+    upper = list(net.subnets(new_prefix=25))[1]
+    d = berthd_factory(bip=probe.bip, extra_args=("--fixed-cidr", str(upper), "--mtu", "1400"))
+    d.import_image(busybox_tar)
+    r = ok(d.docker("run", "--rm", "busybox", "sh", "-c", "ip -4 -o addr show eth0; cat /sys/class/net/eth0/mtu"))
+    addr, mtu = r.stdout.split()[3], r.stdout.split()[-1]
+    assert ipaddress.ip_interface(addr).ip in upper and ipaddress.ip_interface(addr).network == net
+    assert mtu == "1400"
+    cfg = json.loads(ok(d.docker("network", "inspect", "bridge")).stdout)[0]["IPAM"]["Config"][0]
+    assert cfg["IPRange"] == str(upper)
