@@ -228,3 +228,21 @@ def test_fixed_cidr_and_mtu(berthd_factory, busybox_tar: Path) -> None:  # type:
     assert mtu == "1400"
     cfg = json.loads(ok(d.docker("network", "inspect", "bridge")).stdout)[0]["IPAM"]["Config"][0]
     assert cfg["IPRange"] == str(upper)
+
+
+def test_no_descriptor_leak(berthd: harness.Berthd, busybox_image: str) -> None:
+    """Netlink sockets made inside namespaces, DNS listeners and held ports are all closed."""
+    import os
+
+    ok(berthd.docker("network", "create", "fdnet"))
+    ok(berthd.docker("run", "--rm", "--network", "fdnet", busybox_image, "true"))  # warm up
+
+    def fds() -> int:
+        assert berthd.pid is not None
+        return len(os.listdir(f"/proc/{berthd.pid}/fd"))
+
+    before = fds()
+    for _ in range(5):
+        ok(berthd.docker("run", "--rm", "--network", "fdnet", "-p", "127.0.0.1::80", busybox_image, "true"))
+        ok(berthd.docker("run", "--rm", busybox_image, "true"))
+    assert fds() <= before + 2

@@ -24,6 +24,7 @@ import ipaddress
 import logging
 import os
 import secrets
+import socket
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -518,6 +519,7 @@ class NetworkDriver:
         live = _Live(sandbox, {ep.network_id: ep for ep in eps}, upstreams=upstreams, links=req.links)
         self.live[cid] = live
         made = False
+        nl: socket.socket | None = None
         try:
             if req.ports and eps:
                 binding = self.networks[eps[0].network_id].host_binding
@@ -542,7 +544,7 @@ class NetworkDriver:
                 await links.configure_inside(
                     sock, ep.ifname, ep.ip, net.prefixlen, net.gateway, loopback=False, default_route=(i == 0) and not net.internal
                 )
-            if not eps:
+            if not eps and nl is not None:
                 nl.close()
             dnats = self._dnats(live)
             if dnats:
@@ -551,6 +553,8 @@ class NetworkDriver:
                 self._ensure_forwarding()
             await asyncio.to_thread(self._write_files, req, eps, upstreams)
         except BaseException:
+            if nl is not None:
+                nl.close()  # closing a consumed (closed) socket again is harmless
             await self._undo(cid, made, path)
             raise
         return Attached(str(path), tuple(eps), tuple(live.held.mappings) if live.held else ())

@@ -198,7 +198,7 @@ async def configure_inside(
     default_route: bool,
 ) -> None:
     """Inside a container's namespace: ``lo`` up (a new namespace), the address on ``ifname``,
-    ``ifname`` up, and the default route through the gateway."""
+    ``ifname`` up, and the default route through the gateway. The socket is closed after."""
     ipr = AsyncIPRoute(use_socket=sock)
     try:
         await ipr.setup_endpoint()
@@ -215,6 +215,7 @@ async def configure_inside(
         raise _fail("configure container interface", f"{ifname} ({address}/{prefixlen})", exc) from exc
     finally:
         ipr.close()
+        sock.close()  # pyroute2 leaves a socket it was given open
 
 
 async def unconfigure_inside(sock: socket.socket, ifname: str) -> None:
@@ -234,15 +235,7 @@ async def unconfigure_inside(sock: socket.socket, ifname: str) -> None:
         raise _fail("delete container interface", ifname, exc) from exc
     finally:
         ipr.close()
-
-
-async def inside_ifnames(sock: socket.socket) -> list[str]:
-    ipr = AsyncIPRoute(use_socket=sock)
-    try:
-        await ipr.setup_endpoint()
-        return [link.get_attr("IFLA_IFNAME") async for link in await ipr.link("dump")]
-    finally:
-        ipr.close()
+        sock.close()  # pyroute2 leaves a socket it was given open
 
 
 def write_sysctl(path: str, value: str) -> str:
