@@ -255,7 +255,7 @@ def test_tmpcopyup_same_view_as_runc(tmp_path: Path, bundle: Path):  # noqa: F81
         ),
         (
             {"destination": "/t", "type": "bind", "source": "/tmp", "options": ["rbind", "idmap"]},
-            "mount '/t': option 'idmap': id-mapped mounts need a user namespace",
+            "mount '/t': option 'idmap': id-mapped mounts are not supported",
         ),
         (
             {"destination": "/t", "type": "bind", "source": "/tmp", "options": ["rbind", "tmpcopyup"]},

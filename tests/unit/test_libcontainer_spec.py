@@ -111,9 +111,9 @@ def test_recursive_attributes_copyup_and_the_new_flag_words():
         ({"type": "", "options": ["bind", "size=1m", "nosiud"]}, "option 'nosiud' is not a bind mount option"),
         (
             {"type": "bind", "options": ["rbind", "idmap=uids=0-1-1"]},
-            "option 'idmap=uids=0-1-1': id-mapped mounts need a user namespace",
+            "option 'idmap=uids=0-1-1': id-mapped mounts are not supported",
         ),
-        ({"type": "bind", "options": ["ridmap"]}, "option 'ridmap': id-mapped mounts need a user namespace"),
+        ({"type": "bind", "options": ["ridmap"]}, "option 'ridmap': id-mapped mounts are not supported"),
         ({"type": "proc", "options": ["tmpcopyup"]}, "option 'tmpcopyup' needs a tmpfs mount, not proc"),
         ({"type": "tmpfs", "options": "size=1m"}, "options must be a list of strings"),
     ],

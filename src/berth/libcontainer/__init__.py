@@ -28,12 +28,13 @@ compiled filter on one syscall, for tests), ``hostdevices`` (the host's /dev nod
 ``executable`` (PATH lookup with runc's text), ``init`` (the child's linear program),
 ``confine`` (the walls both doors end with: limits, user, capabilities, no_new_privs, seccomp),
 ``setns`` (the exec door: the launcher),
-``process`` (fork, PID namespace, sync pipes), ``cgroups`` (v1/hybrid/v2), ``devicefilter``
+``process`` (fork, PID namespace, sync pipes), ``userns`` (a user namespace of the
+container's own: stage A, the id maps), ``cgroups`` (v1/hybrid/v2), ``devicefilter``
 (v2 device rules as eBPF), ``failure`` (ContainerInitError on the wire), ``runtime``
 (``berth-runtime``, the OCI CLI) and ``hooks`` (its OCI hooks), ``testing`` (a busybox rootfs
 and a Docker-like spec for tests).
 
-Not done: user namespaces, AppArmor/SELinux, the in-container hook phases (createContainer,
+Not done: id-mapped mounts, AppArmor/SELinux, the in-container hook phases (createContainer,
 startContainer), systemd cgroup paths.
 """
 

@@ -8,7 +8,9 @@ namespace if asked), so ``/proc/self/cgroup`` names the container's cgroups.
   which the container's own cgroup directory of that hierarchy is bound, remounted with the
   mount's flags (``ro``, ``nosuid`` ...); ``cpu`` and ``cpuacct`` symlinks for a combined hierarchy;
   with ``ro`` the tmpfs too is made read-only at the end (runc leaves it writable).
-  In a new cgroup namespace each hierarchy is mounted afresh instead (rooted at the namespace).
+  In a new cgroup namespace each hierarchy is mounted afresh instead (rooted at the namespace),
+  except in a user namespace of the container's own, where the kernel refuses a v1 mount: the
+  binds then too, of the directories read before the cgroup namespace was made.
 * pure v2: a fresh ``cgroup2`` mount in a cgroup namespace (it is then rooted at the container's
   cgroup); without one, a bind of the container's cgroup directory.
 
@@ -22,7 +24,7 @@ import os
 
 from berth.libcontainer import kernel
 from berth.libcontainer.mountopts import parse_mount_options
-from berth.libcontainer.mounts import mount, mount_one, remount_readonly
+from berth.libcontainer.mounts import kept_flags, mount, mount_one, remount_readonly
 from berth.libcontainer.spec import Mount
 
 _NOT_CONTROLLERS = {
@@ -57,23 +59,29 @@ def own_cgroups(text: str) -> dict[frozenset[str], str]:
     return out
 
 
-def _hierarchies() -> list[tuple[str, str, str, frozenset[str]]]:
+Hierarchies = list[tuple[str, str, str, frozenset[str]]]
+CgroupView = tuple[dict[frozenset[str], str], Hierarchies]
+
+
+def view() -> CgroupView:
+    """Our cgroups and the cgroup mounts, as seen now: read before a cgroup namespace is made,
+    after which both are relative to it and the host's directories can no longer be named."""
+    with open("/proc/self/cgroup") as f:
+        mine = own_cgroups(f.read())
     with open("/proc/self/mountinfo") as f:
         found = []
         for line in f:
             entry = parse_mountinfo_line(line)
             if entry[2] in ("cgroup", "cgroup2"):
                 found.append(entry)
-    return found
+    return mine, found
 
 
-def mount_cgroups(m: Mount, dest: str, new_cgroupns: bool) -> None:
+def mount_cgroups(m: Mount, dest: str, new_cgroupns: bool, seen: CgroupView, in_userns: bool = False) -> None:
     opts = parse_mount_options(m.options)
     readonly = bool(opts.flags & kernel.MS_RDONLY)
     flags = opts.flags & ~kernel.MS_RDONLY
-    with open("/proc/self/cgroup") as f:
-        mine = own_cgroups(f.read())
-    hierarchies = _hierarchies()
+    mine, hierarchies = seen
     v1 = [h for h in hierarchies if h[2] == "cgroup"]
     if not v1:  # pure v2
         if new_cgroupns:
@@ -93,7 +101,7 @@ def mount_cgroups(m: Mount, dest: str, new_cgroupns: bool) -> None:
             continue
         name = os.path.basename(mountpoint)
         target = os.path.join(dest, name)
-        if new_cgroupns:
+        if new_cgroupns and not in_userns:
             # /proc/self/cgroup now reads "/" for everything: mount the hierarchy afresh, and
             # the kernel roots it at this namespace's cgroup
             os.makedirs(target, exist_ok=True)
@@ -101,8 +109,10 @@ def mount_cgroups(m: Mount, dest: str, new_cgroupns: bool) -> None:
             mount("cgroup", target, "cgroup", flags | ro, ",".join(sorted(controllers)), "cgroup on")
         else:
             mount_one(Mount("bind", _inside((root, mountpoint), path), target, ("rbind",)), target)
-            # the mount's own flags (nosuid, nodev, noexec, ro) on each bind, as runc does
+            # the mount's own flags (nosuid, nodev, noexec, ro) on each bind, as runc does, and
+            # those the host's mount has (a user namespace may not clear them)
             remount = kernel.MS_REMOUNT | kernel.MS_BIND | flags | (kernel.MS_RDONLY if readonly else 0)
+            remount |= kept_flags(target)
             mount(None, target, None, remount, None, "(remount cgroup bind)")
         if "," in name:  # cpu,cpuacct -> cpu and cpuacct symlinks
             for part in name.split(","):

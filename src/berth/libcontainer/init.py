@@ -22,7 +22,7 @@ import socket
 import struct
 from typing import NoReturn
 
-from berth.libcontainer import executable, kernel, rootfs
+from berth.libcontainer import cgroup_mount, executable, kernel, rootfs
 from berth.libcontainer import stdio as stdio_
 from berth.libcontainer.cgroups import Cgroup
 from berth.libcontainer.confine import confine, seal_imports, set_limits
@@ -38,8 +38,13 @@ def run_init(
     cgroup: Cgroup | None,
     report_fd: int,
     barrier_fd: int,
+    namespaces_done: bool = False,
 ) -> NoReturn:
-    """Container init: the spec, step by step, then the barrier, then execve."""
+    """Container init: the spec, step by step, then the barrier, then execve.
+
+    ``namespaces_done``: forked by :func:`berth.libcontainer.userns.stage_a`, which joined the
+    cgroup and the namespaces given by path, set the limits and made the user and PID
+    namespaces; init unshares only the rest, inside its user namespace (so they are its own)."""
     try:
         # Non-dumpable until execve (which resets it), as runc's init and every exec's launcher:
         # a process sharing a joined PID namespace cannot ptrace it or open its /proc/PID/*
@@ -57,10 +62,14 @@ def run_init(
             cgroup.add(0)
         # Join namespaces given by path, then unshare the new ones in one call. The mount
         # namespace is joined last: joining it changes what the other paths mean.
-        _join_namespaces(spec)
+        if not namespaces_done:
+            join_namespaces(spec)
+        # the host's names of our cgroups, for the cgroup mount: a cgroup namespace hides them
+        cgroup_view = cgroup_mount.view() if any(m.type == "cgroup" for m in spec.mounts) else None
         flags = 0
         for ns in spec.namespaces:
-            if ns.path is None and ns.type != "pid":  # pid was done by the parent before fork
+            # pid was done by the parent before fork (or by stage A), and so was user
+            if ns.path is None and ns.type not in ("pid", "user"):
                 flags |= kernel.NAMESPACE_FLAGS[ns.type]
         step("unshare namespaces", "self", kernel.unshare, flags)
         net = spec.namespace("network")
@@ -72,7 +81,7 @@ def run_init(
             step("setdomainname", spec.domainname, kernel.setdomainname, spec.domainname)
         # All mounts happen before pivot_root, while the host paths (sources) are reachable;
         # propagation is cut first, so nothing reaches the host's mount table.
-        rootfs.prepare(spec, rootfs_mounts, tty_path)
+        rootfs.prepare(spec, rootfs_mounts, tty_path, spec.namespace("user") is not None, cgroup_view)
         # From pivot_root on, a path is the container's: an import would run its code.
         seal_imports()
         rootfs.pivot(spec.root_path)
@@ -86,8 +95,10 @@ def run_init(
             stdio_.console(stdio.console_socket, bind_console=True)
         # /proc is the container's own now: sysctls, masked and read-only paths, read-only root.
         rootfs.finish(spec)
-        # The walls, exactly as every exec'd process gets them.
-        set_limits(spec.process)
+        # The walls, exactly as every exec'd process gets them (stage A set the limits while it
+        # still had the host's privileges).
+        if not namespaces_done:
+            set_limits(spec.process)
         path, env = confine(spec.process, seccomp_program)
     except BaseException as exc:  # the child never returns into the caller's code
         die(report_fd, exc)
@@ -105,9 +116,11 @@ def run_init(
 # ---- steps ------------------------------------------------------------------------------------
 
 
-def _join_namespaces(spec: ContainerSpec) -> None:
-    joins = [ns for ns in spec.namespaces if ns.path is not None and ns.type != "pid"]
-    joins.sort(key=lambda ns: ns.type == "mount")
+def join_namespaces(spec: ContainerSpec, with_pid: bool = False) -> None:
+    """setns into every namespace given by path: user first (the others may be owned by it),
+    mount last; pid (for the children) only ``with_pid`` -- else the parent did it."""
+    joins = [ns for ns in spec.namespaces if ns.path is not None and (with_pid or ns.type != "pid")]
+    joins.sort(key=lambda ns: (ns.type != "user", ns.type == "mount"))
     opened = []
     for ns in joins:  # open all first: after joining a mount namespace the paths may be gone
         assert ns.path is not None

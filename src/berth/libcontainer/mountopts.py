@@ -8,8 +8,7 @@ a copy of the covered directory into a new tmpfs, and every other word the files
 
 Two refusals runc does not make, by name and before any side effect: a bare word that is not
 recognised on a bind mount (a bind mount has no filesystem to take data: the kernel would
-drop it silently, and ``nosiud`` would go unnoticed), and id-mapped mounts (``idmap``/``ridmap``: they need a user namespace,
-which berth does not support). ``tmpcopyup`` on anything but a tmpfs is refused as well.
+drop it silently, and ``nosiud`` would go unnoticed), and id-mapped mounts (``idmap``/``ridmap``: not supported yet). ``tmpcopyup`` on anything but a tmpfs is refused as well.
 
     >>> o = parse_mount_options(("nosuid", "rro", "size=1m", "tmpcopyup", "rslave"))
     >>> o.flags == kernel.MS_NOSUID, o.data, o.copyup, o.rec_set == ATTR_RDONLY
@@ -169,7 +168,7 @@ def check_mount_options(mtype: str, options: tuple[str, ...]) -> str | None:
     """What is wrong with ``options`` for a mount of ``mtype``, naming the word; None if nothing."""
     for word in options:
         if word.split("=", 1)[0] in _IDMAP:
-            return f"option '{word}': id-mapped mounts need a user namespace, which berth does not support"
+            return f"option '{word}': id-mapped mounts are not supported by berth"
     opts = parse_mount_options(options)
     if opts.copyup and mtype != "tmpfs":
         return f"option '{COPYUP}' needs a tmpfs mount, not {mtype}"

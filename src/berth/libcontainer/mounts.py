@@ -74,7 +74,7 @@ def mount(
         raise fail(f"mount {what}", target, exc) from exc
 
 
-def _kept_flags(path: str) -> int:
+def kept_flags(path: str) -> int:
     try:
         f_flag = os.statvfs(path).f_flag
     except OSError:
@@ -83,7 +83,7 @@ def _kept_flags(path: str) -> int:
 
 
 def remount_readonly(path: str, recursive: bool = False) -> None:
-    flags = kernel.MS_REMOUNT | kernel.MS_BIND | kernel.MS_RDONLY | _kept_flags(path)
+    flags = kernel.MS_REMOUNT | kernel.MS_BIND | kernel.MS_RDONLY | kept_flags(path)
     mount(None, path, None, flags | (kernel.MS_REC if recursive else 0), None, "(remount read-only)")
 
 
@@ -113,7 +113,7 @@ def mount_one(m: Mount, dest: str) -> None:
         )
         extra = opts.flags & ~(kernel.MS_BIND | kernel.MS_REC | kernel.MS_REMOUNT)
         if extra:  # a bind mount ignores flags; they take effect on a remount of it
-            flags = kernel.MS_REMOUNT | kernel.MS_BIND | extra | _kept_flags(dest)
+            flags = kernel.MS_REMOUNT | kernel.MS_BIND | extra | kept_flags(dest)
             mount(None, dest, None, flags | (opts.flags & kernel.MS_REC), None, "(remount bind)")
     elif opts.copyup:
         make_mountpoint(dest, False)

@@ -26,7 +26,7 @@ import json
 import os
 from typing import Any
 
-from berth.libcontainer import kernel, seccomp, setns
+from berth.libcontainer import kernel, seccomp, setns, userns
 from berth.libcontainer import spec as specmod
 from berth.libcontainer.cgroups import Cgroup
 from berth.libcontainer.failure import EXIT_CANNOT_EXECUTE, EXIT_OTHER, READY, ContainerInitError, die
@@ -118,10 +118,14 @@ def _spawn(
         parsed = specmod.parse(spec)
         program = _compile_seccomp(json.loads(parsed.seccomp) if parsed.seccomp else None)
         pidns = parsed.namespace("pid")
-        report_r, report_w = os.pipe2(os.O_CLOEXEC)
+        userns_ = parsed.namespace("user")
+        if userns_ is None:
+            report_r, report_w = os.pipe2(os.O_CLOEXEC)
     except BaseException:
         os.close(barrier_r)
         raise
+    if userns_ is not None:
+        return _spawn_userns(parsed, program, rootfs_mounts, stdio, cgroup, barrier_r)
     try:
         pid = _fork_in_pidns(None if pidns is None else (pidns.path or ""))
     except BaseException:
@@ -145,6 +149,81 @@ def _spawn(
     raise ContainerInitError(
         f"container init {pid} died before it was ready ({_describe(status)})", EXIT_OTHER
     )
+
+
+def _spawn_userns(
+    spec: specmod.ContainerSpec,
+    program: bytes | None,
+    rootfs_mounts: list[Mount],
+    stdio: Stdio,
+    cgroup: Cgroup | None,
+    barrier_r: int,
+) -> tuple[int, int]:
+    """:func:`_spawn` for a container with a user namespace (:mod:`berth.libcontainer.userns`):
+    stage A is forked, init is its child and, once A exits, ours (we are a child subreaper)."""
+    kernel.prctl(kernel.PR_SET_CHILD_SUBREAPER, 1)
+    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        stage_a = os.fork()
+    except BaseException:
+        for fd in (report_r, report_w, sync_r, sync_w, barrier_r):
+            os.close(fd)
+        raise
+    if stage_a == 0:
+        os.close(report_r)
+        os.close(sync_w)
+        userns.stage_a(spec, program, rootfs_mounts, stdio, cgroup, report_w, barrier_r, sync_r)
+    for fd in (report_w, sync_r, barrier_r):
+        os.close(fd)
+    lines = _Lines(report_r)
+    init_pid, ready, error = 0, False, None
+    try:
+        # A's "pid" line and init's "ready" (or error) come in either order; an error of A
+        # itself comes before any pid, and A's exit then ends the stream
+        while not (init_pid and (ready or error is not None)):
+            line = lines.next()
+            if not line:
+                break
+            if line == userns.REQUEST:
+                userns.write_maps(stage_a, spec)
+                os.write(sync_w, b"\0")
+            elif line.startswith(userns.PID_PREFIX):
+                init_pid = int(line[len(userns.PID_PREFIX) :])
+            elif line == READY:
+                ready = True
+            else:
+                error = ContainerInitError.from_wire(line)
+        if ready and error is None:
+            return init_pid, report_r
+        raise error or ContainerInitError("container init died before it was ready", EXIT_OTHER)
+    except BaseException:
+        os.close(report_r)
+        if init_pid:
+            _reap(init_pid)
+        raise
+    finally:
+        os.close(sync_w)  # A, if still waiting for its maps, sees EOF and exits
+        _reap(stage_a)
+
+
+class _Lines:
+    """Lines from a pipe, one at a time (a read may hold more than one)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buf = b""
+
+    def next(self) -> bytes:
+        """The next line, newline included; what is left at EOF (b"" when nothing)."""
+        while b"\n" not in self.buf:
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                line, self.buf = self.buf, b""
+                return line
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line + b"\n"
 
 
 def exec_process(

@@ -24,7 +24,7 @@ import os
 import stat
 
 from berth.libcontainer import kernel
-from berth.libcontainer.cgroup_mount import mount_cgroups
+from berth.libcontainer.cgroup_mount import CgroupView, mount_cgroups, view
 from berth.libcontainer.failure import ContainerInitError
 from berth.libcontainer.mountopts import PROPAGATION
 from berth.libcontainer.mounts import fail, make_mountpoint, mount, mount_one, remount_readonly, secure_join
@@ -57,11 +57,26 @@ def _mknod(root: str, dev: Device) -> None:
         raise fail("create device", dev.path, exc) from exc
 
 
-def setup_dev(root: str, devices: tuple[Device, ...]) -> None:
+def _bind_device(root: str, dev: Device) -> None:
+    """In a user namespace mknod is refused: bind the host's node of that path, as runc does."""
+    path = secure_join(root, dev.path)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if not os.path.lexists(path):
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+    except OSError as exc:
+        raise fail("create device mount point", dev.path, exc) from exc
+    mount(dev.path, path, None, kernel.MS_BIND, None, f"bind device '{dev.path}' on")
+
+
+def setup_dev(root: str, devices: tuple[Device, ...], in_userns: bool = False) -> None:
     by_path = {d.path: d for d in DEFAULT_DEVICES}
     by_path.update({d.path: d for d in devices})
     for dev in by_path.values():
-        _mknod(root, dev)
+        if in_userns:
+            _bind_device(root, dev)
+        else:
+            _mknod(root, dev)
     for target, link in _DEV_SYMLINKS:
         if target == "/proc/kcore" and not os.path.exists(target):
             continue
@@ -98,8 +113,16 @@ def _root_mount_unshared(path: str, propagation: int) -> None:
         path = os.path.dirname(path)
 
 
-def prepare(spec: ContainerSpec, rootfs_mounts: list[Mount], tty_path: str | None) -> None:
-    """Everything before pivot_root; runs in the new mount namespace, host paths still visible."""
+def prepare(
+    spec: ContainerSpec,
+    rootfs_mounts: list[Mount],
+    tty_path: str | None,
+    in_userns: bool = False,
+    cgroup_view: CgroupView | None = None,
+) -> None:
+    """Everything before pivot_root; runs in the new mount namespace, host paths still visible.
+    ``cgroup_view`` is :func:`berth.libcontainer.cgroup_mount.view` from before a cgroup
+    namespace was made (read now when not given)."""
     root = spec.root_path
     # 1. The requested propagation (default rslave: the host's mounts still reach us, ours never
     #    reach the host), then the mount holding the root made private (or slave): pivot_root
@@ -124,14 +147,15 @@ def prepare(spec: ContainerSpec, rootfs_mounts: list[Mount], tty_path: str | Non
         except OSError as exc:
             raise fail("resolve mount destination", m.target, exc) from exc
         if m.type == "cgroup":
-            mount_cgroups(m, dest, new_cgroupns=cgroupns)
+            seen = cgroup_view if cgroup_view is not None else view()
+            mount_cgroups(m, dest, new_cgroupns=cgroupns, seen=seen, in_userns=in_userns)
         else:
             mount_one(m, dest)
         if m.target.rstrip("/") == "/dev" and m.type != "bind" and "bind" not in m.options:
             dev_is_tmpfs = True
     # Device nodes only in a /dev we made; a bound host /dev already has them.
     if dev_is_tmpfs:
-        setup_dev(root, spec.devices)
+        setup_dev(root, spec.devices, in_userns)
     if tty_path is not None:
         bind_console(root, tty_path)
 

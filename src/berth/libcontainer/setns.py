@@ -50,7 +50,7 @@ from berth.libcontainer.failure import EXIT_OTHER, ContainerInitError, die
 from berth.libcontainer.init import exec_program
 from berth.libcontainer.spec import Process, Stdio
 
-# every namespace berth gives a container (user namespaces are not supported)
+# every namespace berth gives a container; its user namespace too when it has one of its own
 JOIN_FLAGS = (
     kernel.CLONE_NEWNS
     | kernel.CLONE_NEWCGROUP
@@ -85,8 +85,11 @@ def spawn(
             cgroup.add(0)
         except SystemFailure as exc:
             raise ContainerInitError(f"join cgroup '{cgroup.name}': {exc}", EXIT_OTHER) from exc
+    flags = JOIN_FLAGS
+    if _own_userns(init_pidfd):
+        flags |= kernel.CLONE_NEWUSER  # joined first by the kernel; the others are its own
     try:
-        kernel.setns(init_pidfd, JOIN_FLAGS)
+        kernel.setns(init_pidfd, flags)
     except OSError as exc:
         raise ContainerInitError(
             f"join the namespaces of the container's init: {exc.strerror}", EXIT_OTHER
@@ -112,6 +115,20 @@ def spawn(
         os.waitpid(pid, 0)
         raise ContainerInitError.from_wire(data)
     return pid
+
+
+def _own_userns(init_pidfd: int) -> bool:
+    """Whether init is in another user namespace than ours (setns refuses to "join" our own).
+    Its pid comes from the pidfd's fdinfo; were it recycled meanwhile, the setns through the
+    pidfd fails anyway."""
+    try:
+        with open(f"/proc/self/fdinfo/{init_pidfd}") as f:
+            pid = next(int(line.split()[1]) for line in f if line.startswith("Pid:"))
+        theirs = os.stat(f"/proc/{pid}/ns/user")
+        mine = os.stat("/proc/self/ns/user")
+    except (OSError, StopIteration, ValueError) as exc:
+        raise ContainerInitError(f"read the user namespace of the container's init: {exc}", EXIT_OTHER) from exc
+    return (theirs.st_dev, theirs.st_ino) != (mine.st_dev, mine.st_ino)
 
 
 def _exec_child(

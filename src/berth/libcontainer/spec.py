@@ -132,6 +132,15 @@ class Namespace:
 
 
 @dataclass(frozen=True)
+class IdMap:
+    """One line of a user namespace's uid_map or gid_map."""
+
+    container_id: int
+    host_id: int
+    size: int
+
+
+@dataclass(frozen=True)
 class Device:
     path: str
     type: str  # c, b, u, p
@@ -157,6 +166,13 @@ class ContainerSpec:
     sysctl: tuple[tuple[str, str], ...] = ()
     rootfs_propagation: str = "rslave"
     seccomp: str | None = None  # linux.seccomp as canonical JSON (compiled in the parent)
+    uid_mappings: tuple[IdMap, ...] = ()  # with a new user namespace
+    gid_mappings: tuple[IdMap, ...] = ()
+
+    @property
+    def new_userns(self) -> bool:
+        ns = self.namespace("user")
+        return ns is not None and ns.path is None
 
     def namespace(self, type_: str) -> Namespace | None:
         for ns in self.namespaces:
@@ -301,8 +317,6 @@ def parse(config: dict[str, Any]) -> ContainerSpec:
     for ns in linux.get("namespaces") or ():
         if ns.get("type") not in NAMESPACE_TYPES:
             raise _bad(f"unknown namespace type {ns.get('type')!r}")
-        if ns["type"] == "user":
-            raise _bad("user namespaces are not supported")
         namespaces.append(Namespace(ns["type"], ns.get("path") or None))
     if len({ns.type for ns in namespaces}) != len(namespaces):
         raise _bad("a namespace type is listed twice")
@@ -318,6 +332,14 @@ def parse(config: dict[str, Any]) -> ContainerSpec:
     domainname = config.get("domainname") or None
     if domainname is not None and not any(ns.type == "uts" for ns in namespaces):
         raise _bad("unable to set domainname without a private UTS namespace")
+    uid_mappings = _id_maps(linux, "uidMappings")
+    gid_mappings = _id_maps(linux, "gidMappings")
+    user = next((ns for ns in namespaces if ns.type == "user"), None)
+    if user is not None and user.path is None:
+        if not uid_mappings or not gid_mappings:
+            raise _bad("a new user namespace needs linux.uidMappings and linux.gidMappings")
+    elif uid_mappings or gid_mappings:
+        raise _bad("linux.uidMappings/gidMappings need a new user namespace (linux.namespaces has no user entry without a path)")
     devices = tuple(_parse_device(d) for d in linux.get("devices") or ())
     sysctl = tuple(sorted((str(k), str(v)) for k, v in (linux.get("sysctl") or {}).items()))
     _check_sysctls(sysctl, namespaces)
@@ -335,7 +357,26 @@ def parse(config: dict[str, Any]) -> ContainerSpec:
         sysctl=sysctl,
         rootfs_propagation=propagation,
         seccomp=_seccomp_json(linux.get("seccomp")),
+        uid_mappings=uid_mappings,
+        gid_mappings=gid_mappings,
     )
+
+
+def _id_maps(linux: dict[str, Any], key: str) -> tuple[IdMap, ...]:
+    entries = linux.get(key) or []
+    if not isinstance(entries, list):
+        raise _bad(f"linux.{key} must be a list")
+    maps = []
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict):
+            raise _bad(f"linux.{key}[{i}] must be an object")
+        m = IdMap(*(_int(e.get(k), f"linux.{key}[{i}].{k}") for k in ("containerID", "hostID", "size")))
+        if m.container_id < 0 or m.host_id < 0 or m.size <= 0 or max(m.container_id, m.host_id) + m.size > 1 << 32:
+            raise _bad(f"linux.{key}[{i}]: {m.container_id} {m.host_id} {m.size} is not a valid id range")
+        maps.append(m)
+    if len(maps) > 340:  # the kernel's limit on lines in uid_map/gid_map
+        raise _bad(f"linux.{key}: at most 340 ranges, got {len(maps)}")
+    return tuple(maps)
 
 
 def _joins_own_netns(path: str) -> bool:

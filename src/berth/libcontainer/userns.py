@@ -1,0 +1,103 @@
+"""User namespaces: the container's init as root of a namespace of its own, mapped onto host ids.
+
+Two rules of the kernel shape this. Only a process privileged in the *parent* user namespace
+may write a new namespace's ``uid_map``/``gid_map`` with more than its own id, so the caller
+writes them; and the container's PID namespace must be owned by its user namespace (else its
+root may not mount /proc), so the PID namespace is made after the user namespace, which takes
+a second fork -- runc's nsexec dance, in two processes. The caller is made a child subreaper
+first, so init (the grandchild) becomes its child when stage A exits:
+
+======================================  ==================================================
+caller (:func:`spawn_parent_side`)      stage A (:func:`stage_a`, forked by the caller)
+======================================  ==================================================
+                                        non-dumpable; join the cgroup; rlimits and
+                                        oom_score_adj (host privileges: raising them needs
+                                        CAP_SYS_RESOURCE of the host); join the namespaces
+                                        given by path (user first, mount last)
+                                        unshare(CLONE_NEWUSER), ``userns`` on the report pipe
+write gid_map, uid_map; one byte on
+the sync pipe
+                                        setresgid/setresuid(0): root of the namespace;
+                                        a new PID namespace (for its children); fork init,
+                                        which runs :func:`berth.libcontainer.init.run_init`
+                                        with the namespaces already done
+                                        ``pid N`` on the report pipe, exit
+reap A; wait for init's ``ready``
+======================================  ==================================================
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NoReturn
+
+from berth.libcontainer import kernel
+from berth.libcontainer.cgroups import Cgroup
+from berth.libcontainer.confine import set_limits
+from berth.libcontainer.failure import EXIT_OTHER, ContainerInitError, die, step
+from berth.libcontainer.spec import ContainerSpec, IdMap, Mount, Stdio
+
+REQUEST = b"userns\n"  # stage A asks for its maps
+PID_PREFIX = b"pid "  # stage A reports init's pid (in the caller's PID namespace)
+
+
+def map_text(maps: tuple[IdMap, ...]) -> str:
+    """``uid_map``'s format: one ``container host size`` line per range."""
+    return "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in maps)
+
+
+def write_maps(pid: int, spec: ContainerSpec) -> None:
+    """The caller's part: write stage A's id maps (gid first, as runc; one write each)."""
+    for name, maps in (("gid_map", spec.gid_mappings), ("uid_map", spec.uid_mappings)):
+        path = f"/proc/{pid}/{name}"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, map_text(maps).encode())
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise ContainerInitError(
+                f"write {name} of the container's user namespace ({map_text(maps).strip()!r}): {exc.strerror}",
+                EXIT_OTHER,
+            ) from exc
+
+
+def stage_a(
+    spec: ContainerSpec,
+    seccomp_program: bytes | None,
+    rootfs_mounts: list[Mount],
+    stdio: Stdio,
+    cgroup: Cgroup | None,
+    report_fd: int,
+    barrier_fd: int,
+    sync_fd: int,
+) -> NoReturn:
+    """Stage A, in a child of the (single-threaded) caller; see the module's table."""
+    from berth.libcontainer.init import join_namespaces, run_init
+
+    try:
+        kernel.prctl(kernel.PR_SET_DUMPABLE, 0)
+        if cgroup is not None:
+            cgroup.add(0)
+        set_limits(spec.process)
+        join_namespaces(spec, with_pid=True)
+        if spec.new_userns:
+            step("unshare user namespace", "self", kernel.unshare, kernel.CLONE_NEWUSER)
+            os.write(report_fd, REQUEST)
+            if os.read(sync_fd, 1) != b"\0":
+                os._exit(EXIT_OTHER)  # the caller could not write the maps (and reports why)
+            # root of the new namespace (the container's uid 0 must be mapped, as with runc)
+            step("become root in the user namespace", "0", os.setresgid, 0, 0, 0)
+            step("become root in the user namespace", "0", os.setresuid, 0, 0, 0)
+        os.close(sync_fd)
+        pid_ns = spec.namespace("pid")
+        if pid_ns is not None and pid_ns.path is None:
+            step("unshare pid namespace", "self", kernel.unshare, kernel.CLONE_NEWPID)
+        pid = os.fork()
+    except BaseException as exc:
+        die(report_fd, exc)
+    if pid == 0:
+        run_init(spec, seccomp_program, rootfs_mounts, stdio, None, report_fd, barrier_fd, namespaces_done=True)
+    os.write(report_fd, PID_PREFIX + b"%d\n" % pid)
+    os._exit(0)
