@@ -87,6 +87,17 @@ def test_symlinked_parent_is_followed_inside_the_layer_only(tmp_path: Path) -> N
     assert (dest / "pwned2").read_bytes() == b"2"
 
 
+@pytest.mark.parametrize("members, text", [
+    ([entry("f", data=b"x"), entry("f/g", data=b"y")], "apply layer: parent f is not a directory"),
+    ([entry("a", tarfile.SYMTYPE, link="b"), entry("b", tarfile.SYMTYPE, link="a"), entry("a/x", data=b"y")],
+     "apply layer: too many levels of symbolic links at a"),
+])
+def test_a_bad_parent_is_invalid_and_names_no_host_path(tmp_path: Path, members: list, text: str) -> None:
+    with pytest.raises(InvalidParameter) as info:
+        apply(make_tar(*members), tmp_path / "dest")
+    assert info.value.message == text
+
+
 def test_existing_symlink_is_replaced_not_followed(tmp_path: Path) -> None:
     victim = tmp_path / "victim"
     victim.write_bytes(b"keep")

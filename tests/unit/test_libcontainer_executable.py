@@ -8,7 +8,7 @@ import pytest
 
 from berth.libcontainer import ContainerInitError
 from berth.libcontainer.executable import resolve
-from berth.libcontainer.mounts import secure_join
+from berth.libcontainer.securepath import resolve_in_root as secure_join
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from berth.graph.changes import apply_changes
 from berth.graph.image import encode, new_config, now_ns
 from berth.graph.layers import apply_layer, os_failure
 from berth.graph.store import RwLayerRow
+from berth.libcontainer import securepath
 
 if TYPE_CHECKING:
     from berth.graph.graph import Graph
@@ -175,18 +176,9 @@ def read_file(graph: Graph, container_id: str, path: str) -> bytes | None:
 
 
 def _open_beneath(layers: list[Path], host: Path) -> int:
-    """Open ``host`` (a path inside one of ``layers``) following no symlink on the way."""
+    """Open ``host`` (a path inside one of ``layers``) following no symlink on the way (ELOOP)."""
     layer = next(layer for layer in layers if host.is_relative_to(layer))
-    parts = host.relative_to(layer).parts
-    dfd = os.open(layer, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        for part in parts[:-1]:
-            nfd = os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
-            os.close(dfd)
-            dfd = nfd
-        return os.open(parts[-1], accountfile.FLAGS | os.O_NOFOLLOW, dir_fd=dfd)
-    finally:
-        os.close(dfd)
+    return securepath.open_in_root(str(layer), str(host.relative_to(layer)), accountfile.FLAGS, symlinks=False)
 
 
 def make_dirs(graph: Graph, container_id: str, path: str) -> None:

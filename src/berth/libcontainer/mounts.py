@@ -3,12 +3,9 @@
 ``mount_one`` handles bind mounts (a file source gets a file mount point; flags such as ``ro``
 take effect through a second, remount call, keeping the flags the kernel already set) and
 filesystem mounts (sysfs falls back to a read-only bind of the host's /sys when the kernel
-refuses a new one, i.e. without a network namespace of our own). ``secure_join`` resolves a
-destination inside the root the way filepath-securejoin does, so a symlink in the image cannot
-point a mount at the host (CVE-2015-3627 and friends).
-
-    >>> secure_join("/r", "/../etc/hosts")
-    '/r/etc/hosts'
+refuses a new one, i.e. without a network namespace of our own). Destinations come resolved
+inside the root by :func:`berth.libcontainer.securepath.resolve_in_root`, so a symlink in the
+image cannot point a mount at the host (CVE-2015-3627 and friends).
 """
 
 from __future__ import annotations
@@ -35,34 +32,6 @@ _KEEP_FLAGS = (
 
 def fail(op: str, obj: str, exc: OSError) -> ContainerInitError:
     return ContainerInitError(f"{op} '{obj}': {exc.strerror or exc}", 128)
-
-
-def secure_join(root: str, unsafe: str) -> str:
-    """``root`` + ``unsafe``, with every symlink on the way resolved as if ``root`` were ``/``."""
-    pending = [p for p in unsafe.split("/") if p]
-    resolved: list[str] = []
-    links = 0
-    while pending:
-        part = pending.pop(0)
-        if part == ".":
-            continue
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = os.path.join(root, *resolved, part)
-        try:
-            target = os.readlink(candidate)
-        except OSError:
-            resolved.append(part)  # not a symlink, or not there yet: taken literally
-            continue
-        links += 1
-        if links > 255:
-            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), unsafe)
-        if target.startswith("/"):
-            resolved = []
-        pending = [p for p in target.split("/") if p] + pending
-    return os.path.join(root, *resolved)
 
 
 def mount(

@@ -27,7 +27,8 @@ from berth.libcontainer import kernel
 from berth.libcontainer.cgroup_mount import CgroupView, mount_cgroups, view
 from berth.libcontainer.failure import ContainerInitError
 from berth.libcontainer.mountopts import PROPAGATION
-from berth.libcontainer.mounts import fail, make_mountpoint, mount, mount_one, remount_readonly, secure_join
+from berth.libcontainer.mounts import fail, make_mountpoint, mount, mount_one, remount_readonly
+from berth.libcontainer.securepath import mkdir_all_in_root, resolve_in_root
 from berth.libcontainer.spec import DEFAULT_DEVICES, ContainerSpec, Device, Mount
 from berth.libcontainer.sysctl import proc_path
 
@@ -42,12 +43,13 @@ _DEV_SYMLINKS = (
 
 
 def _mknod(root: str, dev: Device) -> None:
-    path = secure_join(root, dev.path)
     kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}.get(dev.type)
     if kind is None:
         raise ContainerInitError(f"create device '{dev.path}': unknown type {dev.type!r}", 128)
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        # the parent made inside the root (0755, as runc), the node at its resolved place
+        parent = mkdir_all_in_root(root, os.path.dirname(dev.path))
+        path = os.path.join(parent, os.path.basename(dev.path))
         if os.path.lexists(path):
             os.unlink(path)
         os.mknod(path, kind | (dev.file_mode & 0o7777), os.makedev(dev.major, dev.minor))
@@ -80,8 +82,8 @@ def setup_dev(root: str, devices: tuple[Device, ...], in_userns: bool = False) -
     for target, link in _DEV_SYMLINKS:
         if target == "/proc/kcore" and not os.path.exists(target):
             continue
-        path = secure_join(root, link)
         try:
+            path = resolve_in_root(root, link)
             if os.path.lexists(path):
                 if link != "/dev/ptmx":
                     continue
@@ -93,7 +95,7 @@ def setup_dev(root: str, devices: tuple[Device, ...], in_userns: bool = False) -
 
 def bind_console(root: str, tty_path: str) -> None:
     """Make the container's pty slave visible as /dev/console (what runc does with a terminal)."""
-    dest = secure_join(root, "/dev/console")
+    dest = resolve_in_root(root, "/dev/console")
     make_mountpoint(dest, True)
     mount(tty_path, dest, None, kernel.MS_BIND, None, f"bind '{tty_path}' on")
 
@@ -143,7 +145,7 @@ def prepare(
     cgroupns = cg is not None and cg.path is None
     for m in spec.mounts:
         try:
-            dest = secure_join(root, m.target)
+            dest = resolve_in_root(root, m.target)
         except OSError as exc:
             raise fail("resolve mount destination", m.target, exc) from exc
         if m.type == "cgroup":

@@ -53,6 +53,7 @@ from berth.drivers.graph.tarstream import (
     sparse_segments,
 )
 from berth.errors import InvalidParameter
+from berth.libcontainer.securepath import mkdir_all_in_root
 
 WhiteoutFormat = Literal["overlay", "delete"]
 
@@ -61,7 +62,6 @@ WHITEOUT_META_PREFIX = ".wh..wh."
 WHITEOUT_OPAQUE = ".wh..wh..opq"
 OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
 NAME_MAX = 255  # bytes in one path component (Linux)
-_MAX_SYMLINK_HOPS = 40
 # errnos that a member's own name or metadata causes: the archive's fault (400), not ours (500)
 _MEMBER_ERRNOS = {
     errno.ENAMETOOLONG, errno.EINVAL, errno.E2BIG, errno.ERANGE, errno.EFBIG, errno.EMLINK, errno.ELOOP,
@@ -186,39 +186,17 @@ class _Applier:
             os.utime(path, (mtime, mtime), follow_symlinks=False)
 
     def _scoped_dir(self, parts: list[str]) -> str:
-        """Resolve the parent directory inside ``dest``, following symlinks in scope, creating it."""
-        resolved: list[str] = []
-        pending = list(parts)
-        hops = 0
-        while pending:
-            part = pending.pop(0)
-            if part in ("", "."):
-                continue
-            if part == "..":
-                if resolved:
-                    resolved.pop()
-                continue
-            current = os.path.join(self.dest, *resolved, part)
-            try:
-                info = os.lstat(current)
-            except FileNotFoundError:
-                os.mkdir(current)
-                os.chmod(current, 0o755)  # Docker's mode for implied parents, whatever our umask
-                resolved.append(part)
-                continue
-            if stat.S_ISLNK(info.st_mode):
-                hops += 1
-                if hops > _MAX_SYMLINK_HOPS:
-                    raise InvalidParameter(f"apply layer: too many levels of symbolic links at {current}")
-                target = os.readlink(current)
-                if target.startswith("/"):
-                    resolved = []
-                pending = target.split("/") + pending
-                continue
-            if not stat.S_ISDIR(info.st_mode):
-                raise InvalidParameter(f"apply layer: parent {current} is not a directory")
-            resolved.append(part)
-        return os.path.join(self.dest, *resolved)
+        """The parent directory inside ``dest``: symlinks followed inside it, missing ones made 0755
+        (Docker's mode for implied parents, whatever our umask) -- the one walk, securepath's."""
+        try:
+            return mkdir_all_in_root(self.dest, "/".join(parts))
+        except OSError as exc:
+            where = "/".join(parts)
+            if exc.errno == errno.ELOOP:
+                raise InvalidParameter(f"apply layer: too many levels of symbolic links at {where}") from exc
+            if exc.errno == errno.ENOTDIR:
+                raise InvalidParameter(f"apply layer: parent {where} is not a directory") from exc
+            raise
 
     def _link_target(self, member: tarfile.TarInfo) -> str:
         parts = clean_name(member.linkname)
