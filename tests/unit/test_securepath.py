@@ -190,3 +190,19 @@ def test_the_walk_never_reads_a_path_string(tree: Path, monkeypatch: pytest.Monk
     os.close(fd)
     assert seen[0] == (str(tree), None)  # the root itself
     assert all(d is not None for _, d in seen[1:]) and all("/" not in str(p) for p, _ in seen[1:])
+
+
+def test_scoped_path_is_the_path_inside_the_root(tree: Path, way: str) -> None:
+    from berth.libcontainer.securepath import scoped_path
+
+    rfd = os.open(tree, os.O_PATH | os.O_DIRECTORY)
+    try:
+        assert scoped_path(rfd, "up/abs/passwd") == "/etc/passwd"
+        assert scoped_path(rfd, "escape/secret") == "/outside/secret"
+        assert scoped_path(str(tree), "/") == "/" == scoped_path(rfd, "..")
+        with pytest.raises(OSError) as info:
+            scoped_path(rfd, "chain0")  # 41 links
+        assert info.value.errno == errno.ELOOP
+        assert scoped_path(rfd, "chain0", max_links=255) == "/etc"  # Docker's FollowSymlinkInScope limit
+    finally:
+        os.close(rfd)

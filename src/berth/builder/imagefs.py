@@ -22,6 +22,7 @@ from pathlib import Path
 
 from berth.drivers.graph.merged import lookup, subtree
 from berth.errors import InvalidParameter
+from berth.libcontainer import securepath
 
 MAX_SYMLINK_HOPS = 255
 
@@ -127,16 +128,8 @@ class ImageFS:
         layer = next((layer for layer in self.layers if info.host.is_relative_to(layer)), None)
         if layer is None:
             raise InvalidParameter(f"read {info.host}: not in the image's layers")
-        parts = info.host.relative_to(layer).parts
-        dfd = os.open(layer, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            for part in parts[:-1]:
-                nfd = os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
-                os.close(dfd)
-                dfd = nfd
-            return os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dfd)
-        finally:
-            os.close(dfd)
+        rel = str(info.host.relative_to(layer))
+        return securepath.open_in_root(str(layer), rel, os.O_RDONLY | os.O_NONBLOCK, symlinks=False)
 
     def read_small(self, path: str, limit: int = 1 << 20) -> bytes | None:
         info = self.stat(path)

@@ -17,7 +17,7 @@ starts again at ``root``, ``..`` at ``root`` stays there, at most 40 symlinks ar
 ``open_in_root`` asks the kernel (``openat2`` with ``RESOLVE_IN_ROOT``, Linux 5.6) and, where it
 is missing (older kernels, a seccomp filter refusing it), walks component by component from a
 descriptor of ``root``: each component opened with ``O_PATH|O_NOFOLLOW`` relative to its
-parent's descriptor, a symlink read and expanded in place, ``..`` taken from the descriptors
+parent's descriptor, a symlink read through its own descriptor and expanded in place, ``..`` taken from the descriptors
 already walked (never from the file system, where a directory may have moved). Nothing is
 looked up by a full path string, so a component swapped for a symlink during the walk cannot
 take it outside. ``symlinks=False`` refuses any symlink on the way (``ELOOP``), the rule for a
@@ -71,14 +71,29 @@ def resolve_in_root(root: str, path: str) -> str:
     except OSError:
         return _join(root, _lexical(path))  # nothing exists: nothing to follow
     try:
-        found = _resolved_by_kernel(root_fd, root, path, os.O_PATH)
-        if found is not None:
-            return found
-        walked = _walk(root_fd, path, follow_last=True, symlinks=True, lenient=True)
-        walked.close()
-        return _join(root, walked.names)
+        return _join(root, _scoped_names(root_fd, path, MAX_SYMLINKS))
     finally:
         os.close(root_fd)
+
+
+def scoped_path(root: str | int, path: str, *, max_links: int = MAX_SYMLINKS) -> str:
+    """What :func:`resolve_in_root` resolves, as a path inside the root (``"/etc/hosts"``);
+    ``max_links`` lets a caller keep another limit (Docker's FollowSymlinkInScope allows 255)."""
+    root_fd = _open_root(root)
+    try:
+        return "/" + "/".join(_scoped_names(root_fd, path, max_links))
+    finally:
+        if not isinstance(root, int):
+            os.close(root_fd)
+
+
+def _scoped_names(root_fd: int, path: str, max_links: int) -> list[str]:
+    names = _names_by_kernel(root_fd, path, os.O_PATH)
+    if names is None:
+        walked = _walk(root_fd, path, follow_last=True, symlinks=True, lenient=True, max_links=max_links)
+        walked.close()
+        names = walked.names
+    return names
 
 
 def mkdir_all_in_root(root: str, path: str, mode: int = 0o755) -> str:
@@ -87,9 +102,9 @@ def mkdir_all_in_root(root: str, path: str, mode: int = 0o755) -> str:
     ``ENOTDIR`` when a component is not a directory, ``ELOOP`` past 40 symlinks."""
     root_fd = _open_root(root)
     try:
-        found = _resolved_by_kernel(root_fd, root, path, os.O_PATH | os.O_DIRECTORY)
+        found = _names_by_kernel(root_fd, path, os.O_PATH | os.O_DIRECTORY)
         if found is not None:
-            return found  # there already, a directory
+            return _join(root, found)  # there already, a directory
         walked = _walk(root_fd, path, follow_last=True, symlinks=True, create=mode)
         try:
             if not stat.S_ISDIR(os.fstat(walked.fds[-1]).st_mode):
@@ -116,7 +131,14 @@ class _Walked:
 
 
 def _walk(
-    root_fd: int, path: str, *, follow_last: bool, symlinks: bool, lenient: bool = False, create: int | None = None
+    root_fd: int,
+    path: str,
+    *,
+    follow_last: bool,
+    symlinks: bool,
+    lenient: bool = False,
+    create: int | None = None,
+    max_links: int = MAX_SYMLINKS,
 ) -> _Walked:
     """Resolve ``path`` from ``root_fd``. ``lenient``: a missing component (or a non-directory
     with more to come) makes the rest literal instead of failing; ``create``: missing
@@ -159,9 +181,9 @@ def _walk(
                     if not symlinks:
                         raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), name)
                     links += 1
-                    if links > MAX_SYMLINKS:
+                    if links > max_links:
                         raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
-                    target = os.readlink(name, dir_fd=fds[-1])
+                    target = os.readlink("", dir_fd=fd)  # the link opened, not whatever has its name now
                 finally:
                     os.close(fd)
                 if target.startswith("/"):  # absolute: again from root
@@ -224,9 +246,9 @@ def _openat2(root_fd: int, path: str, flags: int, symlinks: bool) -> int | None:
     return None  # renames kept racing: let the walk decide
 
 
-def _resolved_by_kernel(root_fd: int, root: str, path: str, flags: int) -> str | None:
-    """The host path of ``path`` when openat2 resolves all of it (the common case, in three
-    system calls); None when it cannot say (a missing component, no openat2, no /proc)."""
+def _names_by_kernel(root_fd: int, path: str, flags: int) -> list[str] | None:
+    """The resolved names of ``path`` when openat2 resolves all of it (the common case, in
+    three system calls); None when it cannot say (a missing component, no openat2, no /proc)."""
     if not _openat2_usable:
         return None
     try:
@@ -242,11 +264,11 @@ def _resolved_by_kernel(root_fd: int, root: str, path: str, flags: int) -> str |
     finally:
         os.close(fd)
     if real == real_root:
-        return _join(root, [])
+        return []
     prefix = real_root.rstrip("/") + "/"
     if not real.startswith(prefix):
         return None  # unreachable from here (deleted, another mount namespace's path): walk
-    return _join(root, real[len(prefix):].split("/"))
+    return real[len(prefix):].split("/")
 
 
 def _mkdir_at(dir_fd: int, name: str, mode: int) -> int:

@@ -15,7 +15,7 @@ Two ways to build it:
   binds, network files). Entering is what lets the view share the container's overlay instead
   of mounting the same upper directory a second time (undefined behaviour in overlayfs).
 - a stopped container: a new mount namespace, the graph driver's plan (the overlay) on
-  ``root``, then each bind at its destination resolved inside the root (``secure_join``), the
+  ``root``, then each bind at its destination resolved inside the root (``securepath.resolve_in_root``), the
   root read-only when the container's is; then ``chroot`` into it.
 
 Protocol, on a ``SOCK_SEQPACKET`` socket: one JSON request in, one JSON answer out
@@ -37,7 +37,8 @@ from typing import Any
 
 from berth.libcontainer import kernel
 from berth.libcontainer.failure import ContainerInitError
-from berth.libcontainer.mounts import mount_one, remount_readonly, secure_join
+from berth.libcontainer.mounts import mount_one, remount_readonly
+from berth.libcontainer.securepath import resolve_in_root
 from berth.libcontainer.spec import Mount
 
 MAX_REQUEST = 1 << 20
@@ -133,7 +134,7 @@ def build_stopped(request: dict[str, Any]) -> None:
         mount_one(_mount(m), str(m["target"]))
     # every bind below the root was made by us, in this namespace: they go when it goes
     for m in request.get("mounts") or []:
-        dest = secure_join(root, str(m["destination"]))
+        dest = resolve_in_root(root, str(m["destination"]))
         if not os.path.exists(str(m["source"])):
             continue  # a bind source that is gone (dockerd fails the start; cp has nothing to show)
         mount_one(Mount(type=str(m.get("type") or "bind"), source=str(m["source"]), target=dest,

@@ -21,14 +21,13 @@ the kernel, so a symlink swapped in between cannot lead out.
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from berth.libcontainer import kernel
+from berth.libcontainer import kernel, securepath
 
 RESOLVE = kernel.RESOLVE_IN_ROOT | kernel.RESOLVE_NO_MAGICLINKS
 MAX_LINKS = 255  # FollowSymlinkInScope's limit
@@ -85,38 +84,9 @@ def go_base(path: str) -> str:
 
 
 def scoped_path(root_fd: int, path: str) -> str:
-    """``path`` with every symlink resolved inside the root (``FollowSymlinkInScope``); parts
-    that do not exist are kept as they are."""
-    pending = [p for p in path.split("/") if p]
-    resolved: list[str] = []
-    links = 0
-    while pending:
-        part = pending.pop(0)
-        if part == ".":
-            continue
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        try:
-            dfd = open_resolved(root_fd, "/" + "/".join(resolved), os.O_PATH | os.O_DIRECTORY)
-        except OSError:
-            resolved.append(part)  # under something missing or not a directory: literal
-            continue
-        try:
-            target = os.readlink(part, dir_fd=dfd)
-        except OSError:
-            resolved.append(part)  # not a symlink (or not there)
-            continue
-        finally:
-            os.close(dfd)
-        links += 1
-        if links > MAX_LINKS:
-            raise OSError(errno.ELOOP, f"too many links in {path}")
-        if target.startswith("/"):
-            resolved = []
-        pending = [p for p in target.split("/") if p] + pending
-    return "/" + "/".join(resolved)
+    """``path`` with every symlink resolved inside the root (``FollowSymlinkInScope``, up to
+    its 255 links); parts that do not exist are kept as they are (libcontainer's one walk)."""
+    return securepath.scoped_path(root_fd, path, max_links=MAX_LINKS)
 
 
 def go_mode(st_mode: int) -> int:
