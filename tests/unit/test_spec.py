@@ -156,6 +156,31 @@ def test_cap_add_and_drop() -> None:
         spec_for(cap_add=("FLY",))
 
 
+def test_capabilities_follow_mobys_rules() -> None:
+    """moby's TweakCapabilities, checked against dockerd 20.10 (test_isolation_conformance)."""
+    from berth.drivers.exec.spec import ALL_CAPS, DEFAULT_CAPS, capabilities
+
+    # ALL added wins over ALL dropped (the docker CLI sends both as given)
+    assert capabilities(False, ("ALL",), ("ALL",)) == list(ALL_CAPS)
+    assert capabilities(False, ("all", "SYS_ADMIN"), ("ALL",)) == list(ALL_CAPS)
+    # ALL added: every one but the dropped
+    assert capabilities(False, ("ALL",), ("chown",)) == [c for c in ALL_CAPS if c != "CAP_CHOWN"]
+    # ALL dropped: exactly the added ones
+    assert capabilities(False, ("NET_ADMIN",), ("ALL",)) == ["CAP_NET_ADMIN"]
+    # privileged: all of them, drops ignored (dockerd does the same)
+    assert capabilities(True, (), ("SYS_ADMIN",)) == list(ALL_CAPS)
+    # a capability both dropped and added stays (the add is applied last)
+    assert set(capabilities(False, ("CHOWN",), ("CHOWN",))) == set(DEFAULT_CAPS)
+
+
+def test_read_only_root_makes_the_network_files_read_only() -> None:
+    files = {"hosts_path": "/c/hosts", "resolv_conf_path": "/c/resolv.conf", "hostname_path": "/c/hostname"}
+    ro = {m["destination"]: m["options"] for m in spec_for(readonly_rootfs=True, **files)["mounts"]}
+    rw = {m["destination"]: m["options"] for m in spec_for(**files)["mounts"]}
+    for dest in ("/etc/hosts", "/etc/resolv.conf", "/etc/hostname"):
+        assert "ro" in ro[dest] and "ro" not in rw[dest]
+
+
 def test_ulimits_sysctls_oom_nnp_and_host_namespaces() -> None:
     spec = spec_for(
         rlimits=(("nofile", 1024, 2048),),

@@ -59,6 +59,8 @@ class DaemonConfig:
     dns_search: list[str] = field(default_factory=list)
     dns_opts: list[str] = field(default_factory=list)
     ip: str = ""  # default host address of published ports ("" = every address)
+    # where CDI device specs are read (dockerd's --cdi-spec-dir); empty: /etc/cdi, /var/run/cdi
+    cdi_spec_dirs: list[str] = field(default_factory=list)
 
     @property
     def socket(self) -> Path:
@@ -90,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-concurrent-uploads", type=int, help="layers uploaded at once per push (default 5)")
     p.add_argument("--init", action="store_true", default=None, help="run an init inside containers (as --init)")
     p.add_argument("--init-path", help="the init binary (default: berth-init beside berthd)")
+    p.add_argument("--cdi-spec-dir", action="append", dest="cdi_spec_dirs",
+                   help="a directory of CDI device specs (repeatable; default /etc/cdi and /var/run/cdi)")
     p.add_argument("--max-import-size", help="the most bytes one import, load or pull may unpack "
                    "(decompressed; 512m, 64g; 0 for no limit; default 64g)")
     net = p.add_argument_group("networking")
@@ -131,7 +135,7 @@ FILE_KEYS = {
     "bridge": "bridge", "bip": "bip",
     "fixed-cidr": "fixed_cidr", "mtu": "mtu", "default-address-pools": "default_address_pools",
     "ip-forward": "ip_forward", "ip-masq": "ip_masq", "icc": "icc", "dns": "dns", "dns-search": "dns_search",
-    "dns-opts": "dns_opts", "ip": "ip",
+    "dns-opts": "dns_opts", "ip": "ip", "cdi-spec-dirs": "cdi_spec_dirs",
 }
 
 

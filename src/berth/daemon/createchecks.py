@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from berth.daemon import update
+from berth.daemon import devices, update
 from berth.errors import InvalidParameter
 from berth.libcontainer.capabilities import NAMES as CAP_NAMES
 from berth.libcontainer.sysctl import SysctlError
@@ -148,5 +148,6 @@ def verify(body: dict[str, Any]) -> list[str]:
     _check_links(host)
     warnings = _check_resources(host)
     check_sysctl_namespaces(host)
+    devices.check(host)
     return warnings
 

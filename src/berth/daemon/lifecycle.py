@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from berth.container.logs import log_options
 from berth.container.record import Container
 from berth.daemon import netsettings, restarts
+from berth.daemon.devices import apply as apply_devices
 from berth.daemon.faults import crash_point
 from berth.daemon.users import resolve_user
 from berth.daemon.volumes import make_bind_sources, subpath_sources
@@ -103,6 +104,7 @@ async def _spawn_in(d: Daemon, c: Container, netns: str) -> Any:
     try:
         inp = spec_input(c, str(rootfs), (uid, gid, groups), d.cfg.cgroup_parent, tuple(devices), sources, init, netns)
         spec = build_spec(inp)
+        spec = await asyncio.to_thread(apply_devices, c.host_config, spec, d.cfg.cdi_spec_dirs)
     except ContainerStartError:
         raise
     except InvalidParameter as exc:

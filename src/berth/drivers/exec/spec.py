@@ -188,9 +188,20 @@ def exec_process_spec(
 
 
 def capabilities(privileged: bool, add: tuple[str, ...], drop: tuple[str, ...]) -> list[str]:
-    """Docker's capability set: the defaults (or all when privileged), plus ``add``, minus ``drop``.
+    """Docker's capability set (moby's ``TweakCapabilities``), checked side by side with dockerd:
 
-    Like Docker, names may omit ``CAP_``, are case-insensitive, and ``ALL`` means every one.
+    - privileged: every capability, whatever ``add``/``drop`` say;
+    - ``ALL`` among the added: every capability but the dropped ones (a dropped ``ALL`` is not
+      a capability and drops nothing here);
+    - ``ALL`` among the dropped: exactly the added ones;
+    - otherwise the defaults minus the dropped, plus the added.
+
+    Like Docker, names may omit ``CAP_`` and are case-insensitive.
+
+        >>> capabilities(False, ("ALL",), ("ALL",)) == list(ALL_CAPS)
+        True
+        >>> capabilities(False, ("chown",), ("all",))
+        ['CAP_CHOWN']
     """
 
     def norm(names: tuple[str, ...]) -> list[str]:
@@ -207,11 +218,15 @@ def capabilities(privileged: bool, add: tuple[str, ...], drop: tuple[str, ...]) 
         return out
 
     adds, drops = norm(add), norm(drop)
-    base = list(ALL_CAPS if privileged or "ALL" in adds else DEFAULT_CAPS)
+    if privileged:
+        return list(ALL_CAPS)
+    if "ALL" in adds:
+        return [c for c in ALL_CAPS if c not in drops]
     if "ALL" in drops:
-        base = []
-    caps = [c for c in base if c not in drops]
-    caps += [c for c in adds if c != "ALL" and c not in caps]
+        caps: list[str] = []
+    else:
+        caps = [c for c in DEFAULT_CAPS if c not in drops]
+    caps += [c for c in adds if c not in caps]
     return caps
 
 
@@ -300,9 +315,9 @@ def _mounts(inp: SpecInput) -> list[dict[str, Any]]:
         ("/etc/hosts", inp.hosts_path),
     ):
         if src:
-            mounts.append(
-                {"destination": dest, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}
-            )
+            # read-only with a read-only root, as moby's NetworkMounts (Writable: !ReadonlyRootfs)
+            options = ["rbind", "ro", "rprivate"] if inp.readonly_rootfs else ["rbind", "rprivate"]
+            mounts.append({"destination": dest, "type": "bind", "source": src, "options": options})
     mounts.extend(dict(m) for m in inp.mounts)
     return mounts
 

@@ -1,0 +1,58 @@
+"""A container's devices: ``HostConfig.Devices``, ``DeviceCgroupRules``, ``DeviceRequests``.
+
+``check(host)`` at create refuses what is wrong in itself (400, nothing created): a relative
+container path, permissions other than r/w/m, a cgroup rule not in ``TYPE MAJOR:MINOR ACCESS``
+form, a CDI request with a count or a malformed name. ``apply(host, spec, cdi_dirs)`` at start
+adds them to the OCI spec the exec driver built, as moby's ``WithDevices`` and device drivers
+do: host nodes (a missing one or a non-device fails the start with dockerd's text), the cgroup
+rules, then the CDI devices the requests name (``--device vendor.com/class=name``, ``--gpus``).
+A privileged container already has every host device and an allow-all device cgroup; its CDI
+requests still apply.
+
+    spec = apply(c.host_config, build_spec(inp), cdi_dirs=["/etc/cdi", "/var/run/cdi"])
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from berth.drivers.device import cdi, requests
+from berth.drivers.device.nodes import check_mapping, devices_from_path, parse_cgroup_rule
+
+DEFAULT_CDI_DIRS = ("/etc/cdi", "/var/run/cdi")
+
+
+def check(host: dict[str, Any]) -> None:
+    for mapping in host.get("Devices") or ():
+        check_mapping(mapping)
+    for rule in host.get("DeviceCgroupRules") or ():
+        parse_cgroup_rule(str(rule))
+    requests.check(host.get("DeviceRequests"))
+
+
+def apply(host: dict[str, Any], spec: dict[str, Any], cdi_dirs: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """Add the container's devices to ``spec`` (in place; also returned). Reads the host."""
+    linux = spec.setdefault("linux", {})
+    resources = linux.setdefault("resources", {})
+    if not host.get("Privileged"):
+        nodes: list[dict[str, Any]] = []
+        rules: list[dict[str, Any]] = []
+        for mapping in host.get("Devices") or ():
+            found, allowed = devices_from_path(*check_mapping(mapping))
+            nodes += found
+            rules += allowed
+        rules += [parse_cgroup_rule(str(r)) for r in host.get("DeviceCgroupRules") or ()]
+        if nodes:
+            paths = {n["path"] for n in nodes}
+            linux["devices"] = [d for d in linux.get("devices") or [] if d.get("path") not in paths] + nodes
+        if rules:
+            resources["devices"] = [*(resources.get("devices") or []), *rules]
+    wanted = host.get("DeviceRequests") or ()
+    if wanted:
+        registry = cdi.Registry([Path(d) for d in (cdi_dirs or DEFAULT_CDI_DIRS)])
+        names = requests.cdi_names(wanted, registry.names())
+        if names:
+            cdi.apply(spec, registry.resolve(names))
+    return spec
+
