@@ -61,7 +61,7 @@ def _mknod(root: str, dev: Device) -> None:
 
 def _bind_device(root: str, dev: Device) -> None:
     """In a user namespace mknod is refused: bind the host's node of that path, as runc does."""
-    path = secure_join(root, dev.path)
+    path = resolve_in_root(root, dev.path)
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         if not os.path.lexists(path):
