@@ -47,6 +47,7 @@ class State:
     oom_killed: bool = False
     started_at: str = ZERO_TIME
     finished_at: str = ZERO_TIME
+    health: dict[str, Any] | None = None  # with a health check: Status, FailingStreak, Log
 
     @property
     def running(self) -> bool:
@@ -98,6 +99,7 @@ class State:
             "Error": self.error,
             "StartedAt": self.started_at,
             "FinishedAt": self.finished_at,
+            **({"Health": self.health} if self.health is not None else {}),
         }
 
     def human(self, now: float | None = None) -> str:
@@ -105,7 +107,12 @@ class State:
         now = time.time() if now is None else now
         if self.status in ("running", "paused"):
             text = "Up " + human_duration(now - parse_rfc3339(self.started_at))
-            return text + " (Paused)" if self.status == "paused" else text
+            if self.status == "paused":
+                return text + " (Paused)"
+            if self.health is not None:
+                status = self.health.get("Status") or "starting"
+                return text + (" (health: starting)" if status == "starting" else f" ({status})")
+            return text
         if self.status == "restarting":
             return f"Restarting ({self.exit_code}) {human_duration(now - parse_rfc3339(self.finished_at))} ago"
         if self.status == "exited":

@@ -163,13 +163,17 @@ def matches_filter(c: Container, key: str, values: list[str], d: Daemon) -> bool
         return all(v == "false" for v in values)
     if key == "isolation":  # Linux has one isolation: "default"
         return all(v == "default" for v in values)
-    if key in ("health", "publish", "expose"):
+    if key == "health":
+        from berth.daemon.health import status_of
+
+        return status_of(c) in values
+    if key in ("publish", "expose"):
         # filtering on a feature berth lacks must not match everything: say so instead
         raise InvalidParameter(f"invalid filter '{key}': berth has no {_MISSING[key]} yet")
     raise InvalidParameter(f"invalid filter '{key}'")
 
 
-_MISSING = {"health": "health checks", "publish": "published ports", "expose": "exposed-port publishing"}
+_MISSING = {"publish": "published ports", "expose": "exposed-port publishing"}
 
 
 def _name_pattern(value: str) -> re.Pattern[str]:
@@ -183,6 +187,11 @@ async def list_(d: Daemon, job: Job) -> list[dict[str, Any]]:
     filters: dict[str, list[str]] = job.args.get("filters") or {}
     limit = job.args.get("limit", -1) or -1
     show_all = job.args.get("all") or limit > 0 or "status" in filters or "exited" in filters
+    from berth.daemon.health import STATUSES
+
+    for value in filters.get("health") or ():
+        if value not in STATUSES:
+            raise InvalidParameter(f"Unrecognised filter value for health: {value}")
     items = sorted(d.containers.values(), key=lambda c: c.created, reverse=True)
     out = []
     for c in items:
@@ -282,9 +291,11 @@ async def remove_container(d: Daemon, c: Container, force: bool, remove_volumes:
     d.unsaved.discard(c.id)
     d.sessions.pop(c.id, None)
     d.start_locks.pop(c.id, None)
+    from berth.daemon.health import stop_monitor
     from berth.daemon.restarts import forget
 
     forget(d, c.id)
+    stop_monitor(d, c)
     for eid in c.exec_ids:
         d.execs.pop(eid, None)
     d.publish(c, "destroy")

@@ -64,6 +64,17 @@ def merge_env(image_env: list[str], env: list[str]) -> list[str]:
     return list(out.values())
 
 
+def merge_healthcheck(mine: dict[str, Any] | None, image: dict[str, Any] | None) -> dict[str, Any] | None:
+    """dockerd's merge: the container's check, its unset fields taken from the image's."""
+    if not mine:
+        return dict(image) if image else None
+    out = dict(mine)
+    for key in ("Test", "Interval", "Timeout", "StartPeriod", "Retries"):
+        if not out.get(key) and image and image.get(key):
+            out[key] = image[key]
+    return out
+
+
 def merge(body: dict[str, Any], image: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(Config, HostConfig) as the container record keeps them; raises for no command."""
     entrypoint = _as_list(body.get("Entrypoint"))
@@ -101,6 +112,11 @@ def merge(body: dict[str, Any], image: dict[str, Any]) -> tuple[dict[str, Any], 
     for key in ("StopSignal", "StopTimeout"):
         if body.get(key) is not None:
             config[key] = body[key]
+    if not config.get("StopSignal") and image.get("StopSignal"):
+        config["StopSignal"] = image["StopSignal"]
+    health = merge_healthcheck(body.get("Healthcheck"), image.get("Healthcheck"))
+    if health is not None:
+        config["Healthcheck"] = health
     host = dict(HOST_CONFIG_DEFAULTS)
     host.update({k: v for k, v in (body.get("HostConfig") or {}).items() if v is not None})
     for key in ("IpcMode", "ShmSize", "NetworkMode", "CgroupnsMode"):

@@ -51,6 +51,7 @@ class Daemon:
         self.start_locks: dict[str, asyncio.Lock] = {}  # start and exit settlement, per container
         self.removals: dict[str, asyncio.Future[None]] = {}  # id -> done, while a removal is under way
         self.restarts: dict[str, Any] = {}  # id -> restart policy back-off (daemon/restarts.py)
+        self.health_monitors: dict[str, asyncio.Task[Any]] = {}  # id -> its health check (daemon/health.py)
         self.unsaved: set[str] = set()  # records whose last change the database refused (disk full)
         self._retry: asyncio.Task[Any] | None = None
         self.tasks: set[asyncio.Task[Any]] = set()

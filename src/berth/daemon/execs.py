@@ -130,6 +130,9 @@ async def _process(d: Daemon, c: Any, cfg: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+exec_process = _process  # for the health checks' probes (daemon/health.py)
+
+
 def _container_process(c: Any) -> dict[str, Any]:
     """The process object of the running container's config.json (written at its start)."""
     path = Path(c.dir) / "config.json"

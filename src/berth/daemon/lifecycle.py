@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from berth.container.logs import log_options
 from berth.container.record import Container
-from berth.daemon import netsettings, restarts
+from berth.daemon import health, netsettings, restarts
 from berth.daemon.devices import apply as apply_devices
 from berth.daemon.faults import crash_point
 from berth.daemon.users import resolve_user
@@ -193,6 +193,7 @@ async def _start_locked(d: Daemon, c: Container) -> None:
         await _fail_waiters_on_start_error(d, c, exc.exit_code)
         raise
     d.publish(c, "start")
+    health.start_monitor(d, c)
     d.spawn(_watch(d, c, handle), f"watch container {c.id[:12]}")
 
 
@@ -221,6 +222,7 @@ def attach_live(d: Daemon, c: Container, handle: Any) -> None:
     """After a daemon restart: bind the reconnected monitor and watch for the exit."""
     session = d.session(c.id)
     d.spawn(session.started(handle), f"reattach {c.id[:12]}")
+    health.start_monitor(d, c)
     d.spawn(_watch(d, c, handle), f"watch container {c.id[:12]}")
 
 
@@ -258,6 +260,7 @@ async def _settle_locked(d: Daemon, c: Container, status: Any) -> None:
         finished_at=getattr(status, "finished_at", "") or "",
         error=getattr(status, "error", "") or "",
     )
+    health.stop_monitor(d, c)
     restarts.after_exit(d, c, status)  # a restart policy may make it "restarting"
     # Exec instances live as long as the run they belong to (dockerd drops them at exit too).
     for eid in c.exec_ids:
