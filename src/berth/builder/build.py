@@ -28,12 +28,13 @@ from typing import Any
 from berth.builder import instructions as ins
 from berth.builder.buildargs import BuildArgs
 from berth.builder.context import BuildContext
-from berth.builder.dispatch import Dispatcher, StageState, begin_config, parse_trigger
+from berth.builder.dispatch import Dispatcher, parse_trigger
 from berth.builder.host import BuildHost
 from berth.builder.output import Output
 from berth.builder.parser import Dockerfile, DockerfileError, Node
 from berth.builder.request import BuildRequest
 from berth.builder.shell import Lexer
+from berth.builder.stage import StageState, begin_config
 from berth.errors import BerthError, InvalidParameter
 
 log = logging.getLogger("berth.builder")

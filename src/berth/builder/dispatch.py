@@ -12,6 +12,8 @@ image whose parent is the current one:
   cache key name the command prefixed with the build arguments (``|1 X=42 /bin/sh -c ...``);
 - COPY/ADD and a WORKDIR that must make its directory write a layer tar and commit it.
 
+RUN lives in :mod:`berth.builder.runstep`, COPY/ADD/WORKDIR in :mod:`berth.builder.copystep`.
+
 Before committing, every step probes the cache (parent + probe config); the first miss in a
 stage says why and stops probing for the rest of the stage, as dockerd does.
 """
@@ -19,23 +21,18 @@ stage says why and stops probing for the rest of the stage, as dockerd does.
 from __future__ import annotations
 
 import asyncio
-import copy
-import posixpath
 import re
 import signal as signals
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from berth.builder import copier
+from berth.builder import copystep, runstep
 from berth.builder import instructions as ins
-from berth.builder.buildargs import StageArgs
 from berth.builder.cache import Detail, cache_key
 from berth.builder.imagefs import ImageFS
 from berth.builder.parser import parse as parse_dockerfile
-from berth.builder.shell import Lexer, expand_text
-from berth.builder.sources import ContextSource, ImageSource, Source
+from berth.builder.shell import Lexer
+from berth.builder.stage import StageState, StepError, env_dict
 from berth.builder.words import go_quote_list
 from berth.errors import BerthError, InvalidParameter
 from berth.graph.changes import expand_port
@@ -45,50 +42,7 @@ if TYPE_CHECKING:
     from berth.builder.build import Build
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
-DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _VAR_RE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
-
-
-class StepError(BerthError):
-    """A step failed; ``code`` is the RUN's exit code (the CLI exits with it)."""
-
-    def __init__(self, message: str, code: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@dataclass
-class StageState:
-    name: str
-    index: int
-    image_id: str                 # "" while a FROM scratch stage has no image yet
-    config: dict[str, Any]
-    args: StageArgs
-    cmd_set: bool = False
-    author: str = ""
-    busted: bool = False          # the cache missed once: no more probes in this stage
-    base: str = ""
-    containers: list[str] = field(default_factory=list)
-
-
-def env_dict(config: dict[str, Any]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in config.get("Env") or []:
-        key, _, value = item.partition("=")
-        out.setdefault(key, value)
-    return out
-
-
-def begin_config(image_config: dict[str, Any] | None) -> dict[str, Any]:
-    """The run config a stage starts with: the base image's, with a PATH and without stdin."""
-    config = copy.deepcopy(image_config or {})
-    env = list(config.get("Env") or [])
-    if not any(item.partition("=")[0] == "PATH" for item in env):
-        env.append(DEFAULT_PATH)
-    config["Env"] = env
-    config["OpenStdin"] = False
-    config["StdinOnce"] = False
-    return config
 
 
 def go_duration(ns: int) -> str:
@@ -323,149 +277,18 @@ class Dispatcher:
         await self.commit_metadata(comment, self.metadata_detail(step, comment))
 
     async def do_workdir(self, step: ins.Workdir) -> None:
-        requested = self.expand(step.path)
-        if not requested:
-            raise InvalidParameter("cannot normalize nothing")
-        current = self.config.get("WorkingDir") or "/"
-        workdir = posixpath.normpath(requested if requested.startswith("/") else posixpath.join("/", current, requested))
-        workdir = "/" + workdir.lstrip("/")
-        self.config["WorkingDir"] = workdir
-        comment = "WORKDIR " + workdir
-        detail = self.metadata_detail(step, comment)
-        probe = self.probe_config(self.shell() + ["#(nop) " + comment])
-        key = await self.probe(probe, detail)
-        if key is None:
-            return
-        parent = self.state.image_id
-        fs = await self._image_fs(parent)
-        missing = await asyncio.to_thread(_missing_dirs, fs, workdir)
-        writer = (lambda out: _write_dirs(missing, fs, out)) if missing else None
-        image_id = await self.host.derive(parent, writer, self.image_config(), probe, " ".join(probe["Cmd"]),
-                                          self.state.author)
-        await self.record(key, parent, image_id, detail)
-
-    async def _image_fs(self, image_id: str) -> ImageFS:
-        return await self.host.image_fs(image_id) if image_id else ImageFS([])
-
-    # -- RUN ------------------------------------------------------------------------------
-    def run_command(self, step: ins.Run) -> list[str]:
-        if step.json_form:
-            return list(step.args)
-        text = step.args[0] if step.args else ""
-        docs = step.heredocs
-        if docs:
-            bare = text.strip()
-            only = len(docs) == 1 and re.fullmatch(r"\d*<<-?(['\"]?)" + re.escape(docs[0].name) + r"\1", bare)
-            if only and docs[0].fd == 0:
-                return self.shell() + [docs[0].content]
-            script = text + "\n" + "".join(f"{d.content}{d.name}\n" for d in docs)
-            return self.shell() + [script]
-        return self.shell() + [text]
+        await copystep.workdir(self, step)
 
     async def do_run(self, step: ins.Run) -> None:
-        cmd = self.run_command(step)
-        env = env_dict(self.config)
-        visible = self.state.args.visible(env)
-        keyed = self.state.args.keyed(env)
-        save_cmd = cmd
-        if visible:
-            save_cmd = [f"|{len(keyed)}", *sorted(f"{k}={v}" for k, v in keyed.items()), *cmd]
-        probe = self.probe_config(save_cmd, drop_entrypoint=True)
-        detail = Detail("RUN", " ".join(cmd), keyed, identity=step.text)
-        key = await self.probe(probe, detail)
-        if key is None:
-            return
-        parent = self.state.image_id
-        if not parent:
-            raise StepError(
-                f"The command '{' '.join(cmd)}' cannot run: the stage starts FROM scratch and has no files yet"
-            )
-        body = container_config(self.config)
-        body.update({
-            "Image": parent, "Cmd": cmd, "Entrypoint": [""], "Healthcheck": {"Test": ["NONE"]},
-            "Env": list(self.config.get("Env") or []) + [f"{k}={v}" for k, v in sorted(visible.items())],
-            "AttachStdout": True, "AttachStderr": True, "OpenStdin": False, "StdinOnce": False, "Tty": False,
-            "OnBuild": None,
-        })
-        from berth.builder.host import RunSpec
+        await runstep.run(self, step)
 
-        containers: list[str] = []
-
-        async def created(cid: str) -> None:
-            containers.append(cid)
-            self.build.containers.append(cid)
-            await self.out.stream(f" ---> Running in {cid[:12]}\n")
-
-        code = await self.host.run(RunSpec(body, self.build.host_config()), created, self.out.process)
-        if code != 0:
-            raise StepError(f"The command '{' '.join(cmd)}' returned a non-zero code: {code}", code)
-        cid = containers[0]
-        image_id = await self.host.commit(cid, self.image_config(), probe, " ".join(save_cmd), self.state.author)
-        if self.build.request.rm or self.build.request.force_rm:
-            # removed while the next steps run; the build waits for it before it reports success
-            self.build.remove_later(cid)
-            await self.out.stream(f"Removing intermediate container {cid[:12]}\n")
-        await self.record(key, parent, image_id, detail)
-
-    # -- COPY / ADD -----------------------------------------------------------------------
     async def do_copy(self, step: ins.Copy) -> None:
-        cmd = "ADD" if step.is_add else "COPY"
-        env = self.env()
-        docs = {}
-        for doc in step.heredocs:
-            data = expand_text(doc.content, env, self.lexer.escape) if doc.expand else doc.content
-            docs[doc.name] = data.encode()
-        heredocs: dict[str, bytes] = {}
-        sources: list[str] = []
-        for word in step.sources:
-            match = re.fullmatch(r"\d*<<-?(['\"]?)([^'\"]+)\1", word)
-            if match and match.group(2) in docs:
-                sources.append("<<" + match.group(2))
-                heredocs["<<" + match.group(2)] = docs[match.group(2)]
-            else:
-                sources.append(self.lexer.process_word(word, env))
-        dest = self.lexer.process_word(step.dest, env)
-        chown = self.lexer.process_word(step.chown, env) if step.chown else ""
-        if step.is_add:
-            for source in sources:
-                if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", source):
-                    raise InvalidParameter(f"ADD failed: remote sources ({source}) are not supported by berth yet")
-        src: Source
-        from_context = not step.from_
-        if step.from_:
-            src = await self._from_source(self.lexer.process_word(step.from_, env))
-        else:
-            src = ContextSource(self.build.context)
-        plan = await asyncio.to_thread(copier.plan, src, sources, heredocs, step.is_add, cmd, from_context)
-        chown_comment = f"--chown={chown}" if chown else ""
-        comment = f"{cmd} {chown_comment}{plan.checksum} in {dest} "
-        probe = self.probe_config(self.shell() + ["#(nop) " + comment])
-        args = self.referenced_args(step.text)
-        detail = Detail(cmd, f"{cmd} {' '.join(sources)} {dest}", args, plan.files, plan.complete, identity=step.text)
-        key = await self.probe(probe, detail)
-        if key is None:
-            return
-        parent = self.state.image_id
-        fs = await self._image_fs(parent)
-        owner = await asyncio.to_thread(_identity, fs, chown) if chown else copier.Identity(0, 0)
-        chmod = int(step.chmod, 8) if step.chmod else None
-        workdir = self.config.get("WorkingDir") or "/"
-        image_id = await self.host.derive(
-            parent, lambda out: copier.write_layer(plan, src, fs, dest, workdir, owner, chmod, cmd, out),
-            self.image_config(), probe, " ".join(probe["Cmd"]), self.state.author,
-        )
-        await self.record(key, parent, image_id, detail)
+        await copystep.copy(self, step)
 
     do_add = do_copy
 
-    async def _from_source(self, name: str) -> Source:
-        image_id = self.build.stage_image(name)
-        label = f"stage {name}"
-        if image_id is None:
-            image_id = await self.build.image_for(name, "")
-            label = f"image {name}"
-        fs = await self._image_fs(image_id)
-        return ImageSource(fs, label)
+    async def image_fs(self, image_id: str) -> ImageFS:
+        return await self.host.image_fs(image_id) if image_id else ImageFS([])
 
 
 def _check_signal(sig: str) -> None:
@@ -478,67 +301,6 @@ def _check_signal(sig: str) -> None:
         if name in signals.Signals.__members__ or re.fullmatch(r"SIGRTM(IN|AX)([+-]\d+)?", name):
             return
     raise InvalidParameter(f"Invalid signal: {sig}")
-
-
-def _missing_dirs(fs: ImageFS, path: str) -> list[str]:
-    """The directories of ``path`` the image lacks (resolved inside the image)."""
-    resolved = fs.resolve(path)
-    parts = [p for p in resolved.split("/") if p]
-    missing = []
-    for depth in range(1, len(parts) + 1):
-        sub = "/" + "/".join(parts[:depth])
-        info = fs.lstat(sub)
-        if info is None:
-            missing.append(sub)
-        elif info.kind != "dir":
-            raise InvalidParameter(f"mkdir {path}: {sub} is not a directory")
-    return missing
-
-
-def _write_dirs(missing: list[str], fs: ImageFS, out: Any) -> None:
-    import tarfile
-
-    now = int(time.time())
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        if not missing:
-            return
-        parts = [p for p in missing[-1].split("/") if p]
-        for depth in range(1, len(parts) + 1):
-            sub = "/" + "/".join(parts[:depth])
-            info = tarfile.TarInfo(sub.lstrip("/"))
-            info.type = tarfile.DIRTYPE
-            existing = fs.lstat(sub)
-            if existing is not None and sub not in missing:
-                info.mode, info.uid, info.gid, info.mtime = existing.mode, existing.uid, existing.gid, int(existing.mtime)
-            else:
-                info.mode, info.mtime = 0o755, now
-            tar.addfile(info)
-
-
-def _identity(fs: ImageFS, chown: str) -> copier.Identity:
-    """``--chown=user[:group]``: names looked up in the image's /etc/passwd and /etc/group."""
-    parts = chown.split(":")
-    if len(parts) > 2:
-        raise InvalidParameter(f"invalid chown string format: {chown}")
-    user, group = (parts[0], parts[0]) if len(parts) == 1 else (parts[0], parts[1])
-    uid = _lookup(fs, "/etc/passwd", user, "user")
-    gid = _lookup(fs, "/etc/group", group, "group")
-    return copier.Identity(uid, gid)
-
-
-def _lookup(fs: ImageFS, path: str, name: str, what: str) -> int:
-    if name.isdigit():
-        return int(name)
-    data = fs.read_small(path)
-    for line in (data or b"").decode("utf-8", "replace").splitlines():
-        fields = line.split(":")
-        if len(fields) >= 3 and fields[0] == name and fields[2].isdigit():
-            return int(fields[2])
-    verb = "uid" if what == "user" else "gid"
-    raise InvalidParameter(
-        f"unable to convert uid/gid chown string to host mapping: can't find {verb} for {what} {name}: "
-        f"no such {what}: {name}"
-    )
 
 
 def parse_trigger(text: str, escape: str) -> ins.Instruction:
