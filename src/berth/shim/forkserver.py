@@ -2,7 +2,8 @@
 
 The daemon (asyncio, threads) must never fork into namespaces itself, and starting a fresh
 interpreter per container costs 10-70 ms. So the daemon starts this process once
-(``python -m berth.shim.forkserver FD [SECCOMP_CACHE_DIR]``); it imports the monitor and libcontainer, calls
+(``python -m berth.shim.forkserver FD [SECCOMP_CACHE_DIR]``); it imports the shim and libcontainer, runs
+the shim's hot code once (:mod:`berth.shim.warmup`), calls
 ``gc.freeze()`` (so no collection in a child ever touches, and so copies, the shared pages) and
 says ``ready`` on its control socket FD (a ``SOCK_SEQPACKET`` socketpair with the daemon).
 
@@ -26,17 +27,14 @@ from __future__ import annotations
 
 import gc
 import os
-import select
 import signal
 import socket
 import sys
-import time
 
-import berth.shim.monitor as monitor
-from berth.container.logs import LogWriter, format_time
 from berth.libcontainer import view
-from berth.shim import protocol as P
-from berth.shim.session import atomic_write_json, exit_code_of
+from berth.shim import main as shim
+from berth.shim import native  # noqa: F401 -- imported here so that every shim shares its pages
+from berth.shim.warmup import fill_pool_holes, warm_service, warm_up
 
 
 def serve(control: socket.socket) -> None:
@@ -82,104 +80,11 @@ def spawn(fd: int, control: socket.socket, kind: bytes = b"spawn") -> None:
             if kind == b"view":
                 view.main(socket.socket(fileno=fd))
                 os._exit(0)
-            monitor.main(socket.socket(fileno=fd))
+            shim.main(socket.socket(fileno=fd))
         finally:
             os._exit(1)
     os.close(fd)
     os.waitpid(pid, 0)
-
-
-def warm_up(rounds: int = 64) -> None:
-    """Run the monitor's hot pure code in the fork server, before gc.freeze() and fork.
-
-    Python 3.11 rewrites bytecode as it specialises it ("quickening") and fills caches on
-    first use; done here once, those writes land in pages every monitor shares instead of
-    in private copies in each monitor.
-    """
-    req = {"op": "create", "id": "x" * 64, "spec": {"process": {"args": ["sh"], "env": ["A=b"]}, "n": [1, 2]}}
-    tmp = f"/dev/shm/berth-warm-{os.getpid()}"  # tempfile would import random, shutil, bz2, lzma...
-    os.mkdir(tmp, 0o700)
-    try:
-        log = LogWriter(os.devnull)
-        ep = select.epoll()
-        r, w = os.pipe()
-        ep.register(r, select.EPOLLIN)
-        try:
-            for _ in range(rounds):
-                dec = P.FrameDecoder()
-                for kind, payload in dec.feed(P.encode_json(req) + P.encode(P.STDIN, b"data")):
-                    if kind == P.CONTROL:
-                        P.decode_json(payload)
-                log.write(P.STDOUT, b"line one\npartial")
-                log.write(P.STDERR, b"x" * 100 + b"\n")
-                P.encode(P.STDOUT, b"out")
-                os.write(w, b"x")
-                for _fd, _mask in ep.poll(0):
-                    os.read(r, 16)
-                format_time(time.time_ns())
-                P.decode_json(P.dumps({"event": "reply", "req": 1, "op": "start", "error": "", "kind": ""}))
-                atomic_write_json(os.path.join(tmp, "state.json"), {"monitor_pid": 1, "pid": 2, "started_at": ""})
-                exit_code_of(0)
-            log.close()
-        finally:
-            ep.close()
-            os.close(r)
-            os.close(w)
-    finally:
-        for name in os.listdir(tmp):
-            os.unlink(os.path.join(tmp, name))
-        os.rmdir(tmp)
-
-
-def warm_monitor(rounds: int = 32) -> None:
-    """Drive a container-less Monitor's loop code (output, stdin, a request) over pipes and a
-    socketpair, so that its methods are specialised here, in pages every monitor shares."""
-    from berth.shim.session import make_stdio
-
-    ours, peer = socket.socketpair()
-    mon = monitor.Monitor({"id": "warm-up", "exec_root": "/nonexistent"}, ours)
-    stdio, sess, child_fds = make_stdio(False, True)
-    try:
-        sess.started = True
-        mon.init = sess
-        sess.conns.append(mon.daemon)
-        mon._add_conn(mon.daemon)
-        out_fd = next(fd for fd, stream in sess.outputs.items() if stream == P.STDOUT)
-        for _ in range(rounds):
-            os.write(stdio.stdout, b"hello\n")
-            mon._on_output(sess, out_fd)
-            peer.recv(65536)
-            peer.sendall(P.encode(P.STDIN, b"in\n") + P.encode_json({"op": "resize", "h": 1, "w": 1, "req": 1}))
-            mon._on_readable(mon.daemon)
-            os.read(stdio.stdin, 100)
-            peer.recv(65536)
-    finally:
-        for fd in {*child_fds, *sess.outputs, sess.stdin_fd} - {-1}:
-            os.close(fd)
-        mon.ep.close()
-        ours.close()
-        peer.close()
-    warm_console(rounds)
-
-
-def warm_console(rounds: int) -> None:
-    """The tty path: a console socket, a pty master sent over it (as the container's process
-    does) and taken by the Session, so that a tty monitor runs code warmed here too."""
-    from berth.shim.session import close_console, make_stdio, take_master
-
-    for _ in range(rounds):
-        stdio, sess, child_fds = make_stdio(True, True)
-        master, slave = os.openpty()
-        try:
-            with socket.socket(fileno=os.dup(stdio.console_socket)) as sock:
-                rights = (socket.SOL_SOCKET, socket.SCM_RIGHTS, master.to_bytes(4, sys.byteorder))
-                sock.sendmsg([b"/dev/pts/0"], [rights])
-            take_master(sess)
-        finally:
-            close_console(sess)
-            for fd in (master, slave, *child_fds, sess.master):
-                if fd >= 0:
-                    os.close(fd)
 
 
 def precompile_seccomp(cache_dir: str | None) -> None:
@@ -197,45 +102,14 @@ def precompile_seccomp(cache_dir: str | None) -> None:
         print(f"berth forkserver: seccomp unavailable: {exc}", file=sys.stderr)
 
 
-def fill_pool_holes() -> list[bytes]:
-    """Occupy every free block in pymalloc's partly used pools; returns the fillers to keep.
-
-    A monitor's new objects would otherwise land in those holes, scattered over hundreds of
-    pages it shares with us, and copy each of them (4 KiB per small object). With the holes
-    filled, its allocations go to fresh pools, a few compact pages of its own. The counts come
-    from ``sys._debugmallocstats()`` (CPython's own allocator report, on stderr).
-    """
-    report = os.memfd_create("berth-mallocstats", os.MFD_CLOEXEC)
-    saved = os.dup(2)
-    try:
-        os.dup2(report, 2)
-        try:
-            sys._debugmallocstats()
-        finally:
-            os.dup2(saved, 2)
-        size = os.lseek(report, 0, os.SEEK_END)
-        text = os.pread(report, size, 0).decode("ascii", "replace")
-    finally:
-        os.close(saved)
-        os.close(report)
-    fillers: list[bytes] = []
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 5 and all(p.isdigit() for p in parts):
-            size, avail = int(parts[1]), int(parts[4])
-            if size >= 48:  # a bytes object of length n is a (33 + n)-byte block; n >= 2 is never cached
-                fillers.extend(b"\0" * (size - 33) for _ in range(avail))
-    return fillers
-
-
 def main() -> None:
     fd = int(sys.argv[1])
     control = socket.socket(fileno=fd)
     # Ctrl-C in the daemon's terminal is the daemon's to handle; we end when it closes the socket
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    monitor._set_name(b"berth-forksrv")  # comm holds 15 bytes
+    shim.set_name(b"berth-forksrv")  # comm holds 15 bytes
     warm_up()
-    warm_monitor()
+    warm_service()
     precompile_seccomp(sys.argv[2] if len(sys.argv) > 2 else None)
     gc.collect()
     fillers = fill_pool_holes()

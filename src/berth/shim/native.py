@@ -1,0 +1,236 @@
+"""The shim's :class:`~berth.shim.runtime.Runtime` on berth's own libcontainer.
+
+Everything that parses the spec, builds namespaces or walks cgroup trees runs in a helper
+process (:mod:`berth.shim.helper`), so the shim's pages stay the fork server's:
+
+- ``create``: a helper creates the cgroup (the limits of the spec's ``linux.resources``), saves
+  what every exec inherits (``container.json``), calls ``libcontainer.create`` and answers the
+  init's pid; it then holds the init's barrier until ``start`` releases it and answers again;
+- ``exec``: a helper becomes the exec's launcher (``libcontainer.exec_in_launcher``: it joins the
+  container and forks the process there) and answers its pid;
+- ``pause``/``resume``: a helper freezes or thaws the cgroup;
+- ``kill`` is a plain ``kill(2)``; ``state`` and ``delete`` run in the shim itself, which calls
+  them only once the container is gone and the shim is about to exit.
+
+    runtime = NativeRuntime(hello, body)     # body: {"spec", "rootfs_mounts"} as the daemon sent it
+    op = runtime.create(stdio)               # Result.pid: the init, at its barrier
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from berth.errors import SystemFailure
+from berth.libcontainer import ContainerInitError, Mount, Stdio, create
+from berth.libcontainer.cgroups import Cgroup, open_cgroup, resources_from_oci
+from berth.libcontainer.process import exec_in_launcher, prepare_exec
+from berth.shim import protocol as P
+from berth.shim.helper import Helper, HelperOp, answer
+from berth.shim.process import Refused
+from berth.shim.runtime import Done, Op, Result, RuntimeState
+
+# in <exec_root>/<id>: the container's process object and seccomp profile, written at create,
+# read by every exec's helper (the shim itself keeps nothing of the spec): an exec'd process
+# gets the container's walls whatever its request leaves out
+CONTAINER_FILE = "container.json"
+# Test hook, like the daemon's crash points (never set outside tests): an exec whose program is
+# BERTH_TEST_EXEC_STALL gets a helper that never answers (a stuck exec).
+_STALL = os.environ.get("BERTH_TEST_EXEC_STALL")
+
+
+class NativeRuntime:
+    """One container on libcontainer, through helpers."""
+
+    worker = "container helper process"  # what the shim calls a worker that gives no answer
+
+    def __init__(self, req: dict[str, Any], body: bytes) -> None:
+        self.id: str = req["id"]
+        self.dir = os.path.join(req["exec_root"], self.id)
+        self.cgroup_name: str = req.get("cgroup") or ""
+        self._req = req
+        self._body = body  # parsed in the create helper only; dropped once it is forked
+        self._init: Helper | None = None  # holds the init's barrier until start
+        self.pid = 0
+        self.pidfd = -1  # names the init for exec helpers, even once its pid is recycled
+
+    def create(self, stdio: Stdio) -> Op:
+        req, body = self._req, self._body
+        self._body = b""
+        for stale in (CONTAINER_FILE,):  # a previous run's (a restart without cleanup)
+            try:
+                os.unlink(os.path.join(self.dir, stale))
+            except FileNotFoundError:
+                pass
+        self._init = Helper(lambda res_w, go_r: helper_create(req, body, stdio, res_w, go_r))
+        return HelperOp(self._init, close_after=False, on_result=self._created)
+
+    def _created(self, result: Result) -> None:
+        if not result.ok:
+            self._init = None  # HelperOp closed it
+            return
+        self.pid = result.pid
+        # not reaped before the shim's loop runs, so the pid is still the init's: pin it
+        self.pidfd = os.pidfd_open(self.pid)
+
+    def start(self) -> Op:
+        helper, self._init = self._init, None
+        if helper is None:
+            return Done(Result(error=f"start container {self.id}: the init is not at its barrier", exit_code=128))
+        if not helper.release():
+            helper.close()
+            return Done(Result(error="container helper process died before start (see monitor.log)", exit_code=128))
+        return HelperOp(helper)
+
+    def exec(self, process: dict[str, Any], stdio: Stdio) -> Op:
+        init_pid, init_pidfd, cgroup_name, exec_dir = self.pid, self.pidfd, self.cgroup_name, self.dir
+        helper = Helper(lambda res_w, go_r: helper_exec(init_pid, init_pidfd, process, stdio, cgroup_name,
+                                                        exec_dir, res_w))
+        return HelperOp(helper)
+
+    def kill(self, pid: int, signum: int) -> Op:
+        try:
+            os.kill(pid or self.pid, signum)
+        finally:
+            if not pid and self._init is not None:
+                # a created container killed: its helper lets go of the barrier and exits (the
+                # dead init is reparented to the shim)
+                self._init.close()
+                self._init = None
+        return Done()
+
+    def pause(self) -> Op:
+        return self._cgroup_op("freeze")
+
+    def resume(self) -> Op:
+        return self._cgroup_op("thaw")
+
+    def _cgroup_op(self, op: str) -> Op:
+        if not self.cgroup_name:
+            raise Refused("invalid", "the container has no cgroup to freeze")
+        name = self.cgroup_name
+        return HelperOp(Helper(lambda res_w, go_r: helper_cgroup(name, op, res_w)))
+
+    def state(self) -> Op:
+        # in the shim itself: asked once the container is gone and the shim is about to exit
+        # (no more helpers: from here on it may touch pages freely)
+        cgroup = self._cgroup()
+        try:
+            oom = cgroup is not None and cgroup.exists() and cgroup.oom_killed()
+        except (OSError, SystemFailure):
+            oom = False  # the memory controller is gone or unreadable: no OOM is known
+        status = "stopped" if self.pid and not _alive(self.pid) else "running"
+        return Done(Result(value=RuntimeState(status, oom)))
+
+    def delete(self) -> Op:
+        cgroup = self._cgroup()
+        if cgroup is not None and cgroup.exists():
+            try:
+                cgroup.destroy()
+            except (OSError, SystemFailure) as exc:
+                return Done(Result(error=f"destroy cgroup {self.cgroup_name}: {exc}", exit_code=128))
+        return Done()
+
+    def _cgroup(self) -> Cgroup | None:
+        return open_cgroup(self.cgroup_name) if self.cgroup_name else None
+
+    def close(self) -> None:
+        if self._init is not None:
+            self._init.close()
+            self._init = None
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+# ---- in the helpers -------------------------------------------------------------------------
+
+
+def helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, res_w: int, go_r: int) -> None:
+    """In the helper: cgroup, libcontainer.create, then wait for "go" and release the init."""
+    try:
+        work = P.decode_json(body)
+        cgroup = open_cgroup(req["cgroup"]) if req.get("cgroup") else None
+        if cgroup is not None:
+            # the limits the spec holds, converted as berth-runtime converts a bundle's
+            cgroup.create(resources_from_oci((work["spec"].get("linux") or {}).get("resources")))
+        mounts = [Mount(m[0], m[1], m[2], tuple(m[3])) for m in work.get("rootfs_mounts", ())]
+        _save_container(os.path.join(req["exec_root"], req["id"], CONTAINER_FILE), work["spec"])
+        init = create(work["spec"], mounts, stdio, cgroup)
+    except ContainerInitError as exc:
+        answer(res_w, {"message": exc.message, "exit_code": exc.exit_code})
+        return
+    except Exception as exc:
+        import traceback
+
+        traceback.print_exc()  # to monitor.log; the daemon gets the one-line message
+        answer(res_w, {"message": f"create container {req['id']}: {exc}", "exit_code": 128})
+        return
+    answer(res_w, {"pid": init.pid})
+    if not os.read(go_r, 1):
+        return  # the shim gave up: exiting closes the barrier, so init exits without running
+    try:
+        init.start()
+    except ContainerInitError as exc:
+        answer(res_w, {"message": exc.message, "exit_code": exc.exit_code})
+        return
+    answer(res_w, {})
+
+
+def _save_container(path: str, spec: dict[str, Any]) -> None:
+    """What every exec of this container inherits: its process object and seccomp profile."""
+    seccomp = (spec.get("linux") or {}).get("seccomp")
+    doc = {"process": spec.get("process") or {}, "linux": {} if seccomp is None else {"seccomp": seccomp}}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, P.dumps(doc))
+    finally:
+        os.close(fd)
+
+
+def helper_exec(init_pid: int, init_pidfd: int, process: dict[str, Any], stdio: Stdio, cgroup_name: str,
+                exec_dir: str, res_w: int) -> None:
+    """In the helper, which becomes the exec's launcher: the exec'd process is then ours to reap.
+
+    The container's process object and seccomp profile (saved in ``exec_dir`` at create) give
+    the exec'd process every wall the request leaves out, and always the seccomp filter."""
+    if _STALL and (process.get("args") or [None])[0] == _STALL:
+        while True:
+            time.sleep(3600)
+    try:
+        try:
+            with open(os.path.join(exec_dir, CONTAINER_FILE), "rb") as f:
+                container = P.decode_json(f.read())
+        except (OSError, ValueError) as exc:
+            # no record of the container's walls: refuse rather than run the process without them
+            raise ContainerInitError(f"exec in container {init_pid}: read {CONTAINER_FILE}: {exc}", 126) from exc
+        parsed, program = prepare_exec(process, container)
+        cgroup = open_cgroup(cgroup_name) if cgroup_name else None
+        pid = exec_in_launcher(init_pid, parsed, stdio, cgroup, program, init_pidfd, keep=(res_w,))
+    except ContainerInitError as exc:
+        answer(res_w, {"message": exc.message, "exit_code": exc.exit_code})
+        return
+    except Exception as exc:  # noqa: BLE001 -- anything else still gets an answer (we may be inside the container: no traceback import)
+        answer(res_w, {"message": f"exec in container {init_pid}: {type(exc).__name__}: {exc}", "exit_code": 126})
+        return
+    answer(res_w, {"pid": pid})
+
+
+def helper_cgroup(name: str, op: str, res_w: int) -> None:
+    """In a helper: freeze or thaw the cgroup; ``{}`` or ``{"message": ...}``."""
+    cg = open_cgroup(name)
+    try:
+        getattr(cg, op)()
+    except (OSError, SystemFailure) as exc:
+        answer(res_w, {"message": f"{op} cgroup {name}: {exc}"})
+        return
+    answer(res_w, {})

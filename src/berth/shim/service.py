@@ -1,0 +1,662 @@
+"""The shim's service: the wire protocol of ``monitor.sock`` dispatched onto processes and a runtime.
+
+One Service runs one container. ``create()`` asks the :class:`~berth.shim.runtime.Runtime` for
+the init at its barrier and answers the daemon on the creation connection (``created`` or
+``error``); from then on every connection (the daemon's, attach clients, execs, control lines)
+speaks the frames of :mod:`berth.shim.protocol`:
+
+- hello ``{"op": "attach"}``: the init's output and exit event, stdin to the init;
+- hello ``{"op": "exec", "process", "stdin"}``: a process made in the container (``started`` /
+  ``error``), its output, stdin and exit event;
+- hello ``{"op": "control"[, "pid"]}``: requests only (the daemon's way around a stdin backlog);
+- control frames ``{"op": start | pause | resume | signal | resize, "req": N}`` on any of them,
+  each answered ``{"event": "reply", "req", "op", "error", "kind"}``.
+
+Requests move the init through its states (:mod:`berth.shim.process`): start, pause and resume
+run one at a time, each as a runtime operation the reactor polls with a deadline; signals and
+resizes pass at once. Nothing waits: a slow exec or a stuck freeze holds up neither the
+container's output nor other requests. When the init has exited and its output is drained,
+``exit.json`` is written, the exit event sent, the runtime deletes the container and the
+service is finished (``finished``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from berth.container.logs import LogWriter, format_time
+from berth.shim import protocol as P
+from berth.shim import statefiles
+from berth.shim.connection import Conn
+from berth.shim.process import PAUSED, STOPPED, IllegalMove, Process, Refused, exit_code_of
+from berth.shim.reactor import Reactor, Timer
+from berth.shim.runtime import Op, Result, Runtime
+from berth.shim.stdio import close_console, make_stdio, take_master
+from berth.shim.streams import READ_SIZE, Pump
+
+DRAIN_TIMEOUT = 2.0  # seconds to wait for output EOF once the process has exited
+# seconds a runtime operation may take (creating a container, mounts and namespaces, is far
+# faster). Test hook, like the daemon's crash points (never set outside tests):
+# BERTH_TEST_HELPER_TIMEOUT shortens it.
+RESULT_TIMEOUT = float(os.environ.get("BERTH_TEST_HELPER_TIMEOUT") or 30.0)
+STATE_TIMEOUT = 5.0  # seconds for the runtime's state and delete at the end
+SIGKILL, SIGTERM, SIGCHLD = 9, 15, 17
+TIOCSWINSZ = 0x5414
+LIFECYCLE = ("start", "pause", "resume")
+
+
+class Pending:
+    """A runtime operation the reactor waits for, with its deadline."""
+
+    __slots__ = ("op", "on_result", "timer", "code", "timeout")
+
+    def __init__(self, op: Op, on_result: Callable[[Result], None], code: int, timeout: float) -> None:
+        self.op, self.on_result, self.code, self.timeout = op, on_result, code, timeout
+        self.timer: Timer | None = None
+
+
+class Service:
+    """One container's shim: processes, connections, requests, the exit."""
+
+    def __init__(self, req: dict[str, Any], daemon: socket.socket, runtime: Runtime, reactor: Reactor) -> None:
+        self.req = req
+        self.id: str = req["id"]
+        self.dir = os.path.join(req["exec_root"], self.id)
+        self.reactor = reactor
+        self.runtime = runtime
+        self.pump = Pump(reactor, self)
+        self.daemon = Conn(daemon, "daemon", reactor, self)
+        self.init = Process(bool(req.get("tty")))
+        self.by_pid: dict[int, Process] = {}
+        self.conns: list[Conn] = []
+        self.listener: socket.socket | None = None
+        self.started_at = ""
+        self.error = ""
+        self.forced_code: int | None = None
+        self.ops: list[Pending] = []
+        self.execs = 0  # exec operations in flight
+        # wait statuses of children reaped before the runtime named them (an exec'd process
+        # that exited at once); kept only while an exec is in flight, since pids recycle
+        self.early: dict[int, int] = {}
+        self.queue: list[tuple[Conn, dict[str, Any]]] = []  # start/pause/resume, one at a time
+        self.busy = False
+        self.starting = False  # a start is being made: the daemon going away no longer stops it
+        self.terminated = False  # SIGTERM before the init existed
+        self.finished = False
+
+    # ---- operations -----------------------------------------------------------------------
+    def wait_op(self, op: Op, on_result: Callable[[Result], None], code: int = 128,
+                timeout: float = RESULT_TIMEOUT) -> None:
+        """Call ``on_result`` with the op's result once it has one (at once if it is done), or
+        with an error at the deadline (the op is abandoned: its worker killed)."""
+        if op.fd < 0:
+            result = op.poll() or Result(error="operation gave no result", exit_code=code)
+            op.close()
+            on_result(result)
+            return
+        pending = Pending(op, on_result, code, timeout)
+        pending.timer = self.reactor.call_at(time.monotonic() + timeout, lambda: self._op_timeout(pending))
+        self.ops.append(pending)
+        self.reactor.watch(op.fd, read=lambda: self._op_ready(pending))
+
+    def _op_ready(self, pending: Pending) -> None:
+        fd = pending.op.fd
+        result = pending.op.poll()
+        if result is not None:
+            self._op_end(pending, fd)
+            pending.op.close()
+            pending.on_result(result)
+
+    def _op_timeout(self, pending: Pending) -> None:
+        self._op_end(pending, pending.op.fd)
+        pending.op.abandon()
+        worker = getattr(self.runtime, "worker", "the runtime")
+        pending.on_result(Result(error=f"{worker} gave no answer in {pending.timeout:g} s", exit_code=pending.code))
+
+    def _op_end(self, pending: Pending, fd: int) -> None:
+        self.ops.remove(pending)
+        self.reactor.cancel(pending.timer)
+        if fd >= 0:
+            self.reactor.forget(fd)
+
+    def _abandon_ops(self, message: str, code: int) -> None:
+        for pending in list(self.ops):
+            self._op_end(pending, pending.op.fd)
+            pending.op.abandon()
+            pending.on_result(Result(error=message, exit_code=code))
+
+    # ---- creation -------------------------------------------------------------------------
+    def create(self) -> None:
+        """Have the runtime make the init at its barrier; the daemon hears of it when it is."""
+        req = self.req
+        try:
+            os.unlink(os.path.join(self.dir, statefiles.EXIT_FILE))  # a previous run's
+        except FileNotFoundError:
+            pass
+        stdio, child_fds = make_stdio(self.init, self.init.tty, bool(req.get("open_stdin")))
+        if req.get("log_path"):
+            self.init.log = LogWriter(req["log_path"], int(req.get("log_max_size") or 0),
+                                      int(req.get("log_max_files") or 1))
+        try:
+            op = self.runtime.create(stdio)
+        except (OSError, Refused) as exc:
+            op = None
+            self._create_failed(Result(error=f"create container {self.id}: {exc}", exit_code=128))
+        finally:
+            for fd in child_fds:
+                os.close(fd)
+        if op is not None:
+            self.wait_op(op, self._created)
+
+    def _created(self, result: Result) -> None:
+        init = self.init
+        if init.console is not None:  # a tty: its master, from the container's devpts
+            result = self._take_master(init, result, f"create container {self.id}", 128)
+        if not result.ok:
+            self._create_failed(result)
+            return
+        init.pid = result.pid
+        self.by_pid[init.pid] = init
+        init.conns.append(self.daemon)
+        self._write_state("")
+        self._listen()
+        self._add_conn(self.daemon)
+        self.daemon.send_json({"event": "created", "pid": init.pid, "monitor_pid": os.getpid()})
+        self.pump.watch_outputs(init)
+        if self.terminated:
+            self._abandon("monitor stopped by SIGTERM")
+        self.reap()  # the init may already be gone
+
+    def _take_master(self, proc: Process, result: Result, what: str, code: int) -> Result:
+        """Receive the pty master of a process the runtime made (``result`` has its pid); the
+        result, or an error if the master is missing (the process is then killed)."""
+        if not result.ok:
+            close_console(proc)
+            return result
+        try:
+            take_master(proc)
+        except OSError as exc:
+            os.kill(result.pid, SIGKILL)  # an init at its barrier too; reaped as an orphan
+            return Result(error=f"{what}: receive the console: {exc}", exit_code=code)
+        return result
+
+    def _create_failed(self, result: Result) -> None:
+        """Nothing is left behind: the cgroup, the log, the directory; then the daemon hears why."""
+        self.wait_op(self.runtime.delete(), lambda _res: None, timeout=STATE_TIMEOUT)
+        if self.init.log is not None:
+            self.init.log.close()
+        import shutil
+
+        shutil.rmtree(self.dir, ignore_errors=True)  # before answering: the daemon may look right after
+        self.daemon.sock.setblocking(True)
+        self.daemon.sock.sendall(P.encode_json({"event": "error", "message": result.error,
+                                                "exit_code": result.exit_code or 128}))
+        self.finished = True
+
+    def _write_state(self, started_at: str) -> None:
+        self.started_at = started_at
+        statefiles.write_state(self.dir, os.getpid(), self.init.pid, started_at)
+
+    def _listen(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        cwd = os.getcwd()
+        os.chdir(self.dir)  # a relative bind: the full path may pass sun_path's 108 bytes
+        try:
+            if os.path.exists("monitor.sock"):
+                os.unlink("monitor.sock")
+            sock.bind("monitor.sock")
+            os.chmod("monitor.sock", 0o600)  # attach, exec and signals: root's alone
+        finally:
+            os.chdir(cwd)
+        sock.listen(16)
+        sock.setblocking(False)
+        self.listener = sock
+        self.reactor.watch(sock.fileno(), read=self._accept)
+
+    # ---- signals and reaping --------------------------------------------------------------
+    def on_signals(self, got: bytes) -> None:
+        if SIGTERM in got and self.init.status is None:
+            # someone stops the shim: stop its container rather than orphan it, and record it
+            if self.init.pid:
+                self._abandon("monitor stopped by SIGTERM")
+            else:
+                self.terminated = True
+        self.reap()
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            proc = self.by_pid.get(pid)
+            if proc is None and self.execs:
+                self.early[pid] = status  # maybe an exec'd process whose runtime answer is on its way
+                continue
+            if proc is None or proc.status is not None:
+                continue  # a helper, or an exec'd process whose runtime failed after all
+            self._exited(proc, status)
+
+    def _exited(self, proc: Process, status: int) -> None:
+        proc.status = status
+        proc.state = proc.state.exit()
+        if proc.outputs:
+            proc.drain = self.reactor.call_at(time.monotonic() + DRAIN_TIMEOUT, lambda: self._drain_due(proc))
+        else:
+            self._finish(proc)
+
+    def _drain_due(self, proc: Process) -> None:
+        proc.drain = None
+        if proc.throttled:
+            # still output to deliver to a slow client: not a stuck pipe, keep going
+            proc.drain = self.reactor.call_at(time.monotonic() + DRAIN_TIMEOUT, lambda: self._drain_due(proc))
+        else:
+            self._finish(proc)
+
+    def outputs_closed(self, proc: Process) -> None:
+        if proc.status is not None:
+            self._finish(proc)
+
+    # ---- connections ----------------------------------------------------------------------
+    def _accept(self) -> None:
+        assert self.listener is not None
+        try:
+            sock, _ = self.listener.accept()
+        except BlockingIOError:
+            return
+        self._add_conn(Conn(sock, "new", self.reactor, self))
+
+    def _add_conn(self, conn: Conn) -> None:
+        self.conns.append(conn)
+        self.reactor.watch(conn.fd, read=self.conn_reader(conn))
+
+    def conn_reader(self, conn: Conn) -> Callable[[], None]:
+        return lambda: self._on_readable(conn)
+
+    def _on_readable(self, conn: Conn) -> None:
+        try:
+            data = conn.sock.recv(READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.close_conn(conn)
+            return
+        try:
+            for kind, payload in conn.decoder.feed(data):
+                self._on_frame(conn, kind, payload)
+        except (P.ProtocolError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            # a client's bad input ends that client, never the container
+            conn.send(P.encode(P.ERROR, str(exc).encode()))
+            self.close_conn(conn)
+
+    def _on_frame(self, conn: Conn, kind: int, payload: bytes) -> None:
+        if conn.closed:
+            return
+        if conn.role == "new":
+            if kind != P.CONTROL:
+                raise P.ProtocolError("monitor connection: the first frame must be a JSON hello")
+            self._on_hello(conn, P.decode_json(payload))
+            return
+        proc = conn.process if conn.role in ("exec", "control") else self.init
+        if proc is None:
+            if kind == P.CONTROL:  # a control connection for an exec that is gone
+                msg = P.decode_json(payload)
+                self._reply(conn, msg, f"{msg.get('op')}: the process is not running", "conflict")
+            return
+        if kind == P.STDIN:
+            self.pump.stdin(proc, conn, payload)
+        elif kind == P.STDIN_EOF:
+            proc.stdin_eof = True
+            self.pump.flush_stdin(proc)
+        elif kind == P.CONTROL:
+            self._request(proc, conn, P.decode_json(payload))
+
+    def _on_hello(self, conn: Conn, msg: dict[str, Any]) -> None:
+        op = msg.get("op")
+        if op == "attach":
+            conn.role = "attach"
+            self.init.conns.append(conn)
+            conn.send_json({"event": "attached", "pid": self.init.pid, "monitor_pid": os.getpid(),
+                            "started": self.init.started, "paused": self.init.state is PAUSED,
+                            "started_at": self.started_at})
+        elif op == "exec":
+            conn.role = "exec"
+            self._exec(conn, msg)
+        elif op == "control":
+            # requests only, no output: "pid" names an exec'd process, else the container's init
+            conn.role = "control"
+            pid = msg.get("pid")
+            conn.process = self.init if not pid else self.by_pid.get(int(pid))
+            if conn.process is self.init and pid:
+                conn.process = None  # the init's pid is not an exec's
+        else:
+            raise P.ProtocolError(f"monitor connection: unknown hello op {op!r}")
+
+    def close_conn(self, conn: Conn) -> None:
+        if conn.closed:
+            return
+        conn.closed = True
+        self.reactor.forget(conn.fd)
+        conn.sock.close()
+        if conn in self.conns:
+            self.conns.remove(conn)
+        for proc in [self.init, *self.by_pid.values()]:
+            if conn in proc.conns:
+                proc.conns.remove(conn)
+                self.pump.maybe_unthrottle(proc)
+        if (conn is self.daemon and not self.init.started and not self.starting and self.init.status is None
+                and self.init.pid):
+            self._abandon("daemon went away before start")
+        if conn.role == "exec" and conn.process is not None and conn.process.status is None:
+            # nobody reads this exec any more: its output is discarded, its stdin closed
+            conn.process.stdin_eof = True
+            self.pump.flush_stdin(conn.process)
+
+    def conn_drained(self, conn: Conn) -> None:
+        for proc in (self.init, *self.by_pid.values()):
+            if proc.throttled and conn in proc.conns:
+                self.pump.maybe_unthrottle(proc)
+
+    def _abandon(self, why: str) -> None:
+        """Kill the container; its exit is recorded with ``why`` (and code 128 if it never ran)."""
+        self.error = why
+        if not self.init.started:
+            self.forced_code = 128
+        try:
+            self.runtime.kill(0, SIGKILL)
+        except ProcessLookupError:
+            pass  # it is gone already; its exit is on its way
+
+    def _reply(self, conn: Conn, msg: dict[str, Any], error: str, kind: str) -> None:
+        conn.send_json({"event": "reply", "req": msg.get("req"), "op": msg.get("op"), "error": error, "kind": kind})
+
+    # ---- requests -------------------------------------------------------------------------
+    def _request(self, proc: Process, conn: Conn, msg: dict[str, Any]) -> None:
+        op = msg.get("op")
+        what = f"{op} container {self.id}"
+        if op in LIFECYCLE and proc is self.init:
+            self.queue.append((conn, msg))
+            self._next()
+            return
+        try:
+            if op == "resize":
+                self._resize(proc, msg)
+            elif op == "signal":
+                self._signal(proc, int(msg["signal"]))
+            else:
+                raise Refused("invalid", f"unknown op {op!r}")
+        except Refused as exc:
+            self._reply(conn, msg, f"{what}: {exc}", exc.kind)
+        except ProcessLookupError:
+            self._reply(conn, msg, f"{what}: the process is not running", "conflict")
+        except (ValueError, KeyError, TypeError) as exc:
+            self._reply(conn, msg, f"{what}: bad request: {exc!r}", "invalid")
+        except OSError as exc:
+            self._reply(conn, msg, f"{what}: {exc}", "system")
+        else:
+            self._reply(conn, msg, "", "")
+
+    @staticmethod
+    def _resize(proc: Process, msg: dict[str, Any]) -> None:
+        if proc.master < 0:
+            return  # no terminal: nothing to resize (containerd's shim answers the same)
+        import fcntl
+        import struct
+
+        fcntl.ioctl(proc.master, TIOCSWINSZ, struct.pack("HHHH", int(msg["h"]), int(msg["w"]), 0, 0))
+
+    def _signal(self, proc: Process, signum: int) -> None:
+        # before start the init is held at its barrier: Docker too says "not running"; the
+        # daemon drops the connection to discard it
+        proc.state.signal_allowed()
+        if proc.status is not None:
+            raise ProcessLookupError
+        self.runtime.kill(0 if proc is self.init else proc.pid, signum)
+        if proc is self.init and signum == SIGKILL and proc.state is PAUSED:
+            # a frozen task cannot die until it is thawed
+            proc.state = proc.state.resume()
+            self.wait_op(self.runtime.resume(), lambda _res: None)
+
+    def _next(self) -> None:
+        """Run the next start/pause/resume of the init, once the one before it is done."""
+        while self.queue and not self.busy:
+            conn, msg = self.queue.pop(0)
+            op = msg.get("op")
+            init = self.init
+            try:
+                if op == "start":
+                    init.state.start()
+                    rop = self.runtime.start()
+                    self.starting = True
+                elif op == "pause":
+                    init.state.pause()
+                    rop = self.runtime.pause()
+                else:
+                    init.state.resume()
+                    rop = self.runtime.resume()
+            except Refused as exc:
+                self._reply(conn, msg, f"{op} container {self.id}: {exc}", exc.kind)
+                continue
+            except OSError as exc:
+                self._reply(conn, msg, f"{op} container {self.id}: {exc}", "system")
+                continue
+            self.busy = True
+            self.wait_op(rop, self._lifecycle_reply(conn, msg))
+
+    def _lifecycle_reply(self, conn: Conn, msg: dict[str, Any]) -> Callable[[Result], None]:
+        return lambda res: self._lifecycle_done(conn, msg, res)
+
+    def _lifecycle_done(self, conn: Conn, msg: dict[str, Any], res: Result) -> None:
+        self.busy = self.starting = False
+        op = str(msg.get("op"))
+        init = self.init
+        if not res.ok:
+            if op == "start":
+                # the process could not be exec'd after all (init exits 127/126 and is reaped):
+                # the runtime's text as is
+                self._reply(conn, msg, res.error, f"start:{res.exit_code or 128}")
+            else:
+                self._reply(conn, msg, f"{op} container {self.id}: {res.error}", "system")
+        elif op == "start":
+            init.started = True
+            if init.state is not STOPPED:  # a process that ran and exited at once has started too
+                init.state = init.state.start()
+            self._write_state(format_time(time.time_ns()))
+            self.pump.flush_stdin(init)
+            self._reply(conn, msg, "", "")
+        else:
+            try:
+                init.state = init.state.pause() if op == "pause" else init.state.resume()
+            except IllegalMove as exc:  # it exited meanwhile
+                self._reply(conn, msg, f"{op} container {self.id}: {exc}", exc.kind)
+            else:
+                self._reply(conn, msg, "", "")
+        if init.status is not None and not init.done and (not init.outputs or init.drain is None):
+            self._finish(init)  # its exit waited for this request's answer
+        self._next()
+
+    # ---- exec -----------------------------------------------------------------------------
+    def _exec(self, conn: Conn, msg: dict[str, Any]) -> None:
+        process = msg.get("process")
+        if not isinstance(process, dict) or not process.get("args"):
+            raise P.ProtocolError("monitor connection: exec needs a process object with args")
+        try:
+            if self.init.status is not None:
+                raise IllegalMove("not running")
+            self.init.state.exec_allowed()
+        except IllegalMove as exc:
+            self._exec_error(conn, f"container {self.id} is {exc}", 126)
+            return
+        proc = Process(bool(process.get("terminal")))
+        stdio, child_fds = make_stdio(proc, proc.tty, bool(msg.get("stdin")))
+        try:
+            op = self.runtime.exec(process, stdio)
+        except OSError as exc:
+            self.pump.close_all(proc)
+            close_console(proc)
+            self._exec_error(conn, f"exec in container {self.id}: {exc}", 126)
+            return
+        finally:
+            for fd in child_fds:
+                os.close(fd)
+        conn.process = proc  # stdin that comes early is held until the process runs
+        self.execs += 1
+        self.wait_op(op, lambda res: self._exec_done(conn, proc, res), code=126)
+
+    def _exec_done(self, conn: Conn, proc: Process, res: Result) -> None:
+        self.execs -= 1
+        if proc.console is not None:  # a tty: its master, from the container's devpts
+            res = self._take_master(proc, res, f"exec in container {self.id}", 126)
+        if not res.ok:
+            close_console(proc)
+            self.pump.close_all(proc)
+            conn.process = None
+            if not self.execs:
+                self.early.clear()
+            if not conn.closed:
+                self._exec_error(conn, res.error, res.exit_code or 126)
+            return
+        pid = res.pid
+        proc.pid = pid
+        proc.started = True
+        proc.state = proc.state.start()
+        self.by_pid[pid] = proc
+        if conn.closed:  # the client left while the process was being made: it runs unattended
+            proc.stdin_eof = True
+        else:
+            proc.conns.append(conn)
+            conn.send_json({"event": "started", "pid": pid})
+        self.pump.watch_outputs(proc)
+        self.pump.flush_stdin(proc)
+        status = self.early.pop(pid, None)
+        if not self.execs:
+            self.early.clear()
+        if status is not None:  # it exited (and was reaped) before we knew its pid
+            self._exited(proc, status)
+        self.reap()  # it may have exited already (its SIGCHLD woke nobody yet)
+
+    def _exec_error(self, conn: Conn, message: str, code: int) -> None:
+        conn.send_json({"event": "error", "message": message, "exit_code": code})
+        conn.close_when_flushed = True
+        conn.flush()
+
+    # ---- the end --------------------------------------------------------------------------
+    def _finish(self, proc: Process) -> None:
+        if proc.done:
+            return
+        if proc is self.init and self.busy:
+            return  # a start (or pause) is being answered first; _lifecycle_done comes back here
+        proc.done = True
+        self.reactor.cancel(proc.drain)
+        proc.drain = None
+        self.pump.close_all(proc)
+        self.by_pid.pop(proc.pid, None)
+        status = proc.status if proc.status is not None else 0
+        if proc is not self.init:
+            for conn in proc.conns:
+                conn.send_json({"event": "exit", "exit_code": exit_code_of(status)})
+                conn.close_when_flushed = True
+                conn.flush()
+            return
+        if proc.log is not None:
+            proc.log.close()
+        self.wait_op(self.runtime.state(), lambda res: self._record_exit(status, res), timeout=STATE_TIMEOUT)
+
+    def _record_exit(self, status: int, res: Result) -> None:
+        oom = bool(res.ok and res.value is not None and res.value.oom_killed)
+        result = {
+            "exit_code": self.forced_code if self.forced_code is not None else exit_code_of(status),
+            "oom_killed": oom,
+            "finished_at": format_time(time.time_ns()),
+            "error": self.error,
+        }
+        # execs still being made have nothing to join any more
+        self._abandon_ops(f"container {self.id} is not running", 126)
+        # exec'd processes died with the PID namespace: give their clients an exit too
+        for other in list(self.by_pid.values()):
+            if other.status is None:
+                other.status = _reap_now(other.pid)
+            self._finish(other)
+        statefiles.write_exit(self.dir, result)
+        self._close_listener()  # from now on a reconnect finds no socket and reads exit.json
+        for conn in list(self.conns):
+            if conn in self.init.conns:
+                conn.send_json({"event": "exit", **result})
+        self._flush_all()
+        # the daemon knows the status now; the connections' EOF tells it that teardown is done
+        _reap_all()
+        self.wait_op(self.runtime.delete(), self._deleted, timeout=STATE_TIMEOUT)
+
+    def _deleted(self, res: Result) -> None:
+        if not res.ok:
+            print(f"monitor: delete container {self.id}: {res.error}", file=_stderr())
+        for conn in self.conns:
+            conn.sock.close()
+        self.finished = True
+
+    def crashed(self, exc: BaseException) -> None:
+        """A bug stopped the loop: kill the container and record why, so the daemon learns it."""
+        if self.init.done or not self.init.pid or os.path.exists(os.path.join(self.dir, statefiles.EXIT_FILE)):
+            return
+        try:
+            os.kill(self.init.pid, SIGKILL)
+        except ProcessLookupError:
+            pass  # it is gone already
+        for pending in self.ops:
+            pending.op.abandon()  # no helper outlives its shim
+        result = {"exit_code": 137, "oom_killed": False, "finished_at": format_time(time.time_ns()),
+                  "error": f"monitor of container {self.id} failed: {exc!r}"}
+        statefiles.write_exit(self.dir, result)
+        self._close_listener()
+        for conn in list(self.conns):
+            if conn in self.init.conns:
+                conn.send_json({"event": "exit", **result})
+        self._flush_all()
+
+    def _close_listener(self) -> None:
+        if self.listener is not None:
+            self.reactor.forget(self.listener.fileno())
+            self.listener.close()
+            self.listener = None
+            try:
+                os.unlink(os.path.join(self.dir, "monitor.sock"))
+            except FileNotFoundError:
+                pass
+
+    def _flush_all(self) -> None:
+        """Give every connection a last chance (1 s in all) to take its bytes."""
+        deadline = time.monotonic() + 1.0
+        for conn in list(self.conns):
+            conn.finish(deadline)
+
+
+def _stderr() -> Any:
+    import sys
+
+    return sys.stderr
+
+
+def _reap_all() -> None:
+    """Reap whatever the kernel left us (the PID namespace's processes died with its init)."""
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
+
+
+def _reap_now(pid: int) -> int:
+    """The wait status of ``pid`` if it is a zombie already, else that of a SIGKILL."""
+    try:
+        got, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        got, status = 0, 0
+    return status if got else SIGKILL
