@@ -33,8 +33,7 @@ import sys
 
 from berth.libcontainer import view
 from berth.shim import main as shim
-from berth.shim import native  # noqa: F401 -- imported here so that every shim shares its pages
-from berth.shim.warmup import fill_pool_holes, warm_service, warm_up
+from berth.shim.warmup import fill_pool_holes, warm_lifecycle, warm_service, warm_up
 
 
 def serve(control: socket.socket) -> None:
@@ -110,6 +109,7 @@ def main() -> None:
     shim.set_name(b"berth-forksrv")  # comm holds 15 bytes
     warm_up()
     warm_service()
+    warm_lifecycle()
     precompile_seccomp(sys.argv[2] if len(sys.argv) > 2 else None)
     gc.collect()
     fillers = fill_pool_holes()

@@ -23,7 +23,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from berth.libcontainer import kernel
 from berth.shim import protocol as P
+from berth.shim.native import NativeRuntime
 from berth.shim.reactor import Reactor
 from berth.shim.runtime import Runtime
 from berth.shim.service import Service
@@ -71,13 +73,7 @@ def _detach_stdio(log_path: str) -> None:
     os.close(err)
 
 
-def _native(req: dict[str, Any], body: bytes) -> Runtime:
-    from berth.shim.native import NativeRuntime
-
-    return NativeRuntime(req, body)
-
-
-def main(daemon: socket.socket, make_runtime: MakeRuntime = _native) -> None:
+def main(daemon: socket.socket, make_runtime: MakeRuntime = NativeRuntime) -> None:
     """Run one container; called in the forked shim process, which exits at the end."""
     code = 0
     try:
@@ -89,8 +85,6 @@ def main(daemon: socket.socket, make_runtime: MakeRuntime = _native) -> None:
         set_name(b"berth-monitor")  # what ps -o comm / top show (the cmdline stays the fork server's)
         for signum in SIGNALS:
             _signal.signal(signum, _wake)
-        from berth.libcontainer import kernel
-
         kernel.prctl(PR_SET_CHILD_SUBREAPER, 1)  # exec'd processes are double-forked into the pid ns
         runtime = make_runtime(req, body)
         del body  # the spec is the runtime's business: nothing of it stays in the shim

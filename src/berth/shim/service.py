@@ -479,9 +479,9 @@ class Service:
                 self._reply(conn, msg, f"{op} container {self.id}: {exc}", exc.kind)
             else:
                 self._reply(conn, msg, "", "")
-        if init.status is not None and not init.done and (not init.outputs or init.drain is None):
-            self._finish(init)  # its exit waited for this request's answer
         self._next()
+        if not self.busy and init.status is not None and not init.done and (not init.outputs or init.drain is None):
+            self._finish(init)  # its exit waited for the requests' answers
 
     # ---- exec -----------------------------------------------------------------------------
     def _exec(self, conn: Conn, msg: dict[str, Any]) -> None:
@@ -599,7 +599,10 @@ class Service:
         if not res.ok:
             print(f"monitor: delete container {self.id}: {res.error}", file=_stderr())
         for conn in self.conns:
+            conn.closed = True
+            self.reactor.forget(conn.fd)
             conn.sock.close()
+        self.conns.clear()
         self.finished = True
 
     def crashed(self, exc: BaseException) -> None:

@@ -17,6 +17,7 @@ import time
 from berth.container.logs import LogWriter, format_time
 from berth.shim import protocol as P
 from berth.shim.process import exit_code_of
+from berth.shim.runtime import Op
 from berth.shim.statefiles import write_state
 
 
@@ -67,7 +68,7 @@ def warm_service(rounds: int = 32) -> None:
     pipes and a socketpair, so that its methods are specialised here, in pages every shim shares."""
     from berth.shim.process import RUNNING
     from berth.shim.reactor import Reactor
-    from berth.shim.runtime import Done, Op
+    from berth.shim.runtime import Done
     from berth.shim.service import Service
     from berth.shim.stdio import make_stdio
 
@@ -104,6 +105,159 @@ def warm_service(rounds: int = 32) -> None:
         ours.close()
         peer.close()
     warm_console(rounds)
+
+
+class _Rehearsal:
+    """A runtime whose container is a child that exits when started, and whose operations are
+    real helpers that answer at once: the shim's create, start, pause, resume, exec and exit
+    paths run here, through the same reactor, pending operations and timers as in a shim."""
+
+    worker = "rehearsal"
+
+    def __init__(self) -> None:
+        self.pid = 0
+        self.go = -1
+
+    def _helper(self, answer_obj: dict[str, object], close_after: bool = True) -> Op:
+        """A helper that has answered already (forking one per operation would make the
+        warm-up slow, and Helper.__init__ is the one part a shim runs only once anyway)."""
+        from berth.shim.helper import Helper, HelperOp, answer
+
+        helper = Helper.__new__(Helper)
+        helper.res_r, res_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        helper.go_w = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        helper.pid = -1
+        answer(res_w, answer_obj)
+        os.close(res_w)
+        return HelperOp(helper, close_after=close_after)
+
+    def create(self, stdio: object) -> Op:
+        r, w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:
+            os.close(w)
+            while os.read(r, 1):  # started, then runs until killed (its pipe closed)
+                pass
+            os._exit(0)
+        os.close(r)
+        self.pid, self.go = pid, w
+        return self._helper({"pid": pid}, close_after=False)
+
+    def start(self) -> Op:
+        os.write(self.go, b"g")
+        return self._helper({})
+
+    def exec(self, process: dict[str, object], stdio: object) -> Op:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        return self._helper({"pid": pid})
+
+    def kill(self, pid: int, signum: int) -> Op:
+        from berth.shim.runtime import Done
+
+        if signum == 9 and self.go >= 0:
+            os.close(self.go)
+            self.go = -1
+        return Done()
+
+    def pause(self) -> Op:
+        return self._helper({})
+
+    def resume(self) -> Op:
+        return self._helper({})
+
+    def state(self) -> Op:
+        from berth.shim.runtime import Done, Result, RuntimeState
+
+        return Done(Result(value=RuntimeState("stopped")))
+
+    def delete(self) -> Op:
+        from berth.shim.runtime import Done
+
+        return Done()
+
+    def close(self) -> None:
+        return None
+
+
+def warm_lifecycle(rounds: int = 8) -> None:
+    """Run whole containers' lives on the rehearsal runtime: create, attach, exec, pause,
+    resume, start, exit, through a Service on its reactor, in a scratch exec root."""
+    import _signal  # type: ignore[import-not-found]
+
+    from berth.shim.reactor import Reactor
+    from berth.shim.service import Service
+
+    root = f"/dev/shm/berth-warm-{os.getpid()}"
+    os.mkdir(root, 0o700)
+    old = _signal.signal(17, lambda signum, frame: None)  # SIGCHLD: through the wakeup fd
+    try:
+        for n in range(rounds):
+            cid = f"rehearsal-{n}"
+            os.mkdir(os.path.join(root, cid), 0o700)
+            ours, peer = socket.socketpair()
+            peer.settimeout(5)
+            reactor = Reactor()
+            service = Service({"id": cid, "exec_root": root, "open_stdin": True,
+                               "log_path": os.path.join(root, cid, "log")}, ours, _Rehearsal(), reactor)  # type: ignore[arg-type]
+            reactor.catch_signals(service.on_signals)
+            service.create()
+            client = None
+            try:
+                while service.listener is None and not service.finished:
+                    reactor.run_once()
+                client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                client.connect(os.path.join(root, cid, "monitor.sock"))
+                client.sendall(P.encode_json({"op": "control"}))
+                client.sendall(P.encode_json({"op": "start", "req": 0}))
+                deadline = time.monotonic() + 5
+                while not service.init.started and time.monotonic() < deadline:
+                    reactor.run_once()
+                requests = [P.encode_json({"op": op, "req": i, "signal": 0})
+                            for i, op in enumerate(("pause", "resume", "signal", "start"))]
+                client.sendall(b"".join(requests))
+                peer.sendall(P.encode(P.STDIN, b"in") + P.encode(P.STDIN_EOF))
+                replies, decoder = 0, P.FrameDecoder()
+                client.setblocking(False)
+                while replies < 5 and time.monotonic() < deadline:  # start, pause, resume, signal, start
+                    reactor.run_once()
+                    try:
+                        replies += len(decoder.feed(client.recv(65536)))
+                    except BlockingIOError:
+                        pass
+                execs = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                execs.connect(os.path.join(root, cid, "monitor.sock"))
+                execs.sendall(P.encode_json({"op": "exec", "process": {"args": ["x"]}, "stdin": True}))
+                poller = select.poll()
+                poller.register(execs, select.POLLIN)
+                while not poller.poll(0) and time.monotonic() < deadline:
+                    reactor.run_once()
+                client.setblocking(True)
+                client.sendall(P.encode_json({"op": "signal", "req": 9, "signal": 9}))
+                while not service.finished and time.monotonic() < deadline:
+                    reactor.run_once()
+                execs.close()
+            finally:
+                if client is not None:
+                    client.close()
+                service.runtime.close()
+                reactor.close()
+                ours.close()
+                peer.close()
+    finally:
+        _signal.signal(17, old)
+        import signal
+
+        signal.set_wakeup_fd(-1)
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                pass
+        except ChildProcessError:
+            pass
 
 
 def warm_console(rounds: int) -> None:
