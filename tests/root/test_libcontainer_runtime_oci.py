@@ -272,3 +272,61 @@ def test_a_malformed_config_exits_non_zero_naming_the_field_and_leaves_no_state(
     assert not (root / cid).exists()
     assert not any((Path("/sys/fs/cgroup") / h / spec["linux"]["cgroupsPath"]).exists()
                    for h in os.listdir("/sys/fs/cgroup"))
+
+
+def _mounts_under(path: Path) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(str(path))]
+
+
+def test_no_mount_namespace_inherits_ours_and_leaves_no_mount_behind(tmp_path: Path, bundle: Path):
+    """OCI: a namespace type not listed is the runtime's. Without a mount namespace the root is
+    entered by chroot; its mounts live under a private bind of the root (nothing propagates to
+    the host's peers) and delete detaches it (runc leaves them on the host)."""
+    root, cid = tmp_path / "state", "i-" + uuid.uuid4().hex[:8]
+
+    def edit(spec: dict) -> None:
+        spec["linux"]["namespaces"] = [ns for ns in spec["linux"]["namespaces"] if ns["type"] not in ("mount", "uts")]
+        spec.pop("hostname", None)
+
+    write(bundle, ["sleep", "30"], edit)
+    create(root, bundle, cid, tmp_path / "out")
+    try:
+        pid = state(root, cid)["pid"]
+        assert os.readlink(f"/proc/{pid}/ns/mnt") == os.readlink("/proc/self/ns/mnt")
+        assert os.path.realpath(f"/proc/{pid}/root") == str(bundle / "rootfs")
+        assert str(bundle / "rootfs" / "proc") in _mounts_under(bundle)
+        assert runtime(root, "start", cid).returncode == 0
+        ex = runtime(root, "exec", cid, "sh", "-c", "ls /; cat /proc/self/mountinfo | wc -l")
+        assert ex.returncode == 0 and "bin" in ex.stdout.split(), ex.stderr
+    finally:
+        assert runtime(root, "delete", "--force", cid).returncode == 0
+    assert _mounts_under(bundle) == []
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare(1) (util-linux)")
+def test_a_mount_namespace_given_by_path_is_joined(tmp_path: Path, bundle: Path):
+    holder = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sleep", "60"])
+    root, cid = tmp_path / "state", "p-" + uuid.uuid4().hex[:8]
+    try:
+        ns = f"/proc/{holder.pid}/ns/mnt"
+        deadline = time.monotonic() + 5
+        while os.readlink(ns) == os.readlink("/proc/self/ns/mnt"):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+        def edit(spec: dict) -> None:
+            spec["linux"]["namespaces"] = [
+                {"type": "mount", "path": ns} if n["type"] == "mount" else n for n in spec["linux"]["namespaces"]
+            ]
+
+        write(bundle, ["sleep", "30"], edit)
+        create(root, bundle, cid, tmp_path / "out")
+        try:
+            assert os.readlink(f"/proc/{state(root, cid)['pid']}/ns/mnt") == os.readlink(ns)
+            assert _mounts_under(bundle) == []  # the rootfs mounts are in the joined namespace
+        finally:
+            assert runtime(root, "delete", "--force", cid).returncode == 0
+    finally:
+        holder.kill()
+        holder.wait()

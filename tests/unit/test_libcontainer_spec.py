@@ -60,7 +60,8 @@ def test_namespace_with_path_means_join():
         (lambda c: c["process"].update(args=[]), "process.args"),
         (lambda c: c["process"].update(cwd="relative"), "absolute path"),
         (lambda c: c["linux"].update(namespaces=[{"type": "mount"}, {"type": "bogus"}]), "unknown namespace"),
-        (lambda c: c["linux"].update(namespaces=[{"type": "pid"}]), "mount namespace is required"),
+        (lambda c: c["linux"].update(uidMappings=[{"containerID": 0, "hostID": 1, "size": 1}]),
+         "need a new user namespace"),
         (
             lambda c: c["linux"].update(namespaces=[{"type": "mount"}]),
             "unable to set hostname without a private UTS namespace",

@@ -84,7 +84,10 @@ def run_init(
         rootfs.prepare(spec, rootfs_mounts, tty_path, spec.namespace("user") is not None, cgroup_view)
         # From pivot_root on, a path is the container's: an import would run its code.
         seal_imports()
-        rootfs.pivot(spec.root_path)
+        if spec.chroot:
+            rootfs.chroot(spec.root_path)
+        else:
+            rootfs.pivot(spec.root_path)
         # Like runc (createCwd) and dockerd: a missing working directory is created, owned by
         # root, before a read-only root is sealed; after pivot_root so that symlinks on the way
         # resolve inside the container.

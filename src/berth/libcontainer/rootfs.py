@@ -126,19 +126,27 @@ def prepare(
     ``cgroup_view`` is :func:`berth.libcontainer.cgroup_mount.view` from before a cgroup
     namespace was made (read now when not given)."""
     root = spec.root_path
-    # 1. The requested propagation (default rslave: the host's mounts still reach us, ours never
-    #    reach the host), then the mount holding the root made private (or slave): pivot_root
-    #    fails with EINVAL under a shared parent (shared/rshared requests), and the overlay and
-    #    the self-bind below would otherwise propagate to the host's peers.
-    propagation = PROPAGATION[spec.rootfs_propagation]
-    mount(None, "/", None, propagation, None, "(set propagation of)")
-    _root_mount_unshared(root, propagation)
-    # 2. The graph driver's plan, e.g. the overlay on root.path.
-    for m in rootfs_mounts:
-        mount_one(m, m.target)
-    # pivot_root needs the new root to be a mount point whose parent mount is not shared:
-    # a recursive self-bind gives it one (a copy of an unshared mount, under an unshared parent).
-    mount(root, root, None, kernel.MS_BIND | kernel.MS_REC, None, f"bind '{root}' on")
+    if spec.chroot:
+        # No mount namespace of our own: this is the host's. Its propagation is left alone; the
+        # root gets a self-bind made private, so nothing mounted under it reaches a peer, and
+        # the runtime detaches that one bind when the container is deleted.
+        mount(root, root, None, kernel.MS_BIND | kernel.MS_REC, None, f"bind '{root}' on")
+        mount(None, root, None, kernel.MS_PRIVATE | kernel.MS_REC, None, "(make private)")
+    else:
+        # 1. The requested propagation (default rslave: the host's mounts still reach us, ours
+        #    never reach the host), then the mount holding the root made private (or slave):
+        #    pivot_root fails with EINVAL under a shared parent (shared/rshared requests), and
+        #    the overlay and the self-bind below would otherwise propagate to the host's peers.
+        propagation = PROPAGATION[spec.rootfs_propagation]
+        mount(None, "/", None, propagation, None, "(set propagation of)")
+        _root_mount_unshared(root, propagation)
+        # 2. The graph driver's plan, e.g. the overlay on root.path.
+        for m in rootfs_mounts:
+            mount_one(m, m.target)
+        # pivot_root needs the new root to be a mount point whose parent mount is not shared:
+        # a recursive self-bind gives it one (a copy of an unshared mount, under an unshared
+        # parent).
+        mount(root, root, None, kernel.MS_BIND | kernel.MS_REC, None, f"bind '{root}' on")
     # 3. The spec's mounts, in order (a later mount may sit inside an earlier one: /dev/pts in /dev).
     dev_is_tmpfs = False
     cg = spec.namespace("cgroup")
@@ -187,6 +195,33 @@ def pivot(root: str) -> None:
     finally:
         os.close(old)
         os.close(new)
+
+
+def chroot(root: str) -> None:
+    """Enter ``root`` without a mount namespace of our own: pivot_root would move the host's."""
+    try:
+        os.chdir(root)
+        os.chroot(".")
+        os.chdir("/")
+    except OSError as exc:
+        raise fail("chroot", root, exc) from exc
+
+
+def mounts_at(path: str) -> int:
+    """How many mounts are stacked at ``path`` in our mount namespace (mountinfo's field 5)."""
+    escaped = path.replace("\\", "\\134").replace(" ", "\\040").replace("\t", "\\011").replace("\n", "\\012")
+    with open("/proc/self/mountinfo") as f:
+        return sum(1 for line in f if line.split(" ", 5)[4] == escaped)
+
+
+def detach_chroot_root(root: str, mounts_before: int) -> None:
+    """Undo a chroot container's self-bind (and everything under it) once it is gone; only
+    the mounts stacked at ``root`` since ``mounts_before`` were counted are ours."""
+    while mounts_at(root) > mounts_before:
+        try:
+            kernel.umount2(root, kernel.MNT_DETACH)
+        except OSError as exc:
+            raise fail("detach the container's root bind", root, exc) from exc
 
 
 def finish(spec: ContainerSpec) -> None:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from berth.errors import BerthError
-from berth.libcontainer import hooks, kernel
+from berth.libcontainer import hooks, kernel, rootfs
 from berth.libcontainer.cgroups import Resources, open_cgroup, resources_from_oci
 from berth.libcontainer.failure import ContainerInitError
 from berth.libcontainer.process import create_detached, exec_process
@@ -185,6 +185,7 @@ def cmd_create(store: Store, cid: str, bundle: Path, pid_file: str | None, conso
         raise RuntimeError_(f"container with id exists: {cid}") from exc
     cg = open_cgroup(cgroup_name(spec, cid))
     close: list[int] = []
+    chroot = _chroot_mounts(spec)
     try:
         fifo = d / "exec.fifo"
         os.mkfifo(fifo, 0o600)
@@ -208,6 +209,8 @@ def cmd_create(store: Store, cid: str, bundle: Path, pid_file: str | None, conso
             "cgroup": cg.name,
             "annotations": _annotations(spec),
         }
+        if chroot is not None:
+            state["chroot_mounts"] = chroot  # what was stacked at the root before ours
         tmp = d / "state.json.tmp"
         tmp.write_text(json.dumps(state))
         os.replace(tmp, d / "state.json")
@@ -219,6 +222,8 @@ def cmd_create(store: Store, cid: str, bundle: Path, pid_file: str | None, conso
     except BaseException:
         if cg.exists():
             cg.destroy()
+        if chroot is not None:
+            rootfs.detach_chroot_root(spec["root"]["path"], chroot)
         _remove_dir(d)
         raise
     finally:
@@ -276,6 +281,8 @@ def cmd_delete(store: Store, cid: str, force: bool) -> int:
             time.sleep(0.005)
     if cg.exists():
         cg.destroy()
+    if "chroot_mounts" in state:
+        rootfs.detach_chroot_root(state["rootfs"], state["chroot_mounts"])
     try:
         spec = load_bundle(Path(state["bundle"]))
     except RuntimeError_:
@@ -395,6 +402,15 @@ def cmd_list(store: Store) -> int:
     for row in rows:
         print(row)
     return 0
+
+
+def _chroot_mounts(spec: dict[str, Any]) -> int | None:
+    """For a spec without a mount namespace (set up in ours, :mod:`berth.libcontainer.rootfs`
+    binds its root), the mounts stacked at the root now; None for every other spec."""
+    namespaces = (spec.get("linux") or {}).get("namespaces") or []
+    if any(isinstance(ns, dict) and ns.get("type") == "mount" for ns in namespaces):
+        return None
+    return rootfs.mounts_at(spec["root"]["path"])
 
 
 def _annotations(spec: dict[str, Any]) -> dict[str, str]:

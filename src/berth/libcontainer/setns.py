@@ -12,9 +12,11 @@ so nothing in the container can see, signal or ptrace it. In order:
    container; a monitor's helper holds all the monitor's connections);
 3. the container's rlimits and oom_score_adj (:func:`~berth.libcontainer.confine.set_limits`,
    while /proc/self is still ours) and its cgroup, while /sys/fs/cgroup is still the host's;
-4. every namespace of the container's init at once -- mount included, the PID namespace for
-   the children -- through a pidfd (``setns(pidfd, ...)``, Linux >= 5.8; a pidfd cannot name
-   a recycled pid either);
+4. every namespace of the container's init at once -- its user namespace and mount included,
+   the PID namespace for the children -- through a pidfd (``setns(pidfd, ...)``, Linux >= 5.8;
+   a pidfd cannot name a recycled pid either); those it shares with us are left out (the
+   kernel refuses to "join" our own user or mount namespace), and a container without a mount
+   namespace of its own is entered by chroot into its init's root;
 5. imports sealed: the file system is the container's now;
 6. with a tty, the pty, made in the container's devpts (runc's console socket);
 7. :func:`berth.libcontainer.confine.confine`: the container's user, groups, rlimits,
@@ -50,16 +52,6 @@ from berth.libcontainer.failure import EXIT_OTHER, ContainerInitError, die
 from berth.libcontainer.init import exec_program
 from berth.libcontainer.spec import Process, Stdio
 
-# every namespace berth gives a container; its user namespace too when it has one of its own
-JOIN_FLAGS = (
-    kernel.CLONE_NEWNS
-    | kernel.CLONE_NEWCGROUP
-    | kernel.CLONE_NEWUTS
-    | kernel.CLONE_NEWIPC
-    | kernel.CLONE_NEWNET
-    | kernel.CLONE_NEWPID
-)
-
 
 def spawn(
     init_pidfd: int,
@@ -85,16 +77,29 @@ def spawn(
             cgroup.add(0)
         except SystemFailure as exc:
             raise ContainerInitError(f"join cgroup '{cgroup.name}': {exc}", EXIT_OTHER) from exc
-    flags = JOIN_FLAGS
-    if _own_userns(init_pidfd):
-        flags |= kernel.CLONE_NEWUSER  # joined first by the kernel; the others are its own
+    pid = _pid_of(init_pidfd)
+    flags = 0
+    for ns, flag in _JOINABLE:
+        if _differs(pid, ns):  # setns refuses to "join" our own user or mount namespace
+            flags |= flag
+    # a container without a mount namespace of its own lives in a chroot of ours: enter it
+    root = -1 if flags & kernel.CLONE_NEWNS else _open_root(pid)
     try:
-        kernel.setns(init_pidfd, flags)
+        if flags:  # none when the container shares every namespace with us
+            kernel.setns(init_pidfd, flags)
     except OSError as exc:
         raise ContainerInitError(
             f"join the namespaces of the container's init: {exc.strerror}", EXIT_OTHER
         ) from exc
     os.close(init_pidfd)
+    if root >= 0:
+        try:
+            os.fchdir(root)
+            os.chroot(".")
+        except OSError as exc:
+            raise ContainerInitError(f"chroot into the container's root: {exc.strerror}", EXIT_OTHER) from exc
+        finally:
+            os.close(root)
     seal_imports()
     if stdio.console:  # in the container's mount namespace now: its /dev/ptmx
         stdio_.console(stdio.console_socket, bind_console=False, ctty=False)
@@ -117,18 +122,43 @@ def spawn(
     return pid
 
 
-def _own_userns(init_pidfd: int) -> bool:
-    """Whether init is in another user namespace than ours (setns refuses to "join" our own).
-    Its pid comes from the pidfd's fdinfo; were it recycled meanwhile, the setns through the
-    pidfd fails anyway."""
+# (proc file, flag) for every namespace an exec may join; the user namespace first (the
+# kernel joins it first whatever the order)
+_JOINABLE = (
+    ("user", kernel.CLONE_NEWUSER),
+    ("mnt", kernel.CLONE_NEWNS),
+    ("cgroup", kernel.CLONE_NEWCGROUP),
+    ("uts", kernel.CLONE_NEWUTS),
+    ("ipc", kernel.CLONE_NEWIPC),
+    ("net", kernel.CLONE_NEWNET),
+    ("pid", kernel.CLONE_NEWPID),
+)
+
+
+def _pid_of(pidfd: int) -> int:
+    """The pid a pidfd names, from its fdinfo; were it recycled meanwhile, the setns through
+    the pidfd fails anyway."""
     try:
-        with open(f"/proc/self/fdinfo/{init_pidfd}") as f:
-            pid = next(int(line.split()[1]) for line in f if line.startswith("Pid:"))
-        theirs = os.stat(f"/proc/{pid}/ns/user")
-        mine = os.stat("/proc/self/ns/user")
+        with open(f"/proc/self/fdinfo/{pidfd}") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("Pid:"))
     except (OSError, StopIteration, ValueError) as exc:
-        raise ContainerInitError(f"read the user namespace of the container's init: {exc}", EXIT_OTHER) from exc
+        raise ContainerInitError(f"find the container's init: {exc}", EXIT_OTHER) from exc
+
+
+def _differs(pid: int, ns: str) -> bool:
+    try:
+        theirs = os.stat(f"/proc/{pid}/ns/{ns}")
+        mine = os.stat(f"/proc/self/ns/{ns}")
+    except OSError as exc:
+        raise ContainerInitError(f"read the {ns} namespace of the container's init: {exc.strerror}", EXIT_OTHER) from exc
     return (theirs.st_dev, theirs.st_ino) != (mine.st_dev, mine.st_ino)
+
+
+def _open_root(pid: int) -> int:
+    try:
+        return os.open(f"/proc/{pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ContainerInitError(f"open the container's root: {exc.strerror}", EXIT_OTHER) from exc
 
 
 def _exec_child(

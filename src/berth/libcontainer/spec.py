@@ -170,6 +170,12 @@ class ContainerSpec:
     gid_mappings: tuple[IdMap, ...] = ()
 
     @property
+    def chroot(self) -> bool:
+        """No mount namespace entry: the runtime's own is inherited (OCI), and the container is
+        set up in a private bind of its root there, entered with chroot (runc does the same)."""
+        return self.namespace("mount") is None
+
+    @property
     def new_userns(self) -> bool:
         ns = self.namespace("user")
         return ns is not None and ns.path is None
@@ -320,8 +326,6 @@ def parse(config: dict[str, Any]) -> ContainerSpec:
         namespaces.append(Namespace(ns["type"], ns.get("path") or None))
     if len({ns.type for ns in namespaces}) != len(namespaces):
         raise _bad("a namespace type is listed twice")
-    if not any(ns.type == "mount" and ns.path is None for ns in namespaces):
-        raise _bad("a new mount namespace is required (linux.namespaces has no mount entry without a path)")
     propagation = linux.get("rootfsPropagation") or "rslave"
     if propagation not in PROPAGATION:
         raise _bad(f"rootfsPropagation={propagation} is not supported")
