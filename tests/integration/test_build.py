@@ -521,3 +521,44 @@ def test_vfs_driver_and_cache_across_a_restart(berthd_factory: Any, busybox_tar:
     d.restart()
     again = build(d, ctx, "-t", "vfs:1")
     assert again.returncode == 0 and again.stdout.count("Using cache") == 4, again.stdout
+
+
+def test_add_from_a_url(berthd: harness.Berthd, busybox_image: str, tmp_path: Path) -> None:
+    import http.server
+    import threading
+
+    served = tmp_path / "served"
+    (served / "files").mkdir(parents=True)
+    (served / "files" / "remote.txt").write_text("from the web\n")
+    (served / "files" / "bundle.tar").write_bytes(tar_of({"inner": b"x"}))
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(served), **kwargs)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}/files"
+        ctx = write_context(tmp_path / "ctx", {"Dockerfile": (
+            f"FROM busybox\nADD {base}/remote.txt /dl/\nADD {base}/bundle.tar /dl/kept.tar\n"
+        )})
+        r = build(berthd, ctx, "-t", "url:1")
+        assert r.returncode == 0, r.stdout + r.stderr + berthd.log_tail()
+        out = berthd.docker("run", "--rm", "url:1", "sh", "-c",
+                            "cat /dl/remote.txt; stat -c '%a %u' /dl/remote.txt; ls /dl").stdout
+        assert out.splitlines() == ["from the web", "600 0", "kept.tar", "remote.txt"]  # a tar is not unpacked
+        missing = write_context(tmp_path / "missing", {"Dockerfile": f"FROM busybox\nADD {base}/nope.txt /\n"})
+        r = build(berthd, missing)
+        assert r.returncode == 1 and f"failed to GET {base}/nope.txt with status 404" in r.stderr, r.stderr
+        copy_url = write_context(tmp_path / "copyurl", {"Dockerfile": f"FROM busybox\nCOPY {base}/remote.txt /\n"})
+        r = build(berthd, copy_url)
+        assert r.returncode == 1 and "source can't be a URL for COPY" in r.stderr
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not list((berthd.data_root / "tmp").iterdir())

@@ -214,3 +214,14 @@ def test_copy_from_an_image(tmp_path: Path) -> None:
     copier.write_layer(plan, src, ImageFS([]), "/copied", "/", copier.Identity(0, 0), None, "COPY", out)
     entries = layer_entries(out.getvalue())
     assert entries["copied"].size == len((tmp_path / "layer/etc/passwd").read_bytes())
+
+
+def test_remote_file_names() -> None:
+    from berth.builder.remote import filename, is_url
+
+    assert filename("http://h/a/b/app.tgz?x=1", "") == "app.tgz"
+    assert filename("http://h/dir/", 'attachment; filename="real.bin"') == "real.bin"
+    assert filename("http://h/a%20b.txt", "") == "a b.txt"
+    with pytest.raises(Exception, match="cannot determine filename"):
+        filename("http://h/", "")
+    assert is_url("HTTPS://x/y") and not is_url("file.txt") and not is_url("git@host:x")

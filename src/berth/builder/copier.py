@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from berth.builder.imagefs import ImageFS
-from berth.builder.sources import Node, Source
+from berth.builder.sources import FileSource, Node, Source
 from berth.drivers.graph.tarstream import ArchiveError, decompressed, members, open_stream, short
 from berth.errors import InvalidParameter
 
@@ -48,6 +48,7 @@ class Item:
     node: Node | None           # None for a heredoc
     heredoc: bytes | None = None
     archive: bool = False       # ADD of a local tar: unpack it
+    source: Source | None = None  # where the bytes are, when not the step's source (ADD <url>)
 
 
 @dataclass
@@ -63,13 +64,22 @@ def has_wildcards(path: str) -> bool:
 
 
 def plan(src: Source, sources: list[str], heredocs: dict[str, bytes], is_add: bool, cmd: str,
-         from_context: bool) -> Plan:
-    """The items to copy and their checksum; Docker's errors for missing sources."""
+         from_context: bool, remote: dict[str, FileSource] | None = None) -> Plan:
+    """The items to copy and their checksum; Docker's errors for missing sources. ``remote``
+    holds the downloaded files of ``ADD <url>`` sources, by URL."""
     items: list[Item] = []
     hashes: list[str] = []
     files: dict[str, str] = {}
     complete = True
     for origin in sources:
+        if remote and origin in remote:
+            fsrc = remote[origin]
+            remote_node = fsrc.file_node()
+            line = _describe(fsrc, remote_node)
+            items.append(Item(fsrc.name, remote_node, source=fsrc))
+            hashes.append("file:" + hashlib.sha256(line.encode()).hexdigest())
+            files[origin] = line
+            continue
         if origin in heredocs:
             data = heredocs[origin]
             items.append(Item(origin.removeprefix("<<"), None, data))
@@ -260,7 +270,7 @@ def write_layer(plan_: Plan, src: Source, dest_fs: ImageFS, dest: str, workdir: 
     try:
         target = dest_fs.resolve(dest)
         for item in plan_.items:
-            _copy_item(layer, item, src, target, dir_hint, owner, chmod)
+            _copy_item(layer, item, item.source or src, target, dir_hint, owner, chmod)
     finally:
         layer.close()
 

@@ -10,6 +10,7 @@ records the directory and, when the image lacks it, adds a layer that makes it (
 from __future__ import annotations
 
 import asyncio
+import os
 import posixpath
 import re
 import tarfile
@@ -20,8 +21,9 @@ from berth.builder import copier
 from berth.builder import instructions as ins
 from berth.builder.cache import Detail
 from berth.builder.imagefs import ImageFS
+from berth.builder.remote import download, is_url
 from berth.builder.shell import expand_text
-from berth.builder.sources import ContextSource, ImageSource, Source
+from berth.builder.sources import ContextSource, FileSource, ImageSource, Source
 from berth.errors import InvalidParameter
 
 if TYPE_CHECKING:
@@ -69,17 +71,29 @@ async def copy(d: Dispatcher, step: ins.Copy) -> None:
             sources.append(d.lexer.process_word(word, env))
     dest = d.lexer.process_word(step.dest, env)
     chown = d.lexer.process_word(step.chown, env) if step.chown else ""
-    if step.is_add:
-        for source in sources:
-            if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", source):
-                raise InvalidParameter(f"ADD failed: remote sources ({source}) are not supported by berth yet")
+    if not step.is_add and any(is_url(source) for source in sources):
+        raise InvalidParameter("source can't be a URL for COPY")
+    remote: dict[str, FileSource] = {}
+    try:
+        for source in sources if step.is_add else ():
+            if is_url(source) and source not in remote:
+                got = await download(source, d.host.tmp_dir)
+                remote[source] = FileSource(got.path, got.name, got.mtime)
+        await _copy(d, step, cmd, sources, heredocs, dest, chown, remote)
+    finally:
+        for fsrc in remote.values():
+            os.unlink(fsrc.path)
+
+
+async def _copy(d: Dispatcher, step: ins.Copy, cmd: str, sources: list[str], heredocs: dict[str, bytes], dest: str,
+                chown: str, remote: dict[str, FileSource]) -> None:
     src: Source
     from_context = not step.from_
     if step.from_:
-        src = await _from_source(d, d.lexer.process_word(step.from_, env))
+        src = await _from_source(d, d.expand(step.from_))
     else:
         src = ContextSource(d.build.context)
-    plan = await asyncio.to_thread(copier.plan, src, sources, heredocs, step.is_add, cmd, from_context)
+    plan = await asyncio.to_thread(copier.plan, src, sources, heredocs, step.is_add, cmd, from_context, remote)
     chown_comment = f"--chown={chown}" if chown else ""
     comment = f"{cmd} {chown_comment}{plan.checksum} in {dest} "
     probe = d.probe_config(d.shell() + ["#(nop) " + comment])

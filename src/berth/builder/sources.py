@@ -161,3 +161,47 @@ class ImageSource:
 
 def _from_stat(path: str, info: Stat) -> Node:
     return Node(path, info.kind, info.mode, info.uid, info.gid, info.mtime, info.size, info.linkname, info)
+
+
+class FileSource:
+    """One file on the daemon's disk (an ``ADD <url>`` download), named ``name``."""
+
+    label = "remote file"
+
+    def __init__(self, path: os.PathLike[str] | str, name: str, mtime: float) -> None:
+        self.path = os.fspath(path)
+        self.name = name
+        self.mtime = mtime
+        self._digest = ""
+
+    def file_node(self) -> Node:
+        size = os.stat(self.path).st_size
+        return Node(self.name, "file", 0o600, 0, 0, self.mtime, size, "", self.path)
+
+    def node(self, path: str) -> Node | None:
+        return self.file_node() if path == self.name else None
+
+    def resolve(self, path: str, follow_last: bool = True) -> str:
+        return path
+
+    def walk(self, path: str) -> Iterator[tuple[str, Node]]:
+        return iter(())
+
+    def paths(self) -> Iterator[str]:
+        return iter((self.name,))
+
+    def digest(self, node: Node) -> str:
+        if not self._digest:
+            sha = hashlib.sha256()
+            for chunk in self.chunks(node):
+                sha.update(chunk)
+            self._digest = sha.hexdigest()
+        return self._digest
+
+    def chunks(self, node: Node) -> Iterator[bytes]:
+        with self.open(node) as f:
+            while chunk := f.read(_CHUNK):
+                yield chunk
+
+    def open(self, node: Node) -> BinaryIO:
+        return open(self.path, "rb")
