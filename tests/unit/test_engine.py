@@ -6,9 +6,12 @@ import asyncio
 
 import pytest
 
-from berth.engine import Engine
+from berth.engine import Engine, Job, MissingStream, Request, UnknownJob
 from berth.engine.events import matches
 from berth.errors import NotFound
+from berth.jobs.containers import ContainerStart, ContainerWait
+from berth.jobs.images import ImagePull
+from berth.registry.auth import Credentials
 
 
 def test_jobs_run_their_handler_and_are_recorded() -> None:
@@ -23,20 +26,20 @@ def test_jobs_run_their_handler_and_are_recorded() -> None:
     async def boom(job):  # type: ignore[no-untyped-def]
         raise NotFound("No such container: x")
 
-    engine.register("container.create", create)
-    engine.register("container.start", boom)
-    assert asyncio.run(engine.job("container.create", name="web")) == {"Id": "web"}
+    engine.register("demo.create", create)
+    engine.register("demo.start", boom)
+    assert asyncio.run(engine.job("demo.create", name="web")) == {"Id": "web"}
     with pytest.raises(NotFound):
-        asyncio.run(engine.job("container.start", id="x"))
-    with pytest.raises(NotFound, match="no handler"):
+        asyncio.run(engine.job("demo.start", id="x"))
+    with pytest.raises(UnknownJob, match="no handler"):
         asyncio.run(engine.job("nope"))
-    assert seen == [("container.create", {"name": "web"})]
+    assert seen == [("demo.create", {"name": "web"})]
     jobs = engine.jobs()
-    assert [j.name for j in jobs] == ["container.start", "container.create"]
+    assert [j.name for j in jobs] == ["demo.start", "demo.create"]
     assert jobs[0].status == "error" and jobs[0].error == "No such container: x"
     assert jobs[1].status == "ok" and jobs[1].duration_ms is not None and jobs[1].duration_ms >= 0
     summary = jobs[1].summary()
-    assert summary["Name"] == "container.create" and summary["Args"] == {"name": "web"}
+    assert summary["Name"] == "demo.create" and summary["Args"] == {"name": "web"}
     assert not engine.running
 
 
@@ -90,3 +93,91 @@ def test_event_bus_shapes_and_filters() -> None:
     assert matches(ev, {"type": ["container"], "event": ["start"]})
     assert matches(ev, {"container": ["web"]}) and matches(ev, {"label": ["tier=x"]})
     assert not matches(ev, {"type": ["image"]}) and not matches(ev, {"label": ["tier=y"]})
+
+
+def test_a_typed_request_picks_its_handler_and_is_read_as_fields() -> None:
+    engine = Engine()
+    seen: list[object] = []
+
+    async def start(req: ContainerStart, job: Job) -> None:
+        seen.append(req)
+
+    engine.handle(ContainerStart, start)
+    asyncio.run(engine.job(ContainerStart(id="web")))
+    # the older call style builds the same request
+    asyncio.run(engine.job("container.start", id="db"))
+    assert seen == [ContainerStart(id="web"), ContainerStart(id="db")]
+    assert [j.summary()["Args"] for j in engine.jobs()] == [{"id": "db"}, {"id": "web"}]
+    with pytest.raises(TypeError, match="ContainerStart has no field nope"):
+        asyncio.run(engine.job("container.start", id="x", nope=1))
+
+
+def test_a_handler_of_the_older_style_reads_a_typed_request_as_args() -> None:
+    engine = Engine()
+    got: list[dict[str, object]] = []
+
+    async def start(job):  # type: ignore[no-untyped-def]
+        got.append(job.args)
+
+    engine.register("container.start", start)
+    asyncio.run(engine.job(ContainerStart(id="web")))
+    assert got == [{"id": "web"}]
+
+
+def test_jobs_list_never_shows_credentials() -> None:
+    engine = Engine()
+
+    async def pull(req: ImagePull, job: Job) -> None:
+        return None
+
+    engine.handle(ImagePull, pull)
+    secret = Credentials("alice", "s3cret-password")
+    asyncio.run(engine.job(ImagePull(image="busybox", auth=secret)))
+    summary = engine.jobs()[0].summary()
+    assert summary["Args"]["auth"] == "Credentials"
+    assert "s3cret" not in repr(summary) and "s3cret" not in repr(engine.jobs()[0].request)
+
+
+def test_check_names_the_jobs_without_a_handler() -> None:
+    engine = Engine()
+
+    async def start(req: ContainerStart, job: Job) -> None:
+        return None
+
+    engine.handle(ContainerStart, start)
+    engine.check(["container.start"])
+    with pytest.raises(UnknownJob, match="container.wait"):
+        engine.check(["container.start", "container.wait"])
+
+
+def test_a_streaming_job_without_its_stream_is_a_programming_error() -> None:
+    engine = Engine()
+
+    async def wait(req: ContainerWait, job: Job) -> None:
+        await job.sink.write(b"")
+
+    engine.handle(ContainerWait, wait)
+    with pytest.raises(MissingStream, match="container.wait needs a stdout stream"):
+        asyncio.run(engine.job(ContainerWait(id="x")))
+
+    class Collect:  # a plain byte sink (no start): its first write is the start
+        def __init__(self) -> None:
+            self.data = b""
+
+        async def write(self, data: bytes) -> None:
+            self.data += data
+
+    got = Collect()
+    asyncio.run(engine.job(ContainerWait(id="x"), stdout=got))
+    assert got.data == b""
+
+
+def test_request_names_are_unique() -> None:
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    with pytest.raises(TypeError, match="already the name"):
+
+        @dataclass(frozen=True)
+        class Another(Request[None]):
+            JOB: ClassVar[str] = "container.start"

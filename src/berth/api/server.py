@@ -26,19 +26,31 @@ from typing import Any
 from aiohttp import web
 
 from berth import errors
+from berth.api.context import (
+    API_VERSION,
+    API_VERSION_KEY,
+    ENGINE,
+    MAX_ACCEPTED_VERSION,
+    MIN_API_VERSION,
+    SERVER,
+    api_version,
+    engine_of,
+    parse_version,
+)
 from berth.api.errors import error_response, status_of
 from berth.api.hijack import HIJACKED
 from berth.engine import Engine
 
-API_VERSION = "1.45"
-MIN_API_VERSION = "1.24"
-MAX_ACCEPTED_VERSION = (1, 99)  # tolerate newer clients' paths rather than answering 400
-SERVER = "Berth/0.1.0 (linux)"
-
 log = logging.getLogger("berth.api")
 
 RouteHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# The older way to add a route (``@route(method, path)``), kept while route modules move to
+# their own ``routes`` table (an aiohttp RouteTableDef).
 ROUTES: list[tuple[str, str, RouteHandler]] = []
+
+__all__ = [
+    "API_VERSION", "MIN_API_VERSION", "SERVER", "Server", "TLSOptions", "api_version", "engine_of", "make_app", "route",
+]
 
 
 def route(method: str, path: str) -> Callable[[RouteHandler], RouteHandler]:
@@ -49,32 +61,15 @@ def route(method: str, path: str) -> Callable[[RouteHandler], RouteHandler]:
     return register
 
 
-ENGINE = web.AppKey("engine", Engine)
-API_VERSION_KEY = web.RequestKey("api_version", tuple)
-
-
-def engine_of(request: web.Request) -> Engine:
-    return request.app[ENGINE]
-
-
-def api_version(request: web.Request) -> tuple[int, int]:
-    return request.get(API_VERSION_KEY, _parse_version(API_VERSION))  # type: ignore[no-any-return]
-
-
-def _parse_version(text: str) -> tuple[int, int]:
-    major, _, minor = text.partition(".")
-    return int(major), int(minor or 0)
-
-
 @web.middleware
 async def _middleware(request: web.Request, handler: RouteHandler) -> web.StreamResponse:
     version = request.match_info.get("version")
     if version is not None:
         try:
-            parsed = _parse_version(version)
+            parsed = parse_version(version)
         except ValueError:
             return error_response(400, f"invalid API version {version!r}")
-        if parsed < _parse_version(MIN_API_VERSION):
+        if parsed < parse_version(MIN_API_VERSION):
             return error_response(
                 400,
                 f"client version {version} is too old. Minimum supported API version is "
@@ -111,15 +106,25 @@ async def _on_prepare(request: web.Request, response: web.StreamResponse) -> Non
     headers.setdefault("Server", SERVER)
 
 
-def make_app(engine: Engine) -> web.Application:
-    # Importing the route modules registers their routes in ROUTES.
-    from berth.api.routes import archive, build, containers, execs, images, networks, swarm, system, volumes  # noqa: F401
+def route_tables() -> list[web.RouteTableDef]:
+    """Every route module's table, in the order their paths must be tried."""
+    from berth.api.routes import archive, build, containers, execs, images, networks, swarm, system, volumes
 
+    return [m.routes for m in (archive, build, containers, execs, images, networks, swarm, system, volumes)]
+
+
+def make_app(engine: Engine) -> web.Application:
     app = web.Application(middlewares=[_middleware], client_max_size=64 * 1024 * 1024)
     app[ENGINE] = engine
     app[HIJACKED] = weakref.WeakSet()
     app.on_response_prepare.append(_on_prepare)
-    for method, path, fn in ROUTES:
+    defs: list[tuple[str, str, RouteHandler]] = []
+    for table in route_tables():
+        for item in table:
+            if not isinstance(item, web.RouteDef) or isinstance(item.handler, type):
+                raise TypeError(f"route tables hold plain routes only, not {item!r}")
+            defs.append((item.method, item.path, item.handler))
+    for method, path, fn in defs + ROUTES:
         app.router.add_route(method, path, fn)
         app.router.add_route(method, "/v{version:[0-9.]+}" + path, fn)
     return app
@@ -160,6 +165,7 @@ class Server:
     """Serves the app on every ``-H`` address until ``stop()``."""
 
     def __init__(self, engine: Engine, hosts: list[str], tls: TLSOptions, insecure_tcp: bool = False) -> None:
+        self.engine = engine
         self.app = make_app(engine)
         self.hosts = hosts
         self.tls = tls
@@ -171,6 +177,9 @@ class Server:
         self._unix_paths: list[Path] = []
 
     async def start(self) -> None:
+        # A route whose job has no handler is a programming error: refuse to serve at all
+        # rather than answer its requests with errors (every request type the routes build).
+        self.engine.check()
         for host in self.hosts:
             _check_host(host, self.tls, self.insecure_tcp)
         await self.runner.setup()

@@ -35,7 +35,7 @@ class BuildRequest:
     cpuset_cpus: str = ""                               # cpusetcpus
     shm_size: int = 0                                   # shmsize
     cache_from: tuple[str, ...] = ()                    # cachefrom (accepted; see decisions.md)
-    registry_auth: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)  # X-Registry-Config
+    registry_auth: dict[str, Any] = field(default_factory=dict, hash=False, compare=False, repr=False)  # X-Registry-Config
 
     @property
     def args(self) -> dict[str, str | None]:

@@ -13,10 +13,14 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
+from berth.daemon.handlers import HandlerTable
 from berth.engine import Job
 from berth.errors import BerthError, Conflict
+from berth.jobs import containers as jobs
+from berth.jobs import images
+from berth.jobs.results import IdOnly, JSONList, JSONObject
 
 if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon
@@ -24,48 +28,53 @@ if TYPE_CHECKING:
 CHUNK = 256 * 1024
 log = logging.getLogger("berth.daemon")
 
+handlers = HandlerTable()
+
 
 async def _stream_file_from(d: Daemon, job: Job, write: Callable[[BinaryIO], None]) -> None:
-    assert job.stdout is not None
+    out = job.sink
     fd, path = tempfile.mkstemp(prefix="archive-", suffix=".tar", dir=d.cfg.data_root / "tmp")
     try:
         with os.fdopen(fd, "w+b") as f:
             await asyncio.to_thread(write, f)
             f.seek(0)
-            await job.stdout.start("application/x-tar")  # type: ignore[attr-defined]
+            await out.start("application/x-tar")
             while chunk := await asyncio.to_thread(f.read, CHUNK):
-                await job.stdout.write(chunk)
+                await out.write(chunk)
     finally:
         os.unlink(path)
 
 
 async def _body_to_file(d: Daemon, job: Job) -> str:
-    assert job.stdin is not None
+    source = job.source
     fd, path = tempfile.mkstemp(prefix="upload-", suffix=".tar", dir=d.cfg.data_root / "tmp")
     with os.fdopen(fd, "wb") as f:
-        while chunk := await job.stdin.read():
-            f.write(chunk)
+        while chunk := await source.read():
+            await asyncio.to_thread(f.write, chunk)
     return path
 
 
-async def changes(d: Daemon, job: Job) -> list[dict[str, Any]] | None:
-    c = d.find(job.args["id"])
+@handlers.on(jobs.ContainerChanges)
+async def changes(d: Daemon, req: jobs.ContainerChanges, job: Job) -> JSONList | None:
+    c = d.find(req.id)
     return (await asyncio.to_thread(d.graph.changes, c.id)) or None
 
 
-async def export(d: Daemon, job: Job) -> None:
-    c = d.find(job.args["id"])
+@handlers.on(jobs.ContainerExport)
+async def export(d: Daemon, req: jobs.ContainerExport, job: Job) -> None:
+    c = d.find(req.id)
     await _stream_file_from(d, job, lambda f: d.graph.export(c.id, f))
     d.publish(c, "export")
 
 
-async def commit(d: Daemon, job: Job) -> dict[str, str]:
-    c = d.find(job.args["container"])
-    repo, tag = job.args.get("repo") or "", job.args.get("tag") or ""
+@handlers.on(jobs.ImageCommit)
+async def commit(d: Daemon, req: jobs.ImageCommit, job: Job) -> IdOnly:
+    c = d.find(req.container)
+    repo, tag = req.repo, req.tag
     repo_tag = f"{repo}:{tag}" if repo and tag else (repo or None)
     session = d.sessions.get(c.id)
     paused_here = False
-    if job.args.get("pause", True) and c.state.status == "running" and session and session.handle:
+    if req.pause and c.state.status == "running" and session and session.handle:
         try:
             await session.handle.pause()  # a consistent snapshot, as docker commit does by default
             paused_here = True
@@ -73,9 +82,8 @@ async def commit(d: Daemon, job: Job) -> dict[str, str]:
             pass  # it exited meanwhile (not yet settled): its files are at rest, nothing to pause
     try:
         image_id = await asyncio.to_thread(
-            d.graph.commit, c.id, repo_tag, list(job.args.get("changes") or []), job.args.get("comment") or "",
-            job.args.get("author") or "", job.args.get("container_config") or c.config,
-            job.args.get("config"), job.args.get("created_by"),  # a build step's own config and history line
+            d.graph.commit, c.id, repo_tag, list(req.changes), req.comment, req.author,
+            req.container_config or c.config, req.image_config, req.created_by,  # a build step's own config and history
         )
     finally:
         if paused_here and session and session.handle:
@@ -87,16 +95,18 @@ async def commit(d: Daemon, job: Job) -> dict[str, str]:
     return {"Id": image_id}
 
 
-async def save(d: Daemon, job: Job) -> None:
-    names = list(job.args["names"])
+@handlers.on(images.ImageSave)
+async def save(d: Daemon, req: images.ImageSave, job: Job) -> None:
+    names = list(req.names)
     for name in names:
         await asyncio.to_thread(d.graph.resolve, name)  # 404 before any byte is sent
-    oci = job.args.get("format") == "oci"
+    oci = req.format == "oci"
     await _stream_file_from(d, job, lambda f: d.graph.save(names, f, oci))
 
 
-async def load(d: Daemon, job: Job) -> None:
-    assert job.stdout is not None
+@handlers.on(images.ImageLoad)
+async def load(d: Daemon, req: images.ImageLoad, job: Job) -> None:
+    out = job.sink
     path = await _body_to_file(d, job)
     try:
         with open(path, "rb") as f:
@@ -104,20 +114,23 @@ async def load(d: Daemon, job: Job) -> None:
     finally:
         os.unlink(path)
     for line in lines:
-        await job.stdout.write(json.dumps({"stream": line.rstrip("\n") + "\n"}).encode() + b"\n")
+        await out.write(json.dumps({"stream": line.rstrip("\n") + "\n"}).encode() + b"\n")
 
 
-async def image_prune(d: Daemon, job: Job) -> dict[str, Any]:
+@handlers.on(images.ImagePrune)
+async def image_prune(d: Daemon, req: images.ImagePrune, job: Job) -> JSONObject:
     def users(image_id: str) -> list[str]:
         return [c.id for c in d.containers.values() if c.image_id == image_id]
 
-    return await asyncio.to_thread(d.graph.prune, job.args.get("filters") or {}, users)  # type: ignore[no-any-return]
+    result: JSONObject = await asyncio.to_thread(d.graph.prune, req.filters, users)
+    return result
 
 
-async def container_prune(d: Daemon, job: Job) -> dict[str, Any]:
+@handlers.on(jobs.ContainerPrune)
+async def container_prune(d: Daemon, req: jobs.ContainerPrune, job: Job) -> JSONObject:
     from berth.daemon.containers import matches_filter, remove_container
 
-    filters = dict(job.args.get("filters") or {})
+    filters = dict(req.filters)
     deleted, reclaimed = [], 0
     for c in list(d.containers.values()):
         if c.state.running or c.state.status not in ("created", "exited", "dead"):
@@ -135,12 +148,3 @@ async def container_prune(d: Daemon, job: Job) -> dict[str, Any]:
     return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
 
-HANDLERS = {
-    "container.changes": changes,
-    "container.export": export,
-    "container.prune": container_prune,
-    "image.commit": commit,
-    "image.save": save,
-    "image.load": load,
-    "image.prune": image_prune,
-}

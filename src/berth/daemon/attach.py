@@ -22,18 +22,26 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from berth.container.escape import EscapeProxy, parse_detach_keys
 from berth.container.logreader import read_log_stream
+from berth.daemon.handlers import HandlerTable
 from berth.daemon.live import Attacher, frame
-from berth.engine import Job
+from berth.engine import ByteSink, ByteSource, Duplex, Job
 from berth.errors import Conflict, InvalidParameter
+from berth.jobs import containers as jobs
 
 if TYPE_CHECKING:
     from berth.container.record import Container
     from berth.daemon.daemon import Daemon
+
+handlers = HandlerTable()
+
+
+StdinWriter = Callable[[bytes], Awaitable[None]]
 
 
 class StdinEnd(enum.Enum):
@@ -53,7 +61,7 @@ def detach_keys(text: str, what: str = "detach") -> bytes:
         raise InvalidParameter(f"Invalid {what} keys ({text}) provided") from None
 
 
-async def pump_stdin(source: Any, write: Any, keys: bytes | None) -> StdinEnd:
+async def pump_stdin(source: ByteSource, write: StdinWriter, keys: bytes | None) -> StdinEnd:
     """Copy a client's stdin into ``write`` until it ends; through the escape proxy if ``keys``."""
     try:
         return await _copy_stdin(source, write, EscapeProxy(keys) if keys else None)
@@ -61,7 +69,7 @@ async def pump_stdin(source: Any, write: Any, keys: bytes | None) -> StdinEnd:
         return StdinEnd.GONE  # the monitor said the process is not running
 
 
-async def _copy_stdin(source: Any, write: Any, proxy: EscapeProxy | None) -> StdinEnd:
+async def _copy_stdin(source: ByteSource, write: StdinWriter, proxy: EscapeProxy | None) -> StdinEnd:
     while True:
         data = await source.read()
         if not data:
@@ -78,16 +86,16 @@ async def _copy_stdin(source: Any, write: Any, proxy: EscapeProxy | None) -> Std
             await write(data)
 
 
-async def attach(d: Daemon, job: Job) -> None:
-    keys = detach_keys(job.args.get("detach_keys") or "")
-    c = d.find(job.args["id"])
+@handlers.on(jobs.ContainerAttach)
+async def attach(d: Daemon, req: jobs.ContainerAttach, job: Job) -> None:
+    keys = detach_keys(req.detach_keys)
+    c = d.find(req.id)
     if c.state.status == "paused":
-        raise Conflict(f"container {job.args['id']} is paused, unpause the container before attach")
-    conn = job.stdout
-    assert conn is not None
-    await conn.start("application/vnd.docker.raw-stream" if c.tty else None)  # type: ignore[attr-defined]
-    want_stdout, want_stderr = job.args.get("want_stdout", True), job.args.get("want_stderr", True)
-    if job.args.get("logs"):
+        raise Conflict(f"container {req.id} is paused, unpause the container before attach")
+    conn = job.duplex
+    await conn.start("application/vnd.docker.raw-stream" if c.tty else None)
+    want_stdout, want_stderr = req.want_stdout, req.want_stderr
+    if req.logs:
         if not c.logs_kept:
             # dockerd writes the error into the stream it has already upgraded, and ends it
             text = b"Error attaching: configured logging driver does not support reading\n"
@@ -95,12 +103,12 @@ async def attach(d: Daemon, job: Job) -> None:
             return
         await _send_logs(c, conn, want_stdout, want_stderr)
     d.publish(c, "attach")
-    if not job.args.get("stream"):
+    if not req.stream:
         return
-    await _stream(d, c, job, conn, keys, Attacher(conn, c.tty, want_stdout, want_stderr))
+    await _stream(d, c, req, conn, keys, Attacher(conn, c.tty, want_stdout, want_stderr))
 
 
-async def _send_logs(c: Container, conn: Any, stdout: bool, stderr: bool) -> None:
+async def _send_logs(c: Container, conn: ByteSink, stdout: bool, stderr: bool) -> None:
     """The log so far: a frame per record (raw for a TTY), as ``GET /logs`` sends it."""
     blocks = read_log_stream(c.log_path, tty=c.tty, stdout=stdout, stderr=stderr)
     async with aclosing(blocks):
@@ -111,7 +119,9 @@ async def _send_logs(c: Container, conn: Any, stdout: bool, stderr: bool) -> Non
                 return  # the client left; the attach ends with the connection
 
 
-async def _stream(d: Daemon, c: Container, job: Job, conn: Any, keys: bytes, attacher: Attacher) -> None:
+async def _stream(
+    d: Daemon, c: Container, req: jobs.ContainerAttach, conn: Duplex, keys: bytes, attacher: Attacher
+) -> None:
     session = d.session(c.id)
     session.attachers.add(attacher)
     run_done = session.run_done
@@ -123,8 +133,8 @@ async def _stream(d: Daemon, c: Container, job: Job, conn: Any, keys: bytes, att
         asyncio.ensure_future(run_done.wait()),
     }
     stdin_task = None
-    if job.args.get("want_stdin") and c.config.get("OpenStdin"):
-        stdin_task = asyncio.ensure_future(pump_stdin(job.stdin, session.write_stdin, keys if c.tty else None))
+    if req.want_stdin and c.config.get("OpenStdin"):
+        stdin_task = asyncio.ensure_future(pump_stdin(conn, session.write_stdin, keys if c.tty else None))
         waits.add(stdin_task)
     try:
         while waits:
@@ -150,4 +160,3 @@ async def _stream(d: Daemon, c: Container, job: Job, conn: Any, keys: bytes, att
         session.attachers.discard(attacher)
 
 
-HANDLERS = {"container.attach": attach}

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from berth.builder.build import Build
@@ -30,15 +29,20 @@ from berth.builder.parser import parse as parse_dockerfile
 from berth.builder.request import BuildRequest
 from berth.builder.stage import StepError
 from berth.daemon.buildhost import DaemonHost, build_cache
+from berth.daemon.handlers import HandlerTable
 from berth.dockerignore import Matcher, read_patterns
 from berth.engine import Job
 from berth.errors import BerthError, InvalidParameter, NotFound
 from berth.graph import reference
+from berth.jobs import build as jobs
+from berth.jobs.results import JSONObject
 
 if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon
 
 log = logging.getLogger("berth.daemon")
+
+handlers = HandlerTable()
 T = TypeVar("T")
 MAX_DOCKERIGNORE = 1 << 20
 PIPE_BUFFER = 1 << 20
@@ -46,11 +50,11 @@ PIPE_BUFFER = 1 << 20
 
 async def _receive(d: Daemon, job: Job) -> BuildContext:
     """The context, indexed and hashed by a thread while the body is still arriving."""
-    assert job.stdin is not None
+    source = job.source
     chunks = ChunkQueue()
     loader = asyncio.ensure_future(asyncio.to_thread(BuildContext.load, chunks, d.cfg.data_root / "tmp"))  # type: ignore[arg-type]
     try:
-        while not loader.done() and (chunk := await job.stdin.read()):
+        while not loader.done() and (chunk := await source.read()):
             try:
                 chunks.put(chunk, block=False)
             except queue.Full:
@@ -93,10 +97,10 @@ def _prepare(ctx: BuildContext, request: BuildRequest) -> str:
     return text
 
 
-async def build_job(d: Daemon, job: Job) -> None:
-    request: BuildRequest = job.args["request"]
-    assert job.stdout is not None
-    out = Output(job.stdout, request.quiet)
+@handlers.on(jobs.ImageBuild)
+async def build_job(d: Daemon, req: jobs.ImageBuild, job: Job) -> None:
+    request = req.request
+    out = Output(job.sink, request.quiet)
     ctx = await _receive(d, job)
     build: Build | None = None
     try:
@@ -141,22 +145,16 @@ async def _abandon(d: Daemon, build: Build) -> None:
             log.warning("remove container %s of an abandoned build: %s", cid[:12], exc)
 
 
-async def step_job(d: Daemon, job: Job) -> Any:
-    work: Callable[[], Awaitable[Any]] = job.args["_work"]
-    return await work()
+@handlers.on(jobs.BuildStep)
+async def step_job(d: Daemon, req: jobs.BuildStep, job: Job) -> Any:
+    return await req._work()
 
 
-async def prune_job(d: Daemon, job: Job) -> dict[str, Any]:
+@handlers.on(jobs.BuildPrune)
+async def prune_job(d: Daemon, req: jobs.BuildPrune, job: Job) -> JSONObject:
     """``POST /build/prune``: forget cache entries (their images stay; ``image prune`` takes those)."""
     cache = build_cache(d)
     keys = await asyncio.to_thread(cache.keys)
     for key in keys:
         await asyncio.to_thread(cache.forget, key)
     return {"CachesDeleted": keys or None, "SpaceReclaimed": 0}
-
-
-HANDLERS = {
-    "image.build": build_job,
-    "build.step": step_job,
-    "build.prune": prune_job,
-}

@@ -167,7 +167,7 @@ class DaemonHost:
     async def commit(self, container_id: str, config: dict[str, Any], container_config: dict[str, Any],
                      created_by: str, author: str) -> str:
         result = await self.d.engine.job(
-            "image.commit", container=container_id, pause=False, config=config, container_config=container_config,
+            "image.commit", container=container_id, pause=False, image_config=config, container_config=container_config,
             created_by=created_by, author=author,
         )
         return str(result["Id"])

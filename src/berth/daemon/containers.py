@@ -23,12 +23,17 @@ from berth.daemon import (
 )
 from berth.daemon.failures import translate
 from berth.daemon.faults import crash_point
+from berth.daemon.handlers import HandlerTable
 from berth.daemon.names import random_name
 from berth.engine import Job
 from berth.errors import Conflict, InvalidParameter, NotFound
+from berth.jobs import containers as jobs
+from berth.jobs.results import Created, JSONList, JSONObject
 
 if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon
+
+handlers = HandlerTable()
 
 
 def _conflict(name: str, cid: str) -> Conflict:
@@ -63,12 +68,13 @@ def _check_links(d: Daemon, host: dict[str, Any]) -> None:
             raise InvalidParameter(f"could not get container for {target}: {exc}") from None
 
 
-async def create(d: Daemon, job: Job) -> dict[str, Any]:
-    body = job.args["config"]
+@handlers.on(jobs.ContainerCreate)
+async def create(d: Daemon, req: jobs.ContainerCreate, job: Job) -> Created:
+    body = req.config
     createconfig.validate(body)
     warnings = createchecks.verify(body)  # before the image: a 400 here must not start a pull
-    wanted = platforms.parse(job.args["platform"]) if job.args.get("platform") else None
-    name = createconfig.validate_name(job.args.get("name") or "")
+    wanted = platforms.parse(req.platform) if req.platform else None
+    name = createconfig.validate_name(req.name)
     image_id = await asyncio.to_thread(d.graph.resolve, body["Image"])
     image_config = (await asyncio.to_thread(d.graph.config, image_id)) or {}
     if wanted is not None and not platforms.matches(wanted, image_config):
@@ -82,7 +88,7 @@ async def create(d: Daemon, job: Job) -> dict[str, Any]:
     networks = netsettings.endpoint_configs(body, host, d.network.find)
     netsettings.check_create(d, body, config, host)
     plan = mountspec.plan(host.get("Binds"), host.get("Mounts"), config.get("Volumes"), host.get("Tmpfs"))
-    if any(m.subpath for m in plan) and tuple(job.args.get("api_version") or (1, 45)) < (1, 45):
+    if any(m.subpath for m in plan) and req.api_version < (1, 45):
         raise InvalidParameter("VolumeOptions.Subpath needs API v1.45 or newer")
     volumes.check_sources(plan)
     cid = secrets.token_hex(32)
@@ -183,10 +189,11 @@ def _name_pattern(value: str) -> re.Pattern[str]:
         raise InvalidParameter(f"invalid filter 'name={value}': error parsing regexp: {exc}") from None
 
 
-async def list_(d: Daemon, job: Job) -> list[dict[str, Any]]:
-    filters: dict[str, list[str]] = job.args.get("filters") or {}
-    limit = job.args.get("limit", -1) or -1
-    show_all = job.args.get("all") or limit > 0 or "status" in filters or "exited" in filters
+@handlers.on(jobs.ContainerList)
+async def list_(d: Daemon, req: jobs.ContainerList, job: Job) -> JSONList:
+    filters = req.filters
+    limit = req.limit or -1
+    show_all = req.all or limit > 0 or "status" in filters or "exited" in filters
     from berth.daemon.health import STATUSES
 
     for value in filters.get("health") or ():
@@ -202,7 +209,7 @@ async def list_(d: Daemon, job: Job) -> list[dict[str, Any]]:
         row = c.summary(c.image)
         row["Ports"] = netsettings.summary_ports(c, d.network)
         row["NetworkSettings"] = {"Networks": netsettings.networks_view(c, d.network)}
-        if job.args.get("size"):
+        if req.size:
             row["SizeRw"] = await asyncio.to_thread(d.graph.rw_size, c.id)
             row["SizeRootFs"] = row["SizeRw"] + (await asyncio.to_thread(d.graph.inspect, c.image_id)).get("Size", 0)
         out.append(row)
@@ -211,19 +218,21 @@ async def list_(d: Daemon, job: Job) -> list[dict[str, Any]]:
     return out
 
 
-async def inspect(d: Daemon, job: Job) -> dict[str, Any]:
-    c = d.find(job.args["id"])
+@handlers.on(jobs.ContainerInspect)
+async def inspect(d: Daemon, req: jobs.ContainerInspect, job: Job) -> JSONObject:
+    c = d.find(req.id)
     data = c.inspect()
     data["NetworkSettings"] = netsettings.network_settings(c, d.network)
     data["GraphDriver"]["Data"] = await asyncio.to_thread(d.graph.rw_metadata, c.id)
-    if job.args.get("size"):
+    if req.size:
         data["SizeRw"] = await asyncio.to_thread(d.graph.rw_size, c.id)
     return data
 
 
-async def rename(d: Daemon, job: Job) -> None:
-    c = d.find(job.args["id"])
-    new = job.args.get("name") or ""
+@handlers.on(jobs.ContainerRename)
+async def rename(d: Daemon, req: jobs.ContainerRename, job: Job) -> None:
+    c = d.find(req.id)
+    new = req.name
     if not new:
         raise InvalidParameter("Neither old nor new names may be empty")
     new = createconfig.validate_name(new)
@@ -308,21 +317,23 @@ async def remove_container(d: Daemon, c: Container, force: bool, remove_volumes:
             fut.set_result(c.state.exit_code)
 
 
-async def remove(d: Daemon, job: Job) -> None:
-    await remove_container(d, d.find(job.args["id"]), bool(job.args.get("force")), bool(job.args.get("volumes")))
+@handlers.on(jobs.ContainerRemove)
+async def remove(d: Daemon, req: jobs.ContainerRemove, job: Job) -> None:
+    await remove_container(d, d.find(req.id), req.force, req.volumes)
 
 
-async def wait(d: Daemon, job: Job) -> None:
+@handlers.on(jobs.ContainerWait)
+async def wait(d: Daemon, req: jobs.ContainerWait, job: Job) -> None:
     """Headers go out at once (the CLI starts the container only then); the body at the event."""
-    c = d.find(job.args["id"])
-    condition = job.args["condition"]
-    assert job.stdout is not None
+    c = d.find(req.id)
+    condition = req.condition
+    out = job.sink
     if condition == "not-running" and not c.state.running and c.state.status != "restarting":
-        await job.stdout.write(json.dumps({"Error": None, "StatusCode": c.state.exit_code}).encode() + b"\n")
+        await out.write(json.dumps({"Error": None, "StatusCode": c.state.exit_code}).encode() + b"\n")
         return
     fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     d.waiters.setdefault(c.id, []).append((condition, fut))
-    await job.stdout.write(b"")
+    await out.write(b"")
     try:
         code = await fut
     finally:
@@ -331,11 +342,12 @@ async def wait(d: Daemon, job: Job) -> None:
         entries = d.waiters.get(c.id)
         if entries is not None:
             d.waiters[c.id] = [(cond, f) for cond, f in entries if f is not fut]
-    await job.stdout.write(json.dumps({"Error": None, "StatusCode": code}).encode() + b"\n")
+    await out.write(json.dumps({"Error": None, "StatusCode": code}).encode() + b"\n")
 
 
-async def top(d: Daemon, job: Job) -> dict[str, Any]:
-    c = d.find(job.args["id"])
+@handlers.on(jobs.ContainerTop)
+async def top(d: Daemon, req: jobs.ContainerTop, job: Job) -> JSONObject:
+    c = d.find(req.id)
     if not c.state.running:
         raise Conflict(f"Container {c.id} is not running")
     pids = await d.driver.pids(c.id) if hasattr(d.driver, "pids") else [c.state.pid]
@@ -352,14 +364,4 @@ async def top(d: Daemon, job: Job) -> dict[str, Any]:
         rows.append([uid, str(pid), ppid, "0", "", "?", "00:00:00", cmd])
     return {"Titles": ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], "Processes": rows}
 
-
-HANDLERS = {
-    "container.create": create,
-    "container.list": list_,
-    "container.inspect": inspect,
-    "container.rename": rename,
-    "container.remove": remove,
-    "container.wait": wait,
-    "container.top": top,
-}
 

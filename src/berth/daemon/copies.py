@@ -31,19 +31,23 @@ from berth.container.files.pack import pack
 from berth.container.files.resolve import Resource, clean_path, open_resolved, resolve_resource, scoped_path
 from berth.container.files.unpack import UnpackOptions, unpack
 from berth.container.record import Container
+from berth.daemon.handlers import HandlerTable
 from berth.daemon.lifecycle import start_lock
 from berth.daemon.mountspec import oci_mounts
-from berth.engine import Job
+from berth.engine import ByteSource, Job
 from berth.errors import BerthError, InvalidParameter, NotFound, SystemFailure
+from berth.jobs import archive as jobs
+from berth.jobs.results import JSONObject
 
 if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon
 
 NETWORK_FILES = ("/etc/resolv.conf", "/etc/hostname", "/etc/hosts")
 
+handlers = HandlerTable()
 
-def _path_arg(job: Job) -> str:
-    path = job.args.get("path") or ""
+
+def _path_arg(path: str) -> str:
     if not path:
         raise InvalidParameter("bad parameter: pathcannot be empty")  # sic: dockerd's text
     return str(path)
@@ -101,22 +105,23 @@ def _stat(root_fd: int, path: str, ref: str) -> Resource:
         raise SystemFailure(f"lstat {path}: {(exc.strerror or str(exc)).lower()}") from exc
 
 
-async def stat_path(d: Daemon, job: Job) -> dict[str, Any]:
-    path = _path_arg(job)
-    c = d.find(job.args["id"])
+@handlers.on(jobs.ContainerArchiveStat)
+async def stat_path(d: Daemon, req: jobs.ContainerArchiveStat, job: Job) -> JSONObject:
+    path = _path_arg(req.path)
+    c = d.find(req.id)
     async with container_view(d, c) as root_fd:
-        res = await asyncio.to_thread(_stat, root_fd, path, job.args["id"])
+        res = await asyncio.to_thread(_stat, root_fd, path, req.id)
     return res.to_docker()
 
 
-async def archive(d: Daemon, job: Job) -> None:
+@handlers.on(jobs.ContainerArchiveGet)
+async def archive(d: Daemon, req: jobs.ContainerArchiveGet, job: Job) -> None:
     """GET: the path's stat in a header, then its tar, streamed as it is read."""
-    path = _path_arg(job)
-    c = d.find(job.args["id"])
-    out = job.stdout
-    assert out is not None
+    path = _path_arg(req.path)
+    c = d.find(req.id)
+    out = job.sink
     async with container_view(d, c) as root_fd:
-        res = await asyncio.to_thread(_stat, root_fd, path, job.args["id"])
+        res = await asyncio.to_thread(_stat, root_fd, path, req.id)
         chunks: Iterator[bytes] = pack(root_fd, res)
         first = True
         while True:
@@ -127,7 +132,7 @@ async def archive(d: Daemon, job: Job) -> None:
                     raise SystemFailure(f"archive {path}: {(exc.strerror or str(exc)).lower()}") from exc
                 raise  # the response has begun: the connection is cut, the tar is short
             if first:
-                await out.start("application/x-tar", {"X-Docker-Container-Path-Stat": encode_stat(res)})  # type: ignore[attr-defined]
+                await out.start("application/x-tar", {"X-Docker-Container-Path-Stat": encode_stat(res)})
                 first = False
             if chunk is None:
                 break
@@ -152,21 +157,21 @@ def _mount_of(c: Container, path: str) -> dict[str, Any] | None:
     return best
 
 
-async def extract(d: Daemon, job: Job) -> None:
+@handlers.on(jobs.ContainerArchivePut)
+async def extract(d: Daemon, req: jobs.ContainerArchivePut, job: Job) -> None:
     """PUT: extract the request's tar at a directory of the container."""
-    path = _path_arg(job)
-    c = d.find(job.args["id"])
-    source = job.stdin
-    assert source is not None
+    path = _path_arg(req.path)
+    c = d.find(req.id)
+    source = job.source
     async with container_view(d, c) as root_fd:
-        resolved = await asyncio.to_thread(_resolve_dest, root_fd, path, job.args["id"])
+        resolved = await asyncio.to_thread(_resolve_dest, root_fd, path, req.id)
         mount = _mount_of(c, resolved)
         if mount is not None and not mount.get("RW", True):
             raise SystemFailure("mounted volume is marked read-only")
         if mount is None and c.host_config.get("ReadonlyRootfs"):
             raise SystemFailure("container rootfs is marked read-only")
         chown = None
-        if job.args.get("copy_uid_gid") and c.config.get("User"):
+        if req.copy_uid_gid and c.config.get("User"):
             from berth.daemon.users import resolve_user
 
             try:
@@ -174,7 +179,7 @@ async def extract(d: Daemon, job: Job) -> None:
             except BerthError as exc:
                 raise SystemFailure(exc.message) from exc
             chown = (uid, gid)
-        options = UnpackOptions(bool(job.args.get("no_overwrite_dir_non_dir")), chown)
+        options = UnpackOptions(req.no_overwrite_dir_non_dir, chown)
         reader = BlockingBody(source, asyncio.get_running_loop())
         await asyncio.to_thread(unpack, root_fd, resolved, reader, options)
     d.publish(c, "extract-to-dir")
@@ -204,7 +209,7 @@ def _resolve_dest(root_fd: int, path: str, ref: str) -> str:
 class BlockingBody:
     """A blocking ``read()`` over a job's async stdin, for the worker thread that unpacks."""
 
-    def __init__(self, source: Any, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, source: ByteSource, loop: asyncio.AbstractEventLoop) -> None:
         self.source, self.loop = source, loop
         self.eof = False
 
@@ -215,10 +220,3 @@ class BlockingBody:
         if not chunk:
             self.eof = True
         return chunk
-
-
-HANDLERS = {
-    "container.archive.stat": stat_path,
-    "container.archive.get": archive,
-    "container.archive.put": extract,
-}

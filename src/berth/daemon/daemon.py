@@ -207,17 +207,21 @@ class Daemon:
 
         for module in (containers, lifecycle, attach, streams, stats, execs, images, registry, archives, copies,
                        volumes, system, update, networks, swarm, build):
-            for name, fn in module.HANDLERS.items():
+            table = getattr(module, "handlers", None)
+            if table is not None:
+                for kind, handler in table.items():
+                    self.engine.handle(kind, self._translating(kind.JOB, functools.partial(handler, self)))
+            for name, fn in getattr(module, "HANDLERS", {}).items():  # handlers of the older style
                 self.engine.register(name, self._translating(name, functools.partial(fn, self)))
 
-    def _translating(self, name: str, fn: Callable[[Job], Awaitable[Any]]) -> Callable[[Job], Awaitable[Any]]:
+    def _translating(self, name: str, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         """The one boundary where a handler's raw OSError or sqlite3.Error becomes a berth
         error with Docker's kind of text (``write .../berth.db: no space left on device``)."""
         db = self.cfg.data_root / "berth.db"
 
-        async def run(job: Job) -> Any:
+        async def run(*args: Any) -> Any:
             try:
-                return await fn(job)
+                return await fn(*args)
             except ConnectionError:
                 raise  # a client that went away: the server knows what to do
             except (OSError, sqlite3.Error) as exc:

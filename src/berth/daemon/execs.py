@@ -23,14 +23,19 @@ from typing import TYPE_CHECKING, Any
 from berth.container.escape import DEFAULT_DETACH_KEYS
 from berth.daemon.attach import StdinEnd, detach_keys, pump_stdin
 from berth.daemon.createconfig import merge_env
+from berth.daemon.handlers import HandlerTable
 from berth.daemon.live import frame
 from berth.daemon.users import resolve_user
 from berth.drivers.exec.spec import exec_process_spec
-from berth.engine import Job
+from berth.engine import ByteSink, Duplex, Job
 from berth.errors import Conflict, ContainerStartError, InvalidParameter, NotFound
+from berth.jobs import execs as jobs
+from berth.jobs.results import IdOnly, JSONObject
 
 if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon
+
+handlers = HandlerTable()
 
 
 @dataclass
@@ -78,9 +83,10 @@ def _running_container(d: Daemon, ref: str) -> Any:
     return c
 
 
-async def create(d: Daemon, job: Job) -> dict[str, str]:
-    c = _running_container(d, job.args["id"])
-    config = job.args["config"]
+@handlers.on(jobs.ExecCreate)
+async def create(d: Daemon, req: jobs.ExecCreate, job: Job) -> IdOnly:
+    c = _running_container(d, req.id)
+    config = req.config
     cmd = config.get("Cmd")
     if isinstance(cmd, str):
         cmd = [cmd]
@@ -145,38 +151,37 @@ def _container_process(c: Any) -> dict[str, Any]:
     return process
 
 
-async def start(d: Daemon, job: Job) -> None:
-    ex = _find(d, job.args["id"])
+@handlers.on(jobs.ExecStart)
+async def start(d: Daemon, req: jobs.ExecStart, job: Job) -> None:
+    ex = _find(d, req.id)
     if ex.started:
         raise Conflict(f"Exec command {ex.id} is already running" if ex.running else f"Exec command {ex.id} has already run")
     c = _running_container(d, ex.container_id)
     ex.started = True
     # The start request's Tty, not the exec's, says how the stream is framed (dockerd: frames
     # whenever it is false, which docker-py relies on); a raw stream has no room for stderr.
-    raw = bool(job.args.get("tty"))
-    out = job.stdout
-    detach = bool(job.args.get("detach")) or out is None
-    if not detach:
+    raw = req.tty
+    conn = None if req.detach or job.stdout is None else job.duplex
+    if conn is not None:
         # The 101 goes out before the process exists, as with dockerd: clients that read the
         # response headers through a buffered reader (docker-py) would otherwise swallow the
         # first output frame together with the headers.
-        await out.start()  # type: ignore[union-attr]
+        await conn.start()
     try:
         process = await _process(d, c, ex.config)
         handle = await d.session(c.id).handle.exec(process, open_stdin=bool(ex.config.get("AttachStdin")))
     except ContainerStartError as exc:
         ex.exit_code = 126
         ex.done.set()
-        if out is not None:
-            await out.write(exc.message.encode() + b"\r\n" if raw else frame(1, exc.message.encode() + b"\r\n"))
+        if conn is not None:
+            await conn.write(exc.message.encode() + b"\r\n" if raw else frame(1, exc.message.encode() + b"\r\n"))
         return
     ex.handle, ex.pid, ex.running = handle, handle.pid, True
     d.publish(c, "exec_start: " + " ".join(ex.config["Cmd"]), {"execID": ex.id})
-    if detach:
+    if conn is None:
         d.spawn(_finish(d, ex, handle), f"exec {ex.id[:12]}")
         return
-    assert out is not None
-    end = await _attached(ex, job, handle, raw)
+    end = await _attached(ex, conn, handle, raw)
     if end is None:
         await _finish(d, ex, handle)
         return
@@ -186,7 +191,7 @@ async def start(d: Daemon, job: Job) -> None:
     d.spawn(_finish(d, ex, handle), f"exec {ex.id[:12]}")
 
 
-async def _attached(ex: ExecInstance, job: Job, handle: Any, raw: bool) -> StdinEnd | None:
+async def _attached(ex: ExecInstance, conn: Duplex, handle: Any, raw: bool) -> StdinEnd | None:
     """Stream until the process's output ends (None) or the client leaves it running (why).
 
     Stdin as dockerd's exec attach: on a TTY through the escape proxy, and the client's EOF
@@ -196,12 +201,12 @@ async def _attached(ex: ExecInstance, job: Job, handle: Any, raw: bool) -> Stdin
     tty = bool(ex.config.get("Tty"))
     want = {1: ex.config.get("AttachStdout", True), 2: ex.config.get("AttachStderr", True) and not raw}
     output = handle.output()
-    out_task = asyncio.ensure_future(_copy_output(output, job.stdout, raw, want))
+    out_task = asyncio.ensure_future(_copy_output(output, conn, raw, want))
     waits: set[asyncio.Future[Any]] = {out_task}
     stdin_task = None
-    if ex.config.get("AttachStdin") and job.stdin is not None:
+    if ex.config.get("AttachStdin"):
         keys = (ex.detach_keys or DEFAULT_DETACH_KEYS) if tty else None
-        stdin_task = asyncio.ensure_future(pump_stdin(job.stdin, handle.write_stdin, keys))
+        stdin_task = asyncio.ensure_future(pump_stdin(conn, handle.write_stdin, keys))
         waits.add(stdin_task)
     try:
         while True:
@@ -223,7 +228,7 @@ async def _attached(ex: ExecInstance, job: Job, handle: Any, raw: bool) -> Stdin
         output.close()
 
 
-async def _copy_output(output: Any, out: Any, raw: bool, want: dict[int, bool]) -> None:
+async def _copy_output(output: Any, out: ByteSink, raw: bool, want: dict[int, bool]) -> None:
     async for stream, data in output:
         if want.get(stream, True):
             try:
@@ -241,15 +246,16 @@ async def _finish(d: Daemon, ex: ExecInstance, handle: Any) -> None:
         d.publish(c, "exec_die", {"execID": ex.id, "exitCode": str(ex.exit_code)})
 
 
-async def inspect(d: Daemon, job: Job) -> dict[str, Any]:
-    return _find(d, job.args["id"]).inspect()
+@handlers.on(jobs.ExecInspect)
+async def inspect(d: Daemon, req: jobs.ExecInspect, job: Job) -> JSONObject:
+    return _find(d, req.id).inspect()
 
 
-async def resize(d: Daemon, job: Job) -> None:
-    ex = _find(d, job.args["id"])
+@handlers.on(jobs.ExecResize)
+async def resize(d: Daemon, req: jobs.ExecResize, job: Job) -> None:
+    ex = _find(d, req.id)
     if ex.handle is None or not ex.running:
         raise Conflict(f"Exec {ex.id} is not running")
-    await ex.handle.resize(job.args["h"], job.args["w"])
+    await ex.handle.resize(req.h, req.w)
 
 
-HANDLERS = {"exec.create": create, "exec.start": start, "exec.inspect": inspect, "exec.resize": resize}

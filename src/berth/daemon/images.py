@@ -11,47 +11,52 @@ import asyncio
 import json
 import os
 import tempfile
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
+from berth.daemon.handlers import HandlerTable
 from berth.engine import Job
 from berth.errors import Conflict
+from berth.jobs import images as jobs
+from berth.jobs.results import JSONList, JSONObject
 
 if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon
 
+handlers = HandlerTable()
 
-async def import_(d: Daemon, job: Job) -> None:
-    assert job.stdin is not None and job.stdout is not None
+
+@handlers.on(jobs.ImageImport)
+async def import_(d: Daemon, req: jobs.ImageImport, job: Job) -> None:
+    source, out = job.source, job.sink
     fd, path = tempfile.mkstemp(prefix="import-", suffix=".tar", dir=d.cfg.data_root / "tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             while True:
-                chunk = await job.stdin.read()
+                chunk = await source.read()
                 if not chunk:
                     break
-                f.write(chunk)
-        image_id = await asyncio.to_thread(
-            d.graph.import_tar, path, job.args.get("repo") or None, list(job.args.get("changes") or []),
-            job.args.get("message") or "",
-        )
+                await asyncio.to_thread(f.write, chunk)
+        image_id = await asyncio.to_thread(d.graph.import_tar, path, req.repo or None, list(req.changes), req.message)
     finally:
         os.unlink(path)
     d.engine.events.publish("image", "import", image_id, {"name": image_id})
-    if job.args.get("repo"):
-        d.engine.events.publish("image", "tag", image_id, {"name": job.args["repo"]})
-    await job.stdout.write(json.dumps({"status": image_id}).encode() + b"\r\n")
+    if req.repo:
+        d.engine.events.publish("image", "tag", image_id, {"name": req.repo})
+    await out.write(json.dumps({"status": image_id}).encode() + b"\r\n")
 
 
-def _users(d: Daemon):  # type: ignore[no-untyped-def]
+def _users(d: Daemon) -> Callable[[str], list[str]]:
     def users(image_id: str) -> list[str]:
         return [c.id for c in d.containers.values() if c.image_id == image_id]
 
     return users
 
 
-async def list_(d: Daemon, job: Job) -> list[dict[str, Any]]:
-    images = await asyncio.to_thread(d.graph.list, bool(job.args.get("all")), job.args.get("filters") or {})
-    version = job.args.get("api_version") or (1, 45)
+@handlers.on(jobs.ImageList)
+async def list_(d: Daemon, req: jobs.ImageList, job: Job) -> JSONList:
+    images: JSONList = await asyncio.to_thread(d.graph.list, req.all, req.filters)
+    version = req.api_version
     counts: dict[str, int] = {}
     for c in d.containers.values():
         counts[c.image_id] = counts.get(c.image_id, 0) + 1
@@ -67,9 +72,10 @@ async def list_(d: Daemon, job: Job) -> list[dict[str, Any]]:
     return images
 
 
-async def inspect(d: Daemon, job: Job) -> dict[str, Any]:
-    data = await asyncio.to_thread(d.graph.inspect, job.args["name"])
-    version = job.args.get("api_version") or (1, 45)
+@handlers.on(jobs.ImageInspect)
+async def inspect(d: Daemon, req: jobs.ImageInspect, job: Job) -> JSONObject:
+    data: JSONObject = await asyncio.to_thread(d.graph.inspect, req.name)
+    version = req.api_version
     if version >= (1, 44):
         data.pop("VirtualSize", None)
     if version >= (1, 45):
@@ -78,41 +84,35 @@ async def inspect(d: Daemon, job: Job) -> dict[str, Any]:
     return data
 
 
-async def history(d: Daemon, job: Job) -> list[dict[str, Any]]:
-    return await asyncio.to_thread(d.graph.history, job.args["name"])
+@handlers.on(jobs.ImageHistory)
+async def history(d: Daemon, req: jobs.ImageHistory, job: Job) -> JSONList:
+    result: JSONList = await asyncio.to_thread(d.graph.history, req.name)
+    return result
 
 
-async def tag(d: Daemon, job: Job) -> None:
-    await asyncio.to_thread(d.graph.tag, job.args["name"], job.args["repo"], job.args.get("tag") or "")
-    image_id = await asyncio.to_thread(d.graph.resolve, job.args["name"])
-    repo = job.args["repo"] + ":" + (job.args.get("tag") or "latest")
+@handlers.on(jobs.ImageTag)
+async def tag(d: Daemon, req: jobs.ImageTag, job: Job) -> None:
+    await asyncio.to_thread(d.graph.tag, req.name, req.repo, req.tag)
+    image_id = await asyncio.to_thread(d.graph.resolve, req.name)
+    repo = req.repo + ":" + (req.tag or "latest")
     d.engine.events.publish("image", "tag", image_id, {"name": repo})
 
 
-async def remove(d: Daemon, job: Job) -> list[dict[str, str]]:
-    if job.args.get("force"):
+@handlers.on(jobs.ImageRemove)
+async def remove(d: Daemon, req: jobs.ImageRemove, job: Job) -> list[dict[str, str]]:
+    if req.force:
         # Docker refuses even -f while a *running* container uses the image.
-        image_id = await asyncio.to_thread(d.graph.resolve, job.args["name"])
+        image_id = await asyncio.to_thread(d.graph.resolve, req.name)
         for c in d.containers.values():
             if c.image_id == image_id and c.state.running:
                 raise Conflict(
                     f"conflict: unable to delete {image_id.removeprefix('sha256:')[:12]} (cannot be forced) - "
                     f"image is being used by running container {c.id[:12]}"
                 )
-    result = await asyncio.to_thread(
-        d.graph.remove, job.args["name"], bool(job.args.get("force")), bool(job.args.get("noprune")), _users(d)
-    )
+    result: list[dict[str, str]] = await asyncio.to_thread(d.graph.remove, req.name, req.force, req.noprune, _users(d))
     for item in result:
         for action, ident in item.items():
             d.engine.events.publish("image", action.lower().replace("untagged", "untag").replace("deleted", "delete"), ident, {"name": ident})
-    return result  # type: ignore[no-any-return]
+    return result
 
 
-HANDLERS = {
-    "image.import": import_,
-    "image.list": list_,
-    "image.inspect": inspect,
-    "image.history": history,
-    "image.tag": tag,
-    "image.remove": remove,
-}

@@ -29,6 +29,7 @@ from berth.container.record import Container
 from berth.daemon import health, netsettings, restarts
 from berth.daemon.devices import apply as apply_devices
 from berth.daemon.faults import crash_point
+from berth.daemon.handlers import HandlerTable
 from berth.daemon.users import resolve_user
 from berth.daemon.volumes import make_bind_sources, subpath_sources
 from berth.engine import Job
@@ -41,11 +42,13 @@ from berth.errors import (
     NotModified,
     SystemFailure,
 )
+from berth.jobs import containers as jobs
 
 if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon
 
 log = logging.getLogger("berth.daemon")
+handlers = HandlerTable()
 KILL_SETTLE_TIMEOUT = 10.0  # seconds a SIGKILL waits for the exit to be settled
 START_EXIT_TIMEOUT = 10.0  # seconds to wait for the exit of an init whose exec failed
 
@@ -344,22 +347,25 @@ async def _settle_vanished(d: Daemon, c: Container) -> None:
         await settle_exit(d, c, result)
 
 
-async def start(d: Daemon, job: Job) -> None:
-    c = d.find(job.args["id"])
+@handlers.on(jobs.ContainerStart)
+async def start(d: Daemon, req: jobs.ContainerStart, job: Job) -> None:
+    c = d.find(req.id)
     if c.state.status == "restarting":
         raise NotModified("container already started")  # dockerd: a restarting container runs
     restarts.fresh_start(d, c)
     await start_container(d, c)
 
 
-async def stop(d: Daemon, job: Job) -> None:
-    await stop_container(d, d.find(job.args["id"]), job.args.get("timeout"), job.args.get("signal", ""))
+@handlers.on(jobs.ContainerStop)
+async def stop(d: Daemon, req: jobs.ContainerStop, job: Job) -> None:
+    await stop_container(d, d.find(req.id), req.timeout, req.signal)
 
 
-async def restart(d: Daemon, job: Job) -> None:
-    c = d.find(job.args["id"])
+@handlers.on(jobs.ContainerRestart)
+async def restart(d: Daemon, req: jobs.ContainerRestart, job: Job) -> None:
+    c = d.find(req.id)
     try:
-        await stop_container(d, c, job.args.get("timeout"), job.args.get("signal", ""))
+        await stop_container(d, c, req.timeout, req.signal)
     except NotModified:
         pass
     restarts.fresh_start(d, c)
@@ -367,15 +373,16 @@ async def restart(d: Daemon, job: Job) -> None:
     d.publish(c, "restart")
 
 
-async def kill(d: Daemon, job: Job) -> None:
-    c = d.find(job.args["id"])
-    sig = parse_signal(job.args.get("signal", ""))
+@handlers.on(jobs.ContainerKill)
+async def kill(d: Daemon, req: jobs.ContainerKill, job: Job) -> None:
+    c = d.find(req.id)
+    sig = parse_signal(req.signal)
     session = d.session(c.id)
     if c.state.status == "restarting":
         restarts.stay_down(d, c)  # dockerd: killing a restarting container cancels its restart
         return
     if not c.state.running or session.handle is None:
-        raise Conflict(f"Cannot kill container: {job.args['id']}: Container {c.id} is not running")
+        raise Conflict(f"Cannot kill container: {req.id}: Container {c.id} is not running")
     done = session.run_done
     # SIGKILL or the stop signal (any signal when the container names none) keeps a restart
     # policy from restarting it, as dockerd's ExitOnNext; any kill counts as a stop by hand
@@ -395,8 +402,9 @@ async def kill(d: Daemon, job: Job) -> None:
             log.warning("kill container %s: no exit within %g s of SIGKILL", c.id[:12], KILL_SETTLE_TIMEOUT)
 
 
-async def pause(d: Daemon, job: Job) -> None:
-    c = d.find(job.args["id"])
+@handlers.on(jobs.ContainerPause)
+async def pause(d: Daemon, req: jobs.ContainerPause, job: Job) -> None:
+    c = d.find(req.id)
     if c.state.status == "paused":
         raise Conflict(f"Container {c.id} is already paused")
     if c.state.status != "running":
@@ -407,8 +415,9 @@ async def pause(d: Daemon, job: Job) -> None:
     d.publish(c, "pause")
 
 
-async def unpause(d: Daemon, job: Job) -> None:
-    c = d.find(job.args["id"])
+@handlers.on(jobs.ContainerUnpause)
+async def unpause(d: Daemon, req: jobs.ContainerUnpause, job: Job) -> None:
+    c = d.find(req.id)
     if c.state.status != "paused":
         raise Conflict(f"Container {c.id} is not paused")
     await d.session(c.id).handle.resume()
@@ -417,21 +426,13 @@ async def unpause(d: Daemon, job: Job) -> None:
     d.publish(c, "unpause")
 
 
-async def resize(d: Daemon, job: Job) -> None:
-    c = d.find(job.args["id"])
+@handlers.on(jobs.ContainerResize)
+async def resize(d: Daemon, req: jobs.ContainerResize, job: Job) -> None:
+    c = d.find(req.id)
     session = d.sessions.get(c.id)
     handle = session.handle if session is not None else None
     if handle is None:
         raise Conflict(f"Container {c.id} is not running")
-    await handle.resize(job.args["h"], job.args["w"])
+    await handle.resize(req.h, req.w)
 
 
-HANDLERS = {
-    "container.start": start,
-    "container.stop": stop,
-    "container.restart": restart,
-    "container.kill": kill,
-    "container.pause": pause,
-    "container.unpause": unpause,
-    "container.resize": resize,
-}

@@ -50,6 +50,7 @@ def lock_data_root(cfg: DaemonConfig) -> int:
 
 async def run(cfg: DaemonConfig) -> None:
     from berth.daemon.daemon import Daemon
+    from berth.jobs.system import ServeAPI
 
     daemon = Daemon(cfg)
     await daemon.startup()
@@ -58,7 +59,7 @@ async def run(cfg: DaemonConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     ready = asyncio.Event()
-    server = asyncio.ensure_future(daemon.engine.job("serveapi", stop=stop, ready=ready))
+    server = asyncio.ensure_future(daemon.engine.job(ServeAPI(stop=stop, ready=ready)))
     waiter = asyncio.ensure_future(ready.wait())
     await asyncio.wait([server, waiter], return_when=asyncio.FIRST_COMPLETED)
     if server.done():

@@ -11,10 +11,13 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from berth.daemon.faults import crash_point
+from berth.daemon.handlers import HandlerTable
 from berth.drivers.network.config import EndpointRequest
 from berth.drivers.network.model import Network
 from berth.engine import Job
 from berth.errors import Conflict, Forbidden, InvalidParameter, NotFound, Unavailable, Unimplemented
+from berth.jobs import networks as jobs
+from berth.jobs.results import JSONList, JSONObject
 
 if TYPE_CHECKING:
     from berth.container.record import Container
@@ -27,6 +30,8 @@ NOT_A_MANAGER = (
     "this node to swarm and try again."
 )
 _TRUE, _FALSE = ("true", "1"), ("false", "0")
+
+handlers = HandlerTable()
 
 
 def network_of(c: Container) -> str:
@@ -129,15 +134,17 @@ def _filter(d: Daemon, nets: list[Network], filters: dict[str, list[str]]) -> li
     return out
 
 
-async def list_(d: Daemon, job: Job) -> list[dict[str, Any]]:
-    nets = _filter(d, list(d.network.networks.values()), job.args.get("filters") or {})
+@handlers.on(jobs.NetworkList)
+async def list_(d: Daemon, req: jobs.NetworkList, job: Job) -> JSONList:
+    nets = _filter(d, list(d.network.networks.values()), req.filters)
     return [view(d, n, containers=False) for n in nets]
 
 
-async def inspect(d: Daemon, job: Job) -> dict[str, Any]:
-    ref = job.args["id"]
+@handlers.on(jobs.NetworkInspect)
+async def inspect(d: Daemon, req: jobs.NetworkInspect, job: Job) -> JSONObject:
+    ref = req.id
     n = d.network.find(ref)
-    scope = job.args.get("scope") or ""
+    scope = req.scope
     if scope and scope != "local":
         raise NotFound(f"network {ref} not found")
     return view(d, n, containers=True)
@@ -147,8 +154,9 @@ def _publish(d: Daemon, net: Network, action: str, extra: dict[str, str] | None 
     d.engine.events.publish("network", action, net.id, {"name": net.name, "type": net.driver, **(extra or {})})
 
 
-async def create(d: Daemon, job: Job) -> dict[str, Any]:
-    body = job.args["body"]
+@handlers.on(jobs.NetworkCreate)
+async def create(d: Daemon, req: jobs.NetworkCreate, job: Job) -> JSONObject:
+    body = req.body
     name = body.get("Name")
     if not isinstance(name, str):
         raise InvalidParameter("json: cannot unmarshal into Go struct field NetworkCreateRequest.Name of type string")
@@ -184,8 +192,9 @@ async def create(d: Daemon, job: Job) -> dict[str, Any]:
     return {"Id": net.id, "Warning": ""}
 
 
-async def remove(d: Daemon, job: Job) -> None:
-    n = d.network.find(job.args["id"])
+@handlers.on(jobs.NetworkRemove)
+async def remove(d: Daemon, req: jobs.NetworkRemove, job: Job) -> None:
+    n = d.network.find(req.id)
     if n.name in PREDEFINED:
         raise Forbidden(f"{n.name} is a pre-defined network and cannot be removed")
     if d.network.endpoints_of(n.id):
@@ -194,8 +203,9 @@ async def remove(d: Daemon, job: Job) -> None:
     _publish(d, n, "destroy")
 
 
-async def prune(d: Daemon, job: Job) -> dict[str, Any]:
-    filters: dict[str, list[str]] = job.args.get("filters") or {}
+@handlers.on(jobs.NetworkPrune)
+async def prune(d: Daemon, req: jobs.NetworkPrune, job: Job) -> JSONObject:
+    filters = req.filters
     for key in filters:
         if key not in ("label", "label!", "until"):
             raise InvalidParameter(f"Invalid filter '{key}'")
@@ -239,11 +249,12 @@ def _endpoint_settings(cfg: dict[str, Any], net: Network) -> dict[str, Any]:
     }  # fmt: skip
 
 
-async def connect(d: Daemon, job: Job) -> None:
-    body = job.args.get("body") or {}
+@handlers.on(jobs.NetworkConnect)
+async def connect(d: Daemon, req: jobs.NetworkConnect, job: Job) -> None:
+    body = req.body
     c = d.find(body.get("Container") or "")
-    net = d.network.find(job.args["id"])
-    if not job.args["connect"]:
+    net = d.network.find(req.id)
+    if not req.connect:
         await _disconnect(d, c, net, bool(body.get("Force")))
         return
     _check_mode(network_of(c), net)
@@ -290,13 +301,3 @@ async def _disconnect(d: Daemon, c: Container, net: Network, force: bool) -> Non
     del c.networks[net.name]
     d.save(c)
     _publish(d, net, "disconnect", {"container": c.id})
-
-
-HANDLERS = {
-    "network.list": list_,
-    "network.inspect": inspect,
-    "network.create": create,
-    "network.remove": remove,
-    "network.prune": prune,
-    "network.connect": connect,
-}

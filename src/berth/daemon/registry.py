@@ -16,14 +16,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from berth.daemon.handlers import HandlerTable
 from berth.engine import Job
 from berth.errors import BerthError, InvalidParameter, NotFound, Unauthorized
 from berth.graph import reference
-from berth.registry.auth import Credentials
+from berth.jobs import images, system
+from berth.jobs.results import AuthResult, JSONList
 from berth.registry.client import RegistryClient, RegistryFailure, unauthorized_pull
 from berth.registry.digest import Digest
 from berth.registry.endpoint import DOCKER_HUB, Endpoints
-from berth.registry.progress import Progress, message
+from berth.registry.progress import Progress
 from berth.registry.pull import Platform, pull
 
 if TYPE_CHECKING:
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
 
 PARTIAL_DIR = "pull-partial"
 PARTIAL_MAX_AGE = 7 * 24 * 3600
+
+handlers = HandlerTable()
 
 
 class GraphPullStore:
@@ -100,15 +104,16 @@ def prune_partials(data_root: Path) -> None:
             os.unlink(entry.path)
 
 
-async def pull_job(d: Daemon, job: Job) -> None:
+@handlers.on(images.ImagePull)
+async def pull_job(d: Daemon, req: images.ImagePull, job: Job) -> None:
     """fromImage=NAME&tag=TAG|DIGEST: the Docker JSON progress stream on stdout."""
-    name, tag = job.args["image"], job.args.get("tag") or ""
+    name, tag = req.image, req.tag
     ref = reference.parse(name if not tag else (f"{name}@{tag}" if ":" in tag else f"{name}:{tag}"))
     if not ref.tag and not ref.digest:
         ref = ref.with_default_tag()
-    creds: Credentials = job.args.get("auth") or Credentials()
-    platform = Platform.parse(job.args.get("platform") or "")
-    progress = Progress(job.stdout)
+    creds = req.auth
+    platform = Platform.parse(req.platform)
+    progress = Progress(job.sink)
     shown = ref.string() if ref.domain != DOCKER_HUB else ref.familiar()
     try:
         async with RegistryClient.open(endpoints(d), ref.domain, creds) as client:
@@ -139,14 +144,15 @@ def _pull_error(exc: RegistryFailure, ref: reference.Reference, shown: str) -> B
     return exc
 
 
-async def push_job(d: Daemon, job: Job) -> None:
+@handlers.on(images.ImagePush)
+async def push_job(d: Daemon, req: images.ImagePush, job: Job) -> None:
     """POST /images/NAME/push?tag=TAG: every tag of NAME when TAG is empty."""
-    name, tag = job.args["name"], job.args.get("tag") or ""
+    name, tag = req.name, req.tag
     ref = reference.parse(name)
     if ref.tag and tag:
         raise InvalidParameter(f"push {name}: a tag in the name and the tag parameter")
     tag = tag or ref.tag
-    creds: Credentials = job.args.get("auth") or Credentials()
+    creds = req.auth
     tags = [tag] if tag else await asyncio.to_thread(_tags_of, d, ref.name)
     if not tags:
         raise NotFound(f"An image does not exist locally with the tag: {ref.familiar_name()}")
@@ -158,7 +164,7 @@ async def push_job(d: Daemon, job: Job) -> None:
             raise NotFound(f"An image does not exist locally with the tag: {ref.familiar_name()}") from None
     from berth.registry.push import push
 
-    progress = Progress(job.stdout)
+    progress = Progress(job.sink)
     progress.status(f"The push refers to repository [{ref.name if ref.domain != DOCKER_HUB else 'docker.io/' + ref.path}]")
     try:
         async with RegistryClient.open(endpoints(d), ref.domain, creds) as client:
@@ -187,9 +193,10 @@ def _tags_of(d: Daemon, name: str) -> list[str]:
     return sorted(d.graph.db.tags_in_repository(name))
 
 
-async def search_job(d: Daemon, job: Job) -> list[dict[str, Any]]:
-    term: str = job.args["term"]
-    limit: int = job.args.get("limit") or 25
+@handlers.on(images.ImageSearch)
+async def search_job(d: Daemon, req: images.ImageSearch, job: Job) -> JSONList:
+    term = req.term
+    limit = req.limit
     if not 1 <= limit <= 100:
         raise InvalidParameter(f"invalid limit {limit}: must be between 1 and 100")
     domain, _, rest = term.partition("/")
@@ -197,8 +204,7 @@ async def search_job(d: Daemon, job: Job) -> list[dict[str, Any]]:
         registry, query = domain, rest
     else:
         registry, query = DOCKER_HUB, term
-    creds: Credentials = job.args.get("auth") or Credentials()
-    async with RegistryClient.open(endpoints(d), registry, creds) as client:
+    async with RegistryClient.open(endpoints(d), registry, req.auth) as client:
         try:
             doc = await client.search(query, limit)
         except RegistryFailure as exc:
@@ -206,7 +212,7 @@ async def search_job(d: Daemon, job: Job) -> list[dict[str, Any]]:
                 raise NotFound(f"registry {registry} does not offer the v1 search API (GET /v1/search answered 404)") from None
             raise
     results = [r for r in doc.get("results") or [] if isinstance(r, dict)]
-    filters = job.args.get("filters") or {}
+    filters = req.filters
     out = []
     for r in results:
         item = {"star_count": int(r.get("star_count") or 0), "is_official": bool(r.get("is_official")),
@@ -237,10 +243,11 @@ def _search_match(item: dict[str, Any], filters: dict[str, list[str]]) -> bool:
     return True
 
 
-async def auth_job(d: Daemon, job: Job) -> dict[str, str]:
+@handlers.on(system.SystemAuth)
+async def auth_job(d: Daemon, req: system.SystemAuth, job: Job) -> AuthResult:
     """POST /auth: check the credentials against the registry's /v2/ (and its token realm)."""
-    creds: Credentials = job.args["auth"]
-    server = (job.args.get("server") or "").removeprefix("https://").removeprefix("http://").rstrip("/")
+    creds = req.auth
+    server = req.server.removeprefix("https://").removeprefix("http://").rstrip("/")
     if not server or server in ("index.docker.io/v1", "index.docker.io", "registry-1.docker.io"):
         server = DOCKER_HUB
     if creds.empty:
@@ -261,11 +268,3 @@ def stream_error(exc: BerthError) -> bytes:
     return error_message(exc.message)
 
 
-HANDLERS = {
-    "image.pull": pull_job,
-    "image.push": push_job,
-    "image.search": search_job,
-    "system.auth": auth_job,
-}
-
-__all__ = ["HANDLERS", "message", "prune_partials", "stream_error"]

@@ -15,11 +15,15 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from berth.container.record import now_rfc3339
+from berth.daemon.handlers import HandlerTable
 from berth.daemon.system import host_memory
 from berth.engine import Job
+from berth.jobs import containers as jobs
 
 if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon
+
+handlers = HandlerTable()
 
 ZERO = "0001-01-01T00:00:00Z"
 NS_PER_TICK = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
@@ -107,23 +111,22 @@ def _read(path: str) -> str:
         return f.read()
 
 
-async def container_stats(d: Daemon, job: Job) -> None:
-    c = d.find(job.args["id"])
-    out = job.stdout
-    assert out is not None
+@handlers.on(jobs.ContainerStats)
+async def container_stats(d: Daemon, req: jobs.ContainerStats, job: Job) -> None:
+    c = d.find(req.id)
+    out = job.sink
     if not c.state.running:
         # dockerd answers a stopped container with one zeroed document
         await out.write(json.dumps(document(c, sample(None, ""), None)).encode() + b"\n")
         return
-    before = None if job.args.get("one_shot") else await _sample(d, c.id)
-    if not job.args.get("stream") and before is not None:
+    before = None if req.one_shot else await _sample(d, c.id)
+    if not req.stream and before is not None:
         await asyncio.sleep(1.0)
     now = await _sample(d, c.id)
     await out.write(json.dumps(document(c, now, before)).encode() + b"\n")
-    while job.args.get("stream") and c.state.running:
+    while req.stream and c.state.running:
         await asyncio.sleep(1.0)
         before, now = now, await _sample(d, c.id)
         await out.write(json.dumps(document(c, now, before)).encode() + b"\n")
 
 
-HANDLERS = {"container.stats": container_stats}

@@ -13,11 +13,15 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
 from berth.container.logreader import read_log_stream
+from berth.daemon.handlers import HandlerTable
 from berth.engine import Job
 from berth.errors import InvalidParameter, Unimplemented
+from berth.jobs import containers as jobs
 
 if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon
+
+handlers = HandlerTable()
 
 
 def _seconds(text: str, field: str) -> Decimal | None:
@@ -31,13 +35,13 @@ def _seconds(text: str, field: str) -> Decimal | None:
         raise InvalidParameter(f"invalid value for {field}: {text!r}") from None
 
 
-async def logs(d: Daemon, job: Job) -> None:
-    c = d.find(job.args["id"])
+@handlers.on(jobs.ContainerLogs)
+async def logs(d: Daemon, req: jobs.ContainerLogs, job: Job) -> None:
+    c = d.find(req.id)
     if not c.logs_kept:
         raise Unimplemented("configured logging driver does not support reading")
-    out = job.stdout
-    assert out is not None
-    tail_arg = str(job.args.get("tail") or "all")
+    out = job.sink
+    tail_arg = req.tail or "all"
     if tail_arg == "all":
         tail = None
     else:
@@ -45,15 +49,14 @@ async def logs(d: Daemon, job: Job) -> None:
             tail = int(tail_arg)
         except ValueError:
             raise InvalidParameter(f"invalid value for tail: {tail_arg!r}") from None
-    since = _seconds(job.args.get("since", ""), "since")
-    until = _seconds(job.args.get("until", ""), "until")
-    follow = bool(job.args.get("follow")) and c.state.running
+    since = _seconds(req.since, "since")
+    until = _seconds(req.until, "until")
+    follow = req.follow and c.state.running
     stop = d.session(c.id).run_done if follow else None
-    await out.start("application/vnd.docker.raw-stream" if c.tty else None)  # type: ignore[attr-defined]
+    await out.start("application/vnd.docker.raw-stream" if c.tty else None)
     blocks = read_log_stream(
-        c.log_path, tty=c.tty, stdout=bool(job.args.get("want_stdout", True)),
-        stderr=bool(job.args.get("want_stderr", True)), tail=tail, since=since, until=until,
-        follow=follow, timestamps=bool(job.args.get("timestamps")), stop=stop,
+        c.log_path, tty=c.tty, stdout=req.want_stdout, stderr=req.want_stderr, tail=tail, since=since,
+        until=until, follow=follow, timestamps=req.timestamps, stop=stop,
     )
     async with aclosing(blocks):
         async for block in blocks:
@@ -61,4 +64,3 @@ async def logs(d: Daemon, job: Job) -> None:
             await asyncio.sleep(0)  # a write into a socket with room does not yield by itself
 
 
-HANDLERS = {"container.logs": logs}

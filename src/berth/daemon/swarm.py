@@ -8,11 +8,14 @@ list is empty and any named plugin is not found.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from berth.daemon.handlers import HandlerTable
 from berth.daemon.networks import NOT_A_MANAGER
 from berth.engine import Job
 from berth.errors import InvalidParameter, NotFound, Unavailable, Unimplemented
+from berth.jobs import system as jobs
+from berth.jobs.results import JSONObject
 
 if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon
@@ -20,13 +23,16 @@ if TYPE_CHECKING:
 NOT_IN_A_SWARM = "This node is not part of a swarm"
 PLUGIN_FILTERS = ("capability", "enable")
 
+handlers = HandlerTable()
 
-async def unavailable(d: Daemon, job: Job) -> None:
+
+@handlers.on(jobs.SwarmUnavailable)
+async def unavailable(d: Daemon, req: jobs.SwarmUnavailable, job: Job) -> None:
     """Every swarm-manager operation outside a swarm (dockerd's ``errNoManager``)."""
-    action = job.args.get("action") or ""
+    action = req.action
     if action == "leave":
         raise Unavailable(NOT_IN_A_SWARM)
-    version = job.args.get("version") or ""
+    version = req.version
     if action == "update" and not version.isdigit():  # dockerd parses ?version= first
         raise InvalidParameter(f'invalid swarm version \'{version}\': strconv.ParseUint: parsing "{version}": invalid syntax')
     if action in ("init", "join"):
@@ -34,19 +40,16 @@ async def unavailable(d: Daemon, job: Job) -> None:
     raise Unavailable(NOT_A_MANAGER)
 
 
-async def plugin_list(d: Daemon, job: Job) -> list[Any]:
-    for key in job.args.get("filters") or {}:
+@handlers.on(jobs.PluginList)
+async def plugin_list(d: Daemon, req: jobs.PluginList, job: Job) -> list[JSONObject]:
+    for key in req.filters:
         if key not in PLUGIN_FILTERS:
             raise InvalidParameter(f"Invalid filter '{key}'")
     return []
 
 
-async def plugin_find(d: Daemon, job: Job) -> None:
-    raise NotFound(f'plugin "{job.args["name"]}" not found')
+@handlers.on(jobs.PluginFind)
+async def plugin_find(d: Daemon, req: jobs.PluginFind, job: Job) -> None:
+    raise NotFound(f'plugin "{req.name}" not found')
 
 
-HANDLERS = {
-    "swarm.unavailable": unavailable,
-    "plugin.list": plugin_list,
-    "plugin.find": plugin_find,
-}

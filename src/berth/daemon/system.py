@@ -8,24 +8,31 @@ import os
 import platform
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from berth.daemon.handlers import HandlerTable
 from berth.daemon.runtimes import DEFAULT_RUNTIME, RUNTIMES
 from berth.engine import Job
 from berth.engine.events import matches
 from berth.errors import BerthError
+from berth.jobs import system as jobs
+from berth.jobs.results import JSONObject
 
 if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon
 
 VERSION = "0.1.0"
 
+handlers = HandlerTable()
 
-async def ping(d: Daemon, job: Job) -> str:
+
+@handlers.on(jobs.SystemPing)
+async def ping(d: Daemon, req: jobs.SystemPing, job: Job) -> str:
     return "OK"
 
 
-async def version(d: Daemon, job: Job) -> dict[str, Any]:
+@handlers.on(jobs.SystemVersion)
+async def version(d: Daemon, req: jobs.SystemVersion, job: Job) -> JSONObject:
     uname = platform.uname()
     return {
         "Platform": {"Name": "berth"},
@@ -93,7 +100,8 @@ def _init_binary(d: Daemon) -> str:
     return path.name if path is not None else ""
 
 
-async def info(d: Daemon, job: Job) -> dict[str, Any]:
+@handlers.on(jobs.SystemInfo)
+async def info(d: Daemon, req: jobs.SystemInfo, job: Job) -> JSONObject:
     states = [c.state.status for c in d.containers.values()]
     images = await asyncio.to_thread(d.graph.list, False, {})
     v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
@@ -131,12 +139,12 @@ async def info(d: Daemon, job: Job) -> dict[str, Any]:
     }
 
 
-async def events(d: Daemon, job: Job) -> None:
+@handlers.on(jobs.SystemEvents)
+async def events(d: Daemon, req: jobs.SystemEvents, job: Job) -> None:
     """Stream events: the kept ones since ``since``, then live ones until ``until`` (if given)."""
-    out = job.stdout
-    assert out is not None
-    since, until = job.args.get("since"), job.args.get("until")
-    filters = job.args.get("filters") or {}
+    out = job.sink
+    since, until = req.since, req.until
+    filters = req.filters
     bus = d.engine.events
     queue = bus.subscribe()
     try:
@@ -158,7 +166,8 @@ async def events(d: Daemon, job: Job) -> None:
         bus.unsubscribe(queue)
 
 
-async def serveapi(d: Daemon, job: Job) -> None:
+@handlers.on(jobs.ServeAPI)
+async def serveapi(d: Daemon, req: jobs.ServeAPI, job: Job) -> None:
     """Run the API server on every -H address until the stop event is set."""
     from berth.api.server import Server, TLSOptions
 
@@ -166,19 +175,11 @@ async def serveapi(d: Daemon, job: Job) -> None:
     tls = TLSOptions(cert=cfg.tlscert, key=cfg.tlskey, cacert=cfg.tlscacert, verify=cfg.tlsverify) if cfg.tls else TLSOptions()
     server = Server(d.engine, cfg.hosts, tls, insecure_tcp=cfg.insecure_tcp)
     await server.start()
-    ready = job.args.get("ready")
-    if ready is not None:
-        ready.set()
+    if req.ready is not None:
+        req.ready.set()
     try:
-        await job.args["stop"].wait()
+        await req.stop.wait()
     finally:
         await server.stop()
 
 
-HANDLERS = {
-    "system.ping": ping,
-    "system.version": version,
-    "system.info": info,
-    "system.events": events,
-    "serveapi": serveapi,
-}

@@ -22,8 +22,11 @@ import copy
 import os
 from typing import TYPE_CHECKING, Any
 
+from berth.daemon.handlers import HandlerTable
 from berth.engine import Job
 from berth.errors import BerthError, Conflict, InvalidParameter, NotFound, SystemFailure
+from berth.jobs import containers as jobs
+from berth.jobs.results import Warnings
 from berth.libcontainer.cgroups import ResourceUpdate, blkio_weight_supported
 
 if TYPE_CHECKING:
@@ -37,6 +40,8 @@ _STR_FIELDS = ("CpusetCpus", "CpusetMems")
 MIN_MEMORY = 6 * 1024 * 1024
 BLKIO_WARNING = "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded."
 RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
+
+handlers = HandlerTable()
 
 
 def _check_types(body: dict[str, Any]) -> None:
@@ -191,16 +196,17 @@ def resource_update(body: dict[str, Any]) -> ResourceUpdate:
     )
 
 
-async def update(d: Daemon, job: Job) -> dict[str, Any]:
-    body: dict[str, Any] = dict(job.args.get("config") or {})
-    c = d.find(job.args["id"])
+@handlers.on(jobs.ContainerUpdate)
+async def update(d: Daemon, req: jobs.ContainerUpdate, job: Job) -> Warnings:
+    body: dict[str, Any] = dict(req.config)
+    c = d.find(req.id)
     warnings = verify(body)
     if c.state.status in ("removing", "dead"):
         raise Conflict(f'Cannot update container {c.id}: container is marked for removal and cannot be "update"')
     lock = d.start_locks.setdefault(c.id, asyncio.Lock())
     async with lock:  # not while a start reads the record and makes the cgroup
         if c.id not in d.containers:
-            raise NotFound(f"No such container: {job.args['id']}")
+            raise NotFound(f"No such container: {req.id}")
         try:
             new = merge(c.host_config, body)
         except Conflict as exc:
@@ -219,4 +225,3 @@ async def update(d: Daemon, job: Job) -> dict[str, Any]:
     return {"Warnings": warnings}
 
 
-HANDLERS = {"container.update": update}

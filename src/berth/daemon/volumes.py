@@ -15,13 +15,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from berth.daemon import mountspec
+from berth.daemon.handlers import HandlerTable
 from berth.daemon.volumestore import ANONYMOUS_LABEL
 from berth.engine import Job
 from berth.errors import Conflict, InvalidParameter, NotFound, SystemFailure
+from berth.jobs import volumes as jobs
+from berth.jobs.results import JSONObject
 
 if TYPE_CHECKING:
     from berth.container.record import Container
     from berth.daemon.daemon import Daemon
+
+handlers = HandlerTable()
 
 
 def check_sources(plan: list[mountspec.MountPoint]) -> None:
@@ -179,8 +184,9 @@ def _matches(d: Daemon, v: dict[str, Any], key: str, values: list[str]) -> bool:
     raise InvalidParameter(f"invalid filter '{key}'")
 
 
-async def create(d: Daemon, job: Job) -> dict[str, Any]:
-    body = job.args.get("body") or {}
+@handlers.on(jobs.VolumeCreate)
+async def create(d: Daemon, req: jobs.VolumeCreate, job: Job) -> JSONObject:
+    body = req.body
     for key, want in (("Name", str), ("Driver", str), ("Labels", dict), ("DriverOpts", dict)):
         if body.get(key) is not None and not isinstance(body[key], want):
             raise InvalidParameter(f"json: cannot unmarshal into field {key} of type {want.__name__}")
@@ -193,26 +199,30 @@ async def create(d: Daemon, job: Job) -> dict[str, Any]:
     return volume
 
 
-async def list_(d: Daemon, job: Job) -> dict[str, Any]:
-    filters: dict[str, list[str]] = job.args.get("filters") or {}
+@handlers.on(jobs.VolumeList)
+async def list_(d: Daemon, req: jobs.VolumeList, job: Job) -> JSONObject:
+    filters = req.filters
     out = [v for v in d.volumes.all() if all(_matches(d, v, k, vals) for k, vals in filters.items())]
     return {"Volumes": out, "Warnings": None}
 
 
-async def inspect(d: Daemon, job: Job) -> dict[str, Any]:
-    return d.volumes.get(job.args["name"])
+@handlers.on(jobs.VolumeInspect)
+async def inspect(d: Daemon, req: jobs.VolumeInspect, job: Job) -> JSONObject:
+    return d.volumes.get(req.name)
 
 
-async def remove(d: Daemon, job: Job) -> None:
-    remove_volume(d, job.args["name"], bool(job.args.get("force")))
+@handlers.on(jobs.VolumeRemove)
+async def remove(d: Daemon, req: jobs.VolumeRemove, job: Job) -> None:
+    remove_volume(d, req.name, req.force)
 
 
-async def prune(d: Daemon, job: Job) -> dict[str, Any]:
+@handlers.on(jobs.VolumePrune)
+async def prune(d: Daemon, req: jobs.VolumePrune, job: Job) -> JSONObject:
     """Unused volumes go; from API 1.42 on only anonymous ones unless the ``all`` filter is
     true (``docker volume prune -a``), as dockerd."""
-    filters: dict[str, list[str]] = dict(job.args.get("filters") or {})
+    filters = dict(req.filters)
     everything = any(v.lower() in ("1", "true") for v in filters.pop("all", []))
-    if tuple(job.args.get("api_version") or (1, 45)) < (1, 42):
+    if req.api_version < (1, 42):
         everything = True
     deleted: list[str] = []
     space = 0
@@ -227,10 +237,3 @@ async def prune(d: Daemon, job: Job) -> dict[str, Any]:
     return {"VolumesDeleted": deleted or None, "SpaceReclaimed": space}
 
 
-HANDLERS = {
-    "volume.create": create,
-    "volume.list": list_,
-    "volume.inspect": inspect,
-    "volume.remove": remove,
-    "volume.prune": prune,
-}

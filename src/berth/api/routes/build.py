@@ -16,12 +16,15 @@ from typing import Any
 from aiohttp import web
 
 from berth import jsondoc
-from berth.api.server import engine_of, route
+from berth.api.context import engine_of
 from berth.api.streams import LazyResponseSink, RequestSource, qbool, qfilters, qint, reply
 from berth.builder.output import encode
 from berth.builder.request import BuildRequest
 from berth.errors import BerthError, InvalidParameter, Unimplemented
 from berth.graph import reference
+from berth.jobs.build import BuildPrune, ImageBuild
+
+routes = web.RouteTableDef()
 
 
 def _json_query(request: web.Request, name: str, kind: type) -> Any:
@@ -104,12 +107,12 @@ def build_request(request: web.Request) -> BuildRequest:
     )
 
 
-@route("POST", "/build")
+@routes.post("/build")
 async def build(request: web.Request) -> web.StreamResponse:
     req = build_request(request)
     sink = LazyResponseSink(request)
     try:
-        await engine_of(request).job("image.build", stdin=RequestSource(request), stdout=sink, request=req)
+        await engine_of(request).job(ImageBuild(request=req), stdin=RequestSource(request), stdout=sink)
     except BerthError as exc:
         if sink.resp is None:
             raise
@@ -117,7 +120,7 @@ async def build(request: web.Request) -> web.StreamResponse:
     return await sink.finish()
 
 
-@route("POST", "/build/prune")
+@routes.post("/build/prune")
 async def prune(request: web.Request) -> web.Response:
     qfilters(request)  # checked; the classic cache has no filters to apply
-    return reply(await engine_of(request).job("build.prune", all=qbool(request, "all")))
+    return reply(await engine_of(request).job(BuildPrune(all=qbool(request, "all"))))

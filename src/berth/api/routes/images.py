@@ -12,16 +12,18 @@ from collections.abc import Awaitable
 
 from aiohttp import web
 
+from berth.api.context import api_version, engine_of
 from berth.api.errors import json_body
-from berth.api.server import api_version, engine_of, route
 from berth.api.streams import LazyResponseSink, RequestSource, qbool, qfilters, reply
 from berth.errors import BerthError, InvalidParameter
+from berth.jobs import images as jobs
 from berth.registry.auth import Credentials
 
 log = logging.getLogger("berth.api")
+routes = web.RouteTableDef()
 
 
-@route("POST", "/images/create")
+@routes.post("/images/create")
 async def create(request: web.Request) -> web.StreamResponse:
     query = request.query
     if query.get("fromSrc"):
@@ -31,20 +33,21 @@ async def create(request: web.Request) -> web.StreamResponse:
         tag = query.get("tag", "")
         sink = LazyResponseSink(request)
         await engine_of(request).job(
-            "image.import",
+            jobs.ImageImport(
+                repo=f"{repo}:{tag}" if repo and tag else repo,
+                changes=query.getall("changes", []),
+                message=query.get("message", ""),
+            ),
             stdin=RequestSource(request),
             stdout=sink,
-            repo=f"{repo}:{tag}" if repo and tag else repo,
-            changes=query.getall("changes", []),
-            message=query.get("message", ""),
         )
         return await sink.finish()
     if query.get("fromImage"):
         sink = LazyResponseSink(request)
-        await _streamed(sink, engine_of(request).job(
-            "image.pull", stdout=sink, image=query["fromImage"], tag=query.get("tag", ""),
-            platform=query.get("platform", ""), auth=registry_auth(request),
-        ))
+        await _streamed(sink, engine_of(request).job(jobs.ImagePull(
+            image=query["fromImage"], tag=query.get("tag", ""), platform=query.get("platform", ""),
+            auth=registry_auth(request),
+        ), stdout=sink))
         return await sink.finish()
     raise InvalidParameter("POST /images/create needs fromSrc or fromImage")
 
@@ -70,7 +73,7 @@ def registry_auth(request: web.Request) -> Credentials:
     return Credentials.from_header(request.headers.get("X-Registry-Auth", ""))
 
 
-@route("GET", "/images/search")
+@routes.get("/images/search")
 async def search(request: web.Request) -> web.Response:
     term = request.query.get("term", "")
     if not term:
@@ -80,16 +83,15 @@ async def search(request: web.Request) -> web.Response:
     except ValueError:
         raise InvalidParameter(f"invalid limit {request.query.get('limit')!r}") from None
     return reply(await engine_of(request).job(
-        "image.search", term=term, limit=limit, filters=qfilters(request), auth=registry_auth(request)))
+        jobs.ImageSearch(term=term, limit=limit, filters=qfilters(request), auth=registry_auth(request))))
 
 
-@route("POST", "/images/{name:.*}/push")
+@routes.post("/images/{name:.*}/push")
 async def push(request: web.Request) -> web.StreamResponse:
     sink = LazyResponseSink(request)
-    await _streamed(sink, engine_of(request).job(
-        "image.push", stdout=sink, name=request.match_info["name"], tag=request.query.get("tag", ""),
-        auth=registry_auth(request),
-    ))
+    await _streamed(sink, engine_of(request).job(jobs.ImagePush(
+        name=request.match_info["name"], tag=request.query.get("tag", ""), auth=registry_auth(request),
+    ), stdout=sink))
     return await sink.finish()
 
 
@@ -101,20 +103,21 @@ def _save_format(request: web.Request) -> str:
     return fmt
 
 
-@route("GET", "/images/get")
+@routes.get("/images/get")
 async def save_many(request: web.Request) -> web.StreamResponse:
     sink = LazyResponseSink(request, "application/x-tar")
-    await engine_of(request).job("image.save", names=request.query.getall("names", []), stdout=sink,
-                                 format=_save_format(request))
+    await engine_of(request).job(
+        jobs.ImageSave(names=request.query.getall("names", []), format=_save_format(request)), stdout=sink
+    )
     return await sink.finish()
 
 
-@route("POST", "/images/load")
+@routes.post("/images/load")
 async def load(request: web.Request) -> web.StreamResponse:
     sink = LazyResponseSink(request)
     try:
         await engine_of(request).job(
-            "image.load", stdin=RequestSource(request), stdout=sink, quiet=qbool(request, "quiet")
+            jobs.ImageLoad(quiet=qbool(request, "quiet")), stdin=RequestSource(request), stdout=sink
         )
     except BerthError as exc:
         # dockerd answers 200 and puts a failed load into the JSON stream; the CLI prints the
@@ -123,49 +126,51 @@ async def load(request: web.Request) -> web.StreamResponse:
     return await sink.finish()
 
 
-@route("POST", "/images/prune")
+@routes.post("/images/prune")
 async def prune(request: web.Request) -> web.Response:
-    return reply(await engine_of(request).job("image.prune", filters=qfilters(request)))
+    return reply(await engine_of(request).job(jobs.ImagePrune(filters=qfilters(request))))
 
 
-@route("GET", "/images/json")
+@routes.get("/images/json")
 async def list_(request: web.Request) -> web.Response:
-    result = await engine_of(request).job(
-        "image.list", all=qbool(request, "all"), filters=qfilters(request), digests=qbool(request, "digests"),
+    result = await engine_of(request).job(jobs.ImageList(
+        all=qbool(request, "all"), filters=qfilters(request), digests=qbool(request, "digests"),
         api_version=api_version(request),
-    )
+    ))
     return reply(result)
 
 
-@route("GET", "/images/{name:.*}/json")
+@routes.get("/images/{name:.*}/json")
 async def inspect(request: web.Request) -> web.Response:
-    return reply(await engine_of(request).job("image.inspect", name=request.match_info["name"], api_version=api_version(request)))
+    return reply(await engine_of(request).job(
+        jobs.ImageInspect(name=request.match_info["name"], api_version=api_version(request))))
 
 
-@route("GET", "/images/{name:.*}/history")
+@routes.get("/images/{name:.*}/history")
 async def history(request: web.Request) -> web.Response:
-    return reply(await engine_of(request).job("image.history", name=request.match_info["name"]))
+    return reply(await engine_of(request).job(jobs.ImageHistory(name=request.match_info["name"])))
 
 
-@route("GET", "/images/{name:.*}/get")
+@routes.get("/images/{name:.*}/get")
 async def save_one(request: web.Request) -> web.StreamResponse:
     sink = LazyResponseSink(request, "application/x-tar")
-    await engine_of(request).job("image.save", names=[request.match_info["name"]], stdout=sink,
-                                 format=_save_format(request))
+    await engine_of(request).job(
+        jobs.ImageSave(names=[request.match_info["name"]], format=_save_format(request)), stdout=sink
+    )
     return await sink.finish()
 
 
-@route("POST", "/images/{name:.*}/tag")
+@routes.post("/images/{name:.*}/tag")
 async def tag(request: web.Request) -> web.Response:
-    await engine_of(request).job(
-        "image.tag", name=request.match_info["name"], repo=request.query.get("repo", ""), tag=request.query.get("tag", "")
-    )
+    await engine_of(request).job(jobs.ImageTag(
+        name=request.match_info["name"], repo=request.query.get("repo", ""), tag=request.query.get("tag", "")
+    ))
     return web.Response(status=201)
 
 
-@route("DELETE", "/images/{name:.*}")
+@routes.delete("/images/{name:.*}")
 async def remove(request: web.Request) -> web.Response:
-    result = await engine_of(request).job(
-        "image.remove", name=request.match_info["name"], force=qbool(request, "force"), noprune=qbool(request, "noprune")
-    )
+    result = await engine_of(request).job(jobs.ImageRemove(
+        name=request.match_info["name"], force=qbool(request, "force"), noprune=qbool(request, "noprune")
+    ))
     return reply(result)

@@ -6,21 +6,23 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from berth.api.server import engine_of, route
+from berth.api.context import engine_of
 from berth.api.streams import qfilters, reply
 from berth.errors import Unimplemented
+from berth.jobs.system import PluginFind, PluginList, SwarmUnavailable
 
 SWARM_OBJECTS = ("nodes", "services", "tasks", "secrets", "configs")
+routes = web.RouteTableDef()
 
 
 async def _unavailable(request: web.Request, action: str = "") -> web.Response:
     await engine_of(request).job(
-        "swarm.unavailable", action=action, path=request.path, version=request.query.get("version", "")
+        SwarmUnavailable(action=action, path=request.path, version=request.query.get("version", ""))
     )
     raise AssertionError("swarm.unavailable always raises")  # pragma: no cover
 
 
-@route("GET", "/swarm")
+@routes.get("/swarm")
 async def swarm_inspect(request: web.Request) -> web.Response:
     return await _unavailable(request)
 
@@ -29,7 +31,7 @@ def _swarm_action(action: str, method: str = "POST") -> None:
     async def handler(request: web.Request) -> web.Response:
         return await _unavailable(request, action)
 
-    route(method, f"/swarm/{action}")(handler)
+    routes.route(method, f"/swarm/{action}")(handler)
 
 
 for _action in ("init", "join", "leave", "update", "unlock"):
@@ -42,25 +44,25 @@ async def _swarm_object(request: web.Request) -> web.Response:
 
 
 for _kind in SWARM_OBJECTS:
-    route("*", f"/{_kind}")(_swarm_object)
-    route("*", f"/{_kind}/{{tail:.+}}")(_swarm_object)
+    routes.route("*", f"/{_kind}")(_swarm_object)
+    routes.route("*", f"/{_kind}/{{tail:.+}}")(_swarm_object)
 
 
-@route("GET", "/plugins")
+@routes.get("/plugins")
 async def plugins(request: web.Request) -> web.Response:
-    return reply(await engine_of(request).job("plugin.list", filters=qfilters(request)))
+    return reply(await engine_of(request).job(PluginList(filters=qfilters(request))))
 
 
-@route("GET", "/plugins/privileges")
-@route("POST", "/plugins/pull")
-@route("POST", "/plugins/create")
+@routes.get("/plugins/privileges")
+@routes.post("/plugins/pull")
+@routes.post("/plugins/create")
 async def plugin_install(request: web.Request) -> web.Response:
     raise Unimplemented("plugins are not supported by berth: it has no plugin system")
 
 
-@route("GET", "/plugins/{name:.+}/json")
-@route("DELETE", "/plugins/{name:.+}")
-@route("POST", "/plugins/{name:.+}/{action:enable|disable|push|set|upgrade}")
+@routes.get("/plugins/{name:.+}/json")
+@routes.delete("/plugins/{name:.+}")
+@routes.post("/plugins/{name:.+}/{action:enable|disable|push|set|upgrade}")
 async def plugin(request: web.Request) -> web.Response:
-    await engine_of(request).job("plugin.find", name=request.match_info["name"])
+    await engine_of(request).job(PluginFind(name=request.match_info["name"]))
     raise AssertionError("plugin.find always raises")  # pragma: no cover

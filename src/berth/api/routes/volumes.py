@@ -7,34 +7,37 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from berth.api.context import api_version, engine_of
 from berth.api.routes.bodies import required_json
-from berth.api.server import api_version, engine_of, route
 from berth.api.streams import qbool, qfilters, reply
+from berth.jobs import volumes as jobs
+
+routes = web.RouteTableDef()
 
 
-@route("GET", "/volumes")
+@routes.get("/volumes")
 async def list_(request: web.Request) -> web.Response:
-    return reply(await engine_of(request).job("volume.list", filters=qfilters(request)))
+    return reply(await engine_of(request).job(jobs.VolumeList(filters=qfilters(request))))
 
 
-@route("POST", "/volumes/create")
+@routes.post("/volumes/create")
 async def create(request: web.Request) -> web.Response:
     body = await required_json(request)
-    return reply(await engine_of(request).job("volume.create", body=body), status=201)
+    return reply(await engine_of(request).job(jobs.VolumeCreate(body=body)), status=201)
 
 
-@route("POST", "/volumes/prune")
+@routes.post("/volumes/prune")
 async def prune(request: web.Request) -> web.Response:
-    result = await engine_of(request).job("volume.prune", filters=qfilters(request), api_version=api_version(request))
+    result = await engine_of(request).job(jobs.VolumePrune(filters=qfilters(request), api_version=api_version(request)))
     return reply(result)
 
 
-@route("GET", "/volumes/{name}")
+@routes.get("/volumes/{name}")
 async def inspect(request: web.Request) -> web.Response:
-    return reply(await engine_of(request).job("volume.inspect", name=request.match_info["name"]))
+    return reply(await engine_of(request).job(jobs.VolumeInspect(name=request.match_info["name"])))
 
 
-@route("DELETE", "/volumes/{name}")
+@routes.delete("/volumes/{name}")
 async def remove(request: web.Request) -> web.Response:
-    await engine_of(request).job("volume.remove", name=request.match_info["name"], force=qbool(request, "force"))
+    await engine_of(request).job(jobs.VolumeRemove(name=request.match_info["name"], force=qbool(request, "force")))
     return web.Response(status=204)
