@@ -26,7 +26,7 @@ pytestmark = [
 
 
 def runtime(state_root: Path, *args: str, **kw) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "berth.libcontainer.runtime", "--root", str(state_root), *args]
+    cmd = [sys.executable, "-m", "berth.runtime", "--root", str(state_root), *args]
     return subprocess.run(cmd, text=True, timeout=60, **kw)
 
 

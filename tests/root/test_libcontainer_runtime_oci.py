@@ -28,7 +28,7 @@ V1_MEMORY = Path("/sys/fs/cgroup/memory/cgroup.procs").exists()
 
 
 def runtime(root: Path, *args: str, **kw) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "berth.libcontainer.runtime", "--root", str(root), *args]
+    cmd = [sys.executable, "-m", "berth.runtime", "--root", str(root), *args]
     kw.setdefault("capture_output", "stdout" not in kw)
     return subprocess.run(cmd, text=True, timeout=60, **kw)
 

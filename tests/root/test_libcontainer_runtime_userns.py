@@ -32,7 +32,7 @@ HOST_ID = 231072  # an unprivileged range nobody on the host uses
 def runtime(root: Path, *args: str, **kw) -> subprocess.CompletedProcess[str]:
     kw.setdefault("capture_output", "stdout" not in kw)
     return subprocess.run(
-        [sys.executable, "-m", "berth.libcontainer.runtime", "--root", str(root), *args], text=True, timeout=60, **kw
+        [sys.executable, "-m", "berth.runtime", "--root", str(root), *args], text=True, timeout=60, **kw
     )
 
 

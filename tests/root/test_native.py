@@ -975,7 +975,7 @@ def test_both_doors_give_the_same_cgroup(env: Env, tmp_path: Path) -> None:
     bundle.mkdir()
     (bundle / "config.json").write_text(json.dumps(spec))
     state_root, cid = tmp_path / "rt-state", "two-doors"
-    cmd = [sys.executable, "-m", "berth.libcontainer.runtime", "--root", str(state_root)]
+    cmd = [sys.executable, "-m", "berth.runtime", "--root", str(state_root)]
     err = tmp_path / "rt-err"
     with open(err, "w") as e:  # init keeps create's stdio, as with runc: a pipe would see no EOF
         created = subprocess.run([*cmd, "create", "--bundle", str(bundle), cid], stdout=e, stderr=e,

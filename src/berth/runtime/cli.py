@@ -1,23 +1,5 @@
-"""``berth-runtime``: berth's libcontainer behind the OCI runtime command line (runc's subset).
-
-    berth-runtime [--root DIR] create [--bundle DIR] [--pid-file F] [--console-socket SOCK] ID
-    berth-runtime [--root DIR] start ID | state ID | kill ID [SIGNAL] | delete [--force] ID
-    berth-runtime [--root DIR] run [--bundle DIR] ID        # create + start + wait, exit with its status
-    berth-runtime [--root DIR] list | pause ID | resume ID | ps [--format json] ID
-    berth-runtime [--root DIR] exec [--process FILE] [--detach] [--pid-file F] ID [ARGS...]
-
-State lives in ``<root>/<id>/``: ``state.json`` (pid, the pid's start time so a reused pid is not
-mistaken for the container, bundle, cgroup) and ``exec.fifo``. ``create`` forks init, which waits
-holding the FIFO open read-write (it never sees EOF) and the command exits; ``start`` writes one
-byte into the FIFO and removes it. Status: ``stopped`` once the pid is gone (or a zombie),
-``created`` while the FIFO exists, ``paused`` when the cgroup is frozen, else ``running``.
-
-The cgroup is ``linux.cgroupsPath`` (a cgroupfs path; systemd ``slice:prefix:name`` is not
-supported) or ``berth-runtime/<id>``, with ``linux.resources`` memory, pids and cpu (shares,
-quota and period as given, cpus and mems) applied.
-With ``process.terminal`` init makes a pty inside the container and sends its master over
-``--console-socket`` (SCM_RIGHTS), as runc does.
-"""
+"""The ``berth-runtime`` commands (create, start, state, kill, delete, run, exec, pause, resume,
+ps, list) and their arguments; see :mod:`berth.runtime` for the model."""
 
 from __future__ import annotations
 
@@ -33,100 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from berth.errors import BerthError
-from berth.libcontainer import hooks, kernel, rootfs
-from berth.libcontainer.cgroups import Resources, open_cgroup, resources_from_oci
+from berth.libcontainer import kernel, rootfs
+from berth.libcontainer.cgroups import open_cgroup, resources_from_oci
 from berth.libcontainer.failure import ContainerInitError
 from berth.libcontainer.process import create_detached, exec_process
 from berth.libcontainer.spec import Stdio
-
-DEFAULT_ROOT = "/run/berth-runtime"
-OCI_VERSION = "1.0.2"
-
-
-class RuntimeError_(Exception):
-    """A command-line level failure: printed, exit status 1."""
-
-
-def load_bundle(bundle: Path) -> dict[str, Any]:
-    """config.json with root.path made absolute (the OCI spec makes it relative to the bundle)."""
-    try:
-        spec: dict[str, Any] = json.loads((bundle / "config.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise RuntimeError_(f"read bundle config '{bundle / 'config.json'}': {exc}") from exc
-    root = spec.setdefault("root", {})
-    root["path"] = str((bundle / root.get("path", "rootfs")).resolve())
-    return spec
-
-
-def resources_from_spec(spec: dict[str, Any]) -> Resources:
-    """The cgroup limits of the bundle's ``linux.resources`` (the daemon's conversion too)."""
-    return resources_from_oci((spec.get("linux") or {}).get("resources"))
-
-
-def cgroup_name(spec: dict[str, Any], cid: str) -> str:
-    path = (spec.get("linux") or {}).get("cgroupsPath") or f"berth-runtime/{cid}"
-    if ":" in path:
-        raise RuntimeError_(f"cgroupsPath {path!r}: systemd cgroup paths are not supported")
-    return path.strip("/")
-
-
-def _start_time(pid: int) -> str | None:
-    """Field 22 of /proc/<pid>/stat, or None when the pid is gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return None if fields[0] in ("Z", "X") else fields[19]
-
-
-class Store:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def dir(self, cid: str) -> Path:
-        if not cid or "/" in cid or cid in (".", ".."):
-            raise RuntimeError_(f"invalid container id {cid!r}")
-        return self.root / cid
-
-    def load(self, cid: str) -> dict[str, Any]:
-        try:
-            state: dict[str, Any] = json.loads((self.dir(cid) / "state.json").read_text())
-        except FileNotFoundError as exc:
-            raise RuntimeError_(f"container {cid} does not exist") from exc
-        return state
-
-    def status(self, state: dict[str, Any]) -> str:
-        if _start_time(state["pid"]) != state["start_time"]:
-            return "stopped"
-        if (self.dir(state["id"]) / "exec.fifo").exists():
-            return "created"
-        cg = open_cgroup(state["cgroup"])
-        try:
-            if cg.exists() and cg.frozen():
-                return "paused"
-        except OSError:
-            pass  # no freezer: it cannot be paused
-        return "running"
-
-    def oci_state(self, cid: str, status: str | None = None) -> dict[str, Any]:
-        """The OCI state (runtime-spec "state"); ``status`` given for a hook's view of it."""
-        state = self.load(cid)
-        status = status or self.status(state)
-        out = {
-            "ociVersion": OCI_VERSION,
-            "id": cid,
-            "pid": state["pid"] if status != "stopped" else 0,
-            "status": status,
-            "bundle": state["bundle"],
-            "rootfs": state["rootfs"],
-            "created": state["created"],
-            "owner": "",
-        }
-        if state.get("annotations"):
-            out["annotations"] = state["annotations"]
-        return out
+from berth.runtime import hooks
+from berth.runtime.bundle import cgroup_name, check_host_can_apply, load_bundle, spec_annotations
+from berth.runtime.errors import CommandError
+from berth.runtime.state import DEFAULT_ROOT, FIFO, Store, start_time
 
 
 def _console_stdio(console_socket: str) -> tuple[Stdio, list[int]]:
@@ -136,84 +33,45 @@ def _console_stdio(console_socket: str) -> tuple[Stdio, list[int]]:
         sock.connect(console_socket)
     except OSError as exc:
         sock.close()
-        raise RuntimeError_(f"connect to console socket '{console_socket}': {exc}") from exc
+        raise CommandError(f"connect to console socket '{console_socket}': {exc}") from exc
     fd = sock.detach()
     return Stdio(-1, -1, -1, tty=True, console_socket=fd), [fd]
-
-
-def check_host_can_apply(spec: dict[str, Any]) -> None:
-    """What the spec asks and this host (or this runtime's own privileges) cannot give is an
-    error naming it, before anything is made: the OCI spec says a value that cannot be mapped
-    to the kernel, or granted, MUST be an error. (berthd's own containers are lenient instead:
-    ``--privileged`` gets the capabilities the daemon holds.)"""
-    from berth.libcontainer import capabilities
-    from berth.libcontainer.cgroups import blkio_weight_supported
-
-    process = spec.get("process") or {}
-    namespaces = (spec.get("linux") or {}).get("namespaces") or []
-    own_userns = any(isinstance(ns, dict) and ns.get("type") == "user" and not ns.get("path") for ns in namespaces)
-    caps = process.get("capabilities") if isinstance(process, dict) else None
-    if isinstance(caps, dict) and not own_userns:  # in a user namespace of its own, init holds every one
-        held = kernel.capget()[1]
-        last = capabilities.last_cap()
-        for kind in ("bounding", "effective", "permitted", "inheritable", "ambient"):
-            for name in caps.get(kind) or ():
-                try:
-                    cap = capabilities.number(name)
-                except ValueError as exc:
-                    raise RuntimeError_(f"process.capabilities.{kind}: {exc}") from exc
-                if cap > last:
-                    raise RuntimeError_(f"process.capabilities.{kind}: {name} is unknown to this kernel")
-                if not held >> cap & 1:
-                    raise RuntimeError_(
-                        f"process.capabilities.{kind}: {name} cannot be granted: berth-runtime does not hold it"
-                    )
-    block_io = ((spec.get("linux") or {}).get("resources") or {}).get("blockIO") or {}
-    if isinstance(block_io, dict) and block_io.get("weight") and not blkio_weight_supported():
-        raise RuntimeError_("linux.resources.blockIO.weight: the host's block I/O controller takes no weight")
 
 
 def cmd_create(store: Store, cid: str, bundle: Path, pid_file: str | None, console_socket: str | None) -> int:
     spec = load_bundle(bundle)
     hooks.check(spec)
     check_host_can_apply(spec)
-    d = store.dir(cid)
-    store.root.mkdir(parents=True, exist_ok=True)
-    try:
-        d.mkdir(mode=0o700)
-    except FileExistsError as exc:
-        raise RuntimeError_(f"container with id exists: {cid}") from exc
+    d = store.make(cid)
     cg = open_cgroup(cgroup_name(spec, cid))
     close: list[int] = []
     chroot = _chroot_mounts(spec)
     try:
-        fifo = d / "exec.fifo"
+        fifo = d / FIFO
         os.mkfifo(fifo, 0o600)
         barrier = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)  # init holds it: no EOF before start
-        cg.create(resources_from_spec(spec))
+        cg.create(resources_from_oci((spec.get("linux") or {}).get("resources")))
         if (spec.get("process") or {}).get("terminal"):
             if not console_socket:
-                raise RuntimeError_("process.terminal is set: --console-socket is required")
+                raise CommandError("process.terminal is set: --console-socket is required")
             stdio, close = _console_stdio(console_socket)
         else:
             stdio = Stdio(0, 1, 2)
         pid = create_detached(spec, [], stdio, cg, barrier)
-        start_time = _start_time(pid)
+        started = start_time(pid)
         state = {
             "id": cid,
             "pid": pid,
-            "start_time": start_time,
+            "start_time": started,
             "bundle": str(bundle.resolve()),
             "rootfs": spec["root"]["path"],
             "created": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
             "cgroup": cg.name,
-            "annotations": _annotations(spec),
+            "annotations": spec_annotations(spec),
         }
         if chroot is not None:
             state["chroot_mounts"] = chroot  # what was stacked at the root before ours
-        tmp = d / "state.json.tmp"
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, d / "state.json")
+        store.save(state)
         for phase in ("prestart", "createRuntime"):
             hooks.run(spec, phase, store.oci_state(cid, "created"), fatal=True)
         if pid_file:
@@ -224,7 +82,7 @@ def cmd_create(store: Store, cid: str, bundle: Path, pid_file: str | None, conso
             cg.destroy()
         if chroot is not None:
             rootfs.detach_chroot_root(spec["root"]["path"], chroot)
-        _remove_dir(d)
+        store.remove(cid)
         raise
     finally:
         for fd in close:
@@ -235,14 +93,14 @@ def cmd_start(store: Store, cid: str) -> int:
     state = store.load(cid)
     status = store.status(state)
     if status != "created":
-        raise RuntimeError_(
+        raise CommandError(
             f"cannot start a container that has {'stopped' if status == 'stopped' else 'run'}"
         )
-    fifo = store.dir(cid) / "exec.fifo"
+    fifo = store.dir(cid) / FIFO
     try:
         fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
-        raise RuntimeError_(f"start container {cid}: open '{fifo}': {exc.strerror}") from exc
+        raise CommandError(f"start container {cid}: open '{fifo}': {exc.strerror}") from exc
     try:
         os.write(fd, b"\0")
     finally:
@@ -256,7 +114,7 @@ def cmd_start(store: Store, cid: str) -> int:
 def cmd_kill(store: Store, cid: str, sig: str) -> int:
     state = store.load(cid)
     if store.status(state) == "stopped":
-        raise RuntimeError_(f"container {cid} is not running")
+        raise CommandError(f"container {cid} is not running")
     os.kill(state["pid"], parse_signal(sig))
     return 0
 
@@ -267,7 +125,7 @@ def cmd_delete(store: Store, cid: str, force: bool) -> int:
     # a created container too: the OCI spec says deleting one that is not stopped is an error
     # (runc deletes it; podman and containerd pass --force when they mean it)
     if status != "stopped" and not force:
-        raise RuntimeError_(f"cannot delete container {cid} that is not stopped: {status}")
+        raise CommandError(f"cannot delete container {cid} that is not stopped: {status}")
     cg = open_cgroup(state["cgroup"])
     if status != "stopped":
         try:
@@ -277,7 +135,7 @@ def cmd_delete(store: Store, cid: str, force: bool) -> int:
         if cg.exists() and cg.frozen():
             cg.thaw()
         deadline = time.monotonic() + 5
-        while _start_time(state["pid"]) == state["start_time"] and time.monotonic() < deadline:
+        while start_time(state["pid"]) == state["start_time"] and time.monotonic() < deadline:
             time.sleep(0.005)
     if cg.exists():
         cg.destroy()
@@ -285,10 +143,10 @@ def cmd_delete(store: Store, cid: str, force: bool) -> int:
         rootfs.detach_chroot_root(state["rootfs"], state["chroot_mounts"])
     try:
         spec = load_bundle(Path(state["bundle"]))
-    except RuntimeError_:
+    except CommandError:
         spec = {}  # the bundle is gone: no hooks to run
     hooks.run(spec, "poststop", store.oci_state(cid, "stopped"), fatal=False)
-    _remove_dir(store.dir(cid))
+    store.remove(cid)
     return 0
 
 
@@ -333,16 +191,16 @@ def cmd_exec(
 ) -> int:
     state = store.load(cid)
     if store.status(state) not in ("running", "created"):
-        raise RuntimeError_(f"cannot exec in a stopped container {cid}")
+        raise CommandError(f"cannot exec in a stopped container {cid}")
     spec = load_bundle(Path(state["bundle"]))
     if process_file:
         try:
             process = json.loads(Path(process_file).read_text())
         except (OSError, ValueError) as exc:
-            raise RuntimeError_(f"read process file '{process_file}': {exc}") from exc
+            raise CommandError(f"read process file '{process_file}': {exc}") from exc
     else:
         if not argv:
-            raise RuntimeError_("exec needs --process FILE or a command")
+            raise CommandError("exec needs --process FILE or a command")
         process = dict(spec.get("process") or {}, args=argv, terminal=False)
     # The process is a child of the launcher exec_process forks: as runc does, become a child
     # subreaper so that it is ours to wait for. The pidfd is checked against the recorded start
@@ -351,10 +209,10 @@ def cmd_exec(
     try:
         pidfd = os.pidfd_open(state["pid"])
     except OSError as exc:
-        raise RuntimeError_(f"cannot exec in a stopped container {cid}") from exc
+        raise CommandError(f"cannot exec in a stopped container {cid}") from exc
     try:
-        if _start_time(state["pid"]) != state["start_time"]:
-            raise RuntimeError_(f"cannot exec in a stopped container {cid}")
+        if start_time(state["pid"]) != state["start_time"]:
+            raise CommandError(f"cannot exec in a stopped container {cid}")
         pid = exec_process(state["pid"], process, Stdio(0, 1, 2), open_cgroup(state["cgroup"]), spec, pidfd)
     finally:
         os.close(pidfd)
@@ -370,7 +228,7 @@ def cmd_pause(store: Store, cid: str, pause: bool) -> int:
     state = store.load(cid)
     status = store.status(state)
     if status == "stopped" or (status == "created" and pause):
-        raise RuntimeError_(f"container {cid} is not running")
+        raise CommandError(f"container {cid} is not running")
     cg = open_cgroup(state["cgroup"])
     if pause:
         cg.freeze()
@@ -393,11 +251,9 @@ def cmd_ps(store: Store, cid: str, fmt: str) -> int:
 
 def cmd_list(store: Store) -> int:
     rows = []
-    if store.root.is_dir():
-        for d in sorted(store.root.iterdir()):
-            if (d / "state.json").exists():
-                s = store.oci_state(d.name)
-                rows.append(f"{s['id']}\t{s['pid']}\t{s['status']}\t{s['bundle']}\t{s['created']}")
+    for cid in store.ids():
+        s = store.oci_state(cid)
+        rows.append(f"{s['id']}\t{s['pid']}\t{s['status']}\t{s['bundle']}\t{s['created']}")
     print("ID\tPID\tSTATUS\tBUNDLE\tCREATED")
     for row in rows:
         print(row)
@@ -413,13 +269,6 @@ def _chroot_mounts(spec: dict[str, Any]) -> int | None:
     return rootfs.mounts_at(spec["root"]["path"])
 
 
-def _annotations(spec: dict[str, Any]) -> dict[str, str]:
-    notes = spec.get("annotations") or {}
-    if not isinstance(notes, dict) or not all(isinstance(v, str) for v in notes.values()):
-        raise RuntimeError_("annotations must be an object of strings")
-    return {str(k): v for k, v in notes.items()}
-
-
 def parse_signal(sig: str) -> int:
     if sig.isdigit():
         return int(sig)
@@ -428,14 +277,7 @@ def parse_signal(sig: str) -> int:
     try:
         return int(signal.Signals[name])
     except KeyError as exc:
-        raise RuntimeError_(f"unknown signal {sig!r}") from exc
-
-
-def _remove_dir(d: Path) -> None:
-    for child in d.iterdir() if d.is_dir() else ():
-        child.unlink()
-    if d.is_dir():
-        d.rmdir()
+        raise CommandError(f"unknown signal {sig!r}") from exc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -499,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "exec":
             return cmd_exec(store, args.id, args.process, args.command, args.detach, args.pid_file)
         return cmd_list(store)
-    except (RuntimeError_, BerthError, hooks.HookError) as exc:
+    except (CommandError, BerthError, hooks.HookError) as exc:
         # ContainerInitError is a BerthError: runc's words, e.g. exec: "x": executable file not found
         prefix = "unable to start container process: " if isinstance(exc, ContainerInitError) else ""
         print(f"berth-runtime: {prefix}{exc}", file=sys.stderr)

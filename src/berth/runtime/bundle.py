@@ -1,0 +1,72 @@
+"""A bundle's ``config.json`` as the runtime reads it, and what it asks that the host cannot give.
+
+    spec = load_bundle(Path("bundle"))      # root.path made absolute
+    cgroup_name(spec, "c1")                 # linux.cgroupsPath, or "berth-runtime/c1"
+    check_host_can_apply(spec)              # CommandError naming the field, before anything is made
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from berth.libcontainer import kernel
+from berth.runtime.errors import CommandError
+
+
+def load_bundle(bundle: Path) -> dict[str, Any]:
+    """config.json with root.path made absolute (the OCI spec makes it relative to the bundle)."""
+    try:
+        spec: dict[str, Any] = json.loads((bundle / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"read bundle config '{bundle / 'config.json'}': {exc}") from exc
+    root = spec.setdefault("root", {})
+    root["path"] = str((bundle / root.get("path", "rootfs")).resolve())
+    return spec
+
+
+def cgroup_name(spec: dict[str, Any], cid: str) -> str:
+    path = (spec.get("linux") or {}).get("cgroupsPath") or f"berth-runtime/{cid}"
+    if ":" in path:
+        raise CommandError(f"cgroupsPath {path!r}: systemd cgroup paths are not supported")
+    return str(path).strip("/")
+
+
+def spec_annotations(spec: dict[str, Any]) -> dict[str, str]:
+    notes = spec.get("annotations") or {}
+    if not isinstance(notes, dict) or not all(isinstance(v, str) for v in notes.values()):
+        raise CommandError("annotations must be an object of strings")
+    return {str(k): v for k, v in notes.items()}
+
+
+def check_host_can_apply(spec: dict[str, Any]) -> None:
+    """What the spec asks and this host (or this runtime's own privileges) cannot give is an
+    error naming it, before anything is made: the OCI spec says a value that cannot be mapped
+    to the kernel, or granted, MUST be an error. (berthd's own containers are lenient instead:
+    ``--privileged`` gets the capabilities the daemon holds.)"""
+    from berth.libcontainer import capabilities
+    from berth.libcontainer.cgroups import blkio_weight_supported
+
+    process = spec.get("process") or {}
+    namespaces = (spec.get("linux") or {}).get("namespaces") or []
+    own_userns = any(isinstance(ns, dict) and ns.get("type") == "user" and not ns.get("path") for ns in namespaces)
+    caps = process.get("capabilities") if isinstance(process, dict) else None
+    if isinstance(caps, dict) and not own_userns:  # in a user namespace of its own, init holds every one
+        held = kernel.capget()[1]
+        last = capabilities.last_cap()
+        for kind in ("bounding", "effective", "permitted", "inheritable", "ambient"):
+            for name in caps.get(kind) or ():
+                try:
+                    cap = capabilities.number(name)
+                except ValueError as exc:
+                    raise CommandError(f"process.capabilities.{kind}: {exc}") from exc
+                if cap > last:
+                    raise CommandError(f"process.capabilities.{kind}: {name} is unknown to this kernel")
+                if not held >> cap & 1:
+                    raise CommandError(
+                        f"process.capabilities.{kind}: {name} cannot be granted: berth-runtime does not hold it"
+                    )
+    block_io = ((spec.get("linux") or {}).get("resources") or {}).get("blockIO") or {}
+    if isinstance(block_io, dict) and block_io.get("weight") and not blkio_weight_supported():
+        raise CommandError("linux.resources.blockIO.weight: the host's block I/O controller takes no weight")
