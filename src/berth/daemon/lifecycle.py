@@ -21,6 +21,7 @@ import dataclasses
 import json
 import logging
 import signal as signals
+import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -277,7 +278,9 @@ async def _settle_locked(d: Daemon, c: Container, status: Any) -> None:
     # no address, ports or namespace); releasing is cheap: the kernel deletes the veth later.
     try:
         await d.network.release(c.id)
-    except (BerthError, OSError) as exc:
+    except (BerthError, OSError, sqlite3.Error) as exc:
+        # e.g. a full data root: the exit still settles; the stale lease is dropped by the
+        # reconciliation at the next start-up
         log.error("release the network of container %s: %s", c.id[:12], exc)
     session = d.sessions.get(c.id)
     if session is not None:

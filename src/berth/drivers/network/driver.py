@@ -25,6 +25,7 @@ import logging
 import os
 import secrets
 import socket
+import sqlite3
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -115,7 +116,8 @@ class NetworkDriver:
             async with self.host_lock():
                 default = await self._default_bridge(old_default)
                 await self._setup_bridge(default)
-            self.store.put_network(default)
+            if default != old_default:  # unchanged: no write (start-up must survive a full disk)
+                self._persist_at_startup(default)
             known[default.id] = default
         elif old_default is not None:
             self.store.delete_network(old_default.id)
@@ -135,6 +137,13 @@ class NetworkDriver:
             if net.is_bridge and net.id not in self._bridge_index:
                 await self._setup_bridge(net)
         await self._write_tables()
+
+    def _persist_at_startup(self, net: Network) -> None:
+        try:
+            self.store.put_network(net)
+        except sqlite3.OperationalError as exc:
+            # a full data root: run with the record in memory; the next start writes it again
+            log.error("record network %s: %s (kept in memory)", net.name, exc)
 
     async def _default_bridge(self, old: Network | None) -> Network:
         cfg = self.cfg

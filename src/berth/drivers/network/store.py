@@ -125,11 +125,17 @@ class NetworkStore:
                     )
                 self.db.execute("COMMIT")
             except sqlite3.IntegrityError as exc:
-                self.db.execute("ROLLBACK")
+                self._rollback()
                 raise Conflict(f"record endpoint: {exc}") from exc
             except BaseException:
-                self.db.execute("ROLLBACK")
+                self._rollback()
                 raise
+
+    def _rollback(self) -> None:
+        # SQLite may have rolled back already (SQLITE_FULL, SQLITE_IOERR end the transaction):
+        # a second ROLLBACK must not hide the error that caused it
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
 
     def put_sandbox(self, sandbox: Sandbox) -> None:
         with self._lock:
@@ -146,7 +152,7 @@ class NetworkStore:
                 self.db.execute("DELETE FROM sandboxes WHERE container_id = ?", (cid,))
                 self.db.execute("COMMIT")
             except BaseException:
-                self.db.execute("ROLLBACK")
+                self._rollback()
                 raise
 
     def delete_endpoint(self, eid: str) -> None:
