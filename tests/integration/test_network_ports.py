@@ -59,6 +59,11 @@ def test_publish_on_loopback_port_and_ps(berthd: harness.Berthd, busybox_image: 
     # no proxy: nothing of berth listens on the port
     r = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True)
     assert r.stdout.strip() == ""
+    ok(berthd.docker("run", "-d", "--name", "other", "--expose", "81", busybox_image, "sleep", "60"))
+    names = lambda f: ok(berthd.docker("ps", "--filter", f, "--format", "{{.Names}}")).stdout.split()  # noqa: E731
+    assert names(f"publish={port}") == ["web"] and names("publish=80") == [] and names(f"publish={port}/udp") == []
+    assert names("expose=80") == ["web"] and names("expose=81") == ["other"] and names("expose=79-81/tcp") == ["other", "web"]
+    ok(berthd.docker("rm", "-f", "other"))
     ok(berthd.docker("stop", "-t", "0", "web"))
     assert nft_elements(berthd) == ""
     assert ok(berthd.docker("ps", "-a", "--format", "{{.Ports}}")).stdout.strip() == ""

@@ -174,12 +174,12 @@ def matches_filter(c: Container, key: str, values: list[str], d: Daemon) -> bool
 
         return status_of(c) in values
     if key in ("publish", "expose"):
-        # filtering on a feature berth lacks must not match everything: say so instead
-        raise InvalidParameter(f"invalid filter '{key}': berth has no {_MISSING[key]} yet")
+        # dockerd compares ps's Ports: publish with the host port, expose with the container's
+        wanted = netsettings.port_filter(key, values)
+        field = "PublicPort" if key == "publish" else "PrivatePort"
+        return any((p.get(field), p["Type"]) in wanted for p in netsettings.summary_ports(c, d.network))
     raise InvalidParameter(f"invalid filter '{key}'")
 
-
-_MISSING = {"publish": "published ports", "expose": "exposed-port publishing"}
 
 
 def _name_pattern(value: str) -> re.Pattern[str]:

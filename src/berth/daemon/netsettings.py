@@ -247,3 +247,16 @@ def check_create(d: Daemon, body: dict[str, Any], config: dict[str, Any], host: 
         raise InvalidParameter(f"invalid MAC address: {mac}")
     for item in host.get("ExtraHosts") or ():
         parse_extra_host(str(item), "0.0.0.0")
+
+
+def port_filter(key: str, values: list[str]) -> set[tuple[int, str]]:
+    """``ps --filter publish=8080`` / ``expose=80-90/udp``: the (port, protocol) pairs meant."""
+    out: set[tuple[int, str]] = set()
+    for value in values:
+        ports, _, proto = value.partition("/")
+        lo, _, hi = ports.partition("-")
+        if not lo.isdigit() or (hi and not hi.isdigit()) or (proto and proto not in portspec.PROTOCOLS):
+            raise InvalidParameter(f"invalid filter '{key}={value}'")
+        for port in range(int(lo), int(hi or lo) + 1):
+            out.add((port, proto or "tcp"))
+    return out
