@@ -239,3 +239,25 @@ def test_dockerpy_networks(berthd: harness.Berthd, busybox_image: str) -> None:
     assert client.networks.list(names=["pynet"]) == []
     with pytest.raises(docker.errors.NotFound):
         client.networks.get("pynet")
+
+
+def test_ipv6_network(berthd: harness.Berthd, busybox_image: str) -> None:
+    import os
+
+    v6 = f"fd42:{os.urandom(2).hex()}:{os.urandom(2).hex()}::/64"
+    ok(berthd.docker("network", "create", "--ipv6", "--subnet", free_subnet(berthd, 10), "--subnet", v6, "six"))
+    cfg = json.loads(ok(berthd.docker("network", "inspect", "six")).stdout)[0]
+    assert cfg["EnableIPv6"] is True and [c["Subnet"] for c in cfg["IPAM"]["Config"]] == [free_subnet(berthd, 10), v6]
+    fixed = str(ipaddress.ip_network(v6).network_address + 0x42)
+    ok(berthd.docker("run", "-d", "--name", "s6", "--network", "six", "--ip6", fixed, busybox_image, "sleep", "120"))
+    ns = json.loads(ok(berthd.docker("inspect", "s6")).stdout)[0]["NetworkSettings"]["Networks"]["six"]
+    assert ns["GlobalIPv6Address"] == fixed and ns["GlobalIPv6PrefixLen"] == 64
+    assert ns["IPv6Gateway"] == str(ipaddress.ip_network(v6).network_address + 1)
+    r = ok(berthd.docker("run", "--rm", "--network", "six", busybox_image, "sh", "-c",
+                         f"ip -6 -o addr show eth0 scope global; ip -6 route; ping -6 -c 1 -W 2 {fixed}; nslookup -type=aaaa s6; exit $?"))  # fmt: skip
+    assert "inet6 fd42:" in r.stdout and f"default via {ns['IPv6Gateway']}" in r.stdout
+    assert "1 packets received" in r.stdout and f"Address: {fixed}" in r.stdout
+    entry = json.loads(ok(berthd.docker("network", "inspect", "six")).stdout)[0]["Containers"]
+    assert [e["IPv6Address"] for e in entry.values()] == [f"{fixed}/64"]
+    r = berthd.docker("network", "create", "--ipv6", "--subnet", free_subnet(berthd, 11), "--subnet", v6, "six2")
+    assert r.returncode == 1 and "Pool overlaps" in r.stderr

@@ -116,6 +116,7 @@ def attach_request(c: Container, d: Daemon) -> AttachRequest:
                     network=cfg.get("NetworkID") or name,
                     aliases=tuple(cfg.get("Aliases") or ()),
                     ipv4=ipam.get("IPv4Address") or "",
+                    ipv6=ipam.get("IPv6Address") or "",
                     mac=cfg.get("MacAddress") or "",
                 )
             )
@@ -178,7 +179,8 @@ def networks_view(c: Container, net: NetworkDriver) -> dict[str, dict[str, Any]]
                 aliases.append(c.id[:12])
             entry.update(
                 Aliases=aliases or None, MacAddress=ep.mac, EndpointID=ep.id, Gateway=network.gateway,
-                IPAddress=ep.ip, IPPrefixLen=network.prefixlen,
+                IPAddress=ep.ip, IPPrefixLen=network.prefixlen, GlobalIPv6Address=ep.ip6,
+                GlobalIPv6PrefixLen=network.prefixlen6 if ep.ip6 else 0, IPv6Gateway=network.gateway6 if ep.ip6 else "",
                 DNSNames=[c.name, c.id[:12], *(cfg.get("Aliases") or [])] if network.user_defined else None,
             )  # fmt: skip
         out[name] = entry

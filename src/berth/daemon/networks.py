@@ -47,7 +47,8 @@ def _containers(d: Daemon, net: Network) -> dict[str, Any]:
         for ep in sorted(d.network.endpoints_of(net.id), key=lambda e: e.container_name):
             out[ep.container_id] = {
                 "Name": ep.container_name, "EndpointID": ep.id, "MacAddress": ep.mac,
-                "IPv4Address": f"{ep.ip}/{net.prefixlen}" if ep.ip else "", "IPv6Address": "",
+                "IPv4Address": f"{ep.ip}/{net.prefixlen}" if ep.ip else "",
+                "IPv6Address": f"{ep.ip6}/{net.prefixlen6}" if ep.ip6 else "",
             }  # fmt: skip
         return out
     for c in sorted(d.containers.values(), key=lambda c: c.created):
@@ -267,8 +268,9 @@ async def connect(d: Daemon, req: jobs.NetworkConnect, job: Job) -> None:
     if cfg.get("Aliases") and not net.user_defined:
         raise InvalidParameter("network-scoped alias is supported only for containers in user defined networks")
     if c.state.running:
+        want6 = (cfg.get("IPAMConfig") or {}).get("IPv6Address") or ""
         await d.network.connect(
-            c.id, net, EndpointRequest(net.id, tuple(cfg.get("Aliases") or ()), want, "", cfg.get("MacAddress") or "")
+            c.id, net, EndpointRequest(net.id, tuple(cfg.get("Aliases") or ()), want, want6, cfg.get("MacAddress") or "")
         )
         crash_point("connect.after-driver")
     c.networks[net.name] = cfg

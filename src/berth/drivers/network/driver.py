@@ -126,8 +126,8 @@ class NetworkDriver:
         for net in self.networks.values():
             self.leases.setdefault(net.id, set())
         for ep in self.store.endpoints():
-            if ep.ip and ep.network_id in self.leases:
-                self.leases[ep.network_id].add(ep.ip)
+            if ep.network_id in self.leases:
+                self.leases[ep.network_id].update(a for a in (ep.ip, ep.ip6) if a)
         for sb in self.store.sandboxes():
             self.live[sb.container_id] = _Live(sb)
         for ep in self.store.endpoints():
@@ -202,6 +202,9 @@ class NetworkDriver:
         # bridge; forwarding is enabled for packets that arrive on the bridge only
         links.write_sysctl(f"net/ipv4/conf/{net.bridge}/route_localnet", "1")
         links.write_sysctl(f"net/ipv4/conf/{net.bridge}/forwarding", "1")
+        if net.subnet6:
+            links.write_sysctl(f"net/ipv6/conf/{net.bridge}/disable_ipv6", "0")
+            await self.links.ensure_address6(index, net.gateway6, net.prefixlen6)
 
     def _firewall_table(self) -> firewall.Table:
         nets = [
@@ -351,6 +354,7 @@ class NetworkDriver:
         if v6 and not enable_ipv6:
             raise InvalidParameter("non-overlapping IPv6 subnets need --ipv6 (EnableIPv6)")
         given = v4[0] if v4 else {}
+        subnet6, gateway6 = self._network_addresses6(v6, enable_ipv6)
         async with self._lock, self.host_lock():
             if bridge != f"br-{nid[:12]}" and await self.links.index(bridge) is not None:
                 raise Conflict(f"a link named {bridge} exists already on the host")
@@ -360,8 +364,8 @@ class NetworkDriver:
                 ip_range=ip_range, bridge=bridge, internal=internal, attachable=attachable, icc=icc,
                 masquerade=masq, mtu=mtu, host_binding=_any(options.get(OPT_HOST_BINDING, self.cfg.host_ip)), labels=dict(labels),
                 options=dict(options), ipam_options=dict(ipam_options or {}),
-                ipam_config_given=tuple({k: str(v) for k, v in c.items() if v} for c in v4), aux_addresses=aux,
-                enable_ipv6=enable_ipv6,
+                ipam_config_given=tuple({k: str(v) for k, v in c.items() if v} for c in v4 + v6), aux_addresses=aux,
+                enable_ipv6=enable_ipv6, subnet6=subnet6, gateway6=gateway6,
             )  # fmt: skip
             self.networks[nid] = net
             self.leases[nid] = set()
@@ -377,6 +381,30 @@ class NetworkDriver:
                 await asyncio.to_thread(self.store.delete_network, nid)
                 raise
         return net
+
+    def _network_addresses6(self, configs: list[dict[str, Any]], enable: bool) -> tuple[str, str]:
+        """The IPv6 subnet and gateway of an ``--ipv6`` network (a ``--subnet`` is required)."""
+        if not enable:
+            return "", ""
+        if len(configs) != 1 or not configs[0].get("Subnet"):
+            raise InvalidParameter("an IPv6 network needs one IPv6 --subnet (berth does not pick IPv6 subnets)")
+        try:
+            subnet = ipaddress.IPv6Network(str(configs[0]["Subnet"]), strict=True)
+        except ValueError as exc:
+            raise InvalidParameter(f"invalid subnet {configs[0]['Subnet']}: {exc}") from exc
+        if subnet.prefixlen > 124:
+            raise InvalidParameter(f"invalid subnet {subnet}: too small")
+        for other in self.networks.values():
+            if other.subnet6 and subnet.overlaps(ipaddress.IPv6Network(other.subnet6)):
+                raise Forbidden("Pool overlaps with other one on this address space")
+        gateway = str(configs[0].get("Gateway") or default_gateway(str(subnet)))
+        try:
+            gw = ipaddress.IPv6Address(gateway)
+        except ValueError as exc:
+            raise InvalidParameter(f"invalid gateway {gateway}: {exc}") from exc
+        if gw not in subnet or gw == subnet.network_address:
+            raise InvalidParameter(f"failed to allocate gateway ({gateway}): Requested address is out of range")
+        return str(subnet), gateway
 
     async def _network_addresses(self, given: dict[str, Any]) -> tuple[str, str, str, dict[str, str]]:
         others = [ipaddress.IPv4Network(n.subnet) for n in self.networks.values() if n.subnet]
@@ -447,7 +475,7 @@ class NetworkDriver:
         name = next(iter(live.endpoints.values())).container_name if live.endpoints else cid[:12]
         req = AttachRequest(container_id=cid, name=name, hostname="")
         ep = self._new_endpoint(req, net, want, ifname)
-        self.leases[net.id].add(ep.ip)
+        self.leases[net.id].update(a for a in (ep.ip, ep.ip6) if a)
         live.endpoints[net.id] = ep
         path = Path(live.sandbox.path)
         try:
@@ -459,10 +487,11 @@ class NetworkDriver:
             assert nl is not None
             first = len(live.endpoints) == 1
             await links.configure_inside(nl, ep.ifname, ep.ip, net.prefixlen, net.gateway, loopback=False,
-                                         default_route=first and not net.internal)  # fmt: skip
+                                         default_route=first and not net.internal, address6=ep.ip6,
+                                         prefixlen6=net.prefixlen6, gateway6=net.gateway6)  # fmt: skip
         except BaseException:
             live.endpoints.pop(net.id, None)
-            self.leases[net.id].discard(ep.ip)
+            self.leases[net.id].difference_update((ep.ip, ep.ip6))
             await asyncio.to_thread(self.store.delete_endpoint, ep.id)
             await self.links.delete(ep.veth)
             raise
@@ -484,7 +513,7 @@ class NetworkDriver:
         primary = self._primary(live)
         dnats = self._dnats(live) if primary is not None and primary.id == ep.id else []
         del live.endpoints[nid]
-        self.leases.get(nid, set()).discard(ep.ip)
+        self.leases.get(nid, set()).difference_update((ep.ip, ep.ip6))
         await asyncio.to_thread(self.store.delete_endpoint, ep.id)
         if dnats:
             # the published ports followed the first network's address: they follow the next one
@@ -551,7 +580,8 @@ class NetworkDriver:
                 sock = nl if i == 0 else (await self.netns.run(netns.open_in, path))[0]
                 assert sock is not None
                 await links.configure_inside(
-                    sock, ep.ifname, ep.ip, net.prefixlen, net.gateway, loopback=False, default_route=(i == 0) and not net.internal
+                    sock, ep.ifname, ep.ip, net.prefixlen, net.gateway, loopback=False, default_route=(i == 0) and not net.internal,
+                    address6=ep.ip6, prefixlen6=net.prefixlen6, gateway6=net.gateway6,
                 )
             if not eps and nl is not None:
                 nl.close()
@@ -575,8 +605,9 @@ class NetworkDriver:
         try:
             for i, (n, want) in enumerate(zip(nets, req.endpoints, strict=True)):
                 ep = self._new_endpoint(req, n, want, f"eth{i}")
-                self.leases[n.id].add(ep.ip)
-                taken.append((n.id, ep.ip))
+                for addr in filter(None, (ep.ip, ep.ip6)):
+                    self.leases[n.id].add(addr)
+                    taken.append((n.id, addr))
                 eps.append(ep)
         except BaseException:
             for nid, ip in taken:
@@ -593,13 +624,22 @@ class NetworkDriver:
         ip = pool.allocate(self.leases[net.id], self._last.get(net.id, ""), want.ipv4)
         if not want.ipv4:
             self._last[net.id] = ip
+        ip6 = ""
+        if net.subnet6:
+            pool6 = AddressPool(net.subnet6, net.gateway6)
+            ip6 = pool6.allocate(self.leases[net.id], self._last.get(net.id + "/6", ""), want.ipv6)
+            if not want.ipv6:
+                self._last[net.id + "/6"] = ip6
+        elif want.ipv6:
+            raise InvalidParameter(f"invalid IPv6 address {want.ipv6}: network {net.name} has no IPv6 subnet")
         mac = want.mac or mac_for(ip)
         if not valid_mac(mac):
             raise InvalidParameter(f"invalid MAC address: {mac}")
         eid = secrets.token_hex(32)
         return Endpoint(
             id=eid, network_id=net.id, container_id=req.container_id, container_name=req.name, ip=ip, mac=mac,
-            veth="veth" + eid[:7], ifname=ifname, aliases=tuple(want.aliases), requested_ip=want.ipv4,
+            ip6=ip6, veth="veth" + eid[:7], ifname=ifname, aliases=tuple(want.aliases), requested_ip=want.ipv4,
+            requested_ip6=want.ipv6,
         )  # fmt: skip
 
     async def _undo(self, cid: str, made: bool, path: Path) -> None:
@@ -607,7 +647,7 @@ class NetworkDriver:
         self.dns.stop(cid)
         if live is not None:
             for ep in live.endpoints.values():
-                self.leases.get(ep.network_id, set()).discard(ep.ip)
+                self.leases.get(ep.network_id, set()).difference_update((ep.ip, ep.ip6))
             if live.held is not None:
                 dnats = self._dnats(live)
                 self.ports.release(live.held)
@@ -711,8 +751,8 @@ class NetworkDriver:
                 ep = other.endpoints.get(nid)
                 if ep is None or not ep.ip:
                     continue
-                if _names(ep, name) and ep.ip not in out:
-                    out.append(ep.ip)
+                if _names(ep, name):
+                    out += [a for a in (ep.ip, ep.ip6) if a and a not in out]
         return out
 
     def _dns_upstreams(self, cid: str) -> list[str]:

@@ -23,6 +23,7 @@ from berth.errors import Conflict, SystemFailure
 log = logging.getLogger(__name__)
 ENODEV = 19
 EEXIST = 17
+IFA_F_NODAD = 0x02
 
 
 def _fail(op: str, obj: str, exc: NetlinkError) -> SystemFailure:
@@ -121,6 +122,20 @@ class HostLinks:
             raise _fail("bring up bridge", name, exc) from exc
         return index
 
+    async def ensure_address6(self, index: int, address: str, prefixlen: int) -> None:
+        """The bridge's IPv6 gateway address (no DAD: it is ours by construction)."""
+        ipr = await self.ipr()
+        have = set()
+        async for a in await ipr.addr("dump", family=socket.AF_INET6, index=index):
+            if a["index"] == index:
+                have.add(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}")
+        if f"{address}/{prefixlen}" in have:
+            return
+        try:
+            await ipr.addr("add", index=index, address=address, prefixlen=prefixlen, flags=IFA_F_NODAD)
+        except NetlinkError as exc:
+            raise _fail("add IPv6 address to bridge", f"{address}/{prefixlen}", exc) from exc
+
     async def delete(self, name: str) -> bool:
         """Delete a link by name; False if there was none."""
         ipr = await self.ipr()
@@ -196,6 +211,9 @@ async def configure_inside(
     gateway: str,
     loopback: bool,
     default_route: bool,
+    address6: str = "",
+    prefixlen6: int = 0,
+    gateway6: str = "",
 ) -> None:
     """Inside a container's namespace: ``lo`` up (a new namespace), the address on ``ifname``,
     ``ifname`` up, and the default route through the gateway. The socket is closed after."""
@@ -209,8 +227,14 @@ async def configure_inside(
         if address:
             await ipr.addr("add", index=index, address=address, prefixlen=prefixlen)
         await ipr.link("set", index=index, state="up")
+        if address6:
+            # no duplicate address detection: IPAM made the address unique, and DAD would hold it
+            # "tentative" (unusable) for a second after the start
+            await ipr.addr("add", index=index, address=address6, prefixlen=prefixlen6, flags=IFA_F_NODAD)
         if default_route and gateway:
             await ipr.route("add", dst="0.0.0.0/0", gateway=gateway, oif=index)
+        if default_route and address6 and gateway6:
+            await ipr.route("add", dst="::/0", gateway=gateway6, oif=index, family=socket.AF_INET6)
     except NetlinkError as exc:
         raise _fail("configure container interface", f"{ifname} ({address}/{prefixlen})", exc) from exc
     finally:
