@@ -25,6 +25,14 @@ def test_pick_skips_host_routes_addresses_and_nameservers() -> None:
     assert str(subnets.pick(subnets.DEFAULT_POOLS, taken)) == "172.20.0.0/16"
 
 
+def test_check_free() -> None:
+    taken = subnets.host_taken(["192.0.2.0/24"], ["198.51.100.7/24"], [])
+    for bad in ("192.0.2.0/24", "192.0.0.0/16", "198.51.100.128/25"):
+        with pytest.raises(InvalidParameter, match="overlaps"):
+            subnets.check_free(N(bad), taken, "--bip")
+    subnets.check_free(N("10.9.0.0/24"), taken, "--bip")
+
+
 def test_pick_from_custom_pool_and_exhaustion() -> None:
     pools = subnets.parse_pools(["base=10.9.0.0/23,size=24"])
     assert str(subnets.pick(pools, [N("10.9.0.0/24")])) == "10.9.1.0/24"

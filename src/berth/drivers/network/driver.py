@@ -152,6 +152,8 @@ class NetworkDriver:
             subnet, gateway = str(iface.network), str(iface.ip)
             if iface.ip == iface.network.network_address:
                 gateway = default_gateway(subnet)
+            # never put a bridge on a subnet the host already routes (it would take that route)
+            subnets.check_free(ipaddress.IPv4Network(subnet), await self._host_taken(cfg.bridge), "--bip")
         elif old is not None and old.bridge == cfg.bridge and old.subnet:
             subnet, gateway = old.subnet, old.gateway
         else:

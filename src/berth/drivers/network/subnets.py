@@ -62,6 +62,16 @@ def overlaps(net: IPv4Net, taken: Iterable[IPv4Net]) -> bool:
     return any(net.overlaps(t) for t in taken)
 
 
+def check_free(net: IPv4Net, taken: Iterable[IPv4Net], what: str) -> None:
+    """InvalidParameter when ``net`` overlaps something the host has.
+
+    >>> check_free(ipaddress.IPv4Network("10.1.0.0/24"), [ipaddress.IPv4Network("10.2.0.0/16")], "--bip")
+    """
+    for t in taken:
+        if net.overlaps(t):
+            raise InvalidParameter(f"{what} {net} overlaps {t}, which the host already routes or has an address in")
+
+
 def pick(pools: Iterable[Pool], taken: list[IPv4Net]) -> IPv4Net:
     """The first pool subnet that overlaps nothing in ``taken``; Unavailable when none is left."""
     for pool in pools:
