@@ -395,6 +395,7 @@ def test_build_steps_are_jobs_and_networks(berthd: harness.Berthd, busybox_image
     jobs = berthd.berth("jobs", "-a", "--format", "{{.Name}} {{.Args}}").stdout.splitlines()
     names = [j.split(" ", 1)[0] for j in jobs]
     assert "image.build" in names and names.count("build.step") >= 4
+    assert any(j.startswith("image.build ") and '"tags":"net:none"' in j for j in jobs), jobs
     assert any("RUN cat /proc/net/dev" in j and '"step":"2/2"' in j for j in jobs), jobs
     assert {"container.create", "container.start", "container.wait", "image.commit"} <= set(names)
 

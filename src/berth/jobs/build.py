@@ -17,6 +17,8 @@ class ImageBuild(Request[None]):
 
     JOB: ClassVar[str] = "image.build"
     request: BuildRequest
+    tags: str = ""        # the request's tags and Dockerfile again, as `berth jobs` shows them
+    dockerfile: str = ""
 
 
 @dataclass(frozen=True)

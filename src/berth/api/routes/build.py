@@ -112,7 +112,8 @@ async def build(request: web.Request) -> web.StreamResponse:
     req = build_request(request)
     sink = LazyResponseSink(request)
     try:
-        await engine_of(request).job(ImageBuild(request=req), stdin=RequestSource(request), stdout=sink)
+        job = ImageBuild(request=req, tags=" ".join(req.tags), dockerfile=req.dockerfile or "Dockerfile")
+        await engine_of(request).job(job, stdin=RequestSource(request), stdout=sink)
     except BerthError as exc:
         if sink.resp is None:
             raise
