@@ -287,8 +287,9 @@ def test_ps_filters_that_cannot_match_everything(berthd: harness.Berthd, busybox
     assert berthd.docker("ps", "-a", "-q", "--filter", "name=^fl.$").stdout.strip() == cid[:12]
     assert berthd.docker("ps", "-a", "-q", "--filter", "is-task=true").stdout == ""
     assert berthd.docker("ps", "-a", "-q", "--filter", "isolation=default").stdout.strip() == cid[:12]
+    # filters on features: they filter (nothing here has a health check, a published or exposed port)
     for key in ("health=healthy", "publish=80", "expose=80"):
-        r = berthd.docker("ps", "-a", "--filter", key)
-        assert r.returncode == 1 and "invalid filter" in r.stderr, (key, r.stderr)
+        assert berthd.docker("ps", "-a", "-q", "--filter", key).stdout == "", key
+    # (what they match is tested with the network driver's published ports)
     status, body = berthd.api("GET", '/containers/json?all=1&filters={"name":["("]}')
     assert status == 400 and "error parsing regexp" in body["message"]
