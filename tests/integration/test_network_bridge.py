@@ -246,3 +246,26 @@ def test_no_descriptor_leak(berthd: harness.Berthd, busybox_image: str) -> None:
         ok(berthd.docker("run", "--rm", "--network", "fdnet", "-p", "127.0.0.1::80", busybox_image, "true"))
         ok(berthd.docker("run", "--rm", busybox_image, "true"))
     assert fds() <= before + 2
+
+
+def test_concurrent_runs_get_distinct_addresses_and_leave_nothing(berthd: harness.Berthd, busybox_image: str) -> None:
+    import concurrent.futures
+
+    ok(berthd.docker("network", "create", "par"))
+    ok(berthd.docker("run", "-d", "--name", "anchor", "--network", "par", busybox_image, "sleep", "120"))
+
+    def one(i: int) -> str:
+        args = ["run", "--rm"] + (["--network", "par"] if i % 2 else []) + (["-p", "127.0.0.1::80"] if i % 3 == 0 else [])
+        r = ok(berthd.docker(*args, busybox_image, "sh", "-c", "ip -4 -o addr show eth0; sleep 0.5", timeout=120))
+        return r.stdout.split()[3]
+
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        addrs = list(ex.map(one, range(24)))
+    # serial allocation: 24 starts, 24 different addresses, none the running container's
+    anchor = json.loads(ok(berthd.docker("inspect", "anchor")).stdout)[0]["NetworkSettings"]["Networks"]["par"]["IPAddress"]
+    assert all(a.split("/")[0] != anchor for a in addrs)
+    assert len(set(addrs)) == 24
+    ok(berthd.docker("rm", "-f", "anchor"))
+    assert netns_files(berthd) == [] and wait_no_ports(berthd.bridge) == []
+    status, listing = berthd.api("GET", "/containers/json?all=1")
+    assert listing == []
