@@ -253,3 +253,21 @@ def test_one_capability_rule_for_init_and_exec() -> None:
     priv = exec_process_spec(container, ["id"], [], "/", False, privileged=True)
     assert priv["capabilities"]["bounding"] == priv["capabilities"]["effective"] == list(ALL_CAPS)
     assert container["capabilities"]["bounding"] == ["CAP_NET_ADMIN"]  # not modified in place
+
+
+def test_joined_namespaces_shm_and_uts_host() -> None:
+    spec = spec_for(joined=(("pid", "/proc/7/ns/pid"), ("ipc", "/proc/7/ns/ipc")), shm="/proc/7/root/dev/shm")
+    kinds = {n["type"]: n.get("path") for n in spec["linux"]["namespaces"]}
+    assert kinds["pid"] == "/proc/7/ns/pid" and kinds["ipc"] == "/proc/7/ns/ipc" and kinds["uts"] is None
+    shm = [m for m in spec["mounts"] if m["destination"] == "/dev/shm"]
+    assert shm == [{"destination": "/dev/shm", "type": "bind", "source": "/proc/7/root/dev/shm", "options": ["rbind", "rprivate"]}]
+    assert not [m for m in spec_for(shm="none")["mounts"] if m["destination"] == "/dev/shm"]
+    assert [m["type"] for m in spec_for()["mounts"] if m["destination"] == "/dev/shm"] == ["tmpfs"]
+    # --uts host: no UTS namespace and no hostname (runc refuses one without it)
+    host_uts = spec_for(uts_host=True, hostname="abc")
+    assert "hostname" not in host_uts and "uts" not in {n["type"] for n in host_uts["linux"]["namespaces"]}
+    assert spec_for(cgroup_ns=True)["linux"]["namespaces"][-1] == {"type": "cgroup"}
+    with pytest.raises(InvalidParameter, match="cannot join net namespace"):
+        spec_for(joined=(("net", "/x"),))
+    with pytest.raises(InvalidParameter, match="shm 'tmp' is not private"):
+        spec_for(shm="tmp")

@@ -16,6 +16,7 @@ from berth.daemon import (
     createchecks,
     createconfig,
     mountspec,
+    namespaces,
     netsettings,
     platforms,
     storageopt,
@@ -73,6 +74,7 @@ async def create(d: Daemon, req: jobs.ContainerCreate, job: Job) -> Created:
     body = req.config
     createconfig.validate(body)
     warnings = createchecks.verify(body)  # before the image: a 400 here must not start a pull
+    namespaces.check_create(d, body.get("HostConfig") or {})
     wanted = platforms.parse(req.platform) if req.platform else None
     name = createconfig.validate_name(req.name)
     image_id = await asyncio.to_thread(d.graph.resolve, body["Image"])

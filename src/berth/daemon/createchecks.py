@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from berth.daemon import devices, update
+from berth.daemon import devices, namespaces, update
 from berth.errors import InvalidParameter
 from berth.libcontainer.capabilities import NAMES as CAP_NAMES
 from berth.libcontainer.sysctl import SysctlError
@@ -149,5 +149,6 @@ def verify(body: dict[str, Any]) -> list[str]:
     warnings = _check_resources(host)
     check_sysctl_namespaces(host)
     devices.check(host)
+    namespaces.check(body)
     return warnings
 

@@ -119,9 +119,13 @@ def merge(body: dict[str, Any], image: dict[str, Any]) -> tuple[dict[str, Any], 
         config["Healthcheck"] = health
     host = dict(HOST_CONFIG_DEFAULTS)
     host.update({k: v for k, v in (body.get("HostConfig") or {}).items() if v is not None})
-    for key in ("IpcMode", "ShmSize", "NetworkMode", "CgroupnsMode"):
+    for key in ("IpcMode", "ShmSize", "NetworkMode"):
         if not host.get(key):  # empty or zero: the daemon's default, as dockerd records it
             host[key] = HOST_CONFIG_DEFAULTS[key]
+    if not host.get("CgroupnsMode"):  # dockerd's default: private on a cgroup v2 host, else host
+        from berth.libcontainer.cgroups import is_unified
+
+        host["CgroupnsMode"] = "private" if is_unified() else "host"
     log_type = (host.get("LogConfig") or {}).get("Type") or "json-file"
     if log_type not in DOCKER_LOG_DRIVERS:  # dockerd then looks for a logging plugin of that name
         raise InvalidParameter(f'error looking up logging plugin {log_type}: plugin "{log_type}" not found')

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from berth.container.logs import log_options
 from berth.container.record import Container
-from berth.daemon import health, netsettings, restarts
+from berth.daemon import health, namespaces, netsettings, restarts
 from berth.daemon.devices import apply as apply_devices
 from berth.daemon.faults import crash_point
 from berth.daemon.handlers import HandlerTable
@@ -106,7 +106,10 @@ async def _spawn_in(d: Daemon, c: Container, netns: str) -> Any:
         if init is None:
             raise ContainerStartError("--init: no init binary: install berth-init (scripts/setup.sh) or set --init-path")
     try:
-        inp = spec_input(c, str(rootfs), (uid, gid, groups), d.cfg.cgroup_parent, tuple(devices), sources, init, netns)
+        joined, shm = namespaces.resolve(d, c)
+        inp = spec_input(
+            c, str(rootfs), (uid, gid, groups), d.cfg.cgroup_parent, tuple(devices), sources, init, netns, joined, shm
+        )
         spec = build_spec(inp)
         spec = await asyncio.to_thread(apply_devices, c.host_config, spec, d.cfg.cdi_spec_dirs)
     except ContainerStartError:

@@ -90,11 +90,14 @@ def spec_input(
     sources: dict[str, str] | None = None,
     init: Path | None = None,
     netns: str = "none",
+    joined: tuple[tuple[str, str], ...] = (),
+    shm: str = "private",
 ) -> SpecInput:
     """``sources`` replaces the host path of the mounts at those destinations (a volume's
     resolved subpath); ``init``, when given, runs as PID 1 in front of the command (--init).
     ``netns``: "host", "none" (a fresh namespace) or the path of the namespace the network
-    driver made (or the one a ``container:`` network mode joins)."""
+    driver made (or the one a ``container:`` network mode joins). ``joined`` and ``shm`` are
+    what :func:`berth.daemon.namespaces.resolve` found for ``--pid``/``--ipc container:X``."""
     host = c.host_config
     security = securityopt.parse(host.get("SecurityOpt"))
     privileged = bool(host.get("Privileged"))
@@ -141,5 +144,8 @@ def spec_input(
         pid_host=host.get("PidMode") == "host",
         ipc_host=host.get("IpcMode") == "host",
         uts_host=host.get("UTSMode") == "host",
+        cgroup_ns=host.get("CgroupnsMode") == "private",
+        joined=joined,
+        shm=shm,
         mounts=(*oci_mounts(c.mounts, tmpfs_mounts(host), sources), *extra_mounts),
     )

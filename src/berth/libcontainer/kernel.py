@@ -112,6 +112,13 @@ _SYS_FSOPEN = 430
 _SYS_FSCONFIG = 431
 _SYS_MOUNT_SETATTR = 442
 _SYS_OPENAT2 = 437
+_SYS_OPEN_TREE = 428
+_SYS_MOVE_MOUNT = 429
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
@@ -254,3 +261,15 @@ def openat2(dirfd: int, path: str | bytes, flags: int, mode: int = 0, resolve: i
     as if it were ``/``, atomically (a symlink swapped in meanwhile cannot lead out)."""
     how = _OpenHow(flags, mode, resolve)
     return _check(_libc.syscall(_SYS_OPENAT2, dirfd, _b(path), ctypes.byref(how), ctypes.sizeof(how)))
+
+
+def open_tree(dirfd: int, path: str, flags: int) -> int:
+    """open_tree(2) (Linux 5.2): with ``OPEN_TREE_CLONE`` a detached copy of the mount at ``path``
+    (``AT_RECURSIVE``: with its submounts), attachable anywhere with :func:`move_mount`."""
+    return _check(_libc.syscall(_SYS_OPEN_TREE, dirfd, _b(path), flags))
+
+
+def move_mount(from_fd: int, from_path: str, to_fd: int, to_path: str, flags: int) -> None:
+    """move_mount(2) (Linux 5.2): attach (or move) a mount; ``MOVE_MOUNT_F_EMPTY_PATH`` takes
+    the mount ``from_fd`` refers to."""
+    _check(_libc.syscall(_SYS_MOVE_MOUNT, from_fd, _b(from_path), to_fd, _b(to_path), flags))

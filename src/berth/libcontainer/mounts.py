@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 
-from berth.libcontainer import copyup, kernel
+from berth.libcontainer import copyup, kernel, securepath
 from berth.libcontainer.failure import ContainerInitError
 from berth.libcontainer.mountopts import REC_ATTR_WORDS, MountOptions, parse_mount_options
 from berth.libcontainer.spec import Mount
@@ -72,14 +73,23 @@ def mount_one(m: Mount, dest: str) -> None:
     """Perform one mount at ``dest`` (already resolved on the host side)."""
     opts = parse_mount_options(m.options)
     if opts.bind or m.type == "bind":
+        tree = _clone_from_process_root(m.source, bool(opts.flags & kernel.MS_REC))
         try:
-            source_is_file = not stat.S_ISDIR(os.stat(m.source).st_mode)
-        except OSError as exc:
-            raise fail("bind mount source", m.source, exc) from exc
-        make_mountpoint(dest, source_is_file)
-        mount(
-            m.source, dest, None, kernel.MS_BIND | (opts.flags & kernel.MS_REC), None, f"bind '{m.source}' on"
-        )
+            try:
+                st = os.fstat(tree) if tree is not None else os.stat(m.source)
+            except OSError as exc:
+                raise fail("bind mount source", m.source, exc) from exc
+            make_mountpoint(dest, not stat.S_ISDIR(st.st_mode))
+            if tree is None:
+                mount(m.source, dest, None, kernel.MS_BIND | (opts.flags & kernel.MS_REC), None, f"bind '{m.source}' on")
+            else:
+                try:
+                    kernel.move_mount(tree, "", kernel.AT_FDCWD, dest, kernel.MOVE_MOUNT_F_EMPTY_PATH)
+                except OSError as exc:
+                    raise fail(f"mount bind '{m.source}' on", dest, exc) from exc
+        finally:
+            if tree is not None:
+                os.close(tree)
         extra = opts.flags & ~(kernel.MS_BIND | kernel.MS_REC | kernel.MS_REMOUNT)
         if extra:  # a bind mount ignores flags; they take effect on a remount of it
             flags = kernel.MS_REMOUNT | kernel.MS_BIND | extra | kept_flags(dest)
@@ -102,6 +112,50 @@ def mount_one(m: Mount, dest: str) -> None:
         _set_recursive_attributes(m, opts, dest)
     if opts.propagation:
         mount(None, dest, None, opts.propagation, None, "(set propagation)")
+
+
+_PROCESS_ROOT = re.compile(r"^/proc/([0-9]+)/root(/.*)?$")
+
+
+def _clone_from_process_root(source: str, recursive: bool) -> int | None:
+    """A bind source inside another process's root (``/proc/PID/root/dev/shm``: another
+    container's /dev/shm for ``--ipc container:X``): a detached copy of that mount, taken in that
+    process's mount namespace (the kernel binds nothing across mount namespaces), with the path
+    resolved inside its root as its own processes see it (followed from here, an absolute
+    symlink in it would lead to *our* root, the host's: a container could point another one's
+    bind at any host directory). None for any other source; the caller attaches the copy with
+    move_mount and closes it."""
+    match = _PROCESS_ROOT.match(source)
+    if match is None:
+        return None
+    own = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            other = os.open(f"/proc/{match.group(1)}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise fail("bind mount source", source, exc) from exc
+        try:
+            kernel.setns(other, kernel.CLONE_NEWNS)  # our root and cwd are now that namespace's
+        except OSError as exc:
+            raise fail("enter the mount namespace of", source, exc) from exc
+        finally:
+            os.close(other)
+        try:
+            found = securepath.open_in_root("/", match.group(2) or "/", os.O_PATH)
+            try:
+                flags = kernel.OPEN_TREE_CLONE | kernel.OPEN_TREE_CLOEXEC | kernel.AT_EMPTY_PATH
+                return kernel.open_tree(found, "", flags | (kernel.AT_RECURSIVE if recursive else 0))
+            finally:
+                os.close(found)
+        except OSError as exc:
+            raise fail("bind mount source", source, exc) from exc
+        finally:
+            kernel.setns(own, kernel.CLONE_NEWNS)  # back: our own root, then our cwd
+            os.fchdir(cwd)
+    finally:
+        os.close(own)
+        os.close(cwd)
 
 
 def _mount_copyup(m: Mount, opts: MountOptions, dest: str) -> None:

@@ -111,7 +111,12 @@ class SpecInput:
     devices: tuple[dict[str, Any], ...] = ()
     pid_host: bool = False  # --pid host: no PID namespace
     ipc_host: bool = False  # --ipc host
-    uts_host: bool = False  # --uts host
+    uts_host: bool = False  # --uts host: the host's hostname (none is set)
+    # namespaces joined by path, e.g. ("pid", "/proc/123/ns/pid") for --pid container:X
+    joined: tuple[tuple[str, str], ...] = ()
+    # /dev/shm: "private" (a tmpfs of shm_size), "none" (--ipc none: no /dev/shm), or a
+    # directory to bind there (--ipc host: /dev/shm; --ipc container:X: X's, under /proc/PID/root)
+    shm: str = "private"
 
 
 def build_spec(inp: SpecInput) -> dict[str, Any]:
@@ -131,10 +136,11 @@ def build_spec(inp: SpecInput) -> dict[str, Any]:
             "oomScoreAdj": inp.oom_score_adj,
         },
         "root": {"path": inp.rootfs, "readonly": inp.readonly_rootfs},
-        "hostname": inp.hostname,
         "mounts": _mounts(inp),
         "linux": _linux(inp, caps),
     }
+    if not inp.uts_host:  # with the host's UTS namespace the host keeps its name (runc refuses one)
+        spec["hostname"] = inp.hostname
     if inp.domainname and not inp.uts_host:
         spec["domainname"] = inp.domainname
     if inp.rlimits:
@@ -300,6 +306,11 @@ def _validate(inp: SpecInput) -> None:
             raise InvalidParameter(
                 f"build container spec: ulimit {name}: soft limit {soft} is above hard limit {hard}"
             )
+    if inp.shm not in ("private", "none") and not inp.shm.startswith("/"):
+        raise InvalidParameter(f"build container spec: shm {inp.shm!r} is not private, none or a path")
+    for kind, path in inp.joined:
+        if kind not in ("pid", "ipc", "uts") or not path.startswith("/"):
+            raise InvalidParameter(f"build container spec: cannot join {kind} namespace {path!r}")
     for m in inp.mounts:
         if not str(m.get("destination", "")).startswith("/"):
             raise InvalidParameter(
@@ -309,6 +320,10 @@ def _validate(inp: SpecInput) -> None:
 
 def _mounts(inp: SpecInput) -> list[dict[str, Any]]:
     mounts = default_mounts(inp.shm_size, inp.privileged, cgroup=inp.mount_cgroups)
+    if inp.shm != "private":  # moby: --ipc none has no /dev/shm, host and container:X bind one
+        mounts = [m for m in mounts if m["destination"] != "/dev/shm"]
+        if inp.shm != "none":
+            mounts.append({"destination": "/dev/shm", "type": "bind", "source": inp.shm, "options": ["rbind", "rprivate"]})
     for dest, src in (
         ("/etc/resolv.conf", inp.resolv_conf_path),
         ("/etc/hostname", inp.hostname_path),
@@ -328,8 +343,11 @@ def _linux(inp: SpecInput, caps: list[str]) -> dict[str, Any]:
         namespaces.append({"type": "network"})
     elif inp.network != "host":
         namespaces.append({"type": "network", "path": inp.network})
+    joined = dict(inp.joined)
     for kind, host in (("uts", inp.uts_host), ("pid", inp.pid_host), ("ipc", inp.ipc_host)):
-        if not host:
+        if kind in joined:
+            namespaces.append({"type": kind, "path": joined[kind]})
+        elif not host:
             namespaces.append({"type": kind})
     if inp.cgroup_ns:
         namespaces.append({"type": "cgroup"})
