@@ -84,7 +84,7 @@ def test_static_ip_aliases_and_dns(berthd: harness.Berthd, busybox_image: str) -
     ok(berthd.docker("network", "create", "--subnet", str(sub), "--ip-range", str(list(sub.subnets(new_prefix=25))[1]), "dnsnet"))
     fixed = str(sub.network_address + 10)
     cid = ok(berthd.docker("run", "-d", "--name", "db", "--network", "dnsnet", "--ip", fixed, "--network-alias", "database", busybox_image, "sleep", "120")).stdout.strip()
-    r = ok(berthd.docker("run", "--rm", "--network", "dnsnet", busybox_image, "sh", "-c",
+    r = ok(berthd.docker("run", "--rm", "--network", "dnsnet", "--dns", "127.0.0.1", busybox_image, "sh", "-c",
                          "cat /etc/resolv.conf; for n in db database " + cid[:12] + "; do nslookup $n | tail -n +3; done; ip -4 -o addr show eth0"))  # fmt: skip
     assert "nameserver 127.0.0.11" in r.stdout and "ndots:0" in r.stdout
     assert r.stdout.count(f"Address: {fixed}") == 3, r.stdout
@@ -101,6 +101,10 @@ def test_static_ip_aliases_and_dns(berthd: harness.Berthd, busybox_image: str) -
     assert r.returncode == 125 and "does not belong" in r.stderr
     r = berthd.docker("run", "--rm", "--ip", "10.1.2.3", busybox_image, "true")
     assert r.returncode == 125 and "user specified IP address is supported on user defined networks only" in r.stderr
+    # reverse lookups of a container address name the container on that network
+    # (--dns 127.0.0.1: were a query forwarded, it would stay on this machine)
+    r = ok(berthd.docker("run", "--rm", "--network", "dnsnet", "--dns", "127.0.0.1", busybox_image, "nslookup", fixed))
+    assert "db.dnsnet" in r.stdout
     # the default bridge has no embedded DNS
     r = berthd.docker("run", "--rm", busybox_image, "sh", "-c", "grep -c 127.0.0.11 /etc/resolv.conf")
     assert r.stdout.strip() == "0"

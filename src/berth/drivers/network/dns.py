@@ -23,7 +23,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from dnslib import AAAA, QTYPE, RCODE, RR, A, DNSRecord  # type: ignore[import-untyped]
+from dnslib import AAAA, PTR, QTYPE, RCODE, RR, A, DNSRecord  # type: ignore[import-untyped]
 from dnslib.dns import DNSError  # type: ignore[import-untyped]
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ TTL = 600  # dockerd's
 FORWARD_TIMEOUT = 2.0
 
 Lookup = Callable[[str, str], list[str]]
+Reverse = Callable[[str, str], str]
 Upstreams = Callable[[str], list[str]]
 
 
@@ -67,9 +68,10 @@ class _Listener:
 
 
 class DnsServer:
-    def __init__(self, lookup: Lookup, upstreams: Upstreams) -> None:
+    def __init__(self, lookup: Lookup, upstreams: Upstreams, reverse: Reverse | None = None) -> None:
         self.lookup = lookup
         self.upstreams = upstreams
+        self.reverse = reverse
         self._listeners: dict[str, _Listener] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -111,6 +113,14 @@ class DnsServer:
             return None
         q = query.q
         name = str(q.qname).rstrip(".").lower()
+        if q.qtype == QTYPE.PTR and self.reverse is not None:
+            target = self.reverse(cid, _ptr_address(name))
+            if not target:
+                return None
+            reply = query.reply()
+            reply.header.ra = 1
+            reply.add_answer(RR(q.qname, QTYPE.PTR, rdata=PTR(target + "."), ttl=TTL))
+            return bytes(reply.pack())
         ips = self.lookup(cid, name)
         if not ips:
             return None
@@ -153,6 +163,15 @@ class DnsServer:
             pass
         finally:
             writer.close()
+
+
+def _ptr_address(name: str) -> str:
+    """``2.0.1.10.in-addr.arpa`` → ``10.1.0.2`` ("" for anything else)."""
+    if name.endswith(".in-addr.arpa"):
+        parts = name.removesuffix(".in-addr.arpa").split(".")
+        if len(parts) == 4 and all(p.isdigit() for p in parts):
+            return ".".join(reversed(parts))
+    return ""
 
 
 def _servfail(data: bytes) -> bytes | None:

@@ -90,7 +90,7 @@ class NetworkDriver:
         self.nft = Nft()
         self.netns = netns.NetnsThread()
         self.ports = PortAllocator()
-        self.dns = DnsServer(self._dns_lookup, self._dns_upstreams)
+        self.dns = DnsServer(self._dns_lookup, self._dns_upstreams, self._dns_reverse)
         self.networks: dict[str, Network] = {}  # id -> network
         self.live: dict[str, _Live] = {}  # container id -> state
         self.leases: dict[str, set[str]] = {}  # network id -> addresses in use
@@ -756,6 +756,22 @@ class NetworkDriver:
                 if _names(ep, name):
                     out += [a for a in (ep.ip, ep.ip6) if a and a not in out]
         return out
+
+    def _dns_reverse(self, cid: str, ip: str) -> str:
+        """A reverse lookup of a container's address on one of the asker's user networks:
+        ``NAME.NETWORK`` (dockerd's answer)."""
+        live = self.live.get(cid)
+        if live is None or not ip:
+            return ""
+        for nid in live.endpoints:
+            net = self.networks.get(nid)
+            if net is None or not net.user_defined:
+                continue
+            for other in self.live.values():
+                ep = other.endpoints.get(nid)
+                if ep is not None and ep.ip == ip:
+                    return f"{ep.container_name}.{net.name}"
+        return ""
 
     def _dns_upstreams(self, cid: str) -> list[str]:
         live = self.live.get(cid)
