@@ -104,7 +104,9 @@ def _init_binary(d: Daemon) -> str:
 async def info(d: Daemon, req: jobs.SystemInfo, job: Job) -> JSONObject:
     states = [c.state.status for c in d.containers.values()]
     images = await asyncio.to_thread(d.graph.list, False, {})
-    v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+    from berth.libcontainer.cgroups import is_unified  # the one detection (a hybrid host is v1)
+
+    v2 = is_unified()
     uname = platform.uname()
     return {
         "ID": d.cfg.cgroup_parent, "Containers": len(states),

@@ -18,7 +18,8 @@ Anything that fails before exec raises :class:`ContainerInitError` with runc's t
 exit status Docker records (127 not found, 126 cannot execute, 128 otherwise).
 
 Modules: ``spec`` (OCI dict -> frozen dataclasses, validated before any side effect),
-``kernel`` (the one ctypes seam), ``mounts`` (one mount), ``securepath`` (the one symlink-safe walk inside a root), ``rootfs`` (the
+``kernel`` (the one ctypes seam), ``mounts`` (one mount), ``securepath`` (the one symlink-safe
+walk inside a root), ``defaultmounts`` (the one default mount table), ``rootfs`` (the
 container's file system: mount order, devices, pivot_root, masked/read-only paths),
 ``cgroup_mount`` (OCI's "cgroup" mount type), ``capabilities`` (names, DEFAULT_CAPS),
 ``seccomp`` (libseccomp-compiled BPF, cached per profile), ``seccompprofile`` (Docker's profile
@@ -29,10 +30,11 @@ compiled filter on one syscall, for tests), ``hostdevices`` (the host's /dev nod
 ``confine`` (the walls both doors end with: limits, user, capabilities, no_new_privs, seccomp),
 ``setns`` (the exec door: the launcher),
 ``process`` (fork, PID namespace, sync pipes), ``userns`` (a user namespace of the
-container's own: stage A, the id maps), ``cgroups`` (v1/hybrid/v2), ``devicefilter``
-(v2 device rules as eBPF), ``failure`` (ContainerInitError on the wire), ``runtime``
-(``berth-runtime``, the OCI CLI) and ``hooks`` (its OCI hooks), ``testing`` (a busybox rootfs
-and a Docker-like spec for tests).
+container's own: stage A, the id maps), ``cgroups`` (one ``Cgroup`` protocol, a v1/hybrid and
+a v2 manager, and ``resources_from_oci``, the one spec -> limits conversion), ``devicefilter``
+(v2 device rules as eBPF), ``failure`` (ContainerInitError on the wire), ``testing`` (a busybox
+rootfs and a Docker-like spec for tests). The OCI command line over this library,
+``berth-runtime``, is the package :mod:`berth.runtime` above it.
 
 Not done: id-mapped mounts, AppArmor/SELinux, the in-container hook phases (createContainer,
 startContainer), systemd cgroup paths.
