@@ -256,3 +256,20 @@ def test_daemon_apply_adds_nodes_rules_and_cdi(specdir: Path) -> None:
     # privileged: the host's nodes come from build_spec; --device is ignored, CDI still applies
     spec = devices.apply({**host, "Privileged": True}, base_spec(), [str(specdir)])
     assert [d["path"] for d in spec["linux"]["devices"]] == ["/dev/nvidiactl", "/dev/nvidia1"]
+
+
+def test_block_io_throttles_from_host_paths() -> None:
+    host = {
+        "BlkioDeviceReadBps": [{"Path": "/dev/null", "Rate": 1048576}],
+        "BlkioDeviceWriteIOps": [{"Path": "/dev/zero", "Rate": 200}],
+        "BlkioWeightDevice": [{"Path": "/dev/null", "Weight": 300}],
+    }
+    assert devices.block_io_throttles(host) == {
+        "throttleReadBpsDevice": [{"major": 1, "minor": 3, "rate": 1048576}],
+        "throttleWriteIOPSDevice": [{"major": 1, "minor": 5, "rate": 200}],
+        "weightDevice": [{"major": 1, "minor": 3, "weight": 300}],
+    }
+    spec = devices.apply(host, base_spec())
+    assert spec["linux"]["resources"]["blockIO"]["throttleReadBpsDevice"][0]["rate"] == 1048576
+    with pytest.raises(DeviceError, match="stat /dev/nonexistent: no such file or directory"):
+        devices.block_io_throttles({"BlkioDeviceReadBps": [{"Path": "/dev/nonexistent", "Rate": 1}]})

@@ -271,3 +271,14 @@ def test_joined_namespaces_shm_and_uts_host() -> None:
         spec_for(joined=(("net", "/x"),))
     with pytest.raises(InvalidParameter, match="shm 'tmp' is not private"):
         spec_for(shm="tmp")
+
+
+def test_oom_kill_disable_and_swappiness_reach_the_spec() -> None:
+    from berth.libcontainer.cgroups import Resources, resources_from_oci
+
+    res = Resources(memory=64 << 20, memory_swappiness=10, oom_kill_disable=True)
+    memory = spec_for(resources=res)["linux"]["resources"]["memory"]
+    assert memory["swappiness"] == 10 and memory["disableOOMKiller"] is True
+    back = resources_from_oci(spec_for(resources=res)["linux"]["resources"])  # what the monitor reads
+    assert back.memory_swappiness == 10 and back.oom_kill_disable
+    assert "disableOOMKiller" not in spec_for(resources=Resources(memory=64 << 20))["linux"]["resources"]["memory"]

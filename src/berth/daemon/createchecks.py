@@ -17,6 +17,7 @@ work, each with its own text, as a 400 at create rather than a failure at start:
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from berth.daemon import devices, namespaces, update
@@ -119,6 +120,97 @@ def _check_resources(host: dict[str, Any]) -> list[str]:
     oom = host.get("OomScoreAdj") or 0
     if not -1000 <= oom <= 1000:
         raise InvalidParameter(f"Invalid value {oom}, range for oom score adj is [-1000, 1000]")
+    if oom < 0 and not _can_raise_limits():
+        with open("/proc/self/oom_score_adj") as f:
+            own = int(f.read())
+        if oom < own:  # the kernel refuses it at start (runc: "can't get final child's PID from pipe")
+            raise InvalidParameter(
+                f"Invalid value {oom} for OomScoreAdj: lowering the OOM score below the daemon's own ({own})"
+                " needs CAP_SYS_RESOURCE, which this host's root lacks"
+            )
+    _check_ulimits(host)
+    return warnings + _discard_unsupported(host)
+
+
+def _can_raise_limits() -> bool:
+    """Whether the daemon holds CAP_SYS_RESOURCE (raising hard rlimits, lowering oom_score_adj)."""
+    from berth.libcontainer import kernel
+
+    return bool(kernel.capget()[0] >> 24 & 1)
+
+
+# Docker's --ulimit names (go-units' ulimitNameMapping)
+ULIMIT_NAMES = ("core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
+                "rss", "rtprio", "rttime", "sigpending", "stack")
+
+
+def _check_ulimits(host: dict[str, Any]) -> None:
+    """Known names, soft <= hard, and nothing above the daemon's own hard limit when it cannot
+    raise it (root without CAP_SYS_RESOURCE, as on these machines): such a container could not
+    start (runc fails with ``error setting rlimit type 7: operation not permitted``), so it is a
+    400 at create naming the limit."""
+    import resource
+
+    can_raise = _can_raise_limits()
+    for u in host.get("Ulimits") or ():
+        name, soft, hard = str(u.get("Name") or ""), int(u.get("Soft") or 0), int(u.get("Hard") or 0)
+        if name not in ULIMIT_NAMES:
+            raise InvalidParameter(f"invalid ulimit type: {name}")
+        if hard >= 0 and (soft > hard or soft < 0):
+            raise InvalidParameter(f"invalid ulimit {name}: soft limit {soft} is above the hard limit {hard}")
+        which = getattr(resource, f"RLIMIT_{name.upper()}", None)
+        if can_raise or which is None:
+            continue
+        own = resource.getrlimit(which)[1]
+        if own != resource.RLIM_INFINITY and (hard < 0 or hard > own):
+            raise InvalidParameter(
+                f"invalid ulimit {name}={soft}:{hard}: the hard limit is above this host's ({own}),"
+                " which the daemon cannot raise without CAP_SYS_RESOURCE"
+            )
+
+
+# what dockerd discards, with these warnings, when the host's cgroups cannot apply it
+_THROTTLE_WARNINGS = (
+    ("BlkioDeviceReadBps", "blkio.throttle.read_bps_device", "BPS Block I/O read limit", "Block I/O BPS read limit"),
+    ("BlkioDeviceWriteBps", "blkio.throttle.write_bps_device", "BPS Block I/O write limit", "Block I/O BPS write limit"),
+    ("BlkioDeviceReadIOps", "blkio.throttle.read_iops_device", "IOPS Block read limit", "Block I/O IOPS read limit"),
+    ("BlkioDeviceWriteIOps", "blkio.throttle.write_iops_device", "IOPS Block write limit", "Block I/O IOPS write limit"),
+)
+
+
+def _discard_unsupported(host: dict[str, Any], root: Path = Path("/sys/fs/cgroup")) -> list[str]:
+    """dockerd's ``verifyPlatformContainerResources`` for what depends on the host's cgroups:
+    a limit the host cannot apply is dropped from the record with dockerd's warning."""
+    from berth.libcontainer.cgroups import is_unified
+
+    warnings: list[str] = []
+    v2 = is_unified(root)
+    if host.get("OomKillDisable"):
+        if v2:  # cgroup v2 has no memory.oom_control
+            warnings.append("Your kernel does not support OomKillDisable. OomKillDisable discarded.")
+            host["OomKillDisable"] = False
+        elif not host.get("Memory"):
+            warnings.append(
+                "OOM killer is disabled for the container, but no memory limit is set, "
+                "this can result in the system running out of resources."
+            )
+    swappiness = host.get("MemorySwappiness")
+    if swappiness is not None and swappiness != -1 and v2:
+        warnings.append(
+            "Your kernel does not support memory swappiness capabilities or the cgroup is not mounted. "
+            "Memory swappiness discarded."
+        )
+        host["MemorySwappiness"] = None
+    blkio = None if v2 else root / "blkio"
+    if host.get("BlkioWeightDevice") and (
+        blkio is None or not any((blkio / f).exists() for f in ("blkio.weight_device", "blkio.bfq.weight_device"))
+    ):
+        warnings.append("Your kernel does not support Block I/O weight_device or the cgroup is not mounted. Weight-device discarded.")
+        host["BlkioWeightDevice"] = []
+    for key, name, what, dropped in _THROTTLE_WARNINGS:
+        if host.get(key) and blkio is not None and not (blkio / name).exists():
+            warnings.append(f"Your kernel does not support {what} or the cgroup is not mounted. {dropped} discarded.")
+            host[key] = []
     return warnings
 
 

@@ -14,13 +14,21 @@ requests still apply.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from berth.drivers.device import cdi, requests
-from berth.drivers.device.nodes import check_mapping, devices_from_path, parse_cgroup_rule
+from berth.drivers.device.nodes import DeviceError, check_mapping, devices_from_path, parse_cgroup_rule
 
 DEFAULT_CDI_DIRS = ("/etc/cdi", "/var/run/cdi")
+# --device-read-bps ... -> OCI linux.resources.blockIO keys (moby's getBlkioThrottleDevices)
+THROTTLES = (
+    ("BlkioDeviceReadBps", "throttleReadBpsDevice"),
+    ("BlkioDeviceWriteBps", "throttleWriteBpsDevice"),
+    ("BlkioDeviceReadIOps", "throttleReadIOPSDevice"),
+    ("BlkioDeviceWriteIOps", "throttleWriteIOPSDevice"),
+)
 
 
 def check(host: dict[str, Any]) -> None:
@@ -48,6 +56,9 @@ def apply(host: dict[str, Any], spec: dict[str, Any], cdi_dirs: list[str] | tupl
             linux["devices"] = [d for d in linux.get("devices") or [] if d.get("path") not in paths] + nodes
         if rules:
             resources["devices"] = [*(resources.get("devices") or []), *rules]
+    throttles = block_io_throttles(host)
+    if throttles:
+        resources.setdefault("blockIO", {}).update(throttles)
     wanted = host.get("DeviceRequests") or ()
     if wanted:
         registry = cdi.Registry([Path(d) for d in (cdi_dirs or DEFAULT_CDI_DIRS)])
@@ -56,3 +67,26 @@ def apply(host: dict[str, Any], spec: dict[str, Any], cdi_dirs: list[str] | tupl
             cdi.apply(spec, registry.resolve(names))
     return spec
 
+
+
+def block_io_throttles(host: dict[str, Any]) -> dict[str, list[dict[str, int]]]:
+    """``--device-read-bps`` and kin (and ``--blkio-weight-device``) as OCI ``blockIO`` lists: each path's device numbers
+    from a stat of the host path, as moby does (a missing path fails the start with its text;
+    a node the block I/O controller does not know fails when the cgroup is written)."""
+    out: dict[str, list[dict[str, int]]] = {}
+    for field, key in THROTTLES:
+        for entry in host.get(field) or ():
+            path, rate = str(entry.get("Path") or ""), int(entry.get("Rate") or 0)
+            try:
+                rdev = os.stat(path).st_rdev
+            except OSError as exc:
+                raise DeviceError(f"stat {path}: {(exc.strerror or str(exc)).lower()}") from exc
+            out.setdefault(key, []).append({"major": os.major(rdev), "minor": os.minor(rdev), "rate": rate})
+    for entry in host.get("BlkioWeightDevice") or ():  # (the create checks drop it where unsupported)
+        path, weight = str(entry.get("Path") or ""), int(entry.get("Weight") or 0)
+        try:
+            rdev = os.stat(path).st_rdev
+        except OSError as exc:
+            raise DeviceError(f"stat {path}: {(exc.strerror or str(exc)).lower()}") from exc
+        out.setdefault("weightDevice", []).append({"major": os.major(rdev), "minor": os.minor(rdev), "weight": weight})
+    return out

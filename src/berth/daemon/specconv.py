@@ -27,9 +27,11 @@ from berth.libcontainer.sysctl import normalize as normalize_sysctl
 def resources(host: dict[str, Any]) -> Resources:
     """Docker's limits: -m, --memory-swap (-1 unlimited; unset = no swap), --memory-reservation,
     --cpus (or --cpu-quota/--cpu-period as given), --cpuset-cpus/-mems, --pids-limit,
-    --cpu-shares, --blkio-weight."""
+    --cpu-shares, --blkio-weight, --memory-swappiness, --oom-kill-disable (the device throttles
+    need the host's device numbers: :func:`berth.daemon.devices.apply` adds them)."""
     memory = host.get("Memory") or None
     swap = host.get("MemorySwap") or None
+    swappiness = host.get("MemorySwappiness")
     return Resources(
         memory=memory,
         nano_cpus=host.get("NanoCpus") or None,
@@ -42,6 +44,9 @@ def resources(host: dict[str, Any]) -> Resources:
         cpuset_mems=host.get("CpusetMems") or None,
         memory_reservation=host.get("MemoryReservation") or None,
         blkio_weight=host.get("BlkioWeight") or None,
+        # dockerd writes memory.swappiness only when asked (-1 or unset: the parent's)
+        memory_swappiness=swappiness if swappiness is not None and swappiness >= 0 else None,
+        oom_kill_disable=bool(host.get("OomKillDisable")),
         # --privileged: the device cgroup allows every device (Docker's "a *:* rwm")
         device_rules=ALLOW_ALL_DEVICES if host.get("Privileged") else DEFAULT_DEVICE_RULES,
     )

@@ -264,6 +264,10 @@ def resources_to_oci(res: Resources | None) -> dict[str, Any]:
             out["memory"]["swap"] = res.memory_swap
     if getattr(res, "memory_reservation", None):
         out.setdefault("memory", {})["reservation"] = res.memory_reservation
+    if getattr(res, "memory_swappiness", None) is not None:
+        out.setdefault("memory", {})["swappiness"] = res.memory_swappiness
+    if getattr(res, "oom_kill_disable", False):
+        out.setdefault("memory", {})["disableOOMKiller"] = True
     cpu: dict[str, Any] = {}
     if cpu_shares:
         cpu["shares"] = cpu_shares
