@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import harness
-
 from berth.libcontainer.cgroups import is_unified
 
 
