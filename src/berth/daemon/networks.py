@@ -254,10 +254,17 @@ def _endpoint_settings(cfg: dict[str, Any], net: Network) -> dict[str, Any]:
 async def connect(d: Daemon, req: jobs.NetworkConnect, job: Job) -> None:
     body = req.body
     c = d.find(body.get("Container") or "")
-    net = d.network.find(req.id)
     if not req.connect:
-        await _disconnect(d, c, net, bool(body.get("Force")))
+        try:
+            gone = d.network.find(req.id)
+        except NotFound:
+            if c.state.running or req.id in c.networks:
+                raise
+            # dockerd looks at a stopped container's own networks first
+            raise Forbidden(f"container {c.id} is not connected to the network {req.id}") from None
+        await _disconnect(d, c, gone, bool(body.get("Force")))
         return
+    net = d.network.find(req.id)
     _check_mode(network_of(c), net)
     if net.name in c.networks:
         raise Forbidden(f"endpoint with name {c.name} already exists in network {net.name}")
@@ -296,7 +303,9 @@ async def _disconnect(d: Daemon, c: Container, net: Network, force: bool) -> Non
     if "host" in (network_of(c), net.driver):
         raise InvalidParameter("container cannot be disconnected from host network or connected to host network")
     if net.name not in c.networks:
-        raise Forbidden(f"container {c.id} is not connected to network {net.name}")
+        # dockerd's two texts: a stopped container's, then a running one's
+        the = "" if c.state.running else "the "
+        raise Forbidden(f"container {c.id} is not connected to {the}network {net.name}")
     if c.state.running:
         await d.network.disconnect(c.id, net)
         crash_point("disconnect.after-driver")
