@@ -225,3 +225,16 @@ def test_remote_file_names() -> None:
     with pytest.raises(Exception, match="cannot determine filename"):
         filename("http://h/", "")
     assert is_url("HTTPS://x/y") and not is_url("file.txt") and not is_url("git@host:x")
+
+
+def test_a_context_without_padding_after_its_last_file(tmp_path: Path) -> None:
+    """What the docker CLI sends with ``-f -``: the last file's bytes, then nothing."""
+    data = make_tar([("Dockerfile", "file", b"FROM x\n"), ("last", "file", b"0123456789")])
+    cut = data[: data.index(b"0123456789") + 10]
+    ctx = load(tmp_path, cut)
+    try:
+        assert ctx.read(ctx.lookup("last")) == b"0123456789"  # type: ignore[arg-type]
+    finally:
+        ctx.close()
+    with pytest.raises(ContextError, match="not a tar archive"):
+        load(tmp_path, data[: data.index(b"0123456789") + 5])  # the last file itself cut short

@@ -25,16 +25,16 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
-import queue
+import shutil
 import tarfile
 import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
-from berth.drivers.graph.tarstream import ArchiveError, decompressed, members, open_stream, short
+from berth.drivers.graph.tarstream import ArchiveError, StrictTarInfo, decompressed, members, short
 from berth.errors import InvalidParameter, NotFound
 
 MAX_SYMLINK_HOPS = 255
@@ -71,22 +71,34 @@ class BuildContext:
     # -- loading --------------------------------------------------------------------------
     @classmethod
     def load(cls, stream: BinaryIO, tmp_dir: Path) -> BuildContext:
-        """Read ``stream`` (any compression) once: spool it uncompressed into ``tmp_dir`` while
-        indexing it and hashing every file, so a context is ready as soon as its last byte came."""
+        """Spool ``stream`` into ``tmp_dir`` and :meth:`open` it."""
         fd, name = tempfile.mkstemp(prefix="context-", suffix=".tar", dir=tmp_dir)
-        ctx = cls(Path(name))
         try:
-            with os.fdopen(fd, "w+b") as out:
-                try:
-                    source = decompressed(stream)
-                except ArchiveError as exc:
-                    raise ContextError(f"the build context is not a tar archive: {exc.message}") from None
-                tee = _Tee(source, out)
-                ctx._index(tee, hash_files=True)
-                tee.drain()
+            with os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(stream, out, _CHUNK)
+        except BaseException:
+            os.unlink(name)
+            raise
+        return cls.open(Path(name))
+
+    @classmethod
+    def open(cls, spool: Path) -> BuildContext:
+        """Index the spooled body (it becomes the context's file, removed by :meth:`close`); a
+        compressed one is decompressed beside it first. Files are hashed when a step needs them."""
+        ctx = cls(spool)
+        try:
+            with open(spool, "rb") as f:
+                head = f.read(6)
+            if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")):
+                ctx.spool = _decompress(spool)
+                spool.unlink()
+            with open(ctx.spool, "rb") as f:
+                ctx._index(f)
             ctx._fd = os.open(ctx.spool, os.O_RDONLY | os.O_CLOEXEC)
         except BaseException:
             ctx.close()
+            if ctx.spool != spool:
+                spool.unlink(missing_ok=True)
             raise
         return ctx
 
@@ -99,29 +111,26 @@ class BuildContext:
         except FileNotFoundError:
             pass
 
-    def _index(self, f: Any, hash_files: bool = False) -> None:
-        if isinstance(f, _Tee):
-            if not f.peek():
-                return  # an empty body: an empty context
-        else:
-            if not f.read(1):
-                return
-            f.seek(0)
+    def _index(self, f: BinaryIO) -> None:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return  # an empty body: an empty context
+        f.seek(0)
         end = 0  # where the last member's data ends
         try:
-            archive = open_stream(f)
+            # seekable: the reader skips file data instead of reading it
+            archive = tarfile.open(fileobj=f, mode="r:", tarinfo=StrictTarInfo)
             for member in members(archive):
-                entry = self._add(member)
-                end = member.offset_data + (member.size if member.isreg() else 0)
-                if hash_files and entry is not None and entry.kind == "file" and not member.islnk():
-                    entry.digest = _hash_member(archive, member)
+                self._add(member)
+                end = max(end, member.offset_data + (member.size if member.isreg() else 0))
         except (ArchiveError, tarfile.TarError, ValueError, EOFError) as exc:
             # The docker CLI ends a context that carries a Dockerfile from stdin right after the
-            # last file's bytes: no padding, no end blocks. Go's reader takes that; so do we.
-            size = f.total if isinstance(f, _Tee) else f.seek(0, os.SEEK_END)
-            if not (end and size >= end and "unexpected end of data" in str(exc)):
+            # last file's bytes (no padding, no end blocks), which Go's reader takes; so do we.
+            if not (end and end <= size and "unexpected end of data" in str(exc)):
                 text = exc.message if isinstance(exc, ArchiveError) else str(exc)
                 raise ContextError(f"the build context is not a tar archive: {text}") from None
+        if end > size:  # a file cut short
+            raise ContextError("the build context is not a tar archive: unexpected EOF in the last file")
 
     def _add(self, member: tarfile.TarInfo) -> Entry | None:
         path = clean_member(member.name)
@@ -273,93 +282,22 @@ class BuildContext:
         return self.read(entry, limit).decode("utf-8", "replace")
 
 
-class _Tee:
-    """Reads the (decompressed) body and writes every byte to the spool as it goes."""
-
-    def __init__(self, source: BinaryIO, out: BinaryIO) -> None:
-        self.source = source
-        self.out = out
-        self.total = 0
-        self._head = b""
-
-    def peek(self) -> bytes:
-        if not self._head:
-            self._head = self._read(1)
-        return self._head
-
-    def _read(self, size: int) -> bytes:
-        data = self.source.read(size)
-        if data:
-            self.out.write(data)
-            self.total += len(data)
-        return data
-
-    def read(self, size: int = -1) -> bytes:
-        head, self._head = self._head, b""
-        if size >= 0:
-            size -= len(head)
-            if size <= 0:
-                return head
-        return head + self._read(size)
-
-    def drain(self) -> None:
-        while self._read(_CHUNK):
-            pass
-
-
-def _hash_member(archive: tarfile.TarFile, member: tarfile.TarInfo) -> str:
-    sha = hashlib.sha256()
-    data = archive.extractfile(member)
-    if data is not None:
-        while chunk := data.read(_CHUNK):
-            sha.update(chunk)
-    return sha.hexdigest()
-
-
-class ChunkQueue:
-    """A blocking file-like reader over chunks another thread (the event loop) puts in.
-
-    ``put`` after :meth:`abandon` (the reader gave up) is a no-op, so the writer never blocks
-    on a reader that is gone."""
-
-    def __init__(self, limit: int = 64) -> None:
-        self._queue: queue.Queue[bytes | None] = queue.Queue(limit)
-        self._buf = b""
-        self._eof = False
-        self.abandoned = False
-
-    def put(self, chunk: bytes | None, block: bool = True) -> None:
-        while not self.abandoned:
+def _decompress(spool: Path) -> Path:
+    fd, name = tempfile.mkstemp(prefix="context-", suffix=".tar", dir=spool.parent)
+    try:
+        with open(spool, "rb") as raw, os.fdopen(fd, "wb") as out:
             try:
-                self._queue.put(chunk, timeout=0.5 if block else None)
-                return
-            except queue.Full:
-                if not block:
+                shutil.copyfileobj(decompressed(raw), out, _CHUNK)
+            except ArchiveError as exc:
+                raise ContextError(f"the build context is not a tar archive: {exc.message}") from None
+            except (OSError, EOFError, ValueError) as exc:
+                if isinstance(exc, OSError) and exc.errno is not None:
                     raise
-                continue
-
-    def abandon(self) -> None:
-        self.abandoned = True
-        while True:  # free a writer blocked on a full queue
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                return
-
-    def read(self, size: int = -1) -> bytes:
-        while not self._eof and (size < 0 or len(self._buf) < size):
-            chunk = self._queue.get()
-            if chunk is None:
-                self._eof = True
-                break
-            self._buf += chunk
-            if size >= 0 and len(self._buf) >= size:
-                break
-        if size < 0:
-            out, self._buf = self._buf, b""
-        else:
-            out, self._buf = self._buf[:size], self._buf[size:]
-        return out
+                raise ContextError(f"the build context is not a tar archive: corrupt compressed stream: {exc}") from None
+    except BaseException:
+        os.unlink(name)
+        raise
+    return Path(name)
 
 
 def clean_member(name: str) -> str:

@@ -1,7 +1,7 @@
 """Build jobs: ``image.build`` (``POST /build``), ``build.step``, ``build.prune``.
 
-``image.build`` reads the request body (the context tar) into an indexed spool under
-``<data_root>/tmp`` (a thread indexes and hashes it as it arrives), finds the Dockerfile in it (``dockerfile=`` names it; a path that climbs out of the context is refused),
+``image.build`` spools the request body (the context tar) under ``<data_root>/tmp`` and indexes
+it (headers only; files are hashed when a step copies them), finds the Dockerfile in it (``dockerfile=`` names it; a path that climbs out of the context is refused),
 drops the Dockerfile and ``.dockerignore`` when ``.dockerignore`` excludes them (what dockerd
 does; the client applies the other patterns), parses it, and runs :class:`berth.builder.build.Build`
 with :class:`berth.daemon.buildhost.DaemonHost`, which turns every step into the jobs the engine
@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
+import os
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from berth.builder.build import Build
-from berth.builder.context import BuildContext, ChunkQueue, clean_source
+from berth.builder.context import BuildContext, clean_source
 from berth.builder.output import Output
 from berth.builder.parser import parse as parse_dockerfile
 from berth.builder.request import BuildRequest
@@ -45,35 +47,31 @@ log = logging.getLogger("berth.daemon")
 handlers = HandlerTable()
 T = TypeVar("T")
 MAX_DOCKERIGNORE = 1 << 20
+SPOOL_BATCH = 1 << 20
 PIPE_BUFFER = 1 << 20
 
 
 async def _receive(d: Daemon, job: Job) -> BuildContext:
-    """The context, indexed and hashed by a thread while the body is still arriving."""
+    """The context: the body spooled as it arrives, then indexed (in a thread)."""
     source = job.source
-    chunks = ChunkQueue()
-    loader = asyncio.ensure_future(asyncio.to_thread(BuildContext.load, chunks, d.cfg.data_root / "tmp"))  # type: ignore[arg-type]
+    fd, name = tempfile.mkstemp(prefix="context-", suffix=".tar", dir=d.cfg.data_root / "tmp")
+    spool = Path(name)
     try:
-        while not loader.done() and (chunk := await source.read()):
-            try:
-                chunks.put(chunk, block=False)
-            except queue.Full:
-                await asyncio.to_thread(chunks.put, chunk)
-        if loader.done():
-            chunks.abandon()  # it failed (not a tar): the rest of the body is not needed
-        else:
-            await asyncio.to_thread(chunks.put, None)
-        return await loader
+        with os.fdopen(fd, "wb") as f:
+            pending: list[bytes] = []
+            size = 0
+            while chunk := await source.read():
+                pending.append(chunk)
+                size += len(chunk)
+                if size >= SPOOL_BATCH:  # file writes go to a thread, a MiB at a time
+                    await asyncio.to_thread(f.write, b"".join(pending))
+                    pending, size = [], 0
+            if pending:
+                await asyncio.to_thread(f.write, b"".join(pending))
     except BaseException:
-        chunks.abandon()
-        if not loader.done():
-            try:
-                ctx = await loader
-            except (BerthError, OSError, ValueError):
-                pass  # the loader's own failure; the one being raised says what went wrong
-            else:
-                await asyncio.to_thread(ctx.close)
+        spool.unlink(missing_ok=True)
         raise
+    return await asyncio.to_thread(BuildContext.open, spool)
 
 
 def _prepare(ctx: BuildContext, request: BuildRequest) -> str:
