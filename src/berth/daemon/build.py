@@ -1,14 +1,14 @@
 """Build jobs: ``image.build`` (``POST /build``), ``build.step``, ``build.prune``.
 
-``image.build`` spools the request body (the context tar) under ``<data_root>/tmp`` and indexes
-it (headers only; files are hashed when a step copies them), finds the Dockerfile in it (``dockerfile=`` names it; a path that climbs out of the context is refused),
-drops the Dockerfile and ``.dockerignore`` when ``.dockerignore`` excludes them (what dockerd
-does; the client applies the other patterns), parses it, and runs :class:`berth.builder.build.Build`
-with :class:`berth.daemon.buildhost.DaemonHost`, which turns every step into the jobs the engine
-already has:
-``container.create``/``start``/``wait``, ``image.commit``, ``container.remove``,
-``image.pull``, ``image.tag``. Each step is itself a ``build.step`` job, so ``berth jobs``
-shows a build's steps while it runs.
+``image.build`` spools the request body (the context tar) under ``<data_root>/tmp`` and indexes it
+(headers only; files are hashed when a step copies them), finds the Dockerfile in it
+(``dockerfile=`` names it; a path that climbs out of the context is refused), drops the Dockerfile
+and ``.dockerignore`` when ``.dockerignore`` excludes them (what dockerd does; the client applies
+the other patterns), parses it, and runs :class:`berth.builder.build.Build` with
+:class:`berth.daemon.buildhost.DaemonHost`, which turns every step into the jobs the engine already
+has: ``container.create``/``start``/``wait``, ``image.commit``, ``container.remove``,
+``image.pull``, ``image.tag``. Each step is itself a ``build.step`` job, so ``berth jobs`` shows a
+build's steps while it runs.
 
 Errors before the stream begins (a context that is not a tar, a Dockerfile syntax error, an
 unknown target) are ordinary error responses (400); later ones are the stream's last message
