@@ -245,7 +245,9 @@ def test_stats(berthd: harness.Berthd, busybox_image: str) -> None:
         )
     )
     name, cpu, used, _slash, limit, pids = r.stdout.split()
-    assert name == "busy" and float(cpu.rstrip("%")) > 20.0, r.stdout  # a busy loop shows up
+    # a busy loop shows up (an idle container shows 0.00%); on a loaded 2-core machine it gets
+    # far less than a core, so the bound is low
+    assert name == "busy" and float(cpu.rstrip("%")) > 5.0, r.stdout
     assert limit == "64MiB" and used.endswith(("MiB", "KiB")) and int(pids) >= 1, r.stdout
     status, doc = berthd.api("GET", "/v1.45/containers/busy/stats?stream=0&one-shot=1")
     assert status == 200 and doc["memory_stats"]["limit"] == 64 << 20 and doc["pids_stats"]["current"] >= 1
