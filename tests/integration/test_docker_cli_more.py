@@ -292,6 +292,7 @@ def test_ps_filters_that_cannot_match_everything(berthd: harness.Berthd, busybox
     # filters on features: they filter (nothing here has a health check, a published or exposed port)
     for key in ("health=healthy", "publish=80", "expose=80"):
         assert berthd.docker("ps", "-a", "-q", "--filter", key).stdout == "", key
+    assert berthd.docker("ps", "-a", "-q", "--filter", "health=none").stdout.strip() == cid[:12]
     # (what they match is tested with the network driver's published ports)
     status, body = berthd.api("GET", '/containers/json?all=1&filters={"name":["("]}')
     assert status == 400 and "error parsing regexp" in body["message"]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from berth.daemon.handlers import HandlerTable
 from berth.engine import Job
 from berth.errors import BerthError, Conflict
+from berth.graph.reference import familiar_name
 from berth.jobs import containers as jobs
 from berth.jobs import images
 from berth.jobs.results import IdOnly, JSONList, JSONObject
@@ -78,21 +79,42 @@ async def commit(d: Daemon, req: jobs.ImageCommit, job: Job) -> IdOnly:
         try:
             await session.handle.pause()  # a consistent snapshot, as docker commit does by default
             paused_here = True
+            d.publish(c, "pause")
         except Conflict:
             pass  # it exited meanwhile (not yet settled): its files are at rest, nothing to pause
     try:
         image_id = await asyncio.to_thread(
             d.graph.commit, c.id, repo_tag, list(req.changes), req.comment, req.author,
-            req.container_config or c.config, req.image_config, req.created_by,  # a build step's own config and history
+            req.container_config or _container_config(c.config, req.config), req.image_config,
+            req.created_by,  # a build step's own config and history
         )
+        labels = (req.image_config or {}).get("Labels") or c.labels()
+        shown = f"{familiar_name(repo)}:{tag or 'latest'}" if repo else ""
+        if shown:
+            d.engine.events.publish("image", "tag", image_id, {**labels, "name": shown})
+        d.publish(c, "commit", {"comment": req.comment, "imageID": image_id, "imageRef": shown})
     finally:
         if paused_here and session and session.handle:
             try:
                 await session.handle.resume()
+                d.publish(c, "unpause")
             except Conflict:
                 pass  # killed while frozen: nothing is left to thaw
-    d.publish(c, "commit")
     return {"Id": image_id}
+
+
+def _container_config(config: JSONObject, user: JSONObject | None) -> JSONObject:
+    """The config a commit starts from: the container's, with what ``POST /commit``'s body sets
+    over it (dockerd's merge: values that are set replace, labels are merged)."""
+    if not user:
+        return config
+    merged = dict(config)
+    for key, value in user.items():
+        if key == "Labels" and isinstance(value, dict) and value:
+            merged["Labels"] = {**(config.get("Labels") or {}), **value}
+        elif value not in (None, "", [], {}):
+            merged[key] = value
+    return merged
 
 
 @handlers.on(images.ImageSave)
@@ -123,6 +145,7 @@ async def image_prune(d: Daemon, req: images.ImagePrune, job: Job) -> JSONObject
         return [c.id for c in d.containers.values() if c.image_id == image_id]
 
     result: JSONObject = await asyncio.to_thread(d.graph.prune, req.filters, users)
+    d.engine.events.publish("image", "prune", "", {"reclaimed": str(result.get("SpaceReclaimed") or 0)})
     return result
 
 
@@ -145,6 +168,7 @@ async def container_prune(d: Daemon, req: jobs.ContainerPrune, job: Job) -> JSON
             continue
         reclaimed += size
         deleted.append(c.id)
+    d.engine.events.publish("container", "prune", "", {"reclaimed": str(reclaimed)})
     return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
 

@@ -273,7 +273,7 @@ async def remove_container(d: Daemon, c: Container, force: bool, remove_volumes:
             )
         from berth.daemon.lifecycle import stop_container
 
-        await stop_container(d, c, 0, "KILL")
+        await stop_container(d, c, 0, "KILL", event=False)
     under_way = d.removals.get(c.id)
     if under_way is not None:
         await asyncio.shield(under_way)  # the removal under way (--rm after the kill) decides
@@ -349,21 +349,14 @@ async def wait(d: Daemon, req: jobs.ContainerWait, job: Job) -> None:
 
 @handlers.on(jobs.ContainerTop)
 async def top(d: Daemon, req: jobs.ContainerTop, job: Job) -> JSONObject:
+    from berth.daemon.top import run_ps
+
     c = d.find(req.id)
     if not c.state.running:
         raise Conflict(f"Container {c.id} is not running")
     pids = await d.driver.pids(c.id) if hasattr(d.driver, "pids") else [c.state.pid]
-    rows = []
-    for pid in pids:
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        uid = fields.get("Uid", "0").split()[0]
-        ppid = fields.get("PPid", "0").strip()
-        rows.append([uid, str(pid), ppid, "0", "", "?", "00:00:00", cmd])
-    return {"Titles": ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], "Processes": rows}
+    result = await run_ps(req.ps_args, set(pids))
+    d.publish(c, "top")
+    return result
 
 

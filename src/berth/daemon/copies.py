@@ -34,6 +34,7 @@ from berth.container.record import Container
 from berth.daemon.handlers import HandlerTable
 from berth.daemon.lifecycle import start_lock
 from berth.daemon.mountspec import oci_mounts
+from berth.daemon.volumes import publish_mounts
 from berth.engine import ByteSource, Job
 from berth.errors import BerthError, InvalidParameter, NotFound, SystemFailure
 from berth.jobs import archive as jobs
@@ -90,10 +91,12 @@ async def container_view(d: Daemon, c: Container) -> AsyncIterator[int]:
         if c.id not in d.containers:
             raise NotFound(f"No such container: {c.id}")
         view = await d.driver.view(await _view_request(d, c))
+        publish_mounts(d, c, "mount")  # dockerd mounts the volumes for a copy, with these events
         try:
             yield view.root_fd
         finally:
             view.close()
+            publish_mounts(d, c, "unmount")
 
 
 def _stat(root_fd: int, path: str, ref: str) -> Resource:
@@ -137,7 +140,7 @@ async def archive(d: Daemon, req: jobs.ContainerArchiveGet, job: Job) -> None:
             if chunk is None:
                 break
             await out.write(chunk)
-    d.publish(c, "archive-path")
+        d.publish(c, "archive-path")
 
 
 def encode_stat(res: Resource) -> str:
@@ -182,7 +185,7 @@ async def extract(d: Daemon, req: jobs.ContainerArchivePut, job: Job) -> None:
         options = UnpackOptions(req.no_overwrite_dir_non_dir, chown)
         reader = BlockingBody(source, asyncio.get_running_loop())
         await asyncio.to_thread(unpack, root_fd, resolved, reader, options)
-    d.publish(c, "extract-to-dir")
+        d.publish(c, "extract-to-dir")
 
 
 def _resolve_dest(root_fd: int, path: str, ref: str) -> str:

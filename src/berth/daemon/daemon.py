@@ -52,6 +52,7 @@ class Daemon:
         self.removals: dict[str, asyncio.Future[None]] = {}  # id -> done, while a removal is under way
         self.restarts: dict[str, Any] = {}  # id -> restart policy back-off (daemon/restarts.py)
         self.health_monitors: dict[str, asyncio.Task[Any]] = {}  # id -> its health check (daemon/health.py)
+        self.eventlog: Any = None  # daemon/eventlog.py: events kept in SQLite
         self.unsaved: set[str] = set()  # records whose last change the database refused (disk full)
         self._retry: asyncio.Task[Any] | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -101,6 +102,13 @@ class Daemon:
                 raise
             log.warning("open the stores: %s; trying again in the reserved space", exc)
             open_stores()
+        from berth.daemon.eventlog import EventLog
+
+        try:
+            self.eventlog = await asyncio.to_thread(EventLog, cfg.data_root / "events.db")
+            self.engine.events.sinks.append(self.eventlog.append)
+        except SystemFailure as exc:
+            log.error("%s: events are kept in memory only", exc)
         from berth.daemon.registry import prune_partials
 
         await asyncio.to_thread(prune_partials, cfg.data_root)
@@ -128,6 +136,8 @@ class Daemon:
         await self.network.shutdown()
         self.store.close()
         self.volumes.close()
+        if self.eventlog is not None:
+            await asyncio.to_thread(self.eventlog.close)
         cache = getattr(self, "build_cache", None)
         if cache is not None:
             cache.close()

@@ -103,8 +103,13 @@ async def create(d: Daemon, req: jobs.ExecCreate, job: Job) -> IdOnly:
     ex = ExecInstance(id=secrets.token_hex(32), container_id=c.id, config=config, detach_keys=keys)
     d.execs[ex.id] = ex
     c.exec_ids.append(ex.id)
-    d.publish(c, "exec_create: " + " ".join(config["Cmd"]), {"execID": ex.id})
+    d.publish(c, "exec_create: " + exec_action(config["Cmd"]), {"execID": ex.id})
     return {"Id": ex.id}
+
+
+def exec_action(cmd: list[str]) -> str:
+    """How dockerd names an exec in its events: the entrypoint, a space, the arguments."""
+    return cmd[0] + " " + " ".join(cmd[1:])
 
 
 def _find(d: Daemon, eid: str) -> ExecInstance:
@@ -177,7 +182,7 @@ async def start(d: Daemon, req: jobs.ExecStart, job: Job) -> None:
             await conn.write(exc.message.encode() + b"\r\n" if raw else frame(1, exc.message.encode() + b"\r\n"))
         return
     ex.handle, ex.pid, ex.running = handle, handle.pid, True
-    d.publish(c, "exec_start: " + " ".join(ex.config["Cmd"]), {"execID": ex.id})
+    d.publish(c, "exec_start: " + exec_action(ex.config["Cmd"]), {"execID": ex.id})
     if conn is None:
         d.spawn(_finish(d, ex, handle), f"exec {ex.id[:12]}")
         return

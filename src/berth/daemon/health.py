@@ -112,11 +112,11 @@ async def _monitor(d: Daemon, c: Container, cmd: list[str], run: str) -> None:
 
 
 async def _probe(d: Daemon, c: Container, cmd: list[str], timeout_ns: int) -> dict[str, Any]:
-    from berth.daemon.execs import exec_process
+    from berth.daemon.execs import exec_action, exec_process
 
     start = now_rfc3339()
     eid = secrets.token_hex(32)
-    shown = " ".join(cmd)
+    shown = exec_action(cmd)
     d.publish(c, "exec_create: " + shown, {"execID": eid})
     session = d.sessions.get(c.id)
     handle = session.handle if session is not None else None

@@ -95,7 +95,8 @@ async def tag(d: Daemon, req: jobs.ImageTag, job: Job) -> None:
     await asyncio.to_thread(d.graph.tag, req.name, req.repo, req.tag)
     image_id = await asyncio.to_thread(d.graph.resolve, req.name)
     repo = req.repo + ":" + (req.tag or "latest")
-    d.engine.events.publish("image", "tag", image_id, {"name": repo})
+    labels = ((await asyncio.to_thread(d.graph.inspect, image_id)).get("Config") or {}).get("Labels") or {}
+    d.engine.events.publish("image", "tag", image_id, {**labels, "name": repo})
 
 
 @handlers.on(jobs.ImageRemove)
@@ -109,10 +110,17 @@ async def remove(d: Daemon, req: jobs.ImageRemove, job: Job) -> list[dict[str, s
                     f"conflict: unable to delete {image_id.removeprefix('sha256:')[:12]} (cannot be forced) - "
                     f"image is being used by running container {c.id[:12]}"
                 )
+    image_id = await asyncio.to_thread(d.graph.resolve, req.name)
+    labels = ((await asyncio.to_thread(d.graph.inspect, image_id)).get("Config") or {}).get("Labels") or {}
+    images = {i["Id"] for i in await asyncio.to_thread(d.graph.list, True, {})}
     result: list[dict[str, str]] = await asyncio.to_thread(d.graph.remove, req.name, req.force, req.noprune, _users(d))
+    # dockerd's events: an untag per removed name and a delete per removed image (not per
+    # layer), named by the image's id, with the image's labels
     for item in result:
-        for action, ident in item.items():
-            d.engine.events.publish("image", action.lower().replace("untagged", "untag").replace("deleted", "delete"), ident, {"name": ident})
+        if "Untagged" in item:
+            d.engine.events.publish("image", "untag", image_id, {**labels, "name": image_id})
+        elif item.get("Deleted") in images:
+            d.engine.events.publish("image", "delete", item["Deleted"], {"name": item["Deleted"]})
     return result
 
 

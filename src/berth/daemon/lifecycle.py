@@ -32,7 +32,7 @@ from berth.daemon.devices import apply as apply_devices
 from berth.daemon.faults import crash_point
 from berth.daemon.handlers import HandlerTable
 from berth.daemon.users import resolve_user
-from berth.daemon.volumes import make_bind_sources, subpath_sources
+from berth.daemon.volumes import make_bind_sources, publish_mounts, subpath_sources
 from berth.engine import Job
 from berth.errors import (
     BerthError,
@@ -199,6 +199,7 @@ async def _start_locked(d: Daemon, c: Container) -> None:
         await _settle_failed_exec(d, c, handle, exc)
         await _fail_waiters_on_start_error(d, c, exc.exit_code)
         raise
+    publish_mounts(d, c, "mount")
     d.publish(c, "start")
     health.start_monitor(d, c)
     d.spawn(_watch(d, c, handle), f"watch container {c.id[:12]}")
@@ -291,6 +292,7 @@ async def _settle_locked(d: Daemon, c: Container, status: Any) -> None:
     if c.state.oom_killed:
         d.publish(c, "oom")
     d.publish(c, "die", {"exitCode": str(status.exit_code)})
+    publish_mounts(d, c, "unmount")
     for condition in ("next-exit", "not-running"):
         _resolve_waiters(d, c.id, condition, status.exit_code)
 
@@ -306,7 +308,9 @@ def _resolve_waiters(d: Daemon, cid: str, condition: str, code: int) -> None:
     d.waiters[cid] = keep
 
 
-async def stop_container(d: Daemon, c: Container, timeout: int | None, sig: str) -> None:
+async def stop_container(d: Daemon, c: Container, timeout: int | None, sig: str, event: bool = True) -> None:
+    """dockerd's stop: the stop signal, ``timeout`` seconds, then SIGKILL; each signal is a
+    ``kill`` event and, with ``event``, the end a ``stop`` event (``rm -f`` has none)."""
     if restarts.stay_down(d, c) and not c.state.running:
         return  # a pending policy restart, cancelled: the container stays exited
     if not c.state.running:
@@ -323,14 +327,14 @@ async def stop_container(d: Daemon, c: Container, timeout: int | None, sig: str)
         await handle.resume()
         c.state.to_unpaused()
     try:
-        if timeout != 0:
-            await handle.signal(stop_signal)
+        await handle.signal(stop_signal)
+        d.publish(c, "kill", {"signal": str(stop_signal)})
+        if stop_signal != signals.SIGKILL:
             try:
-                await asyncio.wait_for(done.wait(), timeout if timeout > 0 else None)
-                return
+                await asyncio.wait_for(done.wait(), timeout if timeout >= 0 else None)
             except TimeoutError:
-                pass
-        await handle.signal(signals.SIGKILL)
+                await handle.signal(signals.SIGKILL)
+                d.publish(c, "kill", {"signal": str(int(signals.SIGKILL))})
     except Conflict:
         # The monitor is already gone (the container exited while its exit was not yet
         # settled): give the watcher a moment, then settle from what the monitor recorded.
@@ -338,8 +342,10 @@ async def stop_container(d: Daemon, c: Container, timeout: int | None, sig: str)
             await asyncio.wait_for(done.wait(), 2.0)
         except TimeoutError:
             await _settle_vanished(d, c)
-        return
-    await done.wait()
+    else:
+        await done.wait()
+    if event:
+        d.publish(c, "stop")
 
 
 async def _settle_vanished(d: Daemon, c: Container) -> None:

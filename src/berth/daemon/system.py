@@ -8,7 +8,7 @@ import os
 import platform
 import socket
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from berth.daemon.handlers import HandlerTable
 from berth.daemon.runtimes import DEFAULT_RUNTIME, RUNTIMES
@@ -143,7 +143,8 @@ async def info(d: Daemon, req: jobs.SystemInfo, job: Job) -> JSONObject:
 
 @handlers.on(jobs.SystemEvents)
 async def events(d: Daemon, req: jobs.SystemEvents, job: Job) -> None:
-    """Stream events: the kept ones since ``since``, then live ones until ``until`` (if given)."""
+    """Stream events: the kept ones since ``since`` (from the event log, across restarts), then
+    live ones until ``until`` (if given) or until the client goes."""
     out = job.sink
     since, until = req.since, req.until
     filters = req.filters
@@ -151,21 +152,42 @@ async def events(d: Daemon, req: jobs.SystemEvents, job: Job) -> None:
     queue = bus.subscribe()
     try:
         await out.write(b"")  # headers now: `docker events` waits for them
+        replayed: set[tuple[int, str, str]] = set()
         if since is not None:
-            for event in list(bus.history):
-                at = event["timeNano"] / 1e9
-                if at >= since and (until is None or at <= until) and matches(event, filters):
-                    await out.write(json.dumps(event).encode() + b"\n")
+            since_ns = int(since * 1e9)
+            until_ns = None if until is None else int(until * 1e9)
+            if d.eventlog is not None:
+                await d.eventlog.flush()  # everything published so far is in the log
+                past = await asyncio.to_thread(d.eventlog.query, since_ns, until_ns)
+            else:
+                past = [e for e in list(bus.history)
+                        if e["timeNano"] >= since_ns and (until_ns is None or e["timeNano"] <= until_ns)]
+            for event in past:
+                replayed.add(_key(event))
+                if matches(event, filters):
+                    await out.write(_encode(event))
         while until is None or time.time() < until:
             timeout = None if until is None else max(0.0, until - time.time())
             try:
                 event = await asyncio.wait_for(queue.get(), timeout)
             except TimeoutError:
                 break
+            if _key(event) in replayed:
+                continue  # published while the past was read: sent already
+            if until is not None and event["timeNano"] > until * 1e9:
+                break
             if matches(event, filters):
-                await out.write(json.dumps(event).encode() + b"\n")
+                await out.write(_encode(event))
     finally:
         bus.unsubscribe(queue)
+
+
+def _key(event: dict[str, Any]) -> tuple[int, str, str]:
+    return int(event["timeNano"]), str(event["Action"]), str(event["Actor"]["ID"])
+
+
+def _encode(event: dict[str, Any]) -> bytes:
+    return json.dumps(event, separators=(",", ":")).encode() + b"\n"
 
 
 @handlers.on(jobs.ServeAPI)

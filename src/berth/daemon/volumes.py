@@ -211,6 +211,19 @@ async def inspect(d: Daemon, req: jobs.VolumeInspect, job: Job) -> JSONObject:
     return d.volumes.get(req.name)
 
 
+def publish_mounts(d: Daemon, c: Container, action: str) -> None:
+    """dockerd's ``volume mount`` events at a start and ``unmount`` ones at the exit, one per
+    named or anonymous volume (binds and tmpfs have none)."""
+    for m in c.mounts:
+        if m.get("Type") != "volume" or not m.get("Name"):
+            continue
+        attrs = {"container": c.id, "driver": m.get("Driver") or "local"}
+        if action == "mount":
+            attrs.update({"destination": m["Destination"], "propagation": m.get("Propagation") or "",
+                          "read/write": "true" if m.get("RW", True) else "false"})
+        d.engine.events.publish("volume", action, m["Name"], attrs)
+
+
 @handlers.on(jobs.VolumeRemove)
 async def remove(d: Daemon, req: jobs.VolumeRemove, job: Job) -> None:
     remove_volume(d, req.name, req.force)
@@ -234,6 +247,7 @@ async def prune(d: Daemon, req: jobs.VolumePrune, job: Job) -> JSONObject:
         space += await asyncio.to_thread(d.volumes.size, v["Name"])
         remove_volume(d, v["Name"])
         deleted.append(v["Name"])
+    d.engine.events.publish("volume", "prune", "", {"reclaimed": str(space)})
     return {"VolumesDeleted": deleted or None, "SpaceReclaimed": space}
 
 

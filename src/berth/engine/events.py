@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from collections.abc import Callable
 from typing import Any
 
 Event = dict[str, Any]
@@ -22,20 +23,29 @@ class EventBus:
     def __init__(self, keep: int = 1000) -> None:
         self.history: collections.deque[Event] = collections.deque(maxlen=keep)
         self.subscribers: set[asyncio.Queue[Event]] = set()
+        self.sinks: list[Callable[[Event], None]] = []  # e.g. the daemon's persistent event log
 
     def publish(self, type_: str, action: str, actor_id: str, attributes: dict[str, str]) -> Event:
         now = time.time_ns()
-        event: Event = {
+        event: Event = {}
+        if type_ in ("container", "image"):
+            # dockerd's legacy status/id/from, first and only when not empty (omitempty)
+            event["status"] = action
+            if actor_id:
+                event["id"] = actor_id
+            if type_ == "container" and attributes.get("image"):
+                event["from"] = attributes["image"]
+        event.update({
             "Type": type_,
             "Action": action,
-            "Actor": {"ID": actor_id, "Attributes": dict(attributes)},
+            "Actor": {"ID": actor_id, "Attributes": dict(sorted(attributes.items()))},  # Go sorts map keys
             "scope": "local",
             "time": now // 1_000_000_000,
             "timeNano": now,
-        }
-        if type_ == "container":
-            event.update(status=action, id=actor_id, **({"from": attributes["image"]} if "image" in attributes else {}))
+        })
         self.history.append(event)
+        for sink in self.sinks:
+            sink(event)
         for queue in self.subscribers:
             queue.put_nowait(event)
         return event

@@ -79,8 +79,11 @@ def _seconds(request: web.Request, name: str) -> float | None:
 @routes.get("/events")
 async def events(request: web.Request) -> web.StreamResponse:
     """Past events since ``since``, then live ones until ``until`` or until the client goes."""
+    since, until = _seconds(request, "since"), _seconds(request, "until")
+    if since is not None and until is not None and since > until:
+        raise InvalidParameter(
+            f"`since` time ({request.query['since']}) cannot be after `until` time ({request.query['until']})"
+        )
     sink = LazyResponseSink(request)
-    await engine_of(request).job(SystemEvents(
-        since=_seconds(request, "since"), until=_seconds(request, "until"), filters=qfilters(request),
-    ), stdout=sink)
+    await engine_of(request).job(SystemEvents(since=since, until=until, filters=qfilters(request)), stdout=sink)
     return await sink.finish()
