@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
+import uuid
+from pathlib import Path
 
+import harness
 from berth.shim import protocol as P
 from berth.shim.forkserver import fill_pool_holes
 
 
-def start_forkserver() -> tuple[subprocess.Popen[bytes], socket.socket]:
+def start_forkserver(env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], socket.socket]:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     proc = subprocess.Popen([sys.executable, "-m", "berth.shim.forkserver", str(theirs.fileno())],
-                            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, **(env or {})})
     theirs.close()
     ours.settimeout(60)
     assert ours.recv(16) == b"ready"
@@ -65,3 +70,21 @@ def test_fill_pool_holes_fills_free_blocks() -> None:
     again = fill_pool_holes()
     assert len(again) < len(fillers)
     del fillers, again
+
+
+def test_the_spare_shim_and_its_standby_helper_go_with_the_fork_server() -> None:
+    """A spare shim (and the create helper it forked ahead) waits for the next container; when
+    the daemon goes, the fork server does not exit before they have: nothing is left behind."""
+    mark = Path(f"/nonexistent/forkserver-{uuid.uuid4().hex}")
+    proc, ctl = start_forkserver({harness.MARKER_VAR: str(mark)})
+    try:
+        # the fork server, its spare shim and the spare's standby helper
+        harness.eventually(lambda: len(harness.pids_with_marker(mark)) == 3, 10)
+        waiting = set(harness.pids_with_marker(mark)) - {proc.pid}
+        assert all(Path(f"/proc/{pid}/comm").read_text().strip() == "berth-forksrv" for pid in waiting)
+    finally:
+        ctl.close()
+        assert proc.wait(timeout=10) == 0
+        assert proc.stderr is not None
+        proc.stderr.close()
+    assert harness.pids_with_marker(mark) == []

@@ -95,6 +95,20 @@ def create(
     return InitProcess(pid, report_r, barrier_w)
 
 
+def create_shared(
+    spec: dict[str, Any], rootfs_mounts: list[Mount], stdio: Stdio, cgroup: Cgroup | None,
+    report: tuple[int, int], barrier_r: int,
+) -> int:
+    """Like :func:`create`, for a caller whose pipes another process also holds: the shim
+    makes ``report`` and the barrier, forks a helper that calls this, and keeps the read end of
+    one and the write end of the other. Init's READY is read here; ``report``'s ends and
+    ``barrier_r`` are closed here. After the barrier the shim reads, on its own copy of the
+    report pipe, EOF (the process was exec'd) or the error of a process that could not be."""
+    pid, report_r = _spawn(spec, rootfs_mounts, stdio, cgroup, barrier_r, report)
+    os.close(report_r)
+    return pid
+
+
 def create_detached(
     spec: dict[str, Any], rootfs_mounts: list[Mount], stdio: Stdio, cgroup: Cgroup | None, barrier_fd: int
 ) -> int:
@@ -110,22 +124,26 @@ def create_detached(
 
 
 def _spawn(
-    spec: dict[str, Any], rootfs_mounts: list[Mount], stdio: Stdio, cgroup: Cgroup | None, barrier_r: int
+    spec: dict[str, Any], rootfs_mounts: list[Mount], stdio: Stdio, cgroup: Cgroup | None, barrier_r: int,
+    report: tuple[int, int] | None = None,
 ) -> tuple[int, int]:
     """Fork init (which waits on ``barrier_r``; closed here in the parent) and wait until it is
-    ready; returns (pid, the report pipe's read end)."""
+    ready; returns (pid, the report pipe's read end). ``report``: the caller's pipe (its write
+    end is closed here), else a new one."""
     try:
         parsed = specmod.parse(spec)
         program = _compile_seccomp(json.loads(parsed.seccomp) if parsed.seccomp else None)
         pidns = parsed.namespace("pid")
         userns_ = parsed.namespace("user")
         if userns_ is None:
-            report_r, report_w = os.pipe2(os.O_CLOEXEC)
+            report_r, report_w = report or os.pipe2(os.O_CLOEXEC)
     except BaseException:
         os.close(barrier_r)
+        if report is not None:
+            os.close(report[1])
         raise
     if userns_ is not None:
-        return _spawn_userns(parsed, program, rootfs_mounts, stdio, cgroup, barrier_r)
+        return _spawn_userns(parsed, program, rootfs_mounts, stdio, cgroup, barrier_r, report)
     try:
         pid = _fork_in_pidns(None if pidns is None else (pidns.path or ""))
     except BaseException:
@@ -158,11 +176,12 @@ def _spawn_userns(
     stdio: Stdio,
     cgroup: Cgroup | None,
     barrier_r: int,
+    report: tuple[int, int] | None = None,
 ) -> tuple[int, int]:
     """:func:`_spawn` for a container with a user namespace (:mod:`berth.libcontainer.userns`):
     stage A is forked, init is its child and, once A exits, ours (we are a child subreaper)."""
     kernel.prctl(kernel.PR_SET_CHILD_SUBREAPER, 1)
-    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    report_r, report_w = report or os.pipe2(os.O_CLOEXEC)
     sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
     try:
         stage_a = os.fork()

@@ -27,6 +27,7 @@ import time
 from typing import Any
 
 from berth.libcontainer import Stdio
+from berth.shim.helper import Standby
 from berth.shim.runtime import Done, Op, Result, RuntimeState
 
 READY = b"READY\n"
@@ -80,7 +81,9 @@ class FakeRuntime:
 
     worker = "fake runtime"
 
-    def __init__(self, req: dict[str, Any], body: bytes) -> None:
+    def __init__(self, req: dict[str, Any], body: bytes, standby: Standby | None = None) -> None:
+        if standby is not None:
+            standby.dismiss()  # a fake makes its processes itself
         self.plan: dict[str, Any] = json.loads(body)
         self.pid = 0
         self._report = -1  # the init's report pipe: READY, then EOF (exec'd) or an error line

@@ -27,49 +27,154 @@ from __future__ import annotations
 
 import gc
 import os
+import select
 import signal
 import socket
 import sys
+import time
 
 from berth.libcontainer import view
 from berth.shim import main as shim
+from berth.shim.cgroupwarm import CgroupWarmer
+from berth.shim.helper import Standby
+from berth.shim.native import standby_create
 from berth.shim.warmup import fill_pool_holes, warm_lifecycle, warm_service, warm_up
+
+WARM_TICK_MS = 4  # a migration path touched this often stays fast (berth.shim.cgroupwarm)
+WARM_SECONDS = 0.5  # how long after a spawn: the new container's init has joined its cgroup by then
 
 
 def serve(control: socket.socket) -> None:
     """Answer spawn requests until the daemon closes the control socket."""
     control.send(b"ready")
+    warmer = CgroupWarmer.of_self()
+    warm_until = 0.0
+    spare: Spare | None = Spare(control)
+    poller = select.poll()
+    poller.register(control, select.POLLIN)
     # recvmsg, not socket.recv_fds: every page this loop writes after a fork is copied, and the
-    # old copy stays with the monitor just forked, so the loop touches as little as it can
+    # old copy stays with the shim just forked, so the loop touches as little as it can
     space = socket.CMSG_SPACE(4 * 4)
-    while True:
+    try:
+        while True:
+            if warmer is not None and warm_until:
+                # keep cgroup migrations fast while the containers just handed out are set up
+                if not poller.poll(WARM_TICK_MS):
+                    warmer.touch()
+                    if time.monotonic() > warm_until:
+                        warm_until = 0.0
+                    continue
+            try:
+                msg, ancdata, _flags, _addr = control.recvmsg(64, space)
+            except ConnectionResetError:
+                return
+            fds = [int.from_bytes(data[i : i + 4], sys.byteorder)
+                   for level, kind, data in ancdata if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
+                   for i in range(0, len(data) - len(data) % 4, 4)]
+            if not msg and not fds:
+                return  # EOF: the daemon is gone
+            for fd in fds[1:]:
+                os.close(fd)
+            if msg not in (b"spawn", b"view") or not fds:
+                if fds:
+                    os.close(fds[0])
+                continue
+            if spare is None or not spare.hand(fds[0], msg):
+                spawn(fds[0], control, msg)  # the spare died (someone killed it): fork one now
+            os.close(fds[0])
+            if msg == b"spawn" and warmer is not None:
+                warmer.touch()  # while the new shim sets its container up (berth.shim.cgroupwarm)
+                warm_until = time.monotonic() + WARM_SECONDS
+            spare = Spare(control)  # the next one, forked while nobody waits for it
+    finally:
+        if spare is not None:
+            spare.dismiss()
+
+
+class Spare:
+    """A shim forked in advance (double-forked, in a session of its own, like any shim), waiting
+    for the fd of its daemon connection: a create pays for no fork on its way."""
+
+    __slots__ = ("sock",)
+
+    def __init__(self, control: socket.socket) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            msg, ancdata, _flags, _addr = control.recvmsg(64, space)
-        except ConnectionResetError:
+            pid = os.fork()
+        except OSError as exc:
+            print(f"berth forkserver: fork a spare shim: {exc}", file=sys.stderr)
+            ours.close()
+            theirs.close()
+            self.sock: socket.socket | None = None
             return
-        fds = [int.from_bytes(data[i : i + 4], sys.byteorder)
-               for level, kind, data in ancdata if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
-               for i in range(0, len(data) - len(data) % 4, 4)]
-        if not msg and not fds:
-            return  # EOF: the daemon is gone
-        for fd in fds[1:]:
-            os.close(fd)
-        if msg not in (b"spawn", b"view") or not fds:
-            if fds:
-                os.close(fds[0])
-            continue
-        spawn(fds[0], control, msg)
+        if pid == 0:
+            try:
+                os.setsid()
+                if os.fork() != 0:
+                    os._exit(0)
+                control.close()
+                ours.close()
+                _wait_for_work(theirs)
+            finally:
+                os._exit(1)
+        theirs.close()
+        os.waitpid(pid, 0)
+        self.sock = ours
+
+    def hand(self, fd: int, kind: bytes) -> bool:
+        """Give the spare its connection; False if it is gone."""
+        sock, self.sock = self.sock, None
+        if sock is None:
+            return False
+        try:
+            sock.sendmsg([kind], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fd.to_bytes(4, sys.byteorder))])
+        except OSError:
+            return False
+        finally:
+            sock.close()
+        return True
+
+    def dismiss(self) -> None:
+        """The daemon is gone: the spare exits; wait (up to 2 s) until it has."""
+        sock, self.sock = self.sock, None
+        if sock is None:
+            return
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            sock.settimeout(2)
+            sock.recv(1)  # EOF once the spare has exited
+        except OSError:
+            pass  # gone already, or stuck: the harness and the daemon do not wait for it
+        finally:
+            sock.close()
+
+
+def _wait_for_work(sock: socket.socket) -> None:
+    """In the spare: fork the create helper ahead too, wait for a connection, then become its
+    shim (or view); EOF: exit."""
+    standby = Standby(standby_create)
+    _msg, ancdata, _flags, _addr = sock.recvmsg(64, socket.CMSG_SPACE(4))
+    fds = [int.from_bytes(data[:4], sys.byteorder)
+           for level, kind, data in ancdata if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS]
+    if not fds or _msg == b"view":
+        standby.dismiss()
+    if not fds:
+        os._exit(0)
+    sock.close()
+    if _msg == b"view":
+        view.main(socket.socket(fileno=fds[0]))
+        os._exit(0)
+    shim.main(socket.socket(fileno=fds[0]), standby=standby)
 
 
 def spawn(fd: int, control: socket.socket, kind: bytes = b"spawn") -> None:
-    """Double-fork a monitor that owns ``fd`` (``view``: a file-system view for docker cp,
+    """Double-fork a shim that owns ``fd`` (``view``: a file-system view for docker cp,
     :mod:`berth.libcontainer.view`); the middle child is reaped at once."""
     try:
         pid = os.fork()
     except OSError as exc:
         print(f"berth forkserver: fork monitor: {exc}", file=sys.stderr)
-        os.close(fd)  # the daemon reads EOF and reports the failure
-        return
+        return  # the caller closes fd: the daemon reads EOF and reports the failure
     if pid == 0:
         try:
             os.setsid()
@@ -82,7 +187,6 @@ def spawn(fd: int, control: socket.socket, kind: bytes = b"spawn") -> None:
             shim.main(socket.socket(fileno=fd))
         finally:
             os._exit(1)
-    os.close(fd)
     os.waitpid(pid, 0)
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -74,6 +76,97 @@ class Helper:
             if fd >= 0:
                 os.close(fd)
         self.res_r = self.go_w = -1
+
+
+class Standby:
+    """A helper forked ahead of need, so that the work it will do pays for no fork when it comes.
+
+    It waits on a socket for one message -- a JSON object, bytes and fds (``SCM_RIGHTS``) -- then
+    runs ``body(msg, data, fds, res_w, go_r)`` and exits; ``give`` returns it as a
+    :class:`Helper`. A standby that is never given work exits when ``dismiss`` closes its socket.
+
+        standby = Standby(body)                  # before the work is known
+        helper = standby.give(msg, data, fds)    # the fds are the caller's still: close them after
+    """
+
+    __slots__ = ("pid", "sock", "res_r", "go_w")
+
+    def __init__(self, body: Callable[[dict[str, Any], bytes, list[int], int, int], None]) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        res_r, res_w = os.pipe2(os.O_CLOEXEC)
+        go_r, go_w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                signal.set_wakeup_fd(-1)
+                for fd in (res_r, go_w):
+                    os.close(fd)
+                ours.close()
+                work = _receive(theirs)
+                theirs.close()
+                if work is not None:
+                    body(work[0], work[1], work[2], res_w, go_r)
+                code = 0
+            finally:
+                os._exit(code)
+        theirs.close()
+        os.close(res_w)
+        os.close(go_r)
+        os.set_blocking(res_r, False)
+        self.pid, self.sock, self.res_r, self.go_w = pid, ours, res_r, go_w
+
+    def give(self, msg: dict[str, Any], data: bytes, fds: list[int]) -> Helper:
+        """Hand the standby its work; OSError if it is gone (the caller forks a helper instead)."""
+        head = P.dumps(msg)
+        rights = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
+        try:
+            self.sock.sendmsg([len(head).to_bytes(4, "big"), len(data).to_bytes(4, "big"), head],
+                              [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
+            self.sock.sendall(data)
+        finally:
+            self.sock.close()
+        helper = Helper.__new__(Helper)
+        helper.pid, helper.res_r, helper.go_w = self.pid, self.res_r, self.go_w
+        return helper
+
+    def dismiss(self) -> None:
+        """No work after all: the standby exits; wait for it (it is our child)."""
+        self.sock.close()
+        for fd in (self.res_r, self.go_w):
+            os.close(fd)
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass  # reaped already
+
+
+def _receive(sock: socket.socket) -> tuple[dict[str, Any], bytes, list[int]] | None:
+    """The standby's work: the message, the bytes and the fds; None at EOF (dismissed)."""
+    # close-on-exec as the sender's were: the init execs with only what it dup'ed for itself
+    sizes, ancdata, _flags, _addr = sock.recvmsg(8, socket.CMSG_SPACE(16 * 4), socket.MSG_CMSG_CLOEXEC)
+    fds = [int.from_bytes(data[i : i + 4], sys.byteorder)
+           for level, kind, data in ancdata if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
+           for i in range(0, len(data) - len(data) % 4, 4)]
+    if len(sizes) < 8:
+        sizes += _read_exactly(sock, 8 - len(sizes))
+        if len(sizes) < 8:
+            return None  # dismissed: EOF
+    head_size, data_size = int.from_bytes(sizes[:4], "big"), int.from_bytes(sizes[4:], "big")
+    head, data = _read_exactly(sock, head_size), _read_exactly(sock, data_size)
+    if len(head) < head_size or len(data) < data_size:
+        return None
+    return P.decode_json(head), data, fds
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < size:
+        chunk = sock.recv(size - len(buf))
+        if not chunk:
+            break
+        buf += chunk
+    return bytes(buf)
 
 
 class HelperOp:

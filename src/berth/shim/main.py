@@ -25,6 +25,7 @@ from typing import Any
 
 from berth.libcontainer import kernel
 from berth.shim import protocol as P
+from berth.shim.helper import Standby
 from berth.shim.native import NativeRuntime
 from berth.shim.reactor import Reactor
 from berth.shim.runtime import Runtime
@@ -36,7 +37,7 @@ PR_SET_CHILD_SUBREAPER = 36
 # SIGXFSZ, SIGTERM
 SIGNALS = (2, 1, 17, 13, 25, 15)
 
-MakeRuntime = Callable[[dict[str, Any], bytes], Runtime]
+MakeRuntime = Callable[[dict[str, Any], bytes, Standby | None], Runtime]
 
 
 def read_request(sock: socket.socket) -> tuple[dict[str, Any], bytes]:
@@ -73,8 +74,9 @@ def _detach_stdio(log_path: str) -> None:
     os.close(err)
 
 
-def main(daemon: socket.socket, make_runtime: MakeRuntime = NativeRuntime) -> None:
-    """Run one container; called in the forked shim process, which exits at the end."""
+def main(daemon: socket.socket, make_runtime: MakeRuntime = NativeRuntime, standby: Standby | None = None) -> None:
+    """Run one container; called in the forked shim process, which exits at the end. ``standby``:
+    a helper the spare shim forked while it waited, for the runtime's create."""
     code = 0
     try:
         daemon.setblocking(True)
@@ -86,7 +88,7 @@ def main(daemon: socket.socket, make_runtime: MakeRuntime = NativeRuntime) -> No
         for signum in SIGNALS:
             _signal.signal(signum, _wake)
         kernel.prctl(PR_SET_CHILD_SUBREAPER, 1)  # exec'd processes are double-forked into the pid ns
-        runtime = make_runtime(req, body)
+        runtime = make_runtime(req, body, standby)
         del body  # the spec is the runtime's business: nothing of it stays in the shim
         reactor = Reactor()
         service = Service(req, daemon, runtime, reactor)

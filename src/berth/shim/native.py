@@ -23,11 +23,11 @@ import time
 from typing import Any
 
 from berth.errors import SystemFailure
-from berth.libcontainer import ContainerInitError, Mount, Stdio, create
+from berth.libcontainer import ContainerInitError, Mount, Stdio
 from berth.libcontainer.cgroups import Cgroup, open_cgroup, resources_from_oci
-from berth.libcontainer.process import exec_in_launcher, prepare_exec
+from berth.libcontainer.process import create_shared, exec_in_launcher, prepare_exec
 from berth.shim import protocol as P
-from berth.shim.helper import Helper, HelperOp, answer
+from berth.shim.helper import Helper, HelperOp, Standby, answer
 from berth.shim.process import Refused
 from berth.shim.runtime import Done, Op, Result, RuntimeState
 
@@ -45,43 +45,79 @@ class NativeRuntime:
 
     worker = "container helper process"  # what the shim calls a worker that gives no answer
 
-    def __init__(self, req: dict[str, Any], body: bytes) -> None:
+    def __init__(self, req: dict[str, Any], body: bytes, standby: Standby | None = None) -> None:
         self.id: str = req["id"]
         self.dir = os.path.join(req["exec_root"], self.id)
         self.cgroup_name: str = req.get("cgroup") or ""
         self._req = req
         self._body = body  # parsed in the create helper only; dropped once it is forked
-        self._init: Helper | None = None  # holds the init's barrier until start
+        self._report = -1  # the init's report pipe: after the barrier, EOF (exec'd) or its error
+        self._barrier = -1  # one byte releases the init; closing it makes the init exit
+        self._standby = standby  # the create helper, forked before the request came
         self.pid = 0
         self.pidfd = -1  # names the init for exec helpers, even once its pid is recycled
 
     def create(self, stdio: Stdio) -> Op:
         req, body = self._req, self._body
         self._body = b""
-        for stale in (CONTAINER_FILE,):  # a previous run's (a restart without cleanup)
+        try:
+            os.unlink(os.path.join(self.dir, CONTAINER_FILE))  # a previous run's (a restart without cleanup)
+        except FileNotFoundError:
+            pass
+        # the init's report and barrier pipes are ours: the helper only makes the init, and the
+        # start goes from us to the init and back, with no helper in between
+        report_r, report_w = os.pipe2(os.O_CLOEXEC)
+        barrier_r, barrier_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            helper = self._create_helper(req, body, stdio, (report_r, report_w), barrier_r, barrier_w)
+        except BaseException:
+            for fd in (report_r, barrier_w):
+                os.close(fd)
+            raise
+        finally:
+            os.close(report_w)
+            os.close(barrier_r)
+        self._report, self._barrier = report_r, barrier_w
+        return HelperOp(helper, on_result=self._created)
+
+    def _create_helper(self, req: dict[str, Any], body: bytes, stdio: Stdio, report: tuple[int, int],
+                       barrier_r: int, barrier_w: int) -> Helper:
+        standby, self._standby = self._standby, None
+        if standby is not None:
+            ends = [stdio.stdin, stdio.stdout, stdio.stderr, stdio.console_socket]
+            fds = [fd for fd in ends if fd >= 0] + [*report, barrier_r, barrier_w]
             try:
-                os.unlink(os.path.join(self.dir, stale))
-            except FileNotFoundError:
-                pass
-        self._init = Helper(lambda res_w, go_r: helper_create(req, body, stdio, res_w, go_r))
-        return HelperOp(self._init, close_after=False, on_result=self._created)
+                return standby.give({"req": req, "stdio": ends, "tty": stdio.tty}, body, fds)
+            except OSError:
+                standby.dismiss()  # gone (killed?): fork a helper as usual
+        return Helper(lambda res_w, go_r: helper_create(req, body, stdio, report, barrier_r, barrier_w, res_w))
 
     def _created(self, result: Result) -> None:
         if not result.ok:
-            self._init = None  # HelperOp closed it
+            self._drop_init_pipes()
             return
         self.pid = result.pid
         # not reaped before the shim's loop runs, so the pid is still the init's: pin it
         self.pidfd = os.pidfd_open(self.pid)
 
+    def _drop_init_pipes(self) -> None:
+        for fd in (self._report, self._barrier):
+            if fd >= 0:
+                os.close(fd)
+        self._report = self._barrier = -1
+
     def start(self) -> Op:
-        helper, self._init = self._init, None
-        if helper is None:
+        barrier, self._barrier = self._barrier, -1
+        if barrier < 0:
             return Done(Result(error=f"start container {self.id}: the init is not at its barrier", exit_code=128))
-        if not helper.release():
-            helper.close()
-            return Done(Result(error="container helper process died before start (see monitor.log)", exit_code=128))
-        return HelperOp(helper)
+        try:
+            os.write(barrier, b"\0")
+        except BrokenPipeError:
+            return Done(Result(error=f"start container init {self.pid}: it exited before start", exit_code=128))
+        finally:
+            os.close(barrier)
+        report, self._report = self._report, -1
+        return InitReport(report)
 
     def exec(self, process: dict[str, Any], stdio: Stdio) -> Op:
         init_pid, init_pidfd, cgroup_name, exec_dir = self.pid, self.pidfd, self.cgroup_name, self.dir
@@ -93,11 +129,8 @@ class NativeRuntime:
         try:
             os.kill(pid or self.pid, signum)
         finally:
-            if not pid and self._init is not None:
-                # a created container killed: its helper lets go of the barrier and exits (the
-                # dead init is reparented to the shim)
-                self._init.close()
-                self._init = None
+            if not pid and self._barrier >= 0:
+                self._drop_init_pipes()  # a created container killed: its barrier goes with it
         return Done()
 
     def pause(self) -> Op:
@@ -136,9 +169,10 @@ class NativeRuntime:
         return open_cgroup(self.cgroup_name) if self.cgroup_name else None
 
     def close(self) -> None:
-        if self._init is not None:
-            self._init.close()
-            self._init = None
+        if self._standby is not None:
+            self._standby.dismiss()
+            self._standby = None
+        self._drop_init_pipes()
         if self.pidfd >= 0:
             os.close(self.pidfd)
             self.pidfd = -1
@@ -155,8 +189,11 @@ def _alive(pid: int) -> bool:
 # ---- in the helpers -------------------------------------------------------------------------
 
 
-def helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, res_w: int, go_r: int) -> None:
-    """In the helper: cgroup, libcontainer.create, then wait for "go" and release the init."""
+def helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, report: tuple[int, int], barrier_r: int,
+                  barrier_w: int, res_w: int) -> None:
+    """In the helper: cgroup, then the init (``libcontainer.create_shared`` on the shim's pipes);
+    answers its pid once it waits at the barrier, and exits."""
+    os.close(barrier_w)  # the shim's: the init must see EOF if the shim goes
     try:
         work = P.decode_json(body)
         cgroup = open_cgroup(req["cgroup"]) if req.get("cgroup") else None
@@ -165,7 +202,7 @@ def helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, res_w: int, go
             cgroup.create(resources_from_oci((work["spec"].get("linux") or {}).get("resources")))
         mounts = [Mount(m[0], m[1], m[2], tuple(m[3])) for m in work.get("rootfs_mounts", ())]
         _save_container(os.path.join(req["exec_root"], req["id"], CONTAINER_FILE), work["spec"])
-        init = create(work["spec"], mounts, stdio, cgroup)
+        pid = create_shared(work["spec"], mounts, stdio, cgroup, report, barrier_r)
     except ContainerInitError as exc:
         answer(res_w, {"message": exc.message, "exit_code": exc.exit_code})
         return
@@ -175,15 +212,49 @@ def helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, res_w: int, go
         traceback.print_exc()  # to monitor.log; the daemon gets the one-line message
         answer(res_w, {"message": f"create container {req['id']}: {exc}", "exit_code": 128})
         return
-    answer(res_w, {"pid": init.pid})
-    if not os.read(go_r, 1):
-        return  # the shim gave up: exiting closes the barrier, so init exits without running
-    try:
-        init.start()
-    except ContainerInitError as exc:
-        answer(res_w, {"message": exc.message, "exit_code": exc.exit_code})
-        return
-    answer(res_w, {})
+    answer(res_w, {"pid": pid})
+
+
+def standby_create(msg: dict[str, Any], body: bytes, fds: list[int], res_w: int, go_r: int) -> None:
+    """In a standby helper (:class:`~berth.shim.helper.Standby`): ``helper_create`` on the fds
+    it was given, in the order ``NativeRuntime`` sends them."""
+    given = iter(fds)
+    ends = [next(given) if fd >= 0 else -1 for fd in msg["stdio"]]
+    report = (next(given), next(given))
+    barrier_r, barrier_w = next(given), next(given)
+    stdio = Stdio(ends[0], ends[1], ends[2], tty=bool(msg["tty"]), console_socket=ends[3])
+    helper_create(msg["req"], body, stdio, report, barrier_r, barrier_w, res_w)
+
+
+class InitReport:
+    """The init's report pipe after its barrier: EOF when it exec'd the process, else its error
+    (127/126 when the process cannot be executed)."""
+
+    __slots__ = ("fd", "buf")
+
+    def __init__(self, fd: int) -> None:
+        os.set_blocking(fd, False)
+        self.fd = fd
+        self.buf = b""
+
+    def poll(self) -> Result | None:
+        try:
+            chunk = os.read(self.fd, 4096)
+        except BlockingIOError:
+            return None
+        if chunk:
+            self.buf += chunk
+            return None
+        if not self.buf:
+            return Result()
+        err = ContainerInitError.from_wire(self.buf)
+        return Result(error=err.message, exit_code=err.exit_code)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def abandon(self) -> None:
+        os.close(self.fd)
 
 
 def _save_container(path: str, spec: dict[str, Any]) -> None:

@@ -183,7 +183,8 @@ class MonitorChannel:
 
 
 class ControlLine:
-    """Requests to the monitor on a connection of their own (opened on first use).
+    """Requests to the monitor on a connection of their own (opened on first use, or ahead of
+    it with ``open_soon``: a start right after create then finds it ready).
 
     Stdin can back up on the attach connection (a process that does not read it); a stop or a
     resize must not wait behind it, so requests never share that connection.
@@ -195,21 +196,39 @@ class ControlLine:
         self._hello = hello_msg
         self._channel: MonitorChannel | None = None
         self._lock = asyncio.Lock()
+        self._opening: asyncio.Task[None] | None = None
+
+    def open_soon(self) -> None:
+        if self._opening is None:
+            self._opening = asyncio.create_task(self._open_quietly(), name=f"control line: {self.what}")
+
+    async def _open_quietly(self) -> None:
+        try:
+            async with self._lock:
+                await self._open()
+        except Conflict:
+            pass  # the request that follows meets the same and says so
+
+    async def _open(self) -> MonitorChannel:
+        if self._channel is None or self._channel.closed:
+            try:
+                reader, writer = await self._connect()
+            except (FileNotFoundError, ConnectionError) as exc:
+                raise Conflict(f"{self.what} is not running") from exc
+            writer.write(P.encode_json(self._hello))
+            self._channel = MonitorChannel(self.what, reader, writer)
+            self._channel.begin()
+        return self._channel
 
     async def request(self, op: str, **args: Any) -> None:
         async with self._lock:
-            if self._channel is None or self._channel.closed:
-                try:
-                    reader, writer = await self._connect()
-                except (FileNotFoundError, ConnectionError) as exc:
-                    raise Conflict(f"{self.what} is not running") from exc
-                writer.write(P.encode_json(self._hello))
-                self._channel = MonitorChannel(self.what, reader, writer)
-                self._channel.begin()
-            channel = self._channel
+            channel = await self._open()
         await channel.request(op, **args)
 
     async def close(self) -> None:
+        if self._opening is not None:
+            self._opening.cancel()
+            await asyncio.gather(self._opening, return_exceptions=True)
         if self._channel is not None:
             await self._channel.close()
 

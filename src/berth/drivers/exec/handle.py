@@ -62,6 +62,10 @@ class Handle:
         self._connect = connect  # async () -> (reader, writer) on monitor.sock
         self._control = ControlLine(f"container {cid}", connect, {"op": "control"})
 
+    def prepare(self) -> None:
+        """Open the request connection now, so that ``start()`` does not wait for it."""
+        self._control.open_soon()
+
     def output(self) -> OutputStream:
         """A new subscription to the container's stdout (1) / stderr (2) frames."""
         return self._channel.subscribe(STREAM_LIMIT)

@@ -218,6 +218,7 @@ class NativeDriver:
         handle = Handle(req.id, self.exec_dir(req.id), channel, int(ev["pid"]), int(ev["monitor_pid"]),
                         False, lambda: self._connect(req.id))
         channel.begin()
+        handle.prepare()
         self._live[req.id] = handle
         return handle
 
