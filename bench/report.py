@@ -15,6 +15,8 @@ from measure import Series, ratio
 
 ROWS = [
     ("run", "(a) `docker run --rm --network none busybox true`"),
+    ("start_job", "  ↳ its `container.start` job in `berth jobs` (target ≤ 15 ms; dockerd has no such table)"),
+    ("start_api", "  ↳ `POST /containers/{{id}}/start` of a created `--network none busybox true`"),
     ("run_d", "  ↳ `docker run -d --network none busybox sleep 1000`"),
     (
         "throughput",
@@ -146,6 +148,10 @@ Options: `--rounds N`, `--ps-containers N`, `--mem-containers N`, `--only logs,e
   `scripts/setup.sh` does the same.
 - (c) the containers are created through the API (`POST /v1.41/containers/create`, not started)
   and `docker ps -aq` must list exactly that many on both before `ps -a` is timed.
+- (a) the `container.start` job row reads `GET /berth/v1/jobs?all=1` after each berth run (the
+  duration of the newest finished `container.start`): the daemon's work from the start request to
+  the process running, without the CLI and HTTP around it. The `POST /containers/{id}/start` row
+  creates a container through the API, then times the start call itself on both daemons.
 - (d) memory is read from `/proc/<pid>/smaps_rollup` (PSS: shared pages divided among their
   sharers) one second after the containers started. berth's per-container process is the monitor
   (`monitor_pid` in `<exec_root>/<id>/state.json`); dockerd's is `containerd-shim-runc-v2`.
@@ -171,6 +177,11 @@ TARGETS = [
         2.5,
     ),
     ("berth_ps", "`berth ps` on an empty daemon ≤ 60 ms", 60.0),
+    ("start_job", "the `container.start` job of (a) ≤ 15 ms (issue 6)", 15.0),
+]
+# (row, description, limit): berth's median must be at most `limit` times dockerd's
+RATIO_TARGETS = [
+    ("run", "(a) `docker run --rm` ≤ 0.2× dockerd's (issue 6)", 0.2),
 ]
 
 
@@ -182,6 +193,13 @@ def targets(results: dict[str, dict[str, Series]]) -> list[str]:
             verdict = "not measured"
         else:
             verdict = f"{'met' if s.median <= limit else 'NOT met'}: {s.median:.2f} {s.unit}"
+        lines.append(f"- {text}: {verdict}")
+    for key, text, limit in RATIO_TARGETS:
+        b, d = (results.get(key, {}).get(n) for n in ("berth", "dockerd"))
+        if b is None or d is None or not (b.ok and d.ok) or not d.median:
+            verdict = "not measured"
+        else:
+            verdict = f"{'met' if b.median <= limit * d.median else 'NOT met'}: {b.median / d.median:.2f}×"
         lines.append(f"- {text}: {verdict}")
     slower = [
         label.format(ps_containers="N", mem_containers="N").lstrip(" ↳")

@@ -119,12 +119,54 @@ def bench_start(systems: list[System], plan: Plan) -> dict[str, Series]:
     return interleave(systems, plan.start_rounds, 0, op)
 
 
-def bench_run(systems: list[System], plan: Plan) -> dict[str, Series]:
-    """(a) docker run --rm --network none busybox true."""
-    return interleave(
-        systems, plan.rounds, plan.warmup,
-        lambda s: timed(lambda: docker(s, "run", "--rm", "--network", "none", "busybox", "true")),
-    )  # fmt: skip
+def bench_run(systems: list[System], plan: Plan, results: Results) -> None:
+    """(a) docker run --rm --network none busybox true; and berth's `container.start` jobs in it."""
+    jobs: dict[str, Series] = {s.name: Series("ms", error=s.error) for s in systems}
+
+    def op(s: System) -> float:
+        ms = timed(lambda: docker(s, "run", "--rm", "--network", "none", "busybox", "true"))
+        if s.name == "berth":
+            jobs[s.name].samples.append(last_start_job(s))
+        return ms
+
+    results["run"] = interleave(systems, plan.rounds, plan.warmup, op)
+    for s in systems:
+        if s.name == "berth":
+            jobs[s.name].samples = jobs[s.name].samples[plan.warmup :]  # as interleave drops them
+            jobs[s.name].error = results["run"][s.name].error
+            results["start_job"] = {s.name: jobs[s.name]}
+
+
+def last_start_job(s: System) -> float:
+    """The duration of the last `container.start` job berth finished (`berth jobs -a`)."""
+    status, jobs = s.daemon.api("GET", "/berth/v1/jobs?all=1")
+    done = [j for j in jobs or [] if j.get("Name") == "container.start" and j.get("DurationMs") is not None]
+    if status != 200 or not done:
+        raise OperationFailed(f"GET /berth/v1/jobs answered {status} without a finished container.start job")
+    return float(max(done, key=lambda j: j["ID"])["DurationMs"])
+
+
+def bench_start_api(systems: list[System], plan: Plan) -> dict[str, Series]:
+    """`POST /containers/{id}/start` of a created `--network none busybox true`, as a client sees it."""
+
+    def op(s: System) -> float:
+        status, made = s.daemon.api("POST", f"{API}/containers/create",
+                                    {"Image": "busybox", "Cmd": ["true"], "HostConfig": {"NetworkMode": "none"}})
+        if status != 201:
+            raise OperationFailed(f"POST /containers/create answered {status}: {made}")
+        cid = made["Id"]
+        try:
+            t0 = time.perf_counter()
+            status, body = s.daemon.api("POST", f"{API}/containers/{cid}/start")
+            ms = (time.perf_counter() - t0) * 1000
+            if status != 204:
+                raise OperationFailed(f"POST /containers/{cid[:12]}/start answered {status}: {body}")
+            s.daemon.api("POST", f"{API}/containers/{cid}/wait", timeout=60)
+        finally:
+            s.daemon.api("DELETE", f"{API}/containers/{cid}?force=1", timeout=60)
+        return ms
+
+    return interleave(systems, plan.rounds, plan.warmup, op)
 
 
 def bench_run_detached(systems: list[System], plan: Plan) -> dict[str, Series]:
@@ -474,7 +516,8 @@ def main(argv: list[str] | None = None) -> int:
             ("start", "daemon start until /_ping", lambda: results.update(start=bench_start(systems, plan))),
             ("ps", "ps on empty daemons", lambda: results.update(
                 berth_ps=bench_berth_ps(systems, plan), ps_empty=bench_ps(systems, plan, all_=True))),
-            ("run", "run --rm --network none busybox true", lambda: results.update(run=bench_run(systems, plan))),
+            ("run", "run --rm --network none busybox true", lambda: bench_run(systems, plan, results)),
+            ("run", "POST /containers/{id}/start", lambda: results.update(start_api=bench_start_api(systems, plan))),
             ("exec", "exec", lambda: results.update(exec=bench_exec(systems, plan, tag))),
             ("run", "run -d", lambda: results.update(run_d=bench_run_detached(systems, plan))),
             ("throughput", f"throughput: {plan.throughput_runs} runs, 16 clients",
