@@ -115,7 +115,7 @@ def test_isolation_between_networks(berthd: harness.Berthd, busybox_image: str, 
     ok(berthd.docker("network", "create", "--subnet", free_subnet(berthd, 4), "netb"))
     ok(berthd.docker("run", "-d", "--name", "ina", "--network", "neta", busybox_image, "sh", "-c", "mkdir /w; echo a > /w/index.html; exec httpd -f -p 80 -h /w"))
     ip_a = inspect_net(berthd, "neta")["Containers"].popitem()[1]["IPv4Address"].split("/")[0]
-    same = ok(berthd.docker("run", "--rm", "--network", "neta", busybox_image, "sh", "-c", "nslookup ina 127.0.0.11 >/dev/null && timeout 3 wget -q -O- http://ina/; exit $?"))
+    same = ok(berthd.docker("run", "--rm", "--network", "neta", busybox_image, "sh", "-c", "for i in 1 2 3 4 5; do nslookup ina 127.0.0.11 >/dev/null && timeout 3 wget -q -O- http://ina/ && break; sleep 0.3; done; exit $?"))
     assert same.stdout == "a\n"
     # from another network the name is unknown (the query goes on to the upstream, here a fake
     # resolver on 127.0.0.x that answers 10.77.7.7 for anything) and the address unreachable
