@@ -189,7 +189,7 @@ def test_links_and_container_mode(berthd: harness.Berthd, busybox_image: str) ->
                      "sh", "-c", "mkdir /w; echo from-owner > /w/index.html; exec httpd -f -p 8080 -h /w"))  # fmt: skip
     ip = ok(berthd.docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", "owner")).stdout.strip()
     # --link on the default bridge: an /etc/hosts line with the alias, the short id and the name
-    r = ok(berthd.docker("run", "--rm", "--link", "owner:db", busybox_image, "sh", "-c", "grep db /etc/hosts; timeout 3 wget -q -O- http://db:8080/; exit $?"))
+    r = ok(berthd.docker("run", "--rm", "--link", "owner:db", busybox_image, "sh", "-c", "grep db /etc/hosts; for i in 1 2 3 4 5; do timeout 3 wget -q -O- http://db:8080/ && break; sleep 0.3; done; exit $?"))
     assert r.stdout.startswith(f"{ip}\tdb ") and r.stdout.rstrip().endswith("from-owner")
     # container:NAME shares the owner's namespace (127.0.0.1 is the owner's), hostname and hosts
     r = ok(berthd.docker("run", "--rm", "--network", "container:owner", busybox_image, "sh", "-c",
