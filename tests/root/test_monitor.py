@@ -88,7 +88,9 @@ def container(tmp_path: Path) -> Iterator[tuple[NativeDriver, object, CreateRequ
     for d in ("rootfs", "upper", "work"):
         (tmp_path / d).mkdir()
     rootfs = str(tmp_path / "rootfs")
-    script = "echo ready; read line; echo got $line; trap 'exit 9' TERM; while true; do sleep 0.05; done"
+    # the trap comes first: the test signals once "got hello" is out, and a pid 1 without a
+    # handler ignores SIGTERM (a trap set after the echo raced the signal on a loaded machine)
+    script = "trap 'exit 9' TERM; echo ready; read line; echo got $line; while true; do sleep 0.05; done"
     spec = build_spec(SpecInput(args=("sh", "-c", script), rootfs=rootfs))
     req = CreateRequest(
         cid,
