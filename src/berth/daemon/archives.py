@@ -73,7 +73,7 @@ async def commit(d: Daemon, req: jobs.ImageCommit, job: Job) -> IdOnly:
     c = d.find(req.container)
     repo, tag = req.repo, req.tag
     repo_tag = f"{repo}:{tag}" if repo and tag else (repo or None)
-    session = d.sessions.get(c.id)
+    session = d.session(c.id)
     paused_here = False
     if req.pause and c.state.status == "running" and session and session.handle:
         try:
@@ -142,7 +142,7 @@ async def load(d: Daemon, req: images.ImageLoad, job: Job) -> None:
 @handlers.on(images.ImagePrune)
 async def image_prune(d: Daemon, req: images.ImagePrune, job: Job) -> JSONObject:
     def users(image_id: str) -> list[str]:
-        return [c.id for c in d.containers.values() if c.image_id == image_id]
+        return [c.id for c in d.live.records() if c.image_id == image_id]
 
     result: JSONObject = await asyncio.to_thread(d.graph.prune, req.filters, users)
     d.engine.events.publish("image", "prune", "", {"reclaimed": str(result.get("SpaceReclaimed") or 0)})
@@ -155,7 +155,7 @@ async def container_prune(d: Daemon, req: jobs.ContainerPrune, job: Job) -> JSON
 
     filters = dict(req.filters)
     deleted, reclaimed = [], 0
-    for c in list(d.containers.values()):
+    for c in d.live.records():
         if c.state.running or c.state.status not in ("created", "exited", "dead"):
             continue
         if not all(matches_filter(c, k, v, d) for k, v in filters.items() if k in ("label", "label!", "until")):

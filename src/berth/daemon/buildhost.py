@@ -150,7 +150,7 @@ class DaemonHost:
             await self._kill_and_remove(cid)
             raise
         finally:
-            session = self.d.sessions.get(cid)
+            session = self.d.session(cid)
             if session is not None:
                 session.attachers.discard(attached)  # type: ignore[arg-type]
         if attached.dead:

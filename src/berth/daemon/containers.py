@@ -25,6 +25,7 @@ from berth.daemon import (
 from berth.daemon.failures import translate
 from berth.daemon.faults import crash_point
 from berth.daemon.handlers import HandlerTable
+from berth.daemon.livecontainer import Phase
 from berth.daemon.names import random_name
 from berth.engine import Job
 from berth.errors import Conflict, InvalidParameter, NotFound
@@ -96,11 +97,10 @@ async def create(d: Daemon, req: jobs.ContainerCreate, job: Job) -> Created:
     cid = secrets.token_hex(32)
     # The name is checked and reserved with no await in between, so two concurrent creates of
     # the same name cannot both pass (the rw layer is prepared before the record is stored).
-    taken = {c.name: c.id for c in d.containers.values()} | d.reserved_names
+    taken = d.live.names()
     if name and name in taken:
         raise _conflict(name, taken[name])
     name = name or random_name(set(taken))
-    d.reserved_names[name] = cid
     if not config["Hostname"]:
         config["Hostname"] = cid[:12]
     entry = list(config["Entrypoint"] or []) + list(config["Cmd"] or [])
@@ -110,6 +110,7 @@ async def create(d: Daemon, req: jobs.ContainerCreate, job: Job) -> Created:
         path=entry[0], args=entry[1:], config=config, host_config=host, driver=d.storage_driver, dir=str(cdir),
         networks=networks,
     )
+    lc = d.live.reserve(c)  # the name is taken from here on, though nothing lists it yet
     # Order matters for crash safety: the container dir first (a leftover dir without a record
     # is cleaned at start-up), then the rw layer, then the record in one transaction.
     try:
@@ -119,14 +120,14 @@ async def create(d: Daemon, req: jobs.ContainerCreate, job: Job) -> Created:
         c.mounts = await volumes.make_mounts(d, cid, plan)
         d.save(c, new=True)
     except BaseException:
-        volumes.release_claims(d, cid)
+        lc.claims.clear()
         volumes.remove_anonymous(d, c)
         await asyncio.to_thread(d.graph.remove_rw, cid)
-        shutil.rmtree(cdir, ignore_errors=True)
+        await asyncio.to_thread(shutil.rmtree, cdir, True)
         raise
     finally:
-        del d.reserved_names[name]
-        volumes.release_claims(d, cid)
+        lc.claims.clear()
+        d.live.discard(cid)  # a create that failed never existed (a stored one stays)
     d.publish(c, "create")
     return {"Id": cid, "Warnings": warnings}
 
@@ -201,7 +202,7 @@ async def list_(d: Daemon, req: jobs.ContainerList, job: Job) -> JSONList:
     for value in filters.get("health") or ():
         if value not in STATUSES:
             raise InvalidParameter(f"Unrecognised filter value for health: {value}")
-    items = sorted(d.containers.values(), key=lambda c: c.created, reverse=True)
+    items = sorted(d.live.records(), key=lambda c: c.created, reverse=True)
     out = []
     for c in items:
         if not show_all and not c.state.running and c.state.status != "restarting":
@@ -240,7 +241,7 @@ async def rename(d: Daemon, req: jobs.ContainerRename, job: Job) -> None:
     new = createconfig.validate_name(new)
     if new == c.name:
         raise InvalidParameter("Renaming a container with the same name as its current name")
-    for other in d.containers.values():
+    for other in d.live.records():
         if other.name == new:
             raise _conflict(new, other.id)
     old = c.name
@@ -274,16 +275,14 @@ async def remove_container(d: Daemon, c: Container, force: bool, remove_volumes:
         from berth.daemon.lifecycle import stop_container
 
         await stop_container(d, c, 0, "KILL", event=False)
-    under_way = d.removals.get(c.id)
-    if under_way is not None:
-        await asyncio.shield(under_way)  # the removal under way (--rm after the kill) decides
-    if c.id not in d.containers:
+    lc = d.live.any(c.id)
+    while lc is not None and lc.removal is not None:
+        await asyncio.shield(lc.removal)  # the removal under way (--rm after the kill) decides
+    if lc is None or not lc.visible:
         return  # removed meanwhile
     if c.state.running:  # started again while we waited for the stop
         raise Conflict(f"cannot remove container {c.id}: it was started again")
-    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    d.removals[c.id] = done
-    c.state.status = "removing"  # in memory only: start refuses it, ps shows it
+    lc.begin_removal()
     try:
         await d.driver.cleanup(c.id)
         await d.with_room(d.graph.remove_rw, c.id)  # the layer's files, then its record
@@ -291,32 +290,18 @@ async def remove_container(d: Daemon, c: Container, force: bool, remove_volumes:
         crash_point("remove.after-files")
         await d.with_room(d.store.delete, c.id)
     except BaseException as exc:
-        c.state.status = "dead"
+        lc.end_removal(failed=True)
         if isinstance(exc, OSError | sqlite3.Error):
             raise translate("container.remove", exc, d.store.path) from exc
         raise
-    finally:
-        del d.removals[c.id]
-        done.set_result(None)
-    d.containers.pop(c.id, None)
-    d.unsaved.discard(c.id)
-    d.sessions.pop(c.id, None)
-    d.start_locks.pop(c.id, None)
-    from berth.daemon.health import stop_monitor
-    from berth.daemon.restarts import forget
-
-    forget(d, c.id)
-    stop_monitor(d, c)
-    for eid in c.exec_ids:
-        d.execs.pop(eid, None)
+    lc.phase = Phase.GONE  # nothing finds it any more, nor counts it as a volume's user
+    lc.end_removal(failed=False)
     d.publish(c, "destroy")
     if not d.reserve.held():
         await asyncio.to_thread(d.reserve.take)  # back once the removals made room
     if remove_volumes:
         volumes.remove_anonymous(d, c)
-    for _cond, fut in d.waiters.pop(c.id, []):
-        if not fut.done():
-            fut.set_result(c.state.exit_code)
+    d.live.remove(c.id)  # health check, pending restart, execs, session, waiters: all of it
 
 
 @handlers.on(jobs.ContainerRemove)
@@ -333,17 +318,13 @@ async def wait(d: Daemon, req: jobs.ContainerWait, job: Job) -> None:
     if condition == "not-running" and not c.state.running and c.state.status != "restarting":
         await out.write(json.dumps({"Error": None, "StatusCode": c.state.exit_code}).encode() + b"\n")
         return
-    fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    d.waiters.setdefault(c.id, []).append((condition, fut))
+    lc = d.live.find(c.id)
+    fut = lc.wait_for(condition)
     await out.write(b"")
     try:
         code = await fut
     finally:
-        if not fut.done():
-            fut.cancel()
-        entries = d.waiters.get(c.id)
-        if entries is not None:
-            d.waiters[c.id] = [(cond, f) for cond, f in entries if f is not fut]
+        lc.forget_waiter(fut)
     await out.write(json.dumps({"Error": None, "StatusCode": code}).encode() + b"\n")
 
 

@@ -88,7 +88,7 @@ async def _view_request(d: Daemon, c: Container) -> dict[str, Any]:
 async def container_view(d: Daemon, c: Container) -> AsyncIterator[int]:
     """The view's root fd, for the time of one copy."""
     async with start_lock(d, c.id):
-        if c.id not in d.containers:
+        if c.id not in d.live:
             raise NotFound(f"No such container: {c.id}")
         view = await d.driver.view(await _view_request(d, c))
         publish_mounts(d, c, "mount")  # dockerd mounts the volumes for a copy, with these events

@@ -4,10 +4,12 @@
     await d.engine.job("serveapi", ...)    # the server is a job like any other
     await d.shutdown()                     # containers keep running (live restore)
 
-The Daemon object is the handlers' shared state: container records (``containers``), the
-attach/run sessions with the monitor handles (``sessions``), exec instances and waiters. Handlers live in
-``containers.py``, ``lifecycle.py``, ``streams.py``, ``execs.py``, ``images.py``,
-``volumes.py`` and ``system.py``; each is ``async def handler(d, job)``.
+The Daemon object is the handlers' shared state: the live table (``live``: one
+:class:`~berth.daemon.livecontainer.LiveContainer` per container, owning its record, session,
+lock, waiters and execs), the stores, the graph and the drivers. Handlers live in one module
+per concern (``containers.py``, ``lifecycle.py``, ``streams.py``, ``execs.py``, ``images.py``,
+``volumes.py``, ``system.py`` ...), each in that module's ``handlers`` table:
+``async def handler(d, request, job)``.
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ from berth.container.record import Container
 from berth.daemon.config import DaemonConfig
 from berth.daemon.failures import is_disk_full, translate
 from berth.daemon.live import Session
+from berth.daemon.livecontainer import AttrView, Execs, LiveContainer, LiveTable, Phase, Records, Unsaved
 from berth.daemon.modes import PRIVATE_DIR, secure_data_root
 from berth.daemon.reserve import Reserve
 from berth.daemon.store import ContainerStore
 from berth.daemon.volumestore import VolumeStore
 from berth.engine import Engine, Job
-from berth.errors import BerthError, NotFound, SystemFailure
+from berth.errors import BerthError, SystemFailure
 
 log = logging.getLogger("berth.daemon")
 UNSAVED_RETRY = 2.0  # seconds between attempts to store records the database refused
@@ -43,28 +46,55 @@ class Daemon:
         self.cfg = cfg
         self.engine = Engine()
         self.started = time.time()
-        self.containers: dict[str, Container] = {}
-        self.sessions: dict[str, Session] = {}
-        self.execs: dict[str, Any] = {}
-        self.waiters: dict[str, list[tuple[str, asyncio.Future[int]]]] = {}
-        self.reserved_names: dict[str, str] = {}  # name -> id, while a create is under way
-        self.start_locks: dict[str, asyncio.Lock] = {}  # start and exit settlement, per container
-        self.removals: dict[str, asyncio.Future[None]] = {}  # id -> done, while a removal is under way
-        self.restarts: dict[str, Any] = {}  # id -> restart policy back-off (daemon/restarts.py)
-        self.health_monitors: dict[str, asyncio.Task[Any]] = {}  # id -> its health check (daemon/health.py)
+        self.live = LiveTable()  # every container: its record, session, lock, waiters, execs
         self.eventlog: Any = None  # daemon/eventlog.py: events kept in SQLite
-        self.unsaved: set[str] = set()  # records whose last change the database refused (disk full)
         self._retry: asyncio.Task[Any] | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.store: ContainerStore
         self.reserve = Reserve(cfg.data_root / "reserved-space")
         self.volumes: VolumeStore
-        self.volume_claims: dict[str, set[str]] = {}  # volume name -> ids of creates under way
         self.volume_locks: dict[str, asyncio.Lock] = {}  # volume name -> its copy-up
         self.graph: Any
         self.driver: Any
         self.network: Any  # berth.drivers.network.driver.NetworkDriver
         self.storage_driver = ""
+
+    # -- the former per-container dicts, as views of the live table ----------------------------
+    @property
+    def containers(self) -> Records:
+        return Records(self.live)
+
+    @property
+    def sessions(self) -> AttrView[Session]:
+        return AttrView(self.live, "session", Session, lambda _s: True)
+
+    @property
+    def execs(self) -> Execs:
+        return Execs(self.live)
+
+    @property
+    def waiters(self) -> AttrView[list[tuple[str, asyncio.Future[int]]]]:
+        return AttrView(self.live, "waiters", list)
+
+    @property
+    def start_locks(self) -> AttrView[asyncio.Lock]:
+        return AttrView(self.live, "lock", asyncio.Lock, lambda _l: True)
+
+    @property
+    def removals(self) -> AttrView[asyncio.Future[None]]:
+        return AttrView(self.live, "removal", lambda: None, lambda f: f is not None)
+
+    @property
+    def restarts(self) -> AttrView[Any]:
+        return AttrView(self.live, "restart", lambda: None, lambda b: b is not None)
+
+    @property
+    def health_monitors(self) -> AttrView[asyncio.Task[Any]]:
+        return AttrView(self.live, "health", lambda: None, lambda t: t is not None)
+
+    @property
+    def unsaved(self) -> Unsaved:
+        return Unsaved(self.live)
 
     # -- start-up and shutdown -------------------------------------------------------------
     async def startup(self) -> None:
@@ -127,8 +157,8 @@ class Daemon:
 
     async def shutdown(self) -> None:
         self._flush_unsaved()
-        for session in list(self.sessions.values()):
-            session.detach()
+        for lc in self.live.everything():
+            lc.session.detach()
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -151,8 +181,9 @@ class Daemon:
         as dockerd does at start-up: the exited ones, and those whose start was lost with the
         daemon (created, never started).
         """
-        known = {c.id: c for c in self.store.all()}
-        self.containers = dict(known)
+        known = {c.id: c for c in await asyncio.to_thread(self.store.all)}
+        for c in known.values():
+            self.live.add(LiveContainer(c))
         # Containers whose create was interrupted before the record was written.
         for path in (self.cfg.data_root / "containers").iterdir():
             if path.name not in known:
@@ -178,7 +209,7 @@ class Daemon:
             # a removal deletes the files first and the record last: finish the one that the
             # daemon's death interrupted (dockerd leaves it "dead" for the user to remove)
             log.warning("finishing the interrupted removal of container %s", c.id[:12])
-            c.state.status = "dead"
+            self.live.find(c.id).mark_dead()
             await remove_container(self, c, force=True)
             return
         if c.state.status in ("running", "paused", "restarting"):
@@ -242,28 +273,22 @@ class Daemon:
     # -- helpers for the handlers ---------------------------------------------------------
     def find(self, ref: str) -> Container:
         """By full id, name (with or without ``/``) or unique id prefix; Docker's 404 text."""
-        if ref in self.containers:
-            return self.containers[ref]
-        name = ref.lstrip("/")
-        for c in self.containers.values():
-            if c.name == name:
-                return c
-        if ref:
-            matches = [c for c in self.containers.values() if c.id.startswith(ref)]
-            if len(matches) == 1:
-                return matches[0]
-        raise NotFound(f"No such container: {ref}")
+        return self.live.find(ref).record
 
     def session(self, cid: str) -> Session:
-        if cid not in self.sessions:
-            self.sessions[cid] = Session()
-        return self.sessions[cid]
+        """The container's session; a detached one for a container that is gone."""
+        lc = self.live.any(cid)
+        return lc.session if lc is not None else Session()
 
     def save(self, c: Container, new: bool = False) -> None:
         """Store the record in one transaction; SystemFailure when the database refuses."""
         self.store.put(c, new=new)
-        self.containers[c.id] = c
-        self.unsaved.discard(c.id)
+        lc = self.live.any(c.id)
+        if lc is None:
+            lc = self.live.add(LiveContainer(c))
+        lc.record = c
+        lc.phase = Phase.STORED
+        lc.unsaved = False
 
     async def with_room(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` in a worker thread; when it finds the disk full, once more after the
@@ -284,26 +309,26 @@ class Daemon:
             self.save(c)
         except SystemFailure as exc:
             log.error("%s (kept in memory; retrying)", exc)
-            self.unsaved.add(c.id)
+            lc = self.live.any(c.id)
+            if lc is not None:
+                lc.unsaved = True
             if self._retry is None or self._retry.done():
                 self._retry = self.spawn(self._retry_unsaved(), "write records the database refused")
 
     async def _retry_unsaved(self) -> None:
-        while self.unsaved:
+        while any(lc.unsaved for lc in self.live.everything()):
             await asyncio.sleep(UNSAVED_RETRY)
             self._flush_unsaved()
 
     def _flush_unsaved(self) -> None:
-        for cid in list(self.unsaved):
-            c = self.containers.get(cid)
-            if c is None:
-                self.unsaved.discard(cid)  # removed meanwhile
+        for lc in self.live.everything():
+            if not lc.unsaved or not lc.visible:
                 continue
             try:
-                self.save(c)
+                self.save(lc.record)
             except SystemFailure:
                 return  # still refused: try again later
-            log.info("stored the record of container %s that the database had refused", cid[:12])
+            log.info("stored the record of container %s that the database had refused", lc.id[:12])
 
     def spawn(self, coro: Awaitable[Any], what: str) -> asyncio.Task[Any]:
         """Background work belongs to the daemon's task set; failures are logged, not lost."""

@@ -101,7 +101,7 @@ async def create(d: Daemon, req: jobs.ExecCreate, job: Job) -> IdOnly:
         raise InvalidParameter("json: cannot unmarshal into field DetachKeys of type string")
     keys = detach_keys(raw_keys, "escape") if raw_keys else b""
     ex = ExecInstance(id=secrets.token_hex(32), container_id=c.id, config=config, detach_keys=keys)
-    d.execs[ex.id] = ex
+    d.live.find(c.id).execs[ex.id] = ex
     c.exec_ids.append(ex.id)
     d.publish(c, "exec_create: " + exec_action(config["Cmd"]), {"execID": ex.id})
     return {"Id": ex.id}
@@ -113,7 +113,7 @@ def exec_action(cmd: list[str]) -> str:
 
 
 def _find(d: Daemon, eid: str) -> ExecInstance:
-    ex = d.execs.get(eid)
+    ex = d.live.exec(eid)
     if ex is None:
         raise NotFound(f"No such exec instance: {eid}")
     return ex
@@ -246,7 +246,7 @@ async def _finish(d: Daemon, ex: ExecInstance, handle: Any) -> None:
     ex.exit_code = await handle.wait()
     ex.running = False
     ex.done.set()
-    c = d.containers.get(ex.container_id)
+    c = d.live.record(ex.container_id)
     if c is not None:
         d.publish(c, "exec_die", {"execID": ex.id, "exitCode": str(ex.exit_code)})
 

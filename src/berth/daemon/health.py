@@ -87,12 +87,17 @@ def start_monitor(d: Daemon, c: Container) -> None:
     health.update(Status="starting", FailingStreak=0)
     health.setdefault("Log", [])
     c.state.health = health
-    d.health_monitors[c.id] = d.spawn(_monitor(d, c, cmd, c.state.started_at), f"health check {c.id[:12]}")
+    lc = d.live.any(c.id)
+    if lc is not None:
+        lc.health = d.spawn(_monitor(d, c, cmd, c.state.started_at), f"health check {c.id[:12]}")
 
 
 def stop_monitor(d: Daemon, c: Container, mark: bool = True) -> None:
     """At exit: the monitor stops and the status becomes ``unhealthy`` (dockerd's compatibility rule)."""
-    task = d.health_monitors.pop(c.id, None)
+    lc = d.live.any(c.id)
+    task = lc.health if lc is not None else None
+    if lc is not None:
+        lc.health = None
     if task is not None and not task.done():
         task.cancel()
     if mark and c.state.health is not None and task is not None:
@@ -103,7 +108,7 @@ async def _monitor(d: Daemon, c: Container, cmd: list[str], run: str) -> None:
     interval = _setting(c, "Interval", DEFAULT_INTERVAL) / 1e9
     while True:
         await asyncio.sleep(interval)
-        if c.id not in d.containers or not c.state.running or c.state.started_at != run:
+        if c.id not in d.live or not c.state.running or c.state.started_at != run:
             return
         result = await _probe(d, c, cmd, _setting(c, "Timeout", DEFAULT_TIMEOUT))
         if c.state.started_at != run or not c.state.running:
@@ -118,7 +123,7 @@ async def _probe(d: Daemon, c: Container, cmd: list[str], timeout_ns: int) -> di
     eid = secrets.token_hex(32)
     shown = exec_action(cmd)
     d.publish(c, "exec_create: " + shown, {"execID": eid})
-    session = d.sessions.get(c.id)
+    session = d.session(c.id)
     handle = session.handle if session is not None else None
     try:
         if handle is None:

@@ -48,7 +48,7 @@ async def import_(d: Daemon, req: jobs.ImageImport, job: Job) -> None:
 
 def _users(d: Daemon) -> Callable[[str], list[str]]:
     def users(image_id: str) -> list[str]:
-        return [c.id for c in d.containers.values() if c.image_id == image_id]
+        return [c.id for c in d.live.records() if c.image_id == image_id]
 
     return users
 
@@ -58,7 +58,7 @@ async def list_(d: Daemon, req: jobs.ImageList, job: Job) -> JSONList:
     images: JSONList = await asyncio.to_thread(d.graph.list, req.all, req.filters)
     version = req.api_version
     counts: dict[str, int] = {}
-    for c in d.containers.values():
+    for c in d.live.records():
         counts[c.image_id] = counts.get(c.image_id, 0) + 1
     for img in images:
         if version >= (1, 43):
@@ -104,7 +104,7 @@ async def remove(d: Daemon, req: jobs.ImageRemove, job: Job) -> list[dict[str, s
     if req.force:
         # Docker refuses even -f while a *running* container uses the image.
         image_id = await asyncio.to_thread(d.graph.resolve, req.name)
-        for c in d.containers.values():
+        for c in d.live.records():
             if c.image_id == image_id and c.state.running:
                 raise Conflict(
                     f"conflict: unable to delete {image_id.removeprefix('sha256:')[:12]} (cannot be forced) - "

@@ -135,7 +135,9 @@ async def _spawn_in(d: Daemon, c: Container, netns: str) -> Any:
 
 
 def start_lock(d: Daemon, cid: str) -> asyncio.Lock:
-    return d.start_locks.setdefault(cid, asyncio.Lock())
+    """The container's lock for start and exit settlement (a throw-away one once it is gone)."""
+    lc = d.live.any(cid)
+    return lc.lock if lc is not None else asyncio.Lock()
 
 
 async def start_container(d: Daemon, c: Container) -> None:
@@ -146,7 +148,8 @@ async def start_container(d: Daemon, c: Container) -> None:
 
 
 async def _start_locked(d: Daemon, c: Container) -> None:
-    if c.id not in d.containers:
+    lc = d.live.get(c.id)
+    if lc is None:
         raise NotFound(f"No such container: {c.id}")
     if c.state.status == "paused":
         raise Conflict("cannot start a paused container, try unpause instead")
@@ -154,11 +157,11 @@ async def _start_locked(d: Daemon, c: Container) -> None:
         raise NotModified("container already started")
     if c.state.status in ("removing", "dead"):
         raise Conflict(f"cannot start container {c.id}: it is {c.state.status}")
-    session = d.session(c.id)
+    session = lc.session
     try:
         handle = await _spawn(d, c)
     except ContainerStartError as exc:
-        c.state.start_failed(exc.exit_code, exc.message)
+        lc.start_failed(exc.exit_code, exc.message)
         d.persist(c)
         await _fail_waiters_on_start_error(d, c, exc.exit_code)
         if exc.exit_code in (126, 127):
@@ -168,13 +171,13 @@ async def _start_locked(d: Daemon, c: Container) -> None:
     except BerthError as exc:
         # before the monitor (a volume subpath that escapes, a bind source that cannot be
         # made): dockerd records the error with exit code 128, and --rm removes the container
-        c.state.start_failed(128, exc.message)
+        lc.start_failed(128, exc.message)
         d.persist(c)
         await _fail_waiters_on_start_error(d, c, 128)
         raise
     crash_point("start.after-create")
     before = dataclasses.replace(c.state)
-    c.state.to_running(handle.pid)
+    lc.to_running(handle.pid)
     try:
         d.save(c)
     except SystemFailure:
@@ -245,7 +248,7 @@ async def settle_exit(d: Daemon, c: Container, status: Any) -> None:
     """Record the exit of the container's run, then remove a ``--rm`` container."""
     async with start_lock(d, c.id):
         await _settle_locked(d, c, status)
-    if c.host_config.get("AutoRemove") and c.id in d.containers and not c.state.running:
+    if c.host_config.get("AutoRemove") and c.id in d.live and not c.state.running:
         from berth.daemon.containers import remove_container
 
         await remove_container(d, c, force=True, remove_volumes=True)
@@ -256,13 +259,14 @@ async def _settle_locked(d: Daemon, c: Container, status: Any) -> None:
 
     Nothing here may keep the exit from being recorded: a cleanup that fails is logged, and a
     record the database refuses (a full disk) stays in memory until it can be written."""
-    if not c.state.running:
+    lc = d.live.any(c.id)
+    if lc is None or not c.state.running:
         return  # settled already (the watcher and a stop that found the monitor gone)
     try:
         await d.driver.cleanup(c.id)
     except (BerthError, OSError) as exc:
         log.error("clean up after container %s exited: %s", c.id[:12], exc)
-    c.state.to_exited(
+    lc.to_exited(
         status.exit_code,
         oom_killed=bool(getattr(status, "oom_killed", False)),
         finished_at=getattr(status, "finished_at", "") or "",
@@ -271,11 +275,10 @@ async def _settle_locked(d: Daemon, c: Container, status: Any) -> None:
     health.stop_monitor(d, c)
     restarts.after_exit(d, c, status)  # a restart policy may make it "restarting"
     # Exec instances live as long as the run they belong to (dockerd drops them at exit too).
-    for eid in c.exec_ids:
-        ex = d.execs.get(eid)
-        if ex is not None and not ex.running:
-            del d.execs[eid]
-    c.exec_ids = [eid for eid in c.exec_ids if eid in d.execs]
+    for eid, ex in list(lc.execs.items()):
+        if not ex.running:
+            del lc.execs[eid]
+    c.exec_ids = [eid for eid in c.exec_ids if eid in lc.execs]
     d.persist(c)
     crash_point("exit.after-save")
     # The network goes before anyone waiting for the stop hears of it (a stopped container has
@@ -286,26 +289,12 @@ async def _settle_locked(d: Daemon, c: Container, status: Any) -> None:
         # e.g. a full data root: the exit still settles; the stale lease is dropped by the
         # reconciliation at the next start-up
         log.error("release the network of container %s: %s", c.id[:12], exc)
-    session = d.sessions.get(c.id)
-    if session is not None:
-        session.finish_run()
+    lc.session.finish_run()
     if c.state.oom_killed:
         d.publish(c, "oom")
     d.publish(c, "die", {"exitCode": str(status.exit_code)})
     publish_mounts(d, c, "unmount")
-    for condition in ("next-exit", "not-running"):
-        _resolve_waiters(d, c.id, condition, status.exit_code)
-
-
-def _resolve_waiters(d: Daemon, cid: str, condition: str, code: int) -> None:
-    keep = []
-    for cond, fut in d.waiters.get(cid, []):
-        if cond == condition:
-            if not fut.done():
-                fut.set_result(code)
-        else:
-            keep.append((cond, fut))
-    d.waiters[cid] = keep
+    lc.settled(status.exit_code)
 
 
 async def stop_container(d: Daemon, c: Container, timeout: int | None, sig: str, event: bool = True) -> None:
@@ -441,7 +430,7 @@ async def unpause(d: Daemon, req: jobs.ContainerUnpause, job: Job) -> None:
 @handlers.on(jobs.ContainerResize)
 async def resize(d: Daemon, req: jobs.ContainerResize, job: Job) -> None:
     c = d.find(req.id)
-    session = d.sessions.get(c.id)
+    session = d.session(c.id)
     handle = session.handle if session is not None else None
     if handle is None:
         raise Conflict(f"Container {c.id} is not running")

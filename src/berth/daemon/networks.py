@@ -51,7 +51,7 @@ def _containers(d: Daemon, net: Network) -> dict[str, Any]:
                 "IPv6Address": f"{ep.ip6}/{net.prefixlen6}" if ep.ip6 else "",
             }  # fmt: skip
         return out
-    for c in sorted(d.containers.values(), key=lambda c: c.created):
+    for c in sorted(d.live.records(), key=lambda c: c.created):
         if c.state.running and network_of(c) == net.name:
             out[c.id] = {"Name": c.name, "EndpointID": "", "MacAddress": "", "IPv4Address": "", "IPv6Address": ""}
     return out
@@ -90,7 +90,7 @@ def _labels_match(labels: dict[str, str], wanted: list[str]) -> bool:
 
 def _in_use(d: Daemon, net: Network) -> bool:
     return bool(d.network.endpoints_of(net.id)) or any(
-        net.name in c.networks or network_of(c) == net.name for c in d.containers.values()
+        net.name in c.networks or network_of(c) == net.name for c in d.live.records()
     )
 
 

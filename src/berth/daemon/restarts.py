@@ -72,7 +72,12 @@ def should_restart(name: str, max_retries: int, exit_code: int, manually_stopped
 
 
 def _backoff(d: Daemon, cid: str) -> Backoff:
-    return d.restarts.setdefault(cid, Backoff())
+    lc = d.live.any(cid)
+    if lc is None:
+        return Backoff()  # the container went meanwhile: nothing keeps this one
+    if lc.restart is None:
+        lc.restart = Backoff()
+    return lc.restart
 
 
 def after_exit(d: Daemon, c: Container, status: Any) -> bool:
@@ -98,7 +103,7 @@ async def _start_after(d: Daemon, c: Container, delay: float) -> None:
     from berth.daemon.lifecycle import start_container, start_lock
 
     await asyncio.sleep(delay)
-    if c.id not in d.containers or c.state.status != "restarting":
+    if c.id not in d.live or c.state.status != "restarting":
         return
     try:
         await start_container(d, c)
@@ -133,15 +138,16 @@ def stay_down(d: Daemon, c: Container, by_hand: bool = True) -> bool:
 
 def fresh_start(d: Daemon, c: Container) -> None:
     """A user's start or restart: no back-off, RestartCount 0, not stopped by hand."""
-    old = d.restarts.pop(c.id, None)
-    if old is not None and old.task is not None and not old.task.done():
-        old.task.cancel()
+    forget(d, c.id)
     c.restart_count = 0
     c.manually_stopped = False
 
 
 def forget(d: Daemon, cid: str) -> None:
-    old = d.restarts.pop(cid, None)
+    lc = d.live.any(cid)
+    old = lc.restart if lc is not None else None
+    if lc is not None:
+        lc.restart = None
     if old is not None and old.task is not None and not old.task.done():
         old.task.cancel()
 
@@ -151,7 +157,7 @@ async def at_startup(d: Daemon) -> None:
     as dockerd does for its containers at start-up."""
     from berth.daemon.lifecycle import start_container
 
-    for c in list(d.containers.values()):
+    for c in d.live.records():
         if c.state.status == "restarting":
             c.state.status = "exited"  # its pending start went with the daemon
             d.persist(c)

@@ -102,7 +102,7 @@ def _init_binary(d: Daemon) -> str:
 
 @handlers.on(jobs.SystemInfo)
 async def info(d: Daemon, req: jobs.SystemInfo, job: Job) -> JSONObject:
-    states = [c.state.status for c in d.containers.values()]
+    states = [c.state.status for c in d.live.records()]
     images = await asyncio.to_thread(d.graph.list, False, {})
     from berth.libcontainer.cgroups import is_unified  # the one detection (a hybrid host is v1)
 

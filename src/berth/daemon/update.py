@@ -17,12 +17,12 @@ The restart policy is only recorded for now (the restart machinery is a later is
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import os
 from typing import TYPE_CHECKING, Any
 
 from berth.daemon.handlers import HandlerTable
+from berth.daemon.lifecycle import start_lock
 from berth.engine import Job
 from berth.errors import BerthError, Conflict, InvalidParameter, NotFound, SystemFailure
 from berth.jobs import containers as jobs
@@ -203,9 +203,8 @@ async def update(d: Daemon, req: jobs.ContainerUpdate, job: Job) -> Warnings:
     warnings = verify(body)
     if c.state.status in ("removing", "dead"):
         raise Conflict(f'Cannot update container {c.id}: container is marked for removal and cannot be "update"')
-    lock = d.start_locks.setdefault(c.id, asyncio.Lock())
-    async with lock:  # not while a start reads the record and makes the cgroup
-        if c.id not in d.containers:
+    async with start_lock(d, c.id):  # not while a start reads the record and makes the cgroup
+        if c.id not in d.live:
             raise NotFound(f"No such container: {req.id}")
         try:
             new = merge(c.host_config, body)

@@ -2,7 +2,7 @@
 container side of volumes and binds: a create's mount plan made real, ``rm -v``.
 
 A volume is in use while any container record (running or not) mounts it, or while a create
-that will mount it is under way (``Daemon.volume_claims``); an in-use volume is never removed.
+that will mount it is under way (``LiveContainer.claims``); an in-use volume is never removed.
 Binds and volumes are mounted by the container's init inside its own mount namespace (the OCI
 spec's mounts, ``mountspec.oci_mounts``): nothing is mounted on the host.
 """
@@ -53,7 +53,9 @@ async def make_mounts(d: Daemon, cid: str, plan: list[mountspec.MountPoint]) -> 
                 continue
             volume, new = d.volumes.create(m.source)
             name = volume["Name"]
-            d.volume_claims.setdefault(name, set()).add(cid)
+            creating = d.live.any(cid)
+            if creating is not None:
+                creating.claims.add(name)
             if new and not m.source:
                 made.append(name)
             target = Path(volume["Mountpoint"])
@@ -73,10 +75,9 @@ async def make_mounts(d: Daemon, cid: str, plan: list[mountspec.MountPoint]) -> 
 
 
 def release_claims(d: Daemon, cid: str) -> None:
-    for name in list(d.volume_claims):
-        d.volume_claims[name].discard(cid)
-        if not d.volume_claims[name]:
-            del d.volume_claims[name]
+    lc = d.live.any(cid)
+    if lc is not None:
+        lc.claims.clear()
 
 
 def make_bind_sources(c: Container) -> None:
@@ -125,8 +126,9 @@ def resolve_subpath(base: str, subpath: str) -> str:
 
 
 def users(d: Daemon, name: str) -> list[str]:
-    ids = [c.id for c in d.containers.values() if any(m.get("Name") == name for m in c.mounts)]
-    return ids + sorted(d.volume_claims.get(name, set()) - set(ids))
+    ids = [lc.id for lc in d.live if any(m.get("Name") == name for m in lc.record.mounts)]
+    claiming = {lc.id for lc in d.live.everything() if name in lc.claims}  # creates under way
+    return ids + sorted(claiming - set(ids))
 
 
 def remove_volume(d: Daemon, name: str, force: bool = False) -> None:
