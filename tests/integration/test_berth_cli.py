@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 
 import pytest
 
@@ -84,7 +83,7 @@ def test_detached_lifecycle(bootstrapped: harness.Berthd, tmp_path) -> None:  # 
         )
     ).stdout.strip()
     assert len(cid) == 64
-    time.sleep(0.6)
+    harness.eventually(lambda: ok(d.berth("logs", "svc")).stdout.count("\n") >= 2, timeout=30)
     assert ok(d.berth("logs", "svc")).stdout.startswith("n 0\nn 1\n")
     assert len(ok(d.berth("logs", "--tail", "2", "svc")).stdout.splitlines()) == 2
     r = ok(
@@ -93,8 +92,9 @@ def test_detached_lifecycle(bootstrapped: harness.Berthd, tmp_path) -> None:  # 
     assert r.stdout == "12yes\n/etc\nsvc-host\n"
     assert d.berth("exec", "svc", "sh", "-c", "exit 6").returncode == 6
     ok(d.berth("exec", "-d", "svc", "sh", "-c", "sleep 0.2; touch /tmp/from-detached-exec"))
-    time.sleep(0.6)
-    ok(d.berth("exec", "svc", "test", "-f", "/tmp/from-detached-exec"))
+    harness.eventually(
+        lambda: d.berth("exec", "svc", "test", "-f", "/tmp/from-detached-exec").returncode == 0, timeout=30
+    )
     assert ok(d.berth("ps", "--filter", "label=k=v", "--format", "{{.Names}}")).stdout == "svc\n"
     ok(d.berth("pause", "svc"))
     assert "Paused" in ok(d.berth("ps")).stdout

@@ -204,18 +204,30 @@ def test_pause_unpause_wait_kill_restart(berthd: harness.Berthd, busybox_image: 
             "trap 'exit 42' USR1; while true; do date +%s%N; sleep 0.1; done",
         )
     )
-    time.sleep(0.5)
+
+    def lines() -> int:
+        return len(ok(berthd.docker("logs", "pz")).stdout.splitlines())
+
+    harness.eventually(lambda: lines() >= 2, timeout=30)
     ok(berthd.docker("pause", "pz"))
     assert ok(berthd.docker("inspect", "-f", "{{.State.Status}}", "pz")).stdout.strip() == "paused"
-    n1 = len(ok(berthd.docker("logs", "pz")).stdout.splitlines())
+
+    def settled() -> int:  # lines written just before the freeze may still be on their way to the log
+        first = lines()
+        time.sleep(0.3)
+        return first if lines() == first else 0
+
+    n1 = harness.eventually(settled, timeout=10)
     time.sleep(0.6)
-    n2 = len(ok(berthd.docker("logs", "pz")).stdout.splitlines())
+    n2 = lines()
     assert n1 == n2, "a paused container kept writing"
     ok(berthd.docker("unpause", "pz"))
-    time.sleep(0.5)
-    assert len(ok(berthd.docker("logs", "pz")).stdout.splitlines()) > n2
+    harness.eventually(lambda: lines() > n2, timeout=30)
     ok(berthd.docker("restart", "-t", "1", "pz"))
     assert ok(berthd.docker("inspect", "-f", "{{.State.Status}}", "pz")).stdout.strip() == "running"
+    n3 = lines()
+    # the restarted shell prints only after its trap is set: a pid 1 without one ignores USR1
+    harness.eventually(lambda: lines() > n3, timeout=30)
     waiter = subprocess.Popen(["docker", "wait", "pz"], env=berthd.env, stdout=subprocess.PIPE, text=True)
     time.sleep(0.3)
     ok(berthd.docker("kill", "-s", "USR1", "pz"))  # pid 1 gets only signals it handles, as in Docker
