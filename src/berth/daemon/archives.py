@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from berth.daemon.handlers import HandlerTable
 from berth.engine import Job
-from berth.errors import BerthError, Conflict
+from berth.errors import BerthError, Conflict, InvalidParameter
+from berth.graph.pruning import parse_until
 from berth.graph.reference import familiar_name
 from berth.jobs import containers as jobs
 from berth.jobs import images
@@ -154,6 +155,11 @@ async def container_prune(d: Daemon, req: jobs.ContainerPrune, job: Job) -> JSON
     from berth.daemon.containers import matches_filter, remove_container
 
     filters = dict(req.filters)
+    for key in filters:
+        if key not in ("label", "label!", "until"):
+            raise InvalidParameter(f"Invalid filter '{key}'")  # dockerd's text
+    for value in filters.get("until") or ():
+        parse_until(value)  # a bad one is a 400 before anything goes
     deleted, reclaimed = [], 0
     for c in d.live.records():
         if c.state.running or c.state.status not in ("created", "exited", "dead"):

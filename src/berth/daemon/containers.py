@@ -143,10 +143,10 @@ def matches_filter(c: Container, key: str, values: list[str], d: Daemon) -> bool
         labels = c.labels()
         hit = all((labels.get(v.split("=", 1)[0]) == v.split("=", 1)[1]) if "=" in v else v in labels for v in values)
         return hit if key == "label" else not hit
-    if key == "until":
-        from berth.container.record import parse_rfc3339 as _p
+    if key == "until":  # Unix seconds, RFC 3339 or a duration ago, as dockerd's prune takes it
+        from berth.graph.pruning import parse_until
 
-        return all(_p(c.created) < float(v) for v in values if v.replace(".", "", 1).isdigit())
+        return all(parse_rfc3339(c.created) * 1e9 < parse_until(v) for v in values)
     if key == "exited":
         return c.state.status == "exited" and str(c.state.exit_code) in values
     if key == "ancestor":
@@ -181,7 +181,7 @@ def matches_filter(c: Container, key: str, values: list[str], d: Daemon) -> bool
         wanted = netsettings.port_filter(key, values)
         field = "PublicPort" if key == "publish" else "PrivatePort"
         return any((p.get(field), p["Type"]) in wanted for p in netsettings.summary_ports(c, d.network))
-    raise InvalidParameter(f"invalid filter '{key}'")
+    raise InvalidParameter(f"Invalid filter '{key}'")  # dockerd's text
 
 
 

@@ -233,6 +233,7 @@ class Daemon:
             build,
             containers,
             copies,
+            diskusage,
             execs,
             images,
             lifecycle,
@@ -247,7 +248,7 @@ class Daemon:
         )
 
         for module in (containers, lifecycle, attach, streams, stats, execs, images, registry, archives, copies,
-                       volumes, system, update, networks, swarm, build):
+                       volumes, system, update, networks, swarm, build, diskusage):
             table = getattr(module, "handlers", None)
             if table is not None:
                 for kind, handler in table.items():

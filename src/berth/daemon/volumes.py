@@ -172,7 +172,7 @@ def _matches(d: Daemon, v: dict[str, Any], key: str, values: list[str]) -> bool:
     if key == "dangling":
         want = {val.lower() for val in values}
         if not want <= {"true", "false", "1", "0"}:
-            raise InvalidParameter(f"invalid filter 'dangling={values[0]}'")
+            raise InvalidParameter(f"Invalid filter 'dangling={values[0]}'")
         dangling = not users(d, v["Name"])
         return dangling if want & {"true", "1"} else not dangling
     if key in ("label", "label!"):
@@ -183,7 +183,7 @@ def _matches(d: Daemon, v: dict[str, Any], key: str, values: list[str]) -> bool:
         return hit if key == "label" else not hit
     if key == "all":
         return True
-    raise InvalidParameter(f"invalid filter '{key}'")
+    raise InvalidParameter(f"Invalid filter '{key}'")  # dockerd's text
 
 
 @handlers.on(jobs.VolumeCreate)

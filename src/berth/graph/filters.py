@@ -26,7 +26,7 @@ def normalise(
     out: dict[str, list[str]] = {}
     for key, value in (filters or {}).items():
         if key not in allowed:
-            raise InvalidParameter(f"invalid filter '{key}'")
+            raise InvalidParameter(f"Invalid filter '{key}'")  # dockerd's text
         if isinstance(value, dict):
             out[key] = [k for k, enabled in value.items() if enabled]
         elif isinstance(value, str):
@@ -44,7 +44,7 @@ def dangling_value(values: list[str]) -> bool | None:
     for value in values:
         lowered = value.lower()
         if lowered not in ("true", "false", "1", "0"):
-            raise InvalidParameter(f"invalid filter 'dangling={value}'")
+            raise InvalidParameter(f"Invalid filter 'dangling={value}'")
         result = lowered in ("true", "1")
     return result
 

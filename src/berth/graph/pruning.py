@@ -43,7 +43,7 @@ def parse_until(value: str, now_ns: int | None = None) -> int:
     try:
         return now - parse_duration(value)
     except InvalidParameter as exc:
-        raise InvalidParameter(f"invalid filter 'until={value}': not a timestamp or a duration") from exc
+        raise InvalidParameter(f'failed to parse value as time or duration: "{value}"') from exc  # dockerd's
 
 
 def prune(graph: Graph, filters: dict[str, Any], users: Callable[[str], list[str]]) -> dict[str, Any]:

@@ -46,6 +46,15 @@ class SystemEvents(Request[None]):
 
 
 @dataclass(frozen=True)
+class SystemDf(Request[JSONObject]):
+    """``docker system df``: what images, containers, volumes and the build cache take; ``types``
+    (API 1.42 ``type=``) limits it to some of them."""
+
+    JOB: ClassVar[str] = "system.df"
+    types: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ServeAPI(Request[None]):
     """The API server as a job (the seed's ``serveapi``): serves until ``stop`` is set; sets
     ``ready`` once it listens."""

@@ -8,7 +8,7 @@ from berth import jsondoc
 from berth.api.context import API_VERSION, MIN_API_VERSION, engine_of
 from berth.api.streams import LazyResponseSink, bounded_body, qbool, qfilters, reply
 from berth.errors import InvalidParameter
-from berth.jobs.system import SystemAuth, SystemEvents, SystemInfo, SystemPing, SystemVersion
+from berth.jobs.system import SystemAuth, SystemDf, SystemEvents, SystemInfo, SystemPing, SystemVersion
 from berth.registry.auth import Credentials
 
 PING_HEADERS = {
@@ -87,3 +87,15 @@ async def events(request: web.Request) -> web.StreamResponse:
     sink = LazyResponseSink(request)
     await engine_of(request).job(SystemEvents(since=since, until=until, filters=qfilters(request)), stdout=sink)
     return await sink.finish()
+
+
+DF_TYPES = ("container", "image", "volume", "build-cache")
+
+
+@routes.get("/system/df")
+async def df(request: web.Request) -> web.Response:
+    types = tuple(request.query.getall("type", []))
+    for kind in types:
+        if kind not in DF_TYPES:
+            raise InvalidParameter(f"unknown object type: {kind}")
+    return reply(await engine_of(request).job(SystemDf(types=types)))
