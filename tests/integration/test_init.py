@@ -34,19 +34,31 @@ def test_init_is_pid1_and_passes_the_exit_code(berthd: harness.Berthd, busybox_i
 def test_init_reaps_zombies(berthd: harness.Berthd, busybox_image: str) -> None:
     # orphaned grandchildren are re-parented to PID 1; `sleep` as PID 1 never reaps them, the
     # init does
-    script = "for i in 1 2 3; do sh -c 'sleep 0.1 &'; done; exec sleep 30"
+    script = "for i in 1 2 3; do sh -c 'sleep 0.1 &'; done; exec sleep 120"
 
-    def zombies(*flags: str) -> int:
+    def zombies(*flags: str, want: int) -> int:
+        """The zombies once every `sleep 0.1` has exited (and, with an init, been reaped)."""
         cid = ok(berthd.docker("run", "-d", *flags, busybox_image, "sh", "-c", script)).stdout.strip()
         try:
-            time.sleep(1.0)
-            out = ok(berthd.docker("exec", cid, "ps", "-o", "stat")).stdout.split()
-            return sum(1 for s in out if s.startswith("Z"))
+
+            def count() -> int | None:
+                rows = [
+                    row.split(None, 1)
+                    for row in ok(berthd.docker("exec", cid, "ps", "-o", "stat,args")).stdout.splitlines()[1:]
+                ]
+                if any(args == "sleep 0.1" for _, args in rows) or not any(
+                    args == "sleep 120" for _, args in rows
+                ):
+                    return None  # a grandchild still sleeps, or the script has not reached its exec
+                return sum(1 for stat, _ in rows if stat.startswith("Z"))
+
+            harness.eventually(lambda: count() == want, timeout=30)
+            return count() or 0
         finally:
             berthd.docker("rm", "-f", cid)
 
-    assert zombies() == 3, "the test cannot tell: zombies were reaped without an init"
-    assert zombies("--init") == 0
+    assert zombies(want=3) == 3, "the test cannot tell: zombies were reaped without an init"
+    assert zombies("--init", want=0) == 0
 
 
 def test_init_forwards_stop_signal(berthd: harness.Berthd, busybox_image: str) -> None:
