@@ -251,3 +251,24 @@ def test_compiled_programs_persist_in_the_cache_dir(tmp_path, monkeypatch) -> No
     files[0].write_bytes(b"bad")  # not a whole number of instructions: compiled again
     monkeypatch.setattr(seccomp, "_cache", {})
     assert seccomp.compile_profile(profile) == program
+
+
+@needs_x86_64
+def test_a_rule_listed_twice_is_kept_once_as_runc_does() -> None:
+    """podman's seccomp.json lists `socket` with arg 2 != NETLINK_AUDIT twice (once per
+    exclusion); libseccomp answers EEXIST for the second, runc keeps going, so does berth."""
+    not_audit = {"names": ["socket"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 2, "value": 9, "op": "SCMP_CMP_NE"}]}
+    profile = {"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"], "syscalls": [
+        {"names": ["socket"], "action": "SCMP_ACT_ERRNO", "errnoRet": 22,
+         "args": [{"index": 0, "value": 16, "op": "SCMP_CMP_EQ"}, {"index": 2, "value": 9, "op": "SCMP_CMP_EQ"}]},
+        not_audit,
+        not_audit,
+    ]}
+    try:
+        program = seccomp.compile_profile(profile)
+    except seccomp.SeccompError as exc:
+        assert "EEXIST" not in str(exc) and "exists" not in str(exc), exc
+        pytest.skip(f"libseccomp is not available: {exc}")
+    socket = seccomp.syscall_number("socket")
+    assert bpfeval.describe(bpfeval.evaluate(program, socket, (1, 1, 0))) == "allow"
+    assert bpfeval.describe(bpfeval.evaluate(program, socket, (16, 3, 9))) == f"errno {errno.EINVAL}"

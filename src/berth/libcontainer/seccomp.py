@@ -208,6 +208,10 @@ def _compile(profile: dict[str, Any]) -> bytes:
                         continue  # a syscall this libseccomp does not know: skip, as runc does
                     arr = (_ArgCmp * max(len(conds), 1))(*conds)
                     rc = lib.seccomp_rule_add_array(ctx, act, nr, len(conds), arr)
+                    if rc == -errno.EEXIST:
+                        # the same rule again (podman's profile lists `socket` with arg 2 != 9
+                        # twice): libseccomp keeps the first, as runc does
+                        continue
                     if rc < 0:
                         raise SeccompError(f"add seccomp rule for {name!r}: {os.strerror(-rc)}")
         rfd, wfd = os.pipe()
