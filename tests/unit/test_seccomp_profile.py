@@ -258,10 +258,13 @@ def test_a_rule_listed_twice_is_kept_once_as_runc_does() -> None:
     """podman's seccomp.json lists `socket` with arg 2 != NETLINK_AUDIT twice (once per
     exclusion); libseccomp answers EEXIST for the second, runc keeps going, so does berth."""
     not_audit = {"names": ["socket"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 2, "value": 9, "op": "SCMP_CMP_NE"}]}
-    profile = {"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"], "syscalls": [
+    not_netlink = {"names": ["socket"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 0, "value": 16, "op": "SCMP_CMP_NE"}]}
+    archs = ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]  # x86's socketcall is where it collides
+    profile = {"defaultAction": "SCMP_ACT_ERRNO", "architectures": archs, "syscalls": [
         {"names": ["socket"], "action": "SCMP_ACT_ERRNO", "errnoRet": 22,
          "args": [{"index": 0, "value": 16, "op": "SCMP_CMP_EQ"}, {"index": 2, "value": 9, "op": "SCMP_CMP_EQ"}]},
         not_audit,
+        not_netlink,
         not_audit,
     ]}
     try:
