@@ -1,0 +1,169 @@
+"""`berth-runtime run` of a minimal bundle against runc (and crun) on the same bundle, interleaved
+in one run. See docs/benchmarks.md ("berth-runtime").
+
+    .venv/bin/python bench/runtime.py                 # 30 rounds, prints the table
+    .venv/bin/python bench/runtime.py --rounds 60 --write   # and puts it in docs/benchmarks.md
+
+The bundle: a busybox root (every applet linked) and `runc spec`'s config.json with `args`
+["true"] and no terminal -- what each runtime's own documentation calls a minimal container.
+Every round runs each runtime once, in a shuffled order, each with a fresh container id and its
+own --root; wall time is the whole command, CPU time the command's and its children's
+(user + system, from wait4). crun 1.8 refuses this machine's hybrid cgroup layout ("cgroups in
+hybrid mode not supported"), so it runs in a mount namespace of its own where the unified
+hierarchy is unmounted (the same v1 hierarchies, one cgroup directory fewer to make); runc and
+berth-runtime see the host as it is. Needs root, runc, busybox-static; crun where installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+BERTH_RUNTIME = REPO / ".venv" / "bin" / "berth-runtime"
+BUSYBOX = "/bin/busybox"
+MARK_BEGIN = "<!-- bench/runtime.py: begin -->"
+MARK_END = "<!-- bench/runtime.py: end -->"
+
+
+def make_bundle(top: Path) -> Path:
+    sys.path.insert(0, str(REPO / "src"))
+    from berth.libcontainer.testing import busybox_rootfs
+
+    bundle = top / "bundle"
+    busybox_rootfs(bundle / "rootfs")
+    subprocess.run(["runc", "spec"], cwd=bundle, check=True)
+    spec = json.loads((bundle / "config.json").read_text())
+    spec["process"]["args"] = ["true"]
+    spec["process"]["terminal"] = False
+    (bundle / "config.json").write_text(json.dumps(spec, indent=2))
+    return bundle
+
+
+def crun_argv(top: Path) -> list[str] | None:
+    """crun in a mount namespace without the unified hierarchy (see the module's text), or None."""
+    crun = shutil.which("crun")
+    if crun is None:
+        return None
+    script = top / "crun-v1"
+    script.write_text(
+        "#!/bin/sh\n"
+        "exec unshare --mount --propagation private sh -c "
+        "'umount /sys/fs/cgroup/unified 2>/dev/null; exec \"$0\" \"$@\"' " + crun + ' "$@"\n'
+    )
+    script.chmod(0o755)
+    return [str(script)]
+
+
+def run_once(argv: list[str]) -> tuple[float, float]:
+    """(wall ms, CPU ms of the command and its children) of one run; RuntimeError on failure."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = (time.perf_counter() - t0) * 1000
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if proc.stderr:
+        proc.stderr.close()
+    if proc.returncode != 0:
+        raise RuntimeError(f"`{' '.join(argv)}` exited {proc.returncode}: {err.strip()[:300]}")
+    return wall, (usage.ru_utime + usage.ru_stime) * 1000
+
+
+def overhead_argv(top: Path) -> list[str]:
+    """A do-nothing command through the crun wrapper's own unshare, to subtract from crun."""
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", "umount /sys/fs/cgroup/unified 2>/dev/null; exec true"]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--write", action="store_true", help="replace the section in docs/benchmarks.md")
+    args = ap.parse_args()
+    if os.geteuid() != 0 or shutil.which("runc") is None or not os.path.exists(BUSYBOX):
+        print("needs root, runc and busybox-static", file=sys.stderr)
+        return 2
+    top = Path(tempfile.mkdtemp(prefix="berth-rtbench-"))
+    try:
+        bundle = make_bundle(top)
+        systems: dict[str, list[str]] = {
+            "berth-runtime": [str(BERTH_RUNTIME), "--root", str(top / "berth")],
+            "runc": ["runc", "--root", str(top / "runc")],
+        }
+        crun = crun_argv(top)
+        if crun is not None:
+            systems["crun"] = [*crun, "--root", str(top / "crun")]
+            systems["(unshare for crun)"] = []
+        samples: dict[str, list[tuple[float, float]]] = {name: [] for name in systems}
+        for i in range(args.warmup + args.rounds):
+            order = list(systems)
+            random.shuffle(order)
+            for name in order:
+                if name == "(unshare for crun)":
+                    argv = overhead_argv(top)
+                else:
+                    argv = [*systems[name], "run", "--bundle", str(bundle), f"b{uuid.uuid4().hex[:12]}"]
+                wall, cpu = run_once(argv)
+                if i >= args.warmup:
+                    samples[name].append((wall, cpu))
+        table = render(samples, args.rounds)
+        print(table)
+        if args.write:
+            write_doc(table, args.rounds)
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+    return 0
+
+
+def _cell(values: list[float]) -> str:
+    return f"{statistics.median(values):.1f} ms ({min(values):.1f}–{max(values):.1f})"
+
+
+def render(samples: dict[str, list[tuple[float, float]]], rounds: int) -> str:
+    runc_wall = statistics.median(w for w, _ in samples["runc"])
+    runc_cpu = statistics.median(c for _, c in samples["runc"])
+    lines = [
+        f"| `run` of the minimal bundle, n={rounds} | wall, median (min–max) | CPU, median (min–max) | wall / runc | CPU / runc |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, rows in samples.items():
+        walls, cpus = [w for w, _ in rows], [c for _, c in rows]
+        lines.append(
+            f"| {name} | {_cell(walls)} | {_cell(cpus)} | {statistics.median(walls) / runc_wall:.2f} "
+            f"| {statistics.median(cpus) / runc_cpu:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def write_doc(table: str, rounds: int) -> None:
+    doc = REPO / "docs" / "benchmarks.md"
+    text = doc.read_text()
+    load = os.getloadavg()
+    body = (
+        f"{MARK_BEGIN}\n"
+        f"Recorded {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} CPUs, "
+        f"load average {load[0]:.1f} at the end; command: `.venv/bin/python bench/runtime.py --rounds {rounds} --write`.\n\n"
+        f"{table}\n{MARK_END}"
+    )
+    if MARK_BEGIN in text:
+        text = re.sub(re.escape(MARK_BEGIN) + ".*?" + re.escape(MARK_END), lambda _: body, text, flags=re.S)
+    else:
+        text = text.rstrip("\n") + "\n\n## berth-runtime\n\n" + body + "\n"
+    doc.write_text(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
