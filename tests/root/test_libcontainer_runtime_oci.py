@@ -330,3 +330,52 @@ def test_a_mount_namespace_given_by_path_is_joined(tmp_path: Path, bundle: Path)
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_create_container_and_start_container_hooks_run_in_the_container(tmp_path: Path, bundle: Path):
+    """createContainer: after the mounts, before pivot_root (path of the runtime's namespace, run in
+    the container's); startContainer: at start, before the process, inside the container."""
+    root, cid = tmp_path / "state", "k-" + uuid.uuid4().hex[:8]
+    host_log = bundle / "rootfs" / "hooks.log"  # the same file, seen from both sides
+
+    def edit(spec: dict) -> None:
+        spec["annotations"] = {"k": "v"}
+        spec["hooks"] = {
+            "createContainer": [{"path": "/bin/sh", "args": [
+                "sh", "-c", f"echo create $(hostname) $(readlink /proc/self/ns/mnt) $(cat) >> {host_log}"]}],
+            "startContainer": [{"path": "/bin/sh", "args": [
+                "sh", "-c", "echo start $(hostname) $(readlink /proc/self/ns/mnt) $(cat) >> /hooks.log"]}],
+        }
+
+    write(bundle, ["sh", "-c", "echo process >> /hooks.log"], edit, hostname="inside")
+    create(root, bundle, cid, tmp_path / "out")
+    try:
+        pid = state(root, cid)["pid"]
+        mnt = os.readlink(f"/proc/{pid}/ns/mnt")
+        lines = host_log.read_text().splitlines()
+        assert len(lines) == 1, (tmp_path / "out").read_text()
+        word, host, ns, st = lines[0].split(" ", 3)
+        assert (word, host, ns) == ("create", "inside", mnt)
+        assert json.loads(st) | {"status": "created"} == json.loads(st)
+        assert json.loads(st)["pid"] == pid and json.loads(st)["annotations"] == {"k": "v"}
+        assert runtime(root, "start", cid).returncode == 0
+        wait_status(root, cid, "stopped")
+        lines = host_log.read_text().splitlines()
+        assert [line.split(" ", 1)[0] for line in lines] == ["create", "start", "process"]
+        word, host, ns, st = lines[1].split(" ", 3)
+        assert (host, ns, json.loads(st)["id"], json.loads(st)["pid"]) == ("inside", mnt, cid, pid)
+    finally:
+        runtime(root, "delete", "--force", cid)
+
+
+def test_a_failing_create_container_hook_fails_create(tmp_path: Path, bundle: Path):
+    root, cid = tmp_path / "state", "f-" + uuid.uuid4().hex[:8]
+
+    def edit(spec: dict) -> None:
+        spec["hooks"] = {"createContainer": [{"path": "/bin/false"}]}
+
+    write(bundle, ["true"], edit)
+    with open(tmp_path / "err", "w") as err:
+        res = runtime(root, "create", "--bundle", str(bundle), cid, stdout=err, stderr=err)
+    assert res.returncode == 1 and "createContainer hook /bin/false: exit status 1" in (tmp_path / "err").read_text()
+    assert not (root / cid).exists()

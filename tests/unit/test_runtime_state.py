@@ -19,7 +19,7 @@ from berth.runtime.state import Store, start_time
 def test_a_state_round_trip(tmp_path: Path) -> None:
     store = Store(tmp_path / "state")
     assert store.ids() == []
-    d = store.make("c1")
+    d = Path(store.make("c1"))
     assert d.is_dir() and (d.stat().st_mode & 0o777) == 0o700
     with pytest.raises(CommandError, match="container with id exists: c1"):
         store.make("c1")

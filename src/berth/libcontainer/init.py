@@ -22,7 +22,7 @@ import socket
 import struct
 from typing import NoReturn
 
-from berth.libcontainer import cgroup_mount, executable, kernel, rootfs
+from berth.libcontainer import cgroup_mount, executable, hookrun, kernel, rootfs
 from berth.libcontainer import stdio as stdio_
 from berth.libcontainer.cgroups import Cgroup
 from berth.libcontainer.confine import confine, seal_imports, set_limits
@@ -56,6 +56,11 @@ def run_init(
         os.umask(0o022)
         stdio_.setup(stdio, keep=(report_fd, barrier_fd, stdio.console_socket))
         tty_path = os.ttyname(0) if stdio.tty and not stdio.console else None
+        if (spec.create_container_hooks or spec.start_container_hooks) and not spec.hook_state:
+            raise ContainerInitError("createContainer/startContainer hooks need the container's state", EXIT_OTHER)
+        # our pid on the host, for the hooks' state: /proc is still the host's (or the parent
+        # pid namespace's, for a joined one)
+        host_pid = int(os.readlink("/proc/self")) if spec.hook_state else 0
         # Join the cgroup before anything allocates memory or forks, and before a cgroup
         # namespace is made, so that namespace is rooted at the container's cgroup.
         if cgroup is not None:
@@ -82,6 +87,9 @@ def run_init(
         # All mounts happen before pivot_root, while the host paths (sources) are reachable;
         # propagation is cut first, so nothing reaches the host's mount table.
         rootfs.prepare(spec, rootfs_mounts, tty_path, spec.namespace("user") is not None, cgroup_view)
+        # the mounts are made, pivot_root is not: the runtime-spec's createContainer moment
+        if spec.create_container_hooks:
+            hookrun.run(spec.create_container_hooks, "createContainer", hookrun.state_for(spec.hook_state, host_pid, "created"))
         # From pivot_root on, a path is the container's: an import would run its code.
         seal_imports()
         if spec.chroot:
@@ -110,6 +118,11 @@ def run_init(
     if os.read(barrier_fd, 1) == b"":
         os._exit(EXIT_OTHER)  # the parent went away or aborted: do not run the process
     os.close(barrier_fd)
+    if spec.start_container_hooks:  # started, the process not yet exec'd: inside the container
+        try:
+            hookrun.run(spec.start_container_hooks, "startContainer", hookrun.state_for(spec.hook_state, host_pid, "running"))
+        except ContainerInitError as exc:
+            _exit_printing(str(exc), EXIT_OTHER)  # nobody waits for a report now: stderr, as runc
     # After the barrier the container has started: an execve that fails now (a missing
     # interpreter, a binary for another architecture) is the process's own failure, as with
     # runc: its text goes to the container's stderr and it exits 127/126.

@@ -22,6 +22,7 @@ container ever sees a process of ours before it is confined. The launcher report
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Any
@@ -110,28 +111,41 @@ def create_shared(
 
 
 def create_detached(
-    spec: dict[str, Any], rootfs_mounts: list[Mount], stdio: Stdio, cgroup: Cgroup | None, barrier_fd: int
+    spec: dict[str, Any],
+    rootfs_mounts: list[Mount],
+    stdio: Stdio,
+    cgroup: Cgroup | None,
+    barrier_fd: int,
+    hook_state: dict[str, Any] | None = None,
 ) -> int:
     """Like :func:`create`, for a caller that exits before the start (an OCI runtime CLI).
 
     Init waits for one byte on ``barrier_fd`` -- typically a FIFO opened O_RDWR, so that it
     never sees EOF and a later ``start`` (another process) releases it by writing to the FIFO.
-    Returns init's pid; errors after the barrier are not reported to anyone.
+    Returns init's pid; errors after the barrier are not reported to anyone. ``hook_state``:
+    the OCI state the createContainer/startContainer hooks get (init fills in its pid).
     """
-    pid, report_r = _spawn(spec, rootfs_mounts, stdio, cgroup, barrier_fd)
+    pid, report_r = _spawn(spec, rootfs_mounts, stdio, cgroup, barrier_fd, hook_state=hook_state)
     os.close(report_r)
     return pid
 
 
 def _spawn(
-    spec: dict[str, Any], rootfs_mounts: list[Mount], stdio: Stdio, cgroup: Cgroup | None, barrier_r: int,
+    spec: dict[str, Any],
+    rootfs_mounts: list[Mount],
+    stdio: Stdio,
+    cgroup: Cgroup | None,
+    barrier_r: int,
     report: tuple[int, int] | None = None,
+    hook_state: dict[str, Any] | None = None,
 ) -> tuple[int, int]:
     """Fork init (which waits on ``barrier_r``; closed here in the parent) and wait until it is
     ready; returns (pid, the report pipe's read end). ``report``: the caller's pipe (its write
     end is closed here), else a new one."""
     try:
         parsed = specmod.parse(spec)
+        if hook_state is not None:
+            parsed = dataclasses.replace(parsed, hook_state=json.dumps(hook_state))
         program = _compile_seccomp(json.loads(parsed.seccomp) if parsed.seccomp else None)
         pidns = parsed.namespace("pid")
         userns_ = parsed.namespace("user")

@@ -53,6 +53,16 @@ _OPS = {
     "SCMP_CMP_MASKED_EQ": 7,
 }
 
+# what a profile may name (the runtime's `features` lists them)
+ACTION_NAMES = (*_ACTIONS, "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE")
+OPERATOR_NAMES = tuple(_OPS)
+ARCHITECTURES = tuple(
+    "SCMP_ARCH_" + a
+    for a in ("X86", "X86_64", "X32", "ARM", "AARCH64", "MIPS", "MIPS64", "MIPS64N32", "MIPSEL", "MIPSEL64",
+              "MIPSEL64N32", "PPC", "PPC64", "PPC64LE", "RISCV64", "S390", "S390X")
+)
+
+
 class SeccompError(Exception):
     """A profile libseccomp cannot compile (message says which part)."""
 

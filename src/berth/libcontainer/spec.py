@@ -51,6 +51,9 @@ class Stdio:
     # /dev/pts/N, as runc's --console-socket does) and its master sent over the socket with
     # SCM_RIGHTS; stdin/stdout/stderr are then ignored (pass -1).
     console_socket: int = -1
+    # The caller's fds 3 .. 3+preserve_fds-1 stay open in the process as they are (an OCI
+    # runtime's --preserve-fds and LISTEN_FDS socket activation); every other fd is closed.
+    preserve_fds: int = 0
 
     @property
     def console(self) -> bool:
@@ -132,6 +135,16 @@ class Namespace:
 
 
 @dataclass(frozen=True)
+class Hook:
+    """An OCI hook: a program, its argv and environment, a timeout in seconds (None: none)."""
+
+    path: str
+    args: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    timeout: int | None = None
+
+
+@dataclass(frozen=True)
 class IdMap:
     """One line of a user namespace's uid_map or gid_map."""
 
@@ -168,6 +181,11 @@ class ContainerSpec:
     seccomp: str | None = None  # linux.seccomp as canonical JSON (compiled in the parent)
     uid_mappings: tuple[IdMap, ...] = ()  # with a new user namespace
     gid_mappings: tuple[IdMap, ...] = ()
+    # the hooks init runs (:mod:`berth.libcontainer.hookrun`), and the state they get: the
+    # caller's JSON template (an OCI runtime's), without which they are refused
+    create_container_hooks: tuple[Hook, ...] = ()
+    start_container_hooks: tuple[Hook, ...] = ()
+    hook_state: str = ""
 
     @property
     def chroot(self) -> bool:
@@ -363,7 +381,28 @@ def parse(config: dict[str, Any]) -> ContainerSpec:
         seccomp=_seccomp_json(linux.get("seccomp")),
         uid_mappings=uid_mappings,
         gid_mappings=gid_mappings,
+        create_container_hooks=_hooks(config, "createContainer"),
+        start_container_hooks=_hooks(config, "startContainer"),
     )
+
+
+def _hooks(config: dict[str, Any], phase: str) -> tuple[Hook, ...]:
+    hooks = (config.get("hooks") or {}).get(phase) or []
+    if not isinstance(hooks, list):
+        raise _bad(f"hooks.{phase} must be a list")
+    out = []
+    for i, h in enumerate(hooks):
+        what = f"hooks.{phase}[{i}]"
+        if not isinstance(h, dict) or not isinstance(h.get("path"), str) or not h["path"].startswith("/"):
+            raise _bad(f"{what}.path must be an absolute path")
+        args, env = h.get("args") or [], h.get("env") or []
+        if not all(isinstance(a, str) for a in [*args, *env]):
+            raise _bad(f"{what}: args and env must be lists of strings")
+        timeout = h.get("timeout")
+        if timeout is not None and (_int(timeout, f"{what}.timeout") <= 0):
+            raise _bad(f"{what}.timeout must be positive")
+        out.append(Hook(h["path"], tuple(args), tuple(env), timeout))
+    return tuple(out)
 
 
 def _id_maps(linux: dict[str, Any], key: str) -> tuple[IdMap, ...]:

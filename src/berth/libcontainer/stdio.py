@@ -1,7 +1,7 @@
 """The container process's stdio: the caller's fds on 0-2, or a pty made inside the container.
 
 * ``setup``: dup the caller's fds onto 0, 1, 2 and close every other fd (nothing of the caller
-  leaks into the container); with ``Stdio.tty`` the given pty slave becomes the controlling tty.
+  leaks into the container) but the ``preserve_fds`` it asked to pass on; with ``Stdio.tty`` the given pty slave becomes the controlling tty.
 * ``console``: runc's console-socket protocol -- open the container's /dev/ptmx, send the master
   over the socket (SCM_RIGHTS, with the slave's path as the message), make the slave stdio and
   the controlling tty, and bind it on /dev/console.
@@ -37,8 +37,11 @@ def setup(stdio: Stdio, keep: tuple[int, ...], ctty: bool = True) -> None:
     for fd in copies:
         if fd > 2:
             os.close(fd)
+    preserved = range(3, 3 + stdio.preserve_fds)
+    for fd in preserved:
+        os.set_inheritable(fd, True)  # passed on to the process as they are
     low = 3
-    for fd in sorted(set(keep)):
+    for fd in sorted(set(keep) | set(preserved)):
         if fd >= low:
             os.closerange(low, fd)
             low = fd + 1

@@ -1,351 +1,283 @@
-"""The ``berth-runtime`` commands (create, start, state, kill, delete, run, exec, pause, resume,
-ps, list) and their arguments; see :mod:`berth.runtime` for the model."""
+"""``berth-runtime``'s command line: global options, the command, its options, then dispatch.
+
+The parser is small and hand-written, and each command's module is imported only when that
+command runs: an OCI runtime is started for every container operation (podman's conmon runs it
+for create, start, state, kill, delete ...), so what it imports is paid on every one of them
+(argparse alone costs more than runc's whole start-up). Option syntax is runc's (urfave/cli):
+``--name value``, ``--name=value``, ``-n value``, boolean flags without a value, repeatable ones
+(``exec --env A=1 --env B=2``); options go before the command's arguments, and for ``exec``
+everything after the container id is the command to run.
+"""
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import signal
-import socket
 import sys
-import time
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
-from berth.errors import BerthError
-from berth.libcontainer import kernel, rootfs
-from berth.libcontainer.cgroups import open_cgroup, resources_from_oci
-from berth.libcontainer.failure import ContainerInitError
-from berth.libcontainer.process import create_detached, exec_process
-from berth.libcontainer.spec import Stdio
-from berth.runtime import hooks
-from berth.runtime.bundle import cgroup_name, check_host_can_apply, load_bundle, spec_annotations
-from berth.runtime.errors import CommandError
-from berth.runtime.state import DEFAULT_ROOT, FIFO, Store, start_time
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
+VERSION = "0.1.0"
+SPEC_VERSION = "1.1.0"
+DEFAULT_ROOT = "/run/berth-runtime"
 
-def _console_stdio(console_socket: str) -> tuple[Stdio, list[int]]:
-    """runc's protocol: init makes the pty inside the container and sends the master here."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(console_socket)
-    except OSError as exc:
-        sock.close()
-        raise CommandError(f"connect to console socket '{console_socket}': {exc}") from exc
-    fd = sock.detach()
-    return Stdio(-1, -1, -1, tty=True, console_socket=fd), [fd]
+USAGE = """usage: berth-runtime [global options] COMMAND [options] [arguments]
 
+An OCI runtime (runtime-spec {spec}) backed by berth's libcontainer.
 
-def cmd_create(store: Store, cid: str, bundle: Path, pid_file: str | None, console_socket: str | None) -> int:
-    spec = load_bundle(bundle)
-    hooks.check(spec)
-    check_host_can_apply(spec)
-    d = store.make(cid)
-    cg = open_cgroup(cgroup_name(spec, cid))
-    close: list[int] = []
-    chroot = _chroot_mounts(spec)
-    try:
-        fifo = d / FIFO
-        os.mkfifo(fifo, 0o600)
-        barrier = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)  # init holds it: no EOF before start
-        cg.create(resources_from_oci((spec.get("linux") or {}).get("resources")))
-        if (spec.get("process") or {}).get("terminal"):
-            if not console_socket:
-                raise CommandError("process.terminal is set: --console-socket is required")
-            stdio, close = _console_stdio(console_socket)
-        else:
-            stdio = Stdio(0, 1, 2)
-        pid = create_detached(spec, [], stdio, cg, barrier)
-        started = start_time(pid)
-        state = {
-            "id": cid,
-            "pid": pid,
-            "start_time": started,
-            "bundle": str(bundle.resolve()),
-            "rootfs": spec["root"]["path"],
-            "created": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-            "cgroup": cg.name,
-            "annotations": spec_annotations(spec),
-        }
-        if chroot is not None:
-            state["chroot_mounts"] = chroot  # what was stacked at the root before ours
-        store.save(state)
-        for phase in ("prestart", "createRuntime"):
-            hooks.run(spec, phase, store.oci_state(cid, "created"), fatal=True)
-        if pid_file:
-            Path(pid_file).write_text(str(pid))
-        return 0
-    except BaseException:
-        if cg.exists():
-            cg.destroy()
-        if chroot is not None:
-            rootfs.detach_chroot_root(spec["root"]["path"], chroot)
-        store.remove(cid)
-        raise
-    finally:
-        for fd in close:
-            os.close(fd)
+Commands:
+  create    create a container from a bundle (it waits for start)
+  start     run the process of a created container
+  run       create, start, wait for the process and delete (--detach: create and start)
+  state     print the container's OCI state as JSON
+  kill      send a signal to the container's process (--all: to every process in it)
+  delete    delete a stopped container (--force: kill it first)
+  exec      run another process in a running container
+  ps        list the container's processes
+  list      list the containers under --root
+  pause     freeze every process of the container
+  resume    thaw a paused container
+  update    change a running container's cgroup limits
+  features  print what this runtime supports, as JSON (runtime-spec features)
+  spec      write a template config.json into the bundle
 
+Global options:
+  --root DIR            state directory (default {root})
+  --log FILE            also write errors to FILE
+  --log-format FORMAT   text or json (for --log)
+  --systemd-cgroup      (refused: systemd cgroup paths are not supported)
+  --debug               accepted, no effect
+  -v, --version         print the version
+  -h, --help            this text
+"""
 
-def cmd_start(store: Store, cid: str) -> int:
-    state = store.load(cid)
-    status = store.status(state)
-    if status != "created":
-        raise CommandError(
-            f"cannot start a container that has {'stopped' if status == 'stopped' else 'run'}"
-        )
-    fifo = store.dir(cid) / FIFO
-    try:
-        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        raise CommandError(f"start container {cid}: open '{fifo}': {exc.strerror}") from exc
-    try:
-        os.write(fd, b"\0")
-    finally:
-        os.close(fd)
-    fifo.unlink()
-    # the process has been released: "running", even if it has already exited
-    hooks.run(load_bundle(Path(state["bundle"])), "poststart", store.oci_state(cid, "running"), fatal=False)
-    return 0
+# command -> (value options, boolean options, repeatable options); aliases map to a canonical name
+_BOOL = object()
+_MULTI = object()
+OPTIONS: dict[str, dict[str, object]] = {
+    "create": {"bundle": str, "console-socket": str, "pid-file": str, "preserve-fds": str,
+               "no-pivot": _BOOL, "no-new-keyring": _BOOL},
+    "run": {"bundle": str, "console-socket": str, "pid-file": str, "preserve-fds": str,
+            "no-pivot": _BOOL, "no-new-keyring": _BOOL, "detach": _BOOL, "keep": _BOOL},
+    "start": {},
+    "state": {},
+    "kill": {"all": _BOOL, "signal": str},
+    "delete": {"force": _BOOL},
+    "exec": {"console-socket": str, "pid-file": str, "process": str, "cwd": str, "env": _MULTI,
+             "tty": _BOOL, "user": str, "additional-gids": _MULTI, "cap": _MULTI, "detach": _BOOL,
+             "no-new-privs": _BOOL, "preserve-fds": str, "process-label": str, "apparmor": str,
+             "ignore-paused": _BOOL, "cgroup": str},
+    "ps": {"format": str},
+    "list": {"format": str, "quiet": _BOOL},
+    "pause": {},
+    "resume": {},
+    "update": {"resources": str, "memory": str, "memory-swap": str, "memory-reservation": str,
+               "kernel-memory": str, "kernel-memory-tcp": str, "cpu-shares": str, "cpu-period": str,
+               "cpu-quota": str, "cpu-rt-period": str, "cpu-rt-runtime": str, "cpuset-cpus": str,
+               "cpuset-mems": str, "pids-limit": str, "blkio-weight": str, "l3-cache-schema": str,
+               "mem-bw-schema": str},
+    "features": {},
+    "spec": {"bundle": str, "rootless": _BOOL},
+}
+ALIASES = {"ls": "list", "rm": "delete"}
+SHORT = {"b": "bundle", "d": "detach", "f": "force", "a": "all", "p": "process", "e": "env", "t": "tty",
+         "u": "user", "g": "additional-gids", "c": "cap", "r": "resources", "q": "quiet", "s": "signal",
+         "m": "memory"}
+# per command: what a short letter means where it differs from SHORT
+SHORT_FOR = {"ps": {"f": "format"}, "list": {"f": "format"}}
+# the module and function that runs each command
+HANDLERS = {
+    "create": ("berth.runtime.create", "cmd_create"),
+    "run": ("berth.runtime.create", "cmd_run"),
+    "start": ("berth.runtime.control", "cmd_start"),
+    "kill": ("berth.runtime.control", "cmd_kill"),
+    "delete": ("berth.runtime.control", "cmd_delete"),
+    "pause": ("berth.runtime.control", "cmd_pause"),
+    "resume": ("berth.runtime.control", "cmd_resume"),
+    "update": ("berth.runtime.update", "cmd_update"),
+    "exec": ("berth.runtime.execute", "cmd_exec"),
+    "state": ("berth.runtime.query", "cmd_state"),
+    "ps": ("berth.runtime.query", "cmd_ps"),
+    "list": ("berth.runtime.query", "cmd_list"),
+    "features": ("berth.runtime.query", "cmd_features"),
+    "spec": ("berth.runtime.query", "cmd_spec"),
+}
+# positional arguments each command takes: (required, optional); exec keeps the rest
+ARITY = {"create": (1, 0), "run": (1, 0), "start": (1, 0), "state": (1, 0), "kill": (1, 1), "delete": (1, 0),
+         "exec": (1, -1), "ps": (1, -1), "list": (0, 0), "pause": (1, 0), "resume": (1, 0), "update": (1, 0),
+         "features": (0, 0), "spec": (0, 0)}
 
 
-def cmd_kill(store: Store, cid: str, sig: str) -> int:
-    state = store.load(cid)
-    if store.status(state) == "stopped":
-        raise CommandError(f"container {cid} is not running")
-    os.kill(state["pid"], parse_signal(sig))
-    return 0
+class UsageError(Exception):
+    """A command line that cannot be parsed: printed with a hint, exit status 2 (runc: 1)."""
 
 
-def cmd_delete(store: Store, cid: str, force: bool) -> int:
-    state = store.load(cid)
-    status = store.status(state)
-    # a created container too: the OCI spec says deleting one that is not stopped is an error
-    # (runc deletes it; podman and containerd pass --force when they mean it)
-    if status != "stopped" and not force:
-        raise CommandError(f"cannot delete container {cid} that is not stopped: {status}")
-    cg = open_cgroup(state["cgroup"])
-    if status != "stopped":
-        try:
-            os.kill(state["pid"], signal.SIGKILL)
-        except ProcessLookupError:
-            pass  # it exited meanwhile
-        if cg.exists() and cg.frozen():
-            cg.thaw()
-        deadline = time.monotonic() + 5
-        while start_time(state["pid"]) == state["start_time"] and time.monotonic() < deadline:
-            time.sleep(0.005)
-    if cg.exists():
-        cg.destroy()
-    if "chroot_mounts" in state:
-        rootfs.detach_chroot_root(state["rootfs"], state["chroot_mounts"])
-    try:
-        spec = load_bundle(Path(state["bundle"]))
-    except CommandError:
-        spec = {}  # the bundle is gone: no hooks to run
-    hooks.run(spec, "poststop", store.oci_state(cid, "stopped"), fatal=False)
-    store.remove(cid)
-    return 0
+class Args:
+    """What the command line said: global options, the command, its options and arguments."""
+
+    def __init__(self) -> None:
+        self.root = DEFAULT_ROOT
+        self.log: str | None = None
+        self.log_format = "text"
+        self.systemd_cgroup = False
+        self.command = ""
+        self.options: dict[str, object] = {}
+        self.args: list[str] = []
+
+    def opt(self, name: str, default: str | None = None) -> str | None:
+        value = self.options.get(name, default)
+        return value if isinstance(value, str) or value is None else default
+
+    def flag(self, name: str) -> bool:
+        return bool(self.options.get(name))
+
+    def many(self, name: str) -> list[str]:
+        value = self.options.get(name)
+        return list(value) if isinstance(value, list) else []
 
 
-def cmd_run(store: Store, cid: str, bundle: Path, pid_file: str | None, console_socket: str | None,
-            detach: bool) -> int:
-    """create + start, then (unless ``detach``) wait for the process and delete the container,
-    exiting with its status; signals sent to us meanwhile are forwarded to it (as runc run)."""
-    cmd_create(store, cid, bundle, pid_file, console_socket)
-    try:
-        cmd_start(store, cid)
-    except BaseException:
-        cmd_delete(store, cid, force=True)
-        raise
-    if detach:
-        return 0
-    pid = store.load(cid)["pid"]
-    forward = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
-               signal.SIGWINCH)
-    for sig in forward:
-        signal.signal(sig, lambda signum, _frame: _forward(pid, signum))
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
+def parse(argv: list[str]) -> Args:
+    a = Args()
+    i = 0
+    globals_ = {"root": str, "log": str, "log-format": str, "systemd-cgroup": _BOOL, "debug": _BOOL,
+                "criu": str, "rootless": str, "version": _BOOL, "help": _BOOL}
+    while i < len(argv) and argv[i].startswith("-") and argv[i] != "-":
+        name, value, i = _take(argv, i, globals_, {"v": "version", "h": "help"}, "global")
+        if name in ("version", "help"):
+            a.command = name
+            return a
+        if name == "root":
+            a.root = str(value)
+        elif name == "log":
+            a.log = str(value)
+        elif name == "log-format":
+            if value not in ("text", "json"):
+                raise UsageError(f"--log-format {value!r}: must be text or json")
+            a.log_format = str(value)
+        elif name == "systemd-cgroup":
+            a.systemd_cgroup = True
+        elif name == "rootless" and value not in ("false", "auto"):
+            raise UsageError("--rootless: rootless containers are not supported")
+    if i == len(argv):
+        raise UsageError("no command given")
+    command = ALIASES.get(argv[i], argv[i])
+    if command not in OPTIONS:
+        raise UsageError(f"unknown command {argv[i]!r}")
+    a.command = command
+    i += 1
+    table = OPTIONS[command]
+    short = {**SHORT, **SHORT_FOR.get(command, {})}
+    need, extra = ARITY[command]
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":
+            a.args += argv[i + 1 :]
             break
-        except InterruptedError:
+        if word.startswith("-") and word != "-" and not (command == "exec" and a.args):
+            name, value, i = _take(argv, i, table, short, command)
+            if table[name] is _MULTI:
+                values = a.options.setdefault(name, [])
+                assert isinstance(values, list)
+                values.append(value)
+            else:
+                a.options[name] = value
             continue
-    for sig in forward:
-        signal.signal(sig, signal.SIG_DFL)
-    cmd_delete(store, cid, force=True)
-    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+        a.args.append(word)
+        i += 1
+    if len(a.args) < need:
+        raise UsageError(f"{command} needs {'a container id' if need == 1 else f'{need} arguments'}")
+    if extra >= 0 and len(a.args) > need + extra:
+        raise UsageError(f"{command}: unexpected argument {a.args[need + extra]!r}")
+    return a
 
 
-def _forward(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        pass  # it exited: waitpid returns next
-
-
-def cmd_exec(
-    store: Store, cid: str, process_file: str | None, argv: list[str], detach: bool, pid_file: str | None
-) -> int:
-    state = store.load(cid)
-    if store.status(state) not in ("running", "created"):
-        raise CommandError(f"cannot exec in a stopped container {cid}")
-    spec = load_bundle(Path(state["bundle"]))
-    if process_file:
-        try:
-            process = json.loads(Path(process_file).read_text())
-        except (OSError, ValueError) as exc:
-            raise CommandError(f"read process file '{process_file}': {exc}") from exc
-    else:
-        if not argv:
-            raise CommandError("exec needs --process FILE or a command")
-        process = dict(spec.get("process") or {}, args=argv, terminal=False)
-    # The process is a child of the launcher exec_process forks: as runc does, become a child
-    # subreaper so that it is ours to wait for. The pidfd is checked against the recorded start
-    # time after it is opened, so it names the container's init and not a recycled pid.
-    kernel.prctl(kernel.PR_SET_CHILD_SUBREAPER, 1)
-    try:
-        pidfd = os.pidfd_open(state["pid"])
-    except OSError as exc:
-        raise CommandError(f"cannot exec in a stopped container {cid}") from exc
-    try:
-        if start_time(state["pid"]) != state["start_time"]:
-            raise CommandError(f"cannot exec in a stopped container {cid}")
-        pid = exec_process(state["pid"], process, Stdio(0, 1, 2), open_cgroup(state["cgroup"]), spec, pidfd)
-    finally:
-        os.close(pidfd)
-    if pid_file:
-        Path(pid_file).write_text(str(pid))
-    if detach:
-        return 0
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
-
-
-def cmd_pause(store: Store, cid: str, pause: bool) -> int:
-    state = store.load(cid)
-    status = store.status(state)
-    if status == "stopped" or (status == "created" and pause):
-        raise CommandError(f"container {cid} is not running")
-    cg = open_cgroup(state["cgroup"])
-    if pause:
-        cg.freeze()
-    else:
-        cg.thaw()
-    return 0
-
-
-def cmd_ps(store: Store, cid: str, fmt: str) -> int:
-    state = store.load(cid)
-    pids = open_cgroup(state["cgroup"]).pids()
-    if fmt == "json":
-        print(json.dumps(pids))
-    else:
-        print("PID")
-        for pid in pids:
-            print(pid)
-    return 0
-
-
-def cmd_list(store: Store) -> int:
-    rows = []
-    for cid in store.ids():
-        s = store.oci_state(cid)
-        rows.append(f"{s['id']}\t{s['pid']}\t{s['status']}\t{s['bundle']}\t{s['created']}")
-    print("ID\tPID\tSTATUS\tBUNDLE\tCREATED")
-    for row in rows:
-        print(row)
-    return 0
-
-
-def _chroot_mounts(spec: dict[str, Any]) -> int | None:
-    """For a spec without a mount namespace (set up in ours, :mod:`berth.libcontainer.rootfs`
-    binds its root), the mounts stacked at the root now; None for every other spec."""
-    namespaces = (spec.get("linux") or {}).get("namespaces") or []
-    if any(isinstance(ns, dict) and ns.get("type") == "mount" for ns in namespaces):
-        return None
-    return rootfs.mounts_at(spec["root"]["path"])
-
-
-def parse_signal(sig: str) -> int:
-    if sig.isdigit():
-        return int(sig)
-    name = sig.upper()
-    name = name if name.startswith("SIG") else "SIG" + name
-    try:
-        return int(signal.Signals[name])
-    except KeyError as exc:
-        raise CommandError(f"unknown signal {sig!r}") from exc
+def _take(argv: list[str], i: int, table: dict[str, object], short: dict[str, str], where: str) -> tuple[str, object, int]:
+    """One option at argv[i]: (name, value, next index)."""
+    word = argv[i]
+    body, eq, inline = word.lstrip("-").partition("=")
+    name = short.get(body, body) if not word.startswith("--") else body
+    if name not in table:
+        raise UsageError(f"{where}: unknown option {word!r}")
+    if table[name] is _BOOL:
+        if eq:
+            return name, inline.lower() in ("1", "true", "yes"), i + 1
+        return name, True, i + 1
+    if eq:
+        return name, inline, i + 1
+    if i + 1 >= len(argv):
+        raise UsageError(f"{where}: option {word!r} needs a value")
+    return name, argv[i + 1], i + 2
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="berth-runtime", description="OCI runtime backed by berth's libcontainer"
-    )
-    p.add_argument("--root", default=DEFAULT_ROOT)
-    # accepted and ignored, for callers that pass runc's global flags
-    p.add_argument("--log")
-    p.add_argument("--log-format")
-    p.add_argument("--systemd-cgroup", action="store_true")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    for name in ("create", "run"):
-        c = sub.add_parser(name)
-        c.add_argument("--bundle", "-b", default=".")
-        c.add_argument("--pid-file")
-        c.add_argument("--console-socket")
-        if name == "run":
-            c.add_argument("--detach", "-d", action="store_true")
-        c.add_argument("id")
-    for name in ("start", "state"):
-        sub.add_parser(name).add_argument("id")
-    k = sub.add_parser("kill")
-    k.add_argument("id")
-    k.add_argument("signal", nargs="?", default="TERM")
-    dl = sub.add_parser("delete")
-    dl.add_argument("--force", "-f", action="store_true")
-    dl.add_argument("id")
-    sub.add_parser("list")
-    for name in ("pause", "resume"):
-        sub.add_parser(name).add_argument("id")
-    ps = sub.add_parser("ps")
-    ps.add_argument("--format", "-f", default="table", choices=("table", "json"))
-    ps.add_argument("id")
-    ex = sub.add_parser("exec")
-    ex.add_argument("--process", "-p")
-    ex.add_argument("--detach", "-d", action="store_true")
-    ex.add_argument("--pid-file")
-    ex.add_argument("id")
-    ex.add_argument("command", nargs=argparse.REMAINDER)
-    args = p.parse_args(argv)
-    store = Store(Path(args.root))
+    argv = sys.argv[1:] if argv is None else argv
+    log: tuple[str | None, str] = (None, "text")
     try:
-        if args.cmd == "create":
-            return cmd_create(store, args.id, Path(args.bundle), args.pid_file, args.console_socket)
-        if args.cmd == "run":
-            return cmd_run(store, args.id, Path(args.bundle), args.pid_file, args.console_socket, args.detach)
-        if args.cmd == "start":
-            return cmd_start(store, args.id)
-        if args.cmd == "state":
-            print(json.dumps(store.oci_state(args.id), indent=2))
+        args = parse(argv) if argv and argv != ["help"] else Args()
+        if args.command == "version":
+            sys.stdout.write(f"berth-runtime version {VERSION}\nspec: {SPEC_VERSION}\n")
             return 0
-        if args.cmd == "kill":
-            return cmd_kill(store, args.id, args.signal)
-        if args.cmd == "delete":
-            return cmd_delete(store, args.id, args.force)
-        if args.cmd in ("pause", "resume"):
-            return cmd_pause(store, args.id, args.cmd == "pause")
-        if args.cmd == "ps":
-            return cmd_ps(store, args.id, args.format)
-        if args.cmd == "exec":
-            return cmd_exec(store, args.id, args.process, args.command, args.detach, args.pid_file)
-        return cmd_list(store)
-    except (CommandError, BerthError, hooks.HookError) as exc:
-        # ContainerInitError is a BerthError: runc's words, e.g. exec: "x": executable file not found
-        prefix = "unable to start container process: " if isinstance(exc, ContainerInitError) else ""
-        print(f"berth-runtime: {prefix}{exc}", file=sys.stderr)
+        if args.command in ("help", ""):
+            sys.stdout.write(USAGE.format(spec=SPEC_VERSION, root=DEFAULT_ROOT))
+            return 0 if argv else 2
+        log = (args.log, args.log_format)
+        module, func = HANDLERS[args.command]
+        handler: Callable[[Args], int] = getattr(__import__(module, fromlist=[func]), func)
+        return handler(args)
+    except UsageError as exc:
+        _report(f"{exc} (berth-runtime --help)", *log)
+        return 2
+    except Exception as exc:  # noqa: BLE001 -- the one boundary: every failure becomes one line
+        message = _describe(exc)
+        if message is None:
+            raise
+        _report(message, *log)
         return 1
+
+
+def _describe(exc: BaseException) -> str | None:
+    """The one line a failure prints; None for what is a bug (the traceback is kept)."""
+    from berth.errors import BerthError
+    from berth.runtime.errors import CommandError
+    from berth.runtime.hooks import HookError
+
+    if isinstance(exc, (CommandError, HookError)):
+        return str(exc)
+    if isinstance(exc, BerthError):
+        from berth.libcontainer.failure import ContainerInitError
+
+        # runc's words, e.g. unable to start container process: exec: "x": executable file not found
+        prefix = "unable to start container process: " if isinstance(exc, ContainerInitError) else ""
+        return prefix + str(exc)
+    if isinstance(exc, OSError):
+        where = f" '{exc.filename}'" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}"
+    return None
+
+
+def _report(message: str, log: str | None, fmt: str) -> None:
+    """The error on stderr, and in --log (conmon hands podman what it finds there)."""
+    sys.stderr.write(f"berth-runtime: {message}\n")
+    if log is None:
+        return
+    import time
+
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if fmt == "json":
+        import json
+
+        line = json.dumps({"level": "error", "msg": message, "time": now})
+    else:
+        line = f'time="{now}" level=error msg="{message}"'
+    try:
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, line.encode() + b"\n")
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        sys.stderr.write(f"berth-runtime: write log '{log}': {exc.strerror}\n")
 
 
 if __name__ == "__main__":

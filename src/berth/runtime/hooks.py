@@ -1,10 +1,10 @@
-"""OCI lifecycle hooks for berth-runtime: programs run with the container's state on stdin.
+"""OCI lifecycle hooks run by berth-runtime itself: programs run with the container's state on
+stdin, in the runtime's namespaces.
 
-Supported phases, where runc runs them: ``prestart`` (deprecated) and ``createRuntime`` after
-create, in the runtime's namespaces, a failure failing the create; ``poststart`` after start and
-``poststop`` at delete, where a failure is only a warning (the OCI spec says so).
-``createContainer`` and ``startContainer`` run inside the container in the spec; berth refuses a
-config that has them rather than silently skipping them.
+``prestart`` (deprecated) and ``createRuntime`` after create, a failure failing the create;
+``poststart`` after start and ``poststop`` at delete, where a failure is only a warning (the OCI
+spec says so). ``createContainer`` and ``startContainer`` run inside the container, from its
+init (:mod:`berth.libcontainer.hookrun`); ``check`` validates them all before anything is made.
 
     run(spec, "poststart", state, fatal=False)
 """
@@ -12,11 +12,13 @@ config that has them rather than silently skipping them.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-from typing import Any
 
-UNSUPPORTED = ("createContainer", "startContainer")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+PHASES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 
 
 class HookError(Exception):
@@ -25,12 +27,21 @@ class HookError(Exception):
 
 def check(spec: dict[str, Any]) -> None:
     hooks = spec.get("hooks") or {}
-    for phase in UNSUPPORTED:
-        if hooks.get(phase):
-            raise HookError(f"hooks.{phase} is not supported by berth-runtime")
+    if not isinstance(hooks, dict):
+        raise HookError("hooks must be an object")
+    for phase, entries in hooks.items():
+        if phase not in PHASES:
+            continue  # an unknown phase: the OCI spec says ignore unknown properties
+        if not isinstance(entries, list):
+            raise HookError(f"hooks.{phase} must be a list")
+        for i, hook in enumerate(entries):
+            if not isinstance(hook, dict) or not isinstance(hook.get("path"), str) or not hook["path"].startswith("/"):
+                raise HookError(f"hooks.{phase}[{i}].path must be an absolute path")
 
 
 def run(spec: dict[str, Any], phase: str, state: dict[str, Any], fatal: bool) -> None:
+    import subprocess
+
     for hook in (spec.get("hooks") or {}).get(phase) or ():
         path = hook.get("path", "")
         args = hook.get("args") or [path]

@@ -1,6 +1,6 @@
 """The runtime's state store: one directory per container under ``--root`` (runc's ``/run/runc``).
 
-    store = Store(Path("/run/berth-runtime"))
+    store = Store("/run/berth-runtime")
     store.save({"id": "c1", "pid": 4242, "start_time": start_time(4242), ...})
     store.status(store.load("c1"))     # "created" | "running" | "paused" | "stopped"
     store.oci_state("c1")              # the runtime-spec state object
@@ -8,21 +8,21 @@
 
 A pid alone does not name a process for long: the state keeps its start time (field 22 of
 ``/proc/<pid>/stat``), and a pid whose start time differs is another process: the container
-is ``stopped``.
+is ``stopped``. Paths are plain strings (pathlib's import is a measurable part of a command).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
-from typing import Any
 
-from berth.libcontainer.cgroups import open_cgroup
 from berth.runtime.errors import CommandError
 
-DEFAULT_ROOT = "/run/berth-runtime"
-OCI_VERSION = "1.0.2"
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+OCI_VERSION = "1.1.0"
 FIFO = "exec.fifo"
 STATE = "state.json"
 
@@ -38,56 +38,75 @@ def start_time(pid: int) -> str | None:
     return None if fields[0] in ("Z", "X") else fields[19]
 
 
+def now() -> str:
+    """RFC 3339 in UTC with nanoseconds' worth of digits, as runc's ``created``."""
+    import time
+
+    ns = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
+
+
 class Store:
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = os.fspath(root)
 
-    def dir(self, cid: str) -> Path:
-        if not cid or "/" in cid or cid in (".", ".."):
+    def dir(self, cid: str) -> str:
+        if not cid or "/" in cid or cid in (".", "..") or "\0" in cid:
             raise CommandError(f"invalid container id {cid!r}")
-        return self.root / cid
+        return os.path.join(self.root, cid)
 
-    def make(self, cid: str) -> Path:
+    def make(self, cid: str) -> str:
         """The container's new directory; CommandError when the id is taken."""
         d = self.dir(cid)
-        self.root.mkdir(parents=True, exist_ok=True)
         try:
-            d.mkdir(mode=0o700)
+            os.makedirs(self.root, mode=0o711, exist_ok=True)
+            os.mkdir(d, 0o700)
         except FileExistsError as exc:
             raise CommandError(f"container with id exists: {cid}") from exc
+        except OSError as exc:
+            raise CommandError(f"create state directory '{d}': {exc.strerror}") from exc
         return d
 
     def save(self, state: dict[str, Any]) -> None:
         """Write ``state.json`` atomically (a reader never sees half of it)."""
         d = self.dir(state["id"])
-        tmp = d / (STATE + ".tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, d / STATE)
+        tmp = os.path.join(d, STATE + ".tmp")
+        with open(tmp, "w") as f:
+            f.write(json.dumps(state))
+        os.replace(tmp, os.path.join(d, STATE))
 
     def load(self, cid: str) -> dict[str, Any]:
         try:
-            state: dict[str, Any] = json.loads((self.dir(cid) / STATE).read_text())
+            with open(os.path.join(self.dir(cid), STATE)) as f:
+                state: dict[str, Any] = json.loads(f.read())
         except FileNotFoundError as exc:
             raise CommandError(f"container {cid} does not exist") from exc
         return state
 
     def ids(self) -> list[str]:
-        if not self.root.is_dir():
+        try:
+            names = sorted(os.listdir(self.root))
+        except FileNotFoundError:
             return []
-        return [d.name for d in sorted(self.root.iterdir()) if (d / STATE).exists()]
+        return [n for n in names if os.path.exists(os.path.join(self.root, n, STATE))]
 
     def remove(self, cid: str) -> None:
         d = self.dir(cid)
-        for child in d.iterdir() if d.is_dir() else ():
-            child.unlink()
-        if d.is_dir():
-            d.rmdir()
+        try:
+            names = os.listdir(d)
+        except FileNotFoundError:
+            return
+        for name in names:
+            os.unlink(os.path.join(d, name))
+        os.rmdir(d)
 
     def status(self, state: dict[str, Any]) -> str:
         if start_time(state["pid"]) != state["start_time"]:
             return "stopped"
-        if (self.dir(state["id"]) / FIFO).exists():
+        if os.path.exists(os.path.join(self.dir(state["id"]), FIFO)):
             return "created"
+        from berth.libcontainer.cgroups import open_cgroup
+
         cg = open_cgroup(state["cgroup"])
         try:
             if cg.exists() and cg.frozen():
