@@ -9,7 +9,9 @@
 # independent registry clients and a peer server for the registry tests), openssl (test certificates),
 # gcc and libc6-dev (the seccomp tests build a small static syscall probe), mmdebstrap (`berth image
 # bootstrap debian`), docker-compose (compose 1.29, a real client of the network API); with
-# --with-reference also apache2-utils (ab, the load generator of bench/network.py).
+# --with-reference also apache2-utils (ab, the load generator of bench/network.py), podman (4.3, which
+# runs containers through berth-runtime in tests/integration/test_podman_runtime.py) and crun (the
+# fast OCI runtime bench/runtime.py compares with).
 # Output is quiet; errors are shown in full.
 set -euo pipefail
 
@@ -42,7 +44,7 @@ fi
 
 # --- system packages --------------------------------------------------------------------------
 pkgs=(busybox-static runc nftables iproute2 util-linux skopeo docker-registry openssl gcc libc6-dev mmdebstrap docker-compose)
-[ "$with_reference" = 1 ] && pkgs+=(docker.io apache2-utils)
+[ "$with_reference" = 1 ] && pkgs+=(docker.io apache2-utils podman crun)
 
 python=${PYTHON:-python3}
 if ! command -v "$python" >/dev/null; then

@@ -42,7 +42,7 @@ def parse_signal(sig: str) -> int:
             number = SIGNALS[name]
         else:
             raise CommandError(f"unknown signal {sig!r}")
-    if not 0 < number < 65:
+    if not 0 <= number < 65:  # 0 only checks the process exists, as kill(2)
         raise CommandError(f"signal {sig!r} is out of range")
     return number
 
