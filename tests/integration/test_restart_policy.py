@@ -100,7 +100,8 @@ def test_always_stop_kill_and_restarting_state(berthd: harness.Berthd, busybox_i
     ok(berthd.docker("start", "al"))
     assert state(berthd, "al")["RestartCount"] == 0
     ok(berthd.docker("kill", "al"))
-    time.sleep(1)
+    harness.eventually(lambda: state(berthd, "al")["Status"] == "exited", timeout=20)
+    time.sleep(1)  # and it stays so: a killed container is not restarted
     assert state(berthd, "al")["Status"] == "exited"
     # `docker update --restart` applies at the next exit of the running container
     ok(berthd.docker("run", "-d", "--name", "upd", busybox_image, "sh", "-c", "sleep 1; exit 2"))
