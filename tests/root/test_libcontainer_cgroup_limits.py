@@ -87,9 +87,9 @@ def test_freeze_and_thaw(tmp_path: Path, rootfs: Path, cgroup: Cgroup):
     cgroup.create(Resources())
     shared = tmp_path / "shared"
     shared.mkdir()
-    spec = docker_like_spec(
-        str(rootfs), ["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /out/n; usleep 10000; done"]
-    )
+    # written aside and renamed: a freeze between `>`'s truncation and its write left the file empty
+    script = "i=0; while true; do i=$((i+1)); echo $i > /out/t; mv /out/t /out/n; usleep 10000; done"
+    spec = docker_like_spec(str(rootfs), ["sh", "-c", script])
     spec["mounts"].append(
         {"destination": "/out", "type": "bind", "source": str(shared), "options": ["rbind"]}
     )
@@ -118,7 +118,9 @@ def test_freeze_and_thaw(tmp_path: Path, rootfs: Path, cgroup: Cgroup):
         assert value() == frozen_at
         cgroup.thaw()
         assert not cgroup.frozen()
-        time.sleep(0.3)
+        deadline = time.monotonic() + 10
+        while value() == frozen_at and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert value() > frozen_at >= first
     finally:
         if cgroup.frozen():
