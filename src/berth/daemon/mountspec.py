@@ -268,7 +268,20 @@ def plan(
         dest = _clean_dest(path, path, "volume")
         if dest not in out:
             out[dest] = MountPoint("volume", "", dest, mode="")
+    for dest in out:
+        _check_not_in_proc(dest)
     return sorted(out.values(), key=lambda m: (m.destination.count("/"), m.destination))
+
+
+def _check_not_in_proc(dest: str) -> None:
+    """runc's rule (libcontainer checks it again after symlinks): nothing mounted at or inside
+    /proc but the files lxcfs emulates; a 400 at create (dockerd: the start fails)."""
+    from berth.libcontainer.rootfs import LXCFS_PROC_FILES
+
+    if dest == "/proc":
+        raise InvalidParameter(f'invalid mount destination "{dest}": it cannot be mounted because it is not of type proc')
+    if dest.startswith("/proc/") and dest not in LXCFS_PROC_FILES:
+        raise InvalidParameter(f'invalid mount destination "{dest}": it cannot be mounted because it is inside /proc')
 
 
 def inspect_view(m: MountPoint, name: str, source: str) -> dict[str, Any]:

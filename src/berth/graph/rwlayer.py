@@ -78,10 +78,15 @@ def ensure_init(graph: Graph, top_cache_id: str | None) -> str:
 
 
 def fill_init_layer(layers: list[Path]) -> None:
-    """Create the init entries in ``layers[0]`` where the merged view lacks them."""
+    """Create the init entries in ``layers[0]`` where the merged view lacks them, and a mount
+    point directory (/proc, /sys, /dev/pts, /dev/shm) where the image has something else there,
+    a symlink above all: the directory shadows it, as Docker's init layer does, so the runtime
+    mounts procfs and sysfs on a directory of the container's own (it opens /proc without
+    following symlinks) and an image cannot aim them elsewhere."""
     top = layers[0]
     for path, kind in INIT_ENTRIES:
-        if lookup(layers, path, follow=False) is not None:
+        seen = lookup(layers, path, follow=False)
+        if seen is not None and (kind != "dir" or stat.S_ISDIR(os.lstat(seen).st_mode)):
             continue
         parts = path.strip("/").split("/")
         if not _ensure_parents(layers, parts[:-1]):

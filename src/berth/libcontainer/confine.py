@@ -39,7 +39,7 @@ import sys
 from importlib.machinery import BuiltinImporter, FrozenImporter
 
 from berth import accountfile
-from berth.libcontainer import capabilities, executable, kernel, seccomp
+from berth.libcontainer import capabilities, executable, kernel, procfs, seccomp
 from berth.libcontainer import stdio as stdio_
 from berth.libcontainer.failure import EXIT_OTHER, ContainerInitError, step
 from berth.libcontainer.spec import Process
@@ -49,9 +49,8 @@ def set_limits(process: Process) -> None:
     """Step 1: the process's rlimits and oom_score_adj (inherited by what it forks)."""
     _set_rlimits(process)
     if process.oom_score_adj is not None:
-        try:
-            with open("/proc/self/oom_score_adj", "w") as f:
-                f.write(str(process.oom_score_adj))
+        try:  # /proc/<pid>, not /proc/self (a symlink): procfs opens no symlink and checks it is procfs
+            procfs.write(f"/proc/{os.getpid()}/oom_score_adj", str(process.oom_score_adj))
         except OSError as exc:  # lowering it needs CAP_SYS_RESOURCE
             raise ContainerInitError(
                 f"write oom_score_adj {process.oom_score_adj}: {exc.strerror}", EXIT_OTHER

@@ -273,3 +273,22 @@ def move_mount(from_fd: int, from_path: str, to_fd: int, to_path: str, flags: in
     """move_mount(2) (Linux 5.2): attach (or move) a mount; ``MOVE_MOUNT_F_EMPTY_PATH`` takes
     the mount ``from_fd`` refers to."""
     _check(_libc.syscall(_SYS_MOVE_MOUNT, from_fd, _b(from_path), to_fd, _b(to_path), flags))
+
+
+PROC_SUPER_MAGIC = 0x9FA0
+SYSFS_MAGIC = 0x62656572
+TMPFS_MAGIC = 0x01021994
+
+
+class _Statfs(ctypes.Structure):
+    _fields_ = [("f_type", ctypes.c_long), ("_rest", ctypes.c_byte * 112)]
+
+
+_libc.fstatfs.argtypes = [ctypes.c_int, ctypes.c_void_p]
+
+
+def fstatfs_type(fd: int) -> int:
+    """The file system type (``f_type``, e.g. :data:`PROC_SUPER_MAGIC`) of the file ``fd`` is on."""
+    buf = _Statfs()
+    _check(_libc.fstatfs(fd, ctypes.byref(buf)))
+    return buf.f_type & 0xFFFFFFFF

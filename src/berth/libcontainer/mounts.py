@@ -10,10 +10,13 @@ image cannot point a mount at the host (CVE-2015-3627 and friends).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import posixpath
 import re
 import stat
+from collections.abc import Iterator
 
 from berth.libcontainer import copyup, kernel, securepath
 from berth.libcontainer.failure import ContainerInitError
@@ -69,49 +72,120 @@ def make_mountpoint(dest: str, source_is_file: bool) -> None:
         raise fail("create mount point", dest, exc) from exc
 
 
-def mount_one(m: Mount, dest: str) -> None:
-    """Perform one mount at ``dest`` (already resolved on the host side)."""
-    opts = parse_mount_options(m.options)
-    if opts.bind or m.type == "bind":
-        tree = _clone_from_process_root(m.source, bool(opts.flags & kernel.MS_REC))
+def open_mountpoint(root: str, target: str, source_is_file: bool) -> int:
+    """The mount point ``target`` inside ``root``, made if missing (a directory, or an empty file
+    for a file source) and opened ``O_PATH``, every step through descriptors walked inside
+    ``root``: a component of the path swapped for a symlink meanwhile (another container sharing
+    a volume, CVE-2021-30465) cannot lead the mount, nor a directory made for it, out of the root."""
+    inside = securepath.scoped_path(root, target)
+    parent, name = posixpath.split(inside)
+    if not name:  # the root itself
+        return securepath.open_in_root(root, "/", os.O_PATH | os.O_DIRECTORY)
+    securepath.mkdir_all_in_root(root, parent)
+    parent_fd = securepath.open_in_root(root, parent, os.O_PATH | os.O_DIRECTORY)
+    try:
         try:
+            if source_is_file:
+                os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=parent_fd))
+            else:
+                os.mkdir(name, 0o755, dir_fd=parent_fd)
+        except FileExistsError:
+            pass
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
+    finally:
+        os.close(parent_fd)
+    if stat.S_ISLNK(os.fstat(fd).st_mode):  # it was a directory a moment ago: someone swapped it
+        os.close(fd)
+        raise OSError(errno.ELOOP, "the mount point became a symbolic link while it was set up")
+    return fd
+
+
+def mount_one(m: Mount, dest: str, root: str | None = None) -> None:
+    """Perform one mount at ``dest`` (already resolved on the host side). With ``root`` (the
+    container's mounts), the mount point is made and opened inside ``root`` by descriptors
+    (:func:`open_mountpoint`) and everything is mounted onto ``/proc/self/fd/N``, so no path
+    string is looked up again between the check and the mount; ``dest`` names it in messages."""
+    opts = parse_mount_options(m.options)
+    is_bind = bool(opts.bind or m.type == "bind")
+    tree = _clone_from_process_root(m.source, bool(opts.flags & kernel.MS_REC)) if is_bind else None
+    anchor: int | None = None
+    try:
+        source_is_file = False
+        if is_bind:
             try:
-                st = os.fstat(tree) if tree is not None else os.stat(m.source)
+                source_is_file = not stat.S_ISDIR((os.fstat(tree) if tree is not None else os.stat(m.source)).st_mode)
             except OSError as exc:
                 raise fail("bind mount source", m.source, exc) from exc
-            make_mountpoint(dest, not stat.S_ISDIR(st.st_mode))
+        if root is None:
+            make_mountpoint(dest, source_is_file)
+            target = dest
+        else:
+            try:
+                anchor = open_mountpoint(root, m.target, source_is_file)
+            except OSError as exc:
+                raise fail("create mount point", dest, exc) from exc
+            target = f"/proc/self/fd/{anchor}"
+        if is_bind:
             if tree is None:
-                mount(m.source, dest, None, kernel.MS_BIND | (opts.flags & kernel.MS_REC), None, f"bind '{m.source}' on")
+                _mount(m.source, target, dest, None, kernel.MS_BIND | (opts.flags & kernel.MS_REC), None, f"bind '{m.source}' on")
             else:
                 try:
-                    kernel.move_mount(tree, "", kernel.AT_FDCWD, dest, kernel.MOVE_MOUNT_F_EMPTY_PATH)
+                    kernel.move_mount(tree, "", kernel.AT_FDCWD, target, kernel.MOVE_MOUNT_F_EMPTY_PATH)
                 except OSError as exc:
                     raise fail(f"mount bind '{m.source}' on", dest, exc) from exc
-        finally:
-            if tree is not None:
-                os.close(tree)
-        extra = opts.flags & ~(kernel.MS_BIND | kernel.MS_REC | kernel.MS_REMOUNT)
-        if extra:  # a bind mount ignores flags; they take effect on a remount of it
-            flags = kernel.MS_REMOUNT | kernel.MS_BIND | extra | kept_flags(dest)
-            mount(None, dest, None, flags | (opts.flags & kernel.MS_REC), None, "(remount bind)")
-    elif opts.copyup:
-        make_mountpoint(dest, False)
-        _mount_copyup(m, opts, dest)
-    else:
-        make_mountpoint(dest, False)
-        try:
-            kernel.mount(m.source, dest, m.type, opts.flags, opts.data or None)
-        except OSError as exc:
-            if m.type == "sysfs" and exc.errno == errno.EPERM:
+        elif opts.copyup:
+            _mount_copyup(m, opts, dest, target, root)
+            return
+        else:
+            try:
+                kernel.mount(m.source, target, m.type, opts.flags, opts.data or None)
+            except OSError as exc:
+                if m.type != "sysfs" or exc.errno != errno.EPERM:
+                    raise _fs_mount_failure(m, opts, dest, exc) from exc
                 # no network namespace of our own: the kernel refuses a new sysfs; bind the host's
-                mount("/sys", dest, None, kernel.MS_BIND | kernel.MS_REC, None, "bind '/sys' on")
-                remount_readonly(dest, recursive=False)
-            else:
-                raise _fs_mount_failure(m, opts, dest, exc) from exc
-    if opts.rec_set or opts.rec_clear:
-        _set_recursive_attributes(m, opts, dest)
-    if opts.propagation:
-        mount(None, dest, None, opts.propagation, None, "(set propagation)")
+                _mount("/sys", target, dest, None, kernel.MS_BIND | kernel.MS_REC, None, "bind '/sys' on")
+                with _mounted(root, m.target, dest) as top:
+                    remount_readonly(top, recursive=False)
+    finally:
+        if tree is not None:
+            os.close(tree)
+        if anchor is not None:
+            os.close(anchor)
+    extra = opts.flags & ~(kernel.MS_BIND | kernel.MS_REC | kernel.MS_REMOUNT) if is_bind else 0
+    if extra or opts.rec_set or opts.rec_clear or opts.propagation:
+        with _mounted(root, m.target, dest) as top:  # the mount just made, opened again by descriptors
+            if extra:  # a bind mount ignores flags; they take effect on a remount of it
+                flags = kernel.MS_REMOUNT | kernel.MS_BIND | extra | kept_flags(top)
+                _mount(None, top, dest, None, flags | (opts.flags & kernel.MS_REC), None, "(remount bind)")
+            if opts.rec_set or opts.rec_clear:
+                _set_recursive_attributes(m, opts, top, dest)
+            if opts.propagation:
+                _mount(None, top, dest, None, opts.propagation, None, "(set propagation)")
+
+
+@contextlib.contextmanager
+def _mounted(root: str | None, target: str, dest: str) -> Iterator[str]:
+    """A path naming the mount now at ``target``: ``dest`` itself without a root, else
+    ``/proc/self/fd/N`` of a descriptor opened inside the root (closed afterwards)."""
+    if root is None:
+        yield dest
+        return
+    try:
+        fd = securepath.open_in_root(root, target, os.O_PATH)
+    except OSError as exc:
+        raise fail("open the new mount", dest, exc) from exc
+    try:
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)
+
+
+def _mount(source: str | None, target: str, dest: str, fstype: str | None, flags: int, data: str | None, what: str) -> None:
+    """mount(2) onto ``target`` (a path or /proc/self/fd/N); ``dest`` names it in the message."""
+    try:
+        kernel.mount(source, target, fstype, flags, data)
+    except OSError as exc:
+        raise fail(f"mount {what}", dest, exc) from exc
 
 
 _PROCESS_ROOT = re.compile(r"^/proc/([0-9]+)/root(/.*)?$")
@@ -158,32 +232,35 @@ def _clone_from_process_root(source: str, recursive: bool) -> int | None:
         os.close(cwd)
 
 
-def _mount_copyup(m: Mount, opts: MountOptions, dest: str) -> None:
+def _mount_copyup(m: Mount, opts: MountOptions, dest: str, target: str, root: str | None) -> None:
     """tmpcopyup: the new tmpfs starts with a copy of the directory it covers (podman asks for it
     with --read-only, so /tmp, /run ... keep the image's content). The covered directory is
     opened before the mount and read through that descriptor afterwards, so no scratch mount is
     needed (runc mounts on a host temp dir and moves it); a read-only tmpfs is filled first,
-    then remounted read-only."""
+    then remounted read-only. ``target`` is where to mount (``dest``, or /proc/self/fd/N)."""
     try:
-        below = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        # "<dir>/." never follows a symlink at the end, and takes /proc/self/fd/N where it leads
+        below = os.open(target + "/." if root is not None else dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
         raise fail("tmpcopyup: open", dest, exc) from exc
     try:
         try:
-            kernel.mount(m.source, dest, m.type, opts.flags & ~kernel.MS_RDONLY, opts.data or None)
+            kernel.mount(m.source, target, m.type, opts.flags & ~kernel.MS_RDONLY, opts.data or None)
         except OSError as exc:
             raise _fs_mount_failure(m, opts, dest, exc) from exc
         given = {w.split("=", 1)[0] for w in opts.data_words}
-        try:
-            copyup.copy_tree(
-                below, dest, root_mode="mode" not in given, root_owner=not given & {"uid", "gid"}
-            )
-        except copyup.CopyError as exc:
-            raise ContainerInitError(f"tmpcopyup '{m.target}': {exc}", 128) from exc
+        with _mounted(root, m.target, dest) as top:
+            try:
+                copyup.copy_tree(
+                    below, top + "/." if root is not None else top, root_mode="mode" not in given,
+                    root_owner=not given & {"uid", "gid"},
+                )
+            except copyup.CopyError as exc:
+                raise ContainerInitError(f"tmpcopyup '{m.target}': {exc}", 128) from exc
+            if opts.flags & kernel.MS_RDONLY:
+                remount_readonly(top)
     finally:
         os.close(below)
-    if opts.flags & kernel.MS_RDONLY:
-        remount_readonly(dest)
 
 
 def _fs_mount_failure(m: Mount, opts: MountOptions, dest: str, exc: OSError) -> ContainerInitError:
@@ -236,10 +313,11 @@ def _context_log(fd: int) -> str:
     return "; ".join(lines)
 
 
-def _set_recursive_attributes(m: Mount, opts: MountOptions, dest: str) -> None:
-    """rro, rnosuid ... : mount_setattr(AT_RECURSIVE) on the new mount and every mount below it."""
+def _set_recursive_attributes(m: Mount, opts: MountOptions, path: str, dest: str) -> None:
+    """rro, rnosuid ... : mount_setattr(AT_RECURSIVE) on the new mount and every mount below it
+    (``path`` names it, ``dest`` is for the message)."""
     try:
-        kernel.mount_setattr(dest, opts.rec_set, opts.rec_clear, recursive=True)
+        kernel.mount_setattr(path, opts.rec_set, opts.rec_clear, recursive=True)
     except OSError as exc:
         words = ", ".join(w for w in m.options if w in REC_ATTR_WORDS)
         if exc.errno == errno.ENOSYS:

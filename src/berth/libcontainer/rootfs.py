@@ -23,7 +23,7 @@ import errno
 import os
 import stat
 
-from berth.libcontainer import kernel
+from berth.libcontainer import kernel, procfs
 from berth.libcontainer.cgroup_mount import CgroupView, mount_cgroups, view
 from berth.libcontainer.failure import ContainerInitError
 from berth.libcontainer.mountopts import PROPAGATION
@@ -156,18 +156,38 @@ def prepare(
             dest = resolve_in_root(root, m.target)
         except OSError as exc:
             raise fail("resolve mount destination", m.target, exc) from exc
+        check_proc_mount(m, dest[len(root.rstrip("/")):] or "/")
         if m.type == "cgroup":
             seen = cgroup_view if cgroup_view is not None else view()
             mount_cgroups(m, dest, new_cgroupns=cgroupns, seen=seen, in_userns=in_userns)
         else:
-            mount_one(m, dest)
-        if m.target.rstrip("/") == "/dev" and m.type != "bind" and "bind" not in m.options:
-            dev_is_tmpfs = True
+            mount_one(m, dest, root=root)
+        if m.target.rstrip("/") == "/dev":  # the last mount at /dev decides (runc's needsSetupDev)
+            dev_is_tmpfs = m.type != "bind" and "bind" not in m.options and "rbind" not in m.options
     # Device nodes only in a /dev we made; a bound host /dev already has them.
     if dev_is_tmpfs:
         setup_dev(root, spec.devices, in_userns)
     if tty_path is not None:
         bind_console(root, tty_path)
+
+
+# mounts runc allows inside /proc (what lxcfs emulates)
+LXCFS_PROC_FILES = (
+    "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps", "/proc/uptime",
+    "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev", "/proc/sys/kernel/ns_last_pid",
+)  # fmt: skip
+
+
+def check_proc_mount(m: Mount, inside: str) -> None:
+    """runc's ``checkProcMount``: nothing but a procfs at /proc, and nothing inside /proc but the
+    files lxcfs emulates. A volume or bind there would sit under (or over) what the masks and
+    read-only paths protect, or stand in for the procfs init writes to. ``inside`` is the
+    destination resolved inside the root (symlinks followed there)."""
+    if inside == "/proc":
+        if m.type != "proc":
+            raise ContainerInitError(f'"{m.target}" cannot be mounted because it is not of type proc', 128)
+    elif inside.startswith("/proc/") and inside not in LXCFS_PROC_FILES:
+        raise ContainerInitError(f'"{m.target}" cannot be mounted because it is inside /proc', 128)
 
 
 def pivot(root: str) -> None:
@@ -225,29 +245,53 @@ def detach_chroot_root(root: str, mounts_before: int) -> None:
 
 
 def finish(spec: ContainerSpec) -> None:
-    """Everything after pivot_root, with container paths."""
+    """Everything after pivot_root, with container paths. Every /proc write and every mask goes
+    through a descriptor opened without following symlinks and checked to be on the container's
+    own procfs (or to be the null device), so neither the image nor a volume shared with another
+    container can redirect them (:mod:`berth.libcontainer.procfs`); in runc's order: sysctls,
+    read-only paths, masked paths, then a read-only root."""
     for key, value in spec.sysctl:
         path = proc_path(key)  # checked by spec.parse: never outside /proc/sys
         try:
-            with open(path, "w") as f:
-                f.write(value)
+            procfs.write(path, value)
         except OSError as exc:
             raise fail(f"write sysctl {key}={value!r} to", path, exc) from exc
-    # Read-only paths before masked ones would also work; runc does readonly first.
     for path in spec.readonly_paths:
-        if not os.path.lexists(path):
+        fd = _open_for_mask(path)
+        if fd is None:
             continue
-        mount(path, path, None, kernel.MS_BIND | kernel.MS_REC, None, f"bind '{path}' on")
-        remount_readonly(path, recursive=True)
-    for path in spec.masked_paths:
         try:
-            st = os.stat(path)
-        except OSError:
-            continue  # nothing there to hide
-        if stat.S_ISDIR(st.st_mode):
-            mount("tmpfs", path, "tmpfs", kernel.MS_RDONLY, None, "tmpfs (mask) on")
-        else:
-            mount("/dev/null", path, None, kernel.MS_BIND, None, "/dev/null (mask) on")
+            _mount_at(f"/proc/self/fd/{fd}", fd, path, None, kernel.MS_BIND | kernel.MS_REC, f"bind '{path}' on")
+        finally:
+            os.close(fd)
+        top = _open_for_mask(path)  # now the bind just made, checked again
+        if top is None:
+            raise fail("remount read-only", path, OSError(errno.ENOENT, "the path went away"))
+        try:
+            remount_readonly(f"/proc/self/fd/{top}", recursive=True)
+        finally:
+            os.close(top)
+    null: int | None = None
+    try:
+        for path in spec.masked_paths:
+            fd = _open_for_mask(path)
+            if fd is None:
+                continue  # nothing there to hide
+            try:
+                if stat.S_ISDIR(os.fstat(fd).st_mode):
+                    _mount_at("tmpfs", fd, path, "tmpfs", kernel.MS_RDONLY, "tmpfs (mask) on")
+                    continue
+                if null is None:
+                    try:
+                        null = procfs.open_null()
+                    except OSError as exc:
+                        raise fail(f"mask '{path}' with", "/dev/null", exc) from exc
+                _mount_at(f"/proc/self/fd/{null}", fd, path, None, kernel.MS_BIND, "/dev/null (mask) on")
+            finally:
+                os.close(fd)
+    finally:
+        if null is not None:
+            os.close(null)
     if spec.root_readonly:
         remount_readonly("/")
     # private and slave took effect in prepare(). Shared could not (pivot_root refuses a shared
@@ -257,3 +301,22 @@ def finish(spec: ContainerSpec) -> None:
     flag = PROPAGATION[spec.rootfs_propagation]
     if not flag & (kernel.MS_PRIVATE | kernel.MS_SLAVE):
         mount(None, "/", None, flag, None, "(set rootfsPropagation of)")
+
+
+def _open_for_mask(path: str) -> int | None:
+    """An O_PATH descriptor of a read-only or masked path (None when there is none), opened by
+    :func:`procfs.open_checked`: no symlink followed, on procfs under /proc."""
+    try:
+        return procfs.open_checked(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise fail("open the masked or read-only path", path, exc) from exc
+
+
+def _mount_at(source: str | None, fd: int, path: str, fstype: str | None, flags: int, what: str) -> None:
+    """mount(2) onto the file ``fd`` refers to (``path`` is for the message)."""
+    try:
+        kernel.mount(source, f"/proc/self/fd/{fd}", fstype, flags, None)
+    except OSError as exc:
+        raise fail(f"mount {what}", path, exc) from exc
