@@ -202,6 +202,15 @@ async def _start_locked(d: Daemon, c: Container) -> None:
         await _settle_failed_exec(d, c, handle, exc)
         await _fail_waiters_on_start_error(d, c, exc.exit_code)
         raise
+    except BerthError:
+        # The shim went away during the start (its request line broke): this run is over. Its
+        # exit is what the shim recorded, or 255 when it recorded nothing (a SIGKILLed shim);
+        # the clean-up kills whatever is left in the cgroup.
+        status = await _lost_start_status(handle)
+        await d.session(c.id).drained()
+        await _settle_locked(d, c, status)
+        await _fail_waiters_on_start_error(d, c, status.exit_code)
+        raise
     publish_mounts(d, c, "mount")
     d.publish(c, "start")
     health.start_monitor(d, c)
@@ -218,6 +227,16 @@ async def _settle_failed_exec(d: Daemon, c: Container, handle: Any, exc: Contain
         await handle.close()  # not started: the monitor kills the init when the daemon lets go
     await d.session(c.id).drained()
     await _settle_locked(d, c, ExitStatus(exc.exit_code, False, finished, exc.message))
+
+
+async def _lost_start_status(handle: Any) -> Any:
+    try:
+        return await asyncio.wait_for(handle.wait(), START_EXIT_TIMEOUT)
+    except TimeoutError:
+        await handle.close()  # a shim that is there but does not answer: let go (it kills the init)
+        from berth.drivers.exec.model import ExitStatus
+
+        return ExitStatus(255, False, "", f"the monitor of container {handle.id} did not answer the start")
 
 
 async def _fail_waiters_on_start_error(d: Daemon, c: Container, code: int) -> None:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from berth.libcontainer import kernel
+from berth.shim import faults
 from berth.shim import protocol as P
 from berth.shim.helper import Standby
 from berth.shim.native import NativeRuntime
@@ -88,6 +89,7 @@ def main(daemon: socket.socket, make_runtime: MakeRuntime = NativeRuntime, stand
         for signum in SIGNALS:
             _signal.signal(signum, _wake)
         kernel.prctl(PR_SET_CHILD_SUBREAPER, 1)  # exec'd processes are double-forked into the pid ns
+        faults.armed = True
         runtime = make_runtime(req, body, standby)
         del body  # the spec is the runtime's business: nothing of it stays in the shim
         reactor = Reactor()

@@ -32,6 +32,7 @@ from berth.container.logs import LogWriter, format_time
 from berth.shim import protocol as P
 from berth.shim import statefiles
 from berth.shim.connection import Conn
+from berth.shim.faults import crash_point
 from berth.shim.process import PAUSED, STOPPED, IllegalMove, Process, Refused, exit_code_of
 from berth.shim.reactor import Reactor, Timer
 from berth.shim.runtime import Op, Result, Runtime
@@ -166,6 +167,7 @@ class Service:
         self._listen()
         self._add_conn(self.daemon)
         self.daemon.send_json({"event": "created", "pid": init.pid, "monitor_pid": os.getpid()})
+        crash_point("created")
         self.pump.watch_outputs(init)
         if self.terminated:
             self._abandon("monitor stopped by SIGTERM")
@@ -466,6 +468,7 @@ class Service:
             else:
                 self._reply(conn, msg, f"{op} container {self.id}: {res.error}", "system")
         elif op == "start":
+            crash_point("started")
             init.started = True
             if init.state is not STOPPED:  # a process that ran and exited at once has started too
                 init.state = init.state.start()
@@ -586,6 +589,7 @@ class Service:
                 other.status = _reap_now(other.pid)
             self._finish(other)
         statefiles.write_exit(self.dir, result)
+        crash_point("exit-recorded")
         self._close_listener()  # from now on a reconnect finds no socket and reads exit.json
         for conn in list(self.conns):
             if conn in self.init.conns:
