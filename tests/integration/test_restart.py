@@ -97,8 +97,8 @@ def test_sigkill_during_create_or_start(berthd: harness.Berthd, busybox_image: s
         time.sleep(0.05)
     del berthd.env_extra["BERTH_CRASH_AT"]
     berthd.start()
-    time.sleep(0.5)  # let the restore settle monitors that saw the daemon go
-    assert _mounts_under(berthd.data_root) == []
+    # the restore settles monitors that saw the daemon go
+    harness.eventually(lambda: _mounts_under(berthd.data_root) == [], timeout=10)
     out = berthd.docker("ps", "-a", "--format", "{{.Names}} {{.State}}").stdout.split()
     if point == "create.after-rw":
         assert out == [], "a create that never recorded its container must leave nothing"
@@ -108,8 +108,7 @@ def test_sigkill_during_create_or_start(berthd: harness.Berthd, busybox_image: s
         cid = berthd.docker("inspect", "-f", "{{.Id}}", "victim").stdout.strip()
         assert berthd.docker("start", "victim").returncode == 0, "the container must be usable again"
         assert berthd.docker("rm", "-f", "victim").returncode == 0
-        time.sleep(0.2)
-        assert _cgroups_named(cid) == []
+        harness.eventually(lambda: _cgroups_named(cid) == [], timeout=10)
 
 
 def test_attached_stdin_container_survives_restart(berthd: harness.Berthd, busybox_image: str) -> None:
