@@ -245,7 +245,8 @@ def test_no_descriptor_leak(berthd: harness.Berthd, busybox_image: str) -> None:
     for _ in range(5):
         ok(berthd.docker("run", "--rm", "--network", "fdnet", "-p", "127.0.0.1::80", busybox_image, "true"))
         ok(berthd.docker("run", "--rm", busybox_image, "true"))
-    assert fds() <= before + 2
+    # (a connection of the last CLI may still be closing: a leak stays, that one goes)
+    harness.eventually(lambda: fds() <= before + 2, timeout=10)
 
 
 def test_concurrent_runs_get_distinct_addresses_and_leave_nothing(berthd: harness.Berthd, busybox_image: str) -> None:
