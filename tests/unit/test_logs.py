@@ -234,10 +234,19 @@ def test_log_options_like_dockerd() -> None:
         log_options({"nope": "1"})
     with pytest.raises(InvalidParameter, match="invalid size"):
         log_options({"max-size": "ten"})
-    with pytest.raises(InvalidParameter, match="together with max-size"):
-        log_options({"max-file": "3"})
+    assert log_options({"max-file": "3"}) == (0, 3)  # dockerd takes it; nothing rotates without max-size
     with pytest.raises(InvalidParameter, match="less than 1"):
         log_options({"max-size": "1m", "max-file": "0"})
+    from berth.container.logs import log_settings
+
+    assert log_settings("local", {}) == log_settings("local", {"max-size": "20m", "max-file": "5", "compress": "1"})
+    assert log_settings("local", {"compress": "false"}).compress is False
+    with pytest.raises(InvalidParameter, match="unknown log opt 'tag' for log driver local"):
+        log_settings("local", {"tag": "x"})
+    with pytest.raises(InvalidParameter, match='strconv.ParseBool: parsing "maybe"'):
+        log_settings("json-file", {"compress": "maybe"})
+    with pytest.raises(InvalidParameter, match="compress cannot be true"):
+        log_settings("json-file", {"compress": "true", "max-size": "1m"})
 
 
 def test_one_big_write_is_split_across_rotated_files(tmp_path: Path) -> None:

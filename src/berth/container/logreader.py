@@ -29,10 +29,13 @@ from __future__ import annotations
 import asyncio
 import calendar
 import functools
+import gzip
 import json
 import os
+import shutil
 import struct
 import threading
+import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -220,14 +223,35 @@ def stream_converter(tty: bool, stdout: bool = True, stderr: bool = True) -> Con
 
 
 def log_files(path: str | os.PathLike[str]) -> list[str]:
-    """The log and its rotated predecessors, oldest first (``log.N`` ... ``log.1``, ``log``)."""
+    """The log and its rotated predecessors, oldest first (``log.N`` ... ``log.1``, ``log``);
+    a rotated one may be gzipped (``log.N.gz``: ``compress``)."""
     base = os.fspath(path)
     rotated = []
     i = 1
-    while os.path.exists(f"{base}.{i}"):
-        rotated.append(f"{base}.{i}")
+    while True:
+        if os.path.exists(f"{base}.{i}"):
+            rotated.append(f"{base}.{i}")
+        elif os.path.exists(f"{base}.{i}.gz"):
+            rotated.append(f"{base}.{i}.gz")
+        else:
+            break
         i += 1
     return [*reversed(rotated), base]
+
+
+def _open_log(name: str) -> int:
+    """A descriptor to read ``name``; a gzipped one is inflated into memory first (a rotated
+    file is at most ``max-size``), so every reader below works on plain descriptors."""
+    if not name.endswith(".gz"):
+        return os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+    fd = os.memfd_create("berth-log", os.MFD_CLOEXEC)
+    try:
+        with gzip.open(name, "rb") as src, open(fd, "wb", closefd=False) as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    except (OSError, EOFError, zlib.error):
+        os.close(fd)
+        raise FileNotFoundError(name) from None  # damaged or rotated away: read as gone
+    return fd
 
 
 def _tail_offset(fd: int, size: int, tail: int, block: int = 64 * 1024) -> tuple[int, int]:
@@ -257,7 +281,7 @@ def _open_all(path: str | os.PathLike[str], tail: int | None) -> tuple[list[int]
     try:
         for name in log_files(path):
             try:
-                fds.append(os.open(name, os.O_RDONLY | os.O_CLOEXEC))
+                fds.append(_open_log(name))
             except FileNotFoundError:
                 fds.append(-1)  # rotated away meanwhile, or no log yet
         starts = [0] * len(fds)
@@ -315,6 +339,10 @@ def _next_file(path: str | os.PathLike[str], ino: int) -> str | None:
     if ino in inodes:
         i = inodes.index(ino)
         return files[i + 1] if i + 1 < len(files) else None
+    if any(name.endswith(".gz") for name in files):
+        # compressed logs: ours became log.1.gz at its rotation (a new inode), so what follows
+        # it is the current file
+        return files[-1]
     return files[0]  # ours was rotated out of existence: go on with the oldest file left
 
 

@@ -17,9 +17,12 @@ Reading (tail, since/until, follow) is :mod:`berth.container.logreader`.
 
 from __future__ import annotations
 
+import gzip
 import os
+import shutil
 import sys
 import time
+from dataclasses import dataclass
 from json.encoder import encode_basestring
 
 PARTIAL_MAX = 16 * 1024
@@ -29,24 +32,45 @@ _GO_ESCAPES = (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", 
 
 
 _JSON_FILE_OPTS = {"max-size", "max-file", "compress", "labels", "labels-regex", "env", "env-regex", "tag"}
+_LOCAL_OPTS = {"max-size", "max-file", "compress"}
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+# the local driver's defaults (dockerd's): 20 MiB files, 5 of them, the rotated ones gzipped
+LOCAL_DEFAULTS = {"max-size": "20m", "max-file": "5", "compress": "true"}
+_GO_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
+_GO_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 
 
-def log_options(config: dict[str, str]) -> tuple[int, int]:
-    """``(max_size, max_files)`` from json-file's ``--log-opt`` values, checked like dockerd.
+@dataclass(frozen=True)
+class LogSettings:
+    """How the monitor writes a container's log: rotate past ``max_size`` bytes (0: never),
+    keep ``max_files`` files, gzip the rotated ones with ``compress``."""
 
-    ``max-size`` takes Docker's RAMInBytes form (``10m``, ``512k``, ``1g``; binary units);
-    ``max-file`` needs ``max-size``. Options that only shape metadata (labels, env, tag,
-    compress) are accepted and not applied.
+    max_size: int = 0
+    max_files: int = 1
+    compress: bool = False
 
-        >>> log_options({"max-size": "10m", "max-file": "3"})
-        (10485760, 3)
+
+def log_settings(driver: str, config: dict[str, str]) -> LogSettings:
+    """The writer's settings from a driver's ``--log-opt`` values, checked with dockerd's texts.
+
+    json-file: ``max-size`` (Docker's RAMInBytes: ``10m``, ``512k``), ``max-file`` (needs
+    ``max-size`` to matter), ``compress`` (needs both, and at least 2 files); labels/env/tag are accepted
+    and shape nothing here. local: the same three, defaulting to :data:`LOCAL_DEFAULTS`.
+
+        >>> log_settings("json-file", {"max-size": "10m", "max-file": "3", "compress": "true"})
+        LogSettings(max_size=10485760, max_files=3, compress=True)
     """
     from berth.errors import InvalidParameter
 
+    allowed = _LOCAL_OPTS if driver == "local" else _JSON_FILE_OPTS
     for key in config:
-        if key not in _JSON_FILE_OPTS:
-            raise InvalidParameter(f"unknown log opt '{key}' for json-file log driver")
+        if key not in allowed:
+            # dockerd's two texts
+            raise InvalidParameter(f"unknown log opt '{key}' for json-file log driver" if driver == "json-file"
+                                   else f"unknown log opt '{key}' for log driver {driver}")
+    if driver == "local":
+        config = {**LOCAL_DEFAULTS, **config}
+    init = "failed to initialize logging driver: "  # dockerd finds these when it starts the container
     max_size = 0
     if config.get("max-size"):
         text = config["max-size"].strip().lower().removesuffix("ib").removesuffix("b")
@@ -54,20 +78,37 @@ def log_options(config: dict[str, str]) -> tuple[int, int]:
         try:
             max_size = int(float(number) * _UNITS[unit])
         except (ValueError, KeyError):
-            raise InvalidParameter(f"invalid size: '{config['max-size']}'") from None
+            raise InvalidParameter(f"{init}invalid size: '{config['max-size']}'") from None
         if max_size <= 0:
-            raise InvalidParameter(f"invalid size: '{config['max-size']}'")
+            raise InvalidParameter(f"{init}invalid size: '{config['max-size']}'")
     max_files = 1
     if config.get("max-file"):
         try:
             max_files = int(config["max-file"])
         except ValueError:
-            raise InvalidParameter(f"invalid value for max-file: {config['max-file']!r}") from None
+            raise InvalidParameter(f'{init}strconv.Atoi: parsing "{config["max-file"]}": invalid syntax') from None
         if max_files < 1:
-            raise InvalidParameter("max-file cannot be less than 1")
-        if max_files > 1 and not max_size:
-            raise InvalidParameter("max-file can only be used together with max-size")
-    return max_size, max_files
+            raise InvalidParameter(f"{init}max-file cannot be less than 1")
+        # without max-size nothing rotates, and max-file changes nothing (dockerd takes it so)
+    compress = False
+    if config.get("compress"):
+        value = config["compress"]
+        if value not in _GO_TRUE | _GO_FALSE:
+            raise InvalidParameter(f'{init}strconv.ParseBool: parsing "{value}": invalid syntax')
+        compress = value in _GO_TRUE
+        if compress and (max_files < 2 or not max_size):
+            raise InvalidParameter(f"{init}compress cannot be true when max-file is less than 2 or max-size is not set")
+    return LogSettings(max_size, max_files, compress)
+
+
+def log_options(config: dict[str, str]) -> tuple[int, int]:
+    """``(max_size, max_files)`` of json-file's ``--log-opt`` values (:func:`log_settings`).
+
+        >>> log_options({"max-size": "10m", "max-file": "3"})
+        (10485760, 3)
+    """
+    settings = log_settings("json-file", config)
+    return settings.max_size, settings.max_files
 
 
 def format_time(ns: int) -> str:
@@ -119,12 +160,13 @@ class LogWriter:
     with ``max_files`` 1 the file is emptied instead).
     """
 
-    __slots__ = ("_fd", "_partial", "path", "max_size", "max_files", "_size", "_torn", "_dropping")
+    __slots__ = ("_fd", "_partial", "path", "max_size", "max_files", "compress", "_size", "_torn", "_dropping")
 
-    def __init__(self, path: str, max_size: int = 0, max_files: int = 1) -> None:
+    def __init__(self, path: str, max_size: int = 0, max_files: int = 1, compress: bool = False) -> None:
         self.path = path
         self.max_size = max_size
         self.max_files = max(1, max_files)
+        self.compress = compress and self.max_files > 1
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         self._size = os.fstat(self._fd).st_size
         self._partial: dict[int, bytes] = {1: b"", 2: b""}
@@ -221,13 +263,35 @@ class LogWriter:
         os.close(self._fd)
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
         if self.max_files > 1:
+            suffix = ".gz" if self.compress else ""
             for i in range(self.max_files - 1, 1, -1):
                 try:
-                    os.rename(f"{self.path}.{i - 1}", f"{self.path}.{i}")
+                    os.rename(f"{self.path}.{i - 1}{suffix}", f"{self.path}.{i}{suffix}")
                 except FileNotFoundError:
                     pass  # fewer rotated files than allowed so far
             os.rename(self.path, f"{self.path}.1")
+            if self.compress:
+                _gzip_file(f"{self.path}.1")
         else:
             flags |= os.O_TRUNC
         self._fd = os.open(self.path, flags, 0o640)
         self._size = 0
+
+
+def _gzip_file(path: str) -> None:
+    """``path`` -> ``path.gz`` (level 1: the monitor waits for it), then ``path`` goes. A file
+    that cannot be compressed (a full disk) stays as it is: the reader takes both forms."""
+    tmp = f"{path}.gz.tmp"
+    try:
+        with open(path, "rb") as src, gzip.open(tmp, "wb", compresslevel=1) as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        os.chmod(tmp, 0o640)
+        os.rename(tmp, f"{path}.gz")
+    except OSError as exc:
+        print(f"monitor: compress log {path}: {exc.strerror}; kept uncompressed", file=sys.stderr)
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        return
+    os.unlink(path)

@@ -149,7 +149,14 @@ class Container:
 
     @property
     def log_path(self) -> str:
+        """json-file's ``<id>-json.log``; the local driver's ``local-logs/container.log``."""
+        if (self.host_config.get("LogConfig") or {}).get("Type") == "local":
+            return f"{self.dir}/local-logs/container.log"
         return f"{self.dir}/{self.id}-json.log"
+
+    @property
+    def log_driver(self) -> str:
+        return str((self.host_config.get("LogConfig") or {}).get("Type") or "json-file")
 
     @property
     def logs_kept(self) -> bool:
@@ -180,7 +187,7 @@ class Container:
             "ResolvConfPath": f"{self.dir}/resolv.conf",
             "HostnamePath": f"{self.dir}/hostname",
             "HostsPath": f"{self.dir}/hosts",
-            "LogPath": self.log_path if self.logs_kept else "",
+            "LogPath": self.log_path if self.logs_kept and self.log_driver == "json-file" else "",
             "Name": "/" + self.name,
             "RestartCount": self.restart_count,
             "Driver": self.driver,

@@ -46,6 +46,8 @@ class DaemonConfig:
     init: bool = False  # run every container with the init unless it says otherwise
     init_path: str = ""  # the init binary (default: berth-init beside berthd)
     max_import_size: int | None = None  # decompressed bytes one import/load/pull may read; 0: no limit; None: the graph's default
+    log_driver: str = "json-file"  # the default driver of new containers (daemon.json log-driver)
+    log_opts: dict[str, str] = field(default_factory=dict)  # its default options (log-opts)
     # the network driver (dockerd's flag names)
     bridge: str = "berth0"
     bip: str = ""
@@ -94,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--init-path", help="the init binary (default: berth-init beside berthd)")
     p.add_argument("--cdi-spec-dir", action="append", dest="cdi_spec_dirs",
                    help="a directory of CDI device specs (repeatable; default /etc/cdi and /var/run/cdi)")
+    p.add_argument("--log-driver", help="default logging driver of new containers: json-file (default), local, none")
+    p.add_argument("--log-opt", action="append", dest="log_opts",
+                   help="a default option of that driver, KEY=VALUE (json-file: max-size=20m,max-file=5 unless set)")
     p.add_argument("--max-import-size", help="the most bytes one import, load or pull may unpack "
                    "(decompressed; 512m, 64g; 0 for no limit; default 64g)")
     net = p.add_argument_group("networking")
@@ -136,7 +141,27 @@ FILE_KEYS = {
     "fixed-cidr": "fixed_cidr", "mtu": "mtu", "default-address-pools": "default_address_pools",
     "ip-forward": "ip_forward", "ip-masq": "ip_masq", "icc": "icc", "dns": "dns", "dns-search": "dns_search",
     "dns-opts": "dns_opts", "ip": "ip", "cdi-spec-dirs": "cdi_spec_dirs",
+    "log-driver": "log_driver", "log-opts": "log_opts",
 }
+
+
+# json-file rotates by default (dockerd's never does): 5 files of at most 20 MiB, the local driver's sizes
+JSON_FILE_DEFAULTS = {"max-size": "20m", "max-file": "5"}
+
+
+def _check_logging(cfg: DaemonConfig) -> None:
+    from berth.container.logs import log_settings
+
+    if isinstance(cfg.log_opts, list):  # --log-opt k=v, repeated
+        cfg.log_opts = dict(item.partition("=")[::2] for item in cfg.log_opts)
+    if not isinstance(cfg.log_opts, dict) or not all(isinstance(v, str) for v in cfg.log_opts.values()):
+        raise InvalidParameter("log-opts: expected an object of strings")
+    if cfg.log_driver not in ("json-file", "local", "none"):
+        raise InvalidParameter(f"log-driver: {cfg.log_driver!r} is not supported (json-file, local or none)")
+    if cfg.log_driver == "json-file" and not cfg.log_opts:
+        cfg.log_opts = dict(JSON_FILE_DEFAULTS)
+    if cfg.log_driver != "none":
+        log_settings(cfg.log_driver, cfg.log_opts)
 
 
 def parse_args(argv: list[str]) -> DaemonConfig:
@@ -159,6 +184,7 @@ def parse_args(argv: list[str]) -> DaemonConfig:
         if not isinstance(getattr(cfg, key), int) or getattr(cfg, key) < 1:
             raise InvalidParameter(f"{key.replace('_', '-')} must be a positive integer")
     _check_network(cfg)
+    _check_logging(cfg)
     if cfg.tlsverify:
         cfg.tls = True
     if cfg.tls and not (cfg.tlscert and cfg.tlskey):

@@ -75,8 +75,12 @@ def merge_healthcheck(mine: dict[str, Any] | None, image: dict[str, Any] | None)
     return out
 
 
-def merge(body: dict[str, Any], image: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(Config, HostConfig) as the container record keeps them; raises for no command."""
+def merge(
+    body: dict[str, Any], image: dict[str, Any], log_default: tuple[str, dict[str, str]] = ("json-file", {}),
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(Config, HostConfig) as the container record keeps them; raises for no command.
+    ``log_default`` is the daemon's logging driver and options (dockerd's merge: a container
+    without a driver gets the daemon's, and the daemon's options it does not set itself)."""
     entrypoint = _as_list(body.get("Entrypoint"))
     cmd = _as_list(body.get("Cmd"))
     if entrypoint is not None and entrypoint == [""]:
@@ -126,16 +130,22 @@ def merge(body: dict[str, Any], image: dict[str, Any]) -> tuple[dict[str, Any], 
         from berth.libcontainer.cgroups import is_unified
 
         host["CgroupnsMode"] = "private" if is_unified() else "host"
-    log_type = (host.get("LogConfig") or {}).get("Type") or "json-file"
+    given = ((body.get("HostConfig") or {}).get("LogConfig") or {})
+    log_type = given.get("Type") or log_default[0]
     if log_type not in DOCKER_LOG_DRIVERS:  # dockerd then looks for a logging plugin of that name
         raise InvalidParameter(f'error looking up logging plugin {log_type}: plugin "{log_type}" not found')
-    if log_type not in ("json-file", "none"):
-        raise InvalidParameter(f"logging driver {log_type!r} is not supported: berth writes json-file logs or none")
-    host["LogConfig"] = {"Type": log_type, "Config": dict((host.get("LogConfig") or {}).get("Config") or {})}
-    if log_type == "json-file":
-        from berth.container.logs import log_options
+    if log_type not in ("json-file", "local", "none"):
+        raise InvalidParameter(
+            f"logging driver {log_type!r} is not supported: berth writes json-file or local logs, or none"
+        )
+    options = dict(given.get("Config") or {})
+    if log_type == log_default[0]:
+        options = {**log_default[1], **options}
+    host["LogConfig"] = {"Type": log_type, "Config": options}
+    if log_type != "none":
+        from berth.container.logs import log_settings
 
-        log_options(host["LogConfig"]["Config"])  # dockerd checks --log-opt at create
+        log_settings(log_type, options)  # dockerd checks --log-opt at create
     host["NetworkMode"] = host.get("NetworkMode") or "default"  # the network itself is checked by the daemon
     host["Runtime"] = runtimes.check(host.get("Runtime"))
     if not host.get("Privileged"):  # Docker records its defaults; privileged gets none at start

@@ -25,7 +25,7 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from berth.container.logs import log_options
+from berth.container.logs import LogSettings, log_settings
 from berth.container.record import Container
 from berth.daemon import health, namespaces, netsettings, restarts
 from berth.daemon.devices import apply as apply_devices
@@ -118,7 +118,11 @@ async def _spawn_in(d: Daemon, c: Container, netns: str) -> Any:
         # a record the spec cannot be built from (a bad seccomp profile, an unknown capability):
         # a failed start like any other, so `run --rm` removes the container (as dockerd does)
         raise ContainerStartError(exc.message) from exc
-    max_size, max_files = log_options((c.host_config.get("LogConfig") or {}).get("Config") or {}) if c.logs_kept else (0, 1)
+    log_config = c.host_config.get("LogConfig") or {}
+    if c.log_driver == "local":
+        (cdir / "local-logs").mkdir(mode=0o700, exist_ok=True)
+    logging = log_settings(log_config.get("Type") or "json-file", log_config.get("Config") or {}) if c.logs_kept \
+        else LogSettings()
     (cdir / "config.json").write_text(json.dumps(spec, indent=1))
     request = CreateRequest(
         id=c.id,
@@ -128,8 +132,9 @@ async def _spawn_in(d: Daemon, c: Container, netns: str) -> Any:
         tty=c.tty,
         open_stdin=bool(c.config.get("OpenStdin")),
         log_path=Path(c.log_path) if c.logs_kept else None,
-        log_max_size=max_size,
-        log_max_files=max_files,
+        log_max_size=logging.max_size,
+        log_max_files=logging.max_files,
+        log_compress=logging.compress,
     )
     return await d.driver.create(request)
 

@@ -141,7 +141,7 @@ class Service:
         stdio, child_fds = make_stdio(self.init, self.init.tty, bool(req.get("open_stdin")))
         if req.get("log_path"):
             self.init.log = LogWriter(req["log_path"], int(req.get("log_max_size") or 0),
-                                      int(req.get("log_max_files") or 1))
+                                      int(req.get("log_max_files") or 1), bool(req.get("log_compress")))
         try:
             op = self.runtime.create(stdio)
         except (OSError, Refused) as exc:

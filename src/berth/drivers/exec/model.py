@@ -33,6 +33,7 @@ class CreateRequest:
     log_path: Path | None = None
     log_max_size: int = 0  # json-file max-size in bytes (0 = unbounded)
     log_max_files: int = 1  # json-file max-file
+    log_compress: bool = False  # gzip the rotated files (compress)
 
 
 @dataclass(frozen=True)

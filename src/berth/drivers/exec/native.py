@@ -195,6 +195,7 @@ class NativeDriver:
             "log_path": str(req.log_path) if req.log_path else "",
             "log_max_size": req.log_max_size,
             "log_max_files": req.log_max_files,
+            "log_compress": req.log_compress,
         }
         # the body travels as a second frame: only the monitor's short-lived helper parses it
         body = {
