@@ -108,9 +108,12 @@ def test_detached_logs_exec_stop_rm(berthd: harness.Berthd, busybox_image: str) 
         )
     ).stdout.strip()
     assert len(cid) == 64
-    time.sleep(1.0)
-    logs = ok(berthd.docker("logs", "web")).stdout.splitlines()
-    assert logs[:2] == ["line 0", "line 1"]
+
+    def first_two() -> list[str]:
+        return ok(berthd.docker("logs", "web")).stdout.splitlines()[:2]
+
+    harness.eventually(lambda: len(first_two()) == 2, timeout=30)
+    assert first_two() == ["line 0", "line 1"]
     tail = ok(berthd.docker("logs", "--tail", "1", "-t", "web")).stdout.splitlines()
     assert len(tail) == 1 and tail[0].split(" ", 1)[1].startswith("line ")
     # logs -f follows until the container stops
