@@ -140,3 +140,31 @@ def test_missing_host_device_fails_the_start_as_dockerd(berthd: harness.Berthd, 
     r = berthd.docker("run", "--rm", "--device", "/etc/hostname:/dev/x", "busybox", "true")
     assert r.returncode == 125 and "not a device node" in r.stderr, r.stderr
     assert ok(berthd.docker("ps", "-aq")).stdout == ""  # --rm removed them
+
+
+def test_cdi_hooks_run_in_the_container(berthd_factory: Callable[..., harness.Berthd], busybox_tar: Path,
+                                        tmp_path: Path) -> None:
+    """A CDI createContainer hook (NVIDIA's update-ldcache and create-symlinks are such) runs with
+    the container's OCI state on stdin, after its mounts and before pivot_root; a phase the exec
+    driver does not run is refused by name."""
+    specs, out = tmp_path / "cdi", tmp_path / "out"
+    specs.mkdir()
+    out.mkdir()
+    hook = tmp_path / "hook.sh"
+    hook.write_text(f"#!/bin/sh\ncat > {out}/state.json\necho \"$@\" > {out}/args\n")
+    hook.chmod(0o755)
+    tmp_path.chmod(0o755)
+    edits = {"deviceNodes": [{"path": "/dev/vendor-x", "hostPath": "/dev/null"}],
+             "hooks": [{"hookName": "createContainer", "path": str(hook), "args": ["hook.sh", "update-ldcache", "--folder", "/lib"]}]}
+    (specs / "v.json").write_text(json.dumps({"cdiVersion": "0.6.0", "kind": "vendor.com/dev", "devices": [
+        {"name": "x", "containerEdits": edits},
+        {"name": "late", "containerEdits": {"hooks": [{"hookName": "poststop", "path": str(hook)}]}},
+    ]}))
+    d = berthd_factory(extra_args=("--cdi-spec-dir", str(specs)))
+    d.import_image(busybox_tar)
+    cid = ok(d.docker("run", "-d", "--device", "vendor.com/dev=x", "busybox", "sleep", "60")).stdout.strip()
+    state = json.loads((out / "state.json").read_text())
+    assert state["id"] == cid and state["status"] == "created" and state["pid"] > 0 and state["bundle"]
+    assert (out / "args").read_text() == "update-ldcache --folder /lib\n"
+    r = d.docker("run", "--rm", "--device", "vendor.com/dev=late", "busybox", "true")
+    assert r.returncode == 125 and "poststop hooks are not run by berth's exec driver" in r.stderr, r.stderr

@@ -98,14 +98,15 @@ def create(
 
 def create_shared(
     spec: dict[str, Any], rootfs_mounts: list[Mount], stdio: Stdio, cgroup: Cgroup | None,
-    report: tuple[int, int], barrier_r: int,
+    report: tuple[int, int], barrier_r: int, hook_state: dict[str, Any] | None = None,
 ) -> int:
     """Like :func:`create`, for a caller whose pipes another process also holds: the shim
     makes ``report`` and the barrier, forks a helper that calls this, and keeps the read end of
     one and the write end of the other. Init's READY is read here; ``report``'s ends and
     ``barrier_r`` are closed here. After the barrier the shim reads, on its own copy of the
-    report pipe, EOF (the process was exec'd) or the error of a process that could not be."""
-    pid, report_r = _spawn(spec, rootfs_mounts, stdio, cgroup, barrier_r, report)
+    report pipe, EOF (the process was exec'd) or the error of a process that could not be.
+    ``hook_state``: as for :func:`create_detached` (a spec with in-container hooks: CDI's)."""
+    pid, report_r = _spawn(spec, rootfs_mounts, stdio, cgroup, barrier_r, report, hook_state=hook_state)
     os.close(report_r)
     return pid
 

@@ -202,7 +202,7 @@ def helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, report: tuple[
             cgroup.create(resources_from_oci((work["spec"].get("linux") or {}).get("resources")))
         mounts = [Mount(m[0], m[1], m[2], tuple(m[3])) for m in work.get("rootfs_mounts", ())]
         _save_container(os.path.join(req["exec_root"], req["id"], CONTAINER_FILE), work["spec"])
-        pid = create_shared(work["spec"], mounts, stdio, cgroup, report, barrier_r)
+        pid = create_shared(work["spec"], mounts, stdio, cgroup, report, barrier_r, _hook_state(req, work["spec"]))
     except ContainerInitError as exc:
         answer(res_w, {"message": exc.message, "exit_code": exc.exit_code})
         return
@@ -213,6 +213,16 @@ def helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, report: tuple[
         answer(res_w, {"message": f"create container {req['id']}: {exc}", "exit_code": 128})
         return
     answer(res_w, {"pid": pid})
+
+
+def _hook_state(req: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The OCI state init hands the in-container hooks (createContainer, startContainer: a CDI
+    device's, say); None when the spec has none."""
+    hooks = spec.get("hooks") or {}
+    if not (hooks.get("createContainer") or hooks.get("startContainer")):
+        return None
+    bundle = req.get("bundle") or os.path.join(req["exec_root"], req["id"])
+    return {"ociVersion": spec.get("ociVersion", ""), "id": req["id"], "status": "creating", "pid": 0, "bundle": bundle}
 
 
 def standby_create(msg: dict[str, Any], body: bytes, fds: list[int], res_w: int, go_r: int) -> None:

@@ -189,6 +189,7 @@ class NativeDriver:
             "op": "create",
             "id": req.id,
             "exec_root": str(self.exec_root),
+            "bundle": str(req.bundle) if req.bundle else "",
             "cgroup": cgroup,
             "tty": req.tty,
             "open_stdin": req.open_stdin,
