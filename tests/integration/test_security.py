@@ -279,3 +279,14 @@ def test_seccomp_decisions_match_dockerd(
         d.import_image(busybox_tar)
         got[d.name] = dict(zip((" ".join(c) for c in CONFORMANCE_CALLS), probe(d, probe_dir, flags, *CONFORMANCE_CALLS), strict=True))
     assert got["berth"] == got["docker"], got
+
+
+def test_a_bad_seccomp_profile_is_a_400_at_create(berthd: harness.Berthd, busybox_image: str) -> None:
+    """Issue 10's bad input: nothing is created (dockerd 20.10 creates it and fails the start)."""
+    bad = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"name": "a", "names": ["b"], "action": "SCMP_ACT_ERRNO"}]}
+    for opt, text in ((f"seccomp={json.dumps(bad)}", "both 'name' and 'names'"),
+                      ("seccomp={not json", "Decoding seccomp profile failed"),
+                      ("bogus=1", 'invalid --security-opt 2: "bogus=1"')):
+        status, body = berthd.api("POST", "/containers/create", {"Image": busybox_image, "HostConfig": {"SecurityOpt": [opt]}})
+        assert status == 400 and text in body["message"], (opt, body)
+    assert ok(berthd.docker("ps", "-aq")).stdout == ""

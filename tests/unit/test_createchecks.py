@@ -186,3 +186,31 @@ def test_storage_opt(tmp_path: Path) -> None:
     else:
         with pytest.raises((InvalidParameter, Unimplemented)):
             storageopt.check({"size": "1G"}, "overlay2", tmp_path)
+
+
+def test_limits_the_hosts_cgroups_lack_are_dropped_with_dockerds_warnings(tmp_path) -> None:
+    from berth.daemon.createchecks import _discard_unsupported
+
+    v1, v2 = tmp_path / "v1", tmp_path / "v2"
+    (v1 / "blkio").mkdir(parents=True)
+    (v1 / "blkio" / "blkio.throttle.read_bps_device").write_text("")
+    v2.mkdir()
+    (v2 / "cgroup.controllers").write_text("cpu memory io pids\n")
+    asked = {"OomKillDisable": True, "MemorySwappiness": 10, "BlkioWeightDevice": [{"Path": "/dev/vda", "Weight": 300}],
+             "BlkioDeviceReadBps": [{"Path": "/dev/vda", "Rate": 1}], "BlkioDeviceWriteBps": [{"Path": "/dev/vda", "Rate": 1}]}
+    host = dict(asked)
+    warnings = _discard_unsupported(host, v1)
+    assert warnings == [
+        "OOM killer is disabled for the container, but no memory limit is set, this can result in the system running out of resources.",
+        "Your kernel does not support Block I/O weight_device or the cgroup is not mounted. Weight-device discarded.",
+        "Your kernel does not support BPS Block I/O write limit or the cgroup is not mounted. Block I/O BPS write limit discarded.",
+    ]
+    assert host["OomKillDisable"] and host["MemorySwappiness"] == 10 and host["BlkioDeviceReadBps"] and not host["BlkioDeviceWriteBps"]
+    host = dict(asked, Memory=64 << 20)
+    warnings = _discard_unsupported(host, v2)
+    assert warnings[:2] == [
+        "Your kernel does not support OomKillDisable. OomKillDisable discarded.",
+        "Your kernel does not support memory swappiness capabilities or the cgroup is not mounted. Memory swappiness discarded.",
+    ]
+    assert host["OomKillDisable"] is False and host["MemorySwappiness"] is None
+    assert len(warnings) == 2 and host["BlkioWeightDevice"]  # v2 with io weighs devices

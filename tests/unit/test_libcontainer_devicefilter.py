@@ -74,3 +74,30 @@ def test_bad_rules_are_refused():
     for bad in ("c 1:3", "x 1:3 r", "c one:3 r", "c 1:3 rwx"):
         with pytest.raises(ValueError):
             parse_rule(bad)
+
+
+@pytest.mark.parametrize(
+    ("dev", "allowed"),
+    [
+        ((CHAR, R, 10, 237), 1),  # --device /dev/loop-control:/dev/lc:r
+        ((CHAR, W, 10, 237), 0),  # ... not for writing
+        ((CHAR, R | W, 1, 11), 1),  # --device-cgroup-rule 'c 1:11 rw'
+        ((CHAR, M, 1, 11), 1),  # mknod stays allowed by the defaults
+        ((BLOCK, R | W, 7, 3), 1),  # --device-cgroup-rule 'b 7:* rwm'
+        ((BLOCK, R, 8, 0), 0),  # another block device: no
+        ((CHAR, R, 1, 3), 1),  # the defaults still hold
+    ],
+)
+def test_device_flags_on_cgroup_v2(dev, allowed):
+    """What `--device` and `--device-cgroup-rule` ask for, through the spec as the daemon builds
+    it and the conversion the monitor makes, compiled to the v2 program (cgroup v1 gets the same
+    lines in devices.allow; test_isolation_conformance compares those with dockerd)."""
+    from berth.daemon.devices import apply
+    from berth.drivers.exec.spec import SpecInput, build_spec
+    from berth.libcontainer.cgroups import resources_from_oci
+
+    host = {"Devices": [{"PathOnHost": "/dev/null", "PathInContainer": "/dev/n2", "CgroupPermissions": "r"}],
+            "DeviceCgroupRules": ["c 10:237 r", "c 1:11 rw", "b 7:* rwm"]}
+    spec = apply(host, build_spec(SpecInput(args=("sh",), rootfs="/r")))
+    rules = resources_from_oci(spec["linux"]["resources"]).device_rules
+    assert run(compile_rules(rules), *dev) == allowed

@@ -202,9 +202,11 @@ def _discard_unsupported(host: dict[str, Any], root: Path = Path("/sys/fs/cgroup
         )
         host["MemorySwappiness"] = None
     blkio = None if v2 else root / "blkio"
-    if host.get("BlkioWeightDevice") and (
-        blkio is None or not any((blkio / f).exists() for f in ("blkio.weight_device", "blkio.bfq.weight_device"))
-    ):
+    if v2:  # io.weight / io.bfq.weight take per-device weights where the io controller is there
+        weights = "io" in (root / "cgroup.controllers").read_text().split()
+    else:
+        weights = any((root / "blkio" / f).exists() for f in ("blkio.weight_device", "blkio.bfq.weight_device"))
+    if host.get("BlkioWeightDevice") and not weights:
         warnings.append("Your kernel does not support Block I/O weight_device or the cgroup is not mounted. Weight-device discarded.")
         host["BlkioWeightDevice"] = []
     for key, name, what, dropped in _THROTTLE_WARNINGS:
@@ -242,5 +244,19 @@ def verify(body: dict[str, Any]) -> list[str]:
     check_sysctl_namespaces(host)
     devices.check(host)
     namespaces.check(body)
+    _check_security_options(host)
     return warnings
+
+
+def _check_security_options(host: dict[str, Any]) -> None:
+    """``--security-opt`` words and a custom seccomp profile, checked as the start would check
+    them (issue 10: a bad profile is a 400 at create and nothing is made; dockerd 20.10 reads the
+    profile at start and fails there)."""
+    from berth.daemon import securityopt
+    from berth.libcontainer.capabilities import DEFAULT_CAPS
+    from berth.libcontainer.seccompprofile import to_oci
+
+    opts = securityopt.parse(host.get("SecurityOpt"))
+    if isinstance(opts.seccomp, dict):
+        to_oci(opts.seccomp, DEFAULT_CAPS)
 
