@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import doctest
 import importlib
 from typing import Any
@@ -12,6 +11,7 @@ import pytest
 from berth.daemon.specconv import resources as docker_resources
 from berth.drivers.exec.spec import SpecInput, build_spec
 from berth.errors import InvalidParameter
+from berth.libcontainer import record
 from berth.libcontainer.cgroups import (
     ALLOW_ALL_DEVICES,
     DEFAULT_DEVICE_RULES,
@@ -110,7 +110,7 @@ def test_the_daemons_spec_gives_the_cgroup_it_gave_before(host: dict[str, Any]) 
     got = resources_from_oci(spec["linux"]["resources"])
     # allow rules are a set (the spec's come first in the files, in the spec's order)
     assert sorted(got.device_rules) == sorted(wanted.device_rules)
-    assert dataclasses.replace(got, device_rules=wanted.device_rules) == wanted
+    assert record.replace(got, device_rules=wanted.device_rules) == wanted
 
 
 @pytest.mark.parametrize("make", [fake_v1, fake_v2])

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import dataclasses
 import errno
 import json
 import os
@@ -39,6 +38,7 @@ from berth.engine import ByteSource, Job
 from berth.errors import BerthError, InvalidParameter, NotFound, SystemFailure
 from berth.jobs import archive as jobs
 from berth.jobs.results import JSONObject
+from berth.libcontainer import record
 
 if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon
@@ -78,7 +78,7 @@ async def _view_request(d: Daemon, c: Container) -> dict[str, Any]:
     return {
         "pid": 0,
         "root": str(rootfs),
-        "rootfs_mounts": [dataclasses.asdict(m) for m in plan],
+        "rootfs_mounts": [record.asdict(m) for m in plan],
         "mounts": mounts,
         "readonly_root": bool(c.host_config.get("ReadonlyRootfs")),
     }

@@ -40,8 +40,32 @@ Not done: id-mapped mounts, AppArmor/SELinux, the in-container hook phases (crea
 startContainer), systemd cgroup paths.
 """
 
-from berth.libcontainer.failure import ContainerInitError
-from berth.libcontainer.process import InitProcess, create, exec_process
-from berth.libcontainer.spec import Mount, Stdio
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from berth.libcontainer.failure import ContainerInitError
+    from berth.libcontainer.process import InitProcess, create, exec_process
+    from berth.libcontainer.spec import Mount, Stdio
 
 __all__ = ["ContainerInitError", "InitProcess", "Mount", "Stdio", "create", "exec_process"]
+
+# Loaded on first use (PEP 562): importing any submodule runs this file, and an OCI runtime's
+# `state` or `kill` needs none of init's modules.
+_LAZY = {
+    "ContainerInitError": "berth.libcontainer.failure",
+    "InitProcess": "berth.libcontainer.process",
+    "create": "berth.libcontainer.process",
+    "exec_process": "berth.libcontainer.process",
+    "Mount": "berth.libcontainer.spec",
+    "Stdio": "berth.libcontainer.spec",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'berth.libcontainer' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -14,12 +14,15 @@ Exit codes follow runc/Docker: 127 not found, 126 not executable or permission d
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
-from typing import NoReturn
 
 from berth.errors import ContainerStartError
+from berth.libcontainer import fastjson as json
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 EXIT_NOT_FOUND = 127
 EXIT_CANNOT_EXECUTE = 126

@@ -12,10 +12,10 @@ pivot_root imports are sealed (:func:`berth.libcontainer.confine.seal_imports`).
 from __future__ import annotations
 
 import errno
-import json
 import os
 import time
 
+from berth.libcontainer import fastjson as json
 from berth.libcontainer.failure import EXIT_OTHER, ContainerInitError
 from berth.libcontainer.spec import Hook
 

@@ -14,13 +14,12 @@ after, so the forked child is already pid 1 (or a member) and no double fork is 
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]
+import _socket  # the C module: signal.py imports enum (costly)
 import errno
 import fcntl
 import os
-import signal
-import socket
 import struct
-from typing import NoReturn
 
 from berth.libcontainer import cgroup_mount, executable, hookrun, kernel, rootfs
 from berth.libcontainer import stdio as stdio_
@@ -28,6 +27,10 @@ from berth.libcontainer.cgroups import Cgroup
 from berth.libcontainer.confine import confine, seal_imports, set_limits
 from berth.libcontainer.failure import EXIT_OTHER, READY, ContainerInitError, die, step
 from berth.libcontainer.spec import ContainerSpec, Mount, Stdio
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 
 def run_init(
@@ -152,10 +155,15 @@ def join_namespaces(spec: ContainerSpec, with_pid: bool = False) -> None:
 
 
 def _loopback_up() -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+    # _socket, loaded by stdio in the runtime: in a user namespace Python's own files may be out
+    # of reach (under /root) by now
+    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC)
+    try:
         req = struct.pack("16sh22x", b"lo", 0)
-        flags = struct.unpack("16sh22x", fcntl.ioctl(sock, kernel.SIOCGIFFLAGS, req))[1]
-        fcntl.ioctl(sock, kernel.SIOCSIFFLAGS, struct.pack("16sh22x", b"lo", flags | kernel.IFF_UP))
+        flags = struct.unpack("16sh22x", fcntl.ioctl(sock.fileno(), kernel.SIOCGIFFLAGS, req))[1]
+        fcntl.ioctl(sock.fileno(), kernel.SIOCSIFFLAGS, struct.pack("16sh22x", b"lo", flags | kernel.IFF_UP))
+    finally:
+        sock.close()
 
 
 def _make_cwd(cwd: str) -> None:
@@ -174,13 +182,13 @@ def exec_program(
     try:
         # Python ignores SIGPIPE/SIGXFSZ and the caller may ignore more; ignored dispositions
         # survive execve, so reset every signal and unblock them all.
-        for sig in signal.valid_signals():
-            if sig not in (signal.SIGKILL, signal.SIGSTOP):
+        for sig in _signal.valid_signals():
+            if sig not in (_signal.SIGKILL, _signal.SIGSTOP):
                 try:
-                    signal.signal(sig, signal.SIG_DFL)
+                    _signal.signal(sig, _signal.SIG_DFL)
                 except (OSError, ValueError):
                     continue  # signals the kernel reserves (32, 33) cannot be changed: fine
-        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
         if any("\0" in arg for arg in args):
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))  # as execve(2) would see it
         os.execve(path, list(args), env)

@@ -23,9 +23,8 @@ and runc drop it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from berth.libcontainer import kernel
+from berth.libcontainer.record import record
 
 # mount_setattr(2) attributes (linux/mount.h)
 ATTR_RDONLY = 0x1
@@ -40,7 +39,7 @@ ATTR_NODIRATIME = 0x80
 ATTR_NOSYMFOLLOW = 0x200000
 
 
-@dataclass(frozen=True)
+@record
 class MountOptions:
     """Mount options split into ``mount(2)`` arguments."""
 

@@ -14,7 +14,6 @@ import contextlib
 import errno
 import os
 import posixpath
-import re
 import stat
 from collections.abc import Iterator
 
@@ -188,7 +187,15 @@ def _mount(source: str | None, target: str, dest: str, fstype: str | None, flags
         raise fail(f"mount {what}", dest, exc) from exc
 
 
-_PROCESS_ROOT = re.compile(r"^/proc/([0-9]+)/root(/.*)?$")
+def _process_root(source: str) -> tuple[str, str] | None:
+    """(PID, path inside) of ``/proc/PID/root[/...]``, else None (no ``re``: its import is a cost
+    every container start would pay)."""
+    if not source.startswith("/proc/"):
+        return None
+    pid, _, rest = source[len("/proc/") :].partition("/")
+    if not pid.isascii() or not pid.isdigit() or not (rest == "root" or rest.startswith("root/")):
+        return None
+    return pid, rest[len("root") :]
 
 
 def _clone_from_process_root(source: str, recursive: bool) -> int | None:
@@ -199,14 +206,15 @@ def _clone_from_process_root(source: str, recursive: bool) -> int | None:
     symlink in it would lead to *our* root, the host's: a container could point another one's
     bind at any host directory). None for any other source; the caller attaches the copy with
     move_mount and closes it."""
-    match = _PROCESS_ROOT.match(source)
+    match = _process_root(source)
     if match is None:
         return None
+    pid, inside = match
     own = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
     cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         try:
-            other = os.open(f"/proc/{match.group(1)}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+            other = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
             raise fail("bind mount source", source, exc) from exc
         try:
@@ -216,7 +224,7 @@ def _clone_from_process_root(source: str, recursive: bool) -> int | None:
         finally:
             os.close(other)
         try:
-            found = securepath.open_in_root("/", match.group(2) or "/", os.O_PATH)
+            found = securepath.open_in_root("/", inside or "/", os.O_PATH)
             try:
                 flags = kernel.OPEN_TREE_CLONE | kernel.OPEN_TREE_CLOEXEC | kernel.AT_EMPTY_PATH
                 return kernel.open_tree(found, "", flags | (kernel.AT_RECURSIVE if recursive else 0))

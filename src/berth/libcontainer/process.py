@@ -22,17 +22,19 @@ container ever sees a process of ours before it is confined. The launcher report
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
-from typing import Any
 
-from berth.libcontainer import kernel, seccomp, setns, userns
+from berth.libcontainer import fastjson as json
+from berth.libcontainer import kernel, record, seccomp, setns, userns
 from berth.libcontainer import spec as specmod
 from berth.libcontainer.cgroups import Cgroup
 from berth.libcontainer.failure import EXIT_CANNOT_EXECUTE, EXIT_OTHER, READY, ContainerInitError, die
 from berth.libcontainer.init import run_init
 from berth.libcontainer.spec import Mount, Process, Stdio
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class InitProcess:
@@ -146,7 +148,7 @@ def _spawn(
     try:
         parsed = specmod.parse(spec)
         if hook_state is not None:
-            parsed = dataclasses.replace(parsed, hook_state=json.dumps(hook_state))
+            parsed = record.replace(parsed, hook_state=json.dumps(hook_state))
         program = _compile_seccomp(json.loads(parsed.seccomp) if parsed.seccomp else None)
         pidns = parsed.namespace("pid")
         userns_ = parsed.namespace("user")

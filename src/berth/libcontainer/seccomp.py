@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import hashlib
-import json
 import os
-from typing import Any
 
 from berth.libcontainer import enosysstub, kernel
+from berth.libcontainer import fastjson as json
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
@@ -138,12 +140,14 @@ def set_cache_dir(path: str | None) -> None:
 def compile_profile(profile: dict[str, Any]) -> bytes:
     """The BPF program (``struct sock_filter`` array) for an OCI seccomp profile, compiled once
     per profile (this process's cache, then the cache directory, then libseccomp)."""
-    key = json.dumps(profile, sort_keys=True, separators=(",", ":"))
+    key = json.dumps(profile, sort_keys=True)
     program = _cache.get(key)
     if program is not None:
         return program
     path = None
     if _cache_dir is not None:
+        import hashlib  # only with a cache directory
+
         digest = hashlib.sha256(f"{_version()}\n{key}".encode()).hexdigest()
         path = os.path.join(_cache_dir, digest + ".bpf")
         program = _read_cached(path)

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-from typing import NoReturn
 
 from berth.errors import SystemFailure
 from berth.libcontainer import kernel
@@ -51,6 +50,10 @@ from berth.libcontainer.confine import confine, seal_imports, set_limits
 from berth.libcontainer.failure import EXIT_OTHER, ContainerInitError, die
 from berth.libcontainer.init import exec_program
 from berth.libcontainer.spec import Process, Stdio
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 
 def spawn(

@@ -1,4 +1,4 @@
-"""The OCI runtime-spec, parsed into small frozen dataclasses before any side effect.
+"""The OCI runtime-spec, parsed into small frozen records (:mod:`berth.libcontainer.record`) before any side effect.
 
 ``parse(config)`` takes the ``config.json`` dict the exec driver wrote and returns a
 :class:`ContainerSpec`; every check that can fail without the kernel happens here, so init
@@ -16,20 +16,23 @@ words a separate propagation mount, everything else the filesystem's data string
 
 from __future__ import annotations
 
-import json
 import os
 import resource
-from dataclasses import dataclass, field
-from typing import Any
 
+from berth.libcontainer import fastjson as json
 from berth.libcontainer.capabilities import parse_caps
 from berth.libcontainer.failure import ContainerInitError
 from berth.libcontainer.mountopts import PROPAGATION, check_mount_options
+from berth.libcontainer.record import field, record
 from berth.libcontainer.sysctl import SysctlError
 from berth.libcontainer.sysctl import check as check_sysctls
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
-@dataclass(frozen=True)
+
+@record
 class Mount:
     """One mount: ``mount -t type -o options source target``; also the graph driver's plan."""
 
@@ -39,7 +42,7 @@ class Mount:
     options: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class Stdio:
     """File descriptors in the caller; with ``tty`` all three are the pty slave (made the ctty)."""
 
@@ -77,14 +80,14 @@ MASKED_PATHS = (
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
 
-@dataclass(frozen=True)
+@record
 class User:
     uid: int = 0
     gid: int = 0
     additional_gids: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class Rlimit:
     resource: int
     soft: int
@@ -92,7 +95,7 @@ class Rlimit:
     name: str = ""
 
 
-@dataclass(frozen=True)
+@record
 class Capabilities:
     """Capability numbers per set; ``None`` on Process means "leave the caller's sets"."""
 
@@ -106,7 +109,7 @@ class Capabilities:
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-@dataclass(frozen=True)
+@record
 class Process:
     args: tuple[str, ...]
     env: tuple[str, ...] = ()
@@ -128,13 +131,13 @@ class Process:
         return DEFAULT_PATH if value is None else value
 
 
-@dataclass(frozen=True)
+@record
 class Namespace:
     type: str  # pid, mount, uts, ipc, network, cgroup, user
     path: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class Hook:
     """An OCI hook: a program, its argv and environment, a timeout in seconds (None: none)."""
 
@@ -144,7 +147,7 @@ class Hook:
     timeout: int | None = None
 
 
-@dataclass(frozen=True)
+@record
 class IdMap:
     """One line of a user namespace's uid_map or gid_map."""
 
@@ -153,7 +156,7 @@ class IdMap:
     size: int
 
 
-@dataclass(frozen=True)
+@record
 class Device:
     path: str
     type: str  # c, b, u, p
@@ -164,7 +167,7 @@ class Device:
     gid: int = 0
 
 
-@dataclass(frozen=True)
+@record
 class ContainerSpec:
     root_path: str
     process: Process

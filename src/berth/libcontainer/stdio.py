@@ -11,9 +11,9 @@
 
 from __future__ import annotations
 
-import fcntl
+import _socket  # the C module (socket.py imports enum): loaded here, in the runtime, since a
+import fcntl  # container's init may not reach Python's files any more (pivot_root, a user namespace)
 import os
-import socket
 import stat
 import struct
 
@@ -63,11 +63,14 @@ def console(sock_fd: int, bind_console: bool, ctty: bool = True) -> None:
         number = struct.unpack("I", fcntl.ioctl(master, kernel.TIOCGPTN, b"\0" * 4))[0]
         slave_path = f"/dev/pts/{number}"
         slave = os.open(slave_path, os.O_RDWR | os.O_NOCTTY)
-        with socket.socket(fileno=os.dup(sock_fd)) as sock:
-            # sendmsg, not socket.send_fds: that one imports the array module, and we may be
+        sock = _socket.socket(fileno=os.dup(sock_fd))
+        try:
+            # sendmsg, not socket.send_fds: that one imports the array module, and we are
             # inside the container's file system already (imports are sealed there)
-            rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", master))]
+            rights = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", master))]
             sock.sendmsg([slave_path.encode()], rights)
+        finally:
+            sock.close()
     except OSError as exc:
         raise ContainerInitError(f"set up the console: {exc.strerror or exc}", EXIT_OTHER) from exc
     finally:

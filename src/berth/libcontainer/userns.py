@@ -29,13 +29,16 @@ reap A; wait for init's ``ready``
 from __future__ import annotations
 
 import os
-from typing import NoReturn
 
 from berth.libcontainer import kernel
 from berth.libcontainer.cgroups import Cgroup
 from berth.libcontainer.confine import set_limits
 from berth.libcontainer.failure import EXIT_OTHER, ContainerInitError, die, step
 from berth.libcontainer.spec import ContainerSpec, IdMap, Mount, Stdio
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 REQUEST = b"userns\n"  # stage A asks for its maps
 PID_PREFIX = b"pid "  # stage A reports init's pid (in the caller's PID namespace)

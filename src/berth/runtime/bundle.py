@@ -7,9 +7,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 
+from berth.libcontainer import fastjson as json
 from berth.runtime.errors import CommandError
 
 TYPE_CHECKING = False

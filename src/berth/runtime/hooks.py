@@ -11,8 +11,9 @@ init (:mod:`berth.libcontainer.hookrun`); ``check`` validates them all before an
 
 from __future__ import annotations
 
-import json
 import sys
+
+from berth.libcontainer import fastjson as json
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -40,9 +41,12 @@ def check(spec: dict[str, Any]) -> None:
 
 
 def run(spec: dict[str, Any], phase: str, state: dict[str, Any], fatal: bool) -> None:
+    hooks = (spec.get("hooks") or {}).get(phase) or ()
+    if not hooks:
+        return
     import subprocess
 
-    for hook in (spec.get("hooks") or {}).get(phase) or ():
+    for hook in hooks:
         path = hook.get("path", "")
         args = hook.get("args") or [path]
         env = dict(e.split("=", 1) for e in hook.get("env") or () if "=" in e)

@@ -8,10 +8,10 @@ list. ``features`` is the runtime-spec 1.1 features document: what this build su
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
+from berth.libcontainer import fastjson as json
 from berth.runtime.errors import CommandError
 
 TYPE_CHECKING = False
@@ -142,8 +142,10 @@ def cmd_spec(args: Args) -> int:
         raise CommandError(f"File {path} exists. Remove it first") from exc
     except OSError as exc:
         raise CommandError(f"write '{path}': {exc.strerror}") from exc
+    import json as stdjson  # tab indentation, as runc's template
+
     with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(template(), indent="\t") + "\n")
+        f.write(stdjson.dumps(template(), indent="\t") + "\n")
     return 0
 
 

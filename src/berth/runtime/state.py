@@ -13,9 +13,9 @@ is ``stopped``. Paths are plain strings (pathlib's import is a measurable part o
 
 from __future__ import annotations
 
-import json
 import os
 
+from berth.libcontainer import fastjson as json
 from berth.runtime.errors import CommandError
 
 TYPE_CHECKING = False

@@ -11,14 +11,22 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import time
 from pathlib import Path
-from typing import ClassVar, Protocol
 
 from berth.errors import SystemFailure
 from berth.libcontainer.cgroups import files
 from berth.libcontainer.cgroups.resources import Resources, ResourceUpdate, Stats
+
+# typing costs an OCI runtime's every command: the protocol is for type checkers only (at run
+# time the name is the shared base class)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import ClassVar, Protocol
+else:
+    Protocol = object
+
+SIGKILL = 9
 
 
 class Cgroup(Protocol):
@@ -155,7 +163,7 @@ class CgroupBase:
                 break
             for pid in pids:
                 try:
-                    os.kill(pid, signal.SIGKILL)
+                    os.kill(pid, SIGKILL)
                 except ProcessLookupError:
                     pass  # already gone: that is what we want
             if self.exists() and self._is_frozen_quietly():

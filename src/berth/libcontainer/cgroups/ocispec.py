@@ -28,10 +28,13 @@ allow list (the eBPF filter and the v1 files are written from one) and is refuse
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from berth.errors import InvalidParameter
 from berth.libcontainer.cgroups.resources import ALLOW_ALL_DEVICES, DEFAULT_DEVICE_RULES, Resources
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def resources_from_oci(res: Mapping[str, Any] | None) -> Resources:

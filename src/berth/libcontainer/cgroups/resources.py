@@ -12,7 +12,7 @@ deny-all plus the allow lines of ``device_rules`` (Docker's default list unless 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from berth.libcontainer.record import record
 
 CFS_PERIOD_US = 100_000
 
@@ -34,7 +34,7 @@ DEFAULT_DEVICE_RULES = (
 ALLOW_ALL_DEVICES = ("a *:* rwm",)
 
 
-@dataclass(frozen=True)
+@record
 class Resources:
     memory: int | None = None  # bytes
     nano_cpus: int | None = None  # 1e9 = one CPU
@@ -82,7 +82,7 @@ class Resources:
         )
 
 
-@dataclass(frozen=True)
+@record
 class ResourceUpdate:
     """``docker update`` (runc's ``update``): only the fields given (not None) are written."""
 
@@ -99,7 +99,7 @@ class ResourceUpdate:
     blkio_weight: int | None = None
 
 
-@dataclass(frozen=True)
+@record
 class Stats:
     """What ``docker stats`` needs from a cgroup; ``None`` where the kernel says nothing/unlimited."""
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
-from typing import ClassVar
 
 from berth.errors import SystemFailure
 from berth.libcontainer.cgroups import extralimits, files
@@ -31,6 +30,10 @@ from berth.libcontainer.cgroups.resources import (
     nano_cpus_quota,
     pids_max,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 # v1 hierarchies a container joins; cpuset needs cpus/mems copied down before it accepts tasks.
 CONTROLLERS = (

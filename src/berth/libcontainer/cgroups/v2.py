@@ -14,7 +14,6 @@ and ``cgroup.events``; OOM kills in ``memory.events``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
 
 from berth.errors import SystemFailure
 from berth.libcontainer import devicefilter
@@ -29,6 +28,10 @@ from berth.libcontainer.cgroups.resources import (
     nano_cpus_quota,
     pids_max,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 
 def cpu_max(quota: int | None, period: int | None) -> str:
