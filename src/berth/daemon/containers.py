@@ -114,14 +114,14 @@ async def create(d: Daemon, req: jobs.ContainerCreate, job: Job) -> Created:
     # Order matters for crash safety: the container dir first (a leftover dir without a record
     # is cleaned at start-up), then the rw layer, then the record in one transaction.
     try:
-        _write_files(cdir, config["Hostname"])
+        await asyncio.to_thread(_write_files, cdir, config["Hostname"])
         await asyncio.to_thread(d.graph.prepare_rw, cid, image_id)
         crash_point("create.after-rw")
         c.mounts = await volumes.make_mounts(d, cid, plan)
-        d.save(c, new=True)
+        await d.save(c, new=True)
     except BaseException:
         lc.claims.clear()
-        volumes.remove_anonymous(d, c)
+        await volumes.remove_anonymous(d, c)
         await asyncio.to_thread(d.graph.remove_rw, cid)
         await asyncio.to_thread(shutil.rmtree, cdir, True)
         raise
@@ -132,7 +132,11 @@ async def create(d: Daemon, req: jobs.ContainerCreate, job: Job) -> Created:
     return {"Id": cid, "Warnings": warnings}
 
 
-def matches_filter(c: Container, key: str, values: list[str], d: Daemon) -> bool:
+def matches_filter(
+    c: Container, key: str, values: list[str], d: Daemon, ancestors: set[str] | None = None
+) -> bool:
+    """Whether ``c`` passes ``ps``'s filter ``key``; an ``ancestor`` filter needs the image ids
+    its values name (:func:`ancestor_ids`, a graph lookup made off the loop)."""
     if key == "status":
         return c.state.status in values
     if key == "name":
@@ -150,13 +154,7 @@ def matches_filter(c: Container, key: str, values: list[str], d: Daemon) -> bool
     if key == "exited":
         return c.state.status == "exited" and str(c.state.exit_code) in values
     if key == "ancestor":
-        ids = set()
-        for v in values:
-            try:
-                ids.add(d.graph.resolve(v))
-            except NotFound:
-                continue
-        return c.image_id in ids or c.image in values
+        return c.image_id in (ancestors or set()) or c.image in values
     if key in ("before", "since"):
         try:
             ref = d.find(values[0])
@@ -185,6 +183,17 @@ def matches_filter(c: Container, key: str, values: list[str], d: Daemon) -> bool
 
 
 
+def ancestor_ids(d: Daemon, values: list[str]) -> set[str]:
+    """The image ids an ``ancestor`` filter names (in a worker thread: graph lookups)."""
+    ids = set()
+    for v in values:
+        try:
+            ids.add(d.graph.resolve(v))
+        except NotFound:
+            continue
+    return ids
+
+
 def _name_pattern(value: str) -> re.Pattern[str]:
     try:
         return re.compile(value.lstrip("/"))
@@ -202,12 +211,13 @@ async def list_(d: Daemon, req: jobs.ContainerList, job: Job) -> JSONList:
     for value in filters.get("health") or ():
         if value not in STATUSES:
             raise InvalidParameter(f"Unrecognised filter value for health: {value}")
+    ancestors = await asyncio.to_thread(ancestor_ids, d, filters["ancestor"]) if filters.get("ancestor") else None
     items = sorted(d.live.records(), key=lambda c: c.created, reverse=True)
     out = []
     for c in items:
         if not show_all and not c.state.running and c.state.status != "restarting":
             continue
-        if not all(matches_filter(c, k, v, d) for k, v in filters.items()):
+        if not all(matches_filter(c, k, v, d, ancestors) for k, v in filters.items()):
             continue
         row = c.summary(c.image)
         row["Ports"] = netsettings.summary_ports(c, d.network)
@@ -246,7 +256,7 @@ async def rename(d: Daemon, req: jobs.ContainerRename, job: Job) -> None:
             raise _conflict(new, other.id)
     old = c.name
     c.name = new
-    d.save(c)
+    await d.save(c)
     d.publish(c, "rename", {"oldName": "/" + old})
 
 
@@ -265,7 +275,7 @@ async def remove_container(d: Daemon, c: Container, force: bool, remove_volumes:
             )
         from berth.daemon.restarts import stay_down
 
-        stay_down(d, c, by_hand=False)
+        await stay_down(d, c, by_hand=False)
     if c.state.running:
         if not force:
             raise Conflict(
@@ -300,7 +310,7 @@ async def remove_container(d: Daemon, c: Container, force: bool, remove_volumes:
     if not d.reserve.held():
         await asyncio.to_thread(d.reserve.take)  # back once the removals made room
     if remove_volumes:
-        volumes.remove_anonymous(d, c)
+        await volumes.remove_anonymous(d, c)
     d.live.remove(c.id)  # health check, pending restart, execs, session, waiters: all of it
 
 

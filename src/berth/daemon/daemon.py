@@ -23,6 +23,7 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from berth.container.record import Container
@@ -98,22 +99,51 @@ class Daemon:
 
     # -- start-up and shutdown -------------------------------------------------------------
     async def startup(self) -> None:
-        from berth.drivers.exec.native import NativeDriver
+        """Everything slow (imports, the data root, the stores and the graph with their start-up
+        probes and garbage collection) runs in worker threads: the loop stays free from the
+        first moment, and the fork server boots meanwhile."""
+        cfg = self.cfg
+        # The fork server (a second interpreter) boots while we import the API server's
+        # aiohttp in a worker thread and open the stores: start-up is the longer of the two.
+        self.driver = await asyncio.to_thread(_new_exec_driver, cfg)
+        forkserver = asyncio.ensure_future(self.driver.startup())
+        warm = asyncio.ensure_future(asyncio.to_thread(importlib.import_module, "berth.api.server"))
+        handler_modules = asyncio.ensure_future(asyncio.to_thread(_handler_modules))
+        await asyncio.to_thread(self._prepare_data_root)
+        await asyncio.to_thread(self._open_stores)
+        try:
+            self.eventlog = await asyncio.to_thread(_open_eventlog, cfg.data_root / "events.db")
+            self.engine.events.sinks.append(self.eventlog.append)
+        except SystemFailure as exc:
+            log.error("%s: events are kept in memory only", exc)
+        await asyncio.to_thread(_prune_partials, cfg.data_root)
+        self.network = await asyncio.to_thread(new_network_driver, cfg)
+        await self.network.startup()
+        await forkserver
+        await warm
+        self._register(await handler_modules)
+        await self._restore()
+        await self.network.reconcile(
+            {c.id: {n.get("NetworkID") or name for name, n in c.networks.items()} for c in self.containers.values() if c.state.running}
+        )
+        from berth.daemon.restarts import at_startup
+
+        await at_startup(self)
+
+    def _prepare_data_root(self) -> None:
+        cfg = self.cfg
+        shutil.rmtree(cfg.data_root / "tmp", ignore_errors=True)
+        for sub in ("containers", "tmp"):
+            (cfg.data_root / sub).mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+        secure_data_root(cfg.data_root)  # before the database opens: it must be created 0600
+        self.reserve.take()
+
+    def _open_stores(self) -> None:
         from berth.drivers.graph import new_driver
         from berth.graph.budget import DEFAULT_MAX_IMPORT_SIZE
         from berth.graph.graph import Graph
 
         cfg = self.cfg
-        # The fork server (a second interpreter) boots while we import the API server's
-        # aiohttp in a worker thread and open the stores: start-up is the longer of the two.
-        self.driver = NativeDriver(cfg.exec_root, cfg.cgroup_parent)
-        forkserver = asyncio.ensure_future(self.driver.startup())
-        warm = asyncio.ensure_future(asyncio.to_thread(importlib.import_module, "berth.api.server"))
-        shutil.rmtree(cfg.data_root / "tmp", ignore_errors=True)
-        for sub in ("containers", "tmp"):
-            (cfg.data_root / sub).mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
-        secure_data_root(cfg.data_root)  # before the database opens: it must be created 0600
-        await asyncio.to_thread(self.reserve.take)
 
         def open_stores() -> None:
             self.store = ContainerStore(cfg.data_root / "berth.db")
@@ -132,31 +162,9 @@ class Daemon:
                 raise
             log.warning("open the stores: %s; trying again in the reserved space", exc)
             open_stores()
-        from berth.daemon.eventlog import EventLog
-
-        try:
-            self.eventlog = await asyncio.to_thread(EventLog, cfg.data_root / "events.db")
-            self.engine.events.sinks.append(self.eventlog.append)
-        except SystemFailure as exc:
-            log.error("%s: events are kept in memory only", exc)
-        from berth.daemon.registry import prune_partials
-
-        await asyncio.to_thread(prune_partials, cfg.data_root)
-        self.network = new_network_driver(cfg)
-        await self.network.startup()
-        await forkserver
-        await warm
-        self._register()
-        await self._restore()
-        await self.network.reconcile(
-            {c.id: {n.get("NetworkID") or name for name, n in c.networks.items()} for c in self.containers.values() if c.state.running}
-        )
-        from berth.daemon.restarts import at_startup
-
-        await at_startup(self)
 
     async def shutdown(self) -> None:
-        self._flush_unsaved()
+        await self._flush_unsaved()
         for lc in self.live.everything():
             lc.session.detach()
         for task in list(self.tasks):
@@ -185,7 +193,7 @@ class Daemon:
         for c in known.values():
             self.live.add(LiveContainer(c))
         # Containers whose create was interrupted before the record was written.
-        for path in (self.cfg.data_root / "containers").iterdir():
+        for path in await asyncio.to_thread(lambda: list((self.cfg.data_root / "containers").iterdir())):
             if path.name not in known:
                 log.warning("removing leftovers of an unfinished create: %s", path.name)
                 try:
@@ -193,7 +201,7 @@ class Daemon:
                 except (BerthError, OSError, sqlite3.Error) as exc:
                     log.error("remove the layer of unfinished create %s: %s", path.name[:12], exc)
                     continue
-                shutil.rmtree(path, ignore_errors=True)
+                await asyncio.to_thread(shutil.rmtree, path, True)
         for c in list(known.values()):  # settling may remove containers from self.containers
             try:
                 await self._restore_one(c)
@@ -226,29 +234,8 @@ class Daemon:
             # a start lost with the daemon leaves its monitor's directory (exit.json) behind
             await self.driver.cleanup(c.id)
 
-    def _register(self) -> None:
-        from berth.daemon import (
-            archives,
-            attach,
-            build,
-            containers,
-            copies,
-            diskusage,
-            execs,
-            images,
-            lifecycle,
-            networks,
-            registry,
-            stats,
-            streams,
-            swarm,
-            system,
-            update,
-            volumes,
-        )
-
-        for module in (containers, lifecycle, attach, streams, stats, execs, images, registry, archives, copies,
-                       volumes, system, update, networks, swarm, build, diskusage):
+    def _register(self, modules: list[ModuleType]) -> None:
+        for module in modules:
             table = getattr(module, "handlers", None)
             if table is not None:
                 for kind, handler in table.items():
@@ -281,9 +268,10 @@ class Daemon:
         lc = self.live.any(cid)
         return lc.session if lc is not None else Session()
 
-    def save(self, c: Container, new: bool = False) -> None:
-        """Store the record in one transaction; SystemFailure when the database refuses."""
-        self.store.put(c, new=new)
+    async def save(self, c: Container, new: bool = False) -> None:
+        """Store the record in one transaction (on the store's writer thread); SystemFailure
+        when the database refuses."""
+        await self.store.aput(c, new=new)
         lc = self.live.any(c.id)
         if lc is None:
             lc = self.live.add(LiveContainer(c))
@@ -302,12 +290,12 @@ class Daemon:
                 raise
         return await asyncio.to_thread(fn, *args)
 
-    def persist(self, c: Container) -> None:
+    async def persist(self, c: Container) -> None:
         """Store a change that has happened whatever the database says (an exit, a failed
         start). When it refuses (a full disk), the change stays in memory, is logged, and
         is written in the background as soon as the database takes it again."""
         try:
-            self.save(c)
+            await self.save(c)
         except SystemFailure as exc:
             log.error("%s (kept in memory; retrying)", exc)
             lc = self.live.any(c.id)
@@ -319,14 +307,14 @@ class Daemon:
     async def _retry_unsaved(self) -> None:
         while any(lc.unsaved for lc in self.live.everything()):
             await asyncio.sleep(UNSAVED_RETRY)
-            self._flush_unsaved()
+            await self._flush_unsaved()
 
-    def _flush_unsaved(self) -> None:
+    async def _flush_unsaved(self) -> None:
         for lc in self.live.everything():
             if not lc.unsaved or not lc.visible:
                 continue
             try:
-                self.save(lc.record)
+                await self.save(lc.record)
             except SystemFailure:
                 return  # still refused: try again later
             log.info("stored the record of container %s that the database had refused", lc.id[:12])
@@ -350,6 +338,35 @@ class Daemon:
 
     def container_dir(self, cid: str) -> Path:
         return self.cfg.data_root / "containers" / cid
+
+
+HANDLER_MODULES = (
+    "containers", "lifecycle", "attach", "streams", "stats", "execs", "images", "registry", "archives", "copies",
+    "volumes", "system", "update", "networks", "swarm", "build", "diskusage",
+)
+
+
+def _handler_modules() -> list[ModuleType]:
+    """The modules with job handlers, imported (in a worker thread at start-up: importing is slow)."""
+    return [importlib.import_module(f"berth.daemon.{name}") for name in HANDLER_MODULES]
+
+
+def _open_eventlog(path: Path) -> Any:
+    from berth.daemon.eventlog import EventLog
+
+    return EventLog(path)
+
+
+def _prune_partials(data_root: Path) -> None:
+    from berth.daemon.registry import prune_partials
+
+    prune_partials(data_root)
+
+
+def _new_exec_driver(cfg: DaemonConfig) -> Any:
+    from berth.drivers.exec.native import NativeDriver
+
+    return NativeDriver(cfg.exec_root, cfg.cgroup_parent)
 
 
 def new_network_driver(cfg: DaemonConfig) -> Any:

@@ -40,7 +40,7 @@ def _images(d: Daemon) -> tuple[int, list[dict[str, Any]]]:
         for chain_id in chain:
             refs[chain_id] = refs.get(chain_id, 0) + 1
     using: dict[str, int] = {}
-    for c in d.containers.values():
+    for c in d.live.records():
         using[c.image_id] = using.get(c.image_id, 0) + 1
     out = []
     for summary in graph.list(True, {}):
@@ -54,7 +54,7 @@ def _images(d: Daemon) -> tuple[int, list[dict[str, Any]]]:
 
 async def _containers(d: Daemon) -> list[dict[str, Any]]:
     out = []
-    for c in sorted(d.containers.values(), key=lambda c: c.created, reverse=True):
+    for c in sorted(d.live.records(), key=lambda c: c.created, reverse=True):
         row = c.summary(c.image)
         row["Ports"] = netsettings.summary_ports(c, d.network)
         row["NetworkSettings"] = {"Networks": netsettings.networks_view(c, d.network)}

@@ -113,7 +113,7 @@ async def _monitor(d: Daemon, c: Container, cmd: list[str], run: str) -> None:
         result = await _probe(d, c, cmd, _setting(c, "Timeout", DEFAULT_TIMEOUT))
         if c.state.started_at != run or not c.state.running:
             return  # the run this probe was for has ended meanwhile
-        _record(d, c, result)
+        await _record(d, c, result)
 
 
 async def _probe(d: Daemon, c: Container, cmd: list[str], timeout_ns: int) -> dict[str, Any]:
@@ -162,7 +162,7 @@ async def _probe(d: Daemon, c: Container, cmd: list[str], timeout_ns: int) -> di
             "Output": output.decode("utf-8", "replace")}
 
 
-def _record(d: Daemon, c: Container, result: dict[str, Any]) -> None:
+async def _record(d: Daemon, c: Container, result: dict[str, Any]) -> None:
     health = c.state.health
     if health is None:
         return
@@ -181,7 +181,7 @@ def _record(d: Daemon, c: Container, result: dict[str, Any]) -> None:
             health["FailingStreak"] = int(health.get("FailingStreak") or 0) + 1
             if health["FailingStreak"] >= _setting(c, "Retries", DEFAULT_RETRIES):
                 health["Status"] = "unhealthy"
-    d.persist(c)
+    await d.persist(c)
     if health["Status"] != before:
         d.publish(c, "health_status: " + health["Status"])
 

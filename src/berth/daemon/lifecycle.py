@@ -88,7 +88,7 @@ async def _spawn_in(d: Daemon, c: Container, netns: str) -> Any:
 
     cdir = Path(c.dir)
     rootfs = cdir / "rootfs"
-    rootfs.mkdir(exist_ok=True)
+    await asyncio.to_thread(rootfs.mkdir, exist_ok=True)
     await asyncio.to_thread(make_bind_sources, c)
     mounts = await asyncio.to_thread(d.graph.rootfs_mounts, c.id, str(rootfs))
     uid, gid, groups = await asyncio.to_thread(resolve_user, d.graph, c, c.config.get("User") or "")
@@ -120,10 +120,10 @@ async def _spawn_in(d: Daemon, c: Container, netns: str) -> Any:
         raise ContainerStartError(exc.message) from exc
     log_config = c.host_config.get("LogConfig") or {}
     if c.log_driver == "local":
-        (cdir / "local-logs").mkdir(mode=0o700, exist_ok=True)
+        await asyncio.to_thread((cdir / "local-logs").mkdir, mode=0o700, exist_ok=True)
     logging = log_settings(log_config.get("Type") or "json-file", log_config.get("Config") or {}) if c.logs_kept \
         else LogSettings()
-    (cdir / "config.json").write_text(json.dumps(spec, indent=1))
+    await asyncio.to_thread((cdir / "config.json").write_text, json.dumps(spec, indent=1))
     request = CreateRequest(
         id=c.id,
         bundle=cdir,
@@ -167,7 +167,7 @@ async def _start_locked(d: Daemon, c: Container) -> None:
         handle = await _spawn(d, c)
     except ContainerStartError as exc:
         lc.start_failed(exc.exit_code, exc.message)
-        d.persist(c)
+        await d.persist(c)
         await _fail_waiters_on_start_error(d, c, exc.exit_code)
         if exc.exit_code in (126, 127):
             raise
@@ -177,14 +177,14 @@ async def _start_locked(d: Daemon, c: Container) -> None:
         # before the monitor (a volume subpath that escapes, a bind source that cannot be
         # made): dockerd records the error with exit code 128, and --rm removes the container
         lc.start_failed(128, exc.message)
-        d.persist(c)
+        await d.persist(c)
         await _fail_waiters_on_start_error(d, c, 128)
         raise
     crash_point("start.after-create")
     before = dataclasses.replace(c.state)
     lc.to_running(handle.pid)
     try:
-        d.save(c)
+        await d.save(c)
     except SystemFailure:
         # the record cannot say "running" (a full disk): do not run it; before its start the
         # monitor kills the init when the daemon lets go
@@ -303,7 +303,7 @@ async def _settle_locked(d: Daemon, c: Container, status: Any) -> None:
         if not ex.running:
             del lc.execs[eid]
     c.exec_ids = [eid for eid in c.exec_ids if eid in lc.execs]
-    d.persist(c)
+    await d.persist(c)
     crash_point("exit.after-save")
     # The network goes before anyone waiting for the stop hears of it (a stopped container has
     # no address, ports or namespace); releasing is cheap: the kernel deletes the veth later.
@@ -324,7 +324,7 @@ async def _settle_locked(d: Daemon, c: Container, status: Any) -> None:
 async def stop_container(d: Daemon, c: Container, timeout: int | None, sig: str, event: bool = True) -> None:
     """dockerd's stop: the stop signal, ``timeout`` seconds, then SIGKILL; each signal is a
     ``kill`` event and, with ``event``, the end a ``stop`` event (``rm -f`` has none)."""
-    if restarts.stay_down(d, c) and not c.state.running:
+    if await restarts.stay_down(d, c) and not c.state.running:
         return  # a pending policy restart, cancelled: the container stays exited
     if not c.state.running:
         raise NotModified("container already stopped")
@@ -404,7 +404,7 @@ async def kill(d: Daemon, req: jobs.ContainerKill, job: Job) -> None:
     sig = parse_signal(req.signal)
     session = d.session(c.id)
     if c.state.status == "restarting":
-        restarts.stay_down(d, c)  # dockerd: killing a restarting container cancels its restart
+        await restarts.stay_down(d, c)  # dockerd: killing a restarting container cancels its restart
         return
     if not c.state.running or session.handle is None:
         raise Conflict(f"Cannot kill container: {req.id}: Container {c.id} is not running")
@@ -413,10 +413,10 @@ async def kill(d: Daemon, req: jobs.ContainerKill, job: Job) -> None:
     # policy from restarting it, as dockerd's ExitOnNext; any kill counts as a stop by hand
     stop_signal = c.config.get("StopSignal") or ""
     if sig == signals.SIGKILL or not stop_signal or parse_signal(stop_signal) == sig:
-        restarts.stay_down(d, c)
+        await restarts.stay_down(d, c)
     else:
         c.manually_stopped = True
-        d.persist(c)
+        await d.persist(c)
     await session.handle.signal(sig)
     d.publish(c, "kill", {"signal": str(sig)})
     if sig == signals.SIGKILL:
@@ -436,7 +436,7 @@ async def pause(d: Daemon, req: jobs.ContainerPause, job: Job) -> None:
         raise Conflict(f"Container {c.id} is not running")
     await d.session(c.id).handle.pause()
     c.state.to_paused()
-    d.save(c)
+    await d.save(c)
     d.publish(c, "pause")
 
 
@@ -447,7 +447,7 @@ async def unpause(d: Daemon, req: jobs.ContainerUnpause, job: Job) -> None:
         raise Conflict(f"Container {c.id} is not paused")
     await d.session(c.id).handle.resume()
     c.state.to_unpaused()
-    d.save(c)
+    await d.save(c)
     d.publish(c, "unpause")
 
 

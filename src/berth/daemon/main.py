@@ -48,14 +48,38 @@ def lock_data_root(cfg: DaemonConfig) -> int:
     return fd
 
 
+SLOW_CALLBACK_ENV = "BERTH_SLOW_CALLBACK_MS"
+
+
+def watch_slow_callbacks(loop: asyncio.AbstractEventLoop) -> None:
+    """``BERTH_SLOW_CALLBACK_MS=50``: asyncio's debug mode, which logs every callback that holds
+    the loop longer than that (``Executing <...> took 0.081 seconds``); what the slow-callback
+    test and a developer looking for blocking work use. Off by default: debug mode costs time."""
+    raw = os.environ.get(SLOW_CALLBACK_ENV, "")
+    if not raw:
+        return
+    try:
+        threshold = float(raw) / 1000.0
+    except ValueError:
+        log.warning("%s=%r is not a number of milliseconds: ignored", SLOW_CALLBACK_ENV, raw)
+        return
+    loop.set_debug(True)
+    loop.slow_callback_duration = threshold
+    from berth.daemon.loopwatch import LoopWatch
+
+    LoopWatch(loop, threshold).start()
+    log.info("asyncio debug mode: callbacks slower than %g ms are logged", threshold * 1000)
+
+
 async def run(cfg: DaemonConfig) -> None:
     from berth.daemon.daemon import Daemon
     from berth.jobs.system import ServeAPI
 
+    loop = asyncio.get_running_loop()
+    watch_slow_callbacks(loop)
     daemon = Daemon(cfg)
     await daemon.startup()
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     ready = asyncio.Event()

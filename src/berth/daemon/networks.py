@@ -281,7 +281,7 @@ async def connect(d: Daemon, req: jobs.NetworkConnect, job: Job) -> None:
         )
         crash_point("connect.after-driver")
     c.networks[net.name] = cfg
-    d.save(c)
+    await d.save(c)
     _publish(d, net, "connect", {"container": c.id})
 
 
@@ -310,5 +310,5 @@ async def _disconnect(d: Daemon, c: Container, net: Network, force: bool) -> Non
         await d.network.disconnect(c.id, net)
         crash_point("disconnect.after-driver")
     del c.networks[net.name]
-    d.save(c)
+    await d.save(c)
     _publish(d, net, "disconnect", {"container": c.id})

@@ -114,10 +114,10 @@ async def _start_after(d: Daemon, c: Container, delay: float) -> None:
         async with start_lock(d, c.id):
             if c.state.status == "restarting":
                 c.state.status = "exited"
-                d.persist(c)
+                await d.persist(c)
 
 
-def stay_down(d: Daemon, c: Container, by_hand: bool = True) -> bool:
+async def stay_down(d: Daemon, c: Container, by_hand: bool = True) -> bool:
     """A stop or kill: no restart for the coming exit, a pending one cancelled (True if one
     was), and with ``by_hand`` the container counts as stopped by a user."""
     b = _backoff(d, c.id)
@@ -132,7 +132,7 @@ def stay_down(d: Daemon, c: Container, by_hand: bool = True) -> bool:
         c.state.status = "exited"
         cancelled = True
     if by_hand or cancelled:
-        d.persist(c)
+        await d.persist(c)
     return cancelled
 
 
@@ -160,7 +160,7 @@ async def at_startup(d: Daemon) -> None:
     for c in d.live.records():
         if c.state.status == "restarting":
             c.state.status = "exited"  # its pending start went with the daemon
-            d.persist(c)
+            await d.persist(c)
         if c.state.status not in ("exited", "created"):
             continue
         name, max_retries = policy_of(c)

@@ -197,7 +197,8 @@ async def serveapi(d: Daemon, req: jobs.ServeAPI, job: Job) -> None:
 
     cfg = d.cfg
     tls = TLSOptions(cert=cfg.tlscert, key=cfg.tlskey, cacert=cfg.tlscacert, verify=cfg.tlsverify) if cfg.tls else TLSOptions()
-    server = Server(d.engine, cfg.hosts, tls, insecure_tcp=cfg.insecure_tcp)
+    # building the app (every route twice) takes tens of milliseconds: not on the loop
+    server = await asyncio.to_thread(Server, d.engine, cfg.hosts, tls, insecure_tcp=cfg.insecure_tcp)
     await server.start()
     if req.ready is not None:
         req.ready.set()

@@ -212,13 +212,13 @@ async def update(d: Daemon, req: jobs.ContainerUpdate, job: Job) -> Warnings:
             raise Conflict(f"Cannot update container {c.id}: {exc}") from None
         old = c.host_config
         c.host_config = new
-        d.save(c)
+        await d.save(c)
         if c.state.running:
             try:
                 await d.driver.update(c.id, resource_update(body))
             except BerthError as exc:
                 c.host_config = old
-                d.save(c)
+                await d.save(c)
                 raise SystemFailure(f"Cannot update container {c.id}: {exc}") from exc
     d.publish(c, "update")
     return {"Warnings": warnings}

@@ -10,6 +10,7 @@ spec's mounts, ``mountspec.oci_mounts``): nothing is mounted on the host.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,17 +52,14 @@ async def make_mounts(d: Daemon, cid: str, plan: list[mountspec.MountPoint]) -> 
                 if m.listed:  # --mount type=tmpfs is in Mounts, --tmpfs is not (dockerd)
                     out.append(mountspec.inspect_view(m, "", ""))
                 continue
-            volume, new = d.volumes.create(m.source)
+            volume, new = await _claim(d, cid, m.source)
             name = volume["Name"]
-            creating = d.live.any(cid)
-            if creating is not None:
-                creating.claims.add(name)
             if new and not m.source:
                 made.append(name)
             target = Path(volume["Mountpoint"])
             # One copy-up at a time per volume: two creates naming a new volume copy it once.
-            async with d.volume_locks.setdefault(name, asyncio.Lock()):
-                if m.copy_data and not any(target.iterdir()):
+            async with _lock(d, name):
+                if m.copy_data and await asyncio.to_thread(_empty, target):
                     await asyncio.to_thread(d.graph.copy_dir, cid, m.destination, target)
             if new:
                 d.engine.events.publish("volume", "create", name, {"driver": "local"})
@@ -69,9 +67,36 @@ async def make_mounts(d: Daemon, cid: str, plan: list[mountspec.MountPoint]) -> 
     except BaseException:
         release_claims(d, cid)
         for name in made:
-            d.volumes.remove(name)
+            await asyncio.to_thread(d.volumes.remove, name)
         raise
     return out
+
+
+def _lock(d: Daemon, name: str) -> asyncio.Lock:
+    return d.volume_locks.setdefault(name, asyncio.Lock())
+
+
+def _empty(path: Path) -> bool:
+    return not any(path.iterdir())
+
+
+async def _claim(d: Daemon, cid: str, source: str) -> tuple[dict[str, Any], bool]:
+    """The volume ``source`` names (a new anonymous one for ""), claimed for the create ``cid``:
+    a named volume's lookup and claim hold its lock, so a removal cannot come in between."""
+
+    def claim(volume: dict[str, Any]) -> None:
+        creating = d.live.any(cid)
+        if creating is not None:
+            creating.claims.add(volume["Name"])
+
+    if not source:
+        volume, new = await asyncio.to_thread(d.volumes.create, "")
+        claim(volume)
+        return volume, new
+    async with _lock(d, source):
+        volume, new = await asyncio.to_thread(d.volumes.create, source)
+        claim(volume)
+    return volume, new
 
 
 def release_claims(d: Daemon, cid: str) -> None:
@@ -131,22 +156,25 @@ def users(d: Daemon, name: str) -> list[str]:
     return ids + sorted(claiming - set(ids))
 
 
-def remove_volume(d: Daemon, name: str, force: bool = False) -> None:
-    try:
-        d.volumes.get(name)
-    except NotFound:
-        if force:
-            return
-        raise
-    in_use = users(d, name)
-    if in_use:
-        raise Conflict(f"remove {name}: volume is in use - [{' '.join(in_use)}]")
-    d.volumes.remove(name)
-    d.volume_locks.pop(name, None)
+async def remove_volume(d: Daemon, name: str, force: bool = False) -> None:
+    lock = _lock(d, name)
+    async with lock:  # a create cannot claim it between the check and the removal
+        try:
+            await asyncio.to_thread(d.volumes.get, name)
+        except NotFound:
+            if force:
+                return
+            raise
+        in_use = users(d, name)
+        if in_use:
+            raise Conflict(f"remove {name}: volume is in use - [{' '.join(in_use)}]")
+        await asyncio.to_thread(d.volumes.remove, name)
+    if d.volume_locks.get(name) is lock and not lock.locked():
+        del d.volume_locks[name]
     d.engine.events.publish("volume", "destroy", name, {"driver": "local"})
 
 
-def remove_anonymous(d: Daemon, c: Container) -> None:
+async def remove_anonymous(d: Daemon, c: Container) -> None:
     """``rm -v`` and ``run --rm``: the container's anonymous volumes go, named ones stay
     (after the record is gone, so the container no longer counts as a user)."""
     for m in c.mounts:
@@ -154,11 +182,14 @@ def remove_anonymous(d: Daemon, c: Container) -> None:
         if not name:
             continue
         try:
-            labels = d.volumes.get(name)["Labels"]
+            labels = (await asyncio.to_thread(d.volumes.get, name))["Labels"]
         except NotFound:
             continue  # removed meanwhile (volume rm -f of an unused one): nothing to do
         if ANONYMOUS_LABEL in labels and not users(d, name):
-            remove_volume(d, name)
+            try:
+                await remove_volume(d, name)
+            except (NotFound, Conflict):
+                continue  # removed, or claimed by a create, meanwhile: it is not ours to remove
 
 
 # -- jobs ---------------------------------------------------------------------------------
@@ -192,9 +223,11 @@ async def create(d: Daemon, req: jobs.VolumeCreate, job: Job) -> JSONObject:
     for key, want in (("Name", str), ("Driver", str), ("Labels", dict), ("DriverOpts", dict)):
         if body.get(key) is not None and not isinstance(body[key], want):
             raise InvalidParameter(f"json: cannot unmarshal into field {key} of type {want.__name__}")
-    volume, new = d.volumes.create(
-        body.get("Name") or "", labels=body.get("Labels"), driver=body.get("Driver") or "local",
-        options=body.get("DriverOpts"),
+    volume, new = await asyncio.to_thread(
+        functools.partial(
+            d.volumes.create, body.get("Name") or "", labels=body.get("Labels"),
+            driver=body.get("Driver") or "local", options=body.get("DriverOpts"),
+        )
     )
     if new:
         d.engine.events.publish("volume", "create", volume["Name"], {"driver": "local"})
@@ -204,13 +237,14 @@ async def create(d: Daemon, req: jobs.VolumeCreate, job: Job) -> JSONObject:
 @handlers.on(jobs.VolumeList)
 async def list_(d: Daemon, req: jobs.VolumeList, job: Job) -> JSONObject:
     filters = req.filters
-    out = [v for v in d.volumes.all() if all(_matches(d, v, k, vals) for k, vals in filters.items())]
+    out = [v for v in await asyncio.to_thread(d.volumes.all) if all(_matches(d, v, k, vals) for k, vals in filters.items())]
     return {"Volumes": out, "Warnings": None}
 
 
 @handlers.on(jobs.VolumeInspect)
 async def inspect(d: Daemon, req: jobs.VolumeInspect, job: Job) -> JSONObject:
-    return d.volumes.get(req.name)
+    volume: JSONObject = await asyncio.to_thread(d.volumes.get, req.name)
+    return volume
 
 
 def publish_mounts(d: Daemon, c: Container, action: str) -> None:
@@ -228,7 +262,7 @@ def publish_mounts(d: Daemon, c: Container, action: str) -> None:
 
 @handlers.on(jobs.VolumeRemove)
 async def remove(d: Daemon, req: jobs.VolumeRemove, job: Job) -> None:
-    remove_volume(d, req.name, req.force)
+    await remove_volume(d, req.name, req.force)
 
 
 @handlers.on(jobs.VolumePrune)
@@ -241,13 +275,17 @@ async def prune(d: Daemon, req: jobs.VolumePrune, job: Job) -> JSONObject:
         everything = True
     deleted: list[str] = []
     space = 0
-    for v in d.volumes.all():
+    for v in await asyncio.to_thread(d.volumes.all):
         if users(d, v["Name"]) or not all(_matches(d, v, k, vals) for k, vals in filters.items()):
             continue
         if not everything and ANONYMOUS_LABEL not in (v["Labels"] or {}):
             continue
-        space += await asyncio.to_thread(d.volumes.size, v["Name"])
-        remove_volume(d, v["Name"])
+        size = await asyncio.to_thread(d.volumes.size, v["Name"])
+        try:
+            await remove_volume(d, v["Name"])
+        except (NotFound, Conflict):
+            continue  # removed, or claimed by a create, meanwhile
+        space += size
         deleted.append(v["Name"])
     d.engine.events.publish("volume", "prune", "", {"reclaimed": str(space)})
     return {"VolumesDeleted": deleted or None, "SpaceReclaimed": space}
