@@ -107,28 +107,36 @@ class Daemon:
         # aiohttp in a worker thread and open the stores: start-up is the longer of the two.
         self.driver = await asyncio.to_thread(_new_exec_driver, cfg)
         forkserver = asyncio.ensure_future(self.driver.startup())
-        warm = asyncio.ensure_future(asyncio.to_thread(importlib.import_module, "berth.api.server"))
-        handler_modules = asyncio.ensure_future(asyncio.to_thread(_handler_modules))
-        await asyncio.to_thread(self._prepare_data_root)
-        await asyncio.to_thread(self._open_stores)
-        try:
-            self.eventlog = await asyncio.to_thread(_open_eventlog, cfg.data_root / "events.db")
-            self.engine.events.sinks.append(self.eventlog.append)
-        except SystemFailure as exc:
-            log.error("%s: events are kept in memory only", exc)
-        await asyncio.to_thread(_prune_partials, cfg.data_root)
-        self.network = await asyncio.to_thread(new_network_driver, cfg)
+        # One worker thread for the rest: imports are CPU-bound under the GIL, so more threads
+        # would only contend with each other and with the loop.
+        modules = await asyncio.to_thread(self._prepare)
         await self.network.startup()
         await forkserver
-        await warm
-        self._register(await handler_modules)
+        self._register(modules)
         await self._restore()
         await self.network.reconcile(
-            {c.id: {n.get("NetworkID") or name for name, n in c.networks.items()} for c in self.containers.values() if c.state.running}
+            {c.id: {n.get("NetworkID") or name for name, n in c.networks.items()} for c in self.live.records() if c.state.running}
         )
         from berth.daemon.restarts import at_startup
 
         await at_startup(self)
+
+    def _prepare(self) -> list[ModuleType]:
+        """Start-up's blocking part: the data root, the stores and the graph (their probes and
+        garbage collection), the event log, the network driver, and the imports the API server
+        and the handlers need. Returns the handler modules."""
+        cfg = self.cfg
+        self._prepare_data_root()
+        self._open_stores()
+        try:
+            self.eventlog = _open_eventlog(cfg.data_root / "events.db")
+            self.engine.events.sinks.append(self.eventlog.append)
+        except SystemFailure as exc:
+            log.error("%s: events are kept in memory only", exc)
+        _prune_partials(cfg.data_root)
+        self.network = new_network_driver(cfg)
+        importlib.import_module("berth.api.server")
+        return _handler_modules()
 
     def _prepare_data_root(self) -> None:
         cfg = self.cfg

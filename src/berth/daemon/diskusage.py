@@ -68,7 +68,7 @@ async def _containers(d: Daemon) -> list[dict[str, Any]]:
 
 async def _volumes(d: Daemon) -> list[dict[str, Any]]:
     out = []
-    for v in d.volumes.all():
+    for v in await asyncio.to_thread(d.volumes.all):
         v = dict(v)
         size = await asyncio.to_thread(d.volumes.size, v["Name"])
         v["UsageData"] = {"RefCount": len(users(d, v["Name"])), "Size": size}
