@@ -79,6 +79,8 @@ def test_custom_detach_keys_and_partial_sequences(berthd: harness.Berthd, busybo
 def test_cli_config_detach_keys(berthd: harness.Berthd, busybox_image: str) -> None:
     (berthd.docker_config / "config.json").write_text(json.dumps({"detachKeys": "ctrl-x,y"}))
     ok(berthd.docker("run", "-dit", "--name", "cfg", busybox_image, "sh", "-c", "stty raw -echo; echo ready; exec cat"))
+    # keys typed before `stty raw -echo` ran were echoed as ^P and ^Q taken for flow control
+    harness.eventually(lambda: "ready" in ok(berthd.docker("logs", "cfg")).stdout, timeout=30)
     with Terminal(["docker", "attach", "cfg"], berthd.env) as t:
         t.keys(CTRL_P, CTRL_Q, b"k")
         t.expect(CTRL_P + CTRL_Q + b"k")
