@@ -379,3 +379,36 @@ def test_a_failing_create_container_hook_fails_create(tmp_path: Path, bundle: Pa
         res = runtime(root, "create", "--bundle", str(bundle), cid, stdout=err, stderr=err)
     assert res.returncode == 1 and "createContainer hook /bin/false: exit status 1" in (tmp_path / "err").read_text()
     assert not (root / cid).exists()
+
+
+def _apparmor_enabled() -> bool:
+    try:
+        return Path("/sys/module/apparmor/parameters/enabled").read_text().startswith("Y")
+    except OSError:
+        return False
+
+
+def _selinux_enabled() -> bool:
+    return Path("/sys/fs/selinux/enforce").exists()
+
+
+@pytest.mark.skipif(_apparmor_enabled(), reason="the host has AppArmor: the profile would be applied")
+def test_an_apparmor_profile_without_apparmor_is_refused(tmp_path: Path, bundle: Path):
+    """As runc and crun: a profile the kernel cannot apply is an error, never dropped."""
+    root, cid = tmp_path / "state", "a-" + uuid.uuid4().hex[:8]
+    write(bundle, ["true"], lambda s: s["process"].update(apparmorProfile="berth-test"))
+    res = runtime(root, "create", "--bundle", str(bundle), cid)
+    assert res.returncode == 1 and "process.apparmorProfile 'berth-test': AppArmor is not enabled" in res.stderr
+    assert not (root / cid).exists()
+
+
+@pytest.mark.skipif(_selinux_enabled(), reason="the host has SELinux: the labels would be applied")
+def test_selinux_labels_are_ignored_where_selinux_is_off(tmp_path: Path, bundle: Path):
+    """As runc and crun (libselinux is a no-op on such a host)."""
+    def edit(spec: dict) -> None:
+        spec["process"]["selinuxLabel"] = "system_u:system_r:container_t:s0:c1,c2"
+        spec["linux"]["mountLabel"] = "system_u:object_r:container_file_t:s0:c1,c2"
+
+    write(bundle, ["echo", "ran"], edit)
+    res = runtime(tmp_path / "state", "run", "--bundle", str(bundle), "s-" + uuid.uuid4().hex[:8])
+    assert (res.returncode, res.stdout) == (0, "ran\n"), res.stderr

@@ -147,10 +147,32 @@ def _restrict(process: Process, seccomp_program: bytes | None) -> None:
     # no_new_privs would not stop anything done above, only setuid binaries and file
     # capabilities the container runs; with it set, the filter loads without CAP_SYS_ADMIN and
     # as late as possible, so it need not allow our own set-up calls.
+    if process.apparmor_profile:
+        _apparmor_on_exec(process.apparmor_profile)
     if process.no_new_privileges:
         kernel.prctl(kernel.PR_SET_NO_NEW_PRIVS, 1)
         if seccomp_program is not None:
             step("load seccomp filter", "self", seccomp.load, seccomp_program)
+
+
+def _apparmor_on_exec(profile: str) -> None:
+    """The AppArmor profile the kernel switches to at execve (runc's changeOnExec): written to
+    the process's attr (the LSM-specific file where the kernel has one)."""
+    for path in ("/proc/self/attr/apparmor/exec", "/proc/self/attr/exec"):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise ContainerInitError(f"apply AppArmor profile {profile!r}: open {path}: {exc.strerror}", EXIT_OTHER) from exc
+        try:
+            os.write(fd, f"exec {profile}".encode())
+        except OSError as exc:
+            raise ContainerInitError(f"apply AppArmor profile {profile!r}: {exc.strerror}", EXIT_OTHER) from exc
+        finally:
+            os.close(fd)
+        return
+    raise ContainerInitError(f"apply AppArmor profile {profile!r}: the kernel has no AppArmor", EXIT_OTHER)
 
 
 def _set_rlimits(process: Process) -> None:

@@ -120,6 +120,7 @@ class Process:
     rlimits: tuple[Rlimit, ...] = ()
     no_new_privileges: bool = False
     oom_score_adj: int | None = None
+    apparmor_profile: str = ""  # applied at exec (the caller checked the host has AppArmor)
 
     @property
     def path_env(self) -> str:
@@ -230,6 +231,14 @@ def _int(value: Any, what: str) -> int:
     return value
 
 
+def _str(value: Any, what: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str) or "\0" in value or "\n" in value:
+        raise _bad(f"{what} must be a string, got {value!r}")
+    return value
+
+
 def parse_process(obj: Any) -> Process:
     """Parse an OCI ``process`` object (also what ``exec_process`` receives)."""
     if not isinstance(obj, dict):
@@ -281,12 +290,13 @@ def parse_process(obj: Any) -> Process:
         rlimits=tuple(rlimits),
         no_new_privileges=bool(obj.get("noNewPrivileges", False)),
         oom_score_adj=None if oom is None else _int(oom, "process.oomScoreAdj"),
+        apparmor_profile=_str(obj.get("apparmorProfile"), "process.apparmorProfile"),
     )
 
 
 # What an exec'd process takes from the container's own process when its process object leaves
 # it out (runc's newInitConfig): the walls are the container's unless the caller says otherwise.
-INHERITED = ("user", "capabilities", "noNewPrivileges", "rlimits", "oomScoreAdj")
+INHERITED = ("user", "capabilities", "noNewPrivileges", "rlimits", "oomScoreAdj", "apparmorProfile")
 
 
 def parse_exec_process(obj: Any, container_process: Any) -> Process:

@@ -93,6 +93,19 @@ def check_host_can_apply(spec: dict[str, Any]) -> None:
                     raise CommandError(
                         f"process.capabilities.{kind}: {name} cannot be granted: berth-runtime does not hold it"
                     )
+    profile = process.get("apparmorProfile") if isinstance(process, dict) else None
+    if profile and not apparmor_enabled():
+        raise CommandError(f"process.apparmorProfile {profile!r}: AppArmor is not enabled on this host")
     block_io = ((spec.get("linux") or {}).get("resources") or {}).get("blockIO") or {}
     if isinstance(block_io, dict) and block_io.get("weight") and not blkio_weight_supported():
         raise CommandError("linux.resources.blockIO.weight: the host's block I/O controller takes no weight")
+
+
+def apparmor_enabled() -> bool:
+    """The kernel's AppArmor is on (runc's apparmor.IsEnabled). SELinux labels, by contrast,
+    are ignored where SELinux is off, as runc and crun do (libselinux is a no-op then)."""
+    try:
+        with open("/sys/module/apparmor/parameters/enabled") as f:
+            return f.read().strip().startswith("Y")
+    except OSError:
+        return False

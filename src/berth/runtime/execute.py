@@ -41,11 +41,13 @@ def cmd_exec(args: Args) -> int:
         raise CommandError(f"cannot exec in a paused container {cid} (resume it first)")
     if status not in ("running", "created", "paused"):
         raise CommandError(f"cannot exec in a stopped container {cid}")
-    for label in ("process-label", "apparmor"):
-        if args.opt(label):
-            raise CommandError(f"--{label}: not supported by berth-runtime (no SELinux/AppArmor)")
     spec = load_bundle(state["bundle"])
     process = build_process(args, spec)
+    if process.get("apparmorProfile"):
+        from berth.runtime.bundle import apparmor_enabled
+
+        if not apparmor_enabled():
+            raise CommandError(f"apparmor profile {process['apparmorProfile']!r}: AppArmor is not enabled on this host")
     preserve = _preserved_fds(args.opt("preserve-fds"))
     console = None
     close: list[int] = []
@@ -155,4 +157,8 @@ def build_process(args: Args, spec: dict[str, Any]) -> dict[str, Any]:
         process["capabilities"] = current
     if args.flag("no-new-privs"):
         process["noNewPrivileges"] = True
+    if args.opt("apparmor"):
+        process["apparmorProfile"] = args.opt("apparmor")
+    if args.opt("process-label"):
+        process["selinuxLabel"] = args.opt("process-label")
     return process
