@@ -129,7 +129,8 @@ def mount_one(m: Mount, dest: str, root: str | None = None) -> None:
                 _mount(m.source, target, dest, None, kernel.MS_BIND | (opts.flags & kernel.MS_REC), None, f"bind '{m.source}' on")
             else:
                 try:
-                    kernel.move_mount(tree, "", kernel.AT_FDCWD, target, kernel.MOVE_MOUNT_F_EMPTY_PATH)
+                    follow = kernel.MOVE_MOUNT_T_SYMLINKS if anchor is not None else 0  # /proc/self/fd/N
+                    kernel.move_mount(tree, "", kernel.AT_FDCWD, target, kernel.MOVE_MOUNT_F_EMPTY_PATH | follow)
                 except OSError as exc:
                     raise fail(f"mount bind '{m.source}' on", dest, exc) from exc
         elif opts.copyup:
