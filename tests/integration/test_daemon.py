@@ -201,3 +201,18 @@ def test_attach_and_exec_over_tls(berthd_factory, busybox_tar, tmp_path) -> None
         timeout=60,
     )
     assert r.returncode != 0, "a client without a certificate must be refused"
+
+
+def test_ping_answers_while_the_daemon_starts_and_other_requests_wait(berthd_factory) -> None:  # type: ignore[no-untyped-def]
+    """berthd answers /_ping as soon as it is spawned (its unix socket is bound before the
+    server is imported); a request that needs the daemon waits for the start-up, then works."""
+    d = berthd_factory(start=False, env_extra={"BERTH_TEST_STARTUP_PAUSE": "3"})
+    t0 = time.monotonic()
+    d.start()  # returns at the first answered /_ping
+    pinged = time.monotonic() - t0
+    r = d.docker("version", "--format", "{{.Server.Version}}")
+    answered = time.monotonic() - t0
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "0.1.0"
+    assert pinged < 2.5, f"/_ping took {pinged:.1f} s: it waited for the start-up"
+    assert answered >= 3.0, f"docker version was answered after {answered:.1f} s, before the start-up was done"

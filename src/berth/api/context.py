@@ -6,20 +6,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from berth.api.versions import API_VERSION, MAX_ACCEPTED_VERSION, MIN_API_VERSION, SERVER, parse_version
 from berth.engine import Engine
 
-API_VERSION = "1.45"
-MIN_API_VERSION = "1.24"
-MAX_ACCEPTED_VERSION = (1, 99)  # tolerate newer clients' paths rather than answering 400
-SERVER = "Berth/0.1.0 (linux)"
+__all__ = ["API_VERSION", "MAX_ACCEPTED_VERSION", "MIN_API_VERSION", "SERVER", "parse_version"]
 
 ENGINE = web.AppKey("engine", Engine)
 API_VERSION_KEY = web.RequestKey("api_version", tuple[int, int])
-
-
-def parse_version(text: str) -> tuple[int, int]:
-    major, _, minor = text.partition(".")
-    return int(major), int(minor or 0)
 
 
 def engine_of(request: web.Request) -> Engine:

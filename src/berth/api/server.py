@@ -12,9 +12,9 @@ Listeners: ``unix://PATH``, ``tcp://HOST:PORT`` (TLS when configured) and ``fd:/
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-import re
 import socket
 import ssl
 import weakref
@@ -37,6 +37,7 @@ from berth.api.context import (
     engine_of,
     parse_version,
 )
+from berth.api.early import EarlyListener, check_host
 from berth.api.errors import error_response, status_of
 from berth.api.hijack import HIJACKED
 from berth.engine import Engine
@@ -164,8 +165,10 @@ def systemd_sockets() -> list[socket.socket]:
 class Server:
     """Serves the app on every ``-H`` address until ``stop()``."""
 
-    def __init__(self, engine: Engine, hosts: list[str], tls: TLSOptions, insecure_tcp: bool = False) -> None:
+    def __init__(self, engine: Engine, hosts: list[str], tls: TLSOptions, insecure_tcp: bool = False,
+                 early: EarlyListener | None = None) -> None:
         self.engine = engine
+        self.early = early  # unix listeners bound (and answering /_ping) before the server was made
         self.app = make_app(engine)
         self.hosts = hosts
         self.tls = tls
@@ -183,9 +186,19 @@ class Server:
         for host in self.hosts:
             _check_host(host, self.tls, self.insecure_tcp)
         await self.runner.setup()
+        adopted, held = self.early.take_over() if self.early is not None else ({}, [])
         for host in self.hosts:
+            path = host[len("unix://") :] if host.startswith("unix://") else None
+            if path is not None and path in adopted:
+                self._unix_paths.append(Path(path))
+                await web.SockSite(self.runner, adopted.pop(path)).start()
+                continue
             for site in self._sites(host):
                 await site.start()
+        loop = asyncio.get_running_loop()
+        for conn in held:  # requests that came while the daemon was starting, still unread
+            assert self.runner.server is not None
+            await loop.connect_accepted_socket(self.runner.server, conn)
 
     def _sites(self, host: str) -> list[web.BaseSite]:
         if host.startswith("unix://"):
@@ -227,15 +240,5 @@ class _ChmodUnixSite(web.UnixSite):
         os.chmod(self._path, 0o660)  # type: ignore[attr-defined]
 
 
-_LOOPBACK = re.compile(r"^(127\.\d+\.\d+\.\d+|localhost|\[?::1\]?)$")
-
-
 def _check_host(host: str, tls: TLSOptions, insecure_tcp: bool) -> None:
-    if not host.startswith("tcp://"):
-        return
-    addr = host[len("tcp://") :].rpartition(":")[0]
-    if not tls.enabled and not insecure_tcp and not _LOOPBACK.match(addr or "127.0.0.1"):
-        raise errors.InvalidParameter(
-            f"refusing to listen on {host} without TLS: anyone who can reach it gets root on this host; "
-            "use --tlsverify with certificates, or --insecure-tcp if you really mean it"
-        )
+    check_host(host, tls.enabled, insecure_tcp)

@@ -59,6 +59,7 @@ class Daemon:
         self.driver: Any
         self.network: Any  # berth.drivers.network.driver.NetworkDriver
         self.storage_driver = ""
+        self.early_listener: Any = None  # berth.api.early.EarlyListener: /_ping before start-up
 
     # -- the former per-container dicts, as views of the live table ----------------------------
     @property
@@ -242,12 +243,23 @@ class Daemon:
             # a start lost with the daemon leaves its monitor's directory (exit.json) behind
             await self.driver.cleanup(c.id)
 
+    def register_early(self) -> None:
+        """The handlers the API server needs before start-up is done: itself and ``/_ping``
+        (every other job waits for the engine's release, at the end of start-up)."""
+        from berth.daemon import system
+        from berth.jobs.system import ServeAPI, SystemPing
+
+        for kind, handler in system.handlers.items():
+            if kind in (ServeAPI, SystemPing):
+                self.engine.handle(kind, self._translating(kind.JOB, functools.partial(handler, self)))
+
     def _register(self, modules: list[ModuleType]) -> None:
         for module in modules:
             table = getattr(module, "handlers", None)
             if table is not None:
                 for kind, handler in table.items():
-                    self.engine.handle(kind, self._translating(kind.JOB, functools.partial(handler, self)))
+                    if kind.JOB not in self.engine.handlers:  # ping and serveapi came early
+                        self.engine.handle(kind, self._translating(kind.JOB, functools.partial(handler, self)))
             for name, fn in getattr(module, "HANDLERS", {}).items():  # handlers of the older style
                 self.engine.register(name, self._translating(name, functools.partial(fn, self)))
 

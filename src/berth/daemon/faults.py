@@ -19,3 +19,13 @@ POINTS = (
 def crash_point(name: str) -> None:
     if os.environ.get("BERTH_CRASH_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+async def startup_pause() -> None:
+    """``BERTH_TEST_STARTUP_PAUSE=<seconds>``: a start-up that takes that much longer (tests of
+    what the daemon does while it starts: /_ping answers, other requests wait)."""
+    seconds = float(os.environ.get("BERTH_TEST_STARTUP_PAUSE") or 0)
+    if seconds > 0:
+        import asyncio
+
+        await asyncio.sleep(seconds)

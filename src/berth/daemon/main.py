@@ -14,7 +14,9 @@ import os
 import signal
 import sys
 
+from berth.api.early import EarlyListener, check_host
 from berth.daemon.config import DaemonConfig, parse_args
+from berth.daemon.faults import startup_pause
 from berth.daemon.modes import private_root, secure_exec_root
 from berth.errors import BerthError
 
@@ -71,41 +73,72 @@ def watch_slow_callbacks(loop: asyncio.AbstractEventLoop) -> None:
     log.info("asyncio debug mode: callbacks slower than %g ms are logged", threshold * 1000)
 
 
-async def run(cfg: DaemonConfig) -> None:
+def listen_early(cfg: DaemonConfig) -> EarlyListener | None:
+    """Check every -H address, then bind the unix ones and answer ``/_ping`` on them at once
+    (:mod:`berth.api.early`), before the heavy imports of the server and the handlers."""
+    for host in cfg.hosts:
+        check_host(host, bool(cfg.tls and cfg.tlscert and cfg.tlskey), cfg.insecure_tcp)
+    paths = [h[len("unix://") :] for h in cfg.hosts if h.startswith("unix://")]
+    return EarlyListener.bind(paths) if paths else None
+
+
+async def run(cfg: DaemonConfig, early: EarlyListener | None = None) -> None:
+    """Listen first, then start: ``/_ping`` answers while the stores open, the network comes up
+    and the containers are restored; every other request waits for that (the engine holds its
+    jobs until the start-up releases it). A start-up that fails stops the server again."""
     from berth.daemon.daemon import Daemon
     from berth.jobs.system import ServeAPI
 
     loop = asyncio.get_running_loop()
     watch_slow_callbacks(loop)
     daemon = Daemon(cfg)
-    await daemon.startup()
+    daemon.early_listener = early  # the API server takes its listeners and held connections over
+    daemon.engine.hold()
+    daemon.register_early()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if _STOP_ASKED:
+        stop.set()  # a SIGTERM came while we were importing: start, then stop at once
     ready = asyncio.Event()
     server = asyncio.ensure_future(daemon.engine.job(ServeAPI(stop=stop, ready=ready)))
     waiter = asyncio.ensure_future(ready.wait())
     await asyncio.wait([server, waiter], return_when=asyncio.FIRST_COMPLETED)
     if server.done():
         waiter.cancel()
-        await daemon.shutdown()
         server.result()  # raises the listener error
         return
-    assert cfg.pidfile is not None
-    cfg.pidfile.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cfg.pidfile.with_suffix(".tmp")
-    tmp.write_text(f"{os.getpid()}\n")
-    tmp.replace(cfg.pidfile)
+    try:
+        await startup_pause()
+        await daemon.startup()
+        daemon.engine.release()
+    except BaseException:
+        stop.set()
+        await asyncio.gather(server, return_exceptions=True)  # the listeners close, the socket goes
+        daemon.engine.release(check=False)  # requests that waited fail now rather than hang
+        raise
     log.info("berthd %d listening on %s", os.getpid(), ", ".join(cfg.hosts))
     try:
         await server
     finally:
         await daemon.shutdown()
-        try:
-            cfg.pidfile.unlink()
-        except FileNotFoundError:
-            pass
     log.info("berthd stopped")
+
+
+_STOP_ASKED: list[int] = []  # signals that came before the event loop handled them
+
+
+def _remember_stop(signum: int, _frame: object) -> None:
+    _STOP_ASKED.append(signum)
+
+
+def write_pidfile(cfg: DaemonConfig) -> None:
+    """Written as the daemon starts (as dockerd's): it is there once ``/_ping`` answers."""
+    assert cfg.pidfile is not None
+    cfg.pidfile.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cfg.pidfile.with_suffix(".tmp")
+    tmp.write_text(f"{os.getpid()}\n")
+    tmp.replace(cfg.pidfile)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,7 +160,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         lock_fd = lock_data_root(cfg)
         secure_exec_root(cfg.exec_root)
-        asyncio.run(run(cfg))
+        # /_ping answers from here on: a SIGTERM from now is a stop, whenever it comes
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, _remember_stop)
+        early = listen_early(cfg)
+        write_pidfile(cfg)
+        try:
+            asyncio.run(run(cfg, early))
+        finally:
+            if early is not None:
+                early.close()  # what the server did not take over (it did not get that far)
+            assert cfg.pidfile is not None
+            cfg.pidfile.unlink(missing_ok=True)
     except BerthError as exc:
         print(f"berthd: {exc}", file=sys.stderr)
         return 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import os
 import platform
@@ -193,12 +194,15 @@ def _encode(event: dict[str, Any]) -> bytes:
 @handlers.on(jobs.ServeAPI)
 async def serveapi(d: Daemon, req: jobs.ServeAPI, job: Job) -> None:
     """Run the API server on every -H address until the stop event is set."""
-    from berth.api.server import Server, TLSOptions
+    # the server's imports (aiohttp, every route) are the first the daemon does: not on the loop
+    server_module = await asyncio.to_thread(importlib.import_module, "berth.api.server")
+    Server, TLSOptions = server_module.Server, server_module.TLSOptions
 
     cfg = d.cfg
     tls = TLSOptions(cert=cfg.tlscert, key=cfg.tlskey, cacert=cfg.tlscacert, verify=cfg.tlsverify) if cfg.tls else TLSOptions()
     # building the app (every route twice) takes tens of milliseconds: not on the loop
-    server = await asyncio.to_thread(Server, d.engine, cfg.hosts, tls, insecure_tcp=cfg.insecure_tcp)
+    server = await asyncio.to_thread(Server, d.engine, cfg.hosts, tls, insecure_tcp=cfg.insecure_tcp,
+                                   early=d.early_listener)
     await server.start()
     if req.ready is not None:
         req.ready.set()

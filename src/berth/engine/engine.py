@@ -17,10 +17,19 @@ handler registered by name (``engine.register(name, handler)``, ``handler(job)``
 
 Running jobs are in ``engine.running``; the last ``history`` finished ones are kept for
 ``GET /berth/v1/jobs`` and ``berth jobs``.
+
+A daemon may serve before all its handlers are registered (``/_ping`` answers while the rest
+starts): between ``hold()`` and ``release()`` a job without a handler waits for the release
+instead of failing, and ``check()`` is done at the release::
+
+    engine.hold()                   # the API server starts; ping's handler is registered
+    ... register the others ...
+    engine.release()                # UnknownJob here if a front end's job has no handler
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -51,6 +60,25 @@ class Engine:
         self.running: dict[int, Job] = {}
         self.recent: collections.deque[Job] = collections.deque(maxlen=history)
         self.events = EventBus()
+        self._held: asyncio.Event | None = None  # set when released: jobs may wait for handlers
+        self._checks: list[set[str] | None] = []  # check() calls made while held
+
+    def hold(self) -> None:
+        """Until ``release()``, a job whose handler is not registered yet waits for it."""
+        self._held = asyncio.Event()
+
+    def release(self, check: bool = True) -> None:
+        """Every handler is registered: run the checks asked for while held (not after a failed
+        start-up: ``check=False``), then the jobs that waited (they fail with UnknownJob if
+        their handler is still missing)."""
+        held, self._held = self._held, None
+        checks, self._checks = self._checks, []
+        try:
+            for names in checks if check else ():
+                self.check(names)
+        finally:
+            if held is not None:
+                held.set()
 
     def register(self, name: str, handler: Handler) -> None:
         """A handler of the older style: ``handler(job)`` reads ``job.args``."""
@@ -70,6 +98,9 @@ class Engine:
     def check(self, names: Iterable[str] | None = None) -> None:
         """UnknownJob unless every job in ``names`` (default: every request type defined) has a
         handler: what a front end calls before it serves."""
+        if self._held is not None:
+            self._checks.append(None if names is None else set(names))  # done at release()
+            return
         wanted = set(request_types() if names is None else names)
         missing = sorted(wanted - set(self.handlers))
         if missing:
@@ -119,6 +150,9 @@ class Engine:
                 raise TypeError(f"job {request.JOB}: keyword arguments beside a request: {', '.join(args)}")
             name, typed = request.JOB, request
         entry = self.handlers.get(name)
+        if entry is None and self._held is not None:
+            await self._held.wait()  # the daemon is starting: its handlers come at the release
+            entry = self.handlers.get(name)
         if entry is None:
             raise UnknownJob(f"no handler is registered for the job {name!r}")
         if typed is not None:
