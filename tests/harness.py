@@ -309,6 +309,8 @@ class Daemon:
     cgroup_parent: str = ""  # containers' cgroups go under it; removed at teardown
     proc: subprocess.Popen[bytes] | None = None
     ready_once: bool = False
+    spawned_at: float = 0.0  # time.monotonic() of the last spawn
+    first_ping: float = 0.0  # seconds from the last spawn to its first answered /_ping
     torn_down: bool = False
     _clients: list[Any] = field(default_factory=list)
 
@@ -368,11 +370,14 @@ class Daemon:
             d.mkdir(parents=True, exist_ok=True)
 
     def start(self) -> None:
-        """Start the daemon and wait until GET /_ping answers; DaemonError (with the log) if not."""
+        """Start the daemon and wait until it serves (GET /_ping, then GET /version, answer: berthd
+        answers pings while it is still starting); DaemonError (with the log) if not.
+        ``first_ping`` is the seconds from the spawn to the first answered /_ping."""
         if self.pid is not None:
             raise DaemonError(f"{self.name} already running as pid {self.pid}")
         self.prepare()
         argv = self.popen_prefix() + self.command()
+        self.spawned_at = time.monotonic()
         with open(self.log_path, "ab") as log:
             log.write(f"--- harness: starting {' '.join(argv)}\n".encode())
             log.flush()
@@ -393,6 +398,8 @@ class Daemon:
         deadline = t0 + (timeout if timeout is not None else self.start_timeout)
         while True:
             if ping(self.sock, timeout=1.0):
+                self.first_ping = time.monotonic() - (self.spawned_at or t0)
+                self._wait_serving(deadline)
                 self.ready_once = True
                 return time.monotonic() - t0
             rc = self.proc.poll()
@@ -407,6 +414,20 @@ class Daemon:
                     f"{deadline - t0:.0f}s\n{self.log_tail()}"
                 )
             time.sleep(0.01)
+
+    def _wait_serving(self, deadline: float) -> None:
+        """After the first ping: a request that needs the whole daemon (its start-up done)."""
+        assert self.proc is not None
+        try:
+            status, body = http_get(self.sock, "/version", timeout=max(1.0, deadline - time.monotonic()))
+        except OSError as exc:
+            status, body = 0, str(exc).encode()
+        if status != 200:
+            rc = self.proc.poll()
+            raise DaemonError(
+                f"{self.name} answered /_ping, then GET /version with {status or 'no answer'}"
+                f"{'' if rc is None else f' and exited with status {rc}'}: {body[:200]!r}\n{self.log_tail()}"
+            )
 
     def stop(self, timeout: float = 20.0) -> int | None:
         """SIGTERM by pid, wait up to `timeout`, then SIGKILL. The exit status, None if not running."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import signal as signals
 import sqlite3
@@ -123,7 +122,6 @@ async def _spawn_in(d: Daemon, c: Container, netns: str) -> Any:
         await asyncio.to_thread((cdir / "local-logs").mkdir, mode=0o700, exist_ok=True)
     logging = log_settings(log_config.get("Type") or "json-file", log_config.get("Config") or {}) if c.logs_kept \
         else LogSettings()
-    await asyncio.to_thread((cdir / "config.json").write_text, json.dumps(spec, indent=1))
     request = CreateRequest(
         id=c.id,
         bundle=cdir,
