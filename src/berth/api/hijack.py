@@ -117,7 +117,7 @@ async def hijack(request: web.Request, content_type: str, extra_headers: dict[st
         return Hijacked(tls, protocol)  # type: ignore[arg-type]
     transport.set_protocol(protocol)
     transport.resume_reading()
-    return Hijacked(transport, protocol)  # type: ignore[arg-type]
+    return Hijacked(transport, protocol)
 
 
 class _TLSPipe(asyncio.Protocol):
@@ -262,7 +262,7 @@ class _HijackedResponse(web.StreamResponse):
     def __init__(self) -> None:
         super().__init__(status=101)
 
-    async def prepare(self, request: web.BaseRequest) -> None:  # type: ignore[override]
+    async def prepare(self, request: web.BaseRequest) -> None:
         return None
 
     async def write_eof(self, data: bytes = b"") -> None:

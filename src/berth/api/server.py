@@ -237,7 +237,7 @@ class Server:
 class _ChmodUnixSite(web.UnixSite):
     async def start(self) -> None:
         await super().start()
-        os.chmod(self._path, 0o660)  # type: ignore[attr-defined]
+        os.chmod(self._path, 0o660)
 
 
 def _check_host(host: str, tls: TLSOptions, insecure_tcp: bool) -> None:

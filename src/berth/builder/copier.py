@@ -320,7 +320,7 @@ def _copy_node(layer: _Layer, src: Source, node: Node, path: str, owner: Identit
     elif node.kind == "file":
         info.size = node.size
         with src.open(node) as data:
-            layer.add(path, info, data)  # type: ignore[arg-type]
+            layer.add(path, info, data)
     elif node.kind == "symlink":
         info.type, info.linkname, info.mode = tarfile.SYMTYPE, node.linkname, 0o777
         layer.add(path, info)

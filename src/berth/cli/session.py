@@ -93,7 +93,7 @@ class Session:
         raw_mode = self.tty and self.stdin and is_tty(self.stdin_fd)
         keys = DetachKeys(self.detach_keys) if (self.tty and self.stdin and self.detach_keys) else None
         with RawTerminal(self.stdin_fd) if raw_mode else contextlib.nullcontext():
-            stop = lambda: None  # noqa: E731
+            stop: Callable[[], None] = lambda: None  # noqa: E731
             if self.tty and resize is not None and is_tty(fd_of(self.ctx.stdout)):
                 stop = watch_resize(fd_of(self.ctx.stdout), _quiet(resize))
             try:

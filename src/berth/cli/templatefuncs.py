@@ -185,7 +185,7 @@ def _compare(op: str) -> Any:
             return any(a == b for b in bs)
         b = bs[0] if bs else None
         try:
-            return {"ne": a != b, "lt": a < b, "le": a <= b, "gt": a > b, "ge": a >= b}[op]
+            return bool({"ne": a != b, "lt": a < b, "le": a <= b, "gt": a > b, "ge": a >= b}[op])
         except TypeError:
             raise InvalidParameter(
                 f"template: executing: error calling {op}: incompatible types for comparison"

@@ -115,7 +115,8 @@ class Reply:
 
     def read_stdin(self) -> bytes:
         """After upgrade(): everything the client sends until it half-closes."""
-        return self.reader.read()
+        data: bytes = self.reader.read()
+        return data
 
     def upgrade(self) -> socket.socket:
         self.sock.sendall(

@@ -46,7 +46,8 @@ class RawStream:
         if self.pending:
             data, self.pending = self.pending[:n], self.pending[n:]
             return data
-        return self.sock.recv(n)
+        received: bytes = self.sock.recv(n)
+        return received
 
     def recv_some(self, n: int = _READ_SIZE) -> bytes | None:
         try:

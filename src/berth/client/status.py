@@ -45,7 +45,7 @@ def message_for(status: int, content_type: str, body: bytes, route: str) -> str:
         except ValueError:
             return text.strip()
         if isinstance(doc, dict) and isinstance(doc.get("message"), str):
-            return doc["message"]
+            return str(doc["message"])
         return text.strip()
     if text.strip():
         return text.strip()

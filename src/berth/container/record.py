@@ -161,7 +161,7 @@ class Container:
     @property
     def logs_kept(self) -> bool:
         """False with ``--log-driver none``: no log file is written or read."""
-        return (self.host_config.get("LogConfig") or {}).get("Type", "json-file") != "none"
+        return bool((self.host_config.get("LogConfig") or {}).get("Type", "json-file") != "none")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -120,7 +120,8 @@ class DaemonHost:
         return str(await asyncio.to_thread(self.d.graph.resolve, parsed.string()))
 
     async def image_config(self, image_id: str) -> dict[str, Any]:
-        return await asyncio.to_thread(self.d.graph.image_config, image_id)  # type: ignore[no-any-return]
+        config: dict[str, Any] = await asyncio.to_thread(self.d.graph.image_config, image_id)
+        return config
 
     async def image_fs(self, image_id: str) -> ImageFS:
         return ImageFS(await asyncio.to_thread(self.d.graph.image_layer_dirs, image_id))
@@ -152,7 +153,7 @@ class DaemonHost:
         finally:
             session = self.d.session(cid)
             if session is not None:
-                session.attachers.discard(attached)  # type: ignore[arg-type]
+                session.attachers.discard(attached)
         if attached.dead:
             raise ConnectionResetError("the client went away during the build")
         lines = [line for line in result.data.splitlines() if line.strip()]

@@ -210,7 +210,7 @@ def parse_size(value: object, what: str) -> int:
     match = _SIZE.match(str(value).strip().lower()) if isinstance(value, str) else None
     if match is None:
         raise InvalidParameter(f"{what}: invalid size {value!r} (want bytes, or a number with k, m, g or t)")
-    return int(match.group(1)) * 1024 ** " kmgt".index(match.group(2) or " ")
+    return int(match.group(1)) * int(1024 ** " kmgt".index(match.group(2) or " "))
 def _check_network(cfg: DaemonConfig) -> None:
     import ipaddress
 

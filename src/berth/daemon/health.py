@@ -143,7 +143,8 @@ async def _probe(d: Daemon, c: Container, cmd: list[str], timeout_ns: int) -> di
                     output.extend(data[: MAX_OUTPUT - len(output)])
         finally:
             stream.close()
-        return await probe.wait()
+        code: int = await probe.wait()
+        return code
 
     task = asyncio.ensure_future(collect())
     try:

@@ -108,6 +108,23 @@ def _dangling(values: list[str]) -> bool | None:
     return out
 
 
+_NETWORK_FILTERS = ("name", "id", "driver", "scope", "type", "label")
+
+
+def _network_matches(n: Network, builtin: bool, key: str, values: list[str]) -> bool:
+    if key == "name":
+        return any(_regex_match(v, n.name) for v in values)
+    if key == "id":
+        return any(_regex_match(v, n.id) for v in values)
+    if key == "driver":
+        return n.driver in values
+    if key == "scope":
+        return "local" in values
+    if key == "type":
+        return ("builtin" if builtin else "custom") in values
+    return _labels_match(n.labels, values)
+
+
 def _filter(d: Daemon, nets: list[Network], filters: dict[str, list[str]]) -> list[Network]:
     for key in filters:
         if key not in FILTERS:
@@ -119,15 +136,7 @@ def _filter(d: Daemon, nets: list[Network], filters: dict[str, list[str]]) -> li
     out = []
     for n in nets:
         builtin = n.name in PREDEFINED
-        checks = (
-            ("name", lambda vs, n=n: any(_regex_match(v, n.name) for v in vs)),
-            ("id", lambda vs, n=n: any(_regex_match(v, n.id) for v in vs)),
-            ("driver", lambda vs, n=n: n.driver in vs),
-            ("scope", lambda vs: "local" in vs),
-            ("type", lambda vs, b=builtin: ("builtin" if b else "custom") in vs),
-            ("label", lambda vs, n=n: _labels_match(n.labels, vs)),
-        )
-        if not all(check(filters[key]) for key, check in checks if filters.get(key)):
+        if not all(_network_matches(n, builtin, key, filters[key]) for key in _NETWORK_FILTERS if filters.get(key)):
             continue
         if dangling is not None and (builtin or _in_use(d, n)) == dangling:
             continue

@@ -19,8 +19,9 @@ from typing import Any
 from berth.container.record import Container
 from berth.daemon import securityopt
 from berth.daemon.mountspec import oci_mounts, tmpfs_mounts
-from berth.drivers.exec.spec import DEFAULT_SHM_SIZE, SpecInput
+from berth.drivers.exec.spec import SpecInput
 from berth.libcontainer.cgroups import ALLOW_ALL_DEVICES, DEFAULT_DEVICE_RULES, Resources
+from berth.libcontainer.defaultmounts import DEFAULT_SHM_SIZE
 from berth.libcontainer.sysctl import normalize as normalize_sysctl
 
 

@@ -53,7 +53,7 @@ def compressed_layer(graph: Graph, diff_id: str) -> Blob:
     source = graph.layer_tar(diff_id)
     with graph.content.ingest() as blob:
         # mtime=0 and no file name: the same layer always compresses to the same bytes
-        with open(source, "rb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=blob, mtime=0, compresslevel=GZIP_LEVEL) as out:  # type: ignore[call-overload]
+        with open(source, "rb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=blob, mtime=0, compresslevel=GZIP_LEVEL) as out:
             shutil.copyfileobj(raw, out, 1 << 20)
         size = blob.size
         digest = blob.commit()

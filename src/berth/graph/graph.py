@@ -97,7 +97,8 @@ class Graph:
             row = self.image(image_id_)
             cached = json.loads(self.content.get(row.config_digest))
             self._configs[image_id_] = cached
-        return json.loads(json.dumps(cached))
+        copy: dict[str, Any] = json.loads(json.dumps(cached))
+        return copy
 
     def forget_config(self, image_id_: str) -> None:
         self._configs.pop(image_id_, None)

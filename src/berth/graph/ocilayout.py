@@ -126,7 +126,7 @@ class OCIImage:
         if media_type.endswith(("+zstd", ".zstd")):
             import zstandard
 
-            return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)  # type: ignore[no-any-return]
+            return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
         if media_type.endswith("gzip"):
             return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
         return raw
@@ -225,7 +225,7 @@ def _blob_path(root: Path, desc: Any) -> Path:
     if algorithm not in ("sha256", "sha512") or not hex_ or not all(c in "0123456789abcdef" for c in hex_) \
             or len(hex_) != (64 if algorithm == "sha256" else 128):
         raise InvalidParameter(f"load: invalid digest {desc['digest'][:100]!r}")
-    path = root / "blobs" / algorithm / hex_
+    path: Path = root / "blobs" / str(algorithm) / str(hex_)
     if not path.is_file() or path.is_symlink():
         raise InvalidParameter(f"load: blob {desc['digest']} is not in the archive")
     size = desc.get("size")

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from berth.errors import SystemFailure
 
@@ -175,7 +176,8 @@ class GraphDB:
 
     def _one(self, sql: str, args: tuple[object, ...] = ()) -> tuple | None:  # type: ignore[type-arg]
         with self._lock:
-            return self._conn.execute(sql, args).fetchone()
+            row: tuple[Any, ...] | None = self._conn.execute(sql, args).fetchone()
+            return row
 
     def _run(self, sql: str, args: tuple[object, ...] = ()) -> int:
         with self._lock:

@@ -292,4 +292,4 @@ def fstatfs_type(fd: int) -> int:
     """The file system type (``f_type``, e.g. :data:`PROC_SUPER_MAGIC`) of the file ``fd`` is on."""
     buf = _Statfs()
     _check(_libc.fstatfs(fd, ctypes.byref(buf)))
-    return buf.f_type & 0xFFFFFFFF
+    return int(buf.f_type) & 0xFFFFFFFF

@@ -54,12 +54,12 @@ def record(cls: type[T]) -> type[T]:
             delattr(cls, n)  # the instance's value, never the class's
     cls._fields = names  # type: ignore[attr-defined]
     cls._defaults = defaults  # type: ignore[attr-defined]
-    cls.__init__ = _init  # type: ignore[misc,method-assign]
-    cls.__setattr__ = _frozen  # type: ignore[method-assign,assignment]
-    cls.__delattr__ = _frozen  # type: ignore[method-assign,assignment]
-    cls.__eq__ = _eq  # type: ignore[method-assign,assignment]
-    cls.__hash__ = _hash  # type: ignore[method-assign,assignment]
-    cls.__repr__ = _repr  # type: ignore[method-assign,assignment]
+    cls.__init__ = _init  # type: ignore[method-assign]
+    cls.__setattr__ = _frozen  # type: ignore[method-assign]
+    cls.__delattr__ = _frozen  # type: ignore[method-assign]
+    cls.__eq__ = _eq  # type: ignore[method-assign]
+    cls.__hash__ = _hash  # type: ignore[method-assign]
+    cls.__repr__ = _repr  # type: ignore[method-assign]
     return cls
 
 
@@ -95,7 +95,8 @@ def _values(self: Any) -> tuple[Any, ...]:
 
 def _eq(self: Any, other: object) -> bool:
     if type(other) is not type(self):
-        return NotImplemented
+        result: bool = NotImplemented
+        return result
     return _values(self) == _values(other)
 
 

@@ -216,7 +216,7 @@ def _decompressed(raw: BinaryIO, media_type: str) -> BinaryIO:
     if media_type.endswith(("+zstd", ".zstd")):
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(raw, closefd=False)  # type: ignore[no-any-return]
+        return zstandard.ZstdDecompressor().stream_reader(raw, closefd=False)
     if media_type.endswith("gzip"):
         return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
     return raw
@@ -266,7 +266,7 @@ async def pull(
     diff_ids = doc["rootfs"]["diff_ids"]
     if len(diff_ids) != len(layers_desc):
         raise InvalidParameter(f"image {manifest_digest}: {len(layers_desc)} layers but {len(diff_ids)} diff ids")
-    before = store.image_for_tag(repo_tag) if repo_tag else None
+    before = await asyncio.to_thread(store.image_for_tag, repo_tag) if repo_tag else None
     present = await asyncio.to_thread(store.present_layers, diff_ids)
     layers = [_Layer(i, Digest.parse(d["digest"]), d["mediaType"], d["size"], Digest.parse(d["digest"]).encoded[:12])
               for i, d in enumerate(layers_desc)]
@@ -375,4 +375,5 @@ def _config_json(config: bytes) -> dict[str, Any]:
     if not isinstance(rootfs, dict) or not isinstance(rootfs.get("diff_ids"), list) \
             or not all(isinstance(d, str) for d in rootfs["diff_ids"]):
         raise InvalidParameter("image config has no rootfs.diff_ids")
-    return doc
+    checked: dict[str, Any] = doc
+    return checked

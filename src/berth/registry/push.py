@@ -27,7 +27,7 @@ CHUNK_SIZE = 64 << 20
 
 async def push(client: RegistryClient, graph: Any, registry: str, repo: str, tag: str, image_id: str,
                progress: Progress, max_concurrent: int = 5, chunk_size: int = CHUNK_SIZE) -> tuple[str, int]:
-    config = graph.image_config(image_id)
+    config = await asyncio.to_thread(graph.image_config, image_id)
     diff_ids: list[str] = list((config.get("rootfs") or {}).get("diff_ids") or [])
     shorts = [d.split(":", 1)[-1][:12] for d in diff_ids]
     for short in shorts:

@@ -9,6 +9,7 @@ import os
 import select
 import socket
 import struct
+from typing import Any
 
 
 class Console:
@@ -17,7 +18,7 @@ class Console:
         self._ours = ours
         self.socket = theirs.detach()  # what init gets as its console socket
         self.master = -1
-        self._saved: list | None = None
+        self._saved: list[Any] | None = None
 
     def receive(self) -> None:
         """The pty master init sent (it does so before it waits for start)."""

@@ -55,7 +55,7 @@ def _realtime(name: str) -> int:
         delta = int(offset or 0) * (1 if "+" in name or not offset else -1)
     except ValueError as exc:
         raise CommandError(f"unknown signal {name!r}") from exc
-    return (_signal.SIGRTMIN if base == "RTMIN" else _signal.SIGRTMAX) + delta
+    return int(_signal.SIGRTMIN if base == "RTMIN" else _signal.SIGRTMAX) + delta
 
 
 def cmd_start(args: Args) -> int:

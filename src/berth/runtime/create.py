@@ -22,6 +22,8 @@ from berth.runtime.errors import CommandError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from berth.libcontainer.spec import Stdio
     from berth.runtime.cli import Args
     from berth.runtime.state import Store
@@ -34,7 +36,7 @@ def cmd_create(args: Args) -> int:
     return 0
 
 
-def create(store: Store, cid: str, args: Args, console_fd: int = -1) -> dict:
+def create(store: Store, cid: str, args: Args, console_fd: int = -1) -> dict[str, Any]:
     """Create container ``cid``; returns its saved state. ``console_fd``: a connected console
     socket of our own (run's), instead of ``--console-socket``."""
     from berth.libcontainer import rootfs

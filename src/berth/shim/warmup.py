@@ -200,7 +200,7 @@ def warm_lifecycle(rounds: int = 8) -> None:
             peer.settimeout(5)
             reactor = Reactor()
             service = Service({"id": cid, "exec_root": root, "open_stdin": True,
-                               "log_path": os.path.join(root, cid, "log")}, ours, _Rehearsal(), reactor)  # type: ignore[arg-type]
+                               "log_path": os.path.join(root, cid, "log")}, ours, _Rehearsal(), reactor)
             reactor.catch_signals(service.on_signals)
             service.create()
             client = None

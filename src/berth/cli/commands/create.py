@@ -88,7 +88,7 @@ def create_container(ctx: Any, opts: dict[str, Any], args: list[str]) -> str:
     if cidfile:
         with open(cidfile, "w", encoding="utf-8") as fh:
             fh.write(cid)
-    return cid
+    return str(cid)
 
 
 def create(ctx: Any, argv: list[str]) -> int:

@@ -85,7 +85,7 @@ class ImageRow:
     @property
     def ID(self) -> str:
         iid = self._i.get("Id", "")
-        return iid.removeprefix("sha256:")[:12] if self._trunc else iid
+        return str(iid.removeprefix("sha256:")[:12] if self._trunc else iid)
 
     @property
     def CreatedSince(self) -> str:

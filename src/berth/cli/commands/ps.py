@@ -167,7 +167,7 @@ class ContainerRow:
     @property
     def ID(self) -> str:
         cid = self._c.get("Id", "")
-        return cid[:12] if self._trunc else cid
+        return str(cid[:12] if self._trunc else cid)
 
     @property
     def Names(self) -> str:
@@ -226,7 +226,7 @@ class ContainerRow:
         return ",".join(f"{k}={v}" for k, v in labels.items())
 
     def Label(self, name: str) -> str:
-        return (self._c.get("Labels") or {}).get(name, "")
+        return str((self._c.get("Labels") or {}).get(name, ""))
 
     @property
     def Mounts(self) -> str:

@@ -104,7 +104,7 @@ class HashingReader:
 def decompressed(stream: BinaryIO) -> BinaryIO:
     """Wrap ``stream`` in the decompressor its magic bytes name (or return a buffered copy)."""
     buffered = stream if hasattr(stream, "peek") else _Peekable(stream)
-    head = buffered.peek(6)[:6]  # type: ignore[attr-defined]
+    head = buffered.peek(6)[:6]
     source = cast(BinaryIO, buffered)
     if head.startswith(b"\x1f\x8b"):
         return cast(BinaryIO, gzip.GzipFile(fileobj=source, mode="rb"))
@@ -147,7 +147,7 @@ class StrictTarInfo(tarfile.TarInfo):
     limits in front of them and otherwise defer to the standard implementation.
     """
 
-    def _proc_member(self, tarfile_: Any) -> Any:  # type: ignore[misc]
+    def _proc_member(self, tarfile_: Any) -> Any:
         if self.type in _SPECIAL and self.size > MAX_SPECIAL_HEADER:
             raise ArchiveError(
                 f"invalid tar archive: a {_kind(self.type)} header of {self.size} bytes "
@@ -174,7 +174,7 @@ class StrictTarInfo(tarfile.TarInfo):
                 if offset or numbytes:
                     structs.append((offset, numbytes))
             isextended = bool(buf[504])
-        self.sparse = structs  # type: ignore[assignment]  # typeshed says bytes; it is a list
+        self.sparse = structs  # typeshed says bytes; it is a list
         self.offset_data = tarfile_.fileobj.tell()
         tarfile_.offset = self.offset_data + self._block(self.size)  # type: ignore[attr-defined]
         self.size = origsize

@@ -107,7 +107,7 @@ class Network:
             if self.ip_range:
                 entry["IPRange"] = self.ip_range
             if given and given.get("AuxiliaryAddresses"):
-                entry["AuxiliaryAddresses"] = given["AuxiliaryAddresses"]  # type: ignore[assignment]
+                entry["AuxiliaryAddresses"] = given["AuxiliaryAddresses"]
             out.append(entry)
         if self.subnet6:
             entry6 = {"Subnet": self.subnet6}

@@ -124,14 +124,14 @@ class RegistryStore:
         rows = self._query("SELECT size FROM repo_blobs WHERE repo=? AND digest=?", (repo, str(digest)))
         if not rows or not self.blob_path(digest).is_file():
             return None
-        return int(rows[0][0])  # type: ignore[call-overload]
+        return _int(rows[0][0])
 
     def blob_size_anywhere(self, digest: Digest) -> int | None:
         """The size of the blob if any repository links it (for anonymous mounts)."""
         rows = self._query("SELECT size FROM repo_blobs WHERE digest=? LIMIT 1", (str(digest),))
         if not rows or not self.blob_path(digest).is_file():
             return None
-        return int(rows[0][0])  # type: ignore[call-overload]
+        return _int(rows[0][0])
 
     def link_blob(self, repo: str, digest: Digest, size: int) -> None:
         with self._tx() as db:
@@ -292,3 +292,10 @@ def _manifest_row(row: tuple[object, ...]) -> ManifestRow:
         str(digest), str(media_type), int(size),  # type: ignore[call-overload]
         str(artifact_type), json.loads(str(annotations)) if annotations else {},
     )
+
+
+def _int(value: object) -> int:
+    """An INTEGER column's value (SQLite hands back int)."""
+    if not isinstance(value, int):
+        raise TypeError(f"registry store: expected an integer column, got {type(value).__name__}")
+    return value
