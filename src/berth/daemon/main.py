@@ -7,12 +7,11 @@ Containers keep running across a daemon restart (live restore).
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
-import logging
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from berth.api.early import EarlyListener, check_host
 from berth.daemon.config import DaemonConfig, parse_args
@@ -20,7 +19,18 @@ from berth.daemon.faults import startup_pause
 from berth.daemon.modes import private_root, secure_exec_root
 from berth.errors import BerthError
 
-log = logging.getLogger("berth.daemon")
+if TYPE_CHECKING:
+    import asyncio
+    import logging
+
+# asyncio and logging (~55 ms of imports) come after the unix listeners are bound: /_ping
+# answers from the first moment (berth.api.early)
+
+
+def _log() -> logging.Logger:
+    import logging
+
+    return logging.getLogger("berth.daemon")
 
 
 class AlreadyRunning(BerthError):
@@ -46,7 +56,7 @@ def lock_data_root(cfg: DaemonConfig) -> int:
         os.pwrite(fd, pid, 0)
         os.ftruncate(fd, len(pid))
     except OSError as exc:  # a full data root: the pid is only for the message above
-        log.warning("write the pid into %s: %s", path, exc.strerror)
+        _log().warning("write the pid into %s: %s", path, exc.strerror)
     return fd
 
 
@@ -63,14 +73,14 @@ def watch_slow_callbacks(loop: asyncio.AbstractEventLoop) -> None:
     try:
         threshold = float(raw) / 1000.0
     except ValueError:
-        log.warning("%s=%r is not a number of milliseconds: ignored", SLOW_CALLBACK_ENV, raw)
+        _log().warning("%s=%r is not a number of milliseconds: ignored", SLOW_CALLBACK_ENV, raw)
         return
     loop.set_debug(True)
     loop.slow_callback_duration = threshold
     from berth.daemon.loopwatch import LoopWatch
 
     LoopWatch(loop, threshold).start()
-    log.info("asyncio debug mode: callbacks slower than %g ms are logged", threshold * 1000)
+    _log().info("asyncio debug mode: callbacks slower than %g ms are logged", threshold * 1000)
 
 
 def listen_early(cfg: DaemonConfig) -> EarlyListener | None:
@@ -86,9 +96,12 @@ async def run(cfg: DaemonConfig, early: EarlyListener | None = None) -> None:
     """Listen first, then start: ``/_ping`` answers while the stores open, the network comes up
     and the containers are restored; every other request waits for that (the engine holds its
     jobs until the start-up releases it). A start-up that fails stops the server again."""
+    import asyncio
+
     from berth.daemon.daemon import Daemon
     from berth.jobs.system import ServeAPI
 
+    log = _log()
     loop = asyncio.get_running_loop()
     watch_slow_callbacks(loop)
     daemon = Daemon(cfg)
@@ -147,10 +160,6 @@ def main(argv: list[str] | None = None) -> int:
     except BerthError as exc:
         print(f"berthd: {exc}", file=sys.stderr)
         return 1
-    logging.basicConfig(
-        level=logging.DEBUG if cfg.debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     if os.geteuid() != 0:
         print("berthd: must run as root (it creates namespaces, mounts and cgroups)", file=sys.stderr)
         return 1
@@ -165,6 +174,13 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(sig, _remember_stop)
         early = listen_early(cfg)
         write_pidfile(cfg)
+        import asyncio
+        import logging
+
+        logging.basicConfig(
+            level=logging.DEBUG if cfg.debug else logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
         try:
             asyncio.run(run(cfg, early))
         finally:
