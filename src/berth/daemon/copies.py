@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import errno
 import json
 import os
 import stat
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -184,7 +186,12 @@ async def extract(d: Daemon, req: jobs.ContainerArchivePut, job: Job) -> None:
             chown = (uid, gid)
         options = UnpackOptions(req.no_overwrite_dir_non_dir, chown)
         reader = BlockingBody(source, asyncio.get_running_loop())
-        await asyncio.to_thread(unpack, root_fd, resolved, reader, options)
+        pump = asyncio.ensure_future(reader.pump())
+        try:
+            await asyncio.to_thread(unpack, root_fd, resolved, reader, options)
+        finally:
+            pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)  # its failure, if any, was the read's
         d.publish(c, "extract-to-dir")
 
 
@@ -210,16 +217,58 @@ def _resolve_dest(root_fd: int, path: str, ref: str) -> str:
 
 
 class BlockingBody:
-    """A blocking ``read()`` over a job's async stdin, for the worker thread that unpacks."""
+    """The request body for the worker thread that unpacks: a task on the event loop reads it
+    ahead into a buffer (at most :data:`AHEAD` bytes: back-pressure on the client), and
+    ``read()`` hands the buffered chunks over without a round trip to the loop per chunk."""
+
+    AHEAD = 8 << 20
 
     def __init__(self, source: ByteSource, loop: asyncio.AbstractEventLoop) -> None:
         self.source, self.loop = source, loop
-        self.eof = False
+        self.cond = threading.Condition()
+        self.chunks: collections.deque[bytes] = collections.deque()
+        self.size = 0
+        self.done = False
+        self.failure: BaseException | None = None
+        self.room = asyncio.Event()
+        self.room.set()
+
+    async def pump(self) -> None:
+        try:
+            while True:
+                await self.room.wait()
+                data = await self.source.read()
+                with self.cond:
+                    if not data:
+                        self.done = True
+                    else:
+                        self.chunks.append(data)
+                        self.size += len(data)
+                        if self.size > self.AHEAD:
+                            self.room.clear()
+                    self.cond.notify_all()
+                if not data:
+                    return
+        except BaseException as exc:
+            with self.cond:
+                self.failure, self.done = exc, True
+                self.cond.notify_all()
+            raise
 
     def read(self, size: int = -1) -> bytes:
-        if self.eof:
-            return b""
-        chunk: bytes = asyncio.run_coroutine_threadsafe(self.source.read(), self.loop).result()
-        if not chunk:
-            self.eof = True
-        return chunk
+        with self.cond:
+            while not self.chunks and not self.done:
+                self.cond.wait()
+            if not self.chunks:
+                if self.failure is not None and not isinstance(self.failure, asyncio.CancelledError):
+                    raise OSError(f"read the request body: {self.failure}")
+                return b""
+            out = [self.chunks.popleft()]
+            total = len(out[0])
+            while self.chunks and total < (1 << 20):
+                out.append(self.chunks.popleft())
+                total += len(out[-1])
+            self.size -= total
+            if self.size <= self.AHEAD // 2 and not self.room.is_set():
+                self.loop.call_soon_threadsafe(self.room.set)
+        return out[0] if len(out) == 1 else b"".join(out)

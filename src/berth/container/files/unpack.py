@@ -30,6 +30,7 @@ import tarfile
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from berth.container.files.forward import ForwardReader
 from berth.container.files.resolve import open_in
 from berth.drivers.graph.tarstream import ArchiveError, StrictTarInfo, members, sparse_segments
 from berth.errors import BerthError, SystemFailure
@@ -105,7 +106,8 @@ class _Unpacker:
         try:
             self._replace(parent, parent_path, base, path, m)
             self._create(parent, base, path, m, archive)
-            self._metadata(path, base, m, parent)
+            if not m.isreg():  # a regular file got its metadata through its own descriptor
+                self._metadata(path, base, m, parent)
         finally:
             os.close(parent)
         if m.isdir():
@@ -183,20 +185,38 @@ class _Unpacker:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(base, flags, 0o600, dir_fd=parent)
         try:
-            if m.sparse is not None:
-                for offset, chunk in sparse_segments(archive, m):
-                    os.pwrite(fd, chunk, offset)
-                os.ftruncate(fd, m.size)
-                return
-            source = archive.extractfile(m)
-            if source is None:
-                return
-            while chunk := source.read(CHUNK):
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view):]
+            self._data(fd, m, archive)
+            # owner, then mode (chown clears setuid), xattrs, time: on the descriptor just written
+            uid, gid = self.options.chown or (m.uid, m.gid)
+            os.fchown(fd, uid, gid)
+            os.fchmod(fd, m.mode & 0o7777)
+            for key, value in m.pax_headers.items():
+                if key.startswith("SCHILY.xattr."):
+                    _set_xattr(fd, key[len("SCHILY.xattr."):], value.encode("utf-8", "surrogateescape"))
+            os.utime(fd, (m.mtime, m.mtime))
         finally:
-            os.close(fd)
+            os.close(fd)  # an OSError is named with the member's path by _create
+
+    @staticmethod
+    def _data(fd: int, m: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
+        if m.sparse is not None:
+            for offset, chunk in sparse_segments(archive, m):
+                os.pwrite(fd, chunk, offset)
+            os.ftruncate(fd, m.size)
+            return
+        stream = archive.fileobj
+        if isinstance(stream, ForwardReader):
+            stream.seek(m.offset_data)
+            if stream.write_to(fd, m.size) != m.size:
+                raise tarfile.ReadError("unexpected end of data")
+            return
+        source = archive.extractfile(m)
+        if source is None:
+            return
+        while chunk := source.read(CHUNK):
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view):]
 
     def _hardlink(self, parent: int, base: str, path: str, m: tarfile.TarInfo) -> None:
         target = _join(self.dest, m.linkname)
@@ -279,7 +299,7 @@ def _type_number(m: tarfile.TarInfo) -> int:
     return m.type[0] if m.type else 0
 
 
-def _set_xattr(path: str, name: str, value: bytes) -> None:
+def _set_xattr(path: str | int, name: str, value: bytes) -> None:
     try:
         os.setxattr(path, name, value)
     except OSError as exc:
@@ -310,7 +330,7 @@ def remove_at(dir_fd: int, name: str) -> None:
 def unpack(root_fd: int, dest: str, reader: BinaryIO | Any, options: UnpackOptions) -> None:
     """Extract the tar read from ``reader`` into ``dest`` (a resolved directory in the root)."""
     try:
-        archive = tarfile.open(fileobj=reader, mode="r|", tarinfo=StrictTarInfo, bufsize=CHUNK)
+        archive = tarfile.open(fileobj=ForwardReader(reader), mode="r:", tarinfo=StrictTarInfo)
     except tarfile.TarError as exc:
         if "empty file" in str(exc):
             return  # no body: nothing to extract (dockerd answers 200 too)
