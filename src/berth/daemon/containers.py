@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import posixpath
 import re
 import secrets
 import shutil
@@ -90,7 +91,10 @@ async def create(d: Daemon, req: jobs.ContainerCreate, job: Job) -> Created:
     storageopt.check(host.get("StorageOpt"), d.storage_driver, d.cfg.data_root)
     networks = netsettings.endpoint_configs(body, host, d.network.find)
     netsettings.check_create(d, body, config, host)
-    plan = mountspec.plan(host.get("Binds"), host.get("Mounts"), config.get("Volumes"), host.get("Tmpfs"))
+    inherited = volumes.volumes_from(d, host.get("VolumesFrom"))
+    image_volumes = {k: v for k, v in (config.get("Volumes") or {}).items()
+                     if posixpath.normpath(k) not in {m["Destination"] for m in inherited}}
+    plan = mountspec.plan(host.get("Binds"), host.get("Mounts"), image_volumes, host.get("Tmpfs"))
     if any(m.subpath for m in plan) and req.api_version < (1, 45):
         raise InvalidParameter("VolumeOptions.Subpath needs API v1.45 or newer")
     volumes.check_sources(plan)
@@ -117,7 +121,7 @@ async def create(d: Daemon, req: jobs.ContainerCreate, job: Job) -> Created:
         await asyncio.to_thread(_write_files, cdir, config["Hostname"])
         await asyncio.to_thread(d.graph.prepare_rw, cid, image_id)
         crash_point("create.after-rw")
-        c.mounts = await volumes.make_mounts(d, cid, plan)
+        c.mounts = volumes.with_inherited(await volumes.make_mounts(d, cid, plan), inherited)
         await d.save(c, new=True)
     except BaseException:
         lc.claims.clear()

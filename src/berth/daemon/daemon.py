@@ -49,6 +49,7 @@ class Daemon:
         self.started = time.time()
         self.live = LiveTable()  # every container: its record, session, lock, waiters, execs
         self.eventlog: Any = None  # daemon/eventlog.py: events kept in SQLite
+        self.volume_users: dict[str, set[str]] = {}  # option volume -> running containers (volumemounts.py)
         self._retry: asyncio.Task[Any] | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.store: ContainerStore
@@ -118,8 +119,10 @@ class Daemon:
         await self.network.reconcile(
             {c.id: {n.get("NetworkID") or name for name, n in c.networks.items()} for c in self.live.records() if c.state.running}
         )
+        from berth.daemon import volumemounts
         from berth.daemon.restarts import at_startup
 
+        await asyncio.to_thread(volumemounts.reconcile, self)
         await at_startup(self)
 
     def _prepare(self) -> list[ModuleType]:

@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from berth.container.logs import LogSettings, log_settings
 from berth.container.record import Container
-from berth.daemon import health, namespaces, netsettings, restarts
+from berth.daemon import health, namespaces, netsettings, restarts, volumemounts
 from berth.daemon.devices import apply as apply_devices
 from berth.daemon.faults import crash_point
 from berth.daemon.handlers import HandlerTable
+from berth.daemon.propagation import check_sources as check_propagation
 from berth.daemon.users import resolve_user
 from berth.daemon.volumes import make_bind_sources, publish_mounts, subpath_sources
 from berth.engine import Job
@@ -89,6 +90,7 @@ async def _spawn_in(d: Daemon, c: Container, netns: str) -> Any:
     rootfs = cdir / "rootfs"
     await asyncio.to_thread(rootfs.mkdir, exist_ok=True)
     await asyncio.to_thread(make_bind_sources, c)
+    await asyncio.to_thread(check_propagation, c.mounts, str(d.cfg.data_root))
     mounts = await asyncio.to_thread(d.graph.rootfs_mounts, c.id, str(rootfs))
     uid, gid, groups = await asyncio.to_thread(resolve_user, d.graph, c, c.config.get("User") or "")
     devices: list[dict[str, Any]] = []
@@ -162,8 +164,10 @@ async def _start_locked(d: Daemon, c: Container) -> None:
         raise Conflict(f"cannot start container {c.id}: it is {c.state.status}")
     session = lc.session
     try:
+        await volumemounts.acquire(d, c)  # volumes with mount options (-o type=tmpfs ...)
         handle = await _spawn(d, c)
     except ContainerStartError as exc:
+        await volumemounts.release(d, c)
         lc.start_failed(exc.exit_code, exc.message)
         await d.persist(c)
         await _fail_waiters_on_start_error(d, c, exc.exit_code)
@@ -174,6 +178,7 @@ async def _start_locked(d: Daemon, c: Container) -> None:
     except BerthError as exc:
         # before the monitor (a volume subpath that escapes, a bind source that cannot be
         # made): dockerd records the error with exit code 128, and --rm removes the container
+        await volumemounts.release(d, c)
         lc.start_failed(128, exc.message)
         await d.persist(c)
         await _fail_waiters_on_start_error(d, c, 128)
@@ -311,6 +316,7 @@ async def _settle_locked(d: Daemon, c: Container, status: Any) -> None:
         # e.g. a full data root: the exit still settles; the stale lease is dropped by the
         # reconciliation at the next start-up
         log.error("release the network of container %s: %s", c.id[:12], exc)
+    await volumemounts.release(d, c)
     lc.session.finish_run()
     if c.state.oom_killed:
         d.publish(c, "oom")

@@ -19,6 +19,7 @@ from typing import Any
 from berth.container.record import Container
 from berth.daemon import securityopt
 from berth.daemon.mountspec import oci_mounts, tmpfs_mounts
+from berth.daemon.propagation import root_propagation
 from berth.drivers.exec.spec import SpecInput
 from berth.libcontainer.cgroups import ALLOW_ALL_DEVICES, DEFAULT_DEVICE_RULES, Resources
 from berth.libcontainer.defaultmounts import DEFAULT_SHM_SIZE
@@ -154,4 +155,5 @@ def spec_input(
         joined=joined,
         shm=shm,
         mounts=(*oci_mounts(c.mounts, tmpfs_mounts(host), sources), *extra_mounts),
+        rootfs_propagation=root_propagation(c.mounts),
     )

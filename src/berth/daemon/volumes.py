@@ -247,6 +247,39 @@ async def inspect(d: Daemon, req: jobs.VolumeInspect, job: Job) -> JSONObject:
     return volume
 
 
+def volumes_from(d: Daemon, specs: list[str] | None) -> list[dict[str, Any]]:
+    """``--volumes-from NAME[:ro|:rw]``: the volumes and binds of other containers (dockerd's
+    ``parseVolumesFrom``), each read-only if it was or if ``ro`` says so; tmpfs mounts stay
+    with their container. Missing containers are dockerd's 404, bad modes its 400."""
+    out: dict[str, dict[str, Any]] = {}
+    for spec in specs or []:
+        if not isinstance(spec, str) or not spec:
+            raise InvalidParameter("json: cannot unmarshal into field HostConfig.VolumesFrom of type string")
+        ref, _, mode = spec.partition(":")
+        if mode and mode not in ("ro", "rw", "z", "Z", "ro,z", "ro,Z", "rw,z", "rw,Z", "z,ro", "Z,ro", "z,rw", "Z,rw"):
+            raise InvalidParameter(f"invalid mode: {mode}")
+        try:
+            source = d.find(ref)
+        except NotFound as exc:
+            raise InvalidParameter(exc.message) from None  # dockerd: a 400, not a missing image
+        for m in source.mounts:
+            if m.get("Type") == "tmpfs":
+                continue
+            copied = dict(m)
+            copied["RW"] = bool(m.get("RW", True)) and "ro" not in mode.split(",")
+            if mode:
+                copied["Mode"] = mode
+            out[m["Destination"]] = copied
+    return list(out.values())
+
+
+def with_inherited(own: list[dict[str, Any]], inherited: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The container's own mounts and, where it has none, the inherited ones; parents first."""
+    taken = {m["Destination"] for m in own}
+    merged = own + [m for m in inherited if m["Destination"] not in taken]
+    return sorted(merged, key=lambda m: (m["Destination"].count("/"), m["Destination"]))
+
+
 def publish_mounts(d: Daemon, c: Container, action: str) -> None:
     """dockerd's ``volume mount`` events at a start and ``unmount`` ones at the exit, one per
     named or anonymous volume (binds and tmpfs have none)."""

@@ -28,6 +28,23 @@ SCHEMA_VERSION = 1
 ANONYMOUS_LABEL = "com.docker.volume.anonymous"
 
 
+LOCAL_OPTIONS = ("type", "device", "o")
+_REQUIRED = {"device": "type", "type": "device", "o": "device"}
+
+
+def check_local_options(name: str, options: dict[str, str]) -> None:
+    """The local driver's ``-o``: ``type``, ``device`` and ``o`` (mount(8)'s ``-t``, the source,
+    ``-o``), with dockerd's texts; each needs its partners (``o`` needs ``device``)."""
+    for key, value in options.items():
+        if key not in LOCAL_OPTIONS:
+            raise InvalidParameter(f'create {name}: invalid option: "{key}"')
+        if not isinstance(value, str):
+            raise InvalidParameter(f"create {name}: option {key!r} must be a string")
+    for key, needs in _REQUIRED.items():
+        if key in options and needs not in options:
+            raise InvalidParameter(f'create {name}: missing required option: "{needs}"')
+
+
 class VolumeStore:
     def __init__(self, data_root: Path) -> None:
         self.root = data_root / "volumes"
@@ -62,8 +79,7 @@ class VolumeStore:
         """(the volume, whether it is new). An existing name gives the existing volume, as Docker."""
         if driver not in ("", "local"):
             raise InvalidParameter(f"create {name}: volume driver {driver!r} is not supported: berth has only \"local\"")
-        if options:
-            raise InvalidParameter(f"create {name}: driver options are not supported by berth's local driver")
+        check_local_options(name, options or {})
         anonymous = not name
         name = name or secrets.token_hex(32)
         check_volume_name(name)
@@ -80,7 +96,7 @@ class VolumeStore:
                 "Name": name,
                 "CreatedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "Labels": labels,
-                "Options": None,
+                "Options": dict(options) if options else None,
             }
             self.db.execute("INSERT INTO volumes VALUES (?, ?)", (name, json.dumps(record)))
         return self._view(record), True

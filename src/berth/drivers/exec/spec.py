@@ -87,6 +87,7 @@ class SpecInput:
     resources: Resources | None = None
     readonly_rootfs: bool = False
     privileged: bool = False
+    rootfs_propagation: str = ""  # linux.rootfsPropagation; empty: libcontainer's default (rslave)
     mounts: tuple[dict[str, Any], ...] = ()
     cgroups_path: str = ""
     cgroup_ns: bool = False
@@ -367,6 +368,8 @@ def _linux(inp: SpecInput, caps: list[str]) -> dict[str, Any]:
         "maskedPaths": [] if inp.privileged else list(masked),
         "readonlyPaths": [] if inp.privileged else list(readonly),
     }
+    if inp.rootfs_propagation:
+        linux["rootfsPropagation"] = inp.rootfs_propagation
     if inp.devices:
         linux["devices"] = [dict(d) for d in inp.devices]
     if inp.cgroups_path:
