@@ -54,9 +54,9 @@ def test_v1_memory_and_swap_order(v1: Path, monkeypatch: pytest.MonkeyPatch) -> 
         order.append("memory")
         real(mem, memory)
 
-    def note_write(path: Path, value: object) -> None:
-        order.append(path.name)
-        path.write_text(str(value))
+    def note_write(path: str, value: object) -> None:
+        order.append(Path(path).name)
+        Path(path).write_text(str(value))
 
     monkeypatch.setattr(v1_manager, "write_memory_limit", note_memory)
     monkeypatch.setattr(files, "write", note_write)

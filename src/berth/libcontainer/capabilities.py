@@ -11,7 +11,10 @@ ones. See :func:`berth.libcontainer.init` for where each step runs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 
 NAMES = (
     "CHOWN",

@@ -36,7 +36,6 @@ from __future__ import annotations
 import os
 import resource
 import sys
-from importlib.machinery import BuiltinImporter, FrozenImporter
 
 from berth import accountfile
 from berth.libcontainer import capabilities, executable, kernel, procfs, seccomp
@@ -69,7 +68,9 @@ def confine(process: Process, seccomp_program: bytes | None) -> tuple[str, dict[
 def seal_imports() -> None:
     """No Python import from the file system any more (built-in and frozen modules still work):
     past this point the file system is the container's, and so would be the code."""
-    sys.meta_path[:] = [f for f in sys.meta_path if f in (BuiltinImporter, FrozenImporter)]
+    # importlib's own classes, named rather than imported (importlib.machinery pulls in more)
+    keep = ("_frozen_importlib.BuiltinImporter", "_frozen_importlib.FrozenImporter")
+    sys.meta_path[:] = [f for f in sys.meta_path if f"{getattr(f, '__module__', '')}.{getattr(f, '__name__', '')}" in keep]
     sys.path_hooks.clear()
     sys.path_importer_cache.clear()
 

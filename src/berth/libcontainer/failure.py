@@ -15,13 +15,13 @@ Exit codes follow runc/Docker: 127 not found, 126 not executable or permission d
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 from berth.errors import ContainerStartError
 from berth.libcontainer import fastjson as json
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import NoReturn
 
 EXIT_NOT_FOUND = 127

@@ -10,12 +10,10 @@ image cannot point a mount at the host (CVE-2015-3627 and friends).
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import posixpath
 import stat
-from collections.abc import Iterator
 
 from berth.libcontainer import copyup, kernel, securepath
 from berth.libcontainer.failure import ContainerInitError
@@ -163,21 +161,27 @@ def mount_one(m: Mount, dest: str, root: str | None = None) -> None:
                 _mount(None, top, dest, None, opts.propagation, None, "(set propagation)")
 
 
-@contextlib.contextmanager
-def _mounted(root: str | None, target: str, dest: str) -> Iterator[str]:
+class _mounted:  # noqa: N801 -- used as a context manager, like contextlib's (whose import costs)
     """A path naming the mount now at ``target``: ``dest`` itself without a root, else
-    ``/proc/self/fd/N`` of a descriptor opened inside the root (closed afterwards)."""
-    if root is None:
-        yield dest
-        return
-    try:
-        fd = securepath.open_in_root(root, target, os.O_PATH)
-    except OSError as exc:
-        raise fail("open the new mount", dest, exc) from exc
-    try:
-        yield f"/proc/self/fd/{fd}"
-    finally:
-        os.close(fd)
+    ``/proc/self/fd/N`` of a descriptor opened inside the root (closed on exit)."""
+
+    def __init__(self, root: str | None, target: str, dest: str) -> None:
+        self.fd = -1
+        if root is None:
+            self.path = dest
+            return
+        try:
+            self.fd = securepath.open_in_root(root, target, os.O_PATH)
+        except OSError as exc:
+            raise fail("open the new mount", dest, exc) from exc
+        self.path = f"/proc/self/fd/{self.fd}"
+
+    def __enter__(self) -> str:
+        return self.path
+
+    def __exit__(self, *_: object) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
 
 
 def _mount(source: str | None, target: str, dest: str, fstype: str | None, flags: int, data: str | None, what: str) -> None:

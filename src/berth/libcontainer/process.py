@@ -120,6 +120,7 @@ def create_detached(
     cgroup: Cgroup | None,
     barrier_fd: int,
     hook_state: dict[str, Any] | None = None,
+    parsed: specmod.ContainerSpec | None = None,
 ) -> int:
     """Like :func:`create`, for a caller that exits before the start (an OCI runtime CLI).
 
@@ -127,8 +128,9 @@ def create_detached(
     never sees EOF and a later ``start`` (another process) releases it by writing to the FIFO.
     Returns init's pid; errors after the barrier are not reported to anyone. ``hook_state``:
     the OCI state the createContainer/startContainer hooks get (init fills in its pid).
+    ``parsed``: :func:`berth.libcontainer.spec.parse` of ``spec``, when the caller has it already.
     """
-    pid, report_r = _spawn(spec, rootfs_mounts, stdio, cgroup, barrier_fd, hook_state=hook_state)
+    pid, report_r = _spawn(spec, rootfs_mounts, stdio, cgroup, barrier_fd, hook_state=hook_state, parsed=parsed)
     os.close(report_r)
     return pid
 
@@ -141,12 +143,14 @@ def _spawn(
     barrier_r: int,
     report: tuple[int, int] | None = None,
     hook_state: dict[str, Any] | None = None,
+    parsed: specmod.ContainerSpec | None = None,
 ) -> tuple[int, int]:
     """Fork init (which waits on ``barrier_r``; closed here in the parent) and wait until it is
     ready; returns (pid, the report pipe's read end). ``report``: the caller's pipe (its write
     end is closed here), else a new one."""
     try:
-        parsed = specmod.parse(spec)
+        if parsed is None:
+            parsed = specmod.parse(spec)
         if hook_state is not None:
             parsed = record.replace(parsed, hook_state=json.dumps(hook_state))
         program = _compile_seccomp(json.loads(parsed.seccomp) if parsed.seccomp else None)

@@ -21,7 +21,10 @@ part of a name: ``net/ipv4/conf/eth0.100/forwarding``); both are checked in the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 
 IPC_SYSCTLS = frozenset({
     "kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax",

@@ -1,7 +1,9 @@
 """``python -m berth.runtime``: the same as the ``berth-runtime`` command."""
 
-import sys
+import gc
 
-from berth.runtime.cli import main
+gc.disable()  # a short-lived command: no cyclic garbage collector (as the launcher setup.sh writes)
 
-sys.exit(main())
+from berth.runtime.cli import run  # noqa: E402
+
+run()

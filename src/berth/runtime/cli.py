@@ -280,5 +280,16 @@ def _report(message: str, log: str | None, fmt: str) -> None:
         sys.stderr.write(f"berth-runtime: write log '{log}': {exc.strerror}\n")
 
 
+def run() -> None:
+    """The command's entry point: :func:`main`, then exit without the interpreter's teardown
+    (freeing every module and object costs a run ~5 ms of CPU; the kernel frees it all at once)."""
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

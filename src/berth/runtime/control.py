@@ -67,7 +67,6 @@ def cmd_start(args: Args) -> int:
 
 def start(store: Store, cid: str) -> None:
     from berth.runtime import hooks
-    from berth.runtime.bundle import load_bundle
     from berth.runtime.state import FIFO
 
     state = store.load(cid)
@@ -84,10 +83,9 @@ def start(store: Store, cid: str) -> None:
     finally:
         os.close(fd)
     os.unlink(fifo)
-    spec = load_bundle(state["bundle"])
-    if (spec.get("hooks") or {}).get("poststart"):
+    if (state.get("hooks") or {}).get("poststart"):
         # the process has been released: "running", even if it has already exited
-        hooks.run(spec, "poststart", store.oci_state(cid, "running"), fatal=False)
+        hooks.run(state, "poststart", store.oci_state(cid, "running"), fatal=False)
 
 
 def cmd_kill(args: Args) -> int:
@@ -154,16 +152,10 @@ def delete(store: Store, cid: str, force: bool) -> None:
         from berth.libcontainer import rootfs
 
         rootfs.detach_chroot_root(state["rootfs"], state["chroot_mounts"])
-    try:
-        from berth.runtime.bundle import load_bundle
-
-        spec = load_bundle(state["bundle"])
-    except CommandError:
-        spec = {}  # the bundle is gone: no hooks to run
-    if (spec.get("hooks") or {}).get("poststop"):
+    if (state.get("hooks") or {}).get("poststop"):
         from berth.runtime import hooks
 
-        hooks.run(spec, "poststop", store.oci_state(cid, "stopped"), fatal=False)
+        hooks.run(state, "poststop", store.oci_state(cid, "stopped"), fatal=False)
     store.remove(cid)
 
 

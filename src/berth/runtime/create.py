@@ -36,9 +36,12 @@ def cmd_create(args: Args) -> int:
     return 0
 
 
-def create(store: Store, cid: str, args: Args, console_fd: int = -1) -> dict[str, Any]:
+def create(
+    store: Store, cid: str, args: Args, console_fd: int = -1, spec: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Create container ``cid``; returns its saved state. ``console_fd``: a connected console
-    socket of our own (run's), instead of ``--console-socket``."""
+    socket of our own (run's), instead of ``--console-socket``; ``spec``: the bundle's config,
+    when the caller has read it already."""
     from berth.libcontainer import rootfs
     from berth.libcontainer.cgroups import open_cgroup, resources_from_oci
     from berth.libcontainer.process import create_detached
@@ -57,9 +60,10 @@ def create(store: Store, cid: str, args: Args, console_fd: int = -1) -> dict[str
     if args.systemd_cgroup:
         raise CommandError("--systemd-cgroup: systemd cgroup paths are not supported (use cgroupfs)")
     bundle = bundle_path(args.opt("bundle"))
-    spec = load_bundle(bundle)
+    if spec is None:
+        spec = load_bundle(bundle)
     # everything that can be refused is, before anything is made
-    parse(spec)
+    parsed = parse(spec)
     hooks.check(spec)
     check_host_can_apply(spec)
     resources = resources_from_oci((spec.get("linux") or {}).get("resources"))
@@ -90,7 +94,7 @@ def create(store: Store, cid: str, args: Args, console_fd: int = -1) -> dict[str
         if annotations:
             hook_state["annotations"] = annotations
         close.remove(barrier)  # create_detached closes it, whatever happens
-        pid = create_detached(spec, [], stdio, cg, barrier, hook_state)
+        pid = create_detached(spec, [], stdio, cg, barrier, hook_state, parsed)
         state = {
             "id": cid,
             "pid": pid,
@@ -101,6 +105,10 @@ def create(store: Store, cid: str, args: Args, console_fd: int = -1) -> dict[str
             "cgroup": cg.name,
             "annotations": annotations,
         }
+        # the hooks start and delete run, as they were at create (a bundle may change or go)
+        later = {p: h for p, h in (spec.get("hooks") or {}).items() if p in ("poststart", "poststop") and h}
+        if later:
+            state["hooks"] = later
         if chroot is not None:
             state["chroot_mounts"] = chroot  # what was stacked at the root before ours
         store.save(state)
@@ -179,14 +187,13 @@ def cmd_run(args: Args) -> int:
 
     store, cid = Store(args.root), args.args[0]
     console = None
-    if not args.opt("console-socket"):
-        spec = load_bundle(bundle_path(args.opt("bundle")))
-        if (spec.get("process") or {}).get("terminal"):
-            from berth.runtime.console import Console
+    spec = load_bundle(bundle_path(args.opt("bundle")))
+    if not args.opt("console-socket") and (spec.get("process") or {}).get("terminal"):
+        from berth.runtime.console import Console
 
-            console = Console()
+        console = Console()
     try:
-        state = create(store, cid, args, console.socket if console is not None else -1)
+        state = create(store, cid, args, console.socket if console is not None else -1, spec)
     except BaseException:
         if console is not None:
             console.close()

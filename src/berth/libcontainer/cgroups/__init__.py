@@ -19,8 +19,10 @@ The container's limits come from its OCI ``linux.resources`` through one pure fu
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
+from berth.libcontainer.cgroups import files
+from berth.libcontainer.cgroups.files import P
 from berth.libcontainer.cgroups.manager import Cgroup
 from berth.libcontainer.cgroups.ocispec import device_rules_from_oci, resources_from_oci
 from berth.libcontainer.cgroups.resources import (
@@ -34,7 +36,7 @@ from berth.libcontainer.cgroups.resources import (
 from berth.libcontainer.cgroups.v1 import V1Cgroup
 from berth.libcontainer.cgroups.v2 import V2Cgroup, cpu_max
 
-DEFAULT_ROOT = Path("/sys/fs/cgroup")
+DEFAULT_ROOT = "/sys/fs/cgroup"
 
 __all__ = [
     "ALLOW_ALL_DEVICES",
@@ -56,12 +58,12 @@ __all__ = [
 ]
 
 
-def is_unified(root: Path = DEFAULT_ROOT) -> bool:
+def is_unified(root: str | os.PathLike[str] = DEFAULT_ROOT) -> bool:
     """Whether ``root`` is a cgroup2 mount (pure v2), rather than v1's tmpfs of hierarchies."""
-    return (Path(root) / "cgroup.controllers").exists()
+    return os.path.exists(os.path.join(root, "cgroup.controllers"))
 
 
-def open_cgroup(name: str, root: Path = DEFAULT_ROOT) -> Cgroup:
+def open_cgroup(name: str, root: str | os.PathLike[str] = DEFAULT_ROOT) -> Cgroup:
     """The manager of cgroup ``name`` under ``root``: v2 on a cgroup2 mount, else v1 (pure or
     hybrid). Nothing is made until ``create``."""
     if is_unified(root):
@@ -69,10 +71,10 @@ def open_cgroup(name: str, root: Path = DEFAULT_ROOT) -> Cgroup:
     return V1Cgroup(name, root)
 
 
-def blkio_weight_supported(root: Path = DEFAULT_ROOT) -> bool:
+def blkio_weight_supported(root: str | os.PathLike[str] = DEFAULT_ROOT) -> bool:
     """Whether the host's block I/O controller takes a weight (CFQ/BFQ); dockerd warns and
     discards ``--blkio-weight`` otherwise."""
-    root = Path(root)
-    if is_unified(root):
-        return "io" in (root / "cgroup.controllers").read_text().split()
-    return any((root / "blkio" / name).exists() for name in ("blkio.weight", "blkio.bfq.weight"))
+    base = P(os.fspath(root))
+    if is_unified(base):
+        return "io" in files.read_quiet(base / "cgroup.controllers").split()
+    return any((base / "blkio" / name).exists() for name in ("blkio.weight", "blkio.bfq.weight"))

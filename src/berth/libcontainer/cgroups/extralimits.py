@@ -22,12 +22,14 @@ there, as in v2. ``write_v1``/``write_v2`` take the directories the manager made
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
 from berth.errors import SystemFailure
 from berth.libcontainer.cgroups import files
+from berth.libcontainer.cgroups.files import P
 from berth.libcontainer.cgroups.resources import Resources
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 THROTTLE_V2_KEYS = {"read_bps": "rbps", "write_bps": "wbps", "read_iops": "riops", "write_iops": "wiops"}
 
@@ -43,7 +45,7 @@ def wanted_v2_controllers(r: Resources) -> list[str]:
     return wanted
 
 
-def write_v1(r: Resources, dir_of: Callable[[str], Path | None], unified_root: Path | None, name: str) -> None:
+def write_v1(r: Resources, dir_of: Callable[[str], P | None], unified_root: P | None, name: str) -> None:
     """``dir_of(controller)`` is the container's directory in that v1 hierarchy (None: not
     mounted); ``unified_root`` a hybrid host's unified hierarchy (None: pure v1), where the
     container's directory is ``name``."""
@@ -83,7 +85,7 @@ def write_v1(r: Resources, dir_of: Callable[[str], Path | None], unified_root: P
         _write_unified(_need(unified, "unified", "linux.resources.unified"), r)
 
 
-def write_v2(r: Resources, leaf: Path) -> None:
+def write_v2(r: Resources, leaf: P) -> None:
     for value, what in (
         (r.memory_swappiness, "memory.swappiness"),
         (r.oom_kill_disable or None, "memory.disableOOMKiller"),
@@ -107,19 +109,19 @@ def write_v2(r: Resources, leaf: Path) -> None:
     _write_unified(leaf, r)
 
 
-def _write_hugetlb_v2(leaf: Path, r: Resources) -> None:
+def _write_hugetlb_v2(leaf: P, r: Resources) -> None:
     for size, limit in r.hugetlb:
         _write(leaf, f"hugetlb.{size}.max", limit)
 
 
-def _write_unified(leaf: Path, r: Resources) -> None:
+def _write_unified(leaf: P, r: Resources) -> None:
     for key, value in r.unified:
         if "/" in key or key.startswith("."):
             raise SystemFailure(f"linux.resources.unified: {key!r} is not a cgroup file name")
         _write(leaf, key, value)
 
 
-def _enable(root: Path | None, name: str, controller: str) -> Path | None:
+def _enable(root: P | None, name: str, controller: str) -> P | None:
     """A hybrid host's unified directory ``name`` with ``controller`` enabled on the way down
     (the directories exist; none above the leaf holds a process), or None if the hierarchy does
     not offer it."""
@@ -132,20 +134,20 @@ def _enable(root: Path | None, name: str, controller: str) -> Path | None:
     return here
 
 
-def _need(path: Path | None, controller: str, what: str) -> Path:
+def _need(path: P | None, controller: str, what: str) -> P:
     if path is None:
         raise SystemFailure(f"{what}: the host has no {controller} cgroup controller to apply it")
     return path
 
 
-def _write(base: Path, name: str, value: object) -> None:
+def _write(base: P, name: str, value: object) -> None:
     path = base / name
     if not path.exists():
         raise SystemFailure(f"{name}: the host's cgroups offer no such file ('{path}')")
     files.write(path, value)
 
 
-def _write_first(base: Path, names: tuple[str, ...], value: object) -> None:
+def _write_first(base: P, names: tuple[str, ...], value: object) -> None:
     for name in names:
         if (base / name).exists():
             files.write(base / name, value)

@@ -12,16 +12,17 @@ from __future__ import annotations
 import errno
 import os
 import time
-from pathlib import Path
 
 from berth.errors import SystemFailure
 from berth.libcontainer.cgroups import files
+from berth.libcontainer.cgroups.files import P
 from berth.libcontainer.cgroups.resources import Resources, ResourceUpdate, Stats
 
 # typing costs an OCI runtime's every command: the protocol is for type checkers only (at run
 # time the name is the shared base class)
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import ClassVar, Protocol
 else:
     Protocol = object
@@ -33,11 +34,15 @@ class Cgroup(Protocol):
     """One container's cgroup, in every hierarchy the host mounts under ``root``."""
 
     name: str
-    root: Path
+    root: P
     version: ClassVar[int]  # 1 (v1 or hybrid) or 2 (unified)
 
     def paths(self) -> list[Path]:
         """The cgroup's directory in each hierarchy (one on v2)."""
+        ...
+
+    def dirs(self) -> list[P]:
+        """:meth:`paths` as strings (what the managers use themselves: no pathlib)."""
         ...
 
     def create(self, resources: Resources) -> None:
@@ -86,17 +91,22 @@ class CgroupBase:
 
     version: ClassVar[int]
 
-    def __init__(self, name: str, root: Path) -> None:
+    def __init__(self, name: str, root: str | os.PathLike[str]) -> None:
         self.name = name.strip("/")
         if not self.name or ".." in self.name.split("/"):
             raise ValueError(f"bad cgroup name {name!r}")
-        self.root = Path(root)
+        self.root = P(os.fspath(root))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, root={str(self.root)!r})"
 
-    # ---- the version's part -------------------------------------------------------------
     def paths(self) -> list[Path]:
+        from pathlib import Path
+
+        return [Path(d) for d in self.dirs()]
+
+    # ---- the version's part -------------------------------------------------------------
+    def dirs(self) -> list[P]:
         raise NotImplementedError
 
     def _create(self, resources: Resources) -> None:
@@ -105,7 +115,7 @@ class CgroupBase:
     def frozen(self) -> bool:
         raise NotImplementedError
 
-    def _request_frozen(self, frozen: bool) -> tuple[Path, str] | None:
+    def _request_frozen(self, frozen: bool) -> tuple[P, str] | None:
         """Ask the kernel to (un)freeze; the file to poll and the line that says it is done
         (None: nothing to wait for)."""
         raise NotImplementedError
@@ -119,15 +129,15 @@ class CgroupBase:
             raise
 
     def add(self, pid: int) -> None:
-        for path in self.paths():
+        for path in self.dirs():
             files.write(path / "cgroup.procs", pid)
 
     def exists(self) -> bool:
-        return any(p.is_dir() for p in self.paths())
+        return any(p.is_dir() for p in self.dirs())
 
     def pids(self) -> list[int]:
         found: set[int] = set()
-        for path in self.paths():
+        for path in self.dirs():
             try:
                 found.update(int(line) for line in files.read(path / "cgroup.procs").split())
             except OSError as exc:
@@ -177,7 +187,7 @@ class CgroupBase:
         """True if none is left. For a shared parent (``berth-<tag>``) whose containers may
         outlive the daemon. rmdir itself refuses a busy cgroup (EBUSY), so a container that
         moves in meanwhile keeps its parent."""
-        paths = [p for p in self.paths() if p.is_dir()]
+        paths = [p for p in self.dirs() if p.is_dir()]
         for path in paths:
             if files.read_quiet(path / "cgroup.procs").strip() or any(c.is_dir() for c in path.iterdir()):
                 return False
@@ -201,7 +211,7 @@ class CgroupBase:
             return False
 
     def _rmdirs(self, deadline: float | None = None) -> None:
-        for path in self.paths():
+        for path in self.dirs():
             while True:
                 try:
                     os.rmdir(path)

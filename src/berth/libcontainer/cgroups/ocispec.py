@@ -27,13 +27,12 @@ allow list (the eBPF filter and the v1 files are written from one) and is refuse
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from berth.errors import InvalidParameter
 from berth.libcontainer.cgroups.resources import ALLOW_ALL_DEVICES, DEFAULT_DEVICE_RULES, Resources
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
 
@@ -134,7 +133,7 @@ def _list(obj: Mapping[str, Any], key: str, section: str) -> list[Mapping[str, A
     where = f"linux.resources.{section}.{key}" if section else f"linux.resources.{key}"
     if value is None:
         return []
-    if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
         raise InvalidParameter(f"{where}: {value!r} is not a list of objects")
     return value
 
@@ -205,7 +204,7 @@ def _device_line(rule: Mapping[str, Any], what: str) -> tuple[str, bool]:
 def _object(value: Any, what: str) -> Mapping[str, Any]:
     if value is None:
         return {}
-    if not isinstance(value, Mapping):
+    if not isinstance(value, dict):
         raise InvalidParameter(f"{what}: {value!r} is not an object")
     return value
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import errno
 import os
-from pathlib import Path
 
 from berth.errors import SystemFailure
 from berth.libcontainer.cgroups import extralimits, files
+from berth.libcontainer.cgroups.files import P
 from berth.libcontainer.cgroups.manager import CgroupBase
 from berth.libcontainer.cgroups.resources import (
     ALLOW_ALL_DEVICES,
@@ -62,15 +62,15 @@ _UNLIMITED_BYTES = 1 << 62  # what v1 reports for "no limit" is above this
 class V1Cgroup(CgroupBase):
     version: ClassVar[int] = 1
 
-    def __init__(self, name: str, root: Path = Path("/sys/fs/cgroup")) -> None:
+    def __init__(self, name: str, root: str | os.PathLike[str] = "/sys/fs/cgroup") -> None:
         super().__init__(name, root)
-        self._layout: dict[str, Path] | None = None  # the hierarchies, found once
+        self._layout: dict[str, P] | None = None  # the hierarchies, found once
 
     # ---- layout -------------------------------------------------------------------------
-    def _hierarchies(self) -> dict[str, Path]:
+    def _hierarchies(self) -> dict[str, P]:
         """Controller name -> hierarchy root; duplicates (cpu -> cpu,cpuacct) collapse."""
         if self._layout is None:
-            found: dict[str, Path] = {}
+            found: dict[str, P] = {}
             seen: set[str] = set()
             for ctrl in CONTROLLERS:
                 base = self.root / ctrl
@@ -84,13 +84,13 @@ class V1Cgroup(CgroupBase):
             self._layout = found
         return self._layout
 
-    def _dir(self, ctrl: str) -> Path | None:
+    def _dir(self, ctrl: str) -> P | None:
         base = self._hierarchies().get(ctrl)
         if base is None and (self.root / ctrl / "cgroup.procs").exists():
             base = self.root / ctrl  # an alias of a joined hierarchy (cpuacct -> cpu,cpuacct)
         return None if base is None else base / self.name
 
-    def paths(self) -> list[Path]:
+    def dirs(self) -> list[P]:
         return [base / self.name for base in self._hierarchies().values()]
 
     # ---- limits -------------------------------------------------------------------------
@@ -172,7 +172,7 @@ class V1Cgroup(CgroupBase):
         path = self._dir("freezer")
         return path is not None and files.read_quiet(path / "freezer.state").strip() == "FROZEN"
 
-    def _request_frozen(self, frozen: bool) -> tuple[Path, str]:
+    def _request_frozen(self, frozen: bool) -> tuple[P, str]:
         path = self._dir("freezer")
         if path is None:
             raise SystemFailure(f"freeze cgroup {self.name!r}: no freezer hierarchy under {self.root}")
@@ -203,7 +203,7 @@ class V1Cgroup(CgroupBase):
         )
 
 
-def _mkdirs(base: Path, name: str, copy: tuple[str, ...]) -> None:
+def _mkdirs(base: P, name: str, copy: tuple[str, ...]) -> None:
     here = base
     for part in name.split("/"):
         parent, here = here, here / part
@@ -215,7 +215,7 @@ def _mkdirs(base: Path, name: str, copy: tuple[str, ...]) -> None:
                     files.write(here / fname, value)
 
 
-def _write_cfs(cpu: Path, quota: int | None, period: int | None) -> None:
+def _write_cfs(cpu: P, quota: int | None, period: int | None) -> None:
     """cpu.cfs_period_us then cpu.cfs_quota_us, as given. The kernel refuses (EINVAL) a period
     whose ratio with the current quota would exceed the parent's limit; then the quota goes
     first and the period is written after it (runc's order too)."""
@@ -243,7 +243,7 @@ def _cfs(u: ResourceUpdate) -> tuple[int | None, int | None]:
     return u.cpu_quota, u.cpu_period
 
 
-def _update_memory(mem: Path, memory: int | None, swap: int | None) -> None:
+def _update_memory(mem: P, memory: int | None, swap: int | None) -> None:
     """The kernel refuses a memory limit above the memsw limit: when both grow, memsw goes
     first, otherwise the memory limit does (as runc)."""
     memsw = mem / "memory.memsw.limit_in_bytes"
@@ -262,7 +262,7 @@ def _update_memory(mem: Path, memory: int | None, swap: int | None) -> None:
         files.write(memsw, swap)
 
 
-def write_memory_limit(mem: Path, memory: int) -> None:
+def write_memory_limit(mem: P, memory: int) -> None:
     """A memory limit below what the cgroup uses and cannot reclaim is EBUSY: the error names
     the usage, like runc's."""
     try:

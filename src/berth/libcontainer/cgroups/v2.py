@@ -13,11 +13,12 @@ and ``cgroup.events``; OOM kills in ``memory.events``.
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 from berth.errors import SystemFailure
 from berth.libcontainer import devicefilter
 from berth.libcontainer.cgroups import extralimits, files
+from berth.libcontainer.cgroups.files import P
 from berth.libcontainer.cgroups.manager import CgroupBase
 from berth.libcontainer.cgroups.resources import (
     ALLOW_ALL_DEVICES,
@@ -54,11 +55,11 @@ def blkio_to_io_weight(weight: int) -> int:
 class V2Cgroup(CgroupBase):
     version: ClassVar[int] = 2
 
-    def __init__(self, name: str, root: Path = Path("/sys/fs/cgroup")) -> None:
+    def __init__(self, name: str, root: str | os.PathLike[str] = "/sys/fs/cgroup") -> None:
         super().__init__(name, root)
         self.leaf = self.root / self.name
 
-    def paths(self) -> list[Path]:
+    def dirs(self) -> list[P]:
         return [self.leaf]
 
     # ---- limits -------------------------------------------------------------------------
@@ -157,7 +158,7 @@ class V2Cgroup(CgroupBase):
     def frozen(self) -> bool:
         return files.read_quiet(self.leaf / "cgroup.freeze").strip() == "1"
 
-    def _request_frozen(self, frozen: bool) -> tuple[Path, str] | None:
+    def _request_frozen(self, frozen: bool) -> tuple[P, str] | None:
         files.write(self.leaf / "cgroup.freeze", 1 if frozen else 0)
         events = self.leaf / "cgroup.events"
         if not events.exists():  # a fake tree: nothing to wait for
