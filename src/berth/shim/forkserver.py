@@ -27,43 +27,29 @@ from __future__ import annotations
 
 import gc
 import os
-import select
 import signal
 import socket
 import sys
-import time
 
 from berth.libcontainer import view
 from berth.shim import main as shim
-from berth.shim.cgroupwarm import CgroupWarmer
+from berth.shim.cgroupwarm import WarmerProcess
 from berth.shim.helper import Standby
 from berth.shim.native import standby_create
 from berth.shim.warmup import fill_pool_holes, warm_lifecycle, warm_service, warm_up
-
-WARM_TICK_MS = 4  # a migration path touched this often stays fast (berth.shim.cgroupwarm)
-WARM_SECONDS = 0.5  # how long after a spawn: the new container's init has joined its cgroup by then
 
 
 def serve(control: socket.socket) -> None:
     """Answer spawn requests until the daemon closes the control socket."""
     control.send(b"ready")
-    warmer = CgroupWarmer.of_self()
-    warm_until = 0.0
-    spare: Spare | None = Spare(control)
-    poller = select.poll()
-    poller.register(control, select.POLLIN)
+    warmer = WarmerProcess.start()  # berth.shim.cgroupwarm
+    private = (warmer.kick_w,) if warmer is not None else ()  # the fork server's alone: not a shim's
+    spare: Spare | None = Spare(control, private)
     # recvmsg, not socket.recv_fds: every page this loop writes after a fork is copied, and the
     # old copy stays with the shim just forked, so the loop touches as little as it can
     space = socket.CMSG_SPACE(4 * 4)
     try:
         while True:
-            if warmer is not None and warm_until:
-                # keep cgroup migrations fast while the containers just handed out are set up
-                if not poller.poll(WARM_TICK_MS):
-                    warmer.touch()
-                    if time.monotonic() > warm_until:
-                        warm_until = 0.0
-                    continue
             try:
                 msg, ancdata, _flags, _addr = control.recvmsg(64, space)
             except ConnectionResetError:
@@ -80,15 +66,16 @@ def serve(control: socket.socket) -> None:
                     os.close(fds[0])
                 continue
             if spare is None or not spare.hand(fds[0], msg):
-                spawn(fds[0], control, msg)  # the spare died (someone killed it): fork one now
+                spawn(fds[0], control, msg, private)  # the spare died (someone killed it): fork one now
             os.close(fds[0])
             if msg == b"spawn" and warmer is not None:
-                warmer.touch()  # while the new shim sets its container up (berth.shim.cgroupwarm)
-                warm_until = time.monotonic() + WARM_SECONDS
-            spare = Spare(control)  # the next one, forked while nobody waits for it
+                warmer.kick()  # while the new shim sets its container up
+            spare = Spare(control, private)  # the next one, forked while nobody waits for it
     finally:
         if spare is not None:
             spare.dismiss()
+        if warmer is not None:
+            warmer.stop()
 
 
 class Spare:
@@ -97,7 +84,7 @@ class Spare:
 
     __slots__ = ("sock",)
 
-    def __init__(self, control: socket.socket) -> None:
+    def __init__(self, control: socket.socket, private: tuple[int, ...] = ()) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             pid = os.fork()
@@ -114,6 +101,8 @@ class Spare:
                     os._exit(0)
                 control.close()
                 ours.close()
+                for fd in private:
+                    os.close(fd)
                 _wait_for_work(theirs)
             finally:
                 os._exit(1)
@@ -167,7 +156,7 @@ def _wait_for_work(sock: socket.socket) -> None:
     shim.main(socket.socket(fileno=fds[0]), standby=standby)
 
 
-def spawn(fd: int, control: socket.socket, kind: bytes = b"spawn") -> None:
+def spawn(fd: int, control: socket.socket, kind: bytes = b"spawn", private: tuple[int, ...] = ()) -> None:
     """Double-fork a shim that owns ``fd`` (``view``: a file-system view for docker cp,
     :mod:`berth.libcontainer.view`); the middle child is reaped at once."""
     try:
@@ -181,6 +170,8 @@ def spawn(fd: int, control: socket.socket, kind: bytes = b"spawn") -> None:
             if os.fork() != 0:
                 os._exit(0)
             control.close()
+            for other in private:
+                os.close(other)
             if kind == b"view":
                 view.main(socket.socket(fileno=fd))
                 os._exit(0)

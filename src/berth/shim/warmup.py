@@ -13,12 +13,17 @@ import select
 import socket
 import sys
 import time
+from typing import Any
 
 from berth.container.logs import LogWriter, format_time
+from berth.libcontainer import Stdio
 from berth.shim import protocol as P
+from berth.shim.native import NativeRuntime
 from berth.shim.process import exit_code_of
 from berth.shim.runtime import Op
 from berth.shim.statefiles import write_state
+
+PR_SET_CHILD_SUBREAPER = 36
 
 
 def warm_up(rounds: int = 64) -> None:
@@ -107,78 +112,73 @@ def warm_service(rounds: int = 32) -> None:
     warm_console(rounds)
 
 
-class _Rehearsal:
-    """A runtime whose container is a child that exits when started, and whose operations are
-    real helpers that answer at once: the shim's create, start, pause, resume, exec and exit
-    paths run here, through the same reactor, pending operations and timers as in a shim."""
+def _answered(answer_obj: dict[str, object], close_after: bool = True) -> Op:
+    """A helper that has answered already (forking one per operation would make the warm-up
+    slow, and Helper.__init__ is the one part a shim runs only once anyway)."""
+    from berth.shim.helper import Helper, HelperOp, answer
+
+    helper = Helper.__new__(Helper)
+    helper.res_r, res_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    helper.go_w = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+    helper.pid = -1
+    answer(res_w, answer_obj)
+    os.close(res_w)
+    return HelperOp(helper, close_after=close_after)
+
+
+def _stand_in_create(lifeline: tuple[int, int], msg: dict[str, Any], data: bytes, fds: list[int], res_w: int,
+                     go_r: int) -> None:
+    """In the standby helper, what ``helper_create`` does without the kernel work: a stand-in
+    init on the shim's report and barrier pipes, which reports its exec at the barrier byte and
+    then runs until it is killed (or the rehearsal's lifeline closes)."""
+    from berth.shim.helper import answer
+
+    given = iter(fds)
+    for fd in msg["stdio"]:
+        if fd >= 0:
+            os.close(next(given))  # a stand-in writes nothing
+    report_r, report_w, barrier_r, barrier_w = next(given), next(given), next(given), next(given)
+    os.close(barrier_w)
+    os.close(report_r)
+    os.close(lifeline[1])
+    pid = os.fork()
+    if pid == 0:
+        if os.read(barrier_r, 1):
+            os.close(report_w)  # "exec'd": the shim reads EOF
+        os.read(lifeline[0], 1)  # until SIGKILL, or the end of the rehearsal
+        os._exit(0)
+    os.close(report_w)
+    os.close(barrier_r)
+    answer(res_w, {"pid": pid})
+
+
+class _Rehearsal(NativeRuntime):
+    """berth's libcontainer runtime with stand-ins where the kernel work would be: its own
+    create (a standby helper given the work over a socket, the shim's report and barrier
+    pipes), start (the barrier byte, the report's EOF), kill, state and delete run as in a shim;
+    exec, pause and resume (helpers a shim forks) answer at once."""
 
     worker = "rehearsal"
 
-    def __init__(self) -> None:
-        self.pid = 0
-        self.go = -1
+    def __init__(self, root: str, cid: str, lifeline: tuple[int, int]) -> None:
+        import functools
 
-    def _helper(self, answer_obj: dict[str, object], close_after: bool = True) -> Op:
-        """A helper that has answered already (forking one per operation would make the
-        warm-up slow, and Helper.__init__ is the one part a shim runs only once anyway)."""
-        from berth.shim.helper import Helper, HelperOp, answer
+        from berth.shim.helper import Standby
 
-        helper = Helper.__new__(Helper)
-        helper.res_r, res_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        helper.go_w = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
-        helper.pid = -1
-        answer(res_w, answer_obj)
-        os.close(res_w)
-        return HelperOp(helper, close_after=close_after)
+        standby = Standby(functools.partial(_stand_in_create, lifeline))
+        super().__init__({"id": cid, "exec_root": root, "cgroup": ""}, b"{}", standby)
 
-    def create(self, stdio: object) -> Op:
-        r, w = os.pipe2(os.O_CLOEXEC)
-        pid = os.fork()
-        if pid == 0:
-            os.close(w)
-            while os.read(r, 1):  # started, then runs until killed (its pipe closed)
-                pass
-            os._exit(0)
-        os.close(r)
-        self.pid, self.go = pid, w
-        return self._helper({"pid": pid}, close_after=False)
-
-    def start(self) -> Op:
-        os.write(self.go, b"g")
-        return self._helper({})
-
-    def exec(self, process: dict[str, object], stdio: object) -> Op:
+    def exec(self, process: dict[str, Any], stdio: Stdio) -> Op:
         pid = os.fork()
         if pid == 0:
             os._exit(0)
-        return self._helper({"pid": pid})
-
-    def kill(self, pid: int, signum: int) -> Op:
-        from berth.shim.runtime import Done
-
-        if signum == 9 and self.go >= 0:
-            os.close(self.go)
-            self.go = -1
-        return Done()
+        return _answered({"pid": pid})
 
     def pause(self) -> Op:
-        return self._helper({})
+        return _answered({})
 
     def resume(self) -> Op:
-        return self._helper({})
-
-    def state(self) -> Op:
-        from berth.shim.runtime import Done, Result, RuntimeState
-
-        return Done(Result(value=RuntimeState("stopped")))
-
-    def delete(self) -> Op:
-        from berth.shim.runtime import Done
-
-        return Done()
-
-    def close(self) -> None:
-        return None
+        return _answered({})
 
 
 def warm_lifecycle(rounds: int = 8) -> None:
@@ -186,12 +186,15 @@ def warm_lifecycle(rounds: int = 8) -> None:
     resume, start, exit, through a Service on its reactor, in a scratch exec root."""
     import _signal  # type: ignore[import-not-found]
 
+    from berth.libcontainer import kernel
     from berth.shim.reactor import Reactor
     from berth.shim.service import Service
 
     root = f"/dev/shm/berth-warm-{os.getpid()}"
     os.mkdir(root, 0o700)
     old = _signal.signal(17, lambda signum, frame: None)  # SIGCHLD: through the wakeup fd
+    kernel.prctl(PR_SET_CHILD_SUBREAPER, 1)  # the stand-in inits are ours to reap, as a shim's
+    lifeline = os.pipe2(os.O_CLOEXEC)  # closed at the end: no stand-in outlives the rehearsal
     try:
         for n in range(rounds):
             cid = f"rehearsal-{n}"
@@ -199,8 +202,8 @@ def warm_lifecycle(rounds: int = 8) -> None:
             ours, peer = socket.socketpair()
             peer.settimeout(5)
             reactor = Reactor()
-            service = Service({"id": cid, "exec_root": root, "open_stdin": True,
-                               "log_path": os.path.join(root, cid, "log")}, ours, _Rehearsal(), reactor)
+            req = {"id": cid, "exec_root": root, "open_stdin": True, "log_path": os.path.join(root, cid, "log")}
+            service = Service(req, ours, _Rehearsal(root, cid, lifeline), reactor)
             reactor.catch_signals(service.on_signals)
             service.create()
             client = None
@@ -246,6 +249,8 @@ def warm_lifecycle(rounds: int = 8) -> None:
                 ours.close()
                 peer.close()
     finally:
+        for fd in lifeline:
+            os.close(fd)
         _signal.signal(17, old)
         import signal
 
@@ -253,11 +258,14 @@ def warm_lifecycle(rounds: int = 8) -> None:
         import shutil
 
         shutil.rmtree(root, ignore_errors=True)
+        deadline = time.monotonic() + 2
         try:
-            while os.waitpid(-1, os.WNOHANG)[0] > 0:
-                pass
+            while time.monotonic() < deadline:
+                if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                    time.sleep(0.001)
         except ChildProcessError:
-            pass
+            pass  # every child reaped
+        kernel.prctl(PR_SET_CHILD_SUBREAPER, 0)
 
 
 def warm_console(rounds: int) -> None:
