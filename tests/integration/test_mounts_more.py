@@ -19,8 +19,10 @@ def ok(r: subprocess.CompletedProcess) -> subprocess.CompletedProcess:  # type: 
     return r
 
 
-def err(r: subprocess.CompletedProcess) -> str:  # type: ignore[type-arg]
-    assert r.returncode != 0, f"expected a failure\nstdout: {r.stdout!r}"
+def err(r: subprocess.CompletedProcess, code: int = 125) -> str:  # type: ignore[type-arg]
+    """The first line of a refused ``docker run``: 125 for the daemon's refusal of the request, 127
+    for a start whose process cannot be reached (dockerd's codes)."""
+    assert r.returncode == code, f"expected {code}, got {r.returncode}\nstdout: {r.stdout!r}\nstderr: {r.stderr!r}"
     return r.stderr.strip().splitlines()[0]
 
 
@@ -103,7 +105,7 @@ def test_volume_subpath(berthd: harness.Berthd, busybox_image: str) -> None:
         f"docker: Error response from daemon: path concatenation escapes the base directory, base: {base}, subpath: esc")
     assert err(run("sub/up", "ls", "/m")) == (
         f"docker: Error response from daemon: path concatenation escapes the base directory, base: {base}, subpath: sub/up")
-    assert "cannot access path" in err(run("missing", "ls", "/m"))
+    assert "cannot access path" in err(run("missing", "ls", "/m"), 127)
     assert err(run("../x", "true")) == ('docker: Error response from daemon: invalid mount config for type "volume": '
                                         "subpath must be a relative path within the volume")
     status, body = berthd.api("POST", "/v1.45/containers/create", {

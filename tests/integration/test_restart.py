@@ -91,7 +91,7 @@ def test_sigkill_during_create_or_start(berthd: harness.Berthd, busybox_image: s
     berthd.env_extra["BERTH_CRASH_AT"] = point
     berthd.start()
     r = berthd.docker("run", "-d", "--name", "victim", busybox_image, "sleep", "100")
-    assert r.returncode != 0, "the daemon should have died at the crash point"
+    assert r.returncode == 125, f"the daemon should have died at the crash point: {r.returncode} {r.stderr}"
     deadline = time.monotonic() + 10
     while berthd.proc is not None and berthd.proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -300,6 +300,7 @@ async def remove_container(d: Daemon, c: Container, force: bool, remove_volumes:
     try:
         await d.driver.cleanup(c.id)
         await d.with_room(d.graph.remove_rw, c.id)  # the layer's files, then its record
+        crash_point("remove.after-layer")
         await asyncio.to_thread(shutil.rmtree, c.dir, True)
         crash_point("remove.after-files")
         await d.with_room(d.store.delete, c.id)

@@ -225,9 +225,12 @@ class Daemon:
         from berth.daemon.lifecycle import attach_live, settle_exit
         from berth.drivers.exec.model import ExitStatus
 
-        if not Path(c.dir).exists() or c.state.status in ("removing", "dead"):
-            # a removal deletes the files first and the record last: finish the one that the
-            # daemon's death interrupted (dockerd leaves it "dead" for the user to remove)
+        interrupted = c.state.status in ("removing", "dead") or not await asyncio.to_thread(
+            lambda: Path(c.dir).exists() and self.graph.has_rw(c.id)
+        )
+        if interrupted:
+            # a removal deletes the layer and the files first and the record last: finish the
+            # one that the daemon's death interrupted (dockerd leaves it "dead" for the user)
             log.warning("finishing the interrupted removal of container %s", c.id[:12])
             self.live.find(c.id).mark_dead()
             await remove_container(self, c, force=True)

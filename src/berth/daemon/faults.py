@@ -1,24 +1,25 @@
-"""Crash points for tests: ``BERTH_CRASH_AT=<point>`` makes berthd SIGKILL itself there.
+"""Crash points for tests: ``BERTH_CRASH_AT=<point>`` makes berthd SIGKILL itself there
+(:func:`berth.crashpoint.crash_point`).
 
 The foundation promises that a daemon killed at any moment restarts consistent; these points
-let the integration tests kill it at the worst moments of create and start, deterministically.
-Unset (always, outside those tests) a point costs one dict lookup.
+let the integration tests kill it at the worst moments of create, start, exit settlement,
+removal, a volume's copy-up and commit, deterministically (``tests/integration/test_crash_points.py``
+and ``test_restart.py``). Unset (always, outside those tests) a point costs one dict lookup.
 """
 
 from __future__ import annotations
 
 import os
-import signal
+
+from berth.crashpoint import crash_point
 
 POINTS = (
-    "create.after-rw", "start.after-create", "start.after-save", "exit.after-save", "remove.after-files",
+    "create.after-rw", "start.after-create", "start.after-save", "exit.after-record", "exit.after-save",
+    "remove.after-layer", "remove.after-files", "volume.after-copy-up", "commit.after-layer",
     "start.after-network", "connect.after-driver", "disconnect.after-driver",
 )
 
-
-def crash_point(name: str) -> None:
-    if os.environ.get("BERTH_CRASH_AT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
+__all__ = ["POINTS", "crash_point", "startup_pause"]
 
 
 async def startup_pause() -> None:

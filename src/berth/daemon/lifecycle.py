@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from berth.container.logs import LogSettings, log_settings
-from berth.container.record import Container
+from berth.container.record import Container, now_rfc3339
 from berth.daemon import health, namespaces, netsettings, restarts, volumemounts
 from berth.daemon.devices import apply as apply_devices
 from berth.daemon.faults import crash_point
@@ -137,6 +137,16 @@ async def _spawn_in(d: Daemon, c: Container, netns: str) -> Any:
         log_compress=logging.compress,
     )
     return await d.driver.create(request)
+
+
+async def _record_exit(d: Daemon, c: Container, code: int, oom: bool, finished: str, error: str) -> None:
+    """Store the record as it will be after the exit (the record in memory changes later)."""
+    after = dataclasses.replace(c, state=dataclasses.replace(c.state))
+    after.state.to_exited(code, oom_killed=oom, finished_at=finished, error=error)
+    try:
+        await d.store.aput(after)
+    except SystemFailure as exc:
+        log.error("%s (the exit is stored once the teardown is done)", exc)
 
 
 def start_lock(d: Daemon, cid: str) -> asyncio.Lock:
@@ -282,23 +292,29 @@ async def settle_exit(d: Daemon, c: Container, status: Any) -> None:
 
 
 async def _settle_locked(d: Daemon, c: Container, status: Any) -> None:
-    """Tear the run down, then make the exit visible (state, stop/kill waiters, events, wait).
+    """Record the exit, tear the run down, then make the exit visible (state, stop/kill
+    waiters, events, wait).
 
-    Nothing here may keep the exit from being recorded: a cleanup that fails is logged, and a
-    record the database refuses (a full disk) stays in memory until it can be written."""
+    The exit is stored before the teardown removes the monitor's directory (whose exit.json is
+    the only other copy of the status): a daemon killed in between restarts with the exit code,
+    not a lost status. In memory the container stays running until the teardown is done, so a
+    ``restart`` or ``kill`` that waits for the exit finds the old run gone. Nothing here may
+    keep the exit from being recorded: a cleanup that fails is logged, and a record the
+    database refuses (a full disk) stays in memory until it can be written."""
     lc = d.live.any(c.id)
     if lc is None or not c.state.running:
         return  # settled already (the watcher and a stop that found the monitor gone)
+    code = int(status.exit_code)
+    oom = bool(getattr(status, "oom_killed", False))
+    finished = str(getattr(status, "finished_at", "") or "") or now_rfc3339()
+    error = str(getattr(status, "error", "") or "")
+    await _record_exit(d, c, code, oom, finished, error)
+    crash_point("exit.after-record")
     try:
         await d.driver.cleanup(c.id)
     except (BerthError, OSError) as exc:
         log.error("clean up after container %s exited: %s", c.id[:12], exc)
-    lc.to_exited(
-        status.exit_code,
-        oom_killed=bool(getattr(status, "oom_killed", False)),
-        finished_at=getattr(status, "finished_at", "") or "",
-        error=getattr(status, "error", "") or "",
-    )
+    lc.to_exited(code, oom_killed=oom, finished_at=finished, error=error)
     health.stop_monitor(d, c)
     restarts.after_exit(d, c, status)  # a restart policy may make it "restarting"
     # Exec instances live as long as the run they belong to (dockerd drops them at exit too).

@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from berth.daemon import mountspec
+from berth.daemon.faults import crash_point
 from berth.daemon.handlers import HandlerTable
 from berth.daemon.volumestore import ANONYMOUS_LABEL
 from berth.engine import Job
@@ -60,7 +62,7 @@ async def make_mounts(d: Daemon, cid: str, plan: list[mountspec.MountPoint]) -> 
             # One copy-up at a time per volume: two creates naming a new volume copy it once.
             async with _lock(d, name):
                 if m.copy_data and await asyncio.to_thread(_empty, target):
-                    await asyncio.to_thread(d.graph.copy_dir, cid, m.destination, target)
+                    await asyncio.to_thread(_copy_up, d, cid, m.destination, target)
             if new:
                 d.engine.events.publish("volume", "create", name, {"driver": "local"})
             out.append(mountspec.inspect_view(m, name, str(target)))
@@ -78,6 +80,22 @@ def _lock(d: Daemon, name: str) -> asyncio.Lock:
 
 def _empty(path: Path) -> bool:
     return not any(path.iterdir())
+
+
+def _copy_up(d: Daemon, cid: str, path: str, target: Path) -> None:
+    """Copy the image's ``path`` into the empty volume directory ``target``, all or nothing: the
+    copy is made beside it and renamed over it (a rename replaces an empty directory at once),
+    so a daemon killed midway leaves the volume empty, and the next create copies it again."""
+    partial = target.with_name(target.name + ".copy-up")
+    shutil.rmtree(partial, ignore_errors=True)  # a copy a killed daemon left
+    partial.mkdir(mode=0o755)
+    try:
+        if not d.graph.copy_dir(cid, path, partial):
+            return  # not a directory in the image: nothing to copy
+        crash_point("volume.after-copy-up")
+        os.rename(partial, target)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 async def _claim(d: Daemon, cid: str, source: str) -> tuple[dict[str, Any], bool]:

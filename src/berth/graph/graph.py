@@ -300,6 +300,10 @@ class Graph:
         top = self.db.layer(row.top_layer) if row.top_layer else None
         return self.driver.layer_dirs(top.cache_id) if top else []
 
+    def has_rw(self, container_id: str) -> bool:
+        """Whether the container's read-write layer is recorded (a removal deletes it first)."""
+        return self.db.rw_layer(container_id) is not None
+
     def rw_size(self, container_id: str) -> int:
         """Bytes the container wrote (``SizeRw``)."""
         return self.driver.size(container_id)

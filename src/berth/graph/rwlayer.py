@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from berth import accountfile
+from berth.crashpoint import crash_point
 from berth.drivers.graph.diff import changes, write_diff_tar, write_tree_tar
 from berth.drivers.graph.merged import lookup, subtree, walk
 from berth.errors import Conflict, InvalidParameter, NotFound
@@ -323,4 +324,5 @@ def commit(
         if parent_doc.get(key):
             doc[key] = parent_doc[key]
     doc["architecture"] = parent_doc.get("architecture") or doc["architecture"]
+    crash_point("commit.after-layer")  # its layer is on disk, no row names it: garbage at start-up
     return graph.register_image(encode(doc), pending, repo_tag, parent=row.image_id)
