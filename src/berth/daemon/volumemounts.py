@@ -33,6 +33,8 @@ log = logging.getLogger("berth.daemon")
 
 
 def _mounted_volumes(d: Daemon, c: Container) -> list[tuple[str, dict[str, str]]]:
+    """The volumes with mount options ``c`` uses (the volume store's lookups: call it in a worker
+    thread)."""
     out = []
     for m in c.mounts:
         if m.get("Type") != "volume" or not m.get("Name"):
@@ -72,20 +74,27 @@ def _unmount(target: str) -> None:
         log.error("unmount volume %s: %s", target, exc.strerror)
 
 
+def _mount_volume(d: Daemon, name: str, options: dict[str, str]) -> None:
+    _mount(str(d.volumes.mountpoint(name)), options)
+
+
+def _unmount_volume(d: Daemon, name: str) -> None:
+    _unmount(str(d.volumes.mountpoint(name)))
+
+
 async def acquire(d: Daemon, c: Container) -> None:
     """Mount the option volumes ``c`` uses that no running container holds yet."""
-    for name, options in _mounted_volumes(d, c):
+    for name, options in await asyncio.to_thread(_mounted_volumes, d, c):
         async with d.volume_locks.setdefault(name, asyncio.Lock()):
             users = d.volume_users.setdefault(name, set())
             if not users:
-                target = str(d.volumes.mountpoint(name))
-                await asyncio.to_thread(_mount, target, options)
+                await asyncio.to_thread(_mount_volume, d, name, options)
             users.add(c.id)
 
 
 async def release(d: Daemon, c: Container) -> None:
     """After ``c``'s exit (or a start that failed): unmount what no one uses any more."""
-    for name, _options in _mounted_volumes(d, c):
+    for name, _options in await asyncio.to_thread(_mounted_volumes, d, c):
         async with d.volume_locks.setdefault(name, asyncio.Lock()):
             users = d.volume_users.get(name)
             if not users or c.id not in users:
@@ -93,13 +102,14 @@ async def release(d: Daemon, c: Container) -> None:
             users.discard(c.id)
             if not users:
                 del d.volume_users[name]
-                await asyncio.to_thread(_unmount, str(d.volumes.mountpoint(name)))
+                await asyncio.to_thread(_unmount_volume, d, name)
 
 
 def reconcile(d: Daemon) -> None:
     """At start-up: the running containers hold their volumes again; any other mount at an
-    option volume's ``_data`` (its users went while the daemon was away) goes."""
-    for c in d.containers.values():
+    option volume's ``_data`` (its users went while the daemon was away) goes. (In a worker
+    thread: the volume store's lookups and the unmounts.)"""
+    for c in d.live.records():
         if c.state.running:
             for name, _options in _mounted_volumes(d, c):
                 d.volume_users.setdefault(name, set()).add(c.id)
