@@ -91,3 +91,20 @@ def test_the_spare_shim_and_its_standby_helper_go_with_the_fork_server() -> None
         assert proc.stderr is not None
         proc.stderr.close()
     assert harness.pids_with_marker(mark) == []
+
+
+def test_a_commands_background_warming_moves_nothing() -> None:
+    """berth-runtime's warming thread (berth.libcontainer.cgroups.warm) migrates the command into
+    the cgroup it is already in, again and again for half a second: nothing moves."""
+    import time
+
+    from berth.libcontainer.cgroups import warm
+
+    if warm.CgroupWarmer.of_self() is None:
+        pytest.skip("no cgroup hierarchy mounted: nothing to warm")
+    from pathlib import Path
+
+    before = Path("/proc/self/cgroup").read_text()
+    warm.warm_in_background()
+    time.sleep(0.05)  # a few touches
+    assert Path("/proc/self/cgroup").read_text() == before

@@ -222,6 +222,12 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(USAGE.format(spec=SPEC_VERSION, root=DEFAULT_ROOT))
             return 0 if argv else 2
         log = (args.log, args.log_format)
+        if args.command in ("create", "run", "exec"):
+            # the init (or the exec'd process) joins a cgroup soon: let the kernel's grace
+            # period for that pass while the rest is imported and the bundle read
+            from berth.libcontainer.cgroups.warm import warm_in_background
+
+            warm_in_background()
         module, func = HANDLERS[args.command]
         handler: Callable[[Args], int] = getattr(__import__(module, fromlist=[func]), func)
         return handler(args)

@@ -25,55 +25,9 @@ from __future__ import annotations
 
 import os
 
+from berth.libcontainer.cgroups.warm import CgroupWarmer, own_procs_file
 
-class CgroupWarmer:
-    __slots__ = ("procs",)
-
-    def __init__(self, procs: str) -> None:
-        self.procs = procs  # the caller's own cgroup.procs in some hierarchy
-
-    @classmethod
-    def of_self(cls, proc: str = "/proc/self") -> CgroupWarmer | None:
-        path = own_procs_file(proc)
-        return None if path is None else cls(path)
-
-    def touch(self) -> None:
-        try:
-            fd = os.open(self.procs, os.O_WRONLY | os.O_CLOEXEC)
-        except OSError:
-            return  # the hierarchy went away: nothing to warm
-        try:
-            os.write(fd, b"0")  # 0: the writer itself
-        except OSError:
-            pass  # only a warm-up: the kernel took the lock (and waited) before refusing
-        finally:
-            os.close(fd)
-
-
-def own_procs_file(proc: str = "/proc/self") -> str | None:
-    """``cgroup.procs`` of the caller's own cgroup in the first hierarchy that is mounted."""
-    mounts: list[tuple[str, str, set[str]]] = []  # (root, mount point, controllers or {"" for v2})
-    with open(f"{proc}/mountinfo") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            fields, rest = left.split(), right.split()
-            if len(fields) < 5 or len(rest) < 3 or rest[0] not in ("cgroup", "cgroup2"):
-                continue
-            opts = {""} if rest[0] == "cgroup2" else set(rest[2].split(","))
-            mounts.append((fields[3], fields[4].replace("\\040", " "), opts))
-    with open(f"{proc}/cgroup") as f:
-        entries = [line.rstrip("\n").split(":", 2) for line in f if line.count(":") >= 2]
-    for _hier, controllers, path in entries:
-        wanted = set(controllers.split(",")) if controllers else {""}
-        for root, point, opts in mounts:
-            if not wanted <= opts or not (path == root or path.startswith(root.rstrip("/") + "/")):
-                continue
-            rel = path[len(root):].lstrip("/") if root != "/" else path.lstrip("/")
-            procs = os.path.join(point, rel, "cgroup.procs")
-            if os.path.exists(procs):
-                return procs
-    return None
-
+__all__ = ["CgroupWarmer", "WarmerProcess", "own_procs_file"]
 
 TICK_MS = 4  # a migration path touched this often stays fast
 SPAN = 0.5  # seconds after a kick: the new container's init has joined its cgroup by then

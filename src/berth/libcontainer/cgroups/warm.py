@@ -1,0 +1,99 @@
+"""The kernel's next cgroup migration made fast: a no-op migration of the caller, started early.
+
+Moving a process into a cgroup (writing its pid to ``cgroup.procs``, which every container init
+does for itself) takes the kernel's ``cgroup_threadgroup_rwsem`` for writing. After a quiet
+spell that costs one RCU grace period (5-15 ms here, longer under load); writes that follow
+within about one more grace period are fast. A no-op migration of the caller (into the cgroup it
+is in) waits that grace period out ahead of time (:mod:`berth.shim.cgroupwarm` does it from a
+process of the fork server's).
+
+An OCI runtime command (``berth-runtime create``/``run``/``exec``) calls
+:func:`warm_in_background` first thing: the grace period passes on a thread of its own while
+Python imports and the bundle is read, so the init's join, a few milliseconds later, finds the
+way clear (a fork meanwhile waits for the warming, which it would have had to wait for anyway).
+
+    warmer = CgroupWarmer.of_self()     # None when no cgroup hierarchy is mounted
+    warmer.touch()                      # blocks for the grace period, if there is one to wait
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class CgroupWarmer:
+    __slots__ = ("procs",)
+
+    def __init__(self, procs: str) -> None:
+        self.procs = procs  # the caller's own cgroup.procs in some hierarchy
+
+    @classmethod
+    def of_self(cls, proc: str = "/proc/self") -> CgroupWarmer | None:
+        path = own_procs_file(proc)
+        return None if path is None else cls(path)
+
+    def touch(self) -> None:
+        try:
+            fd = os.open(self.procs, os.O_WRONLY | os.O_CLOEXEC)
+        except OSError:
+            return  # the hierarchy went away: nothing to warm
+        try:
+            os.write(fd, b"0")  # 0: the writer itself
+        except OSError:
+            pass  # only a warm-up: the kernel took the lock (and waited) before refusing
+        finally:
+            os.close(fd)
+
+
+def own_procs_file(proc: str = "/proc/self") -> str | None:
+    """``cgroup.procs`` of the caller's own cgroup in the first hierarchy that is mounted."""
+    mounts: list[tuple[str, str, set[str]]] = []  # (root, mount point, controllers or {"" for v2})
+    with open(f"{proc}/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            fields, rest = left.split(), right.split()
+            if len(fields) < 5 or len(rest) < 3 or rest[0] not in ("cgroup", "cgroup2"):
+                continue
+            opts = {""} if rest[0] == "cgroup2" else set(rest[2].split(","))
+            mounts.append((fields[3], fields[4].replace("\\040", " "), opts))
+    with open(f"{proc}/cgroup") as f:
+        entries = [line.rstrip("\n").split(":", 2) for line in f if line.count(":") >= 2]
+    for _hier, controllers, path in entries:
+        wanted = set(controllers.split(",")) if controllers else {""}
+        for root, point, opts in mounts:
+            if not wanted <= opts or not (path == root or path.startswith(root.rstrip("/") + "/")):
+                continue
+            rel = path[len(root):].lstrip("/") if root != "/" else path.lstrip("/")
+            procs = os.path.join(point, rel, "cgroup.procs")
+            if os.path.exists(procs):
+                return procs
+    return None
+
+
+TICK = 0.004  # seconds: a migration path touched this often stays fast
+SPAN = 0.5  # seconds: a command has made its container's init join its cgroup by then
+
+
+def warm_in_background() -> None:
+    """:meth:`CgroupWarmer.touch` on a thread of its own (the write blocks in the kernel, without
+    the GIL), then again every :data:`TICK` for :data:`SPAN`, so the fast path is still open when
+    the init joins; for a short-lived command. Nothing when no cgroup hierarchy is mounted."""
+    import _thread
+
+    try:
+        warmer = CgroupWarmer.of_self()
+    except OSError:
+        return  # no /proc here: nothing to warm
+    if warmer is not None:
+        _thread.start_new_thread(_keep_warm, (warmer,))
+
+
+def _keep_warm(warmer: CgroupWarmer) -> None:
+    import time
+
+    until = time.monotonic() + SPAN
+    while True:
+        warmer.touch()
+        if time.monotonic() > until:
+            return
+        time.sleep(TICK)
