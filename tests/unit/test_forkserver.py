@@ -98,6 +98,8 @@ def test_a_commands_background_warming_moves_nothing() -> None:
     the cgroup it is already in, again and again for half a second: nothing moves."""
     import time
 
+    import pytest
+
     from berth.libcontainer.cgroups import warm
 
     if warm.CgroupWarmer.of_self() is None:
