@@ -34,10 +34,11 @@ from berth.shim import statefiles
 from berth.shim.connection import Conn
 from berth.shim.faults import crash_point
 from berth.shim.process import PAUSED, STOPPED, IllegalMove, Process, Refused, exit_code_of
-from berth.shim.reactor import Reactor, Timer
+from berth.shim.reactor import Reactor
 from berth.shim.runtime import Op, Result, Runtime
 from berth.shim.stdio import close_console, make_stdio, take_master
 from berth.shim.streams import READ_SIZE, Pump
+from berth.shim.waiting import Waiter
 
 DRAIN_TIMEOUT = 2.0  # seconds to wait for output EOF once the process has exited
 # seconds a runtime operation may take (creating a container, mounts and namespaces, is far
@@ -48,16 +49,6 @@ STATE_TIMEOUT = 5.0  # seconds for the runtime's state and delete at the end
 SIGKILL, SIGTERM, SIGCHLD = 9, 15, 17
 TIOCSWINSZ = 0x5414
 LIFECYCLE = ("start", "pause", "resume")
-
-
-class Pending:
-    """A runtime operation the reactor waits for, with its deadline."""
-
-    __slots__ = ("op", "on_result", "timer", "code", "timeout")
-
-    def __init__(self, op: Op, on_result: Callable[[Result], None], code: int, timeout: float) -> None:
-        self.op, self.on_result, self.code, self.timeout = op, on_result, code, timeout
-        self.timer: Timer | None = None
 
 
 class Service:
@@ -78,7 +69,7 @@ class Service:
         self.started_at = ""
         self.error = ""
         self.forced_code: int | None = None
-        self.ops: list[Pending] = []
+        self.ops = Waiter(reactor, getattr(runtime, "worker", "the runtime"))
         self.execs = 0  # exec operations in flight
         # wait statuses of children reaped before the runtime named them (an exec'd process
         # that exited at once); kept only while an exec is in flight, since pids recycle
@@ -92,43 +83,8 @@ class Service:
     # ---- operations -----------------------------------------------------------------------
     def wait_op(self, op: Op, on_result: Callable[[Result], None], code: int = 128,
                 timeout: float = RESULT_TIMEOUT) -> None:
-        """Call ``on_result`` with the op's result once it has one (at once if it is done), or
-        with an error at the deadline (the op is abandoned: its worker killed)."""
-        if op.fd < 0:
-            result = op.poll() or Result(error="operation gave no result", exit_code=code)
-            op.close()
-            on_result(result)
-            return
-        pending = Pending(op, on_result, code, timeout)
-        pending.timer = self.reactor.call_at(time.monotonic() + timeout, lambda: self._op_timeout(pending))
-        self.ops.append(pending)
-        self.reactor.watch(op.fd, read=lambda: self._op_ready(pending))
-
-    def _op_ready(self, pending: Pending) -> None:
-        fd = pending.op.fd
-        result = pending.op.poll()
-        if result is not None:
-            self._op_end(pending, fd)
-            pending.op.close()
-            pending.on_result(result)
-
-    def _op_timeout(self, pending: Pending) -> None:
-        self._op_end(pending, pending.op.fd)
-        pending.op.abandon()
-        worker = getattr(self.runtime, "worker", "the runtime")
-        pending.on_result(Result(error=f"{worker} gave no answer in {pending.timeout:g} s", exit_code=pending.code))
-
-    def _op_end(self, pending: Pending, fd: int) -> None:
-        self.ops.remove(pending)
-        self.reactor.cancel(pending.timer)
-        if fd >= 0:
-            self.reactor.forget(fd)
-
-    def _abandon_ops(self, message: str, code: int) -> None:
-        for pending in list(self.ops):
-            self._op_end(pending, pending.op.fd)
-            pending.op.abandon()
-            pending.on_result(Result(error=message, exit_code=code))
+        """``on_result`` gets the op's result, or an error at the deadline (berth.shim.waiting)."""
+        self.ops.wait(op, on_result, code, timeout)
 
     # ---- creation -------------------------------------------------------------------------
     def create(self) -> None:
@@ -582,7 +538,7 @@ class Service:
             "error": self.error,
         }
         # execs still being made have nothing to join any more
-        self._abandon_ops(f"container {self.id} is not running", 126)
+        self.ops.abandon_all(f"container {self.id} is not running", 126)
         # exec'd processes died with the PID namespace: give their clients an exit too
         for other in list(self.by_pid.values()):
             if other.status is None:
@@ -617,8 +573,7 @@ class Service:
             os.kill(self.init.pid, SIGKILL)
         except ProcessLookupError:
             pass  # it is gone already
-        for pending in self.ops:
-            pending.op.abandon()  # no helper outlives its shim
+        self.ops.kill_all()  # no helper outlives its shim
         result = {"exit_code": 137, "oom_killed": False, "finished_at": format_time(time.time_ns()),
                   "error": f"monitor of container {self.id} failed: {exc!r}"}
         statefiles.write_exit(self.dir, result)
