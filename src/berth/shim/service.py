@@ -32,6 +32,7 @@ from berth.container.logs import LogWriter, format_time
 from berth.shim import protocol as P
 from berth.shim import statefiles
 from berth.shim.connection import Conn
+from berth.shim.execs import Execs
 from berth.shim.faults import crash_point
 from berth.shim.process import PAUSED, STOPPED, IllegalMove, Process, Refused, exit_code_of
 from berth.shim.reactor import Reactor
@@ -70,10 +71,7 @@ class Service:
         self.error = ""
         self.forced_code: int | None = None
         self.ops = Waiter(reactor, getattr(runtime, "worker", "the runtime"))
-        self.execs = 0  # exec operations in flight
-        # wait statuses of children reaped before the runtime named them (an exec'd process
-        # that exited at once); kept only while an exec is in flight, since pids recycle
-        self.early: dict[int, int] = {}
+        self.execs = Execs(self)
         self.queue: list[tuple[Conn, dict[str, Any]]] = []  # start/pause/resume, one at a time
         self.busy = False
         self.starting = False  # a start is being made: the daemon going away no longer stops it
@@ -112,7 +110,7 @@ class Service:
     def _created(self, result: Result) -> None:
         init = self.init
         if init.console is not None:  # a tty: its master, from the container's devpts
-            result = self._take_master(init, result, f"create container {self.id}", 128)
+            result = self.receive_master(init, result, f"create container {self.id}", 128)
         if not result.ok:
             self._create_failed(result)
             return
@@ -129,7 +127,7 @@ class Service:
             self._abandon("monitor stopped by SIGTERM")
         self.reap()  # the init may already be gone
 
-    def _take_master(self, proc: Process, result: Result, what: str, code: int) -> Result:
+    def receive_master(self, proc: Process, result: Result, what: str, code: int) -> Result:
         """Receive the pty master of a process the runtime made (``result`` has its pid); the
         result, or an error if the master is missing (the process is then killed)."""
         if not result.ok:
@@ -194,14 +192,13 @@ class Service:
             if pid == 0:
                 return
             proc = self.by_pid.get(pid)
-            if proc is None and self.execs:
-                self.early[pid] = status  # maybe an exec'd process whose runtime answer is on its way
-                continue
+            if proc is None and self.execs.reaped_unknown(pid, status):
+                continue  # maybe an exec'd process whose runtime answer is on its way
             if proc is None or proc.status is not None:
                 continue  # a helper, or an exec'd process whose runtime failed after all
-            self._exited(proc, status)
+            self.exited(proc, status)
 
-    def _exited(self, proc: Process, status: int) -> None:
+    def exited(self, proc: Process, status: int) -> None:
         proc.status = status
         proc.state = proc.state.exit()
         if proc.outputs:
@@ -287,7 +284,7 @@ class Service:
                             "started_at": self.started_at})
         elif op == "exec":
             conn.role = "exec"
-            self._exec(conn, msg)
+            self.execs.start(conn, msg)
         elif op == "control":
             # requests only, no output: "pid" names an exec'd process, else the container's init
             conn.role = "control"
@@ -441,71 +438,6 @@ class Service:
         self._next()
         if not self.busy and init.status is not None and not init.done and (not init.outputs or init.drain is None):
             self._finish(init)  # its exit waited for the requests' answers
-
-    # ---- exec -----------------------------------------------------------------------------
-    def _exec(self, conn: Conn, msg: dict[str, Any]) -> None:
-        process = msg.get("process")
-        if not isinstance(process, dict) or not process.get("args"):
-            raise P.ProtocolError("monitor connection: exec needs a process object with args")
-        try:
-            if self.init.status is not None:
-                raise IllegalMove("not running")
-            self.init.state.exec_allowed()
-        except IllegalMove as exc:
-            self._exec_error(conn, f"container {self.id} is {exc}", 126)
-            return
-        proc = Process(bool(process.get("terminal")))
-        stdio, child_fds = make_stdio(proc, proc.tty, bool(msg.get("stdin")))
-        try:
-            op = self.runtime.exec(process, stdio)
-        except OSError as exc:
-            self.pump.close_all(proc)
-            close_console(proc)
-            self._exec_error(conn, f"exec in container {self.id}: {exc}", 126)
-            return
-        finally:
-            for fd in child_fds:
-                os.close(fd)
-        conn.process = proc  # stdin that comes early is held until the process runs
-        self.execs += 1
-        self.wait_op(op, lambda res: self._exec_done(conn, proc, res), code=126)
-
-    def _exec_done(self, conn: Conn, proc: Process, res: Result) -> None:
-        self.execs -= 1
-        if proc.console is not None:  # a tty: its master, from the container's devpts
-            res = self._take_master(proc, res, f"exec in container {self.id}", 126)
-        if not res.ok:
-            close_console(proc)
-            self.pump.close_all(proc)
-            conn.process = None
-            if not self.execs:
-                self.early.clear()
-            if not conn.closed:
-                self._exec_error(conn, res.error, res.exit_code or 126)
-            return
-        pid = res.pid
-        proc.pid = pid
-        proc.started = True
-        proc.state = proc.state.start()
-        self.by_pid[pid] = proc
-        if conn.closed:  # the client left while the process was being made: it runs unattended
-            proc.stdin_eof = True
-        else:
-            proc.conns.append(conn)
-            conn.send_json({"event": "started", "pid": pid})
-        self.pump.watch_outputs(proc)
-        self.pump.flush_stdin(proc)
-        status = self.early.pop(pid, None)
-        if not self.execs:
-            self.early.clear()
-        if status is not None:  # it exited (and was reaped) before we knew its pid
-            self._exited(proc, status)
-        self.reap()  # it may have exited already (its SIGCHLD woke nobody yet)
-
-    def _exec_error(self, conn: Conn, message: str, code: int) -> None:
-        conn.send_json({"event": "error", "message": message, "exit_code": code})
-        conn.close_when_flushed = True
-        conn.flush()
 
     # ---- the end --------------------------------------------------------------------------
     def _finish(self, proc: Process) -> None:
