@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from berth.container.logreader import read_logs
-from berth.drivers.exec import CreateRequest, ExitStatus, Handle, NativeDriver, SpecInput, build_spec
+from berth.drivers.exec import CreateRequest, ExitStatus, MonitorHandle, NativeDriver, SpecInput, build_spec
 from berth.errors import Conflict, ContainerStartError, InvalidParameter
 from berth.libcontainer import Mount
 from berth.libcontainer.cgroups import Resources, open_cgroup
@@ -117,7 +117,7 @@ def run(coro: Any) -> Any:
     return asyncio.run(asyncio.wait_for(coro, 60))
 
 
-async def collect(handle: Handle, stream: Any) -> dict[int, bytes]:
+async def collect(handle: MonitorHandle, stream: Any) -> dict[int, bytes]:
     out = {1: b"", 2: b""}
     async for kind, data in stream:
         out[kind] += data
@@ -452,7 +452,7 @@ def test_reconnect_after_daemon_restart(env: Env) -> None:
         await second.startup()
         try:
             again = await second.reconnect(req.id)
-            assert isinstance(again, Handle)
+            assert isinstance(again, MonitorHandle)
             assert again.pid == handle.pid and again.monitor_pid == monitor_pid and again.started
             assert not again.paused and again.started_at.endswith("Z")
             stream = again.output()
@@ -491,7 +491,7 @@ def test_shutdown_removes_the_cgroup_parent_once_no_container_is_left(env: Env) 
         await second.startup()
         try:
             again = await second.reconnect(req.id)
-            assert isinstance(again, Handle) and again.pid == handle.pid
+            assert isinstance(again, MonitorHandle) and again.pid == handle.pid
             await again.signal(signal.SIGKILL)
             assert (await again.wait()).exit_code == 137
             await second.cleanup(req.id)
@@ -805,7 +805,7 @@ def test_daemon_killed_monitor_lives_on_fork_server_goes(env: Env) -> None:
         await driver.startup()
         try:
             handle = await driver.reconnect(req.id)
-            assert isinstance(handle, Handle) and handle.monitor_pid == pids["monitor"]
+            assert isinstance(handle, MonitorHandle) and handle.monitor_pid == pids["monitor"]
             stream = handle.output()
             await handle.write_stdin(b"again\n")
             assert (await collect(handle, stream))[1] == b"got again\n"

@@ -17,7 +17,7 @@ import json
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
 from berth.builder.cache import BuildCache
 from berth.builder.host import LayerWriter, OutputFn, RunSpec
@@ -36,11 +36,9 @@ PIPE_BUFFER = 1 << 20
 
 
 def build_cache(d: Daemon) -> BuildCache:
-    cache: BuildCache | None = getattr(d, "build_cache", None)
-    if cache is None:
-        cache = BuildCache(d.cfg.data_root / "berth.db")
-        d.build_cache = cache  # type: ignore[attr-defined]
-    return cache
+    if d.build_cache is None:
+        d.build_cache = BuildCache(d.cfg.data_root / "berth.db")
+    return d.build_cache
 
 
 class _Collect:
@@ -196,8 +194,9 @@ class DaemonHost:
 
         def consume() -> str:
             with os.fdopen(rfd, "rb", buffering=PIPE_BUFFER) as raw:
-                return str(graph.derive(parent, _Checked(raw, failed), config, container_config, created_by,
-                                        author))
+                # a reader (all the layer's apply needs), not a whole BinaryIO
+                layer_stream = cast(BinaryIO, _Checked(raw, failed))
+                return str(graph.derive(parent, layer_stream, config, container_config, created_by, author))
 
         produced, consumed = await asyncio.gather(
             asyncio.to_thread(produce), asyncio.to_thread(consume), return_exceptions=True

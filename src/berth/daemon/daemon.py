@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from berth.container.record import Container
 from berth.daemon.config import DaemonConfig
@@ -38,6 +38,15 @@ from berth.daemon.volumestore import VolumeStore
 from berth.engine import Engine, Job
 from berth.errors import BerthError, SystemFailure
 
+if TYPE_CHECKING:
+    from berth.api.early import EarlyListener
+    from berth.builder.cache import BuildCache
+    from berth.daemon.eventlog import EventLog
+    from berth.daemon.restarts import Backoff
+    from berth.drivers.exec.driver import ExecDriver
+    from berth.drivers.network.driver import NetworkDriver
+    from berth.graph.graph import Graph
+
 log = logging.getLogger("berth.daemon")
 UNSAVED_RETRY = 2.0  # seconds between attempts to store records the database refused
 
@@ -48,19 +57,20 @@ class Daemon:
         self.engine = Engine()
         self.started = time.time()
         self.live = LiveTable()  # every container: its record, session, lock, waiters, execs
-        self.eventlog: Any = None  # daemon/eventlog.py: events kept in SQLite
+        self.eventlog: EventLog | None = None  # daemon/eventlog.py: events kept in SQLite
         self.volume_users: dict[str, set[str]] = {}  # option volume -> running containers (volumemounts.py)
-        self._retry: asyncio.Task[Any] | None = None
-        self.tasks: set[asyncio.Task[Any]] = set()
+        self._retry: asyncio.Task[object] | None = None
+        self.tasks: set[asyncio.Task[object]] = set()
         self.store: ContainerStore
         self.reserve = Reserve(cfg.data_root / "reserved-space")
         self.volumes: VolumeStore
         self.volume_locks: dict[str, asyncio.Lock] = {}  # volume name -> its copy-up
-        self.graph: Any
-        self.driver: Any
-        self.network: Any  # berth.drivers.network.driver.NetworkDriver
+        self.graph: Graph
+        self.driver: ExecDriver
+        self.network: NetworkDriver
+        self.build_cache: BuildCache | None = None  # opened at the first build (daemon/buildhost.py)
         self.storage_driver = ""
-        self.early_listener: Any = None  # berth.api.early.EarlyListener: /_ping before start-up
+        self.early_listener: EarlyListener | None = None  # /_ping before start-up (berth.api.early)
 
     # -- the former per-container dicts, as views of the live table ----------------------------
     @property
@@ -88,11 +98,11 @@ class Daemon:
         return AttrView(self.live, "removal", lambda: None, lambda f: f is not None)
 
     @property
-    def restarts(self) -> AttrView[Any]:
+    def restarts(self) -> AttrView[Backoff]:
         return AttrView(self.live, "restart", lambda: None, lambda b: b is not None)
 
     @property
-    def health_monitors(self) -> AttrView[asyncio.Task[Any]]:
+    def health_monitors(self) -> AttrView[asyncio.Task[object]]:
         return AttrView(self.live, "health", lambda: None, lambda t: t is not None)
 
     @property
@@ -188,9 +198,8 @@ class Daemon:
         self.volumes.close()
         if self.eventlog is not None:
             await asyncio.to_thread(self.eventlog.close)
-        cache = getattr(self, "build_cache", None)
-        if cache is not None:
-            cache.close()
+        if self.build_cache is not None:
+            self.build_cache.close()
 
     async def _restore(self) -> None:
         """Reconnect to containers that kept running while we were away; settle the rest.
@@ -345,12 +354,12 @@ class Daemon:
                 return  # still refused: try again later
             log.info("stored the record of container %s that the database had refused", lc.id[:12])
 
-    def spawn(self, coro: Awaitable[Any], what: str) -> asyncio.Task[Any]:
+    def spawn(self, coro: Awaitable[object], what: str) -> asyncio.Task[object]:
         """Background work belongs to the daemon's task set; failures are logged, not lost."""
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
 
-        def done(t: asyncio.Task[Any]) -> None:
+        def done(t: asyncio.Task[object]) -> None:
             self.tasks.discard(t)
             if not t.cancelled() and t.exception() is not None:
                 log.error("%s failed", what, exc_info=t.exception())
@@ -377,7 +386,7 @@ def _handler_modules() -> list[ModuleType]:
     return [importlib.import_module(f"berth.daemon.{name}") for name in HANDLER_MODULES]
 
 
-def _open_eventlog(path: Path) -> Any:
+def _open_eventlog(path: Path) -> EventLog:
     from berth.daemon.eventlog import EventLog
 
     return EventLog(path)
@@ -389,13 +398,13 @@ def _prune_partials(data_root: Path) -> None:
     prune_partials(data_root)
 
 
-def _new_exec_driver(cfg: DaemonConfig) -> Any:
+def _new_exec_driver(cfg: DaemonConfig) -> ExecDriver:
     from berth.drivers.exec.native import NativeDriver
 
     return NativeDriver(cfg.exec_root, cfg.cgroup_parent)
 
 
-def new_network_driver(cfg: DaemonConfig) -> Any:
+def new_network_driver(cfg: DaemonConfig) -> NetworkDriver:
     from berth.drivers.network.config import NetworkConfig, daemon_tag
     from berth.drivers.network.driver import NetworkDriver
     from berth.drivers.network.subnets import parse_pools

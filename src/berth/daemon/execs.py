@@ -33,7 +33,9 @@ from berth.jobs import execs as jobs
 from berth.jobs.results import IdOnly, JSONObject
 
 if TYPE_CHECKING:
+    from berth.container.record import Container
     from berth.daemon.daemon import Daemon
+    from berth.drivers.exec.driver import ExecProcess, Output
 
 handlers = HandlerTable()
 
@@ -47,7 +49,7 @@ class ExecInstance:
     started: bool = False
     exit_code: int | None = None
     pid: int = 0
-    handle: Any = None
+    handle: ExecProcess | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     detach_keys: bytes = b""  # as given at create; empty: the default sequence
 
@@ -74,7 +76,7 @@ class ExecInstance:
         }
 
 
-def _running_container(d: Daemon, ref: str) -> Any:
+def _running_container(d: Daemon, ref: str) -> Container:
     c = d.find(ref)
     if c.state.status == "paused":
         raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
@@ -119,7 +121,7 @@ def _find(d: Daemon, eid: str) -> ExecInstance:
     return ex
 
 
-async def _process(d: Daemon, c: Any, cfg: dict[str, Any]) -> dict[str, Any]:
+async def _process(d: Daemon, c: Container, cfg: dict[str, Any]) -> dict[str, Any]:
     """The exec's OCI process: the container's own (its walls, as the init got them) with the
     exec's command, environment, cwd, terminal and, with ``-u``, user."""
     container = await asyncio.to_thread(_container_process, c)
@@ -144,7 +146,7 @@ async def _process(d: Daemon, c: Any, cfg: dict[str, Any]) -> dict[str, Any]:
 exec_process = _process  # for the health checks' probes (daemon/health.py)
 
 
-def _container_process(c: Any) -> dict[str, Any]:
+def _container_process(c: Container) -> dict[str, Any]:
     """The process object of the running container's config.json (written at its start)."""
     path = Path(c.dir) / "config.json"
     try:
@@ -174,7 +176,10 @@ async def start(d: Daemon, req: jobs.ExecStart, job: Job) -> None:
         await conn.start()
     try:
         process = await _process(d, c, ex.config)
-        handle = await d.session(c.id).handle.exec(process, open_stdin=bool(ex.config.get("AttachStdin")))
+        run = d.session(c.id).handle
+        if run is None:
+            raise Conflict(f"Container {c.id} is not running")  # it exited meanwhile
+        handle = await run.exec(process, open_stdin=bool(ex.config.get("AttachStdin")))
     except ContainerStartError as exc:
         ex.exit_code = 126
         ex.done.set()
@@ -196,7 +201,7 @@ async def start(d: Daemon, req: jobs.ExecStart, job: Job) -> None:
     d.spawn(_finish(d, ex, handle), f"exec {ex.id[:12]}")
 
 
-async def _attached(ex: ExecInstance, conn: Duplex, handle: Any, raw: bool) -> StdinEnd | None:
+async def _attached(ex: ExecInstance, conn: Duplex, handle: ExecProcess, raw: bool) -> StdinEnd | None:
     """Stream until the process's output ends (None) or the client leaves it running (why).
 
     Stdin as dockerd's exec attach: on a TTY through the escape proxy, and the client's EOF
@@ -233,7 +238,7 @@ async def _attached(ex: ExecInstance, conn: Duplex, handle: Any, raw: bool) -> S
         output.close()
 
 
-async def _copy_output(output: Any, out: ByteSink, raw: bool, want: dict[int, bool]) -> None:
+async def _copy_output(output: Output, out: ByteSink, raw: bool, want: dict[int, bool]) -> None:
     async for stream, data in output:
         if want.get(stream, True):
             try:
@@ -242,7 +247,7 @@ async def _copy_output(output: Any, out: ByteSink, raw: bool, want: dict[int, bo
                 return  # the client left; the process goes on and its code is still recorded
 
 
-async def _finish(d: Daemon, ex: ExecInstance, handle: Any) -> None:
+async def _finish(d: Daemon, ex: ExecInstance, handle: ExecProcess) -> None:
     ex.exit_code = await handle.wait()
     ex.running = False
     ex.done.set()

@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from berth.daemon.handlers import HandlerTable
@@ -37,7 +38,7 @@ async def import_(d: Daemon, req: jobs.ImageImport, job: Job) -> None:
                 if not chunk:
                     break
                 await asyncio.to_thread(f.write, chunk)
-        image_id = await asyncio.to_thread(d.graph.import_tar, path, req.repo or None, list(req.changes), req.message)
+        image_id = await asyncio.to_thread(d.graph.import_tar, Path(path), req.repo or None, list(req.changes), req.message)
     finally:
         os.unlink(path)
     d.engine.events.publish("image", "import", image_id, {"name": image_id})

@@ -47,6 +47,8 @@ from berth.jobs import containers as jobs
 
 if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon
+    from berth.drivers.exec.driver import ContainerHandle
+    from berth.drivers.exec.model import ExitStatus
 
 log = logging.getLogger("berth.daemon")
 handlers = HandlerTable()
@@ -69,7 +71,7 @@ def parse_signal(text: str, default: int = signals.SIGKILL) -> int:
     raise InvalidParameter(f"Invalid signal: {text}")
 
 
-async def _spawn(d: Daemon, c: Container) -> Any:
+async def _spawn(d: Daemon, c: Container) -> ContainerHandle:
     # The network namespace is made (and wired) by the network driver before the container:
     # the spec joins it by path. Whatever fails after that releases it again.
     attached = await d.network.attach(netsettings.attach_request(c, d))
@@ -81,7 +83,7 @@ async def _spawn(d: Daemon, c: Container) -> Any:
         raise
 
 
-async def _spawn_in(d: Daemon, c: Container, netns: str) -> Any:
+async def _spawn_in(d: Daemon, c: Container, netns: str) -> ContainerHandle:
     from berth.daemon.specconv import spec_input
     from berth.drivers.exec.model import CreateRequest
     from berth.drivers.exec.spec import build_spec
@@ -235,7 +237,7 @@ async def _start_locked(d: Daemon, c: Container) -> None:
     d.spawn(_watch(d, c, handle), f"watch container {c.id[:12]}")
 
 
-async def _settle_failed_exec(d: Daemon, c: Container, handle: Any, exc: ContainerStartError) -> None:
+async def _settle_failed_exec(d: Daemon, c: Container, handle: ContainerHandle, exc: ContainerStartError) -> None:
     from berth.drivers.exec.model import ExitStatus
 
     finished = ""
@@ -247,7 +249,7 @@ async def _settle_failed_exec(d: Daemon, c: Container, handle: Any, exc: Contain
     await _settle_locked(d, c, ExitStatus(exc.exit_code, False, finished, exc.message))
 
 
-async def _lost_start_status(handle: Any) -> Any:
+async def _lost_start_status(handle: ContainerHandle) -> ExitStatus:
     try:
         return await asyncio.wait_for(handle.wait(), START_EXIT_TIMEOUT)
     except TimeoutError:
@@ -266,7 +268,7 @@ async def _fail_waiters_on_start_error(d: Daemon, c: Container, code: int) -> No
         await remove_container(d, c, force=True, remove_volumes=True)
 
 
-def attach_live(d: Daemon, c: Container, handle: Any) -> None:
+def attach_live(d: Daemon, c: Container, handle: ContainerHandle) -> None:
     """After a daemon restart: bind the reconnected monitor and watch for the exit."""
     session = d.session(c.id)
     d.spawn(session.started(handle), f"reattach {c.id[:12]}")
@@ -274,14 +276,14 @@ def attach_live(d: Daemon, c: Container, handle: Any) -> None:
     d.spawn(_watch(d, c, handle), f"watch container {c.id[:12]}")
 
 
-async def _watch(d: Daemon, c: Container, handle: Any) -> None:
+async def _watch(d: Daemon, c: Container, handle: ContainerHandle) -> None:
     status = await handle.wait()
     session = d.session(c.id)
     await session.drained()
     await settle_exit(d, c, status)
 
 
-async def settle_exit(d: Daemon, c: Container, status: Any) -> None:
+async def settle_exit(d: Daemon, c: Container, status: ExitStatus) -> None:
     """Record the exit of the container's run, then remove a ``--rm`` container."""
     async with start_lock(d, c.id):
         await _settle_locked(d, c, status)
@@ -291,7 +293,7 @@ async def settle_exit(d: Daemon, c: Container, status: Any) -> None:
         await remove_container(d, c, force=True, remove_volumes=True)
 
 
-async def _settle_locked(d: Daemon, c: Container, status: Any) -> None:
+async def _settle_locked(d: Daemon, c: Container, status: ExitStatus) -> None:
     """Record the exit, tear the run down, then make the exit visible (state, stop/kill
     waiters, events, wait).
 
@@ -447,6 +449,15 @@ async def kill(d: Daemon, req: jobs.ContainerKill, job: Job) -> None:
             log.warning("kill container %s: no exit within %g s of SIGKILL", c.id[:12], KILL_SETTLE_TIMEOUT)
 
 
+def _monitor_of(d: Daemon, c: Container) -> ContainerHandle:
+    """The running container's monitor handle; a 409 when its monitor is gone (its exit not
+    settled yet), not an AttributeError."""
+    handle = d.session(c.id).handle
+    if handle is None:
+        raise Conflict(f"Container {c.id} is not running: its monitor is gone")
+    return handle
+
+
 @handlers.on(jobs.ContainerPause)
 async def pause(d: Daemon, req: jobs.ContainerPause, job: Job) -> None:
     c = d.find(req.id)
@@ -454,7 +465,7 @@ async def pause(d: Daemon, req: jobs.ContainerPause, job: Job) -> None:
         raise Conflict(f"Container {c.id} is already paused")
     if c.state.status != "running":
         raise Conflict(f"Container {c.id} is not running")
-    await d.session(c.id).handle.pause()
+    await _monitor_of(d, c).pause()
     c.state.to_paused()
     await d.save(c)
     d.publish(c, "pause")
@@ -465,7 +476,7 @@ async def unpause(d: Daemon, req: jobs.ContainerUnpause, job: Job) -> None:
     c = d.find(req.id)
     if c.state.status != "paused":
         raise Conflict(f"Container {c.id} is not paused")
-    await d.session(c.id).handle.resume()
+    await _monitor_of(d, c).resume()
     c.state.to_unpaused()
     await d.save(c)
     d.publish(c, "unpause")

@@ -15,7 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from typing import Any
+from typing import TYPE_CHECKING
+
+from berth.engine import ByteSink
+
+if TYPE_CHECKING:
+    from berth.drivers.exec.driver import ContainerHandle
 
 
 def frame(stream: int, data: bytes) -> bytes:
@@ -26,7 +31,7 @@ def frame(stream: int, data: bytes) -> bytes:
 class Attacher:
     """One attached client: writes framed (or raw, for a TTY) output into its connection."""
 
-    def __init__(self, sink: Any, tty: bool, stdout: bool = True, stderr: bool = True) -> None:
+    def __init__(self, sink: ByteSink, tty: bool, stdout: bool = True, stderr: bool = True) -> None:
         self.sink = sink
         self.tty = tty
         self.want = {1: stdout, 2: stderr}
@@ -43,7 +48,7 @@ class Attacher:
 
 class Session:
     def __init__(self) -> None:
-        self.handle: Any = None
+        self.handle: ContainerHandle | None = None
         self.attachers: set[Attacher] = set()
         self.stdin_buffer: list[bytes] = []
         self.stdin_eof = False
@@ -62,7 +67,7 @@ class Session:
         else:
             await self.handle.close_stdin()
 
-    async def started(self, handle: Any) -> None:
+    async def started(self, handle: ContainerHandle) -> None:
         """Bind the monitor handle: start pumping output, deliver buffered stdin."""
         self.handle = handle
         self.run_done = asyncio.Event() if self.run_done.is_set() else self.run_done
@@ -74,7 +79,7 @@ class Session:
             await handle.close_stdin()
             self.stdin_eof = False
 
-    async def _pump(self, handle: Any) -> None:
+    async def _pump(self, handle: ContainerHandle) -> None:
         async for stream, data in handle.output():
             for attacher in list(self.attachers):
                 await attacher.send(stream, data)

@@ -55,7 +55,7 @@ class LiveContainer:
         self.execs: dict[str, ExecInstance] = {}  # exec instances of the current run
         self.removal: asyncio.Future[None] | None = None  # done when the removal under way ends
         self.restart: Backoff | None = None  # the restart policy's back-off (daemon/restarts.py)
-        self.health: asyncio.Task[Any] | None = None  # the health check's monitor (daemon/health.py)
+        self.health: asyncio.Task[object] | None = None  # the health check's monitor (daemon/health.py)
         self.unsaved = False  # its last change is not stored yet (the database refused it)
         self.claims: set[str] = set()  # volumes a create under way will mount
 

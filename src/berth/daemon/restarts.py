@@ -35,6 +35,7 @@ from berth.errors import BerthError, NotModified
 
 if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon
+    from berth.drivers.exec.model import ExitStatus
 
 log = logging.getLogger("berth.daemon")
 FIRST_DELAY = 0.1  # seconds
@@ -80,7 +81,7 @@ def _backoff(d: Daemon, cid: str) -> Backoff:
     return lc.restart
 
 
-def after_exit(d: Daemon, c: Container, status: Any) -> bool:
+def after_exit(d: Daemon, c: Container, status: ExitStatus) -> bool:
     """With the start lock held, right after an exit was recorded: make the container
     ``restarting`` and schedule its start if its policy says so."""
     name, max_retries = policy_of(c)

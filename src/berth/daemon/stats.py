@@ -14,7 +14,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from berth.container.record import now_rfc3339
+from berth.container.record import Container, now_rfc3339
 from berth.daemon.handlers import HandlerTable
 from berth.daemon.system import host_memory
 from berth.engine import Job
@@ -75,7 +75,7 @@ def _empty_cpu() -> dict[str, Any]:
     }
 
 
-def document(c: Any, now: dict[str, Any], before: dict[str, Any] | None) -> dict[str, Any]:
+def document(c: Container, now: dict[str, Any], before: dict[str, Any] | None) -> dict[str, Any]:
     return {
         "name": "/" + c.name,
         "id": c.id,

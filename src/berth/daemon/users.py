@@ -17,10 +17,14 @@ Docker's ``getUser`` does:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from berth.accountfile import AccountFileError
 from berth.errors import ContainerStartError
+
+if TYPE_CHECKING:
+    from berth.container.record import Container
+    from berth.graph.graph import Graph
 
 
 def parse_passwd(text: str) -> list[tuple[str, int, int]]:
@@ -92,7 +96,7 @@ def additional_groups(names: list[str], group: str) -> list[int]:
     return out
 
 
-def read_account_file(graph: Any, c: Any, path: str, user: str) -> str:
+def read_account_file(graph: Graph, c: Container, path: str, user: str) -> str:
     """The container's /etc/passwd or /etc/group ("" when absent). The graph reads it without
     blocking or following a symlink out of the container; a file that is not a regular one of
     at most 1 MiB (:mod:`berth.accountfile`) fails the lookup of ``user`` (runc's wording)."""
@@ -105,7 +109,7 @@ def read_account_file(graph: Any, c: Any, path: str, user: str) -> str:
     return (data or b"").decode(errors="replace")
 
 
-def resolve_user(graph: Any, c: Any, user: str) -> tuple[int, int, list[int]]:
+def resolve_user(graph: Graph, c: Container, user: str) -> tuple[int, int, list[int]]:
     """(uid, gid, supplementary gids) for ``user`` in container ``c``, its --group-add included."""
     if not user:
         user = "0"

@@ -1,6 +1,8 @@
-"""The daemon's grip on a running container (:class:`Handle`) and on one exec (:class:`ExecHandle`).
+"""The daemon's grip on a running container (:class:`MonitorHandle`) and on one exec
+(:class:`ExecHandle`), through the container's monitor: the native driver's implementations of
+:class:`~berth.drivers.exec.driver.ContainerHandle` and :class:`~berth.drivers.exec.driver.ExecProcess`.
 
-A Handle is one attach connection to the container's monitor. ``output()`` subscribes at call
+A MonitorHandle is one attach connection to the container's monitor. ``output()`` subscribes at call
 time (subscribe before ``start()`` to see everything; frames that arrive while nobody is
 subscribed are only in the log); each stream ends at the container's exit. ``wait()`` returns
 the exit status from the monitor's exit event, or from ``exit.json`` if the connection broke.
@@ -46,7 +48,7 @@ def read_exit_file(exec_dir: Path, cid: str) -> ExitStatus:
                           f"read exit status of container {cid}: {exc}")
 
 
-class Handle:
+class MonitorHandle:
     """A created or running container, seen through its monitor."""
 
     def __init__(self, cid: str, exec_dir: Path, channel: MonitorChannel, pid: int, monitor_pid: int,

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from berth.drivers.exec.channel import MonitorChannel, hello
-from berth.drivers.exec.handle import Handle, read_exit_file
+from berth.drivers.exec.handle import MonitorHandle, read_exit_file
 from berth.drivers.exec.model import CreateRequest, ExitStatus
 from berth.drivers.exec.view import View, open_view
 from berth.errors import Conflict, ContainerStartError, SystemFailure, Unavailable
@@ -56,7 +56,7 @@ class NativeDriver:
         self.cgroup_root = Path(cgroup_root)
         self._control: socket.socket | None = None
         self._proc: asyncio.subprocess.Process | None = None
-        self._live: dict[str, Handle] = {}  # the handles this driver made, until cleanup
+        self._live: dict[str, MonitorHandle] = {}  # the handles this driver made, until cleanup
         self._ready: asyncio.Future[bytes] | None = None  # the fork server's "ready"
 
     # ---- fork server ----------------------------------------------------------------------
@@ -168,7 +168,7 @@ class NativeDriver:
             return recorded
         return f"{self.cgroup_parent}/{cid}" if self.cgroup_parent else cid
 
-    async def create(self, req: CreateRequest) -> Handle:
+    async def create(self, req: CreateRequest) -> MonitorHandle:
         """Spawn the monitor and the init; returns when init waits at the barrier.
 
         Raises ContainerStartError (127/126/128) when init fails; no monitor is left then.
@@ -217,7 +217,7 @@ class NativeDriver:
             writer.close()
             raise ContainerStartError(str(ev.get("message")), int(ev.get("exit_code", 128)))
         channel = MonitorChannel(f"container {req.id}", reader, writer)
-        handle = Handle(req.id, self.exec_dir(req.id), channel, int(ev["pid"]), int(ev["monitor_pid"]),
+        handle = MonitorHandle(req.id, self.exec_dir(req.id), channel, int(ev["pid"]), int(ev["monitor_pid"]),
                         False, lambda: self._connect(req.id))
         channel.begin()
         handle.prepare()
@@ -236,7 +236,7 @@ class NativeDriver:
         os.replace(tmp, directory / CGROUP_FILE)
         return name
 
-    async def reconnect(self, cid: str) -> Handle | ExitStatus:
+    async def reconnect(self, cid: str) -> MonitorHandle | ExitStatus:
         """Attach to the live monitor of ``cid``, or read the status it left when it is gone."""
         try:
             reader, writer = await self._connect(cid)
@@ -250,7 +250,7 @@ class NativeDriver:
             writer.close()
             return read_exit_file(self.exec_dir(cid), cid)
         channel = MonitorChannel(f"container {cid}", reader, writer)
-        handle = Handle(cid, self.exec_dir(cid), channel, int(ev["pid"]), int(ev["monitor_pid"]),
+        handle = MonitorHandle(cid, self.exec_dir(cid), channel, int(ev["pid"]), int(ev["monitor_pid"]),
                         bool(ev.get("started")), lambda: self._connect(cid),
                         paused=bool(ev.get("paused")), started_at=str(ev.get("started_at") or ""))
         channel.begin()
