@@ -29,7 +29,7 @@ from berth.daemon.handlers import HandlerTable
 from berth.daemon.livecontainer import Phase
 from berth.daemon.names import random_name
 from berth.engine import Job
-from berth.errors import Conflict, InvalidParameter, NotFound
+from berth.errors import Conflict, InvalidParameter, NotFound, NotModified
 from berth.jobs import containers as jobs
 from berth.jobs.results import Created, JSONList, JSONObject
 
@@ -288,7 +288,10 @@ async def remove_container(d: Daemon, c: Container, force: bool, remove_volumes:
             )
         from berth.daemon.lifecycle import stop_container
 
-        await stop_container(d, c, 0, "KILL", event=False)
+        try:
+            await stop_container(d, c, 0, "KILL", event=False)
+        except NotModified:
+            pass  # it exited (and was settled) while the stop began: nothing left to stop
     lc = d.live.any(c.id)
     while lc is not None and lc.removal is not None:
         await asyncio.shield(lc.removal)  # the removal under way (--rm after the kill) decides
