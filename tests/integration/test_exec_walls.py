@@ -134,7 +134,7 @@ while [ ! -e /t/stop ]; do
     if [ -n "$cap" ] && [ $(( 0x$cap & ~0x$initcap )) != 0 ]; then echo "CAPS $p $cap" >> $out; fi
   done
 done
-echo "$seen" > /t/seen-$name
+echo "$seen" > /t/seen-$name.part; mv /t/seen-$name.part /t/seen-$name  # whole when it appears
 """
 
 

@@ -117,7 +117,12 @@ def test_oom_kill_is_reported_as_dockerd_does(pair: tuple[harness.Berthd, harnes
         events = ok(d.docker("events", "--since", since, "--until", str(int(time.time()) + 1), "--filter", "container=hog",
                              "--format", "{{.Action}} {{index .Actor.Attributes \"exitCode\"}}")).stdout.split("\n")
         seen[d.name] = (r.returncode, state["OOMKilled"], state["ExitCode"], [e.strip() for e in events if e.split(" ")[0] in ("oom", "die")])
-    assert seen["berth"] == seen["docker"] == (137, True, 137, ["oom", "die 137"]), seen
+    # dockerd sends one `oom` per notification of the kernel's (1 to 9 seen for this one kill),
+    # berth one per container exit with an OOM kill: the same events once repeats are folded
+    for name, (code, killed, exit_code, events) in seen.items():
+        folded = [e for i, e in enumerate(events) if i == 0 or e != events[i - 1]]
+        assert (code, killed, exit_code, folded) == (137, True, 137, ["oom", "die 137"]), (name, seen)
+    assert seen["berth"][3] == ["oom", "die 137"], seen
 
 
 def test_an_oom_killed_container_under_oom_kill_disable_waits(berthd: harness.Berthd, busybox_image: str) -> None:

@@ -113,6 +113,8 @@ async def build_job(d: Daemon, req: jobs.ImageBuild, job: Job) -> None:
         except BaseException:
             await build.cleanup(failed=True)
             raise
+        # the context goes before the last line: a client may exit (and look) as soon as it reads it
+        await asyncio.to_thread(ctx.close)
         if request.quiet:
             await out.done_quiet(image_id)
         else:
@@ -127,9 +129,10 @@ async def build_job(d: Daemon, req: jobs.ImageBuild, job: Job) -> None:
         if not (out.started or out.held):
             raise  # nothing sent yet: an ordinary error response
         code = exc.code if isinstance(exc, StepError) else None
+        await asyncio.to_thread(ctx.close)
         await out.error(exc.message, code)
     finally:
-        await asyncio.to_thread(ctx.close)
+        await asyncio.to_thread(ctx.close)  # closing twice is harmless
 
 
 async def _abandon(d: Daemon, build: Build) -> None:
