@@ -41,7 +41,7 @@ def container(graph: Graph, busybox_tar: Path) -> Iterator[tuple[str, str]]:
     cid = uuid.uuid4().hex * 2
     graph.prepare_rw(cid, image_id)
     yield cid, image_id
-    if graph.db.rw_layer(cid) is not None:
+    if graph.layers.rw(cid) is not None:
         graph.remove_rw(cid)
 
 

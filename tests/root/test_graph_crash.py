@@ -62,7 +62,7 @@ def test_sigkill_mid_import_leaves_nothing_after_restart(driver: str, busybox_ta
         assert [p for p in layer_root.iterdir() if p.name != "l"]  # something was half written
         graph = Graph(root, root / "berth.db", new_driver(driver, root))
         try:
-            assert graph.db.images() == [] and graph.db.layers() == []
+            assert graph.images.rows() == [] and graph.layers.rows() == []
             assert graph.driver.layers() == []
             assert list(graph.content.dir.iterdir()) == []
             image_id = graph.import_tar(busybox_tar, "slow:1", [], "")  # and the graph still works

@@ -125,7 +125,7 @@ def test_import_gzip_with_changes_and_message(graph: Graph, busybox_tar: Path, t
     ]
     # the same content imported twice shares one layer
     graph.import_tar(busybox_tar, "plain", [], "")
-    assert len(graph.db.layers()) == 1
+    assert len(graph.layers.rows()) == 1
 
 
 def test_bad_tar_or_bad_change_leaves_nothing_behind(graph: Graph, busybox_tar: Path, tmp_path: Path) -> None:
@@ -224,10 +224,10 @@ def test_rmi_untags_conflicts_and_deletes(graph: Graph, busybox_tar: Path) -> No
         Conflict, match=f"unable to delete {short} \\(must be forced\\) - image is being used"
     ):
         graph.remove(short, False, False, users)
-    layers = graph.db.layers()
+    layers = graph.layers.rows()
     records = graph.remove("busybox", False, False, lambda i: [])
     assert records == [{"Untagged": "busybox:latest"}, {"Deleted": image_id}, {"Deleted": layers[0].chain_id}]
-    assert graph.db.images() == [] and graph.db.layers() == [] and graph.driver.layers() == []
+    assert graph.images.rows() == [] and graph.layers.rows() == [] and graph.driver.layers() == []
     assert list(graph.content.dir.iterdir()) == []
     with pytest.raises(NotFound):
         graph.remove("busybox", False, False, lambda i: [])
@@ -239,7 +239,7 @@ def test_forced_rmi_keeps_layers_a_container_still_uses(graph: Graph, busybox_ta
     graph.prepare_rw(cid, image_id)
     records = graph.remove("busybox", True, False, lambda i: [cid])
     assert records == [{"Untagged": "busybox:latest"}, {"Deleted": image_id}]
-    assert len(graph.db.layers()) == 1  # the container's layer still stands on it
+    assert len(graph.layers.rows()) == 1  # the container's layer still stands on it
     target = Path(tempfile.mkdtemp(prefix="berth-rootfs-", dir="/var/tmp"))
     try:
         result = run_mounted(graph.rootfs_mounts(cid, target), f"chroot {target} /bin/true")
@@ -247,7 +247,7 @@ def test_forced_rmi_keeps_layers_a_container_still_uses(graph: Graph, busybox_ta
     finally:
         target.rmdir()
     graph.remove_rw(cid)
-    assert graph.db.layers() == [] and graph.driver.layers() == []
+    assert graph.layers.rows() == [] and graph.driver.layers() == []
 
 
 def test_shared_layers_survive_until_the_last_image(graph: Graph, busybox_tar: Path) -> None:

@@ -46,11 +46,11 @@ def test_prune_dangling_labels_until_and_users(graph: Graph, busybox_tar: Path) 
         and {"Deleted": other} in deleted
     )
     assert report["SpaceReclaimed"] == 0  # `used` still holds the layer
-    assert [r.id for r in graph.db.images()] == [used]
+    assert [r.id for r in graph.images.rows()] == [used]
     with pytest.raises(InvalidParameter):
         graph.prune({"reference": ["x"]}, users)
     size = graph.inspect(used)["Size"]
     last = graph.prune({"dangling": ["false"]}, lambda i: [])
     assert last["ImagesDeleted"][0] == {"Deleted": used} and len(last["ImagesDeleted"]) == 2
     assert last["SpaceReclaimed"] == size > 0
-    assert graph.db.layers() == [] and graph.driver.layers() == []
+    assert graph.layers.rows() == [] and graph.driver.layers() == []

@@ -115,7 +115,7 @@ def test_load_refuses_bad_archives_and_leaves_nothing(graphs, busybox_tar: Path,
     forged = make_tar(*[(m, evil if m.name.endswith("layer.tar") and m.isreg() else d) for m, d in members])
     with pytest.raises(InvalidParameter, match="diff id"):
         b.load(io.BytesIO(forged))
-    assert b.db.images() == [] and b.db.layers() == [] and b.driver.layers() == []
+    assert b.images.rows() == [] and b.layers.rows() == [] and b.driver.layers() == []
     assert list(b.content.dir.iterdir()) == []
 
 

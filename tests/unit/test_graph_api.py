@@ -42,7 +42,7 @@ def test_bad_inputs() -> None:
             graph.import_stream(io.BytesIO(ROOTFS[:700]), None, [], "")
         with pytest.raises(InvalidParameter, match="invalid reference format"):
             graph.import_stream(io.BytesIO(ROOTFS), "Bad:Name:x", [], "")
-        assert graph.db.layers() == [] and graph.driver.layers() == []
+        assert graph.layers.rows() == [] and graph.driver.layers() == []
 
 
 def test_concurrent_imports_lists_and_removals_from_threads() -> None:
@@ -70,7 +70,7 @@ def test_concurrent_imports_lists_and_removals_from_threads() -> None:
             t.join()
         assert errors == []
         assert len(graph.list(False, {})) == 4 * 3
-        assert len(graph.db.layers()) == len(graph.driver.layers()) == 12
+        assert len(graph.layers.rows()) == len(graph.driver.layers()) == 12
 
 
 def test_filesystem_errors_become_system_failures(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -125,7 +125,7 @@ class DaemonHost:
         return ImageFS(await asyncio.to_thread(self.d.graph.image_layer_dirs, image_id))
 
     async def image_exists(self, image_id: str) -> bool:
-        return await asyncio.to_thread(self.d.graph.db.image, image_id) is not None
+        return await asyncio.to_thread(self.d.graph.images.find, image_id) is not None
 
     async def run(self, spec: RunSpec, on_created: Callable[[str], Awaitable[None]], output: OutputFn) -> int:
         engine = self.d.engine

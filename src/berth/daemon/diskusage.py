@@ -28,10 +28,10 @@ handlers = HandlerTable()
 
 def _images(d: Daemon) -> tuple[int, list[dict[str, Any]]]:
     graph = d.graph
-    layers = {row.chain_id: row for row in graph.db.layers()}
+    layers = {row.chain_id: row for row in graph.layers.rows()}
     chains: dict[str, list[str]] = {}
     refs: dict[str, int] = {}
-    for row in graph.db.images():
+    for row in graph.images.rows():
         chain, at = [], row.top_layer
         while at and at in layers:
             chain.append(at)

@@ -30,6 +30,9 @@ from berth.registry.pull import Platform, pull
 
 if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon
+    from berth.graph.content import ContentStore
+    from berth.graph.imagestore import ImageStore
+    from berth.graph.layerstore import LayerStore
 
 PARTIAL_DIR = "pull-partial"
 PARTIAL_MAX_AGE = 7 * 24 * 3600
@@ -38,50 +41,56 @@ handlers = HandlerTable()
 
 
 class GraphPullStore:
-    def __init__(self, graph: Any) -> None:
-        self.graph = graph
+    """What a pull writes into: the image store (the image, its names), the layer store (its
+    layers, their compressed forms and sources) and the content store (the blobs); the
+    registry client's :class:`~berth.registry.pull.PullStore`."""
+
+    def __init__(self, images: ImageStore, layers: LayerStore, content: ContentStore, max_import_size: int) -> None:
+        self.images, self.layers, self.content = images, layers, content
+        self.max_import_size = max_import_size
 
     def present_layers(self, diff_ids: list[str]) -> int:
         from berth.graph.image import chain_ids
 
         n = 0
         for chain in chain_ids(diff_ids):
-            if self.graph.db.layer(chain) is None:
+            if self.layers.get(chain) is None:
                 break
             n += 1
         return n
 
     def create_image(self, config: bytes, open_layer: Callable[[int], BinaryIO], repo_tag: str) -> str:
-        return str(self.graph.create_image(config, open_layer, repo_tag or None))
+        from berth.graph.budget import UnpackBudget
+        from berth.graph.registration import create_image
+
+        budget = UnpackBudget(self.max_import_size, "pull")
+        return create_image(self.images, self.layers, self.content, config, open_layer, repo_tag or None, budget)
 
     def image_for_tag(self, repo_tag: str) -> str | None:
         try:
-            return str(self.graph.resolve(repo_tag))
+            return self.images.resolve(repo_tag)
         except NotFound:
             return None
 
     def add_digest(self, image_id: str, repo: str, digest: str) -> None:
-        self.graph.add_digest(image_id, repo, digest)
+        self.images.add_digest(image_id, repo, digest)
 
     def keep_blob(self, path: Path, digest: str, diff_id: str, media_type: str, size: int) -> None:
         d = Digest.parse(digest)
         if d.algorithm != "sha256":
             path.unlink(missing_ok=True)
             return
-        target = self.graph.content.path(digest)
+        target = self.content.path(digest)
         os.chmod(path, 0o600)
         os.replace(path, target)
         try:
-            self.graph.record_layer_blob(diff_id, digest, media_type, size)
+            self.layers.record_blob(diff_id, digest, media_type, size)
         except NotFound:
             pass  # the layer went again (pruned by a racing rmi): the blob is garbage then
 
-
     def record_sources(self, digests: list[str], repository: str) -> None:
         registry, _, path = repository.partition("/")
-        with self.graph.lock, self.graph.db.transaction():
-            for digest in digests:
-                self.graph.db.add_blob_source(digest, registry, path)
+        self.layers.add_blob_sources(digests, registry, path)
 
 
 def endpoints(d: Daemon) -> Endpoints:
@@ -118,7 +127,7 @@ async def pull_job(d: Daemon, req: images.ImagePull, job: Job) -> None:
     try:
         async with RegistryClient.open(endpoints(d), ref.domain, creds) as client:
             result = await pull(
-                client, GraphPullStore(d.graph), ref.path, ref.digest or ref.tag,
+                client, GraphPullStore(d.graph.images, d.graph.layers, d.graph.content, d.graph.max_import_size), ref.path, ref.digest or ref.tag,
                 f"{ref.name}:{ref.tag}" if ref.tag else "", ref.name, progress,
                 d.cfg.data_root / PARTIAL_DIR, platform, d.cfg.max_concurrent_downloads,
             )
@@ -169,7 +178,7 @@ async def push_job(d: Daemon, req: images.ImagePush, job: Job) -> None:
     try:
         async with RegistryClient.open(endpoints(d), ref.domain, creds) as client:
             for t, image_id in targets:
-                digest, size = await push(client, d.graph, ref.domain, ref.path, t, image_id, progress,
+                digest, size = await push(client, d.graph.distribution, ref.domain, ref.path, t, image_id, progress,
                                           d.cfg.max_concurrent_uploads)
                 progress.status(f"{t}: digest: {digest} size: {size}")
                 progress.put(_aux({"Tag": t, "Digest": digest, "Size": size}))
@@ -190,7 +199,7 @@ def _aux(aux: dict[str, Any]) -> bytes:
 
 
 def _tags_of(d: Daemon, name: str) -> list[str]:
-    return sorted(d.graph.db.tags_in_repository(name))
+    return sorted(d.graph.images.tags_in_repository(name))
 
 
 @handlers.on(images.ImageSearch)

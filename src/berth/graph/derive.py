@@ -4,24 +4,26 @@ The builder's metadata steps (ENV, LABEL, CMD ...) change only the config; COPY,
 WORKDIR add a layer tar they wrote themselves. Both become an image whose parent is the
 previous step's, with the parent's history plus one entry, in one transaction::
 
-    derive_image(graph, parent_id, None, config, container_config, "/bin/sh -c #(nop)  ENV A=1")
+    derive_image(images, layers, content, parent_id, None, config, container_config, "/bin/sh -c #(nop)  ENV A=1")
     with open(layer_tar, "rb") as f:
-        derive_image(graph, parent_id, f, config, container_config, "/bin/sh -c #(nop) COPY file:...")
+        derive_image(images, layers, content, parent_id, f, config, container_config, "... COPY file:...")
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
+from berth.graph.content import ContentStore
 from berth.graph.image import encode, new_config, now_ns
-from berth.graph.layers import apply_layer
-
-if TYPE_CHECKING:
-    from berth.graph.graph import Graph
+from berth.graph.imagestore import ImageStore
+from berth.graph.layerstore import LayerStore
+from berth.graph.registration import register_image
 
 
 def derive_image(
-    graph: Graph,
+    images: ImageStore,
+    layers: LayerStore,
+    content: ContentStore,
     parent_id: str,
     layer: BinaryIO | None,
     config: dict[str, Any],
@@ -29,15 +31,15 @@ def derive_image(
     created_by: str,
     author: str = "",
 ) -> str:
-    parent_doc = graph.image_config(parent_id) if parent_id else None
+    parent_doc = images.config_doc(parent_id) if parent_id else None
     diff_ids = list(((parent_doc or {}).get("rootfs") or {}).get("diff_ids") or [])
     top = None
     if parent_id:
-        row = graph.image(parent_id)
-        top = graph.db.layer(row.top_layer) if row.top_layer else None
+        row = images.get(parent_id)
+        top = layers.get(row.top_layer) if row.top_layer else None
     pending = []
     if layer is not None:
-        pending = [apply_layer(graph.driver, graph.content, layer, top)]
+        pending = [layers.apply(layer, top)]
         diff_ids.append(pending[0].diff_id)
     doc = new_config(
         diff_ids=diff_ids,
@@ -54,4 +56,4 @@ def derive_image(
             if parent_doc.get(key):
                 doc[key] = parent_doc[key]
         doc["architecture"] = parent_doc.get("architecture") or doc["architecture"]
-    return graph.register_image(encode(doc), pending, None, parent=parent_id)
+    return register_image(images, layers, content, encode(doc), pending, None, parent_id)

@@ -28,34 +28,48 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
 from berth.drivers.graph.tarstream import StrictTarInfo, decompressed, short
 from berth.errors import InvalidParameter, NotFound
 from berth.graph import reference
 from berth.graph.budget import UnpackBudget
 from berth.graph.configcheck import MAX_CONFIG_SIZE, check_config, json_kind, parse_json
+from berth.graph.content import ContentStore
 from berth.graph.image import chain_ids, container_config, parse_rfc3339
+from berth.graph.imagestore import ImageStore
+from berth.graph.layerstore import LayerStore
+from berth.graph.registration import create_image
 
-if TYPE_CHECKING:
-    from berth.graph.graph import Graph
+
+@dataclass(frozen=True)
+class Archives:
+    """What save and load use of the graph: the image store (names, configs, tags), the layer
+    store (the layers' tars, new layers), the content store, a scratch directory and the
+    unpack limit."""
+
+    images: ImageStore
+    layers: LayerStore
+    content: ContentStore
+    tmp_root: Path
+    max_import_size: int
 
 
-def _selection(graph: Graph, names: list[str]) -> list[tuple[str, list[reference.Reference]]]:
+def _selection(graph: Archives, names: list[str]) -> list[tuple[str, list[reference.Reference]]]:
     """Images to save with the tags to record, in first-seen order (Docker's ``parseNames``):
     a bare repository means all its tags; an id means the image without tags."""
     chosen: dict[str, list[reference.Reference]] = {}
     for name in names:
         ref = None if reference.full_id(name) else reference.parse(name)
         if ref is not None and not ref.tag and not ref.digest:
-            tags = graph.db.tags_in_repository(ref.name)
+            tags = graph.images.tags_in_repository(ref.name)
             for tag in tags:
-                chosen.setdefault(graph.db.tag_target(ref.name, tag) or "", []).append(
+                chosen.setdefault(graph.images.tag_target(ref.name, tag) or "", []).append(
                     reference.Reference(ref.name, tag)
                 )
             if tags:
                 continue
-        image_id = graph.resolve(name)
+        image_id = graph.images.resolve(name)
         refs = chosen.setdefault(image_id, [])
         if ref is not None and not ref.digest and not reference.is_id_prefix(image_id, name):
             if ref.with_default_tag() not in refs:
@@ -63,14 +77,14 @@ def _selection(graph: Graph, names: list[str]) -> list[tuple[str, list[reference
     return [(image_id, refs) for image_id, refs in chosen.items() if image_id]
 
 
-def save(graph: Graph, names: list[str], out: BinaryIO, oci: bool = False) -> None:
+def save(graph: Archives, names: list[str], out: BinaryIO, oci: bool = False) -> None:
     """Write the images ``names`` (names, ids or bare repositories) as a docker-archive tar, or
     (``oci``) as an OCI image layout that is also a docker-archive (see ``ocilayout``)."""
     selection = _selection(graph, names)
     if oci:
         from berth.graph import ocilayout
 
-        ocilayout.save(graph, selection, out)
+        ocilayout.save(graph.images, graph.layers, selection, out)
         return
     manifest: list[dict[str, Any]] = []
     repositories: dict[str, dict[str, str]] = {}
@@ -78,7 +92,7 @@ def save(graph: Graph, names: list[str], out: BinaryIO, oci: bool = False) -> No
     by_chain: dict[str, str] = {}  # chain id -> the one layer.tar holding its bytes
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for image_id, refs in selection:
-            config = graph.config_bytes(image_id)
+            config = graph.images.config_bytes(image_id)
             doc = json.loads(config)
             mtime = _seconds(doc.get("created", ""))
             hex_id = image_id.removeprefix("sha256:")
@@ -106,7 +120,7 @@ def save(graph: Graph, names: list[str], out: BinaryIO, oci: bool = False) -> No
                         link.type, link.linkname, link.mtime = tarfile.SYMTYPE, f"../{by_chain[chain]}", mtime
                         tar.addfile(link)
                     else:
-                        source = graph.layer_tar(diff_id)
+                        source = graph.layers.tar(diff_id)
                         info = tar.gettarinfo(str(source), arcname=f"{v1_id}/layer.tar")
                         info.mode, info.uid, info.gid, info.uname, info.gname, info.mtime = (
                             0o644,
@@ -132,7 +146,7 @@ def save(graph: Graph, names: list[str], out: BinaryIO, oci: bool = False) -> No
             _add_bytes(tar, "repositories", json.dumps(repositories).encode(), 0)
 
 
-def load(graph: Graph, stream: BinaryIO) -> list[str]:
+def load(graph: Archives, stream: BinaryIO) -> list[str]:
     """Load a docker-archive tar (plain or compressed); return Docker's output lines
     (``Loaded image: busybox:latest`` / ``Loaded image ID: sha256:...``).
 
@@ -140,7 +154,7 @@ def load(graph: Graph, stream: BinaryIO) -> list[str]:
     first layer is applied, so a refused archive writes nothing; what it unpacks, the archive
     and then each layer, is charged to one :class:`UnpackBudget`."""
     budget = UnpackBudget(graph.max_import_size, "load")
-    tmp_root = graph.root / "tmp"
+    tmp_root = graph.tmp_root
     tmp_root.mkdir(mode=0o700, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="load-", dir=tmp_root))
     try:
@@ -235,24 +249,25 @@ def _checked(tmp: Path, entry: dict[str, Any], index: int) -> _Image:
     return _Image(config, [_inside(tmp, name) for name in layer_names], tags, bool(repo_tags))
 
 
-def _load_one(graph: Graph, image: _Image, budget: UnpackBudget,
+def _load_one(graph: Archives, image: _Image, budget: UnpackBudget,
               opener: Callable[[int], BinaryIO] | None = None) -> list[str]:
-    image_id = graph.create_image(image.config, opener or (lambda index: open(image.layers[index], "rb")), None, budget)
+    image_id = create_image(graph.images, graph.layers, graph.content, image.config,
+                            opener or (lambda index: open(image.layers[index], "rb")), None, budget)
     lines = []
     for ref in image.tags:
-        previous = graph.db.tag_target(ref.name, ref.tag)
+        previous = graph.images.tag_target(ref.name, ref.tag)
         if previous is not None and previous != image_id:
             lines.append(
                 f"The image {ref.familiar()} already exists, renaming the old one with ID {previous} to empty string"
             )
-        graph.tag(image_id, ref.name, ref.tag)
+        graph.images.tag(image_id, ref.name, ref.tag)
         lines.append(f"Loaded image: {ref.familiar()}")
     if not image.has_tags:
         lines.append(f"Loaded image ID: {image_id}")
     return lines
 
 
-def _load_oci(graph: Graph, tmp: Path, budget: UnpackBudget) -> list[str]:
+def _load_oci(graph: Archives, tmp: Path, budget: UnpackBudget) -> list[str]:
     """An OCI image layout without a docker manifest (skopeo's oci-archive, a tarred ``oci:`` dir)."""
     from berth.graph import ocilayout
 

@@ -6,38 +6,45 @@ with the ``--change`` instructions applied, one history entry whose comment is t
 (``Imported from -`` by default) -- and register layer, config and tag in one transaction.
 A tar that is not a tar, or is cut short, raises ``InvalidParameter`` and leaves nothing::
 
-    image_id = import_stream(graph, open("rootfs.tar.gz", "rb"), "bbx:v1", ['CMD ["sh"]'], "")
+    image_id = import_stream(images, layers, content, open("rootfs.tar.gz", "rb"), "bbx:v1", ['CMD ["sh"]'], "",
+                             UnpackBudget(limit, "import"))
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 from berth.graph import reference
 from berth.graph.budget import UnpackBudget
 from berth.graph.changes import apply_changes
+from berth.graph.content import ContentStore
 from berth.graph.image import container_config, encode, new_config, now_ns
-from berth.graph.layers import apply_layer
-
-if TYPE_CHECKING:
-    from berth.graph.graph import Graph
+from berth.graph.imagestore import ImageStore
+from berth.graph.layerstore import LayerStore
+from berth.graph.registration import register_image
 
 DEFAULT_COMMENT = "Imported from -"
 
 
 def import_stream(
-    graph: Graph, stream: BinaryIO, repo_tag: str | None, changes: list[str], message: str
+    images: ImageStore,
+    layers: LayerStore,
+    content: ContentStore,
+    stream: BinaryIO,
+    repo_tag: str | None,
+    changes: list[str],
+    message: str,
+    budget: UnpackBudget,
 ) -> str:
     """Import the tar ``stream``; return the new image id (``sha256:...``)."""
     config = apply_changes(container_config(), changes)
     if repo_tag:
         reference.parse_repository(repo_tag)  # a bad name fails before any I/O
-    budget = UnpackBudget(graph.max_import_size, "import")
-    pending = apply_layer(graph.driver, graph.content, stream, None, budget)
+    pending = layers.apply(stream, None, budget)
     doc = new_config(
         diff_ids=[pending.diff_id],
         config=config,
         created_ns=now_ns(),
         comment=message or DEFAULT_COMMENT,
     )
-    return graph.register_image(encode(doc), [pending], repo_tag or None)
+    return register_image(images, layers, content, encode(doc), [pending], repo_tag or None, "")

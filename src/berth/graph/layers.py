@@ -14,6 +14,7 @@ same content was imported before) the new dir is dropped and the existing layer 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -149,13 +150,14 @@ def layer_chain(db: GraphDB, top: str | None) -> list[LayerRow]:
     return chain
 
 
-def referenced_layers(db: GraphDB, held: set[str] | frozenset[str] = frozenset()) -> set[str]:
-    """Chain ids used by any image or container layer, or ``held`` by an image being built,
-    with all their ancestors."""
+def referenced_layers(
+    db: GraphDB, held: set[str] | frozenset[str], tops: Iterable[str | None]
+) -> set[str]:
+    """Chain ids used by an image (``tops``: the images' top layers), a container's layer, or
+    ``held`` by an image being built, with all their ancestors."""
     layers = {row.chain_id: row for row in db.layers()}
     used: set[str] = set()
-    tops = [image.top_layer for image in db.images()] + [rw.top_layer for rw in db.rw_layers()] + list(held)
-    for top in tops:
+    for top in [*tops, *(rw.top_layer for rw in db.rw_layers()), *held]:
         current = top
         while current and current not in used:
             used.add(current)

@@ -33,7 +33,8 @@ from berth.graph import reference
 from berth.graph.configcheck import MAX_CONFIG_SIZE, check_config, parse_json
 
 if TYPE_CHECKING:
-    from berth.graph.graph import Graph
+    from berth.graph.imagestore import ImageStore
+    from berth.graph.layerstore import LayerStore
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -49,7 +50,9 @@ MAX_NESTING = 4
 # ---- saving ------------------------------------------------------------------------------------
 
 
-def save(graph: Graph, selection: list[tuple[str, list[reference.Reference]]], out: BinaryIO) -> None:
+def save(
+    images: ImageStore, layer_store: LayerStore, selection: list[tuple[str, list[reference.Reference]]], out: BinaryIO
+) -> None:
     written: set[str] = set()
     index: list[dict[str, Any]] = []
     manifest_json: list[dict[str, Any]] = []
@@ -58,13 +61,13 @@ def save(graph: Graph, selection: list[tuple[str, list[reference.Reference]]], o
         _dir(tar, "blobs")
         _dir(tar, "blobs/sha256")
         for image_id, refs in selection:
-            config = graph.config_bytes(image_id)
+            config = images.config_bytes(image_id)
             doc = json.loads(config)
             diff_ids = list((doc.get("rootfs") or {}).get("diff_ids") or [])
             _blob(tar, config, written)
             layers = []
             for diff_id in diff_ids:
-                path = graph.layer_tar(diff_id)
+                path = layer_store.tar(diff_id)
                 hex_ = diff_id.removeprefix("sha256:")
                 if hex_ not in written:
                     info = tar.gettarinfo(str(path), arcname=f"blobs/sha256/{hex_}")

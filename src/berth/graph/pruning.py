@@ -6,24 +6,21 @@ matching the ``label``/``label!`` filters, minus those a container uses. A dangl
 deletes untagged images; an ``-a`` prune untags and deletes every candidate. The answer is
 ``{"ImagesDeleted": [records] | None, "SpaceReclaimed": bytes of the layers freed}``::
 
-    prune(graph, {"dangling": ["true"], "label": ["spyprune=1"]}, users)
+    prune(Stores(images, layers, content), {"dangling": ["true"], "label": ["spyprune=1"]}, users)
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from berth.errors import BerthError, InvalidParameter
-from berth.graph import reference
+from berth.graph import txn
 from berth.graph.changes import parse_duration
 from berth.graph.filters import dangling_value, labels_match, normalise
 from berth.graph.image import parse_rfc3339
-from berth.graph.removal import remove_image
-
-if TYPE_CHECKING:
-    from berth.graph.graph import Graph
+from berth.graph.removal import Stores, remove_image
 
 PRUNE_FILTERS = ("dangling", "label", "label!", "until")
 
@@ -46,27 +43,27 @@ def parse_until(value: str, now_ns: int | None = None) -> int:
         raise InvalidParameter(f'failed to parse value as time or duration: "{value}"') from exc  # dockerd's
 
 
-def prune(graph: Graph, filters: dict[str, Any], users: Callable[[str], list[str]]) -> dict[str, Any]:
+def prune(graph: Stores, filters: dict[str, Any], users: Callable[[str], list[str]]) -> dict[str, Any]:
     wanted = normalise(filters, PRUNE_FILTERS)
     dangling = dangling_value(wanted.get("dangling", []))
     dangling_only = dangling is not False
     until = min((parse_until(v) for v in wanted.get("until", [])), default=None)
-    sizes = {row.chain_id: row.size for row in graph.db.layers()}
+    sizes = {row.chain_id: row.size for row in graph.layers.rows()}
     deleted: list[dict[str, str]] = []
-    with graph.lock:
-        rows = graph.db.images()
+    with txn.locked(graph.images, graph.layers):
+        rows = graph.images.rows()
         parents = {row.parent for row in rows if row.parent}
         for row in rows:
-            if graph.db.image(row.id) is None:
+            if graph.images.find(row.id) is None:
                 continue  # already gone with an earlier candidate
-            names = graph.repo_tags(row.id) + graph.repo_digests(row.id)
+            names = graph.images.repo_tags(row.id) + graph.images.repo_digests(row.id)
             if dangling_only and row.id in parents:
                 continue  # not a head
             if not names and row.id in parents:
                 continue  # an untagged intermediate image
             if until is not None and row.created_ns > until:
                 continue
-            labels = (graph.image_config(row.id).get("config") or {}).get("Labels") or {}
+            labels = (graph.images.config_doc(row.id).get("config") or {}).get("Labels") or {}
             if not labels_match(wanted.get("label", []), labels):
                 continue
             if any(labels_match([pattern], labels) for pattern in wanted.get("label!", [])):
@@ -79,21 +76,17 @@ def prune(graph: Graph, filters: dict[str, Any], users: Callable[[str], list[str
 
 
 def _delete(
-    graph: Graph, image_id: str, dangling_only: bool, users: Callable[[str], list[str]]
+    graph: Stores, image_id: str, dangling_only: bool, users: Callable[[str], list[str]]
 ) -> list[dict[str, str]]:
-    tags = graph.db.tags_of(image_id)
-    digests = graph.db.digests_of(image_id)
+    names = graph.images.names(image_id)
     try:
-        if not tags and not digests:
+        if not names:
             return remove_image(graph, image_id, False, False, users)
-        if dangling_only and tags:
+        if dangling_only and any(not n.digest for n in names):
             return []
         out: list[dict[str, str]] = []
-        names = [reference.Reference(r, t) for r, t in tags] + [
-            reference.Reference(r, "", d) for r, d in digests
-        ]
         for name in names:
-            if graph.db.image(image_id) is None:
+            if graph.images.find(image_id) is None:
                 break
             out += remove_image(graph, name.string(), False, False, users)
         return out

@@ -17,23 +17,38 @@ conflict: ``rmi -f`` deletes the image record while the container keeps its laye
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from berth.errors import Conflict
-from berth.graph import reference
-from berth.graph.layers import drop_blobs, layer_chain, referenced_layers
-from berth.graph.rwlayer import init_id
-
-if TYPE_CHECKING:
-    from berth.graph.graph import Graph
+from berth.graph import reference, txn
+from berth.graph.content import ContentStore
+from berth.graph.imagestore import ImageStore
+from berth.graph.layerstore import LayerStore
 
 Records = list[dict[str, str]]
 
 
+@dataclass(frozen=True)
+class Stores:
+    """What a removal changes: the images, their layers, the config blobs."""
+
+    images: ImageStore
+    layers: LayerStore
+    content: ContentStore
+
+
 def remove_image(
-    graph: Graph, ref: str, force: bool, noprune: bool, users: Callable[[str], list[str]]
+    graph: Stores, ref: str, force: bool, noprune: bool, users: Callable[[str], list[str]]
 ) -> Records:
-    image_id = graph.resolve(ref)
+    """``docker rmi``, with both stores locked for the whole of it (images first)."""
+    with txn.locked(graph.images, graph.layers):
+        return _remove_image(graph, ref, force, noprune, users)
+
+
+def _remove_image(
+    graph: Stores, ref: str, force: bool, noprune: bool, users: Callable[[str], list[str]]
+) -> Records:
+    image_id = graph.images.resolve(ref)
     records: Records = []
     names = _names(graph, image_id)
     if not reference.is_id_prefix(image_id, ref):
@@ -45,15 +60,15 @@ def remove_image(
                     f"{reference.short_id(using[0])} is using its referenced image {reference.short_id(image_id)}"
                 )
         parsed = reference.parse(ref).with_default_tag()
-        with graph.db.transaction():
-            _remove_name(graph, parsed)
+        with graph.layers.transaction():
+            graph.images.remove_name(parsed)
         records.append({"Untagged": parsed.familiar()})
         names = _names(graph, image_id)
         if not parsed.digest and not any(not n.digest and n.name == parsed.name for n in names):
             # the last tag of this repository went: its digest references go too
             for name in [n for n in names if n.digest and n.name == parsed.name]:
-                with graph.db.transaction():
-                    _remove_name(graph, name)
+                with graph.layers.transaction():
+                    graph.images.remove_name(name)
                 records.append({"Untagged": name.familiar()})
             names = _names(graph, image_id)
         if names:
@@ -62,24 +77,16 @@ def remove_image(
         return records
     if _single_reference(names):
         _check(graph, image_id, users, hard=True, soft=not force, active_reference=False)
-        with graph.db.transaction():
+        with graph.layers.transaction():
             for name in names:
-                _remove_name(graph, name)
+                graph.images.remove_name(name)
         records.extend({"Untagged": name.familiar()} for name in names)
     _delete(graph, image_id, records, force, not noprune, users, quiet=False)
     return records
 
 
-def _names(graph: Graph, image_id: str) -> list[reference.Reference]:
-    tags = [reference.Reference(r, t) for r, t in graph.db.tags_of(image_id)]
-    return tags + [reference.Reference(r, "", d) for r, d in graph.db.digests_of(image_id)]
-
-
-def _remove_name(graph: Graph, ref: reference.Reference) -> None:
-    if ref.digest:
-        graph.db.delete_digest(ref.name, ref.digest)
-    else:
-        graph.db.delete_tag(ref.name, ref.tag)
+def _names(graph: Stores, image_id: str) -> list[reference.Reference]:
+    return graph.images.names(image_id)
 
 
 def _single_reference(names: list[reference.Reference]) -> bool:
@@ -102,7 +109,7 @@ class _DeleteConflict(Conflict):
 
 
 def _check(
-    graph: Graph,
+    graph: Stores,
     image_id: str,
     users: Callable[[str], list[str]],
     hard: bool,
@@ -115,14 +122,14 @@ def _check(
 
 
 def _find_conflict(
-    graph: Graph,
+    graph: Stores,
     image_id: str,
     users: Callable[[str], list[str]],
     hard: bool,
     soft: bool,
     active_reference: bool,
 ) -> _DeleteConflict | None:
-    if hard and graph.db.children(image_id):
+    if hard and graph.images.children(image_id):
         return _DeleteConflict(image_id, "image has dependent child images", hard=True, used=False)
     if soft and active_reference and _names(graph, image_id):
         return _DeleteConflict(
@@ -141,7 +148,7 @@ def _find_conflict(
 
 
 def _delete(
-    graph: Graph,
+    graph: Stores,
     image_id: str,
     records: Records,
     force: bool,
@@ -152,29 +159,22 @@ def _delete(
     """Docker's ``imageDeleteHelper``: delete ``image_id`` and maybe its untagged parents."""
     conflict = _find_conflict(graph, image_id, users, hard=True, soft=not force, active_reference=True)
     if conflict is not None:
-        dangling = not _names(graph, image_id) and not graph.db.children(image_id)
+        dangling = not _names(graph, image_id) and not graph.images.children(image_id)
         if quiet and (not dangling or conflict.used):
             return
         raise conflict
-    row = graph.image(image_id)
+    row = graph.images.get(image_id)
     names = _names(graph, image_id)
-    chain = layer_chain(graph.db, row.top_layer)
-    with graph.db.transaction():
+    chain = graph.layers.chain(row.top_layer)
+    with graph.layers.transaction():
         for name in names:
-            _remove_name(graph, name)
-        graph.db.delete_image(image_id)
-        used = referenced_layers(graph.db, graph.held_layers())
-        freed = [layer for layer in chain if layer.chain_id not in used]
-        for layer in freed:
-            graph.db.delete_layer(layer.chain_id)
+            graph.images.remove_name(name)
+        graph.images.delete(image_id)
+        freed = graph.layers.release(chain, graph.images.tops())
     records.extend({"Untagged": name.familiar()} for name in names)
     records.append({"Deleted": image_id})
     records.extend({"Deleted": layer.chain_id} for layer in freed)
-    for layer in freed:
-        graph.driver.remove_layer(init_id(layer.cache_id))
-        graph.driver.remove_layer(layer.cache_id)
-    drop_blobs(graph.db, graph.content, [layer.diff_id for layer in freed])
+    graph.layers.discard(freed)
     graph.content.delete(row.config_digest)
-    graph.forget_config(image_id)
-    if prune and row.parent and graph.db.image(row.parent) is not None:
+    if prune and row.parent and graph.images.find(row.parent) is not None:
         _delete(graph, row.parent, records, False, True, users, quiet=True)

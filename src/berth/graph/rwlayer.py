@@ -8,9 +8,11 @@ them -- so that ``docker diff`` and ``docker commit``, which look at ``rw`` alon
 them. Files are read, diffed and exported from the layer directories (:mod:`merged`), so a
 stopped container needs no mount::
 
-    prepare_rw(graph, cid, image_id)          # creates <cid> (and the image's init layer once)
-    read_file(graph, cid, "/etc/passwd")      # bytes as the container sees them, or None
-    commit(graph, cid, "spycommit:1", ["ENV Z=1"], "msg", "", container_config)
+    prepare_rw(images, layers, cid, image_id)    # creates <cid> (and the image's init layer once)
+    read_file(layers, cid, "/etc/passwd")        # bytes as the container sees them, or None
+    commit(images, layers, content, cid, "spycommit:1", ["ENV Z=1"], "msg", "", container_config)
+
+Everything here but ``prepare_rw`` and ``commit`` reads or changes the layer store alone.
 """
 
 from __future__ import annotations
@@ -20,24 +22,28 @@ import shutil
 import stat
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
 from berth import accountfile
 from berth.crashpoint import crash_point
 from berth.drivers.graph.diff import changes, write_diff_tar, write_tree_tar
 from berth.drivers.graph.merged import lookup, subtree, walk
-from berth.errors import Conflict, InvalidParameter, NotFound
+from berth.errors import Conflict, InvalidParameter
 from berth.graph.changes import apply_changes
+from berth.graph.content import ContentStore
 from berth.graph.image import encode, new_config, now_ns
-from berth.graph.layers import apply_layer, os_failure
+from berth.graph.imagestore import ImageStore
+from berth.graph.layers import os_failure
+from berth.graph.layerstore import INIT_SUFFIX, SCRATCH_INIT, LayerStore, init_id
+from berth.graph.registration import register_image
 from berth.graph.store import RwLayerRow
 from berth.libcontainer import securepath
 
-if TYPE_CHECKING:
-    from berth.graph.graph import Graph
+__all__ = [
+    "INIT_SUFFIX", "SCRATCH_INIT", "commit", "container_changes", "copy_dir", "ensure_init", "export",
+    "fill_init_layer", "init_id", "make_dirs", "prepare_rw", "read_file",
+]
 
-INIT_SUFFIX = "-init"
-SCRATCH_INIT = "scratch-init"  # the init layer of images without layers
 EMPTY_TAR_DIFF_ID = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
 INIT_ENTRIES: tuple[tuple[str, str], ...] = (
     ("/dev/pts", "dir"),
@@ -53,27 +59,18 @@ INIT_ENTRIES: tuple[tuple[str, str], ...] = (
 )
 
 
-def init_id(top_cache_id: str | None) -> str:
-    """The driver id of the init layer over an image whose top layer is ``top_cache_id``."""
-    return top_cache_id + INIT_SUFFIX if top_cache_id else SCRATCH_INIT
-
-
-def _init_of(graph: Graph, rw: RwLayerRow) -> str:
-    top = graph.db.layer(rw.top_layer) if rw.top_layer else None
-    return init_id(top.cache_id if top else None)
-
-
-def ensure_init(graph: Graph, top_cache_id: str | None) -> str:
+def ensure_init(layers: LayerStore, top_cache_id: str | None) -> str:
     """The image's init layer, created on first use (read-only once made, so it is shared
     by every container of the image; removed with the image's top layer)."""
+    driver = layers.driver
     init = init_id(top_cache_id)
-    if graph.driver.exists(init):
+    if driver.exists(init):
         return init
     try:
-        graph.driver.create_layer(init, top_cache_id)
-        fill_init_layer(graph.driver.layer_dirs(init))
+        driver.create_layer(init, top_cache_id)
+        fill_init_layer(driver.layer_dirs(init))
     except BaseException:
-        graph.driver.remove_layer(init)
+        driver.remove_layer(init)
         raise
     return init
 
@@ -122,41 +119,28 @@ def _ensure_parents(layers: list[Path], parts: list[str]) -> bool:
     return True
 
 
-def prepare_rw(graph: Graph, container_id: str, image_id: str) -> None:
-    row = graph.image(image_id)
-    if graph.db.rw_layer(container_id) is not None:
+def prepare_rw(images: ImageStore, layers: LayerStore, container_id: str, image_id: str) -> None:
+    """The container's read-write layer on the image's (over the image's init layer)."""
+    row = images.get(image_id)
+    if layers.rw(container_id) is not None:
         raise Conflict(f"prepare rw layer for container {container_id}: already exists")
-    top = graph.db.layer(row.top_layer) if row.top_layer else None
+    top = layers.get(row.top_layer) if row.top_layer else None
     try:
-        init = ensure_init(graph, top.cache_id if top else None)
+        init = ensure_init(layers, top.cache_id if top else None)
     except OSError as exc:
         raise os_failure(f"prepare init layer of image {image_id}", exc) from exc
     try:
-        graph.driver.prepare_rw(container_id, init)
-        with graph.db.transaction():
-            graph.db.add_rw_layer(RwLayerRow(container_id, image_id, row.top_layer, container_id))
+        layers.driver.prepare_rw(container_id, init)
+        layers.add_rw(RwLayerRow(container_id, image_id, row.top_layer, container_id))
     except OSError as exc:
-        graph.driver.remove_rw(container_id)
+        layers.driver.remove_rw(container_id)
         raise os_failure(f"prepare rw layer of container {container_id}", exc) from exc
     except BaseException:
-        graph.driver.remove_rw(container_id)
+        layers.driver.remove_rw(container_id)
         raise
 
 
-def remove_rw(graph: Graph, container_id: str) -> None:
-    graph.driver.remove_rw(container_id)
-    with graph.db.transaction():
-        graph.db.delete_rw_layer(container_id)
-
-
-def _require(graph: Graph, container_id: str) -> RwLayerRow:
-    row = graph.db.rw_layer(container_id)
-    if row is None:
-        raise NotFound(f"container {container_id}: no read-write layer")
-    return row
-
-
-def read_file(graph: Graph, container_id: str, path: str) -> bytes | None:
+def read_file(layers_: LayerStore, container_id: str, path: str) -> bytes | None:
     """A small file (/etc/passwd) as the container sees it; None if absent.
 
     The container's layers are hostile while it runs: symlinks resolve inside the layers
@@ -164,8 +148,8 @@ def read_file(graph: Graph, container_id: str, path: str) -> bytes | None:
     component swapped for a symlink meanwhile fails instead of leading to the host), and the
     file is read by :func:`berth.accountfile.read` -- opened without blocking, refused unless it
     is a regular file of at most 1 MiB (``AccountFileError``)."""
-    _require(graph, container_id)
-    layers = graph.driver.layer_dirs(container_id)
+    layers_.require_rw(container_id)
+    layers = layers_.driver.layer_dirs(container_id)
     host = lookup(layers, path)
     if host is None:
         return None
@@ -187,12 +171,12 @@ def _open_beneath(layers: list[Path], host: Path) -> int:
     return securepath.open_in_root(str(layer), str(host.relative_to(layer)), accountfile.FLAGS, symlinks=False)
 
 
-def make_dirs(graph: Graph, container_id: str, path: str) -> None:
+def make_dirs(layers_: LayerStore, container_id: str, path: str) -> None:
     """Create ``path`` (and missing parents, root-owned 0755) in the container's layer, as
     Docker does for a missing ``WorkingDir`` before start; symlinks resolve inside the
     container. Only while the rootfs is not mounted (overlayfs wants its upper dir alone)."""
-    _require(graph, container_id)
-    layers = graph.driver.layer_dirs(container_id)
+    layers_.require_rw(container_id)
+    layers = layers_.driver.layer_dirs(container_id)
     pending = [p for p in path.split("/") if p not in ("", ".")]
     resolved: list[str] = []
     hops = 0
@@ -228,12 +212,12 @@ def make_dirs(graph: Graph, container_id: str, path: str) -> None:
         resolved.append(name)
 
 
-def copy_dir(graph: Graph, container_id: str, path: str, target: Path) -> bool:
+def copy_dir(layers_: LayerStore, container_id: str, path: str, target: Path) -> bool:
     """Copy the directory ``path`` as the container sees it into ``target`` (an existing,
     empty directory, which takes the source's owner and mode): Docker's copy-up of image
     content into a new volume. False (nothing copied) when ``path`` is not a directory."""
-    _require(graph, container_id)
-    layers = subtree(graph.driver.layer_dirs(container_id), path)
+    layers_.require_rw(container_id)
+    layers = subtree(layers_.driver.layer_dirs(container_id), path)
     if not layers:
         return False
     _copy_meta(layers[0], target)
@@ -259,22 +243,25 @@ def _copy_meta(src: Path, dest: Path) -> None:
     os.chmod(dest, stat.S_IMODE(info.st_mode))
 
 
-def container_changes(graph: Graph, container_id: str) -> list[dict[str, Any]]:
+def container_changes(layers_: LayerStore, container_id: str) -> list[dict[str, Any]]:
     """``GET /containers/{id}/changes`` records: ``[{"Path": "/root", "Kind": 1}]``."""
-    rw = _require(graph, container_id)
+    rw = layers_.require_rw(container_id)
     return [
-        {"Path": c.path, "Kind": c.kind} for c in changes(graph.driver, container_id, _init_of(graph, rw))
+        {"Path": c.path, "Kind": c.kind} for c in changes(layers_.driver, container_id, layers_.init_of(rw))
     ]
 
 
-def export(graph: Graph, container_id: str, out: BinaryIO) -> None:
+def export(layers_: LayerStore, container_id: str, out: BinaryIO) -> None:
     """Write the container's whole file system as a tar (``docker export``)."""
-    _require(graph, container_id)
-    write_tree_tar(graph.driver.layer_dirs(container_id), out)
+    layers_.require_rw(container_id)
+    write_tree_tar(layers_.driver.layer_dirs(container_id), out)
 
 
 def commit(
-    graph: Graph,
+    images: ImageStore,
+    layers_: LayerStore,
+    content: ContentStore,
+    tmp_dir: Path,
     container_id: str,
     repo_tag: str | None,
     change_lines: list[str],
@@ -290,23 +277,22 @@ def commit(
     image's config when None); the ``--change`` lines are applied on top of it. A build step
     passes the new image's config (``image_config``) and history line (``created_by``).
     """
-    row = _require(graph, container_id)
-    image = graph.image(row.image_id)
-    parent_doc = graph.image_config(row.image_id)
+    row = layers_.require_rw(container_id)
+    image = images.get(row.image_id)
+    parent_doc = images.config_doc(row.image_id)
     base = container_config if container_config is not None else (parent_doc.get("config") or {})
     if image_config is not None:
         base = image_config
     config = apply_changes(base, change_lines)
-    top = graph.db.layer(image.top_layer) if image.top_layer else None
+    top = layers_.get(image.top_layer) if image.top_layer else None
     diff_ids = list((parent_doc.get("rootfs") or {}).get("diff_ids") or [])
-    tmp_dir = graph.root / "tmp"
     tmp_dir.mkdir(exist_ok=True)
     with tempfile.TemporaryFile(dir=tmp_dir) as spool:
-        count = write_diff_tar(graph.driver, container_id, _init_of(graph, row), spool)
+        count = write_diff_tar(layers_.driver, container_id, layers_.init_of(row), spool)
         pending = []
         if count:
             spool.seek(0)
-            pending = [apply_layer(graph.driver, graph.content, spool, top)]
+            pending = [layers_.apply(spool, top)]
             diff_ids.append(pending[0].diff_id)
     doc = new_config(
         diff_ids=diff_ids,
@@ -325,4 +311,4 @@ def commit(
             doc[key] = parent_doc[key]
     doc["architecture"] = parent_doc.get("architecture") or doc["architecture"]
     crash_point("commit.after-layer")  # its layer is on disk, no row names it: garbage at start-up
-    return graph.register_image(encode(doc), pending, repo_tag, parent=row.image_id)
+    return register_image(images, layers_, content, encode(doc), pending, repo_tag, row.image_id)

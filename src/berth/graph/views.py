@@ -8,27 +8,33 @@ replaces those with empty lists.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from berth.graph import reference
 from berth.graph.filters import dangling_value, labels_match, normalise, path_match
 from berth.graph.image import INT64_MAX, INT64_MIN, ZERO_TIME, container_config, parse_rfc3339
-from berth.graph.layers import layer_chain
-
-if TYPE_CHECKING:
-    from berth.graph.graph import Graph
+from berth.graph.imagestore import ImageStore
+from berth.graph.layerstore import LayerStore
 
 
-def inspect_image(graph: Graph, image_id: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Views:
+    """What the read-outs use: the image store, and the layer store for sizes and paths."""
+
+    images: ImageStore
+    layers: LayerStore
+
+
+def inspect_image(graph: Views, image_id: str) -> dict[str, Any]:
     """``GET /images/{name}/json``."""
-    row = graph.image(image_id)
-    doc = graph.image_config(image_id)
-    top = graph.db.layer(row.top_layer) if row.top_layer else None
-    data = graph.driver.metadata(top.cache_id) if top else {}
+    row = graph.images.get(image_id)
+    doc = graph.images.config_doc(image_id)
+    data = graph.layers.metadata(row.top_layer)
     out: dict[str, Any] = {
         "Id": image_id,
-        "RepoTags": graph.repo_tags(image_id),
-        "RepoDigests": graph.repo_digests(image_id),
+        "RepoTags": graph.images.repo_tags(image_id),
+        "RepoDigests": graph.images.repo_digests(image_id),
         "Parent": row.parent,
         # Docker: the config's comment, else the newest history entry's (commits keep it there)
         "Comment": doc.get("comment") or ((doc.get("history") or [{}])[-1].get("comment", "")),
@@ -47,7 +53,7 @@ def inspect_image(graph: Graph, image_id: str) -> dict[str, Any]:
         out["OsVersion"] = doc["os.version"]
     out["Size"] = row.size
     out["VirtualSize"] = row.size
-    out["GraphDriver"] = {"Data": data or None, "Name": graph.driver.name}
+    out["GraphDriver"] = {"Data": data or None, "Name": graph.layers.driver.name}
     rootfs: dict[str, Any] = {"Type": (doc.get("rootfs") or {}).get("type", "layers")}
     diff_ids = (doc.get("rootfs") or {}).get("diff_ids") or []
     if diff_ids:
@@ -57,16 +63,16 @@ def inspect_image(graph: Graph, image_id: str) -> dict[str, Any]:
     return out
 
 
-def list_images(graph: Graph, all_images: bool, filters: dict[str, Any]) -> list[dict[str, Any]]:
+def list_images(graph: Views, all_images: bool, filters: dict[str, Any]) -> list[dict[str, Any]]:
     """``GET /images/json``, newest first."""
     wanted = normalise(filters)
     dangling = dangling_value(wanted.get("dangling", []))
     before = _threshold(graph, wanted.get("before", []))
     since = _threshold(graph, wanted.get("since", []))
     patterns = wanted.get("reference", [])
-    tags = graph.db.all_tags()
-    digests = graph.db.all_digests()
-    rows = graph.db.images()
+    tags = graph.images.all_tags()
+    digests = graph.images.all_digests()
+    rows = graph.images.rows()
     parents = {row.parent for row in rows if row.parent}
     out = []
     for row in rows:
@@ -74,7 +80,7 @@ def list_images(graph: Graph, all_images: bool, filters: dict[str, Any]) -> list
             continue
         if since is not None and not row.created_ns > since:
             continue
-        labels = (graph.image_config(row.id).get("config") or {}).get("Labels") or None
+        labels = (graph.images.config_doc(row.id).get("config") or {}).get("Labels") or None
         if "label" in wanted and not labels_match(wanted["label"], labels):
             continue
         repo_tags = _names([reference.Reference(r, t) for r, t in tags.get(row.id, [])], patterns)
@@ -118,18 +124,18 @@ def _names(refs: list[reference.Reference], patterns: list[str]) -> list[str]:
     return names
 
 
-def _threshold(graph: Graph, values: list[str]) -> int | None:
+def _threshold(graph: Views, values: list[str]) -> int | None:
     """Created time (ns) of the image the last ``before``/``since`` value names."""
     if not values:
         return None
-    return graph.image(graph.resolve(values[-1])).created_ns
+    return graph.images.get(graph.images.resolve(values[-1])).created_ns
 
 
-def image_history(graph: Graph, image_id: str) -> list[dict[str, Any]]:
+def image_history(graph: Views, image_id: str) -> list[dict[str, Any]]:
     """``GET /images/{name}/history``: newest first; ids filled in along the parent chain."""
-    row = graph.image(image_id)
-    doc = graph.image_config(image_id)
-    layers = list(reversed(layer_chain(graph.db, row.top_layer)))
+    row = graph.images.get(image_id)
+    doc = graph.images.config_doc(image_id)
+    layers = list(reversed(graph.layers.chain(row.top_layer)))
     items: list[dict[str, Any]] = []
     index = 0
     for entry in doc.get("history") or []:
@@ -151,11 +157,11 @@ def image_history(graph: Graph, image_id: str) -> list[dict[str, Any]]:
     # Docker names the newest entry after the image, the next after its parent, and so on.
     current: str | None = image_id
     for item in items:
-        if current is None or graph.db.image(current) is None:
+        if current is None or graph.images.find(current) is None:
             break
         item["Id"] = current
-        item["Tags"] = graph.repo_tags(current) or None
-        current = graph.image(current).parent or None
+        item["Tags"] = graph.images.repo_tags(current) or None
+        current = graph.images.get(current).parent or None
     return items
 
 

@@ -6,13 +6,19 @@ the registry has it already (HEAD) or can mount it from another repository the g
 it (pulled from or pushed to there: ``blob_sources``), as Docker does. The
 manifest is Docker's v2 schema 2, put by tag; its digest and size end the push::
 
-    digest, size = await push(client, graph, "team/app", "v1", image_id, progress)
+    digest, size = await push(client, source, "team/app", "v1", image_id, progress)
+
+``source`` is what the push reads of the local images (:class:`PushSource`: the daemon passes
+the graph's :class:`~berth.graph.distribution.Distribution`: image configs, layer blobs, where
+a blob came from, the manifest).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
 
 from berth.registry import mediatypes as mt
 from berth.registry.client import RegistryClient
@@ -25,7 +31,36 @@ from berth.registry.progress import Progress
 CHUNK_SIZE = 64 << 20
 
 
-async def push(client: RegistryClient, graph: Any, registry: str, repo: str, tag: str, image_id: str,
+class PushBlob(Protocol):
+    @property
+    def digest(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def path(self) -> Path: ...
+
+
+class PushSource(Protocol):
+    """What a push needs of the local images."""
+
+    def image_config(self, image_id: str) -> dict[str, Any]: ...
+
+    def push_blobs(self, image_id: str) -> Sequence[PushBlob]: ...
+
+    def blob_sources(self, digest: str, registry: str) -> list[str]: ...
+
+    def config_blob(self, image_id: str) -> PushBlob: ...
+
+    def manifest(self, image_id: str) -> bytes: ...
+
+    def add_blob_sources(self, digests: list[str], registry: str, repository: str) -> None:
+        """Remember that ``registry``'s ``repository`` holds these blobs (a later push mounts them)."""
+        ...
+
+
+async def push(client: RegistryClient, graph: PushSource, registry: str, repo: str, tag: str, image_id: str,
                progress: Progress, max_concurrent: int = 5, chunk_size: int = CHUNK_SIZE) -> tuple[str, int]:
     config = await asyncio.to_thread(graph.image_config, image_id)
     diff_ids: list[str] = list((config.get("rootfs") or {}).get("diff_ids") or [])
@@ -40,7 +75,7 @@ async def push(client: RegistryClient, graph: Any, registry: str, repo: str, tag
         if await client.has_blob(repo, digest):
             progress.status("Layer already exists", short, detail=True)
             return
-        sources = await asyncio.to_thread(graph.db.blob_sources, blob.digest, registry)
+        sources = await asyncio.to_thread(graph.blob_sources, blob.digest, registry)
         for source in sources:
             if source != repo and await client.mount(repo, digest, source):
                 progress.status(f"Mounted from {source}", short, detail=True)
@@ -59,11 +94,5 @@ async def push(client: RegistryClient, graph: Any, registry: str, repo: str, tag
         await client.upload(repo, cdigest, cfg.path, cfg.size)
     body = await asyncio.to_thread(graph.manifest, image_id)
     digest = await client.put_manifest(repo, tag, mt.DOCKER_MANIFEST, body)
-    await asyncio.to_thread(_record, graph, [cfg.digest, *(b.digest for b in blobs)], registry, repo)
+    await asyncio.to_thread(graph.add_blob_sources, [cfg.digest, *(b.digest for b in blobs)], registry, repo)
     return str(digest), len(body)
-
-
-def _record(graph: Any, digests: list[str], registry: str, repo: str) -> None:
-    with graph.lock, graph.db.transaction():
-        for d in digests:
-            graph.db.add_blob_source(d, registry, repo)
