@@ -73,6 +73,41 @@ def test_concurrent_imports_lists_and_removals_from_threads() -> None:
         assert len(graph.layers.rows()) == len(graph.driver.layers()) == 12
 
 
+def test_containers_of_one_image_created_at_once_share_one_init_layer() -> None:
+    """Many read-write layers made from threads on an image never used before: its init layer
+    is made once (the stores are locked across the check and the making), every container
+    reads its files, and the last removal leaves no dir behind."""
+    import threading
+
+    errors: list[BaseException] = []
+    with temporary_graph() as graph:
+        for round_ in range(3):
+            image_id = graph.import_stream(io.BytesIO(rootfs_tar({f"r{round_}": b"x", "etc/passwd": b"r\n"})), None, [], "")
+            start = threading.Barrier(6)
+            ids = [f"{round_}{n}".ljust(64, "c") for n in range(6)]
+
+            def make(cid: str, image: str = image_id, barrier: threading.Barrier = start) -> None:
+                try:
+                    barrier.wait()
+                    graph.prepare_rw(cid, image)
+                except BaseException as exc:  # collected and asserted below
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=make, args=(cid,)) for cid in ids]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert errors == []
+            for cid in ids:
+                assert graph.read_file(cid, "/etc/passwd") == b"r\n"
+                assert graph.changes(cid) == []
+            for cid in ids:
+                graph.remove_rw(cid)
+            graph.remove(image_id, False, False, lambda _id: [])
+        assert graph.layers.rows() == [] and graph.driver.layers() == []
+
+
 def test_filesystem_errors_become_system_failures(monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
 

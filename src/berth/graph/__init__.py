@@ -8,9 +8,13 @@ containers get a read-write layer on an image's top layer. One :class:`Graph` pe
     image_id = graph.import_tar(Path("rootfs.tar"), "busybox", [], "")
     graph.inspect("busybox")["RepoTags"]                 # ['busybox:latest']
 
-Modules: ``reference`` (names), ``content`` (blobs), ``store`` (SQLite), ``image`` (config
-documents, ids, times), ``changes`` (``--change``), ``layers``, ``importer``, ``views``
-(API shapes), ``filters``, ``removal`` (rmi), ``graph`` (the facade).
+Modules: ``imagestore``, ``layerstore``, ``content`` (the three stores; ``txn`` locks two of
+them in order), ``store`` (SQLite), ``reference`` (names), ``image`` (config documents, ids,
+times), ``changes`` (``--change``), ``layers`` (applying a tar), ``registration``,
+``importer``, ``derive``, ``rwlayer`` (containers' layers, commit), ``imagearchive`` and
+``ocilayout`` (save, load), ``distribution`` (push), ``views`` (API shapes), ``filters``,
+``removal`` (rmi), ``pruning``, ``graph`` (the facade the daemon holds; locking is described
+there).
 """
 
 from berth.graph.graph import Graph

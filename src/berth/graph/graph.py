@@ -3,21 +3,45 @@ use them (Docker's image store + layer store + reference store).
 
 The model: an image is a config blob (its digest is the image id) on top of a chain of layers
 held by the graph driver; tags and digests name images; containers get a read-write layer on
-an image's top layer. Three stores hold it, each with its own lock (taken images first when
-both are needed, :mod:`berth.graph.txn`):
+an image's top layer. Three stores hold it:
 
 - :class:`~berth.graph.imagestore.ImageStore` -- images, configs, tags and digests;
-- :class:`~berth.graph.layerstore.LayerStore` -- layers, containers' layers, the driver's dirs;
-- :class:`~berth.graph.content.ContentStore` -- blobs by digest.
+- :class:`~berth.graph.layerstore.LayerStore` -- layers, containers' layers, the driver's dirs,
+  the layers held by builds in progress;
+- :class:`~berth.graph.content.ContentStore` -- blobs by digest (configs, layer tars, their
+  compressed forms).
 
-Each operation takes only the stores it needs (the importer, save/load, commit, prune, removal,
-distribution); this class composes them for the daemon. The API is synchronous; the daemon
-calls it from worker threads (heavy tar I/O runs outside every lock)::
+Each operation module takes only the stores it needs, as arguments: ``importer``, ``derive``
+and ``registration`` (images + layers + content), ``imagearchive``/``ocilayout`` (save, load),
+``rwlayer`` (containers' layers, commit), ``pruning`` and ``removal`` (:class:`Stores`),
+``distribution`` (what a push reads), ``views`` (inspect, list, history). None of them sees
+this class; it composes them for the daemon. The API is synchronous; the daemon calls it from
+worker threads::
 
     graph = Graph(Path("/var/lib/berth"), Path("/var/lib/berth/berth.db"), new_driver(None, root))
     image_id = graph.import_tar(Path("rootfs.tar"), "busybox:latest", ['CMD ["sh"]'], "")
     graph.resolve("busybox")                 # 'sha256:...'
     graph.prepare_rw(cid, image_id); graph.rootfs_mounts(cid, "/run/berth/<id>/rootfs")
+
+Locking. Each of the image store and the layer store has one RLock (``images.lock``,
+``layers.lock``); the database has its own, held by every statement and for a whole
+transaction. The order is always images, then layers, then the database, never the reverse:
+
+- a change of names alone (tag, a pulled digest) takes the images' lock;
+- a change of layers alone (a build's layers applied and held, a container's layer removed,
+  layer garbage, a blob's compressed form or source) takes the layers' lock;
+- a change of both (registering an image, rmi, image prune, a container's new layer on an
+  image) takes both, with :func:`berth.graph.txn.locked`;
+- reads (inspect, list, history, resolve) take no store lock: each statement is consistent,
+  and rows are immutable except tags;
+- heavy I/O (unpacking a layer, compressing one for a push, writing a save) runs outside
+  every lock; what it made is recorded afterwards under the locks. A layer being applied is
+  kept from garbage collection by :class:`~berth.graph.layerstore.LayerHolds` (under the
+  layers' lock), and the layer garbage collector reads the images' top layers under the
+  layers' lock only (an image that takes layers records them under it too).
+
+The content store has no lock: blobs are written to a temp file and renamed into place, and a
+blob is deleted only by the store that owns it, under that store's lock.
 
 On disk: ``<root>/blobs/sha256/<hex>`` (configs, layer tars), the driver's dirs, and the tables
 in ``db_path`` (see :mod:`berth.graph.store`).
@@ -134,9 +158,6 @@ class Graph:
         :func:`berth.graph.registration.create_image`."""
         budget = budget or UnpackBudget(self.max_import_size, "create image")
         return registration.create_image(self.images, self.layers, self.content, config, open_layer, repo_tag, budget)
-
-    def held_layers(self) -> set[str]:
-        return self.layers.holds.held()
 
     def manifest(self, image_id_: str) -> bytes:
         """Docker v2 schema 2 manifest for a push (see :mod:`berth.graph.distribution`)."""

@@ -3,7 +3,7 @@
 An image is a config blob (in the content store; its digest is the image id) and a row naming
 its top layer (in the layer store). Names map a repository's tag or digest to an image id.
 Every method locks the store; an operation that changes the images and the layers together
-takes both locks, the images' first (:func:`berth.graph.txn.both`)::
+takes both locks, the images' first (:func:`berth.graph.txn.locked`)::
 
     images.resolve("busybox")                 # 'sha256:...'
     images.config_doc(image_id)["config"]["Cmd"]

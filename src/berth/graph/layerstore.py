@@ -8,7 +8,7 @@ push made (``compressed_forms``). Layers are applied before anything is recorded
 image being built uses is garbage (:meth:`LayerStore.prune` with the images' top layers)::
 
     pending = layers.apply(stream, parent=None)
-    with txn.both(images, layers):
+    with txn.locked(images, layers), layers.transaction():
         rows, drop = layers.commit([pending]); images.add(...)
     layers.remove_dirs(drop)
 """
@@ -204,13 +204,14 @@ class LayerStore:
         return row
 
     def add_rw(self, row: RwLayerRow) -> None:
-        with self._db.transaction():
+        with self.lock, self._db.transaction():
             self._db.add_rw_layer(row)
 
     def delete_rw(self, container_id: str) -> None:
-        self.driver.remove_rw(container_id)
-        with self._db.transaction():
-            self._db.delete_rw_layer(container_id)
+        with self.lock:
+            self.driver.remove_rw(container_id)
+            with self._db.transaction():
+                self._db.delete_rw_layer(container_id)
 
     def init_of(self, rw: RwLayerRow) -> str:
         """The driver id of the init layer under a container's read-write layer."""

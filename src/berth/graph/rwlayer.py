@@ -29,6 +29,7 @@ from berth.crashpoint import crash_point
 from berth.drivers.graph.diff import changes, write_diff_tar, write_tree_tar
 from berth.drivers.graph.merged import lookup, subtree, walk
 from berth.errors import Conflict, InvalidParameter
+from berth.graph import txn
 from berth.graph.changes import apply_changes
 from berth.graph.content import ContentStore
 from berth.graph.image import encode, new_config, now_ns
@@ -120,7 +121,14 @@ def _ensure_parents(layers: list[Path], parts: list[str]) -> bool:
 
 
 def prepare_rw(images: ImageStore, layers: LayerStore, container_id: str, image_id: str) -> None:
-    """The container's read-write layer on the image's (over the image's init layer)."""
+    """The container's read-write layer on the image's (over the image's init layer). Both
+    stores stay locked throughout: no removal takes the image's layers away meanwhile, and
+    two containers of one image never make its init layer at once."""
+    with txn.locked(images, layers):
+        _prepare_rw(images, layers, container_id, image_id)
+
+
+def _prepare_rw(images: ImageStore, layers: LayerStore, container_id: str, image_id: str) -> None:
     row = images.get(image_id)
     if layers.rw(container_id) is not None:
         raise Conflict(f"prepare rw layer for container {container_id}: already exists")

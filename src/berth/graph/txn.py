@@ -1,11 +1,15 @@
-"""Changes that span the image store and the layer store: both locks and one transaction.
+"""Changes that span the image store and the layer store: both locks, in order.
 
 The one lock order every caller keeps: the images' lock, then the layers' lock, then the
-database's (a transaction). No store lock is ever taken inside a transaction::
+database's (a transaction). No store lock is ever first taken inside a transaction (one the
+caller already holds may be taken again: both are RLocks). See :mod:`berth.graph.graph` for
+which operation takes which::
 
-    with txn.both(images, layers):
-        rows, drop = layers.commit(pending)
-        images.add(row)
+    with txn.locked(images, layers):
+        content.put(config)                      # outside the transaction, under the locks
+        with layers.transaction():
+            rows, drop = layers.commit(pending)
+            images.add(row)
 """
 
 from __future__ import annotations
@@ -15,12 +19,6 @@ from contextlib import contextmanager
 
 from berth.graph.imagestore import ImageStore
 from berth.graph.layerstore import LayerStore
-
-
-@contextmanager
-def both(images: ImageStore, layers: LayerStore) -> Iterator[None]:
-    with images.lock, layers.lock, layers.transaction():
-        yield
 
 
 @contextmanager
