@@ -93,6 +93,11 @@ class GraphPullStore:
         self.layers.add_blob_sources(digests, registry, path)
 
 
+def _pull_store(d: Daemon) -> GraphPullStore:
+    graph = d.graph
+    return GraphPullStore(graph.images, graph.layers, graph.content, graph.max_import_size)
+
+
 def endpoints(d: Daemon) -> Endpoints:
     mirrors: dict[str, list[str]] = {}
     for item in d.cfg.registry_mirrors:
@@ -127,7 +132,7 @@ async def pull_job(d: Daemon, req: images.ImagePull, job: Job) -> None:
     try:
         async with RegistryClient.open(endpoints(d), ref.domain, creds) as client:
             result = await pull(
-                client, GraphPullStore(d.graph.images, d.graph.layers, d.graph.content, d.graph.max_import_size), ref.path, ref.digest or ref.tag,
+                client, _pull_store(d), ref.path, ref.digest or ref.tag,
                 f"{ref.name}:{ref.tag}" if ref.tag else "", ref.name, progress,
                 d.cfg.data_root / PARTIAL_DIR, platform, d.cfg.max_concurrent_downloads,
             )
