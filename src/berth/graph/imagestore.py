@@ -99,9 +99,6 @@ class ImageStore:
         """The image's container config (``Cmd``, ``Env``, ``WorkingDir``...), Docker's shape."""
         return container_config(self.config_doc(image_id).get("config") or {})
 
-    def forget_config(self, image_id: str) -> None:
-        self._configs.pop(image_id, None)
-
     # -- names ------------------------------------------------------------------------------------
     def repo_tags(self, image_id: str) -> list[str]:
         return [reference.Reference(repo, tag).familiar() for repo, tag in self._db.tags_of(image_id)]

@@ -194,9 +194,6 @@ class LayerStore:
     def rw(self, container_id: str) -> RwLayerRow | None:
         return self._db.rw_layer(container_id)
 
-    def rw_rows(self) -> list[RwLayerRow]:
-        return self._db.rw_layers()
-
     def require_rw(self, container_id: str) -> RwLayerRow:
         row = self._db.rw_layer(container_id)
         if row is None:
