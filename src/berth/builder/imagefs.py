@@ -7,7 +7,7 @@ files of ``COPY --from`` (a stage or another image), and ``/etc/passwd``/``/etc/
 by path arithmetic inside the view, and files are opened with ``O_NOFOLLOW`` from the layer
 that holds them, so nothing outside the layers is ever read::
 
-    fs = ImageFS(graph.image_layer_dirs(image_id))
+    fs = ImageFS(layers.dirs(images.get(image_id).top_layer))   # the graph's stores
     fs.resolve("/usr/local/bin/../lib")   # "/usr/local/lib" (symlinks followed in scope)
     fs.stat("/etc/passwd")                # Stat(kind="file", mode=0o644, ...) or None
 """

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
 from berth.builder.cache import BuildCache
@@ -25,6 +26,7 @@ from berth.builder.imagefs import ImageFS
 from berth.engine import Job
 from berth.errors import BerthError, NotFound
 from berth.graph import reference
+from berth.graph.derive import derive_image
 from berth.registry.auth import Credentials
 
 if TYPE_CHECKING:
@@ -91,17 +93,20 @@ class _Checked:
 
 
 class DaemonHost:
-    """:class:`berth.builder.host.BuildHost` over the daemon's jobs and graph."""
+    """:class:`berth.builder.host.BuildHost` over the daemon's jobs and the graph's stores: the
+    image store (names, configs), the layer store (an image's layer dirs, a step's new layer)
+    and the content store (a step's config)."""
 
     def __init__(self, d: Daemon, build_job: Job) -> None:
         self.d = d
         self.job = build_job
         self.cache = build_cache(d)
         self.tmp_dir = d.cfg.data_root / "tmp"
+        self.images, self.layers, self.content = d.graph.images, d.graph.layers, d.graph.content
 
     async def find_image(self, ref: str) -> str | None:
         try:
-            return str(await asyncio.to_thread(self.d.graph.resolve, ref))
+            return await asyncio.to_thread(self.images.resolve, ref)
         except NotFound:
             return None
 
@@ -115,17 +120,19 @@ class DaemonHost:
             "image.pull", stdout=_Forward(progress), image=parsed.name, tag=parsed.digest or parsed.tag,
             platform=platform, auth=creds,
         )
-        return str(await asyncio.to_thread(self.d.graph.resolve, parsed.string()))
+        return await asyncio.to_thread(self.images.resolve, parsed.string())
 
     async def image_config(self, image_id: str) -> dict[str, Any]:
-        config: dict[str, Any] = await asyncio.to_thread(self.d.graph.image_config, image_id)
-        return config
+        return await asyncio.to_thread(self.images.config_doc, image_id)
 
     async def image_fs(self, image_id: str) -> ImageFS:
-        return ImageFS(await asyncio.to_thread(self.d.graph.image_layer_dirs, image_id))
+        def dirs() -> list[Path]:
+            return self.layers.dirs(self.images.get(image_id).top_layer)
+
+        return ImageFS(await asyncio.to_thread(dirs))
 
     async def image_exists(self, image_id: str) -> bool:
-        return await asyncio.to_thread(self.d.graph.images.find, image_id) is not None
+        return await asyncio.to_thread(self.images.find, image_id) is not None
 
     async def run(self, spec: RunSpec, on_created: Callable[[str], Awaitable[None]], output: OutputFn) -> int:
         engine = self.d.engine
@@ -176,10 +183,12 @@ class DaemonHost:
 
     async def derive(self, parent: str, layer: LayerWriter | None, config: dict[str, Any],
                      container_config: dict[str, Any], created_by: str, author: str) -> str:
-        graph = self.d.graph
+        def apply(layer_stream: BinaryIO | None) -> str:
+            return derive_image(self.images, self.layers, self.content, parent, layer_stream, config,
+                                container_config, created_by, author)
+
         if layer is None:
-            return str(await asyncio.to_thread(graph.derive, parent, None, config, container_config, created_by,
-                                               author))
+            return await asyncio.to_thread(apply, None)
         # The layer tar goes through a pipe: one thread writes it while another applies it.
         rfd, wfd = os.pipe()
         failed: list[BaseException] = []
@@ -196,7 +205,7 @@ class DaemonHost:
             with os.fdopen(rfd, "rb", buffering=PIPE_BUFFER) as raw:
                 # a reader (all the layer's apply needs), not a whole BinaryIO
                 layer_stream = cast(BinaryIO, _Checked(raw, failed))
-                return str(graph.derive(parent, layer_stream, config, container_config, created_by, author))
+                return apply(layer_stream)
 
         produced, consumed = await asyncio.gather(
             asyncio.to_thread(produce), asyncio.to_thread(consume), return_exceptions=True

@@ -55,7 +55,7 @@ from typing import Any, BinaryIO
 
 from berth.drivers.graph import GraphDriver
 from berth.errors import InvalidParameter, NotFound
-from berth.graph import derive, imagearchive, importer, pruning, registration, rwlayer
+from berth.graph import imagearchive, importer, pruning, registration, rwlayer
 from berth.graph.budget import DEFAULT_MAX_IMPORT_SIZE, UnpackBudget
 from berth.graph.content import ContentStore
 from berth.graph.distribution import Blob, Distribution
@@ -278,25 +278,6 @@ class Graph:
             self.images, self.layers, self.content, self.root / "tmp", container_id, repo_tag, changes, message,
             author, container_config, image_config, created_by,
         )
-
-    def derive(
-        self,
-        parent_id: str,
-        layer: BinaryIO | None,
-        config: dict[str, Any],
-        container_config: dict[str, Any],
-        created_by: str,
-        author: str = "",
-    ) -> str:
-        """A build step's image without a container: ``parent_id`` ("" for none) plus an optional
-        layer tar (see :mod:`berth.graph.derive`)."""
-        return derive.derive_image(
-            self.images, self.layers, self.content, parent_id, layer, config, container_config, created_by, author
-        )
-
-    def image_layer_dirs(self, image_id_: str) -> list[Path]:
-        """The directories of the image's layers, top first, for reading its files ([] if none)."""
-        return self.layers.dirs(self.images.get(image_id_).top_layer)
 
     def has_rw(self, container_id: str) -> bool:
         """Whether the container's read-write layer is recorded (a removal deletes it first)."""
