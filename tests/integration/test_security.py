@@ -236,12 +236,14 @@ def test_runtime_names(berthd: harness.Berthd, busybox_image: str) -> None:
     assert r.returncode == 125 and "unknown or invalid runtime name: bogus" in r.stderr, r.stderr
     status, body = berthd.api("POST", "/containers/create", {"Image": busybox_image, "HostConfig": {"Runtime": "bogus"}})
     assert status == 400 and body == {"message": "unknown or invalid runtime name: bogus"}
-    for name in ("runc", "native"):
+    assert ok(berthd.docker("ps", "-aq")).stdout == ""  # nothing was created
+    for name in ("runc", "native", "io.containerd.runc.v2"):
         ok(berthd.docker("run", "--rm", "--runtime", name, "busybox", "true"))
     ok(berthd.docker("create", "--name", "rt", "busybox", "true"))
-    assert ok(berthd.docker("inspect", "-f", "{{.HostConfig.Runtime}}", "rt")).stdout == "runc\n"
+    assert ok(berthd.docker("inspect", "-f", "{{.HostConfig.Runtime}}", "rt")).stdout == "native\n"
     info = json.loads(ok(berthd.docker("info", "--format", "{{json .}}")).stdout)
-    assert info["DefaultRuntime"] == "runc" and "runc" in info["Runtimes"]
+    assert info["DefaultRuntime"] == "native" and set(info["Runtimes"]) == {"native", "runc", "io.containerd.runc.v2"}
+    assert info["Runtimes"]["runc"]["path"].endswith("/runc")
     assert "name=seccomp,profile=builtin" in info["SecurityOptions"]
 
 

@@ -122,7 +122,8 @@ def test_runtime_is_checked_and_recorded() -> None:
 
     from berth.errors import InvalidParameter
 
-    assert _container({}).host_config["Runtime"] == "runc"
+    assert _container({}).host_config["Runtime"] == "native"
     assert _container({"Runtime": "native"}).host_config["Runtime"] == "native"
+    assert _container({"Runtime": "runc"}).host_config["Runtime"] == "runc"
     with pytest.raises(InvalidParameter, match="^unknown or invalid runtime name: bogus$"):
         _container({"Runtime": "bogus"})

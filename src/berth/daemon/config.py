@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from berth.daemon.runtimes import Runtimes, parse_add_runtime
 from berth.errors import InvalidParameter
 
 DEFAULT_DATA_ROOT = "/var/lib/berth"
@@ -63,6 +64,11 @@ class DaemonConfig:
     ip: str = ""  # default host address of published ports ("" = every address)
     # where CDI device specs are read (dockerd's --cdi-spec-dir); empty: /etc/cdi, /var/run/cdi
     cdi_spec_dirs: list[str] = field(default_factory=list)
+    # OCI runtimes (daemon.json "runtimes", --add-runtime NAME=PATH) and the default one
+    runtimes: dict[str, object] = field(default_factory=dict)
+    add_runtimes: list[str] = field(default_factory=list)
+    default_runtime: str = ""
+    runtime_table: Runtimes = field(default_factory=Runtimes)  # all of them, checked (daemon/runtimes.py)
 
     @property
     def socket(self) -> Path:
@@ -96,6 +102,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--init-path", help="the init binary (default: berth-init beside berthd)")
     p.add_argument("--cdi-spec-dir", action="append", dest="cdi_spec_dirs",
                    help="a directory of CDI device specs (repeatable; default /etc/cdi and /var/run/cdi)")
+    p.add_argument("--add-runtime", action="append", dest="add_runtimes",
+                   help="NAME=PATH: an OCI runtime binary containers may ask for (--runtime NAME)")
+    p.add_argument("--default-runtime", help="the runtime of containers that name none (default native)")
     p.add_argument("--log-driver", help="default logging driver of new containers: json-file (default), local, none")
     p.add_argument("--log-opt", action="append", dest="log_opts",
                    help="a default option of that driver, KEY=VALUE (json-file: max-size=20m,max-file=5 unless set)")
@@ -141,7 +150,7 @@ FILE_KEYS = {
     "fixed-cidr": "fixed_cidr", "mtu": "mtu", "default-address-pools": "default_address_pools",
     "ip-forward": "ip_forward", "ip-masq": "ip_masq", "icc": "icc", "dns": "dns", "dns-search": "dns_search",
     "dns-opts": "dns_opts", "ip": "ip", "cdi-spec-dirs": "cdi_spec_dirs",
-    "log-driver": "log_driver", "log-opts": "log_opts",
+    "log-driver": "log_driver", "log-opts": "log_opts", "runtimes": "runtimes", "default-runtime": "default_runtime",
 }
 
 
@@ -173,6 +182,8 @@ def parse_args(argv: list[str]) -> DaemonConfig:
         v = getattr(args, key, None)
         if v is not None:
             values[key] = v
+    if args.add_runtimes:
+        values["add_runtimes"] = args.add_runtimes
     cfg = DaemonConfig()
     for key, v in values.items():
         if key in ("data_root", "exec_root", "pidfile"):
@@ -185,6 +196,14 @@ def parse_args(argv: list[str]) -> DaemonConfig:
             raise InvalidParameter(f"{key.replace('_', '-')} must be a positive integer")
     _check_network(cfg)
     _check_logging(cfg)
+    if not isinstance(cfg.runtimes, dict):
+        raise InvalidParameter("runtimes: expected an object of NAME: {\"path\": ...}")
+    added = dict(cfg.runtimes)
+    for name, entry in parse_add_runtime(cfg.add_runtimes).items():
+        if name in added:
+            raise InvalidParameter(f"runtime {name} is given twice (--add-runtime and the config file)")
+        added[name] = entry
+    cfg.runtime_table = Runtimes(added, cfg.default_runtime)
     if cfg.tlsverify:
         cfg.tls = True
     if cfg.tls and not (cfg.tlscert and cfg.tlskey):

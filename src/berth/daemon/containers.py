@@ -86,7 +86,8 @@ async def create(d: Daemon, req: jobs.ContainerCreate, job: Job) -> Created:
             f"image with reference {body['Image']} was found but does not match the specified platform: "
             f"wanted {wanted.format()}, actual: {platforms.of_image(image_config).format()}"
         )
-    config, host = createconfig.merge(body, image_config, (d.cfg.log_driver, d.cfg.log_opts))
+    config, host = createconfig.merge(body, image_config, (d.cfg.log_driver, d.cfg.log_opts),
+                                       d.cfg.runtime_table)
     _check_links(d, host)
     storageopt.check(host.get("StorageOpt"), d.storage_driver, d.cfg.data_root)
     networks = netsettings.endpoint_configs(body, host, d.network.find)

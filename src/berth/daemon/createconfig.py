@@ -29,7 +29,7 @@ HOST_CONFIG_DEFAULTS: dict[str, Any] = {
     "CgroupnsMode": "host", "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None, "GroupAdd": None,
     "IpcMode": "private", "Cgroup": "", "Links": None, "OomScoreAdj": 0, "PidMode": "", "Privileged": False,
     "PublishAllPorts": False, "ReadonlyRootfs": False, "SecurityOpt": None, "UTSMode": "", "UsernsMode": "",
-    "ShmSize": 67108864, "Runtime": "runc", "ConsoleSize": [0, 0], "Isolation": "", "CpuShares": 0,
+    "ShmSize": 67108864, "Runtime": "", "ConsoleSize": [0, 0], "Isolation": "", "CpuShares": 0,
     "Memory": 0, "NanoCpus": 0, "CgroupParent": "", "BlkioWeight": 0, "CpuPeriod": 0, "CpuQuota": 0,
     "CpusetCpus": "", "CpusetMems": "", "Devices": [], "MemoryReservation": 0, "MemorySwap": 0,
     "MemorySwappiness": None, "OomKillDisable": False, "PidsLimit": None, "Ulimits": [], "Init": None,
@@ -77,10 +77,12 @@ def merge_healthcheck(mine: dict[str, Any] | None, image: dict[str, Any] | None)
 
 def merge(
     body: dict[str, Any], image: dict[str, Any], log_default: tuple[str, dict[str, str]] = ("json-file", {}),
+    runtime_table: runtimes.Runtimes = runtimes.DEFAULTS,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(Config, HostConfig) as the container record keeps them; raises for no command.
     ``log_default`` is the daemon's logging driver and options (dockerd's merge: a container
-    without a driver gets the daemon's, and the daemon's options it does not set itself)."""
+    without a driver gets the daemon's, and the daemon's options it does not set itself);
+    ``runtime_table`` the daemon's runtimes (an empty ``Runtime`` becomes its default)."""
     entrypoint = _as_list(body.get("Entrypoint"))
     cmd = _as_list(body.get("Cmd"))
     if entrypoint is not None and entrypoint == [""]:
@@ -147,7 +149,7 @@ def merge(
 
         log_settings(log_type, options)  # dockerd checks --log-opt at create
     host["NetworkMode"] = host.get("NetworkMode") or "default"  # the network itself is checked by the daemon
-    host["Runtime"] = runtimes.check(host.get("Runtime"))
+    host["Runtime"] = runtime_table.check(host.get("Runtime"))
     if not host.get("Privileged"):  # Docker records its defaults; privileged gets none at start
         host.setdefault("MaskedPaths", list(MASKED_PATHS))
         host.setdefault("ReadonlyPaths", list(READONLY_PATHS))

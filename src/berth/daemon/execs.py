@@ -26,7 +26,7 @@ from berth.daemon.createconfig import merge_env
 from berth.daemon.handlers import HandlerTable
 from berth.daemon.live import frame
 from berth.daemon.users import resolve_user
-from berth.drivers.exec.spec import exec_process_spec
+from berth.drivers.exec.spec import build_env, exec_process_spec
 from berth.engine import ByteSink, Duplex, Job
 from berth.errors import Conflict, ContainerStartError, InvalidParameter, NotFound
 from berth.jobs import execs as jobs
@@ -128,10 +128,11 @@ async def _process(d: Daemon, c: Container, cfg: dict[str, Any]) -> dict[str, An
     user = None
     if cfg.get("User"):
         user = await asyncio.to_thread(resolve_user, d.graph, c, cfg["User"])
-    env = merge_env(list(c.config.get("Env") or []), list(cfg.get("Env") or []))
-    if cfg.get("Tty") and not any(e.startswith("TERM=") for e in env):
-        env.append("TERM=xterm")
-    return exec_process_spec(
+    # moby's CreateDaemonEnvironment: PATH, HOSTNAME (and TERM with a tty) unless the
+    # container's or the exec's own environment sets them
+    env = build_env(tuple(merge_env(list(c.config.get("Env") or []), list(cfg.get("Env") or []))),
+                    str(c.config.get("Hostname") or ""), bool(cfg.get("Tty")))
+    process = exec_process_spec(
         container,
         list(cfg["Cmd"]),
         env,
@@ -141,6 +142,12 @@ async def _process(d: Daemon, c: Container, cfg: dict[str, Any]) -> dict[str, An
         privileged=bool(cfg.get("Privileged")),
         container_privileged=bool(c.host_config.get("Privileged")),
     )
+    size = cfg.get("ConsoleSize") or [0, 0]
+    if cfg.get("Tty") and len(size) == 2 and size[0] and size[1]:
+        # the terminal's size from the start (API 1.42+ clients send it at create): an OCI
+        # runtime sets it on the pty before the process runs, as runc does for dockerd
+        process["consoleSize"] = {"height": int(size[0]), "width": int(size[1])}
+    return process
 
 
 exec_process = _process  # for the health checks' probes (daemon/health.py)

@@ -48,7 +48,7 @@ from berth.jobs import containers as jobs
 if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon
     from berth.drivers.exec.driver import ContainerHandle
-    from berth.drivers.exec.model import ExitStatus
+    from berth.drivers.exec.model import ExitStatus, OciRuntime
 
 log = logging.getLogger("berth.daemon")
 handlers = HandlerTable()
@@ -137,8 +137,20 @@ async def _spawn_in(d: Daemon, c: Container, netns: str) -> ContainerHandle:
         log_max_size=logging.max_size,
         log_max_files=logging.max_files,
         log_compress=logging.compress,
+        runtime=_oci_runtime(d, c),
     )
     return await d.driver.create(request)
+
+
+def _oci_runtime(d: Daemon, c: Container) -> OciRuntime | None:
+    """The OCI runtime binary the container's recorded runtime names; None for berth's native one."""
+    from berth.drivers.exec.model import OciRuntime
+
+    try:
+        binary = d.cfg.runtime_table.binary(c.host_config.get("Runtime"))
+    except InvalidParameter as exc:  # configured when it was created, not any more
+        raise ContainerStartError(exc.message) from exc
+    return None if binary is None else OciRuntime(binary.name, binary.path, binary.args)
 
 
 async def _record_exit(d: Daemon, c: Container, code: int, oom: bool, finished: str, error: str) -> None:

@@ -12,7 +12,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from berth.daemon.handlers import HandlerTable
-from berth.daemon.runtimes import DEFAULT_RUNTIME, RUNTIMES
 from berth.engine import Job
 from berth.engine.events import matches
 from berth.errors import BerthError
@@ -130,8 +129,8 @@ async def info(d: Daemon, req: jobs.SystemInfo, job: Job) -> JSONObject:
         "NCPU": os.cpu_count() or 1, "MemTotal": host_memory(), "GenericResources": None,
         "DockerRootDir": str(d.cfg.data_root), "HttpProxy": "", "HttpsProxy": "", "NoProxy": "",
         "Name": socket.gethostname(), "Labels": [], "ExperimentalBuild": False, "ServerVersion": VERSION,
-        "Runtimes": {name: {"path": f"berth-{driver}"} for name, driver in RUNTIMES.items()},
-        "DefaultRuntime": DEFAULT_RUNTIME,
+        "Runtimes": d.cfg.runtime_table.info(),
+        "DefaultRuntime": d.cfg.runtime_table.default,
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
                   "Error": "", "RemoteManagers": None},
         "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": _init_binary(d),

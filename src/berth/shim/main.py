@@ -10,8 +10,10 @@ hello for the shim, and a body only the runtime reads) and go the answers::
 
 Then the shim serves the container (:class:`~berth.shim.service.Service`) on its reactor until
 the container has exited and been deleted, and exits. The Runtime comes from ``make_runtime``:
-berth's libcontainer (:class:`~berth.shim.native.NativeRuntime`) unless the caller (a test
-with :mod:`berth.shim.fake`) gives another.
+berth's libcontainer (:class:`~berth.shim.native.NativeRuntime`), or an OCI runtime binary
+(:class:`~berth.shim.oci.OciRuntime`) when the create request names one (``"runtime": {"name",
+"path", "args", "root"}``: the ``oci`` exec driver), unless the caller (a test with
+:mod:`berth.shim.fake`) gives another.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from berth.shim import faults
 from berth.shim import protocol as P
 from berth.shim.helper import Standby
 from berth.shim.native import NativeRuntime
+from berth.shim.oci import OciRuntime
 from berth.shim.reactor import Reactor
 from berth.shim.runtime import Runtime
 from berth.shim.service import Service
@@ -75,7 +78,14 @@ def _detach_stdio(log_path: str) -> None:
     os.close(err)
 
 
-def main(daemon: socket.socket, make_runtime: MakeRuntime = NativeRuntime, standby: Standby | None = None) -> None:
+def runtime_for(req: dict[str, Any], body: bytes, standby: Standby | None = None) -> Runtime:
+    """The request's runtime: an OCI runtime binary if it names one, else berth's libcontainer."""
+    if req.get("runtime"):
+        return OciRuntime(req, body, standby)
+    return NativeRuntime(req, body, standby)
+
+
+def main(daemon: socket.socket, make_runtime: MakeRuntime = runtime_for, standby: Standby | None = None) -> None:
     """Run one container; called in the forked shim process, which exits at the end. ``standby``:
     a helper the spare shim forked while it waited, for the runtime's create."""
     code = 0

@@ -6,6 +6,9 @@
                         log_path=Path(".../c1-json.log"))
     ExitStatus(exit_code=0, oom_killed=False, finished_at="2026-11-28T04:32:48.566437740Z")
 
+With ``runtime`` (an :class:`OciRuntime`) the monitor drives that binary instead of berth's
+libcontainer: the ``oci`` exec driver (:mod:`berth.shim.oci`).
+
 The container's cgroup limits are the spec's ``linux.resources`` (converted in the monitor's
 helper by :func:`berth.libcontainer.cgroups.resources_from_oci`, as ``berth-runtime`` does).
 
@@ -34,6 +37,18 @@ class CreateRequest:
     log_max_size: int = 0  # json-file max-size in bytes (0 = unbounded)
     log_max_files: int = 1  # json-file max-file
     log_compress: bool = False  # gzip the rotated files (compress)
+    # the ``oci`` exec driver: an OCI runtime binary runs the container (None: berth's libcontainer)
+    runtime: OciRuntime | None = None
+
+
+@dataclass(frozen=True)
+class OciRuntime:
+    """An OCI runtime binary (runc, crun, berth-runtime): ``name`` also names its state directory
+    (``<exec root>/runtime-<name>``), ``args`` go before its command (daemon.json runtimeArgs)."""
+
+    name: str
+    path: str
+    args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

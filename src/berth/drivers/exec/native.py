@@ -36,6 +36,7 @@ from berth.drivers.exec.model import CreateRequest, ExitStatus
 from berth.drivers.exec.view import View, open_view
 from berth.errors import Conflict, ContainerStartError, SystemFailure, Unavailable
 from berth.libcontainer.cgroups import ResourceUpdate, Stats, open_cgroup
+from berth.shim import oci
 from berth.shim import protocol as P
 
 log = logging.getLogger(__name__)
@@ -198,6 +199,11 @@ class NativeDriver:
             "log_max_files": req.log_max_files,
             "log_compress": req.log_compress,
         }
+        if req.runtime is not None:  # the oci exec driver: the monitor drives this binary
+            root = self.exec_root / f"runtime-{req.runtime.name}"
+            root.mkdir(mode=0o700, exist_ok=True)
+            request["runtime"] = {"name": req.runtime.name, "path": req.runtime.path,
+                                  "args": list(req.runtime.args), "root": str(root)}
         # the body travels as a second frame: only the monitor's short-lived helper parses it
         body = {
             "spec": req.spec,
@@ -269,6 +275,10 @@ class NativeDriver:
             except TimeoutError:
                 pass  # a stuck monitor: remove what it left behind ourselves
         cg = open_cgroup(self.cgroup_name(cid), self.cgroup_root)  # before its record goes
+        if (self.exec_dir(cid) / oci.RUNTIME_FILE).exists():
+            # an OCI runtime's container whose monitor did not delete it (it was killed): the
+            # runtime's state and the rootfs mount go here
+            await asyncio.to_thread(_remove_oci, cid, str(self.exec_dir(cid)))
         shutil.rmtree(self.exec_dir(cid), ignore_errors=True)
         if cg.exists():
             await asyncio.to_thread(cg.destroy)
@@ -306,6 +316,16 @@ async def _read_ready(control: socket.socket) -> bytes:
     # sock_recv's coroutine is made only once this task runs: a shutdown right after startup
     # cancels the task before its first step, and must leave no coroutine never awaited
     return await asyncio.wait_for(asyncio.get_running_loop().sock_recv(control, 16), 60)
+
+
+def _remove_oci(cid: str, directory: str) -> None:
+    try:
+        with open(os.path.join(directory, oci.RUNTIME_FILE), "rb") as f:
+            binary = oci.Binary(P.decode_json(f.read()))
+        oci.remove(binary, cid, directory)
+    except (OSError, ValueError, KeyError, oci.RuntimeFailed) as exc:
+        # the exec directory goes anyway; what is left is in the daemon's log
+        log.warning("delete OCI runtime container %s: %s", cid, exc)
 
 
 def _write_config(bundle: Path, spec: dict[str, object]) -> None:

@@ -1,0 +1,443 @@
+"""The shim's :class:`~berth.shim.runtime.Runtime` on an OCI runtime binary (runc, crun, berth-runtime).
+
+Each operation is one command of the binary, run by a helper process
+(:mod:`berth.shim.helper`) that waits for it and answers, so the shim's loop never waits:
+
+- ``create``: the helper mounts the rootfs (the graph driver's plan, on the host, as containerd
+  mounts a bundle's rootfs), writes the bundle's ``config.json`` in the container's exec
+  directory (:func:`berth.shim.ocispec.runtime_spec`) and runs ``BIN create --bundle DIR
+  --pid-file F [--console-socket S] ID`` with the container's stdio as its own (the binary hands
+  it to the init); it answers the init's pid;
+- ``start``, ``pause``, ``resume``: ``BIN start|pause|resume ID``;
+- ``exec``: ``BIN exec --detach --process P --pid-file F [--console-socket S] ID`` with the
+  process's stdio; answers its pid;
+- ``state``: ``BIN state ID`` (its OCI state JSON) and the cgroup's OOM record;
+- ``delete``: ``BIN delete --force ID``, then the rootfs is unmounted;
+- ``kill``: ``kill(2)``, as for the native runtime. The init and every exec'd process are the
+  shim's children once the binary has exited: the shim is a child subreaper, so they are
+  reparented to it, and it reaps them and records their exit status itself.
+
+Every command gets ``--root`` (the runtime's state directory, one per configured runtime:
+``<exec root>/runtime-<name>``) and ``--log FILE --log-format json``; a failure's message is the
+last error the binary logged, as dockerd reports it (``OCI runtime create failed: ...``), and
+the exit code a client sees follows the text as dockerd's does (127 not found, 126 not
+executable). A pty's master comes over a listening console socket the helper makes; the helper
+forwards it over the shim's console socketpair, as the native runtime's init sends it.
+
+    runtime = OciRuntime(hello, body)    # hello["runtime"]: {"name", "path", "args", "root"}
+    op = runtime.create(stdio)           # Result.pid: the init, waiting for start
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import tempfile
+from typing import Any
+
+from berth.libcontainer import Stdio
+from berth.shim import ocispec
+from berth.shim import protocol as P
+from berth.shim.helper import Helper, HelperOp, Standby, answer
+from berth.shim.runtime import Done, Op, Result, RuntimeState
+
+RUNTIME_FILE = "runtime.json"  # in <exec_root>/<id>: how to reach the runtime, for cleanup after a crash
+CONFIG_FILE = "config.json"  # the bundle's (the exec directory is the bundle)
+SUN_PATH_MAX = 107
+
+
+class RuntimeFailed(Exception):
+    """A runtime command failed: ``message`` as a client sees it, ``exit_code`` 126/127/128."""
+
+    def __init__(self, message: str, exit_code: int = 128) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+
+class Binary:
+    """How to run the runtime: its path, its own global options, its state directory."""
+
+    __slots__ = ("name", "path", "args", "root")
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.name = str(spec.get("name") or "oci")
+        self.path = str(spec["path"])
+        self.args = [str(a) for a in spec.get("args") or ()]
+        self.root = str(spec["root"])
+
+    def argv(self, log: str, *command: str) -> list[str]:
+        return [self.path, *self.args, "--root", self.root, "--log", log, "--log-format", "json", *command]
+
+
+class OciRuntime:
+    """One container run by an OCI runtime binary, through helpers."""
+
+    worker = "OCI runtime process"
+
+    def __init__(self, req: dict[str, Any], body: bytes, standby: Standby | None = None) -> None:
+        if standby is not None:
+            standby.dismiss()  # the native runtime's create helper: not ours
+        self.id: str = req["id"]
+        self.dir = os.path.join(req["exec_root"], self.id)
+        self.cgroup_name: str = req.get("cgroup") or ""
+        self.binary = Binary(req["runtime"])
+        self._req = req
+        self._body = body  # parsed in the create helper only
+        self.pid = 0
+
+    # ---- operations -------------------------------------------------------------------------
+    def create(self, stdio: Stdio) -> Op:
+        req, body, binary = self._req, self._body, self.binary
+        self._body = b""
+        return HelperOp(Helper(lambda res_w, go_r: helper_create(binary, req, body, stdio, res_w)),
+                        on_result=self._created)
+
+    def _created(self, result: Result) -> None:
+        if result.ok:
+            self.pid = result.pid
+
+    def start(self) -> Op:
+        return self._command("start", "start", self.id)
+
+    def exec(self, process: dict[str, Any], stdio: Stdio) -> Op:
+        binary, cid, directory = self.binary, self.id, self.dir
+        return HelperOp(Helper(lambda res_w, go_r: helper_exec(binary, cid, directory, process, stdio, res_w)))
+
+    def kill(self, pid: int, signum: int) -> Op:
+        # the init and exec'd processes are our children (reparented to this subreaper): their
+        # pids cannot be reused before we reap them
+        os.kill(pid or self.pid, signum)
+        return Done()
+
+    def pause(self) -> Op:
+        return self._command("pause", "pause", self.id)
+
+    def resume(self) -> Op:
+        return self._command("resume", "resume", self.id)
+
+    def state(self) -> Op:
+        binary, cid, directory, cgroup = self.binary, self.id, self.dir, self.cgroup_name
+        return HelperOp(Helper(lambda res_w, go_r: helper_state(binary, cid, directory, cgroup, res_w)),
+                        on_result=_to_state)
+
+    def delete(self) -> Op:
+        binary, cid, directory = self.binary, self.id, self.dir
+        return HelperOp(Helper(lambda res_w, go_r: helper_delete(binary, cid, directory, res_w)))
+
+    def close(self) -> None:
+        return None
+
+    def _command(self, what: str, *command: str) -> Op:
+        binary, directory = self.binary, self.dir
+        return HelperOp(Helper(lambda res_w, go_r: helper_command(binary, directory, what, command, res_w)))
+
+
+def _to_state(result: Result) -> None:
+    """The state helper's ``{"result": {"status", "oom_killed"}}`` as a RuntimeState."""
+    value = result.value if isinstance(result.value, dict) else {}
+    result.value = RuntimeState(str(value.get("status") or "unknown"), bool(value.get("oom_killed")))
+
+
+# ---- in the helpers -------------------------------------------------------------------------
+
+
+def run(binary: Binary, directory: str, what: str, command: list[str] | tuple[str, ...],
+        fds: tuple[int, int, int] | None = None) -> None:
+    """Run one runtime command with ``fds`` as its stdio (else /dev/null) and wait for it;
+    RuntimeFailed with the runtime's own last error if it fails."""
+    log = os.path.join(directory, f"runtime-{os.getpid()}.log")
+    null = -1
+    if fds is None:
+        null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+        fds = (null, null, null)
+    try:
+        # dup2 onto 0-2 (never the same fd: the shim's own 0-2 are /dev/null and its log)
+        actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(fds)]
+        try:
+            pid = os.posix_spawn(binary.path, binary.argv(log, *command), os.environ, file_actions=actions,
+                                 setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD))
+        except OSError as exc:
+            raise RuntimeFailed(f"OCI runtime {what} failed: run {binary.path}: {exc.strerror}") from exc
+        status = _wait(pid)
+    finally:
+        if null >= 0:
+            os.close(null)
+    try:
+        with open(log, errors="replace") as f:
+            text = f.read()
+        os.unlink(log)
+    except FileNotFoundError:
+        text = ""
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        reason = ocispec.last_error(text) or (f"exit status {code}" if code > 0 else f"killed by signal {-code}")
+        message = f"OCI runtime {what} failed: {reason}"
+        raise RuntimeFailed(message, ocispec.exit_code_for(reason))
+
+
+def _wait(pid: int) -> int:
+    while True:
+        try:
+            return os.waitpid(pid, 0)[1]
+        except InterruptedError:
+            continue
+
+
+def _held() -> set[str]:
+    with open("/proc/self/status") as f:
+        return ocispec.held_capabilities(f.read())
+
+
+def _write(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _read_pid(path: str) -> int:
+    with open(path) as f:
+        pid = int(f.read().strip())
+    os.unlink(path)
+    return pid
+
+
+class ConsoleSocket:
+    """A listening unix socket for ``--console-socket``: the runtime connects and sends the pty
+    master; :meth:`forward` passes it on over the shim's socketpair end. A path too long for
+    ``sun_path`` goes in a private directory under /tmp instead."""
+
+    def __init__(self, directory: str, name: str) -> None:
+        self.tmp = ""
+        path = os.path.join(directory, name)
+        if len(os.fsencode(path)) > SUN_PATH_MAX:
+            self.tmp = tempfile.mkdtemp(prefix="berth-tty-")
+            path = os.path.join(self.tmp, "tty.sock")
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        os.chmod(path, 0o600)
+        self.sock.listen(1)
+
+    def forward(self, to_fd: int) -> None:
+        """Receive the master (the runtime has exited: it is queued) and send it on."""
+        self.sock.setblocking(False)
+        try:
+            conn, _ = self.sock.accept()
+        except BlockingIOError:
+            raise RuntimeFailed("OCI runtime sent no pty master over the console socket") from None
+        with conn:
+            conn.setblocking(False)
+            try:
+                _msg, ancdata, _flags, _addr = conn.recvmsg(64, socket.CMSG_SPACE(4), socket.MSG_CMSG_CLOEXEC)
+            except BlockingIOError:
+                raise RuntimeFailed("OCI runtime sent no pty master over the console socket") from None
+        fds = [int.from_bytes(data[:4], sys.byteorder)
+               for level, kind, data in ancdata if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS]
+        if not fds:
+            raise RuntimeFailed("OCI runtime sent no pty master over the console socket")
+        try:
+            with socket.socket(fileno=os.dup(to_fd)) as out:
+                out.sendmsg([b"/dev/pts"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds[0].to_bytes(4, sys.byteorder))])
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def close(self) -> None:
+        self.sock.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        if self.tmp:
+            os.rmdir(self.tmp)
+
+
+def _stdio_fds(stdio: Stdio) -> tuple[int, int, int] | None:
+    return None if stdio.tty else (stdio.stdin, stdio.stdout, stdio.stderr)
+
+
+def helper_create(binary: Binary, req: dict[str, Any], body: bytes, stdio: Stdio, res_w: int) -> None:
+    """In the helper: mount the rootfs, write the bundle, ``create``; answers the init's pid."""
+    cid = req["id"]
+    directory = os.path.join(req["exec_root"], cid)
+    try:
+        work = P.decode_json(body)
+        spec = ocispec.runtime_spec(work["spec"], req.get("cgroup") or "", _held())
+        mounts = work.get("rootfs_mounts") or ()
+        # written first: a cleanup after a crash from here on knows what to undo
+        _write(os.path.join(directory, RUNTIME_FILE), P.dumps({
+            "name": binary.name, "path": binary.path, "args": binary.args, "root": binary.root,
+            "rootfs": [m[2] for m in mounts],
+        }))
+        _mount_rootfs(mounts)
+        _write(os.path.join(directory, CONFIG_FILE), P.dumps(spec))
+        pid_file = os.path.join(directory, "init.pid")
+        command = ["create", "--bundle", directory, "--pid-file", pid_file]
+        console = ConsoleSocket(directory, "tty.sock") if stdio.tty else None
+        try:
+            if console is not None:
+                command += ["--console-socket", console.path]
+            run(binary, directory, "create", [*command, cid], _stdio_fds(stdio))
+            if console is not None:
+                console.forward(stdio.console_socket)
+        finally:
+            if console is not None:
+                console.close()
+        pid = _read_pid(pid_file)
+    except RuntimeFailed as exc:
+        _undo_create(binary, cid, directory)
+        answer(res_w, {"message": exc.message, "exit_code": exc.exit_code})
+        return
+    except Exception as exc:
+        import traceback
+
+        traceback.print_exc()  # to monitor.log; the daemon gets the one-line message
+        _undo_create(binary, cid, directory)
+        answer(res_w, {"message": f"create container {cid}: {exc}", "exit_code": 128})
+        return
+    answer(res_w, {"pid": pid})
+
+
+def _undo_create(binary: Binary, cid: str, directory: str) -> None:
+    """After a failed create, before the answer (the shim removes the directory right after it):
+    whatever the runtime kept of the container, and the rootfs mount."""
+    try:
+        remove(binary, cid, directory)
+    except RuntimeFailed:
+        pass  # the runtime kept nothing (its create cleans up after itself): nothing to delete
+
+
+def _mount_rootfs(mounts: Any) -> None:
+    from berth.libcontainer import Mount
+    from berth.libcontainer.mounts import mount_one
+
+    for m in mounts:
+        mount = Mount(m[0], m[1], m[2], tuple(m[3]))
+        mount_one(mount, mount.target)
+
+
+def helper_exec(binary: Binary, cid: str, directory: str, process: dict[str, Any], stdio: Stdio, res_w: int) -> None:
+    """In the helper: ``exec --detach`` the process (filled from the container's, trimmed as its
+    init was); answers its pid."""
+    tag = os.getpid()
+    process_file = os.path.join(directory, f"process-{tag}.json")
+    pid_file = os.path.join(directory, f"exec-{tag}.pid")
+    try:
+        try:
+            with open(os.path.join(directory, CONFIG_FILE), "rb") as f:
+                container = P.decode_json(f.read()).get("process")
+        except (OSError, ValueError) as exc:
+            # no record of the container's walls: refuse rather than run the process without them
+            raise RuntimeFailed(f"exec in container {cid}: read {CONFIG_FILE}: {exc}", 126) from exc
+        _write(process_file, P.dumps(ocispec.exec_process(process, container, _held())))
+        command = ["exec", "--detach", "--process", process_file, "--pid-file", pid_file]
+        console = ConsoleSocket(directory, f"tty-{tag}.sock") if stdio.tty else None
+        try:
+            if console is not None:
+                command += ["--console-socket", console.path]
+            run(binary, directory, "exec", [*command, cid], _stdio_fds(stdio))
+            if console is not None:
+                console.forward(stdio.console_socket)
+        finally:
+            if console is not None:
+                console.close()
+            try:
+                os.unlink(process_file)
+            except FileNotFoundError:
+                pass
+        pid = _read_pid(pid_file)
+    except RuntimeFailed as exc:
+        answer(res_w, {"message": exc.message, "exit_code": exc.exit_code if exc.exit_code != 128 else 126})
+        return
+    except Exception as exc:  # noqa: BLE001 -- anything else still gets an answer
+        answer(res_w, {"message": f"exec in container {cid}: {type(exc).__name__}: {exc}", "exit_code": 126})
+        return
+    answer(res_w, {"pid": pid})
+
+
+def helper_command(binary: Binary, directory: str, what: str, command: tuple[str, ...], res_w: int) -> None:
+    """In the helper: one command (start, pause, resume); ``{}`` or the error."""
+    try:
+        run(binary, directory, what, command)
+    except RuntimeFailed as exc:
+        answer(res_w, {"message": exc.message, "exit_code": exc.exit_code})
+        return
+    answer(res_w, {})
+
+
+def helper_state(binary: Binary, cid: str, directory: str, cgroup_name: str, res_w: int) -> None:
+    """In the helper: the runtime's ``state`` and whether the OOM killer hit the container."""
+    from berth.errors import SystemFailure
+    from berth.libcontainer.cgroups import open_cgroup
+
+    status = "unknown"
+    r, w = os.pipe2(os.O_CLOEXEC)
+    null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        try:
+            run(binary, directory, "state", ("state", cid), (null, w, null))
+        finally:
+            os.close(w)
+        out = b""
+        while chunk := os.read(r, 65536):
+            out += chunk
+        status = str(json.loads(out).get("status") or "unknown")
+    except (RuntimeFailed, ValueError, AttributeError) as exc:
+        print(f"monitor: state of container {cid}: {exc}", file=sys.stderr)
+    finally:
+        os.close(r)
+        os.close(null)
+    oom = False
+    if cgroup_name:
+        cgroup = open_cgroup(cgroup_name)
+        try:
+            oom = cgroup.exists() and cgroup.oom_killed()
+        except (OSError, SystemFailure):
+            oom = False  # the memory controller is gone or unreadable: no OOM is known
+    answer(res_w, {"result": {"status": status, "oom_killed": oom}})
+
+
+def helper_delete(binary: Binary, cid: str, directory: str, res_w: int) -> None:
+    """In the helper: ``delete --force``, then the rootfs unmounted."""
+    try:
+        remove(binary, cid, directory)
+    except RuntimeFailed as exc:
+        answer(res_w, {"message": exc.message, "exit_code": exc.exit_code})
+        return
+    answer(res_w, {})
+
+
+def remove(binary: Binary, cid: str, directory: str) -> None:
+    """Delete the container from the runtime and unmount its rootfs (what ``runtime.json`` names)."""
+    error: RuntimeFailed | None = None
+    try:
+        run(binary, directory, "delete", ("delete", "--force", cid))
+    except RuntimeFailed as exc:
+        error = exc
+    unmount_rootfs(directory)
+    if error is not None:
+        raise error
+    os.unlink(os.path.join(directory, RUNTIME_FILE))  # nothing left for a cleanup to undo
+
+
+def unmount_rootfs(directory: str) -> None:
+    """Detach the rootfs mounts ``runtime.json`` records (innermost first); gone ones are skipped."""
+    from berth.libcontainer import kernel
+
+    try:
+        with open(os.path.join(directory, RUNTIME_FILE), "rb") as f:
+            targets = list(P.decode_json(f.read()).get("rootfs") or ())
+    except (OSError, ValueError):
+        return
+    for target in reversed(targets):
+        while os.path.ismount(target):
+            try:
+                kernel.umount2(target, kernel.MNT_DETACH)
+            except OSError as exc:
+                raise RuntimeFailed(f"unmount rootfs {target}: {exc}") from exc

@@ -1,0 +1,249 @@
+"""One container-behaviour suite, run against the ``native`` exec driver and the ``oci`` one.
+
+The same scenarios go through the real docker CLI against one berthd, once with ``--runtime
+native`` (berth's libcontainer) and once with ``--runtime runc`` (Debian's runc driven by the
+monitor, :mod:`berth.shim.oci`), and the results must be equal -- and what Docker shows (each test
+also checks the expected values, so two equally wrong answers fail too): isolation
+(capabilities, seccomp, no_new_privs, ids of the init and of an exec), limits (-m,
+--pids-limit, --cpus in the cgroup files), exit codes (0/1/126/127/137), signals (stop, kill),
+terminals (-t, -it) and exec (exit codes, stdin, -t, -it, a missing program).
+
+crun and berth-runtime run a shorter pass (:func:`test_other_oci_runtimes`): crun refuses
+cgroups on a hybrid (v1 + unified) host like this one, and is skipped there with its reason.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import harness
+
+pytestmark = pytest.mark.integration
+
+RUNC = shutil.which("runc")
+RUNTIMES = ("native", "runc")
+STATUS_FIELDS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp", "Uid", "Gid", "Groups")
+STATUS = "grep -E '^(" + "|".join(STATUS_FIELDS) + "):' /proc/self/status"
+SIGNAL_LOOP = ("trap 'echo got-term; exit 42' TERM; trap 'echo got-usr1; exit 43' USR1; echo ready; "
+               "while true; do sleep 0.1; done")
+
+needs_runc = pytest.mark.skipif(RUNC is None, reason="runc not installed (apt-get install runc)")
+
+
+def ok(r: subprocess.CompletedProcess) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
+    assert r.returncode == 0, f"exit {r.returncode}\nstdout: {r.stdout!r}\nstderr: {r.stderr!r}"
+    return r
+
+
+def both(scenario):  # type: ignore[no-untyped-def]
+    """Run ``scenario(runtime)`` for every runtime; the results, which must all be equal."""
+    got = {rt: scenario(rt) for rt in RUNTIMES}
+    assert got["runc"] == got["native"], json.dumps(got, indent=1)
+    return got["native"]
+
+
+def _status(text: str) -> dict[str, str]:
+    return dict(line.split(":\t", 1) for line in text.strip().splitlines())
+
+
+@needs_runc
+@pytest.mark.parametrize(
+    "flags",
+    [[], ["--cap-drop", "ALL", "--security-opt", "no-new-privileges"], ["--cap-add", "SYS_ADMIN"],
+     ["--privileged"], ["--user", "1000:1000", "--group-add", "10"]],
+    ids=["default", "cap-drop-all-nnp", "cap-add-sys-admin", "privileged", "user"],
+)
+def test_isolation_of_init_and_exec(berthd: harness.Berthd, busybox_image: str, flags: list[str]) -> None:
+    def scenario(rt: str) -> dict[str, object]:
+        init = _status(ok(berthd.docker("run", "--rm", "--runtime", rt, *flags, busybox_image, "sh", "-c", STATUS)).stdout)
+        name = f"iso-{rt}"
+        ok(berthd.docker("run", "-d", "--name", name, "--runtime", rt, *flags, busybox_image, "sleep", "600"))
+        execd = _status(ok(berthd.docker("exec", name, "sh", "-c", STATUS)).stdout)
+        # the namespaces an exec is in are the init's
+        ns = ok(berthd.docker("exec", name, "sh", "-c",
+                              "for n in mnt pid net uts ipc; do [ $(readlink /proc/1/ns/$n) = $(readlink /proc/self/ns/$n) ]"
+                              " && echo same-$n; done; hostname; cat /proc/1/comm")).stdout.split()
+        ok(berthd.docker("rm", "-f", name))
+        return {"init": init, "exec": execd, "ns": ns[:5], "pid1": ns[-1]}
+
+    got = both(scenario)
+    assert got["init"] == got["exec"]  # every way in gets the same walls
+    assert got["ns"] == ["same-mnt", "same-pid", "same-net", "same-uts", "same-ipc"] and got["pid1"] == "sleep"
+    status = got["init"]
+    if "--privileged" in flags:
+        assert status["Seccomp"] == "0" and status["CapEff"] == status["CapBnd"] != "0000000000000000"
+    else:
+        assert status["Seccomp"] == "2"
+    if "--cap-drop" in flags:
+        assert status["CapEff"] == status["CapBnd"] == "0000000000000000" and status["NoNewPrivs"] == "1"
+    if not flags:
+        assert status["CapEff"] == "00000000a80425fb" and status["NoNewPrivs"] == "0"  # Docker's 14
+    if "--user" in flags:
+        assert status["Uid"].split()[0] == "1000" and "10" in status["Groups"].split() and status["CapEff"] == "0" * 16
+
+
+@needs_runc
+def test_limits_in_the_cgroup_files(berthd: harness.Berthd, busybox_image: str) -> None:
+    from berth.libcontainer.cgroups import is_unified
+
+    if is_unified():
+        script = "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max /sys/fs/cgroup/cpu.max"
+        want = ["67108864", "50", "50000", "100000"]
+    else:
+        script = ("cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max "
+                  "/sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us")
+        want = ["67108864", "50", "50000", "100000"]
+
+    def scenario(rt: str) -> dict[str, object]:
+        flags = ("-m", "64m", "--pids-limit", "50", "--cpus", "0.5")
+        inside = ok(berthd.docker("run", "--rm", "--runtime", rt, *flags, busybox_image, "sh", "-c", script)).stdout.split()
+        # the pids limit holds: a fork bomb of 80 sleeps gets at most 50 processes
+        forks = berthd.docker("run", "--rm", "--runtime", rt, "--pids-limit", "20", busybox_image, "sh", "-c",
+                              "for i in $(seq 40); do sleep 5 & done 2>/dev/null; sleep 0.5; ls /proc | grep -c '^[0-9]'")
+        # docker stats / top read the same cgroup
+        name = f"lim-{rt}"
+        ok(berthd.docker("run", "-d", "--name", name, "--runtime", rt, *flags, busybox_image, "sleep", "600"))
+        stats = json.loads(ok(berthd.docker("stats", "--no-stream", "--format", "{{json .}}", name)).stdout)
+        top = ok(berthd.docker("top", name)).stdout
+        ok(berthd.docker("update", "--pids-limit", "60", name))
+        updated = ok(berthd.docker("exec", name, "sh", "-c", script)).stdout.split()[1]
+        ok(berthd.docker("rm", "-f", name))
+        return {"inside": inside, "forks_capped": int(forks.stdout.strip() or 0) <= 20,
+                "stats_limit": stats["MemUsage"].split("/")[1].strip(), "top_sleep": "sleep 600" in top,
+                "updated": updated}
+
+    got = both(scenario)
+    assert got == {"inside": want, "forks_capped": True, "stats_limit": "64MiB", "top_sleep": True, "updated": "60"}
+
+
+@needs_runc
+def test_exit_codes(berthd: harness.Berthd, busybox_image: str) -> None:
+    def scenario(rt: str) -> dict[str, object]:
+        out: dict[str, object] = {}
+        for label, cmd in (("true", ["true"]), ("false", ["false"]), ("exit-3", ["sh", "-c", "exit 3"]),
+                           ("missing", ["nosuchprogram"]), ("not-executable", ["/etc/passwd"]),
+                           ("sigkill", ["sh", "-c", "sleep 60 & kill -9 $!; wait $!"])):
+            # (pid 1 cannot SIGKILL itself: a child's death by SIGKILL gives the 137)
+            r = berthd.docker("run", "--rm", "--runtime", rt, busybox_image, *cmd)
+            out[label] = r.returncode
+            if label == "missing":
+                out["missing-text"] = "executable file not found" in r.stderr
+        # a failed start is recorded (exit code) and leaves nothing mounted or running
+        r = berthd.docker("run", "--name", f"bad-{rt}", "--runtime", rt, busybox_image, "nosuchprogram")
+        out["recorded"] = ok(berthd.docker("inspect", "-f", "{{.State.ExitCode}} {{.State.Status}}", f"bad-{rt}")).stdout.strip()
+        ok(berthd.docker("rm", f"bad-{rt}"))
+        return out
+
+    got = both(scenario)
+    assert got == {"true": 0, "false": 1, "exit-3": 3, "missing": 127, "missing-text": True, "not-executable": 126,
+                   "sigkill": 137, "recorded": "127 created"}
+
+
+@needs_runc
+def test_signals_stop_kill_and_wait(berthd: harness.Berthd, busybox_image: str) -> None:
+    def scenario(rt: str) -> dict[str, object]:
+        out: dict[str, object] = {}
+        for label, action in (("stop", ("stop",)), ("kill-usr1", ("kill", "-s", "USR1")), ("kill", ("kill",)),
+                              ("stop-t1-ignored", ("stop", "-t", "1"))):
+            name = f"sig-{rt}-{label}"
+            script = "trap '' TERM; echo ready; while true; do sleep 0.1; done" if label.endswith("ignored") else SIGNAL_LOOP
+            ok(berthd.docker("run", "-d", "--name", name, "--runtime", rt, busybox_image, "sh", "-c", script))
+            harness.eventually(lambda n=name: "ready" in berthd.docker("logs", n).stdout, timeout=20)
+            ok(berthd.docker(*action, name))
+            out[label] = ok(berthd.docker("wait", name)).stdout.strip()
+            out[label + "-log"] = berthd.docker("logs", name).stdout.split()[1:]
+            ok(berthd.docker("rm", name))
+        # pause / unpause freeze and thaw the container
+        name = f"pause-{rt}"
+        ok(berthd.docker("run", "-d", "--name", name, "--runtime", rt, busybox_image, "sleep", "600"))
+        ok(berthd.docker("pause", name))
+        out["paused"] = ok(berthd.docker("inspect", "-f", "{{.State.Status}}", name)).stdout.strip()
+        out["exec-paused"] = berthd.docker("exec", name, "true").returncode
+        ok(berthd.docker("unpause", name))
+        out["exec-unpaused"] = berthd.docker("exec", name, "true").returncode
+        ok(berthd.docker("rm", "-f", name))
+        return out
+
+    got = both(scenario)
+    assert got == {"stop": "42", "stop-log": ["got-term"], "kill-usr1": "43", "kill-usr1-log": ["got-usr1"],
+                   "kill": "137", "kill-log": [], "stop-t1-ignored": "137", "stop-t1-ignored-log": [],
+                   "paused": "paused", "exec-paused": 1, "exec-unpaused": 0}
+
+
+@needs_runc
+def test_terminals(berthd: harness.Berthd, busybox_image: str) -> None:
+    def scenario(rt: str) -> dict[str, object]:
+        out: dict[str, object] = {}
+        out["run-t"] = ok(berthd.docker("run", "--rm", "-t", "--runtime", rt, busybox_image, "tty")).stdout
+        code, text = harness.pty_run(
+            ["docker", "run", "-it", "--rm", "--runtime", rt, busybox_image, "sh", "-c",
+             "tty; stty size; read x; echo got-$x; exit 4"], berthd.env, b"hello\r")
+        out["run-it"] = (code, b"/dev/pts/0\r\n" in text, b"30 100" in text, b"got-hello" in text)
+        name = f"tty-{rt}"
+        ok(berthd.docker("run", "-d", "--name", name, "--runtime", rt, busybox_image, "sleep", "600"))
+        out["exec-t"] = ok(berthd.docker("exec", "-t", name, "tty")).stdout
+        code, text = harness.pty_run(
+            ["docker", "exec", "-it", name, "sh", "-c", "tty; stty size; read x; echo got-$x; exit 5"],
+            berthd.env, b"there\r")
+        out["exec-it"] = (code, b"/dev/pts/" in text, b"30 100" in text, b"got-there" in text)
+        ok(berthd.docker("rm", "-f", name))
+        return out
+
+    got = both(scenario)
+    assert got == {"run-t": "/dev/pts/0\n", "run-it": (4, True, True, True), "exec-t": "/dev/pts/0\n",
+                   "exec-it": (5, True, True, True)}
+
+
+@needs_runc
+def test_exec(berthd: harness.Berthd, busybox_image: str) -> None:
+    def scenario(rt: str) -> dict[str, object]:
+        name = f"ex-{rt}"
+        ok(berthd.docker("run", "-d", "--name", name, "--runtime", rt, "-e", "FOO=bar", busybox_image, "sleep", "600"))
+        out: dict[str, object] = {}
+        for label, cmd in (("zero", ["true"]), ("three", ["sh", "-c", "exit 3"]), ("missing", ["nosuchprogram"]),
+                           ("killed", ["sh", "-c", "kill -9 $$"])):
+            out[label] = berthd.docker("exec", name, *cmd).returncode
+        out["stdin"] = ok(berthd.docker("exec", "-i", name, "cat", input="a\nb\n")).stdout
+        out["env"] = sorted(e for e in ok(berthd.docker("exec", "-e", "X=1", name, "env")).stdout.split()
+                            if not e.startswith("HOSTNAME="))
+        out["user"] = ok(berthd.docker("exec", "-u", "1000", "-w", "/tmp", name, "sh", "-c", "id -u; pwd")).stdout.split()
+        # a detached exec runs on; docker top sees it
+        ok(berthd.docker("exec", "-d", name, "sleep", "77"))
+        harness.eventually(lambda: "sleep 77" in berthd.docker("top", name).stdout, timeout=20)
+        ok(berthd.docker("rm", "-f", name))
+        return out
+
+    got = both(scenario)
+    assert got == {"zero": 0, "three": 3, "missing": 126, "killed": 137, "stdin": "a\nb\n",
+                   "env": ["FOO=bar", "HOME=/root", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "X=1"],
+                   "user": ["1000", "/tmp"]}
+
+
+@pytest.mark.parametrize("name", ["crun", "berth-runtime"])
+def test_other_oci_runtimes(berthd_factory, busybox_tar: Path, name: str) -> None:  # type: ignore[no-untyped-def]
+    path = shutil.which("crun") if name == "crun" else str(harness.VENV_BIN / "berth-runtime")
+    if path is None or not Path(path).exists():
+        pytest.skip(f"{name} is not installed")
+    d = berthd_factory(extra_args=("--add-runtime", f"{name}={path}"))
+    d.import_image(busybox_tar)
+    first = d.docker("run", "--rm", "--runtime", name, "busybox", "true")
+    if name == "crun" and first.returncode != 0 and "hybrid" in (first.stderr + first.stdout).lower():
+        pytest.skip(f"crun refuses this cgroup hybrid (v1 + unified) host: {first.stderr.strip()}")
+    assert first.returncode == 0, first.stderr
+    init = _status(ok(d.docker("run", "--rm", "--runtime", name, "busybox", "sh", "-c", STATUS)).stdout)
+    native = _status(ok(d.docker("run", "--rm", "--runtime", "native", "busybox", "sh", "-c", STATUS)).stdout)
+    assert init == native
+    ok(d.docker("run", "-d", "--name", "c1", "--runtime", name, "-m", "64m", "busybox", "sleep", "600"))
+    assert _status(ok(d.docker("exec", "c1", "sh", "-c", STATUS)).stdout) == native
+    assert d.docker("exec", "c1", "sh", "-c", "exit 7").returncode == 7
+    assert ok(d.docker("exec", "-t", "c1", "tty")).stdout.startswith("/dev/pts/")
+    assert ok(d.docker("run", "--rm", "-t", "--runtime", name, "busybox", "tty")).stdout == "/dev/pts/0\n"
+    assert d.docker("run", "--rm", "--runtime", name, "busybox", "nosuchprogram").returncode == 127
+    ok(d.docker("stop", "-t", "1", "c1"))
+    assert ok(d.docker("inspect", "-f", "{{.State.ExitCode}} {{.HostConfig.Runtime}}", "c1")).stdout == f"137 {name}\n"
+    ok(d.docker("rm", "c1"))
