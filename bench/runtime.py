@@ -5,7 +5,12 @@ in one run. See docs/benchmarks.md ("berth-runtime").
     .venv/bin/python bench/runtime.py --rounds 60 --write   # and puts it in docs/benchmarks.md
 
 The bundle: a busybox root (every applet linked) and `runc spec`'s config.json with `args`
-["true"] and no terminal -- what each runtime's own documentation calls a minimal container.
+["true"] and no terminal -- what each runtime's own documentation calls a minimal container. A
+second bundle is the same with Docker's default seccomp profile (`linux.seccomp` as dockerd
+resolves it for `runc spec`'s capabilities on this machine: berth.libcontainer.seccompprofile),
+run by every runtime in the same rounds: a profile's cost is the median with it minus the
+median without it (issue 10: runc pays ~9 ms per start compiling it with libseccomp;
+berth-runtime keeps the compiled program under its --root).
 Every round runs each runtime once, in a shuffled order, each with a fresh container id and its
 own --root; wall time is the whole command, CPU time the command's and its children's
 (user + system, from wait4). crun 1.8 refuses this machine's hybrid cgroup layout ("cgroups in
@@ -38,8 +43,10 @@ MARK_BEGIN = "<!-- bench/runtime.py: begin -->"
 MARK_END = "<!-- bench/runtime.py: end -->"
 
 
-def make_bundle(top: Path) -> Path:
+def make_bundles(top: Path) -> tuple[Path, Path]:
+    """(the minimal bundle, the same with Docker's default seccomp profile), sharing one root."""
     sys.path.insert(0, str(REPO / "src"))
+    from berth.libcontainer.seccompprofile import default_oci
     from berth.libcontainer.testing import busybox_rootfs
 
     bundle = top / "bundle"
@@ -49,7 +56,12 @@ def make_bundle(top: Path) -> Path:
     spec["process"]["args"] = ["true"]
     spec["process"]["terminal"] = False
     (bundle / "config.json").write_text(json.dumps(spec, indent=2))
-    return bundle
+    seccomp = top / "bundle-seccomp"
+    seccomp.mkdir()
+    spec["root"]["path"] = str(bundle / "rootfs")
+    spec["linux"]["seccomp"] = default_oci(spec["process"]["capabilities"]["bounding"])
+    (seccomp / "config.json").write_text(json.dumps(spec, indent=2))
+    return bundle, seccomp
 
 
 def crun_argv(top: Path) -> list[str] | None:
@@ -98,7 +110,7 @@ def main() -> int:
         return 2
     top = Path(tempfile.mkdtemp(prefix="berth-rtbench-"))
     try:
-        bundle = make_bundle(top)
+        bundle, seccomp_bundle = make_bundles(top)
         systems: dict[str, list[str]] = {
             "berth-runtime": [str(BERTH_RUNTIME), "--root", str(top / "berth")],
             "runc": ["runc", "--root", str(top / "runc")],
@@ -107,15 +119,21 @@ def main() -> int:
         if crun is not None:
             systems["crun"] = [*crun, "--root", str(top / "crun")]
             systems["(unshare for crun)"] = []
-        samples: dict[str, list[tuple[float, float]]] = {name: [] for name in systems}
+        runs: dict[str, tuple[list[str], Path | None]] = {}
+        for name, argv in systems.items():
+            runs[name] = (argv, None if not argv else bundle)
+            if argv:
+                runs[name + SECCOMP] = (argv, seccomp_bundle)
+        samples: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
         for i in range(args.warmup + args.rounds):
-            order = list(systems)
+            order = list(runs)
             random.shuffle(order)
             for name in order:
-                if name == "(unshare for crun)":
+                base, which = runs[name]
+                if which is None:
                     argv = overhead_argv(top)
                 else:
-                    argv = [*systems[name], "run", "--bundle", str(bundle), f"b{uuid.uuid4().hex[:12]}"]
+                    argv = [*base, "run", "--bundle", str(which), f"b{uuid.uuid4().hex[:12]}"]
                 wall, cpu = run_once(argv)
                 if i >= args.warmup:
                     samples[name].append((wall, cpu))
@@ -132,18 +150,39 @@ def _cell(values: list[float]) -> str:
     return f"{statistics.median(values):.1f} ms ({min(values):.1f}–{max(values):.1f})"
 
 
+SECCOMP = " + seccomp"
+
+
 def render(samples: dict[str, list[tuple[float, float]]], rounds: int) -> str:
-    runc_wall = statistics.median(w for w, _ in samples["runc"])
-    runc_cpu = statistics.median(c for _, c in samples["runc"])
+    def med(name: str, i: int) -> float:
+        return statistics.median(row[i] for row in samples[name])
+
     lines = [
         f"| `run` of the minimal bundle, n={rounds} | wall, median (min–max) | CPU, median (min–max) | wall / runc | CPU / runc |",
         "| --- | --- | --- | --- | --- |",
     ]
     for name, rows in samples.items():
+        if name.endswith(SECCOMP):
+            continue
         walls, cpus = [w for w, _ in rows], [c for _, c in rows]
         lines.append(
-            f"| {name} | {_cell(walls)} | {_cell(cpus)} | {statistics.median(walls) / runc_wall:.2f} "
-            f"| {statistics.median(cpus) / runc_cpu:.2f} |"
+            f"| {name} | {_cell(walls)} | {_cell(cpus)} | {med(name, 0) / med('runc', 0):.2f} "
+            f"| {med(name, 1) / med('runc', 1):.2f} |"
+        )
+    lines += [
+        "",
+        f"| `run` with Docker's default seccomp profile, n={rounds} | wall, median (min–max) | CPU, median (min–max) "
+        "| the profile's cost: wall | CPU |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, rows in samples.items():
+        if not name.endswith(SECCOMP):
+            continue
+        plain = name.removesuffix(SECCOMP)
+        walls, cpus = [w for w, _ in rows], [c for _, c in rows]
+        lines.append(
+            f"| {name} | {_cell(walls)} | {_cell(cpus)} | {med(name, 0) - med(plain, 0):+.1f} ms "
+            f"| {med(name, 1) - med(plain, 1):+.1f} ms |"
         )
     return "\n".join(lines)
 

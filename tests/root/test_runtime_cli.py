@@ -211,3 +211,45 @@ def test_run_with_a_terminal_proxies_our_pty(tmp_path: Path, bundle: Path):
             proc.kill()
     text = out.replace(b"\r", b"").decode()
     assert "/dev/pts/0\n" in text and "got:hello" in text
+
+
+def test_seccomp_programs_are_compiled_once_and_kept_under_the_root(tmp_path: Path, bundle: Path):
+    """A profile is compiled by the first create and read back by later ones, from
+    ``<root>/.seccomp`` (0700, files 0600); a kept program that is not exactly what was written,
+    or that others could have changed, is compiled again and replaced."""
+    import hashlib
+
+    from berth.libcontainer import seccomp
+
+    root = tmp_path / "state"
+
+    def edit(spec: dict) -> None:
+        spec["linux"]["seccomp"] = {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"}],
+        }
+
+    write(bundle, ["sh", "-c", "/bin/pwd || echo denied"], edit)
+
+    def run() -> str:
+        res = rt(root, "run", "--bundle", str(bundle), "s-" + uuid.uuid4().hex[:8])
+        assert res.returncode == 0, res.stderr
+        return res.stdout
+
+    assert run() == "denied\n"
+    cache = root / ".seccomp"
+    files = list(cache.iterdir())
+    assert len(files) == 1, files
+    assert cache.stat().st_mode & 0o777 == 0o700 and files[0].stat().st_mode & 0o777 == 0o600
+    compiled = files[0].read_bytes()
+    # the next run loads what is kept there: a planted program that allows everything shows it
+    allow = b"\x06\x00\x00\x00\x00\x00\xff\x7f"  # ret SECCOMP_RET_ALLOW
+    files[0].write_bytes(seccomp._MAGIC + hashlib.sha256(allow).digest() + allow)
+    assert run() == "/\n"
+    # a kept program others could have written is not trusted: compiled again, and replaced
+    files[0].chmod(0o644)
+    assert run() == "denied\n"
+    assert files[0].read_bytes() == compiled and files[0].stat().st_mode & 0o777 == 0o600
+    # the cache's name is no container's
+    res = rt(root, "create", "--bundle", str(bundle), ".seccomp")
+    assert res.returncode != 0 and "invalid container id" in res.stderr

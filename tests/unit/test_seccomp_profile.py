@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import doctest
 import errno
+import hashlib
 import importlib
 import json
 import platform
@@ -242,15 +243,62 @@ def test_compiled_programs_persist_in_the_cache_dir(tmp_path, monkeypatch) -> No
     except seccomp.SeccompError as exc:
         pytest.skip(f"libseccomp is not available: {exc}")
     files = list((tmp_path / "cache").iterdir())
-    assert len(files) == 1 and files[0].read_bytes() == program and files[0].stat().st_mode & 0o777 == 0o600
-    # another process (a fresh cache) reads it instead of compiling: prove it by planting a marker
+    assert len(files) == 1 and files[0].stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "cache").stat().st_mode & 0o777 == 0o700
+    kept = files[0].read_bytes()
+    assert kept.endswith(program) and kept.startswith(seccomp._MAGIC)
+    # the same profile as canonical JSON (what the parsed spec holds) is the same entry
+    monkeypatch.setattr(seccomp, "_cache", {})
+    assert seccomp.compile_profile(json.dumps(profile, sort_keys=True)) == program
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+
+    # another process (a fresh cache) reads it instead of compiling: prove it by planting a
+    # marker, written as the cache writes it
     marker = b"\x06\x00\x00\x00\x00\x00\xff\x7f"  # ret ALLOW
-    files[0].write_bytes(marker)
+    good = seccomp._MAGIC + hashlib.sha256(marker).digest() + marker
+
+    def fresh_compile() -> bytes:
+        monkeypatch.setattr(seccomp, "_cache", {})
+        return seccomp.compile_profile(profile)
+
+    files[0].write_bytes(good)
+    assert fresh_compile() == marker
+    # anything that is not exactly what the cache wrote is compiled again (and replaced)
+    damaged = [
+        b"bad",  # not ours
+        good[:-3],  # truncated: not a whole number of instructions
+        seccomp._MAGIC + hashlib.sha256(marker).digest() + marker[:-1] + b"\x00",  # digest differs
+        seccomp._MAGIC + hashlib.sha256(b"").digest(),  # no program
+    ]
+    for data in damaged:
+        files[0].write_bytes(data)
+        assert fresh_compile() == program, data
+        assert files[0].read_bytes() == kept  # replaced by the compiled program
+    # a file others could have written is never trusted, whatever it holds
+    files[0].write_bytes(good)
+    files[0].chmod(0o644)
+    assert fresh_compile() == program
+    # nor is a symlink to a good one
+    other = tmp_path / "elsewhere.bpf"
+    other.write_bytes(good)
+    other.chmod(0o600)
+    files[0].unlink()
+    files[0].symlink_to(other)
+    assert fresh_compile() == program
+
+
+def test_the_cache_is_not_written_into_a_directory_others_may_write(tmp_path, monkeypatch) -> None:
+    profile = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["rmdir"], "action": "SCMP_ACT_ERRNO"}]}
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
     monkeypatch.setattr(seccomp, "_cache", {})
-    assert seccomp.compile_profile(profile) == marker
-    files[0].write_bytes(b"bad")  # not a whole number of instructions: compiled again
-    monkeypatch.setattr(seccomp, "_cache", {})
-    assert seccomp.compile_profile(profile) == program
+    monkeypatch.setattr(seccomp, "_cache_dir", str(shared))
+    try:
+        seccomp.compile_profile(profile)
+    except seccomp.SeccompError as exc:
+        pytest.skip(f"libseccomp is not available: {exc}")
+    assert list(shared.iterdir()) == []
 
 
 @needs_x86_64

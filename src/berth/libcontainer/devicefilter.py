@@ -15,11 +15,10 @@ The rules are v1 allow lines applied after "deny everything", as ``Resources.dev
 
 from __future__ import annotations
 
-import ctypes
 import os
 import struct
 
-from berth.libcontainer import kernel
+from berth.libcontainer import cabi, kernel
 
 BPF_PROG_LOAD = 5
 BPF_PROG_ATTACH = 8
@@ -98,21 +97,21 @@ def compile_rules(rules: tuple[str, ...]) -> bytes:
 
 
 def _load(program: bytes, with_log: bool) -> int:
-    insns = ctypes.create_string_buffer(program, len(program))
-    license_ = ctypes.create_string_buffer(b"Apache-2.0")
-    log = ctypes.create_string_buffer(1 << 16 if with_log else 1)
-    attr = ctypes.create_string_buffer(128)
+    insns = cabi.create_string_buffer(program, len(program))
+    license_ = cabi.create_string_buffer(b"Apache-2.0")
+    log = cabi.create_string_buffer(1 << 16 if with_log else 1)
+    attr = cabi.create_string_buffer(128)
     struct.pack_into(
         "<IIQQIIQ",
         attr,
         0,
         BPF_PROG_TYPE_CGROUP_DEVICE,
         len(program) // 8,
-        ctypes.addressof(insns),
-        ctypes.addressof(license_),
+        cabi.addressof(insns),
+        cabi.addressof(license_),
         1 if with_log else 0,  # log_level
         len(log) if with_log else 0,
-        ctypes.addressof(log) if with_log else 0,
+        cabi.addressof(log) if with_log else 0,
     )
     struct.pack_into("<I", attr, 68, BPF_CGROUP_DEVICE)  # expected_attach_type
     try:
@@ -134,7 +133,7 @@ def attach(cgroup_dir: str, rules: tuple[str, ...]) -> None:
     try:
         cg_fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            attach_attr = ctypes.create_string_buffer(128)
+            attach_attr = cabi.create_string_buffer(128)
             struct.pack_into("<IIII", attach_attr, 0, cg_fd, prog_fd, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI)
             kernel.bpf(BPF_PROG_ATTACH, attach_attr)
         finally:

@@ -19,9 +19,9 @@ import _socket  # the C module: signal.py imports enum (costly)
 import errno
 import fcntl
 import os
-import struct
+import sys
 
-from berth.libcontainer import cgroup_mount, executable, hookrun, kernel, rootfs
+from berth.libcontainer import cgroup_mount, executable, kernel, rootfs
 from berth.libcontainer import stdio as stdio_
 from berth.libcontainer.cgroups import Cgroup
 from berth.libcontainer.confine import confine, seal_imports, set_limits
@@ -92,6 +92,8 @@ def run_init(
         rootfs.prepare(spec, rootfs_mounts, tty_path, spec.namespace("user") is not None, cgroup_view)
         # the mounts are made, pivot_root is not: the runtime-spec's createContainer moment
         if spec.create_container_hooks:
+            from berth.libcontainer import hookrun  # loaded by the parent (process._spawn)
+
             hookrun.run(spec.create_container_hooks, "createContainer", hookrun.state_for(spec.hook_state, host_pid, "created"))
         # From pivot_root on, a path is the container's: an import would run its code.
         seal_imports()
@@ -122,6 +124,8 @@ def run_init(
         os._exit(EXIT_OTHER)  # the parent went away or aborted: do not run the process
     os.close(barrier_fd)
     if spec.start_container_hooks:  # started, the process not yet exec'd: inside the container
+        from berth.libcontainer import hookrun  # loaded by the parent, as above
+
         try:
             hookrun.run(spec.start_container_hooks, "startContainer", hookrun.state_for(spec.hook_state, host_pid, "running"))
         except ContainerInitError as exc:
@@ -159,9 +163,11 @@ def _loopback_up() -> None:
     # of reach (under /root) by now
     sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC)
     try:
-        req = struct.pack("16sh22x", b"lo", 0)
-        flags = struct.unpack("16sh22x", fcntl.ioctl(sock.fileno(), kernel.SIOCGIFFLAGS, req))[1]
-        fcntl.ioctl(sock.fileno(), kernel.SIOCSIFFLAGS, struct.pack("16sh22x", b"lo", flags | kernel.IFF_UP))
+        # struct ifreq: the name in 16 bytes, then ifr_flags (a short), 40 bytes in all
+        name = b"lo".ljust(16, b"\0")
+        got = fcntl.ioctl(sock.fileno(), kernel.SIOCGIFFLAGS, name + bytes(24))
+        flags = int.from_bytes(got[16:18], sys.byteorder) | kernel.IFF_UP
+        fcntl.ioctl(sock.fileno(), kernel.SIOCSIFFLAGS, name + flags.to_bytes(2, sys.byteorder) + bytes(22))
     finally:
         sock.close()
 

@@ -1,4 +1,4 @@
-"""The one ctypes module: the system calls the standard library lacks.
+"""The one module of raw system calls: those the standard library lacks (through :mod:`.cabi`).
 
 Every function raises ``OSError(errno, strerror)`` on failure and says nothing about paths;
 callers (init, rootfs) translate to ``operation 'object': cause`` messages at their boundary.
@@ -10,8 +10,13 @@ Only x86_64 and aarch64 syscall numbers are known (pivot_root has no libc wrappe
 
 from __future__ import annotations
 
-import ctypes
 import os
+
+from berth.libcontainer import cabi
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -121,20 +126,21 @@ AT_RECURSIVE = 0x8000
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
 MOVE_MOUNT_T_SYMLINKS = 0x10  # follow a symlink (or /proc/self/fd/N) at the target
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-_libc.unshare.argtypes = [ctypes.c_int]
-_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
-_libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
-_libc.setdomainname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-_libc.syscall.restype = ctypes.c_long
+_libc = cabi.Library(None)
+_mount = _libc.function("mount", (cabi.c_char_p, cabi.c_char_p, cabi.c_char_p, cabi.c_ulong, cabi.c_char_p))
+_umount2 = _libc.function("umount2", (cabi.c_char_p, cabi.c_int))
+_unshare = _libc.function("unshare", (cabi.c_int,))
+_setns = _libc.function("setns", (cabi.c_int, cabi.c_int))
+_sethostname = _libc.function("sethostname", (cabi.c_char_p, cabi.c_size_t))
+_setdomainname = _libc.function("setdomainname", (cabi.c_char_p, cabi.c_size_t))
+_prctl = _libc.function("prctl", (cabi.c_int, cabi.c_ulong, cabi.c_ulong, cabi.c_ulong, cabi.c_ulong))
+_syscall = _libc.function("syscall", None, cabi.c_long)
+_fstatfs = _libc.function("fstatfs", (cabi.c_int, cabi.c_void_p))
 
 
 def _check(ret: int) -> int:
     if ret < 0:
-        err = ctypes.get_errno()
+        err = cabi.get_errno()
         raise OSError(err, os.strerror(err))
     return ret
 
@@ -144,50 +150,50 @@ def _b(s: str | bytes | None) -> bytes | None:
 
 
 def unshare(flags: int) -> None:
-    _check(_libc.unshare(flags))
+    _check(_unshare(flags))
 
 
 def setns(fd: int, nstype: int = 0) -> None:
-    _check(_libc.setns(fd, nstype))
+    _check(_setns(fd, nstype))
 
 
 def mount(
     source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None
 ) -> None:
-    _check(_libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data) if data else None))
+    _check(_mount(_b(source), _b(target), _b(fstype), flags, _b(data) if data else None))
 
 
 def umount2(target: str, flags: int = 0) -> None:
-    _check(_libc.umount2(_b(target), flags))
+    _check(_umount2(_b(target), flags))
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
-    _check(_libc.syscall(_SYS_PIVOT_ROOT, _b(new_root), _b(put_old)))
+    _check(_syscall(_SYS_PIVOT_ROOT, _b(new_root), _b(put_old)))
 
 
 def sethostname(name: str) -> None:
     raw = name.encode()
-    _check(_libc.sethostname(raw, len(raw)))
+    _check(_sethostname(raw, len(raw)))
 
 
 def setdomainname(name: str) -> None:
     raw = name.encode()
-    _check(_libc.setdomainname(raw, len(raw)))
+    _check(_setdomainname(raw, len(raw)))
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
-    return _check(_libc.prctl(option, arg2, arg3, arg4, arg5))
+    return _check(_prctl(option, arg2, arg3, arg4, arg5))
 
 
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+class _CapHeader(cabi.Structure):
+    _fields_ = [("version", cabi.c_uint32), ("pid", cabi.c_int)]
 
 
-class _CapData(ctypes.Structure):
+class _CapData(cabi.Structure):
     _fields_ = [
-        ("effective", ctypes.c_uint32),
-        ("permitted", ctypes.c_uint32),
-        ("inheritable", ctypes.c_uint32),
+        ("effective", cabi.c_uint32),
+        ("permitted", cabi.c_uint32),
+        ("inheritable", cabi.c_uint32),
     ]
 
 
@@ -198,7 +204,7 @@ def capget() -> tuple[int, int, int]:
     """The calling thread's (effective, permitted, inheritable) masks."""
     hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
-    _check(_libc.syscall(_SYS_CAPGET, ctypes.byref(hdr), data))
+    _check(_syscall(_SYS_CAPGET, cabi.byref(hdr), data))
     lo, hi = data[0], data[1]
     return (
         lo.effective | (hi.effective << 32),
@@ -215,20 +221,20 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         data[i].effective = (effective >> shift) & 0xFFFFFFFF
         data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
         data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
-    _check(_libc.syscall(_SYS_CAPSET, ctypes.byref(hdr), data))
+    _check(_syscall(_SYS_CAPSET, cabi.byref(hdr), data))
 
 
-def bpf(cmd: int, attr: ctypes.Array[ctypes.c_char]) -> int:
+def bpf(cmd: int, attr: Any) -> int:
     """bpf(2) with ``attr`` a zero-filled buffer laid out as ``union bpf_attr`` for ``cmd``."""
-    return _check(_libc.syscall(_SYS_BPF, cmd, attr, len(attr)))
+    return _check(_syscall(_SYS_BPF, cmd, attr, len(attr)))
 
 
-class _MountAttr(ctypes.Structure):
+class _MountAttr(cabi.Structure):
     _fields_ = [
-        ("attr_set", ctypes.c_uint64),
-        ("attr_clr", ctypes.c_uint64),
-        ("propagation", ctypes.c_uint64),
-        ("userns_fd", ctypes.c_uint64),
+        ("attr_set", cabi.c_uint64),
+        ("attr_clr", cabi.c_uint64),
+        ("propagation", cabi.c_uint64),
+        ("userns_fd", cabi.c_uint64),
     ]
 
 
@@ -237,23 +243,23 @@ def mount_setattr(path: str, attr_set: int, attr_clr: int, recursive: bool = Tru
     attr = _MountAttr(attr_set, attr_clr, 0, 0)
     flags = AT_RECURSIVE if recursive else 0
     _check(
-        _libc.syscall(
-            _SYS_MOUNT_SETATTR, AT_FDCWD, _b(path), flags, ctypes.byref(attr), ctypes.sizeof(attr)
+        _syscall(
+            _SYS_MOUNT_SETATTR, AT_FDCWD, _b(path), flags, cabi.byref(attr), cabi.sizeof(attr)
         )
     )
 
 
 def fsopen(fstype: str) -> int:
     """A new filesystem context (Linux 5.2): options are checked one by one with fsconfig."""
-    return _check(_libc.syscall(_SYS_FSOPEN, _b(fstype), FSOPEN_CLOEXEC))
+    return _check(_syscall(_SYS_FSOPEN, _b(fstype), FSOPEN_CLOEXEC))
 
 
 def fsconfig(fd: int, cmd: int, key: str, value: str | None = None) -> None:
-    _check(_libc.syscall(_SYS_FSCONFIG, fd, cmd, _b(key), _b(value), 0))
+    _check(_syscall(_SYS_FSCONFIG, fd, cmd, _b(key), _b(value), 0))
 
 
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+class _OpenHow(cabi.Structure):
+    _fields_ = [("flags", cabi.c_uint64), ("mode", cabi.c_uint64), ("resolve", cabi.c_uint64)]
 
 
 def openat2(dirfd: int, path: str | bytes, flags: int, mode: int = 0, resolve: int = 0) -> int:
@@ -261,19 +267,19 @@ def openat2(dirfd: int, path: str | bytes, flags: int, mode: int = 0, resolve: i
     ``RESOLVE_IN_ROOT`` every lookup, ``..`` and absolute symlinks included, stays below ``dirfd``
     as if it were ``/``, atomically (a symlink swapped in meanwhile cannot lead out)."""
     how = _OpenHow(flags, mode, resolve)
-    return _check(_libc.syscall(_SYS_OPENAT2, dirfd, _b(path), ctypes.byref(how), ctypes.sizeof(how)))
+    return _check(_syscall(_SYS_OPENAT2, dirfd, _b(path), cabi.byref(how), cabi.sizeof(how)))
 
 
 def open_tree(dirfd: int, path: str, flags: int) -> int:
     """open_tree(2) (Linux 5.2): with ``OPEN_TREE_CLONE`` a detached copy of the mount at ``path``
     (``AT_RECURSIVE``: with its submounts), attachable anywhere with :func:`move_mount`."""
-    return _check(_libc.syscall(_SYS_OPEN_TREE, dirfd, _b(path), flags))
+    return _check(_syscall(_SYS_OPEN_TREE, dirfd, _b(path), flags))
 
 
 def move_mount(from_fd: int, from_path: str, to_fd: int, to_path: str, flags: int) -> None:
     """move_mount(2) (Linux 5.2): attach (or move) a mount; ``MOVE_MOUNT_F_EMPTY_PATH`` takes
     the mount ``from_fd`` refers to."""
-    _check(_libc.syscall(_SYS_MOVE_MOUNT, from_fd, _b(from_path), to_fd, _b(to_path), flags))
+    _check(_syscall(_SYS_MOVE_MOUNT, from_fd, _b(from_path), to_fd, _b(to_path), flags))
 
 
 PROC_SUPER_MAGIC = 0x9FA0
@@ -281,15 +287,12 @@ SYSFS_MAGIC = 0x62656572
 TMPFS_MAGIC = 0x01021994
 
 
-class _Statfs(ctypes.Structure):
-    _fields_ = [("f_type", ctypes.c_long), ("_rest", ctypes.c_byte * 112)]
-
-
-_libc.fstatfs.argtypes = [ctypes.c_int, ctypes.c_void_p]
+class _Statfs(cabi.Structure):
+    _fields_ = [("f_type", cabi.c_long), ("_rest", cabi.c_byte * 112)]
 
 
 def fstatfs_type(fd: int) -> int:
     """The file system type (``f_type``, e.g. :data:`PROC_SUPER_MAGIC`) of the file ``fd`` is on."""
     buf = _Statfs()
-    _check(_libc.fstatfs(fd, ctypes.byref(buf)))
+    _check(_fstatfs(fd, cabi.byref(buf)))
     return int(buf.f_type) & 0xFFFFFFFF

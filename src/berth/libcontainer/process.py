@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 
 from berth.libcontainer import fastjson as json
-from berth.libcontainer import kernel, record, seccomp, setns, userns
+from berth.libcontainer import kernel, record, seccomp
 from berth.libcontainer import spec as specmod
 from berth.libcontainer.cgroups import Cgroup
 from berth.libcontainer.failure import EXIT_CANNOT_EXECUTE, EXIT_OTHER, READY, ContainerInitError, die
@@ -153,7 +153,10 @@ def _spawn(
             parsed = specmod.parse(spec)
         if hook_state is not None:
             parsed = record.replace(parsed, hook_state=json.dumps(hook_state))
-        program = _compile_seccomp(json.loads(parsed.seccomp) if parsed.seccomp else None)
+        program = _compile_seccomp(parsed.seccomp)  # canonical JSON: the cache's key as it is
+        if parsed.create_container_hooks or parsed.start_container_hooks:
+            # init runs them, where it may import nothing any more (pivot_root, a user namespace)
+            from berth.libcontainer import hookrun  # noqa: F401
         pidns = parsed.namespace("pid")
         userns_ = parsed.namespace("user")
         if userns_ is None:
@@ -201,6 +204,8 @@ def _spawn_userns(
 ) -> tuple[int, int]:
     """:func:`_spawn` for a container with a user namespace (:mod:`berth.libcontainer.userns`):
     stage A is forked, init is its child and, once A exits, ours (we are a child subreaper)."""
+    from berth.libcontainer import userns
+
     kernel.prctl(kernel.PR_SET_CHILD_SUBREAPER, 1)
     report_r, report_w = report or os.pipe2(os.O_CLOEXEC)
     sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
@@ -348,6 +353,8 @@ def exec_in_launcher(
         raise ContainerInitError(
             f"exec in container {init_pid}: the container is paused", EXIT_CANNOT_EXECUTE
         )
+    from berth.libcontainer import setns  # exec only: a create does not load it
+
     return setns.spawn(pidfd, process, stdio, cgroup, seccomp_program, keep)
 
 
@@ -366,7 +373,7 @@ def _frozen(cgroup: Cgroup) -> bool:
         return False  # no freezer file (gone, or none in this layout): nothing can be frozen
 
 
-def _compile_seccomp(profile: dict[str, Any] | None) -> bytes | None:
+def _compile_seccomp(profile: dict[str, Any] | str | None) -> bytes | None:
     if profile is None:
         return None
     try:

@@ -1,7 +1,7 @@
 """Seccomp: an OCI ``linux.seccomp`` profile compiled once with libseccomp, loaded with prctl.
 
-The model: ``compile_profile(profile) -> bytes`` runs in the *parent* (libseccomp through ctypes,
-cached per profile), producing the classic-BPF program; the forked child only calls
+The model: ``compile_profile(profile) -> bytes`` runs in the *parent* (libseccomp through
+:mod:`.cabi`, cached per profile), producing the classic-BPF program; the forked child only calls
 ``load(program)`` -- one prctl, no library work on the container's critical path (runc pays
 ~9 ms per container for Docker's profile).
 
@@ -21,11 +21,11 @@ driver (``berth.libcontainer.seccompprofile``) before a spec reaches libcontaine
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
+import stat
 
-from berth.libcontainer import enosysstub, kernel
+from berth.libcontainer import cabi, kernel
 from berth.libcontainer import fastjson as json
 
 TYPE_CHECKING = False
@@ -69,50 +69,53 @@ class SeccompError(Exception):
     """A profile libseccomp cannot compile (message says which part)."""
 
 
-class _ArgCmp(ctypes.Structure):
+class _ArgCmp(cabi.Structure):
     _fields_ = [
-        ("arg", ctypes.c_uint),
-        ("op", ctypes.c_int),
-        ("datum_a", ctypes.c_uint64),
-        ("datum_b", ctypes.c_uint64),
+        ("arg", cabi.c_uint),
+        ("op", cabi.c_int),
+        ("datum_a", cabi.c_uint64),
+        ("datum_b", cabi.c_uint64),
     ]
 
 
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+class _SockFprog(cabi.Structure):
+    _fields_ = [("len", cabi.c_ushort), ("filter", cabi.c_void_p)]
 
 
-_lib: Any = None
+class _LibSeccomp:
+    """The libseccomp functions used here."""
+
+    def __init__(self) -> None:
+        lib = cabi.Library("libseccomp.so.2")
+        c = cabi
+        self.seccomp_init = lib.function("seccomp_init", (c.c_uint32,), c.c_void_p)
+        self.seccomp_release = lib.function("seccomp_release", (c.c_void_p,), None)
+        self.seccomp_arch_add = lib.function("seccomp_arch_add", (c.c_void_p, c.c_uint32))
+        self.seccomp_arch_resolve_name = lib.function("seccomp_arch_resolve_name", (c.c_char_p,), c.c_uint32)
+        self.seccomp_syscall_resolve_name = lib.function("seccomp_syscall_resolve_name", (c.c_char_p,))
+        self.seccomp_syscall_resolve_name_arch = lib.function(
+            "seccomp_syscall_resolve_name_arch", (c.c_uint32, c.c_char_p)
+        )
+        self.seccomp_rule_add_array = lib.function(
+            "seccomp_rule_add_array", (c.c_void_p, c.c_uint32, c.c_int, c.c_uint, c.POINTER(_ArgCmp))
+        )
+        self.seccomp_export_bpf = lib.function("seccomp_export_bpf", (c.c_void_p, c.c_int))
+        self.seccomp_version = lib.function("seccomp_version", (), c.POINTER(c.c_uint * 3))
+
+
+_lib: _LibSeccomp | None = None
 _cache: dict[str, bytes] = {}  # canonical profile JSON -> program, this process's
 _cache_dir: str | None = None  # where programs persist across processes (set_cache_dir)
 MAX_PROGRAM = 4096 * 8  # BPF_MAXINSNS instructions of 8 bytes
 
 
-def _libseccomp() -> Any:
+def _libseccomp() -> _LibSeccomp:
     global _lib
     if _lib is None:
         try:
-            lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+            _lib = _LibSeccomp()
         except OSError as exc:
             raise SeccompError(f"load libseccomp.so.2: {exc} (apt-get install libseccomp2)") from exc
-        lib.seccomp_init.restype = ctypes.c_void_p
-        lib.seccomp_init.argtypes = [ctypes.c_uint32]
-        lib.seccomp_release.argtypes = [ctypes.c_void_p]
-        lib.seccomp_arch_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
-        lib.seccomp_arch_resolve_name.restype = ctypes.c_uint32
-        lib.seccomp_arch_resolve_name.argtypes = [ctypes.c_char_p]
-        lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
-        lib.seccomp_syscall_resolve_name_arch.argtypes = [ctypes.c_uint32, ctypes.c_char_p]
-        lib.seccomp_rule_add_array.argtypes = [
-            ctypes.c_void_p,
-            ctypes.c_uint32,
-            ctypes.c_int,
-            ctypes.c_uint,
-            ctypes.POINTER(_ArgCmp),
-        ]
-        lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
-        lib.seccomp_version.restype = ctypes.c_void_p
-        _lib = lib
     return _lib
 
 
@@ -127,53 +130,83 @@ def action(name: str, errno_ret: int | None, default_errno: int = errno.EPERM) -
 
 
 def set_cache_dir(path: str | None) -> None:
-    """Keep compiled programs in ``path`` too (a root-only directory, e.g. under the exec root).
+    """Keep compiled programs in ``path`` too (a root-only directory: the daemon's exec root,
+    berth-runtime's ``--root``).
 
-    Each container's monitor is a fresh fork, so the in-memory cache alone would compile every
-    profile but the one compiled before the fork (~10 ms for Docker's default) on every start.
-    Files are named by the SHA-256 of the canonical profile and libseccomp's version.
+    Each container's monitor is a fresh fork, and each ``berth-runtime create`` a fresh process,
+    so the in-memory cache alone would compile Docker's default profile (~10 ms of libseccomp)
+    on every start. A file is named by the SHA-256 of libseccomp's version, the machine and the
+    canonical profile; it holds a header, the program's own SHA-256 and the program, and is read
+    back only if it is a regular file of ours that no one else may read or write (0600) and its
+    contents check out -- anything else is compiled again and replaced.
     """
     global _cache_dir
     _cache_dir = path
 
 
-def compile_profile(profile: dict[str, Any]) -> bytes:
-    """The BPF program (``struct sock_filter`` array) for an OCI seccomp profile, compiled once
-    per profile (this process's cache, then the cache directory, then libseccomp)."""
-    key = json.dumps(profile, sort_keys=True)
+def compile_profile(profile: dict[str, Any] | str) -> bytes:
+    """The BPF program (``struct sock_filter`` array) for an OCI seccomp profile -- a dict, or
+    its canonical JSON (``json.dumps(profile, sort_keys=True)``, as the parsed spec keeps it) --
+    compiled once per profile (this process's cache, then the cache directory, then libseccomp)."""
+    key = profile if isinstance(profile, str) else json.dumps(profile, sort_keys=True)
     program = _cache.get(key)
     if program is not None:
         return program
     path = None
     if _cache_dir is not None:
-        import hashlib  # only with a cache directory
-
-        digest = hashlib.sha256(f"{_version()}\n{key}".encode()).hexdigest()
-        path = os.path.join(_cache_dir, digest + ".bpf")
+        path = os.path.join(_cache_dir, _sha256(f"{_version()}\n{os.uname().machine}\n{key}".encode()).hex() + ".bpf")
         program = _read_cached(path)
     if program is None:
-        program = _compile(profile)
+        program = _compile(json.loads(key) if isinstance(profile, str) else profile)
         if path is not None:
             _write_cached(path, program)
     _cache[key] = program
     return program
 
 
+def _sha256(data: bytes) -> bytes:
+    try:
+        from _sha256 import sha256  # type: ignore[import-not-found,unused-ignore]  # hashlib loads OpenSSL
+    except ImportError:  # a Python built without it
+        from hashlib import sha256
+    return bytes(sha256(data).digest())
+
+
 def _version() -> str:
-    lib = _libseccomp()
-    v = ctypes.cast(lib.seccomp_version(), ctypes.POINTER(ctypes.c_uint * 3)).contents
+    v = _libseccomp().seccomp_version().contents
     return f"libseccomp {v[0]}.{v[1]}.{v[2]}"
 
 
+_MAGIC = b"berth seccomp bpf 1\n"
+_HEADER = len(_MAGIC) + 32  # the magic, then the program's SHA-256
+
+
 def _read_cached(path: str) -> bytes | None:
+    """The program kept at ``path``, or None: missing, not a regular file owned by us with mode
+    0600 (or stricter), or not what :func:`_write_cached` wrote (magic, length, digest)."""
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_PROGRAM + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
-        return None  # not cached (or unreadable): compile it
-    if not data or len(data) % 8 or len(data) > MAX_PROGRAM:
-        return None  # not a program we wrote (truncated?): compile again and replace it
-    return data
+        return None  # not cached (or a symlink, or unreadable): compile it
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+            return None  # someone else's file, or one others may change: never trusted
+        data = os.read(fd, _HEADER + MAX_PROGRAM + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    program = data[_HEADER:]
+    if (
+        not data.startswith(_MAGIC)
+        or not program
+        or len(program) % 8
+        or len(program) > MAX_PROGRAM
+        or _sha256(program) != data[len(_MAGIC) : _HEADER]
+    ):
+        return None  # truncated, damaged or not ours: compile again and replace it
+    return program
 
 
 def _write_cached(path: str, program: bytes) -> None:
@@ -181,9 +214,12 @@ def _write_cached(path: str, program: bytes) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        st = os.lstat(directory)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            return  # a directory others may write to is no place for programs we will load
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
-            os.write(fd, program)
+            os.write(fd, _MAGIC + _sha256(program) + program)
         finally:
             os.close(fd)
         os.rename(tmp, path)  # atomic: a concurrent reader sees the whole program or none
@@ -248,6 +284,8 @@ def _compile(profile: dict[str, Any]) -> bytes:
     program = b"".join(chunks)
     if default in (_ACTIONS["SCMP_ACT_ALLOW"], _ACTIONS["SCMP_ACT_LOG"]) or default >> 16 == _TRACE >> 16:
         return program  # permissive: a syscall the profile does not know already goes through
+    from berth.libcontainer import enosysstub  # with a compile only
+
     stub = enosysstub.build(_last_syscalls(profile))
     if len(stub) + len(program) > MAX_PROGRAM:
         raise SeccompError(f"seccomp filter of {(len(stub) + len(program)) // 8} instructions is too long")
@@ -266,6 +304,8 @@ def _last_syscalls(profile: dict[str, Any]) -> dict[int, dict[str, int]]:
         highest = max((lib.seccomp_syscall_resolve_name_arch(token, n) for n in names), default=-1)
         if highest < 0:
             continue  # the profile names nothing on this architecture
+        from berth.libcontainer import enosysstub
+
         audit, mode = (enosysstub.X86_64, "x32") if token == x32 else (token, "native")
         out.setdefault(audit, {})[mode] = highest
     return out
@@ -287,9 +327,9 @@ def _split_args(args: list[dict[str, Any]]) -> list[list[_ArgCmp]]:
 
 def load(program: bytes) -> None:
     """Install the filter on the calling thread (needs no_new_privs or CAP_SYS_ADMIN)."""
-    buf = ctypes.create_string_buffer(program, len(program))
-    prog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
-    kernel.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog))
+    buf = cabi.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // 8, cabi.addressof(buf))
+    kernel.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, cabi.addressof(prog))
 
 
 def syscall_number(name: str) -> int:

@@ -15,7 +15,7 @@ import _socket  # the C module (socket.py imports enum): loaded here, in the run
 import fcntl  # container's init may not reach Python's files any more (pivot_root, a user namespace)
 import os
 import stat
-import struct
+import sys
 
 from berth.libcontainer import kernel, rootfs
 from berth.libcontainer.failure import EXIT_OTHER, ContainerInitError
@@ -59,15 +59,15 @@ def console(sock_fd: int, bind_console: bool, ctty: bool = True) -> None:
     except OSError as exc:
         raise ContainerInitError(f"open '/dev/ptmx' for the console: {exc.strerror}", EXIT_OTHER) from exc
     try:
-        fcntl.ioctl(master, kernel.TIOCSPTLCK, struct.pack("i", 0))  # unlockpt
-        number = struct.unpack("I", fcntl.ioctl(master, kernel.TIOCGPTN, b"\0" * 4))[0]
+        fcntl.ioctl(master, kernel.TIOCSPTLCK, _int(0))  # unlockpt
+        number = int.from_bytes(fcntl.ioctl(master, kernel.TIOCGPTN, b"\0" * 4), sys.byteorder)
         slave_path = f"/dev/pts/{number}"
         slave = os.open(slave_path, os.O_RDWR | os.O_NOCTTY)
         sock = _socket.socket(fileno=os.dup(sock_fd))
         try:
             # sendmsg, not socket.send_fds: that one imports the array module, and we are
             # inside the container's file system already (imports are sealed there)
-            rights = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", master))]
+            rights = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _int(master))]
             sock.sendmsg([slave_path.encode()], rights)
         finally:
             sock.close()
@@ -97,3 +97,8 @@ def give_to(uid: int) -> None:
             os.fchown(fd, uid, st.st_gid)  # the uid only: the group may be chosen by the mount
         except OSError:
             continue  # e.g. a read-only file system under a file given as stdio: not fatal, as in runc
+
+
+def _int(value: int) -> bytes:
+    """A C ``int`` (``struct.pack("i", value)``, without loading struct for it)."""
+    return value.to_bytes(4, sys.byteorder, signed=True)

@@ -74,6 +74,8 @@ def create(
     if terminal and console_fd < 0 and not console_socket:
         raise CommandError("process.terminal is set: --console-socket is required")
     d = store.make(cid)
+    if parsed.seccomp is not None:
+        store.use_seccomp_cache()
     cg = open_cgroup(cgroup_name(spec, cid))
     chroot = chroot_mounts(spec)
     close: list[int] = []

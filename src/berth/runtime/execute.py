@@ -42,6 +42,8 @@ def cmd_exec(args: Args) -> int:
     if status not in ("running", "created", "paused"):
         raise CommandError(f"cannot exec in a stopped container {cid}")
     spec = load_bundle(state["bundle"])
+    if (spec.get("linux") or {}).get("seccomp") is not None:
+        store.use_seccomp_cache()
     process = build_process(args, spec)
     if process.get("apparmorProfile"):
         from berth.runtime.bundle import apparmor_enabled

@@ -34,7 +34,10 @@ from berth.libcontainer.cgroups.resources import (
     Stats,
 )
 from berth.libcontainer.cgroups.v1 import V1Cgroup
-from berth.libcontainer.cgroups.v2 import V2Cgroup, cpu_max
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from berth.libcontainer.cgroups.v2 import V2Cgroup, cpu_max
 
 DEFAULT_ROOT = "/sys/fs/cgroup"
 
@@ -67,8 +70,19 @@ def open_cgroup(name: str, root: str | os.PathLike[str] = DEFAULT_ROOT) -> Cgrou
     """The manager of cgroup ``name`` under ``root``: v2 on a cgroup2 mount, else v1 (pure or
     hybrid). Nothing is made until ``create``."""
     if is_unified(root):
+        from berth.libcontainer.cgroups.v2 import V2Cgroup
+
         return V2Cgroup(name, root)
     return V1Cgroup(name, root)
+
+
+def __getattr__(name: str) -> object:
+    """The v2 manager's names, loaded on first use (PEP 562): a v1 host's commands need none."""
+    if name in ("V2Cgroup", "cpu_max"):
+        from berth.libcontainer.cgroups import v2
+
+        return getattr(v2, name)
+    raise AttributeError(f"module 'berth.libcontainer.cgroups' has no attribute {name!r}")
 
 
 def blkio_weight_supported(root: str | os.PathLike[str] = DEFAULT_ROOT) -> bool:

@@ -18,7 +18,7 @@ import errno
 import os
 
 from berth.errors import SystemFailure
-from berth.libcontainer.cgroups import extralimits, files
+from berth.libcontainer.cgroups import files
 from berth.libcontainer.cgroups.files import P
 from berth.libcontainer.cgroups.manager import CgroupBase
 from berth.libcontainer.cgroups.resources import (
@@ -71,15 +71,18 @@ class V1Cgroup(CgroupBase):
         """Controller name -> hierarchy root; duplicates (cpu -> cpu,cpuacct) collapse."""
         if self._layout is None:
             found: dict[str, P] = {}
-            seen: set[str] = set()
+            seen: set[tuple[int, int]] = set()
             for ctrl in CONTROLLERS:
                 base = self.root / ctrl
-                if not (base / "cgroup.procs").exists():
+                try:
+                    # one stat: the hierarchy is mounted, and which one it is (an alias such as
+                    # cpuacct -> cpu,cpuacct reaches the same file)
+                    st = os.stat(os.path.join(base, "cgroup.procs"))
+                except OSError:
                     continue
-                real = os.path.realpath(base)
-                if real in seen:
+                if (st.st_dev, st.st_ino) in seen:
                     continue
-                seen.add(real)
+                seen.add((st.st_dev, st.st_ino))
                 found[ctrl] = base
             self._layout = found
         return self._layout
@@ -132,6 +135,8 @@ class V1Cgroup(CgroupBase):
                 files.write(dev / "devices.allow", rule)
         if r.has_extras:
             unified = self._hierarchies().get("unified")
+            from berth.libcontainer.cgroups import extralimits  # the OCI-only limits
+
             extralimits.write_v1(r, self._dir, unified, self.name)
 
     def update(self, u: ResourceUpdate) -> None:

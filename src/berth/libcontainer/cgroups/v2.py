@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 
 from berth.errors import SystemFailure
-from berth.libcontainer import devicefilter
 from berth.libcontainer.cgroups import extralimits, files
 from berth.libcontainer.cgroups.files import P
 from berth.libcontainer.cgroups.manager import CgroupBase
@@ -89,6 +88,8 @@ class V2Cgroup(CgroupBase):
         # no kernel-made cgroup.procs in the new directory, and no program is attached there)
         if r.device_rules != ALLOW_ALL_DEVICES and (leaf / "cgroup.procs").exists():
             try:
+                from berth.libcontainer import devicefilter  # only v2 hosts load BPF programs
+
                 devicefilter.attach(str(leaf), r.device_rules)
             except (OSError, ValueError) as exc:
                 raise SystemFailure(f"attach device filter to cgroup '{leaf}': {exc}") from exc
