@@ -108,7 +108,7 @@ def run_init(
         # The container's own pty, from its own devpts (needs the new root), before a read-only
         # root is sealed (/dev/console is bound onto it).
         if stdio.console:
-            stdio_.console(stdio.console_socket, bind_console=True)
+            stdio_.console(stdio.console_socket, bind_console=True, size=spec.process.console_size)
         # /proc is the container's own now: sysctls, masked and read-only paths, read-only root.
         rootfs.finish(spec)
         # The walls, exactly as every exec'd process gets them (stage A set the limits while it

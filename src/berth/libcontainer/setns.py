@@ -105,7 +105,7 @@ def spawn(
             os.close(root)
     seal_imports()
     if stdio.console:  # in the container's mount namespace now: its /dev/ptmx
-        stdio_.console(stdio.console_socket, bind_console=False, ctty=False)
+        stdio_.console(stdio.console_socket, bind_console=False, ctty=False, size=process.console_size)
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     path, env = confine(process, seccomp_program)
     try:

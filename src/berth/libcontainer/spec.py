@@ -121,6 +121,7 @@ class Process:
     no_new_privileges: bool = False
     oom_score_adj: int | None = None
     apparmor_profile: str = ""  # applied at exec (the caller checked the host has AppArmor)
+    console_size: tuple[int, int] | None = None  # consoleSize (height, width): the pty's size from the start
 
     @property
     def path_env(self) -> str:
@@ -291,7 +292,17 @@ def parse_process(obj: Any) -> Process:
         no_new_privileges=bool(obj.get("noNewPrivileges", False)),
         oom_score_adj=None if oom is None else _int(oom, "process.oomScoreAdj"),
         apparmor_profile=_str(obj.get("apparmorProfile"), "process.apparmorProfile"),
+        console_size=_console_size(obj.get("consoleSize")),
     )
+
+
+def _console_size(box: Any) -> tuple[int, int] | None:
+    if box is None:
+        return None
+    if not isinstance(box, dict):
+        raise _bad("process.consoleSize must be an object")
+    height, width = _int(box.get("height", 0), "process.consoleSize.height"), _int(box.get("width", 0), "process.consoleSize.width")
+    return (height, width) if height > 0 and width > 0 else None
 
 
 # What an exec'd process takes from the container's own process when its process object leaves

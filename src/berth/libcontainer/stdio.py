@@ -21,6 +21,8 @@ from berth.libcontainer import kernel, rootfs
 from berth.libcontainer.failure import EXIT_OTHER, ContainerInitError
 from berth.libcontainer.spec import Stdio
 
+TIOCSWINSZ = 0x5414  # termios's, without importing it here (imports are sealed in the container)
+
 
 def setup(stdio: Stdio, keep: tuple[int, ...], ctty: bool = True) -> None:
     """Put the caller's fds on 0, 1, 2 and close every other fd but ``keep``; with a tty (and
@@ -50,10 +52,11 @@ def setup(stdio: Stdio, keep: tuple[int, ...], ctty: bool = True) -> None:
         fcntl.ioctl(0, kernel.TIOCSCTTY, 0)
 
 
-def console(sock_fd: int, bind_console: bool, ctty: bool = True) -> None:
+def console(sock_fd: int, bind_console: bool, ctty: bool = True, size: tuple[int, int] | None = None) -> None:
     """Make a pty in the current /dev/pts, send its master over ``sock_fd``, and make the slave
     our stdio and (with ``ctty``; the caller must lead its session) controlling terminal
-    (runc's console-socket protocol)."""
+    (runc's console-socket protocol). ``size`` (rows, columns): the process's consoleSize, set
+    before the master leaves, so the process sees it from its first instruction."""
     try:
         master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as exc:
@@ -63,6 +66,8 @@ def console(sock_fd: int, bind_console: bool, ctty: bool = True) -> None:
         number = int.from_bytes(fcntl.ioctl(master, kernel.TIOCGPTN, b"\0" * 4), sys.byteorder)
         slave_path = f"/dev/pts/{number}"
         slave = os.open(slave_path, os.O_RDWR | os.O_NOCTTY)
+        if size is not None:
+            fcntl.ioctl(master, TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
         sock = _socket.socket(fileno=os.dup(sock_fd))
         try:
             # sendmsg, not socket.send_fds: that one imports the array module, and we are
