@@ -142,6 +142,9 @@ class Container:
     mounts: list[dict[str, Any]] = field(default_factory=list)  # Docker's Mounts[] (inspect, ps)
     # network name -> the EndpointSettings asked for (aliases, IPAMConfig, MacAddress, NetworkID)
     networks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # its user namespace's maps, fixed at create: {"uid": [[container, host, size]...], "gid": [...]};
+    # None: the host's (berth.daemon.remap)
+    userns: dict[str, list[list[int]]] | None = None
 
     @property
     def tty(self) -> bool:

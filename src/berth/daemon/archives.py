@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Callable
 from typing import TYPE_CHECKING, BinaryIO
 
+from berth.daemon import remap
 from berth.daemon.handlers import HandlerTable
 from berth.engine import Job
 from berth.errors import BerthError, Conflict, InvalidParameter
@@ -65,7 +66,7 @@ async def changes(d: Daemon, req: jobs.ContainerChanges, job: Job) -> JSONList |
 @handlers.on(jobs.ContainerExport)
 async def export(d: Daemon, req: jobs.ContainerExport, job: Job) -> None:
     c = d.find(req.id)
-    await _stream_file_from(d, job, lambda f: d.graph.export(c.id, f))
+    await _stream_file_from(d, job, lambda f: d.graph.export(c.id, f, remap.to_container(c.userns)))
     d.publish(c, "export")
 
 
@@ -88,6 +89,7 @@ async def commit(d: Daemon, req: jobs.ImageCommit, job: Job) -> IdOnly:
             d.graph.commit, c.id, repo_tag, list(req.changes), req.comment, req.author,
             req.container_config or _container_config(c.config, req.config), req.image_config,
             req.created_by,  # a build step's own config and history
+            remap.to_container(c.userns),
         )
         labels = (req.image_config or {}).get("Labels") or c.labels()
         shown = f"{familiar_name(repo)}:{tag or 'latest'}" if repo else ""

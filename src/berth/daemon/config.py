@@ -16,6 +16,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from berth.daemon.runtimes import Runtimes, parse_add_runtime
 from berth.errors import InvalidParameter
@@ -69,6 +70,10 @@ class DaemonConfig:
     add_runtimes: list[str] = field(default_factory=list)
     default_runtime: str = ""
     runtime_table: Runtimes = field(default_factory=Runtimes)  # all of them, checked (daemon/runtimes.py)
+    # --userns-remap: "default" (berth's user berthremap), USER[:GROUP] or UID[:GID]; "" off.
+    # main() turns it into ``remap`` (berth.daemon.remap.Remap) and moves data_root under it.
+    userns_remap: str = ""
+    remap: Any = None
 
     @property
     def socket(self) -> Path:
@@ -108,6 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--log-driver", help="default logging driver of new containers: json-file (default), local, none")
     p.add_argument("--log-opt", action="append", dest="log_opts",
                    help="a default option of that driver, KEY=VALUE (json-file: max-size=20m,max-file=5 unless set)")
+    p.add_argument("--userns-remap", help="default (the user berthremap, created if missing), USER[:GROUP] "
+                   "or UID[:GID]: containers' root is that user's first subordinate id range")
     p.add_argument("--max-import-size", help="the most bytes one import, load or pull may unpack "
                    "(decompressed; 512m, 64g; 0 for no limit; default 64g)")
     net = p.add_argument_group("networking")
@@ -151,6 +158,7 @@ FILE_KEYS = {
     "ip-forward": "ip_forward", "ip-masq": "ip_masq", "icc": "icc", "dns": "dns", "dns-search": "dns_search",
     "dns-opts": "dns_opts", "ip": "ip", "cdi-spec-dirs": "cdi_spec_dirs",
     "log-driver": "log_driver", "log-opts": "log_opts", "runtimes": "runtimes", "default-runtime": "default_runtime",
+    "userns-remap": "userns_remap",
 }
 
 

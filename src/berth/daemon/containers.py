@@ -20,6 +20,7 @@ from berth.daemon import (
     namespaces,
     netsettings,
     platforms,
+    remap,
     storageopt,
     volumes,
 )
@@ -27,6 +28,7 @@ from berth.daemon.failures import translate
 from berth.daemon.faults import crash_point
 from berth.daemon.handlers import HandlerTable
 from berth.daemon.livecontainer import Phase
+from berth.daemon.modes import path_dir_mode
 from berth.daemon.names import random_name
 from berth.engine import Job
 from berth.errors import Conflict, InvalidParameter, NotFound, NotModified
@@ -47,7 +49,8 @@ def _conflict(name: str, cid: str) -> Conflict:
 
 
 def _write_files(cdir: Path, hostname: str) -> None:
-    cdir.mkdir(mode=0o700, parents=True, exist_ok=True)  # its config holds the environment
+    # its config holds the environment (0711 with --userns-remap: the remapped root walks to its files)
+    cdir.mkdir(mode=path_dir_mode(), parents=True, exist_ok=True)
     (cdir / "hostname").write_text(hostname + "\n")
     (cdir / "hosts").write_text(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
@@ -77,6 +80,7 @@ async def create(d: Daemon, req: jobs.ContainerCreate, job: Job) -> Created:
     createconfig.validate(body)
     warnings = createchecks.verify(body)  # before the image: a 400 here must not start a pull
     namespaces.check_create(d, body.get("HostConfig") or {})
+    remap.check_create(d.cfg.remap, body.get("HostConfig") or {}, body.get("Labels") or {})
     wanted = platforms.parse(req.platform) if req.platform else None
     name = createconfig.validate_name(req.name)
     image_id = await asyncio.to_thread(d.graph.resolve, body["Image"])
@@ -106,6 +110,9 @@ async def create(d: Daemon, req: jobs.ContainerCreate, job: Job) -> Created:
     if name and name in taken:
         raise _conflict(name, taken[name])
     name = name or random_name(set(taken))
+    # the user namespace's maps, chosen with no await since the other containers' were read
+    # (an --userns=auto block is never another's)
+    maps = remap.container_maps(d.cfg.remap, host, config.get("Labels") or {}, [lc.record.userns for lc in d.live.everything()])
     if not config["Hostname"]:
         config["Hostname"] = cid[:12]
     entry = list(config["Entrypoint"] or []) + list(config["Cmd"] or [])
@@ -113,7 +120,7 @@ async def create(d: Daemon, req: jobs.ContainerCreate, job: Job) -> Created:
     c = Container(
         id=cid, name=name, created=now_rfc3339(), image=body["Image"], image_id=image_id,
         path=entry[0], args=entry[1:], config=config, host_config=host, driver=d.storage_driver, dir=str(cdir),
-        networks=networks,
+        networks=networks, userns=maps,
     )
     lc = d.live.reserve(c)  # the name is taken from here on, though nothing lists it yet
     # Order matters for crash safety: the container dir first (a leftover dir without a record

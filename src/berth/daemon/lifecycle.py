@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from berth.container.logs import LogSettings, log_settings
 from berth.container.record import Container, now_rfc3339
-from berth.daemon import health, namespaces, netsettings, restarts, volumemounts
+from berth.daemon import health, namespaces, netsettings, remap, restarts, volumemounts
 from berth.daemon.devices import apply as apply_devices
 from berth.daemon.faults import crash_point
 from berth.daemon.handlers import HandlerTable
@@ -94,6 +94,8 @@ async def _spawn_in(d: Daemon, c: Container, netns: str) -> ContainerHandle:
     await asyncio.to_thread(make_bind_sources, c)
     await asyncio.to_thread(check_propagation, c.mounts, str(d.cfg.data_root))
     mounts = await asyncio.to_thread(d.graph.rootfs_mounts, c.id, str(rootfs))
+    if c.userns:
+        await asyncio.to_thread(remap.own_container_files, c, mounts)
     uid, gid, groups = await asyncio.to_thread(resolve_user, d.graph, c, c.config.get("User") or "")
     devices: list[dict[str, Any]] = []
     if c.host_config.get("Privileged"):

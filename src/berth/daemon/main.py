@@ -167,6 +167,13 @@ def main(argv: list[str] | None = None) -> int:
     # gets 0700/0600 explicitly (berth.daemon.modes)
     os.umask(0o022)
     try:
+        if cfg.userns_remap:
+            from berth.daemon import modes
+            from berth.daemon.remap import Remap, remapped_data_root
+
+            cfg.remap = Remap.configure(cfg.userns_remap)
+            cfg.data_root = remapped_data_root(cfg.data_root, cfg.remap)
+            modes.remapped(cfg.remap.root)
         lock_fd = lock_data_root(cfg)
         secure_exec_root(cfg.exec_root)
         # /_ping answers from here on: a SIGTERM from now is a stop, whenever it comes

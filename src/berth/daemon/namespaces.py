@@ -53,7 +53,7 @@ def check(body: dict[str, Any]) -> None:
     if cgroupns not in CGROUPNS_MODES:
         raise InvalidParameter(f"invalid cgroup namespace mode: {cgroupns}")
     userns = str(host.get("UsernsMode") or "")
-    if userns not in USERNS_MODES:
+    if userns not in USERNS_MODES and userns != "auto" and not userns.startswith("map="):  # berth.daemon.remap
         raise InvalidParameter(f"invalid USER mode: {userns}")
     if uts == "host" and body.get("Hostname"):
         raise InvalidParameter("conflicting options: hostname and the UTS mode")

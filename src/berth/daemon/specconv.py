@@ -156,4 +156,6 @@ def spec_input(
         shm=shm,
         mounts=(*oci_mounts(c.mounts, tmpfs_mounts(host), sources), *extra_mounts),
         rootfs_propagation=root_propagation(c.mounts),
+        uid_mappings=tuple((a, b, n) for a, b, n in (c.userns or {}).get("uid", ())),
+        gid_mappings=tuple((a, b, n) for a, b, n in (c.userns or {}).get("gid", ())),
     )

@@ -136,7 +136,8 @@ async def info(d: Daemon, req: jobs.SystemInfo, job: Job) -> JSONObject:
         "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": _init_binary(d),
         "ContainerdCommit": {"ID": "", "Expected": ""}, "RuncCommit": {"ID": "", "Expected": ""},
         "InitCommit": {"ID": "", "Expected": ""},
-        "SecurityOptions": ["name=seccomp,profile=builtin", *(["name=cgroupns"] if v2 else [])],
+        "SecurityOptions": ["name=seccomp,profile=builtin", *(["name=userns"] if d.cfg.remap else []),
+                            *(["name=cgroupns"] if v2 else [])],
         "Warnings": None,
     }
 

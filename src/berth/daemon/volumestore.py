@@ -13,6 +13,7 @@ deletes the record first, then the directory::
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import sqlite3
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from berth.daemon.modes import path_dir_mode, remapped_root
 from berth.daemon.mountspec import check_volume_name
 from berth.errors import InvalidParameter, NotFound
 
@@ -48,7 +50,7 @@ def check_local_options(name: str, options: dict[str, str]) -> None:
 class VolumeStore:
     def __init__(self, data_root: Path) -> None:
         self.root = data_root / "volumes"
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.root.mkdir(mode=path_dir_mode(), parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self.db = sqlite3.connect(str(data_root / "berth.db"), check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA busy_timeout=5000")
@@ -90,8 +92,11 @@ class VolumeStore:
             row = self.db.execute("SELECT data FROM volumes WHERE name = ?", (name,)).fetchone()
             if row is not None:
                 return self._view(json.loads(row[0])), False
-            self.mountpoint(name).parent.mkdir(mode=0o700, exist_ok=True)
+            self.mountpoint(name).parent.mkdir(mode=path_dir_mode(), exist_ok=True)
             self.mountpoint(name).mkdir(exist_ok=True)  # _data: the container's, 0755 as Docker's
+            owner = remapped_root()
+            if owner is not None:  # --userns-remap: the remapped root's, as dockerd's
+                os.chown(self.mountpoint(name), *owner)
             record = {
                 "Name": name,
                 "CreatedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from berth.drivers.graph import GraphDriver
+from berth.drivers.graph.diff import IdShift
 from berth.errors import InvalidParameter, NotFound
 from berth.graph import imagearchive, importer, pruning, registration, rwlayer
 from berth.graph.budget import DEFAULT_MAX_IMPORT_SIZE, UnpackBudget
@@ -257,9 +258,10 @@ class Graph:
         """``docker diff``: ``[{"Path": "/root", "Kind": 1}, ...]`` (0 changed, 1 added, 2 deleted)."""
         return rwlayer.container_changes(self.layers, container_id)
 
-    def export(self, container_id: str, out: BinaryIO) -> None:
-        """``docker export``: the container's file system as a tar written to ``out``."""
-        rwlayer.export(self.layers, container_id, out)
+    def export(self, container_id: str, out: BinaryIO, to_container: IdShift | None = None) -> None:
+        """``docker export``: the container's file system as a tar written to ``out``
+        (``to_container``: host ids -> the container's, for a container in a user namespace)."""
+        rwlayer.export(self.layers, container_id, out, to_container)
 
     def commit(
         self,
@@ -271,12 +273,15 @@ class Graph:
         container_config: dict[str, Any] | None = None,
         image_config: dict[str, Any] | None = None,
         created_by: str | None = None,
+        to_container: IdShift | None = None,
     ) -> str:
         """``docker commit``: a new image from the container's changes; returns its id. A build
-        step gives the new image's config and history line itself (``image_config``, ``created_by``)."""
+        step gives the new image's config and history line itself (``image_config``, ``created_by``);
+        ``to_container`` maps the ids a container in a user namespace wrote back to its own."""
         return rwlayer.commit(
             self.images, self.layers, self.content, self.root / "tmp", container_id, repo_tag, changes, message,
             author, container_config, image_config, created_by,
+            to_container,
         )
 
     def has_rw(self, container_id: str) -> bool:

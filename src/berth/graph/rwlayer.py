@@ -26,7 +26,7 @@ from typing import Any, BinaryIO
 
 from berth import accountfile
 from berth.crashpoint import crash_point
-from berth.drivers.graph.diff import changes, write_diff_tar, write_tree_tar
+from berth.drivers.graph.diff import IdShift, changes, write_diff_tar, write_tree_tar
 from berth.drivers.graph.merged import lookup, subtree, walk
 from berth.errors import Conflict, InvalidParameter
 from berth.graph import txn
@@ -259,10 +259,11 @@ def container_changes(layers_: LayerStore, container_id: str) -> list[dict[str, 
     ]
 
 
-def export(layers_: LayerStore, container_id: str, out: BinaryIO) -> None:
-    """Write the container's whole file system as a tar (``docker export``)."""
+def export(layers_: LayerStore, container_id: str, out: BinaryIO, to_container: IdShift | None = None) -> None:
+    """Write the container's whole file system as a tar (``docker export``); ``to_container``
+    maps the ids of what a container in a user namespace wrote back to its own."""
     layers_.require_rw(container_id)
-    write_tree_tar(layers_.driver.layer_dirs(container_id), out)
+    write_tree_tar(layers_.driver.layer_dirs(container_id), out, to_container)
 
 
 def commit(
@@ -278,6 +279,7 @@ def commit(
     container_config: dict[str, Any] | None,
     image_config: dict[str, Any] | None = None,
     created_by: str | None = None,
+    to_container: IdShift | None = None,
 ) -> str:
     """``docker commit``: the container's changes become a layer on its image; returns the id.
 
@@ -296,7 +298,7 @@ def commit(
     diff_ids = list((parent_doc.get("rootfs") or {}).get("diff_ids") or [])
     tmp_dir.mkdir(exist_ok=True)
     with tempfile.TemporaryFile(dir=tmp_dir) as spool:
-        count = write_diff_tar(layers_.driver, container_id, layers_.init_of(row), spool)
+        count = write_diff_tar(layers_.driver, container_id, layers_.init_of(row), spool, to_container)
         pending = []
         if count:
             spool.seek(0)

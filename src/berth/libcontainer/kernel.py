@@ -249,6 +249,14 @@ def mount_setattr(path: str, attr_set: int, attr_clr: int, recursive: bool = Tru
     )
 
 
+def mount_setattr_fd(fd: int, attr_set: int, userns_fd: int = 0, recursive: bool = False) -> None:
+    """mount_setattr(2) on the (detached) mount ``fd`` refers to; ``userns_fd`` for
+    ``MOUNT_ATTR_IDMAP`` (the maps of that user namespace become the mount's)."""
+    attr = _MountAttr(attr_set, 0, 0, userns_fd)
+    flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
+    _check(_syscall(_SYS_MOUNT_SETATTR, fd, b"", flags, cabi.byref(attr), cabi.sizeof(attr)))
+
+
 def fsopen(fstype: str) -> int:
     """A new filesystem context (Linux 5.2): options are checked one by one with fsconfig."""
     return _check(_syscall(_SYS_FSOPEN, _b(fstype), FSOPEN_CLOEXEC))

@@ -204,9 +204,21 @@ def _spawn_userns(
 ) -> tuple[int, int]:
     """:func:`_spawn` for a container with a user namespace (:mod:`berth.libcontainer.userns`):
     stage A is forked, init is its child and, once A exits, ours (we are a child subreaper)."""
-    from berth.libcontainer import userns
+    from berth.libcontainer import idmapped, userns
 
     kernel.prctl(kernel.PR_SET_CHILD_SUBREAPER, 1)
+    # The graph driver's rootfs in a new user namespace: its layers id-mapped to the
+    # container's maps (stage A mounts them, with the host's privileges still held)
+    idmap_fd = None
+    if rootfs_mounts and spec.new_userns and not spec.chroot:
+        try:
+            idmap_fd = idmapped.mapping_userns(spec.uid_mappings, spec.gid_mappings)
+        except BaseException:
+            os.close(barrier_r)
+            if report is not None:
+                os.close(report[0])
+                os.close(report[1])
+            raise
     report_r, report_w = report or os.pipe2(os.O_CLOEXEC)
     sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
     try:
@@ -214,13 +226,17 @@ def _spawn_userns(
     except BaseException:
         for fd in (report_r, report_w, sync_r, sync_w, barrier_r):
             os.close(fd)
+        if idmap_fd is not None:
+            os.close(idmap_fd)
         raise
     if stage_a == 0:
         os.close(report_r)
         os.close(sync_w)
-        userns.stage_a(spec, program, rootfs_mounts, stdio, cgroup, report_w, barrier_r, sync_r)
+        userns.stage_a(spec, program, rootfs_mounts, stdio, cgroup, report_w, barrier_r, sync_r, idmap_fd)
     for fd in (report_w, sync_r, barrier_r):
         os.close(fd)
+    if idmap_fd is not None:
+        os.close(idmap_fd)
     lines = _Lines(report_r)
     init_pid, ready, error = 0, False, None
     try:

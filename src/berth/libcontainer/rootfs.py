@@ -100,7 +100,7 @@ def bind_console(root: str, tty_path: str) -> None:
     mount(tty_path, dest, None, kernel.MS_BIND, None, f"bind '{tty_path}' on")
 
 
-def _root_mount_unshared(path: str, propagation: int) -> None:
+def root_mount_unshared(path: str, propagation: int) -> None:
     """Make the mount holding ``path`` (``path`` itself when it is a mount point) private, or a
     slave when a slave root was asked for: runc's rootfsParentMountPropagation. mount(2) answers
     EINVAL for a path that is not a mount point, so walk up until one accepts."""
@@ -139,7 +139,7 @@ def prepare(
         #    the overlay and the self-bind below would otherwise propagate to the host's peers.
         propagation = PROPAGATION[spec.rootfs_propagation]
         mount(None, "/", None, propagation, None, "(set propagation of)")
-        _root_mount_unshared(root, propagation)
+        root_mount_unshared(root, propagation)
         # 2. The graph driver's plan, e.g. the overlay on root.path.
         for m in rootfs_mounts:
             mount_one(m, m.target)

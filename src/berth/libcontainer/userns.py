@@ -75,8 +75,11 @@ def stage_a(
     report_fd: int,
     barrier_fd: int,
     sync_fd: int,
+    idmap_fd: int | None = None,
 ) -> NoReturn:
-    """Stage A, in a child of the (single-threaded) caller; see the module's table."""
+    """Stage A, in a child of the (single-threaded) caller; see the module's table.
+    ``idmap_fd``: a user namespace with the container's maps; the rootfs is then mounted here,
+    its layers id-mapped (:func:`mount_rootfs_idmapped`), and init gets no rootfs mounts."""
     from berth.libcontainer.init import join_namespaces, run_init
 
     try:
@@ -85,6 +88,11 @@ def stage_a(
             cgroup.add(0)
         set_limits(spec.process)
         join_namespaces(spec, with_pid=True)
+        if idmap_fd is not None:
+            mount_rootfs_idmapped(spec, rootfs_mounts, idmap_fd)
+            rootfs_mounts = []
+        if spec.new_userns:
+            spec = write_joined_net_sysctls(spec)
         if spec.new_userns:
             step("unshare user namespace", "self", kernel.unshare, kernel.CLONE_NEWUSER)
             os.write(report_fd, REQUEST)
@@ -104,3 +112,50 @@ def stage_a(
         run_init(spec, seccomp_program, rootfs_mounts, stdio, None, report_fd, barrier_fd, namespaces_done=True)
     os.write(report_fd, PID_PREFIX + b"%d\n" % pid)
     os._exit(0)
+
+
+def write_joined_net_sysctls(spec: ContainerSpec) -> ContainerSpec:
+    """A network namespace joined by path (the network driver's) belongs to the host's user
+    namespace: its ``net.*`` sysctls cannot be written from inside the container's, so stage A
+    writes them here, joined to it and still privileged, and init gets the rest (runc lets the
+    runtime make the network namespace inside the user namespace; berth's is made before)."""
+    net = spec.namespace("network")
+    if net is None or net.path is None:
+        return spec
+    from berth.libcontainer import record
+    from berth.libcontainer.mounts import fail
+    from berth.libcontainer.sysctl import proc_path
+
+    rest = []
+    for key, value in spec.sysctl:
+        if not key.startswith("net."):
+            rest.append((key, value))
+            continue
+        path = proc_path(key)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            try:
+                os.write(fd, value.encode())
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise fail(f"write sysctl {key}={value!r} to", path, exc) from exc
+    return record.replace(spec, sysctl=tuple(rest))
+
+
+def mount_rootfs_idmapped(spec: ContainerSpec, rootfs_mounts: list[Mount], idmap_fd: int) -> None:
+    """Stage A's part of the rootfs, with the host's privileges still held: a mount namespace of
+    its own (owned by the host's user namespace, so init's, made inside the container's user
+    namespace, gets these mounts locked: the container cannot unmount them to see what is
+    below), propagation cut as :func:`berth.libcontainer.rootfs.prepare` does, then the graph
+    driver's plan with id-mapped layers (:mod:`berth.libcontainer.idmapped`)."""
+    from berth.libcontainer import idmapped, rootfs
+    from berth.libcontainer.mountopts import PROPAGATION
+    from berth.libcontainer.mounts import mount
+
+    step("unshare mount namespace", "self", kernel.unshare, kernel.CLONE_NEWNS)
+    propagation = PROPAGATION[spec.rootfs_propagation]
+    mount(None, "/", None, propagation, None, "(set propagation of)")
+    rootfs.root_mount_unshared(spec.root_path, propagation)
+    idmapped.mount_rootfs(rootfs_mounts, idmap_fd)
+    os.close(idmap_fd)

@@ -118,6 +118,9 @@ class SpecInput:
     # /dev/shm: "private" (a tmpfs of shm_size), "none" (--ipc none: no /dev/shm), or a
     # directory to bind there (--ipc host: /dev/shm; --ipc container:X: X's, under /proc/PID/root)
     shm: str = "private"
+    # a user namespace of its own with these (container id, host id, count) maps (--userns-remap)
+    uid_mappings: tuple[tuple[int, int, int], ...] = ()
+    gid_mappings: tuple[tuple[int, int, int], ...] = ()
 
 
 def build_spec(inp: SpecInput) -> dict[str, Any]:
@@ -356,6 +359,8 @@ def _linux(inp: SpecInput, caps: list[str]) -> dict[str, Any]:
             namespaces.append({"type": kind})
     if inp.cgroup_ns:
         namespaces.append({"type": "cgroup"})
+    if inp.uid_mappings:
+        namespaces.append({"type": "user"})
     resources = resources_to_oci(inp.resources)
     resources["devices"] = (
         [{"allow": True, "access": "rwm"}] if inp.privileged else [dict(r) for r in _DEVICE_RULES]
@@ -368,6 +373,9 @@ def _linux(inp: SpecInput, caps: list[str]) -> dict[str, Any]:
         "maskedPaths": [] if inp.privileged else list(masked),
         "readonlyPaths": [] if inp.privileged else list(readonly),
     }
+    if inp.uid_mappings:
+        for key, maps in (("uidMappings", inp.uid_mappings), ("gidMappings", inp.gid_mappings)):
+            linux[key] = [{"containerID": c, "hostID": h, "size": n} for c, h, n in maps]
     if inp.rootfs_propagation:
         linux["rootfsPropagation"] = inp.rootfs_propagation
     if inp.devices:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import stat
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -88,9 +89,16 @@ def _copy_changes(layer: Path, lower: list[Path]) -> list[Change]:
     return out
 
 
-def write_diff_tar(driver: GraphDriver, layer_id: str, parent_id: str | None, out: BinaryIO) -> int:
+IdShift = Callable[[int, int], tuple[int, int]]
+
+
+def write_diff_tar(
+    driver: GraphDriver, layer_id: str, parent_id: str | None, out: BinaryIO, to_container: IdShift | None = None
+) -> int:
     """Write the layer tar of ``layer_id``'s changes (Docker's format: ``.wh.`` whiteouts) to
-    the seekable file ``out`` (at offset 0); return the number of changes."""
+    the seekable file ``out`` (at offset 0); return the number of changes. ``to_container``:
+    the host (uid, gid) of a file -> the container's, for a layer written from a user
+    namespace (its files hold host ids; the image must hold the container's, as dockerd's)."""
     found = changes(driver, layer_id, parent_id)
     tar = tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT)
     with tar:
@@ -107,6 +115,9 @@ def write_diff_tar(driver: GraphDriver, layer_id: str, parent_id: str | None, ou
             if info is None:
                 continue  # a socket: tar has no type for it (Docker skips them too)
             _add_xattrs(info, change.source)
+            if to_container is not None:
+                info.uid, info.gid = to_container(info.uid, info.gid)
+                info.uname = info.gname = ""
             if info.isreg():
                 with open(change.source, "rb") as f:
                     tar.addfile(info, f)
@@ -122,14 +133,19 @@ def write_diff_tar(driver: GraphDriver, layer_id: str, parent_id: str | None, ou
     return len(found)
 
 
-def write_tree_tar(layers: list[Path], out: BinaryIO) -> None:
-    """Write the merged view of ``layers`` as one tar (``docker export``)."""
+def write_tree_tar(layers: list[Path], out: BinaryIO, to_container: IdShift | None = None) -> None:
+    """Write the merged view of ``layers`` as one tar (``docker export``); ``to_container``
+    as for :func:`write_diff_tar`, applied to the files of the top (the container's) layer."""
+    top = str(layers[0]) + "/" if layers else ""
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for rel, host in walk(layers):
             info = tar.gettarinfo(str(host), arcname=rel.lstrip("/"))
             if info is None:
                 continue  # a socket: tar has no type for it (Docker skips them too)
             _add_xattrs(info, host)
+            if to_container is not None and (str(host) + "/").startswith(top):
+                info.uid, info.gid = to_container(info.uid, info.gid)
+                info.uname = info.gname = ""
             if info.isreg():
                 with open(host, "rb") as f:
                     tar.addfile(info, f)

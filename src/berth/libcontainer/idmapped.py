@@ -1,0 +1,126 @@
+"""Id-mapped layers: the image's files seen through the container's id mapping, not copied.
+
+A container in a user namespace of its own (``--userns-remap``, ``--userns=auto``) must see its
+image's files owned by its own root, i.e. by the host ids its uid 0 maps to. dockerd chowns a
+copy of every layer per remapped root; berth leaves the layers as they are and mounts each lower
+layer through an id-mapped mount (``mount_setattr(MOUNT_ATTR_IDMAP)``, Linux 5.12; overlayfs
+accepts id-mapped layers since 5.19): on-disk uid 0 reads as the mapped root, 1000 as root+1000.
+
+This runs in stage A (:mod:`berth.libcontainer.userns`), which still holds the host's
+privileges (the mount needs them over the layers' file system) and has a mount namespace of its
+own; the user namespace the mapping is taken from is a throw-away one with the container's maps
+(:func:`mapping_userns`, made by the caller, which may write them)::
+
+    fd = mapping_userns(spec.uid_mappings, spec.gid_mappings)   # the caller, before stage A
+    mount_rootfs(rootfs_mounts, fd)                             # stage A, before unshare(USER)
+
+The overlay's ``lowerdir`` entries become ``/proc/self/fd/N`` of detached id-mapped clones
+(overlayfs keeps its own reference to each layer, so they are closed after the mount); the upper
+directory is the container's own and is written with host ids (the daemon owns it by the mapped
+root). A bind (the vfs driver's rootfs) is attached id-mapped as a whole.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from berth.libcontainer import kernel
+from berth.libcontainer.failure import EXIT_OTHER, ContainerInitError
+from berth.libcontainer.mounts import fail, mount
+from berth.libcontainer.spec import IdMap, Mount
+
+MOUNT_ATTR_IDMAP = 0x00100000
+
+
+def _write_map(pid: int, name: str, maps: tuple[IdMap, ...]) -> None:
+    text = "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in maps)
+    fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def mapping_userns(uid_maps: tuple[IdMap, ...], gid_maps: tuple[IdMap, ...]) -> int:
+    """An O_CLOEXEC-less fd of a new user namespace with these maps (for mount_setattr); the
+    helper child that made it exits before this returns. Call only from a single-threaded process."""
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    hold_r, hold_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the helper child
+        try:
+            os.close(hold_w)  # else our own copy would keep the read below from ever seeing EOF
+            os.close(ready_r)
+            kernel.unshare(kernel.CLONE_NEWUSER)
+            os.write(ready_w, b"u")
+            os.read(hold_r, 1)  # until the parent has opened our namespace
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    os.close(hold_r)
+    try:
+        if os.read(ready_r, 1) != b"u":
+            raise ContainerInitError("make the id mapping's user namespace: the helper died", EXIT_OTHER)
+        try:
+            _write_map(pid, "gid_map", gid_maps)
+            _write_map(pid, "uid_map", uid_maps)
+            return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY)
+        except OSError as exc:
+            raise ContainerInitError(f"make the id mapping's user namespace: {exc.strerror}", EXIT_OTHER) from exc
+    finally:
+        os.close(ready_r)
+        os.close(hold_w)
+        os.waitpid(pid, 0)
+
+
+def idmapped_clone(path: str, userns_fd: int, recursive: bool = False) -> int:
+    """A detached clone of the mount at ``path`` whose ids read through ``userns_fd``'s maps."""
+    flags = kernel.OPEN_TREE_CLONE | kernel.OPEN_TREE_CLOEXEC | (kernel.AT_RECURSIVE if recursive else 0)
+    try:
+        fd = kernel.open_tree(kernel.AT_FDCWD, path, flags)
+    except OSError as exc:
+        raise fail("clone the layer", path, exc) from exc
+    try:
+        kernel.mount_setattr_fd(fd, MOUNT_ATTR_IDMAP, userns_fd, recursive)
+    except OSError as exc:
+        os.close(fd)
+        cause = exc.strerror or str(exc)
+        if exc.errno in (errno.EINVAL, errno.ENOSYS):
+            cause += " (id-mapped mounts of this file system need a newer kernel)"
+        raise ContainerInitError(f"id-map the layer '{path}': {cause}", 128) from exc
+    return fd
+
+
+def mount_rootfs(mounts: list[Mount], userns_fd: int) -> None:
+    """Mount the graph driver's plan with its layers id-mapped (see the module's docstring)."""
+    for m in mounts:
+        if m.type == "overlay":
+            _mount_overlay(m, userns_fd)
+        elif m.type == "bind" or "bind" in m.options or "rbind" in m.options:
+            fd = idmapped_clone(m.source, userns_fd, recursive="rbind" in m.options)
+            try:
+                kernel.move_mount(fd, "", kernel.AT_FDCWD, m.target, kernel.MOVE_MOUNT_F_EMPTY_PATH)
+            except OSError as exc:
+                raise fail("attach the id-mapped layer on", m.target, exc) from exc
+            finally:
+                os.close(fd)
+        else:
+            raise ContainerInitError(f"id-map the rootfs: a {m.type!r} mount cannot be id-mapped", 128)
+
+
+def _mount_overlay(m: Mount, userns_fd: int) -> None:
+    fds: list[int] = []
+    options: list[str] = []
+    try:
+        for opt in m.options:
+            if opt.startswith("lowerdir="):
+                paths = opt[len("lowerdir=") :].split(":")
+                for path in paths:
+                    fds.append(idmapped_clone(path, userns_fd))
+                opt = "lowerdir=" + ":".join(f"/proc/self/fd/{fd}" for fd in fds)
+            options.append(opt)
+        mount(m.source, m.target, "overlay", 0, ",".join(options), "overlay (id-mapped layers)")
+    finally:
+        for fd in fds:
+            os.close(fd)

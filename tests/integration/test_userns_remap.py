@@ -1,0 +1,287 @@
+"""``berthd --userns-remap`` (issue 10 item 4): root in the container is an unprivileged host uid.
+
+A real berthd started with ``--userns-remap=default`` (berth's user ``berthremap``, created with
+its subordinate ranges if the host has none; removed again at the end of the session if this
+session created it), driven by the docker CLI: what the container and the host each see of the
+container's ids, the files it writes (rootfs, volume), exec's confinement against the init's,
+``--userns=host``, images imported before and after a restart, setuid binaries and device nodes,
+and berth's per-container ``--userns=auto`` and ``map=`` forms (the ``io.berth.userns`` label for
+the docker CLI, ``UsernsMode`` for API clients).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pwd
+import subprocess
+import tarfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import harness
+
+pytestmark = pytest.mark.integration
+
+USER = "berthremap"
+
+
+def ok(r: subprocess.CompletedProcess, d: harness.Daemon | None = None) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
+    assert r.returncode == 0, f"exit {r.returncode}\nstdout: {r.stdout!r}\nstderr: {r.stderr!r}" + (
+        d.log_tail() if d is not None else ""
+    )
+    return r
+
+
+def _subid_lines(name: str) -> dict[str, list[str]]:
+    out = {}
+    for path in ("/etc/subuid", "/etc/subgid"):
+        try:
+            out[path] = [ln for ln in Path(path).read_text().splitlines() if ln.split(":")[0] == name]
+        except FileNotFoundError:
+            out[path] = []
+    return out
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+def remove_created_user(name: str, existed: bool, lines_before: dict[str, list[str]]) -> None:
+    """Undo what a daemon added for ``name`` during the session: the user if it did not exist,
+    and the subordinate lines that were not there before."""
+    if not existed and _user_exists(name):
+        subprocess.run(["userdel", name], capture_output=True, check=False)
+    for path, before in lines_before.items():
+        p = Path(path)
+        if not p.exists():
+            continue
+        kept = [ln for ln in p.read_text().splitlines() if ln.split(":")[0] != name or ln in before]
+        text = "".join(ln + "\n" for ln in kept)
+        if text != p.read_text():
+            p.write_text(text)
+
+
+@pytest.fixture(scope="session")
+def remap_user() -> Iterator[str]:
+    existed, lines = _user_exists(USER), _subid_lines(USER)
+    yield USER
+    remove_created_user(USER, existed, lines)
+
+
+@pytest.fixture
+def remapped(
+    berthd_factory: Callable[..., harness.Berthd], busybox_tar: Path, remap_user: str
+) -> harness.Berthd:
+    d = berthd_factory(start=False, extra_args=("--userns-remap=default",))
+    os.chmod(d.root, 0o711)  # the remapped root walks to its rootfs: berthd refuses a 0700 parent
+    d.start()
+    d.import_image(busybox_tar, "busybox:latest", cmd=("sh",))
+    return d
+
+
+def remap_root(name: str = USER) -> tuple[int, int]:
+    uid = pwd.getpwnam(name).pw_uid
+    first = [int(ln.split(":")[1]) for ln in Path("/etc/subuid").read_text().splitlines()
+             if ln.split(":")[0] in (name, str(uid))][0]
+    gfirst = [int(ln.split(":")[1]) for ln in Path("/etc/subgid").read_text().splitlines()
+              if ln.split(":")[0] in (name, str(uid))][0]
+    return first, gfirst
+
+
+def status_ids(pid: int) -> tuple[str, str]:
+    fields = dict(ln.split(":\t", 1) for ln in Path(f"/proc/{pid}/status").read_text().splitlines() if ":\t" in ln)
+    return fields["Uid"].split()[0], fields["Gid"].split()[0]
+
+
+def test_root_inside_is_unprivileged_outside(remapped: harness.Berthd) -> None:
+    d = remapped
+    uid, gid = remap_root()
+    r = ok(d.docker("run", "--rm", "busybox", "id"), d)
+    assert r.stdout.startswith("uid=0(root) gid=0(root)"), r.stdout
+    ok(d.docker("run", "-d", "--name", "sleeper", "busybox", "sleep", "300"), d)
+    pid = int(ok(d.docker("inspect", "-f", "{{.State.Pid}}", "sleeper")).stdout)
+    assert status_ids(pid) == (str(uid), str(gid))
+    maps = ok(d.docker("exec", "sleeper", "cat", "/proc/self/uid_map", "/proc/self/gid_map")).stdout.split()
+    assert maps == ["0", str(uid), "65536", "0", str(gid), "65536"]
+    # the daemon's data root and info, as dockerd's
+    info = ok(d.docker("info", "-f", "{{json .SecurityOptions}} {{.DockerRootDir}}")).stdout
+    assert "name=userns" in info
+    assert info.strip().endswith(f"{d.data_root}/{uid}.{gid}"), info
+
+
+def test_files_written_belong_to_the_mapped_root(remapped: harness.Berthd) -> None:
+    d = remapped
+    uid, gid = remap_root()
+    ok(d.docker("volume", "create", "vol"), d)
+    ok(d.docker("run", "--name", "wr", "-v", "vol:/data", "busybox", "sh", "-c",
+                "echo hi > /data/f && echo hi > /made && mkdir /d && touch /d/g"), d)
+    mountpoint = ok(d.docker("volume", "inspect", "-f", "{{.Mountpoint}}", "vol")).stdout.strip()
+    info = os.stat(Path(mountpoint) / "f")
+    assert (info.st_uid, info.st_gid) == (uid, gid)
+    upper = next(Path(d.data_root).glob(f"*/overlay2/{_cid(d, 'wr')}/diff"))
+    for name in ("made", "d", "d/g"):
+        st = os.stat(upper / name)
+        assert (st.st_uid, st.st_gid) == (uid, gid), name
+    # the image's files, as the container sees them: owned by its root (id-mapped layers)
+    out = ok(d.docker("run", "--rm", "busybox", "stat", "-c", "%u:%g", "/bin/busybox", "/etc/passwd", "/")).stdout
+    assert out.split() == ["0:0"] * 3
+    # and what it writes over an image file (a copy-up) stays its own
+    ok(d.docker("run", "--rm", "busybox", "sh", "-c", "echo x >> /etc/passwd && stat -c %u /etc/passwd"), d)
+
+
+def _cid(d: harness.Berthd, name: str) -> str:
+    return ok(d.docker("inspect", "-f", "{{.Id}}", name)).stdout.strip()
+
+
+def test_exec_has_the_inits_walls(remapped: harness.Berthd) -> None:
+    d = remapped
+    ok(d.docker("run", "-d", "--name", "ct", "busybox", "sleep", "300"), d)
+    report = ("for p in $$ 1; do grep -E '^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' "
+              "/proc/$p/status; for n in user mnt pid; do readlink /proc/$p/ns/$n; done; cat /proc/$p/uid_map; "
+              "echo ===; done")
+    out = ok(d.docker("exec", "ct", "sh", "-c", report), d).stdout
+    exec_part, init_part, _ = out.split("===\n")
+    assert exec_part == init_part
+    assert "Uid:\t0\t0\t0\t0" in exec_part
+    pid = int(ok(d.docker("inspect", "-f", "{{.State.Pid}}", "ct")).stdout)
+    init_ns = os.readlink(f"/proc/{pid}/ns/user")
+    assert init_ns != os.readlink("/proc/self/ns/user")
+    assert init_ns in exec_part
+
+
+def test_userns_host_opts_out(remapped: harness.Berthd) -> None:
+    d = remapped
+    ok(d.docker("run", "-d", "--name", "ho", "--userns=host", "busybox", "sleep", "300"), d)
+    pid = int(ok(d.docker("inspect", "-f", "{{.State.Pid}}", "ho")).stdout)
+    assert status_ids(pid) == ("0", "0")
+    assert os.readlink(f"/proc/{pid}/ns/user") == os.readlink("/proc/self/ns/user")
+    # --privileged needs it, as dockerd says
+    r = d.docker("run", "--rm", "--privileged", "busybox", "true")
+    assert r.returncode == 125
+    assert "privileged mode is incompatible with user namespaces.  You must run the container in the host " \
+           "namespace when running privileged mode" in r.stderr
+    ok(d.docker("run", "--rm", "--privileged", "--userns=host", "busybox", "true"), d)
+    r = d.docker("run", "--rm", "--network", "host", "busybox", "true")
+    assert "cannot share the host's network namespace when user namespaces are enabled" in r.stderr
+
+
+def test_images_before_and_after_a_restart(remapped: harness.Berthd, busybox_tar: Path) -> None:
+    d = remapped
+    ok(d.docker("tag", "busybox:latest", "before:1"), d)
+    d.restart()
+    d.import_image(busybox_tar, "after:1", cmd=("sh",))
+    for ref in ("before:1", "after:1"):
+        assert ok(d.docker("run", "--rm", ref, "id", "-u"), d).stdout == "0\n"
+    # a layer committed from a remapped container runs again
+    ok(d.docker("run", "--name", "src", "busybox", "sh", "-c", "echo made > /made"), d)
+    ok(d.docker("commit", "src", "committed:1"), d)
+    assert ok(d.docker("run", "--rm", "committed:1", "cat", "/made"), d).stdout == "made\n"
+    # the committed layer holds the container's ids, not the host's it wrote them with
+    assert ok(d.docker("run", "--rm", "--userns=host", "committed:1", "stat", "-c", "%u:%g", "/made"), d).stdout \
+        == "0:0\n"
+
+
+def _tar_with(entries: list[tarfile.TarInfo], payload: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for info in entries:
+            data = payload.get(info.name)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+def test_setuid_and_device_nodes_give_no_host_privilege(remapped: harness.Berthd, tmp_path: Path) -> None:
+    d = remapped
+    # an image with a setuid-root copy of busybox and /dev/mem-like node (1,1) in its layer
+    busybox = Path(harness.BUSYBOX).read_bytes()
+    # busybox drops a setuid root unless /etc/busybox.conf (root's, in the image) keeps it
+    conf_text = b"[SUID]\nsleep = ssx 0.0\n"
+    conf = tarfile.TarInfo("etc/busybox.conf")
+    conf.mode, conf.size = 0o644, len(conf_text)
+    suid = tarfile.TarInfo("x/busybox")
+    suid.mode, suid.size, suid.uid, suid.gid = 0o4755, len(busybox), 0, 0
+    node = tarfile.TarInfo("x/mem")
+    node.type, node.devmajor, node.devminor, node.mode = tarfile.CHRTYPE, 1, 1, 0o666
+    layer = _tar_with([conf, suid, node], {"x/busybox": busybox, "etc/busybox.conf": conf_text})
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "layer.tar").write_bytes(layer)
+    (ctx / "Dockerfile").write_text("FROM busybox\nADD layer.tar /\n")
+    ok(d.docker("build", "-q", "-t", "evil:1", str(ctx)), d)
+    # the node cannot be opened: the container's root owns no device on the host
+    r = d.docker("run", "--rm", "evil:1", "sh", "-c", "head -c1 /x/mem >/dev/null")
+    assert r.returncode != 0 and ("Permission denied" in r.stderr or "Operation not permitted" in r.stderr), r
+    # the setuid binary makes a user the container's root, which is still the unprivileged host uid
+    ok(d.docker("run", "-d", "--name", "su", "--user", "1000", "evil:1", "/x/busybox", "sleep", "300"), d)
+    pid = int(ok(d.docker("inspect", "-f", "{{.State.Pid}}", "su")).stdout)
+    uid, _ = remap_root()
+    fields = dict(ln.split(":\t", 1) for ln in Path(f"/proc/{pid}/status").read_text().splitlines() if ":\t" in ln)
+    # real 1000, effective/saved/fs 0 inside: on the host, the mapped ids, never 0
+    assert [int(x) for x in fields["Uid"].split()] == [uid + 1000, uid, uid, uid], fields["Uid"]
+    # as root of its namespace it may not touch the host's: a mknod of its own is refused
+    r = d.docker("run", "--rm", "busybox", "mknod", "/m", "c", "1", "1")
+    assert r.returncode != 0, r
+
+
+def test_auto_gives_each_container_its_own_range(remapped: harness.Berthd) -> None:
+    d = remapped
+    uid, _ = remap_root()
+    pids = []
+    for name in ("a1", "a2"):
+        ok(d.docker("run", "-d", "--name", name, "--label", "io.berth.userns=auto", "busybox", "sleep", "300"), d)
+        pids.append(int(ok(d.docker("inspect", "-f", "{{.State.Pid}}", name)).stdout))
+    ids = [int(status_ids(p)[0]) for p in pids]
+    assert len(set(ids)) == 2 and uid not in ids, ids
+    assert all(i >= 100000 for i in ids)
+    # kept across a restart: a third one never gets a block the first two hold
+    d.restart()
+    ok(d.docker("run", "-d", "--name", "a3", "--label", "io.berth.userns=auto", "busybox", "sleep", "300"), d)
+    third = int(status_ids(int(ok(d.docker("inspect", "-f", "{{.State.Pid}}", "a3")).stdout))[0])
+    assert third not in ids and third != uid
+    # and the files it sees are its root's
+    assert ok(d.docker("exec", "a3", "stat", "-c", "%u", "/bin/busybox"), d).stdout == "0\n"
+    # the API form, UsernsMode itself (docker-py, berth's CLI)
+    status, body = d.api("POST", "/containers/create?name=api", {"Image": "busybox", "Cmd": ["id", "-u"],
+                                                                 "HostConfig": {"UsernsMode": "auto"}})
+    assert status == 201, body
+
+
+def test_explicit_map(remapped: harness.Berthd) -> None:
+    d = remapped
+    uid, _ = remap_root()
+    pool = [ln for ln in Path("/etc/subuid").read_text().splitlines() if ln.startswith(USER + ":")][1]
+    start = int(pool.split(":")[1]) + 5 * 65536
+    r = ok(d.docker("run", "--rm", "--label", f"io.berth.userns=map=0:{start}:65536", "busybox",
+                    "cat", "/proc/self/uid_map"), d)
+    assert r.stdout.split() == ["0", str(start), "65536"]
+    # host ids outside berth's subordinate ranges are refused
+    r = d.docker("run", "--rm", "--label", "io.berth.userns=map=0:0:1", "busybox", "true")
+    assert r.returncode == 125 and "are not subordinate ids" in r.stderr, r.stderr
+    r = d.docker("run", "--rm", "--label", "io.berth.userns=map=1:200000:10", "busybox", "true")
+    assert r.returncode == 125 and "id 0 is not mapped" in r.stderr, r.stderr
+
+
+def test_refused_without_remap(berthd: harness.Berthd, busybox_image: str) -> None:
+    r = berthd.docker("run", "--rm", "--label", "io.berth.userns=auto", busybox_image, "true")
+    assert r.returncode == 125 and "without --userns-remap" in r.stderr, r.stderr
+    # berthd without remapping has no user namespace whatever --userns says
+    assert "name=userns" not in ok(berthd.docker("info", "-f", "{{json .SecurityOptions}}")).stdout
+
+
+def test_parent_that_blocks_the_remapped_root_is_refused(
+    berthd_factory: Callable[..., harness.Berthd], remap_user: str
+) -> None:
+    d = berthd_factory(start=False, extra_args=("--userns-remap=default",))
+    os.chmod(d.root, 0o700)
+    with pytest.raises(harness.DaemonError):
+        d.start()
+    time.sleep(0.1)
+    assert "restricts access to the remapped root" in d.log_tail()
