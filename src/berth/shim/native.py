@@ -24,9 +24,9 @@ from typing import Any
 
 from berth.errors import SystemFailure
 
-# hookrun, setns, userns: what process loads only when used (berth-runtime's commands need not
+# hookrun, idmapped, setns, userns: what process loads only when used (berth-runtime's commands need not
 # pay for them), loaded here before the fork server freezes its heap, so every shim shares them
-from berth.libcontainer import ContainerInitError, Mount, Stdio, hookrun, setns, userns  # noqa: F401
+from berth.libcontainer import ContainerInitError, Mount, Stdio, hookrun, idmapped, setns, userns  # noqa: F401
 from berth.libcontainer.cgroups import Cgroup, open_cgroup, resources_from_oci
 from berth.libcontainer.process import create_shared, exec_in_launcher, prepare_exec
 from berth.shim import protocol as P
