@@ -16,6 +16,7 @@ from measure import Series, ratio
 ROWS = [
     ("run", "(a) `docker run --rm --network none busybox true`"),
     ("start_job", "  ↳ its `container.start` job in `berth jobs` (target ≤ 15 ms; dockerd has no such table)"),
+    ("run_oci", "  ↳ the same through berth's `oci` exec driver, `--runtime runc` (dockerd: its runc)"),
     ("start_api", "  ↳ `POST /containers/{{id}}/start` of a created `--network none busybox true`"),
     ("run_d", "  ↳ `docker run -d --network none busybox sleep 1000`"),
     (
@@ -186,6 +187,7 @@ TARGETS = [
 # (row, description, limit): berth's median must be at most `limit` times dockerd's
 RATIO_TARGETS = [
     ("run", "(a) `docker run --rm` ≤ 0.2× dockerd's (issue 6)", 0.2),
+    ("run_oci", "(a) through the `oci` driver with runc ≤ 0.5× dockerd's (issue 10)", 0.5),
 ]
 
 

@@ -142,6 +142,16 @@ def bench_run(systems: list[System], plan: Plan, results: Results) -> None:
             results["start_job"] = {s.name: jobs[s.name]}
 
 
+def bench_run_oci(systems: list[System], plan: Plan) -> dict[str, Series]:
+    """(a) through berth's oci exec driver with runc (`--runtime runc`); dockerd runs runc anyway."""
+
+    def op(s: System) -> float:
+        runtime = ("--runtime", "runc") if s.name == "berth" else ()
+        return timed(lambda: docker(s, "run", "--rm", *runtime, "--network", "none", "busybox", "true"))
+
+    return interleave(systems, plan.rounds, plan.warmup, op)
+
+
 def last_start_job(s: System) -> float:
     """The duration of the last `container.start` job berth finished (`berth jobs -a`)."""
     status, jobs = s.daemon.api("GET", "/berth/v1/jobs?all=1")
@@ -522,6 +532,7 @@ def main(argv: list[str] | None = None) -> int:
             ("ps", "ps on empty daemons", lambda: results.update(
                 berth_ps=bench_berth_ps(systems, plan), ps_empty=bench_ps(systems, plan, all_=True))),
             ("run", "run --rm --network none busybox true", lambda: bench_run(systems, plan, results)),
+            ("run", "run --rm through the oci driver (runc)", lambda: results.update(run_oci=bench_run_oci(systems, plan))),
             ("run", "POST /containers/{id}/start", lambda: results.update(start_api=bench_start_api(systems, plan))),
             ("exec", "exec", lambda: results.update(exec=bench_exec(systems, plan, tag))),
             ("run", "run -d", lambda: results.update(run_d=bench_run_detached(systems, plan))),

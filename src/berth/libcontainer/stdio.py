@@ -67,7 +67,9 @@ def console(sock_fd: int, bind_console: bool, ctty: bool = True, size: tuple[int
         slave_path = f"/dev/pts/{number}"
         slave = os.open(slave_path, os.O_RDWR | os.O_NOCTTY)
         if size is not None:
-            fcntl.ioctl(master, TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
+            # struct winsize: rows, columns, then two unused shorts
+            winsize = b"".join(n.to_bytes(2, sys.byteorder) for n in (size[0] & 0xFFFF, size[1] & 0xFFFF, 0, 0))
+            fcntl.ioctl(master, TIOCSWINSZ, winsize)
         sock = _socket.socket(fileno=os.dup(sock_fd))
         try:
             # sendmsg, not socket.send_fds: that one imports the array module, and we are

@@ -11,7 +11,8 @@ Each operation is one command of the binary, run by a helper process
 - ``start``, ``pause``, ``resume``: ``BIN start|pause|resume ID``;
 - ``exec``: ``BIN exec --detach --process P --pid-file F [--console-socket S] ID`` with the
   process's stdio; answers its pid;
-- ``state``: ``BIN state ID`` (its OCI state JSON) and the cgroup's OOM record;
+- ``state``: ``BIN state ID`` (its OCI state JSON) and the cgroup's OOM record; once the shim
+  has reaped the init (which is when it asks at the end) only the OOM record, read in the shim;
 - ``delete``: ``BIN delete --force ID``, then the rootfs is unmounted;
 - ``kill``: ``kill(2)``, as for the native runtime. The init and every exec'd process are the
   shim's children once the binary has exited: the shim is a child subreaper, so they are
@@ -121,6 +122,12 @@ class OciRuntime:
 
     def state(self) -> Op:
         binary, cid, directory, cgroup = self.binary, self.id, self.dir, self.cgroup_name
+        if self.pid and not _alive(self.pid):
+            # the shim asks once it has reaped the init: the container is stopped, and only
+            # the OOM record is news (read here, as the native runtime does: no more helpers
+            # come, so touching pages no longer matters), without a runtime command on the
+            # way of `docker run --rm`
+            return Done(Result(value=RuntimeState("stopped", _oom_killed(cgroup))))
         return HelperOp(Helper(lambda res_w, go_r: helper_state(binary, cid, directory, cgroup, res_w)),
                         on_result=_to_state)
 
@@ -134,6 +141,28 @@ class OciRuntime:
     def _command(self, what: str, *command: str) -> Op:
         binary, directory = self.binary, self.dir
         return HelperOp(Helper(lambda res_w, go_r: helper_command(binary, directory, what, command, res_w)))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _oom_killed(cgroup_name: str) -> bool:
+    """Whether the OOM killer hit the container's cgroup (False when that is unknown)."""
+    from berth.errors import SystemFailure
+    from berth.libcontainer.cgroups import open_cgroup
+
+    if not cgroup_name:
+        return False
+    cgroup = open_cgroup(cgroup_name)
+    try:
+        return cgroup.exists() and cgroup.oom_killed()
+    except (OSError, SystemFailure):
+        return False  # the memory controller is gone or unreadable: no OOM is known
 
 
 def _to_state(result: Result) -> None:
@@ -373,9 +402,6 @@ def helper_command(binary: Binary, directory: str, what: str, command: tuple[str
 
 def helper_state(binary: Binary, cid: str, directory: str, cgroup_name: str, res_w: int) -> None:
     """In the helper: the runtime's ``state`` and whether the OOM killer hit the container."""
-    from berth.errors import SystemFailure
-    from berth.libcontainer.cgroups import open_cgroup
-
     status = "unknown"
     r, w = os.pipe2(os.O_CLOEXEC)
     null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
@@ -393,14 +419,7 @@ def helper_state(binary: Binary, cid: str, directory: str, cgroup_name: str, res
     finally:
         os.close(r)
         os.close(null)
-    oom = False
-    if cgroup_name:
-        cgroup = open_cgroup(cgroup_name)
-        try:
-            oom = cgroup.exists() and cgroup.oom_killed()
-        except (OSError, SystemFailure):
-            oom = False  # the memory controller is gone or unreadable: no OOM is known
-    answer(res_w, {"result": {"status": status, "oom_killed": oom}})
+    answer(res_w, {"result": {"status": status, "oom_killed": _oom_killed(cgroup_name)}})
 
 
 def helper_delete(binary: Binary, cid: str, directory: str, res_w: int) -> None:
