@@ -285,3 +285,80 @@ def test_parent_that_blocks_the_remapped_root_is_refused(
         d.start()
     time.sleep(0.1)
     assert "restricts access to the remapped root" in d.log_tail()
+
+
+def test_vfs_driver(berthd_factory: Callable[..., harness.Berthd], busybox_tar: Path, remap_user: str) -> None:
+    """vfs: the container's rootfs is one directory, bound id-mapped as a whole."""
+    d = berthd_factory(start=False, storage_driver="vfs", extra_args=("--userns-remap=default",))
+    os.chmod(d.root, 0o711)
+    d.start()
+    d.import_image(busybox_tar, "busybox:latest", cmd=("sh",))
+    uid, gid = remap_root()
+    ok(d.docker("run", "-d", "--name", "vf", "busybox", "sh", "-c", "touch /new && sleep 300"), d)
+    pid = int(ok(d.docker("inspect", "-f", "{{.State.Pid}}", "vf")).stdout)
+    assert status_ids(pid) == (str(uid), str(gid))
+    assert ok(d.docker("exec", "vf", "stat", "-c", "%u:%g", "/bin/busybox", "/new"), d).stdout.split() == ["0:0"] * 2
+
+
+# --- against the reference: dockerd --userns-remap=default (its user dockremap) ---------------
+
+
+@pytest.fixture(scope="session")
+def dockremap_user() -> Iterator[str]:
+    existed, lines = _user_exists("dockremap"), _subid_lines("dockremap")
+    yield "dockremap"
+    remove_created_user("dockremap", existed, lines)
+
+
+def _observe(d: harness.Daemon) -> dict[str, object]:
+    run = ("run", "--rm", "--network", "none")
+    uid_map = ok(d.docker(*run, "busybox", "cat", "/proc/self/uid_map"), d).stdout.split()
+    first = int(uid_map[1])
+    ok(d.docker("volume", "create", "vol"), d)
+    ok(d.docker(*run, "-v", "vol:/data", "busybox", "sh", "-c", "echo hi > /data/f"), d)
+    mountpoint = Path(ok(d.docker("volume", "inspect", "-f", "{{.Mountpoint}}", "vol"), d).stdout.strip())
+    info = ok(d.docker("info", "-f", "{{json .SecurityOptions}}|{{.DockerRootDir}}"), d).stdout.strip()
+    privileged = d.docker(*run, "--privileged", "busybox", "true")
+    host_net = d.docker("run", "--rm", "--network", "host", "busybox", "true")
+    host_pid = d.docker(*run, "--pid", "host", "busybox", "true")
+    return {
+        # (id's groups differ outside user namespaces too: dockerd >= 20.10.18 adds the primary gid)
+        "id": ok(d.docker(*run, "busybox", "sh", "-c", "id -u; id -g; id -un"), d).stdout,
+        "map": [uid_map[0], uid_map[2]],
+        "image files": ok(d.docker(*run, "busybox", "stat", "-c", "%u:%g", "/bin/busybox", "/etc"), d).stdout,
+        "volume file on the host": os.stat(mountpoint / "f").st_uid - first,
+        "userns option": "name=userns" in info,
+        "root dir": info.rpartition("|")[2].rpartition("/")[2] == f"{first}.{first}",
+        "privileged": (privileged.returncode, privileged.stderr.strip().splitlines()[0]),
+        "host network": (host_net.returncode, host_net.stderr.strip().splitlines()[0]),
+        "host pid": (host_pid.returncode, host_pid.stderr.strip().splitlines()[0]),
+        "host userns": ok(d.docker(*run, "--userns=host", "busybox", "cat", "/proc/self/uid_map"), d).stdout.split(),
+    }
+
+
+@pytest.mark.conformance
+def test_remap_default_against_dockerd(
+    berthd_factory: Callable[..., harness.Berthd],
+    dockerd_factory: Callable[..., harness.Dockerd],
+    busybox_tar: Path,
+    remap_user: str,
+    dockremap_user: str,
+) -> None:
+    daemons: list[harness.Daemon] = [
+        berthd_factory(start=False, extra_args=("--userns-remap=default",)),
+        dockerd_factory(start=False, extra_args=("--userns-remap=default",)),
+    ]
+    # both refuse a data root whose parent the remapped root cannot search
+    for d in daemons:
+        os.chmod(d.root, 0o700)
+        with pytest.raises(harness.DaemonError):
+            d.start()
+        assert "restricts access to the remapped root" in d.log_tail(), d.log_tail()
+        d.proc = None
+        os.chmod(d.root, 0o711)
+        d.start()
+        d.import_image(busybox_tar, "busybox:latest", cmd=("sh",))
+    berth, docker = (_observe(d) for d in daemons)
+    assert berth == docker
+    assert berth["map"] == ["0", "65536"] and berth["volume file on the host"] == 0
+    assert berth["image files"] == "0:0\n0:0\n"
