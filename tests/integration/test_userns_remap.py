@@ -189,6 +189,14 @@ def test_images_before_and_after_a_restart(remapped: harness.Berthd, busybox_tar
         == "0:0\n"
 
 
+def test_build_run_step_commits_container_ids(remapped: harness.Berthd, tmp_path: Path) -> None:
+    d = remapped
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN touch /built && chown 1000:1000 /built\n")
+    ok(d.docker("build", "-q", "-t", "built:1", str(tmp_path)), d)
+    out = ok(d.docker("run", "--rm", "--userns=host", "built:1", "stat", "-c", "%u:%g", "/built"), d).stdout
+    assert out == "1000:1000\n"
+
+
 def _tar_with(entries: list[tarfile.TarInfo], payload: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
