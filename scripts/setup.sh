@@ -108,8 +108,22 @@ quiet "$venv/bin/python" -m compileall -q -j0 "$repo/src"
 # processing, no _distutils_hack) and isolated (-I), without the cyclic garbage collector, and
 # imports the entry point directly, not through pip's wrapper (which imports re): ~10 ms less CPU
 # per command (bench/runtime.py).
+# Where the venv's Python is a shared-library build (pyenv's: libpython3.X.so, whose relocations
+# and position-independent code cost a run ~3 ms of CPU) and the system has the same Python
+# version built as one static executable (Debian's /usr/bin/python3.X), the launcher runs on that
+# one: berth-runtime needs nothing but the standard library and berth's own sources (-I -S).
 berth_src=$("$venv/bin/python" -c 'import berth, os; print(os.path.dirname(os.path.dirname(berth.__file__)))')
-launcher="#!$venv/bin/python -IS
+runtime_python="$venv/bin/python"
+shared_check='import sys; sys.exit(0 if "/libpython" in open("/proc/self/maps").read() else 1)'
+venv_version=$("$venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+system_python="/usr/bin/python$venv_version"
+if "$venv/bin/python" -c "$shared_check" && [ -x "$system_python" ] \
+    && [ "$("$system_python" -IS -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" = "$venv_version" ] \
+    && ! "$system_python" -I -c "$shared_check" \
+    && "$system_python" -IS -c "import sys; sys.path.insert(0, '$berth_src'); import _ctypes, _json, _socket, _sha256, fcntl, resource, berth.runtime.cli" 2>/dev/null; then
+    runtime_python="$system_python"
+fi
+launcher="#!$runtime_python -IS
 # berth-runtime's fast launcher, written by scripts/setup.sh (pip's wrapper imports re and site);
 # a short-lived command needs no cyclic garbage collector
 import gc
