@@ -137,6 +137,27 @@ def test_files_written_belong_to_the_mapped_root(remapped: harness.Berthd) -> No
     ok(d.docker("run", "--rm", "busybox", "sh", "-c", "echo x >> /etc/passwd && stat -c %u /etc/passwd"), d)
 
 
+def test_volume_copy_and_docker_cp_in_container_ids(remapped: harness.Berthd, tmp_path: Path) -> None:
+    """What crosses into or out of the container is in its ids: a new volume's copy of the image,
+    files put with docker cp, and the tar docker cp reads back (dockerd's behaviour)."""
+    d = remapped
+    uid, _ = remap_root()
+    out = ok(d.docker("run", "--rm", "-v", "nv:/etc", "busybox", "stat", "-c", "%u:%g", "/etc/passwd", "/etc"), d)
+    assert out.stdout.split() == ["0:0", "0:0"]
+    mountpoint = Path(ok(d.docker("volume", "inspect", "-f", "{{.Mountpoint}}", "nv")).stdout.strip())
+    assert os.stat(mountpoint / "passwd").st_uid == uid
+    ok(d.docker("run", "-d", "--name", "cp1", "busybox", "sleep", "300"), d)
+    (tmp_path / "put").write_text("x")
+    ok(d.docker("cp", str(tmp_path / "put"), "cp1:/put"), d)
+    assert ok(d.docker("exec", "cp1", "stat", "-c", "%u:%g", "/put"), d).stdout == "0:0\n"
+    ok(d.docker("exec", "cp1", "touch", "/made"), d)
+    for path in ("/etc/passwd", "/made"):
+        got = d.docker("cp", f"cp1:{path}", "-", text=False)
+        assert got.returncode == 0, got.stderr
+        with tarfile.open(fileobj=io.BytesIO(got.stdout)) as tar:
+            assert [(m.uid, m.gid) for m in tar.getmembers()] == [(0, 0)], path
+
+
 def _cid(d: harness.Berthd, name: str) -> str:
     return ok(d.docker("inspect", "-f", "{{.Id}}", name)).stdout.strip()
 

@@ -32,6 +32,7 @@ from berth.container.files.pack import pack
 from berth.container.files.resolve import Resource, clean_path, open_resolved, resolve_resource, scoped_path
 from berth.container.files.unpack import UnpackOptions, unpack
 from berth.container.record import Container
+from berth.daemon import remap
 from berth.daemon.handlers import HandlerTable
 from berth.daemon.lifecycle import start_lock
 from berth.daemon.mountspec import oci_mounts
@@ -127,7 +128,7 @@ async def archive(d: Daemon, req: jobs.ContainerArchiveGet, job: Job) -> None:
     out = job.sink
     async with container_view(d, c) as root_fd:
         res = await asyncio.to_thread(_stat, root_fd, path, req.id)
-        chunks: Iterator[bytes] = pack(root_fd, res)
+        chunks: Iterator[bytes] = pack(root_fd, res, remap.to_container(c.userns))
         first = True
         while True:
             try:
@@ -184,7 +185,7 @@ async def extract(d: Daemon, req: jobs.ContainerArchivePut, job: Job) -> None:
             except BerthError as exc:
                 raise SystemFailure(exc.message) from exc
             chown = (uid, gid)
-        options = UnpackOptions(req.no_overwrite_dir_non_dir, chown)
+        options = UnpackOptions(req.no_overwrite_dir_non_dir, chown, remap.to_host_ids(c.userns))
         reader = BlockingBody(source, asyncio.get_running_loop())
         pump = asyncio.ensure_future(reader.pump())
         try:

@@ -214,6 +214,36 @@ def to_container(maps: Maps | None) -> Callable[[int, int], tuple[int, int]] | N
     return lambda uid, gid: (back(uids, uid), back(gids, gid))
 
 
+def to_host_ids(maps: Maps | None) -> Callable[[int, int], tuple[int, int]] | None:
+    """The container's (uid, gid) -> the host's, for files put into a container in a user
+    namespace (docker cp); an id its maps lack is dockerd's error."""
+    if not maps:
+        return None
+    uids, gids = maps["uid"], maps["gid"]
+
+    def forth(lines: list[list[int]], cid: int) -> int:
+        for c, h, n in lines:
+            if c <= cid < c + n:
+                return h + cid - c
+        raise InvalidParameter(f"Container ID {cid} cannot be mapped to a host ID")
+
+    return lambda uid, gid: (forth(uids, uid), forth(gids, gid))
+
+
+def shift_tree(root: Path, maps: Maps | None) -> None:
+    """Give the files under ``root`` (written with the container's ids: a new volume's copy of
+    the image) the host ids its maps give them; modes are set again (chown clears setuid bits)."""
+    ids = to_host_ids(maps)
+    if ids is None:
+        return
+    for top, dirs, files in os.walk(root):
+        for name in (top, *(os.path.join(top, n) for n in dirs + files)):
+            info = os.lstat(name)
+            os.lchown(name, *ids(info.st_uid, info.st_gid))
+            if not stat.S_ISLNK(info.st_mode):
+                os.chmod(name, stat.S_IMODE(info.st_mode))
+
+
 def to_host(lines: list[list[int]], cid: int) -> int:
     for c, h, n in lines:
         if c <= cid < c + n:

@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from berth.daemon import mountspec
+from berth.daemon import mountspec, remap
 from berth.daemon.faults import crash_point
 from berth.daemon.handlers import HandlerTable
 from berth.daemon.volumestore import ANONYMOUS_LABEL
@@ -92,6 +92,9 @@ def _copy_up(d: Daemon, cid: str, path: str, target: Path) -> None:
     try:
         if not d.graph.copy_dir(cid, path, partial):
             return  # not a directory in the image: nothing to copy
+        creating = d.live.any(cid)
+        if creating is not None and creating.record.userns:  # the container's root owns its copy
+            remap.shift_tree(partial, creating.record.userns)
         crash_point("volume.after-copy-up")
         os.rename(partial, target)
     finally:

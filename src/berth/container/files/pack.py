@@ -21,7 +21,7 @@ import os
 import pwd
 import stat
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 
 from berth.container.files.resolve import Resource, open_in
@@ -65,15 +65,19 @@ def with_type_bits(block: bytes, st_mode: int) -> bytes:
 
 
 class _Packer:
-    def __init__(self) -> None:
+    def __init__(self, ids: Callable[[int, int], tuple[int, int]] | None = None) -> None:
         self.buf = bytearray()
         self.links: dict[tuple[int, int], str] = {}
+        self.ids = ids
 
     def header(self, name: str, st: os.stat_result, link: str = "", fd: int | None = None) -> tarfile.TarInfo:
         info = tarfile.TarInfo(name)
         info.mode = stat.S_IMODE(st.st_mode)
         info.uid, info.gid = st.st_uid, st.st_gid
-        info.uname, info.gname = _uname(st.st_uid), _gname(st.st_gid)
+        if self.ids is not None:  # a container in a user namespace: its own ids, no host names
+            info.uid, info.gid = self.ids(st.st_uid, st.st_gid)
+        else:
+            info.uname, info.gname = _uname(st.st_uid), _gname(st.st_gid)
         info.mtime = int(st.st_mtime)
         kind = stat.S_IFMT(st.st_mode)
         if kind == stat.S_IFDIR:
@@ -178,9 +182,10 @@ class _Packer:
                 self.buf.clear()
 
 
-def pack(root_fd: int, res: Resource) -> Iterator[bytes]:
-    """The tar stream of ``res`` in chunks of about :data:`CHUNK` bytes."""
-    p = _Packer()
+def pack(root_fd: int, res: Resource, ids: Callable[[int, int], tuple[int, int]] | None = None) -> Iterator[bytes]:
+    """The tar stream of ``res`` in chunks of about :data:`CHUNK` bytes; ``ids`` maps the
+    owners read (host ids) to the container's, for a container in a user namespace."""
+    p = _Packer(ids)
     top = entry_prefix(res)
     if res.is_dir:
         fd = open_in(root_fd, res.path, _DIR_FLAGS & ~os.O_NOFOLLOW if res.base in ("", ".") else _DIR_FLAGS)

@@ -27,6 +27,7 @@ import json
 import os
 import stat
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -56,6 +57,13 @@ class UnpackError(SystemFailure):
 class UnpackOptions:
     no_overwrite_dir_non_dir: bool = False
     chown: tuple[int, int] | None = None  # every entry owned by this uid, gid
+    # the container's (uid, gid) -> the host's, for a container in a user namespace
+    ids: Callable[[int, int], tuple[int, int]] | None = None
+
+    def owner(self, uid: int, gid: int) -> tuple[int, int]:
+        """The host owner of an entry the archive gives to (uid, gid)."""
+        uid, gid = self.chown or (uid, gid)
+        return self.ids(uid, gid) if self.ids is not None else (uid, gid)
 
 
 def go_clean(name: str) -> str:
@@ -187,7 +195,7 @@ class _Unpacker:
         try:
             self._data(fd, m, archive)
             # owner, then mode (chown clears setuid), xattrs, time: on the descriptor just written
-            uid, gid = self.options.chown or (m.uid, m.gid)
+            uid, gid = self.options.owner(m.uid, m.gid)
             os.fchown(fd, uid, gid)
             os.fchmod(fd, m.mode & 0o7777)
             for key, value in m.pax_headers.items():
@@ -238,7 +246,7 @@ class _Unpacker:
         """Owner, then mode (chown clears setuid bits), xattrs and time of what was just made."""
         if m.islnk():
             return  # a hard link shares its target's inode, owner and mode
-        uid, gid = self.options.chown or (m.uid, m.gid)
+        uid, gid = self.options.owner(m.uid, m.gid)
         try:
             fd = os.open(base, _OPATH | os.O_CLOEXEC, dir_fd=parent) if parent is not None \
                 else open_in(self.root_fd, path, _OPATH)
