@@ -18,7 +18,7 @@ Anything that fails before exec raises :class:`ContainerInitError` with runc's t
 exit status Docker records (127 not found, 126 cannot execute, 128 otherwise).
 
 Modules: ``spec`` (OCI dict -> frozen dataclasses, validated before any side effect),
-``kernel`` (the one ctypes seam), ``mounts`` (one mount), ``securepath`` (the one symlink-safe
+``kernel`` (the raw system calls), ``cabi`` (C calls through ``_ctypes`` alone), ``mounts`` (one mount), ``securepath`` (the one symlink-safe
 walk inside a root), ``defaultmounts`` (the one default mount table), ``rootfs`` (the
 container's file system: mount order, devices, pivot_root, masked/read-only paths),
 ``cgroup_mount`` (OCI's "cgroup" mount type), ``capabilities`` (names, DEFAULT_CAPS),
