@@ -41,6 +41,13 @@ def check(host: dict[str, Any]) -> None:
     requests.check(host.get("DeviceRequests"))
 
 
+def reads_host(host: dict[str, Any]) -> bool:
+    """Whether :func:`apply` reads the host for this HostConfig (device nodes, block devices,
+    CDI specs): then it belongs in a thread; else it only fills in the spec."""
+    fields = ("Devices", "DeviceRequests", "BlkioWeightDevice", *(f for f, _ in THROTTLES))
+    return any(host.get(f) for f in fields)
+
+
 def apply(host: dict[str, Any], spec: dict[str, Any], cdi_dirs: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """Add the container's devices to ``spec`` (in place; also returned). Reads the host."""
     linux = spec.setdefault("linux", {})

@@ -27,6 +27,8 @@ from berth.libcontainer.cgroups import Cgroup
 from berth.libcontainer.confine import confine, seal_imports, set_limits
 from berth.libcontainer.failure import EXIT_OTHER, READY, ContainerInitError, die, step
 from berth.libcontainer.spec import ContainerSpec, Mount, Stdio
+from berth.steptrace import fds as steptrace_fds
+from berth.steptrace import mark
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -49,6 +51,7 @@ def run_init(
     cgroup and the namespaces given by path, set the limits and made the user and PID
     namespaces; init unshares only the rest, inside its user namespace (so they are its own)."""
     try:
+        mark("i:begin")  # berth.steptrace: a profile's timestamps (nothing when off)
         # Non-dumpable until execve (which resets it), as runc's init and every exec's launcher:
         # a process sharing a joined PID namespace cannot ptrace it or open its /proc/PID/*
         # while it still holds every capability and the host's mount namespace.
@@ -57,17 +60,19 @@ def run_init(
         os.setsid()
         # The container's umask is Docker's 0022 whatever the caller's (a daemon may use 077).
         os.umask(0o022)
-        stdio_.setup(stdio, keep=(report_fd, barrier_fd, stdio.console_socket))
+        stdio_.setup(stdio, keep=(report_fd, barrier_fd, stdio.console_socket, *steptrace_fds()))
         tty_path = os.ttyname(0) if stdio.tty and not stdio.console else None
         if (spec.create_container_hooks or spec.start_container_hooks) and not spec.hook_state:
             raise ContainerInitError("createContainer/startContainer hooks need the container's state", EXIT_OTHER)
         # our pid on the host, for the hooks' state: /proc is still the host's (or the parent
         # pid namespace's, for a joined one)
         host_pid = int(os.readlink("/proc/self")) if spec.hook_state else 0
+        mark("i:stdio")
         # Join the cgroup before anything allocates memory or forks, and before a cgroup
         # namespace is made, so that namespace is rooted at the container's cgroup.
         if cgroup is not None:
             cgroup.add(0)
+        mark("i:cgroup")
         # Join namespaces given by path, then unshare the new ones in one call. The mount
         # namespace is joined last: joining it changes what the other paths mean.
         if not namespaces_done:
@@ -80,6 +85,7 @@ def run_init(
             if ns.path is None and ns.type not in ("pid", "user"):
                 flags |= kernel.NAMESPACE_FLAGS[ns.type]
         step("unshare namespaces", "self", kernel.unshare, flags)
+        mark("i:unshare")
         net = spec.namespace("network")
         if net is not None and net.path is None:
             _loopback_up()  # a new network namespace starts with lo down
@@ -90,6 +96,7 @@ def run_init(
         # All mounts happen before pivot_root, while the host paths (sources) are reachable;
         # propagation is cut first, so nothing reaches the host's mount table.
         rootfs.prepare(spec, rootfs_mounts, tty_path, spec.namespace("user") is not None, cgroup_view)
+        mark("i:rootfs")
         # the mounts are made, pivot_root is not: the runtime-spec's createContainer moment
         if spec.create_container_hooks:
             from berth.libcontainer import hookrun  # loaded by the parent (process._spawn)
@@ -104,6 +111,7 @@ def run_init(
         # Like runc (createCwd) and dockerd: a missing working directory is created, owned by
         # root, before a read-only root is sealed; after pivot_root so that symlinks on the way
         # resolve inside the container.
+        mark("i:pivot")
         _make_cwd(spec.process.cwd)
         # The container's own pty, from its own devpts (needs the new root), before a read-only
         # root is sealed (/dev/console is bound onto it).
@@ -111,17 +119,21 @@ def run_init(
             stdio_.console(stdio.console_socket, bind_console=True, size=spec.process.console_size)
         # /proc is the container's own now: sysctls, masked and read-only paths, read-only root.
         rootfs.finish(spec)
+        mark("i:finish")
         # The walls, exactly as every exec'd process gets them (stage A set the limits while it
         # still had the host's privileges).
         if not namespaces_done:
             set_limits(spec.process)
+        mark("i:limits")
         path, env = confine(spec.process, seccomp_program)
+        mark("i:confined")
     except BaseException as exc:  # the child never returns into the caller's code
         die(report_fd, exc)
     # The barrier: tell the parent we are ready, and exec only when it says so.
     os.write(report_fd, READY)
     if os.read(barrier_fd, 1) == b"":
         os._exit(EXIT_OTHER)  # the parent went away or aborted: do not run the process
+    mark("i:go")
     os.close(barrier_fd)
     if spec.start_container_hooks:  # started, the process not yet exec'd: inside the container
         from berth.libcontainer import hookrun  # loaded by the parent, as above
@@ -197,6 +209,7 @@ def exec_program(
         _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
         if any("\0" in arg for arg in args):
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))  # as execve(2) would see it
+        mark("i:exec")
         os.execve(path, list(args), env)
     except OSError as exc:
         code = exc.errno or errno.EINVAL

@@ -31,6 +31,7 @@ from berth.libcontainer.cgroups import Cgroup
 from berth.libcontainer.failure import EXIT_CANNOT_EXECUTE, EXIT_OTHER, READY, ContainerInitError, die
 from berth.libcontainer.init import run_init
 from berth.libcontainer.spec import Mount, Process, Stdio
+from berth.steptrace import mark
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -153,7 +154,9 @@ def _spawn(
             parsed = specmod.parse(spec)
         if hook_state is not None:
             parsed = record.replace(parsed, hook_state=json.dumps(hook_state))
+        mark("h:parsed")
         program = _compile_seccomp(parsed.seccomp)  # canonical JSON: the cache's key as it is
+        mark("h:seccomp")
         if parsed.create_container_hooks or parsed.start_container_hooks:
             # init runs them, where it may import nothing any more (pivot_root, a user namespace)
             from berth.libcontainer import hookrun  # noqa: F401
@@ -179,6 +182,7 @@ def _spawn(
             os.close(report_r)
         finally:
             run_init(parsed, program, rootfs_mounts, stdio, cgroup, report_w, barrier_r)
+    mark("h:forked")
     os.close(report_w)
     os.close(barrier_r)
     data = _read_line(report_r)

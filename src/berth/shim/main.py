@@ -34,6 +34,7 @@ from berth.shim.oci import OciRuntime
 from berth.shim.reactor import Reactor
 from berth.shim.runtime import Runtime
 from berth.shim.service import Service
+from berth.steptrace import mark
 
 PR_SET_CHILD_SUBREAPER = 36
 # handlers, not SIG_IGN: an ignored signal would stay ignored in the container's process across
@@ -92,6 +93,7 @@ def main(daemon: socket.socket, make_runtime: MakeRuntime = runtime_for, standby
     try:
         daemon.setblocking(True)
         req, body = read_request(daemon)
+        mark("m:request")
         exec_dir = os.path.join(req["exec_root"], req["id"])
         os.makedirs(exec_dir, mode=0o700, exist_ok=True)
         _detach_stdio(os.path.join(exec_dir, "monitor.log"))

@@ -33,6 +33,7 @@ from berth.shim import protocol as P
 from berth.shim.helper import Helper, HelperOp, Standby, answer
 from berth.shim.process import Refused
 from berth.shim.runtime import Done, Op, Result, RuntimeState
+from berth.steptrace import mark
 
 # in <exec_root>/<id>: the container's process object and seccomp profile, written at create,
 # read by every exec's helper (the shim itself keeps nothing of the spec): an exec'd process
@@ -115,6 +116,7 @@ class NativeRuntime:
             return Done(Result(error=f"start container {self.id}: the init is not at its barrier", exit_code=128))
         try:
             os.write(barrier, b"\0")
+            mark("m:released")
         except BrokenPipeError:
             return Done(Result(error=f"start container init {self.pid}: it exited before start", exit_code=128))
         finally:
@@ -198,14 +200,18 @@ def helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, report: tuple[
     answers its pid once it waits at the barrier, and exits."""
     os.close(barrier_w)  # the shim's: the init must see EOF if the shim goes
     try:
+        mark("h:work")
         work = P.decode_json(body)
         cgroup = open_cgroup(req["cgroup"]) if req.get("cgroup") else None
         if cgroup is not None:
             # the limits the spec holds, converted as berth-runtime converts a bundle's
             cgroup.create(resources_from_oci((work["spec"].get("linux") or {}).get("resources")))
+            mark("h:cgroup")
         mounts = [Mount(m[0], m[1], m[2], tuple(m[3])) for m in work.get("rootfs_mounts", ())]
         _save_container(os.path.join(req["exec_root"], req["id"], CONTAINER_FILE), work["spec"])
+        mark("h:saved")
         pid = create_shared(work["spec"], mounts, stdio, cgroup, report, barrier_r, _hook_state(req, work["spec"]))
+        mark("h:ready")
     except ContainerInitError as exc:
         answer(res_w, {"message": exc.message, "exit_code": exc.exit_code})
         return

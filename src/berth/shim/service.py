@@ -40,6 +40,7 @@ from berth.shim.runtime import Op, Result, Runtime
 from berth.shim.stdio import close_console, make_stdio, take_master
 from berth.shim.streams import READ_SIZE, Pump
 from berth.shim.waiting import Waiter
+from berth.steptrace import mark
 
 DRAIN_TIMEOUT = 2.0  # seconds to wait for output EOF once the process has exited
 # seconds a runtime operation may take (creating a container, mounts and namespaces, is far
@@ -98,6 +99,7 @@ class Service:
                                       int(req.get("log_max_files") or 1), bool(req.get("log_compress")))
         try:
             op = self.runtime.create(stdio)
+            mark("m:given")
         except (OSError, Refused) as exc:
             op = None
             self._create_failed(Result(error=f"create container {self.id}: {exc}", exit_code=128))
@@ -108,6 +110,7 @@ class Service:
             self.wait_op(op, self._created)
 
     def _created(self, result: Result) -> None:
+        mark("m:created")
         init = self.init
         if init.console is not None:  # a tty: its master, from the container's devpts
             result = self.receive_master(init, result, f"create container {self.id}", 128)
@@ -121,6 +124,7 @@ class Service:
         self._listen()
         self._add_conn(self.daemon)
         self.daemon.send_json({"event": "created", "pid": init.pid, "monitor_pid": os.getpid()})
+        mark("m:created-sent")
         crash_point("created")
         self.pump.watch_outputs(init)
         if self.terminated:
@@ -389,6 +393,7 @@ class Service:
             try:
                 if op == "start":
                     init.state.start()
+                    mark("m:start")
                     rop = self.runtime.start()
                     self.starting = True
                 elif op == "pause":
@@ -421,6 +426,7 @@ class Service:
             else:
                 self._reply(conn, msg, f"{op} container {self.id}: {res.error}", "system")
         elif op == "start":
+            mark("m:exec-seen")
             crash_point("started")
             init.started = True
             if init.state is not STOPPED:  # a process that ran and exited at once has started too
@@ -428,6 +434,7 @@ class Service:
             self._write_state(format_time(time.time_ns()))
             self.pump.flush_stdin(init)
             self._reply(conn, msg, "", "")
+            mark("m:started")
         else:
             try:
                 init.state = init.state.pause() if op == "pause" else init.state.resume()

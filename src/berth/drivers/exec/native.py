@@ -38,6 +38,7 @@ from berth.errors import Conflict, ContainerStartError, SystemFailure, Unavailab
 from berth.libcontainer.cgroups import ResourceUpdate, Stats, open_cgroup
 from berth.shim import oci
 from berth.shim import protocol as P
+from berth.steptrace import mark
 
 log = logging.getLogger(__name__)
 SECCOMP_CACHE = "seccomp"  # <exec root>/seccomp/<sha256>.bpf: compiled profiles (libcontainer.seccomp)
@@ -174,17 +175,21 @@ class NativeDriver:
 
         Raises ContainerStartError (127/126/128) when init fails; no monitor is left then.
         """
-        if req.bundle:
-            _write_config(Path(req.bundle), req.spec)
-        cgroup = self._record_cgroup(req)
+        cgroup = self.cgroup_of(req)
+        # the bundle's config.json and the cgroup record are written (a thread) while the fork
+        # server hands the container to a shim: the shim reads neither (its spec comes with the
+        # request), and the create returns only once both are written
+        written = asyncio.ensure_future(asyncio.to_thread(self._write_records, req, cgroup))
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             await self._spawn(theirs.fileno())
         except BaseException:
             ours.close()
+            await asyncio.gather(written, return_exceptions=True)
             raise
         finally:
             theirs.close()
+        mark("d:handed")
         reader, writer = await asyncio.open_unix_connection(sock=ours)
         request = {
             "op": "create",
@@ -212,9 +217,20 @@ class NativeDriver:
         writer.write(P.encode_json(request))
         try:
             ev = await hello(reader, writer, body)
+            mark("d:created")
         except (ConnectionError, P.ProtocolError) as exc:
             writer.close()
+            await asyncio.gather(written, return_exceptions=True)
             raise SystemFailure(f"create container {req.id}: monitor connection broke: {exc}") from exc
+        try:
+            await written
+        except BaseException:
+            writer.close()  # before its start the monitor kills the init when the daemon lets go
+            raise
+        finally:
+            if ev is not None and ev.get("event") == "error":
+                # the monitor removed the exec dir before answering; the record may have come after
+                await asyncio.to_thread(shutil.rmtree, self.exec_dir(req.id), True)
         if ev is None or ev.get("event") not in ("created", "error"):
             writer.close()
             raise SystemFailure(f"create container {req.id}: the monitor exited without an answer "
@@ -230,17 +246,24 @@ class NativeDriver:
         self._live[req.id] = handle
         return handle
 
-    def _record_cgroup(self, req: CreateRequest) -> str:
+    def cgroup_of(self, req: CreateRequest) -> str:
+        """The container's cgroup: the spec's ``cgroupsPath``, else ``<cgroup parent>/<id>``."""
+        path = str(((req.spec or {}).get("linux") or {}).get("cgroupsPath") or "").strip("/")
+        return path or (f"{self.cgroup_parent}/{req.id}" if self.cgroup_parent else req.id)
+
+    def _write_records(self, req: CreateRequest, cgroup: str) -> None:
+        if req.bundle:
+            _write_config(Path(req.bundle), req.spec)
+        self._record_cgroup(req.id, cgroup)
+
+    def _record_cgroup(self, cid: str, name: str) -> None:
         """Write down where the container's cgroup is, for stats, top, update and cleanup
         (also after a daemon restart: the exec dir lives as long as the container)."""
-        path = str(((req.spec or {}).get("linux") or {}).get("cgroupsPath") or "").strip("/")
-        name = path or (f"{self.cgroup_parent}/{req.id}" if self.cgroup_parent else req.id)
-        directory = self.exec_dir(req.id)
+        directory = self.exec_dir(cid)
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # root's alone, as the monitor makes it
         tmp = directory / (CGROUP_FILE + ".tmp")
         tmp.write_text(name + "\n")
         os.replace(tmp, directory / CGROUP_FILE)
-        return name
 
     async def reconnect(self, cid: str) -> MonitorHandle | ExitStatus:
         """Attach to the live monitor of ``cid``, or read the status it left when it is gone."""

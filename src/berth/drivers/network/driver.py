@@ -560,6 +560,7 @@ class NetworkDriver:
         self.live[cid] = live
         made = False
         nl: socket.socket | None = None
+        written: asyncio.Future[None] | None = None
         try:
             if req.ports and eps:
                 binding = self.networks[eps[0].network_id].host_binding
@@ -568,6 +569,8 @@ class NetworkDriver:
                 sandbox = replace(sandbox, ports=tuple(live.held.mappings))
                 live.sandbox = sandbox
             await asyncio.to_thread(self.store.attach, sandbox, eps)
+            # hosts and resolv.conf depend on nothing made below: written (a thread) meanwhile
+            written = asyncio.ensure_future(asyncio.to_thread(self._write_files, req, eps, upstreams))
             nl, socks = await self.netns.run(netns.create, path, files.EMBEDDED_DNS if dns else "")
             made = True
             if socks is not None:
@@ -592,10 +595,13 @@ class NetworkDriver:
                 await self.nft.run(firewall.elements("add", self.cfg.table, dnats), what="publish ports")
             if eps and not all(self.networks[e.network_id].internal for e in eps):
                 self._ensure_forwarding()
-            await asyncio.to_thread(self._write_files, req, eps, upstreams)
+            await written
         except BaseException:
             if nl is not None:
                 nl.close()  # closing a consumed (closed) socket again is harmless
+            if written is not None:
+                # its own failure, if any, is not the one to report: the one being raised is
+                await asyncio.gather(written, return_exceptions=True)
             await self._undo(cid, made, path)
             raise
         return Attached(str(path), tuple(eps), tuple(live.held.mappings) if live.held else ())
