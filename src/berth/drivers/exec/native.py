@@ -176,6 +176,8 @@ class NativeDriver:
         Raises ContainerStartError (127/126/128) when init fails; no monitor is left then.
         """
         cgroup = self.cgroup_of(req)
+        if req.bundle:  # (the container's log may be in it: the shim opens that)
+            Path(req.bundle).mkdir(mode=0o700, parents=True, exist_ok=True)
         # the bundle's config.json and the cgroup record are written (a thread) while the fork
         # server hands the container to a shim: the shim reads neither (its spec comes with the
         # request), and the create returns only once both are written
