@@ -115,6 +115,10 @@ def test_root_inside_is_unprivileged_outside(remapped: harness.Berthd) -> None:
     info = ok(d.docker("info", "-f", "{{json .SecurityOptions}} {{.DockerRootDir}}")).stdout
     assert "name=userns" in info
     assert info.strip().endswith(f"{d.data_root}/{uid}.{gid}"), info
+    # what the start-up probe found: overlays over id-mapped layers exist from Linux 5.19
+    release = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2])
+    if release >= (5, 19):
+        assert "image layers id-mapped at mount" in d.log_path.read_text()
 
 
 def test_files_written_belong_to_the_mapped_root(remapped: harness.Berthd) -> None:
@@ -391,3 +395,33 @@ def test_remap_default_against_dockerd(
     assert berth == docker
     assert berth["map"] == ["0", "65536"] and berth["volume file on the host"] == 0
     assert berth["image files"] == "0:0\n0:0\n"
+
+
+def test_chowned_layer_copies_where_idmap_is_off(
+    berthd_factory: Callable[..., harness.Berthd], busybox_tar: Path, remap_user: str
+) -> None:
+    """dockerd's way, for kernels without id-mapped overlay layers (forced here with
+    BERTH_USERNS_IDMAP=0): each lower layer copied once per mapping with its ids shifted."""
+    d = berthd_factory(start=False, extra_args=("--userns-remap=default",), env_extra={"BERTH_USERNS_IDMAP": "0"})
+    os.chmod(d.root, 0o711)
+    d.start()
+    assert "copied and chowned per mapping (BERTH_USERNS_IDMAP=0)" in d.log_path.read_text()
+    d.import_image(busybox_tar, "busybox:latest", cmd=("sh",))
+    uid, gid = remap_root()
+    for _ in range(2):  # the second start reuses the copy
+        ok(d.docker("run", "--rm", "busybox", "sh", "-c", "echo x >> /etc/passwd"), d)
+    copies = list(Path(d.data_root).glob("*/overlay2/*/remap/*"))  # the image's layer and the init layer
+    assert len(copies) == 2 and len({p.name for p in copies}) == 1, copies
+    copies = [p for p in copies if (p / "bin" / "busybox").exists()]
+    st = os.stat(copies[0] / "bin" / "busybox")
+    assert (st.st_uid, st.st_gid) == (uid, gid)
+    ok(d.docker("run", "-d", "--name", "cc", "busybox", "sh", "-c", "touch /new && sleep 300"), d)
+    pid = int(ok(d.docker("inspect", "-f", "{{.State.Pid}}", "cc")).stdout)
+    assert status_ids(pid) == (str(uid), str(gid))
+    out = ok(d.docker("exec", "cc", "stat", "-c", "%u:%g", "/bin/busybox", "/etc/passwd", "/new"), d).stdout
+    assert out.split() == ["0:0"] * 3
+    # an auto container gets a copy of its own
+    ok(d.docker("run", "--rm", "--label", "io.berth.userns=auto", "busybox", "stat", "-c", "%u", "/bin/busybox"), d)
+    assert len({p.name for p in Path(d.data_root).glob("*/overlay2/*/remap/*")}) == 2
+    ok(d.docker("commit", "cc", "fromcopy:1"), d)
+    assert ok(d.docker("run", "--rm", "--userns=host", "fromcopy:1", "stat", "-c", "%u", "/new"), d).stdout == "0\n"

@@ -74,6 +74,9 @@ class DaemonConfig:
     # main() turns it into ``remap`` (berth.daemon.remap.Remap) and moves data_root under it.
     userns_remap: str = ""
     remap: Any = None
+    # the kernel mounts overlays over id-mapped layers (probed at start with --userns-remap);
+    # False: a chowned copy of each layer per mapping (berth.drivers.graph.remapcopy)
+    idmap_layers: bool = True
 
     @property
     def socket(self) -> Path:

@@ -119,6 +119,10 @@ def _host_side(d: Daemon, c: Container) -> _HostSide:
     mounts = d.graph.rootfs_mounts(c.id, str(rootfs))
     if c.userns:
         remap.own_container_files(c, mounts)
+        if not d.cfg.idmap_layers:  # a kernel without id-mapped layers: dockerd's chowned copies
+            from berth.drivers.graph.remapcopy import premapped
+
+            mounts = premapped(mounts, c.userns)
     user = resolve_user(d.graph, c, c.config.get("User") or "")
     devices: list[dict[str, Any]] = []
     if c.host_config.get("Privileged"):

@@ -60,6 +60,32 @@ def lock_data_root(cfg: DaemonConfig) -> int:
     return fd
 
 
+IDMAP_ENV = "BERTH_USERNS_IDMAP"  # "0": chowned layer copies even where id-mapped layers work
+IDMAP_REASON: list[str] = []  # why id-mapped layers are not used, for the log once it is set up
+
+
+def probe_idmapped_layers(cfg: DaemonConfig) -> None:
+    """With --userns-remap: whether overlays over id-mapped layers work here (a forked probe,
+    while berthd has no thread yet); if not, layers are copied and chowned per mapping."""
+    import shutil
+    import tempfile
+
+    from berth.libcontainer.idmapped import probe
+
+    if os.environ.get(IDMAP_ENV, "") == "0":
+        cfg.idmap_layers = False
+        IDMAP_REASON.append(f"{IDMAP_ENV}=0")
+        return
+    work = tempfile.mkdtemp(prefix="idmap-probe-", dir=cfg.data_root)
+    try:
+        reason = probe(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if reason is not None:
+        cfg.idmap_layers = False
+        IDMAP_REASON.append(reason)
+
+
 SLOW_CALLBACK_ENV = "BERTH_SLOW_CALLBACK_MS"
 
 
@@ -102,6 +128,10 @@ async def run(cfg: DaemonConfig, early: EarlyListener | None = None) -> None:
     from berth.jobs.system import ServeAPI
 
     log = _log()
+    if cfg.remap is not None:
+        uid, gid = cfg.remap.root
+        log.info("userns-remap: containers' root is %d:%d (%s); image layers %s", uid, gid, cfg.remap.user,
+                 "id-mapped at mount" if cfg.idmap_layers else f"copied and chowned per mapping ({IDMAP_REASON[0]})")
     loop = asyncio.get_running_loop()
     watch_slow_callbacks(loop)
     daemon = Daemon(cfg)
@@ -175,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
             cfg.data_root = remapped_data_root(cfg.data_root, cfg.remap)
             modes.remapped(cfg.remap.root)
         lock_fd = lock_data_root(cfg)
+        if cfg.remap is not None:
+            probe_idmapped_layers(cfg)
         secure_exec_root(cfg.exec_root)
         # /_ping answers from here on: a SIGTERM from now is a stop, whenever it comes
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -31,6 +31,9 @@ from berth.libcontainer.mounts import fail, mount
 from berth.libcontainer.spec import IdMap, Mount
 
 MOUNT_ATTR_IDMAP = 0x00100000
+# in a rootfs plan's options: its layers already hold the container's host ids (a chowned copy
+# per mapping, for kernels without id-mapped overlay layers): mounted as they are, in stage A
+PREMAPPED = "x-berth.premapped"
 
 
 def _write_map(pid: int, name: str, maps: tuple[IdMap, ...]) -> None:
@@ -92,10 +95,18 @@ def idmapped_clone(path: str, userns_fd: int, recursive: bool = False) -> int:
     return fd
 
 
-def mount_rootfs(mounts: list[Mount], userns_fd: int) -> None:
-    """Mount the graph driver's plan with its layers id-mapped (see the module's docstring)."""
+def premapped(mounts: list[Mount]) -> bool:
+    return any(PREMAPPED in m.options for m in mounts)
+
+
+def mount_rootfs(mounts: list[Mount], userns_fd: int | None) -> None:
+    """Mount the graph driver's plan with its layers id-mapped (see the module's docstring);
+    without ``userns_fd``, a :data:`PREMAPPED` plan as it is."""
     for m in mounts:
-        if m.type == "overlay":
+        if userns_fd is None:
+            options = ",".join(o for o in m.options if o != PREMAPPED)
+            mount(m.source, m.target, m.type, 0, options, f"{m.type} (layers chowned for the container)")
+        elif m.type == "overlay":
             _mount_overlay(m, userns_fd)
         elif m.type == "bind" or "bind" in m.options or "rbind" in m.options:
             fd = idmapped_clone(m.source, userns_fd, recursive="rbind" in m.options)
@@ -124,3 +135,41 @@ def _mount_overlay(m: Mount, userns_fd: int) -> None:
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def probe(workdir: str) -> str | None:
+    """Whether this kernel mounts an overlay over an id-mapped layer and shows the mapped ids:
+    None if it does, else why not. Forks (the check unshares a mount namespace): call it from a
+    single-threaded process only (berthd's start, before any thread)."""
+    for name in ("lower", "upper", "work", "merged"):
+        os.makedirs(os.path.join(workdir, name), exist_ok=True)
+    with open(os.path.join(workdir, "lower", "f"), "w"):
+        pass
+    r, w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the probe child
+        os.close(r)
+        answer = b""
+        try:
+            fd = mapping_userns((IdMap(0, 100000, 65536),), (IdMap(0, 100000, 65536),))
+            kernel.unshare(kernel.CLONE_NEWNS)
+            kernel.mount(None, "/", None, kernel.MS_REC | kernel.MS_PRIVATE, None)
+            lower = idmapped_clone(os.path.join(workdir, "lower"), fd)
+            opts = f"lowerdir=/proc/self/fd/{lower},upperdir={workdir}/upper,workdir={workdir}/work"
+            kernel.mount("overlay", os.path.join(workdir, "merged"), "overlay", 0, opts)
+            if os.stat(os.path.join(workdir, "merged", "f")).st_uid != 100000:
+                answer = b"the overlay does not show the layer's mapped ids"
+        except ContainerInitError as exc:
+            answer = str(exc).encode()
+        except OSError as exc:
+            answer = f"overlay over an id-mapped layer: {exc.strerror or exc}".encode()
+        finally:
+            os.write(w, answer or b"ok")
+            os._exit(0)
+    os.close(w)
+    try:
+        got = os.read(r, 4096).decode(errors="replace")
+    finally:
+        os.close(r)
+        os.waitpid(pid, 0)
+    return None if got == "ok" else (got or "the probe died")

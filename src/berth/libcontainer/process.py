@@ -214,7 +214,8 @@ def _spawn_userns(
     # The graph driver's rootfs in a new user namespace: its layers id-mapped to the
     # container's maps (stage A mounts them, with the host's privileges still held)
     idmap_fd = None
-    if rootfs_mounts and spec.new_userns and not spec.chroot:
+    early_rootfs = bool(rootfs_mounts and spec.new_userns and not spec.chroot)
+    if early_rootfs and not idmapped.premapped(rootfs_mounts):
         try:
             idmap_fd = idmapped.mapping_userns(spec.uid_mappings, spec.gid_mappings)
         except BaseException:
@@ -236,7 +237,9 @@ def _spawn_userns(
     if stage_a == 0:
         os.close(report_r)
         os.close(sync_w)
-        userns.stage_a(spec, program, rootfs_mounts, stdio, cgroup, report_w, barrier_r, sync_r, idmap_fd)
+        userns.stage_a(
+            spec, program, rootfs_mounts, stdio, cgroup, report_w, barrier_r, sync_r, idmap_fd, early_rootfs
+        )
     for fd in (report_w, sync_r, barrier_r):
         os.close(fd)
     if idmap_fd is not None:

@@ -76,10 +76,12 @@ def stage_a(
     barrier_fd: int,
     sync_fd: int,
     idmap_fd: int | None = None,
+    early_rootfs: bool = False,
 ) -> NoReturn:
     """Stage A, in a child of the (single-threaded) caller; see the module's table.
-    ``idmap_fd``: a user namespace with the container's maps; the rootfs is then mounted here,
-    its layers id-mapped (:func:`mount_rootfs_idmapped`), and init gets no rootfs mounts."""
+    ``early_rootfs``: the rootfs is mounted here (:func:`mount_rootfs_idmapped`), its layers
+    id-mapped with ``idmap_fd``'s maps (or, without it, already chowned for them), and init gets
+    no rootfs mounts."""
     from berth.libcontainer.init import join_namespaces, run_init
 
     try:
@@ -88,7 +90,7 @@ def stage_a(
             cgroup.add(0)
         set_limits(spec.process)
         join_namespaces(spec, with_pid=True)
-        if idmap_fd is not None:
+        if early_rootfs:
             mount_rootfs_idmapped(spec, rootfs_mounts, idmap_fd)
             rootfs_mounts = []
         if spec.new_userns:
@@ -143,7 +145,7 @@ def write_joined_net_sysctls(spec: ContainerSpec) -> ContainerSpec:
     return record.replace(spec, sysctl=tuple(rest))
 
 
-def mount_rootfs_idmapped(spec: ContainerSpec, rootfs_mounts: list[Mount], idmap_fd: int) -> None:
+def mount_rootfs_idmapped(spec: ContainerSpec, rootfs_mounts: list[Mount], idmap_fd: int | None) -> None:
     """Stage A's part of the rootfs, with the host's privileges still held: a mount namespace of
     its own (owned by the host's user namespace, so init's, made inside the container's user
     namespace, gets these mounts locked: the container cannot unmount them to see what is
@@ -158,4 +160,5 @@ def mount_rootfs_idmapped(spec: ContainerSpec, rootfs_mounts: list[Mount], idmap
     mount(None, "/", None, propagation, None, "(set propagation of)")
     rootfs.root_mount_unshared(spec.root_path, propagation)
     idmapped.mount_rootfs(rootfs_mounts, idmap_fd)
-    os.close(idmap_fd)
+    if idmap_fd is not None:
+        os.close(idmap_fd)
