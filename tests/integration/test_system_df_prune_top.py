@@ -140,3 +140,25 @@ def test_top_with_ps_options_matches_dockerd(berthd: harness.Berthd, dockerd: ha
         results.append((r.returncode, r.stderr.replace(ok(d.docker("inspect", "-f", "{{.Id}}", "tp")).stdout.strip(), "ID")))
         got[d.__class__.__name__] = results
     assert got["Berthd"] == got["Dockerd"]
+
+
+@pytest.mark.conformance
+def test_system_df_with_a_container_whose_image_was_force_removed(
+    berthd: harness.Berthd, dockerd: harness.Dockerd, busybox_tar: Path
+) -> None:
+    """``rmi -f`` of a stopped container's image deletes the image record and leaves its layers
+    under the container: ``system df`` still answers, and the container's SizeRootFs still counts
+    the image's layers, as dockerd's does."""
+    got: dict[str, Any] = {}
+    for d in (berthd, dockerd):
+        d.import_image(busybox_tar)
+        ok(d.docker("tag", "busybox", "gone:1"))
+        ok(d.docker("create", "--name", "orphan", "--network", "none", "gone:1", "true"))
+        ok(d.docker("rmi", "-f", "busybox", "gone:1"))
+        status, body = d.api("GET", "/system/df")
+        assert status == 200, body
+        containers = [(c["Names"][0], c.get("SizeRw", 0), c.get("SizeRootFs", 0)) for c in body["Containers"]]
+        got[d.__class__.__name__] = (containers, [i["RepoTags"] for i in body["Images"]],
+                                     ok(d.docker("system", "df")).returncode)
+    assert got["Berthd"] == got["Dockerd"]
+    assert got["Berthd"][0][0][2] > 0

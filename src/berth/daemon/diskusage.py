@@ -22,6 +22,7 @@ from berth.jobs.results import JSONObject
 
 if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon
+    from berth.graph.layerstore import LayerStore
 
 handlers = HandlerTable()
 
@@ -52,6 +53,13 @@ def _images(d: Daemon) -> tuple[int, list[dict[str, Any]]]:
     return graph.layers_size(), out
 
 
+def _layers_under(layers: LayerStore, container_id: str) -> int:
+    """Bytes of the image layers under a container's layer: from the layer store, so a container
+    whose image ``rmi -f`` deleted still counts them (they stay while it does)."""
+    rw = layers.rw(container_id)
+    return sum(row.size for row in layers.chain(rw.top_layer)) if rw is not None else 0
+
+
 async def _containers(d: Daemon) -> list[dict[str, Any]]:
     out = []
     for c in sorted(d.live.records(), key=lambda c: c.created, reverse=True):
@@ -59,7 +67,7 @@ async def _containers(d: Daemon) -> list[dict[str, Any]]:
         row["Ports"] = netsettings.summary_ports(c, d.network)
         row["NetworkSettings"] = {"Networks": netsettings.networks_view(c, d.network)}
         size_rw = await asyncio.to_thread(d.graph.rw_size, c.id)
-        image_size = (await asyncio.to_thread(d.graph.inspect, c.image_id)).get("Size", 0)
+        image_size = await asyncio.to_thread(_layers_under, d.graph.layers, c.id)
         # Go's omitempty: a size of 0 is left out
         row.update({k: v for k, v in (("SizeRw", size_rw), ("SizeRootFs", size_rw + image_size)) if v})
         out.append(row)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from berth.errors import NotFound
 from berth.graph import reference
 from berth.graph.filters import dangling_value, labels_match, normalise, path_match
 from berth.graph.image import INT64_MAX, INT64_MIN, ZERO_TIME, container_config, parse_rfc3339
@@ -80,7 +81,10 @@ def list_images(graph: Views, all_images: bool, filters: dict[str, Any]) -> list
             continue
         if since is not None and not row.created_ns > since:
             continue
-        labels = (graph.images.config_doc(row.id).get("config") or {}).get("Labels") or None
+        try:
+            labels = (graph.images.config_doc(row.id).get("config") or {}).get("Labels") or None
+        except NotFound:
+            continue  # removed while the list was read (reads take no lock): not listed
         if "label" in wanted and not labels_match(wanted["label"], labels):
             continue
         repo_tags = _names([reference.Reference(r, t) for r, t in tags.get(row.id, [])], patterns)
