@@ -236,7 +236,13 @@ def _hook_state(req: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any] | N
 
 def standby_create(msg: dict[str, Any], body: bytes, fds: list[int], res_w: int, go_r: int) -> None:
     """In a standby helper (:class:`~berth.shim.helper.Standby`): ``helper_create`` on the fds
-    it was given, in the order ``NativeRuntime`` sends them."""
+    it was given, in the order ``NativeRuntime`` sends them (an OCI runtime binary's create when
+    the message says so: the spare shim's standby serves either runtime)."""
+    if msg.get("oci"):
+        from berth.shim.oci import standby_create as oci_create
+
+        oci_create(msg, body, fds, res_w)
+        return
     given = iter(fds)
     ends = [next(given) if fd >= 0 else -1 for fd in msg["stdio"]]
     report = (next(given), next(given))

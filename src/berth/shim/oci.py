@@ -80,8 +80,7 @@ class OciRuntime:
     worker = "OCI runtime process"
 
     def __init__(self, req: dict[str, Any], body: bytes, standby: Standby | None = None) -> None:
-        if standby is not None:
-            standby.dismiss()  # the native runtime's create helper: not ours
+        self._standby: Standby | None = standby  # the create helper, forked before the request came
         self.id: str = req["id"]
         self.dir = os.path.join(req["exec_root"], self.id)
         self.cgroup_name: str = req.get("cgroup") or ""
@@ -94,6 +93,15 @@ class OciRuntime:
     def create(self, stdio: Stdio) -> Op:
         req, body, binary = self._req, self._body, self.binary
         self._body = b""
+        standby, self._standby = self._standby, None
+        if standby is not None:
+            ends = [stdio.stdin, stdio.stdout, stdio.stderr, stdio.console_socket]
+            try:
+                helper = standby.give({"oci": True, "req": req, "stdio": ends, "tty": stdio.tty}, body,
+                                      [fd for fd in ends if fd >= 0])
+                return HelperOp(helper, on_result=self._created)
+            except OSError:
+                standby.dismiss()  # gone (killed?): fork a helper as usual
         return HelperOp(Helper(lambda res_w, go_r: helper_create(binary, req, body, stdio, res_w)),
                         on_result=self._created)
 
@@ -136,7 +144,9 @@ class OciRuntime:
         return HelperOp(Helper(lambda res_w, go_r: helper_delete(binary, cid, directory, res_w)))
 
     def close(self) -> None:
-        return None
+        if self._standby is not None:
+            self._standby.dismiss()
+            self._standby = None
 
     def _command(self, what: str, *command: str) -> Op:
         binary, directory = self.binary, self.dir
@@ -340,6 +350,16 @@ def _undo_create(binary: Binary, cid: str, directory: str) -> None:
         remove(binary, cid, directory)
     except RuntimeFailed:
         pass  # the runtime kept nothing (its create cleans up after itself): nothing to delete
+
+
+def standby_create(msg: dict[str, Any], body: bytes, fds: list[int], res_w: int) -> None:
+    """In the spare shim's standby helper: ``helper_create`` on the fds it was given, in the
+    order ``OciRuntime.create`` sends them."""
+    given = iter(fds)
+    ends = [next(given) if fd >= 0 else -1 for fd in msg["stdio"]]
+    stdio = Stdio(ends[0], ends[1], ends[2], tty=bool(msg["tty"]), console_socket=ends[3])
+    req = msg["req"]
+    helper_create(Binary(req["runtime"]), req, body, stdio, res_w)
 
 
 def _mount_rootfs(mounts: Any) -> None:
