@@ -137,8 +137,11 @@ def test_files_written_belong_to_the_mapped_root(remapped: harness.Berthd) -> No
     # the image's files, as the container sees them: owned by its root (id-mapped layers)
     out = ok(d.docker("run", "--rm", "busybox", "stat", "-c", "%u:%g", "/bin/busybox", "/etc/passwd", "/")).stdout
     assert out.split() == ["0:0"] * 3
-    # and what it writes over an image file (a copy-up) stays its own
-    ok(d.docker("run", "--rm", "busybox", "sh", "-c", "echo x >> /etc/passwd && stat -c %u /etc/passwd"), d)
+    # what it writes over an image file (a copy-up) stays its own; its network files are its root's
+    out = ok(d.docker("run", "--rm", "busybox", "sh", "-c",
+                      "echo x >> /etc/passwd && echo 10.9.9.9 x >> /etc/hosts && stat -c %u /etc/passwd /etc/hosts "
+                      "/etc/resolv.conf /etc/hostname"), d).stdout
+    assert out.split() == ["0"] * 4
 
 
 def test_volume_copy_and_docker_cp_in_container_ids(remapped: harness.Berthd, tmp_path: Path) -> None:
@@ -425,3 +428,17 @@ def test_chowned_layer_copies_where_idmap_is_off(
     assert len({p.name for p in Path(d.data_root).glob("*/overlay2/*/remap/*")}) == 2
     ok(d.docker("commit", "cc", "fromcopy:1"), d)
     assert ok(d.docker("run", "--rm", "--userns=host", "fromcopy:1", "stat", "-c", "%u", "/new"), d).stdout == "0\n"
+
+
+def test_joining_another_containers_pid_and_ipc(remapped: harness.Berthd) -> None:
+    """As dockerd: joining a remapped container's PID or IPC namespace joins its user namespace."""
+    d = remapped
+    ok(d.docker("run", "-d", "--name", "donor", "--ipc", "shareable", "busybox", "sleep", "300"), d)
+    out = ok(d.docker("run", "--rm", "--pid", "container:donor", "--ipc", "container:donor", "busybox", "sh", "-c",
+                      "ps -o comm; readlink /proc/self/ns/user; readlink /proc/1/ns/user"), d).stdout
+    assert "sleep" in out
+    ns = out.split()[-2:]
+    assert ns[0] == ns[1], out
+    # another mapping cannot join it
+    r = d.docker("run", "--rm", "--label", "io.berth.userns=auto", "--pid", "container:donor", "busybox", "true")
+    assert r.returncode != 0 and "other id maps" in r.stderr, r.stderr

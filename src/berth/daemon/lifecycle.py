@@ -138,6 +138,8 @@ async def _spawn_in(d: Daemon, c: Container, netns: str, host: _HostSide) -> Con
     from berth.drivers.exec.spec import build_spec
 
     cdir = Path(c.dir)
+    if c.userns:  # the network driver has written them by now
+        await asyncio.to_thread(remap.own_container_files, c, None)
     rootfs, mounts = host.rootfs, host.mounts
     (uid, gid, groups), devices, sources = host.user, host.devices, host.sources
     from berth.daemon import initbinary

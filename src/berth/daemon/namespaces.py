@@ -89,6 +89,19 @@ def _shareable(donor: Container) -> bool:
     return mode in ("shareable", "host") or mode.startswith("container:")
 
 
+def _join_userns(c: Container, donor: Container, pid: int, joined: list[tuple[str, str]]) -> None:
+    """With user namespaces (--userns-remap), a container that joins another's PID or IPC
+    namespace joins its user namespace too, as dockerd does (the namespace's owner is the only
+    one whose root may mount its /proc or mqueue): the same maps are needed, or none on both."""
+    if c.userns is None or any(kind == "user" for kind, _ in joined):
+        return
+    if donor.userns != c.userns:
+        raise InvalidParameter(
+            f"cannot join the namespaces of container {donor.id}: its user namespace has other id maps"
+        )
+    joined.append(("user", f"/proc/{pid}/ns/user"))
+
+
 def resolve(d: Daemon, c: Container) -> tuple[tuple[tuple[str, str], ...], str]:
     """(namespaces to join by path, /dev/shm: "private", "none" or a directory to bind)."""
     host = c.host_config
@@ -101,6 +114,7 @@ def resolve(d: Daemon, c: Container) -> tuple[tuple[tuple[str, str], ...], str]:
         if pid is None:
             raise Conflict(f"container {donor.id} is not running")
         joined.append(("pid", f"/proc/{pid}/ns/pid"))
+        _join_userns(c, donor, pid, joined)
     ipc = str(host.get("IpcMode") or "private")
     ipc_ref = _container_ref(ipc)
     if ipc_ref:
@@ -114,6 +128,7 @@ def resolve(d: Daemon, c: Container) -> tuple[tuple[tuple[str, str], ...], str]:
                 "(hint: use IpcMode:shareable for the donor container)"
             )
         joined.append(("ipc", f"/proc/{pid}/ns/ipc"))
+        _join_userns(c, donor, pid, joined)
         shm = "/dev/shm" if donor.host_config.get("IpcMode") == "host" else f"/proc/{pid}/root/dev/shm"
     elif ipc == "host":
         shm = "/dev/shm"

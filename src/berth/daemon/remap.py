@@ -143,14 +143,18 @@ def container_maps(
     return remap.maps_for(host, labels, [m for m in taken if m])
 
 
-def own_container_files(c: Any, rootfs_mounts: list[Any]) -> None:
+NETWORK_FILES = ("hosts", "hostname", "resolv.conf")
+
+
+def own_container_files(c: Any, rootfs_mounts: list[Any] | None) -> None:
     """Before a start in a user namespace: the container's read-write layer (the overlay's upper
-    directory: what the container writes lands there with host ids) and its ``hosts``,
-    ``hostname`` and ``resolv.conf`` belong to its root, as dockerd chowns them to the remapped
-    root. Lower layers are id-mapped at mount time instead (berth.libcontainer.idmapped)."""
+    directory: what the container writes lands there with host ids), or with ``rootfs_mounts``
+    None its ``hosts``, ``hostname`` and ``resolv.conf`` (once the network driver has written
+    them), belong to its root, as dockerd chowns them to the remapped root. Lower layers are
+    id-mapped at mount time instead (berth.libcontainer.idmapped)."""
     uid, gid = root_of(c.userns)
-    paths = [Path(c.dir) / name for name in ("hosts", "hostname", "resolv.conf")]
-    for m in rootfs_mounts:
+    paths = [Path(c.dir) / name for name in NETWORK_FILES] if rootfs_mounts is None else []
+    for m in rootfs_mounts or ():
         paths += [Path(o[len("upperdir="):]) for o in m.options if o.startswith("upperdir=")]
     for path in paths:
         try:

@@ -214,10 +214,14 @@ def _spawn_userns(
     # The graph driver's rootfs in a new user namespace: its layers id-mapped to the
     # container's maps (stage A mounts them, with the host's privileges still held)
     idmap_fd = None
-    early_rootfs = bool(rootfs_mounts and spec.new_userns and not spec.chroot)
+    early_rootfs = bool(rootfs_mounts and not spec.chroot)
     if early_rootfs and not idmapped.premapped(rootfs_mounts):
         try:
-            idmap_fd = idmapped.mapping_userns(spec.uid_mappings, spec.gid_mappings)
+            user = spec.namespace("user")
+            if user is not None and user.path is not None:  # joined: its maps are the layers'
+                idmap_fd = os.open(user.path, os.O_RDONLY)
+            else:
+                idmap_fd = idmapped.mapping_userns(spec.uid_mappings, spec.gid_mappings)
         except BaseException:
             os.close(barrier_r)
             if report is not None:

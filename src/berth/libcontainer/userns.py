@@ -89,12 +89,18 @@ def stage_a(
         if cgroup is not None:
             cgroup.add(0)
         set_limits(spec.process)
-        join_namespaces(spec, with_pid=True)
+        # with the host's privileges, before any user namespace is joined or made: the rootfs
+        # (its layers id-mapped), and net.* sysctls of a network namespace of the host's
         if early_rootfs:
             mount_rootfs_idmapped(spec, rootfs_mounts, idmap_fd)
             rootfs_mounts = []
-        if spec.new_userns:
-            spec = write_joined_net_sysctls(spec)
+        spec = write_joined_net_sysctls(spec)
+        join_namespaces(spec, with_pid=True)
+        user = spec.namespace("user")
+        if user is not None and user.path is not None:
+            # joined: our host ids are not mapped there (files we made would fail, EOVERFLOW)
+            step("become root in the joined user namespace", "0", os.setresgid, 0, 0, 0)
+            step("become root in the joined user namespace", "0", os.setresuid, 0, 0, 0)
         if spec.new_userns:
             step("unshare user namespace", "self", kernel.unshare, kernel.CLONE_NEWUSER)
             os.write(report_fd, REQUEST)
@@ -117,10 +123,11 @@ def stage_a(
 
 
 def write_joined_net_sysctls(spec: ContainerSpec) -> ContainerSpec:
-    """A network namespace joined by path (the network driver's) belongs to the host's user
-    namespace: its ``net.*`` sysctls cannot be written from inside the container's, so stage A
-    writes them here, joined to it and still privileged, and init gets the rest (runc lets the
-    runtime make the network namespace inside the user namespace; berth's is made before)."""
+    """Join a network namespace given by path now, with the host's privileges, and write its
+    ``net.*`` sysctls; returns the spec without either for what follows. Such a namespace (the
+    network driver's) belongs to the host's user namespace: from inside the container's (new or
+    joined) its root may neither join it nor write its sysctls (runc has the runtime make the
+    network namespace inside the user namespace; berth's is made before the container)."""
     net = spec.namespace("network")
     if net is None or net.path is None:
         return spec
@@ -128,6 +135,11 @@ def write_joined_net_sysctls(spec: ContainerSpec) -> ContainerSpec:
     from berth.libcontainer.mounts import fail
     from berth.libcontainer.sysctl import proc_path
 
+    fd = os.open(net.path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        step("join network namespace", net.path, kernel.setns, fd, kernel.CLONE_NEWNET)
+    finally:
+        os.close(fd)
     rest = []
     for key, value in spec.sysctl:
         if not key.startswith("net."):
@@ -142,7 +154,8 @@ def write_joined_net_sysctls(spec: ContainerSpec) -> ContainerSpec:
                 os.close(fd)
         except OSError as exc:
             raise fail(f"write sysctl {key}={value!r} to", path, exc) from exc
-    return record.replace(spec, sysctl=tuple(rest))
+    namespaces = tuple(ns for ns in spec.namespaces if ns is not net)
+    return record.replace(spec, sysctl=tuple(rest), namespaces=namespaces)
 
 
 def mount_rootfs_idmapped(spec: ContainerSpec, rootfs_mounts: list[Mount], idmap_fd: int | None) -> None:

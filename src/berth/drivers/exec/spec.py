@@ -317,7 +317,7 @@ def _validate(inp: SpecInput) -> None:
     if inp.shm not in ("private", "none") and not inp.shm.startswith("/"):
         raise InvalidParameter(f"build container spec: shm {inp.shm!r} is not private, none or a path")
     for kind, path in inp.joined:
-        if kind not in ("pid", "ipc", "uts") or not path.startswith("/"):
+        if kind not in ("pid", "ipc", "uts", "user") or not path.startswith("/"):
             raise InvalidParameter(f"build container spec: cannot join {kind} namespace {path!r}")
     for m in inp.mounts:
         if not str(m.get("destination", "")).startswith("/"):
@@ -359,7 +359,9 @@ def _linux(inp: SpecInput, caps: list[str]) -> dict[str, Any]:
             namespaces.append({"type": kind})
     if inp.cgroup_ns:
         namespaces.append({"type": "cgroup"})
-    if inp.uid_mappings:
+    if "user" in joined:  # another container's, with the same maps (its PID or IPC namespace is joined)
+        namespaces.append({"type": "user", "path": joined["user"]})
+    elif inp.uid_mappings:
         namespaces.append({"type": "user"})
     resources = resources_to_oci(inp.resources)
     resources["devices"] = (
@@ -373,7 +375,7 @@ def _linux(inp: SpecInput, caps: list[str]) -> dict[str, Any]:
         "maskedPaths": [] if inp.privileged else list(masked),
         "readonlyPaths": [] if inp.privileged else list(readonly),
     }
-    if inp.uid_mappings:
+    if inp.uid_mappings and "user" not in dict(inp.joined):
         for key, maps in (("uidMappings", inp.uid_mappings), ("gidMappings", inp.gid_mappings)):
             linux[key] = [{"containerID": c, "hostID": h, "size": n} for c, h, n in maps]
     if inp.rootfs_propagation:
