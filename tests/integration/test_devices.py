@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -145,8 +146,7 @@ def test_missing_host_device_fails_the_start_as_dockerd(berthd: harness.Berthd, 
 def test_cdi_hooks_run_in_the_container(berthd_factory: Callable[..., harness.Berthd], busybox_tar: Path,
                                         tmp_path: Path) -> None:
     """A CDI createContainer hook (NVIDIA's update-ldcache and create-symlinks are such) runs with
-    the container's OCI state on stdin, after its mounts and before pivot_root; a phase the exec
-    driver does not run is refused by name."""
+    the container's OCI state on stdin, after its mounts and before pivot_root."""
     specs, out = tmp_path / "cdi", tmp_path / "out"
     specs.mkdir()
     out.mkdir()
@@ -166,5 +166,59 @@ def test_cdi_hooks_run_in_the_container(berthd_factory: Callable[..., harness.Be
     state = json.loads((out / "state.json").read_text())
     assert state["id"] == cid and state["status"] == "created" and state["pid"] > 0 and state["bundle"]
     assert (out / "args").read_text() == "update-ldcache --folder /lib\n"
-    r = d.docker("run", "--rm", "--device", "vendor.com/dev=late", "busybox", "true")
-    assert r.returncode == 125 and "poststop hooks are not run by berth's exec driver" in r.stderr, r.stderr
+
+
+def test_cdi_hooks_of_every_phase_run_at_their_moment(berthd_factory: Callable[..., harness.Berthd],
+                                                      busybox_tar: Path, tmp_path: Path) -> None:
+    """A CDI device with a hook in each of the six OCI phases, through `docker run --device`: each
+    runs once, in the runtime spec's order, with the state of its phase; prestart and
+    createRuntime see the init before pivot_root (its root still the host's), startContainer
+    runs inside the container before the process; a failing prestart hook fails the run with its
+    name and leaves nothing running."""
+    specs, out = tmp_path / "cdi", tmp_path / "out"
+    specs.mkdir()
+    out.mkdir()
+    tmp_path.chmod(0o755)
+    log = out / "order.log"
+    hook = tmp_path / "hook.sh"
+    # PHASE: its state on stdin, saved; then a line: phase, status, pid, /proc/<pid>/root
+    hook.write_text(
+        "#!/bin/sh\n"
+        f"cat > {out}/$1.json\n"
+        f"p=$(sed 's/.*\"pid\": *\\([0-9]*\\).*/\\1/' {out}/$1.json)\n"
+        f"s=$(sed 's/.*\"status\": *\"\\([a-z]*\\)\".*/\\1/' {out}/$1.json)\n"
+        f"echo $1 $s $p $(readlink /proc/$p/root 2>/dev/null || echo -) >> {log}\n"
+    )
+    hook.chmod(0o755)
+    hooks = [{"hookName": p, "path": str(hook), "args": ["hook.sh", p]}
+             for p in ("prestart", "createRuntime", "createContainer", "poststart", "poststop")]
+    hooks.insert(3, {"hookName": "startContainer", "path": "/bin/sh",
+                     "args": ["sh", "-c", "echo startContainer $(cat | grep -c running) > /inside.log"]})
+    failing = [{"hookName": "prestart", "path": "/bin/false"}]
+    (specs / "v.json").write_text(json.dumps({"cdiVersion": "0.6.0", "kind": "vendor.com/dev", "devices": [
+        {"name": "all", "containerEdits": {"hooks": hooks}},
+        {"name": "bad", "containerEdits": {"hooks": failing}},
+    ]}))
+    d = berthd_factory(extra_args=("--cdi-spec-dir", str(specs)))
+    d.import_image(busybox_tar)
+    r = ok(d.docker("run", "--name", "hooked", "--device", "vendor.com/dev=all", "busybox", "cat", "/inside.log"))
+    assert r.stdout == "startContainer 1\n"  # ran in the container, before the process, state "running"
+    cid = ok(d.docker("inspect", "-f", "{{.Id}}", "hooked")).stdout.strip()
+    ok(d.docker("rm", "hooked"))
+    deadline = time.monotonic() + 10  # poststop runs as the container's monitor deletes it
+    while "poststop" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline, log.read_text() if log.exists() else "no hook ran"
+        time.sleep(0.05)
+    lines = [line.split() for line in log.read_text().splitlines()]
+    assert [w[:2] for w in lines] == [["prestart", "created"], ["createRuntime", "created"],
+                                      ["createContainer", "created"], ["poststart", "running"],
+                                      ["poststop", "stopped"]], lines
+    init = lines[0][2]
+    assert int(init) > 0 and all(w[2] == init for w in lines[:4]) and lines[4][2] == "0"
+    assert lines[0][3] == lines[1][3] == "/"  # before pivot_root: the init's root is the host's
+    for phase in ("prestart", "createRuntime", "createContainer", "poststart", "poststop"):
+        state = json.loads((out / f"{phase}.json").read_text())
+        assert state["id"] == cid and state["bundle"], (phase, state)
+    r = d.docker("run", "--rm", "--device", "vendor.com/dev=bad", "busybox", "true")
+    assert r.returncode != 0 and "prestart hook /bin/false" in r.stderr, r.stderr
+    assert ok(d.docker("ps", "-aq")).stdout == ""

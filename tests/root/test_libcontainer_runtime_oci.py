@@ -412,3 +412,51 @@ def test_selinux_labels_are_ignored_where_selinux_is_off(tmp_path: Path, bundle:
     write(bundle, ["echo", "ran"], edit)
     res = runtime(tmp_path / "state", "run", "--bundle", str(bundle), "s-" + uuid.uuid4().hex[:8])
     assert (res.returncode, res.stdout) == (0, "ran\n"), res.stderr
+
+
+def test_every_hook_phase_runs_at_its_moment_in_the_specs_order(tmp_path: Path, bundle: Path):
+    """runtime-spec: prestart and createRuntime once the runtime environment (namespaces, mounts)
+    is made and before pivot_root, then createContainer, (start) startContainer, poststart,
+    (delete) poststop. /proc/PID/root shows whether init had pivoted when a hook ran."""
+    root, cid = tmp_path / "state", "o-" + uuid.uuid4().hex[:8]
+    host_log = bundle / "rootfs" / "order.log"  # the same file, seen from both sides
+    probe = "p=$(cat | sed 's/.*\"pid\": *\\([0-9]*\\).*/\\1/'); echo {phase} $p $(readlink /proc/$p/root) >> {log}"
+
+    def hook(phase: str, log: str) -> list[dict]:
+        return [{"path": "/bin/sh", "args": ["sh", "-c", probe.format(phase=phase, log=log)], "timeout": 10}]
+
+    def edit(spec: dict) -> None:
+        spec["hooks"] = {p: hook(p, str(host_log)) for p in ("prestart", "createRuntime", "createContainer",
+                                                            "poststart", "poststop")}
+        spec["hooks"]["startContainer"] = [{"path": "/bin/sh", "args": ["sh", "-c", "echo startContainer >> /order.log"]}]
+
+    write(bundle, ["sh", "-c", "echo process >> /order.log"], edit)
+    create(root, bundle, cid, tmp_path / "out")
+    pid = state(root, cid)["pid"]
+    assert runtime(root, "start", cid).returncode == 0
+    wait_status(root, cid, "stopped")
+    assert runtime(root, "delete", cid).returncode == 0
+    lines = [line.split() for line in host_log.read_text().splitlines()]
+    assert [w[0] for w in lines] == ["prestart", "createRuntime", "createContainer", "startContainer", "process",
+                                     "poststart", "poststop"], lines
+    # the create hooks saw init (by its host pid) before pivot_root: its root was still the host's
+    assert lines[0][1:] == [str(pid), "/"] and lines[1][1:] == [str(pid), "/"]
+    assert lines[2][1] == str(pid)
+
+
+def test_a_failing_create_runtime_hook_stops_the_container_before_pivot_root(tmp_path: Path, bundle: Path):
+    root, cid = tmp_path / "state", "g-" + uuid.uuid4().hex[:8]
+    marker = tmp_path / "created-container"
+
+    def edit(spec: dict) -> None:
+        spec["hooks"] = {"createRuntime": [{"path": "/bin/false"}],
+                         "createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", f"touch {marker}"]}]}
+        spec["linux"]["cgroupsPath"] = f"berth-test-oci-{cid}"
+
+    write(bundle, ["true"], edit)
+    with open(tmp_path / "err", "w") as err:
+        res = runtime(root, "create", "--bundle", str(bundle), cid, stdout=err, stderr=err)
+    assert res.returncode == 1 and "createRuntime hook /bin/false" in (tmp_path / "err").read_text()
+    assert not marker.exists()  # init went no further than its wait for the hooks
+    assert not (root / cid).exists()
+    assert not any(Path(d, f"berth-test-oci-{cid}").exists() for d in Path("/sys/fs/cgroup").iterdir())

@@ -36,8 +36,8 @@ a v2 manager, and ``resources_from_oci``, the one spec -> limits conversion), ``
 rootfs and a Docker-like spec for tests). The OCI command line over this library,
 ``berth-runtime``, is the package :mod:`berth.runtime` above it.
 
-Not done: id-mapped mounts, AppArmor/SELinux, the in-container hook phases (createContainer,
-startContainer), systemd cgroup paths.
+Not done: id-mapped mounts, AppArmor/SELinux, systemd cgroup paths. (Hooks: ``hookrun`` runs
+them; init runs the in-container phases and pauses for the caller's create hooks.)
 """
 
 from __future__ import annotations

@@ -30,6 +30,9 @@ EXIT_OTHER = 128
 
 # What init writes on the report pipe when it waits at the barrier (an error is a JSON object).
 READY = b"ready\n"
+# init asks its caller to run the runtime's create hooks (prestart, createRuntime), then waits
+# for one byte on its barrier: after its mounts, before createContainer hooks and pivot_root
+HOOKS = b"hooks\n"
 
 
 class ContainerInitError(ContainerStartError):

@@ -1,12 +1,20 @@
-"""The OCI hooks that run inside the container's walls, from its init: ``createContainer``
-(after the mounts, before pivot_root: its path resolves in the runtime's mount namespace, it
-runs in the container's namespaces) and ``startContainer`` (after the start, right before the
-process is exec'd: its path resolves in the container). The other phases run in the runtime.
+"""Running OCI hooks: a program per hook, the container's state on its stdin, a timeout.
+
+Inside the container's walls, from its init: ``createContainer`` (after the mounts, before
+pivot_root: its path resolves in the runtime's mount namespace, it runs in the container's
+namespaces) and ``startContainer`` (after the start, right before the process is exec'd: its path
+resolves in the container). The other phases run in the runtime's namespaces, from the runtime
+(berth's monitor runs them from its helpers: ``prestart``/``createRuntime`` once init waits at
+its barrier, ``poststart`` after the start, ``poststop`` after the delete).
 
 Each hook gets the container's state on stdin (the caller's template, with init's pid on the
-host) and inherits init's stdout and stderr; a hook that exits non-zero, cannot be run, or
-outlives its ``timeout`` fails the container. No import happens here at run time: after
+host) and inherits the caller's stdout and stderr; a hook that exits non-zero, cannot be run, or
+outlives its ``timeout`` fails the container (:func:`run`) or is a warning (:func:`run_warning`,
+for poststart and poststop, as the OCI spec says). No import happens here at run time: after
 pivot_root imports are sealed (:func:`berth.libcontainer.confine.seal_imports`).
+
+    run(hooks_of(spec, "createRuntime"), "createRuntime", state_for(template, pid, "created"))
+    for warning in run_warning(hooks_of(spec, "poststop"), "poststop", state): print(warning)
 """
 
 from __future__ import annotations
@@ -17,7 +25,9 @@ import time
 
 from berth.libcontainer import fastjson as json
 from berth.libcontainer.failure import EXIT_OTHER, ContainerInitError
-from berth.libcontainer.spec import Hook
+from berth.libcontainer.spec import Hook, hooks_of
+
+__all__ = ["hooks_of", "run", "run_warning", "state_for"]
 
 
 def state_for(template: str, pid: int, status: str) -> bytes:
@@ -33,6 +43,11 @@ def run(hooks: tuple[Hook, ...], phase: str, state: bytes) -> None:
         error = _run_one(hook, state)
         if error:
             raise ContainerInitError(f"{phase} hook {hook.path}: {error}", EXIT_OTHER)
+
+
+def run_warning(hooks: tuple[Hook, ...], phase: str, state: bytes) -> list[str]:
+    """Every hook, whatever the others did; what failed, one message each."""
+    return [f"{phase} hook {hook.path}: {error}" for hook in hooks if (error := _run_one(hook, state))]
 
 
 def _run_one(hook: Hook, state: bytes) -> str:

@@ -25,7 +25,7 @@ from berth.libcontainer import cgroup_mount, executable, kernel, rootfs
 from berth.libcontainer import stdio as stdio_
 from berth.libcontainer.cgroups import Cgroup
 from berth.libcontainer.confine import confine, seal_imports, set_limits
-from berth.libcontainer.failure import EXIT_OTHER, READY, ContainerInitError, die, step
+from berth.libcontainer.failure import EXIT_OTHER, HOOKS, READY, ContainerInitError, die, step
 from berth.libcontainer.spec import ContainerSpec, Mount, Stdio
 from berth.steptrace import fds as steptrace_fds
 from berth.steptrace import mark
@@ -97,6 +97,12 @@ def run_init(
         # propagation is cut first, so nothing reaches the host's mount table.
         rootfs.prepare(spec, rootfs_mounts, tty_path, spec.namespace("user") is not None, cgroup_view)
         mark("i:rootfs")
+        # the runtime environment is made, pivot_root is not: the runtime's prestart and
+        # createRuntime hooks now (the caller runs them, in its own namespaces), then ours
+        if spec.sync_create_hooks:
+            os.write(report_fd, HOOKS)
+            if os.read(barrier_fd, 1) == b"":
+                os._exit(EXIT_OTHER)  # the caller went away, or a hook failed: go no further
         # the mounts are made, pivot_root is not: the runtime-spec's createContainer moment
         if spec.create_container_hooks:
             from berth.libcontainer import hookrun  # loaded by the parent (process._spawn)

@@ -7,6 +7,12 @@ Two pipes per init:
 * barrier (parent -> child): one byte releases init; EOF (the caller closed it or died) makes
   init exit without running anything.
 
+With ``create_hooks`` (a caller that runs the runtime's ``prestart``/``createRuntime`` hooks),
+init first reports ``HOOKS`` once its namespaces and mounts are made, before its
+``createContainer`` hooks and pivot_root -- where the runtime spec puts those hooks -- and waits
+for one byte on the barrier: ``create_hooks(pid)`` runs them and writes that byte (the caller
+holds the barrier's write end, or reopens the FIFO). If it raises, init is killed and reaped.
+
 PID namespaces: before ``fork`` the caller enters the target PID namespace *for its children*
 (``unshare(CLONE_NEWPID)`` or ``setns``), so the child is pid 1 of the new namespace (or a member
 of the joined one) without a second fork; right after the fork the caller ``setns``-es back to
@@ -28,13 +34,14 @@ from berth.libcontainer import fastjson as json
 from berth.libcontainer import kernel, record, seccomp
 from berth.libcontainer import spec as specmod
 from berth.libcontainer.cgroups import Cgroup
-from berth.libcontainer.failure import EXIT_CANNOT_EXECUTE, EXIT_OTHER, READY, ContainerInitError, die
+from berth.libcontainer.failure import EXIT_CANNOT_EXECUTE, EXIT_OTHER, HOOKS, READY, ContainerInitError, die
 from berth.libcontainer.init import run_init
 from berth.libcontainer.spec import Mount, Process, Stdio
 from berth.steptrace import mark
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 
@@ -102,14 +109,17 @@ def create(
 def create_shared(
     spec: dict[str, Any], rootfs_mounts: list[Mount], stdio: Stdio, cgroup: Cgroup | None,
     report: tuple[int, int], barrier_r: int, hook_state: dict[str, Any] | None = None,
+    create_hooks: Callable[[int], None] | None = None,
 ) -> int:
     """Like :func:`create`, for a caller whose pipes another process also holds: the shim
     makes ``report`` and the barrier, forks a helper that calls this, and keeps the read end of
     one and the write end of the other. Init's READY is read here; ``report``'s ends and
     ``barrier_r`` are closed here. After the barrier the shim reads, on its own copy of the
     report pipe, EOF (the process was exec'd) or the error of a process that could not be.
-    ``hook_state``: as for :func:`create_detached` (a spec with in-container hooks: CDI's)."""
-    pid, report_r = _spawn(spec, rootfs_mounts, stdio, cgroup, barrier_r, report, hook_state=hook_state)
+    ``hook_state``: as for :func:`create_detached` (a spec with in-container hooks: CDI's);
+    ``create_hooks``: see the module's text."""
+    pid, report_r = _spawn(spec, rootfs_mounts, stdio, cgroup, barrier_r, report, hook_state=hook_state,
+                           create_hooks=create_hooks)
     os.close(report_r)
     return pid
 
@@ -122,6 +132,7 @@ def create_detached(
     barrier_fd: int,
     hook_state: dict[str, Any] | None = None,
     parsed: specmod.ContainerSpec | None = None,
+    create_hooks: Callable[[int], None] | None = None,
 ) -> int:
     """Like :func:`create`, for a caller that exits before the start (an OCI runtime CLI).
 
@@ -129,9 +140,11 @@ def create_detached(
     never sees EOF and a later ``start`` (another process) releases it by writing to the FIFO.
     Returns init's pid; errors after the barrier are not reported to anyone. ``hook_state``:
     the OCI state the createContainer/startContainer hooks get (init fills in its pid).
-    ``parsed``: :func:`berth.libcontainer.spec.parse` of ``spec``, when the caller has it already.
+    ``parsed``: :func:`berth.libcontainer.spec.parse` of ``spec``, when the caller has it already;
+    ``create_hooks``: see the module's text.
     """
-    pid, report_r = _spawn(spec, rootfs_mounts, stdio, cgroup, barrier_fd, hook_state=hook_state, parsed=parsed)
+    pid, report_r = _spawn(spec, rootfs_mounts, stdio, cgroup, barrier_fd, hook_state=hook_state, parsed=parsed,
+                           create_hooks=create_hooks)
     os.close(report_r)
     return pid
 
@@ -145,6 +158,7 @@ def _spawn(
     report: tuple[int, int] | None = None,
     hook_state: dict[str, Any] | None = None,
     parsed: specmod.ContainerSpec | None = None,
+    create_hooks: Callable[[int], None] | None = None,
 ) -> tuple[int, int]:
     """Fork init (which waits on ``barrier_r``; closed here in the parent) and wait until it is
     ready; returns (pid, the report pipe's read end). ``report``: the caller's pipe (its write
@@ -155,6 +169,8 @@ def _spawn(
         if hook_state is not None:
             parsed = record.replace(parsed, hook_state=json.dumps(hook_state))
         mark("h:parsed")
+        if create_hooks is not None:
+            parsed = record.replace(parsed, sync_create_hooks=True)
         program = _compile_seccomp(parsed.seccomp)  # canonical JSON: the cache's key as it is
         mark("h:seccomp")
         if parsed.create_container_hooks or parsed.start_container_hooks:
@@ -170,7 +186,7 @@ def _spawn(
             os.close(report[1])
         raise
     if userns_ is not None:
-        return _spawn_userns(parsed, program, rootfs_mounts, stdio, cgroup, barrier_r, report)
+        return _spawn_userns(parsed, program, rootfs_mounts, stdio, cgroup, barrier_r, report, create_hooks)
     try:
         pid = _fork_in_pidns(None if pidns is None else (pidns.path or ""))
     except BaseException:
@@ -186,6 +202,15 @@ def _spawn(
     os.close(report_w)
     os.close(barrier_r)
     data = _read_line(report_r)
+    if data == HOOKS and create_hooks is not None:
+        try:
+            create_hooks(pid)
+        except BaseException:
+            os.close(report_r)
+            _kill(pid)
+            _reap(pid)
+            raise
+        data = _read_line(report_r)
     if data == READY:
         return pid, report_r
     os.close(report_r)
@@ -205,6 +230,7 @@ def _spawn_userns(
     cgroup: Cgroup | None,
     barrier_r: int,
     report: tuple[int, int] | None = None,
+    create_hooks: Callable[[int], None] | None = None,
 ) -> tuple[int, int]:
     """:func:`_spawn` for a container with a user namespace (:mod:`berth.libcontainer.userns`):
     stage A is forked, init is its child and, once A exits, ours (we are a child subreaper)."""
@@ -264,6 +290,12 @@ def _spawn_userns(
                 init_pid = int(line[len(userns.PID_PREFIX) :])
             elif line == READY:
                 ready = True
+            elif line == HOOKS and create_hooks is not None and init_pid:
+                try:
+                    create_hooks(init_pid)
+                except BaseException:
+                    _kill(init_pid)  # it waits for the hooks: reaped below
+                    raise
             else:
                 error = ContainerInitError.from_wire(line)
         if ready and error is None:
@@ -474,6 +506,13 @@ def _read_all(fd: int) -> bytes:
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, 9)
+    except ProcessLookupError:
+        pass  # it exited already: reaped next
 
 
 def _reap(pid: int) -> int:

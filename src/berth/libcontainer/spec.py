@@ -191,6 +191,9 @@ class ContainerSpec:
     create_container_hooks: tuple[Hook, ...] = ()
     start_container_hooks: tuple[Hook, ...] = ()
     hook_state: str = ""
+    # the caller runs the runtime's create hooks (prestart, createRuntime) while init waits
+    # (set by :mod:`berth.libcontainer.process`, not by the spec)
+    sync_create_hooks: bool = False
 
     @property
     def chroot(self) -> bool:
@@ -408,6 +411,11 @@ def parse(config: dict[str, Any]) -> ContainerSpec:
         create_container_hooks=_hooks(config, "createContainer"),
         start_container_hooks=_hooks(config, "startContainer"),
     )
+
+
+def hooks_of(config: dict[str, Any], phase: str) -> tuple[Hook, ...]:
+    """``config``'s hooks of one phase, checked (ContainerInitError naming the field)."""
+    return _hooks(config, phase)
 
 
 def _hooks(config: dict[str, Any], phase: str) -> tuple[Hook, ...]:

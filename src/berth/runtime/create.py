@@ -2,9 +2,10 @@
 
 create: the bundle is read and checked (a malformed config names the field, and nothing is
 made), the state directory and its FIFO are made, the cgroup created with the spec's limits,
-init forked (it waits holding the FIFO open, :mod:`berth.libcontainer.process`), the state
-saved, the ``prestart`` and ``createRuntime`` hooks run (a failure undoes everything), the pid
-file written. Init keeps our stdio, or with ``process.terminal`` makes a pty inside the
+init forked (it waits holding the FIFO open, :mod:`berth.libcontainer.process`); once its
+namespaces and mounts are made, before its ``createContainer`` hooks and pivot_root, the
+``prestart`` and ``createRuntime`` hooks run here (a failure undoes everything) and a byte on the
+FIFO lets init go on; then the state is saved and the pid file written. Init keeps our stdio, or with ``process.terminal`` makes a pty inside the
 container and sends its master over ``--console-socket`` (runc's protocol). ``--preserve-fds N``
 and ``LISTEN_FDS`` pass fds 3.. on to the process.
 
@@ -95,15 +96,30 @@ def create(
         hook_state = {"ociVersion": OCI_VERSION, "id": cid, "status": "creating", "pid": 0, "bundle": bundle}
         if annotations:
             hook_state["annotations"] = annotations
+        created = now()
+
+        def create_hooks(pid: int) -> None:
+            """prestart and createRuntime, while init waits before pivot_root; then go on."""
+            oci = {**hook_state, "status": "created", "pid": pid, "rootfs": spec["root"]["path"],
+                   "created": created, "owner": ""}
+            for phase in ("prestart", "createRuntime"):
+                hooks.run(spec, phase, oci, fatal=True)
+            release = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            try:
+                os.write(release, b"\0")
+            finally:
+                os.close(release)
+
+        at_create = any((spec.get("hooks") or {}).get(p) for p in ("prestart", "createRuntime"))
         close.remove(barrier)  # create_detached closes it, whatever happens
-        pid = create_detached(spec, [], stdio, cg, barrier, hook_state, parsed)
+        pid = create_detached(spec, [], stdio, cg, barrier, hook_state, parsed, create_hooks if at_create else None)
         state = {
             "id": cid,
             "pid": pid,
             "start_time": start_time(pid),
             "bundle": bundle,
             "rootfs": spec["root"]["path"],
-            "created": now(),
+            "created": created,
             "cgroup": cg.name,
             "annotations": annotations,
         }
@@ -114,8 +130,6 @@ def create(
         if chroot is not None:
             state["chroot_mounts"] = chroot  # what was stacked at the root before ours
         store.save(state)
-        for phase in ("prestart", "createRuntime"):
-            hooks.run(spec, phase, store.oci_state(cid, "created"), fatal=True)
         pid_file = args.opt("pid-file")
         if pid_file:
             _write_pid_file(pid_file, pid)

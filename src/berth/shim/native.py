@@ -12,6 +12,14 @@ process (:mod:`berth.shim.helper`), so the shim's pages stay the fork server's:
 - ``kill`` is a plain ``kill(2)``; ``state`` and ``delete`` run in the shim itself, which calls
   them only once the container is gone and the shim is about to exit.
 
+OCI hooks (a CDI device's, say) run at their phase's moment, each phase where the runtime spec
+puts it: ``prestart`` and ``createRuntime`` by the create helper once the init waits at its
+barrier (a failure kills the init and fails the create); ``createContainer`` and
+``startContainer`` by the init itself, in the container; ``poststart`` by a start helper after the
+process was exec'd and before the start answers, ``poststop`` by a delete helper after the
+cgroup is gone (a failure of those two is a warning in monitor.log). Without such hooks the start
+and the delete need no helper.
+
     runtime = NativeRuntime(hello, body)     # body: {"spec", "rootfs_mounts"} as the daemon sent it
     op = runtime.create(stdio)               # Result.pid: the init, at its barrier
 """
@@ -60,6 +68,7 @@ class NativeRuntime:
         self._standby = standby  # the create helper, forked before the request came
         self.pid = 0
         self.pidfd = -1  # names the init for exec helpers, even once its pid is recycled
+        self._poststart = self._poststop = False  # the spec has such hooks (the create helper says)
 
     def create(self, stdio: Stdio) -> Op:
         req, body = self._req, self._body
@@ -103,6 +112,8 @@ class NativeRuntime:
         self.pid = result.pid
         # not reaped before the shim's loop runs, so the pid is still the init's: pin it
         self.pidfd = os.pidfd_open(self.pid)
+        later = result.value if isinstance(result.value, dict) else {}
+        self._poststart, self._poststop = bool(later.get("poststart")), bool(later.get("poststop"))
 
     def _drop_init_pipes(self) -> None:
         for fd in (self._report, self._barrier):
@@ -122,6 +133,13 @@ class NativeRuntime:
         finally:
             os.close(barrier)
         report, self._report = self._report, -1
+        if self._poststart:
+            exec_dir, cid, pid = self.dir, self.id, self.pid
+            try:
+                helper = Helper(lambda res_w, go_r: helper_start(cid, pid, report, exec_dir, res_w))
+            finally:
+                os.close(report)  # the helper's now
+            return HelperOp(helper)
         return InitReport(report)
 
     def exec(self, process: dict[str, Any], stdio: Stdio) -> Op:
@@ -162,6 +180,9 @@ class NativeRuntime:
         return Done(Result(value=RuntimeState(status, oom)))
 
     def delete(self) -> Op:
+        if self._poststop and self.pid:
+            name, exec_dir, cid = self.cgroup_name, self.dir, self.id
+            return HelperOp(Helper(lambda res_w, go_r: helper_delete(cid, name, exec_dir, res_w)))
         cgroup = self._cgroup()
         if cgroup is not None and cgroup.exists():
             try:
@@ -197,8 +218,9 @@ def _alive(pid: int) -> bool:
 def helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, report: tuple[int, int], barrier_r: int,
                   barrier_w: int, res_w: int) -> None:
     """In the helper: cgroup, then the init (``libcontainer.create_shared`` on the shim's pipes);
-    answers its pid once it waits at the barrier, and exits."""
-    os.close(barrier_w)  # the shim's: the init must see EOF if the shim goes
+    answers its pid once it waits at the barrier, and exits. The barrier's write end is the
+    shim's (the init must see EOF if the shim goes); kept here only while the init may wait for
+    the runtime's create hooks."""
     try:
         mark("h:work")
         work = P.decode_json(body)
@@ -207,10 +229,27 @@ def helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, report: tuple[
             # the limits the spec holds, converted as berth-runtime converts a bundle's
             cgroup.create(resources_from_oci((work["spec"].get("linux") or {}).get("resources")))
             mark("h:cgroup")
+        spec = work["spec"]
         mounts = [Mount(m[0], m[1], m[2], tuple(m[3])) for m in work.get("rootfs_mounts", ())]
-        _save_container(os.path.join(req["exec_root"], req["id"], CONTAINER_FILE), work["spec"])
+        template = _hook_state(req, spec)
+        _save_container(os.path.join(req["exec_root"], req["id"], CONTAINER_FILE), spec, template)
         mark("h:saved")
-        pid = create_shared(work["spec"], mounts, stdio, cgroup, report, barrier_r, _hook_state(req, work["spec"]))
+        in_container = template if any(_phase(spec, p) for p in ("createContainer", "startContainer")) else None
+
+        def create_hooks(pid: int) -> None:
+            # the runtime's own phases at create, once the init made its namespaces and mounts
+            # and waits before pivot_root: a failure is the create's (the init is killed)
+            state = hookrun.state_for(P.dumps(template).decode(), pid, "created")
+            for phase in ("prestart", "createRuntime"):
+                hookrun.run(hookrun.hooks_of(spec, phase), phase, state)
+            os.write(barrier_w, b"\0")  # go on
+
+        hooks_at_create = _phase(spec, "prestart") or _phase(spec, "createRuntime")
+        if not hooks_at_create:
+            os.close(barrier_w)
+            barrier_w = -1
+        pid = create_shared(spec, mounts, stdio, cgroup, report, barrier_r, in_container,
+                            create_hooks if hooks_at_create else None)
         mark("h:ready")
     except ContainerInitError as exc:
         answer(res_w, {"message": exc.message, "exit_code": exc.exit_code})
@@ -221,17 +260,74 @@ def helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, report: tuple[
         traceback.print_exc()  # to monitor.log; the daemon gets the one-line message
         answer(res_w, {"message": f"create container {req['id']}: {exc}", "exit_code": 128})
         return
-    answer(res_w, {"pid": pid})
+    finally:
+        if barrier_w >= 0:
+            os.close(barrier_w)
+    # the hooks of later phases: the shim's start and delete fork a helper for them
+    answer(res_w, {"pid": pid, "result": {p: True for p in ("poststart", "poststop") if _phase(spec, p)}})
 
 
-def _hook_state(req: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any] | None:
-    """The OCI state init hands the in-container hooks (createContainer, startContainer: a CDI
-    device's, say); None when the spec has none."""
-    hooks = spec.get("hooks") or {}
-    if not (hooks.get("createContainer") or hooks.get("startContainer")):
-        return None
+def _phase(spec: dict[str, Any], phase: str) -> bool:
+    return bool((spec.get("hooks") or {}).get(phase))
+
+
+def _hook_state(req: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    """The OCI state the hooks get (its status and pid set per phase)."""
     bundle = req.get("bundle") or os.path.join(req["exec_root"], req["id"])
-    return {"ociVersion": spec.get("ociVersion", ""), "id": req["id"], "status": "creating", "pid": 0, "bundle": bundle}
+    state: dict[str, Any] = {"ociVersion": spec.get("ociVersion", ""), "id": req["id"], "status": "creating",
+                             "pid": 0, "bundle": bundle}
+    if spec.get("annotations"):
+        state["annotations"] = spec["annotations"]
+    return state
+
+
+def helper_start(cid: str, pid: int, report: int, exec_dir: str, res_w: int) -> None:
+    """In a helper, for a container with poststart hooks: the init's report after its barrier
+    (released by the shim: EOF once the process was exec'd, else its error), then the hooks;
+    a hook's failure is a warning (monitor.log), the start still succeeds."""
+    try:
+        chunks = []
+        while chunk := os.read(report, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(report)
+    if chunks:
+        err = ContainerInitError.from_wire(b"".join(chunks))
+        answer(res_w, {"message": err.message, "exit_code": err.exit_code})
+        return
+    _after(cid, exec_dir, "poststart", "running", pid)
+    answer(res_w, {})
+
+
+def helper_delete(cid: str, cgroup_name: str, exec_dir: str, res_w: int) -> None:
+    """In a helper, for a container with poststop hooks: the cgroup removed, then the hooks
+    (a failure is a warning)."""
+    try:
+        cgroup = open_cgroup(cgroup_name) if cgroup_name else None
+        if cgroup is not None and cgroup.exists():
+            cgroup.destroy()
+    except (OSError, SystemFailure) as exc:
+        answer(res_w, {"message": f"destroy cgroup {cgroup_name}: {exc}", "exit_code": 128})
+        return
+    finally:
+        _after(cid, exec_dir, "poststop", "stopped", 0)
+    answer(res_w, {})
+
+
+def _after(cid: str, exec_dir: str, phase: str, status: str, pid: int) -> None:
+    """Run ``phase``'s hooks as kept at create; failures (and a missing record) are warnings."""
+    import sys
+
+    try:
+        with open(os.path.join(exec_dir, CONTAINER_FILE), "rb") as f:
+            container = P.decode_json(f.read())
+        hooks = hookrun.hooks_of(container, phase)
+        template = P.dumps(container.get("hook_state") or {}).decode()
+        warnings = hookrun.run_warning(hooks, phase, hookrun.state_for(template, pid, status))
+    except (OSError, ValueError, ContainerInitError) as exc:
+        warnings = [f"{phase} hooks: {exc}"]
+    for warning in warnings:
+        print(f"monitor: container {cid}: warning: {warning}", file=sys.stderr, flush=True)
 
 
 def standby_create(msg: dict[str, Any], body: bytes, fds: list[int], res_w: int, go_r: int) -> None:
@@ -282,10 +378,15 @@ class InitReport:
         os.close(self.fd)
 
 
-def _save_container(path: str, spec: dict[str, Any]) -> None:
-    """What every exec of this container inherits: its process object and seccomp profile."""
+def _save_container(path: str, spec: dict[str, Any], hook_state: dict[str, Any]) -> None:
+    """What every exec of this container inherits: its process object and seccomp profile; and
+    the poststart and poststop hooks, as they were at create, with the state they get."""
     seccomp = (spec.get("linux") or {}).get("seccomp")
-    doc = {"process": spec.get("process") or {}, "linux": {} if seccomp is None else {"seccomp": seccomp}}
+    doc: dict[str, Any] = {"process": spec.get("process") or {}, "linux": {} if seccomp is None else {"seccomp": seccomp}}
+    later = {p: h for p, h in (spec.get("hooks") or {}).items() if p in ("poststart", "poststop") and h}
+    if later:
+        doc["hooks"] = later
+        doc["hook_state"] = hook_state
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, P.dumps(doc))
