@@ -247,3 +247,60 @@ def test_other_oci_runtimes(berthd_factory, busybox_tar: Path, name: str) -> Non
     ok(d.docker("stop", "-t", "1", "c1"))
     assert ok(d.docker("inspect", "-f", "{{.State.ExitCode}} {{.HostConfig.Runtime}}", "c1")).stdout == f"137 {name}\n"
     ok(d.docker("rm", "c1"))
+
+
+@needs_runc
+def test_stdin_cp_restart_and_oom(berthd: harness.Berthd, busybox_image: str, tmp_path: Path) -> None:
+    def scenario(rt: str) -> dict[str, object]:
+        out: dict[str, object] = {}
+        out["run-i"] = ok(berthd.docker("run", "--rm", "-i", "--runtime", rt, busybox_image, "cat", input="x\ny\n")).stdout
+        name = f"more-{rt}"
+        ok(berthd.docker("run", "-d", "--name", name, "--runtime", rt, busybox_image, "sh", "-c",
+                         "echo hello > /tmp/f; sleep 600"))
+        harness.eventually(lambda: berthd.docker("exec", name, "cat", "/tmp/f").stdout == "hello\n", timeout=20)
+        # docker cp out of and into the running container
+        ok(berthd.docker("cp", f"{name}:/tmp/f", str(tmp_path / f"f-{rt}")))
+        out["cp-out"] = (tmp_path / f"f-{rt}").read_text()
+        (tmp_path / f"in-{rt}").write_text("in\n")
+        ok(berthd.docker("cp", str(tmp_path / f"in-{rt}"), f"{name}:/tmp/in"))
+        out["cp-in"] = ok(berthd.docker("exec", name, "cat", "/tmp/in")).stdout
+        # restart: a new run of the same container, its writable layer kept
+        ok(berthd.docker("restart", "-t", "1", name))
+        out["after-restart"] = ok(berthd.docker("exec", name, "cat", "/tmp/in")).stdout
+        ok(berthd.docker("rm", "-f", name))
+        # the OOM killer: the exit is 137 and recorded as OOMKilled
+        oom = f"oom-{rt}"
+        berthd.docker("run", "--name", oom, "--runtime", rt, "-m", "8m", "--memory-swap", "8m", busybox_image,
+                      "sh", "-c", "x=$(head -c 64m /dev/zero | tr '\\0' a); echo survived", timeout=120)
+        out["oom"] = ok(berthd.docker("inspect", "-f", "{{.State.ExitCode}} {{.State.OOMKilled}}", oom)).stdout.strip()
+        ok(berthd.docker("rm", oom))
+        return out
+
+    got = both(scenario)
+    assert got == {"run-i": "x\ny\n", "cp-out": "hello\n", "cp-in": "in\n", "after-restart": "in\n", "oom": "137 true"}
+    assert harness.mounts_under(berthd.data_root) == []
+
+
+@needs_runc
+def test_mounts_volumes_and_read_only_root(berthd: harness.Berthd, busybox_image: str, tmp_path: Path) -> None:
+    host = tmp_path / "bind"
+    host.mkdir()
+    (host / "h").write_text("from-host\n")
+
+    def scenario(rt: str) -> dict[str, object]:
+        vol = f"vol-{rt}"
+        script = ("cat /b/h; echo data > /v/x; echo t > /t/x && echo tmpfs-ok; touch /root-file 2>/dev/null || echo ro-root; "
+                  "grep -E ' /(v|t|b) ' /proc/self/mounts | awk '{print $2, $3}' | sort")
+        first = ok(berthd.docker("run", "--rm", "--runtime", rt, "--read-only", "--tmpfs", "/t", "-v", f"{vol}:/v",
+                                 "-v", f"{host}:/b:ro", busybox_image, "sh", "-c", script)).stdout.splitlines()
+        again = ok(berthd.docker("run", "--rm", "--runtime", rt, "-v", f"{vol}:/v", busybox_image, "cat", "/v/x")).stdout
+        with_init = ok(berthd.docker("run", "--rm", "--runtime", rt, "--init", busybox_image, "sh", "-c",
+                                     "cat /proc/1/comm")).stdout.strip()
+        ok(berthd.docker("volume", "rm", vol))
+        return {"first": first, "again": again, "init": with_init}
+
+    got = both(scenario)
+    assert got["first"][:3] == ["from-host", "tmpfs-ok", "ro-root"]
+    assert [line.split()[0] for line in got["first"][3:]] == ["/b", "/t", "/v"] and "/t tmpfs" in got["first"]
+    assert got["again"] == "data\n" and got["init"] != "sh"  # the volume kept its data; --init is pid 1
+    assert harness.mounts_under(berthd.data_root) == []
