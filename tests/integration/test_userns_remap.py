@@ -442,3 +442,34 @@ def test_joining_another_containers_pid_and_ipc(remapped: harness.Berthd) -> Non
     # another mapping cannot join it
     r = d.docker("run", "--rm", "--label", "io.berth.userns=auto", "--pid", "container:donor", "busybox", "true")
     assert r.returncode != 0 and "other id maps" in r.stderr, r.stderr
+
+
+def test_remapped_daemon_has_its_own_images_as_dockerd(
+    berthd_factory: Callable[..., harness.Berthd], busybox_tar: Path, remap_user: str
+) -> None:
+    """Images imported before --userns-remap stay in the plain root (not shown by the remapped
+    daemon, as dockerd's <root>/<uid>.<gid>); both work again after switching back and forth."""
+    d = berthd_factory(start=False)
+    os.chmod(d.root, 0o711)
+    d.start()
+    d.import_image(busybox_tar, "plain:1", cmd=("sh",))
+    d.stop()
+    d.extra_args = ("--userns-remap=default",)
+    d.start()
+    assert "plain" not in ok(d.docker("images", "--format", "{{.Repository}}"), d).stdout
+    d.import_image(busybox_tar, "busybox:latest", cmd=("sh",))
+    uid, _ = remap_root()
+    ok(d.docker("run", "-d", "--name", "live", "busybox", "sleep", "300"), d)
+    assert ok(d.docker("run", "--rm", "busybox", "cat", "/proc/self/uid_map"), d).stdout.split()[1] == str(uid)
+    # berth's own CLI sends --userns as UsernsMode itself
+    out = ok(d.berth("run", "--rm", "--userns", "auto", "busybox", "cat", "/proc/self/uid_map"), d).stdout.split()
+    assert out[0] == "0" and out[1] not in ("0", str(uid)) and out[2] == "65536", out
+    # a running remapped container survives a daemon restart, and exec still joins it
+    d.restart()
+    assert ok(d.docker("exec", "live", "cat", "/proc/self/uid_map"), d).stdout.split()[1] == str(uid)
+    ok(d.docker("rm", "-f", "live"), d)
+    d.stop()
+    d.extra_args = ()
+    d.start()
+    out = ok(d.docker("run", "--rm", "plain:1", "cat", "/proc/self/uid_map"), d).stdout.split()
+    assert out == ["0", "0", "4294967295"]

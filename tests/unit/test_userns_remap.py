@@ -82,3 +82,12 @@ def test_ids_back_to_the_container() -> None:
     assert back(101000, 201000) == (1000, 1000)
     assert back(0, 5) == (0, 5)  # outside the maps: kept
     assert remap.to_container(None) is None
+
+
+def test_auto_skips_a_block_an_explicit_map_overlaps() -> None:
+    r = _remap()
+    explicit = r.maps_for({"UsernsMode": "map=0:170000:10"}, {}, [])
+    assert explicit is not None
+    got = r.maps_for({"UsernsMode": "auto"}, {}, [explicit])
+    assert got is not None and got["uid"][0][1] == 165536 + 65536
+

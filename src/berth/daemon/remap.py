@@ -86,9 +86,9 @@ class Remap:
         if mode in ("", "private"):
             return self.default_maps()
         if mode == "auto":
-            held = {m["uid"][0][1] for m in taken if m.get("uid")}
+            held = [(h, h + n) for m in taken for _c, h, n in m.get("uid") or ()]
             for ustart, gstart in self._pool():
-                if ustart not in held:
+                if not any(lo < ustart + subids.BLOCK and ustart < hi for lo, hi in held):
                     return {"uid": [[0, ustart, subids.BLOCK]], "gid": [[0, gstart, subids.BLOCK]]}
             if not self._pool():
                 raise InvalidParameter(
@@ -240,9 +240,13 @@ def shift_tree(root: Path, maps: Maps | None) -> None:
     ids = to_host_ids(maps)
     if ids is None:
         return
+    seen: set[tuple[int, int]] = set()  # a hard-linked file is shifted once
     for top, dirs, files in os.walk(root):
         for name in (top, *(os.path.join(top, n) for n in dirs + files)):
             info = os.lstat(name)
+            if (info.st_dev, info.st_ino) in seen:
+                continue
+            seen.add((info.st_dev, info.st_ino))
             os.lchown(name, *ids(info.st_uid, info.st_gid))
             if not stat.S_ISLNK(info.st_mode):
                 os.chmod(name, stat.S_IMODE(info.st_mode))

@@ -97,9 +97,13 @@ def _to_host(lines: list[list[int]], cid: int) -> int:
 def shift(root: Path, maps: Maps) -> None:
     """Every entry under ``root`` (and ``root``) to the host ids of its ids under ``maps``;
     modes are set again (chown clears setuid bits)."""
+    seen: set[tuple[int, int]] = set()  # a hard-linked file is shifted once
     for top, dirs, files in os.walk(root):
         for name in (top, *(os.path.join(top, n) for n in dirs + files)):
             info = os.lstat(name)
+            if (info.st_dev, info.st_ino) in seen:
+                continue
+            seen.add((info.st_dev, info.st_ino))
             os.lchown(name, _to_host(maps["uid"], info.st_uid), _to_host(maps["gid"], info.st_gid))
             if not stat.S_ISLNK(info.st_mode):
                 os.chmod(name, stat.S_IMODE(info.st_mode))
