@@ -68,12 +68,16 @@ def test_isolation_of_init_and_exec(berthd: harness.Berthd, busybox_image: str, 
         ns = ok(berthd.docker("exec", name, "sh", "-c",
                               "for n in mnt pid net uts ipc; do [ $(readlink /proc/1/ns/$n) = $(readlink /proc/self/ns/$n) ]"
                               " && echo same-$n; done; hostname; cat /proc/1/comm")).stdout.split()
+        # the same cgroups, in every hierarchy (the container's id in the path made a placeholder)
+        cid = ok(berthd.docker("inspect", "-f", "{{.Id}}", name)).stdout.strip()
+        cgroups = sorted(ok(berthd.docker("exec", name, "cat", "/proc/self/cgroup")).stdout.replace(cid, "ID").split())
         ok(berthd.docker("rm", "-f", name))
-        return {"init": init, "exec": execd, "ns": ns[:5], "pid1": ns[-1]}
+        return {"init": init, "exec": execd, "ns": ns[:5], "pid1": ns[-1], "cgroups": cgroups}
 
     got = both(scenario)
     assert got["init"] == got["exec"]  # every way in gets the same walls
     assert got["ns"] == ["same-mnt", "same-pid", "same-net", "same-uts", "same-ipc"] and got["pid1"] == "sleep"
+    assert all(line.endswith(f"/{berthd.cgroup_parent}/ID") for line in got["cgroups"]), got["cgroups"]
     status = got["init"]
     if "--privileged" in flags:
         assert status["Seccomp"] == "0" and status["CapEff"] == status["CapBnd"] != "0000000000000000"

@@ -94,3 +94,11 @@ def test_a_killed_monitor_leaves_no_runtime_container(berthd: harness.Berthd, bu
     assert ok(berthd.docker("inspect", "-f", "{{.State.Running}}", "victim")).stdout.strip() == "true"
     ok(berthd.docker("rm", "-f", "victim"))
     assert harness.mounts_under(berthd.data_root) == []
+
+
+def test_a_stopped_daemon_leaves_no_cgroup_parent_runc_made(berthd: harness.Berthd, busybox_image: str) -> None:
+    ok(berthd.docker("run", "--rm", "--runtime", "runc", busybox_image, "true"))
+    made = [p for p in Path("/sys/fs/cgroup").glob(f"*/{berthd.cgroup_parent}") if p.is_dir()]
+    assert any(p.parent.name == "unified" for p in made) or not Path("/sys/fs/cgroup/unified").is_dir()
+    berthd.stop()
+    assert [p for p in Path("/sys/fs/cgroup").glob(f"*/{berthd.cgroup_parent}") if p.is_dir()] == []
