@@ -134,6 +134,12 @@ def test_files_written_belong_to_the_mapped_root(remapped: harness.Berthd) -> No
     for name in ("made", "d", "d/g"):
         st = os.stat(upper / name)
         assert (st.st_uid, st.st_gid) == (uid, gid), name
+    # docker export gives them in the container's ids, as the image's own files
+    exported = d.docker("export", "wr", text=False)
+    assert exported.returncode == 0, exported.stderr
+    with tarfile.open(fileobj=io.BytesIO(exported.stdout)) as tar:
+        owners = {m.name: (m.uid, m.gid) for m in tar.getmembers()}
+    assert owners["made"] == owners["d/g"] == owners["bin/busybox"] == (0, 0), owners.get("made")
     # the image's files, as the container sees them: owned by its root (id-mapped layers)
     out = ok(d.docker("run", "--rm", "busybox", "stat", "-c", "%u:%g", "/bin/busybox", "/etc/passwd", "/")).stdout
     assert out.split() == ["0:0"] * 3
