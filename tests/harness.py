@@ -184,15 +184,20 @@ def pids_with_marker(root: Path) -> list[int]:
     return _scan_proc("environ", lambda data: needle in data)
 
 
+STANDBY_CGROUP = "/berth-standby-"  # berth.libcontainer.cgroups.placeholder: a fork server's, not a container's
+
+
 def pids_in_cgroup(name: str) -> list[int]:
-    """Pids in a cgroup named `name` or below it, in any hierarchy (containers' processes)."""
+    """Pids in a cgroup named `name` or below it, in any hierarchy (containers' processes; a
+    standby helper waiting in its cgroup placeholder is none: it goes with the daemon, and is
+    found by the environment marker when it does not)."""
     if not name:
         return []
     part = f"/{name}"
     return _scan_proc(
         "cgroup",
         lambda data: any(
-            path == part or path.startswith(part + "/")
+            (path == part or path.startswith(part + "/")) and STANDBY_CGROUP not in path
             for line in data.decode(errors="replace").splitlines()
             for path in [line.split(":", 2)[-1]]
         ),

@@ -67,12 +67,13 @@ def test_commit_right_after_start(berthd: harness.Berthd, busybox_image: str) ->
 
 
 def _container_cgroups(d: harness.Berthd) -> list[str]:
-    """The containers' cgroups under the daemon's own parent, in every hierarchy."""
+    """The containers' cgroups under the daemon's own parent, in every hierarchy (not the fork
+    server's standby placeholders: berth.libcontainer.cgroups.placeholder)."""
     found = []
     for top in Path("/sys/fs/cgroup").iterdir():
         parent = top / d.cgroup_parent
         if parent.is_dir():
-            found += [str(p) for p in parent.iterdir() if p.is_dir()]
+            found += [str(p) for p in parent.iterdir() if p.is_dir() and not p.name.startswith("berth-standby-")]
     return found
 
 

@@ -2,7 +2,7 @@
 
 The daemon (asyncio, threads) must never fork into namespaces itself, and starting a fresh
 interpreter per container costs 10-70 ms. So the daemon starts this process once
-(``python -m berth.shim.forkserver FD [SECCOMP_CACHE_DIR]``); it imports the shim and libcontainer, runs
+(``python -m berth.shim.forkserver FD [SECCOMP_CACHE_DIR [CGROUP_PARENT]]``); it imports the shim and libcontainer, runs
 the shim's hot code once (:mod:`berth.shim.warmup`), calls
 ``gc.freeze()`` (so no collection in a child ever touches, and so copies, the shared pages) and
 says ``ready`` on its control socket FD (a ``SOCK_SEQPACKET`` socketpair with the daemon).
@@ -35,7 +35,7 @@ from berth.libcontainer import view
 from berth.shim import main as shim
 from berth.shim.cgroupwarm import WarmerProcess
 from berth.shim.helper import Standby
-from berth.shim.native import standby_create
+from berth.shim.native import standby_ahead, standby_create, standby_gone
 from berth.shim.warmup import fill_pool_holes, warm_lifecycle, warm_service, warm_up
 
 
@@ -141,7 +141,8 @@ class Spare:
 def _wait_for_work(sock: socket.socket) -> None:
     """In the spare: fork the create helper ahead too, wait for a connection, then become its
     shim (or view); EOF: exit."""
-    standby = Standby(standby_create)
+    parent = _cgroup_parent
+    standby = Standby(standby_create, standby_ahead(parent), standby_gone(parent)) if parent else Standby(standby_create)
     _msg, ancdata, _flags, _addr = sock.recvmsg(64, socket.CMSG_SPACE(4))
     fds = [int.from_bytes(data[:4], sys.byteorder)
            for level, kind, data in ancdata if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS]
@@ -196,8 +197,14 @@ def precompile_seccomp(cache_dir: str | None) -> None:
         print(f"berth forkserver: seccomp unavailable: {exc}", file=sys.stderr)
 
 
+# the daemon's cgroup parent (the third argument): a standby makes its cgroup placeholder there
+_cgroup_parent = ""
+
+
 def main() -> None:
+    global _cgroup_parent
     fd = int(sys.argv[1])
+    _cgroup_parent = sys.argv[3] if len(sys.argv) > 3 else ""
     control = socket.socket(fileno=fd)
     # Ctrl-C in the daemon's terminal is the daemon's to handle; we end when it closes the socket
     signal.signal(signal.SIGINT, signal.SIG_IGN)

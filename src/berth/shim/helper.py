@@ -17,6 +17,7 @@ A helper may answer twice: ``{"pid": N}`` when what it made waits at a barrier, 
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import sys
@@ -27,6 +28,10 @@ from berth.shim import protocol as P
 from berth.shim.runtime import Result
 
 DIED = "container helper process died (see monitor.log)"
+# A standby's work prepared ahead (:class:`Standby`): done in the standby, before its work
+# comes; returns what undoes it should no work come (or None)
+Ahead = Callable[[], Callable[[], None] | None]
+AHEAD_DELAY = 0.05  # seconds a standby waits for its work before it prepares ahead
 
 
 class Helper:
@@ -89,9 +94,10 @@ class Standby:
         helper = standby.give(msg, data, fds)    # the fds are the caller's still: close them after
     """
 
-    __slots__ = ("pid", "sock", "res_r", "go_w")
+    __slots__ = ("pid", "sock", "res_r", "go_w", "on_gone")
 
-    def __init__(self, body: Callable[[dict[str, Any], bytes, list[int], int, int], None]) -> None:
+    def __init__(self, body: Callable[[dict[str, Any], bytes, list[int], int, int], None],
+                 ahead: Ahead | None = None, on_gone: Callable[[int], None] | None = None) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         res_r, res_w = os.pipe2(os.O_CLOEXEC)
         go_r, go_w = os.pipe2(os.O_CLOEXEC)
@@ -103,10 +109,16 @@ class Standby:
                 for fd in (res_r, go_w):
                     os.close(fd)
                 ours.close()
+                # Work prepared ahead is done only once the standby has waited AHEAD_DELAY for
+                # its work in vain: right after the fork the container before it is still
+                # starting, on the same CPUs.
+                undo = ahead() if ahead is not None and not _readable(theirs, AHEAD_DELAY) else None
                 work = _receive(theirs)
                 theirs.close()
                 if work is not None:
                     body(work[0], work[1], work[2], res_w, go_r)
+                elif undo is not None:
+                    undo()
                 code = 0
             finally:
                 os._exit(code)
@@ -115,6 +127,7 @@ class Standby:
         os.close(go_r)
         os.set_blocking(res_r, False)
         self.pid, self.sock, self.res_r, self.go_w = pid, ours, res_r, go_w
+        self.on_gone = on_gone  # after dismiss: clean up what a killed standby could not
 
     def give(self, msg: dict[str, Any], data: bytes, fds: list[int]) -> Helper:
         """Hand the standby its work; OSError if it is gone (the caller forks a helper instead)."""
@@ -139,6 +152,13 @@ class Standby:
             os.waitpid(self.pid, 0)
         except ChildProcessError:
             pass  # reaped already
+        if self.on_gone is not None:
+            self.on_gone(self.pid)
+
+
+def _readable(sock: socket.socket, seconds: float) -> bool:
+    """Whether ``sock`` has something to read (or EOF) within ``seconds``."""
+    return bool(select.select([sock], [], [], seconds)[0])
 
 
 def _receive(sock: socket.socket) -> tuple[dict[str, Any], bytes, list[int]] | None:

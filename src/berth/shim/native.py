@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from berth.errors import SystemFailure
@@ -36,9 +37,10 @@ from berth.errors import SystemFailure
 # pay for them), loaded here before the fork server freezes its heap, so every shim shares them
 from berth.libcontainer import ContainerInitError, Mount, Stdio, hookrun, idmapped, setns, userns  # noqa: F401
 from berth.libcontainer.cgroups import Cgroup, open_cgroup, resources_from_oci
+from berth.libcontainer.cgroups.placeholder import Placeholder, remove_left
 from berth.libcontainer.process import create_shared, exec_in_launcher, prepare_exec
 from berth.shim import protocol as P
-from berth.shim.helper import Helper, HelperOp, Standby, answer
+from berth.shim.helper import Ahead, Helper, HelperOp, Standby, answer
 from berth.shim.process import Refused
 from berth.shim.runtime import Done, Op, Result, RuntimeState
 from berth.steptrace import mark
@@ -66,6 +68,7 @@ class NativeRuntime:
         self._report = -1  # the init's report pipe: after the barrier, EOF (exec'd) or its error
         self._barrier = -1  # one byte releases the init; closing it makes the init exit
         self._standby = standby  # the create helper, forked before the request came
+        self._helper = 0  # the create helper's pid, until it has answered and exited
         self.pid = 0
         self.pidfd = -1  # names the init for exec helpers, even once its pid is recycled
         self._poststart = self._poststop = False  # the spec has such hooks (the create helper says)
@@ -91,6 +94,7 @@ class NativeRuntime:
             os.close(report_w)
             os.close(barrier_r)
         self._report, self._barrier = report_r, barrier_w
+        self._helper = helper.pid
         return HelperOp(helper, on_result=self._created)
 
     def _create_helper(self, req: dict[str, Any], body: bytes, stdio: Stdio, report: tuple[int, int],
@@ -106,6 +110,15 @@ class NativeRuntime:
         return Helper(lambda res_w, go_r: helper_create(req, body, stdio, report, barrier_r, barrier_w, res_w))
 
     def _created(self, result: Result) -> None:
+        # The helper answered and exits: wait until it has. It may have been in the
+        # container's cgroup (the init is born there), and must be gone before the start:
+        # `docker top` sees the container's processes only.
+        helper, self._helper = self._helper, 0
+        if helper:
+            try:
+                os.waitpid(helper, 0)
+            except ChildProcessError:
+                pass  # reaped already (SIGCHLD came first)
         if not result.ok:
             self._drop_init_pipes()
             return
@@ -216,20 +229,30 @@ def _alive(pid: int) -> bool:
 
 
 def helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, report: tuple[int, int], barrier_r: int,
-                  barrier_w: int, res_w: int) -> None:
+                  barrier_w: int, res_w: int, spot: Placeholder | None = None) -> None:
     """In the helper: cgroup, then the init (``libcontainer.create_shared`` on the shim's pipes);
     answers its pid once it waits at the barrier, and exits. The barrier's write end is the
     shim's (the init must see EOF if the shim goes); kept here only while the init may wait for
-    the runtime's create hooks."""
+    the runtime's create hooks. ``spot``: the cgroup a standby made and joined ahead; when it
+    can become the container's, the init is born inside."""
     try:
         mark("h:work")
         work = P.decode_json(body)
+        spec = work["spec"]
+        hooks_at_create = _phase(spec, "prestart") or _phase(spec, "createRuntime")
         cgroup = open_cgroup(req["cgroup"]) if req.get("cgroup") else None
+        inside = False
         if cgroup is not None:
             # the limits the spec holds, converted as berth-runtime converts a bundle's
-            cgroup.create(resources_from_oci((work["spec"].get("linux") or {}).get("resources")))
+            resources = resources_from_oci((spec.get("linux") or {}).get("resources"))
+            # the runtime's create hooks run from this helper: then it stays out of the cgroup
+            inside = (spot is not None and not hooks_at_create and spot.fits(cgroup.name, resources)
+                      and spot.adopt(cgroup.name))
+            # adopted: the directories and the default device rules are there, the limits not yet
+            cgroup.create(Placeholder.remaining(resources) if inside else resources)
             mark("h:cgroup")
-        spec = work["spec"]
+        if spot is not None and not inside:
+            spot.discard()
         mounts = [Mount(m[0], m[1], m[2], tuple(m[3])) for m in work.get("rootfs_mounts", ())]
         template = _hook_state(req, spec)
         _save_container(os.path.join(req["exec_root"], req["id"], CONTAINER_FILE), spec, template)
@@ -244,11 +267,10 @@ def helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, report: tuple[
                 hookrun.run(hookrun.hooks_of(spec, phase), phase, state)
             os.write(barrier_w, b"\0")  # go on
 
-        hooks_at_create = _phase(spec, "prestart") or _phase(spec, "createRuntime")
         if not hooks_at_create:
             os.close(barrier_w)
             barrier_w = -1
-        pid = create_shared(spec, mounts, stdio, cgroup, report, barrier_r, in_container,
+        pid = create_shared(spec, mounts, stdio, None if inside else cgroup, report, barrier_r, in_container,
                             create_hooks if hooks_at_create else None)
         mark("h:ready")
     except ContainerInitError as exc:
@@ -344,7 +366,32 @@ def standby_create(msg: dict[str, Any], body: bytes, fds: list[int], res_w: int,
     report = (next(given), next(given))
     barrier_r, barrier_w = next(given), next(given)
     stdio = Stdio(ends[0], ends[1], ends[2], tty=bool(msg["tty"]), console_socket=ends[3])
-    helper_create(msg["req"], body, stdio, report, barrier_r, barrier_w, res_w)
+    helper_create(msg["req"], body, stdio, report, barrier_r, barrier_w, res_w, _ahead.spot)
+
+
+class _Ahead:
+    """What a standby prepared before its work came (in the standby process: one per process)."""
+
+    spot: Placeholder | None = None
+
+
+_ahead = _Ahead()
+
+
+def standby_ahead(cgroup_parent: str) -> Ahead:
+    """A standby's work ahead (:class:`~berth.shim.helper.Standby`): the cgroup placeholder
+    under the daemon's cgroup parent, made and joined (:mod:`berth.libcontainer.cgroups.placeholder`)."""
+
+    def ahead() -> Callable[[], None] | None:
+        _ahead.spot = Placeholder.make(cgroup_parent)
+        return _ahead.spot.discard if _ahead.spot is not None else None
+
+    return ahead
+
+
+def standby_gone(cgroup_parent: str) -> Callable[[int], None]:
+    """After a standby was dismissed: its placeholder, should it have been killed with one."""
+    return lambda pid: remove_left(cgroup_parent, pid)
 
 
 class InitReport:

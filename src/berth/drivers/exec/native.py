@@ -35,7 +35,7 @@ from berth.drivers.exec.handle import MonitorHandle, read_exit_file
 from berth.drivers.exec.model import CreateRequest, ExitStatus
 from berth.drivers.exec.view import View, open_view
 from berth.errors import Conflict, ContainerStartError, SystemFailure, Unavailable
-from berth.libcontainer.cgroups import ResourceUpdate, Stats, open_cgroup
+from berth.libcontainer.cgroups import ResourceUpdate, Stats, open_cgroup, placeholder
 from berth.shim import oci
 from berth.shim import protocol as P
 from berth.steptrace import mark
@@ -70,7 +70,7 @@ class NativeDriver:
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "berth.shim.forkserver", str(theirs.fileno()),
-                str(self.exec_root / SECCOMP_CACHE),
+                str(self.exec_root / SECCOMP_CACHE), self.cgroup_parent,
                 pass_fds=(theirs.fileno(),), stdin=asyncio.subprocess.DEVNULL,
             )
         finally:
@@ -97,6 +97,9 @@ class NativeDriver:
         if self.cgroup_parent:
             parent = open_cgroup(self.cgroup_parent, self.cgroup_root)
             try:
+                # the fork server's standbys remove their cgroup placeholders as they go; one
+                # killed together with its spare cannot (berth.libcontainer.cgroups.placeholder)
+                await asyncio.to_thread(placeholder.sweep, self.cgroup_parent, str(self.cgroup_root))
                 await asyncio.to_thread(parent.remove_if_empty)
             except (OSError, SystemFailure) as exc:
                 # the daemon stops anyway; an empty directory left behind is harmless

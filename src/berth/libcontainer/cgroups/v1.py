@@ -87,6 +87,10 @@ class V1Cgroup(CgroupBase):
             self._layout = found
         return self._layout
 
+    def hierarchies(self) -> dict[str, P]:
+        """Controller (or hierarchy) name -> the root it is mounted at, one per hierarchy."""
+        return dict(self._hierarchies())
+
     def _dir(self, ctrl: str) -> P | None:
         base = self._hierarchies().get(ctrl)
         if base is None and (self.root / ctrl / "cgroup.procs").exists():
