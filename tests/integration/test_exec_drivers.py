@@ -9,7 +9,8 @@ also checks the expected values, so two equally wrong answers fail too): isolati
 terminals (-t, -it) and exec (exit codes, stdin, -t, -it, a missing program).
 
 crun and berth-runtime run a shorter pass (:func:`test_other_oci_runtimes`): crun refuses
-cgroups on a hybrid (v1 + unified) host like this one, and is skipped there with its reason.
+cgroups on a hybrid (v1 + unified) host like this one, and is skipped there with its reason; it
+runs the pass in a mount namespace of its own without the unified hierarchy (``crun-v1``).
 """
 
 from __future__ import annotations
@@ -228,9 +229,25 @@ def test_exec(berthd: harness.Berthd, busybox_image: str) -> None:
                    "user": ["1000", "/tmp"]}
 
 
-@pytest.mark.parametrize("name", ["crun", "berth-runtime"])
-def test_other_oci_runtimes(berthd_factory, busybox_tar: Path, name: str) -> None:  # type: ignore[no-untyped-def]
-    path = shutil.which("crun") if name == "crun" else str(harness.VENV_BIN / "berth-runtime")
+def _crun_without_unified(tmp_path: Path) -> str | None:
+    """crun in a mount namespace of its own without the unified hierarchy (the v1 hierarchies
+    alone, which crun accepts): how crun can run on a hybrid host at all (bench/runtime.py too)."""
+    crun = shutil.which("crun")
+    if crun is None:
+        return None
+    script = tmp_path / "crun-v1"
+    script.write_text("#!/bin/sh\nexec unshare --mount --propagation private sh -c "
+                      "'umount /sys/fs/cgroup/unified 2>/dev/null; exec \"$0\" \"$@\"' " + crun + ' "$@"\n')
+    script.chmod(0o755)
+    tmp_path.chmod(0o755)
+    return str(script)
+
+
+@pytest.mark.parametrize("name", ["crun", "crun-v1", "berth-runtime"])
+def test_other_oci_runtimes(berthd_factory, busybox_tar: Path, tmp_path: Path, name: str) -> None:  # type: ignore[no-untyped-def]
+    paths = {"crun": shutil.which("crun"), "crun-v1": _crun_without_unified(tmp_path),
+             "berth-runtime": str(harness.VENV_BIN / "berth-runtime")}
+    path = paths[name]
     if path is None or not Path(path).exists():
         pytest.skip(f"{name} is not installed")
     d = berthd_factory(extra_args=("--add-runtime", f"{name}={path}"))
@@ -247,7 +264,11 @@ def test_other_oci_runtimes(berthd_factory, busybox_tar: Path, name: str) -> Non
     assert d.docker("exec", "c1", "sh", "-c", "exit 7").returncode == 7
     assert ok(d.docker("exec", "-t", "c1", "tty")).stdout.startswith("/dev/pts/")
     assert ok(d.docker("run", "--rm", "-t", "--runtime", name, "busybox", "tty")).stdout == "/dev/pts/0\n"
-    assert d.docker("run", "--rm", "--runtime", name, "busybox", "nosuchprogram").returncode == 127
+    missing = d.docker("run", "--rm", "--runtime", name, "busybox", "nosuchprogram")
+    assert "nosuchprogram" in missing.stderr and "not found" in missing.stderr
+    # the docker CLI keys 127 on the lowercase "no such file or directory"; crun writes "No such
+    # file or directory", so with crun the CLI exits 125 (as it would with dockerd and crun)
+    assert missing.returncode == (125 if name.startswith("crun") else 127), missing.stderr
     ok(d.docker("stop", "-t", "1", "c1"))
     assert ok(d.docker("inspect", "-f", "{{.State.ExitCode}} {{.HostConfig.Runtime}}", "c1")).stdout == f"137 {name}\n"
     ok(d.docker("rm", "c1"))
@@ -308,3 +329,14 @@ def test_mounts_volumes_and_read_only_root(berthd: harness.Berthd, busybox_image
     assert [line.split()[0] for line in got["first"][3:]] == ["/b", "/t", "/v"] and "/t tmpfs" in got["first"]
     assert got["again"] == "data\n" and got["init"] != "sh"  # the volume kept its data; --init is pid 1
     assert harness.mounts_under(berthd.data_root) == []
+
+
+def test_a_runtime_binary_that_is_not_there(berthd_factory, busybox_tar: Path) -> None:  # type: ignore[no-untyped-def]
+    d = berthd_factory(extra_args=("--add-runtime", "gone=/nonexistent/runtime"))
+    d.import_image(busybox_tar)
+    r = d.docker("run", "--rm", "--runtime", "gone", "busybox", "true")
+    assert r.returncode == 125 and "/nonexistent/runtime" in r.stderr, r.stderr
+    assert ok(d.docker("ps", "-aq")).stdout == ""  # --rm removed it
+    assert harness.mounts_under(d.data_root) == []
+    info = json.loads(ok(d.docker("info", "--format", "{{json .Runtimes}}")).stdout)
+    assert info["gone"] == {"path": "/nonexistent/runtime"}
