@@ -110,3 +110,30 @@ def test_a_commands_background_warming_moves_nothing() -> None:
     warm.warm_in_background()
     time.sleep(0.05)  # a few touches
     assert Path("/proc/self/cgroup").read_text() == before
+
+
+def test_stop_warming_ends_the_touches(monkeypatch) -> None:
+    """Once the container's processes have joined (stop_warming), the thread touches no more."""
+    import threading
+    import time
+
+    from berth.libcontainer.cgroups import warm
+
+    touches: list[float] = []
+
+    class Counting:
+        def touch(self) -> None:
+            touches.append(time.monotonic())
+
+    monkeypatch.setattr(warm, "_done", False)
+    monkeypatch.setattr(warm, "SPAN", 30.0)
+    thread = threading.Thread(target=warm._keep_warm, args=(Counting(),))
+    thread.start()
+    time.sleep(0.03)
+    assert touches  # it touches while the joins are to come
+    warm.stop_warming()
+    thread.join(timeout=2)
+    assert not thread.is_alive()
+    count = len(touches)
+    time.sleep(0.02)
+    assert len(touches) == count

@@ -45,6 +45,7 @@ def create(
     when the caller has read it already."""
     from berth.libcontainer import rootfs
     from berth.libcontainer.cgroups import open_cgroup, resources_from_oci
+    from berth.libcontainer.cgroups.warm import stop_warming
     from berth.libcontainer.process import create_detached
     from berth.libcontainer.spec import parse
     from berth.runtime import hooks
@@ -113,6 +114,7 @@ def create(
         at_create = any((spec.get("hooks") or {}).get(p) for p in ("prestart", "createRuntime"))
         close.remove(barrier)  # create_detached closes it, whatever happens
         pid = create_detached(spec, [], stdio, cg, barrier, hook_state, parsed, create_hooks if at_create else None)
+        stop_warming()  # init has joined its cgroup
         state = {
             "id": cid,
             "pid": pid,

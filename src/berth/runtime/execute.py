@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 def cmd_exec(args: Args) -> int:
     from berth.libcontainer import kernel
     from berth.libcontainer.cgroups import open_cgroup
+    from berth.libcontainer.cgroups.warm import stop_warming
     from berth.libcontainer.process import exec_process
     from berth.libcontainer.spec import Stdio
     from berth.runtime.bundle import load_bundle
@@ -82,6 +83,7 @@ def cmd_exec(args: Args) -> int:
             pid = exec_process(state["pid"], process, stdio, open_cgroup(state["cgroup"]), spec, pidfd)
         finally:
             os.close(pidfd)
+            stop_warming()  # the process has joined the cgroup (or will not)
         if console is not None:
             console.receive()
     except BaseException:

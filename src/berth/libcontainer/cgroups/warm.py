@@ -72,6 +72,7 @@ def own_procs_file(proc: str = "/proc/self") -> str | None:
 
 TICK = 0.004  # seconds: a migration path touched this often stays fast
 SPAN = 0.5  # seconds: a command has made its container's init join its cgroup by then
+_done = False  # set by stop_warming(): the joins it was for are made
 
 
 def warm_in_background() -> None:
@@ -88,11 +89,18 @@ def warm_in_background() -> None:
         _thread.start_new_thread(_keep_warm, (warmer,))
 
 
+def stop_warming() -> None:
+    """The container's processes have joined their cgroups: no more touches (each takes the
+    kernel's cgroup lock and holds every fork on the host back for a moment)."""
+    global _done
+    _done = True
+
+
 def _keep_warm(warmer: CgroupWarmer) -> None:
     import time
 
     until = time.monotonic() + SPAN
-    while True:
+    while not _done:
         warmer.touch()
         if time.monotonic() > until:
             return
