@@ -561,6 +561,7 @@ class NetworkDriver:
         made = False
         nl: socket.socket | None = None
         written: asyncio.Future[None] | None = None
+        stored: asyncio.Future[None] | None = None
         try:
             if req.ports and eps:
                 binding = self.networks[eps[0].network_id].host_binding
@@ -568,11 +569,14 @@ class NetworkDriver:
                 live.held = self.ports.allocate(f"{req.name} ({eps[0].id})", wanted)
                 sandbox = replace(sandbox, ports=tuple(live.held.mappings))
                 live.sandbox = sandbox
-            await asyncio.to_thread(self.store.attach, sandbox, eps)
-            # hosts and resolv.conf depend on nothing made below: written (a thread) meanwhile
+            # The record, hosts and resolv.conf are written (threads) while the namespace is made:
+            # a namespace file no record names is removed at the next start-up (reconcile), and
+            # a record whose namespace was never made is released there
+            stored = asyncio.ensure_future(asyncio.to_thread(self.store.attach, sandbox, eps))
             written = asyncio.ensure_future(asyncio.to_thread(self._write_files, req, eps, upstreams))
             nl, socks = await self.netns.run(netns.create, path, files.EMBEDDED_DNS if dns else "")
             made = True
+            await stored
             if socks is not None:
                 await self.dns.listen(cid, *socks)
             for i, ep in enumerate(eps):
@@ -599,9 +603,8 @@ class NetworkDriver:
         except BaseException:
             if nl is not None:
                 nl.close()  # closing a consumed (closed) socket again is harmless
-            if written is not None:
-                # its own failure, if any, is not the one to report: the one being raised is
-                await asyncio.gather(written, return_exceptions=True)
+            # their own failures, if any, are not the one to report: the one being raised is
+            await asyncio.gather(*(f for f in (stored, written) if f is not None), return_exceptions=True)
             await self._undo(cid, made, path)
             raise
         return Attached(str(path), tuple(eps), tuple(live.held.mappings) if live.held else ())
