@@ -479,3 +479,21 @@ def test_remapped_daemon_has_its_own_images_as_dockerd(
     d.start()
     out = ok(d.docker("run", "--rm", "plain:1", "cat", "/proc/self/uid_map"), d).stdout.split()
     assert out == ["0", "0", "4294967295"]
+
+
+def test_network_capabilities_inside(remapped: harness.Berthd) -> None:
+    """The container's network namespace belongs to its user namespace (dockerd's runtime makes
+    both): its root's NET_RAW and NET_ADMIN act on its own network."""
+    d = remapped
+    ok(d.docker("run", "--rm", "busybox", "ping", "-c", "1", "-W", "2", "127.0.0.1"), d)
+    ok(d.docker("run", "--rm", "--cap-add", "NET_ADMIN", "busybox", "ip", "link", "set", "lo", "mtu", "1400"), d)
+    r = d.docker("run", "--rm", "busybox", "ip", "link", "set", "lo", "mtu", "1400")  # not without the cap
+    assert r.returncode != 0
+    ok(d.docker("run", "-d", "--name", "nn", "busybox", "sleep", "300"), d)
+    pid = int(ok(d.docker("inspect", "-f", "{{.State.Pid}}", "nn")).stdout)
+    # the host's root still owns it all: the namespace is the container's, not the host's
+    assert os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
+    sandbox = ok(d.docker("inspect", "-f", "{{.NetworkSettings.SandboxKey}}", "nn")).stdout.strip()
+    ok(d.docker("rm", "-f", "nn"), d)
+    if sandbox:
+        assert not Path(sandbox + ".user").exists() and not Path(sandbox).exists()

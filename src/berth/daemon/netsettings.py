@@ -145,6 +145,7 @@ def attach_request(c: Container, d: Daemon) -> AttachRequest:
         extra_hosts=tuple(host.get("ExtraHosts") or ()),
         links=tuple(links),
         files_dir=Path(c.dir),
+        userns=c.userns,
     )
 
 

@@ -165,6 +165,20 @@ def own_container_files(c: Any, rootfs_mounts: list[Any] | None) -> None:
             os.lchown(path, uid, gid)
 
 
+def with_network_userns(
+    c: Any, netns: str, joined: tuple[tuple[str, str], ...]
+) -> tuple[tuple[str, str], ...]:
+    """The namespaces a container joins, with the user namespace its network namespace was made
+    in (the network driver's, beside it: berth.drivers.network.netns), unless another container's
+    is joined already (--pid/--ipc container:X)."""
+    from berth.drivers.network.netns import userns_path
+
+    if not c.userns or not netns.startswith("/") or any(kind == "user" for kind, _ in joined):
+        return joined
+    user = userns_path(Path(netns))
+    return (*joined, ("user", str(user))) if user.exists() else joined
+
+
 def mode_of(host: dict[str, Any], labels: dict[str, str]) -> str:
     """The container's user namespace mode: ``UsernsMode``, else the ``io.berth.userns`` label."""
     mode = str(host.get("UsernsMode") or "")

@@ -79,3 +79,6 @@ class AttachRequest:
     extra_hosts: tuple[str, ...] = ()
     links: tuple[tuple[str, str, str], ...] = ()  # (target id, target name, alias) of --link
     files_dir: Path = field(default_factory=Path)  # hosts and resolv.conf are written here
+    # the container's user namespace maps ({"uid": [[c, h, n]...], "gid": [...]}, --userns-remap):
+    # its network namespace is made inside a user namespace with them (netns.create)
+    userns: dict[str, list[list[int]]] | None = None

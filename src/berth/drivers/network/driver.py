@@ -264,7 +264,7 @@ class NetworkDriver:
         recorded = {Path(lv.sandbox.path).name for lv in self.live.values()}
         if self.cfg.netns_dir.is_dir():
             for path in self.cfg.netns_dir.iterdir():
-                if path.name not in recorded:
+                if path.name.removesuffix(netns.USERNS_SUFFIX) not in recorded:
                     log.warning("removing network namespace %s that no container owns", path)
                     await asyncio.to_thread(netns.remove, path)
         await self._write_tables()
@@ -574,7 +574,7 @@ class NetworkDriver:
             # a record whose namespace was never made is released there
             stored = asyncio.ensure_future(asyncio.to_thread(self.store.attach, sandbox, eps))
             written = asyncio.ensure_future(asyncio.to_thread(self._write_files, req, eps, upstreams))
-            nl, socks = await self.netns.run(netns.create, path, files.EMBEDDED_DNS if dns else "")
+            nl, socks = await self.netns.run(netns.create, path, files.EMBEDDED_DNS if dns else "", req.userns)
             made = True
             await stored
             if socks is not None:

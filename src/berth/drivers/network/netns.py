@@ -125,21 +125,73 @@ def dns_sockets(address: str, port: int = 53) -> tuple[socket.socket, socket.soc
     return udp, tcp
 
 
-def create(path: Path, dns_address: str = "") -> tuple[socket.socket, tuple[socket.socket, socket.socket] | None]:
-    """Make a new network namespace at ``path``; a netlink socket inside it, and the DNS
-    listeners on ``dns_address`` when asked. Runs on the :class:`NetnsThread`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+USERNS_SUFFIX = ".user"  # beside a namespace made in a user namespace: that user namespace
+
+
+def userns_path(path: Path) -> Path:
+    return path.with_name(path.name + USERNS_SUFFIX)
+
+
+def _new_file(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
     except OSError as exc:
         raise SystemFailure(f"create network namespace file {path}: {exc.strerror}") from exc
     os.close(fd)
+
+
+def _create_in_userns(path: Path, maps: dict[str, list[list[int]]]) -> None:
+    """The network namespace at ``path`` owned by a new user namespace with ``maps``, itself
+    kept at :func:`userns_path` (the container joins it: its root then holds NET_ADMIN and
+    NET_RAW over its own network, as with dockerd, whose runtime makes both). A thread may not
+    enter a user namespace, so a helper process (``unshare --user --net``) makes them; its
+    namespaces are bound here and it is killed."""
+    import subprocess
+    import time
+
+    own = os.readlink("/proc/self/ns/user")
+    helper = subprocess.Popen(["unshare", "--user", "--net", "--", "sleep", "60"], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while os.readlink(f"/proc/{helper.pid}/ns/user") == own:  # until it has unshared
+            if helper.poll() is not None or time.monotonic() > deadline:
+                err = helper.stderr.read().decode(errors="replace").strip() if helper.stderr else ""
+                raise SystemFailure(f"create the user namespace of network namespace {path}: {err or 'no answer'}")
+            time.sleep(0.001)
+        for name in ("gid_map", "uid_map"):
+            text = "".join(f"{c} {h} {n}\n" for c, h, n in maps[name[:3]])
+            with open(f"/proc/{helper.pid}/{name}", "w") as f:
+                f.write(text)
+        user = userns_path(path)
+        _new_file(user)
+        kernel.mount(f"/proc/{helper.pid}/ns/user", str(user), None, kernel.MS_BIND, None)
+        kernel.mount(f"/proc/{helper.pid}/ns/net", str(path), None, kernel.MS_BIND, None)
+    finally:
+        helper.kill()
+        helper.wait()
+        if helper.stderr is not None:
+            helper.stderr.close()
+
+
+def create(
+    path: Path, dns_address: str = "", userns: dict[str, list[list[int]]] | None = None
+) -> tuple[socket.socket, tuple[socket.socket, socket.socket] | None]:
+    """Make a new network namespace at ``path`` (inside a new user namespace with the maps
+    ``userns``, when given); a netlink socket inside it, and the DNS listeners on
+    ``dns_address`` when asked. Runs on the :class:`NetnsThread`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _new_file(path)
     mounted = False
     nl: socket.socket | None = None
     try:
-        with _inside(None):
-            kernel.mount("/proc/thread-self/ns/net", str(path), None, kernel.MS_BIND, None)
+        if userns is not None:
+            _create_in_userns(path, userns)
             mounted = True
+        with _inside(str(path) if userns is not None else None):
+            if userns is None:
+                kernel.mount("/proc/thread-self/ns/net", str(path), None, kernel.MS_BIND, None)
+                mounted = True
             loopback_up()
             nl = netlink_socket()
             dns = dns_sockets(dns_address) if dns_address else None
@@ -147,11 +199,14 @@ def create(path: Path, dns_address: str = "") -> tuple[socket.socket, tuple[sock
     except OSError as exc:
         if nl is not None:
             nl.close()
-        if mounted:
-            remove(path)
+        if mounted or userns is not None:
+            remove(path)  # and the user namespace beside it
         else:
             path.unlink(missing_ok=True)
         raise SystemFailure(f"create network namespace {path}: {exc.strerror or exc}") from exc
+    except BaseException:
+        remove(path)
+        raise
 
 
 def open_in(path: Path, dns_address: str = "", netlink: bool = True) -> tuple[socket.socket | None, tuple[socket.socket, socket.socket] | None]:
@@ -171,7 +226,12 @@ def open_in(path: Path, dns_address: str = "", netlink: bool = True) -> tuple[so
 
 
 def remove(path: Path) -> None:
-    """Unmount and delete a namespace file; a missing one is fine."""
+    """Unmount and delete a namespace file (and the user namespace beside a network namespace
+    made in one); a missing one is fine."""
+    if not path.name.endswith(USERNS_SUFFIX):
+        user = userns_path(path)
+        if user.exists():
+            remove(user)
     try:
         kernel.umount2(str(path), kernel.MNT_DETACH)
     except OSError as exc:
