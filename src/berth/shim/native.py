@@ -68,7 +68,7 @@ class NativeRuntime:
         self._report = -1  # the init's report pipe: after the barrier, EOF (exec'd) or its error
         self._barrier = -1  # one byte releases the init; closing it makes the init exit
         self._standby = standby  # the create helper, forked before the request came
-        self._helper = 0  # the create helper's pid, until it has answered and exited
+        self._helper = 0  # the create helper's pid, until the start has seen it gone
         self.pid = 0
         self.pidfd = -1  # names the init for exec helpers, even once its pid is recycled
         self._poststart = self._poststop = False  # the spec has such hooks (the create helper says)
@@ -110,15 +110,6 @@ class NativeRuntime:
         return Helper(lambda res_w, go_r: helper_create(req, body, stdio, report, barrier_r, barrier_w, res_w))
 
     def _created(self, result: Result) -> None:
-        # The helper answered and exits: wait until it has. It may have been in the
-        # container's cgroup (the init is born there), and must be gone before the start:
-        # `docker top` sees the container's processes only.
-        helper, self._helper = self._helper, 0
-        if helper:
-            try:
-                os.waitpid(helper, 0)
-            except ChildProcessError:
-                pass  # reaped already (SIGCHLD came first)
         if not result.ok:
             self._drop_init_pipes()
             return
@@ -138,6 +129,16 @@ class NativeRuntime:
         barrier, self._barrier = self._barrier, -1
         if barrier < 0:
             return Done(Result(error=f"start container {self.id}: the init is not at its barrier", exit_code=128))
+        # The create helper answered and exited meanwhile (its exit overlapped the daemon's
+        # round trip): reap it if the SIGCHLD handling has not. It may have been in the
+        # container's cgroup (the init is born there) and must be gone before the process
+        # runs: `docker top` and the pids count see the container's processes only.
+        creator, self._helper = self._helper, 0
+        if creator:
+            try:
+                os.waitpid(creator, 0)
+            except ChildProcessError:
+                pass  # reaped already
         try:
             os.write(barrier, b"\0")
             mark("m:released")
