@@ -166,6 +166,9 @@ class FakeRuntime:
     def delete(self) -> Op:
         return Done()
 
+    def reaped(self, pid: int, status: int) -> bool:
+        return False  # its workers are helpers, whose statuses say nothing
+
     def close(self) -> None:
         for fd in (self._report, self._barrier):
             if fd >= 0:

@@ -208,6 +208,9 @@ class NativeRuntime:
     def _cgroup(self) -> Cgroup | None:
         return open_cgroup(self.cgroup_name) if self.cgroup_name else None
 
+    def reaped(self, pid: int, status: int) -> bool:
+        return False  # its workers are helpers, whose statuses say nothing
+
     def close(self) -> None:
         if self._standby is not None:
             self._standby.dismiss()

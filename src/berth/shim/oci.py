@@ -1,19 +1,21 @@
 """The shim's :class:`~berth.shim.runtime.Runtime` on an OCI runtime binary (runc, crun, berth-runtime).
 
-Each operation is one command of the binary, run by a helper process
-(:mod:`berth.shim.helper`) that waits for it and answers, so the shim's loop never waits:
+Each operation is one command of the binary, run so that the shim's loop never waits for it
+(by a helper process, :mod:`berth.shim.helper`, where there is work to do around it):
 
 - ``create``: the helper mounts the rootfs (the graph driver's plan, on the host, as containerd
   mounts a bundle's rootfs), writes the bundle's ``config.json`` in the container's exec
   directory (:func:`berth.shim.ocispec.runtime_spec`) and runs ``BIN create --bundle DIR
   --pid-file F [--console-socket S] ID`` with the container's stdio as its own (the binary hands
   it to the init); it answers the init's pid;
-- ``start``, ``pause``, ``resume``: ``BIN start|pause|resume ID``;
+- ``start``, ``pause``, ``resume``: ``BIN start|pause|resume ID``, spawned by the shim itself
+  (they need nothing prepared): its pidfd says when it is done, and the shim's reaper hands its
+  wait status over (:meth:`OciRuntime.reaped`);
 - ``exec``: ``BIN exec --detach --process P --pid-file F [--console-socket S] ID`` with the
   process's stdio; answers its pid;
 - ``state``: ``BIN state ID`` (its OCI state JSON) and the cgroup's OOM record; once the shim
   has reaped the init (which is when it asks at the end) only the OOM record, read in the shim;
-- ``delete``: ``BIN delete --force ID``, then the rootfs is unmounted;
+- ``delete``: ``BIN delete --force ID`` (spawned the same way), then the rootfs is unmounted;
 - ``kill``: ``kill(2)``, as for the native runtime. The init and every exec'd process are the
   shim's children once the binary has exited: the shim is a child subreaper, so they are
   reparented to it, and it reaps them and records their exit status itself.
@@ -37,6 +39,7 @@ import signal
 import socket
 import sys
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 from berth.libcontainer import Stdio
@@ -88,6 +91,9 @@ class OciRuntime:
         self._req = req
         self._body = body  # parsed in the create helper only
         self.pid = 0
+        self._children: set[int] = set()  # runtime commands spawned by the shim, not yet reaped
+        self._statuses: dict[int, int] = {}  # their wait statuses, when the shim's reaper got them
+        self._seq = 0  # names each spawned command's log
 
     # ---- operations -------------------------------------------------------------------------
     def create(self, stdio: Stdio) -> Op:
@@ -110,7 +116,7 @@ class OciRuntime:
             self.pid = result.pid
 
     def start(self) -> Op:
-        return self._command("start", "start", self.id)
+        return self._spawn("start", ("start", self.id))
 
     def exec(self, process: dict[str, Any], stdio: Stdio) -> Op:
         binary, cid, directory = self.binary, self.id, self.dir
@@ -123,10 +129,10 @@ class OciRuntime:
         return Done()
 
     def pause(self) -> Op:
-        return self._command("pause", "pause", self.id)
+        return self._spawn("pause", ("pause", self.id))
 
     def resume(self) -> Op:
-        return self._command("resume", "resume", self.id)
+        return self._spawn("resume", ("resume", self.id))
 
     def state(self) -> Op:
         binary, cid, directory, cgroup = self.binary, self.id, self.dir, self.cgroup_name
@@ -140,17 +146,50 @@ class OciRuntime:
                         on_result=_to_state)
 
     def delete(self) -> Op:
-        binary, cid, directory = self.binary, self.id, self.dir
-        return HelperOp(Helper(lambda res_w, go_r: helper_delete(binary, cid, directory, res_w)))
+        directory = self.dir
+
+        def unmount(result: Result) -> Result:
+            # the rootfs goes whatever the runtime said: a container it no longer knows (a
+            # failed create cleaned up after itself) still had its rootfs mounted by us
+            try:
+                unmount_rootfs(directory)
+            except RuntimeFailed as exc:
+                return Result(error=exc.message, exit_code=128)
+            if result.ok:
+                os.unlink(os.path.join(directory, RUNTIME_FILE))  # nothing left for a cleanup to undo
+            return result
+
+        return self._spawn("delete", ("delete", "--force", self.id), after=unmount)
+
+    def reaped(self, pid: int, status: int) -> bool:
+        """The shim reaped ``pid``: True if it is one of our runtime commands (its status kept
+        for its operation)."""
+        if pid not in self._children:
+            return False
+        self._statuses[pid] = status
+        return True
 
     def close(self) -> None:
         if self._standby is not None:
             self._standby.dismiss()
             self._standby = None
 
-    def _command(self, what: str, *command: str) -> Op:
-        binary, directory = self.binary, self.dir
-        return HelperOp(Helper(lambda res_w, go_r: helper_command(binary, directory, what, command, res_w)))
+    def _spawn(self, what: str, command: tuple[str, ...],
+               after: Callable[[Result], Result] | None = None) -> Op:
+        """Run a command that needs nothing but its arguments right from the shim (no helper on
+        the way: a start, pause, resume or delete pays one process, the runtime's): it inherits
+        the shim's stdio (/dev/null, and monitor.log for what it prints), and the shim's reaper
+        hands its status here (:meth:`reaped`) if it reaps it before the operation does."""
+        self._seq += 1
+        log = os.path.join(self.dir, f"runtime-{what}-{self._seq}.log")
+        try:
+            pid = os.posix_spawn(self.binary.path, self.binary.argv(log, *command), os.environ,
+                                 setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD))
+        except OSError as exc:
+            return Done(Result(error=f"OCI runtime {what} failed: run {self.binary.path}: {exc.strerror}",
+                               exit_code=128))
+        self._children.add(pid)
+        return Spawned(self, pid, what, log, after)
 
 
 def _alive(pid: int) -> bool:
@@ -173,6 +212,41 @@ def _oom_killed(cgroup_name: str) -> bool:
         return cgroup.exists() and cgroup.oom_killed()
     except (OSError, SystemFailure):
         return False  # the memory controller is gone or unreadable: no OOM is known
+
+
+class Spawned:
+    """A runtime command the shim spawned itself, as an :class:`~berth.shim.runtime.Op`: its
+    pidfd is readable once it exited; its wait status is taken here, or from the shim's reaper."""
+
+    __slots__ = ("runtime", "pid", "fd", "what", "log", "after")
+
+    def __init__(self, runtime: OciRuntime, pid: int, what: str, log: str,
+                 after: Callable[[Result], Result] | None) -> None:
+        self.runtime, self.pid, self.what, self.log, self.after = runtime, pid, what, log, after
+        self.fd = os.pidfd_open(pid)
+
+    def poll(self) -> Result | None:
+        status = self.runtime._statuses.pop(self.pid, None)
+        if status is None:
+            try:
+                got, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                got, status = self.pid, -1  # reaped by someone else: no status to go by
+            if got == 0:
+                return None
+        self.runtime._children.discard(self.pid)
+        result = outcome(self.what, status, self.log)
+        return self.after(result) if self.after is not None else result
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def abandon(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)  # reaped by the shim's reaper, which hands it to us
+        except ProcessLookupError:
+            pass  # it finished meanwhile
+        os.close(self.fd)
 
 
 def _to_state(result: Result) -> None:
@@ -205,17 +279,26 @@ def run(binary: Binary, directory: str, what: str, command: list[str] | tuple[st
     finally:
         if null >= 0:
             os.close(null)
+    result = outcome(what, status, log)
+    if not result.ok:
+        raise RuntimeFailed(result.error, result.exit_code)
+
+
+def outcome(what: str, status: int, log: str) -> Result:
+    """A finished runtime command's result from its wait status (-1: unknown) and its log
+    (read and removed): the runtime's last logged error when it failed."""
     try:
         with open(log, errors="replace") as f:
             text = f.read()
         os.unlink(log)
     except FileNotFoundError:
         text = ""
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        reason = ocispec.last_error(text) or (f"exit status {code}" if code > 0 else f"killed by signal {-code}")
-        message = f"OCI runtime {what} failed: {reason}"
-        raise RuntimeFailed(message, ocispec.exit_code_for(reason))
+    reason = ocispec.last_error(text)
+    code = os.waitstatus_to_exitcode(status) if status >= 0 else (1 if reason else 0)
+    if code == 0:
+        return Result()
+    reason = reason or (f"exit status {code}" if code > 0 else f"killed by signal {-code}")
+    return Result(error=f"OCI runtime {what} failed: {reason}", exit_code=ocispec.exit_code_for(reason))
 
 
 def _wait(pid: int) -> int:
@@ -410,16 +493,6 @@ def helper_exec(binary: Binary, cid: str, directory: str, process: dict[str, Any
     answer(res_w, {"pid": pid})
 
 
-def helper_command(binary: Binary, directory: str, what: str, command: tuple[str, ...], res_w: int) -> None:
-    """In the helper: one command (start, pause, resume); ``{}`` or the error."""
-    try:
-        run(binary, directory, what, command)
-    except RuntimeFailed as exc:
-        answer(res_w, {"message": exc.message, "exit_code": exc.exit_code})
-        return
-    answer(res_w, {})
-
-
 def helper_state(binary: Binary, cid: str, directory: str, cgroup_name: str, res_w: int) -> None:
     """In the helper: the runtime's ``state`` and whether the OOM killer hit the container."""
     status = "unknown"
@@ -440,16 +513,6 @@ def helper_state(binary: Binary, cid: str, directory: str, cgroup_name: str, res
         os.close(r)
         os.close(null)
     answer(res_w, {"result": {"status": status, "oom_killed": _oom_killed(cgroup_name)}})
-
-
-def helper_delete(binary: Binary, cid: str, directory: str, res_w: int) -> None:
-    """In the helper: ``delete --force``, then the rootfs unmounted."""
-    try:
-        remove(binary, cid, directory)
-    except RuntimeFailed as exc:
-        answer(res_w, {"message": exc.message, "exit_code": exc.exit_code})
-        return
-    answer(res_w, {})
 
 
 def remove(binary: Binary, cid: str, directory: str) -> None:

@@ -130,6 +130,11 @@ class Runtime(Protocol):
         """After the init exited: remove what the container held (its cgroup)."""
         ...
 
+    def reaped(self, pid: int, status: int) -> bool:
+        """The shim reaped a child it does not know: True if it was the runtime's own (a command
+        it spawned), whose status it keeps; False otherwise."""
+        ...
+
     def close(self) -> None:
         """Let go of the runtime's own resources (fds), nothing of the container's."""
         ...

@@ -196,6 +196,8 @@ class Service:
             if pid == 0:
                 return
             proc = self.by_pid.get(pid)
+            if proc is None and self.runtime.reaped(pid, status):
+                continue  # a command the runtime ran itself: its status is its operation's
             if proc is None and self.execs.reaped_unknown(pid, status):
                 continue  # maybe an exec'd process whose runtime answer is on its way
             if proc is None or proc.status is not None:
