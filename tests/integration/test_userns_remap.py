@@ -445,8 +445,15 @@ def test_joining_another_containers_pid_and_ipc(remapped: harness.Berthd) -> Non
     assert "sleep" in out
     ns = out.split()[-2:]
     assert ns[0] == ns[1], out
+    # --network container:X joins X's network namespace, in X's user namespace (dockerd's rule)
+    out = ok(d.docker("run", "--rm", "--network", "container:donor", "busybox", "sh", "-c",
+                      "readlink /proc/self/ns/net; readlink /proc/self/ns/user"), d).stdout.split()
+    pid = int(ok(d.docker("inspect", "-f", "{{.State.Pid}}", "donor")).stdout)
+    assert out == [os.readlink(f"/proc/{pid}/ns/net"), os.readlink(f"/proc/{pid}/ns/user")]
     # another mapping cannot join it
     r = d.docker("run", "--rm", "--label", "io.berth.userns=auto", "--pid", "container:donor", "busybox", "true")
+    assert r.returncode != 0 and "other id maps" in r.stderr, r.stderr
+    r = d.docker("run", "--rm", "--label", "io.berth.userns=auto", "--network", "container:donor", "busybox", "true")
     assert r.returncode != 0 and "other id maps" in r.stderr, r.stderr
 
 

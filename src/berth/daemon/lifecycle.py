@@ -151,7 +151,7 @@ async def _spawn_in(d: Daemon, c: Container, netns: str, host: _HostSide) -> Con
             raise ContainerStartError("--init: no init binary: install berth-init (scripts/setup.sh) or set --init-path")
     try:
         joined, shm = namespaces.resolve(d, c)
-        joined = remap.with_network_userns(c, netns, joined)
+        joined = remap.with_network_userns(d, c, netns, joined)
         inp = spec_input(
             c, str(rootfs), (uid, gid, groups), d.cfg.cgroup_parent, tuple(devices), sources, init, netns, joined, shm
         )

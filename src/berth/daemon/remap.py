@@ -166,15 +166,23 @@ def own_container_files(c: Any, rootfs_mounts: list[Any] | None) -> None:
 
 
 def with_network_userns(
-    c: Any, netns: str, joined: tuple[tuple[str, str], ...]
+    d: Any, c: Any, netns: str, joined: tuple[tuple[str, str], ...]
 ) -> tuple[tuple[str, str], ...]:
     """The namespaces a container joins, with the user namespace its network namespace was made
-    in (the network driver's, beside it: berth.drivers.network.netns), unless another container's
-    is joined already (--pid/--ipc container:X)."""
+    in (the network driver's, beside it: berth.drivers.network.netns; with ``--network
+    container:X``, X's, which must have the same maps), unless another container's is joined
+    already (--pid/--ipc container:X)."""
     from berth.drivers.network.netns import userns_path
 
     if not c.userns or not netns.startswith("/") or any(kind == "user" for kind, _ in joined):
         return joined
+    kind, _, ref = str(c.host_config.get("NetworkMode") or "").partition(":")
+    if kind == "container" and ref:
+        donor = d.find(ref)
+        if donor.userns and donor.userns != c.userns:
+            raise InvalidParameter(
+                f"cannot join the network namespace of container {donor.id}: its user namespace has other id maps"
+            )
     user = userns_path(Path(netns))
     return (*joined, ("user", str(user))) if user.exists() else joined
 
