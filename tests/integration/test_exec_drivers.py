@@ -171,13 +171,16 @@ def test_signals_stop_kill_and_wait(berthd: harness.Berthd, busybox_image: str) 
         out["exec-paused"] = berthd.docker("exec", name, "true").returncode
         ok(berthd.docker("unpause", name))
         out["exec-unpaused"] = berthd.docker("exec", name, "true").returncode
-        ok(berthd.docker("rm", "-f", name))
+        ok(berthd.docker("pause", name))
+        ok(berthd.docker("rm", "-f", name))  # a frozen container is thawed to be killed
+        out["removed-paused"] = berthd.docker("inspect", name).returncode
         return out
 
     got = both(scenario)
     assert got == {"stop": "42", "stop-log": ["got-term"], "kill-usr1": "43", "kill-usr1-log": ["got-usr1"],
                    "kill": "137", "kill-log": [], "stop-t1-ignored": "137", "stop-t1-ignored-log": [],
-                   "paused": "paused", "exec-paused": 1, "exec-unpaused": 0}
+                   "paused": "paused", "exec-paused": 1, "exec-unpaused": 0, "removed-paused": 1}
+    assert harness.mounts_under(berthd.data_root) == []
 
 
 @needs_runc
