@@ -343,3 +343,30 @@ def test_a_runtime_binary_that_is_not_there(berthd_factory, busybox_tar: Path) -
     assert harness.mounts_under(d.data_root) == []
     info = json.loads(ok(d.docker("info", "--format", "{{json .Runtimes}}")).stdout)
     assert info["gone"] == {"path": "/nonexistent/runtime"}
+
+
+@needs_runc
+def test_daemon_json_runtimes_and_the_default(berthd_factory, busybox_tar: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    conf = tmp_path / "daemon.json"
+    conf.write_text(json.dumps({"runtimes": {"brt": {"path": str(harness.VENV_BIN / "berth-runtime"),
+                                                       "runtimeArgs": ["--debug"]}},
+                                "default-runtime": "runc"}))
+    d = berthd_factory(extra_args=("--config-file", str(conf)))
+    d.import_image(busybox_tar)
+    info = json.loads(ok(d.docker("info", "--format", "{{json .}}")).stdout)
+    assert info["DefaultRuntime"] == "runc"
+    assert info["Runtimes"]["brt"] == {"path": str(harness.VENV_BIN / "berth-runtime"), "runtimeArgs": ["--debug"]}
+    # no --runtime: the daemon's default, recorded and used (runc keeps its state under runtime-runc)
+    cid = ok(d.docker("run", "-d", "--name", "dflt", "busybox", "sleep", "600")).stdout.strip()
+    assert ok(d.docker("inspect", "-f", "{{.HostConfig.Runtime}}", "dflt")).stdout == "runc\n"
+    assert (d.exec_root / "runtime-runc" / cid).is_dir()
+    ok(d.docker("rm", "-f", "dflt"))
+    # a runtime from daemon.json, with its runtimeArgs, and native still there by name
+    assert ok(d.docker("run", "--rm", "--runtime", "brt", "busybox", "echo", "via-brt")).stdout == "via-brt\n"
+    assert ok(d.docker("run", "--rm", "--runtime", "native", "busybox", "echo", "via-native")).stdout == "via-native\n"
+    # a default that is not configured stops berthd at start, with dockerd's words
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"default-runtime": "nope"}))
+    r = subprocess.run([str(harness.BERTHD), "--config-file", str(bad), "--data-root", str(tmp_path / "d"),
+                        "--exec-root", str(tmp_path / "e")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "specified default runtime 'nope' does not exist" in r.stderr, r.stderr
