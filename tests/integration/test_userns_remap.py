@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import pwd
+import shutil
 import subprocess
 import tarfile
 import time
@@ -504,3 +505,16 @@ def test_network_capabilities_inside(remapped: harness.Berthd) -> None:
     ok(d.docker("rm", "-f", "nn"), d)
     if sandbox:
         assert not Path(sandbox + ".user").exists() and not Path(sandbox).exists()
+
+
+@pytest.mark.skipif(shutil.which("runc") is None, reason="runc not installed (apt-get install runc)")
+def test_runc_runtime(remapped: harness.Berthd) -> None:
+    """The oci exec driver (runc) gets the same user namespace and id-mapped layers."""
+    d = remapped
+    uid, gid = remap_root()
+    ok(d.docker("run", "-d", "--name", "rc", "--runtime", "runc", "busybox", "sh", "-c", "touch /new && sleep 300"), d)
+    pid = int(ok(d.docker("inspect", "-f", "{{.State.Pid}}", "rc")).stdout)
+    assert status_ids(pid) == (str(uid), str(gid))
+    out = ok(d.docker("exec", "rc", "stat", "-c", "%u:%g", "/bin/busybox", "/new", "/etc/hosts"), d).stdout
+    assert out.split() == ["0:0"] * 3
+    ok(d.docker("exec", "rc", "ping", "-c", "1", "-W", "2", "127.0.0.1"), d)

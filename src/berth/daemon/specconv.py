@@ -68,14 +68,18 @@ DEFAULT_NETWORK_SYSCTLS = (
 
 
 def sysctls(
-    requested: dict[str, str], private_network: bool, proc_sys: Path = Path("/proc/sys")
+    requested: dict[str, str], private_network: bool, proc_sys: Path = Path("/proc/sys"), userns: bool = False
 ) -> tuple[tuple[str, str], ...]:
     """The container's sysctls: the requested ones, plus Docker's defaults for a private
-    network namespace where the kernel has them and the container does not set them."""
+    network namespace where the kernel has them and the container does not set them (in a user
+    namespace of its own, as moby, no ping sockets: the group range is read in the writer's
+    user namespace, where most of it is unmapped)."""
     out = dict(requested)
     given = {normalize_sysctl(k) for k in out}
     if private_network:
         for key, value in DEFAULT_NETWORK_SYSCTLS:
+            if userns and key == "net.ipv4.ping_group_range":
+                continue
             if key not in given and (proc_sys / key.replace(".", "/")).exists():
                 out[key] = value
     return tuple(out.items())
@@ -146,7 +150,7 @@ def spec_input(
         readonly_paths=_paths(host.get("ReadonlyPaths")),
         devices=host_devices if privileged else (),
         rlimits=tuple((u["Name"], int(u["Soft"]), int(u["Hard"])) for u in host.get("Ulimits") or ()),
-        sysctls=sysctls(host.get("Sysctls") or {}, private_network=not host_network),
+        sysctls=sysctls(host.get("Sysctls") or {}, private_network=not host_network, userns=bool(c.userns)),
         oom_score_adj=int(host.get("OomScoreAdj") or 0),
         pid_host=host.get("PidMode") == "host",
         ipc_host=host.get("IpcMode") == "host",

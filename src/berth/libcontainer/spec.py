@@ -387,8 +387,10 @@ def parse(config: dict[str, Any]) -> ContainerSpec:
     if user is not None and user.path is None:
         if not uid_mappings or not gid_mappings:
             raise _bad("a new user namespace needs linux.uidMappings and linux.gidMappings")
-    elif uid_mappings or gid_mappings:
-        raise _bad("linux.uidMappings/gidMappings need a new user namespace (linux.namespaces has no user entry without a path)")
+    elif user is None and (uid_mappings or gid_mappings):
+        # with a joined one (a path) they describe it, as runc reads them; not written
+        raise _bad("linux.uidMappings/gidMappings need a new user namespace (or the joined one they describe): "
+                   "linux.namespaces has no user entry")
     devices = tuple(_parse_device(d) for d in linux.get("devices") or ())
     sysctl = tuple(sorted((str(k), str(v)) for k, v in (linux.get("sysctl") or {}).items()))
     _check_sysctls(sysctl, namespaces)

@@ -397,7 +397,7 @@ def helper_create(binary: Binary, req: dict[str, Any], body: bytes, stdio: Stdio
             "name": binary.name, "path": binary.path, "args": binary.args, "root": binary.root,
             "rootfs": [m[2] for m in mounts],
         }))
-        _mount_rootfs(mounts)
+        _mount_rootfs(mounts, spec)
         _write(os.path.join(directory, CONFIG_FILE), P.dumps(spec))
         pid_file = os.path.join(directory, "init.pid")
         command = ["create", "--bundle", directory, "--pid-file", pid_file]
@@ -445,13 +445,34 @@ def standby_create(msg: dict[str, Any], body: bytes, fds: list[int], res_w: int)
     helper_create(Binary(req["runtime"]), req, body, stdio, res_w)
 
 
-def _mount_rootfs(mounts: Any) -> None:
-    from berth.libcontainer import Mount
+def _mount_rootfs(mounts: Any, spec: dict[str, Any]) -> None:
+    """The graph driver's plan, on the host (the runtime takes the root by path); for a container
+    with a user namespace (--userns-remap) its layers id-mapped to it, or as they are when the
+    plan says they were chowned for it (berth.libcontainer.idmapped, as the native runtime)."""
+    from berth.libcontainer import Mount, idmapped
     from berth.libcontainer.mounts import mount_one
+    from berth.libcontainer.spec import IdMap
 
-    for m in mounts:
-        mount = Mount(m[0], m[1], m[2], tuple(m[3]))
-        mount_one(mount, mount.target)
+    plan = [Mount(m[0], m[1], m[2], tuple(m[3])) for m in mounts]
+    linux = spec.get("linux") or {}
+    user = next((ns for ns in linux.get("namespaces") or () if ns.get("type") == "user"), None)
+    if user is None or not plan:
+        for mount in plan:
+            mount_one(mount, mount.target)
+        return
+    if idmapped.premapped(plan):
+        idmapped.mount_rootfs(plan, None)
+        return
+    if user.get("path"):
+        fd = os.open(user["path"], os.O_RDONLY | os.O_CLOEXEC)
+    else:
+        maps = [tuple(IdMap(int(x["containerID"]), int(x["hostID"]), int(x["size"])) for x in linux.get(key) or ())
+                for key in ("uidMappings", "gidMappings")]
+        fd = idmapped.mapping_userns(maps[0], maps[1])
+    try:
+        idmapped.mount_rootfs(plan, fd)
+    finally:
+        os.close(fd)
 
 
 def helper_exec(binary: Binary, cid: str, directory: str, process: dict[str, Any], stdio: Stdio, res_w: int) -> None:

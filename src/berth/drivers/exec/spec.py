@@ -375,7 +375,7 @@ def _linux(inp: SpecInput, caps: list[str]) -> dict[str, Any]:
         "maskedPaths": [] if inp.privileged else list(masked),
         "readonlyPaths": [] if inp.privileged else list(readonly),
     }
-    if inp.uid_mappings and "user" not in dict(inp.joined):
+    if inp.uid_mappings:  # with a joined user namespace they describe it (runc wants them then too)
         for key, maps in (("uidMappings", inp.uid_mappings), ("gidMappings", inp.gid_mappings)):
             linux[key] = [{"containerID": c, "hostID": h, "size": n} for c, h, n in maps]
     if inp.rootfs_propagation:
