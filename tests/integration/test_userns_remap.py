@@ -376,6 +376,10 @@ def _observe(d: harness.Daemon) -> dict[str, object]:
         "host network": (host_net.returncode, host_net.stderr.strip().splitlines()[0]),
         "host pid": (host_pid.returncode, host_pid.stderr.strip().splitlines()[0]),
         "host userns": ok(d.docker(*run, "--userns=host", "busybox", "cat", "/proc/self/uid_map"), d).stdout.split(),
+        "ping": d.docker(*run, "busybox", "ping", "-c", "1", "-W", "2", "127.0.0.1").returncode,
+        "net admin": d.docker(*run, "--cap-add", "NET_ADMIN", "busybox", "ip", "link", "set", "lo", "mtu", "1400")
+        .returncode,
+        "ping sockets": ok(d.docker(*run, "busybox", "cat", "/proc/sys/net/ipv4/ping_group_range"), d).stdout.split(),
     }
 
 
@@ -405,6 +409,7 @@ def test_remap_default_against_dockerd(
     assert berth == docker
     assert berth["map"] == ["0", "65536"] and berth["volume file on the host"] == 0
     assert berth["image files"] == "0:0\n0:0\n"
+    assert berth["ping"] == berth["net admin"] == 0
 
 
 def test_chowned_layer_copies_where_idmap_is_off(
