@@ -91,3 +91,15 @@ def test_auto_skips_a_block_an_explicit_map_overlaps() -> None:
     got = r.maps_for({"UsernsMode": "auto"}, {}, [explicit])
     assert got is not None and got["uid"][0][1] == 165536 + 65536
 
+
+
+def test_flag_and_daemon_json(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from berth.daemon.config import parse_args
+
+    assert parse_args([]).userns_remap == ""
+    assert parse_args(["--userns-remap", "default"]).userns_remap == "default"
+    conf = tmp_path / "daemon.json"
+    conf.write_text(json.dumps({"userns-remap": "alice:staff"}))
+    assert parse_args(["--config-file", str(conf)]).userns_remap == "alice:staff"
