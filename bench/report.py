@@ -123,6 +123,10 @@ bash bench/record.sh                       # the full run on the committed HEAD 
 Both `bench/run.py` lines measure the working tree (an editable install); `bench/record.sh`
 measures what is committed, which is what the results below should describe.
 
+Where a `container.start` job's time goes, step by step in every process on its way (daemon, shim,
+helper, init): `.venv/bin/python bench/steps.py` (a berthd with `BERTH_STEP_TRACE`, per-step medians;
+the table in [monitor.md](monitor.md), "Start latency").
+
 Registry operations (pull, push, save, load of a 210 MB image; berth's registry server against the
 CNCF registry) have their own script and page: `.venv/bin/python bench/registry.py` writes
 [benchmarks-registry.md](benchmarks-registry.md).
