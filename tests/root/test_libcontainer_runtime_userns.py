@@ -130,3 +130,33 @@ def test_bad_mappings_fail_create_naming_them(tmp_path: Path, bundle: Path, edit
     res = runtime(root, "create", "--bundle", str(bundle), cid)
     assert res.returncode == 1 and text in res.stderr, res.stderr
     assert not (root / cid).exists()
+
+
+def test_create_hooks_run_while_the_init_of_a_user_namespace_waits(tmp_path: Path, bundle: Path):
+    """With a user namespace the init is stage A's child: its prestart/createRuntime pause works
+    the same (the hooks see its pid, before its createContainer hooks), and a failing hook stops it."""
+    log = bundle.parent / "hooks.log"
+    log.touch()
+    log.chmod(0o666)  # createContainer hooks run as the container's root: an unprivileged uid here
+    spec = userns_spec(["true"])
+    spec["hooks"] = {
+        p: [{"path": "/bin/sh", "args": ["sh", "-c", f"echo {p} $(cat | grep -o '\"pid\": *[0-9]*') >> {log}"]}]
+        for p in ("prestart", "createRuntime", "createContainer")
+    }
+    write(bundle, spec)
+    root, cid = tmp_path / "state", "h-" + uuid.uuid4().hex[:8]
+    with open(tmp_path / "out", "w") as out:  # the init keeps our stdio: a file, not a pipe
+        res = runtime(root, "create", "--bundle", str(bundle), cid, stdout=out, stderr=out)
+    assert res.returncode == 0, (tmp_path / "out").read_text()
+    try:
+        pid = json.loads(runtime(root, "state", cid).stdout)["pid"]
+        lines = [line.split(" ", 1) for line in log.read_text().splitlines()]
+        assert [w for w, _ in lines] == ["prestart", "createRuntime", "createContainer"], lines
+        assert all(rest.replace(" ", "") == f'"pid":{pid}' for _, rest in lines), lines
+    finally:
+        assert runtime(root, "delete", "--force", cid).returncode == 0
+    spec["hooks"] = {"createRuntime": [{"path": "/bin/false"}]}
+    write(bundle, spec)
+    res = runtime(root, "create", "--bundle", str(bundle), cid)
+    assert res.returncode == 1 and "createRuntime hook /bin/false" in res.stderr, res.stderr
+    assert not (root / cid).exists()
