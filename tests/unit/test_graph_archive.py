@@ -199,3 +199,42 @@ def test_bzip2_and_xz_layers_and_zstd_refused(tmp_path: Path) -> None:
     assert apply(lzma.compress(data), tmp_path / "xz")[0] == expected
     with pytest.raises(ArchiveError, match="zstd"):
         apply(b"\x28\xb5\x2f\xfd" + b"\0" * 100, tmp_path / "zst")
+
+
+class _Trickle(io.RawIOBase):
+    """A stream that returns at most ``step`` bytes a read, as a socket or a pipe may."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self.data, self.pos, self.step = data, 0, step
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        n = self.step if size is None or size < 0 else min(size, self.step)
+        out = self.data[self.pos : self.pos + n]
+        self.pos += len(out)
+        return out
+
+
+@pytest.mark.parametrize("step", [700, 1 << 20, 3 << 20])
+def test_large_members_short_reads_and_the_tail_check_across_read_ahead(tmp_path: Path, step: int) -> None:
+    """The reader fills 1 MiB at a time: members crossing those bounds, a stream that returns
+    short reads, and the end check on a tail that straddles two of its reads all still hold."""
+    big = os.urandom(2_500_000)
+    data = make_tar(entry("big", data=big), *(entry(f"small{i}", data=b"s" * i) for i in range(40)),
+                    entry("last", data=b"L" * 1500))
+    tee = io.BytesIO()
+    dest = tmp_path / f"ok{step}"
+    dest.mkdir()
+    applied = apply_tar(_Trickle(data, step), dest, "delete", tee)  # type: ignore[arg-type]
+    assert applied.diff_id == "sha256:" + hashlib.sha256(data).hexdigest()
+    assert tee.getvalue() == data
+    assert (dest / "big").read_bytes() == big and (dest / "small39").read_bytes() == b"s" * 39
+    end = len(data) - 1024  # the two zero blocks (tarfile pads the archive to 10 KiB records)
+    while data[end - 512 : end] == b"\0" * 512:
+        end -= 512
+    bad = data[:end] + b"\0" * 512 + b"\x01" * 512
+    (tmp_path / "bad").mkdir()
+    with pytest.raises(ArchiveError, match="invalid tar header"):
+        apply_tar(_Trickle(bad, step), tmp_path / "bad", "delete")  # type: ignore[arg-type]
