@@ -52,8 +52,19 @@ async def _body_to_file(d: Daemon, job: Job) -> str:
     source = job.source
     fd, path = tempfile.mkstemp(prefix="upload-", suffix=".tar", dir=d.cfg.data_root / "tmp")
     with os.fdopen(fd, "wb") as f:
-        while chunk := await source.read():
-            await asyncio.to_thread(f.write, chunk)
+        # pieces gathered to a MiB per write: one thread hop per read of the body cost more than the write
+        pieces: list[bytes] = []
+        pending = 0
+        while True:
+            chunk = await source.read()
+            if chunk:
+                pieces.append(chunk)
+                pending += len(chunk)
+            if pieces and (not chunk or pending >= CHUNK or len(pieces) >= 512):
+                await asyncio.to_thread(f.write, b"".join(pieces) if len(pieces) > 1 else pieces[0])
+                pieces, pending = [], 0
+            if not chunk:
+                break
     return path
 
 

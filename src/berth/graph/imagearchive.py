@@ -179,8 +179,10 @@ def _unpack(stream: BinaryIO, tmp: Path, budget: UnpackBudget) -> None:
     """Extract the archive into ``tmp``: Python's ``data`` filter refuses absolute paths, links
     out and devices; the decompressed bytes are charged to ``budget``."""
     try:
+        # 1 MiB reads and copies: an image archive has few members, and big ones
         with tarfile.open(
-            fileobj=budget.reader(decompressed(stream)), mode="r|", tarinfo=StrictTarInfo
+            fileobj=budget.reader(decompressed(stream)), mode="r|", tarinfo=StrictTarInfo,
+            bufsize=_COPY, copybufsize=_COPY,
         ) as tar:
             tar.extractall(tmp, filter="data")
     except OSError as exc:
@@ -191,6 +193,7 @@ def _unpack(stream: BinaryIO, tmp: Path, budget: UnpackBudget) -> None:
         raise InvalidParameter(f"load: invalid docker-archive tar: {exc}") from exc
 
 
+_COPY = 1 << 20
 _MEMBER_ERRNOS = {errno.ENAMETOOLONG, errno.EINVAL, errno.E2BIG, errno.ERANGE, errno.EFBIG, errno.ELOOP}
 
 
