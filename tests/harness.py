@@ -832,11 +832,19 @@ class Berthd(Daemon):
     def popen_prefix(self) -> list[str]:
         return ["nsenter", f"--net=/run/netns/{self.netns}", "--"] if self.netns else []
 
+    def daemon_data_roots(self) -> list[Path]:
+        """The data root, and the ``<uid>.<gid>`` ones a run with --userns-remap used inside it
+        (the daemon's database, bridges and nftables table are named from the root it used)."""
+        remapped = sorted(p for p in self.data_root.glob("*.*") if (p / "berth.db").exists()) \
+            if self.data_root.is_dir() else []
+        return [self.data_root, *remapped]
+
     def teardown(self, keep_root: bool = False) -> list[str]:
         if self.torn_down:
             return []
         # a daemon in a namespace of the test's: what it made there goes with the namespace
-        bridges = [] if self.netns else [b for b in [self.bridge, *user_bridges(self.data_root)] if b]
+        roots = self.daemon_data_roots()
+        bridges = [] if self.netns else [b for b in [self.bridge, *(x for r in roots for x in user_bridges(r))] if b]
         problems = super().teardown(keep_root=True)
         problems += self.network_leaks(bridges)
         if not keep_root:
@@ -855,7 +863,8 @@ class Berthd(Daemon):
                 for port in ports:
                     delete_link(port)
                 delete_link(bridge)
-        for table in [] if self.netns else nft_tables_named(self.nft_table):
+        tables = [] if self.netns else [t for r in self.daemon_data_roots() for t in nft_tables_named(nft_table_name(r))]
+        for table in tables:
             problems.append(f"nftables table {table} left behind")
             subprocess.run(["nft", "delete", "table", *table.split()], capture_output=True)
         netns_dir = self.exec_root / "netns"
