@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     regs: list[object] = []
     podman = shutil.which("podman")
     started = time.time()
+    loads = [os.getloadavg()[0]]
     try:
         log("making the image (6 x 35 MB of random bytes)")
         layout = tmp / "layout"
@@ -191,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             for who, op in order if r % 2 == 0 else order[::-1]:
                 rows.measure("pull (registry → store, unpacked)", who, op)
             log(f"registry server round {r + 1}")
+            loads.append(os.getloadavg()[0])
             for who, addr in ((("berth registry", own.addr), ("CNCF registry 2.8", cncf.addr)) if r % 2 == 0
                               else (("CNCF registry 2.8", cncf.addr), ("berth registry", own.addr))):
                 rows.measure("registry server: skopeo copy → dir", who, skopeo_pull(addr))
@@ -264,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             for who, d, src in pairs if r % 2 == 0 else pairs[::-1]:
                 rows.measure("save", who, save(d, src))
                 rows.measure("load", who, load(d, src))
+            loads.append(os.getloadavg()[0])
         nsreg.terminate()
         nsreg.wait(10)
     finally:
@@ -276,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         if podman and (tmp / "podman").exists():
             subprocess.run([*pod, "system", "reset", "-f"], capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
-    text = report(rows, mb, started)
+    text = report(rows, mb, started, loads)
     if args.no_write:
         print(text)
     else:
@@ -285,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def report(rows: Rows, mb: float, started: float) -> str:
+def report(rows: Rows, mb: float, started: float, loads: list[float]) -> str:
     lines = [
         "# Benchmarks: registry operations",
         "",
@@ -298,6 +301,7 @@ def report(rows: Rows, mb: float, started: float) -> str:
         "",
         f"Run on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}, {os.cpu_count()} cores; command: "
         "`.venv/bin/python bench/registry.py`.",
+        f"Load average (1 min) during the run, sampled each round: {', '.join(f'{x:.1f}' for x in loads)}.",
         "",
         "| operation | system | time | MB/s |",
         "| --- | --- | --- | --- |",

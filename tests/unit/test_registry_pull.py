@@ -215,3 +215,58 @@ def test_chunked_upload_against_berths_registry_server(tmp_path: Path) -> None:
 
     asyncio.run(main())
     assert seen == ["0-99999", "100000-199999", "200000-299999"]
+
+
+def _follow(tmp_path: Path, corrupt: bool) -> tuple[bytes, BaseException | None]:
+    """fetch_blob with an Arrival, and a reader thread following the file as it grows."""
+    import threading
+
+    from berth.registry.download import Arrival
+
+    path = tmp_path / "blob.partial"
+    arrival = Arrival(path, "layer x")
+    got: list[bytes] = []
+    error: list[BaseException] = []
+
+    def follow() -> None:
+        try:
+            with arrival.reader(threading.Event()) as f:
+                while chunk := f.read(100_000):
+                    got.append(chunk)
+        except BaseException as exc:  # the test looks at it
+            error.append(exc)
+
+    reader = threading.Thread(target=follow)
+    reader.start()
+
+    async def main() -> None:
+        import aiohttp
+
+        runner, port = await _serve([], corrupt=corrupt)
+        try:
+            async with aiohttp.ClientSession() as session:
+                ep = Endpoint(f"127.0.0.1:{port}", f"127.0.0.1:{port}", "http", False)
+                client = RegistryClient(session, ep, Authenticator(Credentials()))
+                await fetch_blob(client, "r", DIGEST, path, len(BLOB), arrival=arrival)
+            arrival.verified()
+        except BaseException as exc:
+            arrival.failed(exc)
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(main())
+    reader.join(10)
+    return b"".join(got), error[0] if error else None
+
+
+def test_a_follower_reads_the_blob_and_its_end_only_once_verified(tmp_path: Path) -> None:
+    data, error = _follow(tmp_path, corrupt=False)
+    assert error is None and data == BLOB
+
+
+def test_a_follower_of_a_blob_that_fails_its_digest_gets_an_error_not_an_end(tmp_path: Path) -> None:
+    from berth.errors import SystemFailure
+
+    data, error = _follow(tmp_path, corrupt=True)
+    assert isinstance(error, SystemFailure) and "verification failed" in str(error)
+    assert len(data) <= len(BLOB)  # it may have read every byte, but never saw the end
