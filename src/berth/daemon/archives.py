@@ -13,9 +13,9 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, cast
 
-from berth.daemon import remap
+from berth.daemon import bodypipe, remap
 from berth.daemon.handlers import HandlerTable
 from berth.engine import Job
 from berth.errors import BerthError, Conflict, InvalidParameter
@@ -46,26 +46,6 @@ async def _stream_file_from(d: Daemon, job: Job, write: Callable[[BinaryIO], Non
                 await out.write(chunk)
     finally:
         os.unlink(path)
-
-
-async def _body_to_file(d: Daemon, job: Job) -> str:
-    source = job.source
-    fd, path = tempfile.mkstemp(prefix="upload-", suffix=".tar", dir=d.cfg.data_root / "tmp")
-    with os.fdopen(fd, "wb") as f:
-        # pieces gathered to a MiB per write: one thread hop per read of the body cost more than the write
-        pieces: list[bytes] = []
-        pending = 0
-        while True:
-            chunk = await source.read()
-            if chunk:
-                pieces.append(chunk)
-                pending += len(chunk)
-            if pieces and (not chunk or pending >= CHUNK or len(pieces) >= 512):
-                await asyncio.to_thread(f.write, b"".join(pieces) if len(pieces) > 1 else pieces[0])
-                pieces, pending = [], 0
-            if not chunk:
-                break
-    return path
 
 
 @handlers.on(jobs.ContainerChanges)
@@ -143,12 +123,8 @@ async def save(d: Daemon, req: images.ImageSave, job: Job) -> None:
 @handlers.on(images.ImageLoad)
 async def load(d: Daemon, req: images.ImageLoad, job: Job) -> None:
     out = job.sink
-    path = await _body_to_file(d, job)
-    try:
-        with open(path, "rb") as f:
-            lines = await asyncio.to_thread(d.graph.load, f)
-    finally:
-        os.unlink(path)
+    # the archive is read as it arrives (no spooling to a file first)
+    lines = await bodypipe.consume(job.source, lambda f: d.graph.load(cast(BinaryIO, f)))
     for line in lines:
         await out.write(json.dumps({"stream": line.rstrip("\n") + "\n"}).encode() + b"\n")
 
