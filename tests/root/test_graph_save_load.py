@@ -73,6 +73,10 @@ def test_save_then_load_into_another_graph_keeps_ids(
     assert b.load(out) == ["Loaded image: spycommit:1", "Loaded image: busybox:latest"]
     assert b.resolve("spycommit:1") == child and b.resolve("busybox") == base
     assert b.config_bytes(child) == a.config_bytes(child)
+    for diff_id in b.inspect(child)["RootFS"]["Layers"]:  # each layer.tar became the layer's blob
+        blob = b.layer_tar(diff_id)
+        assert "sha256:" + hashlib.sha256(blob.read_bytes()).hexdigest() == diff_id
+        assert blob.stat().st_mode & 0o777 == 0o600 and blob.stat().st_nlink == 1  # the load's temp file is gone
     cid = uuid.uuid4().hex * 2
     b.prepare_rw(cid, child)
     target_dir = Path(tempfile.mkdtemp(prefix="berth-rootfs-", dir="/var/tmp"))

@@ -28,7 +28,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from berth.drivers.graph.tarstream import StrictTarInfo, decompressed, short
 from berth.errors import InvalidParameter, NotFound
@@ -38,6 +38,7 @@ from berth.graph.configcheck import MAX_CONFIG_SIZE, check_config, json_kind, pa
 from berth.graph.content import ContentStore
 from berth.graph.image import chain_ids, container_config, parse_rfc3339
 from berth.graph.imagestore import ImageStore
+from berth.graph.layers import OwnTar
 from berth.graph.layerstore import LayerStore
 from berth.graph.registration import create_image
 
@@ -258,7 +259,7 @@ def _checked(tmp: Path, entry: dict[str, Any], index: int) -> _Image:
 def _load_one(graph: Archives, image: _Image, budget: UnpackBudget,
               opener: Callable[[int], BinaryIO] | None = None) -> list[str]:
     image_id = create_image(graph.images, graph.layers, graph.content, image.config,
-                            opener or (lambda index: open(image.layers[index], "rb")), None, budget)
+                            opener or (lambda index: cast(BinaryIO, OwnTar(image.layers[index]))), None, budget)
     lines = []
     for ref in image.tags:
         previous = graph.images.tag_target(ref.name, ref.tag)

@@ -13,9 +13,11 @@ same content was imported before) the new dir is dropped and the existing layer 
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 from berth.drivers.graph import GraphDriver
@@ -75,12 +77,22 @@ def apply_into(
     """Apply ``stream`` into the existing (empty) driver layer ``cache_id``, keeping the tar as
     a blob; on failure the blob is gone and the caller removes the layer dir. The archive code
     hashes the tar for its diff id, so the blob writer does not hash it again."""
-    with content.ingest(hashed_by_caller=True, durable=False) as blob:
+    if isinstance(stream, OwnTar) and stream.plain():
+        # the caller's own file is the tar: it becomes the blob (a link), not a second copy
+        if budget:
+            budget.charge(stream.size)
         try:
-            applied = driver.apply_diff(cache_id, stream, budget.counting(blob) if budget else blob)
-            blob.commit(applied.diff_id)
+            applied = driver.apply_diff(cache_id, stream)
+            content.adopt(stream.path, applied.diff_id)
         except OSError as exc:
             raise os_failure(f"apply layer {cache_id[:12]}", exc) from exc
+    else:
+        with content.ingest(hashed_by_caller=True, durable=False) as blob:
+            try:
+                applied = driver.apply_diff(cache_id, stream, budget.counting(blob) if budget else blob)
+                blob.commit(applied.diff_id)
+            except OSError as exc:
+                raise os_failure(f"apply layer {cache_id[:12]}", exc) from exc
     return PendingLayer(
         chain_id(parent.chain_id if parent else None, applied.diff_id),
         applied.diff_id,
@@ -88,6 +100,37 @@ def apply_into(
         applied.size,
         cache_id,
     )
+
+
+class OwnTar:
+    """A layer file that belongs to the caller alone (a temp file of ``docker load``), opened
+    for reading: where it is a plain tar, applying it links it into the content store as the
+    layer's blob instead of writing the same bytes again. A compressed one is read as any stream."""
+
+    _COMPRESSED = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file = open(path, "rb")  # noqa: SIM115  # closed by close()/__exit__
+        self.size = os.fstat(self._file.fileno()).st_size
+
+    def plain(self) -> bool:
+        return not self._file.peek(6)[:6].startswith(self._COMPRESSED)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._file.read(size)
+
+    def peek(self, size: int = 0) -> bytes:
+        return self._file.peek(size)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> OwnTar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def os_failure(operation: str, exc: OSError) -> SystemFailure:
