@@ -270,3 +270,23 @@ def test_a_follower_of_a_blob_that_fails_its_digest_gets_an_error_not_an_end(tmp
     data, error = _follow(tmp_path, corrupt=True)
     assert isinstance(error, SystemFailure) and "verification failed" in str(error)
     assert len(data) <= len(BLOB)  # it may have read every byte, but never saw the end
+
+
+def test_a_follower_whose_file_was_deleted_for_a_bad_digest_gets_the_failure(tmp_path: Path) -> None:
+    """The download deletes a blob that fails its digest before its caller reports the failure:
+    a reader opening the file in that gap gets the verification error, not FileNotFoundError."""
+    import threading
+
+    from berth.errors import InvalidParameter, SystemFailure
+    from berth.registry.download import Arrival
+
+    arrival = Arrival(tmp_path / "gone.partial", "layer x")
+    arrival.opened(0)
+    arrival.wrote(100)  # the bytes were written, then the file deleted (it never existed here)
+    later = threading.Timer(0.1, arrival.failed, (InvalidParameter("filesystem layer verification failed"),))
+    later.start()
+    try:
+        with arrival.reader(threading.Event()) as f, pytest.raises(SystemFailure, match="verification failed"):
+            f.read(10)
+    finally:
+        later.join()

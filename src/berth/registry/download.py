@@ -83,6 +83,16 @@ class Arrival:
                     raise SystemFailure(f"{self.what}: pull cancelled")
                 self._cond.wait(WAIT)
 
+    def settled(self, cancel: threading.Event) -> None:
+        """Wait until the download is verified or failed; raise its failure."""
+        with self._cond:
+            while self._error is None and not self._verified:
+                if cancel.is_set():
+                    raise SystemFailure(f"{self.what}: pull cancelled")
+                self._cond.wait(WAIT)
+            if self._error is not None:
+                raise SystemFailure(f"{self.what}: the download failed: {self._error}")
+
     def reader(self, cancel: threading.Event) -> Follower:
         return Follower(self, cancel)
 
@@ -100,7 +110,12 @@ class Follower:
         if not avail:
             return b""
         if self._fd is None:  # opened only now: a truncating restart of the download is over
-            self._fd = os.open(self.arrival.path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                self._fd = os.open(self.arrival.path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                # the download deleted a blob that failed its digest before it reported the failure
+                self.arrival.settled(self.cancel)
+                raise SystemFailure(f"{self.arrival.what}: the downloaded file is gone") from None
         data = os.pread(self._fd, avail if size is None or size < 0 else min(size, avail), self._pos)
         if not data:
             raise SystemFailure(f"{self.arrival.what}: the file shrank while it was read")
