@@ -1,4 +1,4 @@
-"""The worked examples in the client and CLI module docstrings stay true."""
+"""The worked examples in the client and CLI module docstrings (and a few daemon ones) stay true."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ MODULES = [
     "berth.drivers.network.ports",
     "berth.drivers.network.files",
     "berth.drivers.network.firewall",
+    "berth.daemon.users",
 ]
 
 

@@ -58,11 +58,13 @@ GROUP = "root:x:0:\nwww-data:x:33:\nstaff:x:50:bob\nusers:x:100:bob,alice\n"
 
 
 def test_user_lookup() -> None:
-    assert lookup("0", PASSWD, GROUP) == (0, 0, [])
-    assert lookup("www-data", PASSWD, GROUP) == (33, 33, [])
-    assert lookup("bob", PASSWD, GROUP) == (1000, 1000, [50, 100])
-    assert lookup("1000:50", PASSWD, GROUP) == (1000, 50, [100])
-    assert lookup("4242", PASSWD, GROUP) == (4242, 0, [])
+    # the primary gid is always a supplementary group (dockerd >= 20.10.18, CVE-2022-36109);
+    # /etc/group memberships only when --user names no group (runc's rule)
+    assert lookup("0", PASSWD, GROUP) == (0, 0, [0])
+    assert lookup("www-data", PASSWD, GROUP) == (33, 33, [33])
+    assert lookup("bob", PASSWD, GROUP) == (1000, 1000, [1000, 50, 100])
+    assert lookup("1000:50", PASSWD, GROUP) == (1000, 50, [50])
+    assert lookup("4242", PASSWD, GROUP) == (4242, 0, [0])
     assert lookup("bob:staff", PASSWD, GROUP)[1] == 50
     with pytest.raises(ContainerStartError, match="unable to find user nosuch"):
         lookup("nosuch", PASSWD, GROUP)

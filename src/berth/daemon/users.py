@@ -1,8 +1,9 @@
 """``--user``: ``uid[:gid]`` or names looked up in the container's /etc/passwd and /etc/group.
 
 Like runc, a name must exist in the container's files ("unable to find user nosuch: no
-matching entries in passwd file"); a numeric uid need not. The user's supplementary groups come
-from /etc/group. The files are read from the container's layers (the rw layer first) through
+matching entries in passwd file"); a numeric uid need not. The user's supplementary groups are
+its primary gid (as dockerd's since 20.10.18) and, unless ``--user`` names a group, the groups
+/etc/group lists it in. The files are read from the container's layers (the rw layer first) through
 the graph, which never blocks on them, never follows a symlink out of the container and reads
 at most 1 MiB of a regular file (:mod:`berth.accountfile`); anything else fails the lookup with
 runc's "unable to find user ..." and the reason.
@@ -47,7 +48,18 @@ def parse_group(text: str) -> list[tuple[str, int, list[str]]]:
 
 
 def lookup(user: str, passwd: str, group: str) -> tuple[int, int, list[int]]:
-    """(uid, gid, supplementary gids) for ``user`` given the two files' text."""
+    """(uid, gid, supplementary gids) for ``user`` given the two files' text.
+
+    The supplementary list starts with the primary gid, as dockerd's since 20.10.18 (the fix of
+    CVE-2022-36109: a process must not shed its primary group with setgroups to get past a file
+    whose group permissions are narrower than its others'); the groups ``/etc/group`` names the
+    user a member of follow, only when ``user`` gives no group of its own (runc's rule):
+
+        >>> lookup("root", "root:x:0:0::/:/bin/sh\\n", "root:x:0:\\nwheel:x:10:root\\ntty:x:5:\\n")
+        (0, 0, [0, 10])
+        >>> lookup("root:tty", "root:x:0:0::/:/bin/sh\\n", "root:x:0:\\nwheel:x:10:root\\ntty:x:5:\\n")
+        (0, 5, [5])
+    """
     name, _, grp = user.partition(":")
     users = parse_passwd(passwd)
     groups = parse_group(group)
@@ -75,8 +87,10 @@ def lookup(user: str, passwd: str, group: str) -> tuple[int, int, list[int]]:
                     break
             else:
                 raise ContainerStartError(f"unable to find group {grp}: no matching entries in group file", 126)
-    extra = sorted({g for _, g, members in groups if username and username in members and g != gid})
-    return uid, gid, extra
+    # runc's GetExecUser: /etc/group memberships only in the implicit form (no ``:group``);
+    # dockerd >= 20.10.18 (CVE-2022-36109) lists the primary gid among them, first
+    member = sorted({g for _, g, members in groups if not grp and username and username in members})
+    return uid, gid, [gid, *(g for g in member if g != gid)]
 
 
 def additional_groups(names: list[str], group: str) -> list[int]:
@@ -110,7 +124,8 @@ def read_account_file(graph: Graph, c: Container, path: str, user: str) -> str:
 
 
 def resolve_user(graph: Graph, c: Container, user: str) -> tuple[int, int, list[int]]:
-    """(uid, gid, supplementary gids) for ``user`` in container ``c``, its --group-add included."""
+    """(uid, gid, supplementary gids) for ``user`` in container ``c``: :func:`lookup`'s, then the
+    container's --group-add (each gid once; the kernel sorts the list)."""
     if not user:
         user = "0"
     passwd = read_account_file(graph, c, "/etc/passwd", user)
