@@ -68,7 +68,9 @@ _MEMBER_ERRNOS = {
     errno.ENAMETOOLONG, errno.EINVAL, errno.E2BIG, errno.ERANGE, errno.EFBIG, errno.EMLINK, errno.ELOOP,
 }
 
-__all__ = ["BLOCK", "Applied", "ArchiveError", "Writer", "apply_tar", "clean_name", "decompressed", "tree_size"]
+__all__ = [
+    "BLOCK", "Applied", "ArchiveError", "Writer", "apply_tar", "clean_name", "copy_data", "decompressed", "tree_size",
+]
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ def apply_tar(stream: BinaryIO, dest: Path, whiteouts: WhiteoutFormat, tee: Writ
     return Applied(reader.digest(), applier.size)
 
 
-def _copy_data(archive: tarfile.TarFile, member: tarfile.TarInfo, out: BinaryIO) -> bool:
+def copy_data(archive: tarfile.TarFile, member: tarfile.TarInfo, out: BinaryIO) -> bool:
     """Write a regular member's data to ``out`` straight from the :class:`HashingReader` under
     tarfile's stream, a MiB at a time; False (nothing read) where that stream is not as expected.
 
@@ -184,7 +186,7 @@ class _Applier:
                         out.seek(offset)
                         out.write(chunk)
                     out.truncate(member.size)
-                elif not _copy_data(archive, member, out):
+                elif not copy_data(archive, member, out):
                     source = archive.extractfile(member)
                     if source is not None:
                         shutil.copyfileobj(source, out, 1 << 20)

@@ -61,12 +61,15 @@ class HashingReader:
     The stream underneath is read :data:`READ_AHEAD` bytes at a time and tarfile's small reads
     (10 KiB, a 512-byte header) are served from that buffer: hashing, teeing and decompressing
     then run once per MiB instead of once per 10 KiB, which is where a layer's time went
-    (Python's per-call overhead, and the GIL it holds while the other layers' threads wait)."""
+    (Python's per-call overhead, and the GIL it holds while the other layers' threads wait).
+    ``hashing=False``: the same buffering without the hash (an image archive, whose digest no
+    one needs: its layers are hashed as they are applied)."""
 
-    def __init__(self, raw: BinaryIO, tee: Writer | None = None) -> None:
+    def __init__(self, raw: BinaryIO, tee: Writer | None = None, hashing: bool = True) -> None:
         self._raw = raw
         self._tee = tee
         self.sha = hashlib.sha256()
+        self._hashing = hashing
         self.total = 0  # bytes handed to the reader (a prefix of what was read from ``raw``)
         self._buf = b""  # read from ``raw``, not yet handed out from ``_pos`` on
         self._pos = 0
@@ -88,7 +91,8 @@ class HashingReader:
         if not data:
             self._eof = True
             return False
-        self.sha.update(data)
+        if self._hashing:
+            self.sha.update(data)
         if self._tee is not None:
             self._tee.write(data)
         # keep at least _TAIL_KEEP bytes before the new buffer (a short read may be tiny)
