@@ -2,12 +2,15 @@
 
     .venv/bin/python bench/steps.py                  # 40 runs after 5 warm-up runs
     .venv/bin/python bench/steps.py --runs 100 --keep /tmp/steps.log
+    .venv/bin/python bench/steps.py --from d:create  # the whole run: create, start, exit, removal
 
 Starts a berthd of this tree on a private root with ``BERTH_STEP_TRACE`` set (see
 ``berth.steptrace``: every process on the start path appends ``<monotonic> <pid> <label>``),
 runs ``docker run --rm --network none busybox true`` again and again, and prints, for each step,
 the median time since the step before it (the lines of one start sorted by time), beside the
-median of the ``container.start`` job as ``berth jobs`` reports it and the load average. Used
+median of the ``container.start`` job as ``berth jobs`` reports it and the load average. The
+exit and the ``--rm`` removal are traced too (``m:exit`` ... ``d:removed``, ``d:waited``: the
+CLI's wait answered); ``--from d:create`` counts each run from its create. Used
 for the table in docs/monitor.md ("Start latency"). Needs root and the docker CLI.
 """
 
@@ -32,7 +35,7 @@ RUN = ("run", "--rm", "--network", "none", "busybox", "true")
 FIRST = "d:start"  # the first mark of a start (berth.daemon.lifecycle)
 
 
-def parse(text: str) -> list[list[tuple[float, str]]]:
+def parse(text: str, first: str = FIRST) -> list[list[tuple[float, str]]]:
     """The trace as one list of (time, label) per start, each sorted by time."""
     lines = []
     for line in text.splitlines():
@@ -42,7 +45,7 @@ def parse(text: str) -> list[list[tuple[float, str]]]:
     lines.sort()
     starts: list[list[tuple[float, str]]] = []
     for t, label in lines:
-        if label == FIRST:
+        if label == first:
             starts.append([])
         if starts:
             starts[-1].append((t, label))
@@ -84,6 +87,8 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=40)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--keep", type=Path, help="copy the raw trace here")
+    ap.add_argument("--from", dest="first", default=FIRST,
+                    help=f"the mark that begins a run's lines (default {FIRST}; d:create: the whole run)")
     args = ap.parse_args()
     subprocess.run([sys.executable, "-m", "compileall", "-q", "-j0", str(HERE.parent / "src")], check=True)
     tmp = Path(tempfile.mkdtemp(prefix="bs-", dir="/tmp"))
@@ -115,7 +120,7 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
         for p in problems:
             print(f"cleanup problem: {p}", file=sys.stderr)
-    starts = parse(text)
+    starts = parse(text, args.first)
     print(f"{args.runs} runs of `docker {' '.join(RUN)}`; 1-minute load {loads[0]:.2f} before, {loads[1]:.2f} after")
     print(f"container.start job (berth jobs): median {statistics.median(jobs):.1f} ms "
           f"(min {min(jobs):.1f}, max {max(jobs):.1f}); whole docker run: median {statistics.median(walls):.1f} ms")

@@ -34,6 +34,7 @@ from berth.engine import Job
 from berth.errors import Conflict, InvalidParameter, NotFound, NotModified
 from berth.jobs import containers as jobs
 from berth.jobs.results import Created, JSONList, JSONObject
+from berth.steptrace import mark
 
 if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon
@@ -76,6 +77,7 @@ def _check_links(d: Daemon, host: dict[str, Any]) -> None:
 
 @handlers.on(jobs.ContainerCreate)
 async def create(d: Daemon, req: jobs.ContainerCreate, job: Job) -> Created:
+    mark("d:create")
     body = req.config
     createconfig.validate(body)
     warnings = createchecks.verify(body)  # before the image: a 400 here must not start a pull
@@ -141,6 +143,7 @@ async def create(d: Daemon, req: jobs.ContainerCreate, job: Job) -> Created:
         lc.claims.clear()
         d.live.discard(cid)  # a create that failed never existed (a stored one stays)
     d.publish(c, "create")
+    mark("d:create-done")
     return {"Id": cid, "Warnings": warnings}
 
 
@@ -310,11 +313,15 @@ async def remove_container(d: Daemon, c: Container, force: bool, remove_volumes:
     lc.begin_removal()
     try:
         await d.driver.cleanup(c.id)
+        mark("d:rm-cleanup")
         await d.with_room(d.graph.remove_rw, c.id)  # the layer's files, then its record
+        mark("d:rm-layer")
         crash_point("remove.after-layer")
         await asyncio.to_thread(shutil.rmtree, c.dir, True)
+        mark("d:rm-files")
         crash_point("remove.after-files")
         await d.with_room(d.store.delete, c.id)
+        mark("d:rm-record")
     except BaseException as exc:
         lc.end_removal(failed=True)
         if isinstance(exc, OSError | sqlite3.Error):
@@ -328,6 +335,7 @@ async def remove_container(d: Daemon, c: Container, force: bool, remove_volumes:
     if remove_volumes:
         await volumes.remove_anonymous(d, c)
     d.live.remove(c.id)  # health check, pending restart, execs, session, waiters: all of it
+    mark("d:removed")
 
 
 @handlers.on(jobs.ContainerRemove)
@@ -351,6 +359,7 @@ async def wait(d: Daemon, req: jobs.ContainerWait, job: Job) -> None:
         code = await fut
     finally:
         lc.forget_waiter(fut)
+    mark("d:waited")
     await out.write(json.dumps({"Error": None, "StatusCode": code}).encode() + b"\n")
 
 

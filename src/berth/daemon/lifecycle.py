@@ -341,8 +341,10 @@ def attach_live(d: Daemon, c: Container, handle: ContainerHandle) -> None:
 
 async def _watch(d: Daemon, c: Container, handle: ContainerHandle) -> None:
     status = await handle.wait()
+    mark("d:exit")
     session = d.session(c.id)
     await session.drained()
+    mark("d:drained")
     await settle_exit(d, c, status)
 
 
@@ -374,11 +376,13 @@ async def _settle_locked(d: Daemon, c: Container, status: ExitStatus) -> None:
     finished = str(getattr(status, "finished_at", "") or "") or now_rfc3339()
     error = str(getattr(status, "error", "") or "")
     await _record_exit(d, c, code, oom, finished, error)
+    mark("d:exit-recorded")
     crash_point("exit.after-record")
     try:
         await d.driver.cleanup(c.id)
     except (BerthError, OSError) as exc:
         log.error("clean up after container %s exited: %s", c.id[:12], exc)
+    mark("d:exit-cleanup")
     lc.to_exited(code, oom_killed=oom, finished_at=finished, error=error)
     health.stop_monitor(d, c)
     restarts.after_exit(d, c, status)  # a restart policy may make it "restarting"
@@ -388,6 +392,7 @@ async def _settle_locked(d: Daemon, c: Container, status: ExitStatus) -> None:
             del lc.execs[eid]
     c.exec_ids = [eid for eid in c.exec_ids if eid in lc.execs]
     await d.persist(c)
+    mark("d:exit-persisted")
     crash_point("exit.after-save")
     # The network goes before anyone waiting for the stop hears of it (a stopped container has
     # no address, ports or namespace); releasing is cheap: the kernel deletes the veth later.
@@ -397,6 +402,7 @@ async def _settle_locked(d: Daemon, c: Container, status: ExitStatus) -> None:
         # e.g. a full data root: the exit still settles; the stale lease is dropped by the
         # reconciliation at the next start-up
         log.error("release the network of container %s: %s", c.id[:12], exc)
+    mark("d:exit-released")
     await volumemounts.release(d, c)
     lc.session.finish_run()
     if c.state.oom_killed:
@@ -404,6 +410,7 @@ async def _settle_locked(d: Daemon, c: Container, status: ExitStatus) -> None:
     d.publish(c, "die", {"exitCode": str(status.exit_code)})
     publish_mounts(d, c, "unmount")
     lc.settled(status.exit_code)
+    mark("d:settled")
 
 
 async def stop_container(d: Daemon, c: Container, timeout: int | None, sig: str, event: bool = True) -> None:

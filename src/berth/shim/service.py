@@ -205,6 +205,7 @@ class Service:
             self.exited(proc, status)
 
     def exited(self, proc: Process, status: int) -> None:
+        mark("m:exit")
         proc.status = status
         proc.state = proc.state.exit()
         if proc.outputs:
@@ -492,6 +493,7 @@ class Service:
             if conn in self.init.conns:
                 conn.send_json({"event": "exit", **result})
         self._flush_all()
+        mark("m:exit-sent")
         # the daemon knows the status now; the connections' EOF tells it that teardown is done
         _reap_all()
         self.wait_op(self.runtime.delete(), self._deleted, timeout=STATE_TIMEOUT)
@@ -505,6 +507,7 @@ class Service:
             conn.sock.close()
         self.conns.clear()
         self.finished = True
+        mark("m:deleted")
 
     def crashed(self, exc: BaseException) -> None:
         """A bug stopped the loop: kill the container and record why, so the daemon learns it."""
