@@ -95,6 +95,22 @@ def test_sigkill_after_the_exit_is_stored(berthd: harness.Berthd, busybox_image:
     assert berthd.docker("rm", "four").returncode == 0
 
 
+@pytest.mark.parametrize("point", ["exit.after-record", "exit.after-save"])
+def test_sigkill_while_an_auto_removed_container_exits_removes_it_at_start_up(
+    berthd: harness.Berthd, busybox_image: str, point: str
+) -> None:
+    """A --rm container's exit is not written (its record goes next): a daemon killed in between
+    finds it "running" without a monitor and removes it."""
+    _arm(berthd, point)
+    r = berthd.docker("run", "-d", "--rm", "--name", "gone", busybox_image, "sh", "-c", "sleep 0.5; exit 5")
+    assert r.returncode == 0, r.stderr
+    cid = r.stdout.strip()
+    _died_and_restarted(berthd)
+    assert _names(berthd) == []
+    assert not (berthd.data_root / "containers" / cid).exists() and not (berthd.exec_root / cid).exists()
+    assert _mounts_under(berthd.data_root) == []
+
+
 def test_sigkill_during_a_volume_copy_up_leaves_the_volume_empty_and_copies_again(
     berthd: harness.Berthd, busybox_image: str
 ) -> None:

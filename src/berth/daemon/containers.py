@@ -314,13 +314,7 @@ async def remove_container(d: Daemon, c: Container, force: bool, remove_volumes:
     try:
         await d.driver.cleanup(c.id)
         mark("d:rm-cleanup")
-        await d.with_room(d.graph.remove_rw, c.id)  # the layer's files, then its record
-        mark("d:rm-layer")
-        crash_point("remove.after-layer")
-        await asyncio.to_thread(shutil.rmtree, c.dir, True)
-        mark("d:rm-files")
-        crash_point("remove.after-files")
-        await d.with_room(d.store.delete, c.id)
+        await d.with_room(_remove_stored, d, c)
         mark("d:rm-record")
     except BaseException as exc:
         lc.end_removal(failed=True)
@@ -336,6 +330,19 @@ async def remove_container(d: Daemon, c: Container, force: bool, remove_volumes:
         await volumes.remove_anonymous(d, c)
     d.live.remove(c.id)  # health check, pending restart, execs, session, waiters: all of it
     mark("d:removed")
+
+
+def _remove_stored(d: Daemon, c: Container) -> None:
+    """In one worker thread (each hop costs the loop a wake-up): the layer's files, then its
+    record, then the container's files, then its record. Each step can be done again (a retry
+    on a full disk, a removal finished at start-up)."""
+    d.graph.remove_rw(c.id)
+    mark("d:rm-layer")
+    crash_point("remove.after-layer")
+    shutil.rmtree(c.dir, True)
+    mark("d:rm-files")
+    crash_point("remove.after-files")
+    d.store.delete(c.id)
 
 
 @handlers.on(jobs.ContainerRemove)

@@ -349,16 +349,27 @@ async def _watch(d: Daemon, c: Container, handle: ContainerHandle) -> None:
 
 
 async def settle_exit(d: Daemon, c: Container, status: ExitStatus) -> None:
-    """Record the exit of the container's run, then remove a ``--rm`` container."""
+    """Record the exit of the container's run, then remove a ``--rm`` container.
+
+    A ``--rm`` container's exit is not written to the database: its record goes a moment later
+    (two writes fewer on the way to ``docker run --rm``'s end). A daemon killed in between finds
+    it "running" at start-up, without a monitor, and removes it all the same; a removal that
+    fails writes the exit after all (the container stays, ``dead``, until ``rm``)."""
+    auto = bool(c.host_config.get("AutoRemove"))
     async with start_lock(d, c.id):
-        await _settle_locked(d, c, status)
-    if c.host_config.get("AutoRemove") and c.id in d.live and not c.state.running:
+        await _settle_locked(d, c, status, store=not auto)
+    if auto and c.id in d.live and not c.state.running:
         from berth.daemon.containers import remove_container
 
-        await remove_container(d, c, force=True, remove_volumes=True)
+        try:
+            await remove_container(d, c, force=True, remove_volumes=True)
+        except BaseException:
+            if c.id in d.live:
+                await d.persist(c)
+            raise
 
 
-async def _settle_locked(d: Daemon, c: Container, status: ExitStatus) -> None:
+async def _settle_locked(d: Daemon, c: Container, status: ExitStatus, store: bool = True) -> None:
     """Record the exit, tear the run down, then make the exit visible (state, stop/kill
     waiters, events, wait).
 
@@ -367,7 +378,8 @@ async def _settle_locked(d: Daemon, c: Container, status: ExitStatus) -> None:
     not a lost status. In memory the container stays running until the teardown is done, so a
     ``restart`` or ``kill`` that waits for the exit finds the old run gone. Nothing here may
     keep the exit from being recorded: a cleanup that fails is logged, and a record the
-    database refuses (a full disk) stays in memory until it can be written."""
+    database refuses (a full disk) stays in memory until it can be written. Not ``store``: the
+    exit stays in memory (a ``--rm`` container's, removed next: :func:`settle_exit`)."""
     lc = d.live.any(c.id)
     if lc is None or not c.state.running:
         return  # settled already (the watcher and a stop that found the monitor gone)
@@ -375,7 +387,8 @@ async def _settle_locked(d: Daemon, c: Container, status: ExitStatus) -> None:
     oom = bool(getattr(status, "oom_killed", False))
     finished = str(getattr(status, "finished_at", "") or "") or now_rfc3339()
     error = str(getattr(status, "error", "") or "")
-    await _record_exit(d, c, code, oom, finished, error)
+    if store:
+        await _record_exit(d, c, code, oom, finished, error)
     mark("d:exit-recorded")
     crash_point("exit.after-record")
     try:
@@ -391,7 +404,8 @@ async def _settle_locked(d: Daemon, c: Container, status: ExitStatus) -> None:
         if not ex.running:
             del lc.execs[eid]
     c.exec_ids = [eid for eid in c.exec_ids if eid in lc.execs]
-    await d.persist(c)
+    if store:
+        await d.persist(c)
     mark("d:exit-persisted")
     crash_point("exit.after-save")
     # The network goes before anyone waiting for the stop hears of it (a stopped container has
