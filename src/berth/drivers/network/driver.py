@@ -98,6 +98,11 @@ class NetworkDriver:
         self._bridge_index: dict[str, int] = {}
         self._forward_logged = False
         self._lock = asyncio.Lock()  # network create/remove and table rewrites
+        # an empty namespace (lo up) made ahead for the next container without endpoints
+        # (--network none): its start joins it instead of waiting for one to be made
+        self._spare: Path | None = None
+        self._refill: asyncio.TimerHandle | asyncio.Task[None] | None = None
+        self._closing = False
 
     # -- start-up and shutdown -------------------------------------------------------------
     async def startup(self) -> None:
@@ -273,6 +278,7 @@ class NetworkDriver:
         """Stop serving DNS; remove the bridges and tables unless containers still run on them
         (live restore: they keep their network while the daemon is away)."""
         await self.dns.close()
+        await self._drop_spare()
         for live in self.live.values():
             if live.held is not None:
                 for s in live.held.sockets:
@@ -547,8 +553,9 @@ class NetworkDriver:
     async def _attach_bridge(self, req: AttachRequest, nets: list[Network]) -> Attached:
         cid = req.container_id
         eps = self._lease(req, nets)  # no await above this point since the check of the leases
-        path = self.cfg.netns_dir / cid[:12]
         dns = any(n.user_defined for n in nets)
+        spare = self._take_spare() if not eps and req.userns is None else None
+        path = spare or self.cfg.netns_dir / cid[:12]
         # a container only on internal networks gets no answers from outside either (dockerd
         # does not forward its queries)
         upstreams = self._upstreams(req) if dns and not all(n.internal for n in nets) else []
@@ -574,7 +581,10 @@ class NetworkDriver:
             # a record whose namespace was never made is released there
             stored = asyncio.ensure_future(asyncio.to_thread(self.store.attach, sandbox, eps))
             written = asyncio.ensure_future(asyncio.to_thread(self._write_files, req, eps, upstreams))
-            nl, socks = await self.netns.run(netns.create, path, files.EMBEDDED_DNS if dns else "", req.userns)
+            if spare is None:
+                nl, socks = await self.netns.run(netns.create, path, files.EMBEDDED_DNS if dns else "", req.userns)
+            else:
+                socks = None
             made = True
             await stored
             if socks is not None:
@@ -608,6 +618,44 @@ class NetworkDriver:
             await self._undo(cid, made, path)
             raise
         return Attached(str(path), tuple(eps), tuple(live.held.mappings) if live.held else ())
+
+    # -- the spare namespace ----------------------------------------------------------------
+    SPARE_DELAY = 0.05  # seconds after a spare was taken before the next is made: after the start
+
+    def _take_spare(self) -> Path | None:
+        """The namespace made ahead, if there is one; the next is made shortly after."""
+        spare, self._spare = self._spare, None
+        if self._refill is None and not self._closing:
+            self._refill = asyncio.get_running_loop().call_later(self.SPARE_DELAY, self._make_spare)
+        return spare
+
+    def _make_spare(self) -> None:
+        self._refill = asyncio.ensure_future(self._made_spare())
+
+    async def _made_spare(self) -> None:
+        # a name like a container's (12 hex digits, as dockerd's sandbox keys): it becomes one's
+        path = self.cfg.netns_dir / secrets.token_hex(6)
+        try:
+            nl, _ = await self.netns.run(netns.create, path, "", None)
+            nl.close()
+        except Exception as exc:  # noqa: BLE001 - the next start makes its own, as without spares
+            log.warning("make a spare network namespace: %s", exc)
+        else:
+            self._spare = path
+        finally:
+            self._refill = None
+
+    async def _drop_spare(self) -> None:
+        """At shutdown: no spare is made any more, and the one there is goes."""
+        self._closing = True
+        refill, self._refill = self._refill, None
+        if isinstance(refill, asyncio.TimerHandle):
+            refill.cancel()
+        elif refill is not None:
+            await asyncio.gather(refill, return_exceptions=True)
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            await self.netns.run(netns.remove, spare)
 
     def _lease(self, req: AttachRequest, nets: list[Network]) -> list[Endpoint]:
         """Addresses and MACs for every network, taken in memory at once (all or none)."""
