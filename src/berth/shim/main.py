@@ -96,19 +96,22 @@ def main(daemon: socket.socket, make_runtime: MakeRuntime = runtime_for, standby
         mark("m:request")
         exec_dir = os.path.join(req["exec_root"], req["id"])
         os.makedirs(exec_dir, mode=0o700, exist_ok=True)
-        _detach_stdio(os.path.join(exec_dir, "monitor.log"))
-        set_name(b"berth-monitor")  # what ps -o comm / top show (the cmdline stays the fork server's)
-        for signum in SIGNALS:
-            _signal.signal(signum, _wake)
         kernel.prctl(PR_SET_CHILD_SUBREAPER, 1)  # exec'd processes are double-forked into the pid ns
-        faults.armed = True
         runtime = make_runtime(req, body, standby)
         del body  # the spec is the runtime's business: nothing of it stays in the shim
         reactor = Reactor()
         service = Service(req, daemon, runtime, reactor)
-        reactor.catch_signals(service.on_signals)
         try:
+            # The create first: its helper (the standby) makes the container while this process
+            # sets itself up, on the other CPU (the helper's work is what the start waits for).
             service.create()
+            _detach_stdio(os.path.join(exec_dir, "monitor.log"))
+            set_name(b"berth-monitor")  # what ps -o comm / top show (the cmdline stays the fork server's)
+            for signum in SIGNALS:
+                _signal.signal(signum, _wake)
+            faults.armed = True
+            reactor.catch_signals(service.on_signals)
+            mark("m:ready")
             reactor.run(lambda: service.finished)
         except BaseException as exc:
             service.crashed(exc)

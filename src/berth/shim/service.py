@@ -94,9 +94,6 @@ class Service:
         except FileNotFoundError:
             pass
         stdio, child_fds = make_stdio(self.init, self.init.tty, bool(req.get("open_stdin")))
-        if req.get("log_path"):
-            self.init.log = LogWriter(req["log_path"], int(req.get("log_max_size") or 0),
-                                      int(req.get("log_max_files") or 1), bool(req.get("log_compress")))
         try:
             op = self.runtime.create(stdio)
             mark("m:given")
@@ -106,6 +103,9 @@ class Service:
         finally:
             for fd in child_fds:
                 os.close(fd)
+        if op is not None and req.get("log_path"):  # while the runtime creates (nothing to log before the start)
+            self.init.log = LogWriter(req["log_path"], int(req.get("log_max_size") or 0),
+                                      int(req.get("log_max_files") or 1), bool(req.get("log_compress")))
         if op is not None:
             self.wait_op(op, self._created)
 
