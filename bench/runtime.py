@@ -17,6 +17,11 @@ own --root; wall time is the whole command, CPU time the command's and its child
 hybrid mode not supported"), so it runs in a mount namespace of its own where the unified
 hierarchy is unmounted (the same v1 hierarchies, one cgroup directory fewer to make); runc and
 berth-runtime see the host as it is. Needs root, runc, busybox-static; crun where installed.
+Two more rows measure, in the same rounds, the part of berth-runtime's run that is Python's own:
+the interpreter its launcher runs (`-IS`) starting and exiting, and the same plus loading
+exactly the modules a `run` of this bundle imports (found once, before the rounds), the way the
+launcher loads them (berth.runtime.preload, where its file is current) -- what is left of
+berth-runtime's time above the second row is the container's work.
 """
 
 from __future__ import annotations
@@ -94,6 +99,50 @@ def run_once(argv: list[str]) -> tuple[float, float]:
     return wall, (usage.ru_utime + usage.ru_stime) * 1000
 
 
+def launcher_python() -> str:
+    """The interpreter berth-runtime's launcher (written by scripts/setup.sh) runs."""
+    first = BERTH_RUNTIME.read_text().splitlines()[0]
+    return first.removeprefix("#!").split()[0]
+
+
+def run_modules(bundle: Path, top: Path) -> list[str]:
+    """berth's modules a `berth-runtime run` of ``bundle`` imports, by doing one."""
+    probe = (
+        "import gc, os, sys; gc.disable(); sys.path.insert(0, sys.argv[1]); before = set(sys.modules)\n"
+        "from berth.runtime.cli import main\n"
+        "pid = os.getpid(); code = main(sys.argv[2:])\n"
+        "if os.getpid() == pid: print(' '.join(sorted(m for m in set(sys.modules) - before)))\n"
+    )
+    out = subprocess.run(
+        [launcher_python(), "-IS", "-c", probe, str(REPO / "src"), "--root", str(top / "probe"), "run", "--bundle",
+         str(bundle), f"probe{uuid.uuid4().hex[:8]}"],
+        check=True, capture_output=True, text=True,
+    ).stdout.split()
+    return [m for m in out if m.startswith("berth")]
+
+
+PRELOAD = REPO / ".venv" / "lib" / "berth-runtime.preload"
+
+
+def python_argv(modules: list[str]) -> list[str]:
+    """The launcher's interpreter loading ``modules`` (none: only starting) as the launcher
+    does (its preload first) and exiting as berth-runtime does (os._exit, gc off)."""
+    code = f"import gc; gc.disable(); import os, sys; sys.path.insert(0, {str(REPO / 'src')!r})\n"
+    if modules:
+        code += f"from berth.runtime.preload import preload\npreload({str(PRELOAD)!r}, ['berth-runtime', 'run'])\n"
+    code += "".join(f"import {m}\n" for m in modules)
+    return [launcher_python(), "-IS", "-c", code + "os._exit(0)"]
+
+
+def preload_in_use() -> bool:
+    """Whether the launcher's preload file is current (else a run imports as usual: run
+    scripts/setup.sh again after editing the sources)."""
+    code = (f"import sys; sys.path.insert(0, {str(REPO / 'src')!r})\n"
+            f"from berth.runtime.preload import preload\nprint(preload({str(PRELOAD)!r}, ['berth-runtime', 'run']))")
+    out = subprocess.run([launcher_python(), "-IS", "-c", code], capture_output=True, text=True)
+    return out.stdout.strip() == "True"
+
+
 def overhead_argv(top: Path) -> list[str]:
     """A do-nothing command through the crun wrapper's own unshare, to subtract from crun."""
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", "umount /sys/fs/cgroup/unified 2>/dev/null; exec true"]
@@ -115,6 +164,7 @@ def main() -> int:
             "berth-runtime": [str(BERTH_RUNTIME), "--root", str(top / "berth")],
             "runc": ["runc", "--root", str(top / "runc")],
         }
+        fixed = {PYTHON_ROW: python_argv([]), IMPORTS_ROW: python_argv(run_modules(bundle, top))}
         crun = crun_argv(top)
         if crun is not None:
             systems["crun"] = [*crun, "--root", str(top / "crun")]
@@ -124,13 +174,17 @@ def main() -> int:
             runs[name] = (argv, None if not argv else bundle)
             if argv:
                 runs[name + SECCOMP] = (argv, seccomp_bundle)
+        for name, argv in fixed.items():
+            runs[name] = (argv, None)
         samples: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
         for i in range(args.warmup + args.rounds):
             order = list(runs)
             random.shuffle(order)
             for name in order:
                 base, which = runs[name]
-                if which is None:
+                if name in fixed:
+                    argv = base
+                elif which is None:
                     argv = overhead_argv(top)
                 else:
                     argv = [*base, "run", "--bundle", str(which), f"b{uuid.uuid4().hex[:12]}"]
@@ -138,6 +192,9 @@ def main() -> int:
                 if i >= args.warmup:
                     samples[name].append((wall, cpu))
         table = render(samples, args.rounds)
+        if not preload_in_use():
+            table += ("\n\nberth-runtime ran without its preload (berth.runtime.preload): the file is missing or "
+                      "older than the sources (scripts/setup.sh writes it).")
         print(table)
         if args.write:
             write_doc(table, args.rounds)
@@ -151,6 +208,8 @@ def _cell(values: list[float]) -> str:
 
 
 SECCOMP = " + seccomp"
+PYTHON_ROW = "(its Python: start-up alone)"
+IMPORTS_ROW = "(its Python: start-up + a run's imports)"
 
 
 def render(samples: dict[str, list[tuple[float, float]]], rounds: int) -> str:

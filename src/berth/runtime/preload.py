@@ -1,0 +1,199 @@
+"""``create`` and ``run`` without the import machinery: their modules' code, run in order from one file.
+
+A ``berth-runtime run`` imports about forty of berth's modules before it forks init (init may
+import nothing once it has pivoted). Through importlib each costs its Python-level bookkeeping
+(finders, specs, locks, the pyc's stat/open/read/validate) on top of running its code: ~2 ms of
+CPU of a run's ~25. ``scripts/setup.sh`` writes, with :func:`build`, one file holding the
+compiled code of those modules in the order their imports *finish* (a module after everything
+it imports, a package after its submodules: ``berth.libcontainer.cgroups.files`` before
+``berth.libcontainer.cgroups``), and berth-runtime's launcher calls :func:`preload` first: each
+module object is made, its code run in its own namespace and the module put in ``sys.modules``
+and on its package, so the ``import`` statements in the code that follows find it there (the
+interpreter's C fast path) and importlib is never entered.
+
+Nothing stale or foreign runs: the file is used only when it is owned by root or by us and
+writable by nobody else, when it was written by this interpreter (cache tag and marshal
+version), and when every source file still has the size and mtime it had when it was compiled;
+otherwise (or when the file is missing) the command imports as usual. A module whose code
+raises while preloading makes everything preloaded be taken back out of ``sys.modules``, and the
+command then imports as usual (the real error, if it is one, shows there).
+
+    build("/venv/lib/berth-runtime.preload", "/repo/src")     # scripts/setup.sh
+    preload("/venv/lib/berth-runtime.preload", sys.argv)      # the launcher, before anything else
+
+Only ``create`` and ``run`` are preloaded (``exec`` and the small commands import a few modules).
+The modules are what importing :data:`ENTRIES` brings in; a test runs a real ``run`` and checks
+that it imports none of berth's modules outside that set.
+"""
+
+from __future__ import annotations
+
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+# what a create/run imports (cli.main and the lazy imports of create, cmd_run and control)
+ENTRIES = (
+    "berth.runtime.cli",
+    "berth.libcontainer.cgroups.warm",
+    "berth.runtime.create",
+    "berth.runtime.bundle",
+    "berth.runtime.control",
+    "berth.runtime.state",
+    "berth.runtime.hooks",
+    "berth.libcontainer.rootfs",
+    "berth.libcontainer.cgroups",
+    "berth.libcontainer.process",
+    "berth.libcontainer.spec",
+    "berth.libcontainer.capabilities",
+    "berth.libcontainer.kernel",
+)
+COMMANDS = ("create", "run")
+FORMAT = 1
+# berth-runtime's global options that take a value (cli.parse's table)
+_VALUED = ("--root", "--log", "--log-format", "--criu", "--rootless")
+
+
+def _header() -> tuple[int, str, int]:
+    return (FORMAT, sys.implementation.cache_tag or "", __import__("marshal").version)
+
+
+def command_of(argv: list[str]) -> str | None:
+    """The command word of a berth-runtime command line (after the global options)."""
+    i = 1
+    while i < len(argv):
+        word = argv[i]
+        if not word.startswith("-") or word == "-":
+            return word
+        i += 2 if word in _VALUED else 1
+    return None
+
+
+def preload(path: str, argv: list[str]) -> bool:
+    """Run the modules of ``argv``'s command from ``path``; False when nothing was preloaded."""
+    if command_of(argv) not in COMMANDS:
+        return False
+    import marshal
+    import posix
+
+    try:
+        fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        st = posix.fstat(fd)
+        if st.st_uid not in (0, posix.geteuid()) or st.st_mode & 0o022:
+            return False
+        chunks = []
+        while True:
+            chunk = posix.read(fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        posix.close(fd)
+    try:
+        header, entries = marshal.loads(b"".join(chunks))
+    except (ValueError, EOFError, TypeError):
+        return False
+    if tuple(header) != _header():
+        return False
+    for _name, file, _pkg, mtime, size, _code in entries:
+        try:
+            src = posix.stat(file)
+        except OSError:
+            return False
+        if src.st_mtime_ns != mtime or src.st_size != size:
+            return False
+    return _run(entries)
+
+
+def _run(entries: list[tuple[str, str, bool, int, int, bytes]]) -> bool:
+    import marshal
+
+    modules = sys.modules
+    module_type = type(sys)
+    packages = {e[0]: e[1] for e in entries if e[2]}
+    made: list[str] = []
+
+    def module(name: str, file: str, package: bool) -> Any:
+        m = modules.get(name)
+        if m is None:
+            m = module_type(name)
+            m.__file__ = file
+            m.__package__ = name if package else name.rpartition(".")[0]
+            if package:
+                m.__path__ = [file.rpartition("/")[0]]
+            modules[name] = m
+            made.append(name)
+        return m
+
+    try:
+        for name, file, package, _mtime, _size, code in entries:
+            if name in modules and name not in made:
+                continue  # imported already (the launcher's own packages)
+            parent, _, child = name.rpartition(".")
+            if parent and parent not in modules:
+                if parent not in packages:
+                    raise ImportError(f"{name}: its package {parent} is not in the preload")
+                module(parent, packages[parent], True)  # its code runs at its own turn, later
+            m = module(name, file, package)
+            exec(marshal.loads(code), m.__dict__)  # noqa: S102 -- our own compiled sources, checked above
+            if parent:
+                setattr(modules[parent], child, m)
+    except Exception:  # noqa: BLE001 -- anything: take it all back and import as usual
+        for name in made:
+            modules.pop(name, None)
+        return False
+    return True
+
+
+def build(path: str, src: str) -> int:
+    """Write the preload file for the sources under ``src``; returns the number of modules.
+    Runs :data:`ENTRIES`' imports in a fresh interpreter (this one's, ``-I -S``) to learn the
+    order in which they finish."""
+    import marshal
+    import os
+    import subprocess
+
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "import importlib._bootstrap as b\n"
+        "done = []\n"
+        "load = b._load_unlocked\n"
+        "def traced(spec):\n"
+        "    module = load(spec)\n"
+        "    if spec.name == 'berth' or spec.name.startswith('berth.'): done.append(spec.name)\n"
+        "    return module\n"
+        "b._load_unlocked = traced\n"
+        "for name in sys.argv[2:]: __import__(name)\n"
+        "print(' '.join(done))\n"
+    )
+    names = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", probe, src, *ENTRIES], check=True, capture_output=True, text=True
+    ).stdout.split()
+    entries = []
+    for name in names:
+        base = os.path.join(src, *name.split("."))
+        package = os.path.isfile(os.path.join(base, "__init__.py"))
+        file = os.path.join(base, "__init__.py") if package else base + ".py"
+        with open(file, "rb") as f:
+            source = f.read()
+        st = os.stat(file)
+        code = compile(source, file, "exec", dont_inherit=True)
+        entries.append((name, file, package, st.st_mtime_ns, st.st_size, marshal.dumps(code)))
+    tmp = f"{path}.tmp{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, marshal.dumps((_header(), entries)))
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    return len(entries)
+
+
+if __name__ == "__main__":
+    # python -m berth.runtime.preload OUT SRC   (scripts/setup.sh)
+    print(build(sys.argv[1], sys.argv[2]))
