@@ -75,6 +75,18 @@ def _check_links(d: Daemon, host: dict[str, Any]) -> None:
             raise InvalidParameter(f"could not get container for {target}: {exc}") from None
 
 
+def _image_of(d: Daemon, ref: str) -> tuple[str, dict[str, Any]]:
+    """The image's id and config (in a worker thread)."""
+    image_id = d.graph.resolve(ref)
+    return image_id, d.graph.config(image_id) or {}
+
+
+def _write_files_and_layer(d: Daemon, cdir: Path, hostname: str, cid: str, image_id: str) -> None:
+    """In one worker thread: the container's directory and files, then its read-write layer."""
+    _write_files(cdir, hostname)
+    d.graph.prepare_rw(cid, image_id)
+
+
 @handlers.on(jobs.ContainerCreate)
 async def create(d: Daemon, req: jobs.ContainerCreate, job: Job) -> Created:
     mark("d:create")
@@ -85,8 +97,7 @@ async def create(d: Daemon, req: jobs.ContainerCreate, job: Job) -> Created:
     remap.check_create(d.cfg.remap, body.get("HostConfig") or {}, body.get("Labels") or {})
     wanted = platforms.parse(req.platform) if req.platform else None
     name = createconfig.validate_name(req.name)
-    image_id = await asyncio.to_thread(d.graph.resolve, body["Image"])
-    image_config = (await asyncio.to_thread(d.graph.config, image_id)) or {}
+    image_id, image_config = await asyncio.to_thread(_image_of, d, body["Image"])  # one hop to a thread
     if wanted is not None and not platforms.matches(wanted, image_config):
         raise NotFound(
             f"image with reference {body['Image']} was found but does not match the specified platform: "
@@ -128,8 +139,7 @@ async def create(d: Daemon, req: jobs.ContainerCreate, job: Job) -> Created:
     # Order matters for crash safety: the container dir first (a leftover dir without a record
     # is cleaned at start-up), then the rw layer, then the record in one transaction.
     try:
-        await asyncio.to_thread(_write_files, cdir, config["Hostname"])
-        await asyncio.to_thread(d.graph.prepare_rw, cid, image_id)
+        await asyncio.to_thread(_write_files_and_layer, d, cdir, config["Hostname"], cid, image_id)
         crash_point("create.after-rw")
         c.mounts = volumes.with_inherited(await volumes.make_mounts(d, cid, plan), inherited)
         await d.save(c, new=True)
