@@ -234,10 +234,18 @@ async def _start_locked(d: Daemon, c: Container) -> None:
     if c.state.status in ("removing", "dead"):
         raise Conflict(f"cannot start container {c.id}: it is {c.state.status}")
     session = lc.session
+    # The record says "running" before the process runs (a daemon killed after the start must
+    # find a run to reconnect to). It is written while the container is made rather than after
+    # (a hop to the store's thread less on the way); its pid is 0 (a restore takes the pid from
+    # the monitor). A start that fails writes its failure after it.
+    running = dataclasses.replace(c, state=dataclasses.replace(c.state))
+    running.state.to_running(0)
+    saving = asyncio.ensure_future(d.store.aput(running))
     try:
         await volumemounts.acquire(d, c)  # volumes with mount options (-o type=tmpfs ...)
         handle = await _spawn(d, c)
     except ContainerStartError as exc:
+        await asyncio.gather(saving, return_exceptions=True)
         await volumemounts.release(d, c)
         lc.start_failed(exc.exit_code, exc.message)
         await d.persist(c)
@@ -249,16 +257,23 @@ async def _start_locked(d: Daemon, c: Container) -> None:
     except BerthError as exc:
         # before the monitor (a volume subpath that escapes, a bind source that cannot be
         # made): dockerd records the error with exit code 128, and --rm removes the container
+        await asyncio.gather(saving, return_exceptions=True)
         await volumemounts.release(d, c)
         lc.start_failed(128, exc.message)
         await d.persist(c)
         await _fail_waiters_on_start_error(d, c, 128)
         raise
+    except BaseException:
+        await asyncio.gather(saving, return_exceptions=True)
+        await d.persist(c)  # not running after all
+        raise
     crash_point("start.after-create")
     before = dataclasses.replace(c.state)
     lc.to_running(handle.pid)
+    c.state.started_at = running.state.started_at  # as recorded
     try:
-        await d.save(c)
+        await saving
+        lc.unsaved = False
     except SystemFailure:
         # the record cannot say "running" (a full disk): do not run it; before its start the
         # monitor kills the init when the daemon lets go
@@ -334,6 +349,8 @@ async def _fail_waiters_on_start_error(d: Daemon, c: Container, code: int) -> No
 def attach_live(d: Daemon, c: Container, handle: ContainerHandle) -> None:
     """After a daemon restart: bind the reconnected monitor and watch for the exit."""
     session = d.session(c.id)
+    if handle.pid:
+        c.state.pid = handle.pid  # the record's may be 0: written before the init existed
     d.spawn(session.started(handle), f"reattach {c.id[:12]}")
     health.start_monitor(d, c)
     d.spawn(_watch(d, c, handle), f"watch container {c.id[:12]}")
