@@ -80,6 +80,9 @@ def test_run_and_create_are_preloaded_and_work(built):
         "assert parse(['run', '--bundle', 'b', 'x']).opt('bundle') == 'b'\n"
         "assert sys.modules['berth.libcontainer'].process is p and p.run_init.__module__ == 'berth.libcontainer.init'\n"
         "assert sys.modules['berth.libcontainer.cgroups'].__path__ == [sys.modules['berth.libcontainer.cgroups'].__file__.rpartition('/')[0]]\n"
+        # `from __future__ import annotations` compiled in as its flag, not imported
+        "assert '__future__' not in sys.modules\n"
+        "assert sys.modules['berth.libcontainer.spec'].Mount.__annotations__['type'] == 'str'\n"
     )
     for argv in (["berth-runtime", "--root", "/r", "run", "--bundle", "b", "x"],
                  ["berth-runtime", "--log-format", "json", "--debug", "create", "x"]):

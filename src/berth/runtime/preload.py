@@ -23,10 +23,10 @@ command then imports as usual (the real error, if it is one, shows there).
 
 Only ``create`` and ``run`` are preloaded (``exec`` and the small commands import a few modules).
 The modules are what importing :data:`ENTRIES` brings in; a test runs a real ``run`` and checks
-that it imports none of berth's modules outside that set.
+that it imports none of berth's modules outside that set. Their ``from __future__ import
+annotations`` is compiled in as the flag it is, not run as an import (nor is it in this module,
+which the launcher imports as usual): nothing of the ``__future__`` module is loaded.
 """
-
-from __future__ import annotations
 
 import sys
 
@@ -56,11 +56,11 @@ FORMAT = 1
 _VALUED = ("--root", "--log", "--log-format", "--criu", "--rootless")
 
 
-def _header() -> tuple[int, str, int]:
+def _header() -> "tuple[int, str, int]":
     return (FORMAT, sys.implementation.cache_tag or "", __import__("marshal").version)
 
 
-def command_of(argv: list[str]) -> str | None:
+def command_of(argv: "list[str]") -> "str | None":
     """The command word of a berth-runtime command line (after the global options)."""
     i = 1
     while i < len(argv):
@@ -71,7 +71,7 @@ def command_of(argv: list[str]) -> str | None:
     return None
 
 
-def preload(path: str, argv: list[str]) -> bool:
+def preload(path: str, argv: "list[str]") -> bool:
     """Run the modules of ``argv``'s command from ``path``; False when nothing was preloaded."""
     if command_of(argv) not in COMMANDS:
         return False
@@ -110,7 +110,7 @@ def preload(path: str, argv: list[str]) -> bool:
     return _run(entries)
 
 
-def _run(entries: list[tuple[str, str, bool, int, int, bytes]]) -> bool:
+def _run(entries: "list[tuple[str, str, bool, int, int, bytes]]") -> bool:
     import marshal
 
     modules = sys.modules
@@ -118,7 +118,7 @@ def _run(entries: list[tuple[str, str, bool, int, int, bytes]]) -> bool:
     packages = {e[0]: e[1] for e in entries if e[2]}
     made: list[str] = []
 
-    def module(name: str, file: str, package: bool) -> Any:
+    def module(name: str, file: str, package: bool) -> "Any":
         m = modules.get(name)
         if m is None:
             m = module_type(name)
@@ -154,6 +154,9 @@ def build(path: str, src: str) -> int:
     """Write the preload file for the sources under ``src``; returns the number of modules.
     Runs :data:`ENTRIES`' imports in a fresh interpreter (this one's, ``-I -S``) to learn the
     order in which they finish."""
+    import __future__
+
+    import ast
     import marshal
     import os
     import subprocess
@@ -182,7 +185,12 @@ def build(path: str, src: str) -> int:
         with open(file, "rb") as f:
             source = f.read()
         st = os.stat(file)
-        code = compile(source, file, "exec", dont_inherit=True)
+        tree = ast.parse(source, file)
+        flags = 0
+        for node in [n for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == "__future__"]:
+            flags |= sum(getattr(__future__, alias.name).compiler_flag for alias in node.names)
+            tree.body.remove(node)
+        code = compile(tree, file, "exec", flags=flags, dont_inherit=True)
         entries.append((name, file, package, st.st_mtime_ns, st.st_size, marshal.dumps(code)))
     tmp = f"{path}.tmp{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
