@@ -21,6 +21,7 @@ import dataclasses
 import logging
 import signal as signals
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -74,7 +75,7 @@ def parse_signal(text: str, default: int = signals.SIGKILL) -> int:
     raise InvalidParameter(f"Invalid signal: {text}")
 
 
-async def _spawn(d: Daemon, c: Container) -> ContainerHandle:
+async def _spawn(d: Daemon, c: Container, attached_: Callable[[], None] = lambda: None) -> ContainerHandle:
     # The network namespace is made (and wired) by the network driver before the container:
     # the spec joins it by path. What the start reads and makes on the host (the root's mount
     # plan, the user, bind sources) is prepared in a thread meanwhile: neither waits for the
@@ -87,6 +88,7 @@ async def _spawn(d: Daemon, c: Container) -> ContainerHandle:
         raise attached
     crash_point("start.after-network")
     mark("d:network")
+    attached_()  # the network is there: the run may be recorded
     try:
         if isinstance(host, BaseException):
             raise host
@@ -235,17 +237,17 @@ async def _start_locked(d: Daemon, c: Container) -> None:
         raise Conflict(f"cannot start container {c.id}: it is {c.state.status}")
     session = lc.session
     # The record says "running" before the process runs (a daemon killed after the start must
-    # find a run to reconnect to). It is written while the container is made rather than after
-    # (a hop to the store's thread less on the way); its pid is 0 (a restore takes the pid from
-    # the monitor). A start that fails writes its failure after it.
+    # find a run to reconnect to). It is written while the container is made (from the network's
+    # attach on) rather than after (a hop to the store's thread less on the way); its pid is 0
+    # (a restore takes the pid from the monitor). A start that fails writes its failure after it.
     running = dataclasses.replace(c, state=dataclasses.replace(c.state))
     running.state.to_running(0)
-    saving = asyncio.ensure_future(d.store.aput(running))
+    saving: list[asyncio.Future[None]] = []
     try:
         await volumemounts.acquire(d, c)  # volumes with mount options (-o type=tmpfs ...)
-        handle = await _spawn(d, c)
+        handle = await _spawn(d, c, lambda: saving.append(asyncio.ensure_future(d.store.aput(running))))
     except ContainerStartError as exc:
-        await asyncio.gather(saving, return_exceptions=True)
+        await asyncio.gather(*saving, return_exceptions=True)
         await volumemounts.release(d, c)
         lc.start_failed(exc.exit_code, exc.message)
         await d.persist(c)
@@ -257,22 +259,23 @@ async def _start_locked(d: Daemon, c: Container) -> None:
     except BerthError as exc:
         # before the monitor (a volume subpath that escapes, a bind source that cannot be
         # made): dockerd records the error with exit code 128, and --rm removes the container
-        await asyncio.gather(saving, return_exceptions=True)
+        await asyncio.gather(*saving, return_exceptions=True)
         await volumemounts.release(d, c)
         lc.start_failed(128, exc.message)
         await d.persist(c)
         await _fail_waiters_on_start_error(d, c, 128)
         raise
     except BaseException:
-        await asyncio.gather(saving, return_exceptions=True)
-        await d.persist(c)  # not running after all
+        if saving:
+            await asyncio.gather(*saving, return_exceptions=True)
+            await d.persist(c)  # not running after all
         raise
     crash_point("start.after-create")
     before = dataclasses.replace(c.state)
     lc.to_running(handle.pid)
     c.state.started_at = running.state.started_at  # as recorded
     try:
-        await saving
+        await saving[0]
         lc.unsaved = False
     except SystemFailure:
         # the record cannot say "running" (a full disk): do not run it; before its start the
@@ -408,6 +411,8 @@ async def _settle_locked(d: Daemon, c: Container, status: ExitStatus, store: boo
         await _record_exit(d, c, code, oom, finished, error)
     mark("d:exit-recorded")
     crash_point("exit.after-record")
+    # the network is released beside the monitor's teardown (neither waits for the other)
+    released = asyncio.ensure_future(_release_network(d, c))
     try:
         await d.driver.cleanup(c.id)
     except (BerthError, OSError) as exc:
@@ -427,12 +432,7 @@ async def _settle_locked(d: Daemon, c: Container, status: ExitStatus, store: boo
     crash_point("exit.after-save")
     # The network goes before anyone waiting for the stop hears of it (a stopped container has
     # no address, ports or namespace); releasing is cheap: the kernel deletes the veth later.
-    try:
-        await d.network.release(c.id)
-    except (BerthError, OSError, sqlite3.Error) as exc:
-        # e.g. a full data root: the exit still settles; the stale lease is dropped by the
-        # reconciliation at the next start-up
-        log.error("release the network of container %s: %s", c.id[:12], exc)
+    await released
     mark("d:exit-released")
     await volumemounts.release(d, c)
     lc.session.finish_run()
@@ -442,6 +442,15 @@ async def _settle_locked(d: Daemon, c: Container, status: ExitStatus, store: boo
     publish_mounts(d, c, "unmount")
     lc.settled(status.exit_code)
     mark("d:settled")
+
+
+async def _release_network(d: Daemon, c: Container) -> None:
+    try:
+        await d.network.release(c.id)
+    except (BerthError, OSError, sqlite3.Error) as exc:
+        # e.g. a full data root: the exit still settles; the stale lease is dropped by the
+        # reconciliation at the next start-up
+        log.error("release the network of container %s: %s", c.id[:12], exc)
 
 
 async def stop_container(d: Daemon, c: Container, timeout: int | None, sig: str, event: bool = True) -> None:
