@@ -157,3 +157,94 @@ def _container(graph: Graph, image_id: str) -> str:
     graph.prepare_rw(cid, image_id)
     (graph.driver.diff_dir(cid) / "other.txt").write_text("o")
     return cid
+
+
+# --- layers applied while the archive arrives (graph.ahead; overlay2 only) -------------------------
+
+
+def _state(g: Graph) -> dict[str, object]:
+    """What a load leaves on disk: layer dirs, blobs, temp files."""
+    return {"layers": sorted(g.driver.layers()), "blobs": sorted(p.name for p in g.content.dir.iterdir()),
+            "tmp": sorted(p.name for p in (g.root / "tmp").iterdir()) if (g.root / "tmp").is_dir() else []}
+
+
+def _saved(graph: Graph, names: list[str]) -> bytes:
+    out = io.BytesIO()
+    graph.save(names, out)
+    return out.getvalue()
+
+
+def test_overlay_load_keeps_exactly_the_layers_it_applied_ahead(graphs, busybox_tar: Path) -> None:  # type: ignore[no-untyped-def]
+    a, b = graphs("overlay2"), graphs("overlay2")
+    base, child = two_layer_image(a, busybox_tar)
+    data = _saved(a, ["spycommit:1", "busybox"])  # busybox's layer.tar is a link to spycommit's first
+    assert b.load(io.BytesIO(data)) == ["Loaded image: spycommit:1", "Loaded image: busybox:latest"]
+    diff_ids = b.inspect(child)["RootFS"]["Layers"]
+    state = _state(b)
+    assert len(state["layers"]) == 2 and state["tmp"] == []  # type: ignore[arg-type]
+    assert state["blobs"] == sorted([child[7:], base[7:], *(d[7:] for d in diff_ids)])
+    # the layers got their parents: the child's rootfs has the base's files and its own
+    cid = uuid.uuid4().hex * 2
+    b.prepare_rw(cid, child)
+    target_dir = Path(tempfile.mkdtemp(prefix="berth-rootfs-", dir="/var/tmp"))
+    try:
+        result = run_mounted(b.rootfs_mounts(cid, target_dir), f"chroot {target_dir} /bin/cat /hello.txt")
+        assert result.returncode == 0 and result.stdout == "saved\n", result.stderr
+    finally:
+        target_dir.rmdir()
+        b.remove_rw(cid)
+    # loaded again, with every layer in the store: nothing new is applied or left
+    state = _state(b)
+    assert b.load(io.BytesIO(data)) == ["Loaded image: spycommit:1", "Loaded image: busybox:latest"]
+    assert _state(b) == state
+
+
+def test_overlay_load_refused_after_its_layers_leaves_nothing(graphs, busybox_tar: Path) -> None:  # type: ignore[no-untyped-def]
+    a, b = graphs("overlay2"), graphs("overlay2")
+    two_layer_image(a, busybox_tar)
+    data = _saved(a, ["spycommit:1"])
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = {m.name: m for m in tar}
+        contents = [(m, tar.extractfile(m).read() if m.isreg() else b"") for m in tar]  # type: ignore[union-attr]
+    empty = _state(b)
+    with pytest.raises(InvalidParameter):  # cut inside manifest.json: every layer came before it
+        b.load(io.BytesIO(data[: members["manifest.json"].offset + 700]))
+    assert _state(b) == empty and b.images.rows() == [] and b.layers.rows() == []
+    # the first layer's bytes do not match the config's diff id: the second was applied ahead too
+    first = next(m for m, _ in contents if m.name.endswith("layer.tar"))
+    evil = make_tar(entry("evil", data=b"!"))
+    forged = make_tar(*[(m, d) if m is not first else (_sized(m, len(evil)), evil) for m, d in contents])
+    with pytest.raises(InvalidParameter, match="diff id"):
+        b.load(io.BytesIO(forged))
+    assert _state(b) == empty and b.images.rows() == [] and b.layers.rows() == []
+
+
+def _sized(member: tarfile.TarInfo, size: int) -> tarfile.TarInfo:
+    member.size = size
+    return member
+
+
+def test_a_layer_file_the_archive_replaces_later_is_not_the_one_loaded(graphs) -> None:  # type: ignore[no-untyped-def]
+    """A member of the same name again is a new file: the layer applied from the first one is
+    not taken (its path names the second), and its dir and blob go."""
+    b = graphs("overlay2")
+    first = make_tar(entry("first.txt", data=b"one"))
+    second = make_tar(entry("second.txt", data=b"two"))
+
+    def archive(diff_of: bytes) -> bytes:
+        config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {
+            "type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(diff_of).hexdigest()]}}).encode()
+        hex_ = hashlib.sha256(config).hexdigest()
+        manifest = json.dumps([{"Config": f"{hex_}.json", "RepoTags": ["twice:1"], "Layers": ["l/layer.tar"]}])
+        return make_tar(entry(f"{hex_}.json", data=config), entry("l/layer.tar", data=first),
+                        entry("l/layer.tar", data=second), entry("manifest.json", data=manifest.encode()))
+
+    empty = _state(b)
+    with pytest.raises(InvalidParameter, match="diff id"):
+        b.load(io.BytesIO(archive(first)))
+    assert _state(b) == empty
+    assert b.load(io.BytesIO(archive(second))) == ["Loaded image: twice:1"]
+    diff_id = b.inspect("twice:1")["RootFS"]["Layers"][0]
+    assert b.layer_tar(diff_id).read_bytes() == second
+    assert len(_state(b)["layers"]) == 1  # type: ignore[arg-type]
+    assert not (b.content.dir / hashlib.sha256(first).hexdigest()).exists()

@@ -238,3 +238,42 @@ def test_large_members_short_reads_and_the_tail_check_across_read_ahead(tmp_path
     (tmp_path / "bad").mkdir()
     with pytest.raises(ArchiveError, match="invalid tar header"):
         apply_tar(_Trickle(bad, step), tmp_path / "bad", "delete")  # type: ignore[arg-type]
+
+
+def test_a_plain_file_with_the_callers_digest_is_copied_in_the_kernel_not_hashed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``digest`` given (docker load hashed the file already): file data goes file to file by
+    copy_file_range, the digest is returned as is, and the tar is as strictly read as ever."""
+    big, last = os.urandom(2_500_000), os.urandom(1_500_000)
+    data = make_tar(entry("big", data=big), *(entry(f"small{i}", data=b"s" * i) for i in range(40)),
+                    entry("last", data=last))
+    (tmp_path / "layer.tar").write_bytes(data)
+    copied: list[int] = []
+    real = os.copy_file_range
+
+    def counting(src: int, dst: int, count: int, *args: object) -> int:
+        n = real(src, dst, count, *args)  # type: ignore[arg-type]
+        copied.append(n)
+        return n
+
+    monkeypatch.setattr(os, "copy_file_range", counting)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with open(tmp_path / "layer.tar", "rb") as f:
+        applied = apply_tar(f, dest, "delete", digest="sha256:" + "ab" * 32)
+    assert applied.diff_id == "sha256:" + "ab" * 32  # taken as given: not hashed again
+    assert (dest / "big").read_bytes() == big and (dest / "small39").read_bytes() == b"s" * 39
+    assert (dest / "last").read_bytes() == last
+    assert sum(copied) > 1_500_000  # what was not already read ahead (a MiB) never went through Python
+    end = len(data) - 1024
+    while data[end - 512 : end] == b"\0" * 512:
+        end -= 512
+    (tmp_path / "bad.tar").write_bytes(data[:end] + b"\0" * 512 + b"\x01" * 512)
+    (tmp_path / "bad").mkdir()
+    with open(tmp_path / "bad.tar", "rb") as f, pytest.raises(ArchiveError, match="invalid tar header"):
+        apply_tar(f, tmp_path / "bad", "delete", digest="sha256:" + "ab" * 32)
+    (tmp_path / "cut.tar").write_bytes(data[: len(data) // 2])
+    (tmp_path / "cut").mkdir()
+    with open(tmp_path / "cut.tar", "rb") as f, pytest.raises(ArchiveError):
+        apply_tar(f, tmp_path / "cut", "delete", digest="sha256:" + "ab" * 32)

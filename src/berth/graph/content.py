@@ -97,21 +97,26 @@ class ContentStore:
         finally:
             writer.close()
 
-    def adopt(self, path: Path, digest: str) -> None:
-        """Make the file ``path`` (the caller's own temp file, hashed by the caller to ``digest``
-        and never written again) the blob ``digest``: a hard link moved into place, or a copy
-        where ``path`` is on another file system. Not fsynced (a layer's tar, as ``ingest``'s)."""
+    def adopt(self, fd: int, digest: str) -> None:
+        """Make the open file ``fd`` (the caller's own temp file, hashed by the caller to
+        ``digest`` and never written again) the blob ``digest``: a hard link to that very file
+        (whatever its name names by now) moved into place, or a copy where it is on another file
+        system. Not fsynced (a layer's tar, as ``ingest``'s)."""
         target = self.path(digest)
         if target.exists():
             return
         tmp = self.dir / f".tmp-adopt-{os.getpid()}-{os.urandom(6).hex()}"
         try:
+            fds = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
-                os.link(path, tmp)
+                # linkat(AT_SYMLINK_FOLLOW) of /proc/self/fd/N links the file it is open on
+                os.link(str(fd), tmp, src_dir_fd=fds, follow_symlinks=True)
             except OSError as exc:
                 if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
                     raise
-                shutil.copyfile(path, tmp)
+                shutil.copyfile(f"/proc/self/fd/{fd}", tmp)
+            finally:
+                os.close(fds)
             os.chmod(tmp, 0o600)
             os.rename(tmp, target)
         except BaseException:

@@ -12,8 +12,10 @@ The model (Docker's ``image/tarexport``)::
 Saving writes what the graph holds; loading extracts the archive to a temp dir (Python's
 ``data`` filter refuses absolute paths, links out and devices), checks the whole manifest (its
 shape, every config, tag and layer file), then builds each image with
-:meth:`Graph.create_image` (layers checked against the config's diff ids) and tags it. A
-refused archive leaves no image, layer or blob.
+:meth:`Graph.create_image` (layers checked against the config's diff ids) and tags it. With
+overlay2 each layer file is applied as soon as it is extracted, while the rest of the archive
+still arrives (:mod:`berth.graph.ahead`), and the image takes those layers. A refused archive
+leaves no image, layer or blob.
 """
 
 from __future__ import annotations
@@ -36,12 +38,13 @@ from berth.drivers.graph.archive import copy_data
 from berth.drivers.graph.tarstream import HashingReader, StrictTarInfo, decompressed, short
 from berth.errors import InvalidParameter, NotFound
 from berth.graph import reference
+from berth.graph.ahead import LayersAhead
 from berth.graph.budget import UnpackBudget
 from berth.graph.configcheck import MAX_CONFIG_SIZE, check_config, json_kind, parse_json
 from berth.graph.content import ContentStore
 from berth.graph.image import chain_ids, container_config, parse_rfc3339
 from berth.graph.imagestore import ImageStore
-from berth.graph.layers import OwnTar
+from berth.graph.layers import AheadLayer, OwnTar
 from berth.graph.layerstore import LayerStore
 from berth.graph.registration import create_image
 
@@ -154,18 +157,21 @@ def load(graph: Archives, stream: BinaryIO) -> list[str]:
     """Load a docker-archive tar (plain or compressed); return Docker's output lines
     (``Loaded image: busybox:latest`` / ``Loaded image ID: sha256:...``).
 
-    The whole manifest -- its shape, every config, tag and layer path -- is checked before the
-    first layer is applied, so a refused archive writes nothing; what it unpacks, the archive
-    and then each layer, is charged to one :class:`UnpackBudget`."""
+    The whole manifest -- its shape, every config, tag and layer path -- is checked before any
+    layer is recorded, so a refused archive leaves nothing; what it unpacks, the archive and
+    then each layer, is charged to one :class:`UnpackBudget`. With an ``independent_layers``
+    driver each layer file is applied as soon as it is out of the archive (:mod:`ahead`), while
+    the rest still arrives; the image takes those dirs once the manifest says where they go."""
     budget = UnpackBudget(graph.max_import_size, "load")
     tmp_root = graph.tmp_root
     tmp_root.mkdir(mode=0o700, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="load-", dir=tmp_root))
+    ahead = LayersAhead(graph.layers, budget) if graph.layers.driver.independent_layers else None
     try:
-        _unpack(stream, tmp, budget)
+        _unpack(stream, tmp, budget, ahead.offer if ahead is not None else None)
         manifest_path = tmp / "manifest.json"
         if not manifest_path.is_file() and (tmp / "index.json").is_file():
-            return _load_oci(graph, tmp, budget)
+            return _load_oci(graph, tmp, budget, ahead)
         if not manifest_path.is_file():
             raise InvalidParameter(
                 "load: open manifest.json: no such file or directory (not a docker save archive)"
@@ -173,15 +179,23 @@ def load(graph: Archives, stream: BinaryIO) -> list[str]:
         images = [_checked(tmp, entry, index) for index, entry in enumerate(_manifest(manifest_path))]
         lines: list[str] = []
         for image in images:
-            lines += _load_one(graph, image, budget)
+            lines += _load_one(graph, image, budget, ahead=_taker(ahead, image.layers))
         return lines
     finally:
+        if ahead is not None:
+            ahead.close()  # before the files go: what no image took is removed
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _unpack(stream: BinaryIO, tmp: Path, budget: UnpackBudget) -> None:
+def _taker(ahead: LayersAhead | None, paths: list[Path]) -> Callable[[int], AheadLayer | None] | None:
+    return None if ahead is None else (lambda index: ahead.take(paths[index]))
+
+
+def _unpack(stream: BinaryIO, tmp: Path, budget: UnpackBudget,
+            on_file: Callable[[Path, str], None] | None = None) -> None:
     """Extract the archive into ``tmp``: Python's ``data`` filter refuses absolute paths, links
-    out and devices; the decompressed bytes are charged to ``budget``."""
+    out and devices; the decompressed bytes are charged to ``budget``. ``on_file(path, name)``
+    is called for each regular file once it is complete (data, owner, mode and times)."""
     try:
         # 64 KiB reads for headers (tarfile copies its read-ahead on every small read, so that
         # one stays small against an archive of many tiny members); a file's data goes from the
@@ -191,6 +205,7 @@ def _unpack(stream: BinaryIO, tmp: Path, budget: UnpackBudget) -> None:
             fileobj=HashingReader(budget.reader(decompressed(stream)), hashing=False), mode="r|",
             tarinfo=StrictTarInfo, bufsize=_READ, copybufsize=_COPY,
         ) as tar:
+            tar.on_file = on_file
             tar.extractall(tmp, filter="data")
     except OSError as exc:
         if exc.errno is not None and exc.errno not in _MEMBER_ERRNOS:
@@ -206,6 +221,13 @@ class _ArchiveTar(tarfile.TarFile):
     time through tarfile's read-ahead, joined and sliced on the way: that copying was most of
     the archive's unpacking. A file is always a new inode (a member of the same name as an
     earlier one replaces it rather than writing over it), so a file once extracted never changes."""
+
+    on_file: Callable[[Path, str], None] | None = None
+
+    def utime(self, tarinfo: tarfile.TarInfo, targetpath: Any) -> None:
+        super().utime(tarinfo, targetpath)  # the last step of a file's extraction
+        if self.on_file is not None and tarinfo.isreg():
+            self.on_file(Path(targetpath), tarinfo.name)
 
     def makefile(self, tarinfo: tarfile.TarInfo, targetpath: Any) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -278,9 +300,11 @@ def _checked(tmp: Path, entry: dict[str, Any], index: int) -> _Image:
 
 
 def _load_one(graph: Archives, image: _Image, budget: UnpackBudget,
-              opener: Callable[[int], BinaryIO] | None = None) -> list[str]:
+              opener: Callable[[int], BinaryIO] | None = None,
+              ahead: Callable[[int], AheadLayer | None] | None = None) -> list[str]:
     image_id = create_image(graph.images, graph.layers, graph.content, image.config,
-                            opener or (lambda index: cast(BinaryIO, OwnTar(image.layers[index]))), None, budget)
+                            opener or (lambda index: cast(BinaryIO, OwnTar(image.layers[index]))), None, budget,
+                            ahead)
     lines = []
     for ref in image.tags:
         previous = graph.images.tag_target(ref.name, ref.tag)
@@ -295,13 +319,14 @@ def _load_one(graph: Archives, image: _Image, budget: UnpackBudget,
     return lines
 
 
-def _load_oci(graph: Archives, tmp: Path, budget: UnpackBudget) -> list[str]:
+def _load_oci(graph: Archives, tmp: Path, budget: UnpackBudget, ahead: LayersAhead | None) -> list[str]:
     """An OCI image layout without a docker manifest (skopeo's oci-archive, a tarred ``oci:`` dir)."""
     from berth.graph import ocilayout
 
     lines: list[str] = []
     for image in ocilayout.images(tmp):
-        lines += _load_one(graph, _Image(image.config, [], image.tags, bool(image.tags)), budget, image.open_layer)
+        lines += _load_one(graph, _Image(image.config, [], image.tags, bool(image.tags)), budget, image.open_layer,
+                           _taker(ahead, [path for path, _ in image.layers]))
     return lines
 
 

@@ -13,6 +13,8 @@ same content was imported before) the new dir is dropped and the existing layer 
 
 from __future__ import annotations
 
+import hashlib
+import mmap
 import os
 import secrets
 from collections.abc import Iterable
@@ -37,6 +39,15 @@ class PendingLayer:
     parent: LayerRow | None
     size: int
     cache_id: str
+
+
+@dataclass(frozen=True)
+class AheadLayer:
+    """A layer applied into the driver dir ``cache_id`` (made without a parent) before the
+    image it belongs to was known; ``pending``'s chain id and parent are not yet meaningful."""
+
+    cache_id: str
+    pending: PendingLayer
 
 
 def new_cache_id() -> str:
@@ -73,20 +84,24 @@ def apply_into(
     cache_id: str,
     parent: LayerRow | None,
     budget: UnpackBudget | None = None,
+    digest: str | None = None,
 ) -> PendingLayer:
     """Apply ``stream`` into the existing (empty) driver layer ``cache_id``, keeping the tar as
     a blob; on failure the blob is gone and the caller removes the layer dir. The archive code
-    hashes the tar for its diff id, so the blob writer does not hash it again."""
+    hashes the tar for its diff id, so the blob writer does not hash it again. ``digest``: the
+    sha256 of a plain :class:`OwnTar` the caller computed (:meth:`OwnTar.sha256`)."""
     if isinstance(stream, OwnTar) and stream.plain():
         # the caller's own file is the tar: it becomes the blob (a link), not a second copy
         if budget:
             budget.charge(stream.size)
         try:
-            applied = driver.apply_diff(cache_id, stream)
-            content.adopt(stream.path, applied.diff_id)
+            applied = driver.apply_diff(cache_id, stream, digest=digest)
+            content.adopt(stream.fileno(), applied.diff_id)
         except OSError as exc:
             raise os_failure(f"apply layer {cache_id[:12]}", exc) from exc
     else:
+        if digest is not None:
+            raise SystemFailure("apply layer: a digest from the caller is for a plain OwnTar only")
         with content.ingest(hashed_by_caller=True, durable=False) as blob:
             try:
                 applied = driver.apply_diff(cache_id, stream, budget.counting(blob) if budget else blob)
@@ -105,14 +120,27 @@ def apply_into(
 class OwnTar:
     """A layer file that belongs to the caller alone (a temp file of ``docker load``), opened
     for reading: where it is a plain tar, applying it links it into the content store as the
-    layer's blob instead of writing the same bytes again. A compressed one is read as any stream."""
+    layer's blob instead of writing the same bytes again. A compressed one is read as any stream.
+    The blob is the file opened here (linked by its descriptor), whatever ``path`` names by
+    then; ``inode`` tells it apart from another file later at the same path."""
 
     _COMPRESSED = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._file = open(path, "rb")  # noqa: SIM115  # closed by close()/__exit__
-        self.size = os.fstat(self._file.fileno()).st_size
+        info = os.fstat(self._file.fileno())
+        self.size = info.st_size
+        self.inode = (info.st_dev, info.st_ino)
+
+    def sha256(self) -> str:
+        """The digest of the whole file (mapped: hashed where the page cache holds it), read
+        without moving the read position."""
+        sha = hashlib.sha256()
+        if self.size:
+            with mmap.mmap(self._file.fileno(), self.size, prot=mmap.PROT_READ) as data:
+                sha.update(data)
+        return "sha256:" + sha.hexdigest()
 
     def plain(self) -> bool:
         return not self._file.peek(6)[:6].startswith(self._COMPRESSED)
@@ -122,6 +150,12 @@ class OwnTar:
 
     def peek(self, size: int = 0) -> bytes:
         return self._file.peek(size)
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def seek(self, offset: int) -> int:
+        return self._file.seek(offset)
 
     def close(self) -> None:
         self._file.close()

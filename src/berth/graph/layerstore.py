@@ -143,8 +143,17 @@ class LayerStore:
     def create_dir(self, cache_id: str, parent_cache_id: str | None) -> None:
         self.driver.create_layer(cache_id, parent_cache_id)
 
-    def apply_into(self, stream: BinaryIO, cache_id: str, budget: UnpackBudget | None = None) -> PendingLayer:
-        return apply_into(self.driver, self._content, stream, cache_id, None, budget)
+    def set_parent(self, cache_id: str, parent_cache_id: str | None) -> None:
+        """Put a layer dir made without a parent onto ``parent_cache_id`` (:meth:`GraphDriver.set_parent`)."""
+        self.driver.set_parent(cache_id, parent_cache_id)
+
+    def apply_into(self, stream: BinaryIO, cache_id: str, budget: UnpackBudget | None = None,
+                   digest: str | None = None) -> PendingLayer:
+        return apply_into(self.driver, self._content, stream, cache_id, None, budget, digest)
+
+    def has_diff(self, diff_id: str) -> bool:
+        """Some recorded layer has the diff ``diff_id``."""
+        return bool(self._db.layers_with_diff(diff_id))
 
     def commit(self, pending: list[PendingLayer]) -> tuple[list[LayerRow], list[str]]:
         """Record ``pending`` layers (inside the caller's transaction); the rows, and the driver

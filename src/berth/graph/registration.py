@@ -27,7 +27,7 @@ from berth.graph.configcheck import check_config, parse_json
 from berth.graph.content import ContentStore
 from berth.graph.image import chain_ids, image_id, now_ns, rfc3339_nano, sortable_ns
 from berth.graph.imagestore import ImageStore
-from berth.graph.layers import PendingLayer, new_cache_id
+from berth.graph.layers import AheadLayer, PendingLayer, new_cache_id
 from berth.graph.layerstore import LayerHolds, LayerStore
 from berth.graph.store import ImageRow, LayerRow
 
@@ -96,6 +96,7 @@ def create_image(
     open_layer: Callable[[int], BinaryIO],
     repo_tag: str | None,
     budget: UnpackBudget,
+    ahead: Callable[[int], AheadLayer | None] | None = None,
 ) -> str:
     """Build an image from its config and its layer tars.
 
@@ -103,6 +104,10 @@ def create_image(
     ``rootfs.diff_ids[i]``; it is only called for layers the graph lacks, possibly from several
     threads at once. The layers' unpacked bytes are charged to ``budget``. On failure nothing of
     this build remains (layers other builds hold stay).
+
+    ``ahead(i)`` (``docker load``, with an ``independent_layers`` driver) may instead hand over
+    layer ``i`` already applied into a driver dir without a parent; from then on that dir is
+    this build's (kept, or removed with the rest on failure) and gets its parent here.
 
     The layers the graph lacks are applied in parallel (a pull hands over each one as its download
     ends): their driver dirs are made first, in order (a dir names its parent's), then each diff is
@@ -124,7 +129,7 @@ def create_image(
             rows.append(row)
         missing = [i for i, row in enumerate(rows) if row is None]
         if missing and layers.driver.independent_layers:
-            _apply_missing(layers, open_layer, diff_ids, chains, rows, missing, held, budget)
+            _apply_missing(layers, open_layer, diff_ids, chains, rows, missing, held, budget, ahead)
         else:  # one at a time: each layer dir starts as a copy of its parent's
             for i in missing:
                 _apply_missing(layers, open_layer, diff_ids, chains, rows, [i], held, budget)
@@ -152,6 +157,7 @@ def _apply_missing(
     missing: list[int],
     held: list[str],
     budget: UnpackBudget,
+    ahead: Callable[[int], AheadLayer | None] | None = None,
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
@@ -161,6 +167,15 @@ def _apply_missing(
         for i in missing:  # in order: a layer dir names its parent's
             prev = rows[i - 1] if i else None
             parent_cache = prev.cache_id if prev is not None else cache.get(i - 1)
+            early = ahead(i) if ahead is not None else None
+            if early is not None:  # applied while the archive arrived: ours now
+                cache[i], applied[i] = early.cache_id, early.pending
+                if early.pending.diff_id != diff_ids[i]:
+                    raise InvalidParameter(
+                        f"create image: layer {i} has diff id {early.pending.diff_id}, config says {diff_ids[i]}"
+                    )
+                layers.set_parent(cache[i], parent_cache)
+                continue
             cache[i] = new_cache_id()
             layers.create_dir(cache[i], parent_cache)
 
@@ -174,9 +189,10 @@ def _apply_missing(
                 )
             return pending
 
-        workers = min(len(missing), os.cpu_count() or 2, 4)
+        todo = [i for i in missing if i not in applied]
+        workers = max(min(len(todo), os.cpu_count() or 2, 4), 1)
         with ThreadPoolExecutor(workers, thread_name_prefix="apply-layer") as pool:
-            futures = {i: pool.submit(apply, i) for i in missing}
+            futures = {i: pool.submit(apply, i) for i in todo}
             error: BaseException | None = None
             for i, fut in futures.items():
                 try:

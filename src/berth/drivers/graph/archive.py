@@ -81,10 +81,16 @@ class Applied:
     size: int
 
 
-def apply_tar(stream: BinaryIO, dest: Path, whiteouts: WhiteoutFormat, tee: Writer | None = None) -> Applied:
+def apply_tar(stream: BinaryIO, dest: Path, whiteouts: WhiteoutFormat, tee: Writer | None = None,
+              digest: str | None = None) -> Applied:
     """Extract the layer tar ``stream`` into ``dest``; return its diff id and size. ``tee``
-    receives the uncompressed tar bytes as they are read (the graph keeps them as a blob)."""
-    reader = HashingReader(decompressed(stream), tee)
+    receives the uncompressed tar bytes as they are read (the graph keeps them as a blob).
+    ``digest``: the caller's sha256 of exactly the bytes ``stream`` holds (a file it hashed and
+    nothing writes any more), returned as the diff id instead of hashing them again."""
+    raw = decompressed(stream)
+    reader = HashingReader(raw, tee, hashing=digest is None)
+    if digest is not None and tee is None and raw is stream and hasattr(stream, "fileno"):
+        reader.file = stream  # a plain file nobody needs the bytes of: data moves in the kernel
     applier = _Applier(str(dest), whiteouts)
     archive = open_stream(reader)
     for member in members(archive):
@@ -100,7 +106,7 @@ def apply_tar(stream: BinaryIO, dest: Path, whiteouts: WhiteoutFormat, tee: Writ
             raise ArchiveError(f"apply layer: invalid tar archive: {exc}") from exc
     check_end(reader.bytes_from(archive.offset) + reader.drain())
     applier.finish()
-    return Applied(reader.digest(), applier.size)
+    return Applied(digest or reader.digest(), applier.size)
 
 
 def copy_data(archive: tarfile.TarFile, member: tarfile.TarInfo, out: BinaryIO) -> bool:
@@ -121,6 +127,8 @@ def copy_data(archive: tarfile.TarFile, member: tarfile.TarInfo, out: BinaryIO) 
     stream.buf = stream.buf[len(head) :]
     out.write(head)
     left = member.size - len(head)
+    if left and reader.copy_to(out, left):
+        left = 0
     while left:
         chunk = reader.read(min(left, READ_AHEAD))
         if not chunk:

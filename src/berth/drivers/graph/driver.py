@@ -35,9 +35,16 @@ class GraphDriver(Protocol):
         """Create an (empty, or for copying drivers: parent-filled) layer; return its diff dir."""
         ...
 
-    def apply_diff(self, layer_id: str, stream: BinaryIO, tee: Writer | None = None) -> Applied:
+    def set_parent(self, layer_id: str, parent_id: str | None) -> None:
+        """Put a layer made without a parent onto ``parent_id`` (only ``independent_layers``
+        drivers can: their layer holds its own diff alone, whatever lies below)."""
+        ...
+
+    def apply_diff(self, layer_id: str, stream: BinaryIO, tee: Writer | None = None,
+                   digest: str | None = None) -> Applied:
         """Apply a layer tar to the layer's diff dir; return its diff id and added size.
-        ``tee`` gets the uncompressed tar bytes as they are read."""
+        ``tee`` gets the uncompressed tar bytes as they are read; ``digest``: the caller
+        already hashed exactly these uncompressed bytes (they are not hashed again)."""
         ...
 
     def diff_dir(self, layer_id: str) -> Path:

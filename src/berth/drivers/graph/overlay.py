@@ -122,8 +122,20 @@ class OverlayDriver:
             chain += [entry.split("/", 1)[1] for entry in lower_file.read_text().strip().split(":") if entry]
         return chain
 
-    def apply_diff(self, layer_id: str, stream: BinaryIO, tee: Writer | None = None) -> Applied:
-        return apply_tar(stream, self.diff_dir(layer_id), self.whiteouts, tee)
+    def set_parent(self, layer_id: str, parent_id: str | None) -> None:
+        """A layer created without a parent (``docker load`` applies a layer before it knows
+        where in an image it goes) now lies on ``parent_id``: its diff is the same, only
+        ``lower`` names the new ancestors."""
+        if parent_id is None:
+            return
+        lower = self._dir(layer_id) / "lower"
+        if lower.exists():
+            raise SystemFailure(f"overlay2: set parent of layer {layer_id}: it has one")
+        lower.write_text(":".join(f"{LINK_DIR}/{s}" for s in self._lower_chain(parent_id)))
+
+    def apply_diff(self, layer_id: str, stream: BinaryIO, tee: Writer | None = None,
+                   digest: str | None = None) -> Applied:
+        return apply_tar(stream, self.diff_dir(layer_id), self.whiteouts, tee, digest)
 
     def diff_dir(self, layer_id: str) -> Path:
         return self._dir(layer_id) / "diff"

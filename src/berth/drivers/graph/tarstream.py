@@ -25,9 +25,11 @@ holes as holes (a 10 KB archive may describe a 2 GiB file that is all hole)::
 from __future__ import annotations
 
 import bz2
+import errno
 import gzip
 import hashlib
 import lzma
+import os
 import tarfile
 import zlib
 from collections.abc import Iterator
@@ -75,6 +77,10 @@ class HashingReader:
         self._pos = 0
         self._prev = b""  # at least _TAIL_KEEP bytes read before ``_buf``, for :meth:`bytes_from`
         self._eof = False
+        self._offset = 0  # bytes read from ``raw``
+        # ``raw`` is this plain file, read as is, and no one needs the bytes (no hash, no tee):
+        # :meth:`copy_to` may move data from it to another file in the kernel
+        self.file: BinaryIO | None = None
 
     def _fill(self) -> bool:
         """Read the next piece of ``raw`` into the buffer; False at its end."""
@@ -91,6 +97,7 @@ class HashingReader:
         if not data:
             self._eof = True
             return False
+        self._offset += len(data)
         if self._hashing:
             self.sha.update(data)
         if self._tee is not None:
@@ -118,6 +125,34 @@ class HashingReader:
         self.total += len(data)
         return data
 
+    def copy_to(self, out: BinaryIO, size: int) -> bool:
+        """Write the next ``size`` bytes to the file ``out``: what is buffered, then the rest
+        file to file in the kernel (``copy_file_range``), never through Python; False (nothing
+        read) where there is no :attr:`file`, or the kernel cannot copy between these files."""
+        if self.file is None or self._hashing or self._tee is not None:
+            return False
+        buffered = self._buf[self._pos : self._pos + size]
+        rest = size - len(buffered)
+        out.write(buffered)
+        out.flush()
+        src, dst, offset = self.file.fileno(), out.fileno(), self._offset
+        while rest:
+            try:
+                n = os.copy_file_range(src, dst, rest, offset)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS) or offset != self._offset:
+                    raise
+                n = _copy_range(src, dst, rest, offset)  # another file system, an old kernel
+            if not n:
+                raise ArchiveError("apply layer: invalid tar archive: unexpected EOF")
+            rest -= n
+            offset += n
+        self.file.seek(offset)
+        self._prev, self._buf, self._pos = b"", b"", 0  # what came before is not in memory
+        self.total += size
+        self._offset = offset
+        return True
+
     def bytes_from(self, offset: int) -> bytes:
         """The bytes read so far from ``offset`` on (must still be in the kept tail)."""
         kept = self._prev + self._buf[: self._pos]
@@ -136,6 +171,19 @@ class HashingReader:
 
     def digest(self) -> str:
         return "sha256:" + self.sha.hexdigest()
+
+
+def _copy_range(src: int, dst: int, size: int, offset: int) -> int:
+    """``copy_file_range`` through a buffer: the bytes copied (0 at the source's end)."""
+    done = 0
+    while done < size:
+        data = memoryview(os.pread(src, min(size - done, READ_AHEAD), offset + done))
+        if not data:
+            break
+        done += len(data)
+        while data:
+            data = data[os.write(dst, data) :]
+    return done
 
 
 def decompressed(stream: BinaryIO) -> BinaryIO:

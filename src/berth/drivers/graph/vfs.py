@@ -59,8 +59,13 @@ class VfsDriver:
             _copy_tree(self._dir(parent_id), layer)
         return layer
 
-    def apply_diff(self, layer_id: str, stream: BinaryIO, tee: Writer | None = None) -> Applied:
-        return apply_tar(stream, self.diff_dir(layer_id), self.whiteouts, tee)
+    def set_parent(self, layer_id: str, parent_id: str | None) -> None:
+        if parent_id is not None:  # a vfs layer starts as a copy of its parent's files
+            raise SystemFailure(f"vfs: layer {layer_id}: a parent is given when the layer is created")
+
+    def apply_diff(self, layer_id: str, stream: BinaryIO, tee: Writer | None = None,
+                   digest: str | None = None) -> Applied:
+        return apply_tar(stream, self.diff_dir(layer_id), self.whiteouts, tee, digest)
 
     def diff_dir(self, layer_id: str) -> Path:
         return self._dir(layer_id)
