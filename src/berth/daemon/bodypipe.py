@@ -76,6 +76,14 @@ class BodyReader:
         self._pos += len(data)
         return data
 
+    def offer(self, item: bytes | _Broken | None) -> bool:
+        """Hand over a piece if there is room, without waiting (from the loop)."""
+        try:
+            self._pieces.put_nowait(item)
+            return True
+        except queue.Full:
+            return False
+
     def put(self, item: bytes | _Broken | None) -> bool:
         """Hand over a piece (from a worker thread: it may wait); False once the reader stopped."""
         while not self.stopped.is_set():
@@ -113,10 +121,12 @@ async def consume(source: Source, work: Callable[[BodyReader], T]) -> T:
             if pieces and (not chunk or pending >= PIECE or len(pieces) >= 256):
                 data = b"".join(pieces) if len(pieces) > 1 else pieces[0]
                 pieces, pending = [], 0
-                if not await asyncio.to_thread(reader.put, data):
+                # a thread to wait in only when the queue is full (a slow reader)
+                if not reader.offer(data) and not await asyncio.to_thread(reader.put, data):
                     break
             if not chunk:
-                await asyncio.to_thread(reader.put, None)
+                if not reader.offer(None):
+                    await asyncio.to_thread(reader.put, None)
                 break
     except BaseException:
         reader.abandoned.set()  # cancelled: the thread's next read fails instead of waiting
