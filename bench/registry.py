@@ -2,11 +2,13 @@
 berth against dockerd (and skopeo, podman where installed), and berth's registry server against
 the CNCF registry 2.8, all in one run. Writes docs/benchmarks-registry.md.
 
-    .venv/bin/python bench/registry.py [--rounds 3] [--no-write]
+    .venv/bin/python bench/registry.py [--rounds 3] [--no-write] [--only save,load]
 
 Every registry listens on 127.0.0.1 only. dockerd runs in its own network namespace (as in
 bench/run.py), so it gets its own CNCF registry on that namespace's loopback, loaded with the same
 image; everything else uses registries in the host's namespace. Everything is removed afterwards.
+``--only`` runs some of the operations (pull, registry, push, save, load) and prints their table
+instead of writing the page (which always holds a whole run).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from registry_harness import BerthRegistry, CNCFRegistry  # noqa: E402
 LAYERS = 6
 LAYER_BYTES = 35 * 1000 * 1000
 IMAGE = "bench/img:1"
+OPERATIONS = ("pull", "registry", "push", "save", "load")
 
 
 def log(msg: str) -> None:
@@ -112,7 +115,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--no-write", action="store_true")
+    p.add_argument("--only", default=",".join(OPERATIONS), help=f"a comma-separated subset of {','.join(OPERATIONS)}")
     args = p.parse_args(argv)
+    only = set(args.only.split(","))
+    if not only <= set(OPERATIONS):
+        p.error(f"--only: unknown operations {', '.join(sorted(only - set(OPERATIONS)))}")
+    if only != set(OPERATIONS):
+        args.no_write = True
     if os.geteuid() != 0:
         print("bench/registry.py: run as root", file=sys.stderr)
         return 2
@@ -183,19 +192,20 @@ def main(argv: list[str] | None = None) -> int:
                 return took
             return op
 
-        for r in range(args.rounds):
+        for r in range(args.rounds if only & {"pull", "registry"} else 0):
             log(f"pull round {r + 1}/{args.rounds}")
             order = [("berth", pull(berth, cncf.addr)), ("dockerd", pull(ref, f"127.0.0.1:{ns_port}")),
                      ("skopeo copy to dir", skopeo_pull(cncf.addr))]
             if podman:
                 order.append(("podman", podman_pull(cncf.addr)))
-            for who, op in order if r % 2 == 0 else order[::-1]:
+            for who, op in (order if r % 2 == 0 else order[::-1]) if "pull" in only else []:
                 rows.measure("pull (registry → store, unpacked)", who, op)
             log(f"registry server round {r + 1}")
             loads.append(os.getloadavg()[0])
             for who, addr in ((("berth registry", own.addr), ("CNCF registry 2.8", cncf.addr)) if r % 2 == 0
                               else (("CNCF registry 2.8", cncf.addr), ("berth registry", own.addr))):
-                rows.measure("registry server: skopeo copy → dir", who, skopeo_pull(addr))
+                if "registry" in only:
+                    rows.measure("registry server: skopeo copy → dir", who, skopeo_pull(addr))
 
         # push, save, load: the image present in each daemon
         run([harness.docker_cli() or "docker", "pull", "-q", f"{cncf.addr}/{IMAGE}"], env=berth.env)
@@ -226,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
                 return run([*pod, "push", "-q", "--tls-verify=false", f"{cncf.addr}/{IMAGE}", f"docker://{addr}/pushed/img:1"])
             return op
 
-        for r in range(args.rounds):
+        for r in range(args.rounds if "push" in only else 0):
             log(f"push round {r + 1}/{args.rounds} (into empty registries)")
             fresh = [CNCFRegistry(tmp / f"push-b{r}", harness.free_tcp_port()),
                      CNCFRegistry(tmp / f"push-p{r}", harness.free_tcp_port())]
@@ -252,20 +262,37 @@ def main(argv: list[str] | None = None) -> int:
                 return took
             return op
 
-        def load(d: harness.Daemon, src: str) -> Callable[[], float]:
+        def load(d: harness.Daemon, src: str, keep_layers: bool) -> Callable[[], float]:
+            """``docker load`` of the image saved by ``src``: removed from the daemon first, or
+            (``keep_layers``) only that tag, another one keeping the image and its layers, which
+            dockerd then does not unpack again (the case this row measured until 2026-12-05,
+            when push's tag kept the image)."""
+            docker = harness.docker_cli() or "docker"
+
             def op() -> float:
-                run([harness.docker_cli() or "docker", "save", "-o", str(tmp / "toload.tar"), src], env=d.env)
-                run([harness.docker_cli() or "docker", "rmi", src], env=d.env)
-                took = run([harness.docker_cli() or "docker", "load", "-q", "-i", str(tmp / "toload.tar")], env=d.env)
+                run([docker, "save", "-o", str(tmp / "toload.tar"), src], env=d.env)
+                if keep_layers:
+                    run([docker, "tag", src, "bench/keep:1"], env=d.env)
+                    run([docker, "rmi", src], env=d.env)
+                else:
+                    image_id = subprocess.run([docker, "image", "inspect", "-f", "{{.Id}}", src], env=d.env,
+                                              capture_output=True, text=True, check=True).stdout.strip()
+                    run([docker, "rmi", "-f", image_id], env=d.env)  # every tag: the layers go too
+                took = run([docker, "load", "-q", "-i", str(tmp / "toload.tar")], env=d.env)
+                if keep_layers:
+                    run([docker, "rmi", "bench/keep:1"], env=d.env)
                 return took
             return op
 
-        for r in range(args.rounds):
+        for r in range(args.rounds if only & {"save", "load"} else 0):
             log(f"save/load round {r + 1}/{args.rounds}")
             pairs = [("berth", berth, f"{cncf.addr}/{IMAGE}"), ("dockerd", ref, f"127.0.0.1:{ns_port}/{IMAGE}")]
             for who, d, src in pairs if r % 2 == 0 else pairs[::-1]:
-                rows.measure("save", who, save(d, src))
-                rows.measure("load", who, load(d, src))
+                if "save" in only:
+                    rows.measure("save", who, save(d, src))
+                if "load" in only:
+                    rows.measure("load (image not in the daemon)", who, load(d, src, keep_layers=False))
+                    rows.measure("load (its layers in the daemon, under another tag)", who, load(d, src, keep_layers=True))
             loads.append(os.getloadavg()[0])
         nsreg.terminate()
         nsreg.wait(10)
