@@ -277,17 +277,23 @@ def test_a_stuck_exec_holds_up_neither_output_nor_requests(shims: Any) -> None:
     assert err == {"event": "error", "exit_code": 126, "message": "fake runtime gave no answer in 5 s"}
 
 
-def test_a_slow_pause_is_answered_later_and_the_next_one_waits_its_turn(shims: Any) -> None:
-    s = shims({"args": ["sh", "-c", "while true; do echo tick; sleep 0.05; done"], "pause_seconds": 3.0})
+def test_a_slow_pause_is_answered_later_and_the_next_one_waits_its_turn(shims: Any, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"  # the fake's pause is made only once this exists
+    s = shims({"args": ["sh", "-c", "while true; do echo tick; sleep 0.05; done"], "pause_gate": str(gate)})
     s.created()
     s.start()
     ctl, other = s.control(), s.control()
     first = ctl.request("pause")
+    r = ctl.request("resize", h=1, w=1)
+    assert ctl.event("reply", r)["error"] == ""  # a resize passes the pause in the making ...
+    # ... so the shim has read the first pause (a connection's frames are read in order) before
+    # the second is sent: two connections' frames have no order of their own
     second = other.request("pause")  # queued behind the first: refused once that one is done
     s.daemon.output_until(b"tick\n")  # output flows while the pause is being made
-    r = other.request("resize", h=1, w=1)
-    assert other.event("reply", r)["error"] == ""  # a resize passes the pause in the making
-    assert _nothing_yet(ctl), "the pause was answered before the resize: the shim waited for it"
+    r = other.request("resize", h=2, w=2)
+    assert other.event("reply", r)["error"] == ""
+    assert _nothing_yet(ctl), "the pause was answered before it was made"
+    gate.touch()
     assert ctl.event("reply", first)["error"] == ""
     reply = other.event("reply", second)
     assert (reply["kind"], reply["error"]) == ("conflict", f"pause container {s.id}: the container is already paused")

@@ -8,7 +8,7 @@ socket, as a container's process does. The plan (the create request's body, JSON
 operations slow or stuck, to show that the shim never waits for them::
 
     {"args": ["sh", "-c", "echo hi"],   # the init's command
-     "pause_seconds": 1.0,              # pause answers only after that long (a helper's work)
+     "pause_gate": "/tmp/x/gate",       # pause answers only once that file exists (a helper's work)
      "exec_stall": "stall"}             # an exec of this program never answers
 
 Run a shim on it (the fork server is not needed)::
@@ -139,15 +139,18 @@ class FakeRuntime:
         return Done()
 
     def pause(self) -> Op:
-        delay = float(self.plan.get("pause_seconds") or 0)
-        if not delay:
+        gate = self.plan.get("pause_gate")
+        if not gate:
             os.kill(self.pid, signal.SIGSTOP)
             return Done()
         r, w = os.pipe2(os.O_CLOEXEC)
+        shim = os.getpid()
         worker = os.fork()
         if worker == 0:  # pragma: no cover -- a slow worker, like a helper freezing a cgroup
             try:
-                time.sleep(delay)
+                # the test opens the gate when it has seen what must come first: no clock decides
+                while not os.path.exists(gate) and os.getppid() == shim:  # not past the shim's end
+                    time.sleep(0.01)
                 os.kill(self.pid, signal.SIGSTOP)
                 os.write(w, b"{}\n")
             finally:
