@@ -523,3 +523,66 @@ def test_runc_runtime(remapped: harness.Berthd) -> None:
     out = ok(d.docker("exec", "rc", "stat", "-c", "%u:%g", "/bin/busybox", "/new", "/etc/hosts"), d).stdout
     assert out.split() == ["0:0"] * 3
     ok(d.docker("exec", "rc", "ping", "-c", "1", "-W", "2", "127.0.0.1"), d)
+
+
+@pytest.mark.parametrize("runtime", ["native", "runc"])
+def test_per_container_maps_write_and_read_volumes(remapped: harness.Berthd, runtime: str) -> None:
+    """A volume keeps the daemon-wide mapping's host ids on disk (dockerd's); a container with maps
+    of its own (auto, map=) sees it id-mapped (its root owns what the remapped root owns), so it
+    writes and reads it, and what it writes is its root's for every other container."""
+    if runtime == "runc" and shutil.which("runc") is None:
+        pytest.skip("runc not installed (apt-get install runc)")
+    d = remapped
+    uid, gid = remap_root()
+    rt = ("--runtime", runtime) if runtime != "native" else ()
+    pool = [ln for ln in Path("/etc/subuid").read_text().splitlines() if ln.startswith(USER + ":")][1]
+    start = int(pool.split(":")[1]) + 7 * 65536
+    ok(d.docker("volume", "create", "shared"), d)
+    mountpoint = Path(ok(d.docker("volume", "inspect", "-f", "{{.Mountpoint}}", "shared")).stdout.strip())
+    script = ("id -u; stat -c %u:%g /v; echo {tag} > /v/{tag} && mkdir /v/{tag}.d && chown 1000:1000 /v/{tag}.d"
+              " && cat /v/{tag} && stat -c %u:%g /v/{tag} /v/{tag}.d")
+    for tag, label in (("auto", "io.berth.userns=auto"), ("map", f"io.berth.userns=map=0:{start}:65536")):
+        out = ok(d.docker("run", "--rm", *rt, "--label", label, "-v", "shared:/v", "busybox", "sh", "-c",
+                          script.format(tag=tag)), d).stdout.split()
+        assert out == ["0", "0:0", tag, "0:0", "1000:1000"], (tag, out)
+        # on disk: the daemon-wide mapping's ids, as a file the remapped root wrote
+        info = os.stat(mountpoint / tag)
+        assert (info.st_uid, info.st_gid) == (uid, gid), tag
+        info = os.stat(mountpoint / f"{tag}.d")
+        assert (info.st_uid, info.st_gid) == (uid + 1000, gid + 1000), tag
+    # a container with the daemon-wide mapping sees them as its root's and 1000's, and can write
+    out = ok(d.docker("run", "--rm", *rt, "-v", "shared:/v", "busybox", "sh", "-c",
+                      "stat -c %u:%g /v/auto /v/map /v/map.d; cat /v/auto /v/map; echo w > /v/auto.d/w && stat -c %u:%g /v/auto.d/w"),
+             d).stdout.split()
+    assert out == ["0:0", "0:0", "1000:1000", "auto", "map", "0:0"], out
+    # and a second auto container, another block of ids, as well
+    out = ok(d.docker("run", "--rm", *rt, "--label", "io.berth.userns=auto", "-v", "shared:/v:ro", "busybox", "sh", "-c",
+                      "stat -c %u:%g /v/auto /v/map.d /v/auto.d/w; cat /v/map; touch /v/x 2>/dev/null || echo ro"), d).stdout.split()
+    assert out == ["0:0", "1000:1000", "0:0", "map", "ro"], out
+    # a new volume's copy of the image, made for an auto container: the daemon-wide ids on disk
+    ok(d.docker("run", "--rm", *rt, "--label", "io.berth.userns=auto", "-v", "fresh:/etc", "busybox", "sh", "-c",
+                "stat -c %u:%g /etc/passwd && echo x >> /etc/passwd"), d)
+    fresh = Path(ok(d.docker("volume", "inspect", "-f", "{{.Mountpoint}}", "fresh")).stdout.strip())
+    assert (os.stat(fresh / "passwd").st_uid, os.stat(fresh).st_uid) == (uid, uid)
+    if runtime != "native":
+        return
+    # docker cp into a stopped auto container's volume: its root's file, the daemon-wide ids on disk
+    ok(d.docker("create", "--name", "cpv", "--label", "io.berth.userns=auto", "-v", "shared:/v", "busybox", "true"), d)
+    entry = tarfile.TarInfo("put")
+    entry.size = 1
+    put = d.docker("cp", "-", "cpv:/v", input=_tar_with([entry], {"put": b"p"}))
+    assert put.returncode == 0, put.stderr
+    info = os.stat(mountpoint / "put")
+    assert (info.st_uid, info.st_gid) == (uid, gid)
+    got = d.docker("cp", "cpv:/v/auto", "-", text=False)
+    assert got.returncode == 0, got.stderr
+    with tarfile.open(fileobj=io.BytesIO(got.stdout)) as tar:
+        assert [(m.uid, m.gid) for m in tar.getmembers()] == [(0, 0)]
+    # and into a running one's (the view enters its mount namespace, volume id-mapped there)
+    ok(d.docker("run", "-d", "--name", "cpr", "--label", "io.berth.userns=auto", "-v", "shared:/v", "busybox",
+                "sleep", "300"), d)
+    entry.name = "put2"
+    put = d.docker("cp", "-", "cpr:/v", input=_tar_with([entry], {"put2": b"p"}))
+    assert put.returncode == 0, put.stderr
+    assert (os.stat(mountpoint / "put2").st_uid, os.stat(mountpoint / "put2").st_gid) == (uid, gid)
+    assert ok(d.docker("exec", "cpr", "stat", "-c", "%u:%g", "/v/put2", "/v/put"), d).stdout.split() == ["0:0", "0:0"]

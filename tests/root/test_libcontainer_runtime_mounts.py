@@ -255,7 +255,7 @@ def test_tmpcopyup_same_view_as_runc(tmp_path: Path, bundle: Path):  # noqa: F81
         ),
         (
             {"destination": "/t", "type": "bind", "source": "/tmp", "options": ["rbind", "idmap"]},
-            "mount '/t': option 'idmap': id-mapped mounts are not supported",
+            "mount '/t': idmap without uidMappings needs the container's user namespace maps",
         ),
         (
             {"destination": "/t", "type": "bind", "source": "/tmp", "options": ["rbind", "tmpcopyup"]},
@@ -310,3 +310,29 @@ def test_rro_makes_a_bind_read_only_below_too_like_runc(tmp_path: Path, bundle: 
         )
     finally:
         kernel.umount2(str(data / "sub"), kernel.MNT_DETACH)
+
+
+def test_an_id_mapped_bind_shows_and_writes_the_mapped_ids(tmp_path: Path, bundle: Path):  # noqa: F811
+    """A bind with uidMappings/gidMappings (runtime-spec 1.1): on-disk 0..9 read as 5000..5009
+    and what the container writes as 5003 is 3 on disk; with no user namespace, init id-maps it."""
+    data = tmp_path / "idm"
+    data.mkdir()
+    (data / "f").write_text("x")
+    os.chown(data / "f", 7, 7)
+    data.chmod(0o777)
+    script = "stat -c %u:%g /data /data/f; touch /data/new && stat -c %u:%g /data/new; touch /data/f 2>/dev/null || echo no"
+    write_config(bundle, ["sh", "-c", script])
+    maps = [{"containerID": 0, "hostID": 5000, "size": 10}]
+    bind = {"destination": "/data", "type": "bind", "source": str(data), "options": ["rbind"],
+            "uidMappings": maps, "gidMappings": maps}
+
+    def edit(c: dict) -> None:
+        c["mounts"].append(bind)
+        c["process"]["user"] = {"uid": 5003, "gid": 5004}
+
+    _edit(bundle, edit)
+    res = runtime(tmp_path / "state", "run", "--bundle", str(bundle), "i-" + uuid.uuid4().hex[:8], capture_output=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["5000:5000", "5007:5007", "5003:5004", "no"]
+    assert (os.stat(data / "new").st_uid, os.stat(data / "new").st_gid) == (3, 4)
+    assert not _mounts_under(data)

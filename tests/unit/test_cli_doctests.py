@@ -29,6 +29,8 @@ MODULES = [
     "berth.drivers.network.files",
     "berth.drivers.network.firewall",
     "berth.daemon.users",
+    "berth.daemon.remap",
+    "berth.daemon.mountspec",
 ]
 
 

@@ -11,7 +11,7 @@ from berth.libcontainer import kernel as k
 from berth.libcontainer.capabilities import DEFAULT_CAPS, number, parse_caps
 from berth.libcontainer.failure import READY
 from berth.libcontainer.mountopts import parse_mount_options
-from berth.libcontainer.spec import DEFAULT_PATH, parse, parse_process
+from berth.libcontainer.spec import DEFAULT_PATH, IdMap, parse, parse_process
 from berth.libcontainer.testing import docker_like_spec
 
 
@@ -112,9 +112,15 @@ def test_recursive_attributes_copyup_and_the_new_flag_words():
         ({"type": "", "options": ["bind", "size=1m", "nosiud"]}, "option 'nosiud' is not a bind mount option"),
         (
             {"type": "bind", "options": ["rbind", "idmap=uids=0-1-1"]},
-            "option 'idmap=uids=0-1-1': id-mapped mounts are not supported",
+            "option 'idmap=uids=0-1-1': inline id maps are not supported",
         ),
-        ({"type": "bind", "options": ["ridmap"]}, "option 'ridmap': id-mapped mounts are not supported"),
+        ({"type": "bind", "options": ["ridmap"]}, "idmap without uidMappings needs the container's user namespace maps"),
+        ({"type": "tmpfs", "options": [], "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]},
+         "id-mapped mounts must be bind mounts, not tmpfs"),
+        ({"type": "bind", "options": ["rbind"], "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]},
+         "an id-mapped mount needs both uidMappings and gidMappings"),
+        ({"type": "bind", "options": ["rbind"], "uidMappings": [{"containerID": 0, "hostID": 1, "size": 0}],
+          "gidMappings": []}, "uidMappings[0]: 0 1 0 is not a valid id range"),
         ({"type": "proc", "options": ["tmpcopyup"]}, "option 'tmpcopyup' needs a tmpfs mount, not proc"),
         ({"type": "tmpfs", "options": "size=1m"}, "options must be a list of strings"),
     ],
@@ -124,6 +130,24 @@ def test_mount_options_refused_by_name_before_any_side_effect(mount, text):
     with pytest.raises(ContainerInitError) as info:
         parse(cfg)
     assert f"invalid config.json: mount '/x': {text}" in str(info.value)
+
+
+def test_id_mapped_binds():
+    maps = [{"containerID": 100000, "hostID": 165536, "size": 65536}]
+    cfg = _config(mounts=[
+        {"destination": "/v", "type": "bind", "source": "/s", "options": ["rbind"], "uidMappings": maps, "gidMappings": maps},
+        {"destination": "/w", "type": "bind", "source": "/s", "options": ["rbind", "idmap"], "uidMappings": maps, "gidMappings": maps},
+    ])
+    v, w = parse(cfg).mounts[-2:]
+    assert v.idmapped and v.idmap_recursive and v.uid_mappings == (IdMap(100000, 165536, 65536),) and v.tree == -1
+    assert w.idmapped and not w.idmap_recursive
+    assert parse_mount_options(w.options).data == ""  # no flag for mount(2)
+    # idmap without maps of its own: the container's user namespace's (runc's rule)
+    own = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    cfg = _config(mounts=[{"destination": "/v", "type": "bind", "source": "/s", "options": ["rbind", "ridmap"]}])
+    cfg["linux"]["namespaces"].append({"type": "user"})
+    cfg["linux"]["uidMappings"] = cfg["linux"]["gidMappings"] = own
+    assert parse(cfg).mounts[-1].gid_mappings == (IdMap(0, 200000, 65536),)
 
 
 def test_key_value_words_on_a_bind_are_dropped_as_runc_drops_them():

@@ -313,15 +313,26 @@ def tmpfs_mounts(host: dict[str, Any]) -> list[dict[str, Any]]:
 
 def oci_mounts(
     mounts: list[dict[str, Any]], extra: list[dict[str, Any]] | None = None, sources: dict[str, str] | None = None,
+    volume_idmap: dict[str, list[list[int]]] | None = None,
 ) -> tuple[dict[str, Any], ...]:
     """The recorded ``Mounts[]`` (binds and volumes: rbind, ro when asked) and ``extra`` OCI
     mounts (the tmpfs ones) as one list, parents first; ``sources`` overrides the host path
-    by destination (a volume's subpath)."""
+    by destination (a volume's subpath). ``volume_idmap`` (berth.daemon.remap.volume_maps):
+    the volumes are id-mapped mounts with those maps (the OCI mount's uidMappings/gidMappings).
+
+        >>> vol = {"Type": "volume", "Source": "/v/_data", "Destination": "/data", "RW": True}
+        >>> oci_mounts([vol], volume_idmap={"uid": [[100000, 165536, 65536]], "gid": [[100000, 165536, 65536]]})[0]["uidMappings"]
+        [{'containerID': 100000, 'hostID': 165536, 'size': 65536}]
+    """
     out = list(extra or [])
     for m in mounts:
         if m["Type"] == "tmpfs":
             continue  # made from the HostConfig by tmpfs_mounts (it keeps the size and mode)
         options = ["rbind", "rw" if m["RW"] else "ro", m.get("Propagation") or "rprivate"]
         source = (sources or {}).get(m["Destination"], m["Source"])
-        out.append({"destination": m["Destination"], "type": "bind", "source": source, "options": options})
+        mount: dict[str, Any] = {"destination": m["Destination"], "type": "bind", "source": source, "options": options}
+        if volume_idmap and m["Type"] == "volume":
+            for key, kind in (("uidMappings", "uid"), ("gidMappings", "gid")):
+                mount[key] = [{"containerID": c, "hostID": h, "size": n} for c, h, n in volume_idmap[kind]]
+        out.append(mount)
     return tuple(sorted(out, key=lambda m: (m["destination"].count("/"), m["destination"])))

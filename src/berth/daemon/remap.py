@@ -217,6 +217,41 @@ def parse_map(text: str) -> Maps:
     return {"uid": lines, "gid": [list(x) for x in lines]}
 
 
+def volume_maps(owner: Maps | None, maps: Maps | None) -> Maps | None:
+    """How a container with ``maps`` sees the daemon's volumes, whose files are kept in
+    ``owner``'s host ids (the daemon-wide mapping's, as dockerd keeps them): an id map for an
+    id-mapped mount (the OCI mount's uidMappings) on which the on-disk id of the owner's
+    container id c reads as the container's host id for c. On-disk id 0 stays the host's root
+    (as without the map: nobody inside), so root on the host can still create files there
+    (docker cp creates, then chowns to the container's ids; an unmapped creator gets EOVERFLOW).
+    None when the two are the same (the daemon-wide mapping, or none: the volume is seen as it is).
+
+        >>> own = {"uid": [[0, 100000, 65536]], "gid": [[0, 100000, 65536]]}
+        >>> volume_maps(own, {"uid": [[0, 165536, 65536]], "gid": [[0, 300000, 65536]]})
+        {'uid': [[0, 0, 1], [100000, 165536, 65536]], 'gid': [[0, 0, 1], [100000, 300000, 65536]]}
+        >>> volume_maps(own, {"uid": [[0, 165536, 1000]], "gid": [[0, 165536, 1000]]})["uid"]
+        [[0, 0, 1], [100000, 165536, 1000]]
+        >>> volume_maps(own, own) is None
+        True
+    """
+    if not owner or not maps or owner == maps:
+        return None
+    out: Maps = {}
+    for kind in ("uid", "gid"):
+        lines = []
+        for c, h, n in maps.get(kind) or ():
+            for oc, oh, on in owner.get(kind) or ():
+                lo, hi = max(c, oc), min(c + n, oc + on)
+                if lo < hi:
+                    lines.append([oh + (lo - oc), h + (lo - c), hi - lo])
+        if not lines:
+            return None  # nothing in common: the volume's files read as unmapped ids either way
+        if not any(a <= 0 < a + n or b <= 0 < b + n for a, b, n in lines):
+            lines.append([0, 0, 1])
+        out[kind] = sorted(lines)
+    return out
+
+
 def root_of(maps: Maps | None) -> tuple[int, int]:
     """The host (uid, gid) the container's root maps to; (0, 0) without maps."""
     if not maps:

@@ -103,12 +103,14 @@ def spec_input(
     netns: str = "none",
     joined: tuple[tuple[str, str], ...] = (),
     shm: str = "private",
+    volume_idmap: dict[str, list[list[int]]] | None = None,
 ) -> SpecInput:
     """``sources`` replaces the host path of the mounts at those destinations (a volume's
     resolved subpath); ``init``, when given, runs as PID 1 in front of the command (--init).
     ``netns``: "host", "none" (a fresh namespace) or the path of the namespace the network
     driver made (or the one a ``container:`` network mode joins). ``joined`` and ``shm`` are
-    what :func:`berth.daemon.namespaces.resolve` found for ``--pid``/``--ipc container:X``."""
+    what :func:`berth.daemon.namespaces.resolve` found for ``--pid``/``--ipc container:X``.
+    ``volume_idmap``: the maps its volumes are id-mapped with (berth.daemon.remap.volume_maps)."""
     host = c.host_config
     security = securityopt.parse(host.get("SecurityOpt"))
     privileged = bool(host.get("Privileged"))
@@ -158,7 +160,7 @@ def spec_input(
         cgroup_ns=host.get("CgroupnsMode") == "private",
         joined=joined,
         shm=shm,
-        mounts=(*oci_mounts(c.mounts, tmpfs_mounts(host), sources), *extra_mounts),
+        mounts=(*oci_mounts(c.mounts, tmpfs_mounts(host), sources, volume_idmap), *extra_mounts),
         rootfs_propagation=root_propagation(c.mounts),
         uid_mappings=tuple((a, b, n) for a, b, n in (c.userns or {}).get("uid", ())),
         gid_mappings=tuple((a, b, n) for a, b, n in (c.userns or {}).get("gid", ())),

@@ -93,8 +93,10 @@ def _copy_up(d: Daemon, cid: str, path: str, target: Path) -> None:
         if not d.graph.copy_dir(cid, path, partial):
             return  # not a directory in the image: nothing to copy
         creating = d.live.any(cid)
-        if creating is not None and creating.record.userns:  # the container's root owns its copy
-            remap.shift_tree(partial, creating.record.userns)
+        if creating is not None and creating.record.userns and d.cfg.remap is not None:
+            # volumes hold the daemon-wide mapping's ids, whatever the container's maps (one with
+            # maps of its own sees them id-mapped: remap.volume_maps), so its root owns its copy
+            remap.shift_tree(partial, d.cfg.remap.default_maps())
         crash_point("volume.after-copy-up")
         os.rename(partial, target)
     finally:

@@ -28,7 +28,7 @@ import os
 from berth.libcontainer import kernel
 from berth.libcontainer.failure import EXIT_OTHER, ContainerInitError
 from berth.libcontainer.mounts import fail, mount
-from berth.libcontainer.spec import IdMap, Mount
+from berth.libcontainer.spec import ContainerSpec, IdMap, Mount
 
 MOUNT_ATTR_IDMAP = 0x00100000
 # in a rootfs plan's options: its layers already hold the container's host ids (a chowned copy
@@ -56,19 +56,23 @@ def mapping_userns(uid_maps: tuple[IdMap, ...], gid_maps: tuple[IdMap, ...]) -> 
             os.close(hold_w)  # else our own copy would keep the read below from ever seeing EOF
             os.close(ready_r)
             kernel.unshare(kernel.CLONE_NEWUSER)
-            os.write(ready_w, b"u")
+            # our pid as /proc names it: a caller in a PID namespace of its own (a container's
+            # init id-mapping a bind) may still see the host's /proc, where fork's pid is another
+            os.write(ready_w, b"u" + os.readlink("/proc/self").encode())
             os.read(hold_r, 1)  # until the parent has opened our namespace
         finally:
             os._exit(0)
     os.close(ready_w)
     os.close(hold_r)
     try:
-        if os.read(ready_r, 1) != b"u":
+        ready = os.read(ready_r, 64)
+        if ready[:1] != b"u" or not ready[1:].isdigit():
             raise ContainerInitError("make the id mapping's user namespace: the helper died", EXIT_OTHER)
+        seen = int(ready[1:])
         try:
-            _write_map(pid, "gid_map", gid_maps)
-            _write_map(pid, "uid_map", uid_maps)
-            return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY)
+            _write_map(seen, "gid_map", gid_maps)
+            _write_map(seen, "uid_map", uid_maps)
+            return os.open(f"/proc/{seen}/ns/user", os.O_RDONLY)
         except OSError as exc:
             raise ContainerInitError(f"make the id mapping's user namespace: {exc.strerror}", EXIT_OTHER) from exc
     finally:
@@ -77,13 +81,13 @@ def mapping_userns(uid_maps: tuple[IdMap, ...], gid_maps: tuple[IdMap, ...]) -> 
         os.waitpid(pid, 0)
 
 
-def idmapped_clone(path: str, userns_fd: int, recursive: bool = False) -> int:
+def idmapped_clone(path: str, userns_fd: int, recursive: bool = False, what: str = "the layer") -> int:
     """A detached clone of the mount at ``path`` whose ids read through ``userns_fd``'s maps."""
     flags = kernel.OPEN_TREE_CLONE | kernel.OPEN_TREE_CLOEXEC | (kernel.AT_RECURSIVE if recursive else 0)
     try:
         fd = kernel.open_tree(kernel.AT_FDCWD, path, flags)
     except OSError as exc:
-        raise fail("clone the layer", path, exc) from exc
+        raise fail(f"clone {what}", path, exc) from exc
     try:
         kernel.mount_setattr_fd(fd, MOUNT_ATTR_IDMAP, userns_fd, recursive)
     except OSError as exc:
@@ -91,8 +95,41 @@ def idmapped_clone(path: str, userns_fd: int, recursive: bool = False) -> int:
         cause = exc.strerror or str(exc)
         if exc.errno in (errno.EINVAL, errno.ENOSYS):
             cause += " (id-mapped mounts of this file system need a newer kernel)"
-        raise ContainerInitError(f"id-map the layer '{path}': {cause}", 128) from exc
+        raise ContainerInitError(f"id-map {what} '{path}': {cause}", 128) from exc
     return fd
+
+
+def mount_clone(m: Mount) -> int:
+    """A detached, id-mapped copy of the bind ``m`` (its ``uid_mappings``/``gid_mappings``), for
+    move_mount. Forks a helper: single-threaded callers only."""
+    fd = mapping_userns(m.uid_mappings, m.gid_mappings)
+    try:
+        return idmapped_clone(m.source, fd, m.idmap_recursive, what=f"the bind mount source for '{m.target}':")
+    finally:
+        os.close(fd)
+
+
+def prepare_mounts(spec: ContainerSpec) -> ContainerSpec:
+    """Stage A's part of the spec's id-mapped binds (volumes of a container with maps other than
+    the volumes' owner's, berth.daemon.remap.volume_maps): each made now, with the host's
+    privileges (id-mapping a mount needs them over its file system, which init, root of its own
+    user namespace only, lacks), as a detached copy init attaches where the spec puts it."""
+    if not any(m.idmapped and m.tree < 0 for m in spec.mounts):
+        return spec
+    from berth.libcontainer import record
+
+    mounts = []
+    try:
+        for m in spec.mounts:
+            if m.idmapped and m.tree < 0:
+                m = record.replace(m, tree=mount_clone(m))
+            mounts.append(m)
+    except BaseException:
+        for m in mounts:
+            if m.tree >= 0:
+                os.close(m.tree)
+        raise
+    return record.replace(spec, mounts=tuple(mounts))
 
 
 def premapped(mounts: list[Mount]) -> bool:

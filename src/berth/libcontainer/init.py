@@ -60,7 +60,8 @@ def run_init(
         os.setsid()
         # The container's umask is Docker's 0022 whatever the caller's (a daemon may use 077).
         os.umask(0o022)
-        stdio_.setup(stdio, keep=(report_fd, barrier_fd, stdio.console_socket, *steptrace_fds()))
+        trees = tuple(m.tree for m in spec.mounts if m.tree >= 0)  # id-mapped binds stage A made
+        stdio_.setup(stdio, keep=(report_fd, barrier_fd, stdio.console_socket, *steptrace_fds(), *trees))
         tty_path = os.ttyname(0) if stdio.tty and not stdio.console else None
         if (spec.create_container_hooks or spec.start_container_hooks) and not spec.hook_state:
             raise ContainerInitError("createContainer/startContainer hooks need the container's state", EXIT_OTHER)

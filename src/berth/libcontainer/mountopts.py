@@ -8,7 +8,9 @@ a copy of the covered directory into a new tmpfs, and every other word the files
 
 Two refusals runc does not make, by name and before any side effect: a bare word that is not
 recognised on a bind mount (a bind mount has no filesystem to take data: the kernel would
-drop it silently, and ``nosiud`` would go unnoticed), and id-mapped mounts (``idmap``/``ridmap``: not supported yet). ``tmpcopyup`` on anything but a tmpfs is refused as well.
+drop it silently, and ``nosiud`` would go unnoticed), and ``idmap=``/``ridmap=`` with a value
+(crun's inline maps: not supported; the bare words, with the mount's ``uidMappings``, are, and
+are no mount(2) flags). ``tmpcopyup`` on anything but a tmpfs is refused as well.
 
     >>> o = parse_mount_options(("nosuid", "rro", "size=1m", "tmpcopyup", "rslave"))
     >>> o.flags == kernel.MS_NOSUID, o.data, o.copyup, o.rec_set == ATTR_RDONLY
@@ -158,6 +160,8 @@ def parse_mount_options(options: tuple[str, ...] | list[str]) -> MountOptions:
                     rec_clear |= ATTR__ATIME
         elif word == COPYUP:
             copyup = True
+        elif word in _IDMAP:
+            pass  # read from the Mount (spec.Mount.idmap_recursive)
         else:
             data.append(word)
     return MountOptions(flags, propagation, ",".join(data), rec_set, rec_clear, copyup)
@@ -166,8 +170,8 @@ def parse_mount_options(options: tuple[str, ...] | list[str]) -> MountOptions:
 def check_mount_options(mtype: str, options: tuple[str, ...]) -> str | None:
     """What is wrong with ``options`` for a mount of ``mtype``, naming the word; None if nothing."""
     for word in options:
-        if word.split("=", 1)[0] in _IDMAP:
-            return f"option '{word}': id-mapped mounts are not supported by berth"
+        if word.split("=", 1)[0] in _IDMAP and word not in _IDMAP:
+            return f"option '{word}': inline id maps are not supported by berth (give the mount uidMappings and gidMappings)"
     opts = parse_mount_options(options)
     if opts.copyup and mtype != "tmpfs":
         return f"option '{COPYUP}' needs a tmpfs mount, not {mtype}"

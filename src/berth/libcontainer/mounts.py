@@ -104,7 +104,15 @@ def mount_one(m: Mount, dest: str, root: str | None = None) -> None:
     string is looked up again between the check and the mount; ``dest`` names it in messages."""
     opts = parse_mount_options(m.options)
     is_bind = bool(opts.bind or m.type == "bind")
-    tree = _clone_from_process_root(m.source, bool(opts.flags & kernel.MS_REC)) if is_bind else None
+    tree: int | None = None
+    if m.tree >= 0:  # made by a privileged ancestor (an id-mapped bind): ours to attach and close
+        tree = m.tree
+    elif m.idmapped:
+        from berth.libcontainer.idmapped import mount_clone
+
+        tree = mount_clone(m)
+    elif is_bind:
+        tree = _clone_from_process_root(m.source, bool(opts.flags & kernel.MS_REC))
     anchor: int | None = None
     try:
         source_is_file = False

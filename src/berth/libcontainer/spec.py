@@ -34,12 +34,30 @@ if TYPE_CHECKING:
 
 @record
 class Mount:
-    """One mount: ``mount -t type -o options source target``; also the graph driver's plan."""
+    """One mount: ``mount -t type -o options source target``; also the graph driver's plan.
+
+    A bind with ``uid_mappings``/``gid_mappings`` (the OCI mount's ``uidMappings``/``gidMappings``,
+    runtime-spec 1.1) is id-mapped: on-disk id ``containerID + i`` reads as ``hostID + i``
+    (``mount_setattr(MOUNT_ATTR_IDMAP)`` with a user namespace of those maps), recursively unless
+    the options say ``idmap`` or the bind is not ``rbind``. ``tree`` is such a mount already made
+    by a privileged ancestor (a detached copy, :func:`berth.libcontainer.idmapped.prepare_mounts`:
+    init in a user namespace of its own may not id-map), which init attaches instead."""
 
     type: str
     source: str
     target: str
     options: tuple[str, ...] = ()
+    uid_mappings: tuple[IdMap, ...] = ()
+    gid_mappings: tuple[IdMap, ...] = ()
+    tree: int = -1
+
+    @property
+    def idmapped(self) -> bool:
+        return bool(self.uid_mappings)
+
+    @property
+    def idmap_recursive(self) -> bool:
+        return "ridmap" in self.options or ("idmap" not in self.options and "rbind" in self.options)
 
 
 @record
@@ -340,7 +358,26 @@ def _parse_mount(m: Any) -> Mount:
     problem = check_mount_options(mtype, options)
     if problem is not None:
         raise _bad(f"mount '{dest}': {problem}")
-    return Mount(mtype, m.get("source") or mtype, dest, options)
+    uid_maps = _id_maps(m, "uidMappings", f"mount '{dest}': ")
+    gid_maps = _id_maps(m, "gidMappings", f"mount '{dest}': ")
+    if uid_maps or gid_maps or "idmap" in options or "ridmap" in options:
+        if mtype != "bind" and not any(o in ("bind", "rbind") for o in options):
+            raise _bad(f"mount '{dest}': id-mapped mounts must be bind mounts, not {mtype}")
+        if bool(uid_maps) != bool(gid_maps):
+            raise _bad(f"mount '{dest}': an id-mapped mount needs both uidMappings and gidMappings")
+    return Mount(mtype, m.get("source") or mtype, dest, options, uid_maps, gid_maps)
+
+
+def _idmap_defaults(mounts: tuple[Mount, ...], uid_maps: tuple[IdMap, ...], gid_maps: tuple[IdMap, ...]) -> tuple[Mount, ...]:
+    """``idmap``/``ridmap`` without mappings of its own: the container's (runc's rule)."""
+    out = []
+    for m in mounts:
+        if not m.uid_mappings and ("idmap" in m.options or "ridmap" in m.options):
+            if not uid_maps:
+                raise _bad(f"mount '{m.target}': idmap without uidMappings needs the container's user namespace maps")
+            m = Mount(m.type, m.source, m.target, m.options, uid_maps, gid_maps)
+        out.append(m)
+    return tuple(out)
 
 
 def _parse_device(d: Any) -> Device:
@@ -400,7 +437,7 @@ def parse(config: dict[str, Any]) -> ContainerSpec:
         root_readonly=bool(root.get("readonly", False)),
         hostname=hostname,
         domainname=domainname,
-        mounts=tuple(_parse_mount(m) for m in config.get("mounts") or ()),
+        mounts=_idmap_defaults(tuple(_parse_mount(m) for m in config.get("mounts") or ()), uid_mappings, gid_mappings),
         namespaces=tuple(namespaces),
         masked_paths=tuple(linux.get("maskedPaths") or ()),
         readonly_paths=tuple(linux.get("readonlyPaths") or ()),
@@ -439,21 +476,27 @@ def _hooks(config: dict[str, Any], phase: str) -> tuple[Hook, ...]:
     return tuple(out)
 
 
-def _id_maps(linux: dict[str, Any], key: str) -> tuple[IdMap, ...]:
-    entries = linux.get(key) or []
+def _id_maps(obj: dict[str, Any], key: str, where: str = "linux.") -> tuple[IdMap, ...]:
+    """``obj[key]``: a list of id ranges (``linux.uidMappings``, or a mount's); ``where`` prefixes
+    the key in messages."""
+    name = f"{where}{key}"
+    entries = obj.get(key) or []
     if not isinstance(entries, list):
-        raise _bad(f"linux.{key} must be a list")
+        raise _bad(f"{name} must be a list")
     maps = []
     for i, e in enumerate(entries):
         if not isinstance(e, dict):
-            raise _bad(f"linux.{key}[{i}] must be an object")
-        m = IdMap(*(_int(e.get(k), f"linux.{key}[{i}].{k}") for k in ("containerID", "hostID", "size")))
+            raise _bad(f"{name}[{i}] must be an object")
+        m = IdMap(*(_int(e.get(k), f"{name}[{i}].{k}") for k in ("containerID", "hostID", "size")))
         if m.container_id < 0 or m.host_id < 0 or m.size <= 0 or max(m.container_id, m.host_id) + m.size > 1 << 32:
-            raise _bad(f"linux.{key}[{i}]: {m.container_id} {m.host_id} {m.size} is not a valid id range")
+            raise _bad(f"{name}[{i}]: {m.container_id} {m.host_id} {m.size} is not a valid id range")
         maps.append(m)
     if len(maps) > 340:  # the kernel's limit on lines in uid_map/gid_map
-        raise _bad(f"linux.{key}: at most 340 ranges, got {len(maps)}")
+        raise _bad(f"{name}: at most 340 ranges, got {len(maps)}")
     return tuple(maps)
+
+
+mount_id_maps = _id_maps  # a mount's uidMappings/gidMappings, checked (the oci shim's id-mapped binds)
 
 
 def _joins_own_netns(path: str) -> bool:

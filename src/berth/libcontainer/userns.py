@@ -82,6 +82,7 @@ def stage_a(
     ``early_rootfs``: the rootfs is mounted here (:func:`mount_rootfs_idmapped`), its layers
     id-mapped with ``idmap_fd``'s maps (or, without it, already chowned for them), and init gets
     no rootfs mounts."""
+    from berth.libcontainer import idmapped
     from berth.libcontainer.init import join_namespaces, run_init
 
     try:
@@ -94,6 +95,8 @@ def stage_a(
         if early_rootfs:
             mount_rootfs_idmapped(spec, rootfs_mounts, idmap_fd)
             rootfs_mounts = []
+        # id-mapped binds (volumes), made while id-mapping is still ours to do; init attaches them
+        spec = idmapped.prepare_mounts(spec)
         spec = write_joined_net_sysctls(spec)
         join_namespaces(spec, with_pid=True)
         user = spec.namespace("user")

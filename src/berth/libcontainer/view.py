@@ -39,7 +39,7 @@ from berth.libcontainer import kernel
 from berth.libcontainer.failure import ContainerInitError
 from berth.libcontainer.mounts import mount_one, remount_readonly
 from berth.libcontainer.securepath import resolve_in_root
-from berth.libcontainer.spec import Mount
+from berth.libcontainer.spec import Mount, mount_id_maps
 
 MAX_REQUEST = 1 << 20
 
@@ -137,8 +137,10 @@ def build_stopped(request: dict[str, Any]) -> None:
         dest = resolve_in_root(root, str(m["destination"]))
         if not os.path.exists(str(m["source"])):
             continue  # a bind source that is gone (dockerd fails the start; cp has nothing to show)
+        where = f"mount '{m['destination']}': "
         mount_one(Mount(type=str(m.get("type") or "bind"), source=str(m["source"]), target=dest,
-                        options=tuple(m.get("options") or ())), dest)
+                        options=tuple(m.get("options") or ()), uid_mappings=mount_id_maps(m, "uidMappings", where),
+                        gid_mappings=mount_id_maps(m, "gidMappings", where)), dest)
     if request.get("readonly_root"):
         remount_readonly(root)
     os.chroot(root)

@@ -107,7 +107,7 @@ def features() -> dict[str, Any]:
         "ociVersionMin": "1.0.0",
         "ociVersionMax": SPEC_VERSION,
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
-        "mountOptions": sorted({*FLAG_WORDS, *PROPAGATION, *REC_ATTR_WORDS, "tmpcopyup"}),
+        "mountOptions": sorted({*FLAG_WORDS, *PROPAGATION, *REC_ATTR_WORDS, "tmpcopyup", "idmap", "ridmap"}),
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
             "capabilities": ["CAP_" + n for n in capabilities.NAMES[: capabilities.last_cap() + 1]],
@@ -123,7 +123,7 @@ def features() -> dict[str, Any]:
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
-            "mountExtensions": {"idmap": {"enabled": False}},
+            "mountExtensions": {"idmap": {"enabled": True}},  # binds with uidMappings (mount_setattr, 5.12+)
         },
         "annotations": {"org.opencontainers.runtime-spec.features.linux.cgroup": "v1,v2"},
     }

@@ -33,6 +33,7 @@ forwards it over the shim's console socketpair, as the native runtime's init sen
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -392,12 +393,14 @@ def helper_create(binary: Binary, req: dict[str, Any], body: bytes, stdio: Stdio
         work = P.decode_json(body)
         spec = ocispec.runtime_spec(work["spec"], req.get("cgroup") or "", _held())
         mounts = work.get("rootfs_mounts") or ()
+        idmapped = _idmapped_targets(spec, directory)
         # written first: a cleanup after a crash from here on knows what to undo
         _write(os.path.join(directory, RUNTIME_FILE), P.dumps({
             "name": binary.name, "path": binary.path, "args": binary.args, "root": binary.root,
-            "rootfs": [m[2] for m in mounts],
+            "rootfs": [m[2] for m in mounts] + [target for _, target in idmapped],
         }))
         _mount_rootfs(mounts, spec)
+        _mount_idmapped(spec, idmapped)
         _write(os.path.join(directory, CONFIG_FILE), P.dumps(spec))
         pid_file = os.path.join(directory, "init.pid")
         command = ["create", "--bundle", directory, "--pid-file", pid_file]
@@ -473,6 +476,45 @@ def _mount_rootfs(mounts: Any, spec: dict[str, Any]) -> None:
         idmapped.mount_rootfs(plan, fd)
     finally:
         os.close(fd)
+
+
+def _idmapped_targets(spec: dict[str, Any], directory: str) -> list[tuple[int, str]]:
+    """(index in the spec's mounts, host path) of each id-mapped bind (a volume of a container
+    with maps of its own: its uidMappings/gidMappings), which the shim mounts for the runtime."""
+    return [(i, os.path.join(directory, "idmapped", str(i)))
+            for i, m in enumerate(spec.get("mounts") or ()) if m.get("uidMappings")]
+
+
+def _mount_idmapped(spec: dict[str, Any], targets: list[tuple[int, str]]) -> None:
+    """The id-mapped binds, made on the host (runc 1.1 has no id-mapped mounts; the shim
+    id-maps them as it does the layers, berth.libcontainer.idmapped), each at its path in the
+    bundle, which the spec's mount then binds as a plain one; unmounted with the rootfs."""
+    if not targets:
+        return
+    import stat
+
+    from berth.libcontainer import Mount, idmapped, kernel
+    from berth.libcontainer.spec import mount_id_maps
+
+    os.makedirs(os.path.join(os.path.dirname(targets[0][1])), mode=0o711, exist_ok=True)
+    for i, target in targets:
+        m = spec["mounts"][i]
+        where = f"mount '{m.get('destination')}': "
+        mount = Mount("bind", str(m["source"]), str(m.get("destination")), tuple(m.get("options") or ()),
+                      mount_id_maps(m, "uidMappings", where), mount_id_maps(m, "gidMappings", where))
+        tree = idmapped.mount_clone(mount)
+        try:
+            if stat.S_ISDIR(os.fstat(tree).st_mode):
+                os.makedirs(target, mode=0o711, exist_ok=True)
+            else:
+                os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+            kernel.move_mount(tree, "", kernel.AT_FDCWD, target, kernel.MOVE_MOUNT_F_EMPTY_PATH)
+        finally:
+            os.close(tree)
+        m["source"] = target
+        m["options"] = [o for o in m.get("options") or () if o not in ("idmap", "ridmap")]
+        m.pop("uidMappings", None)
+        m.pop("gidMappings", None)
 
 
 def helper_exec(binary: Binary, cid: str, directory: str, process: dict[str, Any], stdio: Stdio, res_w: int) -> None:
@@ -559,8 +601,12 @@ def unmount_rootfs(directory: str) -> None:
     except (OSError, ValueError):
         return
     for target in reversed(targets):
-        while os.path.ismount(target):
+        # until it is no mount point (EINVAL): an id-mapped bind has its parent's st_dev, so
+        # os.path.ismount cannot tell
+        while True:
             try:
                 kernel.umount2(target, kernel.MNT_DETACH)
             except OSError as exc:
+                if exc.errno in (errno.EINVAL, errno.ENOENT):
+                    break
                 raise RuntimeFailed(f"unmount rootfs {target}: {exc}") from exc
