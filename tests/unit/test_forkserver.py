@@ -93,6 +93,40 @@ def test_the_spare_shim_and_its_standby_helper_go_with_the_fork_server() -> None
     assert harness.pids_with_marker(mark) == []
 
 
+def test_a_connection_handed_ahead_waits_in_the_spare_and_no_next_spare_is_forked_until_asked() -> None:
+    """``ahead``: the daemon's next connection goes to the spare, which waits for its create
+    request; the fork server forks the next spare only when the next request comes. A ``kick``
+    is no request. The daemon letting that connection go ends the shim and its standby."""
+    mark = Path(f"/nonexistent/forkserver-{uuid.uuid4().hex}")
+    proc, ctl = start_forkserver({harness.MARKER_VAR: str(mark)})
+    warmer = 1 if own_procs_file() is not None else 0
+    try:
+        harness.eventually(lambda: len(harness.pids_with_marker(mark)) == 3 + warmer, 10)
+        mine, theirs = socket.socketpair()
+        socket.send_fds(ctl, [b"ahead"], [theirs.fileno()])
+        theirs.close()
+        ctl.send(b"kick")
+        # the daemon lets go: the waiting shim dismisses its standby and exits; and no spare
+        # was forked after the hand (one would stay, with its standby)
+        mine.close()
+        harness.eventually(lambda: len(harness.pids_with_marker(mark)) == 1 + warmer, 10)
+        # the next request gets a spare forked for it, which serves it
+        again, theirs = socket.socketpair()
+        socket.send_fds(ctl, [b"spawn"], [theirs.fileno()])
+        theirs.close()
+        harness.eventually(lambda: len(harness.pids_with_marker(mark)) == 3 + warmer, 10)
+        again.close()
+        harness.eventually(lambda: len(harness.pids_with_marker(mark)) == 1 + warmer, 10)
+    finally:
+        ctl.close()
+        assert proc.wait(timeout=10) == 0
+        assert proc.stderr is not None
+        stderr = proc.stderr.read()
+        proc.stderr.close()
+    assert harness.pids_with_marker(mark) == []
+    assert b"Traceback" not in stderr, stderr.decode()
+
+
 def test_a_commands_background_warming_moves_nothing() -> None:
     """berth-runtime's warming thread (berth.libcontainer.cgroups.warm) migrates the command into
     the cgroup it is already in, again and again for half a second: nothing moves."""

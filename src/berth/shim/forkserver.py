@@ -8,7 +8,9 @@ the shim's hot code once (:mod:`berth.shim.warmup`), calls
 says ``ready`` on its control socket FD (a ``SOCK_SEQPACKET`` socketpair with the daemon).
 
 Protocol: each request is one message ``spawn`` carrying one fd (``SCM_RIGHTS``): the monitor's
-end of a fresh stream socketpair. The fork server double-forks (the middle child calls
+end of a fresh stream socketpair (``ahead``: the same, for a connection the daemon keeps until its
+next create; ``view``: a docker cp view; ``kick``, no fd: a container was handed out, warm the
+cgroup migrations). The fork server double-forks (the middle child calls
 ``setsid`` and exits at once, so the monitor is in its own session and is reparented away from
 us and the daemon) and closes its copy of the fd. Everything else -- the create request, the
 result of ``libcontainer.create``, the monitor's pid -- travels on that socketpair between the
@@ -44,6 +46,8 @@ def serve(control: socket.socket) -> None:
     control.send(b"ready")
     warmer = WarmerProcess.start()  # berth.shim.cgroupwarm
     private = (warmer.kick_w,) if warmer is not None else ()  # the fork server's alone: not a shim's
+    # The first spare is forked at once; the next ones when a request comes: the daemon hands
+    # its next connection out ahead of its next create (``ahead``), so no start waits for them.
     spare: Spare | None = Spare(control, private)
     # recvmsg, not socket.recv_fds: every page this loop writes after a fork is copied, and the
     # old copy stays with the shim just forked, so the loop touches as little as it can
@@ -61,16 +65,21 @@ def serve(control: socket.socket) -> None:
                 return  # EOF: the daemon is gone
             for fd in fds[1:]:
                 os.close(fd)
-            if msg not in (b"spawn", b"view") or not fds:
+            if msg == b"kick" and warmer is not None:
+                warmer.kick()  # a container handed out ahead is being set up
+            if msg not in (b"spawn", b"view", b"ahead") or not fds:
                 if fds:
                     os.close(fds[0])
                 continue
-            if spare is None or not spare.hand(fds[0], msg):
-                spawn(fds[0], control, msg, private)  # the spare died (someone killed it): fork one now
+            if spare is None:
+                spare = Spare(control, private)
+            kind = b"spawn" if msg == b"ahead" else msg
+            if not spare.hand(fds[0], kind):
+                spawn(fds[0], control, kind, private)  # the spare died (someone killed it): fork one now
             os.close(fds[0])
             if msg == b"spawn" and warmer is not None:
                 warmer.kick()  # while the new shim sets its container up
-            spare = Spare(control, private)  # the next one, forked while nobody waits for it
+            spare = None
     finally:
         if spare is not None:
             spare.dismiss()

@@ -92,7 +92,13 @@ def main(daemon: socket.socket, make_runtime: MakeRuntime = runtime_for, standby
     code = 0
     try:
         daemon.setblocking(True)
-        req, body = read_request(daemon)
+        try:
+            req, body = read_request(daemon)
+        except EOFError:
+            # a connection handed out ahead that the daemon let go (its shutdown): no container
+            if standby is not None:
+                standby.dismiss()
+            os._exit(0)
         mark("m:request")
         exec_dir = os.path.join(req["exec_root"], req["id"])
         os.makedirs(exec_dir, mode=0o700, exist_ok=True)

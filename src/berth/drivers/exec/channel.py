@@ -241,6 +241,11 @@ async def hello(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, msg:
     """
     writer.write(P.encode_json(msg))
     await writer.drain()
+    return await first_event(reader)
+
+
+async def first_event(reader: asyncio.StreamReader) -> dict[str, Any] | None:
+    """The monitor's first control event after a hello (None at EOF; see :func:`hello`)."""
     while True:
         frame = await P.read_frame(reader)
         if frame is None:

@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from berth.drivers.exec.channel import MonitorChannel, hello
+from berth.drivers.exec.channel import MonitorChannel, first_event, hello
 from berth.drivers.exec.handle import MonitorHandle, read_exit_file
 from berth.drivers.exec.model import CreateRequest, ExitStatus
 from berth.drivers.exec.view import View, open_view
@@ -46,6 +46,7 @@ SUN_PATH_MAX = 107  # sockaddr_un.sun_path holds 108 bytes with the NUL
 
 
 CGROUP_FILE = "cgroup"  # <exec root>/<id>/cgroup: the container's cgroup path
+AHEAD_DELAY = 0.05  # seconds after a create took the connection handed out ahead until the next
 
 class NativeDriver:
     """Creates containers through the fork server and reattaches to their monitors."""
@@ -60,6 +61,10 @@ class NativeDriver:
         self._proc: asyncio.subprocess.Process | None = None
         self._live: dict[str, MonitorHandle] = {}  # the handles this driver made, until cleanup
         self._ready: asyncio.Future[bytes] | None = None  # the fork server's "ready"
+        # our end of a connection whose shim (the fork server's spare, handed it ahead) waits for
+        # a create request: a create writes to it at once, without the fork server's hop
+        self._ahead: socket.socket | None = None
+        self._handing: asyncio.Task[None] | None = None
 
     # ---- fork server ----------------------------------------------------------------------
     async def startup(self) -> None:
@@ -78,6 +83,7 @@ class NativeDriver:
         ours.setblocking(False)
         self._control = ours
         self._ready = asyncio.ensure_future(_read_ready(ours))
+        self._hand_ahead(0)
 
     async def ready(self) -> None:
         """Wait until the fork server has imported everything; SystemFailure if it never does."""
@@ -106,6 +112,7 @@ class NativeDriver:
                 log.warning("remove cgroup parent %s: %s", self.cgroup_parent, exc)
 
     async def _stop_fork_server(self) -> None:
+        await self._drop_ahead()
         if self._ready is not None:
             if not self._ready.done():
                 self._ready.cancel()
@@ -122,9 +129,10 @@ class NativeDriver:
                 await self._proc.wait()
             self._proc = None
 
-    async def _spawn(self, fd: int, kind: bytes = b"spawn") -> None:
-        """Hand ``fd`` to the fork server; a fork server that died is started again once."""
-        for attempt in (1, 2):
+    async def _spawn(self, fd: int, kind: bytes = b"spawn", restart: bool = True) -> None:
+        """Hand ``fd`` to the fork server; a fork server that died is started again once
+        (not ``restart``: that is left to the next create)."""
+        for attempt in (1, 2) if restart else (2,):
             ctl = self._control
             if ctl is None:
                 raise Unavailable("create container: the fork server is not running (driver not started)")
@@ -138,6 +146,74 @@ class NativeDriver:
                 log.warning("fork server gone (%s); starting it again", exc)
                 await self._stop_fork_server()
                 await self.startup()
+
+    # ---- the connection handed out ahead ---------------------------------------------------
+    def _hand_ahead(self, delay: float) -> None:
+        """Have the fork server give a shim our next connection, ``delay`` seconds from now."""
+        if self._handing is None or self._handing.done():
+            self._handing = asyncio.ensure_future(self._handed_ahead(delay))
+
+    async def _handed_ahead(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if self._ahead is not None or self._control is None:
+            return
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            await self._spawn(theirs.fileno(), b"ahead", restart=False)
+        except BaseException as exc:
+            ours.close()
+            if isinstance(exc, Exception):  # the next create hands its own connection out
+                log.warning("hand a connection to a shim ahead: %s", exc)
+                return
+            raise
+        finally:
+            theirs.close()
+        if self._ahead is not None or self._control is None:
+            ours.close()  # one was handed meanwhile, or the driver stopped
+            return
+        self._ahead = ours
+
+    def _take_ahead(self) -> socket.socket | None:
+        """The connection handed out ahead, if its shim still waits (else None)."""
+        sock, self._ahead = self._ahead, None
+        if sock is None:
+            return None
+        try:
+            sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)  # b"" (EOF) or data: not a waiting shim
+        except BlockingIOError:
+            return sock
+        except OSError:
+            pass
+        sock.close()
+        return None
+
+    async def _drop_ahead(self) -> None:
+        """Let the shim handed a connection ahead go, and wait (up to 2 s) until it (and its
+        standby helper, with its cgroup placeholder) has."""
+        if self._handing is not None and self._handing is not asyncio.current_task():
+            self._handing.cancel()
+            await asyncio.gather(self._handing, return_exceptions=True)
+            self._handing = None
+        sock, self._ahead = self._ahead, None
+        if sock is None:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            sock.setblocking(False)
+            sock.shutdown(socket.SHUT_WR)
+            await asyncio.wait_for(loop.sock_recv(sock, 1), 2)  # EOF once the shim has exited
+        except (OSError, TimeoutError):
+            pass  # gone already, or stuck: nobody waits for it
+        finally:
+            sock.close()
+
+    def _kick(self) -> None:
+        """Tell the fork server a container was handed out (its cgroup warmer goes to work)."""
+        if self._control is not None:
+            try:
+                self._control.send(b"kick")
+            except OSError:
+                pass  # a full or broken control socket: the warming is only an optimisation
 
     @staticmethod
     async def _send_fd(ctl: socket.socket, fd: int, kind: bytes = b"spawn") -> None:
@@ -185,17 +261,6 @@ class NativeDriver:
         # server hands the container to a shim: the shim reads neither (its spec comes with the
         # request), and the create returns only once both are written
         written = asyncio.ensure_future(asyncio.to_thread(self._write_records, req, cgroup))
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            await self._spawn(theirs.fileno())
-        except BaseException:
-            ours.close()
-            await asyncio.gather(written, return_exceptions=True)
-            raise
-        finally:
-            theirs.close()
-        mark("d:handed")
-        reader, writer = await asyncio.open_unix_connection(sock=ours)
         request = {
             "op": "create",
             "id": req.id,
@@ -219,9 +284,36 @@ class NativeDriver:
             "spec": req.spec,
             "rootfs_mounts": [[m.type, m.source, m.target, list(m.options)] for m in req.rootfs_mounts],
         }
-        writer.write(P.encode_json(request))
+        frames = P.encode_json(request) + P.encode_json(body)
+        ours = self._take_ahead()
+        if ours is not None:
+            self._kick()
+        else:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                await self._spawn(theirs.fileno())
+            except BaseException:
+                ours.close()
+                await asyncio.gather(written, return_exceptions=True)
+                raise
+            finally:
+                theirs.close()
+        self._hand_ahead(AHEAD_DELAY)
+        mark("d:handed")
+        # the request goes out now, before the streams are set up (that yields to the loop)
+        ours.setblocking(False)
         try:
-            ev = await hello(reader, writer, body)
+            sent = ours.send(frames)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            sent = 0  # the writer below meets the same and it is reported there
+        reader, writer = await asyncio.open_unix_connection(sock=ours)
+        try:
+            if sent < len(frames):
+                writer.write(frames[sent:])
+                await writer.drain()
+            ev = await first_event(reader)
             mark("d:created")
         except (ConnectionError, P.ProtocolError) as exc:
             writer.close()
