@@ -248,3 +248,66 @@ def test_a_layer_file_the_archive_replaces_later_is_not_the_one_loaded(graphs) -
     assert b.layer_tar(diff_id).read_bytes() == second
     assert len(_state(b)["layers"]) == 1  # type: ignore[arg-type]
     assert not (b.content.dir / hashlib.sha256(first).hexdigest()).exists()
+
+
+def _members(data: bytes) -> list[tuple[tarfile.TarInfo, bytes]]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return [(m, tar.extractfile(m).read() if m.isreg() else b"") for m in tar]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("driver", ["overlay2", "vfs"])
+def test_a_berth_archive_layer_the_store_has_is_not_even_read(graphs, busybox_tar: Path, driver: str) -> None:  # type: ignore[no-untyped-def]
+    """save names a layer's file by its chain: where the store has that chain, the load takes
+    the layer from the store and never reads the file (as dockerd does): here it is garbage."""
+    a = graphs("overlay2")
+    _, child = two_layer_image(a, busybox_tar)
+    data = _saved(a, ["spycommit:1"])
+    garbage = make_tar(entry("garbage", data=b"not this layer"))
+    forged = make_tar(*[(_sized(m, len(garbage)), garbage) if m.name.endswith("layer.tar") else (m, d)
+                        for m, d in _members(data)])
+    fresh = graphs(driver)
+    empty = _state(fresh)
+    with pytest.raises(InvalidParameter, match="diff id"):  # a store without the layers reads them
+        fresh.load(io.BytesIO(forged))
+    assert _state(fresh) == empty
+    b = graphs(driver)
+    assert b.load(io.BytesIO(data)) == ["Loaded image: spycommit:1"]
+    state = _state(b)
+    b.tag(child, "keep", "1")
+    assert b.remove("spycommit:1") == [{"Untagged": "spycommit:1"}]
+    watched = _Watching(forged, b.root / "tmp")
+    assert b.load(watched) == ["Loaded image: spycommit:1"]  # its files were never opened
+    assert b.resolve("spycommit:1") == child
+    assert _state(b) == state
+    assert watched.sizes and set(watched.sizes.values()) == {0}  # nor even written: placeholders
+
+
+class _Watching(io.BytesIO):
+    """The archive, read in small pieces; before each, the sizes of the layer files the load
+    has extracted so far."""
+
+    def __init__(self, data: bytes, tmp: Path) -> None:
+        super().__init__(data)
+        self.tmp = tmp
+        self.sizes: dict[str, int] = {}
+
+    def read(self, size: int | None = -1) -> bytes:
+        for path in self.tmp.glob("load-*/*/layer.tar"):
+            self.sizes[path.parent.name] = path.stat().st_size
+        return super().read(4096)
+
+
+def test_a_manifest_that_names_a_skipped_file_for_another_layer_is_refused(graphs, busybox_tar: Path) -> None:  # type: ignore[no-untyped-def]
+    a, b = graphs("overlay2"), graphs("overlay2")
+    _, child = two_layer_image(a, busybox_tar)
+    b.import_tar(busybox_tar, "busybox", [], "")  # the base layer is in b: its file is skipped
+    members = _members(_saved(a, ["spycommit:1"]))
+    manifest = json.loads(next(d for m, d in members if m.name == "manifest.json"))
+    manifest[0]["Layers"] = manifest[0]["Layers"][::-1]  # the child's place names the base's file
+    swapped = json.dumps(manifest).encode()
+    forged = make_tar(*[(_sized(m, len(swapped)), swapped) if m.name == "manifest.json" else (m, d)
+                        for m, d in members])
+    before = _state(b)
+    with pytest.raises(InvalidParameter, match="not the layer its file name says"):
+        b.load(io.BytesIO(forged))
+    assert _state(b) == before and len(b.layers.rows()) == 1

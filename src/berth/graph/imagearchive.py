@@ -31,12 +31,12 @@ import tarfile
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, cast
 
 from berth.drivers.graph.archive import copy_data
 from berth.drivers.graph.tarstream import HashingReader, StrictTarInfo, decompressed, short
-from berth.errors import InvalidParameter, NotFound
+from berth.errors import BerthError, InvalidParameter, NotFound
 from berth.graph import reference
 from berth.graph.ahead import LayersAhead
 from berth.graph.budget import UnpackBudget
@@ -107,9 +107,9 @@ def save(graph: Archives, names: list[str], out: BinaryIO, oci: bool = False) ->
             diff_ids = list((doc.get("rootfs") or {}).get("diff_ids") or [])
             layers: list[str] = []
             parent = ""
-            for index, (diff_id, chain) in enumerate(zip(diff_ids, chain_ids(diff_ids), strict=True)):
+            chains = chain_ids(diff_ids)
+            for index, (diff_id, chain, v1_id) in enumerate(zip(diff_ids, chains, _v1_ids(image_id, chains), strict=True)):
                 top = index == len(diff_ids) - 1
-                v1_id = hashlib.sha256(f"{parent} {chain} {image_id if top else ''}".encode()).hexdigest()
                 layer_json = {
                     "id": v1_id,
                     **({"parent": parent} if parent else {}),
@@ -153,6 +153,65 @@ def save(graph: Archives, names: list[str], out: BinaryIO, oci: bool = False) ->
             _add_bytes(tar, "repositories", json.dumps(repositories).encode(), 0)
 
 
+def _v1_ids(image_id: str, chains: list[str]) -> list[str]:
+    """The v1 ids ``save`` names an image's layer dirs by: each from its parent's, its chain id
+    and, for the top layer, the image id (so a dir name says which chain its layer.tar holds)."""
+    ids: list[str] = []
+    for index, chain in enumerate(chains):
+        top = index == len(chains) - 1
+        ids.append(hashlib.sha256(f"{ids[-1] if ids else ''} {chain} {image_id if top else ''}".encode()).hexdigest())
+    return ids
+
+
+class _Present:
+    """Layer files of the archive the load does not need to write.
+
+    ``save`` writes an image's config before its layers and names each ``<v1 id>/layer.tar``
+    with a v1 id made from the layer's chain id (:func:`_v1_ids`). So once a config is in, the
+    names of its layers' files say their chains; where the store has a chain, create_image will
+    take that layer from the store (as dockerd does when a chain exists) and never read the
+    file: its bytes are read past instead of written (and removed again). The layer is held
+    until the load ends, so no prune takes it meanwhile; the file is an empty placeholder, which
+    no image may open (a manifest naming it for another chain is refused)."""
+
+    def __init__(self, layers: LayerStore) -> None:
+        self._layers = layers
+        self._chains: dict[str, str] = {}  # "<v1 id>/layer.tar" -> chain id
+        self._held: list[str] = []
+        self.placeholders: set[Path] = set()
+
+    def config(self, path: Path, name: str) -> None:
+        """An extracted file: where it is an image config, learn its layers' file names."""
+        parts = PurePosixPath(name).parts
+        if len(parts) != 1 or not parts[0].endswith(".json") or parts[0] == "manifest.json":
+            return
+        try:
+            if path.stat().st_size > MAX_CONFIG_SIZE:
+                return
+            data = path.read_bytes()
+            chains = chain_ids(check_config(parse_json(data, "load"), "load"))
+        except (OSError, BerthError):
+            return  # checked again, and refused, with the manifest
+        image_id = "sha256:" + hashlib.sha256(data).hexdigest()
+        for v1_id, chain in zip(_v1_ids(image_id, chains), chains, strict=True):
+            self._chains.setdefault(f"{v1_id}/layer.tar", chain)
+
+    def holds(self, name: str) -> bool:
+        """The member ``name`` is the tar of a layer the store has (now held): skip its bytes."""
+        chain = self._chains.get(str(PurePosixPath(name)))
+        if chain is None:
+            return False
+        if self._layers.holds.claim(chain) is None:
+            self._layers.holds.applied(chain)  # not in the store: the claim is not ours to keep
+            return False
+        self._held.append(chain)
+        return True
+
+    def release(self) -> None:
+        self._layers.holds.release(self._held)
+        self._held = []
+
+
 def load(graph: Archives, stream: BinaryIO) -> list[str]:
     """Load a docker-archive tar (plain or compressed); return Docker's output lines
     (``Loaded image: busybox:latest`` / ``Loaded image ID: sha256:...``).
@@ -167,8 +226,15 @@ def load(graph: Archives, stream: BinaryIO) -> list[str]:
     tmp_root.mkdir(mode=0o700, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="load-", dir=tmp_root))
     ahead = LayersAhead(graph.layers, budget) if graph.layers.driver.independent_layers else None
+    present = _Present(graph.layers)
+
+    def on_file(path: Path, name: str) -> None:
+        present.config(path, name)
+        if ahead is not None and Path(os.path.realpath(path)) not in present.placeholders:
+            ahead.offer(path, name)
+
     try:
-        _unpack(stream, tmp, budget, ahead.offer if ahead is not None else None)
+        _unpack(stream, tmp, budget, on_file, present)
         manifest_path = tmp / "manifest.json"
         if not manifest_path.is_file() and (tmp / "index.json").is_file():
             return _load_oci(graph, tmp, budget, ahead)
@@ -179,11 +245,13 @@ def load(graph: Archives, stream: BinaryIO) -> list[str]:
         images = [_checked(tmp, entry, index) for index, entry in enumerate(_manifest(manifest_path))]
         lines: list[str] = []
         for image in images:
-            lines += _load_one(graph, image, budget, ahead=_taker(ahead, image.layers))
+            lines += _load_one(graph, image, budget, ahead=_taker(ahead, image.layers),
+                               placeholders=present.placeholders)
         return lines
     finally:
         if ahead is not None:
             ahead.close()  # before the files go: what no image took is removed
+        present.release()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -192,10 +260,11 @@ def _taker(ahead: LayersAhead | None, paths: list[Path]) -> Callable[[int], Ahea
 
 
 def _unpack(stream: BinaryIO, tmp: Path, budget: UnpackBudget,
-            on_file: Callable[[Path, str], None] | None = None) -> None:
+            on_file: Callable[[Path, str], None] | None = None, present: _Present | None = None) -> None:
     """Extract the archive into ``tmp``: Python's ``data`` filter refuses absolute paths, links
     out and devices; the decompressed bytes are charged to ``budget``. ``on_file(path, name)``
-    is called for each regular file once it is complete (data, owner, mode and times)."""
+    is called for each regular file once it is complete (data, owner, mode and times); the
+    bytes of a layer file ``present`` holds are not written (an empty placeholder)."""
     try:
         # 64 KiB reads for headers (tarfile copies its read-ahead on every small read, so that
         # one stays small against an archive of many tiny members); a file's data goes from the
@@ -205,7 +274,7 @@ def _unpack(stream: BinaryIO, tmp: Path, budget: UnpackBudget,
             fileobj=HashingReader(budget.reader(decompressed(stream)), hashing=False), mode="r|",
             tarinfo=StrictTarInfo, bufsize=_READ, copybufsize=_COPY,
         ) as tar:
-            tar.on_file = on_file
+            tar.on_file, tar.present = on_file, present
             tar.extractall(tmp, filter="data")
     except OSError as exc:
         if exc.errno is not None and exc.errno not in _MEMBER_ERRNOS:
@@ -223,6 +292,7 @@ class _ArchiveTar(tarfile.TarFile):
     earlier one replaces it rather than writing over it), so a file once extracted never changes."""
 
     on_file: Callable[[Path, str], None] | None = None
+    present: _Present | None = None
 
     def utime(self, tarinfo: tarfile.TarInfo, targetpath: Any) -> None:
         super().utime(tarinfo, targetpath)  # the last step of a file's extraction
@@ -232,11 +302,26 @@ class _ArchiveTar(tarfile.TarFile):
     def makefile(self, tarinfo: tarfile.TarInfo, targetpath: Any) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(targetpath)
+        if tarinfo.sparse is None and self.present is not None and self.present.holds(tarinfo.name):
+            with open(targetpath, "xb"):
+                pass
+            if copy_data(self, tarinfo, cast(BinaryIO, _Discard())):
+                self.present.placeholders.add(Path(os.path.realpath(targetpath)))  # as _inside names it
+                return
+            os.unlink(targetpath)  # not the stream copy_data knows: write it after all
         if tarinfo.sparse is None:
             with open(targetpath, "xb") as target:
                 if copy_data(self, tarinfo, target):
                     return
         super().makefile(tarinfo, targetpath)  # sparse, or not the stream copy_data knows
+
+
+class _Discard:
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+    def flush(self) -> None:
+        pass
 
 
 _READ = 1 << 16
@@ -301,10 +386,15 @@ def _checked(tmp: Path, entry: dict[str, Any], index: int) -> _Image:
 
 def _load_one(graph: Archives, image: _Image, budget: UnpackBudget,
               opener: Callable[[int], BinaryIO] | None = None,
-              ahead: Callable[[int], AheadLayer | None] | None = None) -> list[str]:
-    image_id = create_image(graph.images, graph.layers, graph.content, image.config,
-                            opener or (lambda index: cast(BinaryIO, OwnTar(image.layers[index]))), None, budget,
-                            ahead)
+              ahead: Callable[[int], AheadLayer | None] | None = None,
+              placeholders: set[Path] | frozenset[Path] = frozenset()) -> list[str]:
+    def open_file(index: int) -> BinaryIO:
+        if image.layers[index] in placeholders:  # its file name said another chain
+            raise InvalidParameter(f"load: layer {index} of the image is not the layer its file name says")
+        return cast(BinaryIO, OwnTar(image.layers[index]))
+
+    image_id = create_image(graph.images, graph.layers, graph.content, image.config, opener or open_file, None,
+                            budget, ahead)
     lines = []
     for ref in image.tags:
         previous = graph.images.tag_target(ref.name, ref.tag)
