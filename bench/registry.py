@@ -40,6 +40,7 @@ LAYERS = 6
 LAYER_BYTES = 35 * 1000 * 1000
 IMAGE = "bench/img:1"
 OPERATIONS = ("pull", "registry", "push", "save", "load")
+LOAD_ROWS = {False: "load (image not in the daemon)", True: "load (its layers in the daemon, under another tag)"}
 
 
 def log(msg: str) -> None:
@@ -83,6 +84,12 @@ def make_layout(folder: Path) -> int:
     return total
 
 
+def daemon_cpu(d: harness.Daemon) -> float:
+    """CPU seconds (user + system) the daemon process used so far, all its threads."""
+    fields = Path(f"/proc/{d.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(argv: list[str], prefix: list[str] | None = None, timeout: float = 600, env: dict[str, str] | None = None) -> float:
     t0 = time.perf_counter()
     r = subprocess.run([*(prefix or []), *argv], capture_output=True, text=True, timeout=timeout, env=env)
@@ -99,6 +106,7 @@ def skopeo_load(layout: Path, addr: str, prefix: list[str] | None = None) -> Non
 class Rows:
     def __init__(self) -> None:
         self.rows: dict[str, dict[str, list[float]]] = {}
+        self.cpu: dict[str, dict[str, list[float]]] = {}  # the daemon's own CPU seconds (save, load)
         self.errors: dict[str, dict[str, str]] = {}
 
     def measure(self, row: str, who: str, fn: Callable[[], float]) -> None:
@@ -255,14 +263,16 @@ def main(argv: list[str] | None = None) -> int:
                 for f in fresh:
                     f.stop()
 
-        def save(d: harness.Daemon, src: str) -> Callable[[], float]:
+        def save(d: harness.Daemon, who: str, src: str) -> Callable[[], float]:
             def op() -> float:
                 out = tmp / "saved.tar"
+                cpu = daemon_cpu(d)
                 took = run([harness.docker_cli() or "docker", "save", "-o", str(out), src], env=d.env)
+                rows.cpu.setdefault("save", {}).setdefault(who, []).append(daemon_cpu(d) - cpu)
                 return took
             return op
 
-        def load(d: harness.Daemon, src: str, keep_layers: bool) -> Callable[[], float]:
+        def load(d: harness.Daemon, who: str, src: str, keep_layers: bool) -> Callable[[], float]:
             """``docker load`` of the image saved by ``src``: removed from the daemon first, or
             (``keep_layers``) only that tag, another one keeping the image and its layers, which
             dockerd then does not unpack again (the case this row measured until 2026-12-05,
@@ -278,7 +288,9 @@ def main(argv: list[str] | None = None) -> int:
                     image_id = subprocess.run([docker, "image", "inspect", "-f", "{{.Id}}", src], env=d.env,
                                               capture_output=True, text=True, check=True).stdout.strip()
                     run([docker, "rmi", "-f", image_id], env=d.env)  # every tag: the layers go too
+                cpu = daemon_cpu(d)
                 took = run([docker, "load", "-q", "-i", str(tmp / "toload.tar")], env=d.env)
+                rows.cpu.setdefault(LOAD_ROWS[keep_layers], {}).setdefault(who, []).append(daemon_cpu(d) - cpu)
                 if keep_layers:
                     run([docker, "rmi", "bench/keep:1"], env=d.env)
                 return took
@@ -289,10 +301,10 @@ def main(argv: list[str] | None = None) -> int:
             pairs = [("berth", berth, f"{cncf.addr}/{IMAGE}"), ("dockerd", ref, f"127.0.0.1:{ns_port}/{IMAGE}")]
             for who, d, src in pairs if r % 2 == 0 else pairs[::-1]:
                 if "save" in only:
-                    rows.measure("save", who, save(d, src))
+                    rows.measure("save", who, save(d, who, src))
                 if "load" in only:
-                    rows.measure("load (image not in the daemon)", who, load(d, src, keep_layers=False))
-                    rows.measure("load (its layers in the daemon, under another tag)", who, load(d, src, keep_layers=True))
+                    for keep in (False, True):
+                        rows.measure(LOAD_ROWS[keep], who, load(d, who, src, keep_layers=keep))
             loads.append(os.getloadavg()[0])
         nsreg.terminate()
         nsreg.wait(10)
@@ -321,7 +333,8 @@ def report(rows: Rows, mb: float, started: float, loads: list[float]) -> str:
         "",
         "Written by `bench/registry.py` (replaced on every run). One image of 6 layers, each a gzip (level 1) of",
         f"35 MB of random bytes: {mb:.0f} MB compressed. Each cell: median wall time of the whole command",
-        "(min–max, n), and the throughput it means. Systems alternate every round. dockerd (Debian's 20.10) runs in",
+        "(min–max, n), the throughput it means and, for save and load, the median CPU time the daemon process used",
+        "(all its threads). Systems alternate every round. dockerd (Debian's 20.10) runs in",
         "its own network namespace with its own CNCF registry on that loopback, loaded with the same image; every",
         "other client uses the registries in the host's namespace. Registries: the CNCF registry 2.8 (Debian's",
         "docker-registry) and berth's own (`berth registry serve`).",
@@ -330,17 +343,18 @@ def report(rows: Rows, mb: float, started: float, loads: list[float]) -> str:
         "`.venv/bin/python bench/registry.py`.",
         f"Load average (1 min) during the run, sampled each round: {', '.join(f'{x:.1f}' for x in loads)}.",
         "",
-        "| operation | system | time | MB/s |",
-        "| --- | --- | --- | --- |",
+        "| operation | system | time | MB/s | daemon CPU |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for row, systems in rows.rows.items():
         for who, samples in systems.items():
             med = statistics.median(samples)
+            cpu = rows.cpu.get(row, {}).get(who)
             lines.append(f"| {row} | {who} | {med:.2f} s ({min(samples):.2f}–{max(samples):.2f}, n={len(samples)}) | "
-                         f"{mb / med:.0f} |")
+                         f"{mb / med:.0f} | {f'{statistics.median(cpu):.2f} s' if cpu else ''} |")
     for row, errs in rows.errors.items():
         for who, err in errs.items():
-            lines.append(f"| {row} | {who} | failed: {err} | |")
+            lines.append(f"| {row} | {who} | failed: {err} | | |")
     return "\n".join(lines) + "\n"
 
 
