@@ -109,7 +109,7 @@ def create(
 def create_shared(
     spec: dict[str, Any], rootfs_mounts: list[Mount], stdio: Stdio, cgroup: Cgroup | None,
     report: tuple[int, int], barrier_r: int, hook_state: dict[str, Any] | None = None,
-    create_hooks: Callable[[int], None] | None = None,
+    create_hooks: Callable[[int], None] | None = None, forked: Callable[[], None] | None = None,
 ) -> int:
     """Like :func:`create`, for a caller whose pipes another process also holds: the shim
     makes ``report`` and the barrier, forks a helper that calls this, and keeps the read end of
@@ -117,9 +117,10 @@ def create_shared(
     ``barrier_r`` are closed here. After the barrier the shim reads, on its own copy of the
     report pipe, EOF (the process was exec'd) or the error of a process that could not be.
     ``hook_state``: as for :func:`create_detached` (a spec with in-container hooks: CDI's);
-    ``create_hooks``: see the module's text."""
+    ``create_hooks``: see the module's text. ``forked``: the caller's own work, done while
+    init sets itself up (once it is forked; a failure there kills init)."""
     pid, report_r = _spawn(spec, rootfs_mounts, stdio, cgroup, barrier_r, report, hook_state=hook_state,
-                           create_hooks=create_hooks)
+                           create_hooks=create_hooks, forked=forked)
     os.close(report_r)
     return pid
 
@@ -159,6 +160,7 @@ def _spawn(
     hook_state: dict[str, Any] | None = None,
     parsed: specmod.ContainerSpec | None = None,
     create_hooks: Callable[[int], None] | None = None,
+    forked: Callable[[], None] | None = None,
 ) -> tuple[int, int]:
     """Fork init (which waits on ``barrier_r``; closed here in the parent) and wait until it is
     ready; returns (pid, the report pipe's read end). ``report``: the caller's pipe (its write
@@ -186,7 +188,16 @@ def _spawn(
             os.close(report[1])
         raise
     if userns_ is not None:
-        return _spawn_userns(parsed, program, rootfs_mounts, stdio, cgroup, barrier_r, report, create_hooks)
+        pid, report_r = _spawn_userns(parsed, program, rootfs_mounts, stdio, cgroup, barrier_r, report, create_hooks)
+        if forked is not None:
+            try:
+                forked()
+            except BaseException:
+                os.close(report_r)
+                _kill(pid)
+                _reap(pid)
+                raise
+        return pid, report_r
     try:
         pid = _fork_in_pidns(None if pidns is None else (pidns.path or ""))
     except BaseException:
@@ -201,6 +212,14 @@ def _spawn(
     mark("h:forked")
     os.close(report_w)
     os.close(barrier_r)
+    if forked is not None:
+        try:
+            forked()
+        except BaseException:
+            os.close(report_r)
+            _kill(pid)
+            _reap(pid)
+            raise
     data = _read_line(report_r)
     if data == HOOKS and create_hooks is not None:
         try:

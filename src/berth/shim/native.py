@@ -259,8 +259,6 @@ def helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, report: tuple[
             spot.discard()
         mounts = [Mount(m[0], m[1], m[2], tuple(m[3])) for m in work.get("rootfs_mounts", ())]
         template = _hook_state(req, spec)
-        _save_container(os.path.join(req["exec_root"], req["id"], CONTAINER_FILE), spec, template)
-        mark("h:saved")
         in_container = template if any(_phase(spec, p) for p in ("createContainer", "startContainer")) else None
 
         def create_hooks(pid: int) -> None:
@@ -274,8 +272,12 @@ def helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, report: tuple[
         if not hooks_at_create:
             os.close(barrier_w)
             barrier_w = -1
+        def save() -> None:  # while init sets itself up: only what comes after the create reads it
+            _save_container(os.path.join(req["exec_root"], req["id"], CONTAINER_FILE), spec, template)
+            mark("h:saved")
+
         pid = create_shared(spec, mounts, stdio, None if inside else cgroup, report, barrier_r, in_container,
-                            create_hooks if hooks_at_create else None)
+                            create_hooks if hooks_at_create else None, forked=save)
         mark("h:ready")
     except ContainerInitError as exc:
         answer(res_w, {"message": exc.message, "exit_code": exc.exit_code})
