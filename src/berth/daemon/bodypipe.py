@@ -2,8 +2,9 @@
 
 The model: ``docker load`` sends a few hundred MB; spooling it to a file first writes and reads
 it all once more before the archive is even opened. :func:`consume` instead runs ``work(reader)``
-in a thread and feeds it the body as it arrives, gathered into pieces of up to :data:`PIECE`
-bytes; at most :data:`DEPTH` pieces wait, so a slow reader holds the client back (TCP's own
+in a thread and feeds it the body as it arrives, in pieces of at least :data:`MIN_PIECE` bytes
+(what the loop received at once, as it is: small reads are gathered, big ones not copied again);
+at most :data:`DEPTH` pieces wait, so a slow reader holds the client back (TCP's own
 flow control) instead of filling memory. If ``work`` stops early (a refused archive), the rest
 of the body is not read; if the body breaks, the reader gets the error::
 
@@ -21,7 +22,8 @@ from typing import Protocol, TypeVar
 from berth.errors import InvalidParameter
 
 PIECE = 1 << 20
-DEPTH = 8
+MIN_PIECE = 128 << 10
+DEPTH = 32
 _WAIT = 0.2
 
 T = TypeVar("T")
@@ -118,7 +120,7 @@ async def consume(source: Source, work: Callable[[BodyReader], T]) -> T:
             if chunk:
                 pieces.append(chunk)
                 pending += len(chunk)
-            if pieces and (not chunk or pending >= PIECE or len(pieces) >= 256):
+            if pieces and (not chunk or pending >= MIN_PIECE):
                 data = b"".join(pieces) if len(pieces) > 1 else pieces[0]
                 pieces, pending = [], 0
                 # a thread to wait in only when the queue is full (a slow reader)
