@@ -117,9 +117,19 @@ def run(coro: Any) -> Any:
     return asyncio.run(asyncio.wait_for(coro, 60))
 
 
-async def collect(handle: MonitorHandle, stream: Any) -> dict[int, bytes]:
-    out = {1: b"", 2: b""}
+async def collect(handle: MonitorHandle, stream: Any, out: dict[int, bytes] | None = None) -> dict[int, bytes]:
+    out = out if out is not None else {1: b"", 2: b""}
     async for kind, data in stream:
+        out[kind] += data
+    return out
+
+
+async def read_until(stream: Any, text: bytes) -> dict[int, bytes]:
+    """The stream's frames up to and including the one that completes ``text`` on stdout; the
+    rest stays in the stream (:func:`collect` it with ``out=`` what this returned)."""
+    out = {1: b"", 2: b""}
+    while text not in out[1]:
+        kind, data = await stream.__anext__()  # StopAsyncIteration: ended before the text
         out[kind] += data
     return out
 
@@ -281,9 +291,12 @@ def test_tty_is_a_pty_of_the_containers_own_devpts(env: Env) -> None:
             assert ex_lines[1].startswith(b"/dev/pts/") and ex_lines[1] != b"/dev/pts/0", ex_lines
             assert ex_lines[2] == b"30 90"
             assert ex_lines[3].split() == [b"0", b"1", b"ptmx"]  # the exec's pty is in the container's devpts
+            # the line discipline echoes input as it is written: the init must be at its read
+            # (its first lines out) before the input comes, or the echo lands among them
+            out = await read_until(stream, b"24 80\r\n")
             await handle.resize(40, 120)
             await handle.write_stdin(b"on\r")
-            out = await collect(handle, stream)
+            out = await collect(handle, stream, out)
             assert out[1] == b"/dev/pts/0\r\n24 80\r\non\r\n40 120\r\n" and out[2] == b""
             assert (await handle.wait()).exit_code == 0
             await driver.cleanup(req.id)
