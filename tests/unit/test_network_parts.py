@@ -195,3 +195,10 @@ def test_network_record_roundtrip_and_docker_view() -> None:
         bridge="br-bbbbbbbbbbbb", ipam_config_given=({"Subnet": "10.2.0.0/24"},),
     )  # fmt: skip
     assert user.user_defined and user.ipam_config() == [{"Subnet": "10.2.0.0/24"}]
+    six = Network(
+        id="c" * 64, name="six", driver="bridge", created="t", subnet="10.3.0.0/24", gateway="10.3.0.1",
+        bridge="br-cccccccccccc", enable_ipv6=True, subnet6="fd42:e8d:b4::/64", gateway6="fd42:0e8d:00b4::1",
+        ipam_config_given=({"Subnet": "10.3.0.0/24"}, {"Subnet": "fd42:0e8d:00b4::/64", "Gateway": "fd42:0e8d:00b4::1"}),
+    )  # fmt: skip
+    # the IPv6 subnet as given (dockerd 20.10 keeps the user's string), not the parsed short form
+    assert six.ipam_config()[1] == {"Subnet": "fd42:0e8d:00b4::/64", "Gateway": "fd42:0e8d:00b4::1"}

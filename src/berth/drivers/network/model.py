@@ -110,7 +110,9 @@ class Network:
                 entry["AuxiliaryAddresses"] = given["AuxiliaryAddresses"]
             out.append(entry)
         if self.subnet6:
-            entry6 = {"Subnet": self.subnet6}
+            # as given, as dockerd shows it ("fd42:0e8d::/64" stays so; berth works on the parsed one)
+            entry6 = {"Subnet": next((c["Subnet"] for c in self.ipam_config_given if _is_net6(c.get("Subnet"), self.subnet6)),
+                                     self.subnet6)}
             if self.gateway6:
                 entry6["Gateway"] = self.gateway6
             out.append(entry6)
@@ -209,3 +211,13 @@ def valid_mac(mac: str) -> bool:
     except ValueError:
         return False
     return not first & 1
+
+
+def _is_net6(given: str | None, subnet6: str) -> bool:
+    """Whether ``given`` (a ``--subnet`` as the user wrote it) is the IPv6 subnet ``subnet6``."""
+    if not given or ":" not in given:
+        return False
+    try:
+        return ipaddress.IPv6Network(given) == ipaddress.IPv6Network(subnet6)
+    except ValueError:
+        return False
