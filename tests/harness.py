@@ -763,6 +763,7 @@ class Berthd(Daemon):
     bip: str = ""  # its address, 10.2xx.y.1/24
     ip_forward: bool = False  # tests never let the host forward to the outside
     netns: str = ""  # run berthd in this network namespace (/run/netns/NAME) instead of the host's
+    private_mounts: bool = False  # run berthd in a mount namespace of its own (unshare(1): a private copy)
 
     @classmethod
     def create(cls, prefix: str = "bh-", **kwargs: Any) -> Berthd:
@@ -830,7 +831,9 @@ class Berthd(Daemon):
         return argv + list(self.extra_args)
 
     def popen_prefix(self) -> list[str]:
-        return ["nsenter", f"--net=/run/netns/{self.netns}", "--"] if self.netns else []
+        prefix = ["nsenter", f"--net=/run/netns/{self.netns}", "--"] if self.netns else []
+        # unshare(1) execs berthd (no --fork): the pid stays the daemon's
+        return prefix + (["unshare", "--mount", "--propagation", "private", "--"] if self.private_mounts else [])
 
     def daemon_data_roots(self) -> list[Path]:
         """The data root, and the ``<uid>.<gid>`` ones a run with --userns-remap used inside it

@@ -586,3 +586,40 @@ def test_per_container_maps_write_and_read_volumes(remapped: harness.Berthd, run
     assert put.returncode == 0, put.stderr
     assert (os.stat(mountpoint / "put2").st_uid, os.stat(mountpoint / "put2").st_gid) == (uid, gid)
     assert ok(d.docker("exec", "cpr", "stat", "-c", "%u:%g", "/v/put2", "/v/put"), d).stdout.split() == ["0:0", "0:0"]
+
+
+@pytest.mark.skipif(shutil.which("runc") is None, reason="runc not installed (apt-get install runc)")
+def test_removal_never_deletes_a_volume_through_a_mount_left_behind(remapped: harness.Berthd) -> None:
+    """runc: the volume of a container with maps of its own is an id-mapped bind the monitor
+    mounts in the bundle (<container dir>/idmapped/N) and unmounts at delete, in its mount namespace.
+    A berthd restarted into a mount namespace of its own (a private copy: a service manager's
+    PrivateMounts=) keeps a copy of that mount which the monitor's unmount never reaches; the
+    container's removal must unmount or skip it, never delete the volume's files through it
+    (shutil.rmtree of the exec dir did: the volume came out empty)."""
+    d = remapped
+    ok(d.docker("volume", "create", "precious"), d)
+    mountpoint = Path(ok(d.docker("volume", "inspect", "-f", "{{.Mountpoint}}", "precious")).stdout.strip())
+    ok(d.docker("run", "-d", "--name", "keeper", "--runtime", "runc", "--label", "io.berth.userns=auto",
+                "-v", "precious:/v", "busybox", "sh", "-c",
+                "echo data > /v/sentinel && mkdir /v/d && echo deep > /v/d/f && touch /v/ready && exec sleep 300"), d)
+    deadline = time.monotonic() + 20
+    while not (mountpoint / "ready").exists():
+        assert time.monotonic() < deadline, d.log_tail()
+        time.sleep(0.05)
+    cid = _cid(d, "keeper")
+    bound = [p for p in harness.mounts_under(d.root) if cid in p and "/idmapped/" in p]
+    assert len(bound) == 1, harness.mounts_under(d.root)
+    bundle = Path(bound[0]).parent.parent
+    d.stop()  # the container keeps running (live restore)
+    d.private_mounts = True
+    d.start()
+    assert ok(d.docker("inspect", "-f", "{{.State.Running}}", "keeper"), d).stdout.strip() == "true"
+    assert d.pid is not None
+    theirs = Path(f"/proc/{d.pid}/mountinfo").read_text()
+    assert bound[0] in theirs and Path(f"/proc/{d.pid}/ns/mnt").stat().st_ino != Path("/proc/self/ns/mnt").stat().st_ino
+    ok(d.docker("rm", "-f", "keeper"), d)
+    assert (mountpoint / "sentinel").read_text() == "data\n"
+    assert (mountpoint / "d" / "f").read_text() == "deep\n"
+    assert not bundle.exists()
+    assert bound[0] not in Path(f"/proc/{d.pid}/mountinfo").read_text()
+    assert harness.mounts_under(d.root) == []

@@ -31,6 +31,7 @@ MODULES = [
     "berth.daemon.users",
     "berth.daemon.remap",
     "berth.daemon.mountspec",
+    "berth.libcontainer.removetree",
 ]
 
 

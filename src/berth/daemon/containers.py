@@ -7,7 +7,6 @@ import json
 import posixpath
 import re
 import secrets
-import shutil
 import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +33,7 @@ from berth.engine import Job
 from berth.errors import Conflict, InvalidParameter, NotFound, NotModified
 from berth.jobs import containers as jobs
 from berth.jobs.results import Created, JSONList, JSONObject
+from berth.libcontainer.removetree import remove_tree
 from berth.steptrace import mark
 
 if TYPE_CHECKING:
@@ -147,7 +147,7 @@ async def create(d: Daemon, req: jobs.ContainerCreate, job: Job) -> Created:
         lc.claims.clear()
         await volumes.remove_anonymous(d, c)
         await asyncio.to_thread(d.graph.remove_rw, cid)
-        await asyncio.to_thread(shutil.rmtree, cdir, True)
+        await asyncio.to_thread(remove_tree, cdir)
         raise
     finally:
         lc.claims.clear()
@@ -349,7 +349,7 @@ def _remove_stored(d: Daemon, c: Container) -> None:
     d.graph.remove_rw(c.id)
     mark("d:rm-layer")
     crash_point("remove.after-layer")
-    shutil.rmtree(c.dir, True)
+    remove_tree(c.dir)  # never through a mount (one propagated into the data root)
     mark("d:rm-files")
     crash_point("remove.after-files")
     d.store.delete(c.id)

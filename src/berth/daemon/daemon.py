@@ -37,6 +37,7 @@ from berth.daemon.store import ContainerStore
 from berth.daemon.volumestore import VolumeStore
 from berth.engine import Engine, Job
 from berth.errors import BerthError, SystemFailure
+from berth.libcontainer.removetree import remove_tree
 
 if TYPE_CHECKING:
     from berth.api.early import EarlyListener
@@ -222,7 +223,7 @@ class Daemon:
                 except (BerthError, OSError, sqlite3.Error) as exc:
                     log.error("remove the layer of unfinished create %s: %s", path.name[:12], exc)
                     continue
-                await asyncio.to_thread(shutil.rmtree, path, True)
+                await asyncio.to_thread(remove_tree, path)
         for c in list(known.values()):  # settling may remove containers from self.containers
             try:
                 await self._restore_one(c)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import sqlite3
 import threading
 import time
@@ -25,6 +24,7 @@ from typing import Any
 from berth.daemon.modes import path_dir_mode, remapped_root
 from berth.daemon.mountspec import check_volume_name
 from berth.errors import InvalidParameter, NotFound
+from berth.libcontainer.removetree import remove_tree
 
 SCHEMA_VERSION = 1
 ANONYMOUS_LABEL = "com.docker.volume.anonymous"
@@ -121,7 +121,9 @@ class VolumeStore:
     def remove(self, name: str) -> None:
         with self._lock:
             self.db.execute("DELETE FROM volumes WHERE name = ?", (name,))
-        shutil.rmtree(self.root / name, ignore_errors=True)
+        # a mount below the volume (propagated from a container or the host) is not ours to
+        # unmount: it stays, with the directories above it, and its files are never deleted
+        remove_tree(self.root / name, unmount=False)
 
     def size(self, name: str) -> int:
         total = 0

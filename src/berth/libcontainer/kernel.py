@@ -304,3 +304,26 @@ def fstatfs_type(fd: int) -> int:
     buf = _Statfs()
     _check(_fstatfs(fd, cabi.byref(buf)))
     return int(buf.f_type) & 0xFFFFFFFF
+
+
+# statx(2): the mount a file is on (STATX_MNT_ID, Linux 5.8), whether it is the root of one
+STATX_MNT_ID = 0x1000
+STATX_ATTR_MOUNT_ROOT = 0x2000
+AT_SYMLINK_NOFOLLOW = 0x100
+_SYS_STATX = {"x86_64": 332, "aarch64": 291}.get(_MACHINE, -1)
+
+
+class _Statx(cabi.Structure):
+    # struct statx up to stx_mnt_id (offset 144), padded to its 256 bytes
+    _fields_ = [("stx_mask", cabi.c_uint32), ("stx_blksize", cabi.c_uint32),
+                ("stx_attributes", cabi.c_uint64), ("_ids_mode_ino", cabi.c_byte * 128),
+                ("stx_mnt_id", cabi.c_uint64), ("_rest", cabi.c_byte * 104)]
+
+
+def statx_mount(fd: int, path: str | bytes = b"", flags: int = AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) -> tuple[int | None, bool]:
+    """(mount id, is the root of its mount) of ``path`` at ``fd`` (the fd itself by default);
+    the id is None where the kernel does not report it (before 5.8)."""
+    buf = _Statx()
+    _check(_syscall(_SYS_STATX, fd, _b(path) or b"", flags, STATX_MNT_ID, cabi.byref(buf)))
+    mnt_id = int(buf.stx_mnt_id) if buf.stx_mask & STATX_MNT_ID else None
+    return mnt_id, bool(buf.stx_attributes & STATX_ATTR_MOUNT_ROOT)

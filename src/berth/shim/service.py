@@ -149,9 +149,11 @@ class Service:
         self.wait_op(self.runtime.delete(), lambda _res: None, timeout=STATE_TIMEOUT)
         if self.init.log is not None:
             self.init.log.close()
-        import shutil
+        from berth.libcontainer.removetree import remove_tree
 
-        shutil.rmtree(self.dir, ignore_errors=True)  # before answering: the daemon may look right after
+        # before answering (the daemon may look right after); never through a rootfs or volume
+        # mount the runtime's delete could not undo
+        remove_tree(self.dir)
         self.daemon.sock.setblocking(True)
         self.daemon.sock.sendall(P.encode_json({"event": "error", "message": result.error,
                                                 "exit_code": result.exit_code or 128}))

@@ -24,7 +24,6 @@ import asyncio
 import json
 import logging
 import os
-import shutil
 import socket
 import sys
 from pathlib import Path
@@ -36,6 +35,7 @@ from berth.drivers.exec.model import CreateRequest, ExitStatus
 from berth.drivers.exec.view import View, open_view
 from berth.errors import Conflict, ContainerStartError, SystemFailure, Unavailable
 from berth.libcontainer.cgroups import ResourceUpdate, Stats, open_cgroup, placeholder
+from berth.libcontainer.removetree import remove_tree
 from berth.shim import oci
 from berth.shim import protocol as P
 from berth.steptrace import mark
@@ -327,7 +327,7 @@ class NativeDriver:
         finally:
             if ev is not None and ev.get("event") == "error":
                 # the monitor removed the exec dir before answering; the record may have come after
-                await asyncio.to_thread(shutil.rmtree, self.exec_dir(req.id), True)
+                await asyncio.to_thread(remove_tree, self.exec_dir(req.id))
         if ev is None or ev.get("event") not in ("created", "error"):
             writer.close()
             raise SystemFailure(f"create container {req.id}: the monitor exited without an answer "
@@ -399,7 +399,9 @@ class NativeDriver:
             # an OCI runtime's container whose monitor did not delete it (it was killed): the
             # runtime's state and the rootfs mount go here
             await asyncio.to_thread(_remove_oci, cid, str(self.exec_dir(cid)))
-        shutil.rmtree(self.exec_dir(cid), ignore_errors=True)
+        # never through a mount: an OCI runtime's rootfs and id-mapped volumes are in the bundle,
+        # and the unmount above may have failed (or the monitor was killed before its own)
+        await asyncio.to_thread(remove_tree, self.exec_dir(cid))
         if cg.exists():
             await asyncio.to_thread(cg.destroy)
 
