@@ -28,7 +28,8 @@ compiled filter on one syscall, for tests), ``hostdevices`` (the host's /dev nod
 ``--privileged``), ``enosysstub`` (runc's ENOSYS prologue), ``stdio`` (fds, the console pty),
 ``executable`` (PATH lookup with runc's text), ``init`` (the child's linear program),
 ``confine`` (the walls both doors end with: limits, user, capabilities, no_new_privs, seccomp),
-``setns`` (the exec door: the launcher),
+``setns`` (the exec door: the launcher), ``removetree`` (removing a directory that may hold
+mounts, never through one),
 ``process`` (fork, PID namespace, sync pipes), ``userns`` (a user namespace of the
 container's own: stage A, the id maps), ``cgroups`` (one ``Cgroup`` protocol, a v1/hybrid and
 a v2 manager, and ``resources_from_oci``, the one spec -> limits conversion), ``devicefilter``
