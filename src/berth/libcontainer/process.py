@@ -110,6 +110,7 @@ def create_shared(
     spec: dict[str, Any], rootfs_mounts: list[Mount], stdio: Stdio, cgroup: Cgroup | None,
     report: tuple[int, int], barrier_r: int, hook_state: dict[str, Any] | None = None,
     create_hooks: Callable[[int], None] | None = None, forked: Callable[[], None] | None = None,
+    wait_ready: bool = True,
 ) -> int:
     """Like :func:`create`, for a caller whose pipes another process also holds: the shim
     makes ``report`` and the barrier, forks a helper that calls this, and keeps the read end of
@@ -118,9 +119,11 @@ def create_shared(
     report pipe, EOF (the process was exec'd) or the error of a process that could not be.
     ``hook_state``: as for :func:`create_detached` (a spec with in-container hooks: CDI's);
     ``create_hooks``: see the module's text. ``forked``: the caller's own work, done while
-    init sets itself up (once it is forked; a failure there kills init)."""
+    init sets itself up (once it is forked; a failure there kills init). Not ``wait_ready`` (a
+    container without a user namespace or create hooks): return once init is forked, and leave
+    its READY (or its error) to the caller, on its own copy of the report pipe."""
     pid, report_r = _spawn(spec, rootfs_mounts, stdio, cgroup, barrier_r, report, hook_state=hook_state,
-                           create_hooks=create_hooks, forked=forked)
+                           create_hooks=create_hooks, forked=forked, wait_ready=wait_ready)
     os.close(report_r)
     return pid
 
@@ -161,6 +164,7 @@ def _spawn(
     parsed: specmod.ContainerSpec | None = None,
     create_hooks: Callable[[int], None] | None = None,
     forked: Callable[[], None] | None = None,
+    wait_ready: bool = True,
 ) -> tuple[int, int]:
     """Fork init (which waits on ``barrier_r``; closed here in the parent) and wait until it is
     ready; returns (pid, the report pipe's read end). ``report``: the caller's pipe (its write
@@ -220,6 +224,8 @@ def _spawn(
             _kill(pid)
             _reap(pid)
             raise
+    if not wait_ready and create_hooks is None:
+        return pid, report_r  # the caller reads READY on its own copy
     data = _read_line(report_r)
     if data == HOOKS and create_hooks is not None:
         try:

@@ -38,6 +38,7 @@ from berth.errors import SystemFailure
 from berth.libcontainer import ContainerInitError, Mount, Stdio, hookrun, idmapped, setns, userns  # noqa: F401
 from berth.libcontainer.cgroups import Cgroup, open_cgroup, resources_from_oci
 from berth.libcontainer.cgroups.placeholder import Placeholder, remove_left
+from berth.libcontainer.failure import READY
 from berth.libcontainer.process import create_shared, exec_in_launcher, prepare_exec
 from berth.shim import protocol as P
 from berth.shim.helper import Ahead, Helper, HelperOp, Standby, answer
@@ -95,7 +96,7 @@ class NativeRuntime:
             os.close(barrier_r)
         self._report, self._barrier = report_r, barrier_w
         self._helper = helper.pid
-        return HelperOp(helper, on_result=self._created)
+        return CreateOp(helper, report_r, self._created)
 
     def _create_helper(self, req: dict[str, Any], body: bytes, stdio: Stdio, report: tuple[int, int],
                        barrier_r: int, barrier_w: int) -> Helper:
@@ -276,8 +277,11 @@ def helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, report: tuple[
             _save_container(os.path.join(req["exec_root"], req["id"], CONTAINER_FILE), spec, template)
             mark("h:saved")
 
+        # init's READY goes to the shim directly (it holds the report pipe too) unless this helper
+        # must see it: the runtime's create hooks, a user namespace's stage A
+        direct = not hooks_at_create and not _has_userns(spec)
         pid = create_shared(spec, mounts, stdio, None if inside else cgroup, report, barrier_r, in_container,
-                            create_hooks if hooks_at_create else None, forked=save)
+                            create_hooks if hooks_at_create else None, forked=save, wait_ready=not direct)
         mark("h:ready")
     except ContainerInitError as exc:
         answer(res_w, {"message": exc.message, "exit_code": exc.exit_code})
@@ -292,7 +296,14 @@ def helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, report: tuple[
         if barrier_w >= 0:
             os.close(barrier_w)
     # the hooks of later phases: the shim's start and delete fork a helper for them
-    answer(res_w, {"pid": pid, "result": {p: True for p in ("poststart", "poststop") if _phase(spec, p)}})
+    later: dict[str, bool] = {p: True for p in ("poststart", "poststop") if _phase(spec, p)}
+    if direct:
+        later["direct"] = True  # init is forked, its READY is still to come (CreateOp)
+    answer(res_w, {"pid": pid, "result": later})
+
+
+def _has_userns(spec: dict[str, Any]) -> bool:
+    return any(ns.get("type") == "user" for ns in ((spec.get("linux") or {}).get("namespaces") or ()))
 
 
 def _phase(spec: dict[str, Any], phase: str) -> bool:
@@ -398,6 +409,61 @@ def standby_ahead(cgroup_parent: str) -> Ahead:
 def standby_gone(cgroup_parent: str) -> Callable[[int], None]:
     """After a standby was dismissed: its placeholder, should it have been killed with one."""
     return lambda pid: remove_left(cgroup_parent, pid)
+
+
+class CreateOp:
+    """The create: the helper's answer (init's pid), then, when the helper says so (``direct``),
+    init's READY or error on the shim's own report pipe: one hand-over less than the helper
+    reading READY and answering after it. The fd it waits on changes between the two, and the
+    runtime hears of the result in ``close`` (after the waiter forgot the fd, which a failed
+    create closes)."""
+
+    __slots__ = ("first", "report", "fd", "answer", "buf", "on_result", "result")
+
+    def __init__(self, helper: Helper, report: int, on_result: Callable[[Result], None]) -> None:
+        self.first = HelperOp(helper)
+        self.report = report
+        self.fd = self.first.fd
+        self.answer: Result | None = None  # the helper's, while READY is awaited
+        self.buf = b""
+        self.on_result = on_result
+        self.result: Result | None = None
+
+    def poll(self) -> Result | None:
+        if self.answer is None:
+            res = self.first.poll()
+            if res is None:
+                return None
+            if not (res.ok and isinstance(res.value, dict) and res.value.pop("direct", False)):
+                self.result = res
+                return res
+            self.answer = res
+            os.set_blocking(self.report, False)
+            self.fd = self.report  # the waiter watches this one from now on
+        try:
+            chunk = os.read(self.report, 4096)
+        except BlockingIOError:
+            return None
+        self.buf += chunk
+        if chunk and not self.buf.endswith(b"\n"):
+            return None
+        if self.buf == READY:
+            res = self.answer
+        elif not self.buf:
+            res = Result(error=f"container init {self.answer.pid} died before it was ready", exit_code=128)
+        else:
+            err = ContainerInitError.from_wire(self.buf)
+            res = Result(error=err.message, exit_code=err.exit_code)
+        self.result = res
+        return res
+
+    def close(self) -> None:
+        self.first.helper.close()  # it answered and exited
+        if self.result is not None:
+            self.on_result(self.result)
+
+    def abandon(self) -> None:
+        self.first.abandon()
 
 
 class InitReport:

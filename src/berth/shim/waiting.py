@@ -57,6 +57,9 @@ class Waiter:
             self._end(pending, fd)
             pending.op.close()
             pending.on_result(result)
+        elif pending.op.fd != fd:  # the op waits on another fd now (berth.shim.native.CreateOp)
+            self.reactor.forget(fd)
+            self.reactor.watch(pending.op.fd, read=lambda: self._ready(pending))
 
     def _timeout(self, pending: Pending) -> None:
         self._end(pending, pending.op.fd)

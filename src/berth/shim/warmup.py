@@ -131,6 +131,7 @@ def _stand_in_create(lifeline: tuple[int, int], msg: dict[str, Any], data: bytes
     """In the standby helper, what ``helper_create`` does without the kernel work: a stand-in
     init on the shim's report and barrier pipes, which reports its exec at the barrier byte and
     then runs until it is killed (or the rehearsal's lifeline closes)."""
+    from berth.libcontainer.failure import READY
     from berth.shim.helper import answer
 
     given = iter(fds)
@@ -143,13 +144,14 @@ def _stand_in_create(lifeline: tuple[int, int], msg: dict[str, Any], data: bytes
     os.close(lifeline[1])
     pid = os.fork()
     if pid == 0:
+        os.write(report_w, READY)  # straight to the shim, as a real init (berth.shim.native.CreateOp)
         if os.read(barrier_r, 1):
             os.close(report_w)  # "exec'd": the shim reads EOF
         os.read(lifeline[0], 1)  # until SIGKILL, or the end of the rehearsal
         os._exit(0)
     os.close(report_w)
     os.close(barrier_r)
-    answer(res_w, {"pid": pid})
+    answer(res_w, {"pid": pid, "result": {"direct": True}})
 
 
 class _Rehearsal(NativeRuntime):
