@@ -60,3 +60,23 @@ def test_a_reader_that_stops_early_ends_the_reading_of_the_body() -> None:
 def test_a_broken_body_is_an_error_in_the_reader() -> None:
     with pytest.raises(InvalidParameter, match="the client went away"):
         asyncio.run(consume(Source(DATA, 65536, break_at=2_000_000), lambda f: drain(f, 1 << 20)))
+
+
+@pytest.mark.parametrize("step", [1000, 65536, 200_000, 3 << 20])
+def test_reads_as_received_small_ones_gathered(step: int) -> None:
+    """What the loop received at once reaches the reader as it is; reads under 64 KiB are
+    joined first, so a body sent a few bytes at a time costs the reader no more per byte."""
+    data = DATA[:3_000_000] + b"end"
+    sizes: list[int] = []
+
+    def work(f: BodyReader) -> bytes:
+        parts = []
+        while chunk := f.read(1 << 22):
+            sizes.append(len(chunk))
+            parts.append(chunk)
+        return b"".join(parts)
+
+    assert asyncio.run(consume(Source(data, step), work)) == data
+    assert all(size >= 65536 for size in sizes[:-1])
+    if step >= 65536:
+        assert all(size == step for size in sizes[:-1])  # not joined again

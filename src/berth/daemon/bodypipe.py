@@ -2,9 +2,9 @@
 
 The model: ``docker load`` sends a few hundred MB; spooling it to a file first writes and reads
 it all once more before the archive is even opened. :func:`consume` instead runs ``work(reader)``
-in a thread and feeds it the body as it arrives, in pieces of at least :data:`MIN_PIECE` bytes
-(what the loop received at once, as it is: small reads are gathered, big ones not copied again);
-at most :data:`DEPTH` pieces wait, so a slow reader holds the client back (TCP's own
+in a thread and feeds it the body as it arrives: what the loop received at once, as it is (not
+joined again), handed over in lists of about :data:`PIECE` bytes (a wakeup of the thread per MiB,
+not per read); at most :data:`DEPTH` lists wait, so a slow reader holds the client back (TCP's own
 flow control) instead of filling memory. If ``work`` stops early (a refused archive), the rest
 of the body is not read; if the body breaks, the reader gets the error::
 
@@ -22,8 +22,8 @@ from typing import Protocol, TypeVar
 from berth.errors import InvalidParameter
 
 PIECE = 1 << 20
-MIN_PIECE = 128 << 10
-DEPTH = 32
+MIN_PIECE = 64 << 10  # smaller reads are joined: a reader pays per piece, a trickle must not cost more
+DEPTH = 8
 _WAIT = 0.2
 
 T = TypeVar("T")
@@ -42,7 +42,8 @@ class BodyReader:
     """The thread's side: ``read(n)`` blocks until the loop has handed over bytes, b"" at the end."""
 
     def __init__(self) -> None:
-        self._pieces: queue.Queue[bytes | _Broken | None] = queue.Queue(DEPTH)
+        self._pieces: queue.Queue[list[bytes] | _Broken | None] = queue.Queue(DEPTH)
+        self._next: list[bytes] = []  # pieces of the list taken from the queue, last first
         self._current = b""
         self._pos = 0
         self._eof = False
@@ -56,6 +57,9 @@ class BodyReader:
                 parts.append(chunk)
             return b"".join(parts)
         while self._pos >= len(self._current):
+            if self._next:
+                self._current, self._pos = self._next.pop(), 0
+                continue
             if self._eof:
                 return b""
             try:
@@ -70,7 +74,7 @@ class BodyReader:
             if isinstance(item, _Broken):
                 self._eof = True
                 raise InvalidParameter(f"read the request body: {item.exc or type(item.exc).__name__}")
-            self._current, self._pos = item, 0
+            self._next = item[::-1]
         if self._pos == 0 and size >= len(self._current):
             data, self._current = self._current, b""
             return data
@@ -78,7 +82,7 @@ class BodyReader:
         self._pos += len(data)
         return data
 
-    def offer(self, item: bytes | _Broken | None) -> bool:
+    def offer(self, item: list[bytes] | _Broken | None) -> bool:
         """Hand over a piece if there is room, without waiting (from the loop)."""
         try:
             self._pieces.put_nowait(item)
@@ -86,7 +90,7 @@ class BodyReader:
         except queue.Full:
             return False
 
-    def put(self, item: bytes | _Broken | None) -> bool:
+    def put(self, item: list[bytes] | _Broken | None) -> bool:
         """Hand over a piece (from a worker thread: it may wait); False once the reader stopped."""
         while not self.stopped.is_set():
             try:
@@ -111,18 +115,26 @@ async def consume(source: Source, work: Callable[[BodyReader], T]) -> T:
     try:
         pieces: list[bytes] = []
         pending = 0
+        small: list[bytes] = []
+        small_size = 0
         while not reader.stopped.is_set():
             try:
                 chunk = await source.read()
             except Exception as exc:  # the client's connection broke: the reader raises it
                 await asyncio.to_thread(reader.put, _Broken(exc))
                 break
-            if chunk:
+            if chunk and len(chunk) < MIN_PIECE:
+                small.append(chunk)
+                small_size += len(chunk)
+            if small and (not chunk or small_size >= MIN_PIECE or len(chunk) >= MIN_PIECE):
+                pieces.append(b"".join(small))
+                pending += small_size
+                small, small_size = [], 0
+            if len(chunk) >= MIN_PIECE:
                 pieces.append(chunk)
                 pending += len(chunk)
-            if pieces and (not chunk or pending >= MIN_PIECE):
-                data = b"".join(pieces) if len(pieces) > 1 else pieces[0]
-                pieces, pending = [], 0
+            if pieces and (not chunk or pending >= PIECE):
+                data, pieces, pending = pieces, [], 0
                 # a thread to wait in only when the queue is full (a slow reader)
                 if not reader.offer(data) and not await asyncio.to_thread(reader.put, data):
                     break
