@@ -196,6 +196,25 @@ def test_the_path_itself_a_mount_and_symlinks(place: Path) -> None:
     assert remove_tree(place / "missing") == []
 
 
+def test_both_mount_ids_agree(place: Path) -> None:
+    """statx's STATX_MNT_ID and name_to_handle_at's mount id (the walk's fallback on kernels
+    before 5.8) name the same mount, and tell a bind of the same file system from its parent."""
+    tree = place / "tree"
+    bound = tree / "bundle" / "rootfs"
+    _bind(place / "vol", bound)
+    ids = []
+    for path in (tree, bound):
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            mnt_id, root = kernel.statx_mount(fd)
+            assert mnt_id is not None, "kernel before 5.8: no STATX_MNT_ID"
+            assert kernel.handle_mount_id(fd) == mnt_id
+            ids.append((mnt_id, root))
+        finally:
+            os.close(fd)
+    assert ids[0][0] != ids[1][0] and ids[1][1] and not ids[0][1]
+
+
 def test_deep_tree_without_recursion_limit(place: Path) -> None:
     tree = place / "tree"
     fd = os.open(tree, os.O_RDONLY | os.O_DIRECTORY)

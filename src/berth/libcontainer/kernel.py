@@ -10,6 +10,7 @@ Only x86_64 and aarch64 syscall numbers are known (pivot_root has no libc wrappe
 
 from __future__ import annotations
 
+import errno
 import os
 
 from berth.libcontainer import cabi
@@ -327,3 +328,20 @@ def statx_mount(fd: int, path: str | bytes = b"", flags: int = AT_EMPTY_PATH | A
     _check(_syscall(_SYS_STATX, fd, _b(path) or b"", flags, STATX_MNT_ID, cabi.byref(buf)))
     mnt_id = int(buf.stx_mnt_id) if buf.stx_mask & STATX_MNT_ID else None
     return mnt_id, bool(buf.stx_attributes & STATX_ATTR_MOUNT_ROOT)
+
+
+_name_to_handle_at = _libc.function(
+    "name_to_handle_at", (cabi.c_int, cabi.c_char_p, cabi.c_void_p, cabi.c_void_p, cabi.c_int))
+
+
+def handle_mount_id(fd: int) -> int:
+    """The mount id of the file ``fd`` from name_to_handle_at(2) (any kernel since 2.6.39; the
+    same id as statx's STATX_MNT_ID): asked with no room for the handle, the kernel answers
+    EOVERFLOW and fills in the mount id. OSError where the file system has no handles."""
+    handle = cabi.create_string_buffer(8)  # struct file_handle: handle_bytes = 0, handle_type
+    mount_id = cabi.c_int(0)
+    if _name_to_handle_at(fd, b"", handle, cabi.byref(mount_id), AT_EMPTY_PATH) < 0:
+        err = cabi.get_errno()
+        if err != errno.EOVERFLOW:
+            raise OSError(err, os.strerror(err))
+    return int(mount_id.value)

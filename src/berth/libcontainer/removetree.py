@@ -13,7 +13,8 @@ a container's directories) and containerd (``mount.UnmountAll`` before ``RemoveA
    is busy, never following a symlink;
 2. the tree is walked by directory fds (``openat`` with ``O_NOFOLLOW | O_DIRECTORY``: a symlink
    is unlinked, never followed), and before going into a directory its mount id (``statx``
-   ``STATX_MNT_ID``, Linux 5.8) is compared with the tree's: ``st_dev`` cannot tell, a bind or
+   ``STATX_MNT_ID``, Linux 5.8; before that, the one ``name_to_handle_at`` reports) is compared
+   with the tree's: ``st_dev`` cannot tell, a bind or
    id-mapped mount of the same file system keeps it. Whatever is still a mount is left alone,
    with the directories above it, and logged.
 
@@ -106,18 +107,31 @@ def unmount_under(path: str, mountinfo: str = "/proc/self/mountinfo") -> list[st
     return left
 
 
+def _mount_id(fd: int) -> tuple[int | None, bool]:
+    """(mount id, is a mount's root) of the open file ``fd``: statx (Linux 5.8), else the id
+    name_to_handle_at reports (older kernels; None on a file system without handles)."""
+    mnt_id, root = kernel.statx_mount(fd)
+    if mnt_id is None:
+        try:
+            mnt_id = kernel.handle_mount_id(fd)
+        except OSError:
+            pass
+    return mnt_id, root
+
+
 class _Mount:
     """The mount identity of an open directory, compared with the tree's top."""
 
     def __init__(self, fd: int) -> None:
-        self.id, _ = kernel.statx_mount(fd)
+        self.id, _ = _mount_id(fd)
         self.dev = os.fstat(fd).st_dev
 
     def same(self, fd: int) -> bool:
-        mnt_id, root = kernel.statx_mount(fd)
+        mnt_id, root = _mount_id(fd)
         if mnt_id is not None and self.id is not None:
             return mnt_id == self.id and not root
-        # a kernel without mount ids (before 5.8): a mount of another file system at least
+        # no mount id at all (an old kernel, a file system without handles): a mount of another
+        # file system at least
         return os.fstat(fd).st_dev == self.dev and not root
 
 
