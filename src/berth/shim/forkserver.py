@@ -38,7 +38,7 @@ from berth.shim import main as shim
 from berth.shim.cgroupwarm import WarmerProcess
 from berth.shim.helper import Standby
 from berth.shim.native import standby_ahead, standby_create, standby_gone
-from berth.shim.warmup import fill_pool_holes, warm_lifecycle, warm_service, warm_up
+from berth.shim.warmup import fill_pool_holes, pack_code, warm_lifecycle, warm_service, warm_up
 
 
 def serve(control: socket.socket) -> None:
@@ -218,6 +218,7 @@ def main() -> None:
     # Ctrl-C in the daemon's terminal is the daemon's to handle; we end when it closes the socket
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     shim.set_name(b"berth-forksrv")  # comm holds 15 bytes
+    pack_code()  # before the warm-ups: they quicken the copies
     warm_up()
     warm_service()
     warm_lifecycle()
