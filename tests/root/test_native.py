@@ -637,12 +637,19 @@ def test_large_output_with_a_slow_reader_loses_nothing(env: Env) -> None:
 def test_fork_server_restarts_after_it_died(env: Env) -> None:
     async def scenario() -> None:
         driver = NativeDriver(env.exec_root, env.cgroup_parent)
-        for when in ("after ready", "while importing"):
+        for when in ("after ready", "while importing", "with a connection in its queue"):
             await driver.startup()
             try:
-                if when == "after ready":
+                if when != "while importing":
                     await driver.ready()
                 assert driver._proc is not None
+                if when == "with a connection in its queue":
+                    # the fork server dies before it has read the connection handed to it ahead
+                    os.kill(driver._proc.pid, signal.SIGSTOP)
+                    await driver._drop_ahead()  # the one its spare took at the start
+                    driver._hand_ahead(0)
+                    while driver._ahead is None:  # sent: in the stopped fork server's queue
+                        await asyncio.sleep(0.01)
                 os.kill(driver._proc.pid, signal.SIGKILL)  # the fork server this test started
                 await driver._proc.wait()
                 req = env.request(["true"])

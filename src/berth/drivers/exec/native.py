@@ -285,6 +285,11 @@ class NativeDriver:
             "rootfs_mounts": [[m.type, m.source, m.target, list(m.options)] for m in req.rootfs_mounts],
         }
         frames = P.encode_json(request) + P.encode_json(body)
+        if self._proc is not None and self._proc.returncode is not None:
+            # the fork server died: a connection handed to it ahead may have died unread in its
+            # queue, and under load a peek still found such a one open after the fork server was
+            # reaped (the create then met a reset); it is let go, the fork server started again below
+            await self._drop_ahead()
         ours = self._take_ahead()
         if ours is not None:
             self._kick()
