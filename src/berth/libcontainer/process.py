@@ -193,14 +193,7 @@ def _spawn(
         raise
     if userns_ is not None:
         pid, report_r = _spawn_userns(parsed, program, rootfs_mounts, stdio, cgroup, barrier_r, report, create_hooks)
-        if forked is not None:
-            try:
-                forked()
-            except BaseException:
-                os.close(report_r)
-                _kill(pid)
-                _reap(pid)
-                raise
+        _after_fork(forked, pid, report_r)
         return pid, report_r
     try:
         pid = _fork_in_pidns(None if pidns is None else (pidns.path or ""))
@@ -216,14 +209,7 @@ def _spawn(
     mark("h:forked")
     os.close(report_w)
     os.close(barrier_r)
-    if forked is not None:
-        try:
-            forked()
-        except BaseException:
-            os.close(report_r)
-            _kill(pid)
-            _reap(pid)
-            raise
+    _after_fork(forked, pid, report_r)
     if not wait_ready and create_hooks is None:
         return pid, report_r  # the caller reads READY on its own copy
     data = _read_line(report_r)
@@ -531,6 +517,19 @@ def _read_all(fd: int) -> bytes:
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)
+
+
+def _after_fork(forked: Callable[[], None] | None, pid: int, report_r: int) -> None:
+    """Run the caller's ``forked`` callback; if it fails, the init it was for goes (killed, reaped)."""
+    if forked is None:
+        return
+    try:
+        forked()
+    except BaseException:
+        os.close(report_r)
+        _kill(pid)
+        _reap(pid)
+        raise
 
 
 def _kill(pid: int) -> None:
