@@ -131,7 +131,24 @@ def test_ps_list_pause_resume(running):
     assert again.returncode == 1 and "not paused" in again.stderr
 
 
-def test_features_spec_version_and_usage(tmp_path: Path, bundle: Path):
+@pytest.fixture
+def default_cgroup_parent():
+    """The template has no cgroupsPath, so its container goes under berth-runtime's default parent
+    (``berth-runtime/<id>``), which outlives the container as dockerd's ``docker`` parent does:
+    removed afterwards where this test made it."""
+    parents = [h / "berth-runtime" for h in Path("/sys/fs/cgroup").iterdir() if h.is_dir() and not h.is_symlink()]
+    if (Path("/sys/fs/cgroup") / "cgroup.controllers").exists():
+        parents = [Path("/sys/fs/cgroup/berth-runtime")]
+    made = [p for p in parents if not p.exists()]
+    yield
+    for p in made:
+        try:
+            p.rmdir()
+        except FileNotFoundError:
+            pass
+
+
+def test_features_spec_version_and_usage(tmp_path: Path, bundle: Path, default_cgroup_parent: None):
     root = tmp_path / "state"
     feats = json.loads(rt(root, "features").stdout)
     assert feats["ociVersionMax"] == "1.1.0" and "user" in feats["linux"]["namespaces"]
