@@ -72,7 +72,7 @@ async def _view_request(d: Daemon, c: Container) -> dict[str, Any]:
         sources = {}  # a volume subpath that no longer resolves: the whole volume is shown
     # volumes as the container sees them (id-mapped for maps of its own): what cp writes with
     # the container's host ids lands in the daemon-wide ids volumes keep on disk
-    volume_idmap = remap.volume_maps(d.cfg.remap.default_maps() if d.cfg.remap else None, c.userns)
+    volume_idmap = remap.container_volume_maps(d, c)
     mounts = list(oci_mounts([m for m in c.mounts if m.get("Type") != "tmpfs"], None, sources, volume_idmap))
     host_network = (c.host_config.get("NetworkMode") or "default") == "host"
     for dest in NETWORK_FILES:

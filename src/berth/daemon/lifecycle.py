@@ -154,7 +154,7 @@ async def _spawn_in(d: Daemon, c: Container, netns: str, host: _HostSide) -> Con
     try:
         joined, shm = namespaces.resolve(d, c)
         joined = remap.with_network_userns(d, c, netns, joined)
-        volume_idmap = remap.volume_maps(d.cfg.remap.default_maps() if d.cfg.remap else None, c.userns)
+        volume_idmap = remap.container_volume_maps(d, c)
         inp = spec_input(
             c, str(rootfs), (uid, gid, groups), d.cfg.cgroup_parent, tuple(devices), sources, init, netns, joined, shm,
             volume_idmap,

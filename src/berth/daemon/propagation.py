@@ -13,17 +13,13 @@ default). The mount holding a path is the one with the longest mount point above
 from __future__ import annotations
 
 import os
-import re
 from typing import Any
 
 from berth.errors import SystemFailure
+from berth.libcontainer.removetree import unescape
 
 SHARED = ("shared", "rshared")
 SLAVE = ("slave", "rslave")
-
-
-def _unescape(field: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 def mount_of(path: str, mountinfo: str = "/proc/self/mountinfo") -> tuple[str, set[str]]:
@@ -33,7 +29,7 @@ def mount_of(path: str, mountinfo: str = "/proc/self/mountinfo") -> tuple[str, s
     with open(mountinfo) as f:
         for line in f:
             fields = line.split()
-            point = _unescape(fields[4])
+            point = os.fsdecode(unescape(os.fsencode(fields[4])))
             if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
                 best = point
                 optional = fields[6 : fields.index("-")]

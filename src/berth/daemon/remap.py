@@ -252,6 +252,11 @@ def volume_maps(owner: Maps | None, maps: Maps | None) -> Maps | None:
     return out
 
 
+def container_volume_maps(d: Any, c: Any) -> Maps | None:
+    """:func:`volume_maps` for container ``c`` of daemon ``d`` (its start and its ``docker cp``)."""
+    return volume_maps(d.cfg.remap.default_maps() if d.cfg.remap else None, c.userns)
+
+
 def root_of(maps: Maps | None) -> tuple[int, int]:
     """The host (uid, gid) the container's root maps to; (0, 0) without maps."""
     if not maps:

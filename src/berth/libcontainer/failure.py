@@ -54,6 +54,18 @@ class ContainerInitError(ContainerStartError):
             return cls(f"container init: unreadable error report: {data[:200]!r}", EXIT_OTHER)
 
 
+def init_failure(line: bytes, pid: int, why: str = "") -> ContainerInitError:
+    """What init's line on the report pipe other than READY says: the error it reported, or
+    (EOF: nothing) that it died before it was ready (``why``: how, where the caller knows).
+
+        >>> init_failure(b"", 7).message
+        'container init 7 died before it was ready'
+    """
+    if line:
+        return ContainerInitError.from_wire(line)
+    return ContainerInitError(f"container init {pid} died before it was ready{f' ({why})' if why else ''}", EXIT_OTHER)
+
+
 def step(op: str, obj: str, fn: Callable[..., object], *args: object) -> None:
     """Run one kernel step of a forked child; an OSError becomes ``op 'obj': strerror``."""
     try:

@@ -34,7 +34,15 @@ from berth.libcontainer import fastjson as json
 from berth.libcontainer import kernel, record, seccomp
 from berth.libcontainer import spec as specmod
 from berth.libcontainer.cgroups import Cgroup
-from berth.libcontainer.failure import EXIT_CANNOT_EXECUTE, EXIT_OTHER, HOOKS, READY, ContainerInitError, die
+from berth.libcontainer.failure import (
+    EXIT_CANNOT_EXECUTE,
+    EXIT_OTHER,
+    HOOKS,
+    READY,
+    ContainerInitError,
+    die,
+    init_failure,
+)
 from berth.libcontainer.init import run_init
 from berth.libcontainer.spec import Mount, Process, Stdio
 from berth.steptrace import mark
@@ -226,11 +234,7 @@ def _spawn(
         return pid, report_r
     os.close(report_r)
     status = _reap(pid)
-    if data:
-        raise ContainerInitError.from_wire(data)
-    raise ContainerInitError(
-        f"container init {pid} died before it was ready ({_describe(status)})", EXIT_OTHER
-    )
+    raise init_failure(data, pid, _describe(status))
 
 
 def _spawn_userns(

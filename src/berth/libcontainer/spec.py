@@ -344,7 +344,8 @@ def parse_exec_process(obj: Any, container_process: Any) -> Process:
     return parse_process(merged)
 
 
-def _parse_mount(m: Any) -> Mount:
+def parse_mount(m: Any) -> Mount:
+    """One OCI ``mounts[]`` entry, checked (options, id maps); its ``target`` is the destination."""
     if not isinstance(m, dict) or not isinstance(m.get("destination"), str):
         raise _bad(f"mount needs a destination: {m!r}")
     dest = m["destination"]
@@ -437,7 +438,7 @@ def parse(config: dict[str, Any]) -> ContainerSpec:
         root_readonly=bool(root.get("readonly", False)),
         hostname=hostname,
         domainname=domainname,
-        mounts=_idmap_defaults(tuple(_parse_mount(m) for m in config.get("mounts") or ()), uid_mappings, gid_mappings),
+        mounts=_idmap_defaults(tuple(parse_mount(m) for m in config.get("mounts") or ()), uid_mappings, gid_mappings),
         namespaces=tuple(namespaces),
         masked_paths=tuple(linux.get("maskedPaths") or ()),
         readonly_paths=tuple(linux.get("readonlyPaths") or ()),
@@ -494,9 +495,6 @@ def _id_maps(obj: dict[str, Any], key: str, where: str = "linux.") -> tuple[IdMa
     if len(maps) > 340:  # the kernel's limit on lines in uid_map/gid_map
         raise _bad(f"{name}: at most 340 ranges, got {len(maps)}")
     return tuple(maps)
-
-
-mount_id_maps = _id_maps  # a mount's uidMappings/gidMappings, checked (the oci shim's id-mapped binds)
 
 
 def _joins_own_netns(path: str) -> bool:

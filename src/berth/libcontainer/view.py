@@ -35,11 +35,11 @@ import re
 import socket
 from typing import Any
 
-from berth.libcontainer import kernel
+from berth.libcontainer import kernel, record
 from berth.libcontainer.failure import ContainerInitError
 from berth.libcontainer.mounts import mount_one, remount_readonly
 from berth.libcontainer.securepath import resolve_in_root
-from berth.libcontainer.spec import Mount, mount_id_maps
+from berth.libcontainer.spec import Mount, parse_mount
 
 MAX_REQUEST = 1 << 20
 
@@ -137,10 +137,7 @@ def build_stopped(request: dict[str, Any]) -> None:
         dest = resolve_in_root(root, str(m["destination"]))
         if not os.path.exists(str(m["source"])):
             continue  # a bind source that is gone (dockerd fails the start; cp has nothing to show)
-        where = f"mount '{m['destination']}': "
-        mount_one(Mount(type=str(m.get("type") or "bind"), source=str(m["source"]), target=dest,
-                        options=tuple(m.get("options") or ()), uid_mappings=mount_id_maps(m, "uidMappings", where),
-                        gid_mappings=mount_id_maps(m, "gidMappings", where)), dest)
+        mount_one(record.replace(parse_mount({**m, "type": m.get("type") or "bind"}), target=dest), dest)
     if request.get("readonly_root"):
         remount_readonly(root)
     os.chroot(root)

@@ -38,7 +38,7 @@ from berth.errors import SystemFailure
 from berth.libcontainer import ContainerInitError, Mount, Stdio, hookrun, idmapped, setns, userns  # noqa: F401
 from berth.libcontainer.cgroups import Cgroup, open_cgroup, resources_from_oci
 from berth.libcontainer.cgroups.placeholder import Placeholder, remove_left
-from berth.libcontainer.failure import READY
+from berth.libcontainer.failure import READY, init_failure
 from berth.libcontainer.process import create_shared, exec_in_launcher, prepare_exec
 from berth.shim import protocol as P
 from berth.shim.helper import Ahead, Helper, HelperOp, Standby, answer
@@ -449,10 +449,8 @@ class CreateOp:
             return None
         if self.buf == READY:
             res = self.answer
-        elif not self.buf:
-            res = Result(error=f"container init {self.answer.pid} died before it was ready", exit_code=128)
         else:
-            err = ContainerInitError.from_wire(self.buf)
+            err = init_failure(self.buf, self.answer.pid)
             res = Result(error=err.message, exit_code=err.exit_code)
         self.result = res
         return res

@@ -493,16 +493,13 @@ def _mount_idmapped(spec: dict[str, Any], targets: list[tuple[int, str]]) -> Non
         return
     import stat
 
-    from berth.libcontainer import Mount, idmapped, kernel
-    from berth.libcontainer.spec import mount_id_maps
+    from berth.libcontainer import idmapped, kernel
+    from berth.libcontainer.spec import parse_mount
 
-    os.makedirs(os.path.join(os.path.dirname(targets[0][1])), mode=0o711, exist_ok=True)
+    os.makedirs(os.path.dirname(targets[0][1]), mode=0o711, exist_ok=True)
     for i, target in targets:
         m = spec["mounts"][i]
-        where = f"mount '{m.get('destination')}': "
-        mount = Mount("bind", str(m["source"]), str(m.get("destination")), tuple(m.get("options") or ()),
-                      mount_id_maps(m, "uidMappings", where), mount_id_maps(m, "gidMappings", where))
-        tree = idmapped.mount_clone(mount)
+        tree = idmapped.mount_clone(parse_mount(m))
         try:
             if stat.S_ISDIR(os.fstat(tree).st_mode):
                 os.makedirs(target, mode=0o711, exist_ok=True)

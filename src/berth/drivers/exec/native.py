@@ -309,10 +309,8 @@ class NativeDriver:
         ours.setblocking(False)
         try:
             sent = ours.send(frames)
-        except BlockingIOError:
+        except OSError:  # full (the rest goes below), or broken: the writer below meets it too
             sent = 0
-        except OSError:
-            sent = 0  # the writer below meets the same and it is reported there
         reader, writer = await asyncio.open_unix_connection(sock=ours)
         try:
             if sent < len(frames):
