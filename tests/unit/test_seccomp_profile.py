@@ -148,6 +148,35 @@ def test_syscalls_newer_than_the_profile_get_enosys_and_foreign_arches_are_kille
 
 
 @needs_x86_64
+def test_the_tree_layout_decides_as_the_list_does(monkeypatch) -> None:
+    """Programs are compiled as binary trees (SCMP_FLTATR_CTL_OPTIMIZE 2: cheaper for the kernel
+    to attach); for Docker's profile every syscall of every architecture the filter knows, with
+    argument values its rules compare, gets what libseccomp's plain list would give it."""
+    oci = sp.to_oci(sp.default_profile(), list(DEFAULT_CAPS))
+    assert oci is not None
+    try:
+        tree = seccomp._compile(oci)
+    except seccomp.SeccompError as exc:
+        pytest.skip(f"libseccomp is not available: {exc}")
+    monkeypatch.setattr(seccomp, "_OPTIMIZE_TREE", 1)  # libseccomp's default: a list by priority
+    plain = seccomp._compile(oci)
+    assert tree != plain
+    values = (0, 1, 2, 8, 9, 10, 16, CLONE_NEWUSER, CLONE_NEWNS | SIGCHLD, AF_VSOCK, READ_IMPLIES_EXEC, 0xFFFFFFFF,
+              PER_LINUX32, 1 << 32)
+    with_args = {n for r in oci["syscalls"] if r.get("args") for n in r["names"]}
+    lib = seccomp._libseccomp()
+    x32 = 0x40000000
+    for arch, token in ((bpfeval.AUDIT_ARCH_X86_64, b"x86_64"), (bpfeval.AUDIT_ARCH_I386, b"x86"),
+                        (bpfeval.AUDIT_ARCH_AARCH64, b"aarch64")):
+        compared = {lib.seccomp_syscall_resolve_name_arch(lib.seccomp_arch_resolve_name(token), n.encode())
+                    for n in with_args}
+        for nr in [*range(0, 1024, 1 if arch == bpfeval.AUDIT_ARCH_X86_64 else 7), *range(x32, x32 + 560, 3)]:
+            for args in ((), *((v,) * 6 for v in values)) if nr in compared else ((),):
+                got = bpfeval.evaluate(tree, nr, args, arch)
+                assert got == bpfeval.evaluate(plain, nr, args, arch), (hex(arch), nr, args)
+
+
+@needs_x86_64
 def test_a_permissive_profile_gets_no_enosys_stub() -> None:
     deny = {"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"],
             "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}

