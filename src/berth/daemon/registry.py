@@ -1,4 +1,5 @@
-"""Registry jobs: ``image.pull``, ``image.push``, ``image.search``, ``system.auth`` (login).
+"""Registry jobs: ``image.pull``, ``image.push``, ``image.search``, ``image.distribution``,
+``system.auth`` (login).
 
 The graph is adapted to what a pull needs (:class:`GraphPullStore`); credentials come from the
 client's ``X-Registry-Auth`` header (the CLI reads ``~/.docker/config.json`` and its credential
@@ -21,12 +22,12 @@ from berth.engine import Job
 from berth.errors import BerthError, InvalidParameter, NotFound, Unauthorized
 from berth.graph import reference
 from berth.jobs import images, system
-from berth.jobs.results import AuthResult, JSONList
+from berth.jobs.results import AuthResult, JSONList, JSONObject
 from berth.registry.client import RegistryClient, RegistryFailure, unauthorized_pull
 from berth.registry.digest import Digest
 from berth.registry.endpoint import DOCKER_HUB, Endpoints
 from berth.registry.progress import Progress
-from berth.registry.pull import Platform, pull
+from berth.registry.pull import Platform, platforms_of, pull
 
 if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon
@@ -148,6 +149,29 @@ async def pull_job(d: Daemon, req: images.ImagePull, job: Job) -> None:
     finally:
         await progress.close()
     d.engine.events.publish("image", "pull", shown, {"name": shown})
+
+
+@handlers.on(images.DistributionInspect)
+async def distribution_job(d: Daemon, req: images.DistributionInspect, job: Job) -> JSONObject:
+    """GET /distribution/NAME/json: the descriptor of the manifest NAME names in its registry and
+    the platforms it serves, as dockerd's (OCI JSON inside: ``mediaType``, ``digest``, ``size``;
+    ``architecture``, ``os``)."""
+    if reference.full_id(req.name) is not None:
+        raise InvalidParameter("no manifest found for full image ID")
+    ref = reference.parse(req.name)
+    if not ref.tag and not ref.digest:
+        ref = ref.with_default_tag()
+    shown = ref.string() if ref.domain != DOCKER_HUB else ref.familiar()
+    async with RegistryClient.open(endpoints(d), ref.domain, req.auth) as client:
+        try:
+            manifest = await client.manifest(ref.path, ref.digest or ref.tag)
+        except RegistryFailure as exc:
+            raise _pull_error(exc, ref, shown) from None
+        platforms = await platforms_of(client, ref.path, manifest)
+    return {
+        "Descriptor": {"mediaType": manifest.media_type, "digest": str(manifest.digest), "size": len(manifest.body)},
+        "Platforms": platforms,
+    }
 
 
 def _pull_error(exc: RegistryFailure, ref: reference.Reference, shown: str) -> BerthError:

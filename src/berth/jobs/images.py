@@ -51,6 +51,15 @@ class ImageSearch(Request[JSONList]):
 
 
 @dataclass(frozen=True)
+class DistributionInspect(Request[JSONObject]):
+    """``GET /distribution/NAME/json``: the manifest's descriptor and platforms, from the registry."""
+
+    JOB: ClassVar[str] = "image.distribution"
+    name: str
+    auth: Credentials = field(default_factory=Credentials, repr=False)  # never in a log line
+
+
+@dataclass(frozen=True)
 class ImageSave(Request[None]):
     """``docker save``: a tar of the named images on stdout (``format`` docker or oci)."""
 

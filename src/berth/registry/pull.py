@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from berth.errors import InvalidParameter, NotFound
+from berth.errors import BerthError, InvalidParameter, NotFound
 from berth.registry import mediatypes as mt
-from berth.registry.client import RegistryClient, RegistryFailure
+from berth.registry.client import Manifest, RegistryClient, RegistryFailure
 from berth.registry.digest import Digest
 from berth.registry.download import Arrival, Follower, fetch_blob
 from berth.registry.progress import BAR_INTERVAL, Progress
@@ -119,6 +119,42 @@ async def resolve_manifest(client: RegistryClient, repo: str, ref: str, platform
     if child.media_type in mt.INDEX_TYPES:
         raise InvalidParameter(f"manifest list {top.digest} nests another list: not supported")
     return str(child.digest), child.json(), named
+
+
+async def platforms_of(client: RegistryClient, repo: str, manifest: Manifest) -> list[dict[str, Any]] | None:
+    """The platforms a manifest serves, as dockerd's distribution inspect gives them (OCI
+    ``Platform`` objects): an index's entries' platforms; for an image manifest, the os and
+    architecture (variant, os.version, os.features) of its config, None when it has neither."""
+    doc = manifest.json()
+    if manifest.media_type in mt.INDEX_TYPES:
+        out: list[dict[str, Any]] = []
+        for e in doc.get("manifests") or []:
+            raw = e.get("platform") if isinstance(e, dict) else None
+            p: dict[str, Any] = raw if isinstance(raw, dict) else {}
+            out.append(_platform_json(p))
+        return out or None
+    config = doc.get("config")
+    if not isinstance(config, dict) or not isinstance(config.get("digest"), str):
+        return None
+    try:
+        cfg = json.loads(await _fetch_small(client, repo, config, Path()))
+    except (BerthError, ValueError, RecursionError):
+        return None  # as dockerd: a config it cannot read gives no platform
+    if not isinstance(cfg, dict) or not (cfg.get("os") or cfg.get("architecture")):
+        return None
+    return [_platform_json(cfg)]
+
+
+def _platform_json(p: dict[str, Any]) -> dict[str, Any]:
+    """An OCI Platform's JSON: architecture and os always, the rest when set."""
+    out: dict[str, Any] = {"architecture": str(p.get("architecture") or ""), "os": str(p.get("os") or "")}
+    if p.get("os.version"):
+        out["os.version"] = str(p["os.version"])
+    if isinstance(p.get("os.features"), list) and p["os.features"]:
+        out["os.features"] = [str(f) for f in p["os.features"]]
+    if p.get("variant"):
+        out["variant"] = str(p["variant"])
+    return out
 
 
 def _choose(entries: list[Any], platform: Platform) -> str | None:

@@ -86,6 +86,12 @@ async def search(request: web.Request) -> web.Response:
         jobs.ImageSearch(term=term, limit=limit, filters=qfilters(request), auth=registry_auth(request))))
 
 
+@routes.get("/distribution/{name:.*}/json")
+async def distribution(request: web.Request) -> web.Response:
+    return reply(await engine_of(request).job(
+        jobs.DistributionInspect(name=request.match_info["name"], auth=registry_auth(request))))
+
+
 @routes.post("/images/{name:.*}/push")
 async def push(request: web.Request) -> web.StreamResponse:
     sink = LazyResponseSink(request)

@@ -1,0 +1,75 @@
+"""What docker-py's own integration suite (tools/dockerpy_suite.py, docs/testing.md) found berth
+doing differently from dockerd, each checked here against the reference where it can be."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import harness
+from registry_harness import BERTH_REGISTRY, BerthRegistry
+
+pytestmark = pytest.mark.integration
+
+
+def ok(r: Any) -> Any:
+    assert r.returncode == 0, f"exit {r.returncode}\nstdout: {r.stdout!r}\nstderr: {r.stderr!r}"
+    return r
+
+
+def _registry_in_netns(netns: str, root: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(["nsenter", f"--net=/run/netns/{netns}", "--", str(BERTH_REGISTRY), "serve",
+                                 "--addr", "127.0.0.1:0", "--root", str(root)], stdout=out, stderr=out)
+    for _ in range(200):
+        text = log.read_text()
+        if "serving" in text:
+            return proc, text.rsplit(":", 1)[1].strip()
+        time.sleep(0.05)
+    proc.terminate()
+    proc.wait(10)
+    raise AssertionError(log.read_text())
+
+
+def _distribution(d: harness.Daemon, addr: str) -> dict[str, Any]:
+    """Push busybox to addr as ref/bbx:1 and ask GET /distribution about it, by tag, by digest
+    and for a tag the registry lacks; docker-py's inspect_distribution for the first."""
+    ok(d.docker("tag", "busybox:latest", f"{addr}/ref/bbx:1"))
+    ok(d.docker("push", f"{addr}/ref/bbx:1"))
+    by_tag = d.client().api.inspect_distribution(f"{addr}/ref/bbx:1")
+    status, by_digest = d.api("GET", f"/v1.41/distribution/{addr}/ref/bbx@{by_tag['Descriptor']['digest']}/json")
+    assert status == 200, by_digest
+    missing, body = d.api("GET", f"/v1.41/distribution/{addr}/ref/bbx:nope/json")
+    return {"by_tag": by_tag, "by_digest": by_digest, "missing": missing, "missing_body": body}
+
+
+@pytest.mark.conformance
+def test_distribution_inspect_as_dockerd(berthd: harness.Berthd, dockerd: harness.Dockerd, busybox_tar: Path,
+                                         tmp_path: Path) -> None:
+    """docker-py's InspectDistributionTest: GET /distribution/NAME/json was a 404 route in berth."""
+    got = {}
+    for d in (berthd, dockerd):
+        d.import_image(busybox_tar, "busybox:latest", cmd=("sh",))
+    with BerthRegistry(tmp_path / "reg-berth") as reg:
+        got["berth"] = _distribution(berthd, reg.addr)
+    proc, port = _registry_in_netns(dockerd.netns, tmp_path / "reg-docker", tmp_path / "reg.log")
+    try:
+        got["docker"] = _distribution(dockerd, f"127.0.0.1:{port}")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    for name, r in got.items():
+        desc = r["by_tag"]["Descriptor"]
+        assert set(r["by_tag"]) == {"Descriptor", "Platforms"}, (name, r)
+        assert set(desc) == {"mediaType", "digest", "size"}, (name, r)
+        assert desc["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json", (name, r)
+        assert desc["digest"].startswith("sha256:") and desc["size"] > 0, (name, r)
+        assert r["by_tag"]["Platforms"] == [{"architecture": "amd64", "os": "linux"}], (name, r)
+        assert r["by_digest"] == r["by_tag"], (name, r)
+    # the same answers; a missing tag is the same status on both
+    assert got["berth"]["missing"] == got["docker"]["missing"], got
+    assert got["berth"]["missing"] >= 400, got
