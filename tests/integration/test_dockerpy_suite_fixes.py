@@ -73,3 +73,45 @@ def test_distribution_inspect_as_dockerd(berthd: harness.Berthd, dockerd: harnes
     # the same answers; a missing tag is the same status on both
     assert got["berth"]["missing"] == got["docker"]["missing"], got
     assert got["berth"]["missing"] >= 400, got
+
+
+def _networks(d: harness.Daemon, subnets: list[str]) -> dict[str, Any]:
+    c = d.client().api
+    out: dict[str, Any] = {}
+    for name in ("test 01", "x!", "-x"):
+        status, body = d.api("POST", "/v1.41/networks/create", {"Name": name, "Internal": True})
+        out[f"name {name!r}"] = status
+        if status == 201:
+            out[f"inspect {name!r}"] = c.inspect_network(name)["Name"]
+            c.remove_network(name)
+    out["empty name"] = d.api("POST", "/v1.41/networks/create", {"Name": ""})[0]
+    # IPAM.Options: null unless the request gave some ({} from the CLI stays {})
+    from docker.types import IPAMConfig, IPAMPool
+
+    nid = c.create_network("ipam-none", internal=True)["Id"]
+    out["no IPAM"] = c.inspect_network(nid)["IPAM"]["Options"]
+    nid = c.create_network("ipam-given", internal=True,
+                           ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=subnets[0])]))["Id"]
+    out["IPAM without Options"] = c.inspect_network(nid)["IPAM"]["Options"]
+    nid = c.create_network("ipam-opts", internal=True,
+                           ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=subnets[1])], options={"k": "v"}))["Id"]
+    out["IPAM with Options"] = c.inspect_network(nid)["IPAM"]["Options"]
+    ok(d.docker("network", "create", "--internal", "--subnet", subnets[2], "cli-net"))
+    out["CLI"] = c.inspect_network("cli-net")["IPAM"]["Options"]
+    for n in ("ipam-none", "ipam-given", "ipam-opts", "cli-net"):
+        c.remove_network(n)
+    return out
+
+
+@pytest.mark.conformance
+def test_network_names_and_ipam_options_as_dockerd(berthd: harness.Berthd, dockerd: harness.Dockerd) -> None:
+    """docker-py's test_create_remove_network_with_space_in_name (berth refused "test 01") and
+    test_create_network_with_ipam_config (berth showed IPAM.Options {} where dockerd shows null)."""
+    base = berthd.subnet.rsplit(".", 2)[0]  # 10.2xx: berthd's own range, so no clash with the host
+    subnets = [f"{base}.{250 + i}.0/24" for i in range(3)]
+    got = {d.name: _networks(d, subnets) for d in (berthd, dockerd)}
+    # an empty name: dockerd 20.10 answers 500 ("invalid name: "), berth 400 (the client's error)
+    assert (got["berth"].pop("empty name"), got["docker"].pop("empty name")) == (400, 500), got
+    assert got["berth"] == got["docker"], got
+    assert got["docker"]["name 'test 01'"] == 201 and got["docker"]["no IPAM"] is None, got
+    assert got["docker"]["CLI"] == {}, got

@@ -59,7 +59,9 @@ def _containers(d: Daemon, net: Network) -> dict[str, Any]:
 
 def view(d: Daemon, net: Network, containers: bool) -> dict[str, Any]:
     """Docker's network object (``Containers`` only filled by inspect, as dockerd's list)."""
-    ipam_options = dict(net.ipam_options) if net.user_defined else None
+    # as dockerd: IPAM.Options as the create request gave it, null when it gave none (the CLI
+    # sends {}, docker-py nothing)
+    ipam_options = dict(net.ipam_options) if net.user_defined and net.ipam_options is not None else None
     return {
         "Name": net.name, "Id": net.id, "Created": net.created, "Scope": "local", "Driver": net.driver,
         "EnableIPv6": net.enable_ipv6,
@@ -172,7 +174,7 @@ async def create(d: Daemon, req: jobs.NetworkCreate, job: Job) -> JSONObject:
         raise InvalidParameter("json: cannot unmarshal into Go struct field NetworkCreateRequest.Name of type string")
     if name in PREDEFINED:
         raise Forbidden(f"operation is not permitted on predefined {name} network ")
-    if not name or not re.match(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$", name):
+    if not name:  # dockerd 20.10 takes any other name ("test 01", "x!", " x")
         raise InvalidParameter(f"invalid name: {name}")
     if any(n.name == name for n in d.network.networks.values()):
         raise Conflict(f"network with name {name} already exists")
@@ -195,7 +197,8 @@ async def create(d: Daemon, req: jobs.NetworkCreate, job: Job) -> JSONObject:
         internal=bool(body.get("Internal")),
         attachable=bool(body.get("Attachable")),
         ipam_configs=list(ipam.get("Config") or []),
-        ipam_options={str(k): str(v) for k, v in (ipam.get("Options") or {}).items()},
+        ipam_options=None if ipam.get("Options") is None
+        else {str(k): str(v) for k, v in (ipam.get("Options") or {}).items()},
         enable_ipv6=bool(body.get("EnableIPv6")),
     )
     _publish(d, net, "create")

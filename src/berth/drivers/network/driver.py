@@ -371,7 +371,7 @@ class NetworkDriver:
                 id=nid, name=name, driver="bridge", created=now_rfc3339(), subnet=subnet, gateway=gateway,
                 ip_range=ip_range, bridge=bridge, internal=internal, attachable=attachable, icc=icc,
                 masquerade=masq, mtu=mtu, host_binding=_any(options.get(OPT_HOST_BINDING, self.cfg.host_ip)), labels=dict(labels),
-                options=dict(options), ipam_options=dict(ipam_options or {}),
+                options=dict(options), ipam_options=None if ipam_options is None else dict(ipam_options),
                 ipam_config_given=tuple({k: str(v) for k, v in c.items() if v} for c in v4 + v6), aux_addresses=aux,
                 enable_ipv6=enable_ipv6, subnet6=subnet6, gateway6=gateway6,
             )  # fmt: skip

@@ -59,7 +59,7 @@ class Network:
     gateway6: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     options: dict[str, str] = field(default_factory=dict)
-    ipam_options: dict[str, str] = field(default_factory=dict)
+    ipam_options: dict[str, str] | None = None  # IPAM.Options as given; None (null) when not given
     ipam_config_given: tuple[dict[str, str], ...] = ()  # the IPAM.Config entries the user gave
     aux_addresses: dict[str, str] = field(default_factory=dict)
 
