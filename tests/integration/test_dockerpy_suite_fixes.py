@@ -115,3 +115,23 @@ def test_network_names_and_ipam_options_as_dockerd(berthd: harness.Berthd, docke
     assert got["berth"] == got["docker"], got
     assert got["docker"]["name 'test 01'"] == 201 and got["docker"]["no IPAM"] is None, got
     assert got["docker"]["CLI"] == {}, got
+
+
+@pytest.mark.conformance
+def test_info_counts_intermediate_images_as_dockerd(berthd: harness.Berthd, dockerd: harness.Dockerd,
+                                                    busybox_tar: Path, tmp_path: Path) -> None:
+    """docker-py's ListImagesTest.test_images: info's Images is the number of distinct ids
+    `images(all=True)` lists (intermediate images of a build included); berth counted top ones."""
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nLABEL a=1\nENV B=2\nLABEL c=3\n")
+    got = {}
+    for d in (berthd, dockerd):
+        d.import_image(busybox_tar, "busybox:latest", cmd=("sh",))
+        env = {**d.env, "DOCKER_BUILDKIT": "0"}
+        r = subprocess.run(["docker", "build", "--network", "none", "-q", "-t", "built", str(tmp_path)],
+                           env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        c = d.client().api
+        ids = {i["Id"] for i in c.images(all=True)}
+        got[d.name] = (c.info()["Images"], len(ids), len(c.images()))
+    assert got["berth"] == got["docker"], got
+    assert got["docker"][0] == got["docker"][1] > got["docker"][2], got

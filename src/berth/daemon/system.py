@@ -103,7 +103,8 @@ def _init_binary(d: Daemon) -> str:
 @handlers.on(jobs.SystemInfo)
 async def info(d: Daemon, req: jobs.SystemInfo, job: Job) -> JSONObject:
     states = [c.state.status for c in d.live.records()]
-    images = await asyncio.to_thread(d.graph.list, False, {})
+    # as dockerd: every image, intermediate ones too (what `images -a` lists), not only the top ones
+    images = await asyncio.to_thread(d.graph.images.rows)
     from berth.libcontainer.cgroups import is_unified  # the one detection (a hybrid host is v1)
 
     v2 = is_unified()
