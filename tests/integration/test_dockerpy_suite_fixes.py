@@ -135,3 +135,31 @@ def test_info_counts_intermediate_images_as_dockerd(berthd: harness.Berthd, dock
         got[d.name] = (c.info()["Images"], len(ids), len(c.images()))
     assert got["berth"] == got["docker"], got
     assert got["docker"][0] == got["docker"][1] > got["docker"][2], got
+
+
+@pytest.mark.conformance
+def test_stats_networks_as_dockerd(berthd: harness.Berthd, dockerd: harness.Dockerd, busybox_tar: Path) -> None:
+    """docker-py's test_get_container_stats_no_stream and ContainerTest.test_stats: stats carry
+    `networks` (per interface, lo left out) for a container with interfaces of its own; berth had
+    none. With --network none there is no such key, on both."""
+    got = {}
+    for d in (berthd, dockerd):
+        d.import_image(busybox_tar, "busybox:latest", cmd=("sh",))
+        c = d.client().api
+        c.create_network("statsnet", internal=True)
+        shapes = {}
+        for net in ("statsnet", "none"):
+            ctr = c.create_container("busybox", "sleep 60", host_config=c.create_host_config(network_mode=net))
+            c.start(ctr)
+            stats = c.stats(ctr, stream=False)
+            networks = stats.get("networks")
+            shapes[net] = None if networks is None else {k: sorted(v) for k, v in networks.items()}
+            if networks:
+                assert all(isinstance(x, int) for v in networks.values() for x in v.values()), networks
+            c.remove_container(ctr, force=True)
+        c.remove_network("statsnet")
+        got[d.name] = shapes
+    assert got["berth"] == got["docker"], got
+    assert got["docker"]["statsnet"] == {"eth0": sorted(
+        ["rx_bytes", "rx_packets", "rx_errors", "rx_dropped", "tx_bytes", "tx_packets", "tx_errors", "tx_dropped"])}
+    assert got["docker"]["none"] is None

@@ -36,3 +36,18 @@ def test_document_shape() -> None:
     }
     assert doc["pids_stats"] == {"current": 3, "limit": 10}
     assert document(C(), now, None)["preread"].startswith("0001-")
+
+
+def test_network_stats_from_proc_net_dev() -> None:
+    from berth.daemon.stats import network_stats
+
+    text = (
+        "Inter-|   Receive                                                |  Transmit\n"
+        " face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n"
+        "    lo:     100       2    0    0    0     0          0         0      100       2    0    0    0     0       0          0\n"
+        "  eth0:    1296      16    1    2    0     0          0         0      866      11    3    4    0     0       0          0\n"
+    )
+    assert network_stats(text) == {"eth0": {
+        "rx_bytes": 1296, "rx_packets": 16, "rx_errors": 1, "rx_dropped": 2,
+        "tx_bytes": 866, "tx_packets": 11, "tx_errors": 3, "tx_dropped": 4,
+    }}

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from berth.container.record import Container, now_rfc3339
 from berth.daemon.handlers import HandlerTable
+from berth.daemon.netsettings import mode_of
 from berth.daemon.system import host_memory
 from berth.engine import Job
 from berth.jobs import containers as jobs
@@ -68,6 +69,26 @@ def sample(stats: Any, proc_stat: str) -> dict[str, Any]:
     }
 
 
+NET_FIELDS = ("rx_bytes", "rx_packets", "rx_errors", "rx_dropped")
+NET_TX_FIELDS = ("tx_bytes", "tx_packets", "tx_errors", "tx_dropped")
+
+
+def network_stats(proc_net_dev: str) -> dict[str, dict[str, int]]:
+    """Docker's ``networks``: per interface of the container but its loopback, the first four
+    receive and transmit counters of ``/proc/PID/net/dev``."""
+    out: dict[str, dict[str, int]] = {}
+    for line in proc_net_dev.splitlines()[2:]:
+        name, sep, rest = line.partition(":")
+        name = name.strip()
+        fields = rest.split()
+        if not sep or name == "lo" or len(fields) < 12:
+            continue
+        counters = [int(x) for x in fields]
+        out[name] = {**dict(zip(NET_FIELDS, counters[0:4], strict=True)),
+                     **dict(zip(NET_TX_FIELDS, counters[8:12], strict=True))}
+    return out
+
+
 def _empty_cpu() -> dict[str, Any]:
     return {
         "cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0},
@@ -97,13 +118,22 @@ def document(c: Container, now: dict[str, Any], before: dict[str, Any] | None) -
         "cpu_stats": now["cpu_stats"],
         "precpu_stats": before["cpu_stats"] if before else _empty_cpu(),
         "memory_stats": now["memory_stats"],
+        # as dockerd: only when the container has interfaces of its own (omitempty)
+        **({"networks": now["networks"]} if now.get("networks") else {}),
     }
 
 
-async def _sample(d: Daemon, cid: str) -> dict[str, Any]:
-    stats = await d.driver.stats(cid)
+async def _sample(d: Daemon, c: Container) -> dict[str, Any]:
+    stats = await d.driver.stats(c.id)
     proc_stat = await asyncio.to_thread(_read, "/proc/stat")
-    return sample(stats, proc_stat)
+    out = sample(stats, proc_stat)
+    mode = mode_of(c.host_config)
+    if c.state.pid and mode not in ("host", "none") and not mode.startswith("container:"):
+        try:
+            out["networks"] = network_stats(await asyncio.to_thread(_read, f"/proc/{c.state.pid}/net/dev"))
+        except (OSError, ValueError):
+            pass  # the container is going: a sample without networks
+    return out
 
 
 def _read(path: str) -> str:
@@ -119,14 +149,14 @@ async def container_stats(d: Daemon, req: jobs.ContainerStats, job: Job) -> None
         # dockerd answers a stopped container with one zeroed document
         await out.write(json.dumps(document(c, sample(None, ""), None)).encode() + b"\n")
         return
-    before = None if req.one_shot else await _sample(d, c.id)
+    before = None if req.one_shot else await _sample(d, c)
     if not req.stream and before is not None:
         await asyncio.sleep(1.0)
-    now = await _sample(d, c.id)
+    now = await _sample(d, c)
     await out.write(json.dumps(document(c, now, before)).encode() + b"\n")
     while req.stream and c.state.running:
         await asyncio.sleep(1.0)
-        before, now = now, await _sample(d, c.id)
+        before, now = now, await _sample(d, c)
         await out.write(json.dumps(document(c, now, before)).encode() + b"\n")
 
 
