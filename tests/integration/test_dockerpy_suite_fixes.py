@@ -163,3 +163,23 @@ def test_stats_networks_as_dockerd(berthd: harness.Berthd, dockerd: harness.Dock
     assert got["docker"]["statsnet"] == {"eth0": sorted(
         ["rx_bytes", "rx_packets", "rx_errors", "rx_dropped", "tx_bytes", "tx_packets", "tx_errors", "tx_dropped"])}
     assert got["docker"]["none"] is None
+
+
+@pytest.mark.conformance
+def test_connect_with_mac_address_shown_before_start_as_dockerd(berthd: harness.Berthd, dockerd: harness.Dockerd,
+                                                                busybox_tar: Path) -> None:
+    """docker-py's test_connect_with_mac_address: a created container connected with a MAC
+    address shows it in its endpoint settings (berth showed "" until the container ran)."""
+    got = {}
+    for d in (berthd, dockerd):
+        d.import_image(busybox_tar, "busybox:latest", cmd=("sh",))
+        c = d.client().api
+        c.create_network("macnet", internal=True)
+        c.create_network("firstnet", internal=True)
+        ctr = c.create_container("busybox", "top", host_config=c.create_host_config(network_mode="firstnet"))
+        c.connect_container_to_network(ctr, "macnet", mac_address="02:42:ac:11:00:02")
+        got[d.name] = c.inspect_container(ctr)["NetworkSettings"]["Networks"]["macnet"]["MacAddress"]
+        c.remove_container(ctr, force=True)
+        c.remove_network("macnet")
+        c.remove_network("firstnet")
+    assert got == {"berth": "02:42:ac:11:00:02", "docker": "02:42:ac:11:00:02"}, got

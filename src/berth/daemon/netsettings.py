@@ -160,7 +160,9 @@ def record_networks(c: Container) -> dict[str, dict[str, Any]]:
 def _empty_endpoint(cfg: dict[str, Any]) -> dict[str, Any]:
     return {
         "IPAMConfig": cfg.get("IPAMConfig"), "Links": cfg.get("Links"), "Aliases": cfg.get("Aliases"),
-        "MacAddress": "", "DriverOpts": cfg.get("DriverOpts"), "NetworkID": cfg.get("NetworkID") or "",
+        # the MAC address asked for (create or connect) until a running endpoint has its own, as
+        # dockerd shows a created container's endpoint settings
+        "MacAddress": cfg.get("MacAddress") or "", "DriverOpts": cfg.get("DriverOpts"), "NetworkID": cfg.get("NetworkID") or "",
         "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
         "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": None,
     }  # fmt: skip
