@@ -72,7 +72,7 @@ def run_init(
         # Join the cgroup before anything allocates memory or forks, and before a cgroup
         # namespace is made, so that namespace is rooted at the container's cgroup.
         if cgroup is not None:
-            cgroup.add(0)
+            cgroup.join()
         mark("i:cgroup")
         # Join namespaces given by path, then unshare the new ones in one call. The mount
         # namespace is joined last: joining it changes what the other paths mean.

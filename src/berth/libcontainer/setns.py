@@ -77,7 +77,7 @@ def spawn(
     set_limits(process)
     if cgroup is not None:
         try:
-            cgroup.add(0)
+            cgroup.join()
         except SystemFailure as exc:
             raise ContainerInitError(f"join cgroup '{cgroup.name}': {exc}", EXIT_OTHER) from exc
     pid = _pid_of(init_pidfd)

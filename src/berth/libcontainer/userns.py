@@ -88,7 +88,7 @@ def stage_a(
     try:
         kernel.prctl(kernel.PR_SET_DUMPABLE, 0)
         if cgroup is not None:
-            cgroup.add(0)
+            cgroup.join()
         set_limits(spec.process)
         # with the host's privileges, before any user namespace is joined or made: the rootfs
         # (its layers id-mapped), and net.* sysctls of a network namespace of the host's

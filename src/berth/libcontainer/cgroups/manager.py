@@ -57,6 +57,12 @@ class Cgroup(Protocol):
         """Move ``pid`` (0 = the calling process) into the cgroup in every hierarchy."""
         ...
 
+    def join(self) -> None:
+        """Move the calling process, which must be single-threaded (a fork child), into the
+        cgroup in every hierarchy: :meth:`add` (0), without the kernel's global migration lock
+        where a hierarchy allows (a v1 ``tasks`` file; :mod:`.warm` says why it matters)."""
+        ...
+
     def exists(self) -> bool: ...
 
     def pids(self) -> list[int]: ...
@@ -131,6 +137,9 @@ class CgroupBase:
     def add(self, pid: int) -> None:
         for path in self.dirs():
             files.write(path / "cgroup.procs", pid)
+
+    def join(self) -> None:
+        self.add(0)
 
     def exists(self) -> bool:
         return any(p.is_dir() for p in self.dirs())

@@ -100,6 +100,14 @@ class V1Cgroup(CgroupBase):
     def dirs(self) -> list[P]:
         return [base / self.name for base in self._hierarchies().values()]
 
+    def join(self) -> None:
+        # "0" in a v1 hierarchy's tasks moves the calling thread -- the whole of a
+        # single-threaded process -- and the kernel takes no global lock for a thread moving
+        # itself; the cgroup2 hierarchy of a hybrid host has only cgroup.procs (cgroup.threads
+        # refuses a move across domains)
+        for ctrl, base in self._hierarchies().items():
+            files.write(base / self.name / ("cgroup.procs" if ctrl == "unified" else "tasks"), 0)
+
     # ---- limits -------------------------------------------------------------------------
     def _create(self, r: Resources) -> None:
         for ctrl, base in self._hierarchies().items():
