@@ -47,9 +47,16 @@ def load(path: Path, src: Path, argv: list[str], after: str = "") -> dict:
     return json.loads(res.stdout.splitlines()[-1])
 
 
+def parts(path: Path) -> tuple[tuple, list, tuple]:
+    """(header, index entries, code objects) of a preload file (its layout: preload's text)."""
+    data = path.read_bytes()
+    size = int.from_bytes(data[:4], "little")
+    header, entries = marshal.loads(data[4 : 4 + size])
+    return header, entries, marshal.loads(data[4 + size :])
+
+
 def names_in(path: Path) -> list[str]:
-    _header, entries = marshal.loads(path.read_bytes())
-    return [e[0] for e in entries]
+    return [e[0] for e in parts(path)[1]]
 
 
 @pytest.fixture
@@ -102,10 +109,13 @@ def test_other_commands_and_missing_files_import_as_usual(built, tmp_path: Path)
     garbage = tmp_path / "garbage"
     garbage.write_bytes(b"\x00not marshal")
     assert load(garbage, src, ["b", "run", "x"])["ok"] is False
-    _header, entries = marshal.loads(path.read_bytes())
+    _header, entries, codes = parts(path)
     other = tmp_path / "other-python"
-    other.write_bytes(marshal.dumps(((preload.FORMAT, "cpython-399", marshal.version), entries)))
+    other.write_bytes(preload.pack((preload.FORMAT, "cpython-399", marshal.version), entries, codes))
     assert load(other, src, ["b", "run", "x"])["ok"] is False
+    short = tmp_path / "short"
+    short.write_bytes(path.read_bytes()[:-100])  # cut: the code part does not unmarshal
+    assert load(short, src, ["b", "run", "x"])["ok"] is False
 
 
 def test_a_file_others_can_write_is_not_run(built):
@@ -130,12 +140,12 @@ def test_code_that_raises_is_taken_back_and_the_import_fails_as_usual(built):
     """A source changed without changing its size or mtime (what the check cannot see): the
     preloaded copy runs; here it raises, so nothing preloaded stays and the real import runs."""
     path, src = built
-    _header, entries = marshal.loads(path.read_bytes())
-    broken = [list(e) for e in entries]
-    for e in broken:
-        if e[0] == "berth.libcontainer.spec":
-            e[5] = marshal.dumps(compile("raise RuntimeError('stale')", e[1], "exec"))
-    path.write_bytes(marshal.dumps((_header, [tuple(e) for e in broken])))
+    header, entries, codes = parts(path)
+    broken = [
+        compile("raise RuntimeError('stale')", e[1], "exec") if e[0] == "berth.libcontainer.spec" else code
+        for e, code in zip(entries, codes, strict=True)
+    ]
+    path.write_bytes(preload.pack(header, entries, broken))
     got = load(path, src, ["b", "run", "x"], "import berth.libcontainer.spec\n")
     assert got["ok"] is False
     # what ran before it was taken back out (cli and the cgroups package come first); the
