@@ -183,3 +183,29 @@ def test_connect_with_mac_address_shown_before_start_as_dockerd(berthd: harness.
         c.remove_network("macnet")
         c.remove_network("firstnet")
     assert got == {"berth": "02:42:ac:11:00:02", "docker": "02:42:ac:11:00:02"}, got
+
+
+@pytest.mark.conformance
+def test_forced_rmi_of_a_name_while_a_container_runs_as_dockerd(berthd: harness.Berthd, dockerd: harness.Dockerd,
+                                                                busybox_tar: Path) -> None:
+    """docker-py's test_save_and_load_repo_name: `rmi -f NAME` of an image a running container
+    uses untags NAME (berth refused with "cannot be forced"); only a delete of the image itself
+    (by id) is refused. The last name goes too, the image stays."""
+    got = {}
+    for d in (berthd, dockerd):
+        d.import_image(busybox_tar, "busybox:latest", cmd=("sh",))
+        c = d.client().api
+        ctr = c.create_container("busybox", "sleep 60", host_config=c.create_host_config(network_mode="none"))
+        c.start(ctr)
+        image_id = c.inspect_image("busybox")["Id"]
+        c.tag("busybox", "extra")
+        out: dict[str, Any] = {"extra": c.remove_image("extra", force=True)}
+        status, body = d.api("DELETE", f"/v1.41/images/{image_id}?force=1")
+        out["by id"] = (status, body["message"].replace(image_id[7:19], "ID").rsplit(" ", 1)[0])
+        out["last name"] = c.remove_image("busybox", force=True)
+        out["left"] = c.inspect_image(image_id)["RepoTags"]
+        c.remove_container(ctr, force=True)
+        got[d.name] = out
+    assert got["berth"] == got["docker"], got
+    assert got["docker"]["extra"] == [{"Untagged": "extra:latest"}], got
+    assert got["docker"]["by id"][0] == 409, got

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 
 from berth.daemon.handlers import HandlerTable
 from berth.engine import Job
-from berth.errors import Conflict
 from berth.jobs import images as jobs
 from berth.jobs.results import JSONList, JSONObject
 
@@ -47,9 +46,9 @@ async def import_(d: Daemon, req: jobs.ImageImport, job: Job) -> None:
     await out.write(json.dumps({"status": image_id}).encode() + b"\r\n")
 
 
-def _users(d: Daemon) -> Callable[[str], list[str]]:
+def _users(d: Daemon, running: bool = False) -> Callable[[str], list[str]]:
     def users(image_id: str) -> list[str]:
-        return [c.id for c in d.live.records() if c.image_id == image_id]
+        return [c.id for c in d.live.records() if c.image_id == image_id and (c.state.running or not running)]
 
     return users
 
@@ -102,19 +101,13 @@ async def tag(d: Daemon, req: jobs.ImageTag, job: Job) -> None:
 
 @handlers.on(jobs.ImageRemove)
 async def remove(d: Daemon, req: jobs.ImageRemove, job: Job) -> list[dict[str, str]]:
-    if req.force:
-        # Docker refuses even -f while a *running* container uses the image.
-        image_id = await asyncio.to_thread(d.graph.resolve, req.name)
-        for c in d.live.records():
-            if c.image_id == image_id and c.state.running:
-                raise Conflict(
-                    f"conflict: unable to delete {image_id.removeprefix('sha256:')[:12]} (cannot be forced) - "
-                    f"image is being used by running container {c.id[:12]}"
-                )
     image_id = await asyncio.to_thread(d.graph.resolve, req.name)
     labels = ((await asyncio.to_thread(d.graph.inspect, image_id)).get("Config") or {}).get("Labels") or {}
     images = {i["Id"] for i in await asyncio.to_thread(d.graph.list, True, {})}
-    result: list[dict[str, str]] = await asyncio.to_thread(d.graph.remove, req.name, req.force, req.noprune, _users(d))
+    # Docker refuses even -f to delete an image a *running* container uses (a hard conflict);
+    # by name, the name goes and the image stays
+    result: list[dict[str, str]] = await asyncio.to_thread(d.graph.remove, req.name, req.force, req.noprune, _users(d),
+                                                           _users(d, running=True))
     # dockerd's events: an untag per removed name and a delete per removed image (not per
     # layer), named by the image's id, with the image's labels
     for item in result:

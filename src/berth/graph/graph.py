@@ -227,9 +227,10 @@ class Graph:
         force: bool = False,
         noprune: bool = False,
         users: Callable[[str], list[str]] | None = None,
+        running: Callable[[str], list[str]] | None = None,
     ) -> list[dict[str, str]]:
         """``docker rmi``: ``[{"Untagged": "busybox:latest"}, {"Deleted": "sha256:..."}]``."""
-        return remove_image(self.stores, ref, force, noprune, users or (lambda _id: []))
+        return remove_image(self.stores, ref, force, noprune, users or (lambda _id: []), running or (lambda _id: []))
 
     # container layers
     def prepare_rw(self, container_id: str, image_id_: str) -> None:

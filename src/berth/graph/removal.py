@@ -10,8 +10,10 @@ forced delete; they go when the container does. Results are Docker's records::
     [{"Untagged": "busybox:latest"}, {"Deleted": "sha256:<image>"}, {"Deleted": "sha256:<chain>"}]
 
 ``users(image_id)`` returns the ids of containers created from the image (the daemon's
-knowledge). berth cannot tell running from stopped users here, so every user is a soft
-conflict: ``rmi -f`` deletes the image record while the container keeps its layers.
+knowledge), ``running(image_id)`` those of them that run. A running user is a hard conflict
+when the image itself would be deleted (as dockerd: ``rmi -f ID`` refuses; ``rmi -f NAME`` of
+the last name untags and leaves the image, the conflict ignored as dockerd's ``quiet``); every
+other user is a soft one: ``rmi -f`` deletes the image record while the container keeps its layers.
 """
 
 from __future__ import annotations
@@ -38,16 +40,25 @@ class Stores:
 
 
 def remove_image(
-    graph: Stores, ref: str, force: bool, noprune: bool, users: Callable[[str], list[str]]
+    graph: Stores, ref: str, force: bool, noprune: bool, users: Callable[[str], list[str]],
+    running: Callable[[str], list[str]] = lambda _id: [],
 ) -> Records:
     """``docker rmi``, with both stores locked for the whole of it (images first)."""
     with txn.locked(graph.images, graph.layers):
-        return _remove_image(graph, ref, force, noprune, users)
+        return _remove_image(graph, ref, force, noprune, _Users(users, running))
 
 
-def _remove_image(
-    graph: Stores, ref: str, force: bool, noprune: bool, users: Callable[[str], list[str]]
-) -> Records:
+class _Users:
+    """The containers created from an image (``all``) and those of them that run."""
+
+    def __init__(self, users: Callable[[str], list[str]], running: Callable[[str], list[str]]) -> None:
+        self.all, self.running = users, running
+
+    def __call__(self, image_id: str) -> list[str]:
+        return self.all(image_id)
+
+
+def _remove_image(graph: Stores, ref: str, force: bool, noprune: bool, users: _Users) -> Records:
     image_id = graph.images.resolve(ref)
     records: Records = []
     names = _names(graph, image_id)
@@ -111,7 +122,7 @@ class _DeleteConflict(Conflict):
 def _check(
     graph: Stores,
     image_id: str,
-    users: Callable[[str], list[str]],
+    users: _Users,
     hard: bool,
     soft: bool,
     active_reference: bool,
@@ -124,13 +135,18 @@ def _check(
 def _find_conflict(
     graph: Stores,
     image_id: str,
-    users: Callable[[str], list[str]],
+    users: _Users,
     hard: bool,
     soft: bool,
     active_reference: bool,
 ) -> _DeleteConflict | None:
     if hard and graph.images.children(image_id):
         return _DeleteConflict(image_id, "image has dependent child images", hard=True, used=False)
+    if hard:
+        running = users.running(image_id)
+        if running:
+            return _DeleteConflict(image_id, f"image is being used by running container {reference.short_id(running[0])}",
+                                   hard=True, used=True)
     if soft and active_reference and _names(graph, image_id):
         return _DeleteConflict(
             image_id, "image is referenced in multiple repositories", hard=False, used=False
@@ -153,7 +169,7 @@ def _delete(
     records: Records,
     force: bool,
     prune: bool,
-    users: Callable[[str], list[str]],
+    users: _Users,
     quiet: bool,
 ) -> None:
     """Docker's ``imageDeleteHelper``: delete ``image_id`` and maybe its untagged parents."""
