@@ -12,7 +12,7 @@ from pathlib import Path
 import harness
 from berth.shim import protocol as P
 from berth.shim.cgroupwarm import own_procs_file
-from berth.shim.forkserver import fill_pool_holes
+from berth.shim.warmup import POOL_SIZE, fill_pool_holes
 
 
 def start_forkserver(env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], socket.socket]:
@@ -64,14 +64,18 @@ def test_a_monitor_given_a_bad_request_exits_and_the_daemon_reads_eof() -> None:
 
 
 def test_fill_pool_holes_fills_free_blocks() -> None:
-    """Holes made on purpose (every other block of 400 in one size class freed) are all filled.
-    (A second pass finding fewer holes is no test: the report's own parsing frees blocks.)"""
+    """Holes made on purpose (every other block of 400 in one size class freed) are all filled:
+    the next object of that class is the first block of a fresh pool (its header's count, read
+    from /proc/self/mem, is 1)."""
     made = [bytes([i % 251]) * 100 for i in range(400)]  # 133-byte requests: the 144-byte class
     del made[::2]
     fillers = fill_pool_holes()
-    assert all(isinstance(b, bytes) and len(b) >= 15 for b in fillers)
-    assert sum(1 for b in fillers if len(b) == 144 - 33) >= 200
-    del fillers, made
+    assert sum(1 for b in fillers if isinstance(b, bytes) and len(b) == 144 - 33) >= 200
+    fresh = bytes([7]) * 100
+    with open("/proc/self/mem", "rb", buffering=0) as mem:
+        mem.seek(id(fresh) & ~(POOL_SIZE - 1))
+        assert int.from_bytes(mem.read(4), sys.byteorder) == 1
+    del fillers, made, fresh
 
 
 def test_the_spare_shim_and_its_standby_helper_go_with_the_fork_server() -> None:

@@ -342,34 +342,44 @@ def pack_code(prefix: str = "berth.") -> int:
     return len(funcs)
 
 
-def fill_pool_holes() -> list[bytes]:
-    """Occupy every free block in pymalloc's partly used pools; returns the fillers to keep.
+POOL_SIZE = 16 << 10  # pymalloc's pools on 64-bit CPython 3.10+ (its arenas: 1 MiB)
+POOL_OVERHEAD = 48  # the pool header: a pool's first block is this far into it
+
+
+def fill_pool_holes() -> list[object]:
+    """Occupy every free block in pymalloc's partly used pools (block sizes 48-512); returns the
+    fillers to keep.
 
     A monitor's new objects would otherwise land in those holes, scattered over hundreds of
     pages it shares with us, and copy each of them (4 KiB per small object). With the holes
-    filled, its allocations go to fresh pools, a few compact pages of its own. The counts come
-    from ``sys._debugmallocstats()`` (CPython's own allocator report, on stderr).
+    filled, its allocations go to fresh pools, a few compact pages of its own. pymalloc takes a
+    fresh pool for a size class only once no partly used pool of that class has a free block; so
+    each class is filled with bytes objects (a bytes object of length n is a (33 + n)-byte block;
+    n >= 2 is never cached) until one is the only block of its pool (the pool header's count,
+    read from /proc/self/mem), and that one is given back: its pool is empty again, not a hole.
+    Nothing this function makes is freed, so it leaves no hole of its own: the list's item array
+    is in the C heap from the start, the reading file and buffer are kept with the fillers, and
+    only ints (``id``, ``seek``: 32-byte blocks, a class not filled) come and go meanwhile.
     """
-    report = os.memfd_create("berth-mallocstats", os.MFD_CLOEXEC)
-    saved = os.dup(2)
-    try:
-        os.dup2(report, 2)
-        try:
-            sys._debugmallocstats()
-        finally:
-            os.dup2(saved, 2)
-        size = os.lseek(report, 0, os.SEEK_END)
-        text = os.pread(report, size, 0).decode("ascii", "replace")
-    finally:
-        os.close(saved)
-        os.close(report)
-    fillers: list[bytes] = []
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 5 and all(p.isdigit() for p in parts):
-            size, avail = int(parts[1]), int(parts[4])
-            if size >= 48:  # a bytes object of length n is a (33 + n)-byte block; n >= 2 is never cached
-                fillers.extend(b"\0" * (size - 33) for _ in range(avail))
+    fillers: list[object] = [None] * 128  # 1 KiB: the item array grows in the C heap, not in pools
+    keep = fillers.append
+    count = bytearray(4)  # the pool header's first field: how many blocks of the pool are in use
+    # seek + readinto allocate no block beside the filler (os.pread makes a bytes object,
+    # os.preadv an 80-byte Py_buffer array)
+    mem = open("/proc/self/mem", "rb", buffering=0)  # noqa: SIM115 -- kept (closed) with the fillers
+    keep(count)
+    keep(mem)
+    size = 48  # no range(): its iterator would be a 48-byte block, freed at the end
+    while size <= 512:
+        n = size - 33
+        while True:
+            block = b"\0" * n
+            mem.seek(id(block) & ~(POOL_SIZE - 1))
+            mem.readinto(count)
+            if count[0] == 1 and count[1] == 0 and count[2] == 0 and count[3] == 0:
+                del block  # alone in a fresh pool: every older pool of this class is full
+                break
+            keep(block)
+        size += 16
+    mem.close()
     return fillers
-
-
