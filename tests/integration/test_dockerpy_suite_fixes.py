@@ -209,3 +209,31 @@ def test_forced_rmi_of_a_name_while_a_container_runs_as_dockerd(berthd: harness.
     assert got["berth"] == got["docker"], got
     assert got["docker"]["extra"] == [{"Untagged": "extra:latest"}], got
     assert got["docker"]["by id"][0] == 409, got
+
+
+@pytest.mark.conformance
+def test_build_cache_from_limits_hits_as_dockerd(berthd: harness.Berthd, dockerd: harness.Dockerd,
+                                                 busybox_tar: Path) -> None:
+    """docker-py's test_build_with_cache_from: with cachefrom, the classic builder takes a cached
+    step only from those images (or their ancestors); a name it cannot find gives no hits (berth
+    ignored cachefrom and hit its whole cache)."""
+    import io
+
+    script = b"FROM busybox\nENV FOO=bar\nRUN touch baz\nRUN touch bax\n"
+
+    def hits(c: Any, tag: str, cache_from: list[str] | None) -> int:
+        stream = c.build(fileobj=io.BytesIO(script), tag=tag, cache_from=cache_from, network_mode="none",
+                         decode=True)
+        return sum("Using cache" in chunk.get("stream", "") for chunk in stream)
+
+    got = {}
+    for d in (berthd, dockerd):
+        d.import_image(busybox_tar, "busybox:latest", cmd=("sh",))
+        c = d.client().api
+        first = hits(c, "build1", None)
+        with_source = hits(c, "build2", ["build1"])
+        c.remove_image("build2")
+        unknown = hits(c, "build3", ["nosuchtag"])
+        other = hits(c, "build4", ["busybox"])  # an ancestor of the steps' parent only: no step image
+        got[d.name] = (first, with_source, unknown, other)
+    assert got["berth"] == got["docker"] == (0, 3, 0, 0), got

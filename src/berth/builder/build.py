@@ -101,6 +101,20 @@ class Build:
         self.containers: list[str] = []  # intermediate containers not yet removed
         self.removals: list[asyncio.Task[None]] = []
         self.lexer = Lexer(dockerfile.escape)
+        self.cache_sources: set[str] | None = None  # with cachefrom: the images a hit may come from
+
+    async def resolve_cache_sources(self) -> None:
+        """As dockerd's classic builder: with ``cachefrom``, a cached step counts only when its
+        image is one of those images or an ancestor of one (names it cannot find are skipped)."""
+        if not self.request.cache_from:
+            return
+        sources: set[str] = set()
+        for ref in self.request.cache_from:
+            image_id = await self.host.find_image(ref)
+            while image_id and image_id not in sources:
+                sources.add(image_id)
+                image_id = await self.host.image_parent(image_id)
+        self.cache_sources = sources
 
     def host_config(self) -> dict[str, Any]:
         r = self.request
@@ -153,6 +167,7 @@ class Build:
 
     async def run(self) -> str:
         metas, stages = plan_stages(self.dockerfile, self.request)
+        await self.resolve_cache_sources()
         total = len(metas) + sum(1 + len(stage.commands) for stage in stages)
         number = 0
 

@@ -114,7 +114,10 @@ class Dispatcher:
         if self.build.request.no_cache or self.state.busted:
             return key
         cached = await asyncio.to_thread(self.host.cache.get, key)
-        if cached is not None:
+        sources = self.build.cache_sources
+        if cached is not None and sources is not None and cached not in sources:
+            reason = "not from an image --cache-from names"
+        elif cached is not None:
             if await self.host.image_exists(cached):
                 await self.out.stream(" ---> Using cache\n")
                 self.state.image_id = cached

@@ -48,6 +48,9 @@ class BuildHost(Protocol):
 
     async def image_exists(self, image_id: str) -> bool: ...
 
+    async def image_parent(self, image_id: str) -> str:
+        """The image's parent image id ("" for none, or when the image is gone)."""
+
     async def run(self, spec: RunSpec, on_created: Callable[[str], Awaitable[None]], output: OutputFn) -> int:
         """Create, start and wait for a container; ``on_created(id)`` before it starts; its exit code.
         The container id is passed to ``on_created`` and stays the caller's to commit or remove."""

@@ -34,7 +34,7 @@ class BuildRequest:
     cpu_quota: int = 0                                  # cpuquota
     cpuset_cpus: str = ""                               # cpusetcpus
     shm_size: int = 0                                   # shmsize
-    cache_from: tuple[str, ...] = ()                    # cachefrom (accepted; see decisions.md)
+    cache_from: tuple[str, ...] = ()                    # cachefrom: hits only from these images and their ancestors
     registry_auth: dict[str, Any] = field(default_factory=dict, hash=False, compare=False, repr=False)  # X-Registry-Config
 
     @property

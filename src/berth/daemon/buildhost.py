@@ -134,6 +134,10 @@ class DaemonHost:
     async def image_exists(self, image_id: str) -> bool:
         return await asyncio.to_thread(self.images.find, image_id) is not None
 
+    async def image_parent(self, image_id: str) -> str:
+        row = await asyncio.to_thread(self.images.find, image_id)
+        return row.parent if row is not None and row.parent else ""
+
     async def run(self, spec: RunSpec, on_created: Callable[[str], Awaitable[None]], output: OutputFn) -> int:
         engine = self.d.engine
         body = dict(spec.config)
