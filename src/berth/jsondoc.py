@@ -52,3 +52,17 @@ def depth(doc: Any, stop: int) -> int:
             return deepest
         pending.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
     return deepest
+
+
+def go_fields(doc: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    """``doc`` with its keys matched to ``fields`` as Go's encoding/json fills a struct: a key
+    names the field it equals, else the one it equals case-insensitively (``detachKeys`` fills
+    ``DetachKeys``, as docker-py sends it), and a later key for the same field wins; keys that
+    match no field are kept as they are."""
+    by_fold = {f.casefold(): f for f in fields}
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        name = key if key in fields else by_fold.get(key.casefold(), key)
+        out.pop(name, None)
+        out[name] = value
+    return out

@@ -237,3 +237,36 @@ def test_build_cache_from_limits_hits_as_dockerd(berthd: harness.Berthd, dockerd
         other = hits(c, "build4", ["busybox"])  # an ancestor of the steps' parent only: no step image
         got[d.name] = (first, with_source, unknown, other)
     assert got["berth"] == got["docker"] == (0, 3, 0, 0), got
+
+
+@pytest.mark.conformance
+def test_exec_detach_keys_in_lower_camel_case_as_dockerd(berthd: harness.Berthd, dockerd: harness.Dockerd,
+                                                         busybox_tar: Path) -> None:
+    """docker-py's test_detach_with_config_file: docker-py sends the config file's detach keys as
+    `detachKeys` in the exec create body; Go's JSON decoding matches it to DetachKeys (berth
+    ignored it, so ctrl-p went to the process)."""
+    got = {}
+    for d in (berthd, dockerd):
+        d.import_image(busybox_tar, "busybox:latest", cmd=("sh",))
+        c = d.client().api
+        c._general_configs["detachKeys"] = "ctrl-p"  # what ~/.docker/config.json's detachKeys gives
+        ctr = c.create_container("busybox", "cat", stdin_open=True, host_config=c.create_host_config(network_mode="none"))
+        c.start(ctr)
+        ex = c.exec_create(ctr, "cat", stdin=True, tty=True, stdout=True)
+        got[d.name] = {}
+        wrapper = c.exec_start(ex, tty=True, socket=True)
+        sock = wrapper._sock
+        sock.settimeout(10)
+        sock.sendall(b"\x10")
+        time.sleep(0.5)
+        try:
+            sock.sendall(b"after\n")
+            data = sock.recv(128)
+        except OSError:
+            data = b""
+        wrapper.close()
+        sock.close()
+        # detached: nothing of "after" comes back (dockerd says why, berth closes)
+        got[d.name]["echoed"] = b"after" in data
+        c.remove_container(ctr, force=True)
+    assert got["berth"]["echoed"] is got["docker"]["echoed"] is False, got

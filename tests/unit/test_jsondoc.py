@@ -35,3 +35,14 @@ def test_the_limit_itself_parses() -> None:
 def test_malformed_is_refused(data: bytes) -> None:
     with pytest.raises(InvalidParameter, match="^body: invalid JSON: "):
         jsondoc.loads(data, "body")
+
+
+def test_go_fields_match_case_insensitively_exact_first() -> None:
+    from berth.jsondoc import go_fields
+
+    fields = ("DetachKeys", "Cmd", "Tty")
+    assert go_fields({"detachKeys": "ctrl-p", "cmd": ["cat"], "Other": 1}, fields) == {
+        "DetachKeys": "ctrl-p", "Cmd": ["cat"], "Other": 1}
+    # as Go: the later of two keys for one field wins
+    assert go_fields({"tty": False, "Tty": True}, fields) == {"Tty": True}
+    assert go_fields({"Tty": True, "TTY": False}, fields) == {"Tty": False}

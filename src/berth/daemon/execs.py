@@ -31,6 +31,7 @@ from berth.engine import ByteSink, Duplex, Job
 from berth.errors import Conflict, ContainerStartError, InvalidParameter, NotFound
 from berth.jobs import execs as jobs
 from berth.jobs.results import IdOnly, JSONObject
+from berth.jsondoc import go_fields
 
 if TYPE_CHECKING:
     from berth.container.record import Container
@@ -85,10 +86,15 @@ def _running_container(d: Daemon, ref: str) -> Container:
     return c
 
 
+# Docker's ExecConfig (a body's keys match them case-insensitively, as Go decodes it)
+EXEC_FIELDS = ("User", "Privileged", "Tty", "ConsoleSize", "AttachStdin", "AttachStderr", "AttachStdout", "Detach",
+               "DetachKeys", "Env", "WorkingDir", "Cmd")
+
+
 @handlers.on(jobs.ExecCreate)
 async def create(d: Daemon, req: jobs.ExecCreate, job: Job) -> IdOnly:
     c = _running_container(d, req.id)
-    config = req.config
+    config = go_fields(req.config, EXEC_FIELDS)
     cmd = config.get("Cmd")
     if isinstance(cmd, str):
         cmd = [cmd]
