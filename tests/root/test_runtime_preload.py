@@ -38,7 +38,8 @@ def test_a_run_imports_nothing_of_berth_beyond_the_preload(tmp_path: Path, secco
     (bundle / "config.json").write_text(json.dumps(spec))
     out = tmp_path / "rt.preload"
     preload.build(str(out), str(SRC))
-    names = {e[0] for e in marshal.loads(out.read_bytes())[1]}
+    data = out.read_bytes()  # its index: a 4-byte length, then (header, entries) (preload's text)
+    names = {e[0] for e in marshal.loads(data[4 : 4 + int.from_bytes(data[:4], "little")])[1]}
     # the first run with a profile compiles it (berth.libcontainer.enosysstub, not preloaded:
     # once per --root); the runs after it read the program back
     for i, use in enumerate((False, True, False)):
