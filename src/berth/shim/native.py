@@ -66,7 +66,7 @@ class NativeRuntime:
         self.cgroup_name: str = req.get("cgroup") or ""
         self._req = req
         self._body = body  # parsed in the create helper only; dropped once it is forked
-        self._report = -1  # the init's report pipe: after the barrier, EOF (exec'd) or its error
+        self._report = -1  # the init's report pipe: READY or its error (read by CreateOp); unread after the barrier
         self._barrier = -1  # one byte releases the init; closing it makes the init exit
         self._standby = standby  # the create helper, forked before the request came
         self._helper = 0  # the create helper's pid, until the start has seen it gone
@@ -155,7 +155,12 @@ class NativeRuntime:
             finally:
                 os.close(report)  # the helper's now
             return HelperOp(helper)
-        return InitReport(report)
+        # Past its barrier init only execs, and a failing execve is the process's own exit
+        # (127/126, its text on the container's stderr, as with runc): the start is answered
+        # now, while init execs on the other CPU, as runc's start is answered once init took
+        # its byte. Nothing reads the report pipe any more.
+        os.close(report)
+        return Done(Result())
 
     def exec(self, process: dict[str, Any], stdio: Stdio) -> Op:
         init_pid, init_pidfd, cgroup_name, exec_dir = self.pid, self.pidfd, self.cgroup_name, self.dir
@@ -462,37 +467,6 @@ class CreateOp:
 
     def abandon(self) -> None:
         self.first.abandon()
-
-
-class InitReport:
-    """The init's report pipe after its barrier: EOF when it exec'd the process, else its error
-    (127/126 when the process cannot be executed)."""
-
-    __slots__ = ("fd", "buf")
-
-    def __init__(self, fd: int) -> None:
-        os.set_blocking(fd, False)
-        self.fd = fd
-        self.buf = b""
-
-    def poll(self) -> Result | None:
-        try:
-            chunk = os.read(self.fd, 4096)
-        except BlockingIOError:
-            return None
-        if chunk:
-            self.buf += chunk
-            return None
-        if not self.buf:
-            return Result()
-        err = ContainerInitError.from_wire(self.buf)
-        return Result(error=err.message, exit_code=err.exit_code)
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-    def abandon(self) -> None:
-        os.close(self.fd)
 
 
 def _save_container(path: str, spec: dict[str, Any], hook_state: dict[str, Any]) -> None:

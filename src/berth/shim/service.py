@@ -431,7 +431,7 @@ class Service:
             else:
                 self._reply(conn, msg, f"{op} container {self.id}: {res.error}", "system")
         elif op == "start":
-            mark("m:exec-seen")
+            mark("m:start-done")
             crash_point("started")
             init.started = True
             if init.state is not STOPPED:  # a process that ran and exited at once has started too
