@@ -111,6 +111,52 @@ def test_sigkill_while_an_auto_removed_container_exits_removes_it_at_start_up(
     assert _mounts_under(berthd.data_root) == []
 
 
+@pytest.mark.parametrize("point", ["remove.after-record", "remove.after-layer", "remove.after-files"])
+def test_sigkill_while_an_auto_removed_containers_files_go_leaves_nothing_after_start_up(
+    berthd: harness.Berthd, busybox_image: str, point: str
+) -> None:
+    """A --rm container's record goes first (`run --rm` is answered then); its monitor's
+    leftovers, layer and files are deleted after, in the background. Killed there, the daemon
+    shows nothing of it, and its start-up deletes what is left: the directory goes last."""
+    assert berthd.docker("create", "--name", "warm", busybox_image, "true").returncode == 0
+    assert berthd.docker("rm", "warm").returncode == 0
+    layers_before = _layer_dirs(berthd)
+    _arm(berthd, point)
+    r = berthd.docker("run", "-d", "--rm", "--name", "brief", "-v", "/scratch", busybox_image, "true")
+    assert r.returncode == 0, r.stderr
+    cid = r.stdout.strip()
+    _died_and_restarted(berthd)
+    assert _names(berthd) == []
+    assert not (berthd.data_root / "containers" / cid).exists() and not (berthd.exec_root / cid).exists()
+    assert _layer_dirs(berthd) == layers_before, "the container's layers must be gone"
+    assert _mounts_under(berthd.data_root) == []
+    assert not [p for p in Path("/sys/fs/cgroup").rglob(f"*{cid}*")], "its cgroups must be gone"
+    # its anonymous volume (removed after the record; a kill before that leaves it) is in no
+    # one's use: a prune takes it, as after the interrupted `rm -v` above
+    assert berthd.docker("volume", "prune", "-f").returncode == 0
+    assert berthd.docker("volume", "ls", "-q").stdout.split() == []
+    r = berthd.docker("run", "--rm", "--name", "brief", busybox_image, "echo", "again")
+    assert (r.returncode, r.stdout) == (0, "again\n"), r.stderr
+
+
+def test_an_image_removed_right_after_run_rm_goes_with_its_layers(berthd: harness.Berthd, busybox_image: str) -> None:
+    """`run --rm` is answered before the container's layer is deleted (in the background); an
+    image removal waits for such deletions, so the image's own layers go with it."""
+    assert berthd.docker("create", "--name", "warm", busybox_image, "true").returncode == 0
+    assert berthd.docker("rm", "warm").returncode == 0
+    layers_before = _layer_dirs(berthd)
+    r = berthd.docker("run", "--name", "base", busybox_image, "sh", "-c", "echo x > /f")
+    assert r.returncode == 0, r.stderr
+    assert berthd.docker("commit", "base", "rmi-after-rm:1").returncode == 0
+    assert berthd.docker("rm", "base").returncode == 0
+    r = berthd.docker("run", "--rm", "rmi-after-rm:1", "cat", "/f")
+    assert (r.returncode, r.stdout) == (0, "x\n"), r.stderr
+    r = berthd.docker("rmi", "rmi-after-rm:1")
+    assert r.returncode == 0, r.stderr
+    assert _layer_dirs(berthd) == layers_before, "the committed image's layers and the containers' must be gone"
+    assert not any((berthd.data_root / "containers").iterdir())
+
+
 def test_sigkill_during_a_volume_copy_up_leaves_the_volume_empty_and_copies_again(
     berthd: harness.Berthd, busybox_image: str
 ) -> None:

@@ -134,6 +134,7 @@ async def image_prune(d: Daemon, req: images.ImagePrune, job: Job) -> JSONObject
     def users(image_id: str) -> list[str]:
         return [c.id for c in d.live.records() if c.image_id == image_id]
 
+    await d.removed_files()  # a removed container's layer still being deleted holds the image's
     result: JSONObject = await asyncio.to_thread(d.graph.prune, req.filters, users)
     d.engine.events.publish("image", "prune", "", {"reclaimed": str(result.get("SpaceReclaimed") or 0)})
     return result

@@ -285,13 +285,23 @@ async def rename(d: Daemon, req: jobs.ContainerRename, job: Job) -> None:
     d.publish(c, "rename", {"oldName": "/" + old})
 
 
-async def remove_container(d: Daemon, c: Container, force: bool, remove_volumes: bool = False) -> None:
+async def remove_container(d: Daemon, c: Container, force: bool, remove_volumes: bool = False,
+                           files_after: bool = False) -> None:
     """Stop (with ``force``), then delete the container's files, then its record.
 
     Files go first: they are what frees space on a full disk, where the record's deletion
     (a database write) could not happen before; a daemon killed in between finds a record
     without files at start-up and finishes the removal. A removal that fails leaves the
-    container ``dead`` (as dockerd does), and ``rm`` may be tried again."""
+    container ``dead`` (as dockerd does), and ``rm`` may be tried again.
+
+    ``files_after`` (a ``--rm`` container's own removal at its exit, which ``docker run --rm``
+    waits for): the record goes first, and with it the container from the API (its name is
+    free, ``wait`` answers); the monitor's leftovers, the layer and the files are deleted after,
+    in the background, the container's directory last. A daemon killed in between finds a
+    directory without a record at start-up and deletes what is left (as for a create cut
+    short); an image removal waits for them (``Daemon.removed_files``), since the layer holds
+    the image's. The database write needs no room the files would free: on a full disk the
+    reserve is released for it, as for any removal."""
     if c.state.status == "restarting":
         if not force:
             raise Conflict(
@@ -322,10 +332,14 @@ async def remove_container(d: Daemon, c: Container, force: bool, remove_volumes:
         raise Conflict(f"cannot remove container {c.id}: it was started again")
     lc.begin_removal()
     try:
-        await d.driver.cleanup(c.id)
-        mark("d:rm-cleanup")
-        await d.with_room(_remove_stored, d, c)
+        if files_after:
+            await d.with_room(d.store.delete, c.id)
+        else:
+            await d.driver.cleanup(c.id)
+            mark("d:rm-cleanup")
+            await d.with_room(_remove_stored, d, c)
         mark("d:rm-record")
+        crash_point("remove.after-record")
     except BaseException as exc:
         lc.end_removal(failed=True)
         if isinstance(exc, OSError | sqlite3.Error):
@@ -334,25 +348,40 @@ async def remove_container(d: Daemon, c: Container, force: bool, remove_volumes:
     lc.phase = Phase.GONE  # nothing finds it any more, nor counts it as a volume's user
     lc.end_removal(failed=False)
     d.publish(c, "destroy")
-    if not d.reserve.held():
+    if not files_after and not d.reserve.held():
         await asyncio.to_thread(d.reserve.take)  # back once the removals made room
     if remove_volumes:
         await volumes.remove_anonymous(d, c)
     d.live.remove(c.id)  # health check, pending restart, execs, session, waiters: all of it
     mark("d:removed")
+    if files_after:
+        d.remove_later(_remove_files(d, c), f"delete the files of removed container {c.id[:12]}")
+
+
+async def _remove_files(d: Daemon, c: Container) -> None:
+    """After a ``files_after`` removal: the monitor's leftovers, the layer, the files."""
+    await d.driver.cleanup(c.id)
+    mark("d:rm-cleanup")
+    await asyncio.to_thread(_remove_layer_and_files, d, c)
+    if not d.reserve.held():
+        await asyncio.to_thread(d.reserve.take)  # back once the removals made room
 
 
 def _remove_stored(d: Daemon, c: Container) -> None:
     """In one worker thread (each hop costs the loop a wake-up): the layer's files, then its
     record, then the container's files, then its record. Each step can be done again (a retry
     on a full disk, a removal finished at start-up)."""
+    _remove_layer_and_files(d, c)
+    d.store.delete(c.id)
+
+
+def _remove_layer_and_files(d: Daemon, c: Container) -> None:
     d.graph.remove_rw(c.id)
     mark("d:rm-layer")
     crash_point("remove.after-layer")
     remove_tree(c.dir)  # never through a mount (one propagated into the data root)
     mark("d:rm-files")
     crash_point("remove.after-files")
-    d.store.delete(c.id)
 
 
 @handlers.on(jobs.ContainerRemove)

@@ -62,6 +62,7 @@ class Daemon:
         self.volume_users: dict[str, set[str]] = {}  # option volume -> running containers (volumemounts.py)
         self._retry: asyncio.Task[object] | None = None
         self.tasks: set[asyncio.Task[object]] = set()
+        self.removing: set[asyncio.Task[object]] = set()  # removed containers' files, being deleted
         self.store: ContainerStore
         self.reserve = Reserve(cfg.data_root / "reserved-space")
         self.volumes: VolumeStore
@@ -188,6 +189,7 @@ class Daemon:
 
     async def shutdown(self) -> None:
         await self._flush_unsaved()
+        await self.removed_files()
         for lc in self.live.everything():
             lc.session.detach()
         for task in list(self.tasks):
@@ -214,11 +216,14 @@ class Daemon:
         known = {c.id: c for c in await asyncio.to_thread(self.store.all)}
         for c in known.values():
             self.live.add(LiveContainer(c))
-        # Containers whose create was interrupted before the record was written.
+        # Containers whose create was interrupted before the record was written, and the
+        # ``--rm`` ones whose files were still being deleted after their record went
+        # (containers.remove_container): the container's directory goes last.
         for path in await asyncio.to_thread(lambda: list((self.cfg.data_root / "containers").iterdir())):
             if path.name not in known:
-                log.warning("removing leftovers of an unfinished create: %s", path.name)
+                log.warning("removing leftovers of an unfinished create or removal: %s", path.name)
                 try:
+                    await self.driver.cleanup(path.name)
                     await asyncio.to_thread(self.graph.remove_rw, path.name)
                 except (BerthError, OSError, sqlite3.Error) as exc:
                     log.error("remove the layer of unfinished create %s: %s", path.name[:12], exc)
@@ -229,6 +234,7 @@ class Daemon:
                 await self._restore_one(c)
             except (BerthError, OSError, sqlite3.Error) as exc:
                 log.error("restore container %s: %s", c.id[:12], exc)
+        await self.removed_files()  # the --rm containers removed here leave nothing behind either
 
     async def _restore_one(self, c: Container) -> None:
         from berth.daemon.containers import remove_container
@@ -354,6 +360,18 @@ class Daemon:
             except SystemFailure:
                 return  # still refused: try again later
             log.info("stored the record of container %s that the database had refused", lc.id[:12])
+
+    def remove_later(self, coro: Awaitable[object], what: str) -> None:
+        """Delete a removed container's files in the background (:func:`removed_files` waits)."""
+        task = self.spawn(coro, what)
+        self.removing.add(task)
+        task.add_done_callback(self.removing.discard)
+
+    async def removed_files(self) -> None:
+        """Wait until the files of removed containers are deleted: an image removal, whose layers
+        a container's layer may still hold, and the shutdown."""
+        while self.removing:
+            await asyncio.gather(*list(self.removing), return_exceptions=True)
 
     def spawn(self, coro: Awaitable[object], what: str) -> asyncio.Task[object]:
         """Background work belongs to the daemon's task set; failures are logged, not lost."""

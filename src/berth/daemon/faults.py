@@ -15,7 +15,7 @@ from berth.crashpoint import crash_point
 
 POINTS = (
     "create.after-rw", "start.after-create", "start.after-save", "exit.after-record", "exit.after-save",
-    "remove.after-layer", "remove.after-files", "volume.after-copy-up", "commit.after-layer",
+    "remove.after-record", "remove.after-layer", "remove.after-files", "volume.after-copy-up", "commit.after-layer",
     "start.after-network", "connect.after-driver", "disconnect.after-driver",
 )
 

@@ -102,6 +102,7 @@ async def tag(d: Daemon, req: jobs.ImageTag, job: Job) -> None:
 @handlers.on(jobs.ImageRemove)
 async def remove(d: Daemon, req: jobs.ImageRemove, job: Job) -> list[dict[str, str]]:
     image_id = await asyncio.to_thread(d.graph.resolve, req.name)
+    await d.removed_files()  # a removed container's layer still being deleted holds the image's
     labels = ((await asyncio.to_thread(d.graph.inspect, image_id)).get("Config") or {}).get("Labels") or {}
     images = {i["Id"] for i in await asyncio.to_thread(d.graph.list, True, {})}
     # Docker refuses even -f to delete an image a *running* container uses (a hard conflict);

@@ -384,7 +384,7 @@ async def settle_exit(d: Daemon, c: Container, status: ExitStatus) -> None:
         from berth.daemon.containers import remove_container
 
         try:
-            await remove_container(d, c, force=True, remove_volumes=True)
+            await remove_container(d, c, force=True, remove_volumes=True, files_after=True)
         except BaseException:
             if c.id in d.live:
                 await d.persist(c)
