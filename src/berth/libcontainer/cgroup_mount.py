@@ -66,15 +66,27 @@ CgroupView = tuple[dict[frozenset[str], str], Hierarchies]
 def view() -> CgroupView:
     """Our cgroups and the cgroup mounts, as seen now: read before a cgroup namespace is made,
     after which both are relative to it and the host's directories can no longer be named."""
-    with open("/proc/self/cgroup") as f:
-        mine = own_cgroups(f.read())
-    with open("/proc/self/mountinfo") as f:
-        found = []
-        for line in f:
+    mine = own_cgroups(_read("/proc/self/cgroup"))
+    found = []
+    for line in _read("/proc/self/mountinfo").splitlines():
+        if " - cgroup" in line:  # cgroup or cgroup2: the others need no parsing
             entry = parse_mountinfo_line(line)
             if entry[2] in ("cgroup", "cgroup2"):
                 found.append(entry)
     return mine, found
+
+
+def _read(path: str) -> str:
+    """A /proc file's text with plain reads: the container's init calls this right after its
+    fork, where a first ``open()`` (its text layer, the codec) costs ~0.3 ms more."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("utf-8", "surrogateescape")
 
 
 def mount_cgroups(m: Mount, dest: str, new_cgroupns: bool, seen: CgroupView, in_userns: bool = False) -> None:

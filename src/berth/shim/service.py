@@ -436,10 +436,13 @@ class Service:
             init.started = True
             if init.state is not STOPPED:  # a process that ran and exited at once has started too
                 init.state = init.state.start()
-            self._write_state(format_time(time.time_ns()))
-            self.pump.flush_stdin(init)
+            started_at = format_time(time.time_ns())
+            # the reply first: state.json is for a daemon that finds this monitor again, and is
+            # written before the loop reads the next request
             self._reply(conn, msg, "", "")
             mark("m:started")
+            self._write_state(started_at)
+            self.pump.flush_stdin(init)
         else:
             try:
                 init.state = init.state.pause() if op == "pause" else init.state.resume()
