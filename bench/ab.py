@@ -50,6 +50,8 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=60, help="measured runs per daemon")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--trace", action="store_true", help="trace steps in both daemons (BERTH_STEP_TRACE)")
+    ap.add_argument("--span", action="append", default=[], metavar="FIRST,LAST",
+                    help="with --trace, also the median from mark FIRST to mark LAST (e.g. h:work,h:forked)")
     args = ap.parse_args()
     repo = HERE.parent
     tmp = Path(tempfile.mkdtemp(prefix="ab-", dir="/tmp"))
@@ -109,7 +111,7 @@ def main() -> int:
     print(f"| container.start job | {statistics.median(jobs['base']):.1f} | {statistics.median(jobs['this']):.1f} |")
     print(f"| whole docker run | {statistics.median(walls['base']):.1f} | {statistics.median(walls['this']):.1f} |")
     if texts:
-        for first, last in SPANS:
+        for first, last in [*SPANS, *(tuple(x.split(",", 1)) for x in args.span)]:
             med = {}
             for n in names:
                 got = spans(parse(texts[n], "d:create"), first, last)

@@ -151,7 +151,7 @@ def _wait_for_work(sock: socket.socket) -> None:
     """In the spare: fork the create helper ahead too, wait for a connection, then become its
     shim (or view); EOF: exit."""
     parent = _cgroup_parent
-    standby = Standby(standby_create, standby_ahead(parent), standby_gone(parent)) if parent else Standby(standby_create)
+    standby = Standby(standby_create, standby_ahead(parent, _sample), standby_gone(parent) if parent else None)
     _msg, ancdata, _flags, _addr = sock.recvmsg(64, socket.CMSG_SPACE(4))
     fds = [int.from_bytes(data[:4], sys.byteorder)
            for level, kind, data in ancdata if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS]
@@ -208,12 +208,15 @@ def precompile_seccomp(cache_dir: str | None) -> None:
 
 # the daemon's cgroup parent (the third argument): a standby makes its cgroup placeholder there
 _cgroup_parent = ""
+# the daemon's sample of a create's body (the fourth): a standby rehearses its work on it
+_sample = ""
 
 
 def main() -> None:
-    global _cgroup_parent
+    global _cgroup_parent, _sample
     fd = int(sys.argv[1])
     _cgroup_parent = sys.argv[3] if len(sys.argv) > 3 else ""
+    _sample = sys.argv[4] if len(sys.argv) > 4 else ""
     control = socket.socket(fileno=fd)
     # Ctrl-C in the daemon's terminal is the daemon's to handle; we end when it closes the socket
     signal.signal(signal.SIGINT, signal.SIG_IGN)

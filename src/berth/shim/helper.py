@@ -29,9 +29,10 @@ from berth.shim.runtime import Result
 
 DIED = "container helper process died (see monitor.log)"
 # A standby's work prepared ahead (:class:`Standby`): done in the standby, before its work
-# comes; returns what undoes it should no work come (or None)
-Ahead = Callable[[], Callable[[], None] | None]
-AHEAD_DELAY = 0.05  # seconds a standby waits for its work before it prepares ahead
+# comes; returns what undoes it should no work come (or None). Its argument says whether the
+# work has come meanwhile (then what is left of the preparing is better skipped).
+Ahead = Callable[[Callable[[], bool]], Callable[[], None] | None]
+AHEAD_DELAY = 0.005  # seconds a standby waits for its work before it prepares ahead
 
 
 class Helper:
@@ -110,9 +111,12 @@ class Standby:
                     os.close(fd)
                 ours.close()
                 # Work prepared ahead is done only once the standby has waited AHEAD_DELAY for
-                # its work in vain: right after the fork the container before it is still
-                # starting, on the same CPUs.
-                undo = ahead() if ahead is not None and not _readable(theirs, AHEAD_DELAY) else None
+                # its work in vain (the daemon hands the spare its connection 50 ms after the
+                # create before: that container is started by then), and step by step, looking
+                # for its work in between: in a loop of `docker run` the next create comes
+                # ~60 ms after the one before.
+                undo = ahead(lambda: _readable(theirs, 0)) if ahead is not None and not _readable(theirs, AHEAD_DELAY) \
+                    else None
                 work = _receive(theirs)
                 theirs.close()
                 if work is not None:

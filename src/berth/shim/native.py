@@ -27,6 +27,7 @@ and the delete need no helper.
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Callable
 from typing import Any
@@ -39,7 +40,9 @@ from berth.libcontainer import ContainerInitError, Mount, Stdio, hookrun, idmapp
 from berth.libcontainer.cgroups import Cgroup, open_cgroup, resources_from_oci
 from berth.libcontainer.cgroups.placeholder import Placeholder, remove_left
 from berth.libcontainer.failure import READY, init_failure
+from berth.libcontainer.process import _compile_seccomp as compile_seccomp
 from berth.libcontainer.process import create_shared, exec_in_launcher, prepare_exec
+from berth.libcontainer.spec import parse as parse_spec
 from berth.shim import protocol as P
 from berth.shim.helper import Ahead, Helper, HelperOp, Standby, answer
 from berth.shim.process import Refused
@@ -400,15 +403,60 @@ class _Ahead:
 _ahead = _Ahead()
 
 
-def standby_ahead(cgroup_parent: str) -> Ahead:
+def standby_ahead(cgroup_parent: str, sample: str = "") -> Ahead:
     """A standby's work ahead (:class:`~berth.shim.helper.Standby`): the cgroup placeholder
-    under the daemon's cgroup parent, made and joined (:mod:`berth.libcontainer.cgroups.placeholder`)."""
+    under the daemon's cgroup parent, made and joined (:mod:`berth.libcontainer.cgroups.placeholder`),
+    and a rehearsal of its work on the daemon's ``sample`` (:func:`rehearse`)."""
 
-    def ahead() -> Callable[[], None] | None:
-        _ahead.spot = Placeholder.make(cgroup_parent)
+    def ahead(came: Callable[[], bool]) -> Callable[[], None] | None:
+        if sample:
+            rehearse(sample)
+        if came():
+            return None  # the work is there: the placeholder (1-2 ms of cgroup work) would delay it
+        _ahead.spot = Placeholder.make(cgroup_parent) if cgroup_parent else None
         return _ahead.spot.discard if _ahead.spot is not None else None
 
     return ahead
+
+
+def rehearse(sample: str) -> None:
+    """In a standby, before its work comes: what :func:`helper_create` does in Python before
+    the kernel work, on a recent create's body (the daemon writes one to ``sample``). A forked
+    process copies every page it writes, and its first run of the decoder, the spec's parser and
+    the rest writes to hundreds (reference counts, caches): done here, while nobody waits, the
+    real create finds them copied already (decode + parse + the seccomp lookup: ~0.95 -> ~0.22 ms
+    in a forked child). Nothing is done with the result; a sample that is missing, not root's
+    own, or not a spec this parser takes is left alone."""
+    try:
+        fd = os.open(sample, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o077:
+            return  # only the daemon's own file
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    except OSError:
+        return
+    finally:
+        os.close(fd)
+    try:
+        work = P.decode_json(b"".join(chunks))
+        spec = work["spec"]
+        resources = resources_from_oci((spec.get("linux") or {}).get("resources"))
+        Placeholder.remaining(resources)
+        [Mount(m[0], m[1], m[2], tuple(m[3])) for m in work.get("rootfs_mounts", ())]
+        template = _hook_state({"id": "0" * 64, "exec_root": "/"}, spec)
+        P.dumps({"process": spec.get("process") or {}, "linux": {}, "hook_state": template})
+        # the namespaces the sample's container joined by path are gone (or another's): new ones
+        linux = dict(spec.get("linux") or {})
+        linux["namespaces"] = [{"type": ns.get("type")} for ns in linux.get("namespaces") or ()]
+        parsed = parse_spec({**spec, "linux": linux})
+        compile_seccomp(parsed.seccomp)
+    except (ContainerInitError, ValueError, KeyError, TypeError, IndexError, AttributeError, SystemFailure):
+        pass  # a rehearsal only: whatever it warmed, it warmed
 
 
 def standby_gone(cgroup_parent: str) -> Callable[[int], None]:

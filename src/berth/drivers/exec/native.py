@@ -26,6 +26,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,10 @@ from berth.steptrace import mark
 
 log = logging.getLogger(__name__)
 SECCOMP_CACHE = "seccomp"  # <exec root>/seccomp/<sha256>.bpf: compiled profiles (libcontainer.seccomp)
+# <exec root>/standby-sample.json: a recent create's body, what the fork server's standby helpers
+# rehearse their work on while they wait (berth.shim.native.standby_ahead)
+STANDBY_SAMPLE = "standby-sample.json"
+SAMPLE_EVERY = 10.0  # seconds between two samples written
 SUN_PATH_MAX = 107  # sockaddr_un.sun_path holds 108 bytes with the NUL
 
 
@@ -65,6 +70,7 @@ class NativeDriver:
         # a create request: a create writes to it at once, without the fork server's hop
         self._ahead: socket.socket | None = None
         self._handing: asyncio.Task[None] | None = None
+        self._sample_due = 0.0  # when the next create's body is written as the standbys' sample
 
     # ---- fork server ----------------------------------------------------------------------
     async def startup(self) -> None:
@@ -75,7 +81,7 @@ class NativeDriver:
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "berth.shim.forkserver", str(theirs.fileno()),
-                str(self.exec_root / SECCOMP_CACHE), self.cgroup_parent,
+                str(self.exec_root / SECCOMP_CACHE), self.cgroup_parent, str(self.exec_root / STANDBY_SAMPLE),
                 pass_fds=(theirs.fileno(),), stdin=asyncio.subprocess.DEVNULL,
             )
         finally:
@@ -260,7 +266,15 @@ class NativeDriver:
         # the bundle's config.json and the cgroup record are written (a thread) while the fork
         # server hands the container to a shim: the shim reads neither (its spec comes with the
         # request), and the create returns only once both are written
-        written = asyncio.ensure_future(asyncio.to_thread(self._write_records, req, cgroup))
+        body = {
+            "spec": req.spec,
+            "rootfs_mounts": [[m.type, m.source, m.target, list(m.options)] for m in req.rootfs_mounts],
+        }
+        payload = P.dumps(body)
+        sample = payload if req.runtime is None and time.monotonic() >= self._sample_due else None
+        if sample is not None:
+            self._sample_due = time.monotonic() + SAMPLE_EVERY
+        written = asyncio.ensure_future(asyncio.to_thread(self._write_records, req, cgroup, sample))
         request = {
             "op": "create",
             "id": req.id,
@@ -280,11 +294,7 @@ class NativeDriver:
             request["runtime"] = {"name": req.runtime.name, "path": req.runtime.path,
                                   "args": list(req.runtime.args), "root": str(root)}
         # the body travels as a second frame: only the monitor's short-lived helper parses it
-        body = {
-            "spec": req.spec,
-            "rootfs_mounts": [[m.type, m.source, m.target, list(m.options)] for m in req.rootfs_mounts],
-        }
-        frames = P.encode_json(request) + P.encode_json(body)
+        frames = P.encode_json(request) + P.encode(P.CONTROL, payload)
         if self._proc is not None and self._proc.returncode is not None:
             # the fork server died: a connection handed to it ahead may have died unread in its
             # queue, and under load a peek still found such a one open after the fork server was
@@ -351,10 +361,12 @@ class NativeDriver:
         path = str(((req.spec or {}).get("linux") or {}).get("cgroupsPath") or "").strip("/")
         return path or (f"{self.cgroup_parent}/{req.id}" if self.cgroup_parent else req.id)
 
-    def _write_records(self, req: CreateRequest, cgroup: str) -> None:
+    def _write_records(self, req: CreateRequest, cgroup: str, sample: bytes | None = None) -> None:
         if req.bundle:
             _write_config(Path(req.bundle), req.spec)
         self._record_cgroup(req.id, cgroup)
+        if sample is not None:
+            _write_sample(self.exec_root / STANDBY_SAMPLE, sample)
 
     def _record_cgroup(self, cid: str, name: str) -> None:
         """Write down where the container's cgroup is, for stats, top, update and cleanup
@@ -451,6 +463,18 @@ def _remove_oci(cid: str, directory: str) -> None:
     except (OSError, ValueError, KeyError, oci.RuntimeFailed) as exc:
         # the exec directory goes anyway; what is left is in the daemon's log
         log.warning("delete OCI runtime container %s: %s", cid, exc)
+
+
+def _write_sample(path: Path, body: bytes) -> None:
+    """A create's body for the fork server's standby helpers to rehearse on (shim.native.standby_ahead):
+    root's alone, as the spec holds the environment; replaced whole."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, body)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
 
 
 def _write_config(bundle: Path, spec: dict[str, object]) -> None:
