@@ -105,3 +105,61 @@ def test_a_refused_limit_leaves_nothing(root: Path, names: tuple[str, str]) -> N
     with pytest.raises(SystemFailure, match="cpuset.cpus"):
         cg.create(Resources(cpuset_cpus="4095"))
     assert not cg.exists()
+
+
+def _members(cg: Cgroup, pid: int) -> list[bool]:
+    """Whether ``pid`` is in the cgroup, per directory (every hierarchy's own cgroup.procs)."""
+    return [str(pid) in (d / "cgroup.procs").read_text().split() for d in cg.paths()]
+
+
+@pytest.mark.parametrize("born", [False, True])
+def test_a_fork_child_joins_every_hierarchy(root: Path, names: tuple[str, str], born: bool) -> None:
+    """join() (a v1 hierarchy's tasks, cgroup2's cgroup.procs) puts a single-threaded child in
+    every directory; forked into the cgroup2 directory (CLONE_INTO_CGROUP), it joins the rest."""
+    from berth.libcontainer import kernel
+
+    cg = open_cgroup(names[1], root)
+    cg.create(Resources())
+    v2 = cg.v2_dir()
+    if born and v2 is None:
+        pytest.skip("no cgroup2 hierarchy here: nothing to be born in")
+    fd = os.open(v2, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if born and v2 is not None else -1
+    go_r, go_w = os.pipe()
+    done_r, done_w = os.pipe()
+    try:
+        pid = kernel.fork_into_cgroup(fd) if born else os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.close(go_w)
+                os.close(done_r)
+                cg.join(v2=not born)
+                os.write(done_w, b"x")
+                os.read(go_r, 1)  # stay a member until the parent has looked
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(done_w)
+        done_w = -1
+        assert os.read(done_r, 1) == b"x"
+        members = _members(cg, pid)
+        os.close(go_w)
+        go_w = -1
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        assert members == [True] * len(cg.paths())
+    finally:
+        for f in (fd, go_r, go_w, done_r, done_w):
+            if f >= 0:
+                os.close(f)  # go_w closed: a child still waiting goes
+    cg.destroy()
+
+
+def test_fork_into_a_bad_directory_forks_nothing() -> None:
+    from berth.libcontainer import kernel
+
+    fd = os.open("/", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        with pytest.raises(OSError):
+            kernel.fork_into_cgroup(fd)  # not a cgroup2 directory: refused, and nothing forked
+    finally:
+        os.close(fd)

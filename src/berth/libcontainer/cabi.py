@@ -114,6 +114,14 @@ class _Function(_ctypes.CFuncPtr):
     _restype_ = c_int
 
 
+class _HoldingFunction(_ctypes.CFuncPtr):
+    """As :class:`_Function`, called with the GIL held (ctypes' ``PyDLL``): the interpreter's own
+    API, and a call whose child must find the GIL as its parent held it (a raw clone)."""
+
+    _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_PYTHONAPI | _ctypes.FUNCFLAG_USE_ERRNO
+    _restype_ = c_int
+
+
 class Library:
     """A shared library (``None``: the program itself, libc included), as ``ctypes.CDLL``."""
 
@@ -121,9 +129,12 @@ class Library:
         self.name = name
         self._handle: int = _ctypes.dlopen(name, _RTLD_NOW)  # type: ignore[arg-type]  # None: ourselves; OSError
 
-    def function(self, name: str, argtypes: tuple[Any, ...] | None = None, restype: Any = c_int) -> Any:
-        """The library's function ``name`` (AttributeError when it has none)."""
-        fn = _Function((name, self))  # type: ignore[arg-type]  # any object with a _handle
+    def function(
+        self, name: str, argtypes: tuple[Any, ...] | None = None, restype: Any = c_int, hold_gil: bool = False
+    ) -> Any:
+        """The library's function ``name`` (AttributeError when it has none); ``hold_gil``: called
+        without releasing the GIL."""
+        fn = (_HoldingFunction if hold_gil else _Function)((name, self))  # type: ignore[arg-type]  # any object with a _handle
         if argtypes is not None:
             fn.argtypes = argtypes
         fn.restype = restype

@@ -44,12 +44,15 @@ def run_init(
     report_fd: int,
     barrier_fd: int,
     namespaces_done: bool = False,
+    born_in_v2: bool = False,
 ) -> NoReturn:
     """Container init: the spec, step by step, then the barrier, then execve.
 
     ``namespaces_done``: forked by :func:`berth.libcontainer.userns.stage_a`, which joined the
     cgroup and the namespaces given by path, set the limits and made the user and PID
-    namespaces; init unshares only the rest, inside its user namespace (so they are its own)."""
+    namespaces; init unshares only the rest, inside its user namespace (so they are its own).
+    ``born_in_v2``: forked into the cgroup's cgroup2 directory (CLONE_INTO_CGROUP), which it
+    then need not join."""
     try:
         mark("i:begin")  # berth.steptrace: a profile's timestamps (nothing when off)
         # Non-dumpable until execve (which resets it), as runc's init and every exec's launcher:
@@ -72,7 +75,7 @@ def run_init(
         # Join the cgroup before anything allocates memory or forks, and before a cgroup
         # namespace is made, so that namespace is rooted at the container's cgroup.
         if cgroup is not None:
-            cgroup.join()
+            cgroup.join(v2=not born_in_v2)
         mark("i:cgroup")
         # Join namespaces given by path, then unshare the new ones in one call. The mount
         # namespace is joined last: joining it changes what the other paths mean.

@@ -120,6 +120,9 @@ _SYS_MOUNT_SETATTR = 442
 _SYS_OPENAT2 = 437
 _SYS_OPEN_TREE = 428
 _SYS_MOVE_MOUNT = 429
+_SYS_CLONE3 = 435
+CLONE_INTO_CGROUP = 0x200000000
+_SIGCHLD = 17  # x86_64 and aarch64
 OPEN_TREE_CLONE = 1
 OPEN_TREE_CLOEXEC = os.O_CLOEXEC
 AT_EMPTY_PATH = 0x1000
@@ -137,6 +140,9 @@ _setdomainname = _libc.function("setdomainname", (cabi.c_char_p, cabi.c_size_t))
 _prctl = _libc.function("prctl", (cabi.c_int, cabi.c_ulong, cabi.c_ulong, cabi.c_ulong, cabi.c_ulong))
 _syscall = _libc.function("syscall", None, cabi.c_long)
 _fstatfs = _libc.function("fstatfs", (cabi.c_int, cabi.c_void_p))
+# os.fork's own steps around a clone the os module does not offer (the interpreter's API, with
+# the GIL held, as the raw clone itself)
+_clone3 = _libc.function("syscall", (cabi.c_long, cabi.c_void_p, cabi.c_size_t), cabi.c_long, hold_gil=True)
 
 
 def _check(ret: int) -> int:
@@ -184,6 +190,52 @@ def setdomainname(name: str) -> None:
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     return _check(_prctl(option, arg2, arg3, arg4, arg5))
+
+
+class _CloneArgs(cabi.Structure):
+    _fields_ = [
+        (name, cabi.c_uint64)
+        for name in ("flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size", "tls",
+                     "set_tid", "set_tid_size", "cgroup")
+    ]
+
+
+def fork_into_cgroup(cgroup_fd: int) -> int:
+    """``os.fork()``, the child born in the cgroup2 directory ``cgroup_fd`` (clone3 with
+    CLONE_INTO_CGROUP, Linux 5.7). Moved in afterwards through ``cgroup.procs``, a process makes
+    the kernel take its global threadgroup lock for writing, which after a quiet spell waits out
+    an RCU grace period (5-15 ms: :mod:`berth.libcontainer.cgroups.warm`); born there, it costs
+    what a fork costs. Around the system call, what ``os.fork`` does around fork(3):
+    ``PyOS_BeforeFork``, then ``PyOS_AfterFork_Child`` or ``_Parent``, the GIL held throughout.
+    fork(3)'s own handlers in the C library do not run: the caller must be single-threaded (as
+    every caller of a container's fork is). OSError when the kernel refuses (ENOSYS, E2BIG or
+    EINVAL before 5.7), and nothing was forked."""
+    before, child, parent = _interpreter_fork_steps()
+    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=_SIGCHLD, cgroup=cgroup_fd)
+    before()
+    pid: int = _clone3(_SYS_CLONE3, cabi.addressof(args), cabi.sizeof(args))
+    if pid == 0:
+        child()
+        return 0
+    err = cabi.get_errno()
+    parent()
+    if pid < 0:
+        raise OSError(err, os.strerror(err))
+    return pid
+
+
+_fork_steps: tuple[Any, Any, Any] | None = None
+
+
+def _interpreter_fork_steps() -> tuple[Any, Any, Any]:
+    global _fork_steps
+    if _fork_steps is None:
+        before, child, parent = (
+            _libc.function(f"PyOS_{name}", (), None, hold_gil=True)
+            for name in ("BeforeFork", "AfterFork_Child", "AfterFork_Parent")
+        )
+        _fork_steps = (before, child, parent)
+    return _fork_steps
 
 
 class _CapHeader(cabi.Structure):

@@ -203,17 +203,21 @@ def _spawn(
         pid, report_r = _spawn_userns(parsed, program, rootfs_mounts, stdio, cgroup, barrier_r, report, create_hooks)
         _after_fork(forked, pid, report_r)
         return pid, report_r
+    born = _v2_dir_fd(cgroup)  # init is born in its cgroup2 directory where the kernel can
     try:
-        pid = _fork_in_pidns(None if pidns is None else (pidns.path or ""))
+        pid, in_v2 = _fork_in_pidns(None if pidns is None else (pidns.path or ""), born)
     except BaseException:
         for fd in (report_r, report_w, barrier_r):
             os.close(fd)
         raise
+    finally:
+        if born >= 0:
+            os.close(born)
     if pid == 0:  # the child: never returns (fds other than stdio, report and barrier are closed there)
         try:
             os.close(report_r)
         finally:
-            run_init(parsed, program, rootfs_mounts, stdio, cgroup, report_w, barrier_r)
+            run_init(parsed, program, rootfs_mounts, stdio, cgroup, report_w, barrier_r, born_in_v2=in_v2)
     mark("h:forked")
     os.close(report_w)
     os.close(barrier_r)
@@ -456,11 +460,13 @@ def _compile_seccomp(profile: dict[str, Any] | str | None) -> bytes | None:
         raise ContainerInitError(f"seccomp: {exc}", EXIT_OTHER) from exc
 
 
-def _fork_in_pidns(target: str | None) -> int:
+def _fork_in_pidns(target: str | None, cgroup_fd: int = -1) -> tuple[int, bool]:
     """fork(), with the child in a new PID namespace (``""``), the one at path ``target``, or
-    ours (``None``). The caller's own namespace for later children is restored at once."""
+    ours (``None``). The caller's own namespace for later children is restored at once.
+    ``cgroup_fd``: a cgroup2 directory to fork the child into (:func:`_fork`). Returns (pid,
+    whether the child was born there)."""
     if target is None:
-        return os.fork()
+        return _fork(cgroup_fd)
     own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     try:
         if target == "":
@@ -484,7 +490,7 @@ def _fork_in_pidns(target: str | None) -> int:
             finally:
                 os.close(fd)
         try:
-            pid = os.fork()
+            pid, in_v2 = _fork(cgroup_fd)
         except BaseException:
             _restore_pidns(own)
             raise
@@ -492,9 +498,32 @@ def _fork_in_pidns(target: str | None) -> int:
             # The parent goes back to its own namespace for later children. (The child must
             # not: its namespace is a descendant of ours, and setns may only go down.)
             _restore_pidns(own)
-        return pid
+        return pid, in_v2
     finally:
         os.close(own)
+
+
+def _fork(cgroup_fd: int) -> tuple[int, bool]:
+    """(pid, born in ``cgroup_fd``): the child forked into that cgroup2 directory where the
+    kernel can (:func:`berth.libcontainer.kernel.fork_into_cgroup`: no grace period to wait
+    for, as a move through ``cgroup.procs`` has), else forked as usual, to join it itself."""
+    if cgroup_fd >= 0:
+        try:
+            return kernel.fork_into_cgroup(cgroup_fd), True
+        except OSError:
+            pass  # a kernel before 5.7, or a refusal: init's own join names it
+    return os.fork(), False
+
+
+def _v2_dir_fd(cgroup: Cgroup | None) -> int:
+    """The cgroup's cgroup2 directory, open (-1: none, or it cannot be opened: init joins it)."""
+    path = None if cgroup is None else cgroup.v2_dir()
+    if path is None:
+        return -1
+    try:
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return -1
 
 
 def _restore_pidns(own: int) -> None:

@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             # period for that pass while the rest is imported and the bundle read
             from berth.libcontainer.cgroups.warm import warm_in_background
 
-            warm_in_background()
+            warm_in_background(init_forked_into_cgroup=args.command != "exec")
         module, func = HANDLERS[args.command]
         handler: Callable[[Args], int] = getattr(__import__(module, fromlist=[func]), func)
         return handler(args)

@@ -166,7 +166,7 @@ def _run(entries: "list[tuple[str, str, bool, int, int, Any]]") -> bool:
         for name, file, package, _mtime, _size, code in entries:
             if name == EARLY:
                 early = execute(name, file, package, code)
-                early.warm_in_background()
+                early.warm_in_background(init_forked_into_cgroup=True)
                 break
         for name, file, package, _mtime, _size, code in entries:
             if name in ran or (name in modules and name not in made):

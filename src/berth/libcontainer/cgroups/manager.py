@@ -57,10 +57,17 @@ class Cgroup(Protocol):
         """Move ``pid`` (0 = the calling process) into the cgroup in every hierarchy."""
         ...
 
-    def join(self) -> None:
+    def join(self, v2: bool = True) -> None:
         """Move the calling process, which must be single-threaded (a fork child), into the
         cgroup in every hierarchy: :meth:`add` (0), without the kernel's global migration lock
-        where a hierarchy allows (a v1 ``tasks`` file; :mod:`.warm` says why it matters)."""
+        where a hierarchy allows (a v1 ``tasks`` file; :mod:`.warm` says why it matters).
+        ``v2=False``: not the cgroup2 directory (:meth:`v2_dir`), where it was born."""
+        ...
+
+    def v2_dir(self) -> P | None:
+        """The cgroup's directory in the cgroup2 hierarchy (a hybrid host's ``unified``, a v2
+        host's only one), None without: where a child can be born with clone3's
+        CLONE_INTO_CGROUP (:func:`berth.libcontainer.kernel.fork_into_cgroup`)."""
         ...
 
     def exists(self) -> bool: ...
@@ -138,8 +145,12 @@ class CgroupBase:
         for path in self.dirs():
             files.write(path / "cgroup.procs", pid)
 
-    def join(self) -> None:
-        self.add(0)
+    def join(self, v2: bool = True) -> None:
+        if v2:
+            self.add(0)
+
+    def v2_dir(self) -> P | None:
+        return None
 
     def exists(self) -> bool:
         return any(p.is_dir() for p in self.dirs())

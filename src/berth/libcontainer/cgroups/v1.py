@@ -100,13 +100,20 @@ class V1Cgroup(CgroupBase):
     def dirs(self) -> list[P]:
         return [base / self.name for base in self._hierarchies().values()]
 
-    def join(self) -> None:
+    def join(self, v2: bool = True) -> None:
         # "0" in a v1 hierarchy's tasks moves the calling thread -- the whole of a
         # single-threaded process -- and the kernel takes no global lock for a thread moving
         # itself; the cgroup2 hierarchy of a hybrid host has only cgroup.procs (cgroup.threads
         # refuses a move across domains)
         for ctrl, base in self._hierarchies().items():
-            files.write(base / self.name / ("cgroup.procs" if ctrl == "unified" else "tasks"), 0)
+            if ctrl != "unified":
+                files.write(base / self.name / "tasks", 0)
+            elif v2:
+                files.write(base / self.name / "cgroup.procs", 0)
+
+    def v2_dir(self) -> P | None:
+        unified = self._hierarchies().get("unified")
+        return None if unified is None else unified / self.name
 
     # ---- limits -------------------------------------------------------------------------
     def _create(self, r: Resources) -> None:

@@ -61,6 +61,9 @@ class V2Cgroup(CgroupBase):
     def dirs(self) -> list[P]:
         return [self.leaf]
 
+    def v2_dir(self) -> P | None:
+        return self.leaf
+
     # ---- limits -------------------------------------------------------------------------
     def _create(self, r: Resources) -> None:
         wanted = []

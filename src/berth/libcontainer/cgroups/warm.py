@@ -18,7 +18,9 @@ command's own mkdirs).
 An OCI runtime command (``berth-runtime create``/``run``/``exec``) calls
 :func:`warm_in_background` first thing (create and run from the launcher's preload, before their
 modules load): the grace period passes on a thread of its own while Python imports and the
-bundle is read, so the init's join, a few milliseconds later, finds the way clear.
+bundle is read, so the init's join, a few milliseconds later, finds the way clear. Since Linux
+5.7 create and run need none of it: their init is forked straight into its cgroup2 directory
+(clone3's CLONE_INTO_CGROUP), which takes no such lock; ``exec``'s process still joins.
 
     warmer = CgroupWarmer.of_self()     # None when no cgroup hierarchy is mounted
     warmer.touch()                      # blocks for the grace period, if there is one to wait
@@ -85,15 +87,19 @@ _done = False  # set by stop_warming(): the joins it was for are made
 _started = False  # warm_in_background() was called (by the launcher's preload, or the command)
 
 
-def warm_in_background() -> None:
+def warm_in_background(init_forked_into_cgroup: bool = False) -> None:
     """:meth:`CgroupWarmer.touch` on a thread of its own (the write blocks in the kernel, without
     the GIL), then again every :data:`TICK` for :data:`SPAN`, so the fast path is still open when
     the init joins; for a short-lived command. Once per process; nothing when no cgroup2
-    hierarchy is mounted (the v1 joins take no global lock)."""
+    hierarchy is mounted (the v1 joins take no global lock), nor for a command that forks its
+    container's init into the cgroup2 directory (``init_forked_into_cgroup``: create and run,
+    :func:`berth.libcontainer.kernel.fork_into_cgroup`) on a kernel that can (5.7)."""
     global _started
     if _started:
         return
     _started = True
+    if init_forked_into_cgroup and kernel_at_least(5, 7):
+        return
     import _thread
 
     try:
@@ -102,6 +108,16 @@ def warm_in_background() -> None:
         return  # no /proc here: nothing to warm
     if warmer is not None:
         _thread.start_new_thread(_keep_warm, (warmer,))
+
+
+def kernel_at_least(major: int, minor: int) -> bool:
+    """Whether the running kernel's release is ``major.minor`` or later."""
+    release = os.uname().release
+    parts = release.split("-", 1)[0].split(".")
+    try:
+        return (int(parts[0]), int(parts[1]) if len(parts) > 1 else 0) >= (major, minor)
+    except ValueError:
+        return False
 
 
 def stop_warming() -> None:
