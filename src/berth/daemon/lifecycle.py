@@ -376,10 +376,13 @@ async def settle_exit(d: Daemon, c: Container, status: ExitStatus) -> None:
     A ``--rm`` container's exit is not written to the database: its record goes a moment later
     (two writes fewer on the way to ``docker run --rm``'s end). A daemon killed in between finds
     it "running" at start-up, without a monitor, and removes it all the same; a removal that
-    fails writes the exit after all (the container stays, ``dead``, until ``rm``)."""
+    fails writes the exit after all (the container stays, ``dead``, until ``rm``).
+
+    Nor is its run torn down before: the monitor's directory and cgroup go with its files,
+    after the removal answered (``containers.remove_container``, ``files_after``)."""
     auto = bool(c.host_config.get("AutoRemove"))
     async with start_lock(d, c.id):
-        await _settle_locked(d, c, status, store=not auto)
+        await _settle_locked(d, c, status, store=not auto, teardown=not auto)
     if auto and c.id in d.live and not c.state.running:
         from berth.daemon.containers import remove_container
 
@@ -387,11 +390,20 @@ async def settle_exit(d: Daemon, c: Container, status: ExitStatus) -> None:
             await remove_container(d, c, force=True, remove_volumes=True, files_after=True)
         except BaseException:
             if c.id in d.live:
+                await _teardown(d, c)
                 await d.persist(c)
             raise
 
 
-async def _settle_locked(d: Daemon, c: Container, status: ExitStatus, store: bool = True) -> None:
+async def _teardown(d: Daemon, c: Container) -> None:
+    try:
+        await d.driver.cleanup(c.id)
+    except (BerthError, OSError) as exc:
+        log.error("clean up after container %s exited: %s", c.id[:12], exc)
+
+
+async def _settle_locked(d: Daemon, c: Container, status: ExitStatus, store: bool = True,
+                         teardown: bool = True) -> None:
     """Record the exit, tear the run down, then make the exit visible (state, stop/kill
     waiters, events, wait).
 
@@ -401,7 +413,8 @@ async def _settle_locked(d: Daemon, c: Container, status: ExitStatus, store: boo
     ``restart`` or ``kill`` that waits for the exit finds the old run gone. Nothing here may
     keep the exit from being recorded: a cleanup that fails is logged, and a record the
     database refuses (a full disk) stays in memory until it can be written. Not ``store``: the
-    exit stays in memory (a ``--rm`` container's, removed next: :func:`settle_exit`)."""
+    exit stays in memory (a ``--rm`` container's, removed next: :func:`settle_exit`); not
+    ``teardown``: the monitor's directory and cgroup are left for that removal."""
     lc = d.live.any(c.id)
     if lc is None or not c.state.running:
         return  # settled already (the watcher and a stop that found the monitor gone)
@@ -415,10 +428,8 @@ async def _settle_locked(d: Daemon, c: Container, status: ExitStatus, store: boo
     crash_point("exit.after-record")
     # the network is released beside the monitor's teardown (neither waits for the other)
     released = asyncio.ensure_future(_release_network(d, c))
-    try:
-        await d.driver.cleanup(c.id)
-    except (BerthError, OSError) as exc:
-        log.error("clean up after container %s exited: %s", c.id[:12], exc)
+    if teardown:
+        await _teardown(d, c)
     mark("d:exit-cleanup")
     lc.to_exited(code, oom_killed=oom, finished_at=finished, error=error)
     health.stop_monitor(d, c)
