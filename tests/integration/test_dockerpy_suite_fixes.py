@@ -270,3 +270,42 @@ def test_exec_detach_keys_in_lower_camel_case_as_dockerd(berthd: harness.Berthd,
         got[d.name]["echoed"] = b"after" in data
         c.remove_container(ctr, force=True)
     assert got["berth"]["echoed"] is got["docker"]["echoed"] is False, got
+
+
+@pytest.mark.conformance
+def test_endpoint_links_resolve_by_name_as_dockerd(berthd: harness.Berthd, dockerd: harness.Dockerd,
+                                                   busybox_tar: Path) -> None:
+    """docker-py's test_create_with_links and test_connect_with_links: Links in a user network's
+    endpoint settings (at create or at connect) make the alias resolve, in that container only, to
+    the target's address, the target started later; berth resolved only HostConfig.Links."""
+    got = {}
+    for d in (berthd, dockerd):
+        d.import_image(busybox_tar, "busybox:latest", cmd=("sh",))
+        c = d.client().api
+        c.create_network("linknet", internal=True)
+        hc = c.create_host_config(network_mode="linknet")
+        made = c.create_container("busybox", "top", host_config=hc, networking_config=c.create_networking_config(
+            {"linknet": c.create_endpoint_config(links=[("upstream", "bar")])}))
+        c.start(made)
+        connected = c.create_container("busybox", "top", host_config=hc)
+        c.start(connected)
+        c.disconnect_container_from_network(connected, "linknet")
+        c.connect_container_to_network(connected, "linknet", links=[("upstream", "baz")])
+        target = c.create_container("busybox", "top", name="upstream", host_config=hc)
+        c.start(target)
+        ip = c.inspect_container(target)["NetworkSettings"]["Networks"]["linknet"]["IPAddress"]
+        out = {}
+        for ctr, alias in ((made, "bar"), (connected, "baz"), (target, "bar")):
+            ex = c.exec_create(ctr, ["nslookup", alias])
+            text = c.exec_start(ex).decode()
+            out[alias + ("" if ctr is not target else " from the target")] = (
+                c.exec_inspect(ex)["ExitCode"], ip in text)
+        out["Links"] = [c.inspect_container(x)["NetworkSettings"]["Networks"]["linknet"]["Links"]
+                        for x in (made, connected)]
+        for x in (made, connected, target):
+            c.remove_container(x, force=True)
+        c.remove_network("linknet")
+        got[d.name] = out
+    assert got["berth"] == got["docker"], got
+    assert got["docker"]["bar"] == (0, True) and got["docker"]["baz"] == (0, True), got
+    assert got["docker"]["bar from the target"][0] != 0, got

@@ -29,6 +29,17 @@ if TYPE_CHECKING:
 Finder = Callable[[str], Network]
 
 
+def endpoint_links(cfg: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """EndpointSettings.Links (``NAME[:ALIAS]``) as (target name, alias)."""
+    out = []
+    for link in cfg.get("Links") or ():
+        name, _, alias = str(link).partition(":")
+        name = name.strip("/")
+        if name:
+            out.append((name, alias.rsplit("/", 1)[-1] or name))
+    return tuple(out)
+
+
 def mode_of(host: dict[str, Any]) -> str:
     mode = host.get("NetworkMode") or "default"
     return "bridge" if mode == "default" else mode
@@ -118,6 +129,7 @@ def attach_request(c: Container, d: Daemon) -> AttachRequest:
                     ipv4=ipam.get("IPv4Address") or "",
                     ipv6=ipam.get("IPv6Address") or "",
                     mac=cfg.get("MacAddress") or "",
+                    links=endpoint_links(cfg),
                 )
             )
     ports = portspec.requested(host.get("PortBindings"), c.config.get("ExposedPorts"), bool(host.get("PublishAllPorts")))

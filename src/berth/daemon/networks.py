@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from berth.daemon.faults import crash_point
 from berth.daemon.handlers import HandlerTable
+from berth.daemon.netsettings import endpoint_links
 from berth.drivers.network.config import EndpointRequest
 from berth.drivers.network.model import Network
 from berth.engine import Job
@@ -289,7 +290,8 @@ async def connect(d: Daemon, req: jobs.NetworkConnect, job: Job) -> None:
     if c.state.running:
         want6 = (cfg.get("IPAMConfig") or {}).get("IPv6Address") or ""
         await d.network.connect(
-            c.id, net, EndpointRequest(net.id, tuple(cfg.get("Aliases") or ()), want, want6, cfg.get("MacAddress") or "")
+            c.id, net, EndpointRequest(net.id, tuple(cfg.get("Aliases") or ()), want, want6, cfg.get("MacAddress") or "",
+                                       endpoint_links(cfg))
         )
         crash_point("connect.after-driver")
     c.networks[net.name] = cfg

@@ -58,6 +58,9 @@ class EndpointRequest:
     ipv4: str = ""
     ipv6: str = ""
     mac: str = ""
+    # EndpointSettings.Links on a user network: (target name, alias), the alias resolved to the
+    # target's address by name when asked (so the target may come later), for this container only
+    links: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -698,7 +698,7 @@ class NetworkDriver:
         return Endpoint(
             id=eid, network_id=net.id, container_id=req.container_id, container_name=req.name, ip=ip, mac=mac,
             ip6=ip6, veth="veth" + eid[:7], ifname=ifname, aliases=tuple(want.aliases), requested_ip=want.ipv4,
-            requested_ip6=want.ipv6,
+            requested_ip6=want.ipv6, links=tuple(want.links),
         )  # fmt: skip
 
     async def _undo(self, cid: str, made: bool, path: Path) -> None:
@@ -802,15 +802,17 @@ class NetworkDriver:
             target = self.live.get(tid)
             if alias.lower() == name and target is not None:
                 out += [ep.ip for nid, ep in target.endpoints.items() if nid in live.endpoints and ep.ip]
-        for nid in live.endpoints:
+        for nid, own in live.endpoints.items():
             net = self.networks.get(nid)
             if net is None or not net.user_defined:
                 continue
+            # this endpoint's links: the alias stands for the target's name on this network
+            wanted = {name, *(target.lower() for target, alias in own.links if alias.lower() == name)}
             for other in self.live.values():
                 ep = other.endpoints.get(nid)
                 if ep is None or not ep.ip:
                     continue
-                if _names(ep, name):
+                if any(_names(ep, n) for n in wanted):
                     out += [a for a in (ep.ip, ep.ip6) if a and a not in out]
         return out
 

@@ -169,18 +169,21 @@ class Endpoint:
     aliases: tuple[str, ...] = ()
     requested_ip: str = ""
     requested_ip6: str = ""
+    links: tuple[tuple[str, str], ...] = ()  # (target name, alias): the endpoint settings' Links
 
     def to_json(self) -> dict[str, Any]:
         from dataclasses import asdict
 
         data = asdict(self)
         data["aliases"] = list(self.aliases)
+        data["links"] = [list(link) for link in self.links]
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Endpoint:
         data = dict(data)
         data["aliases"] = tuple(data.get("aliases") or ())
+        data["links"] = tuple((str(t), str(a)) for t, a in data.get("links") or ())
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
 
