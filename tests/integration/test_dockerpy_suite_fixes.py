@@ -90,9 +90,11 @@ def _networks(d: harness.Daemon, subnets: list[str]) -> dict[str, Any]:
 
     nid = c.create_network("ipam-none", internal=True)["Id"]
     out["no IPAM"] = c.inspect_network(nid)["IPAM"]["Options"]
+    aux = {"a": subnets[0].replace(".0/24", ".5"), "b": subnets[0].replace(".0/24", ".6")}
     nid = c.create_network("ipam-given", internal=True,
-                           ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=subnets[0])]))["Id"]
+                           ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=subnets[0], aux_addresses=aux)]))["Id"]
     out["IPAM without Options"] = c.inspect_network(nid)["IPAM"]["Options"]
+    out["IPAM Config"] = c.inspect_network(nid)["IPAM"]["Config"]  # AuxiliaryAddresses a map, not its text
     nid = c.create_network("ipam-opts", internal=True,
                            ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=subnets[1])], options={"k": "v"}))["Id"]
     out["IPAM with Options"] = c.inspect_network(nid)["IPAM"]["Options"]
@@ -115,6 +117,7 @@ def test_network_names_and_ipam_options_as_dockerd(berthd: harness.Berthd, docke
     assert got["berth"] == got["docker"], got
     assert got["docker"]["name 'test 01'"] == 201 and got["docker"]["no IPAM"] is None, got
     assert got["docker"]["CLI"] == {}, got
+    assert isinstance(got["docker"]["IPAM Config"][0]["AuxiliaryAddresses"], dict), got
 
 
 @pytest.mark.conformance

@@ -106,8 +106,9 @@ class Network:
                 entry["Gateway"] = self.gateway
             if self.ip_range:
                 entry["IPRange"] = self.ip_range
-            if given and given.get("AuxiliaryAddresses"):
-                entry["AuxiliaryAddresses"] = given["AuxiliaryAddresses"]
+            if given and given.get("AuxiliaryAddresses") and self.aux_addresses:
+                # the parsed map (given's entry holds it as text)
+                entry["AuxiliaryAddresses"] = dict(self.aux_addresses)
             out.append(entry)
         if self.subnet6:
             # as given, as dockerd shows it ("fd42:0e8d::/64" stays so; berth works on the parsed one)
