@@ -94,13 +94,13 @@ class Network:
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
 
-    def ipam_config(self) -> list[dict[str, str]]:
+    def ipam_config(self) -> list[dict[str, Any]]:
         """Docker's ``IPAM.Config``: what was given, completed with what was chosen."""
         if not self.is_bridge:
             return []
-        out: list[dict[str, str]] = []
+        out: list[dict[str, Any]] = []
         if self.subnet:
-            entry = {"Subnet": self.subnet}
+            entry: dict[str, Any] = {"Subnet": self.subnet}
             given = next((c for c in self.ipam_config_given if c.get("Subnet") == self.subnet), None)
             if self.default or (given and given.get("Gateway")) or not given:
                 entry["Gateway"] = self.gateway
