@@ -123,13 +123,24 @@ def read_account_file(graph: Graph, c: Container, path: str, user: str) -> str:
     return (data or b"").decode(errors="replace")
 
 
+def read_account_files(graph: Graph, c: Container, paths: tuple[str, ...], user: str) -> list[str]:
+    """:func:`read_account_file` of each path, the container's layers looked up once (the
+    start's host-side thread reads /etc/passwd and /etc/group)."""
+    if not hasattr(graph, "read_files"):
+        return [read_account_file(graph, c, p, user) for p in paths]
+    try:
+        found = graph.read_files(c.id, paths)
+    except AccountFileError as exc:
+        raise ContainerStartError(f"unable to find user {user}: {exc}", 126) from exc
+    return [(data or b"").decode(errors="replace") for data in found]
+
+
 def resolve_user(graph: Graph, c: Container, user: str) -> tuple[int, int, list[int]]:
     """(uid, gid, supplementary gids) for ``user`` in container ``c``: :func:`lookup`'s, then the
     container's --group-add (each gid once; the kernel sorts the list)."""
     if not user:
         user = "0"
-    passwd = read_account_file(graph, c, "/etc/passwd", user)
-    group = read_account_file(graph, c, "/etc/group", user)
+    passwd, group = read_account_files(graph, c, ("/etc/passwd", "/etc/group"), user)
     uid, gid, extra = lookup(user, passwd, group)
     group_add = (getattr(c, "host_config", None) or {}).get("GroupAdd") or []
     for g in additional_groups([str(n) for n in group_add], group):

@@ -246,6 +246,10 @@ class Graph:
         ``berth.accountfile.AccountFileError`` if it is not a regular file of at most 1 MiB."""
         return rwlayer.read_file(self.layers, container_id, path)
 
+    def read_files(self, container_id: str, paths: tuple[str, ...]) -> list[bytes | None]:
+        """:meth:`read_file` of each path, the container's layers looked up once."""
+        return rwlayer.read_files(self.layers, container_id, paths)
+
     def mkdir(self, container_id: str, path: str) -> None:
         """Create a missing directory (``WorkingDir``) in a container that is not running."""
         rwlayer.make_dirs(self.layers, container_id, path)

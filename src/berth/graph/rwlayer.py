@@ -149,7 +149,13 @@ def _prepare_rw(images: ImageStore, layers: LayerStore, container_id: str, image
 
 
 def read_file(layers_: LayerStore, container_id: str, path: str) -> bytes | None:
-    """A small file (/etc/passwd) as the container sees it; None if absent.
+    """A small file (/etc/passwd) as the container sees it; None if absent (:func:`read_files`)."""
+    return read_files(layers_, container_id, (path,))[0]
+
+
+def read_files(layers_: LayerStore, container_id: str, paths: tuple[str, ...]) -> list[bytes | None]:
+    """Small files (/etc/passwd, /etc/group) as the container sees them, each None if absent;
+    the container's layers are looked up once for all of them.
 
     The container's layers are hostile while it runs: symlinks resolve inside the layers
     (:func:`lookup`), every component is then opened with O_NOFOLLOW from the layer's root (a
@@ -158,6 +164,10 @@ def read_file(layers_: LayerStore, container_id: str, path: str) -> bytes | None
     is a regular file of at most 1 MiB (``AccountFileError``)."""
     layers_.require_rw(container_id)
     layers = layers_.driver.layer_dirs(container_id)
+    return [_read_in(layers, path) for path in paths]
+
+
+def _read_in(layers: list[Path], path: str) -> bytes | None:
     host = lookup(layers, path)
     if host is None:
         return None
