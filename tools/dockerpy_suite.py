@@ -111,6 +111,9 @@ def main() -> int:
                     raise SystemExit(f"docker {' '.join(cmd)}: {r.stderr}")
         env = daemon.env
         env["PYTHONDONTWRITEBYTECODE"] = "1"
+        # docker-py keeps contexts beside the config file it finds, else in the working directory
+        # (the checkout): give it one in the daemon's private DOCKER_CONFIG
+        (daemon.docker_config / "config.json").write_text("{}\n")
         cmd = [str(py), "-m", "pytest", "-p", "no:cacheprovider", "-o", "addopts=", "--tb=short", "-rfE",
                f"--timeout={args.keep_going_timeout}", "tests/integration",
                # credentials/: docker-credential-* helpers, no daemon; its utils_test replaces
