@@ -32,13 +32,14 @@ import os
 import signal
 import socket
 import sys
+import types
 
 from berth.libcontainer import view
 from berth.shim import main as shim
 from berth.shim.cgroupwarm import WarmerProcess
 from berth.shim.helper import Standby
 from berth.shim.native import standby_ahead, standby_create, standby_gone
-from berth.shim.warmup import fill_pool_holes, pack_code, warm_lifecycle, warm_service, warm_up
+from berth.shim.warmup import fill_pool_holes, pack_code, run_code, warm_lifecycle, warm_service, warm_up
 
 
 def serve(control: socket.socket) -> None:
@@ -212,6 +213,22 @@ _cgroup_parent = ""
 _sample = ""
 
 
+def _rehearse() -> None:
+    warm_up(2)
+    warm_service(2)
+    warm_lifecycle(1)
+
+
+def _entry_code() -> list[types.CodeType]:
+    """The code of a shim's way in (this module's, berth.shim.main's, the standby's), which no
+    rehearsal in the fork server runs."""
+    codes = [obj.__code__ for module in (sys.modules[__name__], shim) for obj in vars(module).values()
+             if isinstance(obj, types.FunctionType) and obj.__module__ == module.__name__]
+    for cls in (Spare, Standby):
+        codes += [obj.__code__ for obj in vars(cls).values() if isinstance(obj, types.FunctionType)]
+    return codes
+
+
 def main() -> None:
     global _cgroup_parent, _sample
     fd = int(sys.argv[1])
@@ -221,13 +238,18 @@ def main() -> None:
     # Ctrl-C in the daemon's terminal is the daemon's to handle; we end when it closes the socket
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     shim.set_name(b"berth-forksrv")  # comm holds 15 bytes
-    pack_code()  # before the warm-ups: they quicken the copies
+    # the code a shim runs (its entry here, then a rehearsal of its work), packed first, into
+    # fresh pools, before the warm-ups: they quicken the copies
+    hot = _entry_code() + run_code(_rehearse)
+    fillers = [fill_pool_holes()]
+    pack_code(hot=hot)
+    del hot
     warm_up()
     warm_service()
     warm_lifecycle()
     precompile_seccomp(sys.argv[2] if len(sys.argv) > 2 else None)
     gc.collect()
-    fillers = fill_pool_holes()
+    fillers.append(fill_pool_holes())
     gc.freeze()
     serve(control)
     del fillers

@@ -13,6 +13,8 @@ import select
 import socket
 import sys
 import time
+import types
+from collections.abc import Callable
 from typing import Any
 
 from berth.container.logs import LogWriter, format_time
@@ -295,21 +297,42 @@ def warm_console(rounds: int) -> None:
 _UNPACKED: list[object] = []  # the code objects pack_code replaced: kept, so they leave no holes
 
 
-def pack_code(prefix: str = "berth.") -> int:
+def run_code(rehearse: Callable[[], None]) -> list[types.CodeType]:
+    """The code objects ``rehearse()`` runs (Python functions, nested ones too), in the order of
+    their first call, through ``sys.setprofile``."""
+    seen: dict[int, types.CodeType] = {}
+
+    def profile(frame: types.FrameType, event: str, arg: object) -> None:
+        if event == "call":
+            seen.setdefault(id(frame.f_code), frame.f_code)
+
+    sys.setprofile(profile)
+    try:
+        rehearse()
+    finally:
+        sys.setprofile(None)
+    return list(seen.values())
+
+
+def pack_code(prefix: str = "berth.", hot: list[types.CodeType] | tuple[()] = ()) -> int:
     """Give every function and method of the loaded ``prefix`` modules a copy of its code object
-    (nested code too), made one after another; returns how many functions got one.
+    (nested code too), made one after another; returns how many functions got one. ``hot``:
+    code a shim runs (:func:`run_code` of a rehearsal), copied first, with that of any module:
+    the standard library's too.
 
     A shim writes to every code object it runs (a call takes a reference to it, and 3.11 counts
     calls before it quickens), and so copies the page it is on. As unmarshalled at import, the
     code objects lie scattered among their names, constants and line tables, a page or so each;
-    copied in one go they are packed, and those a shim runs share fewer pages. The originals
-    stay referenced: freed, their holes in the C heap would take a shim's new allocations onto
-    shared pages. Run before the warm-ups, which then quicken the copies.
+    copied in one go they are packed, and those a shim runs share fewer pages; copied first
+    (after :func:`fill_pool_holes`, so that they go to fresh pools, not into holes), the code a
+    shim runs lies apart from the code it never runs. The originals stay referenced: freed,
+    their holes would take a shim's new allocations onto shared pages. Run before the warm-ups,
+    which then quicken the copies.
     Measured (tests/root/test_native.py's 20 monitors, medians of three interleaved runs):
     2394-2424 kB PSS -> 2324-2366 kB; packing every loaded module (the standard library's too)
     was worse, 2473-2496 kB: more code kept twice, little of it run by a shim.
     """
-    import types
+    import gc
 
     funcs: dict[int, types.FunctionType] = {}
 
@@ -336,10 +359,24 @@ def pack_code(prefix: str = "berth.") -> int:
         consts = tuple(copy(c) if isinstance(c, types.CodeType) else c for c in code.co_consts)
         return code.replace(co_consts=consts)
 
-    for func in funcs.values():
-        _UNPACKED.append(func.__code__)
-        func.__code__ = copy(func.__code__)
-    return len(funcs)
+    order = list(funcs.values())
+    if hot:
+        rank = {id(code): i for i, code in enumerate(hot)}
+        # the standard library's functions a shim runs (socket's, json's, enum's ...) too
+        for obj in gc.get_objects():
+            if isinstance(obj, types.FunctionType) and id(obj.__code__) in rank:
+                funcs.setdefault(id(obj), obj)
+        first = sorted((f for f in funcs.values() if id(f.__code__) in rank), key=lambda f: rank[id(f.__code__)])
+        taken = {id(f) for f in first}
+        order = first + [f for f in order if id(f) not in taken]
+    copied: dict[int, types.CodeType] = {}  # a code object shared by several functions: one copy
+    for func in order:
+        code = func.__code__
+        if id(code) not in copied:
+            _UNPACKED.append(code)
+            copied[id(code)] = copy(code)
+        func.__code__ = copied[id(code)]
+    return len(order)
 
 
 POOL_SIZE = 16 << 10  # pymalloc's pools on 64-bit CPython 3.10+ (its arenas: 1 MiB)
