@@ -12,7 +12,9 @@ import io
 import json
 import os
 import shutil
+import socket
 import ssl
+import struct
 import subprocess
 import tarfile
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from berth.registry.server.blobsend import CHUNK as PIECE
 from registry_harness import BerthRegistry
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -286,6 +289,66 @@ def test_tls(tmp_path: Path) -> None:
     ctx = ssl.create_default_context(cafile=str(cert))
     with BerthRegistry(tmp_path / "reg", "--tls-cert", str(cert), "--tls-key", str(key), tls=ctx) as reg:
         assert reg.request("GET", "/v2/")[0] == 200
+        data = os.urandom(3 * PIECE + 4321)  # a blob body of several pieces, over TLS
+        digest = reg.push_blob("t/tls", data)
+        assert reg.request("GET", f"/v2/t/tls/blobs/{digest}")[2] == data
+        status, _, body = reg.request("GET", f"/v2/t/tls/blobs/{digest}",
+                                      headers={"Range": f"bytes={PIECE - 3}-{2 * PIECE + 3}"})
+        assert status == 206 and body == data[PIECE - 3:2 * PIECE + 4]
+
+
+def _cached(path: Path, offset: int) -> bool:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.preadv(fd, [bytearray(1)], offset, os.RWF_NOWAIT)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def test_blob_bodies_in_pieces_from_cache_and_from_disk(reg: BerthRegistry) -> None:
+    """The body goes out in pieces read from the page cache, or in a thread where the cache has none."""
+    data = os.urandom(4 * PIECE + 12345)
+    digest = reg.push_blob("t/pieces", data)
+    status, headers, body = reg.request("GET", f"/v2/t/pieces/blobs/{digest}")
+    assert status == 200 and body == data and headers["Content-Length"] == str(len(data))
+    for first, last in ((0, 0), (PIECE - 1, PIECE), (PIECE + 7, 3 * PIECE + 9), (4 * PIECE, len(data) - 1)):
+        status, headers, body = reg.request("GET", f"/v2/t/pieces/blobs/{digest}",
+                                            headers={"Range": f"bytes={first}-{last}"})
+        assert (status, body) == (206, data[first:last + 1])
+        assert headers["Content-Range"] == f"bytes {first}-{last}/{len(data)}"
+    # out of the page cache: the pieces are read in a thread (the loop's RWF_NOWAIT read finds nothing)
+    path = reg.root / "blobs" / "sha256" / digest.split(":")[1]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    assert not _cached(path, 2 * PIECE)
+    assert reg.request("GET", f"/v2/t/pieces/blobs/{digest}")[2] == data
+    assert reg.request("HEAD", f"/v2/t/pieces/blobs/{digest}")[1]["Content-Length"] == str(len(data))
+
+
+def test_a_reader_that_leaves_mid_blob_costs_the_server_nothing(reg: BerthRegistry) -> None:
+    data = os.urandom(24 << 20)  # more than the socket buffers hold, so the server is still sending
+    digest = reg.push_blob("t/leave", data)
+    for _ in range(3):
+        with socket.create_connection((reg.host, reg.port), timeout=10) as s:
+            s.sendall(f"GET /v2/t/leave/blobs/{digest} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        # a client that stops reading, then leaves: the connection is dropped, the server goes on
+    with socket.create_connection((reg.host, reg.port), timeout=10) as s:
+        s.sendall(f"GET /v2/t/leave/blobs/{digest} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        s.recv(65536)
+        s.shutdown(socket.SHUT_WR)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST on close
+    status, _, body = reg.request("GET", f"/v2/t/leave/blobs/{digest}")
+    assert status == 200 and body == data
+    assert reg.proc is not None and reg.proc.poll() is None
+    assert "Traceback" not in reg.log.read_text()
 
 
 def test_gc_removes_only_unreferenced_blobs(reg: BerthRegistry) -> None:

@@ -29,6 +29,7 @@ from berth.registry import mediatypes as mt
 from berth.registry.digest import Digest
 from berth.registry.server import errors as E
 from berth.registry.server.auth import Access, TokenAuth
+from berth.registry.server.blobsend import BlobResponse
 from berth.registry.server.errors import RegistryError
 from berth.registry.server.manifest import MAX_MANIFEST_BYTES, parse_manifest
 from berth.registry.server.store import ManifestRecord, ManifestRow, RegistryStore
@@ -123,7 +124,7 @@ class Registry:
         if request.method == "HEAD":
             headers["Content-Length"] = str(size)
             return web.Response(status=200, headers=headers)
-        return web.FileResponse(self.store.blob_path(digest), headers=headers)
+        return BlobResponse(self.store.blob_path(digest), headers=headers)
 
     async def delete_blob(self, request: web.Request, name: str, m: dict[str, str]) -> web.StreamResponse:
         await self._require(request, name, "delete")
