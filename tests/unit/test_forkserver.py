@@ -12,7 +12,7 @@ from pathlib import Path
 import harness
 from berth.shim import protocol as P
 from berth.shim.cgroupwarm import own_procs_file
-from berth.shim.warmup import POOL_SIZE, fill_pool_holes
+from berth.shim.warmup import POOL_SIZE, fill_heap_holes, fill_pool_holes
 
 
 def start_forkserver(env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], socket.socket]:
@@ -76,6 +76,16 @@ def test_fill_pool_holes_fills_free_blocks() -> None:
         mem.seek(id(fresh) & ~(POOL_SIZE - 1))
         assert int.from_bytes(mem.read(4), sys.byteorder) == 1
     del fillers, made, fresh
+
+
+def test_fill_heap_holes_fills_free_chunks_of_the_c_heap() -> None:
+    """Free chunks made on purpose (every third of 60 5000-byte objects, above pymalloc's 512
+    bytes, freed) each get a filler of their exact size: malloc(5033) is a 5056-byte chunk."""
+    made = [bytes([i % 251]) * 5000 for i in range(60)]
+    del made[::3]
+    fillers = fill_heap_holes()
+    assert sum(1 for b in fillers if isinstance(b, bytes) and len(b) == 5056 - 41) >= 15
+    del fillers, made
 
 
 def test_the_spare_shim_and_its_standby_helper_go_with_the_fork_server() -> None:

@@ -39,7 +39,15 @@ from berth.shim import main as shim
 from berth.shim.cgroupwarm import WarmerProcess
 from berth.shim.helper import Standby
 from berth.shim.native import standby_ahead, standby_create, standby_gone
-from berth.shim.warmup import fill_pool_holes, pack_code, run_code, warm_lifecycle, warm_service, warm_up
+from berth.shim.warmup import (
+    fill_heap_holes,
+    fill_pool_holes,
+    pack_code,
+    run_code,
+    warm_lifecycle,
+    warm_service,
+    warm_up,
+)
 
 
 def serve(control: socket.socket) -> None:
@@ -249,6 +257,7 @@ def main() -> None:
     warm_lifecycle()
     precompile_seccomp(sys.argv[2] if len(sys.argv) > 2 else None)
     gc.collect()
+    fillers.append(fill_heap_holes())  # the C heap's first: its walk frees small blocks
     fillers.append(fill_pool_holes())
     gc.freeze()
     serve(control)

@@ -468,3 +468,56 @@ def fill_pool_holes() -> list[object]:
         size += 16
     mem.close()
     return fillers
+
+
+def fill_heap_holes(rounds: int = 4) -> list[object]:
+    """Occupy the free chunks (544 bytes or more) of the C heap (glibc's main arena, ``[heap]``);
+    returns the fillers to keep.
+
+    Objects above 512 bytes (code objects, dict tables, buffers) come from malloc, which serves a
+    request from a free chunk before the top of the heap: a monitor's first such allocations
+    would split the fork server's free chunks and copy those pages. The heap is walked chunk by
+    chunk through /proc/self/mem (a chunk is free when the next one's PREV_INUSE bit is clear),
+    read through one 64 KiB window made once and kept: a buffer the heap's size, freed, would
+    raise glibc's mmap and trim thresholds, and the next one would stay in the heap, megabytes
+    of pages every shim then shares. Each free chunk gets a bytes object of its exact size
+    (malloc returns an exact fit first).
+    """
+    window = bytearray(64 << 10)
+    fillers: list[object] = [window]
+    for _ in range(rounds):
+        lo = hi = 0
+        with open("/proc/self/maps", "rb") as maps:
+            for line in maps:
+                if line.rstrip().endswith(b"[heap]"):
+                    start, end = line.split(None, 1)[0].split(b"-")
+                    lo, hi = int(start, 16), int(end, 16)
+        if not lo:
+            return fillers
+        sizes = []
+        with open("/proc/self/mem", "rb", buffering=0) as mem:
+            base = got = 0  # the window holds [base, base + got)
+
+            def word(addr: int) -> int:
+                nonlocal base, got
+                if not base <= addr <= base + got - 8:
+                    mem.seek(addr)
+                    base, got = addr, mem.readinto(window) or 0
+                    if got < 8:
+                        return 0
+                return int.from_bytes(window[addr - base:addr - base + 8], "little")
+
+            at = lo
+            while at + 16 <= hi:
+                size = word(at + 8) & ~7
+                nxt = at + size
+                if size < 32 or nxt + 16 > hi:
+                    break  # the top chunk (or something this walk does not understand)
+                if size >= 544 and not word(nxt + 8) & 1:
+                    sizes.append(size)
+                at = nxt
+        if not sizes:
+            break
+        for size in sizes:
+            fillers.append(b"\0" * (size - 41))  # malloc(33 + n) is a chunk of n + 41 bytes
+    return fillers
