@@ -522,7 +522,8 @@ def test_shutdown_removes_the_cgroup_parent_once_no_container_is_left(env: Env) 
 
 def test_monitor_is_detached_and_small(env: Env) -> None:
     """Each monitor is reparented, in its own session, and small: PSS measured with 20 running
-    (PSS splits shared pages among the processes mapping them, as Docker's 2.5 MB per shim is)."""
+    (PSS splits shared pages among the processes mapping them, as Docker's 2.5 MB per shim is;
+    this limit is lower)."""
 
     async def scenario() -> None:
         driver = NativeDriver(env.exec_root, env.cgroup_parent)
@@ -548,7 +549,8 @@ def test_monitor_is_detached_and_small(env: Env) -> None:
                 await h.signal(signal.SIGKILL)
                 assert (await h.wait()).exit_code == 137
                 await driver.cleanup(req.id)
-            assert max(pss) <= 2.5 * 1024, f"monitor PSS {pss} kB is above 2.5 MB"
+            # measured 2.24-2.28 MB (2026-12-05, docs/monitor.md); the margin is for a busy machine
+            assert max(pss) <= 2.4 * 1024, f"monitor PSS {pss} kB is above 2.4 MB"
         finally:
             await driver.shutdown()
 
