@@ -84,3 +84,19 @@ def test_token_signature_and_expiry() -> None:
     assert TokenAuth(None, b"x" * 32, "svc", True)._verify(token) is None  # another key
     assert auth._verify(auth._sign({"exp": 1, "nbf": 0})) is None  # expired
     assert auth._verify("a.b") is None and auth._verify("a.b.c") is None
+
+
+def test_blob_response_hooks_file_response() -> None:
+    """BlobResponse replaces the body sending of aiohttp's FileResponse through its _sendfile hook: if an
+    aiohttp release renames it, blobs would silently go out by sendfile again (docs/decisions.md)."""
+    import inspect
+
+    from aiohttp import web
+
+    from berth.registry.server.blobsend import BlobResponse
+
+    assert "_sendfile" in vars(web.FileResponse)
+    assert "self._sendfile(" in inspect.getsource(web.FileResponse)  # and FileResponse calls it
+    assert BlobResponse._sendfile is not web.FileResponse._sendfile
+    assert list(inspect.signature(BlobResponse._sendfile).parameters) == list(
+        inspect.signature(web.FileResponse._sendfile).parameters)
