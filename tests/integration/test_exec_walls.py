@@ -115,6 +115,10 @@ WATCH = r"""
 # watch.sh NAME MARKER: until /t/stop exists, look at every new process in /proc (builtins only:
 # no fork, so the loop is fast) and log any outside pid 1's mount namespace or root, with
 # capabilities pid 1 lacks, or that shows the host's MARKER through /proc/PID/root.
+# A test -ef is false when either stat fails too, and a process that exits between the -e/-d and
+# the -ef (a short-lived child of the container's own shells) no longer has a root or namespaces:
+# so a difference counts only when the process's root (mount namespace) is still there after the
+# -ef as it was before it -- exit is for good, so its -ef stat saw a live process that differs.
 name=$1; marker=$2; out=/t/violations-$name
 : > $out
 initcap=
@@ -127,8 +131,10 @@ while [ ! -e /t/stop ]; do
     case "$seen" in *" $p "*) continue;; esac
     seen="$seen$p "
     if [ -e "$d/root$marker" ]; then echo "HOST $p" >> $out; fi
-    if [ -e $d/ns/mnt ] && ! [ $d/ns/mnt -ef /proc/1/ns/mnt ]; then echo "MNTNS $p" >> $out; fi
-    if [ -d $d/root/ ] && ! [ $d/root/ -ef /proc/1/root/ ]; then echo "ROOT $p" >> $out; fi
+    if [ -e $d/ns/mnt ] && ! [ $d/ns/mnt -ef /proc/1/ns/mnt ] && [ -e $d/ns/mnt ]; then
+      echo "MNTNS $p" >> $out
+    fi
+    if [ -d $d/root/ ] && ! [ $d/root/ -ef /proc/1/root/ ] && [ -d $d/root/ ]; then echo "ROOT $p" >> $out; fi
     cap=
     { while read k v; do [ "$k" = CapEff: ] && cap=$v; done < $d/status; } 2>/dev/null
     if [ -n "$cap" ] && [ $(( 0x$cap & ~0x$initcap )) != 0 ]; then echo "CAPS $p $cap" >> $out; fi
@@ -175,6 +181,42 @@ def test_nothing_in_the_container_sees_an_exec_before_it_is_confined(
         seen = (shared / f"seen-{name}").read_text().split()
         assert set(pids) <= set(seen), f"the {name} watcher missed execs: {pids} vs {seen}"
         assert (shared / f"violations-{name}").read_text() == "", name
+
+
+def test_the_watcher_reports_other_walls_and_not_short_lives(
+    berthd: harness.Berthd, busybox_image: str, tmp_path: Path
+) -> None:
+    # the watcher above, checked: two processes of the container itself that live behind other
+    # walls (a chroot, a mount namespace of their own) are reported, and thousands of forks of
+    # the init's own shell that exit while it looks (once reported as "ROOT <pid>" and "MNTNS
+    # <pid>": a test -ef whose stat failed) are not
+    shared = tmp_path / "t"
+    shared.mkdir()
+    (shared / "watch.sh").write_text(WATCH)
+    marker = tmp_path / "host-only" / "marker"
+    marker.parent.mkdir()
+    marker.write_text("host")
+    walled = (
+        "mkdir /r; cp /bin/busybox /r/; "
+        "sh -c 'echo $$ > /t/chroot.pid; exec chroot /r /busybox sleep 600' & "
+        "sh -c 'echo $$ > /t/unshare.pid; exec unshare -m sleep 600' & "
+        "until [ -s /t/chroot.pid ] && [ -s /t/unshare.pid ]; do :; done; "
+        "c=/proc/$(cat /t/chroot.pid); u=/proc/$(cat /t/unshare.pid); "
+        "while [ $c/root/ -ef /proc/1/root/ ] || [ $u/ns/mnt -ef /proc/1/ns/mnt ]; do :; done"
+    )
+    churn = "i=0; while [ $i -lt 3000 ]; do ( exit 0 ); i=$((i+1)); done; touch /t/churned"
+    # (SYS_ADMIN for unshare -m; the watcher's first look at /proc finds both walled ones ready)
+    ok(berthd.docker("run", "-d", "--name", "control", "--cap-add", "SYS_ADMIN", "-v", f"{shared}:/t",
+                     busybox_image, "sh", "-c",
+                     f"{walled}; sh /t/watch.sh init {marker} & {churn}; exec sleep 600"))
+    _wait_for(shared / "churned", "the forks", timeout=120)
+    (shared / "stop").touch()
+    _wait_for(shared / "seen-init", "the watcher's end")
+    chrooted = (shared / "chroot.pid").read_text().strip()
+    unshared = (shared / "unshare.pid").read_text().strip()
+    assert len((shared / "seen-init").read_text().split()) > 100  # it did look at the forks
+    violations = (shared / "violations-init").read_text().splitlines()
+    assert sorted(violations) == [f"MNTNS {unshared}", f"ROOT {chrooted}"]
 
 
 def test_a_stuck_exec_holds_up_nothing_else(berthd_factory, busybox_tar: Path) -> None:  # type: ignore[no-untyped-def]
