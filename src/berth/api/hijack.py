@@ -14,7 +14,10 @@ bytes go to a queue that the job reads as stdin. The route must not return befor
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import ssl
+import sys
+import termios
 import weakref
 from typing import Any
 
@@ -210,6 +213,9 @@ class _TLSPipe(asyncio.Protocol):
         self.raw.close()
 
 
+HEADERS_READ_WAIT = 0.05  # s: how long an attach with logs waits for the client to read the 101
+
+
 class LazyHijack:
     """A job's stdin and stdout over a hijacked connection, hijacked on first use.
 
@@ -249,6 +255,30 @@ class LazyHijack:
     @property
     def closed_by_server(self) -> bool:
         return self.conn is not None and self.conn.closed_by_server
+
+    async def headers_read(self, timeout: float = HEADERS_READ_WAIT) -> None:
+        """Wait (at most ``timeout``) until the client has read the 101 and its headers.
+
+        A client that reads the headers through a buffered reader and the stream from the
+        socket beneath it (docker-py's attach: http.client, then ``response.raw._fp.fp.raw``)
+        loses whatever arrived with the headers in one read: an attach with ``logs=1`` of an
+        exited container answered b"" about 1 time in 40. dockerd sends its logs later only
+        because it is slower. Polled with SIOCOUTQ (bytes the peer has not read yet)."""
+        conn = await self.start()
+        transport = conn.transport
+        if not isinstance(transport, asyncio.Transport) or transport.get_extra_info("socket") is None:
+            return  # TLS (_TLSPipe: the records are not the bytes): not waited for
+        sock = transport.get_extra_info("socket")
+        buf = bytearray(4)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, buf)
+            except OSError:
+                return
+            if int.from_bytes(buf, sys.byteorder) == 0 and not transport.get_write_buffer_size():
+                return
+            await asyncio.sleep(0.001)
 
     def close(self) -> None:
         if self.conn is not None:

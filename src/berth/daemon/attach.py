@@ -30,6 +30,7 @@ from berth.container.escape import EscapeProxy, parse_detach_keys
 from berth.container.logreader import read_log_stream
 from berth.daemon.handlers import HandlerTable
 from berth.daemon.live import Attacher, frame
+from berth.daemon.streams import sync_logs
 from berth.engine import ByteSink, ByteSource, Duplex, Job
 from berth.errors import Conflict, InvalidParameter
 from berth.jobs import containers as jobs
@@ -101,6 +102,8 @@ async def attach(d: Daemon, req: jobs.ContainerAttach, job: Job) -> None:
             text = b"Error attaching: configured logging driver does not support reading\n"
             await conn.write(text if c.tty else frame(1, text))
             return
+        await sync_logs(d, c)
+        await conn.headers_read()  # data sent with the 101 is lost to docker-py (hijack.py)
         await _send_logs(c, conn, want_stdout, want_stderr)
     d.publish(c, "attach")
     if not req.stream:

@@ -19,6 +19,7 @@ from berth.errors import InvalidParameter, Unimplemented
 from berth.jobs import containers as jobs
 
 if TYPE_CHECKING:
+    from berth.container.record import Container
     from berth.daemon.daemon import Daemon
 
 handlers = HandlerTable()
@@ -33,6 +34,14 @@ def _seconds(text: str, field: str) -> Decimal | None:
         return Decimal(text)
     except InvalidOperation:
         raise InvalidParameter(f"invalid value for {field}: {text!r}") from None
+
+
+async def sync_logs(d: Daemon, c: Container) -> None:
+    """Before the log of a running container is read: the monitor writes what the container
+    wrote so far into it (``docker start X; docker logs X``; docs/decisions.md)."""
+    handle = d.session(c.id).handle
+    if c.state.running and handle is not None:
+        await handle.sync_logs()
 
 
 @handlers.on(jobs.ContainerLogs)
@@ -53,6 +62,7 @@ async def logs(d: Daemon, req: jobs.ContainerLogs, job: Job) -> None:
     until = _seconds(req.until, "until")
     follow = req.follow and c.state.running
     stop = d.session(c.id).run_done if follow else None
+    await sync_logs(d, c)
     await out.start("application/vnd.docker.raw-stream" if c.tty else None)
     blocks = read_log_stream(
         c.log_path, tty=c.tty, stdout=req.want_stdout, stderr=req.want_stderr, tail=tail, since=since,

@@ -57,6 +57,8 @@ class Duplex(Protocol):
     @property
     def closed_by_server(self) -> bool: ...
 
+    async def headers_read(self) -> None: ...
+
 
 class MissingStream(TypeError):
     """A streaming job was run without the stream its handler needs (a programming error)."""

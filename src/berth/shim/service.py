@@ -51,6 +51,18 @@ STATE_TIMEOUT = 5.0  # seconds for the runtime's state and delete at the end
 SIGKILL, SIGTERM, SIGCHLD = 9, 15, 17
 TIOCSWINSZ = 0x5414
 LIFECYCLE = ("start", "pause", "resume")
+SETTLE = 0.1  # s after the start during which a sync waits for a runnable init (_sync)
+
+
+def _runnable(pid: int) -> bool:
+    """Whether the process is in state R (running or waiting for a CPU) or D (in the kernel,
+    uninterruptibly: its execve reading the binary, a page fault), i.e. still on its way."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] in (b"R", b"D")
 
 
 class Service:
@@ -76,6 +88,7 @@ class Service:
         self.queue: list[tuple[Conn, dict[str, Any]]] = []  # start/pause/resume, one at a time
         self.busy = False
         self.starting = False  # a start is being made: the daemon going away no longer stops it
+        self.started_mono = 0.0  # time.monotonic() at the start's reply (sync's settle window)
         self.terminated = False  # SIGTERM before the init existed
         self.finished = False
 
@@ -355,6 +368,9 @@ class Service:
                 self._resize(proc, msg)
             elif op == "signal":
                 self._signal(proc, int(msg["signal"]))
+            elif op == "sync":
+                self._sync(proc, conn, msg)
+                return
             else:
                 raise Refused("invalid", f"unknown op {op!r}")
         except Refused as exc:
@@ -367,6 +383,22 @@ class Service:
             self._reply(conn, msg, f"{what}: {exc}", "system")
         else:
             self._reply(conn, msg, "", "")
+
+    def _sync(self, proc: Process, conn: Conn, msg: dict[str, Any]) -> None:
+        """``sync``: answered once what the process wrote so far is in the log. Within
+        ``SETTLE`` of the start, an init still on its way (state R or D: it has not reached its
+        first write or a wait yet; on a busy host it may not have had a CPU since its execve) is
+        waited for, polled each ms: `docker start X; docker logs X` then sees what a command
+        prints at once, as dockerd's slower path lets it (docs/decisions.md)."""
+        if conn.closed:
+            return
+        self.pump.drain(proc)
+        now = time.monotonic()
+        if (proc is self.init and proc.started and now < self.started_mono + SETTLE
+                and proc.outputs and _runnable(proc.pid)):
+            self.reactor.call_at(now + 0.001, lambda: self._sync(proc, conn, msg))
+            return
+        self._reply(conn, msg, "", "")
 
     @staticmethod
     def _resize(proc: Process, msg: dict[str, Any]) -> None:
@@ -437,6 +469,7 @@ class Service:
             if init.state is not STOPPED:  # a process that ran and exited at once has started too
                 init.state = init.state.start()
             started_at = format_time(time.time_ns())
+            self.started_mono = time.monotonic()
             # the reply first: state.json is for a daemon that finds this monitor again, and is
             # written before the loop reads the next request
             self._reply(conn, msg, "", "")

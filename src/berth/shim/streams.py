@@ -10,6 +10,7 @@ reads; while more than ``HIGH_WATER`` is held, the client that sent them is not 
     pump.watch_outputs(proc)          # once the process exists
     pump.stdin(proc, conn, data)      # a client's stdin frame
     pump.flush_stdin(proc)            # once it runs, and after stdin EOF
+    pump.drain(proc)                  # what it wrote so far, into the log now ("sync")
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from berth.shim.reactor import Reactor
 
 READ_SIZE = 8 * 1024
+DRAIN_READS = 16  # 128 KiB per output at most per sync: a pipe's 64 KiB, and what came meanwhile
 
 
 class PumpOwner(Protocol):
@@ -49,18 +51,22 @@ class Pump:
             self.reactor.watch(fd, read=self._reader(proc, fd))
 
     def _reader(self, proc: Process, fd: int) -> Callable[[], None]:
-        return lambda: self.on_output(proc, fd)
+        def read() -> None:
+            self.on_output(proc, fd)
 
-    def on_output(self, proc: Process, fd: int) -> None:
+        return read
+
+    def on_output(self, proc: Process, fd: int) -> bool:
+        """One read of ``fd`` to the log and the clients; False when there was nothing to read."""
         try:
             data = os.read(fd, READ_SIZE)
         except BlockingIOError:
-            return
+            return False
         except OSError:  # EIO: every holder of the pty slave has closed it
             data = b""
         if not data:
             self.close_output(proc, fd)
-            return
+            return False
         stream = proc.outputs[fd]
         if proc.log is not None:
             proc.log.write(stream, data)
@@ -71,6 +77,16 @@ class Pump:
                 proc.throttled = True
                 for out_fd in proc.outputs:
                     self.reactor.watch(out_fd, read=None)
+        return True
+
+    def drain(self, proc: Process) -> None:
+        """Read what the process has written so far into the log now, not when the loop gets to
+        it: a ``sync`` before the daemon reads the log of a running container. Bounded (a
+        pipe's default capacity and some), and not while a client holds too much."""
+        for fd in list(proc.outputs):
+            for _ in range(DRAIN_READS):
+                if proc.throttled or fd not in proc.outputs or not self.on_output(proc, fd):
+                    break
 
     def maybe_unthrottle(self, proc: Process) -> None:
         if proc.throttled and all(c.out_len < LOW_WATER for c in proc.conns):

@@ -97,6 +97,15 @@ class MonitorHandle:
         await self._control.request("resume")
         self.paused = False
 
+    async def sync_logs(self) -> None:
+        """Returns once what the container wrote so far is in its log (the monitor reads its
+        pipes at once): ``docker start X; docker logs X`` sees output written before the logs
+        request came. A monitor that does not know the op (an older one) is not waited for."""
+        try:
+            await self._control.request("sync")
+        except (Conflict, InvalidParameter):
+            pass  # not running any more (its log is complete at exit), or an older monitor
+
     async def wait(self) -> ExitStatus:
         ev = await asyncio.shield(self._channel.exited)
         if ev is not None:
