@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import calendar
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -88,6 +89,7 @@ def main() -> int:
             results[name] = measure(d, args.tries)
     finally:
         problems = [p for d in daemons.values() for p in d.teardown()]
+        shutil.rmtree(tmp, ignore_errors=True)
         for p in problems:
             print(f"cleanup problem: {p}", file=sys.stderr)
     print(f"{args.tries} tries each; 1-minute load {load0:.2f} before, {os.getloadavg()[0]:.2f} after")
