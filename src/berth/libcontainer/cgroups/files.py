@@ -56,8 +56,10 @@ class P(str):
 GONE = (errno.ENOENT, errno.ENODEV)
 
 
-def read(path: P) -> str:
-    # os-level calls, not open(): no buffered text object for a file read once
+def read(path: str, errors: str = "strict") -> str:
+    """The file's text through plain reads, not open(): no buffered text object for a file read
+    once (the container's init reads /proc files right after its fork, where a first open() costs
+    ~0.3 ms more)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         chunks = []
@@ -65,7 +67,7 @@ def read(path: P) -> str:
             chunks.append(chunk)
     finally:
         os.close(fd)
-    return b"".join(chunks).decode()
+    return b"".join(chunks).decode("utf-8", errors)
 
 
 def read_quiet(path: P) -> str:
