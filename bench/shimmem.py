@@ -166,6 +166,8 @@ def chunk_kind(mem: Mem, chunk: int, size: int, cache: dict[int, str]) -> str:
     for start in (user, user + 16):
         t = _typeish(mem, start, cache)
         if t:
+            if t == "type":  # a heap type (an instance taking a reference to it): which one
+                return f"type:{mem.cstr(mem.word(start + 24))}"
             return f"{t}" + (f":{code_name(mem, start)}" if t == "code" and CODE_NAME_OFFSET else "")
     if size > 20000 and DUMP:
         print(f"raw chunk {chunk:x} size {size}: " + mem.read(user, 64).hex())
@@ -340,6 +342,8 @@ def analyse(mon: int, server: int, objects: bool) -> None:
                             dump.setdefault(addr, []).append((off, vb, va))
                         if 0 < va < 1 << 32 and 0 < vb < 1 << 32 and abs(va - vb) < 1000:
                             kind = f"{name.split()[0].rsplit('/', 1)[-1]}: {type_name(sm, addr + off, tcache)}+0?"
+                            if kind.endswith(" type+0?"):
+                                kind = kind[:-3] + ":" + sm.cstr(sm.word(addr + off + 24)) + "+0?"
                             if kind.endswith(" code+0?") and CODE_NAME_OFFSET:
                                 codes[code_name(sm, addr + off)] += 1
                         else:

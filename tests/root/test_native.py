@@ -549,8 +549,8 @@ def test_monitor_is_detached_and_small(env: Env) -> None:
                 await h.signal(signal.SIGKILL)
                 assert (await h.wait()).exit_code == 137
                 await driver.cleanup(req.id)
-            # measured 2.24-2.28 MB (2026-12-05, docs/monitor.md); the margin is for a busy machine
-            assert max(pss) <= 2.4 * 1024, f"monitor PSS {pss} kB is above 2.4 MB"
+            # measured 2.25-2.29 MB (2026-12-05 evening, docs/monitor.md); the margin is for a busy machine
+            assert max(pss) <= 2.35 * 1024, f"monitor PSS {pss} kB is above 2.35 MB"
         finally:
             await driver.shutdown()
 

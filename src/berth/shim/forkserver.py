@@ -40,8 +40,10 @@ from berth.shim.cgroupwarm import WarmerProcess
 from berth.shim.helper import Standby
 from berth.shim.native import standby_ahead, standby_create, standby_gone
 from berth.shim.warmup import (
+    SHIM_CLASSES,
     fill_heap_holes,
     fill_pool_holes,
+    move_classes,
     pack_code,
     run_code,
     warm_lifecycle,
@@ -252,6 +254,8 @@ def main() -> None:
     fillers = [fill_pool_holes()]
     pack_code(hot=hot)
     del hot
+    fillers.append(fill_heap_holes(1))  # the classes a shim instantiates, remade at the heap's top
+    move_classes((*SHIM_CLASSES, (__name__, "Spare")))
     warm_up()
     warm_service()
     warm_lifecycle()
