@@ -50,7 +50,7 @@ from berth.steptrace import mark
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any
+    from typing import Any, NoReturn
 
 
 class InitProcess:
@@ -118,7 +118,7 @@ def create_shared(
     spec: dict[str, Any], rootfs_mounts: list[Mount], stdio: Stdio, cgroup: Cgroup | None,
     report: tuple[int, int], barrier_r: int, hook_state: dict[str, Any] | None = None,
     create_hooks: Callable[[int], None] | None = None, forked: Callable[[], None] | None = None,
-    wait_ready: bool = True,
+    wait_ready: bool = True, in_place: Callable[[int], None] | None = None,
 ) -> int:
     """Like :func:`create`, for a caller whose pipes another process also holds: the shim
     makes ``report`` and the barrier, forks a helper that calls this, and keeps the read end of
@@ -129,9 +129,15 @@ def create_shared(
     ``create_hooks``: see the module's text. ``forked``: the caller's own work, done while
     init sets itself up (once it is forked; a failure there kills init). Not ``wait_ready`` (a
     container without a user namespace or create hooks): return once init is forked, and leave
-    its READY (or its error) to the caller, on its own copy of the report pipe."""
+    its READY (or its error) to the caller, on its own copy of the report pipe.
+
+    ``in_place``: the caller becomes the init itself, without a fork -- a process forked ahead
+    as pid 1 of a new pid namespace, the one the spec asks for (a new pid namespace, no user
+    namespace, no create hooks, not waiting for READY). Once the spec is parsed, its program
+    compiled and ``forked`` done, ``in_place(pid)`` is called with its host pid (to tell the
+    caller's caller), then the init runs here: this call does not return."""
     pid, report_r = _spawn(spec, rootfs_mounts, stdio, cgroup, barrier_r, report, hook_state=hook_state,
-                           create_hooks=create_hooks, forked=forked, wait_ready=wait_ready)
+                           create_hooks=create_hooks, forked=forked, wait_ready=wait_ready, in_place=in_place)
     os.close(report_r)
     return pid
 
@@ -173,6 +179,7 @@ def _spawn(
     create_hooks: Callable[[int], None] | None = None,
     forked: Callable[[], None] | None = None,
     wait_ready: bool = True,
+    in_place: Callable[[int], None] | None = None,
 ) -> tuple[int, int]:
     """Fork init (which waits on ``barrier_r``; closed here in the parent) and wait until it is
     ready; returns (pid, the report pipe's read end). ``report``: the caller's pipe (its write
@@ -192,6 +199,9 @@ def _spawn(
             from berth.libcontainer import hookrun  # noqa: F401
         pidns = parsed.namespace("pid")
         userns_ = parsed.namespace("user")
+        if in_place is not None and (report is None or userns_ is not None or pidns is None or pidns.path
+                                     or create_hooks is not None or wait_ready):
+            raise ContainerInitError("container init in place: not for this spec", EXIT_OTHER)
         if userns_ is None:
             report_r, report_w = report or os.pipe2(os.O_CLOEXEC)
     except BaseException:
@@ -199,6 +209,8 @@ def _spawn(
         if report is not None:
             os.close(report[1])
         raise
+    if in_place is not None:
+        _become_init(parsed, program, rootfs_mounts, stdio, cgroup, report_r, report_w, barrier_r, forked, in_place)
     if userns_ is not None:
         pid, report_r = _spawn_userns(parsed, program, rootfs_mounts, stdio, cgroup, barrier_r, report, create_hooks)
         _after_fork(forked, pid, report_r)
@@ -328,6 +340,24 @@ def _spawn_userns(
     finally:
         os.close(sync_w)  # A, if still waiting for its maps, sees EOF and exits
         _reap(stage_a)
+
+
+def _become_init(
+    parsed: specmod.ContainerSpec, program: bytes | None, rootfs_mounts: list[Mount], stdio: Stdio,
+    cgroup: Cgroup | None, report_r: int, report_w: int, barrier_r: int, forked: Callable[[], None] | None,
+    in_place: Callable[[int], None],
+) -> NoReturn:
+    """:func:`_spawn` without the fork (see :func:`create_shared`): the caller is the init."""
+    try:
+        os.close(report_r)  # the caller's caller holds it
+        if forked is not None:
+            forked()
+        in_place(int(os.readlink("/proc/self")))  # /proc is still the host's: the host's pid
+    except BaseException:
+        for fd in (report_w, barrier_r):
+            os.close(fd)
+        raise
+    run_init(parsed, program, rootfs_mounts, stdio, cgroup, report_w, barrier_r)
 
 
 class _Lines:

@@ -222,7 +222,8 @@ def _read_cached(path: str) -> bytes | None:
 
 def _write_cached(path: str, program: bytes) -> None:
     directory = os.path.dirname(path)
-    tmp = f"{path}.{os.getpid()}.tmp"
+    # unique on the host: a process in a pid namespace of its own (a standby's twin) is pid 1 there
+    tmp = f"{path}.{os.getpid()}-{os.urandom(4).hex()}.tmp"
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         st = os.lstat(directory)

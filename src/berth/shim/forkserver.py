@@ -38,7 +38,7 @@ from berth.libcontainer import view
 from berth.shim import main as shim
 from berth.shim.cgroupwarm import WarmerProcess
 from berth.shim.helper import Standby
-from berth.shim.native import standby_ahead, standby_create, standby_gone
+from berth.shim.native import standby_ahead, standby_create, standby_gone, standby_twin
 from berth.shim.warmup import (
     SHIM_CLASSES,
     fill_heap_holes,
@@ -162,7 +162,8 @@ def _wait_for_work(sock: socket.socket) -> None:
     """In the spare: fork the create helper ahead too, wait for a connection, then become its
     shim (or view); EOF: exit."""
     parent = _cgroup_parent
-    standby = Standby(standby_create, standby_ahead(parent, _sample), standby_gone(parent) if parent else None)
+    standby = Standby(standby_create, standby_ahead(parent, _sample), standby_gone(parent) if parent else None,
+                      standby_twin(parent))
     _msg, ancdata, _flags, _addr = sock.recvmsg(64, socket.CMSG_SPACE(4))
     fds = [int.from_bytes(data[:4], sys.byteorder)
            for level, kind, data in ancdata if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS]

@@ -33,6 +33,11 @@ DIED = "container helper process died (see monitor.log)"
 # work has come meanwhile (then what is left of the preparing is better skipped).
 Ahead = Callable[[Callable[[], bool]], Callable[[], None] | None]
 AHEAD_DELAY = 0.005  # seconds a standby waits for its work before it prepares ahead
+# A standby's twin (:class:`Standby`): forks, ahead of the work, the process in which the
+# standby's waiting, its work prepared ahead and, mostly, its work go on -- the container's init
+# to be, say, in a pid namespace of its own. Returns the twin's pid in the standby, 0 in the
+# twin, -1 where none was forked.
+Twin = Callable[[], int]
 
 
 class Helper:
@@ -98,7 +103,8 @@ class Standby:
     __slots__ = ("pid", "sock", "res_r", "go_w", "on_gone")
 
     def __init__(self, body: Callable[[dict[str, Any], bytes, list[int], int, int], None],
-                 ahead: Ahead | None = None, on_gone: Callable[[int], None] | None = None) -> None:
+                 ahead: Ahead | None = None, on_gone: Callable[[int], None] | None = None,
+                 twin: Twin | None = None) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         res_r, res_w = os.pipe2(os.O_CLOEXEC)
         go_r, go_w = os.pipe2(os.O_CLOEXEC)
@@ -115,8 +121,11 @@ class Standby:
                 # create before: that container is started by then), and step by step, looking
                 # for its work in between: in a loop of `docker run` the next create comes
                 # ~60 ms after the one before.
-                undo = ahead(lambda: _readable(theirs, 0)) if ahead is not None and not _readable(theirs, AHEAD_DELAY) \
-                    else None
+                quiet = not _readable(theirs, AHEAD_DELAY)
+                if quiet and twin is not None and _split(twin, theirs, body, res_w, go_r):
+                    code = 0
+                    return  # the standby's part is done (the twin's goes on below, in the twin)
+                undo = ahead(lambda: _readable(theirs, 0)) if ahead is not None and quiet else None
                 work = _receive(theirs)
                 theirs.close()
                 if work is not None:
@@ -135,12 +144,8 @@ class Standby:
 
     def give(self, msg: dict[str, Any], data: bytes, fds: list[int]) -> Helper:
         """Hand the standby its work; OSError if it is gone (the caller forks a helper instead)."""
-        head = P.dumps(msg)
-        rights = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
         try:
-            self.sock.sendmsg([len(head).to_bytes(4, "big"), len(data).to_bytes(4, "big"), head],
-                              [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
-            self.sock.sendall(data)
+            _send(self.sock, msg, data, fds)
         finally:
             self.sock.close()
         helper = Helper.__new__(Helper)
@@ -158,6 +163,103 @@ class Standby:
             pass  # reaped already
         if self.on_gone is not None:
             self.on_gone(self.pid)
+
+
+def _send(sock: socket.socket, msg: dict[str, Any], data: bytes, fds: list[int]) -> None:
+    """A standby's work on ``sock``, as :func:`_receive` takes it."""
+    head = P.dumps(msg)
+    rights = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
+    sock.sendmsg([len(head).to_bytes(4, "big"), len(data).to_bytes(4, "big"), head],
+                 [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
+    sock.sendall(data)
+
+
+# The twin's word to its standby, on their socket: it took the work (and is on its way to
+# become what the work makes), or it hands the work back (the work follows, as given).
+TOOK, BACK = b"t", b"b"
+
+
+class _TwinEnd:
+    """In a standby's twin: the way back to its standby (one per process)."""
+
+    sock: socket.socket | None = None
+
+
+_twin = _TwinEnd()
+
+
+def _split(twin: Twin, theirs: socket.socket, body: Callable[[dict[str, Any], bytes, list[int], int, int], None],
+           res_w: int, go_r: int) -> bool:
+    """In a standby: fork its twin, which waits for the work from now on. True in the standby,
+    once the twin is done with it: it took the work, handed it back (then done here), or was
+    dismissed (then reaped here, so that whoever waits for the standby finds both gone). False
+    in the twin, and where none was forked: the caller goes on as a standby."""
+    back, forth = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        pid = twin()
+    except BaseException:
+        back.close()
+        forth.close()
+        raise
+    if pid < 0:
+        back.close()
+        forth.close()
+        return False
+    if pid == 0:
+        back.close()
+        _twin.sock = forth
+        return False
+    forth.close()
+    theirs.close()  # the twin's now
+    word = back.recv(1)
+    if word == BACK:
+        work = _receive(back)
+        if work is not None:
+            body(work[0], work[1], work[2], res_w, go_r)
+    elif word != TOOK:
+        while True:  # dismissed (or dead): it leaves nothing behind, and neither do we
+            try:
+                os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+            except ChildProcessError:
+                break
+    back.close()
+    return True
+
+
+def twin_of_standby() -> bool:
+    """Whether this process is a standby's twin (its work not yet taken or handed back)."""
+    return _twin.sock is not None
+
+
+def twin_took() -> None:
+    """In a standby's twin: it does the work itself; its standby exits (it was forked by the
+    standby, which the caller waits for: no longer for this process)."""
+    sock, _twin.sock = _twin.sock, None
+    if sock is not None:
+        try:
+            sock.sendall(TOOK)
+        except OSError:
+            pass  # the standby was killed: nobody to tell (the work goes on)
+        finally:
+            sock.close()
+
+
+def twin_hands_back(msg: dict[str, Any], data: bytes, fds: list[int]) -> None:
+    """In a standby's twin: the standby does the work after all (as it was given); the twin's
+    copies of ``fds`` are closed here."""
+    sock, _twin.sock = _twin.sock, None
+    try:
+        if sock is not None:
+            sock.sendall(BACK)
+            _send(sock, msg, data, fds)
+    finally:
+        if sock is not None:
+            sock.close()
+        for fd in fds:
+            os.close(fd)
 
 
 def _readable(sock: socket.socket, seconds: float) -> bool:

@@ -37,14 +37,25 @@ from berth.errors import SystemFailure
 # hookrun, idmapped, setns, userns: what process loads only when used (berth-runtime's commands need not
 # pay for them), loaded here before the fork server freezes its heap, so every shim shares them
 from berth.libcontainer import ContainerInitError, Mount, Stdio, hookrun, idmapped, setns, userns  # noqa: F401
-from berth.libcontainer.cgroups import Cgroup, open_cgroup, resources_from_oci
+from berth.libcontainer.cgroups import Cgroup, is_unified, open_cgroup, resources_from_oci
 from berth.libcontainer.cgroups.placeholder import Placeholder, remove_left
 from berth.libcontainer.failure import READY, init_failure
 from berth.libcontainer.process import _compile_seccomp as compile_seccomp
+from berth.libcontainer.process import _fork_in_pidns as fork_in_pidns
 from berth.libcontainer.process import create_shared, exec_in_launcher, prepare_exec
 from berth.libcontainer.spec import parse as parse_spec
 from berth.shim import protocol as P
-from berth.shim.helper import Ahead, Helper, HelperOp, Standby, answer
+from berth.shim.helper import (
+    Ahead,
+    Helper,
+    HelperOp,
+    Standby,
+    Twin,
+    answer,
+    twin_hands_back,
+    twin_of_standby,
+    twin_took,
+)
 from berth.shim.process import Refused
 from berth.shim.runtime import Done, Op, Result, RuntimeState
 from berth.steptrace import mark
@@ -242,15 +253,19 @@ def _alive(pid: int) -> bool:
 
 
 def helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, report: tuple[int, int], barrier_r: int,
-                  barrier_w: int, res_w: int, spot: Placeholder | None = None) -> None:
+                  barrier_w: int, res_w: int, spot: Placeholder | None = None,
+                  work: dict[str, Any] | None = None, become: bool = False) -> None:
     """In the helper: cgroup, then the init (``libcontainer.create_shared`` on the shim's pipes);
     answers its pid once it waits at the barrier, and exits. The barrier's write end is the
     shim's (the init must see EOF if the shim goes); kept here only while the init may wait for
     the runtime's create hooks. ``spot``: the cgroup a standby made and joined ahead; when it
-    can become the container's, the init is born inside."""
+    can become the container's, the init is born inside. ``work``: ``body`` decoded already;
+    ``become``: this process is a standby's twin, pid 1 of the new pid namespace the spec asks
+    for (:func:`in_place`): it becomes the init (answering its pid first) instead of forking it."""
     try:
         mark("h:work")
-        work = P.decode_json(body)
+        if work is None:
+            work = P.decode_json(body)
         spec = work["spec"]
         hooks_at_create = _phase(spec, "prestart") or _phase(spec, "createRuntime")
         cgroup = open_cgroup(req["cgroup"]) if req.get("cgroup") else None
@@ -288,8 +303,18 @@ def helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, report: tuple[
         # init's READY goes to the shim directly (it holds the report pipe too) unless this helper
         # must see it: the runtime's create hooks, a user namespace's stage A
         direct = not hooks_at_create and not _has_userns(spec)
+        # the hooks of later phases: the shim's start and delete fork a helper for them
+        later: dict[str, bool] = {p: True for p in ("poststart", "poststop") if _phase(spec, p)}
+        if direct:
+            later["direct"] = True  # init is forked, its READY is still to come (CreateOp)
+
+        def told(pid: int) -> None:  # in place: the answer before this process becomes the init
+            answer(res_w, {"pid": pid, "result": later})
+            mark("h:ready")
+
         pid = create_shared(spec, mounts, stdio, None if inside else cgroup, report, barrier_r, in_container,
-                            create_hooks if hooks_at_create else None, forked=save, wait_ready=not direct)
+                            create_hooks if hooks_at_create else None, forked=save, wait_ready=not direct,
+                            in_place=told if become else None)
         mark("h:ready")
     except ContainerInitError as exc:
         answer(res_w, {"message": exc.message, "exit_code": exc.exit_code})
@@ -303,10 +328,6 @@ def helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, report: tuple[
     finally:
         if barrier_w >= 0:
             os.close(barrier_w)
-    # the hooks of later phases: the shim's start and delete fork a helper for them
-    later: dict[str, bool] = {p: True for p in ("poststart", "poststop") if _phase(spec, p)}
-    if direct:
-        later["direct"] = True  # init is forked, its READY is still to come (CreateOp)
     answer(res_w, {"pid": pid, "result": later})
 
 
@@ -380,7 +401,23 @@ def _after(cid: str, exec_dir: str, phase: str, status: str, pid: int) -> None:
 def standby_create(msg: dict[str, Any], body: bytes, fds: list[int], res_w: int, go_r: int) -> None:
     """In a standby helper (:class:`~berth.shim.helper.Standby`): ``helper_create`` on the fds
     it was given, in the order ``NativeRuntime`` sends them (an OCI runtime binary's create when
-    the message says so: the spare shim's standby serves either runtime)."""
+    the message says so: the spare shim's standby serves either runtime). In the standby's twin
+    (:func:`standby_twin`): the container's init made in place when the spec lets it, else the
+    work handed back to the standby."""
+    work = None
+    if twin_of_standby():
+        try:
+            work = None if msg.get("oci") else P.decode_json(body)
+        except ValueError:
+            work = None
+        if work is None or not in_place(work):
+            if _ahead.spot is not None:
+                _ahead.spot.discard()  # the standby's init joins the container's cgroup as usual
+                _ahead.spot = None
+            twin_hands_back(msg, body, fds)
+            return
+        twin_took()
+        mark("h:twin")
     if msg.get("oci"):
         from berth.shim.oci import standby_create as oci_create
 
@@ -391,16 +428,55 @@ def standby_create(msg: dict[str, Any], body: bytes, fds: list[int], res_w: int,
     report = (next(given), next(given))
     barrier_r, barrier_w = next(given), next(given)
     stdio = Stdio(ends[0], ends[1], ends[2], tty=bool(msg["tty"]), console_socket=ends[3])
-    helper_create(msg["req"], body, stdio, report, barrier_r, barrier_w, res_w, _ahead.spot)
+    helper_create(msg["req"], body, stdio, report, barrier_r, barrier_w, res_w, _ahead.spot, work, work is not None)
+
+
+def in_place(work: dict[str, Any]) -> bool:
+    """Whether a create's init can be a standby's twin (pid 1 of a new pid namespace, made
+    ahead): the spec asks for a new pid namespace and no user namespace, and has no hooks for
+    the runtime to run at create (the helper that runs them must be another process)."""
+    spec = work.get("spec")
+    if not isinstance(spec, dict):
+        return False
+    linux = spec.get("linux") or {}
+    kinds = {ns.get("type"): ns for ns in linux.get("namespaces") or () if isinstance(ns, dict)}
+    pid = kinds.get("pid")
+    return (pid is not None and not pid.get("path") and "user" not in kinds
+            and not _phase(spec, "prestart") and not _phase(spec, "createRuntime"))
 
 
 class _Ahead:
     """What a standby prepared before its work came (in the standby process: one per process)."""
 
     spot: Placeholder | None = None
+    owner = 0  # in a standby's twin: the standby's (host) pid, which its placeholder is named after
 
 
 _ahead = _Ahead()
+
+
+def standby_twin(cgroup_parent: str, root: str = "/sys/fs/cgroup") -> Twin | None:
+    """A standby's twin (:class:`~berth.shim.helper.Standby`), forked ahead as pid 1 of a new
+    pid namespace: it makes and joins the cgroup placeholder and rehearses instead of the
+    standby, and becomes the container's init itself when the work comes (no fork, and none of
+    the init's first steps, on the start's path); work it cannot do (an OCI runtime's, another
+    pid namespace, a user namespace, create hooks) it hands back to the standby. Only where a
+    placeholder can be made: elsewhere the init is forked into its cgroup2 directory
+    (CLONE_INTO_CGROUP), which a process forked ahead could only join."""
+    if not cgroup_parent.strip("/") or is_unified(root):
+        return None
+
+    def fork() -> int:
+        owner = os.getpid()
+        try:
+            pid, _ = fork_in_pidns("")
+        except (OSError, ContainerInitError):
+            return -1
+        if pid == 0:
+            _ahead.owner = owner
+        return pid
+
+    return fork
 
 
 def standby_ahead(cgroup_parent: str, sample: str = "") -> Ahead:
@@ -413,7 +489,7 @@ def standby_ahead(cgroup_parent: str, sample: str = "") -> Ahead:
             rehearse(sample)
         if came():
             return None  # the work is there: the placeholder (1-2 ms of cgroup work) would delay it
-        _ahead.spot = Placeholder.make(cgroup_parent) if cgroup_parent else None
+        _ahead.spot = Placeholder.make(cgroup_parent, pid=_ahead.owner) if cgroup_parent else None
         return _ahead.spot.discard if _ahead.spot is not None else None
 
     return ahead

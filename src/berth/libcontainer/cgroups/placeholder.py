@@ -42,19 +42,24 @@ V2_MEMBERSHIP = "unified"  # a hybrid host's cgroup2 mount, which has no rename
 class Placeholder:
     """``<parent>/berth-standby-<pid>``: made and joined by process ``pid``."""
 
-    __slots__ = ("parent", "root", "pid", "cgroup")
+    __slots__ = ("parent", "root", "pid", "cgroup", "maker")
 
     def __init__(self, parent: str, root: str, pid: int) -> None:
         self.parent, self.root, self.pid = parent.strip("/"), root, pid
         self.cgroup = V1Cgroup(name_for(self.parent, pid), root)
+        self.maker = 0  # os.getpid() of the process that made and joined it (0: none)
 
     @classmethod
-    def make(cls, parent: str, root: str = "/sys/fs/cgroup") -> Placeholder | None:
-        """In the process that will fork an init: its placeholder made and joined; None on a
-        cgroup v2 host, without a parent, or when the kernel refuses (nothing is left then)."""
+    def make(cls, parent: str, root: str = "/sys/fs/cgroup", pid: int = 0) -> Placeholder | None:
+        """In the process that will fork an init (or become one): its placeholder made and
+        joined; None on a cgroup v2 host, without a parent, or when the kernel refuses (nothing
+        is left then). ``pid``: the host pid it is named after (default the caller's; a
+        standby's twin, pid 1 in a pid namespace of its own, names it after its standby, which
+        :func:`remove_left` is called with)."""
         if not parent.strip("/") or is_unified(root):
             return None
-        spot = cls(parent, root, os.getpid())
+        spot = cls(parent, root, pid or os.getpid())
+        spot.maker = os.getpid()
         try:
             spot.cgroup.create(Resources())  # Docker's default device rules: most containers'
             spot.cgroup.add(0)
@@ -110,7 +115,7 @@ class Placeholder:
     def discard(self) -> None:
         """Leave the placeholder for its parent (when the caller is the process inside) and
         remove it."""
-        inside = self.pid == os.getpid()
+        inside = self.maker == os.getpid()
         for path in self.cgroup.dirs():
             if inside:
                 _quietly(files.write, P(os.path.dirname(path)) / "cgroup.procs", 0)
