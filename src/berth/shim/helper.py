@@ -121,7 +121,9 @@ class Standby:
                 # create before: that container is started by then), and step by step, looking
                 # for its work in between: in a loop of `docker run` the next create comes
                 # ~60 ms after the one before.
-                quiet = not _readable(theirs, AHEAD_DELAY)
+                # a twin is forked at once: a spare is forked when the daemon hands it its
+                # connection, 5-10 ms before the create in a loop of `docker run`
+                quiet = not _readable(theirs, 0 if twin is not None else AHEAD_DELAY)
                 if quiet and twin is not None and _split(twin, theirs, body, res_w, go_r):
                     code = 0
                     return  # the standby's part is done (the twin's goes on below, in the twin)
