@@ -537,8 +537,8 @@ SHIM_CLASSES = (
 
 
 def move_classes(names: tuple[tuple[str, str], ...] = SHIM_CLASSES) -> int:
-    """Remake each named class (a plain class: no subclass, no instance kept, no zero-argument
-    super()) one after another and rebind every module's name for it; returns how many. A heap
+    """Remake each named class (a plain class: no subclass, no instance kept) one after another
+    and rebind every module's name for it; returns how many. A heap
     type object is about 1 KiB of the C heap; as made at import they lie one per page among
     other objects, and a shim instantiating 20 of them copies ~15 pages; remade in a row (after
     :func:`fill_heap_holes`, so at the heap's top) they share ~5. The originals are kept (no holes)."""
@@ -553,6 +553,11 @@ def move_classes(names: tuple[tuple[str, str], ...] = SHIM_CLASSES) -> int:
         ns = {k: v for k, v in vars(cls).items() if k not in ("__dict__", "__weakref__") and k not in slots}
         new = type(cls.__name__, cls.__bases__, ns)
         new.__qualname__ = cls.__qualname__
+        for value in ns.values():  # zero-argument super() finds the class in a __class__ cell
+            for func in (getattr(value, "__func__", value), getattr(value, "fget", None), getattr(value, "fset", None)):
+                code = getattr(func, "__code__", None)
+                if code is not None and "__class__" in code.co_freevars:
+                    func.__closure__[code.co_freevars.index("__class__")].cell_contents = new  # type: ignore[union-attr]
         _UNPACKED.append(cls)
         for other in list(sys.modules.values()):
             space = getattr(other, "__dict__", None)
