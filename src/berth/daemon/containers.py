@@ -87,6 +87,14 @@ def _write_files_and_layer(d: Daemon, cdir: Path, hostname: str, cid: str, image
     d.graph.prepare_rw(cid, image_id)
 
 
+def _write_all(d: Daemon, cdir: Path, c: Container, image_id: str) -> None:
+    """In one worker thread: the directory and files, the read-write layer, then the record (in
+    this order: what a crash leaves before the record is deleted at start-up)."""
+    _write_files_and_layer(d, cdir, c.config["Hostname"], c.id, image_id)
+    crash_point("create.after-rw")
+    d.store.put(c, new=True)
+
+
 @handlers.on(jobs.ContainerCreate)
 async def create(d: Daemon, req: jobs.ContainerCreate, job: Job) -> Created:
     mark("d:create")
@@ -139,10 +147,15 @@ async def create(d: Daemon, req: jobs.ContainerCreate, job: Job) -> Created:
     # Order matters for crash safety: the container dir first (a leftover dir without a record
     # is cleaned at start-up), then the rw layer, then the record in one transaction.
     try:
-        await asyncio.to_thread(_write_files_and_layer, d, cdir, config["Hostname"], cid, image_id)
-        crash_point("create.after-rw")
-        c.mounts = volumes.with_inherited(await volumes.make_mounts(d, cid, plan), inherited)
-        await d.save(c, new=True)
+        if plan:
+            await asyncio.to_thread(_write_files_and_layer, d, cdir, config["Hostname"], cid, image_id)
+            crash_point("create.after-rw")
+            c.mounts = volumes.with_inherited(await volumes.make_mounts(d, cid, plan), inherited)
+            await d.save(c, new=True)
+        else:  # no volume to make: the record goes in the same worker thread (one hop, not two)
+            c.mounts = volumes.with_inherited([], inherited)
+            await asyncio.to_thread(_write_all, d, cdir, c, image_id)
+            d.stored(c)
     except BaseException:
         lc.claims.clear()
         await volumes.remove_anonymous(d, c)

@@ -314,6 +314,10 @@ class Daemon:
         """Store the record in one transaction (on the store's writer thread); SystemFailure
         when the database refuses."""
         await self.store.aput(c, new=new)
+        self.stored(c)
+
+    def stored(self, c: Container) -> None:
+        """The live side of ``save``, once the record is in the store."""
         lc = self.live.any(c.id)
         if lc is None:
             lc = self.live.add(LiveContainer(c))
