@@ -78,31 +78,6 @@ def test_fill_pool_holes_fills_free_blocks() -> None:
     del fillers, made, fresh
 
 
-def test_move_classes_remakes_a_class_and_rebinds_every_modules_name_for_it() -> None:
-    """A moved class is a new type object, bound under its names in every module, with its
-    slots, methods and zero-argument super() working; a class with a subclass stays."""
-    import types
-
-    mod, other = types.ModuleType(f"mc_{uuid.uuid4().hex}"), types.ModuleType(f"mc_{uuid.uuid4().hex}")
-    exec("class Base:\n    __slots__ = ()\n    def hi(self):\n        return 'base'\n"
-         "class Thing(Base):\n    __slots__ = ('a',)\n    kind = 'k'\n"
-         "    def __init__(self, a):\n        self.a = a\n"
-         "    def hi(self):\n        return super().hi() + str(self.a)\n"
-         "class Kept:\n    pass\nclass Sub(Kept):\n    pass\n", vars(mod))
-    old, kept = mod.Thing, mod.Kept
-    other.Alias = old
-    sys.modules[mod.__name__], sys.modules[other.__name__] = mod, other
-    try:
-        assert move_classes(((mod.__name__, "Thing"), (mod.__name__, "Kept"))) == 1
-        new = mod.Thing
-        assert new is not old and other.Alias is new and mod.Kept is kept
-        thing = new(7)
-        assert type(thing) is new and thing.hi() == "base7" and thing.kind == "k" and thing.a == 7
-        assert new.__qualname__ == "Thing" and not hasattr(thing, "__dict__")
-    finally:
-        del sys.modules[mod.__name__], sys.modules[other.__name__]
-
-
 def test_fill_heap_holes_fills_free_chunks_of_the_c_heap() -> None:
     """Free chunks made on purpose (every third of 60 5000-byte objects, above pymalloc's 512
     bytes, freed) each get a filler of their exact size: malloc(5033) is a 5056-byte chunk."""
@@ -211,3 +186,28 @@ def test_stop_warming_ends_the_touches(monkeypatch) -> None:
     count = len(touches)
     time.sleep(0.02)
     assert len(touches) == count
+
+
+def test_move_classes_remakes_a_class_and_rebinds_every_modules_name_for_it() -> None:
+    """A moved class is a new type object, bound under its names in every module, with its
+    slots, methods and zero-argument super() working; a class with a subclass stays."""
+    import types
+
+    mod, other = types.ModuleType(f"mc_{uuid.uuid4().hex}"), types.ModuleType(f"mc_{uuid.uuid4().hex}")
+    exec("class Base:\n    __slots__ = ()\n    def hi(self):\n        return 'base'\n"
+         "class Thing(Base):\n    __slots__ = ('a',)\n    kind = 'k'\n"
+         "    def __init__(self, a):\n        self.a = a\n"
+         "    def hi(self):\n        return super().hi() + str(self.a)\n"
+         "class Kept:\n    pass\nclass Sub(Kept):\n    pass\n", vars(mod))
+    old, kept = mod.Thing, mod.Kept
+    other.Alias = old
+    sys.modules[mod.__name__], sys.modules[other.__name__] = mod, other
+    try:
+        assert move_classes(((mod.__name__, "Thing"), (mod.__name__, "Kept"))) == 1
+        new = mod.Thing
+        assert new is not old and other.Alias is new and mod.Kept is kept
+        thing = new(7)
+        assert type(thing) is new and thing.hi() == "base7" and thing.kind == "k" and thing.a == 7
+        assert new.__qualname__ == "Thing" and not hasattr(thing, "__dict__")
+    finally:
+        del sys.modules[mod.__name__], sys.modules[other.__name__]
