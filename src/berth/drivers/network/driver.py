@@ -716,9 +716,13 @@ class NetworkDriver:
                     except Exception as exc:  # noqa: BLE001 - the rewrite below is the fallback
                         log.warning("unpublish ports of %s: %s; rewriting the table", cid[:12], exc)
                         await self._write_tables()
-        await asyncio.to_thread(self.store.release, cid)
+        await asyncio.to_thread(self._release_stored, cid, made, path)  # one hop for both
+
+    def _release_stored(self, cid: str, made: bool, path: Path) -> None:
+        """In a worker thread: the store's lease, then the namespace (in this order)."""
+        self.store.release(cid)
         if made or path.exists():
-            await asyncio.to_thread(netns.remove, path)
+            netns.remove(path)
 
     async def release(self, cid: str) -> None:
         """The container stopped: its leases, ports, DNS names and namespace go."""
