@@ -150,3 +150,19 @@ def test_propagation_and_volume_errors_match_dockerd(
         results.append((r.returncode, r.stderr.splitlines()[0].replace(str(d.data_root), "ROOT")))
         got[d.__class__.__name__] = results
     assert got["Berthd"] == got["Dockerd"]
+
+
+def test_create_without_volumes_stores_its_record(berthd: harness.Berthd, busybox_tar: Path) -> None:
+    """A create with no volume of its own stores its record in the files' worker thread: the
+    inherited mounts and the name are in it, across a daemon restart."""
+    berthd.import_image(busybox_tar)
+    ok(berthd.docker("create", "--name", "owner", "-v", "kept:/data", "busybox", "true"))
+    ok(berthd.docker("create", "--name", "plain", "--volumes-from", "owner", "busybox", "true"))
+    r = berthd.docker("create", "--name", "plain", "busybox", "true")
+    assert r.returncode != 0 and 'The container name "/plain" is already in use' in r.stderr
+    berthd.restart()
+    mounts = json.loads(ok(berthd.docker("inspect", "-f", "{{json .Mounts}}", "plain")).stdout)
+    assert [(m["Destination"], m.get("Name", ""), m["RW"]) for m in mounts] == [("/data", "kept", True)]
+    ok(berthd.docker("start", "-a", "plain"))
+    ok(berthd.docker("rm", "-v", "plain", "owner"))
+    ok(berthd.docker("volume", "rm", "kept"))
