@@ -24,6 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from berth.api.streams import flush_headers
+from berth.steptrace import mark
 
 # The app's live hijacked connections, closed first when the server stops.
 HIJACKED: web.AppKey[weakref.WeakSet[Hijacked]] = web.AppKey("hijacked", weakref.WeakSet)
@@ -109,6 +110,7 @@ async def hijack(request: web.Request, content_type: str, extra_headers: dict[st
     resp.force_close()
     await resp.prepare(request)
     flush_headers(resp)
+    mark("d:hijacked")
     transport = request.transport
     assert transport is not None, "hijack: the request has no transport"
     protocol = HijackProtocol()

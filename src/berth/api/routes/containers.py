@@ -10,6 +10,7 @@ from berth.api.streams import LazyResponseSink, json_request, qbool, qfilters, q
 from berth.engine import Request
 from berth.errors import InvalidParameter, NotModified
 from berth.jobs import containers as jobs
+from berth.steptrace import mark
 
 routes = web.RouteTableDef()
 
@@ -59,6 +60,7 @@ async def _no_content(request: web.Request, job: Request[None]) -> web.Response:
 
 @routes.post("/containers/{id}/start")
 async def start(request: web.Request) -> web.Response:
+    mark("d:start-req")
     return await _no_content(request, jobs.ContainerStart(id=_id(request)))
 
 
@@ -115,6 +117,7 @@ async def remove(request: web.Request) -> web.Response:
 
 @routes.post("/containers/{id}/wait")
 async def wait(request: web.Request) -> web.StreamResponse:
+    mark("d:wait")
     condition = request.query.get("condition", "") or "not-running"
     if condition not in ("not-running", "next-exit", "removed"):
         raise InvalidParameter(f"invalid condition: {condition!r}")
@@ -143,6 +146,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/containers/{id}/attach")
 async def attach(request: web.Request) -> web.StreamResponse:
+    mark("d:attach")
     conn = LazyHijack(request, _stream_type(request))
     try:
         await engine_of(request).job(jobs.ContainerAttach(
