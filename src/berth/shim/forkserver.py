@@ -43,6 +43,7 @@ from berth.shim.warmup import (
     SHIM_CLASSES,
     fill_heap_holes,
     fill_pool_holes,
+    fill_small_chunks,
     move_classes,
     pack_code,
     run_code,
@@ -263,6 +264,7 @@ def main() -> None:
     precompile_seccomp(sys.argv[2] if len(sys.argv) > 2 else None)
     gc.collect()
     fillers.append(fill_heap_holes())  # the C heap's first: its walk frees small blocks
+    fillers.append(fill_small_chunks())  # then malloc's free lists: small Python objects of its own
     fillers.append(fill_pool_holes())
     gc.freeze()
     serve(control)

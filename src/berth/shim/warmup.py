@@ -523,6 +523,45 @@ def fill_heap_holes(rounds: int = 4) -> list[object]:
     return fillers
 
 
+
+def fill_small_chunks(largest: int = 1040) -> list[object]:
+    """Take every free chunk of the C heap up to ``largest`` bytes (glibc's per-thread cache,
+    fast and small bins: what :func:`fill_heap_holes`, which sees only chunks whose neighbour
+    says they are free, misses); returns what to keep.
+
+    C code asks malloc for small blocks (a buffered file's lock is a 48-byte chunk, the
+    interpreter's and the C modules' own structures), and malloc serves them from its free lists
+    before the top of the heap: a monitor's would be the fork server's freed chunks, on shared
+    pages. Each chunk size is taken with ``malloc`` (through ``_ctypes``, holding the GIL: the call
+    allocates nothing from malloc itself) until a chunk comes from the top of the heap (the top
+    chunk's start: ``sbrk(0)`` less ``mallinfo2``'s ``keepcost``); none is freed. Run after
+    :func:`fill_heap_holes`, before the last :func:`fill_pool_holes` (the objects made here are
+    small Python objects: kept).
+    """
+    from berth.libcontainer import cabi
+
+    class MallInfo2(cabi.Structure):
+        _fields_ = [(name, cabi.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+    libc = cabi.Library(None)
+    try:
+        mallinfo2 = libc.function("mallinfo2", (), MallInfo2, hold_gil=True)
+    except AttributeError:
+        return []  # not glibc 2.33+
+    sbrk = libc.function("sbrk", (cabi.c_long,), cabi.c_void_p, hold_gil=True)
+    malloc = libc.function("malloc", (cabi.c_size_t,), cabi.c_void_p, hold_gil=True)
+    info = mallinfo2()
+    top = sbrk(0) - info.keepcost
+    size = 32  # malloc(size - 8) is a chunk of ``size`` bytes
+    while size <= largest:
+        while True:
+            chunk = malloc(size - 8)
+            if not chunk or chunk >= top:  # None: out of memory
+                break
+        size += 16
+    return [MallInfo2, libc, mallinfo2, sbrk, malloc, info]
+
 # the classes a shim instantiates (module, name): an instance takes a reference to its class,
 # which writes to the class's page; moved together (:func:`move_classes`) they share a few
 SHIM_CLASSES = (
