@@ -115,7 +115,7 @@ def main() -> int:
             med = {}
             for n in names:
                 got = spans(parse(texts[n], "d:create"), first, last)
-                med[n] = f"{statistics.median(got):.1f}" if got else "-"
+                med[n] = f"{statistics.median(got):.2f}" if got else "-"
             print(f"| traced {first} -> {last} | {med['base']} | {med['this']} |")
     return 0
 

@@ -91,6 +91,7 @@ class Service:
         self.started_mono = 0.0  # time.monotonic() at the start's reply (sync's settle window)
         self.terminated = False  # SIGTERM before the init existed
         self.finished = False
+        self.held_mnt_ns = -1  # the init's mount namespace, held open from `created` to the exit's report
 
     # ---- operations -----------------------------------------------------------------------
     def wait_op(self, op: Op, on_result: Callable[[Result], None], code: int = 128,
@@ -139,10 +140,29 @@ class Service:
         self.daemon.send_json({"event": "created", "pid": init.pid, "monitor_pid": os.getpid()})
         mark("m:created-sent")
         crash_point("created")
+        self._hold_mount_namespace(init.pid)
         self.pump.watch_outputs(init)
         if self.terminated:
             self._abandon("monitor stopped by SIGTERM")
         self.reap()  # the init may already be gone
+
+    def _hold_mount_namespace(self, pid: int) -> None:
+        """Keep the init's mount namespace alive past its exit (until the exit is reported).
+
+        The last process of a mount namespace tears it down in its exit, before its parent
+        hears of it: every mount unmounted, an RCU grace period waited for, the superblocks
+        (the rootfs overlay, /proc, /dev, ...) shut down. Held here, that happens when the shim
+        lets go, after it told the daemon. The init is our child and not reaped yet, so the pid
+        is still its own; an init gone already (or not in /proc) just has nothing held."""
+        try:
+            self.held_mnt_ns = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            pass
+
+    def _release_mount_namespace(self) -> None:
+        if self.held_mnt_ns >= 0:
+            os.close(self.held_mnt_ns)  # the namespace's teardown, in this call
+            self.held_mnt_ns = -1
 
     def receive_master(self, proc: Process, result: Result, what: str, code: int) -> Result:
         """Receive the pty master of a process the runtime made (``result`` has its pid); the
@@ -533,6 +553,7 @@ class Service:
         self._flush_all()
         mark("m:exit-sent")
         # the daemon knows the status now; the connections' EOF tells it that teardown is done
+        self._release_mount_namespace()
         _reap_all()
         self.wait_op(self.runtime.delete(), self._deleted, timeout=STATE_TIMEOUT)
 
