@@ -92,8 +92,16 @@ async def acquire(d: Daemon, c: Container) -> None:
             users.add(c.id)
 
 
+def _uses_named_volumes(c: Container) -> bool:
+    return any(m.get("Type") == "volume" and m.get("Name") for m in c.mounts)
+
+
 async def release(d: Daemon, c: Container) -> None:
-    """After ``c``'s exit (or a start that failed): unmount what no one uses any more."""
+    """After ``c``'s exit (or a start that failed): unmount what no one uses any more. (A
+    container without named volumes has nothing to look up: no hop to a worker thread on the
+    way of its exit.)"""
+    if not _uses_named_volumes(c):
+        return
     for name, _options in await asyncio.to_thread(_mounted_volumes, d, c):
         async with d.volume_locks.setdefault(name, asyncio.Lock()):
             users = d.volume_users.get(name)
