@@ -89,3 +89,25 @@ def test_held_capabilities_and_errors() -> None:
     assert ocispec.exit_code_for("exec: \"/etc/passwd\": permission denied") == 126
     assert ocispec.exit_code_for("cgroups in hybrid mode not supported") == 128
     assert ocispec.last_error("plain text error\n") == "plain text error"
+
+
+def test_console_socket_with_a_path_too_long_goes_in_a_private_directory(tmp_path: Path) -> None:
+    """The directory tempfile.mkdtemp made (tempfile is not imported in the fork server): 0700,
+    new each time, removed by close()."""
+    import stat
+
+    from berth.shim.oci import SUN_PATH_MAX, ConsoleSocket
+
+    deep = tmp_path / ("d" * (SUN_PATH_MAX + 1 - len(str(tmp_path))))
+    deep.mkdir()
+    one, two = ConsoleSocket(str(deep), "tty.sock"), ConsoleSocket(str(deep), "tty.sock")
+    try:
+        for sock in (one, two):
+            assert sock.tmp.startswith("/tmp/berth-tty-") and sock.path == f"{sock.tmp}/tty.sock"
+            assert stat.S_IMODE(Path(sock.tmp).stat().st_mode) == 0o700
+            assert stat.S_ISSOCK(Path(sock.path).stat().st_mode)
+        assert one.tmp != two.tmp
+    finally:
+        one.close()
+        two.close()
+    assert not Path(one.tmp).exists() and not Path(two.tmp).exists()

@@ -39,7 +39,6 @@ import os
 import signal
 import socket
 import sys
-import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -330,6 +329,19 @@ def _read_pid(path: str) -> int:
     return pid
 
 
+def _private_dir(parent: str, prefix: str) -> str:
+    """A new directory of root's alone (0700) under ``parent``, as ``tempfile.mkdtemp``: tempfile
+    (with random, shutil, bz2, lzma) is not imported in the fork server: random's reseed after
+    every fork writes pages a shim would otherwise share (docs/monitor.md)."""
+    while True:
+        path = os.path.join(parent, prefix + os.urandom(6).hex())
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        return path
+
+
 class ConsoleSocket:
     """A listening unix socket for ``--console-socket``: the runtime connects and sends the pty
     master; :meth:`forward` passes it on over the shim's socketpair end. A path too long for
@@ -339,7 +351,7 @@ class ConsoleSocket:
         self.tmp = ""
         path = os.path.join(directory, name)
         if len(os.fsencode(path)) > SUN_PATH_MAX:
-            self.tmp = tempfile.mkdtemp(prefix="berth-tty-")
+            self.tmp = _private_dir("/tmp", "berth-tty-")
             path = os.path.join(self.tmp, "tty.sock")
         self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
