@@ -665,6 +665,39 @@ def test_fork_server_restarts_after_it_died(env: Env) -> None:
     run(scenario())
 
 
+def test_a_start_hands_the_next_connection_out_at_once(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The connection a create took is replaced once that container is started, not after the
+    delay after the create (here an hour): the next spare sets itself up while this one runs."""
+    from berth.drivers.exec import native
+
+    monkeypatch.setattr(native, "AHEAD_DELAY", 3600.0)
+
+    async def scenario() -> None:
+        driver = NativeDriver(env.exec_root, env.cgroup_parent)
+        await driver.startup()
+        try:
+            await driver.ready()
+            deadline = time.monotonic() + 10
+            while driver._ahead is None and time.monotonic() < deadline:  # the one handed at start-up
+                await asyncio.sleep(0.01)
+            assert driver._ahead is not None
+            req = env.request(["true"])
+            handle = await driver.create(req)
+            await asyncio.sleep(0.2)
+            assert driver._ahead is None, "the create's connection was replaced before its delay"
+            await handle.start()
+            deadline = time.monotonic() + 10
+            while driver._ahead is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            assert driver._ahead is not None, "no connection handed out after the start"
+            assert (await handle.wait()).exit_code == 0
+            await driver.cleanup(req.id)
+        finally:
+            await driver.shutdown()
+
+    run(scenario())
+
+
 def test_tty_stdin_eof_is_ctrl_d(env: Env) -> None:
     async def scenario() -> None:
         driver = NativeDriver(env.exec_root, env.cgroup_parent)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal as _signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,7 @@ class MonitorHandle:
         self._channel = channel  # output, stdin and the exit event
         self._connect = connect  # async () -> (reader, writer) on monitor.sock
         self._control = ControlLine(f"container {cid}", connect, {"op": "control"})
+        self.on_started: Callable[[], None] | None = None  # the driver's: called once started
 
     def prepare(self) -> None:
         """Open the request connection now, so that ``start()`` does not wait for it."""
@@ -75,6 +77,8 @@ class MonitorHandle:
     async def start(self) -> None:
         await self._control.request("start")
         self.started = True
+        if self.on_started is not None:
+            self.on_started()
 
     async def write_stdin(self, data: bytes) -> None:
         if data:
