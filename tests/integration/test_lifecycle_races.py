@@ -4,11 +4,14 @@
 - `restart` never loses the new run's files to the old run's cleanup.
 - `commit` (with its pause) of a container that exits at once works.
 - `rm -f` right after the start of a short-lived container answers 204 and leaves nothing.
+- `run --rm` is answered before its record is deleted; its name is free at once all the same.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -99,3 +102,33 @@ def test_force_remove_right_after_start(berthd: harness.Berthd, busybox_image: s
     # the daemon's view after a restart agrees: nothing comes back
     berthd.restart()
     assert json.loads(berthd.docker("ps", "-a", "--format", "{{json .}}").stdout or "null") is None
+
+
+def _stored(d: harness.Berthd) -> list[tuple[str, str]]:
+    with closing(sqlite3.connect(f"file:{d.data_root / 'berth.db'}?mode=ro", uri=True)) as db:
+        return sorted(db.execute("SELECT id, name FROM containers").fetchall())
+
+
+def test_run_rm_answers_before_its_record_goes_and_frees_the_name_at_once(  # type: ignore[no-untyped-def]
+    berthd_factory, busybox_tar: Path
+) -> None:
+    """The wait of `docker run --rm` is answered once the container left the API; its record is
+    deleted after (here 3 s after: BERTH_TEST_RECORD_DELETE_PAUSE). Meanwhile nothing shows it
+    and its name is free: a create or a rename that takes it waits for the record's deletion
+    (the store's names are unique)."""
+    d = berthd_factory(env_extra={"BERTH_TEST_RECORD_DELETE_PAUSE": "3"})
+    d.import_image(busybox_tar, "busybox:latest", cmd=("sh",))
+    r = d.docker("run", "--rm", "--name", "brief", "busybox:latest", "true")
+    assert r.returncode == 0, r.stderr
+    assert [name for _cid, name in _stored(d)] == ["brief"], "the run must be answered before its record goes"
+    assert d.docker("ps", "-a", "-q").stdout == ""
+    assert d.api("GET", "/containers/brief/json")[0] == 404
+    r = d.docker("create", "--name", "brief", "busybox:latest", "true")
+    assert r.returncode == 0, r.stderr
+    assert _stored(d) == [(r.stdout.strip(), "brief")]
+    # a rename to such a name
+    r = d.docker("run", "--rm", "--name", "brief2", "busybox:latest", "true")
+    assert r.returncode == 0, r.stderr
+    assert d.docker("rename", "brief", "brief2").returncode == 0
+    assert [name for _cid, name in _stored(d)] == ["brief2"]
+    assert d.docker("rm", "brief2").returncode == 0

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import logging
 import posixpath
 import re
 import secrets
@@ -24,13 +26,13 @@ from berth.daemon import (
     volumes,
 )
 from berth.daemon.failures import translate
-from berth.daemon.faults import crash_point
+from berth.daemon.faults import crash_point, record_delete_pause
 from berth.daemon.handlers import HandlerTable
 from berth.daemon.livecontainer import Phase
 from berth.daemon.modes import path_dir_mode
 from berth.daemon.names import random_name
 from berth.engine import Job
-from berth.errors import Conflict, InvalidParameter, NotFound, NotModified
+from berth.errors import BerthError, Conflict, InvalidParameter, NotFound, NotModified
 from berth.jobs import containers as jobs
 from berth.jobs.results import Created, JSONList, JSONObject
 from berth.libcontainer.removetree import remove_tree
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
     from berth.daemon.daemon import Daemon
 
 handlers = HandlerTable()
+log = logging.getLogger("berth.daemon")
 
 
 def _conflict(name: str, cid: str) -> Conflict:
@@ -144,6 +147,8 @@ async def create(d: Daemon, req: jobs.ContainerCreate, job: Job) -> Created:
         networks=networks, userns=maps,
     )
     lc = d.live.reserve(c)  # the name is taken from here on, though nothing lists it yet
+    if name in d.freeing_names:
+        await d.name_freed(name)  # a --rm container's of that name, its record still going
     # Order matters for crash safety: the container dir first (a leftover dir without a record
     # is cleaned at start-up), then the rw layer, then the record in one transaction.
     try:
@@ -294,6 +299,7 @@ async def rename(d: Daemon, req: jobs.ContainerRename, job: Job) -> None:
             raise _conflict(new, other.id)
     old = c.name
     c.name = new
+    await d.name_freed(new)  # a --rm container's of that name, its record still going
     await d.save(c)
     d.publish(c, "rename", {"oldName": "/" + old})
 
@@ -308,13 +314,16 @@ async def remove_container(d: Daemon, c: Container, force: bool, remove_volumes:
     container ``dead`` (as dockerd does), and ``rm`` may be tried again.
 
     ``files_after`` (a ``--rm`` container's own removal at its exit, which ``docker run --rm``
-    waits for): the record goes first, and with it the container from the API (its name is
-    free, ``wait`` answers); the monitor's leftovers, the layer and the files are deleted after,
-    in the background, the container's directory last. A daemon killed in between finds a
-    directory without a record at start-up and deletes what is left (as for a create cut
-    short); an image removal waits for them (``Daemon.removed_files``), since the layer holds
-    the image's. The database write needs no room the files would free: on a full disk the
-    reserve is released for it, as for any removal."""
+    waits for): the container leaves the API at once (its name is free, ``wait`` answers); its
+    record, then the monitor's leftovers, the layer and the files are deleted after, in the
+    background, the container's directory last. A daemon killed before the record is deleted
+    finds a ``--rm`` container "running" without a monitor at start-up and removes it (as for a
+    kill before its exit settled); killed after, a directory without a record, whose leftovers
+    it deletes (as for a create cut short). A create or rename that takes the name waits for
+    the record's deletion (``Daemon.name_freed``: the store's names are unique); an image
+    removal and the shutdown wait for all of it (``Daemon.removed_files``), since the layer
+    holds the image's. The database write needs no room the files would free: on a full disk
+    the reserve is released for it, as for any removal."""
     if c.state.status == "restarting":
         if not force:
             raise Conflict(
@@ -344,20 +353,24 @@ async def remove_container(d: Daemon, c: Container, force: bool, remove_volumes:
     if c.state.running:  # started again while we waited for the stop
         raise Conflict(f"cannot remove container {c.id}: it was started again")
     lc.begin_removal()
-    try:
-        if files_after:
-            await d.with_room(d.store.delete, c.id)
-        else:
+    record: asyncio.Future[None] | None = None
+    if files_after:
+        deleting = asyncio.ensure_future(_delete_record(d, c.id))
+        d.freeing_names[c.name] = deleting
+        deleting.add_done_callback(functools.partial(_name_freed, d, c.name))
+        record = deleting
+    else:
+        try:
             await d.driver.cleanup(c.id)
             mark("d:rm-cleanup")
             await d.with_room(_remove_stored, d, c)
-        mark("d:rm-record")
-        crash_point("remove.after-record")
-    except BaseException as exc:
-        lc.end_removal(failed=True)
-        if isinstance(exc, OSError | sqlite3.Error):
-            raise translate("container.remove", exc, d.store.path) from exc
-        raise
+            mark("d:rm-record")
+            crash_point("remove.after-record")
+        except BaseException as exc:
+            lc.end_removal(failed=True)
+            if isinstance(exc, OSError | sqlite3.Error):
+                raise translate("container.remove", exc, d.store.path) from exc
+            raise
     lc.phase = Phase.GONE  # nothing finds it any more, nor counts it as a volume's user
     lc.end_removal(failed=False)
     d.publish(c, "destroy")
@@ -367,12 +380,34 @@ async def remove_container(d: Daemon, c: Container, force: bool, remove_volumes:
         await volumes.remove_anonymous(d, c)
     d.live.remove(c.id)  # health check, pending restart, execs, session, waiters: all of it
     mark("d:removed")
-    if files_after:
-        d.remove_later(_remove_files(d, c), f"delete the files of removed container {c.id[:12]}")
+    if record is not None:
+        d.remove_later(_remove_files(d, c, record), f"delete the files of removed container {c.id[:12]}")
 
 
-async def _remove_files(d: Daemon, c: Container) -> None:
-    """After a ``files_after`` removal: the monitor's leftovers, the layer, the files."""
+async def _delete_record(d: Daemon, cid: str) -> None:
+    await record_delete_pause()
+    await d.with_room(d.store.delete, cid)
+
+
+def _name_freed(d: Daemon, name: str, record: asyncio.Future[None]) -> None:
+    """The record of a removed container is deleted (or failed to be): its name is the store's
+    to give again."""
+    if d.freeing_names.get(name) is record:
+        del d.freeing_names[name]
+
+
+async def _remove_files(d: Daemon, c: Container, record: asyncio.Future[None]) -> None:
+    """After a ``files_after`` removal: the record (under way), then the monitor's leftovers,
+    the layer, the files."""
+    try:
+        await record
+    except (BerthError, OSError, sqlite3.Error) as exc:
+        # the container is gone from the API all the same; its record, "running" without a
+        # monitor, is removed at the next start-up (a create of its name meets the store's
+        # refusal until then)
+        log.error("remove container %s from the store: %s", c.id[:12], exc)
+    mark("d:rm-record")
+    crash_point("remove.after-record")
     await d.driver.cleanup(c.id)
     mark("d:rm-cleanup")
     await asyncio.to_thread(_remove_layer_and_files, d, c)

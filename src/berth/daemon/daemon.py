@@ -63,6 +63,8 @@ class Daemon:
         self._retry: asyncio.Task[object] | None = None
         self.tasks: set[asyncio.Task[object]] = set()
         self.removing: set[asyncio.Task[object]] = set()  # removed containers' files, being deleted
+        # names of --rm containers gone from the API whose record is still being deleted
+        self.freeing_names: dict[str, asyncio.Future[None]] = {}
         self.store: ContainerStore
         self.reserve = Reserve(cfg.data_root / "reserved-space")
         self.volumes: VolumeStore
@@ -370,6 +372,13 @@ class Daemon:
         task = self.spawn(coro, what)
         self.removing.add(task)
         task.add_done_callback(self.removing.discard)
+
+    async def name_freed(self, name: str) -> None:
+        """Before a record takes ``name`` in the store: wait until a removed ``--rm`` container's
+        record with that name is deleted (``containers.remove_container``, ``files_after``: the
+        name is free in the API before its record is gone from the database)."""
+        while (pending := self.freeing_names.get(name)) is not None:
+            await asyncio.wait([pending])
 
     async def removed_files(self) -> None:
         """Wait until the files of removed containers are deleted: an image removal, whose layers

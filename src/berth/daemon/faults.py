@@ -19,7 +19,7 @@ POINTS = (
     "start.after-network", "connect.after-driver", "disconnect.after-driver",
 )
 
-__all__ = ["POINTS", "crash_point", "startup_pause"]
+__all__ = ["POINTS", "crash_point", "record_delete_pause", "startup_pause"]
 
 
 async def startup_pause() -> None:
@@ -30,3 +30,14 @@ async def startup_pause() -> None:
         import asyncio
 
         await asyncio.sleep(seconds)
+
+
+async def record_delete_pause() -> None:
+    """``BERTH_TEST_RECORD_DELETE_PAUSE=<seconds>``: the record of a ``--rm`` container removed at
+    its exit is deleted that much later (tests of what holds before: the wait answered, the name
+    free). Unset, one dict lookup."""
+    seconds = os.environ.get("BERTH_TEST_RECORD_DELETE_PAUSE")
+    if seconds:
+        import asyncio
+
+        await asyncio.sleep(float(seconds))
