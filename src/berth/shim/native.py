@@ -207,7 +207,7 @@ class NativeRuntime:
         # (no more helpers: from here on it may touch pages freely)
         cgroup = self._cgroup()
         try:
-            oom = cgroup is not None and cgroup.exists() and cgroup.oom_killed()
+            oom = cgroup is not None and cgroup.oom_killed()  # False for a cgroup that is gone
         except (OSError, SystemFailure):
             oom = False  # the memory controller is gone or unreadable: no OOM is known
         status = "stopped" if self.pid and not _alive(self.pid) else "running"

@@ -209,7 +209,7 @@ def _oom_killed(cgroup_name: str) -> bool:
         return False
     cgroup = open_cgroup(cgroup_name)
     try:
-        return cgroup.exists() and cgroup.oom_killed()
+        return cgroup.oom_killed()  # False for a cgroup that is gone
     except (OSError, SystemFailure):
         return False  # the memory controller is gone or unreadable: no OOM is known
 

@@ -206,11 +206,10 @@ class V1Cgroup(CgroupBase):
 
     # ---- accounting ---------------------------------------------------------------------
     def oom_killed(self) -> bool:
-        mem = self._dir("memory")
-        if mem is None:
-            return False
+        # one read, without the layout's stat per controller (the shim asks on the way of the
+        # exit's report): no memory hierarchy, or no cgroup in it, is no OOM
         try:
-            return files.keyed(files.read(mem / "memory.oom_control")).get("oom_kill", 0) > 0
+            return files.keyed(files.read(self.root / "memory" / self.name / "memory.oom_control")).get("oom_kill", 0) > 0
         except FileNotFoundError:
             return False
 
