@@ -143,3 +143,20 @@ def test_exec_failure_matches_dockerd(
         got.append((r.stderr, _state(d, "c1")["Status"], rm.stderr, len(d.docker("ps", "-aq").stdout.split())))
         assert r.returncode == (code if d is berthd else 1)
     assert got[0] == got[1] == (text + "\n", "exited", text + "\n", 1)
+
+
+def test_a_failure_on_the_host_side_gives_the_namespace_joined_back(berthd: harness.Berthd, busybox_image: str) -> None:
+    """`--network none` joins the namespace made ahead, and its record, files and the start's
+    host-side work (here the user, not in the image) are done in one worker thread: that work's
+    failure fails the start, and the namespace goes with the container (only the next spare is
+    left)."""
+    netns_dir = berthd.exec_root / "netns"
+    for _ in range(2):
+        r = berthd.docker("run", "--rm", "--network", "none", "--user", "nosuch", busybox_image, "true", timeout=30)
+        assert r.returncode != 0
+        assert "unable to find user nosuch" in r.stderr, r.stderr
+        time.sleep(0.3)  # the next spare is made 50 ms after one was taken
+        assert len(list(netns_dir.iterdir())) <= 1, sorted(p.name for p in netns_dir.iterdir())
+    assert berthd.docker("ps", "-aq").stdout.split() == []
+    r = berthd.docker("run", "--rm", "--network", "none", busybox_image, "true", timeout=30)
+    assert r.returncode == 0, r.stderr

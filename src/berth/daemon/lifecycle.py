@@ -78,20 +78,18 @@ def parse_signal(text: str, default: int = signals.SIGKILL) -> int:
 async def _spawn(d: Daemon, c: Container, attached_: Callable[[], None] = lambda: None) -> ContainerHandle:
     # The network namespace is made (and wired) by the network driver before the container:
     # the spec joins it by path. What the start reads and makes on the host (the root's mount
-    # plan, the user, bind sources) is prepared in a thread meanwhile: neither waits for the
-    # other. Whatever fails after the attach releases it again.
-    attached, host = await asyncio.gather(
-        d.network.attach(netsettings.attach_request(c, d)), asyncio.to_thread(_host_side, d, c),
-        return_exceptions=True,
-    )
-    if isinstance(attached, BaseException):
-        raise attached
+    # plan, the user, bind sources) is prepared in a thread meanwhile (beside the attach's own
+    # thread work, in the same thread when that is all the attach does: --network none): neither
+    # waits for the other. Whatever fails after the attach releases it again.
+    attached = await d.network.attach(netsettings.attach_request(c, d), beside=lambda: _host_side(d, c))
     crash_point("start.after-network")
     mark("d:network")
     attached_()  # the network is there: the run may be recorded
     try:
+        host = attached.beside
         if isinstance(host, BaseException):
             raise host
+        assert isinstance(host, _HostSide)
         return await _spawn_in(d, c, attached.netns, host)
     except BaseException:
         await d.network.release(c.id)

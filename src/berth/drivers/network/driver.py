@@ -27,6 +27,7 @@ import secrets
 import socket
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -63,11 +64,23 @@ def now_rfc3339() -> str:
 
 @dataclass(frozen=True)
 class Attached:
-    """What a started container got: the namespace to join ("host" for host mode)."""
+    """What a started container got: the namespace to join ("host" for host mode); ``beside``:
+    what the caller's ``beside`` work returned or raised (:meth:`NetworkDriver.attach`)."""
 
     netns: str
     endpoints: tuple[Endpoint, ...] = ()
     ports: tuple[PortMapping, ...] = ()
+    beside: object = None
+
+
+def _run_beside(work: Callable[[], object] | None) -> object:
+    """``work()``'s result, or the exception it raised (the caller's to raise)."""
+    if work is None:
+        return None
+    try:
+        return work()
+    except Exception as exc:  # noqa: BLE001 - handed to the caller, who raises it
+        return exc
 
 
 @dataclass
@@ -531,7 +544,46 @@ class NetworkDriver:
                 await self.nft.run(firewall.elements("add", self.cfg.table, moved), what="publish ports")
 
     # -- containers ------------------------------------------------------------------------
-    async def attach(self, req: AttachRequest) -> Attached:
+    async def attach(self, req: AttachRequest, beside: Callable[[], object] | None = None) -> Attached:
+        """Attach a container that is being started. ``beside``: work of the caller's for a worker
+        thread, done while the network is attached (its result, or the exception it raised, in
+        ``Attached.beside``; done also when the attach fails). A container joining the namespace
+        made ahead (``--network none``) needs nothing but its record and files written: those and
+        ``beside`` are then done in one hop to a worker thread (three threads taking turns at the
+        GIL, and the loop woken by each, before)."""
+        if beside is not None and self._joins_spare(req):
+            return await self._join_spare(req, beside)
+        if beside is None:
+            return await self._attach(req)
+        aside = asyncio.ensure_future(asyncio.to_thread(_run_beside, beside))
+        try:
+            attached = await self._attach(req)
+        except BaseException:
+            await asyncio.gather(aside, return_exceptions=True)
+            raise
+        return replace(attached, beside=await aside)
+
+    def _joins_spare(self, req: AttachRequest) -> bool:
+        """True if the attach takes the namespace made ahead and nothing else (no endpoint)."""
+        return req.mode == "none" and req.userns is None and req.container_id not in self.live and self._spare is not None
+
+    async def _join_spare(self, req: AttachRequest, beside: Callable[[], object]) -> Attached:
+        """:meth:`_attach_bridge` without endpoints, in the namespace made ahead: its record and
+        files written, then ``beside`` done, in one worker thread."""
+        cid = req.container_id
+        path = self._take_spare()
+        assert path is not None  # _joins_spare saw it, and nothing was awaited since
+        data: dict[str, Any] = {"links": [list(link) for link in req.links]} if req.links else {}
+        sandbox = Sandbox(cid, str(path), dns=False, data=data)
+        self.live[cid] = _Live(sandbox, {}, upstreams=[], links=req.links)
+        try:
+            done = await asyncio.to_thread(self._record_joined, sandbox, req, beside)
+        except BaseException:
+            await self._undo(cid, True, path)
+            raise
+        return Attached(str(path), beside=done)
+
+    async def _attach(self, req: AttachRequest) -> Attached:
         if req.container_id in self.live:
             await self.release(req.container_id)
         if req.mode == "host":
@@ -767,6 +819,13 @@ class NetworkDriver:
                     out.append((names, ep.ip))
                     break
         return out
+
+    def _record_joined(self, sandbox: Sandbox, req: AttachRequest, beside: Callable[[], object]) -> object:
+        """In a worker thread, for a container joining the namespace made ahead: its record, its
+        hosts and resolv.conf, then the caller's work (its result or exception returned)."""
+        self.store.attach(sandbox, [])
+        self._write_files(req, [], [])
+        return _run_beside(beside)
 
     def _write_files(self, req: AttachRequest, eps: list[Endpoint], upstreams: list[str]) -> None:
         own = [(eps[0].ip, files.own_names(req.hostname, req.domainname))] if eps else []
