@@ -14,7 +14,8 @@ import pytest
 
 from berth.libcontainer.cgroups import Resources, V1Cgroup, is_unified
 from berth.libcontainer.cgroups.placeholder import PREFIX, Placeholder, sweep
-from berth.libcontainer.cgroups.resources import ALLOW_ALL_DEVICES
+from berth.libcontainer.cgroups.resources import ALLOW_ALL_DEVICES, DEFAULT_DEVICE_RULES
+from berth.libcontainer.record import replace
 
 pytestmark = [
     pytest.mark.root,
@@ -102,8 +103,15 @@ def test_limits_that_would_count_the_helper_take_the_usual_way(parent: str) -> N
     assert not spot.fits(f"elsewhere/{uuid.uuid4().hex}", Resources())  # --cgroup-parent
     assert spot.fits(name, Resources(pids_limit=0))  # unlimited
     # the default device rules are written ahead; any other list is written whole at adopt
-    assert Placeholder.remaining(Resources()).device_rules == ALLOW_ALL_DEVICES
-    assert Placeholder.remaining(Resources(device_rules=("c 1:3 rwm",))).device_rules == ("c 1:3 rwm",)
+    # (nothing at all is left for Docker's defaults, in whatever order the spec lists them)
+    assert Placeholder.remaining(Resources()) is None
+    shuffled = Resources(device_rules=tuple(reversed(DEFAULT_DEVICE_RULES)))
+    assert Placeholder.remaining(shuffled) is None
+    rest = Placeholder.remaining(replace(shuffled, cpu_shares=512))
+    assert rest is not None and rest.device_rules == ALLOW_ALL_DEVICES and rest.cpu_shares == 512
+    assert Placeholder.remaining(Resources(device_rules=("c 1:3 rwm",))).device_rules == ("c 1:3 rwm",)  # type: ignore[union-attr]
+    more = (*DEFAULT_DEVICE_RULES, "c 10:229 rwm")  # --device-cgroup-rule: the whole list again
+    assert Placeholder.remaining(Resources(device_rules=more)).device_rules == more  # type: ignore[union-attr]
 
 
 def test_adopt_onto_an_existing_cgroup_renames_nothing_and_leaves_no_placeholder(parent: str) -> None:

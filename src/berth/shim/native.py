@@ -277,7 +277,9 @@ def helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, report: tuple[
             inside = (spot is not None and not hooks_at_create and spot.fits(cgroup.name, resources)
                       and spot.adopt(cgroup.name))
             # adopted: the directories and the default device rules are there, the limits not yet
-            cgroup.create(Placeholder.remaining(resources) if inside else resources)
+            rest = Placeholder.remaining(resources) if inside else resources
+            if rest is not None:
+                cgroup.create(rest)
             mark("h:cgroup")
         if spot is not None and not inside:
             spot.discard()

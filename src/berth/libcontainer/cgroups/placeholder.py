@@ -14,7 +14,9 @@ directory is made and one migration done.
     spot = Placeholder.make("berth-abc")           # ahead: None where it cannot be done
     if spot.fits("berth-abc/<id>", resources):      # same parent, no memory or pids limit
         spot.adopt("berth-abc/<id>")                # renamed; the caller is inside
-        cgroup.create(spot.remaining(resources))    # the limits (the default device rules are there)
+        rest = spot.remaining(resources)            # the limits (the default device rules are there)
+        if rest is not None:
+            cgroup.create(rest)
     spot.discard()                                  # no container came: leave, remove
 
 Only where the caller's presence cannot matter: a memory limit would count the helper's pages
@@ -31,11 +33,13 @@ from collections.abc import Callable
 from berth.errors import SystemFailure
 from berth.libcontainer.cgroups import files, is_unified
 from berth.libcontainer.cgroups.files import P
-from berth.libcontainer.cgroups.resources import ALLOW_ALL_DEVICES, Resources
+from berth.libcontainer.cgroups.resources import ALLOW_ALL_DEVICES, DEFAULT_DEVICE_RULES, Resources
 from berth.libcontainer.cgroups.v1 import V1Cgroup
 from berth.libcontainer.record import replace
 
 PREFIX = "berth-standby-"
+_DEFAULT_RULES = frozenset(DEFAULT_DEVICE_RULES)
+_NOTHING = Resources()  # a placeholder's own: made with Docker's default device rules
 V2_MEMBERSHIP = "unified"  # a hybrid host's cgroup2 mount, which has no rename
 
 
@@ -81,12 +85,18 @@ class Placeholder:
         )
 
     @staticmethod
-    def remaining(resources: Resources) -> Resources:
-        """What is left to write once adopted: the device rules are the placeholder's already
-        when they are Docker's defaults (a different list is written over them whole)."""
-        if resources.device_rules == Resources().device_rules:
-            return replace(resources, device_rules=ALLOW_ALL_DEVICES)
-        return resources
+    def remaining(resources: Resources) -> Resources | None:
+        """What is left to write once adopted, None for nothing (the directories are there,
+        made and renamed, and so are Docker's default device rules: :meth:`make`). The device
+        rules are the placeholder's already when they are Docker's defaults in any order -- a
+        v1 device list is deny-all and then the union of the allow lines, the same whatever
+        their order (Docker's spec lists them in another than runc's) -- and a different list
+        is written over them whole."""
+        if frozenset(resources.device_rules) != _DEFAULT_RULES:
+            return resources
+        if replace(resources, device_rules=DEFAULT_DEVICE_RULES) == _NOTHING:
+            return None  # what the placeholder holds already: not even a mkdir to retry
+        return replace(resources, device_rules=ALLOW_ALL_DEVICES)
 
     def adopt(self, name: str) -> bool:
         """Rename every v1 directory to ``name`` and join ``name`` in a hybrid host's cgroup2
