@@ -20,6 +20,10 @@ from berth.libcontainer.failure import ContainerInitError
 from berth.libcontainer.mountopts import REC_ATTR_WORDS, MountOptions, parse_mount_options
 from berth.libcontainer.spec import Mount
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 # statvfs flag -> mount flag: kept on a bind remount so it does not clear them
 _KEEP_FLAGS = (
     (os.ST_NOSUID, kernel.MS_NOSUID),
@@ -81,27 +85,37 @@ def open_mountpoint(root: str, target: str, source_is_file: bool) -> int:
     securepath.mkdir_all_in_root(root, parent)
     parent_fd = securepath.open_in_root(root, parent, os.O_PATH | os.O_DIRECTORY)
     try:
-        try:
-            if source_is_file:
-                os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=parent_fd))
-            else:
-                os.mkdir(name, 0o755, dir_fd=parent_fd)
-        except FileExistsError:
-            pass
-        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
+        return make_mountpoint_at(parent_fd, name, source_is_file)
     finally:
         os.close(parent_fd)
+
+
+def make_mountpoint_at(parent_fd: int, name: str, source_is_file: bool) -> int:
+    """The mount point ``name`` in the directory ``parent_fd``, made if missing (a directory, or
+    an empty file for a file source) and opened ``O_PATH`` without following a symlink."""
+    try:
+        if source_is_file:
+            os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=parent_fd))
+        else:
+            os.mkdir(name, 0o755, dir_fd=parent_fd)
+    except FileExistsError:
+        pass
+    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
     if stat.S_ISLNK(os.fstat(fd).st_mode):  # it was a directory a moment ago: someone swapped it
         os.close(fd)
         raise OSError(errno.ELOOP, "the mount point became a symbolic link while it was set up")
     return fd
 
 
-def mount_one(m: Mount, dest: str, root: str | None = None) -> None:
+def mount_one(m: Mount, dest: str, root: str | None = None, place: Callable[[bool], int] | None = None,
+              root_fd: int | None = None) -> None:
     """Perform one mount at ``dest`` (already resolved on the host side). With ``root`` (the
     container's mounts), the mount point is made and opened inside ``root`` by descriptors
     (:func:`open_mountpoint`) and everything is mounted onto ``/proc/self/fd/N``, so no path
-    string is looked up again between the check and the mount; ``dest`` names it in messages."""
+    string is looked up again between the check and the mount; ``dest`` names it in messages.
+    ``place(source_is_file)``: the caller's own way to that descriptor (one it found or made
+    inside ``root`` already; it is ours to close); ``root_fd``: ``root`` opened, to find the new
+    mount again from (not for a mount on the root itself)."""
     opts = parse_mount_options(m.options)
     is_bind = bool(opts.bind or m.type == "bind")
     tree: int | None = None
@@ -126,7 +140,7 @@ def mount_one(m: Mount, dest: str, root: str | None = None) -> None:
             target = dest
         else:
             try:
-                anchor = open_mountpoint(root, m.target, source_is_file)
+                anchor = place(source_is_file) if place is not None else open_mountpoint(root, m.target, source_is_file)
             except OSError as exc:
                 raise fail("create mount point", dest, exc) from exc
             target = f"/proc/self/fd/{anchor}"
@@ -159,7 +173,7 @@ def mount_one(m: Mount, dest: str, root: str | None = None) -> None:
             os.close(anchor)
     extra = opts.flags & ~(kernel.MS_BIND | kernel.MS_REC | kernel.MS_REMOUNT) if is_bind else 0
     if extra or opts.rec_set or opts.rec_clear or opts.propagation:
-        with _mounted(root, m.target, dest) as top:  # the mount just made, opened again by descriptors
+        with _mounted(root if root_fd is None else root_fd, m.target, dest) as top:  # the mount just made, again
             if extra:  # a bind mount ignores flags; they take effect on a remount of it
                 flags = kernel.MS_REMOUNT | kernel.MS_BIND | extra | kept_flags(top)
                 _mount(None, top, dest, None, flags | (opts.flags & kernel.MS_REC), None, "(remount bind)")
@@ -173,7 +187,7 @@ class _mounted:  # noqa: N801 -- used as a context manager, like contextlib's (w
     """A path naming the mount now at ``target``: ``dest`` itself without a root, else
     ``/proc/self/fd/N`` of a descriptor opened inside the root (closed on exit)."""
 
-    def __init__(self, root: str | None, target: str, dest: str) -> None:
+    def __init__(self, root: str | int | None, target: str, dest: str) -> None:
         self.fd = -1
         if root is None:
             self.path = dest

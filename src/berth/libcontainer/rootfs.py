@@ -23,14 +23,22 @@ import errno
 import os
 import stat
 
-from berth.libcontainer import kernel, procfs
+from berth.libcontainer import kernel, procfs, securepath
 from berth.libcontainer.cgroup_mount import CgroupView, mount_cgroups, view
 from berth.libcontainer.failure import ContainerInitError
 from berth.libcontainer.mountopts import PROPAGATION
-from berth.libcontainer.mounts import fail, make_mountpoint, mount, mount_one, remount_readonly
+from berth.libcontainer.mounts import (
+    fail,
+    make_mountpoint,
+    make_mountpoint_at,
+    mount,
+    mount_one,
+    remount_readonly,
+)
 from berth.libcontainer.securepath import mkdir_all_in_root, resolve_in_root
 from berth.libcontainer.spec import DEFAULT_DEVICES, ContainerSpec, Device, Mount
 from berth.libcontainer.sysctl import proc_path
+from berth.steptrace import mark
 
 _DEV_SYMLINKS = (
     ("/proc/self/fd", "/dev/fd"),
@@ -42,8 +50,11 @@ _DEV_SYMLINKS = (
 )
 
 
+_DEVICE_KINDS = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
+
+
 def _mknod(root: str, dev: Device) -> None:
-    kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}.get(dev.type)
+    kind = _DEVICE_KINDS.get(dev.type)
     if kind is None:
         raise ContainerInitError(f"create device '{dev.path}': unknown type {dev.type!r}", 128)
     try:
@@ -71,26 +82,90 @@ def _bind_device(root: str, dev: Device) -> None:
     mount(dev.path, path, None, kernel.MS_BIND, None, f"bind device '{dev.path}' on")
 
 
-def setup_dev(root: str, devices: tuple[Device, ...], in_userns: bool = False) -> None:
+def setup_dev(root: str, devices: tuple[Device, ...], in_userns: bool = False, root_fd: int | None = None) -> None:
+    """Device nodes and /dev's symlinks in the container's new /dev. With ``root_fd`` (the root,
+    opened), what goes straight into /dev and finds nothing there yet (the usual case: a fresh
+    tmpfs) is made by descriptor, relative to /dev opened once inside the root; anything else the
+    usual way, each path resolved inside the root again."""
     by_path = {d.path: d for d in DEFAULT_DEVICES}
     by_path.update({d.path: d for d in devices})
-    for dev in by_path.values():
-        if in_userns:
-            _bind_device(root, dev)
-        else:
-            _mknod(root, dev)
-    for target, link in _DEV_SYMLINKS:
-        if target == "/proc/kcore" and not os.path.exists(target):
-            continue
-        try:
-            path = resolve_in_root(root, link)
-            if os.path.lexists(path):
-                if link != "/dev/ptmx":
-                    continue
-                os.unlink(path)
-            os.symlink(target, path)
-        except OSError as exc:
-            raise fail("create symlink", link, exc) from exc
+    dev_fd = _open_dev(root_fd)
+    try:
+        for dev in by_path.values():
+            if in_userns:
+                _bind_device(root, dev)
+            elif not _mknod_fresh(dev_fd, dev):
+                _mknod(root, dev)
+        for target, link in _DEV_SYMLINKS:
+            if target == "/proc/kcore" and not os.path.exists(target):
+                continue
+            if not _symlink_fresh(dev_fd, target, link):
+                _symlink(root, target, link)
+    finally:
+        if dev_fd >= 0:
+            os.close(dev_fd)
+
+
+def _open_dev(root_fd: int | None) -> int:
+    if root_fd is None:
+        return -1
+    try:
+        fd = securepath.open_by_kernel(root_fd, "/dev", os.O_PATH | os.O_DIRECTORY)
+    except OSError:
+        return -1  # the usual way says why
+    return -1 if fd is None else fd
+
+
+def _fresh_name(dev_fd: int, path: str) -> str | None:
+    """The name of ``path`` in /dev when it goes straight there and nothing has it yet."""
+    parent, name = os.path.split(path)
+    if dev_fd < 0 or parent != "/dev" or name in ("", ".", ".."):
+        return None
+    try:
+        os.lstat(name, dir_fd=dev_fd)
+    except FileNotFoundError:
+        return name
+    except OSError:
+        return None
+    return None
+
+
+def _mknod_fresh(dev_fd: int, dev: Device) -> bool:
+    """:func:`_mknod` by descriptor for a new node straight in /dev; False: not such a one."""
+    kind = _DEVICE_KINDS.get(dev.type)
+    name = _fresh_name(dev_fd, dev.path) if kind is not None else None
+    if kind is None or name is None:
+        return False
+    try:
+        os.mknod(name, kind | (dev.file_mode & 0o7777), os.makedev(dev.major, dev.minor), dir_fd=dev_fd)
+        os.chmod(name, dev.file_mode & 0o7777, dir_fd=dev_fd)  # mknod's mode is filtered by the umask
+        os.chown(name, dev.uid, dev.gid, dir_fd=dev_fd)
+    except OSError as exc:
+        raise fail("create device", dev.path, exc) from exc
+    return True
+
+
+def _symlink_fresh(dev_fd: int, target: str, link: str) -> bool:
+    name = _fresh_name(dev_fd, link)
+    if name is None:
+        return False
+    try:
+        os.symlink(target, name, dir_fd=dev_fd)
+    except OSError as exc:
+        raise fail("create symlink", link, exc) from exc
+    return True
+
+
+def _symlink(root: str, target: str, link: str) -> None:
+    try:
+        path = resolve_in_root(root, link)
+        if os.path.lexists(path):
+            if link != "/dev/ptmx":
+                return
+            os.unlink(path)
+        os.symlink(target, path)
+    except OSError as exc:
+        raise fail("create symlink", link, exc) from exc
 
 
 def bind_console(root: str, tty_path: str) -> None:
@@ -147,28 +222,140 @@ def prepare(
         # a recursive self-bind gives it one (a copy of an unshared mount, under an unshared
         # parent).
         mount(root, root, None, kernel.MS_BIND | kernel.MS_REC, None, f"bind '{root}' on")
+        mark("i:layers")  # berth.steptrace: the root mounted
     # 3. The spec's mounts, in order (a later mount may sit inside an earlier one: /dev/pts in /dev).
     dev_is_tmpfs = False
     cg = spec.namespace("cgroup")
     cgroupns = cg is not None and cg.path is None
-    for m in spec.mounts:
-        try:
-            dest = resolve_in_root(root, m.target)
-        except OSError as exc:
-            raise fail("resolve mount destination", m.target, exc) from exc
-        check_proc_mount(m, dest[len(root.rstrip("/")):] or "/")
-        if m.type == "cgroup":
-            seen = cgroup_view if cgroup_view is not None else view()
-            mount_cgroups(m, dest, new_cgroupns=cgroupns, seen=seen, in_userns=in_userns)
-        else:
-            mount_one(m, dest, root=root)
-        if m.target.rstrip("/") == "/dev":  # the last mount at /dev decides (runc's needsSetupDev)
-            dev_is_tmpfs = m.type != "bind" and "bind" not in m.options and "rbind" not in m.options
-    # Device nodes only in a /dev we made; a bound host /dev already has them.
-    if dev_is_tmpfs:
-        setup_dev(root, spec.devices, in_userns)
+    top = _Root(root)
+    try:
+        for m in spec.mounts:
+            found = top.find(m.target)
+            if found is None:  # the kernel cannot say at once: the walk (securepath) decides
+                try:
+                    dest = resolve_in_root(root, m.target)
+                except OSError as exc:
+                    raise fail("resolve mount destination", m.target, exc) from exc
+                inside = dest[len(root.rstrip("/")):] or "/"
+            else:
+                inside = found.inside
+                dest = os.path.join(root, *inside.split("/")[1:])
+            try:
+                check_proc_mount(m, inside)
+                if m.type == "cgroup":
+                    seen = cgroup_view if cgroup_view is not None else view()
+                    mount_cgroups(m, dest, new_cgroupns=cgroupns, seen=seen, in_userns=in_userns)
+                elif found is None:
+                    mount_one(m, dest, root=root)
+                else:
+                    mount_one(m, dest, root=root, place=found.place, root_fd=top.fd)
+            finally:
+                if found is not None:
+                    found.close()
+            if found is None and inside == "/":  # a mount over the root: find from its top now
+                top.close()
+                top = _Root(root)
+            if m.target.rstrip("/") == "/dev":  # the last mount at /dev decides (runc's needsSetupDev)
+                dev_is_tmpfs = m.type != "bind" and "bind" not in m.options and "rbind" not in m.options
+        # Device nodes only in a /dev we made; a bound host /dev already has them.
+        if dev_is_tmpfs:
+            setup_dev(root, spec.devices, in_userns, top.fd)
+    finally:
+        top.close()
     if tty_path is not None:
         bind_console(root, tty_path)
+
+
+class _Found:
+    """A mount point :meth:`_Root.find` found (``fd``), or will make as ``name`` in the directory
+    ``parent`` (its last component, missing); ``inside``: its path inside the root."""
+
+    __slots__ = ("inside", "fd", "parent", "name")
+
+    def __init__(self, inside: str, fd: int = -1, parent: int = -1, name: str = "") -> None:
+        self.inside, self.fd, self.parent, self.name = inside, fd, parent, name
+
+    def place(self, source_is_file: bool) -> int:
+        """The mount point's descriptor, made now if missing (as ``open_mountpoint`` makes it);
+        the caller's to close."""
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            return fd
+        return make_mountpoint_at(self.parent, self.name, source_is_file)
+
+    def close(self) -> None:
+        for fd in (self.fd, self.parent):
+            if fd >= 0:
+                os.close(fd)
+        self.fd = self.parent = -1
+
+
+class _Root:
+    """The container's root opened once for the spec's mounts: each mount point is then found by
+    the kernel inside it (openat2 ``RESOLVE_IN_ROOT``: one call, symlinks resolved inside the
+    root), where walking from the root's path again for each step of each mount took some twenty
+    system calls. Anything the kernel cannot settle at once (no openat2, a missing parent
+    directory, a dangling symlink, ``..`` in the path, a mount on the root itself) goes the
+    usual way: ``None`` from :meth:`find`."""
+
+    def __init__(self, root: str) -> None:
+        self.fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            self.real = os.readlink(f"/proc/self/fd/{self.fd}")
+        except OSError:
+            self.real = ""  # no /proc: find() says None
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def _inside(self, fd: int) -> str | None:
+        try:
+            real = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            return None
+        prefix = self.real.rstrip("/") + "/"
+        if not self.real or not real.startswith(prefix) or real.endswith(" (deleted)"):
+            return None  # the root itself (a mount over it), or somewhere the path cannot name
+        return real[len(prefix) - 1 :]
+
+    def find(self, target: str) -> _Found | None:
+        names = [n for n in target.split("/") if n]
+        if not names or any(n in (".", "..") for n in names):
+            return None
+        try:
+            fd = securepath.open_by_kernel(self.fd, target)
+        except FileNotFoundError:
+            return self._missing(names)
+        except OSError:
+            return None
+        if fd is None:
+            return None
+        inside = self._inside(fd)
+        if inside is None:
+            os.close(fd)
+            return None
+        return _Found(inside, fd=fd)
+
+    def _missing(self, names: list[str]) -> _Found | None:
+        """The last component missing in an existing directory: made later, as ``name`` in it."""
+        try:
+            parent = securepath.open_by_kernel(self.fd, "/".join(names[:-1]) or "/", os.O_PATH | os.O_DIRECTORY)
+        except OSError:
+            return None
+        if parent is None:
+            return None
+        try:
+            os.lstat(names[-1], dir_fd=parent)
+        except FileNotFoundError:
+            inside = self._inside(parent) if len(names) > 1 else "/"
+            if inside is not None:
+                return _Found(inside.rstrip("/") + "/" + names[-1], parent=parent, name=names[-1])
+        except OSError:
+            pass
+        os.close(parent)  # something is there after all (a dangling symlink): the usual way
+        return None
 
 
 # mounts runc allows inside /proc (what lxcfs emulates)

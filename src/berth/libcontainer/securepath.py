@@ -246,6 +246,14 @@ def _openat2(root_fd: int, path: str, flags: int, symlinks: bool) -> int | None:
     return None  # renames kept racing: let the walk decide
 
 
+def open_by_kernel(root_fd: int, path: str, flags: int = os.O_PATH) -> int | None:
+    """``path`` resolved inside the directory ``root_fd`` by the kernel alone (openat2 with
+    ``RESOLVE_IN_ROOT``, one call), None where the kernel cannot (no openat2, a seccomp filter
+    refusing it: the walk of :func:`open_in_root` is then the way); ``OSError`` as the kernel
+    answered (``ENOENT`` for a missing component)."""
+    return _openat2(root_fd, path, flags, True) if _openat2_usable else None
+
+
 def _names_by_kernel(root_fd: int, path: str, flags: int) -> list[str] | None:
     """The resolved names of ``path`` when openat2 resolves all of it (the common case, in
     three system calls); None when it cannot say (a missing component, no openat2, no /proc)."""
