@@ -52,6 +52,8 @@ def main() -> int:
     ap.add_argument("--trace", action="store_true", help="trace steps in both daemons (BERTH_STEP_TRACE)")
     ap.add_argument("--span", action="append", default=[], metavar="FIRST,LAST",
                     help="with --trace, also the median from mark FIRST to mark LAST (e.g. h:work,h:forked)")
+    ap.add_argument("--keep", type=Path, metavar="DIR", help="with --trace, copy both raw traces there "
+                    "(base.trace, this.trace: bench/steps.py's format)")
     args = ap.parse_args()
     repo = HERE.parent
     tmp = Path(tempfile.mkdtemp(prefix="ab-", dir="/tmp"))
@@ -96,6 +98,10 @@ def main() -> int:
         loads.append(os.getloadavg()[0])
         if args.trace:
             texts = {n: traces[n].read_text() for n in names}
+            if args.keep:
+                args.keep.mkdir(parents=True, exist_ok=True)
+                for n in names:
+                    (args.keep / f"{n}.trace").write_text(texts[n])
     finally:
         problems = [p for d in daemons.values() for p in d.teardown()]
         subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(wt)], check=False)
