@@ -258,10 +258,12 @@ def main() -> None:
     del hot
     fillers.append(fill_heap_holes(1))  # the classes a shim instantiates, remade at the heap's top
     move_classes((*SHIM_CLASSES, (__name__, "Spare")))
+    precompile_seccomp(sys.argv[2] if len(sys.argv) > 2 else None)
+    # the warm-ups last: the interpreter's attribute cache (4096 entries in libpython's data, a
+    # miss writes one) then holds the lookups a shim makes, not the seccomp compiler's
     warm_up()
     warm_service()
     warm_lifecycle()
-    precompile_seccomp(sys.argv[2] if len(sys.argv) > 2 else None)
     gc.collect()
     fillers.append(fill_heap_holes())  # the C heap's first: its walk frees small blocks
     fillers.append(fill_small_chunks())  # then malloc's free lists: small Python objects of its own
