@@ -206,6 +206,8 @@ def test_seccomp_default_unconfined_custom() -> None:
     default = spec_for()["linux"]["seccomp"]
     assert default == to_oci(default_profile(), list(DEFAULT_CAPS))
     assert default["defaultAction"] == "SCMP_ACT_ERRNO" and default["defaultErrnoRet"] == 1
+    assert spec_for()["linux"]["seccomp"] is default  # resolved once per bounding set, shared
+    assert spec_for(cap_add=("SYS_ADMIN",))["linux"]["seccomp"] != default
     assert "seccomp" not in spec_for(seccomp="unconfined")["linux"]
     assert "seccomp" not in spec_for(privileged=True)["linux"]
     custom = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}

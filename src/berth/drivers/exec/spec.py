@@ -18,6 +18,7 @@ Environment: like Docker's ``CreateDaemonEnvironment``, ``PATH`` is added when m
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -401,4 +402,12 @@ def _seccomp(inp: SpecInput, bounding: list[str]) -> dict[str, Any] | None:
         return None
     if isinstance(inp.seccomp, dict):
         return seccompprofile.to_oci(inp.seccomp, bounding)
+    return _default_seccomp(tuple(bounding))
+
+
+@functools.lru_cache(maxsize=16)
+def _default_seccomp(bounding: tuple[str, ...]) -> dict[str, Any]:
+    """The default profile's OCI form for a bounding set, resolved once per set (0.2-0.5 ms on
+    the start's path, on the loop) and shared by the specs that get it: nothing changes a spec's
+    ``linux.seccomp`` after it is built (it is serialised for the shim and config.json)."""
     return seccompprofile.default_oci(bounding)
