@@ -109,3 +109,27 @@ def test_ports_and_dns_come_back_after_a_kill(berthd: harness.Berthd, busybox_im
     r = ok(berthd.docker("exec", "asker", "nslookup", "web"))
     assert "Address" in r.stdout.split("web")[-1]
     assert ok(berthd.docker("port", "web")).stdout == f"80/tcp -> 127.0.0.1:{port}\n"
+
+
+def test_killed_while_a_run_rm_network_is_released_leaks_nothing(berthd: harness.Berthd, busybox_image: str) -> None:
+    """A --rm container's store rows and namespace file are released in the background after
+    its exit (the run is answered meanwhile): killed there, the daemon's start-up releases them."""
+    port = harness.free_tcp_port()
+    berthd.stop()
+    berthd.env_extra["BERTH_CRASH_AT"] = "exit.network-later"
+    berthd.start()
+    before = set((berthd.exec_root / "netns").iterdir())
+    berthd.docker("run", "--rm", "--name", "brief", "-p", f"127.0.0.1:{port}:80", busybox_image, "true")
+    harness.eventually(lambda: berthd.proc is not None and berthd.proc.poll() is not None, 10)
+    assert berthd.proc is not None and berthd.proc.returncode == -9, "the daemon must have killed itself at the point"
+    assert set((berthd.exec_root / "netns").iterdir()) - before, "the kill must have left its namespace file"
+    del berthd.env_extra["BERTH_CRASH_AT"]
+    berthd.start()
+    assert list((berthd.exec_root / "netns").iterdir()) == []
+    assert settled_ports(berthd.bridge, 0) == []
+    assert dnat_elements(berthd) == []
+    assert json.loads(ok(berthd.docker("network", "inspect", "bridge")).stdout)[0]["Containers"] == {}
+    assert ok(berthd.docker("ps", "-aq")).stdout == ""
+    # the name, the port and the address are free: the same run works
+    r = ok(berthd.docker("run", "--rm", "--name", "brief", "-p", f"127.0.0.1:{port}:80", busybox_image, "echo", "again"))
+    assert r.stdout == "again\n"

@@ -16,7 +16,7 @@ from berth.crashpoint import crash_point
 POINTS = (
     "create.after-rw", "start.after-create", "start.after-save", "exit.after-record", "exit.after-save",
     "remove.after-record", "remove.after-layer", "remove.after-files", "volume.after-copy-up", "commit.after-layer",
-    "start.after-network", "connect.after-driver", "disconnect.after-driver",
+    "start.after-network", "connect.after-driver", "disconnect.after-driver", "exit.network-later",
 )
 
 __all__ = ["POINTS", "crash_point", "record_delete_pause", "startup_pause"]

@@ -412,7 +412,8 @@ async def _settle_locked(d: Daemon, c: Container, status: ExitStatus, store: boo
     keep the exit from being recorded: a cleanup that fails is logged, and a record the
     database refuses (a full disk) stays in memory until it can be written. Not ``store``: the
     exit stays in memory (a ``--rm`` container's, removed next: :func:`settle_exit`); not
-    ``teardown``: the monitor's directory and cgroup are left for that removal."""
+    ``teardown``: the monitor's directory and cgroup are left for that removal, and the
+    network's store rows and namespace file are released in the background."""
     lc = d.live.any(c.id)
     if lc is None or not c.state.running:
         return  # settled already (the watcher and a stop that found the monitor gone)
@@ -424,8 +425,10 @@ async def _settle_locked(d: Daemon, c: Container, status: ExitStatus, store: boo
         await _record_exit(d, c, code, oom, finished, error)
     mark("d:exit-recorded")
     crash_point("exit.after-record")
-    # the network is released beside the monitor's teardown (neither waits for the other)
-    released = asyncio.ensure_future(_release_network(d, c))
+    # the network is released beside the monitor's teardown (neither waits for the other);
+    # without the teardown (a --rm container, removed next), its stored lease and namespace
+    # file go in the background
+    released = asyncio.ensure_future(_release_network(d, c, later=not teardown))
     if teardown:
         await _teardown(d, c)
     mark("d:exit-cleanup")
@@ -455,9 +458,9 @@ async def _settle_locked(d: Daemon, c: Container, status: ExitStatus, store: boo
     mark("d:settled")
 
 
-async def _release_network(d: Daemon, c: Container) -> None:
+async def _release_network(d: Daemon, c: Container, later: bool = False) -> None:
     try:
-        await d.network.release(c.id)
+        await d.network.release(c.id, later=later)
     except (BerthError, OSError, sqlite3.Error) as exc:
         # e.g. a full data root: the exit still settles; the stale lease is dropped by the
         # reconciliation at the next start-up

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import ipaddress
 import logging
 import os
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from berth.crashpoint import crash_point
 from berth.drivers.network import files, firewall, links, netns, subnets
 from berth.drivers.network.config import AttachRequest, EndpointRequest, NetworkConfig
 from berth.drivers.network.dns import DnsServer
@@ -51,7 +53,7 @@ from berth.drivers.network.model import (
 from berth.drivers.network.nft import Nft
 from berth.drivers.network.portmap import Held, PortAllocator
 from berth.drivers.network.store import NetworkStore, Sandbox
-from berth.errors import Conflict, Forbidden, InvalidParameter, NotFound
+from berth.errors import BerthError, Conflict, Forbidden, InvalidParameter, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +118,8 @@ class NetworkDriver:
         self._spare: Path | None = None
         self._refill: asyncio.TimerHandle | asyncio.Task[None] | None = None
         self._closing = False
+        # container id -> its stored lease and namespace file being released in the background
+        self._releasing: dict[str, asyncio.Future[None]] = {}
 
     # -- start-up and shutdown -------------------------------------------------------------
     async def startup(self) -> None:
@@ -291,6 +295,8 @@ class NetworkDriver:
         """Stop serving DNS; remove the bridges and tables unless containers still run on them
         (live restore: they keep their network while the daemon is away)."""
         await self.dns.close()
+        if self._releasing:
+            await asyncio.wait(list(self._releasing.values()))
         await self._drop_spare()
         for live in self.live.values():
             if live.held is not None:
@@ -551,6 +557,9 @@ class NetworkDriver:
         made ahead (``--network none``) needs nothing but its record and files written: those and
         ``beside`` are then done in one hop to a worker thread (three threads taking turns at the
         GIL, and the loop woken by each, before)."""
+        pending = self._releasing.get(req.container_id)
+        if pending is not None:  # its last run's namespace file (and store rows) still going
+            await asyncio.wait([pending])
         if beside is not None and self._joins_spare(req):
             return await self._join_spare(req, beside)
         if beside is None:
@@ -753,7 +762,7 @@ class NetworkDriver:
             requested_ip6=want.ipv6, links=tuple(want.links),
         )  # fmt: skip
 
-    async def _undo(self, cid: str, made: bool, path: Path) -> None:
+    async def _undo(self, cid: str, made: bool, path: Path, later: bool = False) -> None:
         live = self.live.pop(cid, None)
         self.dns.stop(cid)
         if live is not None:
@@ -768,7 +777,25 @@ class NetworkDriver:
                     except Exception as exc:  # noqa: BLE001 - the rewrite below is the fallback
                         log.warning("unpublish ports of %s: %s; rewriting the table", cid[:12], exc)
                         await self._write_tables()
-        await asyncio.to_thread(self._release_stored, cid, made, path)  # one hop for both
+        if later:
+            task = asyncio.ensure_future(self._release_stored_later(cid, made, path))
+            self._releasing[cid] = task
+            task.add_done_callback(functools.partial(self._released, cid))
+        else:
+            await asyncio.to_thread(self._release_stored, cid, made, path)  # one hop for both
+
+    async def _release_stored_later(self, cid: str, made: bool, path: Path) -> None:
+        crash_point("exit.network-later")
+        try:
+            await asyncio.to_thread(self._release_stored, cid, made, path)
+        except (BerthError, OSError, sqlite3.Error) as exc:
+            # e.g. a full data root: the stale lease is dropped, and a namespace file no
+            # record names removed, by the reconciliation at the next start-up
+            log.error("release the network of container %s: %s", cid[:12], exc)
+
+    def _released(self, cid: str, task: asyncio.Future[None]) -> None:
+        if self._releasing.get(cid) is task:
+            del self._releasing[cid]
 
     def _release_stored(self, cid: str, made: bool, path: Path) -> None:
         """In a worker thread: the store's lease, then the namespace (in this order)."""
@@ -776,13 +803,20 @@ class NetworkDriver:
         if made or path.exists():
             netns.remove(path)
 
-    async def release(self, cid: str) -> None:
-        """The container stopped: its leases, ports, DNS names and namespace go."""
+    async def release(self, cid: str, later: bool = False) -> None:
+        """The container stopped: its leases, ports, DNS names and namespace go.
+
+        ``later`` (a ``--rm`` container at its exit, removed next): its addresses, ports and
+        DNS names are released now, its store rows and namespace file in the background (off
+        ``docker run --rm``'s path: nothing but a start racing the removal attaches that id
+        again, and :meth:`attach` waits for them; :meth:`shutdown` too). A daemon killed in
+        between finds the sandbox of a container that is not running at start-up and releases
+        it, or a namespace file no record names and removes it (:meth:`reconcile`)."""
         live = self.live.get(cid)
         if live is None:
             return
         path = Path(live.sandbox.path)
-        await self._undo(cid, True, path)
+        await self._undo(cid, True, path, later=later)
 
     def _ensure_forwarding(self) -> None:
         if not self.cfg.ip_forward:
