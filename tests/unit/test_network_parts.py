@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 import pytest
 
@@ -202,3 +203,32 @@ def test_network_record_roundtrip_and_docker_view() -> None:
     )  # fmt: skip
     # the IPv6 subnet as given (dockerd 20.10 keeps the user's string), not the parsed short form
     assert six.ipam_config()[1] == {"Subnet": "fd42:0e8d:00b4::/64", "Gateway": "fd42:0e8d:00b4::1"}
+
+
+def test_a_network_file_is_replaced_unless_it_holds_the_text_already(tmp_path: Path) -> None:
+    """hosts/resolv.conf at a start: written to a temporary file and renamed over the old one,
+    except when the old one is a 0644 regular file with the same bytes (the create's, for
+    `--network none`): then it is left as it is (no write, no rename on the start's path)."""
+    import os
+
+    from berth.drivers.network.driver import _atomic_write
+
+    path = tmp_path / "hosts"
+    _atomic_write(path, "one\n")
+    assert path.read_text() == "one\n" and os.stat(path).st_mode & 0o777 == 0o644
+    inode = os.stat(path).st_ino
+    _atomic_write(path, "one\n")
+    assert os.stat(path).st_ino == inode  # the same file: not rewritten
+    _atomic_write(path, "two\n")
+    assert path.read_text() == "two\n" and os.stat(path).st_ino != inode
+    inode = os.stat(path).st_ino
+    os.chmod(path, 0o600)
+    _atomic_write(path, "two\n")  # the same text but not readable by the container's users: replaced
+    assert os.stat(path).st_ino != inode and os.stat(path).st_mode & 0o777 == 0o644
+    target = tmp_path / "target"
+    target.write_text("two\n")
+    os.chmod(target, 0o644)
+    link = tmp_path / "resolv.conf"
+    link.symlink_to(target)
+    _atomic_write(link, "two\n")  # a symlink is never taken for the file: replaced by one
+    assert not link.is_symlink() and link.read_text() == "two\n"

@@ -27,6 +27,7 @@ import os
 import secrets
 import socket
 import sqlite3
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -969,10 +970,32 @@ def _copy_files(src: Path, dst: Path) -> None:
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    """``path`` replaced by a file of ``text`` (0644), unless it holds just that already: the
+    create wrote hosts and resolv.conf as `--network none` has them, and a write and a rename
+    over them cost ~0.25 ms each on the start's path (ext4)."""
+    if _holds(path, text.encode()):
+        return
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.chmod(tmp, 0o644)
     tmp.replace(path)
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    """True if ``path`` is a regular file of mode 0644 whose content is ``data``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or stat.S_IMODE(st.st_mode) != 0o644 or st.st_size != len(data):
+            return False
+        return os.read(fd, len(data) + 1) == data
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 class _HostLock:
