@@ -204,3 +204,29 @@ def test_copy_dir_copies_the_merged_view(tmp_path) -> None:  # type: ignore[no-u
         assert graph.copy_dir("d" * 64, "/nothere", tmp_path / "other") is False
         assert graph.copy_dir("d" * 64, "/data/a.txt", tmp_path / "other") is False
         graph.remove_rw("d" * 64)
+
+
+def test_resolve_cached_holds_until_a_name_or_an_image_changes() -> None:
+    """A create's image looked up without I/O (Graph.resolve_cached): what resolve answered last,
+    void once a tag or an image changed; containers' layers coming and going change no name."""
+    other_rootfs = rootfs_tar({"bin/": b"", "bin/other": b"#!/bin/sh\n"})
+    with temporary_graph() as graph:
+        first = graph.import_stream(io.BytesIO(ROOTFS), "docker.io/library/tool:1", ['CMD ["tool"]'], "")
+        assert graph.resolve_cached("tool:1") is None  # never asked
+        assert graph.resolve("tool:1") == first
+        assert graph.resolve_cached("tool:1") == first
+        loaded = graph.config(first)  # the document read once (then kept: configs never change)
+        assert graph.config_cached(first) == loaded
+        graph.prepare_rw("c" * 64, first)
+        graph.remove_rw("c" * 64)
+        assert graph.resolve_cached("tool:1") == first, "a container's layer is no name"
+        second = graph.import_stream(io.BytesIO(other_rootfs), "docker.io/library/other:1", [], "")
+        assert graph.resolve_cached("tool:1") is None, "an image came: ask again"
+        assert graph.resolve("tool:1") == first
+        graph.tag(second, "docker.io/library/tool", "1")  # the tag moves
+        assert graph.resolve_cached("tool:1") is None
+        assert graph.resolve("tool:1") == second
+        graph.remove("tool:1", False, False, lambda i: [])
+        assert graph.resolve_cached("tool:1") is None
+        with pytest.raises(NotFound):
+            graph.resolve("tool:1")

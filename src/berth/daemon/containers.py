@@ -78,6 +78,13 @@ def _check_links(d: Daemon, host: dict[str, Any]) -> None:
             raise InvalidParameter(f"could not get container for {target}: {exc}") from None
 
 
+def _image_known(d: Daemon, ref: str) -> tuple[str, dict[str, Any]]:
+    """The image's id and config if both are in memory and still valid ("", {} if not)."""
+    image_id = d.graph.resolve_cached(ref)
+    config = d.graph.config_cached(image_id) if image_id else None
+    return (image_id, config) if image_id and config is not None else ("", {})
+
+
 def _image_of(d: Daemon, ref: str) -> tuple[str, dict[str, Any]]:
     """The image's id and config (in a worker thread)."""
     image_id = d.graph.resolve(ref)
@@ -108,7 +115,9 @@ async def create(d: Daemon, req: jobs.ContainerCreate, job: Job) -> Created:
     remap.check_create(d.cfg.remap, body.get("HostConfig") or {}, body.get("Labels") or {})
     wanted = platforms.parse(req.platform) if req.platform else None
     name = createconfig.validate_name(req.name)
-    image_id, image_config = await asyncio.to_thread(_image_of, d, body["Image"])  # one hop to a thread
+    image_id, image_config = _image_known(d, body["Image"])
+    if not image_id:  # not looked up since the graph last changed: one hop to a thread
+        image_id, image_config = await asyncio.to_thread(_image_of, d, body["Image"])
     if wanted is not None and not platforms.matches(wanted, image_config):
         raise NotFound(
             f"image with reference {body['Image']} was found but does not match the specified platform: "

@@ -68,6 +68,8 @@ from berth.graph.store import GraphDB, ImageRow
 from berth.graph.views import Views, image_history, inspect_image, list_images
 from berth.libcontainer import Mount
 
+RESOLVED_MAX = 64  # references remembered by Graph.resolve (emptied when full)
+
 
 class Graph:
     """Images and layers of one daemon (one data root)."""
@@ -81,6 +83,7 @@ class Graph:
         self._db = GraphDB(db_path)
         self.images = ImageStore(self._db, self.content)
         self.layers = LayerStore(self._db, driver, self.content)
+        self._resolved: dict[str, tuple[int, str]] = {}  # ref -> (the tables' generation, image id)
         self.collect_garbage()
 
     @property
@@ -110,7 +113,23 @@ class Graph:
     # names -> ids, images, configs, tags
     def resolve(self, ref_or_id: str) -> str:
         """The image id for a name, digest reference, full id or unique id prefix."""
-        return self.images.resolve(ref_or_id)
+        generation = self._db.names_generation  # before the lookup: a write meanwhile voids the answer
+        image_id = self.images.resolve(ref_or_id)
+        if len(self._resolved) >= RESOLVED_MAX:
+            self._resolved.clear()
+        self._resolved[ref_or_id] = (generation, image_id)
+        return image_id
+
+    def resolve_cached(self, ref_or_id: str) -> str | None:
+        """What :meth:`resolve` answered for ``ref_or_id`` last, if nothing was written to the
+        tables of names since (no tag or digest moved, no image came or went); None otherwise. No I/O: for
+        the event loop (a create's image without a hop to a worker thread)."""
+        hit = self._resolved.get(ref_or_id)
+        return hit[1] if hit is not None and hit[0] == self._db.names_generation else None
+
+    def config_cached(self, image_id_: str) -> dict[str, Any] | None:
+        """:meth:`config` if the image's config document is in memory already (no I/O), else None."""
+        return self.images.config(image_id_) if self.images.config_loaded(image_id_) else None
 
     def image(self, image_id_: str) -> ImageRow:
         return self.images.get(image_id_)

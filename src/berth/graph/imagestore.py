@@ -92,6 +92,9 @@ class ImageStore:
         copy: dict[str, Any] = json.loads(json.dumps(cached))
         return copy
 
+    def config_loaded(self, image_id: str) -> bool:
+        return image_id in self._configs
+
     def config_bytes(self, image_id: str) -> bytes:
         return self._content.get(self.get(image_id).config_digest)
 

@@ -127,6 +127,10 @@ class GraphDB:
     def __init__(self, db_path: Path) -> None:
         db_path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        # counts the writes to the names' tables (images, image_tags, image_digests): a name
+        # resolved at one count still resolves the same while it has not moved
+        # (Graph.resolve_cached); this process is the tables' only writer
+        self.names_generation = 0
         try:
             self._conn = sqlite3.connect(
                 str(db_path), isolation_level=None, check_same_thread=False, timeout=30.0
@@ -168,6 +172,7 @@ class GraphDB:
             except BaseException:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
+                self.names_generation += 1  # what was read inside it may be gone again
                 raise
 
     def _all(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple]:  # type: ignore[type-arg]
@@ -181,6 +186,8 @@ class GraphDB:
 
     def _run(self, sql: str, args: tuple[object, ...] = ()) -> int:
         with self._lock:
+            if "image" in sql:  # images, image_tags, image_digests (not layers, rw_layers, blobs)
+                self.names_generation += 1
             return self._conn.execute(sql, args).rowcount
 
     # layers
