@@ -45,6 +45,7 @@ def run_init(
     barrier_fd: int,
     namespaces_done: bool = False,
     born_in_v2: bool = False,
+    until_ready: int = -1,
 ) -> NoReturn:
     """Container init: the spec, step by step, then the barrier, then execve.
 
@@ -52,7 +53,8 @@ def run_init(
     cgroup and the namespaces given by path, set the limits and made the user and PID
     namespaces; init unshares only the rest, inside its user namespace (so they are its own).
     ``born_in_v2``: forked into the cgroup's cgroup2 directory (CLONE_INTO_CGROUP), which it
-    then need not join."""
+    then need not join. ``until_ready``: a descriptor held until READY is written, then closed
+    (:func:`berth.libcontainer.process.create_shared`'s ``in_place``)."""
     try:
         mark("i:begin")  # berth.steptrace: a profile's timestamps (nothing when off)
         # Non-dumpable until execve (which resets it), as runc's init and every exec's launcher:
@@ -64,7 +66,7 @@ def run_init(
         # The container's umask is Docker's 0022 whatever the caller's (a daemon may use 077).
         os.umask(0o022)
         trees = tuple(m.tree for m in spec.mounts if m.tree >= 0)  # id-mapped binds stage A made
-        stdio_.setup(stdio, keep=(report_fd, barrier_fd, stdio.console_socket, *steptrace_fds(), *trees))
+        stdio_.setup(stdio, keep=(report_fd, barrier_fd, stdio.console_socket, until_ready, *steptrace_fds(), *trees))
         tty_path = os.ttyname(0) if stdio.tty and not stdio.console else None
         if (spec.create_container_hooks or spec.start_container_hooks) and not spec.hook_state:
             raise ContainerInitError("createContainer/startContainer hooks need the container's state", EXIT_OTHER)
@@ -141,6 +143,8 @@ def run_init(
         die(report_fd, exc)
     # The barrier: tell the parent we are ready, and exec only when it says so.
     os.write(report_fd, READY)
+    if until_ready >= 0:
+        os.close(until_ready)
     if os.read(barrier_fd, 1) == b"":
         os._exit(EXIT_OTHER)  # the parent went away or aborted: do not run the process
     mark("i:go")

@@ -118,7 +118,7 @@ def create_shared(
     spec: dict[str, Any], rootfs_mounts: list[Mount], stdio: Stdio, cgroup: Cgroup | None,
     report: tuple[int, int], barrier_r: int, hook_state: dict[str, Any] | None = None,
     create_hooks: Callable[[int], None] | None = None, forked: Callable[[], None] | None = None,
-    wait_ready: bool = True, in_place: Callable[[int], None] | None = None,
+    wait_ready: bool = True, in_place: Callable[[int], int] | None = None,
 ) -> int:
     """Like :func:`create`, for a caller whose pipes another process also holds: the shim
     makes ``report`` and the barrier, forks a helper that calls this, and keeps the read end of
@@ -135,7 +135,10 @@ def create_shared(
     as pid 1 of a new pid namespace, the one the spec asks for (a new pid namespace, no user
     namespace, no create hooks, not waiting for READY). Once the spec is parsed, its program
     compiled and ``forked`` done, ``in_place(pid)`` is called with its host pid (to tell the
-    caller's caller), then the init runs here: this call does not return."""
+    caller's caller), then the init runs here: this call does not return. What ``in_place``
+    returns is a descriptor the init holds until it has said READY and then closes (-1: none):
+    a standby's twin lets its standby exit then, into the wait for the start, rather than beside
+    the init's own work."""
     pid, report_r = _spawn(spec, rootfs_mounts, stdio, cgroup, barrier_r, report, hook_state=hook_state,
                            create_hooks=create_hooks, forked=forked, wait_ready=wait_ready, in_place=in_place)
     os.close(report_r)
@@ -179,7 +182,7 @@ def _spawn(
     create_hooks: Callable[[int], None] | None = None,
     forked: Callable[[], None] | None = None,
     wait_ready: bool = True,
-    in_place: Callable[[int], None] | None = None,
+    in_place: Callable[[int], int] | None = None,
 ) -> tuple[int, int]:
     """Fork init (which waits on ``barrier_r``; closed here in the parent) and wait until it is
     ready; returns (pid, the report pipe's read end). ``report``: the caller's pipe (its write
@@ -345,19 +348,19 @@ def _spawn_userns(
 def _become_init(
     parsed: specmod.ContainerSpec, program: bytes | None, rootfs_mounts: list[Mount], stdio: Stdio,
     cgroup: Cgroup | None, report_r: int, report_w: int, barrier_r: int, forked: Callable[[], None] | None,
-    in_place: Callable[[int], None],
+    in_place: Callable[[int], int],
 ) -> NoReturn:
     """:func:`_spawn` without the fork (see :func:`create_shared`): the caller is the init."""
     try:
         os.close(report_r)  # the caller's caller holds it
         if forked is not None:
             forked()
-        in_place(int(os.readlink("/proc/self")))  # /proc is still the host's: the host's pid
+        hold = in_place(int(os.readlink("/proc/self")))  # /proc is still the host's: the host's pid
     except BaseException:
         for fd in (report_w, barrier_r):
             os.close(fd)
         raise
-    run_init(parsed, program, rootfs_mounts, stdio, cgroup, report_w, barrier_r)
+    run_init(parsed, program, rootfs_mounts, stdio, cgroup, report_w, barrier_r, until_ready=hold)
 
 
 class _Lines:

@@ -16,6 +16,7 @@ A helper may answer twice: ``{"pid": N}`` when what it made waits at a barrier, 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import select
 import signal
@@ -182,9 +183,11 @@ TOOK, BACK = b"t", b"b"
 
 
 class _TwinEnd:
-    """In a standby's twin: the way back to its standby (one per process)."""
+    """In a standby's twin: the way back to its standby (one per process); ``after``: once the
+    twin took its work, what its standby waits on to exit (:func:`twin_hold`)."""
 
     sock: socket.socket | None = None
+    after: socket.socket | None = None
 
 
 _twin = _TwinEnd()
@@ -218,7 +221,13 @@ def _split(twin: Twin, theirs: socket.socket, body: Callable[[dict[str, Any], by
         work = _receive(back)
         if work is not None:
             body(work[0], work[1], work[2], res_w, go_r)
-    elif word != TOOK:
+    elif word == TOOK:
+        # The twin goes on as the container's init; this process exits once the init said READY
+        # (:func:`twin_hold`), into the wait for the start (the shim waits for it before the
+        # start): an exit now, a process torn down and the shim woken, ran beside the init's
+        # own setting up on the two CPUs.
+        _wait_for_eof(back)
+    else:
         while True:  # dismissed (or dead): it leaves nothing behind, and neither do we
             try:
                 os.waitpid(pid, 0)
@@ -229,6 +238,17 @@ def _split(twin: Twin, theirs: socket.socket, body: Callable[[dict[str, Any], by
                 break
     back.close()
     return True
+
+
+def _wait_for_eof(sock: socket.socket) -> None:
+    while True:
+        try:
+            if not sock.recv(64):
+                return
+        except InterruptedError:
+            continue
+        except OSError:
+            return
 
 
 def twin_of_standby() -> bool:
@@ -244,9 +264,25 @@ def twin_took() -> None:
         try:
             sock.sendall(TOOK)
         except OSError:
-            pass  # the standby was killed: nobody to tell (the work goes on)
-        finally:
-            sock.close()
+            sock.close()  # the standby was killed: nobody to tell (the work goes on)
+        else:
+            _twin.after = sock  # its standby waits for it to close (twin_hold)
+
+
+def twin_hold() -> int:
+    """In a standby's twin that took its work and is about to become the container's init: the
+    descriptor its standby waits on (the init closes it once it said READY: the standby then
+    exits), -1 where there is none; the caller's from now on (close-on-exec, above 2)."""
+    sock, _twin.after = _twin.after, None
+    if sock is None:
+        return -1
+    fd = sock.detach()
+    if fd > 2:
+        return fd
+    try:
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)  # clear of the stdio the init puts on 0-2
+    finally:
+        os.close(fd)
 
 
 def twin_hands_back(msg: dict[str, Any], data: bytes, fds: list[int]) -> None:

@@ -53,6 +53,7 @@ from berth.shim.helper import (
     Twin,
     answer,
     twin_hands_back,
+    twin_hold,
     twin_of_standby,
     twin_took,
 )
@@ -87,6 +88,7 @@ class NativeRuntime:
         self.pid = 0
         self.pidfd = -1  # names the init for exec helpers, even once its pid is recycled
         self._poststart = self._poststop = False  # the spec has such hooks (the create helper says)
+        self._apart = False  # the create helper was never in the container's cgroup (a twin's standby)
 
     def create(self, stdio: Stdio) -> Op:
         req, body = self._req, self._body
@@ -133,6 +135,7 @@ class NativeRuntime:
         self.pidfd = os.pidfd_open(self.pid)
         later = result.value if isinstance(result.value, dict) else {}
         self._poststart, self._poststop = bool(later.get("poststart")), bool(later.get("poststop"))
+        self._apart = bool(later.get("apart"))
 
     def _drop_init_pipes(self) -> None:
         for fd in (self._report, self._barrier):
@@ -147,9 +150,11 @@ class NativeRuntime:
         # The create helper answered and exited meanwhile (its exit overlapped the daemon's
         # round trip): reap it if the SIGCHLD handling has not. It may have been in the
         # container's cgroup (the init is born there) and must be gone before the process
-        # runs: `docker top` and the pids count see the container's processes only.
+        # runs: `docker top` and the pids count see the container's processes only. A standby
+        # whose twin became the init never was (the twin made and joined the cgroup): it exits
+        # once the init said READY, and the SIGCHLD handling reaps it.
         creator, self._helper = self._helper, 0
-        if creator:
+        if creator and not self._apart:
             try:
                 os.waitpid(creator, 0)
             except ChildProcessError:
@@ -310,9 +315,13 @@ def helper_create(req: dict[str, Any], body: bytes, stdio: Stdio, report: tuple[
         if direct:
             later["direct"] = True  # init is forked, its READY is still to come (CreateOp)
 
-        def told(pid: int) -> None:  # in place: the answer before this process becomes the init
-            answer(res_w, {"pid": pid, "result": later})
+        def told(pid: int) -> int:  # in place: the answer before this process becomes the init
+            hold = twin_hold()
+            # the helper the shim knows is the standby, which the twin (now the init) leaves
+            # outside the container's cgroup: the start need not wait for its exit
+            answer(res_w, {"pid": pid, "result": {**later, "apart": True} if hold >= 0 else later})
             mark("h:ready")
+            return hold  # the init closes it at READY: its standby exits then
 
         pid = create_shared(spec, mounts, stdio, None if inside else cgroup, report, barrier_r, in_container,
                             create_hooks if hooks_at_create else None, forked=save, wait_ready=not direct,
