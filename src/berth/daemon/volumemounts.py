@@ -83,7 +83,10 @@ def _unmount_volume(d: Daemon, name: str) -> None:
 
 
 async def acquire(d: Daemon, c: Container) -> None:
-    """Mount the option volumes ``c`` uses that no running container holds yet."""
+    """Mount the option volumes ``c`` uses that no running container holds yet. (A container
+    without named volumes has nothing to look up: no hop to a worker thread on its start's way.)"""
+    if not _uses_named_volumes(c):
+        return
     for name, options in await asyncio.to_thread(_mounted_volumes, d, c):
         async with d.volume_locks.setdefault(name, asyncio.Lock()):
             users = d.volume_users.setdefault(name, set())
