@@ -426,9 +426,9 @@ async def _settle_locked(d: Daemon, c: Container, status: ExitStatus, store: boo
     mark("d:exit-recorded")
     crash_point("exit.after-record")
     # the network is released beside the monitor's teardown (neither waits for the other);
-    # without the teardown (a --rm container, removed next), its stored lease and namespace
-    # file go in the background
-    released = asyncio.ensure_future(_release_network(d, c, later=not teardown))
+    # without the teardown (a --rm container, removed next), below, with no task (nothing to
+    # overlap), its stored lease and namespace file in the background
+    released = asyncio.ensure_future(_release_network(d, c)) if teardown else None
     if teardown:
         await _teardown(d, c)
     mark("d:exit-cleanup")
@@ -446,7 +446,7 @@ async def _settle_locked(d: Daemon, c: Container, status: ExitStatus, store: boo
     crash_point("exit.after-save")
     # The network goes before anyone waiting for the stop hears of it (a stopped container has
     # no address, ports or namespace); releasing is cheap: the kernel deletes the veth later.
-    await released
+    await (released if released is not None else _release_network(d, c, later=True))
     mark("d:exit-released")
     await volumemounts.release(d, c)
     lc.session.finish_run()
