@@ -324,8 +324,8 @@ async def remove_container(d: Daemon, c: Container, force: bool, remove_volumes:
 
     ``files_after`` (a ``--rm`` container's own removal at its exit, which ``docker run --rm``
     waits for): the container leaves the API at once (its name is free, ``wait`` answers); its
-    record, then the monitor's leftovers, the layer and the files are deleted after, in the
-    background, the container's directory last. A daemon killed before the record is deleted
+    record, then the layer beside the monitor's leftovers, then the files are deleted after, in
+    the background, the container's directory last. A daemon killed before the record is deleted
     finds a ``--rm`` container "running" without a monitor at start-up and removes it (as for a
     kill before its exit settled); killed after, a directory without a record, whose leftovers
     it deletes (as for a create cut short). A create or rename that takes the name waits for
@@ -417,9 +417,17 @@ async def _remove_files(d: Daemon, c: Container, record: asyncio.Future[None]) -
         log.error("remove container %s from the store: %s", c.id[:12], exc)
     mark("d:rm-record")
     crash_point("remove.after-record")
-    await d.driver.cleanup(c.id)
+    # the layer goes while the monitor finishes its own teardown (which the cleanup waits for:
+    # the rootfs was mounted in the init's mount namespace only, and the monitor lets go of that
+    # as soon as it reported the exit); the container's directory goes last, after both (a
+    # daemon killed before finds it at start-up, and with it what is left)
+    cleanup = asyncio.ensure_future(d.driver.cleanup(c.id))
+    try:
+        await asyncio.to_thread(_remove_layer, d, c)
+    finally:
+        await cleanup
     mark("d:rm-cleanup")
-    await asyncio.to_thread(_remove_layer_and_files, d, c)
+    await asyncio.to_thread(_remove_dir, c)
     if not d.reserve.held():
         await asyncio.to_thread(d.reserve.take)  # back once the removals made room
 
@@ -428,14 +436,18 @@ def _remove_stored(d: Daemon, c: Container) -> None:
     """In one worker thread (each hop costs the loop a wake-up): the layer's files, then its
     record, then the container's files, then its record. Each step can be done again (a retry
     on a full disk, a removal finished at start-up)."""
-    _remove_layer_and_files(d, c)
+    _remove_layer(d, c)
+    _remove_dir(c)
     d.store.delete(c.id)
 
 
-def _remove_layer_and_files(d: Daemon, c: Container) -> None:
+def _remove_layer(d: Daemon, c: Container) -> None:
     d.graph.remove_rw(c.id)
     mark("d:rm-layer")
     crash_point("remove.after-layer")
+
+
+def _remove_dir(c: Container) -> None:
     remove_tree(c.dir)  # never through a mount (one propagated into the data root)
     mark("d:rm-files")
     crash_point("remove.after-files")
