@@ -143,7 +143,9 @@ def test_none_mode_namespaces_made_ahead_are_each_containers_own_and_go_at_stop(
     berthd_factory, busybox_tar: Path  # type: ignore[no-untyped-def]
 ) -> None:
     """A --network none start may join a namespace made ahead (berth.drivers.network.driver:
-    the spare): each container still has its own, with only lo up, and none is left behind."""
+    the spares): each container still has its own, with only lo up, and none is left behind."""
+    from berth.drivers.network.driver import NetworkDriver
+
     d = berthd_factory()
     d.import_image(busybox_tar)
     keys, ids = [], []
@@ -152,14 +154,14 @@ def test_none_mode_namespaces_made_ahead_are_each_containers_own_and_go_at_stop(
         keys.append(ok(d.docker("inspect", "-f", "{{.NetworkSettings.SandboxKey}}", name)).stdout.strip())
         r = ok(d.docker("exec", name, "ip", "-o", "link"))
         assert [line.split(":")[1].strip() for line in r.stdout.splitlines()] == ["lo"] and "UP" in r.stdout
-        # the containers' namespaces and one made ahead for the next start
-        harness.eventually(lambda n=i + 2: len(netns_files(d)) == n, 10)
+        # the containers' namespaces and those made ahead for the next starts
+        harness.eventually(lambda n=i + 1 + NetworkDriver.SPARES: len(netns_files(d)) == n, 10)
     assert all(Path(k).parent == d.exec_root / "netns" for k in keys)
     # the first start made its own; the later ones joined one made ahead (a name of its own)
     assert Path(keys[0]).name == ids[0][:12] and all(Path(k).name != c[:12] for k, c in zip(keys[1:], ids[1:], strict=True))
     assert len({os.stat(k).st_ino for k in keys}) == 3, "every container has a namespace of its own"
     ok(d.docker("rm", "-f", "n1", "n2", "n3"))
-    assert len(netns_files(d)) <= 1, "at most the namespace made ahead for the next start"
+    assert len(netns_files(d)) <= NetworkDriver.SPARES, "at most the namespaces made ahead for the next starts"
     assert d.stop() in (0, None)
     assert netns_files(d) == []
 
