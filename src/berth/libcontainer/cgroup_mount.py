@@ -28,6 +28,10 @@ from berth.libcontainer.mountopts import parse_mount_options
 from berth.libcontainer.mounts import kept_flags, mount, mount_one, remount_readonly
 from berth.libcontainer.spec import Mount
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 _NOT_CONTROLLERS = {
     "rw",
     "ro",
@@ -82,6 +86,8 @@ def _read(path: str) -> str:
 
 
 def mount_cgroups(m: Mount, dest: str, new_cgroupns: bool, seen: CgroupView, in_userns: bool = False) -> None:
+    if _attach_ahead(m, dest, new_cgroupns, seen, in_userns):
+        return
     opts = parse_mount_options(m.options)
     readonly = bool(opts.flags & kernel.MS_RDONLY)
     flags = opts.flags & ~kernel.MS_RDONLY
@@ -127,6 +133,173 @@ def mount_cgroups(m: Mount, dest: str, new_cgroupns: bool, seen: CgroupView, in_
     # deliberate, stricter difference: nothing in a container needs to write there)
     if readonly:
         remount_readonly(dest)
+
+
+def _binds(seen: CgroupView) -> list[tuple[str, str]] | None:
+    """(name under the mount, host directory bound there) per v1 hierarchy, in the order
+    :func:`mount_cgroups` binds them without a cgroup namespace; None on a pure v2 host."""
+    mine, hierarchies = seen
+    if not any(h[2] == "cgroup" for h in hierarchies):
+        return None
+    out = []
+    for root, mountpoint, fstype, controllers in hierarchies:
+        if os.path.dirname(mountpoint) != "/sys/fs/cgroup" or fstype == "cgroup2":
+            continue
+        path = mine.get(controllers)
+        if path is not None:
+            out.append((os.path.basename(mountpoint), _inside((root, mountpoint), path)))
+    return out
+
+
+# The mount made ahead (make_ahead), in the process that will become (or fork) the init.
+_ATTRS = ((kernel.MS_RDONLY, 0x1), (kernel.MS_NOSUID, 0x2), (kernel.MS_NODEV, 0x4), (kernel.MS_NOEXEC, 0x8),
+          (kernel.MS_NODIRATIME, 0x80))
+_ATIME, _NOATIME = 0x70, 0x10
+
+
+class _Ahead:
+    tree = -1  # the detached tmpfs with the binds in it
+    options: tuple[str, ...] = ()  # the cgroup mount's options it was made for
+    binds: list[tuple[str, tuple[int, int]]] = []  # (name, the bound directory's st_dev and st_ino)
+    seal = 0  # the tmpfs's attributes once attached (read-only), 0: left writable
+    used = -1  # the tree once copied (or found unfit): ahead_handoff's
+
+
+_ahead = _Ahead()
+
+
+def ahead_fds() -> tuple[int, ...]:
+    """The descriptor of a mount :func:`make_ahead` made (for an init that closes all others)."""
+    return (_ahead.tree,) if _ahead.tree >= 0 else ()
+
+
+def ahead_handoff() -> int:
+    """The tree :func:`mount_cgroups` is done with (its copy is the container's), -1 for none: the
+    caller's to close, or to hand to a process whose own close it may be -- a detached tree's
+    last close unmounts it and waits out an RCU grace period (0.5 ms and more on a busy host)."""
+    used, _ahead.used = _ahead.used, -1
+    if used < 0 and _ahead.tree >= 0:  # never reached the cgroup mount
+        used, _ahead.tree = _ahead.tree, -1
+    return used
+
+
+def make_ahead(options: tuple[str, ...], came: Callable[[], bool] | None = None) -> bool:
+    """In a process that is to become a container's init, before its work comes (a standby's twin,
+    in its cgroup placeholder): the cgroup mount :func:`mount_cgroups` would make for a mount
+    with ``options`` and no cgroup namespace -- the tmpfs, each v1 hierarchy's directory of ours
+    bound in it with the mount's flags, the symlinks of a combined hierarchy -- made now, detached
+    (fsmount, open_tree clones moved onto it, mount_setattr), so that the init attaches it in one
+    call. :func:`mount_cgroups` uses it only for a mount with these options whose directories are
+    these (the placeholder's, renamed to the container's: the same inodes), else drops it.
+    False where it cannot be made (v2, flags it does not know, an older kernel) or ``came()``
+    says, between two binds, that the work has come (then it is not in the work's way)."""
+    drop_ahead()
+    opts = parse_mount_options(options)
+    if opts.propagation or opts.rec_set or opts.rec_clear or opts.copyup or opts.data:
+        return False
+    readonly = bool(opts.flags & kernel.MS_RDONLY)
+    flags = opts.flags & ~kernel.MS_RDONLY
+    if flags & ~(kernel.MS_NOSUID | kernel.MS_NODEV | kernel.MS_NOEXEC):
+        return False
+    try:
+        binds = _binds(view())
+        if not binds:
+            return False
+        ctx = kernel.fsopen("tmpfs")
+        try:
+            kernel.fsconfig(ctx, kernel.FSCONFIG_SET_STRING, "source", "tmpfs")
+            kernel.fsconfig(ctx, kernel.FSCONFIG_SET_STRING, "mode", "755")
+            kernel.fsconfig(ctx, kernel.FSCONFIG_CMD_CREATE, None)
+            tree = kernel.fsmount(ctx, _attrs(flags))
+        finally:
+            os.close(ctx)
+    except OSError:
+        return False
+    made = []
+    try:
+        for name, source in binds:
+            if came is not None and came():
+                raise InterruptedError  # the work is there: the usual way, at once
+            os.mkdir(name, dir_fd=tree)
+            os.chmod(name, 0o755, dir_fd=tree)  # as made in the init, under its umask 022
+            clone = kernel.open_tree(kernel.AT_FDCWD, source,
+                                     kernel.OPEN_TREE_CLONE | kernel.OPEN_TREE_CLOEXEC | kernel.AT_RECURSIVE)
+            try:
+                # the bind's remount: the mount's flags, ro, and those the host's mount has
+                # (its atime rule included: a bind remount without one makes it relatime)
+                kept = kept_flags(source)
+                want = flags | kept | (kernel.MS_RDONLY if readonly else 0)
+                attrs = _attrs(want) | (_NOATIME if kept & kernel.MS_NOATIME else 0)
+                kernel.mount_setattr_fd(clone, attrs, attr_clr=_ATIME)
+                kernel.move_mount(clone, "", tree, name, kernel.MOVE_MOUNT_F_EMPTY_PATH)
+            finally:
+                os.close(clone)
+            st = os.stat(source)
+            made.append((name, (st.st_dev, st.st_ino)))
+            if "," in name:
+                for part in name.split(","):
+                    try:
+                        os.symlink(name, part, dir_fd=tree)
+                    except FileExistsError:
+                        pass
+    except OSError:
+        os.close(tree)
+        return False
+    # (the tmpfs itself is made read-only when attached, after its times are set)
+    _ahead.tree, _ahead.options, _ahead.binds = tree, tuple(options), made
+    _ahead.seal = _attrs(flags | kernel.MS_RDONLY) if readonly else 0
+    return True
+
+
+def drop_ahead() -> None:
+    if _ahead.tree >= 0:
+        os.close(_ahead.tree)
+    _ahead.tree, _ahead.binds = -1, []
+
+
+def _attrs(flags: int) -> int:
+    return sum(attr for ms, attr in _ATTRS if flags & ms)
+
+
+def _attach_ahead(m: Mount, dest: str, new_cgroupns: bool, seen: CgroupView, in_userns: bool) -> bool:
+    """The mount made ahead attached at ``dest`` when it is what the usual way would make now:
+    the same options, no cgroup namespace, the same hierarchies and the same directories."""
+    tree, _ahead.tree = _ahead.tree, -1
+    if tree < 0:
+        return False
+    try:
+        if new_cgroupns or in_userns or tuple(m.options) != _ahead.options:
+            return False
+        binds = _binds(seen)
+        if binds is None or [b[0] for b in binds] != [b[0] for b in _ahead.binds]:
+            return False
+        for (_, source), (_, made) in zip(binds, _ahead.binds, strict=True):
+            st = os.stat(source)
+            if (st.st_dev, st.st_ino) != made:
+                return False
+        os.makedirs(dest, exist_ok=True)
+        # its times are the start's, as a tmpfs made now would have them (/sys/fs/cgroup's own:
+        # the directories in it are under the binds)
+        os.utime(f"/proc/self/fd/{tree}")
+        # a copy of it, made now: its mounts get their ids now, after those made before them
+        # in the init (mountinfo lists a namespace's mounts by id: the tree made ahead would
+        # come first, before its own parent)
+        copy = kernel.open_tree(tree, "", kernel.OPEN_TREE_CLONE | kernel.OPEN_TREE_CLOEXEC | kernel.AT_RECURSIVE
+                                | kernel.AT_EMPTY_PATH)
+        try:
+            if _ahead.seal:
+                kernel.mount_setattr_fd(copy, _ahead.seal, attr_clr=_ATIME)
+            kernel.move_mount(copy, "", kernel.AT_FDCWD, dest, kernel.MOVE_MOUNT_F_EMPTY_PATH | kernel.MOVE_MOUNT_T_SYMLINKS)
+        finally:
+            os.close(copy)
+        return True
+    except OSError:
+        return False  # the usual way then says what is wrong
+    finally:
+        _ahead.binds = []
+        # closing it dissolves its mounts, with an RCU grace period: a process that will go on
+        # without it (the standby at READY: ahead_handoff) closes it instead, off the path
+        _ahead.used = tree
 
 
 def _inside(hierarchy: tuple[str, str], path: str) -> str:

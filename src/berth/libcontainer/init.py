@@ -66,7 +66,8 @@ def run_init(
         # The container's umask is Docker's 0022 whatever the caller's (a daemon may use 077).
         os.umask(0o022)
         trees = tuple(m.tree for m in spec.mounts if m.tree >= 0)  # id-mapped binds stage A made
-        stdio_.setup(stdio, keep=(report_fd, barrier_fd, stdio.console_socket, until_ready, *steptrace_fds(), *trees))
+        stdio_.setup(stdio, keep=(report_fd, barrier_fd, stdio.console_socket, until_ready, *steptrace_fds(), *trees,
+                                  *cgroup_mount.ahead_fds()))
         tty_path = os.ttyname(0) if stdio.tty and not stdio.console else None
         if (spec.create_container_hooks or spec.start_container_hooks) and not spec.hook_state:
             raise ContainerInitError("createContainer/startContainer hooks need the container's state", EXIT_OTHER)
@@ -143,8 +144,7 @@ def run_init(
         die(report_fd, exc)
     # The barrier: tell the parent we are ready, and exec only when it says so.
     os.write(report_fd, READY)
-    if until_ready >= 0:
-        os.close(until_ready)
+    _let_go(until_ready)
     if os.read(barrier_fd, 1) == b"":
         os._exit(EXIT_OTHER)  # the parent went away or aborted: do not run the process
     mark("i:go")
@@ -163,6 +163,27 @@ def run_init(
 
 
 # ---- steps ------------------------------------------------------------------------------------
+
+
+def _let_go(until_ready: int) -> None:
+    """READY is written: ``until_ready`` closed (a standby's twin: its standby exits now), and
+    with it the cgroup mount made ahead, if any, handed to that standby: its close (an unmount
+    and an RCU grace period) is then the standby's, in the wait for the start."""
+    used = cgroup_mount.ahead_handoff()
+    if until_ready < 0:
+        if used >= 0:
+            os.close(used)
+        return
+    try:
+        if used >= 0:
+            _socket.socket(fileno=os.dup(until_ready)).sendmsg(
+                [b"t"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, used.to_bytes(4, sys.byteorder))])
+    except OSError:
+        pass  # the standby is gone: closed here then
+    finally:
+        if used >= 0:
+            os.close(used)
+        os.close(until_ready)
 
 
 def join_namespaces(spec: ContainerSpec, with_pid: bool = False) -> None:

@@ -77,6 +77,8 @@ AT_RECURSIVE = 0x8000
 FSOPEN_CLOEXEC = 0x1
 FSCONFIG_SET_FLAG = 0
 FSCONFIG_SET_STRING = 1
+FSCONFIG_CMD_CREATE = 6
+FSMOUNT_CLOEXEC = 0x1
 
 MNT_DETACH = 2
 UMOUNT_NOFOLLOW = 8
@@ -116,6 +118,7 @@ _SYS_CAPSET = {"x86_64": 126, "aarch64": 91}.get(_MACHINE, -1)
 # the new mount API shares one numbering on every architecture
 _SYS_FSOPEN = 430
 _SYS_FSCONFIG = 431
+_SYS_FSMOUNT = 432
 _SYS_MOUNT_SETATTR = 442
 _SYS_OPENAT2 = 437
 _SYS_OPEN_TREE = 428
@@ -302,10 +305,10 @@ def mount_setattr(path: str, attr_set: int, attr_clr: int, recursive: bool = Tru
     )
 
 
-def mount_setattr_fd(fd: int, attr_set: int, userns_fd: int = 0, recursive: bool = False) -> None:
+def mount_setattr_fd(fd: int, attr_set: int, userns_fd: int = 0, recursive: bool = False, attr_clr: int = 0) -> None:
     """mount_setattr(2) on the (detached) mount ``fd`` refers to; ``userns_fd`` for
     ``MOUNT_ATTR_IDMAP`` (the maps of that user namespace become the mount's)."""
-    attr = _MountAttr(attr_set, 0, 0, userns_fd)
+    attr = _MountAttr(attr_set, attr_clr, 0, userns_fd)
     flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
     _check(_syscall(_SYS_MOUNT_SETATTR, fd, b"", flags, cabi.byref(attr), cabi.sizeof(attr)))
 
@@ -315,8 +318,15 @@ def fsopen(fstype: str) -> int:
     return _check(_syscall(_SYS_FSOPEN, _b(fstype), FSOPEN_CLOEXEC))
 
 
-def fsconfig(fd: int, cmd: int, key: str, value: str | None = None) -> None:
+def fsconfig(fd: int, cmd: int, key: str | None, value: str | None = None) -> None:
     _check(_syscall(_SYS_FSCONFIG, fd, cmd, _b(key), _b(value), 0))
+
+
+def fsmount(fd: int, attr_flags: int = 0) -> int:
+    """fsmount(2) (Linux 5.2): a detached mount (close-on-exec) of the superblock that
+    ``FSCONFIG_CMD_CREATE`` made in context ``fd``, attachable with :func:`move_mount` (and,
+    since Linux 6.15, a place other detached mounts can be moved onto)."""
+    return _check(_syscall(_SYS_FSMOUNT, fd, FSMOUNT_CLOEXEC, attr_flags))
 
 
 class _OpenHow(cabi.Structure):

@@ -36,9 +36,19 @@ from berth.errors import SystemFailure
 
 # hookrun, idmapped, setns, userns: what process loads only when used (berth-runtime's commands need not
 # pay for them), loaded here before the fork server freezes its heap, so every shim shares them
-from berth.libcontainer import ContainerInitError, Mount, Stdio, hookrun, idmapped, setns, userns  # noqa: F401
+from berth.libcontainer import (  # noqa: F401
+    ContainerInitError,
+    Mount,
+    Stdio,
+    cgroup_mount,
+    hookrun,
+    idmapped,
+    setns,
+    userns,
+)
 from berth.libcontainer.cgroups import Cgroup, is_unified, open_cgroup, resources_from_oci
 from berth.libcontainer.cgroups.placeholder import Placeholder, remove_left
+from berth.libcontainer.defaultmounts import default_mounts
 from berth.libcontainer.failure import READY, init_failure
 from berth.libcontainer.process import _compile_seccomp as compile_seccomp
 from berth.libcontainer.process import _fork_in_pidns as fork_in_pidns
@@ -501,9 +511,25 @@ def standby_ahead(cgroup_parent: str, sample: str = "") -> Ahead:
         if came():
             return None  # the work is there: the placeholder (1-2 ms of cgroup work) would delay it
         _ahead.spot = Placeholder.make(cgroup_parent, pid=_ahead.owner) if cgroup_parent else None
-        return _ahead.spot.discard if _ahead.spot is not None else None
+        if _ahead.spot is None:
+            return None
+        # the container's /sys/fs/cgroup too, of the placeholder's directories (used only if
+        # the container's are those, renamed, and its mount asks what docker run's asks)
+        if not came():
+            cgroup_mount.make_ahead(_DOCKER_CGROUP_OPTIONS, came)
+        return _undo_ahead
 
     return ahead
+
+
+def _undo_ahead() -> None:
+    cgroup_mount.drop_ahead()
+    if _ahead.spot is not None:
+        _ahead.spot.discard()
+
+
+# the cgroup mount's options in docker run's spec (berth.libcontainer.defaultmounts)
+_DOCKER_CGROUP_OPTIONS = tuple(next(m["options"] for m in default_mounts() if m["type"] == "cgroup"))
 
 
 def rehearse(sample: str) -> None:
