@@ -17,6 +17,7 @@ from berth.libcontainer import cabi
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import socket
     from typing import Any
 
 CLONE_NEWNS = 0x00020000
@@ -407,3 +408,15 @@ def handle_mount_id(fd: int) -> int:
         if err != errno.EOVERFLOW:
             raise OSError(err, os.strerror(err))
     return int(mount_id.value)
+
+
+def wait_for_eof(sock: socket.socket) -> None:
+    """Block until the peer closes ``sock`` (or it fails): how a helper waits to be dismissed."""
+    while True:
+        try:
+            if not sock.recv(64):
+                return
+        except InterruptedError:
+            continue
+        except OSError:
+            return

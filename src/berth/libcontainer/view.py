@@ -56,14 +56,7 @@ def main(sock: socket.socket) -> None:
         sock.send(json.dumps({"message": _text(exc)}).encode())
         return
     sock.send(json.dumps({"pid": os.getpid()}).encode())
-    while True:  # until the daemon closes its end (or dies)
-        try:
-            if not sock.recv(64):
-                return
-        except InterruptedError:
-            continue
-        except OSError:
-            return
+    kernel.wait_for_eof(sock)  # until the daemon closes its end (or dies)
 
 
 def _text(exc: BaseException) -> str:

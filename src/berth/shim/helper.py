@@ -25,6 +25,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from berth.libcontainer import kernel
 from berth.shim import protocol as P
 from berth.shim.runtime import Result
 
@@ -226,7 +227,7 @@ def _split(twin: Twin, theirs: socket.socket, body: Callable[[dict[str, Any], by
         # (:func:`twin_hold`), into the wait for the start (the shim waits for it before the
         # start): an exit now, a process torn down and the shim woken, ran beside the init's
         # own setting up on the two CPUs.
-        _wait_for_eof(back)
+        kernel.wait_for_eof(back)
     else:
         while True:  # dismissed (or dead): it leaves nothing behind, and neither do we
             try:
@@ -238,17 +239,6 @@ def _split(twin: Twin, theirs: socket.socket, body: Callable[[dict[str, Any], by
                 break
     back.close()
     return True
-
-
-def _wait_for_eof(sock: socket.socket) -> None:
-    while True:
-        try:
-            if not sock.recv(64):
-                return
-        except InterruptedError:
-            continue
-        except OSError:
-            return
 
 
 def twin_of_standby() -> bool:
