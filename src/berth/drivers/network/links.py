@@ -15,9 +15,7 @@ import os
 import socket
 from pathlib import Path
 
-from pyroute2 import AsyncIPRoute  # type: ignore[import-untyped]
-from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
-
+from berth.drivers.network.netlink import AsyncIPRoute, NetlinkError
 from berth.errors import Conflict, SystemFailure
 
 log = logging.getLogger(__name__)
