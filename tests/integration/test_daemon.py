@@ -203,6 +203,47 @@ def test_attach_and_exec_over_tls(berthd_factory, busybox_tar, tmp_path) -> None
     assert r.returncode != 0, "a client without a certificate must be refused"
 
 
+def _fork_server_nice(daemon_pid: int) -> int:
+    """The nice value of the daemon's fork server (its child named berth-forksrv)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        rest = stat[stat.rindex(")") + 2 :].split()  # from field 3 (state) on
+        if comm == "berth-forksrv" and int(rest[1]) == daemon_pid:
+            return int(rest[16])  # field 19: nice
+    raise AssertionError(f"no fork server under berthd {daemon_pid}")
+
+
+def test_the_daemon_serves_while_its_fork_server_boots_and_a_run_waits_for_it(  # type: ignore[no-untyped-def]
+    berthd_factory, busybox_tar
+) -> None:
+    """The fork server's boot (its warm-ups) does not hold the daemon's start-up: GET /version, ps,
+    images and an image load are served while it still boots; it was given its normal priority
+    back once the daemon served; a run during its boot waits for it, then works."""
+    pause = 8.0
+    d = berthd_factory(start=False, env_extra={"BERTH_TEST_FORKSERVER_PAUSE": str(pause)})
+    d.start()  # returns once GET /version answered
+    assert d.pid is not None
+    assert time.monotonic() - d.spawned_at < pause - 3, "the daemon waited for its fork server to serve"
+    assert _fork_server_nice(d.pid) == 0, "the daemon serves: the fork server's warm-ups must not yield any more"
+    for args in (("ps", "-a"), ("images",)):
+        r = d.docker(*args)
+        assert r.returncode == 0, r.stderr
+    d.import_image(busybox_tar)
+    issued = time.monotonic() - d.spawned_at
+    assert issued < pause - 0.5, f"the run came {issued:.1f} s after the spawn: the fork server was ready already"
+    r = d.docker("run", "--rm", "--network", "none", "busybox", "echo", "waited")
+    done = time.monotonic() - d.spawned_at
+    assert (r.returncode, r.stdout) == (0, "waited\n"), r.stderr
+    assert done >= pause, f"the run was done {done:.1f} s after the spawn, before its fork server was ready"
+
+
 def test_ping_answers_while_the_daemon_starts_and_other_requests_wait(berthd_factory) -> None:  # type: ignore[no-untyped-def]
     """berthd answers /_ping as soon as it is spawned (its unix socket is bound before the
     server is imported); a request that needs the daemon waits for the start-up, then works."""

@@ -31,6 +31,10 @@ def test_ready_then_exits_when_the_daemon_closes_its_end() -> None:
     try:
         with open(f"/proc/{proc.pid}/comm") as f:
             assert f.read().strip() == "berth-forksrv"
+        # it warmed up at nice 19 (as root) and set itself back before serving: what it forks
+        # (the monitors) inherits its nice value
+        with open(f"/proc/{proc.pid}/stat") as f:
+            assert int(f.read().rsplit(")", 1)[1].split()[16]) == 0
     finally:
         ctl.close()
         assert proc.wait(timeout=10) == 0

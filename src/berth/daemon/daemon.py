@@ -138,6 +138,7 @@ class Daemon:
 
         await asyncio.to_thread(volumemounts.reconcile, self)
         await at_startup(self)
+        self.driver.hurry()  # the fork server's warm-ups yielded to ours until now
 
     def _prepare(self) -> list[ModuleType]:
         """Start-up's blocking part: the data root, the stores and the graph (their probes and

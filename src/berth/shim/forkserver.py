@@ -241,8 +241,15 @@ def _entry_code() -> list[types.CodeType]:
     return codes
 
 
+WARMUP_NICE = 19  # the fork server's nice value while it warms up, until the daemon asks for it
+
+
 def main() -> None:
     global _cgroup_parent, _sample
+    # The warm-ups (~0.2-0.3 s of CPU) yield to the daemon's own start-up on a busy machine: the
+    # daemon sets us back to 0 once it serves or a create waits for us (NativeDriver.hurry), and
+    # we do before the first fork (what we fork inherits our nice value)
+    niced = _nice(WARMUP_NICE)
     fd = int(sys.argv[1])
     _cgroup_parent = sys.argv[3] if len(sys.argv) > 3 else ""
     _sample = sys.argv[4] if len(sys.argv) > 4 else ""
@@ -269,8 +276,33 @@ def main() -> None:
     fillers.append(fill_small_chunks())  # then malloc's free lists: small Python objects of its own
     fillers.append(fill_pool_holes())
     gc.freeze()
+    _test_pause()
+    if niced:
+        _nice(0)
     serve(control)
     del fillers
+
+
+def _test_pause() -> None:
+    """``BERTH_TEST_FORKSERVER_PAUSE=<seconds>``: ready that much later (tests of what the daemon
+    serves while the fork server boots, and of a create that waits for it)."""
+    seconds = float(os.environ.get("BERTH_TEST_FORKSERVER_PAUSE") or 0)
+    if seconds > 0:
+        import time
+
+        time.sleep(seconds)
+
+
+def _nice(value: int) -> bool:
+    """Set our nice value (root only: an unprivileged process could not set it back)."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, value)
+    except OSError as exc:
+        print(f"berth-forksrv: set nice value {value}: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 if __name__ == "__main__":

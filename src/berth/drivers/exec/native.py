@@ -92,6 +92,17 @@ class NativeDriver:
         self._ready = asyncio.ensure_future(_read_ready(ours))
         self._hand_ahead(0)
 
+    def hurry(self) -> None:
+        """The fork server warms up at a low priority (nice 19) so that it does not slow the
+        daemon's own start-up: give it its normal priority now (the daemon serves, or a create
+        waits for it). It does so itself before its first fork."""
+        if self._proc is None or self._proc.returncode is not None or (self._ready is not None and self._ready.done()):
+            return
+        try:
+            os.setpriority(os.PRIO_PROCESS, self._proc.pid, 0)
+        except OSError as exc:  # gone meanwhile, or not ours to change: it sets itself back anyway
+            log.debug("fork server %d: set nice value 0: %s", self._proc.pid, exc)
+
     async def ready(self) -> None:
         """Wait until the fork server has imported everything; SystemFailure if it never does."""
         if self._ready is None:
@@ -143,6 +154,8 @@ class NativeDriver:
             ctl = self._control
             if ctl is None:
                 raise Unavailable("create container: the fork server is not running (driver not started)")
+            if kind != b"ahead":
+                self.hurry()  # somebody waits for this one
             try:
                 await self.ready()
                 await self._send_fd(ctl, fd, kind)
