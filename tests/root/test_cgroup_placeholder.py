@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from berth.libcontainer.cgroups import Resources, V1Cgroup, is_unified
 from berth.libcontainer.cgroups.placeholder import PREFIX, Placeholder, sweep
 from berth.libcontainer.cgroups.resources import ALLOW_ALL_DEVICES, DEFAULT_DEVICE_RULES
 from berth.libcontainer.record import replace
+from forked import in_child
 
 pytestmark = [
     pytest.mark.root,
@@ -35,26 +36,6 @@ def parent() -> Iterator[str]:
                 if child.is_dir():
                     child.rmdir()
             top.rmdir()
-
-
-def in_child(fn: Callable[[], Any]) -> Any:
-    """``fn()`` in a forked child (which may join cgroups and exits); its JSON result."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.close(r)
-            os.write(w, json.dumps(fn()).encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        out = f.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, out
-    return json.loads(out)
 
 
 def own_cgroups() -> list[str]:
