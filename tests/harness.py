@@ -158,6 +158,22 @@ def mounts_under(root: Path) -> list[str]:
     return sorted(set(found), key=lambda p: (-p.count("/"), p))
 
 
+def no_mounts_under(root: Path, timeout: float = 10.0) -> None:
+    """Wait until nothing is mounted at or below ``root``: a ``--rm`` container's files (its
+    rootfs mount with an OCI runtime) go after its wait is answered (docs/decisions.md), so
+    right after ``docker run --rm`` returns they may still be on their way out."""
+    left: list[str] = []
+
+    def gone() -> bool:
+        left[:] = mounts_under(root)
+        return not left
+
+    try:
+        eventually(gone, timeout=timeout)
+    except AssertionError:
+        raise AssertionError(f"still mounted under {root} after {timeout} s: {left}") from None
+
+
 def unmount_all(points: Iterable[str]) -> list[str]:
     """Lazily unmount each point; return the ones that could not be unmounted."""
     failed = []

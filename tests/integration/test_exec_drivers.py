@@ -180,7 +180,7 @@ def test_signals_stop_kill_and_wait(berthd: harness.Berthd, busybox_image: str) 
     assert got == {"stop": "42", "stop-log": ["got-term"], "kill-usr1": "43", "kill-usr1-log": ["got-usr1"],
                    "kill": "137", "kill-log": [], "stop-t1-ignored": "137", "stop-t1-ignored-log": [],
                    "paused": "paused", "exec-paused": 1, "exec-unpaused": 0, "removed-paused": 1}
-    assert harness.mounts_under(berthd.data_root) == []
+    harness.no_mounts_under(berthd.data_root)
 
 
 @needs_runc
@@ -306,7 +306,7 @@ def test_stdin_cp_restart_and_oom(berthd: harness.Berthd, busybox_image: str, tm
 
     got = both(scenario)
     assert got == {"run-i": "x\ny\n", "cp-out": "hello\n", "cp-in": "in\n", "after-restart": "in\n", "oom": "137 true"}
-    assert harness.mounts_under(berthd.data_root) == []
+    harness.no_mounts_under(berthd.data_root)
 
 
 @needs_runc
@@ -331,7 +331,7 @@ def test_mounts_volumes_and_read_only_root(berthd: harness.Berthd, busybox_image
     assert got["first"][:3] == ["from-host", "tmpfs-ok", "ro-root"]
     assert [line.split()[0] for line in got["first"][3:]] == ["/b", "/t", "/v"] and "/t tmpfs" in got["first"]
     assert got["again"] == "data\n" and got["init"] != "sh"  # the volume kept its data; --init is pid 1
-    assert harness.mounts_under(berthd.data_root) == []
+    harness.no_mounts_under(berthd.data_root)
 
 
 def test_a_runtime_binary_that_is_not_there(berthd_factory, busybox_tar: Path) -> None:  # type: ignore[no-untyped-def]
@@ -340,7 +340,7 @@ def test_a_runtime_binary_that_is_not_there(berthd_factory, busybox_tar: Path) -
     r = d.docker("run", "--rm", "--runtime", "gone", "busybox", "true")
     assert r.returncode == 125 and "/nonexistent/runtime" in r.stderr, r.stderr
     assert ok(d.docker("ps", "-aq")).stdout == ""  # --rm removed it
-    assert harness.mounts_under(d.data_root) == []
+    harness.no_mounts_under(d.data_root)
     info = json.loads(ok(d.docker("info", "--format", "{{json .Runtimes}}")).stdout)
     assert info["gone"] == {"path": "/nonexistent/runtime"}
 

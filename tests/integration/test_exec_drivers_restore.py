@@ -69,7 +69,7 @@ def test_a_container_survives_the_daemon(berthd: harness.Berthd, busybox_image: 
     assert ok(berthd.docker("wait", "keeper")).stdout.strip() == "137"
     assert ok(berthd.docker("inspect", "-f", "{{.State.Status}}", "keeper")).stdout.strip() == "exited"
     ok(berthd.docker("rm", "keeper"))
-    assert harness.mounts_under(berthd.data_root) == []
+    harness.no_mounts_under(berthd.data_root)
     assert _runtime_state(berthd, cid) == []
 
 
@@ -86,14 +86,14 @@ def test_a_killed_monitor_leaves_no_runtime_container(berthd: harness.Berthd, bu
                        .stdout.split() == ["exited", "255"], 10)
     harness.eventually(lambda: harness.pids_in_cgroup(berthd.cgroup_parent) == [], 10)
     harness.eventually(lambda: _runtime_state(berthd, cid) == [], 10)
-    assert harness.mounts_under(berthd.data_root) == []
+    harness.no_mounts_under(berthd.data_root)
     berthd.stop()
     del berthd.env_extra["BERTH_SHIM_CRASH_AT"]
     berthd.start()
     ok(berthd.docker("start", "victim"))
     assert ok(berthd.docker("inspect", "-f", "{{.State.Running}}", "victim")).stdout.strip() == "true"
     ok(berthd.docker("rm", "-f", "victim"))
-    assert harness.mounts_under(berthd.data_root) == []
+    harness.no_mounts_under(berthd.data_root)
 
 
 def test_a_stopped_daemon_leaves_no_cgroup_parent_runc_made(berthd: harness.Berthd, busybox_image: str) -> None:

@@ -47,7 +47,7 @@ def _usable_again(berthd: harness.Berthd, name: str) -> None:
     assert _state(berthd, name)[0] in ("running", "exited")
     assert berthd.docker("rm", "-f", name).returncode == 0
     harness.eventually(lambda: _cgroups_named(cid) == [], 10)
-    assert harness.mounts_under(berthd.data_root) == []
+    harness.no_mounts_under(berthd.data_root)
 
 
 def test_shim_killed_before_start_fails_the_start_and_leaves_nothing(berthd: harness.Berthd,
